@@ -1,0 +1,231 @@
+//! The writer thread: take every waiting command, plan one batch, write it with one fsync, then
+//! answer. Nothing is answered before its batch is durable; if the write fails, every command in
+//! the group fails with a storage error and the offsets it had reserved are given back.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, PoisonError},
+};
+
+use bsfg_proto::AppendResponse;
+use tokio::sync::mpsc;
+
+use super::{Command, InsertOutcome, JournalError, Prepared, Reply, Shared, MAX_GROUP};
+use crate::storage::{Batch, CursorKey, ForwardInsert, IdemRecord, Index, StoreAppend};
+
+pub(super) struct Writer {
+    shared: Arc<Shared>,
+    store_high: u64,
+    forward_high: u64,
+}
+
+/// A group's batch and the answers to send once it is durable.
+#[derive(Default)]
+struct Plan {
+    batch: Batch,
+    appends: Vec<(Reply<AppendResponse>, Result<AppendResponse, JournalError>)>,
+    inserts: Vec<(Reply<InsertOutcome>, InsertOutcome)>,
+    confirms: Vec<(Reply<u64>, Result<u64, JournalError>)>,
+    cursors: HashMap<CursorKey, u64>,
+}
+
+#[derive(Default)]
+struct Group {
+    appends: Vec<(Prepared, Reply<AppendResponse>)>,
+    inserts: Vec<(String, Vec<(u64, Prepared)>, Reply<InsertOutcome>)>,
+    confirms: Vec<(CursorKey, u64, Reply<u64>)>,
+}
+
+impl Writer {
+    pub(super) fn new(shared: Arc<Shared>, store_high: u64, forward_high: u64) -> Self {
+        Self { shared, store_high, forward_high }
+    }
+
+    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut group = Group::default();
+            group.push(first);
+            for _ in 1..MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(command) => group.push(command),
+                    Err(_) => break,
+                }
+            }
+            self.commit(group);
+        }
+    }
+
+    fn commit(&mut self, group: Group) {
+        let (store_before, forward_before) = (self.store_high, self.forward_high);
+        let mut plan = Plan::default();
+        let planned = self.plan(group, &mut plan);
+        plan.batch.store_high = (self.store_high != store_before).then_some(self.store_high);
+        plan.batch.forward_high = (self.forward_high != forward_before).then_some(self.forward_high);
+        let written = planned.and_then(|()| match plan.batch.is_empty() {
+            true => Ok(()),
+            false => self.shared.storage.commit(&plan.batch).map_err(JournalError::from),
+        });
+        match written {
+            Ok(()) => self.publish(plan),
+            Err(error) => {
+                (self.store_high, self.forward_high) = (store_before, forward_before);
+                fail(plan, error);
+            }
+        }
+    }
+
+    fn plan(&mut self, group: Group, plan: &mut Plan) -> Result<(), JournalError> {
+        self.plan_appends(group.appends, plan)?;
+        for (from_zone, facts, reply) in group.inserts {
+            let outcome = self.plan_insert(&from_zone, facts, plan)?;
+            plan.inserts.push((reply, outcome));
+        }
+        for (key, offset, reply) in group.confirms {
+            let result = self.plan_confirm(key, offset, plan);
+            plan.confirms.push((reply, result));
+        }
+        Ok(())
+    }
+
+    fn plan_appends(&mut self, appends: Vec<(Prepared, Reply<AppendResponse>)>, plan: &mut Plan) -> Result<(), JournalError> {
+        let keys: Vec<(&str, &str)> = appends.iter().map(|(p, _)| ("", p.message.envelope.message_id.as_str())).collect();
+        let stored = self.shared.storage.lookup(Index::Store, &keys)?;
+        let mut seen: HashMap<String, IdemRecord> = HashMap::new();
+        let now = bsfg_proto::model::now_unix_ms();
+        for ((prepared, reply), stored) in appends.into_iter().zip(stored) {
+            let id = prepared.message.envelope.message_id.clone();
+            let result = match seen.get(&id).copied().or(stored) {
+                Some(found) if found.digest == prepared.digest => Ok(AppendResponse { offset: found.offset, duplicate: true }),
+                Some(found) => Err(JournalError::AlreadyExists { message_id: id, offset: found.offset }),
+                None => {
+                    self.store_high += 1;
+                    let offset = self.store_high;
+                    seen.insert(id.clone(), IdemRecord { offset, digest: prepared.digest });
+                    plan.batch.store.push(store_append(offset, now, id, prepared));
+                    Ok(AppendResponse { offset, duplicate: false })
+                }
+            };
+            plan.appends.push((reply, result));
+        }
+        Ok(())
+    }
+
+    fn plan_insert(&mut self, from_zone: &str, facts: Vec<(u64, Prepared)>, plan: &mut Plan) -> Result<InsertOutcome, JournalError> {
+        let keys: Vec<(&str, &str)> = facts.iter().map(|(_, p)| (from_zone, p.message.envelope.message_id.as_str())).collect();
+        let stored = self.shared.storage.lookup(Index::Forward, &keys)?;
+        let mut seen: HashMap<String, IdemRecord> = planned_ids(plan, from_zone);
+        let mut outcome = InsertOutcome::default();
+        let now = bsfg_proto::model::now_unix_ms();
+        for ((source_offset, prepared), stored) in facts.into_iter().zip(stored) {
+            let id = prepared.message.envelope.message_id.clone();
+            match seen.get(&id).copied().or(stored) {
+                Some(found) if found.digest == prepared.digest => outcome.duplicates += 1,
+                Some(_) => outcome.conflicts += 1,
+                None => {
+                    self.forward_high += 1;
+                    let offset = self.forward_high;
+                    seen.insert(id.clone(), IdemRecord { offset, digest: prepared.digest });
+                    plan.batch.forward.push(ForwardInsert {
+                        offset,
+                        received_at_unix_ms: now,
+                        source_offset,
+                        from_zone: from_zone.to_owned(),
+                        message_id: id,
+                        digest: prepared.digest,
+                        encoded: prepared.encoded,
+                    });
+                    outcome.inserted += 1;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn plan_confirm(&mut self, key: CursorKey, offset: u64, plan: &mut Plan) -> Result<u64, JournalError> {
+        let high = match key {
+            CursorKey::Peer(_) => self.store_high,
+            CursorKey::Consumer(_) => self.forward_high,
+        };
+        if offset > high {
+            return Err(JournalError::BeyondEnd { offset, high });
+        }
+        let current = match plan.cursors.get(&key) {
+            Some(pending) => *pending,
+            None => self.committed_cursor(&key),
+        };
+        if offset > current {
+            plan.batch.cursors.push((key.clone(), offset));
+            plan.cursors.insert(key, offset);
+            return Ok(offset);
+        }
+        Ok(current)
+    }
+
+    fn committed_cursor(&self, key: &CursorKey) -> u64 {
+        let cursors = self.shared.cursors.lock().unwrap_or_else(PoisonError::into_inner);
+        cursors.get(key).copied().unwrap_or(0)
+    }
+
+    fn publish(&self, plan: Plan) {
+        if !plan.cursors.is_empty() {
+            let mut cursors = self.shared.cursors.lock().unwrap_or_else(PoisonError::into_inner);
+            cursors.extend(plan.cursors);
+        }
+        self.shared.store_high.send_if_modified(|high| std::mem::replace(high, self.store_high) != self.store_high);
+        self.shared.forward_high.send_if_modified(|high| std::mem::replace(high, self.forward_high) != self.forward_high);
+        // A caller that gave up (dropped its receiver) still had its command committed; that is
+        // why every data-path command is safe to retry.
+        for (reply, result) in plan.appends {
+            let _ = reply.send(result);
+        }
+        for (reply, outcome) in plan.inserts {
+            let _ = reply.send(Ok(outcome));
+        }
+        for (reply, result) in plan.confirms {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+impl Group {
+    fn push(&mut self, command: Command) {
+        match command {
+            Command::Append(prepared, reply) => self.appends.push((prepared, reply)),
+            Command::Insert(zone, facts, reply) => self.inserts.push((zone, facts, reply)),
+            Command::Confirm(key, offset, reply) => self.confirms.push((key, offset, reply)),
+        }
+    }
+}
+
+/// Ids from `from_zone` already planned earlier in this group (two pages of one peer in one group).
+fn planned_ids(plan: &Plan, from_zone: &str) -> HashMap<String, IdemRecord> {
+    plan.batch
+        .forward
+        .iter()
+        .filter(|f| f.from_zone == from_zone)
+        .map(|f| (f.message_id.clone(), IdemRecord { offset: f.offset, digest: f.digest }))
+        .collect()
+}
+
+fn store_append(offset: u64, now: u64, message_id: String, prepared: Prepared) -> StoreAppend {
+    StoreAppend {
+        offset,
+        appended_at_unix_ms: now,
+        to_zone: prepared.message.envelope.to_zone,
+        message_id,
+        digest: prepared.digest,
+        encoded: prepared.encoded,
+    }
+}
+
+fn fail(plan: Plan, error: JournalError) {
+    for (reply, _) in plan.appends {
+        let _ = reply.send(Err(error.clone()));
+    }
+    for (reply, _) in plan.inserts {
+        let _ = reply.send(Err(error.clone()));
+    }
+    for (reply, _) in plan.confirms {
+        let _ = reply.send(Err(error.clone()));
+    }
+}

@@ -1,0 +1,172 @@
+//! The journal: the single writer in front of the storage port, with group commit.
+//!
+//! Appends, forward inserts and cursor confirmations from every caller queue on one bounded
+//! channel. A dedicated thread (never an actix arbiter) takes everything waiting, decides
+//! idempotency and assigns offsets in queue order, writes it all as one `Batch` (one fsync), and
+//! only then answers each caller. Being the only writer is what makes offset assignment and
+//! `putIfAbsent` race-free. Watch channels publish the highest committed offsets so fetchers can
+//! long-poll without touching storage.
+
+mod group;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use bsfg_proto::{codec, AppendResponse, ErrorCode, FetchedFact, Message, RpcError};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::storage::{CursorKey, Digest, Storage, StorageError};
+
+/// How many commands one group commit takes at most.
+const MAX_GROUP: usize = 4096;
+/// Queue length in front of the writer; callers wait (backpressure) when it is full.
+const QUEUE: usize = 16 * 1024;
+
+/// Why the journal refused or failed a command.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JournalError {
+    #[error("message_id {message_id:?} already holds other content (offset {offset})")]
+    AlreadyExists { message_id: String, offset: u64 },
+    #[error("cannot confirm offset {offset}: the buffer ends at {high}")]
+    BeyondEnd { offset: u64, high: u64 },
+    #[error("message does not encode: {0}")]
+    Encode(String),
+    #[error("storage fault: {0}")]
+    Storage(String),
+    #[error("the journal has shut down")]
+    Closed,
+}
+
+impl From<JournalError> for RpcError {
+    fn from(error: JournalError) -> Self {
+        let code = match &error {
+            JournalError::AlreadyExists { .. } => ErrorCode::AlreadyExists,
+            JournalError::BeyondEnd { .. } | JournalError::Encode(_) => ErrorCode::InvalidArgument,
+            JournalError::Storage(_) | JournalError::Closed => ErrorCode::Unavailable,
+        };
+        RpcError::new(code, error.to_string())
+    }
+}
+
+impl From<StorageError> for JournalError {
+    fn from(error: StorageError) -> Self {
+        Self::Storage(error.to_string())
+    }
+}
+
+/// A message encoded and hashed on the caller's thread, so the writer only writes.
+#[derive(Debug)]
+pub struct Prepared {
+    pub message: Message,
+    encoded: Vec<u8>,
+    digest: Digest,
+}
+
+impl Prepared {
+    pub fn new(message: Message) -> Result<Self, JournalError> {
+        let encoded = codec::encode_value(&message).map_err(|e| JournalError::Encode(e.to_string()))?;
+        let digest = Sha256::digest(&encoded).into();
+        Ok(Self { message, encoded, digest })
+    }
+}
+
+/// What a forward insert did with a page of facts from one peer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InsertOutcome {
+    pub inserted: usize,
+    pub duplicates: usize,
+    /// Same `(from_zone, message_id)` as a stored fact but other content: skipped and counted.
+    pub conflicts: usize,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
+
+enum Command {
+    Append(Prepared, Reply<AppendResponse>),
+    Insert(String, Vec<(u64, Prepared)>, Reply<InsertOutcome>),
+    Confirm(CursorKey, u64, Reply<u64>),
+}
+
+struct Shared {
+    storage: Arc<dyn Storage>,
+    cursors: Mutex<HashMap<CursorKey, u64>>,
+    store_high: watch::Sender<u64>,
+    forward_high: watch::Sender<u64>,
+}
+
+/// Handle to the journal; cheap to clone. The writer thread stops when the last handle drops.
+#[derive(Clone)]
+pub struct Journal {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Command>,
+}
+
+impl Journal {
+    /// Recovers state from `storage` and starts the writer thread.
+    pub fn start(storage: Arc<dyn Storage>) -> Result<Self, JournalError> {
+        let recovered = storage.recover()?;
+        let shared = Arc::new(Shared {
+            storage,
+            cursors: Mutex::new(recovered.cursors),
+            store_high: watch::Sender::new(recovered.store_high),
+            forward_high: watch::Sender::new(recovered.forward_high),
+        });
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let writer = group::Writer::new(shared.clone(), recovered.store_high, recovered.forward_high);
+        std::thread::Builder::new()
+            .name("bsfg-journal".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| JournalError::Storage(format!("cannot start the journal thread: {e}")))?;
+        Ok(Self { shared, tx })
+    }
+
+    /// Durable idempotent append to the store log; answers after the fsync.
+    pub async fn append(&self, prepared: Prepared) -> Result<AppendResponse, JournalError> {
+        self.call(|reply| Command::Append(prepared, reply)).await
+    }
+
+    /// `putIfAbsent` of a page of facts from `from_zone`, in order; answers after the fsync.
+    pub async fn insert(&self, from_zone: String, facts: Vec<FetchedFact>) -> Result<InsertOutcome, JournalError> {
+        let prepared = facts
+            .into_iter()
+            .map(|f| Ok((f.offset, Prepared::new(f.message)?)))
+            .collect::<Result<Vec<_>, JournalError>>()?;
+        self.call(|reply| Command::Insert(from_zone, prepared, reply)).await
+    }
+
+    /// Durable cursor = max(cursor, offset); returns the cursor after the call.
+    pub async fn confirm(&self, key: CursorKey, offset: u64) -> Result<u64, JournalError> {
+        self.call(|reply| Command::Confirm(key, offset, reply)).await
+    }
+
+    async fn call<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, JournalError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(command(reply)).await.map_err(|_| JournalError::Closed)?;
+        answer.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// The committed cursor (0 when never confirmed).
+    pub fn cursor(&self, key: &CursorKey) -> u64 {
+        let cursors = self.shared.cursors.lock().unwrap_or_else(PoisonError::into_inner);
+        cursors.get(key).copied().unwrap_or(0)
+    }
+
+    /// Highest committed store-log offset, updated after every commit.
+    pub fn store_high(&self) -> watch::Receiver<u64> {
+        self.shared.store_high.subscribe()
+    }
+
+    /// Highest committed forward-log offset, updated after every commit.
+    pub fn forward_high(&self) -> watch::Receiver<u64> {
+        self.shared.forward_high.subscribe()
+    }
+
+    /// The storage port, for reads (run them off the async arbiters).
+    pub fn storage(&self) -> Arc<dyn Storage> {
+        self.shared.storage.clone()
+    }
+}
+

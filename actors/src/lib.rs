@@ -1,0 +1,32 @@
+//! Runtime of a bsfg node.
+//!
+//! ```text
+//!  producer ──AppendFact──▶ RpcServer ──Append──▶ StoreBuffer ──┐
+//!  peer node ─FetchFacts──▶ RpcServer ──PeerFetch/PeerConfirm──▶ StoreBuffer │
+//!                                                               ├─▶ Journal (one writer thread,
+//!  PeerLink ──FetchFacts──▶ peer's RpcServer                    │    group commit) ─▶ Storage port
+//!      └────Insert (putIfAbsent)──▶ ForwardBuffer ──────────────┘                     (RocksDB)
+//!  consumer ─FetchFacts/ConfirmReceipt──▶ RpcServer ──▶ ForwardBuffer
+//! ```
+//!
+//! - [`StoreBuffer`] (actor): outbound log; validates and appends, serves peers' pulls and frontiers.
+//! - [`ForwardBuffer`] (actor): inbound log; `putIfAbsent` of pulled pages, local consumers.
+//! - [`PeerLink`] (actor, one per peer): connection, pull loop, confirm, reconnect backoff.
+//! - `journal`: the single writer in front of storage; idempotency, offsets, group commit.
+//! - [`storage`]: the storage port and its RocksDB adapter (format documented there).
+//! - [`transport`]: TLS material and verifiers, frames on QUIC streams, the RPC server.
+//! - [`node`]: the supervision tree that wires them together.
+
+mod forward_buffer;
+mod journal;
+mod long_poll;
+pub mod node;
+mod peer_link;
+pub mod storage;
+mod store_buffer;
+pub mod transport;
+
+pub use forward_buffer::{ForwardBuffer, ForwardBufferConfig};
+pub use journal::{InsertOutcome, Journal, JournalError, Prepared};
+pub use peer_link::PeerLink;
+pub use store_buffer::{StoreBuffer, StoreBufferConfig};

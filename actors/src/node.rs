@@ -1,0 +1,150 @@
+//! The supervision tree: the only code that knows how the actors are wired. Opens storage,
+//! starts the journal, the buffer actors, one `PeerLink` per peer and the RPC server on one QUIC
+//! endpoint, and takes them down again in order.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use actix::prelude::*;
+use slog::{info, Logger};
+
+use crate::{
+    journal::{Journal, JournalError},
+    peer_link::{PeerLinkConfig, PeerLinkDeps},
+    storage::{RocksStorage, StorageError},
+    transport::{tls::TlsMaterial, Directory, Roles, RpcServer, ServerDeps},
+    ForwardBuffer, ForwardBufferConfig, PeerLink, StoreBuffer, StoreBufferConfig,
+};
+
+/// One configured peer.
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    pub zone: String,
+    pub address: Option<SocketAddr>,
+    pub dial: bool,
+}
+
+/// Everything the node needs, as plain data (the binary maps its config file onto this).
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    pub zone: String,
+    pub data_dir: PathBuf,
+    pub rpc_listen: SocketAddr,
+    pub peers: Vec<PeerSettings>,
+    pub clients: Vec<(String, Roles)>,
+    pub max_fact_bytes: usize,
+    pub max_frame_bytes: usize,
+    pub batch_limit: u32,
+    pub max_wait: Duration,
+    pub backoff_cap: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot open storage in {path}: {source}")]
+    Storage { path: PathBuf, source: StorageError },
+    #[error("cannot start the journal: {0}")]
+    Journal(#[from] JournalError),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::transport::tls::TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A running node.
+pub struct Node {
+    endpoint: quinn::Endpoint,
+    server: RpcServer,
+    links: Vec<Addr<PeerLink>>,
+    log: Logger,
+}
+
+impl Node {
+    /// Starts the node; must run inside an actix `System`.
+    pub async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger) -> Result<Self, NodeError> {
+        let journal = open_journal(&settings).await?;
+        let store = StoreBuffer::new(store_config(&settings), journal.clone()).start();
+        let forward = ForwardBuffer::new(ForwardBufferConfig { max_frame_bytes: settings.max_frame_bytes }, journal).start();
+        let endpoint = quinn::Endpoint::server(tls.quic_server_config()?, settings.rpc_listen)
+            .map_err(|source| NodeError::Listen { addr: settings.rpc_listen, source })?;
+        let link_deps = PeerLinkDeps { endpoint: endpoint.clone(), client_config: tls.quic_client_config()?, forward: forward.clone(), log: log.clone() };
+        let links: HashMap<String, Addr<PeerLink>> = settings
+            .peers
+            .iter()
+            .map(|peer| (peer.zone.clone(), start_link(&settings, peer, link_deps.clone())))
+            .collect();
+        let deps = ServerDeps {
+            zone: settings.zone.clone(),
+            store,
+            forward,
+            links: links.clone(),
+            directory: Arc::new(directory(&settings)),
+            max_frame_bytes: settings.max_frame_bytes,
+            log: log.clone(),
+        };
+        let server = RpcServer::spawn(endpoint.clone(), deps);
+        info!(log, "node_started"; "rpc" => %endpoint.local_addr().map_err(|source| NodeError::Listen { addr: settings.rpc_listen, source })?);
+        Ok(Self { endpoint, server, links: links.into_values().collect(), log })
+    }
+
+    /// The QUIC address actually bound (useful with port 0).
+    pub fn rpc_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.local_addr().ok()
+    }
+
+    /// Closes connections with an application code, stops the links; storage closes when the
+    /// last journal handle drops.
+    pub async fn shutdown(self) {
+        self.server.abort();
+        for link in &self.links {
+            let _ = link.send(crate::peer_link::Stop).await;
+        }
+        self.endpoint.close(0u32.into(), b"node shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        info!(self.log, "node_stopped");
+    }
+}
+
+async fn open_journal(settings: &NodeSettings) -> Result<Journal, NodeError> {
+    let (path, zone) = (settings.data_dir.clone(), settings.zone.clone());
+    let opened = tokio::task::spawn_blocking(move || RocksStorage::open(&path, &zone))
+        .await
+        .map_err(|e| NodeError::Journal(JournalError::Storage(e.to_string())))?;
+    let storage = opened.map_err(|source| NodeError::Storage { path: settings.data_dir.clone(), source })?;
+    Ok(Journal::start(Arc::new(storage))?)
+}
+
+fn store_config(settings: &NodeSettings) -> StoreBufferConfig {
+    StoreBufferConfig {
+        zone: settings.zone.clone(),
+        peers: settings.peers.iter().map(|p| p.zone.clone()).collect::<HashSet<_>>(),
+        max_fact_bytes: settings.max_fact_bytes,
+        max_frame_bytes: settings.max_frame_bytes,
+    }
+}
+
+fn start_link(settings: &NodeSettings, peer: &PeerSettings, deps: PeerLinkDeps) -> Addr<PeerLink> {
+    let config = PeerLinkConfig {
+        zone: settings.zone.clone(),
+        peer: peer.zone.clone(),
+        address: peer.address,
+        dial: peer.dial,
+        batch_limit: settings.batch_limit,
+        max_wait: settings.max_wait,
+        max_frame_bytes: settings.max_frame_bytes,
+        backoff_cap: settings.backoff_cap,
+    };
+    Supervisor::start(move |_| PeerLink::new(config, deps))
+}
+
+fn directory(settings: &NodeSettings) -> Directory {
+    Directory {
+        peers: settings.peers.iter().map(|p| p.zone.clone()).collect(),
+        clients: settings.clients.iter().cloned().collect(),
+    }
+}

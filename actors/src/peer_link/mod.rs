@@ -1,0 +1,105 @@
+//! Actor `PeerLink`, one per configured peer: keeps a QUIC connection to the peer (dialled when
+//! `dial = true`, or offered by the RPC server when the peer dialled us), pulls the facts the peer
+//! holds for this zone, inserts them into the forward buffer with `putIfAbsent`, and confirms the
+//! page back so the peer's frontier advances. Reconnects with exponential backoff and jitter.
+//!
+//! The actor is a thin shell: it owns the offer channel and the pull task; the loop itself is
+//! plain async code in `pull`.
+
+mod backoff;
+mod pull;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use actix::prelude::*;
+use quinn::{Connection, Endpoint};
+use slog::Logger;
+use tokio::sync::watch;
+
+use crate::ForwardBuffer;
+
+/// Plain configuration of one peer link.
+#[derive(Debug, Clone)]
+pub struct PeerLinkConfig {
+    /// This node's zone.
+    pub zone: String,
+    /// The peer's zone (the CN its certificate must carry).
+    pub peer: String,
+    pub address: Option<SocketAddr>,
+    pub dial: bool,
+    pub batch_limit: u32,
+    pub max_wait: Duration,
+    pub max_frame_bytes: usize,
+    pub backoff_cap: Duration,
+}
+
+/// Runtime handles a peer link needs.
+#[derive(Clone)]
+pub struct PeerLinkDeps {
+    pub endpoint: Endpoint,
+    pub client_config: quinn::ClientConfig,
+    pub forward: Addr<ForwardBuffer>,
+    pub log: Logger,
+}
+
+pub struct PeerLink {
+    config: Arc<PeerLinkConfig>,
+    deps: PeerLinkDeps,
+    offers: watch::Sender<Option<Connection>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl PeerLink {
+    pub fn new(config: PeerLinkConfig, deps: PeerLinkDeps) -> Self {
+        Self { config: Arc::new(config), deps, offers: watch::Sender::new(None), task: None }
+    }
+}
+
+impl Actor for PeerLink {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Self::Context) {
+        let looper = pull::Looper::new(self.config.clone(), self.deps.clone(), self.offers.subscribe());
+        self.task = Some(tokio::spawn(looper.run()));
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Supervised for PeerLink {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A connection the peer opened to us, usable for our pulls too.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Offer(pub Connection);
+
+impl Handler<Offer> for PeerLink {
+    type Result = ();
+
+    fn handle(&mut self, Offer(conn): Offer, _: &mut Self::Context) {
+        self.offers.send_replace(Some(conn));
+    }
+}
+
+/// Stops the link (node shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for PeerLink {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,272 @@
+//! RocksDB adapter of the storage port. The format it writes is documented in the parent module.
+
+use std::path::Path;
+
+use rocksdb::{
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options,
+    WriteBatch, WriteOptions, DB,
+};
+
+use super::{Batch, CursorKey, Digest, IdemRecord, Index, LogRecord, Recovered, Storage, StorageError};
+
+const STORE_LOG: &str = "store_log";
+const STORE_ROUTE: &str = "store_route";
+const STORE_IDEM: &str = "store_idem";
+const FWD_LOG: &str = "fwd_log";
+const FWD_IDEM: &str = "fwd_idem";
+const CURSORS: &str = "cursors";
+const META: &str = "meta";
+const FAMILIES: [&str; 7] = [STORE_LOG, STORE_ROUTE, STORE_IDEM, FWD_LOG, FWD_IDEM, CURSORS, META];
+
+const FORMAT_VERSION: &[u8] = b"1";
+const META_FORMAT: &[u8] = b"format";
+const META_ZONE: &[u8] = b"zone";
+const META_STORE_HIGH: &[u8] = b"store_high";
+const META_FORWARD_HIGH: &[u8] = b"forward_high";
+
+/// RocksDB behind the [`Storage`] port.
+pub struct RocksStorage {
+    db: DB,
+}
+
+impl RocksStorage {
+    /// Opens (or creates) the database under `path` for `zone`. A data directory written by
+    /// another zone is refused rather than mixed.
+    pub fn open(path: &Path, zone: &str) -> Result<Self, StorageError> {
+        let db = DB::open_cf_descriptors(&db_options(), path, FAMILIES.map(family)).map_err(engine)?;
+        let storage = Self { db };
+        storage.claim_zone(path, zone)?;
+        Ok(storage)
+    }
+
+    fn claim_zone(&self, path: &Path, zone: &str) -> Result<(), StorageError> {
+        let meta = self.cf(META)?;
+        match self.db.get_cf(meta, META_ZONE).map_err(engine)? {
+            Some(found) if found != zone.as_bytes() => Err(StorageError::WrongZone {
+                path: path.display().to_string(),
+                expected: zone.to_owned(),
+                found: String::from_utf8_lossy(&found).into_owned(),
+            }),
+            Some(_) => Ok(()),
+            None => {
+                let mut batch = WriteBatch::default();
+                batch.put_cf(meta, META_ZONE, zone.as_bytes());
+                batch.put_cf(meta, META_FORMAT, FORMAT_VERSION);
+                self.db.write_opt(batch, &synced()).map_err(engine)
+            }
+        }
+    }
+
+    fn cf(&self, name: &'static str) -> Result<&ColumnFamily, StorageError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StorageError::Engine(format!("column family {name} is missing")))
+    }
+
+    fn high(&self, meta_key: &[u8], log: &'static str) -> Result<u64, StorageError> {
+        let recorded = match self.db.get_cf(self.cf(META)?, meta_key).map_err(engine)? {
+            Some(bytes) => be_u64(&bytes, "meta high offset", meta_key)?,
+            None => 0,
+        };
+        let last = match self.db.iterator_cf(self.cf(log)?, IteratorMode::End).next() {
+            Some(entry) => be_u64(&entry.map_err(engine)?.0, "log key", b"")?,
+            None => 0,
+        };
+        Ok(recorded.max(last))
+    }
+
+    fn read_log(&self, log: &'static str, offsets: &[u64], header: usize) -> Result<Vec<LogRecord>, StorageError> {
+        let cf = self.cf(log)?;
+        let keys: Vec<_> = offsets.iter().map(|o| (cf, o.to_be_bytes())).collect();
+        let values = self.db.multi_get_cf(keys);
+        let mut records = Vec::with_capacity(offsets.len());
+        for (offset, value) in offsets.iter().zip(values) {
+            // An index entry without its log entry is skipped: retention deletes both in one batch,
+            // so this only happens when a reader races that batch.
+            if let Some(value) = value.map_err(engine)? {
+                records.push(decode_record(*offset, &value, header)?);
+            }
+        }
+        Ok(records)
+    }
+}
+
+impl Storage for RocksStorage {
+    fn recover(&self) -> Result<Recovered, StorageError> {
+        let mut cursors = std::collections::HashMap::new();
+        for entry in self.db.iterator_cf(self.cf(CURSORS)?, IteratorMode::Start) {
+            let (key, value) = entry.map_err(engine)?;
+            cursors.insert(decode_cursor_key(&key)?, be_u64(&value, "cursor", &key)?);
+        }
+        Ok(Recovered {
+            store_high: self.high(META_STORE_HIGH, STORE_LOG)?,
+            forward_high: self.high(META_FORWARD_HIGH, FWD_LOG)?,
+            cursors,
+        })
+    }
+
+    fn lookup(&self, index: Index, keys: &[(&str, &str)]) -> Result<Vec<Option<IdemRecord>>, StorageError> {
+        let cf = self.cf(match index {
+            Index::Store => STORE_IDEM,
+            Index::Forward => FWD_IDEM,
+        })?;
+        let encoded: Vec<Vec<u8>> = keys.iter().map(|(zone, id)| idem_key(index, zone, id)).collect();
+        let values = self.db.multi_get_cf(encoded.iter().map(|k| (cf, k.as_slice())));
+        values
+            .into_iter()
+            .zip(&encoded)
+            .map(|(value, key)| value.map_err(engine)?.map(|v| decode_idem(&v, key)).transpose())
+            .collect()
+    }
+
+    fn commit(&self, batch: &Batch) -> Result<(), StorageError> {
+        let mut wb = WriteBatch::default();
+        self.put_store(&mut wb, batch)?;
+        self.put_forward(&mut wb, batch)?;
+        let cursors = self.cf(CURSORS)?;
+        for (key, value) in &batch.cursors {
+            wb.put_cf(cursors, encode_cursor_key(key), value.to_be_bytes());
+        }
+        self.db.write_opt(wb, &synced()).map_err(engine)
+    }
+
+    fn read_store(&self, peer: &str, after: u64, upto: u64, limit: usize) -> Result<Vec<LogRecord>, StorageError> {
+        let start = route_key(peer, after.saturating_add(1));
+        let prefix_len = peer.len() + 1;
+        let mut offsets = Vec::new();
+        for entry in self.db.iterator_cf(self.cf(STORE_ROUTE)?, IteratorMode::From(&start, Direction::Forward)) {
+            let (key, _) = entry.map_err(engine)?;
+            if offsets.len() >= limit || key.len() != prefix_len + 8 || key[..prefix_len] != start[..prefix_len] {
+                break;
+            }
+            let offset = be_u64(&key[prefix_len..], "route key", &key)?;
+            if offset > upto {
+                break;
+            }
+            offsets.push(offset);
+        }
+        self.read_log(STORE_LOG, &offsets, 8)
+    }
+
+    fn read_forward(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<LogRecord>, StorageError> {
+        let first = after.saturating_add(1);
+        let last = upto.min(after.saturating_add(limit as u64));
+        let offsets: Vec<u64> = (first..=last).collect();
+        self.read_log(FWD_LOG, &offsets, 16)
+    }
+}
+
+impl RocksStorage {
+    fn put_store(&self, wb: &mut WriteBatch, batch: &Batch) -> Result<(), StorageError> {
+        let (log, route, idem) = (self.cf(STORE_LOG)?, self.cf(STORE_ROUTE)?, self.cf(STORE_IDEM)?);
+        for append in &batch.store {
+            let offset = append.offset.to_be_bytes();
+            wb.put_cf(log, offset, [&append.appended_at_unix_ms.to_be_bytes()[..], &append.encoded].concat());
+            wb.put_cf(route, route_key(&append.to_zone, append.offset), []);
+            wb.put_cf(idem, idem_key(Index::Store, "", &append.message_id), idem_value(append.offset, &append.digest));
+        }
+        if let Some(high) = batch.store_high {
+            wb.put_cf(self.cf(META)?, META_STORE_HIGH, high.to_be_bytes());
+        }
+        Ok(())
+    }
+
+    fn put_forward(&self, wb: &mut WriteBatch, batch: &Batch) -> Result<(), StorageError> {
+        let (log, idem) = (self.cf(FWD_LOG)?, self.cf(FWD_IDEM)?);
+        for insert in &batch.forward {
+            let header = [insert.received_at_unix_ms.to_be_bytes(), insert.source_offset.to_be_bytes()].concat();
+            wb.put_cf(log, insert.offset.to_be_bytes(), [&header[..], &insert.encoded].concat());
+            let key = idem_key(Index::Forward, &insert.from_zone, &insert.message_id);
+            wb.put_cf(idem, key, idem_value(insert.offset, &insert.digest));
+        }
+        if let Some(high) = batch.forward_high {
+            wb.put_cf(self.cf(META)?, META_FORWARD_HIGH, high.to_be_bytes());
+        }
+        Ok(())
+    }
+}
+
+fn db_options() -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_max_background_jobs(2);
+    opts.set_bytes_per_sync(1 << 20);
+    opts
+}
+
+fn family(name: &str) -> ColumnFamilyDescriptor {
+    let mut opts = Options::default();
+    // Logs are append-mostly and read soon after writing: no compression on the hot path,
+    // large write buffers so most reads come from the memtable, bloom filters for point lookups.
+    opts.set_compression_type(DBCompressionType::None);
+    opts.set_write_buffer_size(32 << 20);
+    let mut table = BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    opts.set_block_based_table_factory(&table);
+    ColumnFamilyDescriptor::new(name, opts)
+}
+
+fn synced() -> WriteOptions {
+    let mut opts = WriteOptions::default();
+    opts.set_sync(true);
+    opts
+}
+
+fn engine(error: rocksdb::Error) -> StorageError {
+    StorageError::Engine(error.into_string())
+}
+
+fn route_key(zone: &str, offset: u64) -> Vec<u8> {
+    [zone.as_bytes(), &[0], &offset.to_be_bytes()].concat()
+}
+
+fn idem_key(index: Index, zone: &str, message_id: &str) -> Vec<u8> {
+    match index {
+        Index::Store => message_id.as_bytes().to_vec(),
+        Index::Forward => [zone.as_bytes(), &[0], message_id.as_bytes()].concat(),
+    }
+}
+
+fn idem_value(offset: u64, digest: &Digest) -> Vec<u8> {
+    [&offset.to_be_bytes()[..], digest].concat()
+}
+
+fn decode_idem(value: &[u8], key: &[u8]) -> Result<IdemRecord, StorageError> {
+    let corrupt = || corrupt("idempotency record", key, "expected 40 bytes");
+    let digest: Digest = value.get(8..40).and_then(|d| d.try_into().ok()).ok_or_else(corrupt)?;
+    Ok(IdemRecord { offset: be_u64(value.get(..8).ok_or_else(corrupt)?, "idempotency record", key)?, digest })
+}
+
+fn encode_cursor_key(key: &CursorKey) -> Vec<u8> {
+    match key {
+        CursorKey::Peer(zone) => [b"s", zone.as_bytes()].concat(),
+        CursorKey::Consumer(name) => [b"f", name.as_bytes()].concat(),
+    }
+}
+
+fn decode_cursor_key(key: &[u8]) -> Result<CursorKey, StorageError> {
+    let name = |rest: &[u8]| String::from_utf8(rest.to_vec()).map_err(|e| corrupt("cursor key", key, e));
+    match key.split_first() {
+        Some((b's', rest)) => Ok(CursorKey::Peer(name(rest)?)),
+        Some((b'f', rest)) => Ok(CursorKey::Consumer(name(rest)?)),
+        _ => Err(corrupt("cursor key", key, "unknown kind")),
+    }
+}
+
+fn decode_record(offset: u64, value: &[u8], header: usize) -> Result<LogRecord, StorageError> {
+    let key = offset.to_be_bytes();
+    let stored_at = be_u64(value.get(..8).unwrap_or_default(), "log entry", &key)?;
+    let body = value.get(header..).ok_or_else(|| corrupt("log entry", &key, "shorter than its header"))?;
+    let message = bsfg_proto::codec::decode_body(body).map_err(|e| corrupt("log entry", &key, e))?;
+    Ok(LogRecord { offset, stored_at_unix_ms: stored_at, message })
+}
+
+fn be_u64(bytes: &[u8], what: &'static str, key: &[u8]) -> Result<u64, StorageError> {
+    let array: [u8; 8] = bytes.try_into().map_err(|_| corrupt(what, key, "expected 8 bytes"))?;
+    Ok(u64::from_be_bytes(array))
+}
+
+fn corrupt(what: &'static str, key: &[u8], reason: impl ToString) -> StorageError {
+    StorageError::Corrupt { what, key: key.to_vec(), reason: reason.to_string() }
+}

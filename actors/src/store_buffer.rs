@@ -1,0 +1,117 @@
+//! Actor `StoreBuffer`: the outbound log. Idempotent durable append for local producers, paged
+//! fetch and confirm for peer nodes (their cursor is their frontier). Validation happens here;
+//! ordering, idempotency and group commit happen in the journal.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use actix::prelude::*;
+use bsfg_proto::{AppendResponse, FetchResponse, Message, RpcError};
+
+use crate::{
+    journal::{Journal, Prepared},
+    long_poll::{self, Page},
+    storage::CursorKey,
+};
+
+/// Plain configuration of the store buffer.
+#[derive(Debug, Clone)]
+pub struct StoreBufferConfig {
+    pub zone: String,
+    pub peers: HashSet<String>,
+    pub max_fact_bytes: usize,
+    pub max_frame_bytes: usize,
+}
+
+pub struct StoreBuffer {
+    config: Arc<StoreBufferConfig>,
+    journal: Journal,
+}
+
+impl StoreBuffer {
+    pub fn new(config: StoreBufferConfig, journal: Journal) -> Self {
+        Self { config: Arc::new(config), journal }
+    }
+}
+
+impl Actor for StoreBuffer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+/// AppendFact from a local producer.
+#[derive(Message)]
+#[rtype(result = "Result<AppendResponse, RpcError>")]
+pub struct Append(pub Message);
+
+/// FetchFacts from a peer node: facts addressed to `peer`.
+#[derive(Message)]
+#[rtype(result = "Result<FetchResponse, RpcError>")]
+pub struct PeerFetch {
+    pub peer: String,
+    pub limit: u32,
+    pub max_wait: Duration,
+    pub after: Option<u64>,
+}
+
+/// ConfirmReceipt from a peer node: its frontier moves to `offset`.
+#[derive(Message)]
+#[rtype(result = "Result<u64, RpcError>")]
+pub struct PeerConfirm {
+    pub peer: String,
+    pub offset: u64,
+}
+
+impl Handler<Append> for StoreBuffer {
+    type Result = ResponseFuture<Result<AppendResponse, RpcError>>;
+
+    fn handle(&mut self, Append(message): Append, _: &mut Self::Context) -> Self::Result {
+        let (config, journal) = (self.config.clone(), self.journal.clone());
+        Box::pin(async move {
+            admit(&config, &message)?;
+            let prepared = Prepared::new(message)?;
+            Ok(journal.append(prepared).await?)
+        })
+    }
+}
+
+/// The checks that need this node's configuration (SPEC §2).
+fn admit(config: &StoreBufferConfig, message: &Message) -> Result<(), RpcError> {
+    message.validate(config.max_fact_bytes).map_err(|e| RpcError::invalid(e.to_string()))?;
+    let envelope = &message.envelope;
+    if envelope.from_zone != config.zone {
+        return Err(RpcError::invalid(format!(
+            "from_zone {:?} is not this node's zone {:?}",
+            envelope.from_zone, config.zone
+        )));
+    }
+    if !config.peers.contains(&envelope.to_zone) {
+        return Err(RpcError::invalid(format!("to_zone {:?} is not a configured peer of {:?}", envelope.to_zone, config.zone)));
+    }
+    Ok(())
+}
+
+impl Handler<PeerFetch> for StoreBuffer {
+    type Result = ResponseFuture<Result<FetchResponse, RpcError>>;
+
+    fn handle(&mut self, msg: PeerFetch, _: &mut Self::Context) -> Self::Result {
+        let key = CursorKey::Peer(msg.peer.clone());
+        let after = msg.after.unwrap_or_else(|| self.journal.cursor(&key));
+        let storage = self.journal.storage();
+        let peer = msg.peer;
+        let read: long_poll::Reader = Arc::new(move |after, upto, limit| storage.read_store(&peer, after, upto, limit));
+        let page = Page { after, limit: msg.limit, max_wait: msg.max_wait, max_bytes: self.config.max_frame_bytes / 2 };
+        Box::pin(long_poll::fetch(self.journal.store_high(), read, page))
+    }
+}
+
+impl Handler<PeerConfirm> for StoreBuffer {
+    type Result = ResponseFuture<Result<u64, RpcError>>;
+
+    fn handle(&mut self, msg: PeerConfirm, _: &mut Self::Context) -> Self::Result {
+        let journal = self.journal.clone();
+        Box::pin(async move { Ok(journal.confirm(CursorKey::Peer(msg.peer), msg.offset).await?) })
+    }
+}

@@ -1,0 +1,8 @@
+//! QUIC transport: TLS material and verifiers, framed streams, the RPC server that authenticates
+//! callers and dispatches their calls to the buffers.
+
+pub mod framed;
+mod server;
+pub mod tls;
+
+pub use server::{Caller, Directory, Roles, RpcServer, ServerDeps};

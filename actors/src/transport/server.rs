@@ -1,0 +1,203 @@
+//! The RPC server: accepts QUIC connections, learns the caller from its verified certificate,
+//! and serves one call per bidirectional stream — frame → typed request → authorised dispatch
+//! to the buffer actors → response frame. Connections from peer nodes are also offered to that
+//! peer's `PeerLink`, so one connection can carry both directions.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use actix::Addr;
+use bsfg_proto::{ConfirmRequest, ConfirmResponse, FetchRequest, Request, Response, RpcError};
+use quinn::{Endpoint, RecvStream, SendStream};
+use slog::{info, warn, Logger};
+
+use super::{framed, tls};
+use crate::{forward_buffer, peer_link, store_buffer, ForwardBuffer, PeerLink, StoreBuffer};
+
+/// What a client identity may do (SPEC §6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Roles {
+    pub produce: bool,
+    pub consume: bool,
+}
+
+/// Who is calling, as decided from the certificate's CN and the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Peer(String),
+    Client { identity: String, roles: Roles },
+    Unknown(String),
+}
+
+impl Caller {
+    pub fn identity(&self) -> &str {
+        match self {
+            Self::Peer(zone) => zone,
+            Self::Client { identity, .. } => identity,
+            Self::Unknown(cn) => cn,
+        }
+    }
+}
+
+/// The configured peers and clients: the authorisation table.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    pub peers: HashSet<String>,
+    pub clients: HashMap<String, Roles>,
+}
+
+impl Directory {
+    pub fn identify(&self, cn: &str) -> Caller {
+        if self.peers.contains(cn) {
+            return Caller::Peer(cn.to_owned());
+        }
+        match self.clients.get(cn) {
+            Some(roles) => Caller::Client { identity: cn.to_owned(), roles: *roles },
+            None => Caller::Unknown(cn.to_owned()),
+        }
+    }
+}
+
+/// The actors a call can reach.
+#[derive(Clone)]
+pub struct ServerDeps {
+    pub zone: String,
+    pub store: Addr<StoreBuffer>,
+    pub forward: Addr<ForwardBuffer>,
+    pub links: HashMap<String, Addr<PeerLink>>,
+    pub directory: Arc<Directory>,
+    pub max_frame_bytes: usize,
+    pub log: Logger,
+}
+
+/// Handle to the accept loop.
+pub struct RpcServer {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RpcServer {
+    /// Serves every connection `endpoint` accepts until the endpoint closes.
+    pub fn spawn(endpoint: Endpoint, deps: ServerDeps) -> Self {
+        let task = tokio::spawn(async move {
+            while let Some(incoming) = endpoint.accept().await {
+                tokio::spawn(serve_connection(incoming, deps.clone()));
+            }
+        });
+        Self { task }
+    }
+
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_connection(incoming: quinn::Incoming, deps: ServerDeps) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(conn) => conn,
+        Err(e) => {
+            warn!(deps.log, "tls_handshake_failed"; "remote" => %remote, "reason" => %e);
+            return;
+        }
+    };
+    let caller = match tls::peer_identity(&conn) {
+        Ok(cn) => deps.directory.identify(&cn),
+        Err(e) => Caller::Unknown(e.to_string()),
+    };
+    if let Caller::Peer(zone) = &caller {
+        info!(deps.log, "peer_connected"; "peer" => zone, "remote" => %remote, "direction" => "inbound");
+        if let Some(link) = deps.links.get(zone) {
+            link.do_send(peer_link::Offer(conn.clone()));
+        }
+    }
+    let caller = Arc::new(caller);
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        tokio::spawn(serve_stream(send, recv, caller.clone(), deps.clone()));
+    }
+}
+
+async fn serve_stream(mut send: SendStream, mut recv: RecvStream, caller: Arc<Caller>, deps: ServerDeps) {
+    let read = tokio::time::timeout(framed::REQUEST_TIMEOUT, framed::read_frame::<Request>(&mut recv, deps.max_frame_bytes));
+    let response = match read.await {
+        Ok(Ok(request)) => dispatch(request, &caller, &deps).await,
+        Ok(Err(e)) => Response::Error(e.to_rpc()),
+        Err(_) => Response::Error(framed::StreamError::Timeout(framed::REQUEST_TIMEOUT).to_rpc()),
+    };
+    if let Response::Error(e) = &response {
+        warn!(deps.log, "rpc_rejected"; "caller" => caller.identity(), "code" => e.code.as_str(), "error_message" => &e.message);
+    }
+    let _ = recv.stop(0u32.into());
+    if let Err(e) = framed::write_frame(&mut send, &response, deps.max_frame_bytes).await {
+        let fallback = Response::Error(RpcError::internal(format!("response could not be sent: {e}")));
+        let _ = framed::write_frame(&mut send, &fallback, deps.max_frame_bytes).await;
+    }
+}
+
+async fn dispatch(request: Request, caller: &Caller, deps: &ServerDeps) -> Response {
+    let result = match request {
+        Request::Append(r) => authorise(caller, Need::Produce, deps)
+            .map(|()| deps.store.send(store_buffer::Append(r.message))),
+        Request::Fetch(r) => return fetch(r, caller, deps).await.unwrap_or_else(Response::Error),
+        Request::Confirm(r) => return confirm(r, caller, deps).await.unwrap_or_else(Response::Error),
+    };
+    match result {
+        Ok(sent) => flatten(sent.await).map(Response::Append).unwrap_or_else(Response::Error),
+        Err(e) => Response::Error(e),
+    }
+}
+
+async fn fetch(r: FetchRequest, caller: &Caller, deps: &ServerDeps) -> Result<Response, RpcError> {
+    let max_wait = Duration::from_millis(u64::from(r.max_wait_ms.min(60_000)));
+    let page = match caller {
+        Caller::Peer(zone) => {
+            let msg = store_buffer::PeerFetch { peer: zone.clone(), limit: r.limit, max_wait, after: r.after };
+            flatten(deps.store.send(msg).await)?
+        }
+        _ => {
+            authorise(caller, Need::Consume, deps)?;
+            let msg = forward_buffer::Fetch { consumer: r.consumer, limit: r.limit, max_wait, after: r.after };
+            flatten(deps.forward.send(msg).await)?
+        }
+    };
+    Ok(Response::Fetch(page))
+}
+
+async fn confirm(r: ConfirmRequest, caller: &Caller, deps: &ServerDeps) -> Result<Response, RpcError> {
+    let cursor = match caller {
+        Caller::Peer(zone) => flatten(deps.store.send(store_buffer::PeerConfirm { peer: zone.clone(), offset: r.offset }).await)?,
+        _ => {
+            authorise(caller, Need::Consume, deps)?;
+            flatten(deps.forward.send(forward_buffer::Confirm { consumer: r.consumer, offset: r.offset }).await)?
+        }
+    };
+    Ok(Response::Confirm(ConfirmResponse { cursor }))
+}
+
+enum Need {
+    Produce,
+    Consume,
+}
+
+fn authorise(caller: &Caller, need: Need, deps: &ServerDeps) -> Result<(), RpcError> {
+    let role = match need {
+        Need::Produce => "produce",
+        Need::Consume => "consume",
+    };
+    match caller {
+        Caller::Client { roles, .. } if matches!(need, Need::Produce) && roles.produce => Ok(()),
+        Caller::Client { roles, .. } if matches!(need, Need::Consume) && roles.consume => Ok(()),
+        Caller::Client { identity, .. } => Err(RpcError::denied(format!("client {identity:?} lacks the role {role}"))),
+        Caller::Peer(zone) => Err(RpcError::denied(format!("peer node {zone:?} cannot {role} as a client"))),
+        Caller::Unknown(cn) => Err(RpcError::denied(format!(
+            "identity {cn:?} is not a configured client or peer of zone {:?}",
+            deps.zone
+        ))),
+    }
+}
+
+fn flatten<T>(sent: Result<Result<T, RpcError>, actix::MailboxError>) -> Result<T, RpcError> {
+    sent.map_err(|e| RpcError::unavailable(format!("node is shutting down: {e}")))?
+}

@@ -1,0 +1,689 @@
+//! TLS material for the QUIC transport: loads the node's or client's PEM files (CA bundle,
+//! certificate chain, private key), validates them once at load time, and builds the quinn server
+//! and client configs that every connection uses.
+//!
+//! Identity is the certificate's Subject CN (SPEC §6). Both directions are mutual TLS 1.3 with the
+//! ring provider: the server requires a client certificate chaining to the CA and valid now; the
+//! client verifies the server's chain the same way and then requires the server's CN to equal the
+//! name it dialled. SANs are deliberately not checked — the dialled address need not appear in the
+//! certificate — but chain verification is never skipped.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::{
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::{CryptoProvider, WebPkiSupportedAlgorithms},
+    pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName, UnixTime},
+    server::{danger::ClientCertVerifier, ParsedCertificate, WebPkiClientVerifier},
+    CertificateError, DigitallySignedStruct, InconsistentKeys, RootCertStore, SignatureScheme,
+};
+use x509_parser::{certificate::X509Certificate, prelude::FromDer, time::ASN1Time};
+
+/// The ALPN protocol every bsfg connection negotiates.
+pub const ALPN: &[u8] = b"bsfg/1";
+
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_BIDI_STREAMS: u32 = 1024;
+
+/// Why TLS material could not be loaded or a peer could not be identified. File problems name
+/// the offending file; peer problems describe what the peer presented.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: malformed PEM: {reason}", path.display())]
+    Pem { path: PathBuf, reason: String },
+    #[error("{}: no certificate found", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("{}: no private key found (expected PKCS#8, PKCS#1 or SEC1 PEM)", path.display())]
+    NoKey { path: PathBuf },
+    #[error("{}: bad certificate: {reason}", path.display())]
+    BadCertificate { path: PathBuf, reason: String },
+    #[error("{}: bad private key: {reason}", path.display())]
+    BadKey { path: PathBuf, reason: String },
+    #[error("private key {} does not match certificate {}", key.display(), cert.display())]
+    KeyMismatch { key: PathBuf, cert: PathBuf },
+    #[error("{}: certificate does not chain to the CA in {}: {reason}", path.display(), ca.display())]
+    Untrusted {
+        path: PathBuf,
+        ca: PathBuf,
+        reason: String,
+    },
+    #[error("{}: certificate expired at {not_after}", path.display())]
+    Expired { path: PathBuf, not_after: String },
+    #[error("{}: certificate is not valid before {not_before}", path.display())]
+    NotYetValid { path: PathBuf, not_before: String },
+    #[error("peer presented no certificate")]
+    NoPeerCertificate,
+    #[error("peer certificate cannot be parsed: {reason}")]
+    BadPeerCertificate { reason: String },
+    #[error("certificate subject {subject:?} does not have exactly one Subject CN (the identity)")]
+    NoCommonName { subject: String },
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("QUIC configuration: {0}")]
+    Quic(String),
+}
+
+/// The node's or client's TLS material, parsed and validated.
+pub struct TlsMaterial {
+    roots: Arc<RootCertStore>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    identity: String,
+    facts: CertFacts,
+}
+
+impl fmt::Debug for TlsMaterial {
+    // Hand-written so the private key never reaches a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsMaterial")
+            .field("identity", &self.identity)
+            .field("not_after", &self.facts.not_after.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsMaterial {
+    /// Reads PEM files: CA bundle, certificate chain, private key (PKCS#8/PKCS#1/SEC1).
+    /// Validates: everything parses, the key matches the certificate's public key, the certificate
+    /// is valid now and chains to the CA. The chain check uses the client-certificate rules
+    /// (clientAuth usage), which every bsfg certificate needs: nodes also dial their peers.
+    pub fn load(ca: &Path, cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let roots = Arc::new(read_roots(ca)?);
+        let chain = read_certs(cert)?;
+        let key_der = read_key(key)?;
+        let facts = CertFacts::parse(&chain[0]).map_err(|reason| bad_cert(cert, reason))?;
+        let identity = facts.identity_or(|reason| bad_cert(cert, reason))?;
+        facts.check_valid_now(cert)?;
+        check_key_matches(&chain, &key_der, cert, key)?;
+        check_chain(&roots, &chain, cert, ca)?;
+        Ok(Self {
+            roots,
+            chain,
+            key: key_der,
+            identity,
+            facts,
+        })
+    }
+
+    /// Subject CN of the end-entity certificate.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    pub fn not_after(&self) -> SystemTime {
+        system_time(&self.facts.not_after)
+    }
+
+    /// Printable subject, e.g. "CN=plant-a".
+    pub fn subject(&self) -> String {
+        self.facts.subject.clone()
+    }
+
+    /// quinn server config: presents our certificate and requires a client certificate that
+    /// chains to the CA and is valid now; ALPN `bsfg/1`; the shared transport settings.
+    pub fn quic_server_config(&self) -> Result<quinn::ServerConfig, TlsError> {
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(client_verifier(&self.roots)?)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let quic = QuicServerConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
+        let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+        config.transport_config(transport_config()?);
+        Ok(config)
+    }
+
+    /// quinn client config: presents our certificate as client certificate and verifies the
+    /// server with [`CommonNameVerifier`] (chain to the CA, valid now, CN == dialled name).
+    pub fn quic_client_config(&self) -> Result<quinn::ClientConfig, TlsError> {
+        let provider = provider();
+        let verifier = Arc::new(CommonNameVerifier {
+            roots: self.roots.clone(),
+            algorithms: provider.signature_verification_algorithms,
+        });
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let quic = QuicClientConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(quic));
+        config.transport_config(transport_config()?);
+        Ok(config)
+    }
+}
+
+/// Subject CN of the first (end-entity) certificate a peer presented, read after the handshake
+/// (which has already verified the chain).
+pub fn peer_identity(conn: &quinn::Connection) -> Result<String, TlsError> {
+    let presented = conn.peer_identity().ok_or(TlsError::NoPeerCertificate)?;
+    let chain = presented
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .map_err(|_| TlsError::NoPeerCertificate)?;
+    let end_entity = chain.first().ok_or(TlsError::NoPeerCertificate)?;
+    let facts =
+        CertFacts::parse(end_entity).map_err(|reason| TlsError::BadPeerCertificate { reason })?;
+    facts.identity_or(|_| TlsError::NoCommonName {
+        subject: facts.subject.clone(),
+    })
+}
+
+/// Verifies a server by identity, not network location (SPEC §6): webpki chain verification to
+/// the configured CA at `now`, then Subject CN == the dialled server name. SANs are not consulted.
+#[derive(Debug)]
+struct CommonNameVerifier {
+    roots: Arc<RootCertStore>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for CommonNameVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let parsed = ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &parsed,
+            &self.roots,
+            intermediates,
+            now,
+            self.algorithms.all,
+        )?;
+        check_dialled_name(end_entity, server_name)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// The identity check that replaces rustls' SAN check: the server's Subject CN must equal the
+/// name the caller dialled (a zone name), whatever address it dialled.
+fn check_dialled_name(
+    end_entity: &CertificateDer<'_>,
+    server_name: &ServerName<'_>,
+) -> Result<(), rustls::Error> {
+    let facts = CertFacts::parse(end_entity).map_err(|_| CertificateError::BadEncoding)?;
+    match facts.identity {
+        Some(cn) if cn == server_name.to_str() => Ok(()),
+        _ => Err(CertificateError::NotValidForNameContext {
+            expected: server_name.to_owned(),
+            presented: vec![facts.subject],
+        }
+        .into()),
+    }
+}
+
+/// What bsfg needs from an end-entity certificate, extracted once with x509-parser.
+struct CertFacts {
+    /// The single Subject CN; `None` when there is none or more than one (ambiguous identity).
+    identity: Option<String>,
+    subject: String,
+    not_before: ASN1Time,
+    not_after: ASN1Time,
+}
+
+impl CertFacts {
+    fn parse(der: &[u8]) -> Result<Self, String> {
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+        let mut cns = cert.subject().iter_common_name();
+        let first = cns
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_owned);
+        let identity = first.filter(|_| cns.next().is_none());
+        let validity = cert.validity();
+        Ok(Self {
+            identity,
+            subject: cert.subject().to_string(),
+            not_before: validity.not_before,
+            not_after: validity.not_after,
+        })
+    }
+
+    fn identity_or(&self, err: impl FnOnce(String) -> TlsError) -> Result<String, TlsError> {
+        let reason = format!(
+            "subject {:?} must have exactly one Subject CN",
+            self.subject
+        );
+        self.identity.clone().ok_or_else(|| err(reason))
+    }
+
+    fn check_valid_now(&self, path: &Path) -> Result<(), TlsError> {
+        let now = ASN1Time::now();
+        if now < self.not_before {
+            let not_before = self.not_before.to_string();
+            return Err(TlsError::NotYetValid {
+                path: path.to_owned(),
+                not_before,
+            });
+        }
+        if now > self.not_after {
+            let not_after = self.not_after.to_string();
+            return Err(TlsError::Expired {
+                path: path.to_owned(),
+                not_after,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn client_verifier(roots: &Arc<RootCertStore>) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+        .build()
+        .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))
+}
+
+fn transport_config() -> Result<Arc<quinn::TransportConfig>, TlsError> {
+    let idle =
+        quinn::IdleTimeout::try_from(IDLE_TIMEOUT).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .keep_alive_interval(Some(KEEP_ALIVE))
+        .max_idle_timeout(Some(idle))
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_BIDI_STREAMS));
+    Ok(Arc::new(transport))
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn pem_error(path: &Path, e: rustls::pki_types::pem::Error) -> TlsError {
+    TlsError::Pem {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+fn bad_cert(path: &Path, reason: String) -> TlsError {
+    TlsError::BadCertificate {
+        path: path.to_owned(),
+        reason,
+    }
+}
+
+/// Never returns an empty chain, so callers may take `[0]` as the end-entity certificate.
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read_file(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(path, e))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(path)? {
+        roots.add(cert).map_err(|e| bad_cert(path, e.to_string()))?;
+    }
+    Ok(roots)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(&read_file(path)?).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey {
+            path: path.to_owned(),
+        },
+        other => pem_error(path, other),
+    })
+}
+
+fn check_key_matches(
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(), TlsError> {
+    let bad_key = |reason: String| TlsError::BadKey {
+        path: key_path.to_owned(),
+        reason,
+    };
+    let signer = provider()
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|e| bad_key(e.to_string()))?;
+    match rustls::sign::CertifiedKey::new(chain.to_vec(), signer).keys_match() {
+        Ok(()) => Ok(()),
+        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
+            Err(TlsError::KeyMismatch {
+                key: key_path.to_owned(),
+                cert: cert_path.to_owned(),
+            })
+        }
+        Err(e) => Err(bad_key(e.to_string())),
+    }
+}
+
+fn check_chain(
+    roots: &Arc<RootCertStore>,
+    chain: &[CertificateDer<'static>],
+    cert_path: &Path,
+    ca_path: &Path,
+) -> Result<(), TlsError> {
+    let untrusted = |reason: String| TlsError::Untrusted {
+        path: cert_path.to_owned(),
+        ca: ca_path.to_owned(),
+        reason,
+    };
+    client_verifier(roots)?
+        .verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| untrusted(e.to_string()))
+}
+
+fn system_time(t: &ASN1Time) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(u64::try_from(t.timestamp()).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{error::Error, net::SocketAddr};
+
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+        ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+    };
+    use tempfile::TempDir;
+
+    use super::*;
+
+    type TestResult<T = ()> = Result<T, Box<dyn Error>>;
+
+    /// A throw-away CA writing its certificates into a temp dir.
+    struct TestCa {
+        dir: TempDir,
+        ca_pem: PathBuf,
+        issuer: CertifiedIssuer<'static, KeyPair>,
+    }
+
+    fn params(cn: &str, sans: &[&str]) -> TestResult<CertificateParams> {
+        let mut params =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        Ok(params)
+    }
+
+    impl TestCa {
+        fn new(name: &str) -> TestResult<Self> {
+            let mut ca = params(name, &[])?;
+            ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            let issuer = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
+            let dir = tempfile::tempdir()?;
+            let ca_pem = dir.path().join("ca.pem");
+            std::fs::write(&ca_pem, issuer.pem())?;
+            Ok(Self {
+                dir,
+                ca_pem,
+                issuer,
+            })
+        }
+
+        /// Issues `cn` (serverAuth + clientAuth) and returns its (cert, key) paths.
+        fn issue(&self, cn: &str, sans: &[&str], expired: bool) -> TestResult<(PathBuf, PathBuf)> {
+            let mut leaf = params(cn, sans)?;
+            leaf.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            if expired {
+                leaf.not_before = rcgen::date_time_ymd(2000, 1, 1);
+                leaf.not_after = rcgen::date_time_ymd(2001, 1, 1);
+            }
+            let key = KeyPair::generate()?;
+            let cert = leaf.signed_by(&key, &self.issuer)?;
+            let (cert_path, key_path) = (
+                self.dir.path().join(format!("{cn}.pem")),
+                self.dir.path().join(format!("{cn}.key")),
+            );
+            std::fs::write(&cert_path, cert.pem())?;
+            std::fs::write(&key_path, key.serialize_pem())?;
+            Ok((cert_path, key_path))
+        }
+
+        fn material(&self, cn: &str, sans: &[&str]) -> TestResult<TlsMaterial> {
+            let (cert, key) = self.issue(cn, sans, false)?;
+            Ok(TlsMaterial::load(&self.ca_pem, &cert, &key)?)
+        }
+    }
+
+    #[test]
+    fn load_accepts_ca_signed_material() -> TestResult {
+        let ca = TestCa::new("test CA")?;
+        let tls = ca.material("plant-a", &["plant-a"])?;
+        assert_eq!(tls.identity(), "plant-a");
+        assert_eq!(tls.subject(), "CN=plant-a");
+        assert!(tls.not_after() > SystemTime::now());
+        Ok(())
+    }
+
+    #[test]
+    fn load_rejects_key_of_another_certificate() -> TestResult {
+        let ca = TestCa::new("test CA")?;
+        let (cert, _) = ca.issue("plant-a", &[], false)?;
+        let (_, other_key) = ca.issue("plant-b", &[], false)?;
+        let err = TlsMaterial::load(&ca.ca_pem, &cert, &other_key)
+            .err()
+            .ok_or("mismatch accepted")?;
+        assert!(
+            matches!(&err, TlsError::KeyMismatch { key, .. } if *key == other_key),
+            "{err}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn load_rejects_expired_certificate() -> TestResult {
+        let ca = TestCa::new("test CA")?;
+        let (cert, key) = ca.issue("plant-a", &[], true)?;
+        let err = TlsMaterial::load(&ca.ca_pem, &cert, &key)
+            .err()
+            .ok_or("expired accepted")?;
+        assert!(
+            matches!(&err, TlsError::Expired { path, .. } if *path == cert),
+            "{err}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn load_rejects_certificate_of_foreign_ca() -> TestResult {
+        let (ca, foreign) = (TestCa::new("test CA")?, TestCa::new("foreign CA")?);
+        let (cert, key) = foreign.issue("plant-a", &[], false)?;
+        let err = TlsMaterial::load(&ca.ca_pem, &cert, &key)
+            .err()
+            .ok_or("foreign cert accepted")?;
+        assert!(matches!(err, TlsError::Untrusted { .. }), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn load_names_the_missing_file() -> TestResult {
+        let ca = TestCa::new("test CA")?;
+        let (cert, _) = ca.issue("plant-a", &[], false)?;
+        let missing = ca.dir.path().join("missing.key");
+        let err = TlsMaterial::load(&ca.ca_pem, &cert, &missing)
+            .err()
+            .ok_or("missing key accepted")?;
+        assert!(
+            matches!(&err, TlsError::Read { path, .. } if *path == missing),
+            "{err}"
+        );
+        std::fs::write(&missing, "not a key")?;
+        let err = TlsMaterial::load(&ca.ca_pem, &cert, &missing)
+            .err()
+            .ok_or("empty key accepted")?;
+        assert!(
+            matches!(&err, TlsError::NoKey { path } if *path == missing),
+            "{err}"
+        );
+        Ok(())
+    }
+
+    /// Accepts one connection, returns the client's identity after echoing one stream.
+    async fn serve_once(endpoint: quinn::Endpoint) -> Result<String, String> {
+        let incoming = endpoint.accept().await.ok_or("endpoint closed")?;
+        let conn = incoming
+            .await
+            .map_err(|e| format!("server handshake: {e}"))?;
+        let identity = peer_identity(&conn).map_err(|e| e.to_string())?;
+        let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+        let data = recv.read_to_end(64).await.map_err(|e| e.to_string())?;
+        send.write_all(&data).await.map_err(|e| e.to_string())?;
+        send.finish().map_err(|e| e.to_string())?;
+        conn.closed().await;
+        Ok(identity)
+    }
+
+    /// Connects, sends "ping" on one stream and expects it echoed.
+    async fn ping(
+        client: quinn::ClientConfig,
+        addr: SocketAddr,
+        server_name: &str,
+    ) -> Result<(), String> {
+        let mut endpoint =
+            quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).map_err(|e| e.to_string())?;
+        endpoint.set_default_client_config(client);
+        let connecting = endpoint
+            .connect(addr, server_name)
+            .map_err(|e| e.to_string())?;
+        let conn = connecting
+            .await
+            .map_err(|e| format!("client handshake: {e}"))?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        send.write_all(b"ping").await.map_err(|e| e.to_string())?;
+        send.finish().map_err(|e| e.to_string())?;
+        let echoed = recv.read_to_end(64).await.map_err(|e| e.to_string())?;
+        conn.close(0u32.into(), b"done");
+        endpoint.wait_idle().await;
+        (echoed == b"ping")
+            .then_some(())
+            .ok_or_else(|| format!("bad echo {echoed:?}"))
+    }
+
+    /// Runs one loopback connection; returns (server's view, client's view).
+    async fn handshake(
+        server: &TlsMaterial,
+        client: &TlsMaterial,
+        server_name: &str,
+    ) -> TestResult<(Result<String, String>, Result<(), String>)> {
+        let endpoint =
+            quinn::Endpoint::server(server.quic_server_config()?, ([127, 0, 0, 1], 0).into())?;
+        let addr = endpoint.local_addr()?;
+        let served = tokio::spawn(serve_once(endpoint));
+        let pinged = ping(client.quic_client_config()?, addr, server_name);
+        let pinged = tokio::time::timeout(Duration::from_secs(10), pinged).await?;
+        let served = tokio::time::timeout(Duration::from_secs(10), served).await??;
+        Ok((served, pinged))
+    }
+
+    #[tokio::test]
+    async fn handshake_with_ca_signed_certs_identifies_client() -> TestResult {
+        let ca = TestCa::new("test CA")?;
+        let server = ca.material("plant-a", &["plant-a", "127.0.0.1"])?;
+        let client = ca.material("mes-line-1", &["mes-line-1"])?;
+        let (served, pinged) = handshake(&server, &client, "plant-a").await?;
+        assert_eq!(served, Ok("mes-line-1".to_owned()));
+        assert_eq!(pinged, Ok(()));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn handshake_fails_for_client_of_foreign_ca() -> TestResult {
+        let (ca, foreign) = (TestCa::new("test CA")?, TestCa::new("foreign CA")?);
+        let server = ca.material("plant-a", &[])?;
+        let (cert, key) = foreign.issue("mes-line-1", &[], false)?;
+        // The client trusts the real CA, so only the server's check can reject it.
+        let client = TlsMaterial::load(&foreign.ca_pem, &cert, &key)?;
+        let client = TlsMaterial {
+            roots: server.roots.clone(),
+            ..client
+        };
+        let (served, pinged) = handshake(&server, &client, "plant-a").await?;
+        let served = served.err().ok_or("server accepted a foreign client")?;
+        assert!(
+            served.contains("server handshake") && served.contains("UnknownIssuer"),
+            "{served}"
+        );
+        assert!(pinged.is_err(), "client round trip succeeded");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn handshake_fails_when_dialled_name_is_not_the_server_cn() -> TestResult {
+        let ca = TestCa::new("test CA")?;
+        let server = ca.material("plant-a", &["plant-a", "plant-b", "127.0.0.1"])?;
+        let client = ca.material("mes-line-1", &[])?;
+        let (served, pinged) = handshake(&server, &client, "plant-b").await?;
+        let pinged = pinged.err().ok_or("client accepted the wrong server")?;
+        assert!(
+            pinged.contains("not valid for name \"plant-b\""),
+            "{pinged}"
+        );
+        assert!(served.is_err(), "server saw a completed connection");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn handshake_ignores_sans_of_server_cert() -> TestResult {
+        let ca = TestCa::new("test CA")?;
+        // Dialled at 127.0.0.1 with server name "plant-a": neither appears among the SANs.
+        let server = ca.material("plant-a", &["unrelated.example"])?;
+        let client = ca.material("mes-line-1", &[])?;
+        let (served, pinged) = handshake(&server, &client, "plant-a").await?;
+        assert_eq!(served, Ok("mes-line-1".to_owned()));
+        assert_eq!(pinged, Ok(()));
+        Ok(())
+    }
+}

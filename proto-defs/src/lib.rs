@@ -1,0 +1,22 @@
+//! Wire vocabulary of bsfg, shared by nodes and clients.
+//!
+//! - [`model`]: the message model of SPEC §2 (`Message` = envelope + fact) and its validation.
+//! - [`rpc`]: one request and one response per QUIC stream (SPEC §3).
+//! - [`error`]: wire error codes with their `retryable` flag.
+//! - [`codec`]: frames (`u32` big-endian length + bincode 2 body) with bounded decoding.
+//!
+//! This crate knows nothing of actix, tokio or RocksDB: it is plain data and pure functions, so both
+//! sides of the wire and the storage layer can share it.
+
+pub mod codec;
+pub mod error;
+pub mod model;
+pub mod rpc;
+
+pub use codec::FrameError;
+pub use error::{ErrorCode, RpcError};
+pub use model::{Envelope, Fact, Message, ValidationError};
+pub use rpc::{
+    AppendRequest, AppendResponse, ConfirmRequest, ConfirmResponse, FetchRequest, FetchResponse,
+    FetchedFact, Request, Response,
+};

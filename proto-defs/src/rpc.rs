@@ -1,0 +1,92 @@
+//! Requests and responses of the boundary contract (SPEC §3). One request and one response
+//! travel on each bidirectional QUIC stream.
+
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+
+use crate::{model::Message, RpcError};
+
+/// Everything a caller can ask of a node.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum Request {
+    Append(AppendRequest),
+    Fetch(FetchRequest),
+    Confirm(ConfirmRequest),
+}
+
+impl Request {
+    /// The operation's stable name, for metrics and audit logs.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Self::Append(_) => "append_fact",
+            Self::Fetch(_) => "fetch_facts",
+            Self::Confirm(_) => "confirm_receipt",
+        }
+    }
+}
+
+/// The answer to a [`Request`], or an error.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum Response {
+    Append(AppendResponse),
+    Fetch(FetchResponse),
+    Confirm(ConfirmResponse),
+    Error(RpcError),
+}
+
+/// `AppendFact(message)`: durable append to the node's store buffer.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct AppendRequest {
+    pub message: Message,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct AppendResponse {
+    pub offset: u64,
+    pub duplicate: bool,
+}
+
+/// `FetchFacts(consumer, limit, max_wait_ms, after?)`.
+///
+/// A local client reads the forward buffer under its durable consumer name; a peer node reads
+/// the facts addressed to it from the store buffer (its consumer name is derived from its
+/// certificate and the field is ignored).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct FetchRequest {
+    pub consumer: String,
+    pub limit: u32,
+    pub max_wait_ms: u32,
+    /// Read after this offset instead of the confirmed cursor (pipelining).
+    pub after: Option<u64>,
+}
+
+/// A page of facts, complete up to `high_offset`: every fact for this consumer with an offset in
+/// `(after, high_offset]` is in `facts`. A reader may confirm `high_offset` once it has the page,
+/// and a peer does, so its frontier moves past facts addressed to other zones.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct FetchResponse {
+    pub facts: Vec<FetchedFact>,
+    pub high_offset: u64,
+}
+
+/// One fact with its offset in the buffer it was read from.
+/// Renders as `{"offset", "envelope", "fact"}` (the `fetch` output line).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct FetchedFact {
+    pub offset: u64,
+    #[serde(flatten)]
+    pub message: Message,
+}
+
+/// `ConfirmReceipt(consumer, offset)`: the durable cursor becomes `max(cursor, offset)`.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ConfirmRequest {
+    pub consumer: String,
+    pub offset: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub struct ConfirmResponse {
+    /// The cursor after the call.
+    pub cursor: u64,
+}

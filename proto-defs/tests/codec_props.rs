@@ -1,0 +1,154 @@
+//! Property: every wire type survives encode → frame → decode unchanged, and arbitrary bytes fed
+//! to the decoder are an error (never a panic) that never allocates far past the input's size.
+
+// The counting allocator below is the only way to observe allocations; it forwards to the
+// system allocator unchanged.
+#![allow(unsafe_code)]
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    cell::Cell,
+    collections::BTreeMap,
+};
+
+use bsfg_proto::{
+    codec, AppendRequest, AppendResponse, ConfirmRequest, ConfirmResponse, Envelope, ErrorCode, Fact, FetchRequest,
+    FetchResponse, FetchedFact, Message, Request, Response, RpcError,
+};
+use proptest::prelude::*;
+
+thread_local! {
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+struct Counting;
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = LARGEST.try_with(|l| l.set(l.get().max(layout.size())));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const MAX_FRAME: usize = 16 << 20;
+
+fn text() -> impl Strategy<Value = String> {
+    "[a-z0-9 \\-]{0,24}"
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    let labels = prop::collection::btree_map(text(), text(), 0..4);
+    let envelope = (text(), text(), text(), any::<u64>(), prop::option::of(text()), prop::option::of(text()), labels)
+        .prop_map(|(message_id, from_zone, to_zone, produced_at_unix_ms, correlation_id, object_media_type, labels)| Envelope {
+            message_id,
+            from_zone,
+            to_zone,
+            produced_at_unix_ms,
+            correlation_id,
+            causation_id: None,
+            labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
+            object_media_type,
+            object_schema: None,
+        });
+    let fact = (text(), text(), any::<i64>()).prop_map(|(subject, predicate, n)| Fact {
+        subject,
+        predicate,
+        object_json: format!("{{\"n\":{n}}}"),
+    });
+    (envelope, fact).prop_map(|(envelope, fact)| Message { envelope, fact })
+}
+
+fn code() -> impl Strategy<Value = ErrorCode> {
+    prop::sample::select(vec![
+        ErrorCode::InvalidArgument,
+        ErrorCode::AlreadyExists,
+        ErrorCode::NotFound,
+        ErrorCode::Unauthenticated,
+        ErrorCode::PermissionDenied,
+        ErrorCode::ResourceExhausted,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ])
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        message().prop_map(|message| Request::Append(AppendRequest { message })),
+        (text(), any::<u32>(), any::<u32>(), prop::option::of(any::<u64>()))
+            .prop_map(|(consumer, limit, max_wait_ms, after)| Request::Fetch(FetchRequest { consumer, limit, max_wait_ms, after })),
+        (text(), any::<u64>()).prop_map(|(consumer, offset)| Request::Confirm(ConfirmRequest { consumer, offset })),
+    ]
+}
+
+fn response() -> impl Strategy<Value = Response> {
+    let facts = prop::collection::vec((any::<u64>(), message()).prop_map(|(offset, message)| FetchedFact { offset, message }), 0..8);
+    prop_oneof![
+        (any::<u64>(), any::<bool>()).prop_map(|(offset, duplicate)| Response::Append(AppendResponse { offset, duplicate })),
+        (facts, any::<u64>()).prop_map(|(facts, high_offset)| Response::Fetch(FetchResponse { facts, high_offset })),
+        any::<u64>().prop_map(|cursor| Response::Confirm(ConfirmResponse { cursor })),
+        (code(), text()).prop_map(|(code, message)| Response::Error(RpcError::new(code, message))),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn requests_round_trip(request in request()) {
+        let frame = codec::encode_frame(&request, MAX_FRAME).expect("encode");
+        prop_assert_eq!(codec::decode_frame::<Request>(&frame, MAX_FRAME), Ok(request));
+    }
+
+    #[test]
+    fn responses_round_trip(response in response()) {
+        let frame = codec::encode_frame(&response, MAX_FRAME).expect("encode");
+        prop_assert_eq!(codec::decode_frame::<Response>(&frame, MAX_FRAME), Ok(response));
+    }
+
+    #[test]
+    fn arbitrary_bodies_never_panic_nor_allocate_past_the_claim_limit(body in prop::collection::vec(any::<u8>(), 0..512)) {
+        LARGEST.with(|l| l.set(0));
+        let _ = codec::decode_body::<Request>(&body);
+        let _ = codec::decode_body::<Response>(&body);
+        let largest = LARGEST.with(Cell::get);
+        // The claim budget for a body under 4 KiB is 64 KiB; nothing may allocate more.
+        prop_assert!(largest <= 1 << 16, "decoding {} bytes allocated {} bytes at once", body.len(), largest);
+    }
+
+    #[test]
+    fn truncated_frames_are_errors(request in request(), cut in 1usize..64) {
+        let frame = codec::encode_frame(&request, MAX_FRAME).expect("encode");
+        let cut = frame.len().saturating_sub(cut).max(1);
+        prop_assert!(codec::decode_frame::<Request>(&frame[..cut], MAX_FRAME).is_err());
+    }
+}
+
+#[test]
+fn a_header_over_the_limit_is_refused_before_reading_the_body() {
+    let header = (MAX_FRAME as u32 + 1).to_be_bytes();
+    assert_eq!(
+        codec::body_len(header, MAX_FRAME),
+        Err(codec::FrameError::TooLarge { len: MAX_FRAME + 1, limit: MAX_FRAME })
+    );
+}
+
+#[test]
+fn a_hostile_length_prefix_inside_the_body_does_not_allocate_it() {
+    // Append(message) whose first string claims u64::MAX / 2 bytes: varint 0xFD + 8 bytes.
+    let mut body = vec![0u8, 0xFD];
+    body.extend_from_slice(&(u64::MAX / 2).to_le_bytes());
+    LARGEST.with(|l| l.set(0));
+    assert!(codec::decode_body::<Request>(&body).is_err());
+    assert!(LARGEST.with(Cell::get) <= 1 << 16);
+}
+
+#[test]
+fn encoding_over_the_limit_fails_cleanly() {
+    let message = Message { fact: Fact { object_json: "\"".to_owned() + &"x".repeat(100) + "\"", ..Fact::default() }, ..Message::default() };
+    let error = codec::encode_frame(&Request::Append(AppendRequest { message }), 50).expect_err("too large");
+    assert!(matches!(error, codec::FrameError::TooLarge { limit: 50, .. }));
+}

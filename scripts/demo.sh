@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Builds bsfg and runs `bsfg demo`: two zones on loopback with a generated dev PKI, facts in both
+# directions, and what arrived. Extra arguments go to `bsfg demo` (see `bsfg demo --help`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+
+cargo build --bin bsfg
+exec "$CARGO_TARGET_DIR/debug/bsfg" demo "$@"

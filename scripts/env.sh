@@ -1,0 +1,24 @@
+# Sourced by the scripts: installs what the build needs when it is missing and keeps one cargo
+# target directory between runs (CI may point CARGO_TARGET_DIR elsewhere).
+set -euo pipefail
+
+need_apt=()
+dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
+command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
+for pkg in "${BSFG_EXTRA_APT[@]:-}"; do
+  [ -n "$pkg" ] && { dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg"); }
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing ${need_apt[*]} (needed to build RocksDB bindings)" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+fi
+command -v cargo >/dev/null 2>&1 || { echo "error: cargo is not installed (https://rustup.rs)" >&2; exit 1; }
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/bsfg/target}"
+mkdir -p "$CARGO_TARGET_DIR"

@@ -1,0 +1,126 @@
+//! Command-line interface (SPEC §8): every subcommand and its options, with environment-variable
+//! fallbacks for the connection settings.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "bsfg", version, about = "Bidirectional Store-and-Forward Gateway", long_about = LONG_ABOUT)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const LONG_ABOUT: &str = "Bidirectional Store-and-Forward Gateway: one node per network zone. Producers append facts \
+to their local node, which makes them durable and acknowledges at once; the node of the destination zone pulls them over \
+QUIC with mutual TLS and stores each exactly once for its local consumers.\n\nExit codes: 0 ok, 1 permanent error, \
+2 usage, 75 retryable error (retry later). Errors are printed to stderr as `error: CODE: message`.";
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node. SIGTERM or Ctrl-C stops it cleanly (exit 0).
+    Serve {
+        /// The node's TOML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Development and test PKI: a CA and certificates for zones and clients.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+    /// Append facts to the node's store buffer (one from flags, or many from JSON lines).
+    Append(AppendArgs),
+    /// Fetch facts from the node's forward buffer under a durable consumer name; prints JSON lines.
+    Fetch {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// Durable consumer name; its confirmed position survives restarts.
+        #[arg(long)]
+        consumer: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Wait this long for the first fact when none is ready.
+        #[arg(long, default_value_t = 0)]
+        max_wait_ms: u32,
+        /// Read after this offset instead of the consumer's confirmed position.
+        #[arg(long)]
+        after: Option<u64>,
+    },
+    /// Confirm receipt up to OFFSET for a consumer (its cursor never moves back).
+    Confirm {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[arg(long)]
+        consumer: String,
+        #[arg(long)]
+        offset: u64,
+    },
+    /// Two zones on loopback with a generated PKI, traffic both ways, and what arrived.
+    Demo(crate::commands::demo::DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create (or reuse) a CA in DIR and issue certificates for zones and clients.
+    Init {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Zone names, comma-separated: one node certificate each (CN = zone).
+        #[arg(long, value_delimiter = ',', required = true)]
+        zones: Vec<String>,
+        /// Client identities, comma-separated: one client certificate each (CN = identity).
+        #[arg(long, value_delimiter = ',')]
+        clients: Vec<String>,
+        /// Validity of the issued certificates, in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+}
+
+/// How to reach a node as a client.
+#[derive(Debug, Clone, Args)]
+pub struct ConnArgs {
+    /// The node's QUIC address, HOST:PORT.
+    #[arg(long, env = "BSFG_NODE")]
+    pub node: String,
+    /// CA certificate (PEM) that signed the node's certificate.
+    #[arg(long, env = "BSFG_CA")]
+    pub ca: PathBuf,
+    /// This client's certificate (PEM); its CN is the client identity.
+    #[arg(long, env = "BSFG_CERT")]
+    pub cert: PathBuf,
+    /// This client's private key (PEM).
+    #[arg(long, env = "BSFG_KEY")]
+    pub key: PathBuf,
+    /// The node's zone; the node's certificate CN must equal it.
+    #[arg(long, env = "BSFG_SERVER_NAME")]
+    pub server_name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// JSON lines file (or - for stdin), one {"envelope": {...}, "fact": {...}} per line.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["to", "subject", "predicate", "object_json"])]
+    pub jsonl: Option<String>,
+    /// Destination zone.
+    #[arg(long, required_unless_present = "jsonl")]
+    pub to: Option<String>,
+    #[arg(long, required_unless_present = "jsonl")]
+    pub subject: Option<String>,
+    #[arg(long, required_unless_present = "jsonl")]
+    pub predicate: Option<String>,
+    /// The object, as JSON text.
+    #[arg(long, required_unless_present = "jsonl")]
+    pub object_json: Option<String>,
+    /// Idempotency key; a random one is chosen when omitted.
+    #[arg(long)]
+    pub message_id: Option<String>,
+    /// A label, KEY=VALUE; repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Appends in flight at once with --jsonl.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+}

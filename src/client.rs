@@ -1,0 +1,142 @@
+//! Client library: one QUIC connection with mutual TLS to a node, and the calls of SPEC §3.
+//! Used by the CLI commands, the demo and the end-to-end tests.
+
+use std::{
+    net::{SocketAddr, ToSocketAddrs},
+    path::PathBuf,
+};
+
+use bsfg_actors::transport::{
+    framed::{self, StreamError},
+    tls::{TlsError, TlsMaterial},
+};
+use bsfg_proto::{
+    AppendRequest, AppendResponse, ConfirmRequest, ErrorCode, FetchRequest, FetchResponse, Message, Request, Response,
+    RpcError,
+};
+use quinn::{Connection, Endpoint};
+
+/// Frames a client accepts; pages are bounded by the node's own limit, which is at most this.
+const CLIENT_MAX_FRAME: usize = 1 << 30;
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// `HOST:PORT` of the node's QUIC listener.
+    pub node: String,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The node's zone: its certificate CN must equal it.
+    pub server_name: String,
+}
+
+/// Why a call failed; every variant maps onto a wire code and a retryable flag.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    #[error("cannot resolve node address {0:?}")]
+    Resolve(String),
+    #[error("cannot connect to {node}: {reason}")]
+    Connect { node: String, reason: String, tls: bool },
+    #[error("{}", .0.message)]
+    Rpc(RpcError),
+    #[error("{0}")]
+    Stream(#[from] StreamError),
+    #[error("node answered with an unexpected response kind")]
+    Unexpected,
+}
+
+impl ClientError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Rpc(e) => e.code,
+            Self::Connect { tls: true, .. } | Self::Tls(_) => ErrorCode::Unauthenticated,
+            Self::Connect { .. } | Self::Stream(_) => ErrorCode::Unavailable,
+            Self::Resolve(_) => ErrorCode::InvalidArgument,
+            Self::Unexpected => ErrorCode::Internal,
+        }
+    }
+
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Rpc(e) => e.retryable,
+            other => other.code().is_retryable(),
+        }
+    }
+}
+
+/// A connected client.
+pub struct Client {
+    endpoint: Endpoint,
+    conn: Connection,
+}
+
+impl Client {
+    pub async fn connect(options: &ClientOptions) -> Result<Self, ClientError> {
+        let tls = TlsMaterial::load(&options.ca, &options.cert, &options.key)?;
+        let addr = resolve(&options.node)?;
+        let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
+            .parse()
+            .map_err(|_| ClientError::Resolve(options.node.clone()))?;
+        let mut endpoint = Endpoint::client(bind).map_err(|e| connect_error(options, e.to_string(), false))?;
+        endpoint.set_default_client_config(tls.quic_client_config()?);
+        let connecting = endpoint
+            .connect(addr, &options.server_name)
+            .map_err(|e| connect_error(options, e.to_string(), false))?;
+        let conn = connecting.await.map_err(|e| {
+            let tls = matches!(&e, quinn::ConnectionError::TransportError(t) if t.code.to_string().contains("crypto"))
+                || matches!(&e, quinn::ConnectionError::ConnectionClosed(c) if c.error_code.to_string().contains("crypto"));
+            connect_error(options, e.to_string(), tls)
+        })?;
+        Ok(Self { endpoint, conn })
+    }
+
+    pub async fn call(&self, request: &Request) -> Result<Response, ClientError> {
+        match framed::call(&self.conn, request, CLIENT_MAX_FRAME).await? {
+            Response::Error(e) => Err(ClientError::Rpc(e)),
+            response => Ok(response),
+        }
+    }
+
+    pub async fn append(&self, message: Message) -> Result<AppendResponse, ClientError> {
+        match self.call(&Request::Append(AppendRequest { message })).await? {
+            Response::Append(r) => Ok(r),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    pub async fn fetch(&self, consumer: &str, limit: u32, max_wait_ms: u32, after: Option<u64>) -> Result<FetchResponse, ClientError> {
+        let request = FetchRequest { consumer: consumer.to_owned(), limit, max_wait_ms, after };
+        match self.call(&Request::Fetch(request)).await? {
+            Response::Fetch(r) => Ok(r),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    pub async fn confirm(&self, consumer: &str, offset: u64) -> Result<u64, ClientError> {
+        let request = ConfirmRequest { consumer: consumer.to_owned(), offset };
+        match self.call(&Request::Confirm(request)).await? {
+            Response::Confirm(r) => Ok(r.cursor),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// Closes the connection and waits briefly for the close to reach the node.
+    pub async fn close(self) {
+        self.conn.close(0u32.into(), b"done");
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+fn resolve(node: &str) -> Result<SocketAddr, ClientError> {
+    node.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| ClientError::Resolve(node.to_owned()))
+}
+
+fn connect_error(options: &ClientOptions, reason: String, tls: bool) -> ClientError {
+    ClientError::Connect { node: options.node.clone(), reason, tls }
+}

@@ -1,0 +1,79 @@
+//! One module per command. Each returns `anyhow::Result`; a [`CommandError`] inside carries the
+//! wire code and whether retrying may help, which `main` turns into the exit code.
+
+pub mod append;
+pub mod demo;
+pub mod fetch;
+pub mod serve;
+
+use bsfg_proto::{ErrorCode, RpcError};
+
+use crate::{
+    cli::{Command, ConnArgs, PkiCommand},
+    client::{Client, ClientError, ClientOptions},
+};
+
+/// An error with its wire code, for the `error: CODE: message` line and the exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CommandError {
+    pub code: ErrorCode,
+    pub retryable: bool,
+    pub message: String,
+}
+
+impl CommandError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, retryable: code.is_retryable(), message: message.into() }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidArgument, message)
+    }
+}
+
+impl From<ClientError> for CommandError {
+    fn from(error: ClientError) -> Self {
+        Self { code: error.code(), retryable: error.retryable(), message: error.to_string() }
+    }
+}
+
+impl From<RpcError> for CommandError {
+    fn from(error: RpcError) -> Self {
+        Self { code: error.code, retryable: error.retryable, message: error.message }
+    }
+}
+
+/// Runs one command to completion.
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { config } => serve::run(&config),
+        Command::Pki(PkiCommand::Init { dir, zones, clients, days }) => {
+            let summary = crate::pki::init(&dir, &zones, &clients, days).map_err(|e| CommandError::invalid(format!("{e:#}")))?;
+            println!("{}", serde_json::json!({"dir": summary.dir, "ca_created": summary.ca_created, "issued": summary.issued}));
+            Ok(())
+        }
+        Command::Append(args) => client_runtime()?.block_on(append::run(args)),
+        Command::Fetch { conn, consumer, limit, max_wait_ms, after } => {
+            client_runtime()?.block_on(fetch::fetch(conn, consumer, limit, max_wait_ms, after))
+        }
+        Command::Confirm { conn, consumer, offset } => client_runtime()?.block_on(fetch::confirm(conn, consumer, offset)),
+        Command::Demo(args) => demo::run(args),
+    }
+}
+
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+/// Connects as a client with the command's connection arguments.
+pub async fn connect(conn: &ConnArgs) -> Result<Client, CommandError> {
+    let options = ClientOptions {
+        node: conn.node.clone(),
+        ca: conn.ca.clone(),
+        cert: conn.cert.clone(),
+        key: conn.key.clone(),
+        server_name: conn.server_name.clone(),
+    };
+    Ok(Client::connect(&options).await?)
+}

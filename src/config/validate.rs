@@ -1,0 +1,133 @@
+//! Cross-field rules: contradictions that no single value can express. They run after every
+//! value has been parsed, and the first broken rule becomes a `ConfigError::Invalid` naming the
+//! key to change, the value found and the reason.
+
+use super::{Backpressure, ByteSize};
+use super::{Config, ConfigError, LimitsSection, ReplicationSection, StoreSection};
+
+/// A frame is `u32`-length-prefixed; 1 GiB keeps a single decode far below what a node can hold.
+const MAX_FRAME_CEILING: ByteSize = ByteSize::gib(1);
+
+pub(super) fn check(config: &Config) -> Result<(), ConfigError> {
+    for index in 0..config.peers.len() {
+        check_peer(config, index)?;
+    }
+    for index in 0..config.clients.len() {
+        check_client(config, index)?;
+    }
+    check_store(&config.store)?;
+    check_replication(&config.replication)?;
+    check_limits(&config.limits)?;
+    check_admin(config)
+}
+
+fn check_peer(config: &Config, index: usize) -> Result<(), ConfigError> {
+    let peer = &config.peers[index];
+    let zone = peer.zone.as_str();
+    if peer.zone == config.node.zone {
+        let reason = "is this node's own zone (node.zone); a node cannot be its own peer";
+        return Err(invalid(
+            format!("peers[{index}].zone"),
+            format!("{zone:?} {reason}"),
+        ));
+    }
+    if let Some(first) = config.peers[..index]
+        .iter()
+        .position(|p| p.zone == peer.zone)
+    {
+        let reason = format!("duplicate peer zone {zone:?} (already peers[{first}].zone)");
+        return Err(invalid(format!("peers[{index}].zone"), reason));
+    }
+    if peer.dial && peer.address.is_none() {
+        let reason =
+            format!("required for peer {zone:?} because dial = true (or set dial = false)");
+        return Err(invalid(format!("peers[{index}].address"), reason));
+    }
+    Ok(())
+}
+
+fn check_client(config: &Config, index: usize) -> Result<(), ConfigError> {
+    let identity = config.clients[index].identity.as_str();
+    let path = format!("clients[{index}].identity");
+    if let Some(peer) = config
+        .peers
+        .iter()
+        .position(|p| p.zone.as_str() == identity)
+    {
+        let reason = format!(
+            "{identity:?} is also a peer zone (peers[{peer}].zone); \
+             a certificate identity is either a peer or a client, never both"
+        );
+        return Err(invalid(path, reason));
+    }
+    let earlier = &config.clients[..index];
+    if let Some(first) = earlier.iter().position(|c| c.identity == identity) {
+        let reason =
+            format!("duplicate client identity {identity:?} (already clients[{first}].identity)");
+        return Err(invalid(path, reason));
+    }
+    Ok(())
+}
+
+fn check_store(store: &StoreSection) -> Result<(), ConfigError> {
+    let (high, low) = (store.high_watermark_percent, store.low_watermark_percent);
+    if high > 100 {
+        let reason = format!("{high} is not a percentage (must be at most 100)");
+        return Err(invalid("store.high_watermark_percent", reason));
+    }
+    if low >= high {
+        let reason = format!("{low} must be below store.high_watermark_percent ({high})");
+        return Err(invalid("store.low_watermark_percent", reason));
+    }
+    if store.safety_critical && store.backpressure == Backpressure::DropOldest {
+        let reason = "drop_oldest is not allowed with store.safety_critical = true \
+                      (it would delete unconfirmed facts); use \"reject\"";
+        return Err(invalid("store.backpressure", reason));
+    }
+    Ok(())
+}
+
+fn check_replication(replication: &ReplicationSection) -> Result<(), ConfigError> {
+    if replication.batch_limit == 0 {
+        return Err(invalid(
+            "replication.batch_limit",
+            "must be at least 1, got 0",
+        ));
+    }
+    Ok(())
+}
+
+fn check_limits(limits: &LimitsSection) -> Result<(), ConfigError> {
+    let (fact, frame) = (limits.max_fact_bytes, limits.max_frame_bytes);
+    if frame > MAX_FRAME_CEILING {
+        let reason = format!("{frame} exceeds the maximum of {MAX_FRAME_CEILING}");
+        return Err(invalid("limits.max_frame_bytes", reason));
+    }
+    if fact > frame {
+        let reason = format!(
+            "{fact} exceeds limits.max_frame_bytes ({frame}); a message must fit in one frame"
+        );
+        return Err(invalid("limits.max_fact_bytes", reason));
+    }
+    Ok(())
+}
+
+/// SPEC §6: the admin API may leave loopback only behind a bearer token.
+fn check_admin(config: &Config) -> Result<(), ConfigError> {
+    let admin = config.listen.admin;
+    if admin.ip().is_loopback() || config.admin.token_file.is_some() {
+        return Ok(());
+    }
+    let reason = format!(
+        "{admin} is not a loopback address and admin.token_file is not set; \
+         set admin.token_file or bind the admin listener to loopback"
+    );
+    Err(invalid("listen.admin", reason))
+}
+
+fn invalid(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.into(),
+        message: message.into(),
+    }
+}

@@ -1,0 +1,230 @@
+//! Typed leaf values of the configuration: zone names, sizes, durations, addresses and the
+//! small enums. Each one is checked while it is deserialized, so an error carries the key path
+//! that serde_path_to_error tracked and the offending value.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+/// A zone name: `[a-z0-9][a-z0-9-]{0,62}`. Nodes are named by zone (certificate CN = zone).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Zone(String);
+
+impl Zone {
+    /// The name as written in the configuration.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Zone {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        check_name("zone name", &name).map_err(de::Error::custom)?;
+        Ok(Zone(name))
+    }
+}
+
+/// Zone names and client identities share one syntax (both end up as a certificate CN).
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if first_ok && rest_ok && name.len() <= 63 {
+        return Ok(());
+    }
+    Err(format!(
+        "invalid {what} {name:?}: must match [a-z0-9][a-z0-9-]{{0,62}}"
+    ))
+}
+
+/// `deserialize_with` for `clients[].identity`.
+pub(super) fn identity<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let name = String::deserialize(d)?;
+    check_name("client identity", &name).map_err(de::Error::custom)?;
+    Ok(name)
+}
+
+/// A size in bytes, written `"10GiB"`, `"1MiB"`, `"500MB"` or as a bare integer of bytes.
+/// Never zero: every size in the configuration bounds something that must hold data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ByteSize(u64);
+
+impl ByteSize {
+    /// The size in bytes.
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+
+    pub(super) const fn mib(n: u64) -> Self {
+        ByteSize(n << 20)
+    }
+
+    pub(super) const fn gib(n: u64) -> Self {
+        ByteSize(n << 30)
+    }
+
+    fn checked(bytes: u64, written: &dyn fmt::Display) -> Result<Self, String> {
+        match bytes {
+            0 => Err(format!("invalid size {written}: must be greater than zero")),
+            u64::MAX => Err(format!("invalid size {written}: too large")),
+            n => Ok(ByteSize(n)),
+        }
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", bytesize::ByteSize(self.0).display().iec())
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ByteSizeVisitor)
+    }
+}
+
+struct ByteSizeVisitor;
+
+impl Visitor<'_> for ByteSizeVisitor {
+    type Value = ByteSize;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a size such as \"10GiB\" or an integer number of bytes")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
+        ByteSize::checked(v, &v).map_err(E::custom)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
+        let bytes = u64::try_from(v)
+            .map_err(|_| E::custom(format!("invalid size {v}: must not be negative")))?;
+        self.visit_u64(bytes)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
+        let parsed = v
+            .parse::<bytesize::ByteSize>()
+            .map_err(|e| E::custom(format!("invalid size {v:?}: {e}")))?;
+        ByteSize::checked(parsed.as_u64(), &format_args!("{v:?}")).map_err(E::custom)
+    }
+}
+
+/// `deserialize_with` for durations written with humantime units (`"7d"`, `"250ms"`).
+/// Zero is rejected: a zero retention or timeout is never what an operator means.
+pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    match humantime::parse_duration(&text) {
+        Ok(value) if value.is_zero() => Err(de::Error::custom(format!(
+            "invalid duration {text:?}: must be greater than zero"
+        ))),
+        Ok(value) => Ok(value),
+        Err(e) => Err(de::Error::custom(format!("invalid duration {text:?}: {e}"))),
+    }
+}
+
+/// `deserialize_with` for `IP:PORT` addresses; the error repeats what was written.
+pub(super) fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|e| {
+        de::Error::custom(format!(
+            "invalid socket address {text:?}: {e} (expected IP:PORT)"
+        ))
+    })
+}
+
+/// `deserialize_with` for an optional `IP:PORT` (present key = `Some`).
+pub(super) fn opt_socket_addr<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    socket_addr(d).map(Some)
+}
+
+/// `deserialize_with` for file paths: an empty string would silently mean "the config's
+/// directory" after resolution, so it is refused.
+pub(super) fn path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.is_empty() {
+        return Err(de::Error::custom("path must not be empty"));
+    }
+    Ok(PathBuf::from(text))
+}
+
+/// `deserialize_with` for an optional file path (present key = `Some`).
+pub(super) fn opt_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    path(d).map(Some)
+}
+
+/// `deserialize_with` for `clients[].roles`: at least one role; duplicates are collapsed.
+pub(super) fn roles<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Role>, D::Error> {
+    let mut roles = Vec::<Role>::deserialize(d)?;
+    if roles.is_empty() {
+        return Err(de::Error::custom(
+            "at least one role is required (\"produce\", \"consume\")",
+        ));
+    }
+    roles.sort_unstable();
+    roles.dedup();
+    Ok(roles)
+}
+
+/// What a client may do on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// AppendFact and PutObject.
+    Produce,
+    /// FetchFacts, ConfirmReceipt and GetObject on the forward buffer.
+    Consume,
+}
+
+/// The store buffer's when-full policy, applied once fill reaches `high_watermark_percent`
+/// and confirmed facts have already been reclaimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backpressure {
+    /// AppendFact fails with the retryable `RESOURCE_EXHAUSTED` until fill falls below
+    /// `low_watermark_percent`; nothing already acknowledged is lost.
+    #[default]
+    Reject,
+    /// The oldest unconfirmed facts are deleted until fill is at or below
+    /// `low_watermark_percent`; each loss is counted in `bsfg_dropped_facts_total` and logged.
+    /// Not allowed together with `safety_critical = true`.
+    DropOldest,
+}
+
+/// Minimum severity written to the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+/// Log line encoding: one JSON object per line, or text for humans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}

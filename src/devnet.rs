@@ -1,0 +1,223 @@
+//! A development network on loopback: a PKI, one config per zone with free ports, and `bsfg
+//! serve` child processes. Used by `bsfg demo` and by the end-to-end tests, so both run the same
+//! real binary the same way.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    fs,
+    net::{SocketAddr, UdpSocket},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+
+use crate::client::ClientOptions;
+
+/// A peer entry of one node's config.
+#[derive(Debug, Clone)]
+pub struct PeerSpec {
+    pub zone: String,
+    pub address: SocketAddr,
+    pub dial: bool,
+}
+
+/// One node: where it listens, where it keeps data, whom it peers with, and any extra TOML.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub zone: String,
+    pub rpc: SocketAddr,
+    pub admin: SocketAddr,
+    pub data_dir: PathBuf,
+    pub config: PathBuf,
+    pub peers: Vec<PeerSpec>,
+    /// Client identities and their roles (`"produce"`, `"consume"`).
+    pub clients: Vec<(String, Vec<String>)>,
+    /// Appended verbatim to the generated config (extra sections).
+    pub extra: String,
+}
+
+/// A set of zones with their PKI and configs under one directory.
+#[derive(Debug, Clone)]
+pub struct Devnet {
+    pub dir: PathBuf,
+    pub pki: PathBuf,
+    pub nodes: BTreeMap<String, NodeSpec>,
+}
+
+impl Devnet {
+    /// PKI for `zones` and `clients` in `dir/pki`; every client may produce and consume on every
+    /// node; each pair in `links` peers both ways (both dial). Writes the configs.
+    pub fn new(dir: &Path, zones: &[&str], links: &[(&str, &str)], clients: &[&str]) -> anyhow::Result<Self> {
+        let pki = dir.join("pki");
+        let owned = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        crate::pki::init(&pki, &owned(zones), &owned(clients), 30)?;
+        let mut nodes = BTreeMap::new();
+        for zone in zones {
+            let clients = clients.iter().map(|c| (c.to_string(), vec!["produce".into(), "consume".into()])).collect();
+            nodes.insert(zone.to_string(), node_spec(dir, zone, clients)?);
+        }
+        let mut net = Self { dir: dir.to_owned(), pki, nodes };
+        for (a, b) in links {
+            net.link(a, b)?;
+            net.link(b, a)?;
+        }
+        net.write_configs()?;
+        Ok(net)
+    }
+
+    fn link(&mut self, from: &str, to: &str) -> anyhow::Result<()> {
+        let address = self.node(to)?.rpc;
+        let node = self.nodes.get_mut(from).with_context(|| format!("no zone {from}"))?;
+        node.peers.push(PeerSpec { zone: to.to_owned(), address, dial: true });
+        Ok(())
+    }
+
+    pub fn node(&self, zone: &str) -> anyhow::Result<&NodeSpec> {
+        self.nodes.get(zone).with_context(|| format!("no zone {zone} in this devnet"))
+    }
+
+    /// (Re)writes every node's config file from its spec.
+    pub fn write_configs(&self) -> anyhow::Result<()> {
+        for node in self.nodes.values() {
+            fs::write(&node.config, self.config_text(node)?).with_context(|| format!("writing {}", node.config.display()))?;
+        }
+        Ok(())
+    }
+
+    fn config_text(&self, node: &NodeSpec) -> anyhow::Result<String> {
+        let pki = self.pki.display();
+        let mut text = format!(
+            "[node]\nzone = \"{zone}\"\ndata_dir = \"{data}\"\n\n[listen]\nrpc = \"{rpc}\"\nadmin = \"{admin}\"\n\n\
+             [tls]\nca = \"{pki}/ca.pem\"\ncert = \"{pki}/{zone}.pem\"\nkey = \"{pki}/{zone}.key\"\n",
+            zone = node.zone,
+            data = node.data_dir.display(),
+            rpc = node.rpc,
+            admin = node.admin,
+        );
+        for peer in &node.peers {
+            write!(text, "\n[[peers]]\nzone = \"{}\"\naddress = \"{}\"\ndial = {}\n", peer.zone, peer.address, peer.dial)?;
+        }
+        for (identity, roles) in &node.clients {
+            write!(text, "\n[[clients]]\nidentity = \"{identity}\"\nroles = {roles:?}\n")?;
+        }
+        text.push('\n');
+        text.push_str(&node.extra);
+        Ok(text)
+    }
+
+    /// Client options for `identity` talking to the node of `zone`.
+    pub fn client(&self, zone: &str, identity: &str) -> anyhow::Result<ClientOptions> {
+        Ok(ClientOptions {
+            node: self.node(zone)?.rpc.to_string(),
+            ca: self.pki.join("ca.pem"),
+            cert: self.pki.join(format!("{identity}.pem")),
+            key: self.pki.join(format!("{identity}.key")),
+            server_name: zone.to_owned(),
+        })
+    }
+
+    /// Starts `bin serve` for `zone`, logging to `dir/<zone>.log`, and waits until it serves.
+    pub fn spawn(&self, bin: &Path, zone: &str) -> anyhow::Result<NodeProcess> {
+        let node = self.node(zone)?;
+        let log_path = self.dir.join(format!("{zone}.log"));
+        let log = fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+        let already = fs::metadata(&log_path)?.len();
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(&node.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut process = NodeProcess { zone: zone.to_owned(), child, log: log_path };
+        process.wait_started(already, Duration::from_secs(30))?;
+        Ok(process)
+    }
+}
+
+fn node_spec(dir: &Path, zone: &str, clients: Vec<(String, Vec<String>)>) -> anyhow::Result<NodeSpec> {
+    Ok(NodeSpec {
+        zone: zone.to_owned(),
+        rpc: free_udp_port()?,
+        admin: free_tcp_port()?,
+        data_dir: dir.join(format!("{zone}-data")),
+        config: dir.join(format!("{zone}.toml")),
+        peers: Vec::new(),
+        clients,
+        extra: String::new(),
+    })
+}
+
+/// A loopback UDP address that was free a moment ago.
+pub fn free_udp_port() -> anyhow::Result<SocketAddr> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+fn free_tcp_port() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// A running `bsfg serve` child process.
+#[derive(Debug)]
+pub struct NodeProcess {
+    pub zone: String,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl NodeProcess {
+    fn wait_started(&mut self, log_offset: u64, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let text = fs::read(&self.log).unwrap_or_default();
+            if String::from_utf8_lossy(text.get(log_offset as usize..).unwrap_or_default()).contains("node_started") {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!("node {} exited with {status} while starting; log: {}", self.zone, self.log.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("node {} did not start within {timeout:?}; log: {}", self.zone, self.log.display())
+    }
+
+    /// SIGKILL: the crash the durability guarantees are about.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let sent = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
+        if !sent.success() {
+            bail!("cannot signal node {}", self.zone);
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill()?;
+        bail!("node {} did not stop within {timeout:?} of SIGTERM", self.zone)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,17 @@
+//! The `bsfg` package: command line, configuration, wiring, and the client library.
+//!
+//! - [`cli`]: the command line of SPEC §8; [`commands`]: one module per command.
+//! - [`config`]: the TOML configuration of SPEC §9, loaded once and typed.
+//! - [`client`]: connect to a node and call it (used by commands, the demo and tests).
+//! - [`pki`]: the development PKI behind `bsfg pki init`.
+//! - [`logging`]: JSON or text logs (SPEC §12).
+
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod config;
+pub mod logging;
+pub mod devnet;
+pub mod pki;
+
+pub use commands::CommandError;

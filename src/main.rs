@@ -1,0 +1,22 @@
+//! The `bsfg` binary: parses the command line and runs one command. Errors end here: printed as
+//! `error: CODE: message` with exit code 1 (permanent) or 75 (retryable); usage errors exit 2.
+
+use std::process::ExitCode;
+
+use bsfg::{cli::Cli, commands, CommandError};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let (code, exit) = match error.downcast_ref::<CommandError>() {
+                Some(e) => (e.code.as_str(), if e.retryable { 75 } else { 1 }),
+                None => ("INTERNAL", 1),
+            };
+            eprintln!("error: {code}: {error:#}");
+            ExitCode::from(exit)
+        }
+    }
+}
