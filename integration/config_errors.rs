@@ -1,1 +1,83 @@
-//! (being written)
+//! Property: `bsfg serve` refuses a bad configuration at start-up, quickly and before touching
+//! its data directory, with exit code 1 and one `error: INVALID_ARGUMENT: ` line naming the key
+//! and the offending value — unknown keys, bad durations, a zone that is not the certificate's
+//! CN, and the contradiction `safety_critical` + `drop_oldest` (SPEC §5, §9; issue #2, test 6).
+
+mod harness;
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use harness::Cluster;
+
+/// Runs `bsfg serve --config path` and returns its exit code and stderr; fails the test if the
+/// process is still running after a few seconds (a refused config must not start a node).
+fn serve(config: &Path) -> (Option<i32>, String) {
+    let mut child = Command::new(harness::bin())
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bsfg serve");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("output");
+            panic!("bsfg serve --config {} kept running; stdout: {}", config.display(), String::from_utf8_lossy(&output.stdout));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// `enterprise`'s generated config with `extra` appended, served; asserts the refusal and that
+/// the error names every string in `names`.
+fn assert_refused(cluster: &mut Cluster, extra: &str, names: &[&str]) {
+    cluster.net.nodes.get_mut("enterprise").expect("enterprise spec").extra = extra.to_owned();
+    cluster.net.write_configs().expect("configs");
+    let node = cluster.net.node("enterprise").expect("enterprise spec").clone();
+    assert_refused_file(&node.config, &node.data_dir, names);
+}
+
+fn assert_refused_file(config: &Path, data_dir: &Path, names: &[&str]) {
+    let (code, stderr) = serve(config);
+    assert_eq!(code, Some(1), "permanent error expected; stderr: {stderr}");
+    assert!(stderr.starts_with("error: INVALID_ARGUMENT: "), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one error line: {stderr}");
+    for name in names {
+        assert!(stderr.contains(name), "the error names {name:?}: {stderr}");
+    }
+    assert!(!data_dir.exists(), "a refused config must not create {}", data_dir.display());
+}
+
+#[test]
+fn bad_configurations_are_refused_at_start_up() {
+    let mut cluster = Cluster::pair();
+
+    assert_refused(&mut cluster, "[store]\ncolour = \"red\"\n", &["store.colour"]);
+    assert_refused(&mut cluster, "[store]\nretention = \"7x\"\n", &["store.retention", "7x"]);
+    let contradiction = "[store]\nsafety_critical = true\nbackpressure = \"drop_oldest\"\n";
+    assert_refused(&mut cluster, contradiction, &["store.backpressure", "store.safety_critical", "drop_oldest"]);
+
+    // plant-a's config presenting enterprise's certificate.
+    cluster.net.nodes.get_mut("enterprise").expect("enterprise spec").extra.clear();
+    cluster.net.write_configs().expect("configs");
+    let plant = cluster.net.node("plant-a").expect("plant-a spec").clone();
+    let text = std::fs::read_to_string(&plant.config).expect("plant-a config");
+    let swapped = text.replace("plant-a.pem", "enterprise.pem").replace("plant-a.key", "enterprise.key");
+    assert_ne!(swapped, text, "the generated config names plant-a's certificate");
+    let config = cluster.dir().join("impostor.toml");
+    std::fs::write(&config, swapped).expect("write config");
+    assert_refused_file(&config, &plant.data_dir, &["node.zone", "\"plant-a\"", "\"enterprise\""]);
+
+    // The unmodified configs start: the refusals above were about the edits alone.
+    cluster.start("enterprise");
+}

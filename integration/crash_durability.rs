@@ -36,7 +36,12 @@ async fn acknowledged_appends_survive_sigkill_and_reach_the_peer_exactly_once() 
         .map(|p| tokio::spawn(produce(p, cluster.options("plant-a"), acked.clone(), stop.clone())))
         .collect();
     for round in 0..KILLS {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
+        // Let the producers get going on the fresh node, then kill at a random moment.
+        let floor = acked.lock().expect("lock").len() + 200;
+        while acked.lock().expect("lock").len() < floor {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
         let before = acked.lock().expect("lock").len();
         cluster.kill("plant-a");
         println!("kill {round}: {before} facts acknowledged so far");
@@ -89,7 +94,7 @@ async fn produce(p: usize, options: ClientOptions, acked: Acked, stop: Arc<Atomi
             }
         }
         let Some(connected) = &client else { continue };
-        match tokio::time::timeout(Duration::from_secs(2), connected.append(message.clone())).await {
+        match tokio::time::timeout(Duration::from_millis(500), connected.append(message.clone())).await {
             Ok(Ok(reply)) => {
                 let previous = acked.lock().expect("lock").insert(reply.offset, message);
                 if let Some(previous) = previous {

@@ -1,1 +1,180 @@
-//! (being written)
+//! Property: only configured identities with verified certificates get anything from a node
+//! (SPEC §6) — a certificate from a foreign CA fails the handshake; a CA-valid certificate whose
+//! CN is not a configured client or peer gets `PERMISSION_DENIED`; a client may only do what its
+//! roles allow; a node is only accepted under the name it was dialled by; a peer's certificate
+//! can neither produce nor read facts addressed to another zone; and `from_zone` must be the
+//! node's own zone (SPEC §2). After every refusal the legitimate client is still served
+//! (issue #2, test 4).
+
+mod harness;
+
+use std::{path::Path, process::Output};
+
+use bsfg::{
+    client::{Client, ClientError, ClientOptions},
+    pki,
+};
+use bsfg_proto::ErrorCode;
+use harness::{message, stderr, Cluster};
+
+/// A client allowed to consume but not to produce on `enterprise`.
+const READER: &str = "reader";
+/// A client certificate signed by the cluster's CA but listed nowhere.
+const STRANGER: &str = "stranger";
+/// A node certificate signed by the cluster's CA for a zone nobody peers with.
+const ROGUE: &str = "rogue";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_configured_identities_are_served() {
+    // `plant-b` is configured on enterprise but never started: facts addressed to it stay in
+    // enterprise's store buffer, where a peer impersonator must not be able to read them.
+    let mut cluster = Cluster::new(&["enterprise", "plant-a", "plant-b"], &[("enterprise", "plant-a"), ("enterprise", "plant-b")]);
+    let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    pki::init(&cluster.net.pki, &names(&[ROGUE]), &names(&[READER, STRANGER]), 30).expect("issue extra certificates");
+    let enterprise = cluster.net.nodes.get_mut("enterprise").expect("enterprise spec");
+    enterprise.clients.push((READER.into(), vec!["consume".into()]));
+    cluster.start("enterprise");
+    cluster.start("plant-a");
+
+    foreign_ca_fails_the_handshake(&cluster).await;
+    unlisted_client_is_denied(&cluster);
+    roles_limit_what_a_client_may_do(&cluster);
+    server_must_present_the_dialled_zone(&cluster).await;
+    unknown_node_identity_is_denied(&cluster).await;
+    peer_certificate_reads_only_its_own_facts(&cluster).await;
+    from_zone_must_be_the_nodes_zone(&cluster).await;
+    assert_still_serving(&cluster, "final").await;
+}
+
+/// Options for `identity` with certificate files from `pki` (possibly another CA's directory).
+fn options_with(cluster: &Cluster, zone: &str, pki: &Path, identity: &str) -> ClientOptions {
+    ClientOptions {
+        cert: pki.join(format!("{identity}.pem")),
+        key: pki.join(format!("{identity}.key")),
+        ..cluster.options(zone)
+    }
+}
+
+/// Connects and makes one call; the error of whichever step failed.
+async fn connect_and_append(options: &ClientOptions, id: &str) -> Result<(), ClientError> {
+    let client = Client::connect(options).await?;
+    let result = client.append(message("enterprise", "plant-a", id)).await;
+    client.close().await;
+    result.map(drop)
+}
+
+async fn foreign_ca_fails_the_handshake(cluster: &Cluster) {
+    let foreign = cluster.dir().join("foreign-pki");
+    pki::init(&foreign, &[], &[harness::CLIENT.to_owned()], 30).expect("foreign CA");
+    let options = options_with(cluster, "enterprise", &foreign, harness::CLIENT);
+    let error = connect_and_append(&options, "foreign-1").await.expect_err("a foreign CA's certificate must be refused");
+    assert_eq!(error.code(), ErrorCode::Unauthenticated, "{error}");
+    assert!(!error.retryable(), "a refused certificate is not worth retrying: {error}");
+
+    let cli = std::process::Command::new(harness::bin())
+        .args(["append", "--to", "plant-a", "--subject", "s", "--predicate", "p", "--object-json", "1"])
+        .args(["--node", &options.node, "--server-name", "enterprise"])
+        .arg("--ca")
+        .arg(&options.ca)
+        .arg("--cert")
+        .arg(&options.cert)
+        .arg("--key")
+        .arg(&options.key)
+        .output()
+        .expect("run bsfg");
+    assert_eq!(cli.status.code(), Some(1), "{}", stderr(&cli));
+    assert!(stderr(&cli).starts_with("error: UNAUTHENTICATED: "), "{}", stderr(&cli));
+
+    let log = std::fs::read_to_string(cluster.dir().join("enterprise.log")).expect("log");
+    assert!(log.contains("tls_handshake_failed"), "the refused handshake is logged:\n{log}");
+    assert_still_serving(cluster, "after-foreign-ca").await;
+}
+
+fn assert_denied(output: &Output, names: &[&str]) {
+    let text = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.starts_with("error: PERMISSION_DENIED: "), "{text}");
+    for name in names {
+        assert!(text.contains(name), "the error names {name:?}: {text}");
+    }
+}
+
+fn cli_append(cluster: &Cluster, identity: &str) -> Output {
+    let args = ["append", "--to", "plant-a", "--subject", "s", "--predicate", "p", "--object-json", "{}"];
+    cluster.cli_as("enterprise", identity, &args)
+}
+
+fn cli_fetch(cluster: &Cluster, identity: &str) -> Output {
+    cluster.cli_as("enterprise", identity, &["fetch", "--consumer", identity])
+}
+
+fn unlisted_client_is_denied(cluster: &Cluster) {
+    assert_denied(&cli_append(cluster, STRANGER), &[STRANGER]);
+    assert_denied(&cli_fetch(cluster, STRANGER), &[STRANGER]);
+    let confirm = cluster.cli_as("enterprise", STRANGER, &["confirm", "--consumer", STRANGER, "--offset", "0"]);
+    assert_denied(&confirm, &[STRANGER]);
+}
+
+fn roles_limit_what_a_client_may_do(cluster: &Cluster) {
+    assert_denied(&cli_append(cluster, READER), &[READER, "produce"]);
+    let fetch = cli_fetch(cluster, READER);
+    assert!(fetch.status.success(), "a consumer may fetch: {}", stderr(&fetch));
+}
+
+async fn server_must_present_the_dialled_zone(cluster: &Cluster) {
+    // enterprise's address, dialled as if it were plant-a: its certificate says "enterprise".
+    let options = ClientOptions { server_name: "plant-a".into(), ..cluster.options("enterprise") };
+    let error = Client::connect(&options).await.err().expect("a node presenting another zone's CN must be refused");
+    assert_eq!(error.code(), ErrorCode::Unauthenticated, "{error}");
+    assert!(error.to_string().contains("enterprise"), "the error names what was presented: {error}");
+}
+
+async fn unknown_node_identity_is_denied(cluster: &Cluster) {
+    let options = options_with(cluster, "enterprise", &cluster.net.pki, ROGUE);
+    let client = Client::connect(&options).await.expect("a CA-valid certificate passes the handshake");
+    let fetch = client.fetch("peer:plant-a", 100, 0, Some(0)).await.expect_err("fetch by an unknown node");
+    assert_eq!(fetch.code(), ErrorCode::PermissionDenied, "{fetch}");
+    assert!(fetch.to_string().contains(ROGUE), "{fetch}");
+    let append = client.append(message("enterprise", "plant-a", "rogue-1")).await.expect_err("append by an unknown node");
+    assert_eq!(append.code(), ErrorCode::PermissionDenied, "{append}");
+    client.close().await;
+}
+
+async fn peer_certificate_reads_only_its_own_facts(cluster: &Cluster) {
+    let producer = cluster.client("enterprise").await;
+    for (id, to) in [("for-a-1", "plant-a"), ("for-b-1", "plant-b"), ("for-a-2", "plant-a"), ("for-b-2", "plant-b")] {
+        producer.append(message("enterprise", to, id)).await.expect("append");
+    }
+    producer.close().await;
+
+    let options = options_with(cluster, "enterprise", &cluster.net.pki, "plant-a");
+    let impostor = Client::connect(&options).await.expect("plant-a's certificate is valid");
+    let append = impostor.append(message("enterprise", "plant-a", "impostor-1")).await.expect_err("a peer cannot produce");
+    assert_eq!(append.code(), ErrorCode::PermissionDenied, "{append}");
+    // The consumer name is ignored for peers: even asking for plant-b's stream yields plant-a's.
+    let page = impostor.fetch("peer:plant-b", 1000, 0, Some(0)).await.expect("a peer may fetch its own facts");
+    let ids: Vec<&str> = page.facts.iter().map(|f| f.message.envelope.message_id.as_str()).collect();
+    assert!(ids.contains(&"for-a-1") && ids.contains(&"for-a-2"), "{ids:?}");
+    for fact in &page.facts {
+        assert_eq!(fact.message.envelope.to_zone, "plant-a", "a peer only receives facts addressed to it: {ids:?}");
+    }
+    impostor.close().await;
+}
+
+async fn from_zone_must_be_the_nodes_zone(cluster: &Cluster) {
+    let client = cluster.client("enterprise").await;
+    let error = client.append(message("plant-b", "plant-a", "forged-1")).await.expect_err("forged from_zone");
+    assert_eq!(error.code(), ErrorCode::InvalidArgument, "{error}");
+    assert!(!error.retryable());
+    assert!(error.to_string().contains("plant-b") && error.to_string().contains("enterprise"), "{error}");
+    client.close().await;
+}
+
+/// The legitimate client still appends and fetches on enterprise.
+async fn assert_still_serving(cluster: &Cluster, id: &str) {
+    let client = cluster.client("enterprise").await;
+    let appended = client.append(message("enterprise", "plant-a", id)).await.expect("legitimate append");
+    assert!(!appended.duplicate, "{id} is new");
+    client.fetch(harness::CLIENT, 10, 0, None).await.expect("legitimate fetch");
+    client.close().await;
+}

@@ -42,6 +42,8 @@ pub struct NodeSettings {
     pub batch_limit: u32,
     pub max_wait: Duration,
     pub backoff_cap: Duration,
+    /// Dead-link detection time.
+    pub link_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +74,14 @@ impl Node {
         let forward = ForwardBuffer::new(ForwardBufferConfig { max_frame_bytes: settings.max_frame_bytes }, journal).start();
         let endpoint = quinn::Endpoint::server(tls.quic_server_config()?, settings.rpc_listen)
             .map_err(|source| NodeError::Listen { addr: settings.rpc_listen, source })?;
-        let link_deps = PeerLinkDeps { endpoint: endpoint.clone(), client_config: tls.quic_client_config()?, forward: forward.clone(), log: log.clone() };
+        let (dialed_tx, dialed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let link_deps = PeerLinkDeps {
+            endpoint: endpoint.clone(),
+            client_config: tls.quic_client_config()?,
+            forward: forward.clone(),
+            dialed: dialed_tx,
+            log: log.clone(),
+        };
         let links: HashMap<String, Addr<PeerLink>> = settings
             .peers
             .iter()
@@ -87,7 +96,7 @@ impl Node {
             max_frame_bytes: settings.max_frame_bytes,
             log: log.clone(),
         };
-        let server = RpcServer::spawn(endpoint.clone(), deps);
+        let server = RpcServer::spawn(endpoint.clone(), deps, dialed_rx);
         info!(log, "node_started"; "rpc" => %endpoint.local_addr().map_err(|source| NodeError::Listen { addr: settings.rpc_listen, source })?);
         Ok(Self { endpoint, server, links: links.into_values().collect(), log })
     }
@@ -138,6 +147,7 @@ fn start_link(settings: &NodeSettings, peer: &PeerSettings, deps: PeerLinkDeps) 
         max_wait: settings.max_wait,
         max_frame_bytes: settings.max_frame_bytes,
         backoff_cap: settings.backoff_cap,
+        link_timeout: settings.link_timeout,
     };
     Supervisor::start(move |_| PeerLink::new(config, deps))
 }

@@ -69,6 +69,7 @@ fn node_settings(config: &Config) -> NodeSettings {
         batch_limit: config.replication.batch_limit,
         max_wait: std::time::Duration::from_millis(config.replication.max_wait_ms),
         backoff_cap: BACKOFF_CAP,
+        link_timeout: config.replication.link_timeout,
     }
 }
 

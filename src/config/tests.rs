@@ -237,6 +237,9 @@ fn bad_duration_names_key_and_value() {
         "replication.link_timeout",
         "\"0s\": must be greater than zero",
     );
+    let bare = minimal_with("[forward]\nretention = 7");
+    let hint = "expected a duration string such as \"7d\"";
+    assert_invalid(&bare, "forward.retention", hint);
 }
 
 #[test]

@@ -29,7 +29,7 @@ impl fmt::Display for Zone {
 
 impl<'de> Deserialize<'de> for Zone {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
+        let name = string(d, "a zone name string")?;
         check_name("zone name", &name).map_err(de::Error::custom)?;
         Ok(Zone(name))
     }
@@ -52,7 +52,7 @@ fn check_name(what: &str, name: &str) -> Result<(), String> {
 
 /// `deserialize_with` for `clients[].identity`.
 pub(super) fn identity<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let name = String::deserialize(d)?;
+    let name = string(d, "a client identity string")?;
     check_name("client identity", &name).map_err(de::Error::custom)?;
     Ok(name)
 }
@@ -124,10 +124,29 @@ impl Visitor<'_> for ByteSizeVisitor {
     }
 }
 
+/// Reads a TOML string; a value of another type is refused with `expecting` as the hint.
+fn string<'de, D: Deserializer<'de>>(d: D, expecting: &'static str) -> Result<String, D::Error> {
+    d.deserialize_str(StringVisitor(expecting))
+}
+
+struct StringVisitor(&'static str);
+
+impl Visitor<'_> for StringVisitor {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_owned())
+    }
+}
+
 /// `deserialize_with` for durations written with humantime units (`"7d"`, `"250ms"`).
 /// Zero is rejected: a zero retention or timeout is never what an operator means.
 pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
+    let text = string(d, "a duration string such as \"7d\" or \"250ms\"")?;
     match humantime::parse_duration(&text) {
         Ok(value) if value.is_zero() => Err(de::Error::custom(format!(
             "invalid duration {text:?}: must be greater than zero"
@@ -139,7 +158,7 @@ pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::E
 
 /// `deserialize_with` for `IP:PORT` addresses; the error repeats what was written.
 pub(super) fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
-    let text = String::deserialize(d)?;
+    let text = string(d, "an address string such as \"10.0.1.10:9443\"")?;
     text.parse().map_err(|e| {
         de::Error::custom(format!(
             "invalid socket address {text:?}: {e} (expected IP:PORT)"
@@ -157,7 +176,7 @@ pub(super) fn opt_socket_addr<'de, D: Deserializer<'de>>(
 /// `deserialize_with` for file paths: an empty string would silently mean "the config's
 /// directory" after resolution, so it is refused.
 pub(super) fn path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
-    let text = String::deserialize(d)?;
+    let text = string(d, "a file path string")?;
     if text.is_empty() {
         return Err(de::Error::custom("path must not be empty"));
     }

@@ -31,6 +31,8 @@ pub struct PeerLinkConfig {
     pub max_wait: Duration,
     pub max_frame_bytes: usize,
     pub backoff_cap: Duration,
+    /// A call that has not answered within `max_wait` plus this is a dead link.
+    pub link_timeout: Duration,
 }
 
 /// Runtime handles a peer link needs.
@@ -39,6 +41,8 @@ pub struct PeerLinkDeps {
     pub endpoint: Endpoint,
     pub client_config: quinn::ClientConfig,
     pub forward: Addr<ForwardBuffer>,
+    /// Where dialled connections go so the RPC server also serves the peer's calls on them.
+    pub dialed: tokio::sync::mpsc::UnboundedSender<(Connection, String)>,
     pub log: Logger,
 }
 

@@ -23,6 +23,8 @@ enum PullError {
     Remote(RpcError),
     #[error("peer answered a {0} call with another kind of response")]
     Protocol(&'static str),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
     #[error("forward buffer: {0}")]
     Local(RpcError),
 }
@@ -76,6 +78,7 @@ impl Looper {
         };
         match result {
             Ok(conn) => {
+                let _ = self.deps.dialed.send((conn.clone(), self.config.peer.clone()));
                 info!(self.deps.log, "peer_connected"; "peer" => &self.config.peer, "remote" => %address, "direction" => "outbound");
                 Some(conn)
             }
@@ -107,7 +110,7 @@ impl Looper {
             max_wait_ms: self.config.max_wait.as_millis().min(u128::from(u32::MAX)) as u32,
             after,
         });
-        match framed::call(conn, &request, self.config.max_frame_bytes).await? {
+        match self.call(conn, &request).await? {
             Response::Fetch(page) => Ok(page),
             Response::Error(e) => Err(PullError::Remote(e)),
             _ => Err(PullError::Protocol("fetch")),
@@ -138,9 +141,22 @@ impl Looper {
         Ok(())
     }
 
+    /// A call bounded by the dead-link timeout: a peer that stops answering is a dead link even
+    /// before QUIC's idle timeout notices.
+    async fn call(&self, conn: &Connection, request: &Request) -> Result<Response, PullError> {
+        let limit = self.config.max_wait + self.config.link_timeout;
+        match tokio::time::timeout(limit, framed::call(conn, request, self.config.max_frame_bytes)).await {
+            Ok(result) => Ok(result?),
+            Err(_) => {
+                conn.close(1u32.into(), b"no answer within the link timeout");
+                Err(PullError::Timeout(limit))
+            }
+        }
+    }
+
     async fn confirm(&self, conn: &Connection, offset: u64) -> Result<(), PullError> {
         let request = Request::Confirm(ConfirmRequest { consumer: format!("peer:{}", self.config.zone), offset });
-        match framed::call(conn, &request, self.config.max_frame_bytes).await? {
+        match self.call(conn, &request).await? {
             Response::Confirm(_) => Ok(()),
             Response::Error(e) => Err(PullError::Remote(e)),
             _ => Err(PullError::Protocol("confirm")),

@@ -5,4 +5,4 @@ pub mod framed;
 mod server;
 pub mod tls;
 
-pub use server::{Caller, Directory, Roles, RpcServer, ServerDeps};
+pub use server::{Caller, DialedConnections, Directory, Roles, RpcServer, ServerDeps};

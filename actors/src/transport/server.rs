@@ -73,17 +73,29 @@ pub struct ServerDeps {
     pub log: Logger,
 }
 
+/// Connections this node dialled to a peer: the peer may open streams on them too.
+pub type DialedConnections = tokio::sync::mpsc::UnboundedReceiver<(quinn::Connection, String)>;
+
 /// Handle to the accept loop.
 pub struct RpcServer {
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RpcServer {
-    /// Serves every connection `endpoint` accepts until the endpoint closes.
-    pub fn spawn(endpoint: Endpoint, deps: ServerDeps) -> Self {
+    /// Serves every connection `endpoint` accepts, and the calls peers make on connections we
+    /// dialled (one connection per peer pair carries both directions), until the endpoint closes.
+    pub fn spawn(endpoint: Endpoint, deps: ServerDeps, mut dialed: DialedConnections) -> Self {
         let task = tokio::spawn(async move {
-            while let Some(incoming) = endpoint.accept().await {
-                tokio::spawn(serve_connection(incoming, deps.clone()));
+            loop {
+                tokio::select! {
+                    incoming = endpoint.accept() => match incoming {
+                        Some(incoming) => { tokio::spawn(accept(incoming, deps.clone())); }
+                        None => break,
+                    },
+                    Some((conn, peer)) = dialed.recv() => {
+                        tokio::spawn(serve_calls(conn, Arc::new(Caller::Peer(peer)), deps.clone()));
+                    }
+                }
             }
         });
         Self { task }
@@ -94,7 +106,7 @@ impl RpcServer {
     }
 }
 
-async fn serve_connection(incoming: quinn::Incoming, deps: ServerDeps) {
+async fn accept(incoming: quinn::Incoming, deps: ServerDeps) {
     let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(conn) => conn,
@@ -113,7 +125,11 @@ async fn serve_connection(incoming: quinn::Incoming, deps: ServerDeps) {
             link.do_send(peer_link::Offer(conn.clone()));
         }
     }
-    let caller = Arc::new(caller);
+    serve_calls(conn, Arc::new(caller), deps).await;
+}
+
+/// One task per stream, until the connection closes.
+async fn serve_calls(conn: quinn::Connection, caller: Arc<Caller>, deps: ServerDeps) {
     while let Ok((send, recv)) = conn.accept_bi().await {
         tokio::spawn(serve_stream(send, recv, caller.clone(), deps.clone()));
     }
