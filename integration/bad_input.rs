@@ -28,12 +28,18 @@ async fn bad_input_is_refused_and_the_node_keeps_serving() {
     random_bytes_get_an_error(&raw).await;
     still_serving(&cluster, &mut good).await;
 
-    let truncated = raw.exchange(&frame_header(100, &[7; 10])).await.expect("a response to a truncated frame");
+    let truncated = raw
+        .exchange(&frame_header(100, &[7; 10]))
+        .await
+        .expect("a response to a truncated frame");
     assert_invalid(&truncated, &["10 of 100 bytes"]);
     still_serving(&cluster, &mut good).await;
 
     for announced in [MAX_FRAME as u32 + 1, 2 * MAX_FRAME as u32, u32::MAX] {
-        let oversized = raw.exchange(&frame_header(announced, &[0; 64])).await.expect("a response to an oversized header");
+        let oversized = raw
+            .exchange(&frame_header(announced, &[0; 64]))
+            .await
+            .expect("a response to an oversized header");
         assert_invalid(&oversized, &[&announced.to_string(), &MAX_FRAME.to_string()]);
         still_serving(&cluster, &mut good).await;
     }
@@ -47,7 +53,15 @@ async fn bad_input_is_refused_and_the_node_keeps_serving() {
     ids.sort();
     good.sort();
     assert_eq!(ids, good);
-    assert!(plant.fetch("audit", 10, 500, None).await.expect("fetch").facts.is_empty(), "nothing else arrives");
+    assert!(
+        plant
+            .fetch("audit", 10, 500, None)
+            .await
+            .expect("fetch")
+            .facts
+            .is_empty(),
+        "nothing else arrives"
+    );
     let log = std::fs::read_to_string(cluster.dir().join("enterprise.log")).expect("log");
     assert!(!log.contains("panicked"), "the node panicked:\n{log}");
 }
@@ -64,8 +78,15 @@ async fn a_message_over_max_frame_bytes_is_invalid_not_retryable() {
     let client = cluster.client("enterprise").await;
     let mut oversized = message("enterprise", "plant-a", "frame-1");
     oversized.fact.object_json = format!("\"{}\"", "x".repeat(2 * MAX_FRAME));
-    let error = client.append(oversized).await.expect_err("a message over max_frame_bytes");
-    let rpc = RpcError { code: error.code(), retryable: error.retryable(), message: error.to_string() };
+    let error = client
+        .append(oversized)
+        .await
+        .expect_err("a message over max_frame_bytes");
+    let rpc = RpcError {
+        code: error.code(),
+        retryable: error.retryable(),
+        message: error.to_string(),
+    };
     assert_invalid(&Response::Error(rpc), &[&MAX_FRAME.to_string()]);
     client.close().await;
     still_serving(&cluster, &mut Vec::new()).await;
@@ -74,7 +95,10 @@ async fn a_message_over_max_frame_bytes_is_invalid_not_retryable() {
 /// Streams of random bytes: mostly headers announcing too much, sometimes a header that fits
 /// followed by a random body. A stream reset is acceptable; silence or a crash is not.
 async fn random_bytes_get_an_error(raw: &RawConnection) {
-    let seed: u64 = std::env::var("BSFG_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    let seed: u64 = std::env::var("BSFG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
     println!("bad_input seed: BSFG_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
     for round in 0..64 {
@@ -87,12 +111,17 @@ async fn random_bytes_get_an_error(raw: &RawConnection) {
         let answer = raw.exchange(&bytes).await;
         if decodes(&bytes) {
             // Random bytes that happen to form a request get whatever that request deserves.
-            assert!(answer.is_ok(), "seed {seed} round {round}: no answer to a decodable request");
+            assert!(
+                answer.is_ok(),
+                "seed {seed} round {round}: no answer to a decodable request"
+            );
             continue;
         }
         match answer {
             Ok(response) => assert_invalid(&response, &[]),
-            Err(framed::StreamError::Stream(reason)) => assert!(reason.contains("reset"), "seed {seed} round {round}: {reason}"),
+            Err(framed::StreamError::Stream(reason)) => {
+                assert!(reason.contains("reset"), "seed {seed} round {round}: {reason}")
+            }
             Err(other) => panic!("seed {seed} round {round}: {} random bytes: {other}", bytes.len()),
         }
     }
@@ -107,7 +136,9 @@ fn decodes(bytes: &[u8]) -> bool {
     let Ok(len) = codec::body_len(header, MAX_FRAME) else {
         return false;
     };
-    bytes[codec::HEADER_LEN..].get(..len).is_some_and(|body| codec::decode_body::<Request>(body).is_ok())
+    bytes[codec::HEADER_LEN..]
+        .get(..len)
+        .is_some_and(|body| codec::decode_body::<Request>(body).is_ok())
 }
 
 async fn invalid_messages_are_refused(cluster: &Cluster, good: &mut Vec<String>) {
@@ -128,7 +159,11 @@ async fn invalid_messages_are_refused(cluster: &Cluster, good: &mut Vec<String>)
     for (bad, names) in cases {
         let id = bad.envelope.message_id.chars().take(16).collect::<String>();
         let error = client.append(bad).await.expect_err("invalid message");
-        let rpc = RpcError { code: error.code(), retryable: error.retryable(), message: error.to_string() };
+        let rpc = RpcError {
+            code: error.code(),
+            retryable: error.retryable(),
+            message: error.to_string(),
+        };
         assert_invalid(&Response::Error(rpc), names);
         println!("refused {id}…: {error}");
         still_serving(cluster, good).await;
@@ -140,15 +175,26 @@ async fn invalid_messages_are_refused(cluster: &Cluster, good: &mut Vec<String>)
 async fn still_serving(cluster: &Cluster, good: &mut Vec<String>) {
     let id = format!("ok-{}", good.len());
     let client = cluster.client("enterprise").await;
-    let appended = client.append(message("enterprise", "plant-a", &id)).await.expect("append after bad input");
+    let appended = client
+        .append(message("enterprise", "plant-a", &id))
+        .await
+        .expect("append after bad input");
     assert!(!appended.duplicate, "{id}");
-    client.fetch(harness::CLIENT, 10, 0, None).await.expect("fetch after bad input");
+    client
+        .fetch(harness::CLIENT, 10, 0, None)
+        .await
+        .expect("fetch after bad input");
     client.close().await;
     good.push(id);
 }
 
 fn assert_invalid(response: &Response, names: &[&str]) {
-    let Response::Error(RpcError { code, retryable, message }) = response else {
+    let Response::Error(RpcError {
+        code,
+        retryable,
+        message,
+    }) = response
+    else {
         panic!("expected INVALID_ARGUMENT, got {response:?}");
     };
     assert_eq!((*code, *retryable), (ErrorCode::InvalidArgument, false), "{message}");
@@ -176,8 +222,15 @@ impl RawConnection {
         let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
         endpoint.set_default_client_config(tls.quic_client_config().expect("client config"));
         let addr = options.node.parse().expect("node address");
-        let conn = endpoint.connect(addr, &options.server_name).expect("connect").await.expect("handshake");
-        Self { _endpoint: endpoint, conn }
+        let conn = endpoint
+            .connect(addr, &options.server_name)
+            .expect("connect")
+            .await
+            .expect("handshake");
+        Self {
+            _endpoint: endpoint,
+            conn,
+        }
     }
 
     /// Writes `bytes` on a new stream, finishes it and reads one response frame. The node may
@@ -188,6 +241,8 @@ impl RawConnection {
             let _ = send.finish();
         }
         let read = framed::read_frame::<Response>(&mut recv, 16 << 20);
-        tokio::time::timeout(Duration::from_secs(10), read).await.expect("the node answers within 10 s")
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("the node answers within 10 s")
     }
 }

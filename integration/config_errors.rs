@@ -30,12 +30,19 @@ fn serve(config: &Path) -> (Option<i32>, String) {
         if Instant::now() > deadline {
             let _ = child.kill();
             let output = child.wait_with_output().expect("output");
-            panic!("bsfg serve --config {} kept running; stdout: {}", config.display(), String::from_utf8_lossy(&output.stdout));
+            panic!(
+                "bsfg serve --config {} kept running; stdout: {}",
+                config.display(),
+                String::from_utf8_lossy(&output.stdout)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let output = child.wait_with_output().expect("output");
-    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// `enterprise`'s generated config with `extra` appended, served; asserts the refusal and that
@@ -55,7 +62,11 @@ fn assert_refused_file(config: &Path, data_dir: &Path, names: &[&str]) {
     for name in names {
         assert!(stderr.contains(name), "the error names {name:?}: {stderr}");
     }
-    assert!(!data_dir.exists(), "a refused config must not create {}", data_dir.display());
+    assert!(
+        !data_dir.exists(),
+        "a refused config must not create {}",
+        data_dir.display()
+    );
 }
 
 #[test]
@@ -63,20 +74,40 @@ fn bad_configurations_are_refused_at_start_up() {
     let mut cluster = Cluster::pair();
 
     assert_refused(&mut cluster, "[store]\ncolour = \"red\"\n", &["store.colour"]);
-    assert_refused(&mut cluster, "[store]\nretention = \"7x\"\n", &["store.retention", "7x"]);
+    assert_refused(
+        &mut cluster,
+        "[store]\nretention = \"7x\"\n",
+        &["store.retention", "7x"],
+    );
     let contradiction = "[store]\nsafety_critical = true\nbackpressure = \"drop_oldest\"\n";
-    assert_refused(&mut cluster, contradiction, &["store.backpressure", "store.safety_critical", "drop_oldest"]);
+    assert_refused(
+        &mut cluster,
+        contradiction,
+        &["store.backpressure", "store.safety_critical", "drop_oldest"],
+    );
 
     // plant-a's config presenting enterprise's certificate.
-    cluster.net.nodes.get_mut("enterprise").expect("enterprise spec").extra.clear();
+    cluster
+        .net
+        .nodes
+        .get_mut("enterprise")
+        .expect("enterprise spec")
+        .extra
+        .clear();
     cluster.net.write_configs().expect("configs");
     let plant = cluster.net.node("plant-a").expect("plant-a spec").clone();
     let text = std::fs::read_to_string(&plant.config).expect("plant-a config");
-    let swapped = text.replace("plant-a.pem", "enterprise.pem").replace("plant-a.key", "enterprise.key");
+    let swapped = text
+        .replace("plant-a.pem", "enterprise.pem")
+        .replace("plant-a.key", "enterprise.key");
     assert_ne!(swapped, text, "the generated config names plant-a's certificate");
     let config = cluster.dir().join("impostor.toml");
     std::fs::write(&config, swapped).expect("write config");
-    assert_refused_file(&config, &plant.data_dir, &["node.zone", "\"plant-a\"", "\"enterprise\""]);
+    assert_refused_file(
+        &config,
+        &plant.data_dir,
+        &["node.zone", "\"plant-a\"", "\"enterprise\""],
+    );
 
     // The unmodified configs start: the refusals above were about the edits alone.
     cluster.start("enterprise");

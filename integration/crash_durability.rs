@@ -54,20 +54,33 @@ async fn acknowledged_appends_survive_sigkill_and_reach_the_peer_exactly_once() 
         producer.await.expect("producer");
     }
     let acked = acked.lock().expect("lock").clone();
-    assert!(acked.len() > 100, "only {} facts acknowledged: the producers barely ran", acked.len());
+    assert!(
+        acked.len() > 100,
+        "only {} facts acknowledged: the producers barely ran",
+        acked.len()
+    );
 
     // Every acknowledged offset holds exactly that content: re-appending it is a duplicate at
     // the same offset (the node compares the content digest).
     let client = cluster.client("plant-a").await;
     for (offset, message) in &acked {
         let again = client.append(message.clone()).await.expect("re-append");
-        assert_eq!((again.offset, again.duplicate), (*offset, true), "{}", message.envelope.message_id);
+        assert_eq!(
+            (again.offset, again.duplicate),
+            (*offset, true),
+            "{}",
+            message.envelope.message_id
+        );
     }
 
     // The peer holds exactly one copy of each acknowledged fact.
     let enterprise = cluster.client("enterprise").await;
     let received = receive(&enterprise, "checker", acked.len(), Duration::from_secs(120)).await;
-    let extra = enterprise.fetch("checker", 1000, 1000, None).await.expect("fetch").facts;
+    let extra = enterprise
+        .fetch("checker", 1000, 1000, None)
+        .await
+        .expect("fetch")
+        .facts;
     let mut copies: HashMap<&str, usize> = HashMap::new();
     for fact in received.iter().chain(&extra) {
         *copies.entry(fact.message.envelope.message_id.as_str()).or_default() += 1;
@@ -87,7 +100,10 @@ async fn produce(p: usize, options: ClientOptions, acked: Acked, stop: Arc<Atomi
     while !stop.load(Ordering::SeqCst) {
         let message = message("plant-a", "enterprise", &format!("p{p}-{n}"));
         if client.is_none() {
-            client = tokio::time::timeout(Duration::from_secs(1), Client::connect(&options)).await.ok().and_then(Result::ok);
+            client = tokio::time::timeout(Duration::from_secs(1), Client::connect(&options))
+                .await
+                .ok()
+                .and_then(Result::ok);
             if client.is_none() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -98,7 +114,12 @@ async fn produce(p: usize, options: ClientOptions, acked: Acked, stop: Arc<Atomi
             Ok(Ok(reply)) => {
                 let previous = acked.lock().expect("lock").insert(reply.offset, message);
                 if let Some(previous) = previous {
-                    assert_eq!(previous.envelope.message_id, format!("p{p}-{n}"), "offset {} acknowledged twice", reply.offset);
+                    assert_eq!(
+                        previous.envelope.message_id,
+                        format!("p{p}-{n}"),
+                        "offset {} acknowledged twice",
+                        reply.offset
+                    );
                 }
                 n += 1;
             }

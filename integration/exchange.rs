@@ -34,21 +34,39 @@ async fn ten_thousand_facts_each_way_arrive_once_in_order_and_cursors_survive_re
     // enterprise → plant-a through the CLI (pipelined JSON lines), plant-a → enterprise through
     // the client library; the source order is the order of the store offsets each append got.
     let input = jsonl("enterprise", "plant-a");
-    let out = cluster.cli("enterprise", &["append", "--jsonl", input.path().to_str().expect("path")]);
+    let out = cluster.cli(
+        "enterprise",
+        &["append", "--jsonl", input.path().to_str().expect("path")],
+    );
     assert!(out.status.success(), "append --jsonl failed: {}", harness::stderr(&out));
     let summary = &json_lines(&out)[0];
     assert_eq!(summary["appended"], COUNT as u64, "{summary}");
     assert_eq!(summary["duplicates"], 0);
-    assert_eq!(summary["last_offset"].as_u64().expect("last") - summary["first_offset"].as_u64().expect("first"), COUNT as u64 - 1);
+    assert_eq!(
+        summary["last_offset"].as_u64().expect("last") - summary["first_offset"].as_u64().expect("first"),
+        COUNT as u64 - 1
+    );
     let producer = cluster.client("plant-a").await;
     let appends = (0..COUNT).map(|i| {
         let producer = &producer;
-        async move { (producer.append(message("plant-a", "enterprise", &format!("plant-a-{i}"))).await.expect("append").offset, i) }
+        async move {
+            (
+                producer
+                    .append(message("plant-a", "enterprise", &format!("plant-a-{i}")))
+                    .await
+                    .expect("append")
+                    .offset,
+                i,
+            )
+        }
     });
     let mut acked: Vec<(u64, usize)> = futures::stream::iter(appends).buffered(64).collect().await;
     acked.sort();
     let mut source_order = BTreeMap::new();
-    source_order.insert("plant-a", acked.iter().map(|(_, i)| format!("plant-a-{i}")).collect::<Vec<_>>());
+    source_order.insert(
+        "plant-a",
+        acked.iter().map(|(_, i)| format!("plant-a-{i}")).collect::<Vec<_>>(),
+    );
     source_order.insert("enterprise", enterprise_order(&cluster).await);
 
     for (from, to) in [("enterprise", "plant-a"), ("plant-a", "enterprise")] {
@@ -57,7 +75,14 @@ async fn ten_thousand_facts_each_way_arrive_once_in_order_and_cursors_survive_re
         assert_eq!(facts.len(), COUNT, "facts from {from} that reached {to}");
         let ids: Vec<String> = facts.iter().map(|f| f.message.envelope.message_id.clone()).collect();
         assert_eq!(ids, source_order[from], "exactly once and in source order");
-        assert_eq!(facts.iter().map(|f| &f.message.envelope.from_zone).collect::<HashSet<_>>().len(), 1);
+        assert_eq!(
+            facts
+                .iter()
+                .map(|f| &f.message.envelope.from_zone)
+                .collect::<HashSet<_>>()
+                .len(),
+            1
+        );
         // Nothing more arrives: no duplicates trail behind.
         let extra = client.fetch("audit", 1000, 500, None).await.expect("fetch");
         assert!(extra.facts.is_empty(), "{} unexpected extra facts", extra.facts.len());
@@ -68,10 +93,17 @@ async fn ten_thousand_facts_each_way_arrive_once_in_order_and_cursors_survive_re
     cluster.kill("plant-a");
     cluster.start("plant-a");
     let client = cluster.client("plant-a").await;
-    let fresh = client.append(message("plant-a", "enterprise", "after-restart")).await.expect("append");
+    let fresh = client
+        .append(message("plant-a", "enterprise", "after-restart"))
+        .await
+        .expect("append");
     assert!(!fresh.duplicate);
     let page = client.fetch("audit", 10, 0, None).await.expect("fetch");
-    assert!(page.facts.is_empty(), "consumer resumed at offset {:?} instead of after its cursor", page.facts.first().map(|f| f.offset));
+    assert!(
+        page.facts.is_empty(),
+        "consumer resumed at offset {:?} instead of after its cursor",
+        page.facts.first().map(|f| f.offset)
+    );
     // A different consumer name starts from the beginning.
     let other = client.fetch("newcomer", 1, 0, None).await.expect("fetch");
     assert_eq!(other.facts[0].offset, 1);
@@ -82,7 +114,11 @@ async fn ten_thousand_facts_each_way_arrive_once_in_order_and_cursors_survive_re
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["offset"], 1);
     assert_eq!(lines[0]["envelope"]["from_zone"], "enterprise");
-    assert!(lines[0]["fact"]["object_json"]["seq"].is_u64(), "object_json is embedded JSON: {}", lines[0]);
+    assert!(
+        lines[0]["fact"]["object_json"]["seq"].is_u64(),
+        "object_json is embedded JSON: {}",
+        lines[0]
+    );
     let out = cluster.cli("plant-a", &["confirm", "--consumer", "cli-reader", "--offset", "2"]);
     assert!(out.status.success(), "{}", harness::stderr(&out));
     assert_eq!(json_lines(&out)[0]["cursor"], 2);

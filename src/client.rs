@@ -107,8 +107,19 @@ impl Client {
         }
     }
 
-    pub async fn fetch(&self, consumer: &str, limit: u32, max_wait_ms: u32, after: Option<u64>) -> Result<FetchResponse, ClientError> {
-        let request = FetchRequest { consumer: consumer.to_owned(), limit, max_wait_ms, after };
+    pub async fn fetch(
+        &self,
+        consumer: &str,
+        limit: u32,
+        max_wait_ms: u32,
+        after: Option<u64>,
+    ) -> Result<FetchResponse, ClientError> {
+        let request = FetchRequest {
+            consumer: consumer.to_owned(),
+            limit,
+            max_wait_ms,
+            after,
+        };
         match self.call(&Request::Fetch(request)).await? {
             Response::Fetch(r) => Ok(r),
             _ => Err(ClientError::Unexpected),
@@ -116,7 +127,10 @@ impl Client {
     }
 
     pub async fn confirm(&self, consumer: &str, offset: u64) -> Result<u64, ClientError> {
-        let request = ConfirmRequest { consumer: consumer.to_owned(), offset };
+        let request = ConfirmRequest {
+            consumer: consumer.to_owned(),
+            offset,
+        };
         match self.call(&Request::Confirm(request)).await? {
             Response::Confirm(r) => Ok(r.cursor),
             _ => Err(ClientError::Unexpected),
@@ -138,5 +152,9 @@ fn resolve(node: &str) -> Result<SocketAddr, ClientError> {
 }
 
 fn connect_error(options: &ClientOptions, reason: String, tls: bool) -> ClientError {
-    ClientError::Connect { node: options.node.clone(), reason, tls }
+    ClientError::Connect {
+        node: options.node.clone(),
+        reason,
+        tls,
+    }
 }

@@ -56,10 +56,17 @@ impl Devnet {
         crate::pki::init(&pki, &owned(zones), &owned(clients), 30)?;
         let mut nodes = BTreeMap::new();
         for zone in zones {
-            let clients = clients.iter().map(|c| (c.to_string(), vec!["produce".into(), "consume".into()])).collect();
+            let clients = clients
+                .iter()
+                .map(|c| (c.to_string(), vec!["produce".into(), "consume".into()]))
+                .collect();
             nodes.insert(zone.to_string(), node_spec(dir, zone, clients)?);
         }
-        let mut net = Self { dir: dir.to_owned(), pki, nodes };
+        let mut net = Self {
+            dir: dir.to_owned(),
+            pki,
+            nodes,
+        };
         for (a, b) in links {
             net.link(a, b)?;
             net.link(b, a)?;
@@ -71,18 +78,25 @@ impl Devnet {
     fn link(&mut self, from: &str, to: &str) -> anyhow::Result<()> {
         let address = self.node(to)?.rpc;
         let node = self.nodes.get_mut(from).with_context(|| format!("no zone {from}"))?;
-        node.peers.push(PeerSpec { zone: to.to_owned(), address, dial: true });
+        node.peers.push(PeerSpec {
+            zone: to.to_owned(),
+            address,
+            dial: true,
+        });
         Ok(())
     }
 
     pub fn node(&self, zone: &str) -> anyhow::Result<&NodeSpec> {
-        self.nodes.get(zone).with_context(|| format!("no zone {zone} in this devnet"))
+        self.nodes
+            .get(zone)
+            .with_context(|| format!("no zone {zone} in this devnet"))
     }
 
     /// (Re)writes every node's config file from its spec.
     pub fn write_configs(&self) -> anyhow::Result<()> {
         for node in self.nodes.values() {
-            fs::write(&node.config, self.config_text(node)?).with_context(|| format!("writing {}", node.config.display()))?;
+            fs::write(&node.config, self.config_text(node)?)
+                .with_context(|| format!("writing {}", node.config.display()))?;
         }
         Ok(())
     }
@@ -98,7 +112,11 @@ impl Devnet {
             admin = node.admin,
         );
         for peer in &node.peers {
-            write!(text, "\n[[peers]]\nzone = \"{}\"\naddress = \"{}\"\ndial = {}\n", peer.zone, peer.address, peer.dial)?;
+            write!(
+                text,
+                "\n[[peers]]\nzone = \"{}\"\naddress = \"{}\"\ndial = {}\n",
+                peer.zone, peer.address, peer.dial
+            )?;
         }
         for (identity, roles) in &node.clients {
             write!(text, "\n[[clients]]\nidentity = \"{identity}\"\nroles = {roles:?}\n")?;
@@ -134,7 +152,11 @@ impl Devnet {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let mut process = NodeProcess { zone: zone.to_owned(), child, log: log_path };
+        let mut process = NodeProcess {
+            zone: zone.to_owned(),
+            child,
+            log: log_path,
+        };
         process.wait_started(already, Duration::from_secs(30))?;
         Ok(process)
     }
@@ -179,11 +201,19 @@ impl NodeProcess {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {
-                bail!("node {} exited with {status} while starting; log: {}", self.zone, self.log.display());
+                bail!(
+                    "node {} exited with {status} while starting; log: {}",
+                    self.zone,
+                    self.log.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        bail!("node {} did not start within {timeout:?}; log: {}", self.zone, self.log.display())
+        bail!(
+            "node {} did not start within {timeout:?}; log: {}",
+            self.zone,
+            self.log.display()
+        )
     }
 
     /// SIGKILL: the crash the durability guarantees are about.
@@ -195,7 +225,10 @@ impl NodeProcess {
 
     /// SIGTERM, then waits for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
-        let sent = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()?;
         if !sent.success() {
             bail!("cannot signal node {}", self.zone);
         }

@@ -10,8 +10,8 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod config;
-pub mod logging;
 pub mod devnet;
+pub mod logging;
 pub mod pki;
 
 pub use commands::CommandError;

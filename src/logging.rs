@@ -23,7 +23,14 @@ pub fn logger(zone: &str, level: LogLevel, format: LogFormat) -> Logger {
             .fuse(),
         LogFormat::Text => {
             let decorator = slog_term::PlainDecorator::new(io::stdout());
-            return async_logger(slog_term::FullFormat::new(decorator).build().fuse().filter_level(level).fuse(), zone);
+            return async_logger(
+                slog_term::FullFormat::new(decorator)
+                    .build()
+                    .fuse()
+                    .filter_level(level)
+                    .fuse(),
+                zone,
+            );
         }
     };
     async_logger(drain, zone)

@@ -16,8 +16,8 @@ use std::{
 
 use anyhow::{bail, ensure, Context};
 use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData,
+    BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose, PublicKeyData,
 };
 use x509_parser::{certificate::X509Certificate, prelude::FromDer};
 
@@ -53,19 +53,14 @@ impl CertKind {
     /// CN, not SANs, so these only serve other TLS tooling.
     fn sans(self, name: &str) -> Vec<String> {
         match self {
-            Self::Node => [name, "localhost", "127.0.0.1", "::1"]
-                .map(str::to_owned)
-                .to_vec(),
+            Self::Node => [name, "localhost", "127.0.0.1", "::1"].map(str::to_owned).to_vec(),
             Self::Client => vec![name.to_owned()],
         }
     }
 
     fn extended_key_usages(self) -> Vec<ExtendedKeyUsagePurpose> {
         match self {
-            Self::Node => vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ],
+            Self::Node => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
             Self::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
         }
     }
@@ -73,12 +68,7 @@ impl CertKind {
 
 /// Creates DIR (0700) if needed, reuses or creates the CA, and issues one certificate per zone
 /// (`CertKind::Node`) and per client, valid from an hour ago until `days` from now.
-pub fn init(
-    dir: &Path,
-    zones: &[String],
-    clients: &[String],
-    days: u32,
-) -> anyhow::Result<PkiSummary> {
+pub fn init(dir: &Path, zones: &[String], clients: &[String], days: u32) -> anyhow::Result<PkiSummary> {
     ensure!(days > 0, "--days must be at least 1");
     check_names(zones.iter().chain(clients))?;
     create_dir(dir)?;
@@ -140,9 +130,7 @@ fn valid_name(name: &str) -> bool {
     let lower_or_digit = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
     match name.as_bytes() {
         [first, rest @ ..] => {
-            rest.len() <= 62
-                && lower_or_digit(*first)
-                && rest.iter().all(|&c| lower_or_digit(c) || c == b'-')
+            rest.len() <= 62 && lower_or_digit(*first) && rest.iter().all(|&c| lower_or_digit(c) || c == b'-')
         }
         [] => false,
     }
@@ -186,9 +174,7 @@ fn create_ca(cert_path: &Path, key_path: &Path, days: u32) -> anyhow::Result<Ca>
     params.not_before = (now - BACKDATE).into();
     params.not_after = (now + DAY * days.max(CA_MIN_DAYS)).into();
     let key = KeyPair::generate().context("generating the CA key")?;
-    let cert = params
-        .self_signed(&key)
-        .context("signing the CA certificate")?;
+    let cert = params.self_signed(&key).context("signing the CA certificate")?;
     write_file(key_path, &key.serialize_pem(), 0o600)?;
     write_file(cert_path, &cert.pem(), 0o644)?;
     Ca::from_der(cert_path, cert.der(), Issuer::new(params, key))
@@ -199,24 +185,18 @@ fn create_ca(cert_path: &Path, key_path: &Path, days: u32) -> anyhow::Result<Ca>
 /// subject exactly, which holds for every CA this module creates.
 fn load_ca(cert_path: &Path, key_path: &Path) -> anyhow::Result<Ca> {
     let key_pem = read(key_path)?;
-    let key = KeyPair::from_pem(&key_pem)
-        .with_context(|| format!("{}: bad CA key", key_path.display()))?;
+    let key = KeyPair::from_pem(&key_pem).with_context(|| format!("{}: bad CA key", key_path.display()))?;
     let cert_der = pem_der(cert_path)?;
-    let (_, cert) = X509Certificate::from_der(&cert_der)
-        .with_context(|| format!("{}: bad CA certificate", cert_path.display()))?;
+    let (_, cert) =
+        X509Certificate::from_der(&cert_der).with_context(|| format!("{}: bad CA certificate", cert_path.display()))?;
     ensure!(
         cert.public_key().raw == key.subject_public_key_info().as_slice(),
         "CA key {} does not match CA certificate {}",
         key_path.display(),
         cert_path.display()
     );
-    let cn = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok());
-    let cn =
-        cn.with_context(|| format!("{}: CA certificate has no Subject CN", cert_path.display()))?;
+    let cn = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok());
+    let cn = cn.with_context(|| format!("{}: CA certificate has no Subject CN", cert_path.display()))?;
     Ca::from_der(cert_path, &cert_der, Issuer::new(ca_params(cn), key))
 }
 
@@ -226,8 +206,7 @@ fn leaf_params(
     not_before: SystemTime,
     not_after: SystemTime,
 ) -> anyhow::Result<CertificateParams> {
-    let mut params =
-        CertificateParams::new(kind.sans(name)).with_context(|| format!("bad SAN for {name:?}"))?;
+    let mut params = CertificateParams::new(kind.sans(name)).with_context(|| format!("bad SAN for {name:?}"))?;
     params.distinguished_name = common_name(name);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = kind.extended_key_usages();
@@ -249,11 +228,7 @@ fn write_leaf(
     let cert = ca
         .sign(&params, &key)
         .with_context(|| format!("issuing the certificate for {name:?}"))?;
-    write_file(
-        &dir.join(format!("{name}.key")),
-        &key.serialize_pem(),
-        0o600,
-    )?;
+    write_file(&dir.join(format!("{name}.key")), &key.serialize_pem(), 0o600)?;
     write_file(&dir.join(format!("{name}.pem")), &cert.pem(), 0o644)
 }
 
@@ -265,13 +240,9 @@ struct Ca {
 }
 
 impl Ca {
-    fn from_der(
-        cert_path: &Path,
-        der: &[u8],
-        issuer: Issuer<'static, KeyPair>,
-    ) -> anyhow::Result<Self> {
-        let (_, cert) = X509Certificate::from_der(der)
-            .with_context(|| format!("{}: bad CA certificate", cert_path.display()))?;
+    fn from_der(cert_path: &Path, der: &[u8], issuer: Issuer<'static, KeyPair>) -> anyhow::Result<Self> {
+        let (_, cert) =
+            X509Certificate::from_der(der).with_context(|| format!("{}: bad CA certificate", cert_path.display()))?;
         Ok(Self {
             issuer,
             subject: cert.subject().as_raw().to_vec(),
@@ -361,17 +332,9 @@ mod tests {
     fn init_writes_loadable_certificates_with_their_names_as_cn() -> anyhow::Result<()> {
         let tmp = tempfile::tempdir()?;
         let dir = tmp.path().join("pki");
-        let summary = init(
-            &dir,
-            &names(&["plant-a", "enterprise"]),
-            &names(&["mes-line-1"]),
-            30,
-        )?;
+        let summary = init(&dir, &names(&["plant-a", "enterprise"]), &names(&["mes-line-1"]), 30)?;
         assert!(summary.ca_created);
-        assert_eq!(
-            summary.issued,
-            names(&["plant-a", "enterprise", "mes-line-1"])
-        );
+        assert_eq!(summary.issued, names(&["plant-a", "enterprise", "mes-line-1"]));
         for name in &summary.issued {
             let tls = load(&dir, name)?;
             assert_eq!(tls.identity(), name);
@@ -406,10 +369,7 @@ mod tests {
             let err = init(tmp.path(), &names(&["plant-a"]), &names(&[bad]), 30)
                 .err()
                 .context("accepted")?;
-            assert!(
-                err.to_string().contains(&format!("{bad:?}")),
-                "{bad:?}: {err}"
-            );
+            assert!(err.to_string().contains(&format!("{bad:?}")), "{bad:?}: {err}");
         }
         let err = init(tmp.path(), &names(&["dup"]), &names(&["dup"]), 30)
             .err()
@@ -428,16 +388,8 @@ mod tests {
         let tmp = tempfile::tempdir()?;
         init(tmp.path(), &names(&["plant-a"]), &[], 30)?;
         let now = SystemTime::now();
-        issue(
-            tmp.path(),
-            "old",
-            CertKind::Client,
-            now - DAY * 10,
-            now - DAY,
-        )?;
-        let err = load(tmp.path(), "old")
-            .err()
-            .context("expired certificate loaded")?;
+        issue(tmp.path(), "old", CertKind::Client, now - DAY * 10, now - DAY)?;
+        let err = load(tmp.path(), "old").err().context("expired certificate loaded")?;
         assert!(matches!(err, TlsError::Expired { .. }), "{err}");
         Ok(())
     }

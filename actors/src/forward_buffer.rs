@@ -82,10 +82,17 @@ impl Handler<Fetch> for ForwardBuffer {
         if let Err(e) = check_consumer(&msg.consumer) {
             return Box::pin(async move { Err(e) });
         }
-        let after = msg.after.unwrap_or_else(|| self.journal.cursor(&CursorKey::Consumer(msg.consumer)));
+        let after = msg
+            .after
+            .unwrap_or_else(|| self.journal.cursor(&CursorKey::Consumer(msg.consumer)));
         let storage = self.journal.storage();
         let read: long_poll::Reader = Arc::new(move |after, upto, limit| storage.read_forward(after, upto, limit));
-        let page = Page { after, limit: msg.limit, max_wait: msg.max_wait, max_bytes: self.config.max_frame_bytes / 2 };
+        let page = Page {
+            after,
+            limit: msg.limit,
+            max_wait: msg.max_wait,
+            max_bytes: self.config.max_frame_bytes / 2,
+        };
         Box::pin(long_poll::fetch(self.journal.forward_high(), read, page))
     }
 }
@@ -105,10 +112,14 @@ impl Handler<Confirm> for ForwardBuffer {
 /// Consumer names are durable keys chosen by clients; `peer:` names belong to peer nodes.
 fn check_consumer(name: &str) -> Result<(), RpcError> {
     if name.is_empty() || name.len() > MAX_CONSUMER_NAME || name.chars().any(char::is_control) {
-        return Err(RpcError::invalid(format!("consumer name {name:?} must be 1..={MAX_CONSUMER_NAME} printable bytes")));
+        return Err(RpcError::invalid(format!(
+            "consumer name {name:?} must be 1..={MAX_CONSUMER_NAME} printable bytes"
+        )));
     }
     if name.starts_with("peer:") {
-        return Err(RpcError::denied(format!("consumer name {name:?} is reserved for peer nodes")));
+        return Err(RpcError::denied(format!(
+            "consumer name {name:?} is reserved for peer nodes"
+        )));
     }
     Ok(())
 }

@@ -43,7 +43,10 @@ pub async fn fetch(mut high: watch::Receiver<u64>, read: Reader, page: Page) -> 
         // Nothing for this reader up to `upto`: the empty page is complete up to there.
         let waited = tokio::time::timeout_at(deadline, high.changed()).await;
         if Instant::now() >= deadline || !matches!(waited, Ok(Ok(()))) {
-            return Ok(FetchResponse { facts: Vec::new(), high_offset: upto.max(page.after) });
+            return Ok(FetchResponse {
+                facts: Vec::new(),
+                high_offset: upto.max(page.after),
+            });
         }
     }
 }
@@ -60,7 +63,10 @@ fn into_page(records: Vec<LogRecord>, upto: u64, limit: usize, max_bytes: usize)
             let high_offset = facts.last().map_or(0, |f: &FetchedFact| f.offset);
             return FetchResponse { facts, high_offset };
         }
-        facts.push(FetchedFact { offset: record.offset, message: record.message });
+        facts.push(FetchedFact {
+            offset: record.offset,
+            message: record.message,
+        });
     }
     let high_offset = match (full, facts.last()) {
         (true, Some(last)) => last.offset,

@@ -71,9 +71,19 @@ impl Node {
     pub async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger) -> Result<Self, NodeError> {
         let journal = open_journal(&settings).await?;
         let store = StoreBuffer::new(store_config(&settings), journal.clone()).start();
-        let forward = ForwardBuffer::new(ForwardBufferConfig { max_frame_bytes: settings.max_frame_bytes }, journal).start();
-        let endpoint = quinn::Endpoint::server(tls.quic_server_config()?, settings.rpc_listen)
-            .map_err(|source| NodeError::Listen { addr: settings.rpc_listen, source })?;
+        let forward = ForwardBuffer::new(
+            ForwardBufferConfig {
+                max_frame_bytes: settings.max_frame_bytes,
+            },
+            journal,
+        )
+        .start();
+        let endpoint = quinn::Endpoint::server(tls.quic_server_config()?, settings.rpc_listen).map_err(|source| {
+            NodeError::Listen {
+                addr: settings.rpc_listen,
+                source,
+            }
+        })?;
         let (dialed_tx, dialed_rx) = tokio::sync::mpsc::unbounded_channel();
         let link_deps = PeerLinkDeps {
             endpoint: endpoint.clone(),
@@ -98,7 +108,12 @@ impl Node {
         };
         let server = RpcServer::spawn(endpoint.clone(), deps, dialed_rx);
         info!(log, "node_started"; "rpc" => %endpoint.local_addr().map_err(|source| NodeError::Listen { addr: settings.rpc_listen, source })?);
-        Ok(Self { endpoint, server, links: links.into_values().collect(), log })
+        Ok(Self {
+            endpoint,
+            server,
+            links: links.into_values().collect(),
+            log,
+        })
     }
 
     /// The QUIC address actually bound (useful with port 0).
@@ -124,7 +139,10 @@ async fn open_journal(settings: &NodeSettings) -> Result<Journal, NodeError> {
     let opened = tokio::task::spawn_blocking(move || RocksStorage::open(&path, &zone))
         .await
         .map_err(|e| NodeError::Journal(JournalError::Storage(e.to_string())))?;
-    let storage = opened.map_err(|source| NodeError::Storage { path: settings.data_dir.clone(), source })?;
+    let storage = opened.map_err(|source| NodeError::Storage {
+        path: settings.data_dir.clone(),
+        source,
+    })?;
     Ok(Journal::start(Arc::new(storage))?)
 }
 

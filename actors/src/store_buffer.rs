@@ -29,7 +29,10 @@ pub struct StoreBuffer {
 
 impl StoreBuffer {
     pub fn new(config: StoreBufferConfig, journal: Journal) -> Self {
-        Self { config: Arc::new(config), journal }
+        Self {
+            config: Arc::new(config),
+            journal,
+        }
     }
 }
 
@@ -79,7 +82,9 @@ impl Handler<Append> for StoreBuffer {
 
 /// The checks that need this node's configuration (SPEC §2).
 fn admit(config: &StoreBufferConfig, message: &Message) -> Result<(), RpcError> {
-    message.validate(config.max_fact_bytes).map_err(|e| RpcError::invalid(e.to_string()))?;
+    message
+        .validate(config.max_fact_bytes)
+        .map_err(|e| RpcError::invalid(e.to_string()))?;
     let envelope = &message.envelope;
     if envelope.from_zone != config.zone {
         return Err(RpcError::invalid(format!(
@@ -88,7 +93,10 @@ fn admit(config: &StoreBufferConfig, message: &Message) -> Result<(), RpcError> 
         )));
     }
     if !config.peers.contains(&envelope.to_zone) {
-        return Err(RpcError::invalid(format!("to_zone {:?} is not a configured peer of {:?}", envelope.to_zone, config.zone)));
+        return Err(RpcError::invalid(format!(
+            "to_zone {:?} is not a configured peer of {:?}",
+            envelope.to_zone, config.zone
+        )));
     }
     Ok(())
 }
@@ -102,7 +110,12 @@ impl Handler<PeerFetch> for StoreBuffer {
         let storage = self.journal.storage();
         let peer = msg.peer;
         let read: long_poll::Reader = Arc::new(move |after, upto, limit| storage.read_store(&peer, after, upto, limit));
-        let page = Page { after, limit: msg.limit, max_wait: msg.max_wait, max_bytes: self.config.max_frame_bytes / 2 };
+        let page = Page {
+            after,
+            limit: msg.limit,
+            max_wait: msg.max_wait,
+            max_bytes: self.config.max_frame_bytes / 2,
+        };
         Box::pin(long_poll::fetch(self.journal.store_high(), read, page))
     }
 }

@@ -35,7 +35,11 @@ impl Cluster {
     pub fn new(zones: &[&str], links: &[(&str, &str)]) -> Self {
         let dir = tempfile::Builder::new().prefix("bsfg-e2e-").tempdir().expect("tempdir");
         let net = Devnet::new(dir.path(), zones, links, &[CLIENT]).expect("devnet");
-        Self { net, nodes: BTreeMap::new(), dir }
+        Self {
+            net,
+            nodes: BTreeMap::new(),
+            dir,
+        }
     }
 
     /// Two zones, `enterprise` and `plant-a`, peered both ways.
@@ -49,7 +53,10 @@ impl Cluster {
 
     pub fn start(&mut self, zone: &str) {
         self.net.write_configs().expect("configs");
-        let process = self.net.spawn(&bin(), zone).unwrap_or_else(|e| panic!("{e:#}\n{}", self.logs()));
+        let process = self
+            .net
+            .spawn(&bin(), zone)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", self.logs()));
         self.nodes.insert(zone.to_owned(), process);
     }
 
@@ -101,7 +108,10 @@ impl Cluster {
         for zone in self.net.nodes.keys() {
             let text = std::fs::read_to_string(self.dir.path().join(format!("{zone}.log"))).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            out += &format!("---- log of {zone} (last 40 lines) ----\n{}\n", lines[lines.len().saturating_sub(40)..].join("\n"));
+            out += &format!(
+                "---- log of {zone} (last 40 lines) ----\n{}\n",
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            );
         }
         out
     }
@@ -125,7 +135,11 @@ pub fn message(from: &str, to: &str, id: &str) -> Message {
             produced_at_unix_ms: 1_700_000_000_000,
             ..Envelope::default()
         },
-        fact: Fact { subject: format!("item/{id}"), predicate: "recorded".into(), object_json: format!("{{\"id\":\"{id}\"}}") },
+        fact: Fact {
+            subject: format!("item/{id}"),
+            predicate: "recorded".into(),
+            object_json: format!("{{\"id\":\"{id}\"}}"),
+        },
     }
 }
 

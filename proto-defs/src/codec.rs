@@ -61,7 +61,10 @@ pub fn encode_frame_into<T: Encode>(value: &T, out: &mut Vec<u8>, max_frame_byte
     let len = out.len() - start - HEADER_LEN;
     if len > max_frame_bytes || u32::try_from(len).is_err() {
         out.truncate(start);
-        return Err(FrameError::TooLarge { len, limit: max_frame_bytes });
+        return Err(FrameError::TooLarge {
+            len,
+            limit: max_frame_bytes,
+        });
     }
     out[start..start + HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
     Ok(())
@@ -78,21 +81,31 @@ pub fn encode_frame<T: Encode>(value: &T, max_frame_bytes: usize) -> Result<Vec<
 pub fn body_len(header: [u8; HEADER_LEN], max_frame_bytes: usize) -> Result<usize, FrameError> {
     let len = u32::from_be_bytes(header) as usize;
     if len > max_frame_bytes {
-        return Err(FrameError::TooLarge { len, limit: max_frame_bytes });
+        return Err(FrameError::TooLarge {
+            len,
+            limit: max_frame_bytes,
+        });
     }
     Ok(len)
 }
 
 /// Decodes a whole frame held in `bytes` (header and body, nothing after it).
 pub fn decode_frame<T: Decode<()>>(bytes: &[u8], max_frame_bytes: usize) -> Result<T, FrameError> {
-    let header: [u8; HEADER_LEN] = bytes
-        .get(..HEADER_LEN)
-        .and_then(|h| h.try_into().ok())
-        .ok_or(FrameError::Truncated { expected: HEADER_LEN, got: bytes.len() })?;
+    let header: [u8; HEADER_LEN] =
+        bytes
+            .get(..HEADER_LEN)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(FrameError::Truncated {
+                expected: HEADER_LEN,
+                got: bytes.len(),
+            })?;
     let len = body_len(header, max_frame_bytes)?;
     let body = &bytes[HEADER_LEN..];
     match body.len().cmp(&len) {
-        std::cmp::Ordering::Less => Err(FrameError::Truncated { expected: len, got: body.len() }),
+        std::cmp::Ordering::Less => Err(FrameError::Truncated {
+            expected: len,
+            got: body.len(),
+        }),
         std::cmp::Ordering::Greater => Err(FrameError::TrailingBytes(body.len() - len)),
         std::cmp::Ordering::Equal => decode_body(body),
     }
@@ -109,7 +122,10 @@ pub fn decode_body<T: Decode<()>>(body: &[u8]) -> Result<T, FrameError> {
         )*};
     }
     tiers!(16, 18, 20, 22, 24, 26, 28, 30, 32, 34);
-    Err(FrameError::TooLarge { len: body.len(), limit: 1 << 30 })
+    Err(FrameError::TooLarge {
+        len: body.len(),
+        limit: 1 << 30,
+    })
 }
 
 fn decode_with_limit<T: Decode<()>, const LIMIT: usize>(body: &[u8]) -> Result<T, FrameError> {

@@ -17,6 +17,6 @@ pub use codec::FrameError;
 pub use error::{ErrorCode, RpcError};
 pub use model::{Envelope, Fact, Message, ValidationError};
 pub use rpc::{
-    AppendRequest, AppendResponse, ConfirmRequest, ConfirmResponse, FetchRequest, FetchResponse,
-    FetchedFact, Request, Response,
+    AppendRequest, AppendResponse, ConfirmRequest, ConfirmResponse, FetchRequest, FetchResponse, FetchedFact, Request,
+    Response,
 };

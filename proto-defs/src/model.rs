@@ -97,7 +97,10 @@ impl Message {
         check_zone("to_zone", &self.envelope.to_zone)?;
         let size = self.encoded_len();
         if size > max_fact_bytes {
-            return Err(ValidationError::TooLarge { size, limit: max_fact_bytes });
+            return Err(ValidationError::TooLarge {
+                size,
+                limit: max_fact_bytes,
+            });
         }
         serde_json::from_str::<serde::de::IgnoredAny>(&self.fact.object_json)
             .map_err(|e| ValidationError::ObjectJson(e.to_string()))?;
@@ -114,7 +117,10 @@ fn check_zone(field: &'static str, value: &str) -> Result<(), ValidationError> {
     if is_valid_zone_name(value) {
         Ok(())
     } else {
-        Err(ValidationError::ZoneName { field, value: value.to_owned() })
+        Err(ValidationError::ZoneName {
+            field,
+            value: value.to_owned(),
+        })
     }
 }
 
@@ -169,14 +175,23 @@ mod tests {
     #[test]
     fn validation_rejects_each_bad_field() {
         assert!(message("{\"x\":1}").validate(1 << 20).is_ok());
-        assert!(matches!(message("{x").validate(1 << 20), Err(ValidationError::ObjectJson(_))));
+        assert!(matches!(
+            message("{x").validate(1 << 20),
+            Err(ValidationError::ObjectJson(_))
+        ));
         let mut long_id = message("1");
         long_id.envelope.message_id = "x".repeat(257);
         assert_eq!(long_id.validate(1 << 20), Err(ValidationError::MessageIdLength(257)));
         let mut bad_zone = message("1");
         bad_zone.envelope.to_zone = "Bad Zone".into();
-        assert!(matches!(bad_zone.validate(1 << 20), Err(ValidationError::ZoneName { field: "to_zone", .. })));
-        assert!(matches!(message("\"big\"").validate(10), Err(ValidationError::TooLarge { limit: 10, .. })));
+        assert!(matches!(
+            bad_zone.validate(1 << 20),
+            Err(ValidationError::ZoneName { field: "to_zone", .. })
+        ));
+        assert!(matches!(
+            message("\"big\"").validate(10),
+            Err(ValidationError::TooLarge { limit: 10, .. })
+        ));
     }
 
     #[test]

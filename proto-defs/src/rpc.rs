@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::{model::Message, RpcError};
 
 /// Everything a caller can ask of a node.
+// One request lives per stream and is moved once into its handler; boxing the large variant
+// would only add an allocation per append.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub enum Request {
     Append(AppendRequest),

@@ -44,18 +44,30 @@ fn text() -> impl Strategy<Value = String> {
 
 fn message() -> impl Strategy<Value = Message> {
     let labels = prop::collection::btree_map(text(), text(), 0..4);
-    let envelope = (text(), text(), text(), any::<u64>(), prop::option::of(text()), prop::option::of(text()), labels)
-        .prop_map(|(message_id, from_zone, to_zone, produced_at_unix_ms, correlation_id, object_media_type, labels)| Envelope {
-            message_id,
-            from_zone,
-            to_zone,
-            produced_at_unix_ms,
-            correlation_id,
-            causation_id: None,
-            labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
-            object_media_type,
-            object_schema: None,
-        });
+    let envelope = (
+        text(),
+        text(),
+        text(),
+        any::<u64>(),
+        prop::option::of(text()),
+        prop::option::of(text()),
+        labels,
+    )
+        .prop_map(
+            |(message_id, from_zone, to_zone, produced_at_unix_ms, correlation_id, object_media_type, labels)| {
+                Envelope {
+                    message_id,
+                    from_zone,
+                    to_zone,
+                    produced_at_unix_ms,
+                    correlation_id,
+                    causation_id: None,
+                    labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
+                    object_media_type,
+                    object_schema: None,
+                }
+            },
+        );
     let fact = (text(), text(), any::<i64>()).prop_map(|(subject, predicate, n)| Fact {
         subject,
         predicate,
@@ -80,16 +92,26 @@ fn code() -> impl Strategy<Value = ErrorCode> {
 fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         message().prop_map(|message| Request::Append(AppendRequest { message })),
-        (text(), any::<u32>(), any::<u32>(), prop::option::of(any::<u64>()))
-            .prop_map(|(consumer, limit, max_wait_ms, after)| Request::Fetch(FetchRequest { consumer, limit, max_wait_ms, after })),
+        (text(), any::<u32>(), any::<u32>(), prop::option::of(any::<u64>())).prop_map(
+            |(consumer, limit, max_wait_ms, after)| Request::Fetch(FetchRequest {
+                consumer,
+                limit,
+                max_wait_ms,
+                after
+            })
+        ),
         (text(), any::<u64>()).prop_map(|(consumer, offset)| Request::Confirm(ConfirmRequest { consumer, offset })),
     ]
 }
 
 fn response() -> impl Strategy<Value = Response> {
-    let facts = prop::collection::vec((any::<u64>(), message()).prop_map(|(offset, message)| FetchedFact { offset, message }), 0..8);
+    let facts = prop::collection::vec(
+        (any::<u64>(), message()).prop_map(|(offset, message)| FetchedFact { offset, message }),
+        0..8,
+    );
     prop_oneof![
-        (any::<u64>(), any::<bool>()).prop_map(|(offset, duplicate)| Response::Append(AppendResponse { offset, duplicate })),
+        (any::<u64>(), any::<bool>())
+            .prop_map(|(offset, duplicate)| Response::Append(AppendResponse { offset, duplicate })),
         (facts, any::<u64>()).prop_map(|(facts, high_offset)| Response::Fetch(FetchResponse { facts, high_offset })),
         any::<u64>().prop_map(|cursor| Response::Confirm(ConfirmResponse { cursor })),
         (code(), text()).prop_map(|(code, message)| Response::Error(RpcError::new(code, message))),
@@ -132,7 +154,10 @@ fn a_header_over_the_limit_is_refused_before_reading_the_body() {
     let header = (MAX_FRAME as u32 + 1).to_be_bytes();
     assert_eq!(
         codec::body_len(header, MAX_FRAME),
-        Err(codec::FrameError::TooLarge { len: MAX_FRAME + 1, limit: MAX_FRAME })
+        Err(codec::FrameError::TooLarge {
+            len: MAX_FRAME + 1,
+            limit: MAX_FRAME
+        })
     );
 }
 
@@ -148,7 +173,13 @@ fn a_hostile_length_prefix_inside_the_body_does_not_allocate_it() {
 
 #[test]
 fn encoding_over_the_limit_fails_cleanly() {
-    let message = Message { fact: Fact { object_json: "\"".to_owned() + &"x".repeat(100) + "\"", ..Fact::default() }, ..Message::default() };
+    let message = Message {
+        fact: Fact {
+            object_json: "\"".to_owned() + &"x".repeat(100) + "\"",
+            ..Fact::default()
+        },
+        ..Message::default()
+    };
     let error = codec::encode_frame(&Request::Append(AppendRequest { message }), 50).expect_err("too large");
     assert!(matches!(error, codec::FrameError::TooLarge { limit: 50, .. }));
 }

@@ -60,7 +60,10 @@ async fn append_lines(client: &Client, args: &AppendArgs, path: &str) -> anyhow:
         )),
     };
     let zone = args.conn.server_name.clone();
-    let lines = reader.lines().enumerate().filter(|(_, l)| !matches!(l, Ok(t) if t.trim().is_empty()));
+    let lines = reader
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !matches!(l, Ok(t) if t.trim().is_empty()));
     let calls = stream::iter(lines).map(|(index, line)| {
         let zone = zone.clone();
         async move { (index + 1, append_line(client, line, &zone).await) }
@@ -73,7 +76,11 @@ async fn append_lines(client: &Client, args: &AppendArgs, path: &str) -> anyhow:
             Err(e) => {
                 eprintln!("line {line_no}: {}: {}", e.code, e.message);
                 println!("{}", serde_json::to_string(&summary)?);
-                return Err(CommandError { message: format!("line {line_no}: {}", e.message), ..e }.into());
+                return Err(CommandError {
+                    message: format!("line {line_no}: {}", e.message),
+                    ..e
+                }
+                .into());
             }
         }
     }
@@ -81,9 +88,14 @@ async fn append_lines(client: &Client, args: &AppendArgs, path: &str) -> anyhow:
     Ok(())
 }
 
-async fn append_line(client: &Client, line: std::io::Result<String>, zone: &str) -> Result<AppendResponse, CommandError> {
+async fn append_line(
+    client: &Client,
+    line: std::io::Result<String>,
+    zone: &str,
+) -> Result<AppendResponse, CommandError> {
     let line = line.map_err(|e| CommandError::invalid(format!("cannot read input: {e}")))?;
-    let mut message: Message = serde_json::from_str(&line).map_err(|e| CommandError::invalid(format!("not a message: {e}")))?;
+    let mut message: Message =
+        serde_json::from_str(&line).map_err(|e| CommandError::invalid(format!("not a message: {e}")))?;
     fill_defaults(&mut message, zone);
     Ok(client.append(message).await?)
 }
@@ -117,10 +129,9 @@ fn random_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-
 fn compact_json(text: &str) -> Result<String, CommandError> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| CommandError::invalid(format!("--object-json is not valid JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| CommandError::invalid(format!("--object-json is not valid JSON: {e}")))?;
     Ok(value.to_string())
 }
 

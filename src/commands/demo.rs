@@ -30,13 +30,22 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         Some(dir) => dir,
         None => tempfile::Builder::new().prefix("bsfg-demo-").tempdir()?.keep(),
     };
-    println!("bsfg demo: zones {} and {} on loopback, files in {}", ZONES[0], ZONES[1], dir.display());
+    println!(
+        "bsfg demo: zones {} and {} on loopback, files in {}",
+        ZONES[0],
+        ZONES[1],
+        dir.display()
+    );
     let net = Devnet::new(&dir, &ZONES, &[(ZONES[0], ZONES[1])], &[CLIENT])?;
     let bin = std::env::current_exe()?;
     let mut nodes = Vec::new();
     for zone in ZONES {
         nodes.push(net.spawn(&bin, zone)?);
-        println!("  started {zone:<10} QUIC {}  (log {})", net.node(zone)?.rpc, dir.join(format!("{zone}.log")).display());
+        println!(
+            "  started {zone:<10} QUIC {}  (log {})",
+            net.node(zone)?.rpc,
+            dir.join(format!("{zone}.log")).display()
+        );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(tour(&net, args.count));
@@ -53,7 +62,10 @@ async fn tour(net: &Devnet, count: u32) -> anyhow::Result<()> {
     let started = Instant::now();
     produce(&enterprise, ZONES[0], ZONES[1], "work-order", "released", count).await?;
     produce(&plant, ZONES[1], ZONES[0], "batch", "completed", count).await?;
-    println!("appended {count} facts in each zone in {:?} (each acknowledged after fsync)", started.elapsed());
+    println!(
+        "appended {count} facts in each zone in {:?} (each acknowledged after fsync)",
+        started.elapsed()
+    );
     consume(&plant, ZONES[1], count).await?;
     consume(&enterprise, ZONES[0], count).await?;
     println!("both directions delivered exactly once in {:?}", started.elapsed());
@@ -93,7 +105,10 @@ async fn consume(client: &Client, zone: &str, count: u32) -> anyhow::Result<()> 
         }
         let page = client.fetch("demo", 1000, 500, None).await?;
         for fact in page.facts.iter().take(if received == 0 { 3 } else { 0 }) {
-            println!("  {zone:<10} received offset {}: {} {} {}", fact.offset, fact.message.fact.subject, fact.message.fact.predicate, fact.message.fact.object_json);
+            println!(
+                "  {zone:<10} received offset {}: {} {} {}",
+                fact.offset, fact.message.fact.subject, fact.message.fact.predicate, fact.message.fact.object_json
+            );
         }
         received += page.facts.len() as u32;
         if let Some(last) = page.facts.last() {
@@ -103,4 +118,3 @@ async fn consume(client: &Client, zone: &str, count: u32) -> anyhow::Result<()> 
     println!("  {zone:<10} consumer \"demo\" received and confirmed {received} facts");
     Ok(())
 }
-

@@ -7,9 +7,18 @@ use crate::cli::ConnArgs;
 use super::{connect, CommandError};
 
 /// Prints one JSON line `{"offset", "envelope", "fact"}` per fact.
-pub async fn fetch(conn: ConnArgs, consumer: String, limit: u32, max_wait_ms: u32, after: Option<u64>) -> anyhow::Result<()> {
+pub async fn fetch(
+    conn: ConnArgs,
+    consumer: String,
+    limit: u32,
+    max_wait_ms: u32,
+    after: Option<u64>,
+) -> anyhow::Result<()> {
     let client = connect(&conn).await?;
-    let page = client.fetch(&consumer, limit, max_wait_ms, after).await.map_err(CommandError::from)?;
+    let page = client
+        .fetch(&consumer, limit, max_wait_ms, after)
+        .await
+        .map_err(CommandError::from)?;
     let mut out = std::io::stdout().lock();
     for fact in &page.facts {
         serde_json::to_writer(&mut out, fact)?;

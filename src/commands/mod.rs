@@ -24,7 +24,11 @@ pub struct CommandError {
 
 impl CommandError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, retryable: code.is_retryable(), message: message.into() }
+        Self {
+            code,
+            retryable: code.is_retryable(),
+            message: message.into(),
+        }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -34,13 +38,21 @@ impl CommandError {
 
 impl From<ClientError> for CommandError {
     fn from(error: ClientError) -> Self {
-        Self { code: error.code(), retryable: error.retryable(), message: error.to_string() }
+        Self {
+            code: error.code(),
+            retryable: error.retryable(),
+            message: error.to_string(),
+        }
     }
 }
 
 impl From<RpcError> for CommandError {
     fn from(error: RpcError) -> Self {
-        Self { code: error.code, retryable: error.retryable, message: error.message }
+        Self {
+            code: error.code,
+            retryable: error.retryable,
+            message: error.message,
+        }
     }
 }
 
@@ -48,16 +60,31 @@ impl From<RpcError> for CommandError {
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config } => serve::run(&config),
-        Command::Pki(PkiCommand::Init { dir, zones, clients, days }) => {
-            let summary = crate::pki::init(&dir, &zones, &clients, days).map_err(|e| CommandError::invalid(format!("{e:#}")))?;
-            println!("{}", serde_json::json!({"dir": summary.dir, "ca_created": summary.ca_created, "issued": summary.issued}));
+        Command::Pki(PkiCommand::Init {
+            dir,
+            zones,
+            clients,
+            days,
+        }) => {
+            let summary =
+                crate::pki::init(&dir, &zones, &clients, days).map_err(|e| CommandError::invalid(format!("{e:#}")))?;
+            println!(
+                "{}",
+                serde_json::json!({"dir": summary.dir, "ca_created": summary.ca_created, "issued": summary.issued})
+            );
             Ok(())
         }
         Command::Append(args) => client_runtime()?.block_on(append::run(args)),
-        Command::Fetch { conn, consumer, limit, max_wait_ms, after } => {
-            client_runtime()?.block_on(fetch::fetch(conn, consumer, limit, max_wait_ms, after))
+        Command::Fetch {
+            conn,
+            consumer,
+            limit,
+            max_wait_ms,
+            after,
+        } => client_runtime()?.block_on(fetch::fetch(conn, consumer, limit, max_wait_ms, after)),
+        Command::Confirm { conn, consumer, offset } => {
+            client_runtime()?.block_on(fetch::confirm(conn, consumer, offset))
         }
-        Command::Confirm { conn, consumer, offset } => client_runtime()?.block_on(fetch::confirm(conn, consumer, offset)),
         Command::Demo(args) => demo::run(args),
     }
 }

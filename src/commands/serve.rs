@@ -61,9 +61,17 @@ fn node_settings(config: &Config) -> NodeSettings {
         peers: config
             .peers
             .iter()
-            .map(|p| PeerSettings { zone: p.zone.as_str().to_owned(), address: p.address, dial: p.dial })
+            .map(|p| PeerSettings {
+                zone: p.zone.as_str().to_owned(),
+                address: p.address,
+                dial: p.dial,
+            })
             .collect(),
-        clients: config.clients.iter().map(|c| (c.identity.clone(), roles(&c.roles))).collect(),
+        clients: config
+            .clients
+            .iter()
+            .map(|c| (c.identity.clone(), roles(&c.roles)))
+            .collect(),
         max_fact_bytes: usize::try_from(config.limits.max_fact_bytes.bytes()).unwrap_or(usize::MAX),
         max_frame_bytes: usize::try_from(config.limits.max_frame_bytes.bytes()).unwrap_or(usize::MAX),
         batch_limit: config.replication.batch_limit,
@@ -74,5 +82,8 @@ fn node_settings(config: &Config) -> NodeSettings {
 }
 
 fn roles(roles: &[Role]) -> Roles {
-    Roles { produce: roles.contains(&Role::Produce), consume: roles.contains(&Role::Consume) }
+    Roles {
+        produce: roles.contains(&Role::Produce),
+        consume: roles.contains(&Role::Consume),
+    }
 }

@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use sections::{
-    AdminSection, ClientSection, ForwardSection, LimitsSection, ListenSection, LogSection,
-    NodeSection, PeerSection, ReplicationSection, StoreSection, TlsSection,
+    AdminSection, ClientSection, ForwardSection, LimitsSection, ListenSection, LogSection, NodeSection, PeerSection,
+    ReplicationSection, StoreSection, TlsSection,
 };
 pub use values::{Backpressure, ByteSize, LogFormat, LogLevel, Role, Zone};
 
@@ -99,9 +99,7 @@ impl Config {
 
     /// The configured client with certificate identity `identity`, if any.
     pub fn client(&self, identity: &str) -> Option<&ClientSection> {
-        self.clients
-            .iter()
-            .find(|client| client.identity == identity)
+        self.clients.iter().find(|client| client.identity == identity)
     }
 
     fn resolve_paths(&mut self, base_dir: &Path) {

@@ -203,11 +203,7 @@ fn unknown_key_is_reported_at_its_path() {
         "unknown field `stoer`",
     );
     let peer = "[[peers]]\nzone = \"b\"\nadress = \"10.0.0.1:1\"";
-    assert_invalid(
-        &minimal_with(peer),
-        "peers[0].adress",
-        "unknown field `adress`",
-    );
+    assert_invalid(&minimal_with(peer), "peers[0].adress", "unknown field `adress`");
 }
 
 #[test]
@@ -220,11 +216,7 @@ fn missing_required_key_is_reported_at_its_path() {
         "required key is missing",
     );
     let client = "[[clients]]\nidentity = \"mes\"";
-    assert_invalid(
-        &minimal_with(client),
-        "clients[0].roles",
-        "required key is missing",
-    );
+    assert_invalid(&minimal_with(client), "clients[0].roles", "required key is missing");
 }
 
 #[test]
@@ -232,11 +224,7 @@ fn bad_duration_names_key_and_value() {
     let text = minimal_with("[store]\nretention = \"7x\"");
     assert_invalid(&text, "store.retention", "invalid duration \"7x\"");
     let zero = minimal_with("[replication]\nlink_timeout = \"0s\"");
-    assert_invalid(
-        &zero,
-        "replication.link_timeout",
-        "\"0s\": must be greater than zero",
-    );
+    assert_invalid(&zero, "replication.link_timeout", "\"0s\": must be greater than zero");
     let bare = minimal_with("[forward]\nretention = 7");
     let hint = "expected a duration string such as \"7d\"";
     assert_invalid(&bare, "forward.retention", hint);
@@ -253,33 +241,17 @@ fn bad_size_names_key_and_value() {
         "invalid size -1: must not be negative",
     );
     let zero = minimal_with("[store]\ncapacity_bytes = \"0GiB\"");
-    assert_invalid(
-        &zero,
-        "store.capacity_bytes",
-        "\"0GiB\": must be greater than zero",
-    );
+    assert_invalid(&zero, "store.capacity_bytes", "\"0GiB\": must be greater than zero");
 }
 
 #[test]
 fn bad_zone_name_names_key_and_value() {
-    assert_invalid(
-        &node_with("Plant_A"),
-        "node.zone",
-        "invalid zone name \"Plant_A\"",
-    );
+    assert_invalid(&node_with("Plant_A"), "node.zone", "invalid zone name \"Plant_A\"");
     assert_invalid(&node_with("-a"), "node.zone", "[a-z0-9][a-z0-9-]{0,62}");
-    assert_invalid(
-        &node_with(&"a".repeat(64)),
-        "node.zone",
-        "invalid zone name",
-    );
+    assert_invalid(&node_with(&"a".repeat(64)), "node.zone", "invalid zone name");
     parse(&node_with(&"a".repeat(63))).expect("63 characters is the maximum");
     let peers = "[[peers]]\nzone = \"b\"\ndial = false\n[[peers]]\nzone = \"\"\ndial = false";
-    assert_invalid(
-        &minimal_with(peers),
-        "peers[1].zone",
-        "invalid zone name \"\"",
-    );
+    assert_invalid(&minimal_with(peers), "peers[1].zone", "invalid zone name \"\"");
 }
 
 #[test]
@@ -291,33 +263,17 @@ fn bad_client_identity_and_roles_are_refused() {
         "invalid client identity \"MES 1\"",
     );
     let empty = "[[clients]]\nidentity = \"mes\"\nroles = []";
-    assert_invalid(
-        &minimal_with(empty),
-        "clients[0].roles",
-        "at least one role",
-    );
+    assert_invalid(&minimal_with(empty), "clients[0].roles", "at least one role");
     let unknown = "[[clients]]\nidentity = \"mes\"\nroles = [\"admin\"]";
-    assert_invalid(
-        &minimal_with(unknown),
-        "clients[0].roles[0]",
-        "unknown variant `admin`",
-    );
+    assert_invalid(&minimal_with(unknown), "clients[0].roles[0]", "unknown variant `admin`");
 }
 
 #[test]
 fn bad_address_and_enum_values_name_key_and_value() {
     let rpc = minimal_with("[listen]\nrpc = \"localhost:9443\"");
-    assert_invalid(
-        &rpc,
-        "listen.rpc",
-        "invalid socket address \"localhost:9443\"",
-    );
+    assert_invalid(&rpc, "listen.rpc", "invalid socket address \"localhost:9443\"");
     let policy = minimal_with("[store]\nbackpressure = \"drop_newest\"");
-    assert_invalid(
-        &policy,
-        "store.backpressure",
-        "unknown variant `drop_newest`",
-    );
+    assert_invalid(&policy, "store.backpressure", "unknown variant `drop_newest`");
     let level = minimal_with("[log]\nlevel = \"warn\"");
     assert_invalid(&level, "log.level", "unknown variant `warn`");
     let percent = minimal_with("[store]\nhigh_watermark_percent = \"80%\"");
@@ -370,11 +326,7 @@ fn client_identity_must_be_unique_and_not_a_peer() {
     );
     let one = "[[clients]]\nidentity = \"mes\"\nroles = [\"produce\"]\n";
     let dup = minimal_with(&format!("{one}{one}"));
-    assert_invalid(
-        &dup,
-        "clients[1].identity",
-        "duplicate client identity \"mes\"",
-    );
+    assert_invalid(&dup, "clients[1].identity", "duplicate client identity \"mes\"");
 }
 
 #[test]
@@ -393,21 +345,13 @@ fn watermarks_must_be_ordered_percentages() {
         "70 must be below store.high_watermark_percent (70)",
     );
     let over = minimal_with("[store]\nhigh_watermark_percent = 101\nlow_watermark_percent = 70");
-    assert_invalid(
-        &over,
-        "store.high_watermark_percent",
-        "101 is not a percentage",
-    );
+    assert_invalid(&over, "store.high_watermark_percent", "101 is not a percentage");
 }
 
 #[test]
 fn batch_limit_must_be_positive() {
     let text = minimal_with("[replication]\nbatch_limit = 0");
-    assert_invalid(
-        &text,
-        "replication.batch_limit",
-        "must be at least 1, got 0",
-    );
+    assert_invalid(&text, "replication.batch_limit", "must be at least 1, got 0");
 }
 
 #[test]
@@ -429,11 +373,7 @@ fn frame_and_fact_limits_are_bounded() {
 #[test]
 fn exposed_admin_listener_needs_a_token() {
     let open = minimal_with("[listen]\nadmin = \"0.0.0.0:9180\"");
-    assert_invalid(
-        &open,
-        "listen.admin",
-        "0.0.0.0:9180 is not a loopback address",
-    );
+    assert_invalid(&open, "listen.admin", "0.0.0.0:9180 is not a loopback address");
     let guarded = minimal_with("[listen]\nadmin = \"0.0.0.0:9180\"\n[admin]\ntoken_file = \"t\"");
     parse(&guarded).expect("a token file allows a non-loopback admin address");
     parse(&minimal_with("[listen]\nadmin = \"[::1]:9180\"")).expect("IPv6 loopback");
@@ -455,10 +395,7 @@ token_file = "admin.token"
     let config = Config::parse(text, Path::new("/etc/bsfg")).expect("config");
     assert_eq!(config.node.data_dir, PathBuf::from("/etc/bsfg/data"));
     assert_eq!(config.tls.ca, PathBuf::from("/etc/bsfg/pki/ca.pem"));
-    assert_eq!(
-        config.tls.cert,
-        PathBuf::from("/etc/bsfg/../shared/plant-a.pem")
-    );
+    assert_eq!(config.tls.cert, PathBuf::from("/etc/bsfg/../shared/plant-a.pem"));
     assert_eq!(config.tls.key, PathBuf::from("/abs/plant-a.key"));
     let token = config.admin.token_file.as_deref();
     assert_eq!(token, Some(Path::new("/etc/bsfg/admin.token")));
@@ -472,10 +409,7 @@ fn load_reads_the_file_and_resolves_against_its_directory() {
     let config = Config::load(&file).expect("load");
     assert_eq!(config.tls.ca, dir.path().join("pki/ca.pem"));
     let missing = Config::load(&dir.path().join("absent.toml"));
-    assert!(
-        matches!(missing, Err(ConfigError::Read { .. })),
-        "{missing:?}"
-    );
+    assert!(matches!(missing, Err(ConfigError::Read { .. })), "{missing:?}");
     let message = missing.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(message.starts_with("cannot read config file "), "{message}");
 }

@@ -26,21 +26,14 @@ fn check_peer(config: &Config, index: usize) -> Result<(), ConfigError> {
     let zone = peer.zone.as_str();
     if peer.zone == config.node.zone {
         let reason = "is this node's own zone (node.zone); a node cannot be its own peer";
-        return Err(invalid(
-            format!("peers[{index}].zone"),
-            format!("{zone:?} {reason}"),
-        ));
+        return Err(invalid(format!("peers[{index}].zone"), format!("{zone:?} {reason}")));
     }
-    if let Some(first) = config.peers[..index]
-        .iter()
-        .position(|p| p.zone == peer.zone)
-    {
+    if let Some(first) = config.peers[..index].iter().position(|p| p.zone == peer.zone) {
         let reason = format!("duplicate peer zone {zone:?} (already peers[{first}].zone)");
         return Err(invalid(format!("peers[{index}].zone"), reason));
     }
     if peer.dial && peer.address.is_none() {
-        let reason =
-            format!("required for peer {zone:?} because dial = true (or set dial = false)");
+        let reason = format!("required for peer {zone:?} because dial = true (or set dial = false)");
         return Err(invalid(format!("peers[{index}].address"), reason));
     }
     Ok(())
@@ -49,11 +42,7 @@ fn check_peer(config: &Config, index: usize) -> Result<(), ConfigError> {
 fn check_client(config: &Config, index: usize) -> Result<(), ConfigError> {
     let identity = config.clients[index].identity.as_str();
     let path = format!("clients[{index}].identity");
-    if let Some(peer) = config
-        .peers
-        .iter()
-        .position(|p| p.zone.as_str() == identity)
-    {
+    if let Some(peer) = config.peers.iter().position(|p| p.zone.as_str() == identity) {
         let reason = format!(
             "{identity:?} is also a peer zone (peers[{peer}].zone); \
              a certificate identity is either a peer or a client, never both"
@@ -62,8 +51,7 @@ fn check_client(config: &Config, index: usize) -> Result<(), ConfigError> {
     }
     let earlier = &config.clients[..index];
     if let Some(first) = earlier.iter().position(|c| c.identity == identity) {
-        let reason =
-            format!("duplicate client identity {identity:?} (already clients[{first}].identity)");
+        let reason = format!("duplicate client identity {identity:?} (already clients[{first}].identity)");
         return Err(invalid(path, reason));
     }
     Ok(())
@@ -89,10 +77,7 @@ fn check_store(store: &StoreSection) -> Result<(), ConfigError> {
 
 fn check_replication(replication: &ReplicationSection) -> Result<(), ConfigError> {
     if replication.batch_limit == 0 {
-        return Err(invalid(
-            "replication.batch_limit",
-            "must be at least 1, got 0",
-        ));
+        return Err(invalid("replication.batch_limit", "must be at least 1, got 0"));
     }
     Ok(())
 }
@@ -104,9 +89,7 @@ fn check_limits(limits: &LimitsSection) -> Result<(), ConfigError> {
         return Err(invalid("limits.max_frame_bytes", reason));
     }
     if fact > frame {
-        let reason = format!(
-            "{fact} exceeds limits.max_frame_bytes ({frame}); a message must fit in one frame"
-        );
+        let reason = format!("{fact} exceeds limits.max_frame_bytes ({frame}); a message must fit in one frame");
         return Err(invalid("limits.max_fact_bytes", reason));
     }
     Ok(())

@@ -45,9 +45,7 @@ fn check_name(what: &str, name: &str) -> Result<(), String> {
     if first_ok && rest_ok && name.len() <= 63 {
         return Ok(());
     }
-    Err(format!(
-        "invalid {what} {name:?}: must match [a-z0-9][a-z0-9-]{{0,62}}"
-    ))
+    Err(format!("invalid {what} {name:?}: must match [a-z0-9][a-z0-9-]{{0,62}}"))
 }
 
 /// `deserialize_with` for `clients[].identity`.
@@ -111,8 +109,7 @@ impl Visitor<'_> for ByteSizeVisitor {
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-        let bytes = u64::try_from(v)
-            .map_err(|_| E::custom(format!("invalid size {v}: must not be negative")))?;
+        let bytes = u64::try_from(v).map_err(|_| E::custom(format!("invalid size {v}: must not be negative")))?;
         self.visit_u64(bytes)
     }
 
@@ -159,17 +156,12 @@ pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::E
 /// `deserialize_with` for `IP:PORT` addresses; the error repeats what was written.
 pub(super) fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
     let text = string(d, "an address string such as \"10.0.1.10:9443\"")?;
-    text.parse().map_err(|e| {
-        de::Error::custom(format!(
-            "invalid socket address {text:?}: {e} (expected IP:PORT)"
-        ))
-    })
+    text.parse()
+        .map_err(|e| de::Error::custom(format!("invalid socket address {text:?}: {e} (expected IP:PORT)")))
 }
 
 /// `deserialize_with` for an optional `IP:PORT` (present key = `Some`).
-pub(super) fn opt_socket_addr<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<SocketAddr>, D::Error> {
+pub(super) fn opt_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
     socket_addr(d).map(Some)
 }
 

@@ -10,7 +10,7 @@ use std::{
 use bsfg_proto::AppendResponse;
 use tokio::sync::mpsc;
 
-use super::{Command, InsertOutcome, JournalError, Prepared, Reply, Shared, MAX_GROUP};
+use super::{Command, InsertOutcome, InsertPage, JournalError, Prepared, Reply, Shared, MAX_GROUP};
 use crate::storage::{Batch, CursorKey, ForwardInsert, IdemRecord, Index, StoreAppend};
 
 pub(super) struct Writer {
@@ -32,13 +32,17 @@ struct Plan {
 #[derive(Default)]
 struct Group {
     appends: Vec<(Prepared, Reply<AppendResponse>)>,
-    inserts: Vec<(String, Vec<(u64, Prepared)>, Reply<InsertOutcome>)>,
+    inserts: Vec<InsertPage>,
     confirms: Vec<(CursorKey, u64, Reply<u64>)>,
 }
 
 impl Writer {
     pub(super) fn new(shared: Arc<Shared>, store_high: u64, forward_high: u64) -> Self {
-        Self { shared, store_high, forward_high }
+        Self {
+            shared,
+            store_high,
+            forward_high,
+        }
     }
 
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Command>) {
@@ -76,9 +80,9 @@ impl Writer {
 
     fn plan(&mut self, group: Group, plan: &mut Plan) -> Result<(), JournalError> {
         self.plan_appends(group.appends, plan)?;
-        for (from_zone, facts, reply) in group.inserts {
-            let outcome = self.plan_insert(&from_zone, facts, plan)?;
-            plan.inserts.push((reply, outcome));
+        for page in group.inserts {
+            let outcome = self.plan_insert(&page.from_zone, page.facts, plan)?;
+            plan.inserts.push((page.reply, outcome));
         }
         for (key, offset, reply) in group.confirms {
             let result = self.plan_confirm(key, offset, plan);
@@ -87,22 +91,44 @@ impl Writer {
         Ok(())
     }
 
-    fn plan_appends(&mut self, appends: Vec<(Prepared, Reply<AppendResponse>)>, plan: &mut Plan) -> Result<(), JournalError> {
-        let keys: Vec<(&str, &str)> = appends.iter().map(|(p, _)| ("", p.message.envelope.message_id.as_str())).collect();
+    fn plan_appends(
+        &mut self,
+        appends: Vec<(Prepared, Reply<AppendResponse>)>,
+        plan: &mut Plan,
+    ) -> Result<(), JournalError> {
+        let keys: Vec<(&str, &str)> = appends
+            .iter()
+            .map(|(p, _)| ("", p.message.envelope.message_id.as_str()))
+            .collect();
         let stored = self.shared.storage.lookup(Index::Store, &keys)?;
         let mut seen: HashMap<String, IdemRecord> = HashMap::new();
         let now = bsfg_proto::model::now_unix_ms();
         for ((prepared, reply), stored) in appends.into_iter().zip(stored) {
             let id = prepared.message.envelope.message_id.clone();
             let result = match seen.get(&id).copied().or(stored) {
-                Some(found) if found.digest == prepared.digest => Ok(AppendResponse { offset: found.offset, duplicate: true }),
-                Some(found) => Err(JournalError::AlreadyExists { message_id: id, offset: found.offset }),
+                Some(found) if found.digest == prepared.digest => Ok(AppendResponse {
+                    offset: found.offset,
+                    duplicate: true,
+                }),
+                Some(found) => Err(JournalError::AlreadyExists {
+                    message_id: id,
+                    offset: found.offset,
+                }),
                 None => {
                     self.store_high += 1;
                     let offset = self.store_high;
-                    seen.insert(id.clone(), IdemRecord { offset, digest: prepared.digest });
+                    seen.insert(
+                        id.clone(),
+                        IdemRecord {
+                            offset,
+                            digest: prepared.digest,
+                        },
+                    );
                     plan.batch.store.push(store_append(offset, now, id, prepared));
-                    Ok(AppendResponse { offset, duplicate: false })
+                    Ok(AppendResponse {
+                        offset,
+                        duplicate: false,
+                    })
                 }
             };
             plan.appends.push((reply, result));
@@ -110,8 +136,16 @@ impl Writer {
         Ok(())
     }
 
-    fn plan_insert(&mut self, from_zone: &str, facts: Vec<(u64, Prepared)>, plan: &mut Plan) -> Result<InsertOutcome, JournalError> {
-        let keys: Vec<(&str, &str)> = facts.iter().map(|(_, p)| (from_zone, p.message.envelope.message_id.as_str())).collect();
+    fn plan_insert(
+        &mut self,
+        from_zone: &str,
+        facts: Vec<(u64, Prepared)>,
+        plan: &mut Plan,
+    ) -> Result<InsertOutcome, JournalError> {
+        let keys: Vec<(&str, &str)> = facts
+            .iter()
+            .map(|(_, p)| (from_zone, p.message.envelope.message_id.as_str()))
+            .collect();
         let stored = self.shared.storage.lookup(Index::Forward, &keys)?;
         let mut seen: HashMap<String, IdemRecord> = planned_ids(plan, from_zone);
         let mut outcome = InsertOutcome::default();
@@ -124,7 +158,13 @@ impl Writer {
                 None => {
                     self.forward_high += 1;
                     let offset = self.forward_high;
-                    seen.insert(id.clone(), IdemRecord { offset, digest: prepared.digest });
+                    seen.insert(
+                        id.clone(),
+                        IdemRecord {
+                            offset,
+                            digest: prepared.digest,
+                        },
+                    );
                     plan.batch.forward.push(ForwardInsert {
                         offset,
                         received_at_unix_ms: now,
@@ -171,8 +211,12 @@ impl Writer {
             let mut cursors = self.shared.cursors.lock().unwrap_or_else(PoisonError::into_inner);
             cursors.extend(plan.cursors);
         }
-        self.shared.store_high.send_if_modified(|high| std::mem::replace(high, self.store_high) != self.store_high);
-        self.shared.forward_high.send_if_modified(|high| std::mem::replace(high, self.forward_high) != self.forward_high);
+        self.shared
+            .store_high
+            .send_if_modified(|high| std::mem::replace(high, self.store_high) != self.store_high);
+        self.shared
+            .forward_high
+            .send_if_modified(|high| std::mem::replace(high, self.forward_high) != self.forward_high);
         // A caller that gave up (dropped its receiver) still had its command committed; that is
         // why every data-path command is safe to retry.
         for (reply, result) in plan.appends {
@@ -191,7 +235,7 @@ impl Group {
     fn push(&mut self, command: Command) {
         match command {
             Command::Append(prepared, reply) => self.appends.push((prepared, reply)),
-            Command::Insert(zone, facts, reply) => self.inserts.push((zone, facts, reply)),
+            Command::Insert(page) => self.inserts.push(page),
             Command::Confirm(key, offset, reply) => self.confirms.push((key, offset, reply)),
         }
     }
@@ -203,7 +247,15 @@ fn planned_ids(plan: &Plan, from_zone: &str) -> HashMap<String, IdemRecord> {
         .forward
         .iter()
         .filter(|f| f.from_zone == from_zone)
-        .map(|f| (f.message_id.clone(), IdemRecord { offset: f.offset, digest: f.digest }))
+        .map(|f| {
+            (
+                f.message_id.clone(),
+                IdemRecord {
+                    offset: f.offset,
+                    digest: f.digest,
+                },
+            )
+        })
         .collect()
 }
 

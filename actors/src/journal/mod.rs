@@ -69,7 +69,11 @@ impl Prepared {
     pub fn new(message: Message) -> Result<Self, JournalError> {
         let encoded = codec::encode_value(&message).map_err(|e| JournalError::Encode(e.to_string()))?;
         let digest = Sha256::digest(&encoded).into();
-        Ok(Self { message, encoded, digest })
+        Ok(Self {
+            message,
+            encoded,
+            digest,
+        })
     }
 }
 
@@ -84,9 +88,18 @@ pub struct InsertOutcome {
 
 type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
 
+/// A page of facts from one peer, with their source offsets.
+struct InsertPage {
+    from_zone: String,
+    facts: Vec<(u64, Prepared)>,
+    reply: Reply<InsertOutcome>,
+}
+
+// Appends dominate the queue; boxing them would add an allocation per append for no gain.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Append(Prepared, Reply<AppendResponse>),
-    Insert(String, Vec<(u64, Prepared)>, Reply<InsertOutcome>),
+    Insert(InsertPage),
     Confirm(CursorKey, u64, Reply<u64>),
 }
 
@@ -134,7 +147,14 @@ impl Journal {
             .into_iter()
             .map(|f| Ok((f.offset, Prepared::new(f.message)?)))
             .collect::<Result<Vec<_>, JournalError>>()?;
-        self.call(|reply| Command::Insert(from_zone, prepared, reply)).await
+        self.call(|reply| {
+            Command::Insert(InsertPage {
+                from_zone,
+                facts: prepared,
+                reply,
+            })
+        })
+        .await
     }
 
     /// Durable cursor = max(cursor, offset); returns the cursor after the call.
@@ -169,4 +189,3 @@ impl Journal {
         self.shared.storage.clone()
     }
 }
-

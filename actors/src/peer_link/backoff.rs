@@ -49,7 +49,11 @@ mod tests {
         for _ in 0..20 {
             let ceiling = backoff.ceiling();
             let delay = backoff.next_delay(&mut rng);
-            assert!(delay >= ceiling / 2 && delay <= ceiling, "{delay:?} outside [{:?}, {ceiling:?}]", ceiling / 2);
+            assert!(
+                delay >= ceiling / 2 && delay <= ceiling,
+                "{delay:?} outside [{:?}, {ceiling:?}]",
+                ceiling / 2
+            );
             assert!(ceiling >= previous_ceiling);
             previous_ceiling = ceiling;
         }

@@ -55,7 +55,12 @@ pub struct PeerLink {
 
 impl PeerLink {
     pub fn new(config: PeerLinkConfig, deps: PeerLinkDeps) -> Self {
-        Self { config: Arc::new(config), deps, offers: watch::Sender::new(None), task: None }
+        Self {
+            config: Arc::new(config),
+            deps,
+            offers: watch::Sender::new(None),
+            task: None,
+        }
     }
 }
 

@@ -38,9 +38,19 @@ pub(super) struct Looper {
 }
 
 impl Looper {
-    pub(super) fn new(config: Arc<PeerLinkConfig>, deps: PeerLinkDeps, offers: watch::Receiver<Option<Connection>>) -> Self {
+    pub(super) fn new(
+        config: Arc<PeerLinkConfig>,
+        deps: PeerLinkDeps,
+        offers: watch::Receiver<Option<Connection>>,
+    ) -> Self {
         let backoff = Backoff::new(BACKOFF_BASE, config.backoff_cap);
-        Self { config, deps, offers, backoff, rng: StdRng::from_os_rng() }
+        Self {
+            config,
+            deps,
+            offers,
+            backoff,
+            rng: StdRng::from_os_rng(),
+        }
     }
 
     pub(super) async fn run(mut self) {
@@ -71,7 +81,10 @@ impl Looper {
 
     async fn dial(&mut self) -> Option<Connection> {
         let address = self.config.address.filter(|_| self.config.dial)?;
-        let connecting = self.deps.endpoint.connect_with(self.deps.client_config.clone(), address, &self.config.peer);
+        let connecting = self
+            .deps
+            .endpoint
+            .connect_with(self.deps.client_config.clone(), address, &self.config.peer);
         let result = match connecting {
             Ok(connecting) => connecting.await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -131,9 +144,14 @@ impl Looper {
         if good.is_empty() {
             return Ok(());
         }
-        let insert = Insert { from_zone: self.config.peer.clone(), facts: good };
+        let insert = Insert {
+            from_zone: self.config.peer.clone(),
+            facts: good,
+        };
         let sent = self.deps.forward.send(insert).await;
-        let outcome = sent.map_err(|e| PullError::Local(RpcError::unavailable(e.to_string())))?.map_err(PullError::Local)?;
+        let outcome = sent
+            .map_err(|e| PullError::Local(RpcError::unavailable(e.to_string())))?
+            .map_err(PullError::Local)?;
         if outcome.conflicts > 0 {
             warn!(self.deps.log, "fact_conflict"; "peer" => &self.config.peer, "count" => outcome.conflicts,
                 "reason" => "message_id already holds other content from this zone");
@@ -155,7 +173,10 @@ impl Looper {
     }
 
     async fn confirm(&self, conn: &Connection, offset: u64) -> Result<(), PullError> {
-        let request = Request::Confirm(ConfirmRequest { consumer: format!("peer:{}", self.config.zone), offset });
+        let request = Request::Confirm(ConfirmRequest {
+            consumer: format!("peer:{}", self.config.zone),
+            offset,
+        });
         match self.call(conn, &request).await? {
             Response::Confirm(_) => Ok(()),
             Response::Error(e) => Err(PullError::Remote(e)),

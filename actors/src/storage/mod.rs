@@ -125,9 +125,17 @@ pub enum StorageError {
     #[error("storage engine error: {0}")]
     Engine(String),
     #[error("corrupt {what} at key {key:02x?}: {reason}")]
-    Corrupt { what: &'static str, key: Vec<u8>, reason: String },
+    Corrupt {
+        what: &'static str,
+        key: Vec<u8>,
+        reason: String,
+    },
     #[error("data directory {path} belongs to zone {found:?}, not {expected:?}")]
-    WrongZone { path: String, expected: String, found: String },
+    WrongZone {
+        path: String,
+        expected: String,
+        found: String,
+    },
 }
 
 /// The storage port. Implementations must make [`Storage::commit`] atomic and durable before

@@ -134,7 +134,10 @@ impl Storage for RocksStorage {
         let start = route_key(peer, after.saturating_add(1));
         let prefix_len = peer.len() + 1;
         let mut offsets = Vec::new();
-        for entry in self.db.iterator_cf(self.cf(STORE_ROUTE)?, IteratorMode::From(&start, Direction::Forward)) {
+        for entry in self
+            .db
+            .iterator_cf(self.cf(STORE_ROUTE)?, IteratorMode::From(&start, Direction::Forward))
+        {
             let (key, _) = entry.map_err(engine)?;
             if offsets.len() >= limit || key.len() != prefix_len + 8 || key[..prefix_len] != start[..prefix_len] {
                 break;
@@ -161,9 +164,17 @@ impl RocksStorage {
         let (log, route, idem) = (self.cf(STORE_LOG)?, self.cf(STORE_ROUTE)?, self.cf(STORE_IDEM)?);
         for append in &batch.store {
             let offset = append.offset.to_be_bytes();
-            wb.put_cf(log, offset, [&append.appended_at_unix_ms.to_be_bytes()[..], &append.encoded].concat());
+            wb.put_cf(
+                log,
+                offset,
+                [&append.appended_at_unix_ms.to_be_bytes()[..], &append.encoded].concat(),
+            );
             wb.put_cf(route, route_key(&append.to_zone, append.offset), []);
-            wb.put_cf(idem, idem_key(Index::Store, "", &append.message_id), idem_value(append.offset, &append.digest));
+            wb.put_cf(
+                idem,
+                idem_key(Index::Store, "", &append.message_id),
+                idem_value(append.offset, &append.digest),
+            );
         }
         if let Some(high) = batch.store_high {
             wb.put_cf(self.cf(META)?, META_STORE_HIGH, high.to_be_bytes());
@@ -174,8 +185,16 @@ impl RocksStorage {
     fn put_forward(&self, wb: &mut WriteBatch, batch: &Batch) -> Result<(), StorageError> {
         let (log, idem) = (self.cf(FWD_LOG)?, self.cf(FWD_IDEM)?);
         for insert in &batch.forward {
-            let header = [insert.received_at_unix_ms.to_be_bytes(), insert.source_offset.to_be_bytes()].concat();
-            wb.put_cf(log, insert.offset.to_be_bytes(), [&header[..], &insert.encoded].concat());
+            let header = [
+                insert.received_at_unix_ms.to_be_bytes(),
+                insert.source_offset.to_be_bytes(),
+            ]
+            .concat();
+            wb.put_cf(
+                log,
+                insert.offset.to_be_bytes(),
+                [&header[..], &insert.encoded].concat(),
+            );
             let key = idem_key(Index::Forward, &insert.from_zone, &insert.message_id);
             wb.put_cf(idem, key, idem_value(insert.offset, &insert.digest));
         }
@@ -235,7 +254,10 @@ fn idem_value(offset: u64, digest: &Digest) -> Vec<u8> {
 fn decode_idem(value: &[u8], key: &[u8]) -> Result<IdemRecord, StorageError> {
     let corrupt = || corrupt("idempotency record", key, "expected 40 bytes");
     let digest: Digest = value.get(8..40).and_then(|d| d.try_into().ok()).ok_or_else(corrupt)?;
-    Ok(IdemRecord { offset: be_u64(value.get(..8).ok_or_else(corrupt)?, "idempotency record", key)?, digest })
+    Ok(IdemRecord {
+        offset: be_u64(value.get(..8).ok_or_else(corrupt)?, "idempotency record", key)?,
+        digest,
+    })
 }
 
 fn encode_cursor_key(key: &CursorKey) -> Vec<u8> {
@@ -257,9 +279,15 @@ fn decode_cursor_key(key: &[u8]) -> Result<CursorKey, StorageError> {
 fn decode_record(offset: u64, value: &[u8], header: usize) -> Result<LogRecord, StorageError> {
     let key = offset.to_be_bytes();
     let stored_at = be_u64(value.get(..8).unwrap_or_default(), "log entry", &key)?;
-    let body = value.get(header..).ok_or_else(|| corrupt("log entry", &key, "shorter than its header"))?;
+    let body = value
+        .get(header..)
+        .ok_or_else(|| corrupt("log entry", &key, "shorter than its header"))?;
     let message = bsfg_proto::codec::decode_body(body).map_err(|e| corrupt("log entry", &key, e))?;
-    Ok(LogRecord { offset, stored_at_unix_ms: stored_at, message })
+    Ok(LogRecord {
+        offset,
+        stored_at_unix_ms: stored_at,
+        message,
+    })
 }
 
 fn be_u64(bytes: &[u8], what: &'static str, key: &[u8]) -> Result<u64, StorageError> {
@@ -268,5 +296,9 @@ fn be_u64(bytes: &[u8], what: &'static str, key: &[u8]) -> Result<u64, StorageEr
 }
 
 fn corrupt(what: &'static str, key: &[u8], reason: impl ToString) -> StorageError {
-    StorageError::Corrupt { what, key: key.to_vec(), reason: reason.to_string() }
+    StorageError::Corrupt {
+        what,
+        key: key.to_vec(),
+        reason: reason.to_string(),
+    }
 }

@@ -35,7 +35,10 @@ impl StreamError {
 
 /// Reads one frame and decodes it; a header announcing more than `max_frame_bytes` is refused
 /// before any body byte is read.
-pub async fn read_frame<T: bincode::Decode<()>>(recv: &mut RecvStream, max_frame_bytes: usize) -> Result<T, StreamError> {
+pub async fn read_frame<T: bincode::Decode<()>>(
+    recv: &mut RecvStream,
+    max_frame_bytes: usize,
+) -> Result<T, StreamError> {
     let mut header = [0u8; codec::HEADER_LEN];
     read_exact(recv, &mut header).await?;
     let len = codec::body_len(header, max_frame_bytes)?;
@@ -46,16 +49,25 @@ pub async fn read_frame<T: bincode::Decode<()>>(recv: &mut RecvStream, max_frame
 
 async fn read_exact(recv: &mut RecvStream, buf: &mut [u8]) -> Result<(), StreamError> {
     recv.read_exact(buf).await.map_err(|e| match e {
-        quinn::ReadExactError::FinishedEarly(got) => StreamError::Truncated { expected: buf.len(), got },
+        quinn::ReadExactError::FinishedEarly(got) => StreamError::Truncated {
+            expected: buf.len(),
+            got,
+        },
         quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(c)) => StreamError::Connection(c),
         quinn::ReadExactError::ReadError(other) => StreamError::Stream(other.to_string()),
     })
 }
 
 /// Encodes `value` as one frame, writes it and finishes the stream.
-pub async fn write_frame<T: bincode::Encode>(send: &mut SendStream, value: &T, max_frame_bytes: usize) -> Result<(), StreamError> {
+pub async fn write_frame<T: bincode::Encode>(
+    send: &mut SendStream,
+    value: &T,
+    max_frame_bytes: usize,
+) -> Result<(), StreamError> {
     let frame = codec::encode_frame(value, max_frame_bytes)?;
-    send.write_all(&frame).await.map_err(|e| StreamError::Stream(e.to_string()))?;
+    send.write_all(&frame)
+        .await
+        .map_err(|e| StreamError::Stream(e.to_string()))?;
     send.finish().map_err(|e| StreamError::Stream(e.to_string()))
 }
 

@@ -55,7 +55,10 @@ impl Directory {
             return Caller::Peer(cn.to_owned());
         }
         match self.clients.get(cn) {
-            Some(roles) => Caller::Client { identity: cn.to_owned(), roles: *roles },
+            Some(roles) => Caller::Client {
+                identity: cn.to_owned(),
+                roles: *roles,
+            },
             None => Caller::Unknown(cn.to_owned()),
         }
     }
@@ -136,7 +139,10 @@ async fn serve_calls(conn: quinn::Connection, caller: Arc<Caller>, deps: ServerD
 }
 
 async fn serve_stream(mut send: SendStream, mut recv: RecvStream, caller: Arc<Caller>, deps: ServerDeps) {
-    let read = tokio::time::timeout(framed::REQUEST_TIMEOUT, framed::read_frame::<Request>(&mut recv, deps.max_frame_bytes));
+    let read = tokio::time::timeout(
+        framed::REQUEST_TIMEOUT,
+        framed::read_frame::<Request>(&mut recv, deps.max_frame_bytes),
+    );
     let response = match read.await {
         Ok(Ok(request)) => dispatch(request, &caller, &deps).await,
         Ok(Err(e)) => Response::Error(e.to_rpc()),
@@ -154,13 +160,16 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, caller: Arc<Ca
 
 async fn dispatch(request: Request, caller: &Caller, deps: &ServerDeps) -> Response {
     let result = match request {
-        Request::Append(r) => authorise(caller, Need::Produce, deps)
-            .map(|()| deps.store.send(store_buffer::Append(r.message))),
+        Request::Append(r) => {
+            authorise(caller, Need::Produce, deps).map(|()| deps.store.send(store_buffer::Append(r.message)))
+        }
         Request::Fetch(r) => return fetch(r, caller, deps).await.unwrap_or_else(Response::Error),
         Request::Confirm(r) => return confirm(r, caller, deps).await.unwrap_or_else(Response::Error),
     };
     match result {
-        Ok(sent) => flatten(sent.await).map(Response::Append).unwrap_or_else(Response::Error),
+        Ok(sent) => flatten(sent.await)
+            .map(Response::Append)
+            .unwrap_or_else(Response::Error),
         Err(e) => Response::Error(e),
     }
 }
@@ -169,12 +178,22 @@ async fn fetch(r: FetchRequest, caller: &Caller, deps: &ServerDeps) -> Result<Re
     let max_wait = Duration::from_millis(u64::from(r.max_wait_ms.min(60_000)));
     let page = match caller {
         Caller::Peer(zone) => {
-            let msg = store_buffer::PeerFetch { peer: zone.clone(), limit: r.limit, max_wait, after: r.after };
+            let msg = store_buffer::PeerFetch {
+                peer: zone.clone(),
+                limit: r.limit,
+                max_wait,
+                after: r.after,
+            };
             flatten(deps.store.send(msg).await)?
         }
         _ => {
             authorise(caller, Need::Consume, deps)?;
-            let msg = forward_buffer::Fetch { consumer: r.consumer, limit: r.limit, max_wait, after: r.after };
+            let msg = forward_buffer::Fetch {
+                consumer: r.consumer,
+                limit: r.limit,
+                max_wait,
+                after: r.after,
+            };
             flatten(deps.forward.send(msg).await)?
         }
     };
@@ -183,10 +202,24 @@ async fn fetch(r: FetchRequest, caller: &Caller, deps: &ServerDeps) -> Result<Re
 
 async fn confirm(r: ConfirmRequest, caller: &Caller, deps: &ServerDeps) -> Result<Response, RpcError> {
     let cursor = match caller {
-        Caller::Peer(zone) => flatten(deps.store.send(store_buffer::PeerConfirm { peer: zone.clone(), offset: r.offset }).await)?,
+        Caller::Peer(zone) => flatten(
+            deps.store
+                .send(store_buffer::PeerConfirm {
+                    peer: zone.clone(),
+                    offset: r.offset,
+                })
+                .await,
+        )?,
         _ => {
             authorise(caller, Need::Consume, deps)?;
-            flatten(deps.forward.send(forward_buffer::Confirm { consumer: r.consumer, offset: r.offset }).await)?
+            flatten(
+                deps.forward
+                    .send(forward_buffer::Confirm {
+                        consumer: r.consumer,
+                        offset: r.offset,
+                    })
+                    .await,
+            )?
         }
     };
     Ok(Response::Confirm(ConfirmResponse { cursor }))
@@ -206,7 +239,9 @@ fn authorise(caller: &Caller, need: Need, deps: &ServerDeps) -> Result<(), RpcEr
         Caller::Client { roles, .. } if matches!(need, Need::Produce) && roles.produce => Ok(()),
         Caller::Client { roles, .. } if matches!(need, Need::Consume) && roles.consume => Ok(()),
         Caller::Client { identity, .. } => Err(RpcError::denied(format!("client {identity:?} lacks the role {role}"))),
-        Caller::Peer(zone) => Err(RpcError::denied(format!("peer node {zone:?} cannot {role} as a client"))),
+        Caller::Peer(zone) => Err(RpcError::denied(format!(
+            "peer node {zone:?} cannot {role} as a client"
+        ))),
         Caller::Unknown(cn) => Err(RpcError::denied(format!(
             "identity {cn:?} is not a configured client or peer of zone {:?}",
             deps.zone

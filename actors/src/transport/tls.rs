@@ -37,10 +37,7 @@ const MAX_BIDI_STREAMS: u32 = 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{}: malformed PEM: {reason}", path.display())]
     Pem { path: PathBuf, reason: String },
     #[error("{}: no certificate found", path.display())]
@@ -54,11 +51,7 @@ pub enum TlsError {
     #[error("private key {} does not match certificate {}", key.display(), cert.display())]
     KeyMismatch { key: PathBuf, cert: PathBuf },
     #[error("{}: certificate does not chain to the CA in {}: {reason}", path.display(), ca.display())]
-    Untrusted {
-        path: PathBuf,
-        ca: PathBuf,
-        reason: String,
-    },
+    Untrusted { path: PathBuf, ca: PathBuf, reason: String },
     #[error("{}: certificate expired at {not_after}", path.display())]
     Expired { path: PathBuf, not_after: String },
     #[error("{}: certificate is not valid before {not_before}", path.display())]
@@ -174,8 +167,7 @@ pub fn peer_identity(conn: &quinn::Connection) -> Result<String, TlsError> {
         .downcast::<Vec<CertificateDer<'static>>>()
         .map_err(|_| TlsError::NoPeerCertificate)?;
     let end_entity = chain.first().ok_or(TlsError::NoPeerCertificate)?;
-    let facts =
-        CertFacts::parse(end_entity).map_err(|reason| TlsError::BadPeerCertificate { reason })?;
+    let facts = CertFacts::parse(end_entity).map_err(|reason| TlsError::BadPeerCertificate { reason })?;
     facts.identity_or(|_| TlsError::NoCommonName {
         subject: facts.subject.clone(),
     })
@@ -235,10 +227,7 @@ impl ServerCertVerifier for CommonNameVerifier {
 
 /// The identity check that replaces rustls' SAN check: the server's Subject CN must equal the
 /// name the caller dialled (a zone name), whatever address it dialled.
-fn check_dialled_name(
-    end_entity: &CertificateDer<'_>,
-    server_name: &ServerName<'_>,
-) -> Result<(), rustls::Error> {
+fn check_dialled_name(end_entity: &CertificateDer<'_>, server_name: &ServerName<'_>) -> Result<(), rustls::Error> {
     let facts = CertFacts::parse(end_entity).map_err(|_| CertificateError::BadEncoding)?;
     match facts.identity {
         Some(cn) if cn == server_name.to_str() => Ok(()),
@@ -263,10 +252,7 @@ impl CertFacts {
     fn parse(der: &[u8]) -> Result<Self, String> {
         let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
         let mut cns = cert.subject().iter_common_name();
-        let first = cns
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .map(str::to_owned);
+        let first = cns.next().and_then(|cn| cn.as_str().ok()).map(str::to_owned);
         let identity = first.filter(|_| cns.next().is_none());
         let validity = cert.validity();
         Ok(Self {
@@ -278,10 +264,7 @@ impl CertFacts {
     }
 
     fn identity_or(&self, err: impl FnOnce(String) -> TlsError) -> Result<String, TlsError> {
-        let reason = format!(
-            "subject {:?} must have exactly one Subject CN",
-            self.subject
-        );
+        let reason = format!("subject {:?} must have exactly one Subject CN", self.subject);
         self.identity.clone().ok_or_else(|| err(reason))
     }
 
@@ -316,8 +299,7 @@ fn client_verifier(roots: &Arc<RootCertStore>) -> Result<Arc<dyn ClientCertVerif
 }
 
 fn transport_config() -> Result<Arc<quinn::TransportConfig>, TlsError> {
-    let idle =
-        quinn::IdleTimeout::try_from(IDLE_TIMEOUT).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let idle = quinn::IdleTimeout::try_from(IDLE_TIMEOUT).map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut transport = quinn::TransportConfig::default();
     transport
         .keep_alive_interval(Some(KEEP_ALIVE))
@@ -354,9 +336,7 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_error(path, e))?;
     if certs.is_empty() {
-        return Err(TlsError::NoCertificate {
-            path: path.to_owned(),
-        });
+        return Err(TlsError::NoCertificate { path: path.to_owned() });
     }
     Ok(certs)
 }
@@ -371,9 +351,7 @@ fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_slice(&read_file(path)?).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey {
-            path: path.to_owned(),
-        },
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey { path: path.to_owned() },
         other => pem_error(path, other),
     })
 }
@@ -394,12 +372,10 @@ fn check_key_matches(
         .map_err(|e| bad_key(e.to_string()))?;
     match rustls::sign::CertifiedKey::new(chain.to_vec(), signer).keys_match() {
         Ok(()) => Ok(()),
-        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
-            Err(TlsError::KeyMismatch {
-                key: key_path.to_owned(),
-                cert: cert_path.to_owned(),
-            })
-        }
+        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => Err(TlsError::KeyMismatch {
+            key: key_path.to_owned(),
+            cert: cert_path.to_owned(),
+        }),
         Err(e) => Err(bad_key(e.to_string())),
     }
 }
@@ -430,8 +406,8 @@ mod tests {
     use std::{error::Error, net::SocketAddr};
 
     use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-        ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+        BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair, KeyUsagePurpose,
     };
     use tempfile::TempDir;
 
@@ -447,8 +423,7 @@ mod tests {
     }
 
     fn params(cn: &str, sans: &[&str]) -> TestResult<CertificateParams> {
-        let mut params =
-            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
         params.distinguished_name = DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, cn);
         Ok(params)
@@ -463,20 +438,13 @@ mod tests {
             let dir = tempfile::tempdir()?;
             let ca_pem = dir.path().join("ca.pem");
             std::fs::write(&ca_pem, issuer.pem())?;
-            Ok(Self {
-                dir,
-                ca_pem,
-                issuer,
-            })
+            Ok(Self { dir, ca_pem, issuer })
         }
 
         /// Issues `cn` (serverAuth + clientAuth) and returns its (cert, key) paths.
         fn issue(&self, cn: &str, sans: &[&str], expired: bool) -> TestResult<(PathBuf, PathBuf)> {
             let mut leaf = params(cn, sans)?;
-            leaf.extended_key_usages = vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ];
+            leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
             if expired {
                 leaf.not_before = rcgen::date_time_ymd(2000, 1, 1);
                 leaf.not_after = rcgen::date_time_ymd(2001, 1, 1);
@@ -530,10 +498,7 @@ mod tests {
         let err = TlsMaterial::load(&ca.ca_pem, &cert, &key)
             .err()
             .ok_or("expired accepted")?;
-        assert!(
-            matches!(&err, TlsError::Expired { path, .. } if *path == cert),
-            "{err}"
-        );
+        assert!(matches!(&err, TlsError::Expired { path, .. } if *path == cert), "{err}");
         Ok(())
     }
 
@@ -556,27 +521,19 @@ mod tests {
         let err = TlsMaterial::load(&ca.ca_pem, &cert, &missing)
             .err()
             .ok_or("missing key accepted")?;
-        assert!(
-            matches!(&err, TlsError::Read { path, .. } if *path == missing),
-            "{err}"
-        );
+        assert!(matches!(&err, TlsError::Read { path, .. } if *path == missing), "{err}");
         std::fs::write(&missing, "not a key")?;
         let err = TlsMaterial::load(&ca.ca_pem, &cert, &missing)
             .err()
             .ok_or("empty key accepted")?;
-        assert!(
-            matches!(&err, TlsError::NoKey { path } if *path == missing),
-            "{err}"
-        );
+        assert!(matches!(&err, TlsError::NoKey { path } if *path == missing), "{err}");
         Ok(())
     }
 
     /// Accepts one connection, returns the client's identity after echoing one stream.
     async fn serve_once(endpoint: quinn::Endpoint) -> Result<String, String> {
         let incoming = endpoint.accept().await.ok_or("endpoint closed")?;
-        let conn = incoming
-            .await
-            .map_err(|e| format!("server handshake: {e}"))?;
+        let conn = incoming.await.map_err(|e| format!("server handshake: {e}"))?;
         let identity = peer_identity(&conn).map_err(|e| e.to_string())?;
         let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
         let data = recv.read_to_end(64).await.map_err(|e| e.to_string())?;
@@ -587,20 +544,11 @@ mod tests {
     }
 
     /// Connects, sends "ping" on one stream and expects it echoed.
-    async fn ping(
-        client: quinn::ClientConfig,
-        addr: SocketAddr,
-        server_name: &str,
-    ) -> Result<(), String> {
-        let mut endpoint =
-            quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).map_err(|e| e.to_string())?;
+    async fn ping(client: quinn::ClientConfig, addr: SocketAddr, server_name: &str) -> Result<(), String> {
+        let mut endpoint = quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).map_err(|e| e.to_string())?;
         endpoint.set_default_client_config(client);
-        let connecting = endpoint
-            .connect(addr, server_name)
-            .map_err(|e| e.to_string())?;
-        let conn = connecting
-            .await
-            .map_err(|e| format!("client handshake: {e}"))?;
+        let connecting = endpoint.connect(addr, server_name).map_err(|e| e.to_string())?;
+        let conn = connecting.await.map_err(|e| format!("client handshake: {e}"))?;
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
         send.write_all(b"ping").await.map_err(|e| e.to_string())?;
         send.finish().map_err(|e| e.to_string())?;
@@ -618,8 +566,7 @@ mod tests {
         client: &TlsMaterial,
         server_name: &str,
     ) -> TestResult<(Result<String, String>, Result<(), String>)> {
-        let endpoint =
-            quinn::Endpoint::server(server.quic_server_config()?, ([127, 0, 0, 1], 0).into())?;
+        let endpoint = quinn::Endpoint::server(server.quic_server_config()?, ([127, 0, 0, 1], 0).into())?;
         let addr = endpoint.local_addr()?;
         let served = tokio::spawn(serve_once(endpoint));
         let pinged = ping(client.quic_client_config()?, addr, server_name);
@@ -667,10 +614,7 @@ mod tests {
         let client = ca.material("mes-line-1", &[])?;
         let (served, pinged) = handshake(&server, &client, "plant-b").await?;
         let pinged = pinged.err().ok_or("client accepted the wrong server")?;
-        assert!(
-            pinged.contains("not valid for name \"plant-b\""),
-            "{pinged}"
-        );
+        assert!(pinged.contains("not valid for name \"plant-b\""), "{pinged}");
         assert!(served.is_err(), "server saw a completed connection");
         Ok(())
     }
