@@ -55,6 +55,9 @@ pub enum Command {
         #[arg(long)]
         offset: u64,
     },
+    /// Load generator: two zones on loopback, durable appends in one, replication to the other;
+    /// prints a JSON report with throughput and end-to-end latency.
+    Bench(crate::commands::bench::BenchArgs),
     /// Two zones on loopback with a generated PKI, traffic both ways, and what arrived.
     Demo(crate::commands::demo::DemoArgs),
 }
@@ -120,7 +123,7 @@ pub struct AppendArgs {
     /// A label, KEY=VALUE; repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
-    /// Appends in flight at once with --jsonl.
+    /// Appends in flight at once with --jsonl; 1 stores the lines in file order.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
 }

@@ -53,6 +53,9 @@ impl ClientError {
         match self {
             Self::Rpc(e) => e.code,
             Self::Connect { tls: true, .. } | Self::Tls(_) => ErrorCode::Unauthenticated,
+            // In TLS 1.3 the node checks our certificate after we think the handshake is done, so
+            // its refusal can arrive as the close of the connection during the first call.
+            Self::Stream(StreamError::Connection(e)) if is_handshake_failure(e) => ErrorCode::Unauthenticated,
             Self::Connect { .. } | Self::Stream(_) => ErrorCode::Unavailable,
             Self::Resolve(_) => ErrorCode::InvalidArgument,
             Self::Unexpected => ErrorCode::Internal,
@@ -85,11 +88,9 @@ impl Client {
         let connecting = endpoint
             .connect(addr, &options.server_name)
             .map_err(|e| connect_error(options, e.to_string(), false))?;
-        let conn = connecting.await.map_err(|e| {
-            let tls = matches!(&e, quinn::ConnectionError::TransportError(t) if t.code.to_string().contains("crypto"))
-                || matches!(&e, quinn::ConnectionError::ConnectionClosed(c) if c.error_code.to_string().contains("crypto"));
-            connect_error(options, e.to_string(), tls)
-        })?;
+        let conn = connecting
+            .await
+            .map_err(|e| connect_error(options, e.to_string(), is_handshake_failure(&e)))?;
         Ok(Self { endpoint, conn })
     }
 
@@ -142,6 +143,16 @@ impl Client {
         self.conn.close(0u32.into(), b"done");
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
+}
+
+/// A connection closed with a TLS alert (QUIC crypto error codes 0x100–0x1ff), by either side.
+fn is_handshake_failure(error: &quinn::ConnectionError) -> bool {
+    let code = match error {
+        quinn::ConnectionError::TransportError(e) => e.code,
+        quinn::ConnectionError::ConnectionClosed(close) => close.error_code,
+        _ => return false,
+    };
+    u64::from(code) & !0xff == 0x100
 }
 
 fn resolve(node: &str) -> Result<SocketAddr, ClientError> {

@@ -1,4 +1,6 @@
 //! `bsfg append`: one message from flags, or many from JSON lines, pipelined over one connection.
+//! Pipelined lines can be stored out of line order (`--concurrency 1` keeps it); the summary's
+//! `first_offset`/`last_offset` are the lowest and highest offsets they got.
 //!
 //! Blank envelope fields are filled in: `from_zone` = the node's zone (`--server-name`),
 //! `message_id` = a random id, `produced_at_unix_ms` = now.
@@ -107,8 +109,9 @@ impl Summary {
         } else {
             self.appended += 1;
         }
-        self.first_offset.get_or_insert(response.offset);
-        self.last_offset = Some(response.offset);
+        // Pipelined lines may be stored out of line order: report the range they occupy.
+        self.first_offset = Some(self.first_offset.map_or(response.offset, |o| o.min(response.offset)));
+        self.last_offset = Some(self.last_offset.map_or(response.offset, |o| o.max(response.offset)));
     }
 }
 

@@ -2,6 +2,7 @@
 //! wire code and whether retrying may help, which `main` turns into the exit code.
 
 pub mod append;
+pub mod bench;
 pub mod demo;
 pub mod fetch;
 pub mod serve;
@@ -86,6 +87,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             client_runtime()?.block_on(fetch::confirm(conn, consumer, offset))
         }
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

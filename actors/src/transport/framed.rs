@@ -71,9 +71,14 @@ pub async fn write_frame<T: bincode::Encode>(
     send.finish().map_err(|e| StreamError::Stream(e.to_string()))
 }
 
-/// One call: opens a stream, sends the request, reads the response.
+/// One call: opens a stream, sends the request, reads the response. When the node stops
+/// reading early (a request it refuses, such as one over its frame limit) its answer is still
+/// read and returned.
 pub async fn call(conn: &Connection, request: &Request, max_frame_bytes: usize) -> Result<Response, StreamError> {
     let (mut send, mut recv) = conn.open_bi().await?;
-    write_frame(&mut send, request, max_frame_bytes).await?;
-    read_frame(&mut recv, max_frame_bytes).await
+    let sent = write_frame(&mut send, request, max_frame_bytes).await;
+    match (sent, read_frame(&mut recv, max_frame_bytes).await) {
+        (_, Ok(response)) => Ok(response),
+        (Err(e), Err(_)) | (Ok(()), Err(e)) => Err(e),
+    }
 }
