@@ -2,6 +2,8 @@
 //! RocksDB on disk and real QUIC, built on `bsfg::devnet`. Node logs are printed when a test fails.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod history;
+
 use std::{
     collections::BTreeMap,
     path::PathBuf,

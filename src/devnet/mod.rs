@@ -1,6 +1,8 @@
 //! A development network on loopback: a PKI, one config per zone with free ports, and `bsfg
 //! serve` child processes. Used by `bsfg demo` and by the end-to-end tests, so both run the same
-//! real binary the same way.
+//! real binary the same way. [`proxy`] puts a fault-injecting UDP proxy between two nodes.
+
+pub mod proxy;
 
 use std::{
     collections::BTreeMap,
@@ -84,6 +86,31 @@ impl Devnet {
             dial: true,
         });
         Ok(())
+    }
+
+    /// Makes `from` reach its peer `to` at `address` (e.g. a [`proxy::FaultProxy`]) from the next
+    /// [`Devnet::write_configs`] on; a running node sees it when restarted.
+    pub fn set_peer_address(&mut self, from: &str, to: &str, address: SocketAddr) -> anyhow::Result<()> {
+        self.peer_mut(from, to)?.address = address;
+        Ok(())
+    }
+
+    /// Whether `from` dials its peer `to` or only accepts its connections, from the next
+    /// [`Devnet::write_configs`] on.
+    pub fn set_dial(&mut self, from: &str, to: &str, dial: bool) -> anyhow::Result<()> {
+        self.peer_mut(from, to)?.dial = dial;
+        Ok(())
+    }
+
+    fn peer_mut(&mut self, from: &str, to: &str) -> anyhow::Result<&mut PeerSpec> {
+        let node = self
+            .nodes
+            .get_mut(from)
+            .with_context(|| format!("no zone {from} in this devnet"))?;
+        node.peers
+            .iter_mut()
+            .find(|peer| peer.zone == to)
+            .with_context(|| format!("zone {from} has no peer {to}"))
     }
 
     pub fn node(&self, zone: &str) -> anyhow::Result<&NodeSpec> {
