@@ -8,7 +8,10 @@ mod harness;
 use std::time::Duration;
 
 use bsfg::client::ClientOptions;
-use bsfg_actors::transport::{framed, tls::TlsMaterial};
+use bsfg_actors::transport::{
+    framed,
+    tls::{self, TlsMaterial},
+};
 use bsfg_proto::{codec, ErrorCode, Message, Request, Response, RpcError};
 use harness::{message, receive, Cluster};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -220,7 +223,10 @@ impl RawConnection {
     async fn open(options: &ClientOptions) -> Self {
         let tls = TlsMaterial::load(&options.ca, &options.cert, &options.key).expect("tls material");
         let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
-        endpoint.set_default_client_config(tls.quic_client_config().expect("client config"));
+        endpoint.set_default_client_config(
+            tls.quic_client_config(tls::DEFAULT_IDLE_TIMEOUT)
+                .expect("client config"),
+        );
         let addr = options.node.parse().expect("node address");
         let conn = endpoint
             .connect(addr, &options.server_name)

@@ -8,7 +8,7 @@ use std::{
 
 use bsfg_actors::transport::{
     framed::{self, StreamError},
-    tls::{TlsError, TlsMaterial},
+    tls::{TlsError, TlsMaterial, DEFAULT_IDLE_TIMEOUT},
 };
 use bsfg_proto::{
     AppendRequest, AppendResponse, ConfirmRequest, ErrorCode, FetchRequest, FetchResponse, Message, Request, Response,
@@ -84,7 +84,7 @@ impl Client {
             .parse()
             .map_err(|_| ClientError::Resolve(options.node.clone()))?;
         let mut endpoint = Endpoint::client(bind).map_err(|e| connect_error(options, e.to_string(), false))?;
-        endpoint.set_default_client_config(tls.quic_client_config()?);
+        endpoint.set_default_client_config(tls.quic_client_config(DEFAULT_IDLE_TIMEOUT)?);
         let connecting = endpoint
             .connect(addr, &options.server_name)
             .map_err(|e| connect_error(options, e.to_string(), false))?;

@@ -11,7 +11,8 @@
 //!
 //! - [`StoreBuffer`] (actor): outbound log; validates and appends, serves peers' pulls and frontiers.
 //! - [`ForwardBuffer`] (actor): inbound log; `putIfAbsent` of pulled pages, local consumers.
-//! - [`PeerLink`] (actor, one per peer): connection, pull loop, confirm, reconnect backoff.
+//! - [`PeerLink`] (actor, one per peer): connection, pipelined pull loop, confirm, reconnect backoff.
+//! - [`ZoneGate`] (actor): per-peer gate state (`normal` / `autonomous` / `reconciliation`).
 //! - `journal`: the single writer in front of storage; idempotency, offsets, group commit.
 //! - [`storage`]: the storage port and its RocksDB adapter (format documented there).
 //! - [`transport`]: TLS material and verifiers, frames on QUIC streams, the RPC server.
@@ -25,8 +26,10 @@ mod peer_link;
 pub mod storage;
 mod store_buffer;
 pub mod transport;
+pub mod zone_gate;
 
 pub use forward_buffer::{ForwardBuffer, ForwardBufferConfig};
 pub use journal::{InsertOutcome, Journal, JournalError, Prepared};
 pub use peer_link::PeerLink;
 pub use store_buffer::{StoreBuffer, StoreBufferConfig};
+pub use zone_gate::{GateState, ZoneGate};

@@ -18,7 +18,7 @@ use crate::{
     peer_link::{PeerLinkConfig, PeerLinkDeps},
     storage::{RocksStorage, StorageError},
     transport::{tls::TlsMaterial, Directory, Roles, RpcServer, ServerDeps},
-    ForwardBuffer, ForwardBufferConfig, PeerLink, StoreBuffer, StoreBufferConfig,
+    ForwardBuffer, ForwardBufferConfig, PeerLink, StoreBuffer, StoreBufferConfig, ZoneGate,
 };
 
 /// One configured peer.
@@ -78,17 +78,20 @@ impl Node {
             journal,
         )
         .start();
-        let endpoint = quinn::Endpoint::server(tls.quic_server_config()?, settings.rpc_listen).map_err(|source| {
-            NodeError::Listen {
+        let peers: Vec<String> = settings.peers.iter().map(|p| p.zone.clone()).collect();
+        let gate_log = log.clone();
+        let gate = Supervisor::start(move |_| ZoneGate::new(peers, gate_log));
+        let endpoint = quinn::Endpoint::server(tls.quic_server_config(settings.link_timeout)?, settings.rpc_listen)
+            .map_err(|source| NodeError::Listen {
                 addr: settings.rpc_listen,
                 source,
-            }
-        })?;
+            })?;
         let (dialed_tx, dialed_rx) = tokio::sync::mpsc::unbounded_channel();
         let link_deps = PeerLinkDeps {
             endpoint: endpoint.clone(),
-            client_config: tls.quic_client_config()?,
+            client_config: tls.quic_client_config(settings.link_timeout)?,
             forward: forward.clone(),
+            gate: gate.clone(),
             dialed: dialed_tx,
             log: log.clone(),
         };
@@ -101,6 +104,7 @@ impl Node {
             zone: settings.zone.clone(),
             store,
             forward,
+            gate: gate.clone(),
             links: links.clone(),
             directory: Arc::new(directory(&settings)),
             max_frame_bytes: settings.max_frame_bytes,

@@ -1,7 +1,8 @@
 //! Actor `PeerLink`, one per configured peer: keeps a QUIC connection to the peer (dialled when
 //! `dial = true`, or offered by the RPC server when the peer dialled us), pulls the facts the peer
 //! holds for this zone, inserts them into the forward buffer with `putIfAbsent`, and confirms the
-//! page back so the peer's frontier advances. Reconnects with exponential backoff and jitter.
+//! contiguous frontier back so the peer's frontier advances. Reports what it sees of the link to
+//! the `ZoneGate`. Reconnects with exponential backoff and jitter.
 //!
 //! The actor is a thin shell: it owns the offer channel and the pull task; the loop itself is
 //! plain async code in `pull`.
@@ -16,7 +17,7 @@ use quinn::{Connection, Endpoint};
 use slog::Logger;
 use tokio::sync::watch;
 
-use crate::ForwardBuffer;
+use crate::{ForwardBuffer, ZoneGate};
 
 /// Plain configuration of one peer link.
 #[derive(Debug, Clone)]
@@ -31,7 +32,8 @@ pub struct PeerLinkConfig {
     pub max_wait: Duration,
     pub max_frame_bytes: usize,
     pub backoff_cap: Duration,
-    /// A call that has not answered within `max_wait` plus this is a dead link.
+    /// A call that has not answered within `max_wait` plus this is a dead link (QUIC's idle
+    /// timeout, set to the same value, catches a silent connection sooner).
     pub link_timeout: Duration,
 }
 
@@ -41,6 +43,7 @@ pub struct PeerLinkDeps {
     pub endpoint: Endpoint,
     pub client_config: quinn::ClientConfig,
     pub forward: Addr<ForwardBuffer>,
+    pub gate: Addr<ZoneGate>,
     /// Where dialled connections go so the RPC server also serves the peer's calls on them.
     pub dialed: tokio::sync::mpsc::UnboundedSender<(Connection, String)>,
     pub log: Logger,

@@ -1,19 +1,44 @@
-//! The pull loop of one peer link: get a connection, then fetch → insert → confirm until the
-//! connection fails; back off and start again. Facts are confirmed only after the forward buffer
-//! made them durable, so a crash anywhere re-pulls them and `putIfAbsent` drops the copies.
+//! The pull loop of one peer link.
+//!
+//! A session runs on one connection until it fails: three stages run concurrently so a busy link
+//! is not one round trip per page —
+//!
+//! ```text
+//!  fetcher ──pages (after = previous high)──▶ inserter ──inserted-up-to──▶ confirmer
+//! ```
+//!
+//! The fetcher asks for the next page (`after` = the previous page's `high_offset`) while the
+//! inserter makes the previous one durable in the forward buffer; the confirmer confirms the
+//! highest offset whose pages are all inserted (the contiguous frontier), never more. A crash
+//! anywhere re-pulls from the peer's durable frontier and `putIfAbsent` drops the copies.
+//!
+//! One connection per peer pair: when both sides dialled, the connection dialled by the zone
+//! whose name sorts first is kept; the other side closes its own and moves over.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use bsfg_proto::{ConfirmRequest, FetchRequest, FetchResponse, FetchedFact, Request, Response, RpcError};
 use quinn::Connection;
 use rand::{rngs::StdRng, SeedableRng};
 use slog::{info, warn};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::{backoff::Backoff, PeerLinkConfig, PeerLinkDeps};
-use crate::{forward_buffer::Insert, transport::framed};
+use crate::{forward_buffer::Insert, transport::framed, zone_gate};
 
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// Pages fetched ahead of the inserter.
+const PIPELINE_DEPTH: usize = 2;
+/// Application close code for the connection a pair gives up when both sides dialled.
+const DUPLICATE_CONNECTION: u32 = 2;
+/// Application close code for a connection whose calls stopped answering.
+const DEAD_LINK: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 enum PullError {
@@ -29,9 +54,15 @@ enum PullError {
     Local(RpcError),
 }
 
+/// How a session on one connection ended.
+enum SessionEnd {
+    /// We gave the connection up for the pair's other one: not a link failure.
+    Switched,
+    Failed(PullError),
+}
+
 pub(super) struct Looper {
-    config: Arc<PeerLinkConfig>,
-    deps: PeerLinkDeps,
+    session: Session,
     offers: watch::Receiver<Option<Connection>>,
     backoff: Backoff,
     rng: StdRng,
@@ -45,8 +76,7 @@ impl Looper {
     ) -> Self {
         let backoff = Backoff::new(BACKOFF_BASE, config.backoff_cap);
         Self {
-            config,
-            deps,
+            session: Session { config, deps },
             offers,
             backoff,
             rng: StdRng::from_os_rng(),
@@ -55,31 +85,97 @@ impl Looper {
 
     pub(super) async fn run(mut self) {
         loop {
-            let conn = self.connection().await;
-            let result = self.pull(&conn).await;
-            if let Err(e) = result {
-                warn!(self.deps.log, "peer_disconnected"; "peer" => &self.config.peer, "reason" => %e);
+            let (conn, dialled) = self.connection().await;
+            let progressed = AtomicBool::new(false);
+            let end = self.run_session(&conn, dialled, &progressed).await;
+            if progressed.load(Ordering::Relaxed) {
+                self.backoff.reset();
             }
-            tokio::time::sleep(self.backoff.next_delay(&mut self.rng)).await;
+            if let SessionEnd::Failed(e) = end {
+                warn!(self.session.deps.log, "peer_disconnected"; "peer" => &self.session.config.peer, "reason" => %e);
+                self.session.link_down(e.to_string());
+                tokio::time::sleep(self.backoff.next_delay(&mut self.rng)).await;
+            }
         }
     }
 
-    /// An offered live connection, else a dialled one; waits (with backoff) until there is one.
-    async fn connection(&mut self) -> Connection {
+    /// An offered live connection, else a dialled one (`true`); waits with backoff until there is one.
+    async fn connection(&mut self) -> (Connection, bool) {
         loop {
             let offered = self.offers.borrow_and_update().clone();
             if let Some(conn) = offered.filter(|c| c.close_reason().is_none()) {
-                return conn;
+                return (conn, false);
             }
-            if let Some(conn) = self.dial().await {
-                return conn;
+            // A handshake to a peer that is not up yet can take the whole idle timeout; a
+            // connection the peer opens to us meanwhile is taken at once.
+            tokio::select! {
+                dialled = self.session.dial() => match dialled {
+                    Some(Ok(conn)) => return (conn, true),
+                    Some(Err(reason)) => self.session.link_down(reason),
+                    None => {}
+                },
+                _ = self.offers.changed() => continue,
             }
             let delay = self.backoff.next_delay(&mut self.rng);
             let _ = tokio::time::timeout(delay, self.offers.changed()).await;
         }
     }
 
-    async fn dial(&mut self) -> Option<Connection> {
+    /// Pulls on `conn` until it fails, settling which connection the pair keeps when the peer
+    /// offers another one meanwhile.
+    async fn run_session(&mut self, conn: &Connection, dialled: bool, progressed: &AtomicBool) -> SessionEnd {
+        let pull = self.session.pull(conn, progressed);
+        tokio::pin!(pull);
+        loop {
+            tokio::select! {
+                failed = &mut pull => return SessionEnd::Failed(failed),
+                changed = self.offers.changed() => {
+                    if changed.is_err() {
+                        // The actor is gone; the task is aborted with it.
+                        return SessionEnd::Switched;
+                    }
+                    let offered = self.offers.borrow_and_update().clone();
+                    if !offered.is_some_and(|o| o.close_reason().is_none() && o.stable_id() != conn.stable_id()) {
+                        continue;
+                    }
+                    if dialled && !self.session.keeps_offered() {
+                        // Ours wins: the peer moves over to it and closes its own. An extra
+                        // connection that is not the peer's link (a tool using the node's
+                        // certificate) is served, never used for pulls.
+                        continue;
+                    }
+                    // The peer's connection wins (or the peer dialled again): move over to it.
+                    info!(self.session.deps.log, "peer_connection_replaced"; "peer" => &self.session.config.peer,
+                        "reason" => "the peer's connection is kept for both directions");
+                    conn.close(DUPLICATE_CONNECTION.into(), b"duplicate connection: keeping yours");
+                    return SessionEnd::Switched;
+                }
+            }
+        }
+    }
+}
+
+/// What a session needs: configuration and handles, shared by the concurrent stages.
+struct Session {
+    config: Arc<PeerLinkConfig>,
+    deps: PeerLinkDeps,
+}
+
+impl Session {
+    /// When both sides dialled, the connection dialled by the zone that sorts first is kept.
+    fn keeps_offered(&self) -> bool {
+        self.config.peer < self.config.zone
+    }
+
+    fn link_down(&self, reason: String) {
+        self.deps.gate.do_send(zone_gate::LinkDown {
+            peer: self.config.peer.clone(),
+            reason,
+        });
+    }
+
+    /// `None` when this node does not dial this peer.
+    async fn dial(&self) -> Option<Result<Connection, String>> {
         let address = self.config.address.filter(|_| self.config.dial)?;
         let connecting = self
             .deps
@@ -89,31 +185,81 @@ impl Looper {
             Ok(connecting) => connecting.await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        match result {
+        Some(match result {
             Ok(conn) => {
                 let _ = self.deps.dialed.send((conn.clone(), self.config.peer.clone()));
                 info!(self.deps.log, "peer_connected"; "peer" => &self.config.peer, "remote" => %address, "direction" => "outbound");
-                Some(conn)
+                Ok(conn)
             }
             Err(reason) => {
-                warn!(self.deps.log, "peer_dial_failed"; "peer" => &self.config.peer, "remote" => %address, "reason" => reason);
-                None
+                warn!(self.deps.log, "peer_dial_failed"; "peer" => &self.config.peer, "remote" => %address, "reason" => &reason);
+                Err(format!("cannot connect to {address}: {reason}"))
+            }
+        })
+    }
+
+    /// The three stages of a session; returns the first failure.
+    async fn pull(&self, conn: &Connection, progressed: &AtomicBool) -> PullError {
+        let (pages_tx, pages_rx) = mpsc::channel(PIPELINE_DEPTH);
+        let (inserted_tx, inserted_rx) = watch::channel(0u64);
+        let stages = tokio::try_join!(
+            self.fetcher(conn, pages_tx, progressed),
+            self.inserter(pages_rx, inserted_tx),
+            self.confirmer(conn, inserted_rx),
+        );
+        match stages {
+            Err(e) => e,
+            Ok(_) => PullError::Protocol("pipeline stopped"),
+        }
+    }
+
+    async fn fetcher(
+        &self,
+        conn: &Connection,
+        pages: mpsc::Sender<FetchResponse>,
+        progressed: &AtomicBool,
+    ) -> Result<(), PullError> {
+        let mut after: Option<u64> = None;
+        loop {
+            let page = self.fetch(conn, after).await?;
+            progressed.store(true, Ordering::Relaxed);
+            self.deps.gate.do_send(zone_gate::Pulled {
+                peer: self.config.peer.clone(),
+                behind: page.facts.len() >= self.config.batch_limit as usize,
+            });
+            after = Some(page.high_offset.max(after.unwrap_or(0)));
+            if pages.send(page).await.is_err() {
+                return Ok(());
             }
         }
     }
 
-    async fn pull(&mut self, conn: &Connection) -> Result<(), PullError> {
-        let mut after: Option<u64> = None;
-        loop {
-            let page = self.fetch(conn, after).await?;
-            self.backoff.reset();
-            let high = page.high_offset;
+    async fn inserter(
+        &self,
+        mut pages: mpsc::Receiver<FetchResponse>,
+        inserted: watch::Sender<u64>,
+    ) -> Result<(), PullError> {
+        while let Some(page) = pages.recv().await {
             self.insert(page.facts).await?;
-            if high > after.unwrap_or(0) {
-                self.confirm(conn, high).await?;
-            }
-            after = Some(high.max(after.unwrap_or(0)));
+            inserted.send_if_modified(|high| {
+                let moved = page.high_offset > *high;
+                *high = (*high).max(page.high_offset);
+                moved
+            });
         }
+        Ok(())
+    }
+
+    async fn confirmer(&self, conn: &Connection, mut inserted: watch::Receiver<u64>) -> Result<(), PullError> {
+        let mut confirmed = 0;
+        while inserted.changed().await.is_ok() {
+            let high = *inserted.borrow_and_update();
+            if high > confirmed {
+                self.confirm(conn, high).await?;
+                confirmed = high;
+            }
+        }
+        Ok(())
     }
 
     async fn fetch(&self, conn: &Connection, after: Option<u64>) -> Result<FetchResponse, PullError> {
@@ -160,13 +306,13 @@ impl Looper {
     }
 
     /// A call bounded by the dead-link timeout: a peer that stops answering is a dead link even
-    /// before QUIC's idle timeout notices.
+    /// when QUIC keep-alives still get through.
     async fn call(&self, conn: &Connection, request: &Request) -> Result<Response, PullError> {
         let limit = self.config.max_wait + self.config.link_timeout;
         match tokio::time::timeout(limit, framed::call(conn, request, self.config.max_frame_bytes)).await {
             Ok(result) => Ok(result?),
             Err(_) => {
-                conn.close(1u32.into(), b"no answer within the link timeout");
+                conn.close(DEAD_LINK.into(), b"no answer within the link timeout");
                 Err(PullError::Timeout(limit))
             }
         }

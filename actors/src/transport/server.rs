@@ -15,7 +15,7 @@ use quinn::{Endpoint, RecvStream, SendStream};
 use slog::{info, warn, Logger};
 
 use super::{framed, tls};
-use crate::{forward_buffer, peer_link, store_buffer, ForwardBuffer, PeerLink, StoreBuffer};
+use crate::{forward_buffer, peer_link, store_buffer, zone_gate, ForwardBuffer, PeerLink, StoreBuffer, ZoneGate};
 
 /// What a client identity may do (SPEC §6).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,6 +70,7 @@ pub struct ServerDeps {
     pub zone: String,
     pub store: Addr<StoreBuffer>,
     pub forward: Addr<ForwardBuffer>,
+    pub gate: Addr<ZoneGate>,
     pub links: HashMap<String, Addr<PeerLink>>,
     pub directory: Arc<Directory>,
     pub max_frame_bytes: usize,
@@ -184,7 +185,12 @@ async fn fetch(r: FetchRequest, caller: &Caller, deps: &ServerDeps) -> Result<Re
                 max_wait,
                 after: r.after,
             };
-            flatten(deps.store.send(msg).await)?
+            let page = flatten(deps.store.send(msg).await)?;
+            deps.gate.do_send(zone_gate::Served {
+                peer: zone.clone(),
+                behind: page.facts.len() >= r.limit as usize,
+            });
+            page
         }
         _ => {
             authorise(caller, Need::Consume, deps)?;

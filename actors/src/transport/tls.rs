@@ -28,8 +28,8 @@ use x509_parser::{certificate::X509Certificate, prelude::FromDer, time::ASN1Time
 /// The ALPN protocol every bsfg connection negotiates.
 pub const ALPN: &[u8] = b"bsfg/1";
 
-const KEEP_ALIVE: Duration = Duration::from_secs(1);
-const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle timeout of client tools' connections; nodes use their `replication.link_timeout`.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BIDI_STREAMS: u32 = 1024;
 
 /// Why TLS material could not be loaded or a peer could not be identified. File problems name
@@ -125,8 +125,9 @@ impl TlsMaterial {
     }
 
     /// quinn server config: presents our certificate and requires a client certificate that
-    /// chains to the CA and is valid now; ALPN `bsfg/1`; the shared transport settings.
-    pub fn quic_server_config(&self) -> Result<quinn::ServerConfig, TlsError> {
+    /// chains to the CA and is valid now; ALPN `bsfg/1`; a connection that hears nothing for
+    /// `idle_timeout` (keep-alives included) is dead.
+    pub fn quic_server_config(&self, idle_timeout: Duration) -> Result<quinn::ServerConfig, TlsError> {
         let mut tls = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(client_verifier(&self.roots)?)
@@ -134,13 +135,14 @@ impl TlsMaterial {
         tls.alpn_protocols = vec![ALPN.to_vec()];
         let quic = QuicServerConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-        config.transport_config(transport_config()?);
+        config.transport_config(transport_config(idle_timeout)?);
         Ok(config)
     }
 
     /// quinn client config: presents our certificate as client certificate and verifies the
-    /// server with [`CommonNameVerifier`] (chain to the CA, valid now, CN == dialled name).
-    pub fn quic_client_config(&self) -> Result<quinn::ClientConfig, TlsError> {
+    /// server with [`CommonNameVerifier`] (chain to the CA, valid now, CN == dialled name);
+    /// `idle_timeout` as for the server.
+    pub fn quic_client_config(&self, idle_timeout: Duration) -> Result<quinn::ClientConfig, TlsError> {
         let provider = provider();
         let verifier = Arc::new(CommonNameVerifier {
             roots: self.roots.clone(),
@@ -154,7 +156,7 @@ impl TlsMaterial {
         tls.alpn_protocols = vec![ALPN.to_vec()];
         let quic = QuicClientConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
-        config.transport_config(transport_config()?);
+        config.transport_config(transport_config(idle_timeout)?);
         Ok(config)
     }
 }
@@ -298,11 +300,14 @@ fn client_verifier(roots: &Arc<RootCertStore>) -> Result<Arc<dyn ClientCertVerif
         .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))
 }
 
-fn transport_config() -> Result<Arc<quinn::TransportConfig>, TlsError> {
-    let idle = quinn::IdleTimeout::try_from(IDLE_TIMEOUT).map_err(|e| TlsError::Quic(e.to_string()))?;
+/// Keep-alives four times per idle timeout, so a live but quiet link never looks dead and a
+/// silent one is declared dead within `idle_timeout` (the effective timeout is the smaller of
+/// both sides' values).
+fn transport_config(idle_timeout: Duration) -> Result<Arc<quinn::TransportConfig>, TlsError> {
+    let idle = quinn::IdleTimeout::try_from(idle_timeout).map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut transport = quinn::TransportConfig::default();
     transport
-        .keep_alive_interval(Some(KEEP_ALIVE))
+        .keep_alive_interval(Some(idle_timeout / 4))
         .max_idle_timeout(Some(idle))
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_BIDI_STREAMS));
     Ok(Arc::new(transport))
@@ -566,10 +571,13 @@ mod tests {
         client: &TlsMaterial,
         server_name: &str,
     ) -> TestResult<(Result<String, String>, Result<(), String>)> {
-        let endpoint = quinn::Endpoint::server(server.quic_server_config()?, ([127, 0, 0, 1], 0).into())?;
+        let endpoint = quinn::Endpoint::server(
+            server.quic_server_config(DEFAULT_IDLE_TIMEOUT)?,
+            ([127, 0, 0, 1], 0).into(),
+        )?;
         let addr = endpoint.local_addr()?;
         let served = tokio::spawn(serve_once(endpoint));
-        let pinged = ping(client.quic_client_config()?, addr, server_name);
+        let pinged = ping(client.quic_client_config(DEFAULT_IDLE_TIMEOUT)?, addr, server_name);
         let pinged = tokio::time::timeout(Duration::from_secs(10), pinged).await?;
         let served = tokio::time::timeout(Duration::from_secs(10), served).await??;
         Ok((served, pinged))
