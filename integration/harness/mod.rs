@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod history;
+pub mod traffic;
 
 use std::{
     collections::BTreeMap,
@@ -13,7 +14,7 @@ use std::{
 
 use bsfg::{
     client::{Client, ClientOptions},
-    devnet::{Devnet, NodeProcess},
+    devnet::{proxy::FaultProxy, Devnet, NodeProcess},
 };
 use bsfg_proto::{Envelope, Fact, FetchedFact, Message};
 
@@ -102,6 +103,68 @@ impl Cluster {
 
     pub fn cli(&self, zone: &str, args: &[&str]) -> Output {
         self.cli_as(zone, CLIENT, args)
+    }
+
+    /// Puts a fault proxy in front of every node and routes every peer entry through it; the
+    /// map is keyed by the zone each proxy fronts. Call before starting the nodes.
+    pub fn proxy_all(&mut self) -> BTreeMap<String, FaultProxy> {
+        let mut proxies = BTreeMap::new();
+        for (zone, node) in &self.net.nodes {
+            proxies.insert(zone.clone(), FaultProxy::start(node.rpc).expect("fault proxy"));
+        }
+        let routes: Vec<(String, String)> = self
+            .net
+            .nodes
+            .values()
+            .flat_map(|n| n.peers.iter().map(|p| (n.zone.clone(), p.zone.clone())))
+            .collect();
+        for (from, to) in routes {
+            self.net
+                .set_peer_address(&from, &to, proxies[&to].addr())
+                .expect("route through proxy");
+        }
+        proxies
+    }
+
+    /// Appends TOML to every node's config (e.g. a `[replication]` section).
+    pub fn configure_all(&mut self, extra: &str) {
+        for node in self.net.nodes.values_mut() {
+            node.extra.push_str(extra);
+        }
+    }
+
+    /// Every `gate_transition` logged by `zone`'s node toward `peer`, oldest first, as
+    /// `(previous, new, reason)`.
+    pub fn gate_transitions(&self, zone: &str, peer: &str) -> Vec<(String, String, String)> {
+        let text = std::fs::read_to_string(self.dir.path().join(format!("{zone}.log"))).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["msg"] == "gate_transition" && v["peer"] == peer)
+            .map(|v| {
+                let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+                (field("previous"), field("new"), field("reason"))
+            })
+            .collect()
+    }
+
+    /// The gate state `zone`'s node last logged toward `peer` (`autonomous` before any).
+    pub fn gate_state(&self, zone: &str, peer: &str) -> String {
+        self.gate_transitions(zone, peer)
+            .pop()
+            .map_or_else(|| "autonomous".to_owned(), |(_, new, _)| new)
+    }
+
+    /// Waits until `zone`'s gate toward `peer` is `state`; returns how long that took, or
+    /// `None` after `timeout`.
+    pub async fn wait_gate(&self, zone: &str, peer: &str, state: &str, timeout: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if self.gate_state(zone, peer) == state {
+                return Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 
     /// The last lines of every node's log.
