@@ -58,7 +58,19 @@ pub enum Command {
     /// Load generator: two zones on loopback, durable appends in one, replication to the other;
     /// prints a JSON report with throughput and end-to-end latency.
     Bench(crate::commands::bench::BenchArgs),
-    /// Two zones on loopback with a generated PKI, traffic both ways, and what arrived.
+    /// A guided tour: two zones on loopback, traffic both ways, a partition and its heal, live.
+    ///
+    /// Starts two real nodes, `enterprise` and `plant-a`, with a generated dev PKI; each reaches
+    /// the other through a fault-injecting UDP proxy. In each zone a producer appends facts
+    /// addressed to the other zone at a steady rate and a consumer fetches and confirms what
+    /// arrives, while a live status shows each zone's gate, backlog and delivery rate.
+    ///
+    /// The story: link up (5 s; gates `normal`), partition (12 s; producers keep getting
+    /// acknowledgements, backlogs grow, gates go `autonomous`), heal (the backlog replays through
+    /// `reconciliation` back to `normal`). Then the producers stop and the demo checks that every
+    /// acknowledged fact arrived exactly once, prints a summary and the directory with the
+    /// configs, data and node logs. About 30 s (`--fast`: about 15 s). Exits 1 if any
+    /// acknowledged fact was lost or duplicated.
     Demo(crate::commands::demo::DemoArgs),
 }
 

@@ -1,0 +1,110 @@
+//! The newcomer's tour works (`bsfg demo --fast`): it exits 0, shows both gates going
+//! `autonomous` during the partition and `normal` again after the heal, and its summary reports
+//! no lost and no duplicated fact in either direction.
+
+use std::{
+    io::Read,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// The fast tour takes about 15 s; this leaves room for a loaded machine.
+const LIMIT: Duration = Duration::from_secs(90);
+
+struct Run {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `bsfg demo --fast` in a fresh directory, killing it if it outlives [`LIMIT`].
+fn run_demo(dir: &std::path::Path) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bsfg"))
+        .args(["demo", "--fast", "--dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start bsfg demo");
+    let stdout = reader(child.stdout.take().expect("stdout piped"));
+    let stderr = reader(child.stderr.take().expect("stderr piped"));
+    let success = wait(&mut child);
+    Run {
+        success,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+fn reader(mut stream: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text
+    })
+}
+
+fn wait(child: &mut Child) -> bool {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for bsfg demo") {
+            return status.success();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether `text` has a line showing `zone`'s gate entering `state`.
+fn gate_enters(text: &str, zone: &str, state: &str) -> bool {
+    let (subject, arrow) = (format!("{zone}'s gate toward"), format!("→ {state} ("));
+    text.lines()
+        .any(|line| line.contains(&subject) && line.contains(&arrow))
+}
+
+#[test]
+fn the_fast_tour_shows_partition_and_heal_and_loses_nothing() {
+    let dir = tempfile::Builder::new()
+        .prefix("bsfg-demo-test-")
+        .tempdir()
+        .expect("tempdir");
+    let run = run_demo(dir.path());
+    let out = &run.stdout;
+    let context = format!("stdout:\n{out}\nstderr:\n{}", run.stderr);
+    assert!(run.success, "bsfg demo --fast exits 0 within {LIMIT:?}\n{context}");
+
+    let partition = out.find("phase 2/3: partition").expect("the partition is narrated");
+    let heal = out.find("phase 3/3: heal").expect("the heal is narrated");
+    for zone in ["enterprise", "plant-a"] {
+        assert!(
+            gate_enters(&out[partition..heal], zone, "autonomous"),
+            "{zone}'s gate goes autonomous during the partition\n{context}"
+        );
+        assert!(
+            gate_enters(&out[heal..], zone, "normal"),
+            "{zone}'s gate is normal again after the heal\n{context}"
+        );
+    }
+
+    let summary = out.find("\nsummary").expect("a summary is printed");
+    for direction in ["enterprise → plant-a", "plant-a → enterprise"] {
+        let line = out[summary..]
+            .lines()
+            .find(|l| l.trim_start().starts_with(direction))
+            .unwrap_or_else(|| panic!("the summary has a line for {direction}\n{context}"));
+        assert!(
+            line.ends_with("duplicates 0, lost 0"),
+            "{direction}: nothing lost or duplicated: {line}\n{context}"
+        );
+    }
+    assert!(
+        out.contains(&dir.path().display().to_string()),
+        "the directory with the logs is shown"
+    );
+}
