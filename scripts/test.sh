@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
-# Builds everything and runs every test: formatting, lints, unit and property tests, and the
-# end-to-end tests that start real `bsfg` processes on loopback. Installs what it needs.
+# Builds everything and runs every test: the Prometheus alert rules shipped in config-samples/,
+# formatting, lints, unit and property tests, and the end-to-end tests that start real `bsfg`
+# processes on loopback. Installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
+
+# promtool checks and unit-tests the shipped alert rules; Debian ships it in `prometheus`
+# (without recommends: no node exporter).
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "installing prometheus (for promtool)" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+echo "== promtool (alert rules and their unit tests)"
+promtool check rules config-samples/prometheus/alerts.yml
+promtool test rules config-samples/prometheus/alerts_test.yml
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -1,11 +1,13 @@
 //! The `bsfg` package: command line, configuration, wiring, and the client library.
 //!
+//! - [`admin`]: the admin HTTP API of SPEC §10.
 //! - [`cli`]: the command line of SPEC §8; [`commands`]: one module per command.
 //! - [`config`]: the TOML configuration of SPEC §9, loaded once and typed.
 //! - [`client`]: connect to a node and call it (used by commands, the demo and tests).
 //! - [`pki`]: the development PKI behind `bsfg pki init`.
 //! - [`logging`]: JSON or text logs (SPEC §12).
 
+pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod commands;

@@ -13,16 +13,20 @@
 //! - [`ForwardBuffer`] (actor): inbound log; `putIfAbsent` of pulled pages, local consumers.
 //! - [`PeerLink`] (actor, one per peer): connection, pipelined pull loop, confirm, reconnect backoff.
 //! - [`ZoneGate`] (actor): per-peer gate state (`normal` / `autonomous` / `reconciliation`).
+//! - [`metrics`]: every Prometheus metric of SPEC §11, in one registry.
 //! - `journal`: the single writer in front of storage; idempotency, offsets, group commit.
 //! - [`storage`]: the storage port and its RocksDB adapter (format documented there).
 //! - [`transport`]: TLS material and verifiers, frames on QUIC streams, the RPC server.
+//! - `status`: refreshes the lag, frontier and backlog gauges once a second.
 //! - [`node`]: the supervision tree that wires them together.
 
 mod forward_buffer;
 mod journal;
 mod long_poll;
+pub mod metrics;
 pub mod node;
 mod peer_link;
+mod status;
 pub mod storage;
 mod store_buffer;
 pub mod transport;

@@ -15,6 +15,7 @@ use slog::{info, Logger};
 
 use crate::{
     journal::{Journal, JournalError},
+    metrics::Metrics,
     peer_link::{PeerLinkConfig, PeerLinkDeps},
     storage::{RocksStorage, StorageError},
     transport::{tls::TlsMaterial, Directory, Roles, RpcServer, ServerDeps},
@@ -54,6 +55,8 @@ pub enum NodeError {
     Journal(#[from] JournalError),
     #[error("TLS: {0}")]
     Tls(#[from] crate::transport::tls::TlsError),
+    #[error("metrics: {0}")]
+    Metrics(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }
@@ -61,6 +64,8 @@ pub enum NodeError {
 /// A running node.
 pub struct Node {
     endpoint: quinn::Endpoint,
+    metrics: Arc<Metrics>,
+    status: tokio::task::JoinHandle<()>,
     server: RpcServer,
     links: Vec<Addr<PeerLink>>,
     log: Logger,
@@ -70,6 +75,7 @@ impl Node {
     /// Starts the node; must run inside an actix `System`.
     pub async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger) -> Result<Self, NodeError> {
         let journal = open_journal(&settings).await?;
+        let status_journal = journal.clone();
         let store = StoreBuffer::new(store_config(&settings), journal.clone()).start();
         let forward = ForwardBuffer::new(
             ForwardBufferConfig {
@@ -79,8 +85,14 @@ impl Node {
         )
         .start();
         let peers: Vec<String> = settings.peers.iter().map(|p| p.zone.clone()).collect();
+        let peer_zones = peers.clone();
         let gate_log = log.clone();
-        let gate = Supervisor::start(move |_| ZoneGate::new(peers, gate_log));
+        let metrics = Arc::new(
+            Metrics::new(&settings.zone, env!("CARGO_PKG_VERSION"), &peers)
+                .map_err(|e| NodeError::Metrics(e.to_string()))?,
+        );
+        let gate_metrics = metrics.clone();
+        let gate = Supervisor::start(move |_| ZoneGate::new(peers, gate_metrics, gate_log));
         let endpoint = quinn::Endpoint::server(tls.quic_server_config(settings.link_timeout)?, settings.rpc_listen)
             .map_err(|source| NodeError::Listen {
                 addr: settings.rpc_listen,
@@ -92,6 +104,7 @@ impl Node {
             client_config: tls.quic_client_config(settings.link_timeout)?,
             forward: forward.clone(),
             gate: gate.clone(),
+            metrics: metrics.clone(),
             dialed: dialed_tx,
             log: log.clone(),
         };
@@ -105,6 +118,7 @@ impl Node {
             store,
             forward,
             gate: gate.clone(),
+            metrics: metrics.clone(),
             links: links.clone(),
             directory: Arc::new(directory(&settings)),
             max_frame_bytes: settings.max_frame_bytes,
@@ -112,12 +126,26 @@ impl Node {
         };
         let server = RpcServer::spawn(endpoint.clone(), deps, dialed_rx);
         info!(log, "node_started"; "rpc" => %endpoint.local_addr().map_err(|source| NodeError::Listen { addr: settings.rpc_listen, source })?);
+        let status = tokio::spawn(crate::status::refresh(status_journal, metrics.clone(), peer_zones));
+        let expiry = tls
+            .not_after()
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        metrics.certificate_expiry_seconds.set(expiry.as_secs_f64());
+        metrics.node_up.set(1);
         Ok(Self {
             endpoint,
+            metrics,
+            status,
             server,
             links: links.into_values().collect(),
             log,
         })
+    }
+
+    /// The node's metrics, for the admin API.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// The QUIC address actually bound (useful with port 0).
@@ -128,6 +156,8 @@ impl Node {
     /// Closes connections with an application code, stops the links; storage closes when the
     /// last journal handle drops.
     pub async fn shutdown(self) {
+        self.metrics.node_up.set(0);
+        self.status.abort();
         self.server.abort();
         for link in &self.links {
             let _ = link.send(crate::peer_link::Stop).await;

@@ -10,10 +10,12 @@
 //! Every change is logged once as `gate_transition` with `peer`, `previous`, `new` and `reason`.
 //! Reports that change nothing are absorbed here, so reporters may send one per page.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use actix::prelude::*;
 use slog::{info, Logger};
+
+use crate::metrics::Metrics;
 
 /// The state of one peer's gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -64,12 +66,13 @@ impl Observed {
 
 pub struct ZoneGate {
     peers: BTreeMap<String, Observed>,
+    metrics: Arc<Metrics>,
     log: Logger,
 }
 
 impl ZoneGate {
     /// Every configured peer starts `autonomous`: nothing is known about its link yet.
-    pub fn new(peers: impl IntoIterator<Item = String>, log: Logger) -> Self {
+    pub fn new(peers: impl IntoIterator<Item = String>, metrics: Arc<Metrics>, log: Logger) -> Self {
         let start = Observed {
             state: GateState::Autonomous,
             link_up: false,
@@ -78,6 +81,7 @@ impl ZoneGate {
         };
         Self {
             peers: peers.into_iter().map(|p| (p, start)).collect(),
+            metrics,
             log,
         }
     }
@@ -90,6 +94,11 @@ impl ZoneGate {
         let new = observed.decide();
         let previous = std::mem::replace(&mut observed.state, new);
         if previous != new {
+            self.metrics.set_gate(peer, new);
+            self.metrics
+                .gate_transitions
+                .with_label_values(&[peer, new.as_str()])
+                .inc();
             info!(self.log, "gate_transition"; "peer" => peer, "previous" => previous.as_str(), "new" => new.as_str(), "reason" => reason);
         }
     }
@@ -181,7 +190,9 @@ mod tests {
     use super::*;
 
     fn gate() -> Addr<ZoneGate> {
-        ZoneGate::new(["plant-a".to_owned()], Logger::root(slog::Discard, slog::o!())).start()
+        let peers = ["plant-a".to_owned()];
+        let metrics = Arc::new(Metrics::new("enterprise", "test", &peers).expect("metrics"));
+        ZoneGate::new(peers, metrics, Logger::root(slog::Discard, slog::o!())).start()
     }
 
     async fn state(gate: &Addr<ZoneGate>) -> GateState {

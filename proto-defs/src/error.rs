@@ -27,6 +27,18 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order.
+    pub const ALL: [ErrorCode; 8] = [
+        Self::InvalidArgument,
+        Self::AlreadyExists,
+        Self::NotFound,
+        Self::Unauthenticated,
+        Self::PermissionDenied,
+        Self::ResourceExhausted,
+        Self::Unavailable,
+        Self::Internal,
+    ];
+
     /// The stable name printed by the CLI and logged (`INVALID_ARGUMENT`, ...).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -31,14 +31,23 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     }
     let log = crate::logging::logger(config.node.zone.as_str(), config.log.level, config.log.format);
     let settings = node_settings(&config);
+    let admin_addr = config.listen.admin;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let system = actix_rt::System::with_tokio_rt(move || runtime);
     system.block_on(async move {
         let node = Node::start(settings, &tls, log.clone())
             .await
             .map_err(|e| CommandError::new(ErrorCode::Unavailable, e.to_string()))?;
+        let admin = crate::admin::start(admin_addr, node.metrics()).map_err(|e| {
+            CommandError::new(
+                ErrorCode::Unavailable,
+                format!("listen.admin: cannot listen on {admin_addr}: {e}"),
+            )
+        })?;
+        info!(log, "admin_listening"; "admin" => %admin_addr);
         wait_for_stop().await?;
         info!(log, "shutdown_requested");
+        admin.stop(true).await;
         node.shutdown().await;
         Ok(())
     })

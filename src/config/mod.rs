@@ -15,6 +15,8 @@ mod validate;
 mod values;
 
 #[cfg(test)]
+mod samples;
+#[cfg(test)]
 mod tests;
 
 use std::io;

@@ -174,6 +174,15 @@ impl Journal {
         cursors.get(key).copied().unwrap_or(0)
     }
 
+    /// Every committed cursor.
+    pub fn cursors(&self) -> HashMap<CursorKey, u64> {
+        self.shared
+            .cursors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Highest committed store-log offset, updated after every commit.
     pub fn store_high(&self) -> watch::Receiver<u64> {
         self.shared.store_high.subscribe()

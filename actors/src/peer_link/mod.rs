@@ -44,6 +44,7 @@ pub struct PeerLinkDeps {
     pub client_config: quinn::ClientConfig,
     pub forward: Addr<ForwardBuffer>,
     pub gate: Addr<ZoneGate>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Where dialled connections go so the RPC server also serves the peer's calls on them.
     pub dialed: tokio::sync::mpsc::UnboundedSender<(Connection, String)>,
     pub log: Logger,

@@ -298,6 +298,8 @@ impl Session {
         let outcome = sent
             .map_err(|e| PullError::Local(RpcError::unavailable(e.to_string())))?
             .map_err(PullError::Local)?;
+        let duplicates = self.deps.metrics.duplicate_facts.with_label_values(&["forward"]);
+        duplicates.inc_by(outcome.duplicates as u64);
         if outcome.conflicts > 0 {
             warn!(self.deps.log, "fact_conflict"; "peer" => &self.config.peer, "count" => outcome.conflicts,
                 "reason" => "message_id already holds other content from this zone");

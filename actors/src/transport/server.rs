@@ -15,7 +15,10 @@ use quinn::{Endpoint, RecvStream, SendStream};
 use slog::{info, warn, Logger};
 
 use super::{framed, tls};
-use crate::{forward_buffer, peer_link, store_buffer, zone_gate, ForwardBuffer, PeerLink, StoreBuffer, ZoneGate};
+use crate::{
+    forward_buffer, metrics::Metrics, peer_link, store_buffer, zone_gate, ForwardBuffer, PeerLink, StoreBuffer,
+    ZoneGate,
+};
 
 /// What a client identity may do (SPEC §6).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,6 +74,7 @@ pub struct ServerDeps {
     pub store: Addr<StoreBuffer>,
     pub forward: Addr<ForwardBuffer>,
     pub gate: Addr<ZoneGate>,
+    pub metrics: Arc<Metrics>,
     pub links: HashMap<String, Addr<PeerLink>>,
     pub directory: Arc<Directory>,
     pub max_frame_bytes: usize,
@@ -115,7 +119,9 @@ async fn accept(incoming: quinn::Incoming, deps: ServerDeps) {
     let conn = match incoming.await {
         Ok(conn) => conn,
         Err(e) => {
-            warn!(deps.log, "tls_handshake_failed"; "remote" => %remote, "reason" => %e);
+            let reason = handshake_failure_reason(&e);
+            deps.metrics.tls_handshake_errors.with_label_values(&[reason]).inc();
+            warn!(deps.log, "tls_handshake_failed"; "remote" => %remote, "reason" => %e, "result" => reason);
             return;
         }
     };
@@ -144,11 +150,17 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, caller: Arc<Ca
         framed::REQUEST_TIMEOUT,
         framed::read_frame::<Request>(&mut recv, deps.max_frame_bytes),
     );
+    let started = std::time::Instant::now();
+    let mut operation = "invalid";
     let response = match read.await {
-        Ok(Ok(request)) => dispatch(request, &caller, &deps).await,
+        Ok(Ok(request)) => {
+            operation = request.operation();
+            dispatch(request, &caller, &deps).await
+        }
         Ok(Err(e)) => Response::Error(e.to_rpc()),
         Err(_) => Response::Error(framed::StreamError::Timeout(framed::REQUEST_TIMEOUT).to_rpc()),
     };
+    record(&deps.metrics, operation, &caller, &response, started.elapsed());
     if let Response::Error(e) = &response {
         warn!(deps.log, "rpc_rejected"; "caller" => caller.identity(), "code" => e.code.as_str(), "error_message" => &e.message);
     }
@@ -257,4 +269,48 @@ fn authorise(caller: &Caller, need: Need, deps: &ServerDeps) -> Result<(), RpcEr
 
 fn flatten<T>(sent: Result<Result<T, RpcError>, actix::MailboxError>) -> Result<T, RpcError> {
     sent.map_err(|e| RpcError::unavailable(format!("node is shutting down: {e}")))?
+}
+
+/// Counts and times one call (SPEC §11).
+fn record(metrics: &Metrics, operation: &'static str, caller: &Caller, response: &Response, took: Duration) {
+    metrics
+        .rpc_latency
+        .with_label_values(&[operation])
+        .observe(took.as_secs_f64());
+    let role = match caller {
+        Caller::Peer(_) => "peer",
+        _ => "consumer",
+    };
+    match (operation, response) {
+        ("append_fact", Response::Error(e)) => {
+            metrics.append_requests.inc();
+            metrics.append_failures.with_label_values(&[e.code.as_str()]).inc();
+        }
+        ("append_fact", Response::Append(ack)) => {
+            metrics.append_requests.inc();
+            metrics.append_latency.observe(took.as_secs_f64());
+            if ack.duplicate {
+                metrics.duplicate_facts.with_label_values(&["store"]).inc();
+            }
+        }
+        ("fetch_facts", _) => metrics.fetch_requests.with_label_values(&[role]).inc(),
+        ("confirm_receipt", _) => metrics.confirm_requests.with_label_values(&[role]).inc(),
+        _ => {}
+    }
+}
+
+/// A bounded label for a refused handshake.
+fn handshake_failure_reason(error: &quinn::ConnectionError) -> &'static str {
+    let text = error.to_string();
+    if text.contains("UnknownIssuer") || text.contains("unknown ca") || text.contains("UnknownCA") {
+        "unknown_ca"
+    } else if text.contains("Expired") || text.contains("expired") {
+        "expired"
+    } else if text.contains("NotValidForName") || text.contains("bad certificate") || text.contains("BadCertificate") {
+        "bad_certificate"
+    } else if matches!(error, quinn::ConnectionError::TimedOut) {
+        "timeout"
+    } else {
+        "other"
+    }
 }
