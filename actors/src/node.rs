@@ -3,7 +3,7 @@
 //! endpoint, and takes them down again in order.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     net::SocketAddr,
     path::PathBuf,
     sync::Arc,
@@ -18,8 +18,8 @@ use crate::{
     metrics::Metrics,
     peer_link::{PeerLinkConfig, PeerLinkDeps},
     storage::{RocksStorage, StorageError},
-    transport::{tls::TlsMaterial, Directory, Roles, RpcServer, ServerDeps},
-    ForwardBuffer, ForwardBufferConfig, PeerLink, StoreBuffer, StoreBufferConfig, ZoneGate,
+    transport::{tls::TlsMaterial, Directory, DrainHandle, Roles, RpcServer, ServerDeps},
+    zone_gate, ForwardBuffer, ForwardBufferConfig, GateState, PeerLink, StoreBuffer, StoreBufferConfig, ZoneGate,
 };
 
 /// One configured peer.
@@ -65,6 +65,8 @@ pub enum NodeError {
 pub struct Node {
     endpoint: quinn::Endpoint,
     metrics: Arc<Metrics>,
+    drain: DrainHandle,
+    gate: Addr<ZoneGate>,
     status: tokio::task::JoinHandle<()>,
     server: RpcServer,
     links: Vec<Addr<PeerLink>>,
@@ -113,6 +115,7 @@ impl Node {
             .iter()
             .map(|peer| (peer.zone.clone(), start_link(&settings, peer, link_deps.clone())))
             .collect();
+        let drain = DrainHandle::new(metrics.draining.clone());
         let deps = ServerDeps {
             zone: settings.zone.clone(),
             store,
@@ -121,6 +124,7 @@ impl Node {
             metrics: metrics.clone(),
             links: links.clone(),
             directory: Arc::new(directory(&settings)),
+            drain: drain.clone(),
             max_frame_bytes: settings.max_frame_bytes,
             log: log.clone(),
         };
@@ -136,6 +140,8 @@ impl Node {
         Ok(Self {
             endpoint,
             metrics,
+            drain,
+            gate,
             status,
             server,
             links: links.into_values().collect(),
@@ -146,6 +152,21 @@ impl Node {
     /// The node's metrics, for the admin API.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
+    }
+
+    /// The node's drain switch, shared with the RPC server (SPEC §10).
+    pub fn drain_handle(&self) -> DrainHandle {
+        self.drain.clone()
+    }
+
+    /// The zone gate, for status queries ([`zone_gate::Snapshot`]).
+    pub fn gate(&self) -> Addr<ZoneGate> {
+        self.gate.clone()
+    }
+
+    /// The gate state toward every peer (empty if the gate is gone).
+    pub async fn gates(&self) -> BTreeMap<String, GateState> {
+        self.gate.send(zone_gate::Snapshot).await.unwrap_or_default()
     }
 
     /// The QUIC address actually bound (useful with port 0).

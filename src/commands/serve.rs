@@ -1,11 +1,12 @@
 //! `bsfg serve`: load the configuration, check it against the TLS material, run the node until
-//! SIGTERM or Ctrl-C, then shut down in order and exit 0.
+//! SIGTERM or Ctrl-C, then drain (the same path as `POST /v1/admin/drain`), shut down in order and
+//! exit 0.
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 use bsfg_actors::{
     node::{Node, NodeSettings, PeerSettings},
-    transport::{tls::TlsMaterial, Roles},
+    transport::{tls::TlsMaterial, Roles, DRAIN_GRACE},
 };
 use bsfg_proto::ErrorCode;
 use slog::info;
@@ -29,8 +30,19 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         ))
         .into());
     }
+    let token = match &config.admin.token_file {
+        Some(path) => Some(Arc::from(
+            crate::admin::read_token(path).map_err(CommandError::invalid)?,
+        )),
+        None => None,
+    };
+    let certificate = crate::admin::Certificate {
+        subject: tls.subject(),
+        not_after: tls.not_after(),
+    };
     let log = crate::logging::logger(config.node.zone.as_str(), config.log.level, config.log.format);
     let settings = node_settings(&config);
+    let settings_zone = settings.zone.clone();
     let admin_addr = config.listen.admin;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let system = actix_rt::System::with_tokio_rt(move || runtime);
@@ -38,7 +50,15 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         let node = Node::start(settings, &tls, log.clone())
             .await
             .map_err(|e| CommandError::new(ErrorCode::Unavailable, e.to_string()))?;
-        let admin = crate::admin::start(admin_addr, node.metrics()).map_err(|e| {
+        let deps = crate::admin::AdminDeps {
+            zone: settings_zone,
+            metrics: node.metrics(),
+            drain: node.drain_handle(),
+            gate: node.gate(),
+            certificate,
+            token,
+        };
+        let admin = crate::admin::start(admin_addr, deps).map_err(|e| {
             CommandError::new(
                 ErrorCode::Unavailable,
                 format!("listen.admin: cannot listen on {admin_addr}: {e}"),
@@ -47,6 +67,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         info!(log, "admin_listening"; "admin" => %admin_addr);
         wait_for_stop().await?;
         info!(log, "shutdown_requested");
+        let outcome = node.drain_handle().drain(DRAIN_GRACE).await;
+        info!(log, "drained"; "drained" => outcome.drained, "in_flight" => outcome.in_flight);
         admin.stop(true).await;
         node.shutdown().await;
         Ok(())

@@ -14,7 +14,7 @@ use bsfg_proto::{ConfirmRequest, ConfirmResponse, FetchRequest, Request, Respons
 use quinn::{Endpoint, RecvStream, SendStream};
 use slog::{info, warn, Logger};
 
-use super::{framed, tls};
+use super::{framed, tls, DrainHandle};
 use crate::{
     forward_buffer, metrics::Metrics, peer_link, store_buffer, zone_gate, ForwardBuffer, PeerLink, StoreBuffer,
     ZoneGate,
@@ -77,6 +77,8 @@ pub struct ServerDeps {
     pub metrics: Arc<Metrics>,
     pub links: HashMap<String, Addr<PeerLink>>,
     pub directory: Arc<Directory>,
+    /// Refuses client calls while the node drains; peer calls are never held back.
+    pub drain: DrainHandle,
     pub max_frame_bytes: usize,
     pub log: Logger,
 }
@@ -152,10 +154,17 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, caller: Arc<Ca
     );
     let started = std::time::Instant::now();
     let mut operation = "invalid";
+    let mut in_flight = None;
     let response = match read.await {
         Ok(Ok(request)) => {
             operation = request.operation();
-            dispatch(request, &caller, &deps).await
+            match admit(&caller, &deps.drain) {
+                Ok(guard) => {
+                    in_flight = guard;
+                    dispatch(request, &caller, &deps).await
+                }
+                Err(e) => Response::Error(e),
+            }
         }
         Ok(Err(e)) => Response::Error(e.to_rpc()),
         Err(_) => Response::Error(framed::StreamError::Timeout(framed::REQUEST_TIMEOUT).to_rpc()),
@@ -169,6 +178,19 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, caller: Arc<Ca
         let fallback = Response::Error(RpcError::internal(format!("response could not be sent: {e}")));
         let _ = framed::write_frame(&mut send, &fallback, deps.max_frame_bytes).await;
     }
+    drop(in_flight);
+}
+
+/// Client calls count as in flight until their response is written; while the node drains they
+/// are refused with a retryable code. Peer calls pass untouched so replication continues.
+fn admit(caller: &Caller, drain: &DrainHandle) -> Result<Option<super::drain::InFlight>, RpcError> {
+    if matches!(caller, Caller::Peer(_)) {
+        return Ok(None);
+    }
+    drain
+        .admit()
+        .map(Some)
+        .ok_or_else(|| RpcError::unavailable("node is draining; retry later or against another node"))
 }
 
 async fn dispatch(request: Request, caller: &Caller, deps: &ServerDeps) -> Response {
