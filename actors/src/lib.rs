@@ -13,6 +13,8 @@
 //! - [`ForwardBuffer`] (actor): inbound log; `putIfAbsent` of pulled pages, local consumers.
 //! - [`PeerLink`] (actor, one per peer): connection, pipelined pull loop, confirm, reconnect backoff.
 //! - [`ZoneGate`] (actor): per-peer gate state (`normal` / `autonomous` / `reconciliation`).
+//! - [`Backpressure`] (actor): fill of both buffers, admission of appends, pull pause, trims and
+//!   retention sweeps (deletion plans applied by the journal).
 //! - [`metrics`]: every Prometheus metric of SPEC §11, in one registry.
 //! - `journal`: the single writer in front of storage; idempotency, offsets, group commit.
 //! - [`storage`]: the storage port and its RocksDB adapter (format documented there).
@@ -20,6 +22,7 @@
 //! - `status`: refreshes the lag, frontier and backlog gauges once a second.
 //! - [`node`]: the supervision tree that wires them together.
 
+pub mod backpressure;
 mod forward_buffer;
 mod journal;
 mod long_poll;
@@ -29,11 +32,14 @@ mod peer_link;
 mod status;
 pub mod storage;
 mod store_buffer;
+#[cfg(test)]
+mod testkit;
 pub mod transport;
 pub mod zone_gate;
 
+pub use backpressure::{Backpressure, BackpressureConfig};
 pub use forward_buffer::{ForwardBuffer, ForwardBufferConfig};
-pub use journal::{InsertOutcome, Journal, JournalError, Prepared};
+pub use journal::{DeletePlan, InsertOutcome, Journal, JournalConfig, JournalError, Prepared};
 pub use peer_link::PeerLink;
 pub use store_buffer::{StoreBuffer, StoreBufferConfig};
 pub use zone_gate::{GateState, ZoneGate};

@@ -14,12 +14,15 @@ use actix::prelude::*;
 use slog::{info, Logger};
 
 use crate::{
-    journal::{Journal, JournalError},
+    backpressure::{BackpressureDeps, UsageReport, WhenFull},
+    journal::{Journal, JournalConfig, JournalError},
     metrics::Metrics,
     peer_link::{PeerLinkConfig, PeerLinkDeps},
+    storage::Usage,
     storage::{RocksStorage, StorageError},
     transport::{tls::TlsMaterial, Directory, DrainHandle, Roles, RpcServer, ServerDeps},
-    zone_gate, ForwardBuffer, ForwardBufferConfig, GateState, PeerLink, StoreBuffer, StoreBufferConfig, ZoneGate,
+    zone_gate, Backpressure, BackpressureConfig, ForwardBuffer, ForwardBufferConfig, GateState, PeerLink, StoreBuffer,
+    StoreBufferConfig, ZoneGate,
 };
 
 /// One configured peer.
@@ -45,10 +48,14 @@ pub struct NodeSettings {
     pub backoff_cap: Duration,
     /// Dead-link detection time.
     pub link_timeout: Duration,
+    /// Capacity, retention and when-full policy of both buffers.
+    pub buffers: BackpressureConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("cannot open storage in {path}: {source}")]
     Storage { path: PathBuf, source: StorageError },
     #[error("cannot start the journal: {0}")]
@@ -70,29 +77,42 @@ pub struct Node {
     status: tokio::task::JoinHandle<()>,
     server: RpcServer,
     links: Vec<Addr<PeerLink>>,
+    usage: tokio::sync::watch::Receiver<Usage>,
+    buffers: BackpressureConfig,
     log: Logger,
 }
 
 impl Node {
     /// Starts the node; must run inside an actix `System`.
     pub async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger) -> Result<Self, NodeError> {
+        settings.buffers.check().map_err(NodeError::Config)?;
         let journal = open_journal(&settings).await?;
         let status_journal = journal.clone();
-        let store = StoreBuffer::new(store_config(&settings), journal.clone()).start();
-        let forward = ForwardBuffer::new(
-            ForwardBufferConfig {
-                max_frame_bytes: settings.max_frame_bytes,
-            },
-            journal,
-        )
-        .start();
         let peers: Vec<String> = settings.peers.iter().map(|p| p.zone.clone()).collect();
-        let peer_zones = peers.clone();
-        let gate_log = log.clone();
         let metrics = Arc::new(
             Metrics::new(&settings.zone, env!("CARGO_PKG_VERSION"), &peers)
                 .map_err(|e| NodeError::Metrics(e.to_string()))?,
         );
+        let backpressure = Backpressure::new(
+            settings.buffers.clone(),
+            BackpressureDeps {
+                journal: journal.clone(),
+                metrics: metrics.clone(),
+                log: log.clone(),
+            },
+        );
+        let (admission, pulls_paused) = (backpressure.admission(), backpressure.pulls_paused());
+        Supervisor::start(move |_| backpressure);
+        let store = StoreBuffer::new(store_config(&settings), journal.clone(), admission).start();
+        let forward = ForwardBuffer::new(
+            ForwardBufferConfig {
+                max_frame_bytes: settings.max_frame_bytes,
+            },
+            journal.clone(),
+        )
+        .start();
+        let peer_zones = peers.clone();
+        let gate_log = log.clone();
         let gate_metrics = metrics.clone();
         let gate = Supervisor::start(move |_| ZoneGate::new(peers, gate_metrics, gate_log));
         let endpoint = quinn::Endpoint::server(tls.quic_server_config(settings.link_timeout)?, settings.rpc_listen)
@@ -107,6 +127,7 @@ impl Node {
             forward: forward.clone(),
             gate: gate.clone(),
             metrics: metrics.clone(),
+            pulls_paused,
             dialed: dialed_tx,
             log: log.clone(),
         };
@@ -145,8 +166,15 @@ impl Node {
             status,
             server,
             links: links.into_values().collect(),
+            usage: journal.usage(),
+            buffers: settings.buffers,
             log,
         })
+    }
+
+    /// Retained facts, bytes and fill of both buffers (for `/v1/status`).
+    pub fn usage(&self) -> UsageReport {
+        UsageReport::new(&self.usage.borrow(), &self.buffers)
     }
 
     /// The node's metrics, for the admin API.
@@ -198,7 +226,12 @@ async fn open_journal(settings: &NodeSettings) -> Result<Journal, NodeError> {
         path: settings.data_dir.clone(),
         source,
     })?;
-    Ok(Journal::start(Arc::new(storage))?)
+    let buffers = &settings.buffers;
+    let config = JournalConfig {
+        // Under `reject` the store buffer never grows past its capacity, whatever the timing.
+        store_byte_limit: (buffers.when_full == WhenFull::Reject).then_some(buffers.store.capacity_bytes),
+    };
+    Ok(Journal::start(Arc::new(storage), config)?)
 }
 
 fn store_config(settings: &NodeSettings) -> StoreBufferConfig {

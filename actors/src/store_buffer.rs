@@ -1,6 +1,7 @@
 //! Actor `StoreBuffer`: the outbound log. Idempotent durable append for local producers, paged
-//! fetch and confirm for peer nodes (their cursor is their frontier). Validation happens here;
-//! ordering, idempotency and group commit happen in the journal.
+//! fetch and confirm for peer nodes (their cursor is their frontier). Validation and admission
+//! (the `Backpressure` actor's flag, never a storage read) happen here; ordering, idempotency and
+//! group commit happen in the journal.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
@@ -8,6 +9,7 @@ use actix::prelude::*;
 use bsfg_proto::{AppendResponse, FetchResponse, Message, RpcError};
 
 use crate::{
+    backpressure::Admission,
     journal::{Journal, Prepared},
     long_poll::{self, Page},
     storage::CursorKey,
@@ -25,13 +27,15 @@ pub struct StoreBufferConfig {
 pub struct StoreBuffer {
     config: Arc<StoreBufferConfig>,
     journal: Journal,
+    admission: Admission,
 }
 
 impl StoreBuffer {
-    pub fn new(config: StoreBufferConfig, journal: Journal) -> Self {
+    pub fn new(config: StoreBufferConfig, journal: Journal, admission: Admission) -> Self {
         Self {
             config: Arc::new(config),
             journal,
+            admission,
         }
     }
 }
@@ -71,9 +75,10 @@ impl Handler<Append> for StoreBuffer {
     type Result = ResponseFuture<Result<AppendResponse, RpcError>>;
 
     fn handle(&mut self, Append(message): Append, _: &mut Self::Context) -> Self::Result {
-        let (config, journal) = (self.config.clone(), self.journal.clone());
+        let (config, journal, admission) = (self.config.clone(), self.journal.clone(), self.admission.clone());
         Box::pin(async move {
             admit(&config, &message)?;
+            admission.check()?;
             let prepared = Prepared::new(message)?;
             Ok(journal.append(prepared).await?)
         })

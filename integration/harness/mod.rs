@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod history;
+pub mod observe;
 pub mod traffic;
 
 use std::{
@@ -136,10 +137,9 @@ impl Cluster {
     /// Every `gate_transition` logged by `zone`'s node toward `peer`, oldest first, as
     /// `(previous, new, reason)`.
     pub fn gate_transitions(&self, zone: &str, peer: &str) -> Vec<(String, String, String)> {
-        let text = std::fs::read_to_string(self.dir.path().join(format!("{zone}.log"))).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["msg"] == "gate_transition" && v["peer"] == peer)
+        observe::events(self, zone, "gate_transition")
+            .into_iter()
+            .filter(|v| v["peer"] == peer)
             .map(|v| {
                 let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
                 (field("previous"), field("new"), field("reason"))
@@ -206,6 +206,13 @@ pub fn message(from: &str, to: &str, id: &str) -> Message {
             object_json: format!("{{\"id\":\"{id}\"}}"),
         },
     }
+}
+
+/// [`message`] with about `pad` more bytes in its object, so a few facts fill a small buffer.
+pub fn padded_message(from: &str, to: &str, id: &str, pad: usize) -> Message {
+    let mut message = message(from, to, id);
+    message.fact.object_json = format!("{{\"id\":\"{id}\",\"pad\":\"{}\"}}", "x".repeat(pad));
+    message
 }
 
 /// Fetches and confirms as `consumer` until `expected` facts arrived or `timeout` passed.

@@ -5,6 +5,7 @@
 use std::{path::Path, sync::Arc};
 
 use bsfg_actors::{
+    backpressure::{BackpressureConfig, BufferLimits, WhenFull},
     node::{Node, NodeSettings, PeerSettings},
     transport::{tls::TlsMaterial, Roles, DRAIN_GRACE},
 };
@@ -12,7 +13,7 @@ use bsfg_proto::ErrorCode;
 use slog::info;
 
 use super::CommandError;
-use crate::config::{Config, Role};
+use crate::config::{Backpressure, Config, Role};
 
 /// Longest reconnect backoff (SPEC §4).
 const BACKOFF_CAP: std::time::Duration = std::time::Duration::from_secs(30);
@@ -109,6 +110,28 @@ fn node_settings(config: &Config) -> NodeSettings {
         max_wait: std::time::Duration::from_millis(config.replication.max_wait_ms),
         backoff_cap: BACKOFF_CAP,
         link_timeout: config.replication.link_timeout,
+        buffers: buffers(config),
+    }
+}
+
+fn buffers(config: &Config) -> BackpressureConfig {
+    let (store, forward) = (&config.store, &config.forward);
+    BackpressureConfig {
+        store: BufferLimits {
+            capacity_bytes: store.capacity_bytes.bytes(),
+            retention: store.retention,
+        },
+        forward: BufferLimits {
+            capacity_bytes: forward.capacity_bytes.bytes(),
+            retention: forward.retention,
+        },
+        when_full: match store.backpressure {
+            Backpressure::Reject => WhenFull::Reject,
+            Backpressure::DropOldest => WhenFull::DropOldest,
+        },
+        safety_critical: store.safety_critical,
+        high_watermark_percent: store.high_watermark_percent,
+        low_watermark_percent: store.low_watermark_percent,
     }
 }
 

@@ -1,6 +1,8 @@
 //! The writer thread: take every waiting command, plan one batch, write it with one fsync, then
 //! answer. Nothing is answered before its batch is durable; if the write fails, every command in
-//! the group fails with a storage error and the offsets it had reserved are given back.
+//! the group fails with a storage error and the offsets and usage it had reserved are given back.
+//! Deletions are planned last in a group, after the appends and inserts that may still have seen
+//! (as duplicates) the entries they remove.
 
 use std::{
     collections::HashMap,
@@ -10,13 +12,18 @@ use std::{
 use bsfg_proto::AppendResponse;
 use tokio::sync::mpsc;
 
-use super::{Command, InsertOutcome, InsertPage, JournalError, Prepared, Reply, Shared, MAX_GROUP};
-use crate::storage::{Batch, CursorKey, ForwardInsert, IdemRecord, Index, StoreAppend};
+use super::{
+    delete::{self, DeletePlan},
+    Command, InsertOutcome, InsertPage, JournalConfig, JournalError, Prepared, Reply, Shared, MAX_GROUP,
+};
+use crate::storage::{Batch, CursorKey, ForwardInsert, IdemRecord, Index, Log, Recovered, StoreAppend, Usage};
 
 pub(super) struct Writer {
     shared: Arc<Shared>,
+    config: JournalConfig,
     store_high: u64,
     forward_high: u64,
+    usage: Usage,
 }
 
 /// A group's batch and the answers to send once it is durable.
@@ -26,6 +33,7 @@ struct Plan {
     appends: Vec<(Reply<AppendResponse>, Result<AppendResponse, JournalError>)>,
     inserts: Vec<(Reply<InsertOutcome>, InsertOutcome)>,
     confirms: Vec<(Reply<u64>, Result<u64, JournalError>)>,
+    deletes: Vec<(Reply<DeletePlan>, DeletePlan)>,
     cursors: HashMap<CursorKey, u64>,
 }
 
@@ -34,14 +42,17 @@ struct Group {
     appends: Vec<(Prepared, Reply<AppendResponse>)>,
     inserts: Vec<InsertPage>,
     confirms: Vec<(CursorKey, u64, Reply<u64>)>,
+    deletes: Vec<(DeletePlan, Reply<DeletePlan>)>,
 }
 
 impl Writer {
-    pub(super) fn new(shared: Arc<Shared>, store_high: u64, forward_high: u64) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, recovered: &Recovered, config: JournalConfig) -> Self {
         Self {
             shared,
-            store_high,
-            forward_high,
+            config,
+            store_high: recovered.store_high,
+            forward_high: recovered.forward_high,
+            usage: recovered.usage,
         }
     }
 
@@ -60,11 +71,12 @@ impl Writer {
     }
 
     fn commit(&mut self, group: Group) {
-        let (store_before, forward_before) = (self.store_high, self.forward_high);
+        let (store_before, forward_before, usage_before) = (self.store_high, self.forward_high, self.usage);
         let mut plan = Plan::default();
         let planned = self.plan(group, &mut plan);
         plan.batch.store_high = (self.store_high != store_before).then_some(self.store_high);
         plan.batch.forward_high = (self.forward_high != forward_before).then_some(self.forward_high);
+        plan.batch.usage = (self.usage != usage_before).then_some(self.usage);
         let written = planned.and_then(|()| match plan.batch.is_empty() {
             true => Ok(()),
             false => self.shared.storage.commit(&plan.batch).map_err(JournalError::from),
@@ -72,7 +84,7 @@ impl Writer {
         match written {
             Ok(()) => self.publish(plan),
             Err(error) => {
-                (self.store_high, self.forward_high) = (store_before, forward_before);
+                (self.store_high, self.forward_high, self.usage) = (store_before, forward_before, usage_before);
                 fail(plan, error);
             }
         }
@@ -87,6 +99,10 @@ impl Writer {
         for (key, offset, reply) in group.confirms {
             let result = self.plan_confirm(key, offset, plan);
             plan.confirms.push((reply, result));
+        }
+        for (deletes, reply) in group.deletes {
+            let applied = delete::apply(self.shared.storage.as_ref(), deletes, &mut self.usage, &mut plan.batch)?;
+            plan.deletes.push((reply, applied));
         }
         Ok(())
     }
@@ -114,7 +130,8 @@ impl Writer {
                     message_id: id,
                     offset: found.offset,
                 }),
-                None => {
+                None => self.admit(&prepared).map(|bytes| {
+                    self.usage.store.add(bytes);
                     self.store_high += 1;
                     let offset = self.store_high;
                     seen.insert(
@@ -125,15 +142,28 @@ impl Writer {
                         },
                     );
                     plan.batch.store.push(store_append(offset, now, id, prepared));
-                    Ok(AppendResponse {
+                    AppendResponse {
                         offset,
                         duplicate: false,
-                    })
-                }
+                    }
+                }),
             };
             plan.appends.push((reply, result));
         }
         Ok(())
+    }
+
+    /// The bytes a new fact adds to the store buffer, unless they would take it past the limit.
+    fn admit(&self, prepared: &Prepared) -> Result<u64, JournalError> {
+        let needed = Log::Store.entry_bytes(prepared.encoded.len());
+        match self.config.store_byte_limit {
+            Some(capacity) if self.usage.store.bytes + needed > capacity => Err(JournalError::Full {
+                retained: self.usage.store.bytes,
+                needed,
+                capacity,
+            }),
+            _ => Ok(needed),
+        }
     }
 
     fn plan_insert(
@@ -156,6 +186,7 @@ impl Writer {
                 Some(found) if found.digest == prepared.digest => outcome.duplicates += 1,
                 Some(_) => outcome.conflicts += 1,
                 None => {
+                    self.usage.forward.add(Log::Forward.entry_bytes(prepared.encoded.len()));
                     self.forward_high += 1;
                     let offset = self.forward_high;
                     seen.insert(
@@ -217,6 +248,9 @@ impl Writer {
         self.shared
             .forward_high
             .send_if_modified(|high| std::mem::replace(high, self.forward_high) != self.forward_high);
+        self.shared
+            .usage
+            .send_if_modified(|usage| std::mem::replace(usage, self.usage) != self.usage);
         // A caller that gave up (dropped its receiver) still had its command committed; that is
         // why every data-path command is safe to retry.
         for (reply, result) in plan.appends {
@@ -228,6 +262,9 @@ impl Writer {
         for (reply, result) in plan.confirms {
             let _ = reply.send(result);
         }
+        for (reply, applied) in plan.deletes {
+            let _ = reply.send(Ok(applied));
+        }
     }
 }
 
@@ -237,6 +274,7 @@ impl Group {
             Command::Append(prepared, reply) => self.appends.push((prepared, reply)),
             Command::Insert(page) => self.inserts.push(page),
             Command::Confirm(key, offset, reply) => self.confirms.push((key, offset, reply)),
+            Command::Delete(plan, reply) => self.deletes.push((plan, reply)),
         }
     }
 }
@@ -278,6 +316,9 @@ fn fail(plan: Plan, error: JournalError) {
         let _ = reply.send(Err(error.clone()));
     }
     for (reply, _) in plan.confirms {
+        let _ = reply.send(Err(error.clone()));
+    }
+    for (reply, _) in plan.deletes {
         let _ = reply.send(Err(error.clone()));
     }
 }

@@ -4,10 +4,17 @@
 //! channel. A dedicated thread (never an actix arbiter) takes everything waiting, decides
 //! idempotency and assigns offsets in queue order, writes it all as one `Batch` (one fsync), and
 //! only then answers each caller. Being the only writer is what makes offset assignment and
-//! `putIfAbsent` race-free. Watch channels publish the highest committed offsets so fetchers can
-//! long-poll without touching storage.
+//! `putIfAbsent` race-free, and what keeps [`Usage`] exact: the writer counts every entry it
+//! writes or deletes (deletions are journal commands too, see `delete`) and persists the counters
+//! in the same batch. Watch channels publish the highest committed offsets, so fetchers can
+//! long-poll without touching storage, and the usage, so admission never reads storage.
 
+mod delete;
 mod group;
+#[cfg(test)]
+mod tests;
+
+pub use delete::DeletePlan;
 
 use std::{
     collections::HashMap,
@@ -18,7 +25,7 @@ use bsfg_proto::{codec, AppendResponse, ErrorCode, FetchedFact, Message, RpcErro
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::storage::{CursorKey, Digest, Storage, StorageError};
+use crate::storage::{CursorKey, Digest, Storage, StorageError, Usage};
 
 /// How many commands one group commit takes at most.
 const MAX_GROUP: usize = 4096;
@@ -32,6 +39,8 @@ pub enum JournalError {
     AlreadyExists { message_id: String, offset: u64 },
     #[error("cannot confirm offset {offset}: the buffer ends at {high}")]
     BeyondEnd { offset: u64, high: u64 },
+    #[error("the store buffer is full: {retained} bytes retained, this fact needs {needed} more, capacity is {capacity} bytes; retry when the peer has caught up")]
+    Full { retained: u64, needed: u64, capacity: u64 },
     #[error("message does not encode: {0}")]
     Encode(String),
     #[error("storage fault: {0}")]
@@ -45,6 +54,7 @@ impl From<JournalError> for RpcError {
         let code = match &error {
             JournalError::AlreadyExists { .. } => ErrorCode::AlreadyExists,
             JournalError::BeyondEnd { .. } | JournalError::Encode(_) => ErrorCode::InvalidArgument,
+            JournalError::Full { .. } => ErrorCode::ResourceExhausted,
             JournalError::Storage(_) | JournalError::Closed => ErrorCode::Unavailable,
         };
         RpcError::new(code, error.to_string())
@@ -101,6 +111,15 @@ enum Command {
     Append(Prepared, Reply<AppendResponse>),
     Insert(InsertPage),
     Confirm(CursorKey, u64, Reply<u64>),
+    Delete(DeletePlan, Reply<DeletePlan>),
+}
+
+/// Plain configuration of the journal.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JournalConfig {
+    /// Appends that would take the store buffer's bytes past this fail with
+    /// [`JournalError::Full`] (the hard limit under the `reject` policy).
+    pub store_byte_limit: Option<u64>,
 }
 
 struct Shared {
@@ -108,6 +127,7 @@ struct Shared {
     cursors: Mutex<HashMap<CursorKey, u64>>,
     store_high: watch::Sender<u64>,
     forward_high: watch::Sender<u64>,
+    usage: watch::Sender<Usage>,
 }
 
 /// Handle to the journal; cheap to clone. The writer thread stops when the last handle drops.
@@ -119,16 +139,17 @@ pub struct Journal {
 
 impl Journal {
     /// Recovers state from `storage` and starts the writer thread.
-    pub fn start(storage: Arc<dyn Storage>) -> Result<Self, JournalError> {
-        let recovered = storage.recover()?;
+    pub fn start(storage: Arc<dyn Storage>, config: JournalConfig) -> Result<Self, JournalError> {
+        let mut recovered = storage.recover()?;
         let shared = Arc::new(Shared {
             storage,
-            cursors: Mutex::new(recovered.cursors),
+            cursors: Mutex::new(std::mem::take(&mut recovered.cursors)),
             store_high: watch::Sender::new(recovered.store_high),
             forward_high: watch::Sender::new(recovered.forward_high),
+            usage: watch::Sender::new(recovered.usage),
         });
         let (tx, rx) = mpsc::channel(QUEUE);
-        let writer = group::Writer::new(shared.clone(), recovered.store_high, recovered.forward_high);
+        let writer = group::Writer::new(shared.clone(), &recovered, config);
         std::thread::Builder::new()
             .name("bsfg-journal".into())
             .spawn(move || writer.run(rx))
@@ -162,6 +183,11 @@ impl Journal {
         self.call(|reply| Command::Confirm(key, offset, reply)).await
     }
 
+    /// Applies a deletion plan (skipping what is already gone); answers with what was deleted.
+    pub async fn delete(&self, plan: DeletePlan) -> Result<DeletePlan, JournalError> {
+        self.call(|reply| Command::Delete(plan, reply)).await
+    }
+
     async fn call<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, JournalError> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(command(reply)).await.map_err(|_| JournalError::Closed)?;
@@ -191,6 +217,11 @@ impl Journal {
     /// Highest committed forward-log offset, updated after every commit.
     pub fn forward_high(&self) -> watch::Receiver<u64> {
         self.shared.forward_high.subscribe()
+    }
+
+    /// Usage of both buffers, updated after every commit that changed it.
+    pub fn usage(&self) -> watch::Receiver<Usage> {
+        self.shared.usage.subscribe()
     }
 
     /// The storage port, for reads (run them off the async arbiters).

@@ -45,6 +45,8 @@ pub struct PeerLinkDeps {
     pub forward: Addr<ForwardBuffer>,
     pub gate: Addr<ZoneGate>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// `true` while the forward buffer is full: no pulls until it is `false` again.
+    pub pulls_paused: watch::Receiver<bool>,
     /// Where dialled connections go so the RPC server also serves the peer's calls on them.
     pub dialed: tokio::sync::mpsc::UnboundedSender<(Connection, String)>,
     pub log: Logger,

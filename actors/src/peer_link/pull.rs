@@ -221,6 +221,7 @@ impl Session {
     ) -> Result<(), PullError> {
         let mut after: Option<u64> = None;
         loop {
+            self.until_room(conn).await?;
             let page = self.fetch(conn, after).await?;
             progressed.store(true, Ordering::Relaxed);
             self.deps.gate.do_send(zone_gate::Pulled {
@@ -231,6 +232,16 @@ impl Session {
             if pages.send(page).await.is_err() {
                 return Ok(());
             }
+        }
+    }
+
+    /// Waits while the forward buffer is full (SPEC §5: pressure travels back to the sender's
+    /// store buffer); a connection lost meanwhile still ends the session.
+    async fn until_room(&self, conn: &Connection) -> Result<(), PullError> {
+        let mut paused = self.deps.pulls_paused.clone();
+        tokio::select! {
+            _ = paused.wait_for(|paused| !*paused) => Ok(()),
+            lost = conn.closed() => Err(framed::StreamError::from(lost).into()),
         }
     }
 

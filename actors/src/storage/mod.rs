@@ -12,20 +12,43 @@
 //! | `fwd_log`     | offset `u64` | received_at_unix_ms `u64` ‖ source offset `u64` ‖ encoded `Message` |
 //! | `fwd_idem`    | from_zone ‖ `0x00` ‖ message_id | offset `u64` ‖ sha256 of the encoded message |
 //! | `cursors`     | `s` ‖ peer zone (store buffer) or `f` ‖ consumer name (forward buffer) | cursor `u64` |
-//! | `meta`        | `format`, `zone`, `store_high`, `forward_high` | version, zone name, highest offsets |
+//! | `meta`        | `format`, `zone`, `store_high`, `forward_high`, `usage` | version, zone name, highest offsets, [`Usage`] |
+//! | `fwd_age`     | offset `u64` | received_at_unix_ms `u64` ‖ from_zone ‖ `0x00` ‖ message_id |
 //!
 //! Zone names never contain `0x00`, so the separators are unambiguous. Messages are encoded with
-//! the wire encoding of `bsfg-proto`.
+//! the wire encoding of `bsfg-proto`. `meta.usage` is four `u64`: store facts, store bytes,
+//! forward facts, forward bytes, where *bytes* are the value bytes of the retained log entries
+//! (header and encoded message; index entries are not counted: they are small and bounded per
+//! fact, and capacity is about the facts an operator keeps). `format` is `2`.
+//!
+//! `fwd_age` is the dedupe window of the forward buffer, in arrival order: one entry per inserted
+//! fact, kept with its `fwd_idem` entry for `forward.retention` even after the log entry itself
+//! was reclaimed, so a fact replayed days later is still recognised (SPEC §4).
 //!
 //! # Write batches
-//! Every [`Batch`] is one RocksDB `WriteBatch` written with `sync = true`: the log entries, their
-//! index entries, the highest offsets in `meta` and any cursor updates land together or not at all.
-//! Many appends, inserts and confirms share one batch (group commit, see `journal`).
+//! Every [`Batch`] is one RocksDB `WriteBatch`: the log entries, their index entries, the highest
+//! offsets and the usage in `meta`, any cursor updates and any deletions land together or not at
+//! all. Many appends, inserts, confirms and at most a few deletion plans share one batch (group
+//! commit, see `journal`). A batch is written with `sync = true` unless it holds only deletions
+//! of confirmed facts: such a delete lost in a crash makes the fact (and the usage counters in
+//! the same batch) reappear, and the next sweep deletes it again; nobody was told about it. A
+//! batch that drops or expires an unconfirmed fact is synced, because that loss has been logged
+//! and counted and must not be undone.
+//!
+//! Deleting a store fact removes its `store_log`, `store_route` and `store_idem` entries: the
+//! store's own idempotency window is as long as the fact is retained; a re-append after that is
+//! a new fact, which the receiving forward buffer's dedupe window still recognises. Deleting a
+//! forward fact removes its `fwd_log` entry (reclaim), and when it leaves the dedupe window its
+//! `fwd_age` and `fwd_idem` entries too.
 //!
 //! # Recovery
-//! After a crash the database holds exactly the batches whose write returned. On open the highest
-//! offsets are `max(meta.*_high, last key of the log)`, so offsets are never reused even after
-//! retention has deleted the newest entries; cursors are read back as they were last committed.
+//! After a crash the database holds exactly the batches whose write returned (an unsynced
+//! deletion batch may be lost, see above; a synced batch written after it makes it durable too,
+//! as RocksDB's log is sequential). On open the highest offsets are `max(meta.*_high, last key of
+//! the log)`, so offsets are never reused even after retention has deleted the newest entries;
+//! cursors and usage are read back as they were last committed. A directory written in format
+//! `1` (no `usage`, no `fwd_age`) is upgraded once at open: usage is recounted by a scan and
+//! `fwd_age` is rebuilt from `fwd_log` (nothing was ever deleted in format `1`).
 
 mod rocks;
 
@@ -54,6 +77,24 @@ pub enum Index {
     Forward,
 }
 
+/// One of the two logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Log {
+    Store,
+    Forward,
+}
+
+impl Log {
+    /// Value bytes of a log entry holding a message of `encoded_len` bytes (what [`Usage`] counts).
+    pub fn entry_bytes(self, encoded_len: usize) -> u64 {
+        let header = match self {
+            Self::Store => STORE_HEADER,
+            Self::Forward => FORWARD_HEADER,
+        };
+        (header + encoded_len) as u64
+    }
+}
+
 /// A durable cursor's identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CursorKey {
@@ -61,6 +102,48 @@ pub enum CursorKey {
     Peer(String),
     /// A local consumer's confirmed position in our forward buffer.
     Consumer(String),
+}
+
+/// Retained facts and bytes of one buffer (bytes: value bytes of its log entries).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BufferUsage {
+    pub facts: u64,
+    pub bytes: u64,
+}
+
+impl BufferUsage {
+    pub fn add(&mut self, bytes: u64) {
+        self.facts += 1;
+        self.bytes += bytes;
+    }
+
+    pub fn remove(&mut self, bytes: u64) {
+        self.facts = self.facts.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(bytes);
+    }
+}
+
+/// Exact usage of both buffers, kept by the journal and persisted with every change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub store: BufferUsage,
+    pub forward: BufferUsage,
+}
+
+impl Usage {
+    pub fn of(&self, log: Log) -> BufferUsage {
+        match log {
+            Log::Store => self.store,
+            Log::Forward => self.forward,
+        }
+    }
+
+    pub fn of_mut(&mut self, log: Log) -> &mut BufferUsage {
+        match log {
+            Log::Store => &mut self.store,
+            Log::Forward => &mut self.forward,
+        }
+    }
 }
 
 /// A new store-log entry. `encoded` is the message in the wire encoding.
@@ -86,19 +169,89 @@ pub struct ForwardInsert {
     pub encoded: Vec<u8>,
 }
 
-/// Everything one group commit writes, atomically and with one fsync.
+/// Bytes before the encoded message in a `store_log` value.
+const STORE_HEADER: usize = 8;
+/// Bytes before the encoded message in a `fwd_log` value.
+const FORWARD_HEADER: usize = 16;
+
+/// Why a fact is deleted; only losses of unconfirmed facts are reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteReason {
+    /// Confirmed (by the peer, or by every consumer), or only leaving the dedupe window.
+    Confirmed,
+    /// Unconfirmed, deleted by the `drop_oldest` policy.
+    Dropped,
+    /// Unconfirmed, older than the retention.
+    Expired,
+}
+
+impl DeleteReason {
+    /// Whether the deletion loses a fact someone still waits for.
+    pub fn is_loss(self) -> bool {
+        self != Self::Confirmed
+    }
+}
+
+/// A store fact to delete: its `store_log`, `store_route` and `store_idem` entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreDelete {
+    pub offset: u64,
+    pub to_zone: String,
+    pub message_id: String,
+    pub reason: DeleteReason,
+}
+
+/// A forward fact to delete: its log entry, its dedupe-window entries, or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardDelete {
+    pub offset: u64,
+    pub from_zone: String,
+    pub message_id: String,
+    pub reason: DeleteReason,
+    /// Delete the `fwd_log` entry.
+    pub log: bool,
+    /// Leave the dedupe window: delete the `fwd_age` and `fwd_idem` entries.
+    pub window: bool,
+}
+
+/// An entry of the forward buffer's dedupe window (`fwd_age`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowEntry {
+    pub offset: u64,
+    pub received_at_unix_ms: u64,
+    pub from_zone: String,
+    pub message_id: String,
+}
+
+/// Everything one group commit writes, atomically.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub store: Vec<StoreAppend>,
     pub forward: Vec<ForwardInsert>,
     pub cursors: Vec<(CursorKey, u64)>,
+    pub store_deletes: Vec<StoreDelete>,
+    pub forward_deletes: Vec<ForwardDelete>,
     pub store_high: Option<u64>,
     pub forward_high: Option<u64>,
+    /// Usage after this batch, when it changed.
+    pub usage: Option<Usage>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.store.is_empty() && self.forward.is_empty() && self.cursors.is_empty()
+        self.store.is_empty()
+            && self.forward.is_empty()
+            && self.cursors.is_empty()
+            && self.store_deletes.is_empty()
+            && self.forward_deletes.is_empty()
+    }
+
+    /// Whether the batch must be fsync'd: everything but the deletion of confirmed facts
+    /// (see "Write batches" above).
+    pub fn needs_sync(&self) -> bool {
+        !(self.store.is_empty() && self.forward.is_empty() && self.cursors.is_empty())
+            || self.store_deletes.iter().any(|d| d.reason.is_loss())
+            || self.forward_deletes.iter().any(|d| d.log && d.reason.is_loss())
     }
 }
 
@@ -108,6 +261,8 @@ pub struct LogRecord {
     pub offset: u64,
     /// When the entry was written on this node.
     pub stored_at_unix_ms: u64,
+    /// Value bytes of the entry (what [`Usage`] counts).
+    pub stored_bytes: u64,
     pub message: Message,
 }
 
@@ -117,6 +272,7 @@ pub struct Recovered {
     pub store_high: u64,
     pub forward_high: u64,
     pub cursors: HashMap<CursorKey, u64>,
+    pub usage: Usage,
 }
 
 /// Storage faults. All map to `UNAVAILABLE` on the wire: the call may succeed later.
@@ -136,19 +292,28 @@ pub enum StorageError {
         expected: String,
         found: String,
     },
+    #[error("data directory {path} has storage format {found:?}, newer than this version understands")]
+    NewerFormat { path: String, found: String },
 }
 
-/// The storage port. Implementations must make [`Storage::commit`] atomic and durable before
-/// it returns; reads may run concurrently with commits and see only committed batches.
+/// The storage port. Implementations must make [`Storage::commit`] atomic, and durable before it
+/// returns when [`Batch::needs_sync`]; reads may run concurrently with commits and see only
+/// committed batches.
 pub trait Storage: Send + Sync + 'static {
-    /// Highest offsets and cursors as last committed.
+    /// Highest offsets, cursors and usage as last committed.
     fn recover(&self) -> Result<Recovered, StorageError>;
     /// Looks up idempotency keys (`message_id`, or `(from_zone, message_id)` for [`Index::Forward`]).
     fn lookup(&self, index: Index, keys: &[(&str, &str)]) -> Result<Vec<Option<IdemRecord>>, StorageError>;
-    /// Writes a batch atomically and durably (fsync).
+    /// Writes a batch atomically (and durably when it needs sync).
     fn commit(&self, batch: &Batch) -> Result<(), StorageError>;
     /// Store-log entries addressed to `peer` with offsets in `(after, upto]`, at most `limit`.
     fn read_store(&self, peer: &str, after: u64, upto: u64, limit: usize) -> Result<Vec<LogRecord>, StorageError>;
     /// Forward-log entries with offsets in `(after, upto]`, at most `limit`.
     fn read_forward(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<LogRecord>, StorageError>;
+    /// Every `to_zone` that has entries in the store log.
+    fn store_zones(&self) -> Result<Vec<String>, StorageError>;
+    /// The oldest entries of the forward buffer's dedupe window after `after`, at most `limit`.
+    fn read_window(&self, after: u64, limit: usize) -> Result<Vec<WindowEntry>, StorageError>;
+    /// The value size of each log entry, `None` where it is gone.
+    fn log_sizes(&self, log: Log, offsets: &[u64]) -> Result<Vec<Option<u64>>, StorageError>;
 }

@@ -1,4 +1,8 @@
-//! RocksDB adapter of the storage port. The format it writes is documented in the parent module.
+//! RocksDB adapter of the storage port. The format it writes is documented in the parent module;
+//! deletions and the dedupe window live in `sweep`, the upgrade of older directories in `upgrade`.
+
+mod sweep;
+mod upgrade;
 
 use std::path::Path;
 
@@ -7,7 +11,10 @@ use rocksdb::{
     WriteBatch, WriteOptions, DB,
 };
 
-use super::{Batch, CursorKey, Digest, IdemRecord, Index, LogRecord, Recovered, Storage, StorageError};
+use super::{
+    Batch, CursorKey, Digest, IdemRecord, Index, Log, LogRecord, Recovered, Storage, StorageError, Usage, WindowEntry,
+    FORWARD_HEADER, STORE_HEADER,
+};
 
 const STORE_LOG: &str = "store_log";
 const STORE_ROUTE: &str = "store_route";
@@ -16,13 +23,25 @@ const FWD_LOG: &str = "fwd_log";
 const FWD_IDEM: &str = "fwd_idem";
 const CURSORS: &str = "cursors";
 const META: &str = "meta";
-const FAMILIES: [&str; 7] = [STORE_LOG, STORE_ROUTE, STORE_IDEM, FWD_LOG, FWD_IDEM, CURSORS, META];
+const FWD_AGE: &str = "fwd_age";
+// New families are appended: the order is only the order of creation.
+const FAMILIES: [&str; 8] = [
+    STORE_LOG,
+    STORE_ROUTE,
+    STORE_IDEM,
+    FWD_LOG,
+    FWD_IDEM,
+    CURSORS,
+    META,
+    FWD_AGE,
+];
 
-const FORMAT_VERSION: &[u8] = b"1";
+const FORMAT_VERSION: &[u8] = b"2";
 const META_FORMAT: &[u8] = b"format";
 const META_ZONE: &[u8] = b"zone";
 const META_STORE_HIGH: &[u8] = b"store_high";
 const META_FORWARD_HIGH: &[u8] = b"forward_high";
+const META_USAGE: &[u8] = b"usage";
 
 /// RocksDB behind the [`Storage`] port.
 pub struct RocksStorage {
@@ -36,6 +55,7 @@ impl RocksStorage {
         let db = DB::open_cf_descriptors(&db_options(), path, FAMILIES.map(family)).map_err(engine)?;
         let storage = Self { db };
         storage.claim_zone(path, zone)?;
+        storage.upgrade(path)?;
         Ok(storage)
     }
 
@@ -52,6 +72,7 @@ impl RocksStorage {
                 let mut batch = WriteBatch::default();
                 batch.put_cf(meta, META_ZONE, zone.as_bytes());
                 batch.put_cf(meta, META_FORMAT, FORMAT_VERSION);
+                batch.put_cf(meta, META_USAGE, encode_usage(&Usage::default()));
                 self.db.write_opt(batch, &synced()).map_err(engine)
             }
         }
@@ -98,10 +119,15 @@ impl Storage for RocksStorage {
             let (key, value) = entry.map_err(engine)?;
             cursors.insert(decode_cursor_key(&key)?, be_u64(&value, "cursor", &key)?);
         }
+        let usage = match self.db.get_cf(self.cf(META)?, META_USAGE).map_err(engine)? {
+            Some(bytes) => decode_usage(&bytes)?,
+            None => return Err(corrupt("meta", META_USAGE, "missing")),
+        };
         Ok(Recovered {
             store_high: self.high(META_STORE_HIGH, STORE_LOG)?,
             forward_high: self.high(META_FORWARD_HIGH, FWD_LOG)?,
             cursors,
+            usage,
         })
     }
 
@@ -127,7 +153,16 @@ impl Storage for RocksStorage {
         for (key, value) in &batch.cursors {
             wb.put_cf(cursors, encode_cursor_key(key), value.to_be_bytes());
         }
-        self.db.write_opt(wb, &synced()).map_err(engine)
+        self.put_deletes(&mut wb, batch)?;
+        if let Some(usage) = &batch.usage {
+            wb.put_cf(self.cf(META)?, META_USAGE, encode_usage(usage));
+        }
+        let options = if batch.needs_sync() {
+            synced()
+        } else {
+            WriteOptions::default()
+        };
+        self.db.write_opt(wb, &options).map_err(engine)
     }
 
     fn read_store(&self, peer: &str, after: u64, upto: u64, limit: usize) -> Result<Vec<LogRecord>, StorageError> {
@@ -148,14 +183,37 @@ impl Storage for RocksStorage {
             }
             offsets.push(offset);
         }
-        self.read_log(STORE_LOG, &offsets, 8)
+        self.read_log(STORE_LOG, &offsets, STORE_HEADER)
     }
 
     fn read_forward(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<LogRecord>, StorageError> {
-        let first = after.saturating_add(1);
-        let last = upto.min(after.saturating_add(limit as u64));
-        let offsets: Vec<u64> = (first..=last).collect();
-        self.read_log(FWD_LOG, &offsets, 16)
+        // Iterated rather than multi-got by offset: reclaimed entries leave gaps.
+        let start = after.saturating_add(1).to_be_bytes();
+        let mut records = Vec::new();
+        for entry in self
+            .db
+            .iterator_cf(self.cf(FWD_LOG)?, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (key, value) = entry.map_err(engine)?;
+            let offset = be_u64(&key, "log key", &key)?;
+            if records.len() >= limit || offset > upto {
+                break;
+            }
+            records.push(decode_record(offset, &value, FORWARD_HEADER)?);
+        }
+        Ok(records)
+    }
+
+    fn store_zones(&self) -> Result<Vec<String>, StorageError> {
+        self.route_zones()
+    }
+
+    fn read_window(&self, after: u64, limit: usize) -> Result<Vec<WindowEntry>, StorageError> {
+        self.window(after, limit)
+    }
+
+    fn log_sizes(&self, log: Log, offsets: &[u64]) -> Result<Vec<Option<u64>>, StorageError> {
+        self.sizes(log, offsets)
     }
 }
 
@@ -197,6 +255,8 @@ impl RocksStorage {
             );
             let key = idem_key(Index::Forward, &insert.from_zone, &insert.message_id);
             wb.put_cf(idem, key, idem_value(insert.offset, &insert.digest));
+            let window = sweep::age_value(insert.received_at_unix_ms, &insert.from_zone, &insert.message_id);
+            wb.put_cf(self.cf(FWD_AGE)?, insert.offset.to_be_bytes(), window);
         }
         if let Some(high) = batch.forward_high {
             wb.put_cf(self.cf(META)?, META_FORWARD_HIGH, high.to_be_bytes());
@@ -286,8 +346,32 @@ fn decode_record(offset: u64, value: &[u8], header: usize) -> Result<LogRecord, 
     Ok(LogRecord {
         offset,
         stored_at_unix_ms: stored_at,
+        stored_bytes: value.len() as u64,
         message,
     })
+}
+
+fn encode_usage(usage: &Usage) -> Vec<u8> {
+    [
+        usage.store.facts,
+        usage.store.bytes,
+        usage.forward.facts,
+        usage.forward.bytes,
+    ]
+    .iter()
+    .flat_map(|n| n.to_be_bytes())
+    .collect()
+}
+
+fn decode_usage(bytes: &[u8]) -> Result<Usage, StorageError> {
+    if bytes.len() != 32 {
+        return Err(corrupt("meta usage", META_USAGE, "expected 32 bytes"));
+    }
+    let n = |i: usize| be_u64(&bytes[i * 8..(i + 1) * 8], "meta usage", META_USAGE);
+    let mut usage = Usage::default();
+    (usage.store.facts, usage.store.bytes) = (n(0)?, n(1)?);
+    (usage.forward.facts, usage.forward.bytes) = (n(2)?, n(3)?);
+    Ok(usage)
 }
 
 fn be_u64(bytes: &[u8], what: &'static str, key: &[u8]) -> Result<u64, StorageError> {

@@ -1,0 +1,321 @@
+//! Actor `Backpressure` (SPEC §5, §7): fill computation, admission decision, policy enforcement
+//! and retention, for both buffers.
+//!
+//! The journal publishes exact usage after every commit; this actor follows it (and ticks), feeds
+//! it to the plain decision [`core::Core`], and carries the decisions out:
+//! - it sets the store buffer's [`Admission`] flag, read by `StoreBuffer` on every append (never
+//!   a storage read), and the forward buffer's pull pause, waited on by every peer link's fetcher;
+//! - it runs one deletion job at a time: the read-only [`planner`] runs on the blocking pool and
+//!   the journal applies the plan in one batch, so the writer stays the only writer and no entry
+//!   is deleted or counted twice;
+//! - it reports every lost fact ([`events`]) and keeps the fill gauges current.
+//!
+//! Two hard limits sit outside this loop: under `reject` the journal refuses any append that would
+//! take the store buffer past 100 % of its capacity (the actor reacts within one commit, the
+//! limit holds even before it does); a forward buffer may overshoot its high watermark by the
+//! pages already in flight when pulls pause (`replication.batch_limit` facts each).
+
+mod core;
+mod events;
+mod planner;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use actix::prelude::*;
+use bsfg_proto::{model::now_unix_ms, ErrorCode, RpcError};
+use slog::{warn, Logger};
+use tokio::sync::watch;
+
+use self::core::{Core, Decision, Job, JobReport, Watermarks};
+use crate::{
+    journal::{Journal, JournalError},
+    metrics::Metrics,
+    storage::{Log, Usage},
+};
+
+/// How often the actor looks at usage and time when nothing else wakes it.
+const TICK: Duration = Duration::from_millis(100);
+
+/// The store buffer's when-full policy (SPEC §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Refuse appends with `RESOURCE_EXHAUSTED` until fill falls below the low watermark.
+    Reject,
+    /// Delete the oldest unconfirmed facts down to the low watermark, counting each.
+    DropOldest,
+}
+
+/// Capacity and retention of one buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferLimits {
+    pub capacity_bytes: u64,
+    pub retention: Duration,
+}
+
+/// Plain configuration: `[store]` and `[forward]`. The watermark percentages and
+/// `safety_critical` of `[store]` apply to the forward buffer too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackpressureConfig {
+    pub store: BufferLimits,
+    pub forward: BufferLimits,
+    pub when_full: WhenFull,
+    /// Never drop or expire an unconfirmed fact.
+    pub safety_critical: bool,
+    pub high_watermark_percent: u8,
+    pub low_watermark_percent: u8,
+}
+
+impl BackpressureConfig {
+    /// The contradictions a node refuses to start with.
+    pub fn check(&self) -> Result<(), String> {
+        if self.safety_critical && self.when_full == WhenFull::DropOldest {
+            return Err(
+                "store.backpressure = \"drop_oldest\" is not allowed with store.safety_critical = true \
+                        (it would delete unconfirmed facts); use \"reject\""
+                    .into(),
+            );
+        }
+        let (high, low) = (self.high_watermark_percent, self.low_watermark_percent);
+        if high > 100 || low >= high {
+            return Err(format!(
+                "watermarks must satisfy low < high <= 100 (low {low}%, high {high}%)"
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn limits(&self, log: Log) -> BufferLimits {
+        match log {
+            Log::Store => self.store,
+            Log::Forward => self.forward,
+        }
+    }
+
+    pub fn watermarks(&self, log: Log) -> Watermarks {
+        let capacity = u128::from(self.limits(log).capacity_bytes);
+        let of = |percent: u8| (capacity * u128::from(percent) / 100) as u64;
+        Watermarks {
+            high: of(self.high_watermark_percent),
+            low: of(self.low_watermark_percent),
+        }
+    }
+}
+
+/// Retained facts and bytes of one buffer against its capacity (for `/v1/status`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fill {
+    pub facts: u64,
+    pub bytes: u64,
+    pub capacity_bytes: u64,
+    pub fill_percent: f64,
+}
+
+/// Fill of both buffers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UsageReport {
+    pub store: Fill,
+    pub forward: Fill,
+}
+
+impl UsageReport {
+    pub fn new(usage: &Usage, config: &BackpressureConfig) -> Self {
+        let fill = |log: Log| {
+            let (used, capacity) = (usage.of(log), config.limits(log).capacity_bytes);
+            Fill {
+                facts: used.facts,
+                bytes: used.bytes,
+                capacity_bytes: capacity,
+                fill_percent: percent(used.bytes, capacity),
+            }
+        };
+        Self {
+            store: fill(Log::Store),
+            forward: fill(Log::Forward),
+        }
+    }
+}
+
+fn percent(bytes: u64, capacity: u64) -> f64 {
+    bytes as f64 * 100.0 / capacity.max(1) as f64
+}
+
+/// The store buffer's admission decision, read on every append without touching storage.
+#[derive(Clone)]
+pub struct Admission {
+    rejecting: Arc<AtomicBool>,
+    usage: watch::Receiver<Usage>,
+    config: Arc<BackpressureConfig>,
+}
+
+impl Admission {
+    /// `RESOURCE_EXHAUSTED` (retryable) while the store buffer refuses appends.
+    pub fn check(&self) -> Result<(), RpcError> {
+        if !self.rejecting.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let bytes = self.usage.borrow().store.bytes;
+        let capacity = self.config.store.capacity_bytes;
+        Err(RpcError::new(
+            ErrorCode::ResourceExhausted,
+            format!(
+                "store buffer is {:.1}% full ({bytes} of {capacity} bytes, high watermark {}%): appends are \
+                 refused until it falls below the low watermark {}% as peers confirm",
+                percent(bytes, capacity),
+                self.config.high_watermark_percent,
+                self.config.low_watermark_percent,
+            ),
+        ))
+    }
+}
+
+/// Runtime handles of the actor.
+pub struct BackpressureDeps {
+    pub journal: Journal,
+    pub metrics: Arc<Metrics>,
+    pub log: Logger,
+}
+
+pub struct Backpressure {
+    core: Core,
+    config: Arc<BackpressureConfig>,
+    deps: BackpressureDeps,
+    rejecting: Arc<AtomicBool>,
+    pulls_paused: watch::Sender<bool>,
+    events: events::Reporter,
+}
+
+impl Backpressure {
+    pub fn new(config: BackpressureConfig, deps: BackpressureDeps) -> Self {
+        let events = events::Reporter::new(deps.metrics.clone(), deps.log.clone(), &config);
+        Self {
+            core: Core::new(config.clone()),
+            config: Arc::new(config),
+            deps,
+            rejecting: Arc::default(),
+            pulls_paused: watch::Sender::new(false),
+            events,
+        }
+    }
+
+    /// The admission check for `StoreBuffer`.
+    pub fn admission(&self) -> Admission {
+        Admission {
+            rejecting: self.rejecting.clone(),
+            usage: self.deps.journal.usage(),
+            config: self.config.clone(),
+        }
+    }
+
+    /// `true` while the forward buffer is full: peer links wait before each pull.
+    pub fn pulls_paused(&self) -> watch::Receiver<bool> {
+        self.pulls_paused.subscribe()
+    }
+
+    fn evaluate(&mut self, ctx: &mut Context<Self>) {
+        let usage = self.usage();
+        let decision = self.core.on_usage(now_unix_ms(), &usage);
+        self.carry_out(decision, &usage, ctx);
+    }
+
+    fn usage(&self) -> Usage {
+        let usage = *self.deps.journal.usage().borrow();
+        let report = UsageReport::new(&usage, &self.config);
+        let metrics = &self.deps.metrics;
+        metrics.store_buffer_fill_percent.set(report.store.fill_percent);
+        metrics.forward_buffer_fill_percent.set(report.forward.fill_percent);
+        usage
+    }
+
+    fn carry_out(&mut self, decision: Decision, usage: &Usage, ctx: &mut Context<Self>) {
+        for (log, blocked) in decision.blocked {
+            match log {
+                Log::Store => self.rejecting.store(blocked, Ordering::Release),
+                Log::Forward => {
+                    self.pulls_paused.send_replace(blocked);
+                }
+            }
+            self.events.blocked(log, blocked, usage);
+        }
+        if let Some(job) = decision.job {
+            let run = run(self.deps.journal.clone(), job.clone());
+            ctx.spawn(
+                run.into_actor(self)
+                    .map(move |result, actor, ctx| actor.done(job, result, ctx)),
+            );
+        }
+    }
+
+    fn done(&mut self, job: Job, result: Result<planner::Outcome, JournalError>, ctx: &mut Context<Self>) {
+        let report = match result {
+            Ok(outcome) => {
+                self.events.outcome(&outcome);
+                JobReport {
+                    deleted: outcome.applied.len(),
+                    full_batch: outcome.full_batch,
+                }
+            }
+            Err(error) => {
+                warn!(self.deps.log, "deletion_failed"; "reason" => %error);
+                JobReport::default()
+            }
+        };
+        let usage = self.usage();
+        let decision = self.core.on_done(now_unix_ms(), &job, report, &usage);
+        self.carry_out(decision, &usage, ctx);
+    }
+}
+
+/// Plans `job` on the blocking pool, then has the journal apply the plan.
+async fn run(journal: Journal, job: Job) -> Result<planner::Outcome, JournalError> {
+    let (storage, cursors) = (journal.storage(), journal.cursors());
+    let planned = tokio::task::spawn_blocking(move || planner::plan(storage.as_ref(), &job, &cursors))
+        .await
+        .map_err(|e| JournalError::Storage(format!("planner task failed: {e}")))??;
+    let applied = match planned.plan.is_empty() {
+        true => planned.plan,
+        false => journal.delete(planned.plan).await?,
+    };
+    Ok(planner::Outcome {
+        applied,
+        full_batch: planned.full_batch,
+        kept: planned.kept,
+    })
+}
+
+impl Actor for Backpressure {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let changes = futures::stream::unfold(self.deps.journal.usage(), |mut usage| async move {
+            usage.changed().await.ok()?;
+            Some(((), usage))
+        });
+        ctx.add_stream(changes);
+        ctx.run_interval(TICK, |actor, ctx| actor.evaluate(ctx));
+        self.evaluate(ctx);
+    }
+}
+
+impl Supervised for Backpressure {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        self.core.reset();
+    }
+}
+
+impl StreamHandler<()> for Backpressure {
+    fn handle(&mut self, (): (), ctx: &mut Self::Context) {
+        self.evaluate(ctx);
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {
+        // The journal is gone (shutdown); the ticks stop with the actor.
+    }
+}

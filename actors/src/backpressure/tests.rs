@@ -1,0 +1,275 @@
+//! The planner against a real RocksDB, with plans applied by the journal: what is confirmed is
+//! reclaimed first and oldest first, drops and expiries take only what the policy allows, the
+//! dedupe window outlives reclaimed log entries, and — a property over random sequences of
+//! appends, inserts, confirms, trims, sweeps and replayed plans — the journal's usage always
+//! equals a recount by scan, also after a reopen.
+
+use std::collections::BTreeSet;
+
+use proptest::prelude::*;
+
+use super::{
+    core::Job,
+    planner::{self, Planned},
+};
+use crate::{
+    journal::{DeletePlan, JournalConfig, Prepared},
+    storage::{CursorKey, DeleteReason, Log},
+    testkit::{message, page, Fixture, ZONE},
+};
+
+async fn append(fixture: &Fixture, to: &str, id: &str) -> u64 {
+    let prepared = Prepared::new(message(ZONE, to, id)).expect("prepare");
+    fixture.journal.append(prepared).await.expect("append").offset
+}
+
+async fn confirm(fixture: &Fixture, key: CursorKey, offset: u64) {
+    fixture.journal.confirm(key, offset).await.expect("confirm");
+}
+
+fn plan(fixture: &Fixture, job: &Job) -> Planned {
+    planner::plan(fixture.storage(), job, &fixture.journal.cursors()).expect("plan")
+}
+
+fn trim(log: Log, bytes: u64, drop_unconfirmed: bool) -> Job {
+    Job::Trim {
+        log,
+        bytes,
+        drop_unconfirmed,
+    }
+}
+
+fn sweep(log: Log, cutoff_unix_ms: u64, expire_unconfirmed: bool) -> Job {
+    Job::Sweep {
+        log,
+        cutoff_unix_ms,
+        expire_unconfirmed,
+    }
+}
+
+fn store_offsets(plan: &DeletePlan, reason: DeleteReason) -> Vec<u64> {
+    plan.store
+        .iter()
+        .filter(|d| d.reason == reason)
+        .map(|d| d.offset)
+        .collect()
+}
+
+/// Store facts 1..=6 alternating between two peers; `enterprise` confirmed up to 3.
+async fn two_peers() -> Fixture {
+    let fixture = Fixture::open(JournalConfig::default());
+    for i in 0..6 {
+        let to = if i % 2 == 0 { "enterprise" } else { "plant-b" };
+        append(&fixture, to, &format!("m{i}")).await;
+    }
+    confirm(&fixture, CursorKey::Peer("enterprise".into()), 3).await;
+    fixture
+}
+
+#[tokio::test]
+async fn store_trims_reclaim_confirmed_facts_first_and_drop_only_when_allowed() {
+    let fixture = two_peers().await;
+    // enterprise holds 1, 3, 5 (1 and 3 confirmed); plant-b holds 2, 4, 6 (none confirmed).
+    let everything = trim(Log::Store, u64::MAX, false);
+    let planned = plan(&fixture, &everything);
+    assert_eq!(store_offsets(&planned.plan, DeleteReason::Confirmed), vec![1, 3]);
+    assert_eq!(planned.plan.store.len(), 2, "reject never plans unconfirmed facts");
+
+    let one = fixture.storage().read_store("enterprise", 0, 1, 1).expect("read")[0].stored_bytes;
+    let planned = plan(&fixture, &trim(Log::Store, one + 1, true));
+    assert_eq!(
+        store_offsets(&planned.plan, DeleteReason::Confirmed),
+        vec![1, 3],
+        "both needed"
+    );
+    assert!(planned.plan.store.iter().all(|d| d.reason == DeleteReason::Confirmed));
+
+    let planned = plan(&fixture, &trim(Log::Store, 3 * one + 1, true));
+    assert_eq!(store_offsets(&planned.plan, DeleteReason::Confirmed), vec![1, 3]);
+    assert_eq!(
+        store_offsets(&planned.plan, DeleteReason::Dropped),
+        vec![2, 4],
+        "oldest unconfirmed next"
+    );
+
+    let applied = fixture.journal.delete(planned.plan).await.expect("delete");
+    assert_eq!(applied.len(), 4);
+    let left: Vec<u64> = ["enterprise", "plant-b"]
+        .iter()
+        .flat_map(|zone| fixture.storage().read_store(zone, 0, u64::MAX, 10).expect("read"))
+        .map(|r| r.offset)
+        .collect();
+    assert_eq!(left, vec![5, 6]);
+    assert_eq!(
+        *fixture.journal.usage().borrow(),
+        fixture.storage.recount().expect("recount")
+    );
+}
+
+#[tokio::test]
+async fn store_sweeps_expire_unconfirmed_facts_unless_safety_critical() {
+    let fixture = two_peers().await;
+    let nothing_old = plan(&fixture, &sweep(Log::Store, 0, true));
+    assert!(nothing_old.plan.is_empty() && nothing_old.kept.is_empty());
+
+    let safe = plan(&fixture, &sweep(Log::Store, u64::MAX, false));
+    assert_eq!(store_offsets(&safe.plan, DeleteReason::Confirmed), vec![1, 3]);
+    assert_eq!(safe.plan.store.len(), 2, "unconfirmed facts are kept");
+    let kept: BTreeSet<(String, u64)> = safe.kept.iter().map(|k| (k.zone.clone(), k.offset)).collect();
+    let expected = [("enterprise".to_owned(), 5), ("plant-b".to_owned(), 2)];
+    assert_eq!(
+        kept,
+        expected.into_iter().collect(),
+        "the oldest kept fact of each peer"
+    );
+
+    let standard = plan(&fixture, &sweep(Log::Store, u64::MAX, true));
+    assert_eq!(store_offsets(&standard.plan, DeleteReason::Confirmed), vec![1, 3]);
+    assert_eq!(store_offsets(&standard.plan, DeleteReason::Expired), vec![5, 2, 4, 6]);
+    assert!(!standard.full_batch);
+}
+
+#[tokio::test]
+async fn forward_trims_need_every_consumer_and_sweeps_walk_the_window() {
+    let fixture = Fixture::open(JournalConfig::default());
+    let ids = ["a", "b", "c", "d"];
+    fixture
+        .journal
+        .insert("enterprise".into(), page("enterprise", 1, &ids))
+        .await
+        .expect("insert");
+    let everything = trim(Log::Forward, u64::MAX, false);
+    assert!(
+        plan(&fixture, &everything).plan.is_empty(),
+        "no consumer known: nothing confirmed"
+    );
+    confirm(&fixture, CursorKey::Consumer("mes".into()), 3).await;
+    confirm(&fixture, CursorKey::Consumer("erp".into()), 1).await;
+    let planned = plan(&fixture, &everything);
+    let offsets: Vec<u64> = planned.plan.forward.iter().map(|d| d.offset).collect();
+    assert_eq!(offsets, vec![1], "the slowest consumer decides");
+    assert!(planned.plan.forward.iter().all(|d| d.log && !d.window));
+    fixture.journal.delete(planned.plan).await.expect("reclaim");
+
+    let safe = plan(&fixture, &sweep(Log::Forward, u64::MAX, false));
+    let leaving: Vec<(u64, bool)> = safe.plan.forward.iter().map(|d| (d.offset, d.log)).collect();
+    assert_eq!(
+        leaving,
+        vec![(1, false)],
+        "the reclaimed fact leaves the window; 2 is unconfirmed"
+    );
+    assert_eq!(safe.kept.iter().map(|k| k.offset).collect::<Vec<_>>(), vec![2]);
+
+    let standard = plan(&fixture, &sweep(Log::Forward, u64::MAX, true));
+    let reasons: Vec<(u64, DeleteReason)> = standard.plan.forward.iter().map(|d| (d.offset, d.reason)).collect();
+    let expected = [
+        (1, DeleteReason::Confirmed),
+        (2, DeleteReason::Expired),
+        (3, DeleteReason::Expired),
+        (4, DeleteReason::Expired),
+    ];
+    assert_eq!(reasons, expected);
+    fixture.journal.delete(standard.plan).await.expect("sweep");
+    assert!(fixture.storage().read_window(0, 10).expect("window").is_empty());
+    assert_eq!(
+        *fixture.journal.usage().borrow(),
+        fixture.storage.recount().expect("recount")
+    );
+}
+
+/// One step of a random history.
+#[derive(Debug, Clone)]
+enum Step {
+    Append { id: u8, to_plant_b: bool },
+    Insert { ids: Vec<u8> },
+    ConfirmPeer { to_plant_b: bool, permille: u16 },
+    ConfirmConsumer { permille: u16 },
+    Trim { forward: bool, bytes: u16, drop: bool },
+    Sweep { forward: bool, all: bool, expire: bool },
+    ReplayLastPlan,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (0u8..40, any::<bool>()).prop_map(|(id, to_plant_b)| Step::Append { id, to_plant_b }),
+        2 => prop::collection::vec(0u8..40, 1..5).prop_map(|ids| Step::Insert { ids }),
+        1 => (any::<bool>(), 0u16..=1000).prop_map(|(to_plant_b, permille)| Step::ConfirmPeer { to_plant_b, permille }),
+        1 => (0u16..=1000).prop_map(|permille| Step::ConfirmConsumer { permille }),
+        2 => (any::<bool>(), 0u16..2000, any::<bool>()).prop_map(|(forward, bytes, drop)| Step::Trim { forward, bytes, drop }),
+        1 => (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(forward, all, expire)| Step::Sweep { forward, all, expire }),
+        1 => Just(Step::ReplayLastPlan),
+    ]
+}
+
+async fn run_step(fixture: &Fixture, step: Step, last: &mut DeletePlan, inserted: &mut u64) {
+    let log = |forward| if forward { Log::Forward } else { Log::Store };
+    let job = match step {
+        Step::Append { id, to_plant_b } => {
+            let to = if to_plant_b { "plant-b" } else { "enterprise" };
+            // Ids repeat (duplicates) but never move to another zone (that would be a conflict).
+            append(fixture, to, &format!("{to}-{id}")).await;
+            return;
+        }
+        Step::Insert { ids } => {
+            let names: Vec<String> = ids.iter().map(|id| format!("f{id}")).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let facts = page("enterprise", *inserted + 1, &names);
+            *inserted += names.len() as u64;
+            fixture
+                .journal
+                .insert("enterprise".into(), facts)
+                .await
+                .expect("insert");
+            return;
+        }
+        Step::ConfirmPeer { to_plant_b, permille } => {
+            let peer = if to_plant_b { "plant-b" } else { "enterprise" };
+            let high = *fixture.journal.store_high().borrow();
+            confirm(fixture, CursorKey::Peer(peer.into()), high * u64::from(permille) / 1000).await;
+            return;
+        }
+        Step::ConfirmConsumer { permille } => {
+            let high = *fixture.journal.forward_high().borrow();
+            confirm(
+                fixture,
+                CursorKey::Consumer("mes".into()),
+                high * u64::from(permille) / 1000,
+            )
+            .await;
+            return;
+        }
+        Step::Trim { forward, bytes, drop } => trim(log(forward), u64::from(bytes), drop),
+        Step::Sweep { forward, all, expire } => sweep(log(forward), if all { u64::MAX } else { 0 }, expire),
+        Step::ReplayLastPlan => {
+            let again = fixture.journal.delete(last.clone()).await.expect("replay");
+            assert!(
+                again.is_empty(),
+                "a plan applied twice deletes nothing the second time: {again:?}"
+            );
+            return;
+        }
+    };
+    let planned = plan(fixture, &job);
+    *last = fixture.journal.delete(planned.plan).await.expect("delete");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn usage_always_equals_a_recount(steps in prop::collection::vec(step(), 1..40)) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let mut fixture = Fixture::open(JournalConfig::default());
+            let (mut last, mut inserted) = (DeletePlan::default(), 0);
+            for step in steps {
+                run_step(&fixture, step.clone(), &mut last, &mut inserted).await;
+                let recount = fixture.storage.recount().expect("recount");
+                assert_eq!(*fixture.journal.usage().borrow(), recount, "after {step:?}");
+            }
+            let before = *fixture.journal.usage().borrow();
+            fixture = fixture.reopen(JournalConfig::default());
+            assert_eq!(*fixture.journal.usage().borrow(), before, "usage survives a reopen");
+        });
+    }
+}

@@ -1,0 +1,96 @@
+//! Deletion plans: made off the writer (read-only, in bounded batches, see `backpressure`), applied
+//! by it. The writer re-checks every entry against committed state before deleting it, so a stale
+//! or repeated plan can neither delete a fact twice nor count it twice: a log entry that is gone is
+//! skipped, and a dedupe-window entry is left only while its `fwd_idem` record still points at the
+//! planned offset (a later re-insert of the same key owns the record then).
+
+use std::collections::HashSet;
+
+use crate::storage::{Batch, DeleteReason, ForwardDelete, Index, Log, Storage, StoreDelete, Usage};
+
+use super::JournalError;
+
+/// Facts to delete from both buffers. As a reply: the deletions actually applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeletePlan {
+    pub store: Vec<StoreDelete>,
+    pub forward: Vec<ForwardDelete>,
+}
+
+impl DeletePlan {
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty() && self.forward.is_empty()
+    }
+
+    /// How many entries the plan touches.
+    pub fn len(&self) -> usize {
+        self.store.len() + self.forward.len()
+    }
+}
+
+/// Adds the still-valid part of `plan` to `batch`, updates `usage`, and returns that part.
+pub(super) fn apply(
+    storage: &dyn Storage,
+    plan: DeletePlan,
+    usage: &mut Usage,
+    batch: &mut Batch,
+) -> Result<DeletePlan, JournalError> {
+    let store = apply_store(storage, plan.store, usage, batch)?;
+    let forward = apply_forward(storage, plan.forward, usage, batch)?;
+    Ok(DeletePlan { store, forward })
+}
+
+fn apply_store(
+    storage: &dyn Storage,
+    deletes: Vec<StoreDelete>,
+    usage: &mut Usage,
+    batch: &mut Batch,
+) -> Result<Vec<StoreDelete>, JournalError> {
+    let offsets: Vec<u64> = deletes.iter().map(|d| d.offset).collect();
+    let sizes = storage.log_sizes(Log::Store, &offsets)?;
+    let mut taken: HashSet<u64> = batch.store_deletes.iter().map(|d| d.offset).collect();
+    let mut applied = Vec::new();
+    for (delete, size) in deletes.into_iter().zip(sizes) {
+        let Some(size) = size.filter(|_| taken.insert(delete.offset)) else {
+            continue;
+        };
+        usage.store.remove(size);
+        batch.store_deletes.push(delete.clone());
+        applied.push(delete);
+    }
+    Ok(applied)
+}
+
+fn apply_forward(
+    storage: &dyn Storage,
+    deletes: Vec<ForwardDelete>,
+    usage: &mut Usage,
+    batch: &mut Batch,
+) -> Result<Vec<ForwardDelete>, JournalError> {
+    let offsets: Vec<u64> = deletes.iter().map(|d| d.offset).collect();
+    let sizes = storage.log_sizes(Log::Forward, &offsets)?;
+    let keys: Vec<(&str, &str)> = deletes
+        .iter()
+        .map(|d| (d.from_zone.as_str(), d.message_id.as_str()))
+        .collect();
+    let owners = storage.lookup(Index::Forward, &keys)?;
+    let mut taken: HashSet<u64> = batch.forward_deletes.iter().map(|d| d.offset).collect();
+    let mut applied = Vec::new();
+    for ((mut delete, size), owner) in deletes.into_iter().zip(sizes).zip(owners) {
+        delete.log &= size.is_some();
+        delete.window &= owner.is_some_and(|o| o.offset == delete.offset);
+        if !(delete.log || delete.window) || !taken.insert(delete.offset) {
+            continue;
+        }
+        if !delete.log {
+            // Only the dedupe window is left: no fact is lost by that.
+            delete.reason = DeleteReason::Confirmed;
+        }
+        if let Some(size) = size.filter(|_| delete.log) {
+            usage.forward.remove(size);
+        }
+        batch.forward_deletes.push(delete.clone());
+        applied.push(delete);
+    }
+    Ok(applied)
+}

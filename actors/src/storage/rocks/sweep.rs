@@ -1,0 +1,111 @@
+//! Deletions and the reads that plan them: the zones of the store log, the forward buffer's dedupe
+//! window (`fwd_age`) and the sizes of log entries, which the journal checks before deleting so
+//! nothing is deleted or counted twice.
+
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+
+use super::{
+    be_u64, corrupt, engine, idem_key, route_key, RocksStorage, FWD_AGE, FWD_IDEM, FWD_LOG, STORE_IDEM, STORE_LOG,
+    STORE_ROUTE,
+};
+use crate::storage::{Batch, Index, Log, StorageError, WindowEntry};
+
+/// `fwd_age` value: received_at ‖ from_zone ‖ `0x00` ‖ message_id.
+pub(super) fn age_value(received_at_unix_ms: u64, from_zone: &str, message_id: &str) -> Vec<u8> {
+    [
+        &received_at_unix_ms.to_be_bytes()[..],
+        from_zone.as_bytes(),
+        &[0],
+        message_id.as_bytes(),
+    ]
+    .concat()
+}
+
+fn decode_window(key: &[u8], value: &[u8]) -> Result<WindowEntry, StorageError> {
+    let offset = be_u64(key, "window key", key)?;
+    let received_at = be_u64(value.get(..8).unwrap_or_default(), "window entry", key)?;
+    let rest = &value[8..];
+    let split = rest
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or_else(|| corrupt("window entry", key, "no zone separator"))?;
+    let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).map_err(|e| corrupt("window entry", key, e));
+    Ok(WindowEntry {
+        offset,
+        received_at_unix_ms: received_at,
+        from_zone: text(&rest[..split])?,
+        message_id: text(&rest[split + 1..])?,
+    })
+}
+
+impl RocksStorage {
+    pub(super) fn put_deletes(&self, wb: &mut WriteBatch, batch: &Batch) -> Result<(), StorageError> {
+        let (log, route, idem) = (self.cf(STORE_LOG)?, self.cf(STORE_ROUTE)?, self.cf(STORE_IDEM)?);
+        for delete in &batch.store_deletes {
+            wb.delete_cf(log, delete.offset.to_be_bytes());
+            wb.delete_cf(route, route_key(&delete.to_zone, delete.offset));
+            wb.delete_cf(idem, idem_key(Index::Store, "", &delete.message_id));
+        }
+        let (log, idem, age) = (self.cf(FWD_LOG)?, self.cf(FWD_IDEM)?, self.cf(FWD_AGE)?);
+        for delete in &batch.forward_deletes {
+            if delete.log {
+                wb.delete_cf(log, delete.offset.to_be_bytes());
+            }
+            if delete.window {
+                wb.delete_cf(age, delete.offset.to_be_bytes());
+                wb.delete_cf(idem, idem_key(Index::Forward, &delete.from_zone, &delete.message_id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Distinct zones of `store_route`, one seek per zone.
+    pub(super) fn route_zones(&self) -> Result<Vec<String>, StorageError> {
+        let cf = self.cf(STORE_ROUTE)?;
+        let mut zones = Vec::new();
+        let mut from = Vec::new();
+        loop {
+            let Some(entry) = self
+                .db
+                .iterator_cf(cf, IteratorMode::From(&from, Direction::Forward))
+                .next()
+            else {
+                return Ok(zones);
+            };
+            let (key, _) = entry.map_err(engine)?;
+            let zone = key
+                .len()
+                .checked_sub(9)
+                .map(|len| &key[..len])
+                .ok_or_else(|| corrupt("route key", &key, "shorter than an offset"))?;
+            // Every key of this zone starts with zone ‖ 0x00; zone ‖ 0x01 is past all of them.
+            from = [zone, &[1]].concat();
+            zones.push(String::from_utf8(zone.to_vec()).map_err(|e| corrupt("route key", &key, e))?);
+        }
+    }
+
+    pub(super) fn window(&self, after: u64, limit: usize) -> Result<Vec<WindowEntry>, StorageError> {
+        let start = after.saturating_add(1).to_be_bytes();
+        self.db
+            .iterator_cf(self.cf(FWD_AGE)?, IteratorMode::From(&start, Direction::Forward))
+            .take(limit)
+            .map(|entry| {
+                let (key, value) = entry.map_err(engine)?;
+                decode_window(&key, &value)
+            })
+            .collect()
+    }
+
+    pub(super) fn sizes(&self, log: Log, offsets: &[u64]) -> Result<Vec<Option<u64>>, StorageError> {
+        let cf = self.cf(match log {
+            Log::Store => STORE_LOG,
+            Log::Forward => FWD_LOG,
+        })?;
+        let keys: Vec<[u8; 8]> = offsets.iter().map(|o| o.to_be_bytes()).collect();
+        self.db
+            .batched_multi_get_cf(cf, &keys, false)
+            .into_iter()
+            .map(|value| Ok(value.map_err(engine)?.map(|v| v.len() as u64)))
+            .collect()
+    }
+}

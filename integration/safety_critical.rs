@@ -1,0 +1,72 @@
+//! Property: a safety-critical node (`store.safety_critical = true`) never loses an unconfirmed
+//! fact to retention: facts whose peer is away outlive a short retention (the node says so with
+//! `facts_kept_past_retention`), `bsfg_expired_facts_total` stays 0, and they are delivered
+//! once the peer is back. Combined with `drop_oldest` the node refuses to start, naming both keys
+//! (SPEC §5; issue 5, test 3; `config_errors.rs` checks the same refusal's exit code).
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{
+    observe::{events, metric, wait_until},
+    padded_message, receive, Cluster,
+};
+
+const SAFETY: &str = "\n[store]\nsafety_critical = true\nbackpressure = \"reject\"\nretention = \"2s\"\n";
+const FACTS: usize = 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconfirmed_facts_outlive_their_retention_and_are_delivered() {
+    let mut cluster = Cluster::pair();
+    cluster.net.nodes.get_mut("enterprise").expect("enterprise").extra = SAFETY.to_owned();
+    cluster.start("enterprise");
+    let producer = cluster.client("enterprise").await;
+    let mut acked = Vec::new();
+    for i in 0..FACTS {
+        let id = format!("fact-{i}");
+        producer
+            .append(padded_message("enterprise", "plant-a", &id, 100))
+            .await
+            .expect("append");
+        acked.push(id);
+    }
+    wait_until(
+        Duration::from_secs(20),
+        "a sweep keeps the facts past their retention",
+        || !events(&cluster, "enterprise", "facts_kept_past_retention").is_empty(),
+    )
+    .await;
+    let kept = &events(&cluster, "enterprise", "facts_kept_past_retention")[0];
+    assert_eq!(kept["peer"], "plant-a", "{kept}");
+    assert_eq!(kept["message_id"], "fact-0", "{kept}");
+    assert_eq!(metric(&cluster, "enterprise", "bsfg_expired_facts_total"), 0.0);
+
+    cluster.start("plant-a");
+    let consumer = cluster.client("plant-a").await;
+    let delivered = receive(&consumer, "mes", FACTS, Duration::from_secs(30)).await;
+    let ids: Vec<&str> = delivered
+        .iter()
+        .map(|f| f.message.envelope.message_id.as_str())
+        .collect();
+    assert_eq!(ids, acked, "every fact arrived, once, in order");
+    assert_eq!(metric(&cluster, "enterprise", "bsfg_expired_facts_total"), 0.0);
+    assert!(events(&cluster, "enterprise", "fact_expired").is_empty());
+}
+
+#[test]
+fn safety_critical_with_drop_oldest_does_not_start() {
+    let mut cluster = Cluster::pair();
+    let contradiction = "\n[store]\nsafety_critical = true\nbackpressure = \"drop_oldest\"\n";
+    cluster.net.nodes.get_mut("enterprise").expect("enterprise").extra = contradiction.to_owned();
+    cluster.net.write_configs().expect("configs");
+    let refused = cluster.net.spawn(&harness::bin(), "enterprise");
+    assert!(refused.is_err(), "the node started");
+    let log = std::fs::read_to_string(cluster.dir().join("enterprise.log")).expect("log");
+    assert!(
+        log.contains("error: INVALID_ARGUMENT: store.backpressure")
+            && log.contains("drop_oldest")
+            && log.contains("safety_critical = true"),
+        "a clear message names both keys: {log}"
+    );
+}
