@@ -8,8 +8,9 @@ mod harness;
 use std::time::Duration;
 
 use harness::{
+    append_many,
     observe::{event_fields, metric, wait_until},
-    padded_message, receive, Cluster,
+    receive, Cluster,
 };
 
 const STORE: &str = "\n[store]\ncapacity_bytes = \"64KiB\"\nbackpressure = \"drop_oldest\"\n";
@@ -43,15 +44,7 @@ async fn the_oldest_unconfirmed_facts_are_dropped_counted_and_never_delivered() 
     assert!(down.is_some(), "plant-a never noticed the partition");
 
     let producer = cluster.client("enterprise").await;
-    let mut acked = Vec::new();
-    for i in 0..FACTS {
-        let id = format!("fact-{i}");
-        producer
-            .append(padded_message("enterprise", "plant-a", &id, PAD))
-            .await
-            .unwrap_or_else(|e| panic!("append {id} past capacity: {e}"));
-        acked.push(id);
-    }
+    let acked = append_many(&producer, "enterprise", "plant-a", "fact", FACTS, PAD).await;
     wait_until(
         Duration::from_secs(10),
         "the fill is back under the high watermark",
@@ -80,10 +73,6 @@ async fn the_oldest_unconfirmed_facts_are_dropped_counted_and_never_delivered() 
     )
     .await;
     let late = consumer.fetch("mes", 1000, 500, None).await.expect("fetch");
-    let ids: Vec<&str> = delivered
-        .iter()
-        .chain(&late.facts)
-        .map(|f| f.message.envelope.message_id.as_str())
-        .collect();
+    let ids = harness::ids(delivered.iter().chain(&late.facts));
     assert_eq!(ids, kept, "exactly the facts that were not dropped, once, in order");
 }

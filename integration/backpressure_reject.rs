@@ -43,6 +43,10 @@ async fn a_full_store_refuses_appends_until_the_peer_confirms_and_loses_nothing(
         "the refusal names the fill, watermarks and capacity: {message}"
     );
     let fill = metric(&cluster, "enterprise", FILL);
+    println!(
+        "{} appends accepted, refused at {fill:.1}% full: {message}",
+        acked.len()
+    );
     assert!(
         (80.0..=100.0).contains(&fill),
         "refused from the high watermark on, never past capacity: {fill}"
@@ -53,20 +57,7 @@ async fn a_full_store_refuses_appends_until_the_peer_confirms_and_loses_nothing(
         acked.len()
     );
 
-    let cli = cluster.cli(
-        "enterprise",
-        &[
-            "append",
-            "--to",
-            "plant-a",
-            "--subject",
-            "s",
-            "--predicate",
-            "p",
-            "--object-json",
-            "{}",
-        ],
-    );
+    let cli = cluster.cli_append("enterprise", "plant-a");
     assert_eq!(cli.status.code(), Some(75), "{}", harness::stderr(&cli));
     assert!(
         harness::stderr(&cli).starts_with("error: RESOURCE_EXHAUSTED: "),
@@ -77,10 +68,7 @@ async fn a_full_store_refuses_appends_until_the_peer_confirms_and_loses_nothing(
     cluster.start("plant-a");
     let consumer = cluster.client("plant-a").await;
     let delivered = receive(&consumer, "mes", acked.len(), Duration::from_secs(60)).await;
-    let ids: Vec<&str> = delivered
-        .iter()
-        .map(|f| f.message.envelope.message_id.as_str())
-        .collect();
+    let ids = harness::ids(&delivered);
     let expected: Vec<&str> = acked.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(ids, expected, "every acknowledged fact, once, in order");
 

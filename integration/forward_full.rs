@@ -9,8 +9,9 @@ mod harness;
 use std::time::Duration;
 
 use harness::{
+    append_many,
     observe::{events, metric, wait_until},
-    padded_message, receive, Cluster,
+    receive, Cluster,
 };
 
 /// Small pages keep what is in flight when pulls pause small next to 64 KiB.
@@ -25,15 +26,7 @@ async fn a_full_forward_buffer_pauses_pulls_until_its_consumer_confirms() {
     cluster.net.nodes.get_mut("plant-a").expect("plant-a").extra = PLANT.to_owned();
     cluster.start_all();
     let producer = cluster.client("enterprise").await;
-    let mut acked = Vec::new();
-    for i in 0..FACTS {
-        let id = format!("fact-{i}");
-        producer
-            .append(padded_message("enterprise", "plant-a", &id, PAD))
-            .await
-            .expect("the sender keeps accepting");
-        acked.push(id);
-    }
+    let acked = append_many(&producer, "enterprise", "plant-a", "fact", FACTS, PAD).await;
     wait_until(Duration::from_secs(30), "plant-a pauses its pulls", || {
         !events(&cluster, "plant-a", "pulls_paused").is_empty()
     })
@@ -57,10 +50,7 @@ async fn a_full_forward_buffer_pauses_pulls_until_its_consumer_confirms() {
 
     let consumer = cluster.client("plant-a").await;
     let delivered = receive(&consumer, "mes", FACTS, Duration::from_secs(60)).await;
-    let ids: Vec<&str> = delivered
-        .iter()
-        .map(|f| f.message.envelope.message_id.as_str())
-        .collect();
+    let ids = harness::ids(&delivered);
     assert_eq!(ids, acked, "every fact, once, in order");
     assert!(!events(&cluster, "plant-a", "pulls_resumed").is_empty());
 }

@@ -9,7 +9,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::{
-    message,
+    append_many, message,
     observe::{event_fields, metric, wait_until},
     receive, Cluster,
 };
@@ -20,15 +20,7 @@ const FRONTIER: &str = "bsfg_frontier_offset{peer=\"plant-a\"}";
 
 async fn append_all(cluster: &Cluster, prefix: &str) -> Vec<String> {
     let producer = cluster.client("enterprise").await;
-    let mut ids = Vec::new();
-    for i in 0..FACTS {
-        let id = format!("{prefix}-{i}");
-        producer
-            .append(message("enterprise", "plant-a", &id))
-            .await
-            .expect("append");
-        ids.push(id);
-    }
+    let ids = append_many(&producer, "enterprise", "plant-a", prefix, FACTS, 0).await;
     producer.close().await;
     ids
 }

@@ -9,8 +9,9 @@ mod harness;
 use std::time::Duration;
 
 use harness::{
+    append_many,
     observe::{events, metric, wait_until},
-    padded_message, receive, Cluster,
+    receive, Cluster,
 };
 
 const SAFETY: &str = "\n[store]\nsafety_critical = true\nbackpressure = \"reject\"\nretention = \"2s\"\n";
@@ -22,15 +23,7 @@ async fn unconfirmed_facts_outlive_their_retention_and_are_delivered() {
     cluster.net.nodes.get_mut("enterprise").expect("enterprise").extra = SAFETY.to_owned();
     cluster.start("enterprise");
     let producer = cluster.client("enterprise").await;
-    let mut acked = Vec::new();
-    for i in 0..FACTS {
-        let id = format!("fact-{i}");
-        producer
-            .append(padded_message("enterprise", "plant-a", &id, 100))
-            .await
-            .expect("append");
-        acked.push(id);
-    }
+    let acked = append_many(&producer, "enterprise", "plant-a", "fact", FACTS, 100).await;
     wait_until(
         Duration::from_secs(20),
         "a sweep keeps the facts past their retention",
@@ -45,10 +38,7 @@ async fn unconfirmed_facts_outlive_their_retention_and_are_delivered() {
     cluster.start("plant-a");
     let consumer = cluster.client("plant-a").await;
     let delivered = receive(&consumer, "mes", FACTS, Duration::from_secs(30)).await;
-    let ids: Vec<&str> = delivered
-        .iter()
-        .map(|f| f.message.envelope.message_id.as_str())
-        .collect();
+    let ids = harness::ids(&delivered);
     assert_eq!(ids, acked, "every fact arrived, once, in order");
     assert_eq!(metric(&cluster, "enterprise", "bsfg_expired_facts_total"), 0.0);
     assert!(events(&cluster, "enterprise", "fact_expired").is_empty());

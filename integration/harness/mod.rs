@@ -106,6 +106,12 @@ impl Cluster {
         self.cli_as(zone, CLIENT, args)
     }
 
+    /// `bsfg append` of a small fact to `to` on `zone`'s node, as the CLI prints it.
+    pub fn cli_append(&self, zone: &str, to: &str) -> Output {
+        let fact = ["--subject", "s", "--predicate", "p", "--object-json", "{}"];
+        self.cli(zone, &[&["append", "--to", to][..], &fact].concat())
+    }
+
     /// Puts a fault proxy in front of every node and routes every peer entry through it; the
     /// map is keyed by the zone each proxy fronts. Call before starting the nodes.
     pub fn proxy_all(&mut self) -> BTreeMap<String, FaultProxy> {
@@ -215,6 +221,21 @@ pub fn padded_message(from: &str, to: &str, id: &str, pad: usize) -> Message {
     message
 }
 
+/// Appends `count` facts `from → to` with ids `{prefix}-{i}`, objects padded by `pad` bytes;
+/// fails the test unless each is acknowledged. Returns the ids in order.
+pub async fn append_many(client: &Client, from: &str, to: &str, prefix: &str, count: usize, pad: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(count);
+    for i in 0..count {
+        let id = format!("{prefix}-{i}");
+        client
+            .append(padded_message(from, to, &id, pad))
+            .await
+            .unwrap_or_else(|e| panic!("append {id}: {e}"));
+        ids.push(id);
+    }
+    ids
+}
+
 /// Fetches and confirms as `consumer` until `expected` facts arrived or `timeout` passed.
 pub async fn receive(client: &Client, consumer: &str, expected: usize, timeout: Duration) -> Vec<FetchedFact> {
     let deadline = Instant::now() + timeout;
@@ -227,6 +248,14 @@ pub async fn receive(client: &Client, consumer: &str, expected: usize, timeout: 
         facts.extend(page.facts);
     }
     facts
+}
+
+/// The message ids of `facts`, in order.
+pub fn ids<'a>(facts: impl IntoIterator<Item = &'a FetchedFact>) -> Vec<&'a str> {
+    facts
+        .into_iter()
+        .map(|f| f.message.envelope.message_id.as_str())
+        .collect()
 }
 
 /// Parses a CLI's stdout as JSON lines.

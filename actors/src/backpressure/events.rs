@@ -3,7 +3,7 @@
 //! (`fact_expired`), both at ERROR with the fact's identity; facts kept past their retention
 //! because the node is safety-critical; and a buffer starting or stopping to block its input.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{collections::HashMap, sync::Arc};
 
 use slog::{error, info, warn, Logger};
 
@@ -17,8 +17,9 @@ pub(super) struct Reporter {
     metrics: Arc<Metrics>,
     log: Logger,
     config: BackpressureConfig,
-    /// The kept facts already reported, so each is reported once, not at every sweep.
-    reported_kept: HashSet<(Log, String, u64)>,
+    /// The oldest kept fact last reported per buffer and peer: each is reported once, not at
+    /// every sweep.
+    reported_kept: HashMap<(Log, String), u64>,
 }
 
 impl Reporter {
@@ -27,7 +28,7 @@ impl Reporter {
             metrics,
             log,
             config: config.clone(),
-            reported_kept: HashSet::new(),
+            reported_kept: HashMap::new(),
         }
     }
 
@@ -72,7 +73,7 @@ impl Reporter {
     }
 
     fn kept(&mut self, kept: &Kept) {
-        if !self.reported_kept.insert((kept.log, kept.zone.clone(), kept.offset)) {
+        if self.reported_kept.insert((kept.log, kept.zone.clone()), kept.offset) == Some(kept.offset) {
             return;
         }
         let buffer = match kept.log {
