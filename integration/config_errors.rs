@@ -1,7 +1,8 @@
 //! Property: `bsfg serve` refuses a bad configuration at start-up, quickly and before touching
 //! its data directory, with exit code 1 and one `error: INVALID_ARGUMENT: ` line naming the key
 //! and the offending value — unknown keys, bad durations, a zone that is not the certificate's
-//! CN, and the contradiction `safety_critical` + `drop_oldest` (SPEC §5, §9; issue #2, test 6).
+//! CN, the contradiction `safety_critical` + `drop_oldest` (SPEC §5, §9; issue #2, test 6), and
+//! an admin listener off loopback without a token (SPEC §6).
 
 mod harness;
 
@@ -107,6 +108,19 @@ fn bad_configurations_are_refused_at_start_up() {
         &config,
         &plant.data_dir,
         &["node.zone", "\"plant-a\"", "\"enterprise\""],
+    );
+
+    // The admin API leaves loopback only behind a token (SPEC §6).
+    let node = cluster.net.node("enterprise").expect("enterprise spec").clone();
+    let text = std::fs::read_to_string(&node.config).expect("enterprise config");
+    let exposed = text.replace("admin = \"127.0.0.1:", "admin = \"0.0.0.0:");
+    assert_ne!(exposed, text, "the generated config binds the admin API to loopback");
+    let config = cluster.dir().join("exposed.toml");
+    std::fs::write(&config, exposed).expect("write config");
+    assert_refused_file(
+        &config,
+        &node.data_dir,
+        &["listen.admin", "0.0.0.0", "admin.token_file"],
     );
 
     // The unmodified configs start: the refusals above were about the edits alone.

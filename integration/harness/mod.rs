@@ -2,6 +2,7 @@
 //! RocksDB on disk and real QUIC, built on `bsfg::devnet`. Node logs are printed when a test fails.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod admin;
 pub mod history;
 pub mod traffic;
 
@@ -133,12 +134,41 @@ impl Cluster {
         }
     }
 
-    /// Every `gate_transition` logged by `zone`'s node toward `peer`, oldest first, as
-    /// `(previous, new, reason)`.
-    pub fn gate_transitions(&self, zone: &str, peer: &str) -> Vec<(String, String, String)> {
+    /// The JSON lines `zone`'s node logged so far (every run of it), skipping any that are not.
+    pub fn log_values(&self, zone: &str) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(self.dir.path().join(format!("{zone}.log"))).unwrap_or_default();
         text.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .collect()
+    }
+
+    /// Every line `zone`'s node logged, each checked to be a JSON object with the fields every
+    /// line carries (SPEC §12): `timestamp` (RFC 3339, ms), `level`, `zone` and `msg`.
+    pub fn log_lines(&self, zone: &str) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.dir.path().join(format!("{zone}.log"))).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{zone} logged a line that is not JSON: {l:?}: {e}"))
+            })
+            .collect();
+        for line in &lines {
+            let timestamp = line["timestamp"].as_str().unwrap_or_default();
+            assert!(
+                timestamp.len() == 24 && timestamp.ends_with('Z') && timestamp.as_bytes()[19] == b'.',
+                "timestamp is RFC 3339 with milliseconds: {line}"
+            );
+            assert!(line["level"].is_string() && line["msg"].is_string(), "{line}");
+            assert_eq!(line["zone"], zone, "{line}");
+        }
+        lines
+    }
+
+    /// Every `gate_transition` logged by `zone`'s node toward `peer`, oldest first, as
+    /// `(previous, new, reason)`.
+    pub fn gate_transitions(&self, zone: &str, peer: &str) -> Vec<(String, String, String)> {
+        self.log_values(zone)
+            .into_iter()
             .filter(|v| v["msg"] == "gate_transition" && v["peer"] == peer)
             .map(|v| {
                 let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
@@ -167,6 +197,17 @@ impl Cluster {
         None
     }
 
+    /// Sends `signal` (e.g. `HUP`) to `zone`'s node.
+    pub fn signal(&self, zone: &str, signal: &str) {
+        let pid = self.nodes.get(zone).expect("the node runs").pid();
+        let sent = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{signal} {pid}");
+    }
+
     /// The last lines of every node's log.
     pub fn logs(&self) -> String {
         let mut out = String::new();
@@ -188,6 +229,18 @@ impl Drop for Cluster {
             eprintln!("{}", self.logs());
         }
     }
+}
+
+/// Polls `condition` every 100 ms until it holds (true) or `timeout` passes (false).
+pub async fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while !condition() {
+        if started.elapsed() > timeout {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    true
 }
 
 /// A message from `from` to `to` with a deterministic id and content.

@@ -1,0 +1,193 @@
+//! Certificate rotation without a restart (SPEC §6, §7 `CertWatcher`): while facts flow both ways,
+//! a node's certificate and key are replaced on disk (same CN, new key, new expiry) and the node
+//! takes them — by noticing the files, on SIGHUP, and on `POST /v1/admin/reload` — so that new
+//! handshakes of clients and of its peer see the new certificate and `/v1/status`,
+//! `bsfg_certificate_expiry_seconds` and the log follow. A replacement with the wrong CN or an
+//! expired certificate is refused (422 with the reason) and the old certificate keeps serving.
+//! Nothing acknowledged is lost and no producer sees an error.
+
+mod harness;
+
+use std::time::{Duration, SystemTime};
+
+use bsfg::pki::{self, CertKind};
+use bsfg_actors::transport::tls::{self, TlsMaterial, DEFAULT_IDLE_TIMEOUT};
+use harness::{
+    admin::{http, json, sample},
+    traffic::Traffic,
+    wait_until, Cluster,
+};
+
+const PACE: Duration = Duration::from_millis(5);
+const PAIR: [(&str, &str); 2] = [("enterprise", "plant-a"), ("plant-a", "enterprise")];
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// Replaces `file_stem`'s certificate and key with a new pair for `cn`, valid `from..until`.
+fn install(cluster: &Cluster, cn: &str, from: SystemTime, until: SystemTime, file_stem: &str) {
+    pki::issue_as(&cluster.net.pki, cn, CertKind::Node, from, until, file_stem).expect("issue");
+}
+
+/// A new certificate for `zone` in its own files, valid from now for `days`.
+fn rotate(cluster: &Cluster, zone: &str, days: u32) -> String {
+    let now = SystemTime::now();
+    install(cluster, zone, now - Duration::from_secs(60), now + DAY * days, zone);
+    let pki = &cluster.net.pki;
+    let material = TlsMaterial::load(
+        &pki.join("ca.pem"),
+        &pki.join(format!("{zone}.pem")),
+        &pki.join(format!("{zone}.key")),
+    )
+    .expect("the new pair loads");
+    humantime::format_rfc3339_seconds(material.not_after()).to_string()
+}
+
+/// The `not_after` of the certificate `zone`'s node presents to a new connection right now.
+async fn presented(cluster: &Cluster, zone: &str) -> String {
+    let o = cluster.options(zone);
+    let client = TlsMaterial::load(&o.ca, &o.cert, &o.key).expect("client material");
+    let mut endpoint = quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).expect("client endpoint");
+    endpoint.set_default_client_config(client.quic_client_config(DEFAULT_IDLE_TIMEOUT).expect("config"));
+    let addr = o.node.parse().expect("node address");
+    let conn = endpoint
+        .connect(addr, zone)
+        .expect("connect")
+        .await
+        .expect("the node completes the handshake");
+    let not_after = tls::peer_not_after(&conn);
+    conn.close(0u32.into(), b"done");
+    not_after
+}
+
+fn logged(cluster: &Cluster, zone: &str, msg: &str, field: &str, value: &str) -> bool {
+    cluster
+        .log_values(zone)
+        .iter()
+        .any(|v| v["msg"] == msg && v[field] == value)
+}
+
+fn reload(cluster: &Cluster, zone: &str) -> (u16, serde_json::Value) {
+    let (code, body) = http(cluster.admin(zone), "POST", "/v1/admin/reload", None);
+    (code, json(&body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_rotate_without_a_restart_and_bad_ones_are_refused() {
+    let mut cluster = Cluster::pair();
+    cluster.configure_all("\n[replication]\nlink_timeout = \"2s\"\n");
+    cluster.start_all();
+    for (zone, peer) in PAIR {
+        let up = cluster.wait_gate(zone, peer, "normal", Duration::from_secs(20)).await;
+        assert!(up.is_some(), "{zone} reaches normal toward {peer}");
+    }
+    let mut traffic = Traffic::default();
+    for (zone, peer) in PAIR {
+        traffic.produce(cluster.options(zone), zone, peer, PACE);
+        traffic.consume(cluster.options(zone), zone, "mes");
+    }
+
+    // 1. enterprise's files change: the node notices by itself.
+    let new = rotate(&cluster, "enterprise", 60);
+    let noticed = wait_until(Duration::from_secs(10), || {
+        cluster.status("enterprise")["certificate"]["not_after"] == new.as_str()
+    })
+    .await;
+    assert!(noticed, "{}", cluster.status("enterprise"));
+    assert_eq!(
+        presented(&cluster, "enterprise").await,
+        new,
+        "new clients see the new certificate"
+    );
+    let left = cluster.status("enterprise")["certificate"]["seconds_left"].as_u64();
+    assert!(left.is_some_and(|s| s > 59 * 86_400), "{left:?}");
+    let metrics = cluster.scrape("enterprise");
+    let expiry = sample(&metrics, "bsfg_certificate_expiry_seconds");
+    assert!(expiry.is_some_and(|s| s > 59.0 * 86_400.0), "{expiry:?}");
+    assert!(sample(&metrics, "bsfg_cert_reloads_total{result=\"success\"}").is_some_and(|n| n >= 1.0));
+    assert!(logged(
+        &cluster,
+        "enterprise",
+        "cert_reloaded",
+        "trigger",
+        "file_change"
+    ));
+
+    // The peer sees it on the link's next connection: cycle the link from enterprise's side.
+    for action in ["gate-close", "gate-open"] {
+        let out = cluster.admin_cli("enterprise", &["admin", action, "plant-a"]);
+        assert_eq!(out.status.code(), Some(0), "{}", harness::stderr(&out));
+    }
+    for (zone, peer) in PAIR {
+        let up = cluster.wait_gate(zone, peer, "normal", Duration::from_secs(30)).await;
+        assert!(up.is_some(), "{zone} reconnects toward {peer}");
+    }
+    let peer_saw = |v: &serde_json::Value| {
+        v["msg"] == "peer_connected" && v["peer"] == "enterprise" && v["not_after"] == new.as_str()
+    };
+    assert!(
+        cluster.log_values("plant-a").iter().any(peer_saw),
+        "plant-a connected to enterprise's new certificate"
+    );
+
+    // 2. plant-a's files change and SIGHUP asks for a reload.
+    let new = rotate(&cluster, "plant-a", 90);
+    cluster.signal("plant-a", "HUP");
+    let reloaded = wait_until(Duration::from_secs(10), || {
+        logged(&cluster, "plant-a", "cert_reloaded", "trigger", "sighup")
+    })
+    .await;
+    assert!(reloaded, "SIGHUP reloads");
+    assert_eq!(presented(&cluster, "plant-a").await, new);
+
+    // 3. ... and the admin endpoint.
+    let new = rotate(&cluster, "plant-a", 120);
+    let (code, body) = reload(&cluster, "plant-a");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["subject"], "CN=plant-a", "{body}");
+    assert_eq!(body["not_after"], new.as_str(), "{body}");
+    assert_eq!(presented(&cluster, "plant-a").await, new);
+
+    // 4. Bad replacements are refused; the 120-day certificate keeps serving.
+    let serving = new;
+    let now = SystemTime::now();
+    install(&cluster, "intruder", now - DAY, now + DAY * 30, "plant-a");
+    let (code, body) = reload(&cluster, "plant-a");
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["error"], "INVALID_ARGUMENT", "{body}");
+    let reason = body["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("\"intruder\"") && reason.contains("node.zone"),
+        "{body}"
+    );
+    assert_eq!(presented(&cluster, "plant-a").await, serving);
+
+    install(&cluster, "plant-a", now - DAY * 10, now - DAY, "plant-a");
+    let refused = cluster.admin_cli("plant-a", &["admin", "reload"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", harness::stderr(&refused));
+    let stderr = harness::stderr(&refused);
+    assert!(
+        stderr.starts_with("error: INVALID_ARGUMENT: ") && stderr.contains("expired"),
+        "{stderr}"
+    );
+    assert_eq!(presented(&cluster, "plant-a").await, serving);
+    assert_eq!(cluster.status("plant-a")["certificate"]["not_after"], serving.as_str());
+    let failures = sample(
+        &cluster.scrape("plant-a"),
+        "bsfg_cert_reloads_total{result=\"failure\"}",
+    );
+    assert!(failures.is_some_and(|n| n >= 2.0), "{failures:?}");
+    assert!(cluster
+        .log_values("plant-a")
+        .iter()
+        .any(|v| v["msg"] == "cert_reload_failed" && v["reason"].as_str().is_some_and(|r| r.contains("expired"))));
+
+    let new = rotate(&cluster, "plant-a", 150);
+    let (code, body) = reload(&cluster, "plant-a");
+    assert_eq!((code, body["not_after"].as_str()), (200, Some(new.as_str())), "{body}");
+
+    let delivered = traffic.finish(Duration::from_secs(60)).await;
+    let report = traffic.history.report();
+    println!("{report}");
+    assert!(delivered, "not everything was delivered:\n{report}");
+    report.assert_clean();
+    assert_eq!(traffic.errors(), Vec::<String>::new(), "producers never saw an error");
+}
