@@ -251,12 +251,16 @@ impl Handler<SwitchGate> for ZoneGate {
     /// Closing drops the link at once (the gate goes `autonomous`); opening lets the link come
     /// back, and the gate follows the reports from then on.
     fn handle(&mut self, msg: SwitchGate, _: &mut Self::Context) -> Self::Result {
-        self.switches.set(&msg.peer, msg.closed)?;
+        if !self.peers.contains_key(&msg.peer) {
+            return Err(UnknownPeer(msg.peer));
+        }
+        // Logged before the switch flips, so the log reads in causal order.
         if msg.closed {
             info!(self.log, "gate_closed"; "peer" => &msg.peer, "reason" => CLOSED_BY_OPERATOR);
         } else {
             info!(self.log, "gate_opened"; "peer" => &msg.peer, "reason" => "opened by operator");
         }
+        self.switches.set(&msg.peer, msg.closed)?;
         self.observe(&msg.peer, CLOSED_BY_OPERATOR, |o| o.closed = msg.closed);
         Ok(())
     }

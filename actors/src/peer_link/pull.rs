@@ -126,7 +126,10 @@ impl Looper {
                 SessionEnd::Failed(e) => {
                     warn!(self.session.deps.log, "peer_disconnected"; "peer" => &self.session.config.peer, "reason" => %e);
                     self.session.link_down(e.to_string());
-                    tokio::time::sleep(self.backoff.next_delay(&mut self.rng)).await;
+                    // A connection the peer opens meanwhile (e.g. once its operator reopened a
+                    // gate that refused us) ends the wait.
+                    let delay = self.backoff.next_delay(&mut self.rng);
+                    let _ = tokio::time::timeout(delay, self.offers.changed()).await;
                 }
                 SessionEnd::GateClosed => {
                     info!(self.session.deps.log, "peer_disconnected"; "peer" => &self.session.config.peer, "reason" => CLOSED_BY_OPERATOR);
