@@ -65,6 +65,17 @@ fn logged(cluster: &Cluster, zone: &str, msg: &str, field: &str, value: &str) ->
         .any(|v| v["msg"] == msg && v[field] == value)
 }
 
+/// Whether each zone's facts keep arriving: 50 more delivered within 20 s.
+async fn flows_on(traffic: &Traffic) -> bool {
+    let before = PAIR.map(|(zone, _)| traffic.history.delivered_count(zone));
+    wait_until(Duration::from_secs(20), || {
+        PAIR.iter()
+            .zip(before)
+            .all(|((zone, _), n)| traffic.history.delivered_count(zone) >= n + 50)
+    })
+    .await
+}
+
 fn reload(cluster: &Cluster, zone: &str) -> (u16, serde_json::Value) {
     let (code, body) = http(cluster.admin(zone), "POST", "/v1/admin/reload", None);
     (code, json(&body))
@@ -84,6 +95,7 @@ async fn certificates_rotate_without_a_restart_and_bad_ones_are_refused() {
         traffic.produce(cluster.options(zone), zone, peer, PACE);
         traffic.consume(cluster.options(zone), zone, "mes");
     }
+    assert!(flows_on(&traffic).await, "facts cross both ways before any rotation");
 
     // 1. enterprise's files change: the node notices by itself.
     let new = rotate(&cluster, "enterprise", 60);
@@ -183,6 +195,10 @@ async fn certificates_rotate_without_a_restart_and_bad_ones_are_refused() {
     let new = rotate(&cluster, "plant-a", 150);
     let (code, body) = reload(&cluster, "plant-a");
     assert_eq!((code, body["not_after"].as_str()), (200, Some(new.as_str())), "{body}");
+    assert!(
+        flows_on(&traffic).await,
+        "facts still cross both ways after the rotations"
+    );
 
     let delivered = traffic.finish(Duration::from_secs(60)).await;
     let report = traffic.history.report();
