@@ -20,21 +20,6 @@ use harness::{
     message, wait_until, Cluster,
 };
 
-fn cli_append(cluster: &Cluster) -> std::process::Output {
-    let args = [
-        "append",
-        "--to",
-        "plant-a",
-        "--subject",
-        "s",
-        "--predicate",
-        "p",
-        "--object-json",
-        "1",
-    ];
-    cluster.cli("enterprise", &args)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_finishes_in_flight_calls_refuses_new_ones_and_resume_restores_them() {
     let mut cluster = Cluster::pair();
@@ -72,7 +57,7 @@ async fn drain_finishes_in_flight_calls_refuses_new_ones_and_resume_restores_the
         .expect("producer task");
     assert_eq!(refused.code(), ErrorCode::Unavailable, "{refused}");
     assert!(refused.to_string().contains("node is draining"), "{refused}");
-    let output = cli_append(&cluster);
+    let output = cluster.cli_append("enterprise", "plant-a");
     assert_eq!(output.status.code(), Some(75), "{}", harness::stderr(&output));
     assert!(
         harness::stderr(&output).contains("UNAVAILABLE"),
@@ -97,7 +82,7 @@ async fn drain_finishes_in_flight_calls_refuses_new_ones_and_resume_restores_the
 
     let (status, body) = http(addr, "POST", "/v1/admin/resume", None);
     assert_eq!(status, 200, "{body}");
-    let output = cli_append(&cluster);
+    let output = cluster.cli_append("enterprise", "plant-a");
     assert_eq!(output.status.code(), Some(0), "{}", harness::stderr(&output));
     assert_eq!(http(addr, "GET", "/readyz", None).0, 200);
     let (_, metrics) = http(addr, "GET", "/metrics", None);

@@ -15,11 +15,10 @@ use bsfg_actors::transport::tls::{self, TlsMaterial, DEFAULT_IDLE_TIMEOUT};
 use harness::{
     admin::{http, json, sample},
     traffic::Traffic,
-    wait_until, Cluster,
+    wait_until, Cluster, PAIR,
 };
 
 const PACE: Duration = Duration::from_millis(5);
-const PAIR: [(&str, &str); 2] = [("enterprise", "plant-a"), ("plant-a", "enterprise")];
 const DAY: Duration = Duration::from_secs(86_400);
 
 /// Replaces `file_stem`'s certificate and key with a new pair for `cn`, valid `from..until`.
@@ -83,18 +82,8 @@ fn reload(cluster: &Cluster, zone: &str) -> (u16, serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_rotate_without_a_restart_and_bad_ones_are_refused() {
-    let mut cluster = Cluster::pair();
-    cluster.configure_all("\n[replication]\nlink_timeout = \"2s\"\n");
-    cluster.start_all();
-    for (zone, peer) in PAIR {
-        let up = cluster.wait_gate(zone, peer, "normal", Duration::from_secs(20)).await;
-        assert!(up.is_some(), "{zone} reaches normal toward {peer}");
-    }
-    let mut traffic = Traffic::default();
-    for (zone, peer) in PAIR {
-        traffic.produce(cluster.options(zone), zone, peer, PACE);
-        traffic.consume(cluster.options(zone), zone, "mes");
-    }
+    let cluster = Cluster::linked_pair().await;
+    let mut traffic = Traffic::both_ways(&cluster, PACE);
     assert!(flows_on(&traffic).await, "facts cross both ways before any rotation");
 
     // 1. enterprise's files change: the node notices by itself.
@@ -128,10 +117,7 @@ async fn certificates_rotate_without_a_restart_and_bad_ones_are_refused() {
         let out = cluster.admin_cli("enterprise", &["admin", action, "plant-a"]);
         assert_eq!(out.status.code(), Some(0), "{}", harness::stderr(&out));
     }
-    for (zone, peer) in PAIR {
-        let up = cluster.wait_gate(zone, peer, "normal", Duration::from_secs(30)).await;
-        assert!(up.is_some(), "{zone} reconnects toward {peer}");
-    }
+    cluster.wait_linked(Duration::from_secs(30)).await;
     let peer_saw = |v: &serde_json::Value| {
         v["msg"] == "peer_connected" && v["peer"] == "enterprise" && v["not_after"] == new.as_str()
     };
@@ -200,10 +186,6 @@ async fn certificates_rotate_without_a_restart_and_bad_ones_are_refused() {
         "facts still cross both ways after the rotations"
     );
 
-    let delivered = traffic.finish(Duration::from_secs(60)).await;
-    let report = traffic.history.report();
-    println!("{report}");
-    assert!(delivered, "not everything was delivered:\n{report}");
-    report.assert_clean();
+    traffic.assert_delivered_exactly_once(Duration::from_secs(60)).await;
     assert_eq!(traffic.errors(), Vec::<String>::new(), "producers never saw an error");
 }

@@ -55,6 +55,17 @@ fn assert_refused(cluster: &mut Cluster, extra: &str, names: &[&str]) {
     assert_refused_file(&node.config, &node.data_dir, names);
 }
 
+/// `zone`'s generated config rewritten by `edit` (which must change it), served from a copy.
+fn assert_edited_refused(cluster: &Cluster, zone: &str, edit: impl Fn(&str) -> String, names: &[&str]) {
+    let node = cluster.net.node(zone).expect("zone spec").clone();
+    let text = std::fs::read_to_string(&node.config).expect("generated config");
+    let edited = edit(&text);
+    assert_ne!(edited, text, "the edit of {zone}'s config changed nothing");
+    let config = cluster.dir().join(format!("{zone}-edited.toml"));
+    std::fs::write(&config, edited).expect("write config");
+    assert_refused_file(&config, &node.data_dir, names);
+}
+
 fn assert_refused_file(config: &Path, data_dir: &Path, names: &[&str]) {
     let (code, stderr) = serve(config);
     assert_eq!(code, Some(1), "permanent error expected; stderr: {stderr}");
@@ -96,30 +107,23 @@ fn bad_configurations_are_refused_at_start_up() {
         .extra
         .clear();
     cluster.net.write_configs().expect("configs");
-    let plant = cluster.net.node("plant-a").expect("plant-a spec").clone();
-    let text = std::fs::read_to_string(&plant.config).expect("plant-a config");
-    let swapped = text
-        .replace("plant-a.pem", "enterprise.pem")
-        .replace("plant-a.key", "enterprise.key");
-    assert_ne!(swapped, text, "the generated config names plant-a's certificate");
-    let config = cluster.dir().join("impostor.toml");
-    std::fs::write(&config, swapped).expect("write config");
-    assert_refused_file(
-        &config,
-        &plant.data_dir,
+    let impostor = |text: &str| {
+        text.replace("plant-a.pem", "enterprise.pem")
+            .replace("plant-a.key", "enterprise.key")
+    };
+    assert_edited_refused(
+        &cluster,
+        "plant-a",
+        impostor,
         &["node.zone", "\"plant-a\"", "\"enterprise\""],
     );
 
     // The admin API leaves loopback only behind a token (SPEC §6).
-    let node = cluster.net.node("enterprise").expect("enterprise spec").clone();
-    let text = std::fs::read_to_string(&node.config).expect("enterprise config");
-    let exposed = text.replace("admin = \"127.0.0.1:", "admin = \"0.0.0.0:");
-    assert_ne!(exposed, text, "the generated config binds the admin API to loopback");
-    let config = cluster.dir().join("exposed.toml");
-    std::fs::write(&config, exposed).expect("write config");
-    assert_refused_file(
-        &config,
-        &node.data_dir,
+    let exposed = |text: &str| text.replace("admin = \"127.0.0.1:", "admin = \"0.0.0.0:");
+    assert_edited_refused(
+        &cluster,
+        "enterprise",
+        exposed,
         &["listen.admin", "0.0.0.0", "admin.token_file"],
     );
 

@@ -9,25 +9,14 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{admin::json, traffic::Traffic, wait_until, Cluster};
+use harness::{admin::json, traffic::Traffic, wait_until, Cluster, PAIR};
 
 const PACE: Duration = Duration::from_millis(5);
-const PAIR: [(&str, &str); 2] = [("enterprise", "plant-a"), ("plant-a", "enterprise")];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_gate_isolates_the_peer_and_opening_it_delivers_everything_once() {
-    let mut cluster = Cluster::pair();
-    cluster.configure_all("\n[replication]\nlink_timeout = \"2s\"\n");
-    cluster.start_all();
-    for (zone, peer) in PAIR {
-        let up = cluster.wait_gate(zone, peer, "normal", Duration::from_secs(20)).await;
-        assert!(up.is_some(), "{zone} reaches normal toward {peer}");
-    }
-    let mut traffic = Traffic::default();
-    for (zone, peer) in PAIR {
-        traffic.produce(cluster.options(zone), zone, peer, PACE);
-        traffic.consume(cluster.options(zone), zone, "mes");
-    }
+    let cluster = Cluster::linked_pair().await;
+    let mut traffic = Traffic::both_ways(&cluster, PACE);
     let flowing = wait_until(Duration::from_secs(20), || {
         PAIR.iter().all(|(zone, _)| traffic.history.delivered_count(zone) > 50)
     })
@@ -88,15 +77,8 @@ async fn a_closed_gate_isolates_the_peer_and_opening_it_delivers_everything_once
         json(String::from_utf8_lossy(&opened.stdout).trim()),
         serde_json::json!({"peer": "plant-a", "closed": false})
     );
-    for (zone, peer) in PAIR {
-        let up = cluster.wait_gate(zone, peer, "normal", Duration::from_secs(40)).await;
-        assert!(up.is_some(), "{zone} returns to normal toward {peer}");
-    }
-    let delivered = traffic.finish(Duration::from_secs(60)).await;
-    let report = traffic.history.report();
-    println!("{report}");
-    assert!(delivered, "not everything was delivered after the open:\n{report}");
-    report.assert_clean();
+    cluster.wait_linked(Duration::from_secs(40)).await;
+    traffic.assert_delivered_exactly_once(Duration::from_secs(60)).await;
     assert_eq!(traffic.errors(), Vec::<String>::new(), "producers never saw an error");
 
     let unknown = cluster.admin_cli("enterprise", &["admin", "gate-close", "plant-z"]);

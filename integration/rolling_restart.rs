@@ -16,7 +16,6 @@ use harness::{
 };
 
 const PACE: Duration = Duration::from_millis(5);
-const PAIR: [(&str, &str); 2] = [("enterprise", "plant-a"), ("plant-a", "enterprise")];
 
 fn backlog_toward(cluster: &Cluster, zone: &str, peer: &str) -> Option<u64> {
     cluster.status(zone)["peers"][peer]["backlog"].as_u64()
@@ -24,18 +23,8 @@ fn backlog_toward(cluster: &Cluster, zone: &str, peer: &str) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_and_restarted_node_loses_nothing_while_its_peer_keeps_producing() {
-    let mut cluster = Cluster::pair();
-    cluster.configure_all("\n[replication]\nlink_timeout = \"2s\"\n");
-    cluster.start_all();
-    for (zone, peer) in PAIR {
-        let up = cluster.wait_gate(zone, peer, "normal", Duration::from_secs(20)).await;
-        assert!(up.is_some(), "{zone} reaches normal toward {peer}");
-    }
-    let mut traffic = Traffic::default();
-    for (zone, peer) in PAIR {
-        traffic.produce(cluster.options(zone), zone, peer, PACE);
-        traffic.consume(cluster.options(zone), zone, "mes");
-    }
+    let mut cluster = Cluster::linked_pair().await;
+    let mut traffic = Traffic::both_ways(&cluster, PACE);
     let flowing = wait_until(Duration::from_secs(20), || {
         traffic.history.delivered_count("enterprise") > 100
     })
@@ -50,18 +39,7 @@ async fn a_drained_and_restarted_node_loses_nothing_while_its_peer_keeps_produci
         [serde_json::json!({"drained": true, "in_flight": 0})]
     );
     assert_eq!(http(admin, "GET", "/readyz", None).0, 503);
-    let args = [
-        "append",
-        "--to",
-        "plant-a",
-        "--subject",
-        "s",
-        "--predicate",
-        "p",
-        "--object-json",
-        "1",
-    ];
-    let refused = cluster.cli("enterprise", &args);
+    let refused = cluster.cli_append("enterprise", "plant-a");
     assert_eq!(refused.status.code(), Some(75), "{}", harness::stderr(&refused));
     assert!(harness::stderr(&refused).starts_with("error: UNAVAILABLE: "));
 
@@ -85,11 +63,7 @@ async fn a_drained_and_restarted_node_loses_nothing_while_its_peer_keeps_produci
     assert_eq!(http(admin, "GET", "/readyz", None).0, 200, "a restarted node serves");
     assert_eq!(json(&http(admin, "GET", "/v1/status", None).1)["draining"], false);
 
-    let delivered = traffic.finish(Duration::from_secs(60)).await;
-    let report = traffic.history.report();
-    println!("{report}");
-    assert!(delivered, "not everything was delivered:\n{report}");
-    report.assert_clean();
+    traffic.assert_delivered_exactly_once(Duration::from_secs(60)).await;
     let errors = traffic.errors();
     assert!(
         errors.iter().all(|e| e.starts_with("enterprise: ")),

@@ -285,11 +285,16 @@ mod tests {
         }
     }
 
+    /// A new certificate for `cn` (with its own key), validated as the material of `plant-a`.
+    fn validate_issued(cn: &str, expired: bool) -> TestResult<Result<TlsMaterial, ReloadError>> {
+        let ca = TestCa::new("test CA")?;
+        let (cert, key) = ca.issue(cn, &[], expired)?;
+        Ok(validate("plant-a", &paths(&ca, cert, key)))
+    }
+
     #[test]
     fn material_for_this_zone_is_accepted_and_describes_its_certificate() -> TestResult {
-        let ca = TestCa::new("test CA")?;
-        let (cert, key) = ca.issue("plant-a", &[], false)?;
-        let material = validate("plant-a", &paths(&ca, cert, key))?;
+        let material = validate_issued("plant-a", false)??;
         let certificate = Certificate::of(&material);
         assert_eq!(certificate.subject, "CN=plant-a");
         let left = certificate.time_left(SystemTime::now());
@@ -300,11 +305,7 @@ mod tests {
 
     #[test]
     fn a_certificate_for_another_cn_is_refused_naming_both() -> TestResult {
-        let ca = TestCa::new("test CA")?;
-        let (cert, key) = ca.issue("enterprise", &[], false)?;
-        let err = validate("plant-a", &paths(&ca, cert, key))
-            .err()
-            .ok_or("wrong CN accepted")?;
+        let err = validate_issued("enterprise", false)?.err().ok_or("wrong CN accepted")?;
         assert!(
             matches!(&err, ReloadError::WrongZone { found, .. } if found == "enterprise"),
             "{err}"
@@ -319,11 +320,7 @@ mod tests {
 
     #[test]
     fn an_expired_certificate_is_refused() -> TestResult {
-        let ca = TestCa::new("test CA")?;
-        let (cert, key) = ca.issue("plant-a", &[], true)?;
-        let err = validate("plant-a", &paths(&ca, cert, key))
-            .err()
-            .ok_or("expired accepted")?;
+        let err = validate_issued("plant-a", true)?.err().ok_or("expired accepted")?;
         assert!(matches!(err, ReloadError::Tls(TlsError::Expired { .. })), "{err}");
         Ok(())
     }

@@ -21,6 +21,9 @@ use bsfg_proto::{Envelope, Fact, FetchedFact, Message};
 
 pub const CLIENT: &str = "tester";
 
+/// The zones of [`Cluster::pair`], each with its peer.
+pub const PAIR: [(&str, &str); 2] = [("enterprise", "plant-a"), ("plant-a", "enterprise")];
+
 /// The binary under test.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_bsfg"))
@@ -49,6 +52,26 @@ impl Cluster {
     /// Two zones, `enterprise` and `plant-a`, peered both ways.
     pub fn pair() -> Self {
         Self::new(&["enterprise", "plant-a"], &[("enterprise", "plant-a")])
+    }
+
+    /// The pair with a 2 s `replication.link_timeout`, started, once both gates are `normal`.
+    pub async fn linked_pair() -> Self {
+        let mut cluster = Self::pair();
+        cluster.configure_all("\n[replication]\nlink_timeout = \"2s\"\n");
+        cluster.start_all();
+        cluster.wait_linked(Duration::from_secs(20)).await;
+        cluster
+    }
+
+    /// Waits until both gates of the pair are `normal`; panics after `timeout`.
+    pub async fn wait_linked(&self, timeout: Duration) {
+        for (zone, peer) in PAIR {
+            let up = self.wait_gate(zone, peer, "normal", timeout).await;
+            assert!(
+                up.is_some(),
+                "{zone} did not reach normal toward {peer} within {timeout:?}"
+            );
+        }
     }
 
     pub fn dir(&self) -> PathBuf {
@@ -104,6 +127,22 @@ impl Cluster {
 
     pub fn cli(&self, zone: &str, args: &[&str]) -> Output {
         self.cli_as(zone, CLIENT, args)
+    }
+
+    /// `bsfg append` of one small fact to `to` through `zone`'s node, as the test client.
+    pub fn cli_append(&self, zone: &str, to: &str) -> Output {
+        let args = [
+            "append",
+            "--to",
+            to,
+            "--subject",
+            "s",
+            "--predicate",
+            "p",
+            "--object-json",
+            "1",
+        ];
+        self.cli(zone, &args)
     }
 
     /// Puts a fault proxy in front of every node and routes every peer entry through it; the
