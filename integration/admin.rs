@@ -17,7 +17,9 @@ use std::{
 use bsfg_proto::ErrorCode;
 use harness::{
     admin::{http, json, sample},
-    message, wait_until, Cluster,
+    message,
+    observe::wait_until,
+    Cluster,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,20 +194,19 @@ async fn status_reports_gates_backlogs_consumers_and_certificate_and_sigterm_exi
             .expect("append");
     }
     client.close().await;
-    let counted = wait_until(Duration::from_secs(10), || {
-        cluster.status("enterprise")["peers"]["plant-a"]["backlog"] == 5
+    let backlog = |n: u64| cluster.status("enterprise")["peers"]["plant-a"]["backlog"] == n;
+    wait_until(Duration::from_secs(10), "the backlog toward plant-a is 5", || {
+        backlog(5)
     })
     .await;
-    assert!(counted, "{}", cluster.status("enterprise"));
     let cells = row(&status_table(&cluster, "enterprise"), "plant-a");
     assert_eq!(cells[1..5], ["autonomous", "(closed)", "0", "5"], "{cells:?}");
     let open = cluster.admin_cli("enterprise", &["admin", "gate-open", "plant-a"]);
     assert_eq!(open.status.code(), Some(0), "{}", harness::stderr(&open));
-    let emptied = wait_until(Duration::from_secs(30), || {
-        cluster.status("enterprise")["peers"]["plant-a"]["backlog"] == 0
+    wait_until(Duration::from_secs(30), "the backlog toward plant-a is 0", || {
+        backlog(0)
     })
     .await;
-    assert!(emptied, "{}", cluster.status("enterprise"));
 
     // plant-a's consumer confirms two of the five.
     let consumer = cluster.client("plant-a").await;
@@ -213,14 +214,13 @@ async fn status_reports_gates_backlogs_consumers_and_certificate_and_sigterm_exi
     assert_eq!(received.len(), 5);
     consumer.confirm("mes", received[1].offset).await.expect("confirm");
     consumer.close().await;
-    let seen = wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), "consumer mes has a backlog of 3", || {
         let consumers = cluster.status("plant-a")["forward"]["consumers"].clone();
         consumers
             .as_array()
             .is_some_and(|c| c.iter().any(|c| c["name"] == "mes" && c["backlog"] == 3))
     })
     .await;
-    assert!(seen, "{}", cluster.status("plant-a"));
     let json_out = cluster.admin_cli("plant-a", &["status", "--json"]);
     assert_eq!(json_out.status.code(), Some(0), "{}", harness::stderr(&json_out));
     assert_eq!(harness::json_lines(&json_out)[0]["zone"], "plant-a");

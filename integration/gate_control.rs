@@ -9,7 +9,7 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{admin::json, traffic::Traffic, wait_until, Cluster, PAIR};
+use harness::{admin::json, observe::wait_until, traffic::Traffic, Cluster, PAIR};
 
 const PACE: Duration = Duration::from_millis(5);
 
@@ -17,11 +17,12 @@ const PACE: Duration = Duration::from_millis(5);
 async fn a_closed_gate_isolates_the_peer_and_opening_it_delivers_everything_once() {
     let cluster = Cluster::linked_pair().await;
     let mut traffic = Traffic::both_ways(&cluster, PACE);
-    let flowing = wait_until(Duration::from_secs(20), || {
-        PAIR.iter().all(|(zone, _)| traffic.history.delivered_count(zone) > 50)
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "facts cross both ways before the close",
+        || PAIR.iter().all(|(zone, _)| traffic.history.delivered_count(zone) > 50),
+    )
     .await;
-    assert!(flowing, "facts cross both ways before the close");
 
     let closed = cluster.admin_cli("enterprise", &["admin", "gate-close", "plant-a"]);
     assert_eq!(closed.status.code(), Some(0), "{}", harness::stderr(&closed));

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use harness::{
     admin::{http, sample},
-    message, Cluster,
+    message,
+    observe::scrape,
+    Cluster,
 };
 
 /// A labelled metric whose series appear only once its label values exist: artifacts' buckets
@@ -60,7 +62,7 @@ async fn metrics_exist_with_their_types_and_follow_the_node() {
     assert_eq!(http(admin, "GET", "/healthz", None).0, 200);
     assert_eq!(http(admin, "GET", "/readyz", None).0, 200);
 
-    let text = cluster.scrape("enterprise");
+    let text = scrape(&cluster, "enterprise");
     assert_eq!(sample(&text, "bsfg_node_up"), Some(1.0));
     assert_eq!(
         sample(&text, "bsfg_info{version=\"0.1.0\",zone=\"enterprise\"}"),
@@ -87,7 +89,7 @@ async fn metrics_exist_with_their_types_and_follow_the_node() {
     let bad = client.append(message("enterprise", "nowhere", "bad")).await;
     assert!(bad.is_err(), "unknown to_zone is refused");
     client.close().await;
-    let text = cluster.scrape("enterprise");
+    let text = scrape(&cluster, "enterprise");
     assert_eq!(sample(&text, "bsfg_append_requests_total"), Some(12.0), "{text}");
     assert_eq!(sample(&text, "bsfg_append_latency_seconds_count"), Some(11.0), "{text}");
     assert_eq!(
@@ -101,7 +103,7 @@ async fn metrics_exist_with_their_types_and_follow_the_node() {
         .wait_gate("enterprise", "plant-a", "normal", Duration::from_secs(20))
         .await
         .is_some());
-    let text = cluster.scrape("enterprise");
+    let text = scrape(&cluster, "enterprise");
     assert_eq!(sample(&text, &gate("normal")), Some(1.0), "{text}");
     assert_eq!(sample(&text, &gate("autonomous")), Some(0.0), "{text}");
     assert!(sample(&text, "bsfg_fetch_requests_total{role=\"peer\"}").is_some_and(|v| v > 0.0));
@@ -116,7 +118,7 @@ async fn metrics_exist_with_their_types_and_follow_the_node() {
     consumer.confirm("mes", received[9].offset).await.expect("confirm");
     assert_eq!(wait_for(&cluster, "plant-a", backlog, |v| v == 0.0).await, Some(0.0));
     consumer.close().await;
-    let text = cluster.scrape("plant-a");
+    let text = scrape(&cluster, "plant-a");
     for (name, kind) in SPEC_METRICS.iter().filter(|(n, _)| !SERIES_ON_DEMAND.contains(n)) {
         assert!(
             text.contains(&format!("# TYPE {name} {kind}\n")),
@@ -131,7 +133,7 @@ async fn metrics_exist_with_their_types_and_follow_the_node() {
         .wait_gate("enterprise", "plant-a", "autonomous", Duration::from_secs(10))
         .await;
     assert!(down.is_some(), "the partition is detected");
-    let text = cluster.scrape("enterprise");
+    let text = scrape(&cluster, "enterprise");
     assert_eq!(sample(&text, &gate("autonomous")), Some(1.0), "{text}");
     assert_eq!(sample(&text, &gate("normal")), Some(0.0), "{text}");
     assert_eq!(
@@ -162,7 +164,7 @@ async fn metrics_exist_with_their_types_and_follow_the_node() {
 async fn wait_for(cluster: &Cluster, zone: &str, series: &str, ok: impl Fn(f64) -> bool) -> Option<f64> {
     let mut last = None;
     for _ in 0..100 {
-        last = sample(&cluster.scrape(zone), series);
+        last = sample(&scrape(cluster, zone), series);
         if last.is_some_and(&ok) {
             break;
         }

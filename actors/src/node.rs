@@ -43,6 +43,8 @@ pub struct NodeSettings {
     pub rpc_listen: SocketAddr,
     /// Reloaded by the `CertWatcher`; the node starts with the material already loaded from them.
     pub tls: TlsPaths,
+    /// Log every RPC call, not only failures (`log.audit`).
+    pub audit: bool,
     pub peers: Vec<PeerSettings>,
     pub clients: Vec<(String, Roles)>,
     pub max_fact_bytes: usize,
@@ -52,8 +54,6 @@ pub struct NodeSettings {
     pub backoff_cap: Duration,
     /// Dead-link detection time.
     pub link_timeout: Duration,
-    /// Log every RPC call, not only failures (`log.audit`).
-    pub audit: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +179,9 @@ impl Node {
             progress,
         };
         let status = tokio::spawn(refresher.run());
+        // Set now, not at the refresher's first tick: a scrape may come first.
+        let expiry = Certificate::of(tls).time_left(std::time::SystemTime::now());
+        metrics.certificate_expiry_seconds.set(expiry.as_secs_f64());
         metrics.node_up.set(1);
         let handles = Handles {
             metrics,

@@ -36,13 +36,6 @@ impl Cluster {
         self.net.node(zone).expect("zone").admin
     }
 
-    /// `GET /metrics` of `zone`'s node.
-    pub fn scrape(&self, zone: &str) -> String {
-        let (status, body) = http(self.admin(zone), "GET", "/metrics", None);
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-
     /// `GET /v1/status` of `zone`'s node, as JSON.
     pub fn status(&self, zone: &str) -> serde_json::Value {
         let (code, body) = http(self.admin(zone), "GET", "/v1/status", None);

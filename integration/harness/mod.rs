@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod history;
+pub mod observe;
 pub mod traffic;
 
 use std::{
@@ -129,20 +130,10 @@ impl Cluster {
         self.cli_as(zone, CLIENT, args)
     }
 
-    /// `bsfg append` of one small fact to `to` through `zone`'s node, as the test client.
+    /// `bsfg append` of a small fact to `to` on `zone`'s node, as the CLI prints it.
     pub fn cli_append(&self, zone: &str, to: &str) -> Output {
-        let args = [
-            "append",
-            "--to",
-            to,
-            "--subject",
-            "s",
-            "--predicate",
-            "p",
-            "--object-json",
-            "1",
-        ];
-        self.cli(zone, &args)
+        let fact = ["--subject", "s", "--predicate", "p", "--object-json", "{}"];
+        self.cli(zone, &[&["append", "--to", to][..], &fact].concat())
     }
 
     /// Puts a fault proxy in front of every node and routes every peer entry through it; the
@@ -173,42 +164,12 @@ impl Cluster {
         }
     }
 
-    /// The JSON lines `zone`'s node logged so far (every run of it), skipping any that are not.
-    pub fn log_values(&self, zone: &str) -> Vec<serde_json::Value> {
-        let text = std::fs::read_to_string(self.dir.path().join(format!("{zone}.log"))).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .collect()
-    }
-
-    /// Every line `zone`'s node logged, each checked to be a JSON object with the fields every
-    /// line carries (SPEC §12): `timestamp` (RFC 3339, ms), `level`, `zone` and `msg`.
-    pub fn log_lines(&self, zone: &str) -> Vec<serde_json::Value> {
-        let text = std::fs::read_to_string(self.dir.path().join(format!("{zone}.log"))).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("{zone} logged a line that is not JSON: {l:?}: {e}"))
-            })
-            .collect();
-        for line in &lines {
-            let timestamp = line["timestamp"].as_str().unwrap_or_default();
-            assert!(
-                timestamp.len() == 24 && timestamp.ends_with('Z') && timestamp.as_bytes()[19] == b'.',
-                "timestamp is RFC 3339 with milliseconds: {line}"
-            );
-            assert!(line["level"].is_string() && line["msg"].is_string(), "{line}");
-            assert_eq!(line["zone"], zone, "{line}");
-        }
-        lines
-    }
-
     /// Every `gate_transition` logged by `zone`'s node toward `peer`, oldest first, as
     /// `(previous, new, reason)`.
     pub fn gate_transitions(&self, zone: &str, peer: &str) -> Vec<(String, String, String)> {
-        self.log_values(zone)
+        observe::events(self, zone, "gate_transition")
             .into_iter()
-            .filter(|v| v["msg"] == "gate_transition" && v["peer"] == peer)
+            .filter(|v| v["peer"] == peer)
             .map(|v| {
                 let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
                 (field("previous"), field("new"), field("reason"))
@@ -247,6 +208,28 @@ impl Cluster {
         assert!(sent.success(), "kill -{signal} {pid}");
     }
 
+    /// Every line `zone`'s node logged, each checked to be a JSON object with the fields every
+    /// line carries (SPEC §12): `timestamp` (RFC 3339, ms), `level`, `zone` and `msg`.
+    pub fn log_lines(&self, zone: &str) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.dir.path().join(format!("{zone}.log"))).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{zone} logged a line that is not JSON: {l:?}: {e}"))
+            })
+            .collect();
+        for line in &lines {
+            let timestamp = line["timestamp"].as_str().unwrap_or_default();
+            assert!(
+                timestamp.len() == 24 && timestamp.ends_with('Z') && timestamp.as_bytes()[19] == b'.',
+                "timestamp is RFC 3339 with milliseconds: {line}"
+            );
+            assert!(line["level"].is_string() && line["msg"].is_string(), "{line}");
+            assert_eq!(line["zone"], zone, "{line}");
+        }
+        lines
+    }
+
     /// The last lines of every node's log.
     pub fn logs(&self) -> String {
         let mut out = String::new();
@@ -268,18 +251,6 @@ impl Drop for Cluster {
             eprintln!("{}", self.logs());
         }
     }
-}
-
-/// Polls `condition` every 100 ms until it holds (true) or `timeout` passes (false).
-pub async fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while !condition() {
-        if started.elapsed() > timeout {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    true
 }
 
 /// A message from `from` to `to` with a deterministic id and content.

@@ -91,6 +91,7 @@ fn node_settings(config: &Config) -> NodeSettings {
         data_dir: config.node.data_dir.clone(),
         rpc_listen: config.listen.rpc,
         tls: tls_paths(config),
+        audit: config.log.audit,
         peers: config
             .peers
             .iter()
@@ -111,7 +112,6 @@ fn node_settings(config: &Config) -> NodeSettings {
         max_wait: std::time::Duration::from_millis(config.replication.max_wait_ms),
         backoff_cap: BACKOFF_CAP,
         link_timeout: config.replication.link_timeout,
-        audit: config.log.audit,
     }
 }
 
