@@ -139,11 +139,13 @@ pub enum AdminAction {
     Reload,
     /// Isolate PEER: close the link to it and refuse its calls; facts for it wait here.
     GateClose {
+        /// The peer's zone, as configured in `[[peers]]`.
         #[arg(value_parser = zone_name)]
         peer: String,
     },
     /// Let PEER's link come back after a gate-close.
     GateOpen {
+        /// The peer's zone, as configured in `[[peers]]`.
         #[arg(value_parser = zone_name)]
         peer: String,
     },
