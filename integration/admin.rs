@@ -1,13 +1,12 @@
 //! The admin API's control endpoints (SPEC §10) against real nodes: a drain lets in-flight client
 //! calls finish and refuses new ones as retryable while replication goes on, resume undoes it;
-//! a configured token guards every POST; `/v1/status` reports zone and gates; SIGTERM drains and
-//! exits 0.
+//! a configured token guards every POST; `/v1/status` reports zone, gates, backlogs, consumers
+//! and the certificate; SIGTERM drains and exits 0. `bsfg status` and `bsfg admin` drive the
+//! same API, with the CLI's error codes and exit statuses.
 
 mod harness;
 
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc,
@@ -16,64 +15,18 @@ use std::{
 };
 
 use bsfg_proto::ErrorCode;
-use harness::{message, Cluster};
-
-/// `method path` on the admin listener, with an optional bearer token: status code and body.
-fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect to the admin listener");
-    stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
-    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    (status, body)
-}
-
-fn json(body: &str) -> serde_json::Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON: {body:?}: {e}"))
-}
-
-/// The value of the sample whose name-and-labels part is exactly `series`.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-fn admin(cluster: &Cluster, zone: &str) -> SocketAddr {
-    cluster.net.node(zone).expect("zone").admin
-}
-
-fn cli_append(cluster: &Cluster) -> std::process::Output {
-    let args = [
-        "append",
-        "--to",
-        "plant-a",
-        "--subject",
-        "s",
-        "--predicate",
-        "p",
-        "--object-json",
-        "1",
-    ];
-    cluster.cli("enterprise", &args)
-}
+use harness::{
+    admin::{http, json, sample},
+    message,
+    observe::wait_until,
+    Cluster,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_finishes_in_flight_calls_refuses_new_ones_and_resume_restores_them() {
     let mut cluster = Cluster::pair();
     cluster.start_all();
-    let addr = admin(&cluster, "enterprise");
+    let addr = cluster.admin("enterprise");
     assert_eq!(http(addr, "GET", "/readyz", None).0, 200);
 
     // A producer appends back to back until the node refuses it.
@@ -106,7 +59,7 @@ async fn drain_finishes_in_flight_calls_refuses_new_ones_and_resume_restores_the
         .expect("producer task");
     assert_eq!(refused.code(), ErrorCode::Unavailable, "{refused}");
     assert!(refused.to_string().contains("node is draining"), "{refused}");
-    let output = cli_append(&cluster);
+    let output = cluster.cli_append("enterprise", "plant-a");
     assert_eq!(output.status.code(), Some(75), "{}", harness::stderr(&output));
     assert!(
         harness::stderr(&output).contains("UNAVAILABLE"),
@@ -131,7 +84,7 @@ async fn drain_finishes_in_flight_calls_refuses_new_ones_and_resume_restores_the
 
     let (status, body) = http(addr, "POST", "/v1/admin/resume", None);
     assert_eq!(status, 200, "{body}");
-    let output = cli_append(&cluster);
+    let output = cluster.cli_append("enterprise", "plant-a");
     assert_eq!(output.status.code(), Some(0), "{}", harness::stderr(&output));
     assert_eq!(http(addr, "GET", "/readyz", None).0, 200);
     let (_, metrics) = http(addr, "GET", "/metrics", None);
@@ -147,9 +100,16 @@ async fn a_configured_token_guards_every_post() {
     node.extra
         .push_str(&format!("\n[admin]\ntoken_file = \"{}\"\n", token_file.display()));
     cluster.start_all();
-    let addr = admin(&cluster, "enterprise");
+    let addr = cluster.admin("enterprise");
 
-    for path in ["/v1/admin/drain", "/v1/admin/resume"] {
+    let mutating = [
+        "/v1/admin/drain",
+        "/v1/admin/resume",
+        "/v1/admin/reload",
+        "/v1/admin/gates/plant-a/close",
+        "/v1/admin/gates/plant-a/open",
+    ];
+    for path in mutating {
         let (status, body) = http(addr, "POST", path, None);
         assert_eq!(status, 401, "{path} without a token: {body}");
         assert!(json(&body)["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
@@ -166,28 +126,130 @@ async fn a_configured_token_guards_every_post() {
     let (status, body) = http(addr, "POST", "/v1/admin/resume", Some("s3cret-token"));
     assert_eq!(status, 200, "{body}");
     assert_eq!(http(addr, "GET", "/readyz", None).0, 200);
+
+    // The CLI: refused without the token (exit 1), accepted with it, from a flag or from the env.
+    let refused = cluster.admin_cli("enterprise", &["admin", "drain"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", harness::stderr(&refused));
+    assert!(harness::stderr(&refused).starts_with("error: UNAUTHENTICATED: "));
+    let token_arg = token_file.to_string_lossy().into_owned();
+    let drained = cluster.admin_cli("enterprise", &["admin", "drain", "--token-file", &token_arg]);
+    assert_eq!(drained.status.code(), Some(0), "{}", harness::stderr(&drained));
+    assert_eq!(harness::json_lines(&drained)[0]["drained"], true);
+    let resumed = std::process::Command::new(harness::bin())
+        .args(["admin", "resume"])
+        .env("BSFG_ADMIN", format!("http://{addr}"))
+        .env("BSFG_ADMIN_TOKEN_FILE", &token_file)
+        .output()
+        .expect("run bsfg");
+    assert_eq!(resumed.status.code(), Some(0), "{}", harness::stderr(&resumed));
+    assert_eq!(http(addr, "GET", "/readyz", None).0, 200);
+}
+
+/// Runs `bsfg status` (table) against `zone` and returns its stdout.
+fn status_table(cluster: &Cluster, zone: &str) -> String {
+    let out = cluster.admin_cli(zone, &["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", harness::stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The whitespace-separated cells of the table row starting with `first`.
+fn row(table: &str, first: &str) -> Vec<String> {
+    let line = table.lines().find(|l| l.split_whitespace().next() == Some(first));
+    let line = line.unwrap_or_else(|| panic!("no row {first}:\n{table}"));
+    line.split_whitespace().map(str::to_owned).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_reports_zone_and_gates_and_sigterm_exits_zero() {
+async fn status_reports_gates_backlogs_consumers_and_certificate_and_sigterm_exits_zero() {
     let mut cluster = Cluster::pair();
     cluster.start_all();
     let linked = cluster
         .wait_gate("enterprise", "plant-a", "normal", Duration::from_secs(20))
         .await;
     assert!(linked.is_some(), "the pair links");
-    let (status, body) = http(admin(&cluster, "enterprise"), "GET", "/v1/status", None);
-    assert_eq!(status, 200, "{body}");
-    let report = json(&body);
-    assert_eq!(report["zone"], "enterprise", "{body}");
-    assert_eq!(report["version"], env!("CARGO_PKG_VERSION"), "{body}");
-    assert_eq!(report["draining"], false, "{body}");
-    assert_eq!(report["peers"]["plant-a"]["state"], "normal", "{body}");
-    assert!(report["peers"]["plant-a"]["frontier"].is_i64(), "{body}");
-    assert!(report["peers"]["plant-a"]["lag_seconds"].is_number(), "{body}");
-    assert_eq!(report["certificate"]["subject"], "CN=enterprise", "{body}");
+    let report = cluster.status("enterprise");
+    assert_eq!(report["zone"], "enterprise", "{report}");
+    assert_eq!(report["version"], env!("CARGO_PKG_VERSION"), "{report}");
+    assert_eq!(report["draining"], false, "{report}");
+    assert_eq!(report["peers"]["plant-a"]["state"], "normal", "{report}");
+    assert_eq!(report["peers"]["plant-a"]["backlog"], 0, "{report}");
+    assert!(report["peers"]["plant-a"]["frontier"].is_u64(), "{report}");
+    assert!(report["peers"]["plant-a"]["lag_seconds"].is_number(), "{report}");
+    assert_eq!(report["certificate"]["subject"], "CN=enterprise", "{report}");
     let left = report["certificate"]["seconds_left"].as_u64().unwrap_or_default();
-    assert!(left > 29 * 86_400 && left <= 30 * 86_400, "{body}");
+    assert!(left > 29 * 86_400 && left <= 30 * 86_400, "{report}");
+    let table = status_table(&cluster, "enterprise");
+    assert!(table.starts_with("zone         enterprise (bsfg "), "{table}");
+    assert_eq!(row(&table, "plant-a")[1..], ["normal", "0", "0", "0.0s"], "{table}");
+
+    // Facts for a closed gate wait here: the backlog counts them, then replication empties it.
+    let close = cluster.admin_cli("enterprise", &["admin", "gate-close", "plant-a"]);
+    assert_eq!(close.status.code(), Some(0), "{}", harness::stderr(&close));
+    let client = cluster.client("enterprise").await;
+    for i in 0..5 {
+        let id = format!("m-{i}");
+        client
+            .append(message("enterprise", "plant-a", &id))
+            .await
+            .expect("append");
+    }
+    client.close().await;
+    let backlog = |n: u64| cluster.status("enterprise")["peers"]["plant-a"]["backlog"] == n;
+    wait_until(Duration::from_secs(10), "the backlog toward plant-a is 5", || {
+        backlog(5)
+    })
+    .await;
+    let cells = row(&status_table(&cluster, "enterprise"), "plant-a");
+    assert_eq!(cells[1..5], ["autonomous", "(closed)", "0", "5"], "{cells:?}");
+    let store = cluster.status("enterprise")["store"].clone();
+    assert_eq!(store["facts"], 5, "the store buffer retains the five: {store}");
+    assert!(store["bytes"].as_u64().is_some_and(|b| b > 0), "{store}");
+    assert!(store["fill_percent"].as_f64().is_some_and(|f| f > 0.0), "{store}");
+    let open = cluster.admin_cli("enterprise", &["admin", "gate-open", "plant-a"]);
+    assert_eq!(open.status.code(), Some(0), "{}", harness::stderr(&open));
+    wait_until(Duration::from_secs(30), "the backlog toward plant-a is 0", || {
+        backlog(0)
+    })
+    .await;
+
+    // plant-a's consumer confirms two of the five.
+    let consumer = cluster.client("plant-a").await;
+    let received = harness::receive(&consumer, "peek", 5, Duration::from_secs(20)).await;
+    assert_eq!(received.len(), 5);
+    let forward = cluster.status("plant-a")["forward"].clone();
+    assert_eq!(
+        forward["facts"], 5,
+        "plant-a's forward buffer holds the five: {forward}"
+    );
+    consumer.confirm("mes", received[1].offset).await.expect("confirm");
+    consumer.close().await;
+    wait_until(Duration::from_secs(10), "consumer mes has a backlog of 3", || {
+        let consumers = cluster.status("plant-a")["forward"]["consumers"].clone();
+        consumers
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["name"] == "mes" && c["backlog"] == 3))
+    })
+    .await;
+    let json_out = cluster.admin_cli("plant-a", &["status", "--json"]);
+    assert_eq!(json_out.status.code(), Some(0), "{}", harness::stderr(&json_out));
+    assert_eq!(harness::json_lines(&json_out)[0]["zone"], "plant-a");
+    let cells = row(&status_table(&cluster, "plant-a"), "mes");
+    assert_eq!(
+        cells[1..3],
+        [received[1].offset.to_string(), "3".to_owned()],
+        "{cells:?}"
+    );
+
+    // No node at the address: retryable (exit 75).
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let unreachable = std::process::Command::new(harness::bin())
+        .args(["status", "--admin", &format!("http://{closed_port}")])
+        .output()
+        .expect("run bsfg");
+    assert_eq!(unreachable.status.code(), Some(75), "{}", harness::stderr(&unreachable));
+    assert!(harness::stderr(&unreachable).starts_with("error: UNAVAILABLE: "));
 
     let node = cluster.nodes.get_mut("enterprise").expect("enterprise runs");
     let exit = node

@@ -1,7 +1,8 @@
 //! Property: `bsfg serve` refuses a bad configuration at start-up, quickly and before touching
 //! its data directory, with exit code 1 and one `error: INVALID_ARGUMENT: ` line naming the key
 //! and the offending value — unknown keys, bad durations, a zone that is not the certificate's
-//! CN, and the contradiction `safety_critical` + `drop_oldest` (SPEC §5, §9; issue #2, test 6).
+//! CN, the contradiction `safety_critical` + `drop_oldest` (SPEC §5, §9; issue #2, test 6), and
+//! an admin listener off loopback without a token (SPEC §6).
 
 mod harness;
 
@@ -54,6 +55,17 @@ fn assert_refused(cluster: &mut Cluster, extra: &str, names: &[&str]) {
     assert_refused_file(&node.config, &node.data_dir, names);
 }
 
+/// `zone`'s generated config rewritten by `edit` (which must change it), served from a copy.
+fn assert_edited_refused(cluster: &Cluster, zone: &str, edit: impl Fn(&str) -> String, names: &[&str]) {
+    let node = cluster.net.node(zone).expect("zone spec").clone();
+    let text = std::fs::read_to_string(&node.config).expect("generated config");
+    let edited = edit(&text);
+    assert_ne!(edited, text, "the edit of {zone}'s config changed nothing");
+    let config = cluster.dir().join(format!("{zone}-edited.toml"));
+    std::fs::write(&config, edited).expect("write config");
+    assert_refused_file(&config, &node.data_dir, names);
+}
+
 fn assert_refused_file(config: &Path, data_dir: &Path, names: &[&str]) {
     let (code, stderr) = serve(config);
     assert_eq!(code, Some(1), "permanent error expected; stderr: {stderr}");
@@ -95,18 +107,24 @@ fn bad_configurations_are_refused_at_start_up() {
         .extra
         .clear();
     cluster.net.write_configs().expect("configs");
-    let plant = cluster.net.node("plant-a").expect("plant-a spec").clone();
-    let text = std::fs::read_to_string(&plant.config).expect("plant-a config");
-    let swapped = text
-        .replace("plant-a.pem", "enterprise.pem")
-        .replace("plant-a.key", "enterprise.key");
-    assert_ne!(swapped, text, "the generated config names plant-a's certificate");
-    let config = cluster.dir().join("impostor.toml");
-    std::fs::write(&config, swapped).expect("write config");
-    assert_refused_file(
-        &config,
-        &plant.data_dir,
+    let impostor = |text: &str| {
+        text.replace("plant-a.pem", "enterprise.pem")
+            .replace("plant-a.key", "enterprise.key")
+    };
+    assert_edited_refused(
+        &cluster,
+        "plant-a",
+        impostor,
         &["node.zone", "\"plant-a\"", "\"enterprise\""],
+    );
+
+    // The admin API leaves loopback only behind a token (SPEC §6).
+    let exposed = |text: &str| text.replace("admin = \"127.0.0.1:", "admin = \"0.0.0.0:");
+    assert_edited_refused(
+        &cluster,
+        "enterprise",
+        exposed,
+        &["listen.admin", "0.0.0.0", "admin.token_file"],
     );
 
     // The unmodified configs start: the refusals above were about the edits alone.

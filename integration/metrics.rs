@@ -1,15 +1,17 @@
 //! Metrics (SPEC §11) scraped from a running pair over the admin HTTP API: every metric exists
-//! with its type, and the values move with what the nodes do.
+//! with its type, and the values move with what the nodes do. Every line the nodes log meanwhile
+//! is JSON with `timestamp`, `level`, `zone` and `msg` (SPEC §12).
 
 mod harness;
 
-use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
-    time::Duration,
-};
+use std::time::Duration;
 
-use harness::{message, Cluster};
+use harness::{
+    admin::{http, sample},
+    message,
+    observe::scrape,
+    Cluster,
+};
 
 /// A labelled metric whose series appear only once its label values exist: artifacts' buckets
 /// come with the artifact store.
@@ -50,48 +52,15 @@ const SPEC_METRICS: [(&str, &str); 31] = [
     ("bsfg_process_start_time_seconds", "gauge"),
 ];
 
-/// `GET path` on the admin listener: status code and body.
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect to the admin listener");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    (status, body)
-}
-
-/// The value of the sample whose name-and-labels part is exactly `series`.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-fn scrape(cluster: &Cluster, zone: &str) -> String {
-    let (status, body) = get(cluster.net.node(zone).expect("zone").admin, "/metrics");
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_exist_with_their_types_and_follow_the_node() {
     let mut cluster = Cluster::pair();
     cluster.configure_all("\n[replication]\nlink_timeout = \"2s\"\n");
     let proxies = cluster.proxy_all();
     cluster.start_all();
-    let admin = cluster.net.node("enterprise").expect("enterprise").admin;
-    assert_eq!(get(admin, "/healthz").0, 200);
-    assert_eq!(get(admin, "/readyz").0, 200);
+    let admin = cluster.admin("enterprise");
+    assert_eq!(http(admin, "GET", "/healthz", None).0, 200);
+    assert_eq!(http(admin, "GET", "/readyz", None).0, 200);
 
     let text = scrape(&cluster, "enterprise");
     assert_eq!(sample(&text, "bsfg_node_up"), Some(1.0));
@@ -185,6 +154,10 @@ async fn metrics_exist_with_their_types_and_follow_the_node() {
         risen.is_some_and(|v| v >= 2.0),
         "replication lag rises during the partition: {risen:?}"
     );
+    // Everything the nodes logged meanwhile is JSON with the common fields (SPEC §12).
+    for zone in ["enterprise", "plant-a"] {
+        assert!(cluster.log_lines(zone).len() > 10, "{zone} logged");
+    }
 }
 
 /// Scrapes `zone` until `series` satisfies `ok` (20 s at most); the last value seen.

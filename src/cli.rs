@@ -19,7 +19,8 @@ QUIC with mutual TLS and stores each exactly once for its local consumers.\n\nEx
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a node. SIGTERM or Ctrl-C stops it cleanly (exit 0).
+    /// Run a node. SIGTERM or Ctrl-C drains it and stops it cleanly (exit 0); SIGHUP reloads its
+    /// TLS material.
     Serve {
         /// The node's TOML configuration file.
         #[arg(long, value_name = "FILE")]
@@ -54,6 +55,23 @@ pub enum Command {
         consumer: String,
         #[arg(long)]
         offset: u64,
+    },
+    /// The node's status from its admin API: zone, drain, certificate, one row per peer (gate
+    /// state, frontier, backlog, lag) and per consumer (cursor, backlog, lag).
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Print the JSON of `GET /v1/status` instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Operate the node through its admin API; prints the node's JSON answer. Needs the token
+    /// file when the node has `admin.token_file`.
+    Admin {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        action: AdminAction,
     },
     /// Load generator: two zones on loopback, durable appends in one, replication to the other;
     /// prints a JSON report with throughput and end-to-end latency.
@@ -90,6 +108,59 @@ pub enum PkiCommand {
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
+}
+
+/// How to reach a node's admin API.
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    /// The node's admin listener (`listen.admin`), as http://HOST:PORT.
+    #[arg(
+        long = "admin",
+        value_name = "URL",
+        env = "BSFG_ADMIN",
+        default_value = "http://127.0.0.1:9180",
+        global = true
+    )]
+    pub url: String,
+    /// The file with the node's bearer token (a copy of its `admin.token_file`), sent with every call.
+    #[arg(long, value_name = "FILE", env = "BSFG_ADMIN_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminAction {
+    /// Stop accepting client calls (they get UNAVAILABLE) and wait up to 30 s for those in
+    /// flight; replication goes on. Prints {"drained", "in_flight"}.
+    Drain,
+    /// Accept client calls again.
+    Resume,
+    /// Reload the certificate, key and CA now (like SIGHUP). Prints the certificate in use; a
+    /// refused file set exits 1 with the reason, and the old certificate stays in use.
+    Reload,
+    /// Isolate PEER: close the link to it and refuse its calls; facts for it wait here.
+    GateClose {
+        /// The peer's zone, as configured in `[[peers]]`.
+        #[arg(value_parser = zone_name)]
+        peer: String,
+    },
+    /// Let PEER's link come back after a gate-close.
+    GateOpen {
+        /// The peer's zone, as configured in `[[peers]]`.
+        #[arg(value_parser = zone_name)]
+        peer: String,
+    },
+}
+
+/// A zone name as the configuration accepts it (it becomes part of a URL path).
+fn zone_name(name: &str) -> Result<String, String> {
+    use serde::{
+        de::{value::StrDeserializer, IntoDeserializer},
+        Deserialize,
+    };
+    let name: StrDeserializer<'_, serde::de::value::Error> = name.into_deserializer();
+    crate::config::Zone::deserialize(name)
+        .map(|zone| zone.as_str().to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// How to reach a node as a client.

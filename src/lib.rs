@@ -1,6 +1,7 @@
 //! The `bsfg` package: command line, configuration, wiring, and the client library.
 //!
-//! - [`admin`]: the admin HTTP API of SPEC §10.
+//! - [`admin`]: the admin HTTP API of SPEC §10, its `/v1/status` type, and the small HTTP client
+//!   of `bsfg status` and `bsfg admin`.
 //! - [`cli`]: the command line of SPEC §8; [`commands`]: one module per command.
 //! - [`config`]: the TOML configuration of SPEC §9, loaded once and typed.
 //! - [`client`]: connect to a node and call it (used by commands, the demo and tests).

@@ -81,7 +81,7 @@ pub fn init(dir: &Path, zones: &[String], clients: &[String], days: u32) -> anyh
         .chain(clients.iter().map(|c| (c, CertKind::Client)));
     let mut issued = Vec::new();
     for (name, kind) in kinds {
-        write_leaf(dir, &ca, name, kind, now - BACKDATE, not_after)?;
+        write_leaf(dir, &ca, name, kind, now - BACKDATE, not_after, name)?;
         issued.push(name.clone());
     }
     Ok(PkiSummary {
@@ -91,8 +91,9 @@ pub fn init(dir: &Path, zones: &[String], clients: &[String], days: u32) -> anyh
     })
 }
 
-/// Issues one certificate signed by the existing CA in DIR with an explicit validity window
-/// (for tests of expired or not-yet-valid certificates).
+/// Issues one certificate with a new key, signed by the existing CA in DIR, with an explicit
+/// validity window (for tests of expired or not-yet-valid certificates, and of rotations: issuing
+/// an existing name again replaces its files, key included).
 pub fn issue(
     dir: &Path,
     name: &str,
@@ -100,9 +101,23 @@ pub fn issue(
     not_before: SystemTime,
     not_after: SystemTime,
 ) -> anyhow::Result<()> {
+    issue_as(dir, name, kind, not_before, not_after, name)
+}
+
+/// Like [`issue`], but writes the certificate for `name` into the files of `file_stem`
+/// (`<file_stem>.pem`/`.key`): a certificate with the wrong CN installed in a node's place.
+pub fn issue_as(
+    dir: &Path,
+    name: &str,
+    kind: CertKind,
+    not_before: SystemTime,
+    not_after: SystemTime,
+    file_stem: &str,
+) -> anyhow::Result<()> {
     check_names([name])?;
+    check_names([file_stem])?;
     let ca = load_ca(&dir.join(CA_CERT), &dir.join(CA_KEY))?;
-    write_leaf(dir, &ca, name, kind, not_before, not_after)
+    write_leaf(dir, &ca, name, kind, not_before, not_after, file_stem)
 }
 
 /// Names become file names and CNs: `[a-z0-9][a-z0-9-]{0,62}`, not `ca`, no duplicates.
@@ -215,6 +230,7 @@ fn leaf_params(
     Ok(params)
 }
 
+/// Writes `<file_stem>.key`, then `<file_stem>.pem`, each replaced atomically.
 fn write_leaf(
     dir: &Path,
     ca: &Ca,
@@ -222,14 +238,15 @@ fn write_leaf(
     kind: CertKind,
     not_before: SystemTime,
     not_after: SystemTime,
+    file_stem: &str,
 ) -> anyhow::Result<()> {
     let params = leaf_params(name, kind, not_before, not_after)?;
     let key = KeyPair::generate().with_context(|| format!("generating the key for {name:?}"))?;
     let cert = ca
         .sign(&params, &key)
         .with_context(|| format!("issuing the certificate for {name:?}"))?;
-    write_file(&dir.join(format!("{name}.key")), &key.serialize_pem(), 0o600)?;
-    write_file(&dir.join(format!("{name}.pem")), &cert.pem(), 0o644)
+    write_file(&dir.join(format!("{file_stem}.key")), &key.serialize_pem(), 0o600)?;
+    write_file(&dir.join(format!("{file_stem}.pem")), &cert.pem(), 0o644)
 }
 
 /// The CA that signs: its issuer handle and its subject name as encoded in its certificate.
@@ -391,6 +408,19 @@ mod tests {
         issue(tmp.path(), "old", CertKind::Client, now - DAY * 10, now - DAY)?;
         let err = load(tmp.path(), "old").err().context("expired certificate loaded")?;
         assert!(matches!(err, TlsError::Expired { .. }), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn issue_as_puts_a_certificate_in_another_names_files() -> anyhow::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        init(tmp.path(), &names(&["plant-a"]), &[], 30)?;
+        let before = fs::read(tmp.path().join("plant-a.pem"))?;
+        let now = SystemTime::now();
+        issue_as(tmp.path(), "intruder", CertKind::Node, now, now + DAY, "plant-a")?;
+        assert_ne!(fs::read(tmp.path().join("plant-a.pem"))?, before);
+        assert_eq!(load(tmp.path(), "plant-a")?.identity(), "intruder");
+        assert!(!tmp.path().join("intruder.pem").exists());
         Ok(())
     }
 

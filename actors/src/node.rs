@@ -1,6 +1,7 @@
 //! The supervision tree: the only code that knows how the actors are wired. Opens storage,
-//! starts the journal, the buffer actors, one `PeerLink` per peer and the RPC server on one QUIC
-//! endpoint, and takes them down again in order.
+//! starts the journal, the buffer actors, one `PeerLink` per peer, the RPC server on one QUIC
+//! endpoint and the `CertWatcher` that swaps that endpoint's TLS material, and takes them down
+//! again in order.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -12,16 +13,20 @@ use std::{
 
 use actix::prelude::*;
 use slog::{info, Logger};
+use tokio::sync::watch;
 
 use crate::{
     backpressure::{BackpressureDeps, UsageReport, WhenFull},
+    cert_watcher::{CertWatcherConfig, CertWatcherDeps, Certificate, TlsPaths},
     journal::{Journal, JournalConfig, JournalError},
     metrics::Metrics,
     peer_link::{PeerLinkConfig, PeerLinkDeps},
+    status::{Progress, Refresher},
     storage::{RocksStorage, StorageError, Usage},
     transport::{tls::TlsMaterial, Directory, DrainHandle, Roles, RpcServer, ServerDeps},
-    zone_gate, Backpressure, BackpressureConfig, ForwardBuffer, ForwardBufferConfig, GateState, PeerLink, StoreBuffer,
-    StoreBufferConfig, ZoneGate,
+    zone_gate::{self, GateSwitches},
+    Backpressure, BackpressureConfig, CertWatcher, ForwardBuffer, ForwardBufferConfig, GateState, PeerLink,
+    StoreBuffer, StoreBufferConfig, ZoneGate,
 };
 
 /// One configured peer.
@@ -38,6 +43,10 @@ pub struct NodeSettings {
     pub zone: String,
     pub data_dir: PathBuf,
     pub rpc_listen: SocketAddr,
+    /// Reloaded by the `CertWatcher`; the node starts with the material already loaded from them.
+    pub tls: TlsPaths,
+    /// Log every RPC call, not only failures (`log.audit`).
+    pub audit: bool,
     pub peers: Vec<PeerSettings>,
     pub clients: Vec<(String, Roles)>,
     pub max_fact_bytes: usize,
@@ -67,17 +76,40 @@ pub enum NodeError {
     Listen { addr: SocketAddr, source: std::io::Error },
 }
 
+/// What the admin API and the signal handlers act on; cheap to clone.
+#[derive(Clone)]
+pub struct Handles {
+    pub metrics: Arc<Metrics>,
+    /// The node's drain switch, shared with the RPC server (SPEC §10).
+    pub drain: DrainHandle,
+    /// The zone gate: state snapshots ([`zone_gate::Snapshot`]) and operator switches.
+    pub gate: Addr<ZoneGate>,
+    pub switches: GateSwitches,
+    pub certs: Addr<CertWatcher>,
+    /// The certificate the node presents now.
+    pub certificate: watch::Receiver<Certificate>,
+    /// Replication and consumption progress, refreshed once a second.
+    pub progress: watch::Receiver<Progress>,
+    /// Exact usage of both buffers, published by the journal after every commit.
+    pub usage: watch::Receiver<Usage>,
+    /// Capacities the usage is measured against.
+    pub buffers: Arc<BackpressureConfig>,
+}
+
+impl Handles {
+    /// Retained facts, bytes and fill of both buffers (for `/v1/status`).
+    pub fn usage(&self) -> UsageReport {
+        UsageReport::new(&self.usage.borrow(), &self.buffers)
+    }
+}
+
 /// A running node.
 pub struct Node {
     endpoint: quinn::Endpoint,
-    metrics: Arc<Metrics>,
-    drain: DrainHandle,
-    gate: Addr<ZoneGate>,
+    handles: Handles,
     status: tokio::task::JoinHandle<()>,
     server: RpcServer,
     links: Vec<Addr<PeerLink>>,
-    usage: tokio::sync::watch::Receiver<Usage>,
-    buffers: BackpressureConfig,
     log: Logger,
 }
 
@@ -113,16 +145,31 @@ impl Node {
         let peer_zones = peers.clone();
         let gate_log = log.clone();
         let gate_metrics = metrics.clone();
-        let gate = Supervisor::start(move |_| ZoneGate::new(peers, gate_metrics, gate_log));
+        let switches = GateSwitches::new(peers.clone());
+        let gate_switches = switches.clone();
+        let gate = Supervisor::start(move |_| ZoneGate::new(peers, gate_switches, gate_metrics, gate_log));
         let endpoint = quinn::Endpoint::server(tls.quic_server_config(settings.link_timeout)?, settings.rpc_listen)
             .map_err(|source| NodeError::Listen {
                 addr: settings.rpc_listen,
                 source,
             })?;
+        let (client_config, client_config_rx) = watch::channel(tls.quic_client_config(settings.link_timeout)?);
+        let (certificate, certificate_rx) = watch::channel(Certificate::of(tls));
+        let certs = start_cert_watcher(
+            &settings,
+            CertWatcherDeps {
+                endpoint: endpoint.clone(),
+                client_config,
+                certificate,
+                metrics: metrics.clone(),
+                log: log.clone(),
+            },
+        );
         let (dialed_tx, dialed_rx) = tokio::sync::mpsc::unbounded_channel();
         let link_deps = PeerLinkDeps {
             endpoint: endpoint.clone(),
-            client_config: tls.quic_client_config(settings.link_timeout)?,
+            client_config: client_config_rx,
+            switches: switches.clone(),
             forward: forward.clone(),
             gate: gate.clone(),
             metrics: metrics.clone(),
@@ -145,55 +192,55 @@ impl Node {
             links: links.clone(),
             directory: Arc::new(directory(&settings)),
             drain: drain.clone(),
+            switches: switches.clone(),
             max_frame_bytes: settings.max_frame_bytes,
+            audit: settings.audit,
             log: log.clone(),
         };
         let server = RpcServer::spawn(endpoint.clone(), deps, dialed_rx);
         info!(log, "node_started"; "rpc" => %endpoint.local_addr().map_err(|source| NodeError::Listen { addr: settings.rpc_listen, source })?);
-        let status = tokio::spawn(crate::status::refresh(status_journal, metrics.clone(), peer_zones));
-        let expiry = tls
-            .not_after()
-            .duration_since(std::time::SystemTime::now())
-            .unwrap_or_default();
+        let (progress, progress_rx) = watch::channel(Progress::default());
+        let refresher = Refresher {
+            journal: status_journal,
+            metrics: metrics.clone(),
+            peers: peer_zones,
+            certificate: certificate_rx.clone(),
+            progress,
+        };
+        let status = tokio::spawn(refresher.run());
+        // Set now, not at the refresher's first tick: a scrape may come first.
+        let expiry = Certificate::of(tls).time_left(std::time::SystemTime::now());
         metrics.certificate_expiry_seconds.set(expiry.as_secs_f64());
         metrics.node_up.set(1);
-        Ok(Self {
-            endpoint,
+        let handles = Handles {
             metrics,
             drain,
             gate,
+            switches,
+            certs,
+            certificate: certificate_rx,
+            progress: progress_rx,
+            usage: journal.usage(),
+            buffers: Arc::new(settings.buffers.clone()),
+        };
+        Ok(Self {
+            endpoint,
+            handles,
             status,
             server,
             links: links.into_values().collect(),
-            usage: journal.usage(),
-            buffers: settings.buffers,
             log,
         })
     }
 
-    /// Retained facts, bytes and fill of both buffers (for `/v1/status`).
-    pub fn usage(&self) -> UsageReport {
-        UsageReport::new(&self.usage.borrow(), &self.buffers)
-    }
-
-    /// The node's metrics, for the admin API.
-    pub fn metrics(&self) -> Arc<Metrics> {
-        self.metrics.clone()
-    }
-
-    /// The node's drain switch, shared with the RPC server (SPEC §10).
-    pub fn drain_handle(&self) -> DrainHandle {
-        self.drain.clone()
-    }
-
-    /// The zone gate, for status queries ([`zone_gate::Snapshot`]).
-    pub fn gate(&self) -> Addr<ZoneGate> {
-        self.gate.clone()
+    /// What the admin API and the signal handlers act on.
+    pub fn handles(&self) -> Handles {
+        self.handles.clone()
     }
 
     /// The gate state toward every peer (empty if the gate is gone).
     pub async fn gates(&self) -> BTreeMap<String, GateState> {
-        self.gate.send(zone_gate::Snapshot).await.unwrap_or_default()
+        self.handles.gate.send(zone_gate::Snapshot).await.unwrap_or_default()
     }
 
     /// The QUIC address actually bound (useful with port 0).
@@ -204,7 +251,7 @@ impl Node {
     /// Closes connections with an application code, stops the links; storage closes when the
     /// last journal handle drops.
     pub async fn shutdown(self) {
-        self.metrics.node_up.set(0);
+        self.handles.metrics.node_up.set(0);
         self.status.abort();
         self.server.abort();
         for link in &self.links {
@@ -255,6 +302,15 @@ fn start_link(settings: &NodeSettings, peer: &PeerSettings, deps: PeerLinkDeps) 
         link_timeout: settings.link_timeout,
     };
     Supervisor::start(move |_| PeerLink::new(config, deps))
+}
+
+fn start_cert_watcher(settings: &NodeSettings, deps: CertWatcherDeps) -> Addr<CertWatcher> {
+    let config = CertWatcherConfig {
+        zone: settings.zone.clone(),
+        paths: settings.tls.clone(),
+        idle_timeout: settings.link_timeout,
+    };
+    Supervisor::start(move |_| CertWatcher::new(config, deps))
 }
 
 fn directory(settings: &NodeSettings) -> Directory {

@@ -1,7 +1,8 @@
 //! Actor `ZoneGate`: the gate state of every peer link (SPEC §4), decided from what the links
 //! and the RPC server observe, and the only place that state changes.
 //!
-//! - `autonomous`: no live link (never connected, partition, peer down, certificate failure).
+//! - `autonomous`: no live link (never connected, partition, peer down, certificate failure), or
+//!   the gate is closed by an operator.
 //! - `reconciliation`: link up and a backlog of at least `batch_limit` facts in either direction,
 //!   seen as a full page: one we pulled from the peer (inbound) or one the peer pulled from us
 //!   (outbound).
@@ -9,11 +10,16 @@
 //!
 //! Every change is logged once as `gate_transition` with `peer`, `previous`, `new` and `reason`.
 //! Reports that change nothing are absorbed here, so reporters may send one per page.
+//!
+//! The operator's switches ([`GateSwitches`], `POST /v1/admin/gates/{peer}/close|open`) are
+//! flipped here too; the peer's link and the RPC server follow them (a closed gate has no link in
+//! either direction). They live in memory only: a restarted node starts with every gate open.
 
 use std::{collections::BTreeMap, sync::Arc};
 
 use actix::prelude::*;
 use slog::{info, Logger};
+use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 
@@ -45,10 +51,51 @@ impl std::fmt::Display for GateState {
     }
 }
 
+/// The `reason` of the transition a closed gate causes, and of the calls it refuses.
+pub const CLOSED_BY_OPERATOR: &str = "closed by operator";
+
+/// The operator's open/closed switch of every configured peer's gate; cheap to clone. The RPC
+/// server reads it on every peer call, the peer's link waits on it.
+#[derive(Clone)]
+pub struct GateSwitches(Arc<BTreeMap<String, watch::Sender<bool>>>);
+
+impl GateSwitches {
+    /// Every gate open.
+    pub fn new(peers: impl IntoIterator<Item = String>) -> Self {
+        Self(Arc::new(
+            peers.into_iter().map(|p| (p, watch::Sender::new(false))).collect(),
+        ))
+    }
+
+    /// Whether an operator closed `peer`'s gate (never true for an unknown peer).
+    pub fn is_closed(&self, peer: &str) -> bool {
+        self.0.get(peer).is_some_and(|switch| *switch.borrow())
+    }
+
+    /// Follows `peer`'s switch (`true` while closed); `None` for an unknown peer.
+    pub fn subscribe(&self, peer: &str) -> Option<watch::Receiver<bool>> {
+        self.0.get(peer).map(watch::Sender::subscribe)
+    }
+
+    /// Only [`ZoneGate`] flips switches, so state and switch change together.
+    fn set(&self, peer: &str, closed: bool) -> Result<(), UnknownPeer> {
+        let switch = self.0.get(peer).ok_or_else(|| UnknownPeer(peer.to_owned()))?;
+        switch.send_replace(closed);
+        Ok(())
+    }
+}
+
+/// A gate was addressed by a zone that is not a configured peer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a configured peer")]
+pub struct UnknownPeer(pub String);
+
 /// What is known about one peer link.
 #[derive(Debug, Clone, Copy)]
 struct Observed {
     state: GateState,
+    /// Closed by an operator: no link, whatever the reports say.
+    closed: bool,
     link_up: bool,
     inbound_behind: bool,
     outbound_behind: bool,
@@ -56,7 +103,10 @@ struct Observed {
 
 impl Observed {
     fn decide(&self) -> GateState {
-        match (self.link_up, self.inbound_behind || self.outbound_behind) {
+        match (
+            self.link_up && !self.closed,
+            self.inbound_behind || self.outbound_behind,
+        ) {
             (false, _) => GateState::Autonomous,
             (true, true) => GateState::Reconciliation,
             (true, false) => GateState::Normal,
@@ -66,21 +116,29 @@ impl Observed {
 
 pub struct ZoneGate {
     peers: BTreeMap<String, Observed>,
+    switches: GateSwitches,
     metrics: Arc<Metrics>,
     log: Logger,
 }
 
 impl ZoneGate {
     /// Every configured peer starts `autonomous`: nothing is known about its link yet.
-    pub fn new(peers: impl IntoIterator<Item = String>, metrics: Arc<Metrics>, log: Logger) -> Self {
+    pub fn new(
+        peers: impl IntoIterator<Item = String>,
+        switches: GateSwitches,
+        metrics: Arc<Metrics>,
+        log: Logger,
+    ) -> Self {
         let start = Observed {
             state: GateState::Autonomous,
+            closed: false,
             link_up: false,
             inbound_behind: false,
             outbound_behind: false,
         };
         Self {
             peers: peers.into_iter().map(|p| (p, start)).collect(),
+            switches,
             metrics,
             log,
         }
@@ -91,6 +149,8 @@ impl ZoneGate {
             return;
         };
         update(observed);
+        // A report about a page fetched before the close must not revive the link.
+        observed.link_up &= !observed.closed;
         let new = observed.decide();
         let previous = std::mem::replace(&mut observed.state, new);
         if previous != new {
@@ -139,6 +199,14 @@ pub struct LinkDown {
 #[rtype(result = "BTreeMap<String, GateState>")]
 pub struct Snapshot;
 
+/// An operator closes (`closed = true`) or opens `peer`'s gate.
+#[derive(Message)]
+#[rtype(result = "Result<(), UnknownPeer>")]
+pub struct SwitchGate {
+    pub peer: String,
+    pub closed: bool,
+}
+
 impl Handler<Pulled> for ZoneGate {
     type Result = ();
 
@@ -177,6 +245,27 @@ impl Handler<LinkDown> for ZoneGate {
     }
 }
 
+impl Handler<SwitchGate> for ZoneGate {
+    type Result = Result<(), UnknownPeer>;
+
+    /// Closing drops the link at once (the gate goes `autonomous`); opening lets the link come
+    /// back, and the gate follows the reports from then on.
+    fn handle(&mut self, msg: SwitchGate, _: &mut Self::Context) -> Self::Result {
+        if !self.peers.contains_key(&msg.peer) {
+            return Err(UnknownPeer(msg.peer));
+        }
+        // Logged before the switch flips, so the log reads in causal order.
+        if msg.closed {
+            info!(self.log, "gate_closed"; "peer" => &msg.peer, "reason" => CLOSED_BY_OPERATOR);
+        } else {
+            info!(self.log, "gate_opened"; "peer" => &msg.peer, "reason" => "opened by operator");
+        }
+        self.switches.set(&msg.peer, msg.closed)?;
+        self.observe(&msg.peer, CLOSED_BY_OPERATOR, |o| o.closed = msg.closed);
+        Ok(())
+    }
+}
+
 impl Handler<Snapshot> for ZoneGate {
     type Result = MessageResult<Snapshot>;
 
@@ -189,10 +278,16 @@ impl Handler<Snapshot> for ZoneGate {
 mod tests {
     use super::*;
 
-    fn gate() -> Addr<ZoneGate> {
+    fn gate_with_switches() -> (Addr<ZoneGate>, GateSwitches) {
         let peers = ["plant-a".to_owned()];
         let metrics = Arc::new(Metrics::new("enterprise", "test", &peers).expect("metrics"));
-        ZoneGate::new(peers, metrics, Logger::root(slog::Discard, slog::o!())).start()
+        let switches = GateSwitches::new(peers.clone());
+        let log = Logger::root(slog::Discard, slog::o!());
+        (ZoneGate::new(peers, switches.clone(), metrics, log).start(), switches)
+    }
+
+    fn gate() -> Addr<ZoneGate> {
+        gate_with_switches().0
     }
 
     async fn state(gate: &Addr<ZoneGate>) -> GateState {
@@ -252,5 +347,45 @@ mod tests {
         let all = gate.send(Snapshot).await.expect("gate alive");
         assert_eq!(all.len(), 1);
         assert_eq!(all["plant-a"], GateState::Autonomous);
+    }
+
+    #[actix_rt::test]
+    async fn a_closed_gate_stays_autonomous_until_opened_and_the_link_is_back() {
+        let (gate, switches) = gate_with_switches();
+        let mut switch = switches.subscribe("plant-a").expect("configured peer");
+        gate.do_send(pulled(false));
+        assert_eq!(state(&gate).await, GateState::Normal);
+
+        let close = SwitchGate {
+            peer: "plant-a".into(),
+            closed: true,
+        };
+        assert_eq!(gate.send(close).await.expect("gate alive"), Ok(()));
+        assert_eq!(state(&gate).await, GateState::Autonomous);
+        assert!(switches.is_closed("plant-a") && *switch.borrow_and_update());
+        gate.do_send(pulled(false));
+        assert_eq!(state(&gate).await, GateState::Autonomous, "reports do not reopen it");
+
+        let open = SwitchGate {
+            peer: "plant-a".into(),
+            closed: false,
+        };
+        assert_eq!(gate.send(open).await.expect("gate alive"), Ok(()));
+        assert!(!switches.is_closed("plant-a") && switch.has_changed().unwrap_or(false));
+        assert_eq!(state(&gate).await, GateState::Autonomous, "no link yet");
+        gate.do_send(pulled(false));
+        assert_eq!(state(&gate).await, GateState::Normal);
+    }
+
+    #[actix_rt::test]
+    async fn switching_an_unknown_peer_is_refused() {
+        let (gate, switches) = gate_with_switches();
+        let close = SwitchGate {
+            peer: "plant-z".into(),
+            closed: true,
+        };
+        let refused = gate.send(close).await.expect("gate alive");
+        assert_eq!(refused, Err(UnknownPeer("plant-z".into())));
+        assert!(switches.subscribe("plant-z").is_none() && !switches.is_closed("plant-z"));
     }
 }

@@ -2,6 +2,7 @@
 //! RocksDB on disk and real QUIC, built on `bsfg::devnet`. Node logs are printed when a test fails.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod admin;
 pub mod history;
 pub mod observe;
 pub mod traffic;
@@ -20,6 +21,9 @@ use bsfg::{
 use bsfg_proto::{Envelope, Fact, FetchedFact, Message};
 
 pub const CLIENT: &str = "tester";
+
+/// The zones of [`Cluster::pair`], each with its peer.
+pub const PAIR: [(&str, &str); 2] = [("enterprise", "plant-a"), ("plant-a", "enterprise")];
 
 /// The binary under test.
 pub fn bin() -> PathBuf {
@@ -49,6 +53,26 @@ impl Cluster {
     /// Two zones, `enterprise` and `plant-a`, peered both ways.
     pub fn pair() -> Self {
         Self::new(&["enterprise", "plant-a"], &[("enterprise", "plant-a")])
+    }
+
+    /// The pair with a 2 s `replication.link_timeout`, started, once both gates are `normal`.
+    pub async fn linked_pair() -> Self {
+        let mut cluster = Self::pair();
+        cluster.configure_all("\n[replication]\nlink_timeout = \"2s\"\n");
+        cluster.start_all();
+        cluster.wait_linked(Duration::from_secs(20)).await;
+        cluster
+    }
+
+    /// Waits until both gates of the pair are `normal`; panics after `timeout`.
+    pub async fn wait_linked(&self, timeout: Duration) {
+        for (zone, peer) in PAIR {
+            let up = self.wait_gate(zone, peer, "normal", timeout).await;
+            assert!(
+                up.is_some(),
+                "{zone} did not reach normal toward {peer} within {timeout:?}"
+            );
+        }
     }
 
     pub fn dir(&self) -> PathBuf {
@@ -171,6 +195,39 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         None
+    }
+
+    /// Sends `signal` (e.g. `HUP`) to `zone`'s node.
+    pub fn signal(&self, zone: &str, signal: &str) {
+        let pid = self.nodes.get(zone).expect("the node runs").pid();
+        let sent = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{signal} {pid}");
+    }
+
+    /// Every line `zone`'s node logged, each checked to be a JSON object with the fields every
+    /// line carries (SPEC §12): `timestamp` (RFC 3339, ms), `level`, `zone` and `msg`.
+    pub fn log_lines(&self, zone: &str) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.dir.path().join(format!("{zone}.log"))).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{zone} logged a line that is not JSON: {l:?}: {e}"))
+            })
+            .collect();
+        for line in &lines {
+            let timestamp = line["timestamp"].as_str().unwrap_or_default();
+            assert!(
+                timestamp.len() == 24 && timestamp.ends_with('Z') && timestamp.as_bytes()[19] == b'.',
+                "timestamp is RFC 3339 with milliseconds: {line}"
+            );
+            assert!(line["level"].is_string() && line["msg"].is_string(), "{line}");
+            assert_eq!(line["zone"], zone, "{line}");
+        }
+        lines
     }
 
     /// The last lines of every node's log.

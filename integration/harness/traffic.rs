@@ -13,7 +13,7 @@ use std::{
 use bsfg::client::{Client, ClientOptions};
 use tokio::task::JoinHandle;
 
-use super::{history::History, message};
+use super::{history::History, message, Cluster, PAIR};
 
 const RETRY: Duration = Duration::from_millis(100);
 
@@ -42,6 +42,17 @@ impl Default for Traffic {
 }
 
 impl Traffic {
+    /// Producers both ways between the pair's zones, one fact every `pace` each, and a consumer
+    /// `mes` in each zone.
+    pub fn both_ways(cluster: &Cluster, pace: Duration) -> Self {
+        let mut traffic = Self::default();
+        for (zone, peer) in PAIR {
+            traffic.produce(cluster.options(zone), zone, peer, pace);
+            traffic.consume(cluster.options(zone), zone, "mes");
+        }
+        traffic
+    }
+
     /// Appends `from → to` through `options` (a client of `from`'s node) every `pace`.
     pub fn produce(&mut self, options: ClientOptions, from: &str, to: &str, pace: Duration) {
         let (history, producing, errors) = (self.history.clone(), self.producing.clone(), self.errors.clone());
@@ -141,6 +152,16 @@ impl Traffic {
             consumer.await.expect("consumer task");
         }
         self.history.all_delivered()
+    }
+
+    /// [`Traffic::finish`], then prints the history's report and fails the test unless every
+    /// acknowledged fact was delivered, exactly once and in order.
+    pub async fn assert_delivered_exactly_once(&mut self, timeout: Duration) {
+        let delivered = self.finish(timeout).await;
+        let report = self.history.report();
+        println!("{report}");
+        assert!(delivered, "not everything was delivered:\n{report}");
+        report.assert_clean();
     }
 
     /// Failed appends so far.

@@ -1,11 +1,13 @@
 //! One module per command. Each returns `anyhow::Result`; a [`CommandError`] inside carries the
 //! wire code and whether retrying may help, which `main` turns into the exit code.
 
+pub mod admin;
 pub mod append;
 pub mod bench;
 pub mod demo;
 pub mod fetch;
 pub mod serve;
+pub mod status;
 
 use bsfg_proto::{ErrorCode, RpcError};
 
@@ -86,6 +88,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Confirm { conn, consumer, offset } => {
             client_runtime()?.block_on(fetch::confirm(conn, consumer, offset))
         }
+        Command::Status { admin, json } => status::run(&admin, json),
+        Command::Admin { admin, action } => admin::run(&admin, &action),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
     }

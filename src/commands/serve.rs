@@ -1,16 +1,20 @@
 //! `bsfg serve`: load the configuration, check it against the TLS material, run the node until
 //! SIGTERM or Ctrl-C, then drain (the same path as `POST /v1/admin/drain`), shut down in order and
-//! exit 0.
+//! exit 0. SIGHUP reloads the TLS material (the same path as `POST /v1/admin/reload`).
 
 use std::{path::Path, sync::Arc};
 
+use actix::Addr;
 use bsfg_actors::{
     backpressure::{BackpressureConfig, BufferLimits, WhenFull},
+    cert_watcher::{self, Reload, TlsPaths, Trigger},
     node::{Node, NodeSettings, PeerSettings},
-    transport::{tls::TlsMaterial, Roles, DRAIN_GRACE},
+    transport::{Roles, DRAIN_GRACE},
+    CertWatcher,
 };
 use bsfg_proto::ErrorCode;
 use slog::info;
+use tokio::signal::unix::{signal, SignalKind};
 
 use super::CommandError;
 use crate::config::{Backpressure, Config, Role};
@@ -20,26 +24,13 @@ const BACKOFF_CAP: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path).map_err(|e| CommandError::invalid(e.to_string()))?;
-    let tls = TlsMaterial::load(&config.tls.ca, &config.tls.cert, &config.tls.key)
-        .map_err(|e| CommandError::invalid(format!("tls: {e}")))?;
-    if tls.identity() != config.node.zone.as_str() {
-        return Err(CommandError::invalid(format!(
-            "node.zone: {:?} does not match the CN {:?} of tls.cert {}",
-            config.node.zone.as_str(),
-            tls.identity(),
-            config.tls.cert.display()
-        ))
-        .into());
-    }
+    let tls = cert_watcher::validate(config.node.zone.as_str(), &tls_paths(&config))
+        .map_err(|e| CommandError::invalid(e.to_string()))?;
     let token = match &config.admin.token_file {
         Some(path) => Some(Arc::from(
-            crate::admin::read_token(path).map_err(CommandError::invalid)?,
+            crate::admin::read_token(path, "admin.token_file").map_err(CommandError::invalid)?,
         )),
         None => None,
-    };
-    let certificate = crate::admin::Certificate {
-        subject: tls.subject(),
-        not_after: tls.not_after(),
     };
     let log = crate::logging::logger(config.node.zone.as_str(), config.log.level, config.log.format);
     let settings = node_settings(&config);
@@ -51,12 +42,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         let node = Node::start(settings, &tls, log.clone())
             .await
             .map_err(|e| CommandError::new(ErrorCode::Unavailable, e.to_string()))?;
+        let handles = node.handles();
         let deps = crate::admin::AdminDeps {
             zone: settings_zone,
-            metrics: node.metrics(),
-            drain: node.drain_handle(),
-            gate: node.gate(),
-            certificate,
+            node: handles.clone(),
             token,
         };
         let admin = crate::admin::start(admin_addr, deps).map_err(|e| {
@@ -66,9 +55,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             )
         })?;
         info!(log, "admin_listening"; "admin" => %admin_addr);
-        wait_for_stop().await?;
+        wait_for_stop(&handles.certs).await?;
         info!(log, "shutdown_requested");
-        let outcome = node.drain_handle().drain(DRAIN_GRACE).await;
+        let outcome = handles.drain.drain(DRAIN_GRACE).await;
         info!(log, "drained"; "drained" => outcome.drained, "in_flight" => outcome.in_flight);
         admin.stop(true).await;
         node.shutdown().await;
@@ -76,13 +65,25 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     })
 }
 
-async fn wait_for_stop() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// Until SIGTERM or Ctrl-C; every SIGHUP meanwhile asks `certs` for a reload (the watcher logs
+/// and counts its outcome).
+async fn wait_for_stop(certs: &Addr<CertWatcher>) -> anyhow::Result<()> {
+    let (mut term, mut hangup) = (signal(SignalKind::terminate())?, signal(SignalKind::hangup())?);
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = hangup.recv() => certs.do_send(Reload { trigger: Trigger::Signal }),
+        }
     }
-    Ok(())
+}
+
+fn tls_paths(config: &Config) -> TlsPaths {
+    TlsPaths {
+        ca: config.tls.ca.clone(),
+        cert: config.tls.cert.clone(),
+        key: config.tls.key.clone(),
+    }
 }
 
 fn node_settings(config: &Config) -> NodeSettings {
@@ -90,6 +91,8 @@ fn node_settings(config: &Config) -> NodeSettings {
         zone: config.node.zone.as_str().to_owned(),
         data_dir: config.node.data_dir.clone(),
         rpc_listen: config.listen.rpc,
+        tls: tls_paths(config),
+        audit: config.log.audit,
         peers: config
             .peers
             .iter()

@@ -2,13 +2,17 @@
 //! `dial = true`, or offered by the RPC server when the peer dialled us), pulls the facts the peer
 //! holds for this zone, inserts them into the forward buffer with `putIfAbsent`, and confirms the
 //! contiguous frontier back so the peer's frontier advances. Reports what it sees of the link to
-//! the `ZoneGate`. Reconnects with exponential backoff and jitter.
+//! the `ZoneGate`. Reconnects with exponential backoff and jitter. While an operator keeps the
+//! peer's gate closed it has no connection: it closes the one it had, and neither dials nor takes
+//! offered ones. Dials use the client config the `CertWatcher` last published.
 //!
 //! The actor is a thin shell: it owns the offer channel and the pull task; the loop itself is
 //! plain async code in `pull`.
 
 mod backoff;
 mod pull;
+
+pub(crate) use pull::GATE_CLOSED;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -17,7 +21,7 @@ use quinn::{Connection, Endpoint};
 use slog::Logger;
 use tokio::sync::watch;
 
-use crate::{ForwardBuffer, ZoneGate};
+use crate::{zone_gate::GateSwitches, ForwardBuffer, ZoneGate};
 
 /// Plain configuration of one peer link.
 #[derive(Debug, Clone)]
@@ -41,7 +45,9 @@ pub struct PeerLinkConfig {
 #[derive(Clone)]
 pub struct PeerLinkDeps {
     pub endpoint: Endpoint,
-    pub client_config: quinn::ClientConfig,
+    /// Follows certificate reloads; read at each dial.
+    pub client_config: watch::Receiver<quinn::ClientConfig>,
+    pub switches: GateSwitches,
     pub forward: Addr<ForwardBuffer>,
     pub gate: Addr<ZoneGate>,
     pub metrics: Arc<crate::metrics::Metrics>,

@@ -14,6 +14,9 @@
 //!
 //! One connection per peer pair: when both sides dialled, the connection dialled by the zone
 //! whose name sorts first is kept; the other side closes its own and moves over.
+//!
+//! The operator's gate switch comes first: while the gate is closed there is no session, no dial
+//! and no offered connection is used; closing it ends the session and closes its connection.
 
 use std::{
     sync::{
@@ -30,7 +33,11 @@ use slog::{info, warn};
 use tokio::sync::{mpsc, watch};
 
 use super::{backoff::Backoff, PeerLinkConfig, PeerLinkDeps};
-use crate::{forward_buffer::Insert, transport::framed, zone_gate};
+use crate::{
+    forward_buffer::Insert,
+    transport::framed,
+    zone_gate::{self, CLOSED_BY_OPERATOR},
+};
 
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// Pages fetched ahead of the inserter.
@@ -39,6 +46,8 @@ const PIPELINE_DEPTH: usize = 2;
 const DUPLICATE_CONNECTION: u32 = 2;
 /// Application close code for a connection whose calls stopped answering.
 const DEAD_LINK: u32 = 1;
+/// Application close code for the connection of a gate an operator closed.
+pub(crate) const GATE_CLOSED: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 enum PullError {
@@ -58,14 +67,30 @@ enum PullError {
 enum SessionEnd {
     /// We gave the connection up for the pair's other one: not a link failure.
     Switched,
+    /// An operator closed the gate; the connection is closed.
+    GateClosed,
     Failed(PullError),
 }
 
 pub(super) struct Looper {
     session: Session,
     offers: watch::Receiver<Option<Connection>>,
+    /// The operator's switch for this peer: `true` while the gate is closed.
+    closed: watch::Receiver<bool>,
     backoff: Backoff,
     rng: StdRng,
+}
+
+/// Returns once the gate is open (at once if it is, or if its switch is gone).
+async fn until_open(closed: &mut watch::Receiver<bool>) {
+    let _ = closed.wait_for(|closed| !*closed).await;
+}
+
+/// Returns once an operator closed the gate; never if its switch is gone.
+async fn until_closed(closed: &mut watch::Receiver<bool>) {
+    if closed.wait_for(|closed| *closed).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 impl Looper {
@@ -75,9 +100,15 @@ impl Looper {
         offers: watch::Receiver<Option<Connection>>,
     ) -> Self {
         let backoff = Backoff::new(BACKOFF_BASE, config.backoff_cap);
+        // Every configured peer has a switch; a missing one reads as a gate that never closes.
+        let closed = deps
+            .switches
+            .subscribe(&config.peer)
+            .unwrap_or_else(|| watch::Sender::new(false).subscribe());
         Self {
             session: Session { config, deps },
             offers,
+            closed,
             backoff,
             rng: StdRng::from_os_rng(),
         }
@@ -91,17 +122,28 @@ impl Looper {
             if progressed.load(Ordering::Relaxed) {
                 self.backoff.reset();
             }
-            if let SessionEnd::Failed(e) = end {
-                warn!(self.session.deps.log, "peer_disconnected"; "peer" => &self.session.config.peer, "reason" => %e);
-                self.session.link_down(e.to_string());
-                tokio::time::sleep(self.backoff.next_delay(&mut self.rng)).await;
+            match end {
+                SessionEnd::Failed(e) => {
+                    warn!(self.session.deps.log, "peer_disconnected"; "peer" => &self.session.config.peer, "reason" => %e);
+                    self.session.link_down(e.to_string());
+                    // A connection the peer opens meanwhile (e.g. once its operator reopened a
+                    // gate that refused us) ends the wait.
+                    let delay = self.backoff.next_delay(&mut self.rng);
+                    let _ = tokio::time::timeout(delay, self.offers.changed()).await;
+                }
+                SessionEnd::GateClosed => {
+                    info!(self.session.deps.log, "peer_disconnected"; "peer" => &self.session.config.peer, "reason" => CLOSED_BY_OPERATOR);
+                }
+                SessionEnd::Switched => {}
             }
         }
     }
 
-    /// An offered live connection, else a dialled one (`true`); waits with backoff until there is one.
+    /// An offered live connection, else a dialled one (`true`); waits with backoff until there is
+    /// one, and first until the gate is open.
     async fn connection(&mut self) -> (Connection, bool) {
         loop {
+            until_open(&mut self.closed).await;
             let offered = self.offers.borrow_and_update().clone();
             if let Some(conn) = offered.filter(|c| c.close_reason().is_none()) {
                 return (conn, false);
@@ -115,6 +157,7 @@ impl Looper {
                     None => {}
                 },
                 _ = self.offers.changed() => continue,
+                _ = until_closed(&mut self.closed) => continue,
             }
             let delay = self.backoff.next_delay(&mut self.rng);
             let _ = tokio::time::timeout(delay, self.offers.changed()).await;
@@ -129,6 +172,10 @@ impl Looper {
         loop {
             tokio::select! {
                 failed = &mut pull => return SessionEnd::Failed(failed),
+                _ = until_closed(&mut self.closed) => {
+                    conn.close(GATE_CLOSED.into(), CLOSED_BY_OPERATOR.as_bytes());
+                    return SessionEnd::GateClosed;
+                }
                 changed = self.offers.changed() => {
                     if changed.is_err() {
                         // The actor is gone; the task is aborted with it.
@@ -177,10 +224,10 @@ impl Session {
     /// `None` when this node does not dial this peer.
     async fn dial(&self) -> Option<Result<Connection, String>> {
         let address = self.config.address.filter(|_| self.config.dial)?;
-        let connecting = self
-            .deps
-            .endpoint
-            .connect_with(self.deps.client_config.clone(), address, &self.config.peer);
+        let connecting =
+            self.deps
+                .endpoint
+                .connect_with(self.deps.client_config.borrow().clone(), address, &self.config.peer);
         let result = match connecting {
             Ok(connecting) => connecting.await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -188,7 +235,8 @@ impl Session {
         Some(match result {
             Ok(conn) => {
                 let _ = self.deps.dialed.send((conn.clone(), self.config.peer.clone()));
-                info!(self.deps.log, "peer_connected"; "peer" => &self.config.peer, "remote" => %address, "direction" => "outbound");
+                info!(self.deps.log, "peer_connected"; "peer" => &self.config.peer, "remote" => %address, "direction" => "outbound",
+                    "not_after" => crate::transport::tls::peer_not_after(&conn));
                 Ok(conn)
             }
             Err(reason) => {

@@ -308,6 +308,9 @@ pub trait Storage: Send + Sync + 'static {
     fn commit(&self, batch: &Batch) -> Result<(), StorageError>;
     /// Store-log entries addressed to `peer` with offsets in `(after, upto]`, at most `limit`.
     fn read_store(&self, peer: &str, after: u64, upto: u64, limit: usize) -> Result<Vec<LogRecord>, StorageError>;
+    /// How many store-log entries addressed to `peer` have offsets in `(after, upto]`, counted
+    /// from the per-peer index alone (the status refresher's backlog).
+    fn count_store(&self, peer: &str, after: u64, upto: u64) -> Result<u64, StorageError>;
     /// Forward-log entries with offsets in `(after, upto]`, at most `limit`.
     fn read_forward(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<LogRecord>, StorageError>;
     /// Every `to_zone` that has entries in the store log.

@@ -215,6 +215,23 @@ impl Storage for RocksStorage {
     fn log_sizes(&self, log: Log, offsets: &[u64]) -> Result<Vec<Option<u64>>, StorageError> {
         self.sizes(log, offsets)
     }
+
+    fn count_store(&self, peer: &str, after: u64, upto: u64) -> Result<u64, StorageError> {
+        if upto <= after {
+            return Ok(0);
+        }
+        // Keys only, between two keys of the same peer: the bound keeps other peers out.
+        let end = match upto.checked_add(1) {
+            Some(next) => route_key(peer, next),
+            None => [peer.as_bytes(), &[1]].concat(),
+        };
+        let mut bounded = rocksdb::ReadOptions::default();
+        bounded.set_iterate_upper_bound(end);
+        let start = route_key(peer, after + 1);
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        let mut keys = self.db.iterator_cf_opt(self.cf(STORE_ROUTE)?, bounded, mode);
+        keys.try_fold(0, |count, key| key.map(|_| count + 1).map_err(engine))
+    }
 }
 
 impl RocksStorage {

@@ -2,6 +2,10 @@
 //! and serves one call per bidirectional stream — frame → typed request → authorised dispatch
 //! to the buffer actors → response frame. Connections from peer nodes are also offered to that
 //! peer's `PeerLink`, so one connection can carry both directions.
+//!
+//! Refusals before dispatch: client calls while the node drains, and every call of a peer whose
+//! gate an operator closed (its connection is closed once the refusal is delivered, and never
+//! offered to the link). Each call is counted and timed, and logged as `audit` says.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -11,14 +15,24 @@ use std::{
 
 use actix::Addr;
 use bsfg_proto::{ConfirmRequest, ConfirmResponse, FetchRequest, Request, Response, RpcError};
-use quinn::{Endpoint, RecvStream, SendStream};
+use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use slog::{info, warn, Logger};
 
-use super::{framed, tls, DrainHandle};
-use crate::{
-    forward_buffer, metrics::Metrics, peer_link, store_buffer, zone_gate, ForwardBuffer, PeerLink, StoreBuffer,
-    ZoneGate,
+use super::{
+    audit::{Call, Details},
+    drain::InFlight,
+    framed, tls, DrainHandle,
 };
+use crate::{
+    forward_buffer,
+    metrics::Metrics,
+    peer_link, store_buffer,
+    zone_gate::{self, GateSwitches},
+    ForwardBuffer, PeerLink, StoreBuffer, ZoneGate,
+};
+
+/// How long a refused peer gets to receive its refusal before its connection is closed.
+const REFUSAL_DELIVERY: Duration = Duration::from_secs(5);
 
 /// What a client identity may do (SPEC §6).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -79,7 +93,11 @@ pub struct ServerDeps {
     pub directory: Arc<Directory>,
     /// Refuses client calls while the node drains; peer calls are never held back.
     pub drain: DrainHandle,
+    /// A peer whose gate is closed is refused every call.
+    pub switches: GateSwitches,
     pub max_frame_bytes: usize,
+    /// Log every call (`log.audit`), not only failures.
+    pub audit: bool,
     pub log: Logger,
 }
 
@@ -121,9 +139,9 @@ async fn accept(incoming: quinn::Incoming, deps: ServerDeps) {
     let conn = match incoming.await {
         Ok(conn) => conn,
         Err(e) => {
-            let reason = handshake_failure_reason(&e);
-            deps.metrics.tls_handshake_errors.with_label_values(&[reason]).inc();
-            warn!(deps.log, "tls_handshake_failed"; "remote" => %remote, "reason" => %e, "result" => reason);
+            let kind = handshake_failure_reason(&e);
+            deps.metrics.tls_handshake_errors.with_label_values(&[kind]).inc();
+            warn!(deps.log, "tls_handshake_failed"; "remote" => %remote, "reason" => %e, "kind" => kind);
             return;
         }
     };
@@ -131,34 +149,56 @@ async fn accept(incoming: quinn::Incoming, deps: ServerDeps) {
         Ok(cn) => deps.directory.identify(&cn),
         Err(e) => Caller::Unknown(e.to_string()),
     };
-    if let Caller::Peer(zone) = &caller {
-        info!(deps.log, "peer_connected"; "peer" => zone, "remote" => %remote, "direction" => "inbound");
-        if let Some(link) = deps.links.get(zone) {
-            link.do_send(peer_link::Offer(conn.clone()));
-        }
+    match &caller {
+        Caller::Peer(zone) => offer(zone, &conn, remote, &deps),
+        Caller::Unknown(cn) => warn!(deps.log, "client_rejected"; "caller" => cn, "remote" => %remote,
+            "reason" => "not a configured client or peer: every call is refused with PERMISSION_DENIED"),
+        Caller::Client { .. } => {}
     }
     serve_calls(conn, Arc::new(caller), deps).await;
 }
 
-/// One task per stream, until the connection closes.
-async fn serve_calls(conn: quinn::Connection, caller: Arc<Caller>, deps: ServerDeps) {
-    while let Ok((send, recv)) = conn.accept_bi().await {
-        tokio::spawn(serve_stream(send, recv, caller.clone(), deps.clone()));
+/// Hands a peer's connection to its link, unless an operator closed the peer's gate.
+fn offer(zone: &str, conn: &Connection, remote: std::net::SocketAddr, deps: &ServerDeps) {
+    if deps.switches.is_closed(zone) {
+        info!(deps.log, "peer_refused"; "peer" => zone, "remote" => %remote, "reason" => zone_gate::CLOSED_BY_OPERATOR);
+        return;
+    }
+    info!(deps.log, "peer_connected"; "peer" => zone, "remote" => %remote, "direction" => "inbound",
+        "not_after" => tls::peer_not_after(conn));
+    if let Some(link) = deps.links.get(zone) {
+        link.do_send(peer_link::Offer(conn.clone()));
     }
 }
 
-async fn serve_stream(mut send: SendStream, mut recv: RecvStream, caller: Arc<Caller>, deps: ServerDeps) {
+/// One task per stream, until the connection closes.
+async fn serve_calls(conn: Connection, caller: Arc<Caller>, deps: ServerDeps) {
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        tokio::spawn(serve_stream(conn.clone(), send, recv, caller.clone(), deps.clone()));
+    }
+}
+
+async fn serve_stream(
+    conn: Connection,
+    mut send: SendStream,
+    mut recv: RecvStream,
+    caller: Arc<Caller>,
+    deps: ServerDeps,
+) {
     let read = tokio::time::timeout(
         framed::REQUEST_TIMEOUT,
         framed::read_frame::<Request>(&mut recv, deps.max_frame_bytes),
     );
     let started = std::time::Instant::now();
-    let mut operation = "invalid";
-    let mut in_flight = None;
+    let (mut operation, mut details, mut in_flight) = ("invalid", Details::default(), None);
+    let gate_closed = matches!(&*caller, Caller::Peer(zone) if deps.switches.is_closed(zone));
     let response = match read.await {
         Ok(Ok(request)) => {
             operation = request.operation();
-            match admit(&caller, &deps.drain) {
+            if deps.audit {
+                details = Details::capture(&request, &caller);
+            }
+            match admit(&caller, gate_closed, &deps) {
                 Ok(guard) => {
                     in_flight = guard;
                     dispatch(request, &caller, &deps).await
@@ -169,25 +209,43 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, caller: Arc<Ca
         Ok(Err(e)) => Response::Error(e.to_rpc()),
         Err(_) => Response::Error(framed::StreamError::Timeout(framed::REQUEST_TIMEOUT).to_rpc()),
     };
-    record(&deps.metrics, operation, &caller, &response, started.elapsed());
-    if let Response::Error(e) = &response {
-        warn!(deps.log, "rpc_rejected"; "caller" => caller.identity(), "code" => e.code.as_str(), "error_message" => &e.message);
-    }
+    let took = started.elapsed();
+    record(&deps.metrics, operation, &caller, &response, took);
+    let call = Call {
+        caller: &caller,
+        operation,
+        details: &details,
+        response: &response,
+        took,
+    };
+    call.log(&deps.log, deps.audit);
     let _ = recv.stop(0u32.into());
     if let Err(e) = framed::write_frame(&mut send, &response, deps.max_frame_bytes).await {
         let fallback = Response::Error(RpcError::internal(format!("response could not be sent: {e}")));
         let _ = framed::write_frame(&mut send, &fallback, deps.max_frame_bytes).await;
     }
     drop(in_flight);
+    if gate_closed {
+        // The peer learns why, then loses the connection: it must not keep one open per retry.
+        let _ = tokio::time::timeout(REFUSAL_DELIVERY, send.stopped()).await;
+        conn.close(peer_link::GATE_CLOSED.into(), zone_gate::CLOSED_BY_OPERATOR.as_bytes());
+    }
 }
 
 /// Client calls count as in flight until their response is written; while the node drains they
-/// are refused with a retryable code. Peer calls pass untouched so replication continues.
-fn admit(caller: &Caller, drain: &DrainHandle) -> Result<Option<super::drain::InFlight>, RpcError> {
+/// are refused with a retryable code. Peer calls pass untouched so replication continues, unless
+/// an operator closed the peer's gate.
+fn admit(caller: &Caller, gate_closed: bool, deps: &ServerDeps) -> Result<Option<InFlight>, RpcError> {
+    if gate_closed {
+        return Err(RpcError::unavailable(format!(
+            "gate closed by operator: zone {:?} exchanges nothing with this peer until it is opened",
+            deps.zone
+        )));
+    }
     if matches!(caller, Caller::Peer(_)) {
         return Ok(None);
     }
-    drain
+    deps.drain
         .admit()
         .map(Some)
         .ok_or_else(|| RpcError::unavailable("node is draining; retry later or against another node"))

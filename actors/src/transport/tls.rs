@@ -164,15 +164,28 @@ impl TlsMaterial {
 /// Subject CN of the first (end-entity) certificate a peer presented, read after the handshake
 /// (which has already verified the chain).
 pub fn peer_identity(conn: &quinn::Connection) -> Result<String, TlsError> {
+    let facts = peer_facts(conn)?;
+    facts.identity_or(|_| TlsError::NoCommonName {
+        subject: facts.subject.clone(),
+    })
+}
+
+/// When the certificate the peer presented expires, RFC 3339 (for `peer_connected` log lines:
+/// a rotation on the other side shows up there).
+pub fn peer_not_after(conn: &quinn::Connection) -> String {
+    match peer_facts(conn) {
+        Ok(facts) => humantime::format_rfc3339_seconds(system_time(&facts.not_after)).to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn peer_facts(conn: &quinn::Connection) -> Result<CertFacts, TlsError> {
     let presented = conn.peer_identity().ok_or(TlsError::NoPeerCertificate)?;
     let chain = presented
         .downcast::<Vec<CertificateDer<'static>>>()
         .map_err(|_| TlsError::NoPeerCertificate)?;
     let end_entity = chain.first().ok_or(TlsError::NoPeerCertificate)?;
-    let facts = CertFacts::parse(end_entity).map_err(|reason| TlsError::BadPeerCertificate { reason })?;
-    facts.identity_or(|_| TlsError::NoCommonName {
-        subject: facts.subject.clone(),
-    })
+    CertFacts::parse(end_entity).map_err(|reason| TlsError::BadPeerCertificate { reason })
 }
 
 /// Verifies a server by identity, not network location (SPEC §6): webpki chain verification to
@@ -408,68 +421,12 @@ fn system_time(t: &ASN1Time) -> SystemTime {
 
 #[cfg(test)]
 mod tests {
-    use std::{error::Error, net::SocketAddr};
+    use std::net::SocketAddr;
 
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-        KeyPair, KeyUsagePurpose,
+    use super::{
+        super::test_ca::{TestCa, TestResult},
+        *,
     };
-    use tempfile::TempDir;
-
-    use super::*;
-
-    type TestResult<T = ()> = Result<T, Box<dyn Error>>;
-
-    /// A throw-away CA writing its certificates into a temp dir.
-    struct TestCa {
-        dir: TempDir,
-        ca_pem: PathBuf,
-        issuer: CertifiedIssuer<'static, KeyPair>,
-    }
-
-    fn params(cn: &str, sans: &[&str]) -> TestResult<CertificateParams> {
-        let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        Ok(params)
-    }
-
-    impl TestCa {
-        fn new(name: &str) -> TestResult<Self> {
-            let mut ca = params(name, &[])?;
-            ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-            let issuer = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
-            let dir = tempfile::tempdir()?;
-            let ca_pem = dir.path().join("ca.pem");
-            std::fs::write(&ca_pem, issuer.pem())?;
-            Ok(Self { dir, ca_pem, issuer })
-        }
-
-        /// Issues `cn` (serverAuth + clientAuth) and returns its (cert, key) paths.
-        fn issue(&self, cn: &str, sans: &[&str], expired: bool) -> TestResult<(PathBuf, PathBuf)> {
-            let mut leaf = params(cn, sans)?;
-            leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-            if expired {
-                leaf.not_before = rcgen::date_time_ymd(2000, 1, 1);
-                leaf.not_after = rcgen::date_time_ymd(2001, 1, 1);
-            }
-            let key = KeyPair::generate()?;
-            let cert = leaf.signed_by(&key, &self.issuer)?;
-            let (cert_path, key_path) = (
-                self.dir.path().join(format!("{cn}.pem")),
-                self.dir.path().join(format!("{cn}.key")),
-            );
-            std::fs::write(&cert_path, cert.pem())?;
-            std::fs::write(&key_path, key.serialize_pem())?;
-            Ok((cert_path, key_path))
-        }
-
-        fn material(&self, cn: &str, sans: &[&str]) -> TestResult<TlsMaterial> {
-            let (cert, key) = self.issue(cn, sans, false)?;
-            Ok(TlsMaterial::load(&self.ca_pem, &cert, &key)?)
-        }
-    }
 
     #[test]
     fn load_accepts_ca_signed_material() -> TestResult {

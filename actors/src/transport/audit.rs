@@ -1,0 +1,273 @@
+//! The log line of one RPC call (SPEC §12). With `log.audit = true` every call is logged once as
+//! `rpc_call`: the caller's identity, the operation, the outcome (`result`, and for failures the
+//! wire `code` and `error_message`), `duration_ms`, and what the call was about — `message_id`,
+//! `to_zone` and `predicate` of an append; the `consumer`, or the `peer`, of a fetch or confirm;
+//! the size of a fetched page. A page is one line, however many facts it holds. With
+//! `audit = false` only failures are logged, as `rpc_rejected`, without the request's details.
+//!
+//! The line is on the hot path of every append: values are borrowed or copied into the record,
+//! never formatted; the request's details are copied only when auditing.
+
+use std::time::Duration;
+
+use bsfg_proto::{Request, Response};
+use slog::{info, warn, Logger, Record, Serializer, KV};
+
+use super::Caller;
+
+/// What a request was about, copied out of it before it is dispatched (the request moves on).
+#[derive(Debug, Default)]
+pub(super) struct Details {
+    message_id: Option<String>,
+    to_zone: Option<String>,
+    predicate: Option<String>,
+    consumer: Option<String>,
+    offset: Option<u64>,
+}
+
+impl Details {
+    /// A peer's consumer name is derived from its certificate, so only clients' names are kept.
+    pub(super) fn capture(request: &Request, caller: &Caller) -> Self {
+        let consumer = |name: &str| (!matches!(caller, Caller::Peer(_))).then(|| name.to_owned());
+        match request {
+            Request::Append(r) => Self {
+                message_id: Some(r.message.envelope.message_id.clone()),
+                to_zone: Some(r.message.envelope.to_zone.clone()),
+                predicate: Some(r.message.fact.predicate.clone()),
+                ..Self::default()
+            },
+            Request::Fetch(r) => Self {
+                consumer: consumer(&r.consumer),
+                ..Self::default()
+            },
+            Request::Confirm(r) => Self {
+                consumer: consumer(&r.consumer),
+                offset: Some(r.offset),
+                ..Self::default()
+            },
+        }
+    }
+}
+
+/// One finished call.
+pub(super) struct Call<'a> {
+    pub caller: &'a Caller,
+    pub operation: &'static str,
+    pub details: &'a Details,
+    pub response: &'a Response,
+    pub took: Duration,
+}
+
+impl Call<'_> {
+    /// Writes the call's line, if this call gets one.
+    pub(super) fn log(self, log: &Logger, audit: bool) {
+        match (audit, matches!(self.response, Response::Error(_))) {
+            (true, false) => info!(log, "rpc_call"; self),
+            (true, true) => warn!(log, "rpc_call"; self),
+            (false, true) => warn!(log, "rpc_rejected"; self),
+            (false, false) => {}
+        }
+    }
+}
+
+impl KV for Call<'_> {
+    fn serialize(&self, _: &Record, s: &mut dyn Serializer) -> slog::Result {
+        s.emit_str("caller", self.caller.identity())?;
+        if let Caller::Peer(zone) = self.caller {
+            s.emit_str("peer", zone)?;
+        }
+        s.emit_str("operation", self.operation)?;
+        s.emit_f64("duration_ms", self.took.as_secs_f64() * 1000.0)?;
+        emit_details(self.details, s)?;
+        emit_outcome(self.response, s)
+    }
+}
+
+fn emit_details(d: &Details, s: &mut dyn Serializer) -> slog::Result {
+    let texts = [
+        ("message_id", &d.message_id),
+        ("to_zone", &d.to_zone),
+        ("predicate", &d.predicate),
+        ("consumer", &d.consumer),
+    ];
+    for (key, value) in texts {
+        if let Some(value) = value {
+            s.emit_str(key, value)?;
+        }
+    }
+    match d.offset {
+        Some(offset) => s.emit_u64("offset", offset),
+        None => Ok(()),
+    }
+}
+
+fn emit_outcome(response: &Response, s: &mut dyn Serializer) -> slog::Result {
+    match response {
+        Response::Error(e) => {
+            let result = if e.retryable {
+                "retryable_error"
+            } else {
+                "permanent_error"
+            };
+            s.emit_str("result", result)?;
+            s.emit_str("code", e.code.as_str())?;
+            return s.emit_str("error_message", &e.message);
+        }
+        Response::Append(ack) => {
+            s.emit_u64("offset", ack.offset)?;
+            s.emit_bool("duplicate", ack.duplicate)?;
+        }
+        Response::Fetch(page) => {
+            s.emit_usize("facts", page.facts.len())?;
+            s.emit_u64("high_offset", page.high_offset)?;
+        }
+        Response::Confirm(c) => s.emit_u64("cursor", c.cursor)?,
+    }
+    s.emit_str("result", "success")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use bsfg_proto::{AppendRequest, AppendResponse, ConfirmRequest, Envelope, Fact, Message, RpcError};
+    use slog::Drain;
+
+    use super::*;
+
+    /// A record as text: its fields, then `msg`.
+    type Line = Vec<(String, String)>;
+
+    /// Keeps each record as a [`Line`], for assertions.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<Line>>>);
+
+    struct Fields(Line);
+
+    impl Serializer for Fields {
+        fn emit_arguments(&mut self, key: slog::Key, val: &std::fmt::Arguments) -> slog::Result {
+            self.0.push((key.to_string(), val.to_string()));
+            Ok(())
+        }
+    }
+
+    impl Drain for Capture {
+        type Ok = ();
+        type Err = slog::Never;
+
+        fn log(&self, record: &Record, values: &slog::OwnedKVList) -> Result<(), slog::Never> {
+            let mut fields = Fields(Vec::new());
+            let _ = record.kv().serialize(record, &mut fields);
+            let _ = values.serialize(record, &mut fields);
+            fields.0.push(("msg".into(), record.msg().to_string()));
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push(fields.0);
+            Ok(())
+        }
+    }
+
+    fn logged(audit: bool, caller: &Caller, request: &Request, response: &Response) -> Line {
+        let capture = Capture::default();
+        let log = Logger::root(capture.clone(), slog::o!());
+        let details = if audit {
+            Details::capture(request, caller)
+        } else {
+            Details::default()
+        };
+        let call = Call {
+            caller,
+            operation: request.operation(),
+            details: &details,
+            response,
+            took: Duration::from_micros(1500),
+        };
+        call.log(&log, audit);
+        let mut lines = capture.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        lines.pop().unwrap_or_default()
+    }
+
+    fn field<'a>(fields: &'a [(String, String)], key: &str) -> Option<&'a str> {
+        fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn append() -> Request {
+        Request::Append(AppendRequest {
+            message: Message {
+                envelope: Envelope {
+                    message_id: "order-17".into(),
+                    from_zone: "enterprise".into(),
+                    to_zone: "plant-a".into(),
+                    ..Envelope::default()
+                },
+                fact: Fact {
+                    subject: "order/17".into(),
+                    predicate: "released".into(),
+                    object_json: "{}".into(),
+                },
+            },
+        })
+    }
+
+    fn client() -> Caller {
+        Caller::Client {
+            identity: "erp".into(),
+            roles: super::super::Roles::default(),
+        }
+    }
+
+    #[test]
+    fn an_audited_append_names_caller_message_and_outcome() {
+        let ack = Response::Append(AppendResponse {
+            offset: 42,
+            duplicate: false,
+        });
+        let fields = logged(true, &client(), &append(), &ack);
+        for (key, value) in [
+            ("msg", "rpc_call"),
+            ("caller", "erp"),
+            ("operation", "append_fact"),
+            ("result", "success"),
+            ("message_id", "order-17"),
+            ("to_zone", "plant-a"),
+            ("predicate", "released"),
+            ("offset", "42"),
+            ("duration_ms", "1.5"),
+        ] {
+            assert_eq!(field(&fields, key), Some(value), "{key}: {fields:?}");
+        }
+        assert_eq!(field(&fields, "peer"), None);
+    }
+
+    #[test]
+    fn without_audit_only_failures_are_logged() {
+        let refused = Response::Error(RpcError::unavailable("node is draining"));
+        let fields = logged(false, &client(), &append(), &refused);
+        assert_eq!(field(&fields, "msg"), Some("rpc_rejected"));
+        assert_eq!(field(&fields, "result"), Some("retryable_error"));
+        assert_eq!(field(&fields, "code"), Some("UNAVAILABLE"));
+        assert_eq!(field(&fields, "error_message"), Some("node is draining"));
+        assert_eq!(
+            field(&fields, "message_id"),
+            None,
+            "details are kept only when auditing"
+        );
+        let ack = Response::Append(AppendResponse {
+            offset: 1,
+            duplicate: true,
+        });
+        assert!(logged(false, &client(), &append(), &ack).is_empty());
+    }
+
+    #[test]
+    fn a_peer_call_names_the_peer_not_its_derived_consumer() {
+        let confirm = Request::Confirm(ConfirmRequest {
+            consumer: "peer:plant-a".into(),
+            offset: 7,
+        });
+        let denied = Response::Error(RpcError::denied("no"));
+        let fields = logged(true, &Caller::Peer("plant-a".into()), &confirm, &denied);
+        assert_eq!(field(&fields, "peer"), Some("plant-a"));
+        assert_eq!(field(&fields, "consumer"), None);
+        assert_eq!(field(&fields, "result"), Some("permanent_error"));
+        assert_eq!(field(&fields, "msg"), Some("rpc_call"));
+    }
+}

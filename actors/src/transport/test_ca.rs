@@ -1,0 +1,65 @@
+//! A throw-away CA for unit tests of TLS material: issues node and client certificates with
+//! rcgen into a temp dir (valid, expired, any CN), so tests exercise the real PEM loading path.
+
+use std::{error::Error, path::PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use tempfile::TempDir;
+
+use super::tls::TlsMaterial;
+
+pub type TestResult<T = ()> = Result<T, Box<dyn Error>>;
+
+pub struct TestCa {
+    pub dir: TempDir,
+    pub ca_pem: PathBuf,
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+fn params(cn: &str, sans: &[&str]) -> TestResult<CertificateParams> {
+    let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    Ok(params)
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestResult<Self> {
+        let mut ca = params(name, &[])?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let issuer = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
+        let dir = tempfile::tempdir()?;
+        let ca_pem = dir.path().join("ca.pem");
+        std::fs::write(&ca_pem, issuer.pem())?;
+        Ok(Self { dir, ca_pem, issuer })
+    }
+
+    /// Issues `cn` (serverAuth + clientAuth) with a new key and returns its (cert, key) paths,
+    /// `<cn>.pem` and `<cn>.key` (overwriting an earlier issue for the same CN).
+    pub fn issue(&self, cn: &str, sans: &[&str], expired: bool) -> TestResult<(PathBuf, PathBuf)> {
+        let mut leaf = params(cn, sans)?;
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        if expired {
+            leaf.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            leaf.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        }
+        let key = KeyPair::generate()?;
+        let cert = leaf.signed_by(&key, &self.issuer)?;
+        let (cert_path, key_path) = (
+            self.dir.path().join(format!("{cn}.pem")),
+            self.dir.path().join(format!("{cn}.key")),
+        );
+        std::fs::write(&cert_path, cert.pem())?;
+        std::fs::write(&key_path, key.serialize_pem())?;
+        Ok((cert_path, key_path))
+    }
+
+    pub fn material(&self, cn: &str, sans: &[&str]) -> TestResult<TlsMaterial> {
+        let (cert, key) = self.issue(cn, sans, false)?;
+        Ok(TlsMaterial::load(&self.ca_pem, &cert, &key)?)
+    }
+}

@@ -1,0 +1,277 @@
+//! The node's status as `GET /v1/status` answers it (SPEC §10) and `bsfg status` prints it: one
+//! serde type, written by the node and read back by the CLI (which ignores fields it does not
+//! know, so a newer node can add some).
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    time::{Duration, SystemTime},
+};
+
+use bsfg_actors::{backpressure::Fill, cert_watcher::Certificate, node::Handles, GateState};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub zone: String,
+    pub version: String,
+    pub draining: bool,
+    /// Client calls being served right now.
+    pub in_flight: usize,
+    pub peers: BTreeMap<String, PeerStatus>,
+    pub store: BufferStatus,
+    pub forward: ForwardStatus,
+    pub certificate: CertificateStatus,
+}
+
+/// What a buffer retains, against its `capacity_bytes` (SPEC §5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct BufferStatus {
+    pub facts: u64,
+    pub bytes: u64,
+    pub capacity_bytes: u64,
+    pub fill_percent: f64,
+}
+
+impl From<Fill> for BufferStatus {
+    fn from(fill: Fill) -> Self {
+        Self {
+            facts: fill.facts,
+            bytes: fill.bytes,
+            capacity_bytes: fill.capacity_bytes,
+            fill_percent: fill.fill_percent,
+        }
+    }
+}
+
+/// The link toward one peer and what waits for it in the store buffer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// `normal`, `autonomous` or `reconciliation`.
+    pub state: String,
+    /// Closed by an operator (`bsfg admin gate-close`); the state is then `autonomous`.
+    pub closed: bool,
+    pub frontier: u64,
+    /// Facts addressed to the peer that it has not confirmed.
+    pub backlog: u64,
+    pub lag_seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ForwardStatus {
+    #[serde(flatten)]
+    pub retained: BufferStatus,
+    pub consumers: Vec<ConsumerStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerStatus {
+    pub name: String,
+    pub cursor: u64,
+    pub backlog: u64,
+    pub lag_seconds: f64,
+}
+
+/// The certificate the node presents; also the answer of a successful reload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateStatus {
+    pub subject: String,
+    /// RFC 3339, seconds.
+    pub not_after: String,
+    pub seconds_left: u64,
+}
+
+impl CertificateStatus {
+    pub fn of(certificate: &Certificate, now: SystemTime) -> Self {
+        Self {
+            subject: certificate.subject.clone(),
+            not_after: humantime::format_rfc3339_seconds(certificate.not_after).to_string(),
+            seconds_left: certificate.time_left(now).as_secs(),
+        }
+    }
+}
+
+impl Status {
+    /// Assembles the status from the node's handles and its gates' states.
+    pub fn collect(zone: &str, gates: BTreeMap<String, GateState>, node: &Handles, now: SystemTime) -> Self {
+        let progress = node.progress.borrow().clone();
+        let peers = gates
+            .into_iter()
+            .map(|(peer, state)| {
+                let seen = progress.peers.get(&peer).cloned().unwrap_or_default();
+                let status = PeerStatus {
+                    state: state.as_str().to_owned(),
+                    closed: node.switches.is_closed(&peer),
+                    frontier: seen.frontier,
+                    backlog: seen.backlog,
+                    lag_seconds: seen.lag_seconds,
+                };
+                (peer, status)
+            })
+            .collect();
+        let consumers = progress
+            .consumers
+            .into_iter()
+            .map(|(name, seen)| ConsumerStatus {
+                name,
+                cursor: seen.cursor,
+                backlog: seen.backlog,
+                lag_seconds: seen.lag_seconds,
+            })
+            .collect();
+        let usage = node.usage();
+        Self {
+            zone: zone.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            draining: node.drain.is_draining(),
+            in_flight: node.drain.in_flight(),
+            peers,
+            store: usage.store.into(),
+            forward: ForwardStatus {
+                retained: usage.forward.into(),
+                consumers,
+            },
+            certificate: CertificateStatus::of(&node.certificate.borrow(), now),
+        }
+    }
+
+    /// The readable form of `bsfg status`: the node, then one row per peer and per consumer.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let draining = if self.draining {
+            format!("yes ({} client calls in flight)", self.in_flight)
+        } else {
+            "no".to_owned()
+        };
+        let days = self.certificate.seconds_left / 86_400;
+        let _ = writeln!(out, "zone         {} (bsfg {})", self.zone, self.version);
+        let _ = writeln!(out, "draining     {draining}");
+        let _ = writeln!(
+            out,
+            "certificate  {}, expires {} ({days} days left)",
+            self.certificate.subject, self.certificate.not_after
+        );
+        for (name, buffer) in [("store", &self.store), ("forward", &self.forward.retained)] {
+            let _ = writeln!(
+                out,
+                "{name:<12} {} facts, {} of {} bytes ({:.1}% full)",
+                buffer.facts, buffer.bytes, buffer.capacity_bytes, buffer.fill_percent
+            );
+        }
+        out.push('\n');
+        let _ = writeln!(
+            out,
+            "{:<20} {:<22} {:>12} {:>10} {:>8}",
+            "PEER", "STATE", "FRONTIER", "BACKLOG", "LAG"
+        );
+        for (peer, p) in &self.peers {
+            let state = if p.closed {
+                format!("{} (closed)", p.state)
+            } else {
+                p.state.clone()
+            };
+            let lag = seconds(p.lag_seconds);
+            let _ = writeln!(
+                out,
+                "{peer:<20} {state:<22} {:>12} {:>10} {lag:>8}",
+                p.frontier, p.backlog
+            );
+        }
+        out.push('\n');
+        let _ = writeln!(
+            out,
+            "{:<20} {:>12} {:>10} {:>8}",
+            "CONSUMER", "CURSOR", "BACKLOG", "LAG"
+        );
+        for c in &self.forward.consumers {
+            let lag = seconds(c.lag_seconds);
+            let _ = writeln!(out, "{:<20} {:>12} {:>10} {lag:>8}", c.name, c.cursor, c.backlog);
+        }
+        if self.forward.consumers.is_empty() {
+            out.push_str("(no consumer has confirmed anything yet)\n");
+        }
+        out
+    }
+}
+
+/// A lag for people: tenths of a second below a minute, else humantime (`3m 20s`).
+fn seconds(lag: f64) -> String {
+    if lag < 60.0 {
+        format!("{lag:.1}s")
+    } else {
+        humantime::format_duration(Duration::from_secs(lag as u64)).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> Status {
+        let peer = PeerStatus {
+            state: "autonomous".into(),
+            closed: true,
+            frontier: 1200,
+            backlog: 34,
+            lag_seconds: 200.0,
+        };
+        Status {
+            zone: "enterprise".into(),
+            version: "0.1.0".into(),
+            draining: false,
+            in_flight: 0,
+            peers: [("plant-a".to_owned(), peer)].into(),
+            store: BufferStatus {
+                facts: 34,
+                bytes: 8704,
+                capacity_bytes: 1 << 20,
+                fill_percent: 0.8,
+            },
+            forward: ForwardStatus {
+                retained: BufferStatus::default(),
+                consumers: vec![ConsumerStatus {
+                    name: "mes".into(),
+                    cursor: 7,
+                    backlog: 3,
+                    lag_seconds: 0.3,
+                }],
+            },
+            certificate: CertificateStatus {
+                subject: "CN=enterprise".into(),
+                not_after: "2030-01-01T00:00:00Z".into(),
+                seconds_left: 30 * 86_400 + 5,
+            },
+        }
+    }
+
+    #[test]
+    fn the_table_shows_node_peers_and_consumers() {
+        let table = status().table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "zone         enterprise (bsfg 0.1.0)");
+        assert_eq!(lines[1], "draining     no");
+        assert_eq!(
+            lines[2],
+            "certificate  CN=enterprise, expires 2030-01-01T00:00:00Z (30 days left)"
+        );
+        assert_eq!(lines[3], "store        34 facts, 8704 of 1048576 bytes (0.8% full)");
+        let row = lines.iter().find(|l| l.starts_with("plant-a")).expect("peer row");
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells, ["plant-a", "autonomous", "(closed)", "1200", "34", "3m", "20s"]);
+        let row = lines.iter().find(|l| l.starts_with("mes")).expect("consumer row");
+        assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["mes", "7", "3", "0.3s"]);
+    }
+
+    #[test]
+    fn the_json_form_round_trips_and_tolerates_new_fields() {
+        let text = serde_json::to_string(&status()).expect("serialize");
+        let mut value: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(value["peers"]["plant-a"]["backlog"], 34);
+        assert_eq!(value["forward"]["consumers"][0]["name"], "mes");
+        assert_eq!(value["store"]["facts"], 34);
+        assert_eq!(value["forward"]["facts"], 0);
+        value["objects"] = serde_json::json!({"count": 1});
+        let back: Status = serde_json::from_value(value).expect("deserialize");
+        assert_eq!(back, status());
+    }
+}
