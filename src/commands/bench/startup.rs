@@ -1,0 +1,29 @@
+//! `--mode startup`: fills the source node with the planned facts (its peer never runs, so all of
+//! them stay retained and unconfirmed), then times `bsfg serve` from spawning the process to
+//! `/readyz` 200 twice: after kill -9 (RocksDB recovers its write-ahead log) and after a clean
+//! SIGTERM stop. The footprints are those of the fill.
+
+use super::{
+    lab::{Lab, SOURCE},
+    report::{Report, Startup},
+    sample, Bench,
+};
+
+pub(super) fn run(bench: &Bench, lab: &mut Lab, report: &mut Report) -> anyhow::Result<()> {
+    lab.start(SOURCE)?;
+    let sampler = sample(lab);
+    let appended = bench.runtime.block_on(bench.append(lab, "filling"));
+    report.footprints(sampler.finish()?);
+    let appended = appended?;
+    report.appended(&appended);
+    lab.kill(SOURCE)?;
+    let after_kill = lab.start(SOURCE)?;
+    lab.stop(SOURCE)?;
+    let clean = lab.start(SOURCE)?;
+    report.startup = Some(Startup {
+        retained_facts: appended.facts,
+        clean_seconds: clean.as_secs_f64(),
+        after_kill_seconds: after_kill.as_secs_f64(),
+    });
+    Ok(())
+}
