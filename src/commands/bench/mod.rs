@@ -141,10 +141,27 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Mode::Replay => replay::run(&bench, &mut lab, &mut report),
         Mode::Startup => startup::run(&bench, &mut lab, &mut report),
     };
-    let stopped = lab.stop_all();
-    measured?;
-    stopped?;
-    report.print(args.json)
+    warn_if_unclean(lab.stop_all());
+    match measured {
+        Ok(()) => report.print(args.json),
+        // The node logs explain most failures; a temporary directory would take them along.
+        Err(error) if args.dir.is_none() => {
+            let kept = temp.keep();
+            Err(error.context(format!(
+                "working directory with the node logs kept in {}",
+                kept.display()
+            )))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// A node that fails to stop cleanly does not void what was measured before: say so on stderr
+/// and carry on.
+fn warn_if_unclean(stopped: anyhow::Result<()>) {
+    if let Err(error) = stopped {
+        eprintln!("warning: {error:#}");
+    }
 }
 
 /// What every mode needs besides the lab: the runtime for its async phases, the load to apply

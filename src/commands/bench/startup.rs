@@ -1,12 +1,13 @@
 //! `--mode startup`: fills the source node with the planned facts (its peer never runs, so all of
 //! them stay retained and unconfirmed), then times `bsfg serve` from spawning the process to
 //! `/readyz` 200 twice: after kill -9 (RocksDB recovers its write-ahead log) and after a clean
-//! SIGTERM stop. The footprints are those of the fill.
+//! SIGTERM stop (a stop that does not end in exit 0 is reported on stderr). The footprints are
+//! those of the fill.
 
 use super::{
     lab::{Lab, SOURCE},
     report::{Report, Startup},
-    sample, Bench,
+    sample, warn_if_unclean, Bench,
 };
 
 pub(super) fn run(bench: &Bench, lab: &mut Lab, report: &mut Report) -> anyhow::Result<()> {
@@ -18,7 +19,7 @@ pub(super) fn run(bench: &Bench, lab: &mut Lab, report: &mut Report) -> anyhow::
     report.appended(&appended);
     lab.kill(SOURCE)?;
     let after_kill = lab.start(SOURCE)?;
-    lab.stop(SOURCE)?;
+    warn_if_unclean(lab.stop(SOURCE));
     let clean = lab.start(SOURCE)?;
     report.startup = Some(Startup {
         retained_facts: appended.facts,
