@@ -100,10 +100,12 @@ impl Lab {
     /// Stops every running node; reports the first failure after trying them all.
     pub fn stop_all(&mut self) -> anyhow::Result<()> {
         let zones: Vec<String> = self.nodes.keys().cloned().collect();
-        zones
-            .iter()
-            .map(|zone| self.stop(zone))
-            .fold(Ok(()), |first, next| first.and(next))
+        let mut first_failure = Ok(());
+        for zone in zones {
+            let stopped = self.stop(&zone);
+            first_failure = first_failure.and(stopped);
+        }
+        first_failure
     }
 
     /// The running nodes' process ids, by zone.
