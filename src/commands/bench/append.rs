@@ -5,14 +5,12 @@
 use super::{
     lab::{Lab, SOURCE},
     report::Report,
-    sample, Bench,
+    Bench,
 };
 
 pub(super) fn run(bench: &Bench, lab: &mut Lab, report: &mut Report) -> anyhow::Result<()> {
     lab.start(SOURCE)?;
-    let sampler = sample(lab);
-    let appended = bench.runtime.block_on(bench.append(lab, "appended"));
-    report.footprints(sampler.finish()?);
-    report.appended(&appended?);
+    let appended = bench.sampled(lab, report, bench.append(lab, "appended"))?;
+    report.appended(&appended);
     Ok(())
 }

@@ -17,7 +17,7 @@ mod report;
 mod sampler;
 mod startup;
 
-use std::{path::PathBuf, time::Duration};
+use std::{future::Future, path::PathBuf, time::Duration};
 
 use anyhow::bail;
 
@@ -173,6 +173,20 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
+    /// Runs `phase` to completion while sampling every running node and this process, and files
+    /// their footprints in `report`.
+    fn sampled<T>(
+        &self,
+        lab: &Lab,
+        report: &mut Report,
+        phase: impl Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        let sampler = sample(lab);
+        let outcome = self.runtime.block_on(phase);
+        report.footprints(sampler.finish()?);
+        outcome
+    }
+
     /// Applies the plan to the source node with a progress bar labelled `what`.
     async fn append(&self, lab: &Lab, what: &str) -> anyhow::Result<Appended> {
         let bar = self.progress.facts(what, self.plan.count());

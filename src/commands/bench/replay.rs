@@ -20,7 +20,7 @@ use super::{
     lab::{gate_state, Lab, SINK, SOURCE},
     load::Appended,
     report::{per_second, Replay, Report},
-    sample, Bench,
+    Bench,
 };
 use crate::client::Client;
 
@@ -35,10 +35,7 @@ const STALL: Duration = Duration::from_secs(120);
 pub(super) fn run(bench: &Bench, lab: &mut Lab, report: &mut Report) -> anyhow::Result<()> {
     lab.start(SOURCE)?;
     lab.start(SINK)?;
-    let sampler = sample(lab);
-    let measured = bench.runtime.block_on(measure(bench, lab));
-    report.footprints(sampler.finish()?);
-    let (appended, replay) = measured?;
+    let (appended, replay) = bench.sampled(lab, report, measure(bench, lab))?;
     report.appended(&appended);
     report.replay = Some(replay);
     Ok(())

@@ -23,7 +23,7 @@ use super::{
     lab::{Lab, SINK, SOURCE},
     load::Appended,
     report::{per_second, Quantiles, Replication, Report},
-    sample, Bench,
+    Bench,
 };
 use crate::client::Client;
 
@@ -38,10 +38,7 @@ const STALL: Duration = Duration::from_secs(60);
 pub(super) fn run(bench: &Bench, lab: &mut Lab, report: &mut Report) -> anyhow::Result<()> {
     lab.start(SOURCE)?;
     lab.start(SINK)?;
-    let sampler = sample(lab);
-    let measured = bench.runtime.block_on(measure(bench, lab));
-    report.footprints(sampler.finish()?);
-    let (appended, consumed) = measured?;
+    let (appended, consumed) = bench.sampled(lab, report, measure(bench, lab))?;
     report.appended(&appended);
     let seconds = consumed.last_arrival.duration_since(appended.started).as_secs_f64();
     report.replication = Some(Replication {

@@ -7,15 +7,12 @@
 use super::{
     lab::{Lab, SOURCE},
     report::{Report, Startup},
-    sample, warn_if_unclean, Bench,
+    warn_if_unclean, Bench,
 };
 
 pub(super) fn run(bench: &Bench, lab: &mut Lab, report: &mut Report) -> anyhow::Result<()> {
     lab.start(SOURCE)?;
-    let sampler = sample(lab);
-    let appended = bench.runtime.block_on(bench.append(lab, "filling"));
-    report.footprints(sampler.finish()?);
-    let appended = appended?;
+    let appended = bench.sampled(lab, report, bench.append(lab, "filling"))?;
     report.appended(&appended);
     lab.kill(SOURCE)?;
     let after_kill = lab.start(SOURCE)?;
