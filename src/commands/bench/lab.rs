@@ -24,6 +24,8 @@ pub const SINK: &str = "plant-a";
 const CLIENT: &str = "bench";
 /// How long a node may take to drain and exit after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(30);
+/// Log lines quoted when a node does not stop cleanly.
+const LOG_TAIL_LINES: usize = 5;
 
 /// The nodes' `[log]` settings.
 #[derive(Debug, Clone)]
@@ -83,7 +85,14 @@ impl Lab {
             .with_context(|| format!("node {zone} is not running"))?;
         let status = node.terminate(STOP_GRACE)?;
         if !status.success() {
-            bail!("node {zone} exited with {status}; log: {}", node.log.display());
+            // The log may live in a temporary directory that is about to go: quote its end.
+            let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(LOG_TAIL_LINES).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "node {zone} exited with {status} after SIGTERM; its log ends:\n{}",
+                tail.join("\n")
+            );
         }
         Ok(())
     }
