@@ -27,11 +27,11 @@ impl Progress {
         let (bar, template) = match total {
             Some(total) => (
                 ProgressBar::new(total),
-                "{msg:>10} [{bar:40}] {human_pos}/{human_len} facts {per_sec:>14} {elapsed_precise}",
+                "{msg:>10} [{bar:40}] {human_pos}/{human_len} facts {per_sec:0} {elapsed_precise}",
             ),
             None => (
                 ProgressBar::no_length(),
-                "{msg:>10} {spinner} {human_pos} facts {per_sec:>14} {elapsed_precise}",
+                "{msg:>10} {spinner} {human_pos} facts {per_sec:0} {elapsed_precise}",
             ),
         };
         if let Ok(style) = ProgressStyle::with_template(template) {
