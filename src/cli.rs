@@ -73,8 +73,18 @@ pub enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
-    /// Load generator: two zones on loopback, durable appends in one, replication to the other;
-    /// prints a JSON report with throughput and end-to-end latency.
+    /// Load generator: measures the performance bars on real nodes on loopback.
+    ///
+    /// Starts `enterprise` and `plant-a` nodes (real processes, RocksDB with fsync'd group
+    /// commit, QUIC with mutual TLS; a generated dev PKI), appends facts into `enterprise`
+    /// addressed to `plant-a` from `--producers` connections with `--concurrency` calls in flight
+    /// each, and measures by `--mode`: `append` (durable appends alone; the peer is not started),
+    /// `replicate` (a consumer in `plant-a` fetches and confirms; end-to-end latency from
+    /// `produced_at_unix_ms`), `replay` (a backlog appended during a partition, then healed:
+    /// reconnect and replay times), `startup` (a filled node restarted after kill -9 and after
+    /// SIGTERM: spawn to `/readyz` 200). Every mode reports each node's peak RSS and CPU seconds
+    /// and the generator's own. Nodes log at `warning` with the audit log off unless told
+    /// otherwise. A progress bar on a terminal's stderr; a table on stdout, or JSON with `--json`.
     Bench(crate::commands::bench::BenchArgs),
     /// A guided tour: two zones on loopback, traffic both ways, a partition and its heal, live.
     ///

@@ -1,7 +1,10 @@
 //! A development network on loopback: a PKI, one config per zone with free ports, and `bsfg
 //! serve` child processes. Used by `bsfg demo` and by the end-to-end tests, so both run the same
-//! real binary the same way. [`proxy`] puts a fault-injecting UDP proxy between two nodes.
+//! real binary the same way. [`proxy`] puts a fault-injecting UDP proxy between two nodes;
+//! [`admin_http`] asks a node's admin listener, [`procstat`] what a node process costs.
 
+pub mod admin_http;
+pub mod procstat;
 pub mod proxy;
 
 use std::{
@@ -15,6 +18,11 @@ use std::{
 };
 
 use anyhow::{bail, Context};
+
+/// How long a node may take to start serving.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a starting node is looked at; short, because `bsfg bench` times start-up with it.
+const POLL: Duration = Duration::from_millis(5);
 
 use crate::client::ClientOptions;
 
@@ -164,12 +172,28 @@ impl Devnet {
         })
     }
 
-    /// Starts `bin serve` for `zone`, logging to `dir/<zone>.log`, and waits until it serves.
+    /// Starts `bin serve` for `zone`, logging to `dir/<zone>.log`, and waits until it serves
+    /// (its `node_started` log line, so the node must log at `info` or below).
     pub fn spawn(&self, bin: &Path, zone: &str) -> anyhow::Result<NodeProcess> {
+        let log_offset = self.log_len(zone);
+        let mut process = self.launch(bin, zone)?;
+        process.wait_started(log_offset, STARTUP_TIMEOUT)?;
+        Ok(process)
+    }
+
+    /// Starts `bin serve` for `zone` and waits until its admin listener answers `/readyz` with
+    /// 200, whatever the log level.
+    pub fn spawn_ready(&self, bin: &Path, zone: &str) -> anyhow::Result<NodeProcess> {
+        let mut process = self.launch(bin, zone)?;
+        process.wait_ready(self.node(zone)?.admin, STARTUP_TIMEOUT)?;
+        Ok(process)
+    }
+
+    /// Starts `bin serve` for `zone`, logging to `dir/<zone>.log`, without waiting for anything.
+    pub fn launch(&self, bin: &Path, zone: &str) -> anyhow::Result<NodeProcess> {
         let node = self.node(zone)?;
-        let log_path = self.dir.join(format!("{zone}.log"));
+        let log_path = self.log_path(zone);
         let log = fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
-        let already = fs::metadata(&log_path)?.len();
         let child = Command::new(bin)
             .arg("serve")
             .arg("--config")
@@ -179,13 +203,19 @@ impl Devnet {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let mut process = NodeProcess {
+        Ok(NodeProcess {
             zone: zone.to_owned(),
             child,
             log: log_path,
-        };
-        process.wait_started(already, Duration::from_secs(30))?;
-        Ok(process)
+        })
+    }
+
+    fn log_path(&self, zone: &str) -> PathBuf {
+        self.dir.join(format!("{zone}.log"))
+    }
+
+    fn log_len(&self, zone: &str) -> u64 {
+        fs::metadata(self.log_path(zone)).map_or(0, |m| m.len())
     }
 }
 
@@ -221,10 +251,24 @@ pub struct NodeProcess {
 
 impl NodeProcess {
     fn wait_started(&mut self, log_offset: u64, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_until(timeout, |process| {
+            let text = fs::read(&process.log).unwrap_or_default();
+            String::from_utf8_lossy(text.get(log_offset as usize..).unwrap_or_default()).contains("node_started")
+        })
+    }
+
+    /// Waits until `admin` (this node's admin listener) answers `GET /readyz` with 200.
+    pub fn wait_ready(&mut self, admin: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_until(timeout, |_| {
+            admin_http::get(admin, "/readyz", Duration::from_secs(1)).is_ok_and(|(status, _)| status == 200)
+        })
+    }
+
+    /// Polls `ready` every few milliseconds; fails if the process exits or `timeout` passes first.
+    fn wait_until(&mut self, timeout: Duration, mut ready: impl FnMut(&Self) -> bool) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            let text = fs::read(&self.log).unwrap_or_default();
-            if String::from_utf8_lossy(text.get(log_offset as usize..).unwrap_or_default()).contains("node_started") {
+            if ready(self) {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {
@@ -234,7 +278,7 @@ impl NodeProcess {
                     self.log.display()
                 );
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(POLL);
         }
         bail!(
             "node {} did not start within {timeout:?}; log: {}",

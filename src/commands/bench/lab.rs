@@ -1,0 +1,157 @@
+//! The bench's laboratory: two zones on loopback, `enterprise` (where producers append) and
+//! `plant-a` (where facts go), their node processes, and, when a mode must cut the link, a fault
+//! proxy in front of each node. Nodes are started as the modes need them and count as serving
+//! when `/readyz` answers 200, which also works at log levels that hide `node_started`.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+
+use crate::{
+    client::ClientOptions,
+    devnet::{admin_http, proxy::FaultProxy, Devnet, NodeProcess},
+};
+
+/// Where producers append.
+pub const SOURCE: &str = "enterprise";
+/// Where the facts are addressed, pulled to and consumed.
+pub const SINK: &str = "plant-a";
+const CLIENT: &str = "bench";
+/// How long a node may take to drain and exit after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+/// Log lines quoted when a node does not stop cleanly.
+const LOG_TAIL_LINES: usize = 5;
+
+/// The nodes' `[log]` settings.
+#[derive(Debug, Clone)]
+pub struct Logging {
+    pub level: String,
+    pub audit: bool,
+}
+
+pub struct Lab {
+    net: Devnet,
+    proxies: Vec<FaultProxy>,
+    nodes: BTreeMap<String, NodeProcess>,
+    bin: PathBuf,
+}
+
+impl Lab {
+    /// PKI and configs in `dir`; nothing runs yet. With `proxied`, each node reaches its peer
+    /// through a fault proxy (started on the current tokio runtime) so the link can be cut.
+    pub fn new(dir: &Path, logging: &Logging, proxied: bool) -> anyhow::Result<Self> {
+        let mut net = Devnet::new(dir, &[SOURCE, SINK], &[(SOURCE, SINK)], &[CLIENT])?;
+        let mut proxies = Vec::new();
+        for (zone, peer) in [(SOURCE, SINK), (SINK, SOURCE)] {
+            if proxied {
+                let proxy = FaultProxy::start(net.node(zone)?.rpc).context("starting a fault proxy")?;
+                net.set_peer_address(peer, zone, proxy.addr())?;
+                proxies.push(proxy);
+            }
+            let node = net.nodes.get_mut(zone).with_context(|| format!("no zone {zone}"))?;
+            node.extra.push_str(&format!(
+                "[log]\nlevel = {:?}\naudit = {}\n",
+                logging.level, logging.audit
+            ));
+        }
+        net.write_configs()?;
+        Ok(Self {
+            net,
+            proxies,
+            nodes: BTreeMap::new(),
+            bin: std::env::current_exe().context("locating the bsfg binary")?,
+        })
+    }
+
+    /// Starts `zone`'s node; returns how long it took from spawning the process to `/readyz` 200.
+    pub fn start(&mut self, zone: &str) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let process = self.net.spawn_ready(&self.bin, zone)?;
+        let took = started.elapsed();
+        self.nodes.insert(zone.to_owned(), process);
+        Ok(took)
+    }
+
+    /// SIGTERM; the node must drain and exit 0.
+    pub fn stop(&mut self, zone: &str) -> anyhow::Result<()> {
+        let mut node = self
+            .nodes
+            .remove(zone)
+            .with_context(|| format!("node {zone} is not running"))?;
+        let status = node.terminate(STOP_GRACE)?;
+        if !status.success() {
+            // The log may live in a temporary directory that is about to go: quote its end.
+            let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(LOG_TAIL_LINES).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "node {zone} exited with {status} after SIGTERM; its log ends:\n{}",
+                tail.join("\n")
+            );
+        }
+        Ok(())
+    }
+
+    /// SIGKILL, the crash start-up must recover from.
+    pub fn kill(&mut self, zone: &str) -> anyhow::Result<()> {
+        let mut node = self
+            .nodes
+            .remove(zone)
+            .with_context(|| format!("node {zone} is not running"))?;
+        node.kill()
+    }
+
+    /// Stops every running node; reports the first failure after trying them all.
+    pub fn stop_all(&mut self) -> anyhow::Result<()> {
+        let zones: Vec<String> = self.nodes.keys().cloned().collect();
+        let mut first_failure = Ok(());
+        for zone in zones {
+            let stopped = self.stop(&zone);
+            first_failure = first_failure.and(stopped);
+        }
+        first_failure
+    }
+
+    /// The running nodes' process ids, by zone.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.nodes
+            .iter()
+            .map(|(zone, node)| (zone.clone(), node.pid()))
+            .collect()
+    }
+
+    /// Both proxies drop everything: a partition. Only in a lab built with `proxied`.
+    pub fn partition(&self) {
+        self.proxies.iter().for_each(|proxy| proxy.blackhole());
+    }
+
+    pub fn heal(&self) {
+        self.proxies.iter().for_each(|proxy| proxy.heal());
+    }
+
+    pub fn client(&self, zone: &str) -> anyhow::Result<ClientOptions> {
+        self.net.client(zone, CLIENT)
+    }
+
+    pub fn admin(&self, zone: &str) -> anyhow::Result<SocketAddr> {
+        Ok(self.net.node(zone)?.admin)
+    }
+}
+
+/// The state of the gate of the node at `admin` toward `peer`, from its `/v1/status`. Blocking.
+pub fn gate_state(admin: SocketAddr, peer: &str) -> anyhow::Result<String> {
+    let (status, body) = admin_http::get(admin, "/v1/status", Duration::from_secs(2))?;
+    if status != 200 {
+        bail!("GET /v1/status on {admin} answered {status}");
+    }
+    let status: serde_json::Value = serde_json::from_str(&body).context("parsing /v1/status")?;
+    status["peers"][peer]["state"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("/v1/status on {admin} has no gate toward {peer}"))
+}

@@ -1,0 +1,265 @@
+//! The producers. Each one is a QUIC connection on its own tokio task with `concurrency` appends
+//! in flight, building each message from a template at the moment it sends it (so
+//! `produced_at_unix_ms` is the send time) and timing every call's round trip into its own
+//! histogram; the histograms are merged at the end, so producers share nothing while they run.
+//!
+//! With a rate, call `i` of producer `p` (of `P`) is due at `start + (i·P + p) / rate`: the
+//! producers interleave and together keep the total rate. A due time in the past sends at once,
+//! so a node that falls behind is not given a rest; the achieved rate is in the report.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bsfg_proto::{model::now_unix_ms, Envelope, Fact, Message};
+use futures::{future, stream, StreamExt};
+use hdrhistogram::Histogram;
+use indicatif::ProgressBar;
+
+use super::lab::{SINK, SOURCE};
+use crate::client::{Client, ClientOptions};
+
+/// How much to append.
+#[derive(Debug, Clone, Copy)]
+pub enum Amount {
+    Count(u64),
+    For(Duration),
+}
+
+/// The load to apply.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub amount: Amount,
+    pub producers: u64,
+    pub concurrency: usize,
+    pub payload_bytes: usize,
+    pub rate: Option<u64>,
+}
+
+impl Plan {
+    /// Facts to append, when counted rather than timed.
+    pub fn count(&self) -> Option<u64> {
+        match self.amount {
+            Amount::Count(n) => Some(n),
+            Amount::For(_) => None,
+        }
+    }
+}
+
+/// What the producers achieved.
+pub struct Appended {
+    /// Facts acknowledged.
+    pub facts: u64,
+    /// When the first call could go (after every producer connected).
+    pub started: Instant,
+    /// From `started` to the last acknowledgement.
+    pub seconds: f64,
+    /// Round trip of every append, in microseconds.
+    pub latency_us: Histogram<u64>,
+}
+
+/// Runs the plan against `node` and waits for every acknowledgement; fails on the first error.
+pub async fn append(node: &ClientOptions, plan: &Plan, bar: &ProgressBar) -> anyhow::Result<Appended> {
+    let mut clients = Vec::new();
+    for _ in 0..plan.producers {
+        clients.push(Arc::new(Client::connect(node).await?));
+    }
+    let started = Instant::now();
+    let producers: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(p, client)| {
+            let schedule = Schedule::new(plan, p as u64, started);
+            let template = Template::new(p as u64, plan.payload_bytes);
+            tokio::spawn(produce(
+                client.clone(),
+                schedule,
+                template,
+                plan.concurrency,
+                bar.clone(),
+            ))
+        })
+        .collect();
+    let mut appended = Appended {
+        facts: 0,
+        started,
+        seconds: 0.0,
+        latency_us: Histogram::new(3)?,
+    };
+    for producer in producers {
+        let (facts, latency, last_ack) = producer.await??;
+        appended.facts += facts;
+        appended.latency_us.add(latency)?;
+        appended.seconds = appended.seconds.max(last_ack.duration_since(started).as_secs_f64());
+    }
+    future::join_all(clients.into_iter().filter_map(Arc::into_inner).map(Client::close)).await;
+    Ok(appended)
+}
+
+/// One producer: returns its acknowledged count, its latency histogram and its last ack's time.
+async fn produce(
+    client: Arc<Client>,
+    schedule: Schedule,
+    template: Template,
+    concurrency: usize,
+    bar: ProgressBar,
+) -> anyhow::Result<(u64, Histogram<u64>, Instant)> {
+    let calls = stream::iter(0u64..)
+        .map(|i| (i, schedule.due(i)))
+        .take_while(|(_, due)| future::ready(due.is_some()))
+        .then(|(i, due)| async move {
+            if let Some(at) = due.filter(|at| *at > Instant::now()) {
+                tokio::time::sleep_until(at.into()).await;
+            }
+            i
+        })
+        .map(|i| {
+            let (client, message) = (client.clone(), template.message(i));
+            async move {
+                let sent = Instant::now();
+                client.append(message).await.map(|_| sent.elapsed())
+            }
+        })
+        .buffer_unordered(concurrency.max(1));
+    let mut calls = std::pin::pin!(calls);
+    let (mut acked, mut latency, mut last_ack) = (0u64, Histogram::new(3)?, Instant::now());
+    while let Some(took) = calls.next().await {
+        latency.record(u64::try_from(took?.as_micros()).unwrap_or(u64::MAX))?;
+        acked += 1;
+        last_ack = Instant::now();
+        bar.inc(1);
+    }
+    Ok((acked, latency, last_ack))
+}
+
+/// When each call of one producer is due, and when the producer is done.
+struct Schedule {
+    started: Instant,
+    /// Calls this producer makes, when counted.
+    share: Option<u64>,
+    deadline: Option<Instant>,
+    /// `(first slot, slots between two of this producer's calls, slots per second)` when paced.
+    pace: Option<(u64, u64, u64)>,
+}
+
+impl Schedule {
+    fn new(plan: &Plan, producer: u64, started: Instant) -> Self {
+        let (share, deadline) = match plan.amount {
+            Amount::Count(n) => (
+                Some(n / plan.producers + u64::from(producer < n % plan.producers)),
+                None,
+            ),
+            Amount::For(duration) => (None, Some(started + duration)),
+        };
+        Self {
+            started,
+            share,
+            deadline,
+            pace: plan.rate.map(|rate| (producer, plan.producers, rate)),
+        }
+    }
+
+    /// When call `i` may go, or `None` when this producer is done.
+    fn due(&self, i: u64) -> Option<Instant> {
+        if self.share.is_some_and(|share| i >= share) {
+            return None;
+        }
+        let at = match self.pace {
+            Some((first, stride, rate)) => {
+                let nanos = (u128::from(i) * u128::from(stride) + u128::from(first)) * 1_000_000_000 / u128::from(rate);
+                self.started + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+            }
+            None => Instant::now(),
+        };
+        match self.deadline {
+            Some(deadline) if at >= deadline => None,
+            _ => Some(at),
+        }
+    }
+}
+
+/// A producer's message, complete but for what changes per call.
+struct Template {
+    producer: u64,
+    /// A JSON string of exactly the requested payload size.
+    object_json: String,
+}
+
+impl Template {
+    fn new(producer: u64, payload_bytes: usize) -> Self {
+        Self {
+            producer,
+            object_json: format!("\"{}\"", "x".repeat(payload_bytes.saturating_sub(2))),
+        }
+    }
+
+    fn message(&self, i: u64) -> Message {
+        Message {
+            envelope: Envelope {
+                message_id: format!("bench-{}-{i}", self.producer),
+                from_zone: SOURCE.into(),
+                to_zone: SINK.into(),
+                produced_at_unix_ms: now_unix_ms(),
+                ..Envelope::default()
+            },
+            fact: Fact {
+                subject: format!("item/{i}"),
+                predicate: "measured".into(),
+                object_json: self.object_json.clone(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(amount: Amount, rate: Option<u64>) -> Plan {
+        Plan {
+            amount,
+            producers: 4,
+            concurrency: 1,
+            payload_bytes: 256,
+            rate,
+        }
+    }
+
+    #[test]
+    fn a_count_is_shared_out_to_the_last_fact() {
+        let started = Instant::now();
+        let shares: Vec<u64> = (0..4)
+            .map(|p| {
+                let schedule = Schedule::new(&plan(Amount::Count(10), None), p, started);
+                (0..).take_while(|i| schedule.due(*i).is_some()).count() as u64
+            })
+            .collect();
+        assert_eq!(shares, [3, 3, 2, 2]);
+    }
+
+    #[test]
+    fn paced_producers_interleave_at_the_total_rate() {
+        let started = Instant::now();
+        let schedule = Schedule::new(&plan(Amount::Count(100), Some(1000)), 1, started);
+        let due = |i| schedule.due(i).expect("due").duration_since(started);
+        assert_eq!(due(0), Duration::from_millis(1));
+        assert_eq!(due(2), Duration::from_millis(9));
+    }
+
+    #[test]
+    fn a_paced_duration_ends_at_its_deadline() {
+        let started = Instant::now();
+        let schedule = Schedule::new(&plan(Amount::For(Duration::from_secs(1)), Some(100)), 0, started);
+        let calls = (0..).take_while(|i| schedule.due(*i).is_some()).count();
+        assert_eq!(calls, 25);
+    }
+
+    #[test]
+    fn the_payload_is_a_json_string_of_the_requested_size() {
+        let message = Template::new(0, 256).message(7);
+        assert_eq!(message.fact.object_json.len(), 256);
+        assert!(serde_json::from_str::<String>(&message.fact.object_json).is_ok());
+        assert_eq!(message.envelope.message_id, "bench-0-7");
+    }
+}

@@ -1,0 +1,222 @@
+//! `bsfg bench`: a load generator over a dev network on loopback — real `bsfg serve` processes,
+//! real fsync, real QUIC with mutual TLS — that measures the performance bars of SPEC §14.
+//!
+//! Producers append into `enterprise` facts addressed to `plant-a`; what happens next depends on
+//! the mode (one file each): [`append`] times durable appends alone, [`replicate`] also consumes
+//! and confirms in `plant-a`, [`replay`] builds a backlog during a partition and times its replay,
+//! [`startup`] fills a node and times its restarts. Every mode samples the node processes
+//! ([`sampler`]) and ends with a [`report`]: a table on stdout, or JSON with `--json`.
+
+mod append;
+mod lab;
+mod load;
+mod progress;
+mod replay;
+mod replicate;
+mod report;
+mod sampler;
+mod startup;
+
+use std::{future::Future, path::PathBuf, time::Duration};
+
+use anyhow::bail;
+
+use self::{
+    lab::{Lab, Logging, SOURCE},
+    load::{Amount, Appended, Plan},
+    progress::Progress,
+    report::Report,
+    sampler::Sampler,
+};
+use crate::client::Client;
+
+/// The name of this process (producers and consumers) among the sampled ones.
+const GENERATOR: &str = "generator";
+/// Facts appended when neither `--count` nor `--duration` is given.
+const DEFAULT_COUNT: u64 = 100_000;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Durable appends into one node (its peer is not running): throughput and call latency.
+    Append,
+    /// Append in one zone while a consumer in the other fetches and confirms: replication
+    /// throughput and end-to-end latency from `produced_at_unix_ms`.
+    Replicate,
+    /// Append a backlog while the link is cut, heal it, time the reconnect and the replay.
+    Replay,
+    /// Fill a node, then time its restart after kill -9 and after a clean stop.
+    Startup,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Append => "append",
+            Mode::Replicate => "replicate",
+            Mode::Replay => "replay",
+            Mode::Startup => "startup",
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Mode::Replicate)]
+    pub mode: Mode,
+    /// Facts to append [default: 100000 unless --duration is given].
+    #[arg(long, conflicts_with = "duration")]
+    pub count: Option<u64>,
+    /// Append for this long instead of a fixed count (e.g. `30s`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Producer connections, each on its own task.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    pub producers: u64,
+    /// Appends in flight per producer.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub concurrency: u64,
+    /// Size of each fact's object_json, in bytes (a JSON string of that length).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(2..))]
+    pub payload_bytes: u64,
+    /// Total appends per second, paced over all producers [default: as fast as acknowledged].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate: Option<u64>,
+    /// Working directory: PKI, configs, data and node logs [default: a temporary directory,
+    /// removed afterwards].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print the report as JSON instead of a table (and no progress bar).
+    #[arg(long)]
+    pub json: bool,
+    /// The nodes' `log.level`; `warning` keeps per-fact logging out of the measurement.
+    #[arg(long, default_value = "warning",
+          value_parser = ["trace", "debug", "info", "warning", "error", "critical"])]
+    pub node_log_level: String,
+    /// Turn the nodes' audit log (`log.audit`, one line per call) on; off by default.
+    #[arg(long)]
+    pub audit: bool,
+}
+
+impl BenchArgs {
+    fn plan(&self) -> Plan {
+        let amount = match (self.count, self.duration) {
+            (_, Some(duration)) => Amount::For(duration),
+            (count, None) => Amount::Count(count.unwrap_or(DEFAULT_COUNT)),
+        };
+        Plan {
+            amount,
+            producers: self.producers,
+            concurrency: usize::try_from(self.concurrency).unwrap_or(usize::MAX),
+            payload_bytes: usize::try_from(self.payload_bytes).unwrap_or(usize::MAX),
+            rate: self.rate,
+        }
+    }
+
+    fn logging(&self) -> Logging {
+        Logging {
+            level: self.node_log_level.clone(),
+            audit: self.audit,
+        }
+    }
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let temp = tempfile::Builder::new().prefix("bsfg-bench-").tempdir()?;
+    let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_owned());
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut report = Report::new(&args, args.mode.name());
+    let bench = Bench {
+        runtime: &runtime,
+        plan: args.plan(),
+        progress: Progress::new(!args.json),
+    };
+    // The proxies of replay mode run on this runtime.
+    let _guard = runtime.enter();
+    let mut lab = Lab::new(&dir, &args.logging(), args.mode == Mode::Replay)?;
+    let measured = match args.mode {
+        Mode::Append => append::run(&bench, &mut lab, &mut report),
+        Mode::Replicate => replicate::run(&bench, &mut lab, &mut report),
+        Mode::Replay => replay::run(&bench, &mut lab, &mut report),
+        Mode::Startup => startup::run(&bench, &mut lab, &mut report),
+    };
+    warn_if_unclean(lab.stop_all());
+    match measured {
+        Ok(()) => report.print(args.json),
+        // The node logs explain most failures; a temporary directory would take them along.
+        Err(error) if args.dir.is_none() => {
+            let kept = temp.keep();
+            Err(error.context(format!(
+                "working directory with the node logs kept in {}",
+                kept.display()
+            )))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// A node that fails to stop cleanly does not void what was measured before: say so on stderr
+/// and carry on.
+fn warn_if_unclean(stopped: anyhow::Result<()>) {
+    if let Err(error) = stopped {
+        eprintln!("warning: {error:#}");
+    }
+}
+
+/// What every mode needs besides the lab: the runtime for its async phases, the load to apply
+/// and where to show progress.
+struct Bench<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    plan: Plan,
+    progress: Progress,
+}
+
+impl Bench<'_> {
+    /// Runs `phase` to completion while sampling every running node and this process, and files
+    /// their footprints in `report`.
+    fn sampled<T>(
+        &self,
+        lab: &Lab,
+        report: &mut Report,
+        phase: impl Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        let sampler = sample(lab);
+        let outcome = self.runtime.block_on(phase);
+        report.footprints(sampler.finish()?);
+        outcome
+    }
+
+    /// Applies the plan to the source node with a progress bar labelled `what`.
+    async fn append(&self, lab: &Lab, what: &str) -> anyhow::Result<Appended> {
+        let bar = self.progress.facts(what, self.plan.count());
+        let appended = load::append(&lab.client(SOURCE)?, &self.plan, &bar).await;
+        bar.finish_and_clear();
+        appended
+    }
+}
+
+/// Starts sampling every running node and this process.
+fn sample(lab: &Lab) -> Sampler {
+    let mut targets: Vec<(String, String)> = lab
+        .pids()
+        .into_iter()
+        .map(|(zone, pid)| (zone, pid.to_string()))
+        .collect();
+    targets.push((GENERATOR.to_owned(), "self".to_owned()));
+    Sampler::start(targets)
+}
+
+/// Fails unless the forward buffer `client` reads from ends at offset `last`: with one source and
+/// offsets from 1, that is every fact exactly once once all `last` facts were seen.
+async fn ensure_ends_at(client: &Client, consumer: &str, last: u64) -> anyhow::Result<()> {
+    let beyond = client.fetch(consumer, 1, 0, Some(last)).await?;
+    if let Some(extra) = beyond.facts.first() {
+        bail!(
+            "the forward buffer holds more facts than were appended ({last}): offset {} is {}",
+            extra.offset,
+            extra.message.envelope.message_id
+        );
+    }
+    Ok(())
+}

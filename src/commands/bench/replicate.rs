@@ -1,0 +1,134 @@
+//! `--mode replicate`: producers append in the source zone while a consumer in the sink zone
+//! fetches and confirms. Replication throughput runs from the first append to the consumer
+//! receiving the last fact; end-to-end latency from each fact's `produced_at_unix_ms` (taken when
+//! its append was sent) to the consumer holding it. With `--rate 10000` this is SPEC §14's p99 bar.
+//!
+//! The consumer pipelines like a peer does: it fetches the next page after the last offset it
+//! holds while a task of its own confirms the newest offset (confirms are cumulative), so
+//! confirming never delays fetching.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::bail;
+use bsfg_proto::model::now_unix_ms;
+use hdrhistogram::Histogram;
+use indicatif::ProgressBar;
+use tokio::sync::watch;
+
+use super::{
+    ensure_ends_at,
+    lab::{Lab, SINK, SOURCE},
+    load::Appended,
+    report::{per_second, Quantiles, Replication, Report},
+    Bench,
+};
+use crate::client::Client;
+
+const CONSUMER: &str = "bench";
+/// Facts asked for per fetch: the most a node puts in one page.
+const PAGE: u32 = 10_000;
+/// Long-poll wait of each fetch.
+const FETCH_WAIT_MS: u32 = 250;
+/// The run fails when nothing arrives for this long while facts are still expected.
+const STALL: Duration = Duration::from_secs(60);
+
+pub(super) fn run(bench: &Bench, lab: &mut Lab, report: &mut Report) -> anyhow::Result<()> {
+    lab.start(SOURCE)?;
+    lab.start(SINK)?;
+    let (appended, consumed) = bench.sampled(lab, report, measure(bench, lab))?;
+    report.appended(&appended);
+    let seconds = consumed.last_arrival.duration_since(appended.started).as_secs_f64();
+    report.replication = Some(Replication {
+        seconds,
+        facts_per_second: per_second(consumed.delivered, seconds),
+        delivered: consumed.delivered,
+        end_to_end_ms: Quantiles::of(&consumed.end_to_end_ms, 1.0),
+    });
+    Ok(())
+}
+
+async fn measure(bench: &Bench<'_>, lab: &Lab) -> anyhow::Result<(Appended, Consumed)> {
+    let consumer = Client::connect(&lab.client(SINK)?).await?;
+    let (total, expected) = watch::channel(bench.plan.count());
+    let bar = bench.progress.facts("delivered", bench.plan.count());
+    let consuming = tokio::spawn(consume(consumer, expected, bar.clone()));
+    let appended = bench.append(lab, "appended").await?;
+    total.send_replace(Some(appended.facts));
+    let consumed = consuming.await??;
+    bar.finish_and_clear();
+    Ok((appended, consumed))
+}
+
+/// What the consumer saw.
+struct Consumed {
+    delivered: u64,
+    last_arrival: Instant,
+    end_to_end_ms: Histogram<u64>,
+}
+
+/// Fetches until `expected` (known once the producers are done) facts arrived; checks that
+/// exactly that many are there.
+async fn consume(client: Client, expected: watch::Receiver<Option<u64>>, bar: ProgressBar) -> anyhow::Result<Consumed> {
+    let client = Arc::new(client);
+    let (newest, offsets) = watch::channel(0u64);
+    let confirming = tokio::spawn(confirm(client.clone(), offsets));
+    let mut seen = Consumed {
+        delivered: 0,
+        last_arrival: Instant::now(),
+        end_to_end_ms: Histogram::new(3)?,
+    };
+    let mut after = 0;
+    while !expected.borrow().is_some_and(|total| seen.delivered >= total) {
+        let page = client.fetch(CONSUMER, PAGE, FETCH_WAIT_MS, Some(after)).await?;
+        let (now_ms, now) = (now_unix_ms(), Instant::now());
+        let Some(last) = page.facts.last() else {
+            if now.duration_since(seen.last_arrival) > STALL {
+                bail!(
+                    "replication stalled: {} facts received, none in {STALL:?}",
+                    seen.delivered
+                );
+            }
+            continue;
+        };
+        after = last.offset;
+        newest.send_replace(after);
+        for fact in &page.facts {
+            seen.end_to_end_ms
+                .record(now_ms.saturating_sub(fact.message.envelope.produced_at_unix_ms))?;
+        }
+        seen.delivered += page.facts.len() as u64;
+        seen.last_arrival = now;
+        bar.inc(page.facts.len() as u64);
+    }
+    drop(newest);
+    confirming.await??;
+    let total = expected.borrow().unwrap_or_default();
+    if seen.delivered != total {
+        bail!("{} facts delivered for {total} appended", seen.delivered);
+    }
+    ensure_ends_at(&client, CONSUMER, total).await?;
+    if let Some(client) = Arc::into_inner(client) {
+        client.close().await;
+    }
+    Ok(seen)
+}
+
+/// Confirms the newest offset received, whenever it moves, until the fetcher is done; the last
+/// one is always confirmed.
+async fn confirm(client: Arc<Client>, mut offsets: watch::Receiver<u64>) -> anyhow::Result<()> {
+    let mut confirmed = 0;
+    loop {
+        let closed = offsets.changed().await.is_err();
+        let offset = *offsets.borrow_and_update();
+        if offset > confirmed {
+            client.confirm(CONSUMER, offset).await?;
+            confirmed = offset;
+        }
+        if closed {
+            return Ok(());
+        }
+    }
+}

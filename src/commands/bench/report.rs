@@ -1,0 +1,290 @@
+//! The report: what was run, what it achieved, what it cost. Rendered as JSON with `--json`
+//! (the field names are a contract: `scripts/bench.sh` and the JetStream comparison read them;
+//! sections a mode does not measure are absent) or as an aligned table for people.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::{load::Appended, sampler::Footprint, BenchArgs};
+
+/// What every acknowledgement promised.
+const DURABILITY: &str = "fsync before ack (group commit)";
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub tool: &'static str,
+    pub mode: &'static str,
+    /// Facts acknowledged by the node.
+    pub facts: u64,
+    pub producers: u64,
+    pub concurrency: u64,
+    pub payload_bytes: u64,
+    pub rate_per_second: Option<u64>,
+    pub durability: &'static str,
+    pub node_log_level: String,
+    pub audit: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub append: Option<Throughput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<Replication>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<Replay>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub startup: Option<Startup>,
+    /// Each node's process over the measured phase, by zone.
+    pub nodes: BTreeMap<String, Footprint>,
+    /// This process (producers and consumer) over the measured phase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator: Option<Footprint>,
+    pub machine: Machine,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Throughput {
+    pub seconds: f64,
+    pub facts_per_second: f64,
+    /// Round trip of each AppendFact call.
+    pub latency_ms: Quantiles,
+}
+
+impl From<&Appended> for Throughput {
+    fn from(appended: &Appended) -> Self {
+        Self {
+            seconds: appended.seconds,
+            facts_per_second: per_second(appended.facts, appended.seconds),
+            latency_ms: Quantiles::of(&appended.latency_us, 1000.0),
+        }
+    }
+}
+
+/// `facts / seconds`, 0 when nothing was timed.
+pub fn per_second(facts: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        facts as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Replication {
+    /// From the first append to the consumer receiving the last fact.
+    pub seconds: f64,
+    pub facts_per_second: f64,
+    /// Facts the consumer received (each exactly once).
+    pub delivered: u64,
+    /// From `produced_at_unix_ms` to the consumer receiving the fact (1 ms resolution).
+    pub end_to_end_ms: Quantiles,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Replay {
+    pub backlog_facts: u64,
+    /// From healing the partition to the sink's gate leaving `autonomous`.
+    pub reconnect_seconds: f64,
+    /// From the reconnect to the last fact being in the sink's forward buffer.
+    pub replay_seconds: f64,
+    pub facts_per_second: f64,
+    /// Facts in the sink's forward buffer at the end (each exactly once).
+    pub delivered: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Startup {
+    pub retained_facts: u64,
+    /// From spawning `bsfg serve` to `/readyz` 200, after SIGTERM.
+    pub clean_seconds: f64,
+    /// The same after kill -9.
+    pub after_kill_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Quantiles {
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Quantiles {
+    /// From a histogram whose unit is `1 / per_ms` of a millisecond.
+    pub fn of(histogram: &Histogram<u64>, per_ms: f64) -> Self {
+        let at = |q| histogram.value_at_quantile(q) as f64 / per_ms;
+        Self {
+            p50: at(0.5),
+            p99: at(0.99),
+            p999: at(0.999),
+            max: histogram.max() as f64 / per_ms,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub model: String,
+    pub kernel: String,
+}
+
+impl Machine {
+    fn this() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let model = cpuinfo
+            .lines()
+            .find_map(|line| line.strip_prefix("model name")?.split_once(':'))
+            .map_or("unknown", |(_, model)| model.trim());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        Self {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            model: model.to_owned(),
+            kernel: kernel.trim().to_owned(),
+        }
+    }
+}
+
+impl Report {
+    pub fn new(args: &BenchArgs, mode: &'static str) -> Self {
+        Self {
+            tool: "bsfg",
+            mode,
+            facts: 0,
+            producers: args.producers,
+            concurrency: args.concurrency,
+            payload_bytes: args.payload_bytes,
+            rate_per_second: args.rate,
+            durability: DURABILITY,
+            node_log_level: args.node_log_level.clone(),
+            audit: args.audit,
+            append: None,
+            replication: None,
+            replay: None,
+            startup: None,
+            nodes: BTreeMap::new(),
+            generator: None,
+            machine: Machine::this(),
+        }
+    }
+
+    /// Files what the producers achieved.
+    pub fn appended(&mut self, appended: &Appended) {
+        self.facts = appended.facts;
+        self.append = Some(Throughput::from(appended));
+    }
+
+    /// Files the sampler's footprints: nodes by zone, this process as the generator.
+    pub fn footprints(&mut self, mut footprints: BTreeMap<String, Footprint>) {
+        self.generator = footprints.remove(super::GENERATOR);
+        self.nodes = footprints;
+    }
+
+    pub fn print(&self, json: bool) -> anyhow::Result<()> {
+        if json {
+            println!("{}", serde_json::to_string_pretty(self)?);
+        } else {
+            print!("{}", self.table()?);
+        }
+        Ok(())
+    }
+
+    fn table(&self) -> Result<String, std::fmt::Error> {
+        let mut rows: Vec<(String, String)> = vec![
+            ("mode".into(), self.mode.into()),
+            ("facts".into(), self.facts.to_string()),
+            ("load".into(), self.load()),
+            ("durability".into(), DURABILITY.into()),
+            (
+                "node logs".into(),
+                format!("level {}, audit {}", self.node_log_level, on_off(self.audit)),
+            ),
+        ];
+        self.measured_rows(&mut rows);
+        for (name, footprint) in &self.nodes {
+            rows.push((format!("node {name}"), footprint_text(footprint)));
+        }
+        if let Some(generator) = &self.generator {
+            rows.push(("generator".into(), footprint_text(generator)));
+        }
+        let m = &self.machine;
+        rows.push((
+            "machine".into(),
+            format!("{} CPUs, {}, Linux {}", m.cpus, m.model, m.kernel),
+        ));
+        let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+        let mut out = String::new();
+        for (name, value) in rows {
+            writeln!(out, "{name:<width$}  {value}")?;
+        }
+        Ok(out)
+    }
+
+    fn load(&self) -> String {
+        let rate = self
+            .rate_per_second
+            .map_or("unpaced".to_owned(), |r| format!("paced at {r} facts/s"));
+        format!(
+            "{} producers x {} in flight, {}-byte objects, {rate}",
+            self.producers, self.concurrency, self.payload_bytes
+        )
+    }
+
+    fn measured_rows(&self, rows: &mut Vec<(String, String)>) {
+        if let Some(a) = &self.append {
+            rows.push(("append".into(), rate_text(a.facts_per_second, a.seconds)));
+            rows.push(("append latency".into(), quantiles_text(&a.latency_ms)));
+        }
+        if let Some(r) = &self.replication {
+            let delivered = format!(
+                "{}, {} delivered",
+                rate_text(r.facts_per_second, r.seconds),
+                r.delivered
+            );
+            rows.push(("replication".into(), delivered));
+            rows.push(("end-to-end latency".into(), quantiles_text(&r.end_to_end_ms)));
+        }
+        if let Some(r) = &self.replay {
+            rows.push(("reconnect".into(), format!("{:.3} s", r.reconnect_seconds)));
+            let replayed = format!(
+                "{} facts: {}",
+                r.backlog_facts,
+                rate_text(r.facts_per_second, r.replay_seconds)
+            );
+            rows.push(("replay".into(), replayed));
+        }
+        if let Some(s) = &self.startup {
+            rows.push(("retained facts".into(), s.retained_facts.to_string()));
+            rows.push(("start after SIGTERM".into(), format!("{:.3} s", s.clean_seconds)));
+            rows.push(("start after kill -9".into(), format!("{:.3} s", s.after_kill_seconds)));
+        }
+    }
+}
+
+fn rate_text(per_second: f64, seconds: f64) -> String {
+    format!("{per_second:.0} facts/s ({seconds:.3} s)")
+}
+
+fn quantiles_text(q: &Quantiles) -> String {
+    format!(
+        "p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
+        q.p50, q.p99, q.p999, q.max
+    )
+}
+
+fn footprint_text(f: &Footprint) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    format!(
+        "peak RSS {:.1} MiB (sampled max {:.1} MiB), CPU {:.2} s",
+        f.peak_rss_bytes as f64 / MIB,
+        f.max_sampled_rss_bytes as f64 / MIB,
+        f.cpu_seconds
+    )
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
