@@ -7,7 +7,7 @@ use std::{fmt::Write as _, fs, str::FromStr};
 
 use anyhow::{anyhow, Context as _};
 
-use crate::report::Report;
+use crate::report::{Append, NodeStats, Replication, Report};
 
 #[derive(Debug, clap::Args)]
 pub struct CompareArgs {
@@ -31,9 +31,18 @@ impl FromStr for ColumnSpec {
     type Err = anyhow::Error;
 
     fn from_str(text: &str) -> anyhow::Result<Self> {
-        let (label, paths) = text.split_once('=').ok_or_else(|| anyhow!("expected LABEL=FILE[,FILE], got {text:?}"))?;
-        let paths = paths.split(',').filter(|path| !path.is_empty()).map(str::to_owned).collect();
-        Ok(Self { label: label.to_owned(), paths })
+        let (label, paths) = text
+            .split_once('=')
+            .ok_or_else(|| anyhow!("expected LABEL=FILE[,FILE], got {text:?}"))?;
+        let paths = paths
+            .split(',')
+            .filter(|path| !path.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(Self {
+            label: label.to_owned(),
+            paths,
+        })
     }
 }
 
@@ -54,16 +63,59 @@ impl Column {
                 serde_json::from_str(&text).with_context(|| format!("parsing the report {path}"))
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(Self { label: spec.label.clone(), reports })
+        Ok(Self {
+            label: spec.label.clone(),
+            reports,
+        })
     }
 
-    fn mode(&self, mode: &str) -> Option<&Report> {
-        self.reports.iter().find(|report| report.mode == mode)
+    fn append(&self, kind: Run) -> Option<&Append> {
+        self.run(kind)?.append.as_ref()
     }
 
-    fn nodes_total(&self, mode: &str, figure: fn(&crate::report::NodeStats) -> f64) -> Option<f64> {
-        let report = self.mode(mode)?;
+    fn replication(&self, kind: Run) -> Option<&Replication> {
+        self.run(kind)?.replication.as_ref()
+    }
+
+    fn run(&self, kind: Run) -> Option<&Report> {
+        self.reports.iter().find(|report| Run::of(report) == Some(kind))
+    }
+
+    fn nodes_total(&self, kind: Run, figure: fn(&NodeStats) -> f64) -> Option<f64> {
+        let report = self.run(kind)?;
         (!report.nodes.is_empty()).then(|| report.nodes.values().map(figure).sum())
+    }
+}
+
+/// The runs a column is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// `append`, unpaced.
+    Append,
+    /// `replicate`, unpaced: the replication throughput.
+    Replicate,
+    /// `replicate` with a rate: the latency at a steady load.
+    Paced,
+}
+
+impl Run {
+    const ALL: [Run; 3] = [Run::Append, Run::Replicate, Run::Paced];
+
+    fn of(report: &Report) -> Option<Self> {
+        match (report.mode.as_str(), report.rate_per_second) {
+            ("append", _) => Some(Self::Append),
+            ("replicate", None) => Some(Self::Replicate),
+            ("replicate", Some(_)) => Some(Self::Paced),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Append => "append",
+            Self::Replicate => "replicate",
+            Self::Paced => "paced replicate",
+        }
     }
 }
 
@@ -77,38 +129,64 @@ struct Metric {
 const MIB: f64 = 1024.0 * 1024.0;
 
 const METRICS: &[Metric] = &[
-    Metric { name: "append, facts/s", value: |c| Some(c.mode("append")?.append.as_ref()?.facts_per_second), decimals: 0 },
-    Metric { name: "append p50, ms", value: |c| Some(c.mode("append")?.append.as_ref()?.latency_ms.p50), decimals: 2 },
-    Metric { name: "append p99, ms", value: |c| Some(c.mode("append")?.append.as_ref()?.latency_ms.p99), decimals: 2 },
+    Metric {
+        name: "append, facts/s",
+        value: |c| Some(c.append(Run::Append)?.facts_per_second),
+        decimals: 0,
+    },
+    Metric {
+        name: "append p50, ms",
+        value: |c| Some(c.append(Run::Append)?.latency_ms.p50),
+        decimals: 2,
+    },
+    Metric {
+        name: "append p99, ms",
+        value: |c| Some(c.append(Run::Append)?.latency_ms.p99),
+        decimals: 2,
+    },
     Metric {
         name: "replication, facts/s",
-        value: |c| Some(c.mode("replicate")?.replication.as_ref()?.facts_per_second),
+        value: |c| Some(c.replication(Run::Replicate)?.facts_per_second),
         decimals: 0,
     },
     Metric {
         name: "end-to-end p50, ms",
-        value: |c| Some(c.mode("replicate")?.replication.as_ref()?.end_to_end_ms.p50),
+        value: |c| Some(c.replication(Run::Replicate)?.end_to_end_ms.p50),
         decimals: 2,
     },
     Metric {
         name: "end-to-end p99, ms",
-        value: |c| Some(c.mode("replicate")?.replication.as_ref()?.end_to_end_ms.p99),
+        value: |c| Some(c.replication(Run::Replicate)?.end_to_end_ms.p99),
+        decimals: 2,
+    },
+    Metric {
+        name: "paced: end-to-end p50, ms",
+        value: |c| Some(c.replication(Run::Paced)?.end_to_end_ms.p50),
+        decimals: 2,
+    },
+    Metric {
+        name: "paced: end-to-end p99, ms",
+        value: |c| Some(c.replication(Run::Paced)?.end_to_end_ms.p99),
         decimals: 2,
     },
     Metric {
         name: "append run: peak RSS, all nodes, MiB",
-        value: |c| Some(c.nodes_total("append", |n| n.peak_rss_bytes as f64)? / MIB),
+        value: |c| Some(c.nodes_total(Run::Append, |n| n.peak_rss_bytes as f64)? / MIB),
         decimals: 1,
     },
-    Metric { name: "append run: CPU, all nodes, s", value: |c| c.nodes_total("append", |n| n.cpu_seconds), decimals: 2 },
+    Metric {
+        name: "append run: CPU, all nodes, s",
+        value: |c| c.nodes_total(Run::Append, |n| n.cpu_seconds),
+        decimals: 2,
+    },
     Metric {
         name: "replicate run: peak RSS, all nodes, MiB",
-        value: |c| Some(c.nodes_total("replicate", |n| n.peak_rss_bytes as f64)? / MIB),
+        value: |c| Some(c.nodes_total(Run::Replicate, |n| n.peak_rss_bytes as f64)? / MIB),
         decimals: 1,
     },
     Metric {
         name: "replicate run: CPU, all nodes, s",
-        value: |c| c.nodes_total("replicate", |n| n.cpu_seconds),
+        value: |c| c.nodes_total(Run::Replicate, |n| n.cpu_seconds),
         decimals: 2,
     },
 ];
@@ -128,7 +206,8 @@ pub fn render(columns: &[Column], markdown: bool) -> String {
     for column in columns {
         let mut said: Vec<&str> = column.reports.iter().map(|report| report.durability.as_str()).collect();
         said.dedup();
-        let _ = writeln!(out, "- {}: {}", column.label, said.join(" / "));
+        let said = if said.is_empty() { "no report".to_owned() } else { said.join(" / ") };
+        let _ = writeln!(out, "- {}: {said}", column.label);
     }
     out
 }
@@ -165,9 +244,13 @@ fn ratio(first: Option<f64>, other: Option<f64>) -> String {
 /// The workload each mode ran, with a warning when the columns did not run the same one.
 fn workloads(columns: &[Column]) -> String {
     let mut out = String::from("\nWorkload:\n");
-    for mode in ["append", "replicate"] {
-        let mut described: Vec<String> =
-            columns.iter().filter_map(|column| column.mode(mode)).map(describe).collect();
+    for kind in Run::ALL {
+        let mode = kind.name();
+        let mut described: Vec<String> = columns
+            .iter()
+            .filter_map(|column| column.run(kind))
+            .map(describe)
+            .collect();
         described.dedup();
         match described.as_slice() {
             [] => {}
@@ -175,7 +258,11 @@ fn workloads(columns: &[Column]) -> String {
                 let _ = writeln!(out, "- {mode}: {one}");
             }
             many => {
-                let _ = writeln!(out, "- {mode}: WARNING, the columns ran different workloads: {}", many.join(" | "));
+                let _ = writeln!(
+                    out,
+                    "- {mode}: WARNING, the columns ran different workloads: {}",
+                    many.join(" | ")
+                );
             }
         }
     }
@@ -183,7 +270,9 @@ fn workloads(columns: &[Column]) -> String {
 }
 
 fn describe(report: &Report) -> String {
-    let rate = report.rate_per_second.map_or_else(|| "unpaced".to_owned(), |rate| format!("paced at {rate:.0}/s"));
+    let rate = report
+        .rate_per_second
+        .map_or_else(|| "unpaced".to_owned(), |rate| format!("paced at {rate:.0}/s"));
     format!(
         "{} facts of {} bytes, {} producers x {} in flight, {rate}",
         report.facts, report.payload_bytes, report.producers, report.concurrency
@@ -210,7 +299,13 @@ impl Table {
                 .iter()
                 .zip(&widths)
                 .enumerate()
-                .map(|(i, (cell, width))| if i == 0 { format!("{cell:<width$}") } else { format!("{cell:>width$}") })
+                .map(|(i, (cell, width))| {
+                    if i == 0 {
+                        format!("{cell:<width$}")
+                    } else {
+                        format!("{cell:>width$}")
+                    }
+                })
                 .collect();
             let _ = writeln!(out, "{}", cells.join("  ").trim_end());
         }
@@ -219,7 +314,9 @@ impl Table {
 
     fn markdown(&self) -> String {
         let mut out = format!("| {} |\n", self.header.join(" | "));
-        let rule: Vec<&str> = (0..self.header.len()).map(|i| if i == 0 { "---" } else { "---:" }).collect();
+        let rule: Vec<&str> = (0..self.header.len())
+            .map(|i| if i == 0 { "---" } else { "---:" })
+            .collect();
         let _ = writeln!(out, "| {} |", rule.join(" | "));
         for row in &self.rows {
             let _ = writeln!(out, "| {} |", row.join(" | "));
@@ -237,10 +334,15 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::report::{Append, NodeStats, Percentiles, Replication};
+    use crate::report::Percentiles;
 
     fn report(tool: &str, mode: &str, throughput: f64, p99: f64, facts: u64) -> Report {
-        let latency = Percentiles { p50: p99 / 2.0, p99, p999: p99, max: p99 };
+        let latency = Percentiles {
+            p50: p99 / 2.0,
+            p99,
+            p999: p99,
+            max: p99,
+        };
         Report {
             tool: tool.into(),
             mode: mode.into(),
@@ -250,15 +352,31 @@ mod tests {
             payload_bytes: 256,
             rate_per_second: None,
             durability: format!("{tool} durability"),
-            append: Some(Append { seconds: 1.0, facts_per_second: throughput, latency_ms: latency }),
+            append: Some(Append {
+                seconds: 1.0,
+                facts_per_second: throughput,
+                latency_ms: latency,
+            }),
             replication: (mode == "replicate").then_some(Replication {
                 seconds: 1.0,
                 facts_per_second: throughput / 2.0,
                 end_to_end_ms: latency,
             }),
             nodes: BTreeMap::from([
-                ("a".into(), NodeStats { peak_rss_bytes: 10 * 1024 * 1024, cpu_seconds: 1.0 }),
-                ("b".into(), NodeStats { peak_rss_bytes: 20 * 1024 * 1024, cpu_seconds: 2.0 }),
+                (
+                    "a".into(),
+                    NodeStats {
+                        peak_rss_bytes: 10 * 1024 * 1024,
+                        cpu_seconds: 1.0,
+                    },
+                ),
+                (
+                    "b".into(),
+                    NodeStats {
+                        peak_rss_bytes: 20 * 1024 * 1024,
+                        cpu_seconds: 2.0,
+                    },
+                ),
             ]),
         }
     }
@@ -267,9 +385,15 @@ mod tests {
         vec![
             Column {
                 label: "bsfg".into(),
-                reports: vec![report("bsfg", "append", 200.0, 4.0, 1000), report("bsfg", "replicate", 300.0, 8.0, 1000)],
+                reports: vec![
+                    report("bsfg", "append", 200.0, 4.0, 1000),
+                    report("bsfg", "replicate", 300.0, 8.0, 1000),
+                ],
             },
-            Column { label: "JetStream".into(), reports: vec![report("jetstream", "append", 100.0, 2.0, jetstream_facts)] },
+            Column {
+                label: "JetStream".into(),
+                reports: vec![report("jetstream", "append", 100.0, 2.0, jetstream_facts)],
+            },
         ]
     }
 
@@ -283,8 +407,25 @@ mod tests {
         let text = render(&columns(1000), false);
         assert_eq!(row(&text, "append, facts/s"), ["200", "100", "2.00x"]);
         assert_eq!(row(&text, "append p99, ms"), ["4.00", "2.00", "2.00x"]);
-        assert_eq!(row(&text, "append run: peak RSS, all nodes, MiB"), ["30.0", "30.0", "1.00x"]);
+        assert_eq!(
+            row(&text, "append run: peak RSS, all nodes, MiB"),
+            ["30.0", "30.0", "1.00x"]
+        );
         assert_eq!(row(&text, "append run: CPU, all nodes, s"), ["3.00", "3.00", "1.00x"]);
+    }
+
+    #[test]
+    fn a_paced_replicate_run_fills_the_paced_rows_only() {
+        let mut columns = columns(1000);
+        let mut paced = report("jetstream", "replicate", 10.0, 13.0, 1000);
+        paced.rate_per_second = Some(10_000.0);
+        columns[1].reports.push(paced);
+        let text = render(&columns, false);
+        assert_eq!(row(&text, "paced: end-to-end p99, ms"), ["n/a", "13.00", "n/a"]);
+        assert_eq!(row(&text, "end-to-end p99, ms"), ["8.00", "n/a", "n/a"]);
+        assert!(
+            text.contains("- paced replicate: 1000 facts of 256 bytes, 4 producers x 64 in flight, paced at 10000/s\n")
+        );
     }
 
     #[test]
@@ -298,13 +439,19 @@ mod tests {
         let text = render(&columns(1000), false);
         assert!(text.contains("- bsfg: bsfg durability\n"), "{text}");
         assert!(text.contains("- JetStream: jetstream durability\n"), "{text}");
-        assert!(text.contains("- append: 1000 facts of 256 bytes, 4 producers x 64 in flight, unpaced\n"), "{text}");
+        assert!(
+            text.contains("- append: 1000 facts of 256 bytes, 4 producers x 64 in flight, unpaced\n"),
+            "{text}"
+        );
     }
 
     #[test]
     fn different_workloads_are_called_out() {
         let text = render(&columns(5), false);
-        assert!(text.contains("append: WARNING, the columns ran different workloads"), "{text}");
+        assert!(
+            text.contains("append: WARNING, the columns ran different workloads"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -32,7 +32,9 @@ impl Producers {
     pub async fn connect(url: &str, workload: &Workload) -> anyhow::Result<Self> {
         let mut contexts = Vec::new();
         for _ in 0..workload.producers.max(1) {
-            let client = async_nats::connect(url).await.with_context(|| format!("connecting to {url}"))?;
+            let client = async_nats::connect(url)
+                .await
+                .with_context(|| format!("connecting to {url}"))?;
             let context = jetstream::ContextBuilder::new()
                 .timeout(Duration::from_secs(30))
                 .max_ack_inflight(workload.concurrency.max(1))
@@ -51,7 +53,13 @@ impl Producers {
             .zip(self.0)
             .map(|(producer, context)| {
                 let share = workload.count / producers + u64::from(producer < workload.count % producers);
-                let plan = Plan { producer, producers, share, started, workload };
+                let plan = Plan {
+                    producer,
+                    producers,
+                    share,
+                    started,
+                    workload,
+                };
                 tokio::spawn(plan.produce(context))
             })
             .collect();
@@ -81,7 +89,9 @@ impl Plan {
                 sleep_until(at).await;
             }
             let body = payload::encode(payload::now_micros(), self.workload.payload_bytes);
-            let message = PublishMessage::build().payload(body).message_id(format!("{}-{i}", self.producer));
+            let message = PublishMessage::build()
+                .payload(body)
+                .message_id(format!("{}-{i}", self.producer));
             let sent = Instant::now();
             let ack = context.send_publish(SUBJECT, message).await?.await?;
             if ack.duplicate {
@@ -111,8 +121,20 @@ mod tests {
     use super::*;
 
     fn plan(producer: u64, rate: Option<f64>) -> Plan {
-        let workload = Workload { count: 100, producers: 4, concurrency: 8, payload_bytes: 256, rate };
-        Plan { producer, producers: 4, share: 25, started: Instant::now(), workload }
+        let workload = Workload {
+            count: 100,
+            producers: 4,
+            concurrency: 8,
+            payload_bytes: 256,
+            rate,
+        };
+        Plan {
+            producer,
+            producers: 4,
+            share: 25,
+            started: Instant::now(),
+            workload,
+        }
     }
 
     #[test]

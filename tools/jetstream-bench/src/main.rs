@@ -42,7 +42,11 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Compare(args) => {
-            let columns = args.columns.iter().map(compare::Column::read).collect::<anyhow::Result<Vec<_>>>()?;
+            let columns = args
+                .columns
+                .iter()
+                .map(compare::Column::read)
+                .collect::<anyhow::Result<Vec<_>>>()?;
             print!("{}", compare::render(&columns, args.markdown));
         }
     }

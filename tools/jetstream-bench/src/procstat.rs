@@ -22,9 +22,14 @@ impl FromStr for Server {
     type Err = anyhow::Error;
 
     fn from_str(text: &str) -> anyhow::Result<Self> {
-        let (name, pid) = text.split_once('=').ok_or_else(|| anyhow!("expected name=pid, got {text:?}"))?;
+        let (name, pid) = text
+            .split_once('=')
+            .ok_or_else(|| anyhow!("expected name=pid, got {text:?}"))?;
         let pid = pid.parse().with_context(|| format!("bad pid in {text:?}"))?;
-        Ok(Self { name: name.to_owned(), pid })
+        Ok(Self {
+            name: name.to_owned(),
+            pid,
+        })
     }
 }
 
@@ -53,7 +58,10 @@ fn peak_rss_bytes(status: &str) -> anyhow::Result<u64> {
 /// utime + stime of a /proc/<pid>/stat text, in seconds. The command name (field 2) may hold
 /// spaces and parentheses, so fields are counted from the last `)`.
 fn cpu_seconds(stat: &str) -> anyhow::Result<f64> {
-    let after_name = stat.rsplit_once(')').ok_or_else(|| anyhow!("no command name in stat"))?.1;
+    let after_name = stat
+        .rsplit_once(')')
+        .ok_or_else(|| anyhow!("no command name in stat"))?
+        .1;
     // After the name come field 3 (state) onwards; utime and stime are fields 14 and 15.
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     let ticks = |index: usize| -> anyhow::Result<u64> {
@@ -83,7 +91,10 @@ mod tests {
 
     #[test]
     fn this_process_can_be_sampled() {
-        let me = Server { name: "me".into(), pid: std::process::id() };
+        let me = Server {
+            name: "me".into(),
+            pid: std::process::id(),
+        };
         let stats = sample(&me).expect("own /proc entry");
         assert!(stats.peak_rss_bytes > 0);
     }
@@ -91,7 +102,13 @@ mod tests {
     #[test]
     fn servers_are_named_on_the_command_line() {
         let server: Server = "zonea=42".parse().expect("parses");
-        assert_eq!(server, Server { name: "zonea".into(), pid: 42 });
+        assert_eq!(
+            server,
+            Server {
+                name: "zonea".into(),
+                pid: 42
+            }
+        );
         assert!("zonea".parse::<Server>().is_err());
         assert!("zonea=x".parse::<Server>().is_err());
     }

@@ -59,7 +59,10 @@ pub struct NodeStats {
 impl Report {
     /// A few lines for a person at a terminal (`--json` prints the whole report instead).
     pub fn summary(&self) -> String {
-        let mut lines = vec![format!("{} {}: {} facts, durability: {}", self.tool, self.mode, self.facts, self.durability)];
+        let mut lines = vec![format!(
+            "{} {}: {} facts, durability: {}",
+            self.tool, self.mode, self.facts, self.durability
+        )];
         if let Some(append) = &self.append {
             lines.push(format!(
                 "append: {:.0} facts/s over {:.2} s; ack latency {}",
@@ -82,7 +85,11 @@ impl Report {
 
 impl std::fmt::Display for Percentiles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms", self.p50, self.p99, self.p999, self.max)
+        write!(
+            f,
+            "p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            self.p50, self.p99, self.p999, self.max
+        )
     }
 }
 
@@ -151,14 +158,30 @@ mod tests {
             append: Some(Append {
                 seconds: 1.0,
                 facts_per_second: 10.0,
-                latency_ms: Percentiles { p50: 1.0, p99: 2.0, p999: 3.0, max: 4.0 },
+                latency_ms: Percentiles {
+                    p50: 1.0,
+                    p99: 2.0,
+                    p999: 3.0,
+                    max: 4.0,
+                },
             }),
             replication: Some(Replication {
                 seconds: 2.0,
                 facts_per_second: 5.0,
-                end_to_end_ms: Percentiles { p50: 1.0, p99: 2.0, p999: 3.0, max: 4.0 },
+                end_to_end_ms: Percentiles {
+                    p50: 1.0,
+                    p99: 2.0,
+                    p999: 3.0,
+                    max: 4.0,
+                },
             }),
-            nodes: BTreeMap::from([("zonea".into(), NodeStats { peak_rss_bytes: 1, cpu_seconds: 0.5 })]),
+            nodes: BTreeMap::from([(
+                "zonea".into(),
+                NodeStats {
+                    peak_rss_bytes: 1,
+                    cpu_seconds: 0.5,
+                },
+            )]),
         };
         let json = serde_json::to_value(&report).expect("serialises");
         for pointer in [

@@ -69,7 +69,9 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: &RunArgs) -> anyhow::Result<Report> {
-    let storage = Storage { replicas: args.replicas };
+    let storage = Storage {
+        replicas: args.replicas,
+    };
     let zone_a = connect(&args.zone_a).await?;
     setup::create_origin(&zone_a, storage).await?;
     let workload = Workload {
@@ -113,7 +115,11 @@ async fn append_only(producers: Producers, workload: Workload) -> anyhow::Result
     Ok(append_section(workload.count, started.elapsed(), &latencies))
 }
 
-async fn replicate(producers: Producers, workload: Workload, zone_b: &Context) -> anyhow::Result<(Append, Replication)> {
+async fn replicate(
+    producers: Producers,
+    workload: Workload,
+    zone_b: &Context,
+) -> anyhow::Result<(Append, Replication)> {
     let consumer = crate::consume::prepare(zone_b).await?;
     let started = Instant::now();
     let drain = tokio::spawn(consume::drain(consumer, workload.count));
@@ -138,7 +144,9 @@ fn append_section(count: u64, elapsed: Duration, latencies: &hdrhistogram::Histo
 }
 
 async fn connect(url: &str) -> anyhow::Result<Context> {
-    let client = async_nats::connect(url).await.with_context(|| format!("connecting to {url}"))?;
+    let client = async_nats::connect(url)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
     Ok(jetstream::new(client))
 }
 
@@ -152,5 +160,8 @@ async fn expect_stored(zone: &Context, stream: &str, count: u64) -> anyhow::Resu
 }
 
 fn sample(servers: &[Server]) -> anyhow::Result<BTreeMap<String, NodeStats>> {
-    servers.iter().map(|server| Ok((server.name.clone(), procstat::sample(server)?))).collect()
+    servers
+        .iter()
+        .map(|server| Ok((server.name.clone(), procstat::sample(server)?)))
+        .collect()
 }

@@ -38,25 +38,34 @@ pub async fn create_origin(zone_a: &Context, storage: Storage) -> anyhow::Result
         duplicate_window: DUPLICATE_WINDOW,
         ..stream_config(storage)
     };
-    retry("creating stream FACTS in zone A", || zone_a.create_stream(config.clone())).await?;
+    retry("creating stream FACTS in zone A", || {
+        zone_a.create_stream(config.clone())
+    })
+    .await?;
     Ok(())
 }
 
 /// Creates zone B's stream sourcing zone A's origin through `domain_a`; waits first until zone A's
-/// JetStream API answers from zone B, i.e. the leafnode is up.
+/// origin stream can be looked up from zone B, i.e. the leafnode is up.
 pub async fn create_sourced(zone_b: &Context, domain_a: &str, storage: Storage) -> anyhow::Result<()> {
     let across = jetstream::with_domain(zone_b.client(), domain_a);
-    retry("reaching zone A's JetStream from zone B", || across.query_account()).await?;
+    retry("looking up zone A's FACTS from zone B", || across.get_stream(ORIGIN)).await?;
     let config = Config {
         name: SOURCED.into(),
         sources: Some(vec![Source {
             name: ORIGIN.into(),
-            external: Some(External { api_prefix: format!("$JS.{domain_a}.API"), delivery_prefix: None }),
+            external: Some(External {
+                api_prefix: format!("$JS.{domain_a}.API"),
+                delivery_prefix: None,
+            }),
             ..Default::default()
         }]),
         ..stream_config(storage)
     };
-    retry("creating stream FACTS_B in zone B", || zone_b.create_stream(config.clone())).await?;
+    retry("creating stream FACTS_B in zone B", || {
+        zone_b.create_stream(config.clone())
+    })
+    .await?;
     Ok(())
 }
 
@@ -67,7 +76,11 @@ pub async fn stored(zone: &Context, stream: &str) -> anyhow::Result<u64> {
 }
 
 fn stream_config(storage: Storage) -> Config {
-    Config { storage: StorageType::File, num_replicas: storage.replicas, ..Default::default() }
+    Config {
+        storage: StorageType::File,
+        num_replicas: storage.replicas,
+        ..Default::default()
+    }
 }
 
 /// Retries `attempt` until it succeeds or [`READY_WITHIN`] has passed: a fresh server needs a
