@@ -206,7 +206,11 @@ pub fn render(columns: &[Column], markdown: bool) -> String {
     for column in columns {
         let mut said: Vec<&str> = column.reports.iter().map(|report| report.durability.as_str()).collect();
         said.dedup();
-        let said = if said.is_empty() { "no report".to_owned() } else { said.join(" / ") };
+        let said = if said.is_empty() {
+            "no report".to_owned()
+        } else {
+            said.join(" / ")
+        };
         let _ = writeln!(out, "- {}: {said}", column.label);
     }
     out
