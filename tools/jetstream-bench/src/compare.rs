@@ -7,7 +7,7 @@ use std::{fmt::Write as _, fs, str::FromStr};
 
 use anyhow::{anyhow, Context as _};
 
-use crate::report::{Append, NodeStats, Replication, Report};
+use crate::report::{NodeStats, Report};
 
 #[derive(Debug, clap::Args)]
 pub struct CompareArgs {
@@ -69,21 +69,8 @@ impl Column {
         })
     }
 
-    fn append(&self, kind: Run) -> Option<&Append> {
-        self.run(kind)?.append.as_ref()
-    }
-
-    fn replication(&self, kind: Run) -> Option<&Replication> {
-        self.run(kind)?.replication.as_ref()
-    }
-
     fn run(&self, kind: Run) -> Option<&Report> {
         self.reports.iter().find(|report| Run::of(report) == Some(kind))
-    }
-
-    fn nodes_total(&self, kind: Run, figure: fn(&NodeStats) -> f64) -> Option<f64> {
-        let report = self.run(kind)?;
-        (!report.nodes.is_empty()).then(|| report.nodes.values().map(figure).sum())
     }
 }
 
@@ -119,77 +106,74 @@ impl Run {
     }
 }
 
-/// One row of the table: a name, how to read it from a column, and its decimals.
-struct Metric {
-    name: &'static str,
-    value: fn(&Column) -> Option<f64>,
-    decimals: usize,
+/// What a row reads from a run's report.
+#[derive(Debug, Clone, Copy)]
+enum Figure {
+    /// Facts per second: appended in an append run, replicated otherwise.
+    Throughput,
+    /// Latency percentiles: of the append call in an append run, end to end otherwise.
+    P50,
+    P99,
+    /// Peak RSS of all the run's nodes together.
+    PeakRss,
+    /// CPU seconds of all the run's nodes together.
+    Cpu,
 }
+
+/// One row of the table.
+struct Metric(&'static str, Run, Figure);
 
 const MIB: f64 = 1024.0 * 1024.0;
 
 const METRICS: &[Metric] = &[
-    Metric {
-        name: "append, facts/s",
-        value: |c| Some(c.append(Run::Append)?.facts_per_second),
-        decimals: 0,
-    },
-    Metric {
-        name: "append p50, ms",
-        value: |c| Some(c.append(Run::Append)?.latency_ms.p50),
-        decimals: 2,
-    },
-    Metric {
-        name: "append p99, ms",
-        value: |c| Some(c.append(Run::Append)?.latency_ms.p99),
-        decimals: 2,
-    },
-    Metric {
-        name: "replication, facts/s",
-        value: |c| Some(c.replication(Run::Replicate)?.facts_per_second),
-        decimals: 0,
-    },
-    Metric {
-        name: "end-to-end p50, ms",
-        value: |c| Some(c.replication(Run::Replicate)?.end_to_end_ms.p50),
-        decimals: 2,
-    },
-    Metric {
-        name: "end-to-end p99, ms",
-        value: |c| Some(c.replication(Run::Replicate)?.end_to_end_ms.p99),
-        decimals: 2,
-    },
-    Metric {
-        name: "paced: end-to-end p50, ms",
-        value: |c| Some(c.replication(Run::Paced)?.end_to_end_ms.p50),
-        decimals: 2,
-    },
-    Metric {
-        name: "paced: end-to-end p99, ms",
-        value: |c| Some(c.replication(Run::Paced)?.end_to_end_ms.p99),
-        decimals: 2,
-    },
-    Metric {
-        name: "append run: peak RSS, all nodes, MiB",
-        value: |c| Some(c.nodes_total(Run::Append, |n| n.peak_rss_bytes as f64)? / MIB),
-        decimals: 1,
-    },
-    Metric {
-        name: "append run: CPU, all nodes, s",
-        value: |c| c.nodes_total(Run::Append, |n| n.cpu_seconds),
-        decimals: 2,
-    },
-    Metric {
-        name: "replicate run: peak RSS, all nodes, MiB",
-        value: |c| Some(c.nodes_total(Run::Replicate, |n| n.peak_rss_bytes as f64)? / MIB),
-        decimals: 1,
-    },
-    Metric {
-        name: "replicate run: CPU, all nodes, s",
-        value: |c| c.nodes_total(Run::Replicate, |n| n.cpu_seconds),
-        decimals: 2,
-    },
+    Metric("append, facts/s", Run::Append, Figure::Throughput),
+    Metric("append p50, ms", Run::Append, Figure::P50),
+    Metric("append p99, ms", Run::Append, Figure::P99),
+    Metric("replication, facts/s", Run::Replicate, Figure::Throughput),
+    Metric("end-to-end p50, ms", Run::Replicate, Figure::P50),
+    Metric("end-to-end p99, ms", Run::Replicate, Figure::P99),
+    Metric("paced: end-to-end p50, ms", Run::Paced, Figure::P50),
+    Metric("paced: end-to-end p99, ms", Run::Paced, Figure::P99),
+    Metric("append run: peak RSS, all nodes, MiB", Run::Append, Figure::PeakRss),
+    Metric("append run: CPU, all nodes, s", Run::Append, Figure::Cpu),
+    Metric(
+        "replicate run: peak RSS, all nodes, MiB",
+        Run::Replicate,
+        Figure::PeakRss,
+    ),
+    Metric("replicate run: CPU, all nodes, s", Run::Replicate, Figure::Cpu),
 ];
+
+impl Figure {
+    fn read(self, run: Run, report: &Report) -> Option<f64> {
+        let nodes = |each: fn(&NodeStats) -> f64| {
+            (!report.nodes.is_empty()).then(|| report.nodes.values().map(each).sum::<f64>())
+        };
+        let (throughput, latency) = match run {
+            Run::Append => report.append.as_ref().map(|a| (a.facts_per_second, a.latency_ms)),
+            Run::Replicate | Run::Paced => report
+                .replication
+                .as_ref()
+                .map(|r| (r.facts_per_second, r.end_to_end_ms)),
+        }
+        .unzip();
+        match self {
+            Self::Throughput => throughput,
+            Self::P50 => latency.map(|l| l.p50),
+            Self::P99 => latency.map(|l| l.p99),
+            Self::PeakRss => nodes(|n| n.peak_rss_bytes as f64 / MIB),
+            Self::Cpu => nodes(|n| n.cpu_seconds),
+        }
+    }
+
+    fn decimals(self) -> usize {
+        match self {
+            Self::Throughput => 0,
+            Self::PeakRss => 1,
+            Self::P50 | Self::P99 | Self::Cpu => 2,
+        }
+    }
+}
 
 /// The whole comparison: table, workload, durability of each column.
 pub fn render(columns: &[Column], markdown: bool) -> String {
@@ -223,10 +207,13 @@ fn table(columns: &[Column]) -> Table {
     header.extend(others.map(|other| format!("{} / {}", columns[0].label, other.label)));
     let rows = METRICS
         .iter()
-        .map(|metric| {
-            let values: Vec<Option<f64>> = columns.iter().map(|column| (metric.value)(column)).collect();
-            let mut row = vec![metric.name.to_owned()];
-            row.extend(values.iter().map(|value| figure(*value, metric.decimals)));
+        .map(|Metric(name, run, figure)| {
+            let values: Vec<Option<f64>> = columns
+                .iter()
+                .map(|column| figure.read(*run, column.run(*run)?))
+                .collect();
+            let mut row = vec![(*name).to_owned()];
+            row.extend(values.iter().map(|value| format_figure(*value, figure.decimals())));
             row.extend(values.iter().skip(1).map(|other| ratio(values[0], *other)));
             row
         })
@@ -234,7 +221,7 @@ fn table(columns: &[Column]) -> Table {
     Table { header, rows }
 }
 
-fn figure(value: Option<f64>, decimals: usize) -> String {
+fn format_figure(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "n/a".to_owned(), |value| format!("{value:.decimals$}"))
 }
 
@@ -338,7 +325,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::report::Percentiles;
+    use crate::report::{Append, Percentiles, Replication};
 
     fn report(tool: &str, mode: &str, throughput: f64, p99: f64, facts: u64) -> Report {
         let latency = Percentiles {
