@@ -58,6 +58,10 @@ trap 'stop_servers; rm -rf "$work"' EXIT
 # What an ack means in each setting; measured on 2.9.10 with strace: one pwrite per message to the
 # stream's block file before its PubAck, and the first fsync 2 minutes later.
 nats_version=$(nats-server --version | sed 's/^nats-server: //')
+case "$nats_version" in
+  v2.9.*) ;;
+  *) echo "warning: the durability statements were established for nats-server 2.9, this is $nats_version" >&2 ;;
+esac
 durability_default="nats-server $nats_version, file store, R1: each message written to the OS (not fsync'd) before its PubAck, fsync on a 2-minute timer; survives a server crash, not an OS crash or power loss"
 durability_r3="nats-server $nats_version, file store, R3 (3 servers per zone, one machine): PubAck once a quorum (2 of 3) holds it in its replicated log; no server fsyncs before the ack (2.9 has no sync_always); all on one machine, so it survives a server crash, not an OS crash or power loss"
 
