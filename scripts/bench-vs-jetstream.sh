@@ -192,8 +192,10 @@ echo
 
 if $record; then
   doc=docs/performance.md
-  [ -f "$doc" ] || touch "$doc"
-  grep -q '<!-- jetstream:begin -->' "$doc" || printf '\n<!-- jetstream:begin -->\n<!-- jetstream:end -->\n' >>"$doc"
+  if ! grep -qs '<!-- jetstream:begin -->' "$doc"; then
+    [ -s "$doc" ] && echo >>"$doc"
+    printf '<!-- jetstream:begin -->\n<!-- jetstream:end -->\n' >>"$doc"
+  fi
   block="$work/block.md"
   {
     echo "## Side by side with NATS JetStream"
