@@ -20,7 +20,9 @@ promtool test rules config-samples/prometheus/alerts_test.yml
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path tools/jetstream-bench/Cargo.toml -- --check
 echo "== cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test (unit, property and end-to-end)"
 cargo test --workspace --all-targets -- --test-threads 2
+cargo test --manifest-path tools/jetstream-bench/Cargo.toml
