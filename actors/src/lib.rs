@@ -13,6 +13,9 @@
 //! - [`ForwardBuffer`] (actor): inbound log; `putIfAbsent` of pulled pages, local consumers.
 //! - [`PeerLink`] (actor, one per peer): connection, pipelined pull loop, confirm, reconnect backoff.
 //! - [`ZoneGate`] (actor): per-peer gate state (`normal` / `autonomous` / `reconciliation`).
+//! - [`objects`]: the artifact store (content-addressed blobs + index); `PutObject`/`GetObject`
+//!   bodies stream through it, AppendFact checks artifact references against it, and `PeerLink`
+//!   pulls referenced artifacts into it before inserting their facts.
 //! - [`metrics`]: every Prometheus metric of SPEC §11, in one registry.
 //! - `journal`: the single writer in front of storage; idempotency, offsets, group commit.
 //! - [`storage`]: the storage port and its RocksDB adapter (format documented there).
@@ -25,6 +28,7 @@ mod journal;
 mod long_poll;
 pub mod metrics;
 pub mod node;
+pub mod objects;
 mod peer_link;
 mod status;
 pub mod storage;

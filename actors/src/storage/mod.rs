@@ -13,6 +13,7 @@
 //! | `fwd_idem`    | from_zone ‖ `0x00` ‖ message_id | offset `u64` ‖ sha256 of the encoded message |
 //! | `cursors`     | `s` ‖ peer zone (store buffer) or `f` ‖ consumer name (forward buffer) | cursor `u64` |
 //! | `meta`        | `format`, `zone`, `store_high`, `forward_high` | version, zone name, highest offsets |
+//! | `objects`     | see [`object_index`] | the artifact index |
 //!
 //! Zone names never contain `0x00`, so the separators are unambiguous. Messages are encoded with
 //! the wire encoding of `bsfg-proto`.
@@ -27,8 +28,10 @@
 //! offsets are `max(meta.*_high, last key of the log)`, so offsets are never reused even after
 //! retention has deleted the newest entries; cursors are read back as they were last committed.
 
+pub mod object_index;
 mod rocks;
 
+pub use object_index::{ObjectEntry, ObjectIndex};
 pub use rocks::RocksStorage;
 
 use std::collections::HashMap;

@@ -1,5 +1,7 @@
 //! RocksDB adapter of the storage port. The format it writes is documented in the parent module.
 
+mod object_index;
+
 use std::path::Path;
 
 use rocksdb::{
@@ -16,7 +18,17 @@ const FWD_LOG: &str = "fwd_log";
 const FWD_IDEM: &str = "fwd_idem";
 const CURSORS: &str = "cursors";
 const META: &str = "meta";
-const FAMILIES: [&str; 7] = [STORE_LOG, STORE_ROUTE, STORE_IDEM, FWD_LOG, FWD_IDEM, CURSORS, META];
+const OBJECTS: &str = "objects";
+const FAMILIES: [&str; 8] = [
+    STORE_LOG,
+    STORE_ROUTE,
+    STORE_IDEM,
+    FWD_LOG,
+    FWD_IDEM,
+    CURSORS,
+    META,
+    OBJECTS,
+];
 
 const FORMAT_VERSION: &[u8] = b"1";
 const META_FORMAT: &[u8] = b"format";
