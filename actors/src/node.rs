@@ -16,6 +16,7 @@ use slog::{info, Logger};
 use crate::{
     journal::{Journal, JournalError},
     metrics::Metrics,
+    objects::{ObjectError, ObjectStore},
     peer_link::{PeerLinkConfig, PeerLinkDeps},
     storage::{RocksStorage, StorageError},
     transport::{tls::TlsMaterial, Directory, DrainHandle, Roles, RpcServer, ServerDeps},
@@ -40,6 +41,8 @@ pub struct NodeSettings {
     pub clients: Vec<(String, Roles)>,
     pub max_fact_bytes: usize,
     pub max_frame_bytes: usize,
+    /// Largest artifact `PutObject` accepts.
+    pub max_object_bytes: u64,
     pub batch_limit: u32,
     pub max_wait: Duration,
     pub backoff_cap: Duration,
@@ -53,6 +56,8 @@ pub enum NodeError {
     Storage { path: PathBuf, source: StorageError },
     #[error("cannot start the journal: {0}")]
     Journal(#[from] JournalError),
+    #[error("cannot open the object store in {path}: {source}")]
+    Objects { path: PathBuf, source: ObjectError },
     #[error("TLS: {0}")]
     Tls(#[from] crate::transport::tls::TlsError),
     #[error("metrics: {0}")]
@@ -76,14 +81,14 @@ pub struct Node {
 impl Node {
     /// Starts the node; must run inside an actix `System`.
     pub async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger) -> Result<Self, NodeError> {
-        let journal = open_journal(&settings).await?;
+        let storage = open_storage(&settings).await?;
+        let journal = Journal::start(storage.clone())?;
         let status_journal = journal.clone();
-        let store = StoreBuffer::new(store_config(&settings), journal.clone()).start();
         let forward = ForwardBuffer::new(
             ForwardBufferConfig {
                 max_frame_bytes: settings.max_frame_bytes,
             },
-            journal,
+            journal.clone(),
         )
         .start();
         let peers: Vec<String> = settings.peers.iter().map(|p| p.zone.clone()).collect();
@@ -93,6 +98,8 @@ impl Node {
             Metrics::new(&settings.zone, env!("CARGO_PKG_VERSION"), &peers)
                 .map_err(|e| NodeError::Metrics(e.to_string()))?,
         );
+        let objects = open_objects(&settings, storage, &metrics).await?;
+        let store = StoreBuffer::new(store_config(&settings), journal, objects.clone()).start();
         let gate_metrics = metrics.clone();
         let gate = Supervisor::start(move |_| ZoneGate::new(peers, gate_metrics, gate_log));
         let endpoint = quinn::Endpoint::server(tls.quic_server_config(settings.link_timeout)?, settings.rpc_listen)
@@ -106,6 +113,7 @@ impl Node {
             client_config: tls.quic_client_config(settings.link_timeout)?,
             forward: forward.clone(),
             gate: gate.clone(),
+            objects: objects.clone(),
             metrics: metrics.clone(),
             dialed: dialed_tx,
             log: log.clone(),
@@ -121,6 +129,7 @@ impl Node {
             store,
             forward,
             gate: gate.clone(),
+            objects,
             metrics: metrics.clone(),
             links: links.clone(),
             directory: Arc::new(directory(&settings)),
@@ -189,7 +198,7 @@ impl Node {
     }
 }
 
-async fn open_journal(settings: &NodeSettings) -> Result<Journal, NodeError> {
+async fn open_storage(settings: &NodeSettings) -> Result<Arc<RocksStorage>, NodeError> {
     let (path, zone) = (settings.data_dir.clone(), settings.zone.clone());
     let opened = tokio::task::spawn_blocking(move || RocksStorage::open(&path, &zone))
         .await
@@ -198,7 +207,28 @@ async fn open_journal(settings: &NodeSettings) -> Result<Journal, NodeError> {
         path: settings.data_dir.clone(),
         source,
     })?;
-    Ok(Journal::start(Arc::new(storage))?)
+    Ok(Arc::new(storage))
+}
+
+/// The artifact store shares the RocksDB instance (column family `objects`) for its index.
+async fn open_objects(
+    settings: &NodeSettings,
+    storage: Arc<RocksStorage>,
+    metrics: &Metrics,
+) -> Result<ObjectStore, NodeError> {
+    let (path, limit, usage) = (
+        settings.data_dir.clone(),
+        settings.max_object_bytes,
+        metrics.object_store_usage_bytes.clone(),
+    );
+    let error = |source| NodeError::Objects {
+        path: settings.data_dir.clone(),
+        source,
+    };
+    tokio::task::spawn_blocking(move || ObjectStore::open(&path, storage, limit, usage))
+        .await
+        .map_err(|e| error(ObjectError::Io(std::io::Error::other(e.to_string()))))?
+        .map_err(error)
 }
 
 fn store_config(settings: &NodeSettings) -> StoreBufferConfig {

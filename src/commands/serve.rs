@@ -105,6 +105,7 @@ fn node_settings(config: &Config) -> NodeSettings {
             .collect(),
         max_fact_bytes: usize::try_from(config.limits.max_fact_bytes.bytes()).unwrap_or(usize::MAX),
         max_frame_bytes: usize::try_from(config.limits.max_frame_bytes.bytes()).unwrap_or(usize::MAX),
+        max_object_bytes: config.limits.max_object_bytes.bytes(),
         batch_limit: config.replication.batch_limit,
         max_wait: std::time::Duration::from_millis(config.replication.max_wait_ms),
         backoff_cap: BACKOFF_CAP,

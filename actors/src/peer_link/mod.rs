@@ -1,7 +1,8 @@
 //! Actor `PeerLink`, one per configured peer: keeps a QUIC connection to the peer (dialled when
 //! `dial = true`, or offered by the RPC server when the peer dialled us), pulls the facts the peer
 //! holds for this zone, inserts them into the forward buffer with `putIfAbsent`, and confirms the
-//! contiguous frontier back so the peer's frontier advances. Reports what it sees of the link to
+//! contiguous frontier back so the peer's frontier advances. Artifacts referenced by pulled facts
+//! are pulled into the local object store before their page is inserted. Reports what it sees of the link to
 //! the `ZoneGate`. Reconnects with exponential backoff and jitter.
 //!
 //! The actor is a thin shell: it owns the offer channel and the pull task; the loop itself is
@@ -17,7 +18,7 @@ use quinn::{Connection, Endpoint};
 use slog::Logger;
 use tokio::sync::watch;
 
-use crate::{ForwardBuffer, ZoneGate};
+use crate::{objects::ObjectStore, ForwardBuffer, ZoneGate};
 
 /// Plain configuration of one peer link.
 #[derive(Debug, Clone)]
@@ -44,6 +45,8 @@ pub struct PeerLinkDeps {
     pub client_config: quinn::ClientConfig,
     pub forward: Addr<ForwardBuffer>,
     pub gate: Addr<ZoneGate>,
+    /// Where artifacts referenced by pulled facts are stored.
+    pub objects: ObjectStore,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Where dialled connections go so the RPC server also serves the peer's calls on them.
     pub dialed: tokio::sync::mpsc::UnboundedSender<(Connection, String)>,

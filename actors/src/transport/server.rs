@@ -1,7 +1,10 @@
 //! The RPC server: accepts QUIC connections, learns the caller from its verified certificate,
 //! and serves one call per bidirectional stream — frame → typed request → authorised dispatch
 //! to the buffer actors → response frame. Connections from peer nodes are also offered to that
-//! peer's `PeerLink`, so one connection can carry both directions.
+//! peer's `PeerLink`, so one connection can carry both directions. `PutObject` and `GetObject`
+//! (with their raw bodies) are served in `objects`.
+
+mod objects;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -16,8 +19,8 @@ use slog::{info, warn, Logger};
 
 use super::{framed, tls, DrainHandle};
 use crate::{
-    forward_buffer, metrics::Metrics, peer_link, store_buffer, zone_gate, ForwardBuffer, PeerLink, StoreBuffer,
-    ZoneGate,
+    forward_buffer, metrics::Metrics, objects::ObjectStore, peer_link, store_buffer, zone_gate, ForwardBuffer,
+    PeerLink, StoreBuffer, ZoneGate,
 };
 
 /// What a client identity may do (SPEC §6).
@@ -74,6 +77,7 @@ pub struct ServerDeps {
     pub store: Addr<StoreBuffer>,
     pub forward: Addr<ForwardBuffer>,
     pub gate: Addr<ZoneGate>,
+    pub objects: ObjectStore,
     pub metrics: Arc<Metrics>,
     pub links: HashMap<String, Addr<PeerLink>>,
     pub directory: Arc<Directory>,
@@ -155,13 +159,14 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, caller: Arc<Ca
     let started = std::time::Instant::now();
     let mut operation = "invalid";
     let mut in_flight = None;
+    let mut body = None;
     let response = match read.await {
         Ok(Ok(request)) => {
             operation = request.operation();
             match admit(&caller, &deps.drain) {
                 Ok(guard) => {
                     in_flight = guard;
-                    dispatch(request, &caller, &deps).await
+                    dispatch(request, &caller, &deps, &mut recv, &mut body).await
                 }
                 Err(e) => Response::Error(e),
             }
@@ -174,10 +179,7 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, caller: Arc<Ca
         warn!(deps.log, "rpc_rejected"; "caller" => caller.identity(), "code" => e.code.as_str(), "error_message" => &e.message);
     }
     let _ = recv.stop(0u32.into());
-    if let Err(e) = framed::write_frame(&mut send, &response, deps.max_frame_bytes).await {
-        let fallback = Response::Error(RpcError::internal(format!("response could not be sent: {e}")));
-        let _ = framed::write_frame(&mut send, &fallback, deps.max_frame_bytes).await;
-    }
+    objects::respond(&mut send, &response, body, deps.max_frame_bytes).await;
     drop(in_flight);
 }
 
@@ -193,13 +195,33 @@ fn admit(caller: &Caller, drain: &DrainHandle) -> Result<Option<super::drain::In
         .ok_or_else(|| RpcError::unavailable("node is draining; retry later or against another node"))
 }
 
-async fn dispatch(request: Request, caller: &Caller, deps: &ServerDeps) -> Response {
+async fn dispatch(
+    request: Request,
+    caller: &Caller,
+    deps: &ServerDeps,
+    recv: &mut RecvStream,
+    body: &mut Option<objects::Body>,
+) -> Response {
     let result = match request {
         Request::Append(r) => {
             authorise(caller, Need::Produce, deps).map(|()| deps.store.send(store_buffer::Append(r.message)))
         }
         Request::Fetch(r) => return fetch(r, caller, deps).await.unwrap_or_else(Response::Error),
         Request::Confirm(r) => return confirm(r, caller, deps).await.unwrap_or_else(Response::Error),
+        Request::PutObject(r) => {
+            return objects::put(r, caller, deps, recv)
+                .await
+                .unwrap_or_else(Response::Error)
+        }
+        Request::GetObject(r) => {
+            return match objects::get(r, caller, deps).await {
+                Ok((response, blob)) => {
+                    *body = Some(blob);
+                    response
+                }
+                Err(e) => Response::Error(e),
+            }
+        }
     };
     match result {
         Ok(sent) => flatten(sent.await)
@@ -317,6 +339,8 @@ fn record(metrics: &Metrics, operation: &'static str, caller: &Caller, response:
         }
         ("fetch_facts", _) => metrics.fetch_requests.with_label_values(&[role]).inc(),
         ("confirm_receipt", _) => metrics.confirm_requests.with_label_values(&[role]).inc(),
+        ("put_object", Response::PutObject(_)) => metrics.artifact_upload_total.inc(),
+        ("put_object", _) => metrics.artifact_upload_failures.inc(),
         _ => {}
     }
 }
