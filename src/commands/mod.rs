@@ -5,6 +5,7 @@ pub mod append;
 pub mod bench;
 pub mod demo;
 pub mod fetch;
+pub mod objects;
 pub mod serve;
 
 use bsfg_proto::{ErrorCode, RpcError};
@@ -86,6 +87,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Confirm { conn, consumer, offset } => {
             client_runtime()?.block_on(fetch::confirm(conn, consumer, offset))
         }
+        Command::PutObject(args) => client_runtime()?.block_on(objects::put(args)),
+        Command::GetObject(args) => client_runtime()?.block_on(objects::get(args)),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
     }
