@@ -85,7 +85,8 @@ impl Cluster {
         Client::connect(&self.options(zone)).await.expect("connect")
     }
 
-    /// Runs the CLI with `args` followed by the connection flags for `zone` as `identity`.
+    /// Runs the CLI with `args` followed by the connection flags for `zone` as `identity`. The
+    /// private key goes in `BSFG_KEY`: in `put-object`/`get-object`, `--key` names the object.
     pub fn cli_as(&self, zone: &str, identity: &str, args: &[&str]) -> Output {
         let o = self.net.client(zone, identity).expect("client options");
         std::process::Command::new(bin())
@@ -95,8 +96,7 @@ impl Cluster {
             .arg(&o.ca)
             .arg("--cert")
             .arg(&o.cert)
-            .arg("--key")
-            .arg(&o.key)
+            .env("BSFG_KEY", &o.key)
             .output()
             .expect("run bsfg")
     }
@@ -165,6 +165,36 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         None
+    }
+
+    /// The peak resident memory (`VmHWM`) of `zone`'s running node process, in bytes.
+    pub fn peak_rss(&self, zone: &str) -> u64 {
+        let pid = self
+            .nodes
+            .get(zone)
+            .unwrap_or_else(|| panic!("{zone} is not running"))
+            .pid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmHWM in /proc status");
+        kib * 1024
+    }
+
+    /// The value of one series (name and labels exactly as exposed) on `zone`'s `/metrics`.
+    pub fn metric(&self, zone: &str, series: &str) -> Option<f64> {
+        use std::io::{Read, Write};
+        let admin = self.net.node(zone).expect("zone").admin;
+        let mut stream = std::net::TcpStream::connect(admin).expect("connect to the admin listener");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        write!(stream, "GET /metrics HTTP/1.0\r\nHost: {admin}\r\n\r\n").expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        response
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
     /// The last lines of every node's log.
