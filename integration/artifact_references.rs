@@ -11,7 +11,7 @@ use std::{path::Path, process::Output};
 use bsfg::client::{Client, ClientError};
 use bsfg_proto::{ArtifactRef, ErrorCode, ObjectDigest, ObjectMeta};
 
-use harness::{json_lines, stderr, Cluster};
+use harness::{json_lines, observe::metric, stderr, Cluster};
 
 /// Runs the CLI on `enterprise` and expects exit 1 with `code`; returns stderr.
 fn refused(cluster: &Cluster, args: &[&str], code: &str) -> String {
@@ -150,6 +150,6 @@ async fn references_are_checked_and_referenced_artifacts_are_immutable() {
     ];
     succeeded(cluster.cli("enterprise", &get));
     assert_eq!(std::fs::read(&copy).expect("copy"), b"certificate v1");
-    assert_eq!(cluster.metric("enterprise", "bsfg_artifact_upload_total"), Some(4.0));
-    assert_eq!(cluster.metric("enterprise", "bsfg_artifact_upload_failures"), Some(2.0));
+    assert_eq!(metric(&cluster, "enterprise", "bsfg_artifact_upload_total"), 4.0);
+    assert_eq!(metric(&cluster, "enterprise", "bsfg_artifact_upload_failures"), 2.0);
 }

@@ -14,7 +14,7 @@ use std::{
 use bsfg_proto::{ArtifactRef, ObjectDigest, ObjectHasher};
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 
-use harness::{json_lines, receive, stderr, Cluster};
+use harness::{json_lines, observe::metric, receive, stderr, Cluster};
 
 const ARTIFACT_BYTES: usize = 50 << 20;
 /// Far below the artifact's size: a node that held it whole in memory would exceed it.
@@ -116,11 +116,11 @@ async fn a_fifty_megabyte_artifact_crosses_zones_streamed_and_stays_readable_aft
     }
     let usage = "bsfg_object_store_usage_bytes{bucket=\"coa\"}";
     for zone in ["enterprise", "plant-a"] {
-        assert_eq!(cluster.metric(zone, usage), Some(ARTIFACT_BYTES as f64), "{zone}");
+        assert_eq!(metric(&cluster, zone, usage), ARTIFACT_BYTES as f64, "{zone}");
     }
-    assert_eq!(cluster.metric("enterprise", "bsfg_artifact_upload_total"), Some(1.0));
-    assert_eq!(cluster.metric("plant-a", "bsfg_artifact_retrieval_total"), Some(1.0));
-    assert_eq!(cluster.metric("plant-a", "bsfg_artifact_retrieval_failures"), Some(0.0));
+    assert_eq!(metric(&cluster, "enterprise", "bsfg_artifact_upload_total"), 1.0);
+    assert_eq!(metric(&cluster, "plant-a", "bsfg_artifact_retrieval_total"), 1.0);
+    assert_eq!(metric(&cluster, "plant-a", "bsfg_artifact_retrieval_failures"), 0.0);
 
     // Cut the link: plant-a serves the artifact from its own store.
     for proxy in proxies.values() {

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod history;
+pub mod observe;
 pub mod traffic;
 
 use std::{
@@ -181,20 +182,6 @@ impl Cluster {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .expect("VmHWM in /proc status");
         kib * 1024
-    }
-
-    /// The value of one series (name and labels exactly as exposed) on `zone`'s `/metrics`.
-    pub fn metric(&self, zone: &str, series: &str) -> Option<f64> {
-        use std::io::{Read, Write};
-        let admin = self.net.node(zone).expect("zone").admin;
-        let mut stream = std::net::TcpStream::connect(admin).expect("connect to the admin listener");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-        write!(stream, "GET /metrics HTTP/1.0\r\nHost: {admin}\r\n\r\n").expect("send");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("read");
-        response
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
     /// The last lines of every node's log.
