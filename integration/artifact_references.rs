@@ -150,6 +150,9 @@ async fn references_are_checked_and_referenced_artifacts_are_immutable() {
     ];
     succeeded(cluster.cli("enterprise", &get));
     assert_eq!(std::fs::read(&copy).expect("copy"), b"certificate v1");
+    let to_stdout = cluster.cli("enterprise", &get[..5]);
+    assert!(to_stdout.status.success(), "{}", stderr(&to_stdout));
+    assert_eq!(to_stdout.stdout, b"certificate v1", "without -o the bytes go to stdout");
     assert_eq!(metric(&cluster, "enterprise", "bsfg_artifact_upload_total"), 4.0);
     assert_eq!(metric(&cluster, "enterprise", "bsfg_artifact_upload_failures"), 2.0);
 }

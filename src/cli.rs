@@ -156,10 +156,11 @@ pub struct AppendArgs {
     pub concurrency: usize,
 }
 
-/// `--key` names the object here (SPEC §8), so the TLS private key is `--tls-key` (or `BSFG_KEY`).
+/// Where an artifact lives, and how to reach its node. `--key` names the object here (SPEC §8),
+/// so the TLS private key is `--tls-key` (or `BSFG_KEY`).
 #[derive(Debug, Args)]
 #[command(mut_arg("key", |tls_key| tls_key.long("tls-key").value_name("FILE")))]
-pub struct PutObjectArgs {
+pub struct ObjectArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
     /// Bucket name: [a-z0-9][a-z0-9.-]{0,62}.
@@ -168,6 +169,12 @@ pub struct PutObjectArgs {
     /// The object's key within the bucket (1..=1024 bytes of text).
     #[arg(id = "object_key", long = "key", value_name = "KEY")]
     pub key: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PutObjectArgs {
+    #[command(flatten)]
+    pub object: ObjectArgs,
     /// Media type kept with the artifact and written into its reference.
     #[arg(long, default_value = "application/octet-stream")]
     pub media_type: String,
@@ -176,18 +183,10 @@ pub struct PutObjectArgs {
     pub file: PathBuf,
 }
 
-/// As for [`PutObjectArgs`], the TLS private key is `--tls-key` (or `BSFG_KEY`).
 #[derive(Debug, Args)]
-#[command(mut_arg("key", |tls_key| tls_key.long("tls-key").value_name("FILE")))]
 pub struct GetObjectArgs {
     #[command(flatten)]
-    pub conn: ConnArgs,
-    /// Bucket name: [a-z0-9][a-z0-9.-]{0,62}.
-    #[arg(long)]
-    pub bucket: String,
-    /// The object's key within the bucket (1..=1024 bytes of text).
-    #[arg(id = "object_key", long = "key", value_name = "KEY")]
-    pub key: String,
+    pub object: ObjectArgs,
     /// Write the artifact here and print its metadata as JSON; without it the bytes go to stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,

@@ -7,7 +7,7 @@ use bsfg_proto::{object, ArtifactRef, PutObjectRequest};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{connect, CommandError};
-use crate::cli::{GetObjectArgs, PutObjectArgs};
+use crate::cli::{GetObjectArgs, ObjectArgs, PutObjectArgs};
 
 /// Prints the artifact reference of the stored file.
 pub async fn put(args: PutObjectArgs) -> anyhow::Result<()> {
@@ -15,10 +15,10 @@ pub async fn put(args: PutObjectArgs) -> anyhow::Result<()> {
     let unreadable = |e: std::io::Error| CommandError::invalid(format!("cannot read {}: {e}", path.display()));
     let mut file = tokio::fs::File::open(path).await.map_err(unreadable)?;
     let size = file.metadata().await.map_err(unreadable)?.len();
-    let client = connect(&args.conn).await?;
+    let client = connect(&args.object.conn).await?;
     let request = PutObjectRequest {
-        bucket: args.bucket,
-        key: args.key,
+        bucket: args.object.bucket,
+        key: args.object.key,
         size,
         media_type: Some(args.media_type.clone()),
     };
@@ -41,16 +41,16 @@ pub async fn put(args: PutObjectArgs) -> anyhow::Result<()> {
 
 /// Writes the artifact to `--output` (printing its metadata) or to stdout.
 pub async fn get(args: GetObjectArgs) -> anyhow::Result<()> {
-    let client = connect(&args.conn).await?;
+    let client = connect(&args.object.conn).await?;
     let result = match &args.output {
-        Some(path) => get_to_file(&client, &args, path).await,
-        None => get_to_stdout(&client, &args).await,
+        Some(path) => get_to_file(&client, &args.object, path).await,
+        None => get_to_stdout(&client, &args.object).await,
     };
     client.close().await;
     result
 }
 
-async fn get_to_stdout(client: &crate::client::Client, args: &GetObjectArgs) -> anyhow::Result<()> {
+async fn get_to_stdout(client: &crate::client::Client, args: &ObjectArgs) -> anyhow::Result<()> {
     // A duplicate of the stdout descriptor, written through tokio's blocking pool.
     let fd = std::io::stdout().as_fd().try_clone_to_owned()?;
     let mut stdout = tokio::fs::File::from_std(std::fs::File::from(fd));
@@ -63,7 +63,7 @@ async fn get_to_stdout(client: &crate::client::Client, args: &GetObjectArgs) -> 
 }
 
 /// The artifact lands in a temporary file beside `path`, renamed onto it only once verified.
-async fn get_to_file(client: &crate::client::Client, args: &GetObjectArgs, path: &Path) -> anyhow::Result<()> {
+async fn get_to_file(client: &crate::client::Client, args: &ObjectArgs, path: &Path) -> anyhow::Result<()> {
     let unwritable = |e: std::io::Error| CommandError::invalid(format!("cannot write {}: {e}", path.display()));
     let dir = path
         .parent()
