@@ -56,6 +56,14 @@ pub enum Command {
         #[arg(long)]
         offset: u64,
     },
+    /// Store FILE as an artifact on the node; prints its reference as JSON
+    /// `{bucket, key, digest, size, media_type, file_name}`: the `object_json` of a fact that
+    /// references it (append it with `--object-media-type`). Identical content under the same key
+    /// is a no-op; other content under a key a fact references fails with ALREADY_EXISTS.
+    PutObject(PutObjectArgs),
+    /// Read an artifact from the node into FILE (written only once its digest is verified), or to
+    /// stdout (verified at the end: a mismatch exits 1 after the bytes were written).
+    GetObject(GetObjectArgs),
     /// The node's status from its admin API: zone, drain, certificate, one row per peer (gate
     /// state, frontier, backlog, lag) and per consumer (cursor, backlog, lag).
     Status {
@@ -216,7 +224,51 @@ pub struct AppendArgs {
     /// A label, KEY=VALUE; repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
+    /// Marks the fact as referencing an artifact: --object-json must then be an artifact
+    /// reference {bucket, key, digest, size, media_type, file_name?} (as printed by put-object)
+    /// of an artifact stored on the node.
+    #[arg(long, conflicts_with = "jsonl")]
+    pub object_media_type: Option<String>,
+    /// Schema of the object (an envelope field, passed through unchanged).
+    #[arg(long, conflicts_with = "jsonl")]
+    pub object_schema: Option<String>,
     /// Appends in flight at once with --jsonl; 1 stores the lines in file order.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+}
+
+/// Where an artifact lives, and how to reach its node. `--key` names the object here (SPEC §8),
+/// so the TLS private key is `--tls-key` (or `BSFG_KEY`).
+#[derive(Debug, Args)]
+#[command(mut_arg("key", |tls_key| tls_key.long("tls-key").value_name("FILE")))]
+pub struct ObjectArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Bucket name: [a-z0-9][a-z0-9.-]{0,62}.
+    #[arg(long)]
+    pub bucket: String,
+    /// The object's key within the bucket (1..=1024 bytes of text).
+    #[arg(id = "object_key", long = "key", value_name = "KEY")]
+    pub key: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PutObjectArgs {
+    #[command(flatten)]
+    pub object: ObjectArgs,
+    /// Media type kept with the artifact and written into its reference.
+    #[arg(long, default_value = "application/octet-stream")]
+    pub media_type: String,
+    /// A regular file (its size is announced before its bytes).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct GetObjectArgs {
+    #[command(flatten)]
+    pub object: ObjectArgs,
+    /// Write the artifact here and print its metadata as JSON; without it the bytes go to stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }

@@ -11,10 +11,11 @@ use bsfg_actors::transport::{
     tls::{TlsError, TlsMaterial, DEFAULT_IDLE_TIMEOUT},
 };
 use bsfg_proto::{
-    AppendRequest, AppendResponse, ConfirmRequest, ErrorCode, FetchRequest, FetchResponse, Message, Request, Response,
-    RpcError,
+    AppendRequest, AppendResponse, ConfirmRequest, ErrorCode, FetchRequest, FetchResponse, GetObjectRequest, Message,
+    ObjectDigest, ObjectHasher, ObjectMeta, PutObjectRequest, Request, Response, RpcError,
 };
 use quinn::{Connection, Endpoint};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// Frames a client accepts; pages are bounded by the node's own limit, which is at most this.
 const CLIENT_MAX_FRAME: usize = 1 << 30;
@@ -46,6 +47,13 @@ pub enum ClientError {
     Stream(#[from] StreamError),
     #[error("node answered with an unexpected response kind")]
     Unexpected,
+    #[error("cannot write the artifact: {0}")]
+    Sink(std::io::Error),
+    #[error("artifact received with digest {actual}, but the node announced {expected}")]
+    Corrupt {
+        expected: ObjectDigest,
+        actual: ObjectDigest,
+    },
 }
 
 impl ClientError {
@@ -57,8 +65,8 @@ impl ClientError {
             // its refusal can arrive as the close of the connection during the first call.
             Self::Stream(StreamError::Connection(e)) if is_handshake_failure(e) => ErrorCode::Unauthenticated,
             Self::Connect { .. } | Self::Stream(_) => ErrorCode::Unavailable,
-            Self::Resolve(_) => ErrorCode::InvalidArgument,
-            Self::Unexpected => ErrorCode::Internal,
+            Self::Resolve(_) | Self::Sink(_) => ErrorCode::InvalidArgument,
+            Self::Unexpected | Self::Corrupt { .. } => ErrorCode::Internal,
         }
     }
 
@@ -138,11 +146,77 @@ impl Client {
         }
     }
 
+    /// Stores `request.size` bytes read from `source` as an artifact (`PutObject`); `progress` is
+    /// told the length of every chunk sent. The body streams: it is never held whole in memory.
+    pub async fn put_object(
+        &self,
+        request: PutObjectRequest,
+        source: &mut (impl AsyncRead + Unpin),
+        progress: impl FnMut(usize),
+    ) -> Result<ObjectMeta, ClientError> {
+        let size = request.size;
+        let request = Request::PutObject(request);
+        match framed::call_with_body(&self.conn, &request, source, size, progress, CLIENT_MAX_FRAME).await? {
+            Response::PutObject(meta) => Ok(meta),
+            Response::Error(e) => Err(ClientError::Rpc(e)),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// Streams an artifact into `sink` (`GetObject`) and verifies its digest once it is through;
+    /// `progress` is told the length of every chunk received. On [`ClientError::Corrupt`] the sink
+    /// already holds the bytes: write to a temporary place when that matters.
+    pub async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        sink: &mut (impl AsyncWrite + Unpin),
+        mut progress: impl FnMut(usize),
+    ) -> Result<ObjectMeta, ClientError> {
+        let request = Request::GetObject(GetObjectRequest {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        });
+        let meta = match framed::call_for_body(&self.conn, &request, CLIENT_MAX_FRAME).await? {
+            (Response::GetObject(meta), mut recv) => {
+                let actual = receive_body(&mut recv, meta.size, sink, &mut progress).await?;
+                if actual != meta.digest {
+                    return Err(ClientError::Corrupt {
+                        expected: meta.digest,
+                        actual,
+                    });
+                }
+                meta
+            }
+            (Response::Error(e), _) => return Err(ClientError::Rpc(e)),
+            _ => return Err(ClientError::Unexpected),
+        };
+        Ok(meta)
+    }
+
     /// Closes the connection and waits briefly for the close to reach the node.
     pub async fn close(self) {
         self.conn.close(0u32.into(), b"done");
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
+}
+
+/// Copies a body of `size` bytes into `sink`, returning the digest of what arrived.
+async fn receive_body(
+    recv: &mut quinn::RecvStream,
+    size: u64,
+    sink: &mut (impl AsyncWrite + Unpin),
+    progress: &mut impl FnMut(usize),
+) -> Result<ObjectDigest, ClientError> {
+    let mut body = framed::BodyReader::new(size);
+    let mut hasher = ObjectHasher::default();
+    while let Some(chunk) = body.next(recv).await? {
+        hasher.update(&chunk);
+        sink.write_all(&chunk).await.map_err(ClientError::Sink)?;
+        progress(chunk.len());
+    }
+    sink.flush().await.map_err(ClientError::Sink)?;
+    Ok(hasher.finish())
 }
 
 /// A connection closed with a TLS alert (QUIC crypto error codes 0x100–0x1ff), by either side.

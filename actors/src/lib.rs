@@ -17,6 +17,9 @@
 //! - [`Backpressure`] (actor): fill of both buffers, admission of appends, pull pause, trims and
 //!   retention sweeps (deletion plans applied by the journal).
 //! - [`CertWatcher`] (actor): reloads the TLS material on file change, SIGHUP or admin request.
+//! - [`objects`]: the artifact store (content-addressed blobs + index); `PutObject`/`GetObject`
+//!   bodies stream through it, AppendFact checks artifact references against it, and `PeerLink`
+//!   pulls referenced artifacts into it before inserting their facts.
 //! - [`metrics`]: every Prometheus metric of SPEC §11, in one registry.
 //! - `journal`: the single writer in front of storage; idempotency, offsets, group commit.
 //! - [`storage`]: the storage port and its RocksDB adapter (format documented there).
@@ -31,6 +34,7 @@ mod journal;
 mod long_poll;
 pub mod metrics;
 pub mod node;
+pub mod objects;
 mod peer_link;
 pub mod status;
 pub mod storage;

@@ -7,7 +7,7 @@ use std::{
     collections::{BTreeMap, HashMap, HashSet},
     net::SocketAddr,
     path::PathBuf,
-    sync::Arc,
+    sync::{mpsc, Arc},
     time::Duration,
 };
 
@@ -20,6 +20,7 @@ use crate::{
     cert_watcher::{CertWatcherConfig, CertWatcherDeps, Certificate, TlsPaths},
     journal::{Journal, JournalConfig, JournalError},
     metrics::Metrics,
+    objects::{ObjectError, ObjectStore},
     peer_link::{PeerLinkConfig, PeerLinkDeps},
     status::{Progress, Refresher},
     storage::{RocksStorage, StorageError, Usage},
@@ -51,6 +52,8 @@ pub struct NodeSettings {
     pub clients: Vec<(String, Roles)>,
     pub max_fact_bytes: usize,
     pub max_frame_bytes: usize,
+    /// Largest artifact `PutObject` accepts.
+    pub max_object_bytes: u64,
     pub batch_limit: u32,
     pub max_wait: Duration,
     pub backoff_cap: Duration,
@@ -68,6 +71,8 @@ pub enum NodeError {
     Storage { path: PathBuf, source: StorageError },
     #[error("cannot start the journal: {0}")]
     Journal(#[from] JournalError),
+    #[error("cannot open the object store in {path}: {source}")]
+    Objects { path: PathBuf, source: ObjectError },
     #[error("TLS: {0}")]
     Tls(#[from] crate::transport::tls::TlsError),
     #[error("metrics: {0}")]
@@ -110,14 +115,35 @@ pub struct Node {
     status: tokio::task::JoinHandle<()>,
     server: RpcServer,
     links: Vec<Addr<PeerLink>>,
+    storage_closed: mpsc::Receiver<()>,
     log: Logger,
+}
+
+/// What is left of a node after [`Node::shutdown`]: its storage, closed once every actor and
+/// task holding it has been dropped (stop the actix system first).
+#[derive(Debug)]
+pub struct Stopped {
+    storage_closed: mpsc::Receiver<()>,
+}
+
+impl Stopped {
+    /// Waits up to `timeout` for RocksDB to close; `false` if it is still open then. Exiting the
+    /// process while RocksDB's background threads run can abort it in static destructors.
+    pub fn wait_storage_closed(self, timeout: Duration) -> bool {
+        matches!(
+            self.storage_closed.recv_timeout(timeout),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+        )
+    }
 }
 
 impl Node {
     /// Starts the node; must run inside an actix `System`.
     pub async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger) -> Result<Self, NodeError> {
         settings.buffers.check().map_err(NodeError::Config)?;
-        let journal = open_journal(&settings).await?;
+        let storage = open_storage(&settings).await?;
+        let storage_closed = storage.closed();
+        let journal = Journal::start(storage.clone(), journal_config(&settings))?;
         let status_journal = journal.clone();
         let peers: Vec<String> = settings.peers.iter().map(|p| p.zone.clone()).collect();
         let metrics = Arc::new(
@@ -134,7 +160,8 @@ impl Node {
         );
         let (admission, pulls_paused) = (backpressure.admission(), backpressure.pulls_paused());
         Supervisor::start(move |_| backpressure);
-        let store = StoreBuffer::new(store_config(&settings), journal.clone(), admission).start();
+        let objects = open_objects(&settings, storage, &metrics).await?;
+        let store = StoreBuffer::new(store_config(&settings), journal.clone(), admission, objects.clone()).start();
         let forward = ForwardBuffer::new(
             ForwardBufferConfig {
                 max_frame_bytes: settings.max_frame_bytes,
@@ -172,6 +199,7 @@ impl Node {
             switches: switches.clone(),
             forward: forward.clone(),
             gate: gate.clone(),
+            objects: objects.clone(),
             metrics: metrics.clone(),
             pulls_paused,
             dialed: dialed_tx,
@@ -188,6 +216,7 @@ impl Node {
             store,
             forward,
             gate: gate.clone(),
+            objects,
             metrics: metrics.clone(),
             links: links.clone(),
             directory: Arc::new(directory(&settings)),
@@ -229,6 +258,7 @@ impl Node {
             status,
             server,
             links: links.into_values().collect(),
+            storage_closed,
             log,
         })
     }
@@ -248,9 +278,10 @@ impl Node {
         self.endpoint.local_addr().ok()
     }
 
-    /// Closes connections with an application code, stops the links; storage closes when the
-    /// last journal handle drops.
-    pub async fn shutdown(self) {
+    /// Closes connections with an application code and stops the links. Storage closes when the
+    /// last handle on it drops (the actors', the journal writer's): wait for it with
+    /// [`Stopped::wait_storage_closed`] once the actix system is gone.
+    pub async fn shutdown(self) -> Stopped {
         self.handles.metrics.node_up.set(0);
         self.status.abort();
         self.server.abort();
@@ -260,10 +291,13 @@ impl Node {
         self.endpoint.close(0u32.into(), b"node shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         info!(self.log, "node_stopped");
+        Stopped {
+            storage_closed: self.storage_closed,
+        }
     }
 }
 
-async fn open_journal(settings: &NodeSettings) -> Result<Journal, NodeError> {
+async fn open_storage(settings: &NodeSettings) -> Result<Arc<RocksStorage>, NodeError> {
     let (path, zone) = (settings.data_dir.clone(), settings.zone.clone());
     let opened = tokio::task::spawn_blocking(move || RocksStorage::open(&path, &zone))
         .await
@@ -272,12 +306,36 @@ async fn open_journal(settings: &NodeSettings) -> Result<Journal, NodeError> {
         path: settings.data_dir.clone(),
         source,
     })?;
+    Ok(Arc::new(storage))
+}
+
+/// Under `reject` the store buffer never grows past its capacity, whatever the timing.
+fn journal_config(settings: &NodeSettings) -> JournalConfig {
     let buffers = &settings.buffers;
-    let config = JournalConfig {
-        // Under `reject` the store buffer never grows past its capacity, whatever the timing.
+    JournalConfig {
         store_byte_limit: (buffers.when_full == WhenFull::Reject).then_some(buffers.store.capacity_bytes),
+    }
+}
+
+/// The artifact store shares the RocksDB instance (column family `objects`) for its index.
+async fn open_objects(
+    settings: &NodeSettings,
+    storage: Arc<RocksStorage>,
+    metrics: &Metrics,
+) -> Result<ObjectStore, NodeError> {
+    let (path, limit, usage) = (
+        settings.data_dir.clone(),
+        settings.max_object_bytes,
+        metrics.object_store_usage_bytes.clone(),
+    );
+    let error = |source| NodeError::Objects {
+        path: settings.data_dir.clone(),
+        source,
     };
-    Ok(Journal::start(Arc::new(storage), config)?)
+    tokio::task::spawn_blocking(move || ObjectStore::open(&path, storage, limit, usage))
+        .await
+        .map_err(|e| error(ObjectError::Io(std::io::Error::other(e.to_string()))))?
+        .map_err(error)
 }
 
 fn store_config(settings: &NodeSettings) -> StoreBufferConfig {

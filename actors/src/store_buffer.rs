@@ -1,7 +1,7 @@
 //! Actor `StoreBuffer`: the outbound log. Idempotent durable append for local producers, paged
-//! fetch and confirm for peer nodes (their cursor is their frontier). Validation and admission
-//! (the `Backpressure` actor's flag, never a storage read) happen here; ordering, idempotency and
-//! group commit happen in the journal.
+//! fetch and confirm for peer nodes (their cursor is their frontier). Validation (including the
+//! artifact reference check) and admission (the `Backpressure` actor's flag, never a storage read)
+//! happen here; ordering, idempotency and group commit happen in the journal.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
@@ -12,6 +12,7 @@ use crate::{
     backpressure::Admission,
     journal::{Journal, Prepared},
     long_poll::{self, Page},
+    objects::ObjectStore,
     storage::CursorKey,
 };
 
@@ -28,14 +29,16 @@ pub struct StoreBuffer {
     config: Arc<StoreBufferConfig>,
     journal: Journal,
     admission: Admission,
+    objects: ObjectStore,
 }
 
 impl StoreBuffer {
-    pub fn new(config: StoreBufferConfig, journal: Journal, admission: Admission) -> Self {
+    pub fn new(config: StoreBufferConfig, journal: Journal, admission: Admission, objects: ObjectStore) -> Self {
         Self {
             config: Arc::new(config),
             journal,
             admission,
+            objects,
         }
     }
 }
@@ -75,10 +78,12 @@ impl Handler<Append> for StoreBuffer {
     type Result = ResponseFuture<Result<AppendResponse, RpcError>>;
 
     fn handle(&mut self, Append(message): Append, _: &mut Self::Context) -> Self::Result {
-        let (config, journal, admission) = (self.config.clone(), self.journal.clone(), self.admission.clone());
+        let (config, journal) = (self.config.clone(), self.journal.clone());
+        let (admission, objects) = (self.admission.clone(), self.objects.clone());
         Box::pin(async move {
             admit(&config, &message)?;
             admission.check()?;
+            reference_artifact(&objects, &message).await?;
             let prepared = Prepared::new(message)?;
             Ok(journal.append(prepared).await?)
         })
@@ -104,6 +109,19 @@ fn admit(config: &StoreBufferConfig, message: &Message) -> Result<(), RpcError> 
         )));
     }
     Ok(())
+}
+
+/// A fact that references an artifact is accepted only when the artifact is stored here with the
+/// referenced digest and size (SPEC §3). The object is marked referenced, and readable by the
+/// fact's `to_zone`, *before* the append is journaled: if the append then fails, the object merely
+/// stays immutable, which is harmless; the other order could let a fact reference content that
+/// is replaced a moment later.
+async fn reference_artifact(objects: &ObjectStore, message: &Message) -> Result<(), RpcError> {
+    let Some(artifact) = message.artifact().map_err(|e| RpcError::invalid(e.to_string()))? else {
+        return Ok(());
+    };
+    let zone = Some(message.envelope.to_zone.clone());
+    Ok(objects.reference(artifact, zone).await?)
 }
 
 impl Handler<PeerFetch> for StoreBuffer {

@@ -110,7 +110,8 @@ impl Cluster {
         Client::connect(&self.options(zone)).await.expect("connect")
     }
 
-    /// Runs the CLI with `args` followed by the connection flags for `zone` as `identity`.
+    /// Runs the CLI with `args` followed by the connection flags for `zone` as `identity`. The
+    /// private key goes in `BSFG_KEY`: in `put-object`/`get-object`, `--key` names the object.
     pub fn cli_as(&self, zone: &str, identity: &str, args: &[&str]) -> Output {
         let o = self.net.client(zone, identity).expect("client options");
         std::process::Command::new(bin())
@@ -120,8 +121,7 @@ impl Cluster {
             .arg(&o.ca)
             .arg("--cert")
             .arg(&o.cert)
-            .arg("--key")
-            .arg(&o.key)
+            .env("BSFG_KEY", &o.key)
             .output()
             .expect("run bsfg")
     }
@@ -228,6 +228,22 @@ impl Cluster {
             assert_eq!(line["zone"], zone, "{line}");
         }
         lines
+    }
+
+    /// The peak resident memory (`VmHWM`) of `zone`'s running node process, in bytes.
+    pub fn peak_rss(&self, zone: &str) -> u64 {
+        let pid = self
+            .nodes
+            .get(zone)
+            .unwrap_or_else(|| panic!("{zone} is not running"))
+            .pid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmHWM in /proc status");
+        kib * 1024
     }
 
     /// The last lines of every node's log.

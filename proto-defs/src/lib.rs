@@ -1,7 +1,9 @@
 //! Wire vocabulary of bsfg, shared by nodes and clients.
 //!
 //! - [`model`]: the message model of SPEC §2 (`Message` = envelope + fact) and its validation.
-//! - [`rpc`]: one request and one response per QUIC stream (SPEC §3).
+//! - [`object`]: artifacts — content digests, bucket and key syntax, the artifact reference.
+//! - [`rpc`]: one request and one response per QUIC stream (SPEC §3); `PutObject` and
+//!   `GetObject` carry the artifact's raw bytes after their frame.
 //! - [`error`]: wire error codes with their `retryable` flag.
 //! - [`codec`]: frames (`u32` big-endian length + bincode 2 body) with bounded decoding.
 //!
@@ -11,12 +13,14 @@
 pub mod codec;
 pub mod error;
 pub mod model;
+pub mod object;
 pub mod rpc;
 
 pub use codec::FrameError;
 pub use error::{ErrorCode, RpcError};
 pub use model::{Envelope, Fact, Message, ValidationError};
+pub use object::{ArtifactError, ArtifactRef, ObjectDigest, ObjectHasher};
 pub use rpc::{
-    AppendRequest, AppendResponse, ConfirmRequest, ConfirmResponse, FetchRequest, FetchResponse, FetchedFact, Request,
-    Response,
+    AppendRequest, AppendResponse, ConfirmRequest, ConfirmResponse, FetchRequest, FetchResponse, FetchedFact,
+    GetObjectRequest, ObjectMeta, PutObjectRequest, Request, Response,
 };

@@ -64,6 +64,8 @@ pub enum ValidationError {
     ObjectJson(String),
     #[error("message is {size} bytes, over the limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },
+    #[error("{0}")]
+    Artifact(#[from] crate::object::ArtifactError),
 }
 
 /// Milliseconds since the Unix epoch now: the clock of `produced_at_unix_ms` and of storage
@@ -87,7 +89,8 @@ pub fn is_valid_zone_name(name: &str) -> bool {
 
 impl Message {
     /// Checks everything that can be checked without knowing the node: id length, zone syntax,
-    /// JSON validity and the encoded size against `max_fact_bytes`.
+    /// JSON validity, the encoded size against `max_fact_bytes`, and the artifact reference's
+    /// syntax when `object_media_type` is set.
     pub fn validate(&self, max_fact_bytes: usize) -> Result<(), ValidationError> {
         let id_len = self.envelope.message_id.len();
         if id_len == 0 || id_len > MAX_MESSAGE_ID_BYTES {
@@ -104,7 +107,18 @@ impl Message {
         }
         serde_json::from_str::<serde::de::IgnoredAny>(&self.fact.object_json)
             .map_err(|e| ValidationError::ObjectJson(e.to_string()))?;
+        self.artifact()?;
         Ok(())
+    }
+
+    /// The artifact this fact references: `Some` when the envelope sets `object_media_type`
+    /// (SPEC §2). Its value is not compared with the reference's `media_type`: the envelope field
+    /// marks the reference, the reference describes the artifact.
+    pub fn artifact(&self) -> Result<Option<crate::object::ArtifactRef>, crate::object::ArtifactError> {
+        match self.envelope.object_media_type {
+            Some(_) => crate::object::ArtifactRef::parse(&self.fact.object_json).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Size of the message in the wire and storage encoding.
@@ -191,6 +205,12 @@ mod tests {
         assert!(matches!(
             message("\"big\"").validate(10),
             Err(ValidationError::TooLarge { limit: 10, .. })
+        ));
+        let mut not_a_reference = message("{\"x\":1}");
+        not_a_reference.envelope.object_media_type = Some("application/pdf".into());
+        assert!(matches!(
+            not_a_reference.validate(1 << 20),
+            Err(ValidationError::Artifact(crate::ArtifactError::NotAReference(_)))
         ));
     }
 

@@ -4,7 +4,7 @@
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
-use crate::{model::Message, RpcError};
+use crate::{model::Message, object::ObjectDigest, RpcError};
 
 /// Everything a caller can ask of a node.
 // One request lives per stream and is moved once into its handler; boxing the large variant
@@ -15,6 +15,9 @@ pub enum Request {
     Append(AppendRequest),
     Fetch(FetchRequest),
     Confirm(ConfirmRequest),
+    // New variants go last: bincode variant indices are the wire format.
+    PutObject(PutObjectRequest),
+    GetObject(GetObjectRequest),
 }
 
 impl Request {
@@ -24,6 +27,8 @@ impl Request {
             Self::Append(_) => "append_fact",
             Self::Fetch(_) => "fetch_facts",
             Self::Confirm(_) => "confirm_receipt",
+            Self::PutObject(_) => "put_object",
+            Self::GetObject(_) => "get_object",
         }
     }
 }
@@ -35,6 +40,10 @@ pub enum Response {
     Fetch(FetchResponse),
     Confirm(ConfirmResponse),
     Error(RpcError),
+    /// The artifact is durable under its key.
+    PutObject(ObjectMeta),
+    /// Followed on the same stream by exactly `size` raw bytes of the artifact.
+    GetObject(ObjectMeta),
 }
 
 /// `AppendFact(message)`: durable append to the node's store buffer.
@@ -92,4 +101,33 @@ pub struct ConfirmRequest {
 pub struct ConfirmResponse {
     /// The cursor after the call.
     pub cursor: u64,
+}
+
+/// `PutObject(bucket, key, bytes)`: this frame is followed on the same stream by exactly `size`
+/// raw bytes, then the caller finishes its side. Answered once the bytes are durable.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct PutObjectRequest {
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    /// Kept with the object and returned by `GetObject`.
+    pub media_type: Option<String>,
+}
+
+/// `GetObject(bucket, key)`: answered by [`Response::GetObject`] and the artifact's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct GetObjectRequest {
+    pub bucket: String,
+    pub key: String,
+}
+
+/// A stored artifact, as `PutObject` stored it and `GetObject` streams it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct ObjectMeta {
+    pub bucket: String,
+    pub key: String,
+    pub digest: ObjectDigest,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
 }

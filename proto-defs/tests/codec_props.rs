@@ -13,7 +13,8 @@ use std::{
 
 use bsfg_proto::{
     codec, AppendRequest, AppendResponse, ConfirmRequest, ConfirmResponse, Envelope, ErrorCode, Fact, FetchRequest,
-    FetchResponse, FetchedFact, Message, Request, Response, RpcError,
+    FetchResponse, FetchedFact, GetObjectRequest, Message, ObjectDigest, ObjectMeta, PutObjectRequest, Request,
+    Response, RpcError,
 };
 use proptest::prelude::*;
 
@@ -101,7 +102,33 @@ fn request() -> impl Strategy<Value = Request> {
             })
         ),
         (text(), any::<u64>()).prop_map(|(consumer, offset)| Request::Confirm(ConfirmRequest { consumer, offset })),
+        (text(), text(), any::<u64>(), prop::option::of(text())).prop_map(|(bucket, key, size, media_type)| {
+            Request::PutObject(PutObjectRequest {
+                bucket,
+                key,
+                size,
+                media_type,
+            })
+        }),
+        (text(), text()).prop_map(|(bucket, key)| Request::GetObject(GetObjectRequest { bucket, key })),
     ]
+}
+
+fn object_meta() -> impl Strategy<Value = ObjectMeta> {
+    (
+        text(),
+        text(),
+        any::<[u8; 32]>(),
+        any::<u64>(),
+        prop::option::of(text()),
+    )
+        .prop_map(|(bucket, key, digest, size, media_type)| ObjectMeta {
+            bucket,
+            key,
+            digest: ObjectDigest(digest),
+            size,
+            media_type,
+        })
 }
 
 fn response() -> impl Strategy<Value = Response> {
@@ -115,6 +142,8 @@ fn response() -> impl Strategy<Value = Response> {
         (facts, any::<u64>()).prop_map(|(facts, high_offset)| Response::Fetch(FetchResponse { facts, high_offset })),
         any::<u64>().prop_map(|cursor| Response::Confirm(ConfirmResponse { cursor })),
         (code(), text()).prop_map(|(code, message)| Response::Error(RpcError::new(code, message))),
+        object_meta().prop_map(Response::PutObject),
+        object_meta().prop_map(Response::GetObject),
     ]
 }
 

@@ -40,6 +40,8 @@ async fn append_one(client: &Client, args: &AppendArgs) -> anyhow::Result<()> {
             message_id: args.message_id.clone().unwrap_or_default(),
             to_zone: args.to.clone().unwrap_or_default(),
             labels: parse_labels(&args.labels)?,
+            object_media_type: args.object_media_type.clone(),
+            object_schema: args.object_schema.clone(),
             ..Envelope::default()
         },
         fact: Fact {

@@ -6,6 +6,7 @@ pub mod append;
 pub mod bench;
 pub mod demo;
 pub mod fetch;
+pub mod objects;
 pub mod serve;
 pub mod status;
 
@@ -90,6 +91,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Status { admin, json } => status::run(&admin, json),
         Command::Admin { admin, action } => admin::run(&admin, &action),
+        Command::PutObject(args) => client_runtime()?.block_on(objects::put(args)),
+        Command::GetObject(args) => client_runtime()?.block_on(objects::get(args)),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
     }

@@ -13,11 +13,14 @@ use bsfg_actors::{
     CertWatcher,
 };
 use bsfg_proto::ErrorCode;
-use slog::info;
+use slog::{info, warn};
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::CommandError;
 use crate::config::{Backpressure, Config, Role};
+
+/// How long a stopping node waits for RocksDB to close before exiting anyway.
+const STORAGE_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Longest reconnect backoff (SPEC §4).
 const BACKOFF_CAP: std::time::Duration = std::time::Duration::from_secs(30);
@@ -38,7 +41,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let admin_addr = config.listen.admin;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let system = actix_rt::System::with_tokio_rt(move || runtime);
-    system.block_on(async move {
+    let stopped = system.block_on(async move {
         let node = Node::start(settings, &tls, log.clone())
             .await
             .map_err(|e| CommandError::new(ErrorCode::Unavailable, e.to_string()))?;
@@ -60,9 +63,17 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         let outcome = handles.drain.drain(DRAIN_GRACE).await;
         info!(log, "drained"; "drained" => outcome.drained, "in_flight" => outcome.in_flight);
         admin.stop(true).await;
-        node.shutdown().await;
-        Ok(())
-    })
+        anyhow::Ok((node.shutdown().await, log))
+    });
+    // Dropping the system drops every actor and task, and with them the last handles on storage;
+    // only then is RocksDB closed, and the process must not exit before.
+    drop(system);
+    let (stopped, log) = stopped?;
+    if !stopped.wait_storage_closed(STORAGE_CLOSE_GRACE) {
+        warn!(log, "storage_close_timeout"; "reason" => format!("RocksDB still open after {STORAGE_CLOSE_GRACE:?}"));
+    }
+    info!(log, "exited");
+    Ok(())
 }
 
 /// Until SIGTERM or Ctrl-C; every SIGHUP meanwhile asks `certs` for a reload (the watcher logs
@@ -109,6 +120,7 @@ fn node_settings(config: &Config) -> NodeSettings {
             .collect(),
         max_fact_bytes: usize::try_from(config.limits.max_fact_bytes.bytes()).unwrap_or(usize::MAX),
         max_frame_bytes: usize::try_from(config.limits.max_frame_bytes.bytes()).unwrap_or(usize::MAX),
+        max_object_bytes: config.limits.max_object_bytes.bytes(),
         batch_limit: config.replication.batch_limit,
         max_wait: std::time::Duration::from_millis(config.replication.max_wait_ms),
         backoff_cap: BACKOFF_CAP,

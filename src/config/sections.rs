@@ -156,6 +156,9 @@ pub struct LimitsSection {
     pub max_fact_bytes: ByteSize,
     /// One wire frame; at most 1 GiB.
     pub max_frame_bytes: ByteSize,
+    /// One artifact (`PutObject`, and pulls from peers). Artifacts stream in chunks, so this
+    /// bounds disk use per object, not memory. Default 1 GiB.
+    pub max_object_bytes: ByteSize,
 }
 
 impl Default for LimitsSection {
@@ -163,6 +166,7 @@ impl Default for LimitsSection {
         LimitsSection {
             max_fact_bytes: ByteSize::mib(1),
             max_frame_bytes: ByteSize::mib(16),
+            max_object_bytes: ByteSize::gib(1),
         }
     }
 }

@@ -152,6 +152,7 @@ fn minimal_config_gets_every_default() {
     assert_eq!(config.replication.link_timeout, Duration::from_secs(5));
     assert_eq!(config.replication.max_wait_ms, 250);
     assert_eq!(config.limits.max_frame_bytes.bytes(), 16 * MIB);
+    assert_eq!(config.limits.max_object_bytes.bytes(), GIB);
     assert_eq!(config.admin.token_file, None);
     assert_eq!(config.log, LogSection::default());
     assert!(config.log.audit);
@@ -186,9 +187,11 @@ fn every_enum_value_decodes() {
 
 #[test]
 fn sizes_accept_units_and_bare_integers() {
-    let text = "[limits]\nmax_fact_bytes = 2048\nmax_frame_bytes = \"1GiB\"\n[forward]\ncapacity_bytes = \"500MB\"";
+    let text = "[limits]\nmax_fact_bytes = 2048\nmax_frame_bytes = \"1GiB\"\nmax_object_bytes = \"50MiB\"\n\
+                [forward]\ncapacity_bytes = \"500MB\"";
     let config = parse(&minimal_with(text)).expect("config");
     assert_eq!(config.limits.max_fact_bytes.bytes(), 2048);
+    assert_eq!(config.limits.max_object_bytes.bytes(), 50 * MIB);
     assert_eq!(config.limits.max_frame_bytes.bytes(), GIB);
     assert_eq!(config.forward.capacity_bytes.bytes(), 500_000_000);
 }

@@ -1,10 +1,11 @@
 //! Actor `PeerLink`, one per configured peer: keeps a QUIC connection to the peer (dialled when
 //! `dial = true`, or offered by the RPC server when the peer dialled us), pulls the facts the peer
 //! holds for this zone, inserts them into the forward buffer with `putIfAbsent`, and confirms the
-//! contiguous frontier back so the peer's frontier advances. Reports what it sees of the link to
-//! the `ZoneGate`. Reconnects with exponential backoff and jitter. While an operator keeps the
-//! peer's gate closed it has no connection: it closes the one it had, and neither dials nor takes
-//! offered ones. Dials use the client config the `CertWatcher` last published.
+//! contiguous frontier back so the peer's frontier advances. Artifacts referenced by pulled facts
+//! are pulled into the local object store before their page is inserted. Reports what it sees of
+//! the link to the `ZoneGate`. Reconnects with exponential backoff and jitter. While an operator
+//! keeps the peer's gate closed it has no connection: it closes the one it had, and neither dials
+//! nor takes offered ones. Dials use the client config the `CertWatcher` last published.
 //!
 //! The actor is a thin shell: it owns the offer channel and the pull task; the loop itself is
 //! plain async code in `pull`.
@@ -21,7 +22,7 @@ use quinn::{Connection, Endpoint};
 use slog::Logger;
 use tokio::sync::watch;
 
-use crate::{zone_gate::GateSwitches, ForwardBuffer, ZoneGate};
+use crate::{objects::ObjectStore, zone_gate::GateSwitches, ForwardBuffer, ZoneGate};
 
 /// Plain configuration of one peer link.
 #[derive(Debug, Clone)]
@@ -50,6 +51,8 @@ pub struct PeerLinkDeps {
     pub switches: GateSwitches,
     pub forward: Addr<ForwardBuffer>,
     pub gate: Addr<ZoneGate>,
+    /// Where artifacts referenced by pulled facts are stored.
+    pub objects: ObjectStore,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// `true` while the forward buffer is full: no pulls until it is `false` again.
     pub pulls_paused: watch::Receiver<bool>,

@@ -17,8 +17,13 @@
 //!
 //! The operator's gate switch comes first: while the gate is closed there is no session, no dial
 //! and no offered connection is used; closing it ends the session and closes its connection.
+//!
+//! The inserter pulls the artifacts a page references before inserting it (`artifacts`).
+
+mod artifacts;
 
 use std::{
+    future::Future,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -61,6 +66,8 @@ enum PullError {
     Timeout(Duration),
     #[error("forward buffer: {0}")]
     Local(RpcError),
+    #[error("artifact: {0}")]
+    Objects(crate::objects::ObjectError),
 }
 
 /// How a session on one connection ended.
@@ -252,7 +259,7 @@ impl Session {
         let (inserted_tx, inserted_rx) = watch::channel(0u64);
         let stages = tokio::try_join!(
             self.fetcher(conn, pages_tx, progressed),
-            self.inserter(pages_rx, inserted_tx),
+            self.inserter(conn, pages_rx, inserted_tx),
             self.confirmer(conn, inserted_rx),
         );
         match stages {
@@ -295,11 +302,12 @@ impl Session {
 
     async fn inserter(
         &self,
+        conn: &Connection,
         mut pages: mpsc::Receiver<FetchResponse>,
         inserted: watch::Sender<u64>,
     ) -> Result<(), PullError> {
         while let Some(page) = pages.recv().await {
-            self.insert(page.facts).await?;
+            self.insert(conn, page.facts).await?;
             inserted.send_if_modified(|high| {
                 let moved = page.high_offset > *high;
                 *high = (*high).max(page.high_offset);
@@ -335,9 +343,10 @@ impl Session {
         }
     }
 
-    /// Inserts the facts that really come from the peer and are addressed to us; any other is
-    /// rejected, logged and skipped (it is confirmed with the page so it cannot block the link).
-    async fn insert(&self, facts: Vec<FetchedFact>) -> Result<(), PullError> {
+    /// Inserts the facts that really come from the peer and are addressed to us, once their
+    /// artifacts are local; any other is rejected, logged and skipped (it is confirmed with the
+    /// page so it cannot block the link).
+    async fn insert(&self, conn: &Connection, facts: Vec<FetchedFact>) -> Result<(), PullError> {
         let (good, rejected): (Vec<_>, Vec<_>) = facts.into_iter().partition(|f| {
             f.message.envelope.from_zone == self.config.peer && f.message.envelope.to_zone == self.config.zone
         });
@@ -346,6 +355,7 @@ impl Session {
                 "from_zone" => &fact.message.envelope.from_zone, "to_zone" => &fact.message.envelope.to_zone,
                 "reason" => "from_zone or to_zone does not match the link");
         }
+        let good = self.with_artifacts(conn, good).await?;
         if good.is_empty() {
             return Ok(());
         }
@@ -369,8 +379,18 @@ impl Session {
     /// A call bounded by the dead-link timeout: a peer that stops answering is a dead link even
     /// when QUIC keep-alives still get through.
     async fn call(&self, conn: &Connection, request: &Request) -> Result<Response, PullError> {
+        self.bounded(conn, framed::call(conn, request, self.config.max_frame_bytes))
+            .await
+    }
+
+    /// Runs one call on `conn` within the dead-link timeout; closes the connection when it expires.
+    async fn bounded<T>(
+        &self,
+        conn: &Connection,
+        call: impl Future<Output = Result<T, framed::StreamError>>,
+    ) -> Result<T, PullError> {
         let limit = self.config.max_wait + self.config.link_timeout;
-        match tokio::time::timeout(limit, framed::call(conn, request, self.config.max_frame_bytes)).await {
+        match tokio::time::timeout(limit, call).await {
             Ok(result) => Ok(result?),
             Err(_) => {
                 conn.close(DEAD_LINK.into(), b"no answer within the link timeout");

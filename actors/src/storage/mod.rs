@@ -14,6 +14,7 @@
 //! | `cursors`     | `s` ‖ peer zone (store buffer) or `f` ‖ consumer name (forward buffer) | cursor `u64` |
 //! | `meta`        | `format`, `zone`, `store_high`, `forward_high`, `usage` | version, zone name, highest offsets, [`Usage`] |
 //! | `fwd_age`     | offset `u64` | received_at_unix_ms `u64` ‖ from_zone ‖ `0x00` ‖ message_id |
+//! | `objects`     | see [`object_index`] | the artifact index |
 //!
 //! Zone names never contain `0x00`, so the separators are unambiguous. Messages are encoded with
 //! the wire encoding of `bsfg-proto`. `meta.usage` is four `u64`: store facts, store bytes,
@@ -50,8 +51,10 @@
 //! `1` (no `usage`, no `fwd_age`) is upgraded once at open: usage is recounted by a scan and
 //! `fwd_age` is rebuilt from `fwd_log` (nothing was ever deleted in format `1`).
 
+pub mod object_index;
 mod rocks;
 
+pub use object_index::{ObjectEntry, ObjectIndex};
 pub use rocks::RocksStorage;
 
 use std::collections::HashMap;

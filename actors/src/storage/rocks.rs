@@ -4,7 +4,12 @@
 mod sweep;
 mod upgrade;
 
-use std::path::Path;
+mod object_index;
+
+use std::{
+    path::Path,
+    sync::{mpsc, Mutex, PoisonError},
+};
 
 use rocksdb::{
     BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options,
@@ -23,9 +28,10 @@ const FWD_LOG: &str = "fwd_log";
 const FWD_IDEM: &str = "fwd_idem";
 const CURSORS: &str = "cursors";
 const META: &str = "meta";
-const FWD_AGE: &str = "fwd_age";
 // New families are appended: the order is only the order of creation.
-const FAMILIES: [&str; 8] = [
+const FWD_AGE: &str = "fwd_age";
+const OBJECTS: &str = "objects";
+const FAMILIES: [&str; 9] = [
     STORE_LOG,
     STORE_ROUTE,
     STORE_IDEM,
@@ -34,6 +40,7 @@ const FAMILIES: [&str; 8] = [
     CURSORS,
     META,
     FWD_AGE,
+    OBJECTS,
 ];
 
 const FORMAT_VERSION: &[u8] = b"2";
@@ -46,6 +53,10 @@ const META_USAGE: &[u8] = b"usage";
 /// RocksDB behind the [`Storage`] port.
 pub struct RocksStorage {
     db: DB,
+    /// Declared after `db`, so dropped after it: the receivers handed out by
+    /// [`RocksStorage::closed`] disconnect only once the database is closed and its background
+    /// threads are joined.
+    close_watchers: Mutex<Vec<mpsc::Sender<()>>>,
 }
 
 impl RocksStorage {
@@ -53,10 +64,24 @@ impl RocksStorage {
     /// another zone is refused rather than mixed.
     pub fn open(path: &Path, zone: &str) -> Result<Self, StorageError> {
         let db = DB::open_cf_descriptors(&db_options(), path, FAMILIES.map(family)).map_err(engine)?;
-        let storage = Self { db };
+        let storage = Self {
+            db,
+            close_watchers: Mutex::default(),
+        };
         storage.claim_zone(path, zone)?;
         storage.upgrade(path)?;
         Ok(storage)
+    }
+
+    /// A receiver that disconnects when this storage is dropped and the database closed: a
+    /// process must not exit while RocksDB's background threads still run.
+    pub fn closed(&self) -> mpsc::Receiver<()> {
+        let (tx, rx) = mpsc::channel();
+        self.close_watchers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(tx);
+        rx
     }
 
     fn claim_zone(&self, path: &Path, zone: &str) -> Result<(), StorageError> {

@@ -2,7 +2,8 @@
 //! `rpc_call`: the caller's identity, the operation, the outcome (`result`, and for failures the
 //! wire `code` and `error_message`), `duration_ms`, and what the call was about — `message_id`,
 //! `to_zone` and `predicate` of an append; the `consumer`, or the `peer`, of a fetch or confirm;
-//! the size of a fetched page. A page is one line, however many facts it holds. With
+//! the size of a fetched page; `bucket` and `key` of an object call, with the stored `digest` and
+//! `size`. A page is one line, however many facts it holds. With
 //! `audit = false` only failures are logged, as `rpc_rejected`, without the request's details.
 //!
 //! The line is on the hot path of every append: values are borrowed or copied into the record,
@@ -23,6 +24,8 @@ pub(super) struct Details {
     predicate: Option<String>,
     consumer: Option<String>,
     offset: Option<u64>,
+    bucket: Option<String>,
+    key: Option<String>,
 }
 
 impl Details {
@@ -45,6 +48,16 @@ impl Details {
                 offset: Some(r.offset),
                 ..Self::default()
             },
+            Request::PutObject(r) => Self::object(&r.bucket, &r.key),
+            Request::GetObject(r) => Self::object(&r.bucket, &r.key),
+        }
+    }
+
+    fn object(bucket: &str, key: &str) -> Self {
+        Self {
+            bucket: Some(bucket.to_owned()),
+            key: Some(key.to_owned()),
+            ..Self::default()
         }
     }
 }
@@ -89,6 +102,8 @@ fn emit_details(d: &Details, s: &mut dyn Serializer) -> slog::Result {
         ("to_zone", &d.to_zone),
         ("predicate", &d.predicate),
         ("consumer", &d.consumer),
+        ("bucket", &d.bucket),
+        ("key", &d.key),
     ];
     for (key, value) in texts {
         if let Some(value) = value {
@@ -122,6 +137,10 @@ fn emit_outcome(response: &Response, s: &mut dyn Serializer) -> slog::Result {
             s.emit_u64("high_offset", page.high_offset)?;
         }
         Response::Confirm(c) => s.emit_u64("cursor", c.cursor)?,
+        Response::PutObject(object) | Response::GetObject(object) => {
+            s.emit_arguments("digest", &format_args!("{}", object.digest))?;
+            s.emit_u64("size", object.size)?;
+        }
     }
     s.emit_str("result", "success")
 }

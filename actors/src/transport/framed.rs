@@ -1,12 +1,20 @@
 //! Frames on QUIC streams: one request and one response per bidirectional stream (SPEC §3).
+//!
+//! `PutObject` requests and `GetObject` responses are a frame followed on the same stream by a
+//! raw body of exactly the announced size. Bodies move in chunks of at most [`BODY_CHUNK`] bytes
+//! and are never held whole in memory; QUIC flow control bounds what is buffered in between.
 
 use std::time::Duration;
 
 use bsfg_proto::{codec, ErrorCode, FrameError, Request, Response, RpcError};
 use quinn::{Connection, RecvStream, SendStream};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// How long a caller may take to send its request once it opened a stream.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest piece of a raw body read or written at once.
+pub const BODY_CHUNK: usize = 64 << 10;
 
 /// Why a frame could not be read or a call could not complete.
 #[derive(Debug, thiserror::Error)]
@@ -19,8 +27,10 @@ pub enum StreamError {
     Connection(#[from] quinn::ConnectionError),
     #[error("stream failed: {0}")]
     Stream(String),
-    #[error("no request within {0:?}")]
+    #[error("no data within {0:?}")]
     Timeout(Duration),
+    #[error("cannot read the body to send: {0}")]
+    Source(std::io::Error),
 }
 
 impl StreamError {
@@ -28,7 +38,9 @@ impl StreamError {
     pub fn to_rpc(&self) -> RpcError {
         match self {
             Self::Frame(_) | Self::Truncated { .. } | Self::Timeout(_) => RpcError::invalid(self.to_string()),
-            Self::Connection(_) | Self::Stream(_) => RpcError::new(ErrorCode::Unavailable, self.to_string()),
+            Self::Connection(_) | Self::Stream(_) | Self::Source(_) => {
+                RpcError::new(ErrorCode::Unavailable, self.to_string())
+            }
         }
     }
 }
@@ -64,20 +76,134 @@ pub async fn write_frame<T: bincode::Encode>(
     value: &T,
     max_frame_bytes: usize,
 ) -> Result<(), StreamError> {
+    send_frame(send, value, max_frame_bytes).await?;
+    finish(send)
+}
+
+/// Encodes `value` as one frame and writes it, leaving the stream open for a raw body.
+pub async fn send_frame<T: bincode::Encode>(
+    send: &mut SendStream,
+    value: &T,
+    max_frame_bytes: usize,
+) -> Result<(), StreamError> {
     let frame = codec::encode_frame(value, max_frame_bytes)?;
     send.write_all(&frame)
         .await
-        .map_err(|e| StreamError::Stream(e.to_string()))?;
+        .map_err(|e| StreamError::Stream(e.to_string()))
+}
+
+pub fn finish(send: &mut SendStream) -> Result<(), StreamError> {
     send.finish().map_err(|e| StreamError::Stream(e.to_string()))
+}
+
+/// Writes exactly `size` bytes read from `source`, chunk by chunk; `progress` is told the length
+/// of every chunk sent. A source that ends early is an error.
+pub async fn send_body(
+    send: &mut SendStream,
+    source: &mut (impl AsyncRead + Unpin),
+    size: u64,
+    mut progress: impl FnMut(usize),
+) -> Result<(), StreamError> {
+    let mut buf = vec![0u8; BODY_CHUNK];
+    let mut remaining = size;
+    while remaining > 0 {
+        let want = buf.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        let got = source.read(&mut buf[..want]).await.map_err(StreamError::Source)?;
+        if got == 0 {
+            let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("{remaining} bytes short"));
+            return Err(StreamError::Source(eof));
+        }
+        send.write_all(&buf[..got])
+            .await
+            .map_err(|e| StreamError::Stream(e.to_string()))?;
+        remaining -= got as u64;
+        progress(got);
+    }
+    Ok(())
+}
+
+/// Reads the raw body that follows a frame: exactly the announced size, in chunks of at most
+/// [`BODY_CHUNK`] bytes.
+#[derive(Debug)]
+pub struct BodyReader {
+    size: u64,
+    remaining: u64,
+}
+
+impl BodyReader {
+    pub fn new(size: u64) -> Self {
+        Self { size, remaining: size }
+    }
+
+    /// The next chunk, or `None` once the whole body was read. A stream that ends early is
+    /// [`StreamError::Truncated`].
+    pub async fn next(&mut self, recv: &mut RecvStream) -> Result<Option<Vec<u8>>, StreamError> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        let want = BODY_CHUNK.min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let chunk = recv.read_chunk(want, true).await.map_err(|e| match e {
+            quinn::ReadError::ConnectionLost(c) => StreamError::Connection(c),
+            other => StreamError::Stream(other.to_string()),
+        })?;
+        let Some(chunk) = chunk else {
+            return Err(StreamError::Truncated {
+                expected: usize::try_from(self.size).unwrap_or(usize::MAX),
+                got: usize::try_from(self.size - self.remaining).unwrap_or(usize::MAX),
+            });
+        };
+        self.remaining -= chunk.bytes.len() as u64;
+        Ok(Some(chunk.bytes.to_vec()))
+    }
 }
 
 /// One call: opens a stream, sends the request, reads the response. When the node stops
 /// reading early (a request it refuses, such as one over its frame limit) its answer is still
 /// read and returned.
 pub async fn call(conn: &Connection, request: &Request, max_frame_bytes: usize) -> Result<Response, StreamError> {
+    Ok(call_for_body(conn, request, max_frame_bytes).await?.0)
+}
+
+/// A call whose response may be followed by a raw body (`GetObject`): the stream is returned
+/// so the caller can read it with a [`BodyReader`].
+pub async fn call_for_body(
+    conn: &Connection,
+    request: &Request,
+    max_frame_bytes: usize,
+) -> Result<(Response, RecvStream), StreamError> {
     let (mut send, mut recv) = conn.open_bi().await?;
     let sent = write_frame(&mut send, request, max_frame_bytes).await;
-    match (sent, read_frame(&mut recv, max_frame_bytes).await) {
+    let response = answer(sent, &mut recv, max_frame_bytes).await?;
+    Ok((response, recv))
+}
+
+/// A call whose request frame is followed by a raw body of `size` bytes read from `source`
+/// (`PutObject`). A node that refuses the call before the body is through still gets its answer read.
+pub async fn call_with_body(
+    conn: &Connection,
+    request: &Request,
+    source: &mut (impl AsyncRead + Unpin),
+    size: u64,
+    progress: impl FnMut(usize),
+    max_frame_bytes: usize,
+) -> Result<Response, StreamError> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let sent = async {
+        send_frame(&mut send, request, max_frame_bytes).await?;
+        send_body(&mut send, source, size, progress).await?;
+        finish(&mut send)
+    }
+    .await;
+    answer(sent, &mut recv, max_frame_bytes).await
+}
+
+/// The node's response; when it cannot be read, the error of the sending side comes first.
+async fn answer(
+    sent: Result<(), StreamError>,
+    recv: &mut RecvStream,
+    max_frame_bytes: usize,
+) -> Result<Response, StreamError> {
+    match (sent, read_frame(recv, max_frame_bytes).await) {
         (_, Ok(response)) => Ok(response),
         (Err(e), Err(_)) | (Ok(()), Err(e)) => Err(e),
     }

@@ -1,11 +1,14 @@
 //! The RPC server: accepts QUIC connections, learns the caller from its verified certificate,
 //! and serves one call per bidirectional stream — frame → typed request → authorised dispatch
 //! to the buffer actors → response frame. Connections from peer nodes are also offered to that
-//! peer's `PeerLink`, so one connection can carry both directions.
+//! peer's `PeerLink`, so one connection can carry both directions. `PutObject` and `GetObject`
+//! (with their raw bodies) are served in `objects`.
 //!
 //! Refusals before dispatch: client calls while the node drains, and every call of a peer whose
 //! gate an operator closed (its connection is closed once the refusal is delivered, and never
 //! offered to the link). Each call is counted and timed, and logged as `audit` says.
+
+mod objects;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -26,6 +29,7 @@ use super::{
 use crate::{
     forward_buffer,
     metrics::Metrics,
+    objects::ObjectStore,
     peer_link, store_buffer,
     zone_gate::{self, GateSwitches},
     ForwardBuffer, PeerLink, StoreBuffer, ZoneGate,
@@ -88,6 +92,7 @@ pub struct ServerDeps {
     pub store: Addr<StoreBuffer>,
     pub forward: Addr<ForwardBuffer>,
     pub gate: Addr<ZoneGate>,
+    pub objects: ObjectStore,
     pub metrics: Arc<Metrics>,
     pub links: HashMap<String, Addr<PeerLink>>,
     pub directory: Arc<Directory>,
@@ -192,6 +197,7 @@ async fn serve_stream(
     let started = std::time::Instant::now();
     let (mut operation, mut details, mut in_flight) = ("invalid", Details::default(), None);
     let gate_closed = matches!(&*caller, Caller::Peer(zone) if deps.switches.is_closed(zone));
+    let mut body = None;
     let response = match read.await {
         Ok(Ok(request)) => {
             operation = request.operation();
@@ -201,7 +207,7 @@ async fn serve_stream(
             match admit(&caller, gate_closed, &deps) {
                 Ok(guard) => {
                     in_flight = guard;
-                    dispatch(request, &caller, &deps).await
+                    dispatch(request, &caller, &deps, &mut recv, &mut body).await
                 }
                 Err(e) => Response::Error(e),
             }
@@ -220,10 +226,7 @@ async fn serve_stream(
     };
     call.log(&deps.log, deps.audit);
     let _ = recv.stop(0u32.into());
-    if let Err(e) = framed::write_frame(&mut send, &response, deps.max_frame_bytes).await {
-        let fallback = Response::Error(RpcError::internal(format!("response could not be sent: {e}")));
-        let _ = framed::write_frame(&mut send, &fallback, deps.max_frame_bytes).await;
-    }
+    objects::respond(&mut send, &response, body, deps.max_frame_bytes).await;
     drop(in_flight);
     if gate_closed {
         // The peer learns why, then loses the connection: it must not keep one open per retry.
@@ -251,13 +254,33 @@ fn admit(caller: &Caller, gate_closed: bool, deps: &ServerDeps) -> Result<Option
         .ok_or_else(|| RpcError::unavailable("node is draining; retry later or against another node"))
 }
 
-async fn dispatch(request: Request, caller: &Caller, deps: &ServerDeps) -> Response {
+async fn dispatch(
+    request: Request,
+    caller: &Caller,
+    deps: &ServerDeps,
+    recv: &mut RecvStream,
+    body: &mut Option<objects::Body>,
+) -> Response {
     let result = match request {
         Request::Append(r) => {
             authorise(caller, Need::Produce, deps).map(|()| deps.store.send(store_buffer::Append(r.message)))
         }
         Request::Fetch(r) => return fetch(r, caller, deps).await.unwrap_or_else(Response::Error),
         Request::Confirm(r) => return confirm(r, caller, deps).await.unwrap_or_else(Response::Error),
+        Request::PutObject(r) => {
+            return objects::put(r, caller, deps, recv)
+                .await
+                .unwrap_or_else(Response::Error)
+        }
+        Request::GetObject(r) => {
+            return match objects::get(r, caller, deps).await {
+                Ok((response, blob)) => {
+                    *body = Some(blob);
+                    response
+                }
+                Err(e) => Response::Error(e),
+            }
+        }
     };
     match result {
         Ok(sent) => flatten(sent.await)
@@ -375,6 +398,8 @@ fn record(metrics: &Metrics, operation: &'static str, caller: &Caller, response:
         }
         ("fetch_facts", _) => metrics.fetch_requests.with_label_values(&[role]).inc(),
         ("confirm_receipt", _) => metrics.confirm_requests.with_label_values(&[role]).inc(),
+        ("put_object", Response::PutObject(_)) => metrics.artifact_upload_total.inc(),
+        ("put_object", _) => metrics.artifact_upload_failures.inc(),
         _ => {}
     }
 }

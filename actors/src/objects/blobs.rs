@@ -1,0 +1,134 @@
+//! The blob files of the artifact store: content-addressed, written once, and visible under their
+//! digest only when complete and synced.
+//!
+//! ```text
+//! data_dir/objects/sha256/<first 2 hex digits>/<64 hex digits>   complete blobs
+//! data_dir/objects/tmp/<random>                                  uploads in progress
+//! ```
+//!
+//! A blob is written to `tmp/` while it is hashed, `fsync`ed, renamed into place, and its directory
+//! `fsync`ed: after a crash a blob path holds either nothing or the complete content. Files left in
+//! `tmp/` by a crash are deleted when the store opens. Everything here blocks: callers run it on a
+//! blocking thread.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Write},
+    path::{Path, PathBuf},
+};
+
+use bsfg_proto::{ObjectDigest, ObjectHasher};
+
+pub(super) struct Blobs {
+    sha256: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Blobs {
+    /// Creates the directories under `data_dir/objects` and deletes leftovers of interrupted uploads.
+    pub(super) fn open(data_dir: &Path) -> io::Result<Self> {
+        let root = data_dir.join("objects");
+        let blobs = Self {
+            sha256: root.join("sha256"),
+            tmp: root.join("tmp"),
+        };
+        fs::create_dir_all(&blobs.sha256)?;
+        fs::create_dir_all(&blobs.tmp)?;
+        for leftover in fs::read_dir(&blobs.tmp)? {
+            fs::remove_file(leftover?.path())?;
+        }
+        for dir in [&root, data_dir] {
+            sync_dir(dir)?;
+        }
+        Ok(blobs)
+    }
+
+    pub(super) fn path(&self, digest: &ObjectDigest) -> PathBuf {
+        let hex = hex(digest);
+        self.sha256.join(&hex[..2]).join(hex)
+    }
+
+    /// A new, empty temporary blob.
+    pub(super) fn create_temp(&self) -> io::Result<TempBlob> {
+        let path = self.tmp.join(format!("{:032x}", rand::random::<u128>()));
+        let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
+        Ok(TempBlob {
+            path: Some(path),
+            file,
+            hasher: ObjectHasher::default(),
+            written: 0,
+        })
+    }
+
+    /// Moves a sealed temporary blob into place under `digest`; when that blob already exists
+    /// (same content under another key) the temporary one is just deleted.
+    pub(super) fn install(&self, mut temp: TempBlob, digest: &ObjectDigest) -> io::Result<()> {
+        let target = self.path(digest);
+        if target.exists() {
+            return Ok(());
+        }
+        let shard = target.parent().unwrap_or(&self.sha256);
+        if !shard.exists() {
+            fs::create_dir(shard)?;
+            sync_dir(&self.sha256)?;
+        }
+        let source = temp.path.take().unwrap_or_default();
+        fs::rename(&source, &target)?;
+        sync_dir(shard)
+    }
+
+    /// Deletes the blob of a digest no key names any more.
+    pub(super) fn remove(&self, digest: &ObjectDigest) -> io::Result<()> {
+        let path = self.path(digest);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => sync_dir(path.parent().unwrap_or(&self.sha256)),
+        }
+    }
+}
+
+/// An upload in progress: written and hashed chunk by chunk. Dropping it deletes the file unless
+/// it was installed.
+pub(super) struct TempBlob {
+    path: Option<PathBuf>,
+    file: File,
+    hasher: ObjectHasher,
+    written: u64,
+}
+
+impl TempBlob {
+    pub(super) fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.hasher.update(chunk);
+        self.file.write_all(chunk)?;
+        self.written += chunk.len() as u64;
+        Ok(())
+    }
+
+    pub(super) fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Makes the content durable and returns its digest.
+    pub(super) fn seal(&mut self) -> io::Result<ObjectDigest> {
+        self.file.sync_all()?;
+        Ok(self.hasher.clone().finish())
+    }
+}
+
+impl Drop for TempBlob {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+fn hex(digest: &ObjectDigest) -> String {
+    let text = digest.to_string();
+    text[bsfg_proto::object::DIGEST_PREFIX.len()..].to_owned()
+}
+
+/// Makes a rename or a new entry in `dir` durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}

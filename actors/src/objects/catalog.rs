@@ -1,0 +1,188 @@
+//! The blocking core of the artifact store: decides what a completed upload does to the index
+//! (store, no-op, replace or refuse), marks objects referenced, and keeps the usage gauge. Runs on
+//! blocking threads only.
+
+use std::{
+    collections::BTreeSet,
+    path::Path,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use bsfg_proto::{model::now_unix_ms, ArtifactRef, ObjectDigest, ObjectMeta};
+use prometheus::IntGaugeVec;
+use tokio::sync::mpsc;
+
+use super::{
+    blobs::{Blobs, TempBlob},
+    ObjectError, Origin, PutSpec,
+};
+use crate::storage::{ObjectEntry, ObjectIndex};
+
+pub(super) struct Catalog {
+    blobs: Blobs,
+    index: Arc<dyn ObjectIndex>,
+    /// Serialises every index read-modify-write with the blob installs and removals it implies,
+    /// so a blob is never removed while another key is being pointed at it.
+    lock: Mutex<()>,
+    usage: IntGaugeVec,
+}
+
+impl Catalog {
+    pub(super) fn open(data_dir: &Path, index: Arc<dyn ObjectIndex>, usage: IntGaugeVec) -> Result<Self, ObjectError> {
+        let blobs = Blobs::open(data_dir)?;
+        for (bucket, bytes) in index.usage_by_bucket()? {
+            usage.with_label_values(&[&bucket]).set(gauge_value(bytes));
+        }
+        Ok(Self {
+            blobs,
+            index,
+            lock: Mutex::new(()),
+            usage,
+        })
+    }
+
+    pub(super) fn blobs(&self) -> &Blobs {
+        &self.blobs
+    }
+
+    pub(super) fn lookup(&self, bucket: &str, key: &str) -> Result<Option<ObjectEntry>, ObjectError> {
+        Ok(self.index.object(bucket, key)?)
+    }
+
+    /// Writes the chunks of one upload to a temporary blob, then commits it. Exactly
+    /// `spec.size` bytes must arrive before the channel closes.
+    pub(super) fn receive(
+        &self,
+        spec: &PutSpec,
+        mut chunks: mpsc::Receiver<Vec<u8>>,
+    ) -> Result<ObjectMeta, ObjectError> {
+        if let Some(stored) = self.lookup(&spec.bucket, &spec.key)? {
+            // Cheap early refusal: a referenced object of another size cannot be this content.
+            if stored.referenced && stored.size != spec.size {
+                return Err(immutable(spec, &stored));
+            }
+        }
+        let mut temp = self.blobs.create_temp()?;
+        while let Some(chunk) = chunks.blocking_recv() {
+            if temp.written() + chunk.len() as u64 > spec.size {
+                return Err(ObjectError::Oversized { size: spec.size });
+            }
+            temp.write(&chunk)?;
+        }
+        if temp.written() != spec.size {
+            return Err(ObjectError::Truncated {
+                expected: spec.size,
+                got: temp.written(),
+            });
+        }
+        let digest = temp.seal()?;
+        if let Origin::Peer { digest: expected } = spec.origin {
+            if digest != expected {
+                return Err(ObjectError::DigestMismatch {
+                    expected,
+                    actual: digest,
+                });
+            }
+        }
+        self.commit(spec, temp, digest)
+    }
+
+    /// Points `(bucket, key)` at the sealed blob: identical content is a no-op, other content
+    /// replaces an unreferenced object and is refused for a referenced one.
+    fn commit(&self, spec: &PutSpec, temp: TempBlob, digest: ObjectDigest) -> Result<ObjectMeta, ObjectError> {
+        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let pulled = matches!(spec.origin, Origin::Peer { .. });
+        let previous = self.lookup(&spec.bucket, &spec.key)?;
+        match &previous {
+            Some(stored) if stored.digest == digest => {
+                if pulled && !stored.referenced {
+                    self.mark(&spec.bucket, &spec.key, stored.clone(), None)?;
+                }
+                return Ok(meta(&spec.bucket, &spec.key, stored));
+            }
+            Some(stored) if stored.referenced => return Err(immutable(spec, stored)),
+            _ => {}
+        }
+        self.blobs.install(temp, &digest)?;
+        let entry = ObjectEntry {
+            digest,
+            size: spec.size,
+            media_type: spec.media_type.clone(),
+            referenced: pulled,
+            referenced_by: BTreeSet::new(),
+            stored_at_unix_ms: now_unix_ms(),
+        };
+        let mut refs = vec![(digest, self.index.blob_refs(&digest)? + 1)];
+        if let Some(old) = &previous {
+            refs.push((old.digest, self.index.blob_refs(&old.digest)?.saturating_sub(1)));
+        }
+        self.index.write_object(&spec.bucket, &spec.key, &entry, &refs)?;
+        if let Some((old, 0)) = refs.get(1) {
+            // After the commit: a crash before this line leaves an orphan file, never a dangling key.
+            self.blobs.remove(old)?;
+        }
+        let freed = previous.map_or(0, |old| old.size);
+        self.usage
+            .with_label_values(&[&spec.bucket])
+            .add(gauge_value(spec.size) - gauge_value(freed));
+        Ok(meta(&spec.bucket, &spec.key, &entry))
+    }
+
+    /// Checks that `reference` names a stored object with its digest and size, and marks that
+    /// object referenced (by `zone` too, when given) so it never changes again.
+    pub(super) fn reference(&self, reference: &ArtifactRef, zone: Option<&str>) -> Result<(), ObjectError> {
+        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let (bucket, key) = (&reference.bucket, &reference.key);
+        let location = format!("artifact {bucket}/{key}");
+        let stored = self.lookup(bucket, key)?.ok_or_else(|| {
+            ObjectError::BadReference(format!(
+                "{location} is not stored on this node; PutObject it before appending a fact that references it"
+            ))
+        })?;
+        if stored.digest != reference.digest {
+            return Err(ObjectError::BadReference(format!(
+                "{location} is stored with digest {}, but object_json references digest {}",
+                stored.digest, reference.digest
+            )));
+        }
+        if stored.size != reference.size {
+            return Err(ObjectError::BadReference(format!(
+                "{location} is {} bytes, but object_json says {} bytes",
+                stored.size, reference.size
+            )));
+        }
+        let known = stored.referenced && zone.is_none_or(|z| stored.referenced_by.contains(z));
+        if !known {
+            self.mark(bucket, key, stored, zone)?;
+        }
+        Ok(())
+    }
+
+    fn mark(&self, bucket: &str, key: &str, mut entry: ObjectEntry, zone: Option<&str>) -> Result<(), ObjectError> {
+        entry.referenced = true;
+        entry.referenced_by.extend(zone.map(str::to_owned));
+        Ok(self.index.write_object(bucket, key, &entry, &[])?)
+    }
+}
+
+pub(super) fn meta(bucket: &str, key: &str, entry: &ObjectEntry) -> ObjectMeta {
+    ObjectMeta {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        digest: entry.digest,
+        size: entry.size,
+        media_type: entry.media_type.clone(),
+    }
+}
+
+fn immutable(spec: &PutSpec, stored: &ObjectEntry) -> ObjectError {
+    ObjectError::Immutable {
+        bucket: spec.bucket.clone(),
+        key: spec.key.clone(),
+        digest: stored.digest,
+    }
+}
+
+fn gauge_value(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,219 @@
+//! The artifact store (SPEC §3 `PutObject` / `GetObject`): content-addressed blob files under
+//! `data_dir/objects` (see `blobs`) and an index `(bucket, key)` → {digest, size, media type,
+//! referenced, referenced_by} behind the [`ObjectIndex`] port (RocksDB column family `objects`).
+//!
+//! Rules:
+//! - A body streams through in chunks of [`framed::BODY_CHUNK`] bytes over a short channel to a
+//!   blocking writer that hashes and writes it, so memory per transfer stays bounded whatever the
+//!   artifact's size. An upload is acknowledged only after its file and directory are `fsync`ed
+//!   and the index entry is written with a synced batch.
+//! - Re-putting identical content is a no-op. Other content under an unreferenced key replaces it;
+//!   under a referenced key it is refused (`ALREADY_EXISTS`): referenced objects are immutable.
+//! - An object becomes referenced when a fact referencing it is appended here (the fact's
+//!   `to_zone` joins `referenced_by`, the zones allowed to `GetObject` it as peers) or when it was
+//!   pulled from a peer for a fact addressed to us. Blobs are shared by every key naming the same
+//!   content and deleted when the last key stops naming them.
+//!
+//! All file and RocksDB work runs on tokio's blocking pool, never on an async worker or arbiter.
+
+mod blobs;
+mod catalog;
+#[cfg(test)]
+mod tests;
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use bsfg_proto::{object, ArtifactError, ArtifactRef, ErrorCode, ObjectDigest, ObjectMeta, RpcError};
+use prometheus::IntGaugeVec;
+use quinn::RecvStream;
+use tokio::sync::mpsc;
+
+use crate::{
+    storage::{ObjectEntry, ObjectIndex, StorageError},
+    transport::framed::{self, StreamError},
+};
+use catalog::Catalog;
+
+/// Chunks in flight between the network and the blocking writer of one upload.
+const CHUNKS_IN_FLIGHT: usize = 8;
+
+/// Why an object operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("{0}")]
+    Name(#[from] ArtifactError),
+    #[error("object of {size} bytes is over the limit of {limit} bytes (limits.max_object_bytes)")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("object {bucket}/{key} does not exist")]
+    NotFound { bucket: String, key: String },
+    #[error(
+        "object {bucket}/{key} is referenced by a fact and holds other content ({digest}); referenced objects are immutable"
+    )]
+    Immutable {
+        bucket: String,
+        key: String,
+        digest: ObjectDigest,
+    },
+    #[error("{0}")]
+    BadReference(String),
+    #[error("body is longer than the announced {size} bytes")]
+    Oversized { size: u64 },
+    #[error("body ended after {got} of {expected} bytes")]
+    Truncated { expected: u64, got: u64 },
+    #[error("content has digest {actual}, expected {expected}")]
+    DigestMismatch {
+        expected: ObjectDigest,
+        actual: ObjectDigest,
+    },
+    #[error("body transfer failed: {0}")]
+    Body(#[from] StreamError),
+    #[error("object store I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("object index: {0}")]
+    Storage(#[from] StorageError),
+}
+
+impl From<ObjectError> for RpcError {
+    fn from(error: ObjectError) -> Self {
+        let code = match &error {
+            ObjectError::NotFound { .. } => ErrorCode::NotFound,
+            ObjectError::Immutable { .. } => ErrorCode::AlreadyExists,
+            ObjectError::Body(e) => return e.to_rpc(),
+            ObjectError::Io(_) | ObjectError::Storage(_) => ErrorCode::Unavailable,
+            _ => ErrorCode::InvalidArgument,
+        };
+        RpcError::new(code, error.to_string())
+    }
+}
+
+/// Where an upload comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// `PutObject` from a local producer.
+    Producer,
+    /// Pulled from a peer for a fact addressed to us: the content must have this digest, and the
+    /// object is referenced as soon as it is stored.
+    Peer { digest: ObjectDigest },
+}
+
+/// One object to store.
+#[derive(Debug, Clone)]
+pub struct PutSpec {
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    pub media_type: Option<String>,
+    pub origin: Origin,
+}
+
+/// Handle to the artifact store; cheap to clone.
+#[derive(Clone)]
+pub struct ObjectStore {
+    catalog: Arc<Catalog>,
+    max_object_bytes: u64,
+}
+
+impl ObjectStore {
+    /// Opens the store under `data_dir/objects`. Blocks: run it off the async workers.
+    pub fn open(
+        data_dir: &Path,
+        index: Arc<dyn ObjectIndex>,
+        max_object_bytes: u64,
+        usage: IntGaugeVec,
+    ) -> Result<Self, ObjectError> {
+        Ok(Self {
+            catalog: Arc::new(Catalog::open(data_dir, index, usage)?),
+            max_object_bytes,
+        })
+    }
+
+    /// Streams a body of `spec.size` bytes from `recv` into the store; every read may take at
+    /// most `chunk_timeout`. Returns once the object is durable.
+    pub async fn receive(
+        &self,
+        spec: PutSpec,
+        recv: &mut RecvStream,
+        chunk_timeout: Duration,
+    ) -> Result<ObjectMeta, ObjectError> {
+        self.check(&spec)?;
+        let mut body = framed::BodyReader::new(spec.size);
+        let (chunks, received) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let catalog = self.catalog.clone();
+        let writer = tokio::task::spawn_blocking(move || catalog.receive(&spec, received));
+        loop {
+            // Returning early drops `chunks`: the writer sees a short body and deletes its file.
+            let chunk = tokio::time::timeout(chunk_timeout, body.next(recv))
+                .await
+                .map_err(|_| StreamError::Timeout(chunk_timeout))??;
+            let Some(chunk) = chunk else { break };
+            if chunks.send(chunk).await.is_err() {
+                // The writer stopped early (a refusal or a disk error): its answer says why.
+                break;
+            }
+        }
+        drop(chunks);
+        writer
+            .await
+            .map_err(|e| ObjectError::Io(std::io::Error::other(e.to_string())))?
+    }
+
+    fn check(&self, spec: &PutSpec) -> Result<(), ObjectError> {
+        object::check_bucket(&spec.bucket)?;
+        object::check_key(&spec.key)?;
+        if let Some(media_type) = &spec.media_type {
+            object::check_media_type(media_type)?;
+        }
+        if spec.size > self.max_object_bytes {
+            return Err(ObjectError::TooLarge {
+                size: spec.size,
+                limit: self.max_object_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// The index entry of `(bucket, key)`, if any.
+    pub async fn lookup(&self, bucket: &str, key: &str) -> Result<Option<ObjectEntry>, ObjectError> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.blocking(move |catalog| catalog.lookup(&bucket, &key)).await
+    }
+
+    /// Checks that `reference` names a stored object with its digest and size, and makes that
+    /// object immutable (readable by the peer `zone`, when given). `BadReference` otherwise.
+    pub async fn reference(&self, reference: ArtifactRef, zone: Option<String>) -> Result<(), ObjectError> {
+        self.blocking(move |catalog| catalog.reference(&reference, zone.as_deref()))
+            .await
+    }
+
+    /// Opens an object for reading: its entry and its blob file.
+    pub async fn open_blob(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(ObjectMeta, ObjectEntry, tokio::fs::File), ObjectError> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.blocking(move |catalog| {
+            let entry = catalog.lookup(&bucket, &key)?.ok_or_else(|| ObjectError::NotFound {
+                bucket: bucket.clone(),
+                key: key.clone(),
+            })?;
+            let file = std::fs::File::open(catalog.blobs().path(&entry.digest))?;
+            Ok((
+                catalog::meta(&bucket, &key, &entry),
+                entry,
+                tokio::fs::File::from_std(file),
+            ))
+        })
+        .await
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Catalog) -> Result<T, ObjectError> + Send + 'static,
+    ) -> Result<T, ObjectError> {
+        let catalog = self.catalog.clone();
+        tokio::task::spawn_blocking(move || work(&catalog))
+            .await
+            .map_err(|e| ObjectError::Io(std::io::Error::other(e.to_string())))?
+    }
+}

@@ -1,0 +1,244 @@
+//! The artifact store against a real RocksDB and real files in a temporary directory: durable
+//! content-addressed blobs, idempotent re-puts, replacement of unreferenced objects, immutability
+//! of referenced ones, verified pulls, and recovery after a crash mid-upload.
+
+use std::{fs, path::Path, sync::Arc};
+
+use bsfg_proto::{ArtifactRef, ObjectDigest};
+use prometheus::{IntGaugeVec, Opts};
+use tokio::sync::mpsc;
+
+use super::{catalog::Catalog, ObjectError, ObjectStore, Origin, PutSpec};
+use crate::storage::RocksStorage;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    catalog: Catalog,
+    usage: IntGaugeVec,
+}
+
+fn open_in(dir: tempfile::TempDir) -> Fixture {
+    let index = Arc::new(RocksStorage::open(&dir.path().join("db"), "plant-a").expect("rocksdb"));
+    let usage = IntGaugeVec::new(Opts::new("usage", "test"), &["bucket"]).expect("gauge");
+    let catalog = Catalog::open(dir.path(), index, usage.clone()).expect("catalog");
+    Fixture { dir, catalog, usage }
+}
+
+fn fixture() -> Fixture {
+    open_in(tempfile::tempdir().expect("tempdir"))
+}
+
+fn spec(key: &str, body: &[u8], origin: Origin) -> PutSpec {
+    PutSpec {
+        bucket: "coa".into(),
+        key: key.into(),
+        size: body.len() as u64,
+        media_type: Some("application/pdf".into()),
+        origin,
+    }
+}
+
+/// Feeds `chunks` (in pieces of 3 bytes, so chunking is exercised) to the blocking writer.
+fn put_chunks(catalog: &Catalog, spec: &PutSpec, body: &[u8]) -> Result<bsfg_proto::ObjectMeta, ObjectError> {
+    let (tx, rx) = mpsc::channel(body.len().div_ceil(3).max(1));
+    for piece in body.chunks(3) {
+        tx.try_send(piece.to_vec()).expect("channel has room");
+    }
+    drop(tx);
+    catalog.receive(spec, rx)
+}
+
+fn put(catalog: &Catalog, key: &str, body: &[u8]) -> Result<bsfg_proto::ObjectMeta, ObjectError> {
+    put_chunks(catalog, &spec(key, body, Origin::Producer), body)
+}
+
+fn reference(key: &str, body: &[u8]) -> ArtifactRef {
+    ArtifactRef {
+        bucket: "coa".into(),
+        key: key.into(),
+        digest: ObjectDigest::of(body),
+        size: body.len() as u64,
+        media_type: "application/pdf".into(),
+        file_name: None,
+    }
+}
+
+fn files_in(dir: &Path) -> usize {
+    fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+fn blob_count(root: &Path) -> usize {
+    let sha = root.join("objects/sha256");
+    fs::read_dir(&sha)
+        .expect("sha256 dir")
+        .map(|shard| files_in(&shard.expect("shard").path()))
+        .sum()
+}
+
+#[test]
+fn a_put_lands_content_addressed_and_durable() {
+    let f = fixture();
+    let meta = put(&f.catalog, "batch-42.pdf", b"certificate of analysis").expect("put");
+    assert_eq!(meta.digest, ObjectDigest::of(b"certificate of analysis"));
+    assert_eq!(meta.size, 23);
+    let path = f.catalog.blobs().path(&meta.digest);
+    let hex = meta.digest.to_string()["sha256:".len()..].to_owned();
+    assert_eq!(path, f.dir.path().join("objects/sha256").join(&hex[..2]).join(&hex));
+    assert_eq!(fs::read(&path).expect("blob"), b"certificate of analysis");
+    assert_eq!(
+        files_in(&f.dir.path().join("objects/tmp")),
+        0,
+        "no temporary file is left behind"
+    );
+    let entry = f
+        .catalog
+        .lookup("coa", "batch-42.pdf")
+        .expect("lookup")
+        .expect("indexed");
+    assert!(!entry.referenced);
+    assert_eq!(f.usage.with_label_values(&["coa"]).get(), 23);
+}
+
+#[test]
+fn identical_content_is_a_no_op_and_other_content_replaces_an_unreferenced_object() {
+    let f = fixture();
+    let first = put(&f.catalog, "k", b"one").expect("put");
+    assert_eq!(put(&f.catalog, "k", b"one").expect("again"), first);
+    assert_eq!(blob_count(f.dir.path()), 1);
+    put(&f.catalog, "shared", b"one").expect("same content, other key");
+    assert_eq!(blob_count(f.dir.path()), 1, "keys with the same content share one blob");
+
+    let second = put(&f.catalog, "k", b"two!").expect("replace");
+    assert_ne!(second.digest, first.digest);
+    assert_eq!(
+        blob_count(f.dir.path()),
+        2,
+        "the old blob stays while another key names it"
+    );
+    put(&f.catalog, "shared", b"three").expect("replace the other key");
+    assert!(
+        !f.catalog.blobs().path(&first.digest).exists(),
+        "a blob no key names is deleted"
+    );
+    assert_eq!(f.usage.with_label_values(&["coa"]).get(), 4 + 5);
+}
+
+#[test]
+fn a_referenced_object_is_immutable() {
+    let f = fixture();
+    put(&f.catalog, "k", b"original").expect("put");
+    f.catalog
+        .reference(&reference("k", b"original"), Some("enterprise"))
+        .expect("reference");
+    let entry = f.catalog.lookup("coa", "k").expect("lookup").expect("indexed");
+    assert!(entry.referenced && entry.referenced_by.contains("enterprise"));
+
+    assert!(matches!(
+        put(&f.catalog, "k", b"replaced"),
+        Err(ObjectError::Immutable { .. })
+    ));
+    assert!(matches!(
+        put(&f.catalog, "k", b"other size"),
+        Err(ObjectError::Immutable { .. })
+    ));
+    assert_eq!(
+        put(&f.catalog, "k", b"original").expect("identical").digest,
+        entry.digest
+    );
+    assert_eq!(files_in(&f.dir.path().join("objects/tmp")), 0);
+}
+
+#[test]
+fn references_must_match_a_stored_digest_and_size() {
+    let f = fixture();
+    let missing = f.catalog.reference(&reference("nope", b"x"), None);
+    assert!(matches!(missing, Err(ObjectError::BadReference(m)) if m.contains("not stored")));
+    put(&f.catalog, "k", b"content").expect("put");
+    let wrong_digest = f.catalog.reference(&reference("k", b"contenT"), None);
+    assert!(matches!(wrong_digest, Err(ObjectError::BadReference(m)) if m.contains("digest")));
+    let mut wrong_size = reference("k", b"content");
+    wrong_size.size = 8;
+    let wrong_size = f.catalog.reference(&wrong_size, None);
+    assert!(matches!(wrong_size, Err(ObjectError::BadReference(m)) if m.contains("bytes")));
+    let entry = f.catalog.lookup("coa", "k").expect("lookup").expect("indexed");
+    assert!(!entry.referenced, "a refused reference marks nothing");
+}
+
+#[test]
+fn a_pull_verifies_the_digest_and_leaves_the_object_referenced() {
+    let f = fixture();
+    let body = b"pulled from the peer";
+    let forged = Origin::Peer {
+        digest: ObjectDigest::of(b"something else"),
+    };
+    let refused = put_chunks(&f.catalog, &spec("p", body, forged), body);
+    assert!(matches!(refused, Err(ObjectError::DigestMismatch { .. })));
+    assert!(f.catalog.lookup("coa", "p").expect("lookup").is_none());
+    assert_eq!(blob_count(f.dir.path()), 0);
+
+    let genuine = Origin::Peer {
+        digest: ObjectDigest::of(body),
+    };
+    put_chunks(&f.catalog, &spec("p", body, genuine), body).expect("pull");
+    let entry = f.catalog.lookup("coa", "p").expect("lookup").expect("indexed");
+    assert!(entry.referenced && entry.referenced_by.is_empty());
+}
+
+#[test]
+fn short_and_long_bodies_are_refused_without_a_trace() {
+    let f = fixture();
+    let mut short = spec("k", b"12345", Origin::Producer);
+    short.size = 6;
+    assert!(matches!(
+        put_chunks(&f.catalog, &short, b"12345"),
+        Err(ObjectError::Truncated { expected: 6, got: 5 })
+    ));
+    short.size = 4;
+    assert!(matches!(
+        put_chunks(&f.catalog, &short, b"12345"),
+        Err(ObjectError::Oversized { size: 4 })
+    ));
+    assert!(f.catalog.lookup("coa", "k").expect("lookup").is_none());
+    assert_eq!(files_in(&f.dir.path().join("objects/tmp")), 0);
+    assert_eq!(blob_count(f.dir.path()), 0);
+}
+
+#[test]
+fn objects_survive_a_crash_and_interrupted_uploads_are_cleared() {
+    let f = fixture();
+    let meta = put(&f.catalog, "k", b"durable").expect("put");
+    // A crash in the middle of an upload leaves a temporary file and nothing else.
+    fs::write(f.dir.path().join("objects/tmp/0123"), b"half an upl").expect("leftover");
+    let Fixture { dir, catalog, .. } = f;
+    drop(catalog);
+    let f = open_in(dir);
+    assert_eq!(
+        files_in(&f.dir.path().join("objects/tmp")),
+        0,
+        "leftovers deleted on open"
+    );
+    let entry = f.catalog.lookup("coa", "k").expect("lookup").expect("still indexed");
+    assert_eq!(entry.digest, meta.digest);
+    assert_eq!(
+        fs::read(f.catalog.blobs().path(&meta.digest)).expect("blob"),
+        b"durable"
+    );
+    assert_eq!(f.usage.with_label_values(&["coa"]).get(), 7, "usage recomputed on open");
+}
+
+#[test]
+fn names_and_the_size_limit_are_checked_before_any_byte_is_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = Arc::new(RocksStorage::open(&dir.path().join("db"), "plant-a").expect("rocksdb"));
+    let usage = IntGaugeVec::new(Opts::new("usage", "test"), &["bucket"]).expect("gauge");
+    let store = ObjectStore::open(dir.path(), index, 10, usage).expect("store");
+    let mut too_big = spec("k", b"0123456789a", Origin::Producer);
+    assert!(matches!(
+        store.check(&too_big),
+        Err(ObjectError::TooLarge { size: 11, limit: 10 })
+    ));
+    too_big.size = 10;
+    assert!(store.check(&too_big).is_ok());
+    too_big.bucket = "Bad Bucket".into();
+    assert!(matches!(store.check(&too_big), Err(ObjectError::Name(_))));
+}

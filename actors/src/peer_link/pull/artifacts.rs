@@ -1,0 +1,153 @@
+//! The artifact pull before insertion (SPEC §3): before a page is inserted into the forward
+//! buffer, every artifact its facts reference is made local — pulled from the peer with
+//! `GetObject` on the link's connection, streamed into the local store with its digest and size
+//! verified, and marked referenced — so consumers here read artifacts locally even when the link
+//! is down again.
+//!
+//! - A failed retrieval (peer error, wrong digest or size, broken stream) fails the session: the
+//!   page is not inserted and the link retries it later. Skipping would deliver a fact whose
+//!   artifact cannot be read here.
+//! - A fact whose key holds a *referenced* local object with another digest is skipped and
+//!   confirmed with its page, like a `fact_conflict`: the local object is immutable and the link
+//!   must not block on it.
+//! - Pages without artifact references pass straight through.
+
+use bsfg_proto::{ArtifactRef, FetchedFact, GetObjectRequest, ObjectMeta, Request, Response};
+use quinn::Connection;
+use slog::error;
+
+use super::{PullError, Session};
+use crate::{
+    objects::{ObjectError, Origin, PutSpec},
+    transport::framed,
+};
+
+/// Where the artifact of a fact stands locally.
+enum Local {
+    /// Stored with the referenced digest and size, and marked referenced.
+    Present,
+    /// A referenced object with other content holds the key.
+    Conflict(ObjectMeta),
+    Missing,
+}
+
+impl Session {
+    /// The facts of `facts` that may be inserted, once every artifact they reference is local.
+    pub(super) async fn with_artifacts(
+        &self,
+        conn: &Connection,
+        facts: Vec<FetchedFact>,
+    ) -> Result<Vec<FetchedFact>, PullError> {
+        if facts.iter().all(|f| f.message.envelope.object_media_type.is_none()) {
+            return Ok(facts);
+        }
+        let mut kept = Vec::with_capacity(facts.len());
+        for fact in facts {
+            let artifact = match fact.message.artifact() {
+                Ok(Some(artifact)) => artifact,
+                Ok(None) => {
+                    kept.push(fact);
+                    continue;
+                }
+                Err(e) => {
+                    self.skip(&fact, "artifact_rejected", &e.to_string());
+                    continue;
+                }
+            };
+            match self.local(&artifact).await.map_err(PullError::Objects)? {
+                Local::Present => kept.push(fact),
+                Local::Conflict(stored) => {
+                    let reason = format!(
+                        "artifact {}/{} is referenced here with digest {}, the fact references {}",
+                        stored.bucket, stored.key, stored.digest, artifact.digest
+                    );
+                    self.skip(&fact, "artifact_conflict", &reason);
+                }
+                Local::Missing => {
+                    self.retrieve(conn, &fact, &artifact).await?;
+                    kept.push(fact);
+                }
+            }
+        }
+        Ok(kept)
+    }
+
+    async fn local(&self, artifact: &ArtifactRef) -> Result<Local, ObjectError> {
+        let objects = &self.deps.objects;
+        Ok(match objects.lookup(&artifact.bucket, &artifact.key).await? {
+            Some(stored) if stored.digest == artifact.digest && stored.size == artifact.size => {
+                objects.reference(artifact.clone(), None).await?;
+                Local::Present
+            }
+            Some(stored) if stored.referenced => Local::Conflict(ObjectMeta {
+                bucket: artifact.bucket.clone(),
+                key: artifact.key.clone(),
+                digest: stored.digest,
+                size: stored.size,
+                media_type: stored.media_type,
+            }),
+            _ => Local::Missing,
+        })
+    }
+
+    /// Pulls one artifact from the peer into the local store, counting and logging the outcome.
+    async fn retrieve(&self, conn: &Connection, fact: &FetchedFact, artifact: &ArtifactRef) -> Result<(), PullError> {
+        let metrics = &self.deps.metrics;
+        match self.get_object(conn, artifact).await {
+            Ok(()) => {
+                metrics.artifact_retrieval_total.inc();
+                Ok(())
+            }
+            Err(e) => {
+                metrics.artifact_retrieval_failures.inc();
+                error!(self.deps.log, "artifact_retrieval_failed"; "peer" => &self.config.peer,
+                    "message_id" => &fact.message.envelope.message_id, "bucket" => &artifact.bucket,
+                    "key" => &artifact.key, "digest" => %artifact.digest, "reason" => %e);
+                Err(e)
+            }
+        }
+    }
+
+    async fn get_object(&self, conn: &Connection, artifact: &ArtifactRef) -> Result<(), PullError> {
+        let request = Request::GetObject(GetObjectRequest {
+            bucket: artifact.bucket.clone(),
+            key: artifact.key.clone(),
+        });
+        let max_frame_bytes = self.config.max_frame_bytes;
+        let (response, mut recv) = self
+            .bounded(conn, framed::call_for_body(conn, &request, max_frame_bytes))
+            .await?;
+        let meta = match response {
+            Response::GetObject(meta) => meta,
+            Response::Error(e) => return Err(PullError::Remote(e)),
+            _ => return Err(PullError::Protocol("get_object")),
+        };
+        if meta.digest != artifact.digest || meta.size != artifact.size {
+            return Err(PullError::Objects(ObjectError::BadReference(format!(
+                "the peer holds {}/{} as {} ({} bytes), the fact references {} ({} bytes)",
+                meta.bucket, meta.key, meta.digest, meta.size, artifact.digest, artifact.size
+            ))));
+        }
+        let spec = PutSpec {
+            bucket: meta.bucket,
+            key: meta.key,
+            size: meta.size,
+            media_type: meta.media_type.or_else(|| Some(artifact.media_type.clone())),
+            origin: Origin::Peer {
+                digest: artifact.digest,
+            },
+        };
+        let objects = &self.deps.objects;
+        objects
+            .receive(spec, &mut recv, self.config.link_timeout)
+            .await
+            .map_err(PullError::Objects)?;
+        Ok(())
+    }
+
+    fn skip(&self, fact: &FetchedFact, event: &'static str, reason: &str) {
+        self.deps.metrics.artifact_retrieval_failures.inc();
+        error!(self.deps.log, "{}", event; "peer" => &self.config.peer,
+            "message_id" => &fact.message.envelope.message_id, "reason" => reason);
+    }
+}

@@ -1,0 +1,80 @@
+//! `PutObject` and `GetObject` calls: who may make them, and the raw bodies that travel around
+//! their frames (after the request for a put, after the response for a get).
+
+use bsfg_proto::{object, GetObjectRequest, PutObjectRequest, Response, RpcError};
+use quinn::{RecvStream, SendStream};
+
+use super::{authorise, Caller, Need, ServerDeps};
+use crate::{
+    objects::{Origin, PutSpec},
+    transport::framed,
+};
+
+/// Application code of a `GetObject` stream reset because its blob could not be read whole.
+const BODY_FAILED: u32 = 3;
+
+/// The blob streamed after a `GetObject` response.
+pub(super) struct Body {
+    file: tokio::fs::File,
+    size: u64,
+}
+
+/// Needs the `produce` role. The body is read from the caller's stream while it is stored.
+pub(super) async fn put(
+    r: PutObjectRequest,
+    caller: &Caller,
+    deps: &ServerDeps,
+    recv: &mut RecvStream,
+) -> Result<Response, RpcError> {
+    authorise(caller, Need::Produce, deps)?;
+    let spec = PutSpec {
+        bucket: r.bucket,
+        key: r.key,
+        size: r.size,
+        media_type: r.media_type,
+        origin: Origin::Producer,
+    };
+    let meta = deps.objects.receive(spec, recv, framed::REQUEST_TIMEOUT).await?;
+    Ok(Response::PutObject(meta))
+}
+
+/// Needs the `consume` role, or is a peer whose zone a fact referencing the object is addressed
+/// to: a peer never reads artifacts of facts addressed to another zone.
+pub(super) async fn get(r: GetObjectRequest, caller: &Caller, deps: &ServerDeps) -> Result<(Response, Body), RpcError> {
+    if !matches!(caller, Caller::Peer(_)) {
+        authorise(caller, Need::Consume, deps)?;
+    }
+    object::check_bucket(&r.bucket).map_err(|e| RpcError::invalid(e.to_string()))?;
+    object::check_key(&r.key).map_err(|e| RpcError::invalid(e.to_string()))?;
+    let (meta, entry, file) = deps.objects.open_blob(&r.bucket, &r.key).await?;
+    if let Caller::Peer(zone) = caller {
+        if !entry.referenced_by.contains(zone) {
+            return Err(RpcError::denied(format!(
+                "object {}/{} is not referenced by a fact addressed to zone {zone:?}",
+                r.bucket, r.key
+            )));
+        }
+    }
+    let size = meta.size;
+    Ok((Response::GetObject(meta), Body { file, size }))
+}
+
+/// Writes the response frame, then the body if there is one, and finishes the stream.
+pub(super) async fn respond(send: &mut SendStream, response: &Response, body: Option<Body>, max_frame_bytes: usize) {
+    if let Err(e) = framed::send_frame(send, response, max_frame_bytes).await {
+        let fallback = Response::Error(RpcError::internal(format!("response could not be sent: {e}")));
+        let _ = framed::write_frame(send, &fallback, max_frame_bytes).await;
+        return;
+    }
+    if let Some(mut body) = body {
+        if framed::send_body(send, &mut body.file, body.size, |_| {})
+            .await
+            .is_err()
+        {
+            // The reader sees a reset stream, never a short body it could take for a whole one.
+            let _ = send.reset(BODY_FAILED.into());
+            return;
+        }
+    }
+    let _ = framed::finish(send);
+}

@@ -1,0 +1,148 @@
+//! Property: a 50 MB artifact put in zone A and referenced by a fact is pulled by zone B before
+//! the fact is delivered there, with the same digest, and stays readable in B after the link is
+//! cut again; both nodes stream it, so their peak memory grows far less than the artifact's size
+//! (issue 5).
+
+mod harness;
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use bsfg_proto::{ArtifactRef, ObjectDigest, ObjectHasher};
+use rand::{rngs::StdRng, RngCore, SeedableRng};
+
+use harness::{json_lines, observe::metric, receive, stderr, Cluster};
+
+const ARTIFACT_BYTES: usize = 50 << 20;
+/// Far below the artifact's size: a node that held it whole in memory would exceed it.
+const RSS_GROWTH_LIMIT: u64 = 32 << 20;
+
+/// `ARTIFACT_BYTES` of seeded random bytes in `dir`; returns the path and the content's digest.
+fn artifact(dir: &Path) -> (PathBuf, ObjectDigest) {
+    let seed = rand::random::<u64>();
+    eprintln!("artifact seed: {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let path = dir.join("coa-batch-42.bin");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create artifact"));
+    let mut hasher = ObjectHasher::default();
+    let mut block = vec![0u8; 1 << 20];
+    for _ in 0..ARTIFACT_BYTES / block.len() {
+        rng.fill_bytes(&mut block);
+        hasher.update(&block);
+        file.write_all(&block).expect("write artifact");
+    }
+    file.flush().expect("flush artifact");
+    (path, hasher.finish())
+}
+
+fn file_digest(path: &Path) -> ObjectDigest {
+    let mut hasher = ObjectHasher::default();
+    let mut file = std::fs::File::open(path).expect("open");
+    let mut block = vec![0u8; 1 << 20];
+    loop {
+        match std::io::Read::read(&mut file, &mut block).expect("read") {
+            0 => return hasher.finish(),
+            n => hasher.update(&block[..n]),
+        }
+    }
+}
+
+fn text(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifty_megabyte_artifact_crosses_zones_streamed_and_stays_readable_after_the_link_is_cut() {
+    let mut cluster = Cluster::pair();
+    let proxies = cluster.proxy_all();
+    cluster.start_all();
+    for (zone, peer) in [("enterprise", "plant-a"), ("plant-a", "enterprise")] {
+        let up = cluster.wait_gate(zone, peer, "normal", Duration::from_secs(20)).await;
+        assert!(up.is_some(), "{zone} never reached normal toward {peer}");
+    }
+    let (path, digest) = artifact(&cluster.dir());
+    let peaks_before = [cluster.peak_rss("enterprise"), cluster.peak_rss("plant-a")];
+
+    let put = ["put-object", "--bucket", "coa", "--key", "batch/42.bin", text(&path)];
+    let out = cluster.cli("enterprise", &put);
+    assert!(out.status.success(), "put-object failed: {}", stderr(&out));
+    let reference: ArtifactRef = serde_json::from_value(json_lines(&out)[0].clone()).expect("a reference");
+    assert_eq!(reference.digest, digest);
+    assert_eq!(reference.size, ARTIFACT_BYTES as u64);
+    assert_eq!(reference.media_type, "application/octet-stream");
+    assert_eq!(reference.file_name.as_deref(), Some("coa-batch-42.bin"));
+
+    let reference_json = serde_json::to_string(&reference).expect("render");
+    let append = [
+        "append",
+        "--to",
+        "plant-a",
+        "--subject",
+        "batch/42",
+        "--predicate",
+        "certified",
+        "--message-id",
+        "coa-42",
+        "--object-media-type",
+        "application/octet-stream",
+        "--object-json",
+        &reference_json,
+    ];
+    let out = cluster.cli("enterprise", &append);
+    assert!(out.status.success(), "append failed: {}", stderr(&out));
+
+    // plant-a delivers the fact only once the artifact is stored there.
+    let consumer = cluster.client("plant-a").await;
+    let facts = receive(&consumer, "qa", 1, Duration::from_secs(120)).await;
+    assert_eq!(facts.len(), 1, "the fact referencing the artifact reached plant-a");
+    assert_eq!(
+        ArtifactRef::parse(&facts[0].message.fact.object_json),
+        Ok(reference.clone())
+    );
+    consumer.close().await;
+
+    for (zone, before) in ["enterprise", "plant-a"].into_iter().zip(peaks_before) {
+        let growth = cluster.peak_rss(zone).saturating_sub(before);
+        eprintln!("{zone}: peak RSS grew by {} KiB", growth >> 10);
+        assert!(
+            growth < RSS_GROWTH_LIMIT,
+            "{zone}'s peak memory grew by {} MiB while a {} MiB artifact passed through",
+            growth >> 20,
+            ARTIFACT_BYTES >> 20
+        );
+    }
+    let usage = "bsfg_object_store_usage_bytes{bucket=\"coa\"}";
+    for zone in ["enterprise", "plant-a"] {
+        assert_eq!(metric(&cluster, zone, usage), ARTIFACT_BYTES as f64, "{zone}");
+    }
+    assert_eq!(metric(&cluster, "enterprise", "bsfg_artifact_upload_total"), 1.0);
+    assert_eq!(metric(&cluster, "plant-a", "bsfg_artifact_retrieval_total"), 1.0);
+    assert_eq!(metric(&cluster, "plant-a", "bsfg_artifact_retrieval_failures"), 0.0);
+
+    // Cut the link: plant-a serves the artifact from its own store.
+    for proxy in proxies.values() {
+        proxy.blackhole();
+    }
+    let cut = cluster
+        .wait_gate("plant-a", "enterprise", "autonomous", Duration::from_secs(20))
+        .await;
+    assert!(cut.is_some(), "plant-a noticed the cut link");
+    let copy = cluster.dir().join("received.bin");
+    let get = [
+        "get-object",
+        "--bucket",
+        "coa",
+        "--key",
+        "batch/42.bin",
+        "-o",
+        text(&copy),
+    ];
+    let out = cluster.cli("plant-a", &get);
+    assert!(out.status.success(), "get-object failed: {}", stderr(&out));
+    assert_eq!(json_lines(&out)[0]["digest"], digest.to_string());
+    assert_eq!(std::fs::metadata(&copy).expect("copy").len(), ARTIFACT_BYTES as u64);
+    assert_eq!(file_digest(&copy), digest, "the copy in plant-a has the same content");
+}
