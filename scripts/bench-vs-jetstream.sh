@@ -43,8 +43,8 @@ producers=4; concurrency=64; payload=256; rate=10000
 echo "== building bsfg and the JetStream client (release)" >&2
 cargo build --release --bin bsfg
 cargo build --release --manifest-path tools/jetstream-bench/Cargo.toml
-bsfg="$CARGO_TARGET_DIR/release/bsfg"
-client="$CARGO_TARGET_DIR/release/bsfg-jetstream-bench"
+bsfg="$BSFG_BIN_DIR/release/bsfg"
+client="$BSFG_BIN_DIR/release/bsfg-jetstream-bench"
 
 work=$(mktemp -d -t bsfg-vs-jetstream.XXXXXX)
 pids=()

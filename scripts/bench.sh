@@ -15,7 +15,7 @@ BSFG_EXTRA_APT=(jq)
 . scripts/env.sh
 
 cargo build --release --bin bsfg
-bin="$CARGO_TARGET_DIR/release/bsfg"
+bin="$BSFG_BIN_DIR/release/bsfg"
 doc=docs/performance.md
 grep -q '<!-- bench:begin -->' "$doc" && grep -q '<!-- bench:end -->' "$doc" ||
   { echo "error: $doc lacks the bench:begin/bench:end markers" >&2; exit 1; }

@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 
 cargo build --bin bsfg
-exec "$CARGO_TARGET_DIR/debug/bsfg" demo "$@"
+exec "$BSFG_BIN_DIR/debug/bsfg" demo "$@"

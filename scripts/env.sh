@@ -22,3 +22,8 @@ command -v cargo >/dev/null 2>&1 || { echo "error: cargo is not installed (https
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/bsfg/target}"
 mkdir -p "$CARGO_TARGET_DIR"
+# An explicit target keeps host-only build dependencies (bindgen for RocksDB's bindings) apart
+# from target ones in every cargo command, so `cargo clippy` and `cargo build` share RocksDB's
+# C++ build instead of compiling it twice. Binaries land in $BSFG_BIN_DIR/{debug,release}.
+export CARGO_BUILD_TARGET="${CARGO_BUILD_TARGET:-$(rustc -vV | sed -n 's/^host: //p')}"
+export BSFG_BIN_DIR="$CARGO_TARGET_DIR/$CARGO_BUILD_TARGET"
