@@ -1,7 +1,11 @@
 //! Test fixtures shared by the unit tests of the journal and the backpressure planner: a real
 //! RocksDB in a temporary directory behind a running journal, and deterministic messages.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::Path,
+    sync::{mpsc, Arc},
+    time::Duration,
+};
 
 use bsfg_proto::{Envelope, Fact, FetchedFact, Message};
 
@@ -42,37 +46,60 @@ pub fn page(from: &str, first: u64, ids: &[&str]) -> Vec<FetchedFact> {
 }
 
 /// A journal over RocksDB in a temporary directory.
+///
+/// Fields drop in order: the journal (its writer thread then lets go of the database), the
+/// storage, the wait for the database to close, and only then the directory. A test binary
+/// that exits while RocksDB's background threads still run corrupts its heap.
 pub struct Fixture {
-    pub dir: tempfile::TempDir,
-    pub storage: Arc<RocksStorage>,
     pub journal: Journal,
+    pub storage: Arc<RocksStorage>,
+    closed: Closed,
+    pub dir: tempfile::TempDir,
 }
 
 impl Fixture {
     pub fn open(config: JournalConfig) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (storage, journal) = start(dir.path(), config);
-        Self { dir, storage, journal }
+        Self::start(dir, config)
     }
 
     /// Closes the database (the writer thread stops with the last handle) and opens it again.
     pub fn reopen(self, config: JournalConfig) -> Self {
-        let Self { dir, storage, journal } = self;
+        let Self {
+            journal,
+            storage,
+            closed,
+            dir,
+        } = self;
         drop(journal);
-        let weak = Arc::downgrade(&storage);
         drop(storage);
-        for _ in 0..500 {
-            if weak.strong_count() == 0 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        drop(closed);
+        Self::start(dir, config)
+    }
+
+    fn start(dir: tempfile::TempDir, config: JournalConfig) -> Self {
         let (storage, journal) = start(dir.path(), config);
-        Self { dir, storage, journal }
+        Self {
+            closed: Closed(storage.closed()),
+            journal,
+            storage,
+            dir,
+        }
     }
 
     pub fn storage(&self) -> &dyn Storage {
         self.storage.as_ref()
+    }
+}
+
+/// Waits, when dropped, until the database it watches is closed.
+struct Closed(mpsc::Receiver<()>);
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        // Only a disconnect is expected; a timeout means a handle leaked, which the next
+        // open of the same directory reports as a lock error.
+        let _ = self.0.recv_timeout(Duration::from_secs(10));
     }
 }
 

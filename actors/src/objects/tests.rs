@@ -11,10 +11,11 @@ use tokio::sync::mpsc;
 use super::{catalog::Catalog, ObjectError, ObjectStore, Origin, PutSpec};
 use crate::storage::RocksStorage;
 
+/// The catalog (and with it the database) drops before the directory is removed.
 struct Fixture {
-    dir: tempfile::TempDir,
     catalog: Catalog,
     usage: IntGaugeVec,
+    dir: tempfile::TempDir,
 }
 
 fn open_in(dir: tempfile::TempDir) -> Fixture {
