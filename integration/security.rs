@@ -131,18 +131,7 @@ fn assert_denied(output: &Output, names: &[&str]) {
 }
 
 fn cli_append(cluster: &Cluster, identity: &str) -> Output {
-    let args = [
-        "append",
-        "--to",
-        "plant-a",
-        "--subject",
-        "s",
-        "--predicate",
-        "p",
-        "--object-json",
-        "{}",
-    ];
-    cluster.cli_as("enterprise", identity, &args)
+    cluster.cli_append_as("enterprise", identity, "plant-a")
 }
 
 fn cli_fetch(cluster: &Cluster, identity: &str) -> Output {

@@ -16,7 +16,7 @@ use std::{
 
 use bsfg::{
     client::{Client, ClientOptions},
-    devnet::{proxy::FaultProxy, Devnet, NodeProcess},
+    devnet::{procstat, proxy::FaultProxy, Devnet, NodeProcess},
 };
 use bsfg_proto::{Envelope, Fact, FetchedFact, Message};
 
@@ -132,8 +132,13 @@ impl Cluster {
 
     /// `bsfg append` of a small fact to `to` on `zone`'s node, as the CLI prints it.
     pub fn cli_append(&self, zone: &str, to: &str) -> Output {
+        self.cli_append_as(zone, CLIENT, to)
+    }
+
+    /// [`Cluster::cli_append`] as the client `identity`.
+    pub fn cli_append_as(&self, zone: &str, identity: &str, to: &str) -> Output {
         let fact = ["--subject", "s", "--predicate", "p", "--object-json", "{}"];
-        self.cli(zone, &[&["append", "--to", to][..], &fact].concat())
+        self.cli_as(zone, identity, &[&["append", "--to", to][..], &fact].concat())
     }
 
     /// Puts a fault proxy in front of every node and routes every peer entry through it; the
@@ -237,13 +242,9 @@ impl Cluster {
             .get(zone)
             .unwrap_or_else(|| panic!("{zone} is not running"))
             .pid();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-        let kib = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .expect("VmHWM in /proc status");
-        kib * 1024
+        procstat::read(&pid.to_string())
+            .expect("/proc of the node")
+            .peak_rss_bytes
     }
 
     /// The last lines of every node's log.
