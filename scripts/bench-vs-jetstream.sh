@@ -17,6 +17,7 @@
 #   BSFG_BENCH_QUICK=1    a small run, to try the script
 set -euo pipefail
 cd "$(dirname "$0")/.."
+BSFG_EXTRA_APT=(nats-server)
 . scripts/env.sh
 
 record=false
@@ -25,13 +26,6 @@ case "${1:-}" in
   "") ;;
   *) echo "usage: $0 [--record]" >&2; exit 2 ;;
 esac
-
-if ! command -v nats-server >/dev/null 2>&1; then
-  echo "installing nats-server" >&2
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server >/dev/null
-fi
 
 if [ "${BSFG_BENCH_QUICK:-0}" = 1 ]; then
   count=20000; paced_count=20000

@@ -1,5 +1,6 @@
-# Sourced by the scripts: installs what the build needs when it is missing and keeps one cargo
-# target directory between runs (CI may point CARGO_TARGET_DIR elsewhere).
+# Sourced by the scripts: installs what the build needs when it is missing (plus the Debian
+# packages a script lists in BSFG_EXTRA_APT before sourcing this) and keeps one cargo target
+# directory between runs (CI may point CARGO_TARGET_DIR elsewhere).
 set -euo pipefail
 
 need_apt=()
@@ -9,10 +10,10 @@ for pkg in "${BSFG_EXTRA_APT[@]:-}"; do
   [ -n "$pkg" ] && { dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg"); }
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "installing ${need_apt[*]} (needed to build RocksDB bindings)" >&2
+  echo "installing ${need_apt[*]}" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -4,16 +4,10 @@
 # processes on loopback. Installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# promtool checks and unit-tests the shipped alert rules; Debian ships it in `prometheus`.
+BSFG_EXTRA_APT=(prometheus)
 . scripts/env.sh
 
-# promtool checks and unit-tests the shipped alert rules; Debian ships it in `prometheus`
-# (without recommends: no node exporter).
-if ! command -v promtool >/dev/null 2>&1; then
-  echo "installing prometheus (for promtool)" >&2
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-fi
 echo "== promtool (alert rules and their unit tests)"
 promtool check rules config-samples/prometheus/alerts.yml
 promtool test rules config-samples/prometheus/alerts_test.yml
@@ -23,6 +17,7 @@ cargo fmt --all -- --check
 cargo fmt --manifest-path tools/jetstream-bench/Cargo.toml -- --check
 echo "== cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --manifest-path tools/jetstream-bench/Cargo.toml --all-targets -- -D warnings
 echo "== cargo test (unit, property and end-to-end)"
 cargo test --workspace --all-targets -- --test-threads 2
 cargo test --manifest-path tools/jetstream-bench/Cargo.toml
