@@ -122,21 +122,7 @@ impl Session {
             Response::Error(e) => return Err(PullError::Remote(e)),
             _ => return Err(PullError::Protocol("get_object")),
         };
-        if meta.digest != artifact.digest || meta.size != artifact.size {
-            return Err(PullError::Objects(ObjectError::BadReference(format!(
-                "the peer holds {}/{} as {} ({} bytes), the fact references {} ({} bytes)",
-                meta.bucket, meta.key, meta.digest, meta.size, artifact.digest, artifact.size
-            ))));
-        }
-        let spec = PutSpec {
-            bucket: meta.bucket,
-            key: meta.key,
-            size: meta.size,
-            media_type: meta.media_type.or_else(|| Some(artifact.media_type.clone())),
-            origin: Origin::Peer {
-                digest: artifact.digest,
-            },
-        };
+        let spec = put_spec(artifact, meta).map_err(PullError::Objects)?;
         let objects = &self.deps.objects;
         objects
             .receive(spec, &mut recv, self.config.link_timeout)
@@ -149,5 +135,86 @@ impl Session {
         self.deps.metrics.artifact_retrieval_failures.inc();
         error!(self.deps.log, "{}", event; "peer" => &self.config.peer,
             "message_id" => &fact.message.envelope.message_id, "reason" => reason);
+    }
+}
+
+/// Where a pulled artifact is stored: under the name the fact references. A reply about another
+/// object, or with other content, is refused.
+fn put_spec(artifact: &ArtifactRef, meta: ObjectMeta) -> Result<PutSpec, ObjectError> {
+    let named = meta.bucket == artifact.bucket && meta.key == artifact.key;
+    if !named || meta.digest != artifact.digest || meta.size != artifact.size {
+        return Err(ObjectError::BadReference(format!(
+            "asked for {}/{}, the peer answered {}/{} as {} ({} bytes); the fact references {} ({} bytes)",
+            artifact.bucket,
+            artifact.key,
+            meta.bucket,
+            meta.key,
+            meta.digest,
+            meta.size,
+            artifact.digest,
+            artifact.size
+        )));
+    }
+    Ok(PutSpec {
+        bucket: artifact.bucket.clone(),
+        key: artifact.key.clone(),
+        size: meta.size,
+        media_type: meta.media_type.or_else(|| Some(artifact.media_type.clone())),
+        origin: Origin::Peer {
+            digest: artifact.digest,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use bsfg_proto::{ArtifactRef, ObjectDigest, ObjectMeta};
+
+    use super::put_spec;
+    use crate::objects::{ObjectError, Origin};
+
+    fn artifact() -> ArtifactRef {
+        ArtifactRef {
+            bucket: "coa".into(),
+            key: "batch-42.pdf".into(),
+            digest: ObjectDigest::of(b"certificate"),
+            size: 11,
+            media_type: "application/pdf".into(),
+            file_name: None,
+        }
+    }
+
+    fn answer(bucket: &str, key: &str, content: &[u8]) -> ObjectMeta {
+        ObjectMeta {
+            bucket: bucket.into(),
+            key: key.into(),
+            digest: ObjectDigest::of(content),
+            size: content.len() as u64,
+            media_type: None,
+        }
+    }
+
+    #[test]
+    fn a_pulled_artifact_is_stored_under_the_referenced_name() {
+        let spec = put_spec(&artifact(), answer("coa", "batch-42.pdf", b"certificate")).expect("accepted");
+        assert_eq!(
+            (spec.bucket.as_str(), spec.key.as_str(), spec.size),
+            ("coa", "batch-42.pdf", 11)
+        );
+        assert_eq!(spec.media_type.as_deref(), Some("application/pdf"));
+        assert!(matches!(spec.origin, Origin::Peer { digest } if digest == artifact().digest));
+    }
+
+    #[test]
+    fn a_reply_about_another_object_or_other_content_is_refused() {
+        for (bucket, key, content) in [
+            ("coa", "other.pdf", &b"certificate"[..]),
+            ("images", "batch-42.pdf", b"certificate"),
+            ("coa", "batch-42.pdf", b"forged cert"),
+            ("coa", "batch-42.pdf", b"certificate, longer"),
+        ] {
+            let refused = put_spec(&artifact(), answer(bucket, key, content));
+            assert!(matches!(refused, Err(ObjectError::BadReference(_))), "{bucket}/{key}");
+        }
     }
 }
