@@ -69,16 +69,21 @@ fn apply_forward(
 ) -> Result<Vec<ForwardDelete>, JournalError> {
     let offsets: Vec<u64> = deletes.iter().map(|d| d.offset).collect();
     let sizes = storage.log_sizes(Log::Forward, &offsets)?;
+    // Only window deletions need the owner of the id (trims of confirmed facts have none).
     let keys: Vec<(&str, &str)> = deletes
         .iter()
+        .filter(|d| d.window)
         .map(|d| (d.from_zone.as_str(), d.message_id.as_str()))
         .collect();
-    let owners = storage.lookup(Index::Forward, &keys)?;
+    let mut owners = storage.lookup(Index::Forward, &keys)?.into_iter();
     let mut taken: HashSet<u64> = batch.forward_deletes.iter().map(|d| d.offset).collect();
     let mut applied = Vec::new();
-    for ((mut delete, size), owner) in deletes.into_iter().zip(sizes).zip(owners) {
+    for (mut delete, size) in deletes.into_iter().zip(sizes) {
         delete.log &= size.is_some();
-        delete.window &= owner.is_some_and(|o| o.offset == delete.offset);
+        if delete.window {
+            let owner = owners.next().flatten();
+            delete.window = owner.is_some_and(|o| o.offset == delete.offset);
+        }
         if !(delete.log || delete.window) || !taken.insert(delete.offset) {
             continue;
         }

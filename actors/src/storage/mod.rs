@@ -140,13 +140,6 @@ impl Usage {
             Log::Forward => self.forward,
         }
     }
-
-    pub fn of_mut(&mut self, log: Log) -> &mut BufferUsage {
-        match log {
-            Log::Store => &mut self.store,
-            Log::Forward => &mut self.forward,
-        }
-    }
 }
 
 /// A new store-log entry. `encoded` is the message in the wire encoding.

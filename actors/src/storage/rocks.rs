@@ -285,7 +285,7 @@ impl RocksStorage {
     }
 
     fn put_forward(&self, wb: &mut WriteBatch, batch: &Batch) -> Result<(), StorageError> {
-        let (log, idem) = (self.cf(FWD_LOG)?, self.cf(FWD_IDEM)?);
+        let (log, idem, age) = (self.cf(FWD_LOG)?, self.cf(FWD_IDEM)?, self.cf(FWD_AGE)?);
         for insert in &batch.forward {
             let header = [
                 insert.received_at_unix_ms.to_be_bytes(),
@@ -300,7 +300,7 @@ impl RocksStorage {
             let key = idem_key(Index::Forward, &insert.from_zone, &insert.message_id);
             wb.put_cf(idem, key, idem_value(insert.offset, &insert.digest));
             let window = sweep::age_value(insert.received_at_unix_ms, &insert.from_zone, &insert.message_id);
-            wb.put_cf(self.cf(FWD_AGE)?, insert.offset.to_be_bytes(), window);
+            wb.put_cf(age, insert.offset.to_be_bytes(), window);
         }
         if let Some(high) = batch.forward_high {
             wb.put_cf(self.cf(META)?, META_FORWARD_HIGH, high.to_be_bytes());
