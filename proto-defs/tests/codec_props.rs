@@ -212,3 +212,65 @@ fn encoding_over_the_limit_fails_cleanly() {
     let error = codec::encode_frame(&Request::Append(AppendRequest { message }), 50).expect_err("too large");
     assert!(matches!(error, codec::FrameError::TooLarge { limit: 50, .. }));
 }
+
+/// The variant tags are the wire format (new variants go last): the first byte of an encoded
+/// request or response is its tag.
+#[test]
+fn variant_tags_are_pinned() {
+    let get = GetObjectRequest {
+        bucket: "b".into(),
+        key: "k".into(),
+    };
+    let put = PutObjectRequest {
+        bucket: "b".into(),
+        key: "k".into(),
+        size: 1,
+        media_type: None,
+    };
+    let meta = ObjectMeta {
+        bucket: "b".into(),
+        key: "k".into(),
+        digest: ObjectDigest([0; 32]),
+        size: 1,
+        media_type: None,
+    };
+    let tag = |bytes: Vec<u8>| bytes[0];
+    let request_tags = [
+        tag(codec::encode_value(&Request::Append(AppendRequest {
+            message: Message::default(),
+        }))
+        .expect("append")),
+        tag(codec::encode_value(&Request::Fetch(FetchRequest {
+            consumer: "c".into(),
+            limit: 1,
+            max_wait_ms: 0,
+            after: None,
+        }))
+        .expect("fetch")),
+        tag(codec::encode_value(&Request::Confirm(ConfirmRequest {
+            consumer: "c".into(),
+            offset: 1,
+        }))
+        .expect("confirm")),
+        tag(codec::encode_value(&Request::PutObject(put)).expect("put")),
+        tag(codec::encode_value(&Request::GetObject(get)).expect("get")),
+    ];
+    assert_eq!(request_tags, [0, 1, 2, 3, 4]);
+    let response_tags = [
+        tag(codec::encode_value(&Response::Append(AppendResponse {
+            offset: 1,
+            duplicate: false,
+        }))
+        .expect("append")),
+        tag(codec::encode_value(&Response::Fetch(FetchResponse {
+            facts: Vec::new(),
+            high_offset: 0,
+        }))
+        .expect("fetch")),
+        tag(codec::encode_value(&Response::Confirm(ConfirmResponse { cursor: 1 })).expect("confirm")),
+        tag(codec::encode_value(&Response::Error(RpcError::new(ErrorCode::Internal, "x"))).expect("error")),
+        tag(codec::encode_value(&Response::PutObject(meta.clone())).expect("put")),
+        tag(codec::encode_value(&Response::GetObject(meta)).expect("get")),
+    ];
+    assert_eq!(response_tags, [0, 1, 2, 3, 4, 5]);
+}
