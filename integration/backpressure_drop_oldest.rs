@@ -52,6 +52,10 @@ async fn the_oldest_unconfirmed_facts_are_dropped_counted_and_never_delivered() 
     )
     .await;
     let dropped_total = metric(&cluster, "enterprise", "bsfg_dropped_facts_total") as usize;
+    wait_until(Duration::from_secs(10), "the drops are logged", || {
+        event_fields(&cluster, "enterprise", "fact_dropped", "message_id").len() >= dropped_total
+    })
+    .await;
     let dropped = event_fields(&cluster, "enterprise", "fact_dropped", "message_id");
     assert!(dropped_total > FACTS / 2, "most facts had to go: {dropped_total}");
     assert_eq!(dropped.len(), dropped_total, "one fact_dropped line per counted fact");

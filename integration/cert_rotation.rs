@@ -110,16 +110,24 @@ async fn certificates_rotate_without_a_restart_and_bad_ones_are_refused() {
     ));
 
     // The peer sees it on the link's next connection: cycle the link from enterprise's side.
-    for action in ["gate-close", "gate-open"] {
-        let out = cluster.admin_cli("enterprise", &["admin", action, "plant-a"]);
-        assert_eq!(out.status.code(), Some(0), "{}", harness::stderr(&out));
-    }
-    cluster.wait_linked(Duration::from_secs(30)).await;
+    // Wait for the close to take effect, or the open could race it and the link never cycle;
+    // then wait for the event itself (logs are written asynchronously).
+    let out = cluster.admin_cli("enterprise", &["admin", "gate-close", "plant-a"]);
+    assert_eq!(out.status.code(), Some(0), "{}", harness::stderr(&out));
+    let down = cluster
+        .wait_gate("plant-a", "enterprise", "autonomous", Duration::from_secs(10))
+        .await;
+    assert!(down.is_some(), "plant-a loses the link when enterprise closes the gate");
+    let out = cluster.admin_cli("enterprise", &["admin", "gate-open", "plant-a"]);
+    assert_eq!(out.status.code(), Some(0), "{}", harness::stderr(&out));
     let peer_saw = |v: &serde_json::Value| v["peer"] == "enterprise" && v["not_after"] == new.as_str();
-    assert!(
-        events(&cluster, "plant-a", "peer_connected").iter().any(peer_saw),
-        "plant-a connected to enterprise's new certificate"
-    );
+    wait_until(
+        Duration::from_secs(30),
+        "plant-a connects to enterprise's new certificate",
+        || events(&cluster, "plant-a", "peer_connected").iter().any(peer_saw),
+    )
+    .await;
+    cluster.wait_linked(Duration::from_secs(30)).await;
 
     // 2. plant-a's files change and SIGHUP asks for a reload.
     let new = rotate(&cluster, "plant-a", 90);

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use bsfg::pki::{self, CertKind};
 use bsfg_proto::ErrorCode;
-use harness::{message, Cluster, CLIENT};
+use harness::{message, observe::wait_until, Cluster, CLIENT};
 
 /// A certificate from the cluster's CA whose CN no node knows.
 const STRANGER: &str = "stranger";
@@ -43,8 +43,18 @@ async fn every_line_is_json_with_stable_events_and_calls_are_audited_as_configur
         assert_eq!(stranger.status.code(), Some(1), "{}", harness::stderr(&stranger));
         assert!(harness::stderr(&stranger).contains(ErrorCode::PermissionDenied.as_str()));
     }
-    // The async log drain writes within milliseconds; give it a moment before reading.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Logs are written asynchronously: wait until both nodes logged the last call made, the
+    // stranger's (audited on enterprise, a refusal on plant-a).
+    let logged_stranger = |zone: &str, msg: &str| {
+        cluster
+            .log_lines(zone)
+            .iter()
+            .any(|l| l["msg"] == msg && l["caller"] == STRANGER)
+    };
+    wait_until(Duration::from_secs(10), "the stranger's calls are logged", || {
+        logged_stranger("enterprise", "rpc_call") && logged_stranger("plant-a", "rpc_rejected")
+    })
+    .await;
 
     let enterprise = cluster.log_lines("enterprise");
     let transition = enterprise

@@ -28,13 +28,20 @@ async fn append_all(cluster: &Cluster, prefix: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirmed_facts_disappear_after_the_retention() {
     let mut cluster = Cluster::pair();
-    cluster.configure_all(SHORT);
+    // The forward retention leaves time to see that confirmed facts are still kept until it ends.
+    cluster.configure_all("\n[store]\nretention = \"2s\"\n\n[forward]\nretention = \"6s\"\n");
     cluster.start_all();
     append_all(&cluster, "fact").await;
     let consumer = cluster.client("plant-a").await;
     assert_eq!(
         receive(&consumer, "mes", FACTS, Duration::from_secs(30)).await.len(),
         FACTS
+    );
+    let page = consumer.fetch("early", 1000, 0, None).await.expect("fetch");
+    assert_eq!(
+        page.facts.len(),
+        FACTS,
+        "confirmed facts stay until their retention ends: another consumer still reads them"
     );
     wait_until(Duration::from_secs(20), "both buffers are empty", || {
         metric(&cluster, "enterprise", "bsfg_store_buffer_fill_percent") == 0.0
