@@ -29,8 +29,17 @@ pub(super) struct Details {
 }
 
 impl Details {
+    /// The request's details when auditing (`log.audit`), else none: refusals logged without
+    /// auditing carry only the outcome.
+    pub(super) fn capture(request: &Request, caller: &Caller, audit: bool) -> Self {
+        match audit {
+            true => Self::of(request, caller),
+            false => Self::default(),
+        }
+    }
+
     /// A peer's consumer name is derived from its certificate, so only clients' names are kept.
-    pub(super) fn capture(request: &Request, caller: &Caller) -> Self {
+    fn of(request: &Request, caller: &Caller) -> Self {
         let consumer = |name: &str| (!matches!(caller, Caller::Peer(_))).then(|| name.to_owned());
         match request {
             Request::Append(r) => Self {
@@ -187,11 +196,7 @@ mod tests {
     fn logged(audit: bool, caller: &Caller, request: &Request, response: &Response) -> Line {
         let capture = Capture::default();
         let log = Logger::root(capture.clone(), slog::o!());
-        let details = if audit {
-            Details::capture(request, caller)
-        } else {
-            Details::default()
-        };
+        let details = Details::capture(request, caller, audit);
         let call = Call {
             caller,
             operation: request.operation(),

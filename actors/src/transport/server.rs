@@ -201,9 +201,7 @@ async fn serve_stream(
     let response = match read.await {
         Ok(Ok(request)) => {
             operation = request.operation();
-            if deps.audit {
-                details = Details::capture(&request, &caller);
-            }
+            details = Details::capture(&request, &caller, deps.audit);
             match admit(&caller, gate_closed, &deps) {
                 Ok(guard) => {
                     in_flight = guard;
