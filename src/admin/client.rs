@@ -1,6 +1,7 @@
 //! A small blocking HTTP/1.1 client for the admin API: one request per connection
 //! (`Connection: close`), plain `http://HOST:PORT` URLs, an optional bearer token. Used by
-//! `bsfg status`, `bsfg admin` and the end-to-end tests. The admin API's answers are small and
+//! `bsfg status`, `bsfg admin`, the dev network's readiness probe, `bsfg bench` and the
+//! end-to-end tests. The admin API's answers are small and
 //! sized, so the body is everything after the headers until the node closes the connection.
 
 use std::{
@@ -36,6 +37,8 @@ pub struct Answer {
 pub struct AdminClient {
     authority: String,
     token: Option<String>,
+    connect_timeout: Duration,
+    answer_timeout: Duration,
 }
 
 impl AdminClient {
@@ -56,15 +59,29 @@ impl AdminClient {
             Some((_, port)) if port.parse::<u16>().is_ok() => authority.to_owned(),
             _ => format!("{authority}:80"),
         };
-        Ok(Self { authority, token })
+        Ok(Self::with_authority(authority, token))
     }
 
     /// The client of the listener at `addr`.
     pub fn at(addr: SocketAddr, token: Option<String>) -> Self {
+        Self::with_authority(addr.to_string(), token)
+    }
+
+    fn with_authority(authority: String, token: Option<String>) -> Self {
         Self {
-            authority: addr.to_string(),
+            authority,
             token,
+            connect_timeout: CONNECT_TIMEOUT,
+            answer_timeout: ANSWER_TIMEOUT,
         }
+    }
+
+    /// Gives up after `timeout` to connect and again after `timeout` waiting for the answer
+    /// (for probes that poll; the defaults leave a drain its grace).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self.answer_timeout = timeout;
+        self
     }
 
     pub fn get(&self, path: &str) -> Result<Answer, AdminClientError> {
@@ -98,9 +115,9 @@ impl AdminClient {
     fn connect(&self) -> io::Result<TcpStream> {
         let mut last = io::Error::new(io::ErrorKind::NotFound, "the host name resolves to no address");
         for addr in self.authority.to_socket_addrs()? {
-            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            match TcpStream::connect_timeout(&addr, self.connect_timeout) {
                 Ok(stream) => {
-                    stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+                    stream.set_read_timeout(Some(self.answer_timeout))?;
                     return Ok(stream);
                 }
                 Err(e) => last = e,

@@ -1,9 +1,8 @@
 //! A development network on loopback: a PKI, one config per zone with free ports, and `bsfg
 //! serve` child processes. Used by `bsfg demo` and by the end-to-end tests, so both run the same
 //! real binary the same way. [`proxy`] puts a fault-injecting UDP proxy between two nodes;
-//! [`admin_http`] asks a node's admin listener, [`procstat`] what a node process costs.
+//! [`procstat`] tells what a node process costs.
 
-pub mod admin_http;
 pub mod procstat;
 pub mod proxy;
 
@@ -18,6 +17,8 @@ use std::{
 };
 
 use anyhow::{bail, Context};
+
+use crate::admin::client::AdminClient;
 
 /// How long a node may take to start serving.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -190,7 +191,7 @@ impl Devnet {
     }
 
     /// Starts `bin serve` for `zone`, logging to `dir/<zone>.log`, without waiting for anything.
-    pub fn launch(&self, bin: &Path, zone: &str) -> anyhow::Result<NodeProcess> {
+    fn launch(&self, bin: &Path, zone: &str) -> anyhow::Result<NodeProcess> {
         let node = self.node(zone)?;
         let log_path = self.log_path(zone);
         let log = fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
@@ -258,9 +259,12 @@ impl NodeProcess {
     }
 
     /// Waits until `admin` (this node's admin listener) answers `GET /readyz` with 200.
-    pub fn wait_ready(&mut self, admin: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    fn wait_ready(&mut self, admin: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
         self.wait_until(timeout, |_| {
-            admin_http::get(admin, "/readyz", Duration::from_secs(1)).is_ok_and(|(status, _)| status == 200)
+            AdminClient::at(admin, None)
+                .timeout(Duration::from_secs(1))
+                .get("/readyz")
+                .is_ok_and(|answer| answer.status == 200)
         })
     }
 

@@ -13,8 +13,9 @@ use std::{
 use anyhow::{bail, Context};
 
 use crate::{
+    admin::{client::AdminClient, status::Status},
     client::ClientOptions,
-    devnet::{admin_http, proxy::FaultProxy, Devnet, NodeProcess},
+    devnet::{proxy::FaultProxy, Devnet, NodeProcess},
 };
 
 /// Where producers append.
@@ -145,13 +146,16 @@ impl Lab {
 
 /// The state of the gate of the node at `admin` toward `peer`, from its `/v1/status`. Blocking.
 pub fn gate_state(admin: SocketAddr, peer: &str) -> anyhow::Result<String> {
-    let (status, body) = admin_http::get(admin, "/v1/status", Duration::from_secs(2))?;
-    if status != 200 {
-        bail!("GET /v1/status on {admin} answered {status}");
+    let answer = AdminClient::at(admin, None)
+        .timeout(Duration::from_secs(2))
+        .get("/v1/status")?;
+    if answer.status != 200 {
+        bail!("GET /v1/status on {admin} answered {}", answer.status);
     }
-    let status: serde_json::Value = serde_json::from_str(&body).context("parsing /v1/status")?;
-    status["peers"][peer]["state"]
-        .as_str()
-        .map(str::to_owned)
+    let mut status: Status = serde_json::from_str(&answer.body).context("parsing /v1/status")?;
+    status
+        .peers
+        .remove(peer)
+        .map(|p| p.state)
         .with_context(|| format!("/v1/status on {admin} has no gate toward {peer}"))
 }
