@@ -63,7 +63,6 @@ async fn measure(bench: &Bench<'_>, lab: &Lab) -> anyhow::Result<(Appended, Repl
         reconnect_seconds: reconnected.duration_since(healed).as_secs_f64(),
         replay_seconds,
         facts_per_second: per_second(appended.facts, replay_seconds),
-        delivered: appended.facts,
     };
     Ok((appended, replay))
 }

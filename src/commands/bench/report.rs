@@ -79,6 +79,8 @@ pub struct Replication {
     pub end_to_end_ms: Quantiles,
 }
 
+/// A replay run ends only with every one of the `backlog_facts` facts in the sink's forward
+/// buffer, once; it fails otherwise.
 #[derive(Debug, Serialize)]
 pub struct Replay {
     pub backlog_facts: u64,
@@ -87,8 +89,6 @@ pub struct Replay {
     /// From the reconnect to the last fact being in the sink's forward buffer.
     pub replay_seconds: f64,
     pub facts_per_second: f64,
-    /// Facts in the sink's forward buffer at the end (each exactly once).
-    pub delivered: u64,
 }
 
 #[derive(Debug, Serialize)]
