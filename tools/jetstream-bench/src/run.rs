@@ -81,18 +81,30 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Report> {
         payload_bytes: args.payload_bytes,
         rate: args.rate,
     };
-    let producers = Producers::connect(&args.zone_a, &workload).await?;
-    let (append, replication) = match (args.mode, &args.zone_b) {
-        (Mode::Append, _) => (append_only(producers, workload).await?, None),
-        (Mode::Replicate, Some(zone_b)) => {
-            let zone_b = connect(zone_b).await?;
+    let zone_b = match (args.mode, &args.zone_b) {
+        (Mode::Append, _) => None,
+        (Mode::Replicate, Some(url)) => {
+            let zone_b = connect(url).await?;
             setup::create_sourced(&zone_b, &args.domain_a, storage).await?;
-            let (append, replication) = replicate(producers, workload, &zone_b).await?;
-            expect_stored(&zone_b, setup::SOURCED, args.count).await?;
-            (append, Some(replication))
+            Some(zone_b)
         }
         (Mode::Replicate, None) => bail!("replicate needs --zone-b"),
     };
+    let producers = Producers::connect(&args.zone_a, &workload).await?;
+    // CPU is counted for the measured phase only, as `bsfg bench` counts it for its nodes:
+    // not the servers' start-up, cluster forming and stream creation.
+    let before = sample(&args.servers)?;
+    let (append, replication) = match &zone_b {
+        None => (append_only(producers, workload).await?, None),
+        Some(zone_b) => {
+            let (append, replication) = replicate(producers, workload, zone_b).await?;
+            (append, Some(replication))
+        }
+    };
+    let nodes = measured(before, sample(&args.servers)?);
+    if let Some(zone_b) = &zone_b {
+        expect_stored(zone_b, setup::SOURCED, args.count).await?;
+    }
     expect_stored(&zone_a, setup::ORIGIN, args.count).await?;
     Ok(Report {
         tool: "jetstream".into(),
@@ -105,7 +117,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Report> {
         durability: args.durability.clone(),
         append: Some(append),
         replication,
-        nodes: sample(&args.servers)?,
+        nodes,
     })
 }
 
@@ -159,9 +171,41 @@ async fn expect_stored(zone: &Context, stream: &str, count: u64) -> anyhow::Resu
     Ok(())
 }
 
+/// Peak memory as the servers report it at the end; CPU seconds used between the two samples.
+fn measured(
+    before: BTreeMap<String, NodeStats>,
+    mut after: BTreeMap<String, NodeStats>,
+) -> BTreeMap<String, NodeStats> {
+    for (name, stats) in &mut after {
+        if let Some(start) = before.get(name) {
+            stats.cpu_seconds -= start.cpu_seconds;
+        }
+    }
+    after
+}
+
 fn sample(servers: &[Server]) -> anyhow::Result<BTreeMap<String, NodeStats>> {
     servers
         .iter()
         .map(|server| Ok((server.name.clone(), procstat::sample(server)?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::measured;
+    use crate::report::NodeStats;
+
+    #[test]
+    fn cpu_is_what_the_measured_phase_used_and_memory_the_peak() {
+        let stats = |peak_rss_bytes, cpu_seconds| NodeStats {
+            peak_rss_bytes,
+            cpu_seconds,
+        };
+        let before = BTreeMap::from([("zonea".to_owned(), stats(10, 1.5))]);
+        let after = BTreeMap::from([("zonea".to_owned(), stats(40, 4.0))]);
+        assert_eq!(measured(before, after)["zonea"], stats(40, 2.5));
+    }
 }
