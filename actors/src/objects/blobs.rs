@@ -13,11 +13,13 @@
 
 use std::{
     fs::{self, File, OpenOptions},
-    io::{self, Write},
+    io::{self, BufWriter, Write},
     path::{Path, PathBuf},
 };
 
 use bsfg_proto::{ObjectDigest, ObjectHasher};
+
+const WRITE_BUFFER: usize = 256 << 10;
 
 pub(super) struct Blobs {
     sha256: PathBuf,
@@ -54,7 +56,7 @@ impl Blobs {
         let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
         Ok(TempBlob {
             path: Some(path),
-            file,
+            file: BufWriter::with_capacity(WRITE_BUFFER, file),
             hasher: ObjectHasher::default(),
             written: 0,
         })
@@ -91,7 +93,9 @@ impl Blobs {
 /// it was installed.
 pub(super) struct TempBlob {
     path: Option<PathBuf>,
-    file: File,
+    /// Network reads hand over a QUIC packet's worth at a time; the buffer turns them into
+    /// few large writes.
+    file: BufWriter<File>,
     hasher: ObjectHasher,
     written: u64,
 }
@@ -110,7 +114,8 @@ impl TempBlob {
 
     /// Makes the content durable and returns its digest.
     pub(super) fn seal(&mut self) -> io::Result<ObjectDigest> {
-        self.file.sync_all()?;
+        self.file.flush()?;
+        self.file.get_ref().sync_all()?;
         Ok(self.hasher.clone().finish())
     }
 }
