@@ -1,8 +1,8 @@
 //! Property: with `backpressure = "reject"` a store buffer whose peer does not confirm accepts
 //! appends until its high watermark, then refuses them with the retryable `RESOURCE_EXHAUSTED`
-//! (exit code 75 in the CLI); once the peer has pulled and confirmed, fill falls below the low
-//! watermark and appends are accepted again — and every acknowledged fact arrives exactly once,
-//! in order (SPEC §5; issue 5, test 1).
+//! (exit code 75 in the CLI; an AppendFacts call is refused whole); once the peer has pulled and
+//! confirmed, fill falls below the low watermark and appends are accepted again — and every
+//! acknowledged fact arrives exactly once, in order (SPEC §5; issue 5, test 1).
 
 mod harness;
 
@@ -64,6 +64,14 @@ async fn a_full_store_refuses_appends_until_the_peer_confirms_and_loses_nothing(
         "{}",
         harness::stderr(&cli)
     );
+
+    // AppendFacts is refused whole: none of its facts is appended (the last check below would
+    // receive them before "after").
+    let batch = (0..3)
+        .map(|i| padded_message("enterprise", "plant-a", &format!("refused-{i}"), PAD))
+        .collect();
+    let whole = producer.append_batch(batch).await.expect_err("refused whole");
+    assert_eq!(whole.code(), ErrorCode::ResourceExhausted, "{whole}");
 
     cluster.start("plant-a");
     let consumer = cluster.client("plant-a").await;

@@ -11,8 +11,8 @@ use bsfg_actors::transport::{
     tls::{TlsError, TlsMaterial, DEFAULT_IDLE_TIMEOUT},
 };
 use bsfg_proto::{
-    AppendRequest, AppendResponse, ConfirmRequest, ErrorCode, FetchRequest, FetchResponse, GetObjectRequest, Message,
-    ObjectDigest, ObjectHasher, ObjectMeta, PutObjectRequest, Request, Response, RpcError,
+    AppendBatchRequest, AppendRequest, AppendResponse, ConfirmRequest, ErrorCode, FetchRequest, FetchResponse,
+    GetObjectRequest, Message, ObjectDigest, ObjectHasher, ObjectMeta, PutObjectRequest, Request, Response, RpcError,
 };
 use quinn::{Connection, Endpoint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -112,6 +112,20 @@ impl Client {
     pub async fn append(&self, message: Message) -> Result<AppendResponse, ClientError> {
         match self.call(&Request::Append(AppendRequest { message })).await? {
             Response::Append(r) => Ok(r),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// `AppendFacts`: the messages in order, each with its own outcome (see [`AppendBatchRequest`]).
+    pub async fn append_batch(
+        &self,
+        messages: Vec<Message>,
+    ) -> Result<Vec<Result<AppendResponse, RpcError>>, ClientError> {
+        match self
+            .call(&Request::AppendBatch(AppendBatchRequest { messages }))
+            .await?
+        {
+            Response::AppendBatch(r) => Ok(r.results),
             _ => Err(ClientError::Unexpected),
         }
     }

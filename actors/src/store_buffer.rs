@@ -51,10 +51,13 @@ impl Actor for StoreBuffer {
     }
 }
 
-/// AppendFact from a local producer.
+/// AppendFact (one message) or AppendFacts (many) from a local producer: each message gets the
+/// outcome AppendFact would give it alone, in the order given, and every fact taken shares one
+/// group commit. The call fails as a whole only when backpressure refuses new facts or the commit
+/// fails.
 #[derive(Message)]
-#[rtype(result = "Result<AppendResponse, RpcError>")]
-pub struct Append(pub Message);
+#[rtype(result = "Result<Vec<Result<AppendResponse, RpcError>>, RpcError>")]
+pub struct Append(pub Vec<Message>);
 
 /// FetchFacts from a peer node: facts addressed to `peer`.
 #[derive(Message)]
@@ -75,19 +78,50 @@ pub struct PeerConfirm {
 }
 
 impl Handler<Append> for StoreBuffer {
-    type Result = ResponseFuture<Result<AppendResponse, RpcError>>;
+    type Result = ResponseFuture<Result<Vec<Result<AppendResponse, RpcError>>, RpcError>>;
 
-    fn handle(&mut self, Append(message): Append, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, Append(messages): Append, _: &mut Self::Context) -> Self::Result {
         let (config, journal) = (self.config.clone(), self.journal.clone());
         let (admission, objects) = (self.admission.clone(), self.objects.clone());
         Box::pin(async move {
-            admit(&config, &message)?;
-            admission.check()?;
-            reference_artifact(&objects, &message).await?;
-            let prepared = Prepared::new(message)?;
-            Ok(journal.append(prepared).await?)
+            let checked: Vec<_> = messages
+                .into_iter()
+                .map(|message| admit(&config, &message).map(|()| message))
+                .collect();
+            if checked.iter().any(Result::is_ok) {
+                admission.check()?;
+            }
+            // `Ok(())` marks a message handed to the journal; its outcome comes from there.
+            let mut outcomes = Vec::with_capacity(checked.len());
+            let mut prepared = Vec::with_capacity(checked.len());
+            for message in checked {
+                let ready = match message {
+                    Ok(message) => prepare(&objects, message).await,
+                    Err(e) => Err(e),
+                };
+                outcomes.push(ready.map(|fact| prepared.push(fact)));
+            }
+            let mut journaled = match prepared.is_empty() {
+                true => Vec::new(),
+                false => journal.append(prepared).await?,
+            }
+            .into_iter();
+            let answer = |outcome: Result<(), RpcError>| {
+                outcome?;
+                match journaled.next() {
+                    Some(result) => result.map_err(RpcError::from),
+                    None => Err(RpcError::internal("the journal answered fewer facts than it was given")),
+                }
+            };
+            Ok(outcomes.into_iter().map(answer).collect())
         })
     }
+}
+
+/// The artifact check, then encoding and hashing: everything before the journal that may await.
+async fn prepare(objects: &ObjectStore, message: Message) -> Result<Prepared, RpcError> {
+    reference_artifact(objects, &message).await?;
+    Ok(Prepared::new(message)?)
 }
 
 /// The checks that need this node's configuration (SPEC §2).

@@ -7,10 +7,10 @@ use std::{
     time::Duration,
 };
 
-use bsfg_proto::{Envelope, Fact, FetchedFact, Message};
+use bsfg_proto::{AppendResponse, Envelope, Fact, FetchedFact, Message};
 
 use crate::{
-    journal::{Journal, JournalConfig},
+    journal::{Journal, JournalConfig, JournalError, Prepared},
     storage::{RocksStorage, Storage},
 };
 
@@ -89,6 +89,13 @@ impl Fixture {
 
     pub fn storage(&self) -> &dyn Storage {
         self.storage.as_ref()
+    }
+
+    /// Appends one fact, as an AppendFact call does.
+    pub async fn append(&self, message: Message) -> Result<AppendResponse, JournalError> {
+        let prepared = Prepared::new(message)?;
+        let mut results = self.journal.append(vec![prepared]).await?;
+        results.pop().unwrap_or(Err(JournalError::Closed))
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! - [`model`]: the message model of SPEC §2 (`Message` = envelope + fact) and its validation.
 //! - [`object`]: artifacts — content digests, bucket and key syntax, the artifact reference.
-//! - [`rpc`]: one request and one response per QUIC stream (SPEC §3); `PutObject` and
+//! - [`rpc`]: one request and one response per QUIC stream (SPEC §3, plus the batched
+//!   `AppendFacts`); `PutObject` and
 //!   `GetObject` carry the artifact's raw bytes after their frame.
 //! - [`error`]: wire error codes with their `retryable` flag.
 //! - [`codec`]: frames (`u32` big-endian length + bincode 2 body) with bounded decoding.
@@ -21,6 +22,6 @@ pub use error::{ErrorCode, RpcError};
 pub use model::{Envelope, Fact, Message, ValidationError};
 pub use object::{ArtifactError, ArtifactRef, ObjectDigest, ObjectHasher};
 pub use rpc::{
-    AppendRequest, AppendResponse, ConfirmRequest, ConfirmResponse, FetchRequest, FetchResponse, FetchedFact,
-    GetObjectRequest, ObjectMeta, PutObjectRequest, Request, Response,
+    AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, ConfirmRequest, ConfirmResponse,
+    FetchRequest, FetchResponse, FetchedFact, GetObjectRequest, ObjectMeta, PutObjectRequest, Request, Response,
 };

@@ -18,6 +18,7 @@ pub enum Request {
     // New variants go last: bincode variant indices are the wire format.
     PutObject(PutObjectRequest),
     GetObject(GetObjectRequest),
+    AppendBatch(AppendBatchRequest),
 }
 
 impl Request {
@@ -29,6 +30,7 @@ impl Request {
             Self::Confirm(_) => "confirm_receipt",
             Self::PutObject(_) => "put_object",
             Self::GetObject(_) => "get_object",
+            Self::AppendBatch(_) => "append_facts",
         }
     }
 }
@@ -44,6 +46,7 @@ pub enum Response {
     PutObject(ObjectMeta),
     /// Followed on the same stream by exactly `size` raw bytes of the artifact.
     GetObject(ObjectMeta),
+    AppendBatch(AppendBatchResponse),
 }
 
 /// `AppendFact(message)`: durable append to the node's store buffer.
@@ -56,6 +59,26 @@ pub struct AppendRequest {
 pub struct AppendResponse {
     pub offset: u64,
     pub duplicate: bool,
+}
+
+/// The most messages one `AppendFacts` call may carry.
+pub const MAX_APPEND_BATCH: usize = 1024;
+
+/// `AppendFacts(messages)`: many `AppendFact`s in one call, for producers with a stream of facts.
+///
+/// Each message is appended exactly as `AppendFact` would append it, in the order given, and has
+/// its own outcome; the call is answered once every appended fact is durable (they share a group
+/// commit). Between 1 and [`MAX_APPEND_BATCH`] messages, within `limits.max_frame_bytes`.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct AppendBatchRequest {
+    pub messages: Vec<Message>,
+}
+
+/// One outcome per message of an [`AppendBatchRequest`], in its order: the offset (and whether it
+/// was a duplicate), or the error `AppendFact` would have returned for that message alone.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct AppendBatchResponse {
+    pub results: Vec<Result<AppendResponse, RpcError>>,
 }
 
 /// `FetchFacts(consumer, limit, max_wait_ms, after?)`.

@@ -12,9 +12,9 @@ use std::{
 };
 
 use bsfg_proto::{
-    codec, AppendRequest, AppendResponse, ConfirmRequest, ConfirmResponse, Envelope, ErrorCode, Fact, FetchRequest,
-    FetchResponse, FetchedFact, GetObjectRequest, Message, ObjectDigest, ObjectMeta, PutObjectRequest, Request,
-    Response, RpcError,
+    codec, AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, ConfirmRequest, ConfirmResponse,
+    Envelope, ErrorCode, Fact, FetchRequest, FetchResponse, FetchedFact, GetObjectRequest, Message, ObjectDigest,
+    ObjectMeta, PutObjectRequest, Request, Response, RpcError,
 };
 use proptest::prelude::*;
 
@@ -111,6 +111,8 @@ fn request() -> impl Strategy<Value = Request> {
             })
         }),
         (text(), text()).prop_map(|(bucket, key)| Request::GetObject(GetObjectRequest { bucket, key })),
+        prop::collection::vec(message(), 0..8)
+            .prop_map(|messages| Request::AppendBatch(AppendBatchRequest { messages })),
     ]
 }
 
@@ -144,6 +146,14 @@ fn response() -> impl Strategy<Value = Response> {
         (code(), text()).prop_map(|(code, message)| Response::Error(RpcError::new(code, message))),
         object_meta().prop_map(Response::PutObject),
         object_meta().prop_map(Response::GetObject),
+        prop::collection::vec(
+            prop_oneof![
+                (any::<u64>(), any::<bool>()).prop_map(|(offset, duplicate)| Ok(AppendResponse { offset, duplicate })),
+                (code(), text()).prop_map(|(code, message)| Err(RpcError::new(code, message))),
+            ],
+            0..8,
+        )
+        .prop_map(|results| Response::AppendBatch(AppendBatchResponse { results })),
     ]
 }
 
@@ -254,8 +264,12 @@ fn variant_tags_are_pinned() {
         .expect("confirm")),
         tag(codec::encode_value(&Request::PutObject(put)).expect("put")),
         tag(codec::encode_value(&Request::GetObject(get)).expect("get")),
+        tag(codec::encode_value(&Request::AppendBatch(AppendBatchRequest {
+            messages: vec![Message::default()],
+        }))
+        .expect("append batch")),
     ];
-    assert_eq!(request_tags, [0, 1, 2, 3, 4]);
+    assert_eq!(request_tags, [0, 1, 2, 3, 4, 5]);
     let response_tags = [
         tag(codec::encode_value(&Response::Append(AppendResponse {
             offset: 1,
@@ -271,6 +285,7 @@ fn variant_tags_are_pinned() {
         tag(codec::encode_value(&Response::Error(RpcError::new(ErrorCode::Internal, "x"))).expect("error")),
         tag(codec::encode_value(&Response::PutObject(meta.clone())).expect("put")),
         tag(codec::encode_value(&Response::GetObject(meta)).expect("get")),
+        tag(codec::encode_value(&Response::AppendBatch(AppendBatchResponse { results: Vec::new() })).expect("batch")),
     ];
-    assert_eq!(response_tags, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(response_tags, [0, 1, 2, 3, 4, 5, 6]);
 }

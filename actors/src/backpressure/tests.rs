@@ -13,14 +13,13 @@ use super::{
     planner::{self, Planned},
 };
 use crate::{
-    journal::{DeletePlan, JournalConfig, Prepared},
+    journal::{DeletePlan, JournalConfig},
     storage::{CursorKey, DeleteReason, Log},
     testkit::{message, page, Fixture, ZONE},
 };
 
 async fn append(fixture: &Fixture, to: &str, id: &str) -> u64 {
-    let prepared = Prepared::new(message(ZONE, to, id)).expect("prepare");
-    fixture.journal.append(prepared).await.expect("append").offset
+    fixture.append(message(ZONE, to, id)).await.expect("append").offset
 }
 
 async fn confirm(fixture: &Fixture, key: CursorKey, offset: u64) {

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::{
     delete::{self, DeletePlan},
-    Command, InsertOutcome, InsertPage, JournalConfig, JournalError, Prepared, Reply, Shared, MAX_GROUP,
+    Appended, Command, InsertOutcome, InsertPage, JournalConfig, JournalError, Prepared, Reply, Shared, MAX_GROUP,
 };
 use crate::storage::{Batch, CursorKey, ForwardInsert, IdemRecord, Index, Log, Recovered, StoreAppend, Usage};
 
@@ -30,7 +30,7 @@ pub(super) struct Writer {
 #[derive(Default)]
 struct Plan {
     batch: Batch,
-    appends: Vec<(Reply<AppendResponse>, Result<AppendResponse, JournalError>)>,
+    appends: Vec<(Reply<Appended>, Appended)>,
     inserts: Vec<(Reply<InsertOutcome>, InsertOutcome)>,
     confirms: Vec<(Reply<u64>, Result<u64, JournalError>)>,
     deletes: Vec<(Reply<DeletePlan>, DeletePlan)>,
@@ -39,7 +39,7 @@ struct Plan {
 
 #[derive(Default)]
 struct Group {
-    appends: Vec<(Prepared, Reply<AppendResponse>)>,
+    appends: Vec<(Vec<Prepared>, Reply<Appended>)>,
     inserts: Vec<InsertPage>,
     confirms: Vec<(CursorKey, u64, Reply<u64>)>,
     deletes: Vec<(DeletePlan, Reply<DeletePlan>)>,
@@ -109,48 +109,65 @@ impl Writer {
 
     fn plan_appends(
         &mut self,
-        appends: Vec<(Prepared, Reply<AppendResponse>)>,
+        appends: Vec<(Vec<Prepared>, Reply<Appended>)>,
         plan: &mut Plan,
     ) -> Result<(), JournalError> {
         let keys: Vec<(&str, &str)> = appends
             .iter()
-            .map(|(p, _)| ("", p.message.envelope.message_id.as_str()))
+            .flat_map(|(facts, _)| facts)
+            .map(|p| ("", p.message.envelope.message_id.as_str()))
             .collect();
-        let stored = self.shared.storage.lookup(Index::Store, &keys)?;
+        let mut stored = self.shared.storage.lookup(Index::Store, &keys)?.into_iter();
         let mut seen: HashMap<String, IdemRecord> = HashMap::new();
         let now = bsfg_proto::model::now_unix_ms();
-        for ((prepared, reply), stored) in appends.into_iter().zip(stored) {
-            let id = prepared.message.envelope.message_id.clone();
-            let result = match seen.get(&id).copied().or(stored) {
-                Some(found) if found.digest == prepared.digest => Ok(AppendResponse {
-                    offset: found.offset,
-                    duplicate: true,
-                }),
-                Some(found) => Err(JournalError::AlreadyExists {
-                    message_id: id,
-                    offset: found.offset,
-                }),
-                None => self.admit(&prepared).map(|bytes| {
-                    self.usage.store.add(bytes);
-                    self.store_high += 1;
-                    let offset = self.store_high;
-                    seen.insert(
-                        id.clone(),
-                        IdemRecord {
-                            offset,
-                            digest: prepared.digest,
-                        },
-                    );
-                    plan.batch.store.push(store_append(offset, now, id, prepared));
-                    AppendResponse {
-                        offset,
-                        duplicate: false,
-                    }
-                }),
-            };
-            plan.appends.push((reply, result));
+        for (facts, reply) in appends {
+            let results = facts
+                .into_iter()
+                .zip(stored.by_ref())
+                .map(|(prepared, stored)| self.plan_append(prepared, stored, now, &mut seen, plan))
+                .collect();
+            plan.appends.push((reply, results));
         }
         Ok(())
+    }
+
+    /// One fact of a group: a duplicate of what is stored (or planned earlier in the group), a
+    /// conflict with it, or a new entry in the batch.
+    fn plan_append(
+        &mut self,
+        prepared: Prepared,
+        stored: Option<IdemRecord>,
+        now: u64,
+        seen: &mut HashMap<String, IdemRecord>,
+        plan: &mut Plan,
+    ) -> Result<AppendResponse, JournalError> {
+        let id = prepared.message.envelope.message_id.clone();
+        match seen.get(&id).copied().or(stored) {
+            Some(found) if found.digest == prepared.digest => Ok(AppendResponse {
+                offset: found.offset,
+                duplicate: true,
+            }),
+            Some(found) => Err(JournalError::AlreadyExists {
+                message_id: id,
+                offset: found.offset,
+            }),
+            None => {
+                let bytes = self.admit(&prepared)?;
+                self.usage.store.add(bytes);
+                self.store_high += 1;
+                let offset = self.store_high;
+                let record = IdemRecord {
+                    offset,
+                    digest: prepared.digest,
+                };
+                seen.insert(id.clone(), record);
+                plan.batch.store.push(store_append(offset, now, id, prepared));
+                Ok(AppendResponse {
+                    offset,
+                    duplicate: false,
+                })
+            }
+        }
     }
 
     /// The bytes a new fact adds to the store buffer, unless they would take it past the limit.
@@ -253,8 +270,8 @@ impl Writer {
             .send_if_modified(|usage| std::mem::replace(usage, self.usage) != self.usage);
         // A caller that gave up (dropped its receiver) still had its command committed; that is
         // why every data-path command is safe to retry.
-        for (reply, result) in plan.appends {
-            let _ = reply.send(result);
+        for (reply, results) in plan.appends {
+            let _ = reply.send(Ok(results));
         }
         for (reply, outcome) in plan.inserts {
             let _ = reply.send(Ok(outcome));
@@ -271,7 +288,7 @@ impl Writer {
 impl Group {
     fn push(&mut self, command: Command) {
         match command {
-            Command::Append(prepared, reply) => self.appends.push((prepared, reply)),
+            Command::Append(facts, reply) => self.appends.push((facts, reply)),
             Command::Insert(page) => self.inserts.push(page),
             Command::Confirm(key, offset, reply) => self.confirms.push((key, offset, reply)),
             Command::Delete(plan, reply) => self.deletes.push((plan, reply)),

@@ -105,10 +105,11 @@ struct InsertPage {
     reply: Reply<InsertOutcome>,
 }
 
-// Appends dominate the queue; boxing them would add an allocation per append for no gain.
-#[allow(clippy::large_enum_variant)]
+/// The outcome of each fact of one append command, in its order.
+type Appended = Vec<Result<AppendResponse, JournalError>>;
+
 enum Command {
-    Append(Prepared, Reply<AppendResponse>),
+    Append(Vec<Prepared>, Reply<Appended>),
     Insert(InsertPage),
     Confirm(CursorKey, u64, Reply<u64>),
     Delete(DeletePlan, Reply<DeletePlan>),
@@ -157,9 +158,13 @@ impl Journal {
         Ok(Self { shared, tx })
     }
 
-    /// Durable idempotent append to the store log; answers after the fsync.
-    pub async fn append(&self, prepared: Prepared) -> Result<AppendResponse, JournalError> {
-        self.call(|reply| Command::Append(prepared, reply)).await
+    /// Durable idempotent append of `facts` to the store log, in their order, each with its own
+    /// outcome; answers after the fsync of the one group commit that takes them all.
+    pub async fn append(
+        &self,
+        facts: Vec<Prepared>,
+    ) -> Result<Vec<Result<AppendResponse, JournalError>>, JournalError> {
+        self.call(|reply| Command::Append(facts, reply)).await
     }
 
     /// `putIfAbsent` of a page of facts from `from_zone`, in order; answers after the fsync.

@@ -11,8 +11,7 @@ use crate::{
 };
 
 async fn append(fixture: &Fixture, id: &str) -> Result<u64, JournalError> {
-    let prepared = Prepared::new(message(ZONE, "enterprise", id))?;
-    Ok(fixture.journal.append(prepared).await?.offset)
+    Ok(fixture.append(message(ZONE, "enterprise", id)).await?.offset)
 }
 
 fn store_delete(offset: u64, id: &str) -> StoreDelete {
@@ -82,8 +81,10 @@ async fn a_deleted_store_fact_is_new_again_but_the_forward_window_outlives_its_l
         forward: Vec::new(),
     };
     fixture.journal.delete(plan).await.expect("delete");
-    let again = Prepared::new(message(ZONE, "enterprise", "a")).expect("prepare");
-    let ack = fixture.journal.append(again).await.expect("re-append");
+    let ack = fixture
+        .append(message(ZONE, "enterprise", "a"))
+        .await
+        .expect("re-append");
     assert!(!ack.duplicate && ack.offset > offset, "{ack:?}");
 
     fixture
@@ -151,4 +152,48 @@ async fn the_hard_limit_refuses_the_append_that_would_overflow() {
     let confirmed = fixture.journal.confirm(CursorKey::Peer("enterprise".into()), 2).await;
     assert_eq!(confirmed.expect("confirm"), 2);
     assert_eq!(usage(&fixture).store.facts, 2);
+}
+
+#[tokio::test]
+async fn a_batch_is_appended_in_order_with_an_outcome_per_fact() {
+    let probe = Fixture::open(JournalConfig::default());
+    append(&probe, "a").await.expect("append");
+    let one = usage(&probe).store.bytes;
+    // Room for the stored fact and three more, not four.
+    let fixture = Fixture::open(JournalConfig {
+        store_byte_limit: Some(4 * one + one / 2),
+    });
+    append(&fixture, "stored").await.expect("stored");
+    let mut conflicting = message(ZONE, "enterprise", "stored");
+    conflicting.fact.object_json = "\"other content\"".into();
+    let batch = [
+        message(ZONE, "enterprise", "b1"),
+        message(ZONE, "enterprise", "stored"),
+        message(ZONE, "enterprise", "b2"),
+        message(ZONE, "enterprise", "b1"),
+        conflicting,
+        message(ZONE, "enterprise", "b3"),
+        message(ZONE, "enterprise", "b4"),
+    ]
+    .into_iter()
+    .map(|m| Prepared::new(m).expect("prepare"))
+    .collect();
+    let results = fixture.journal.append(batch).await.expect("one commit");
+    let summary: Vec<_> = results
+        .iter()
+        .map(|r| match r {
+            Ok(ack) => format!("{}{}", ack.offset, if ack.duplicate { "d" } else { "" }),
+            Err(JournalError::AlreadyExists { offset, .. }) => format!("exists@{offset}"),
+            Err(JournalError::Full { .. }) => "full".into(),
+            Err(other) => format!("{other}"),
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        ["2", "1d", "3", "2d", "exists@1", "4", "full"],
+        "offsets follow the batch's order; a repeat inside the batch is its duplicate"
+    );
+    assert_eq!(*fixture.journal.store_high().borrow(), 4);
+    assert_eq!(usage(&fixture).store.facts, 4);
+    assert_eq!(usage(&fixture), fixture.storage.recount().expect("recount"));
 }

@@ -1,7 +1,8 @@
 //! The log line of one RPC call (SPEC §12). With `log.audit = true` every call is logged once as
 //! `rpc_call`: the caller's identity, the operation, the outcome (`result`, and for failures the
 //! wire `code` and `error_message`), `duration_ms`, and what the call was about — `message_id`,
-//! `to_zone` and `predicate` of an append; the `consumer`, or the `peer`, of a fetch or confirm;
+//! `to_zone` and `predicate` of an append, the number of `facts` of an `AppendFacts` batch (with
+//! how many were `appended`, `duplicates` or `failed`; the first failure gives the `code`); the `consumer`, or the `peer`, of a fetch or confirm;
 //! the size of a fetched page; `bucket` and `key` of an object call, with the stored `digest` and
 //! `size`. A page is one line, however many facts it holds. With
 //! `audit = false` only failures are logged, as `rpc_rejected`, without the request's details.
@@ -11,7 +12,7 @@
 
 use std::time::Duration;
 
-use bsfg_proto::{Request, Response};
+use bsfg_proto::{Request, Response, RpcError};
 use slog::{info, warn, Logger, Record, Serializer, KV};
 
 use super::Caller;
@@ -24,6 +25,7 @@ pub(super) struct Details {
     predicate: Option<String>,
     consumer: Option<String>,
     offset: Option<u64>,
+    facts: Option<usize>,
     bucket: Option<String>,
     key: Option<String>,
 }
@@ -46,6 +48,10 @@ impl Details {
                 message_id: Some(r.message.envelope.message_id.clone()),
                 to_zone: Some(r.message.envelope.to_zone.clone()),
                 predicate: Some(r.message.fact.predicate.clone()),
+                ..Self::default()
+            },
+            Request::AppendBatch(r) => Self {
+                facts: Some(r.messages.len()),
                 ..Self::default()
             },
             Request::Fetch(r) => Self {
@@ -83,7 +89,7 @@ pub(super) struct Call<'a> {
 impl Call<'_> {
     /// Writes the call's line, if this call gets one.
     pub(super) fn log(self, log: &Logger, audit: bool) {
-        match (audit, matches!(self.response, Response::Error(_))) {
+        match (audit, failure(self.response).is_some()) {
             (true, false) => info!(log, "rpc_call"; self),
             (true, true) => warn!(log, "rpc_call"; self),
             (false, true) => warn!(log, "rpc_rejected"; self),
@@ -119,27 +125,41 @@ fn emit_details(d: &Details, s: &mut dyn Serializer) -> slog::Result {
             s.emit_str(key, value)?;
         }
     }
+    if let Some(facts) = d.facts {
+        s.emit_usize("facts", facts)?;
+    }
     match d.offset {
         Some(offset) => s.emit_u64("offset", offset),
         None => Ok(()),
     }
 }
 
+/// The error of a failed call, or of the first failed fact of a batch.
+fn failure(response: &Response) -> Option<&RpcError> {
+    match response {
+        Response::Error(e) => Some(e),
+        Response::AppendBatch(batch) => batch.results.iter().find_map(|r| r.as_ref().err()),
+        _ => None,
+    }
+}
+
 fn emit_outcome(response: &Response, s: &mut dyn Serializer) -> slog::Result {
     match response {
-        Response::Error(e) => {
-            let result = if e.retryable {
-                "retryable_error"
-            } else {
-                "permanent_error"
-            };
-            s.emit_str("result", result)?;
-            s.emit_str("code", e.code.as_str())?;
-            return s.emit_str("error_message", &e.message);
-        }
+        Response::Error(_) => {}
         Response::Append(ack) => {
             s.emit_u64("offset", ack.offset)?;
             s.emit_bool("duplicate", ack.duplicate)?;
+        }
+        Response::AppendBatch(batch) => {
+            let failed = batch.results.iter().filter(|r| r.is_err()).count();
+            let duplicates = batch
+                .results
+                .iter()
+                .filter(|r| matches!(r, Ok(ack) if ack.duplicate))
+                .count();
+            s.emit_usize("appended", batch.results.len() - failed - duplicates)?;
+            s.emit_usize("duplicates", duplicates)?;
+            s.emit_usize("failed", failed)?;
         }
         Response::Fetch(page) => {
             s.emit_usize("facts", page.facts.len())?;
@@ -151,14 +171,29 @@ fn emit_outcome(response: &Response, s: &mut dyn Serializer) -> slog::Result {
             s.emit_u64("size", object.size)?;
         }
     }
-    s.emit_str("result", "success")
+    match failure(response) {
+        Some(e) => {
+            let result = if e.retryable {
+                "retryable_error"
+            } else {
+                "permanent_error"
+            };
+            s.emit_str("result", result)?;
+            s.emit_str("code", e.code.as_str())?;
+            s.emit_str("error_message", &e.message)
+        }
+        None => s.emit_str("result", "success"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use bsfg_proto::{AppendRequest, AppendResponse, ConfirmRequest, Envelope, Fact, Message, RpcError};
+    use bsfg_proto::{
+        AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, ConfirmRequest, Envelope, Fact,
+        Message, RpcError,
+    };
     use slog::Drain;
 
     use super::*;
@@ -279,6 +314,43 @@ mod tests {
             duplicate: true,
         });
         assert!(logged(false, &client(), &append(), &ack).is_empty());
+    }
+
+    #[test]
+    fn a_batch_is_one_line_with_counts_and_its_first_failure() {
+        let Request::Append(one) = append() else {
+            unreachable!("append() builds an append")
+        };
+        let batch = Request::AppendBatch(AppendBatchRequest {
+            messages: vec![one.message.clone(), one.message.clone(), one.message],
+        });
+        let ok = |offset, duplicate| Ok(AppendResponse { offset, duplicate });
+        let mixed = Response::AppendBatch(AppendBatchResponse {
+            results: vec![ok(7, false), ok(3, true), Err(RpcError::invalid("to_zone \"nowhere\""))],
+        });
+        let fields = logged(true, &client(), &batch, &mixed);
+        for (key, value) in [
+            ("msg", "rpc_call"),
+            ("operation", "append_facts"),
+            ("facts", "3"),
+            ("appended", "1"),
+            ("duplicates", "1"),
+            ("failed", "1"),
+            ("result", "permanent_error"),
+            ("code", "INVALID_ARGUMENT"),
+        ] {
+            assert_eq!(field(&fields, key), Some(value), "{key}: {fields:?}");
+        }
+        let without_audit = logged(false, &client(), &batch, &mixed);
+        assert_eq!(
+            field(&without_audit, "msg"),
+            Some("rpc_rejected"),
+            "a failed fact is a failure"
+        );
+        let clean = Response::AppendBatch(AppendBatchResponse {
+            results: vec![ok(7, false)],
+        });
+        assert!(logged(false, &client(), &batch, &clean).is_empty());
     }
 
     #[test]

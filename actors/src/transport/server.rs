@@ -17,7 +17,10 @@ use std::{
 };
 
 use actix::Addr;
-use bsfg_proto::{ConfirmRequest, ConfirmResponse, FetchRequest, Request, Response, RpcError};
+use bsfg_proto::{
+    rpc::MAX_APPEND_BATCH, AppendBatchResponse, AppendResponse, ConfirmRequest, ConfirmResponse, FetchRequest, Message,
+    Request, Response, RpcError,
+};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use slog::{info, warn, Logger};
 
@@ -195,12 +198,16 @@ async fn serve_stream(
         framed::read_frame::<Request>(&mut recv, deps.max_frame_bytes),
     );
     let started = std::time::Instant::now();
-    let (mut operation, mut details, mut in_flight) = ("invalid", Details::default(), None);
+    let (mut operation, mut facts, mut details, mut in_flight) = ("invalid", 0, Details::default(), None);
     let gate_closed = matches!(&*caller, Caller::Peer(zone) if deps.switches.is_closed(zone));
     let mut body = None;
     let response = match read.await {
         Ok(Ok(request)) => {
             operation = request.operation();
+            facts = match &request {
+                Request::AppendBatch(r) => r.messages.len(),
+                _ => 1,
+            };
             details = Details::capture(&request, &caller, deps.audit);
             match admit(&caller, gate_closed, &deps) {
                 Ok(guard) => {
@@ -214,7 +221,7 @@ async fn serve_stream(
         Err(_) => Response::Error(framed::StreamError::Timeout(framed::REQUEST_TIMEOUT).to_rpc()),
     };
     let took = started.elapsed();
-    record(&deps.metrics, operation, &caller, &response, took);
+    record(&deps.metrics, (operation, facts), &caller, &response, took);
     let call = Call {
         caller: &caller,
         operation,
@@ -259,33 +266,46 @@ async fn dispatch(
     recv: &mut RecvStream,
     body: &mut Option<objects::Body>,
 ) -> Response {
-    let result = match request {
-        Request::Append(r) => {
-            authorise(caller, Need::Produce, deps).map(|()| deps.store.send(store_buffer::Append(r.message)))
-        }
-        Request::Fetch(r) => return fetch(r, caller, deps).await.unwrap_or_else(Response::Error),
-        Request::Confirm(r) => return confirm(r, caller, deps).await.unwrap_or_else(Response::Error),
-        Request::PutObject(r) => {
-            return objects::put(r, caller, deps, recv)
-                .await
-                .unwrap_or_else(Response::Error)
-        }
-        Request::GetObject(r) => {
-            return match objects::get(r, caller, deps).await {
-                Ok((response, blob)) => {
-                    *body = Some(blob);
-                    response
-                }
-                Err(e) => Response::Error(e),
-            }
-        }
-    };
-    match result {
-        Ok(sent) => flatten(sent.await)
+    match request {
+        Request::Append(r) => append(vec![r.message], caller, deps)
+            .await
+            .and_then(|mut results| results.pop().unwrap_or_else(|| Err(RpcError::internal("no outcome"))))
             .map(Response::Append)
             .unwrap_or_else(Response::Error),
-        Err(e) => Response::Error(e),
+        Request::AppendBatch(r) => append_batch(r.messages, caller, deps)
+            .await
+            .map(|results| Response::AppendBatch(AppendBatchResponse { results }))
+            .unwrap_or_else(Response::Error),
+        Request::Fetch(r) => fetch(r, caller, deps).await.unwrap_or_else(Response::Error),
+        Request::Confirm(r) => confirm(r, caller, deps).await.unwrap_or_else(Response::Error),
+        Request::PutObject(r) => objects::put(r, caller, deps, recv)
+            .await
+            .unwrap_or_else(Response::Error),
+        Request::GetObject(r) => match objects::get(r, caller, deps).await {
+            Ok((response, blob)) => {
+                *body = Some(blob);
+                response
+            }
+            Err(e) => Response::Error(e),
+        },
     }
+}
+
+type Outcomes = Vec<Result<AppendResponse, RpcError>>;
+
+async fn append(messages: Vec<Message>, caller: &Caller, deps: &ServerDeps) -> Result<Outcomes, RpcError> {
+    authorise(caller, Need::Produce, deps)?;
+    flatten(deps.store.send(store_buffer::Append(messages)).await)
+}
+
+async fn append_batch(messages: Vec<Message>, caller: &Caller, deps: &ServerDeps) -> Result<Outcomes, RpcError> {
+    if messages.is_empty() || messages.len() > MAX_APPEND_BATCH {
+        return Err(RpcError::invalid(format!(
+            "AppendFacts carries {} messages; it takes 1 to {MAX_APPEND_BATCH}",
+            messages.len()
+        )));
+    }
+    append(messages, caller, deps).await
 }
 
 async fn fetch(r: FetchRequest, caller: &Caller, deps: &ServerDeps) -> Result<Response, RpcError> {
@@ -372,8 +392,10 @@ fn flatten<T>(sent: Result<Result<T, RpcError>, actix::MailboxError>) -> Result<
     sent.map_err(|e| RpcError::unavailable(format!("node is shutting down: {e}")))?
 }
 
-/// Counts and times one call (SPEC §11).
-fn record(metrics: &Metrics, operation: &'static str, caller: &Caller, response: &Response, took: Duration) {
+/// Counts and times one call (SPEC §11). The append counters count facts: an `AppendFacts` call
+/// of `facts` messages adds `facts` requests, and a failure for each fact that failed.
+fn record(metrics: &Metrics, call: (&'static str, usize), caller: &Caller, response: &Response, took: Duration) {
+    let (operation, facts) = call;
     metrics
         .rpc_latency
         .with_label_values(&[operation])
@@ -383,22 +405,32 @@ fn record(metrics: &Metrics, operation: &'static str, caller: &Caller, response:
         _ => "consumer",
     };
     match (operation, response) {
-        ("append_fact", Response::Error(e)) => {
-            metrics.append_requests.inc();
-            metrics.append_failures.with_label_values(&[e.code.as_str()]).inc();
+        ("append_fact" | "append_facts", Response::Error(e)) => {
+            metrics.append_requests.inc_by(facts as u64);
+            metrics
+                .append_failures
+                .with_label_values(&[e.code.as_str()])
+                .inc_by(facts as u64);
         }
-        ("append_fact", Response::Append(ack)) => {
-            metrics.append_requests.inc();
-            metrics.append_latency.observe(took.as_secs_f64());
-            if ack.duplicate {
-                metrics.duplicate_facts.with_label_values(&["store"]).inc();
-            }
-        }
+        ("append_fact", Response::Append(ack)) => record_appended(metrics, std::slice::from_ref(&Ok(*ack)), took),
+        ("append_facts", Response::AppendBatch(batch)) => record_appended(metrics, &batch.results, took),
         ("fetch_facts", _) => metrics.fetch_requests.with_label_values(&[role]).inc(),
         ("confirm_receipt", _) => metrics.confirm_requests.with_label_values(&[role]).inc(),
         ("put_object", Response::PutObject(_)) => metrics.artifact_upload_total.inc(),
         ("put_object", _) => metrics.artifact_upload_failures.inc(),
         _ => {}
+    }
+}
+
+fn record_appended(metrics: &Metrics, results: &[Result<AppendResponse, RpcError>], took: Duration) {
+    metrics.append_requests.inc_by(results.len() as u64);
+    metrics.append_latency.observe(took.as_secs_f64());
+    for result in results {
+        match result {
+            Ok(ack) if ack.duplicate => metrics.duplicate_facts.with_label_values(&["store"]).inc(),
+            Ok(_) => {}
+            Err(e) => metrics.append_failures.with_label_values(&[e.code.as_str()]).inc(),
+        }
     }
 }
 

@@ -1,11 +1,13 @@
-//! The producers. Each one is a QUIC connection on its own tokio task with `concurrency` appends
-//! in flight, building each message from a template at the moment it sends it (so
-//! `produced_at_unix_ms` is the send time) and timing every call's round trip into its own
-//! histogram; the histograms are merged at the end, so producers share nothing while they run.
+//! The producers. Each one is a QUIC connection on its own tokio task with `concurrency` calls
+//! in flight — one AppendFact per fact, or AppendFacts of `batch` facts — building each message
+//! from a template at the moment it sends it (so `produced_at_unix_ms` is the send time) and
+//! timing every call's round trip into its own histogram; the histograms are merged at the end,
+//! so producers share nothing while they run.
 //!
-//! With a rate, call `i` of producer `p` (of `P`) is due at `start + (i·P + p) / rate`: the
-//! producers interleave and together keep the total rate. A due time in the past sends at once,
-//! so a node that falls behind is not given a rest; the achieved rate is in the report.
+//! With a rate, fact `i` of producer `p` (of `P`) is due at `start + (i·P + p) / rate`: the
+//! producers interleave and together keep the total rate; a call goes when its first fact is due.
+//! A due time in the past sends at once, so a node that falls behind is not given a rest; the
+//! achieved rate is in the report.
 
 use std::{
     sync::Arc,
@@ -33,6 +35,8 @@ pub struct Plan {
     pub amount: Amount,
     pub producers: u64,
     pub concurrency: usize,
+    /// Facts per call; 1 is AppendFact, more is AppendFacts.
+    pub batch: usize,
     pub payload_bytes: usize,
     pub rate: Option<u64>,
 }
@@ -55,7 +59,7 @@ pub struct Appended {
     pub started: Instant,
     /// From `started` to the last acknowledgement.
     pub seconds: f64,
-    /// Round trip of every append, in microseconds.
+    /// Round trip of every call, in microseconds.
     pub latency_us: Histogram<u64>,
 }
 
@@ -72,13 +76,7 @@ pub async fn append(node: &ClientOptions, plan: &Plan, bar: &ProgressBar) -> any
         .map(|(p, client)| {
             let schedule = Schedule::new(plan, p as u64, started);
             let template = Template::new(p as u64, plan.payload_bytes);
-            tokio::spawn(produce(
-                client.clone(),
-                schedule,
-                template,
-                plan.concurrency,
-                bar.clone(),
-            ))
+            tokio::spawn(produce(client.clone(), schedule, template, plan.clone(), bar.clone()))
         })
         .collect();
     let mut appended = Appended {
@@ -102,35 +100,57 @@ async fn produce(
     client: Arc<Client>,
     schedule: Schedule,
     template: Template,
-    concurrency: usize,
+    plan: Plan,
     bar: ProgressBar,
 ) -> anyhow::Result<(u64, Histogram<u64>, Instant)> {
+    let (schedule, template) = (&schedule, &template);
+    let batch = plan.batch.max(1) as u64;
     let calls = stream::iter(0u64..)
-        .map(|i| (i, schedule.due(i)))
+        .map(|call| (call * batch, schedule.due(call * batch)))
         .take_while(|(_, due)| future::ready(due.is_some()))
-        .then(|(i, due)| async move {
+        .then(|(first, due)| async move {
             if let Some(at) = due.filter(|at| *at > Instant::now()) {
                 tokio::time::sleep_until(at.into()).await;
             }
-            i
+            first
         })
-        .map(|i| {
-            let (client, message) = (client.clone(), template.message(i));
+        .map(|first| {
+            let facts: Vec<Message> = (first..first + batch)
+                .take_while(|i| schedule.due(*i).is_some())
+                .map(|i| template.message(i))
+                .collect();
+            let client = client.clone();
             async move {
-                let sent = Instant::now();
-                client.append(message).await.map(|_| sent.elapsed())
+                let (sent, count) = (Instant::now(), facts.len() as u64);
+                send(&client, facts, batch).await.map(|()| (sent.elapsed(), count))
             }
         })
-        .buffer_unordered(concurrency.max(1));
+        .buffer_unordered(plan.concurrency.max(1));
     let mut calls = std::pin::pin!(calls);
     let (mut acked, mut latency, mut last_ack) = (0u64, Histogram::new(3)?, Instant::now());
-    while let Some(took) = calls.next().await {
-        latency.record(u64::try_from(took?.as_micros()).unwrap_or(u64::MAX))?;
-        acked += 1;
+    while let Some(call) = calls.next().await {
+        let (took, facts) = call?;
+        latency.record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX))?;
+        acked += facts;
         last_ack = Instant::now();
-        bar.inc(1);
+        bar.inc(facts);
     }
     Ok((acked, latency, last_ack))
+}
+
+/// One call: AppendFact when the bench sends one fact per call, else AppendFacts; any failed fact
+/// fails the run.
+async fn send(client: &Client, mut facts: Vec<Message>, batch: u64) -> anyhow::Result<()> {
+    if batch == 1 {
+        if let Some(message) = facts.pop() {
+            client.append(message).await?;
+        }
+        return Ok(());
+    }
+    for (i, result) in client.append_batch(facts).await?.into_iter().enumerate() {
+        result.map_err(|e| anyhow::anyhow!("fact {i} of an AppendFacts call failed: {e}"))?;
+    }
+    Ok(())
 }
 
 /// When each call of one producer is due, and when the producer is done.
@@ -221,6 +241,7 @@ mod tests {
             amount,
             producers: 4,
             concurrency: 1,
+            batch: 1,
             payload_bytes: 256,
             rate,
         }

@@ -74,9 +74,13 @@ pub struct BenchArgs {
     /// Producer connections, each on its own task.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
     pub producers: u64,
-    /// Appends in flight per producer.
+    /// Calls in flight per producer.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     pub concurrency: u64,
+    /// Facts per call: 1 sends one AppendFact per fact; more sends AppendFacts calls of this
+    /// many facts each (at most 1024).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=bsfg_proto::rpc::MAX_APPEND_BATCH as u64))]
+    pub batch: u64,
     /// Size of each fact's object_json, in bytes (a JSON string of that length).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(2..))]
     pub payload_bytes: u64,
@@ -109,6 +113,7 @@ impl BenchArgs {
             amount,
             producers: self.producers,
             concurrency: usize::try_from(self.concurrency).unwrap_or(usize::MAX),
+            batch: usize::try_from(self.batch).unwrap_or(1),
             payload_bytes: usize::try_from(self.payload_bytes).unwrap_or(usize::MAX),
             rate: self.rate,
         }

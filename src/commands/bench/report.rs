@@ -20,6 +20,8 @@ pub struct Report {
     pub facts: u64,
     pub producers: u64,
     pub concurrency: u64,
+    /// Facts per call (1: AppendFact; more: AppendFacts).
+    pub batch: u64,
     pub payload_bytes: u64,
     pub rate_per_second: Option<u64>,
     pub durability: &'static str,
@@ -45,7 +47,7 @@ pub struct Report {
 pub struct Throughput {
     pub seconds: f64,
     pub facts_per_second: f64,
-    /// Round trip of each AppendFact call.
+    /// Round trip of each call (AppendFact, or AppendFacts with `batch` facts).
     pub latency_ms: Quantiles,
 }
 
@@ -152,6 +154,7 @@ impl Report {
             facts: 0,
             producers: args.producers,
             concurrency: args.concurrency,
+            batch: args.batch,
             payload_bytes: args.payload_bytes,
             rate_per_second: args.rate,
             durability: DURABILITY,
@@ -223,8 +226,12 @@ impl Report {
         let rate = self
             .rate_per_second
             .map_or("unpaced".to_owned(), |r| format!("paced at {r} facts/s"));
+        let calls = match self.batch {
+            1 => "AppendFact calls".to_owned(),
+            n => format!("AppendFacts calls of {n} facts"),
+        };
         format!(
-            "{} producers x {} in flight, {}-byte objects, {rate}",
+            "{} producers x {} {calls} in flight, {}-byte objects, {rate}",
             self.producers, self.concurrency, self.payload_bytes
         )
     }
