@@ -9,11 +9,12 @@ use serde_json::Value;
 
 const FACTS: u64 = 200;
 
-/// Runs `bsfg bench --mode <mode> --count 200 --json`; returns the parsed report.
-fn bench(mode: &str) -> Value {
+/// Runs `bsfg bench --mode <mode> --count 200 --batch <batch> --json`; returns the parsed report.
+/// A batch of 16 leaves each producer's 100 facts a short last call.
+fn bench(mode: &str, batch: u64) -> Value {
     let output = Command::new(env!("CARGO_BIN_EXE_bsfg"))
         .args(["bench", "--mode", mode, "--count", &FACTS.to_string(), "--json"])
-        .args(["--producers", "2", "--concurrency", "8"])
+        .args(["--producers", "2", "--concurrency", "8", "--batch", &batch.to_string()])
         .output()
         .expect("run bsfg bench");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -28,12 +29,13 @@ fn assert_numbers(section: &Value, keys: &[&str]) {
 }
 
 /// The fields every mode reports, and exactly the measured sections `sections` present.
-fn assert_common(report: &Value, mode: &str, sections: &[&str], zones: &[&str]) {
+fn assert_common(report: &Value, mode: &str, batch: u64, sections: &[&str], zones: &[&str]) {
     assert_eq!(report["tool"], "bsfg");
     assert_eq!(report["mode"], mode);
     assert_eq!(report["facts"], FACTS);
     assert_eq!(report["producers"], 2);
     assert_eq!(report["concurrency"], 8);
+    assert_eq!(report["batch"], batch);
     assert_eq!(report["payload_bytes"], 256);
     assert!(report["rate_per_second"].is_null());
     assert_eq!(report["durability"], "fsync before ack (group commit)");
@@ -58,16 +60,17 @@ fn assert_common(report: &Value, mode: &str, sections: &[&str], zones: &[&str]) 
 
 #[test]
 fn append_reports_throughput_and_latency() {
-    let report = bench("append");
-    assert_common(&report, "append", &["append"], &["enterprise"]);
+    let report = bench("append", 1);
+    assert_common(&report, "append", 1, &["append"], &["enterprise"]);
 }
 
 #[test]
 fn replicate_delivers_every_fact_and_reports_end_to_end_latency() {
-    let report = bench("replicate");
+    let report = bench("replicate", 16);
     assert_common(
         &report,
         "replicate",
+        16,
         &["append", "replication"],
         &["enterprise", "plant-a"],
     );
@@ -79,8 +82,8 @@ fn replicate_delivers_every_fact_and_reports_end_to_end_latency() {
 
 #[test]
 fn replay_delivers_the_whole_backlog_after_the_heal() {
-    let report = bench("replay");
-    assert_common(&report, "replay", &["append", "replay"], &["enterprise", "plant-a"]);
+    let report = bench("replay", 16);
+    assert_common(&report, "replay", 16, &["append", "replay"], &["enterprise", "plant-a"]);
     let replay = &report["replay"];
     assert_eq!(replay["backlog_facts"], FACTS);
     assert_numbers(replay, &["reconnect_seconds", "replay_seconds", "facts_per_second"]);
@@ -88,8 +91,8 @@ fn replay_delivers_the_whole_backlog_after_the_heal() {
 
 #[test]
 fn startup_restarts_a_filled_node_after_a_crash_and_a_clean_stop() {
-    let report = bench("startup");
-    assert_common(&report, "startup", &["append", "startup"], &["enterprise"]);
+    let report = bench("startup", 1);
+    assert_common(&report, "startup", 1, &["append", "startup"], &["enterprise"]);
     let startup = &report["startup"];
     assert_eq!(startup["retained_facts"], FACTS);
     assert_numbers(startup, &["clean_seconds", "after_kill_seconds"]);
