@@ -141,10 +141,14 @@ jetstream() {
   done
 }
 
-# bsfg_bench RUN: `bsfg bench` with the same workload.
+# bsfg_bench RUN: `bsfg bench` with the same workload and as many facts in flight: unpaced, each
+# producer has one AppendFacts call of $concurrency facts in flight (JetStream: $concurrency
+# publishes); paced, one AppendFact per fact, as JetStream publishes them.
 bsfg_bench() {
   workload "$1"
-  "$bsfg" bench --mode "$mode" --count "$run_count" --producers "$producers" --concurrency "$concurrency" \
+  local calls=(--concurrency "$concurrency")
+  [ "$1" = paced ] || calls=(--concurrency 1 --batch "$concurrency")
+  "$bsfg" bench --mode "$mode" --count "$run_count" --producers "$producers" "${calls[@]}" \
     --payload-bytes "$payload" "${rate_flag[@]}" --json >"$work/bsfg-$1.json"
 }
 
@@ -185,6 +189,10 @@ if $record; then
     echo "unknown fields before 2.10. Traced with strace, 2.9.10 writes each message to its block file with one"
     echo "\`pwrite\` before the PubAck and fsyncs on a 2-minute timer. Its strongest setting is replication, so the"
     echo "R3 column runs a three-server cluster per zone; on one machine that still shares one page cache."
+    echo
+    echo "Both sides keep the same number of facts in flight. Unpaced, each bsfg producer has one AppendFacts"
+    echo "call of $concurrency facts in flight where each JetStream producer has $concurrency async publishes;"
+    echo "paced, bsfg sends one AppendFact per fact."
     echo
     "$client" compare --markdown "${columns[@]}"
   } >"$block"

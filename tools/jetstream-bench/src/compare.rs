@@ -264,9 +264,11 @@ fn describe(report: &Report) -> String {
     let rate = report
         .rate_per_second
         .map_or_else(|| "unpaced".to_owned(), |rate| format!("paced at {rate:.0}/s"));
+    // Facts in flight per producer, however they are grouped into calls (the script says how).
+    let in_flight = report.concurrency * report.batch.unwrap_or(1).max(1);
     format!(
-        "{} facts of {} bytes, {} producers x {} in flight, {rate}",
-        report.facts, report.payload_bytes, report.producers, report.concurrency
+        "{} facts of {} bytes, {} producers x {in_flight} in flight, {rate}",
+        report.facts, report.payload_bytes, report.producers
     )
 }
 
@@ -340,6 +342,7 @@ mod tests {
             facts,
             producers: 4,
             concurrency: 64,
+            batch: None,
             payload_bytes: 256,
             rate_per_second: None,
             durability: format!("{tool} durability"),

@@ -14,6 +14,9 @@ pub struct Report {
     pub facts: u64,
     pub producers: u64,
     pub concurrency: u64,
+    /// Facts per call (bsfg's AppendFacts); absent or 1 for one fact per call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u64>,
     pub payload_bytes: u64,
     pub rate_per_second: Option<f64>,
     pub durability: String,
@@ -152,6 +155,7 @@ mod tests {
             facts: 10,
             producers: 2,
             concurrency: 4,
+            batch: None,
             payload_bytes: 256,
             rate_per_second: None,
             durability: "d".into(),

@@ -112,6 +112,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Report> {
         facts: args.count,
         producers: args.producers,
         concurrency: args.concurrency as u64,
+        batch: None,
         payload_bytes: args.payload_bytes as u64,
         rate_per_second: args.rate,
         durability: args.durability.clone(),
