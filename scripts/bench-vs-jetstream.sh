@@ -19,6 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BSFG_EXTRA_APT=(nats-server)
 . scripts/env.sh
+. scripts/doc-block.sh
 
 record=false
 case "${1:-}" in
@@ -173,10 +174,6 @@ echo
 
 if $record; then
   doc=docs/performance.md
-  if ! grep -qs '<!-- jetstream:begin -->' "$doc"; then
-    [ -s "$doc" ] && echo >>"$doc"
-    printf '<!-- jetstream:begin -->\n<!-- jetstream:end -->\n' >>"$doc"
-  fi
   block="$work/block.md"
   {
     echo "## Side by side with NATS JetStream"
@@ -196,12 +193,6 @@ if $record; then
     echo
     "$client" compare --markdown "${columns[@]}"
   } >"$block"
-  # Replace the marker block, keep everything around it.
-  awk -v block="$block" '
-    /<!-- jetstream:begin -->/ { print; while ((getline line < block) > 0) print line; skip = 1; next }
-    /<!-- jetstream:end -->/ { skip = 0 }
-    !skip { print }
-  ' "$doc" >"$work/doc.md"
-  cp "$work/doc.md" "$doc"
+  replace_block "$doc" jetstream "$block"
   echo "recorded in $doc" >&2
 fi

@@ -13,12 +13,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BSFG_EXTRA_APT=(jq)
 . scripts/env.sh
+. scripts/doc-block.sh
 
 cargo build --release --bin bsfg
 bin="$BSFG_BIN_DIR/release/bsfg"
 doc=docs/performance.md
-grep -q '<!-- bench:begin -->' "$doc" && grep -q '<!-- bench:end -->' "$doc" ||
-  { echo "error: $doc lacks the bench:begin/bench:end markers" >&2; exit 1; }
 out="$(mktemp -d -t bsfg-bench-suite-XXXXXX)"
 trap 'rm -rf "$out"' EXIT
 
@@ -120,11 +119,6 @@ jq -rn \
   "MB = 10⁶ bytes. Memory is each node process'"'"'s peak RSS (`VmHWM`); node CPU seconds and the load generator'"'"'s own are in each run'"'"'s `--json` report."
 ' >"$out/table.md"
 
-awk -v table="$out/table.md" '
-  /<!-- bench:begin -->/ { print; while ((getline line < table) > 0) print line; skipping = 1; next }
-  /<!-- bench:end -->/ { skipping = 0 }
-  !skipping { print }
-' "$doc" >"$out/performance.md"
-cp "$out/performance.md" "$doc"
+replace_block "$doc" bench "$out/table.md"
 echo "== $doc updated" >&2
 cat "$out/table.md"
