@@ -39,6 +39,8 @@ struct Plan {
 
 #[derive(Default)]
 struct Group {
+    /// Facts appended or inserted, plus one per other command: what bounds a group.
+    entries: usize,
     appends: Vec<(Vec<Prepared>, Reply<Appended>)>,
     inserts: Vec<InsertPage>,
     confirms: Vec<(CursorKey, u64, Reply<u64>)>,
@@ -60,7 +62,7 @@ impl Writer {
         while let Some(first) = rx.blocking_recv() {
             let mut group = Group::default();
             group.push(first);
-            for _ in 1..MAX_GROUP {
+            while group.entries < MAX_GROUP {
                 match rx.try_recv() {
                     Ok(command) => group.push(command),
                     Err(_) => break,
@@ -121,10 +123,24 @@ impl Writer {
         let mut seen: HashMap<String, IdemRecord> = HashMap::new();
         let now = bsfg_proto::model::now_unix_ms();
         for (facts, reply) in appends {
+            let mut full: Option<JournalError> = None;
             let results = facts
                 .into_iter()
                 .zip(stored.by_ref())
-                .map(|(prepared, stored)| self.plan_append(prepared, stored, now, &mut seen, plan))
+                .map(|(prepared, stored)| {
+                    // Once a fact of a call did not fit, no later new fact of that call is taken,
+                    // so a retried call keeps its order.
+                    let result = match &full {
+                        Some(error) if stored.is_none() && !seen.contains_key(&prepared.message.envelope.message_id) => {
+                            Err(error.clone())
+                        }
+                        _ => self.plan_append(prepared, stored, now, &mut seen, plan),
+                    };
+                    if let Err(error @ JournalError::Full { .. }) = &result {
+                        full.get_or_insert_with(|| error.clone());
+                    }
+                    result
+                })
                 .collect();
             plan.appends.push((reply, results));
         }
@@ -287,6 +303,11 @@ impl Writer {
 
 impl Group {
     fn push(&mut self, command: Command) {
+        self.entries += match &command {
+            Command::Append(facts, _) => facts.len(),
+            Command::Insert(page) => page.facts.len(),
+            Command::Confirm(..) | Command::Delete(..) => 1,
+        };
         match command {
             Command::Append(facts, reply) => self.appends.push((facts, reply)),
             Command::Insert(page) => self.inserts.push(page),

@@ -27,7 +27,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::storage::{CursorKey, Digest, Storage, StorageError, Usage};
 
-/// How many commands one group commit takes at most.
+/// One group commit stops taking commands once it holds this many entries (facts appended or
+/// inserted, cursors, deletion plans); a command is never split, so a group may end a little past it.
 const MAX_GROUP: usize = 4096;
 /// Queue length in front of the writer; callers wait (backpressure) when it is full.
 const QUEUE: usize = 16 * 1024;

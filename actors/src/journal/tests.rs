@@ -159,13 +159,16 @@ async fn a_batch_is_appended_in_order_with_an_outcome_per_fact() {
     let probe = Fixture::open(JournalConfig::default());
     append(&probe, "a").await.expect("append");
     let one = usage(&probe).store.bytes;
-    // Room for the stored fact and three more, not four.
+    // Room for the stored fact, three more and a half: `big` (two facts' worth) does not fit, the
+    // fact after it would, but must not overtake it.
     let fixture = Fixture::open(JournalConfig {
-        store_byte_limit: Some(4 * one + one / 2),
+        store_byte_limit: Some(5 * one + one / 2),
     });
     append(&fixture, "stored").await.expect("stored");
     let mut conflicting = message(ZONE, "enterprise", "stored");
     conflicting.fact.object_json = "\"other content\"".into();
+    let mut big = message(ZONE, "enterprise", "big");
+    big.fact.object_json = format!("\"{}\"", "x".repeat(one as usize * 2));
     let batch = [
         message(ZONE, "enterprise", "b1"),
         message(ZONE, "enterprise", "stored"),
@@ -173,7 +176,9 @@ async fn a_batch_is_appended_in_order_with_an_outcome_per_fact() {
         message(ZONE, "enterprise", "b1"),
         conflicting,
         message(ZONE, "enterprise", "b3"),
-        message(ZONE, "enterprise", "b4"),
+        big,
+        message(ZONE, "enterprise", "after-big"),
+        message(ZONE, "enterprise", "b2"),
     ]
     .into_iter()
     .map(|m| Prepared::new(m).expect("prepare"))
@@ -190,8 +195,9 @@ async fn a_batch_is_appended_in_order_with_an_outcome_per_fact() {
         .collect();
     assert_eq!(
         summary,
-        ["2", "1d", "3", "2d", "exists@1", "4", "full"],
-        "offsets follow the batch's order; a repeat inside the batch is its duplicate"
+        ["2", "1d", "3", "2d", "exists@1", "4", "full", "full", "3d"],
+        "offsets follow the batch's order; a repeat inside the batch is its duplicate; nothing new \
+         after a fact that did not fit"
     );
     assert_eq!(*fixture.journal.store_high().borrow(), 4);
     assert_eq!(usage(&fixture).store.facts, 4);
