@@ -1,5 +1,6 @@
 //! AppendFacts, the batched append (docs/architecture.md): every message of a call gets the outcome
-//! AppendFact would give it alone, in the order given; the acknowledged facts survive `kill -9`;
+//! AppendFact would give it alone, in the order given, and concurrent calls do not interleave; the
+//! acknowledged facts survive `kill -9`;
 //! the peer receives each exactly once, in order; a call outside 1..=1024 messages is refused;
 //! and the append metrics count facts, not calls.
 
@@ -37,6 +38,23 @@ async fn a_batch_appends_in_order_with_an_outcome_per_fact_exactly_once_across_a
     );
     assert!(first.iter().all(|r| matches!(r, Ok(ack) if !ack.duplicate)));
 
+    // Two calls at once, from two connections: each call's facts stay together (one journal
+    // command), whichever commits first.
+    let other = cluster.client("enterprise").await;
+    let (left, right) = tokio::join!(
+        producer.append_batch(batch("left", 300)),
+        other.append_batch(batch("right", 300))
+    );
+    let (left, right) = (offsets(&left.expect("left")), offsets(&right.expect("right")));
+    for call in [&left, &right] {
+        assert!(call.windows(2).all(|w| w[1] == w[0] + 1), "{call:?}");
+    }
+    let mut all: Vec<u64> = left.iter().chain(&right).copied().collect();
+    all.sort_unstable();
+    let expected: Vec<u64> = (first_offsets[499] + 1..=first_offsets[499] + 600).collect();
+    assert_eq!(all, expected, "600 new offsets, no gap and none shared");
+    other.close().await;
+
     // One call mixing every outcome AppendFact knows.
     let mut conflicting = message("enterprise", "plant-a", "b-3");
     conflicting.fact.object_json = "{\"changed\":true}".into();
@@ -49,7 +67,7 @@ async fn a_batch_appends_in_order_with_an_outcome_per_fact_exactly_once_across_a
     ];
     let results = producer.append_batch(mixed).await.expect("mixed batch");
     let new = results[0].as_ref().expect("a new fact").offset;
-    assert_eq!(new, first_offsets[499] + 1);
+    assert_eq!(new, first_offsets[499] + 601);
     assert_eq!(
         results[1],
         Ok(AppendResponse {
@@ -84,15 +102,15 @@ async fn a_batch_appends_in_order_with_an_outcome_per_fact_exactly_once_across_a
         );
     }
 
-    // Counted per fact: 500 + 5, plus the refused calls' 1025.
+    // Counted per fact: 500 + 600 + 5, plus the refused calls' 1025 (the empty one counts one).
     let requests = metric(&cluster, "enterprise", "bsfg_append_requests_total");
-    assert_eq!(requests, (500 + 5 + MAX_APPEND_BATCH + 1) as f64);
+    assert_eq!(requests, (500 + 600 + 5 + 1 + MAX_APPEND_BATCH + 1) as f64);
     let failed = metric(
         &cluster,
         "enterprise",
         "bsfg_append_failures_total{reason=\"INVALID_ARGUMENT\"}",
     );
-    assert_eq!(failed, (1 + MAX_APPEND_BATCH + 1) as f64);
+    assert_eq!(failed, (1 + 1 + MAX_APPEND_BATCH + 1) as f64);
 
     // Acknowledged means durable: after kill -9 the same batch is all duplicates, same offsets.
     producer.close().await;
@@ -105,8 +123,15 @@ async fn a_batch_appends_in_order_with_an_outcome_per_fact_exactly_once_across_a
 
     // The peer holds each fact once, in source order.
     let consumer = cluster.client("plant-a").await;
-    let received = receive(&consumer, "mes", 501, Duration::from_secs(60)).await;
+    let received = receive(&consumer, "mes", 1101, Duration::from_secs(60)).await;
     let mut expected: Vec<String> = (0..500).map(|i| format!("b-{i}")).collect();
+    let (first, second) = match left[0] < right[0] {
+        true => ("left", "right"),
+        false => ("right", "left"),
+    };
+    for prefix in [first, second] {
+        expected.extend((0..300).map(|i| format!("{prefix}-{i}")));
+    }
     expected.push("m-new".into());
     assert_eq!(ids(&received), expected);
     let extra = consumer.fetch("mes", 100, 500, None).await.expect("fetch");

@@ -112,10 +112,13 @@ impl Metrics {
             )?,
             fetch_requests: b.counters("bsfg_fetch_requests_total", "FetchFacts calls served.", &["role"])?,
             confirm_requests: b.counters("bsfg_confirm_requests_total", "ConfirmReceipt calls served.", &["role"])?,
-            append_requests: b.counter("bsfg_append_requests_total", "AppendFact calls received.")?,
+            append_requests: b.counter(
+                "bsfg_append_requests_total",
+                "Facts received in AppendFact and AppendFacts calls.",
+            )?,
             append_failures: b.counters(
                 "bsfg_append_failures_total",
-                "AppendFact calls that failed, by error code.",
+                "Facts whose append failed, by error code (a call refused whole counts its facts).",
                 &["reason"],
             )?,
             store_buffer_fill_percent: b.gauge(
@@ -125,7 +128,7 @@ impl Metrics {
             append_latency: b.add(Histogram::with_opts(
                 HistogramOpts::new(
                     "bsfg_append_latency_seconds",
-                    "Time from receiving an AppendFact to its durable acknowledgement.",
+                    "Time from receiving an AppendFact or AppendFacts call to its durable acknowledgement.",
                 )
                 .buckets(append_buckets),
             )?)?,

@@ -56,8 +56,11 @@ impl Actor for StoreBuffer {
 /// group commit. The call fails as a whole only when backpressure refuses new facts or the commit
 /// fails.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<Result<AppendResponse, RpcError>>, RpcError>")]
+#[rtype(result = "Result<Outcomes, RpcError>")]
 pub struct Append(pub Vec<Message>);
+
+/// The outcome of each message of an [`Append`], in its order.
+pub type Outcomes = Vec<Result<AppendResponse, RpcError>>;
 
 /// FetchFacts from a peer node: facts addressed to `peer`.
 #[derive(Message)]
@@ -78,7 +81,7 @@ pub struct PeerConfirm {
 }
 
 impl Handler<Append> for StoreBuffer {
-    type Result = ResponseFuture<Result<Vec<Result<AppendResponse, RpcError>>, RpcError>>;
+    type Result = ResponseFuture<Result<Outcomes, RpcError>>;
 
     fn handle(&mut self, Append(messages): Append, _: &mut Self::Context) -> Self::Result {
         let (config, journal) = (self.config.clone(), self.journal.clone());
@@ -91,29 +94,35 @@ impl Handler<Append> for StoreBuffer {
             if checked.iter().any(Result::is_ok) {
                 admission.check()?;
             }
-            // `Ok(())` marks a message handed to the journal; its outcome comes from there.
-            let mut outcomes = Vec::with_capacity(checked.len());
+            // Each slot is the message's own error, or `None` when the journal decides it.
+            let mut slots = Vec::with_capacity(checked.len());
             let mut prepared = Vec::with_capacity(checked.len());
             for message in checked {
                 let ready = match message {
                     Ok(message) => prepare(&objects, message).await,
                     Err(e) => Err(e),
                 };
-                outcomes.push(ready.map(|fact| prepared.push(fact)));
+                match ready {
+                    Ok(fact) => {
+                        prepared.push(fact);
+                        slots.push(None);
+                    }
+                    Err(e) => slots.push(Some(e)),
+                }
             }
             let mut journaled = match prepared.is_empty() {
                 true => Vec::new(),
                 false => journal.append(prepared).await?,
             }
             .into_iter();
-            let answer = |outcome: Result<(), RpcError>| {
-                outcome?;
-                match journaled.next() {
-                    Some(result) => result.map_err(RpcError::from),
-                    None => Err(RpcError::internal("the journal answered fewer facts than it was given")),
-                }
-            };
-            Ok(outcomes.into_iter().map(answer).collect())
+            let outcomes = slots.into_iter().map(|slot| match slot {
+                Some(refused) => Err(refused),
+                None => journaled.next().map_or_else(
+                    || Err(RpcError::internal("the journal answered fewer facts than it was given")),
+                    |result| result.map_err(RpcError::from),
+                ),
+            });
+            Ok(outcomes.collect())
         })
     }
 }

@@ -22,6 +22,7 @@ pub use error::{ErrorCode, RpcError};
 pub use model::{Envelope, Fact, Message, ValidationError};
 pub use object::{ArtifactError, ArtifactRef, ObjectDigest, ObjectHasher};
 pub use rpc::{
-    AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, ConfirmRequest, ConfirmResponse,
-    FetchRequest, FetchResponse, FetchedFact, GetObjectRequest, ObjectMeta, PutObjectRequest, Request, Response,
+    AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, BatchTally, ConfirmRequest,
+    ConfirmResponse, FetchRequest, FetchResponse, FetchedFact, GetObjectRequest, ObjectMeta, PutObjectRequest, Request,
+    Response,
 };

@@ -33,6 +33,15 @@ impl Request {
             Self::AppendBatch(_) => "append_facts",
         }
     }
+
+    /// How many facts the request asks to append (0 for the other operations).
+    pub fn facts(&self) -> usize {
+        match self {
+            Self::Append(_) => 1,
+            Self::AppendBatch(r) => r.messages.len(),
+            _ => 0,
+        }
+    }
 }
 
 /// The answer to a [`Request`], or an error.
@@ -79,6 +88,45 @@ pub struct AppendBatchRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct AppendBatchResponse {
     pub results: Vec<Result<AppendResponse, RpcError>>,
+}
+
+/// What the facts of one [`AppendBatchResponse`] came to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchTally {
+    pub appended: usize,
+    pub duplicates: usize,
+    pub failed: usize,
+    /// Index of the first failed fact, if any failed.
+    pub first_failed: Option<usize>,
+}
+
+impl AppendBatchResponse {
+    pub fn tally(&self) -> BatchTally {
+        BatchTally::of(&self.results)
+    }
+
+    /// The error of the first failed fact.
+    pub fn first_error(&self) -> Option<&RpcError> {
+        self.results.iter().find_map(|r| r.as_ref().err())
+    }
+}
+
+impl BatchTally {
+    /// Counts the outcomes of appended facts.
+    pub fn of(results: &[Result<AppendResponse, RpcError>]) -> Self {
+        let mut tally = Self::default();
+        for (i, result) in results.iter().enumerate() {
+            match result {
+                Ok(ack) if ack.duplicate => tally.duplicates += 1,
+                Ok(_) => tally.appended += 1,
+                Err(_) => {
+                    tally.failed += 1;
+                    tally.first_failed.get_or_insert(i);
+                }
+            }
+        }
+        tally
+    }
 }
 
 /// `FetchFacts(consumer, limit, max_wait_ms, after?)`.

@@ -131,7 +131,9 @@ impl Writer {
                     // Once a fact of a call did not fit, no later new fact of that call is taken,
                     // so a retried call keeps its order.
                     let result = match &full {
-                        Some(error) if stored.is_none() && !seen.contains_key(&prepared.message.envelope.message_id) => {
+                        Some(error)
+                            if stored.is_none() && !seen.contains_key(&prepared.message.envelope.message_id) =>
+                        {
                             Err(error.clone())
                         }
                         _ => self.plan_append(prepared, stored, now, &mut seen, plan),

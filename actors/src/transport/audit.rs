@@ -1,8 +1,9 @@
 //! The log line of one RPC call (SPEC §12). With `log.audit = true` every call is logged once as
 //! `rpc_call`: the caller's identity, the operation, the outcome (`result`, and for failures the
 //! wire `code` and `error_message`), `duration_ms`, and what the call was about — `message_id`,
-//! `to_zone` and `predicate` of an append, the number of `facts` of an `AppendFacts` batch (with
-//! how many were `appended`, `duplicates` or `failed`; the first failure gives the `code`); the `consumer`, or the `peer`, of a fetch or confirm;
+//! `to_zone` and `predicate` of an append; the number of `facts` of an `AppendFacts` call, how many
+//! were `appended`, `duplicates` or `failed`, and the index (`first_failed`), `code` and
+//! `error_message` of the first failure — logged with or without auditing; the `consumer`, or the `peer`, of a fetch or confirm;
 //! the size of a fetched page; `bucket` and `key` of an object call, with the stored `digest` and
 //! `size`. A page is one line, however many facts it holds. With
 //! `audit = false` only failures are logged, as `rpc_rejected`, without the request's details.
@@ -25,7 +26,6 @@ pub(super) struct Details {
     predicate: Option<String>,
     consumer: Option<String>,
     offset: Option<u64>,
-    facts: Option<usize>,
     bucket: Option<String>,
     key: Option<String>,
 }
@@ -50,10 +50,7 @@ impl Details {
                 predicate: Some(r.message.fact.predicate.clone()),
                 ..Self::default()
             },
-            Request::AppendBatch(r) => Self {
-                facts: Some(r.messages.len()),
-                ..Self::default()
-            },
+            Request::AppendBatch(_) => Self::default(),
             Request::Fetch(r) => Self {
                 consumer: consumer(&r.consumer),
                 ..Self::default()
@@ -81,6 +78,8 @@ impl Details {
 pub(super) struct Call<'a> {
     pub caller: &'a Caller,
     pub operation: &'static str,
+    /// Facts the call asked to append ([`Request::facts`]).
+    pub facts: usize,
     pub details: &'a Details,
     pub response: &'a Response,
     pub took: Duration,
@@ -105,6 +104,9 @@ impl KV for Call<'_> {
             s.emit_str("peer", zone)?;
         }
         s.emit_str("operation", self.operation)?;
+        if self.operation == "append_facts" {
+            s.emit_usize("facts", self.facts)?;
+        }
         s.emit_f64("duration_ms", self.took.as_secs_f64() * 1000.0)?;
         emit_details(self.details, s)?;
         emit_outcome(self.response, s)
@@ -125,9 +127,6 @@ fn emit_details(d: &Details, s: &mut dyn Serializer) -> slog::Result {
             s.emit_str(key, value)?;
         }
     }
-    if let Some(facts) = d.facts {
-        s.emit_usize("facts", facts)?;
-    }
     match d.offset {
         Some(offset) => s.emit_u64("offset", offset),
         None => Ok(()),
@@ -138,7 +137,7 @@ fn emit_details(d: &Details, s: &mut dyn Serializer) -> slog::Result {
 fn failure(response: &Response) -> Option<&RpcError> {
     match response {
         Response::Error(e) => Some(e),
-        Response::AppendBatch(batch) => batch.results.iter().find_map(|r| r.as_ref().err()),
+        Response::AppendBatch(batch) => batch.first_error(),
         _ => None,
     }
 }
@@ -151,15 +150,13 @@ fn emit_outcome(response: &Response, s: &mut dyn Serializer) -> slog::Result {
             s.emit_bool("duplicate", ack.duplicate)?;
         }
         Response::AppendBatch(batch) => {
-            let failed = batch.results.iter().filter(|r| r.is_err()).count();
-            let duplicates = batch
-                .results
-                .iter()
-                .filter(|r| matches!(r, Ok(ack) if ack.duplicate))
-                .count();
-            s.emit_usize("appended", batch.results.len() - failed - duplicates)?;
-            s.emit_usize("duplicates", duplicates)?;
-            s.emit_usize("failed", failed)?;
+            let tally = batch.tally();
+            s.emit_usize("appended", tally.appended)?;
+            s.emit_usize("duplicates", tally.duplicates)?;
+            s.emit_usize("failed", tally.failed)?;
+            if let Some(index) = tally.first_failed {
+                s.emit_usize("first_failed", index)?;
+            }
         }
         Response::Fetch(page) => {
             s.emit_usize("facts", page.facts.len())?;
@@ -235,6 +232,7 @@ mod tests {
         let call = Call {
             caller,
             operation: request.operation(),
+            facts: request.facts(),
             details: &details,
             response,
             took: Duration::from_micros(1500),
@@ -341,12 +339,17 @@ mod tests {
         ] {
             assert_eq!(field(&fields, key), Some(value), "{key}: {fields:?}");
         }
+        assert_eq!(field(&fields, "first_failed"), Some("2"));
         let without_audit = logged(false, &client(), &batch, &mixed);
-        assert_eq!(
-            field(&without_audit, "msg"),
-            Some("rpc_rejected"),
-            "a failed fact is a failure"
-        );
+        for (key, value) in [
+            ("msg", "rpc_rejected"),
+            ("facts", "3"),
+            ("failed", "1"),
+            ("first_failed", "2"),
+            ("code", "INVALID_ARGUMENT"),
+        ] {
+            assert_eq!(field(&without_audit, key), Some(value), "{key}: {without_audit:?}");
+        }
         let clean = Response::AppendBatch(AppendBatchResponse {
             results: vec![ok(7, false)],
         });

@@ -18,8 +18,8 @@ use std::{
 
 use actix::Addr;
 use bsfg_proto::{
-    rpc::MAX_APPEND_BATCH, AppendBatchResponse, AppendResponse, ConfirmRequest, ConfirmResponse, FetchRequest, Message,
-    Request, Response, RpcError,
+    rpc::MAX_APPEND_BATCH, AppendBatchResponse, AppendResponse, BatchTally, ConfirmRequest, ConfirmResponse,
+    FetchRequest, Message, Request, Response, RpcError,
 };
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use slog::{info, warn, Logger};
@@ -33,7 +33,8 @@ use crate::{
     forward_buffer,
     metrics::Metrics,
     objects::ObjectStore,
-    peer_link, store_buffer,
+    peer_link,
+    store_buffer::{self, Outcomes},
     zone_gate::{self, GateSwitches},
     ForwardBuffer, PeerLink, StoreBuffer, ZoneGate,
 };
@@ -204,10 +205,7 @@ async fn serve_stream(
     let response = match read.await {
         Ok(Ok(request)) => {
             operation = request.operation();
-            facts = match &request {
-                Request::AppendBatch(r) => r.messages.len(),
-                _ => 1,
-            };
+            facts = request.facts();
             details = Details::capture(&request, &caller, deps.audit);
             match admit(&caller, gate_closed, &deps) {
                 Ok(guard) => {
@@ -221,10 +219,11 @@ async fn serve_stream(
         Err(_) => Response::Error(framed::StreamError::Timeout(framed::REQUEST_TIMEOUT).to_rpc()),
     };
     let took = started.elapsed();
-    record(&deps.metrics, (operation, facts), &caller, &response, took);
+    record(&deps.metrics, operation, facts, &caller, &response, took);
     let call = Call {
         caller: &caller,
         operation,
+        facts,
         details: &details,
         response: &response,
         took,
@@ -272,7 +271,7 @@ async fn dispatch(
             .and_then(|mut results| results.pop().unwrap_or_else(|| Err(RpcError::internal("no outcome"))))
             .map(Response::Append)
             .unwrap_or_else(Response::Error),
-        Request::AppendBatch(r) => append_batch(r.messages, caller, deps)
+        Request::AppendBatch(r) => append(r.messages, caller, deps)
             .await
             .map(|results| Response::AppendBatch(AppendBatchResponse { results }))
             .unwrap_or_else(Response::Error),
@@ -291,21 +290,16 @@ async fn dispatch(
     }
 }
 
-type Outcomes = Vec<Result<AppendResponse, RpcError>>;
-
+/// AppendFact (one message) and AppendFacts alike.
 async fn append(messages: Vec<Message>, caller: &Caller, deps: &ServerDeps) -> Result<Outcomes, RpcError> {
     authorise(caller, Need::Produce, deps)?;
-    flatten(deps.store.send(store_buffer::Append(messages)).await)
-}
-
-async fn append_batch(messages: Vec<Message>, caller: &Caller, deps: &ServerDeps) -> Result<Outcomes, RpcError> {
     if messages.is_empty() || messages.len() > MAX_APPEND_BATCH {
         return Err(RpcError::invalid(format!(
             "AppendFacts carries {} messages; it takes 1 to {MAX_APPEND_BATCH}",
             messages.len()
         )));
     }
-    append(messages, caller, deps).await
+    flatten(deps.store.send(store_buffer::Append(messages)).await)
 }
 
 async fn fetch(r: FetchRequest, caller: &Caller, deps: &ServerDeps) -> Result<Response, RpcError> {
@@ -393,9 +387,16 @@ fn flatten<T>(sent: Result<Result<T, RpcError>, actix::MailboxError>) -> Result<
 }
 
 /// Counts and times one call (SPEC §11). The append counters count facts: an `AppendFacts` call
-/// of `facts` messages adds `facts` requests, and a failure for each fact that failed.
-fn record(metrics: &Metrics, call: (&'static str, usize), caller: &Caller, response: &Response, took: Duration) {
-    let (operation, facts) = call;
+/// of `facts` messages adds `facts` requests, and a failure for each fact that failed (a call
+/// refused whole counts at least one, so even an empty call shows in the failures).
+fn record(
+    metrics: &Metrics,
+    operation: &'static str,
+    facts: usize,
+    caller: &Caller,
+    response: &Response,
+    took: Duration,
+) {
     metrics
         .rpc_latency
         .with_label_values(&[operation])
@@ -406,11 +407,11 @@ fn record(metrics: &Metrics, call: (&'static str, usize), caller: &Caller, respo
     };
     match (operation, response) {
         ("append_fact" | "append_facts", Response::Error(e)) => {
-            metrics.append_requests.inc_by(facts as u64);
+            metrics.append_requests.inc_by(facts.max(1) as u64);
             metrics
                 .append_failures
                 .with_label_values(&[e.code.as_str()])
-                .inc_by(facts as u64);
+                .inc_by(facts.max(1) as u64);
         }
         ("append_fact", Response::Append(ack)) => record_appended(metrics, std::slice::from_ref(&Ok(*ack)), took),
         ("append_facts", Response::AppendBatch(batch)) => record_appended(metrics, &batch.results, took),
@@ -425,12 +426,15 @@ fn record(metrics: &Metrics, call: (&'static str, usize), caller: &Caller, respo
 fn record_appended(metrics: &Metrics, results: &[Result<AppendResponse, RpcError>], took: Duration) {
     metrics.append_requests.inc_by(results.len() as u64);
     metrics.append_latency.observe(took.as_secs_f64());
-    for result in results {
-        match result {
-            Ok(ack) if ack.duplicate => metrics.duplicate_facts.with_label_values(&["store"]).inc(),
-            Ok(_) => {}
-            Err(e) => metrics.append_failures.with_label_values(&[e.code.as_str()]).inc(),
-        }
+    let tally = BatchTally::of(results);
+    if tally.duplicates > 0 {
+        metrics
+            .duplicate_facts
+            .with_label_values(&["store"])
+            .inc_by(tally.duplicates as u64);
+    }
+    for error in results.iter().filter_map(|r| r.as_ref().err()) {
+        metrics.append_failures.with_label_values(&[error.code.as_str()]).inc();
     }
 }
 

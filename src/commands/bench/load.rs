@@ -153,13 +153,13 @@ async fn send(client: &Client, mut facts: Vec<Message>, batch: u64) -> anyhow::R
     Ok(())
 }
 
-/// When each call of one producer is due, and when the producer is done.
+/// When each fact of one producer is due, and when the producer is done.
 struct Schedule {
     started: Instant,
-    /// Calls this producer makes, when counted.
+    /// Facts this producer appends, when counted.
     share: Option<u64>,
     deadline: Option<Instant>,
-    /// `(first slot, slots between two of this producer's calls, slots per second)` when paced.
+    /// `(first slot, slots between two of this producer's facts, slots per second)` when paced.
     pace: Option<(u64, u64, u64)>,
 }
 
@@ -180,7 +180,7 @@ impl Schedule {
         }
     }
 
-    /// When call `i` may go, or `None` when this producer is done.
+    /// When fact `i` may go, or `None` when this producer is done.
     fn due(&self, i: u64) -> Option<Instant> {
         if self.share.is_some_and(|share| i >= share) {
             return None;
