@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use actix::prelude::*;
-use bsfg_proto::{FetchResponse, FetchedFact, RpcError};
+use bsfg_proto::{EncodedPage, FetchedFact, RpcError};
 
 use crate::{
     journal::{InsertOutcome, Journal},
@@ -50,7 +50,7 @@ pub struct Insert {
 
 /// FetchFacts from a local consumer.
 #[derive(Message)]
-#[rtype(result = "Result<FetchResponse, RpcError>")]
+#[rtype(result = "Result<EncodedPage, RpcError>")]
 pub struct Fetch {
     pub consumer: String,
     pub limit: u32,
@@ -76,7 +76,7 @@ impl Handler<Insert> for ForwardBuffer {
 }
 
 impl Handler<Fetch> for ForwardBuffer {
-    type Result = ResponseFuture<Result<FetchResponse, RpcError>>;
+    type Result = ResponseFuture<Result<EncodedPage, RpcError>>;
 
     fn handle(&mut self, msg: Fetch, _: &mut Self::Context) -> Self::Result {
         if let Err(e) = check_consumer(&msg.consumer) {

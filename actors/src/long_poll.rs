@@ -1,11 +1,12 @@
-//! Paged reads with long-poll, shared by both buffers' `FetchFacts`.
+//! Paged reads with long-poll, shared by both buffers' `FetchFacts`. Pages carry the messages
+//! as they were stored ([`EncodedPage`]): nothing is decoded to be encoded again.
 //!
 //! Reads run on tokio's blocking pool, never on an actix arbiter. When nothing is ready the
 //! fetch waits on the buffer's committed-high-offset watch until it moves or `max_wait` passes.
 
 use std::{sync::Arc, time::Duration};
 
-use bsfg_proto::{FetchResponse, FetchedFact, RpcError};
+use bsfg_proto::{EncodedFact, EncodedPage, RpcError};
 use tokio::{sync::watch, time::Instant};
 
 use crate::storage::{LogRecord, StorageError};
@@ -26,7 +27,7 @@ pub struct Page {
 }
 
 /// Reads a page after `page.after`, waiting up to `page.max_wait` for the first fact.
-pub async fn fetch(mut high: watch::Receiver<u64>, read: Reader, page: Page) -> Result<FetchResponse, RpcError> {
+pub async fn fetch(mut high: watch::Receiver<u64>, read: Reader, page: Page) -> Result<EncodedPage, RpcError> {
     let deadline = Instant::now() + page.max_wait;
     let limit = page.limit.clamp(1, MAX_PAGE) as usize;
     loop {
@@ -43,7 +44,7 @@ pub async fn fetch(mut high: watch::Receiver<u64>, read: Reader, page: Page) -> 
         // Nothing for this reader up to `upto`: the empty page is complete up to there.
         let waited = tokio::time::timeout_at(deadline, high.changed()).await;
         if Instant::now() >= deadline || !matches!(waited, Ok(Ok(()))) {
-            return Ok(FetchResponse {
+            return Ok(EncodedPage {
                 facts: Vec::new(),
                 high_offset: upto.max(page.after),
             });
@@ -51,26 +52,26 @@ pub async fn fetch(mut high: watch::Receiver<u64>, read: Reader, page: Page) -> 
     }
 }
 
-/// Builds the response: `high_offset` is `upto` when every entry up to it is in the page, else the
-/// last entry included (page full, or frame budget reached).
-fn into_page(records: Vec<LogRecord>, upto: u64, limit: usize, max_bytes: usize) -> FetchResponse {
+/// Builds the page from the stored encodings as they are: `high_offset` is `upto` when every entry
+/// up to it is in the page, else the last entry included (page full, or frame budget reached).
+fn into_page(records: Vec<LogRecord>, upto: u64, limit: usize, max_bytes: usize) -> EncodedPage {
     let full = records.len() >= limit;
     let mut facts = Vec::with_capacity(records.len());
     let mut bytes = 0usize;
     for record in records {
-        bytes += record.message.encoded_len() + 16;
+        bytes += record.encoded.len() + 16;
         if bytes > max_bytes && !facts.is_empty() {
-            let high_offset = facts.last().map_or(0, |f: &FetchedFact| f.offset);
-            return FetchResponse { facts, high_offset };
+            let high_offset = facts.last().map_or(0, |f: &EncodedFact| f.offset);
+            return EncodedPage { facts, high_offset };
         }
-        facts.push(FetchedFact {
+        facts.push(EncodedFact {
             offset: record.offset,
-            message: record.message,
+            message: record.encoded,
         });
     }
     let high_offset = match (full, facts.last()) {
         (true, Some(last)) => last.offset,
         _ => upto,
     };
-    FetchResponse { facts, high_offset }
+    EncodedPage { facts, high_offset }
 }

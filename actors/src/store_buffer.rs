@@ -6,7 +6,7 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use actix::prelude::*;
-use bsfg_proto::{AppendResponse, FetchResponse, Message, RpcError};
+use bsfg_proto::{AppendResponse, EncodedPage, Message, RpcError};
 
 use crate::{
     backpressure::Admission,
@@ -64,7 +64,7 @@ pub type Outcomes = Vec<Result<AppendResponse, RpcError>>;
 
 /// FetchFacts from a peer node: facts addressed to `peer`.
 #[derive(Message)]
-#[rtype(result = "Result<FetchResponse, RpcError>")]
+#[rtype(result = "Result<EncodedPage, RpcError>")]
 pub struct PeerFetch {
     pub peer: String,
     pub limit: u32,
@@ -168,7 +168,7 @@ async fn reference_artifact(objects: &ObjectStore, message: &Message) -> Result<
 }
 
 impl Handler<PeerFetch> for StoreBuffer {
-    type Result = ResponseFuture<Result<FetchResponse, RpcError>>;
+    type Result = ResponseFuture<Result<EncodedPage, RpcError>>;
 
     fn handle(&mut self, msg: PeerFetch, _: &mut Self::Context) -> Self::Result {
         let key = CursorKey::Peer(msg.peer.clone());

@@ -23,6 +23,6 @@ pub use model::{Envelope, Fact, Message, ValidationError};
 pub use object::{ArtifactError, ArtifactRef, ObjectDigest, ObjectHasher};
 pub use rpc::{
     AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, BatchTally, ConfirmRequest,
-    ConfirmResponse, FetchRequest, FetchResponse, FetchedFact, GetObjectRequest, ObjectMeta, PutObjectRequest, Request,
-    Response,
+    ConfirmResponse, EncodedFact, EncodedPage, FetchRequest, FetchResponse, FetchedFact, GetObjectRequest, ObjectMeta,
+    PutObjectRequest, Request, Response,
 };

@@ -152,6 +152,44 @@ pub struct FetchResponse {
     pub high_offset: u64,
 }
 
+/// A `FetchFacts` answer whose messages are still in the encoding they were stored in
+/// ([`codec::encode_value`](crate::codec::encode_value) of a [`Message`]). It encodes byte for byte
+/// as [`Response::Fetch`] of the same facts decoded would (a property test pins this), so a node
+/// serves pages without decoding and re-encoding every message; receivers decode a [`Response`]
+/// as usual. Only ever encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedPage {
+    pub facts: Vec<EncodedFact>,
+    /// As [`FetchResponse::high_offset`].
+    pub high_offset: u64,
+}
+
+/// A fact of an [`EncodedPage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedFact {
+    pub offset: u64,
+    /// The message, encoded.
+    pub message: Vec<u8>,
+}
+
+/// The variant index of [`Response::Fetch`] (bincode writes it as a `u32`).
+const FETCH_TAG: u32 = 1;
+
+impl Encode for EncodedPage {
+    fn encode<E: bincode::enc::Encoder>(&self, encoder: &mut E) -> Result<(), bincode::error::EncodeError> {
+        use bincode::enc::write::Writer;
+        FETCH_TAG.encode(encoder)?;
+        // Field by field as the derived encoding of `FetchResponse`: a sequence is its length as
+        // a u64, then its items; a `FetchedFact` is its offset, then its message.
+        (self.facts.len() as u64).encode(encoder)?;
+        for fact in &self.facts {
+            fact.offset.encode(encoder)?;
+            encoder.writer().write(&fact.message)?;
+        }
+        self.high_offset.encode(encoder)
+    }
+}
+
 /// One fact with its offset in the buffer it was read from.
 /// Renders as `{"offset", "envelope", "fact"}` (the `fetch` output line).
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]

@@ -13,8 +13,8 @@ use std::{
 
 use bsfg_proto::{
     codec, AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, ConfirmRequest, ConfirmResponse,
-    Envelope, ErrorCode, Fact, FetchRequest, FetchResponse, FetchedFact, GetObjectRequest, Message, ObjectDigest,
-    ObjectMeta, PutObjectRequest, Request, Response, RpcError,
+    EncodedFact, EncodedPage, Envelope, ErrorCode, Fact, FetchRequest, FetchResponse, FetchedFact, GetObjectRequest,
+    Message, ObjectDigest, ObjectMeta, PutObjectRequest, Request, Response, RpcError,
 };
 use proptest::prelude::*;
 
@@ -157,7 +157,33 @@ fn response() -> impl Strategy<Value = Response> {
     ]
 }
 
+fn fetch_response() -> impl Strategy<Value = FetchResponse> {
+    let facts = prop::collection::vec(
+        (any::<u64>(), message()).prop_map(|(offset, message)| FetchedFact { offset, message }),
+        0..8,
+    );
+    (facts, any::<u64>()).prop_map(|(facts, high_offset)| FetchResponse { facts, high_offset })
+}
+
 proptest! {
+    /// A page served from stored encodings is, on the wire, the page of decoded facts: readers
+    /// cannot tell them apart.
+    #[test]
+    fn an_encoded_page_encodes_as_the_fetch_response(page in fetch_response()) {
+        let encoded = EncodedPage {
+            facts: page
+                .facts
+                .iter()
+                .map(|f| EncodedFact { offset: f.offset, message: codec::encode_value(&f.message).expect("message") })
+                .collect(),
+            high_offset: page.high_offset,
+        };
+        let response = Response::Fetch(page);
+        prop_assert_eq!(codec::encode_value(&encoded).expect("page"), codec::encode_value(&response).expect("response"));
+        let frame = codec::encode_frame(&encoded, MAX_FRAME).expect("frame");
+        prop_assert_eq!(codec::decode_frame::<Response>(&frame, MAX_FRAME), Ok(response));
+    }
+
     #[test]
     fn requests_round_trip(request in request()) {
         let frame = codec::encode_frame(&request, MAX_FRAME).expect("encode");

@@ -128,13 +128,14 @@ fn until_freed(bytes: u64) -> impl FnMut(&LogRecord) -> bool {
     }
 }
 
-fn store_delete(record: LogRecord, reason: DeleteReason) -> StoreDelete {
-    StoreDelete {
+fn store_delete(record: LogRecord, reason: DeleteReason) -> Result<StoreDelete, StorageError> {
+    let envelope = record.message()?.envelope;
+    Ok(StoreDelete {
         offset: record.offset,
-        to_zone: record.message.envelope.to_zone,
-        message_id: record.message.envelope.message_id,
+        to_zone: envelope.to_zone,
+        message_id: envelope.message_id,
         reason,
-    }
+    })
 }
 
 fn trim_store(
@@ -145,14 +146,16 @@ fn trim_store(
 ) -> Result<Planned, StorageError> {
     let zones = storage.store_zones()?;
     let (reclaimed, freed) = oldest_first(storage, &zones, |zone| (0, confirmed.frontier(zone)), bytes, BATCH)?;
-    let mut plan: Vec<StoreDelete> = reclaimed
+    let mut plan = reclaimed
         .into_iter()
         .map(|r| store_delete(r, DeleteReason::Confirmed))
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     if drop_unconfirmed && freed < bytes {
         let range = |zone: &str| (confirmed.frontier(zone), u64::MAX);
         let (dropped, _) = oldest_first(storage, &zones, range, bytes - freed, BATCH - plan.len())?;
-        plan.extend(dropped.into_iter().map(|r| store_delete(r, DeleteReason::Dropped)));
+        for record in dropped {
+            plan.push(store_delete(record, DeleteReason::Dropped)?);
+        }
     }
     Ok(Planned {
         full_batch: plan.len() >= BATCH,
@@ -188,17 +191,20 @@ fn oldest_first(
 
 fn trim_forward(storage: &dyn Storage, confirmed: u64, bytes: u64) -> Result<Planned, StorageError> {
     let read = |after, limit| storage.read_forward(after, confirmed, limit);
-    let forward: Vec<ForwardDelete> = prefix(read, BATCH, until_freed(bytes))?
+    let forward = prefix(read, BATCH, until_freed(bytes))?
         .into_iter()
-        .map(|r| ForwardDelete {
-            offset: r.offset,
-            from_zone: r.message.envelope.from_zone,
-            message_id: r.message.envelope.message_id,
-            reason: DeleteReason::Confirmed,
-            log: true,
-            window: false,
+        .map(|r| {
+            let envelope = r.message()?.envelope;
+            Ok(ForwardDelete {
+                offset: r.offset,
+                from_zone: envelope.from_zone,
+                message_id: envelope.message_id,
+                reason: DeleteReason::Confirmed,
+                log: true,
+                window: false,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, StorageError>>()?;
     Ok(Planned {
         full_batch: forward.len() >= BATCH,
         plan: DeletePlan {
@@ -225,22 +231,23 @@ fn sweep_store(
         let upto = if expire_unconfirmed { u64::MAX } else { frontier };
         let read = |after, limit| storage.read_store(&zone, after, upto, limit);
         let old = prefix(read, budget, |r| r.stored_at_unix_ms < cutoff_unix_ms)?;
-        planned.plan.store.extend(old.into_iter().map(|r| {
-            let reason = match r.offset <= frontier {
+        for record in old {
+            let reason = match record.offset <= frontier {
                 true => DeleteReason::Confirmed,
                 false => DeleteReason::Expired,
             };
-            store_delete(r, reason)
-        }));
+            planned.plan.store.push(store_delete(record, reason)?);
+        }
         if !expire_unconfirmed {
             let oldest = storage.read_store(&zone, frontier, u64::MAX, 1)?;
-            let kept = oldest.into_iter().find(|r| r.stored_at_unix_ms < cutoff_unix_ms);
-            planned.kept.extend(kept.map(|r| Kept {
-                log: Log::Store,
-                zone: zone.clone(),
-                offset: r.offset,
-                message_id: r.message.envelope.message_id,
-            }));
+            if let Some(r) = oldest.into_iter().find(|r| r.stored_at_unix_ms < cutoff_unix_ms) {
+                planned.kept.push(Kept {
+                    log: Log::Store,
+                    zone: zone.clone(),
+                    offset: r.offset,
+                    message_id: r.message()?.envelope.message_id,
+                });
+            }
         }
     }
     planned.full_batch = planned.plan.store.len() >= BATCH;

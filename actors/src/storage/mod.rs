@@ -259,7 +259,20 @@ pub struct LogRecord {
     pub stored_at_unix_ms: u64,
     /// Value bytes of the entry (what [`Usage`] counts).
     pub stored_bytes: u64,
-    pub message: Message,
+    /// The message as it was stored (`codec::encode_value`): pages are served from these bytes
+    /// as they are, so only readers that need the message's fields decode it.
+    pub encoded: Vec<u8>,
+}
+
+impl LogRecord {
+    /// The stored message, decoded.
+    pub fn message(&self) -> Result<Message, StorageError> {
+        bsfg_proto::codec::decode_body(&self.encoded).map_err(|e| StorageError::Corrupt {
+            what: "log entry",
+            key: self.offset.to_be_bytes().to_vec(),
+            reason: e.to_string(),
+        })
+    }
 }
 
 /// What a node needs to resume after opening its storage.

@@ -398,12 +398,11 @@ fn decode_record(offset: u64, value: &[u8], header: usize) -> Result<LogRecord, 
     let body = value
         .get(header..)
         .ok_or_else(|| corrupt("log entry", &key, "shorter than its header"))?;
-    let message = bsfg_proto::codec::decode_body(body).map_err(|e| corrupt("log entry", &key, e))?;
     Ok(LogRecord {
         offset,
         stored_at_unix_ms: stored_at,
         stored_bytes: value.len() as u64,
-        message,
+        encoded: body.to_vec(),
     })
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use bsfg_proto::{Request, Response, RpcError};
 use slog::{info, warn, Logger, Record, Serializer, KV};
 
-use super::Caller;
+use super::{server::Answer, Caller};
 
 /// What a request was about, copied out of it before it is dispatched (the request moves on).
 #[derive(Debug, Default)]
@@ -81,14 +81,14 @@ pub(super) struct Call<'a> {
     /// Facts the call asked to append ([`Request::facts`]).
     pub facts: usize,
     pub details: &'a Details,
-    pub response: &'a Response,
+    pub answer: &'a Answer,
     pub took: Duration,
 }
 
 impl Call<'_> {
     /// Writes the call's line, if this call gets one.
     pub(super) fn log(self, log: &Logger, audit: bool) {
-        match (audit, failure(self.response).is_some()) {
+        match (audit, failure(self.answer).is_some()) {
             (true, false) => info!(log, "rpc_call"; self),
             (true, true) => warn!(log, "rpc_call"; self),
             (false, true) => warn!(log, "rpc_rejected"; self),
@@ -109,7 +109,7 @@ impl KV for Call<'_> {
         }
         s.emit_f64("duration_ms", self.took.as_secs_f64() * 1000.0)?;
         emit_details(self.details, s)?;
-        emit_outcome(self.response, s)
+        emit_outcome(self.answer, s)
     }
 }
 
@@ -134,15 +134,23 @@ fn emit_details(d: &Details, s: &mut dyn Serializer) -> slog::Result {
 }
 
 /// The error of a failed call, or of the first failed fact of a batch.
-fn failure(response: &Response) -> Option<&RpcError> {
-    match response {
-        Response::Error(e) => Some(e),
-        Response::AppendBatch(batch) => batch.first_error(),
+fn failure(answer: &Answer) -> Option<&RpcError> {
+    match answer {
+        Answer::Response(Response::Error(e)) => Some(e),
+        Answer::Response(Response::AppendBatch(batch)) => batch.first_error(),
         _ => None,
     }
 }
 
-fn emit_outcome(response: &Response, s: &mut dyn Serializer) -> slog::Result {
+fn emit_outcome(answer: &Answer, s: &mut dyn Serializer) -> slog::Result {
+    let response = match answer {
+        Answer::Page(page) => {
+            s.emit_usize("facts", page.facts.len())?;
+            s.emit_u64("high_offset", page.high_offset)?;
+            return s.emit_str("result", "success");
+        }
+        Answer::Response(response) => response,
+    };
     match response {
         Response::Error(_) => {}
         Response::Append(ack) => {
@@ -168,7 +176,7 @@ fn emit_outcome(response: &Response, s: &mut dyn Serializer) -> slog::Result {
             s.emit_u64("size", object.size)?;
         }
     }
-    match failure(response) {
+    match failure(answer) {
         Some(e) => {
             let result = if e.retryable {
                 "retryable_error"
@@ -234,7 +242,7 @@ mod tests {
             operation: request.operation(),
             facts: request.facts(),
             details: &details,
-            response,
+            answer: &Answer::Response(response.clone()),
             took: Duration::from_micros(1500),
         };
         call.log(&log, audit);

@@ -19,7 +19,7 @@ use std::{
 use actix::Addr;
 use bsfg_proto::{
     rpc::MAX_APPEND_BATCH, AppendBatchResponse, AppendResponse, BatchTally, ConfirmRequest, ConfirmResponse,
-    FetchRequest, Message, Request, Response, RpcError,
+    EncodedPage, FetchRequest, Message, Request, Response, RpcError,
 };
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use slog::{info, warn, Logger};
@@ -113,6 +113,28 @@ pub struct ServerDeps {
 /// Connections this node dialled to a peer: the peer may open streams on them too.
 pub type DialedConnections = tokio::sync::mpsc::UnboundedReceiver<(quinn::Connection, String)>;
 
+/// What a call answers: a response, or a page served from the stored encodings of its facts,
+/// which goes on the wire as the `Response::Fetch` it encodes to.
+pub(super) enum Answer {
+    Response(Response),
+    Page(EncodedPage),
+}
+
+impl From<Response> for Answer {
+    fn from(response: Response) -> Self {
+        Self::Response(response)
+    }
+}
+
+impl bincode::Encode for Answer {
+    fn encode<E: bincode::enc::Encoder>(&self, encoder: &mut E) -> Result<(), bincode::error::EncodeError> {
+        match self {
+            Self::Response(response) => response.encode(encoder),
+            Self::Page(page) => page.encode(encoder),
+        }
+    }
+}
+
 /// Handle to the accept loop.
 pub struct RpcServer {
     task: tokio::task::JoinHandle<()>,
@@ -202,7 +224,7 @@ async fn serve_stream(
     let (mut operation, mut facts, mut details, mut in_flight) = ("invalid", 0, Details::default(), None);
     let gate_closed = matches!(&*caller, Caller::Peer(zone) if deps.switches.is_closed(zone));
     let mut body = None;
-    let response = match read.await {
+    let answer: Answer = match read.await {
         Ok(Ok(request)) => {
             operation = request.operation();
             facts = request.facts();
@@ -212,25 +234,25 @@ async fn serve_stream(
                     in_flight = guard;
                     dispatch(request, &caller, &deps, &mut recv, &mut body).await
                 }
-                Err(e) => Response::Error(e),
+                Err(e) => Response::Error(e).into(),
             }
         }
-        Ok(Err(e)) => Response::Error(e.to_rpc()),
-        Err(_) => Response::Error(framed::StreamError::Timeout(framed::REQUEST_TIMEOUT).to_rpc()),
+        Ok(Err(e)) => Response::Error(e.to_rpc()).into(),
+        Err(_) => Response::Error(framed::StreamError::Timeout(framed::REQUEST_TIMEOUT).to_rpc()).into(),
     };
     let took = started.elapsed();
-    record(&deps.metrics, operation, facts, &caller, &response, took);
+    record(&deps.metrics, operation, facts, &caller, &answer, took);
     let call = Call {
         caller: &caller,
         operation,
         facts,
         details: &details,
-        response: &response,
+        answer: &answer,
         took,
     };
     call.log(&deps.log, deps.audit);
     let _ = recv.stop(0u32.into());
-    objects::respond(&mut send, &response, body, deps.max_frame_bytes).await;
+    objects::respond(&mut send, &answer, body, deps.max_frame_bytes).await;
     drop(in_flight);
     if gate_closed {
         // The peer learns why, then loses the connection: it must not keep one open per retry.
@@ -264,8 +286,8 @@ async fn dispatch(
     deps: &ServerDeps,
     recv: &mut RecvStream,
     body: &mut Option<objects::Body>,
-) -> Response {
-    match request {
+) -> Answer {
+    let response = match request {
         Request::Append(r) => append(vec![r.message], caller, deps)
             .await
             .and_then(|mut results| results.pop().unwrap_or_else(|| Err(RpcError::internal("no outcome"))))
@@ -275,7 +297,12 @@ async fn dispatch(
             .await
             .map(|results| Response::AppendBatch(AppendBatchResponse { results }))
             .unwrap_or_else(Response::Error),
-        Request::Fetch(r) => fetch(r, caller, deps).await.unwrap_or_else(Response::Error),
+        Request::Fetch(r) => {
+            return match fetch(r, caller, deps).await {
+                Ok(page) => Answer::Page(page),
+                Err(e) => Response::Error(e).into(),
+            }
+        }
         Request::Confirm(r) => confirm(r, caller, deps).await.unwrap_or_else(Response::Error),
         Request::PutObject(r) => objects::put(r, caller, deps, recv)
             .await
@@ -287,7 +314,8 @@ async fn dispatch(
             }
             Err(e) => Response::Error(e),
         },
-    }
+    };
+    response.into()
 }
 
 /// AppendFact (one message) and AppendFacts alike.
@@ -302,7 +330,7 @@ async fn append(messages: Vec<Message>, caller: &Caller, deps: &ServerDeps) -> R
     flatten(deps.store.send(store_buffer::Append(messages)).await)
 }
 
-async fn fetch(r: FetchRequest, caller: &Caller, deps: &ServerDeps) -> Result<Response, RpcError> {
+async fn fetch(r: FetchRequest, caller: &Caller, deps: &ServerDeps) -> Result<EncodedPage, RpcError> {
     let max_wait = Duration::from_millis(u64::from(r.max_wait_ms.min(60_000)));
     let page = match caller {
         Caller::Peer(zone) => {
@@ -330,7 +358,7 @@ async fn fetch(r: FetchRequest, caller: &Caller, deps: &ServerDeps) -> Result<Re
             flatten(deps.forward.send(msg).await)?
         }
     };
-    Ok(Response::Fetch(page))
+    Ok(page)
 }
 
 async fn confirm(r: ConfirmRequest, caller: &Caller, deps: &ServerDeps) -> Result<Response, RpcError> {
@@ -389,14 +417,7 @@ fn flatten<T>(sent: Result<Result<T, RpcError>, actix::MailboxError>) -> Result<
 /// Counts and times one call (SPEC §11). The append counters count facts: an `AppendFacts` call
 /// of `facts` messages adds `facts` requests, and a failure for each fact that failed (a call
 /// refused whole counts at least one, so even an empty call shows in the failures).
-fn record(
-    metrics: &Metrics,
-    operation: &'static str,
-    facts: usize,
-    caller: &Caller,
-    response: &Response,
-    took: Duration,
-) {
+fn record(metrics: &Metrics, operation: &'static str, facts: usize, caller: &Caller, answer: &Answer, took: Duration) {
     metrics
         .rpc_latency
         .with_label_values(&[operation])
@@ -405,19 +426,23 @@ fn record(
         Caller::Peer(_) => "peer",
         _ => "consumer",
     };
-    match (operation, response) {
-        ("append_fact" | "append_facts", Response::Error(e)) => {
+    match (operation, answer) {
+        ("append_fact" | "append_facts", Answer::Response(Response::Error(e))) => {
             metrics.append_requests.inc_by(facts.max(1) as u64);
             metrics
                 .append_failures
                 .with_label_values(&[e.code.as_str()])
                 .inc_by(facts.max(1) as u64);
         }
-        ("append_fact", Response::Append(ack)) => record_appended(metrics, std::slice::from_ref(&Ok(*ack)), took),
-        ("append_facts", Response::AppendBatch(batch)) => record_appended(metrics, &batch.results, took),
+        ("append_fact", Answer::Response(Response::Append(ack))) => {
+            record_appended(metrics, std::slice::from_ref(&Ok(*ack)), took)
+        }
+        ("append_facts", Answer::Response(Response::AppendBatch(batch))) => {
+            record_appended(metrics, &batch.results, took)
+        }
         ("fetch_facts", _) => metrics.fetch_requests.with_label_values(&[role]).inc(),
         ("confirm_receipt", _) => metrics.confirm_requests.with_label_values(&[role]).inc(),
-        ("put_object", Response::PutObject(_)) => metrics.artifact_upload_total.inc(),
+        ("put_object", Answer::Response(Response::PutObject(_))) => metrics.artifact_upload_total.inc(),
         ("put_object", _) => metrics.artifact_upload_failures.inc(),
         _ => {}
     }

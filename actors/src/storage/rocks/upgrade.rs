@@ -36,7 +36,7 @@ impl RocksStorage {
             let (key, value) = entry.map_err(engine)?;
             let offset = super::be_u64(&key, "log key", &key)?;
             let record = decode_record(offset, &value, FORWARD_HEADER)?;
-            let envelope = &record.message.envelope;
+            let envelope = record.message()?.envelope;
             let window = sweep::age_value(record.stored_at_unix_ms, &envelope.from_zone, &envelope.message_id);
             wb.put_cf(age, key, window);
             if wb.len() >= UPGRADE_BATCH {

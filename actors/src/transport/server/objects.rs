@@ -4,7 +4,7 @@
 use bsfg_proto::{object, GetObjectRequest, PutObjectRequest, Response, RpcError};
 use quinn::{RecvStream, SendStream};
 
-use super::{authorise, Caller, Need, ServerDeps};
+use super::{authorise, Answer, Caller, Need, ServerDeps};
 use crate::{
     objects::{Origin, PutSpec},
     transport::framed,
@@ -60,8 +60,8 @@ pub(super) async fn get(r: GetObjectRequest, caller: &Caller, deps: &ServerDeps)
 }
 
 /// Writes the response frame, then the body if there is one, and finishes the stream.
-pub(super) async fn respond(send: &mut SendStream, response: &Response, body: Option<Body>, max_frame_bytes: usize) {
-    if let Err(e) = framed::send_frame(send, response, max_frame_bytes).await {
+pub(super) async fn respond(send: &mut SendStream, answer: &Answer, body: Option<Body>, max_frame_bytes: usize) {
+    if let Err(e) = framed::send_frame(send, answer, max_frame_bytes).await {
         let fallback = Response::Error(RpcError::internal(format!("response could not be sent: {e}")));
         let _ = framed::write_frame(send, &fallback, max_frame_bytes).await;
         return;
