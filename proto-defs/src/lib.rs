@@ -7,16 +7,19 @@
 //!   `GetObject` carry the artifact's raw bytes after their frame.
 //! - [`error`]: wire error codes with their `retryable` flag.
 //! - [`codec`]: frames (`u32` big-endian length + bincode 2 body) with bounded decoding.
+//! - [`close`]: QUIC application codes of closed connections and stopped or reset streams.
 //!
 //! This crate knows nothing of actix, tokio or RocksDB: it is plain data and pure functions, so both
 //! sides of the wire and the storage layer can share it.
 
+pub mod close;
 pub mod codec;
 pub mod error;
 pub mod model;
 pub mod object;
 pub mod rpc;
 
+pub use close::{CloseCode, StreamCode};
 pub use codec::FrameError;
 pub use error::{ErrorCode, RpcError};
 pub use model::{Envelope, Fact, Message, ValidationError};
