@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod node;
 pub mod objects;
 mod peer_link;
+pub mod rpc;
 pub mod status;
 pub mod storage;
 mod store_buffer;

@@ -21,7 +21,7 @@ use actix_web::{
 use bsfg_actors::{
     cert_watcher::{Reload, Trigger},
     node::Handles,
-    transport::DRAIN_GRACE,
+    rpc::DRAIN_GRACE,
     zone_gate,
 };
 use serde_json::json;

@@ -9,7 +9,7 @@ use bsfg_actors::{
     backpressure::{BackpressureConfig, BufferLimits, WhenFull},
     cert_watcher::{self, Reload, TlsPaths, Trigger},
     node::{Node, NodeSettings, PeerSettings},
-    transport::{Roles, DRAIN_GRACE},
+    rpc::{Roles, DRAIN_GRACE},
     CertWatcher,
 };
 use bsfg_proto::ErrorCode;

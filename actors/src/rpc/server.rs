@@ -8,8 +8,6 @@
 //! gate an operator closed (its connection is closed once the refusal is delivered, and never
 //! offered to the link). Each call is counted and timed, and logged as `audit` says.
 
-mod objects;
-
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -25,9 +23,9 @@ use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use slog::{info, warn, Logger};
 
 use super::{
-    audit::{Call, Details},
+    call::{Call, Details},
     drain::InFlight,
-    framed, tls, DrainHandle,
+    objects, DrainHandle,
 };
 use crate::{
     forward_buffer,
@@ -35,6 +33,7 @@ use crate::{
     objects::ObjectStore,
     peer_link,
     store_buffer::{self, Outcomes},
+    transport::{framed, tls},
     zone_gate::{self, GateSwitches},
     ForwardBuffer, PeerLink, StoreBuffer, ZoneGate,
 };
@@ -386,12 +385,12 @@ async fn confirm(r: ConfirmRequest, caller: &Caller, deps: &ServerDeps) -> Resul
     Ok(Response::Confirm(ConfirmResponse { cursor }))
 }
 
-enum Need {
+pub(super) enum Need {
     Produce,
     Consume,
 }
 
-fn authorise(caller: &Caller, need: Need, deps: &ServerDeps) -> Result<(), RpcError> {
+pub(super) fn authorise(caller: &Caller, need: Need, deps: &ServerDeps) -> Result<(), RpcError> {
     let role = match need {
         Need::Produce => "produce",
         Need::Consume => "consume",

@@ -4,7 +4,7 @@
 use bsfg_proto::{object, GetObjectRequest, PutObjectRequest, Response, RpcError};
 use quinn::{RecvStream, SendStream};
 
-use super::{authorise, Answer, Caller, Need, ServerDeps};
+use super::server::{authorise, Answer, Caller, Need, ServerDeps};
 use crate::{
     objects::{Origin, PutSpec},
     transport::framed,
