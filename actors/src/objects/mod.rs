@@ -3,9 +3,9 @@
 //! referenced, referenced_by} behind the [`ObjectIndex`] port (RocksDB column family `objects`).
 //!
 //! Rules:
-//! - A body streams through in chunks of [`framed::BODY_CHUNK`] bytes over a short channel to a
-//!   blocking writer that hashes and writes it, so memory per transfer stays bounded whatever the
-//!   artifact's size. An upload is acknowledged only after its file and directory are `fsync`ed
+//! - A body is read from any byte source (a QUIC stream, in the node) in chunks of at most
+//!   [`CHUNK`] bytes that go over a short channel to a blocking writer that hashes and writes
+//!   them, so memory per transfer stays bounded whatever the artifact's size. An upload is acknowledged only after its file and directory are `fsync`ed
 //!   and the index entry is written with a synced batch.
 //! - Re-putting identical content is a no-op. Other content under an unreferenced key replaces it;
 //!   under a referenced key it is refused (`ALREADY_EXISTS`): referenced objects are immutable.
@@ -25,15 +25,16 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use bsfg_proto::{object, ArtifactError, ArtifactRef, ErrorCode, ObjectDigest, ObjectMeta, RpcError};
 use prometheus::IntGaugeVec;
-use quinn::RecvStream;
-use tokio::sync::mpsc;
-
-use crate::{
-    storage::{ObjectEntry, ObjectIndex, StorageError},
-    transport::framed::{self, StreamError},
+use tokio::{
+    io::{AsyncRead, AsyncReadExt},
+    sync::mpsc,
 };
+
+use crate::storage::{ObjectEntry, ObjectIndex, StorageError};
 use catalog::Catalog;
 
+/// Largest chunk of a body handed to the blocking writer at once.
+pub const CHUNK: usize = 64 << 10;
 /// Chunks in flight between the network and the blocking writer of one upload.
 const CHUNKS_IN_FLIGHT: usize = 8;
 
@@ -65,8 +66,10 @@ pub enum ObjectError {
         expected: ObjectDigest,
         actual: ObjectDigest,
     },
+    #[error("body transfer failed: no data within {0:?}")]
+    Stalled(Duration),
     #[error("body transfer failed: {0}")]
-    Body(#[from] StreamError),
+    Body(std::io::Error),
     #[error("object store I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("object index: {0}")]
@@ -78,8 +81,7 @@ impl From<ObjectError> for RpcError {
         let code = match &error {
             ObjectError::NotFound { .. } => ErrorCode::NotFound,
             ObjectError::Immutable { .. } => ErrorCode::AlreadyExists,
-            ObjectError::Body(e) => return e.to_rpc(),
-            ObjectError::Io(_) | ObjectError::Storage(_) => ErrorCode::Unavailable,
+            ObjectError::Body(_) | ObjectError::Io(_) | ObjectError::Storage(_) => ErrorCode::Unavailable,
             _ => ErrorCode::InvalidArgument,
         };
         RpcError::new(code, error.to_string())
@@ -127,25 +129,28 @@ impl ObjectStore {
         })
     }
 
-    /// Streams a body of `spec.size` bytes from `recv` into the store; every read may take at
-    /// most `chunk_timeout`. Returns once the object is durable.
+    /// Streams a body of `spec.size` bytes from `body` into the store; every read may take at
+    /// most `read_timeout`, so a transfer is bounded by its progress, not its total time.
+    /// Returns once the object is durable.
     pub async fn receive(
         &self,
         spec: PutSpec,
-        recv: &mut RecvStream,
-        chunk_timeout: Duration,
+        body: &mut (impl AsyncRead + Unpin),
+        read_timeout: Duration,
     ) -> Result<ObjectMeta, ObjectError> {
         self.check(&spec)?;
-        let mut body = framed::BodyReader::new(spec.size);
+        let size = spec.size;
         let (chunks, received) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let catalog = self.catalog.clone();
         let writer = tokio::task::spawn_blocking(move || catalog.receive(&spec, received));
-        loop {
+        let mut got = 0;
+        while got < size {
             // Returning early drops `chunks`: the writer sees a short body and deletes its file.
-            let chunk = tokio::time::timeout(chunk_timeout, body.next(recv))
-                .await
-                .map_err(|_| StreamError::Timeout(chunk_timeout))??;
-            let Some(chunk) = chunk else { break };
+            let chunk = read_chunk(body, size - got, read_timeout).await?;
+            if chunk.is_empty() {
+                return Err(ObjectError::Truncated { expected: size, got });
+            }
+            got += chunk.len() as u64;
             if chunks.send(chunk).await.is_err() {
                 // The writer stopped early (a refusal or a disk error): its answer says why.
                 break;
@@ -216,4 +221,27 @@ impl ObjectStore {
             .await
             .map_err(|e| ObjectError::Io(std::io::Error::other(e.to_string())))?
     }
+}
+
+/// The next chunk of a body: what arrives until [`CHUNK`] bytes (at most `left`) are read or the
+/// body ends; empty once it has ended.
+async fn read_chunk(
+    body: &mut (impl AsyncRead + Unpin),
+    left: u64,
+    read_timeout: Duration,
+) -> Result<Vec<u8>, ObjectError> {
+    let want = CHUNK.min(usize::try_from(left).unwrap_or(usize::MAX));
+    let mut chunk = vec![0; want];
+    let mut filled = 0;
+    while filled < want {
+        let read = tokio::time::timeout(read_timeout, body.read(&mut chunk[filled..]))
+            .await
+            .map_err(|_| ObjectError::Stalled(read_timeout))?;
+        match read.map_err(ObjectError::Body)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    chunk.truncate(filled);
+    Ok(chunk)
 }

@@ -1,14 +1,15 @@
 //! The artifact store against a real RocksDB and real files in a temporary directory: durable
 //! content-addressed blobs, idempotent re-puts, replacement of unreferenced objects, immutability
-//! of referenced ones, verified pulls, and recovery after a crash mid-upload.
+//! of referenced ones, verified pulls, recovery after a crash mid-upload, and bodies read from
+//! any byte source (short, stalled, forged).
 
-use std::{fs, path::Path, sync::Arc};
+use std::{fs, path::Path, sync::Arc, time::Duration};
 
-use bsfg_proto::{ArtifactRef, ObjectDigest};
+use bsfg_proto::{ArtifactRef, ErrorCode, ObjectDigest, RpcError};
 use prometheus::{IntGaugeVec, Opts};
 use tokio::sync::mpsc;
 
-use super::{catalog::Catalog, ObjectError, ObjectStore, Origin, PutSpec};
+use super::{catalog::Catalog, ObjectError, ObjectStore, Origin, PutSpec, CHUNK};
 use crate::storage::RocksStorage;
 
 /// The catalog (and with it the database) drops before the directory is removed.
@@ -227,12 +228,17 @@ fn objects_survive_a_crash_and_interrupted_uploads_are_cleared() {
     assert_eq!(f.usage.with_label_values(&["coa"]).get(), 7, "usage recomputed on open");
 }
 
+/// An object store over RocksDB in `dir`, refusing objects over `limit` bytes.
+fn store_in(dir: &Path, limit: u64) -> ObjectStore {
+    let index = Arc::new(RocksStorage::open(&dir.join("db"), "plant-a").expect("rocksdb"));
+    let usage = IntGaugeVec::new(Opts::new("usage", "test"), &["bucket"]).expect("gauge");
+    ObjectStore::open(dir, index, limit, usage).expect("store")
+}
+
 #[test]
 fn names_and_the_size_limit_are_checked_before_any_byte_is_stored() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let index = Arc::new(RocksStorage::open(&dir.path().join("db"), "plant-a").expect("rocksdb"));
-    let usage = IntGaugeVec::new(Opts::new("usage", "test"), &["bucket"]).expect("gauge");
-    let store = ObjectStore::open(dir.path(), index, 10, usage).expect("store");
+    let store = store_in(dir.path(), 10);
     let mut too_big = spec("k", b"0123456789a", Origin::Producer);
     assert!(matches!(
         store.check(&too_big),
@@ -242,4 +248,73 @@ fn names_and_the_size_limit_are_checked_before_any_byte_is_stored() {
     assert!(store.check(&too_big).is_ok());
     too_big.bucket = "Bad Bucket".into();
     assert!(matches!(store.check(&too_big), Err(ObjectError::Name(_))));
+}
+
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn a_body_is_read_from_any_byte_source_in_chunks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_in(dir.path(), 1 << 20);
+    // Three chunks and a bit: the last chunk is short and nothing past the size is read.
+    let body: Vec<u8> = (0..3 * CHUNK + 7).map(|i| (i % 251) as u8).collect();
+    let mut source = [&body[..], b"trailing bytes of the next frame"].concat();
+    let meta = store
+        .receive(spec("big", &body, Origin::Producer), &mut &source[..], READ_TIMEOUT)
+        .await
+        .expect("stored");
+    assert_eq!((meta.digest, meta.size), (ObjectDigest::of(&body), body.len() as u64));
+
+    source.truncate(body.len() - 1);
+    let short = store
+        .receive(spec("short", &body, Origin::Producer), &mut &source[..], READ_TIMEOUT)
+        .await;
+    let expected = body.len() as u64;
+    assert!(
+        matches!(short, Err(ObjectError::Truncated { expected: e, got }) if e == expected && got == expected - 1),
+        "{short:?}"
+    );
+    assert!(store.lookup("coa", "short").await.expect("lookup").is_none());
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_fails_after_the_read_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_in(dir.path(), 1 << 20);
+    let (mut sender, mut receiver) = tokio::io::duplex(64);
+    tokio::io::AsyncWriteExt::write_all(&mut sender, b"half")
+        .await
+        .expect("write");
+    let stalled = store
+        .receive(
+            spec("k", b"half and more", Origin::Producer),
+            &mut receiver,
+            Duration::from_millis(50),
+        )
+        .await;
+    assert!(matches!(stalled, Err(ObjectError::Stalled(_))), "{stalled:?}");
+    assert_eq!(
+        RpcError::from(stalled.expect_err("stalled")).code,
+        ErrorCode::InvalidArgument
+    );
+    drop(sender);
+    assert!(store.lookup("coa", "k").await.expect("lookup").is_none());
+}
+
+#[tokio::test]
+async fn a_pulled_body_with_another_digest_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_in(dir.path(), 1 << 20);
+    let announced = Origin::Peer {
+        digest: ObjectDigest::of(b"the referenced content"),
+    };
+    let forged = b"forged content, same len";
+    let refused = store
+        .receive(spec("p", forged, announced), &mut &forged[..], READ_TIMEOUT)
+        .await;
+    assert!(
+        matches!(refused, Err(ObjectError::DigestMismatch { .. })),
+        "{refused:?}"
+    );
+    assert!(store.lookup("coa", "p").await.expect("lookup").is_none());
 }
