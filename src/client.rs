@@ -8,11 +8,12 @@ use std::{
 
 use bsfg_actors::transport::{
     framed::{self, StreamError},
-    tls::{TlsError, TlsMaterial, DEFAULT_IDLE_TIMEOUT},
+    tls::{self, TlsError, TlsMaterial, DEFAULT_IDLE_TIMEOUT},
 };
 use bsfg_proto::{
-    AppendBatchRequest, AppendRequest, AppendResponse, ConfirmRequest, ErrorCode, FetchRequest, FetchResponse,
-    GetObjectRequest, Message, ObjectDigest, ObjectHasher, ObjectMeta, PutObjectRequest, Request, Response, RpcError,
+    AppendBatchRequest, AppendRequest, AppendResponse, CloseCode, ConfirmRequest, ErrorCode, FetchRequest,
+    FetchResponse, GetObjectRequest, Message, ObjectDigest, ObjectHasher, ObjectMeta, PutObjectRequest, Request,
+    Response, RpcError,
 };
 use quinn::{Connection, Endpoint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -63,7 +64,7 @@ impl ClientError {
             Self::Connect { tls: true, .. } | Self::Tls(_) => ErrorCode::Unauthenticated,
             // In TLS 1.3 the node checks our certificate after we think the handshake is done, so
             // its refusal can arrive as the close of the connection during the first call.
-            Self::Stream(StreamError::Connection(e)) if is_handshake_failure(e) => ErrorCode::Unauthenticated,
+            Self::Stream(StreamError::Connection(e)) if tls::handshake_alert(e).is_some() => ErrorCode::Unauthenticated,
             Self::Connect { .. } | Self::Stream(_) => ErrorCode::Unavailable,
             Self::Resolve(_) | Self::Sink(_) => ErrorCode::InvalidArgument,
             Self::Unexpected | Self::Corrupt { .. } => ErrorCode::Internal,
@@ -98,7 +99,7 @@ impl Client {
             .map_err(|e| connect_error(options, e.to_string(), false))?;
         let conn = connecting
             .await
-            .map_err(|e| connect_error(options, e.to_string(), is_handshake_failure(&e)))?;
+            .map_err(|e| connect_error(options, e.to_string(), tls::handshake_alert(&e).is_some()))?;
         Ok(Self { endpoint, conn })
     }
 
@@ -210,7 +211,7 @@ impl Client {
 
     /// Closes the connection and waits briefly for the close to reach the node.
     pub async fn close(self) {
-        self.conn.close(0u32.into(), b"done");
+        self.conn.close(CloseCode::Shutdown.code().into(), b"done");
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
 }
@@ -231,16 +232,6 @@ async fn receive_body(
     }
     sink.flush().await.map_err(ClientError::Sink)?;
     Ok(hasher.finish())
-}
-
-/// A connection closed with a TLS alert (QUIC crypto error codes 0x100–0x1ff), by either side.
-fn is_handshake_failure(error: &quinn::ConnectionError) -> bool {
-    let code = match error {
-        quinn::ConnectionError::TransportError(e) => e.code,
-        quinn::ConnectionError::ConnectionClosed(close) => close.error_code,
-        _ => return false,
-    };
-    u64::from(code) & !0xff == 0x100
 }
 
 fn resolve(node: &str) -> Result<SocketAddr, ClientError> {

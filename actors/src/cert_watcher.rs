@@ -21,11 +21,10 @@ use notify::{
     event::{AccessKind, AccessMode},
     Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher,
 };
-use slog::{info, warn, Logger};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    metrics::Metrics,
+    events::{CertReloadFailed, CertReloaded, CertWatchFailed, Telemetry},
     transport::tls::{TlsError, TlsMaterial},
 };
 
@@ -124,8 +123,7 @@ pub struct CertWatcherDeps {
     /// The config peer links dial with.
     pub client_config: watch::Sender<quinn::ClientConfig>,
     pub certificate: watch::Sender<Certificate>,
-    pub metrics: Arc<Metrics>,
-    pub log: Logger,
+    pub telemetry: Telemetry,
 }
 
 impl CertWatcherDeps {
@@ -135,23 +133,21 @@ impl CertWatcherDeps {
                 self.endpoint.set_server_config(Some(new.server));
                 self.client_config.send_replace(new.client);
                 self.certificate.send_replace(new.certificate.clone());
-                self.reloaded(trigger, &new.certificate);
+                let certificate = &new.certificate;
+                self.telemetry.emit(CertReloaded {
+                    trigger: trigger.as_str(),
+                    subject: &certificate.subject,
+                    not_after: certificate.not_after,
+                    left: certificate.time_left(SystemTime::now()),
+                });
                 Ok(new.certificate)
             }
             Err(e) => {
-                self.metrics.cert_reloads.with_label_values(&["failure"]).inc();
-                warn!(self.log, "cert_reload_failed"; "trigger" => trigger.as_str(), "reason" => %e);
+                let trigger = trigger.as_str();
+                self.telemetry.emit(CertReloadFailed { trigger, reason: &e });
                 Err(e)
             }
         }
-    }
-
-    fn reloaded(&self, trigger: Trigger, certificate: &Certificate) {
-        let left = certificate.time_left(SystemTime::now());
-        self.metrics.cert_reloads.with_label_values(&["success"]).inc();
-        self.metrics.certificate_expiry_seconds.set(left.as_secs_f64());
-        info!(self.log, "cert_reloaded"; "trigger" => trigger.as_str(), "subject" => &certificate.subject,
-            "not_after" => %humantime::format_rfc3339_seconds(certificate.not_after), "seconds_left" => left.as_secs());
     }
 }
 
@@ -217,8 +213,7 @@ impl Actor for CertWatcher {
     fn started(&mut self, ctx: &mut Self::Context) {
         match self.watch_files(ctx.address()) {
             Ok(files) => self.files = Some(files),
-            Err(e) => warn!(self.deps.log, "cert_watch_failed"; "reason" => %e,
-                "error_message" => "file changes are not seen; reload with SIGHUP or POST /v1/admin/reload"),
+            Err(e) => self.deps.telemetry.emit(CertWatchFailed { reason: &e }),
         }
     }
 }

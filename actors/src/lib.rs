@@ -9,32 +9,38 @@
 //!  consumer ─FetchFacts/ConfirmReceipt──▶ RpcServer ──▶ ForwardBuffer
 //! ```
 //!
-//! - [`StoreBuffer`] (actor): outbound log; validates and appends, serves peers' pulls and frontiers.
-//! - [`ForwardBuffer`] (actor): inbound log; `putIfAbsent` of pulled pages, local consumers.
-//! - [`PeerLink`] (actor, one per peer): connection, pipelined pull loop, confirm, reconnect backoff.
-//! - [`ZoneGate`] (actor): per-peer gate state (`normal` / `autonomous` / `reconciliation`) and
-//!   the operator's gate switches.
-//! - [`Backpressure`] (actor): fill of both buffers, admission of appends, pull pause, trims and
-//!   retention sweeps (deletion plans applied by the journal).
-//! - [`CertWatcher`] (actor): reloads the TLS material on file change, SIGHUP or admin request.
-//! - [`objects`]: the artifact store (content-addressed blobs + index); `PutObject`/`GetObject`
-//!   bodies stream through it, AppendFact checks artifact references against it, and `PeerLink`
-//!   pulls referenced artifacts into it before inserting their facts.
-//! - [`metrics`]: every Prometheus metric of SPEC §11, in one registry.
-//! - `journal`: the single writer in front of storage; idempotency, offsets, group commit.
-//! - [`storage`]: the storage port and its RocksDB adapter (format documented there).
-//! - [`transport`]: TLS material and verifiers, frames on QUIC streams, the RPC server.
+//! The modules, top floor first; imports only run down (`docs/architecture.md` has the map):
+//! - [`node`]: the supervision tree that wires everything together, each component from its own
+//!   config in [`node::NodeSettings`].
+//! - [`rpc`]: the RPC server: callers and roles, dispatch to the buffers, drain, per-call audit
+//!   and metrics.
+//! - `peer_link` (actor, one per peer): connection, pipelined pull loop, artifact pulls, confirm,
+//!   reconnect backoff.
+//! - [`cert_watcher`] (actor): reloads the TLS material on file change, SIGHUP or admin request.
 //! - [`status`]: refreshes the progress gauges and the per-peer backlog once a second.
-//! - [`node`]: the supervision tree that wires them together.
+//! - `store_buffer` (actor): outbound log; validates and appends, serves peers' pulls and
+//!   frontiers. `forward_buffer` (actor): inbound log; `putIfAbsent` of pulled pages, local
+//!   consumers. Both fetch through `long_poll`.
+//! - [`backpressure`] (actor): fill of both buffers, admission of appends, pull pause, trims and
+//!   retention sweeps (deletion plans applied by the journal).
+//! - [`zone_gate`] (actor): per-peer gate state (`normal` / `autonomous` / `reconciliation`) and
+//!   the operator's gate switches.
+//! - `objects`: the artifact store (content-addressed blobs + index), fed from any byte source.
+//! - `journal`: the single writer in front of storage; idempotency, offsets, group commit.
+//! - `events`: typed internal events, each writing its log line and its metrics together.
+//! - [`metrics`]: every Prometheus metric of SPEC §11, from one table, in one registry.
+//! - [`storage`]: the storage port and its RocksDB adapter (format documented there).
+//! - [`transport`]: TLS material and verifiers, frames on QUIC streams.
 
 pub mod backpressure;
 pub mod cert_watcher;
+mod events;
 mod forward_buffer;
 mod journal;
 mod long_poll;
 pub mod metrics;
 pub mod node;
-pub mod objects;
+mod objects;
 mod peer_link;
 pub mod rpc;
 pub mod status;
@@ -45,10 +51,8 @@ mod testkit;
 pub mod transport;
 pub mod zone_gate;
 
-pub use backpressure::{Backpressure, BackpressureConfig};
-pub use cert_watcher::CertWatcher;
-pub use forward_buffer::{ForwardBuffer, ForwardBufferConfig};
-pub use journal::{DeletePlan, InsertOutcome, Journal, JournalConfig, JournalError, Prepared};
-pub use peer_link::PeerLink;
-pub use store_buffer::{StoreBuffer, StoreBufferConfig};
-pub use zone_gate::{GateState, ZoneGate};
+// The configs of components whose modules are private: the binary builds them into `NodeSettings`.
+pub use forward_buffer::ForwardBufferConfig;
+pub use objects::ObjectsConfig;
+pub use peer_link::PeerLinkConfig;
+pub use store_buffer::StoreBufferConfig;

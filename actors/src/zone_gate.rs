@@ -18,41 +18,10 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use actix::prelude::*;
-use slog::{info, Logger};
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
-
-/// The state of one peer's gate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum GateState {
-    Normal,
-    Autonomous,
-    Reconciliation,
-}
-
-impl GateState {
-    /// Every state, in the order metrics list them.
-    pub const ALL: [GateState; 3] = [Self::Normal, Self::Autonomous, Self::Reconciliation];
-
-    /// The fixed name used in logs, metrics and the admin API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Normal => "normal",
-            Self::Autonomous => "autonomous",
-            Self::Reconciliation => "reconciliation",
-        }
-    }
-}
-
-impl std::fmt::Display for GateState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The `reason` of the transition a closed gate causes, and of the calls it refuses.
-pub const CLOSED_BY_OPERATOR: &str = "closed by operator";
+pub use crate::events::{GateState, CLOSED_BY_OPERATOR};
+use crate::events::{GateSwitched, GateTransition, Telemetry};
 
 /// The operator's open/closed switch of every configured peer's gate; cheap to clone. The RPC
 /// server reads it on every peer call, the peer's link waits on it.
@@ -117,18 +86,12 @@ impl Observed {
 pub struct ZoneGate {
     peers: BTreeMap<String, Observed>,
     switches: GateSwitches,
-    metrics: Arc<Metrics>,
-    log: Logger,
+    telemetry: Telemetry,
 }
 
 impl ZoneGate {
     /// Every configured peer starts `autonomous`: nothing is known about its link yet.
-    pub fn new(
-        peers: impl IntoIterator<Item = String>,
-        switches: GateSwitches,
-        metrics: Arc<Metrics>,
-        log: Logger,
-    ) -> Self {
+    pub fn new(peers: impl IntoIterator<Item = String>, switches: GateSwitches, telemetry: Telemetry) -> Self {
         let start = Observed {
             state: GateState::Autonomous,
             closed: false,
@@ -139,8 +102,7 @@ impl ZoneGate {
         Self {
             peers: peers.into_iter().map(|p| (p, start)).collect(),
             switches,
-            metrics,
-            log,
+            telemetry,
         }
     }
 
@@ -154,12 +116,12 @@ impl ZoneGate {
         let new = observed.decide();
         let previous = std::mem::replace(&mut observed.state, new);
         if previous != new {
-            self.metrics.set_gate(peer, new);
-            self.metrics
-                .gate_transitions
-                .with_label_values(&[peer, new.as_str()])
-                .inc();
-            info!(self.log, "gate_transition"; "peer" => peer, "previous" => previous.as_str(), "new" => new.as_str(), "reason" => reason);
+            self.telemetry.emit(GateTransition {
+                peer,
+                previous,
+                new,
+                reason,
+            });
         }
     }
 }
@@ -255,11 +217,10 @@ impl Handler<SwitchGate> for ZoneGate {
             return Err(UnknownPeer(msg.peer));
         }
         // Logged before the switch flips, so the log reads in causal order.
-        if msg.closed {
-            info!(self.log, "gate_closed"; "peer" => &msg.peer, "reason" => CLOSED_BY_OPERATOR);
-        } else {
-            info!(self.log, "gate_opened"; "peer" => &msg.peer, "reason" => "opened by operator");
-        }
+        self.telemetry.emit(GateSwitched {
+            peer: &msg.peer,
+            closed: msg.closed,
+        });
         self.switches.set(&msg.peer, msg.closed)?;
         self.observe(&msg.peer, CLOSED_BY_OPERATOR, |o| o.closed = msg.closed);
         Ok(())
@@ -276,14 +237,18 @@ impl Handler<Snapshot> for ZoneGate {
 
 #[cfg(test)]
 mod tests {
+    use slog::Logger;
+
     use super::*;
+    use crate::metrics::Metrics;
 
     fn gate_with_switches() -> (Addr<ZoneGate>, GateSwitches) {
         let peers = ["plant-a".to_owned()];
-        let metrics = Arc::new(Metrics::new("enterprise", "test", &peers).expect("metrics"));
+        let metrics = Arc::new(Metrics::new("enterprise", "test").expect("metrics"));
         let switches = GateSwitches::new(peers.clone());
         let log = Logger::root(slog::Discard, slog::o!());
-        (ZoneGate::new(peers, switches.clone(), metrics, log).start(), switches)
+        let telemetry = Telemetry::new(log, metrics, &peers);
+        (ZoneGate::new(peers, switches.clone(), telemetry).start(), switches)
     }
 
     fn gate() -> Addr<ZoneGate> {

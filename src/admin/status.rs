@@ -8,7 +8,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use bsfg_actors::{backpressure::Fill, cert_watcher::Certificate, node::Handles, GateState};
+use bsfg_actors::{backpressure::Fill, cert_watcher::Certificate, node::Handles, zone_gate::GateState};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

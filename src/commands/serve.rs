@@ -6,28 +6,26 @@ use std::{path::Path, sync::Arc};
 
 use actix::Addr;
 use bsfg_actors::{
-    backpressure::{BackpressureConfig, BufferLimits, WhenFull},
-    cert_watcher::{self, Reload, TlsPaths, Trigger},
-    node::{Node, NodeSettings, PeerSettings},
-    rpc::{Roles, DRAIN_GRACE},
-    CertWatcher,
+    cert_watcher::{self, CertWatcher, Reload, Trigger},
+    node::Node,
+    rpc::DRAIN_GRACE,
 };
 use bsfg_proto::ErrorCode;
 use slog::{info, warn};
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::CommandError;
-use crate::config::{Backpressure, Config, Role};
+use crate::config::Config;
 
 /// How long a stopping node waits for RocksDB to close before exiting anyway.
 const STORAGE_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Longest reconnect backoff (SPEC §4).
-const BACKOFF_CAP: std::time::Duration = std::time::Duration::from_secs(30);
-
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path).map_err(|e| CommandError::invalid(e.to_string()))?;
-    let tls = cert_watcher::validate(config.node.zone.as_str(), &tls_paths(&config))
+    let settings = config
+        .node_settings()
+        .map_err(|e| CommandError::invalid(e.to_string()))?;
+    let tls = cert_watcher::validate(&settings.zone, &settings.certs.paths)
         .map_err(|e| CommandError::invalid(e.to_string()))?;
     let token = match &config.admin.token_file {
         Some(path) => Some(Arc::from(
@@ -36,7 +34,6 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         None => None,
     };
     let log = crate::logging::logger(config.node.zone.as_str(), config.log.level, config.log.format);
-    let settings = node_settings(&config);
     let settings_zone = settings.zone.clone();
     let admin_addr = config.listen.admin;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -86,73 +83,5 @@ async fn wait_for_stop(certs: &Addr<CertWatcher>) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => return Ok(()),
             _ = hangup.recv() => certs.do_send(Reload { trigger: Trigger::Signal }),
         }
-    }
-}
-
-fn tls_paths(config: &Config) -> TlsPaths {
-    TlsPaths {
-        ca: config.tls.ca.clone(),
-        cert: config.tls.cert.clone(),
-        key: config.tls.key.clone(),
-    }
-}
-
-fn node_settings(config: &Config) -> NodeSettings {
-    NodeSettings {
-        zone: config.node.zone.as_str().to_owned(),
-        data_dir: config.node.data_dir.clone(),
-        rpc_listen: config.listen.rpc,
-        tls: tls_paths(config),
-        audit: config.log.audit,
-        peers: config
-            .peers
-            .iter()
-            .map(|p| PeerSettings {
-                zone: p.zone.as_str().to_owned(),
-                address: p.address,
-                dial: p.dial,
-            })
-            .collect(),
-        clients: config
-            .clients
-            .iter()
-            .map(|c| (c.identity.clone(), roles(&c.roles)))
-            .collect(),
-        max_fact_bytes: usize::try_from(config.limits.max_fact_bytes.bytes()).unwrap_or(usize::MAX),
-        max_frame_bytes: usize::try_from(config.limits.max_frame_bytes.bytes()).unwrap_or(usize::MAX),
-        max_object_bytes: config.limits.max_object_bytes.bytes(),
-        batch_limit: config.replication.batch_limit,
-        max_wait: std::time::Duration::from_millis(config.replication.max_wait_ms),
-        backoff_cap: BACKOFF_CAP,
-        link_timeout: config.replication.link_timeout,
-        buffers: buffers(config),
-    }
-}
-
-fn buffers(config: &Config) -> BackpressureConfig {
-    let (store, forward) = (&config.store, &config.forward);
-    BackpressureConfig {
-        store: BufferLimits {
-            capacity_bytes: store.capacity_bytes.bytes(),
-            retention: store.retention,
-        },
-        forward: BufferLimits {
-            capacity_bytes: forward.capacity_bytes.bytes(),
-            retention: forward.retention,
-        },
-        when_full: match store.backpressure {
-            Backpressure::Reject => WhenFull::Reject,
-            Backpressure::DropOldest => WhenFull::DropOldest,
-        },
-        safety_critical: store.safety_critical,
-        high_watermark_percent: store.high_watermark_percent,
-        low_watermark_percent: store.low_watermark_percent,
-    }
-}
-
-fn roles(roles: &[Role]) -> Roles {
-    Roles {
-        produce: roles.contains(&Role::Produce),
-        consume: roles.contains(&Role::Consume),
     }
 }

@@ -7,10 +7,14 @@
 //! 2. *resolve* — relative paths (`node.data_dir`, `[tls]`, `admin.token_file`) are joined to the
 //!    config file's directory, so the node behaves the same whatever its working directory;
 //! 3. *check* — cross-field rules (see `validate`), e.g. a safety-critical store cannot drop facts.
+//!    A rule a component owns (the store's policy) is checked by that component's constructor,
+//!    and only the key path is added here.
 //!
-//! Each component receives its own section (`StoreSection`, `ReplicationSection`, ...).
+//! [`Config::node_settings`] (`settings`) then maps the tree, once, onto the node's per-component
+//! configs.
 
 mod sections;
+mod settings;
 mod validate;
 mod values;
 
@@ -24,11 +28,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use bsfg_actors::{backpressure::WhenFull, rpc::Role};
 pub use sections::{
     AdminSection, ClientSection, ForwardSection, LimitsSection, ListenSection, LogSection, NodeSection, PeerSection,
     ReplicationSection, StoreSection, TlsSection,
 };
-pub use values::{Backpressure, ByteSize, LogFormat, LogLevel, Role, Zone};
+pub use values::{ByteSize, LogFormat, LogLevel, Zone};
 
 /// The whole configuration file. Build it with [`Config::load`] or [`Config::parse`], which also
 /// resolve paths and enforce the cross-field rules.

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::values::{self, Backpressure, ByteSize, LogFormat, LogLevel, Role, Zone};
+use bsfg_actors::{backpressure::WhenFull, rpc::Role};
+
+use super::values::{self, ByteSize, LogFormat, LogLevel, Zone};
 
 /// `[node]`: who this node is and where it keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -86,7 +88,7 @@ pub struct StoreSection {
     pub capacity_bytes: ByteSize,
     #[serde(deserialize_with = "values::duration")]
     pub retention: Duration,
-    pub backpressure: Backpressure,
+    pub backpressure: WhenFull,
     /// Keep unconfirmed facts past retention and forbid `drop_oldest`.
     pub safety_critical: bool,
     pub high_watermark_percent: u8,
@@ -99,7 +101,7 @@ impl Default for StoreSection {
         StoreSection {
             capacity_bytes: ByteSize::gib(10),
             retention: SEVEN_DAYS,
-            backpressure: Backpressure::Reject,
+            backpressure: WhenFull::Reject,
             safety_critical: false,
             high_watermark_percent: 80,
             low_watermark_percent: 70,

@@ -125,7 +125,7 @@ fn spec_example_store_replication_limits_and_log() {
     let config = parse(SPEC_EXAMPLE).expect("SPEC §9 example");
     assert_eq!(config.store.capacity_bytes.bytes(), 10 * GIB);
     assert_eq!(config.store.retention, Duration::from_secs(7 * 86_400));
-    assert_eq!(config.store.backpressure, Backpressure::Reject);
+    assert_eq!(config.store.backpressure, WhenFull::Reject);
     assert!(!config.store.safety_critical);
     assert_eq!(config.store.high_watermark_percent, 80);
     assert_eq!(config.store.low_watermark_percent, 70);
@@ -137,6 +137,58 @@ fn spec_example_store_replication_limits_and_log() {
     assert_eq!(config.log.level, LogLevel::Info);
     assert_eq!(config.log.format, LogFormat::Json);
     assert!(config.log.audit);
+}
+
+/// The tree is mapped once onto every component's config, each from the sections it reads.
+#[test]
+fn the_spec_example_maps_onto_each_component_config() {
+    let settings = parse(SPEC_EXAMPLE)
+        .expect("SPEC §9 example")
+        .node_settings()
+        .expect("settings");
+    assert_eq!(
+        (settings.zone.as_str(), settings.data_dir.as_path()),
+        ("plant-a", Path::new("/var/lib/bsfg"))
+    );
+    let [link] = &settings.links[..] else {
+        panic!("one link per peer: {:?}", settings.links)
+    };
+    assert_eq!((link.zone.as_str(), link.peer.as_str()), ("plant-a", "enterprise"));
+    assert_eq!((link.address, link.dial), (Some(addr("10.0.1.10:9443")), true));
+    assert_eq!((link.batch_limit, link.max_wait), (1000, Duration::from_millis(250)));
+    assert_eq!(link.link_timeout, Duration::from_secs(5));
+    assert_eq!((settings.rpc.listen, settings.rpc.audit), (addr("0.0.0.0:9443"), true));
+    assert_eq!(settings.rpc.max_frame_bytes as u64, 16 * MIB);
+    let directory = &settings.rpc.directory;
+    assert!(directory.peers.contains("enterprise") && directory.peers.len() == 1);
+    let roles = directory.clients["mes-line-1"];
+    assert!(roles.allows(Role::Produce) && roles.allows(Role::Consume));
+    assert!(settings.store.peers.contains("enterprise"));
+    assert_eq!(
+        (
+            settings.store.max_fact_bytes as u64,
+            settings.forward.max_frame_bytes as u64
+        ),
+        (MIB, 16 * MIB)
+    );
+    assert_eq!(settings.objects.max_object_bytes, GIB);
+    assert_eq!(settings.certs.paths.cert, PathBuf::from("/etc/bsfg/pki/plant-a.pem"));
+    assert_eq!(
+        settings.certs.idle_timeout,
+        Duration::from_secs(5),
+        "replication.link_timeout"
+    );
+    let buffers = &settings.buffers;
+    assert_eq!(
+        (buffers.store.capacity_bytes, buffers.forward.capacity_bytes),
+        (10 * GIB, 10 * GIB)
+    );
+    assert_eq!(buffers.policy.when_full(), WhenFull::Reject);
+    assert_eq!(
+        buffers.journal().store_byte_limit,
+        Some(10 * GIB),
+        "reject bounds the journal"
+    );
 }
 
 #[test]
@@ -163,7 +215,7 @@ fn keys_left_out_of_a_present_section_take_defaults() {
     let config = parse(&minimal_with("[store]\nsafety_critical = true\n")).expect("config");
     assert!(config.store.safety_critical);
     assert_eq!(config.store.high_watermark_percent, 80);
-    assert_eq!(config.store.backpressure, Backpressure::Reject);
+    assert_eq!(config.store.backpressure, WhenFull::Reject);
 }
 
 #[test]
@@ -179,7 +231,7 @@ fn peer_dial_defaults_to_true_and_address_is_optional_without_dial() {
 fn every_enum_value_decodes() {
     let text = "[store]\nbackpressure = \"drop_oldest\"\n[log]\nlevel = \"warning\"\nformat = \"text\"\naudit = false";
     let config = parse(&minimal_with(text)).expect("config");
-    assert_eq!(config.store.backpressure, Backpressure::DropOldest);
+    assert_eq!(config.store.backpressure, WhenFull::DropOldest);
     assert_eq!(config.log.level, LogLevel::Warning);
     assert_eq!(config.log.format, LogFormat::Text);
     assert!(!config.log.audit);

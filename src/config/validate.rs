@@ -2,8 +2,8 @@
 //! value has been parsed, and the first broken rule becomes a `ConfigError::Invalid` naming the
 //! key to change, the value found and the reason.
 
-use super::{Backpressure, ByteSize};
-use super::{Config, ConfigError, LimitsSection, ReplicationSection, StoreSection};
+use super::ByteSize;
+use super::{settings, Config, ConfigError, LimitsSection, ReplicationSection};
 
 /// A frame is `u32`-length-prefixed; 1 GiB keeps a single decode far below what a node can hold.
 const MAX_FRAME_CEILING: ByteSize = ByteSize::gib(1);
@@ -15,7 +15,7 @@ pub(super) fn check(config: &Config) -> Result<(), ConfigError> {
     for index in 0..config.clients.len() {
         check_client(config, index)?;
     }
-    check_store(&config.store)?;
+    settings::policy(&config.store)?;
     check_replication(&config.replication)?;
     check_limits(&config.limits)?;
     check_admin(config)
@@ -57,24 +57,6 @@ fn check_client(config: &Config, index: usize) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn check_store(store: &StoreSection) -> Result<(), ConfigError> {
-    let (high, low) = (store.high_watermark_percent, store.low_watermark_percent);
-    if high > 100 {
-        let reason = format!("{high} is not a percentage (must be at most 100)");
-        return Err(invalid("store.high_watermark_percent", reason));
-    }
-    if low >= high {
-        let reason = format!("{low} must be below store.high_watermark_percent ({high})");
-        return Err(invalid("store.low_watermark_percent", reason));
-    }
-    if store.safety_critical && store.backpressure == Backpressure::DropOldest {
-        let reason = "drop_oldest is not allowed with store.safety_critical = true \
-                      (it would delete unconfirmed facts); use \"reject\"";
-        return Err(invalid("store.backpressure", reason));
-    }
-    Ok(())
-}
-
 fn check_replication(replication: &ReplicationSection) -> Result<(), ConfigError> {
     if replication.batch_limit == 0 {
         return Err(invalid("replication.batch_limit", "must be at least 1, got 0"));
@@ -108,7 +90,7 @@ fn check_admin(config: &Config) -> Result<(), ConfigError> {
     Err(invalid("listen.admin", reason))
 }
 
-fn invalid(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(super) fn invalid(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         path: path.into(),
         message: message.into(),

@@ -1,12 +1,14 @@
 //! Typed leaf values of the configuration: zone names, sizes, durations, addresses and the
-//! small enums. Each one is checked while it is deserialized, so an error carries the key path
-//! that serde_path_to_error tracked and the offending value.
+//! small enums of the log. Each one is checked while it is deserialized, so an error carries the
+//! key path that serde_path_to_error tracked and the offending value. The enums a component
+//! owns (`WhenFull`, `Role`) are defined, documented and deserialized by that component.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bsfg_actors::rpc::Role;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
@@ -191,31 +193,6 @@ pub(super) fn roles<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Role>, D::Err
     roles.sort_unstable();
     roles.dedup();
     Ok(roles)
-}
-
-/// What a client may do on this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// AppendFact and PutObject.
-    Produce,
-    /// FetchFacts, ConfirmReceipt and GetObject on the forward buffer.
-    Consume,
-}
-
-/// The store buffer's when-full policy, applied once fill reaches `high_watermark_percent`
-/// and confirmed facts have already been reclaimed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Backpressure {
-    /// AppendFact fails with the retryable `RESOURCE_EXHAUSTED` until fill falls below
-    /// `low_watermark_percent`; nothing already acknowledged is lost.
-    #[default]
-    Reject,
-    /// The oldest unconfirmed facts are deleted until fill is at or below
-    /// `low_watermark_percent`; each loss is counted in `bsfg_dropped_facts_total` and logged.
-    /// Not allowed together with `safety_critical = true`.
-    DropOldest,
 }
 
 /// Minimum severity written to the log.

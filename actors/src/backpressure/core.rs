@@ -157,7 +157,7 @@ impl Core {
 
     /// Whether a full buffer blocks its input (rather than dropping facts).
     fn blocks(&self, log: Log) -> bool {
-        log == Log::Forward || self.config.when_full == WhenFull::Reject
+        log == Log::Forward || self.config.policy.when_full() == WhenFull::Reject
     }
 
     fn sweep_interval(&self, log: Log) -> Duration {
@@ -185,7 +185,7 @@ impl Core {
         (needed && now_ms >= state.next_trim_ms).then(|| Job::Trim {
             log,
             bytes: bytes + 1 - marks.low,
-            drop_unconfirmed: log == Log::Store && self.config.when_full == WhenFull::DropOldest,
+            drop_unconfirmed: log == Log::Store && self.config.policy.when_full() == WhenFull::DropOldest,
         })
     }
 
@@ -194,7 +194,7 @@ impl Core {
         (now_ms >= self.state[index(log)].next_sweep_ms).then(|| Job::Sweep {
             log,
             cutoff_unix_ms: now_ms.saturating_sub(retention),
-            expire_unconfirmed: !self.config.safety_critical,
+            expire_unconfirmed: !self.config.policy.safety_critical(),
         })
     }
 }
@@ -210,7 +210,7 @@ fn index(log: Log) -> usize {
 mod tests {
     use super::*;
     use crate::{
-        backpressure::BufferLimits,
+        backpressure::{BufferLimits, Policy},
         storage::{BufferUsage, Usage},
     };
 
@@ -226,10 +226,7 @@ mod tests {
         BackpressureConfig {
             store: limits,
             forward: limits,
-            when_full,
-            safety_critical: false,
-            high_watermark_percent: 80,
-            low_watermark_percent: 70,
+            policy: Policy::new(when_full, false, 80, 70).expect("a valid policy"),
         }
     }
 
@@ -398,7 +395,7 @@ mod tests {
     #[test]
     fn safety_critical_sweeps_keep_unconfirmed_facts() {
         let mut config = config(WhenFull::Reject);
-        config.safety_critical = true;
+        config.policy = Policy::new(WhenFull::Reject, true, 80, 70).expect("a valid policy");
         let job = Core::new(config).on_usage(LATER, &usage(0, 0)).job;
         assert!(
             matches!(
@@ -409,18 +406,6 @@ mod tests {
                 })
             ),
             "{job:?}"
-        );
-    }
-
-    #[test]
-    fn safety_critical_with_drop_oldest_is_refused() {
-        let mut config = config(WhenFull::DropOldest);
-        assert!(config.check().is_ok());
-        config.safety_critical = true;
-        let error = config.check().expect_err("refused");
-        assert!(
-            error.contains("drop_oldest") && error.contains("safety_critical"),
-            "{error}"
         );
     }
 }

@@ -15,6 +15,7 @@
 //! limit holds even before it does); a forward buffer may overshoot its high watermark by the
 //! pages already in flight when pulls pause (`replication.batch_limit` facts each).
 
+mod config;
 mod core;
 mod events;
 mod planner;
@@ -31,83 +32,18 @@ use std::{
 
 use actix::prelude::*;
 use bsfg_proto::{model::now_unix_ms, ErrorCode, RpcError};
-use slog::{warn, Logger};
 use tokio::sync::watch;
 
-use self::core::{Core, Decision, Job, JobReport, Watermarks};
+pub use self::config::{BackpressureConfig, BufferLimits, Policy, PolicyError, WhenFull};
+use self::core::{Core, Decision, Job, JobReport};
 use crate::{
+    events::{DeletionFailed, Telemetry},
     journal::{Journal, JournalError},
-    metrics::Metrics,
     storage::{Log, Usage},
 };
 
 /// How often the actor looks at usage and time when nothing else wakes it.
 const TICK: Duration = Duration::from_millis(100);
-
-/// The store buffer's when-full policy (SPEC §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WhenFull {
-    /// Refuse appends with `RESOURCE_EXHAUSTED` until fill falls below the low watermark.
-    Reject,
-    /// Delete the oldest unconfirmed facts down to the low watermark, counting each.
-    DropOldest,
-}
-
-/// Capacity and retention of one buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BufferLimits {
-    pub capacity_bytes: u64,
-    pub retention: Duration,
-}
-
-/// Plain configuration: `[store]` and `[forward]`. The watermark percentages and
-/// `safety_critical` of `[store]` apply to the forward buffer too.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackpressureConfig {
-    pub store: BufferLimits,
-    pub forward: BufferLimits,
-    pub when_full: WhenFull,
-    /// Never drop or expire an unconfirmed fact.
-    pub safety_critical: bool,
-    pub high_watermark_percent: u8,
-    pub low_watermark_percent: u8,
-}
-
-impl BackpressureConfig {
-    /// The contradictions a node refuses to start with.
-    pub fn check(&self) -> Result<(), String> {
-        if self.safety_critical && self.when_full == WhenFull::DropOldest {
-            return Err(
-                "store.backpressure = \"drop_oldest\" is not allowed with store.safety_critical = true \
-                        (it would delete unconfirmed facts); use \"reject\""
-                    .into(),
-            );
-        }
-        let (high, low) = (self.high_watermark_percent, self.low_watermark_percent);
-        if high > 100 || low >= high {
-            return Err(format!(
-                "watermarks must satisfy low < high <= 100 (low {low}%, high {high}%)"
-            ));
-        }
-        Ok(())
-    }
-
-    pub fn limits(&self, log: Log) -> BufferLimits {
-        match log {
-            Log::Store => self.store,
-            Log::Forward => self.forward,
-        }
-    }
-
-    pub fn watermarks(&self, log: Log) -> Watermarks {
-        let capacity = u128::from(self.limits(log).capacity_bytes);
-        let of = |percent: u8| (capacity * u128::from(percent) / 100) as u64;
-        Watermarks {
-            high: of(self.high_watermark_percent),
-            low: of(self.low_watermark_percent),
-        }
-    }
-}
 
 /// Retained facts and bytes of one buffer against its capacity (for `/v1/status`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -169,8 +105,8 @@ impl Admission {
                 "store buffer is {:.1}% full ({bytes} of {capacity} bytes, high watermark {}%): appends are \
                  refused until it falls below the low watermark {}% as peers confirm",
                 percent(bytes, capacity),
-                self.config.high_watermark_percent,
-                self.config.low_watermark_percent,
+                self.config.policy.high_watermark_percent(),
+                self.config.policy.low_watermark_percent(),
             ),
         ))
     }
@@ -179,8 +115,7 @@ impl Admission {
 /// Runtime handles of the actor.
 pub struct BackpressureDeps {
     pub journal: Journal,
-    pub metrics: Arc<Metrics>,
-    pub log: Logger,
+    pub telemetry: Telemetry,
 }
 
 pub struct Backpressure {
@@ -194,7 +129,7 @@ pub struct Backpressure {
 
 impl Backpressure {
     pub fn new(config: BackpressureConfig, deps: BackpressureDeps) -> Self {
-        let events = events::Reporter::new(deps.metrics.clone(), deps.log.clone(), &config);
+        let events = events::Reporter::new(deps.telemetry.clone(), &config);
         Self {
             core: Core::new(config.clone()),
             config: Arc::new(config),
@@ -228,7 +163,7 @@ impl Backpressure {
     fn usage(&self) -> Usage {
         let usage = *self.deps.journal.usage().borrow();
         let report = UsageReport::new(&usage, &self.config);
-        let metrics = &self.deps.metrics;
+        let metrics = &self.deps.telemetry.metrics;
         metrics.store_buffer_fill_percent.set(report.store.fill_percent);
         metrics.forward_buffer_fill_percent.set(report.forward.fill_percent);
         usage
@@ -263,7 +198,7 @@ impl Backpressure {
                 }
             }
             Err(error) => {
-                warn!(self.deps.log, "deletion_failed"; "reason" => %error);
+                self.deps.telemetry.emit(DeletionFailed { reason: &error });
                 JobReport::default()
             }
         };

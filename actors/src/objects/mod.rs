@@ -88,6 +88,13 @@ impl From<ObjectError> for RpcError {
     }
 }
 
+/// Plain configuration of the artifact store.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectsConfig {
+    /// Largest artifact `PutObject` (or a pull from a peer) accepts (`limits.max_object_bytes`).
+    pub max_object_bytes: u64,
+}
+
 /// Where an upload comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {

@@ -13,16 +13,18 @@
 mod backoff;
 mod pull;
 
-pub(crate) use pull::GATE_CLOSED;
-
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use actix::prelude::*;
 use quinn::{Connection, Endpoint};
-use slog::Logger;
 use tokio::sync::watch;
 
-use crate::{objects::ObjectStore, zone_gate::GateSwitches, ForwardBuffer, ZoneGate};
+use crate::{
+    events::Telemetry,
+    forward_buffer::ForwardBuffer,
+    objects::ObjectStore,
+    zone_gate::{GateSwitches, ZoneGate},
+};
 
 /// Plain configuration of one peer link.
 #[derive(Debug, Clone)]
@@ -36,7 +38,6 @@ pub struct PeerLinkConfig {
     pub batch_limit: u32,
     pub max_wait: Duration,
     pub max_frame_bytes: usize,
-    pub backoff_cap: Duration,
     /// A call that has not answered within `max_wait` plus this is a dead link (QUIC's idle
     /// timeout, set to the same value, catches a silent connection sooner).
     pub link_timeout: Duration,
@@ -53,12 +54,11 @@ pub struct PeerLinkDeps {
     pub gate: Addr<ZoneGate>,
     /// Where artifacts referenced by pulled facts are stored.
     pub objects: ObjectStore,
-    pub metrics: Arc<crate::metrics::Metrics>,
     /// `true` while the forward buffer is full: no pulls until it is `false` again.
     pub pulls_paused: watch::Receiver<bool>,
     /// Where dialled connections go so the RPC server also serves the peer's calls on them.
     pub dialed: tokio::sync::mpsc::UnboundedSender<(Connection, String)>,
-    pub log: Logger,
+    pub telemetry: Telemetry,
 }
 
 pub struct PeerLink {

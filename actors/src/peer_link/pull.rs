@@ -31,28 +31,29 @@ use std::{
     time::Duration,
 };
 
-use bsfg_proto::{ConfirmRequest, FetchRequest, FetchResponse, FetchedFact, Request, Response, RpcError};
+use bsfg_proto::{CloseCode, ConfirmRequest, FetchRequest, FetchResponse, FetchedFact, Request, Response, RpcError};
 use quinn::Connection;
 use rand::{rngs::StdRng, SeedableRng};
-use slog::{info, warn};
 use tokio::sync::{mpsc, watch};
 
 use super::{backoff::Backoff, PeerLinkConfig, PeerLinkDeps};
 use crate::{
+    events::{
+        Direction, FactConflict, FactRejected, FactsDuplicated, PeerConnected, PeerConnectionReplaced, PeerDialFailed,
+        PeerDisconnected, CLOSED_BY_OPERATOR,
+    },
     forward_buffer::Insert,
-    transport::framed,
-    zone_gate::{self, CLOSED_BY_OPERATOR},
+    storage::Log,
+    transport::{framed, tls},
+    zone_gate,
 };
 
+/// First reconnect backoff.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// Longest reconnect backoff (SPEC §4).
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// Pages fetched ahead of the inserter.
 const PIPELINE_DEPTH: usize = 2;
-/// Application close code for the connection a pair gives up when both sides dialled.
-const DUPLICATE_CONNECTION: u32 = 2;
-/// Application close code for a connection whose calls stopped answering.
-const DEAD_LINK: u32 = 1;
-/// Application close code for the connection of a gate an operator closed.
-pub(crate) const GATE_CLOSED: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 enum PullError {
@@ -106,7 +107,7 @@ impl Looper {
         deps: PeerLinkDeps,
         offers: watch::Receiver<Option<Connection>>,
     ) -> Self {
-        let backoff = Backoff::new(BACKOFF_BASE, config.backoff_cap);
+        let backoff = Backoff::new(BACKOFF_BASE, BACKOFF_CAP);
         // Every configured peer has a switch; a missing one reads as a gate that never closes.
         let closed = deps
             .switches
@@ -131,16 +132,20 @@ impl Looper {
             }
             match end {
                 SessionEnd::Failed(e) => {
-                    warn!(self.session.deps.log, "peer_disconnected"; "peer" => &self.session.config.peer, "reason" => %e);
+                    self.session.deps.telemetry.emit(PeerDisconnected {
+                        peer: &self.session.config.peer,
+                        failure: Some(&e),
+                    });
                     self.session.link_down(e.to_string());
                     // A connection the peer opens meanwhile (e.g. once its operator reopened a
                     // gate that refused us) ends the wait.
                     let delay = self.backoff.next_delay(&mut self.rng);
                     let _ = tokio::time::timeout(delay, self.offers.changed()).await;
                 }
-                SessionEnd::GateClosed => {
-                    info!(self.session.deps.log, "peer_disconnected"; "peer" => &self.session.config.peer, "reason" => CLOSED_BY_OPERATOR);
-                }
+                SessionEnd::GateClosed => self.session.deps.telemetry.emit(PeerDisconnected {
+                    peer: &self.session.config.peer,
+                    failure: None,
+                }),
                 SessionEnd::Switched => {}
             }
         }
@@ -180,7 +185,7 @@ impl Looper {
             tokio::select! {
                 failed = &mut pull => return SessionEnd::Failed(failed),
                 _ = until_closed(&mut self.closed) => {
-                    conn.close(GATE_CLOSED.into(), CLOSED_BY_OPERATOR.as_bytes());
+                    conn.close(CloseCode::GateClosed.code().into(), CLOSED_BY_OPERATOR.as_bytes());
                     return SessionEnd::GateClosed;
                 }
                 changed = self.offers.changed() => {
@@ -199,9 +204,12 @@ impl Looper {
                         continue;
                     }
                     // The peer's connection wins (or the peer dialled again): move over to it.
-                    info!(self.session.deps.log, "peer_connection_replaced"; "peer" => &self.session.config.peer,
-                        "reason" => "the peer's connection is kept for both directions");
-                    conn.close(DUPLICATE_CONNECTION.into(), b"duplicate connection: keeping yours");
+                    let peer = &self.session.config.peer;
+                    self.session.deps.telemetry.emit(PeerConnectionReplaced { peer });
+                    conn.close(
+                        CloseCode::DuplicateConnection.code().into(),
+                        b"duplicate connection: keeping yours",
+                    );
                     return SessionEnd::Switched;
                 }
             }
@@ -242,12 +250,20 @@ impl Session {
         Some(match result {
             Ok(conn) => {
                 let _ = self.deps.dialed.send((conn.clone(), self.config.peer.clone()));
-                info!(self.deps.log, "peer_connected"; "peer" => &self.config.peer, "remote" => %address, "direction" => "outbound",
-                    "not_after" => crate::transport::tls::peer_not_after(&conn));
+                self.deps.telemetry.emit(PeerConnected {
+                    peer: &self.config.peer,
+                    remote: address,
+                    direction: Direction::Outbound,
+                    not_after: &tls::peer_not_after(&conn),
+                });
                 Ok(conn)
             }
             Err(reason) => {
-                warn!(self.deps.log, "peer_dial_failed"; "peer" => &self.config.peer, "remote" => %address, "reason" => &reason);
+                self.deps.telemetry.emit(PeerDialFailed {
+                    peer: &self.config.peer,
+                    remote: address,
+                    reason: &reason,
+                });
                 Err(format!("cannot connect to {address}: {reason}"))
             }
         })
@@ -351,9 +367,13 @@ impl Session {
             f.message.envelope.from_zone == self.config.peer && f.message.envelope.to_zone == self.config.zone
         });
         for fact in &rejected {
-            warn!(self.deps.log, "fact_rejected"; "peer" => &self.config.peer, "message_id" => &fact.message.envelope.message_id,
-                "from_zone" => &fact.message.envelope.from_zone, "to_zone" => &fact.message.envelope.to_zone,
-                "reason" => "from_zone or to_zone does not match the link");
+            let envelope = &fact.message.envelope;
+            self.deps.telemetry.emit(FactRejected {
+                peer: &self.config.peer,
+                message_id: &envelope.message_id,
+                from_zone: &envelope.from_zone,
+                to_zone: &envelope.to_zone,
+            });
         }
         let good = self.with_artifacts(conn, good).await?;
         if good.is_empty() {
@@ -367,11 +387,16 @@ impl Session {
         let outcome = sent
             .map_err(|e| PullError::Local(RpcError::unavailable(e.to_string())))?
             .map_err(PullError::Local)?;
-        let duplicates = self.deps.metrics.duplicate_facts.with_label_values(&["forward"]);
-        duplicates.inc_by(outcome.duplicates as u64);
+        let telemetry = &self.deps.telemetry;
+        telemetry.emit(FactsDuplicated {
+            log: Log::Forward,
+            count: outcome.duplicates,
+        });
         if outcome.conflicts > 0 {
-            warn!(self.deps.log, "fact_conflict"; "peer" => &self.config.peer, "count" => outcome.conflicts,
-                "reason" => "message_id already holds other content from this zone");
+            telemetry.emit(FactConflict {
+                peer: &self.config.peer,
+                count: outcome.conflicts,
+            });
         }
         Ok(())
     }
@@ -393,7 +418,7 @@ impl Session {
         match tokio::time::timeout(limit, call).await {
             Ok(result) => Ok(result?),
             Err(_) => {
-                conn.close(DEAD_LINK.into(), b"no answer within the link timeout");
+                conn.close(CloseCode::DeadLink.code().into(), b"no answer within the link timeout");
                 Err(PullError::Timeout(limit))
             }
         }

@@ -1,4 +1,10 @@
-//! The log line of one RPC call (SPEC §12). With `log.audit = true` every call is logged once as
+//! One finished RPC call, logged and counted in one place (SPEC §11, §12).
+//!
+//! Metrics: every call is timed in `bsfg_rpc_latency_seconds{operation}`; fetches and confirms
+//! count by role; appends count facts (`bsfg_append_requests_total`, failures by code, duplicates
+//! of the store buffer, the call's latency); uploads count by outcome.
+//!
+//! Log line: with `log.audit = true` every call is logged once as
 //! `rpc_call`: the caller's identity, the operation, the outcome (`result`, and for failures the
 //! wire `code` and `error_message`), `duration_ms`, and what the call was about — `message_id`,
 //! `to_zone` and `predicate` of an append; the number of `facts` of an `AppendFacts` call, how many
@@ -13,10 +19,40 @@
 
 use std::time::Duration;
 
-use bsfg_proto::{Request, Response, RpcError};
-use slog::{info, warn, Logger, Record, Serializer, KV};
+use bsfg_proto::{AppendResponse, BatchTally, EncodedPage, Request, Response, RpcError};
+use slog::{info, warn, Record, Serializer, KV};
 
-use super::{server::Answer, Caller};
+use super::caller::Caller;
+use crate::{
+    events::{FactsDuplicated, Telemetry, ROLE_CONSUMER, ROLE_PEER},
+    metrics::Metrics,
+    storage::Log,
+};
+
+pub const RPC_CALL: &str = "rpc_call";
+pub const RPC_REJECTED: &str = "rpc_rejected";
+
+/// What a call answers: a response, or a page served from the stored encodings of its facts,
+/// which goes on the wire as the `Response::Fetch` it encodes to.
+pub(super) enum Answer {
+    Response(Response),
+    Page(EncodedPage),
+}
+
+impl From<Response> for Answer {
+    fn from(response: Response) -> Self {
+        Self::Response(response)
+    }
+}
+
+impl bincode::Encode for Answer {
+    fn encode<E: bincode::enc::Encoder>(&self, encoder: &mut E) -> Result<(), bincode::error::EncodeError> {
+        match self {
+            Self::Response(response) => response.encode(encoder),
+            Self::Page(page) => page.encode(encoder),
+        }
+    }
+}
 
 /// What a request was about, copied out of it before it is dispatched (the request moves on).
 #[derive(Debug, Default)]
@@ -86,14 +122,62 @@ pub(super) struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// Writes the call's line, if this call gets one.
-    pub(super) fn log(self, log: &Logger, audit: bool) {
+    /// Counts the call and writes its line, if it gets one.
+    pub(super) fn emit(self, telemetry: &Telemetry, audit: bool) {
+        self.record(telemetry);
+        let log = &telemetry.log;
         match (audit, failure(self.answer).is_some()) {
-            (true, false) => info!(log, "rpc_call"; self),
-            (true, true) => warn!(log, "rpc_call"; self),
-            (false, true) => warn!(log, "rpc_rejected"; self),
+            (true, false) => info!(log, "{}", RPC_CALL; self),
+            (true, true) => warn!(log, "{}", RPC_CALL; self),
+            (false, true) => warn!(log, "{}", RPC_REJECTED; self),
             (false, false) => {}
         }
+    }
+
+    /// Counts and times the call (SPEC §11). The append counters count facts: an `AppendFacts`
+    /// call of `facts` messages adds `facts` requests, and a failure for each fact that failed (a
+    /// call refused whole counts at least one, so even an empty call shows in the failures).
+    fn record(&self, telemetry: &Telemetry) {
+        let (metrics, took) = (&*telemetry.metrics, self.took.as_secs_f64());
+        metrics.rpc_latency.with_label_values(&[self.operation]).observe(took);
+        let role = match self.caller {
+            Caller::Peer(_) => ROLE_PEER,
+            _ => ROLE_CONSUMER,
+        };
+        match (self.operation, self.answer) {
+            ("append_fact" | "append_facts", Answer::Response(Response::Error(e))) => {
+                let facts = self.facts.max(1) as u64;
+                metrics.append_requests.inc_by(facts);
+                metrics
+                    .append_failures
+                    .with_label_values(&[e.code.as_str()])
+                    .inc_by(facts);
+            }
+            ("append_fact", Answer::Response(Response::Append(ack))) => {
+                record_appended(telemetry, std::slice::from_ref(&Ok(*ack)), took)
+            }
+            ("append_facts", Answer::Response(Response::AppendBatch(batch))) => {
+                record_appended(telemetry, &batch.results, took)
+            }
+            ("fetch_facts", _) => metrics.fetch_requests.with_label_values(&[role]).inc(),
+            ("confirm_receipt", _) => metrics.confirm_requests.with_label_values(&[role]).inc(),
+            ("put_object", Answer::Response(Response::PutObject(_))) => metrics.artifact_upload_total.inc(),
+            ("put_object", _) => metrics.artifact_upload_failures.inc(),
+            _ => {}
+        }
+    }
+}
+
+fn record_appended(telemetry: &Telemetry, results: &[Result<AppendResponse, RpcError>], took: f64) {
+    let metrics: &Metrics = &telemetry.metrics;
+    metrics.append_requests.inc_by(results.len() as u64);
+    metrics.append_latency.observe(took);
+    telemetry.emit(FactsDuplicated {
+        log: Log::Store,
+        count: BatchTally::of(results).duplicates,
+    });
+    for error in results.iter().filter_map(|r| r.as_ref().err()) {
+        metrics.append_failures.with_label_values(&[error.code.as_str()]).inc();
     }
 }
 
@@ -193,49 +277,23 @@ fn emit_outcome(answer: &Answer, s: &mut dyn Serializer) -> slog::Result {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
+    use super::*;
+    use crate::testkit::logs::{field, Capture, Line};
     use bsfg_proto::{
         AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, ConfirmRequest, Envelope, Fact,
         Message, RpcError,
     };
-    use slog::Drain;
-
-    use super::*;
-
-    /// A record as text: its fields, then `msg`.
-    type Line = Vec<(String, String)>;
-
-    /// Keeps each record as a [`Line`], for assertions.
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<Line>>>);
-
-    struct Fields(Line);
-
-    impl Serializer for Fields {
-        fn emit_arguments(&mut self, key: slog::Key, val: &std::fmt::Arguments) -> slog::Result {
-            self.0.push((key.to_string(), val.to_string()));
-            Ok(())
-        }
-    }
-
-    impl Drain for Capture {
-        type Ok = ();
-        type Err = slog::Never;
-
-        fn log(&self, record: &Record, values: &slog::OwnedKVList) -> Result<(), slog::Never> {
-            let mut fields = Fields(Vec::new());
-            let _ = record.kv().serialize(record, &mut fields);
-            let _ = values.serialize(record, &mut fields);
-            fields.0.push(("msg".into(), record.msg().to_string()));
-            self.0.lock().unwrap_or_else(|p| p.into_inner()).push(fields.0);
-            Ok(())
-        }
-    }
 
     fn logged(audit: bool, caller: &Caller, request: &Request, response: &Response) -> Line {
+        emitted(audit, caller, request, response).0
+    }
+
+    /// The line a call writes, and the metrics it counted into.
+    fn emitted(audit: bool, caller: &Caller, request: &Request, response: &Response) -> (Line, Arc<Metrics>) {
         let capture = Capture::default();
-        let log = Logger::root(capture.clone(), slog::o!());
+        let log = capture.logger();
         let details = Details::capture(request, caller, audit);
         let call = Call {
             caller,
@@ -245,13 +303,9 @@ mod tests {
             answer: &Answer::Response(response.clone()),
             took: Duration::from_micros(1500),
         };
-        call.log(&log, audit);
-        let mut lines = capture.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        lines.pop().unwrap_or_default()
-    }
-
-    fn field<'a>(fields: &'a [(String, String)], key: &str) -> Option<&'a str> {
-        fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        let metrics = Arc::new(Metrics::new("plant-a", "test").expect("metrics"));
+        call.emit(&Telemetry::new(log, metrics.clone(), &[]), audit);
+        (capture.lines().pop().unwrap_or_default(), metrics)
     }
 
     fn append() -> Request {
@@ -275,7 +329,7 @@ mod tests {
     fn client() -> Caller {
         Caller::Client {
             identity: "erp".into(),
-            roles: super::super::Roles::default(),
+            roles: crate::rpc::Roles::default(),
         }
     }
 
@@ -362,6 +416,40 @@ mod tests {
             results: vec![ok(7, false)],
         });
         assert!(logged(false, &client(), &batch, &clean).is_empty());
+    }
+
+    #[test]
+    fn a_batch_counts_its_facts_where_its_line_counts_them() {
+        let Request::Append(one) = append() else {
+            unreachable!("append() builds an append")
+        };
+        let batch = Request::AppendBatch(AppendBatchRequest {
+            messages: vec![one.message.clone(), one.message.clone(), one.message],
+        });
+        let ok = |offset, duplicate| Ok(AppendResponse { offset, duplicate });
+        let mixed = Response::AppendBatch(AppendBatchResponse {
+            results: vec![ok(7, false), ok(3, true), Err(RpcError::invalid("to_zone \"nowhere\""))],
+        });
+        let (line, metrics) = emitted(false, &client(), &batch, &mixed);
+        assert_eq!(field(&line, "facts"), Some("3"));
+        assert_eq!(metrics.append_requests.get(), 3);
+        assert_eq!(
+            metrics.append_failures.with_label_values(&["INVALID_ARGUMENT"]).get(),
+            1
+        );
+        assert_eq!(metrics.duplicate_facts.with_label_values(&["store"]).get(), 1);
+        assert_eq!(metrics.append_latency.get_sample_count(), 1, "one call, one latency");
+        let rpc = metrics.rpc_latency.with_label_values(&["append_facts"]);
+        assert_eq!(rpc.get_sample_count(), 1);
+
+        let refused = Response::Error(RpcError::unavailable("node is draining"));
+        let (_, metrics) = emitted(false, &client(), &batch, &refused);
+        assert_eq!(
+            metrics.append_requests.get(),
+            3,
+            "a call refused whole counts its facts"
+        );
+        assert_eq!(metrics.append_failures.with_label_values(&["UNAVAILABLE"]).get(), 3);
     }
 
     #[test]

@@ -1,17 +1,18 @@
 //! `PutObject` and `GetObject` calls: who may make them, and the raw bodies that travel around
 //! their frames (after the request for a put, after the response for a get).
 
-use bsfg_proto::{object, GetObjectRequest, PutObjectRequest, Response, RpcError};
+use bsfg_proto::{object, GetObjectRequest, PutObjectRequest, Response, RpcError, StreamCode};
 use quinn::{RecvStream, SendStream};
 
-use super::server::{authorise, Answer, Caller, Need, ServerDeps};
+use super::{
+    call::Answer,
+    caller::{authorise, Caller, Role},
+    context::Context,
+};
 use crate::{
     objects::{Origin, PutSpec},
     transport::framed,
 };
-
-/// Application code of a `GetObject` stream reset because its blob could not be read whole.
-const BODY_FAILED: u32 = 3;
 
 /// The blob streamed after a `GetObject` response.
 pub(super) struct Body {
@@ -23,10 +24,10 @@ pub(super) struct Body {
 pub(super) async fn put(
     r: PutObjectRequest,
     caller: &Caller,
-    deps: &ServerDeps,
+    ctx: &Context,
     recv: &mut RecvStream,
 ) -> Result<Response, RpcError> {
-    authorise(caller, Need::Produce, deps)?;
+    authorise(caller, Role::Produce, &ctx.config.zone)?;
     let spec = PutSpec {
         bucket: r.bucket,
         key: r.key,
@@ -34,19 +35,19 @@ pub(super) async fn put(
         media_type: r.media_type,
         origin: Origin::Producer,
     };
-    let meta = deps.objects.receive(spec, recv, framed::REQUEST_TIMEOUT).await?;
+    let meta = ctx.deps.objects.receive(spec, recv, framed::REQUEST_TIMEOUT).await?;
     Ok(Response::PutObject(meta))
 }
 
 /// Needs the `consume` role, or is a peer whose zone a fact referencing the object is addressed
 /// to: a peer never reads artifacts of facts addressed to another zone.
-pub(super) async fn get(r: GetObjectRequest, caller: &Caller, deps: &ServerDeps) -> Result<(Response, Body), RpcError> {
+pub(super) async fn get(r: GetObjectRequest, caller: &Caller, ctx: &Context) -> Result<(Response, Body), RpcError> {
     if !matches!(caller, Caller::Peer(_)) {
-        authorise(caller, Need::Consume, deps)?;
+        authorise(caller, Role::Consume, &ctx.config.zone)?;
     }
     object::check_bucket(&r.bucket).map_err(|e| RpcError::invalid(e.to_string()))?;
     object::check_key(&r.key).map_err(|e| RpcError::invalid(e.to_string()))?;
-    let (meta, entry, file) = deps.objects.open_blob(&r.bucket, &r.key).await?;
+    let (meta, entry, file) = ctx.deps.objects.open_blob(&r.bucket, &r.key).await?;
     if let Caller::Peer(zone) = caller {
         if !entry.referenced_by.contains(zone) {
             return Err(RpcError::denied(format!(
@@ -72,7 +73,7 @@ pub(super) async fn respond(send: &mut SendStream, answer: &Answer, body: Option
             .is_err()
         {
             // The reader sees a reset stream, never a short body it could take for a whole one.
-            let _ = send.reset(BODY_FAILED.into());
+            let _ = send.reset(StreamCode::BodyFailed.code().into());
             return;
         }
     }

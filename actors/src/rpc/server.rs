@@ -1,138 +1,37 @@
-//! The RPC server: accepts QUIC connections, learns the caller from its verified certificate,
-//! and serves one call per bidirectional stream — frame → typed request → authorised dispatch
-//! to the buffer actors → response frame. Connections from peer nodes are also offered to that
-//! peer's `PeerLink`, so one connection can carry both directions. `PutObject` and `GetObject`
-//! (with their raw bodies) are served in `objects`.
+//! The accept loop: one task per connection and one per stream. Learns the caller from its
+//! verified certificate, offers connections from peer nodes to that peer's `PeerLink` (one
+//! connection per peer pair carries both directions), and serves each call: frame → typed
+//! request → admission → [`dispatch`](super::dispatch) → response frame (and raw body), then one
+//! [`Call`] is logged and counted.
 //!
 //! Refusals before dispatch: client calls while the node drains, and every call of a peer whose
 //! gate an operator closed (its connection is closed once the refusal is delivered, and never
-//! offered to the link). Each call is counted and timed, and logged as `audit` says.
+//! offered to the link).
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use actix::Addr;
-use bsfg_proto::{
-    rpc::MAX_APPEND_BATCH, AppendBatchResponse, AppendResponse, BatchTally, ConfirmRequest, ConfirmResponse,
-    EncodedPage, FetchRequest, Message, Request, Response, RpcError,
-};
+use bsfg_proto::{CloseCode, Request, Response, RpcError, StreamCode};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
-use slog::{info, warn, Logger};
 
 use super::{
-    call::{Call, Details},
+    call::{Answer, Call, Details},
+    caller::Caller,
+    context::{Context, RpcConfig, RpcDeps},
+    dispatch,
     drain::InFlight,
-    objects, DrainHandle,
+    objects,
 };
 use crate::{
-    forward_buffer,
-    metrics::Metrics,
-    objects::ObjectStore,
+    events::{ClientRejected, Direction, PeerConnected, PeerRefused, TlsHandshakeFailed, CLOSED_BY_OPERATOR},
     peer_link,
-    store_buffer::{self, Outcomes},
     transport::{framed, tls},
-    zone_gate::{self, GateSwitches},
-    ForwardBuffer, PeerLink, StoreBuffer, ZoneGate,
 };
 
 /// How long a refused peer gets to receive its refusal before its connection is closed.
 const REFUSAL_DELIVERY: Duration = Duration::from_secs(5);
 
-/// What a client identity may do (SPEC §6).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Roles {
-    pub produce: bool,
-    pub consume: bool,
-}
-
-/// Who is calling, as decided from the certificate's CN and the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    Peer(String),
-    Client { identity: String, roles: Roles },
-    Unknown(String),
-}
-
-impl Caller {
-    pub fn identity(&self) -> &str {
-        match self {
-            Self::Peer(zone) => zone,
-            Self::Client { identity, .. } => identity,
-            Self::Unknown(cn) => cn,
-        }
-    }
-}
-
-/// The configured peers and clients: the authorisation table.
-#[derive(Debug, Clone, Default)]
-pub struct Directory {
-    pub peers: HashSet<String>,
-    pub clients: HashMap<String, Roles>,
-}
-
-impl Directory {
-    pub fn identify(&self, cn: &str) -> Caller {
-        if self.peers.contains(cn) {
-            return Caller::Peer(cn.to_owned());
-        }
-        match self.clients.get(cn) {
-            Some(roles) => Caller::Client {
-                identity: cn.to_owned(),
-                roles: *roles,
-            },
-            None => Caller::Unknown(cn.to_owned()),
-        }
-    }
-}
-
-/// The actors a call can reach.
-#[derive(Clone)]
-pub struct ServerDeps {
-    pub zone: String,
-    pub store: Addr<StoreBuffer>,
-    pub forward: Addr<ForwardBuffer>,
-    pub gate: Addr<ZoneGate>,
-    pub objects: ObjectStore,
-    pub metrics: Arc<Metrics>,
-    pub links: HashMap<String, Addr<PeerLink>>,
-    pub directory: Arc<Directory>,
-    /// Refuses client calls while the node drains; peer calls are never held back.
-    pub drain: DrainHandle,
-    /// A peer whose gate is closed is refused every call.
-    pub switches: GateSwitches,
-    pub max_frame_bytes: usize,
-    /// Log every call (`log.audit`), not only failures.
-    pub audit: bool,
-    pub log: Logger,
-}
-
 /// Connections this node dialled to a peer: the peer may open streams on them too.
 pub type DialedConnections = tokio::sync::mpsc::UnboundedReceiver<(quinn::Connection, String)>;
-
-/// What a call answers: a response, or a page served from the stored encodings of its facts,
-/// which goes on the wire as the `Response::Fetch` it encodes to.
-pub(super) enum Answer {
-    Response(Response),
-    Page(EncodedPage),
-}
-
-impl From<Response> for Answer {
-    fn from(response: Response) -> Self {
-        Self::Response(response)
-    }
-}
-
-impl bincode::Encode for Answer {
-    fn encode<E: bincode::enc::Encoder>(&self, encoder: &mut E) -> Result<(), bincode::error::EncodeError> {
-        match self {
-            Self::Response(response) => response.encode(encoder),
-            Self::Page(page) => page.encode(encoder),
-        }
-    }
-}
 
 /// Handle to the accept loop.
 pub struct RpcServer {
@@ -142,16 +41,17 @@ pub struct RpcServer {
 impl RpcServer {
     /// Serves every connection `endpoint` accepts, and the calls peers make on connections we
     /// dialled (one connection per peer pair carries both directions), until the endpoint closes.
-    pub fn spawn(endpoint: Endpoint, deps: ServerDeps, mut dialed: DialedConnections) -> Self {
+    pub fn spawn(endpoint: Endpoint, config: RpcConfig, deps: RpcDeps, mut dialed: DialedConnections) -> Self {
+        let ctx = Arc::new(Context { config, deps });
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     incoming = endpoint.accept() => match incoming {
-                        Some(incoming) => { tokio::spawn(accept(incoming, deps.clone())); }
+                        Some(incoming) => { tokio::spawn(accept(incoming, ctx.clone())); }
                         None => break,
                     },
                     Some((conn, peer)) = dialed.recv() => {
-                        tokio::spawn(serve_calls(conn, Arc::new(Caller::Peer(peer)), deps.clone()));
+                        tokio::spawn(serve_calls(conn, Arc::new(Caller::Peer(peer)), ctx.clone()));
                     }
                 }
             }
@@ -164,47 +64,49 @@ impl RpcServer {
     }
 }
 
-async fn accept(incoming: quinn::Incoming, deps: ServerDeps) {
+async fn accept(incoming: quinn::Incoming, ctx: Arc<Context>) {
     let remote = incoming.remote_address();
+    let deps = &ctx.deps;
     let conn = match incoming.await {
         Ok(conn) => conn,
-        Err(e) => {
-            let kind = handshake_failure_reason(&e);
-            deps.metrics.tls_handshake_errors.with_label_values(&[kind]).inc();
-            warn!(deps.log, "tls_handshake_failed"; "remote" => %remote, "reason" => %e, "kind" => kind);
+        Err(error) => {
+            deps.telemetry.emit(TlsHandshakeFailed { remote, error: &error });
             return;
         }
     };
     let caller = match tls::peer_identity(&conn) {
-        Ok(cn) => deps.directory.identify(&cn),
+        Ok(cn) => ctx.config.directory.identify(&cn),
         Err(e) => Caller::Unknown(e.to_string()),
     };
     match &caller {
-        Caller::Peer(zone) => offer(zone, &conn, remote, &deps),
-        Caller::Unknown(cn) => warn!(deps.log, "client_rejected"; "caller" => cn, "remote" => %remote,
-            "reason" => "not a configured client or peer: every call is refused with PERMISSION_DENIED"),
+        Caller::Peer(zone) => offer(zone, &conn, remote, deps),
+        Caller::Unknown(cn) => deps.telemetry.emit(ClientRejected { caller: cn, remote }),
         Caller::Client { .. } => {}
     }
-    serve_calls(conn, Arc::new(caller), deps).await;
+    serve_calls(conn, Arc::new(caller), ctx).await;
 }
 
 /// Hands a peer's connection to its link, unless an operator closed the peer's gate.
-fn offer(zone: &str, conn: &Connection, remote: std::net::SocketAddr, deps: &ServerDeps) {
+fn offer(zone: &str, conn: &Connection, remote: SocketAddr, deps: &RpcDeps) {
     if deps.switches.is_closed(zone) {
-        info!(deps.log, "peer_refused"; "peer" => zone, "remote" => %remote, "reason" => zone_gate::CLOSED_BY_OPERATOR);
+        deps.telemetry.emit(PeerRefused { peer: zone, remote });
         return;
     }
-    info!(deps.log, "peer_connected"; "peer" => zone, "remote" => %remote, "direction" => "inbound",
-        "not_after" => tls::peer_not_after(conn));
+    deps.telemetry.emit(PeerConnected {
+        peer: zone,
+        remote,
+        direction: Direction::Inbound,
+        not_after: &tls::peer_not_after(conn),
+    });
     if let Some(link) = deps.links.get(zone) {
         link.do_send(peer_link::Offer(conn.clone()));
     }
 }
 
 /// One task per stream, until the connection closes.
-async fn serve_calls(conn: Connection, caller: Arc<Caller>, deps: ServerDeps) {
+async fn serve_calls(conn: Connection, caller: Arc<Caller>, ctx: Arc<Context>) {
     while let Ok((send, recv)) = conn.accept_bi().await {
-        tokio::spawn(serve_stream(conn.clone(), send, recv, caller.clone(), deps.clone()));
+        tokio::spawn(serve_stream(conn.clone(), send, recv, caller.clone(), ctx.clone()));
     }
 }
 
@@ -213,11 +115,12 @@ async fn serve_stream(
     mut send: SendStream,
     mut recv: RecvStream,
     caller: Arc<Caller>,
-    deps: ServerDeps,
+    ctx: Arc<Context>,
 ) {
+    let (config, deps) = (&ctx.config, &ctx.deps);
     let read = tokio::time::timeout(
         framed::REQUEST_TIMEOUT,
-        framed::read_frame::<Request>(&mut recv, deps.max_frame_bytes),
+        framed::read_frame::<Request>(&mut recv, config.max_frame_bytes),
     );
     let started = std::time::Instant::now();
     let (mut operation, mut facts, mut details, mut in_flight) = ("invalid", 0, Details::default(), None);
@@ -227,11 +130,11 @@ async fn serve_stream(
         Ok(Ok(request)) => {
             operation = request.operation();
             facts = request.facts();
-            details = Details::capture(&request, &caller, deps.audit);
-            match admit(&caller, gate_closed, &deps) {
+            details = Details::capture(&request, &caller, config.audit);
+            match admit(&caller, gate_closed, &ctx) {
                 Ok(guard) => {
                     in_flight = guard;
-                    dispatch(request, &caller, &deps, &mut recv, &mut body).await
+                    dispatch::dispatch(request, &caller, &ctx, &mut recv, &mut body).await
                 }
                 Err(e) => Response::Error(e).into(),
             }
@@ -239,241 +142,41 @@ async fn serve_stream(
         Ok(Err(e)) => Response::Error(e.to_rpc()).into(),
         Err(_) => Response::Error(framed::StreamError::Timeout(framed::REQUEST_TIMEOUT).to_rpc()).into(),
     };
-    let took = started.elapsed();
-    record(&deps.metrics, operation, facts, &caller, &answer, took);
     let call = Call {
         caller: &caller,
         operation,
         facts,
         details: &details,
         answer: &answer,
-        took,
+        took: started.elapsed(),
     };
-    call.log(&deps.log, deps.audit);
-    let _ = recv.stop(0u32.into());
-    objects::respond(&mut send, &answer, body, deps.max_frame_bytes).await;
+    call.emit(&deps.telemetry, config.audit);
+    let _ = recv.stop(StreamCode::Done.code().into());
+    objects::respond(&mut send, &answer, body, config.max_frame_bytes).await;
     drop(in_flight);
     if gate_closed {
         // The peer learns why, then loses the connection: it must not keep one open per retry.
         let _ = tokio::time::timeout(REFUSAL_DELIVERY, send.stopped()).await;
-        conn.close(peer_link::GATE_CLOSED.into(), zone_gate::CLOSED_BY_OPERATOR.as_bytes());
+        conn.close(CloseCode::GateClosed.code().into(), CLOSED_BY_OPERATOR.as_bytes());
     }
 }
 
 /// Client calls count as in flight until their response is written; while the node drains they
 /// are refused with a retryable code. Peer calls pass untouched so replication continues, unless
 /// an operator closed the peer's gate.
-fn admit(caller: &Caller, gate_closed: bool, deps: &ServerDeps) -> Result<Option<InFlight>, RpcError> {
+fn admit(caller: &Caller, gate_closed: bool, ctx: &Context) -> Result<Option<InFlight>, RpcError> {
     if gate_closed {
         return Err(RpcError::unavailable(format!(
             "gate closed by operator: zone {:?} exchanges nothing with this peer until it is opened",
-            deps.zone
+            ctx.config.zone
         )));
     }
     if matches!(caller, Caller::Peer(_)) {
         return Ok(None);
     }
-    deps.drain
+    ctx.deps
+        .drain
         .admit()
         .map(Some)
         .ok_or_else(|| RpcError::unavailable("node is draining; retry later or against another node"))
-}
-
-async fn dispatch(
-    request: Request,
-    caller: &Caller,
-    deps: &ServerDeps,
-    recv: &mut RecvStream,
-    body: &mut Option<objects::Body>,
-) -> Answer {
-    let response = match request {
-        Request::Append(r) => append(vec![r.message], caller, deps)
-            .await
-            .and_then(|mut results| results.pop().unwrap_or_else(|| Err(RpcError::internal("no outcome"))))
-            .map(Response::Append)
-            .unwrap_or_else(Response::Error),
-        Request::AppendBatch(r) => append(r.messages, caller, deps)
-            .await
-            .map(|results| Response::AppendBatch(AppendBatchResponse { results }))
-            .unwrap_or_else(Response::Error),
-        Request::Fetch(r) => {
-            return match fetch(r, caller, deps).await {
-                Ok(page) => Answer::Page(page),
-                Err(e) => Response::Error(e).into(),
-            }
-        }
-        Request::Confirm(r) => confirm(r, caller, deps).await.unwrap_or_else(Response::Error),
-        Request::PutObject(r) => objects::put(r, caller, deps, recv)
-            .await
-            .unwrap_or_else(Response::Error),
-        Request::GetObject(r) => match objects::get(r, caller, deps).await {
-            Ok((response, blob)) => {
-                *body = Some(blob);
-                response
-            }
-            Err(e) => Response::Error(e),
-        },
-    };
-    response.into()
-}
-
-/// AppendFact (one message) and AppendFacts alike.
-async fn append(messages: Vec<Message>, caller: &Caller, deps: &ServerDeps) -> Result<Outcomes, RpcError> {
-    authorise(caller, Need::Produce, deps)?;
-    if messages.is_empty() || messages.len() > MAX_APPEND_BATCH {
-        return Err(RpcError::invalid(format!(
-            "AppendFacts carries {} messages; it takes 1 to {MAX_APPEND_BATCH}",
-            messages.len()
-        )));
-    }
-    flatten(deps.store.send(store_buffer::Append(messages)).await)
-}
-
-async fn fetch(r: FetchRequest, caller: &Caller, deps: &ServerDeps) -> Result<EncodedPage, RpcError> {
-    let max_wait = Duration::from_millis(u64::from(r.max_wait_ms.min(60_000)));
-    let page = match caller {
-        Caller::Peer(zone) => {
-            let msg = store_buffer::PeerFetch {
-                peer: zone.clone(),
-                limit: r.limit,
-                max_wait,
-                after: r.after,
-            };
-            let page = flatten(deps.store.send(msg).await)?;
-            deps.gate.do_send(zone_gate::Served {
-                peer: zone.clone(),
-                behind: page.facts.len() >= r.limit as usize,
-            });
-            page
-        }
-        _ => {
-            authorise(caller, Need::Consume, deps)?;
-            let msg = forward_buffer::Fetch {
-                consumer: r.consumer,
-                limit: r.limit,
-                max_wait,
-                after: r.after,
-            };
-            flatten(deps.forward.send(msg).await)?
-        }
-    };
-    Ok(page)
-}
-
-async fn confirm(r: ConfirmRequest, caller: &Caller, deps: &ServerDeps) -> Result<Response, RpcError> {
-    let cursor = match caller {
-        Caller::Peer(zone) => flatten(
-            deps.store
-                .send(store_buffer::PeerConfirm {
-                    peer: zone.clone(),
-                    offset: r.offset,
-                })
-                .await,
-        )?,
-        _ => {
-            authorise(caller, Need::Consume, deps)?;
-            flatten(
-                deps.forward
-                    .send(forward_buffer::Confirm {
-                        consumer: r.consumer,
-                        offset: r.offset,
-                    })
-                    .await,
-            )?
-        }
-    };
-    Ok(Response::Confirm(ConfirmResponse { cursor }))
-}
-
-pub(super) enum Need {
-    Produce,
-    Consume,
-}
-
-pub(super) fn authorise(caller: &Caller, need: Need, deps: &ServerDeps) -> Result<(), RpcError> {
-    let role = match need {
-        Need::Produce => "produce",
-        Need::Consume => "consume",
-    };
-    match caller {
-        Caller::Client { roles, .. } if matches!(need, Need::Produce) && roles.produce => Ok(()),
-        Caller::Client { roles, .. } if matches!(need, Need::Consume) && roles.consume => Ok(()),
-        Caller::Client { identity, .. } => Err(RpcError::denied(format!("client {identity:?} lacks the role {role}"))),
-        Caller::Peer(zone) => Err(RpcError::denied(format!(
-            "peer node {zone:?} cannot {role} as a client"
-        ))),
-        Caller::Unknown(cn) => Err(RpcError::denied(format!(
-            "identity {cn:?} is not a configured client or peer of zone {:?}",
-            deps.zone
-        ))),
-    }
-}
-
-fn flatten<T>(sent: Result<Result<T, RpcError>, actix::MailboxError>) -> Result<T, RpcError> {
-    sent.map_err(|e| RpcError::unavailable(format!("node is shutting down: {e}")))?
-}
-
-/// Counts and times one call (SPEC §11). The append counters count facts: an `AppendFacts` call
-/// of `facts` messages adds `facts` requests, and a failure for each fact that failed (a call
-/// refused whole counts at least one, so even an empty call shows in the failures).
-fn record(metrics: &Metrics, operation: &'static str, facts: usize, caller: &Caller, answer: &Answer, took: Duration) {
-    metrics
-        .rpc_latency
-        .with_label_values(&[operation])
-        .observe(took.as_secs_f64());
-    let role = match caller {
-        Caller::Peer(_) => "peer",
-        _ => "consumer",
-    };
-    match (operation, answer) {
-        ("append_fact" | "append_facts", Answer::Response(Response::Error(e))) => {
-            metrics.append_requests.inc_by(facts.max(1) as u64);
-            metrics
-                .append_failures
-                .with_label_values(&[e.code.as_str()])
-                .inc_by(facts.max(1) as u64);
-        }
-        ("append_fact", Answer::Response(Response::Append(ack))) => {
-            record_appended(metrics, std::slice::from_ref(&Ok(*ack)), took)
-        }
-        ("append_facts", Answer::Response(Response::AppendBatch(batch))) => {
-            record_appended(metrics, &batch.results, took)
-        }
-        ("fetch_facts", _) => metrics.fetch_requests.with_label_values(&[role]).inc(),
-        ("confirm_receipt", _) => metrics.confirm_requests.with_label_values(&[role]).inc(),
-        ("put_object", Answer::Response(Response::PutObject(_))) => metrics.artifact_upload_total.inc(),
-        ("put_object", _) => metrics.artifact_upload_failures.inc(),
-        _ => {}
-    }
-}
-
-fn record_appended(metrics: &Metrics, results: &[Result<AppendResponse, RpcError>], took: Duration) {
-    metrics.append_requests.inc_by(results.len() as u64);
-    metrics.append_latency.observe(took.as_secs_f64());
-    let tally = BatchTally::of(results);
-    if tally.duplicates > 0 {
-        metrics
-            .duplicate_facts
-            .with_label_values(&["store"])
-            .inc_by(tally.duplicates as u64);
-    }
-    for error in results.iter().filter_map(|r| r.as_ref().err()) {
-        metrics.append_failures.with_label_values(&[error.code.as_str()]).inc();
-    }
-}
-
-/// A bounded label for a refused handshake.
-fn handshake_failure_reason(error: &quinn::ConnectionError) -> &'static str {
-    let text = error.to_string();
-    if text.contains("UnknownIssuer") || text.contains("unknown ca") || text.contains("UnknownCA") {
-        "unknown_ca"
-    } else if text.contains("Expired") || text.contains("expired") {
-        "expired"
-    } else if text.contains("NotValidForName") || text.contains("bad certificate") || text.contains("BadCertificate") {
-        "bad_certificate"
-    } else if matches!(error, quinn::ConnectionError::TimedOut) {
-        "timeout"
-    } else {
-        "other"
-    }
 }

@@ -88,6 +88,14 @@ pub enum Log {
 }
 
 impl Log {
+    /// The buffer's name in logs and metric labels (`buffer`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Store => "store",
+            Self::Forward => "forward",
+        }
+    }
+
     /// Value bytes of a log entry holding a message of `encoded_len` bytes (what [`Usage`] counts).
     pub fn entry_bytes(self, encoded_len: usize) -> u64 {
         let header = match self {

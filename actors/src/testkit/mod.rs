@@ -1,5 +1,8 @@
-//! Test fixtures shared by the unit tests of the journal and the backpressure planner: a real
-//! RocksDB in a temporary directory behind a running journal, and deterministic messages.
+//! Test fixtures shared by the unit tests: a real RocksDB in a temporary directory behind a
+//! running journal; deterministic messages; and a log drain that keeps every record for
+//! assertions ([`logs`]).
+
+pub mod logs;
 
 use std::{
     path::Path,

@@ -1,4 +1,7 @@
-//! QUIC transport: TLS material and verifiers, framed streams.
+//! QUIC network plumbing, shared by the node and its clients: TLS material and the verifiers
+//! that authenticate identities (`tls`), and frames and raw bodies on QUIC streams (`framed`).
+//! It imports nothing from the rest of the crate: what a call means is the RPC server's business
+//! (`crate::rpc`).
 
 pub mod framed;
 #[cfg(test)]

@@ -179,6 +179,20 @@ pub fn peer_not_after(conn: &quinn::Connection) -> String {
     }
 }
 
+/// The TLS alert a connection's handshake ended with, whichever side sent it (QUIC carries TLS
+/// alerts as the crypto error codes `0x100 + alert`), or `None` when it did not end with one.
+pub fn handshake_alert(error: &quinn::ConnectionError) -> Option<u8> {
+    let code = match error {
+        // Our side refused the handshake.
+        quinn::ConnectionError::TransportError(e) => e.code,
+        // The other side did.
+        quinn::ConnectionError::ConnectionClosed(close) => close.error_code,
+        _ => return None,
+    };
+    let code = u64::from(code);
+    (0x100..0x200).contains(&code).then_some((code & 0xff) as u8)
+}
+
 fn peer_facts(conn: &quinn::Connection) -> Result<CertFacts, TlsError> {
     let presented = conn.peer_identity().ok_or(TlsError::NoPeerCertificate)?;
     let chain = presented
@@ -423,6 +437,8 @@ fn system_time(t: &ASN1Time) -> SystemTime {
 mod tests {
     use std::net::SocketAddr;
 
+    use rustls::AlertDescription;
+
     use super::{
         super::test_ca::{TestCa, TestResult},
         *,
@@ -569,6 +585,71 @@ mod tests {
             "{served}"
         );
         assert!(pinged.is_err(), "client round trip succeeded");
+        Ok(())
+    }
+
+    /// The error the server's side of one connection ends with, when `client` dials `server_name`.
+    async fn server_refusal(
+        server: &TlsMaterial,
+        client: &TlsMaterial,
+        server_name: &str,
+    ) -> TestResult<quinn::ConnectionError> {
+        let endpoint = quinn::Endpoint::server(
+            server.quic_server_config(DEFAULT_IDLE_TIMEOUT)?,
+            ([127, 0, 0, 1], 0).into(),
+        )?;
+        let addr = endpoint.local_addr()?;
+        let pinged = ping(client.quic_client_config(DEFAULT_IDLE_TIMEOUT)?, addr, server_name);
+        let served = async {
+            let incoming = endpoint.accept().await.ok_or("endpoint closed")?;
+            incoming.await.err().ok_or("the server completed the handshake")
+        };
+        let (served, pinged) =
+            tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(served, pinged) }).await?;
+        assert!(pinged.is_err(), "the client's call went through");
+        Ok(served?)
+    }
+
+    /// A certificate of `cn` from `ca`, expired or not, presented with any roots (so only the
+    /// other side's check can refuse it).
+    fn presenting(ca: &TestCa, cn: &str, expired: bool, trusting: &TlsMaterial) -> TestResult<TlsMaterial> {
+        let (cert, key) = ca.issue(cn, &[], expired)?;
+        Ok(TlsMaterial {
+            chain: read_certs(&cert)?,
+            key: read_key(&key)?,
+            roots: trusting.roots.clone(),
+            ..ca.material(cn, &[])?
+        })
+    }
+
+    #[tokio::test]
+    async fn refused_handshakes_carry_the_alert_of_the_reason_on_both_sides() -> TestResult {
+        let (ca, foreign) = (TestCa::new("test CA")?, TestCa::new("foreign CA")?);
+        let server = ca.material("plant-a", &[])?;
+        let cases = [
+            // The server refuses a client certificate from another CA, and an expired one.
+            (
+                presenting(&foreign, "mes-line-1", false, &server)?,
+                "plant-a",
+                AlertDescription::UnknownCA,
+            ),
+            (
+                presenting(&ca, "mes-line-1", true, &server)?,
+                "plant-a",
+                AlertDescription::CertificateExpired,
+            ),
+            // The client refuses a server that is not the zone it dialled: the server is told.
+            (
+                ca.material("mes-line-1", &[])?,
+                "plant-b",
+                AlertDescription::BadCertificate,
+            ),
+        ];
+        for (client, dialled, alert) in cases {
+            let refused = server_refusal(&server, &client, dialled).await?;
+            assert_eq!(handshake_alert(&refused), Some(u8::from(alert)), "{refused}");
+        }
+        assert_eq!(handshake_alert(&quinn::ConnectionError::TimedOut), None);
         Ok(())
     }
 

@@ -14,10 +14,10 @@
 
 use bsfg_proto::{ArtifactRef, FetchedFact, GetObjectRequest, ObjectMeta, Request, Response};
 use quinn::Connection;
-use slog::error;
 
 use super::{PullError, Session};
 use crate::{
+    events::{ArtifactRetrievalFailed, ArtifactRetrieved, ArtifactSkipped, Skip},
     objects::{ObjectError, Origin, PutSpec},
     transport::framed,
 };
@@ -50,7 +50,7 @@ impl Session {
                     continue;
                 }
                 Err(e) => {
-                    self.skip(&fact, "artifact_rejected", &e.to_string());
+                    self.skip(&fact, Skip::Rejected, &e.to_string());
                     continue;
                 }
             };
@@ -61,7 +61,7 @@ impl Session {
                         "artifact {}/{} is referenced here with digest {}, the fact references {}",
                         stored.bucket, stored.key, stored.digest, artifact.digest
                     );
-                    self.skip(&fact, "artifact_conflict", &reason);
+                    self.skip(&fact, Skip::Conflict, &reason);
                 }
                 Local::Missing => {
                     self.retrieve(conn, &fact, &artifact).await?;
@@ -92,17 +92,21 @@ impl Session {
 
     /// Pulls one artifact from the peer into the local store, counting and logging the outcome.
     async fn retrieve(&self, conn: &Connection, fact: &FetchedFact, artifact: &ArtifactRef) -> Result<(), PullError> {
-        let metrics = &self.deps.metrics;
+        let telemetry = &self.deps.telemetry;
         match self.get_object(conn, artifact).await {
             Ok(()) => {
-                metrics.artifact_retrieval_total.inc();
+                telemetry.emit(ArtifactRetrieved);
                 Ok(())
             }
             Err(e) => {
-                metrics.artifact_retrieval_failures.inc();
-                error!(self.deps.log, "artifact_retrieval_failed"; "peer" => &self.config.peer,
-                    "message_id" => &fact.message.envelope.message_id, "bucket" => &artifact.bucket,
-                    "key" => &artifact.key, "digest" => %artifact.digest, "reason" => %e);
+                telemetry.emit(ArtifactRetrievalFailed {
+                    peer: &self.config.peer,
+                    message_id: &fact.message.envelope.message_id,
+                    bucket: &artifact.bucket,
+                    key: &artifact.key,
+                    digest: &artifact.digest,
+                    reason: &e,
+                });
                 Err(e)
             }
         }
@@ -131,10 +135,13 @@ impl Session {
         Ok(())
     }
 
-    fn skip(&self, fact: &FetchedFact, event: &'static str, reason: &str) {
-        self.deps.metrics.artifact_retrieval_failures.inc();
-        error!(self.deps.log, "{}", event; "peer" => &self.config.peer,
-            "message_id" => &fact.message.envelope.message_id, "reason" => reason);
+    fn skip(&self, fact: &FetchedFact, skip: Skip, reason: &str) {
+        self.deps.telemetry.emit(ArtifactSkipped {
+            peer: &self.config.peer,
+            message_id: &fact.message.envelope.message_id,
+            skip,
+            reason,
+        });
     }
 }
 

@@ -1,0 +1,70 @@
+//! Artifacts pulled from peers before their facts are inserted (SPEC §3): each retrieval is
+//! counted; a failed one is logged at ERROR (the page is retried later), and a fact skipped
+//! because its artifact conflicts with a referenced local object, or its reference does not
+//! parse, is logged and counted as a failure too.
+
+use std::fmt::Display;
+
+use bsfg_proto::ObjectDigest;
+use slog::error;
+
+use super::{Event, Telemetry};
+
+pub const ARTIFACT_RETRIEVAL_FAILED: &str = "artifact_retrieval_failed";
+pub const ARTIFACT_CONFLICT: &str = "artifact_conflict";
+pub const ARTIFACT_REJECTED: &str = "artifact_rejected";
+
+/// An artifact was pulled from a peer and stored.
+pub struct ArtifactRetrieved;
+
+impl Event for ArtifactRetrieved {
+    fn emit(self, t: &Telemetry) {
+        t.metrics.artifact_retrieval_total.inc();
+    }
+}
+
+/// Pulling the artifact of a fact from `peer` failed; the session fails and the page is retried.
+pub struct ArtifactRetrievalFailed<'a> {
+    pub peer: &'a str,
+    pub message_id: &'a str,
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub digest: &'a ObjectDigest,
+    pub reason: &'a dyn Display,
+}
+
+impl Event for ArtifactRetrievalFailed<'_> {
+    fn emit(self, t: &Telemetry) {
+        t.metrics.artifact_retrieval_failures.inc();
+        error!(t.log, "{}", ARTIFACT_RETRIEVAL_FAILED; "peer" => self.peer, "message_id" => self.message_id,
+            "bucket" => self.bucket, "key" => self.key, "digest" => %self.digest, "reason" => %self.reason);
+    }
+}
+
+/// Why a pulled fact was skipped for its artifact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Its key holds a referenced local object with other content.
+    Conflict,
+    /// Its artifact reference does not parse.
+    Rejected,
+}
+
+/// A pulled fact was skipped (and is confirmed with its page) because of its artifact.
+pub struct ArtifactSkipped<'a> {
+    pub peer: &'a str,
+    pub message_id: &'a str,
+    pub skip: Skip,
+    pub reason: &'a str,
+}
+
+impl Event for ArtifactSkipped<'_> {
+    fn emit(self, t: &Telemetry) {
+        t.metrics.artifact_retrieval_failures.inc();
+        let event = match self.skip {
+            Skip::Conflict => ARTIFACT_CONFLICT,
+            Skip::Rejected => ARTIFACT_REJECTED,
+        };
+        error!(t.log, "{}", event; "peer" => self.peer, "message_id" => self.message_id, "reason" => self.reason);
+    }
+}

@@ -1,0 +1,181 @@
+//! What happens to facts outside the happy path: a pulled fact refused (wrong origin or
+//! destination) or conflicting with stored content, duplicates recognised, unconfirmed facts lost
+//! to `drop_oldest` or to retention (ERROR, with the fact's identity), facts kept past retention
+//! because the node is safety-critical, a buffer starting or stopping to block its input, and a
+//! deletion the journal could not apply.
+
+use std::{fmt::Display, time::Duration};
+
+use slog::{error, info, warn};
+
+use super::{Event, Telemetry};
+use crate::{metrics::Metrics, storage::Log};
+
+pub const FACT_REJECTED: &str = "fact_rejected";
+pub const FACT_CONFLICT: &str = "fact_conflict";
+pub const FACT_DROPPED: &str = "fact_dropped";
+pub const FACT_EXPIRED: &str = "fact_expired";
+pub const FACTS_KEPT_PAST_RETENTION: &str = "facts_kept_past_retention";
+pub const APPENDS_REJECTED: &str = "appends_rejected";
+pub const APPENDS_ACCEPTED: &str = "appends_accepted";
+pub const PULLS_PAUSED: &str = "pulls_paused";
+pub const PULLS_RESUMED: &str = "pulls_resumed";
+pub const DELETION_FAILED: &str = "deletion_failed";
+
+/// A pulled fact whose `from_zone` is not the peer's or whose `to_zone` is not ours: skipped,
+/// and confirmed with its page.
+pub struct FactRejected<'a> {
+    pub peer: &'a str,
+    pub message_id: &'a str,
+    pub from_zone: &'a str,
+    pub to_zone: &'a str,
+}
+
+impl Event for FactRejected<'_> {
+    fn emit(self, t: &Telemetry) {
+        warn!(t.log, "{}", FACT_REJECTED; "peer" => self.peer, "message_id" => self.message_id,
+            "from_zone" => self.from_zone, "to_zone" => self.to_zone,
+            "reason" => "from_zone or to_zone does not match the link");
+    }
+}
+
+/// Pulled facts whose id is already stored here with other content from the same zone.
+pub struct FactConflict<'a> {
+    pub peer: &'a str,
+    pub count: usize,
+}
+
+impl Event for FactConflict<'_> {
+    fn emit(self, t: &Telemetry) {
+        warn!(t.log, "{}", FACT_CONFLICT; "peer" => self.peer, "count" => self.count,
+            "reason" => "message_id already holds other content from this zone");
+    }
+}
+
+/// Facts recognised as duplicates by a buffer (counted, not logged: retries are normal).
+pub struct FactsDuplicated {
+    pub log: Log,
+    pub count: usize,
+}
+
+impl Event for FactsDuplicated {
+    fn emit(self, t: &Telemetry) {
+        if self.count > 0 {
+            let counter = t.metrics.duplicate_facts.with_label_values(&[self.log.as_str()]);
+            counter.inc_by(self.count as u64);
+        }
+    }
+}
+
+/// Why an unconfirmed fact was deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    /// The store buffer was full under `drop_oldest`.
+    Dropped,
+    /// It outlived the buffer's retention.
+    Expired { retention: Duration },
+}
+
+/// An unconfirmed fact was deleted: someone waiting for it will never get it.
+pub struct FactLost<'a> {
+    pub log: Log,
+    pub loss: Loss,
+    pub offset: u64,
+    pub message_id: &'a str,
+    /// `to_zone` of a store fact, `from_zone` of a forward fact.
+    pub zone: &'a str,
+}
+
+impl Event for FactLost<'_> {
+    fn emit(self, t: &Telemetry) {
+        let buffer = self.log.as_str();
+        let zone_key = match self.log {
+            Log::Store => "to_zone",
+            Log::Forward => "from_zone",
+        };
+        match self.loss {
+            Loss::Dropped => {
+                t.metrics.dropped_facts.inc();
+                error!(t.log, "{}", FACT_DROPPED; "message_id" => self.message_id, zone_key => self.zone,
+                    "offset" => self.offset, "buffer" => buffer,
+                    "reason" => "store buffer full and store.backpressure = \"drop_oldest\"");
+            }
+            Loss::Expired { retention } => {
+                t.metrics.expired_facts.inc();
+                error!(t.log, "{}", FACT_EXPIRED; "message_id" => self.message_id, zone_key => self.zone,
+                    "offset" => self.offset, "buffer" => buffer,
+                    "reason" => format!("unconfirmed after the {buffer} retention of {retention:?}"));
+            }
+        }
+    }
+}
+
+/// The oldest unconfirmed fact of a buffer and peer outlives the retention because the node is
+/// safety-critical.
+pub struct FactsKeptPastRetention<'a> {
+    pub log: Log,
+    pub peer: &'a str,
+    pub offset: u64,
+    pub message_id: &'a str,
+}
+
+impl Event for FactsKeptPastRetention<'_> {
+    fn emit(self, t: &Telemetry) {
+        warn!(t.log, "{}", FACTS_KEPT_PAST_RETENTION; "buffer" => self.log.as_str(), "peer" => self.peer,
+            "offset" => self.offset, "message_id" => self.message_id,
+            "reason" => "unconfirmed facts outlive the retention because store.safety_critical = true");
+    }
+}
+
+/// A buffer started (`blocked`) or stopped blocking its input: the store buffer refuses appends,
+/// the forward buffer pauses pulls.
+pub struct BufferBlocked {
+    pub log: Log,
+    pub blocked: bool,
+    /// Logged rounded to one decimal.
+    pub fill_percent: f64,
+    pub high_watermark_percent: u8,
+    pub low_watermark_percent: u8,
+    pub capacity_bytes: u64,
+}
+
+impl Event for BufferBlocked {
+    fn emit(self, t: &Telemetry) {
+        let (buffer, percent) = (self.log.as_str(), (self.fill_percent * 10.0).round() / 10.0);
+        let (high, low, capacity) = (
+            self.high_watermark_percent,
+            self.low_watermark_percent,
+            self.capacity_bytes,
+        );
+        match (self.log, self.blocked) {
+            (Log::Store, true) => warn!(t.log, "{}", APPENDS_REJECTED; "buffer" => buffer,
+                "buffer_fill_percent" => percent, "high_watermark_percent" => high,
+                "capacity_bytes" => capacity, "reason" => "store buffer full"),
+            (Log::Store, false) => info!(t.log, "{}", APPENDS_ACCEPTED; "buffer" => buffer,
+                "buffer_fill_percent" => percent, "low_watermark_percent" => low),
+            (Log::Forward, true) => warn!(t.log, "{}", PULLS_PAUSED; "buffer" => buffer,
+                "buffer_fill_percent" => percent, "high_watermark_percent" => high,
+                "capacity_bytes" => capacity, "reason" => "forward buffer full"),
+            (Log::Forward, false) => info!(t.log, "{}", PULLS_RESUMED; "buffer" => buffer,
+                "buffer_fill_percent" => percent, "low_watermark_percent" => low),
+        }
+    }
+}
+
+/// A deletion job (trim or retention sweep) failed in planning or in the journal; the next one
+/// tries again.
+pub struct DeletionFailed<'a> {
+    pub reason: &'a dyn Display,
+}
+
+impl Event for DeletionFailed<'_> {
+    fn emit(self, t: &Telemetry) {
+        warn!(t.log, "{}", DELETION_FAILED; "reason" => %self.reason);
+    }
+}
+
+pub(super) fn init_series(metrics: &Metrics) {
+    for log in [Log::Store, Log::Forward] {
+        metrics.duplicate_facts.with_label_values(&[log.as_str()]);
+    }
+}

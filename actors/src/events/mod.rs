@@ -1,0 +1,87 @@
+//! Typed internal events (vector's `internal_events`): one small type per notable thing a node
+//! sees, whose [`Event::emit`] writes its log line and updates its metrics together, so a line and
+//! its counter cannot drift apart and each event has one writer. The `msg` of every line (SPEC
+//! §12) is a constant beside its event; metric names live in the table of [`crate::metrics`].
+//!
+//! | module | events |
+//! |---|---|
+//! | `peer` | [`PeerConnected`], [`PeerDisconnected`], [`PeerDialFailed`], [`PeerRefused`], [`PeerConnectionReplaced`], [`ClientRejected`] |
+//! | `tls` | [`TlsHandshakeFailed`], [`CertReloaded`], [`CertReloadFailed`], [`CertWatchFailed`] |
+//! | `gate` | [`GateTransition`], [`GateSwitched`] |
+//! | `facts` | [`FactRejected`], [`FactConflict`], [`FactsDuplicated`], [`FactLost`], [`FactsKeptPastRetention`], [`BufferBlocked`], [`DeletionFailed`] |
+//! | `artifacts` | [`ArtifactRetrieved`], [`ArtifactRetrievalFailed`], [`ArtifactSkipped`] |
+//!
+//! One RPC call (`rpc_call` / `rpc_rejected` and its counters) is written by `rpc::call`, which
+//! knows the request and answer types; the node's lifecycle lines stay with `node`.
+//!
+//! Events import only what lies below them (metrics, storage's vocabulary, transport); the
+//! gate's states are defined here, with the event and the metric that report them, so that
+//! `zone_gate` can import its event without an import circle.
+
+mod artifacts;
+mod facts;
+mod gate;
+mod peer;
+mod tls;
+
+pub use artifacts::{ArtifactRetrievalFailed, ArtifactRetrieved, ArtifactSkipped, Skip};
+pub use facts::{
+    BufferBlocked, DeletionFailed, FactConflict, FactLost, FactRejected, FactsDuplicated, FactsKeptPastRetention, Loss,
+};
+pub use gate::{GateState, GateSwitched, GateTransition, CLOSED_BY_OPERATOR};
+pub use peer::{
+    ClientRejected, Direction, PeerConnected, PeerConnectionReplaced, PeerDialFailed, PeerDisconnected, PeerRefused,
+};
+pub use tls::{CertReloadFailed, CertReloaded, CertWatchFailed, TlsHandshakeFailed};
+
+use std::sync::Arc;
+
+use slog::Logger;
+
+use crate::metrics::Metrics;
+
+/// Where events go: the node's logger and its metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct Telemetry {
+    pub log: Logger,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A notable event: its log line and its metrics, written together.
+pub trait Event {
+    fn emit(self, telemetry: &Telemetry);
+}
+
+/// The `role` label of fetch and confirm counters for a peer node.
+pub const ROLE_PEER: &str = "peer";
+/// The `role` label of fetch and confirm counters for a local client.
+pub const ROLE_CONSUMER: &str = "consumer";
+
+impl Telemetry {
+    /// Creates every series whose labels are known at start at 0 (so an alert on `increase()`
+    /// sees the first event, and every configured peer shows from the first scrape): per peer
+    /// its gate and progress, and every known reason, role, buffer and result.
+    pub fn new(log: Logger, metrics: Arc<Metrics>, peers: &[String]) -> Self {
+        let m = &metrics;
+        for peer in peers {
+            gate::start_autonomous(m, peer);
+            m.replication_lag_seconds.with_label_values(&[peer]).set(0.0);
+            m.replication_lag_high_watermark.with_label_values(&[peer]).set(0.0);
+            m.frontier_offset.with_label_values(&[peer]).set(0);
+        }
+        for role in [ROLE_PEER, ROLE_CONSUMER] {
+            m.fetch_requests.with_label_values(&[role]);
+            m.confirm_requests.with_label_values(&[role]);
+        }
+        for code in bsfg_proto::ErrorCode::ALL {
+            m.append_failures.with_label_values(&[code.as_str()]);
+        }
+        tls::init_series(m);
+        facts::init_series(m);
+        Self { log, metrics }
+    }
+
+    pub fn emit(&self, event: impl Event) {
+        event.emit(self);
+    }
+}

@@ -1,0 +1,118 @@
+//! Connections to peers and callers: a peer connected (either way), lost, not reachable, refused
+//! because an operator closed its gate, or moved to the pair's other connection; an identity
+//! that is neither client nor peer.
+
+use std::{fmt::Display, net::SocketAddr};
+
+use slog::{info, warn};
+
+use super::{Event, Telemetry, CLOSED_BY_OPERATOR};
+
+pub const PEER_CONNECTED: &str = "peer_connected";
+pub const PEER_DISCONNECTED: &str = "peer_disconnected";
+pub const PEER_DIAL_FAILED: &str = "peer_dial_failed";
+pub const PEER_REFUSED: &str = "peer_refused";
+pub const PEER_CONNECTION_REPLACED: &str = "peer_connection_replaced";
+pub const CLIENT_REJECTED: &str = "client_rejected";
+
+/// Who opened a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// The peer dialled us.
+    Inbound,
+    /// We dialled the peer.
+    Outbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inbound => "inbound",
+            Self::Outbound => "outbound",
+        }
+    }
+}
+
+/// A peer's connection is up; `not_after` is when the certificate it presented expires (a
+/// rotation on the other side shows here).
+pub struct PeerConnected<'a> {
+    pub peer: &'a str,
+    pub remote: SocketAddr,
+    pub direction: Direction,
+    pub not_after: &'a str,
+}
+
+impl Event for PeerConnected<'_> {
+    fn emit(self, t: &Telemetry) {
+        info!(t.log, "{}", PEER_CONNECTED; "peer" => self.peer, "remote" => %self.remote,
+            "direction" => self.direction.as_str(), "not_after" => self.not_after);
+    }
+}
+
+/// The session with a peer ended: it failed (WARN, with why), or an operator closed the gate
+/// (INFO).
+pub struct PeerDisconnected<'a> {
+    pub peer: &'a str,
+    /// Why the session failed; `None` when an operator closed the gate.
+    pub failure: Option<&'a dyn Display>,
+}
+
+impl Event for PeerDisconnected<'_> {
+    fn emit(self, t: &Telemetry) {
+        match self.failure {
+            Some(reason) => warn!(t.log, "{}", PEER_DISCONNECTED; "peer" => self.peer, "reason" => %reason),
+            None => info!(t.log, "{}", PEER_DISCONNECTED; "peer" => self.peer, "reason" => CLOSED_BY_OPERATOR),
+        }
+    }
+}
+
+/// A dial to a peer failed.
+pub struct PeerDialFailed<'a> {
+    pub peer: &'a str,
+    pub remote: SocketAddr,
+    pub reason: &'a str,
+}
+
+impl Event for PeerDialFailed<'_> {
+    fn emit(self, t: &Telemetry) {
+        warn!(t.log, "{}", PEER_DIAL_FAILED; "peer" => self.peer, "remote" => %self.remote, "reason" => self.reason);
+    }
+}
+
+/// A peer connected while an operator keeps its gate closed: served refusals, never used.
+pub struct PeerRefused<'a> {
+    pub peer: &'a str,
+    pub remote: SocketAddr,
+}
+
+impl Event for PeerRefused<'_> {
+    fn emit(self, t: &Telemetry) {
+        info!(t.log, "{}", PEER_REFUSED; "peer" => self.peer, "remote" => %self.remote, "reason" => CLOSED_BY_OPERATOR);
+    }
+}
+
+/// Both sides dialled: this side closed its own connection and moved to the peer's.
+pub struct PeerConnectionReplaced<'a> {
+    pub peer: &'a str,
+}
+
+impl Event for PeerConnectionReplaced<'_> {
+    fn emit(self, t: &Telemetry) {
+        info!(t.log, "{}", PEER_CONNECTION_REPLACED; "peer" => self.peer,
+            "reason" => "the peer's connection is kept for both directions");
+    }
+}
+
+/// A certificate from our CA whose CN is neither a configured client nor a peer (logged once
+/// per connection; each of its calls is refused and audited).
+pub struct ClientRejected<'a> {
+    pub caller: &'a str,
+    pub remote: SocketAddr,
+}
+
+impl Event for ClientRejected<'_> {
+    fn emit(self, t: &Telemetry) {
+        warn!(t.log, "{}", CLIENT_REJECTED; "caller" => self.caller, "remote" => %self.remote,
+            "reason" => "not a configured client or peer: every call is refused with PERMISSION_DENIED");
+    }
+}

@@ -1,0 +1,179 @@
+//! TLS: refused handshakes (counted by a bounded reason taken from the error's type and the TLS
+//! alert it carries, never from its text), and the `CertWatcher`'s reloads.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, SystemTime},
+};
+
+use quinn::ConnectionError;
+use rustls::AlertDescription;
+use slog::{info, warn};
+
+use super::{Event, Telemetry};
+use crate::{metrics::Metrics, transport::tls};
+
+pub const TLS_HANDSHAKE_FAILED: &str = "tls_handshake_failed";
+pub const CERT_RELOADED: &str = "cert_reloaded";
+pub const CERT_RELOAD_FAILED: &str = "cert_reload_failed";
+pub const CERT_WATCH_FAILED: &str = "cert_watch_failed";
+
+/// The `result` label of `bsfg_cert_reloads_total`.
+const RELOAD_SUCCESS: &str = "success";
+const RELOAD_FAILURE: &str = "failure";
+
+/// Why a handshake failed: the bounded `reason` label of `bsfg_tls_handshake_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// The certificate does not chain to our CA (alert `unknown_ca`).
+    UnknownCa,
+    /// The certificate is expired or not yet valid (alert `certificate_expired`).
+    Expired,
+    /// The certificate is malformed or names another identity (alert `bad_certificate`).
+    BadCertificate,
+    /// The handshake did not complete within the idle timeout.
+    Timeout,
+    Other,
+}
+
+impl HandshakeFailure {
+    pub const ALL: [Self; 5] = [
+        Self::UnknownCa,
+        Self::Expired,
+        Self::BadCertificate,
+        Self::Timeout,
+        Self::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownCa => "unknown_ca",
+            Self::Expired => "expired",
+            Self::BadCertificate => "bad_certificate",
+            Self::Timeout => "timeout",
+            Self::Other => "other",
+        }
+    }
+
+    /// Classifies a failed handshake by the TLS alert it ended with, whichever side sent it.
+    pub fn of(error: &ConnectionError) -> Self {
+        if matches!(error, ConnectionError::TimedOut) {
+            return Self::Timeout;
+        }
+        match tls::handshake_alert(error).map(AlertDescription::from) {
+            Some(AlertDescription::UnknownCA) => Self::UnknownCa,
+            Some(AlertDescription::CertificateExpired) => Self::Expired,
+            Some(AlertDescription::BadCertificate) => Self::BadCertificate,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// A connection from `remote` failed its handshake. The full error goes in `reason`, the bounded
+/// label in `kind`.
+pub struct TlsHandshakeFailed<'a> {
+    pub remote: SocketAddr,
+    pub error: &'a ConnectionError,
+}
+
+impl Event for TlsHandshakeFailed<'_> {
+    fn emit(self, t: &Telemetry) {
+        let kind = HandshakeFailure::of(self.error).as_str();
+        t.metrics.tls_handshake_errors.with_label_values(&[kind]).inc();
+        warn!(t.log, "{}", TLS_HANDSHAKE_FAILED; "remote" => %self.remote, "reason" => %self.error, "kind" => kind);
+    }
+}
+
+/// New TLS material was validated and swapped in; the expiry gauge follows it at once.
+pub struct CertReloaded<'a> {
+    pub trigger: &'static str,
+    pub subject: &'a str,
+    pub not_after: SystemTime,
+    /// Until `not_after`.
+    pub left: Duration,
+}
+
+impl Event for CertReloaded<'_> {
+    fn emit(self, t: &Telemetry) {
+        let left = self.left;
+        t.metrics.cert_reloads.with_label_values(&[RELOAD_SUCCESS]).inc();
+        t.metrics.certificate_expiry_seconds.set(left.as_secs_f64());
+        info!(t.log, "{}", CERT_RELOADED; "trigger" => self.trigger, "subject" => self.subject,
+            "not_after" => %humantime::format_rfc3339_seconds(self.not_after), "seconds_left" => left.as_secs());
+    }
+}
+
+/// New TLS material was refused; the old material keeps serving.
+pub struct CertReloadFailed<'a> {
+    pub trigger: &'static str,
+    pub reason: &'a dyn std::fmt::Display,
+}
+
+impl Event for CertReloadFailed<'_> {
+    fn emit(self, t: &Telemetry) {
+        t.metrics.cert_reloads.with_label_values(&[RELOAD_FAILURE]).inc();
+        warn!(t.log, "{}", CERT_RELOAD_FAILED; "trigger" => self.trigger, "reason" => %self.reason);
+    }
+}
+
+/// The certificate files cannot be watched; SIGHUP and the admin endpoint still reload.
+pub struct CertWatchFailed<'a> {
+    pub reason: &'a dyn std::fmt::Display,
+}
+
+impl Event for CertWatchFailed<'_> {
+    fn emit(self, t: &Telemetry) {
+        warn!(t.log, "{}", CERT_WATCH_FAILED; "reason" => %self.reason,
+            "error_message" => "file changes are not seen; reload with SIGHUP or POST /v1/admin/reload");
+    }
+}
+
+pub(super) fn init_series(metrics: &Metrics) {
+    for failure in HandshakeFailure::ALL {
+        metrics.tls_handshake_errors.with_label_values(&[failure.as_str()]);
+    }
+    for result in [RELOAD_SUCCESS, RELOAD_FAILURE] {
+        metrics.cert_reloads.with_label_values(&[result]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quinn::{ConnectionClose, TransportErrorCode};
+
+    use super::*;
+
+    /// What a node sees when the other side refused the handshake with `alert`. (A refusal by
+    /// the node itself, a `TransportError`, is classified in `transport::tls`'s handshake tests.)
+    fn closed_with_alert(alert: AlertDescription) -> ConnectionError {
+        ConnectionError::ConnectionClosed(ConnectionClose {
+            error_code: TransportErrorCode::crypto(u8::from(alert)),
+            frame_type: None,
+            reason: "invalid peer certificate".into(),
+        })
+    }
+
+    #[test]
+    fn handshake_failures_are_classified_by_alert_not_by_text() {
+        let cases = [
+            (AlertDescription::UnknownCA, HandshakeFailure::UnknownCa),
+            (AlertDescription::CertificateExpired, HandshakeFailure::Expired),
+            (AlertDescription::BadCertificate, HandshakeFailure::BadCertificate),
+            (AlertDescription::CertificateRequired, HandshakeFailure::Other),
+        ];
+        for (alert, expected) in cases {
+            assert_eq!(HandshakeFailure::of(&closed_with_alert(alert)), expected, "{alert:?}");
+        }
+        assert_eq!(
+            HandshakeFailure::of(&ConnectionError::TimedOut),
+            HandshakeFailure::Timeout
+        );
+        // Text that reads like an alert is not one.
+        let misleading = ConnectionError::ConnectionClosed(ConnectionClose {
+            error_code: TransportErrorCode::PROTOCOL_VIOLATION,
+            frame_type: None,
+            reason: "UnknownIssuer expired BadCertificate".into(),
+        });
+        assert_eq!(HandshakeFailure::of(&misleading), HandshakeFailure::Other);
+    }
+}

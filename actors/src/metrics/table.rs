@@ -1,0 +1,332 @@
+//! The table of every metric (SPEC §11): name, type, labels and help, listed once, and how a
+//! field of [`Metrics`](super::Metrics) is built and registered from its entry.
+
+use prometheus::{
+    core::Collector, exponential_buckets, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// The type of a metric; a histogram has `count` exponential buckets from `start`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram { start: f64, factor: f64, count: usize },
+}
+
+/// One metric of SPEC §11.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+}
+
+const fn spec(name: &'static str, kind: Kind, labels: &'static [&'static str], help: &'static str) -> Spec {
+    Spec {
+        name,
+        kind,
+        labels,
+        help,
+    }
+}
+
+use Kind::{Counter, Gauge as G};
+
+// Appends are fsync-bound: 100 µs to ~3 s. RPCs include long-polls: 100 µs to ~52 s.
+const APPEND_BUCKETS: Kind = Kind::Histogram {
+    start: 0.0001,
+    factor: 2.0,
+    count: 16,
+};
+const RPC_BUCKETS: Kind = Kind::Histogram {
+    start: 0.0001,
+    factor: 2.0,
+    count: 20,
+};
+
+pub const REPLICATION_LAG_SECONDS: Spec = spec(
+    "bsfg_replication_lag_seconds",
+    G,
+    &["peer"],
+    "Age of the oldest fact addressed to the peer not yet confirmed by it; 0 when none.",
+);
+pub const REPLICATION_LAG_HIGH_WATERMARK: Spec = spec(
+    "bsfg_replication_lag_high_watermark",
+    G,
+    &["peer"],
+    "Highest replication lag seen since the node started, in seconds.",
+);
+pub const FRONTIER_OFFSET: Spec = spec(
+    "bsfg_frontier_offset",
+    G,
+    &["peer"],
+    "Highest store offset up to which the peer confirmed every fact addressed to it.",
+);
+pub const FETCH_REQUESTS: Spec = spec(
+    "bsfg_fetch_requests_total",
+    Counter,
+    &["role"],
+    "FetchFacts calls served.",
+);
+pub const CONFIRM_REQUESTS: Spec = spec(
+    "bsfg_confirm_requests_total",
+    Counter,
+    &["role"],
+    "ConfirmReceipt calls served.",
+);
+pub const APPEND_REQUESTS: Spec = spec(
+    "bsfg_append_requests_total",
+    Counter,
+    &[],
+    "Facts received in AppendFact and AppendFacts calls.",
+);
+pub const APPEND_FAILURES: Spec = spec(
+    "bsfg_append_failures_total",
+    Counter,
+    &["reason"],
+    "Facts whose append failed, by error code (a call refused whole counts its facts).",
+);
+pub const STORE_BUFFER_FILL_PERCENT: Spec = spec(
+    "bsfg_store_buffer_fill_percent",
+    G,
+    &[],
+    "Retained store buffer bytes as a percentage of its capacity.",
+);
+pub const APPEND_LATENCY: Spec = spec(
+    "bsfg_append_latency_seconds",
+    APPEND_BUCKETS,
+    &[],
+    "Time from receiving an AppendFact or AppendFacts call to its durable acknowledgement.",
+);
+pub const CONSUMER_BACKLOG_SIZE: Spec = spec(
+    "bsfg_consumer_backlog_size",
+    G,
+    &["consumer"],
+    "Facts in the forward buffer after the consumer's cursor.",
+);
+pub const CONSUMER_LAG_SECONDS: Spec = spec(
+    "bsfg_consumer_lag_seconds",
+    G,
+    &["consumer"],
+    "Age of the oldest forward-buffer fact the consumer has not confirmed; 0 when none.",
+);
+pub const CONFIRM_RATE_PER_SECOND: Spec = spec(
+    "bsfg_confirm_rate_per_second",
+    G,
+    &["consumer"],
+    "Facts the consumer confirmed per second, over the last refresh interval.",
+);
+pub const ARTIFACT_UPLOAD_TOTAL: Spec = spec(
+    "bsfg_artifact_upload_total",
+    Counter,
+    &[],
+    "PutObject calls that stored an artifact.",
+);
+pub const ARTIFACT_UPLOAD_FAILURES: Spec = spec(
+    "bsfg_artifact_upload_failures",
+    Counter,
+    &[],
+    "PutObject calls that failed.",
+);
+pub const ARTIFACT_RETRIEVAL_TOTAL: Spec = spec(
+    "bsfg_artifact_retrieval_total",
+    Counter,
+    &[],
+    "Artifacts retrieved from peers.",
+);
+pub const ARTIFACT_RETRIEVAL_FAILURES: Spec = spec(
+    "bsfg_artifact_retrieval_failures",
+    Counter,
+    &[],
+    "Artifact retrievals from peers that failed.",
+);
+pub const OBJECT_STORE_USAGE_BYTES: Spec = spec(
+    "bsfg_object_store_usage_bytes",
+    G,
+    &["bucket"],
+    "Bytes held by the local artifact store.",
+);
+pub const NODE_UP: Spec = spec("bsfg_node_up", G, &[], "1 while the node serves.");
+pub const CERTIFICATE_EXPIRY_SECONDS: Spec = spec(
+    "bsfg_certificate_expiry_seconds",
+    G,
+    &[],
+    "Seconds until the node's certificate expires.",
+);
+pub const TLS_HANDSHAKE_ERRORS: Spec = spec(
+    "bsfg_tls_handshake_errors_total",
+    Counter,
+    &["reason"],
+    "Refused or failed TLS handshakes, by reason.",
+);
+pub const RPC_LATENCY: Spec = spec(
+    "bsfg_rpc_latency_seconds",
+    RPC_BUCKETS,
+    &["operation"],
+    "Time to serve one RPC call, by operation.",
+);
+pub const GATE_STATE: Spec = spec(
+    "bsfg_gate_state",
+    G,
+    &["peer", "state"],
+    "1 for the peer's current gate state, 0 for the others.",
+);
+pub const GATE_TRANSITIONS: Spec = spec(
+    "bsfg_gate_transitions_total",
+    Counter,
+    &["peer", "to"],
+    "Gate state changes, by peer and new state.",
+);
+pub const FORWARD_BUFFER_FILL_PERCENT: Spec = spec(
+    "bsfg_forward_buffer_fill_percent",
+    G,
+    &[],
+    "Retained forward buffer bytes as a percentage of its capacity.",
+);
+pub const DROPPED_FACTS: Spec = spec(
+    "bsfg_dropped_facts_total",
+    Counter,
+    &[],
+    "Unconfirmed facts deleted by the drop_oldest policy.",
+);
+pub const EXPIRED_FACTS: Spec = spec(
+    "bsfg_expired_facts_total",
+    Counter,
+    &[],
+    "Unconfirmed facts deleted because they outlived the retention.",
+);
+pub const DUPLICATE_FACTS: Spec = spec(
+    "bsfg_duplicate_facts_total",
+    Counter,
+    &["buffer"],
+    "Facts recognised as duplicates, by buffer (store or forward).",
+);
+pub const CERT_RELOADS: Spec = spec(
+    "bsfg_cert_reloads_total",
+    Counter,
+    &["result"],
+    "TLS material reloads, by result.",
+);
+pub const DRAINING: Spec = spec("bsfg_draining", G, &[], "1 while the node is draining.");
+pub const INFO: Spec = spec(
+    "bsfg_info",
+    G,
+    &["version", "zone"],
+    "Always 1; the node's version and zone.",
+);
+pub const PROCESS_START_TIME_SECONDS: Spec = spec(
+    "bsfg_process_start_time_seconds",
+    G,
+    &[],
+    "Start time of the process since the Unix epoch, in seconds.",
+);
+
+/// Every metric the node registers, in the order of SPEC §11.
+pub const ALL: [&Spec; 31] = [
+    &REPLICATION_LAG_SECONDS,
+    &REPLICATION_LAG_HIGH_WATERMARK,
+    &FRONTIER_OFFSET,
+    &FETCH_REQUESTS,
+    &CONFIRM_REQUESTS,
+    &APPEND_REQUESTS,
+    &APPEND_FAILURES,
+    &STORE_BUFFER_FILL_PERCENT,
+    &APPEND_LATENCY,
+    &CONSUMER_BACKLOG_SIZE,
+    &CONSUMER_LAG_SECONDS,
+    &CONFIRM_RATE_PER_SECOND,
+    &ARTIFACT_UPLOAD_TOTAL,
+    &ARTIFACT_UPLOAD_FAILURES,
+    &ARTIFACT_RETRIEVAL_TOTAL,
+    &ARTIFACT_RETRIEVAL_FAILURES,
+    &OBJECT_STORE_USAGE_BYTES,
+    &NODE_UP,
+    &CERTIFICATE_EXPIRY_SECONDS,
+    &TLS_HANDSHAKE_ERRORS,
+    &RPC_LATENCY,
+    &GATE_STATE,
+    &GATE_TRANSITIONS,
+    &FORWARD_BUFFER_FILL_PERCENT,
+    &DROPPED_FACTS,
+    &EXPIRED_FACTS,
+    &DUPLICATE_FACTS,
+    &CERT_RELOADS,
+    &DRAINING,
+    &INFO,
+    &PROCESS_START_TIME_SECONDS,
+];
+
+/// Builds the metric `spec` describes as `M` and registers it; refuses a type that does not
+/// match the table (a counter field for a gauge, labels for a plain metric).
+pub(super) fn add<M: FromSpec>(registry: &Registry, spec: &Spec) -> Result<M, prometheus::Error> {
+    let metric = M::from_spec(spec)?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+/// A Prometheus metric type that a [`Spec`] can describe.
+pub(super) trait FromSpec: Collector + Clone + Sized + 'static {
+    /// The kind and whether it has labels.
+    const SHAPE: (Shape, bool);
+    fn build(spec: &Spec) -> Result<Self, prometheus::Error>;
+
+    fn from_spec(spec: &Spec) -> Result<Self, prometheus::Error> {
+        let shape = match spec.kind {
+            Kind::Counter => Shape::Counter,
+            Kind::Gauge => Shape::Gauge,
+            Kind::Histogram { .. } => Shape::Histogram,
+        };
+        if (shape, !spec.labels.is_empty()) != Self::SHAPE {
+            return Err(prometheus::Error::Msg(format!(
+                "{}: the table says {:?} with labels {:?}, the field is a {}",
+                spec.name,
+                spec.kind,
+                spec.labels,
+                std::any::type_name::<Self>()
+            )));
+        }
+        Self::build(spec)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shape {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+fn opts(spec: &Spec) -> Opts {
+    Opts::new(spec.name, spec.help)
+}
+
+fn histogram_opts(spec: &Spec) -> Result<HistogramOpts, prometheus::Error> {
+    let Kind::Histogram { start, factor, count } = spec.kind else {
+        return Err(prometheus::Error::Msg(format!("{} is not a histogram", spec.name)));
+    };
+    Ok(HistogramOpts::new(spec.name, spec.help).buckets(exponential_buckets(start, factor, count)?))
+}
+
+macro_rules! from_spec {
+    ($metric:ty, $shape:expr, labelled: $labelled:expr, $build:expr) => {
+        impl FromSpec for $metric {
+            const SHAPE: (Shape, bool) = ($shape, $labelled);
+            fn build(spec: &Spec) -> Result<Self, prometheus::Error> {
+                ($build)(spec)
+            }
+        }
+    };
+}
+
+from_spec!(IntCounter, Shape::Counter, labelled: false, |s| IntCounter::with_opts(opts(s)));
+from_spec!(IntCounterVec, Shape::Counter, labelled: true, |s: &Spec| IntCounterVec::new(opts(s), s.labels));
+from_spec!(Gauge, Shape::Gauge, labelled: false, |s| Gauge::with_opts(opts(s)));
+from_spec!(GaugeVec, Shape::Gauge, labelled: true, |s: &Spec| GaugeVec::new(opts(s), s.labels));
+from_spec!(IntGauge, Shape::Gauge, labelled: false, |s| IntGauge::with_opts(opts(s)));
+from_spec!(IntGaugeVec, Shape::Gauge, labelled: true, |s: &Spec| IntGaugeVec::new(opts(s), s.labels));
+from_spec!(Histogram, Shape::Histogram, labelled: false, |s| Histogram::with_opts(histogram_opts(s)?));
+from_spec!(HistogramVec, Shape::Histogram, labelled: true, |s: &Spec| {
+    HistogramVec::new(histogram_opts(s)?, s.labels)
+});

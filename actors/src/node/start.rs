@@ -1,0 +1,193 @@
+//! Starting a node, in dependency order: storage and the journal, telemetry, backpressure, the
+//! object store and the buffers, the zone gate, the QUIC endpoint and the certificate watcher,
+//! the peer links, the RPC server, and the status refresher. Each component gets its own config
+//! from [`NodeSettings`] and the runtime handles made here.
+
+use std::{collections::HashMap, path::Path, sync::Arc};
+
+use actix::prelude::*;
+use slog::{info, Logger};
+use tokio::sync::{mpsc, watch};
+
+use super::{Handles, Node, NodeError, NodeSettings};
+use crate::{
+    backpressure::{Admission, Backpressure, BackpressureConfig, BackpressureDeps},
+    cert_watcher::{CertWatcher, CertWatcherConfig, CertWatcherDeps, Certificate},
+    events::Telemetry,
+    forward_buffer::ForwardBuffer,
+    journal::Journal,
+    metrics::Metrics,
+    objects::{ObjectError, ObjectStore, ObjectsConfig},
+    peer_link::{PeerLink, PeerLinkConfig, PeerLinkDeps},
+    rpc::{DrainHandle, RpcConfig, RpcDeps, RpcServer},
+    status::{Progress, Refresher},
+    storage::RocksStorage,
+    store_buffer::StoreBuffer,
+    transport::tls::TlsMaterial,
+    zone_gate::{GateSwitches, ZoneGate},
+};
+
+pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger) -> Result<Node, NodeError> {
+    let NodeSettings {
+        zone,
+        data_dir,
+        buffers,
+        store,
+        forward,
+        objects,
+        links,
+        rpc,
+        certs,
+    } = settings;
+    let peers: Vec<String> = links.iter().map(|link| link.peer.clone()).collect();
+    let storage = open_storage(&data_dir, &zone).await?;
+    let storage_closed = storage.closed();
+    let journal = Journal::start(storage.clone(), buffers.journal())?;
+    let metrics = Arc::new(Metrics::new(&zone, env!("CARGO_PKG_VERSION"))?);
+    let telemetry = Telemetry::new(log.clone(), metrics.clone(), &peers);
+    let (admission, pulls_paused) = start_backpressure(&buffers, &journal, &telemetry);
+    let objects = open_objects(&data_dir, objects, storage, &metrics).await?;
+    let store = StoreBuffer::new(store, journal.clone(), admission, objects.clone()).start();
+    let forward = ForwardBuffer::new(forward, journal.clone()).start();
+    let switches = GateSwitches::new(peers.clone());
+    let gate = start_gate(&peers, &switches, &telemetry);
+    let endpoint = open_endpoint(&rpc, tls, &certs)?;
+    let (client_config, client_config_rx) = watch::channel(tls.quic_client_config(certs.idle_timeout)?);
+    let (certificate, certificate_rx) = watch::channel(Certificate::of(tls));
+    let cert_deps = CertWatcherDeps {
+        endpoint: endpoint.clone(),
+        client_config,
+        certificate,
+        telemetry: telemetry.clone(),
+    };
+    let certs = Supervisor::start(move |_| CertWatcher::new(certs, cert_deps));
+    let (dialed, dialed_rx) = mpsc::unbounded_channel();
+    let link_deps = PeerLinkDeps {
+        endpoint: endpoint.clone(),
+        client_config: client_config_rx,
+        switches: switches.clone(),
+        forward: forward.clone(),
+        gate: gate.clone(),
+        objects: objects.clone(),
+        pulls_paused,
+        dialed,
+        telemetry: telemetry.clone(),
+    };
+    let links = start_links(links, &link_deps);
+    let drain = DrainHandle::new(metrics.draining.clone());
+    let rpc_deps = RpcDeps {
+        store,
+        forward,
+        gate: gate.clone(),
+        objects,
+        links: links.clone(),
+        drain: drain.clone(),
+        switches: switches.clone(),
+        telemetry,
+    };
+    let listen = rpc.listen;
+    let server = RpcServer::spawn(endpoint.clone(), rpc, rpc_deps, dialed_rx);
+    let bound = endpoint
+        .local_addr()
+        .map_err(|source| NodeError::Listen { addr: listen, source })?;
+    info!(log, "node_started"; "rpc" => %bound);
+    let (progress, progress_rx) = watch::channel(Progress::default());
+    let refresher = Refresher {
+        journal: journal.clone(),
+        metrics: metrics.clone(),
+        peers,
+        certificate: certificate_rx.clone(),
+        progress,
+    };
+    let status = tokio::spawn(refresher.run());
+    // Set now, not at the refresher's first tick: a scrape may come first.
+    let expiry = Certificate::of(tls).time_left(std::time::SystemTime::now());
+    metrics.certificate_expiry_seconds.set(expiry.as_secs_f64());
+    metrics.node_up.set(1);
+    let handles = Handles {
+        metrics,
+        drain,
+        gate,
+        switches,
+        certs,
+        certificate: certificate_rx,
+        progress: progress_rx,
+        usage: journal.usage(),
+        buffers: Arc::new(buffers),
+    };
+    Ok(Node {
+        endpoint,
+        handles,
+        status,
+        server,
+        links: links.into_values().collect(),
+        storage_closed,
+        log,
+    })
+}
+
+async fn open_storage(data_dir: &Path, zone: &str) -> Result<Arc<RocksStorage>, NodeError> {
+    let (path, zone) = (data_dir.to_path_buf(), zone.to_owned());
+    let opened = tokio::task::spawn_blocking(move || RocksStorage::open(&path, &zone)).await?;
+    let storage = opened.map_err(|source| NodeError::Storage {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
+    Ok(Arc::new(storage))
+}
+
+/// Starts the `Backpressure` actor; returns the store buffer's admission check and the pull
+/// pause the peer links wait on.
+fn start_backpressure(
+    config: &BackpressureConfig,
+    journal: &Journal,
+    telemetry: &Telemetry,
+) -> (Admission, watch::Receiver<bool>) {
+    let deps = BackpressureDeps {
+        journal: journal.clone(),
+        telemetry: telemetry.clone(),
+    };
+    let backpressure = Backpressure::new(config.clone(), deps);
+    let handles = (backpressure.admission(), backpressure.pulls_paused());
+    Supervisor::start(move |_| backpressure);
+    handles
+}
+
+/// The artifact store shares the RocksDB instance (column family `objects`) for its index.
+async fn open_objects(
+    data_dir: &Path,
+    config: ObjectsConfig,
+    storage: Arc<RocksStorage>,
+    metrics: &Metrics,
+) -> Result<ObjectStore, NodeError> {
+    let (path, usage) = (data_dir.to_path_buf(), metrics.object_store_usage_bytes.clone());
+    let opened = tokio::task::spawn_blocking(move || ObjectStore::open(&path, storage, config.max_object_bytes, usage));
+    opened.await?.map_err(|source: ObjectError| NodeError::Objects {
+        path: data_dir.to_path_buf(),
+        source,
+    })
+}
+
+fn start_gate(peers: &[String], switches: &GateSwitches, telemetry: &Telemetry) -> Addr<ZoneGate> {
+    let (peers, switches, telemetry) = (peers.to_vec(), switches.clone(), telemetry.clone());
+    Supervisor::start(move |_| ZoneGate::new(peers, switches, telemetry))
+}
+
+/// The node's one QUIC endpoint: it serves calls and dials peers.
+fn open_endpoint(rpc: &RpcConfig, tls: &TlsMaterial, certs: &CertWatcherConfig) -> Result<quinn::Endpoint, NodeError> {
+    let server = tls.quic_server_config(certs.idle_timeout)?;
+    quinn::Endpoint::server(server, rpc.listen).map_err(|source| NodeError::Listen {
+        addr: rpc.listen,
+        source,
+    })
+}
+
+fn start_links(links: Vec<PeerLinkConfig>, deps: &PeerLinkDeps) -> HashMap<String, Addr<PeerLink>> {
+    links
+        .into_iter()
+        .map(|config| {
+            let (peer, deps) = (config.peer.clone(), deps.clone());
+            (peer, Supervisor::start(move |_| PeerLink::new(config, deps)))
+        })
+        .collect()
+}

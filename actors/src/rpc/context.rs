@@ -1,0 +1,51 @@
+//! What every call of one RPC server can use: its plain configuration ([`RpcConfig`]) and the
+//! actors and handles a call can reach ([`RpcDeps`]), shared by all its tasks as one [`Context`].
+
+use std::{collections::HashMap, net::SocketAddr};
+
+use actix::Addr;
+
+use super::{caller::Directory, drain::DrainHandle};
+use crate::{
+    events::Telemetry,
+    forward_buffer::ForwardBuffer,
+    objects::ObjectStore,
+    peer_link::PeerLink,
+    store_buffer::StoreBuffer,
+    zone_gate::{GateSwitches, ZoneGate},
+};
+
+/// Plain configuration of the RPC server.
+#[derive(Debug, Clone)]
+pub struct RpcConfig {
+    /// This node's zone.
+    pub zone: String,
+    /// Where the node's QUIC endpoint listens (UDP).
+    pub listen: SocketAddr,
+    /// The configured peers and clients.
+    pub directory: Directory,
+    /// Log every call (`log.audit`), not only failures.
+    pub audit: bool,
+    pub max_frame_bytes: usize,
+}
+
+/// The actors and handles a call can reach.
+#[derive(Clone)]
+pub struct RpcDeps {
+    pub store: Addr<StoreBuffer>,
+    pub forward: Addr<ForwardBuffer>,
+    pub gate: Addr<ZoneGate>,
+    pub objects: ObjectStore,
+    pub links: HashMap<String, Addr<PeerLink>>,
+    /// Refuses client calls while the node drains; peer calls are never held back.
+    pub drain: DrainHandle,
+    /// A peer whose gate is closed is refused every call.
+    pub switches: GateSwitches,
+    pub telemetry: Telemetry,
+}
+
+/// Both, shared by every task of one server (an `Arc` clone per stream).
+pub(super) struct Context {
+    pub(super) config: RpcConfig,
+    pub(super) deps: RpcDeps,
+}

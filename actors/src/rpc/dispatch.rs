@@ -1,0 +1,134 @@
+//! What each operation asks of the buffers: appends go to the store buffer; fetches and confirms
+//! go to the store buffer for a peer (its pull, its frontier) and to the forward buffer for a
+//! local consumer; `PutObject` and `GetObject` to the object store (`objects`).
+
+use std::time::Duration;
+
+use bsfg_proto::{
+    rpc::MAX_APPEND_BATCH, AppendBatchResponse, ConfirmRequest, ConfirmResponse, EncodedPage, FetchRequest, Message,
+    Request, Response, RpcError,
+};
+use quinn::RecvStream;
+
+use super::{
+    call::Answer,
+    caller::{authorise, Caller, Role},
+    context::Context,
+    objects,
+};
+use crate::{
+    forward_buffer,
+    store_buffer::{self, Outcomes},
+    zone_gate,
+};
+
+/// Serves one admitted request. A `GetObject` leaves the blob to stream after the answer in `body`.
+pub(super) async fn dispatch(
+    request: Request,
+    caller: &Caller,
+    ctx: &Context,
+    recv: &mut RecvStream,
+    body: &mut Option<objects::Body>,
+) -> Answer {
+    let response = match request {
+        Request::Append(r) => append(vec![r.message], caller, ctx)
+            .await
+            .and_then(|mut results| results.pop().unwrap_or_else(|| Err(RpcError::internal("no outcome"))))
+            .map(Response::Append)
+            .unwrap_or_else(Response::Error),
+        Request::AppendBatch(r) => append(r.messages, caller, ctx)
+            .await
+            .map(|results| Response::AppendBatch(AppendBatchResponse { results }))
+            .unwrap_or_else(Response::Error),
+        Request::Fetch(r) => {
+            return match fetch(r, caller, ctx).await {
+                Ok(page) => Answer::Page(page),
+                Err(e) => Response::Error(e).into(),
+            }
+        }
+        Request::Confirm(r) => confirm(r, caller, ctx).await.unwrap_or_else(Response::Error),
+        Request::PutObject(r) => objects::put(r, caller, ctx, recv).await.unwrap_or_else(Response::Error),
+        Request::GetObject(r) => match objects::get(r, caller, ctx).await {
+            Ok((response, blob)) => {
+                *body = Some(blob);
+                response
+            }
+            Err(e) => Response::Error(e),
+        },
+    };
+    response.into()
+}
+
+/// AppendFact (one message) and AppendFacts alike.
+async fn append(messages: Vec<Message>, caller: &Caller, ctx: &Context) -> Result<Outcomes, RpcError> {
+    authorise(caller, Role::Produce, &ctx.config.zone)?;
+    if messages.is_empty() || messages.len() > MAX_APPEND_BATCH {
+        return Err(RpcError::invalid(format!(
+            "AppendFacts carries {} messages; it takes 1 to {MAX_APPEND_BATCH}",
+            messages.len()
+        )));
+    }
+    flatten(ctx.deps.store.send(store_buffer::Append(messages)).await)
+}
+
+async fn fetch(r: FetchRequest, caller: &Caller, ctx: &Context) -> Result<EncodedPage, RpcError> {
+    let deps = &ctx.deps;
+    let max_wait = Duration::from_millis(u64::from(r.max_wait_ms.min(60_000)));
+    let page = match caller {
+        Caller::Peer(zone) => {
+            let msg = store_buffer::PeerFetch {
+                peer: zone.clone(),
+                limit: r.limit,
+                max_wait,
+                after: r.after,
+            };
+            let page = flatten(deps.store.send(msg).await)?;
+            deps.gate.do_send(zone_gate::Served {
+                peer: zone.clone(),
+                behind: page.facts.len() >= r.limit as usize,
+            });
+            page
+        }
+        _ => {
+            authorise(caller, Role::Consume, &ctx.config.zone)?;
+            let msg = forward_buffer::Fetch {
+                consumer: r.consumer,
+                limit: r.limit,
+                max_wait,
+                after: r.after,
+            };
+            flatten(deps.forward.send(msg).await)?
+        }
+    };
+    Ok(page)
+}
+
+async fn confirm(r: ConfirmRequest, caller: &Caller, ctx: &Context) -> Result<Response, RpcError> {
+    let deps = &ctx.deps;
+    let cursor = match caller {
+        Caller::Peer(zone) => flatten(
+            deps.store
+                .send(store_buffer::PeerConfirm {
+                    peer: zone.clone(),
+                    offset: r.offset,
+                })
+                .await,
+        )?,
+        _ => {
+            authorise(caller, Role::Consume, &ctx.config.zone)?;
+            flatten(
+                deps.forward
+                    .send(forward_buffer::Confirm {
+                        consumer: r.consumer,
+                        offset: r.offset,
+                    })
+                    .await,
+            )?
+        }
+    };
+    Ok(Response::Confirm(ConfirmResponse { cursor }))
+}
+
+fn flatten<T>(sent: Result<Result<T, RpcError>, actix::MailboxError>) -> Result<T, RpcError> {
+    sent.map_err(|e| RpcError::unavailable(format!("node is shutting down: {e}")))?
+}
