@@ -1,14 +1,12 @@
 //! Actor `ForwardBuffer`: the inbound log. `putIfAbsent` of pages pulled from peers, and durable
 //! named consumers (fetch with long-poll, confirm) for local clients.
 
-use std::{sync::Arc, time::Duration};
-
 use actix::prelude::*;
 use bsfg_proto::{EncodedPage, FetchedFact, RpcError};
 
 use crate::{
     journal::{InsertOutcome, Journal},
-    long_poll::{self, Page},
+    long_poll::{self, PageRequest},
     storage::CursorKey,
 };
 
@@ -53,9 +51,7 @@ pub struct Insert {
 #[rtype(result = "Result<EncodedPage, RpcError>")]
 pub struct Fetch {
     pub consumer: String,
-    pub limit: u32,
-    pub max_wait: Duration,
-    pub after: Option<u64>,
+    pub page: PageRequest,
 }
 
 /// ConfirmReceipt from a local consumer.
@@ -82,18 +78,13 @@ impl Handler<Fetch> for ForwardBuffer {
         if let Err(e) = check_consumer(&msg.consumer) {
             return Box::pin(async move { Err(e) });
         }
-        let after = msg
-            .after
-            .unwrap_or_else(|| self.journal.cursor(&CursorKey::Consumer(msg.consumer)));
-        let storage = self.journal.storage();
-        let read: long_poll::Reader = Arc::new(move |after, upto, limit| storage.read_forward(after, upto, limit));
-        let page = Page {
-            after,
-            limit: msg.limit,
-            max_wait: msg.max_wait,
-            max_bytes: self.config.max_frame_bytes / 2,
-        };
-        Box::pin(long_poll::fetch(self.journal.forward_high(), read, page))
+        let cursor = CursorKey::Consumer(msg.consumer);
+        Box::pin(long_poll::fetch(
+            &self.journal,
+            cursor,
+            msg.page,
+            self.config.max_frame_bytes / 2,
+        ))
     }
 }
 

@@ -1,33 +1,76 @@
-//! Paged reads with long-poll, shared by both buffers' `FetchFacts`. Pages carry the messages
-//! as they were stored ([`EncodedPage`]): nothing is decoded to be encoded again.
+//! `FetchFacts` with long-poll, for both buffers: a peer reads the store buffer (the facts
+//! addressed to it, after its frontier), a consumer the forward buffer (after its cursor). Which
+//! log, which reader and which committed-high watch follow from the reader's [`CursorKey`], so the
+//! two buffers share this one path. Pages carry the messages as they were stored
+//! ([`EncodedPage`]): nothing is decoded to be encoded again.
 //!
 //! Reads run on tokio's blocking pool, never on an actix arbiter. When nothing is ready the
 //! fetch waits on the buffer's committed-high-offset watch until it moves or `max_wait` passes.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use bsfg_proto::{EncodedFact, EncodedPage, RpcError};
 use tokio::{sync::watch, time::Instant};
 
-use crate::storage::{LogRecord, StorageError};
+use crate::{
+    journal::Journal,
+    storage::{CursorKey, LogRecord, StorageError},
+};
 
 /// The most facts one page may hold, whatever the caller asks.
 pub const MAX_PAGE: u32 = 10_000;
 
-/// Reads `(after, upto]`, at most `limit` entries.
-pub type Reader = Arc<dyn Fn(u64, u64, usize) -> Result<Vec<LogRecord>, StorageError> + Send + Sync>;
-
-/// One page request against a buffer.
-pub struct Page {
-    pub after: u64,
+/// What a reader asks for: at most `limit` facts after `after` (or after its confirmed cursor),
+/// waiting up to `max_wait` for the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
     pub limit: u32,
     pub max_wait: Duration,
+    pub after: Option<u64>,
+}
+
+/// Reads `(after, upto]`, at most `limit` entries.
+type Reader = Arc<dyn Fn(u64, u64, usize) -> Result<Vec<LogRecord>, StorageError> + Send + Sync>;
+
+/// One page request against a buffer.
+struct Page {
+    after: u64,
+    limit: u32,
+    max_wait: Duration,
     /// Frame budget: a page stops before its facts would exceed this many bytes.
-    pub max_bytes: usize,
+    max_bytes: usize,
+}
+
+/// The page `request` asks of the reader `cursor` names; a page stops before its facts exceed
+/// `max_bytes`. The cursor is read now; the returned future does the reading and the waiting.
+pub fn fetch(
+    journal: &Journal,
+    cursor: CursorKey,
+    request: PageRequest,
+    max_bytes: usize,
+) -> impl Future<Output = Result<EncodedPage, RpcError>> + 'static {
+    let page = Page {
+        after: request.after.unwrap_or_else(|| journal.cursor(&cursor)),
+        limit: request.limit,
+        max_wait: request.max_wait,
+        max_bytes,
+    };
+    let storage = journal.storage();
+    let (high, read): (_, Reader) = match cursor {
+        CursorKey::Peer(peer) => (
+            journal.store_high(),
+            Arc::new(move |after, upto, limit| storage.read_store(&peer, after, upto, limit)),
+        ),
+        CursorKey::Consumer(_) => (
+            journal.forward_high(),
+            Arc::new(move |after, upto, limit| storage.read_forward(after, upto, limit)),
+        ),
+    };
+    wait_for_page(high, read, page)
 }
 
 /// Reads a page after `page.after`, waiting up to `page.max_wait` for the first fact.
-pub async fn fetch(mut high: watch::Receiver<u64>, read: Reader, page: Page) -> Result<EncodedPage, RpcError> {
+async fn wait_for_page(mut high: watch::Receiver<u64>, read: Reader, page: Page) -> Result<EncodedPage, RpcError> {
     let deadline = Instant::now() + page.max_wait;
     let limit = page.limit.clamp(1, MAX_PAGE) as usize;
     loop {
@@ -74,4 +117,90 @@ fn into_page(records: Vec<LogRecord>, upto: u64, limit: usize, max_bytes: usize)
         _ => upto,
     };
     EncodedPage { facts, high_offset }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        journal::JournalConfig,
+        testkit::{message, page, Fixture, ZONE},
+    };
+
+    fn request(after: Option<u64>, max_wait: Duration) -> PageRequest {
+        PageRequest {
+            limit: 10,
+            max_wait,
+            after,
+        }
+    }
+
+    fn offsets(page: &EncodedPage) -> Vec<u64> {
+        page.facts.iter().map(|f| f.offset).collect()
+    }
+
+    #[tokio::test]
+    async fn the_cursor_chooses_the_buffer_the_reader_and_where_the_page_starts() {
+        let fixture = Fixture::open(JournalConfig::default());
+        for (to, id) in [
+            ("enterprise", "e1"),
+            ("plant-b", "b1"),
+            ("enterprise", "e2"),
+            ("enterprise", "e3"),
+        ] {
+            fixture.append(message(ZONE, to, id)).await.expect("append");
+        }
+        let journal = &fixture.journal;
+        journal
+            .insert("enterprise".into(), page("enterprise", 1, &["x", "y"]))
+            .await
+            .expect("insert");
+        let peer = || CursorKey::Peer("enterprise".into());
+        journal.confirm(peer(), 1).await.expect("confirm");
+
+        let pulled = fetch(journal, peer(), request(None, Duration::ZERO), 1 << 20)
+            .await
+            .expect("fetch");
+        assert_eq!(
+            offsets(&pulled),
+            [3, 4],
+            "the peer's facts after its frontier, from the store log"
+        );
+        assert_eq!(pulled.high_offset, 4);
+        let pipelined = fetch(journal, peer(), request(Some(3), Duration::ZERO), 1 << 20)
+            .await
+            .expect("fetch");
+        assert_eq!(offsets(&pipelined), [4], "after `after`, not after the cursor");
+
+        let consumer = CursorKey::Consumer("mes".into());
+        let consumed = fetch(journal, consumer, request(None, Duration::ZERO), 1 << 20)
+            .await
+            .expect("fetch");
+        assert_eq!(offsets(&consumed), [1, 2], "a consumer reads the forward log");
+    }
+
+    #[tokio::test]
+    async fn an_empty_fetch_waits_for_the_next_commit() {
+        let fixture = Fixture::open(JournalConfig::default());
+        let journal = &fixture.journal;
+        let waiting = fetch(
+            journal,
+            CursorKey::Peer("enterprise".into()),
+            request(None, Duration::from_secs(10)),
+            1 << 20,
+        );
+        let append = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            fixture
+                .append(message(ZONE, "enterprise", "late"))
+                .await
+                .expect("append")
+        };
+        let (page, ack) = tokio::join!(waiting, append);
+        assert_eq!(
+            offsets(&page.expect("fetch")),
+            [ack.offset],
+            "woken by the commit, not by the timeout"
+        );
+    }
 }

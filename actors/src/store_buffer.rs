@@ -3,7 +3,7 @@
 //! artifact reference check) and admission (the `Backpressure` actor's flag, never a storage read)
 //! happen here; ordering, idempotency and group commit happen in the journal.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc};
 
 use actix::prelude::*;
 use bsfg_proto::{AppendResponse, EncodedPage, Message, RpcError};
@@ -11,7 +11,7 @@ use bsfg_proto::{AppendResponse, EncodedPage, Message, RpcError};
 use crate::{
     backpressure::Admission,
     journal::{Journal, Prepared},
-    long_poll::{self, Page},
+    long_poll::{self, PageRequest},
     objects::ObjectStore,
     storage::CursorKey,
 };
@@ -67,9 +67,7 @@ pub type Outcomes = Vec<Result<AppendResponse, RpcError>>;
 #[rtype(result = "Result<EncodedPage, RpcError>")]
 pub struct PeerFetch {
     pub peer: String,
-    pub limit: u32,
-    pub max_wait: Duration,
-    pub after: Option<u64>,
+    pub page: PageRequest,
 }
 
 /// ConfirmReceipt from a peer node: its frontier moves to `offset`.
@@ -171,18 +169,13 @@ impl Handler<PeerFetch> for StoreBuffer {
     type Result = ResponseFuture<Result<EncodedPage, RpcError>>;
 
     fn handle(&mut self, msg: PeerFetch, _: &mut Self::Context) -> Self::Result {
-        let key = CursorKey::Peer(msg.peer.clone());
-        let after = msg.after.unwrap_or_else(|| self.journal.cursor(&key));
-        let storage = self.journal.storage();
-        let peer = msg.peer;
-        let read: long_poll::Reader = Arc::new(move |after, upto, limit| storage.read_store(&peer, after, upto, limit));
-        let page = Page {
-            after,
-            limit: msg.limit,
-            max_wait: msg.max_wait,
-            max_bytes: self.config.max_frame_bytes / 2,
-        };
-        Box::pin(long_poll::fetch(self.journal.store_high(), read, page))
+        let cursor = CursorKey::Peer(msg.peer);
+        Box::pin(long_poll::fetch(
+            &self.journal,
+            cursor,
+            msg.page,
+            self.config.max_frame_bytes / 2,
+        ))
     }
 }
 

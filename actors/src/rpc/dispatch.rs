@@ -18,6 +18,7 @@ use super::{
 };
 use crate::{
     forward_buffer,
+    long_poll::PageRequest,
     store_buffer::{self, Outcomes},
     zone_gate,
 };
@@ -73,14 +74,16 @@ async fn append(messages: Vec<Message>, caller: &Caller, ctx: &Context) -> Resul
 
 async fn fetch(r: FetchRequest, caller: &Caller, ctx: &Context) -> Result<EncodedPage, RpcError> {
     let deps = &ctx.deps;
-    let max_wait = Duration::from_millis(u64::from(r.max_wait_ms.min(60_000)));
+    let request = PageRequest {
+        limit: r.limit,
+        max_wait: Duration::from_millis(u64::from(r.max_wait_ms.min(60_000))),
+        after: r.after,
+    };
     let page = match caller {
         Caller::Peer(zone) => {
             let msg = store_buffer::PeerFetch {
                 peer: zone.clone(),
-                limit: r.limit,
-                max_wait,
-                after: r.after,
+                page: request,
             };
             let page = flatten(deps.store.send(msg).await)?;
             deps.gate.do_send(zone_gate::Served {
@@ -93,9 +96,7 @@ async fn fetch(r: FetchRequest, caller: &Caller, ctx: &Context) -> Result<Encode
             authorise(caller, Role::Consume, &ctx.config.zone)?;
             let msg = forward_buffer::Fetch {
                 consumer: r.consumer,
-                limit: r.limit,
-                max_wait,
-                after: r.after,
+                page: request,
             };
             flatten(deps.forward.send(msg).await)?
         }
