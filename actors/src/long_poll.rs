@@ -124,7 +124,7 @@ mod tests {
     use super::*;
     use crate::{
         journal::JournalConfig,
-        testkit::{message, page, Fixture, ZONE},
+        testkit::{faults::Op, message, page, Fixture, ZONE},
     };
 
     fn request(after: Option<u64>, max_wait: Duration) -> PageRequest {
@@ -202,5 +202,21 @@ mod tests {
             [ack.offset],
             "woken by the commit, not by the timeout"
         );
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_answers_unavailable_and_the_next_one_reads() {
+        let fixture = Fixture::open(JournalConfig::default());
+        fixture.append(message(ZONE, "enterprise", "e1")).await.expect("append");
+        let peer = || CursorKey::Peer("enterprise".into());
+        fixture.faults.fail(Op::Read);
+        let refused = fetch(&fixture.journal, peer(), request(None, Duration::ZERO), 1 << 20).await;
+        let refused = refused.expect_err("the read failed");
+        assert_eq!(
+            (refused.code, refused.retryable),
+            (bsfg_proto::ErrorCode::Unavailable, true)
+        );
+        let page = fetch(&fixture.journal, peer(), request(None, Duration::ZERO), 1 << 20).await;
+        assert_eq!(offsets(&page.expect("read")), [1]);
     }
 }

@@ -1,8 +1,9 @@
 //! The planner against a real RocksDB, with plans applied by the journal: what is confirmed is
 //! reclaimed first and oldest first, drops and expiries take only what the policy allows, the
 //! dedupe window outlives reclaimed log entries, and — a property over random sequences of
-//! appends, inserts, confirms, trims, sweeps and replayed plans — the journal's usage always
-//! equals a recount by scan, also after a reopen.
+//! appends, inserts, confirms, trims, sweeps, replayed plans and injected storage faults (failed
+//! commits and failed reads) — the journal's usage always equals a recount by scan, a failed
+//! command changes nothing, and usage survives a reopen.
 
 use std::collections::BTreeSet;
 
@@ -13,9 +14,9 @@ use super::{
     planner::{self, Planned},
 };
 use crate::{
-    journal::{DeletePlan, JournalConfig},
-    storage::{CursorKey, DeleteReason, Log},
-    testkit::{message, page, Fixture, ZONE},
+    journal::{DeletePlan, JournalConfig, JournalError},
+    storage::{CursorKey, DeleteReason, Index, Log},
+    testkit::{faults::Op, message, page, Fixture, ZONE},
 };
 
 async fn append(fixture: &Fixture, to: &str, id: &str) -> u64 {
@@ -179,13 +180,38 @@ async fn forward_trims_need_every_consumer_and_sweeps_walk_the_window() {
 /// One step of a random history.
 #[derive(Debug, Clone)]
 enum Step {
-    Append { id: u8, to_plant_b: bool },
-    Insert { ids: Vec<u8> },
-    ConfirmPeer { to_plant_b: bool, permille: u16 },
-    ConfirmConsumer { permille: u16 },
-    Trim { forward: bool, bytes: u16, drop: bool },
-    Sweep { forward: bool, all: bool, expire: bool },
+    Append {
+        id: u8,
+        to_plant_b: bool,
+    },
+    Insert {
+        ids: Vec<u8>,
+    },
+    ConfirmPeer {
+        to_plant_b: bool,
+        permille: u16,
+    },
+    ConfirmConsumer {
+        permille: u16,
+    },
+    Trim {
+        forward: bool,
+        bytes: u16,
+        drop: bool,
+    },
+    Sweep {
+        forward: bool,
+        all: bool,
+        expire: bool,
+    },
     ReplayLastPlan,
+    /// The journal's next commit fails (whichever step commits next).
+    FailNextCommit,
+    /// The journal's next idempotency lookup in the store (appends) or forward index (inserts,
+    /// window deletions) fails.
+    FailNextLookup {
+        forward: bool,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -197,59 +223,91 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (any::<bool>(), 0u16..2000, any::<bool>()).prop_map(|(forward, bytes, drop)| Step::Trim { forward, bytes, drop }),
         1 => (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(forward, all, expire)| Step::Sweep { forward, all, expire }),
         1 => Just(Step::ReplayLastPlan),
+        1 => Just(Step::FailNextCommit),
+        1 => any::<bool>().prop_map(|forward| Step::FailNextLookup { forward }),
     ]
+}
+
+/// `Some` result of a journal call, or `None` when it failed with a fault injected during it;
+/// any other failure fails the test.
+fn settle<T>(fixture: &Fixture, injected_before: u64, result: Result<T, JournalError>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(JournalError::Storage(_)) if fixture.faults.injected() > injected_before => None,
+        Err(error) => panic!("unexpected journal error: {error}"),
+    }
 }
 
 async fn run_step(fixture: &Fixture, step: Step, last: &mut DeletePlan, inserted: &mut u64) {
     let log = |forward| if forward { Log::Forward } else { Log::Store };
+    let injected = fixture.faults.injected();
     let job = match step {
         Step::Append { id, to_plant_b } => {
             let to = if to_plant_b { "plant-b" } else { "enterprise" };
             // Ids repeat (duplicates) but never move to another zone (that would be a conflict).
-            append(fixture, to, &format!("{to}-{id}")).await;
+            let appended = fixture.append(message(ZONE, to, &format!("{to}-{id}"))).await;
+            settle(fixture, injected, appended);
             return;
         }
         Step::Insert { ids } => {
             let names: Vec<String> = ids.iter().map(|id| format!("f{id}")).collect();
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let facts = page("enterprise", *inserted + 1, &names);
-            *inserted += names.len() as u64;
-            fixture
-                .journal
-                .insert("enterprise".into(), facts)
-                .await
-                .expect("insert");
+            let outcome = fixture.journal.insert("enterprise".into(), facts).await;
+            if settle(fixture, injected, outcome).is_some() {
+                *inserted += names.len() as u64;
+            }
             return;
         }
         Step::ConfirmPeer { to_plant_b, permille } => {
             let peer = if to_plant_b { "plant-b" } else { "enterprise" };
             let high = *fixture.journal.store_high().borrow();
-            confirm(fixture, CursorKey::Peer(peer.into()), high * u64::from(permille) / 1000).await;
+            let key = CursorKey::Peer(peer.into());
+            settle(
+                fixture,
+                injected,
+                fixture.journal.confirm(key, high * u64::from(permille) / 1000).await,
+            );
             return;
         }
         Step::ConfirmConsumer { permille } => {
             let high = *fixture.journal.forward_high().borrow();
-            confirm(
+            let key = CursorKey::Consumer("mes".into());
+            settle(
                 fixture,
-                CursorKey::Consumer("mes".into()),
-                high * u64::from(permille) / 1000,
-            )
-            .await;
+                injected,
+                fixture.journal.confirm(key, high * u64::from(permille) / 1000).await,
+            );
             return;
         }
         Step::Trim { forward, bytes, drop } => trim(log(forward), u64::from(bytes), drop),
         Step::Sweep { forward, all, expire } => sweep(log(forward), if all { u64::MAX } else { 0 }, expire),
         Step::ReplayLastPlan => {
-            let again = fixture.journal.delete(last.clone()).await.expect("replay");
-            assert!(
-                again.is_empty(),
-                "a plan applied twice deletes nothing the second time: {again:?}"
-            );
+            if let Some(again) = settle(fixture, injected, fixture.journal.delete(last.clone()).await) {
+                assert!(
+                    again.is_empty(),
+                    "a plan applied twice deletes nothing the second time: {again:?}"
+                );
+            }
             return;
+        }
+        Step::FailNextCommit => return fixture.faults.fail(Op::Commit),
+        Step::FailNextLookup { forward } => {
+            let index = if forward { Index::Forward } else { Index::Store };
+            return fixture.faults.fail(Op::Lookup(index));
         }
     };
     let planned = plan(fixture, &job);
-    *last = fixture.journal.delete(planned.plan).await.expect("delete");
+    if let Some(applied) = settle(fixture, injected, fixture.journal.delete(planned.plan).await) {
+        *last = applied;
+    }
+}
+
+fn highs(fixture: &Fixture) -> (u64, u64) {
+    (
+        *fixture.journal.store_high().borrow(),
+        *fixture.journal.forward_high().borrow(),
+    )
 }
 
 proptest! {
@@ -262,9 +320,13 @@ proptest! {
             let mut fixture = Fixture::open(JournalConfig::default());
             let (mut last, mut inserted) = (DeletePlan::default(), 0);
             for step in steps {
+                let (before, injected) = (highs(&fixture), fixture.faults.injected());
                 run_step(&fixture, step.clone(), &mut last, &mut inserted).await;
                 let recount = fixture.storage.recount().expect("recount");
                 assert_eq!(*fixture.journal.usage().borrow(), recount, "after {step:?}");
+                if fixture.faults.injected() > injected {
+                    assert_eq!(highs(&fixture), before, "a failed {step:?} published no offset");
+                }
             }
             let before = *fixture.journal.usage().borrow();
             fixture = fixture.reopen(JournalConfig::default());

@@ -92,10 +92,12 @@ impl Writer {
         }
     }
 
+    /// Plans every command of `group` into `plan`. After a failed read nothing more is planned,
+    /// but every command's reply still goes into `plan`, so that the failure answers them all.
     fn plan(&mut self, group: Group, plan: &mut Plan) -> Result<(), JournalError> {
-        self.plan_appends(group.appends, plan)?;
+        let mut planned = self.plan_appends(group.appends, plan);
         for page in group.inserts {
-            let outcome = self.plan_insert(&page.from_zone, page.facts, plan)?;
+            let outcome = unless_failed(&mut planned, || self.plan_insert(&page.from_zone, page.facts, plan));
             plan.inserts.push((page.reply, outcome));
         }
         for (key, offset, reply) in group.confirms {
@@ -103,10 +105,13 @@ impl Writer {
             plan.confirms.push((reply, result));
         }
         for (deletes, reply) in group.deletes {
-            let applied = delete::apply(self.shared.storage.as_ref(), deletes, &mut self.usage, &mut plan.batch)?;
+            let storage = self.shared.storage.as_ref();
+            let applied = unless_failed(&mut planned, || {
+                delete::apply(storage, deletes, &mut self.usage, &mut plan.batch)
+            });
             plan.deletes.push((reply, applied));
         }
-        Ok(())
+        planned
     }
 
     fn plan_appends(
@@ -119,7 +124,16 @@ impl Writer {
             .flat_map(|(facts, _)| facts)
             .map(|p| ("", p.message.envelope.message_id.as_str()))
             .collect();
-        let mut stored = self.shared.storage.lookup(Index::Store, &keys)?.into_iter();
+        let looked_up = self.shared.storage.lookup(Index::Store, &keys);
+        drop(keys);
+        let mut stored = match looked_up {
+            Ok(stored) => stored.into_iter(),
+            Err(error) => {
+                plan.appends
+                    .extend(appends.into_iter().map(|(_, reply)| (reply, Vec::new())));
+                return Err(error.into());
+            }
+        };
         let mut seen: HashMap<String, IdemRecord> = HashMap::new();
         let now = bsfg_proto::model::now_unix_ms();
         for (facts, reply) in appends {
@@ -317,6 +331,20 @@ impl Group {
             Command::Delete(plan, reply) => self.deletes.push((plan, reply)),
         }
     }
+}
+
+/// Runs `step` unless an earlier step of the group failed; a failure is kept for the group.
+fn unless_failed<T: Default>(
+    failed: &mut Result<(), JournalError>,
+    step: impl FnOnce() -> Result<T, JournalError>,
+) -> T {
+    if failed.is_err() {
+        return T::default();
+    }
+    step().unwrap_or_else(|error| {
+        *failed = Err(error);
+        T::default()
+    })
 }
 
 /// Ids from `from_zone` already planned earlier in this group (two pages of one peer in one group).

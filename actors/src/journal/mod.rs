@@ -10,6 +10,8 @@
 //! long-poll without touching storage, and the usage, so admission never reads storage.
 
 mod delete;
+#[cfg(test)]
+mod fault_tests;
 mod group;
 #[cfg(test)]
 mod tests;

@@ -72,7 +72,7 @@ pub struct IdemRecord {
 }
 
 /// Which idempotency index a lookup goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Index {
     /// Keyed by `message_id`.
     Store,

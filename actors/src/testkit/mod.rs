@@ -1,7 +1,8 @@
 //! Test fixtures shared by the unit tests: a real RocksDB in a temporary directory behind a
-//! running journal; deterministic messages; and a log drain that keeps every record for
-//! assertions ([`logs`]).
+//! running journal, with the fault seam ([`faults`]) between them; deterministic messages; and a
+//! log drain that keeps every record for assertions ([`logs`]).
 
+pub mod faults;
 pub mod logs;
 
 use std::{
@@ -12,6 +13,7 @@ use std::{
 
 use bsfg_proto::{AppendResponse, Envelope, Fact, FetchedFact, Message};
 
+use self::faults::{Faults, FaultyStorage};
 use crate::{
     journal::{Journal, JournalConfig, JournalError, Prepared},
     storage::{RocksStorage, Storage},
@@ -48,7 +50,8 @@ pub fn page(from: &str, first: u64, ids: &[&str]) -> Vec<FetchedFact> {
         .collect()
 }
 
-/// A journal over RocksDB in a temporary directory.
+/// A journal over RocksDB in a temporary directory, with [`Faults`] in between: the journal's
+/// storage calls follow the script of `faults`; `storage` is the database itself.
 ///
 /// Fields drop in order: the journal (its writer thread then lets go of the database), the
 /// storage, the wait for the database to close, and only then the directory. A test binary
@@ -56,6 +59,7 @@ pub fn page(from: &str, first: u64, ids: &[&str]) -> Vec<FetchedFact> {
 pub struct Fixture {
     pub journal: Journal,
     pub storage: Arc<RocksStorage>,
+    pub faults: Faults,
     closed: Closed,
     pub dir: tempfile::TempDir,
 }
@@ -73,6 +77,7 @@ impl Fixture {
             storage,
             closed,
             dir,
+            ..
         } = self;
         drop(journal);
         drop(storage);
@@ -81,11 +86,13 @@ impl Fixture {
     }
 
     fn start(dir: tempfile::TempDir, config: JournalConfig) -> Self {
-        let (storage, journal) = start(dir.path(), config);
+        let faults = Faults::default();
+        let (storage, journal) = start(dir.path(), config, &faults);
         Self {
             closed: Closed(storage.closed()),
             journal,
             storage,
+            faults,
             dir,
         }
     }
@@ -113,8 +120,9 @@ impl Drop for Closed {
     }
 }
 
-fn start(path: &Path, config: JournalConfig) -> (Arc<RocksStorage>, Journal) {
+fn start(path: &Path, config: JournalConfig, faults: &Faults) -> (Arc<RocksStorage>, Journal) {
     let storage = Arc::new(RocksStorage::open(path, ZONE).expect("open storage"));
-    let journal = Journal::start(storage.clone(), config).expect("start journal");
+    let faulty = Arc::new(FaultyStorage::new(storage.clone(), faults.clone()));
+    let journal = Journal::start(faulty, config).expect("start journal");
     (storage, journal)
 }

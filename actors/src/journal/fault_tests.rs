@@ -1,0 +1,163 @@
+//! The journal's failure path, against a real RocksDB behind the storage fault seam
+//! (`testkit::faults`): a group whose commit (or a read it plans with) fails answers every caller
+//! waiting in it `UNAVAILABLE`, gives back the offsets and usage it had reserved — the next group
+//! takes the same offsets, and usage still equals a recount — and the next group commits as if
+//! nothing had happened.
+
+use std::{future::Future, pin::Pin};
+
+use bsfg_proto::{ErrorCode, RpcError};
+
+use super::{DeletePlan, JournalError};
+use crate::{
+    journal::JournalConfig,
+    storage::{CursorKey, DeleteReason, Index, StoreDelete, Usage},
+    testkit::{
+        faults::{Held, Op},
+        message, page, Fixture, ZONE,
+    },
+};
+
+type Call<'a> = Pin<Box<dyn Future<Output = Result<(), JournalError>> + 'a>>;
+
+fn usage(fixture: &Fixture) -> Usage {
+    *fixture.journal.usage().borrow()
+}
+
+fn highs(fixture: &Fixture) -> (u64, u64) {
+    (
+        *fixture.journal.store_high().borrow(),
+        *fixture.journal.forward_high().borrow(),
+    )
+}
+
+/// One of each command, from five callers: appends of one fact and of two, a page inserted from
+/// a peer, a peer's confirm and a deletion plan.
+fn five_callers(fixture: &Fixture) -> Vec<Call<'_>> {
+    let journal = &fixture.journal;
+    let prepared = |ids: &[&str]| {
+        ids.iter()
+            .map(|id| super::Prepared::new(message(ZONE, "enterprise", id)).expect("prepare"))
+            .collect::<Vec<_>>()
+    };
+    let deletes = DeletePlan {
+        store: vec![StoreDelete {
+            offset: 1,
+            to_zone: "enterprise".into(),
+            message_id: "before".into(),
+            reason: DeleteReason::Confirmed,
+        }],
+        forward: Vec::new(),
+    };
+    vec![
+        Box::pin(async move { journal.append(prepared(&["a"])).await.map(drop) }),
+        Box::pin(async move { journal.append(prepared(&["b", "c"])).await.map(drop) }),
+        Box::pin(async move {
+            journal
+                .insert("enterprise".into(), page("enterprise", 1, &["x", "y"]))
+                .await
+                .map(drop)
+        }),
+        Box::pin(async move { journal.confirm(CursorKey::Peer("plant-b".into()), 1).await.map(drop) }),
+        Box::pin(async move { journal.delete(deletes).await.map(drop) }),
+    ]
+}
+
+/// Runs `calls` as one group: the writer is held in the commit of an earlier command until every
+/// call is queued behind it, then let go.
+async fn as_one_group(fixture: &Fixture, mut held: Held, calls: Vec<Call<'_>>) -> Vec<Result<(), JournalError>> {
+    let blocker = fixture.journal.confirm(CursorKey::Peer("enterprise".into()), 1);
+    tokio::pin!(blocker);
+    assert!(futures::poll!(&mut blocker).is_pending());
+    held.reached().await;
+    let mut calls = calls;
+    for call in &mut calls {
+        // One poll queues the command (the queue has room) and leaves it waiting for its answer.
+        assert!(futures::poll!(call.as_mut()).is_pending(), "answered before its commit");
+    }
+    held.release();
+    blocker.await.expect("the held commit itself succeeds");
+    futures::future::join_all(calls).await
+}
+
+fn assert_unavailable(results: &[Result<(), JournalError>]) {
+    for result in results {
+        match result {
+            Err(error @ JournalError::Storage(_)) => {
+                let wire = RpcError::from(error.clone());
+                assert_eq!((wire.code, wire.retryable), (ErrorCode::Unavailable, true), "{wire:?}");
+            }
+            other => panic!("every caller of the failed group gets a storage fault, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failed_group_commit_answers_every_caller_and_gives_back_what_it_reserved() {
+    let fixture = Fixture::open(JournalConfig::default());
+    let first = fixture
+        .append(message(ZONE, "enterprise", "before"))
+        .await
+        .expect("append");
+    assert_eq!(first.offset, 1);
+    let (before, highs_before) = (usage(&fixture), highs(&fixture));
+    let held = fixture.faults.hold(Op::Commit);
+    fixture.faults.fail(Op::Commit);
+
+    let results = as_one_group(&fixture, held, five_callers(&fixture)).await;
+    assert_eq!(results.len(), 5);
+    assert_unavailable(&results);
+    assert_eq!(fixture.faults.injected(), 1, "one failed commit answered all five");
+    assert_eq!(highs(&fixture), highs_before, "nothing of the group is published");
+    assert_eq!(usage(&fixture), before);
+    assert_eq!(usage(&fixture), fixture.storage.recount().expect("recount"));
+    assert_eq!(fixture.journal.cursor(&CursorKey::Peer("plant-b".into())), 0);
+    let stored = fixture
+        .storage()
+        .read_store("enterprise", 0, u64::MAX, 10)
+        .expect("read");
+    assert_eq!(stored.len(), 1, "nothing of the failed group is stored");
+
+    // The next group commits normally and takes the offsets the failed one gave back.
+    let next = fixture.append(message(ZONE, "enterprise", "a")).await.expect("retry");
+    assert_eq!(
+        (next.offset, next.duplicate),
+        (2, false),
+        "no offset skipped, none reused"
+    );
+    let inserted = fixture
+        .journal
+        .insert("enterprise".into(), page("enterprise", 1, &["x"]))
+        .await
+        .expect("insert");
+    assert_eq!(inserted.inserted, 1);
+    assert_eq!(highs(&fixture), (2, 1));
+    assert_eq!(usage(&fixture), fixture.storage.recount().expect("recount"));
+    assert_eq!((usage(&fixture).store.facts, usage(&fixture).forward.facts), (2, 1));
+}
+
+#[tokio::test]
+async fn a_read_failing_while_a_group_is_planned_gives_back_the_offsets_planned_before_it() {
+    let fixture = Fixture::open(JournalConfig::default());
+    fixture
+        .append(message(ZONE, "enterprise", "before"))
+        .await
+        .expect("append");
+    let before = usage(&fixture);
+    let held = fixture.faults.hold(Op::Commit);
+    // The appends (planned first) reserve offsets 2..=4; then the insert's lookup fails.
+    fixture.faults.fail(Op::Lookup(Index::Forward));
+
+    let results = as_one_group(&fixture, held, five_callers(&fixture)).await;
+    assert_unavailable(&results);
+    assert_eq!(fixture.faults.injected(), 1);
+    assert_eq!(highs(&fixture), (1, 0));
+    assert_eq!(usage(&fixture), before);
+
+    let next = fixture.append(message(ZONE, "enterprise", "b")).await.expect("retry");
+    assert_eq!(
+        next.offset, 2,
+        "the offsets planned before the failed read are given back"
+    );
+    assert_eq!(usage(&fixture), fixture.storage.recount().expect("recount"));
+}
