@@ -51,20 +51,11 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
     let forward = ForwardBuffer::new(forward, journal.clone()).start();
     let switches = GateSwitches::new(peers.clone());
     let gate = start_gate(&peers, &switches, &telemetry);
-    let endpoint = open_endpoint(&rpc, tls, &certs)?;
-    let (client_config, client_config_rx) = watch::channel(tls.quic_client_config(certs.idle_timeout)?);
-    let (certificate, certificate_rx) = watch::channel(Certificate::of(tls));
-    let cert_deps = CertWatcherDeps {
-        endpoint: endpoint.clone(),
-        client_config,
-        certificate,
-        telemetry: telemetry.clone(),
-    };
-    let certs = Supervisor::start(move |_| CertWatcher::new(certs, cert_deps));
+    let quic = Quic::open(&rpc, certs, tls, &telemetry)?;
     let (dialed, dialed_rx) = mpsc::unbounded_channel();
     let link_deps = PeerLinkDeps {
-        endpoint: endpoint.clone(),
-        client_config: client_config_rx,
+        endpoint: quic.endpoint.clone(),
+        client_config: quic.client_config.clone(),
         switches: switches.clone(),
         forward: forward.clone(),
         gate: gate.clone(),
@@ -85,38 +76,22 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         switches: switches.clone(),
         telemetry,
     };
-    let listen = rpc.listen;
-    let server = RpcServer::spawn(endpoint.clone(), rpc, rpc_deps, dialed_rx);
-    let bound = endpoint
-        .local_addr()
-        .map_err(|source| NodeError::Listen { addr: listen, source })?;
-    info!(log, "node_started"; "rpc" => %bound);
-    let (progress, progress_rx) = watch::channel(Progress::default());
-    let refresher = Refresher {
-        journal: journal.clone(),
-        metrics: metrics.clone(),
-        peers,
-        certificate: certificate_rx.clone(),
-        progress,
-    };
-    let status = tokio::spawn(refresher.run());
-    // Set now, not at the refresher's first tick: a scrape may come first.
-    let expiry = Certificate::of(tls).time_left(std::time::SystemTime::now());
-    metrics.certificate_expiry_seconds.set(expiry.as_secs_f64());
+    let server = start_rpc(&quic.endpoint, rpc, rpc_deps, dialed_rx, &log)?;
+    let (status, progress) = start_status(&journal, &metrics, peers, &quic.certificate);
     metrics.node_up.set(1);
     let handles = Handles {
         metrics,
         drain,
         gate,
         switches,
-        certs,
-        certificate: certificate_rx,
-        progress: progress_rx,
+        certs: quic.certs,
+        certificate: quic.certificate,
+        progress,
         usage: journal.usage(),
         buffers: Arc::new(buffers),
     };
     Ok(Node {
-        endpoint,
+        endpoint: quic.endpoint,
         handles,
         status,
         server,
@@ -124,6 +99,84 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         storage_closed,
         log,
     })
+}
+
+/// The node's one QUIC endpoint (it serves calls and dials peers) and the `CertWatcher` that
+/// keeps its TLS material current.
+struct Quic {
+    endpoint: quinn::Endpoint,
+    /// The config peer links dial with, as last published by the watcher.
+    client_config: watch::Receiver<quinn::ClientConfig>,
+    /// The certificate the node presents now.
+    certificate: watch::Receiver<Certificate>,
+    certs: Addr<CertWatcher>,
+}
+
+impl Quic {
+    fn open(
+        rpc: &RpcConfig,
+        certs: CertWatcherConfig,
+        tls: &TlsMaterial,
+        telemetry: &Telemetry,
+    ) -> Result<Self, NodeError> {
+        let server = tls.quic_server_config(certs.idle_timeout)?;
+        let endpoint = quinn::Endpoint::server(server, rpc.listen).map_err(|source| NodeError::Listen {
+            addr: rpc.listen,
+            source,
+        })?;
+        let (client_config, client_config_rx) = watch::channel(tls.quic_client_config(certs.idle_timeout)?);
+        let (certificate, certificate_rx) = watch::channel(Certificate::of(tls));
+        let deps = CertWatcherDeps {
+            endpoint: endpoint.clone(),
+            client_config,
+            certificate,
+            telemetry: telemetry.clone(),
+        };
+        Ok(Self {
+            endpoint,
+            client_config: client_config_rx,
+            certificate: certificate_rx,
+            certs: Supervisor::start(move |_| CertWatcher::new(certs, deps)),
+        })
+    }
+}
+
+/// Serves calls on `endpoint` (and on the connections the links dial), and says so.
+fn start_rpc(
+    endpoint: &quinn::Endpoint,
+    config: RpcConfig,
+    deps: RpcDeps,
+    dialed: mpsc::UnboundedReceiver<(quinn::Connection, String)>,
+    log: &Logger,
+) -> Result<RpcServer, NodeError> {
+    let listen = config.listen;
+    let server = RpcServer::spawn(endpoint.clone(), config, deps, dialed);
+    let bound = endpoint
+        .local_addr()
+        .map_err(|source| NodeError::Listen { addr: listen, source })?;
+    info!(log, "node_started"; "rpc" => %bound);
+    Ok(server)
+}
+
+/// The once-a-second progress refresher; also sets the certificate's expiry gauge now, not at
+/// the refresher's first tick, since a scrape may come first.
+fn start_status(
+    journal: &Journal,
+    metrics: &Arc<Metrics>,
+    peers: Vec<String>,
+    certificate: &watch::Receiver<Certificate>,
+) -> (tokio::task::JoinHandle<()>, watch::Receiver<Progress>) {
+    let expiry = certificate.borrow().time_left(std::time::SystemTime::now());
+    metrics.certificate_expiry_seconds.set(expiry.as_secs_f64());
+    let (progress, progress_rx) = watch::channel(Progress::default());
+    let refresher = Refresher {
+        journal: journal.clone(),
+        metrics: metrics.clone(),
+        peers,
+        certificate: certificate.clone(),
+        progress,
+    };
+    (tokio::spawn(refresher.run()), progress_rx)
 }
 
 async fn open_storage(data_dir: &Path, zone: &str) -> Result<Arc<RocksStorage>, NodeError> {
@@ -171,15 +224,6 @@ async fn open_objects(
 fn start_gate(peers: &[String], switches: &GateSwitches, telemetry: &Telemetry) -> Addr<ZoneGate> {
     let (peers, switches, telemetry) = (peers.to_vec(), switches.clone(), telemetry.clone());
     Supervisor::start(move |_| ZoneGate::new(peers, switches, telemetry))
-}
-
-/// The node's one QUIC endpoint: it serves calls and dials peers.
-fn open_endpoint(rpc: &RpcConfig, tls: &TlsMaterial, certs: &CertWatcherConfig) -> Result<quinn::Endpoint, NodeError> {
-    let server = tls.quic_server_config(certs.idle_timeout)?;
-    quinn::Endpoint::server(server, rpc.listen).map_err(|source| NodeError::Listen {
-        addr: rpc.listen,
-        source,
-    })
 }
 
 fn start_links(links: Vec<PeerLinkConfig>, deps: &PeerLinkDeps) -> HashMap<String, Addr<PeerLink>> {
