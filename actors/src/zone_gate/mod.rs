@@ -9,82 +9,26 @@
 //! - `normal`: link up and the last page each way was not full.
 //!
 //! Every change is logged once as `gate_transition` with `peer`, `previous`, `new` and `reason`.
-//! Reports that change nothing are absorbed here, so reporters may send one per page.
+//! Reports that change nothing are absorbed, so reporters may send one per page.
 //!
-//! The operator's switches ([`GateSwitches`], `POST /v1/admin/gates/{peer}/close|open`) are
-//! flipped here too; the peer's link and the RPC server follow them (a closed gate has no link in
-//! either direction). They live in memory only: a restarted node starts with every gate open.
+//! The actor is a thin shell: the decisions are the plain value in `gates`, and the operator's
+//! switches ([`GateSwitches`]) are flipped here, with the state, and followed by the peer's link
+//! and the RPC server (a closed gate has no link in either direction).
 
-use std::{collections::BTreeMap, sync::Arc};
+mod gates;
+mod switches;
+
+use std::collections::BTreeMap;
 
 use actix::prelude::*;
-use tokio::sync::watch;
 
+use self::gates::{Gates, Report};
+pub use self::switches::{GateSwitches, UnknownPeer};
 pub use crate::events::{GateState, CLOSED_BY_OPERATOR};
 use crate::events::{GateSwitched, GateTransition, Telemetry};
 
-/// The operator's open/closed switch of every configured peer's gate; cheap to clone. The RPC
-/// server reads it on every peer call, the peer's link waits on it.
-#[derive(Clone)]
-pub struct GateSwitches(Arc<BTreeMap<String, watch::Sender<bool>>>);
-
-impl GateSwitches {
-    /// Every gate open.
-    pub fn new(peers: impl IntoIterator<Item = String>) -> Self {
-        Self(Arc::new(
-            peers.into_iter().map(|p| (p, watch::Sender::new(false))).collect(),
-        ))
-    }
-
-    /// Whether an operator closed `peer`'s gate (never true for an unknown peer).
-    pub fn is_closed(&self, peer: &str) -> bool {
-        self.0.get(peer).is_some_and(|switch| *switch.borrow())
-    }
-
-    /// Follows `peer`'s switch (`true` while closed); `None` for an unknown peer.
-    pub fn subscribe(&self, peer: &str) -> Option<watch::Receiver<bool>> {
-        self.0.get(peer).map(watch::Sender::subscribe)
-    }
-
-    /// Only [`ZoneGate`] flips switches, so state and switch change together.
-    fn set(&self, peer: &str, closed: bool) -> Result<(), UnknownPeer> {
-        let switch = self.0.get(peer).ok_or_else(|| UnknownPeer(peer.to_owned()))?;
-        switch.send_replace(closed);
-        Ok(())
-    }
-}
-
-/// A gate was addressed by a zone that is not a configured peer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a configured peer")]
-pub struct UnknownPeer(pub String);
-
-/// What is known about one peer link.
-#[derive(Debug, Clone, Copy)]
-struct Observed {
-    state: GateState,
-    /// Closed by an operator: no link, whatever the reports say.
-    closed: bool,
-    link_up: bool,
-    inbound_behind: bool,
-    outbound_behind: bool,
-}
-
-impl Observed {
-    fn decide(&self) -> GateState {
-        match (
-            self.link_up && !self.closed,
-            self.inbound_behind || self.outbound_behind,
-        ) {
-            (false, _) => GateState::Autonomous,
-            (true, true) => GateState::Reconciliation,
-            (true, false) => GateState::Normal,
-        }
-    }
-}
-
 pub struct ZoneGate {
-    peers: BTreeMap<String, Observed>,
+    gates: Gates,
     switches: GateSwitches,
     telemetry: Telemetry,
 }
@@ -92,35 +36,20 @@ pub struct ZoneGate {
 impl ZoneGate {
     /// Every configured peer starts `autonomous`: nothing is known about its link yet.
     pub fn new(peers: impl IntoIterator<Item = String>, switches: GateSwitches, telemetry: Telemetry) -> Self {
-        let start = Observed {
-            state: GateState::Autonomous,
-            closed: false,
-            link_up: false,
-            inbound_behind: false,
-            outbound_behind: false,
-        };
         Self {
-            peers: peers.into_iter().map(|p| (p, start)).collect(),
+            gates: Gates::new(peers),
             switches,
             telemetry,
         }
     }
 
-    fn observe(&mut self, peer: &str, reason: &str, update: impl FnOnce(&mut Observed)) {
-        let Some(observed) = self.peers.get_mut(peer) else {
-            return;
-        };
-        update(observed);
-        // A report about a page fetched before the close must not revive the link.
-        observed.link_up &= !observed.closed;
-        let new = observed.decide();
-        let previous = std::mem::replace(&mut observed.state, new);
-        if previous != new {
+    fn report(&mut self, peer: &str, report: Report) {
+        if let Some(transition) = self.gates.on(peer, report) {
             self.telemetry.emit(GateTransition {
                 peer,
-                previous,
-                new,
-                reason,
+                previous: transition.previous,
+                new: transition.new,
+                reason: &transition.reason,
             });
         }
     }
@@ -173,15 +102,7 @@ impl Handler<Pulled> for ZoneGate {
     type Result = ();
 
     fn handle(&mut self, msg: Pulled, _: &mut Self::Context) {
-        let reason = if msg.behind {
-            "link up, inbound backlog of at least batch_limit"
-        } else {
-            "link up, caught up"
-        };
-        self.observe(&msg.peer, reason, |o| {
-            o.link_up = true;
-            o.inbound_behind = msg.behind;
-        });
+        self.report(&msg.peer, Report::Pulled { behind: msg.behind });
     }
 }
 
@@ -189,12 +110,7 @@ impl Handler<Served> for ZoneGate {
     type Result = ();
 
     fn handle(&mut self, msg: Served, _: &mut Self::Context) {
-        let reason = if msg.behind {
-            "outbound backlog of at least batch_limit"
-        } else {
-            "peer caught up"
-        };
-        self.observe(&msg.peer, reason, |o| o.outbound_behind = msg.behind);
+        self.report(&msg.peer, Report::Served { behind: msg.behind });
     }
 }
 
@@ -202,8 +118,7 @@ impl Handler<LinkDown> for ZoneGate {
     type Result = ();
 
     fn handle(&mut self, msg: LinkDown, _: &mut Self::Context) {
-        let reason = format!("link down: {}", msg.reason);
-        self.observe(&msg.peer, &reason, |o| o.link_up = false);
+        self.report(&msg.peer, Report::LinkDown { reason: &msg.reason });
     }
 }
 
@@ -213,7 +128,7 @@ impl Handler<SwitchGate> for ZoneGate {
     /// Closing drops the link at once (the gate goes `autonomous`); opening lets the link come
     /// back, and the gate follows the reports from then on.
     fn handle(&mut self, msg: SwitchGate, _: &mut Self::Context) -> Self::Result {
-        if !self.peers.contains_key(&msg.peer) {
+        if !self.gates.contains(&msg.peer) {
             return Err(UnknownPeer(msg.peer));
         }
         // Logged before the switch flips, so the log reads in causal order.
@@ -222,7 +137,7 @@ impl Handler<SwitchGate> for ZoneGate {
             closed: msg.closed,
         });
         self.switches.set(&msg.peer, msg.closed)?;
-        self.observe(&msg.peer, CLOSED_BY_OPERATOR, |o| o.closed = msg.closed);
+        self.report(&msg.peer, Report::Switched { closed: msg.closed });
         Ok(())
     }
 }
@@ -231,126 +146,142 @@ impl Handler<Snapshot> for ZoneGate {
     type Result = MessageResult<Snapshot>;
 
     fn handle(&mut self, _: Snapshot, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.peers.iter().map(|(peer, o)| (peer.clone(), o.state)).collect())
+        MessageResult(self.gates.states())
     }
 }
 
+/// The wiring of the actor: reports and switches reach the decisions, transitions reach the log
+/// and the metrics, switches reach their followers. The decisions are tested in `gates`.
 #[cfg(test)]
 mod tests {
-    use slog::Logger;
+    use std::sync::Arc;
 
     use super::*;
-    use crate::metrics::Metrics;
+    use crate::{
+        metrics::Metrics,
+        testkit::logs::{field, Capture},
+    };
 
-    fn gate_with_switches() -> (Addr<ZoneGate>, GateSwitches) {
-        let peers = ["plant-a".to_owned()];
+    const PEER: &str = "plant-a";
+
+    struct Fixture {
+        gate: Addr<ZoneGate>,
+        switches: GateSwitches,
+        metrics: Arc<Metrics>,
+        log: Capture,
+    }
+
+    fn start() -> Fixture {
+        let peers = [PEER.to_owned()];
         let metrics = Arc::new(Metrics::new("enterprise", "test").expect("metrics"));
         let switches = GateSwitches::new(peers.clone());
-        let log = Logger::root(slog::Discard, slog::o!());
-        let telemetry = Telemetry::new(log, metrics, &peers);
-        (ZoneGate::new(peers, switches.clone(), telemetry).start(), switches)
-    }
-
-    fn gate() -> Addr<ZoneGate> {
-        gate_with_switches().0
-    }
-
-    async fn state(gate: &Addr<ZoneGate>) -> GateState {
-        gate.send(Snapshot).await.expect("gate alive")["plant-a"]
-    }
-
-    fn pulled(behind: bool) -> Pulled {
-        Pulled {
-            peer: "plant-a".into(),
-            behind,
+        let log = Capture::default();
+        let telemetry = Telemetry::new(log.logger(), metrics.clone(), &peers);
+        let gate = ZoneGate::new(peers, switches.clone(), telemetry).start();
+        Fixture {
+            gate,
+            switches,
+            metrics,
+            log,
         }
     }
 
-    #[actix_rt::test]
-    async fn a_peer_starts_autonomous_and_follows_its_link_and_backlog() {
-        let gate = gate();
-        assert_eq!(state(&gate).await, GateState::Autonomous);
-        gate.do_send(pulled(true));
-        assert_eq!(state(&gate).await, GateState::Reconciliation);
-        gate.do_send(pulled(false));
-        assert_eq!(state(&gate).await, GateState::Normal);
-        gate.do_send(LinkDown {
-            peer: "plant-a".into(),
-            reason: "timed out".into(),
-        });
-        assert_eq!(state(&gate).await, GateState::Autonomous);
-        gate.do_send(pulled(false));
-        assert_eq!(state(&gate).await, GateState::Normal);
+    async fn state(gate: &Addr<ZoneGate>) -> GateState {
+        gate.send(Snapshot).await.expect("gate alive")[PEER]
+    }
+
+    fn one_hot(metrics: &Metrics, state: GateState) -> i64 {
+        metrics.gate_state.with_label_values(&[PEER, state.as_str()]).get()
     }
 
     #[actix_rt::test]
-    async fn an_outbound_backlog_holds_reconciliation_until_the_peer_caught_up() {
-        let gate = gate();
-        let served = |behind| Served {
-            peer: "plant-a".into(),
-            behind,
-        };
-        gate.do_send(served(true));
+    async fn a_transition_is_logged_counted_and_shown_once() {
+        let f = start();
         assert_eq!(
-            state(&gate).await,
-            GateState::Autonomous,
-            "serving is not a live link of ours"
+            one_hot(&f.metrics, GateState::Autonomous),
+            1,
+            "every peer starts autonomous"
         );
-        gate.do_send(pulled(false));
-        assert_eq!(state(&gate).await, GateState::Reconciliation);
-        gate.do_send(served(false));
-        assert_eq!(state(&gate).await, GateState::Normal);
+        for _ in 0..2 {
+            f.gate.do_send(Pulled {
+                peer: PEER.into(),
+                behind: false,
+            });
+        }
+        assert_eq!(state(&f.gate).await, GateState::Normal);
+        let transitions: Vec<_> = f
+            .log
+            .lines()
+            .into_iter()
+            .filter(|line| field(line, "msg") == Some("gate_transition"))
+            .collect();
+        assert_eq!(
+            transitions.len(),
+            1,
+            "the second report changed nothing: {transitions:?}"
+        );
+        let line = &transitions[0];
+        for (key, value) in [
+            ("peer", PEER),
+            ("previous", "autonomous"),
+            ("new", "normal"),
+            ("reason", "link up, caught up"),
+        ] {
+            assert_eq!(field(line, key), Some(value), "{key}: {line:?}");
+        }
+        let counted = f.metrics.gate_transitions.with_label_values(&[PEER, "normal"]).get();
+        assert_eq!(counted, 1);
+        assert_eq!(
+            (
+                one_hot(&f.metrics, GateState::Normal),
+                one_hot(&f.metrics, GateState::Autonomous)
+            ),
+            (1, 0)
+        );
     }
 
     #[actix_rt::test]
-    async fn reports_about_unknown_peers_are_ignored() {
-        let gate = gate();
-        gate.do_send(Pulled {
-            peer: "plant-z".into(),
+    async fn an_operator_switch_flips_the_switch_and_the_state_together() {
+        let f = start();
+        let mut switch = f.switches.subscribe(PEER).expect("configured peer");
+        f.gate.do_send(Pulled {
+            peer: PEER.into(),
             behind: false,
         });
-        let all = gate.send(Snapshot).await.expect("gate alive");
-        assert_eq!(all.len(), 1);
-        assert_eq!(all["plant-a"], GateState::Autonomous);
-    }
-
-    #[actix_rt::test]
-    async fn a_closed_gate_stays_autonomous_until_opened_and_the_link_is_back() {
-        let (gate, switches) = gate_with_switches();
-        let mut switch = switches.subscribe("plant-a").expect("configured peer");
-        gate.do_send(pulled(false));
-        assert_eq!(state(&gate).await, GateState::Normal);
-
         let close = SwitchGate {
-            peer: "plant-a".into(),
+            peer: PEER.into(),
             closed: true,
         };
-        assert_eq!(gate.send(close).await.expect("gate alive"), Ok(()));
-        assert_eq!(state(&gate).await, GateState::Autonomous);
-        assert!(switches.is_closed("plant-a") && *switch.borrow_and_update());
-        gate.do_send(pulled(false));
-        assert_eq!(state(&gate).await, GateState::Autonomous, "reports do not reopen it");
-
+        assert_eq!(f.gate.send(close).await.expect("gate alive"), Ok(()));
+        assert_eq!(state(&f.gate).await, GateState::Autonomous);
+        assert!(f.switches.is_closed(PEER) && *switch.borrow_and_update());
         let open = SwitchGate {
-            peer: "plant-a".into(),
+            peer: PEER.into(),
             closed: false,
         };
-        assert_eq!(gate.send(open).await.expect("gate alive"), Ok(()));
-        assert!(!switches.is_closed("plant-a") && switch.has_changed().unwrap_or(false));
-        assert_eq!(state(&gate).await, GateState::Autonomous, "no link yet");
-        gate.do_send(pulled(false));
-        assert_eq!(state(&gate).await, GateState::Normal);
+        assert_eq!(f.gate.send(open).await.expect("gate alive"), Ok(()));
+        assert!(!f.switches.is_closed(PEER) && switch.has_changed().unwrap_or(false));
+        let logged: Vec<_> = f
+            .log
+            .lines()
+            .into_iter()
+            .filter_map(|l| field(&l, "msg").map(str::to_owned))
+            .collect();
+        assert_eq!(
+            logged,
+            ["gate_transition", "gate_closed", "gate_transition", "gate_opened"]
+        );
     }
 
     #[actix_rt::test]
     async fn switching_an_unknown_peer_is_refused() {
-        let (gate, switches) = gate_with_switches();
+        let f = start();
         let close = SwitchGate {
             peer: "plant-z".into(),
             closed: true,
         };
-        let refused = gate.send(close).await.expect("gate alive");
+        let refused = f.gate.send(close).await.expect("gate alive");
         assert_eq!(refused, Err(UnknownPeer("plant-z".into())));
-        assert!(switches.subscribe("plant-z").is_none() && !switches.is_closed("plant-z"));
+        assert!(f.switches.subscribe("plant-z").is_none() && !f.switches.is_closed("plant-z"));
     }
 }

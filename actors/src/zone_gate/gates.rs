@@ -1,0 +1,208 @@
+//! The gate decisions as a plain value: what is known of each peer's link, the state that
+//! follows from it, and the transition a report causes. No actor, no runtime, no I/O; `ZoneGate`
+//! feeds reports in and reports the transitions out.
+
+use std::collections::BTreeMap;
+
+use crate::events::{GateState, CLOSED_BY_OPERATOR};
+
+/// What the links, the RPC server and the operator report about one peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Report<'a> {
+    /// We received a page from the peer (the link is up); `behind` when it was full.
+    Pulled { behind: bool },
+    /// The peer received a page from us; `behind` when it was full.
+    Served { behind: bool },
+    /// The link is gone or could not be established.
+    LinkDown { reason: &'a str },
+    /// An operator closed or opened the gate.
+    Switched { closed: bool },
+}
+
+impl Report<'_> {
+    /// The `reason` of the transition this report causes.
+    fn reason(self) -> String {
+        match self {
+            Self::Pulled { behind: true } => "link up, inbound backlog of at least batch_limit".into(),
+            Self::Pulled { behind: false } => "link up, caught up".into(),
+            Self::Served { behind: true } => "outbound backlog of at least batch_limit".into(),
+            Self::Served { behind: false } => "peer caught up".into(),
+            Self::LinkDown { reason } => format!("link down: {reason}"),
+            Self::Switched { .. } => CLOSED_BY_OPERATOR.into(),
+        }
+    }
+}
+
+/// A change of one peer's gate state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Transition {
+    pub previous: GateState,
+    pub new: GateState,
+    pub reason: String,
+}
+
+/// What is known about one peer link.
+#[derive(Debug, Clone, Copy)]
+struct Observed {
+    state: GateState,
+    /// Closed by an operator: no link, whatever the reports say.
+    closed: bool,
+    link_up: bool,
+    inbound_behind: bool,
+    outbound_behind: bool,
+}
+
+impl Observed {
+    /// Nothing known yet: `autonomous`.
+    const START: Self = Self {
+        state: GateState::Autonomous,
+        closed: false,
+        link_up: false,
+        inbound_behind: false,
+        outbound_behind: false,
+    };
+
+    fn decide(&self) -> GateState {
+        match (
+            self.link_up && !self.closed,
+            self.inbound_behind || self.outbound_behind,
+        ) {
+            (false, _) => GateState::Autonomous,
+            (true, true) => GateState::Reconciliation,
+            (true, false) => GateState::Normal,
+        }
+    }
+
+    fn apply(&mut self, report: Report) {
+        match report {
+            Report::Pulled { behind } => {
+                self.link_up = true;
+                self.inbound_behind = behind;
+            }
+            Report::Served { behind } => self.outbound_behind = behind,
+            Report::LinkDown { .. } => self.link_up = false,
+            Report::Switched { closed } => self.closed = closed,
+        }
+        // A report about a page fetched before the close must not revive the link.
+        self.link_up &= !self.closed;
+    }
+}
+
+/// The gate of every configured peer.
+pub(super) struct Gates(BTreeMap<String, Observed>);
+
+impl Gates {
+    /// Every configured peer starts `autonomous`: nothing is known about its link yet.
+    pub(super) fn new(peers: impl IntoIterator<Item = String>) -> Self {
+        Self(peers.into_iter().map(|peer| (peer, Observed::START)).collect())
+    }
+
+    pub(super) fn contains(&self, peer: &str) -> bool {
+        self.0.contains_key(peer)
+    }
+
+    /// Takes in what `report` says of `peer`'s link; the transition it causes, if any. Reports
+    /// about unknown peers and reports that change nothing are absorbed.
+    pub(super) fn on(&mut self, peer: &str, report: Report) -> Option<Transition> {
+        let observed = self.0.get_mut(peer)?;
+        observed.apply(report);
+        let new = observed.decide();
+        let previous = std::mem::replace(&mut observed.state, new);
+        (previous != new).then(|| Transition {
+            previous,
+            new,
+            reason: report.reason(),
+        })
+    }
+
+    /// The state of every peer's gate.
+    pub(super) fn states(&self) -> BTreeMap<String, GateState> {
+        self.0
+            .iter()
+            .map(|(peer, observed)| (peer.clone(), observed.state))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use GateState::{Autonomous, Normal, Reconciliation};
+
+    const PEER: &str = "plant-a";
+
+    fn gates() -> Gates {
+        Gates::new([PEER.to_owned()])
+    }
+
+    /// The state after each report, in order.
+    fn states(gates: &mut Gates, reports: &[Report]) -> Vec<GateState> {
+        reports
+            .iter()
+            .map(|report| {
+                gates.on(PEER, *report);
+                gates.states()[PEER]
+            })
+            .collect()
+    }
+
+    fn pulled(behind: bool) -> Report<'static> {
+        Report::Pulled { behind }
+    }
+
+    fn served(behind: bool) -> Report<'static> {
+        Report::Served { behind }
+    }
+
+    #[test]
+    fn a_peer_starts_autonomous_and_follows_its_link_and_backlog() {
+        let mut gates = gates();
+        assert_eq!(gates.states()[PEER], Autonomous);
+        let down = Report::LinkDown { reason: "timed out" };
+        let seen = states(&mut gates, &[pulled(true), pulled(false), down, pulled(false)]);
+        assert_eq!(seen, [Reconciliation, Normal, Autonomous, Normal]);
+    }
+
+    #[test]
+    fn an_outbound_backlog_holds_reconciliation_until_the_peer_caught_up() {
+        let mut gates = gates();
+        let seen = states(&mut gates, &[served(true), pulled(false), served(false)]);
+        // Serving a peer is not a live link of ours; once it is, the outbound backlog counts.
+        assert_eq!(seen, [Autonomous, Reconciliation, Normal]);
+    }
+
+    #[test]
+    fn a_closed_gate_stays_autonomous_until_opened_and_the_link_is_back() {
+        let mut gates = gates();
+        let (close, open) = (Report::Switched { closed: true }, Report::Switched { closed: false });
+        let seen = states(&mut gates, &[pulled(false), close, pulled(false), open, pulled(false)]);
+        assert_eq!(seen, [Normal, Autonomous, Autonomous, Autonomous, Normal]);
+    }
+
+    #[test]
+    fn only_changes_are_transitions_and_each_says_why() {
+        let mut gates = gates();
+        let first = gates.on(PEER, pulled(true));
+        assert_eq!(
+            first,
+            Some(Transition {
+                previous: Autonomous,
+                new: Reconciliation,
+                reason: "link up, inbound backlog of at least batch_limit".into()
+            })
+        );
+        assert_eq!(gates.on(PEER, pulled(true)), None, "a report that changes nothing");
+        let down = gates.on(PEER, Report::LinkDown { reason: "timed out" });
+        assert_eq!(down.map(|t| t.reason), Some("link down: timed out".into()));
+        let closed = gates.on(PEER, Report::Switched { closed: true });
+        assert_eq!(closed, None, "already autonomous");
+    }
+
+    #[test]
+    fn reports_about_unknown_peers_are_ignored() {
+        let mut gates = gates();
+        assert_eq!(gates.on("plant-z", pulled(false)), None);
+        assert!(!gates.contains("plant-z"));
+        assert_eq!(gates.states().len(), 1);
+    }
+}
