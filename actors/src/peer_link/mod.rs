@@ -8,9 +8,11 @@
 //! nor takes offered ones. Dials use the client config the `CertWatcher` last published.
 //!
 //! The actor is a thin shell: it owns the offer channel and the pull task; the loop itself is
-//! plain async code in `pull`.
+//! plain async code in `pull`, and its connection policy (which connection the pair keeps, how
+//! long to wait before reconnecting) a plain value in `link_state`.
 
 mod backoff;
+mod link_state;
 mod pull;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};

@@ -36,7 +36,10 @@ use quinn::Connection;
 use rand::{rngs::StdRng, SeedableRng};
 use tokio::sync::{mpsc, watch};
 
-use super::{backoff::Backoff, PeerLinkConfig, PeerLinkDeps};
+use super::{
+    link_state::{Ended, LinkState, OnOffer},
+    PeerLinkConfig, PeerLinkDeps,
+};
 use crate::{
     events::{
         Direction, FactConflict, FactRejected, FactsDuplicated, PeerConnected, PeerConnectionReplaced, PeerDialFailed,
@@ -48,10 +51,6 @@ use crate::{
     zone_gate,
 };
 
-/// First reconnect backoff.
-const BACKOFF_BASE: Duration = Duration::from_millis(100);
-/// Longest reconnect backoff (SPEC §4).
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// Pages fetched ahead of the inserter.
 const PIPELINE_DEPTH: usize = 2;
 
@@ -85,8 +84,7 @@ pub(super) struct Looper {
     offers: watch::Receiver<Option<Connection>>,
     /// The operator's switch for this peer: `true` while the gate is closed.
     closed: watch::Receiver<bool>,
-    backoff: Backoff,
-    rng: StdRng,
+    state: LinkState,
 }
 
 /// Returns once the gate is open (at once if it is, or if its switch is gone).
@@ -107,7 +105,7 @@ impl Looper {
         deps: PeerLinkDeps,
         offers: watch::Receiver<Option<Connection>>,
     ) -> Self {
-        let backoff = Backoff::new(BACKOFF_BASE, BACKOFF_CAP);
+        let state = LinkState::new(&config.zone, &config.peer, StdRng::from_os_rng());
         // Every configured peer has a switch; a missing one reads as a gate that never closes.
         let closed = deps
             .switches
@@ -117,8 +115,7 @@ impl Looper {
             session: Session { config, deps },
             offers,
             closed,
-            backoff,
-            rng: StdRng::from_os_rng(),
+            state,
         }
     }
 
@@ -127,26 +124,28 @@ impl Looper {
             let (conn, dialled) = self.connection().await;
             let progressed = AtomicBool::new(false);
             let end = self.run_session(&conn, dialled, &progressed).await;
-            if progressed.load(Ordering::Relaxed) {
-                self.backoff.reset();
-            }
-            match end {
+            let ended = match &end {
                 SessionEnd::Failed(e) => {
                     self.session.deps.telemetry.emit(PeerDisconnected {
                         peer: &self.session.config.peer,
-                        failure: Some(&e),
+                        failure: Some(e),
                     });
                     self.session.link_down(e.to_string());
-                    // A connection the peer opens meanwhile (e.g. once its operator reopened a
-                    // gate that refused us) ends the wait.
-                    let delay = self.backoff.next_delay(&mut self.rng);
-                    let _ = tokio::time::timeout(delay, self.offers.changed()).await;
+                    Ended::Failed
                 }
-                SessionEnd::GateClosed => self.session.deps.telemetry.emit(PeerDisconnected {
-                    peer: &self.session.config.peer,
-                    failure: None,
-                }),
-                SessionEnd::Switched => {}
+                SessionEnd::GateClosed => {
+                    self.session.deps.telemetry.emit(PeerDisconnected {
+                        peer: &self.session.config.peer,
+                        failure: None,
+                    });
+                    Ended::GateClosed
+                }
+                SessionEnd::Switched => Ended::Switched,
+            };
+            if let Some(delay) = self.state.on_session_end(ended, progressed.load(Ordering::Relaxed)) {
+                // A connection the peer opens meanwhile (e.g. once its operator reopened a gate
+                // that refused us) ends the wait.
+                let _ = tokio::time::timeout(delay, self.offers.changed()).await;
             }
         }
     }
@@ -171,7 +170,7 @@ impl Looper {
                 _ = self.offers.changed() => continue,
                 _ = until_closed(&mut self.closed) => continue,
             }
-            let delay = self.backoff.next_delay(&mut self.rng);
+            let delay = self.state.on_no_connection();
             let _ = tokio::time::timeout(delay, self.offers.changed()).await;
         }
     }
@@ -197,13 +196,9 @@ impl Looper {
                     if !offered.is_some_and(|o| o.close_reason().is_none() && o.stable_id() != conn.stable_id()) {
                         continue;
                     }
-                    if dialled && !self.session.keeps_offered() {
-                        // Ours wins: the peer moves over to it and closes its own. An extra
-                        // connection that is not the peer's link (a tool using the node's
-                        // certificate) is served, never used for pulls.
+                    if self.state.on_offer(dialled) == OnOffer::KeepOurs {
                         continue;
                     }
-                    // The peer's connection wins (or the peer dialled again): move over to it.
                     let peer = &self.session.config.peer;
                     self.session.deps.telemetry.emit(PeerConnectionReplaced { peer });
                     conn.close(
@@ -224,11 +219,6 @@ struct Session {
 }
 
 impl Session {
-    /// When both sides dialled, the connection dialled by the zone that sorts first is kept.
-    fn keeps_offered(&self) -> bool {
-        self.config.peer < self.config.zone
-    }
-
     fn link_down(&self, reason: String) {
         self.deps.gate.do_send(zone_gate::LinkDown {
             peer: self.config.peer.clone(),
