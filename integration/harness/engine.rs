@@ -1,17 +1,27 @@
 //! The engine of an HA zone for end-to-end tests: a real nats-server cluster (three servers,
-//! `sync_interval: always` unless asked otherwise) in a scratch directory, connections to it, and
-//! the zone's log and lease. The servers' logs are printed when a test fails.
+//! `sync_interval: always` unless asked otherwise, mutual TLS if asked) in a scratch directory,
+//! connections to it, and the zone's log and lease. The servers' logs are printed when a test
+//! fails.
 
-use std::time::{Duration, Instant};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
-use bsfg::devnet::nats::{NatsCluster, NatsOptions};
+use bsfg::devnet::nats::{NatsCluster, NatsOptions, NatsTls};
 use bsfg_engine::jetstream::{ConnectConfig, Engine, JetStreamLog, KvLease, LeaseSpec, LogSpec};
 
 /// The zone whose log and lease the tests use.
 pub const ZONE: &str = "enterprise";
+/// The engine servers' certificate name in a TLS fixture's PKI.
+const SERVERS_CERT: &str = "engine";
+/// The client certificate name in a TLS fixture's PKI.
+pub const TLS_CLIENT: &str = "enterprise-a";
 
 pub struct EngineFixture {
     pub nats: NatsCluster,
+    /// The PKI of a TLS fixture: `ca.pem`, and `<name>.pem`/`.key` per certificate.
+    pub pki: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -22,14 +32,31 @@ impl EngineFixture {
     }
 
     pub async fn start_with(options: NatsOptions) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("bsfg-engine-")
-            .tempdir()
-            .expect("tempdir");
+        Self::start_in(scratch(), options, None).await
+    }
+
+    /// Three servers requiring mutual TLS on the client port, with a fresh PKI that also holds
+    /// the client certificate [`TLS_CLIENT`].
+    pub async fn start_tls() -> Self {
+        let dir = scratch();
+        let pki = dir.path().join("pki");
+        bsfg::pki::init(&pki, &[SERVERS_CERT.into()], &[TLS_CLIENT.into()], 1).expect("PKI");
+        let options = NatsOptions {
+            tls: Some(NatsTls {
+                ca: pki.join("ca.pem"),
+                cert: pki.join(format!("{SERVERS_CERT}.pem")),
+                key: pki.join(format!("{SERVERS_CERT}.key")),
+            }),
+            ..Default::default()
+        };
+        Self::start_in(dir, options, Some(pki)).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, options: NatsOptions, pki: Option<PathBuf>) -> Self {
         let nats = NatsCluster::start(dir.path(), options)
             .await
             .unwrap_or_else(|e| panic!("starting nats-server: {e:#}"));
-        Self { nats, _dir: dir }
+        Self { nats, pki, _dir: dir }
     }
 
     /// A connection named `name` to any of the servers.
@@ -77,6 +104,13 @@ impl Drop for EngineFixture {
             eprintln!("nats-server logs:\n{}", self.nats.logs());
         }
     }
+}
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("bsfg-engine-")
+        .tempdir()
+        .expect("tempdir")
 }
 
 /// A deadline `budget` from now.

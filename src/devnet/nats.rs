@@ -1,7 +1,8 @@
 //! A NATS JetStream cluster on loopback, the engine of an HA zone in development and tests:
 //! `nats-server` child processes (three by default) on free ports, routed into one cluster, with
-//! `max_payload: 8MB`, `sync_interval: always` (or without it, for the durability refusal), and
-//! their store directories and logs under one directory. Servers can be killed (SIGKILL),
+//! `max_payload: 8MB`, `sync_interval: always` (or without it, for the durability refusal),
+//! optionally mutual TLS on the client port, and their store directories and logs under one
+//! directory. Servers can be killed (SIGKILL),
 //! paused (SIGSTOP), resumed (SIGCONT) and started again on the same ports and store.
 //!
 //! The binary comes from `BSFG_NATS_SERVER` (set by `scripts/nats-server.sh`); without it,
@@ -29,12 +30,23 @@ const HEALTHY_TIMEOUT: Duration = Duration::from_secs(30);
 const MONITOR_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What cluster to run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct NatsOptions {
     pub servers: usize,
     /// `sync_interval: always` (fsync before every acknowledgement); `false` leaves nats-server's
     /// default (a 2-minute timer), which an HA zone must refuse.
     pub sync_always: bool,
+    /// Mutual TLS on the client port (routes stay plain on loopback).
+    pub tls: Option<NatsTls>,
+}
+
+/// The servers' certificate (valid for 127.0.0.1, like a devnet node's) and the CA that both
+/// signs it and must sign every client's.
+#[derive(Debug, Clone)]
+pub struct NatsTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Default for NatsOptions {
@@ -42,6 +54,7 @@ impl Default for NatsOptions {
         Self {
             servers: 3,
             sync_always: true,
+            tls: None,
         }
     }
 }
@@ -61,6 +74,8 @@ struct Server {
 #[derive(Debug)]
 pub struct NatsCluster {
     bin: PathBuf,
+    /// `nats` or `tls`, for the client URLs.
+    scheme: &'static str,
     servers: Vec<Server>,
 }
 
@@ -85,9 +100,10 @@ impl NatsCluster {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mut servers = Vec::new();
         for (i, route) in routes.iter().enumerate() {
-            servers.push(write_server(dir, i, *route, &routes, options)?);
+            servers.push(write_server(dir, i, *route, &routes, &options)?);
         }
-        let mut cluster = Self { bin, servers };
+        let scheme = if options.tls.is_some() { "tls" } else { "nats" };
+        let mut cluster = Self { bin, scheme, servers };
         for i in 0..cluster.servers.len() {
             cluster.spawn(i)?;
         }
@@ -105,9 +121,12 @@ impl NatsCluster {
         self.servers.is_empty()
     }
 
-    /// The client URLs of every server (`nats://127.0.0.1:PORT`).
+    /// The client URLs of every server (`nats://127.0.0.1:PORT`, `tls://` with TLS).
     pub fn urls(&self) -> Vec<String> {
-        self.servers.iter().map(|s| format!("nats://{}", s.client)).collect()
+        self.servers
+            .iter()
+            .map(|s| format!("{}://{}", self.scheme, s.client))
+            .collect()
     }
 
     /// The monitoring URLs of every server (`http://127.0.0.1:PORT`).
@@ -254,7 +273,7 @@ fn write_server(
     i: usize,
     route: SocketAddr,
     routes: &[SocketAddr],
-    options: NatsOptions,
+    options: &NatsOptions,
 ) -> anyhow::Result<Server> {
     let name = format!("n{i}");
     let server = Server {
@@ -275,10 +294,18 @@ fn write_server(
         .map(|r| format!("nats-route://{r}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let tls = options.tls.as_ref().map_or_else(String::new, |tls| {
+        format!(
+            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\n",
+            tls.cert.display(),
+            tls.key.display(),
+            tls.ca.display()
+        )
+    });
     let text = format!(
         "server_name: {name}\nlisten: {client}\nhttp: {monitor}\nmax_payload: 8MB\n\
          jetstream {{\n  store_dir: \"{store}\"{sync}\n}}\n\
-         cluster {{ name: bsfg-dev, listen: {route}, routes: [{routes}] }}\n",
+         cluster {{ name: bsfg-dev, listen: {route}, routes: [{routes}] }}\n{tls}",
         name = server.name,
         client = server.client,
         monitor = server.monitor,
