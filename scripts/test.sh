@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 # promtool checks and unit-tests the shipped alert rules; Debian ships it in `prometheus`.
 BSFG_EXTRA_APT=(prometheus)
 . scripts/env.sh
+# The HA engine tests run a real nats-server cluster; they fail (never skip) without it.
+. scripts/nats-server.sh
 
 echo "== promtool (alert rules and their unit tests)"
 promtool check rules config-samples/prometheus/alerts.yml

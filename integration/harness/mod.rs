@@ -1,8 +1,10 @@
 //! End-to-end harness: clusters of real `bsfg serve` processes on loopback with a real PKI, real
 //! RocksDB on disk and real QUIC, built on `bsfg::devnet`. Node logs are printed when a test fails.
+//! [`engine`] runs the engine of an HA zone (a real nats-server cluster) for the engine tests.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod admin;
+pub mod engine;
 pub mod history;
 pub mod observe;
 pub mod traffic;

@@ -1,8 +1,10 @@
 //! A development network on loopback: a PKI, one config per zone with free ports, and `bsfg
 //! serve` child processes. Used by `bsfg demo` and by the end-to-end tests, so both run the same
 //! real binary the same way. [`proxy`] puts a fault-injecting UDP proxy between two nodes;
-//! [`procstat`] tells what a node process costs.
+//! [`procstat`] tells what a node process costs; [`nats`] runs a NATS JetStream cluster, the
+//! engine of an HA zone.
 
+pub mod nats;
 pub mod procstat;
 pub mod proxy;
 
@@ -242,6 +244,18 @@ fn free_tcp_port() -> anyhow::Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
+/// Sends signal `name` (`TERM`, `STOP`, `CONT`) to `pid` with kill(1) (no unsafe code here).
+fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
+    let sent = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()?;
+    if !sent.success() {
+        bail!("kill -{name} {pid} failed");
+    }
+    Ok(())
+}
+
 /// A running `bsfg serve` child process.
 #[derive(Debug)]
 pub struct NodeProcess {
@@ -300,13 +314,7 @@ impl NodeProcess {
 
     /// SIGTERM, then waits for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
-        let sent = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()?;
-        if !sent.success() {
-            bail!("cannot signal node {}", self.zone);
-        }
+        signal(self.child.id(), "TERM").with_context(|| format!("stopping node {}", self.zone))?;
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
