@@ -2,11 +2,11 @@
 //! named consumers (fetch with long-poll, confirm) for local clients.
 
 use actix::prelude::*;
-use bsfg_proto::{EncodedPage, FetchedFact, RpcError};
+use bsfg_proto::{FetchedFact, RpcError};
 
 use crate::{
     journal::{InsertOutcome, Journal},
-    long_poll::{self, PageRequest},
+    long_poll::{self, PageRequest, Served},
     storage::CursorKey,
 };
 
@@ -48,7 +48,7 @@ pub struct Insert {
 
 /// FetchFacts from a local consumer.
 #[derive(Message)]
-#[rtype(result = "Result<EncodedPage, RpcError>")]
+#[rtype(result = "Result<Served, RpcError>")]
 pub struct Fetch {
     pub consumer: String,
     pub page: PageRequest,
@@ -72,7 +72,7 @@ impl Handler<Insert> for ForwardBuffer {
 }
 
 impl Handler<Fetch> for ForwardBuffer {
-    type Result = ResponseFuture<Result<EncodedPage, RpcError>>;
+    type Result = ResponseFuture<Result<Served, RpcError>>;
 
     fn handle(&mut self, msg: Fetch, _: &mut Self::Context) -> Self::Result {
         if let Err(e) = check_consumer(&msg.consumer) {

@@ -21,7 +21,7 @@ use crate::{
     peer_link::{PeerLink, PeerLinkConfig, PeerLinkDeps},
     rpc::{DrainHandle, RpcConfig, RpcDeps, RpcServer},
     status::{Progress, Refresher},
-    storage::RocksStorage,
+    storage::{Log, RocksStorage},
     store_buffer::StoreBuffer,
     transport::tls::TlsMaterial,
     zone_gate::{GateSwitches, ZoneGate},
@@ -45,6 +45,13 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
     let journal = Journal::start(storage.clone(), buffers.journal())?;
     let metrics = Arc::new(Metrics::new(&zone, env!("CARGO_PKG_VERSION"))?);
     let telemetry = Telemetry::new(log.clone(), metrics.clone(), &peers);
+    for buffer in [Log::Store, Log::Forward] {
+        let retention = buffers.limits(buffer).retention.as_secs_f64();
+        metrics
+            .retention_seconds
+            .with_label_values(&[buffer.as_str()])
+            .set(retention);
+    }
     let (admission, pulls_paused) = start_backpressure(&buffers, &journal, &telemetry);
     let objects = open_objects(&data_dir, objects, storage, &metrics).await?;
     let store = StoreBuffer::new(store, journal.clone(), admission, objects.clone()).start();
