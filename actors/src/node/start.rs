@@ -14,7 +14,7 @@ use crate::{
     backpressure::{Admission, Backpressure, BackpressureConfig, BackpressureDeps},
     cert_watcher::{CertWatcher, CertWatcherConfig, CertWatcherDeps, Certificate},
     events::Telemetry,
-    forward_buffer::ForwardBuffer,
+    forward_buffer::{Consumers, ForwardBuffer},
     journal::Journal,
     metrics::Metrics,
     objects::{ObjectError, ObjectStore, ObjectsConfig},
@@ -23,6 +23,7 @@ use crate::{
     status::{Progress, Refresher},
     storage::{Log, RocksStorage},
     store_buffer::StoreBuffer,
+    trace::Tracer,
     transport::tls::TlsMaterial,
     zone_gate::{GateSwitches, ZoneGate},
 };
@@ -96,6 +97,8 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         progress,
         usage: journal.usage(),
         buffers: Arc::new(buffers),
+        consumers: Consumers::new(journal.clone()),
+        tracer: Tracer::new(zone, journal),
     };
     Ok(Node {
         endpoint: quic.endpoint,
