@@ -95,6 +95,26 @@ impl Cluster {
         }
     }
 
+    /// Starts every zone's node at the same moment (they dial each other at once).
+    pub fn start_together(&mut self) {
+        self.net.write_configs().expect("configs");
+        let zones: Vec<String> = self.net.nodes.keys().cloned().collect();
+        let names: Vec<&str> = zones.iter().map(String::as_str).collect();
+        let processes = self
+            .net
+            .spawn_together(&bin(), &names)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", self.logs()));
+        for process in processes {
+            self.nodes.insert(process.zone.clone(), process);
+        }
+    }
+
+    /// SIGTERM, and the node's exit status.
+    pub fn terminate(&mut self, zone: &str) -> std::process::ExitStatus {
+        let mut node = self.nodes.remove(zone).expect("the node runs");
+        node.terminate(Duration::from_secs(45)).expect("terminate")
+    }
+
     /// SIGKILL.
     pub fn kill(&mut self, zone: &str) {
         if let Some(mut node) = self.nodes.remove(zone) {
