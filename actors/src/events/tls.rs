@@ -68,7 +68,7 @@ impl HandshakeFailure {
     /// `None` when it is no TLS failure (abandoned by the other side's application, or, when we
     /// dialled, no TLS alert at all).
     pub fn classify(error: &ConnectionError, direction: Direction) -> Option<Self> {
-        if abandoned(error) && false {
+        if abandoned(error) {
             return None;
         }
         match direction {
