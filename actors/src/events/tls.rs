@@ -83,7 +83,9 @@ impl HandshakeFailure {
             return Self::Timeout;
         }
         match tls::handshake_alert(error).map(AlertDescription::from) {
-            Some(AlertDescription::UnknownCA) => Self::UnknownCa,
+            // `decrypt_error` is what rustls sends for a chain whose signature does not verify:
+            // a certificate from another CA that carries the same name as ours (a CA made anew).
+            Some(AlertDescription::UnknownCA | AlertDescription::DecryptError) => Self::UnknownCa,
             Some(AlertDescription::CertificateExpired) => Self::Expired,
             Some(AlertDescription::BadCertificate) => Self::BadCertificate,
             _ => Self::Other,
@@ -204,6 +206,7 @@ mod tests {
     fn handshake_failures_are_classified_by_alert_not_by_text() {
         let cases = [
             (AlertDescription::UnknownCA, HandshakeFailure::UnknownCa),
+            (AlertDescription::DecryptError, HandshakeFailure::UnknownCa),
             (AlertDescription::CertificateExpired, HandshakeFailure::Expired),
             (AlertDescription::BadCertificate, HandshakeFailure::BadCertificate),
             (AlertDescription::CertificateRequired, HandshakeFailure::Other),
