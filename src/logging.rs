@@ -30,7 +30,7 @@ use slog_async::OverflowStrategy;
 use crate::config::{LogFormat, LogLevel};
 
 /// Records queued for the logging thread before loggers wait.
-const CHANNEL: usize = 16 * 1024;
+const CHANNEL: usize = 4096;
 
 /// Builds the node's root logger. Records below `level` are dropped before formatting.
 pub fn logger(zone: &str, level: LogLevel, format: LogFormat) -> Logger {
