@@ -1,15 +1,25 @@
 //! Actor `ForwardBuffer`: the inbound log. `putIfAbsent` of pages pulled from peers, and durable
-//! named consumers (fetch with long-poll, confirm) for local clients. A consumer is known from its
-//! first fetch: the fetch registers its cursor at 0 (durably), so its backlog and lag show (and
-//! forward facts wait for it) before it ever confirms. [`Consumers`] is the operator's handle on
-//! them: list, delete, rewind (admin API); peers' derived consumers (`peer:<zone>`) are not
-//! consumers of this buffer and cannot be touched.
+//! named consumers (fetch with long-poll, confirm) for local clients.
+//!
+//! A consumer is *seen* from its first fetch ([`Seen`], in memory): it is listed and has backlog
+//! and lag series (at cursor 0) before it ever confirms, so a consumer that fetches and never
+//! confirms can alert. Only its first confirm gives it a durable cursor, and only consumers with a
+//! cursor hold forward facts (retention counts a fact confirmed once every consumer with a cursor
+//! passed it): a one-off `bsfg fetch` under a new name must not keep facts forever. A consumer
+//! seen but never confirmed is seen again at its next fetch after a restart. [`Consumers`] is the
+//! operator's handle: list, delete, rewind (admin API); peers' derived consumers (`peer:<zone>`)
+//! are not consumers of this buffer and cannot be touched.
+
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use actix::prelude::*;
 use bsfg_proto::{FetchedFact, RpcError};
 
 use crate::{
-    journal::{CursorMove, InsertOutcome, Journal},
+    journal::{CursorMove, InsertOutcome, Journal, JournalError},
     long_poll::{self, PageRequest, Served},
     storage::CursorKey,
 };
@@ -26,11 +36,39 @@ pub struct ForwardBufferConfig {
 pub struct ForwardBuffer {
     config: ForwardBufferConfig,
     journal: Journal,
+    seen: Seen,
 }
 
 impl ForwardBuffer {
-    pub fn new(config: ForwardBufferConfig, journal: Journal) -> Self {
-        Self { config, journal }
+    pub fn new(config: ForwardBufferConfig, journal: Journal, seen: Seen) -> Self {
+        Self { config, journal, seen }
+    }
+}
+
+/// The names of consumers that fetched since the node started; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Seen(Arc<Mutex<BTreeSet<String>>>);
+
+impl Seen {
+    fn set(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a consumer's fetch (allocates only for a name not seen before).
+    fn note(&self, name: &str) {
+        let mut set = self.set();
+        if !set.contains(name) {
+            set.insert(name.to_owned());
+        }
+    }
+
+    /// Every consumer seen, by name.
+    pub fn names(&self) -> BTreeSet<String> {
+        self.set().clone()
+    }
+
+    fn forget(&self, name: &str) -> bool {
+        self.set().remove(name)
     }
 }
 
@@ -82,14 +120,14 @@ impl Handler<Fetch> for ForwardBuffer {
         if let Err(e) = check_consumer(&msg.consumer) {
             return Box::pin(async move { Err(e) });
         }
-        let (journal, max_bytes) = (self.journal.clone(), self.config.max_frame_bytes / 2);
-        Box::pin(async move {
-            let cursor = CursorKey::Consumer(msg.consumer);
-            if !journal.knows(&cursor) {
-                journal.register(cursor.clone()).await?;
-            }
-            long_poll::fetch(&journal, cursor, msg.page, max_bytes).await
-        })
+        self.seen.note(&msg.consumer);
+        let cursor = CursorKey::Consumer(msg.consumer);
+        Box::pin(long_poll::fetch(
+            &self.journal,
+            cursor,
+            msg.page,
+            self.config.max_frame_bytes / 2,
+        ))
     }
 }
 
@@ -109,6 +147,7 @@ impl Handler<Confirm> for ForwardBuffer {
 #[derive(Clone)]
 pub struct Consumers {
     journal: Journal,
+    seen: Seen,
 }
 
 /// A consumer's cursor moved back by an operator.
@@ -121,31 +160,25 @@ pub struct Rewound {
 }
 
 impl Consumers {
-    pub fn new(journal: Journal) -> Self {
-        Self { journal }
+    pub fn new(journal: Journal, seen: Seen) -> Self {
+        Self { journal, seen }
     }
 
-    /// Every known consumer and its cursor, by name.
+    /// Every consumer with a cursor or seen fetching, with its cursor (0 when it has none), by name.
     pub fn list(&self) -> Vec<(String, u64)> {
-        let mut consumers: Vec<(String, u64)> = self
-            .journal
-            .cursors()
-            .into_iter()
-            .filter_map(|(key, cursor)| match key {
-                CursorKey::Consumer(name) => Some((name, cursor)),
-                CursorKey::Peer(_) => None,
-            })
-            .collect();
-        consumers.sort();
-        consumers
+        consumer_cursors(&self.journal, &self.seen).into_iter().collect()
     }
 
     /// Forgets `name`: its cursor goes, and with it its series and its hold on forward facts.
-    /// Answers the cursor it had.
+    /// Answers the cursor it had (0 for one only seen fetching).
     pub async fn delete(&self, name: &str) -> Result<u64, RpcError> {
         check_consumer(name)?;
-        let moved = self.journal.remove(CursorKey::Consumer(name.to_owned())).await?;
-        Ok(moved.previous.unwrap_or(0))
+        let seen = self.seen.forget(name);
+        match self.journal.remove(CursorKey::Consumer(name.to_owned())).await {
+            Ok(moved) => Ok(moved.previous.unwrap_or(0)),
+            Err(JournalError::UnknownCursor(_)) if seen => Ok(0),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Moves `name`'s cursor back to `to`: what follows it and is still retained is delivered
@@ -166,6 +199,17 @@ impl Consumers {
             next_offset: next.first().map(|r| r.offset),
         })
     }
+}
+
+/// Every consumer with a cursor, and every one seen fetching (at 0), by name.
+pub fn consumer_cursors(journal: &Journal, seen: &Seen) -> std::collections::BTreeMap<String, u64> {
+    let mut consumers: std::collections::BTreeMap<String, u64> = seen.names().into_iter().map(|n| (n, 0)).collect();
+    for (key, cursor) in journal.cursors() {
+        if let CursorKey::Consumer(name) = key {
+            consumers.insert(name, cursor);
+        }
+    }
+    consumers
 }
 
 /// Consumer names are durable keys chosen by clients; `peer:` names belong to peer nodes.

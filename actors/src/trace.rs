@@ -5,8 +5,8 @@
 //!   `message_id`: its offset, destination, when it was stored, and whether the destination has
 //!   confirmed it (its frontier is at or past the offset).
 //! - A fact from another zone is looked up in the forward buffer by `(from_zone, message_id)`:
-//!   its offset here and in the sender's store buffer, when it arrived, and which consumers have
-//!   confirmed it. The dedupe window outlives the log entry, so a fact reclaimed after every
+//!   its offset here and in the sender's store buffer, when it arrived, and which consumers (with
+//!   a cursor, or seen fetching) have confirmed it. The dedupe window outlives the log entry, so a fact reclaimed after every
 //!   consumer confirmed it (or expired) is still found, marked not retained.
 //! - Anything else is unknown here: never appended here, not arrived yet, or deleted from the
 //!   store buffer (confirmed and reclaimed, or lost — `fact_expired` / `fact_dropped` in the log
@@ -17,6 +17,7 @@
 use bsfg_proto::RpcError;
 
 use crate::{
+    forward_buffer::{consumer_cursors, Seen},
     journal::Journal,
     storage::{CursorKey, Index, Log, Storage, StorageError},
 };
@@ -65,20 +66,22 @@ pub enum Found {
 pub struct Tracer {
     zone: String,
     journal: Journal,
+    seen: Seen,
 }
 
 impl Tracer {
-    pub fn new(zone: String, journal: Journal) -> Self {
-        Self { zone, journal }
+    pub fn new(zone: String, journal: Journal, seen: Seen) -> Self {
+        Self { zone, journal, seen }
     }
 
     /// What this node knows of the fact `message_id` produced in `from_zone`.
     pub async fn trace(&self, from_zone: String, message_id: String) -> Result<Found, RpcError> {
         let (storage, cursors) = (self.journal.storage(), self.journal.cursors());
+        let consumers: Vec<(String, u64)> = consumer_cursors(&self.journal, &self.seen).into_iter().collect();
         let local = from_zone == self.zone;
         let found = tokio::task::spawn_blocking(move || match local {
             true => stored(&*storage, &message_id, &cursors),
-            false => received(&*storage, &from_zone, &message_id, &cursors),
+            false => received(&*storage, &from_zone, &message_id, consumers),
         });
         found
             .await
@@ -110,7 +113,7 @@ fn received(
     storage: &dyn Storage,
     from_zone: &str,
     message_id: &str,
-    cursors: &Cursors,
+    consumers: Vec<(String, u64)>,
 ) -> Result<Found, StorageError> {
     let Some(Some(idem)) = storage.lookup(Index::Forward, &[(from_zone, message_id)])?.pop() else {
         return Ok(Found::Unknown);
@@ -118,14 +121,6 @@ fn received(
     let record = storage.read_entry(Log::Forward, idem.offset)?;
     let window = storage.read_window(idem.offset.saturating_sub(1), 1)?;
     let arrived = window.first().filter(|w| w.offset == idem.offset);
-    let mut consumers: Vec<(String, u64)> = cursors
-        .iter()
-        .filter_map(|(key, cursor)| match key {
-            CursorKey::Consumer(name) => Some((name.clone(), *cursor)),
-            CursorKey::Peer(_) => None,
-        })
-        .collect();
-    consumers.sort();
     Ok(Found::Received(Received {
         offset: idem.offset,
         source_offset: record.as_ref().map(|r| r.source_offset),
@@ -149,7 +144,7 @@ mod tests {
     #[tokio::test]
     async fn a_fact_is_found_where_it_is_and_unknown_elsewhere() {
         let fixture = Fixture::open(JournalConfig::default());
-        let tracer = Tracer::new(ZONE.to_owned(), fixture.journal.clone());
+        let tracer = Tracer::new(ZONE.to_owned(), fixture.journal.clone(), Seen::default());
         let ack = fixture
             .append(message(ZONE, "enterprise", "batch-42"))
             .await

@@ -299,21 +299,14 @@ impl Writer {
         cursors.get(key).copied()
     }
 
-    /// Registers, rewinds or removes a cursor; the batch writes (or deletes) it durably.
+    /// Rewinds or removes a cursor; the batch writes (or deletes) it durably.
     fn plan_change(&mut self, change: CursorChange, plan: &mut Plan) -> Result<CursorMove, JournalError> {
         let key = match &change {
-            CursorChange::Register(key) | CursorChange::Rewind(key, _) | CursorChange::Remove(key) => key.clone(),
+            CursorChange::Rewind(key, _) | CursorChange::Remove(key) => key.clone(),
         };
         let previous = self.planned_cursor(&key, plan);
         let unknown = || JournalError::UnknownCursor(cursor_name(&key));
         let cursor = match (change, previous) {
-            (CursorChange::Register(_), Some(cursor)) => {
-                return Ok(CursorMove {
-                    previous,
-                    cursor: Some(cursor),
-                })
-            }
-            (CursorChange::Register(_), None) => 0,
             (CursorChange::Rewind(..), None) | (CursorChange::Remove(_), None) => return Err(unknown()),
             (CursorChange::Rewind(_, to), Some(cursor)) if to > cursor => {
                 let name = cursor_name(&key);
@@ -328,8 +321,6 @@ impl Writer {
                 return Ok(CursorMove { previous, cursor: None });
             }
         };
-        plan.removed.remove(&key);
-        plan.batch.cursor_deletes.retain(|k| k != &key);
         plan.batch.cursors.push((key.clone(), cursor));
         plan.cursors.insert(key, cursor);
         Ok(CursorMove {

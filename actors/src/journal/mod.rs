@@ -46,7 +46,7 @@ pub enum JournalError {
     Full { retained: u64, needed: u64, capacity: u64 },
     #[error("message does not encode: {0}")]
     Encode(String),
-    #[error("no consumer {0:?}: it has never fetched or confirmed, or it was deleted")]
+    #[error("no consumer {0:?} with a cursor: it has never confirmed anything, or it was deleted")]
     UnknownCursor(String),
     #[error("cannot rewind {name:?} to {to}: its cursor is at {cursor}, and a rewind only moves it back")]
     RewindForward { name: String, to: u64, cursor: u64 },
@@ -126,12 +126,9 @@ enum Command {
     Delete(DeletePlan, Reply<DeletePlan>),
 }
 
-/// An operator's (or a first fetch's) change to a cursor, beside the confirms that only move it
-/// forward.
+/// An operator's change to a cursor, beside the confirms that only move it forward.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum CursorChange {
-    /// Make the cursor known at 0, unless it exists.
-    Register(CursorKey),
     /// Move an existing cursor back to the offset.
     Rewind(CursorKey, u64),
     /// Forget the cursor.
@@ -218,13 +215,6 @@ impl Journal {
         self.call(|reply| Command::Confirm(key, offset, reply)).await
     }
 
-    /// Makes `key` a known cursor at 0 (durably) unless it exists: a consumer is known from its
-    /// first fetch.
-    pub async fn register(&self, key: CursorKey) -> Result<CursorMove, JournalError> {
-        self.call(|reply| Command::Cursor(CursorChange::Register(key), reply))
-            .await
-    }
-
     /// Moves the existing cursor `key` back to `to` (an operator's rewind: the facts after `to`
     /// that are still retained are delivered again).
     pub async fn rewind(&self, key: CursorKey, to: u64) -> Result<CursorMove, JournalError> {
@@ -236,12 +226,6 @@ impl Journal {
     pub async fn remove(&self, key: CursorKey) -> Result<CursorMove, JournalError> {
         self.call(|reply| Command::Cursor(CursorChange::Remove(key), reply))
             .await
-    }
-
-    /// Whether `key` is a committed cursor.
-    pub fn knows(&self, key: &CursorKey) -> bool {
-        let cursors = self.shared.cursors.lock().unwrap_or_else(PoisonError::into_inner);
-        cursors.contains_key(key)
     }
 
     /// Applies a deletion plan (skipping what is already gone); answers with what was deleted.

@@ -5,9 +5,9 @@
 //! certificate's expiry countdown, and publishes the same numbers as a [`Progress`] for
 //! `/v1/status`.
 //!
-//! A consumer is known from its first fetch (the forward buffer registers it with cursor 0), so a
-//! consumer that fetches but never confirms shows its backlog and lag. A consumer that is gone
-//! (deleted by an operator) loses its series at the next refresh.
+//! A consumer shows from its first fetch (the forward buffer's [`Seen`], at cursor 0 until it
+//! confirms), so one that fetches but never confirms has its backlog and lag. A consumer that is
+//! gone (deleted by an operator) loses its series at the next refresh.
 //!
 //! - `backlog`: a peer's backlog, counted incrementally from the per-peer index.
 //! - `window`: the rate and the peak over sliding windows of real time.
@@ -27,7 +27,13 @@ use tokio::sync::watch;
 use backlog::Backlog;
 use window::{PeakWindow, RateWindow, PEAK_WINDOW, RATE_WINDOW};
 
-use crate::{cert_watcher::Certificate, journal::Journal, metrics::Metrics, storage::CursorKey};
+use crate::{
+    cert_watcher::Certificate,
+    forward_buffer::{consumer_cursors, Seen},
+    journal::Journal,
+    metrics::Metrics,
+    storage::CursorKey,
+};
 
 const INTERVAL: Duration = Duration::from_secs(1);
 
@@ -62,6 +68,8 @@ pub struct Refresher {
     pub peers: Vec<String>,
     pub certificate: watch::Receiver<Certificate>,
     pub progress: watch::Sender<Progress>,
+    /// Consumers seen fetching, with or without a cursor.
+    pub seen: Seen,
 }
 
 /// What one refresh carries over to the next.
@@ -123,10 +131,9 @@ impl Refresher {
             high.set(peak);
             progress.peers.insert(peer.clone(), seen);
         }
-        for (key, cursor) in &cursors {
-            let CursorKey::Consumer(name) = key else { continue };
-            let consumer = self.consumer(name, *cursor, forward_high, now, memory);
-            progress.consumers.insert(name.clone(), consumer);
+        for (name, cursor) in consumer_cursors(&self.journal, &self.seen) {
+            let consumer = self.consumer(&name, cursor, forward_high, now, memory);
+            progress.consumers.insert(name, consumer);
         }
         self.forget_gone(&progress, memory);
         memory.refreshed = true;
