@@ -4,8 +4,9 @@
 # processes on loopback. Installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# promtool checks and unit-tests the shipped alert rules; Debian ships it in `prometheus`.
-BSFG_EXTRA_APT=(prometheus)
+# promtool checks and unit-tests the shipped alert rules; Debian ships it in `prometheus`. The runbook
+# drills (integration/drill_*.rs) run the guide's commands, which use jq, curl and openssl.
+BSFG_EXTRA_APT=(prometheus jq curl openssl)
 . scripts/env.sh
 # The HA engine tests run a real nats-server cluster; they fail (never skip) without it.
 . scripts/nats-server.sh

@@ -81,6 +81,28 @@ pub enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Where a fact is on the node: in its store buffer (produced here: its offset, destination,
+    /// age, and whether the destination confirmed it), in its forward buffer (received: its offset
+    /// here and at the sender, and which consumers confirmed it), or unknown. Without
+    /// --from-zone the node's own zone is tried first, then each of its peers. Prints the node's
+    /// JSON (`GET /v1/trace/{from_zone}/{message_id}`). Run it against each zone's node to follow a
+    /// fact from its producer to its consumers.
+    Trace {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long)]
+        message_id: String,
+        /// The zone the fact was produced in (its envelope's `from_zone`).
+        #[arg(long, value_parser = zone_name)]
+        from_zone: Option<String>,
+    },
+    /// Manage the consumers of the node's forward buffer (admin API; changes are audited).
+    Consumers {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        action: ConsumersAction,
+    },
     /// Load generator: measures the performance bars on real nodes on loopback.
     ///
     /// Starts `enterprise` and `plant-a` nodes (real processes, RocksDB with fsync'd group
@@ -166,6 +188,27 @@ pub enum AdminAction {
         /// The peer's zone, as configured in `[[peers]]`.
         #[arg(value_parser = zone_name)]
         peer: String,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConsumersAction {
+    /// Every consumer with its cursor, backlog and lag (JSON).
+    List,
+    /// Forget a consumer that is gone for good: its cursor, its metric series, and its hold on
+    /// forward facts (which can then be reclaimed). A consumer that fetches again starts over at
+    /// the oldest retained fact.
+    Delete {
+        /// The consumer name its application uses.
+        name: String,
+    },
+    /// Move a consumer's cursor back to OFFSET: the facts after it that are still retained are
+    /// delivered again (facts already reclaimed are gone). Stop the consumer's application first.
+    Rewind {
+        name: String,
+        /// The new cursor: the next fetch starts after this offset.
+        #[arg(long)]
+        to_offset: u64,
     },
 }
 

@@ -1,47 +1,144 @@
 //! Structured logs (SPEC §12): one JSON object per line on stdout with `timestamp` (RFC 3339, ms),
 //! `level`, `zone` and `msg`, or a human text format on request.
+//!
+//! **Nothing is dropped.** Records are formatted and written by one logging thread, fed through a
+//! bounded channel; when the sink (a pipe, journald) falls behind and the channel is full, the
+//! thread that logs waits until there is room ([`OverflowStrategy::Block`]) instead of dropping
+//! the record (slog-async's default), so every audit line reaches the sink and a slow sink slows
+//! the calls down. The records still queued are written before the process exits (the logging
+//! thread is joined when the last logger is dropped).
+//!
+//! **Priorities for journald.** When stdout is the journal's stream (systemd sets
+//! `JOURNAL_STREAM` to its device and inode, sd-daemon(3)), every line starts with the syslog
+//! priority of its level, `<N>` — critical 2, error 3, warning 4, info 6, debug and trace 7 —
+//! which journald strips and stores as the entry's `PRIORITY`: `journalctl -p err` shows errors
+//! and `journalctl -o cat` prints the bare JSON. Anywhere else (a file, a pipe, a terminal) lines
+//! are plain JSON.
 
-use std::io;
+use std::{
+    io::{self, Write},
+    path::Path,
+    sync::{
+        atomic::{AtomicU8, Ordering},
+        Arc,
+    },
+};
 
-use slog::{o, Drain, FnValue, Level, Logger, PushFnValue, Record};
+use slog::{o, Drain, FnValue, Level, Logger, OwnedKVList, PushFnValue, Record};
+use slog_async::OverflowStrategy;
 
 use crate::config::{LogFormat, LogLevel};
+
+/// Records queued for the logging thread before loggers wait.
+const CHANNEL: usize = 4096;
 
 /// Builds the node's root logger. Records below `level` are dropped before formatting.
 pub fn logger(zone: &str, level: LogLevel, format: LogFormat) -> Logger {
     let level = slog_level(level);
-    let drain = match format {
-        LogFormat::Json => slog_json::Json::new(io::stdout())
-            .add_key_value(o!(
-                "timestamp" => FnValue(|_: &Record| timestamp()),
-                "level" => FnValue(|r: &Record| level_name(r.level())),
-                "msg" => PushFnValue(|r: &Record, ser| ser.emit(r.msg())),
-            ))
-            .build()
-            .fuse()
-            .filter_level(level)
-            .fuse(),
-        LogFormat::Text => {
-            let decorator = slog_term::PlainDecorator::new(io::stdout());
-            return async_logger(
-                slog_term::FullFormat::new(decorator)
-                    .build()
-                    .fuse()
-                    .filter_level(level)
-                    .fuse(),
-                zone,
-            );
-        }
+    let priority = Arc::new(AtomicU8::new(6));
+    let out = Prefixed {
+        inner: io::stdout(),
+        priority: is_journal_stream(Path::new("/proc/self/fd/1")).then(|| priority.clone()),
+        at_line_start: true,
     };
-    async_logger(drain, zone)
+    match format {
+        LogFormat::Json => {
+            let json = slog_json::Json::new(out)
+                .add_key_value(o!(
+                    "timestamp" => FnValue(|_: &Record| timestamp()),
+                    "level" => FnValue(|r: &Record| level_name(r.level())),
+                    "msg" => PushFnValue(|r: &Record, ser| ser.emit(r.msg())),
+                ))
+                .build()
+                .fuse();
+            async_logger(Prioritised { inner: json, priority }.filter_level(level).fuse(), zone)
+        }
+        LogFormat::Text => {
+            let text = slog_term::FullFormat::new(slog_term::PlainDecorator::new(out))
+                .build()
+                .fuse();
+            async_logger(Prioritised { inner: text, priority }.filter_level(level).fuse(), zone)
+        }
+    }
 }
 
 fn async_logger<D>(drain: D, zone: &str) -> Logger
 where
     D: Drain<Ok = (), Err = slog::Never> + Send + 'static,
 {
-    let drain = slog_async::Async::new(drain).chan_size(8192).build().fuse();
+    let drain = slog_async::Async::new(drain)
+        .chan_size(CHANNEL)
+        .overflow_strategy(OverflowStrategy::Block)
+        .thread_name("bsfg-log".into())
+        .build()
+        .fuse();
     Logger::root(drain, o!("zone" => zone.to_owned()))
+}
+
+/// Whether the file descriptor at `fd` (e.g. `/proc/self/fd/2`) is the journal stream systemd
+/// connected (`JOURNAL_STREAM=<device>:<inode>`).
+pub fn is_journal_stream(fd: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(expected) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    std::fs::metadata(fd).is_ok_and(|m| expected == format!("{}:{}", m.dev(), m.ino()))
+}
+
+/// The syslog priority of a level (sd-daemon(3)'s `<N>` prefixes).
+pub fn syslog_priority(level: Level) -> u8 {
+    match level {
+        Level::Critical => 2,
+        Level::Error => 3,
+        Level::Warning => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
+    }
+}
+
+/// Tells the writer the priority of the record being formatted (both run on the logging thread).
+struct Prioritised<D> {
+    inner: D,
+    priority: Arc<AtomicU8>,
+}
+
+impl<D: Drain> Drain for Prioritised<D> {
+    type Ok = D::Ok;
+    type Err = D::Err;
+
+    fn log(&self, record: &Record, values: &OwnedKVList) -> Result<Self::Ok, Self::Err> {
+        self.priority.store(syslog_priority(record.level()), Ordering::Relaxed);
+        self.inner.log(record, values)
+    }
+}
+
+/// A writer that starts every line with `<N>` when it writes to the journal.
+struct Prefixed<W> {
+    inner: W,
+    /// The current record's priority; `None` when the sink is not the journal.
+    priority: Option<Arc<AtomicU8>>,
+    at_line_start: bool,
+}
+
+impl<W: Write> Write for Prefixed<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Some(priority) = &self.priority else {
+            return self.inner.write(buf);
+        };
+        if self.at_line_start && !buf.is_empty() {
+            write!(self.inner, "<{}>", priority.load(Ordering::Relaxed))?;
+            self.at_line_start = false;
+        }
+        // Up to and including the first newline: the next byte starts a line.
+        let end = buf.iter().position(|b| *b == b'\n').map_or(buf.len(), |i| i + 1);
+        let written = self.inner.write(&buf[..end])?;
+        self.at_line_start = written == end && buf[end - 1] == b'\n';
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn slog_level(level: LogLevel) -> Level {
@@ -68,4 +165,38 @@ fn level_name(level: Level) -> &'static str {
 
 fn timestamp() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_to_the_journal_start_with_their_priority() {
+        let priority = Arc::new(AtomicU8::new(6));
+        let mut out = Prefixed {
+            inner: Vec::new(),
+            priority: Some(priority.clone()),
+            at_line_start: true,
+        };
+        out.write_all(b"{\"level\":\"info\"")
+            .and_then(|()| out.write_all(b"}\n"))
+            .expect("write");
+        priority.store(syslog_priority(Level::Error), Ordering::Relaxed);
+        out.write_all(b"{\"level\":\"error\"}\n{\"x\":1}\n").expect("write");
+        let text = String::from_utf8(out.inner).expect("utf-8");
+        assert_eq!(
+            text,
+            "<6>{\"level\":\"info\"}\n<3>{\"level\":\"error\"}\n<3>{\"x\":1}\n"
+        );
+        let mut plain = Prefixed {
+            inner: Vec::new(),
+            priority: None,
+            at_line_start: true,
+        };
+        plain.write_all(b"{}\n").expect("write");
+        assert_eq!(plain.inner, b"{}\n", "elsewhere lines stay plain JSON");
+        let levels = [Level::Critical, Level::Error, Level::Warning, Level::Info, Level::Debug];
+        assert_eq!(levels.map(syslog_priority), [2, 3, 4, 6, 7]);
+    }
 }

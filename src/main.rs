@@ -15,7 +15,10 @@ fn main() -> ExitCode {
                 Some(e) => (e.code.as_str(), if e.retryable { 75 } else { 1 }),
                 None => ("INTERNAL", 1),
             };
-            eprintln!("error: {code}: {error:#}");
+            // journald files it as an error (`journalctl -p err`), as the node's own lines.
+            let journal = bsfg::logging::is_journal_stream(std::path::Path::new("/proc/self/fd/2"));
+            let prefix = if journal { "<3>" } else { "" };
+            eprintln!("{prefix}error: {code}: {error:#}");
             ExitCode::from(exit)
         }
     }

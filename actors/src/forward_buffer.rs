@@ -1,12 +1,26 @@
 //! Actor `ForwardBuffer`: the inbound log. `putIfAbsent` of pages pulled from peers, and durable
 //! named consumers (fetch with long-poll, confirm) for local clients.
+//!
+//! A consumer is *seen* from its first fetch ([`Seen`], in memory): it is listed and has backlog
+//! and lag series (at cursor 0) before it ever confirms, so a consumer that fetches and never
+//! confirms can alert. Only its first confirm gives it a durable cursor, and only consumers with a
+//! cursor hold forward facts (retention counts a fact confirmed once every consumer with a cursor
+//! passed it): a one-off `bsfg fetch` under a new name must not keep facts forever. A consumer
+//! seen but never confirmed is seen again at its next fetch after a restart. [`Consumers`] is the
+//! operator's handle: list, delete, rewind (admin API); peers' derived consumers (`peer:<zone>`)
+//! are not consumers of this buffer and cannot be touched.
+
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use actix::prelude::*;
-use bsfg_proto::{EncodedPage, FetchedFact, RpcError};
+use bsfg_proto::{FetchedFact, RpcError};
 
 use crate::{
-    journal::{InsertOutcome, Journal},
-    long_poll::{self, PageRequest},
+    journal::{CursorMove, InsertOutcome, Journal, JournalError},
+    long_poll::{self, PageRequest, Served},
     storage::CursorKey,
 };
 
@@ -22,11 +36,39 @@ pub struct ForwardBufferConfig {
 pub struct ForwardBuffer {
     config: ForwardBufferConfig,
     journal: Journal,
+    seen: Seen,
 }
 
 impl ForwardBuffer {
-    pub fn new(config: ForwardBufferConfig, journal: Journal) -> Self {
-        Self { config, journal }
+    pub fn new(config: ForwardBufferConfig, journal: Journal, seen: Seen) -> Self {
+        Self { config, journal, seen }
+    }
+}
+
+/// The names of consumers that fetched since the node started; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Seen(Arc<Mutex<BTreeSet<String>>>);
+
+impl Seen {
+    fn set(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a consumer's fetch (allocates only for a name not seen before).
+    fn note(&self, name: &str) {
+        let mut set = self.set();
+        if !set.contains(name) {
+            set.insert(name.to_owned());
+        }
+    }
+
+    /// Every consumer seen, by name.
+    pub fn names(&self) -> BTreeSet<String> {
+        self.set().clone()
+    }
+
+    fn forget(&self, name: &str) -> bool {
+        self.set().remove(name)
     }
 }
 
@@ -48,7 +90,7 @@ pub struct Insert {
 
 /// FetchFacts from a local consumer.
 #[derive(Message)]
-#[rtype(result = "Result<EncodedPage, RpcError>")]
+#[rtype(result = "Result<Served, RpcError>")]
 pub struct Fetch {
     pub consumer: String,
     pub page: PageRequest,
@@ -72,12 +114,13 @@ impl Handler<Insert> for ForwardBuffer {
 }
 
 impl Handler<Fetch> for ForwardBuffer {
-    type Result = ResponseFuture<Result<EncodedPage, RpcError>>;
+    type Result = ResponseFuture<Result<Served, RpcError>>;
 
     fn handle(&mut self, msg: Fetch, _: &mut Self::Context) -> Self::Result {
         if let Err(e) = check_consumer(&msg.consumer) {
             return Box::pin(async move { Err(e) });
         }
+        self.seen.note(&msg.consumer);
         let cursor = CursorKey::Consumer(msg.consumer);
         Box::pin(long_poll::fetch(
             &self.journal,
@@ -98,6 +141,75 @@ impl Handler<Confirm> for ForwardBuffer {
             Ok(journal.confirm(CursorKey::Consumer(msg.consumer), msg.offset).await?)
         })
     }
+}
+
+/// The operator's handle on the forward buffer's consumers; cheap to clone.
+#[derive(Clone)]
+pub struct Consumers {
+    journal: Journal,
+    seen: Seen,
+}
+
+/// A consumer's cursor moved back by an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewound {
+    pub previous: u64,
+    pub cursor: u64,
+    /// The first fact it will be given again (`None`: nothing after the cursor is retained).
+    pub next_offset: Option<u64>,
+}
+
+impl Consumers {
+    pub fn new(journal: Journal, seen: Seen) -> Self {
+        Self { journal, seen }
+    }
+
+    /// Every consumer with a cursor or seen fetching, with its cursor (0 when it has none), by name.
+    pub fn list(&self) -> Vec<(String, u64)> {
+        consumer_cursors(&self.journal, &self.seen).into_iter().collect()
+    }
+
+    /// Forgets `name`: its cursor goes, and with it its series and its hold on forward facts.
+    /// Answers the cursor it had (0 for one only seen fetching).
+    pub async fn delete(&self, name: &str) -> Result<u64, RpcError> {
+        check_consumer(name)?;
+        let seen = self.seen.forget(name);
+        match self.journal.remove(CursorKey::Consumer(name.to_owned())).await {
+            Ok(moved) => Ok(moved.previous.unwrap_or(0)),
+            Err(JournalError::UnknownCursor(_)) if seen => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Moves `name`'s cursor back to `to`: what follows it and is still retained is delivered
+    /// again (facts already reclaimed are gone).
+    pub async fn rewind(&self, name: &str, to: u64) -> Result<Rewound, RpcError> {
+        check_consumer(name)?;
+        let key = CursorKey::Consumer(name.to_owned());
+        let CursorMove { previous, cursor } = self.journal.rewind(key, to).await?;
+        let storage = self.journal.storage();
+        let high = *self.journal.forward_high().borrow();
+        let next = tokio::task::spawn_blocking(move || storage.read_forward(to, high, 1))
+            .await
+            .map_err(|e| RpcError::internal(format!("read task failed: {e}")))?
+            .map_err(|e| RpcError::unavailable(e.to_string()))?;
+        Ok(Rewound {
+            previous: previous.unwrap_or(0),
+            cursor: cursor.unwrap_or(to),
+            next_offset: next.first().map(|r| r.offset),
+        })
+    }
+}
+
+/// Every consumer with a cursor, and every one seen fetching (at 0), by name.
+pub fn consumer_cursors(journal: &Journal, seen: &Seen) -> std::collections::BTreeMap<String, u64> {
+    let mut consumers: std::collections::BTreeMap<String, u64> = seen.names().into_iter().map(|n| (n, 0)).collect();
+    for (key, cursor) in journal.cursors() {
+        if let CursorKey::Consumer(name) = key {
+            consumers.insert(name, cursor);
+        }
+    }
+    consumers
 }
 
 /// Consumer names are durable keys chosen by clients; `peer:` names belong to peer nodes.

@@ -18,6 +18,7 @@
 //!   reconnect backoff.
 //! - [`cert_watcher`] (actor): reloads the TLS material on file change, SIGHUP or admin request.
 //! - [`status`]: refreshes the progress gauges and the per-peer backlog once a second.
+//! - `trace`: where one fact is on this node (`bsfg trace`).
 //! - `store_buffer` (actor): outbound log; validates and appends, serves peers' pulls and
 //!   frontiers. `forward_buffer` (actor): inbound log; `putIfAbsent` of pulled pages, local
 //!   consumers. Both fetch through `long_poll`.
@@ -48,11 +49,14 @@ pub mod storage;
 mod store_buffer;
 #[cfg(test)]
 mod testkit;
+mod trace;
 pub mod transport;
 pub mod zone_gate;
 
 // The configs of components whose modules are private: the binary builds them into `NodeSettings`.
-pub use forward_buffer::ForwardBufferConfig;
+pub use forward_buffer::{Consumers, ForwardBufferConfig, Rewound};
 pub use objects::ObjectsConfig;
 pub use peer_link::PeerLinkConfig;
 pub use store_buffer::StoreBufferConfig;
+// What the admin API asks of the buffers: consumer management and fact traces.
+pub use trace::{Found, Received, Stored, Tracer};

@@ -5,7 +5,9 @@
 //! ([`EncodedPage`]): nothing is decoded to be encoded again.
 //!
 //! Reads run on tokio's blocking pool, never on an actix arbiter. When nothing is ready the
-//! fetch waits on the buffer's committed-high-offset watch until it moves or `max_wait` passes.
+//! fetch waits on the buffer's committed-high-offset watch until it moves or `max_wait` passes;
+//! how long it waited is returned with the page ([`Served`]), so the call's latency metric can
+//! measure the work and leave the wait out (SPEC §11).
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -29,6 +31,13 @@ pub struct PageRequest {
     pub after: Option<u64>,
 }
 
+/// A page and how long the fetch waited for its first fact (zero when one was ready).
+#[derive(Debug)]
+pub struct Served {
+    pub page: EncodedPage,
+    pub waited: Duration,
+}
+
 /// Reads `(after, upto]`, at most `limit` entries.
 type Reader = Arc<dyn Fn(u64, u64, usize) -> Result<Vec<LogRecord>, StorageError> + Send + Sync>;
 
@@ -48,7 +57,7 @@ pub fn fetch(
     cursor: CursorKey,
     request: PageRequest,
     max_bytes: usize,
-) -> impl Future<Output = Result<EncodedPage, RpcError>> + 'static {
+) -> impl Future<Output = Result<Served, RpcError>> + 'static {
     let page = Page {
         after: request.after.unwrap_or_else(|| journal.cursor(&cursor)),
         limit: request.limit,
@@ -70,9 +79,10 @@ pub fn fetch(
 }
 
 /// Reads a page after `page.after`, waiting up to `page.max_wait` for the first fact.
-async fn wait_for_page(mut high: watch::Receiver<u64>, read: Reader, page: Page) -> Result<EncodedPage, RpcError> {
+async fn wait_for_page(mut high: watch::Receiver<u64>, read: Reader, page: Page) -> Result<Served, RpcError> {
     let deadline = Instant::now() + page.max_wait;
     let limit = page.limit.clamp(1, MAX_PAGE) as usize;
+    let mut waited = Duration::ZERO;
     loop {
         let upto = *high.borrow_and_update();
         let reader = read.clone();
@@ -82,15 +92,19 @@ async fn wait_for_page(mut high: watch::Receiver<u64>, read: Reader, page: Page)
             .map_err(|e| RpcError::internal(format!("read task failed: {e}")))?
             .map_err(|e| RpcError::unavailable(e.to_string()))?;
         if !records.is_empty() {
-            return Ok(into_page(records, upto.max(page.after), limit, page.max_bytes));
+            let page = into_page(records, upto.max(page.after), limit, page.max_bytes);
+            return Ok(Served { page, waited });
         }
         // Nothing for this reader up to `upto`: the empty page is complete up to there.
-        let waited = tokio::time::timeout_at(deadline, high.changed()).await;
-        if Instant::now() >= deadline || !matches!(waited, Ok(Ok(()))) {
-            return Ok(EncodedPage {
+        let wait_started = Instant::now();
+        let woken = tokio::time::timeout_at(deadline, high.changed()).await;
+        waited += wait_started.elapsed();
+        if Instant::now() >= deadline || !matches!(woken, Ok(Ok(()))) {
+            let page = EncodedPage {
                 facts: Vec::new(),
                 high_offset: upto.max(page.after),
-            });
+            };
+            return Ok(Served { page, waited });
         }
     }
 }
@@ -160,7 +174,8 @@ mod tests {
 
         let pulled = fetch(journal, peer(), request(None, Duration::ZERO), 1 << 20)
             .await
-            .expect("fetch");
+            .expect("fetch")
+            .page;
         assert_eq!(
             offsets(&pulled),
             [3, 4],
@@ -169,13 +184,15 @@ mod tests {
         assert_eq!(pulled.high_offset, 4);
         let pipelined = fetch(journal, peer(), request(Some(3), Duration::ZERO), 1 << 20)
             .await
-            .expect("fetch");
+            .expect("fetch")
+            .page;
         assert_eq!(offsets(&pipelined), [4], "after `after`, not after the cursor");
 
         let consumer = CursorKey::Consumer("mes".into());
         let consumed = fetch(journal, consumer, request(None, Duration::ZERO), 1 << 20)
             .await
-            .expect("fetch");
+            .expect("fetch")
+            .page;
         assert_eq!(offsets(&consumed), [1, 2], "a consumer reads the forward log");
     }
 
@@ -196,12 +213,37 @@ mod tests {
                 .await
                 .expect("append")
         };
-        let (page, ack) = tokio::join!(waiting, append);
+        let (served, ack) = tokio::join!(waiting, append);
+        let served = served.expect("fetch");
         assert_eq!(
-            offsets(&page.expect("fetch")),
+            offsets(&served.page),
             [ack.offset],
             "woken by the commit, not by the timeout"
         );
+        assert!(served.waited >= Duration::from_millis(40), "{:?}", served.waited);
+    }
+
+    #[tokio::test]
+    async fn the_wait_is_reported_apart_from_the_work() {
+        let fixture = Fixture::open(JournalConfig::default());
+        let peer = || CursorKey::Peer("enterprise".into());
+        let idle = fetch(
+            &fixture.journal,
+            peer(),
+            request(None, Duration::from_millis(300)),
+            1 << 20,
+        );
+        let idle = idle.await.expect("fetch");
+        assert!(idle.page.facts.is_empty());
+        assert!(
+            idle.waited >= Duration::from_millis(290),
+            "the long-poll waited: {:?}",
+            idle.waited
+        );
+        fixture.append(message(ZONE, "enterprise", "e1")).await.expect("append");
+        let ready = fetch(&fixture.journal, peer(), request(None, Duration::from_secs(5)), 1 << 20);
+        let ready = ready.await.expect("fetch");
+        assert_eq!((offsets(&ready.page), ready.waited), (vec![1], Duration::ZERO));
     }
 
     #[tokio::test]
@@ -217,6 +259,6 @@ mod tests {
             (bsfg_proto::ErrorCode::Unavailable, true)
         );
         let page = fetch(&fixture.journal, peer(), request(None, Duration::ZERO), 1 << 20).await;
-        assert_eq!(offsets(&page.expect("read")), [1]);
+        assert_eq!(offsets(&page.expect("read").page), [1]);
     }
 }

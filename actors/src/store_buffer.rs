@@ -6,12 +6,12 @@
 use std::{collections::HashSet, sync::Arc};
 
 use actix::prelude::*;
-use bsfg_proto::{AppendResponse, EncodedPage, Message, RpcError};
+use bsfg_proto::{AppendResponse, Message, RpcError};
 
 use crate::{
     backpressure::Admission,
     journal::{Journal, Prepared},
-    long_poll::{self, PageRequest},
+    long_poll::{self, PageRequest, Served},
     objects::ObjectStore,
     storage::CursorKey,
 };
@@ -64,7 +64,7 @@ pub type Outcomes = Vec<Result<AppendResponse, RpcError>>;
 
 /// FetchFacts from a peer node: facts addressed to `peer`.
 #[derive(Message)]
-#[rtype(result = "Result<EncodedPage, RpcError>")]
+#[rtype(result = "Result<Served, RpcError>")]
 pub struct PeerFetch {
     pub peer: String,
     pub page: PageRequest,
@@ -166,7 +166,7 @@ async fn reference_artifact(objects: &ObjectStore, message: &Message) -> Result<
 }
 
 impl Handler<PeerFetch> for StoreBuffer {
-    type Result = ResponseFuture<Result<EncodedPage, RpcError>>;
+    type Result = ResponseFuture<Result<Served, RpcError>>;
 
     fn handle(&mut self, msg: PeerFetch, _: &mut Self::Context) -> Self::Result {
         let cursor = CursorKey::Peer(msg.peer);

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod engine;
+pub mod drill;
 pub mod history;
 pub mod observe;
 pub mod traffic;
@@ -95,6 +96,26 @@ impl Cluster {
         for zone in zones {
             self.start(&zone);
         }
+    }
+
+    /// Starts every zone's node at the same moment (they dial each other at once).
+    pub fn start_together(&mut self) {
+        self.net.write_configs().expect("configs");
+        let zones: Vec<String> = self.net.nodes.keys().cloned().collect();
+        let names: Vec<&str> = zones.iter().map(String::as_str).collect();
+        let processes = self
+            .net
+            .spawn_together(&bin(), &names)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", self.logs()));
+        for process in processes {
+            self.nodes.insert(process.zone.clone(), process);
+        }
+    }
+
+    /// SIGTERM, and the node's exit status.
+    pub fn terminate(&mut self, zone: &str) -> std::process::ExitStatus {
+        let mut node = self.nodes.remove(zone).expect("the node runs");
+        node.terminate(Duration::from_secs(45)).expect("terminate")
     }
 
     /// SIGKILL.

@@ -43,6 +43,15 @@ fn wire_config() -> WireConfig {
     config::standard()
 }
 
+/// The `message_id` of an encoded `Message`, read without decoding the rest: it is the first
+/// field of the envelope, the message's first field, so the encoding starts with it (a test in
+/// `tests/codec_props.rs` holds this layout in place). For audit lines of pages served as stored.
+pub fn message_id_of(encoded_message: &[u8]) -> Result<&str, FrameError> {
+    bincode::borrow_decode_from_slice::<&str, _>(encoded_message, wire_config())
+        .map(|(id, _)| id)
+        .map_err(|e| FrameError::Decode(e.to_string()))
+}
+
 /// Bytes `value` takes in the wire encoding (no header).
 pub fn encoded_len<T: Encode>(value: &T) -> usize {
     let mut writer = SizeWriter::default();

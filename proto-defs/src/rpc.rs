@@ -22,6 +22,16 @@ pub enum Request {
 }
 
 impl Request {
+    /// Every operation's name, as [`Request::operation`] gives it.
+    pub const OPERATIONS: [&'static str; 6] = [
+        "append_fact",
+        "append_facts",
+        "fetch_facts",
+        "confirm_receipt",
+        "put_object",
+        "get_object",
+    ];
+
     /// The operation's stable name, for metrics and audit logs.
     pub fn operation(&self) -> &'static str {
         match self {

@@ -184,6 +184,13 @@ proptest! {
         prop_assert_eq!(codec::decode_frame::<Response>(&frame, MAX_FRAME), Ok(response));
     }
 
+    /// Audit lines of pages read each fact's id from its stored encoding alone.
+    #[test]
+    fn the_message_id_is_read_from_the_start_of_an_encoded_message(message in message()) {
+        let encoded = codec::encode_value(&message).expect("message");
+        prop_assert_eq!(codec::message_id_of(&encoded), Ok(message.envelope.message_id.as_str()));
+    }
+
     #[test]
     fn requests_round_trip(request in request()) {
         let frame = codec::encode_frame(&request, MAX_FRAME).expect("encode");

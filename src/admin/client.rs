@@ -92,6 +92,10 @@ impl AdminClient {
         self.request("POST", path)
     }
 
+    pub fn delete(&self, path: &str) -> Result<Answer, AdminClientError> {
+        self.request("DELETE", path)
+    }
+
     fn request(&self, method: &str, path: &str) -> Result<Answer, AdminClientError> {
         let unreachable = |source| AdminClientError::Unreachable {
             authority: self.authority.clone(),
@@ -144,8 +148,27 @@ impl AdminClient {
     }
 }
 
+/// `text` as one path segment: every byte but the unreserved ones (RFC 3986) percent-encoded, so
+/// a message id or consumer name with `/`, `?`, `%` or spaces stays one segment.
+pub fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(char::from(byte)),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_path_segment_keeps_unreserved_bytes_and_encodes_the_rest() {
+        assert_eq!(super::path_segment("batch-42_a.b~"), "batch-42_a.b~");
+        assert_eq!(super::path_segment("a/b c?%é"), "a%2Fb%20c%3F%25%C3%A9");
+    }
+
     use std::net::TcpListener;
 
     use super::*;

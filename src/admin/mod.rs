@@ -1,30 +1,36 @@
 //! The admin HTTP API (SPEC §10), served by actix-web on `listen.admin` (loopback by default):
 //! `GET /metrics` (Prometheus text format), `GET /healthz` (200 while the process runs),
 //! `GET /readyz` (200 once the node serves and is not draining), `GET /v1/status` (JSON,
-//! [`status::Status`]), and the mutating `POST /v1/admin/drain`, `/resume`, `/reload` and
-//! `/gates/{peer}/close|open`. When `admin.token_file` is set, every POST needs
-//! `Authorization: Bearer <token>` (the [`Operator`] extractor); GETs stay open (SPEC §6).
-//! Errors answer `{"error": CODE, "message": ...}` (plus `reason` for a refused reload).
+//! [`status::Status`]), `GET /v1/trace/{from_zone}/{message_id}` ([`trace`]), `GET /v1/consumers`
+//! ([`consumers`]), and the mutating `POST /v1/admin/drain`, `/resume`, `/reload`,
+//! `/gates/{peer}/close|open`, `DELETE /v1/consumers/{name}` and
+//! `POST /v1/consumers/{name}/rewind?to_offset=N`. When `admin.token_file` is set, every
+//! mutating request needs `Authorization: Bearer <token>` (the [`Operator`] extractor); GETs stay
+//! open (SPEC §6). Every mutating request is audited (`admin_action`, [`operator`]). Errors
+//! answer `{"error": CODE, "message": ...}` (plus `reason` for a refused reload).
 //!
-//! [`client`] is the other side: the small HTTP client of `bsfg status` and `bsfg admin`.
+//! [`client`] is the other side: the small HTTP client of `bsfg status`, `bsfg admin`,
+//! `bsfg trace` and `bsfg consumers`.
 
 pub mod client;
+pub mod consumers;
+pub mod operator;
 pub mod status;
+pub mod trace;
 
-use std::{future::Ready, net::SocketAddr, path::Path, sync::Arc, time::SystemTime};
+use std::{net::SocketAddr, path::Path, sync::Arc, time::SystemTime};
 
-use actix_web::{
-    dev::{Payload, ServerHandle},
-    http::{header, StatusCode},
-    web, App, FromRequest, HttpRequest, HttpResponse, HttpServer,
-};
+use actix_web::{dev::ServerHandle, http::StatusCode, web, App, HttpResponse, HttpServer};
 use bsfg_actors::{
     cert_watcher::{Reload, Trigger},
     node::Handles,
     rpc::DRAIN_GRACE,
     zone_gate,
 };
+use bsfg_proto::ErrorCode;
+use operator::{audited, Operator, Refusal, Subject};
 use serde_json::json;
+use slog::Logger;
 use status::{CertificateStatus, Status};
 
 /// What the handlers read and act on.
@@ -34,6 +40,8 @@ pub struct AdminDeps {
     pub node: Handles,
     /// The bearer token mutating endpoints require, when `admin.token_file` is set.
     pub token: Option<Arc<str>>,
+    /// Where operator actions are audited.
+    pub log: Logger,
 }
 
 /// Reads a token file (`admin.token_file` on the node, `--token-file` in the CLI; `setting` names
@@ -60,6 +68,10 @@ pub fn start(addr: SocketAddr, deps: AdminDeps) -> std::io::Result<ServerHandle>
             .route("/v1/admin/resume", web::post().to(resume))
             .route("/v1/admin/reload", web::post().to(reload))
             .route("/v1/admin/gates/{peer}/{action}", web::post().to(switch_gate))
+            .route("/v1/consumers", web::get().to(consumers::list))
+            .route("/v1/consumers/{name}", web::delete().to(consumers::delete))
+            .route("/v1/consumers/{name}/rewind", web::post().to(consumers::rewind))
+            .route("/v1/trace/{from_zone}/{message_id:.*}", web::get().to(trace::trace))
     })
     .workers(1)
     .disable_signals()
@@ -93,19 +105,26 @@ async fn status(state: web::Data<AdminDeps>) -> HttpResponse {
 }
 
 /// Stops admitting client calls and waits (grace 30 s) for those in flight.
-async fn drain(_: Operator, state: web::Data<AdminDeps>) -> HttpResponse {
+async fn drain(operator: Operator, state: web::Data<AdminDeps>) -> HttpResponse {
     let outcome = state.node.drain.drain(DRAIN_GRACE).await;
-    HttpResponse::Ok().json(json!({"drained": outcome.drained, "in_flight": outcome.in_flight}))
+    let body = json!({"drained": outcome.drained, "in_flight": outcome.in_flight});
+    audited(&state.log, &operator, "drain", Subject::default(), Ok(body))
 }
 
-async fn resume(_: Operator, state: web::Data<AdminDeps>) -> HttpResponse {
+async fn resume(operator: Operator, state: web::Data<AdminDeps>) -> HttpResponse {
     state.node.drain.resume();
-    HttpResponse::Ok().json(json!({"draining": false}))
+    audited(
+        &state.log,
+        &operator,
+        "resume",
+        Subject::default(),
+        Ok(json!({"draining": false})),
+    )
 }
 
 /// 200 with the certificate now presented, or 422 with why the files were refused (the old
 /// material stays in use).
-async fn reload(_: Operator, state: web::Data<AdminDeps>) -> HttpResponse {
+async fn reload(operator: Operator, state: web::Data<AdminDeps>) -> HttpResponse {
     let reloaded = state
         .node
         .certs
@@ -113,97 +132,64 @@ async fn reload(_: Operator, state: web::Data<AdminDeps>) -> HttpResponse {
             trigger: Trigger::Admin,
         })
         .await;
-    match reloaded {
-        Ok(Ok(certificate)) => HttpResponse::Ok().json(CertificateStatus::of(&certificate, SystemTime::now())),
-        Ok(Err(refused)) => HttpResponse::UnprocessableEntity().json(json!({
-            "error": "INVALID_ARGUMENT",
-            "message": "the new TLS material was refused; the current certificate stays in use",
-            "reason": refused.to_string(),
-        })),
-        Err(gone) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
-            &format!("the certificate watcher is not running: {gone}"),
-        ),
-    }
+    let outcome = match reloaded {
+        Ok(Ok(certificate)) => Ok(json!(CertificateStatus::of(&certificate, SystemTime::now()))),
+        Ok(Err(refused)) => Err(Refusal {
+            reason: Some(refused.to_string()),
+            ..Refusal::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidArgument,
+                "the new TLS material was refused; the current certificate stays in use",
+            )
+        }),
+        Err(gone) => Err(unavailable("certificate watcher", gone)),
+    };
+    audited(&state.log, &operator, "reload", Subject::default(), outcome)
 }
 
 /// `close` or `open` the gate toward a configured peer (404 for anything else).
-async fn switch_gate(_: Operator, path: web::Path<(String, String)>, state: web::Data<AdminDeps>) -> HttpResponse {
+async fn switch_gate(
+    operator: Operator,
+    path: web::Path<(String, String)>,
+    state: web::Data<AdminDeps>,
+) -> HttpResponse {
     let (peer, action) = path.into_inner();
-    let closed = match action.as_str() {
-        "close" => true,
-        "open" => false,
-        _ => return error(StatusCode::NOT_FOUND, "NOT_FOUND", "gate actions are close and open"),
+    let (operation, closed) = match action.as_str() {
+        "close" => ("gate_close", true),
+        "open" => ("gate_open", false),
+        _ => {
+            let refusal = Refusal::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "gate actions are close and open",
+            );
+            return refusal.response();
+        }
     };
-    let switched = state
-        .node
-        .gate
-        .send(zone_gate::SwitchGate {
-            peer: peer.clone(),
-            closed,
-        })
-        .await;
-    match switched {
-        Ok(Ok(())) => HttpResponse::Ok().json(json!({"peer": peer, "closed": closed})),
-        Ok(Err(unknown)) => error(StatusCode::NOT_FOUND, "NOT_FOUND", &unknown.to_string()),
-        Err(gone) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
-            &format!("the zone gate is not running: {gone}"),
-        ),
-    }
+    let switch = zone_gate::SwitchGate {
+        peer: peer.clone(),
+        closed,
+    };
+    let outcome = match state.node.gate.send(switch).await {
+        Ok(Ok(())) => Ok(json!({"peer": peer, "closed": closed})),
+        Ok(Err(unknown)) => Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            unknown.to_string(),
+        )),
+        Err(gone) => Err(unavailable("zone gate", gone)),
+    };
+    let subject = Subject {
+        peer: Some(&peer),
+        ..Subject::default()
+    };
+    audited(&state.log, &operator, operation, subject, outcome)
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
-    HttpResponse::build(status).json(json!({"error": code, "message": message}))
-}
-
-/// Proof that a mutating request may proceed: it carries the configured bearer token, or none is
-/// configured. Extracting it fails with 401 otherwise.
-pub struct Operator;
-
-impl FromRequest for Operator {
-    type Error = actix_web::Error;
-    type Future = Ready<Result<Self, Self::Error>>;
-
-    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let expected = request
-            .app_data::<web::Data<AdminDeps>>()
-            .and_then(|state| state.token.clone());
-        let verdict = match refusal(request, expected.as_deref()) {
-            None => Ok(Operator),
-            Some(reason) => Err(actix_web::error::InternalError::from_response(reason, unauthorised(reason)).into()),
-        };
-        std::future::ready(verdict)
-    }
-}
-
-/// Why a mutating request is refused, if it is: it needs the bearer token when one is configured.
-fn refusal(request: &HttpRequest, expected: Option<&str>) -> Option<&'static str> {
-    let expected = expected?;
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => None,
-        Some(_) => Some("the bearer token does not match admin.token_file"),
-        None => Some("this endpoint requires Authorization: Bearer <token>"),
-    }
-}
-
-fn unauthorised(message: &str) -> HttpResponse {
-    HttpResponse::Unauthorized()
-        .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
-        .json(json!({"error": "UNAUTHENTICATED", "message": message}))
-}
-
-/// Compares without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// A component the handler needs is gone (the node is stopping).
+fn unavailable(component: &str, gone: actix::MailboxError) -> Refusal {
+    let message = format!("the {component} is not running: {gone}");
+    Refusal::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, message)
 }
 
 #[cfg(test)]
@@ -224,12 +210,5 @@ mod tests {
         );
         std::fs::write(&path, "  s3cret\n").expect("write");
         assert_eq!(read_token(&path, "admin.token_file").as_deref(), Ok("s3cret"));
-    }
-
-    #[test]
-    fn tokens_compare_by_content_and_length() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
     }
 }

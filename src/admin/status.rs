@@ -188,7 +188,7 @@ impl Status {
             let _ = writeln!(out, "{:<20} {:>12} {:>10} {lag:>8}", c.name, c.cursor, c.backlog);
         }
         if self.forward.consumers.is_empty() {
-            out.push_str("(no consumer has confirmed anything yet)\n");
+            out.push_str("(no consumer has fetched yet)\n");
         }
         out
     }

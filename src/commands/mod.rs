@@ -4,11 +4,13 @@
 pub mod admin;
 pub mod append;
 pub mod bench;
+pub mod consumers;
 pub mod demo;
 pub mod fetch;
 pub mod objects;
 pub mod serve;
 pub mod status;
+pub mod trace;
 
 use bsfg_proto::{ErrorCode, RpcError};
 
@@ -91,6 +93,12 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Status { admin, json } => status::run(&admin, json),
         Command::Admin { admin, action } => admin::run(&admin, &action),
+        Command::Trace {
+            admin,
+            message_id,
+            from_zone,
+        } => trace::run(&admin, &message_id, from_zone.as_deref()),
+        Command::Consumers { admin, action } => consumers::run(&admin, &action),
         Command::PutObject(args) => client_runtime()?.block_on(objects::put(args)),
         Command::GetObject(args) => client_runtime()?.block_on(objects::get(args)),
         Command::Demo(args) => demo::run(args),

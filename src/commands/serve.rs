@@ -47,6 +47,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             zone: settings_zone,
             node: handles.clone(),
             token,
+            log: log.clone(),
         };
         let admin = crate::admin::start(admin_addr, deps).map_err(|e| {
             CommandError::new(

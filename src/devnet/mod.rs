@@ -184,6 +184,20 @@ impl Devnet {
         Ok(process)
     }
 
+    /// Starts `bin serve` for every zone of `zones` at once, then waits until each serves: nodes
+    /// that start together dial each other at the same moment.
+    pub fn spawn_together(&self, bin: &Path, zones: &[&str]) -> anyhow::Result<Vec<NodeProcess>> {
+        let offsets: Vec<u64> = zones.iter().map(|zone| self.log_len(zone)).collect();
+        let mut processes = zones
+            .iter()
+            .map(|zone| self.launch(bin, zone))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for (process, offset) in processes.iter_mut().zip(offsets) {
+            process.wait_started(offset, STARTUP_TIMEOUT)?;
+        }
+        Ok(processes)
+    }
+
     /// Starts `bin serve` for `zone` and waits until its admin listener answers `/readyz` with
     /// 200, whatever the log level.
     pub fn spawn_ready(&self, bin: &Path, zone: &str) -> anyhow::Result<NodeProcess> {

@@ -8,7 +8,7 @@ use std::fmt::Display;
 use bsfg_proto::ObjectDigest;
 use slog::error;
 
-use super::{Event, Telemetry};
+use super::{facts::Rejection, Event, Telemetry};
 
 pub const ARTIFACT_RETRIEVAL_FAILED: &str = "artifact_retrieval_failed";
 pub const ARTIFACT_CONFLICT: &str = "artifact_conflict";
@@ -50,7 +50,8 @@ pub enum Skip {
     Rejected,
 }
 
-/// A pulled fact was skipped (and is confirmed with its page) because of its artifact.
+/// A pulled fact was skipped (and is confirmed with its page) because of its artifact: a failed
+/// retrieval and a rejected fact alike.
 pub struct ArtifactSkipped<'a> {
     pub peer: &'a str,
     pub message_id: &'a str,
@@ -61,10 +62,11 @@ pub struct ArtifactSkipped<'a> {
 impl Event for ArtifactSkipped<'_> {
     fn emit(self, t: &Telemetry) {
         t.metrics.artifact_retrieval_failures.inc();
-        let event = match self.skip {
-            Skip::Conflict => ARTIFACT_CONFLICT,
-            Skip::Rejected => ARTIFACT_REJECTED,
+        let (event, rejection) = match self.skip {
+            Skip::Conflict => (ARTIFACT_CONFLICT, Rejection::ArtifactConflict),
+            Skip::Rejected => (ARTIFACT_REJECTED, Rejection::BadArtifactReference),
         };
+        rejection.count(&t.metrics, 1);
         error!(t.log, "{}", event; "peer" => self.peer, "message_id" => self.message_id, "reason" => self.reason);
     }
 }

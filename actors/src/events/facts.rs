@@ -1,5 +1,6 @@
 //! What happens to facts outside the happy path: a pulled fact refused (wrong origin or
-//! destination) or conflicting with stored content, duplicates recognised, unconfirmed facts lost
+//! destination) or conflicting with stored content (both counted in
+//! `bsfg_rejected_facts_total{reason}`, with the artifact refusals of `artifacts`), duplicates recognised, unconfirmed facts lost
 //! to `drop_oldest` or to retention (ERROR, with the fact's identity), facts kept past retention
 //! because the node is safety-critical, a buffer starting or stopping to block its input, and a
 //! deletion the journal could not apply.
@@ -22,20 +23,66 @@ pub const PULLS_PAUSED: &str = "pulls_paused";
 pub const PULLS_RESUMED: &str = "pulls_resumed";
 pub const DELETION_FAILED: &str = "deletion_failed";
 
-/// A pulled fact whose `from_zone` is not the peer's or whose `to_zone` is not ours: skipped,
-/// and confirmed with its page.
+/// Why a pulled fact was refused: the bounded `reason` of `bsfg_rejected_facts_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Its `from_zone` is not the peer it came from.
+    WrongOrigin,
+    /// Its `to_zone` is not this node's zone.
+    WrongDestination,
+    /// Its id is already stored here with other content from the same zone.
+    Conflict,
+    /// Its artifact's key holds a referenced local object with other content.
+    ArtifactConflict,
+    /// Its artifact reference does not parse.
+    BadArtifactReference,
+}
+
+impl Rejection {
+    pub const ALL: [Self; 5] = [
+        Self::WrongOrigin,
+        Self::WrongDestination,
+        Self::Conflict,
+        Self::ArtifactConflict,
+        Self::BadArtifactReference,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WrongOrigin => "wrong_origin",
+            Self::WrongDestination => "wrong_destination",
+            Self::Conflict => "conflict",
+            Self::ArtifactConflict => "artifact_conflict",
+            Self::BadArtifactReference => "bad_artifact_reference",
+        }
+    }
+
+    pub(super) fn count(self, metrics: &Metrics, facts: usize) {
+        let counter = metrics.rejected_facts.with_label_values(&[self.as_str()]);
+        counter.inc_by(facts as u64);
+    }
+}
+
+/// A pulled fact whose `from_zone` is not the peer's (`WrongOrigin`) or whose `to_zone` is not
+/// ours (`WrongDestination`): skipped, and confirmed with its page.
 pub struct FactRejected<'a> {
     pub peer: &'a str,
     pub message_id: &'a str,
     pub from_zone: &'a str,
     pub to_zone: &'a str,
+    pub rejection: Rejection,
 }
 
 impl Event for FactRejected<'_> {
     fn emit(self, t: &Telemetry) {
+        self.rejection.count(&t.metrics, 1);
+        let reason = match self.rejection {
+            Rejection::WrongOrigin => "from_zone is not the zone of the peer it was pulled from",
+            _ => "to_zone is not this node's zone",
+        };
         warn!(t.log, "{}", FACT_REJECTED; "peer" => self.peer, "message_id" => self.message_id,
-            "from_zone" => self.from_zone, "to_zone" => self.to_zone,
-            "reason" => "from_zone or to_zone does not match the link");
+            "from_zone" => self.from_zone, "to_zone" => self.to_zone, "reason" => reason,
+            "kind" => self.rejection.as_str());
     }
 }
 
@@ -47,6 +94,7 @@ pub struct FactConflict<'a> {
 
 impl Event for FactConflict<'_> {
     fn emit(self, t: &Telemetry) {
+        Rejection::Conflict.count(&t.metrics, self.count);
         warn!(t.log, "{}", FACT_CONFLICT; "peer" => self.peer, "count" => self.count,
             "reason" => "message_id already holds other content from this zone");
     }
@@ -177,5 +225,8 @@ impl Event for DeletionFailed<'_> {
 pub(super) fn init_series(metrics: &Metrics) {
     for log in [Log::Store, Log::Forward] {
         metrics.duplicate_facts.with_label_values(&[log.as_str()]);
+    }
+    for rejection in Rejection::ALL {
+        metrics.rejected_facts.with_label_values(&[rejection.as_str()]);
     }
 }

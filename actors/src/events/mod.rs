@@ -5,10 +5,10 @@
 //!
 //! | module | events |
 //! |---|---|
-//! | `peer` | [`PeerConnected`], [`PeerDisconnected`], [`PeerDialFailed`], [`PeerRefused`], [`PeerConnectionReplaced`], [`ClientRejected`] |
+//! | `peer` | [`LinkFailure`] (reasons), [`PeerConnected`], [`PeerDisconnected`], [`PeerDialFailed`], [`PeerRefused`], [`PeerConnectionReplaced`], [`ClientRejected`] |
 //! | `tls` | [`TlsHandshakeFailed`], [`CertReloaded`], [`CertReloadFailed`], [`CertWatchFailed`] |
 //! | `gate` | [`GateTransition`], [`GateSwitched`] |
-//! | `facts` | [`FactRejected`], [`FactConflict`], [`FactsDuplicated`], [`FactLost`], [`FactsKeptPastRetention`], [`BufferBlocked`], [`DeletionFailed`] |
+//! | `facts` | [`Rejection`] (reasons), [`FactRejected`], [`FactConflict`], [`FactsDuplicated`], [`FactLost`], [`FactsKeptPastRetention`], [`BufferBlocked`], [`DeletionFailed`] |
 //! | `artifacts` | [`ArtifactRetrieved`], [`ArtifactRetrievalFailed`], [`ArtifactSkipped`] |
 //!
 //! One RPC call (`rpc_call` / `rpc_rejected` and its counters) is written by `rpc::call`, which
@@ -27,10 +27,12 @@ mod tls;
 pub use artifacts::{ArtifactRetrievalFailed, ArtifactRetrieved, ArtifactSkipped, Skip};
 pub use facts::{
     BufferBlocked, DeletionFailed, FactConflict, FactLost, FactRejected, FactsDuplicated, FactsKeptPastRetention, Loss,
+    Rejection,
 };
 pub use gate::{GateState, GateSwitched, GateTransition, CLOSED_BY_OPERATOR};
 pub use peer::{
-    ClientRejected, Direction, PeerConnected, PeerConnectionReplaced, PeerDialFailed, PeerDisconnected, PeerRefused,
+    ClientRejected, Direction, LinkFailure, PeerConnected, PeerConnectionReplaced, PeerDialFailed, PeerDisconnected,
+    PeerRefused,
 };
 pub use tls::{CertReloadFailed, CertReloaded, CertWatchFailed, TlsHandshakeFailed};
 
@@ -52,6 +54,8 @@ pub trait Event {
     fn emit(self, telemetry: &Telemetry);
 }
 
+/// The `code` label of `bsfg_rpc_requests_total` for a call that succeeded.
+pub const CODE_OK: &str = "OK";
 /// The `role` label of fetch and confirm counters for a peer node.
 pub const ROLE_PEER: &str = "peer";
 /// The `role` label of fetch and confirm counters for a local client.
@@ -68,6 +72,7 @@ impl Telemetry {
             m.replication_lag_seconds.with_label_values(&[peer]).set(0.0);
             m.replication_lag_high_watermark.with_label_values(&[peer]).set(0.0);
             m.frontier_offset.with_label_values(&[peer]).set(0);
+            peer::init_series(m, peer);
         }
         for role in [ROLE_PEER, ROLE_CONSUMER] {
             m.fetch_requests.with_label_values(&[role]);
@@ -75,6 +80,12 @@ impl Telemetry {
         }
         for code in bsfg_proto::ErrorCode::ALL {
             m.append_failures.with_label_values(&[code.as_str()]);
+        }
+        for operation in bsfg_proto::Request::OPERATIONS {
+            m.rpc_requests.with_label_values(&[operation, CODE_OK]);
+            for code in bsfg_proto::ErrorCode::ALL {
+                m.rpc_requests.with_label_values(&[operation, code.as_str()]);
+            }
         }
         tls::init_series(m);
         facts::init_series(m);

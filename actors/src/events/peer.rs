@@ -1,12 +1,14 @@
 //! Connections to peers and callers: a peer connected (either way), lost, not reachable, refused
 //! because an operator closed its gate, or moved to the pair's other connection; an identity
-//! that is neither client nor peer.
+//! that is neither client nor peer. Lost links and failed dials are counted in
+//! `bsfg_link_failures_total{peer,reason}` by a bounded [`LinkFailure`].
 
 use std::{fmt::Display, net::SocketAddr};
 
 use slog::{info, warn};
 
 use super::{Event, Telemetry, CLOSED_BY_OPERATOR};
+use crate::metrics::Metrics;
 
 pub const PEER_CONNECTED: &str = "peer_connected";
 pub const PEER_DISCONNECTED: &str = "peer_disconnected";
@@ -33,6 +35,60 @@ impl Direction {
     }
 }
 
+/// Why a link to a peer failed: the bounded `reason` of `bsfg_link_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkFailure {
+    /// A dial got no answer (peer down, or packets lost on the way).
+    Unreachable,
+    /// A handshake was refused for a certificate, by either side.
+    Tls,
+    /// A live link went silent (QUIC idle timeout, or a call not answered in time).
+    Timeout,
+    /// The peer closed or reset the connection.
+    Closed,
+    /// The peer answered a call with an error (e.g. `UNAVAILABLE` while its storage fails).
+    Refused,
+    /// The peer answered something that does not fit the protocol.
+    Protocol,
+    /// This node could not store what it pulled (forward buffer).
+    Local,
+    /// An artifact referenced by a pulled fact could not be retrieved.
+    Artifact,
+    Other,
+}
+
+impl LinkFailure {
+    pub const ALL: [Self; 9] = [
+        Self::Unreachable,
+        Self::Tls,
+        Self::Timeout,
+        Self::Closed,
+        Self::Refused,
+        Self::Protocol,
+        Self::Local,
+        Self::Artifact,
+        Self::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unreachable => "unreachable",
+            Self::Tls => "tls",
+            Self::Timeout => "timeout",
+            Self::Closed => "closed",
+            Self::Refused => "refused",
+            Self::Protocol => "protocol",
+            Self::Local => "local",
+            Self::Artifact => "artifact",
+            Self::Other => "other",
+        }
+    }
+
+    fn count(self, metrics: &Metrics, peer: &str) {
+        metrics.link_failures.with_label_values(&[peer, self.as_str()]).inc();
+    }
+}
+
 /// A peer's connection is up; `not_after` is when the certificate it presented expires (a
 /// rotation on the other side shows here).
 pub struct PeerConnected<'a> {
@@ -49,33 +105,39 @@ impl Event for PeerConnected<'_> {
     }
 }
 
-/// The session with a peer ended: it failed (WARN, with why), or an operator closed the gate
-/// (INFO).
+/// The session with a peer ended: it failed (WARN, with why; counted), or an operator closed the
+/// gate (INFO; not a failure).
 pub struct PeerDisconnected<'a> {
     pub peer: &'a str,
     /// Why the session failed; `None` when an operator closed the gate.
-    pub failure: Option<&'a dyn Display>,
+    pub failure: Option<(LinkFailure, &'a dyn Display)>,
 }
 
 impl Event for PeerDisconnected<'_> {
     fn emit(self, t: &Telemetry) {
         match self.failure {
-            Some(reason) => warn!(t.log, "{}", PEER_DISCONNECTED; "peer" => self.peer, "reason" => %reason),
+            Some((kind, reason)) => {
+                kind.count(&t.metrics, self.peer);
+                warn!(t.log, "{}", PEER_DISCONNECTED; "peer" => self.peer, "reason" => %reason, "kind" => kind.as_str());
+            }
             None => info!(t.log, "{}", PEER_DISCONNECTED; "peer" => self.peer, "reason" => CLOSED_BY_OPERATOR),
         }
     }
 }
 
-/// A dial to a peer failed.
+/// A dial to a peer failed (counted).
 pub struct PeerDialFailed<'a> {
     pub peer: &'a str,
     pub remote: SocketAddr,
+    pub kind: LinkFailure,
     pub reason: &'a str,
 }
 
 impl Event for PeerDialFailed<'_> {
     fn emit(self, t: &Telemetry) {
-        warn!(t.log, "{}", PEER_DIAL_FAILED; "peer" => self.peer, "remote" => %self.remote, "reason" => self.reason);
+        self.kind.count(&t.metrics, self.peer);
+        warn!(t.log, "{}", PEER_DIAL_FAILED; "peer" => self.peer, "remote" => %self.remote,
+            "reason" => self.reason, "kind" => self.kind.as_str());
     }
 }
 
@@ -114,5 +176,13 @@ impl Event for ClientRejected<'_> {
     fn emit(self, t: &Telemetry) {
         warn!(t.log, "{}", CLIENT_REJECTED; "caller" => self.caller, "remote" => %self.remote,
             "reason" => "not a configured client or peer: every call is refused with PERMISSION_DENIED");
+    }
+}
+
+/// Every configured peer shows every failure reason from start-up, at 0.
+pub(super) fn init_series(metrics: &Metrics, peer: &str) {
+    metrics.peer_backlog_facts.with_label_values(&[peer]).set(0);
+    for failure in LinkFailure::ALL {
+        metrics.link_failures.with_label_values(&[peer, failure.as_str()]);
     }
 }

@@ -1,19 +1,28 @@
 //! TLS: refused handshakes (counted by a bounded reason taken from the error's type and the TLS
-//! alert it carries, never from its text), and the `CertWatcher`'s reloads.
+//! alert it carries, never from its text), on connections we accepted and ones we dialled, and
+//! the `CertWatcher`'s reloads.
+//!
+//! Not every handshake that does not finish is a TLS failure. A peer whose application gives a
+//! connection up during its handshake (both sides dialled at once and it moved to the pair's
+//! other connection) closes it with QUIC's `APPLICATION_ERROR`: that is a decision, logged at
+//! debug as `handshake_abandoned` and not counted, so a healthy pair is quiet. A dial that gets no
+//! answer at all is a link failure (`unreachable`), not a TLS one: on the dialling side only a
+//! refusal with a TLS alert counts.
 
 use std::{
     net::SocketAddr,
     time::{Duration, SystemTime},
 };
 
-use quinn::ConnectionError;
+use quinn::{ConnectionError, TransportErrorCode};
 use rustls::AlertDescription;
-use slog::{info, warn};
+use slog::{debug, info, warn};
 
-use super::{Event, Telemetry};
+use super::{Direction, Event, Telemetry};
 use crate::{metrics::Metrics, transport::tls};
 
 pub const TLS_HANDSHAKE_FAILED: &str = "tls_handshake_failed";
+pub const HANDSHAKE_ABANDONED: &str = "handshake_abandoned";
 pub const CERT_RELOADED: &str = "cert_reloaded";
 pub const CERT_RELOAD_FAILED: &str = "cert_reload_failed";
 pub const CERT_WATCH_FAILED: &str = "cert_watch_failed";
@@ -55,13 +64,28 @@ impl HandshakeFailure {
         }
     }
 
+    /// What a handshake that did not complete on a connection opened in `direction` counts as:
+    /// `None` when it is no TLS failure (abandoned by the other side's application, or, when we
+    /// dialled, no TLS alert at all).
+    pub fn classify(error: &ConnectionError, direction: Direction) -> Option<Self> {
+        if abandoned(error) {
+            return None;
+        }
+        match direction {
+            Direction::Outbound if tls::handshake_alert(error).is_none() => None,
+            _ => Some(Self::of(error)),
+        }
+    }
+
     /// Classifies a failed handshake by the TLS alert it ended with, whichever side sent it.
     pub fn of(error: &ConnectionError) -> Self {
         if matches!(error, ConnectionError::TimedOut) {
             return Self::Timeout;
         }
         match tls::handshake_alert(error).map(AlertDescription::from) {
-            Some(AlertDescription::UnknownCA) => Self::UnknownCa,
+            // `decrypt_error` is what rustls sends for a chain whose signature does not verify:
+            // a certificate from another CA that carries the same name as ours (a CA made anew).
+            Some(AlertDescription::UnknownCA | AlertDescription::DecryptError) => Self::UnknownCa,
             Some(AlertDescription::CertificateExpired) => Self::Expired,
             Some(AlertDescription::BadCertificate) => Self::BadCertificate,
             _ => Self::Other,
@@ -69,18 +93,43 @@ impl HandshakeFailure {
     }
 }
 
-/// A connection from `remote` failed its handshake. The full error goes in `reason`, the bounded
-/// label in `kind`.
+/// Whether the other side's application closed the connection before the handshake completed
+/// (QUIC sends an application close as `APPLICATION_ERROR` until 1-RTT keys exist).
+fn abandoned(error: &ConnectionError) -> bool {
+    match error {
+        ConnectionError::ApplicationClosed(_) => true,
+        ConnectionError::ConnectionClosed(close) => close.error_code == TransportErrorCode::APPLICATION_ERROR,
+        _ => false,
+    }
+}
+
+/// A handshake with `remote` did not complete, on a connection it opened (`Inbound`) or we
+/// dialled (`Outbound`, toward `peer`). Counted and logged as `tls_handshake_failed` when
+/// [`HandshakeFailure::classify`] calls it a TLS failure (the full error in `reason`, the bounded
+/// label in `kind`); otherwise only a debug line.
 pub struct TlsHandshakeFailed<'a> {
     pub remote: SocketAddr,
+    pub direction: Direction,
+    /// The peer we dialled.
+    pub peer: Option<&'a str>,
     pub error: &'a ConnectionError,
 }
 
 impl Event for TlsHandshakeFailed<'_> {
     fn emit(self, t: &Telemetry) {
-        let kind = HandshakeFailure::of(self.error).as_str();
-        t.metrics.tls_handshake_errors.with_label_values(&[kind]).inc();
-        warn!(t.log, "{}", TLS_HANDSHAKE_FAILED; "remote" => %self.remote, "reason" => %self.error, "kind" => kind);
+        let (remote, direction) = (self.remote, self.direction.as_str());
+        let Some(kind) = HandshakeFailure::classify(self.error, self.direction) else {
+            debug!(t.log, "{}", HANDSHAKE_ABANDONED; "remote" => %remote, "direction" => direction,
+                "reason" => %self.error);
+            return;
+        };
+        t.metrics.tls_handshake_errors.with_label_values(&[kind.as_str()]).inc();
+        match self.peer {
+            Some(peer) => warn!(t.log, "{}", TLS_HANDSHAKE_FAILED; "remote" => %remote, "direction" => direction,
+                "peer" => peer, "reason" => %self.error, "kind" => kind.as_str()),
+            None => warn!(t.log, "{}", TLS_HANDSHAKE_FAILED; "remote" => %remote, "direction" => direction,
+                "reason" => %self.error, "kind" => kind.as_str()),
+        }
     }
 }
 
@@ -157,6 +206,7 @@ mod tests {
     fn handshake_failures_are_classified_by_alert_not_by_text() {
         let cases = [
             (AlertDescription::UnknownCA, HandshakeFailure::UnknownCa),
+            (AlertDescription::DecryptError, HandshakeFailure::UnknownCa),
             (AlertDescription::CertificateExpired, HandshakeFailure::Expired),
             (AlertDescription::BadCertificate, HandshakeFailure::BadCertificate),
             (AlertDescription::CertificateRequired, HandshakeFailure::Other),
@@ -175,5 +225,34 @@ mod tests {
             reason: "UnknownIssuer expired BadCertificate".into(),
         });
         assert_eq!(HandshakeFailure::of(&misleading), HandshakeFailure::Other);
+    }
+
+    #[test]
+    fn a_handshake_the_other_side_gave_up_on_purpose_is_no_tls_failure() {
+        // What the accepting node sees when the dialler closed its connection mid-handshake
+        // because both sides dialled at once and it moved to the other connection.
+        let given_up = ConnectionError::ConnectionClosed(ConnectionClose {
+            error_code: TransportErrorCode::APPLICATION_ERROR,
+            frame_type: None,
+            reason: "duplicate connection: keeping yours".into(),
+        });
+        for direction in [Direction::Inbound, Direction::Outbound] {
+            assert_eq!(HandshakeFailure::classify(&given_up, direction), None, "{direction:?}");
+        }
+        let refused = closed_with_alert(AlertDescription::CertificateExpired);
+        assert_eq!(
+            HandshakeFailure::classify(&refused, Direction::Outbound),
+            Some(HandshakeFailure::Expired),
+            "a dialled connection refused for a certificate counts with its alert"
+        );
+        assert_eq!(
+            HandshakeFailure::classify(&ConnectionError::TimedOut, Direction::Inbound),
+            Some(HandshakeFailure::Timeout)
+        );
+        assert_eq!(
+            HandshakeFailure::classify(&ConnectionError::TimedOut, Direction::Outbound),
+            None,
+            "a dial nobody answered is an unreachable peer, not a TLS failure"
+        );
     }
 }

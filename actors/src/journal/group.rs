@@ -5,7 +5,7 @@
 //! (as duplicates) the entries they remove.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, PoisonError},
 };
 
@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 
 use super::{
     delete::{self, DeletePlan},
-    Appended, Command, InsertOutcome, InsertPage, JournalConfig, JournalError, Prepared, Reply, Shared, MAX_GROUP,
+    Appended, Command, CursorChange, CursorMove, InsertOutcome, InsertPage, JournalConfig, JournalError, Prepared,
+    Reply, Shared, MAX_GROUP,
 };
 use crate::storage::{Batch, CursorKey, ForwardInsert, IdemRecord, Index, Log, Recovered, StoreAppend, Usage};
 
@@ -33,8 +34,11 @@ struct Plan {
     appends: Vec<(Reply<Appended>, Appended)>,
     inserts: Vec<(Reply<InsertOutcome>, InsertOutcome)>,
     confirms: Vec<(Reply<u64>, Result<u64, JournalError>)>,
+    changes: Vec<(Reply<CursorMove>, Result<CursorMove, JournalError>)>,
     deletes: Vec<(Reply<DeletePlan>, DeletePlan)>,
+    /// Cursors this group sets, and cursors it removes.
     cursors: HashMap<CursorKey, u64>,
+    removed: HashSet<CursorKey>,
 }
 
 #[derive(Default)]
@@ -44,6 +48,7 @@ struct Group {
     appends: Vec<(Vec<Prepared>, Reply<Appended>)>,
     inserts: Vec<InsertPage>,
     confirms: Vec<(CursorKey, u64, Reply<u64>)>,
+    changes: Vec<(CursorChange, Reply<CursorMove>)>,
     deletes: Vec<(DeletePlan, Reply<DeletePlan>)>,
 }
 
@@ -103,6 +108,10 @@ impl Writer {
         for (key, offset, reply) in group.confirms {
             let result = self.plan_confirm(key, offset, plan);
             plan.confirms.push((reply, result));
+        }
+        for (change, reply) in group.changes {
+            let result = self.plan_change(change, plan);
+            plan.changes.push((reply, result));
         }
         for (deletes, reply) in group.deletes {
             let storage = self.shared.storage.as_ref();
@@ -269,10 +278,7 @@ impl Writer {
         if offset > high {
             return Err(JournalError::BeyondEnd { offset, high });
         }
-        let current = match plan.cursors.get(&key) {
-            Some(pending) => *pending,
-            None => self.committed_cursor(&key),
-        };
+        let current = self.planned_cursor(&key, plan).unwrap_or(0);
         if offset > current {
             plan.batch.cursors.push((key.clone(), offset));
             plan.cursors.insert(key, offset);
@@ -281,14 +287,52 @@ impl Writer {
         Ok(current)
     }
 
-    fn committed_cursor(&self, key: &CursorKey) -> u64 {
+    /// A cursor as this group leaves it so far (`None`: unknown or removed).
+    fn planned_cursor(&self, key: &CursorKey, plan: &Plan) -> Option<u64> {
+        if plan.removed.contains(key) {
+            return None;
+        }
+        if let Some(pending) = plan.cursors.get(key) {
+            return Some(*pending);
+        }
         let cursors = self.shared.cursors.lock().unwrap_or_else(PoisonError::into_inner);
-        cursors.get(key).copied().unwrap_or(0)
+        cursors.get(key).copied()
+    }
+
+    /// Rewinds or removes a cursor; the batch writes (or deletes) it durably.
+    fn plan_change(&mut self, change: CursorChange, plan: &mut Plan) -> Result<CursorMove, JournalError> {
+        let key = match &change {
+            CursorChange::Rewind(key, _) | CursorChange::Remove(key) => key.clone(),
+        };
+        let previous = self.planned_cursor(&key, plan);
+        let unknown = || JournalError::UnknownCursor(cursor_name(&key));
+        let cursor = match (change, previous) {
+            (CursorChange::Rewind(..), None) | (CursorChange::Remove(_), None) => return Err(unknown()),
+            (CursorChange::Rewind(_, to), Some(cursor)) if to > cursor => {
+                let name = cursor_name(&key);
+                return Err(JournalError::RewindForward { name, to, cursor });
+            }
+            (CursorChange::Rewind(_, to), Some(_)) => to,
+            (CursorChange::Remove(_), Some(_)) => {
+                plan.cursors.remove(&key);
+                plan.batch.cursors.retain(|(k, _)| k != &key);
+                plan.batch.cursor_deletes.push(key.clone());
+                plan.removed.insert(key);
+                return Ok(CursorMove { previous, cursor: None });
+            }
+        };
+        plan.batch.cursors.push((key.clone(), cursor));
+        plan.cursors.insert(key, cursor);
+        Ok(CursorMove {
+            previous,
+            cursor: Some(cursor),
+        })
     }
 
     fn publish(&self, plan: Plan) {
-        if !plan.cursors.is_empty() {
+        if !(plan.cursors.is_empty() && plan.removed.is_empty()) {
             let mut cursors = self.shared.cursors.lock().unwrap_or_else(PoisonError::into_inner);
+            cursors.retain(|key, _| !plan.removed.contains(key));
             cursors.extend(plan.cursors);
         }
         self.shared
@@ -311,6 +355,9 @@ impl Writer {
         for (reply, result) in plan.confirms {
             let _ = reply.send(result);
         }
+        for (reply, result) in plan.changes {
+            let _ = reply.send(result);
+        }
         for (reply, applied) in plan.deletes {
             let _ = reply.send(Ok(applied));
         }
@@ -322,12 +369,13 @@ impl Group {
         self.entries += match &command {
             Command::Append(facts, _) => facts.len(),
             Command::Insert(page) => page.facts.len(),
-            Command::Confirm(..) | Command::Delete(..) => 1,
+            Command::Confirm(..) | Command::Cursor(..) | Command::Delete(..) => 1,
         };
         match command {
             Command::Append(facts, reply) => self.appends.push((facts, reply)),
             Command::Insert(page) => self.inserts.push(page),
             Command::Confirm(key, offset, reply) => self.confirms.push((key, offset, reply)),
+            Command::Cursor(change, reply) => self.changes.push((change, reply)),
             Command::Delete(plan, reply) => self.deletes.push((plan, reply)),
         }
     }
@@ -365,6 +413,14 @@ fn planned_ids(plan: &Plan, from_zone: &str) -> HashMap<String, IdemRecord> {
         .collect()
 }
 
+/// The name a cursor is known by in errors: a consumer's name, or `peer:<zone>`.
+fn cursor_name(key: &CursorKey) -> String {
+    match key {
+        CursorKey::Consumer(name) => name.clone(),
+        CursorKey::Peer(zone) => format!("peer:{zone}"),
+    }
+}
+
 fn store_append(offset: u64, now: u64, message_id: String, prepared: Prepared) -> StoreAppend {
     StoreAppend {
         offset,
@@ -384,6 +440,9 @@ fn fail(plan: Plan, error: JournalError) {
         let _ = reply.send(Err(error.clone()));
     }
     for (reply, _) in plan.confirms {
+        let _ = reply.send(Err(error.clone()));
+    }
+    for (reply, _) in plan.changes {
         let _ = reply.send(Err(error.clone()));
     }
     for (reply, _) in plan.deletes {

@@ -46,6 +46,10 @@ pub enum JournalError {
     Full { retained: u64, needed: u64, capacity: u64 },
     #[error("message does not encode: {0}")]
     Encode(String),
+    #[error("no consumer {0:?} with a cursor: it has never confirmed anything, or it was deleted")]
+    UnknownCursor(String),
+    #[error("cannot rewind {name:?} to {to}: its cursor is at {cursor}, and a rewind only moves it back")]
+    RewindForward { name: String, to: u64, cursor: u64 },
     #[error("storage fault: {0}")]
     Storage(String),
     #[error("the journal has shut down")]
@@ -56,7 +60,10 @@ impl From<JournalError> for RpcError {
     fn from(error: JournalError) -> Self {
         let code = match &error {
             JournalError::AlreadyExists { .. } => ErrorCode::AlreadyExists,
-            JournalError::BeyondEnd { .. } | JournalError::Encode(_) => ErrorCode::InvalidArgument,
+            JournalError::BeyondEnd { .. } | JournalError::Encode(_) | JournalError::RewindForward { .. } => {
+                ErrorCode::InvalidArgument
+            }
+            JournalError::UnknownCursor(_) => ErrorCode::NotFound,
             JournalError::Full { .. } => ErrorCode::ResourceExhausted,
             JournalError::Storage(_) | JournalError::Closed => ErrorCode::Unavailable,
         };
@@ -115,7 +122,24 @@ enum Command {
     Append(Vec<Prepared>, Reply<Appended>),
     Insert(InsertPage),
     Confirm(CursorKey, u64, Reply<u64>),
+    Cursor(CursorChange, Reply<CursorMove>),
     Delete(DeletePlan, Reply<DeletePlan>),
+}
+
+/// An operator's change to a cursor, beside the confirms that only move it forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CursorChange {
+    /// Move an existing cursor back to the offset.
+    Rewind(CursorKey, u64),
+    /// Forget the cursor.
+    Remove(CursorKey),
+}
+
+/// A cursor before and after a [`CursorChange`] (`None`: it does not exist).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CursorMove {
+    pub previous: Option<u64>,
+    pub cursor: Option<u64>,
 }
 
 /// Plain configuration of the journal.
@@ -189,6 +213,19 @@ impl Journal {
     /// Durable cursor = max(cursor, offset); returns the cursor after the call.
     pub async fn confirm(&self, key: CursorKey, offset: u64) -> Result<u64, JournalError> {
         self.call(|reply| Command::Confirm(key, offset, reply)).await
+    }
+
+    /// Moves the existing cursor `key` back to `to` (an operator's rewind: the facts after `to`
+    /// that are still retained are delivered again).
+    pub async fn rewind(&self, key: CursorKey, to: u64) -> Result<CursorMove, JournalError> {
+        self.call(|reply| Command::Cursor(CursorChange::Rewind(key, to), reply))
+            .await
+    }
+
+    /// Forgets the existing cursor `key`.
+    pub async fn remove(&self, key: CursorKey) -> Result<CursorMove, JournalError> {
+        self.call(|reply| Command::Cursor(CursorChange::Remove(key), reply))
+            .await
     }
 
     /// Applies a deletion plan (skipping what is already gone); answers with what was deleted.

@@ -203,3 +203,34 @@ async fn a_batch_is_appended_in_order_with_an_outcome_per_fact() {
     assert_eq!(usage(&fixture).store.facts, 4);
     assert_eq!(usage(&fixture), fixture.storage.recount().expect("recount"));
 }
+
+#[tokio::test]
+async fn consumer_cursors_are_rewound_and_removed_durably() {
+    let mut fixture = Fixture::open(JournalConfig::default());
+    fixture
+        .journal
+        .insert("enterprise".into(), page("enterprise", 1, &["x", "y", "z"]))
+        .await
+        .expect("insert");
+    let mes = || CursorKey::Consumer("mes".into());
+    fixture.journal.confirm(mes(), 3).await.expect("confirm");
+
+    let forward = fixture.journal.rewind(mes(), 4).await.expect_err("forward");
+    assert_eq!(RpcError::from(forward).code, ErrorCode::InvalidArgument);
+    let rewound = fixture.journal.rewind(mes(), 1).await.expect("rewind");
+    assert_eq!((rewound.previous, rewound.cursor), (Some(3), Some(1)));
+    fixture = fixture.reopen(JournalConfig::default());
+    assert_eq!(fixture.journal.cursor(&mes()), 1, "the rewind is durable");
+
+    let removed = fixture.journal.remove(mes()).await.expect("remove");
+    assert_eq!((removed.previous, removed.cursor), (Some(1), None));
+    let unknown = fixture.journal.remove(mes()).await.expect_err("gone");
+    assert_eq!(RpcError::from(unknown).code, ErrorCode::NotFound);
+    fixture = fixture.reopen(JournalConfig::default());
+    assert!(
+        !fixture.journal.cursors().contains_key(&mes()),
+        "the removal is durable"
+    );
+    let stranger = fixture.journal.rewind(CursorKey::Consumer("nobody".into()), 0).await;
+    assert_eq!(stranger.map_err(|e| RpcError::from(e).code), Err(ErrorCode::NotFound));
+}

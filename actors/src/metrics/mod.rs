@@ -13,6 +13,7 @@ use prometheus::{
     TextEncoder,
 };
 
+use prometheus::process_collector::ProcessCollector;
 use table::add;
 pub use table::*;
 
@@ -50,13 +51,22 @@ pub struct Metrics {
     pub draining: IntGauge,
     pub info: IntGaugeVec,
     pub process_start_time_seconds: Gauge,
+    pub confirmed_facts: IntCounterVec,
+    pub peer_backlog_facts: IntGaugeVec,
+    pub link_failures: IntCounterVec,
+    pub rejected_facts: IntCounterVec,
+    pub rpc_requests: IntCounterVec,
+    pub retention_seconds: GaugeVec,
 }
 
 impl Metrics {
-    /// Registers every metric of [`ALL`] and sets `bsfg_info` and the start time. Series whose
-    /// labels are known at start are created by `events::Telemetry::new`.
+    /// Registers every metric of [`ALL`] and the process metrics (`process_resident_memory_bytes`,
+    /// `process_cpu_seconds_total`, `process_open_fds`, ... read from `/proc` at each scrape), and
+    /// sets `bsfg_info` and the start time. Series whose labels are known at start are created by
+    /// `events::Telemetry::new`.
     pub fn new(zone: &str, version: &str) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
+        registry.register(Box::new(ProcessCollector::for_self()))?;
         let r = &registry;
         let metrics = Self {
             replication_lag_seconds: add(r, &REPLICATION_LAG_SECONDS)?,
@@ -90,6 +100,12 @@ impl Metrics {
             draining: add(r, &DRAINING)?,
             info: add(r, &INFO)?,
             process_start_time_seconds: add(r, &PROCESS_START_TIME_SECONDS)?,
+            confirmed_facts: add(r, &CONFIRMED_FACTS)?,
+            peer_backlog_facts: add(r, &PEER_BACKLOG_FACTS)?,
+            link_failures: add(r, &LINK_FAILURES)?,
+            rejected_facts: add(r, &REJECTED_FACTS)?,
+            rpc_requests: add(r, &RPC_REQUESTS)?,
+            retention_seconds: add(r, &RETENTION_SECONDS)?,
             registry,
         };
         metrics.info.with_label_values(&[version, zone]).set(1);
@@ -148,6 +164,14 @@ mod tests {
             text.contains("bsfg_append_latency_seconds_bucket{le=\"0.0001\"}"),
             "{text}"
         );
+        for (name, kind) in [
+            ("process_resident_memory_bytes", "gauge"),
+            ("process_cpu_seconds_total", "counter"),
+            ("process_open_fds", "gauge"),
+        ] {
+            let header = format!("# TYPE {name} {kind}\n");
+            assert!(text.contains(&header), "{header:?} missing:\n{text}");
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ const fn spec(name: &'static str, kind: Kind, labels: &'static [&'static str], h
 
 use Kind::{Counter, Gauge as G};
 
-// Appends are fsync-bound: 100 µs to ~3 s. RPCs include long-polls: 100 µs to ~52 s.
+// Appends are fsync-bound: 100 µs to ~3 s. RPCs (their work, not a long-poll's wait): 100 µs to ~52 s.
 const APPEND_BUCKETS: Kind = Kind::Histogram {
     start: 0.0001,
     factor: 2.0,
@@ -56,7 +56,7 @@ pub const REPLICATION_LAG_HIGH_WATERMARK: Spec = spec(
     "bsfg_replication_lag_high_watermark",
     G,
     &["peer"],
-    "Highest replication lag seen since the node started, in seconds.",
+    "Highest replication lag toward the peer in the last 10 minutes, in seconds.",
 );
 pub const FRONTIER_OFFSET: Spec = spec(
     "bsfg_frontier_offset",
@@ -116,7 +116,7 @@ pub const CONFIRM_RATE_PER_SECOND: Spec = spec(
     "bsfg_confirm_rate_per_second",
     G,
     &["consumer"],
-    "Facts the consumer confirmed per second, over the last refresh interval.",
+    "Facts the consumer confirmed per second over the last minute (prefer rate(bsfg_confirmed_facts_total)).",
 );
 pub const ARTIFACT_UPLOAD_TOTAL: Spec = spec(
     "bsfg_artifact_upload_total",
@@ -134,13 +134,13 @@ pub const ARTIFACT_RETRIEVAL_TOTAL: Spec = spec(
     "bsfg_artifact_retrieval_total",
     Counter,
     &[],
-    "Artifacts retrieved from peers.",
+    "Artifacts retrieved: pulled from peers, or served to local consumers by GetObject.",
 );
 pub const ARTIFACT_RETRIEVAL_FAILURES: Spec = spec(
     "bsfg_artifact_retrieval_failures",
     Counter,
     &[],
-    "Artifact retrievals from peers that failed.",
+    "Artifact retrievals that failed: pulls from peers, and GetObject calls of local consumers the node could not serve.",
 );
 pub const OBJECT_STORE_USAGE_BYTES: Spec = spec(
     "bsfg_object_store_usage_bytes",
@@ -159,13 +159,13 @@ pub const TLS_HANDSHAKE_ERRORS: Spec = spec(
     "bsfg_tls_handshake_errors_total",
     Counter,
     &["reason"],
-    "Refused or failed TLS handshakes, by reason.",
+    "TLS handshakes refused or failed, by reason, on accepted and dialled connections.",
 );
 pub const RPC_LATENCY: Spec = spec(
     "bsfg_rpc_latency_seconds",
     RPC_BUCKETS,
     &["operation"],
-    "Time to serve one RPC call, by operation.",
+    "Time to serve one RPC call, by operation; a fetch's long-poll wait for new facts is not counted.",
 );
 pub const GATE_STATE: Spec = spec(
     "bsfg_gate_state",
@@ -223,8 +223,46 @@ pub const PROCESS_START_TIME_SECONDS: Spec = spec(
     "Start time of the process since the Unix epoch, in seconds.",
 );
 
-/// Every metric the node registers, in the order of SPEC §11.
-pub const ALL: [&Spec; 31] = [
+pub const CONFIRMED_FACTS: Spec = spec(
+    "bsfg_confirmed_facts_total",
+    Counter,
+    &["consumer"],
+    "Forward-buffer facts confirmed by each local consumer (its cursor's advance).",
+);
+pub const PEER_BACKLOG_FACTS: Spec = spec(
+    "bsfg_peer_backlog_facts",
+    G,
+    &["peer"],
+    "Facts addressed to the peer that it has not confirmed.",
+);
+pub const LINK_FAILURES: Spec = spec(
+    "bsfg_link_failures_total",
+    Counter,
+    &["peer", "reason"],
+    "Failed dials and lost links to each peer, by reason.",
+);
+pub const REJECTED_FACTS: Spec = spec(
+    "bsfg_rejected_facts_total",
+    Counter,
+    &["reason"],
+    "Facts pulled from peers and refused (skipped and confirmed), by reason.",
+);
+pub const RPC_REQUESTS: Spec = spec(
+    "bsfg_rpc_requests_total",
+    Counter,
+    &["operation", "code"],
+    "RPC calls served, by operation and outcome (OK or the error code).",
+);
+pub const RETENTION_SECONDS: Spec = spec(
+    "bsfg_retention_seconds",
+    G,
+    &["buffer"],
+    "Configured retention of each buffer (store, forward), for alerts on facts about to expire.",
+);
+
+/// Every metric the node registers: SPEC §11's order, then the retention it is configured with.
+/// (The process metrics come from the prometheus crate's process collector.)
+pub const ALL: [&Spec; 37] = [
     &REPLICATION_LAG_SECONDS,
     &REPLICATION_LAG_HIGH_WATERMARK,
     &FRONTIER_OFFSET,
@@ -256,6 +294,12 @@ pub const ALL: [&Spec; 31] = [
     &DRAINING,
     &INFO,
     &PROCESS_START_TIME_SECONDS,
+    &CONFIRMED_FACTS,
+    &PEER_BACKLOG_FACTS,
+    &LINK_FAILURES,
+    &REJECTED_FACTS,
+    &RPC_REQUESTS,
+    &RETENTION_SECONDS,
 ];
 
 /// Builds the metric `spec` describes as `M` and registers it; refuses a type that does not

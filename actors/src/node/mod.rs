@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use crate::{
     backpressure::{BackpressureConfig, UsageReport},
     cert_watcher::{CertWatcher, CertWatcherConfig, Certificate},
-    forward_buffer::ForwardBufferConfig,
+    forward_buffer::{Consumers, ForwardBufferConfig},
     journal::JournalError,
     metrics::Metrics,
     objects::{ObjectError, ObjectsConfig},
@@ -32,6 +32,7 @@ use crate::{
     status::Progress,
     storage::{StorageError, Usage},
     store_buffer::StoreBufferConfig,
+    trace::Tracer,
     transport::tls::{TlsError, TlsMaterial},
     zone_gate::{self, GateState, GateSwitches, ZoneGate},
 };
@@ -90,6 +91,10 @@ pub struct Handles {
     pub usage: watch::Receiver<Usage>,
     /// Capacities the usage is measured against.
     pub buffers: Arc<BackpressureConfig>,
+    /// The forward buffer's consumers: list, delete, rewind.
+    pub consumers: Consumers,
+    /// Where a fact is on this node.
+    pub tracer: Tracer,
 }
 
 impl Handles {

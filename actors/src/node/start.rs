@@ -14,15 +14,16 @@ use crate::{
     backpressure::{Admission, Backpressure, BackpressureConfig, BackpressureDeps},
     cert_watcher::{CertWatcher, CertWatcherConfig, CertWatcherDeps, Certificate},
     events::Telemetry,
-    forward_buffer::ForwardBuffer,
+    forward_buffer::{Consumers, ForwardBuffer, Seen},
     journal::Journal,
     metrics::Metrics,
     objects::{ObjectError, ObjectStore, ObjectsConfig},
     peer_link::{PeerLink, PeerLinkConfig, PeerLinkDeps},
     rpc::{DrainHandle, RpcConfig, RpcDeps, RpcServer},
     status::{Progress, Refresher},
-    storage::RocksStorage,
+    storage::{Log, RocksStorage},
     store_buffer::StoreBuffer,
+    trace::Tracer,
     transport::tls::TlsMaterial,
     zone_gate::{GateSwitches, ZoneGate},
 };
@@ -45,10 +46,18 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
     let journal = Journal::start(storage.clone(), buffers.journal())?;
     let metrics = Arc::new(Metrics::new(&zone, env!("CARGO_PKG_VERSION"))?);
     let telemetry = Telemetry::new(log.clone(), metrics.clone(), &peers);
+    for buffer in [Log::Store, Log::Forward] {
+        let retention = buffers.limits(buffer).retention.as_secs_f64();
+        metrics
+            .retention_seconds
+            .with_label_values(&[buffer.as_str()])
+            .set(retention);
+    }
     let (admission, pulls_paused) = start_backpressure(&buffers, &journal, &telemetry);
     let objects = open_objects(&data_dir, objects, storage, &metrics).await?;
     let store = StoreBuffer::new(store, journal.clone(), admission, objects.clone()).start();
-    let forward = ForwardBuffer::new(forward, journal.clone()).start();
+    let seen = Seen::default();
+    let forward = ForwardBuffer::new(forward, journal.clone(), seen.clone()).start();
     let switches = GateSwitches::new(peers.clone());
     let gate = start_gate(&peers, &switches, &telemetry);
     let quic = Quic::open(&rpc, certs, tls, &telemetry)?;
@@ -77,7 +86,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         telemetry,
     };
     let server = start_rpc(&quic.endpoint, rpc, rpc_deps, dialed_rx, &log)?;
-    let (status, progress) = start_status(&journal, &metrics, peers, &quic.certificate);
+    let (status, progress) = start_status(&journal, &metrics, peers, &quic.certificate, &seen);
     metrics.node_up.set(1);
     let handles = Handles {
         metrics,
@@ -89,6 +98,8 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         progress,
         usage: journal.usage(),
         buffers: Arc::new(buffers),
+        consumers: Consumers::new(journal.clone(), seen.clone()),
+        tracer: Tracer::new(zone, journal, seen),
     };
     Ok(Node {
         endpoint: quic.endpoint,
@@ -165,6 +176,7 @@ fn start_status(
     metrics: &Arc<Metrics>,
     peers: Vec<String>,
     certificate: &watch::Receiver<Certificate>,
+    seen: &Seen,
 ) -> (tokio::task::JoinHandle<()>, watch::Receiver<Progress>) {
     let expiry = certificate.borrow().time_left(std::time::SystemTime::now());
     metrics.certificate_expiry_seconds.set(expiry.as_secs_f64());
@@ -175,6 +187,7 @@ fn start_status(
         peers,
         certificate: certificate.clone(),
         progress,
+        seen: seen.clone(),
     };
     (tokio::spawn(refresher.run()), progress_rx)
 }

@@ -42,8 +42,8 @@ use super::{
 };
 use crate::{
     events::{
-        Direction, FactConflict, FactRejected, FactsDuplicated, PeerConnected, PeerConnectionReplaced, PeerDialFailed,
-        PeerDisconnected, CLOSED_BY_OPERATOR,
+        Direction, FactConflict, FactRejected, FactsDuplicated, LinkFailure, PeerConnected, PeerConnectionReplaced,
+        PeerDialFailed, PeerDisconnected, Rejection, TlsHandshakeFailed, CLOSED_BY_OPERATOR,
     },
     forward_buffer::Insert,
     storage::Log,
@@ -68,6 +68,24 @@ enum PullError {
     Local(RpcError),
     #[error("artifact: {0}")]
     Objects(crate::objects::ObjectError),
+}
+
+impl PullError {
+    /// The bounded reason a session that failed with this counts under.
+    fn kind(&self) -> LinkFailure {
+        use quinn::ConnectionError as C;
+        match self {
+            Self::Stream(framed::StreamError::Connection(C::TimedOut)) | Self::Timeout(_) => LinkFailure::Timeout,
+            Self::Stream(framed::StreamError::Connection(
+                C::ApplicationClosed(_) | C::ConnectionClosed(_) | C::Reset | C::LocallyClosed,
+            )) => LinkFailure::Closed,
+            Self::Stream(_) => LinkFailure::Other,
+            Self::Remote(_) => LinkFailure::Refused,
+            Self::Protocol(_) => LinkFailure::Protocol,
+            Self::Local(_) => LinkFailure::Local,
+            Self::Objects(_) => LinkFailure::Artifact,
+        }
+    }
 }
 
 /// How a session on one connection ended.
@@ -128,7 +146,7 @@ impl Looper {
                 SessionEnd::Failed(e) => {
                     self.session.deps.telemetry.emit(PeerDisconnected {
                         peer: &self.session.config.peer,
-                        failure: Some(e),
+                        failure: Some((e.kind(), e)),
                     });
                     self.session.link_down(e.to_string());
                     Ended::Failed
@@ -234,8 +252,8 @@ impl Session {
                 .endpoint
                 .connect_with(self.deps.client_config.borrow().clone(), address, &self.config.peer);
         let result = match connecting {
-            Ok(connecting) => connecting.await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok(connecting) => connecting.await.map_err(|error| self.handshake_failed(address, &error)),
+            Err(e) => Err((LinkFailure::Other, e.to_string())),
         };
         Some(match result {
             Ok(conn) => {
@@ -248,15 +266,33 @@ impl Session {
                 });
                 Ok(conn)
             }
-            Err(reason) => {
+            Err((kind, reason)) => {
                 self.deps.telemetry.emit(PeerDialFailed {
                     peer: &self.config.peer,
                     remote: address,
+                    kind,
                     reason: &reason,
                 });
                 Err(format!("cannot connect to {address}: {reason}"))
             }
         })
+    }
+
+    /// A dial whose handshake did not complete: a refused certificate counts as a TLS failure
+    /// on this side too; a dial nobody answered is an unreachable peer.
+    fn handshake_failed(&self, remote: std::net::SocketAddr, error: &quinn::ConnectionError) -> (LinkFailure, String) {
+        self.deps.telemetry.emit(TlsHandshakeFailed {
+            remote,
+            direction: Direction::Outbound,
+            peer: Some(&self.config.peer),
+            error,
+        });
+        let kind = match error {
+            _ if tls::handshake_alert(error).is_some() => LinkFailure::Tls,
+            quinn::ConnectionError::TimedOut => LinkFailure::Unreachable,
+            _ => LinkFailure::Other,
+        };
+        (kind, error.to_string())
     }
 
     /// The three stages of a session; returns the first failure.
@@ -358,11 +394,16 @@ impl Session {
         });
         for fact in &rejected {
             let envelope = &fact.message.envelope;
+            let rejection = match envelope.from_zone == self.config.peer {
+                true => Rejection::WrongDestination,
+                false => Rejection::WrongOrigin,
+            };
             self.deps.telemetry.emit(FactRejected {
                 peer: &self.config.peer,
                 message_id: &envelope.message_id,
                 from_zone: &envelope.from_zone,
                 to_zone: &envelope.to_zone,
+                rejection,
             });
         }
         let good = self.with_artifacts(conn, good).await?;

@@ -1,30 +1,38 @@
 //! One finished RPC call, logged and counted in one place (SPEC §11, §12).
 //!
-//! Metrics: every call is timed in `bsfg_rpc_latency_seconds{operation}`; fetches and confirms
-//! count by role; appends count facts (`bsfg_append_requests_total`, failures by code, duplicates
-//! of the store buffer, the call's latency); uploads count by outcome.
+//! Metrics: every call is counted in `bsfg_rpc_requests_total{operation,code}` (`OK`, or the code
+//! of its failure) and timed in `bsfg_rpc_latency_seconds{operation}` — its work, without the
+//! time a fetch waited for new facts; fetches and confirms count by role; appends count facts
+//! (`bsfg_append_requests_total`, failures by code, duplicates of the store buffer, the call's
+//! latency); uploads count by outcome; a local consumer's `GetObject` counts as an artifact
+//! retrieval (a failure when the node could not serve an object it was asked for: `NOT_FOUND`,
+//! `UNAVAILABLE`, `INTERNAL`; not a caller's mistake such as a denied or malformed request).
 //!
 //! Log line: with `log.audit = true` every call is logged once as
 //! `rpc_call`: the caller's identity, the operation, the outcome (`result`, and for failures the
 //! wire `code` and `error_message`), `duration_ms`, and what the call was about — `message_id`,
 //! `to_zone` and `predicate` of an append; the number of `facts` of an `AppendFacts` call, how many
 //! were `appended`, `duplicates` or `failed`, and the index (`first_failed`), `code` and
-//! `error_message` of the first failure — logged with or without auditing; the `consumer`, or the `peer`, of a fetch or confirm;
-//! the size of a fetched page; `bucket` and `key` of an object call, with the stored `digest` and
-//! `size`. A page is one line, however many facts it holds. With
-//! `audit = false` only failures are logged, as `rpc_rejected`, without the request's details.
+//! `error_message` of the first failure — logged with or without auditing — and, when auditing,
+//! its `first_message_id` and `last_message_id`; the `consumer`, or the `peer`, of a fetch or
+//! confirm; the size of a fetched page and, when auditing, its `first_offset`, `last_offset`,
+//! `first_message_id` and `last_message_id` (read from the stored encodings, never decoding a
+//! fact); `bucket` and `key` of an object call, with the stored `digest` and `size`. A page is one
+//! line, however many facts it holds. `duration_ms` is the whole call; a fetch that waited for new
+//! facts also says `waited_ms`. With `audit = false` only failures are logged, as `rpc_rejected`,
+//! without the request's details.
 //!
 //! The line is on the hot path of every append: values are borrowed or copied into the record,
 //! never formatted; the request's details are copied only when auditing.
 
 use std::time::Duration;
 
-use bsfg_proto::{AppendResponse, BatchTally, EncodedPage, Request, Response, RpcError};
+use bsfg_proto::{codec, AppendResponse, BatchTally, EncodedPage, ErrorCode, Request, Response, RpcError};
 use slog::{info, warn, Record, Serializer, KV};
 
 use super::caller::Caller;
 use crate::{
-    events::{FactsDuplicated, Telemetry, ROLE_CONSUMER, ROLE_PEER},
+    events::{FactsDuplicated, Telemetry, CODE_OK, ROLE_CONSUMER, ROLE_PEER},
     metrics::Metrics,
     storage::Log,
 };
@@ -33,10 +41,21 @@ pub const RPC_CALL: &str = "rpc_call";
 pub const RPC_REJECTED: &str = "rpc_rejected";
 
 /// What a call answers: a response, or a page served from the stored encodings of its facts,
-/// which goes on the wire as the `Response::Fetch` it encodes to.
+/// which goes on the wire as the `Response::Fetch` it encodes to, with how long the fetch waited
+/// for its first fact.
 pub(super) enum Answer {
     Response(Response),
-    Page(EncodedPage),
+    Page { page: EncodedPage, waited: Duration },
+}
+
+impl Answer {
+    /// How long the call waited for new facts rather than worked.
+    pub(super) fn waited(&self) -> Duration {
+        match self {
+            Self::Page { waited, .. } => *waited,
+            Self::Response(_) => Duration::ZERO,
+        }
+    }
 }
 
 impl From<Response> for Answer {
@@ -49,7 +68,7 @@ impl bincode::Encode for Answer {
     fn encode<E: bincode::enc::Encoder>(&self, encoder: &mut E) -> Result<(), bincode::error::EncodeError> {
         match self {
             Self::Response(response) => response.encode(encoder),
-            Self::Page(page) => page.encode(encoder),
+            Self::Page { page, .. } => page.encode(encoder),
         }
     }
 }
@@ -57,7 +76,12 @@ impl bincode::Encode for Answer {
 /// What a request was about, copied out of it before it is dispatched (the request moves on).
 #[derive(Debug, Default)]
 pub(super) struct Details {
+    /// Captured for an audit line: the answer's details are written too.
+    audited: bool,
     message_id: Option<String>,
+    /// The first and last message of an `AppendFacts` call.
+    first_message_id: Option<String>,
+    last_message_id: Option<String>,
     to_zone: Option<String>,
     predicate: Option<String>,
     consumer: Option<String>,
@@ -71,7 +95,10 @@ impl Details {
     /// auditing carry only the outcome.
     pub(super) fn capture(request: &Request, caller: &Caller, audit: bool) -> Self {
         match audit {
-            true => Self::of(request, caller),
+            true => Self {
+                audited: true,
+                ..Self::of(request, caller)
+            },
             false => Self::default(),
         }
     }
@@ -86,7 +113,14 @@ impl Details {
                 predicate: Some(r.message.fact.predicate.clone()),
                 ..Self::default()
             },
-            Request::AppendBatch(_) => Self::default(),
+            Request::AppendBatch(r) => {
+                let id = |m: Option<&bsfg_proto::Message>| m.map(|m| m.envelope.message_id.clone());
+                Self {
+                    first_message_id: id(r.messages.first()),
+                    last_message_id: id(r.messages.last()),
+                    ..Self::default()
+                }
+            }
             Request::Fetch(r) => Self {
                 consumer: consumer(&r.consumer),
                 ..Self::default()
@@ -118,6 +152,7 @@ pub(super) struct Call<'a> {
     pub facts: usize,
     pub details: &'a Details,
     pub answer: &'a Answer,
+    /// From the request read to the answer, less [`Answer::waited`].
     pub took: Duration,
 }
 
@@ -140,6 +175,8 @@ impl Call<'_> {
     fn record(&self, telemetry: &Telemetry) {
         let (metrics, took) = (&*telemetry.metrics, self.took.as_secs_f64());
         metrics.rpc_latency.with_label_values(&[self.operation]).observe(took);
+        let code = failure(self.answer).map_or(CODE_OK, |e| e.code.as_str());
+        metrics.rpc_requests.with_label_values(&[self.operation, code]).inc();
         let role = match self.caller {
             Caller::Peer(_) => ROLE_PEER,
             _ => ROLE_CONSUMER,
@@ -163,8 +200,20 @@ impl Call<'_> {
             ("confirm_receipt", _) => metrics.confirm_requests.with_label_values(&[role]).inc(),
             ("put_object", Answer::Response(Response::PutObject(_))) => metrics.artifact_upload_total.inc(),
             ("put_object", _) => metrics.artifact_upload_failures.inc(),
+            ("get_object", answer) if role == ROLE_CONSUMER => record_retrieval(metrics, answer),
             _ => {}
         }
+    }
+}
+
+/// A local consumer's `GetObject`: a retrieval, or a failure to serve one.
+fn record_retrieval(metrics: &Metrics, answer: &Answer) {
+    match failure(answer).map(|e| e.code) {
+        None => metrics.artifact_retrieval_total.inc(),
+        Some(ErrorCode::NotFound | ErrorCode::Unavailable | ErrorCode::Internal) => {
+            metrics.artifact_retrieval_failures.inc()
+        }
+        Some(_) => {}
     }
 }
 
@@ -191,9 +240,13 @@ impl KV for Call<'_> {
         if self.operation == "append_facts" {
             s.emit_usize("facts", self.facts)?;
         }
-        s.emit_f64("duration_ms", self.took.as_secs_f64() * 1000.0)?;
+        let waited = self.answer.waited();
+        s.emit_f64("duration_ms", (self.took + waited).as_secs_f64() * 1000.0)?;
+        if !waited.is_zero() {
+            s.emit_f64("waited_ms", waited.as_secs_f64() * 1000.0)?;
+        }
         emit_details(self.details, s)?;
-        emit_outcome(self.answer, s)
+        emit_outcome(self.answer, self.details.audited, s)
     }
 }
 
@@ -203,6 +256,8 @@ fn emit_details(d: &Details, s: &mut dyn Serializer) -> slog::Result {
         ("to_zone", &d.to_zone),
         ("predicate", &d.predicate),
         ("consumer", &d.consumer),
+        ("first_message_id", &d.first_message_id),
+        ("last_message_id", &d.last_message_id),
         ("bucket", &d.bucket),
         ("key", &d.key),
     ];
@@ -226,11 +281,27 @@ fn failure(answer: &Answer) -> Option<&RpcError> {
     }
 }
 
-fn emit_outcome(answer: &Answer, s: &mut dyn Serializer) -> slog::Result {
+/// A page's size, and when `audited` which facts it held: first and last offset and message id.
+fn emit_page(page: &EncodedPage, audited: bool, s: &mut dyn Serializer) -> slog::Result {
+    s.emit_usize("facts", page.facts.len())?;
+    s.emit_u64("high_offset", page.high_offset)?;
+    let (Some(first), Some(last), true) = (page.facts.first(), page.facts.last(), audited) else {
+        return Ok(());
+    };
+    s.emit_u64("first_offset", first.offset)?;
+    s.emit_u64("last_offset", last.offset)?;
+    for (key, fact) in [("first_message_id", first), ("last_message_id", last)] {
+        if let Ok(id) = codec::message_id_of(&fact.message) {
+            s.emit_str(key, id)?;
+        }
+    }
+    Ok(())
+}
+
+fn emit_outcome(answer: &Answer, audited: bool, s: &mut dyn Serializer) -> slog::Result {
     let response = match answer {
-        Answer::Page(page) => {
-            s.emit_usize("facts", page.facts.len())?;
-            s.emit_u64("high_offset", page.high_offset)?;
+        Answer::Page { page, .. } => {
+            emit_page(page, audited, s)?;
             return s.emit_str("result", "success");
         }
         Answer::Response(response) => response,
@@ -450,6 +521,125 @@ mod tests {
             "a call refused whole counts its facts"
         );
         assert_eq!(metrics.append_failures.with_label_values(&["UNAVAILABLE"]).get(), 3);
+    }
+
+    #[test]
+    fn every_call_counts_by_operation_and_outcome() {
+        let ack = Response::Append(AppendResponse {
+            offset: 1,
+            duplicate: false,
+        });
+        let (_, metrics) = emitted(false, &client(), &append(), &ack);
+        let count = |op: &str, code: &str| metrics.rpc_requests.with_label_values(&[op, code]).get();
+        assert_eq!(count("append_fact", "OK"), 1);
+        let refused = Response::Error(RpcError::unavailable("node is draining"));
+        let (_, metrics) = emitted(false, &client(), &append(), &refused);
+        let count = |op: &str, code: &str| metrics.rpc_requests.with_label_values(&[op, code]).get();
+        assert_eq!(
+            (count("append_fact", "OK"), count("append_fact", "UNAVAILABLE")),
+            (0, 1)
+        );
+    }
+
+    #[test]
+    fn a_local_consumers_get_object_counts_as_a_retrieval() {
+        let get = Request::GetObject(bsfg_proto::GetObjectRequest {
+            bucket: "batch".into(),
+            key: "42.pdf".into(),
+        });
+        let meta = bsfg_proto::ObjectMeta {
+            bucket: "batch".into(),
+            key: "42.pdf".into(),
+            digest: bsfg_proto::ObjectDigest::of(b"pdf"),
+            size: 3,
+            media_type: Some("application/pdf".into()),
+        };
+        let (_, metrics) = emitted(true, &client(), &get, &Response::GetObject(meta));
+        assert_eq!(metrics.artifact_retrieval_total.get(), 1);
+        let missing = Response::Error(RpcError::new(bsfg_proto::ErrorCode::NotFound, "no object"));
+        let (_, metrics) = emitted(true, &client(), &get, &missing);
+        assert_eq!(
+            metrics.artifact_retrieval_failures.get(),
+            1,
+            "the node could not serve it"
+        );
+        let denied = Response::Error(RpcError::denied("no consume role"));
+        let (_, metrics) = emitted(true, &client(), &get, &denied);
+        assert_eq!(metrics.artifact_retrieval_failures.get(), 0, "the caller's mistake");
+    }
+
+    #[test]
+    fn audited_batches_and_pages_name_their_first_and_last_facts() {
+        let Request::Append(one) = append() else {
+            unreachable!("append() builds an append")
+        };
+        let mut last = one.message.clone();
+        last.envelope.message_id = "order-19".into();
+        let batch = Request::AppendBatch(AppendBatchRequest {
+            messages: vec![one.message.clone(), one.message.clone(), last.clone()],
+        });
+        let ok = |offset| {
+            Ok(AppendResponse {
+                offset,
+                duplicate: false,
+            })
+        };
+        let done = Response::AppendBatch(AppendBatchResponse {
+            results: vec![ok(7), ok(7), ok(8)],
+        });
+        let line = logged(true, &client(), &batch, &done);
+        assert_eq!(field(&line, "first_message_id"), Some("order-17"));
+        assert_eq!(field(&line, "last_message_id"), Some("order-19"));
+
+        let encoded = |offset, message: &Message| bsfg_proto::EncodedFact {
+            offset,
+            message: bsfg_proto::codec::encode_value(message).expect("encode"),
+        };
+        let page = EncodedPage {
+            facts: vec![encoded(11, &one.message), encoded(12, &last)],
+            high_offset: 12,
+        };
+        let fetch = Request::Fetch(bsfg_proto::FetchRequest {
+            consumer: "mes".into(),
+            limit: 10,
+            max_wait_ms: 1000,
+            after: None,
+        });
+        let capture = Capture::default();
+        let details = Details::capture(&fetch, &client(), true);
+        let answer = Answer::Page {
+            page,
+            waited: Duration::from_millis(700),
+        };
+        let call = Call {
+            caller: &client(),
+            operation: fetch.operation(),
+            facts: 0,
+            details: &details,
+            answer: &answer,
+            took: Duration::from_millis(2),
+        };
+        let metrics = Arc::new(Metrics::new("plant-a", "test").expect("metrics"));
+        call.emit(&Telemetry::new(capture.logger(), metrics.clone(), &[]), true);
+        let line = capture.lines().pop().unwrap_or_default();
+        for (key, value) in [
+            ("facts", "2"),
+            ("first_offset", "11"),
+            ("last_offset", "12"),
+            ("first_message_id", "order-17"),
+            ("last_message_id", "order-19"),
+            ("consumer", "mes"),
+            ("duration_ms", "702"),
+            ("waited_ms", "700"),
+        ] {
+            assert_eq!(field(&line, key), Some(value), "{key}: {line:?}");
+        }
+        let latency = metrics.rpc_latency.with_label_values(&["fetch_facts"]);
+        assert!(
+            latency.get_sample_sum() < 0.01,
+            "the long-poll wait is not the call's work: {}",
+            latency.get_sample_sum()
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use bsfg_proto::{
-    rpc::MAX_APPEND_BATCH, AppendBatchResponse, ConfirmRequest, ConfirmResponse, EncodedPage, FetchRequest, Message,
-    Request, Response, RpcError,
+    rpc::MAX_APPEND_BATCH, AppendBatchResponse, ConfirmRequest, ConfirmResponse, FetchRequest, Message, Request,
+    Response, RpcError,
 };
 use quinn::RecvStream;
 
@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     forward_buffer,
-    long_poll::PageRequest,
+    long_poll::{PageRequest, Served},
     store_buffer::{self, Outcomes},
     zone_gate,
 };
@@ -43,7 +43,7 @@ pub(super) async fn dispatch(
             .unwrap_or_else(Response::Error),
         Request::Fetch(r) => {
             return match fetch(r, caller, ctx).await {
-                Ok(page) => Answer::Page(page),
+                Ok(Served { page, waited }) => Answer::Page { page, waited },
                 Err(e) => Response::Error(e).into(),
             }
         }
@@ -72,7 +72,7 @@ async fn append(messages: Vec<Message>, caller: &Caller, ctx: &Context) -> Resul
     flatten(ctx.deps.store.send(store_buffer::Append(messages)).await)
 }
 
-async fn fetch(r: FetchRequest, caller: &Caller, ctx: &Context) -> Result<EncodedPage, RpcError> {
+async fn fetch(r: FetchRequest, caller: &Caller, ctx: &Context) -> Result<Served, RpcError> {
     let deps = &ctx.deps;
     let request = PageRequest {
         limit: r.limit,
@@ -85,12 +85,12 @@ async fn fetch(r: FetchRequest, caller: &Caller, ctx: &Context) -> Result<Encode
                 peer: zone.clone(),
                 page: request,
             };
-            let page = flatten(deps.store.send(msg).await)?;
+            let served = flatten(deps.store.send(msg).await)?;
             deps.gate.do_send(zone_gate::Served {
                 peer: zone.clone(),
-                behind: page.facts.len() >= r.limit as usize,
+                behind: served.page.facts.len() >= r.limit as usize,
             });
-            page
+            served
         }
         _ => {
             authorise(caller, Role::Consume, &ctx.config.zone)?;

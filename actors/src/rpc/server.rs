@@ -70,7 +70,12 @@ async fn accept(incoming: quinn::Incoming, ctx: Arc<Context>) {
     let conn = match incoming.await {
         Ok(conn) => conn,
         Err(error) => {
-            deps.telemetry.emit(TlsHandshakeFailed { remote, error: &error });
+            deps.telemetry.emit(TlsHandshakeFailed {
+                remote,
+                direction: Direction::Inbound,
+                peer: None,
+                error: &error,
+            });
             return;
         }
     };
@@ -148,7 +153,7 @@ async fn serve_stream(
         facts,
         details: &details,
         answer: &answer,
-        took: started.elapsed(),
+        took: started.elapsed().saturating_sub(answer.waited()),
     };
     call.emit(&deps.telemetry, config.audit);
     let _ = recv.stop(StreamCode::Done.code().into());

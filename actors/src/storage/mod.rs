@@ -29,7 +29,8 @@
 //! # Write batches
 //! Every [`Batch`] is one RocksDB `WriteBatch`: the log entries, their index entries, the highest
 //! offsets and the usage in `meta`, any cursor updates and any deletions land together or not at
-//! all. Many appends, inserts, confirms and at most a few deletion plans share one batch (group
+//! all (a consumer's cursor deleted by an operator too). Many appends, inserts, confirms and at
+//! most a few deletion plans share one batch (group
 //! commit, see `journal`). A batch is written with `sync = true` unless it holds only deletions
 //! of confirmed facts: such a delete lost in a crash makes the fact (and the usage counters in
 //! the same batch) reappear, and the next sweep deletes it again; nobody was told about it. A
@@ -233,6 +234,8 @@ pub struct Batch {
     pub store: Vec<StoreAppend>,
     pub forward: Vec<ForwardInsert>,
     pub cursors: Vec<(CursorKey, u64)>,
+    /// Cursors forgotten (an operator deleted a consumer).
+    pub cursor_deletes: Vec<CursorKey>,
     pub store_deletes: Vec<StoreDelete>,
     pub forward_deletes: Vec<ForwardDelete>,
     pub store_high: Option<u64>,
@@ -246,6 +249,7 @@ impl Batch {
         self.store.is_empty()
             && self.forward.is_empty()
             && self.cursors.is_empty()
+            && self.cursor_deletes.is_empty()
             && self.store_deletes.is_empty()
             && self.forward_deletes.is_empty()
     }
@@ -253,7 +257,7 @@ impl Batch {
     /// Whether the batch must be fsync'd: everything but the deletion of confirmed facts
     /// (see "Write batches" above).
     pub fn needs_sync(&self) -> bool {
-        !(self.store.is_empty() && self.forward.is_empty() && self.cursors.is_empty())
+        !(self.store.is_empty() && self.forward.is_empty() && self.cursors.is_empty() && self.cursor_deletes.is_empty())
             || self.store_deletes.iter().any(|d| d.reason.is_loss())
             || self.forward_deletes.iter().any(|d| d.log && d.reason.is_loss())
     }
@@ -267,6 +271,8 @@ pub struct LogRecord {
     pub stored_at_unix_ms: u64,
     /// Value bytes of the entry (what [`Usage`] counts).
     pub stored_bytes: u64,
+    /// A forward entry's offset in its sender's store buffer (0 for a store entry).
+    pub source_offset: u64,
     /// The message as it was stored (`codec::encode_value`): pages are served from these bytes
     /// as they are, so only readers that need the message's fields decode it.
     pub encoded: Vec<u8>,
@@ -336,4 +342,6 @@ pub trait Storage: Send + Sync + 'static {
     fn read_window(&self, after: u64, limit: usize) -> Result<Vec<WindowEntry>, StorageError>;
     /// The value size of each log entry, `None` where it is gone.
     fn log_sizes(&self, log: Log, offsets: &[u64]) -> Result<Vec<Option<u64>>, StorageError>;
+    /// One log entry, `None` where it is gone (`bsfg trace`).
+    fn read_entry(&self, log: Log, offset: u64) -> Result<Option<LogRecord>, StorageError>;
 }

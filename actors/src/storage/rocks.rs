@@ -180,6 +180,9 @@ impl Storage for RocksStorage {
         for (key, value) in &batch.cursors {
             wb.put_cf(cursors, encode_cursor_key(key), value.to_be_bytes());
         }
+        for key in &batch.cursor_deletes {
+            wb.delete_cf(cursors, encode_cursor_key(key));
+        }
         self.put_deletes(&mut wb, batch)?;
         if let Some(usage) = &batch.usage {
             wb.put_cf(self.cf(META)?, META_USAGE, encode_usage(usage));
@@ -241,6 +244,14 @@ impl Storage for RocksStorage {
 
     fn log_sizes(&self, log: Log, offsets: &[u64]) -> Result<Vec<Option<u64>>, StorageError> {
         self.sizes(log, offsets)
+    }
+
+    fn read_entry(&self, log: Log, offset: u64) -> Result<Option<LogRecord>, StorageError> {
+        let (cf, header) = match log {
+            Log::Store => (STORE_LOG, STORE_HEADER),
+            Log::Forward => (FWD_LOG, FORWARD_HEADER),
+        };
+        Ok(self.read_log(cf, &[offset], header)?.pop())
     }
 
     fn count_store(&self, peer: &str, after: u64, upto: u64) -> Result<u64, StorageError> {
@@ -398,10 +409,15 @@ fn decode_record(offset: u64, value: &[u8], header: usize) -> Result<LogRecord, 
     let body = value
         .get(header..)
         .ok_or_else(|| corrupt("log entry", &key, "shorter than its header"))?;
+    let source_offset = match header {
+        FORWARD_HEADER => be_u64(&value[8..16], "log entry", &key)?,
+        _ => 0,
+    };
     Ok(LogRecord {
         offset,
         stored_at_unix_ms: stored_at,
         stored_bytes: value.len() as u64,
+        source_offset,
         encoded: body.to_vec(),
     })
 }

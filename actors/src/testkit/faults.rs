@@ -173,4 +173,9 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         self.faults.call(Op::Read)?;
         self.inner.log_sizes(log, offsets)
     }
+
+    fn read_entry(&self, log: Log, offset: u64) -> Result<Option<LogRecord>, StorageError> {
+        self.faults.call(Op::Read)?;
+        self.inner.read_entry(log, offset)
+    }
 }

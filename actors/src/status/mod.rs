@@ -1,0 +1,234 @@
+//! The status refresher: once a second, from the journal's cursors and a few index reads (on the
+//! blocking pool), it sets the progress gauges of SPEC §11 — per peer the frontier, the backlog,
+//! the replication lag and its peak over the last ten minutes; per consumer the backlog, the lag,
+//! the facts confirmed (a counter) and the confirm rate over the last minute — and the
+//! certificate's expiry countdown, and publishes the same numbers as a [`Progress`] for
+//! `/v1/status`.
+//!
+//! A consumer shows from its first fetch (the forward buffer's [`Seen`], at cursor 0 until it
+//! confirms), so one that fetches but never confirms has its backlog and lag. A consumer that is
+//! gone (deleted by an operator) loses its series at the next refresh.
+//!
+//! - `backlog`: a peer's backlog, counted incrementally from the per-peer index.
+//! - `window`: the rate and the peak over sliding windows of real time.
+
+mod backlog;
+mod window;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use bsfg_proto::model::now_unix_ms;
+use tokio::sync::watch;
+
+use backlog::Backlog;
+use window::{PeakWindow, RateWindow, PEAK_WINDOW, RATE_WINDOW};
+
+use crate::{
+    cert_watcher::Certificate,
+    forward_buffer::{consumer_cursors, Seen},
+    journal::Journal,
+    metrics::Metrics,
+    storage::CursorKey,
+};
+
+const INTERVAL: Duration = Duration::from_secs(1);
+
+/// Replication toward one peer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PeerProgress {
+    pub frontier: u64,
+    /// Facts addressed to the peer that it has not confirmed.
+    pub backlog: u64,
+    pub lag_seconds: f64,
+}
+
+/// Consumption by one local consumer of the forward buffer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConsumerProgress {
+    pub cursor: u64,
+    pub backlog: u64,
+    pub lag_seconds: f64,
+}
+
+/// What the last refresh saw, for `/v1/status`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    pub peers: BTreeMap<String, PeerProgress>,
+    pub consumers: BTreeMap<String, ConsumerProgress>,
+}
+
+/// What the refresher reads and where it publishes.
+pub struct Refresher {
+    pub journal: Journal,
+    pub metrics: Arc<Metrics>,
+    pub peers: Vec<String>,
+    pub certificate: watch::Receiver<Certificate>,
+    pub progress: watch::Sender<Progress>,
+    /// Consumers seen fetching, with or without a cursor.
+    pub seen: Seen,
+}
+
+/// What one refresh carries over to the next.
+#[derive(Default)]
+struct Memory {
+    consumers: HashMap<String, ConsumerMemory>,
+    backlogs: HashMap<String, Backlog>,
+    lag_peaks: HashMap<String, PeakWindow>,
+    /// Whether a refresh ran before: consumers seen at the first one existed before this
+    /// process (their confirmations were counted by an earlier one); later ones start at 0.
+    refreshed: bool,
+}
+
+/// A consumer's cursor at the last refresh and its confirm rate window.
+struct ConsumerMemory {
+    cursor: u64,
+    rate: RateWindow,
+}
+
+impl Refresher {
+    /// Runs until the task is aborted.
+    pub async fn run(self) {
+        let shared = Arc::new(self);
+        let mut memory = Memory::default();
+        let mut ticker = tokio::time::interval(INTERVAL);
+        loop {
+            ticker.tick().await;
+            let left = shared.certificate.borrow().time_left(SystemTime::now());
+            shared.metrics.certificate_expiry_seconds.set(left.as_secs_f64());
+            let refresher = shared.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                let progress = refresher.refresh_once(&mut memory);
+                refresher.progress.send_replace(progress);
+                memory
+            })
+            .await;
+            memory = done.unwrap_or_default();
+        }
+    }
+
+    fn refresh_once(&self, memory: &mut Memory) -> Progress {
+        let cursors = self.journal.cursors();
+        // Read after the cursors: every confirmed offset is then at or below these.
+        let (store_high, forward_high) = (
+            *self.journal.store_high().borrow(),
+            *self.journal.forward_high().borrow(),
+        );
+        let now = Instant::now();
+        let mut progress = Progress::default();
+        for peer in &self.peers {
+            let frontier = cursors.get(&CursorKey::Peer(peer.clone())).copied().unwrap_or(0);
+            let seen = self.peer(peer, frontier, store_high, memory);
+            let peak = memory
+                .lag_peaks
+                .entry(peer.clone())
+                .or_insert_with(|| PeakWindow::new(PEAK_WINDOW))
+                .observe(now, seen.lag_seconds);
+            let high = self.metrics.replication_lag_high_watermark.with_label_values(&[peer]);
+            high.set(peak);
+            progress.peers.insert(peer.clone(), seen);
+        }
+        for (name, cursor) in consumer_cursors(&self.journal, &self.seen) {
+            let consumer = self.consumer(&name, cursor, forward_high, now, memory);
+            progress.consumers.insert(name, consumer);
+        }
+        self.forget_gone(&progress, memory);
+        memory.refreshed = true;
+        progress
+    }
+
+    /// Drops the series and memory of consumers that no longer exist (deleted by an operator).
+    fn forget_gone(&self, progress: &Progress, memory: &mut Memory) {
+        let m = &self.metrics;
+        memory.consumers.retain(|name, _| {
+            let keep = progress.consumers.contains_key(name);
+            if !keep {
+                let _ = m.consumer_backlog_size.remove_label_values(&[name]);
+                let _ = m.consumer_lag_seconds.remove_label_values(&[name]);
+                let _ = m.confirm_rate_per_second.remove_label_values(&[name]);
+                let _ = m.confirmed_facts.remove_label_values(&[name]);
+            }
+            keep
+        });
+    }
+
+    fn peer(&self, peer: &str, frontier: u64, store_high: u64, memory: &mut Memory) -> PeerProgress {
+        let storage = self.journal.storage();
+        self.metrics
+            .frontier_offset
+            .with_label_values(&[peer])
+            .set(frontier as i64);
+        let oldest = storage
+            .read_store(peer, frontier, store_high, 1)
+            .ok()
+            .and_then(|r| r.first().cloned());
+        let lag = oldest.map_or(0.0, |r| age(r.stored_at_unix_ms));
+        self.metrics.replication_lag_seconds.with_label_values(&[peer]).set(lag);
+        let backlog = memory.backlogs.entry(peer.to_owned()).or_default();
+        let counted = backlog.update(frontier, store_high, |after, upto| {
+            storage.count_store(peer, after, upto)
+        });
+        // A storage fault leaves the last count standing; the next refresh tries again.
+        let backlog = counted.unwrap_or(backlog.count);
+        let gauge = self.metrics.peer_backlog_facts.with_label_values(&[peer]);
+        gauge.set(i64::try_from(backlog).unwrap_or(i64::MAX));
+        PeerProgress {
+            frontier,
+            backlog,
+            lag_seconds: lag,
+        }
+    }
+
+    fn consumer(
+        &self,
+        name: &str,
+        cursor: u64,
+        forward_high: u64,
+        now: Instant,
+        memory: &mut Memory,
+    ) -> ConsumerProgress {
+        let backlog = forward_high.saturating_sub(cursor);
+        self.metrics
+            .consumer_backlog_size
+            .with_label_values(&[name])
+            .set(backlog as i64);
+        let oldest = self
+            .journal
+            .storage()
+            .read_forward(cursor, forward_high, 1)
+            .ok()
+            .and_then(|r| r.first().cloned());
+        let lag = oldest.map_or(0.0, |r| age(r.stored_at_unix_ms));
+        self.metrics.consumer_lag_seconds.with_label_values(&[name]).set(lag);
+        let baseline = if memory.refreshed { 0 } else { cursor };
+        let seen = memory
+            .consumers
+            .entry(name.to_owned())
+            .or_insert_with(|| ConsumerMemory {
+                cursor: baseline,
+                rate: RateWindow::new(RATE_WINDOW),
+            });
+        // Counted from the cursor's advance (a rewind counts the facts again once re-confirmed).
+        let confirmed = self.metrics.confirmed_facts.with_label_values(&[name]);
+        confirmed.inc_by(cursor.saturating_sub(seen.cursor));
+        seen.cursor = cursor;
+        let rate = seen.rate.observe(now, cursor);
+        self.metrics
+            .confirm_rate_per_second
+            .with_label_values(&[name])
+            .set(rate);
+        ConsumerProgress {
+            cursor,
+            backlog,
+            lag_seconds: lag,
+        }
+    }
+}
+
+/// Age in seconds of something stored at `stored_at_unix_ms`.
+fn age(stored_at_unix_ms: u64) -> f64 {
+    now_unix_ms().saturating_sub(stored_at_unix_ms) as f64 / 1000.0
+}

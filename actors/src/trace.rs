@@ -1,0 +1,187 @@
+//! Where is my fact? (`bsfg trace`, `GET /v1/trace/{from_zone}/{message_id}`): what this node
+//! knows of one fact, from its idempotency indexes, logs and cursors, read on the blocking pool.
+//!
+//! - A fact produced here (`from_zone` is this zone) is looked up in the store buffer by its
+//!   `message_id`: its offset, destination, when it was stored, and whether the destination has
+//!   confirmed it (its frontier is at or past the offset).
+//! - A fact from another zone is looked up in the forward buffer by `(from_zone, message_id)`:
+//!   its offset here and in the sender's store buffer, when it arrived, and which consumers (with
+//!   a cursor, or seen fetching) have confirmed it. The dedupe window outlives the log entry, so a fact reclaimed after every
+//!   consumer confirmed it (or expired) is still found, marked not retained.
+//! - Anything else is unknown here: never appended here, not arrived yet, or deleted from the
+//!   store buffer (confirmed and reclaimed, or lost — `fact_expired` / `fact_dropped` in the log
+//!   name it).
+//!
+//! Run against each zone's node, the answers trace a fact from its producer to its consumers.
+
+use bsfg_proto::RpcError;
+
+use crate::{
+    forward_buffer::{consumer_cursors, Seen},
+    journal::Journal,
+    storage::{CursorKey, Index, Log, Storage, StorageError},
+};
+
+/// A fact in this node's store buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub offset: u64,
+    pub to_zone: String,
+    pub stored_at_unix_ms: u64,
+    /// The destination's frontier in this store buffer.
+    pub frontier: u64,
+}
+
+impl Stored {
+    /// Whether the destination confirmed it (it can then be reclaimed at any time).
+    pub fn confirmed(&self) -> bool {
+        self.frontier >= self.offset
+    }
+}
+
+/// A fact in this node's forward buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub offset: u64,
+    /// Its offset in the sender's store buffer; `None` once the log entry is reclaimed.
+    pub source_offset: Option<u64>,
+    /// When it arrived here; `None` once it left the dedupe window's record too.
+    pub received_at_unix_ms: Option<u64>,
+    /// Whether its log entry is still retained (consumers can still fetch it).
+    pub retained: bool,
+    /// Every known consumer with its cursor: those at or past `offset` have confirmed it.
+    pub consumers: Vec<(String, u64)>,
+}
+
+/// What this node knows of one fact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    Stored(Stored),
+    Received(Received),
+    Unknown,
+}
+
+/// Traces facts on one node; cheap to clone.
+#[derive(Clone)]
+pub struct Tracer {
+    zone: String,
+    journal: Journal,
+    seen: Seen,
+}
+
+impl Tracer {
+    pub fn new(zone: String, journal: Journal, seen: Seen) -> Self {
+        Self { zone, journal, seen }
+    }
+
+    /// What this node knows of the fact `message_id` produced in `from_zone`.
+    pub async fn trace(&self, from_zone: String, message_id: String) -> Result<Found, RpcError> {
+        let (storage, cursors) = (self.journal.storage(), self.journal.cursors());
+        let consumers: Vec<(String, u64)> = consumer_cursors(&self.journal, &self.seen).into_iter().collect();
+        let local = from_zone == self.zone;
+        let found = tokio::task::spawn_blocking(move || match local {
+            true => stored(&*storage, &message_id, &cursors),
+            false => received(&*storage, &from_zone, &message_id, consumers),
+        });
+        found
+            .await
+            .map_err(|e| RpcError::internal(format!("trace task failed: {e}")))?
+            .map_err(|e| RpcError::unavailable(e.to_string()))
+    }
+}
+
+type Cursors = std::collections::HashMap<CursorKey, u64>;
+
+fn stored(storage: &dyn Storage, message_id: &str, cursors: &Cursors) -> Result<Found, StorageError> {
+    let Some(Some(idem)) = storage.lookup(Index::Store, &[("", message_id)])?.pop() else {
+        return Ok(Found::Unknown);
+    };
+    let Some(record) = storage.read_entry(Log::Store, idem.offset)? else {
+        return Ok(Found::Unknown);
+    };
+    let to_zone = record.message()?.envelope.to_zone;
+    let frontier = cursors.get(&CursorKey::Peer(to_zone.clone())).copied().unwrap_or(0);
+    Ok(Found::Stored(Stored {
+        offset: idem.offset,
+        to_zone,
+        stored_at_unix_ms: record.stored_at_unix_ms,
+        frontier,
+    }))
+}
+
+fn received(
+    storage: &dyn Storage,
+    from_zone: &str,
+    message_id: &str,
+    consumers: Vec<(String, u64)>,
+) -> Result<Found, StorageError> {
+    let Some(Some(idem)) = storage.lookup(Index::Forward, &[(from_zone, message_id)])?.pop() else {
+        return Ok(Found::Unknown);
+    };
+    let record = storage.read_entry(Log::Forward, idem.offset)?;
+    let window = storage.read_window(idem.offset.saturating_sub(1), 1)?;
+    let arrived = window.first().filter(|w| w.offset == idem.offset);
+    Ok(Found::Received(Received {
+        offset: idem.offset,
+        source_offset: record.as_ref().map(|r| r.source_offset),
+        received_at_unix_ms: record
+            .as_ref()
+            .map(|r| r.stored_at_unix_ms)
+            .or(arrived.map(|w| w.received_at_unix_ms)),
+        retained: record.is_some(),
+        consumers,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        journal::JournalConfig,
+        testkit::{message, page, Fixture, ZONE},
+    };
+
+    #[tokio::test]
+    async fn a_fact_is_found_where_it_is_and_unknown_elsewhere() {
+        let fixture = Fixture::open(JournalConfig::default());
+        let tracer = Tracer::new(ZONE.to_owned(), fixture.journal.clone(), Seen::default());
+        let ack = fixture
+            .append(message(ZONE, "enterprise", "batch-42"))
+            .await
+            .expect("append");
+        let trace = |from: &str, id: &str| tracer.trace(from.to_owned(), id.to_owned());
+        let Found::Stored(stored) = trace(ZONE, "batch-42").await.expect("trace") else {
+            panic!("the appended fact is in the store buffer")
+        };
+        assert_eq!((stored.offset, stored.to_zone.as_str()), (ack.offset, "enterprise"));
+        assert!(!stored.confirmed(), "the peer has not confirmed it");
+        let peer = CursorKey::Peer("enterprise".into());
+        fixture.journal.confirm(peer, ack.offset).await.expect("confirm");
+        let Found::Stored(stored) = trace(ZONE, "batch-42").await.expect("trace") else {
+            panic!("still stored")
+        };
+        assert!(stored.confirmed(), "confirmed once the frontier passed it");
+
+        fixture
+            .journal
+            .insert("enterprise".into(), page("enterprise", 17, &["order-1", "order-2"]))
+            .await
+            .expect("insert");
+        let mes = CursorKey::Consumer("mes".into());
+        fixture.journal.confirm(mes, 1).await.expect("confirm");
+        let Found::Received(received) = trace("enterprise", "order-2").await.expect("trace") else {
+            panic!("the pulled fact is in the forward buffer")
+        };
+        assert_eq!((received.offset, received.source_offset), (2, Some(18)));
+        assert!(received.retained && received.received_at_unix_ms.is_some());
+        assert_eq!(
+            received.consumers,
+            [("mes".to_owned(), 1)],
+            "mes has not confirmed it yet"
+        );
+
+        for (from, id) in [(ZONE, "nothing"), ("enterprise", "batch-42"), ("plant-b", "order-2")] {
+            assert_eq!(trace(from, id).await.expect("trace"), Found::Unknown, "{from}/{id}");
+        }
+    }
+}

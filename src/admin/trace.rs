@@ -1,0 +1,132 @@
+//! `GET /v1/trace/{from_zone}/{message_id}` and what `bsfg trace` prints: where one fact is on
+//! this node ([`Trace`]). `found` is `stored` (in the store buffer: produced here; `stored` says
+//! where it goes and whether the destination confirmed it), `received` (in the forward buffer:
+//! pulled from `from_zone`; `received` says which consumers confirmed it), or `unknown`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::{web, HttpResponse};
+use bsfg_actors::{Found, Received, Stored};
+use serde::{Deserialize, Serialize};
+
+use super::{operator::Refusal, AdminDeps};
+
+/// What one node knows of one fact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    pub zone: String,
+    pub from_zone: String,
+    pub message_id: String,
+    /// `stored`, `received` or `unknown`.
+    pub found: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<StoredTrace>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<ReceivedTrace>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredTrace {
+    pub offset: u64,
+    pub to_zone: String,
+    /// RFC 3339, ms.
+    pub stored_at: String,
+    pub age_seconds: f64,
+    /// Whether `to_zone` confirmed it (its frontier is at or past `offset`).
+    pub confirmed_by_peer: bool,
+    pub frontier: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReceivedTrace {
+    pub offset: u64,
+    pub source_offset: Option<u64>,
+    pub received_at: Option<String>,
+    pub age_seconds: Option<f64>,
+    /// Whether consumers can still fetch it (its log entry is not reclaimed).
+    pub retained: bool,
+    pub consumers: Vec<ConsumerTrace>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerTrace {
+    pub name: String,
+    pub cursor: u64,
+    pub confirmed: bool,
+}
+
+const UNKNOWN_NOTE: &str = "not in this node's buffers: never appended here, not arrived yet, or deleted \
+(reclaimed after confirmation, or lost: look for fact_expired or fact_dropped with this message_id in the log)";
+
+impl Trace {
+    pub fn new(zone: &str, from_zone: String, message_id: String, found: Found, now: SystemTime) -> Self {
+        let mut trace = Self {
+            zone: zone.to_owned(),
+            from_zone,
+            message_id,
+            found: "unknown".into(),
+            stored: None,
+            received: None,
+            note: None,
+        };
+        match found {
+            Found::Stored(s) => (trace.found, trace.stored) = ("stored".into(), Some(stored(s, now))),
+            Found::Received(r) => (trace.found, trace.received) = ("received".into(), Some(received(r, now))),
+            Found::Unknown => trace.note = Some(UNKNOWN_NOTE.into()),
+        }
+        trace
+    }
+}
+
+fn at(unix_ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(unix_ms)
+}
+
+fn age(unix_ms: u64, now: SystemTime) -> f64 {
+    now.duration_since(at(unix_ms)).unwrap_or_default().as_secs_f64()
+}
+
+fn rfc3339(unix_ms: u64) -> String {
+    humantime::format_rfc3339_millis(at(unix_ms)).to_string()
+}
+
+fn stored(s: Stored, now: SystemTime) -> StoredTrace {
+    StoredTrace {
+        offset: s.offset,
+        confirmed_by_peer: s.confirmed(),
+        to_zone: s.to_zone,
+        stored_at: rfc3339(s.stored_at_unix_ms),
+        age_seconds: age(s.stored_at_unix_ms, now),
+        frontier: s.frontier,
+    }
+}
+
+fn received(r: Received, now: SystemTime) -> ReceivedTrace {
+    let consumers = r
+        .consumers
+        .into_iter()
+        .map(|(name, cursor)| ConsumerTrace {
+            name,
+            cursor,
+            confirmed: cursor >= r.offset,
+        })
+        .collect();
+    ReceivedTrace {
+        offset: r.offset,
+        source_offset: r.source_offset,
+        received_at: r.received_at_unix_ms.map(rfc3339),
+        age_seconds: r.received_at_unix_ms.map(|ms| age(ms, now)),
+        retained: r.retained,
+        consumers,
+    }
+}
+
+pub async fn trace(path: web::Path<(String, String)>, state: web::Data<AdminDeps>) -> HttpResponse {
+    let (from_zone, message_id) = path.into_inner();
+    match state.node.tracer.trace(from_zone.clone(), message_id.clone()).await {
+        Ok(found) => HttpResponse::Ok().json(Trace::new(&state.zone, from_zone, message_id, found, SystemTime::now())),
+        Err(error) => Refusal::of(error).response(),
+    }
+}
