@@ -240,14 +240,17 @@ pub fn render(columns: &[Column], markdown: bool) -> String {
         .iter()
         .flat_map(|column| &column.reports)
         .any(|report| matches!(Run::of(report), Some(Run::AppendBatched | Run::ReplicateBatched)));
-    if batched {
-        for column in columns.iter().filter(|column| column.publishes_one_at_a_time()) {
-            let _ = writeln!(
-                out,
-                "{} publishes one message per call, pipelined on its connection: its batched rows repeat its 1-per-call runs.",
-                column.label
-            );
-        }
+    let one_at_a_time: Vec<&str> = columns
+        .iter()
+        .filter(|column| column.publishes_one_at_a_time())
+        .map(|column| column.label.as_str())
+        .collect();
+    if batched && !one_at_a_time.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}: one message per publish, pipelined on the connection; the batched rows repeat the 1-per-call runs.",
+            one_at_a_time.join(", ")
+        );
     }
     out.push_str(&workloads(columns));
     out.push_str("\nWhat an acknowledgement means:\n");
@@ -490,7 +493,7 @@ mod tests {
         assert_eq!(row(&text, "append, batched: facts/s"), ["600", "100", "6.00x"]);
         assert_eq!(row(&text, "append, 1 per call: facts/s"), ["200", "100", "2.00x"]);
         assert!(
-            text.contains("JetStream publishes one message per call, pipelined on its connection"),
+            text.contains("JetStream: one message per publish, pipelined on the connection"),
             "{text}"
         );
         // bsfg has no batched replicate run, and nothing stands in for it.
@@ -504,7 +507,7 @@ mod tests {
     fn without_batched_reports_nothing_is_said_about_batches() {
         let text = render(&columns(1000), false);
         assert_eq!(row(&text, "append, batched: facts/s"), ["n/a", "100", "n/a"]);
-        assert!(!text.contains("publishes one message per call"), "{text}");
+        assert!(!text.contains("one message per publish"), "{text}");
     }
 
     #[test]
