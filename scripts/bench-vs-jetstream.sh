@@ -208,7 +208,7 @@ if $record; then
     echo "share one disk). Traced with strace (docs/architecture.md, \"What one commit costs on nats-server"
     echo "2.15.1\"): JS default writes each message to the OS before its PubAck and fsyncs every 2 minutes;"
     echo "JS sync fsyncs once per message, whatever the concurrency; JS R3 sync fsyncs once per Raft append"
-    echo "entry on each server, and an entry carries every publish queued at the leader (about 60 at 4 × 64"
+    echo "entry on each server, and an entry carries every publish queued at the leader (40 to 65 at 4 × 64"
     echo "in flight), so it commits in groups as bsfg does."
     echo
     if [ -n "$tls" ]; then
