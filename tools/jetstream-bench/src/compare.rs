@@ -69,108 +69,159 @@ impl Column {
         })
     }
 
+    /// The column's report for `kind`. JetStream publishes one message per call (pipelined on its
+    /// connection), so a JetStream column answers the batched rows with its one-message runs.
     fn run(&self, kind: Run) -> Option<&Report> {
+        self.find(kind).or_else(|| {
+            let unbatched = kind.one_per_call();
+            (unbatched != kind && self.publishes_one_at_a_time()).then(|| self.find(unbatched))?
+        })
+    }
+
+    fn find(&self, kind: Run) -> Option<&Report> {
         self.reports.iter().find(|report| Run::of(report) == Some(kind))
     }
+
+    fn publishes_one_at_a_time(&self) -> bool {
+        !self.reports.is_empty() && self.reports.iter().all(|report| report.tool == JETSTREAM)
+    }
 }
+
+/// The `tool` of the JetStream reports (`run`).
+const JETSTREAM: &str = "jetstream";
 
 /// The runs a column is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Run {
-    /// `append`, unpaced.
+    /// `append`, unpaced, one fact per call.
     Append,
-    /// `replicate`, unpaced: the replication throughput.
+    /// `append`, unpaced, several facts per call (bsfg's AppendFacts).
+    AppendBatched,
+    /// `replicate`, unpaced, one fact per call: the replication throughput.
     Replicate,
+    /// `replicate`, unpaced, several facts per call.
+    ReplicateBatched,
     /// `replicate` with a rate: the latency at a steady load.
     Paced,
 }
 
 impl Run {
-    const ALL: [Run; 3] = [Run::Append, Run::Replicate, Run::Paced];
+    const ALL: [Run; 5] = [
+        Run::Append,
+        Run::AppendBatched,
+        Run::Replicate,
+        Run::ReplicateBatched,
+        Run::Paced,
+    ];
 
     fn of(report: &Report) -> Option<Self> {
-        match (report.mode.as_str(), report.rate_per_second) {
-            ("append", _) => Some(Self::Append),
-            ("replicate", None) => Some(Self::Replicate),
-            ("replicate", Some(_)) => Some(Self::Paced),
+        let batched = report.batch.unwrap_or(1) > 1;
+        match (report.mode.as_str(), report.rate_per_second, batched) {
+            ("append", _, false) => Some(Self::Append),
+            ("append", _, true) => Some(Self::AppendBatched),
+            ("replicate", None, false) => Some(Self::Replicate),
+            ("replicate", None, true) => Some(Self::ReplicateBatched),
+            ("replicate", Some(_), _) => Some(Self::Paced),
             _ => None,
+        }
+    }
+
+    fn one_per_call(self) -> Self {
+        match self {
+            Self::AppendBatched => Self::Append,
+            Self::ReplicateBatched => Self::Replicate,
+            other => other,
         }
     }
 
     fn name(self) -> &'static str {
         match self {
-            Self::Append => "append",
-            Self::Replicate => "replicate",
+            Self::Append => "append, 1 per call",
+            Self::AppendBatched => "append, batched",
+            Self::Replicate => "replicate, 1 per call",
+            Self::ReplicateBatched => "replicate, batched",
             Self::Paced => "paced replicate",
         }
+    }
+
+    /// Whether the run's latency is the append call's round trip rather than end to end.
+    fn times_calls(self) -> bool {
+        matches!(self, Self::Append | Self::AppendBatched)
     }
 }
 
 /// What a row reads from a run's report.
 #[derive(Debug, Clone, Copy)]
 enum Figure {
-    /// Facts per second: appended in an append run, replicated otherwise.
+    /// Facts per second: replicated in an unpaced replicate run, appended otherwise (in a paced
+    /// run, the rate achieved).
     Throughput,
     /// Latency percentiles: of the append call in an append run, end to end otherwise.
     P50,
     P99,
     /// Peak RSS of all the run's nodes together.
     PeakRss,
-    /// CPU seconds of all the run's nodes together.
-    Cpu,
+    /// CPU time of all the run's nodes together, per fact.
+    CpuPerFact,
 }
-
-/// One row of the table.
-struct Metric(&'static str, Run, Figure);
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-const METRICS: &[Metric] = &[
-    Metric("append, facts/s", Run::Append, Figure::Throughput),
-    Metric("append p50, ms", Run::Append, Figure::P50),
-    Metric("append p99, ms", Run::Append, Figure::P99),
-    Metric("replication, facts/s", Run::Replicate, Figure::Throughput),
-    Metric("end-to-end p50, ms", Run::Replicate, Figure::P50),
-    Metric("end-to-end p99, ms", Run::Replicate, Figure::P99),
-    Metric("paced: end-to-end p50, ms", Run::Paced, Figure::P50),
-    Metric("paced: end-to-end p99, ms", Run::Paced, Figure::P99),
-    Metric("append run: peak RSS, all nodes, MiB", Run::Append, Figure::PeakRss),
-    Metric("append run: CPU, all nodes, s", Run::Append, Figure::Cpu),
-    Metric(
-        "replicate run: peak RSS, all nodes, MiB",
-        Run::Replicate,
-        Figure::PeakRss,
-    ),
-    Metric("replicate run: CPU, all nodes, s", Run::Replicate, Figure::Cpu),
-];
-
 impl Figure {
+    const ALL: [Figure; 5] = [
+        Figure::Throughput,
+        Figure::P50,
+        Figure::P99,
+        Figure::PeakRss,
+        Figure::CpuPerFact,
+    ];
+
+    fn name(self, run: Run) -> &'static str {
+        match (self, run) {
+            (Self::Throughput, Run::Replicate | Run::ReplicateBatched) => "facts/s replicated",
+            (Self::Throughput, Run::Paced) => "facts/s appended",
+            (Self::Throughput, _) => "facts/s",
+            (Self::P50, run) if run.times_calls() => "call p50, ms",
+            (Self::P99, run) if run.times_calls() => "call p99, ms",
+            (Self::P50, _) => "end-to-end p50, ms",
+            (Self::P99, _) => "end-to-end p99, ms",
+            (Self::PeakRss, _) => "peak RSS, all nodes, MiB",
+            (Self::CpuPerFact, _) => "CPU per fact, all nodes, us",
+        }
+    }
+
     fn read(self, run: Run, report: &Report) -> Option<f64> {
         let nodes = |each: fn(&NodeStats) -> f64| {
             (!report.nodes.is_empty()).then(|| report.nodes.values().map(each).sum::<f64>())
         };
-        let (throughput, latency) = match run {
-            Run::Append => report.append.as_ref().map(|a| (a.facts_per_second, a.latency_ms)),
-            Run::Replicate | Run::Paced => report
-                .replication
-                .as_ref()
-                .map(|r| (r.facts_per_second, r.end_to_end_ms)),
+        let appended = report.append.as_ref().map(|a| (a.facts_per_second, a.latency_ms));
+        let replicated = report
+            .replication
+            .as_ref()
+            .map(|r| (r.facts_per_second, r.end_to_end_ms));
+        let throughput = match run {
+            Run::Replicate | Run::ReplicateBatched => replicated,
+            Run::Append | Run::AppendBatched | Run::Paced => appended,
         }
-        .unzip();
+        .map(|(throughput, _)| throughput);
+        let latency = if run.times_calls() { appended } else { replicated }.map(|(_, latency)| latency);
         match self {
             Self::Throughput => throughput,
             Self::P50 => latency.map(|l| l.p50),
             Self::P99 => latency.map(|l| l.p99),
             Self::PeakRss => nodes(|n| n.peak_rss_bytes as f64 / MIB),
-            Self::Cpu => nodes(|n| n.cpu_seconds),
+            Self::CpuPerFact => {
+                let facts = (report.facts > 0).then_some(report.facts as f64)?;
+                nodes(|n| n.cpu_seconds).map(|seconds| seconds * 1e6 / facts)
+            }
         }
     }
 
     fn decimals(self) -> usize {
         match self {
             Self::Throughput => 0,
-            Self::PeakRss => 1,
-            Self::P50 | Self::P99 | Self::Cpu => 2,
+            Self::PeakRss | Self::CpuPerFact => 1,
+            Self::P50 | Self::P99 => 2,
         }
     }
 }
@@ -183,6 +234,22 @@ pub fn render(columns: &[Column], markdown: bool) -> String {
             out,
             "\nRatios are {} / other: above 1 favours {0} for throughput, below 1 for latency, memory and CPU.",
             first.label
+        );
+    }
+    let batched = columns
+        .iter()
+        .flat_map(|column| &column.reports)
+        .any(|report| matches!(Run::of(report), Some(Run::AppendBatched | Run::ReplicateBatched)));
+    let one_at_a_time: Vec<&str> = columns
+        .iter()
+        .filter(|column| column.publishes_one_at_a_time())
+        .map(|column| column.label.as_str())
+        .collect();
+    if batched && !one_at_a_time.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}: one message per publish, pipelined on the connection; the batched rows repeat the 1-per-call runs.",
+            one_at_a_time.join(", ")
         );
     }
     out.push_str(&workloads(columns));
@@ -205,14 +272,15 @@ fn table(columns: &[Column]) -> Table {
     header.extend(columns.iter().map(|column| column.label.clone()));
     let others = columns.iter().skip(1);
     header.extend(others.map(|other| format!("{} / {}", columns[0].label, other.label)));
-    let rows = METRICS
+    let rows = Run::ALL
         .iter()
-        .map(|Metric(name, run, figure)| {
+        .flat_map(|run| Figure::ALL.iter().map(move |figure| (*run, *figure)))
+        .map(|(run, figure)| {
             let values: Vec<Option<f64>> = columns
                 .iter()
-                .map(|column| figure.read(*run, column.run(*run)?))
+                .map(|column| figure.read(run, column.run(run)?))
                 .collect();
-            let mut row = vec![(*name).to_owned()];
+            let mut row = vec![format!("{}: {}", run.name(), figure.name(run))];
             row.extend(values.iter().map(|value| format_figure(*value, figure.decimals())));
             row.extend(values.iter().skip(1).map(|other| ratio(values[0], *other)));
             row
@@ -399,13 +467,47 @@ mod tests {
     #[test]
     fn figures_sit_side_by_side_with_the_ratio_of_the_first_column() {
         let text = render(&columns(1000), false);
-        assert_eq!(row(&text, "append, facts/s"), ["200", "100", "2.00x"]);
-        assert_eq!(row(&text, "append p99, ms"), ["4.00", "2.00", "2.00x"]);
+        assert_eq!(row(&text, "append, 1 per call: facts/s"), ["200", "100", "2.00x"]);
         assert_eq!(
-            row(&text, "append run: peak RSS, all nodes, MiB"),
+            row(&text, "append, 1 per call: call p99, ms"),
+            ["4.00", "2.00", "2.00x"]
+        );
+        assert_eq!(
+            row(&text, "append, 1 per call: peak RSS, all nodes, MiB"),
             ["30.0", "30.0", "1.00x"]
         );
-        assert_eq!(row(&text, "append run: CPU, all nodes, s"), ["3.00", "3.00", "1.00x"]);
+        // 3 CPU-s over 1000 facts.
+        assert_eq!(
+            row(&text, "append, 1 per call: CPU per fact, all nodes, us"),
+            ["3000.0", "3000.0", "1.00x"]
+        );
+    }
+
+    #[test]
+    fn jetstream_answers_the_batched_rows_with_its_one_message_publishes() {
+        let mut columns = columns(1000);
+        let mut batched = report("bsfg", "append", 600.0, 9.0, 1000);
+        batched.batch = Some(64);
+        columns[0].reports.push(batched);
+        let text = render(&columns, false);
+        assert_eq!(row(&text, "append, batched: facts/s"), ["600", "100", "6.00x"]);
+        assert_eq!(row(&text, "append, 1 per call: facts/s"), ["200", "100", "2.00x"]);
+        assert!(
+            text.contains("JetStream: one message per publish, pipelined on the connection"),
+            "{text}"
+        );
+        // bsfg has no batched replicate run, and nothing stands in for it.
+        assert_eq!(
+            row(&text, "replicate, batched: facts/s replicated"),
+            ["n/a", "n/a", "n/a"]
+        );
+    }
+
+    #[test]
+    fn without_batched_reports_nothing_is_said_about_batches() {
+        let text = render(&columns(1000), false);
+        assert_eq!(row(&text, "append, batched: facts/s"), ["n/a", "100", "n/a"]);
+        assert!(!text.contains("one message per publish"), "{text}");
     }
 
     #[test]
@@ -415,8 +517,16 @@ mod tests {
         paced.rate_per_second = Some(10_000.0);
         columns[1].reports.push(paced);
         let text = render(&columns, false);
-        assert_eq!(row(&text, "paced: end-to-end p99, ms"), ["n/a", "13.00", "n/a"]);
-        assert_eq!(row(&text, "end-to-end p99, ms"), ["8.00", "n/a", "n/a"]);
+        assert_eq!(
+            row(&text, "paced replicate: end-to-end p99, ms"),
+            ["n/a", "13.00", "n/a"]
+        );
+        // The rate achieved is the append rate, not the replication rate (here half of it).
+        assert_eq!(row(&text, "paced replicate: facts/s appended"), ["n/a", "10", "n/a"]);
+        assert_eq!(
+            row(&text, "replicate, 1 per call: end-to-end p99, ms"),
+            ["8.00", "n/a", "n/a"]
+        );
         assert!(
             text.contains("- paced replicate: 1000 facts of 256 bytes, 4 producers x 64 in flight, paced at 10000/s\n")
         );
@@ -425,7 +535,10 @@ mod tests {
     #[test]
     fn a_mode_a_column_did_not_run_shows_as_missing() {
         let text = render(&columns(1000), false);
-        assert_eq!(row(&text, "replication, facts/s"), ["150", "n/a", "n/a"]);
+        assert_eq!(
+            row(&text, "replicate, 1 per call: facts/s replicated"),
+            ["150", "n/a", "n/a"]
+        );
     }
 
     #[test]
@@ -434,7 +547,7 @@ mod tests {
         assert!(text.contains("- bsfg: bsfg durability\n"), "{text}");
         assert!(text.contains("- JetStream: jetstream durability\n"), "{text}");
         assert!(
-            text.contains("- append: 1000 facts of 256 bytes, 4 producers x 64 in flight, unpaced\n"),
+            text.contains("- append, 1 per call: 1000 facts of 256 bytes, 4 producers x 64 in flight, unpaced\n"),
             "{text}"
         );
     }
@@ -443,7 +556,7 @@ mod tests {
     fn different_workloads_are_called_out() {
         let text = render(&columns(5), false);
         assert!(
-            text.contains("append: WARNING, the columns ran different workloads"),
+            text.contains("append, 1 per call: WARNING, the columns ran different workloads"),
             "{text}"
         );
     }
@@ -454,8 +567,11 @@ mod tests {
         let table: Vec<&str> = text.lines().take_while(|line| line.starts_with('|')).collect();
         assert_eq!(table[0], "| metric | bsfg | JetStream | bsfg / JetStream |");
         assert_eq!(table[1], "| --- | ---: | ---: | ---: |");
-        assert_eq!(table.len(), 2 + METRICS.len());
-        assert!(table.contains(&"| append, facts/s | 200 | 100 | 2.00x |"), "{text}");
+        assert_eq!(table.len(), 2 + Run::ALL.len() * Figure::ALL.len());
+        assert!(
+            table.contains(&"| append, 1 per call: facts/s | 200 | 100 | 2.00x |"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use async_nats::jetstream::{self, message::PublishMessage, Context};
 use futures::{stream, StreamExt};
 use hdrhistogram::Histogram;
 use tokio::time::{sleep_until, Instant};
 
-use crate::{payload, report::latency_histogram, setup::SUBJECT};
+use crate::{connect::Tls, payload, report::latency_histogram, setup::SUBJECT};
 
 /// The shape of the load, the same flags as `bsfg bench`.
 #[derive(Debug, Clone, Copy)]
@@ -29,12 +29,10 @@ pub struct Producers(Vec<Context>);
 
 impl Producers {
     /// Opens one connection (and JetStream context) per producer.
-    pub async fn connect(url: &str, workload: &Workload) -> anyhow::Result<Self> {
+    pub async fn connect(url: &str, tls: &Tls, workload: &Workload) -> anyhow::Result<Self> {
         let mut contexts = Vec::new();
         for _ in 0..workload.producers.max(1) {
-            let client = async_nats::connect(url)
-                .await
-                .with_context(|| format!("connecting to {url}"))?;
+            let client = tls.connect(url).await?;
             let context = jetstream::ContextBuilder::new()
                 .timeout(Duration::from_secs(30))
                 .max_ack_inflight(workload.concurrency.max(1))

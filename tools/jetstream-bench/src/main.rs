@@ -5,6 +5,7 @@
 //! - `compare` prints bsfg's and JetStream's reports side by side with the ratios.
 
 mod compare;
+mod connect;
 mod consume;
 mod load;
 mod payload;
@@ -25,7 +26,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Measure one workload against running servers.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Print reports side by side with ratios.
     Compare(compare::CompareArgs),
 }

@@ -5,11 +5,12 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use async_nats::jetstream::{self, Context};
 use tokio::time::Instant;
 
 use crate::{
+    connect::Tls,
     consume,
     load::{Producers, Workload},
     procstat::{self, Server},
@@ -63,6 +64,8 @@ pub struct RunArgs {
     /// A server process to sample, as name=pid (repeat for each).
     #[arg(long = "server")]
     pub servers: Vec<Server>,
+    #[command(flatten)]
+    pub tls: Tls,
     /// Print the JSON report instead of a summary.
     #[arg(long)]
     pub json: bool,
@@ -72,7 +75,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Report> {
     let storage = Storage {
         replicas: args.replicas,
     };
-    let zone_a = connect(&args.zone_a).await?;
+    let zone_a = jetstream::new(args.tls.connect(&args.zone_a).await?);
     setup::create_origin(&zone_a, storage).await?;
     let workload = Workload {
         count: args.count,
@@ -84,13 +87,13 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Report> {
     let zone_b = match (args.mode, &args.zone_b) {
         (Mode::Append, _) => None,
         (Mode::Replicate, Some(url)) => {
-            let zone_b = connect(url).await?;
+            let zone_b = jetstream::new(args.tls.connect(url).await?);
             setup::create_sourced(&zone_b, &args.domain_a, storage).await?;
             Some(zone_b)
         }
         (Mode::Replicate, None) => bail!("replicate needs --zone-b"),
     };
-    let producers = Producers::connect(&args.zone_a, &workload).await?;
+    let producers = Producers::connect(&args.zone_a, &args.tls, &workload).await?;
     // CPU is counted for the measured phase only, as `bsfg bench` counts it for its nodes:
     // not the servers' start-up, cluster forming and stream creation.
     let before = sample(&args.servers)?;
@@ -154,13 +157,6 @@ fn append_section(count: u64, elapsed: Duration, latencies: &hdrhistogram::Histo
         facts_per_second: per_second(count, elapsed),
         latency_ms: Percentiles::from_micros(latencies),
     }
-}
-
-async fn connect(url: &str) -> anyhow::Result<Context> {
-    let client = async_nats::connect(url)
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
-    Ok(jetstream::new(client))
 }
 
 /// Fails unless `stream` holds exactly `count` messages: none lost, none stored twice.
