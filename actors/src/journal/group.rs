@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 
 use super::{
     delete::{self, DeletePlan},
-    Appended, Command, InsertOutcome, InsertPage, JournalConfig, JournalError, Prepared, Reply, Shared, MAX_GROUP,
+    AppendMode, Appended, Command, InsertOutcome, InsertPage, JournalConfig, JournalError, Prepared, Reply, Shared,
+    MAX_GROUP,
 };
 use crate::storage::{Batch, CursorKey, ForwardInsert, IdemRecord, Index, Log, Recovered, StoreAppend, Usage};
 
@@ -37,11 +38,13 @@ struct Plan {
     cursors: HashMap<CursorKey, u64>,
 }
 
+type AppendCommand = (Vec<Prepared>, AppendMode, Reply<Appended>);
+
 #[derive(Default)]
 struct Group {
     /// Facts appended or inserted, plus one per other command: what bounds a group.
     entries: usize,
-    appends: Vec<(Vec<Prepared>, Reply<Appended>)>,
+    appends: Vec<AppendCommand>,
     inserts: Vec<InsertPage>,
     confirms: Vec<(CursorKey, u64, Reply<u64>)>,
     deletes: Vec<(DeletePlan, Reply<DeletePlan>)>,
@@ -109,41 +112,37 @@ impl Writer {
         Ok(())
     }
 
-    fn plan_appends(
-        &mut self,
-        appends: Vec<(Vec<Prepared>, Reply<Appended>)>,
-        plan: &mut Plan,
-    ) -> Result<(), JournalError> {
+    fn plan_appends(&mut self, appends: Vec<AppendCommand>, plan: &mut Plan) -> Result<(), JournalError> {
         let keys: Vec<(&str, &str)> = appends
             .iter()
-            .flat_map(|(facts, _)| facts)
+            .flat_map(|(facts, ..)| facts)
             .map(|p| ("", p.message.envelope.message_id.as_str()))
             .collect();
         let mut stored = self.shared.storage.lookup(Index::Store, &keys)?.into_iter();
         let mut seen: HashMap<String, IdemRecord> = HashMap::new();
         let now = bsfg_proto::model::now_unix_ms();
-        for (facts, reply) in appends {
+        for (facts, mode, reply) in appends {
+            let lookups: Vec<_> = stored.by_ref().take(facts.len()).collect();
+            let mut results = Vec::with_capacity(facts.len());
             let mut full: Option<JournalError> = None;
-            let results = facts
-                .into_iter()
-                .zip(stored.by_ref())
-                .map(|(prepared, stored)| {
-                    // Once a fact of a call did not fit, no later new fact of that call is taken,
-                    // so a retried call keeps its order.
-                    let result = match &full {
-                        Some(error)
-                            if stored.is_none() && !seen.contains_key(&prepared.message.envelope.message_id) =>
-                        {
-                            Err(error.clone())
-                        }
-                        _ => self.plan_append(prepared, stored, now, &mut seen, plan),
-                    };
-                    if let Err(error @ JournalError::Full { .. }) = &result {
-                        full.get_or_insert_with(|| error.clone());
+            for (prepared, stored) in facts.into_iter().zip(lookups) {
+                // Once a fact of a call did not fit, no later new fact of that call is taken,
+                // so a retried call keeps its order.
+                let result = match &full {
+                    Some(error) if stored.is_none() && !seen.contains_key(&prepared.message.envelope.message_id) => {
+                        Err(error.clone())
                     }
-                    result
-                })
-                .collect();
+                    _ => self.plan_append(prepared, stored, now, &mut seen, plan),
+                };
+                if let Err(error @ JournalError::Full { .. }) = &result {
+                    full.get_or_insert_with(|| error.clone());
+                }
+                let failed = result.is_err();
+                results.push(result);
+                if failed && mode == AppendMode::StopAtFailure {
+                    break;
+                }
+            }
             plan.appends.push((reply, results));
         }
         Ok(())
@@ -161,7 +160,7 @@ impl Writer {
     ) -> Result<AppendResponse, JournalError> {
         let id = prepared.message.envelope.message_id.clone();
         match seen.get(&id).copied().or(stored) {
-            Some(found) if found.digest == prepared.digest => Ok(AppendResponse {
+            Some(found) if found.holds(&prepared.digest) => Ok(AppendResponse {
                 offset: found.offset,
                 duplicate: true,
             }),
@@ -176,7 +175,7 @@ impl Writer {
                 let offset = self.store_high;
                 let record = IdemRecord {
                     offset,
-                    digest: prepared.digest,
+                    digest: Some(prepared.digest),
                 };
                 seen.insert(id.clone(), record);
                 plan.batch.store.push(store_append(offset, now, id, prepared));
@@ -218,7 +217,7 @@ impl Writer {
         for ((source_offset, prepared), stored) in facts.into_iter().zip(stored) {
             let id = prepared.message.envelope.message_id.clone();
             match seen.get(&id).copied().or(stored) {
-                Some(found) if found.digest == prepared.digest => outcome.duplicates += 1,
+                Some(found) if found.holds(&prepared.digest) => outcome.duplicates += 1,
                 Some(_) => outcome.conflicts += 1,
                 None => {
                     self.usage.forward.add(Log::Forward.entry_bytes(prepared.encoded.len()));
@@ -228,7 +227,7 @@ impl Writer {
                         id.clone(),
                         IdemRecord {
                             offset,
-                            digest: prepared.digest,
+                            digest: Some(prepared.digest),
                         },
                     );
                     plan.batch.forward.push(ForwardInsert {
@@ -306,12 +305,12 @@ impl Writer {
 impl Group {
     fn push(&mut self, command: Command) {
         self.entries += match &command {
-            Command::Append(facts, _) => facts.len(),
+            Command::Append(facts, ..) => facts.len(),
             Command::Insert(page) => page.facts.len(),
             Command::Confirm(..) | Command::Delete(..) => 1,
         };
         match command {
-            Command::Append(facts, reply) => self.appends.push((facts, reply)),
+            Command::Append(facts, mode, reply) => self.appends.push((facts, mode, reply)),
             Command::Insert(page) => self.inserts.push(page),
             Command::Confirm(key, offset, reply) => self.confirms.push((key, offset, reply)),
             Command::Delete(plan, reply) => self.deletes.push((plan, reply)),
@@ -330,7 +329,7 @@ fn planned_ids(plan: &Plan, from_zone: &str) -> HashMap<String, IdemRecord> {
                 f.message_id.clone(),
                 IdemRecord {
                     offset: f.offset,
-                    digest: f.digest,
+                    digest: Some(f.digest),
                 },
             )
         })

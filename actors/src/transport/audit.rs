@@ -50,7 +50,7 @@ impl Details {
                 predicate: Some(r.message.fact.predicate.clone()),
                 ..Self::default()
             },
-            Request::AppendBatch(_) => Self::default(),
+            Request::AppendBatch(_) | Request::AppendInOrder(_) => Self::default(),
             Request::Fetch(r) => Self {
                 consumer: consumer(&r.consumer),
                 ..Self::default()

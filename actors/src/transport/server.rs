@@ -31,6 +31,7 @@ use super::{
 };
 use crate::{
     forward_buffer,
+    journal::AppendMode,
     metrics::Metrics,
     objects::ObjectStore,
     peer_link,
@@ -288,12 +289,16 @@ async fn dispatch(
     body: &mut Option<objects::Body>,
 ) -> Answer {
     let response = match request {
-        Request::Append(r) => append(vec![r.message], caller, deps)
+        Request::Append(r) => append(vec![r.message], AppendMode::EachAlone, caller, deps)
             .await
             .and_then(|mut results| results.pop().unwrap_or_else(|| Err(RpcError::internal("no outcome"))))
             .map(Response::Append)
             .unwrap_or_else(Response::Error),
-        Request::AppendBatch(r) => append(r.messages, caller, deps)
+        Request::AppendBatch(r) => append(r.messages, AppendMode::EachAlone, caller, deps)
+            .await
+            .map(|results| Response::AppendBatch(AppendBatchResponse { results }))
+            .unwrap_or_else(Response::Error),
+        Request::AppendInOrder(r) => append(r.messages, AppendMode::StopAtFailure, caller, deps)
             .await
             .map(|results| Response::AppendBatch(AppendBatchResponse { results }))
             .unwrap_or_else(Response::Error),
@@ -318,8 +323,13 @@ async fn dispatch(
     response.into()
 }
 
-/// AppendFact (one message) and AppendFacts alike.
-async fn append(messages: Vec<Message>, caller: &Caller, deps: &ServerDeps) -> Result<Outcomes, RpcError> {
+/// AppendFact (one message) and AppendFacts (either form) alike.
+async fn append(
+    messages: Vec<Message>,
+    mode: AppendMode,
+    caller: &Caller,
+    deps: &ServerDeps,
+) -> Result<Outcomes, RpcError> {
     authorise(caller, Need::Produce, deps)?;
     if messages.is_empty() || messages.len() > MAX_APPEND_BATCH {
         return Err(RpcError::invalid(format!(
@@ -327,7 +337,7 @@ async fn append(messages: Vec<Message>, caller: &Caller, deps: &ServerDeps) -> R
             messages.len()
         )));
     }
-    flatten(deps.store.send(store_buffer::Append(messages)).await)
+    flatten(deps.store.send(store_buffer::Append(messages, mode)).await)
 }
 
 async fn fetch(r: FetchRequest, caller: &Caller, deps: &ServerDeps) -> Result<EncodedPage, RpcError> {
@@ -415,8 +425,9 @@ fn flatten<T>(sent: Result<Result<T, RpcError>, actix::MailboxError>) -> Result<
 }
 
 /// Counts and times one call (SPEC §11). The append counters count facts: an `AppendFacts` call
-/// of `facts` messages adds `facts` requests, and a failure for each fact that failed (a call
-/// refused whole counts at least one, so even an empty call shows in the failures).
+/// adds a request for each message answered (an in-order call leaves the messages after its
+/// first failure unanswered and uncounted) and a failure for each fact that failed (a call
+/// refused whole counts each of its `facts`, at least one, so even an empty call shows).
 fn record(metrics: &Metrics, operation: &'static str, facts: usize, caller: &Caller, answer: &Answer, took: Duration) {
     metrics
         .rpc_latency
