@@ -1,33 +1,24 @@
-//! `bsfg append`: one message from flags, or many from JSON lines, pipelined over one connection.
-//! Pipelined lines can be stored out of line order (`--concurrency 1` keeps it); the summary's
-//! `first_offset`/`last_offset` are the lowest and highest offsets they got.
+//! `bsfg append`: one message from flags, or many from JSON lines (`lines`, read by `calls`).
 //!
 //! Blank envelope fields are filled in: `from_zone` = the node's zone (`--server-name`),
-//! `message_id` = a random id, `produced_at_unix_ms` = now.
+//! `message_id` = a random id, `produced_at_unix_ms` = now. The send time is not part of a
+//! message's content for idempotency, so running the same command again with the same
+//! `--message-id` is a duplicate that answers the original offset, even though it stamps a new
+//! `produced_at_unix_ms`.
 
-use std::io::BufRead;
+mod calls;
+mod lines;
 
-use bsfg_proto::{AppendResponse, Envelope, Fact, Message};
-use futures::{stream, StreamExt};
-use serde::Serialize;
+use bsfg_proto::{Envelope, Fact, Message};
 
 use crate::{cli::AppendArgs, client::Client};
 
 use super::{connect, CommandError};
 
-/// The `--jsonl` summary line.
-#[derive(Debug, Default, Serialize)]
-struct Summary {
-    appended: u64,
-    duplicates: u64,
-    first_offset: Option<u64>,
-    last_offset: Option<u64>,
-}
-
 pub async fn run(args: AppendArgs) -> anyhow::Result<()> {
     let client = connect(&args.conn).await?;
     let result = match &args.jsonl {
-        Some(path) => append_lines(&client, &args, path).await,
+        Some(path) => lines::append(&client, path, &args.conn.server_name, args.calls_in_flight()).await,
         None => append_one(&client, &args).await,
     };
     client.close().await;
@@ -54,67 +45,6 @@ async fn append_one(client: &Client, args: &AppendArgs) -> anyhow::Result<()> {
     let response = client.append(message).await.map_err(CommandError::from)?;
     println!("{}", serde_json::to_string(&response)?);
     Ok(())
-}
-
-async fn append_lines(client: &Client, args: &AppendArgs, path: &str) -> anyhow::Result<()> {
-    let reader: Box<dyn BufRead> = match path {
-        "-" => Box::new(std::io::stdin().lock()),
-        file => Box::new(std::io::BufReader::new(
-            std::fs::File::open(file).map_err(|e| CommandError::invalid(format!("cannot read {file}: {e}")))?,
-        )),
-    };
-    let zone = args.conn.server_name.clone();
-    let lines = reader
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !matches!(l, Ok(t) if t.trim().is_empty()));
-    let calls = stream::iter(lines).map(|(index, line)| {
-        let zone = zone.clone();
-        async move { (index + 1, append_line(client, line, &zone).await) }
-    });
-    let mut results = calls.buffered(args.concurrency.max(1));
-    let mut summary = Summary::default();
-    while let Some((line_no, result)) = results.next().await {
-        match result {
-            Ok(response) => summary.add(response),
-            Err(e) => {
-                eprintln!("line {line_no}: {}: {}", e.code, e.message);
-                println!("{}", serde_json::to_string(&summary)?);
-                return Err(CommandError {
-                    message: format!("line {line_no}: {}", e.message),
-                    ..e
-                }
-                .into());
-            }
-        }
-    }
-    println!("{}", serde_json::to_string(&summary)?);
-    Ok(())
-}
-
-async fn append_line(
-    client: &Client,
-    line: std::io::Result<String>,
-    zone: &str,
-) -> Result<AppendResponse, CommandError> {
-    let line = line.map_err(|e| CommandError::invalid(format!("cannot read input: {e}")))?;
-    let mut message: Message =
-        serde_json::from_str(&line).map_err(|e| CommandError::invalid(format!("not a message: {e}")))?;
-    fill_defaults(&mut message, zone);
-    Ok(client.append(message).await?)
-}
-
-impl Summary {
-    fn add(&mut self, response: AppendResponse) {
-        if response.duplicate {
-            self.duplicates += 1;
-        } else {
-            self.appended += 1;
-        }
-        // Pipelined lines may be stored out of line order: report the range they occupy.
-        self.first_offset = Some(self.first_offset.map_or(response.offset, |o| o.min(response.offset)));
-        self.last_offset = Some(self.last_offset.map_or(response.offset, |o| o.max(response.offset)));
-    }
 }
 
 fn fill_defaults(message: &mut Message, zone: &str) {
