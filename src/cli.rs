@@ -241,8 +241,10 @@ pub struct AppendArgs {
     /// Destination zone.
     #[arg(long, required_unless_present = "jsonl")]
     pub to: Option<String>,
+    /// What the fact is about, e.g. batch/42.
     #[arg(long, required_unless_present = "jsonl")]
     pub subject: Option<String>,
+    /// What happened to the subject, e.g. completed.
     #[arg(long, required_unless_present = "jsonl")]
     pub predicate: Option<String>,
     /// The object, as JSON text.
