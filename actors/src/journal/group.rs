@@ -123,29 +123,43 @@ impl Writer {
         let now = bsfg_proto::model::now_unix_ms();
         for (facts, mode, reply) in appends {
             let lookups: Vec<_> = stored.by_ref().take(facts.len()).collect();
-            let mut results = Vec::with_capacity(facts.len());
-            let mut full: Option<JournalError> = None;
-            for (prepared, stored) in facts.into_iter().zip(lookups) {
-                // Once a fact of a call did not fit, no later new fact of that call is taken,
-                // so a retried call keeps its order.
-                let result = match &full {
-                    Some(error) if stored.is_none() && !seen.contains_key(&prepared.message.envelope.message_id) => {
-                        Err(error.clone())
-                    }
-                    _ => self.plan_append(prepared, stored, now, &mut seen, plan),
-                };
-                if let Err(error @ JournalError::Full { .. }) = &result {
-                    full.get_or_insert_with(|| error.clone());
-                }
-                let failed = result.is_err();
-                results.push(result);
-                if failed && mode == AppendMode::StopAtFailure {
-                    break;
-                }
-            }
+            let results = self.plan_call(facts, lookups, mode, now, &mut seen, plan);
             plan.appends.push((reply, results));
         }
         Ok(())
+    }
+
+    /// The facts of one append command, in order, each with what storage holds under its id.
+    fn plan_call(
+        &mut self,
+        facts: Vec<Prepared>,
+        lookups: Vec<Option<IdemRecord>>,
+        mode: AppendMode,
+        now: u64,
+        seen: &mut HashMap<String, IdemRecord>,
+        plan: &mut Plan,
+    ) -> Appended {
+        let mut results = Vec::with_capacity(facts.len());
+        let mut full: Option<JournalError> = None;
+        for (prepared, stored) in facts.into_iter().zip(lookups) {
+            // Once a fact of a call did not fit, no later new fact of that call is taken,
+            // so a retried call keeps its order.
+            let result = match &full {
+                Some(error) if stored.is_none() && !seen.contains_key(&prepared.message.envelope.message_id) => {
+                    Err(error.clone())
+                }
+                _ => self.plan_append(prepared, stored, now, seen, plan),
+            };
+            if let Err(error @ JournalError::Full { .. }) = &result {
+                full.get_or_insert_with(|| error.clone());
+            }
+            let failed = result.is_err();
+            results.push(result);
+            if failed && mode == AppendMode::StopAtFailure {
+                break;
+            }
+        }
+        results
     }
 
     /// One fact of a group: a duplicate of what is stored (or planned earlier in the group), a
