@@ -31,7 +31,7 @@ fn jsonl(from: &str, to: &str) -> tempfile::NamedTempFile {
 async fn ten_thousand_facts_each_way_arrive_once_in_order_and_cursors_survive_restart() {
     let mut cluster = Cluster::pair();
     cluster.start_all();
-    // enterprise → plant-a through the CLI (pipelined JSON lines), plant-a → enterprise through
+    // enterprise → plant-a through the CLI (JSON lines, in line order), plant-a → enterprise through
     // the client library; the source order is the order of the store offsets each append got.
     let input = jsonl("enterprise", "plant-a");
     let out = cluster.cli(

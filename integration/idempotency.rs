@@ -1,95 +1,149 @@
-//! Property: AppendFact is idempotent on `message_id` — the same message again answers the
-//! original offset with `duplicate: true`; the same id with other content is `ALREADY_EXISTS`
-//! with exit code 1 — and the peer receives one copy (issue #2, test 2).
+//! Property: AppendFact is idempotent on `message_id` with "same content" meaning the fact and the
+//! envelope's business fields, not the send time. Running the same `bsfg append` again, or sending
+//! a message again with a new `produced_at_unix_ms`, answers the original offset with
+//! `duplicate: true` (exit 0); the same id with another subject, predicate, object or business
+//! envelope field is `ALREADY_EXISTS` naming the original offset (exit 1, one line on stderr) —
+//! through the CLI and through the wire. The peer receives one copy, with its first send time.
 
 mod harness;
 
 use std::time::Duration;
 
+use bsfg_proto::{ErrorCode, Message};
 use harness::{json_lines, receive, stderr, Cluster};
 
-fn append(cluster: &Cluster, id: &str, object: &str) -> std::process::Output {
-    cluster.cli(
-        "enterprise",
-        &[
-            "append",
-            "--to",
-            "plant-a",
-            "--subject",
-            "order/7",
-            "--predicate",
-            "released",
-            "--object-json",
-            object,
-            "--message-id",
-            id,
-        ],
-    )
+const FACT: [&str; 8] = [
+    "--to",
+    "plant-a",
+    "--subject",
+    "order/7",
+    "--predicate",
+    "released",
+    "--object-json",
+    r#"{"qty": 5}"#,
+];
+
+/// A field's name and how to change it.
+type Change = (&'static str, fn(&mut Message));
+
+/// `bsfg append` of [`FACT`] with `--message-id wo-7`, with `change` replacing or adding flags.
+fn append(cluster: &Cluster, change: &[&str]) -> std::process::Output {
+    let mut args: Vec<&str> = ["append", "--message-id", "wo-7"].into();
+    args.extend(FACT);
+    for pair in change.chunks(2) {
+        match args.iter().position(|a| *a == pair[0]) {
+            Some(at) => args[at + 1] = pair[1],
+            None => args.extend(pair),
+        }
+    }
+    cluster.cli("enterprise", &args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duplicates_return_the_original_offset_and_conflicts_fail() {
+async fn a_retry_is_a_duplicate_whatever_its_send_time_and_other_content_a_conflict() {
     let mut cluster = Cluster::pair();
     cluster.start_all();
-    // produced_at is filled with "now" when omitted, so pin it through JSON lines for the re-send.
-    let first = append(&cluster, "wo-7", r#"{"qty": 5}"#);
-    assert!(first.status.success(), "{}", stderr(&first));
-    let first = &json_lines(&first)[0];
-    assert_eq!(first["duplicate"], false);
-    let offset = first["offset"].as_u64().expect("offset");
 
-    let line = r#"{"envelope":{"message_id":"wo-8","to_zone":"plant-a","produced_at_unix_ms":42},"fact":{"subject":"order/8","predicate":"released","object_json":{"qty":1}}}"#;
+    // The CLI stamps produced_at_unix_ms anew on every run: the rerun is still a duplicate.
+    let first = append(&cluster, &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let offset = json_lines(&first)[0]["offset"].as_u64().expect("offset");
+    std::thread::sleep(Duration::from_millis(5));
+    let again = append(&cluster, &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(
+        json_lines(&again),
+        [serde_json::json!({"offset": offset, "duplicate": true})]
+    );
+
+    // Each changed field of the content is a conflict naming the original offset, reported once.
+    let changes: [&[&str]; 5] = [
+        &["--subject", "order/8"],
+        &["--predicate", "held"],
+        &["--object-json", r#"{"qty": 6}"#],
+        &["--label", "line=3"],
+        &["--object-schema", "order/v2"],
+    ];
+    for change in changes {
+        let conflict = append(&cluster, change);
+        let text = stderr(&conflict);
+        assert_eq!(conflict.status.code(), Some(1), "{change:?}: {text}");
+        assert!(
+            text.starts_with("error: ALREADY_EXISTS: ") && text.contains(&format!("(offset {offset})")),
+            "{change:?}: {text}"
+        );
+        assert_eq!(text.lines().count(), 1, "reported once: {text}");
+    }
+
+    // JSON lines with explicit send times: the second line differs only in produced_at.
+    let line = |at: u64| {
+        format!(
+            r#"{{"envelope":{{"message_id":"wo-8","to_zone":"plant-a","produced_at_unix_ms":{at}}},"fact":{{"subject":"order/8","predicate":"released","object_json":{{"qty":1}}}}}}"#
+        )
+    };
     let file = tempfile::NamedTempFile::new().expect("tmp");
-    std::fs::write(file.path(), format!("{line}\n{line}\n")).expect("write");
+    std::fs::write(file.path(), format!("{}\n{}\n", line(42), line(43))).expect("write");
     let out = cluster.cli(
         "enterprise",
         &["append", "--jsonl", file.path().to_str().expect("path")],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let summary = &json_lines(&out)[0];
-    assert_eq!(
-        (summary["appended"].as_u64(), summary["duplicates"].as_u64()),
-        (Some(1), Some(1)),
-        "{summary}"
-    );
-    assert_eq!(
-        summary["first_offset"], summary["last_offset"],
-        "the duplicate answered the original offset"
-    );
-    assert_eq!(summary["first_offset"].as_u64(), Some(offset + 1));
+    let expected =
+        serde_json::json!({"appended": 1, "duplicates": 1, "first_offset": offset + 1, "last_offset": offset + 1});
+    assert_eq!(json_lines(&out), [expected]);
 
-    let conflict = append(&cluster, "wo-8", r#"{"qty": 99}"#);
-    assert_eq!(conflict.status.code(), Some(1), "{}", stderr(&conflict));
-    assert!(
-        stderr(&conflict).starts_with("error: ALREADY_EXISTS: "),
-        "{}",
-        stderr(&conflict)
-    );
-
-    // The same message through the library: duplicate at the same offset.
+    // Through the wire: the same, message by message.
     let client = cluster.client("enterprise").await;
-    let mut message = harness::message("enterprise", "plant-a", "wo-9");
-    let original = client.append(message.clone()).await.expect("append");
-    let again = client.append(message.clone()).await.expect("append");
-    assert_eq!((again.offset, again.duplicate), (original.offset, true));
-    message.fact.object_json = "{\"changed\":true}".into();
-    let error = client.append(message).await.expect_err("conflict");
-    assert_eq!(error.code(), bsfg_proto::ErrorCode::AlreadyExists);
-    assert!(!error.retryable());
+    let original = harness::message("enterprise", "plant-a", "wo-9");
+    let stored = client.append(original.clone()).await.expect("append");
+    let mut retried = original.clone();
+    retried.envelope.produced_at_unix_ms += 60_000;
+    let again = client.append(retried).await.expect("retry");
+    assert_eq!((again.offset, again.duplicate), (stored.offset, true));
+    let changes: [Change; 7] = [
+        ("subject", |m| m.fact.subject.push('x')),
+        ("predicate", |m| m.fact.predicate.push('x')),
+        ("object_json", |m| m.fact.object_json = "{\"changed\":true}".into()),
+        ("correlation_id", |m| m.envelope.correlation_id = Some("c-1".into())),
+        ("causation_id", |m| m.envelope.causation_id = Some("k-1".into())),
+        ("labels", |m| {
+            m.envelope.labels.insert("line".into(), "3".into());
+        }),
+        ("object_schema", |m| m.envelope.object_schema = Some("v2".into())),
+    ];
+    for (field, change) in changes {
+        let mut changed = original.clone();
+        change(&mut changed);
+        let error = client.append(changed).await.expect_err(field);
+        assert_eq!(
+            (error.code(), error.retryable()),
+            (ErrorCode::AlreadyExists, false),
+            "{field}"
+        );
+        assert!(
+            error.to_string().contains(&format!("(offset {})", stored.offset)),
+            "{field}: {error}"
+        );
+    }
 
-    // The peer got each message once.
+    // The peer got each message once, with the send time of its first append.
     let plant = cluster.client("plant-a").await;
     let facts = receive(&plant, "check", 3, Duration::from_secs(30)).await;
-    let ids: Vec<&str> = facts.iter().map(|f| f.message.envelope.message_id.as_str()).collect();
+    let ids: Vec<(&str, u64)> = facts
+        .iter()
+        .map(|f| {
+            (
+                f.message.envelope.message_id.as_str(),
+                f.message.envelope.produced_at_unix_ms,
+            )
+        })
+        .collect();
     assert_eq!(ids.len(), 3, "{ids:?}");
-    assert!(
-        ids.contains(&"wo-7") && ids.contains(&"wo-8") && ids.contains(&"wo-9"),
-        "{ids:?}"
+    assert_eq!(
+        &ids[1..],
+        [("wo-8", 42), ("wo-9", original.envelope.produced_at_unix_ms)]
     );
-    assert!(plant
-        .fetch("check", 10, 500, None)
-        .await
-        .expect("fetch")
-        .facts
-        .is_empty());
+    assert_eq!(ids[0].0, "wo-7");
+    let extra = plant.fetch("check", 10, 500, None).await.expect("fetch");
+    assert!(extra.facts.is_empty(), "nothing twice");
 }

@@ -3,13 +3,30 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "bsfg", version, about = "Bidirectional Store-and-Forward Gateway", long_about = LONG_ABOUT)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the command line, with the checks clap cannot express; a usage error exits 2.
+    pub fn parse_checked() -> Self {
+        let cli = Self::parse();
+        let checked = match &cli.command {
+            Command::Append(args) => args.check(),
+            _ => Ok(()),
+        };
+        if let Err(message) = checked {
+            Self::command()
+                .error(clap::error::ErrorKind::ArgumentConflict, message)
+                .exit();
+        }
+        cli
+    }
 }
 
 const LONG_ABOUT: &str = "Bidirectional Store-and-Forward Gateway: one node per network zone. Producers append facts \
@@ -29,7 +46,12 @@ pub enum Command {
     /// Development and test PKI: a CA and certificates for zones and clients.
     #[command(subcommand)]
     Pki(PkiCommand),
-    /// Append facts to the node's store buffer (one from flags, or many from JSON lines).
+    /// Append facts to the node's store buffer: one from flags, or many from JSON lines, stored in
+    /// file order unless --unordered.
+    ///
+    /// Appending is idempotent on the message id: the same id with the same content (the send
+    /// time `produced_at_unix_ms` aside) answers the original offset with "duplicate": true; the
+    /// same id with other content fails with ALREADY_EXISTS, naming the original offset.
     Append(AppendArgs),
     /// Fetch facts from the node's forward buffer under a durable consumer name; prints JSON lines.
     Fetch {
@@ -126,9 +148,9 @@ pub enum Command {
     /// The story: link up (5 s; gates `normal`), partition (12 s; producers keep getting
     /// acknowledgements, backlogs grow, gates go `autonomous`), heal (the backlog replays through
     /// `reconciliation` back to `normal`). Then the producers stop and the demo checks that every
-    /// acknowledged fact arrived exactly once, prints a summary and the directory with the
-    /// configs, data and node logs. About 30 s (`--fast`: about 15 s). Exits 1 if any
-    /// acknowledged fact was lost or duplicated.
+    /// acknowledged fact arrived exactly once and in the order it was appended, prints a summary
+    /// and the directory with the configs, data and node logs. About 30 s (`--fast`: about 15 s).
+    /// Exits 1 if any acknowledged fact was lost, duplicated or reordered.
     Demo(crate::commands::demo::DemoArgs),
 }
 
@@ -248,20 +270,31 @@ pub struct ConnArgs {
 pub struct AppendArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
-    /// JSON lines file (or - for stdin), one {"envelope": {...}, "fact": {...}} per line.
+    /// JSON lines file (or - for stdin), one {"envelope": {...}, "fact": {...}} per line; blank
+    /// lines are skipped.
+    ///
+    /// Lines are sent in AppendFacts calls of up to 1024 lines (and 1 MiB); one call is in flight
+    /// at a time, so the lines are stored in file order (see --unordered). Prints one summary line
+    /// {"appended", "duplicates", "first_offset", "last_offset"}. The first failing line stops the
+    /// run: it is reported on stderr with its line number and code, and nothing after it is
+    /// stored. Give every line a message_id: running the file again after a failure then stores
+    /// each line once (its produced_at_unix_ms may differ; the send time is not content).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["to", "subject", "predicate", "object_json"])]
     pub jsonl: Option<String>,
     /// Destination zone.
     #[arg(long, required_unless_present = "jsonl")]
     pub to: Option<String>,
+    /// What the fact is about, e.g. batch/42.
     #[arg(long, required_unless_present = "jsonl")]
     pub subject: Option<String>,
+    /// What happened to the subject, e.g. completed.
     #[arg(long, required_unless_present = "jsonl")]
     pub predicate: Option<String>,
     /// The object, as JSON text.
     #[arg(long, required_unless_present = "jsonl")]
     pub object_json: Option<String>,
-    /// Idempotency key; a random one is chosen when omitted.
+    /// Idempotency key; a random one is chosen when omitted. The same key with the same content
+    /// (the send time aside) is a duplicate: the original offset, "duplicate": true, exit 0.
     #[arg(long)]
     pub message_id: Option<String>,
     /// A label, KEY=VALUE; repeatable.
@@ -275,9 +308,39 @@ pub struct AppendArgs {
     /// Schema of the object (an envelope field, passed through unchanged).
     #[arg(long, conflicts_with = "jsonl")]
     pub object_schema: Option<String>,
-    /// Appends in flight at once with --jsonl; 1 stores the lines in file order.
-    #[arg(long, default_value_t = 64)]
-    pub concurrency: usize,
+    /// With --jsonl: give up file order for throughput. Several calls are in flight
+    /// (--concurrency) and their lines may be stored in any order.
+    ///
+    /// When a line fails, no new call is sent, but the calls already in flight complete: lines
+    /// after the failing one may be stored too (at most --concurrency calls of 1024 lines), and
+    /// the summary counts them. Every line before the reported one is stored.
+    #[arg(long, requires = "jsonl")]
+    pub unordered: bool,
+    /// AppendFacts calls in flight at once with --unordered (default 4). In file order one call
+    /// is in flight; only 1 is accepted without --unordered.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: Option<u16>,
+}
+
+impl AppendArgs {
+    /// Calls of `--jsonl` in flight at once.
+    pub fn calls_in_flight(&self) -> usize {
+        match (self.unordered, self.concurrency) {
+            (true, Some(n)) => usize::from(n),
+            (true, None) => 4,
+            (false, _) => 1,
+        }
+    }
+
+    /// What clap cannot check: more than one call in flight needs `--unordered`.
+    fn check(&self) -> Result<(), String> {
+        match self.concurrency {
+            Some(n) if n > 1 && !self.unordered => Err(format!(
+                "--concurrency {n} needs --unordered: in file order one call is in flight at a time"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Where an artifact lives, and how to reach its node. `--key` names the object here (SPEC §8),

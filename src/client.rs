@@ -1,5 +1,9 @@
 //! Client library: one QUIC connection with mutual TLS to a node, and the calls of SPEC §3.
 //! Used by the CLI commands, the demo and the end-to-end tests.
+//!
+//! The client never retries by itself. A producer that retries sends the same message again: the
+//! same `message_id` and content is a duplicate that answers the original offset, whatever its
+//! `produced_at_unix_ms` (the send time is not content, see `bsfg_proto::content`).
 
 use std::{
     net::{SocketAddr, ToSocketAddrs},
@@ -20,6 +24,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// Frames a client accepts; pages are bounded by the node's own limit, which is at most this.
 const CLIENT_MAX_FRAME: usize = 1 << 30;
+
+/// The outcome of each message of an AppendFacts call, in its order.
+pub type Outcomes = Vec<Result<AppendResponse, RpcError>>;
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -118,14 +125,21 @@ impl Client {
     }
 
     /// `AppendFacts`: the messages in order, each with its own outcome (see [`AppendBatchRequest`]).
-    pub async fn append_batch(
-        &self,
-        messages: Vec<Message>,
-    ) -> Result<Vec<Result<AppendResponse, RpcError>>, ClientError> {
-        match self
-            .call(&Request::AppendBatch(AppendBatchRequest { messages }))
-            .await?
-        {
+    pub async fn append_batch(&self, messages: Vec<Message>) -> Result<Outcomes, ClientError> {
+        self.append_facts(Request::AppendBatch(AppendBatchRequest { messages }))
+            .await
+    }
+
+    /// `AppendFacts` that stops at its first failed message: the outcomes end with the first
+    /// error, and nothing after it was stored, so the facts stored are a prefix of `messages`.
+    /// What a producer that keeps its order needs: resend the rest once the failure is dealt with.
+    pub async fn append_in_order(&self, messages: Vec<Message>) -> Result<Outcomes, ClientError> {
+        self.append_facts(Request::AppendInOrder(AppendBatchRequest { messages }))
+            .await
+    }
+
+    async fn append_facts(&self, request: Request) -> Result<Outcomes, ClientError> {
+        match self.call(&request).await? {
             Response::AppendBatch(r) => Ok(r.results),
             _ => Err(ClientError::Unexpected),
         }

@@ -4,10 +4,9 @@
 use std::process::ExitCode;
 
 use bsfg::{cli::Cli, commands, CommandError};
-use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_checked();
     match commands::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -10,7 +10,7 @@ use bsfg_proto::{AppendResponse, Message, RpcError};
 
 use crate::{
     backpressure::Admission,
-    journal::{Journal, Prepared},
+    journal::{AppendMode, Journal, JournalError, Prepared},
     long_poll::{self, PageRequest, Served},
     objects::ObjectStore,
     storage::CursorKey,
@@ -52,12 +52,13 @@ impl Actor for StoreBuffer {
 }
 
 /// AppendFact (one message) or AppendFacts (many) from a local producer: each message gets the
-/// outcome AppendFact would give it alone, in the order given, and every fact taken shares one
-/// group commit. The call fails as a whole only when backpressure refuses new facts or the commit
-/// fails.
+/// outcome AppendFact would give it alone, in the order given — or, with
+/// [`AppendMode::StopAtFailure`], the messages up to the first failed one get their outcomes and
+/// nothing after it is stored or answered — and every fact taken shares one group commit. The
+/// call fails as a whole only when backpressure refuses new facts or the commit fails.
 #[derive(Message)]
 #[rtype(result = "Result<Outcomes, RpcError>")]
-pub struct Append(pub Vec<Message>);
+pub struct Append(pub Vec<Message>, pub AppendMode);
 
 /// The outcome of each message of an [`Append`], in its order.
 pub type Outcomes = Vec<Result<AppendResponse, RpcError>>;
@@ -81,7 +82,7 @@ pub struct PeerConfirm {
 impl Handler<Append> for StoreBuffer {
     type Result = ResponseFuture<Result<Outcomes, RpcError>>;
 
-    fn handle(&mut self, Append(messages): Append, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, Append(messages, mode): Append, _: &mut Self::Context) -> Self::Result {
         let (config, journal) = (self.config.clone(), self.journal.clone());
         let (admission, objects) = (self.admission.clone(), self.objects.clone());
         Box::pin(async move {
@@ -100,6 +101,7 @@ impl Handler<Append> for StoreBuffer {
                     Ok(message) => prepare(&objects, message).await,
                     Err(e) => Err(e),
                 };
+                let failed = ready.is_err();
                 match ready {
                     Ok(fact) => {
                         prepared.push(fact);
@@ -107,22 +109,43 @@ impl Handler<Append> for StoreBuffer {
                     }
                     Err(e) => slots.push(Some(e)),
                 }
+                if failed && mode == AppendMode::StopAtFailure {
+                    break;
+                }
             }
-            let mut journaled = match prepared.is_empty() {
+            let journaled = match prepared.is_empty() {
                 true => Vec::new(),
-                false => journal.append(prepared).await?,
-            }
-            .into_iter();
-            let outcomes = slots.into_iter().map(|slot| match slot {
-                Some(refused) => Err(refused),
-                None => journaled.next().map_or_else(
-                    || Err(RpcError::internal("the journal answered fewer facts than it was given")),
-                    |result| result.map_err(RpcError::from),
-                ),
-            });
-            Ok(outcomes.collect())
+                false => journal.append(prepared, mode).await?,
+            };
+            Ok(outcomes(slots, journaled, mode))
         })
     }
+}
+
+/// Merges the refusals found before the journal with the journal's outcomes, in call order; with
+/// [`AppendMode::StopAtFailure`] the answer ends at the first failure.
+fn outcomes(
+    slots: Vec<Option<RpcError>>,
+    journaled: Vec<Result<AppendResponse, JournalError>>,
+    mode: AppendMode,
+) -> Outcomes {
+    let mut journaled = journaled.into_iter();
+    let mut outcomes = Vec::with_capacity(slots.len());
+    for slot in slots {
+        let outcome = match slot {
+            Some(refused) => Err(refused),
+            None => journaled.next().map_or_else(
+                || Err(RpcError::internal("the journal answered fewer facts than it was given")),
+                |result| result.map_err(RpcError::from),
+            ),
+        };
+        let failed = outcome.is_err();
+        outcomes.push(outcome);
+        if failed && mode == AppendMode::StopAtFailure {
+            break;
+        }
+    }
+    outcomes
 }
 
 /// The artifact check, then encoding and hashing: everything before the journal that may await.

@@ -136,17 +136,26 @@ impl Cluster {
     /// Runs the CLI with `args` followed by the connection flags for `zone` as `identity`. The
     /// private key goes in `BSFG_KEY`: in `put-object`/`get-object`, `--key` names the object.
     pub fn cli_as(&self, zone: &str, identity: &str, args: &[&str]) -> Output {
+        let node = self.net.client(zone, identity).expect("client options").node;
+        self.cli_command(zone, identity, &node, args)
+            .output()
+            .expect("run bsfg")
+    }
+
+    /// The CLI with `args` and the connection flags for `zone` as `identity`, dialling `node`
+    /// (the node's own address, or a fault proxy in front of it); not started yet.
+    pub fn cli_command(&self, zone: &str, identity: &str, node: &str, args: &[&str]) -> std::process::Command {
         let o = self.net.client(zone, identity).expect("client options");
-        std::process::Command::new(bin())
+        let mut command = std::process::Command::new(bin());
+        command
             .args(args)
-            .args(["--node", &o.node, "--server-name", &o.server_name])
+            .args(["--node", node, "--server-name", &o.server_name])
             .arg("--ca")
             .arg(&o.ca)
             .arg("--cert")
             .arg(&o.cert)
-            .env("BSFG_KEY", &o.key)
-            .output()
-            .expect("run bsfg")
+            .env("BSFG_KEY", &o.key);
+        command
     }
 
     pub fn cli(&self, zone: &str, args: &[&str]) -> Output {
@@ -311,6 +320,16 @@ pub fn message(from: &str, to: &str, id: &str) -> Message {
     }
 }
 
+/// A line for `bsfg append --jsonl`: a message to `to` with id `id`, and no `from_zone` or
+/// `produced_at_unix_ms`, which the CLI fills in.
+pub fn json_line(to: &str, id: &str) -> String {
+    serde_json::json!({
+        "envelope": {"message_id": id, "to_zone": to},
+        "fact": {"subject": format!("item/{id}"), "predicate": "recorded", "object_json": {"id": id}},
+    })
+    .to_string()
+}
+
 /// [`message`] with about `pad` more bytes in its object, so a few facts fill a small buffer.
 pub fn padded_message(from: &str, to: &str, id: &str, pad: usize) -> Message {
     let mut message = message(from, to, id);
@@ -353,6 +372,23 @@ pub fn ids<'a>(facts: impl IntoIterator<Item = &'a FetchedFact>) -> Vec<&'a str>
         .into_iter()
         .map(|f| f.message.envelope.message_id.as_str())
         .collect()
+}
+
+/// Fails the test unless `got` is `expected`, naming the first place where they differ (ids
+/// lists are long, so not printed whole).
+pub fn assert_same_ids(got: &[&str], expected: &[String], what: &str) {
+    let differs = got.iter().zip(expected).position(|(g, e)| g != e);
+    let at = differs.unwrap_or(got.len().min(expected.len()));
+    let around = |ids: &[String]| ids[at.saturating_sub(2)..(at + 3).min(ids.len())].join(", ");
+    let got_owned: Vec<String> = got.iter().map(|id| id.to_string()).collect();
+    assert!(
+        differs.is_none() && got.len() == expected.len(),
+        "{what}: {} ids, expected {}; first difference at index {at}: got [{}], expected [{}]",
+        got.len(),
+        expected.len(),
+        around(&got_owned),
+        around(expected)
+    );
 }
 
 /// Parses a CLI's stdout as JSON lines.

@@ -7,9 +7,11 @@
 
 use bincode::{
     config::{self},
-    enc::write::SizeWriter,
+    enc::write::{SizeWriter, Writer},
+    error::EncodeError,
     Decode, Encode,
 };
+use sha2::{Digest as _, Sha256};
 
 /// Bytes of the length prefix.
 pub const HEADER_LEN: usize = 4;
@@ -59,6 +61,22 @@ pub fn encoded_len<T: Encode>(value: &T) -> usize {
     match bincode::encode_into_writer(value, &mut writer, wire_config()) {
         Ok(()) => writer.bytes_written,
         Err(_) => usize::MAX,
+    }
+}
+
+/// sha256 of `value`'s wire encoding, hashed as it is encoded (nothing is allocated).
+pub fn digest_of<T: Encode>(value: &T) -> Result<[u8; 32], FrameError> {
+    let mut hasher = HashWriter(Sha256::new());
+    bincode::encode_into_writer(value, &mut hasher, wire_config()).map_err(|e| FrameError::Encode(e.to_string()))?;
+    Ok(hasher.0.finalize().into())
+}
+
+struct HashWriter(Sha256);
+
+impl Writer for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+        self.0.update(bytes);
+        Ok(())
     }
 }
 

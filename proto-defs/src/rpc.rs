@@ -19,6 +19,9 @@ pub enum Request {
     PutObject(PutObjectRequest),
     GetObject(GetObjectRequest),
     AppendBatch(AppendBatchRequest),
+    /// `AppendFacts` that stops at its first failed message (see [`AppendBatchRequest`]); its
+    /// operation name is `append_facts` too.
+    AppendInOrder(AppendBatchRequest),
 }
 
 impl Request {
@@ -40,7 +43,7 @@ impl Request {
             Self::Confirm(_) => "confirm_receipt",
             Self::PutObject(_) => "put_object",
             Self::GetObject(_) => "get_object",
-            Self::AppendBatch(_) => "append_facts",
+            Self::AppendBatch(_) | Self::AppendInOrder(_) => "append_facts",
         }
     }
 
@@ -48,7 +51,7 @@ impl Request {
     pub fn facts(&self) -> usize {
         match self {
             Self::Append(_) => 1,
-            Self::AppendBatch(r) => r.messages.len(),
+            Self::AppendBatch(r) | Self::AppendInOrder(r) => r.messages.len(),
             _ => 0,
         }
     }
@@ -85,8 +88,12 @@ pub const MAX_APPEND_BATCH: usize = 1024;
 
 /// `AppendFacts(messages)`: many `AppendFact`s in one call, for producers with a stream of facts.
 ///
-/// Each message is appended exactly as `AppendFact` would append it, in the order given, and has
-/// its own outcome; the call is answered once every appended fact is durable (they share a group
+/// As [`Request::AppendBatch`], each message is appended exactly as `AppendFact` would append it,
+/// in the order given, and has its own outcome. As [`Request::AppendInOrder`], the call stops at
+/// its first failed message: the messages before it have their outcomes, the failed one its
+/// error, and the ones after it are neither stored nor answered (the answer is shorter than the
+/// call), so what a call stores is always a prefix of it — what a producer that keeps order needs.
+/// Either way the call is answered once every appended fact is durable (they share a group
 /// commit). Between 1 and [`MAX_APPEND_BATCH`] messages, within `limits.max_frame_bytes`.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct AppendBatchRequest {
@@ -94,7 +101,8 @@ pub struct AppendBatchRequest {
 }
 
 /// One outcome per message of an [`AppendBatchRequest`], in its order: the offset (and whether it
-/// was a duplicate), or the error `AppendFact` would have returned for that message alone.
+/// was a duplicate), or the error `AppendFact` would have returned for that message alone. An
+/// in-order call's answer ends at its first error.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct AppendBatchResponse {
     pub results: Vec<Result<AppendResponse, RpcError>>,

@@ -113,6 +113,8 @@ fn request() -> impl Strategy<Value = Request> {
         (text(), text()).prop_map(|(bucket, key)| Request::GetObject(GetObjectRequest { bucket, key })),
         prop::collection::vec(message(), 0..8)
             .prop_map(|messages| Request::AppendBatch(AppendBatchRequest { messages })),
+        prop::collection::vec(message(), 0..8)
+            .prop_map(|messages| Request::AppendInOrder(AppendBatchRequest { messages })),
     ]
 }
 

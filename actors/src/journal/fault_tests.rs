@@ -8,7 +8,7 @@ use std::{future::Future, pin::Pin};
 
 use bsfg_proto::{ErrorCode, RpcError};
 
-use super::{DeletePlan, JournalError};
+use super::{AppendMode, DeletePlan, JournalError};
 use crate::{
     journal::JournalConfig,
     storage::{CursorKey, DeleteReason, Index, StoreDelete, Usage},
@@ -50,8 +50,13 @@ fn five_callers(fixture: &Fixture) -> Vec<Call<'_>> {
         forward: Vec::new(),
     };
     vec![
-        Box::pin(async move { journal.append(prepared(&["a"])).await.map(drop) }),
-        Box::pin(async move { journal.append(prepared(&["b", "c"])).await.map(drop) }),
+        Box::pin(async move { journal.append(prepared(&["a"]), AppendMode::EachAlone).await.map(drop) }),
+        Box::pin(async move {
+            journal
+                .append(prepared(&["b", "c"]), AppendMode::EachAlone)
+                .await
+                .map(drop)
+        }),
         Box::pin(async move {
             journal
                 .insert("enterprise".into(), page("enterprise", 1, &["x", "y"]))

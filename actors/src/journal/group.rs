@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 
 use super::{
     delete::{self, DeletePlan},
-    Appended, Command, CursorChange, CursorMove, InsertOutcome, InsertPage, JournalConfig, JournalError, Prepared,
-    Reply, Shared, MAX_GROUP,
+    AppendMode, Appended, Command, CursorChange, CursorMove, InsertOutcome, InsertPage, JournalConfig, JournalError,
+    Prepared, Reply, Shared, MAX_GROUP,
 };
 use crate::storage::{Batch, CursorKey, ForwardInsert, IdemRecord, Index, Log, Recovered, StoreAppend, Usage};
 
@@ -41,11 +41,13 @@ struct Plan {
     removed: HashSet<CursorKey>,
 }
 
+type AppendCommand = (Vec<Prepared>, AppendMode, Reply<Appended>);
+
 #[derive(Default)]
 struct Group {
     /// Facts appended or inserted, plus one per other command: what bounds a group.
     entries: usize,
-    appends: Vec<(Vec<Prepared>, Reply<Appended>)>,
+    appends: Vec<AppendCommand>,
     inserts: Vec<InsertPage>,
     confirms: Vec<(CursorKey, u64, Reply<u64>)>,
     changes: Vec<(CursorChange, Reply<CursorMove>)>,
@@ -123,14 +125,10 @@ impl Writer {
         planned
     }
 
-    fn plan_appends(
-        &mut self,
-        appends: Vec<(Vec<Prepared>, Reply<Appended>)>,
-        plan: &mut Plan,
-    ) -> Result<(), JournalError> {
+    fn plan_appends(&mut self, appends: Vec<AppendCommand>, plan: &mut Plan) -> Result<(), JournalError> {
         let keys: Vec<(&str, &str)> = appends
             .iter()
-            .flat_map(|(facts, _)| facts)
+            .flat_map(|(facts, ..)| facts)
             .map(|p| ("", p.message.envelope.message_id.as_str()))
             .collect();
         let looked_up = self.shared.storage.lookup(Index::Store, &keys);
@@ -139,37 +137,51 @@ impl Writer {
             Ok(stored) => stored.into_iter(),
             Err(error) => {
                 plan.appends
-                    .extend(appends.into_iter().map(|(_, reply)| (reply, Vec::new())));
+                    .extend(appends.into_iter().map(|(.., reply)| (reply, Vec::new())));
                 return Err(error.into());
             }
         };
         let mut seen: HashMap<String, IdemRecord> = HashMap::new();
         let now = bsfg_proto::model::now_unix_ms();
-        for (facts, reply) in appends {
-            let mut full: Option<JournalError> = None;
-            let results = facts
-                .into_iter()
-                .zip(stored.by_ref())
-                .map(|(prepared, stored)| {
-                    // Once a fact of a call did not fit, no later new fact of that call is taken,
-                    // so a retried call keeps its order.
-                    let result = match &full {
-                        Some(error)
-                            if stored.is_none() && !seen.contains_key(&prepared.message.envelope.message_id) =>
-                        {
-                            Err(error.clone())
-                        }
-                        _ => self.plan_append(prepared, stored, now, &mut seen, plan),
-                    };
-                    if let Err(error @ JournalError::Full { .. }) = &result {
-                        full.get_or_insert_with(|| error.clone());
-                    }
-                    result
-                })
-                .collect();
+        for (facts, mode, reply) in appends {
+            let lookups: Vec<_> = stored.by_ref().take(facts.len()).collect();
+            let results = self.plan_call(facts, lookups, mode, now, &mut seen, plan);
             plan.appends.push((reply, results));
         }
         Ok(())
+    }
+
+    /// The facts of one append command, in order, each with what storage holds under its id.
+    fn plan_call(
+        &mut self,
+        facts: Vec<Prepared>,
+        lookups: Vec<Option<IdemRecord>>,
+        mode: AppendMode,
+        now: u64,
+        seen: &mut HashMap<String, IdemRecord>,
+        plan: &mut Plan,
+    ) -> Appended {
+        let mut results = Vec::with_capacity(facts.len());
+        let mut full: Option<JournalError> = None;
+        for (prepared, stored) in facts.into_iter().zip(lookups) {
+            // Once a fact of a call did not fit, no later new fact of that call is taken,
+            // so a retried call keeps its order.
+            let result = match &full {
+                Some(error) if stored.is_none() && !seen.contains_key(&prepared.message.envelope.message_id) => {
+                    Err(error.clone())
+                }
+                _ => self.plan_append(prepared, stored, now, seen, plan),
+            };
+            if let Err(error @ JournalError::Full { .. }) = &result {
+                full.get_or_insert_with(|| error.clone());
+            }
+            let failed = result.is_err();
+            results.push(result);
+            if failed && mode == AppendMode::StopAtFailure {
+                break;
+            }
+        }
+        results
     }
 
     /// One fact of a group: a duplicate of what is stored (or planned earlier in the group), a
@@ -184,7 +196,7 @@ impl Writer {
     ) -> Result<AppendResponse, JournalError> {
         let id = prepared.message.envelope.message_id.clone();
         match seen.get(&id).copied().or(stored) {
-            Some(found) if found.digest == prepared.digest => Ok(AppendResponse {
+            Some(found) if found.holds(&prepared.digest) => Ok(AppendResponse {
                 offset: found.offset,
                 duplicate: true,
             }),
@@ -199,7 +211,7 @@ impl Writer {
                 let offset = self.store_high;
                 let record = IdemRecord {
                     offset,
-                    digest: prepared.digest,
+                    digest: Some(prepared.digest),
                 };
                 seen.insert(id.clone(), record);
                 plan.batch.store.push(store_append(offset, now, id, prepared));
@@ -241,7 +253,7 @@ impl Writer {
         for ((source_offset, prepared), stored) in facts.into_iter().zip(stored) {
             let id = prepared.message.envelope.message_id.clone();
             match seen.get(&id).copied().or(stored) {
-                Some(found) if found.digest == prepared.digest => outcome.duplicates += 1,
+                Some(found) if found.holds(&prepared.digest) => outcome.duplicates += 1,
                 Some(_) => outcome.conflicts += 1,
                 None => {
                     self.usage.forward.add(Log::Forward.entry_bytes(prepared.encoded.len()));
@@ -251,7 +263,7 @@ impl Writer {
                         id.clone(),
                         IdemRecord {
                             offset,
-                            digest: prepared.digest,
+                            digest: Some(prepared.digest),
                         },
                     );
                     plan.batch.forward.push(ForwardInsert {
@@ -367,12 +379,12 @@ impl Writer {
 impl Group {
     fn push(&mut self, command: Command) {
         self.entries += match &command {
-            Command::Append(facts, _) => facts.len(),
+            Command::Append(facts, ..) => facts.len(),
             Command::Insert(page) => page.facts.len(),
             Command::Confirm(..) | Command::Cursor(..) | Command::Delete(..) => 1,
         };
         match command {
-            Command::Append(facts, reply) => self.appends.push((facts, reply)),
+            Command::Append(facts, mode, reply) => self.appends.push((facts, mode, reply)),
             Command::Insert(page) => self.inserts.push(page),
             Command::Confirm(key, offset, reply) => self.confirms.push((key, offset, reply)),
             Command::Cursor(change, reply) => self.changes.push((change, reply)),
@@ -406,7 +418,7 @@ fn planned_ids(plan: &Plan, from_zone: &str) -> HashMap<String, IdemRecord> {
                 f.message_id.clone(),
                 IdemRecord {
                     offset: f.offset,
-                    digest: f.digest,
+                    digest: Some(f.digest),
                 },
             )
         })

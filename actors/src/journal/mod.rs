@@ -24,7 +24,6 @@ use std::{
 };
 
 use bsfg_proto::{codec, AppendResponse, ErrorCode, FetchedFact, Message, RpcError};
-use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::storage::{CursorKey, Digest, Storage, StorageError, Usage};
@@ -77,7 +76,7 @@ impl From<StorageError> for JournalError {
     }
 }
 
-/// A message encoded and hashed on the caller's thread, so the writer only writes.
+/// A message encoded and its content digested on the caller's thread, so the writer only writes.
 #[derive(Debug)]
 pub struct Prepared {
     pub message: Message,
@@ -88,13 +87,26 @@ pub struct Prepared {
 impl Prepared {
     pub fn new(message: Message) -> Result<Self, JournalError> {
         let encoded = codec::encode_value(&message).map_err(|e| JournalError::Encode(e.to_string()))?;
-        let digest = Sha256::digest(&encoded).into();
+        let digest = message
+            .content_digest()
+            .map_err(|e| JournalError::Encode(e.to_string()))?;
         Ok(Self {
             message,
             encoded,
             digest,
         })
     }
+}
+
+/// What a failed fact of an append command means for the facts after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AppendMode {
+    /// Each fact gets the outcome it would get alone (AppendFact, AppendFacts).
+    #[default]
+    EachAlone,
+    /// Nothing after the first failed fact is appended or answered: what the command stores is a
+    /// prefix of it, so a producer that keeps order can resend the rest after fixing the failure.
+    StopAtFailure,
 }
 
 /// What a forward insert did with a page of facts from one peer.
@@ -119,7 +131,7 @@ struct InsertPage {
 type Appended = Vec<Result<AppendResponse, JournalError>>;
 
 enum Command {
-    Append(Vec<Prepared>, Reply<Appended>),
+    Append(Vec<Prepared>, AppendMode, Reply<Appended>),
     Insert(InsertPage),
     Confirm(CursorKey, u64, Reply<u64>),
     Cursor(CursorChange, Reply<CursorMove>),
@@ -186,12 +198,14 @@ impl Journal {
     }
 
     /// Durable idempotent append of `facts` to the store log, in their order, each with its own
-    /// outcome; answers after the fsync of the one group commit that takes them all.
+    /// outcome (up to the first failure with [`AppendMode::StopAtFailure`]); answers after the
+    /// fsync of the one group commit that takes them all.
     pub async fn append(
         &self,
         facts: Vec<Prepared>,
+        mode: AppendMode,
     ) -> Result<Vec<Result<AppendResponse, JournalError>>, JournalError> {
-        self.call(|reply| Command::Append(facts, reply)).await
+        self.call(|reply| Command::Append(facts, mode, reply)).await
     }
 
     /// `putIfAbsent` of a page of facts from `from_zone`, in order; answers after the fsync.

@@ -1,10 +1,11 @@
 //! The journal's accounting against a real RocksDB: usage follows every append, insert and
 //! delete exactly, survives a reopen, a plan applied twice deletes (and counts) nothing twice, and
-//! the hard limit refuses the append that would overflow the store buffer.
+//! the hard limit refuses the append that would overflow the store buffer; idempotency compares
+//! content without the send time, and a call that stops at its first failure stores a prefix.
 
 use bsfg_proto::{ErrorCode, RpcError};
 
-use super::{DeletePlan, JournalConfig, JournalError, Prepared};
+use super::{AppendMode, DeletePlan, JournalConfig, JournalError, Prepared};
 use crate::{
     storage::{CursorKey, DeleteReason, ForwardDelete, Index, StoreDelete, Usage},
     testkit::{message, page, Fixture, ZONE},
@@ -183,18 +184,13 @@ async fn a_batch_is_appended_in_order_with_an_outcome_per_fact() {
     .into_iter()
     .map(|m| Prepared::new(m).expect("prepare"))
     .collect();
-    let results = fixture.journal.append(batch).await.expect("one commit");
-    let summary: Vec<_> = results
-        .iter()
-        .map(|r| match r {
-            Ok(ack) => format!("{}{}", ack.offset, if ack.duplicate { "d" } else { "" }),
-            Err(JournalError::AlreadyExists { offset, .. }) => format!("exists@{offset}"),
-            Err(JournalError::Full { .. }) => "full".into(),
-            Err(other) => format!("{other}"),
-        })
-        .collect();
+    let results = fixture
+        .journal
+        .append(batch, AppendMode::EachAlone)
+        .await
+        .expect("one commit");
     assert_eq!(
-        summary,
+        outcomes(&results),
         ["2", "1d", "3", "2d", "exists@1", "4", "full", "full", "3d"],
         "offsets follow the batch's order; a repeat inside the batch is its duplicate; nothing new \
          after a fact that did not fit"
@@ -233,4 +229,83 @@ async fn consumer_cursors_are_rewound_and_removed_durably() {
     );
     let stranger = fixture.journal.rewind(CursorKey::Consumer("nobody".into()), 0).await;
     assert_eq!(stranger.map_err(|e| RpcError::from(e).code), Err(ErrorCode::NotFound));
+}
+
+/// Each outcome as `offset`, `offset` + `d` for a duplicate, `exists@offset` or `full`.
+fn outcomes(results: &[Result<bsfg_proto::AppendResponse, JournalError>]) -> Vec<String> {
+    results
+        .iter()
+        .map(|r| match r {
+            Ok(ack) => format!("{}{}", ack.offset, if ack.duplicate { "d" } else { "" }),
+            Err(JournalError::AlreadyExists { offset, .. }) => format!("exists@{offset}"),
+            Err(JournalError::Full { .. }) => "full".into(),
+            Err(other) => format!("{other}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_call_that_stops_at_its_first_failure_stores_a_prefix_of_itself() {
+    let fixture = Fixture::open(JournalConfig::default());
+    append(&fixture, "stored").await.expect("stored");
+    let mut conflicting = message(ZONE, "enterprise", "stored");
+    conflicting.fact.object_json = "\"other content\"".into();
+    let call = |messages: Vec<bsfg_proto::Message>| {
+        let prepared = messages.into_iter().map(|m| Prepared::new(m).expect("prepare"));
+        fixture.journal.append(prepared.collect(), AppendMode::StopAtFailure)
+    };
+    let ids = |ids: &[&str]| ids.iter().map(|id| message(ZONE, "enterprise", id)).collect::<Vec<_>>();
+    let mut first = ids(&["a", "stored", "b"]);
+    first.extend([conflicting, message(ZONE, "enterprise", "c")]);
+    first.extend(ids(&["stored", "d"]));
+    let results = call(first).await.expect("one commit");
+    assert_eq!(
+        outcomes(&results),
+        ["2", "1d", "3", "exists@1"],
+        "answered up to and including the first failure, nothing after it"
+    );
+    assert_eq!(*fixture.journal.store_high().borrow(), 3, "c and d were not stored");
+    // The rest, resent after the failure, lands after what was stored: the call's order holds.
+    let rest = call(ids(&["c", "stored", "d"])).await.expect("one commit");
+    assert_eq!(outcomes(&rest), ["4", "1d", "5"]);
+}
+
+#[tokio::test]
+async fn a_retry_with_a_new_send_time_is_a_duplicate_and_other_content_a_conflict() {
+    let fixture = Fixture::open(JournalConfig::default());
+    let original = message(ZONE, "enterprise", "wo-7");
+    let offset = fixture.append(original.clone()).await.expect("append").offset;
+    let mut retried = original.clone();
+    retried.envelope.produced_at_unix_ms += 60_000;
+    let again = fixture.append(retried).await.expect("retry");
+    assert_eq!((again.offset, again.duplicate), (offset, true));
+    let mut relabelled = original.clone();
+    relabelled.envelope.labels.insert("line".into(), "3".into());
+    let refused = fixture.append(relabelled).await.expect_err("other content");
+    assert!(
+        matches!(refused, JournalError::AlreadyExists { offset: o, .. } if o == offset),
+        "{refused}"
+    );
+
+    // The forward buffer judges a replay the same way: a new send time is a duplicate.
+    let mut replay = page("enterprise", 1, &["f"]);
+    fixture
+        .journal
+        .insert("enterprise".into(), replay.clone())
+        .await
+        .expect("insert");
+    replay[0].message.envelope.produced_at_unix_ms += 1;
+    let outcome = fixture
+        .journal
+        .insert("enterprise".into(), replay.clone())
+        .await
+        .expect("replay");
+    assert_eq!((outcome.inserted, outcome.duplicates, outcome.conflicts), (0, 1, 0));
+    replay[0].message.fact.subject.push('x');
+    let outcome = fixture
+        .journal
+        .insert("enterprise".into(), replay)
+        .await
+        .expect("conflict");
+    assert_eq!((outcome.inserted, outcome.duplicates, outcome.conflicts), (0, 0, 1));
 }

@@ -113,7 +113,7 @@ impl Details {
                 predicate: Some(r.message.fact.predicate.clone()),
                 ..Self::default()
             },
-            Request::AppendBatch(r) => {
+            Request::AppendBatch(r) | Request::AppendInOrder(r) => {
                 let id = |m: Option<&bsfg_proto::Message>| m.map(|m| m.envelope.message_id.clone());
                 Self {
                     first_message_id: id(r.messages.first()),
@@ -170,8 +170,9 @@ impl Call<'_> {
     }
 
     /// Counts and times the call (SPEC §11). The append counters count facts: an `AppendFacts`
-    /// call of `facts` messages adds `facts` requests, and a failure for each fact that failed (a
-    /// call refused whole counts at least one, so even an empty call shows in the failures).
+    /// call adds a request for each message answered (an in-order call leaves the messages after
+    /// its first failure unanswered and uncounted) and a failure for each fact that failed (a call
+    /// refused whole counts each of its `facts`, at least one, so even an empty call shows).
     fn record(&self, telemetry: &Telemetry) {
         let (metrics, took) = (&*telemetry.metrics, self.took.as_secs_f64());
         metrics.rpc_latency.with_label_values(&[self.operation]).observe(took);

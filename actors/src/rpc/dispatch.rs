@@ -18,6 +18,7 @@ use super::{
 };
 use crate::{
     forward_buffer,
+    journal::AppendMode,
     long_poll::{PageRequest, Served},
     store_buffer::{self, Outcomes},
     zone_gate,
@@ -32,12 +33,16 @@ pub(super) async fn dispatch(
     body: &mut Option<objects::Body>,
 ) -> Answer {
     let response = match request {
-        Request::Append(r) => append(vec![r.message], caller, ctx)
+        Request::Append(r) => append(vec![r.message], AppendMode::EachAlone, caller, ctx)
             .await
             .and_then(|mut results| results.pop().unwrap_or_else(|| Err(RpcError::internal("no outcome"))))
             .map(Response::Append)
             .unwrap_or_else(Response::Error),
-        Request::AppendBatch(r) => append(r.messages, caller, ctx)
+        Request::AppendBatch(r) => append(r.messages, AppendMode::EachAlone, caller, ctx)
+            .await
+            .map(|results| Response::AppendBatch(AppendBatchResponse { results }))
+            .unwrap_or_else(Response::Error),
+        Request::AppendInOrder(r) => append(r.messages, AppendMode::StopAtFailure, caller, ctx)
             .await
             .map(|results| Response::AppendBatch(AppendBatchResponse { results }))
             .unwrap_or_else(Response::Error),
@@ -60,8 +65,13 @@ pub(super) async fn dispatch(
     response.into()
 }
 
-/// AppendFact (one message) and AppendFacts alike.
-async fn append(messages: Vec<Message>, caller: &Caller, ctx: &Context) -> Result<Outcomes, RpcError> {
+/// AppendFact (one message) and AppendFacts (either form) alike.
+async fn append(
+    messages: Vec<Message>,
+    mode: AppendMode,
+    caller: &Caller,
+    ctx: &Context,
+) -> Result<Outcomes, RpcError> {
     authorise(caller, Role::Produce, &ctx.config.zone)?;
     if messages.is_empty() || messages.len() > MAX_APPEND_BATCH {
         return Err(RpcError::invalid(format!(
@@ -69,7 +79,7 @@ async fn append(messages: Vec<Message>, caller: &Caller, ctx: &Context) -> Resul
             messages.len()
         )));
     }
-    flatten(ctx.deps.store.send(store_buffer::Append(messages)).await)
+    flatten(ctx.deps.store.send(store_buffer::Append(messages, mode)).await)
 }
 
 async fn fetch(r: FetchRequest, caller: &Caller, ctx: &Context) -> Result<Served, RpcError> {

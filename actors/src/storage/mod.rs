@@ -8,9 +8,9 @@
 //! |---|---|---|
 //! | `store_log`   | offset `u64` | appended_at_unix_ms `u64` ‖ encoded `Message` |
 //! | `store_route` | to_zone ‖ `0x00` ‖ offset `u64` | empty (per-peer index of `store_log`) |
-//! | `store_idem`  | message_id | offset `u64` ‖ sha256 of the encoded message |
+//! | `store_idem`  | message_id | offset `u64` ‖ content digest |
 //! | `fwd_log`     | offset `u64` | received_at_unix_ms `u64` ‖ source offset `u64` ‖ encoded `Message` |
-//! | `fwd_idem`    | from_zone ‖ `0x00` ‖ message_id | offset `u64` ‖ sha256 of the encoded message |
+//! | `fwd_idem`    | from_zone ‖ `0x00` ‖ message_id | offset `u64` ‖ content digest, or offset alone |
 //! | `cursors`     | `s` ‖ peer zone (store buffer) or `f` ‖ consumer name (forward buffer) | cursor `u64` |
 //! | `meta`        | `format`, `zone`, `store_high`, `forward_high`, `usage` | version, zone name, highest offsets, [`Usage`] |
 //! | `fwd_age`     | offset `u64` | received_at_unix_ms `u64` ‖ from_zone ‖ `0x00` ‖ message_id |
@@ -20,7 +20,12 @@
 //! the wire encoding of `bsfg-proto`. `meta.usage` is four `u64`: store facts, store bytes,
 //! forward facts, forward bytes, where *bytes* are the value bytes of the retained log entries
 //! (header and encoded message; index entries are not counted: they are small and bounded per
-//! fact, and capacity is about the facts an operator keeps). `format` is `2`.
+//! fact, and capacity is about the facts an operator keeps). `format` is `3`.
+//!
+//! The *content digest* of an index entry is `bsfg_proto::content`'s: the sha256 of the fact and
+//! the envelope's business fields, without the send time, so a retry stamped anew is a duplicate.
+//! An index entry of the offset alone (8 bytes) is a dedupe-window entry whose content is unknown
+//! (see Recovery); its id alone decides.
 //!
 //! `fwd_age` is the dedupe window of the forward buffer, in arrival order: one entry per inserted
 //! fact, kept with its `fwd_idem` entry for `forward.retention` even after the log entry itself
@@ -50,7 +55,11 @@
 //! the log)`, so offsets are never reused even after retention has deleted the newest entries;
 //! cursors and usage are read back as they were last committed. A directory written in format
 //! `1` (no `usage`, no `fwd_age`) is upgraded once at open: usage is recounted by a scan and
-//! `fwd_age` is rebuilt from `fwd_log` (nothing was ever deleted in format `1`).
+//! `fwd_age` is rebuilt from `fwd_log` (nothing was ever deleted in format `1`). Formats `1` and
+//! `2` hashed the whole encoded message (send time included) into the idempotency indexes; at
+//! open every `store_idem` and `fwd_idem` entry is rewritten with the content digest of its log
+//! entry, and a `fwd_idem` entry whose log entry was already reclaimed (kept only for the dedupe
+//! window) keeps its offset alone: a fact replayed to it is a duplicate by its id.
 
 pub mod object_index;
 mod rocks;
@@ -62,14 +71,24 @@ use std::collections::HashMap;
 
 use bsfg_proto::Message;
 
-/// sha256 of a message's encoding: "same content" for idempotency.
-pub type Digest = [u8; 32];
+/// A message's content digest (`Message::content_digest`): "same content" for idempotency.
+pub type Digest = bsfg_proto::ContentDigest;
 
 /// Where an idempotency key was first stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdemRecord {
     pub offset: u64,
-    pub digest: Digest,
+    /// `None` for a dedupe-window entry carried over from format 2 whose fact was already
+    /// reclaimed: its content is unknown.
+    pub digest: Option<Digest>,
+}
+
+impl IdemRecord {
+    /// Whether a fact with content `digest` is the one recorded here (a duplicate). When the
+    /// recorded content is unknown, the id alone decides.
+    pub fn holds(&self, digest: &Digest) -> bool {
+        self.digest.as_ref().is_none_or(|recorded| recorded == digest)
+    }
 }
 
 /// Which idempotency index a lookup goes to.

@@ -43,7 +43,7 @@ const FAMILIES: [&str; 9] = [
     OBJECTS,
 ];
 
-const FORMAT_VERSION: &[u8] = b"2";
+const FORMAT_VERSION: &[u8] = b"3";
 const META_FORMAT: &[u8] = b"format";
 const META_ZONE: &[u8] = b"zone";
 const META_STORE_HIGH: &[u8] = b"store_high";
@@ -286,7 +286,7 @@ impl RocksStorage {
             wb.put_cf(
                 idem,
                 idem_key(Index::Store, "", &append.message_id),
-                idem_value(append.offset, &append.digest),
+                idem_value(append.offset, Some(&append.digest)),
             );
         }
         if let Some(high) = batch.store_high {
@@ -309,7 +309,7 @@ impl RocksStorage {
                 [&header[..], &insert.encoded].concat(),
             );
             let key = idem_key(Index::Forward, &insert.from_zone, &insert.message_id);
-            wb.put_cf(idem, key, idem_value(insert.offset, &insert.digest));
+            wb.put_cf(idem, key, idem_value(insert.offset, Some(&insert.digest)));
             let window = sweep::age_value(insert.received_at_unix_ms, &insert.from_zone, &insert.message_id);
             wb.put_cf(age, insert.offset.to_be_bytes(), window);
         }
@@ -374,15 +374,20 @@ fn idem_key(index: Index, zone: &str, message_id: &str) -> Vec<u8> {
     }
 }
 
-fn idem_value(offset: u64, digest: &Digest) -> Vec<u8> {
-    [&offset.to_be_bytes()[..], digest].concat()
+/// The offset, then the content digest when it is known (see "Format" in the parent module).
+fn idem_value(offset: u64, digest: Option<&Digest>) -> Vec<u8> {
+    [&offset.to_be_bytes()[..], digest.map_or(&[][..], |d| &d[..])].concat()
 }
 
 fn decode_idem(value: &[u8], key: &[u8]) -> Result<IdemRecord, StorageError> {
-    let corrupt = || corrupt("idempotency record", key, "expected 40 bytes");
-    let digest: Digest = value.get(8..40).and_then(|d| d.try_into().ok()).ok_or_else(corrupt)?;
+    let corrupt = || corrupt("idempotency record", key, "expected 8 or 40 bytes");
+    let (offset, digest) = match value.len() {
+        8 => (value, None),
+        40 => (&value[..8], Some(value[8..].try_into().map_err(|_| corrupt())?)),
+        _ => return Err(corrupt()),
+    };
     Ok(IdemRecord {
-        offset: be_u64(value.get(..8).ok_or_else(corrupt)?, "idempotency record", key)?,
+        offset: be_u64(offset, "idempotency record", key)?,
         digest,
     })
 }

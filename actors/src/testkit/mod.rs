@@ -15,7 +15,7 @@ use bsfg_proto::{AppendResponse, Envelope, Fact, FetchedFact, Message};
 
 use self::faults::{Faults, FaultyStorage};
 use crate::{
-    journal::{Journal, JournalConfig, JournalError, Prepared},
+    journal::{AppendMode, Journal, JournalConfig, JournalError, Prepared},
     storage::{RocksStorage, Storage},
 };
 
@@ -104,7 +104,7 @@ impl Fixture {
     /// Appends one fact, as an AppendFact call does.
     pub async fn append(&self, message: Message) -> Result<AppendResponse, JournalError> {
         let prepared = Prepared::new(message)?;
-        let mut results = self.journal.append(vec![prepared]).await?;
+        let mut results = self.journal.append(vec![prepared], AppendMode::EachAlone).await?;
         results.pop().expect("the journal answers one outcome per fact")
     }
 }

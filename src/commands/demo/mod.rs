@@ -2,7 +2,7 @@
 //! generated dev PKI and two real `bsfg serve` processes, each reaching the other through a
 //! fault-injecting UDP proxy so the demo can cut the link. Traffic flows both ways while a
 //! scripted story partitions and heals the link, and the tour ends by proving that every
-//! acknowledged fact arrived exactly once.
+//! acknowledged fact arrived exactly once and in order.
 //!
 //! - [`lab`]: the processes, proxies and configs, started and stopped.
 //! - [`traffic`]: a producer and a consumer per zone, scoring every fact in a [`traffic::Flow`].

@@ -1,5 +1,5 @@
 //! The scripted tour, narrated for a newcomer: link up, partition, heal, then the proof that every
-//! acknowledged fact arrived exactly once, and a summary.
+//! acknowledged fact arrived exactly once and in order, and a summary.
 
 use std::{
     sync::Arc,
@@ -201,8 +201,8 @@ fn summary(monitor: &mut Monitor, flows: &[Arc<Flow>], measured: &Measured) -> a
     let tallies = monitor.tallies(true);
     for (flow, t) in flows.iter().zip(&tallies) {
         monitor.say(&format!(
-            "  {} → {}: appended {}, delivered {}, duplicates {}, lost {}",
-            flow.from, flow.to, t.appended, t.delivered, t.duplicates, t.missing
+            "  {} → {}: appended {}, delivered {}, out of order {}, duplicates {}, lost {}",
+            flow.from, flow.to, t.appended, t.delivered, t.out_of_order, t.duplicates, t.missing
         ))?;
     }
     monitor.say(&format!("  partition: {}", partition_line(measured)))?;
@@ -210,10 +210,14 @@ fn summary(monitor: &mut Monitor, flows: &[Arc<Flow>], measured: &Measured) -> a
     let lost: u64 = tallies.iter().map(|t| t.missing).sum();
     let duplicates: u64 = tallies.iter().map(|t| t.duplicates).sum();
     let strangers: u64 = tallies.iter().map(|t| t.strangers).sum();
-    if lost + duplicates + strangers > 0 {
-        bail!("{lost} acknowledged facts lost, {duplicates} delivered twice, {strangers} unexpected");
+    let out_of_order: u64 = tallies.iter().map(|t| t.out_of_order).sum();
+    if lost + duplicates + strangers + out_of_order > 0 {
+        bail!(
+            "{lost} acknowledged facts lost, {duplicates} delivered twice, {out_of_order} out of order, \
+             {strangers} unexpected"
+        );
     }
-    monitor.say("every acknowledged fact arrived exactly once.")
+    monitor.say("every acknowledged fact arrived exactly once, in the order it was appended.")
 }
 
 fn partition_line(measured: &Measured) -> String {

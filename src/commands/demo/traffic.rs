@@ -1,7 +1,7 @@
 //! The demo's traffic: in each zone a producer appending at a steady rate, addressed to the other
 //! zone, and a consumer fetching and confirming what arrived. Both keep score in a [`Flow`] per
 //! direction, so the demo can show what is still in transit and prove at the end that every
-//! acknowledged fact arrived exactly once.
+//! acknowledged fact arrived exactly once and in the order it was produced.
 
 use std::{
     collections::HashSet,
@@ -26,8 +26,8 @@ const PAGE_LIMIT: u32 = 1000;
 const LONG_POLL_MS: u32 = 200;
 /// Appends per second are sent in batches, about this many batches a second.
 const BATCHES_PER_SECOND: u32 = 20;
-/// A retryable append error (backpressure, a node draining) is retried with the same message id,
-/// so a retry after a lost acknowledgement is recognised as a duplicate, not stored twice.
+/// A retryable append error is retried with the same messages after this pause, at most
+/// `MAX_RETRIES` times in a row.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 const MAX_RETRIES: u32 = 50;
 
@@ -45,6 +45,10 @@ pub struct Flow {
 struct Score {
     acked: HashSet<u64>,
     received: HashSet<u64>,
+    /// The highest sequence number received so far.
+    highest: Option<u64>,
+    /// Facts received after a fact with a higher sequence number.
+    out_of_order: u64,
     duplicates: u64,
     /// Received facts that this run's producer did not send.
     strangers: u64,
@@ -59,6 +63,8 @@ pub struct Tally {
     pub appended: u64,
     /// Distinct facts received by the consumer.
     pub delivered: u64,
+    /// Delivered after a fact appended later.
+    pub out_of_order: u64,
     pub duplicates: u64,
     /// Acknowledged but (not yet) received.
     pub missing: u64,
@@ -116,7 +122,12 @@ impl Flow {
         let mut score = self.score();
         match seq {
             Some(seq) if !score.received.insert(seq) => score.duplicates += 1,
-            Some(_) => {}
+            Some(seq) => {
+                if score.highest.is_some_and(|highest| seq < highest) {
+                    score.out_of_order += 1;
+                }
+                score.highest = score.highest.max(Some(seq));
+            }
             None => score.strangers += 1,
         }
     }
@@ -141,6 +152,7 @@ impl Flow {
         Tally {
             appended: score.acked.len() as u64,
             delivered: score.received.len() as u64,
+            out_of_order: score.out_of_order,
             duplicates: score.duplicates,
             missing,
             strangers: score.strangers,
@@ -212,8 +224,9 @@ async fn produce(client: Client, flow: Arc<Flow>, rate: u32, running: Arc<Atomic
     client.close().await;
 }
 
-/// Appends `rate` facts a second in small concurrent batches (the node's group commit makes one
-/// fsync for a batch) until told to stop.
+/// Appends `rate` facts a second in small batches (the node's group commit makes one fsync for a
+/// batch) until told to stop. Each batch is one in-order AppendFacts call, so the facts are stored
+/// in sequence order.
 async fn append_steadily(client: &Client, flow: &Flow, rate: u32, running: &AtomicBool) -> anyhow::Result<()> {
     let batch = (rate / BATCHES_PER_SECOND).max(1);
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(f64::from(batch) / f64::from(rate)));
@@ -221,31 +234,41 @@ async fn append_steadily(client: &Client, flow: &Flow, rate: u32, running: &Atom
     let mut next = 0u64;
     while running.load(Ordering::Relaxed) {
         ticks.tick().await;
-        let appends = (next..next + u64::from(batch)).map(|seq| append(client, flow, seq));
-        futures::future::try_join_all(appends).await?;
+        let messages = (next..next + u64::from(batch)).map(|seq| flow.message(seq)).collect();
+        append(client, flow, next, messages).await?;
         next += u64::from(batch);
     }
     Ok(())
 }
 
-async fn append(client: &Client, flow: &Flow, seq: u64) -> anyhow::Result<()> {
-    let message = flow.message(seq);
-    let mut retries = 0;
-    loop {
-        match client.append(message.clone()).await {
-            Ok(_) => {
-                flow.acked(seq);
-                return Ok(());
+/// Appends `messages`, whose sequence numbers start at `first`, in order. A retryable failure
+/// (backpressure, a node draining, a lost answer) resends what is not acknowledged yet — the same
+/// messages, send times included — so a retry after a lost acknowledgement is a duplicate, not a
+/// second copy, and nothing overtakes a fact that failed.
+async fn append(client: &Client, flow: &Flow, first: u64, mut messages: Vec<Message>) -> anyhow::Result<()> {
+    let (mut seq, mut retries) = (first, 0);
+    while !messages.is_empty() {
+        let (retryable, error) = match client.append_in_order(messages.clone()).await {
+            Ok(results) => {
+                let acked = results.iter().take_while(|r| r.is_ok()).count();
+                for _ in messages.drain(..acked) {
+                    flow.acked(seq);
+                    seq += 1;
+                }
+                match results.into_iter().find_map(Result::err) {
+                    Some(error) => (error.retryable, anyhow::Error::new(error)),
+                    None => continue,
+                }
             }
-            Err(error) if error.retryable() && retries < MAX_RETRIES => {
-                retries += 1;
-                tokio::time::sleep(RETRY_PAUSE).await;
-            }
-            Err(error) => {
-                return Err(error).with_context(|| format!("appending {}", message.envelope.message_id));
-            }
+            Err(error) => (error.retryable(), anyhow::Error::new(error)),
+        };
+        if !retryable || retries >= MAX_RETRIES {
+            return Err(error.context(format!("appending {}{seq}", flow.id_prefix)));
         }
+        retries += 1;
+        tokio::time::sleep(RETRY_PAUSE).await;
     }
+    Ok(())
 }
 
 async fn consume(client: Client, flow: Arc<Flow>, running: Arc<AtomicBool>) {

@@ -1,0 +1,81 @@
+//! `bsfg append`: one message from flags, or many from JSON lines (`lines`, read by `calls`).
+//!
+//! Blank envelope fields are filled in: `from_zone` = the node's zone (`--server-name`),
+//! `message_id` = a random id, `produced_at_unix_ms` = now. The send time is not part of a
+//! message's content for idempotency, so running the same command again with the same
+//! `--message-id` is a duplicate that answers the original offset, even though it stamps a new
+//! `produced_at_unix_ms`.
+
+mod calls;
+mod lines;
+
+use bsfg_proto::{Envelope, Fact, Message};
+
+use crate::{cli::AppendArgs, client::Client};
+
+use super::{connect, CommandError};
+
+pub async fn run(args: AppendArgs) -> anyhow::Result<()> {
+    let client = connect(&args.conn).await?;
+    let result = match &args.jsonl {
+        Some(path) => lines::append(&client, path, &args.conn.server_name, args.calls_in_flight()).await,
+        None => append_one(&client, &args).await,
+    };
+    client.close().await;
+    result
+}
+
+async fn append_one(client: &Client, args: &AppendArgs) -> anyhow::Result<()> {
+    let mut message = Message {
+        envelope: Envelope {
+            message_id: args.message_id.clone().unwrap_or_default(),
+            to_zone: args.to.clone().unwrap_or_default(),
+            labels: parse_labels(&args.labels)?,
+            object_media_type: args.object_media_type.clone(),
+            object_schema: args.object_schema.clone(),
+            ..Envelope::default()
+        },
+        fact: Fact {
+            subject: args.subject.clone().unwrap_or_default(),
+            predicate: args.predicate.clone().unwrap_or_default(),
+            object_json: compact_json(args.object_json.as_deref().unwrap_or_default())?,
+        },
+    };
+    fill_defaults(&mut message, &args.conn.server_name);
+    let response = client.append(message).await.map_err(CommandError::from)?;
+    println!("{}", serde_json::to_string(&response)?);
+    Ok(())
+}
+
+fn fill_defaults(message: &mut Message, zone: &str) {
+    let envelope = &mut message.envelope;
+    if envelope.from_zone.is_empty() {
+        envelope.from_zone = zone.to_owned();
+    }
+    if envelope.message_id.is_empty() {
+        envelope.message_id = random_id();
+    }
+    if envelope.produced_at_unix_ms == 0 {
+        envelope.produced_at_unix_ms = bsfg_proto::model::now_unix_ms();
+    }
+}
+
+fn random_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn compact_json(text: &str) -> Result<String, CommandError> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| CommandError::invalid(format!("--object-json is not valid JSON: {e}")))?;
+    Ok(value.to_string())
+}
+
+fn parse_labels(labels: &[String]) -> Result<std::collections::BTreeMap<String, String>, CommandError> {
+    labels
+        .iter()
+        .map(|label| match label.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => Err(CommandError::invalid(format!("--label {label:?} is not KEY=VALUE"))),
+        })
+        .collect()
+}
