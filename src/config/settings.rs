@@ -76,7 +76,6 @@ impl Config {
             batch_limit: replication.batch_limit,
             max_wait: Duration::from_millis(replication.max_wait_ms),
             max_frame_bytes: usize_bytes(self.limits.max_frame_bytes),
-            link_timeout: replication.link_timeout,
         };
         self.peers.iter().map(link).collect()
     }

@@ -156,7 +156,7 @@ fn the_spec_example_maps_onto_each_component_config() {
     assert_eq!((link.zone.as_str(), link.peer.as_str()), ("plant-a", "enterprise"));
     assert_eq!((link.address, link.dial), (Some(addr("10.0.1.10:9443")), true));
     assert_eq!((link.batch_limit, link.max_wait), (1000, Duration::from_millis(250)));
-    assert_eq!(link.link_timeout, Duration::from_secs(5));
+    assert_eq!(settings.certs.idle_timeout, Duration::from_secs(5), "the link timeout is QUIC's");
     assert_eq!((settings.rpc.listen, settings.rpc.audit), (addr("0.0.0.0:9443"), true));
     assert_eq!(settings.rpc.max_frame_bytes as u64, 16 * MIB);
     let directory = &settings.rpc.directory;

@@ -5,7 +5,7 @@
 //!
 //! | module | events |
 //! |---|---|
-//! | `peer` | [`PeerConnected`], [`PeerDisconnected`], [`PeerDialFailed`], [`PeerRefused`], [`PeerConnectionReplaced`], [`ClientRejected`] |
+//! | `peer` | [`PeerConnected`], [`PeerDisconnected`], [`PeerDialFailed`], [`PeerRefused`], [`PeerConnectionReplaced`], [`PeerCallRetried`], [`ClientRejected`] |
 //! | `tls` | [`TlsHandshakeFailed`], [`CertReloaded`], [`CertReloadFailed`], [`CertWatchFailed`] |
 //! | `gate` | [`GateTransition`], [`GateSwitched`] |
 //! | `facts` | [`FactRejected`], [`FactConflict`], [`FactsDuplicated`], [`FactLost`], [`FactsKeptPastRetention`], [`BufferBlocked`], [`DeletionFailed`] |
@@ -30,7 +30,8 @@ pub use facts::{
 };
 pub use gate::{GateState, GateSwitched, GateTransition, CLOSED_BY_OPERATOR};
 pub use peer::{
-    ClientRejected, Direction, PeerConnected, PeerConnectionReplaced, PeerDialFailed, PeerDisconnected, PeerRefused,
+    ClientRejected, Direction, PeerCallRetried, PeerConnected, PeerConnectionReplaced, PeerDialFailed,
+    PeerDisconnected, PeerRefused,
 };
 pub use tls::{CertReloadFailed, CertReloaded, CertWatchFailed, TlsHandshakeFailed};
 

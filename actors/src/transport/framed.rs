@@ -157,6 +157,84 @@ impl BodyReader {
     }
 }
 
+/// How long a caller waits on an answer that makes no progress: `first` for its first byte (the
+/// node may long-poll before answering), `between` for each later byte. An answer whose bytes
+/// keep arriving is waited for however long it takes, so a slow link is never mistaken for a
+/// dead one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Patience {
+    pub first: Duration,
+    pub between: Duration,
+}
+
+/// A response, and the size of its frame on the wire.
+#[derive(Debug)]
+pub struct Answered {
+    pub response: Response,
+    pub frame_bytes: usize,
+}
+
+/// [`call_for_body`] that waits on the answer with `patience` instead of without limit.
+pub async fn patient_call(
+    conn: &Connection,
+    request: &Request,
+    max_frame_bytes: usize,
+    patience: Patience,
+) -> Result<(Answered, RecvStream), StreamError> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let sent = write_frame(&mut send, request, max_frame_bytes).await;
+    match (sent, read_patiently(&mut recv, max_frame_bytes, patience).await) {
+        (_, Ok(answered)) => Ok((answered, recv)),
+        (Err(e), Err(_)) | (Ok(()), Err(e)) => Err(e),
+    }
+}
+
+/// Reads one frame, waiting `patience.first` for its first byte and `patience.between` for
+/// each later one.
+async fn read_patiently(
+    recv: &mut RecvStream,
+    max_frame_bytes: usize,
+    patience: Patience,
+) -> Result<Answered, StreamError> {
+    let mut wait = patience.first;
+    let mut header = [0u8; codec::HEADER_LEN];
+    fill_patiently(recv, &mut header, &mut wait, patience.between).await?;
+    let len = codec::body_len(header, max_frame_bytes)?;
+    let mut body = vec![0u8; len];
+    fill_patiently(recv, &mut body, &mut wait, patience.between).await?;
+    Ok(Answered {
+        response: codec::decode_body(&body)?,
+        frame_bytes: codec::HEADER_LEN + len,
+    })
+}
+
+async fn fill_patiently(
+    recv: &mut RecvStream,
+    buf: &mut [u8],
+    wait: &mut Duration,
+    between: Duration,
+) -> Result<(), StreamError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let read = tokio::time::timeout(*wait, recv.read(&mut buf[filled..]))
+            .await
+            .map_err(|_| StreamError::Timeout(*wait))?;
+        match read {
+            Ok(Some(n)) => filled += n,
+            Ok(None) => {
+                return Err(StreamError::Truncated {
+                    expected: buf.len(),
+                    got: filled,
+                })
+            }
+            Err(quinn::ReadError::ConnectionLost(c)) => return Err(StreamError::Connection(c)),
+            Err(other) => return Err(StreamError::Stream(other.to_string())),
+        }
+        *wait = between;
+    }
+    Ok(())
+}
+
 /// One call: opens a stream, sends the request, reads the response. When the node stops
 /// reading early (a request it refuses, such as one over its frame limit) its answer is still
 /// read and returned.
