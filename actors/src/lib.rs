@@ -56,3 +56,5 @@ pub use forward_buffer::ForwardBufferConfig;
 pub use objects::ObjectsConfig;
 pub use peer_link::PeerLinkConfig;
 pub use store_buffer::StoreBufferConfig;
+// What the admin API reports of storage health.
+pub use events::{Damage, Failing, HealthReport, StorageHealth, StorageOp};

@@ -2,7 +2,8 @@
 //! blocking pool), it sets the progress gauges of SPEC §11 — per peer the frontier and the
 //! replication lag, per consumer the backlog, lag and confirm rate — and the certificate's expiry
 //! countdown, and publishes the same numbers plus each peer's backlog as a [`Progress`] for
-//! `/v1/status`.
+//! `/v1/status`. While the journal's commits fail it also probes storage once a second (a commit
+//! that changes nothing), so a node whose storage recovers becomes ready without any traffic.
 //!
 //! A peer's backlog (facts addressed to it and not confirmed) is counted from the per-peer index
 //! incrementally: each refresh adds the entries appended since the last one and subtracts those
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::{
     cert_watcher::Certificate,
+    events::StorageOp,
     journal::Journal,
     metrics::Metrics,
     storage::{CursorKey, StorageError},
@@ -80,6 +82,10 @@ impl Refresher {
         let mut ticker = tokio::time::interval(INTERVAL);
         loop {
             ticker.tick().await;
+            if shared.journal.health().failing(StorageOp::Commit) {
+                // Its outcome is reported by the journal itself.
+                let _ = shared.journal.probe().await;
+            }
             let left = shared.certificate.borrow().time_left(SystemTime::now());
             shared.metrics.certificate_expiry_seconds.set(left.as_secs_f64());
             let refresher = shared.clone();
@@ -135,6 +141,10 @@ impl Refresher {
         let counted = backlog.update(frontier, store_high, |after, upto| {
             storage.count_store(peer, after, upto)
         });
+        match &counted {
+            Ok(_) => self.journal.health().succeeded(StorageOp::Read),
+            Err(error) => self.journal.health().failed(StorageOp::Read, error),
+        }
         PeerProgress {
             frontier,
             // A storage fault leaves the last count standing; the next refresh tries again.

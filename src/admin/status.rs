@@ -8,7 +8,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use bsfg_actors::{backpressure::Fill, cert_watcher::Certificate, node::Handles, zone_gate::GateState};
+use bsfg_actors::{backpressure::Fill, cert_watcher::Certificate, node::Handles, zone_gate::GateState, HealthReport};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +22,59 @@ pub struct Status {
     pub store: BufferStatus,
     pub forward: ForwardStatus,
     pub certificate: CertificateStatus,
+    /// Absent in answers of nodes older than the storage health report.
+    #[serde(default)]
+    pub storage: StorageStatus,
+}
+
+/// Whether storage works (`/readyz` follows it), and what is wrong when it does not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageStatus {
+    /// `ok`; `failing` (commits or reads fail); `damaged` (damaged data waits for an operator).
+    pub state: String,
+    /// One sentence per run of failures or damaged place.
+    pub problems: Vec<String>,
+}
+
+impl Default for StorageStatus {
+    fn default() -> Self {
+        Self {
+            state: "ok".into(),
+            problems: Vec::new(),
+        }
+    }
+}
+
+impl StorageStatus {
+    fn of(report: &HealthReport) -> Self {
+        let state = match (report.damage.is_empty(), report.failing.is_empty()) {
+            (false, _) => "damaged",
+            (true, false) => "failing",
+            (true, true) => "ok",
+        };
+        let failing = report.failing.iter().map(|f| {
+            let since = humantime::format_rfc3339_seconds(f.since);
+            format!(
+                "{} failing since {since} ({} errors): {}",
+                f.operation.as_str(),
+                f.errors,
+                f.error
+            )
+        });
+        let damage = report.damage.iter().map(|d| {
+            format!(
+                "{} buffer offsets {} damaged (met reading for {}): {}",
+                d.log.as_str(),
+                d.ranges(),
+                d.reader,
+                d.error
+            )
+        });
+        Self {
+            state: state.into(),
+            problems: failing.chain(damage).collect(),
+        }
+    }
 }
 
 /// What a buffer retains, against its `capacity_bytes` (SPEC §5).
@@ -132,6 +185,7 @@ impl Status {
                 consumers,
             },
             certificate: CertificateStatus::of(&node.certificate.borrow(), now),
+            storage: StorageStatus::of(&node.health.report()),
         }
     }
 
@@ -151,6 +205,10 @@ impl Status {
             "certificate  {}, expires {} ({days} days left)",
             self.certificate.subject, self.certificate.not_after
         );
+        let _ = writeln!(out, "storage      {}", self.storage.state);
+        for problem in &self.storage.problems {
+            let _ = writeln!(out, "             {problem}");
+        }
         for (name, buffer) in [("store", &self.store), ("forward", &self.forward.retained)] {
             let _ = writeln!(
                 out,
@@ -241,6 +299,10 @@ mod tests {
                 not_after: "2030-01-01T00:00:00Z".into(),
                 seconds_left: 30 * 86_400 + 5,
             },
+            storage: StorageStatus {
+                state: "failing".into(),
+                problems: vec!["commit failing since 2030-01-01T00:00:00Z (3 errors): no space".into()],
+            },
         }
     }
 
@@ -254,7 +316,12 @@ mod tests {
             lines[2],
             "certificate  CN=enterprise, expires 2030-01-01T00:00:00Z (30 days left)"
         );
-        assert_eq!(lines[3], "store        34 facts, 8704 of 1048576 bytes (0.8% full)");
+        assert_eq!(lines[3], "storage      failing");
+        assert_eq!(
+            lines[4],
+            "             commit failing since 2030-01-01T00:00:00Z (3 errors): no space"
+        );
+        assert_eq!(lines[5], "store        34 facts, 8704 of 1048576 bytes (0.8% full)");
         let row = lines.iter().find(|l| l.starts_with("plant-a")).expect("peer row");
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cells, ["plant-a", "autonomous", "(closed)", "1200", "34", "3m", "20s"]);

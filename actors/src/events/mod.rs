@@ -10,6 +10,7 @@
 //! | `gate` | [`GateTransition`], [`GateSwitched`] |
 //! | `facts` | [`FactRejected`], [`FactConflict`], [`FactsDuplicated`], [`FactLost`], [`FactsKeptPastRetention`], [`BufferBlocked`], [`DeletionFailed`] |
 //! | `artifacts` | [`ArtifactRetrieved`], [`ArtifactRetrievalFailed`], [`ArtifactSkipped`] |
+//! | `storage` | [`StorageHealth`]: failed commits and reads, damaged data, and the readiness they decide |
 //!
 //! One RPC call (`rpc_call` / `rpc_rejected` and its counters) is written by `rpc::call`, which
 //! knows the request and answer types; the node's lifecycle lines stay with `node`.
@@ -22,6 +23,7 @@ mod artifacts;
 mod facts;
 mod gate;
 mod peer;
+mod storage;
 mod tls;
 
 pub use artifacts::{ArtifactRetrievalFailed, ArtifactRetrieved, ArtifactSkipped, Skip};
@@ -33,6 +35,7 @@ pub use peer::{
     ClientRejected, Direction, PeerCallRetried, PeerConnected, PeerConnectionReplaced, PeerDialFailed,
     PeerDisconnected, PeerRefused,
 };
+pub use storage::{Damage, Failing, HealthReport, StorageHealth, StorageOp};
 pub use tls::{CertReloadFailed, CertReloaded, CertWatchFailed, TlsHandshakeFailed};
 
 use std::sync::Arc;

@@ -10,6 +10,7 @@ use bsfg_proto::{ErrorCode, RpcError};
 
 use super::{DeletePlan, JournalError};
 use crate::{
+    events::StorageOp,
     journal::JournalConfig,
     storage::{CursorKey, DeleteReason, Index, StoreDelete, Usage},
     testkit::{
@@ -160,4 +161,24 @@ async fn a_read_failing_while_a_group_is_planned_gives_back_the_offsets_planned_
         "the offsets planned before the failed read are given back"
     );
     assert_eq!(usage(&fixture), fixture.storage.recount().expect("recount"));
+}
+
+#[tokio::test]
+async fn failed_commits_make_storage_unhealthy_until_a_commit_or_probe_succeeds() {
+    let fixture = Fixture::open(JournalConfig::default());
+    let health = fixture.journal.health().clone();
+    fixture.faults.fail(Op::Commit);
+    let failed = fixture.append(message(ZONE, "enterprise", "a")).await;
+    assert!(matches!(failed, Err(JournalError::Storage(_))), "{failed:?}");
+    assert!(!health.healthy() && health.failing(StorageOp::Commit));
+    fixture.faults.fail(Op::Commit);
+    assert!(fixture.journal.probe().await.is_err(), "the probe commits, and fails with storage");
+    assert_eq!(health.report().failing[0].errors, 2);
+    fixture.journal.probe().await.expect("storage takes writes again");
+    assert!(health.healthy());
+    assert_eq!(
+        usage(&fixture),
+        fixture.storage.recount().expect("recount"),
+        "a probe changes nothing"
+    );
 }

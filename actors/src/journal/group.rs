@@ -16,7 +16,10 @@ use super::{
     delete::{self, DeletePlan},
     Appended, Command, InsertOutcome, InsertPage, JournalConfig, JournalError, Prepared, Reply, Shared, MAX_GROUP,
 };
-use crate::storage::{Batch, CursorKey, ForwardInsert, IdemRecord, Index, Log, Recovered, StoreAppend, Usage};
+use crate::{
+    events::StorageOp,
+    storage::{Batch, CursorKey, ForwardInsert, IdemRecord, Index, Log, Recovered, StoreAppend, Usage},
+};
 
 pub(super) struct Writer {
     shared: Arc<Shared>,
@@ -34,6 +37,7 @@ struct Plan {
     inserts: Vec<(Reply<InsertOutcome>, InsertOutcome)>,
     confirms: Vec<(Reply<u64>, Result<u64, JournalError>)>,
     deletes: Vec<(Reply<DeletePlan>, DeletePlan)>,
+    probes: Vec<Reply<()>>,
     cursors: HashMap<CursorKey, u64>,
 }
 
@@ -45,6 +49,7 @@ struct Group {
     inserts: Vec<InsertPage>,
     confirms: Vec<(CursorKey, u64, Reply<u64>)>,
     deletes: Vec<(DeletePlan, Reply<DeletePlan>)>,
+    probes: Vec<Reply<()>>,
 }
 
 impl Writer {
@@ -78,14 +83,19 @@ impl Writer {
         let planned = self.plan(group, &mut plan);
         plan.batch.store_high = (self.store_high != store_before).then_some(self.store_high);
         plan.batch.forward_high = (self.forward_high != forward_before).then_some(self.forward_high);
-        plan.batch.usage = (self.usage != usage_before).then_some(self.usage);
+        plan.batch.usage = (self.usage != usage_before || plan.batch.probe).then_some(self.usage);
         let written = planned.and_then(|()| match plan.batch.is_empty() {
             true => Ok(()),
             false => self.shared.storage.commit(&plan.batch).map_err(JournalError::from),
         });
+        let health = &self.shared.health;
         match written {
-            Ok(()) => self.publish(plan),
+            Ok(()) => {
+                health.succeeded(StorageOp::Commit);
+                self.publish(plan);
+            }
             Err(error) => {
+                health.failed(StorageOp::Commit, &error);
                 (self.store_high, self.forward_high, self.usage) = (store_before, forward_before, usage_before);
                 fail(plan, error);
             }
@@ -111,6 +121,8 @@ impl Writer {
             });
             plan.deletes.push((reply, applied));
         }
+        plan.batch.probe = !group.probes.is_empty();
+        plan.probes = group.probes;
         planned
     }
 
@@ -314,6 +326,9 @@ impl Writer {
         for (reply, applied) in plan.deletes {
             let _ = reply.send(Ok(applied));
         }
+        for reply in plan.probes {
+            let _ = reply.send(Ok(()));
+        }
     }
 }
 
@@ -322,13 +337,14 @@ impl Group {
         self.entries += match &command {
             Command::Append(facts, _) => facts.len(),
             Command::Insert(page) => page.facts.len(),
-            Command::Confirm(..) | Command::Delete(..) => 1,
+            Command::Confirm(..) | Command::Delete(..) | Command::Probe(_) => 1,
         };
         match command {
             Command::Append(facts, reply) => self.appends.push((facts, reply)),
             Command::Insert(page) => self.inserts.push(page),
             Command::Confirm(key, offset, reply) => self.confirms.push((key, offset, reply)),
             Command::Delete(plan, reply) => self.deletes.push((plan, reply)),
+            Command::Probe(reply) => self.probes.push(reply),
         }
     }
 }
@@ -387,6 +403,9 @@ fn fail(plan: Plan, error: JournalError) {
         let _ = reply.send(Err(error.clone()));
     }
     for (reply, _) in plan.deletes {
+        let _ = reply.send(Err(error.clone()));
+    }
+    for reply in plan.probes {
         let _ = reply.send(Err(error.clone()));
     }
 }

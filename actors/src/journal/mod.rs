@@ -7,7 +7,9 @@
 //! `putIfAbsent` race-free, and what keeps [`Usage`] exact: the writer counts every entry it
 //! writes or deletes (deletions are journal commands too, see `delete`) and persists the counters
 //! in the same batch. Watch channels publish the highest committed offsets, so fetchers can
-//! long-poll without touching storage, and the usage, so admission never reads storage.
+//! long-poll without touching storage, and the usage, so admission never reads storage. Every
+//! commit's outcome goes to the node's [`StorageHealth`]; while commits fail, a probe (a commit
+//! that only rewrites the usage) tells when storage works again.
 
 mod delete;
 #[cfg(test)]
@@ -27,7 +29,10 @@ use bsfg_proto::{codec, AppendResponse, ErrorCode, FetchedFact, Message, RpcErro
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::storage::{CursorKey, Digest, Storage, StorageError, Usage};
+use crate::{
+    events::StorageHealth,
+    storage::{CursorKey, Digest, Storage, StorageError, Usage},
+};
 
 /// One group commit stops taking commands once it holds this many entries (facts appended or
 /// inserted, cursors, deletion plans); a command is never split, so a group may end a little past it.
@@ -116,6 +121,7 @@ enum Command {
     Insert(InsertPage),
     Confirm(CursorKey, u64, Reply<u64>),
     Delete(DeletePlan, Reply<DeletePlan>),
+    Probe(Reply<()>),
 }
 
 /// Plain configuration of the journal.
@@ -132,6 +138,7 @@ struct Shared {
     store_high: watch::Sender<u64>,
     forward_high: watch::Sender<u64>,
     usage: watch::Sender<Usage>,
+    health: StorageHealth,
 }
 
 /// Handle to the journal; cheap to clone. The writer thread stops when the last handle drops.
@@ -142,8 +149,9 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Recovers state from `storage` and starts the writer thread.
-    pub fn start(storage: Arc<dyn Storage>, config: JournalConfig) -> Result<Self, JournalError> {
+    /// Recovers state from `storage` and starts the writer thread, which reports every commit to
+    /// `health`.
+    pub fn start(storage: Arc<dyn Storage>, config: JournalConfig, health: StorageHealth) -> Result<Self, JournalError> {
         let mut recovered = storage.recover()?;
         let shared = Arc::new(Shared {
             storage,
@@ -151,6 +159,7 @@ impl Journal {
             store_high: watch::Sender::new(recovered.store_high),
             forward_high: watch::Sender::new(recovered.forward_high),
             usage: watch::Sender::new(recovered.usage),
+            health,
         });
         let (tx, rx) = mpsc::channel(QUEUE);
         let writer = group::Writer::new(shared.clone(), &recovered, config);
@@ -196,6 +205,12 @@ impl Journal {
         self.call(|reply| Command::Delete(plan, reply)).await
     }
 
+    /// A commit that changes nothing (it writes the usage as it is), to learn whether storage
+    /// takes writes again after failures.
+    pub async fn probe(&self) -> Result<(), JournalError> {
+        self.call(Command::Probe).await
+    }
+
     async fn call<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, JournalError> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(command(reply)).await.map_err(|_| JournalError::Closed)?;
@@ -235,5 +250,10 @@ impl Journal {
     /// The storage port, for reads (run them off the async arbiters).
     pub fn storage(&self) -> Arc<dyn Storage> {
         self.shared.storage.clone()
+    }
+
+    /// Where readers report what storage did for them.
+    pub fn health(&self) -> &StorageHealth {
+        &self.shared.health
     }
 }

@@ -50,6 +50,7 @@ pub struct Metrics {
     pub draining: IntGauge,
     pub info: IntGaugeVec,
     pub process_start_time_seconds: Gauge,
+    pub storage_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -90,6 +91,7 @@ impl Metrics {
             draining: add(r, &DRAINING)?,
             info: add(r, &INFO)?,
             process_start_time_seconds: add(r, &PROCESS_START_TIME_SECONDS)?,
+            storage_errors: add(r, &STORAGE_ERRORS)?,
             registry,
         };
         metrics.info.with_label_values(&[version, zone]).set(1);

@@ -148,7 +148,18 @@ pub const OBJECT_STORE_USAGE_BYTES: Spec = spec(
     &["bucket"],
     "Bytes held by the local artifact store.",
 );
-pub const NODE_UP: Spec = spec("bsfg_node_up", G, &[], "1 while the node serves.");
+pub const NODE_UP: Spec = spec(
+    "bsfg_node_up",
+    G,
+    &[],
+    "1 while the node serves with working storage; 0 while storage fails or holds damage not yet accepted.",
+);
+pub const STORAGE_ERRORS: Spec = spec(
+    "bsfg_storage_errors_total",
+    Counter,
+    &["operation"],
+    "Storage commits (operation=\"commit\") and reads (\"read\") that failed, and damaged data met (\"corruption\").",
+);
 pub const CERTIFICATE_EXPIRY_SECONDS: Spec = spec(
     "bsfg_certificate_expiry_seconds",
     G,
@@ -224,7 +235,7 @@ pub const PROCESS_START_TIME_SECONDS: Spec = spec(
 );
 
 /// Every metric the node registers, in the order of SPEC §11.
-pub const ALL: [&Spec; 31] = [
+pub const ALL: [&Spec; 32] = [
     &REPLICATION_LAG_SECONDS,
     &REPLICATION_LAG_HIGH_WATERMARK,
     &FRONTIER_OFFSET,
@@ -256,6 +267,7 @@ pub const ALL: [&Spec; 31] = [
     &DRAINING,
     &INFO,
     &PROCESS_START_TIME_SECONDS,
+    &STORAGE_ERRORS,
 ];
 
 /// Builds the metric `spec` describes as `M` and registers it; refuses a type that does not

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use crate::{
     backpressure::{BackpressureConfig, UsageReport},
     cert_watcher::{CertWatcher, CertWatcherConfig, Certificate},
+    events::StorageHealth,
     forward_buffer::ForwardBufferConfig,
     journal::JournalError,
     metrics::Metrics,
@@ -90,6 +91,8 @@ pub struct Handles {
     pub usage: watch::Receiver<Usage>,
     /// Capacities the usage is measured against.
     pub buffers: Arc<BackpressureConfig>,
+    /// Whether storage works; `/readyz` and `bsfg_node_up` follow it.
+    pub health: StorageHealth,
 }
 
 impl Handles {
@@ -153,7 +156,7 @@ impl Node {
     /// last handle on it drops (the actors', the journal writer's): wait for it with
     /// [`Stopped::wait_storage_closed`] once the actix system is gone.
     pub async fn shutdown(self) -> Stopped {
-        self.handles.metrics.node_up.set(0);
+        self.handles.health.stopped();
         self.status.abort();
         self.server.abort();
         for link in &self.links {

@@ -13,7 +13,7 @@ use super::{Handles, Node, NodeError, NodeSettings};
 use crate::{
     backpressure::{Admission, Backpressure, BackpressureConfig, BackpressureDeps},
     cert_watcher::{CertWatcher, CertWatcherConfig, CertWatcherDeps, Certificate},
-    events::Telemetry,
+    events::{StorageHealth, Telemetry},
     forward_buffer::ForwardBuffer,
     journal::Journal,
     metrics::Metrics,
@@ -42,9 +42,10 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
     let peers: Vec<String> = links.iter().map(|link| link.peer.clone()).collect();
     let storage = open_storage(&data_dir, &zone).await?;
     let storage_closed = storage.closed();
-    let journal = Journal::start(storage.clone(), buffers.journal())?;
     let metrics = Arc::new(Metrics::new(&zone, env!("CARGO_PKG_VERSION"))?);
     let telemetry = Telemetry::new(log.clone(), metrics.clone(), &peers);
+    let health = StorageHealth::new(telemetry.clone());
+    let journal = Journal::start(storage.clone(), buffers.journal(), health.clone())?;
     let (admission, pulls_paused) = start_backpressure(&buffers, &journal, &telemetry);
     let objects = open_objects(&data_dir, objects, storage, &metrics).await?;
     let store = StoreBuffer::new(store, journal.clone(), admission, objects.clone()).start();
@@ -78,9 +79,10 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
     };
     let server = start_rpc(&quic.endpoint, rpc, rpc_deps, dialed_rx, &log)?;
     let (status, progress) = start_status(&journal, &metrics, peers, &quic.certificate);
-    metrics.node_up.set(1);
+    health.started();
     let handles = Handles {
         metrics,
+        health,
         drain,
         gate,
         switches,

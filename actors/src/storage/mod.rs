@@ -237,8 +237,10 @@ pub struct Batch {
     pub forward_deletes: Vec<ForwardDelete>,
     pub store_high: Option<u64>,
     pub forward_high: Option<u64>,
-    /// Usage after this batch, when it changed.
+    /// Usage after this batch, when it changed (or when the batch is a probe).
     pub usage: Option<Usage>,
+    /// Written only to learn whether storage takes writes (it rewrites the usage as it is).
+    pub probe: bool,
 }
 
 impl Batch {
@@ -248,12 +250,14 @@ impl Batch {
             && self.cursors.is_empty()
             && self.store_deletes.is_empty()
             && self.forward_deletes.is_empty()
+            && !self.probe
     }
 
     /// Whether the batch must be fsync'd: everything but the deletion of confirmed facts
     /// (see "Write batches" above).
     pub fn needs_sync(&self) -> bool {
         !(self.store.is_empty() && self.forward.is_empty() && self.cursors.is_empty())
+            || self.probe
             || self.store_deletes.iter().any(|d| d.reason.is_loss())
             || self.forward_deletes.iter().any(|d| d.log && d.reason.is_loss())
     }
@@ -313,6 +317,14 @@ pub enum StorageError {
     NewerFormat { path: String, found: String },
 }
 
+impl StorageError {
+    /// Stored data that cannot be read as written: a checksum mismatch, a damaged file, an entry
+    /// that does not decode. Retrying does not help; an operator must decide.
+    pub fn is_damage(&self) -> bool {
+        matches!(self, Self::Corrupt { .. })
+    }
+}
+
 /// The storage port. Implementations must make [`Storage::commit`] atomic, and durable before it
 /// returns when [`Batch::needs_sync`]; reads may run concurrently with commits and see only
 /// committed batches.
@@ -336,4 +348,15 @@ pub trait Storage: Send + Sync + 'static {
     fn read_window(&self, after: u64, limit: usize) -> Result<Vec<WindowEntry>, StorageError>;
     /// The value size of each log entry, `None` where it is gone.
     fn log_sizes(&self, log: Log, offsets: &[u64]) -> Result<Vec<Option<u64>>, StorageError>;
+    /// After a read of `log` failed on damaged data: which entries among those it would have
+    /// returned — offsets in `(after, upto]`, at most `limit`, addressed to `peer` for the store
+    /// log — cannot be read. Fails when the entries cannot even be listed (a damaged index).
+    fn find_damage(
+        &self,
+        log: Log,
+        peer: Option<&str>,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StorageError>;
 }

@@ -123,6 +123,28 @@ impl RocksStorage {
         Ok(recorded.max(last))
     }
 
+    /// Offsets in `(after, upto]` of the store-log entries addressed to `peer`, at most `limit`.
+    fn route_offsets(&self, peer: &str, after: u64, upto: u64, limit: usize) -> Result<Vec<u64>, StorageError> {
+        let start = route_key(peer, after.saturating_add(1));
+        let prefix_len = peer.len() + 1;
+        let mut offsets = Vec::new();
+        for entry in self
+            .db
+            .iterator_cf(self.cf(STORE_ROUTE)?, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (key, _) = entry.map_err(engine)?;
+            if offsets.len() >= limit || key.len() != prefix_len + 8 || key[..prefix_len] != start[..prefix_len] {
+                break;
+            }
+            let offset = be_u64(&key[prefix_len..], "route key", &key)?;
+            if offset > upto {
+                break;
+            }
+            offsets.push(offset);
+        }
+        Ok(offsets)
+    }
+
     fn read_log(&self, log: &'static str, offsets: &[u64], header: usize) -> Result<Vec<LogRecord>, StorageError> {
         let cf = self.cf(log)?;
         let keys: Vec<_> = offsets.iter().map(|o| (cf, o.to_be_bytes())).collect();
@@ -193,23 +215,7 @@ impl Storage for RocksStorage {
     }
 
     fn read_store(&self, peer: &str, after: u64, upto: u64, limit: usize) -> Result<Vec<LogRecord>, StorageError> {
-        let start = route_key(peer, after.saturating_add(1));
-        let prefix_len = peer.len() + 1;
-        let mut offsets = Vec::new();
-        for entry in self
-            .db
-            .iterator_cf(self.cf(STORE_ROUTE)?, IteratorMode::From(&start, Direction::Forward))
-        {
-            let (key, _) = entry.map_err(engine)?;
-            if offsets.len() >= limit || key.len() != prefix_len + 8 || key[..prefix_len] != start[..prefix_len] {
-                break;
-            }
-            let offset = be_u64(&key[prefix_len..], "route key", &key)?;
-            if offset > upto {
-                break;
-            }
-            offsets.push(offset);
-        }
+        let offsets = self.route_offsets(peer, after, upto, limit)?;
         self.read_log(STORE_LOG, &offsets, STORE_HEADER)
     }
 
@@ -241,6 +247,17 @@ impl Storage for RocksStorage {
 
     fn log_sizes(&self, log: Log, offsets: &[u64]) -> Result<Vec<Option<u64>>, StorageError> {
         self.sizes(log, offsets)
+    }
+
+    fn find_damage(
+        &self,
+        log: Log,
+        peer: Option<&str>,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StorageError> {
+        self.damage(log, peer, after, upto, limit)
     }
 
     fn count_store(&self, peer: &str, after: u64, upto: u64) -> Result<u64, StorageError> {
@@ -348,8 +365,17 @@ fn synced() -> WriteOptions {
     opts
 }
 
+/// RocksDB's error as ours; damaged data (a checksum mismatch, a damaged file) is
+/// [`StorageError::Corrupt`], so it is reported as damage rather than retried.
 fn engine(error: rocksdb::Error) -> StorageError {
-    StorageError::Engine(error.into_string())
+    match error.kind() {
+        rocksdb::ErrorKind::Corruption => StorageError::Corrupt {
+            what: "stored data",
+            key: Vec::new(),
+            reason: error.into_string(),
+        },
+        _ => StorageError::Engine(error.into_string()),
+    }
 }
 
 fn route_key(zone: &str, offset: u64) -> Vec<u8> {

@@ -30,6 +30,7 @@ pub enum Op {
 /// What one scripted call does.
 enum Fault {
     Fail,
+    Damaged,
     Hold {
         reached: oneshot::Sender<()>,
         release: mpsc::Receiver<()>,
@@ -71,6 +72,11 @@ impl Faults {
         self.push(op, Fault::Fail);
     }
 
+    /// The next unscripted call of `op` fails as if it met damaged data.
+    pub fn damage(&self, op: Op) {
+        self.push(op, Fault::Damaged);
+    }
+
     /// The next unscripted call of `op` waits until the returned [`Held`] lets it go.
     pub fn hold(&self, op: Op) -> Held {
         let (reached_tx, reached) = oneshot::channel();
@@ -109,6 +115,14 @@ impl Faults {
             Some(Fault::Fail) => {
                 self.0.injected.fetch_add(1, Ordering::SeqCst);
                 Err(StorageError::Engine(format!("injected {op:?} fault")))
+            }
+            Some(Fault::Damaged) => {
+                self.0.injected.fetch_add(1, Ordering::SeqCst);
+                Err(StorageError::Corrupt {
+                    what: "stored data",
+                    key: Vec::new(),
+                    reason: format!("injected {op:?} damage"),
+                })
             }
             Some(Fault::Hold { reached, release }) => {
                 let _ = reached.send(());
@@ -172,5 +186,16 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     fn log_sizes(&self, log: Log, offsets: &[u64]) -> Result<Vec<Option<u64>>, StorageError> {
         self.faults.call(Op::Read)?;
         self.inner.log_sizes(log, offsets)
+    }
+
+    fn find_damage(
+        &self,
+        log: Log,
+        peer: Option<&str>,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StorageError> {
+        self.inner.find_damage(log, peer, after, upto, limit)
     }
 }

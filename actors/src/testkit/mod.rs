@@ -15,7 +15,9 @@ use bsfg_proto::{AppendResponse, Envelope, Fact, FetchedFact, Message};
 
 use self::faults::{Faults, FaultyStorage};
 use crate::{
+    events::{StorageHealth, Telemetry},
     journal::{Journal, JournalConfig, JournalError, Prepared},
+    metrics::Metrics,
     storage::{RocksStorage, Storage},
 };
 
@@ -123,6 +125,17 @@ impl Drop for Closed {
 fn start(path: &Path, config: JournalConfig, faults: &Faults) -> (Arc<RocksStorage>, Journal) {
     let storage = Arc::new(RocksStorage::open(path, ZONE).expect("open storage"));
     let faulty = Arc::new(FaultyStorage::new(storage.clone(), faults.clone()));
-    let journal = Journal::start(faulty, config).expect("start journal");
+    let journal = Journal::start(faulty, config, health()).expect("start journal");
     (storage, journal)
+}
+
+/// Telemetry that keeps nothing: a discarding logger and metrics of their own.
+pub fn telemetry() -> Telemetry {
+    let metrics = Arc::new(Metrics::new(ZONE, "test").expect("metrics"));
+    Telemetry::new(slog::Logger::root(slog::Discard, slog::o!()), metrics, &[])
+}
+
+/// Storage health reporting into [`telemetry`].
+pub fn health() -> StorageHealth {
+    StorageHealth::new(telemetry())
 }
