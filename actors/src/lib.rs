@@ -57,4 +57,4 @@ pub use objects::ObjectsConfig;
 pub use peer_link::PeerLinkConfig;
 pub use store_buffer::StoreBufferConfig;
 // What the admin API reports of storage health.
-pub use events::{Damage, Failing, HealthReport, StorageHealth, StorageOp};
+pub use events::{Damage, Failing, HealthReport, StorageHealth, StorageOp, RESTART_HINT};

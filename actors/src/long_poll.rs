@@ -311,7 +311,9 @@ mod tests {
         let refused = refused.expect_err("the read met damage");
         assert_eq!(refused.code, bsfg_proto::ErrorCode::Unavailable);
         assert!(
-            refused.message.contains("store buffer offsets 1..=2 (not narrowed down) cannot be read")
+            refused
+                .message
+                .contains("store buffer offsets 1..=2 (not narrowed down) cannot be read")
                 && refused.message.contains("bsfg storage accept-loss"),
             "{}",
             refused.message
@@ -320,7 +322,10 @@ mod tests {
         let [damage] = &health.report().damage[..] else {
             panic!("one damaged place: {:?}", health.report())
         };
-        assert_eq!((damage.reader.as_str(), damage.first, damage.last), ("peer:enterprise", 1, 2));
+        assert_eq!(
+            (damage.reader.as_str(), damage.first, damage.last),
+            ("peer:enterprise", 1, 2)
+        );
         fetch(&fixture.journal, peer(), request(None, Duration::ZERO), 1 << 20)
             .await
             .expect("this read works");

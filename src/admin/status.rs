@@ -8,7 +8,13 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use bsfg_actors::{backpressure::Fill, cert_watcher::Certificate, node::Handles, zone_gate::GateState, HealthReport};
+use bsfg_actors::{
+    backpressure::{DiskState, Fill},
+    cert_watcher::Certificate,
+    node::Handles,
+    zone_gate::GateState,
+    HealthReport, RESTART_HINT,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,13 +33,26 @@ pub struct Status {
     pub storage: StorageStatus,
 }
 
-/// Whether storage works (`/readyz` follows it), and what is wrong when it does not.
+/// Whether storage works (`/readyz` follows it), what is wrong when it does not, and the disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StorageStatus {
     /// `ok`; `failing` (commits or reads fail); `damaged` (damaged data waits for an operator).
     pub state: String,
     /// One sentence per run of failures or damaged place.
     pub problems: Vec<String>,
+    #[serde(default)]
+    pub disk: DiskStatus,
+}
+
+/// The data directory's file system as the node last measured it (every 250 ms).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskStatus {
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+    /// `node.disk_reserve_bytes` plus what storage still writes by itself.
+    pub needed_bytes: u64,
+    /// Appends refused (and pulls paused) for lack of space.
+    pub low: bool,
 }
 
 impl Default for StorageStatus {
@@ -41,12 +60,13 @@ impl Default for StorageStatus {
         Self {
             state: "ok".into(),
             problems: Vec::new(),
+            disk: DiskStatus::default(),
         }
     }
 }
 
 impl StorageStatus {
-    fn of(report: &HealthReport) -> Self {
+    fn of(report: &HealthReport, disk: &DiskState) -> Self {
         let state = match (report.damage.is_empty(), report.failing.is_empty()) {
             (false, _) => "damaged",
             (true, false) => "failing",
@@ -54,12 +74,8 @@ impl StorageStatus {
         };
         let failing = report.failing.iter().map(|f| {
             let since = humantime::format_rfc3339_seconds(f.since);
-            format!(
-                "{} failing since {since} ({} errors): {}",
-                f.operation.as_str(),
-                f.errors,
-                f.error
-            )
+            let (operation, errors, error) = (f.operation.as_str(), f.errors, &f.error);
+            format!("{operation} failing since {since} ({errors} errors): {error}; {RESTART_HINT}")
         });
         let damage = report.damage.iter().map(|d| {
             format!(
@@ -73,6 +89,12 @@ impl StorageStatus {
         Self {
             state: state.into(),
             problems: failing.chain(damage).collect(),
+            disk: DiskStatus {
+                free_bytes: disk.space.free_bytes,
+                total_bytes: disk.space.total_bytes,
+                needed_bytes: disk.needed,
+                low: disk.low,
+            },
         }
     }
 }
@@ -185,7 +207,7 @@ impl Status {
                 consumers,
             },
             certificate: CertificateStatus::of(&node.certificate.borrow(), now),
-            storage: StorageStatus::of(&node.health.report()),
+            storage: StorageStatus::of(&node.health.report(), &node.disk.borrow()),
         }
     }
 
@@ -205,7 +227,13 @@ impl Status {
             "certificate  {}, expires {} ({days} days left)",
             self.certificate.subject, self.certificate.not_after
         );
-        let _ = writeln!(out, "storage      {}", self.storage.state);
+        let disk = &self.storage.disk;
+        let refused = if disk.low { ", appends refused" } else { "" };
+        let _ = writeln!(
+            out,
+            "storage      {}; disk {} of {} bytes free, {} needed{refused}",
+            self.storage.state, disk.free_bytes, disk.total_bytes, disk.needed_bytes
+        );
         for problem in &self.storage.problems {
             let _ = writeln!(out, "             {problem}");
         }
@@ -302,6 +330,12 @@ mod tests {
             storage: StorageStatus {
                 state: "failing".into(),
                 problems: vec!["commit failing since 2030-01-01T00:00:00Z (3 errors): no space".into()],
+                disk: DiskStatus {
+                    free_bytes: 10,
+                    total_bytes: 100,
+                    needed_bytes: 20,
+                    low: true,
+                },
             },
         }
     }
@@ -316,7 +350,10 @@ mod tests {
             lines[2],
             "certificate  CN=enterprise, expires 2030-01-01T00:00:00Z (30 days left)"
         );
-        assert_eq!(lines[3], "storage      failing");
+        assert_eq!(
+            lines[3],
+            "storage      failing; disk 10 of 100 bytes free, 20 needed, appends refused"
+        );
         assert_eq!(
             lines[4],
             "             commit failing since 2030-01-01T00:00:00Z (3 errors): no space"

@@ -59,6 +59,7 @@ impl Config {
             store: limits(self.store.capacity_bytes, self.store.retention),
             forward: limits(self.forward.capacity_bytes, self.forward.retention),
             policy: policy(&self.store)?,
+            disk_reserve_bytes: self.node.disk_reserve_bytes.bytes(),
         })
     }
 

@@ -48,6 +48,8 @@ pub struct NodeSpec {
     pub clients: Vec<(String, Vec<String>)>,
     /// Appended verbatim to the generated config (extra sections).
     pub extra: String,
+    /// Appended verbatim to the generated `[node]` section (extra keys of it).
+    pub node_extra: String,
 }
 
 /// A set of zones with their PKI and configs under one directory.
@@ -140,10 +142,11 @@ impl Devnet {
     fn config_text(&self, node: &NodeSpec) -> anyhow::Result<String> {
         let pki = self.pki.display();
         let mut text = format!(
-            "[node]\nzone = \"{zone}\"\ndata_dir = \"{data}\"\n\n[listen]\nrpc = \"{rpc}\"\nadmin = \"{admin}\"\n\n\
+            "[node]\nzone = \"{zone}\"\ndata_dir = \"{data}\"\n{node_extra}\n[listen]\nrpc = \"{rpc}\"\nadmin = \"{admin}\"\n\n\
              [tls]\nca = \"{pki}/ca.pem\"\ncert = \"{pki}/{zone}.pem\"\nkey = \"{pki}/{zone}.key\"\n",
             zone = node.zone,
             data = node.data_dir.display(),
+            node_extra = node.node_extra,
             rpc = node.rpc,
             admin = node.admin,
         );
@@ -230,6 +233,7 @@ fn node_spec(dir: &Path, zone: &str, clients: Vec<(String, Vec<String>)>) -> any
         peers: Vec::new(),
         clients,
         extra: String::new(),
+        node_extra: String::new(),
     })
 }
 

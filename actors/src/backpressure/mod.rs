@@ -14,9 +14,16 @@
 //! take the store buffer past 100 % of its capacity (the actor reacts within one commit, the
 //! limit holds even before it does); a forward buffer may overshoot its high watermark by the
 //! pages already in flight when pulls pause (`replication.batch_limit` facts each).
+//!
+//! The disk is watched too ([`disk`]): every [`DISK_POLL`] its free space is measured on the
+//! blocking pool; while it is below what the node needs, appends are refused, pulls pause,
+//! confirmed facts are reclaimed and their space given back (a flush and a compaction of the
+//! deleted range, when there is room for the flush). Pulls also pause while storage fails to
+//! commit: a forward buffer that cannot write must not take pages it would drop.
 
 mod config;
 mod core;
+mod disk;
 mod events;
 mod planner;
 #[cfg(test)]
@@ -36,14 +43,18 @@ use tokio::sync::watch;
 
 pub use self::config::{BackpressureConfig, BufferLimits, Policy, PolicyError, WhenFull};
 use self::core::{Core, Decision, Job, JobReport};
+use self::disk::DiskGuard;
+pub use self::disk::DiskState;
 use crate::{
-    events::{DeletionFailed, Telemetry},
+    events::{DeletionFailed, DiskSpaceLow, StorageOp, Telemetry},
     journal::{Journal, JournalError},
-    storage::{Log, Usage},
+    storage::{CursorKey, DiskSpace, Log, StorageError, Usage},
 };
 
 /// How often the actor looks at usage and time when nothing else wakes it.
 const TICK: Duration = Duration::from_millis(100);
+/// How often the disk's free space is measured.
+const DISK_POLL: Duration = Duration::from_millis(250);
 
 /// Retained facts and bytes of one buffer against its capacity (for `/v1/status`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,12 +99,29 @@ fn percent(bytes: u64, capacity: u64) -> f64 {
 pub struct Admission {
     rejecting: Arc<AtomicBool>,
     usage: watch::Receiver<Usage>,
+    disk: watch::Receiver<DiskState>,
     config: Arc<BackpressureConfig>,
 }
 
 impl Admission {
-    /// `RESOURCE_EXHAUSTED` (retryable) while the store buffer refuses appends.
+    /// `RESOURCE_EXHAUSTED` (retryable) while the store buffer refuses appends: it is full, or
+    /// the disk is.
     pub fn check(&self) -> Result<(), RpcError> {
+        let disk = *self.disk.borrow();
+        if disk.low {
+            return Err(RpcError::new(
+                ErrorCode::ResourceExhausted,
+                format!(
+                    "the data directory's file system has {} bytes free and the node needs {} \
+                     (node.disk_reserve_bytes {} plus {} that storage writes by itself): appends are \
+                     refused until confirmed facts are reclaimed or space is freed",
+                    disk.space.free_bytes,
+                    disk.needed,
+                    self.config.disk_reserve_bytes,
+                    disk.space.pending_bytes(),
+                ),
+            ));
+        }
         if !self.rejecting.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -124,6 +152,14 @@ pub struct Backpressure {
     deps: BackpressureDeps,
     rejecting: Arc<AtomicBool>,
     pulls_paused: watch::Sender<bool>,
+    /// The forward buffer is at its high watermark (pulls pause for that alone too).
+    forward_full: bool,
+    disk: DiskGuard,
+    disk_state: watch::Sender<DiskState>,
+    /// A flush and compaction giving space back is running.
+    reclaiming: bool,
+    /// Facts were deleted since the last reclaim.
+    unreclaimed: bool,
     events: events::Reporter,
 }
 
@@ -132,10 +168,15 @@ impl Backpressure {
         let events = events::Reporter::new(deps.telemetry.clone(), &config);
         Self {
             core: Core::new(config.clone()),
+            disk: DiskGuard::new(config.disk_reserve_bytes),
             config: Arc::new(config),
             deps,
             rejecting: Arc::default(),
             pulls_paused: watch::Sender::new(false),
+            forward_full: false,
+            disk_state: watch::Sender::new(DiskState::default()),
+            reclaiming: false,
+            unreclaimed: false,
             events,
         }
     }
@@ -145,8 +186,14 @@ impl Backpressure {
         Admission {
             rejecting: self.rejecting.clone(),
             usage: self.deps.journal.usage(),
+            disk: self.disk_state.subscribe(),
             config: self.config.clone(),
         }
+    }
+
+    /// The disk as last measured (for `/v1/status`).
+    pub fn disk(&self) -> watch::Receiver<DiskState> {
+        self.disk_state.subscribe()
     }
 
     /// `true` while the forward buffer is full: peer links wait before each pull.
@@ -158,6 +205,67 @@ impl Backpressure {
         let usage = self.usage();
         let decision = self.core.on_usage(now_unix_ms(), &usage);
         self.carry_out(decision, &usage, ctx);
+        self.pause_pulls();
+    }
+
+    /// Pulls pause while the forward buffer is full, the disk is low, or commits fail.
+    fn pause_pulls(&self) {
+        let paused =
+            self.forward_full || self.disk.state().low || self.deps.journal.health().failing(StorageOp::Commit);
+        self.pulls_paused
+            .send_if_modified(|before| std::mem::replace(before, paused) != paused);
+    }
+
+    /// A measurement of the disk: the guard decides, the core trims for it, flags follow.
+    fn on_disk(&mut self, sample: Result<DiskSpace, StorageError>, ctx: &mut Context<Self>) {
+        let space = match sample {
+            Ok(space) => space,
+            Err(error) => return self.deps.journal.health().failed(StorageOp::Read, &error),
+        };
+        if let Some(low) = self.disk.on_space(space) {
+            self.core.set_disk_low(low);
+            let state = self.disk.state();
+            self.deps.telemetry.emit(DiskSpaceLow {
+                low,
+                free_bytes: space.free_bytes,
+                needed_bytes: state.needed,
+                total_bytes: space.total_bytes,
+            });
+        }
+        self.disk_state.send_replace(self.disk.state());
+        self.deps.journal.set_disk_budget(self.disk.budget());
+        self.reclaim(ctx);
+        self.evaluate(ctx);
+    }
+
+    /// While the disk is low and facts were deleted since the last time: flush and compact so
+    /// their space really returns, unless a reclaim runs already or there is no room for the
+    /// flush (the next measurement tries again).
+    fn reclaim(&mut self, ctx: &mut Context<Self>) {
+        let usage = *self.deps.journal.usage().borrow();
+        let retained = usage.store.bytes + usage.forward.bytes;
+        let due = self.unreclaimed && self.disk.state().low && !self.reclaiming;
+        if !due || !self.disk.can_reclaim(retained) {
+            return;
+        }
+        (self.reclaiming, self.unreclaimed) = (true, false);
+        let cursors = self.deps.journal.cursors();
+        let below = (
+            confirmed_below(Log::Store, &cursors),
+            confirmed_below(Log::Forward, &cursors),
+        );
+        let storage = self.deps.journal.storage();
+        let work = async move { tokio::task::spawn_blocking(move || storage.reclaim(below.0, below.1)).await };
+        ctx.spawn(work.into_actor(self).map(|done, actor, _| {
+            actor.reclaiming = false;
+            let failed = match done {
+                Ok(Ok(())) => return,
+                Ok(Err(error)) => error.to_string(),
+                Err(error) => format!("reclaim task failed: {error}"),
+            };
+            let reason = format!("giving back disk space: {failed}");
+            actor.deps.telemetry.emit(DeletionFailed { reason: &reason });
+        }));
     }
 
     fn usage(&self) -> Usage {
@@ -174,7 +282,8 @@ impl Backpressure {
             match log {
                 Log::Store => self.rejecting.store(blocked, Ordering::Release),
                 Log::Forward => {
-                    self.pulls_paused.send_replace(blocked);
+                    self.forward_full = blocked;
+                    self.pause_pulls();
                 }
             }
             self.events.blocked(log, blocked, usage);
@@ -192,6 +301,7 @@ impl Backpressure {
         let report = match result {
             Ok(outcome) => {
                 self.events.outcome(&outcome);
+                self.unreclaimed |= !outcome.applied.is_empty();
                 JobReport {
                     deleted: outcome.applied.len(),
                     full_batch: outcome.full_batch,
@@ -234,8 +344,43 @@ impl Actor for Backpressure {
             Some(((), usage))
         });
         ctx.add_stream(changes);
+        let storage = self.deps.journal.storage();
+        let samples = futures::stream::unfold(storage, |storage| async move {
+            let measured = storage.clone();
+            let space = tokio::task::spawn_blocking(move || measured.disk()).await.ok()?;
+            tokio::time::sleep(DISK_POLL).await;
+            Some((DiskSample(space), storage))
+        });
+        ctx.add_stream(samples);
         ctx.run_interval(TICK, |actor, ctx| actor.evaluate(ctx));
         self.evaluate(ctx);
+    }
+}
+
+/// Where deletions are, below which `log` is compacted: under every peer's frontier (store),
+/// under every consumer's cursor (forward).
+fn confirmed_below(log: Log, cursors: &std::collections::HashMap<CursorKey, u64>) -> u64 {
+    let confirmed = cursors.iter().filter(|(key, _)| match log {
+        Log::Store => matches!(key, CursorKey::Peer(_)),
+        Log::Forward => matches!(key, CursorKey::Consumer(_)),
+    });
+    confirmed
+        .map(|(_, cursor)| *cursor)
+        .min()
+        .unwrap_or(0)
+        .saturating_add(1)
+}
+
+/// One measurement of the disk.
+struct DiskSample(Result<DiskSpace, StorageError>);
+
+impl StreamHandler<DiskSample> for Backpressure {
+    fn handle(&mut self, DiskSample(sample): DiskSample, ctx: &mut Self::Context) {
+        self.on_disk(sample, ctx);
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {
+        // The runtime is shutting down.
     }
 }
 

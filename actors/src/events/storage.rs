@@ -7,6 +7,9 @@
 //! While commits or reads fail, or damage waits for an operator to accept the loss, the node is
 //! not ready: `/readyz` answers 503 and `bsfg_node_up` is 0. A node whose storage recovers by
 //! itself (space returned to a full disk) becomes ready again with the first success.
+//!
+//! A disk running low is not a fault but backpressure ([`DiskSpaceLow`]): the node stays ready,
+//! refuses appends and pauses pulls until there is room again.
 
 use std::{
     fmt::{Display, Write as _},
@@ -25,6 +28,33 @@ use crate::storage::Log;
 pub const STORAGE_FAILED: &str = "storage_failed";
 pub const STORAGE_RECOVERED: &str = "storage_recovered";
 pub const STORAGE_DAMAGED: &str = "storage_damaged";
+/// What an operator should know about a storage failure.
+pub const RESTART_HINT: &str = "the node is not ready until storage works again; RocksDB recovers by itself \
+     once a full disk has room again, but after other errors it stops writing until it is reopened: once the \
+     cause is fixed, restart the node (nothing acknowledged is lost)";
+pub const DISK_SPACE_LOW: &str = "disk_space_low";
+pub const DISK_SPACE_RECOVERED: &str = "disk_space_recovered";
+
+/// The data directory's file system went below (`low`) or back above what the node needs free.
+pub struct DiskSpaceLow {
+    pub low: bool,
+    pub free_bytes: u64,
+    pub needed_bytes: u64,
+    pub total_bytes: u64,
+}
+
+impl super::Event for DiskSpaceLow {
+    fn emit(self, t: &Telemetry) {
+        let (free, needed, total) = (self.free_bytes, self.needed_bytes, self.total_bytes);
+        match self.low {
+            true => slog::warn!(t.log, "{}", DISK_SPACE_LOW; "free_bytes" => free, "needed_bytes" => needed,
+                "total_bytes" => total,
+                "reason" => "appends are refused and pulls pause until confirmed facts are reclaimed or space is freed"),
+            false => info!(t.log, "{}", DISK_SPACE_RECOVERED; "free_bytes" => free, "needed_bytes" => needed,
+                "total_bytes" => total),
+        }
+    }
+}
 
 /// What failed: the `operation` label of `bsfg_storage_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +214,7 @@ impl StorageHealth {
             }
             slot @ None => {
                 error!(t.log, "{}", STORAGE_FAILED; "operation" => op.as_str(), "error_message" => %error,
-                    "reason" => "the node is not ready until storage works again");
+                    "reason" => RESTART_HINT);
                 *slot = Some(Failing {
                     operation: op,
                     since: SystemTime::now(),
@@ -291,12 +321,18 @@ mod tests {
         let report = health.report();
         assert_eq!((report.failing.len(), report.failing[0].errors), (1, 3));
         health.succeeded(StorageOp::Read);
-        assert!(!health.healthy(), "a read succeeding does not end a run of commit failures");
+        assert!(
+            !health.healthy(),
+            "a read succeeding does not end a run of commit failures"
+        );
         health.succeeded(StorageOp::Commit);
         assert_eq!((health.healthy(), metrics.node_up.get()), (true, 1));
         assert_eq!(events(&capture), [STORAGE_FAILED, STORAGE_RECOVERED]);
         let failed = &capture.lines()[0];
-        assert_eq!(field(failed, "error_message"), Some("IO error: No space left on device"));
+        assert_eq!(
+            field(failed, "error_message"),
+            Some("IO error: No space left on device")
+        );
         assert_eq!(field(failed, "operation"), Some("commit"));
     }
 

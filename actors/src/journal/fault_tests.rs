@@ -172,7 +172,10 @@ async fn failed_commits_make_storage_unhealthy_until_a_commit_or_probe_succeeds(
     assert!(matches!(failed, Err(JournalError::Storage(_))), "{failed:?}");
     assert!(!health.healthy() && health.failing(StorageOp::Commit));
     fixture.faults.fail(Op::Commit);
-    assert!(fixture.journal.probe().await.is_err(), "the probe commits, and fails with storage");
+    assert!(
+        fixture.journal.probe().await.is_err(),
+        "the probe commits, and fails with storage"
+    );
     assert_eq!(health.report().failing[0].errors, 2);
     fixture.journal.probe().await.expect("storage takes writes again");
     assert!(health.healthy());

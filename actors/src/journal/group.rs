@@ -18,23 +18,23 @@ use super::{
 };
 use crate::{
     events::StorageOp,
-    storage::{Batch, CursorKey, ForwardInsert, IdemRecord, Index, Log, Recovered, StoreAppend, Usage},
+    storage::{Batch, CursorKey, IdemRecord, Index, Log, Recovered, StoreAppend, Usage},
 };
 
 pub(super) struct Writer {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     config: JournalConfig,
     store_high: u64,
-    forward_high: u64,
-    usage: Usage,
+    pub(super) forward_high: u64,
+    pub(super) usage: Usage,
 }
 
 /// A group's batch and the answers to send once it is durable.
 #[derive(Default)]
-struct Plan {
-    batch: Batch,
+pub(super) struct Plan {
+    pub(super) batch: Batch,
     appends: Vec<(Reply<Appended>, Appended)>,
-    inserts: Vec<(Reply<InsertOutcome>, InsertOutcome)>,
+    inserts: Vec<(Reply<InsertOutcome>, Result<InsertOutcome, JournalError>)>,
     confirms: Vec<(Reply<u64>, Result<u64, JournalError>)>,
     deletes: Vec<(Reply<DeletePlan>, DeletePlan)>,
     probes: Vec<Reply<()>>,
@@ -107,7 +107,18 @@ impl Writer {
     fn plan(&mut self, group: Group, plan: &mut Plan) -> Result<(), JournalError> {
         let mut planned = self.plan_appends(group.appends, plan);
         for page in group.inserts {
-            let outcome = unless_failed(&mut planned, || self.plan_insert(&page.from_zone, page.facts, plan));
+            let outcome = match planned {
+                Ok(()) => self.plan_insert(&page.from_zone, page.facts, plan),
+                Err(_) => Ok(InsertOutcome::default()),
+            };
+            // A page refused for lack of disk fails alone; a storage fault fails the group.
+            let outcome = match outcome {
+                Err(error @ JournalError::Storage(_)) => {
+                    planned = Err(error);
+                    Ok(InsertOutcome::default())
+                }
+                other => other,
+            };
             plan.inserts.push((page.reply, outcome));
         }
         for (key, offset, reply) in group.confirms {
@@ -164,7 +175,7 @@ impl Writer {
                         }
                         _ => self.plan_append(prepared, stored, now, &mut seen, plan),
                     };
-                    if let Err(error @ JournalError::Full { .. }) = &result {
+                    if let Err(error @ (JournalError::Full { .. } | JournalError::DiskFull)) = &result {
                         full.get_or_insert_with(|| error.clone());
                     }
                     result
@@ -214,7 +225,8 @@ impl Writer {
         }
     }
 
-    /// The bytes a new fact adds to the store buffer, unless they would take it past the limit.
+    /// The bytes a new fact adds to the store buffer, unless they would take it past the limit
+    /// or the disk has no room for them.
     fn admit(&self, prepared: &Prepared) -> Result<u64, JournalError> {
         let needed = Log::Store.entry_bytes(prepared.encoded.len());
         match self.config.store_byte_limit {
@@ -223,54 +235,9 @@ impl Writer {
                 needed,
                 capacity,
             }),
+            _ if !self.shared.disk.spend(needed) => Err(JournalError::DiskFull),
             _ => Ok(needed),
         }
-    }
-
-    fn plan_insert(
-        &mut self,
-        from_zone: &str,
-        facts: Vec<(u64, Prepared)>,
-        plan: &mut Plan,
-    ) -> Result<InsertOutcome, JournalError> {
-        let keys: Vec<(&str, &str)> = facts
-            .iter()
-            .map(|(_, p)| (from_zone, p.message.envelope.message_id.as_str()))
-            .collect();
-        let stored = self.shared.storage.lookup(Index::Forward, &keys)?;
-        let mut seen: HashMap<String, IdemRecord> = planned_ids(plan, from_zone);
-        let mut outcome = InsertOutcome::default();
-        let now = bsfg_proto::model::now_unix_ms();
-        for ((source_offset, prepared), stored) in facts.into_iter().zip(stored) {
-            let id = prepared.message.envelope.message_id.clone();
-            match seen.get(&id).copied().or(stored) {
-                Some(found) if found.digest == prepared.digest => outcome.duplicates += 1,
-                Some(_) => outcome.conflicts += 1,
-                None => {
-                    self.usage.forward.add(Log::Forward.entry_bytes(prepared.encoded.len()));
-                    self.forward_high += 1;
-                    let offset = self.forward_high;
-                    seen.insert(
-                        id.clone(),
-                        IdemRecord {
-                            offset,
-                            digest: prepared.digest,
-                        },
-                    );
-                    plan.batch.forward.push(ForwardInsert {
-                        offset,
-                        received_at_unix_ms: now,
-                        source_offset,
-                        from_zone: from_zone.to_owned(),
-                        message_id: id,
-                        digest: prepared.digest,
-                        encoded: prepared.encoded,
-                    });
-                    outcome.inserted += 1;
-                }
-            }
-        }
-        Ok(outcome)
     }
 
     fn plan_confirm(&mut self, key: CursorKey, offset: u64, plan: &mut Plan) -> Result<u64, JournalError> {
@@ -318,7 +285,7 @@ impl Writer {
             let _ = reply.send(Ok(results));
         }
         for (reply, outcome) in plan.inserts {
-            let _ = reply.send(Ok(outcome));
+            let _ = reply.send(outcome);
         }
         for (reply, result) in plan.confirms {
             let _ = reply.send(result);
@@ -361,24 +328,6 @@ fn unless_failed<T: Default>(
         *failed = Err(error);
         T::default()
     })
-}
-
-/// Ids from `from_zone` already planned earlier in this group (two pages of one peer in one group).
-fn planned_ids(plan: &Plan, from_zone: &str) -> HashMap<String, IdemRecord> {
-    plan.batch
-        .forward
-        .iter()
-        .filter(|f| f.from_zone == from_zone)
-        .map(|f| {
-            (
-                f.message_id.clone(),
-                IdemRecord {
-                    offset: f.offset,
-                    digest: f.digest,
-                },
-            )
-        })
-        .collect()
 }
 
 fn store_append(offset: u64, now: u64, message_id: String, prepared: Prepared) -> StoreAppend {

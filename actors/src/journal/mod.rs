@@ -11,10 +11,12 @@
 //! commit's outcome goes to the node's [`StorageHealth`]; while commits fail, a probe (a commit
 //! that only rewrites the usage) tells when storage works again.
 
+mod budget;
 mod delete;
 #[cfg(test)]
 mod fault_tests;
 mod group;
+mod insert;
 #[cfg(test)]
 mod tests;
 
@@ -49,6 +51,8 @@ pub enum JournalError {
     BeyondEnd { offset: u64, high: u64 },
     #[error("the store buffer is full: {retained} bytes retained, this fact needs {needed} more, capacity is {capacity} bytes; retry when the peer has caught up")]
     Full { retained: u64, needed: u64, capacity: u64 },
+    #[error("the data directory's file system is nearly full: new facts are refused until confirmed facts are reclaimed or space is freed (node.disk_reserve_bytes)")]
+    DiskFull,
     #[error("message does not encode: {0}")]
     Encode(String),
     #[error("storage fault: {0}")]
@@ -62,7 +66,7 @@ impl From<JournalError> for RpcError {
         let code = match &error {
             JournalError::AlreadyExists { .. } => ErrorCode::AlreadyExists,
             JournalError::BeyondEnd { .. } | JournalError::Encode(_) => ErrorCode::InvalidArgument,
-            JournalError::Full { .. } => ErrorCode::ResourceExhausted,
+            JournalError::Full { .. } | JournalError::DiskFull => ErrorCode::ResourceExhausted,
             JournalError::Storage(_) | JournalError::Closed => ErrorCode::Unavailable,
         };
         RpcError::new(code, error.to_string())
@@ -139,6 +143,7 @@ struct Shared {
     forward_high: watch::Sender<u64>,
     usage: watch::Sender<Usage>,
     health: StorageHealth,
+    disk: budget::DiskBudget,
 }
 
 /// Handle to the journal; cheap to clone. The writer thread stops when the last handle drops.
@@ -151,7 +156,11 @@ pub struct Journal {
 impl Journal {
     /// Recovers state from `storage` and starts the writer thread, which reports every commit to
     /// `health`.
-    pub fn start(storage: Arc<dyn Storage>, config: JournalConfig, health: StorageHealth) -> Result<Self, JournalError> {
+    pub fn start(
+        storage: Arc<dyn Storage>,
+        config: JournalConfig,
+        health: StorageHealth,
+    ) -> Result<Self, JournalError> {
         let mut recovered = storage.recover()?;
         let shared = Arc::new(Shared {
             storage,
@@ -160,6 +169,7 @@ impl Journal {
             forward_high: watch::Sender::new(recovered.forward_high),
             usage: watch::Sender::new(recovered.usage),
             health,
+            disk: budget::DiskBudget::default(),
         });
         let (tx, rx) = mpsc::channel(QUEUE);
         let writer = group::Writer::new(shared.clone(), &recovered, config);
@@ -250,6 +260,13 @@ impl Journal {
     /// The storage port, for reads (run them off the async arbiters).
     pub fn storage(&self) -> Arc<dyn Storage> {
         self.shared.storage.clone()
+    }
+
+    /// How many disk bytes new facts may still take (a fresh measurement of the disk); each new
+    /// fact spends twice its size, and facts are refused with `RESOURCE_EXHAUSTED` once it is
+    /// spent. Until the first measurement nothing is refused.
+    pub fn set_disk_budget(&self, bytes: u64) {
+        self.shared.disk.set(bytes);
     }
 
     /// Where readers report what storage did for them.

@@ -21,7 +21,7 @@ use slog::{info, Logger};
 use tokio::sync::watch;
 
 use crate::{
-    backpressure::{BackpressureConfig, UsageReport},
+    backpressure::{BackpressureConfig, DiskState, UsageReport},
     cert_watcher::{CertWatcher, CertWatcherConfig, Certificate},
     events::StorageHealth,
     forward_buffer::ForwardBufferConfig,
@@ -93,6 +93,8 @@ pub struct Handles {
     pub buffers: Arc<BackpressureConfig>,
     /// Whether storage works; `/readyz` and `bsfg_node_up` follow it.
     pub health: StorageHealth,
+    /// The data directory's free space and whether appends are refused for lack of it.
+    pub disk: watch::Receiver<DiskState>,
 }
 
 impl Handles {

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{Handles, Node, NodeError, NodeSettings};
 use crate::{
-    backpressure::{Admission, Backpressure, BackpressureConfig, BackpressureDeps},
+    backpressure::{Admission, Backpressure, BackpressureConfig, BackpressureDeps, DiskState},
     cert_watcher::{CertWatcher, CertWatcherConfig, CertWatcherDeps, Certificate},
     events::{StorageHealth, Telemetry},
     forward_buffer::ForwardBuffer,
@@ -46,7 +46,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
     let telemetry = Telemetry::new(log.clone(), metrics.clone(), &peers);
     let health = StorageHealth::new(telemetry.clone());
     let journal = Journal::start(storage.clone(), buffers.journal(), health.clone())?;
-    let (admission, pulls_paused) = start_backpressure(&buffers, &journal, &telemetry);
+    let (admission, pulls_paused, disk) = start_backpressure(&buffers, &journal, &telemetry);
     let objects = open_objects(&data_dir, objects, storage, &metrics).await?;
     let store = StoreBuffer::new(store, journal.clone(), admission, objects.clone()).start();
     let forward = ForwardBuffer::new(forward, journal.clone()).start();
@@ -83,6 +83,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
     let handles = Handles {
         metrics,
         health,
+        disk,
         drain,
         gate,
         switches,
@@ -191,19 +192,23 @@ async fn open_storage(data_dir: &Path, zone: &str) -> Result<Arc<RocksStorage>, 
     Ok(Arc::new(storage))
 }
 
-/// Starts the `Backpressure` actor; returns the store buffer's admission check and the pull
-/// pause the peer links wait on.
+/// Starts the `Backpressure` actor; returns the store buffer's admission check, the pull pause
+/// the peer links wait on, and the disk as it measures it.
 fn start_backpressure(
     config: &BackpressureConfig,
     journal: &Journal,
     telemetry: &Telemetry,
-) -> (Admission, watch::Receiver<bool>) {
+) -> (Admission, watch::Receiver<bool>, watch::Receiver<DiskState>) {
     let deps = BackpressureDeps {
         journal: journal.clone(),
         telemetry: telemetry.clone(),
     };
     let backpressure = Backpressure::new(config.clone(), deps);
-    let handles = (backpressure.admission(), backpressure.pulls_paused());
+    let handles = (
+        backpressure.admission(),
+        backpressure.pulls_paused(),
+        backpressure.disk(),
+    );
     Supervisor::start(move |_| backpressure);
     handles
 }

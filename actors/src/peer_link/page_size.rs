@@ -88,7 +88,12 @@ mod tests {
         for _ in 0..20 {
             let asked = size.limit();
             let bytes = asked as usize * FACT;
-            size.on_page(asked, asked as usize, bytes, Duration::from_secs_f64(bytes as f64 / rate));
+            size.on_page(
+                asked,
+                asked as usize,
+                bytes,
+                Duration::from_secs_f64(bytes as f64 / rate),
+            );
         }
     }
 
@@ -121,7 +126,11 @@ mod tests {
     fn pages_that_are_not_full_measure_the_facts_but_not_the_link() {
         let mut size = PageSize::new(1000);
         size.on_page(1000, 3, 3 * 400, Duration::from_secs(30));
-        assert_eq!(size.limit(), 1000, "a long-poll that found three facts is no measure of the link");
+        assert_eq!(
+            size.limit(),
+            1000,
+            "a long-poll that found three facts is no measure of the link"
+        );
         assert_eq!(size.fact_bytes, Some(400.0), "but the facts' size is known");
         size.on_page(1000, 0, 0, Duration::from_secs(1));
         assert_eq!(size.limit(), 1000);

@@ -296,6 +296,27 @@ pub struct Recovered {
     pub usage: Usage,
 }
 
+/// The file system under the data directory, and what storage itself will still write to it
+/// without being asked (RocksDB's space accounting): memtables not yet flushed become table
+/// files, and the write-ahead log grows by preallocated chunks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskSpace {
+    /// Bytes an unprivileged writer may still use.
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+    /// Bytes in memtables, which a flush writes out (less what was deleted meanwhile).
+    pub memtable_bytes: u64,
+    /// Bytes the write-ahead log takes at once when it grows (it is preallocated in chunks).
+    pub log_chunk_bytes: u64,
+}
+
+impl DiskSpace {
+    /// Bytes storage may write by itself, unasked: its memtables and the log's next chunk.
+    pub fn pending_bytes(&self) -> u64 {
+        self.memtable_bytes.saturating_add(self.log_chunk_bytes)
+    }
+}
+
 /// Storage faults. All map to `UNAVAILABLE` on the wire: the call may succeed later.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -348,6 +369,13 @@ pub trait Storage: Send + Sync + 'static {
     fn read_window(&self, after: u64, limit: usize) -> Result<Vec<WindowEntry>, StorageError>;
     /// The value size of each log entry, `None` where it is gone.
     fn log_sizes(&self, log: Log, offsets: &[u64]) -> Result<Vec<Option<u64>>, StorageError>;
+    /// Free space on the data directory's file system and what storage still needs of it.
+    fn disk(&self) -> Result<DiskSpace, StorageError>;
+    /// Gives back the disk space of deleted entries: flushes the memtables (which frees the
+    /// write-ahead log they pin) and compacts each log below the offset given for it, where
+    /// deletions are. Needs room for the flush (at most [`DiskSpace::memtable_bytes`]); call it
+    /// only when there is.
+    fn reclaim(&self, store_below: u64, forward_below: u64) -> Result<(), StorageError>;
     /// After a read of `log` failed on damaged data: which entries among those it would have
     /// returned — offsets in `(after, upto]`, at most `limit`, addressed to `peer` for the store
     /// log — cannot be read. Fails when the entries cannot even be listed (a damaged index).

@@ -1,13 +1,14 @@
 //! RocksDB adapter of the storage port. The format it writes is documented in the parent module;
 //! deletions and the dedupe window live in `sweep`, the upgrade of older directories in `upgrade`.
 
+mod space;
 mod sweep;
 mod upgrade;
 
 mod object_index;
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::{mpsc, Mutex, PoisonError},
 };
 
@@ -17,8 +18,8 @@ use rocksdb::{
 };
 
 use super::{
-    Batch, CursorKey, Digest, IdemRecord, Index, Log, LogRecord, Recovered, Storage, StorageError, Usage, WindowEntry,
-    FORWARD_HEADER, STORE_HEADER,
+    Batch, CursorKey, Digest, DiskSpace, IdemRecord, Index, Log, LogRecord, Recovered, Storage, StorageError, Usage,
+    WindowEntry, FORWARD_HEADER, STORE_HEADER,
 };
 
 const STORE_LOG: &str = "store_log";
@@ -53,6 +54,8 @@ const META_USAGE: &[u8] = b"usage";
 /// RocksDB behind the [`Storage`] port.
 pub struct RocksStorage {
     db: DB,
+    /// The data directory, whose file system's free space [`Storage::disk`] reports.
+    path: PathBuf,
     /// Declared after `db`, so dropped after it: the receivers handed out by
     /// [`RocksStorage::closed`] disconnect only once the database is closed and its background
     /// threads are joined.
@@ -68,6 +71,7 @@ impl RocksStorage {
         let db = DB::open_cf_descriptors(&db_options(), path, families).map_err(engine)?;
         let storage = Self {
             db,
+            path: path.to_owned(),
             close_watchers: Mutex::default(),
         };
         storage.claim_zone(path, zone)?;
@@ -260,6 +264,14 @@ impl Storage for RocksStorage {
         self.damage(log, peer, after, upto, limit)
     }
 
+    fn disk(&self) -> Result<DiskSpace, StorageError> {
+        self.space()
+    }
+
+    fn reclaim(&self, store_below: u64, forward_below: u64) -> Result<(), StorageError> {
+        self.give_back(store_below, forward_below)
+    }
+
     fn count_store(&self, peer: &str, after: u64, upto: u64) -> Result<u64, StorageError> {
         if upto <= after {
             return Ok(0);
@@ -342,6 +354,10 @@ fn db_options() -> Options {
     opts.set_bytes_per_sync(1 << 20);
     // One budget for every family's memtables: reaching it flushes the largest.
     opts.set_db_write_buffer_size(MEMTABLE_BUDGET_BYTES);
+    // Flush what pins old logs (small families such as `meta` are never the largest memtable)
+    // once the logs hold twice the memtable budget; RocksDB's default would let them grow to
+    // four times every family's write buffers, over 1 GiB, before anything is flushed.
+    opts.set_max_total_wal_size(2 * MEMTABLE_BUDGET_BYTES as u64);
     opts
 }
 

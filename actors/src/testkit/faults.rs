@@ -13,7 +13,9 @@ use std::{
 
 use tokio::sync::oneshot;
 
-use crate::storage::{Batch, IdemRecord, Index, Log, LogRecord, Recovered, Storage, StorageError, WindowEntry};
+use crate::storage::{
+    Batch, DiskSpace, IdemRecord, Index, Log, LogRecord, Recovered, Storage, StorageError, WindowEntry,
+};
 
 /// The kinds of storage calls a test can script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -197,5 +199,13 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         limit: usize,
     ) -> Result<Vec<u64>, StorageError> {
         self.inner.find_damage(log, peer, after, upto, limit)
+    }
+
+    fn disk(&self) -> Result<DiskSpace, StorageError> {
+        self.inner.disk()
+    }
+
+    fn reclaim(&self, store_below: u64, forward_below: u64) -> Result<(), StorageError> {
+        self.inner.reclaim(store_below, forward_below)
     }
 }

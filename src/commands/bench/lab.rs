@@ -163,7 +163,9 @@ impl Lab {
     pub fn link_failures(&self) -> u64 {
         let failures = |log: &Path| {
             let text = std::fs::read_to_string(log).unwrap_or_default();
-            text.lines().filter(|line| line.contains("\"msg\":\"peer_disconnected\"")).count() as u64
+            text.lines()
+                .filter(|line| line.contains("\"msg\":\"peer_disconnected\""))
+                .count() as u64
         };
         self.nodes.values().map(|node| failures(&node.log)).sum()
     }

@@ -198,7 +198,10 @@ async fn jitter_reorders_datagrams_and_delivers_them_all() {
         s.client.send_to(&[i], s.proxy.addr()).await.expect("send");
     }
     let (first, _) = recv(&s.target).await.expect("the first datagram");
-    assert!(sent.elapsed() >= Duration::from_millis(5), "none leaves before delay - jitter");
+    assert!(
+        sent.elapsed() >= Duration::from_millis(5),
+        "none leaves before delay - jitter"
+    );
     let mut received = vec![first[0]];
     while let Some((data, _)) = recv(&s.target).await {
         received.push(data[0]);
@@ -216,6 +219,14 @@ async fn forwarded_bytes_count_what_passed_each_way() {
     assert!(s.reaches_client(&[8; 40]).await);
     s.proxy.cut(Direction::FromTarget);
     assert!(!s.reaches_client(&[9; 1000]).await);
-    assert_eq!(s.proxy.forwarded_bytes(Direction::ToTarget), 5 + 100, "hello, then 100 bytes");
-    assert_eq!(s.proxy.forwarded_bytes(Direction::FromTarget), 40, "dropped bytes are not counted");
+    assert_eq!(
+        s.proxy.forwarded_bytes(Direction::ToTarget),
+        5 + 100,
+        "hello, then 100 bytes"
+    );
+    assert_eq!(
+        s.proxy.forwarded_bytes(Direction::FromTarget),
+        40,
+        "dropped bytes are not counted"
+    );
 }

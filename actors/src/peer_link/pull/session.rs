@@ -97,7 +97,11 @@ impl Session {
             }
             Err(reason) => {
                 let remote = address;
-                self.deps.telemetry.emit(PeerDialFailed { peer, remote, reason: &reason });
+                self.deps.telemetry.emit(PeerDialFailed {
+                    peer,
+                    remote,
+                    reason: &reason,
+                });
                 Err(format!("cannot connect to {address}: {reason}"))
             }
         }
