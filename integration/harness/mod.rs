@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod admin;
+pub mod damage;
 pub mod disk;
 pub mod history;
 pub mod observe;

@@ -12,6 +12,7 @@ use bsfg_actors::{
     backpressure::{DiskState, Fill},
     cert_watcher::Certificate,
     node::Handles,
+    storage::LossRecord,
     zone_gate::GateState,
     HealthReport, RESTART_HINT,
 };
@@ -42,6 +43,9 @@ pub struct StorageStatus {
     pub problems: Vec<String>,
     #[serde(default)]
     pub disk: DiskStatus,
+    /// Losses operators accepted in this data directory (`bsfg storage accept-loss`), oldest first.
+    #[serde(default)]
+    pub losses: Vec<String>,
 }
 
 /// The data directory's file system as the node last measured it (every 250 ms).
@@ -61,12 +65,13 @@ impl Default for StorageStatus {
             state: "ok".into(),
             problems: Vec::new(),
             disk: DiskStatus::default(),
+            losses: Vec::new(),
         }
     }
 }
 
 impl StorageStatus {
-    fn of(report: &HealthReport, disk: &DiskState) -> Self {
+    fn of(report: &HealthReport, disk: &DiskState, losses: &[LossRecord]) -> Self {
         let state = match (report.damage.is_empty(), report.failing.is_empty()) {
             (false, _) => "damaged",
             (true, false) => "failing",
@@ -95,6 +100,7 @@ impl StorageStatus {
                 needed_bytes: disk.needed,
                 low: disk.low,
             },
+            losses: losses.iter().map(|loss| loss.to_string()).collect(),
         }
     }
 }
@@ -207,7 +213,7 @@ impl Status {
                 consumers,
             },
             certificate: CertificateStatus::of(&node.certificate.borrow(), now),
-            storage: StorageStatus::of(&node.health.report(), &node.disk.borrow()),
+            storage: StorageStatus::of(&node.health.report(), &node.disk.borrow(), &node.losses),
         }
     }
 
@@ -234,7 +240,7 @@ impl Status {
             "storage      {}; disk {} of {} bytes free, {} needed{refused}",
             self.storage.state, disk.free_bytes, disk.total_bytes, disk.needed_bytes
         );
-        for problem in &self.storage.problems {
+        for problem in self.storage.problems.iter().chain(&self.storage.losses) {
             let _ = writeln!(out, "             {problem}");
         }
         for (name, buffer) in [("store", &self.store), ("forward", &self.forward.retained)] {
@@ -336,6 +342,7 @@ mod tests {
                     needed_bytes: 20,
                     low: true,
                 },
+                losses: Vec::new(),
             },
         }
     }

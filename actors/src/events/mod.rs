@@ -35,7 +35,7 @@ pub use peer::{
     ClientRejected, Direction, PeerCallRetried, PeerConnected, PeerConnectionReplaced, PeerDialFailed,
     PeerDisconnected, PeerRefused,
 };
-pub use storage::{Damage, DiskSpaceLow, Failing, HealthReport, StorageHealth, StorageOp, RESTART_HINT};
+pub use storage::{Damage, DiskSpaceLow, Failing, HealthReport, LossRecorded, StorageHealth, StorageOp, RESTART_HINT};
 pub use tls::{CertReloadFailed, CertReloaded, CertWatchFailed, TlsHandshakeFailed};
 
 use std::sync::Arc;

@@ -12,7 +12,7 @@
 //! refuses appends and pauses pulls until there is room again.
 
 use std::{
-    fmt::{Display, Write as _},
+    fmt::Display,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex, MutexGuard, PoisonError,
@@ -23,7 +23,7 @@ use std::{
 use slog::{error, info};
 
 use super::Telemetry;
-use crate::storage::Log;
+use crate::storage::{ranges, Log, LossRecord};
 
 pub const STORAGE_FAILED: &str = "storage_failed";
 pub const STORAGE_RECOVERED: &str = "storage_recovered";
@@ -32,7 +32,22 @@ pub const STORAGE_DAMAGED: &str = "storage_damaged";
 pub const RESTART_HINT: &str = "the node is not ready until storage works again; RocksDB recovers by itself \
      once a full disk has room again, but after other errors it stops writing until it is reopened: once the \
      cause is fixed, restart the node (nothing acknowledged is lost)";
+pub const STORAGE_LOSS_RECORDED: &str = "storage_loss_recorded";
 pub const DISK_SPACE_LOW: &str = "disk_space_low";
+
+/// At start, each loss an operator accepted in this data directory (`bsfg storage
+/// accept-loss`), so the node's own log says what it runs without.
+pub struct LossRecorded<'a>(pub &'a LossRecord);
+
+impl super::Event for LossRecorded<'_> {
+    fn emit(self, t: &Telemetry) {
+        let record = self.0;
+        slog::warn!(t.log, "{}", STORAGE_LOSS_RECORDED; "accepted_by" => &record.accepted_by,
+            "accepted_at_unix_ms" => record.accepted_at_unix_ms, "lost_facts" => record.lost.len(),
+            "store_offsets" => ranges(&record.lost.store), "forward_offsets" => ranges(&record.lost.forward),
+            "reason" => &record.cause);
+    }
+}
 pub const DISK_SPACE_RECOVERED: &str = "disk_space_recovered";
 
 /// The data directory's file system went below (`low`) or back above what the node needs free.
@@ -104,25 +119,6 @@ impl Damage {
             false => ranges(&self.offsets),
         }
     }
-}
-
-/// Sorted offsets as ranges of consecutive ones: `1..=3, 7`.
-pub fn ranges(offsets: &[u64]) -> String {
-    let mut text = String::new();
-    let mut iter = offsets.iter().copied().peekable();
-    while let Some(start) = iter.next() {
-        let mut end = start;
-        while iter.peek() == Some(&(end + 1)) {
-            end += 1;
-            iter.next();
-        }
-        let sep = if text.is_empty() { "" } else { ", " };
-        let _ = match start == end {
-            true => write!(text, "{sep}{start}"),
-            false => write!(text, "{sep}{start}..={end}"),
-        };
-    }
-    text
 }
 
 /// A run of failures of one operation.

@@ -31,7 +31,7 @@ use crate::{
     peer_link::{PeerLink, PeerLinkConfig},
     rpc::{DrainHandle, RpcConfig, RpcServer},
     status::Progress,
-    storage::{StorageError, Usage},
+    storage::{LossRecord, StorageError, Usage},
     store_buffer::StoreBufferConfig,
     transport::tls::{TlsError, TlsMaterial},
     zone_gate::{self, GateState, GateSwitches, ZoneGate},
@@ -73,6 +73,13 @@ pub enum NodeError {
     Task(#[from] tokio::task::JoinError),
 }
 
+impl NodeError {
+    /// Storage that cannot be opened because its data is damaged (an operator must decide).
+    pub fn is_damage(&self) -> bool {
+        matches!(self, Self::Storage { source, .. } if source.is_damage())
+    }
+}
+
 /// What the admin API and the signal handlers act on; cheap to clone.
 #[derive(Clone)]
 pub struct Handles {
@@ -95,6 +102,8 @@ pub struct Handles {
     pub health: StorageHealth,
     /// The data directory's free space and whether appends are refused for lack of it.
     pub disk: watch::Receiver<DiskState>,
+    /// The losses operators accepted in this data directory (`bsfg storage accept-loss`).
+    pub losses: Arc<Vec<LossRecord>>,
 }
 
 impl Handles {

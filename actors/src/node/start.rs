@@ -13,7 +13,7 @@ use super::{Handles, Node, NodeError, NodeSettings};
 use crate::{
     backpressure::{Admission, Backpressure, BackpressureConfig, BackpressureDeps, DiskState},
     cert_watcher::{CertWatcher, CertWatcherConfig, CertWatcherDeps, Certificate},
-    events::{StorageHealth, Telemetry},
+    events::{LossRecorded, StorageHealth, Telemetry},
     forward_buffer::ForwardBuffer,
     journal::Journal,
     metrics::Metrics,
@@ -21,7 +21,7 @@ use crate::{
     peer_link::{PeerLink, PeerLinkConfig, PeerLinkDeps},
     rpc::{DrainHandle, RpcConfig, RpcDeps, RpcServer},
     status::{Progress, Refresher},
-    storage::RocksStorage,
+    storage::{LossRecord, RocksStorage},
     store_buffer::StoreBuffer,
     transport::tls::TlsMaterial,
     zone_gate::{GateSwitches, ZoneGate},
@@ -44,6 +44,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
     let storage_closed = storage.closed();
     let metrics = Arc::new(Metrics::new(&zone, env!("CARGO_PKG_VERSION"))?);
     let telemetry = Telemetry::new(log.clone(), metrics.clone(), &peers);
+    let losses = recorded_losses(&storage, &data_dir, &telemetry)?;
     let health = StorageHealth::new(telemetry.clone());
     let journal = Journal::start(storage.clone(), buffers.journal(), health.clone())?;
     let (admission, pulls_paused, disk) = start_backpressure(&buffers, &journal, &telemetry);
@@ -84,6 +85,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         metrics,
         health,
         disk,
+        losses,
         drain,
         gate,
         switches,
@@ -180,6 +182,22 @@ fn start_status(
         progress,
     };
     (tokio::spawn(refresher.run()), progress_rx)
+}
+
+/// The losses accepted in this data directory, each logged.
+fn recorded_losses(
+    storage: &RocksStorage,
+    data_dir: &Path,
+    telemetry: &Telemetry,
+) -> Result<Arc<Vec<LossRecord>>, NodeError> {
+    let losses = storage.losses().map_err(|source| NodeError::Storage {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
+    for loss in &losses {
+        telemetry.emit(LossRecorded(loss));
+    }
+    Ok(Arc::new(losses))
 }
 
 async fn open_storage(data_dir: &Path, zone: &str) -> Result<Arc<RocksStorage>, NodeError> {

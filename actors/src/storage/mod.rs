@@ -51,11 +51,15 @@
 //! `1` (no `usage`, no `fwd_age`) is upgraded once at open: usage is recounted by a scan and
 //! `fwd_age` is rebuilt from `fwd_log` (nothing was ever deleted in format `1`).
 
+mod damage;
+#[cfg(test)]
+mod damage_tests;
 pub mod object_index;
 mod rocks;
 
+pub use damage::{ranges, DamageReport, LossRecord, Offsets, WalDamage};
 pub use object_index::{ObjectEntry, ObjectIndex};
-pub use rocks::RocksStorage;
+pub use rocks::{RocksStorage, Salvaged};
 
 use std::collections::HashMap;
 
@@ -336,13 +340,17 @@ pub enum StorageError {
     },
     #[error("data directory {path} has storage format {found:?}, newer than this version understands")]
     NewerFormat { path: String, found: String },
+    #[error("{0}")]
+    Damaged(Box<DamageReport>),
+    #[error("{0}")]
+    Salvage(String),
 }
 
 impl StorageError {
     /// Stored data that cannot be read as written: a checksum mismatch, a damaged file, an entry
     /// that does not decode. Retrying does not help; an operator must decide.
     pub fn is_damage(&self) -> bool {
-        matches!(self, Self::Corrupt { .. })
+        matches!(self, Self::Corrupt { .. } | Self::Damaged(_))
     }
 }
 

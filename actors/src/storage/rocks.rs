@@ -1,9 +1,15 @@
 //! RocksDB adapter of the storage port. The format it writes is documented in the parent module;
-//! deletions and the dedupe window live in `sweep`, the upgrade of older directories in `upgrade`.
+//! deletions and the dedupe window live in `sweep`, the upgrade of older directories in `upgrade`,
+//! disk space in `space`, damaged write-ahead logs in `wal`, and going on without damaged data in
+//! `salvage`.
 
+mod salvage;
 mod space;
 mod sweep;
 mod upgrade;
+mod wal;
+
+pub use salvage::Salvaged;
 
 mod object_index;
 
@@ -18,8 +24,8 @@ use rocksdb::{
 };
 
 use super::{
-    Batch, CursorKey, Digest, DiskSpace, IdemRecord, Index, Log, LogRecord, Recovered, Storage, StorageError, Usage,
-    WindowEntry, FORWARD_HEADER, STORE_HEADER,
+    Batch, CursorKey, DamageReport, Digest, DiskSpace, IdemRecord, Index, Log, LogRecord, LossRecord, Recovered,
+    Storage, StorageError, Usage, WindowEntry, FORWARD_HEADER, STORE_HEADER,
 };
 
 const STORE_LOG: &str = "store_log";
@@ -50,6 +56,8 @@ const META_ZONE: &[u8] = b"zone";
 const META_STORE_HIGH: &[u8] = b"store_high";
 const META_FORWARD_HIGH: &[u8] = b"forward_high";
 const META_USAGE: &[u8] = b"usage";
+/// The losses operators accepted (`bsfg storage accept-loss`), bincode-encoded.
+const META_LOSSES: &[u8] = b"losses";
 
 /// RocksDB behind the [`Storage`] port.
 pub struct RocksStorage {
@@ -65,18 +73,55 @@ pub struct RocksStorage {
 impl RocksStorage {
     /// Opens (or creates) the database under `path` for `zone`. A data directory written by
     /// another zone is refused rather than mixed.
+    ///
+    /// A damaged write-ahead log is never replayed past its damage (a torn last record is
+    /// dropped): the directory is refused with a [`DamageReport`] saying where, what kind, and
+    /// which facts going on without it would lose.
     pub fn open(path: &Path, zone: &str) -> Result<Self, StorageError> {
+        Self::check_no_unfinished_swap(path)?;
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let families = FAMILIES.map(|name| family(name, &cache));
-        let db = DB::open_cf_descriptors(&db_options(), path, families).map_err(engine)?;
-        let storage = Self {
-            db,
-            path: path.to_owned(),
-            close_watchers: Mutex::default(),
+        let mut options = db_options();
+        options.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+        let db = match DB::open_cf_descriptors(&options, path, families) {
+            Ok(db) => db,
+            Err(error) if engine(error.clone()).is_damage() => {
+                let report = Self::damage_report(path, error.into_string());
+                return Err(StorageError::Damaged(Box::new(report)));
+            }
+            Err(error) => return Err(engine(error)),
         };
+        let storage = Self::around(db, path);
         storage.claim_zone(path, zone)?;
         storage.upgrade(path)?;
         Ok(storage)
+    }
+
+    fn around(db: DB, path: &Path) -> Self {
+        Self {
+            db,
+            path: path.to_owned(),
+            close_watchers: Mutex::default(),
+        }
+    }
+
+    /// Why RocksDB refused `path` with `engine`: the damaged write-ahead log records, and the
+    /// facts they held as far as two read-only replays tell (empty when they cannot).
+    fn damage_report(path: &Path, engine: String) -> DamageReport {
+        DamageReport {
+            path: path.to_owned(),
+            engine,
+            wal: wal::inspect(path).unwrap_or_default(),
+            lost: Self::wal_loss(path).unwrap_or_default(),
+        }
+    }
+
+    /// The losses operators accepted in this directory, oldest first.
+    pub fn losses(&self) -> Result<Vec<LossRecord>, StorageError> {
+        match self.db.get_cf(self.cf(META)?, META_LOSSES).map_err(engine)? {
+            None => Ok(Vec::new()),
+            Some(bytes) => bsfg_proto::codec::decode_body(&bytes).map_err(|e| corrupt("meta losses", META_LOSSES, e)),
+        }
     }
 
     /// A receiver that disconnects when this storage is dropped and the database closed: a
@@ -446,6 +491,10 @@ fn decode_record(offset: u64, value: &[u8], header: usize) -> Result<LogRecord, 
         stored_bytes: value.len() as u64,
         encoded: body.to_vec(),
     })
+}
+
+fn encode_losses(losses: &[LossRecord]) -> Result<Vec<u8>, StorageError> {
+    bsfg_proto::codec::encode_value(&losses.to_vec()).map_err(|e| corrupt("meta losses", META_LOSSES, e))
 }
 
 fn encode_usage(usage: &Usage) -> Vec<u8> {

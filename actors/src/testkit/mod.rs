@@ -72,8 +72,8 @@ impl Fixture {
         Self::start(dir, config)
     }
 
-    /// Closes the database (the writer thread stops with the last handle) and opens it again.
-    pub fn reopen(self, config: JournalConfig) -> Self {
+    /// Closes the database and hands back its directory, for a test to damage or open itself.
+    pub fn close(self) -> tempfile::TempDir {
         let Self {
             journal,
             storage,
@@ -84,7 +84,17 @@ impl Fixture {
         drop(journal);
         drop(storage);
         drop(closed);
+        dir
+    }
+
+    /// Opens a directory [`Fixture::close`] handed back.
+    pub fn open_in(dir: tempfile::TempDir, config: JournalConfig) -> Self {
         Self::start(dir, config)
+    }
+
+    /// Closes the database (the writer thread stops with the last handle) and opens it again.
+    pub fn reopen(self, config: JournalConfig) -> Self {
+        Self::start(self.close(), config)
     }
 
     fn start(dir: tempfile::TempDir, config: JournalConfig) -> Self {
