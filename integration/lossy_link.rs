@@ -39,7 +39,9 @@ async fn round(cluster: &Cluster, round: &str) -> Duration {
         let producer = cluster.client(zone).await;
         let mut ids = Vec::new();
         for call in 0..FACTS / BATCH {
-            let batch: Vec<String> = (0..BATCH).map(|i| format!("{round}-{zone}-{}", call * BATCH + i)).collect();
+            let batch: Vec<String> = (0..BATCH)
+                .map(|i| format!("{round}-{zone}-{}", call * BATCH + i))
+                .collect();
             let messages = batch.iter().map(|id| padded_message(zone, peer, id, PAD)).collect();
             let results = producer.append_batch(messages).await.expect("append");
             assert!(results.iter().all(Result::is_ok), "acknowledged");
@@ -56,7 +58,11 @@ async fn round(cluster: &Cluster, round: &str) -> Duration {
     });
     for (task, (_, peer)) in receiving.into_iter().zip(PAIR) {
         let delivered = task.await.expect("receiver");
-        assert_eq!(harness::ids(&delivered), sent[peer], "{peer}: every fact once, in order");
+        assert_eq!(
+            harness::ids(&delivered),
+            sent[peer],
+            "{peer}: every fact once, in order"
+        );
     }
     started.elapsed()
 }
@@ -76,7 +82,10 @@ async fn twenty_thousand_facts_each_way_cross_a_lossy_jittery_link_without_a_fai
     println!("10 % loss: {lossy:?}; 1 % loss: {clean:?}; ratio {ratio:.2}");
     for (zone, _) in PAIR {
         let failed = events(&cluster, zone, "peer_disconnected");
-        assert!(failed.is_empty(), "{zone}: no session failed, no page thrown away: {failed:?}");
+        assert!(
+            failed.is_empty(),
+            "{zone}: no session failed, no page thrown away: {failed:?}"
+        );
     }
     assert!(ratio <= 20.0, "10 % loss is {ratio:.1} times slower than 1 %");
 }

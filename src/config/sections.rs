@@ -76,6 +76,11 @@ pub struct PeerSection {
     /// With `false` this node only accepts the peer's connection (one-way firewalls).
     #[serde(default = "yes")]
     pub dial: bool,
+    /// Replication bytes per second toward and from this peer, each way (pages and artifacts;
+    /// QUIC's headers and acknowledgements add about 5 %): so replication cannot starve a
+    /// plant's other traffic. Unlimited when absent.
+    #[serde(default)]
+    pub max_bytes_per_second: Option<ByteSize>,
 }
 
 /// `[[clients]]`: a local producer or consumer allowed to call this node.

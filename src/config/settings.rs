@@ -77,6 +77,7 @@ impl Config {
             batch_limit: replication.batch_limit,
             max_wait: Duration::from_millis(replication.max_wait_ms),
             max_frame_bytes: usize_bytes(self.limits.max_frame_bytes),
+            max_bytes_per_second: peer.max_bytes_per_second.map(ByteSize::bytes),
         };
         self.peers.iter().map(link).collect()
     }

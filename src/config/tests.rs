@@ -247,6 +247,23 @@ fn every_enum_value_decodes() {
 }
 
 #[test]
+fn a_peer_may_cap_its_bytes_per_second() {
+    let peer = "[[peers]]\nzone = \"enterprise\"\naddress = \"10.0.1.10:9443\"\n";
+    let settings = parse(&minimal_with(&format!("{peer}max_bytes_per_second = \"100KiB\"")))
+        .expect("config")
+        .node_settings()
+        .expect("settings");
+    assert_eq!(settings.links[0].max_bytes_per_second, Some(100 * 1024));
+    let settings = parse(&minimal_with(peer))
+        .expect("config")
+        .node_settings()
+        .expect("settings");
+    assert_eq!(settings.links[0].max_bytes_per_second, None, "no cap by default");
+    let zero = minimal_with(&format!("{peer}max_bytes_per_second = 0"));
+    assert_invalid(&zero, "peers[0].max_bytes_per_second", "greater than zero");
+}
+
+#[test]
 fn the_disk_reserve_is_a_size_of_the_node() {
     let text = MINIMAL.replace(
         "data_dir = \"/var/lib/bsfg\"",

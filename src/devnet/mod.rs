@@ -33,6 +33,8 @@ pub struct PeerSpec {
     pub zone: String,
     pub address: SocketAddr,
     pub dial: bool,
+    /// `max_bytes_per_second` of the peer entry.
+    pub max_bytes_per_second: Option<u64>,
 }
 
 /// One node: where it listens, where it keeps data, whom it peers with, and any extra TOML.
@@ -95,6 +97,7 @@ impl Devnet {
             zone: to.to_owned(),
             address,
             dial: true,
+            max_bytes_per_second: None,
         });
         Ok(())
     }
@@ -110,6 +113,13 @@ impl Devnet {
     /// [`Devnet::write_configs`] on.
     pub fn set_dial(&mut self, from: &str, to: &str, dial: bool) -> anyhow::Result<()> {
         self.peer_mut(from, to)?.dial = dial;
+        Ok(())
+    }
+
+    /// Caps what `from` exchanges with its peer `to` at `bytes_per_second` each way, from the
+    /// next [`Devnet::write_configs`] on.
+    pub fn set_peer_cap(&mut self, from: &str, to: &str, bytes_per_second: Option<u64>) -> anyhow::Result<()> {
+        self.peer_mut(from, to)?.max_bytes_per_second = bytes_per_second;
         Ok(())
     }
 
@@ -156,6 +166,9 @@ impl Devnet {
                 "\n[[peers]]\nzone = \"{}\"\naddress = \"{}\"\ndial = {}\n",
                 peer.zone, peer.address, peer.dial
             )?;
+            if let Some(cap) = peer.max_bytes_per_second {
+                writeln!(text, "max_bytes_per_second = {cap}")?;
+            }
         }
         for (identity, roles) in &node.clients {
             write!(text, "\n[[clients]]\nidentity = \"{identity}\"\nroles = {roles:?}\n")?;

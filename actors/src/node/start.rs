@@ -23,7 +23,7 @@ use crate::{
     status::{Progress, Refresher},
     storage::{LossRecord, RocksStorage},
     store_buffer::StoreBuffer,
-    transport::tls::TlsMaterial,
+    transport::{pacing::Pacer, tls::TlsMaterial},
     zone_gate::{GateSwitches, ZoneGate},
 };
 
@@ -66,6 +66,10 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         dialed,
         telemetry: telemetry.clone(),
     };
+    let egress = links
+        .iter()
+        .filter_map(|link| Some((link.peer.clone(), Pacer::new(Some(link.max_bytes_per_second?)))))
+        .collect();
     let links = start_links(links, &link_deps);
     let drain = DrainHandle::new(metrics.draining.clone());
     let rpc_deps = RpcDeps {
@@ -77,6 +81,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         drain: drain.clone(),
         switches: switches.clone(),
         telemetry,
+        egress,
     };
     let server = start_rpc(&quic.endpoint, rpc, rpc_deps, dialed_rx, &log)?;
     let (status, progress) = start_status(&journal, &metrics, peers, &quic.certificate);

@@ -68,6 +68,16 @@ impl PageSize {
         let next = (fitting.min(f64::from(u32::MAX)) as u32).min(grown);
         self.limit = next.clamp(MIN_FACTS.min(self.batch_limit), self.batch_limit);
     }
+
+    /// The next page's limit when a page may hold at most `bytes` (a bandwidth cap's budget for
+    /// [`TARGET`]), by the facts' size seen so far; never below [`MIN_FACTS`].
+    pub(super) fn capped(&self, bytes: u64) -> u32 {
+        let Some(fact_bytes) = self.fact_bytes else {
+            return self.limit.min(MIN_FACTS);
+        };
+        let fitting = (bytes as f64 / fact_bytes.max(1.0)).min(f64::from(u32::MAX)) as u32;
+        self.limit.min(fitting.max(MIN_FACTS.min(self.batch_limit)))
+    }
 }
 
 fn average(previous: Option<f64>, newest: f64) -> f64 {
@@ -134,5 +144,21 @@ mod tests {
         assert_eq!(size.fact_bytes, Some(400.0), "but the facts' size is known");
         size.on_page(1000, 0, 0, Duration::from_secs(1));
         assert_eq!(size.limit(), 1000);
+    }
+
+    #[test]
+    fn a_byte_budget_caps_the_page_but_not_below_the_minimum() {
+        let mut size = PageSize::new(1000);
+        assert_eq!(
+            size.capped(1 << 20),
+            MIN_FACTS,
+            "nothing known about the facts: a small page first"
+        );
+        size.on_page(1000, 10, 10 * FACT, Duration::from_millis(1));
+        assert_eq!(size.capped(25_000), 100);
+        assert_eq!(size.capped(10), MIN_FACTS);
+        let mut small = PageSize::new(5);
+        small.on_page(5, 1, FACT, Duration::from_millis(1));
+        assert_eq!(small.capped(10), 5, "a batch_limit below the minimum still holds");
     }
 }

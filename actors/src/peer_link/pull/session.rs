@@ -33,9 +33,12 @@ use super::PullError;
 use crate::{
     events::{Direction, FactConflict, FactRejected, FactsDuplicated, PeerConnected, PeerDialFailed},
     forward_buffer::Insert,
-    peer_link::{page_size::PageSize, PeerLinkConfig, PeerLinkDeps},
+    peer_link::{
+        page_size::{PageSize, TARGET},
+        PeerLinkConfig, PeerLinkDeps,
+    },
     storage::Log,
-    transport::{framed, tls},
+    transport::{framed, pacing::Pacer, tls},
     zone_gate,
 };
 
@@ -50,11 +53,14 @@ pub(super) struct Session {
     /// The highest source offset inserted into the forward buffer by any session of this link
     /// (0: none yet): where the next session resumes.
     inserted: AtomicU64,
+    /// Pages pulled from the peer, paced to `max_bytes_per_second`.
+    ingress: Pacer,
 }
 
 impl Session {
     pub(super) fn new(config: Arc<PeerLinkConfig>, deps: PeerLinkDeps) -> Self {
         Self {
+            ingress: Pacer::new(config.max_bytes_per_second),
             config,
             deps,
             inserted: AtomicU64::new(0),
@@ -157,10 +163,15 @@ impl Session {
         let mut size = PageSize::new(self.config.batch_limit);
         loop {
             self.until_room(conn).await?;
-            let limit = size.limit();
+            let limit = match self.config.max_bytes_per_second {
+                Some(rate) => size.capped(rate.saturating_mul(TARGET.as_secs())),
+                None => size.limit(),
+            };
             let asked = Instant::now();
             let (page, bytes) = self.fetch(conn, after, limit).await?;
             size.on_page(limit, page.facts.len(), bytes, asked.elapsed());
+            // The page came at the link's pace; the next one waits until the cap allows it.
+            self.ingress.pace(bytes).await;
             self.deps.gate.do_send(zone_gate::Pulled {
                 peer: self.config.peer.clone(),
                 behind: page.facts.len() >= limit as usize,
