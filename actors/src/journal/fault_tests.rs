@@ -20,6 +20,8 @@ use crate::{
 };
 
 type Call<'a> = Pin<Box<dyn Future<Output = Result<(), JournalError>> + 'a>>;
+/// A call of any outcome, for [`as_one_group`].
+pub(super) type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 fn usage(fixture: &Fixture) -> Usage {
     *fixture.journal.usage().borrow()
@@ -64,10 +66,10 @@ fn five_callers(fixture: &Fixture) -> Vec<Call<'_>> {
     ]
 }
 
-/// Runs `calls` as one group: the writer is held in the commit of an earlier command until every
-/// call is queued behind it, then let go.
-async fn as_one_group(fixture: &Fixture, mut held: Held, calls: Vec<Call<'_>>) -> Vec<Result<(), JournalError>> {
-    let blocker = fixture.journal.confirm(CursorKey::Peer("enterprise".into()), 1);
+/// Runs `calls` as one group: the writer is held in the commit of an earlier command (a probe)
+/// until every call is queued behind it, then let go.
+pub(super) async fn as_one_group<T>(fixture: &Fixture, mut held: Held, calls: Vec<Pending<'_, T>>) -> Vec<T> {
+    let blocker = fixture.journal.probe();
     tokio::pin!(blocker);
     assert!(futures::poll!(&mut blocker).is_pending());
     held.reached().await;

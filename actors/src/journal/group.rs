@@ -142,6 +142,10 @@ impl Writer {
         appends: Vec<(Vec<Prepared>, Reply<Appended>)>,
         plan: &mut Plan,
     ) -> Result<(), JournalError> {
+        if appends.is_empty() {
+            // Most groups of a busy link hold only inserts and confirms: no lookup for them.
+            return Ok(());
+        }
         let keys: Vec<(&str, &str)> = appends
             .iter()
             .flat_map(|(facts, _)| facts)

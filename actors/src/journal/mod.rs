@@ -18,6 +18,8 @@ mod fault_tests;
 mod group;
 mod insert;
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
 
 pub use delete::DeletePlan;

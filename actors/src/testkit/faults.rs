@@ -96,6 +96,11 @@ impl Faults {
         }
     }
 
+    /// Forgets every scripted fault no call has met yet.
+    pub fn clear(&self) {
+        self.0.next.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
     /// How many failures have been injected so far.
     pub fn injected(&self) -> u64 {
         self.0.injected.load(Ordering::SeqCst)
