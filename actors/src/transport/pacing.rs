@@ -101,13 +101,15 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    /// In real time (tokio's paused clock needs a feature that would fork tokio's build for
+    /// tests): a loaded machine can only make it slower.
+    #[tokio::test]
     async fn a_pacer_holds_writers_to_its_rate_and_an_unlimited_one_never_waits() {
         let unlimited = Pacer::default();
         let started = Instant::now();
         unlimited.pace(10 << 20).await;
-        assert_eq!(started.elapsed(), Duration::ZERO);
-        let pacer = Pacer::new(Some(1 << 20));
+        assert!(started.elapsed() < Duration::from_millis(50));
+        let pacer = Pacer::new(Some(10 << 20));
         let writers = (0..4).map(|_| {
             let pacer = pacer.clone();
             tokio::spawn(async move {
@@ -118,10 +120,11 @@ mod tests {
         });
         futures::future::join_all(writers).await;
         let elapsed = started.elapsed().as_secs_f64();
+        // 2 MiB less the 1 MiB burst, at 10 MiB/s: 0.1 s.
         assert!(
-            (1.8..=2.1).contains(&elapsed),
-            "2 MiB by four writers at 1 MiB/s: {elapsed}"
+            (0.09..=1.0).contains(&elapsed),
+            "four writers held to the rate: {elapsed}"
         );
-        assert_eq!(pacer.rate(), Some(1 << 20));
+        assert_eq!(pacer.rate(), Some(10 << 20));
     }
 }
