@@ -13,7 +13,7 @@ use std::time::Duration;
 use harness::{
     admin::http,
     damage::{damage_largest, offsets},
-    observe::{events, metric, wait_until},
+    observe::{events, events_after_restart, metric, wait_until},
     padded_message, receive, Cluster,
 };
 
@@ -104,7 +104,10 @@ async fn a_damaged_table_is_reported_never_served_and_the_accepted_loss_is_exact
         );
     }
     assert_eq!(http(cluster.admin("enterprise"), "GET", "/readyz", None).0, 200);
-    assert_eq!(events(&cluster, "enterprise", "storage_loss_recorded").len(), 1);
+    assert_eq!(
+        events_after_restart(&cluster, "enterprise", "storage_loss_recorded").len(),
+        1
+    );
     let failures = events(&cluster, "plant-a", "peer_disconnected").len();
     assert!(failures <= 2, "only the sender's two stops end the link: {failures}");
 }

@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, time::Duration};
 use harness::{
     bin,
     damage::{damage_largest, offsets},
-    observe::events,
+    observe::events_after_restart,
     padded_message, receive, Cluster,
 };
 
@@ -97,7 +97,7 @@ async fn a_damaged_log_refuses_to_start_and_the_accepted_loss_is_exactly_what_it
             "unaltered"
         );
     }
-    let recorded = events(&cluster, "enterprise", "storage_loss_recorded");
+    let recorded = events_after_restart(&cluster, "enterprise", "storage_loss_recorded");
     assert_eq!(recorded.len(), 1, "the node says what it runs without");
     assert_eq!(recorded[0]["lost_facts"], lost.len());
     let status = cluster.status("enterprise");
