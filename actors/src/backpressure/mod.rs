@@ -15,8 +15,8 @@
 //! limit holds even before it does); a forward buffer may overshoot its high watermark by the
 //! pages already in flight when pulls pause (`replication.batch_limit` facts each).
 //!
-//! The disk is watched too ([`disk`]): every [`DISK_POLL`] its free space is measured on the
-//! blocking pool; while it is below what the node needs, appends are refused, pulls pause,
+//! The disk is watched too ([`disk`], the actor's side in `space`): every 250 ms its free space
+//! is measured on the blocking pool; while it is below what the node needs, appends are refused, pulls pause,
 //! confirmed facts are reclaimed and their space given back (a flush and a compaction of the
 //! deleted range, when there is room for the flush). Pulls also pause while storage fails to
 //! commit: a forward buffer that cannot write must not take pages it would drop.
@@ -26,6 +26,7 @@ mod core;
 mod disk;
 mod events;
 mod planner;
+mod space;
 #[cfg(test)]
 mod tests;
 
@@ -46,15 +47,13 @@ use self::core::{Core, Decision, Job, JobReport};
 use self::disk::DiskGuard;
 pub use self::disk::DiskState;
 use crate::{
-    events::{DeletionFailed, DiskSpaceLow, StorageOp, Telemetry},
+    events::{DeletionFailed, StorageOp, Telemetry},
     journal::{Journal, JournalError},
-    storage::{CursorKey, DiskSpace, Log, StorageError, Usage},
+    storage::{Log, Usage},
 };
 
 /// How often the actor looks at usage and time when nothing else wakes it.
 const TICK: Duration = Duration::from_millis(100);
-/// How often the disk's free space is measured.
-const DISK_POLL: Duration = Duration::from_millis(250);
 
 /// Retained facts and bytes of one buffer against its capacity (for `/v1/status`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -216,58 +215,6 @@ impl Backpressure {
             .send_if_modified(|before| std::mem::replace(before, paused) != paused);
     }
 
-    /// A measurement of the disk: the guard decides, the core trims for it, flags follow.
-    fn on_disk(&mut self, sample: Result<DiskSpace, StorageError>, ctx: &mut Context<Self>) {
-        let space = match sample {
-            Ok(space) => space,
-            Err(error) => return self.deps.journal.health().failed(StorageOp::Read, &error),
-        };
-        if let Some(low) = self.disk.on_space(space) {
-            self.core.set_disk_low(low);
-            let state = self.disk.state();
-            self.deps.telemetry.emit(DiskSpaceLow {
-                low,
-                free_bytes: space.free_bytes,
-                needed_bytes: state.needed,
-                total_bytes: space.total_bytes,
-            });
-        }
-        self.disk_state.send_replace(self.disk.state());
-        self.deps.journal.set_disk_budget(self.disk.budget());
-        self.reclaim(ctx);
-        self.evaluate(ctx);
-    }
-
-    /// While the disk is low and facts were deleted since the last time: flush and compact so
-    /// their space really returns, unless a reclaim runs already or there is no room for the
-    /// flush (the next measurement tries again).
-    fn reclaim(&mut self, ctx: &mut Context<Self>) {
-        let usage = *self.deps.journal.usage().borrow();
-        let retained = usage.store.bytes + usage.forward.bytes;
-        let due = self.unreclaimed && self.disk.state().low && !self.reclaiming;
-        if !due || !self.disk.can_reclaim(retained) {
-            return;
-        }
-        (self.reclaiming, self.unreclaimed) = (true, false);
-        let cursors = self.deps.journal.cursors();
-        let below = (
-            confirmed_below(Log::Store, &cursors),
-            confirmed_below(Log::Forward, &cursors),
-        );
-        let storage = self.deps.journal.storage();
-        let work = async move { tokio::task::spawn_blocking(move || storage.reclaim(below.0, below.1)).await };
-        ctx.spawn(work.into_actor(self).map(|done, actor, _| {
-            actor.reclaiming = false;
-            let failed = match done {
-                Ok(Ok(())) => return,
-                Ok(Err(error)) => error.to_string(),
-                Err(error) => format!("reclaim task failed: {error}"),
-            };
-            let reason = format!("giving back disk space: {failed}");
-            actor.deps.telemetry.emit(DeletionFailed { reason: &reason });
-        }));
-    }
-
     fn usage(&self) -> Usage {
         let usage = *self.deps.journal.usage().borrow();
         let report = UsageReport::new(&usage, &self.config);
@@ -344,43 +291,9 @@ impl Actor for Backpressure {
             Some(((), usage))
         });
         ctx.add_stream(changes);
-        let storage = self.deps.journal.storage();
-        let samples = futures::stream::unfold(storage, |storage| async move {
-            let measured = storage.clone();
-            let space = tokio::task::spawn_blocking(move || measured.disk()).await.ok()?;
-            tokio::time::sleep(DISK_POLL).await;
-            Some((DiskSample(space), storage))
-        });
-        ctx.add_stream(samples);
+        ctx.add_stream(space::samples(self.deps.journal.storage()));
         ctx.run_interval(TICK, |actor, ctx| actor.evaluate(ctx));
         self.evaluate(ctx);
-    }
-}
-
-/// Where deletions are, below which `log` is compacted: under every peer's frontier (store),
-/// under every consumer's cursor (forward).
-fn confirmed_below(log: Log, cursors: &std::collections::HashMap<CursorKey, u64>) -> u64 {
-    let confirmed = cursors.iter().filter(|(key, _)| match log {
-        Log::Store => matches!(key, CursorKey::Peer(_)),
-        Log::Forward => matches!(key, CursorKey::Consumer(_)),
-    });
-    confirmed
-        .map(|(_, cursor)| *cursor)
-        .min()
-        .unwrap_or(0)
-        .saturating_add(1)
-}
-
-/// One measurement of the disk.
-struct DiskSample(Result<DiskSpace, StorageError>);
-
-impl StreamHandler<DiskSample> for Backpressure {
-    fn handle(&mut self, DiskSample(sample): DiskSample, ctx: &mut Self::Context) {
-        self.on_disk(sample, ctx);
-    }
-
-    fn finished(&mut self, _: &mut Self::Context) {
-        // The runtime is shutting down.
     }
 }
 

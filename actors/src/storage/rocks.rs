@@ -24,8 +24,8 @@ use rocksdb::{
 };
 
 use super::{
-    Batch, CursorKey, DamageReport, Digest, DiskSpace, IdemRecord, Index, Log, LogRecord, LossRecord, Recovered,
-    Storage, StorageError, Usage, WindowEntry, FORWARD_HEADER, STORE_HEADER,
+    Batch, CursorKey, Digest, DiskSpace, IdemRecord, Index, Log, LogRecord, Recovered, Storage, StorageError, Usage,
+    WindowEntry, FORWARD_HEADER, STORE_HEADER,
 };
 
 const STORE_LOG: &str = "store_log";
@@ -102,25 +102,6 @@ impl RocksStorage {
             db,
             path: path.to_owned(),
             close_watchers: Mutex::default(),
-        }
-    }
-
-    /// Why RocksDB refused `path` with `engine`: the damaged write-ahead log records, and the
-    /// facts they held as far as two read-only replays tell (empty when they cannot).
-    fn damage_report(path: &Path, engine: String) -> DamageReport {
-        DamageReport {
-            path: path.to_owned(),
-            engine,
-            wal: wal::inspect(path).unwrap_or_default(),
-            lost: Self::wal_loss(path).unwrap_or_default(),
-        }
-    }
-
-    /// The losses operators accepted in this directory, oldest first.
-    pub fn losses(&self) -> Result<Vec<LossRecord>, StorageError> {
-        match self.db.get_cf(self.cf(META)?, META_LOSSES).map_err(engine)? {
-            None => Ok(Vec::new()),
-            Some(bytes) => bsfg_proto::codec::decode_body(&bytes).map_err(|e| corrupt("meta losses", META_LOSSES, e)),
         }
     }
 
@@ -491,10 +472,6 @@ fn decode_record(offset: u64, value: &[u8], header: usize) -> Result<LogRecord, 
         stored_bytes: value.len() as u64,
         encoded: body.to_vec(),
     })
-}
-
-fn encode_losses(losses: &[LossRecord]) -> Result<Vec<u8>, StorageError> {
-    bsfg_proto::codec::encode_value(&losses.to_vec()).map_err(|e| corrupt("meta losses", META_LOSSES, e))
 }
 
 fn encode_usage(usage: &Usage) -> Vec<u8> {

@@ -172,7 +172,7 @@ impl<'a> Copy<'a> {
         batch.put_cf(meta, META_USAGE, rocks::encode_usage(&kept));
         batch.put_cf(meta, META_STORE_HIGH, highs.store_high.to_be_bytes());
         batch.put_cf(meta, META_FORWARD_HIGH, highs.forward_high.to_be_bytes());
-        batch.put_cf(meta, META_LOSSES, rocks::encode_losses(&losses)?);
+        batch.put_cf(meta, META_LOSSES, super::encode_losses(&losses)?);
         self.dest.db.write_opt(batch, &rocks::synced()).map_err(engine)?;
         let families = FAMILIES
             .iter()

@@ -28,8 +28,11 @@ mod swap;
 use rocksdb::{DBRecoveryMode, WriteBatch, WriteBatchIteratorCf};
 
 use self::{copy::Copy, swap::swap};
-use super::{engine, wal, RocksStorage, FAMILIES, FWD_LOG, META, META_FORWARD_HIGH, META_STORE_HIGH, STORE_LOG};
-use crate::storage::{LossRecord, Offsets, Storage, StorageError, Usage};
+use super::{
+    corrupt, engine, wal, RocksStorage, FAMILIES, FWD_LOG, META, META_FORWARD_HIGH, META_LOSSES, META_STORE_HIGH,
+    STORE_LOG,
+};
+use crate::storage::{DamageReport, LossRecord, Offsets, Storage, StorageError, Usage};
 
 const SALVAGE_DIR: &str = "salvage.new";
 /// In `salvage.new/`: the copy is complete; holds the name of the directory for the old files.
@@ -105,6 +108,25 @@ impl RocksStorage {
             kept,
             moved_to: Some(moved_to),
         })
+    }
+
+    /// Why RocksDB refused `path` with `engine`: the damaged write-ahead log records, and the
+    /// facts they held as far as two read-only replays tell (empty when they cannot).
+    pub(super) fn damage_report(path: &Path, engine: String) -> DamageReport {
+        DamageReport {
+            path: path.to_owned(),
+            engine,
+            wal: wal::inspect(path).unwrap_or_default(),
+            lost: Self::wal_loss(path).unwrap_or_default(),
+        }
+    }
+
+    /// The losses operators accepted in this directory, oldest first.
+    pub fn losses(&self) -> Result<Vec<LossRecord>, StorageError> {
+        match self.db.get_cf(self.cf(META)?, META_LOSSES).map_err(engine)? {
+            None => Ok(Vec::new()),
+            Some(bytes) => bsfg_proto::codec::decode_body(&bytes).map_err(|e| corrupt("meta losses", META_LOSSES, e)),
+        }
     }
 
     /// Refuses a directory whose accept-loss stopped half-way through moving files.
@@ -235,6 +257,10 @@ fn head_offset(bytes: &[u8]) -> u64 {
         .get(..8)
         .and_then(|b| b.try_into().ok())
         .map_or(0, u64::from_be_bytes)
+}
+
+fn encode_losses(losses: &[LossRecord]) -> Result<Vec<u8>, StorageError> {
+    bsfg_proto::codec::encode_value(&losses.to_vec()).map_err(|e| corrupt("meta losses", META_LOSSES, e))
 }
 
 fn salvage_io(what: &str, error: &std::io::Error) -> StorageError {
