@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use bsfg_proto::ErrorCode;
 use harness::{
-    admin::http,
     disk::Mount,
     observe::{events, metric, wait_until},
     padded_message,
@@ -26,8 +25,10 @@ use harness::{
 /// A write buffer is 16 MiB: more than that in new facts makes RocksDB open a new log.
 const BIG: usize = 60_000;
 
+/// `/readyz`'s status, 0 while the admin listener is not up (yet).
 fn readyz(cluster: &Cluster, zone: &str) -> u16 {
-    http(cluster.admin(zone), "GET", "/readyz", None).0
+    let client = bsfg::admin::client::AdminClient::at(cluster.admin(zone), None);
+    client.get("/readyz").map_or(0, |answer| answer.status)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,7 +97,10 @@ async fn a_read_only_data_directory_turns_the_node_unready_and_loses_nothing() {
         cluster.kill("enterprise");
         cluster.start("enterprise");
     }
-    assert_eq!(readyz(&cluster, "enterprise"), 200);
+    assert!(
+        wait_until_ready(&cluster, Duration::from_secs(15)).await,
+        "ready after the restart"
+    );
     traffic.assert_delivered_exactly_once(Duration::from_secs(120)).await;
     let reconnects = events(&cluster, "plant-a", "peer_disconnected").len();
     assert!(
