@@ -46,6 +46,9 @@ pub enum Command {
     /// Development and test PKI: a CA and certificates for zones and clients.
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// A stopped node's storage: going on without damaged data.
+    #[command(subcommand)]
+    Storage(StorageCommand),
     /// Append facts to the node's store buffer: one from flags, or many from JSON lines, stored in
     /// file order unless --unordered.
     ///
@@ -152,6 +155,24 @@ pub enum Command {
     /// and the directory with the configs, data and node logs. About 30 s (`--fast`: about 15 s).
     /// Exits 1 if any acknowledged fact was lost, duplicated or reordered.
     Demo(crate::commands::demo::DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StorageCommand {
+    /// Go on without damaged data, once the node refused to start over a damaged write-ahead
+    /// log or reported damaged data (`storage_damaged`, `/readyz` 503). Stop the node first.
+    ///
+    /// Keeps everything still readable (a copy of the database next to it, swapped in at the
+    /// end), leaves out the damaged facts and their index entries (a producer or peer that sends
+    /// one again is taken as new), records the lost offset ranges and who accepted them in the
+    /// data directory (`/v1/status` and the node's start-up log show them), and moves the damaged
+    /// files into `damaged-<time>/` in the data directory. Prints one JSON line saying what was
+    /// lost: the audit of this action. With nothing damaged, changes nothing.
+    AcceptLoss {
+        /// The node's TOML configuration file (for `node.data_dir` and `node.zone`).
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -60,3 +60,5 @@ pub use peer_link::PeerLinkConfig;
 pub use store_buffer::StoreBufferConfig;
 // What the admin API asks of the buffers: consumer management and fact traces.
 pub use trace::{Found, Received, Stored, Tracer};
+// What the admin API reports of storage health.
+pub use events::{Damage, Failing, HealthReport, StorageHealth, StorageOp, RESTART_HINT};

@@ -8,6 +8,11 @@
 //! fetch waits on the buffer's committed-high-offset watch until it moves or `max_wait` passes;
 //! how long it waited is returned with the page ([`Served`]), so the call's latency metric can
 //! measure the work and leave the wait out (SPEC §11).
+//!
+//! Every read's outcome goes to the node's storage health. A read that meets damaged data is
+//! never answered with what could be read around it: the damaged entries are located, reported
+//! (`storage_damaged`, the node turns unready) and the reader gets `UNAVAILABLE` naming them,
+//! until an operator accepts the loss.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -15,8 +20,9 @@ use bsfg_proto::{EncodedFact, EncodedPage, RpcError};
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
+    events::{Damage, StorageHealth, StorageOp},
     journal::Journal,
-    storage::{CursorKey, LogRecord, StorageError},
+    storage::{CursorKey, Log, LogRecord, Storage, StorageError},
 };
 
 /// The most facts one page may hold, whatever the caller asks.
@@ -38,8 +44,86 @@ pub struct Served {
     pub waited: Duration,
 }
 
-/// Reads `(after, upto]`, at most `limit` entries.
-type Reader = Arc<dyn Fn(u64, u64, usize) -> Result<Vec<LogRecord>, StorageError> + Send + Sync>;
+/// Where a reader's pages come from: the store log for a peer, the forward log for a consumer.
+#[derive(Clone)]
+struct Source {
+    storage: Arc<dyn Storage>,
+    health: StorageHealth,
+    /// The peer, for the store log.
+    peer: Option<String>,
+    /// Who reads, for reports.
+    reader: String,
+}
+
+impl Source {
+    fn log(&self) -> Log {
+        match self.peer {
+            Some(_) => Log::Store,
+            None => Log::Forward,
+        }
+    }
+
+    /// Reads `(after, upto]`, at most `limit` entries.
+    fn read(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<LogRecord>, StorageError> {
+        match &self.peer {
+            Some(peer) => self.storage.read_store(peer, after, upto, limit),
+            None => self.storage.read_forward(after, upto, limit),
+        }
+    }
+
+    /// The read on the blocking pool, its outcome reported; damage is located and reported too.
+    async fn read_reported(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<LogRecord>, RpcError> {
+        let source = self.clone();
+        let read = tokio::task::spawn_blocking(move || source.read(after, upto, limit))
+            .await
+            .map_err(|e| RpcError::internal(format!("read task failed: {e}")))?;
+        match read {
+            Ok(records) => {
+                self.health.succeeded(StorageOp::Read);
+                Ok(records)
+            }
+            Err(error) if error.is_damage() => Err(self.damaged(after, upto, limit, error).await),
+            Err(error) => {
+                self.health.failed(StorageOp::Read, &error);
+                Err(RpcError::unavailable(error.to_string()))
+            }
+        }
+    }
+
+    /// Locates the damaged entries among `(after, upto]`, reports them, and says so to the reader.
+    async fn damaged(&self, after: u64, upto: u64, limit: usize, error: StorageError) -> RpcError {
+        let source = self.clone();
+        let log = self.log();
+        let located = tokio::task::spawn_blocking(move || {
+            source
+                .storage
+                .find_damage(log, source.peer.as_deref(), after, upto, limit)
+        })
+        .await;
+        let offsets = match located {
+            Ok(Ok(offsets)) => offsets,
+            _ => Vec::new(),
+        };
+        let last = offsets.last().copied().unwrap_or(upto).max(after + 1);
+        let damage = Damage {
+            log,
+            reader: self.reader.clone(),
+            first: after + 1,
+            last,
+            offsets,
+            error: error.to_string(),
+        };
+        let message = format!(
+            "stored data is damaged: {} buffer offsets {} cannot be read ({}); they are not served until an \
+             operator accepts the loss (bsfg storage accept-loss)",
+            log.as_str(),
+            damage.ranges(),
+            damage.error
+        );
+        self.health.damaged(damage);
+        RpcError::unavailable(message)
+    }
+}
 
 /// One page request against a buffer.
 struct Page {
@@ -64,33 +148,27 @@ pub fn fetch(
         max_wait: request.max_wait,
         max_bytes,
     };
-    let storage = journal.storage();
-    let (high, read): (_, Reader) = match cursor {
-        CursorKey::Peer(peer) => (
-            journal.store_high(),
-            Arc::new(move |after, upto, limit| storage.read_store(&peer, after, upto, limit)),
-        ),
-        CursorKey::Consumer(_) => (
-            journal.forward_high(),
-            Arc::new(move |after, upto, limit| storage.read_forward(after, upto, limit)),
-        ),
+    let (high, peer, reader) = match cursor {
+        CursorKey::Peer(peer) => (journal.store_high(), Some(peer.clone()), format!("peer:{peer}")),
+        CursorKey::Consumer(name) => (journal.forward_high(), None, name),
     };
-    wait_for_page(high, read, page)
+    let source = Source {
+        storage: journal.storage(),
+        health: journal.health().clone(),
+        peer,
+        reader,
+    };
+    wait_for_page(high, source, page)
 }
 
 /// Reads a page after `page.after`, waiting up to `page.max_wait` for the first fact.
-async fn wait_for_page(mut high: watch::Receiver<u64>, read: Reader, page: Page) -> Result<Served, RpcError> {
+async fn wait_for_page(mut high: watch::Receiver<u64>, source: Source, page: Page) -> Result<Served, RpcError> {
     let deadline = Instant::now() + page.max_wait;
     let limit = page.limit.clamp(1, MAX_PAGE) as usize;
     let mut waited = Duration::ZERO;
     loop {
         let upto = *high.borrow_and_update();
-        let reader = read.clone();
-        let after = page.after;
-        let records = tokio::task::spawn_blocking(move || reader(after, upto, limit))
-            .await
-            .map_err(|e| RpcError::internal(format!("read task failed: {e}")))?
-            .map_err(|e| RpcError::unavailable(e.to_string()))?;
+        let records = source.read_reported(page.after, upto, limit).await?;
         if !records.is_empty() {
             let page = into_page(records, upto.max(page.after), limit, page.max_bytes);
             return Ok(Served { page, waited });
@@ -260,5 +338,39 @@ mod tests {
         );
         let page = fetch(&fixture.journal, peer(), request(None, Duration::ZERO), 1 << 20).await;
         assert_eq!(offsets(&page.expect("read").page), [1]);
+        assert!(fixture.journal.health().healthy(), "a read that works ends the run");
+    }
+
+    #[tokio::test]
+    async fn damaged_data_is_not_served_but_reported_and_keeps_the_node_unready() {
+        let fixture = Fixture::open(JournalConfig::default());
+        for id in ["e1", "e2"] {
+            fixture.append(message(ZONE, "enterprise", id)).await.expect("append");
+        }
+        let peer = || CursorKey::Peer("enterprise".into());
+        fixture.faults.damage(Op::Read);
+        let refused = fetch(&fixture.journal, peer(), request(None, Duration::ZERO), 1 << 20).await;
+        let refused = refused.expect_err("the read met damage");
+        assert_eq!(refused.code, bsfg_proto::ErrorCode::Unavailable);
+        assert!(
+            refused
+                .message
+                .contains("store buffer offsets 1..=2 (not narrowed down) cannot be read")
+                && refused.message.contains("bsfg storage accept-loss"),
+            "{}",
+            refused.message
+        );
+        let health = fixture.journal.health();
+        let [damage] = &health.report().damage[..] else {
+            panic!("one damaged place: {:?}", health.report())
+        };
+        assert_eq!(
+            (damage.reader.as_str(), damage.first, damage.last),
+            ("peer:enterprise", 1, 2)
+        );
+        fetch(&fixture.journal, peer(), request(None, Duration::ZERO), 1 << 20)
+            .await
+            .expect("this read works");
+        assert!(!health.healthy(), "until an operator accepts the loss");
     }
 }

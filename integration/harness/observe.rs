@@ -45,6 +45,18 @@ pub fn events(cluster: &Cluster, zone: &str, event: &str) -> Vec<serde_json::Val
         .collect()
 }
 
+/// [`events`], also where a line was glued to the cut-off last line of the node's previous run
+/// (a stopping node can exit before its asynchronous logger finished its last line): for events
+/// logged right after a restart.
+pub fn events_after_restart(cluster: &Cluster, zone: &str, event: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(cluster.dir().join(format!("{zone}.log"))).unwrap_or_default();
+    let start = format!("{{\"msg\":\"{event}\"");
+    text.lines()
+        .filter_map(|line| line.find(&start).map(|at| &line[at..]))
+        .filter_map(|record| serde_json::from_str::<serde_json::Value>(record).ok())
+        .collect()
+}
+
 /// The `field` of every `event` logged by `zone`'s node, as strings.
 pub fn event_fields(cluster: &Cluster, zone: &str, event: &str, field: &str) -> Vec<String> {
     events(cluster, zone, event)

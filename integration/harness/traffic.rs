@@ -13,7 +13,7 @@ use std::{
 use bsfg::client::{Client, ClientOptions};
 use tokio::task::JoinHandle;
 
-use super::{history::History, message, Cluster, PAIR};
+use super::{history::History, message, padded_message, Cluster, PAIR};
 
 const RETRY: Duration = Duration::from_millis(100);
 
@@ -95,6 +95,50 @@ impl Traffic {
                 }
                 seq += 1;
                 tokio::time::sleep(pace).await;
+            }
+        }));
+    }
+
+    /// Appends `from → to` through `options` in AppendFacts calls of `batch` facts, each object
+    /// padded by `pad` bytes, as fast as they are acknowledged. A refused call is retried as it
+    /// was after a pause (facts it already appended come back as duplicates); each refusal is
+    /// kept in [`Traffic::errors`] as `zone: CODE: message`.
+    pub fn flood(&mut self, options: ClientOptions, from: &str, to: &str, batch: usize, pad: usize) {
+        let (history, producing, errors) = (self.history.clone(), self.producing.clone(), self.errors.clone());
+        let (from, to) = (from.to_owned(), to.to_owned());
+        self.producers.push(tokio::spawn(async move {
+            let mut client: Option<Client> = None;
+            let mut seq = 0u64;
+            while producing.load(Ordering::Relaxed) {
+                let ids: Vec<String> = (seq..seq + batch as u64).map(|i| format!("{from}-flood-{i}")).collect();
+                let messages = || ids.iter().map(|id| padded_message(&from, &to, id, pad)).collect();
+                let c = match &client {
+                    Some(c) => c,
+                    None => {
+                        client = Client::connect(&options).await.ok();
+                        tokio::time::sleep(RETRY).await;
+                        continue;
+                    }
+                };
+                let refusal = match c.append_batch(messages()).await {
+                    Ok(results) => match results.iter().find_map(|r| r.as_ref().err()) {
+                        None => {
+                            for (id, ack) in ids.iter().zip(results.into_iter().flatten()) {
+                                history.acked(&from, id, ack.offset);
+                            }
+                            seq += batch as u64;
+                            continue;
+                        }
+                        Some(e) => format!("{from}: {}: {}", e.code.as_str(), e.message),
+                    },
+                    Err(e) => {
+                        assert!(e.retryable(), "appends from {from} failed for good: {e}");
+                        client = None;
+                        format!("{from}: {}: {e}", e.code().as_str())
+                    }
+                };
+                errors.lock().unwrap_or_else(|p| p.into_inner()).push(refusal);
+                tokio::time::sleep(RETRY).await;
             }
         }));
     }

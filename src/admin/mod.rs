@@ -1,6 +1,7 @@
 //! The admin HTTP API (SPEC §10), served by actix-web on `listen.admin` (loopback by default):
 //! `GET /metrics` (Prometheus text format), `GET /healthz` (200 while the process runs),
-//! `GET /readyz` (200 once the node serves and is not draining), `GET /v1/status` (JSON,
+//! `GET /readyz` (200 once the node serves, its storage works and it is not draining; 503 while
+//! commits or reads fail or damaged data waits for an operator), `GET /v1/status` (JSON,
 //! [`status::Status`]), `GET /v1/trace/{from_zone}/{message_id}` ([`trace`]), `GET /v1/consumers`
 //! ([`consumers`]), and the mutating `POST /v1/admin/drain`, `/resume`, `/reload`,
 //! `/gates/{peer}/close|open`, `DELETE /v1/consumers/{name}` and
@@ -93,7 +94,7 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AdminDeps>) -> HttpResponse {
-    match state.node.metrics.node_up.get() == 1 && !state.node.drain.is_draining() {
+    match state.node.health.healthy() && state.node.metrics.node_up.get() == 1 && !state.node.drain.is_draining() {
         true => HttpResponse::Ok().body("ready\n"),
         false => HttpResponse::ServiceUnavailable().body("not ready\n"),
     }

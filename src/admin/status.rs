@@ -8,7 +8,14 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use bsfg_actors::{backpressure::Fill, cert_watcher::Certificate, node::Handles, zone_gate::GateState};
+use bsfg_actors::{
+    backpressure::{DiskState, Fill},
+    cert_watcher::Certificate,
+    node::Handles,
+    storage::LossRecord,
+    zone_gate::GateState,
+    HealthReport, RESTART_HINT,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +29,80 @@ pub struct Status {
     pub store: BufferStatus,
     pub forward: ForwardStatus,
     pub certificate: CertificateStatus,
+    /// Absent in answers of nodes older than the storage health report.
+    #[serde(default)]
+    pub storage: StorageStatus,
+}
+
+/// Whether storage works (`/readyz` follows it), what is wrong when it does not, and the disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageStatus {
+    /// `ok`; `failing` (commits or reads fail); `damaged` (damaged data waits for an operator).
+    pub state: String,
+    /// One sentence per run of failures or damaged place.
+    pub problems: Vec<String>,
+    #[serde(default)]
+    pub disk: DiskStatus,
+    /// Losses operators accepted in this data directory (`bsfg storage accept-loss`), oldest first.
+    #[serde(default)]
+    pub losses: Vec<String>,
+}
+
+/// The data directory's file system as the node last measured it (every 250 ms).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskStatus {
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+    /// `node.disk_reserve_bytes` plus what storage still writes by itself.
+    pub needed_bytes: u64,
+    /// Appends refused (and pulls paused) for lack of space.
+    pub low: bool,
+}
+
+impl Default for StorageStatus {
+    fn default() -> Self {
+        Self {
+            state: "ok".into(),
+            problems: Vec::new(),
+            disk: DiskStatus::default(),
+            losses: Vec::new(),
+        }
+    }
+}
+
+impl StorageStatus {
+    fn of(report: &HealthReport, disk: &DiskState, losses: &[LossRecord]) -> Self {
+        let state = match (report.damage.is_empty(), report.failing.is_empty()) {
+            (false, _) => "damaged",
+            (true, false) => "failing",
+            (true, true) => "ok",
+        };
+        let failing = report.failing.iter().map(|f| {
+            let since = humantime::format_rfc3339_seconds(f.since);
+            let (operation, errors, error) = (f.operation.as_str(), f.errors, &f.error);
+            format!("{operation} failing since {since} ({errors} errors): {error}; {RESTART_HINT}")
+        });
+        let damage = report.damage.iter().map(|d| {
+            format!(
+                "{} buffer offsets {} damaged (met reading for {}): {}",
+                d.log.as_str(),
+                d.ranges(),
+                d.reader,
+                d.error
+            )
+        });
+        Self {
+            state: state.into(),
+            problems: failing.chain(damage).collect(),
+            disk: DiskStatus {
+                free_bytes: disk.space.free_bytes,
+                total_bytes: disk.space.total_bytes,
+                needed_bytes: disk.needed,
+                low: disk.low,
+            },
+            losses: losses.iter().map(|loss| loss.to_string()).collect(),
+        }
+    }
 }
 
 /// What a buffer retains, against its `capacity_bytes` (SPEC §5).
@@ -132,6 +213,7 @@ impl Status {
                 consumers,
             },
             certificate: CertificateStatus::of(&node.certificate.borrow(), now),
+            storage: StorageStatus::of(&node.health.report(), &node.disk.borrow(), &node.losses),
         }
     }
 
@@ -151,6 +233,16 @@ impl Status {
             "certificate  {}, expires {} ({days} days left)",
             self.certificate.subject, self.certificate.not_after
         );
+        let disk = &self.storage.disk;
+        let refused = if disk.low { ", appends refused" } else { "" };
+        let _ = writeln!(
+            out,
+            "storage      {}; disk {} of {} bytes free, {} needed{refused}",
+            self.storage.state, disk.free_bytes, disk.total_bytes, disk.needed_bytes
+        );
+        for problem in self.storage.problems.iter().chain(&self.storage.losses) {
+            let _ = writeln!(out, "             {problem}");
+        }
         for (name, buffer) in [("store", &self.store), ("forward", &self.forward.retained)] {
             let _ = writeln!(
                 out,
@@ -241,6 +333,17 @@ mod tests {
                 not_after: "2030-01-01T00:00:00Z".into(),
                 seconds_left: 30 * 86_400 + 5,
             },
+            storage: StorageStatus {
+                state: "failing".into(),
+                problems: vec!["commit failing since 2030-01-01T00:00:00Z (3 errors): no space".into()],
+                disk: DiskStatus {
+                    free_bytes: 10,
+                    total_bytes: 100,
+                    needed_bytes: 20,
+                    low: true,
+                },
+                losses: Vec::new(),
+            },
         }
     }
 
@@ -254,7 +357,15 @@ mod tests {
             lines[2],
             "certificate  CN=enterprise, expires 2030-01-01T00:00:00Z (30 days left)"
         );
-        assert_eq!(lines[3], "store        34 facts, 8704 of 1048576 bytes (0.8% full)");
+        assert_eq!(
+            lines[3],
+            "storage      failing; disk 10 of 100 bytes free, 20 needed, appends refused"
+        );
+        assert_eq!(
+            lines[4],
+            "             commit failing since 2030-01-01T00:00:00Z (3 errors): no space"
+        );
+        assert_eq!(lines[5], "store        34 facts, 8704 of 1048576 bytes (0.8% full)");
         let row = lines.iter().find(|l| l.starts_with("plant-a")).expect("peer row");
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cells, ["plant-a", "autonomous", "(closed)", "1200", "34", "3m", "20s"]);

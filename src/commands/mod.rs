@@ -10,12 +10,13 @@ pub mod fetch;
 pub mod objects;
 pub mod serve;
 pub mod status;
+pub mod storage;
 pub mod trace;
 
 use bsfg_proto::{ErrorCode, RpcError};
 
 use crate::{
-    cli::{Command, ConnArgs, PkiCommand},
+    cli::{Command, ConnArgs, PkiCommand, StorageCommand},
     client::{Client, ClientError, ClientOptions},
 };
 
@@ -80,6 +81,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Storage(StorageCommand::AcceptLoss { config }) => storage::accept_loss(&config),
         Command::Append(args) => client_runtime()?.block_on(append::run(args)),
         Command::Fetch {
             conn,

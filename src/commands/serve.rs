@@ -39,9 +39,15 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let system = actix_rt::System::with_tokio_rt(move || runtime);
     let stopped = system.block_on(async move {
-        let node = Node::start(settings, &tls, log.clone())
-            .await
-            .map_err(|e| CommandError::new(ErrorCode::Unavailable, e.to_string()))?;
+        let node = Node::start(settings, &tls, log.clone()).await.map_err(|e| {
+            // Damaged data waits for an operator (`bsfg storage accept-loss`): retrying cannot help.
+            let code = if e.is_damage() {
+                ErrorCode::Internal
+            } else {
+                ErrorCode::Unavailable
+            };
+            CommandError::new(code, e.to_string())
+        })?;
         let handles = node.handles();
         let deps = crate::admin::AdminDeps {
             zone: settings_zone,

@@ -21,6 +21,15 @@ pub struct NodeSection {
     /// Resolved against the config file's directory when relative.
     #[serde(deserialize_with = "values::path")]
     pub data_dir: PathBuf,
+    /// Free space kept on `data_dir`'s file system, on top of what RocksDB itself will still
+    /// write there: below it, appends are refused (`RESOURCE_EXHAUSTED`), pulls pause and
+    /// confirmed facts are reclaimed, so confirms and deletions always find room.
+    #[serde(default = "default_disk_reserve")]
+    pub disk_reserve_bytes: ByteSize,
+}
+
+fn default_disk_reserve() -> ByteSize {
+    ByteSize::mib(256)
 }
 
 /// `[listen]`: the QUIC (UDP) RPC listener and the admin HTTP listener.
@@ -67,6 +76,11 @@ pub struct PeerSection {
     /// With `false` this node only accepts the peer's connection (one-way firewalls).
     #[serde(default = "yes")]
     pub dial: bool,
+    /// Replication bytes per second toward and from this peer, each way (pages and artifacts;
+    /// QUIC's headers and acknowledgements add about 5 %): so replication cannot starve a
+    /// plant's other traffic. Unlimited when absent.
+    #[serde(default)]
+    pub max_bytes_per_second: Option<ByteSize>,
 }
 
 /// `[[clients]]`: a local producer or consumer allowed to call this node.

@@ -59,6 +59,7 @@ impl Config {
             store: limits(self.store.capacity_bytes, self.store.retention),
             forward: limits(self.forward.capacity_bytes, self.forward.retention),
             policy: policy(&self.store)?,
+            disk_reserve_bytes: self.node.disk_reserve_bytes.bytes(),
         })
     }
 
@@ -76,7 +77,7 @@ impl Config {
             batch_limit: replication.batch_limit,
             max_wait: Duration::from_millis(replication.max_wait_ms),
             max_frame_bytes: usize_bytes(self.limits.max_frame_bytes),
-            link_timeout: replication.link_timeout,
+            max_bytes_per_second: peer.max_bytes_per_second.map(ByteSize::bytes),
         };
         self.peers.iter().map(link).collect()
     }

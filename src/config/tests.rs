@@ -156,7 +156,11 @@ fn the_spec_example_maps_onto_each_component_config() {
     assert_eq!((link.zone.as_str(), link.peer.as_str()), ("plant-a", "enterprise"));
     assert_eq!((link.address, link.dial), (Some(addr("10.0.1.10:9443")), true));
     assert_eq!((link.batch_limit, link.max_wait), (1000, Duration::from_millis(250)));
-    assert_eq!(link.link_timeout, Duration::from_secs(5));
+    assert_eq!(
+        settings.certs.idle_timeout,
+        Duration::from_secs(5),
+        "the link timeout is QUIC's"
+    );
     assert_eq!((settings.rpc.listen, settings.rpc.audit), (addr("0.0.0.0:9443"), true));
     assert_eq!(settings.rpc.max_frame_bytes as u64, 16 * MIB);
     let directory = &settings.rpc.directory;
@@ -184,6 +188,11 @@ fn the_spec_example_maps_onto_each_component_config() {
         (10 * GIB, 10 * GIB)
     );
     assert_eq!(buffers.policy.when_full(), WhenFull::Reject);
+    assert_eq!(
+        buffers.disk_reserve_bytes,
+        256 * MIB,
+        "node.disk_reserve_bytes defaults to 256 MiB"
+    );
     assert_eq!(
         buffers.journal().store_byte_limit,
         Some(10 * GIB),
@@ -235,6 +244,38 @@ fn every_enum_value_decodes() {
     assert_eq!(config.log.level, LogLevel::Warning);
     assert_eq!(config.log.format, LogFormat::Text);
     assert!(!config.log.audit);
+}
+
+#[test]
+fn a_peer_may_cap_its_bytes_per_second() {
+    let peer = "[[peers]]\nzone = \"enterprise\"\naddress = \"10.0.1.10:9443\"\n";
+    let settings = parse(&minimal_with(&format!("{peer}max_bytes_per_second = \"100KiB\"")))
+        .expect("config")
+        .node_settings()
+        .expect("settings");
+    assert_eq!(settings.links[0].max_bytes_per_second, Some(100 * 1024));
+    let settings = parse(&minimal_with(peer))
+        .expect("config")
+        .node_settings()
+        .expect("settings");
+    assert_eq!(settings.links[0].max_bytes_per_second, None, "no cap by default");
+    let zero = minimal_with(&format!("{peer}max_bytes_per_second = 0"));
+    assert_invalid(&zero, "peers[0].max_bytes_per_second", "greater than zero");
+}
+
+#[test]
+fn the_disk_reserve_is_a_size_of_the_node() {
+    let text = MINIMAL.replace(
+        "data_dir = \"/var/lib/bsfg\"",
+        "data_dir = \"/d\"\ndisk_reserve_bytes = \"1GiB\"",
+    );
+    let settings = parse(&text).expect("config").node_settings().expect("settings");
+    assert_eq!(settings.buffers.disk_reserve_bytes, GIB);
+    let text = MINIMAL.replace(
+        "data_dir = \"/var/lib/bsfg\"",
+        "data_dir = \"/d\"\ndisk_reserve_bytes = \"lots\"",
+    );
+    assert_invalid(&text, "node.disk_reserve_bytes", "lots");
 }
 
 #[test]

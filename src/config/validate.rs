@@ -36,6 +36,10 @@ fn check_peer(config: &Config, index: usize) -> Result<(), ConfigError> {
         let reason = format!("required for peer {zone:?} because dial = true (or set dial = false)");
         return Err(invalid(format!("peers[{index}].address"), reason));
     }
+    if peer.max_bytes_per_second.is_some_and(|cap| cap.bytes() == 0) {
+        let reason = "must be greater than zero (leave it out for no cap)";
+        return Err(invalid(format!("peers[{index}].max_bytes_per_second"), reason));
+    }
     Ok(())
 }
 

@@ -35,6 +35,8 @@ pub struct PeerSpec {
     pub zone: String,
     pub address: SocketAddr,
     pub dial: bool,
+    /// `max_bytes_per_second` of the peer entry.
+    pub max_bytes_per_second: Option<u64>,
 }
 
 /// One node: where it listens, where it keeps data, whom it peers with, and any extra TOML.
@@ -50,6 +52,8 @@ pub struct NodeSpec {
     pub clients: Vec<(String, Vec<String>)>,
     /// Appended verbatim to the generated config (extra sections).
     pub extra: String,
+    /// Appended verbatim to the generated `[node]` section (extra keys of it).
+    pub node_extra: String,
 }
 
 /// A set of zones with their PKI and configs under one directory.
@@ -95,6 +99,7 @@ impl Devnet {
             zone: to.to_owned(),
             address,
             dial: true,
+            max_bytes_per_second: None,
         });
         Ok(())
     }
@@ -110,6 +115,13 @@ impl Devnet {
     /// [`Devnet::write_configs`] on.
     pub fn set_dial(&mut self, from: &str, to: &str, dial: bool) -> anyhow::Result<()> {
         self.peer_mut(from, to)?.dial = dial;
+        Ok(())
+    }
+
+    /// Caps what `from` exchanges with its peer `to` at `bytes_per_second` each way, from the
+    /// next [`Devnet::write_configs`] on.
+    pub fn set_peer_cap(&mut self, from: &str, to: &str, bytes_per_second: Option<u64>) -> anyhow::Result<()> {
+        self.peer_mut(from, to)?.max_bytes_per_second = bytes_per_second;
         Ok(())
     }
 
@@ -142,10 +154,11 @@ impl Devnet {
     fn config_text(&self, node: &NodeSpec) -> anyhow::Result<String> {
         let pki = self.pki.display();
         let mut text = format!(
-            "[node]\nzone = \"{zone}\"\ndata_dir = \"{data}\"\n\n[listen]\nrpc = \"{rpc}\"\nadmin = \"{admin}\"\n\n\
+            "[node]\nzone = \"{zone}\"\ndata_dir = \"{data}\"\n{node_extra}\n[listen]\nrpc = \"{rpc}\"\nadmin = \"{admin}\"\n\n\
              [tls]\nca = \"{pki}/ca.pem\"\ncert = \"{pki}/{zone}.pem\"\nkey = \"{pki}/{zone}.key\"\n",
             zone = node.zone,
             data = node.data_dir.display(),
+            node_extra = node.node_extra,
             rpc = node.rpc,
             admin = node.admin,
         );
@@ -155,6 +168,9 @@ impl Devnet {
                 "\n[[peers]]\nzone = \"{}\"\naddress = \"{}\"\ndial = {}\n",
                 peer.zone, peer.address, peer.dial
             )?;
+            if let Some(cap) = peer.max_bytes_per_second {
+                writeln!(text, "max_bytes_per_second = {cap}")?;
+            }
         }
         for (identity, roles) in &node.clients {
             write!(text, "\n[[clients]]\nidentity = \"{identity}\"\nroles = {roles:?}\n")?;
@@ -246,6 +262,7 @@ fn node_spec(dir: &Path, zone: &str, clients: Vec<(String, Vec<String>)>) -> any
         peers: Vec::new(),
         clients,
         extra: String::new(),
+        node_extra: String::new(),
     })
 }
 

@@ -101,12 +101,16 @@ impl Policy {
     }
 }
 
-/// Plain configuration of the `Backpressure` actor: both buffers' limits and the policy.
+/// Plain configuration of the `Backpressure` actor: both buffers' limits, the policy, and the
+/// free space kept on the data directory's file system.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackpressureConfig {
     pub store: BufferLimits,
     pub forward: BufferLimits,
     pub policy: Policy,
+    /// `node.disk_reserve_bytes`: below this much free space (plus what RocksDB will still
+    /// write by itself) appends are refused and pulls pause (see `disk`).
+    pub disk_reserve_bytes: u64,
 }
 
 impl BackpressureConfig {
@@ -180,6 +184,7 @@ mod tests {
             store: limits,
             forward: limits,
             policy: Policy::new(when_full, false, 80, 70).expect("valid"),
+            disk_reserve_bytes: 0,
         };
         assert_eq!(config(WhenFull::Reject).journal().store_byte_limit, Some(1000));
         assert_eq!(config(WhenFull::DropOldest).journal().store_byte_limit, None);

@@ -11,6 +11,9 @@
 //!   only deleting confirmed facts can bring fill down.
 //! - Every buffer is *swept* for retention every `retention / 10` (clamped to 250 ms ..= 60 s),
 //!   at once again while sweeps find full batches.
+//! - While the disk is low (see `disk`), every confirmed fact of both buffers is reclaimed, at
+//!   most every [`DISK_TRIM_RETRY`] when there is none: a full disk must not keep facts nobody
+//!   waits for. Unconfirmed facts are never dropped for the disk, only by the policy above.
 //! - When several jobs are due they take turns, so no buffer starves another.
 
 use std::time::Duration;
@@ -20,6 +23,8 @@ use crate::storage::{Log, Usage};
 
 /// How soon a trim that found nothing to delete is tried again.
 pub const TRIM_RETRY: Duration = Duration::from_millis(100);
+/// The same while only the disk asks for trims: waiting on peers to confirm takes longer.
+pub const DISK_TRIM_RETRY: Duration = Duration::from_secs(1);
 const SWEEP_MIN: Duration = Duration::from_millis(250);
 const SWEEP_MAX: Duration = Duration::from_secs(60);
 const LOGS: [Log; 2] = [Log::Store, Log::Forward];
@@ -91,6 +96,7 @@ pub struct Core {
     busy: bool,
     /// The slot (see [`Job::slot`]) where the search for the next job starts.
     turn: usize,
+    disk_low: bool,
 }
 
 impl Core {
@@ -100,7 +106,13 @@ impl Core {
             state: [BufferState::default(); 2],
             busy: false,
             turn: 0,
+            disk_low: false,
         }
+    }
+
+    /// The disk guard's verdict: while low, confirmed facts are reclaimed whatever the fill.
+    pub fn set_disk_low(&mut self, low: bool) {
+        self.disk_low = low;
     }
 
     /// Usage changed or time passed.
@@ -126,10 +138,15 @@ impl Core {
         let mut blocked_now = None;
         match *job {
             Job::Trim { log, .. } => {
-                let blocks = usage.of(log).bytes >= self.config.watermarks(log).high && self.blocks(log);
+                let full = usage.of(log).bytes >= self.config.watermarks(log).high;
+                let blocks = full && self.blocks(log);
                 let state = &mut self.state[index(log)];
                 if report.deleted == 0 {
-                    state.next_trim_ms = now_ms + TRIM_RETRY.as_millis() as u64;
+                    let retry = match full || state.blocked {
+                        true => TRIM_RETRY,
+                        false => DISK_TRIM_RETRY,
+                    };
+                    state.next_trim_ms = now_ms + retry.as_millis() as u64;
                 }
                 if blocks && !state.blocked {
                     state.blocked = true;
@@ -180,12 +197,21 @@ impl Core {
 
     fn trim(&self, log: Log, now_ms: u64, usage: &Usage) -> Option<Job> {
         let state = self.state[index(log)];
+        if now_ms < state.next_trim_ms {
+            return None;
+        }
         let (bytes, marks) = (usage.of(log).bytes, self.config.watermarks(log));
-        let needed = bytes >= marks.high || (state.blocked && bytes >= marks.low);
-        (needed && now_ms >= state.next_trim_ms).then(|| Job::Trim {
+        if bytes >= marks.high || (state.blocked && bytes >= marks.low) {
+            return Some(Job::Trim {
+                log,
+                bytes: bytes + 1 - marks.low,
+                drop_unconfirmed: log == Log::Store && self.config.policy.when_full() == WhenFull::DropOldest,
+            });
+        }
+        (self.disk_low && bytes > 0).then_some(Job::Trim {
             log,
-            bytes: bytes + 1 - marks.low,
-            drop_unconfirmed: log == Log::Store && self.config.policy.when_full() == WhenFull::DropOldest,
+            bytes: u64::MAX,
+            drop_unconfirmed: false,
         })
     }
 
@@ -227,6 +253,7 @@ mod tests {
             store: limits,
             forward: limits,
             policy: Policy::new(when_full, false, 80, 70).expect("a valid policy"),
+            disk_reserve_bytes: 0,
         }
     }
 
@@ -291,6 +318,43 @@ mod tests {
         assert_eq!(done.blocked, vec![(Log::Store, false)], "below low: appends again");
         assert_eq!(done.job, None);
         assert!(!core.state[index(Log::Store)].blocked);
+    }
+
+    #[test]
+    fn a_low_disk_reclaims_every_confirmed_fact_of_both_buffers_and_never_drops() {
+        let mut core = settled(config(WhenFull::DropOldest));
+        core.set_disk_low(true);
+        let store = core.on_usage(LATER, &usage(10, 5)).job.expect("a trim for the disk");
+        assert_eq!(
+            store,
+            trim(Log::Store, u64::MAX, false),
+            "all that is confirmed, nothing else"
+        );
+        let done = core.on_done(LATER, &store, JobReport::default(), &usage(10, 5));
+        assert!(
+            done.blocked.is_empty(),
+            "the disk blocks nothing through the fill flags"
+        );
+        let forward = done.job.expect("then the forward buffer's turn");
+        assert_eq!(forward, trim(Log::Forward, u64::MAX, false));
+        let done = core.on_done(LATER, &forward, JobReport::default(), &usage(10, 5));
+        assert_eq!(done.job, None, "nothing confirmed anywhere: wait");
+        let soon = LATER + TRIM_RETRY.as_millis() as u64;
+        assert_eq!(
+            core.on_usage(soon, &usage(10, 5)).job,
+            None,
+            "not as often as a full buffer"
+        );
+        let later = LATER + DISK_TRIM_RETRY.as_millis() as u64;
+        let trims = |core: &mut Core, now| {
+            let job = core.on_usage(now, &usage(10, 5)).job;
+            core.reset();
+            matches!(job, Some(Job::Trim { .. }))
+        };
+        // Jobs take turns with the sweeps now due, so a trim comes within a round of four.
+        assert!((0..4).any(|_| trims(&mut core, later)), "trims again after the wait");
+        core.set_disk_low(false);
+        assert!(!(0..4).any(|_| trims(&mut core, later + 1)), "space is back");
     }
 
     #[test]

@@ -14,11 +14,19 @@
 //! take the store buffer past 100 % of its capacity (the actor reacts within one commit, the
 //! limit holds even before it does); a forward buffer may overshoot its high watermark by the
 //! pages already in flight when pulls pause (`replication.batch_limit` facts each).
+//!
+//! The disk is watched too ([`disk`], the actor's side in `space`): every 250 ms its free space
+//! is measured on the blocking pool; while it is below what the node needs, appends are refused, pulls pause,
+//! confirmed facts are reclaimed and their space given back (a flush and a compaction of the
+//! deleted range, when there is room for the flush). Pulls also pause while storage fails to
+//! commit: a forward buffer that cannot write must not take pages it would drop.
 
 mod config;
 mod core;
+mod disk;
 mod events;
 mod planner;
+mod space;
 #[cfg(test)]
 mod tests;
 
@@ -36,8 +44,10 @@ use tokio::sync::watch;
 
 pub use self::config::{BackpressureConfig, BufferLimits, Policy, PolicyError, WhenFull};
 use self::core::{Core, Decision, Job, JobReport};
+use self::disk::DiskGuard;
+pub use self::disk::DiskState;
 use crate::{
-    events::{DeletionFailed, Telemetry},
+    events::{DeletionFailed, StorageOp, Telemetry},
     journal::{Journal, JournalError},
     storage::{Log, Usage},
 };
@@ -88,12 +98,29 @@ fn percent(bytes: u64, capacity: u64) -> f64 {
 pub struct Admission {
     rejecting: Arc<AtomicBool>,
     usage: watch::Receiver<Usage>,
+    disk: watch::Receiver<DiskState>,
     config: Arc<BackpressureConfig>,
 }
 
 impl Admission {
-    /// `RESOURCE_EXHAUSTED` (retryable) while the store buffer refuses appends.
+    /// `RESOURCE_EXHAUSTED` (retryable) while the store buffer refuses appends: it is full, or
+    /// the disk is.
     pub fn check(&self) -> Result<(), RpcError> {
+        let disk = *self.disk.borrow();
+        if disk.low {
+            return Err(RpcError::new(
+                ErrorCode::ResourceExhausted,
+                format!(
+                    "the data directory's file system has {} bytes free and the node needs {} \
+                     (node.disk_reserve_bytes {} plus {} that storage writes by itself): appends are \
+                     refused until confirmed facts are reclaimed or space is freed",
+                    disk.space.free_bytes,
+                    disk.needed,
+                    self.config.disk_reserve_bytes,
+                    disk.space.pending_bytes(),
+                ),
+            ));
+        }
         if !self.rejecting.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -124,6 +151,14 @@ pub struct Backpressure {
     deps: BackpressureDeps,
     rejecting: Arc<AtomicBool>,
     pulls_paused: watch::Sender<bool>,
+    /// The forward buffer is at its high watermark (pulls pause for that alone too).
+    forward_full: bool,
+    disk: DiskGuard,
+    disk_state: watch::Sender<DiskState>,
+    /// A flush and compaction giving space back is running.
+    reclaiming: bool,
+    /// Facts were deleted since the last reclaim.
+    unreclaimed: bool,
     events: events::Reporter,
 }
 
@@ -132,10 +167,15 @@ impl Backpressure {
         let events = events::Reporter::new(deps.telemetry.clone(), &config);
         Self {
             core: Core::new(config.clone()),
+            disk: DiskGuard::new(config.disk_reserve_bytes),
             config: Arc::new(config),
             deps,
             rejecting: Arc::default(),
             pulls_paused: watch::Sender::new(false),
+            forward_full: false,
+            disk_state: watch::Sender::new(DiskState::default()),
+            reclaiming: false,
+            unreclaimed: false,
             events,
         }
     }
@@ -145,8 +185,14 @@ impl Backpressure {
         Admission {
             rejecting: self.rejecting.clone(),
             usage: self.deps.journal.usage(),
+            disk: self.disk_state.subscribe(),
             config: self.config.clone(),
         }
+    }
+
+    /// The disk as last measured (for `/v1/status`).
+    pub fn disk(&self) -> watch::Receiver<DiskState> {
+        self.disk_state.subscribe()
     }
 
     /// `true` while the forward buffer is full: peer links wait before each pull.
@@ -158,6 +204,15 @@ impl Backpressure {
         let usage = self.usage();
         let decision = self.core.on_usage(now_unix_ms(), &usage);
         self.carry_out(decision, &usage, ctx);
+        self.pause_pulls();
+    }
+
+    /// Pulls pause while the forward buffer is full, the disk is low, or commits fail.
+    fn pause_pulls(&self) {
+        let paused =
+            self.forward_full || self.disk.state().low || self.deps.journal.health().failing(StorageOp::Commit);
+        self.pulls_paused
+            .send_if_modified(|before| std::mem::replace(before, paused) != paused);
     }
 
     fn usage(&self) -> Usage {
@@ -174,7 +229,8 @@ impl Backpressure {
             match log {
                 Log::Store => self.rejecting.store(blocked, Ordering::Release),
                 Log::Forward => {
-                    self.pulls_paused.send_replace(blocked);
+                    self.forward_full = blocked;
+                    self.pause_pulls();
                 }
             }
             self.events.blocked(log, blocked, usage);
@@ -192,6 +248,7 @@ impl Backpressure {
         let report = match result {
             Ok(outcome) => {
                 self.events.outcome(&outcome);
+                self.unreclaimed |= !outcome.applied.is_empty();
                 JobReport {
                     deleted: outcome.applied.len(),
                     full_batch: outcome.full_batch,
@@ -234,6 +291,7 @@ impl Actor for Backpressure {
             Some(((), usage))
         });
         ctx.add_stream(changes);
+        ctx.add_stream(space::samples(self.deps.journal.storage()));
         ctx.run_interval(TICK, |actor, ctx| actor.evaluate(ctx));
         self.evaluate(ctx);
     }

@@ -5,11 +5,12 @@
 //!
 //! | module | events |
 //! |---|---|
-//! | `peer` | [`LinkFailure`] (reasons), [`PeerConnected`], [`PeerDisconnected`], [`PeerDialFailed`], [`PeerRefused`], [`PeerConnectionReplaced`], [`ClientRejected`] |
+//! | `peer` | [`LinkFailure`] (reasons), [`PeerConnected`], [`PeerDisconnected`], [`PeerDialFailed`], [`PeerRefused`], [`PeerConnectionReplaced`], [`PeerCallRetried`], [`ClientRejected`] |
 //! | `tls` | [`TlsHandshakeFailed`], [`CertReloaded`], [`CertReloadFailed`], [`CertWatchFailed`] |
 //! | `gate` | [`GateTransition`], [`GateSwitched`] |
 //! | `facts` | [`Rejection`] (reasons), [`FactRejected`], [`FactConflict`], [`FactsDuplicated`], [`FactLost`], [`FactsKeptPastRetention`], [`BufferBlocked`], [`DeletionFailed`] |
 //! | `artifacts` | [`ArtifactRetrieved`], [`ArtifactRetrievalFailed`], [`ArtifactSkipped`] |
+//! | `storage` | [`StorageHealth`]: failed commits and reads, damaged data, and the readiness they decide |
 //!
 //! One RPC call (`rpc_call` / `rpc_rejected` and its counters) is written by `rpc::call`, which
 //! knows the request and answer types; the node's lifecycle lines stay with `node`.
@@ -22,6 +23,7 @@ mod artifacts;
 mod facts;
 mod gate;
 mod peer;
+mod storage;
 mod tls;
 
 pub use artifacts::{ArtifactRetrievalFailed, ArtifactRetrieved, ArtifactSkipped, Skip};
@@ -31,9 +33,10 @@ pub use facts::{
 };
 pub use gate::{GateState, GateSwitched, GateTransition, CLOSED_BY_OPERATOR};
 pub use peer::{
-    ClientRejected, Direction, LinkFailure, PeerConnected, PeerConnectionReplaced, PeerDialFailed, PeerDisconnected,
-    PeerRefused,
+    ClientRejected, Direction, LinkFailure, PeerCallRetried, PeerConnected, PeerConnectionReplaced, PeerDialFailed,
+    PeerDisconnected, PeerRefused,
 };
+pub use storage::{Damage, DiskSpaceLow, Failing, HealthReport, LossRecorded, StorageHealth, StorageOp, RESTART_HINT};
 pub use tls::{CertReloadFailed, CertReloaded, CertWatchFailed, TlsHandshakeFailed};
 
 use std::sync::Arc;

@@ -1,9 +1,12 @@
 //! Connections to peers and callers: a peer connected (either way), lost, not reachable, refused
-//! because an operator closed its gate, or moved to the pair's other connection; an identity
-//! that is neither client nor peer. Lost links and failed dials are counted in
-//! `bsfg_link_failures_total{peer,reason}` by a bounded [`LinkFailure`].
+//! because an operator closed its gate, or moved to the pair's other connection; a call the peer
+//! answered "not now", repeated on the live connection; an identity that is neither client nor
+//! peer. Lost links and failed dials are counted in `bsfg_link_failures_total{peer,reason}` by a
+//! bounded [`LinkFailure`].
 
-use std::{fmt::Display, net::SocketAddr};
+use std::{fmt::Display, net::SocketAddr, time::Duration};
+
+use bsfg_proto::RpcError;
 
 use slog::{info, warn};
 
@@ -15,6 +18,7 @@ pub const PEER_DISCONNECTED: &str = "peer_disconnected";
 pub const PEER_DIAL_FAILED: &str = "peer_dial_failed";
 pub const PEER_REFUSED: &str = "peer_refused";
 pub const PEER_CONNECTION_REPLACED: &str = "peer_connection_replaced";
+pub const PEER_CALL_RETRIED: &str = "peer_call_retried";
 pub const CLIENT_REJECTED: &str = "client_rejected";
 
 /// Who opened a connection.
@@ -162,6 +166,25 @@ impl Event for PeerConnectionReplaced<'_> {
     fn emit(self, t: &Telemetry) {
         info!(t.log, "{}", PEER_CONNECTION_REPLACED; "peer" => self.peer,
             "reason" => "the peer's connection is kept for both directions");
+    }
+}
+
+/// The peer answered a call retryably (`UNAVAILABLE`, `RESOURCE_EXHAUSTED`: a storage fault or a
+/// full disk over there); the call is repeated on the same connection after `retry_in`, which
+/// grows with each refusal in a row. The link stays up.
+pub struct PeerCallRetried<'a> {
+    pub peer: &'a str,
+    /// `fetch_facts` or `confirm_receipt`.
+    pub operation: &'a str,
+    pub error: &'a RpcError,
+    pub retry_in: Duration,
+}
+
+impl Event for PeerCallRetried<'_> {
+    fn emit(self, t: &Telemetry) {
+        warn!(t.log, "{}", PEER_CALL_RETRIED; "peer" => self.peer, "operation" => self.operation,
+            "code" => self.error.code.as_str(), "error_message" => &self.error.message,
+            "retry_in_ms" => self.retry_in.as_millis() as u64);
     }
 }
 

@@ -10,6 +10,7 @@ use bsfg_proto::{ErrorCode, RpcError};
 
 use super::{AppendMode, DeletePlan, JournalError};
 use crate::{
+    events::StorageOp,
     journal::JournalConfig,
     storage::{CursorKey, DeleteReason, Index, StoreDelete, Usage},
     testkit::{
@@ -19,6 +20,8 @@ use crate::{
 };
 
 type Call<'a> = Pin<Box<dyn Future<Output = Result<(), JournalError>> + 'a>>;
+/// A call of any outcome, for [`as_one_group`].
+pub(super) type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 fn usage(fixture: &Fixture) -> Usage {
     *fixture.journal.usage().borrow()
@@ -68,10 +71,10 @@ fn five_callers(fixture: &Fixture) -> Vec<Call<'_>> {
     ]
 }
 
-/// Runs `calls` as one group: the writer is held in the commit of an earlier command until every
-/// call is queued behind it, then let go.
-async fn as_one_group(fixture: &Fixture, mut held: Held, calls: Vec<Call<'_>>) -> Vec<Result<(), JournalError>> {
-    let blocker = fixture.journal.confirm(CursorKey::Peer("enterprise".into()), 1);
+/// Runs `calls` as one group: the writer is held in the commit of an earlier command (a probe)
+/// until every call is queued behind it, then let go.
+pub(super) async fn as_one_group<T>(fixture: &Fixture, mut held: Held, calls: Vec<Pending<'_, T>>) -> Vec<T> {
+    let blocker = fixture.journal.probe();
     tokio::pin!(blocker);
     assert!(futures::poll!(&mut blocker).is_pending());
     held.reached().await;
@@ -165,4 +168,27 @@ async fn a_read_failing_while_a_group_is_planned_gives_back_the_offsets_planned_
         "the offsets planned before the failed read are given back"
     );
     assert_eq!(usage(&fixture), fixture.storage.recount().expect("recount"));
+}
+
+#[tokio::test]
+async fn failed_commits_make_storage_unhealthy_until_a_commit_or_probe_succeeds() {
+    let fixture = Fixture::open(JournalConfig::default());
+    let health = fixture.journal.health().clone();
+    fixture.faults.fail(Op::Commit);
+    let failed = fixture.append(message(ZONE, "enterprise", "a")).await;
+    assert!(matches!(failed, Err(JournalError::Storage(_))), "{failed:?}");
+    assert!(!health.healthy() && health.failing(StorageOp::Commit));
+    fixture.faults.fail(Op::Commit);
+    assert!(
+        fixture.journal.probe().await.is_err(),
+        "the probe commits, and fails with storage"
+    );
+    assert_eq!(health.report().failing[0].errors, 2);
+    fixture.journal.probe().await.expect("storage takes writes again");
+    assert!(health.healthy());
+    assert_eq!(
+        usage(&fixture),
+        fixture.storage.recount().expect("recount"),
+        "a probe changes nothing"
+    );
 }

@@ -17,25 +17,29 @@ use super::{
     AppendMode, Appended, Command, CursorChange, CursorMove, InsertOutcome, InsertPage, JournalConfig, JournalError,
     Prepared, Reply, Shared, MAX_GROUP,
 };
-use crate::storage::{Batch, CursorKey, ForwardInsert, IdemRecord, Index, Log, Recovered, StoreAppend, Usage};
+use crate::{
+    events::StorageOp,
+    storage::{Batch, CursorKey, IdemRecord, Index, Log, Recovered, StoreAppend, Usage},
+};
 
 pub(super) struct Writer {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     config: JournalConfig,
     store_high: u64,
-    forward_high: u64,
-    usage: Usage,
+    pub(super) forward_high: u64,
+    pub(super) usage: Usage,
 }
 
 /// A group's batch and the answers to send once it is durable.
 #[derive(Default)]
-struct Plan {
-    batch: Batch,
+pub(super) struct Plan {
+    pub(super) batch: Batch,
     appends: Vec<(Reply<Appended>, Appended)>,
-    inserts: Vec<(Reply<InsertOutcome>, InsertOutcome)>,
+    inserts: Vec<(Reply<InsertOutcome>, Result<InsertOutcome, JournalError>)>,
     confirms: Vec<(Reply<u64>, Result<u64, JournalError>)>,
     changes: Vec<(Reply<CursorMove>, Result<CursorMove, JournalError>)>,
     deletes: Vec<(Reply<DeletePlan>, DeletePlan)>,
+    probes: Vec<Reply<()>>,
     /// Cursors this group sets, and cursors it removes.
     cursors: HashMap<CursorKey, u64>,
     removed: HashSet<CursorKey>,
@@ -52,6 +56,7 @@ struct Group {
     confirms: Vec<(CursorKey, u64, Reply<u64>)>,
     changes: Vec<(CursorChange, Reply<CursorMove>)>,
     deletes: Vec<(DeletePlan, Reply<DeletePlan>)>,
+    probes: Vec<Reply<()>>,
 }
 
 impl Writer {
@@ -85,14 +90,19 @@ impl Writer {
         let planned = self.plan(group, &mut plan);
         plan.batch.store_high = (self.store_high != store_before).then_some(self.store_high);
         plan.batch.forward_high = (self.forward_high != forward_before).then_some(self.forward_high);
-        plan.batch.usage = (self.usage != usage_before).then_some(self.usage);
+        plan.batch.usage = (self.usage != usage_before || plan.batch.probe).then_some(self.usage);
         let written = planned.and_then(|()| match plan.batch.is_empty() {
             true => Ok(()),
             false => self.shared.storage.commit(&plan.batch).map_err(JournalError::from),
         });
+        let health = &self.shared.health;
         match written {
-            Ok(()) => self.publish(plan),
+            Ok(()) => {
+                health.succeeded(StorageOp::Commit);
+                self.publish(plan);
+            }
             Err(error) => {
+                health.failed(StorageOp::Commit, &error);
                 (self.store_high, self.forward_high, self.usage) = (store_before, forward_before, usage_before);
                 fail(plan, error);
             }
@@ -104,7 +114,18 @@ impl Writer {
     fn plan(&mut self, group: Group, plan: &mut Plan) -> Result<(), JournalError> {
         let mut planned = self.plan_appends(group.appends, plan);
         for page in group.inserts {
-            let outcome = unless_failed(&mut planned, || self.plan_insert(&page.from_zone, page.facts, plan));
+            let outcome = match planned {
+                Ok(()) => self.plan_insert(&page.from_zone, page.facts, plan),
+                Err(_) => Ok(InsertOutcome::default()),
+            };
+            // A page refused for lack of disk fails alone; a storage fault fails the group.
+            let outcome = match outcome {
+                Err(error @ JournalError::Storage(_)) => {
+                    planned = Err(error);
+                    Ok(InsertOutcome::default())
+                }
+                other => other,
+            };
             plan.inserts.push((page.reply, outcome));
         }
         for (key, offset, reply) in group.confirms {
@@ -122,10 +143,16 @@ impl Writer {
             });
             plan.deletes.push((reply, applied));
         }
+        plan.batch.probe = !group.probes.is_empty();
+        plan.probes = group.probes;
         planned
     }
 
     fn plan_appends(&mut self, appends: Vec<AppendCommand>, plan: &mut Plan) -> Result<(), JournalError> {
+        if appends.is_empty() {
+            // Most groups of a busy link hold only inserts and confirms: no lookup for them.
+            return Ok(());
+        }
         let keys: Vec<(&str, &str)> = appends
             .iter()
             .flat_map(|(facts, ..)| facts)
@@ -172,7 +199,7 @@ impl Writer {
                 }
                 _ => self.plan_append(prepared, stored, now, seen, plan),
             };
-            if let Err(error @ JournalError::Full { .. }) = &result {
+            if let Err(error @ (JournalError::Full { .. } | JournalError::DiskFull)) = &result {
                 full.get_or_insert_with(|| error.clone());
             }
             let failed = result.is_err();
@@ -223,7 +250,8 @@ impl Writer {
         }
     }
 
-    /// The bytes a new fact adds to the store buffer, unless they would take it past the limit.
+    /// The bytes a new fact adds to the store buffer, unless they would take it past the limit
+    /// or the disk has no room for them.
     fn admit(&self, prepared: &Prepared) -> Result<u64, JournalError> {
         let needed = Log::Store.entry_bytes(prepared.encoded.len());
         match self.config.store_byte_limit {
@@ -232,54 +260,9 @@ impl Writer {
                 needed,
                 capacity,
             }),
+            _ if !self.shared.disk.spend(needed) => Err(JournalError::DiskFull),
             _ => Ok(needed),
         }
-    }
-
-    fn plan_insert(
-        &mut self,
-        from_zone: &str,
-        facts: Vec<(u64, Prepared)>,
-        plan: &mut Plan,
-    ) -> Result<InsertOutcome, JournalError> {
-        let keys: Vec<(&str, &str)> = facts
-            .iter()
-            .map(|(_, p)| (from_zone, p.message.envelope.message_id.as_str()))
-            .collect();
-        let stored = self.shared.storage.lookup(Index::Forward, &keys)?;
-        let mut seen: HashMap<String, IdemRecord> = planned_ids(plan, from_zone);
-        let mut outcome = InsertOutcome::default();
-        let now = bsfg_proto::model::now_unix_ms();
-        for ((source_offset, prepared), stored) in facts.into_iter().zip(stored) {
-            let id = prepared.message.envelope.message_id.clone();
-            match seen.get(&id).copied().or(stored) {
-                Some(found) if found.holds(&prepared.digest) => outcome.duplicates += 1,
-                Some(_) => outcome.conflicts += 1,
-                None => {
-                    self.usage.forward.add(Log::Forward.entry_bytes(prepared.encoded.len()));
-                    self.forward_high += 1;
-                    let offset = self.forward_high;
-                    seen.insert(
-                        id.clone(),
-                        IdemRecord {
-                            offset,
-                            digest: Some(prepared.digest),
-                        },
-                    );
-                    plan.batch.forward.push(ForwardInsert {
-                        offset,
-                        received_at_unix_ms: now,
-                        source_offset,
-                        from_zone: from_zone.to_owned(),
-                        message_id: id,
-                        digest: prepared.digest,
-                        encoded: prepared.encoded,
-                    });
-                    outcome.inserted += 1;
-                }
-            }
-        }
-        Ok(outcome)
     }
 
     fn plan_confirm(&mut self, key: CursorKey, offset: u64, plan: &mut Plan) -> Result<u64, JournalError> {
@@ -362,7 +345,7 @@ impl Writer {
             let _ = reply.send(Ok(results));
         }
         for (reply, outcome) in plan.inserts {
-            let _ = reply.send(Ok(outcome));
+            let _ = reply.send(outcome);
         }
         for (reply, result) in plan.confirms {
             let _ = reply.send(result);
@@ -373,6 +356,9 @@ impl Writer {
         for (reply, applied) in plan.deletes {
             let _ = reply.send(Ok(applied));
         }
+        for reply in plan.probes {
+            let _ = reply.send(Ok(()));
+        }
     }
 }
 
@@ -381,7 +367,7 @@ impl Group {
         self.entries += match &command {
             Command::Append(facts, ..) => facts.len(),
             Command::Insert(page) => page.facts.len(),
-            Command::Confirm(..) | Command::Cursor(..) | Command::Delete(..) => 1,
+            Command::Confirm(..) | Command::Cursor(..) | Command::Delete(..) | Command::Probe(_) => 1,
         };
         match command {
             Command::Append(facts, mode, reply) => self.appends.push((facts, mode, reply)),
@@ -389,6 +375,7 @@ impl Group {
             Command::Confirm(key, offset, reply) => self.confirms.push((key, offset, reply)),
             Command::Cursor(change, reply) => self.changes.push((change, reply)),
             Command::Delete(plan, reply) => self.deletes.push((plan, reply)),
+            Command::Probe(reply) => self.probes.push(reply),
         }
     }
 }
@@ -407,24 +394,6 @@ fn unless_failed<T: Default>(
     })
 }
 
-/// Ids from `from_zone` already planned earlier in this group (two pages of one peer in one group).
-fn planned_ids(plan: &Plan, from_zone: &str) -> HashMap<String, IdemRecord> {
-    plan.batch
-        .forward
-        .iter()
-        .filter(|f| f.from_zone == from_zone)
-        .map(|f| {
-            (
-                f.message_id.clone(),
-                IdemRecord {
-                    offset: f.offset,
-                    digest: Some(f.digest),
-                },
-            )
-        })
-        .collect()
-}
-
 /// The name a cursor is known by in errors: a consumer's name, or `peer:<zone>`.
 fn cursor_name(key: &CursorKey) -> String {
     match key {
@@ -432,7 +401,6 @@ fn cursor_name(key: &CursorKey) -> String {
         CursorKey::Peer(zone) => format!("peer:{zone}"),
     }
 }
-
 fn store_append(offset: u64, now: u64, message_id: String, prepared: Prepared) -> StoreAppend {
     StoreAppend {
         offset,
@@ -458,6 +426,9 @@ fn fail(plan: Plan, error: JournalError) {
         let _ = reply.send(Err(error.clone()));
     }
     for (reply, _) in plan.deletes {
+        let _ = reply.send(Err(error.clone()));
+    }
+    for reply in plan.probes {
         let _ = reply.send(Err(error.clone()));
     }
 }

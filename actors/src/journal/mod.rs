@@ -7,12 +7,18 @@
 //! `putIfAbsent` race-free, and what keeps [`Usage`] exact: the writer counts every entry it
 //! writes or deletes (deletions are journal commands too, see `delete`) and persists the counters
 //! in the same batch. Watch channels publish the highest committed offsets, so fetchers can
-//! long-poll without touching storage, and the usage, so admission never reads storage.
+//! long-poll without touching storage, and the usage, so admission never reads storage. Every
+//! commit's outcome goes to the node's [`StorageHealth`]; while commits fail, a probe (a commit
+//! that only rewrites the usage) tells when storage works again.
 
+mod budget;
 mod delete;
 #[cfg(test)]
 mod fault_tests;
 mod group;
+mod insert;
+#[cfg(test)]
+mod model_tests;
 #[cfg(test)]
 mod tests;
 
@@ -26,7 +32,10 @@ use std::{
 use bsfg_proto::{codec, AppendResponse, ErrorCode, FetchedFact, Message, RpcError};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::storage::{CursorKey, Digest, Storage, StorageError, Usage};
+use crate::{
+    events::StorageHealth,
+    storage::{CursorKey, Digest, Storage, StorageError, Usage},
+};
 
 /// One group commit stops taking commands once it holds this many entries (facts appended or
 /// inserted, cursors, deletion plans); a command is never split, so a group may end a little past it.
@@ -43,6 +52,8 @@ pub enum JournalError {
     BeyondEnd { offset: u64, high: u64 },
     #[error("the store buffer is full: {retained} bytes retained, this fact needs {needed} more, capacity is {capacity} bytes; retry when the peer has caught up")]
     Full { retained: u64, needed: u64, capacity: u64 },
+    #[error("the data directory's file system is nearly full: new facts are refused until confirmed facts are reclaimed or space is freed (node.disk_reserve_bytes)")]
+    DiskFull,
     #[error("message does not encode: {0}")]
     Encode(String),
     #[error("no consumer {0:?} with a cursor: it has never confirmed anything, or it was deleted")]
@@ -63,7 +74,7 @@ impl From<JournalError> for RpcError {
                 ErrorCode::InvalidArgument
             }
             JournalError::UnknownCursor(_) => ErrorCode::NotFound,
-            JournalError::Full { .. } => ErrorCode::ResourceExhausted,
+            JournalError::Full { .. } | JournalError::DiskFull => ErrorCode::ResourceExhausted,
             JournalError::Storage(_) | JournalError::Closed => ErrorCode::Unavailable,
         };
         RpcError::new(code, error.to_string())
@@ -136,6 +147,7 @@ enum Command {
     Confirm(CursorKey, u64, Reply<u64>),
     Cursor(CursorChange, Reply<CursorMove>),
     Delete(DeletePlan, Reply<DeletePlan>),
+    Probe(Reply<()>),
 }
 
 /// An operator's change to a cursor, beside the confirms that only move it forward.
@@ -168,6 +180,8 @@ struct Shared {
     store_high: watch::Sender<u64>,
     forward_high: watch::Sender<u64>,
     usage: watch::Sender<Usage>,
+    health: StorageHealth,
+    disk: budget::DiskBudget,
 }
 
 /// Handle to the journal; cheap to clone. The writer thread stops when the last handle drops.
@@ -178,8 +192,13 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Recovers state from `storage` and starts the writer thread.
-    pub fn start(storage: Arc<dyn Storage>, config: JournalConfig) -> Result<Self, JournalError> {
+    /// Recovers state from `storage` and starts the writer thread, which reports every commit to
+    /// `health`.
+    pub fn start(
+        storage: Arc<dyn Storage>,
+        config: JournalConfig,
+        health: StorageHealth,
+    ) -> Result<Self, JournalError> {
         let mut recovered = storage.recover()?;
         let shared = Arc::new(Shared {
             storage,
@@ -187,6 +206,8 @@ impl Journal {
             store_high: watch::Sender::new(recovered.store_high),
             forward_high: watch::Sender::new(recovered.forward_high),
             usage: watch::Sender::new(recovered.usage),
+            health,
+            disk: budget::DiskBudget::default(),
         });
         let (tx, rx) = mpsc::channel(QUEUE);
         let writer = group::Writer::new(shared.clone(), &recovered, config);
@@ -247,6 +268,12 @@ impl Journal {
         self.call(|reply| Command::Delete(plan, reply)).await
     }
 
+    /// A commit that changes nothing (it writes the usage as it is), to learn whether storage
+    /// takes writes again after failures.
+    pub async fn probe(&self) -> Result<(), JournalError> {
+        self.call(Command::Probe).await
+    }
+
     async fn call<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, JournalError> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(command(reply)).await.map_err(|_| JournalError::Closed)?;
@@ -286,5 +313,17 @@ impl Journal {
     /// The storage port, for reads (run them off the async arbiters).
     pub fn storage(&self) -> Arc<dyn Storage> {
         self.shared.storage.clone()
+    }
+
+    /// How many disk bytes new facts may still take (a fresh measurement of the disk); each new
+    /// fact spends twice its size, and facts are refused with `RESOURCE_EXHAUSTED` once it is
+    /// spent. Until the first measurement nothing is refused.
+    pub fn set_disk_budget(&self, bytes: u64) {
+        self.shared.disk.set(bytes);
+    }
+
+    /// Where readers report what storage did for them.
+    pub fn health(&self) -> &StorageHealth {
+        &self.shared.health
     }
 }

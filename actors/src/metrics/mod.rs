@@ -57,6 +57,7 @@ pub struct Metrics {
     pub rejected_facts: IntCounterVec,
     pub rpc_requests: IntCounterVec,
     pub retention_seconds: GaugeVec,
+    pub storage_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -106,6 +107,7 @@ impl Metrics {
             rejected_facts: add(r, &REJECTED_FACTS)?,
             rpc_requests: add(r, &RPC_REQUESTS)?,
             retention_seconds: add(r, &RETENTION_SECONDS)?,
+            storage_errors: add(r, &STORAGE_ERRORS)?,
             registry,
         };
         metrics.info.with_label_values(&[version, zone]).set(1);

@@ -148,7 +148,18 @@ pub const OBJECT_STORE_USAGE_BYTES: Spec = spec(
     &["bucket"],
     "Bytes held by the local artifact store.",
 );
-pub const NODE_UP: Spec = spec("bsfg_node_up", G, &[], "1 while the node serves.");
+pub const NODE_UP: Spec = spec(
+    "bsfg_node_up",
+    G,
+    &[],
+    "1 while the node serves with working storage; 0 while storage fails or holds damage not yet accepted.",
+);
+pub const STORAGE_ERRORS: Spec = spec(
+    "bsfg_storage_errors_total",
+    Counter,
+    &["operation"],
+    "Storage commits (operation=\"commit\") and reads (\"read\") that failed, and damaged data met (\"corruption\").",
+);
 pub const CERTIFICATE_EXPIRY_SECONDS: Spec = spec(
     "bsfg_certificate_expiry_seconds",
     G,
@@ -262,7 +273,7 @@ pub const RETENTION_SECONDS: Spec = spec(
 
 /// Every metric the node registers: SPEC §11's order, then the retention it is configured with.
 /// (The process metrics come from the prometheus crate's process collector.)
-pub const ALL: [&Spec; 37] = [
+pub const ALL: [&Spec; 38] = [
     &REPLICATION_LAG_SECONDS,
     &REPLICATION_LAG_HIGH_WATERMARK,
     &FRONTIER_OFFSET,
@@ -299,6 +310,7 @@ pub const ALL: [&Spec; 37] = [
     &LINK_FAILURES,
     &REJECTED_FACTS,
     &RPC_REQUESTS,
+    &STORAGE_ERRORS,
     &RETENTION_SECONDS,
 ];
 

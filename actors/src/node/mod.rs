@@ -21,8 +21,9 @@ use slog::{info, Logger};
 use tokio::sync::watch;
 
 use crate::{
-    backpressure::{BackpressureConfig, UsageReport},
+    backpressure::{BackpressureConfig, DiskState, UsageReport},
     cert_watcher::{CertWatcher, CertWatcherConfig, Certificate},
+    events::StorageHealth,
     forward_buffer::{Consumers, ForwardBufferConfig},
     journal::JournalError,
     metrics::Metrics,
@@ -30,7 +31,7 @@ use crate::{
     peer_link::{PeerLink, PeerLinkConfig},
     rpc::{DrainHandle, RpcConfig, RpcServer},
     status::Progress,
-    storage::{StorageError, Usage},
+    storage::{LossRecord, StorageError, Usage},
     store_buffer::StoreBufferConfig,
     trace::Tracer,
     transport::tls::{TlsError, TlsMaterial},
@@ -73,6 +74,13 @@ pub enum NodeError {
     Task(#[from] tokio::task::JoinError),
 }
 
+impl NodeError {
+    /// Storage that cannot be opened because its data is damaged (an operator must decide).
+    pub fn is_damage(&self) -> bool {
+        matches!(self, Self::Storage { source, .. } if source.is_damage())
+    }
+}
+
 /// What the admin API and the signal handlers act on; cheap to clone.
 #[derive(Clone)]
 pub struct Handles {
@@ -95,6 +103,12 @@ pub struct Handles {
     pub consumers: Consumers,
     /// Where a fact is on this node.
     pub tracer: Tracer,
+    /// Whether storage works; `/readyz` and `bsfg_node_up` follow it.
+    pub health: StorageHealth,
+    /// The data directory's free space and whether appends are refused for lack of it.
+    pub disk: watch::Receiver<DiskState>,
+    /// The losses operators accepted in this data directory (`bsfg storage accept-loss`).
+    pub losses: Arc<Vec<LossRecord>>,
 }
 
 impl Handles {
@@ -158,7 +172,7 @@ impl Node {
     /// last handle on it drops (the actors', the journal writer's): wait for it with
     /// [`Stopped::wait_storage_closed`] once the actix system is gone.
     pub async fn shutdown(self) -> Stopped {
-        self.handles.metrics.node_up.set(0);
+        self.handles.health.stopped();
         self.status.abort();
         self.server.abort();
         for link in &self.links {

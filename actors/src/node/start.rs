@@ -11,9 +11,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::{Handles, Node, NodeError, NodeSettings};
 use crate::{
-    backpressure::{Admission, Backpressure, BackpressureConfig, BackpressureDeps},
+    backpressure::{Admission, Backpressure, BackpressureConfig, BackpressureDeps, DiskState},
     cert_watcher::{CertWatcher, CertWatcherConfig, CertWatcherDeps, Certificate},
-    events::Telemetry,
+    events::{LossRecorded, StorageHealth, Telemetry},
     forward_buffer::{Consumers, ForwardBuffer, Seen},
     journal::Journal,
     metrics::Metrics,
@@ -21,10 +21,10 @@ use crate::{
     peer_link::{PeerLink, PeerLinkConfig, PeerLinkDeps},
     rpc::{DrainHandle, RpcConfig, RpcDeps, RpcServer},
     status::{Progress, Refresher},
-    storage::{Log, RocksStorage},
+    storage::{Log, LossRecord, RocksStorage},
     store_buffer::StoreBuffer,
     trace::Tracer,
-    transport::tls::TlsMaterial,
+    transport::{pacing::Pacer, tls::TlsMaterial},
     zone_gate::{GateSwitches, ZoneGate},
 };
 
@@ -43,9 +43,11 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
     let peers: Vec<String> = links.iter().map(|link| link.peer.clone()).collect();
     let storage = open_storage(&data_dir, &zone).await?;
     let storage_closed = storage.closed();
-    let journal = Journal::start(storage.clone(), buffers.journal())?;
     let metrics = Arc::new(Metrics::new(&zone, env!("CARGO_PKG_VERSION"))?);
     let telemetry = Telemetry::new(log.clone(), metrics.clone(), &peers);
+    let losses = recorded_losses(&storage, &data_dir, &telemetry)?;
+    let health = StorageHealth::new(telemetry.clone());
+    let journal = Journal::start(storage.clone(), buffers.journal(), health.clone())?;
     for buffer in [Log::Store, Log::Forward] {
         let retention = buffers.limits(buffer).retention.as_secs_f64();
         metrics
@@ -53,7 +55,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
             .with_label_values(&[buffer.as_str()])
             .set(retention);
     }
-    let (admission, pulls_paused) = start_backpressure(&buffers, &journal, &telemetry);
+    let (admission, pulls_paused, disk) = start_backpressure(&buffers, &journal, &telemetry);
     let objects = open_objects(&data_dir, objects, storage, &metrics).await?;
     let store = StoreBuffer::new(store, journal.clone(), admission, objects.clone()).start();
     let seen = Seen::default();
@@ -73,6 +75,10 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         dialed,
         telemetry: telemetry.clone(),
     };
+    let egress = links
+        .iter()
+        .filter_map(|link| Some((link.peer.clone(), Pacer::new(Some(link.max_bytes_per_second?)))))
+        .collect();
     let links = start_links(links, &link_deps);
     let drain = DrainHandle::new(metrics.draining.clone());
     let rpc_deps = RpcDeps {
@@ -84,12 +90,16 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         drain: drain.clone(),
         switches: switches.clone(),
         telemetry,
+        egress,
     };
     let server = start_rpc(&quic.endpoint, rpc, rpc_deps, dialed_rx, &log)?;
     let (status, progress) = start_status(&journal, &metrics, peers, &quic.certificate, &seen);
-    metrics.node_up.set(1);
+    health.started();
     let handles = Handles {
         metrics,
+        health,
+        disk,
+        losses,
         drain,
         gate,
         switches,
@@ -192,6 +202,22 @@ fn start_status(
     (tokio::spawn(refresher.run()), progress_rx)
 }
 
+/// The losses accepted in this data directory, each logged.
+fn recorded_losses(
+    storage: &RocksStorage,
+    data_dir: &Path,
+    telemetry: &Telemetry,
+) -> Result<Arc<Vec<LossRecord>>, NodeError> {
+    let losses = storage.losses().map_err(|source| NodeError::Storage {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
+    for loss in &losses {
+        telemetry.emit(LossRecorded(loss));
+    }
+    Ok(Arc::new(losses))
+}
+
 async fn open_storage(data_dir: &Path, zone: &str) -> Result<Arc<RocksStorage>, NodeError> {
     let (path, zone) = (data_dir.to_path_buf(), zone.to_owned());
     let opened = tokio::task::spawn_blocking(move || RocksStorage::open(&path, &zone)).await?;
@@ -202,19 +228,23 @@ async fn open_storage(data_dir: &Path, zone: &str) -> Result<Arc<RocksStorage>, 
     Ok(Arc::new(storage))
 }
 
-/// Starts the `Backpressure` actor; returns the store buffer's admission check and the pull
-/// pause the peer links wait on.
+/// Starts the `Backpressure` actor; returns the store buffer's admission check, the pull pause
+/// the peer links wait on, and the disk as it measures it.
 fn start_backpressure(
     config: &BackpressureConfig,
     journal: &Journal,
     telemetry: &Telemetry,
-) -> (Admission, watch::Receiver<bool>) {
+) -> (Admission, watch::Receiver<bool>, watch::Receiver<DiskState>) {
     let deps = BackpressureDeps {
         journal: journal.clone(),
         telemetry: telemetry.clone(),
     };
     let backpressure = Backpressure::new(config.clone(), deps);
-    let handles = (backpressure.admission(), backpressure.pulls_paused());
+    let handles = (
+        backpressure.admission(),
+        backpressure.pulls_paused(),
+        backpressure.disk(),
+    );
     Supervisor::start(move |_| backpressure);
     handles
 }

@@ -13,6 +13,7 @@
 
 mod backoff;
 mod link_state;
+mod page_size;
 mod pull;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -40,9 +41,9 @@ pub struct PeerLinkConfig {
     pub batch_limit: u32,
     pub max_wait: Duration,
     pub max_frame_bytes: usize,
-    /// A call that has not answered within `max_wait` plus this is a dead link (QUIC's idle
-    /// timeout, set to the same value, catches a silent connection sooner).
-    pub link_timeout: Duration,
+    /// `[[peers]] max_bytes_per_second`: pages pulled from the peer are paced to it (what this
+    /// node sends the peer is paced by the RPC server).
+    pub max_bytes_per_second: Option<u64>,
 }
 
 /// Runtime handles a peer link needs.

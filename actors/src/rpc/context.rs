@@ -12,6 +12,7 @@ use crate::{
     objects::ObjectStore,
     peer_link::PeerLink,
     store_buffer::StoreBuffer,
+    transport::pacing::Pacer,
     zone_gate::{GateSwitches, ZoneGate},
 };
 
@@ -42,6 +43,9 @@ pub struct RpcDeps {
     /// A peer whose gate is closed is refused every call.
     pub switches: GateSwitches,
     pub telemetry: Telemetry,
+    /// What this node sends each peer (pages, artifact bodies), paced to the peer's
+    /// `max_bytes_per_second`; peers without a cap are absent.
+    pub egress: HashMap<String, Pacer>,
 }
 
 /// Both, shared by every task of one server (an `Arc` clone per stream).

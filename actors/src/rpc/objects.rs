@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     objects::{Origin, PutSpec},
-    transport::framed,
+    transport::{framed, pacing::Pacer},
 };
 
 /// The blob streamed after a `GetObject` response.
@@ -60,15 +60,22 @@ pub(super) async fn get(r: GetObjectRequest, caller: &Caller, ctx: &Context) -> 
     Ok((Response::GetObject(meta), Body { file, size }))
 }
 
-/// Writes the response frame, then the body if there is one, and finishes the stream.
-pub(super) async fn respond(send: &mut SendStream, answer: &Answer, body: Option<Body>, max_frame_bytes: usize) {
-    if let Err(e) = framed::send_frame(send, answer, max_frame_bytes).await {
+/// Writes the response frame, then the body if there is one, at the rate of `pacer` (a peer's
+/// `max_bytes_per_second`), and finishes the stream.
+pub(super) async fn respond(
+    send: &mut SendStream,
+    answer: &Answer,
+    body: Option<Body>,
+    max_frame_bytes: usize,
+    pacer: &Pacer,
+) {
+    if let Err(e) = framed::send_frame_paced(send, answer, max_frame_bytes, pacer).await {
         let fallback = Response::Error(RpcError::internal(format!("response could not be sent: {e}")));
         let _ = framed::write_frame(send, &fallback, max_frame_bytes).await;
         return;
     }
     if let Some(mut body) = body {
-        if framed::send_body(send, &mut body.file, body.size, |_| {})
+        if framed::send_body(send, &mut body.file, body.size, |_| {}, pacer)
             .await
             .is_err()
         {

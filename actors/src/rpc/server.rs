@@ -24,7 +24,7 @@ use super::{
 use crate::{
     events::{ClientRejected, Direction, PeerConnected, PeerRefused, TlsHandshakeFailed, CLOSED_BY_OPERATOR},
     peer_link,
-    transport::{framed, tls},
+    transport::{framed, pacing::Pacer, tls},
 };
 
 /// How long a refused peer gets to receive its refusal before its connection is closed.
@@ -157,7 +157,11 @@ async fn serve_stream(
     };
     call.emit(&deps.telemetry, config.audit);
     let _ = recv.stop(StreamCode::Done.code().into());
-    objects::respond(&mut send, &answer, body, config.max_frame_bytes).await;
+    let pacer = match &*caller {
+        Caller::Peer(zone) => deps.egress.get(zone).cloned().unwrap_or_default(),
+        _ => Pacer::default(),
+    };
+    objects::respond(&mut send, &answer, body, config.max_frame_bytes, &pacer).await;
     drop(in_flight);
     if gate_closed {
         // The peer learns why, then loses the connection: it must not keep one open per retry.

@@ -3,7 +3,8 @@
 //! the replication lag and its peak over the last ten minutes; per consumer the backlog, the lag,
 //! the facts confirmed (a counter) and the confirm rate over the last minute — and the
 //! certificate's expiry countdown, and publishes the same numbers as a [`Progress`] for
-//! `/v1/status`.
+//! `/v1/status`. While the journal's commits fail it also probes storage once a second (a commit
+//! that changes nothing), so a node whose storage recovers becomes ready without any traffic.
 //!
 //! A consumer shows from its first fetch (the forward buffer's [`Seen`], at cursor 0 until it
 //! confirms), so one that fetches but never confirms has its backlog and lag. A consumer that is
@@ -29,6 +30,7 @@ use window::{PeakWindow, RateWindow, PEAK_WINDOW, RATE_WINDOW};
 
 use crate::{
     cert_watcher::Certificate,
+    events::StorageOp,
     forward_buffer::{consumer_cursors, Seen},
     journal::Journal,
     metrics::Metrics,
@@ -97,6 +99,10 @@ impl Refresher {
         let mut ticker = tokio::time::interval(INTERVAL);
         loop {
             ticker.tick().await;
+            if shared.journal.health().failing(StorageOp::Commit) {
+                // Its outcome is reported by the journal itself.
+                let _ = shared.journal.probe().await;
+            }
             let left = shared.certificate.borrow().time_left(SystemTime::now());
             shared.metrics.certificate_expiry_seconds.set(left.as_secs_f64());
             let refresher = shared.clone();
@@ -171,6 +177,10 @@ impl Refresher {
         let counted = backlog.update(frontier, store_high, |after, upto| {
             storage.count_store(peer, after, upto)
         });
+        match &counted {
+            Ok(_) => self.journal.health().succeeded(StorageOp::Read),
+            Err(error) => self.journal.health().failed(StorageOp::Read, error),
+        }
         // A storage fault leaves the last count standing; the next refresh tries again.
         let backlog = counted.unwrap_or(backlog.count);
         let gauge = self.metrics.peer_backlog_facts.with_label_values(&[peer]);

@@ -61,11 +61,15 @@
 //! entry, and a `fwd_idem` entry whose log entry was already reclaimed (kept only for the dedupe
 //! window) keeps its offset alone: a fact replayed to it is a duplicate by its id.
 
+mod damage;
+#[cfg(test)]
+mod damage_tests;
 pub mod object_index;
 mod rocks;
 
+pub use damage::{ranges, DamageReport, LossRecord, Offsets, WalDamage};
 pub use object_index::{ObjectEntry, ObjectIndex};
-pub use rocks::RocksStorage;
+pub use rocks::{RocksStorage, Salvaged};
 
 use std::collections::HashMap;
 
@@ -259,8 +263,10 @@ pub struct Batch {
     pub forward_deletes: Vec<ForwardDelete>,
     pub store_high: Option<u64>,
     pub forward_high: Option<u64>,
-    /// Usage after this batch, when it changed.
+    /// Usage after this batch, when it changed (or when the batch is a probe).
     pub usage: Option<Usage>,
+    /// Written only to learn whether storage takes writes (it rewrites the usage as it is).
+    pub probe: bool,
 }
 
 impl Batch {
@@ -271,12 +277,14 @@ impl Batch {
             && self.cursor_deletes.is_empty()
             && self.store_deletes.is_empty()
             && self.forward_deletes.is_empty()
+            && !self.probe
     }
 
     /// Whether the batch must be fsync'd: everything but the deletion of confirmed facts
     /// (see "Write batches" above).
     pub fn needs_sync(&self) -> bool {
         !(self.store.is_empty() && self.forward.is_empty() && self.cursors.is_empty() && self.cursor_deletes.is_empty())
+            || self.probe
             || self.store_deletes.iter().any(|d| d.reason.is_loss())
             || self.forward_deletes.iter().any(|d| d.log && d.reason.is_loss())
     }
@@ -317,6 +325,27 @@ pub struct Recovered {
     pub usage: Usage,
 }
 
+/// The file system under the data directory, and what storage itself will still write to it
+/// without being asked (RocksDB's space accounting): memtables not yet flushed become table
+/// files, and the write-ahead log grows by preallocated chunks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskSpace {
+    /// Bytes an unprivileged writer may still use.
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+    /// Bytes in memtables, which a flush writes out (less what was deleted meanwhile).
+    pub memtable_bytes: u64,
+    /// Bytes the write-ahead log takes at once when it grows (it is preallocated in chunks).
+    pub log_chunk_bytes: u64,
+}
+
+impl DiskSpace {
+    /// Bytes storage may write by itself, unasked: its memtables and the log's next chunk.
+    pub fn pending_bytes(&self) -> u64 {
+        self.memtable_bytes.saturating_add(self.log_chunk_bytes)
+    }
+}
+
 /// Storage faults. All map to `UNAVAILABLE` on the wire: the call may succeed later.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -336,6 +365,18 @@ pub enum StorageError {
     },
     #[error("data directory {path} has storage format {found:?}, newer than this version understands")]
     NewerFormat { path: String, found: String },
+    #[error("{0}")]
+    Damaged(Box<DamageReport>),
+    #[error("{0}")]
+    Salvage(String),
+}
+
+impl StorageError {
+    /// Stored data that cannot be read as written: a checksum mismatch, a damaged file, an entry
+    /// that does not decode. Retrying does not help; an operator must decide.
+    pub fn is_damage(&self) -> bool {
+        matches!(self, Self::Corrupt { .. } | Self::Damaged(_))
+    }
 }
 
 /// The storage port. Implementations must make [`Storage::commit`] atomic, and durable before it
@@ -363,4 +404,22 @@ pub trait Storage: Send + Sync + 'static {
     fn log_sizes(&self, log: Log, offsets: &[u64]) -> Result<Vec<Option<u64>>, StorageError>;
     /// One log entry, `None` where it is gone (`bsfg trace`).
     fn read_entry(&self, log: Log, offset: u64) -> Result<Option<LogRecord>, StorageError>;
+    /// Free space on the data directory's file system and what storage still needs of it.
+    fn disk(&self) -> Result<DiskSpace, StorageError>;
+    /// Gives back the disk space of deleted entries: flushes the memtables (which frees the
+    /// write-ahead log they pin) and compacts each log below the offset given for it, where
+    /// deletions are. Needs room for the flush (at most [`DiskSpace::memtable_bytes`]); call it
+    /// only when there is.
+    fn reclaim(&self, store_below: u64, forward_below: u64) -> Result<(), StorageError>;
+    /// After a read of `log` failed on damaged data: which entries among those it would have
+    /// returned — offsets in `(after, upto]`, at most `limit`, addressed to `peer` for the store
+    /// log — cannot be read. Fails when the entries cannot even be listed (a damaged index).
+    fn find_damage(
+        &self,
+        log: Log,
+        peer: Option<&str>,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StorageError>;
 }

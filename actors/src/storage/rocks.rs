@@ -1,13 +1,20 @@
 //! RocksDB adapter of the storage port. The format it writes is documented in the parent module;
-//! deletions and the dedupe window live in `sweep`, the upgrade of older directories in `upgrade`.
+//! deletions and the dedupe window live in `sweep`, the upgrade of older directories in `upgrade`,
+//! disk space in `space`, damaged write-ahead logs in `wal`, and going on without damaged data in
+//! `salvage`.
 
+mod salvage;
+mod space;
 mod sweep;
 mod upgrade;
+mod wal;
+
+pub use salvage::Salvaged;
 
 mod object_index;
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::{mpsc, Mutex, PoisonError},
 };
 
@@ -17,8 +24,8 @@ use rocksdb::{
 };
 
 use super::{
-    Batch, CursorKey, Digest, IdemRecord, Index, Log, LogRecord, Recovered, Storage, StorageError, Usage, WindowEntry,
-    FORWARD_HEADER, STORE_HEADER,
+    Batch, CursorKey, Digest, DiskSpace, IdemRecord, Index, Log, LogRecord, Recovered, Storage, StorageError, Usage,
+    WindowEntry, FORWARD_HEADER, STORE_HEADER,
 };
 
 const STORE_LOG: &str = "store_log";
@@ -49,10 +56,14 @@ const META_ZONE: &[u8] = b"zone";
 const META_STORE_HIGH: &[u8] = b"store_high";
 const META_FORWARD_HIGH: &[u8] = b"forward_high";
 const META_USAGE: &[u8] = b"usage";
+/// The losses operators accepted (`bsfg storage accept-loss`), bincode-encoded.
+const META_LOSSES: &[u8] = b"losses";
 
 /// RocksDB behind the [`Storage`] port.
 pub struct RocksStorage {
     db: DB,
+    /// The data directory, whose file system's free space [`Storage::disk`] reports.
+    path: PathBuf,
     /// Declared after `db`, so dropped after it: the receivers handed out by
     /// [`RocksStorage::closed`] disconnect only once the database is closed and its background
     /// threads are joined.
@@ -62,17 +73,36 @@ pub struct RocksStorage {
 impl RocksStorage {
     /// Opens (or creates) the database under `path` for `zone`. A data directory written by
     /// another zone is refused rather than mixed.
+    ///
+    /// A damaged write-ahead log is never replayed past its damage (a torn last record is
+    /// dropped): the directory is refused with a [`DamageReport`] saying where, what kind, and
+    /// which facts going on without it would lose.
     pub fn open(path: &Path, zone: &str) -> Result<Self, StorageError> {
+        Self::check_no_unfinished_swap(path)?;
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let families = FAMILIES.map(|name| family(name, &cache));
-        let db = DB::open_cf_descriptors(&db_options(), path, families).map_err(engine)?;
-        let storage = Self {
-            db,
-            close_watchers: Mutex::default(),
+        let mut options = db_options();
+        options.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+        let db = match DB::open_cf_descriptors(&options, path, families) {
+            Ok(db) => db,
+            Err(error) if engine(error.clone()).is_damage() => {
+                let report = Self::damage_report(path, error.into_string());
+                return Err(StorageError::Damaged(Box::new(report)));
+            }
+            Err(error) => return Err(engine(error)),
         };
+        let storage = Self::around(db, path);
         storage.claim_zone(path, zone)?;
         storage.upgrade(path)?;
         Ok(storage)
+    }
+
+    fn around(db: DB, path: &Path) -> Self {
+        Self {
+            db,
+            path: path.to_owned(),
+            close_watchers: Mutex::default(),
+        }
     }
 
     /// A receiver that disconnects when this storage is dropped and the database closed: a
@@ -121,6 +151,28 @@ impl RocksStorage {
             None => 0,
         };
         Ok(recorded.max(last))
+    }
+
+    /// Offsets in `(after, upto]` of the store-log entries addressed to `peer`, at most `limit`.
+    fn route_offsets(&self, peer: &str, after: u64, upto: u64, limit: usize) -> Result<Vec<u64>, StorageError> {
+        let start = route_key(peer, after.saturating_add(1));
+        let prefix_len = peer.len() + 1;
+        let mut offsets = Vec::new();
+        for entry in self
+            .db
+            .iterator_cf(self.cf(STORE_ROUTE)?, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (key, _) = entry.map_err(engine)?;
+            if offsets.len() >= limit || key.len() != prefix_len + 8 || key[..prefix_len] != start[..prefix_len] {
+                break;
+            }
+            let offset = be_u64(&key[prefix_len..], "route key", &key)?;
+            if offset > upto {
+                break;
+            }
+            offsets.push(offset);
+        }
+        Ok(offsets)
     }
 
     fn read_log(&self, log: &'static str, offsets: &[u64], header: usize) -> Result<Vec<LogRecord>, StorageError> {
@@ -196,23 +248,7 @@ impl Storage for RocksStorage {
     }
 
     fn read_store(&self, peer: &str, after: u64, upto: u64, limit: usize) -> Result<Vec<LogRecord>, StorageError> {
-        let start = route_key(peer, after.saturating_add(1));
-        let prefix_len = peer.len() + 1;
-        let mut offsets = Vec::new();
-        for entry in self
-            .db
-            .iterator_cf(self.cf(STORE_ROUTE)?, IteratorMode::From(&start, Direction::Forward))
-        {
-            let (key, _) = entry.map_err(engine)?;
-            if offsets.len() >= limit || key.len() != prefix_len + 8 || key[..prefix_len] != start[..prefix_len] {
-                break;
-            }
-            let offset = be_u64(&key[prefix_len..], "route key", &key)?;
-            if offset > upto {
-                break;
-            }
-            offsets.push(offset);
-        }
+        let offsets = self.route_offsets(peer, after, upto, limit)?;
         self.read_log(STORE_LOG, &offsets, STORE_HEADER)
     }
 
@@ -252,6 +288,25 @@ impl Storage for RocksStorage {
             Log::Forward => (FWD_LOG, FORWARD_HEADER),
         };
         Ok(self.read_log(cf, &[offset], header)?.pop())
+    }
+
+    fn find_damage(
+        &self,
+        log: Log,
+        peer: Option<&str>,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StorageError> {
+        self.damage(log, peer, after, upto, limit)
+    }
+
+    fn disk(&self) -> Result<DiskSpace, StorageError> {
+        self.space()
+    }
+
+    fn reclaim(&self, store_below: u64, forward_below: u64) -> Result<(), StorageError> {
+        self.give_back(store_below, forward_below)
     }
 
     fn count_store(&self, peer: &str, after: u64, upto: u64) -> Result<u64, StorageError> {
@@ -336,6 +391,10 @@ fn db_options() -> Options {
     opts.set_bytes_per_sync(1 << 20);
     // One budget for every family's memtables: reaching it flushes the largest.
     opts.set_db_write_buffer_size(MEMTABLE_BUDGET_BYTES);
+    // Flush what pins old logs (small families such as `meta` are never the largest memtable)
+    // once the logs hold twice the memtable budget; RocksDB's default would let them grow to
+    // four times every family's write buffers, over 1 GiB, before anything is flushed.
+    opts.set_max_total_wal_size(2 * MEMTABLE_BUDGET_BYTES as u64);
     opts
 }
 
@@ -359,8 +418,17 @@ fn synced() -> WriteOptions {
     opts
 }
 
+/// RocksDB's error as ours; damaged data (a checksum mismatch, a damaged file) is
+/// [`StorageError::Corrupt`], so it is reported as damage rather than retried.
 fn engine(error: rocksdb::Error) -> StorageError {
-    StorageError::Engine(error.into_string())
+    match error.kind() {
+        rocksdb::ErrorKind::Corruption => StorageError::Corrupt {
+            what: "stored data",
+            key: Vec::new(),
+            reason: error.into_string(),
+        },
+        _ => StorageError::Engine(error.into_string()),
+    }
 }
 
 fn route_key(zone: &str, offset: u64) -> Vec<u8> {

@@ -13,7 +13,9 @@ use std::{
 
 use tokio::sync::oneshot;
 
-use crate::storage::{Batch, IdemRecord, Index, Log, LogRecord, Recovered, Storage, StorageError, WindowEntry};
+use crate::storage::{
+    Batch, DiskSpace, IdemRecord, Index, Log, LogRecord, Recovered, Storage, StorageError, WindowEntry,
+};
 
 /// The kinds of storage calls a test can script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,6 +32,7 @@ pub enum Op {
 /// What one scripted call does.
 enum Fault {
     Fail,
+    Damaged,
     Hold {
         reached: oneshot::Sender<()>,
         release: mpsc::Receiver<()>,
@@ -71,6 +74,11 @@ impl Faults {
         self.push(op, Fault::Fail);
     }
 
+    /// The next unscripted call of `op` fails as if it met damaged data.
+    pub fn damage(&self, op: Op) {
+        self.push(op, Fault::Damaged);
+    }
+
     /// The next unscripted call of `op` waits until the returned [`Held`] lets it go.
     pub fn hold(&self, op: Op) -> Held {
         let (reached_tx, reached) = oneshot::channel();
@@ -86,6 +94,11 @@ impl Faults {
             reached: Some(reached),
             release,
         }
+    }
+
+    /// Forgets every scripted fault no call has met yet.
+    pub fn clear(&self) {
+        self.0.next.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
     /// How many failures have been injected so far.
@@ -109,6 +122,14 @@ impl Faults {
             Some(Fault::Fail) => {
                 self.0.injected.fetch_add(1, Ordering::SeqCst);
                 Err(StorageError::Engine(format!("injected {op:?} fault")))
+            }
+            Some(Fault::Damaged) => {
+                self.0.injected.fetch_add(1, Ordering::SeqCst);
+                Err(StorageError::Corrupt {
+                    what: "stored data",
+                    key: Vec::new(),
+                    reason: format!("injected {op:?} damage"),
+                })
             }
             Some(Fault::Hold { reached, release }) => {
                 let _ = reached.send(());
@@ -177,5 +198,24 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     fn read_entry(&self, log: Log, offset: u64) -> Result<Option<LogRecord>, StorageError> {
         self.faults.call(Op::Read)?;
         self.inner.read_entry(log, offset)
+    }
+
+    fn find_damage(
+        &self,
+        log: Log,
+        peer: Option<&str>,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StorageError> {
+        self.inner.find_damage(log, peer, after, upto, limit)
+    }
+
+    fn disk(&self) -> Result<DiskSpace, StorageError> {
+        self.inner.disk()
+    }
+
+    fn reclaim(&self, store_below: u64, forward_below: u64) -> Result<(), StorageError> {
+        self.inner.reclaim(store_below, forward_below)
     }
 }

@@ -15,7 +15,9 @@ use bsfg_proto::{AppendResponse, Envelope, Fact, FetchedFact, Message};
 
 use self::faults::{Faults, FaultyStorage};
 use crate::{
+    events::{StorageHealth, Telemetry},
     journal::{AppendMode, Journal, JournalConfig, JournalError, Prepared},
+    metrics::Metrics,
     storage::{RocksStorage, Storage},
 };
 
@@ -70,8 +72,8 @@ impl Fixture {
         Self::start(dir, config)
     }
 
-    /// Closes the database (the writer thread stops with the last handle) and opens it again.
-    pub fn reopen(self, config: JournalConfig) -> Self {
+    /// Closes the database and hands back its directory, for a test to damage or open itself.
+    pub fn close(self) -> tempfile::TempDir {
         let Self {
             journal,
             storage,
@@ -82,7 +84,17 @@ impl Fixture {
         drop(journal);
         drop(storage);
         drop(closed);
+        dir
+    }
+
+    /// Opens a directory [`Fixture::close`] handed back.
+    pub fn open_in(dir: tempfile::TempDir, config: JournalConfig) -> Self {
         Self::start(dir, config)
+    }
+
+    /// Closes the database (the writer thread stops with the last handle) and opens it again.
+    pub fn reopen(self, config: JournalConfig) -> Self {
+        Self::start(self.close(), config)
     }
 
     fn start(dir: tempfile::TempDir, config: JournalConfig) -> Self {
@@ -123,6 +135,17 @@ impl Drop for Closed {
 fn start(path: &Path, config: JournalConfig, faults: &Faults) -> (Arc<RocksStorage>, Journal) {
     let storage = Arc::new(RocksStorage::open(path, ZONE).expect("open storage"));
     let faulty = Arc::new(FaultyStorage::new(storage.clone(), faults.clone()));
-    let journal = Journal::start(faulty, config).expect("start journal");
+    let journal = Journal::start(faulty, config, health()).expect("start journal");
     (storage, journal)
+}
+
+/// Telemetry that keeps nothing: a discarding logger and metrics of their own.
+pub fn telemetry() -> Telemetry {
+    let metrics = Arc::new(Metrics::new(ZONE, "test").expect("metrics"));
+    Telemetry::new(slog::Logger::root(slog::Discard, slog::o!()), metrics, &[])
+}
+
+/// Storage health reporting into [`telemetry`].
+pub fn health() -> StorageHealth {
+    StorageHealth::new(telemetry())
 }

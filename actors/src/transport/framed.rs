@@ -10,6 +10,11 @@ use bsfg_proto::{codec, ErrorCode, FrameError, Request, Response, RpcError};
 use quinn::{Connection, RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::pacing::Pacer;
+
+/// Largest piece written at once when writes are paced: a fifth of a second of a 100 KiB/s link.
+const PACED_CHUNK: usize = 16 << 10;
+
 /// How long a caller may take to send its request once it opened a stream.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -86,23 +91,47 @@ pub async fn send_frame<T: bincode::Encode>(
     value: &T,
     max_frame_bytes: usize,
 ) -> Result<(), StreamError> {
+    send_frame_paced(send, value, max_frame_bytes, &Pacer::default()).await
+}
+
+/// [`send_frame`] in pieces at the rate of `pacer`.
+pub async fn send_frame_paced<T: bincode::Encode>(
+    send: &mut SendStream,
+    value: &T,
+    max_frame_bytes: usize,
+    pacer: &Pacer,
+) -> Result<(), StreamError> {
     let frame = codec::encode_frame(value, max_frame_bytes)?;
-    send.write_all(&frame)
-        .await
-        .map_err(|e| StreamError::Stream(e.to_string()))
+    write_paced(send, &frame, pacer).await
+}
+
+/// Writes `bytes`; with a limited `pacer`, in pieces of at most [`PACED_CHUNK`], each paced.
+async fn write_paced(send: &mut SendStream, bytes: &[u8], pacer: &Pacer) -> Result<(), StreamError> {
+    let piece = match pacer.rate() {
+        Some(_) => PACED_CHUNK,
+        None => bytes.len().max(1),
+    };
+    for chunk in bytes.chunks(piece) {
+        pacer.pace(chunk.len()).await;
+        send.write_all(chunk)
+            .await
+            .map_err(|e| StreamError::Stream(e.to_string()))?;
+    }
+    Ok(())
 }
 
 pub fn finish(send: &mut SendStream) -> Result<(), StreamError> {
     send.finish().map_err(|e| StreamError::Stream(e.to_string()))
 }
 
-/// Writes exactly `size` bytes read from `source`, chunk by chunk; `progress` is told the length
-/// of every chunk sent. A source that ends early is an error.
+/// Writes exactly `size` bytes read from `source`, chunk by chunk, at the rate of `pacer`;
+/// `progress` is told the length of every chunk sent. A source that ends early is an error.
 pub async fn send_body(
     send: &mut SendStream,
     source: &mut (impl AsyncRead + Unpin),
     size: u64,
     mut progress: impl FnMut(usize),
+    pacer: &Pacer,
 ) -> Result<(), StreamError> {
     let mut buf = vec![0u8; BODY_CHUNK];
     let mut remaining = size;
@@ -113,9 +142,7 @@ pub async fn send_body(
             let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("{remaining} bytes short"));
             return Err(StreamError::Source(eof));
         }
-        send.write_all(&buf[..got])
-            .await
-            .map_err(|e| StreamError::Stream(e.to_string()))?;
+        write_paced(send, &buf[..got], pacer).await?;
         remaining -= got as u64;
         progress(got);
     }
@@ -157,6 +184,84 @@ impl BodyReader {
     }
 }
 
+/// How long a caller waits on an answer that makes no progress: `first` for its first byte (the
+/// node may long-poll before answering), `between` for each later byte. An answer whose bytes
+/// keep arriving is waited for however long it takes, so a slow link is never mistaken for a
+/// dead one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Patience {
+    pub first: Duration,
+    pub between: Duration,
+}
+
+/// A response, and the size of its frame on the wire.
+#[derive(Debug)]
+pub struct Answered {
+    pub response: Response,
+    pub frame_bytes: usize,
+}
+
+/// [`call_for_body`] that waits on the answer with `patience` instead of without limit.
+pub async fn patient_call(
+    conn: &Connection,
+    request: &Request,
+    max_frame_bytes: usize,
+    patience: Patience,
+) -> Result<(Answered, RecvStream), StreamError> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let sent = write_frame(&mut send, request, max_frame_bytes).await;
+    match (sent, read_patiently(&mut recv, max_frame_bytes, patience).await) {
+        (_, Ok(answered)) => Ok((answered, recv)),
+        (Err(e), Err(_)) | (Ok(()), Err(e)) => Err(e),
+    }
+}
+
+/// Reads one frame, waiting `patience.first` for its first byte and `patience.between` for
+/// each later one.
+async fn read_patiently(
+    recv: &mut RecvStream,
+    max_frame_bytes: usize,
+    patience: Patience,
+) -> Result<Answered, StreamError> {
+    let mut wait = patience.first;
+    let mut header = [0u8; codec::HEADER_LEN];
+    fill_patiently(recv, &mut header, &mut wait, patience.between).await?;
+    let len = codec::body_len(header, max_frame_bytes)?;
+    let mut body = vec![0u8; len];
+    fill_patiently(recv, &mut body, &mut wait, patience.between).await?;
+    Ok(Answered {
+        response: codec::decode_body(&body)?,
+        frame_bytes: codec::HEADER_LEN + len,
+    })
+}
+
+async fn fill_patiently(
+    recv: &mut RecvStream,
+    buf: &mut [u8],
+    wait: &mut Duration,
+    between: Duration,
+) -> Result<(), StreamError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let read = tokio::time::timeout(*wait, recv.read(&mut buf[filled..]))
+            .await
+            .map_err(|_| StreamError::Timeout(*wait))?;
+        match read {
+            Ok(Some(n)) => filled += n,
+            Ok(None) => {
+                return Err(StreamError::Truncated {
+                    expected: buf.len(),
+                    got: filled,
+                })
+            }
+            Err(quinn::ReadError::ConnectionLost(c)) => return Err(StreamError::Connection(c)),
+            Err(other) => return Err(StreamError::Stream(other.to_string())),
+        }
+        *wait = between;
+    }
+    Ok(())
+}
+
 /// One call: opens a stream, sends the request, reads the response. When the node stops
 /// reading early (a request it refuses, such as one over its frame limit) its answer is still
 /// read and returned.
@@ -190,7 +295,7 @@ pub async fn call_with_body(
     let (mut send, mut recv) = conn.open_bi().await?;
     let sent = async {
         send_frame(&mut send, request, max_frame_bytes).await?;
-        send_body(&mut send, source, size, progress).await?;
+        send_body(&mut send, source, size, progress, &Pacer::default()).await?;
         finish(&mut send)
     }
     .await;

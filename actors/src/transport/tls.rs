@@ -327,16 +327,26 @@ fn client_verifier(roots: &Arc<RootCertStore>) -> Result<Arc<dyn ClientCertVerif
         .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))
 }
 
+/// Reordering (in packets) before a packet counts as lost by its successors' acknowledgements
+/// alone. Jitter on a WAN path reorders many packets at once; with RFC 9002's 3, each burst of
+/// reordering looked like loss and cut the sending rate. Losses are still found by time (9/8 of
+/// the round trip), as RACK does for TCP.
+const REORDERING_PACKETS: u32 = 32;
+
 /// Keep-alives four times per idle timeout, so a live but quiet link never looks dead and a
 /// silent one is declared dead within `idle_timeout` (the effective timeout is the smaller of
-/// both sides' values).
+/// both sides' values). Congestion control is BBR: it paces by the measured bottleneck rather
+/// than backing off at every loss, which is what a lossy plant link needs (measured against
+/// quinn's default Cubic in docs/performance.md, "Lossy links").
 fn transport_config(idle_timeout: Duration) -> Result<Arc<quinn::TransportConfig>, TlsError> {
     let idle = quinn::IdleTimeout::try_from(idle_timeout).map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut transport = quinn::TransportConfig::default();
     transport
         .keep_alive_interval(Some(idle_timeout / 4))
         .max_idle_timeout(Some(idle))
-        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_BIDI_STREAMS));
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_BIDI_STREAMS))
+        .congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()))
+        .packet_threshold(REORDERING_PACKETS);
     Ok(Arc::new(transport))
 }
 

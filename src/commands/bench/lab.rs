@@ -1,7 +1,8 @@
 //! The bench's laboratory: two zones on loopback, `enterprise` (where producers append) and
-//! `plant-a` (where facts go), their node processes, and, when a mode must cut the link, a fault
-//! proxy in front of each node. Nodes are started as the modes need them and count as serving
-//! when `/readyz` answers 200, which also works at log levels that hide `node_started`.
+//! `plant-a` (where facts go), their node processes, and, when a mode must cut the link or the
+//! link is to be lossy or slow ([`Network`]), a fault proxy in front of each node. Nodes are
+//! started as the modes need them and count as serving when `/readyz` answers 200, which also
+//! works at log levels that hide `node_started`.
 
 use std::{
     collections::BTreeMap,
@@ -28,6 +29,22 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 /// Log lines quoted when a node does not stop cleanly.
 const LOG_TAIL_LINES: usize = 5;
 
+/// A WAN between the zones: what the fault proxies do to every datagram, both ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Network {
+    pub loss_percent: u8,
+    /// One way, per datagram.
+    #[serde(serialize_with = "millis")]
+    pub delay: Duration,
+    /// Each datagram's delay is drawn from `delay ± jitter`.
+    #[serde(serialize_with = "millis")]
+    pub jitter: Duration,
+}
+
+fn millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u128(duration.as_millis())
+}
+
 /// The nodes' `[log]` settings.
 #[derive(Debug, Clone)]
 pub struct Logging {
@@ -43,14 +60,20 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// PKI and configs in `dir`; nothing runs yet. With `proxied`, each node reaches its peer
-    /// through a fault proxy (started on the current tokio runtime) so the link can be cut.
-    pub fn new(dir: &Path, logging: &Logging, proxied: bool) -> anyhow::Result<Self> {
+    /// PKI and configs in `dir`; nothing runs yet. With `proxied` or a `network`, each node
+    /// reaches its peer through a fault proxy (started on the current tokio runtime) so the link
+    /// can be cut; a `network` is applied to the proxies at once.
+    pub fn new(dir: &Path, logging: &Logging, proxied: bool, network: Option<&Network>) -> anyhow::Result<Self> {
         let mut net = Devnet::new(dir, &[SOURCE, SINK], &[(SOURCE, SINK)], &[CLIENT])?;
         let mut proxies = Vec::new();
         for (zone, peer) in [(SOURCE, SINK), (SINK, SOURCE)] {
-            if proxied {
+            if proxied || network.is_some() {
                 let proxy = FaultProxy::start(net.node(zone)?.rpc).context("starting a fault proxy")?;
+                if let Some(network) = network {
+                    proxy.drop_percent(network.loss_percent);
+                    proxy.delay(network.delay);
+                    proxy.jitter(network.jitter);
+                }
                 net.set_peer_address(peer, zone, proxy.addr())?;
                 proxies.push(proxy);
             }
@@ -133,6 +156,18 @@ impl Lab {
 
     pub fn heal(&self) {
         self.proxies.iter().for_each(|proxy| proxy.heal());
+    }
+
+    /// Sessions with a peer that failed, as both nodes logged them so far (`peer_disconnected`,
+    /// a warning: seen at the bench's default node log level). Each one is a reconnect.
+    pub fn link_failures(&self) -> u64 {
+        let failures = |log: &Path| {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            text.lines()
+                .filter(|line| line.contains("\"msg\":\"peer_disconnected\""))
+                .count() as u64
+        };
+        self.nodes.values().map(|node| failures(&node.log)).sum()
     }
 
     pub fn client(&self, zone: &str) -> anyhow::Result<ClientOptions> {

@@ -22,7 +22,7 @@ use std::{future::Future, path::PathBuf, time::Duration};
 use anyhow::bail;
 
 use self::{
-    lab::{Lab, Logging, SOURCE},
+    lab::{Lab, Logging, Network, SOURCE},
     load::{Amount, Appended, Plan},
     progress::Progress,
     report::Report,
@@ -101,6 +101,17 @@ pub struct BenchArgs {
     /// Turn the nodes' audit log (`log.audit`, one line per call) on; off by default.
     #[arg(long)]
     pub audit: bool,
+    /// Put a fault proxy on the link that drops this percentage of datagrams, both ways
+    /// (replicate mode: a lossy WAN).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub loss: Option<u8>,
+    /// Put a fault proxy on the link that holds every datagram back this long, each way (e.g.
+    /// `50ms`; the round trip grows by twice as much).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub delay: Option<Duration>,
+    /// Spread each datagram's delay over `delay ± jitter`, so datagrams overtake each other.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub jitter: Option<Duration>,
 }
 
 impl BenchArgs {
@@ -117,6 +128,18 @@ impl BenchArgs {
             payload_bytes: usize::try_from(self.payload_bytes).unwrap_or(usize::MAX),
             rate: self.rate,
         }
+    }
+
+    /// The impaired link asked for, if any.
+    fn network(&self) -> Option<Network> {
+        if self.loss.is_none() && self.delay.is_none() && self.jitter.is_none() {
+            return None;
+        }
+        Some(Network {
+            loss_percent: self.loss.unwrap_or(0),
+            delay: self.delay.unwrap_or_default(),
+            jitter: self.jitter.unwrap_or_default(),
+        })
     }
 
     fn logging(&self) -> Logging {
@@ -139,7 +162,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     // The proxies of replay mode run on this runtime.
     let _guard = runtime.enter();
-    let mut lab = Lab::new(&dir, &args.logging(), args.mode == Mode::Replay)?;
+    let network = args.network();
+    if network.is_some() && args.mode != Mode::Replicate {
+        bail!("--loss, --delay and --jitter shape the link of --mode replicate only");
+    }
+    let mut lab = Lab::new(&dir, &args.logging(), args.mode == Mode::Replay, network.as_ref())?;
     let measured = match args.mode {
         Mode::Append => append::run(&bench, &mut lab, &mut report),
         Mode::Replicate => replicate::run(&bench, &mut lab, &mut report),

@@ -41,11 +41,14 @@ pub(super) fn run(bench: &Bench, lab: &mut Lab, report: &mut Report) -> anyhow::
     let (appended, consumed) = bench.sampled(lab, report, measure(bench, lab))?;
     report.appended(&appended);
     let seconds = consumed.last_arrival.duration_since(appended.started).as_secs_f64();
+    let link_failures = lab.link_failures();
     report.replication = Some(Replication {
         seconds,
         facts_per_second: per_second(consumed.delivered, seconds),
         delivered: consumed.delivered,
         end_to_end_ms: Quantiles::of(&consumed.end_to_end_ms, 1.0),
+        link_failures,
+        link_failures_per_minute: per_second(link_failures, seconds) * 60.0,
     });
     Ok(())
 }

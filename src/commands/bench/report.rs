@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::{load::Appended, sampler::Footprint, BenchArgs};
+use super::{lab::Network, load::Appended, sampler::Footprint, BenchArgs};
 
 /// What every acknowledgement promised.
 const DURABILITY: &str = "fsync before ack (group commit)";
@@ -27,6 +27,9 @@ pub struct Report {
     pub durability: &'static str,
     pub node_log_level: String,
     pub audit: bool,
+    /// The WAN the fault proxies made of the link, when one was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub append: Option<Throughput>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,6 +82,9 @@ pub struct Replication {
     pub delivered: u64,
     /// From `produced_at_unix_ms` to the consumer receiving the fact (1 ms resolution).
     pub end_to_end_ms: Quantiles,
+    /// Sessions with the peer that failed on either node (each one a reconnect).
+    pub link_failures: u64,
+    pub link_failures_per_minute: f64,
 }
 
 /// A replay run ends only with every one of the `backlog_facts` facts in the sink's forward
@@ -160,6 +166,7 @@ impl Report {
             durability: DURABILITY,
             node_log_level: args.node_log_level.clone(),
             audit: args.audit,
+            network: args.network(),
             append: None,
             replication: None,
             replay: None,
@@ -202,6 +209,15 @@ impl Report {
                 format!("level {}, audit {}", self.node_log_level, on_off(self.audit)),
             ),
         ];
+        if let Some(n) = &self.network {
+            let link = format!(
+                "{} % loss, {} ms ± {} ms delay each way",
+                n.loss_percent,
+                n.delay.as_millis(),
+                n.jitter.as_millis()
+            );
+            rows.push(("network".into(), link));
+        }
         self.measured_rows(&mut rows);
         for (name, footprint) in &self.nodes {
             rows.push((format!("node {name}"), footprint_text(footprint)));
@@ -249,6 +265,8 @@ impl Report {
             );
             rows.push(("replication".into(), delivered));
             rows.push(("end-to-end latency".into(), quantiles_text(&r.end_to_end_ms)));
+            let failures = format!("{} ({:.1} per minute)", r.link_failures, r.link_failures_per_minute);
+            rows.push(("link failures".into(), failures));
         }
         if let Some(r) = &self.replay {
             rows.push(("reconnect".into(), format!("{:.3} s", r.reconnect_seconds)));

@@ -15,7 +15,7 @@
 use bsfg_proto::{ArtifactRef, FetchedFact, GetObjectRequest, ObjectMeta, Request, Response};
 use quinn::Connection;
 
-use super::{PullError, Session};
+use super::{session::Session, PullError};
 use crate::{
     events::{ArtifactRetrievalFailed, ArtifactRetrieved, ArtifactSkipped, Skip},
     objects::{ObjectError, Origin, PutSpec},
@@ -118,10 +118,9 @@ impl Session {
             key: artifact.key.clone(),
         });
         let max_frame_bytes = self.config.max_frame_bytes;
-        let (response, mut recv) = self
-            .bounded(conn, framed::call_for_body(conn, &request, max_frame_bytes))
-            .await?;
-        let meta = match response {
+        let call = framed::patient_call(conn, &request, max_frame_bytes, self.patience());
+        let (answered, mut recv) = self.watched(conn, call).await?;
+        let meta = match answered.response {
             Response::GetObject(meta) => meta,
             Response::Error(e) => return Err(PullError::Remote(e)),
             _ => return Err(PullError::Protocol("get_object")),
@@ -129,7 +128,7 @@ impl Session {
         let spec = put_spec(artifact, meta).map_err(PullError::Objects)?;
         let objects = &self.deps.objects;
         objects
-            .receive(spec, &mut recv, self.config.link_timeout)
+            .receive(spec, &mut recv, self.patience().between)
             .await
             .map_err(PullError::Objects)?;
         Ok(())

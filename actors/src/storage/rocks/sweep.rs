@@ -1,6 +1,7 @@
 //! Deletions and the reads that plan them: the zones of the store log, the forward buffer's dedupe
 //! window (`fwd_age`) and the sizes of log entries, which the journal checks before deleting so
-//! nothing is deleted or counted twice.
+//! nothing is deleted or counted twice; and locating damaged log entries one by one, after a read
+//! of many failed.
 
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
@@ -94,6 +95,35 @@ impl RocksStorage {
                 decode_window(&key, &value)
             })
             .collect()
+    }
+
+    /// The offsets among a failed read's entries whose log entry cannot be read: the store's are
+    /// listed from the per-peer index, the forward buffer's are its offsets (gaps read as absent).
+    pub(super) fn damage(
+        &self,
+        log: Log,
+        peer: Option<&str>,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StorageError> {
+        let offsets: Vec<u64> = match (log, peer) {
+            (Log::Store, Some(peer)) => self.route_offsets(peer, after, upto, limit)?,
+            _ => (after.saturating_add(1)..=upto).take(limit).collect(),
+        };
+        let cf = self.cf(match log {
+            Log::Store => STORE_LOG,
+            Log::Forward => FWD_LOG,
+        })?;
+        let mut damaged = Vec::new();
+        for offset in offsets {
+            if let Err(error) = self.db.get_pinned_cf(cf, offset.to_be_bytes()) {
+                if engine(error).is_damage() {
+                    damaged.push(offset);
+                }
+            }
+        }
+        Ok(damaged)
     }
 
     pub(super) fn sizes(&self, log: Log, offsets: &[u64]) -> Result<Vec<Option<u64>>, StorageError> {

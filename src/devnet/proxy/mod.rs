@@ -5,8 +5,11 @@
 //! Each distinct client source address gets a session: a fresh socket connected to the target,
 //! so the target's replies can be told apart and sent back to the right client. Sessions live as
 //! long as the proxy (its users are short tests and demos). The datagrams of one session and
-//! direction pass through one delay line, so an added delay never reorders them. The proxy's
-//! tasks run on the tokio runtime that started it and are aborted when the [`FaultProxy`] drops.
+//! direction pass through one delay line (`line`): a constant delay never reorders them, a
+//! jittered one does, as a WAN path with several routes would. The proxy's tasks run on the tokio
+//! runtime that started it and are aborted when the [`FaultProxy`] drops.
+
+mod line;
 
 use std::{
     collections::{hash_map::Entry, HashMap},
@@ -23,6 +26,8 @@ use std::{
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tokio::{net::UdpSocket, sync::mpsc, task::AbortHandle, time::Instant};
+
+use line::{deliver, Delayed, Exit};
 
 /// Largest datagram relayed (the UDP maximum).
 const MAX_DATAGRAM: usize = 65_535;
@@ -58,9 +63,11 @@ struct FaultState {
     cut: [AtomicBool; 2],
     drop_percent: AtomicU8,
     delay_micros: AtomicU64,
+    jitter_micros: AtomicU64,
     sessions: AtomicU64,
     initial_packets: AtomicU64,
     forwarded: [AtomicU64; 2],
+    forwarded_bytes: [AtomicU64; 2],
     dropped: [AtomicU64; 2],
     seed: u64,
     rng: Mutex<StdRng>,
@@ -73,9 +80,11 @@ impl Faults {
             cut: Default::default(),
             drop_percent: AtomicU8::new(0),
             delay_micros: AtomicU64::new(0),
+            jitter_micros: AtomicU64::new(0),
             sessions: AtomicU64::new(0),
             initial_packets: AtomicU64::new(0),
             forwarded: Default::default(),
+            forwarded_bytes: Default::default(),
             dropped: Default::default(),
             seed,
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
@@ -103,7 +112,14 @@ impl Faults {
         self.0.delay_micros.store(micros, Ordering::SeqCst);
     }
 
-    /// Turns every fault off: no blackhole, no cut, no loss, no delay. Counters are kept.
+    /// Spreads each datagram's delay uniformly over `delay ± jitter` (never below zero), both
+    /// ways: datagrams then overtake each other, as on a WAN path with jitter.
+    pub fn jitter(&self, jitter: Duration) {
+        let micros = u64::try_from(jitter.as_micros()).unwrap_or(u64::MAX);
+        self.0.jitter_micros.store(micros, Ordering::SeqCst);
+    }
+
+    /// Turns every fault off: no blackhole, no cut, no loss, no delay or jitter. Counters are kept.
     pub fn heal(&self) {
         self.0.blackhole.store(false, Ordering::SeqCst);
         for cut in &self.0.cut {
@@ -111,6 +127,7 @@ impl Faults {
         }
         self.0.drop_percent.store(0, Ordering::SeqCst);
         self.0.delay_micros.store(0, Ordering::SeqCst);
+        self.0.jitter_micros.store(0, Ordering::SeqCst);
     }
 
     /// Distinct client source addresses ever seen, dropped datagrams included. A QUIC endpoint
@@ -129,6 +146,12 @@ impl Faults {
     /// lost like on a real network but counted here).
     pub fn forwarded(&self, direction: Direction) -> u64 {
         self.0.forwarded[direction.index()].load(Ordering::SeqCst)
+    }
+
+    /// Bytes of the datagrams let through in `direction` (UDP payloads: QUIC packets with their
+    /// headers, acknowledgements and retransmissions, as a link's bandwidth sees them).
+    pub fn forwarded_bytes(&self, direction: Direction) -> u64 {
+        self.0.forwarded_bytes[direction.index()].load(Ordering::SeqCst)
     }
 
     /// Datagrams dropped in `direction` by a fault or a full delay line.
@@ -151,16 +174,32 @@ impl Faults {
 
     /// Queues `data` on `line` unless a fault drops it, counting either way.
     fn offer(&self, direction: Direction, line: &mpsc::Sender<Delayed>, data: &[u8]) {
-        let due = Instant::now() + Duration::from_micros(self.0.delay_micros.load(Ordering::SeqCst));
         let passed = self.passes(direction)
             && line
                 .try_send(Delayed {
-                    due,
+                    due: self.due(),
                     data: data.to_vec(),
                 })
                 .is_ok();
         let counters = if passed { &self.0.forwarded } else { &self.0.dropped };
         counters[direction.index()].fetch_add(1, Ordering::SeqCst);
+        if passed {
+            self.0.forwarded_bytes[direction.index()].fetch_add(data.len() as u64, Ordering::SeqCst);
+        }
+    }
+
+    /// When a datagram offered now leaves: after the delay, moved by up to the jitter either way.
+    fn due(&self) -> Instant {
+        let delay = self.0.delay_micros.load(Ordering::SeqCst);
+        let jitter = self.0.jitter_micros.load(Ordering::SeqCst);
+        let micros = match jitter {
+            0 => delay,
+            _ => {
+                let drawn = lock(&self.0.rng).random_range(0..=2 * jitter);
+                (delay + drawn).saturating_sub(jitter)
+            }
+        };
+        Instant::now() + Duration::from_micros(micros)
     }
 
     fn passes(&self, direction: Direction) -> bool {
@@ -270,12 +309,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A datagram waiting in a delay line.
-struct Delayed {
-    due: Instant,
-    data: Vec<u8>,
-}
-
 /// Receives from clients on the public socket and feeds each client's session.
 async fn listen(public: Arc<UdpSocket>, target: SocketAddr, faults: Faults, tasks: TaskList) {
     let mut sessions = HashMap::new();
@@ -341,28 +374,6 @@ async fn read_replies(upstream: Arc<UdpSocket>, faults: Faults, line: mpsc::Send
     }
 }
 
-/// Where a delay line delivers: the target (through the session's connected socket) or a client
-/// (through the public socket, so replies come from the address it dialled).
-enum Exit {
-    Target(Arc<UdpSocket>),
-    Client(Arc<UdpSocket>, SocketAddr),
-}
-
-/// A delay line: sends each datagram when it is due, in the order queued.
-async fn deliver(mut line: mpsc::Receiver<Delayed>, exit: Exit) {
-    while let Some(packet) = line.recv().await {
-        if packet.due > Instant::now() {
-            tokio::time::sleep_until(packet.due).await;
-        }
-        // A send fails when the far side is gone (ICMP unreachable): a lost datagram, as on a
-        // real network, which QUIC retransmits.
-        let _ = match &exit {
-            Exit::Target(socket) => socket.send(&packet.data).await,
-            Exit::Client(socket, client) => socket.send_to(&packet.data, *client).await,
-        };
-    }
-}
-
 /// After a failed receive. ICMP errors (the target or a client went away) are reported once per
 /// datagram and need no pause; anything else might repeat, so wait rather than spin.
 async fn pause_after(error: io::Error) {
@@ -375,191 +386,4 @@ async fn pause_after(error: io::Error) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// How long to wait for a datagram; a dropped one costs the whole wait.
-    const WAIT: Duration = Duration::from_millis(300);
-
-    async fn socket() -> UdpSocket {
-        UdpSocket::bind("127.0.0.1:0").await.expect("bind")
-    }
-
-    async fn recv(socket: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
-        let mut buf = vec![0; MAX_DATAGRAM];
-        match tokio::time::timeout(WAIT, socket.recv_from(&mut buf)).await {
-            Ok(Ok((len, from))) => Some((buf[..len].to_vec(), from)),
-            _ => None,
-        }
-    }
-
-    /// A target, a proxy in front of it, and a client whose session is open.
-    struct Setup {
-        target: UdpSocket,
-        proxy: FaultProxy,
-        client: UdpSocket,
-        /// The client's session as the target sees it.
-        session: SocketAddr,
-    }
-
-    impl Setup {
-        async fn new() -> Self {
-            let target = socket().await;
-            let proxy = FaultProxy::start(target.local_addr().expect("addr")).expect("proxy");
-            let client = socket().await;
-            client.send_to(b"hello", proxy.addr()).await.expect("send");
-            let (data, session) = recv(&target).await.expect("first datagram relayed");
-            assert_eq!(data, b"hello");
-            Self {
-                target,
-                proxy,
-                client,
-                session,
-            }
-        }
-
-        /// Whether `data` sent by the client reached the target from the session's address.
-        async fn reaches_target(&self, data: &[u8]) -> bool {
-            self.client.send_to(data, self.proxy.addr()).await.expect("send");
-            recv(&self.target).await == Some((data.to_vec(), self.session))
-        }
-
-        /// Whether `data` sent by the target reached the client from the proxy's address.
-        async fn reaches_client(&self, data: &[u8]) -> bool {
-            self.target.send_to(data, self.session).await.expect("send");
-            recv(&self.client).await == Some((data.to_vec(), self.proxy.addr()))
-        }
-    }
-
-    #[tokio::test]
-    async fn relays_both_ways() {
-        let s = Setup::new().await;
-        assert!(s.reaches_target(b"ping").await);
-        assert!(s.reaches_client(b"pong").await);
-        assert_eq!(s.proxy.forwarded(Direction::ToTarget), 2);
-        assert_eq!(s.proxy.forwarded(Direction::FromTarget), 1);
-        assert_eq!(
-            s.proxy.dropped(Direction::ToTarget) + s.proxy.dropped(Direction::FromTarget),
-            0
-        );
-    }
-
-    #[tokio::test]
-    async fn blackhole_drops_both_ways() {
-        let s = Setup::new().await;
-        s.proxy.blackhole();
-        assert!(!s.reaches_target(b"ping").await);
-        assert!(!s.reaches_client(b"pong").await);
-        assert_eq!(s.proxy.dropped(Direction::ToTarget), 1);
-        assert_eq!(s.proxy.dropped(Direction::FromTarget), 1);
-    }
-
-    #[tokio::test]
-    async fn cut_to_target_drops_only_that_direction() {
-        let s = Setup::new().await;
-        s.proxy.cut(Direction::ToTarget);
-        assert!(!s.reaches_target(b"ping").await);
-        assert!(s.reaches_client(b"pong").await);
-    }
-
-    #[tokio::test]
-    async fn cut_from_target_drops_only_that_direction() {
-        let s = Setup::new().await;
-        s.proxy.cut(Direction::FromTarget);
-        assert!(s.reaches_target(b"ping").await);
-        assert!(!s.reaches_client(b"pong").await);
-    }
-
-    #[tokio::test]
-    async fn heal_turns_every_fault_off() {
-        let s = Setup::new().await;
-        s.proxy.blackhole();
-        s.proxy.cut(Direction::ToTarget);
-        s.proxy.cut(Direction::FromTarget);
-        s.proxy.drop_percent(100);
-        s.proxy.delay(Duration::from_secs(10));
-        assert!(!s.reaches_target(b"lost").await);
-        s.proxy.heal();
-        assert!(s.reaches_target(b"ping").await);
-        assert!(s.reaches_client(b"pong").await);
-    }
-
-    #[tokio::test]
-    async fn sessions_count_distinct_sources() {
-        let s = Setup::new().await;
-        let other = socket().await;
-        for _ in 0..2 {
-            other.send_to(b"again", s.proxy.addr()).await.expect("send");
-            let (_, from) = recv(&s.target).await.expect("relayed");
-            assert_ne!(from, s.session, "each source gets its own session");
-        }
-        assert!(s.reaches_target(b"first again").await);
-        assert_eq!(s.proxy.sessions(), 2);
-    }
-
-    #[tokio::test]
-    async fn drop_percent_100_drops_all_and_0_none() {
-        let s = Setup::new().await;
-        s.proxy.drop_percent(100);
-        for i in 0..20u8 {
-            s.client.send_to(&[i], s.proxy.addr()).await.expect("send");
-        }
-        assert_eq!(recv(&s.target).await, None);
-        assert_eq!(s.proxy.dropped(Direction::ToTarget), 20);
-
-        s.proxy.drop_percent(0);
-        for i in 0..20u8 {
-            s.client.send_to(&[i], s.proxy.addr()).await.expect("send");
-        }
-        for i in 0..20u8 {
-            assert_eq!(recv(&s.target).await, Some((vec![i], s.session)));
-        }
-        assert_eq!(s.proxy.forwarded(Direction::ToTarget), 21);
-    }
-
-    #[tokio::test]
-    async fn counts_quic_v1_initial_packets_from_clients() {
-        let s = Setup::new().await;
-        s.proxy.blackhole();
-        // Initial (0xc3), Handshake (0xe0), 0-RTT (0xd0), a short header (0x43).
-        for first in [0xc3u8, 0xe0, 0xd0, 0x43, 0xc0] {
-            s.client
-                .send_to(&[first, 0, 0, 0, 1], s.proxy.addr())
-                .await
-                .expect("send");
-        }
-        s.target.send_to(&[0xc3], s.session).await.expect("send");
-        tokio::time::sleep(WAIT).await;
-        assert_eq!(s.proxy.initial_packets(), 2, "dropped ones count, replies do not");
-    }
-
-    #[tokio::test]
-    async fn delay_holds_datagrams_back_in_order() {
-        let s = Setup::new().await;
-        s.proxy.delay(Duration::from_millis(100));
-        let sent = Instant::now();
-        for i in 0..3u8 {
-            s.client.send_to(&[i], s.proxy.addr()).await.expect("send");
-        }
-        for i in 0..3u8 {
-            assert_eq!(recv(&s.target).await, Some((vec![i], s.session)));
-        }
-        assert!(sent.elapsed() >= Duration::from_millis(100));
-    }
-
-    #[tokio::test]
-    async fn dropping_the_proxy_stops_relaying() {
-        let s = Setup::new().await;
-        let (addr, client, target) = (s.proxy.addr(), s.client, s.target);
-        drop(s.proxy);
-        tokio::task::yield_now().await;
-        let _ = client.send_to(b"after", addr).await;
-        assert_eq!(recv(&target).await, None);
-    }
-
-    #[test]
-    fn start_outside_a_runtime_is_an_error() {
-        let target = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        assert!(FaultProxy::start(target.local_addr().expect("addr")).is_err());
-    }
-}
+mod tests;

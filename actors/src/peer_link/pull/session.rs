@@ -1,0 +1,299 @@
+//! One session on one connection: three stages run concurrently so a busy link is not one round
+//! trip per page —
+//!
+//! ```text
+//!  fetcher ──pages (after = previous high)──▶ inserter ──inserted-up-to──▶ confirmer
+//! ```
+//!
+//! The fetcher asks for the next page (`after` = the previous page's `high_offset`), sized by
+//! what the link carries (`PageSize`), while the inserter makes the previous one durable in the
+//! forward buffer; the confirmer confirms the highest offset whose pages are all inserted (the
+//! contiguous frontier), never more. A crash anywhere re-pulls from the peer's durable frontier
+//! and `putIfAbsent` drops the copies; a lost connection resumes after what was inserted.
+//!
+//! The inserter pulls the artifacts a page references before inserting it (`artifacts`). A
+//! failed insert ends the session without counting as progress, so a forward buffer that cannot
+//! write backs the link off instead of reconnecting at once (pulls also pause while its storage
+//! fails, see `Backpressure`).
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::Instant,
+};
+
+use bsfg_proto::{FetchResponse, FetchedFact, RpcError};
+use quinn::Connection;
+use tokio::sync::{mpsc, watch};
+
+use super::PullError;
+use crate::{
+    events::{
+        Direction, FactConflict, FactRejected, FactsDuplicated, LinkFailure, PeerConnected, PeerDialFailed, Rejection,
+        TlsHandshakeFailed,
+    },
+    forward_buffer::Insert,
+    peer_link::{
+        page_size::{PageSize, TARGET},
+        PeerLinkConfig, PeerLinkDeps,
+    },
+    storage::Log,
+    transport::{framed, pacing::Pacer, tls},
+    zone_gate,
+};
+
+/// Pages fetched ahead of the inserter.
+const PIPELINE_DEPTH: usize = 2;
+
+/// What a session needs: configuration and handles, shared by the concurrent stages, and what
+/// outlives one session.
+pub(super) struct Session {
+    pub(super) config: Arc<PeerLinkConfig>,
+    pub(super) deps: PeerLinkDeps,
+    /// The highest source offset inserted into the forward buffer by any session of this link
+    /// (0: none yet): where the next session resumes.
+    inserted: AtomicU64,
+    /// Pages pulled from the peer, paced to `max_bytes_per_second`.
+    ingress: Pacer,
+}
+
+impl Session {
+    pub(super) fn new(config: Arc<PeerLinkConfig>, deps: PeerLinkDeps) -> Self {
+        Self {
+            ingress: Pacer::new(config.max_bytes_per_second),
+            config,
+            deps,
+            inserted: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn link_down(&self, reason: String) {
+        self.deps.gate.do_send(zone_gate::LinkDown {
+            peer: self.config.peer.clone(),
+            reason,
+        });
+    }
+
+    /// `None` when this node does not dial this peer.
+    pub(super) async fn dial(&self) -> Option<Result<Connection, String>> {
+        let address = self.config.address.filter(|_| self.config.dial)?;
+        let connecting =
+            self.deps
+                .endpoint
+                .connect_with(self.deps.client_config.borrow().clone(), address, &self.config.peer);
+        let result = match connecting {
+            Ok(connecting) => connecting.await.map_err(|error| self.handshake_failed(address, &error)),
+            Err(e) => Err((LinkFailure::Other, e.to_string())),
+        };
+        Some(self.dialled(address, result))
+    }
+
+    /// A dial whose handshake did not complete: a refused certificate counts as a TLS failure
+    /// on this side too; a dial nobody answered is an unreachable peer.
+    fn handshake_failed(&self, remote: SocketAddr, error: &quinn::ConnectionError) -> (LinkFailure, String) {
+        self.deps.telemetry.emit(TlsHandshakeFailed {
+            remote,
+            direction: Direction::Outbound,
+            peer: Some(&self.config.peer),
+            error,
+        });
+        let kind = match error {
+            _ if tls::handshake_alert(error).is_some() => LinkFailure::Tls,
+            quinn::ConnectionError::TimedOut => LinkFailure::Unreachable,
+            _ => LinkFailure::Other,
+        };
+        (kind, error.to_string())
+    }
+
+    fn dialled(
+        &self,
+        address: SocketAddr,
+        result: Result<Connection, (LinkFailure, String)>,
+    ) -> Result<Connection, String> {
+        let peer = &self.config.peer;
+        match result {
+            Ok(conn) => {
+                let _ = self.deps.dialed.send((conn.clone(), peer.clone()));
+                self.deps.telemetry.emit(PeerConnected {
+                    peer,
+                    remote: address,
+                    direction: Direction::Outbound,
+                    not_after: &tls::peer_not_after(&conn),
+                });
+                Ok(conn)
+            }
+            Err((kind, reason)) => {
+                let remote = address;
+                self.deps.telemetry.emit(PeerDialFailed {
+                    peer,
+                    remote,
+                    kind,
+                    reason: &reason,
+                });
+                Err(format!("cannot connect to {address}: {reason}"))
+            }
+        }
+    }
+
+    /// The three stages of a session; returns the first failure. `progressed` is set once a
+    /// page is inserted.
+    pub(super) async fn pull(&self, conn: &Connection, progressed: &AtomicBool) -> PullError {
+        let start = match self.resume_point(conn).await {
+            Ok(start) => start,
+            Err(e) => return e,
+        };
+        let (pages_tx, pages_rx) = mpsc::channel(PIPELINE_DEPTH);
+        let (inserted_tx, inserted_rx) = watch::channel(start.unwrap_or(0));
+        let stages = tokio::try_join!(
+            self.fetcher(conn, pages_tx, start),
+            self.inserter(conn, pages_rx, inserted_tx, progressed),
+            self.confirmer(conn, inserted_rx),
+        );
+        match stages {
+            Err(e) => e,
+            Ok(_) => PullError::Protocol("pipeline stopped"),
+        }
+    }
+
+    /// Where this session starts: after what an earlier one inserted, once the peer has taken
+    /// that as confirmed; from the peer's frontier if there is nothing to resume or the peer
+    /// refuses it (it does not hold that offset: its data was replaced).
+    async fn resume_point(&self, conn: &Connection) -> Result<Option<u64>, PullError> {
+        let inserted = self.inserted.load(Ordering::Acquire);
+        if inserted == 0 {
+            return Ok(None);
+        }
+        match self.confirm_once(conn, inserted).await {
+            Ok(()) => Ok(Some(inserted)),
+            // Not now (a storage fault over there): pull from its frontier, duplicates are dropped.
+            Err(PullError::Remote(e)) if e.retryable => Ok(None),
+            Err(PullError::Remote(_)) => {
+                self.inserted.store(0, Ordering::Release);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn fetcher(
+        &self,
+        conn: &Connection,
+        pages: mpsc::Sender<FetchResponse>,
+        start: Option<u64>,
+    ) -> Result<(), PullError> {
+        let mut after = start;
+        let mut size = PageSize::new(self.config.batch_limit);
+        loop {
+            self.until_room(conn).await?;
+            let limit = match self.config.max_bytes_per_second {
+                Some(rate) => size.capped(rate.saturating_mul(TARGET.as_secs())),
+                None => size.limit(),
+            };
+            let asked = Instant::now();
+            let (page, bytes) = self.fetch(conn, after, limit).await?;
+            size.on_page(limit, page.facts.len(), bytes, asked.elapsed());
+            // The page came at the link's pace; the next one waits until the cap allows it.
+            self.ingress.pace(bytes).await;
+            self.deps.gate.do_send(zone_gate::Pulled {
+                peer: self.config.peer.clone(),
+                behind: page.facts.len() >= limit as usize,
+            });
+            after = Some(page.high_offset.max(after.unwrap_or(0)));
+            if pages.send(page).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits while the forward buffer is full (SPEC §5: pressure travels back to the sender's
+    /// store buffer); a connection lost meanwhile still ends the session.
+    async fn until_room(&self, conn: &Connection) -> Result<(), PullError> {
+        let mut paused = self.deps.pulls_paused.clone();
+        tokio::select! {
+            _ = paused.wait_for(|paused| !*paused) => Ok(()),
+            lost = conn.closed() => Err(framed::StreamError::from(lost).into()),
+        }
+    }
+
+    async fn inserter(
+        &self,
+        conn: &Connection,
+        mut pages: mpsc::Receiver<FetchResponse>,
+        inserted: watch::Sender<u64>,
+        progressed: &AtomicBool,
+    ) -> Result<(), PullError> {
+        while let Some(page) = pages.recv().await {
+            self.insert(conn, page.facts).await?;
+            progressed.store(true, Ordering::Relaxed);
+            self.inserted.fetch_max(page.high_offset, Ordering::AcqRel);
+            inserted.send_if_modified(|high| {
+                let moved = page.high_offset > *high;
+                *high = (*high).max(page.high_offset);
+                moved
+            });
+        }
+        Ok(())
+    }
+
+    async fn confirmer(&self, conn: &Connection, mut inserted: watch::Receiver<u64>) -> Result<(), PullError> {
+        let mut confirmed = *inserted.borrow_and_update();
+        while inserted.changed().await.is_ok() {
+            let high = *inserted.borrow_and_update();
+            if high > confirmed {
+                self.confirm(conn, high).await?;
+                confirmed = high;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts the facts that really come from the peer and are addressed to us, once their
+    /// artifacts are local; any other is rejected, logged and skipped (it is confirmed with the
+    /// page so it cannot block the link).
+    async fn insert(&self, conn: &Connection, facts: Vec<FetchedFact>) -> Result<(), PullError> {
+        let (good, rejected): (Vec<_>, Vec<_>) = facts.into_iter().partition(|f| {
+            f.message.envelope.from_zone == self.config.peer && f.message.envelope.to_zone == self.config.zone
+        });
+        for fact in &rejected {
+            let envelope = &fact.message.envelope;
+            let rejection = match envelope.from_zone == self.config.peer {
+                true => Rejection::WrongDestination,
+                false => Rejection::WrongOrigin,
+            };
+            self.deps.telemetry.emit(FactRejected {
+                peer: &self.config.peer,
+                message_id: &envelope.message_id,
+                from_zone: &envelope.from_zone,
+                to_zone: &envelope.to_zone,
+                rejection,
+            });
+        }
+        let good = self.with_artifacts(conn, good).await?;
+        if good.is_empty() {
+            return Ok(());
+        }
+        let insert = Insert {
+            from_zone: self.config.peer.clone(),
+            facts: good,
+        };
+        let sent = self.deps.forward.send(insert).await;
+        let outcome = sent
+            .map_err(|e| PullError::Local(RpcError::unavailable(e.to_string())))?
+            .map_err(PullError::Local)?;
+        let telemetry = &self.deps.telemetry;
+        telemetry.emit(FactsDuplicated {
+            log: Log::Forward,
+            count: outcome.duplicates,
+        });
+        if outcome.conflicts > 0 {
+            telemetry.emit(FactConflict {
+                peer: &self.config.peer,
+                count: outcome.conflicts,
+            });
+        }
+        Ok(())
+    }
+}

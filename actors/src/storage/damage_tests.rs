@@ -1,0 +1,134 @@
+//! Damage against a real RocksDB: bytes changed in the middle of a write-ahead log or of a table
+//! file. A damaged log refuses to open and says where and what would be lost; a damaged table is
+//! met by reads, never served; `accept_loss` keeps everything readable, records exactly the lost
+//! offsets, drops their index entries (a lost fact sent again is new), and leaves usage equal to
+//! a recount.
+
+use std::{fs, path::Path};
+
+use super::{Log, RocksStorage, Storage, StorageError};
+use crate::{
+    journal::{JournalConfig, Prepared},
+    testkit::{message, Fixture, ZONE},
+};
+
+/// Appends `count` facts of about `pad` bytes in calls of 50.
+async fn fill(fixture: &Fixture, count: usize, pad: usize) {
+    for call in 0..count / 50 {
+        let facts = (0..50)
+            .map(|i| {
+                let mut m = message(ZONE, "enterprise", &format!("f{}", call * 50 + i));
+                m.fact.object_json = format!("\"{}\"", "x".repeat(pad));
+                Prepared::new(m).expect("prepare")
+            })
+            .collect();
+        let results = fixture.journal.append(facts).await.expect("append");
+        assert!(results.iter().all(Result::is_ok));
+    }
+}
+
+/// Changes 16 bytes in the middle of the largest file of `dir` with `extension`.
+fn damage_largest(dir: &Path, extension: &str) {
+    let largest = fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == extension))
+        .max_by_key(|p| fs::metadata(p).map_or(0, |m| m.len()))
+        .expect("a file to damage");
+    let mut bytes = fs::read(&largest).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 16].copy_from_slice(&[0xde; 16]);
+    fs::write(&largest, bytes).expect("write");
+}
+
+fn stored(storage: &RocksStorage) -> Vec<u64> {
+    let records = storage.read_store("enterprise", 0, u64::MAX, usize::MAX).expect("read");
+    records.iter().map(|r| r.offset).collect()
+}
+
+#[tokio::test]
+async fn a_damaged_log_refuses_to_open_and_accepting_the_loss_records_exactly_what_it_held() {
+    let fixture = Fixture::open(JournalConfig::default());
+    fill(&fixture, 2000, 300).await;
+    let dir = fixture.close();
+    damage_largest(dir.path(), "log");
+
+    let Err(StorageError::Damaged(report)) = RocksStorage::open(dir.path(), ZONE) else {
+        panic!("a damaged log must not open");
+    };
+    let text = report.to_string();
+    let [damage] = &report.wal[..] else { panic!("{text}") };
+    assert!(damage.records_after, "{text}");
+    assert!(
+        text.contains(&damage.file.display().to_string()) && text.contains(damage.kind),
+        "{text}"
+    );
+    let lost = report.lost.store.clone();
+    assert!(!lost.is_empty() && lost.len() <= 100, "one or two calls of 50: {text}");
+    assert!(text.contains("bsfg storage accept-loss"), "{text}");
+
+    let salvaged = RocksStorage::accept_loss(dir.path(), ZONE, "local:test", &mut |_| {}).expect("accept");
+    let record = salvaged.record.expect("a loss is recorded");
+    assert_eq!(record.lost.store, lost, "what was reported is what is recorded");
+    let storage = RocksStorage::open(dir.path(), ZONE).expect("opens now");
+    let offsets = stored(&storage);
+    assert_eq!(offsets.len() + lost.len(), 2000);
+    assert!(lost.iter().all(|o| !offsets.contains(o)), "nothing lost is present");
+    assert_eq!(storage.losses().expect("losses"), vec![record]);
+    assert_eq!(
+        storage.recover().expect("recover").usage,
+        storage.recount().expect("recount")
+    );
+    assert_eq!(
+        storage.recover().expect("recover").store_high,
+        2000,
+        "offsets are never reused"
+    );
+}
+
+#[tokio::test]
+async fn a_damaged_table_is_never_served_and_accepting_the_loss_keeps_the_rest() {
+    let fixture = Fixture::open(JournalConfig::default());
+    fill(&fixture, 1000, 8000).await;
+    fixture.storage.reclaim(0, 0).expect("flush to table files");
+    let dir = fixture.close();
+    damage_largest(dir.path(), "sst");
+
+    let storage = RocksStorage::open(dir.path(), ZONE).expect("a damaged table still opens");
+    let read = storage.read_store("enterprise", 0, u64::MAX, usize::MAX);
+    assert!(matches!(&read, Err(e) if e.is_damage()), "{read:?}");
+    let damaged = storage.find_damage(Log::Store, Some("enterprise"), 0, u64::MAX, usize::MAX);
+    let damaged = damaged.expect("located");
+    assert!(!damaged.is_empty() && damaged.len() < 10, "{damaged:?}");
+    drop(storage);
+
+    let salvaged = RocksStorage::accept_loss(dir.path(), ZONE, "local:test", &mut |_| {}).expect("accept");
+    let record = salvaged.record.expect("recorded");
+    assert_eq!(record.lost.store, damaged, "exactly the damaged entries");
+    assert!(
+        salvaged.moved_to.is_some_and(|d| d.exists()),
+        "the damaged files are kept aside"
+    );
+    let fixture = Fixture::open_in(dir, JournalConfig::default());
+    assert_eq!(stored(&fixture.storage).len(), 1000 - damaged.len(), "the rest reads");
+    let usage = fixture.storage.recover().expect("recover").usage;
+    assert_eq!(usage, fixture.storage.recount().expect("recount"));
+    let again = message(ZONE, "enterprise", &format!("f{}", damaged[0] - 1));
+    let ack = fixture.append(again).await.expect("append");
+    assert!(
+        !ack.duplicate && ack.offset > 1000,
+        "a lost fact sent again is new: {ack:?}"
+    );
+}
+
+#[tokio::test]
+async fn accepting_a_loss_where_nothing_is_damaged_changes_nothing() {
+    let fixture = Fixture::open(JournalConfig::default());
+    fill(&fixture, 100, 10).await;
+    let dir = fixture.close();
+    let salvaged = RocksStorage::accept_loss(dir.path(), ZONE, "local:test", &mut |_| {}).expect("accept");
+    assert_eq!((salvaged.record, salvaged.moved_to), (None, None));
+    assert_eq!(salvaged.kept.store.facts, 100);
+    let storage = RocksStorage::open(dir.path(), ZONE).expect("open");
+    assert!(storage.losses().expect("losses").is_empty());
+}

@@ -1,0 +1,126 @@
+//! File systems for storage fault tests (they need root, as CI has): a small tmpfs as a node's
+//! data directory, a file that fills it, and a bind mount of a live data directory that can be
+//! made read-only under the running node. Every mount is lazily unmounted when dropped, so a
+//! failing test leaves nothing mounted behind.
+
+use std::{
+    fs::File,
+    io::Write,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+/// A mount point this test created.
+#[derive(Debug)]
+pub struct Mount {
+    path: PathBuf,
+}
+
+fn run(program: &str, args: &[&str]) {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed ({}); storage fault tests need root (as in CI): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl Mount {
+    /// A tmpfs of `size_bytes` at `path` (created if missing).
+    pub fn tmpfs(path: &Path, size_bytes: u64) -> Self {
+        std::fs::create_dir_all(path).expect("mount point");
+        let size = format!("size={size_bytes}");
+        run("mount", &["-t", "tmpfs", "-o", &size, "tmpfs", &path.to_string_lossy()]);
+        Self { path: path.to_owned() }
+    }
+
+    /// `path` bind-mounted onto itself, so it can be made read-only: files opened before (through
+    /// the mount below) stay writable, new ones cannot be created through the path.
+    pub fn bind(path: &Path) -> Self {
+        std::fs::create_dir_all(path).expect("mount point");
+        let p = path.to_string_lossy();
+        run("mount", &["--bind", &p, &p]);
+        Self { path: path.to_owned() }
+    }
+
+    /// Read-only (new files cannot be created; files already open still write) or writable.
+    pub fn read_only(&self, read_only: bool) {
+        let options = if read_only {
+            "remount,ro,bind"
+        } else {
+            "remount,rw,bind"
+        };
+        run("mount", &["-o", options, &self.path.to_string_lossy()]);
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Bytes an unprivileged writer may still use on `path`'s file system.
+pub fn free_bytes(path: &Path) -> u64 {
+    let output = Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(path)
+        .output()
+        .expect("df");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .nth(1)
+        .and_then(|line| line.trim().parse().ok())
+        .unwrap_or_else(|| panic!("df {}: {text}", path.display()))
+}
+
+/// A file that takes a file system's space; removed when dropped.
+#[derive(Debug)]
+pub struct Filler {
+    path: PathBuf,
+}
+
+impl Filler {
+    /// Writes `dir/filler` until at most `leave` bytes are free on `dir`'s file system (it may
+    /// leave less: writes go in 64 KiB pieces at the end).
+    pub fn leaving(dir: &Path, leave: u64) -> Self {
+        let path = dir.join("filler");
+        let mut file = File::create(&path).expect("filler");
+        let chunk = vec![0u8; 64 << 10];
+        loop {
+            let free = free_bytes(dir);
+            if free <= leave {
+                break;
+            }
+            let want = (free - leave).min(16 << 20) as usize;
+            let mut written = 0;
+            while written < want {
+                let piece = &chunk[..chunk.len().min(want - written).max(1)];
+                if file.write_all(piece).is_err() {
+                    return Self { path };
+                }
+                written += piece.len();
+            }
+            file.flush().expect("flush");
+        }
+        file.sync_all().expect("sync");
+        Self { path }
+    }
+
+    /// Frees the space.
+    pub fn remove(self) {}
+}
+
+impl Drop for Filler {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
