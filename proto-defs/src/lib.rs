@@ -1,6 +1,7 @@
 //! Wire vocabulary of bsfg, shared by nodes and clients.
 //!
-//! - [`model`]: the message model of SPEC §2 (`Message` = envelope + fact) and its validation.
+//! - [`model`]: the message model of SPEC §2 (`Message` = envelope + fact) and its validation;
+//!   `envelope` holds the envelope's binary encoding (how `hops` joined it compatibly).
 //! - [`object`]: artifacts — content digests, bucket and key syntax, the artifact reference.
 //! - [`rpc`]: one request and one response per QUIC stream (SPEC §3, plus the batched
 //!   `AppendFacts`); `PutObject` and
@@ -14,6 +15,7 @@
 
 pub mod close;
 pub mod codec;
+mod envelope;
 pub mod error;
 pub mod model;
 pub mod object;
@@ -22,7 +24,7 @@ pub mod rpc;
 pub use close::{CloseCode, StreamCode};
 pub use codec::FrameError;
 pub use error::{ErrorCode, RpcError};
-pub use model::{Envelope, Fact, Message, ValidationError};
+pub use model::{Envelope, Fact, Message, ValidationError, MAX_HOPS};
 pub use object::{ArtifactError, ArtifactRef, ObjectDigest, ObjectHasher};
 pub use rpc::{
     AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, BatchTally, ConfirmRequest,
