@@ -2,7 +2,9 @@
 //! answer. Nothing is answered before its batch is durable; if the write fails, every command in
 //! the group fails with a storage error and the offsets and usage it had reserved are given back.
 //! Deletions are planned last in a group, after the appends and inserts that may still have seen
-//! (as duplicates) the entries they remove.
+//! (as duplicates) the entries they remove. Pulled pages are planned in `insert`.
+
+mod insert;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -17,7 +19,7 @@ use super::{
     Appended, Command, CursorChange, CursorMove, InsertOutcome, InsertPage, JournalConfig, JournalError, Prepared,
     Reply, Shared, MAX_GROUP,
 };
-use crate::storage::{Batch, CursorKey, ForwardInsert, IdemRecord, Index, Log, Recovered, StoreAppend, Usage};
+use crate::storage::{Batch, CursorKey, IdemRecord, Index, Log, Recovered, StoreAppend, Usage};
 
 pub(super) struct Writer {
     shared: Arc<Shared>,
@@ -102,8 +104,9 @@ impl Writer {
     fn plan(&mut self, group: Group, plan: &mut Plan) -> Result<(), JournalError> {
         let mut planned = self.plan_appends(group.appends, plan);
         for page in group.inserts {
-            let outcome = unless_failed(&mut planned, || self.plan_insert(&page.from_zone, page.facts, plan));
-            plan.inserts.push((page.reply, outcome));
+            let InsertPage { facts, relayed, reply } = page;
+            let outcome = unless_failed(&mut planned, || self.plan_insert(facts, relayed, plan));
+            plan.inserts.push((reply, outcome));
         }
         for (key, offset, reply) in group.confirms {
             let result = self.plan_confirm(key, offset, plan);
@@ -202,7 +205,7 @@ impl Writer {
                     digest: prepared.digest,
                 };
                 seen.insert(id.clone(), record);
-                plan.batch.store.push(store_append(offset, now, id, prepared));
+                plan.batch.store.push(store_append(offset, now, id, None, prepared));
                 Ok(AppendResponse {
                     offset,
                     duplicate: false,
@@ -222,52 +225,6 @@ impl Writer {
             }),
             _ => Ok(needed),
         }
-    }
-
-    fn plan_insert(
-        &mut self,
-        from_zone: &str,
-        facts: Vec<(u64, Prepared)>,
-        plan: &mut Plan,
-    ) -> Result<InsertOutcome, JournalError> {
-        let keys: Vec<(&str, &str)> = facts
-            .iter()
-            .map(|(_, p)| (from_zone, p.message.envelope.message_id.as_str()))
-            .collect();
-        let stored = self.shared.storage.lookup(Index::Forward, &keys)?;
-        let mut seen: HashMap<String, IdemRecord> = planned_ids(plan, from_zone);
-        let mut outcome = InsertOutcome::default();
-        let now = bsfg_proto::model::now_unix_ms();
-        for ((source_offset, prepared), stored) in facts.into_iter().zip(stored) {
-            let id = prepared.message.envelope.message_id.clone();
-            match seen.get(&id).copied().or(stored) {
-                Some(found) if found.digest == prepared.digest => outcome.duplicates += 1,
-                Some(_) => outcome.conflicts += 1,
-                None => {
-                    self.usage.forward.add(Log::Forward.entry_bytes(prepared.encoded.len()));
-                    self.forward_high += 1;
-                    let offset = self.forward_high;
-                    seen.insert(
-                        id.clone(),
-                        IdemRecord {
-                            offset,
-                            digest: prepared.digest,
-                        },
-                    );
-                    plan.batch.forward.push(ForwardInsert {
-                        offset,
-                        received_at_unix_ms: now,
-                        source_offset,
-                        from_zone: from_zone.to_owned(),
-                        message_id: id,
-                        digest: prepared.digest,
-                        encoded: prepared.encoded,
-                    });
-                    outcome.inserted += 1;
-                }
-            }
-        }
-        Ok(outcome)
     }
 
     fn plan_confirm(&mut self, key: CursorKey, offset: u64, plan: &mut Plan) -> Result<u64, JournalError> {
@@ -395,24 +352,6 @@ fn unless_failed<T: Default>(
     })
 }
 
-/// Ids from `from_zone` already planned earlier in this group (two pages of one peer in one group).
-fn planned_ids(plan: &Plan, from_zone: &str) -> HashMap<String, IdemRecord> {
-    plan.batch
-        .forward
-        .iter()
-        .filter(|f| f.from_zone == from_zone)
-        .map(|f| {
-            (
-                f.message_id.clone(),
-                IdemRecord {
-                    offset: f.offset,
-                    digest: f.digest,
-                },
-            )
-        })
-        .collect()
-}
-
 /// The name a cursor is known by in errors: a consumer's name, or `peer:<zone>`.
 fn cursor_name(key: &CursorKey) -> String {
     match key {
@@ -421,11 +360,13 @@ fn cursor_name(key: &CursorKey) -> String {
     }
 }
 
-fn store_append(offset: u64, now: u64, message_id: String, prepared: Prepared) -> StoreAppend {
+/// The store-log entry of `prepared`; `origin` is `Some(from_zone)` for a relayed fact.
+fn store_append(offset: u64, now: u64, message_id: String, origin: Option<String>, prepared: Prepared) -> StoreAppend {
     StoreAppend {
         offset,
         appended_at_unix_ms: now,
-        to_zone: prepared.message.envelope.to_zone,
+        peer: prepared.peer,
+        origin,
         message_id,
         digest: prepared.digest,
         encoded: prepared.encoded,

@@ -28,6 +28,7 @@ use crate::{
     metrics::Metrics,
     objects::{ObjectError, ObjectsConfig},
     peer_link::{PeerLink, PeerLinkConfig},
+    relay::Routing,
     rpc::{DrainHandle, RpcConfig, RpcServer},
     status::Progress,
     storage::{StorageError, Usage},
@@ -49,6 +50,8 @@ pub struct NodeSettings {
     pub objects: ObjectsConfig,
     /// One per configured peer.
     pub links: Vec<PeerLinkConfig>,
+    /// Peers, routes and relay rules (shared with the store buffer's and the links' configs).
+    pub routing: Arc<Routing>,
     pub rpc: RpcConfig,
     /// Where the TLS material is reloaded from; the node starts with the material already loaded
     /// from there, and its QUIC configs use the watcher's idle timeout.
@@ -95,6 +98,8 @@ pub struct Handles {
     pub consumers: Consumers,
     /// Where a fact is on this node.
     pub tracer: Tracer,
+    /// Routes and relay rules, for `/v1/status`.
+    pub routing: Arc<Routing>,
 }
 
 impl Handles {

@@ -37,6 +37,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         forward,
         objects,
         links,
+        routing,
         rpc,
         certs,
     } = settings;
@@ -46,6 +47,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
     let journal = Journal::start(storage.clone(), buffers.journal())?;
     let metrics = Arc::new(Metrics::new(&zone, env!("CARGO_PKG_VERSION"))?);
     let telemetry = Telemetry::new(log.clone(), metrics.clone(), &peers);
+    telemetry.init_relay_series(routing.relay_destinations());
     for buffer in [Log::Store, Log::Forward] {
         let retention = buffers.limits(buffer).retention.as_secs_f64();
         metrics
@@ -53,7 +55,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
             .with_label_values(&[buffer.as_str()])
             .set(retention);
     }
-    let (admission, pulls_paused) = start_backpressure(&buffers, &journal, &telemetry);
+    let (admission, pulls_paused, store_full) = start_backpressure(&buffers, &journal, &telemetry);
     let objects = open_objects(&data_dir, objects, storage, &metrics).await?;
     let store = StoreBuffer::new(store, journal.clone(), admission, objects.clone()).start();
     let seen = Seen::default();
@@ -70,6 +72,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         gate: gate.clone(),
         objects: objects.clone(),
         pulls_paused,
+        store_full,
         dialed,
         telemetry: telemetry.clone(),
     };
@@ -99,7 +102,8 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         usage: journal.usage(),
         buffers: Arc::new(buffers),
         consumers: Consumers::new(journal.clone(), seen.clone()),
-        tracer: Tracer::new(zone, journal, seen),
+        tracer: Tracer::new(routing.clone(), journal, seen),
+        routing,
     };
     Ok(Node {
         endpoint: quic.endpoint,
@@ -202,19 +206,23 @@ async fn open_storage(data_dir: &Path, zone: &str) -> Result<Arc<RocksStorage>, 
     Ok(Arc::new(storage))
 }
 
-/// Starts the `Backpressure` actor; returns the store buffer's admission check and the pull
-/// pause the peer links wait on.
+/// Starts the `Backpressure` actor; returns the store buffer's admission check, and the pull
+/// pause and the full store the peer links wait on.
 fn start_backpressure(
     config: &BackpressureConfig,
     journal: &Journal,
     telemetry: &Telemetry,
-) -> (Admission, watch::Receiver<bool>) {
+) -> (Admission, watch::Receiver<bool>, watch::Receiver<bool>) {
     let deps = BackpressureDeps {
         journal: journal.clone(),
         telemetry: telemetry.clone(),
     };
     let backpressure = Backpressure::new(config.clone(), deps);
-    let handles = (backpressure.admission(), backpressure.pulls_paused());
+    let handles = (
+        backpressure.admission(),
+        backpressure.pulls_paused(),
+        backpressure.store_full(),
+    );
     Supervisor::start(move |_| backpressure);
     handles
 }

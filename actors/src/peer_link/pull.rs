@@ -42,10 +42,13 @@ use super::{
 };
 use crate::{
     events::{
-        Direction, FactConflict, FactRejected, FactsDuplicated, LinkFailure, PeerConnected, PeerConnectionReplaced,
-        PeerDialFailed, PeerDisconnected, Rejection, TlsHandshakeFailed, CLOSED_BY_OPERATOR,
+        Direction, FactConflict, FactRejected, FactsDelivered, FactsDuplicated, FactsRelayed, LinkFailure,
+        PeerConnected, PeerConnectionReplaced, PeerDialFailed, PeerDisconnected, RelayRefused, TlsHandshakeFailed,
+        CLOSED_BY_OPERATOR,
     },
     forward_buffer::Insert,
+    journal::{InsertOutcome, Put},
+    relay,
     storage::Log,
     transport::{framed, tls},
     zone_gate,
@@ -333,11 +336,25 @@ impl Session {
     }
 
     /// Waits while the forward buffer is full (SPEC §5: pressure travels back to the sender's
-    /// store buffer); a connection lost meanwhile still ends the session.
+    /// store buffer), and on a relaying node while the store buffer is full too (SPEC §4a: the
+    /// relay stops pulling); a connection lost meanwhile still ends the session.
     async fn until_room(&self, conn: &Connection) -> Result<(), PullError> {
         let mut paused = self.deps.pulls_paused.clone();
+        let mut store_full = self.deps.store_full.clone();
+        let relays = self.config.routing.relays();
+        // A switch whose sender is gone (shutdown) never holds the pull back.
+        let room = async {
+            loop {
+                if paused.wait_for(|paused| !*paused).await.is_err() {
+                    return;
+                }
+                if !relays || store_full.wait_for(|full| !*full).await.is_err() || !*paused.borrow() {
+                    return;
+                }
+            }
+        };
         tokio::select! {
-            _ = paused.wait_for(|paused| !*paused) => Ok(()),
+            () = room => Ok(()),
             lost = conn.closed() => Err(framed::StreamError::from(lost).into()),
         }
     }
@@ -385,51 +402,104 @@ impl Session {
         }
     }
 
-    /// Inserts the facts that really come from the peer and are addressed to us, once their
-    /// artifacts are local; any other is rejected, logged and skipped (it is confirmed with the
-    /// page so it cannot block the link).
+    /// Sorts a page by the routing rules and stores, in one commit, the facts delivered here
+    /// and those relayed toward their next hop, once their artifacts are local; any other fact
+    /// is logged and counted, and skipped (it is confirmed with the page so it cannot block the
+    /// link).
     async fn insert(&self, conn: &Connection, facts: Vec<FetchedFact>) -> Result<(), PullError> {
-        let (good, rejected): (Vec<_>, Vec<_>) = facts.into_iter().partition(|f| {
-            f.message.envelope.from_zone == self.config.peer && f.message.envelope.to_zone == self.config.zone
-        });
-        for fact in &rejected {
-            let envelope = &fact.message.envelope;
-            let rejection = match envelope.from_zone == self.config.peer {
-                true => Rejection::WrongDestination,
-                false => Rejection::WrongOrigin,
-            };
-            self.deps.telemetry.emit(FactRejected {
-                peer: &self.config.peer,
-                message_id: &envelope.message_id,
-                from_zone: &envelope.from_zone,
-                to_zone: &envelope.to_zone,
-                rejection,
-            });
-        }
-        let good = self.with_artifacts(conn, good).await?;
-        if good.is_empty() {
+        let sorted = self.config.routing.sort(&self.config.peer, facts);
+        self.report_refused(&sorted);
+        let sorted = self.with_artifacts(conn, sorted).await?;
+        if sorted.deliver.is_empty() && sorted.relay.is_empty() {
             return Ok(());
         }
+        let origins = Origins::of(&sorted);
         let insert = Insert {
-            from_zone: self.config.peer.clone(),
-            facts: good,
+            facts: sorted.deliver,
+            relayed: sorted.relay,
         };
         let sent = self.deps.forward.send(insert).await;
         let outcome = sent
             .map_err(|e| PullError::Local(RpcError::unavailable(e.to_string())))?
             .map_err(PullError::Local)?;
+        self.report_stored(&outcome, &origins);
+        Ok(())
+    }
+
+    /// Facts of a page that are neither delivered nor relayed.
+    fn report_refused(&self, sorted: &relay::Sorted) {
+        let peer = &self.config.peer;
+        for (message, rejection) in &sorted.rejected {
+            let e = &message.envelope;
+            self.deps.telemetry.emit(FactRejected {
+                peer,
+                message_id: &e.message_id,
+                from_zone: &e.from_zone,
+                to_zone: &e.to_zone,
+                hops: &e.hops,
+                rejection: *rejection,
+            });
+        }
+        for (message, refusal) in &sorted.refused {
+            let e = &message.envelope;
+            self.deps.telemetry.emit(RelayRefused {
+                peer,
+                message_id: &e.message_id,
+                from_zone: &e.from_zone,
+                to_zone: &e.to_zone,
+                hops: &e.hops,
+                refusal: *refusal,
+            });
+        }
+    }
+
+    /// What the commit of a page did: duplicates and conflicts, the end-to-end latency of each
+    /// fact delivered now, and the facts relayed now by destination.
+    fn report_stored(&self, outcome: &InsertOutcome, origins: &Origins) {
         let telemetry = &self.deps.telemetry;
         telemetry.emit(FactsDuplicated {
             log: Log::Forward,
-            count: outcome.duplicates,
+            count: outcome.duplicates(),
         });
-        if outcome.conflicts > 0 {
+        if outcome.conflicts() > 0 {
             telemetry.emit(FactConflict {
                 peer: &self.config.peer,
-                count: outcome.conflicts,
+                count: outcome.conflicts(),
             });
         }
-        Ok(())
+        let fresh = |puts: &[Put]| puts.iter().map(|put| *put == Put::New).collect::<Vec<_>>();
+        let delivered: Vec<(&str, u64)> = origins
+            .delivered
+            .iter()
+            .zip(fresh(&outcome.delivered))
+            .filter(|(_, new)| *new)
+            .map(|((zone, produced_at), _)| (origins.zones[*zone].as_str(), *produced_at))
+            .collect();
+        telemetry.emit(FactsDelivered { facts: &delivered });
+        let Some((first, last)) = &origins.relayed_ids else {
+            return;
+        };
+        let mut relayed = std::collections::BTreeMap::new();
+        for (zone, _) in origins
+            .relayed
+            .iter()
+            .zip(fresh(&outcome.relayed))
+            .filter(|(_, new)| *new)
+        {
+            *relayed.entry(origins.zones[*zone].as_str()).or_insert(0) += 1;
+        }
+        let duplicates = outcome.relayed.iter().filter(|p| **p == Put::Duplicate).count();
+        telemetry.emit(FactsDuplicated {
+            log: Log::Store,
+            count: duplicates,
+        });
+        telemetry.emit(FactsRelayed {
+            peer: &self.config.peer,
+            relayed,
+            duplicates,
+            ids: Some((first, last)),
+            audit: self.config.audit,
+        });
     }
 
     /// A call bounded by the dead-link timeout: a peer that stops answering is a dead link even
@@ -464,6 +534,53 @@ impl Session {
             Response::Confirm(_) => Ok(()),
             Response::Error(e) => Err(PullError::Remote(e)),
             _ => Err(PullError::Protocol("confirm")),
+        }
+    }
+}
+
+/// What the reports on a stored page need of its facts once they are handed to the journal: the
+/// origin and send time of each delivered fact, the destination of each relayed one, as indexes
+/// into the page's few distinct zones, so a page costs no allocation per fact.
+struct Origins {
+    zones: Vec<String>,
+    delivered: Vec<(usize, u64)>,
+    relayed: Vec<usize>,
+    /// First and last message id of the relayed facts.
+    relayed_ids: Option<(String, String)>,
+}
+
+impl Origins {
+    fn of(sorted: &relay::Sorted) -> Self {
+        let mut zones: Vec<String> = Vec::new();
+        let mut index = |zone: &str| match zones.iter().position(|z| z == zone) {
+            Some(i) => i,
+            None => {
+                zones.push(zone.to_owned());
+                zones.len() - 1
+            }
+        };
+        let delivered = sorted
+            .deliver
+            .iter()
+            .map(|f| {
+                (
+                    index(&f.message.envelope.from_zone),
+                    f.message.envelope.produced_at_unix_ms,
+                )
+            })
+            .collect();
+        let relayed = sorted
+            .relay
+            .iter()
+            .map(|r| index(&r.message.envelope.to_zone))
+            .collect();
+        let id = |r: &relay::Relayed| r.message.envelope.message_id.clone();
+        let relayed_ids = sorted.relay.first().map(id).zip(sorted.relay.last().map(id));
+        Self {
+            zones,
+            delivered,
+            relayed,
+            relayed_ids,
         }
     }
 }
