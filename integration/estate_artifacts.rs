@@ -28,7 +28,10 @@ async fn an_artifact_for_a_plant_is_pulled_hop_by_hop_and_read_there_while_the_d
         size: SIZE as u64,
         media_type: Some("application/octet-stream".into()),
     };
-    let meta = enterprise.put_object(put, &mut content.as_slice(), |_| {}).await.expect("put");
+    let meta = enterprise
+        .put_object(put, &mut content.as_slice(), |_| {})
+        .await
+        .expect("put");
     assert_eq!(meta.digest, ObjectDigest::of(&content));
     let reference = ArtifactRef {
         bucket: meta.bucket,
@@ -55,7 +58,9 @@ async fn an_artifact_for_a_plant_is_pulled_hop_by_hop_and_read_there_while_the_d
     let as_plant_b = bsfg::client::Client::connect(&cluster.net.client(IDMZ, PLANT_B).expect("options"))
         .await
         .expect("connect as plant-b");
-    let denied = as_plant_b.get_object("recipes", "line-3/v7.bin", &mut Vec::new(), |_| {}).await;
+    let denied = as_plant_b
+        .get_object("recipes", "line-3/v7.bin", &mut Vec::new(), |_| {})
+        .await;
     let code = denied.expect_err("plant-b may not read plant-a's artifact").code();
     assert_eq!(code, ErrorCode::PermissionDenied);
 
