@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bsfg::devnet::estate::{ENTERPRISE, IDMZ, PLANTS, PLANT_A};
 use harness::{
+    admin,
     estate::{self, FLOWS},
     observe::{events, metric},
     Cluster,

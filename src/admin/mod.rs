@@ -15,6 +15,7 @@
 pub mod client;
 pub mod consumers;
 pub mod operator;
+pub mod routes;
 pub mod status;
 pub mod trace;
 
