@@ -72,4 +72,25 @@ async fn every_fact_crosses_the_dmz_exactly_once_to_its_final_zone() {
         status["forward"]["facts"], 0,
         "nothing was delivered to the DMZ itself: {status}"
     );
+
+    // `/v1/status` shows the routes of an end zone and the relay flows of the DMZ.
+    let routes = &cluster.status(ENTERPRISE)["routes"];
+    assert_eq!(routes[0]["via"], IDMZ, "{routes}");
+    assert_eq!(routes[0]["zones"], serde_json::json!(PLANTS), "{routes}");
+    let flows = &status["relay"];
+    assert_eq!(flows[0]["from"], serde_json::json!([ENTERPRISE]), "{flows}");
+    let hops = flows[0]["to"].as_array().expect("destinations");
+    let relayed_down: u64 = hops.iter().map(|hop| hop["relayed"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(relayed_down as usize, history.acked_count(ENTERPRISE), "{flows}");
+    assert!(hops.iter().all(|hop| hop["next_hop"] == hop["zone"]), "{flows}");
+
+    // A relayed fact traced on its way: stored at the DMZ for its next hop, received at its zone.
+    let path = "/v1/trace/enterprise/enterprise-to-plant-a-0";
+    let at_dmz = admin::json(&admin::http(cluster.admin(IDMZ), "GET", path, None).1);
+    assert_eq!(at_dmz["found"], "stored", "{at_dmz}");
+    assert_eq!(at_dmz["stored"]["next_hop"], PLANT_A, "{at_dmz}");
+    assert_eq!(at_dmz["stored"]["hops"], serde_json::json!([IDMZ]), "{at_dmz}");
+    assert_eq!(at_dmz["stored"]["confirmed_by_peer"], true, "{at_dmz}");
+    let at_plant = admin::json(&admin::http(cluster.admin(PLANT_A), "GET", path, None).1);
+    assert_eq!(at_plant["found"], "received", "{at_plant}");
 }
