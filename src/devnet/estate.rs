@@ -80,4 +80,9 @@ impl Legs {
     pub fn leg(&self, end_zone: &str) -> &FaultProxy {
         &self.0[end_zone]
     }
+
+    /// The proxies, by the end zone of their leg.
+    pub fn into_proxies(self) -> BTreeMap<String, FaultProxy> {
+        self.0
+    }
 }
