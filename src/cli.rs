@@ -110,7 +110,8 @@ pub enum Command {
     /// addressed to `plant-a` from `--producers` connections with `--concurrency` calls in flight
     /// each, and measures by `--mode`: `append` (durable appends alone; the peer is not started),
     /// `replicate` (a consumer in `plant-a` fetches and confirms; end-to-end latency from
-    /// `produced_at_unix_ms`), `replay` (a backlog appended during a partition, then healed:
+    /// `produced_at_unix_ms`), `relay` (as replicate, with `enterprise` reaching `plant-a` only
+    /// through a relaying `idmz` node: two hops), `replay` (a backlog appended during a partition, then healed:
     /// reconnect and replay times), `startup` (a filled node restarted after kill -9 and after
     /// SIGTERM: spawn to `/readyz` 200). Every mode reports each node's peak RSS and CPU seconds
     /// and the generator's own. Nodes log at `warning` with the audit log off unless told
