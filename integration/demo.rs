@@ -1,6 +1,8 @@
 //! The newcomer's tour works (`bsfg demo --fast`): it exits 0, shows both gates going
 //! `autonomous` during the partition and `normal` again after the heal, and its summary reports
-//! no lost, no duplicated and no reordered fact in either direction.
+//! no lost, no duplicated and no reordered fact in either direction. So does the estate's tour
+//! (`--estate`): the plant-a leg alone goes down and comes back, the status per hop is shown, and
+//! every flow through the DMZ arrives whole at its final zone and nowhere else.
 
 use std::{
     io::Read,
@@ -18,10 +20,12 @@ struct Run {
     stderr: String,
 }
 
-/// Runs `bsfg demo --fast` in a fresh directory, killing it if it outlives [`LIMIT`].
-fn run_demo(dir: &std::path::Path) -> Run {
+/// Runs `bsfg demo --fast ARGS` in a fresh directory, killing it if it outlives [`LIMIT`].
+fn run_demo(dir: &std::path::Path, args: &[&str]) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_bsfg"))
-        .args(["demo", "--fast", "--dir"])
+        .args(["demo", "--fast"])
+        .args(args)
+        .arg("--dir")
         .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -74,7 +78,7 @@ fn the_fast_tour_shows_partition_and_heal_and_loses_nothing() {
         .prefix("bsfg-demo-test-")
         .tempdir()
         .expect("tempdir");
-    let run = run_demo(dir.path());
+    let run = run_demo(dir.path(), &[]);
     let out = &run.stdout;
     let context = format!("stdout:\n{out}\nstderr:\n{}", run.stderr);
     assert!(run.success, "bsfg demo --fast exits 0 within {LIMIT:?}\n{context}");
@@ -107,4 +111,59 @@ fn the_fast_tour_shows_partition_and_heal_and_loses_nothing() {
         out.contains(&dir.path().display().to_string()),
         "the directory with the logs is shown"
     );
+}
+
+/// The summary line of each flow says nothing was lost or duplicated.
+fn assert_whole(out: &str, flows: &[&str], context: &str) {
+    let summary = out.find("\nsummary").expect("a summary is printed");
+    for flow in flows {
+        let line = out[summary..]
+            .lines()
+            .find(|l| l.trim_start().starts_with(flow))
+            .unwrap_or_else(|| panic!("the summary has a line for {flow}\n{context}"));
+        assert!(line.ends_with("duplicates 0, lost 0"), "{flow}: {line}\n{context}");
+    }
+}
+
+#[test]
+fn the_estate_tour_cuts_one_leg_shows_each_hop_and_delivers_every_flow_through_the_dmz() {
+    let dir = tempfile::Builder::new()
+        .prefix("bsfg-demo-estate-")
+        .tempdir()
+        .expect("tempdir");
+    let run = run_demo(dir.path(), &["--estate", "--rate", "50"]);
+    let out = &run.stdout;
+    let context = format!("stdout:\n{out}\nstderr:\n{}", run.stderr);
+    assert!(
+        run.success,
+        "bsfg demo --estate --fast exits 0 within {LIMIT:?}\n{context}"
+    );
+    let partition = out.find("phase 2/3: partition").expect("the partition is narrated");
+    let heal = out.find("phase 3/3: heal").expect("the heal is narrated");
+    assert!(gate_enters(&out[partition..heal], "plant-a", "autonomous"), "{context}");
+    assert!(gate_enters(&out[partition..heal], "idmz", "autonomous"), "{context}");
+    assert!(
+        !gate_enters(&out[partition..heal], "plant-b", "autonomous"),
+        "only the plant-a leg is cut\n{context}"
+    );
+    assert!(gate_enters(&out[heal..], "plant-a", "normal"), "{context}");
+    let hops = out[partition..heal]
+        .find("status per hop")
+        .expect("the status per hop is shown");
+    let waiting = out[partition + hops..heal]
+        .lines()
+        .find(|l| l.trim_start().starts_with("plant-a → idmz: autonomous"));
+    assert!(waiting.is_some(), "the cut leg is shown autonomous\n{context}");
+    assert_whole(
+        out,
+        &[
+            "enterprise → plant-a",
+            "plant-a → enterprise",
+            "enterprise → plant-b",
+            "plant-b → enterprise",
+        ],
+        &context,
+    );
+    assert!(out.contains("(the DMZ included): 0"), "{context}");
+    assert!(out.contains("arrived exactly once at its final zone"), "{context}");
 }

@@ -1,6 +1,7 @@
 //! Property: the history checker the end-to-end tests rely on classifies correctly — a clean run
-//! is clean; a lost id, a duplicate at another forward offset and a reorder are failures; a
-//! redelivery at the same forward offset and an unacknowledged fact are not. No nodes run here.
+//! is clean; a lost id, a duplicate at another forward offset, a reorder and a fact read at a
+//! zone it was not addressed to are failures; a redelivery at the same forward offset and an
+//! unacknowledged fact are not. No nodes run here.
 
 mod harness;
 
@@ -57,7 +58,7 @@ fn a_clean_history_is_clean() {
     assert!(history.all_delivered());
     assert_eq!(
         report.to_string(),
-        "enterprise: acked 3, delivered 3, lost 0, duplicated 0, reordered 0, unknown 0, redelivered 0\n"
+        "enterprise: acked 3, delivered 3, lost 0, duplicated 0, reordered 0, unknown 0, misdelivered 0, redelivered 0\n"
     );
 }
 
@@ -127,6 +128,20 @@ fn a_fact_never_acked_is_unknown_but_not_a_failure() {
     assert_eq!(report.unknown, ["orphan"]);
     assert_eq!(report.delivered, 1);
     history.report().assert_clean();
+}
+
+#[test]
+fn a_fact_read_where_it_was_not_addressed_is_misdelivered() {
+    let history = History::new();
+    history.acked_to(SOURCE, DEST, "m1", 1);
+    history.acked_to(SOURCE, DEST, "m2", 2);
+    consume(&history, &[("m1", 1), ("m2", 2)]);
+    history.report().assert_clean();
+    history.consumed("idmz", &fact(SOURCE, "m2", 1));
+    let report = source(&history);
+    assert_eq!(report.misdelivered, ["m2 at idmz"]);
+    assert_eq!((report.delivered, report.duplicated.len()), (2, 0));
+    assert!(!history.report().is_clean());
 }
 
 #[test]

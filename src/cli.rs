@@ -135,7 +135,8 @@ pub enum Command {
     /// addressed to `plant-a` from `--producers` connections with `--concurrency` calls in flight
     /// each, and measures by `--mode`: `append` (durable appends alone; the peer is not started),
     /// `replicate` (a consumer in `plant-a` fetches and confirms; end-to-end latency from
-    /// `produced_at_unix_ms`), `replay` (a backlog appended during a partition, then healed:
+    /// `produced_at_unix_ms`), `relay` (as replicate, with `enterprise` reaching `plant-a` only
+    /// through a relaying `idmz` node: two hops), `replay` (a backlog appended during a partition, then healed:
     /// reconnect and replay times), `startup` (a filled node restarted after kill -9 and after
     /// SIGTERM: spawn to `/readyz` 200). Every mode reports each node's peak RSS and CPU seconds
     /// and the generator's own. Nodes log at `warning` with the audit log off unless told
@@ -154,6 +155,13 @@ pub enum Command {
     /// acknowledged fact arrived exactly once and in the order it was appended, prints a summary
     /// and the directory with the configs, data and node logs. About 30 s (`--fast`: about 15 s).
     /// Exits 1 if any acknowledged fact was lost, duplicated or reordered.
+    ///
+    /// `--estate` tours the reference estate instead: enterprise, idmz (the industrial DMZ) and
+    /// plants plant-a and plant-b, where the enterprise and the plants reach each other only
+    /// through idmz, which relays. Producers on the four flows enterprise ↔ plant-a, plant-b; the
+    /// partition cuts the plant-a leg alone (plant-b's flows go on); the status per hop shows
+    /// what waits where; the summary proves every fact arrived exactly once at its final zone and
+    /// nowhere else (the DMZ included).
     Demo(crate::commands::demo::DemoArgs),
 }
 

@@ -1,5 +1,6 @@
-//! Actor `ForwardBuffer`: the inbound log. `putIfAbsent` of pages pulled from peers, and durable
-//! named consumers (fetch with long-poll, confirm) for local clients.
+//! Actor `ForwardBuffer`: the inbound log. `putIfAbsent` of pages pulled from peers (with the
+//! facts of the page this node relays, which go to the store log in the same commit), and
+//! durable named consumers (fetch with long-poll, confirm) for local clients.
 //!
 //! A consumer is *seen* from its first fetch ([`Seen`], in memory): it is listed and has backlog
 //! and lag series (at cursor 0) before it ever confirms, so a consumer that fetches and never
@@ -19,8 +20,9 @@ use actix::prelude::*;
 use bsfg_proto::{FetchedFact, RpcError};
 
 use crate::{
-    journal::{CursorMove, InsertOutcome, Journal, JournalError},
+    journal::{CursorMove, InsertOutcome, Journal, JournalError, Prepared},
     long_poll::{self, PageRequest, Served},
+    relay::Relayed,
     storage::CursorKey,
 };
 
@@ -80,12 +82,13 @@ impl Actor for ForwardBuffer {
     }
 }
 
-/// A page of facts pulled from peer `from_zone`, already checked to come from it.
+/// A page pulled from a peer, sorted by the relay rules (`relay::Sorted`): the facts delivered
+/// here, and those relayed toward their next hop, stored in one commit.
 #[derive(Message)]
 #[rtype(result = "Result<InsertOutcome, RpcError>")]
 pub struct Insert {
-    pub from_zone: String,
     pub facts: Vec<FetchedFact>,
+    pub relayed: Vec<Relayed>,
 }
 
 /// FetchFacts from a local consumer.
@@ -109,7 +112,14 @@ impl Handler<Insert> for ForwardBuffer {
 
     fn handle(&mut self, msg: Insert, _: &mut Self::Context) -> Self::Result {
         let journal = self.journal.clone();
-        Box::pin(async move { Ok(journal.insert(msg.from_zone, msg.facts).await?) })
+        Box::pin(async move {
+            let relayed = msg
+                .relayed
+                .into_iter()
+                .map(|r| Ok(Prepared::new(r.message)?.via(&r.next_hop)))
+                .collect::<Result<Vec<_>, JournalError>>()?;
+            Ok(journal.insert_page(msg.facts, relayed).await?)
+        })
     }
 }
 

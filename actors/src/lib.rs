@@ -26,6 +26,8 @@
 //!   retention sweeps (deletion plans applied by the journal).
 //! - [`zone_gate`] (actor): per-peer gate state (`normal` / `autonomous` / `reconciliation`) and
 //!   the operator's gate switches.
+//! - [`relay`]: routes through intermediary zones as a plain value: next hops, the receipt
+//!   rule, the relay rules, and the sorting of pulled pages by them.
 //! - `objects`: the artifact store (content-addressed blobs + index), fed from any byte source.
 //! - `journal`: the single writer in front of storage; idempotency, offsets, group commit.
 //! - `events`: typed internal events, each writing its log line and its metrics together.
@@ -43,6 +45,7 @@ pub mod metrics;
 pub mod node;
 mod objects;
 mod peer_link;
+pub mod relay;
 pub mod rpc;
 pub mod status;
 pub mod storage;

@@ -244,7 +244,7 @@ mod tests {
         }
         let journal = &fixture.journal;
         journal
-            .insert("enterprise".into(), page("enterprise", 1, &["x", "y"]))
+            .insert(page("enterprise", 1, &["x", "y"]))
             .await
             .expect("insert");
         let peer = || CursorKey::Peer("enterprise".into());

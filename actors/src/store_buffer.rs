@@ -1,9 +1,10 @@
 //! Actor `StoreBuffer`: the outbound log. Idempotent durable append for local producers, paged
 //! fetch and confirm for peer nodes (their cursor is their frontier). Validation (including the
-//! artifact reference check) and admission (the `Backpressure` actor's flag, never a storage read)
-//! happen here; ordering, idempotency and group commit happen in the journal.
+//! artifact reference check and the route to `to_zone`: each fact waits for its next hop, SPEC
+//! §4a) and admission (the `Backpressure` actor's flag, never a storage read) happen here;
+//! ordering, idempotency and group commit happen in the journal.
 
-use std::{collections::HashSet, sync::Arc};
+use std::sync::Arc;
 
 use actix::prelude::*;
 use bsfg_proto::{AppendResponse, Message, RpcError};
@@ -13,6 +14,7 @@ use crate::{
     journal::{AppendMode, Journal, JournalError, Prepared},
     long_poll::{self, PageRequest, Served},
     objects::ObjectStore,
+    relay::Routing,
     storage::CursorKey,
 };
 
@@ -20,7 +22,8 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct StoreBufferConfig {
     pub zone: String,
-    pub peers: HashSet<String>,
+    /// Peers and routes: the next hop of each `to_zone`.
+    pub routing: Arc<Routing>,
     pub max_fact_bytes: usize,
     pub max_frame_bytes: usize,
 }
@@ -88,7 +91,7 @@ impl Handler<Append> for StoreBuffer {
         Box::pin(async move {
             let checked: Vec<_> = messages
                 .into_iter()
-                .map(|message| admit(&config, &message).map(|()| message))
+                .map(|message| admit(&config, &message).map(|next_hop| (message, next_hop)))
                 .collect();
             if checked.iter().any(Result::is_ok) {
                 admission.check()?;
@@ -98,7 +101,7 @@ impl Handler<Append> for StoreBuffer {
             let mut prepared = Vec::with_capacity(checked.len());
             for message in checked {
                 let ready = match message {
-                    Ok(message) => prepare(&objects, message).await,
+                    Ok((message, next_hop)) => prepare(&objects, message, next_hop).await,
                     Err(e) => Err(e),
                 };
                 let failed = ready.is_err();
@@ -149,13 +152,13 @@ fn outcomes(
 }
 
 /// The artifact check, then encoding and hashing: everything before the journal that may await.
-async fn prepare(objects: &ObjectStore, message: Message) -> Result<Prepared, RpcError> {
-    reference_artifact(objects, &message).await?;
-    Ok(Prepared::new(message)?)
+async fn prepare(objects: &ObjectStore, message: Message, next_hop: &str) -> Result<Prepared, RpcError> {
+    reference_artifact(objects, &message, next_hop).await?;
+    Ok(Prepared::new(message)?.via(next_hop))
 }
 
-/// The checks that need this node's configuration (SPEC §2).
-fn admit(config: &StoreBufferConfig, message: &Message) -> Result<(), RpcError> {
+/// The checks that need this node's configuration (SPEC §2, §4a); answers the fact's next hop.
+fn admit<'c>(config: &'c StoreBufferConfig, message: &Message) -> Result<&'c str, RpcError> {
     message
         .validate(config.max_fact_bytes)
         .map_err(|e| RpcError::invalid(e.to_string()))?;
@@ -166,26 +169,29 @@ fn admit(config: &StoreBufferConfig, message: &Message) -> Result<(), RpcError> 
             envelope.from_zone, config.zone
         )));
     }
-    if !config.peers.contains(&envelope.to_zone) {
-        return Err(RpcError::invalid(format!(
-            "to_zone {:?} is not a configured peer of {:?}",
-            envelope.to_zone, config.zone
-        )));
+    if !envelope.hops.is_empty() {
+        return Err(RpcError::invalid(
+            "hops must be empty when a producer appends: each relaying zone adds itself",
+        ));
     }
-    Ok(())
+    config.routing.next_hop(&envelope.to_zone).ok_or_else(|| {
+        RpcError::invalid(format!(
+            "no route to zone {:?}: it is neither a peer of {:?} nor in its [[routes]]",
+            envelope.to_zone, config.zone
+        ))
+    })
 }
 
 /// A fact that references an artifact is accepted only when the artifact is stored here with the
 /// referenced digest and size (SPEC §3). The object is marked referenced, and readable by the
-/// fact's `to_zone`, *before* the append is journaled: if the append then fails, the object merely
+/// fact's next hop, *before* the append is journaled: if the append then fails, the object merely
 /// stays immutable, which is harmless; the other order could let a fact reference content that
 /// is replaced a moment later.
-async fn reference_artifact(objects: &ObjectStore, message: &Message) -> Result<(), RpcError> {
+async fn reference_artifact(objects: &ObjectStore, message: &Message, next_hop: &str) -> Result<(), RpcError> {
     let Some(artifact) = message.artifact().map_err(|e| RpcError::invalid(e.to_string()))? else {
         return Ok(());
     };
-    let zone = Some(message.envelope.to_zone.clone());
-    Ok(objects.reference(artifact, zone).await?)
+    Ok(objects.reference(artifact, Some(next_hop.to_owned())).await?)
 }
 
 impl Handler<PeerFetch> for StoreBuffer {

@@ -2,12 +2,15 @@
 //! knows of one fact, from its idempotency indexes, logs and cursors, read on the blocking pool.
 //!
 //! - A fact produced here (`from_zone` is this zone) is looked up in the store buffer by its
-//!   `message_id`: its offset, destination, when it was stored, and whether the destination has
-//!   confirmed it (its frontier is at or past the offset).
+//!   `message_id`: its offset, destination, the peer that pulls it (its next hop), when it was
+//!   stored, and whether that peer has confirmed it (its frontier is at or past the offset).
 //! - A fact from another zone is looked up in the forward buffer by `(from_zone, message_id)`:
 //!   its offset here and in the sender's store buffer, when it arrived, and which consumers (with
 //!   a cursor, or seen fetching) have confirmed it. The dedupe window outlives the log entry, so a fact reclaimed after every
 //!   consumer confirmed it (or expired) is still found, marked not retained.
+//! - A fact from another zone that is not in the forward buffer may be in the store buffer,
+//!   relayed here on its way (SPEC §4a): it is looked up there by `(from_zone, message_id)`,
+//!   with its hops so far.
 //! - Anything else is unknown here: never appended here, not arrived yet, or deleted from the
 //!   store buffer (confirmed and reclaimed, or lost — `fact_expired` / `fact_dropped` in the log
 //!   name it).
@@ -16,24 +19,31 @@
 
 use bsfg_proto::RpcError;
 
+use std::sync::Arc;
+
 use crate::{
     forward_buffer::{consumer_cursors, Seen},
     journal::Journal,
+    relay::Routing,
     storage::{CursorKey, Index, Log, Storage, StorageError},
 };
 
-/// A fact in this node's store buffer.
+/// A fact in this node's store buffer: produced here, or relayed here on its way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub offset: u64,
     pub to_zone: String,
+    /// The peer that pulls it: `to_zone`, or the next hop toward it.
+    pub peer: String,
+    /// The zones that relayed it so far, this one last (empty for a fact produced here).
+    pub hops: Vec<String>,
     pub stored_at_unix_ms: u64,
-    /// The destination's frontier in this store buffer.
+    /// The peer's frontier in this store buffer.
     pub frontier: u64,
 }
 
 impl Stored {
-    /// Whether the destination confirmed it (it can then be reclaimed at any time).
+    /// Whether the peer confirmed it (it can then be reclaimed at any time).
     pub fn confirmed(&self) -> bool {
         self.frontier >= self.offset
     }
@@ -64,24 +74,29 @@ pub enum Found {
 /// Traces facts on one node; cheap to clone.
 #[derive(Clone)]
 pub struct Tracer {
-    zone: String,
+    routing: Arc<Routing>,
     journal: Journal,
     seen: Seen,
 }
 
 impl Tracer {
-    pub fn new(zone: String, journal: Journal, seen: Seen) -> Self {
-        Self { zone, journal, seen }
+    pub fn new(routing: Arc<Routing>, journal: Journal, seen: Seen) -> Self {
+        Self { routing, journal, seen }
     }
 
     /// What this node knows of the fact `message_id` produced in `from_zone`.
     pub async fn trace(&self, from_zone: String, message_id: String) -> Result<Found, RpcError> {
         let (storage, cursors) = (self.journal.storage(), self.journal.cursors());
         let consumers: Vec<(String, u64)> = consumer_cursors(&self.journal, &self.seen).into_iter().collect();
-        let local = from_zone == self.zone;
-        let found = tokio::task::spawn_blocking(move || match local {
-            true => stored(&*storage, &message_id, &cursors),
-            false => received(&*storage, &from_zone, &message_id, consumers),
+        let routing = self.routing.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            if from_zone == routing.zone {
+                return stored(&*storage, &routing, ("", &message_id), &cursors);
+            }
+            match received(&*storage, &from_zone, &message_id, consumers)? {
+                Found::Unknown => stored(&*storage, &routing, (&from_zone, &message_id), &cursors),
+                found => Ok(found),
+            }
         });
         found
             .await
@@ -92,18 +107,32 @@ impl Tracer {
 
 type Cursors = std::collections::HashMap<CursorKey, u64>;
 
-fn stored(storage: &dyn Storage, message_id: &str, cursors: &Cursors) -> Result<Found, StorageError> {
-    let Some(Some(idem)) = storage.lookup(Index::Store, &[("", message_id)])?.pop() else {
+/// A fact of the store buffer by its key: `("", message_id)` for one produced here,
+/// `(from_zone, message_id)` for one relayed here.
+fn stored(
+    storage: &dyn Storage,
+    routing: &Routing,
+    key: (&str, &str),
+    cursors: &Cursors,
+) -> Result<Found, StorageError> {
+    let Some(Some(idem)) = storage.lookup(Index::Store, &[key])?.pop() else {
         return Ok(Found::Unknown);
     };
     let Some(record) = storage.read_entry(Log::Store, idem.offset)? else {
         return Ok(Found::Unknown);
     };
-    let to_zone = record.message()?.envelope.to_zone;
-    let frontier = cursors.get(&CursorKey::Peer(to_zone.clone())).copied().unwrap_or(0);
+    let envelope = record.message()?.envelope;
+    // The next hop as configured now: a route changed since the fact was stored is not seen.
+    let peer = routing
+        .next_hop(&envelope.to_zone)
+        .unwrap_or(&envelope.to_zone)
+        .to_owned();
+    let frontier = cursors.get(&CursorKey::Peer(peer.clone())).copied().unwrap_or(0);
     Ok(Found::Stored(Stored {
         offset: idem.offset,
-        to_zone,
+        to_zone: envelope.to_zone,
+        peer,
+        hops: envelope.hops,
         stored_at_unix_ms: record.stored_at_unix_ms,
         frontier,
     }))
@@ -137,14 +166,19 @@ fn received(
 mod tests {
     use super::*;
     use crate::{
-        journal::JournalConfig,
+        journal::{JournalConfig, Prepared},
         testkit::{message, page, Fixture, ZONE},
     };
 
     #[tokio::test]
     async fn a_fact_is_found_where_it_is_and_unknown_elsewhere() {
         let fixture = Fixture::open(JournalConfig::default());
-        let tracer = Tracer::new(ZONE.to_owned(), fixture.journal.clone(), Seen::default());
+        let routing = Routing {
+            zone: ZONE.to_owned(),
+            peers: ["enterprise".to_owned(), "plant-b".to_owned()].into(),
+            ..Routing::default()
+        };
+        let tracer = Tracer::new(Arc::new(routing), fixture.journal.clone(), Seen::default());
         let ack = fixture
             .append(message(ZONE, "enterprise", "batch-42"))
             .await
@@ -164,7 +198,7 @@ mod tests {
 
         fixture
             .journal
-            .insert("enterprise".into(), page("enterprise", 17, &["order-1", "order-2"]))
+            .insert(page("enterprise", 17, &["order-1", "order-2"]))
             .await
             .expect("insert");
         let mes = CursorKey::Consumer("mes".into());
@@ -180,7 +214,28 @@ mod tests {
             "mes has not confirmed it yet"
         );
 
-        for (from, id) in [(ZONE, "nothing"), ("enterprise", "batch-42"), ("plant-b", "order-2")] {
+        let mut on_its_way = message("enterprise", "plant-b", "order-3");
+        on_its_way.envelope.hops.push(ZONE.into());
+        let relayed = Prepared::new(on_its_way).expect("prepare").via("plant-b");
+        fixture
+            .journal
+            .insert_page(Vec::new(), vec![relayed])
+            .await
+            .expect("relay");
+        let Found::Stored(stored) = trace("enterprise", "order-3").await.expect("trace") else {
+            panic!("the relayed fact is in the store buffer")
+        };
+        assert_eq!(
+            (stored.peer.as_str(), stored.hops.as_slice()),
+            ("plant-b", &[ZONE.to_owned()][..])
+        );
+
+        for (from, id) in [
+            (ZONE, "nothing"),
+            ("enterprise", "batch-42"),
+            ("plant-b", "order-2"),
+            (ZONE, "order-3"),
+        ] {
             assert_eq!(trace(from, id).await.expect("trace"), Found::Unknown, "{from}/{id}");
         }
     }

@@ -1,7 +1,8 @@
 //! A history checker for end-to-end tests: records every acknowledged append and every fact a
 //! consumer read, then judges the delivery guarantees per source zone. Whatever was acknowledged
-//! must arrive (nothing lost), exactly once (no duplicate), and in the order the source stored it
-//! (no reorder).
+//! must arrive (nothing lost), exactly once (no duplicate), in the order the source stored it
+//! (no reorder), and — when the append named its destination — at that zone and nowhere else
+//! (no misdelivery: a relay must pass facts on, never keep them).
 //!
 //! A consumer that did not confirm a page reads it again, at the same forward offsets, after a
 //! restart or a failed confirm: that is a *redelivery* and allowed. A *duplicate* is the same
@@ -31,6 +32,8 @@ pub struct History(Arc<Mutex<Log>>);
 struct Log {
     /// Source zone → message id → store offset of its acknowledged append.
     acked: BTreeMap<String, HashMap<String, u64>>,
+    /// (source zone, message id) → the zone it is addressed to, when the append said so.
+    addressed: HashMap<(String, String), String>,
     /// Every fact read, in the order read, redeliveries included.
     consumed: Vec<Consumed>,
 }
@@ -54,6 +57,13 @@ impl History {
         let mut log = self.lock();
         let ids = log.acked.entry(source_zone.to_owned()).or_default();
         ids.entry(message_id.to_owned()).or_insert(store_offset);
+    }
+
+    /// [`History::acked`] of a fact addressed to `dest_zone`: it must be read there and only there.
+    pub fn acked_to(&self, source_zone: &str, dest_zone: &str, message_id: &str, store_offset: u64) {
+        self.acked(source_zone, message_id, store_offset);
+        let key = (source_zone.to_owned(), message_id.to_owned());
+        self.lock().addressed.insert(key, dest_zone.to_owned());
     }
 
     /// A consumer of `dest_zone`'s forward buffer read `fact`.
@@ -88,6 +98,15 @@ impl History {
         let mut judge = Judge::default();
         for consumed in &log.consumed {
             let store_offset = log.acked.get(&consumed.source).and_then(|ids| ids.get(&consumed.id));
+            let key = (consumed.source.clone(), consumed.id.clone());
+            let addressed = log.addressed.get(&key).filter(|dest| **dest != consumed.dest);
+            if addressed.is_some() {
+                let report = judge.sources.entry(consumed.source.clone()).or_default();
+                report
+                    .misdelivered
+                    .push(format!("{} at {}", consumed.id, consumed.dest));
+                continue;
+            }
             judge.consumed(consumed, store_offset.copied());
         }
         for (source, ids) in &log.acked {
@@ -178,13 +197,15 @@ pub struct SourceReport {
     pub reordered: Vec<String>,
     /// Read, but never acknowledged: allowed (an ack lost to a kill), not a failure.
     pub unknown: Vec<String>,
+    /// Read at a zone other than the one its append addressed (`id at zone`).
+    pub misdelivered: Vec<String>,
     /// Reads of a message again at the same forward offset: allowed (an unconfirmed page).
     pub redelivered: usize,
 }
 
 impl SourceReport {
     pub fn is_clean(&self) -> bool {
-        self.lost.is_empty() && self.duplicated.is_empty() && self.reordered.is_empty()
+        self.lost.is_empty() && self.duplicated.is_empty() && self.reordered.is_empty() && self.misdelivered.is_empty()
     }
 }
 
@@ -218,6 +239,7 @@ impl fmt::Display for SourceReport {
             ("duplicated", &self.duplicated),
             ("reordered", &self.reordered),
             ("unknown", &self.unknown),
+            ("misdelivered", &self.misdelivered),
         ] {
             write!(f, ", {name} {}", ids.len())?;
             if !ids.is_empty() {

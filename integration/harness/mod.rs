@@ -8,6 +8,7 @@ pub mod damage;
 pub mod disk;
 pub mod drill;
 pub mod engine;
+pub mod estate;
 pub mod history;
 pub mod observe;
 pub mod traffic;
@@ -46,8 +47,18 @@ impl Cluster {
     /// Zones peered pairwise along `links`, with the client `tester` allowed everything everywhere.
     /// Nothing runs until [`Cluster::start`].
     pub fn new(zones: &[&str], links: &[(&str, &str)]) -> Self {
+        Self::with(|dir| Devnet::new(dir, zones, links, &[CLIENT]))
+    }
+
+    /// The reference estate (`bsfg::devnet::estate`): enterprise, idmz, plant-a and plant-b with
+    /// their routes and relay rules, the client `tester` allowed everything everywhere.
+    pub fn estate() -> Self {
+        Self::with(|dir| Devnet::estate(dir, &[CLIENT]))
+    }
+
+    fn with(net: impl FnOnce(&std::path::Path) -> anyhow::Result<Devnet>) -> Self {
         let dir = tempfile::Builder::new().prefix("bsfg-e2e-").tempdir().expect("tempdir");
-        let net = Devnet::new(dir.path(), zones, links, &[CLIENT]).expect("devnet");
+        let net = net(dir.path()).expect("devnet");
         Self {
             net,
             nodes: BTreeMap::new(),

@@ -79,7 +79,7 @@ impl Traffic {
                     };
                     match outcome {
                         Ok(ack) => {
-                            history.acked(&from, &id, ack.offset);
+                            history.acked_to(&from, &to, &id, ack.offset);
                             break;
                         }
                         Err((retryable, error)) => {

@@ -7,8 +7,8 @@
 //! - `produced_at_unix_ms`, the send time: a producer that rebuilds its message for a retry (a
 //!   PLC bridge re-reading the event, `bsfg append` run again) stamps it anew. The stored fact
 //!   keeps the first one; a duplicate never rewrites what is stored.
-//! - routing metadata added on the way (SPEC §2's `hops`, when it exists): list it with
-//!   `produced_at_unix_ms` in [`Message::content_digest`].
+//! - `hops`, the routing metadata each relay adds on the way (SPEC §4a): the copy a relay holds
+//!   and the copy that reaches the destination are the same fact.
 //!
 //! `object_json` is compared as its text (the CLI always sends it compact, with sorted keys);
 //! labels are a sorted map, so their order never matters. The digest is the sha256 of the wire
@@ -56,6 +56,7 @@ impl Message {
             labels,
             object_media_type,
             object_schema,
+            hops: _, // routing metadata: each relay appends its zone, the content stays the same
         } = &self.envelope;
         codec::digest_of(&Content {
             message_id,

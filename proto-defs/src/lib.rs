@@ -1,6 +1,7 @@
 //! Wire vocabulary of bsfg, shared by nodes and clients.
 //!
-//! - [`model`]: the message model of SPEC §2 (`Message` = envelope + fact) and its validation.
+//! - [`model`]: the message model of SPEC §2 (`Message` = envelope + fact) and its validation;
+//!   `envelope` holds the envelope's binary encoding (how `hops` joined it compatibly).
 //! - [`content`]: "same content" for idempotency — the fields a retry must repeat, and their digest.
 //! - [`object`]: artifacts — content digests, bucket and key syntax, the artifact reference.
 //! - [`rpc`]: one request and one response per QUIC stream (SPEC §3, plus the batched
@@ -16,6 +17,7 @@
 pub mod close;
 pub mod codec;
 pub mod content;
+mod envelope;
 pub mod error;
 pub mod model;
 pub mod object;
@@ -25,7 +27,7 @@ pub use close::{CloseCode, StreamCode};
 pub use codec::FrameError;
 pub use content::ContentDigest;
 pub use error::{ErrorCode, RpcError};
-pub use model::{Envelope, Fact, Message, ValidationError};
+pub use model::{Envelope, Fact, Message, ValidationError, MAX_HOPS};
 pub use object::{ArtifactError, ArtifactRef, ObjectDigest, ObjectHasher};
 pub use rpc::{
     AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, BatchTally, ConfirmRequest,

@@ -11,8 +11,14 @@ use serde::{Deserialize, Serialize};
 /// Largest accepted `message_id`, in bytes.
 pub const MAX_MESSAGE_ID_BYTES: usize = 256;
 
-/// Routing and provenance of a fact. `message_id` is the idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode, Serialize, Deserialize)]
+/// Most relaying zones a fact may pass through (SPEC §4a): a relay that would make it more
+/// refuses it.
+pub const MAX_HOPS: usize = 8;
+
+/// Routing and provenance of a fact. `message_id` is the idempotency key. Its binary encoding is
+/// written by hand (`crate::envelope`) so that `hops` costs nothing, and changes nothing, while it
+/// is empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Envelope {
     #[serde(default)]
@@ -32,6 +38,10 @@ pub struct Envelope {
     pub object_media_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_schema: Option<String>,
+    /// The zones that relayed the fact, in order (SPEC §4a): empty when a producer appends, and
+    /// each relaying zone appends its own name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hops: Vec<String>,
 }
 
 /// The business content: a subject–predicate–object triple whose object is JSON.
@@ -66,6 +76,8 @@ pub enum ValidationError {
     TooLarge { size: usize, limit: usize },
     #[error("{0}")]
     Artifact(#[from] crate::object::ArtifactError),
+    #[error("hops lists {0} zones, more than the {MAX_HOPS} a fact may pass through")]
+    TooManyHops(usize),
 }
 
 /// Milliseconds since the Unix epoch now: the clock of `produced_at_unix_ms` and of storage
@@ -88,8 +100,8 @@ pub fn is_valid_zone_name(name: &str) -> bool {
 }
 
 impl Message {
-    /// Checks everything that can be checked without knowing the node: id length, zone syntax,
-    /// JSON validity, the encoded size against `max_fact_bytes`, and the artifact reference's
+    /// Checks everything that can be checked without knowing the node: id length, zone syntax
+    /// (hops included, at most [`MAX_HOPS`]), JSON validity, the encoded size against `max_fact_bytes`, and the artifact reference's
     /// syntax when `object_media_type` is set.
     pub fn validate(&self, max_fact_bytes: usize) -> Result<(), ValidationError> {
         let id_len = self.envelope.message_id.len();
@@ -98,6 +110,12 @@ impl Message {
         }
         check_zone("from_zone", &self.envelope.from_zone)?;
         check_zone("to_zone", &self.envelope.to_zone)?;
+        if self.envelope.hops.len() > MAX_HOPS {
+            return Err(ValidationError::TooManyHops(self.envelope.hops.len()));
+        }
+        for hop in &self.envelope.hops {
+            check_zone("hops", hop)?;
+        }
         let size = self.encoded_len();
         if size > max_fact_bytes {
             return Err(ValidationError::TooLarge {
@@ -205,6 +223,19 @@ mod tests {
         assert!(matches!(
             message("\"big\"").validate(10),
             Err(ValidationError::TooLarge { limit: 10, .. })
+        ));
+        let mut relayed = message("1");
+        relayed.envelope.hops = vec!["idmz".into(); MAX_HOPS];
+        assert!(relayed.validate(1 << 20).is_ok());
+        relayed.envelope.hops.push("idmz".into());
+        assert_eq!(
+            relayed.validate(1 << 20),
+            Err(ValidationError::TooManyHops(MAX_HOPS + 1))
+        );
+        relayed.envelope.hops = vec!["DMZ".into()];
+        assert!(matches!(
+            relayed.validate(1 << 20),
+            Err(ValidationError::ZoneName { field: "hops", .. })
         ));
         let mut not_a_reference = message("{\"x\":1}");
         not_a_reference.envelope.object_media_type = Some("application/pdf".into());

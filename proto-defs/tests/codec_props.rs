@@ -53,9 +53,21 @@ fn message() -> impl Strategy<Value = Message> {
         prop::option::of(text()),
         prop::option::of(text()),
         labels,
+        prop::collection::vec("[a-z0-9-]{1,12}", 0..3),
+        prop::option::of(text()),
     )
         .prop_map(
-            |(message_id, from_zone, to_zone, produced_at_unix_ms, correlation_id, object_media_type, labels)| {
+            |(
+                message_id,
+                from_zone,
+                to_zone,
+                produced_at_unix_ms,
+                correlation_id,
+                object_media_type,
+                labels,
+                hops,
+                object_schema,
+            )| {
                 Envelope {
                     message_id,
                     from_zone,
@@ -65,7 +77,8 @@ fn message() -> impl Strategy<Value = Message> {
                     causation_id: None,
                     labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
                     object_media_type,
-                    object_schema: None,
+                    object_schema,
+                    hops,
                 }
             },
         );

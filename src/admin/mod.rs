@@ -16,6 +16,7 @@
 pub mod client;
 pub mod consumers;
 pub mod operator;
+pub mod routes;
 pub mod status;
 pub mod trace;
 

@@ -1,6 +1,7 @@
 //! The node's status as `GET /v1/status` answers it (SPEC §10) and `bsfg status` prints it: one
 //! serde type, written by the node and read back by the CLI (which ignores fields it does not
-//! know, so a newer node can add some).
+//! know, so a newer node can add some). Routes and relay flows (SPEC §4a, in `routes`) show
+//! what waits for each next hop.
 
 use std::{
     collections::BTreeMap,
@@ -18,6 +19,8 @@ use bsfg_actors::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use super::routes::{HopStatus, RelayStatus, RouteStatus};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     pub zone: String,
@@ -26,6 +29,12 @@ pub struct Status {
     /// Client calls being served right now.
     pub in_flight: usize,
     pub peers: BTreeMap<String, PeerStatus>,
+    /// `[[routes]]`, by peer: the zones reached through it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteStatus>,
+    /// `[[relay]]` flows, with what waits for each destination's next hop.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relay: Vec<RelayStatus>,
     pub store: BufferStatus,
     pub forward: ForwardStatus,
     pub certificate: CertificateStatus,
@@ -201,12 +210,15 @@ impl Status {
             })
             .collect();
         let usage = node.usage();
+        let (routes, relay) = (RouteStatus::of(node, &peers), RelayStatus::of(node, &peers));
         Self {
             zone: zone.to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             draining: node.drain.is_draining(),
             in_flight: node.drain.in_flight(),
             peers,
+            routes,
+            relay,
             store: usage.store.into(),
             forward: ForwardStatus {
                 retained: usage.forward.into(),
@@ -269,6 +281,7 @@ impl Status {
                 p.frontier, p.backlog
             );
         }
+        super::routes::table(self, &mut out);
         out.push('\n');
         let _ = writeln!(
             out,
@@ -287,7 +300,7 @@ impl Status {
 }
 
 /// A lag for people: tenths of a second below a minute, else humantime (`3m 20s`).
-fn seconds(lag: f64) -> String {
+pub(super) fn seconds(lag: f64) -> String {
     if lag < 60.0 {
         format!("{lag:.1}s")
     } else {
@@ -313,6 +326,8 @@ mod tests {
             draining: false,
             in_flight: 0,
             peers: [("plant-a".to_owned(), peer)].into(),
+            routes: Vec::new(),
+            relay: Vec::new(),
             store: BufferStatus {
                 facts: 34,
                 bytes: 8704,

@@ -1,6 +1,7 @@
 //! `GET /v1/trace/{from_zone}/{message_id}` and what `bsfg trace` prints: where one fact is on
-//! this node ([`Trace`]). `found` is `stored` (in the store buffer: produced here; `stored` says
-//! where it goes and whether the destination confirmed it), `received` (in the forward buffer:
+//! this node ([`Trace`]). `found` is `stored` (in the store buffer: produced here, or relayed
+//! here on its way; `stored` says where it goes, through which next hop, with which hops so far,
+//! and whether that next hop confirmed it), `received` (in the forward buffer:
 //! pulled from `from_zone`; `received` says which consumers confirmed it), or `unknown`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -31,10 +32,16 @@ pub struct Trace {
 pub struct StoredTrace {
     pub offset: u64,
     pub to_zone: String,
+    /// The peer that pulls it: `to_zone`, or the next hop of the route toward it.
+    #[serde(default)]
+    pub next_hop: String,
+    /// The zones that relayed it so far, this one last; empty for a fact produced here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hops: Vec<String>,
     /// RFC 3339, ms.
     pub stored_at: String,
     pub age_seconds: f64,
-    /// Whether `to_zone` confirmed it (its frontier is at or past `offset`).
+    /// Whether `next_hop` confirmed it (its frontier is at or past `offset`).
     pub confirmed_by_peer: bool,
     pub frontier: u64,
 }
@@ -97,6 +104,8 @@ fn stored(s: Stored, now: SystemTime) -> StoredTrace {
         offset: s.offset,
         confirmed_by_peer: s.confirmed(),
         to_zone: s.to_zone,
+        next_hop: s.peer,
+        hops: s.hops,
         stored_at: rfc3339(s.stored_at_unix_ms),
         age_seconds: age(s.stored_at_unix_ms, now),
         frontier: s.frontier,

@@ -13,11 +13,14 @@
 //! [`Config::node_settings`] (`settings`) then maps the tree, once, onto the node's per-component
 //! configs.
 
+mod routes;
 mod sections;
 mod settings;
 mod validate;
 mod values;
 
+#[cfg(test)]
+mod route_tests;
 #[cfg(test)]
 mod samples;
 #[cfg(test)]
@@ -29,6 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use bsfg_actors::{backpressure::WhenFull, rpc::Role};
+pub use routes::{RelaySection, RouteSection};
 pub use sections::{
     AdminSection, ClientSection, ForwardSection, LimitsSection, ListenSection, LogSection, NodeSection, PeerSection,
     ReplicationSection, StoreSection, TlsSection,
@@ -48,6 +52,12 @@ pub struct Config {
     pub peers: Vec<PeerSection>,
     #[serde(default)]
     pub clients: Vec<ClientSection>,
+    /// `[[routes]]`: zones reached through a peer (SPEC §4a).
+    #[serde(default)]
+    pub routes: Vec<RouteSection>,
+    /// `[[relay]]`: the flows this node relays; none by default.
+    #[serde(default)]
+    pub relay: Vec<RelaySection>,
     #[serde(default)]
     pub store: StoreSection,
     #[serde(default)]

@@ -1,15 +1,17 @@
 //! The shipped samples in `config-samples/` are what operators copy: each one must load with the
-//! real loader, and together they must describe one consistent three-zone estate
-//! (enterprise ↔ idmz ↔ plant-a) in which every link has exactly one dialling side, aimed at the
-//! other side's RPC port. The alert rules' runbook links must land on a heading of
-//! `docs/operations.md`.
+//! real loader, and together they must describe one consistent four-zone estate
+//! (enterprise ↔ idmz ↔ plant-a, plant-b) in which every link has exactly one dialling side, aimed
+//! at the other side's RPC port, the end zones reach each other through the DMZ's routes and
+//! relay rules (SPEC §4a) and nothing relays but the DMZ. The alert rules' runbook links must
+//! land on a heading of `docs/operations.md`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::{Config, Role};
 
-const ZONES: [&str; 3] = ["enterprise", "idmz", "plant-a"];
+const ZONES: [&str; 4] = ["enterprise", "idmz", "plant-a", "plant-b"];
+const PLANTS: [&str; 2] = ["plant-a", "plant-b"];
 
 fn repo_file(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
@@ -48,10 +50,39 @@ fn every_sample_loads_as_its_zone_with_installed_paths() {
 }
 
 #[test]
-fn samples_form_the_three_zone_estate() {
+fn samples_form_the_four_zone_estate() {
     assert_eq!(peer_zones(&sample("enterprise")), ["idmz"]);
-    assert_eq!(peer_zones(&sample("idmz")), ["enterprise", "plant-a"]);
-    assert_eq!(peer_zones(&sample("plant-a")), ["idmz"]);
+    assert_eq!(peer_zones(&sample("idmz")), ["enterprise", "plant-a", "plant-b"]);
+    for plant in PLANTS {
+        assert_eq!(peer_zones(&sample(plant)), ["idmz"]);
+    }
+}
+
+/// The end zones reach each other only through the DMZ, which relays enterprise ↔ plants and
+/// nothing else; no other node relays.
+#[test]
+fn the_end_zones_route_through_the_dmz_which_relays_only_enterprise_and_plants() {
+    let enterprise = sample("enterprise").routing();
+    for plant in PLANTS {
+        assert_eq!(enterprise.next_hop(plant), Some("idmz"), "enterprise → {plant}");
+        let routing = sample(plant).routing();
+        assert_eq!(routing.next_hop("enterprise"), Some("idmz"), "{plant} → enterprise");
+        let other = PLANTS.iter().find(|p| **p != plant).expect("the other plant");
+        assert_eq!(routing.next_hop(other), None, "{plant} has no route to {other}");
+        assert!(!routing.relays(), "{plant} relays nothing");
+    }
+    assert!(!enterprise.relays(), "enterprise relays nothing");
+    let dmz = sample("idmz");
+    let allowed = |from: &str, to: &str| {
+        dmz.relay
+            .iter()
+            .any(|r| r.from.iter().any(|z| z.as_str() == from) && r.to.iter().any(|z| z.as_str() == to))
+    };
+    for plant in PLANTS {
+        assert!(allowed("enterprise", plant) && allowed(plant, "enterprise"), "{plant}");
+    }
+    assert!(!allowed("plant-a", "plant-b") && !allowed("plant-b", "plant-a"));
+    assert!(dmz.routes.is_empty(), "every zone is a peer of the DMZ");
 }
 
 /// Connections are opened toward the DMZ only: nothing dials into the plant, the DMZ dials out
@@ -60,7 +91,7 @@ fn samples_form_the_three_zone_estate() {
 fn every_link_is_dialled_by_one_side_toward_the_dmz() {
     let idmz = sample("idmz");
     assert!(idmz.peers.iter().all(|p| !p.dial && p.address.is_none()));
-    for zone in ["enterprise", "plant-a"] {
+    for zone in ["enterprise", "plant-a", "plant-b"] {
         let config = sample(zone);
         let peer = config.peer("idmz").expect("idmz peer");
         assert!(peer.dial, "{zone} must dial idmz");
@@ -75,9 +106,10 @@ fn clients_have_the_documented_roles() {
     let (enterprise, idmz, plant) = (sample("enterprise"), sample("idmz"), sample("plant-a"));
     assert_eq!(roles(&enterprise, "erp-orders"), [Role::Produce]);
     assert_eq!(roles(&enterprise, "mes-reporting"), [Role::Consume]);
-    assert_eq!(roles(&idmz, "dmz-relay"), [Role::Produce, Role::Consume]);
+    assert!(idmz.clients.is_empty(), "no relay application runs on the DMZ");
     assert_eq!(roles(&plant, "mes-line-1"), [Role::Produce, Role::Consume]);
     assert_eq!(roles(&plant, "historian-a"), [Role::Produce]);
+    assert_eq!(roles(&sample("plant-b"), "historian-b"), [Role::Produce]);
 }
 
 /// Exposed admin listeners carry a token (the loader enforces it); the DMZ keeps its admin API
@@ -87,7 +119,9 @@ fn dmz_is_closed_and_safety_critical() {
     let idmz = sample("idmz");
     assert!(idmz.listen.admin.ip().is_loopback());
     assert!(idmz.store.safety_critical);
-    assert!(sample("plant-a").store.safety_critical);
+    for plant in PLANTS {
+        assert!(sample(plant).store.safety_critical, "{plant}");
+    }
 }
 
 /// The anchors GitHub gives the headings of `markdown` (fenced code is not a heading).

@@ -3,12 +3,13 @@
 //! else. A rule a component owns is checked by its own constructor ([`Policy::new`] for the
 //! store's policy); this module only names the key at fault.
 
-use std::{collections::HashSet, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use bsfg_actors::{
     backpressure::{BackpressureConfig, BufferLimits, Policy, PolicyError},
     cert_watcher::{CertWatcherConfig, TlsPaths},
     node::NodeSettings,
+    relay::Routing,
     rpc::{Directory, RpcConfig},
     ForwardBufferConfig, ObjectsConfig, PeerLinkConfig, StoreBufferConfig,
 };
@@ -20,13 +21,14 @@ impl Config {
     pub fn node_settings(&self) -> Result<NodeSettings, ConfigError> {
         let zone = self.node.zone.as_str().to_owned();
         let max_frame_bytes = usize_bytes(self.limits.max_frame_bytes);
+        let routing = Arc::new(self.routing());
         Ok(NodeSettings {
             zone: zone.clone(),
             data_dir: self.node.data_dir.clone(),
             buffers: self.buffers()?,
             store: StoreBufferConfig {
                 zone: zone.clone(),
-                peers: self.peer_zones().collect(),
+                routing: routing.clone(),
                 max_fact_bytes: usize_bytes(self.limits.max_fact_bytes),
                 max_frame_bytes,
             },
@@ -34,7 +36,8 @@ impl Config {
             objects: ObjectsConfig {
                 max_object_bytes: self.limits.max_object_bytes.bytes(),
             },
-            links: self.links(),
+            links: self.links(&routing),
+            routing,
             rpc: RpcConfig {
                 zone: zone.clone(),
                 listen: self.listen.rpc,
@@ -67,7 +70,7 @@ impl Config {
         self.peers.iter().map(|peer| peer.zone.as_str().to_owned())
     }
 
-    fn links(&self) -> Vec<PeerLinkConfig> {
+    fn links(&self, routing: &Arc<Routing>) -> Vec<PeerLinkConfig> {
         let replication = &self.replication;
         let link = |peer: &super::PeerSection| PeerLinkConfig {
             zone: self.node.zone.as_str().to_owned(),
@@ -78,6 +81,8 @@ impl Config {
             max_wait: Duration::from_millis(replication.max_wait_ms),
             max_frame_bytes: usize_bytes(self.limits.max_frame_bytes),
             max_bytes_per_second: peer.max_bytes_per_second.map(ByteSize::bytes),
+            routing: routing.clone(),
+            audit: self.log.audit,
         };
         self.peers.iter().map(link).collect()
     }

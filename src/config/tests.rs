@@ -59,7 +59,7 @@ format = "json"                   # json | text
 audit = true
 "#;
 
-const MINIMAL: &str = r#"
+pub(super) const MINIMAL: &str = r#"
 [node]
 zone = "plant-a"
 data_dir = "/var/lib/bsfg"
@@ -73,7 +73,7 @@ key = "/pki/plant-a.key"
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 
-fn parse(text: &str) -> Result<Config, ConfigError> {
+pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(text, Path::new("/etc/bsfg"))
 }
 
@@ -86,7 +86,7 @@ fn node_with(zone: &str) -> String {
 }
 
 #[track_caller]
-fn assert_invalid(text: &str, path: &str, fragment: &str) {
+pub(super) fn assert_invalid(text: &str, path: &str, fragment: &str) {
     match parse(text) {
         Err(ConfigError::Invalid { path: p, message }) => {
             assert_eq!(p, path, "wrong path; message was {message:?}");
@@ -167,7 +167,7 @@ fn the_spec_example_maps_onto_each_component_config() {
     assert!(directory.peers.contains("enterprise") && directory.peers.len() == 1);
     let roles = directory.clients["mes-line-1"];
     assert!(roles.allows(Role::Produce) && roles.allows(Role::Consume));
-    assert!(settings.store.peers.contains("enterprise"));
+    assert_eq!(settings.store.routing.next_hop("enterprise"), Some("enterprise"));
     assert_eq!(
         (
             settings.store.max_fact_bytes as u64,

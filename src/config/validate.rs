@@ -3,7 +3,7 @@
 //! key to change, the value found and the reason.
 
 use super::ByteSize;
-use super::{settings, Config, ConfigError, LimitsSection, ReplicationSection};
+use super::{routes, settings, Config, ConfigError, LimitsSection, ReplicationSection};
 
 /// A frame is `u32`-length-prefixed; 1 GiB keeps a single decode far below what a node can hold.
 const MAX_FRAME_CEILING: ByteSize = ByteSize::gib(1);
@@ -15,6 +15,7 @@ pub(super) fn check(config: &Config) -> Result<(), ConfigError> {
     for index in 0..config.clients.len() {
         check_client(config, index)?;
     }
+    routes::check(config)?;
     settings::policy(&config.store)?;
     check_replication(&config.replication)?;
     check_limits(&config.limits)?;

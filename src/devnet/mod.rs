@@ -1,9 +1,11 @@
 //! A development network on loopback: a PKI, one config per zone with free ports, and `bsfg
 //! serve` child processes. Used by `bsfg demo` and by the end-to-end tests, so both run the same
-//! real binary the same way. [`proxy`] puts a fault-injecting UDP proxy between two nodes;
+//! real binary the same way. [`estate`] is the reference four-zone estate with its routes and
+//! relay rules. [`proxy`] puts a fault-injecting UDP proxy between two nodes;
 //! [`procstat`] tells what a node process costs; [`nats`] runs a NATS JetStream cluster, the
 //! engine of an HA zone.
 
+pub mod estate;
 pub mod nats;
 pub mod procstat;
 pub mod proxy;

@@ -4,7 +4,9 @@
 //! The journal publishes exact usage after every commit; this actor follows it (and ticks), feeds
 //! it to the plain decision [`core::Core`], and carries the decisions out:
 //! - it sets the store buffer's [`Admission`] flag, read by `StoreBuffer` on every append (never
-//!   a storage read), and the forward buffer's pull pause, waited on by every peer link's fetcher;
+//!   a storage read), and publishes it as `store_full` too, which a relaying node's peer links
+//!   wait on (relayed facts go to the store buffer); and the forward buffer's pull pause, waited
+//!   on by every peer link's fetcher;
 //! - it runs one deletion job at a time: the read-only [`planner`] runs on the blocking pool and
 //!   the journal applies the plan in one batch, so the writer stays the only writer and no entry
 //!   is deleted or counted twice;
@@ -150,6 +152,7 @@ pub struct Backpressure {
     config: Arc<BackpressureConfig>,
     deps: BackpressureDeps,
     rejecting: Arc<AtomicBool>,
+    store_full: watch::Sender<bool>,
     pulls_paused: watch::Sender<bool>,
     /// The forward buffer is at its high watermark (pulls pause for that alone too).
     forward_full: bool,
@@ -171,6 +174,7 @@ impl Backpressure {
             config: Arc::new(config),
             deps,
             rejecting: Arc::default(),
+            store_full: watch::Sender::new(false),
             pulls_paused: watch::Sender::new(false),
             forward_full: false,
             disk_state: watch::Sender::new(DiskState::default()),
@@ -200,6 +204,12 @@ impl Backpressure {
         self.pulls_paused.subscribe()
     }
 
+    /// `true` while the store buffer refuses new facts (`reject` at its high watermark): the
+    /// peer links of a relaying node wait before each pull.
+    pub fn store_full(&self) -> watch::Receiver<bool> {
+        self.store_full.subscribe()
+    }
+
     fn evaluate(&mut self, ctx: &mut Context<Self>) {
         let usage = self.usage();
         let decision = self.core.on_usage(now_unix_ms(), &usage);
@@ -227,7 +237,10 @@ impl Backpressure {
     fn carry_out(&mut self, decision: Decision, usage: &Usage, ctx: &mut Context<Self>) {
         for (log, blocked) in decision.blocked {
             match log {
-                Log::Store => self.rejecting.store(blocked, Ordering::Release),
+                Log::Store => {
+                    self.rejecting.store(blocked, Ordering::Release);
+                    self.store_full.send_replace(blocked);
+                }
                 Log::Forward => {
                     self.forward_full = blocked;
                     self.pause_pulls();

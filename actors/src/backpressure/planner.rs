@@ -3,9 +3,9 @@
 //! and never holds up appends. "Confirmed" comes from a snapshot of the journal's cursors; cursors
 //! only move forward, so a stale snapshot is merely conservative.
 //!
-//! - Store buffer: a fact is confirmed when its offset is at or below the frontier of its
-//!   `to_zone`. Each zone's facts are a prefix of the per-zone route index in offset (= age)
-//!   order, so trims and sweeps read each zone from its oldest entry and stop early.
+//! - Store buffer: a fact is confirmed when its offset is at or below the frontier of its peer
+//!   (the peer that pulls it). Each peer's facts are a prefix of the per-peer route index in
+//!   offset (= age) order, so trims and sweeps read each peer from its oldest entry and stop early.
 //! - Forward buffer: a fact is confirmed when its offset is at or below every known consumer's
 //!   cursor (no consumer known: nothing is confirmed). Trims delete log entries only; sweeps walk
 //!   the dedupe window (`fwd_age`) and take the log entry along when it is still there.
@@ -27,7 +27,7 @@ const PAGE: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kept {
     pub log: Log,
-    /// `to_zone` (store) or `from_zone` (forward).
+    /// The peer that pulls it (store) or its `from_zone` (forward).
     pub zone: String,
     pub offset: u64,
     pub message_id: String,
@@ -128,10 +128,15 @@ fn until_freed(bytes: u64) -> impl FnMut(&LogRecord) -> bool {
     }
 }
 
-fn store_delete(record: LogRecord, reason: DeleteReason) -> Result<StoreDelete, StorageError> {
+/// The deletion of `record`, read from `peer`'s route index.
+fn store_delete(peer: &str, record: LogRecord, reason: DeleteReason) -> Result<StoreDelete, StorageError> {
     let envelope = record.message()?.envelope;
+    // A relayed fact carries this zone in its hops; one produced here has none.
+    let relayed = !envelope.hops.is_empty();
     Ok(StoreDelete {
         offset: record.offset,
+        peer: peer.to_owned(),
+        origin: relayed.then_some(envelope.from_zone),
         to_zone: envelope.to_zone,
         message_id: envelope.message_id,
         reason,
@@ -148,13 +153,13 @@ fn trim_store(
     let (reclaimed, freed) = oldest_first(storage, &zones, |zone| (0, confirmed.frontier(zone)), bytes, BATCH)?;
     let mut plan = reclaimed
         .into_iter()
-        .map(|r| store_delete(r, DeleteReason::Confirmed))
+        .map(|(peer, r)| store_delete(peer, r, DeleteReason::Confirmed))
         .collect::<Result<Vec<_>, _>>()?;
     if drop_unconfirmed && freed < bytes {
         let range = |zone: &str| (confirmed.frontier(zone), u64::MAX);
         let (dropped, _) = oldest_first(storage, &zones, range, bytes - freed, BATCH - plan.len())?;
-        for record in dropped {
-            plan.push(store_delete(record, DeleteReason::Dropped)?);
+        for (peer, record) in dropped {
+            plan.push(store_delete(peer, record, DeleteReason::Dropped)?);
         }
     }
     Ok(Planned {
@@ -167,25 +172,33 @@ fn trim_store(
     })
 }
 
-/// The oldest store entries across `zones` (each zone read within `range(zone)`) until `bytes`
-/// are freed, at most `budget`; returns them with the bytes they free.
-fn oldest_first(
+/// Store entries, each with the peer whose route index holds it.
+type PeerRecords<'z> = Vec<(&'z str, LogRecord)>;
+
+/// The oldest store entries across the peers of `zones` (each read within `range(zone)`) until
+/// `bytes` are freed, at most `budget`; returns them, each with its peer, and the bytes they free.
+fn oldest_first<'z>(
     storage: &dyn Storage,
-    zones: &[String],
+    zones: &'z [String],
     range: impl Fn(&str) -> (u64, u64),
     bytes: u64,
     budget: usize,
-) -> Result<(Vec<LogRecord>, u64), StorageError> {
+) -> Result<(PeerRecords<'z>, u64), StorageError> {
     let mut candidates = Vec::new();
     for zone in zones {
         let (from, upto) = range(zone);
         let read = |after: u64, limit| storage.read_store(zone, after.max(from), upto, limit);
-        candidates.extend(prefix(read, budget, until_freed(bytes))?);
+        let oldest = prefix(read, budget, until_freed(bytes))?;
+        candidates.extend(oldest.into_iter().map(|record| (zone.as_str(), record)));
     }
-    candidates.sort_by_key(|r| r.offset);
+    candidates.sort_by_key(|(_, r)| r.offset);
     let mut more = until_freed(bytes);
-    let taken: Vec<LogRecord> = candidates.into_iter().take(budget).take_while(|r| more(r)).collect();
-    let freed = taken.iter().map(|r| r.stored_bytes).sum();
+    let taken: Vec<_> = candidates
+        .into_iter()
+        .take(budget)
+        .take_while(|(_, r)| more(r))
+        .collect();
+    let freed = taken.iter().map(|(_, r)| r.stored_bytes).sum();
     Ok((taken, freed))
 }
 
@@ -236,7 +249,7 @@ fn sweep_store(
                 true => DeleteReason::Confirmed,
                 false => DeleteReason::Expired,
             };
-            planned.plan.store.push(store_delete(record, reason)?);
+            planned.plan.store.push(store_delete(&zone, record, reason)?);
         }
         if !expire_unconfirmed {
             let oldest = storage.read_store(&zone, frontier, u64::MAX, 1)?;

@@ -135,7 +135,7 @@ async fn forward_trims_need_every_consumer_and_sweeps_walk_the_window() {
     let ids = ["a", "b", "c", "d"];
     fixture
         .journal
-        .insert("enterprise".into(), page("enterprise", 1, &ids))
+        .insert(page("enterprise", 1, &ids))
         .await
         .expect("insert");
     let everything = trim(Log::Forward, u64::MAX, false);
@@ -253,7 +253,7 @@ async fn run_step(fixture: &Fixture, step: Step, last: &mut DeletePlan, inserted
             let names: Vec<String> = ids.iter().map(|id| format!("f{id}")).collect();
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let facts = page("enterprise", *inserted + 1, &names);
-            let outcome = fixture.journal.insert("enterprise".into(), facts).await;
+            let outcome = fixture.journal.insert(facts).await;
             if settle(fixture, injected, outcome).is_some() {
                 *inserted += names.len() as u64;
             }

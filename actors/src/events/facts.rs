@@ -1,5 +1,5 @@
-//! What happens to facts outside the happy path: a pulled fact refused (wrong origin or
-//! destination) or conflicting with stored content (both counted in
+//! What happens to facts outside the happy path: a pulled fact refused by the receipt rule
+//! (wrong origin; a fact addressed elsewhere is the relay's to judge, see `relay`) or conflicting with stored content (both counted in
 //! `bsfg_rejected_facts_total{reason}`, with the artifact refusals of `artifacts`), duplicates recognised, unconfirmed facts lost
 //! to `drop_oldest` or to retention (ERROR, with the fact's identity), facts kept past retention
 //! because the node is safety-critical, a buffer starting or stopping to block its input, and a
@@ -26,10 +26,9 @@ pub const DELETION_FAILED: &str = "deletion_failed";
 /// Why a pulled fact was refused: the bounded `reason` of `bsfg_rejected_facts_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
-    /// Its `from_zone` is not the peer it came from.
+    /// It does not come from where it claims (SPEC §2's receipt rule): its `from_zone` is not
+    /// the peer it came from, nor, for a relayed fact, routed through the peer that relayed it.
     WrongOrigin,
-    /// Its `to_zone` is not this node's zone.
-    WrongDestination,
     /// Its id is already stored here with other content from the same zone.
     Conflict,
     /// Its artifact's key holds a referenced local object with other content.
@@ -39,9 +38,8 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 4] = [
         Self::WrongOrigin,
-        Self::WrongDestination,
         Self::Conflict,
         Self::ArtifactConflict,
         Self::BadArtifactReference,
@@ -50,7 +48,6 @@ impl Rejection {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::WrongOrigin => "wrong_origin",
-            Self::WrongDestination => "wrong_destination",
             Self::Conflict => "conflict",
             Self::ArtifactConflict => "artifact_conflict",
             Self::BadArtifactReference => "bad_artifact_reference",
@@ -63,26 +60,27 @@ impl Rejection {
     }
 }
 
-/// A pulled fact whose `from_zone` is not the peer's (`WrongOrigin`) or whose `to_zone` is not
-/// ours (`WrongDestination`): skipped, and confirmed with its page.
+/// A pulled fact the receipt rule refuses (`WrongOrigin`): skipped, and confirmed with its page.
+/// Logged at ERROR: a peer presenting facts that are not its own is misconfigured or hostile.
 pub struct FactRejected<'a> {
     pub peer: &'a str,
     pub message_id: &'a str,
     pub from_zone: &'a str,
     pub to_zone: &'a str,
+    pub hops: &'a [String],
     pub rejection: Rejection,
 }
 
 impl Event for FactRejected<'_> {
     fn emit(self, t: &Telemetry) {
         self.rejection.count(&t.metrics, 1);
-        let reason = match self.rejection {
-            Rejection::WrongOrigin => "from_zone is not the zone of the peer it was pulled from",
-            _ => "to_zone is not this node's zone",
+        let reason = match self.hops.is_empty() {
+            true => "from_zone is not the zone of the peer it was pulled from",
+            false => "a relayed fact must come from its last hop, on this node's route to its from_zone",
         };
-        warn!(t.log, "{}", FACT_REJECTED; "peer" => self.peer, "message_id" => self.message_id,
-            "from_zone" => self.from_zone, "to_zone" => self.to_zone, "reason" => reason,
-            "kind" => self.rejection.as_str());
+        error!(t.log, "{}", FACT_REJECTED; "peer" => self.peer, "message_id" => self.message_id,
+            "from_zone" => self.from_zone, "to_zone" => self.to_zone, "hops" => self.hops.join(","),
+            "reason" => reason, "kind" => self.rejection.as_str());
     }
 }
 

@@ -11,6 +11,7 @@
 //! | `facts` | [`Rejection`] (reasons), [`FactRejected`], [`FactConflict`], [`FactsDuplicated`], [`FactLost`], [`FactsKeptPastRetention`], [`BufferBlocked`], [`DeletionFailed`] |
 //! | `artifacts` | [`ArtifactRetrieved`], [`ArtifactRetrievalFailed`], [`ArtifactSkipped`] |
 //! | `storage` | [`StorageHealth`]: failed commits and reads, damaged data, and the readiness they decide |
+//! | `relay` | [`RelayRefusal`] (reasons), [`RelayRefused`], [`FactsRelayed`], [`FactsDelivered`] |
 //!
 //! One RPC call (`rpc_call` / `rpc_rejected` and its counters) is written by `rpc::call`, which
 //! knows the request and answer types; the node's lifecycle lines stay with `node`.
@@ -23,6 +24,7 @@ mod artifacts;
 mod facts;
 mod gate;
 mod peer;
+mod relay;
 mod storage;
 mod tls;
 
@@ -36,6 +38,7 @@ pub use peer::{
     ClientRejected, Direction, LinkFailure, PeerCallRetried, PeerConnected, PeerConnectionReplaced, PeerDialFailed,
     PeerDisconnected, PeerRefused,
 };
+pub use relay::{FactsDelivered, FactsRelayed, RelayRefusal, RelayRefused};
 pub use storage::{Damage, DiskSpaceLow, Failing, HealthReport, LossRecorded, StorageHealth, StorageOp, RESTART_HINT};
 pub use tls::{CertReloadFailed, CertReloaded, CertWatchFailed, TlsHandshakeFailed};
 
@@ -92,7 +95,15 @@ impl Telemetry {
         }
         tls::init_series(m);
         facts::init_series(m);
+        relay::init_series(m);
         Self { log, metrics }
+    }
+
+    /// Creates the relayed-facts series toward each zone this node relays to, at 0.
+    pub fn init_relay_series<'a>(&self, to_zones: impl IntoIterator<Item = &'a str>) {
+        for to_zone in to_zones {
+            self.metrics.relayed_facts.with_label_values(&[to_zone]);
+        }
     }
 
     pub fn emit(&self, event: impl Event) {

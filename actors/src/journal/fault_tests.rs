@@ -46,6 +46,8 @@ fn five_callers(fixture: &Fixture) -> Vec<Call<'_>> {
     let deletes = DeletePlan {
         store: vec![StoreDelete {
             offset: 1,
+            peer: "enterprise".into(),
+            origin: None,
             to_zone: "enterprise".into(),
             message_id: "before".into(),
             reason: DeleteReason::Confirmed,
@@ -60,12 +62,7 @@ fn five_callers(fixture: &Fixture) -> Vec<Call<'_>> {
                 .await
                 .map(drop)
         }),
-        Box::pin(async move {
-            journal
-                .insert("enterprise".into(), page("enterprise", 1, &["x", "y"]))
-                .await
-                .map(drop)
-        }),
+        Box::pin(async move { journal.insert(page("enterprise", 1, &["x", "y"])).await.map(drop) }),
         Box::pin(async move { journal.confirm(CursorKey::Peer("plant-b".into()), 1).await.map(drop) }),
         Box::pin(async move { journal.delete(deletes).await.map(drop) }),
     ]
@@ -135,10 +132,10 @@ async fn a_failed_group_commit_answers_every_caller_and_gives_back_what_it_reser
     );
     let inserted = fixture
         .journal
-        .insert("enterprise".into(), page("enterprise", 1, &["x"]))
+        .insert(page("enterprise", 1, &["x"]))
         .await
         .expect("insert");
-    assert_eq!(inserted.inserted, 1);
+    assert_eq!(inserted.inserted(), 1);
     assert_eq!(highs(&fixture), (2, 1));
     assert_eq!(usage(&fixture), fixture.storage.recount().expect("recount"));
     assert_eq!((usage(&fixture).store.facts, usage(&fixture).forward.facts), (2, 1));

@@ -2,7 +2,9 @@
 //! answer. Nothing is answered before its batch is durable; if the write fails, every command in
 //! the group fails with a storage error and the offsets and usage it had reserved are given back.
 //! Deletions are planned last in a group, after the appends and inserts that may still have seen
-//! (as duplicates) the entries they remove.
+//! (as duplicates) the entries they remove. Pulled pages are planned in `insert`.
+
+mod insert;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -23,17 +25,17 @@ use crate::{
 };
 
 pub(super) struct Writer {
-    pub(super) shared: Arc<Shared>,
+    shared: Arc<Shared>,
     config: JournalConfig,
     store_high: u64,
-    pub(super) forward_high: u64,
-    pub(super) usage: Usage,
+    forward_high: u64,
+    usage: Usage,
 }
 
 /// A group's batch and the answers to send once it is durable.
 #[derive(Default)]
-pub(super) struct Plan {
-    pub(super) batch: Batch,
+struct Plan {
+    batch: Batch,
     appends: Vec<(Reply<Appended>, Appended)>,
     inserts: Vec<(Reply<InsertOutcome>, Result<InsertOutcome, JournalError>)>,
     confirms: Vec<(Reply<u64>, Result<u64, JournalError>)>,
@@ -114,8 +116,9 @@ impl Writer {
     fn plan(&mut self, group: Group, plan: &mut Plan) -> Result<(), JournalError> {
         let mut planned = self.plan_appends(group.appends, plan);
         for page in group.inserts {
+            let InsertPage { facts, relayed, reply } = page;
             let outcome = match planned {
-                Ok(()) => self.plan_insert(&page.from_zone, page.facts, plan),
+                Ok(()) => self.plan_insert(facts, relayed, plan),
                 Err(_) => Ok(InsertOutcome::default()),
             };
             // A page refused for lack of disk fails alone; a storage fault fails the group.
@@ -126,7 +129,7 @@ impl Writer {
                 }
                 other => other,
             };
-            plan.inserts.push((page.reply, outcome));
+            plan.inserts.push((reply, outcome));
         }
         for (key, offset, reply) in group.confirms {
             let result = self.plan_confirm(key, offset, plan);
@@ -241,7 +244,7 @@ impl Writer {
                     digest: Some(prepared.digest),
                 };
                 seen.insert(id.clone(), record);
-                plan.batch.store.push(store_append(offset, now, id, prepared));
+                plan.batch.store.push(store_append(offset, now, id, None, prepared));
                 Ok(AppendResponse {
                     offset,
                     duplicate: false,
@@ -401,11 +404,14 @@ fn cursor_name(key: &CursorKey) -> String {
         CursorKey::Peer(zone) => format!("peer:{zone}"),
     }
 }
-fn store_append(offset: u64, now: u64, message_id: String, prepared: Prepared) -> StoreAppend {
+
+/// The store-log entry of `prepared`; `origin` is `Some(from_zone)` for a relayed fact.
+fn store_append(offset: u64, now: u64, message_id: String, origin: Option<String>, prepared: Prepared) -> StoreAppend {
     StoreAppend {
         offset,
         appended_at_unix_ms: now,
-        to_zone: prepared.message.envelope.to_zone,
+        peer: prepared.peer,
+        origin,
         message_id,
         digest: prepared.digest,
         encoded: prepared.encoded,

@@ -1,6 +1,7 @@
 //! The journal: the single writer in front of the storage port, with group commit.
 //!
-//! Appends, forward inserts and cursor confirmations from every caller queue on one bounded
+//! Appends, pulled pages (facts delivered into the forward log and facts relayed into the store
+//! log, one command per page) and cursor confirmations from every caller queue on one bounded
 //! channel. A dedicated thread (never an actix arbiter) takes everything waiting, decides
 //! idempotency and assigns offsets in queue order, writes it all as one `Batch` (one fsync), and
 //! only then answers each caller. Being the only writer is what makes offset assignment and
@@ -16,9 +17,10 @@ mod delete;
 #[cfg(test)]
 mod fault_tests;
 mod group;
-mod insert;
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod relay_tests;
 #[cfg(test)]
 mod tests;
 
@@ -93,6 +95,9 @@ pub struct Prepared {
     pub message: Message,
     encoded: Vec<u8>,
     digest: Digest,
+    /// For the store log: the peer that pulls it (its `to_zone` unless [`Prepared::via`] says
+    /// otherwise).
+    peer: String,
 }
 
 impl Prepared {
@@ -101,11 +106,19 @@ impl Prepared {
         let digest = message
             .content_digest()
             .map_err(|e| JournalError::Encode(e.to_string()))?;
+        let peer = message.envelope.to_zone.clone();
         Ok(Self {
             message,
             encoded,
             digest,
+            peer,
         })
+    }
+
+    /// The same fact, to be pulled by `peer` (the next hop of a routed or relayed fact).
+    pub fn via(mut self, peer: &str) -> Self {
+        peer.clone_into(&mut self.peer);
+        self
     }
 }
 
@@ -120,21 +133,52 @@ pub enum AppendMode {
     StopAtFailure,
 }
 
-/// What a forward insert did with a page of facts from one peer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What became of one fact of a pulled page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    /// Stored now.
+    New,
+    /// Already stored with the same content.
+    Duplicate,
+    /// Its idempotency key already holds other content: skipped (counted by the caller).
+    Conflict,
+}
+
+/// What a pulled page came to, fact by fact, in the page's order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InsertOutcome {
-    pub inserted: usize,
-    pub duplicates: usize,
-    /// Same `(from_zone, message_id)` as a stored fact but other content: skipped and counted.
-    pub conflicts: usize,
+    /// The facts delivered here, in the forward buffer (key `(from_zone, message_id)`).
+    pub delivered: Vec<Put>,
+    /// The facts relayed, in the store buffer (key `(from_zone, message_id)` too).
+    pub relayed: Vec<Put>,
+}
+
+impl InsertOutcome {
+    pub fn inserted(&self) -> usize {
+        count(&self.delivered, Put::New)
+    }
+
+    pub fn duplicates(&self) -> usize {
+        count(&self.delivered, Put::Duplicate)
+    }
+
+    /// Same `(from_zone, message_id)` as a stored fact but other content, delivered or relayed.
+    pub fn conflicts(&self) -> usize {
+        count(&self.delivered, Put::Conflict) + count(&self.relayed, Put::Conflict)
+    }
+}
+
+fn count(puts: &[Put], which: Put) -> usize {
+    puts.iter().filter(|p| **p == which).count()
 }
 
 type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
 
-/// A page of facts from one peer, with their source offsets.
+/// A page of facts pulled from one peer: those delivered here with their source offsets, and
+/// those relayed (already carrying this zone in their hops, each with its next hop).
 struct InsertPage {
-    from_zone: String,
     facts: Vec<(u64, Prepared)>,
+    relayed: Vec<Prepared>,
     reply: Reply<InsertOutcome>,
 }
 
@@ -229,16 +273,29 @@ impl Journal {
         self.call(|reply| Command::Append(facts, mode, reply)).await
     }
 
-    /// `putIfAbsent` of a page of facts from `from_zone`, in order; answers after the fsync.
-    pub async fn insert(&self, from_zone: String, facts: Vec<FetchedFact>) -> Result<InsertOutcome, JournalError> {
+    /// `putIfAbsent` of a page of pulled facts, in order (key `(from_zone, message_id)`);
+    /// answers after the fsync.
+    pub async fn insert(&self, facts: Vec<FetchedFact>) -> Result<InsertOutcome, JournalError> {
+        self.insert_page(facts, Vec::new()).await
+    }
+
+    /// A pulled page: `putIfAbsent` of `facts` into the forward log and of `relayed` into the
+    /// store log (for their next hop), all in one durable commit, answered after its fsync.
+    /// Relayed facts count in the store's usage but are never refused by its byte limit (see
+    /// `group::insert`).
+    pub async fn insert_page(
+        &self,
+        facts: Vec<FetchedFact>,
+        relayed: Vec<Prepared>,
+    ) -> Result<InsertOutcome, JournalError> {
         let prepared = facts
             .into_iter()
             .map(|f| Ok((f.offset, Prepared::new(f.message)?)))
             .collect::<Result<Vec<_>, JournalError>>()?;
         self.call(|reply| {
             Command::Insert(InsertPage {
-                from_zone,
                 facts: prepared,
+                relayed,
                 reply,
             })
         })

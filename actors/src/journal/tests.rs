@@ -18,6 +18,8 @@ async fn append(fixture: &Fixture, id: &str) -> Result<u64, JournalError> {
 fn store_delete(offset: u64, id: &str) -> StoreDelete {
     StoreDelete {
         offset,
+        peer: "enterprise".into(),
+        origin: None,
         to_zone: "enterprise".into(),
         message_id: id.into(),
         reason: DeleteReason::Confirmed,
@@ -37,10 +39,10 @@ async fn usage_is_exact_across_appends_inserts_deletes_and_a_reopen() {
     append(&fixture, "a").await.expect("a duplicate adds nothing");
     let outcome = fixture
         .journal
-        .insert("enterprise".into(), page("enterprise", 1, &["x", "y"]))
+        .insert(page("enterprise", 1, &["x", "y"]))
         .await
         .expect("insert");
-    assert_eq!(outcome.inserted, 2);
+    assert_eq!(outcome.inserted(), 2);
     let counted = usage(&fixture);
     assert_eq!((counted.store.facts, counted.forward.facts), (3, 2));
     assert_eq!(counted, fixture.storage.recount().expect("recount"));
@@ -90,7 +92,7 @@ async fn a_deleted_store_fact_is_new_again_but_the_forward_window_outlives_its_l
 
     fixture
         .journal
-        .insert("enterprise".into(), page("enterprise", 1, &["x"]))
+        .insert(page("enterprise", 1, &["x"]))
         .await
         .expect("insert");
     let reclaim = |window| ForwardDelete {
@@ -107,13 +109,9 @@ async fn a_deleted_store_fact_is_new_again_but_the_forward_window_outlives_its_l
     };
     fixture.journal.delete(plan(false)).await.expect("reclaim");
     let replay = page("enterprise", 1, &["x"]);
-    let outcome = fixture
-        .journal
-        .insert("enterprise".into(), replay.clone())
-        .await
-        .expect("replay");
+    let outcome = fixture.journal.insert(replay.clone()).await.expect("replay");
     assert_eq!(
-        (outcome.inserted, outcome.duplicates),
+        (outcome.inserted(), outcome.duplicates()),
         (0, 1),
         "still in the dedupe window"
     );
@@ -125,12 +123,8 @@ async fn a_deleted_store_fact_is_new_again_but_the_forward_window_outlives_its_l
         fixture.storage().lookup(Index::Forward, &keys).expect("lookup"),
         vec![None]
     );
-    let outcome = fixture
-        .journal
-        .insert("enterprise".into(), replay)
-        .await
-        .expect("replay");
-    assert_eq!(outcome.inserted, 1, "outside the window a replay is new");
+    let outcome = fixture.journal.insert(replay).await.expect("replay");
+    assert_eq!(outcome.inserted(), 1, "outside the window a replay is new");
 }
 
 #[tokio::test]
@@ -205,7 +199,7 @@ async fn consumer_cursors_are_rewound_and_removed_durably() {
     let mut fixture = Fixture::open(JournalConfig::default());
     fixture
         .journal
-        .insert("enterprise".into(), page("enterprise", 1, &["x", "y", "z"]))
+        .insert(page("enterprise", 1, &["x", "y", "z"]))
         .await
         .expect("insert");
     let mes = || CursorKey::Consumer("mes".into());

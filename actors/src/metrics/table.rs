@@ -271,9 +271,33 @@ pub const RETENTION_SECONDS: Spec = spec(
     "Configured retention of each buffer (store, forward), for alerts on facts about to expire.",
 );
 
+pub const RELAY_REFUSED: Spec = spec(
+    "bsfg_relay_refused_total",
+    Counter,
+    &["reason"],
+    "Pulled facts addressed beyond this zone and not relayed (skipped and confirmed), by reason.",
+);
+pub const RELAYED_FACTS: Spec = spec(
+    "bsfg_relayed_facts_total",
+    Counter,
+    &["to_zone"],
+    "Facts pulled from a peer and stored here for their next hop, by final destination.",
+);
+// End to end across hops, partitions included: 1 ms to ~2.3 h.
+pub const DELIVERY_LATENCY: Spec = spec(
+    "bsfg_delivery_latency_seconds",
+    Kind::Histogram {
+        start: 0.001,
+        factor: 2.0,
+        count: 24,
+    },
+    &["from_zone"],
+    "Time from the origin's produced_at_unix_ms to the fact being stored in this forward buffer, by origin zone.",
+);
+
 /// Every metric the node registers: SPEC §11's order, then the retention it is configured with.
 /// (The process metrics come from the prometheus crate's process collector.)
-pub const ALL: [&Spec; 38] = [
+pub const ALL: [&Spec; 41] = [
     &REPLICATION_LAG_SECONDS,
     &REPLICATION_LAG_HIGH_WATERMARK,
     &FRONTIER_OFFSET,
@@ -309,6 +333,9 @@ pub const ALL: [&Spec; 38] = [
     &PEER_BACKLOG_FACTS,
     &LINK_FAILURES,
     &REJECTED_FACTS,
+    &RELAY_REFUSED,
+    &RELAYED_FACTS,
+    &DELIVERY_LATENCY,
     &RPC_REQUESTS,
     &STORAGE_ERRORS,
     &RETENTION_SECONDS,

@@ -29,6 +29,7 @@ use crate::{
     metrics::Metrics,
     objects::{ObjectError, ObjectsConfig},
     peer_link::{PeerLink, PeerLinkConfig},
+    relay::Routing,
     rpc::{DrainHandle, RpcConfig, RpcServer},
     status::Progress,
     storage::{LossRecord, StorageError, Usage},
@@ -50,6 +51,8 @@ pub struct NodeSettings {
     pub objects: ObjectsConfig,
     /// One per configured peer.
     pub links: Vec<PeerLinkConfig>,
+    /// Peers, routes and relay rules (shared with the store buffer's and the links' configs).
+    pub routing: Arc<Routing>,
     pub rpc: RpcConfig,
     /// Where the TLS material is reloaded from; the node starts with the material already loaded
     /// from there, and its QUIC configs use the watcher's idle timeout.
@@ -109,6 +112,8 @@ pub struct Handles {
     pub disk: watch::Receiver<DiskState>,
     /// The losses operators accepted in this data directory (`bsfg storage accept-loss`).
     pub losses: Arc<Vec<LossRecord>>,
+    /// Routes and relay rules, for `/v1/status`.
+    pub routing: Arc<Routing>,
 }
 
 impl Handles {

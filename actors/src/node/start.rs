@@ -37,6 +37,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         forward,
         objects,
         links,
+        routing,
         rpc,
         certs,
     } = settings;
@@ -48,6 +49,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
     let losses = recorded_losses(&storage, &data_dir, &telemetry)?;
     let health = StorageHealth::new(telemetry.clone());
     let journal = Journal::start(storage.clone(), buffers.journal(), health.clone())?;
+    telemetry.init_relay_series(routing.relay_destinations());
     for buffer in [Log::Store, Log::Forward] {
         let retention = buffers.limits(buffer).retention.as_secs_f64();
         metrics
@@ -55,7 +57,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
             .with_label_values(&[buffer.as_str()])
             .set(retention);
     }
-    let (admission, pulls_paused, disk) = start_backpressure(&buffers, &journal, &telemetry);
+    let (admission, pulls_paused, disk, store_full) = start_backpressure(&buffers, &journal, &telemetry);
     let objects = open_objects(&data_dir, objects, storage, &metrics).await?;
     let store = StoreBuffer::new(store, journal.clone(), admission, objects.clone()).start();
     let seen = Seen::default();
@@ -72,6 +74,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         gate: gate.clone(),
         objects: objects.clone(),
         pulls_paused,
+        store_full,
         dialed,
         telemetry: telemetry.clone(),
     };
@@ -109,7 +112,8 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         usage: journal.usage(),
         buffers: Arc::new(buffers),
         consumers: Consumers::new(journal.clone(), seen.clone()),
-        tracer: Tracer::new(zone, journal, seen),
+        tracer: Tracer::new(routing.clone(), journal, seen),
+        routing,
     };
     Ok(Node {
         endpoint: quic.endpoint,
@@ -229,12 +233,17 @@ async fn open_storage(data_dir: &Path, zone: &str) -> Result<Arc<RocksStorage>, 
 }
 
 /// Starts the `Backpressure` actor; returns the store buffer's admission check, the pull pause
-/// the peer links wait on, and the disk as it measures it.
+/// and the full store the peer links wait on, and the disk as it measures it.
 fn start_backpressure(
     config: &BackpressureConfig,
     journal: &Journal,
     telemetry: &Telemetry,
-) -> (Admission, watch::Receiver<bool>, watch::Receiver<DiskState>) {
+) -> (
+    Admission,
+    watch::Receiver<bool>,
+    watch::Receiver<DiskState>,
+    watch::Receiver<bool>,
+) {
     let deps = BackpressureDeps {
         journal: journal.clone(),
         telemetry: telemetry.clone(),
@@ -244,6 +253,7 @@ fn start_backpressure(
         backpressure.admission(),
         backpressure.pulls_paused(),
         backpressure.disk(),
+        backpressure.store_full(),
     );
     Supervisor::start(move |_| backpressure);
     handles

@@ -1,6 +1,7 @@
 //! Actor `PeerLink`, one per configured peer: keeps a QUIC connection to the peer (dialled when
 //! `dial = true`, or offered by the RPC server when the peer dialled us), pulls the facts the peer
-//! holds for this zone, inserts them into the forward buffer with `putIfAbsent`, and confirms the
+//! holds for this zone (addressed here, or to be relayed beyond), stores them with `putIfAbsent`
+//! (the forward buffer, or the store buffer for their next hop: `relay`), and confirms the
 //! contiguous frontier back so the peer's frontier advances. Artifacts referenced by pulled facts
 //! are pulled into the local object store before their page is inserted. Reports what it sees of
 //! the link to the `ZoneGate`. Reconnects with exponential backoff and jitter. While an operator
@@ -26,6 +27,7 @@ use crate::{
     events::Telemetry,
     forward_buffer::ForwardBuffer,
     objects::ObjectStore,
+    relay::Routing,
     zone_gate::{GateSwitches, ZoneGate},
 };
 
@@ -44,6 +46,10 @@ pub struct PeerLinkConfig {
     /// `[[peers]] max_bytes_per_second`: pages pulled from the peer are paced to it (what this
     /// node sends the peer is paced by the RPC server).
     pub max_bytes_per_second: Option<u64>,
+    /// Routes and relay rules: how each pulled fact is judged.
+    pub routing: Arc<Routing>,
+    /// Write an audit line for every page whose facts this node relays (`log.audit`).
+    pub audit: bool,
 }
 
 /// Runtime handles a peer link needs.
@@ -59,6 +65,9 @@ pub struct PeerLinkDeps {
     pub objects: ObjectStore,
     /// `true` while the forward buffer is full: no pulls until it is `false` again.
     pub pulls_paused: watch::Receiver<bool>,
+    /// `true` while the store buffer refuses new facts: a relaying node pulls nothing meanwhile,
+    /// since relayed facts go there (SPEC §4a).
+    pub store_full: watch::Receiver<bool>,
     /// Where dialled connections go so the RPC server also serves the peer's calls on them.
     pub dialed: tokio::sync::mpsc::UnboundedSender<(Connection, String)>,
     pub telemetry: Telemetry,

@@ -23,6 +23,7 @@
 mod artifacts;
 mod calls;
 mod session;
+mod stored;
 
 use std::{
     sync::{

@@ -141,7 +141,8 @@ mod tests {
             offset,
             appended_at_unix_ms: 1,
             message_id: message.envelope.message_id.clone(),
-            to_zone: to_zone.to_owned(),
+            peer: to_zone.to_owned(),
+            origin: None,
             digest: [0; 32],
             encoded: bsfg_proto::codec::encode_value(&message).expect("encode"),
         }

@@ -7,8 +7,8 @@
 //! | column family | key | value |
 //! |---|---|---|
 //! | `store_log`   | offset `u64` | appended_at_unix_ms `u64` ‖ encoded `Message` |
-//! | `store_route` | to_zone ‖ `0x00` ‖ offset `u64` | empty (per-peer index of `store_log`) |
-//! | `store_idem`  | message_id | offset `u64` ‖ content digest |
+//! | `store_route` | peer ‖ `0x00` ‖ offset `u64` | empty (per-peer index of `store_log`) |
+//! | `store_idem`  | message_id, or `0xFF` ‖ from_zone ‖ `0x00` ‖ message_id | offset `u64` ‖ content digest |
 //! | `fwd_log`     | offset `u64` | received_at_unix_ms `u64` ‖ source offset `u64` ‖ encoded `Message` |
 //! | `fwd_idem`    | from_zone ‖ `0x00` ‖ message_id | offset `u64` ‖ content digest, or offset alone |
 //! | `cursors`     | `s` ‖ peer zone (store buffer) or `f` ‖ consumer name (forward buffer) | cursor `u64` |
@@ -16,7 +16,12 @@
 //! | `fwd_age`     | offset `u64` | received_at_unix_ms `u64` ‖ from_zone ‖ `0x00` ‖ message_id |
 //! | `objects`     | see [`object_index`] | the artifact index |
 //!
-//! Zone names never contain `0x00`, so the separators are unambiguous. Messages are encoded with
+//! Zone names never contain `0x00`, so the separators are unambiguous. The *peer* of a store fact
+//! is the peer that pulls it: its `to_zone` when that is a peer, else the `via` of the route to
+//! it (SPEC §4a), decided when the fact is stored. A fact produced here is keyed in `store_idem`
+//! by its `message_id`; a fact relayed here from another zone by `0xFF` ‖ from_zone ‖ `0x00` ‖
+//! message_id (its idempotency key is `(from_zone, message_id)`); `0xFF` never starts UTF-8
+//! text, so the two kinds of key never meet, and format `2` directories need no upgrade. Messages are encoded with
 //! the wire encoding of `bsfg-proto`. `meta.usage` is four `u64`: store facts, store bytes,
 //! forward facts, forward bytes, where *bytes* are the value bytes of the retained log entries
 //! (header and encoded message; index entries are not counted: they are small and bounded per
@@ -180,7 +185,10 @@ pub struct StoreAppend {
     pub offset: u64,
     pub appended_at_unix_ms: u64,
     pub message_id: String,
-    pub to_zone: String,
+    /// The peer that pulls it (see "Format").
+    pub peer: String,
+    /// `Some(from_zone)` for a fact relayed here: its idempotency key is `(from_zone, message_id)`.
+    pub origin: Option<String>,
     pub digest: Digest,
     pub encoded: Vec<u8>,
 }
@@ -224,6 +232,11 @@ impl DeleteReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreDelete {
     pub offset: u64,
+    /// The peer whose route index holds it.
+    pub peer: String,
+    /// As [`StoreAppend::origin`].
+    pub origin: Option<String>,
+    /// Its final destination (for the log line of a loss).
     pub to_zone: String,
     pub message_id: String,
     pub reason: DeleteReason,
@@ -385,7 +398,8 @@ impl StorageError {
 pub trait Storage: Send + Sync + 'static {
     /// Highest offsets, cursors and usage as last committed.
     fn recover(&self) -> Result<Recovered, StorageError>;
-    /// Looks up idempotency keys (`message_id`, or `(from_zone, message_id)` for [`Index::Forward`]).
+    /// Looks up idempotency keys `(from_zone, message_id)`; for [`Index::Store`] an empty
+    /// `from_zone` names a fact produced here.
     fn lookup(&self, index: Index, keys: &[(&str, &str)]) -> Result<Vec<Option<IdemRecord>>, StorageError>;
     /// Writes a batch atomically (and durably when it needs sync).
     fn commit(&self, batch: &Batch) -> Result<(), StorageError>;
@@ -396,7 +410,7 @@ pub trait Storage: Send + Sync + 'static {
     fn count_store(&self, peer: &str, after: u64, upto: u64) -> Result<u64, StorageError>;
     /// Forward-log entries with offsets in `(after, upto]`, at most `limit`.
     fn read_forward(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<LogRecord>, StorageError>;
-    /// Every `to_zone` that has entries in the store log.
+    /// Every peer that has entries in the store log.
     fn store_zones(&self) -> Result<Vec<String>, StorageError>;
     /// The oldest entries of the forward buffer's dedupe window after `after`, at most `limit`.
     fn read_window(&self, after: u64, limit: usize) -> Result<Vec<WindowEntry>, StorageError>;

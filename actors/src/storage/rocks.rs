@@ -337,10 +337,11 @@ impl RocksStorage {
                 offset,
                 [&append.appended_at_unix_ms.to_be_bytes()[..], &append.encoded].concat(),
             );
-            wb.put_cf(route, route_key(&append.to_zone, append.offset), []);
+            wb.put_cf(route, route_key(&append.peer, append.offset), []);
+            let origin = append.origin.as_deref().unwrap_or_default();
             wb.put_cf(
                 idem,
-                idem_key(Index::Store, "", &append.message_id),
+                idem_key(Index::Store, origin, &append.message_id),
                 idem_value(append.offset, Some(&append.digest)),
             );
         }
@@ -435,9 +436,13 @@ fn route_key(zone: &str, offset: u64) -> Vec<u8> {
     [zone.as_bytes(), &[0], &offset.to_be_bytes()].concat()
 }
 
+/// The first byte of a relayed fact's `store_idem` key: never the first byte of UTF-8 text.
+const RELAYED: u8 = 0xFF;
+
 fn idem_key(index: Index, zone: &str, message_id: &str) -> Vec<u8> {
     match index {
-        Index::Store => message_id.as_bytes().to_vec(),
+        Index::Store if zone.is_empty() => message_id.as_bytes().to_vec(),
+        Index::Store => [&[RELAYED], zone.as_bytes(), &[0], message_id.as_bytes()].concat(),
         Index::Forward => [zone.as_bytes(), &[0], message_id.as_bytes()].concat(),
     }
 }

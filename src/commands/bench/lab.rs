@@ -1,8 +1,9 @@
 //! The bench's laboratory: two zones on loopback, `enterprise` (where producers append) and
 //! `plant-a` (where facts go), their node processes, and, when a mode must cut the link or the
-//! link is to be lossy or slow ([`Network`]), a fault proxy in front of each node. Nodes are
-//! started as the modes need them and count as serving when `/readyz` answers 200, which also
-//! works at log levels that hide `node_started`.
+//! link is to be lossy or slow ([`Network`]), a fault proxy in front of each node. In relay mode
+//! the zones are those of the reference estate (`devnet::estate`): enterprise reaches plant-a only
+//! through `idmz`, which relays. Nodes are started as the modes need them and count as serving
+//! when `/readyz` answers 200, which also works at log levels that hide `node_started`.
 
 use std::{
     collections::BTreeMap,
@@ -13,10 +14,11 @@ use std::{
 
 use anyhow::{bail, Context};
 
+use super::Mode;
 use crate::{
     admin::{client::AdminClient, status::Status},
     client::ClientOptions,
-    devnet::{proxy::FaultProxy, Devnet, NodeProcess},
+    devnet::{estate::IDMZ, proxy::FaultProxy, Devnet, NodeProcess},
 };
 
 /// Where producers append.
@@ -57,17 +59,26 @@ pub struct Lab {
     proxies: Vec<FaultProxy>,
     nodes: BTreeMap<String, NodeProcess>,
     bin: PathBuf,
+    /// The zones a fact crosses, from the source to the sink.
+    path: Vec<&'static str>,
 }
 
 impl Lab {
-    /// PKI and configs in `dir`; nothing runs yet. With `proxied` or a `network`, each node
-    /// reaches its peer through a fault proxy (started on the current tokio runtime) so the link
-    /// can be cut; a `network` is applied to the proxies at once.
-    pub fn new(dir: &Path, logging: &Logging, proxied: bool, network: Option<&Network>) -> anyhow::Result<Self> {
-        let mut net = Devnet::new(dir, &[SOURCE, SINK], &[(SOURCE, SINK)], &[CLIENT])?;
+    /// PKI and configs in `dir` for `mode`; nothing runs yet. In replay mode or with a `network`,
+    /// each node reaches its peer through a fault proxy (started on the current tokio runtime) so
+    /// the link can be cut; a `network` is applied to the proxies at once. In relay mode facts go
+    /// through the DMZ.
+    pub fn new(dir: &Path, logging: &Logging, mode: Mode, network: Option<&Network>) -> anyhow::Result<Self> {
+        let (mut net, path) = match mode {
+            Mode::Relay => (Devnet::estate(dir, &[CLIENT])?, vec![SOURCE, IDMZ, SINK]),
+            _ => (
+                Devnet::new(dir, &[SOURCE, SINK], &[(SOURCE, SINK)], &[CLIENT])?,
+                vec![SOURCE, SINK],
+            ),
+        };
         let mut proxies = Vec::new();
-        for (zone, peer) in [(SOURCE, SINK), (SINK, SOURCE)] {
-            if proxied || network.is_some() {
+        if mode == Mode::Replay || network.is_some() {
+            for (zone, peer) in [(SOURCE, SINK), (SINK, SOURCE)] {
                 let proxy = FaultProxy::start(net.node(zone)?.rpc).context("starting a fault proxy")?;
                 if let Some(network) = network {
                     proxy.drop_percent(network.loss_percent);
@@ -77,11 +88,10 @@ impl Lab {
                 net.set_peer_address(peer, zone, proxy.addr())?;
                 proxies.push(proxy);
             }
-            let node = net.nodes.get_mut(zone).with_context(|| format!("no zone {zone}"))?;
-            node.extra.push_str(&format!(
-                "[log]\nlevel = {:?}\naudit = {}\n",
-                logging.level, logging.audit
-            ));
+        }
+        let log = format!("[log]\nlevel = {:?}\naudit = {}\n", logging.level, logging.audit);
+        for zone in &path {
+            net.add_toml(zone, &log)?;
         }
         net.write_configs()?;
         Ok(Self {
@@ -89,7 +99,16 @@ impl Lab {
             proxies,
             nodes: BTreeMap::new(),
             bin: std::env::current_exe().context("locating the bsfg binary")?,
+            path,
         })
+    }
+
+    /// Starts every node on the facts' way, the source first.
+    pub fn start_path(&mut self) -> anyhow::Result<()> {
+        for zone in self.path.clone() {
+            self.start(zone)?;
+        }
+        Ok(())
     }
 
     /// Starts `zone`'s node; returns how long it took from spawning the process to `/readyz` 200.

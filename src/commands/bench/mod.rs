@@ -3,7 +3,8 @@
 //!
 //! Producers append into `enterprise` facts addressed to `plant-a`; what happens next depends on
 //! the mode (one file each): [`append`] times durable appends alone, [`replicate`] also consumes
-//! and confirms in `plant-a`, [`replay`] builds a backlog during a partition and times its replay,
+//! and confirms in `plant-a` (in relay mode through `idmz`, which relays: origin → DMZ →
+//! destination), [`replay`] builds a backlog during a partition and times its replay,
 //! [`startup`] fills a node and times its restarts. Every mode samples the node processes
 //! ([`sampler`]) and ends with a [`report`]: a table on stdout, or JSON with `--json`.
 
@@ -43,6 +44,9 @@ pub enum Mode {
     /// Append in one zone while a consumer in the other fetches and confirms: replication
     /// throughput and end-to-end latency from `produced_at_unix_ms`.
     Replicate,
+    /// As replicate, but the zones reach each other only through a relaying DMZ node
+    /// (enterprise → idmz → plant-a, SPEC §4a): three nodes, two hops.
+    Relay,
     /// Append a backlog while the link is cut, heal it, time the reconnect and the replay.
     Replay,
     /// Fill a node, then time its restart after kill -9 and after a clean stop.
@@ -54,6 +58,7 @@ impl Mode {
         match self {
             Mode::Append => "append",
             Mode::Replicate => "replicate",
+            Mode::Relay => "relay",
             Mode::Replay => "replay",
             Mode::Startup => "startup",
         }
@@ -166,10 +171,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if network.is_some() && args.mode != Mode::Replicate {
         bail!("--loss, --delay and --jitter shape the link of --mode replicate only");
     }
-    let mut lab = Lab::new(&dir, &args.logging(), args.mode == Mode::Replay, network.as_ref())?;
+    let mut lab = Lab::new(&dir, &args.logging(), args.mode, network.as_ref())?;
     let measured = match args.mode {
         Mode::Append => append::run(&bench, &mut lab, &mut report),
-        Mode::Replicate => replicate::run(&bench, &mut lab, &mut report),
+        Mode::Replicate | Mode::Relay => replicate::run(&bench, &mut lab, &mut report),
         Mode::Replay => replay::run(&bench, &mut lab, &mut report),
         Mode::Startup => startup::run(&bench, &mut lab, &mut report),
     };

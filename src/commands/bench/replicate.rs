@@ -1,5 +1,5 @@
-//! `--mode replicate`: producers append in the source zone while a consumer in the sink zone
-//! fetches and confirms. Replication throughput runs from the first append to the consumer
+//! `--mode replicate` and `--mode relay`: producers append in the source zone while a consumer in
+//! the sink zone fetches and confirms (directly, or through the relaying DMZ). Replication throughput runs from the first append to the consumer
 //! receiving the last fact; end-to-end latency from each fact's `produced_at_unix_ms` (taken when
 //! its append was sent) to the consumer holding it. With `--rate 10000` this is SPEC §14's p99 bar.
 //!
@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use super::{
     ensure_ends_at,
-    lab::{Lab, SINK, SOURCE},
+    lab::{Lab, SINK},
     load::Appended,
     report::{per_second, Quantiles, Replication, Report},
     Bench,
@@ -36,8 +36,7 @@ const FETCH_WAIT_MS: u32 = 250;
 const STALL: Duration = Duration::from_secs(60);
 
 pub(super) fn run(bench: &Bench, lab: &mut Lab, report: &mut Report) -> anyhow::Result<()> {
-    lab.start(SOURCE)?;
-    lab.start(SINK)?;
+    lab.start_path()?;
     let (appended, consumed) = bench.sampled(lab, report, measure(bench, lab))?;
     report.appended(&appended);
     let seconds = consumed.last_arrival.duration_since(appended.started).as_secs_f64();

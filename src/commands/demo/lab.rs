@@ -1,7 +1,10 @@
-//! The demo's laboratory: a two-zone dev network on loopback, one fault proxy in front of each
-//! node (the other node dials the proxy, never the node itself), and the node processes.
+//! The demo's laboratory: a dev network on loopback with fault proxies on its links, and the node
+//! processes. The pair (`enterprise`, `plant-a`) has one proxy in front of each node (the other
+//! node dials the proxy, never the node itself); the estate (`--estate`: enterprise, idmz, two
+//! plants) one proxy per leg in front of the DMZ, so one leg can be cut alone.
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -9,7 +12,11 @@ use std::{
 use anyhow::{bail, Context};
 
 use super::screen::print;
-use crate::devnet::{proxy::FaultProxy, Devnet, NodeProcess};
+use crate::devnet::{
+    estate::{Legs, IDMZ},
+    proxy::FaultProxy,
+    Devnet, NodeProcess,
+};
 
 pub const ZONES: [&str; 2] = ["enterprise", "plant-a"];
 pub const CLIENT: &str = "demo-client";
@@ -19,15 +26,15 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 
 pub struct Lab {
     pub net: Devnet,
-    /// `proxies[i]` stands in front of the node of `ZONES[i]`.
-    proxies: Vec<FaultProxy>,
+    /// The fault proxies by name: the zone a proxy fronts (pair), or the leg it carries (estate).
+    proxies: BTreeMap<String, FaultProxy>,
     nodes: Vec<NodeProcess>,
 }
 
 impl Lab {
-    /// Writes PKI and configs into `dir` and starts both nodes. Must be called inside a tokio
-    /// runtime: the proxies' tasks are spawned on it.
-    pub fn start(dir: &Path, link_timeout: Duration) -> anyhow::Result<Self> {
+    /// The pair: PKI and configs in `dir`, a proxy in front of each node. Must be called inside a
+    /// tokio runtime: the proxies' tasks are spawned on it.
+    pub fn pair(dir: &Path, link_timeout: Duration) -> anyhow::Result<Self> {
         print(&format!(
             "bsfg demo: zones {} and {} on loopback; PKI, configs, data and logs in {}",
             ZONES[0],
@@ -35,12 +42,60 @@ impl Lab {
             dir.display()
         ))?;
         let mut net = Devnet::new(dir, &ZONES, &[(ZONES[0], ZONES[1])], &[CLIENT])?;
-        let mut proxies = Vec::new();
+        let mut proxies = BTreeMap::new();
         for (zone, peer) in [(ZONES[0], ZONES[1]), (ZONES[1], ZONES[0])] {
             let proxy = FaultProxy::start(net.node(zone)?.rpc).context("starting a fault proxy")?;
             net.set_peer_address(peer, zone, proxy.addr())?;
-            set_link_timeout(&mut net, zone, link_timeout)?;
-            proxies.push(proxy);
+            proxies.insert(zone.to_owned(), proxy);
+        }
+        let lab = Self::launch(net, proxies, link_timeout)?;
+        for (zone, proxy) in &lab.proxies {
+            let peer = ZONES.iter().find(|z| *z != zone).copied().unwrap_or_default();
+            print(&format!(
+                "  {zone:<10} node listens on {}; {peer} reaches it through proxy {}; log {}",
+                lab.net.node(zone)?.rpc,
+                proxy.addr(),
+                lab.log(zone).display()
+            ))?;
+        }
+        Ok(lab)
+    }
+
+    /// The reference estate (`devnet::estate`) with a proxy on each leg. Inside a tokio runtime.
+    pub fn estate(dir: &Path, link_timeout: Duration) -> anyhow::Result<Self> {
+        print(&format!(
+            "bsfg demo --estate: enterprise ↔ idmz ↔ plant-a, plant-b on loopback; PKI, configs, data and \
+             logs in {}",
+            dir.display()
+        ))?;
+        let mut net = Devnet::estate(dir, &[CLIENT])?;
+        let proxies = Legs::start(&mut net)?.into_proxies();
+        let lab = Self::launch(net, proxies, link_timeout)?;
+        print(&format!(
+            "  {IDMZ:<10} node listens on {}; it dials nobody and relays enterprise ↔ plants; log {}",
+            lab.net.node(IDMZ)?.rpc,
+            lab.log(IDMZ).display()
+        ))?;
+        for (leg, proxy) in &lab.proxies {
+            print(&format!(
+                "  {leg:<10} node listens on {}; it dials idmz through proxy {} (its leg); log {}",
+                lab.net.node(leg)?.rpc,
+                proxy.addr(),
+                lab.log(leg).display()
+            ))?;
+        }
+        Ok(lab)
+    }
+
+    /// Shortens every node's link timeout, writes the configs and starts every node.
+    fn launch(mut net: Devnet, proxies: BTreeMap<String, FaultProxy>, link_timeout: Duration) -> anyhow::Result<Self> {
+        let zones: Vec<String> = net.nodes.keys().cloned().collect();
+        let replication = format!(
+            "[replication]\nlink_timeout = \"{}\"\n",
+            humantime::format_duration(link_timeout)
+        );
+        for zone in &zones {
+            net.add_toml(zone, &replication)?;
         }
         net.write_configs()?;
         let mut lab = Self {
@@ -49,23 +104,10 @@ impl Lab {
             nodes: Vec::new(),
         };
         let bin = std::env::current_exe().context("locating the bsfg binary")?;
-        for zone in ZONES {
+        for zone in &zones {
             lab.nodes.push(lab.net.spawn(&bin, zone)?);
         }
-        lab.introduce()?;
         Ok(lab)
-    }
-
-    fn introduce(&self) -> anyhow::Result<()> {
-        for ((zone, peer), proxy) in [(ZONES[0], ZONES[1]), (ZONES[1], ZONES[0])].iter().zip(&self.proxies) {
-            print(&format!(
-                "  {zone:<10} node listens on {}; {peer} reaches it through proxy {}; log {}",
-                self.net.node(zone)?.rpc,
-                proxy.addr(),
-                self.log(zone).display()
-            ))?;
-        }
-        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -76,17 +118,21 @@ impl Lab {
         self.net.dir.join(format!("{zone}.log"))
     }
 
-    /// Both proxies drop every datagram, both ways: a partition between the zones.
-    pub fn cut(&self) {
-        for proxy in &self.proxies {
-            proxy.blackhole();
+    /// The named proxies drop every datagram, both ways.
+    pub fn cut(&self, names: &[&str]) {
+        for name in names {
+            if let Some(proxy) = self.proxies.get(*name) {
+                proxy.blackhole();
+            }
         }
     }
 
-    /// Both proxies relay again.
-    pub fn heal(&self) {
-        for proxy in &self.proxies {
-            proxy.heal();
+    /// The named proxies relay again.
+    pub fn heal(&self, names: &[&str]) {
+        for name in names {
+            if let Some(proxy) = self.proxies.get(*name) {
+                proxy.heal();
+            }
         }
     }
 
@@ -105,14 +151,4 @@ impl Lab {
         }
         first_failure
     }
-}
-
-/// A shorter `replication.link_timeout`; the devnet writes no `[replication]` section itself.
-fn set_link_timeout(net: &mut Devnet, zone: &str, timeout: Duration) -> anyhow::Result<()> {
-    let node = net.nodes.get_mut(zone).with_context(|| format!("no zone {zone}"))?;
-    node.extra.push_str(&format!(
-        "[replication]\nlink_timeout = \"{}\"\n",
-        humantime::format_duration(timeout)
-    ));
-    Ok(())
 }

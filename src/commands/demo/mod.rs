@@ -2,18 +2,24 @@
 //! generated dev PKI and two real `bsfg serve` processes, each reaching the other through a
 //! fault-injecting UDP proxy so the demo can cut the link. Traffic flows both ways while a
 //! scripted story partitions and heals the link, and the tour ends by proving that every
-//! acknowledged fact arrived exactly once and in order.
+//! acknowledged fact arrived exactly once and in order. With `--estate` the tour runs on the
+//! reference estate (enterprise ↔ idmz ↔ plant-a, plant-b): traffic between the enterprise and the
+//! plants through the DMZ, a partition of the plant-a leg, the status per hop, and the proof that
+//! every fact arrived exactly once at its final zone and nowhere else.
 //!
 //! - [`lab`]: the processes, proxies and configs, started and stopped.
-//! - [`traffic`]: a producer and a consumer per zone, scoring every fact in a [`traffic::Flow`].
+//! - [`scenario`]: the flows, the links they cross and what the partition cuts; the status per hop.
+//! - [`traffic`]: a producer per flow and a consumer per zone, scoring every fact in a [`traffic::Flow`].
 //! - [`gates`]: gate states, read from the `gate_transition` lines the nodes log.
 //! - [`monitor`]: what the user watches: narration, gate events and a live status.
 //! - [`screen`]: stdout, with the status kept at the bottom of a terminal.
-//! - [`story`]: the phases and the final summary.
+//! - [`story`]: the phases and the final summary; [`narration`]: their words per scenario.
 
 mod gates;
 mod lab;
 mod monitor;
+mod narration;
+mod scenario;
 mod screen;
 mod story;
 mod traffic;
@@ -25,7 +31,7 @@ use std::{
 
 use anyhow::Context;
 
-use self::{lab::Lab, story::Plan};
+use self::{lab::Lab, scenario::Scenario, story::Plan};
 use super::CommandError;
 
 #[derive(Debug, clap::Args)]
@@ -41,6 +47,11 @@ pub struct DemoArgs {
     /// directory, kept for inspection).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// The reference estate instead of two zones: enterprise, idmz (the industrial DMZ, which
+    /// relays) and plants plant-a and plant-b; traffic between the enterprise and each plant
+    /// through the DMZ, a partition of the plant-a leg, and the status per hop. `--rate` is per flow.
+    #[arg(long)]
+    pub estate: bool,
 }
 
 /// How fast the nodes declare a silent link dead (`replication.link_timeout`, default 5 s):
@@ -52,11 +63,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let dir = work_dir(args.dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     // The proxies spawn their tasks on this runtime, so they start inside it.
-    let mut lab = {
+    let (mut lab, scenario) = {
         let _inside = runtime.enter();
-        Lab::start(&dir, LINK_TIMEOUT)?
+        match args.estate {
+            true => (Lab::estate(&dir, LINK_TIMEOUT)?, Scenario::estate()),
+            false => (Lab::pair(&dir, LINK_TIMEOUT)?, Scenario::pair()),
+        }
     };
-    let result = runtime.block_on(story::tour(&lab, &plan));
+    let result = runtime.block_on(story::tour(&lab, &plan, &scenario));
     let stopped = lab.stop();
     screen::print(&format!(
         "nodes stopped; configs, data and logs are in {}",

@@ -1,10 +1,11 @@
 //! What the user watches: narration, every gate transition as the nodes log it, and a status
-//! per tick with, for each zone, its gate toward the peer, its backlog (acknowledged here, not yet
-//! received there) and the facts delivered to the peer per second. On a terminal the status is
-//! one row per zone, redrawn in place; otherwise one line, printed once a second.
+//! per tick with, for each flow, the gates along its way (one per hop), its backlog
+//! (acknowledged at the origin, not yet received at its zone) and the facts delivered per second.
+//! On a terminal the status is one row per flow, redrawn in place; otherwise one line, printed
+//! once a second.
 
 use std::{
-    collections::VecDeque,
+    collections::{BTreeMap, VecDeque},
     io::{self, IsTerminal},
     path::Path,
     sync::Arc,
@@ -15,6 +16,7 @@ use anyhow::bail;
 
 use super::{
     gates::{GateLog, Transition},
+    scenario::{Link, Scenario},
     screen::Screen,
     traffic::{Flow, Tally},
 };
@@ -27,25 +29,35 @@ const MAX_REASON_CHARS: usize = 70;
 pub struct Monitor {
     started: Instant,
     flows: Vec<Arc<Flow>>,
-    /// `gates[i]` follows the node of `flows[i].from`.
-    gates: Vec<GateLog>,
+    /// `paths[i]`: the links `flows[i]` crosses.
+    paths: Vec<Vec<Link>>,
+    /// The log of every node on some flow's way, by zone.
+    gates: BTreeMap<&'static str, GateLog>,
     meters: Vec<RateMeter>,
     screen: Screen,
 }
 
 impl Monitor {
-    /// Watches `flows` and the logs of their source zones' nodes in `dir`.
-    pub fn new(dir: &Path, flows: &[Arc<Flow>]) -> Self {
+    /// Watches the flows of `scenario` and the logs (in `dir`) of the nodes on their way.
+    pub fn new(dir: &Path, scenario: &Scenario) -> Self {
+        let gates = scenario
+            .links()
+            .into_iter()
+            .map(|(zone, _)| (zone, GateLog::new(zone, dir.join(format!("{zone}.log")))))
+            .collect();
         Self {
             started: Instant::now(),
-            flows: flows.to_vec(),
-            gates: flows
-                .iter()
-                .map(|flow| GateLog::new(flow.from, dir.join(format!("{}.log", flow.from))))
-                .collect(),
-            meters: flows.iter().map(|_| RateMeter::default()).collect(),
+            flows: scenario.flows.clone(),
+            paths: scenario.paths.clone(),
+            gates,
+            meters: scenario.flows.iter().map(|_| RateMeter::default()).collect(),
             screen: Screen::new(io::stdout().is_terminal(), TICK),
         }
+    }
+
+    /// The gate `zone` reports toward `peer`.
+    fn gate(&self, (zone, peer): Link) -> &str {
+        self.gates.get(zone).map_or("autonomous", |log| log.state(peer))
     }
 
     /// A narration line, kept above the status.
@@ -53,12 +65,14 @@ impl Monitor {
         Ok(self.screen.line(text)?)
     }
 
-    /// Whether every zone's gate toward its peer is in `state`.
+    /// Whether the gate of every link of every flow is in `state`.
     pub fn all_gates(&self, state: &str) -> bool {
-        self.flows
-            .iter()
-            .zip(&self.gates)
-            .all(|(flow, gate)| gate.state(flow.to) == state)
+        self.paths.iter().flatten().all(|link| self.gate(*link) == state)
+    }
+
+    /// Whether the gates of `links` are in `state`.
+    pub fn gates_are(&self, links: &[Link], state: &str) -> bool {
+        links.iter().all(|link| self.gate(*link) == state)
     }
 
     /// The flows' counts; `exact` also counts what is missing (a pass over every fact).
@@ -96,11 +110,13 @@ impl Monitor {
         if let Some(failure) = self.flows.iter().find_map(|flow| flow.failure()) {
             bail!("{failure}");
         }
-        for index in 0..self.gates.len() {
-            for transition in self.gates[index].poll()? {
-                let line = self.event_line(&transition);
-                self.screen.line(&line)?;
-            }
+        let mut transitions = Vec::new();
+        for log in self.gates.values_mut() {
+            transitions.extend(log.poll()?);
+        }
+        for transition in &transitions {
+            let line = self.event_line(transition);
+            self.screen.line(&line)?;
         }
         let now = Instant::now();
         let tallies = self.tallies(false);
@@ -123,20 +139,26 @@ impl Monitor {
         )
     }
 
-    /// On a terminal one row per zone, redrawn in place; otherwise one line for all zones.
+    /// On a terminal one row per flow, redrawn in place; otherwise one line for all flows.
     fn status_rows(&self) -> Vec<String> {
         let time = format!("  {:>5.1}s", self.started.elapsed().as_secs_f64());
         let tallies = self.tallies(false);
-        let zones = self.flows.iter().zip(&self.gates).zip(tallies.iter().zip(&self.meters));
+        let flows = self.flows.iter().zip(&self.paths).zip(tallies.iter().zip(&self.meters));
         let terminal = self.screen.terminal();
-        let parts: Vec<String> = zones
-            .map(|((flow, gate), (tally, meter))| {
-                let (zone, state) = (format!("{}:", flow.from), gate.state(flow.to));
+        let parts: Vec<String> = flows
+            .map(|((flow, path), (tally, meter))| {
+                let name = match path.len() {
+                    1 => format!("{}:", flow.from),
+                    _ => format!("{}→{}:", flow.from, flow.to),
+                };
+                let states: Vec<&str> = path.iter().map(|link| self.gate(*link)).collect();
+                let state = states.join(" › ");
+                let gate = if path.len() > 1 { "gates" } else { "gate" };
                 let (backlog, rate) = (tally.backlog(), meter.per_second());
                 if terminal {
-                    format!("{zone:<11} gate {state:<14}  backlog {backlog:>5}  delivered {rate:>5}/s")
+                    format!("{name:<11} {gate} {state:<14}  backlog {backlog:>5}  delivered {rate:>5}/s")
                 } else {
-                    format!("{zone:<11} {state:<14} backlog {backlog:>5} {rate:>5}/s")
+                    format!("{name:<11} {state:<14} backlog {backlog:>5} {rate:>5}/s")
                 }
             })
             .collect();

@@ -1,17 +1,17 @@
 //! The scripted tour, narrated for a newcomer: link up, partition, heal, then the proof that every
-//! acknowledged fact arrived exactly once and in order, and a summary.
+//! acknowledged fact arrived exactly once at its zone and in order, and a summary. The words for
+//! each scenario (the pair, or the estate through its DMZ) are in `narration`.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
 use super::{
-    lab::{Lab, ZONES},
+    lab::Lab,
     monitor::Monitor,
-    traffic::{Flow, Tally, Traffic},
+    narration,
+    scenario::{hop_lines, Kind, Scenario},
+    traffic::{Tally, Traffic},
 };
 
 /// How long the nodes may take to connect at start.
@@ -22,17 +22,17 @@ const HEAL_LIMIT: Duration = Duration::from_secs(60);
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 /// After the last fact arrived, consumers keep reading this long to catch a late duplicate.
 const DUPLICATE_WATCH: Duration = Duration::from_secs(1);
-/// The nodes' `replication.batch_limit` (the default), for the narration.
-const BATCH_LIMIT: u32 = 1000;
+/// More than the once-a-second refresh of the backlogs in `/v1/status`.
+const STATUS_REFRESH: Duration = Duration::from_millis(1500);
 
 /// The length of each phase and the traffic.
 pub struct Plan {
-    link_up: Duration,
-    partition: Duration,
+    pub link_up: Duration,
+    pub partition: Duration,
     /// Normal traffic after the heal, before the producers stop.
-    settle: Duration,
-    rate: u32,
-    link_timeout: Duration,
+    pub settle: Duration,
+    pub rate: u32,
+    pub link_timeout: Duration,
 }
 
 impl Plan {
@@ -50,27 +50,23 @@ impl Plan {
 
 /// What the story measured, for the summary.
 #[derive(Default)]
-struct Measured {
-    autonomous_after_cut: Option<Duration>,
-    acked_during_partition: Vec<u64>,
-    backlog_at_heal: Vec<u64>,
-    normal_after_heal: Option<Duration>,
-    backlog_delivered_after_heal: Option<Duration>,
+pub struct Measured {
+    pub autonomous_after_cut: Option<Duration>,
+    pub acked_during_partition: Vec<u64>,
+    pub backlog_at_heal: Vec<u64>,
+    pub normal_after_heal: Option<Duration>,
+    pub backlog_delivered_after_heal: Option<Duration>,
 }
 
-pub async fn tour(lab: &Lab, plan: &Plan) -> anyhow::Result<()> {
-    let flows = vec![
-        Arc::new(Flow::new(ZONES[0], ZONES[1])),
-        Arc::new(Flow::new(ZONES[1], ZONES[0])),
-    ];
-    let mut monitor = Monitor::new(lab.dir(), &flows);
-    introduce(&mut monitor, plan)?;
-    let mut traffic = Traffic::start(&lab.net, &flows, plan.rate).await?;
+pub async fn tour(lab: &Lab, plan: &Plan, scenario: &Scenario) -> anyhow::Result<()> {
+    let mut monitor = Monitor::new(lab.dir(), scenario);
+    monitor.say(&narration::intro(scenario.kind, plan))?;
+    let mut traffic = Traffic::start(&lab.net, &scenario.flows, plan.rate).await?;
     let mut measured = Measured::default();
     let story = async {
         link_up(&mut monitor, plan).await?;
-        partition(&mut monitor, lab, plan, &mut measured).await?;
-        heal(&mut monitor, lab, plan, &mut measured).await?;
+        partition(&mut monitor, lab, plan, scenario, &mut measured).await?;
+        heal(&mut monitor, lab, plan, scenario, &mut measured).await?;
         drain(&mut monitor, &mut traffic).await
     }
     .await;
@@ -79,22 +75,12 @@ pub async fn tour(lab: &Lab, plan: &Plan) -> anyhow::Result<()> {
     traffic.stop_consumers().await;
     monitor.finish()?;
     story?;
-    summary(&mut monitor, &flows, &measured)
-}
-
-fn introduce(monitor: &mut Monitor, plan: &Plan) -> anyhow::Result<()> {
-    monitor.say(&format!(
-        "\nIn each zone a producer appends {} facts/s addressed to the other zone; each is acknowledged as soon\n\
-         as it is durable on its own zone's node. A consumer in each zone fetches and confirms what arrives.\n\
-         The status shows, per zone: its gate toward the peer, its backlog (acknowledged there, not\n\
-         yet received by the peer) and the facts delivered to the peer per second.",
-        plan.rate
-    ))
+    summary(&mut monitor, scenario, &traffic, &measured)
 }
 
 async fn link_up(monitor: &mut Monitor, plan: &Plan) -> anyhow::Result<()> {
     monitor.say(&format!(
-        "\nphase 1/3: link up ({} s). Each node pulls what is addressed to its zone; both gates turn normal.",
+        "\nphase 1/3: links up ({} s). Each node pulls what waits for it; every gate turns normal.",
         plan.link_up.as_secs()
     ))?;
     let connected = monitor.watch_until(CONNECT_LIMIT, |m| m.all_gates("normal")).await?;
@@ -104,19 +90,19 @@ async fn link_up(monitor: &mut Monitor, plan: &Plan) -> anyhow::Result<()> {
     monitor.watch_for(plan.link_up).await
 }
 
-async fn partition(monitor: &mut Monitor, lab: &Lab, plan: &Plan, measured: &mut Measured) -> anyhow::Result<()> {
-    monitor.say(&format!(
-        "\nphase 2/3: partition ({} s). Both proxies now drop every datagram, as if the cable between the zones\n\
-         were cut. Producers keep appending to their own node and keep getting acknowledgements: the\n\
-         backlogs grow. Each node declares the link dead after replication.link_timeout ({} s here),\n\
-         and its gate goes autonomous.",
-        plan.partition.as_secs(),
-        plan.link_timeout.as_secs()
-    ))?;
+async fn partition(
+    monitor: &mut Monitor,
+    lab: &Lab,
+    plan: &Plan,
+    scenario: &Scenario,
+    measured: &mut Measured,
+) -> anyhow::Result<()> {
+    monitor.say(&narration::partition(scenario.kind, plan))?;
     let before = monitor.tallies(false);
-    lab.cut();
+    lab.cut(&scenario.cut);
+    let cut_links = &scenario.cut_links;
     let detected = monitor
-        .watch_until(plan.partition, |m| m.all_gates("autonomous"))
+        .watch_until(plan.partition, |m| m.gates_are(cut_links, "autonomous"))
         .await?;
     measured.autonomous_after_cut = detected;
     monitor
@@ -124,26 +110,31 @@ async fn partition(monitor: &mut Monitor, lab: &Lab, plan: &Plan, measured: &mut
         .await?;
     measured.acked_during_partition = appended_since(&before, &monitor.tallies(false));
     let gates = match detected {
-        Some(after) => format!("both gates went autonomous {:.1} s after the cut", after.as_secs_f64()),
-        None => "the gates did NOT both go autonomous; see the node logs".to_owned(),
+        Some(after) => format!(
+            "the cut link's gates went autonomous {:.1} s after the cut",
+            after.as_secs_f64()
+        ),
+        None => "the cut link's gates did NOT both go autonomous; see the node logs".to_owned(),
     };
     monitor.say(&format!(
-        "  {gates}; meanwhile the producers got {} appends acknowledged ({} + {}).",
+        "  {gates}; meanwhile the producers got {} appends acknowledged ({}).",
         join_counts(&measured.acked_during_partition),
-        ZONES[0],
-        ZONES[1]
-    ))
+        flow_names(scenario)
+    ))?;
+    hops(monitor, lab, scenario).await
 }
 
-async fn heal(monitor: &mut Monitor, lab: &Lab, plan: &Plan, measured: &mut Measured) -> anyhow::Result<()> {
-    monitor.say(&format!(
-        "\nphase 3/3: heal. The proxies relay again. The nodes reconnect (with backoff: it may take a few\n\
-         seconds) and replay the backlog in pages of up to batch_limit = {BATCH_LIMIT} facts: while pages\n\
-         come back full the gate is reconciliation; once caught up it is normal again."
-    ))?;
+async fn heal(
+    monitor: &mut Monitor,
+    lab: &Lab,
+    plan: &Plan,
+    scenario: &Scenario,
+    measured: &mut Measured,
+) -> anyhow::Result<()> {
+    monitor.say(&narration::heal(scenario.kind))?;
     let targets: Vec<u64> = monitor.tallies(false).iter().map(|t| t.appended).collect();
     measured.backlog_at_heal = monitor.tallies(false).iter().map(Tally::backlog).collect();
-    lab.heal();
+    lab.heal(&scenario.cut);
     let healed_at = Instant::now();
     let (mut normal, mut delivered) = (None, None);
     monitor
@@ -169,11 +160,25 @@ async fn heal(monitor: &mut Monitor, lab: &Lab, plan: &Plan, measured: &mut Meas
             d.as_secs_f64()
         ))
     ))?;
-    monitor.watch_for(plan.settle).await
+    // The nodes refresh their backlogs once a second: wait for a refresh after the replay.
+    monitor.watch_for(plan.settle.max(STATUS_REFRESH)).await?;
+    hops(monitor, lab, scenario).await
+}
+
+/// The estate's status per hop, as the nodes report it.
+async fn hops(monitor: &mut Monitor, lab: &Lab, scenario: &Scenario) -> anyhow::Result<()> {
+    if scenario.kind != Kind::Estate {
+        return Ok(());
+    }
+    monitor.say("  status per hop (each node's gate toward its neighbour, and the facts waiting there for it):")?;
+    for line in hop_lines(&lab.net).await? {
+        monitor.say(&line)?;
+    }
+    Ok(())
 }
 
 async fn drain(monitor: &mut Monitor, traffic: &mut Traffic) -> anyhow::Result<()> {
-    monitor.say("\nStopping the producers; waiting until every acknowledged fact has arrived on the other side.")?;
+    monitor.say("\nStopping the producers; waiting until every acknowledged fact has arrived at its zone.")?;
     traffic.stop_producers().await;
     let targets: Vec<u64> = monitor.tallies(false).iter().map(|t| t.appended).collect();
     monitor
@@ -196,38 +201,52 @@ fn all_delivered(tallies: &[Tally], targets: &[u64]) -> bool {
     tallies.iter().zip(targets).all(|(t, target)| t.delivered >= *target)
 }
 
-fn summary(monitor: &mut Monitor, flows: &[Arc<Flow>], measured: &Measured) -> anyhow::Result<()> {
+fn summary(monitor: &mut Monitor, scenario: &Scenario, traffic: &Traffic, measured: &Measured) -> anyhow::Result<()> {
     monitor.say("\nsummary")?;
     let tallies = monitor.tallies(true);
-    for (flow, t) in flows.iter().zip(&tallies) {
+    for (flow, t) in scenario.flows.iter().zip(&tallies) {
         monitor.say(&format!(
             "  {} → {}: appended {}, delivered {}, out of order {}, duplicates {}, lost {}",
             flow.from, flow.to, t.appended, t.delivered, t.out_of_order, t.duplicates, t.missing
         ))?;
     }
-    monitor.say(&format!("  partition: {}", partition_line(measured)))?;
+    monitor.say(&format!("  partition: {}", partition_line(scenario, measured)))?;
     monitor.say(&format!("  heal: {}", heal_line(measured)))?;
+    let strays = traffic.strays();
+    if scenario.kind == Kind::Estate {
+        monitor.say(&format!(
+            "  delivered at a zone no flow leads to (the DMZ included): {}",
+            strays.facts
+        ))?;
+    }
     let lost: u64 = tallies.iter().map(|t| t.missing).sum();
     let duplicates: u64 = tallies.iter().map(|t| t.duplicates).sum();
-    let strangers: u64 = tallies.iter().map(|t| t.strangers).sum();
+    let strangers: u64 = tallies.iter().map(|t| t.strangers).sum::<u64>() + strays.facts;
     let out_of_order: u64 = tallies.iter().map(|t| t.out_of_order).sum();
+    if let Some(failure) = &strays.failure {
+        bail!("{failure}");
+    }
     if lost + duplicates + strangers + out_of_order > 0 {
         bail!(
             "{lost} acknowledged facts lost, {duplicates} delivered twice, {out_of_order} out of order, \
              {strangers} unexpected"
         );
     }
-    monitor.say("every acknowledged fact arrived exactly once, in the order it was appended.")
+    monitor.say(&narration::verdict(scenario.kind))
 }
 
-fn partition_line(measured: &Measured) -> String {
+fn partition_line(scenario: &Scenario, measured: &Measured) -> String {
     let gates = match measured.autonomous_after_cut {
-        Some(after) => format!("both gates autonomous {:.1} s after the cut", after.as_secs_f64()),
-        None => "the gates did not both go autonomous".to_owned(),
+        Some(after) => format!(
+            "the cut link's gates autonomous {:.1} s after the cut",
+            after.as_secs_f64()
+        ),
+        None => "the cut link's gates did not both go autonomous".to_owned(),
     };
     format!(
-        "{gates}; {} facts acknowledged meanwhile",
-        join_counts(&measured.acked_during_partition)
+        "{gates}; {} facts acknowledged meanwhile ({})",
+        join_counts(&measured.acked_during_partition),
+        flow_names(scenario)
     )
 }
 
@@ -241,7 +260,17 @@ fn heal_line(measured: &Measured) -> String {
     )
 }
 
-/// `2400 + 2398`: one count per direction.
+/// `2400 + 2398`: one count per flow.
 fn join_counts(counts: &[u64]) -> String {
     counts.iter().map(u64::to_string).collect::<Vec<_>>().join(" + ")
+}
+
+/// `enterprise→plant-a + plant-a→enterprise`: the flows, in the order of [`join_counts`].
+fn flow_names(scenario: &Scenario) -> String {
+    let names: Vec<String> = scenario
+        .flows
+        .iter()
+        .map(|flow| format!("{}→{}", flow.from, flow.to))
+        .collect();
+    names.join(" + ")
 }

@@ -1,7 +1,8 @@
-//! The demo's traffic: in each zone a producer appending at a steady rate, addressed to the other
-//! zone, and a consumer fetching and confirming what arrived. Both keep score in a [`Flow`] per
-//! direction, so the demo can show what is still in transit and prove at the end that every
-//! acknowledged fact arrived exactly once and in the order it was produced.
+//! The demo's traffic: a producer per [`Flow`] appending at a steady rate in its zone, addressed to
+//! the flow's zone, and a consumer in every zone fetching and confirming what arrived there. They
+//! keep score in each flow, so the demo can show what is still in transit and prove at the end
+//! that every acknowledged fact arrived exactly once at its zone, in the order it was produced; a
+//! fact that arrives where no flow leads (at a relay, say) is counted as a stray.
 
 use std::{
     collections::HashSet,
@@ -83,7 +84,7 @@ impl Flow {
         Self {
             from,
             to,
-            id_prefix: format!("demo-{from}-"),
+            id_prefix: format!("demo-{from}-{to}-"),
             score: Mutex::default(),
         }
     }
@@ -160,37 +161,58 @@ impl Flow {
     }
 }
 
-/// The running producers and consumers. A task that fails records why in its flow and ends.
+/// Facts that arrived in a zone no flow leads to, and why a consumer of such a zone stopped.
+#[derive(Debug, Default)]
+pub struct Strays {
+    pub facts: u64,
+    pub failure: Option<String>,
+}
+
+/// The running producers and consumers. A task that fails records why in its flows (or in the
+/// strays) and ends.
 pub struct Traffic {
     producing: Arc<AtomicBool>,
     consuming: Arc<AtomicBool>,
     producers: Vec<JoinHandle<()>>,
     consumers: Vec<JoinHandle<()>>,
+    strays: Arc<Mutex<Strays>>,
 }
 
 impl Traffic {
     /// Connects a producer to the node of each flow's `from` zone and a consumer to the node of
-    /// its `to` zone, and starts them.
+    /// every zone of `net`, and starts them.
     pub async fn start(net: &Devnet, flows: &[Arc<Flow>], rate: u32) -> anyhow::Result<Self> {
         let mut traffic = Self {
             producing: Arc::new(AtomicBool::new(true)),
             consuming: Arc::new(AtomicBool::new(true)),
             producers: Vec::new(),
             consumers: Vec::new(),
+            strays: Arc::default(),
         };
         for flow in flows {
             let producer = connect(net, flow.from).await?;
-            let consumer = connect(net, flow.to).await?;
             let running = traffic.producing.clone();
             traffic
                 .producers
                 .push(tokio::spawn(produce(producer, flow.clone(), rate, running)));
-            let running = traffic.consuming.clone();
+        }
+        for zone in net.nodes.keys() {
+            let inbox = Inbox {
+                flows: flows.iter().filter(|f| f.to == zone).cloned().collect(),
+                strays: traffic.strays.clone(),
+            };
+            let consumer = connect(net, zone).await?;
+            let (zone, running) = (zone.clone(), traffic.consuming.clone());
             traffic
                 .consumers
-                .push(tokio::spawn(consume(consumer, flow.clone(), running)));
+                .push(tokio::spawn(consume(consumer, zone, inbox, running)));
         }
         Ok(traffic)
+    }
+
+    /// Facts that arrived where no flow leads, so far.
+    pub fn strays(&self) -> MutexGuard<'_, Strays> {
+        self.strays.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub async fn stop_producers(&mut self) {
@@ -271,22 +293,48 @@ async fn append(client: &Client, flow: &Flow, first: u64, mut messages: Vec<Mess
     Ok(())
 }
 
-async fn consume(client: Client, flow: Arc<Flow>, running: Arc<AtomicBool>) {
-    if let Err(error) = fetch_and_confirm(&client, &flow, &running).await {
-        flow.fail(error.context(format!("consumer in {}", flow.to)));
+/// What one zone's consumer scores into: the flows that lead to its zone, and the strays.
+struct Inbox {
+    flows: Vec<Arc<Flow>>,
+    strays: Arc<Mutex<Strays>>,
+}
+
+impl Inbox {
+    fn received(&self, message: &Message) {
+        match self.flows.iter().find(|f| f.from == message.envelope.from_zone) {
+            Some(flow) => flow.received(message),
+            None => self.strays().facts += 1,
+        }
+    }
+
+    fn fail(&self, error: anyhow::Error) {
+        for flow in &self.flows {
+            flow.fail(anyhow::anyhow!("{error:#}"));
+        }
+        self.strays().failure.get_or_insert(format!("{error:#}"));
+    }
+
+    fn strays(&self) -> MutexGuard<'_, Strays> {
+        self.strays.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+async fn consume(client: Client, zone: String, inbox: Inbox, running: Arc<AtomicBool>) {
+    if let Err(error) = fetch_and_confirm(&client, &inbox, &running).await {
+        inbox.fail(error.context(format!("consumer in {zone}")));
     }
     client.close().await;
 }
 
 /// Reads pages under the consumer name and confirms each one, until told to stop.
-async fn fetch_and_confirm(client: &Client, flow: &Flow, running: &AtomicBool) -> anyhow::Result<()> {
+async fn fetch_and_confirm(client: &Client, inbox: &Inbox, running: &AtomicBool) -> anyhow::Result<()> {
     while running.load(Ordering::Relaxed) {
         let page = client
             .fetch(CONSUMER, PAGE_LIMIT, LONG_POLL_MS, None)
             .await
             .context("fetching")?;
         for fact in &page.facts {
-            flow.received(&fact.message);
+            inbox.received(&fact.message);
         }
         if let Some(last) = page.facts.last() {
             client.confirm(CONSUMER, last.offset).await.context("confirming")?;

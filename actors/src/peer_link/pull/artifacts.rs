@@ -1,8 +1,8 @@
-//! The artifact pull before insertion (SPEC §3): before a page is inserted into the forward
-//! buffer, every artifact its facts reference is made local — pulled from the peer with
-//! `GetObject` on the link's connection, streamed into the local store with its digest and size
-//! verified, and marked referenced — so consumers here read artifacts locally even when the link
-//! is down again.
+//! The artifact pull before insertion (SPEC §3, §4a): before a page is stored, every artifact its
+//! facts reference is made local — pulled from the peer with `GetObject` on the link's connection,
+//! streamed into the local store with its digest and size verified, and marked referenced — so
+//! consumers here read artifacts locally even when the link is down again, and a relayed fact's
+//! artifact travels hop by hop: it is readable by the fact's next hop, which pulls it from here.
 //!
 //! - A failed retrieval (peer error, wrong digest or size, broken stream) fails the session: the
 //!   page is not inserted and the link retries it later. Skipping would deliver a fact whose
@@ -12,13 +12,14 @@
 //!   must not block on it.
 //! - Pages without artifact references pass straight through.
 
-use bsfg_proto::{ArtifactRef, FetchedFact, GetObjectRequest, ObjectMeta, Request, Response};
+use bsfg_proto::{ArtifactRef, GetObjectRequest, Message, ObjectMeta, Request, Response};
 use quinn::Connection;
 
 use super::{session::Session, PullError};
 use crate::{
     events::{ArtifactRetrievalFailed, ArtifactRetrieved, ArtifactSkipped, Skip},
     objects::{ObjectError, Origin, PutSpec},
+    relay::Sorted,
     transport::framed,
 };
 
@@ -32,44 +33,71 @@ enum Local {
 }
 
 impl Session {
-    /// The facts of `facts` that may be inserted, once every artifact they reference is local.
-    pub(super) async fn with_artifacts(
-        &self,
-        conn: &Connection,
-        facts: Vec<FetchedFact>,
-    ) -> Result<Vec<FetchedFact>, PullError> {
-        if facts.iter().all(|f| f.message.envelope.object_media_type.is_none()) {
-            return Ok(facts);
+    /// The sorted page without the facts whose artifact cannot be stored here, once every
+    /// artifact the others reference is local (and readable by a relayed fact's next hop).
+    pub(super) async fn with_artifacts(&self, conn: &Connection, mut sorted: Sorted) -> Result<Sorted, PullError> {
+        let references = |m: &Message| m.envelope.object_media_type.is_some();
+        if !sorted.deliver.iter().any(|f| references(&f.message))
+            && !sorted.relay.iter().any(|r| references(&r.message))
+        {
+            return Ok(sorted);
         }
-        let mut kept = Vec::with_capacity(facts.len());
-        for fact in facts {
-            let artifact = match fact.message.artifact() {
-                Ok(Some(artifact)) => artifact,
-                Ok(None) => {
-                    kept.push(fact);
-                    continue;
-                }
-                Err(e) => {
-                    self.skip(&fact, Skip::Rejected, &e.to_string());
-                    continue;
-                }
-            };
-            match self.local(&artifact).await.map_err(PullError::Objects)? {
-                Local::Present => kept.push(fact),
-                Local::Conflict(stored) => {
-                    let reason = format!(
-                        "artifact {}/{} is referenced here with digest {}, the fact references {}",
-                        stored.bucket, stored.key, stored.digest, artifact.digest
-                    );
-                    self.skip(&fact, Skip::Conflict, &reason);
-                }
-                Local::Missing => {
-                    self.retrieve(conn, &fact, &artifact).await?;
-                    kept.push(fact);
-                }
+        let mut deliver = Vec::with_capacity(sorted.deliver.len());
+        for fact in std::mem::take(&mut sorted.deliver) {
+            if self.artifact_ready(conn, &fact.message, None).await? {
+                deliver.push(fact);
             }
         }
-        Ok(kept)
+        let mut relay = Vec::with_capacity(sorted.relay.len());
+        for relayed in std::mem::take(&mut sorted.relay) {
+            if self
+                .artifact_ready(conn, &relayed.message, Some(&relayed.next_hop))
+                .await?
+            {
+                relay.push(relayed);
+            }
+        }
+        Ok(Sorted {
+            deliver,
+            relay,
+            ..sorted
+        })
+    }
+
+    /// Makes the artifact `message` references (if any) local, readable by the peer
+    /// `readable_by` when given; `false` when the fact must be skipped instead.
+    async fn artifact_ready(
+        &self,
+        conn: &Connection,
+        message: &Message,
+        readable_by: Option<&str>,
+    ) -> Result<bool, PullError> {
+        let artifact = match message.artifact() {
+            Ok(Some(artifact)) => artifact,
+            Ok(None) => return Ok(true),
+            Err(e) => {
+                self.skip(message, Skip::Rejected, &e.to_string());
+                return Ok(false);
+            }
+        };
+        match self.local(&artifact).await.map_err(PullError::Objects)? {
+            Local::Present => {}
+            Local::Conflict(stored) => {
+                let reason = format!(
+                    "artifact {}/{} is referenced here with digest {}, the fact references {}",
+                    stored.bucket, stored.key, stored.digest, artifact.digest
+                );
+                self.skip(message, Skip::Conflict, &reason);
+                return Ok(false);
+            }
+            Local::Missing => self.retrieve(conn, message, &artifact).await?,
+        }
+        if let Some(next_hop) = readable_by {
+            let objects = &self.deps.objects;
+            let zone = Some(next_hop.to_owned());
+            objects.reference(artifact, zone).await.map_err(PullError::Objects)?;
+        }
+        Ok(true)
     }
 
     async fn local(&self, artifact: &ArtifactRef) -> Result<Local, ObjectError> {
@@ -91,7 +119,7 @@ impl Session {
     }
 
     /// Pulls one artifact from the peer into the local store, counting and logging the outcome.
-    async fn retrieve(&self, conn: &Connection, fact: &FetchedFact, artifact: &ArtifactRef) -> Result<(), PullError> {
+    async fn retrieve(&self, conn: &Connection, message: &Message, artifact: &ArtifactRef) -> Result<(), PullError> {
         let telemetry = &self.deps.telemetry;
         match self.get_object(conn, artifact).await {
             Ok(()) => {
@@ -101,7 +129,7 @@ impl Session {
             Err(e) => {
                 telemetry.emit(ArtifactRetrievalFailed {
                     peer: &self.config.peer,
-                    message_id: &fact.message.envelope.message_id,
+                    message_id: &message.envelope.message_id,
                     bucket: &artifact.bucket,
                     key: &artifact.key,
                     digest: &artifact.digest,
@@ -134,10 +162,10 @@ impl Session {
         Ok(())
     }
 
-    fn skip(&self, fact: &FetchedFact, skip: Skip, reason: &str) {
+    fn skip(&self, message: &Message, skip: Skip, reason: &str) {
         self.deps.telemetry.emit(ArtifactSkipped {
             peer: &self.config.peer,
-            message_id: &fact.message.envelope.message_id,
+            message_id: &message.envelope.message_id,
             skip,
             reason,
         });

@@ -29,18 +29,14 @@ use bsfg_proto::{FetchResponse, FetchedFact, RpcError};
 use quinn::Connection;
 use tokio::sync::{mpsc, watch};
 
-use super::PullError;
+use super::{stored::Origins, PullError};
 use crate::{
-    events::{
-        Direction, FactConflict, FactRejected, FactsDuplicated, LinkFailure, PeerConnected, PeerDialFailed, Rejection,
-        TlsHandshakeFailed,
-    },
+    events::{Direction, LinkFailure, PeerConnected, PeerDialFailed, TlsHandshakeFailed},
     forward_buffer::Insert,
     peer_link::{
         page_size::{PageSize, TARGET},
         PeerLinkConfig, PeerLinkDeps,
     },
-    storage::Log,
     transport::{framed, pacing::Pacer, tls},
     zone_gate,
 };
@@ -212,8 +208,21 @@ impl Session {
     /// store buffer); a connection lost meanwhile still ends the session.
     async fn until_room(&self, conn: &Connection) -> Result<(), PullError> {
         let mut paused = self.deps.pulls_paused.clone();
+        let mut store_full = self.deps.store_full.clone();
+        let relays = self.config.routing.relays();
+        // A switch whose sender is gone (shutdown) never holds the pull back.
+        let room = async {
+            loop {
+                if paused.wait_for(|paused| !*paused).await.is_err() {
+                    return;
+                }
+                if !relays || store_full.wait_for(|full| !*full).await.is_err() || !*paused.borrow() {
+                    return;
+                }
+            }
+        };
         tokio::select! {
-            _ = paused.wait_for(|paused| !*paused) => Ok(()),
+            () = room => Ok(()),
             lost = conn.closed() => Err(framed::StreamError::from(lost).into()),
         }
     }
@@ -250,50 +259,27 @@ impl Session {
         Ok(())
     }
 
-    /// Inserts the facts that really come from the peer and are addressed to us, once their
-    /// artifacts are local; any other is rejected, logged and skipped (it is confirmed with the
-    /// page so it cannot block the link).
+    /// Sorts a page by the routing rules and stores, in one commit, the facts delivered here
+    /// and those relayed toward their next hop, once their artifacts are local; any other fact
+    /// is logged and counted, and skipped (it is confirmed with the page so it cannot block the
+    /// link).
     async fn insert(&self, conn: &Connection, facts: Vec<FetchedFact>) -> Result<(), PullError> {
-        let (good, rejected): (Vec<_>, Vec<_>) = facts.into_iter().partition(|f| {
-            f.message.envelope.from_zone == self.config.peer && f.message.envelope.to_zone == self.config.zone
-        });
-        for fact in &rejected {
-            let envelope = &fact.message.envelope;
-            let rejection = match envelope.from_zone == self.config.peer {
-                true => Rejection::WrongDestination,
-                false => Rejection::WrongOrigin,
-            };
-            self.deps.telemetry.emit(FactRejected {
-                peer: &self.config.peer,
-                message_id: &envelope.message_id,
-                from_zone: &envelope.from_zone,
-                to_zone: &envelope.to_zone,
-                rejection,
-            });
-        }
-        let good = self.with_artifacts(conn, good).await?;
-        if good.is_empty() {
+        let sorted = self.config.routing.sort(&self.config.peer, facts);
+        self.report_refused(&sorted);
+        let sorted = self.with_artifacts(conn, sorted).await?;
+        if sorted.deliver.is_empty() && sorted.relay.is_empty() {
             return Ok(());
         }
+        let origins = Origins::of(&sorted);
         let insert = Insert {
-            from_zone: self.config.peer.clone(),
-            facts: good,
+            facts: sorted.deliver,
+            relayed: sorted.relay,
         };
         let sent = self.deps.forward.send(insert).await;
         let outcome = sent
             .map_err(|e| PullError::Local(RpcError::unavailable(e.to_string())))?
             .map_err(PullError::Local)?;
-        let telemetry = &self.deps.telemetry;
-        telemetry.emit(FactsDuplicated {
-            log: Log::Forward,
-            count: outcome.duplicates,
-        });
-        if outcome.conflicts > 0 {
-            telemetry.emit(FactConflict {
-                peer: &self.config.peer,
-                count: outcome.conflicts,
-            });
-        }
+        self.report_stored(&outcome, &origins);
         Ok(())
     }
 }

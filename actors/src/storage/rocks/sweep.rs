@@ -44,8 +44,9 @@ impl RocksStorage {
         let (log, route, idem) = (self.cf(STORE_LOG)?, self.cf(STORE_ROUTE)?, self.cf(STORE_IDEM)?);
         for delete in &batch.store_deletes {
             wb.delete_cf(log, delete.offset.to_be_bytes());
-            wb.delete_cf(route, route_key(&delete.to_zone, delete.offset));
-            wb.delete_cf(idem, idem_key(Index::Store, "", &delete.message_id));
+            wb.delete_cf(route, route_key(&delete.peer, delete.offset));
+            let origin = delete.origin.as_deref().unwrap_or_default();
+            wb.delete_cf(idem, idem_key(Index::Store, origin, &delete.message_id));
         }
         let (log, idem, age) = (self.cf(FWD_LOG)?, self.cf(FWD_IDEM)?, self.cf(FWD_AGE)?);
         for delete in &batch.forward_deletes {

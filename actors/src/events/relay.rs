@@ -1,0 +1,125 @@
+//! Facts on their way through intermediary zones (SPEC §4a, §11): a pulled page whose facts this
+//! node relayed (`bsfg_relayed_facts_total{to_zone}`, and an audit line with `log.audit`), a fact
+//! it refused to relay (ERROR, `bsfg_relay_refused_total{reason}`), and facts delivered to this
+//! zone, whose end-to-end latency from the origin's `produced_at_unix_ms` is observed in
+//! `bsfg_delivery_latency_seconds{from_zone}`.
+
+use std::collections::BTreeMap;
+
+use bsfg_proto::model::now_unix_ms;
+use slog::{error, info};
+
+use super::{Event, Telemetry};
+use crate::metrics::Metrics;
+
+pub const RELAY_REFUSED: &str = "relay_refused";
+pub const FACTS_RELAYED: &str = "facts_relayed";
+
+/// Why a fact was not relayed: the bounded `reason` of `bsfg_relay_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayRefusal {
+    /// No `[[relay]]` entry allows its flow (from its `from_zone` to its `to_zone`).
+    NotAllowed,
+    /// It would pass through a zone twice (this zone, or its next hop, is already on its path).
+    Loop,
+    /// It has passed through `MAX_HOPS` zones already.
+    HopLimit,
+}
+
+impl RelayRefusal {
+    pub const ALL: [Self; 3] = [Self::NotAllowed, Self::Loop, Self::HopLimit];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotAllowed => "not_allowed",
+            Self::Loop => "loop",
+            Self::HopLimit => "hop_limit",
+        }
+    }
+
+    fn explain(self) -> &'static str {
+        match self {
+            Self::NotAllowed => "no [[relay]] entry allows this flow",
+            Self::Loop => "the fact would pass through a zone twice",
+            Self::HopLimit => "the fact has passed through the most zones allowed",
+        }
+    }
+}
+
+/// A pulled fact addressed beyond this zone that is not relayed: skipped, confirmed with its
+/// page, never delivered.
+pub struct RelayRefused<'a> {
+    pub peer: &'a str,
+    pub message_id: &'a str,
+    pub from_zone: &'a str,
+    pub to_zone: &'a str,
+    pub hops: &'a [String],
+    pub refusal: RelayRefusal,
+}
+
+impl Event for RelayRefused<'_> {
+    fn emit(self, t: &Telemetry) {
+        let reason = self.refusal.as_str();
+        t.metrics.relay_refused.with_label_values(&[reason]).inc();
+        error!(t.log, "{}", RELAY_REFUSED; "peer" => self.peer, "message_id" => self.message_id,
+            "from_zone" => self.from_zone, "to_zone" => self.to_zone, "hops" => self.hops.join(","),
+            "reason" => self.refusal.explain(), "kind" => reason);
+    }
+}
+
+/// The facts of one pulled page stored for their next hop. `relayed` counts the new ones by
+/// `to_zone`; `duplicates` were stored here already (a page pulled again).
+pub struct FactsRelayed<'a> {
+    pub peer: &'a str,
+    pub relayed: BTreeMap<&'a str, u64>,
+    pub duplicates: usize,
+    /// First and last message id of the page's relayed facts (for the audit line).
+    pub ids: Option<(&'a str, &'a str)>,
+    pub audit: bool,
+}
+
+impl Event for FactsRelayed<'_> {
+    fn emit(self, t: &Telemetry) {
+        for (to_zone, count) in &self.relayed {
+            t.metrics.relayed_facts.with_label_values(&[to_zone]).inc_by(*count);
+        }
+        let (Some((first, last)), true) = (self.ids, self.audit) else {
+            return;
+        };
+        let to_zones: Vec<&str> = self.relayed.keys().copied().collect();
+        info!(t.log, "{}", FACTS_RELAYED; "peer" => self.peer, "facts" => self.relayed.values().sum::<u64>(),
+            "duplicates" => self.duplicates, "to_zones" => to_zones.join(","),
+            "first_message_id" => first, "last_message_id" => last);
+    }
+}
+
+/// Facts newly stored in this zone's forward buffer, as `(from_zone, produced_at_unix_ms)`:
+/// their end-to-end latency, across every hop, is observed per origin.
+pub struct FactsDelivered<'a> {
+    pub facts: &'a [(&'a str, u64)],
+}
+
+impl Event for FactsDelivered<'_> {
+    fn emit(self, t: &Telemetry) {
+        let now = now_unix_ms();
+        // Facts of one origin come in runs: look the series up once per run.
+        let mut series: Option<(&str, prometheus::Histogram)> = None;
+        for (from_zone, produced_at) in self.facts {
+            let histogram = match &series {
+                Some((zone, histogram)) if zone == from_zone => histogram,
+                _ => {
+                    let histogram = t.metrics.delivery_latency.with_label_values(&[from_zone]);
+                    &series.insert((from_zone, histogram)).1
+                }
+            };
+            histogram.observe(now.saturating_sub(*produced_at) as f64 / 1000.0);
+        }
+    }
+}
+
+/// Every refusal reason's series, created at start.
+pub(super) fn init_series(metrics: &Metrics) {
+    for refusal in RelayRefusal::ALL {
+        metrics.relay_refused.with_label_values(&[refusal.as_str()]);
+    }
+}

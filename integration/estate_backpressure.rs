@@ -1,0 +1,82 @@
+//! Property (SPEC §4a, §5): relayed facts count against the relay's store, and a full relay stops
+//! pulling, so pressure travels back to the origin instead of facts being lost. With plant-a down,
+//! enterprise's facts for it fill the DMZ's small safety-critical store (`reject`); the DMZ refuses
+//! new facts and pauses its pulls, the enterprise producer keeps getting acknowledgements from its
+//! own node (the facts wait there), nothing is dropped, and once plant-a is back the backlog
+//! drains, every fact delivered exactly once and in order.
+
+mod harness;
+
+use std::time::Duration;
+
+use bsfg::devnet::estate::{ENTERPRISE, IDMZ, PLANT_A};
+use harness::{
+    append_many, estate,
+    observe::{events, metric, wait_until},
+    receive, Cluster,
+};
+
+/// Small, so a few hundred facts fill it; pages of 50 facts keep the overshoot of the pages in
+/// flight (three per link) well under it.
+const DMZ: &str = "[store]\ncapacity_bytes = \"256KiB\"\nbackpressure = \"reject\"\nsafety_critical = true\n\
+[replication]\nbatch_limit = 50\n";
+/// About 1 KiB per fact.
+const PAD: usize = 1000;
+const FACTS: usize = 1200;
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_dmz_pushes_back_to_the_origin_which_keeps_acknowledging_and_nothing_is_lost() {
+    let mut cluster = Cluster::estate();
+    cluster.net.add_toml(IDMZ, DMZ).expect("a small DMZ store");
+    cluster.start_all();
+    estate::wait_linked(&cluster, WAIT).await;
+    assert!(cluster.terminate(PLANT_A).success());
+
+    let producer = cluster.client(ENTERPRISE).await;
+    let ids = append_many(&producer, ENTERPRISE, PLANT_A, "order", FACTS, PAD).await;
+    wait_until(WAIT, "the DMZ's store refuses new facts", || {
+        !events(&cluster, IDMZ, "appends_rejected").is_empty()
+    })
+    .await;
+    let backlog = || {
+        cluster.status(ENTERPRISE)["peers"][IDMZ]["backlog"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let waiting = backlog();
+    assert!(
+        waiting > 600,
+        "the rest waits in enterprise's store: {waiting} of {FACTS}"
+    );
+    let dmz = cluster.status(IDMZ)["store"].clone();
+    let (bytes, capacity) = (
+        dmz["bytes"].as_u64().unwrap_or(0),
+        dmz["capacity_bytes"].as_u64().unwrap_or(0),
+    );
+    assert!(
+        bytes < capacity + 160 * 1024,
+        "the DMZ paused its pulls: {bytes} of {capacity} bytes"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(backlog(), waiting, "the DMZ pulls nothing while it is full");
+    producer
+        .append(harness::padded_message(ENTERPRISE, PLANT_A, "still-acked", PAD))
+        .await
+        .expect("the enterprise producer keeps getting acknowledgements");
+
+    cluster.start(PLANT_A);
+    let consumer = cluster.client(PLANT_A).await;
+    let delivered = receive(&consumer, "mes", FACTS + 1, WAIT).await;
+    let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    expected.push("still-acked");
+    assert_eq!(harness::ids(&delivered), expected, "every fact, once, in order");
+    assert!(
+        !events(&cluster, IDMZ, "appends_accepted").is_empty(),
+        "the DMZ took facts again"
+    );
+    assert_eq!(metric(&cluster, IDMZ, "bsfg_dropped_facts_total"), 0.0);
+    let relayed = metric(&cluster, IDMZ, "bsfg_relayed_facts_total{to_zone=\"plant-a\"}");
+    assert_eq!(relayed as usize, FACTS + 1, "each fact relayed once through the pauses");
+}
