@@ -88,6 +88,7 @@ mod tests {
                 labels: BTreeMap::from([("line".into(), "3".into())]),
                 object_media_type: None,
                 object_schema: Some("s/1".into()),
+                hops: Vec::new(),
             },
             fact: Fact {
                 subject: "order/7".into(),

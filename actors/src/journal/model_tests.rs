@@ -17,7 +17,7 @@ use proptest::prelude::*;
 
 use super::{
     fault_tests::{as_one_group, Pending},
-    JournalConfig, JournalError, Prepared,
+    AppendMode, JournalConfig, JournalError, Prepared,
 };
 use crate::{
     storage::{CursorKey, Index, Storage},
@@ -92,7 +92,7 @@ fn pending<'a>(fixture: &'a Fixture, spec: &CallSpec, inserted: u64) -> Pending<
                 .iter()
                 .map(|id| Prepared::new(message(ZONE, "enterprise", id)).expect("prepare"))
                 .collect();
-            match journal.append(facts).await {
+            match journal.append(facts, AppendMode::EachAlone).await {
                 Ok(results) => Answer::Appended(ids.into_iter().zip(results).collect()),
                 Err(e) => Answer::Appended(ids.into_iter().map(|id| (id, Err(e.clone()))).collect()),
             }
@@ -101,7 +101,7 @@ fn pending<'a>(fixture: &'a Fixture, spec: &CallSpec, inserted: u64) -> Pending<
             let names: Vec<String> = ids.iter().map(|id| format!("f{id}")).collect();
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let facts = page("enterprise", inserted + 1, &names);
-            Answer::Inserted(journal.insert("enterprise".into(), facts).await.map(|o| o.inserted))
+            Answer::Inserted(journal.insert(facts).await.map(|o| o.inserted()))
         }),
         CallSpec::Confirm(permille) => Box::pin(async move {
             let high = *journal.store_high().borrow();

@@ -283,23 +283,17 @@ async fn a_retry_with_a_new_send_time_is_a_duplicate_and_other_content_a_conflic
 
     // The forward buffer judges a replay the same way: a new send time is a duplicate.
     let mut replay = page("enterprise", 1, &["f"]);
-    fixture
-        .journal
-        .insert("enterprise".into(), replay.clone())
-        .await
-        .expect("insert");
+    fixture.journal.insert(replay.clone()).await.expect("insert");
     replay[0].message.envelope.produced_at_unix_ms += 1;
-    let outcome = fixture
-        .journal
-        .insert("enterprise".into(), replay.clone())
-        .await
-        .expect("replay");
-    assert_eq!((outcome.inserted, outcome.duplicates, outcome.conflicts), (0, 1, 0));
+    let outcome = fixture.journal.insert(replay.clone()).await.expect("replay");
+    assert_eq!(
+        (outcome.inserted(), outcome.duplicates(), outcome.conflicts()),
+        (0, 1, 0)
+    );
     replay[0].message.fact.subject.push('x');
-    let outcome = fixture
-        .journal
-        .insert("enterprise".into(), replay)
-        .await
-        .expect("conflict");
-    assert_eq!((outcome.inserted, outcome.duplicates, outcome.conflicts), (0, 0, 1));
+    let outcome = fixture.journal.insert(replay).await.expect("conflict");
+    assert_eq!(
+        (outcome.inserted(), outcome.duplicates(), outcome.conflicts()),
+        (0, 0, 1)
+    );
 }

@@ -8,7 +8,7 @@ use std::{fs, path::Path};
 
 use super::{Log, RocksStorage, Storage, StorageError};
 use crate::{
-    journal::{JournalConfig, Prepared},
+    journal::{AppendMode, JournalConfig, Prepared},
     testkit::{message, Fixture, ZONE},
 };
 
@@ -22,7 +22,11 @@ async fn fill(fixture: &Fixture, count: usize, pad: usize) {
                 Prepared::new(m).expect("prepare")
             })
             .collect();
-        let results = fixture.journal.append(facts).await.expect("append");
+        let results = fixture
+            .journal
+            .append(facts, AppendMode::EachAlone)
+            .await
+            .expect("append");
         assert!(results.iter().all(Result::is_ok));
     }
 }
