@@ -12,7 +12,7 @@ use crate::{
     backpressure::Admission,
     journal::{AppendMode, Journal, JournalError, Prepared},
     long_poll::{self, PageRequest, Served},
-    objects::ObjectStore,
+    objects::{Hold, ObjectStore},
     storage::CursorKey,
 };
 
@@ -96,6 +96,8 @@ impl Handler<Append> for StoreBuffer {
             // Each slot is the message's own error, or `None` when the journal decides it.
             let mut slots = Vec::with_capacity(checked.len());
             let mut prepared = Vec::with_capacity(checked.len());
+            // Artifacts referenced by these facts are not swept until the journal has answered.
+            let mut holds = Vec::new();
             for message in checked {
                 let ready = match message {
                     Ok(message) => prepare(&objects, message).await,
@@ -103,8 +105,9 @@ impl Handler<Append> for StoreBuffer {
                 };
                 let failed = ready.is_err();
                 match ready {
-                    Ok(fact) => {
+                    Ok((fact, hold)) => {
                         prepared.push(fact);
+                        holds.extend(hold);
                         slots.push(None);
                     }
                     Err(e) => slots.push(Some(e)),
@@ -117,6 +120,7 @@ impl Handler<Append> for StoreBuffer {
                 true => Vec::new(),
                 false => journal.append(prepared, mode).await?,
             };
+            drop(holds);
             Ok(outcomes(slots, journaled, mode))
         })
     }
@@ -149,9 +153,10 @@ fn outcomes(
 }
 
 /// The artifact check, then encoding and hashing: everything before the journal that may await.
-async fn prepare(objects: &ObjectStore, message: Message) -> Result<Prepared, RpcError> {
-    reference_artifact(objects, &message).await?;
-    Ok(Prepared::new(message)?)
+/// The hold keeps the fact's artifact from being swept until the fact is durable.
+async fn prepare(objects: &ObjectStore, message: Message) -> Result<(Prepared, Option<Hold>), RpcError> {
+    let hold = reference_artifact(objects, &message).await?;
+    Ok((Prepared::new(message)?, hold))
 }
 
 /// The checks that need this node's configuration (SPEC §2).
@@ -180,12 +185,14 @@ fn admit(config: &StoreBufferConfig, message: &Message) -> Result<(), RpcError> 
 /// fact's `to_zone`, *before* the append is journaled: if the append then fails, the object merely
 /// stays immutable, which is harmless; the other order could let a fact reference content that
 /// is replaced a moment later.
-async fn reference_artifact(objects: &ObjectStore, message: &Message) -> Result<(), RpcError> {
+async fn reference_artifact(objects: &ObjectStore, message: &Message) -> Result<Option<Hold>, RpcError> {
     let Some(artifact) = message.artifact().map_err(|e| RpcError::invalid(e.to_string()))? else {
-        return Ok(());
+        return Ok(None);
     };
+    let hold = objects.hold(&artifact.bucket, &artifact.key);
     let zone = Some(message.envelope.to_zone.clone());
-    Ok(objects.reference(artifact, zone).await?)
+    objects.reference(artifact, zone).await?;
+    Ok(Some(hold))
 }
 
 impl Handler<PeerFetch> for StoreBuffer {

@@ -406,7 +406,7 @@ impl Session {
                 rejection,
             });
         }
-        let good = self.with_artifacts(conn, good).await?;
+        let (good, _holds) = self.with_artifacts(conn, good).await?;
         if good.is_empty() {
             return Ok(());
         }

@@ -11,6 +11,8 @@
 //!   confirmed with its page, like a `fact_conflict`: the local object is immutable and the link
 //!   must not block on it.
 //! - Pages without artifact references pass straight through.
+//! - Every artifact of the page is held (`objects::Hold`) from before it is looked up until the
+//!   page is inserted, so the local sweep cannot delete it in between.
 
 use bsfg_proto::{ArtifactRef, FetchedFact, GetObjectRequest, ObjectMeta, Request, Response};
 use quinn::Connection;
@@ -18,7 +20,7 @@ use quinn::Connection;
 use super::{PullError, Session};
 use crate::{
     events::{ArtifactRetrievalFailed, ArtifactRetrieved, ArtifactSkipped, Skip},
-    objects::{ObjectError, Origin, PutSpec},
+    objects::{Hold, ObjectError, Origin, PutSpec},
     transport::framed,
 };
 
@@ -32,16 +34,18 @@ enum Local {
 }
 
 impl Session {
-    /// The facts of `facts` that may be inserted, once every artifact they reference is local.
+    /// The facts of `facts` that may be inserted, once every artifact they reference is local,
+    /// and the holds on those artifacts (keep them until the facts are inserted).
     pub(super) async fn with_artifacts(
         &self,
         conn: &Connection,
         facts: Vec<FetchedFact>,
-    ) -> Result<Vec<FetchedFact>, PullError> {
+    ) -> Result<(Vec<FetchedFact>, Vec<Hold>), PullError> {
         if facts.iter().all(|f| f.message.envelope.object_media_type.is_none()) {
-            return Ok(facts);
+            return Ok((facts, Vec::new()));
         }
         let mut kept = Vec::with_capacity(facts.len());
+        let mut holds = Vec::new();
         for fact in facts {
             let artifact = match fact.message.artifact() {
                 Ok(Some(artifact)) => artifact,
@@ -54,6 +58,7 @@ impl Session {
                     continue;
                 }
             };
+            holds.push(self.deps.objects.hold(&artifact.bucket, &artifact.key));
             match self.local(&artifact).await.map_err(PullError::Objects)? {
                 Local::Present => kept.push(fact),
                 Local::Conflict(stored) => {
@@ -69,7 +74,7 @@ impl Session {
                 }
             }
         }
-        Ok(kept)
+        Ok((kept, holds))
     }
 
     async fn local(&self, artifact: &ArtifactRef) -> Result<Local, ObjectError> {
