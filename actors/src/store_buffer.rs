@@ -13,7 +13,7 @@ use crate::{
     backpressure::Admission,
     journal::{AppendMode, Journal, JournalError, Prepared},
     long_poll::{self, PageRequest, Served},
-    objects::ObjectStore,
+    objects::{Hold, ObjectStore},
     relay::Routing,
     storage::CursorKey,
 };
@@ -99,6 +99,8 @@ impl Handler<Append> for StoreBuffer {
             // Each slot is the message's own error, or `None` when the journal decides it.
             let mut slots = Vec::with_capacity(checked.len());
             let mut prepared = Vec::with_capacity(checked.len());
+            // Artifacts referenced by these facts are not swept until the journal has answered.
+            let mut holds = Vec::new();
             for message in checked {
                 let ready = match message {
                     Ok((message, next_hop)) => prepare(&objects, message, next_hop).await,
@@ -106,8 +108,9 @@ impl Handler<Append> for StoreBuffer {
                 };
                 let failed = ready.is_err();
                 match ready {
-                    Ok(fact) => {
+                    Ok((fact, hold)) => {
                         prepared.push(fact);
+                        holds.extend(hold);
                         slots.push(None);
                     }
                     Err(e) => slots.push(Some(e)),
@@ -120,6 +123,7 @@ impl Handler<Append> for StoreBuffer {
                 true => Vec::new(),
                 false => journal.append(prepared, mode).await?,
             };
+            drop(holds);
             Ok(outcomes(slots, journaled, mode))
         })
     }
@@ -152,9 +156,14 @@ fn outcomes(
 }
 
 /// The artifact check, then encoding and hashing: everything before the journal that may await.
-async fn prepare(objects: &ObjectStore, message: Message, next_hop: &str) -> Result<Prepared, RpcError> {
-    reference_artifact(objects, &message, next_hop).await?;
-    Ok(Prepared::new(message)?.via(next_hop))
+/// The hold keeps the fact's artifact from being swept until the fact is durable.
+async fn prepare(
+    objects: &ObjectStore,
+    message: Message,
+    next_hop: &str,
+) -> Result<(Prepared, Option<Hold>), RpcError> {
+    let hold = reference_artifact(objects, &message, next_hop).await?;
+    Ok((Prepared::new(message)?.via(next_hop), hold))
 }
 
 /// The checks that need this node's configuration (SPEC §2, §4a); answers the fact's next hop.
@@ -187,11 +196,17 @@ fn admit<'c>(config: &'c StoreBufferConfig, message: &Message) -> Result<&'c str
 /// fact's next hop, *before* the append is journaled: if the append then fails, the object merely
 /// stays immutable, which is harmless; the other order could let a fact reference content that
 /// is replaced a moment later.
-async fn reference_artifact(objects: &ObjectStore, message: &Message, next_hop: &str) -> Result<(), RpcError> {
+async fn reference_artifact(
+    objects: &ObjectStore,
+    message: &Message,
+    next_hop: &str,
+) -> Result<Option<Hold>, RpcError> {
     let Some(artifact) = message.artifact().map_err(|e| RpcError::invalid(e.to_string()))? else {
-        return Ok(());
+        return Ok(None);
     };
-    Ok(objects.reference(artifact, Some(next_hop.to_owned())).await?)
+    let hold = objects.hold(&artifact.bucket, &artifact.key);
+    objects.reference(artifact, Some(next_hop.to_owned())).await?;
+    Ok(Some(hold))
 }
 
 impl Handler<PeerFetch> for StoreBuffer {

@@ -34,8 +34,8 @@ use serde::Deserialize;
 pub use bsfg_actors::{backpressure::WhenFull, rpc::Role};
 pub use routes::{RelaySection, RouteSection};
 pub use sections::{
-    AdminSection, ClientSection, ForwardSection, LimitsSection, ListenSection, LogSection, NodeSection, PeerSection,
-    ReplicationSection, StoreSection, TlsSection,
+    AdminSection, ClientSection, ForwardSection, LimitsSection, ListenSection, LogSection, NodeSection, ObjectsSection,
+    PeerSection, ReplicationSection, StoreSection, TlsSection,
 };
 pub use values::{ByteSize, LogFormat, LogLevel, Zone};
 
@@ -62,6 +62,8 @@ pub struct Config {
     pub store: StoreSection,
     #[serde(default)]
     pub forward: ForwardSection,
+    #[serde(default)]
+    pub objects: ObjectsSection,
     #[serde(default)]
     pub replication: ReplicationSection,
     #[serde(default)]

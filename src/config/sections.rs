@@ -141,6 +141,27 @@ impl Default for ForwardSection {
     }
 }
 
+/// `[objects]`: the artifact store's bounds (SPEC §7).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ObjectsSection {
+    /// Bytes of distinct artifact content the node keeps; `PutObject` beyond it is refused with
+    /// `RESOURCE_EXHAUSTED`.
+    pub capacity_bytes: ByteSize,
+    /// Artifacts no retained fact references are deleted this long after they were stored.
+    #[serde(deserialize_with = "values::duration")]
+    pub retention: Duration,
+}
+
+impl Default for ObjectsSection {
+    fn default() -> Self {
+        ObjectsSection {
+            capacity_bytes: ByteSize::gib(50),
+            retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
 /// `[replication]`: how peers pull from each other.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

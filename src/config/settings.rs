@@ -35,6 +35,8 @@ impl Config {
             forward: ForwardBufferConfig { max_frame_bytes },
             objects: ObjectsConfig {
                 max_object_bytes: self.limits.max_object_bytes.bytes(),
+                capacity_bytes: self.objects.capacity_bytes.bytes(),
+                retention: self.objects.retention,
             },
             links: self.links(&routing),
             routing,

@@ -1,18 +1,24 @@
 //! Artifacts pulled from peers before their facts are inserted (SPEC §3): each retrieval is
 //! counted; a failed one is logged at ERROR (the page is retried later), and a fact skipped
 //! because its artifact conflicts with a referenced local object, or its reference does not
-//! parse, is logged and counted as a failure too.
+//! parse, is logged and counted as a failure too. The sweep's deletions of artifacts past
+//! `[objects] retention` are logged and counted one by one; a failed sweep is logged.
 
 use std::fmt::Display;
 
+use std::time::Duration;
+
 use bsfg_proto::ObjectDigest;
-use slog::error;
+use slog::{debug, error, info};
 
 use super::{facts::Rejection, Event, Telemetry};
 
 pub const ARTIFACT_RETRIEVAL_FAILED: &str = "artifact_retrieval_failed";
 pub const ARTIFACT_CONFLICT: &str = "artifact_conflict";
 pub const ARTIFACT_REJECTED: &str = "artifact_rejected";
+pub const ARTIFACT_EXPIRED: &str = "artifact_expired";
+pub const ARTIFACT_SWEEP_DONE: &str = "artifact_sweep_done";
+pub const ARTIFACT_SWEEP_FAILED: &str = "artifact_sweep_failed";
 
 /// An artifact was pulled from a peer and stored.
 pub struct ArtifactRetrieved;
@@ -68,5 +74,55 @@ impl Event for ArtifactSkipped<'_> {
         };
         rejection.count(&t.metrics, 1);
         error!(t.log, "{}", event; "peer" => self.peer, "message_id" => self.message_id, "reason" => self.reason);
+    }
+}
+
+/// The sweep deleted an artifact no retained fact references, past `[objects] retention`.
+pub struct ArtifactExpired<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub digest: &'a ObjectDigest,
+    pub size: u64,
+    pub age: Duration,
+    pub was_referenced: bool,
+}
+
+impl Event for ArtifactExpired<'_> {
+    fn emit(self, t: &Telemetry) {
+        t.metrics.artifacts_expired.inc();
+        info!(t.log, "{}", ARTIFACT_EXPIRED; "bucket" => self.bucket, "key" => self.key, "digest" => %self.digest,
+            "size" => self.size, "age_seconds" => self.age.as_secs(), "was_referenced" => self.was_referenced);
+    }
+}
+
+/// A sweep finished: how many artifacts it deleted, how many blob files no key named (left by a
+/// crash between an index write and a file removal), and whether it had to read the logs. At
+/// info when it removed such files, else at debug.
+pub struct ArtifactSweepDone {
+    pub expired: usize,
+    pub orphans: usize,
+    pub scanned: bool,
+}
+
+impl Event for ArtifactSweepDone {
+    fn emit(self, t: &Telemetry) {
+        let (expired, orphans, scanned) = (self.expired, self.orphans, self.scanned);
+        match orphans {
+            0 => debug!(t.log, "{}", ARTIFACT_SWEEP_DONE; "expired" => expired, "orphan_blobs" => orphans,
+                "scanned_logs" => scanned),
+            _ => info!(t.log, "{}", ARTIFACT_SWEEP_DONE; "expired" => expired, "orphan_blobs" => orphans,
+                "scanned_logs" => scanned),
+        }
+    }
+}
+
+/// A sweep failed (nothing it had not finished was deleted); the next one tries again.
+pub struct ArtifactSweepFailed<'a> {
+    pub reason: &'a dyn Display,
+}
+
+impl Event for ArtifactSweepFailed<'_> {
+    fn emit(self, t: &Telemetry) {
+        error!(t.log, "{}", ARTIFACT_SWEEP_FAILED; "reason" => %self.reason);
     }
 }

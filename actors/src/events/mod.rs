@@ -9,7 +9,7 @@
 //! | `tls` | [`TlsHandshakeFailed`], [`CertReloaded`], [`CertReloadFailed`], [`CertWatchFailed`] |
 //! | `gate` | [`GateTransition`], [`GateSwitched`] |
 //! | `facts` | [`Rejection`] (reasons), [`FactRejected`], [`FactConflict`], [`FactsDuplicated`], [`FactLost`], [`FactsKeptPastRetention`], [`BufferBlocked`], [`DeletionFailed`] |
-//! | `artifacts` | [`ArtifactRetrieved`], [`ArtifactRetrievalFailed`], [`ArtifactSkipped`] |
+//! | `artifacts` | [`ArtifactRetrieved`], [`ArtifactRetrievalFailed`], [`ArtifactSkipped`], [`ArtifactExpired`], [`ArtifactSweepDone`], [`ArtifactSweepFailed`] |
 //! | `storage` | [`StorageHealth`]: failed commits and reads, damaged data, and the readiness they decide |
 //! | `relay` | [`RelayRefusal`] (reasons), [`RelayRefused`], [`FactsRelayed`], [`FactsDelivered`] |
 //!
@@ -28,7 +28,10 @@ mod relay;
 mod storage;
 mod tls;
 
-pub use artifacts::{ArtifactRetrievalFailed, ArtifactRetrieved, ArtifactSkipped, Skip};
+pub use artifacts::{
+    ArtifactExpired, ArtifactRetrievalFailed, ArtifactRetrieved, ArtifactSkipped, ArtifactSweepDone,
+    ArtifactSweepFailed, Skip,
+};
 pub use facts::{
     BufferBlocked, DeletionFailed, FactConflict, FactLost, FactRejected, FactsDuplicated, FactsKeptPastRetention, Loss,
     Rejection,

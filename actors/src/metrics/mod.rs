@@ -61,6 +61,9 @@ pub struct Metrics {
     pub rpc_requests: IntCounterVec,
     pub retention_seconds: GaugeVec,
     pub storage_errors: IntCounterVec,
+    pub object_store_blob_bytes: IntGauge,
+    pub object_store_capacity_bytes: IntGauge,
+    pub artifacts_expired: IntCounter,
 }
 
 impl Metrics {
@@ -114,6 +117,9 @@ impl Metrics {
             rpc_requests: add(r, &RPC_REQUESTS)?,
             retention_seconds: add(r, &RETENTION_SECONDS)?,
             storage_errors: add(r, &STORAGE_ERRORS)?,
+            object_store_blob_bytes: add(r, &OBJECT_STORE_BLOB_BYTES)?,
+            object_store_capacity_bytes: add(r, &OBJECT_STORE_CAPACITY_BYTES)?,
+            artifacts_expired: add(r, &ARTIFACTS_EXPIRED)?,
             registry,
         };
         metrics.info.with_label_values(&[version, zone]).set(1);

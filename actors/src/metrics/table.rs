@@ -270,6 +270,24 @@ pub const RETENTION_SECONDS: Spec = spec(
     &["buffer"],
     "Configured retention of each buffer (store, forward), for alerts on facts about to expire.",
 );
+pub const OBJECT_STORE_BLOB_BYTES: Spec = spec(
+    "bsfg_object_store_blob_bytes",
+    G,
+    &[],
+    "Bytes of distinct artifact content stored (content shared by keys counts once): what counts against [objects] capacity_bytes.",
+);
+pub const OBJECT_STORE_CAPACITY_BYTES: Spec = spec(
+    "bsfg_object_store_capacity_bytes",
+    G,
+    &[],
+    "Configured [objects] capacity_bytes.",
+);
+pub const ARTIFACTS_EXPIRED: Spec = spec(
+    "bsfg_artifacts_expired_total",
+    Counter,
+    &[],
+    "Artifacts deleted because no retained fact references them and [objects] retention had passed.",
+);
 
 pub const RELAY_REFUSED: Spec = spec(
     "bsfg_relay_refused_total",
@@ -295,9 +313,10 @@ pub const DELIVERY_LATENCY: Spec = spec(
     "Time from the origin's produced_at_unix_ms to the fact being stored in this forward buffer, by origin zone.",
 );
 
-/// Every metric the node registers: SPEC §11's order, then the retention it is configured with.
-/// (The process metrics come from the prometheus crate's process collector.)
-pub const ALL: [&Spec; 41] = [
+/// Every metric the node registers: SPEC §11's order, then the retention it is configured with,
+/// then the artifact store's bounds. (The process metrics come from the prometheus crate's
+/// process collector.)
+pub const ALL: [&Spec; 44] = [
     &REPLICATION_LAG_SECONDS,
     &REPLICATION_LAG_HIGH_WATERMARK,
     &FRONTIER_OFFSET,
@@ -339,6 +358,9 @@ pub const ALL: [&Spec; 41] = [
     &RPC_REQUESTS,
     &STORAGE_ERRORS,
     &RETENTION_SECONDS,
+    &OBJECT_STORE_BLOB_BYTES,
+    &OBJECT_STORE_CAPACITY_BYTES,
+    &ARTIFACTS_EXPIRED,
 ];
 
 /// Builds the metric `spec` describes as `M` and registers it; refuses a type that does not

@@ -128,6 +128,8 @@ pub struct Node {
     endpoint: quinn::Endpoint,
     handles: Handles,
     status: tokio::task::JoinHandle<()>,
+    /// The artifact store's retention sweep.
+    sweeper: tokio::task::JoinHandle<()>,
     server: RpcServer,
     links: Vec<Addr<PeerLink>>,
     storage_closed: mpsc::Receiver<()>,
@@ -179,6 +181,7 @@ impl Node {
     pub async fn shutdown(self) -> Stopped {
         self.handles.health.stopped();
         self.status.abort();
+        self.sweeper.abort();
         self.server.abort();
         for link in &self.links {
             let _ = link.send(crate::peer_link::Stop).await;

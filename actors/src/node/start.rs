@@ -17,7 +17,7 @@ use crate::{
     forward_buffer::{Consumers, ForwardBuffer, Seen},
     journal::Journal,
     metrics::Metrics,
-    objects::{ObjectError, ObjectStore, ObjectsConfig},
+    objects::{self, ObjectError, ObjectGauges, ObjectStore, ObjectsConfig},
     peer_link::{PeerLink, PeerLinkConfig, PeerLinkDeps},
     rpc::{DrainHandle, RpcConfig, RpcDeps, RpcServer},
     status::{Progress, Refresher},
@@ -58,7 +58,14 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
             .set(retention);
     }
     let (admission, pulls_paused, disk, store_full) = start_backpressure(&buffers, &journal, &telemetry);
-    let objects = open_objects(&data_dir, objects, storage, &metrics).await?;
+    let sweep_interval = objects.sweep_interval();
+    let objects = open_objects(&data_dir, objects, storage.clone(), &metrics).await?;
+    let sweeper = tokio::spawn(objects::run_sweeps(
+        objects.clone(),
+        storage,
+        sweep_interval,
+        telemetry.clone(),
+    ));
     let store = StoreBuffer::new(store, journal.clone(), admission, objects.clone()).start();
     let seen = Seen::default();
     let forward = ForwardBuffer::new(forward, journal.clone(), seen.clone()).start();
@@ -119,6 +126,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         endpoint: quic.endpoint,
         handles,
         status,
+        sweeper,
         server,
         links: links.into_values().collect(),
         storage_closed,
@@ -266,8 +274,14 @@ async fn open_objects(
     storage: Arc<RocksStorage>,
     metrics: &Metrics,
 ) -> Result<ObjectStore, NodeError> {
-    let (path, usage) = (data_dir.to_path_buf(), metrics.object_store_usage_bytes.clone());
-    let opened = tokio::task::spawn_blocking(move || ObjectStore::open(&path, storage, config.max_object_bytes, usage));
+    let gauges = ObjectGauges {
+        usage: metrics.object_store_usage_bytes.clone(),
+        blob_bytes: metrics.object_store_blob_bytes.clone(),
+    };
+    let capacity = i64::try_from(config.capacity_bytes).unwrap_or(i64::MAX);
+    metrics.object_store_capacity_bytes.set(capacity);
+    let path = data_dir.to_path_buf();
+    let opened = tokio::task::spawn_blocking(move || ObjectStore::open(&path, storage, config, gauges));
     opened.await?.map_err(|source: ObjectError| NodeError::Objects {
         path: data_dir.to_path_buf(),
         source,

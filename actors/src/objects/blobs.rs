@@ -89,6 +89,27 @@ impl Blobs {
     }
 }
 
+impl Blobs {
+    /// The digest of every complete blob file (names that are not digests are left alone).
+    pub(super) fn list(&self) -> io::Result<Vec<ObjectDigest>> {
+        let mut digests = Vec::new();
+        for shard in fs::read_dir(&self.sha256)? {
+            let shard = shard?.path();
+            if !shard.is_dir() {
+                continue;
+            }
+            for file in fs::read_dir(&shard)? {
+                let name = file?.file_name();
+                let digest: Option<ObjectDigest> = name
+                    .to_str()
+                    .and_then(|hex| format!("{}{hex}", bsfg_proto::object::DIGEST_PREFIX).parse().ok());
+                digests.extend(digest);
+            }
+        }
+        Ok(digests)
+    }
+}
+
 /// An upload in progress: written and hashed chunk by chunk. Dropping it deletes the file unless
 /// it was installed.
 pub(super) struct TempBlob {

@@ -1,44 +1,75 @@
 //! The blocking core of the artifact store: decides what a completed upload does to the index
-//! (store, no-op, replace or refuse), marks objects referenced, and keeps the usage gauge. Runs on
-//! blocking threads only.
+//! (store, no-op, replace or refuse), marks objects referenced, and keeps the usage gauges and
+//! the space held against the capacity. Runs on blocking threads only.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashMap},
     path::Path,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Duration,
 };
 
 use bsfg_proto::{model::now_unix_ms, ArtifactRef, ObjectDigest, ObjectMeta};
-use prometheus::IntGaugeVec;
+use prometheus::{IntGauge, IntGaugeVec};
 use tokio::sync::mpsc;
 
 use super::{
     blobs::{Blobs, TempBlob},
+    holds::Holds,
+    space::Space,
     ObjectError, Origin, PutSpec,
 };
-use crate::storage::{ObjectEntry, ObjectIndex};
+use crate::storage::{ObjectEntry, ObjectIndex, StorageError};
+
+/// The gauges the store keeps current.
+#[derive(Clone)]
+pub struct ObjectGauges {
+    /// `bsfg_object_store_usage_bytes{bucket}`: bytes named per bucket.
+    pub usage: IntGaugeVec,
+    /// `bsfg_object_store_blob_bytes`: bytes of distinct content, what counts against capacity.
+    pub blob_bytes: IntGauge,
+}
 
 pub(super) struct Catalog {
-    blobs: Blobs,
-    index: Arc<dyn ObjectIndex>,
+    pub(super) blobs: Blobs,
+    pub(super) index: Arc<dyn ObjectIndex>,
     /// Serialises every index read-modify-write with the blob installs and removals it implies,
     /// so a blob is never removed while another key is being pointed at it.
     lock: Mutex<()>,
-    usage: IntGaugeVec,
+    pub(super) usage: IntGaugeVec,
+    pub(super) space: Arc<Space>,
+    pub(super) holds: Arc<Holds>,
+    /// Unreferenced objects stored longer ago than this are swept.
+    pub(super) retention: Duration,
 }
 
 impl Catalog {
-    pub(super) fn open(data_dir: &Path, index: Arc<dyn ObjectIndex>, usage: IntGaugeVec) -> Result<Self, ObjectError> {
+    pub(super) fn open(
+        data_dir: &Path,
+        index: Arc<dyn ObjectIndex>,
+        gauges: ObjectGauges,
+        capacity: u64,
+        retention: Duration,
+    ) -> Result<Self, ObjectError> {
         let blobs = Blobs::open(data_dir)?;
         for (bucket, bytes) in index.usage_by_bucket()? {
-            usage.with_label_values(&[&bucket]).set(gauge_value(bytes));
+            gauges.usage.with_label_values(&[&bucket]).set(gauge_value(bytes));
         }
+        let used = recount(index.as_ref())?;
         Ok(Self {
             blobs,
             index,
             lock: Mutex::new(()),
-            usage,
+            usage: gauges.usage,
+            space: Space::new(capacity, used, gauges.blob_bytes),
+            holds: Arc::default(),
+            retention,
         })
+    }
+
+    /// Taken around every change of the index and the blob files.
+    pub(super) fn lock(&self) -> MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(super) fn blobs(&self) -> &Blobs {
@@ -62,6 +93,8 @@ impl Catalog {
                 return Err(immutable(spec, &stored));
             }
         }
+        // Held until the blob is installed (or refused): then it counts as used, or not at all.
+        let _room = self.space.reserve(spec.size)?;
         let mut temp = self.blobs.create_temp()?;
         while let Some(chunk) = chunks.blocking_recv() {
             if temp.written() + chunk.len() as u64 > spec.size {
@@ -87,17 +120,19 @@ impl Catalog {
         self.commit(spec, temp, digest)
     }
 
-    /// Points `(bucket, key)` at the sealed blob: identical content is a no-op, other content
-    /// replaces an unreferenced object and is refused for a referenced one.
+    /// Points `(bucket, key)` at the sealed blob: identical content is a no-op (except that its
+    /// retention starts again, so an artifact put again is not swept before its fact arrives),
+    /// other content replaces an unreferenced object and is refused for a referenced one.
     fn commit(&self, spec: &PutSpec, temp: TempBlob, digest: ObjectDigest) -> Result<ObjectMeta, ObjectError> {
-        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _guard = self.lock();
         let pulled = matches!(spec.origin, Origin::Peer { .. });
         let previous = self.lookup(&spec.bucket, &spec.key)?;
         match &previous {
             Some(stored) if stored.digest == digest => {
-                if pulled && !stored.referenced {
-                    self.mark(&spec.bucket, &spec.key, stored.clone(), None)?;
-                }
+                let mut renewed = stored.clone();
+                renewed.referenced |= pulled;
+                renewed.stored_at_unix_ms = now_unix_ms();
+                self.index.write_object(&spec.bucket, &spec.key, &renewed, &[])?;
                 return Ok(meta(&spec.bucket, &spec.key, stored));
             }
             Some(stored) if stored.referenced => return Err(immutable(spec, stored)),
@@ -117,8 +152,13 @@ impl Catalog {
             refs.push((old.digest, self.index.blob_refs(&old.digest)?.saturating_sub(1)));
         }
         self.index.write_object(&spec.bucket, &spec.key, &entry, &refs)?;
-        if let Some((old, 0)) = refs.get(1) {
-            // After the commit: a crash before this line leaves an orphan file, never a dangling key.
+        if refs[0].1 == 1 {
+            self.space.add(spec.size);
+        }
+        if let (Some((old, 0)), Some(old_entry)) = (refs.get(1), &previous) {
+            self.space.remove(old_entry.size);
+            // After the commit: a crash before this line leaves an orphan file (the sweep removes
+            // it), never a dangling key.
             self.blobs.remove(old)?;
         }
         let freed = previous.map_or(0, |old| old.size);
@@ -131,7 +171,7 @@ impl Catalog {
     /// Checks that `reference` names a stored object with its digest and size, and marks that
     /// object referenced (by `zone` too, when given) so it never changes again.
     pub(super) fn reference(&self, reference: &ArtifactRef, zone: Option<&str>) -> Result<(), ObjectError> {
-        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _guard = self.lock();
         let (bucket, key) = (&reference.bucket, &reference.key);
         let location = format!("artifact {bucket}/{key}");
         let stored = self.lookup(bucket, key)?.ok_or_else(|| {
@@ -183,6 +223,15 @@ fn immutable(spec: &PutSpec, stored: &ObjectEntry) -> ObjectError {
     }
 }
 
-fn gauge_value(bytes: u64) -> i64 {
+/// Bytes of the distinct blobs the index names (content shared by keys counts once).
+pub(super) fn recount(index: &dyn ObjectIndex) -> Result<u64, StorageError> {
+    let mut sizes = HashMap::new();
+    index.visit_objects(&mut |_, _, entry| {
+        sizes.insert(entry.digest, entry.size);
+    })?;
+    Ok(sizes.values().sum())
+}
+
+pub(super) fn gauge_value(bytes: u64) -> i64 {
     i64::try_from(bytes).unwrap_or(i64::MAX)
 }

@@ -13,25 +13,36 @@
 //!   `to_zone` joins `referenced_by`, the zones allowed to `GetObject` it as peers) or when it was
 //!   pulled from a peer for a fact addressed to us. Blobs are shared by every key naming the same
 //!   content and deleted when the last key stops naming them.
+//! - The store is bounded (`space`): distinct content plus uploads in progress never exceed
+//!   `[objects] capacity_bytes`; an upload that would is refused up front (`RESOURCE_EXHAUSTED`).
+//!   Artifacts no retained fact references are deleted once `[objects] retention` has passed
+//!   (`sweep`); a fact on its way into a buffer holds its artifact meanwhile (`holds`).
 //!
 //! All file and RocksDB work runs on tokio's blocking pool, never on an async worker or arbiter.
 
 mod blobs;
+#[cfg(test)]
+mod bounds_tests;
 mod catalog;
+mod holds;
+mod space;
+mod sweep;
 #[cfg(test)]
 mod tests;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
 use bsfg_proto::{object, ArtifactError, ArtifactRef, ErrorCode, ObjectDigest, ObjectMeta, RpcError};
-use prometheus::IntGaugeVec;
 use tokio::{
     io::{AsyncRead, AsyncReadExt},
     sync::mpsc,
 };
 
-use crate::storage::{ObjectEntry, ObjectIndex, StorageError};
+use crate::storage::{ObjectEntry, ObjectIndex, Storage, StorageError};
 use catalog::Catalog;
+pub use catalog::ObjectGauges;
+pub use holds::Hold;
+pub use sweep::{run_sweeps, Swept};
 
 /// Largest chunk of a body handed to the blocking writer at once.
 pub const CHUNK: usize = 64 << 10;
@@ -74,6 +85,16 @@ pub enum ObjectError {
     Io(#[from] std::io::Error),
     #[error("object index: {0}")]
     Storage(#[from] StorageError),
+    #[error(
+        "object store is full: {size} more bytes do not fit beside {used} stored and {reserved} being uploaded \
+         ([objects] capacity_bytes = {capacity}); artifacts no fact references are deleted after [objects] retention"
+    )]
+    Full {
+        size: u64,
+        used: u64,
+        reserved: u64,
+        capacity: u64,
+    },
 }
 
 impl From<ObjectError> for RpcError {
@@ -82,6 +103,7 @@ impl From<ObjectError> for RpcError {
             ObjectError::NotFound { .. } => ErrorCode::NotFound,
             ObjectError::Immutable { .. } => ErrorCode::AlreadyExists,
             ObjectError::Body(_) | ObjectError::Io(_) | ObjectError::Storage(_) => ErrorCode::Unavailable,
+            ObjectError::Full { .. } => ErrorCode::ResourceExhausted,
             _ => ErrorCode::InvalidArgument,
         };
         RpcError::new(code, error.to_string())
@@ -93,6 +115,18 @@ impl From<ObjectError> for RpcError {
 pub struct ObjectsConfig {
     /// Largest artifact `PutObject` (or a pull from a peer) accepts (`limits.max_object_bytes`).
     pub max_object_bytes: u64,
+    /// Bytes of distinct content the store may hold (`[objects] capacity_bytes`).
+    pub capacity_bytes: u64,
+    /// Artifacts no retained fact references are deleted this long after they were stored
+    /// (`[objects] retention`).
+    pub retention: Duration,
+}
+
+impl ObjectsConfig {
+    /// How often the sweep runs: a tenth of the retention, between 250 ms and 10 minutes.
+    pub fn sweep_interval(&self) -> Duration {
+        (self.retention / 10).clamp(Duration::from_millis(250), Duration::from_secs(600))
+    }
 }
 
 /// Where an upload comes from.
@@ -123,17 +157,30 @@ pub struct ObjectStore {
 }
 
 impl ObjectStore {
-    /// Opens the store under `data_dir/objects`. Blocks: run it off the async workers.
+    /// Opens the store under `data_dir/objects`; its usage is recounted from the index. Blocks:
+    /// run it off the async workers.
     pub fn open(
         data_dir: &Path,
         index: Arc<dyn ObjectIndex>,
-        max_object_bytes: u64,
-        usage: IntGaugeVec,
+        config: ObjectsConfig,
+        gauges: ObjectGauges,
     ) -> Result<Self, ObjectError> {
+        let catalog = Catalog::open(data_dir, index, gauges, config.capacity_bytes, config.retention)?;
         Ok(Self {
-            catalog: Arc::new(Catalog::open(data_dir, index, usage)?),
-            max_object_bytes,
+            catalog: Arc::new(catalog),
+            max_object_bytes: config.max_object_bytes,
         })
+    }
+
+    /// Keeps `(bucket, key)` from being swept until the hold drops: taken before a fact that
+    /// references it is checked, kept until that fact is durable (or refused).
+    pub fn hold(&self, bucket: &str, key: &str) -> Hold {
+        self.catalog.holds.hold(bucket, key)
+    }
+
+    /// Deletes what the retention allows (see `sweep`); `logs` are read for references.
+    pub async fn sweep(&self, logs: Arc<dyn Storage>) -> Result<Swept, ObjectError> {
+        self.blocking(move |catalog| catalog.sweep(logs.as_ref())).await
     }
 
     /// Streams a body of `spec.size` bytes from `body` into the store; every read may take at

@@ -6,31 +6,58 @@
 use std::{fs, path::Path, sync::Arc, time::Duration};
 
 use bsfg_proto::{ArtifactRef, ErrorCode, ObjectDigest, RpcError};
-use prometheus::{IntGaugeVec, Opts};
+use prometheus::{IntGauge, IntGaugeVec, Opts};
 use tokio::sync::mpsc;
 
-use super::{catalog::Catalog, ObjectError, ObjectStore, Origin, PutSpec, CHUNK};
+use super::{catalog::Catalog, ObjectError, ObjectGauges, ObjectStore, ObjectsConfig, Origin, PutSpec, CHUNK};
 use crate::storage::RocksStorage;
 
 /// The catalog (and with it the database) drops before the directory is removed.
-struct Fixture {
-    catalog: Catalog,
-    usage: IntGaugeVec,
-    dir: tempfile::TempDir,
+pub(super) struct Fixture {
+    pub(super) catalog: Catalog,
+    pub(super) storage: Arc<RocksStorage>,
+    pub(super) usage: IntGaugeVec,
+    pub(super) blob_bytes: IntGauge,
+    pub(super) dir: tempfile::TempDir,
 }
 
-fn open_in(dir: tempfile::TempDir) -> Fixture {
-    let index = Arc::new(RocksStorage::open(&dir.path().join("db"), "plant-a").expect("rocksdb"));
-    let usage = IntGaugeVec::new(Opts::new("usage", "test"), &["bucket"]).expect("gauge");
-    let catalog = Catalog::open(dir.path(), index, usage.clone()).expect("catalog");
-    Fixture { dir, catalog, usage }
+/// Bounds of the fixtures that do not test them: room for everything, nothing swept.
+pub(super) const ROOMY: ObjectsConfig = ObjectsConfig {
+    max_object_bytes: 1 << 30,
+    capacity_bytes: 1 << 40,
+    retention: Duration::from_secs(3600),
+};
+
+pub(super) fn open_in(dir: tempfile::TempDir) -> Fixture {
+    open_with(dir, ROOMY)
+}
+
+pub(super) fn open_with(dir: tempfile::TempDir, config: ObjectsConfig) -> Fixture {
+    let storage = Arc::new(RocksStorage::open(&dir.path().join("db"), "plant-a").expect("rocksdb"));
+    let gauges = gauges();
+    let (capacity, retention) = (config.capacity_bytes, config.retention);
+    let catalog = Catalog::open(dir.path(), storage.clone(), gauges.clone(), capacity, retention).expect("catalog");
+    Fixture {
+        dir,
+        catalog,
+        storage,
+        usage: gauges.usage,
+        blob_bytes: gauges.blob_bytes,
+    }
+}
+
+fn gauges() -> ObjectGauges {
+    ObjectGauges {
+        usage: IntGaugeVec::new(Opts::new("usage", "test"), &["bucket"]).expect("gauge"),
+        blob_bytes: IntGauge::new("blob_bytes", "test").expect("gauge"),
+    }
 }
 
 fn fixture() -> Fixture {
     open_in(tempfile::tempdir().expect("tempdir"))
 }
 
-fn spec(key: &str, body: &[u8], origin: Origin) -> PutSpec {
+pub(super) fn spec(key: &str, body: &[u8], origin: Origin) -> PutSpec {
     PutSpec {
         bucket: "coa".into(),
         key: key.into(),
@@ -41,7 +68,11 @@ fn spec(key: &str, body: &[u8], origin: Origin) -> PutSpec {
 }
 
 /// Feeds `chunks` (in pieces of 3 bytes, so chunking is exercised) to the blocking writer.
-fn put_chunks(catalog: &Catalog, spec: &PutSpec, body: &[u8]) -> Result<bsfg_proto::ObjectMeta, ObjectError> {
+pub(super) fn put_chunks(
+    catalog: &Catalog,
+    spec: &PutSpec,
+    body: &[u8],
+) -> Result<bsfg_proto::ObjectMeta, ObjectError> {
     let (tx, rx) = mpsc::channel(body.len().div_ceil(3).max(1));
     for piece in body.chunks(3) {
         tx.try_send(piece.to_vec()).expect("channel has room");
@@ -50,11 +81,11 @@ fn put_chunks(catalog: &Catalog, spec: &PutSpec, body: &[u8]) -> Result<bsfg_pro
     catalog.receive(spec, rx)
 }
 
-fn put(catalog: &Catalog, key: &str, body: &[u8]) -> Result<bsfg_proto::ObjectMeta, ObjectError> {
+pub(super) fn put(catalog: &Catalog, key: &str, body: &[u8]) -> Result<bsfg_proto::ObjectMeta, ObjectError> {
     put_chunks(catalog, &spec(key, body, Origin::Producer), body)
 }
 
-fn reference(key: &str, body: &[u8]) -> ArtifactRef {
+pub(super) fn reference(key: &str, body: &[u8]) -> ArtifactRef {
     ArtifactRef {
         bucket: "coa".into(),
         key: key.into(),
@@ -69,7 +100,7 @@ fn files_in(dir: &Path) -> usize {
     fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
 
-fn blob_count(root: &Path) -> usize {
+pub(super) fn blob_count(root: &Path) -> usize {
     let sha = root.join("objects/sha256");
     fs::read_dir(&sha)
         .expect("sha256 dir")
@@ -211,8 +242,11 @@ fn objects_survive_a_crash_and_interrupted_uploads_are_cleared() {
     let meta = put(&f.catalog, "k", b"durable").expect("put");
     // A crash in the middle of an upload leaves a temporary file and nothing else.
     fs::write(f.dir.path().join("objects/tmp/0123"), b"half an upl").expect("leftover");
-    let Fixture { dir, catalog, .. } = f;
+    let Fixture {
+        dir, catalog, storage, ..
+    } = f;
     drop(catalog);
+    drop(storage);
     let f = open_in(dir);
     assert_eq!(
         files_in(&f.dir.path().join("objects/tmp")),
@@ -231,8 +265,11 @@ fn objects_survive_a_crash_and_interrupted_uploads_are_cleared() {
 /// An object store over RocksDB in `dir`, refusing objects over `limit` bytes.
 fn store_in(dir: &Path, limit: u64) -> ObjectStore {
     let index = Arc::new(RocksStorage::open(&dir.join("db"), "plant-a").expect("rocksdb"));
-    let usage = IntGaugeVec::new(Opts::new("usage", "test"), &["bucket"]).expect("gauge");
-    ObjectStore::open(dir, index, limit, usage).expect("store")
+    let config = ObjectsConfig {
+        max_object_bytes: limit,
+        ..ROOMY
+    };
+    ObjectStore::open(dir, index, config, gauges()).expect("store")
 }
 
 #[test]

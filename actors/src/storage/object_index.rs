@@ -8,8 +8,9 @@
 //! | `o` ‖ bucket ‖ `0x00` ‖ key | format `1` ‖ encoded [`ObjectEntry`] |
 //! | `b` ‖ sha256 (32 bytes) | keys naming this blob, `u64` big-endian (absent = 0) |
 //!
-//! Bucket names never contain `0x00`. Each [`ObjectIndex::write_object`] is one synced write
-//! batch: the entry and the blob counts it changes land together or not at all.
+//! Bucket names never contain `0x00`. Each [`ObjectIndex::write_object`] and
+//! [`ObjectIndex::remove_object`] is one synced write batch: the entry and the blob counts it
+//! changes land together or not at all.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -45,6 +46,12 @@ pub trait ObjectIndex: Send + Sync + 'static {
         entry: &ObjectEntry,
         blob_refs: &[(ObjectDigest, u64)],
     ) -> Result<(), StorageError>;
+    /// Deletes the entry of `(bucket, key)` and writes the new key counts of the blobs it changes
+    /// (0 removes a count), in one synced batch.
+    fn remove_object(&self, bucket: &str, key: &str, blob_refs: &[(ObjectDigest, u64)]) -> Result<(), StorageError>;
     /// Bytes named per bucket (an object's size counts once per key naming it).
     fn usage_by_bucket(&self) -> Result<BTreeMap<String, u64>, StorageError>;
+    /// Calls `visit(bucket, key, entry)` for every entry, in key order (the sweep and the recount
+    /// of the store's usage; nothing is collected here, so memory stays flat).
+    fn visit_objects(&self, visit: &mut dyn FnMut(&str, &str, ObjectEntry)) -> Result<(), StorageError>;
 }

@@ -11,6 +11,8 @@
 //!   confirmed with its page, like a `fact_conflict`: the local object is immutable and the link
 //!   must not block on it.
 //! - Pages without artifact references pass straight through.
+//! - Every artifact of the page is held (`objects::Hold`) from before it is looked up until the
+//!   page is inserted, so the local sweep cannot delete it in between.
 
 use bsfg_proto::{ArtifactRef, GetObjectRequest, Message, ObjectMeta, Request, Response};
 use quinn::Connection;
@@ -18,7 +20,7 @@ use quinn::Connection;
 use super::{session::Session, PullError};
 use crate::{
     events::{ArtifactRetrievalFailed, ArtifactRetrieved, ArtifactSkipped, Skip},
-    objects::{ObjectError, Origin, PutSpec},
+    objects::{Hold, ObjectError, Origin, PutSpec},
     relay::Sorted,
     transport::framed,
 };
@@ -34,43 +36,52 @@ enum Local {
 
 impl Session {
     /// The sorted page without the facts whose artifact cannot be stored here, once every
-    /// artifact the others reference is local (and readable by a relayed fact's next hop).
-    pub(super) async fn with_artifacts(&self, conn: &Connection, mut sorted: Sorted) -> Result<Sorted, PullError> {
+    /// artifact the others reference is local (and readable by a relayed fact's next hop), and
+    /// the holds on those artifacts (keep them until the page is inserted).
+    pub(super) async fn with_artifacts(
+        &self,
+        conn: &Connection,
+        mut sorted: Sorted,
+    ) -> Result<(Sorted, Vec<Hold>), PullError> {
         let references = |m: &Message| m.envelope.object_media_type.is_some();
         if !sorted.deliver.iter().any(|f| references(&f.message))
             && !sorted.relay.iter().any(|r| references(&r.message))
         {
-            return Ok(sorted);
+            return Ok((sorted, Vec::new()));
         }
+        let mut holds = Vec::new();
         let mut deliver = Vec::with_capacity(sorted.deliver.len());
         for fact in std::mem::take(&mut sorted.deliver) {
-            if self.artifact_ready(conn, &fact.message, None).await? {
+            if self.artifact_ready(conn, &fact.message, None, &mut holds).await? {
                 deliver.push(fact);
             }
         }
         let mut relay = Vec::with_capacity(sorted.relay.len());
         for relayed in std::mem::take(&mut sorted.relay) {
             if self
-                .artifact_ready(conn, &relayed.message, Some(&relayed.next_hop))
+                .artifact_ready(conn, &relayed.message, Some(&relayed.next_hop), &mut holds)
                 .await?
             {
                 relay.push(relayed);
             }
         }
-        Ok(Sorted {
+        let sorted = Sorted {
             deliver,
             relay,
             ..sorted
-        })
+        };
+        Ok((sorted, holds))
     }
 
     /// Makes the artifact `message` references (if any) local, readable by the peer
-    /// `readable_by` when given; `false` when the fact must be skipped instead.
+    /// `readable_by` when given, and holds it in `holds`; `false` when the fact must be skipped
+    /// instead.
     async fn artifact_ready(
         &self,
         conn: &Connection,
         message: &Message,
         readable_by: Option<&str>,
+        holds: &mut Vec<Hold>,
     ) -> Result<bool, PullError> {
         let artifact = match message.artifact() {
             Ok(Some(artifact)) => artifact,
@@ -80,6 +91,7 @@ impl Session {
                 return Ok(false);
             }
         };
+        holds.push(self.deps.objects.hold(&artifact.bucket, &artifact.key));
         match self.local(&artifact).await.map_err(PullError::Objects)? {
             Local::Present => {}
             Local::Conflict(stored) => {

@@ -266,7 +266,7 @@ impl Session {
     async fn insert(&self, conn: &Connection, facts: Vec<FetchedFact>) -> Result<(), PullError> {
         let sorted = self.config.routing.sort(&self.config.peer, facts);
         self.report_refused(&sorted);
-        let sorted = self.with_artifacts(conn, sorted).await?;
+        let (sorted, _holds) = self.with_artifacts(conn, sorted).await?;
         if sorted.deliver.is_empty() && sorted.relay.is_empty() {
             return Ok(());
         }

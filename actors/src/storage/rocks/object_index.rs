@@ -38,17 +38,27 @@ impl ObjectIndex for RocksStorage {
         let mut wb = WriteBatch::default();
         let encoded = bsfg_proto::codec::encode_value(entry).map_err(|e| StorageError::Engine(e.to_string()))?;
         wb.put_cf(cf, entry_key(bucket, key), [&[ENTRY_FORMAT][..], &encoded].concat());
-        for (digest, count) in blob_refs {
-            match count {
-                0 => wb.delete_cf(cf, blob_key(digest)),
-                n => wb.put_cf(cf, blob_key(digest), n.to_be_bytes()),
-            }
-        }
+        put_blob_refs(&mut wb, cf, blob_refs);
+        self.db.write_opt(wb, &synced()).map_err(engine)
+    }
+
+    fn remove_object(&self, bucket: &str, key: &str, blob_refs: &[(ObjectDigest, u64)]) -> Result<(), StorageError> {
+        let cf = self.cf(OBJECTS)?;
+        let mut wb = WriteBatch::default();
+        wb.delete_cf(cf, entry_key(bucket, key));
+        put_blob_refs(&mut wb, cf, blob_refs);
         self.db.write_opt(wb, &synced()).map_err(engine)
     }
 
     fn usage_by_bucket(&self) -> Result<BTreeMap<String, u64>, StorageError> {
         let mut usage = BTreeMap::new();
+        self.visit_objects(&mut |bucket, _, entry| {
+            *usage.entry(bucket.to_owned()).or_default() += entry.size;
+        })?;
+        Ok(usage)
+    }
+
+    fn visit_objects(&self, visit: &mut dyn FnMut(&str, &str, ObjectEntry)) -> Result<(), StorageError> {
         let start = [ENTRY_PREFIX];
         let entries = self
             .db
@@ -58,11 +68,22 @@ impl ObjectIndex for RocksStorage {
             if id.first() != Some(&ENTRY_PREFIX) {
                 break;
             }
-            let bucket = id[1..].split(|b| *b == 0).next().unwrap_or_default();
-            let bucket = String::from_utf8(bucket.to_vec()).map_err(|e| corrupt("object key", &id, e))?;
-            *usage.entry(bucket).or_default() += decode_entry(&id, &value)?.size;
+            let mut parts = id[1..].splitn(2, |b| *b == 0);
+            let (bucket, key) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+            let bucket = std::str::from_utf8(bucket).map_err(|e| corrupt("object key", &id, e))?;
+            let key = std::str::from_utf8(key).map_err(|e| corrupt("object key", &id, e))?;
+            visit(bucket, key, decode_entry(&id, &value)?);
         }
-        Ok(usage)
+        Ok(())
+    }
+}
+
+fn put_blob_refs(wb: &mut WriteBatch, cf: &rocksdb::ColumnFamily, blob_refs: &[(ObjectDigest, u64)]) {
+    for (digest, count) in blob_refs {
+        match count {
+            0 => wb.delete_cf(cf, blob_key(digest)),
+            n => wb.put_cf(cf, blob_key(digest), n.to_be_bytes()),
+        }
     }
 }
 

@@ -1,0 +1,206 @@
+//! The artifact sweep (SPEC §7): an artifact is deleted once no retained fact references it and
+//! `[objects] retention` has passed since it was stored (or put again). Blob files that no key
+//! names any more (a crash between an index commit and a file removal) are deleted too.
+//!
+//! A sweep, on a blocking thread:
+//! 1. begins a generation of [`Holds`](super::holds::Holds), so references being made now are
+//!    seen later;
+//! 2. lists the candidates: entries stored before `now - retention`;
+//! 3. only when a candidate was ever referenced by a fact, scans both logs for the artifacts their
+//!    retained facts reference (every stored message is decoded, so this is the sweep's cost,
+//!    paid at most once per sweep and only while such candidates exist);
+//! 4. deletes each candidate that no retained fact references, under the catalog's lock, if it is
+//!    neither held nor released since step 1 and its entry is still the one listed (it may have
+//!    been replaced or put again meanwhile).
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use bsfg_proto::{model::now_unix_ms, ObjectDigest};
+
+use super::{
+    catalog::{gauge_value, Catalog},
+    ObjectError, ObjectStore,
+};
+use crate::{
+    events::{ArtifactExpired, ArtifactSweepDone, ArtifactSweepFailed, Telemetry},
+    storage::{LogRecord, ObjectEntry, Storage, StorageError},
+};
+
+/// Log entries read per page while looking for references.
+const SCAN_PAGE: usize = 512;
+
+/// An artifact the sweep deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    pub bucket: String,
+    pub key: String,
+    pub digest: ObjectDigest,
+    pub size: u64,
+    /// Time since it was stored.
+    pub age: Duration,
+    /// Whether a fact had referenced it (all such facts are gone now).
+    pub was_referenced: bool,
+}
+
+/// What one sweep did.
+#[derive(Debug, Default)]
+pub struct Swept {
+    pub expired: Vec<Expired>,
+    /// Blob files no key named.
+    pub orphans: usize,
+    /// Whether the logs had to be scanned for references.
+    pub scanned: bool,
+}
+
+/// Sweeps every `interval`, logging and counting what each sweep deleted, until aborted.
+pub async fn run_sweeps(store: ObjectStore, logs: Arc<dyn Storage>, interval: Duration, telemetry: Telemetry) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match store.sweep(logs.clone()).await {
+            Ok(swept) => report(&swept, &telemetry),
+            Err(e) => telemetry.emit(ArtifactSweepFailed { reason: &e }),
+        }
+    }
+}
+
+fn report(swept: &Swept, telemetry: &Telemetry) {
+    for e in &swept.expired {
+        telemetry.emit(ArtifactExpired {
+            bucket: &e.bucket,
+            key: &e.key,
+            digest: &e.digest,
+            size: e.size,
+            age: e.age,
+            was_referenced: e.was_referenced,
+        });
+    }
+    telemetry.emit(ArtifactSweepDone {
+        expired: swept.expired.len(),
+        orphans: swept.orphans,
+        scanned: swept.scanned,
+    });
+}
+
+struct Candidate {
+    bucket: String,
+    key: String,
+    entry: ObjectEntry,
+}
+
+impl Catalog {
+    pub(super) fn sweep(&self, logs: &dyn Storage) -> Result<Swept, ObjectError> {
+        let generation = self.holds.begin_sweep();
+        let now = now_unix_ms();
+        let cutoff = now.saturating_sub(u64::try_from(self.retention.as_millis()).unwrap_or(u64::MAX));
+        let candidates = self.candidates(cutoff)?;
+        let scanned = candidates.iter().any(|c| c.entry.referenced);
+        let referenced = match scanned {
+            true => references(logs)?,
+            false => HashSet::new(),
+        };
+        let mut swept = Swept {
+            scanned,
+            ..Swept::default()
+        };
+        for candidate in candidates {
+            if referenced.contains(&(candidate.bucket.clone(), candidate.key.clone())) {
+                continue;
+            }
+            swept.expired.extend(self.expire(candidate, generation, now)?);
+        }
+        swept.orphans = self.remove_orphans()?;
+        Ok(swept)
+    }
+
+    fn candidates(&self, cutoff: u64) -> Result<Vec<Candidate>, ObjectError> {
+        let mut candidates = Vec::new();
+        self.index.visit_objects(&mut |bucket, key, entry| {
+            if entry.stored_at_unix_ms <= cutoff {
+                candidates.push(Candidate {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                    entry,
+                });
+            }
+        })?;
+        Ok(candidates)
+    }
+
+    /// Deletes one candidate unless something happened to it since it was listed.
+    fn expire(&self, c: Candidate, generation: u64, now: u64) -> Result<Option<Expired>, ObjectError> {
+        let _guard = self.lock();
+        if !self.holds.may_delete(&c.bucket, &c.key, generation) {
+            return Ok(None);
+        }
+        if self.index.object(&c.bucket, &c.key)?.as_ref() != Some(&c.entry) {
+            return Ok(None);
+        }
+        let digest = c.entry.digest;
+        let refs = self.index.blob_refs(&digest)?.saturating_sub(1);
+        self.index.remove_object(&c.bucket, &c.key, &[(digest, refs)])?;
+        self.usage
+            .with_label_values(&[&c.bucket])
+            .sub(gauge_value(c.entry.size));
+        if refs == 0 {
+            self.space.remove(c.entry.size);
+            self.blobs.remove(&digest)?;
+        }
+        Ok(Some(Expired {
+            age: Duration::from_millis(now.saturating_sub(c.entry.stored_at_unix_ms)),
+            bucket: c.bucket,
+            key: c.key,
+            digest,
+            size: c.entry.size,
+            was_referenced: c.entry.referenced,
+        }))
+    }
+
+    /// Deletes blob files whose digest no key names; each is checked again under the lock, so an
+    /// upload being committed is never taken for an orphan.
+    fn remove_orphans(&self) -> Result<usize, ObjectError> {
+        let mut removed = 0;
+        for digest in self.blobs.list()? {
+            if self.index.blob_refs(&digest)? > 0 {
+                continue;
+            }
+            let _guard = self.lock();
+            if self.index.blob_refs(&digest)? == 0 {
+                self.blobs.remove(&digest)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Every `(bucket, key)` a retained fact of either log references.
+fn references(logs: &dyn Storage) -> Result<HashSet<(String, String)>, StorageError> {
+    let mut keys = HashSet::new();
+    for zone in logs.store_zones()? {
+        scan(|after| logs.read_store(&zone, after, u64::MAX, SCAN_PAGE), &mut keys)?;
+    }
+    scan(|after| logs.read_forward(after, u64::MAX, SCAN_PAGE), &mut keys)?;
+    Ok(keys)
+}
+
+fn scan(
+    read: impl Fn(u64) -> Result<Vec<LogRecord>, StorageError>,
+    keys: &mut HashSet<(String, String)>,
+) -> Result<(), StorageError> {
+    let mut after = 0;
+    loop {
+        let page = read(after)?;
+        for record in &page {
+            // A reference that does not parse was never accepted: it holds nothing.
+            if let Ok(Some(artifact)) = record.message()?.artifact() {
+                keys.insert((artifact.bucket, artifact.key));
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == SCAN_PAGE => after = last.offset,
+            _ => return Ok(()),
+        }
+    }
+}
