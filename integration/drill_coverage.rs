@@ -7,7 +7,7 @@ mod harness;
 use harness::drill::blocks;
 
 /// The first line of each block no drill runs, and why.
-const NOT_DRILLED: [(&str, &str); 11] = [
+const NOT_DRILLED: [(&str, &str); 10] = [
     (
         "sudo useradd --system",
         "installation: needs root, systemd and a package layout; issue 14 (deb package) drills it",
@@ -31,10 +31,6 @@ const NOT_DRILLED: [(&str, &str); 11] = [
     (
         "ss -uapn | grep 9443",
         "packet capture needs privileges and the production port",
-    ),
-    (
-        "bsfg status | sed -n 4,6p",
-        "storage failing: not drilled yet (integration/storage_fault.rs covers the behaviour, not the commands)",
     ),
     (
         "journalctl -u bsfg -b -n 20 -o cat | grep -F 'is damaged'",
