@@ -14,7 +14,6 @@ use harness::{
     admin::http,
     drill::{Drill, Estate, TOKEN},
     observe::{events, wait_until},
-    traffic::Traffic,
     Cluster,
 };
 
@@ -33,21 +32,7 @@ async fn an_expired_node_certificate_is_replaced_as_the_runbook_says() {
         .wait_gate("idmz", "plant-a", "normal", Duration::from_secs(10))
         .await;
     assert!(linked.is_some(), "the pair links before the certificate expires");
-    let mut traffic = Traffic::default();
-    traffic.produce(
-        estate.cluster.options("plant-a"),
-        "plant-a",
-        "idmz",
-        Duration::from_millis(20),
-    );
-    traffic.produce(
-        estate.cluster.options("idmz"),
-        "idmz",
-        "plant-a",
-        Duration::from_millis(20),
-    );
-    traffic.consume(estate.cluster.options("idmz"), "idmz", "mes");
-    traffic.consume(estate.cluster.options("plant-a"), "plant-a", "mes");
+    let mut traffic = estate.traffic_both_ways();
 
     // The certificate expires; live connections keep going until the link handshakes again.
     // Certificates are valid through the last second of their `not_after`.

@@ -22,12 +22,7 @@ async fn a_certificate_rotated_as_the_runbook_says_is_used_at_once() {
     let mut cluster = Cluster::new(&["idmz", "plant-a"], &[("idmz", "plant-a")]);
     cluster.configure_all("\n[replication]\nlink_timeout = \"2s\"\n");
     let estate = Estate::new(cluster);
-    estate.start_all().await;
-    let linked = estate
-        .cluster
-        .wait_gate("idmz", "plant-a", "normal", Duration::from_secs(20))
-        .await;
-    assert!(linked.is_some(), "the pair links");
+    estate.start_linked().await;
     let mut traffic = Traffic::default();
     traffic.produce(
         estate.cluster.options("plant-a"),
