@@ -3,8 +3,13 @@
 //! artifact reference check and the route to `to_zone`: each fact waits for its next hop, SPEC
 //! §4a) and admission (the `Backpressure` actor's flag, never a storage read) happen here;
 //! ordering, idempotency and group commit happen in the journal.
+//!
+//! A peer confirms only what this process served it (or what its cursor already passed). The
+//! offsets a peer pulled from another store — this node before its data directory was replaced,
+//! or another instance of an HA zone — name other facts here: confirming them would delete facts
+//! the peer never received. Such a confirm is refused, and the peer pulls from its frontier.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use actix::prelude::*;
 use bsfg_proto::{AppendResponse, Message, RpcError};
@@ -33,6 +38,8 @@ pub struct StoreBuffer {
     journal: Journal,
     admission: Admission,
     objects: ObjectStore,
+    /// The highest offset this process has served each peer (see the module docs).
+    served: HashMap<String, u64>,
 }
 
 impl StoreBuffer {
@@ -42,6 +49,7 @@ impl StoreBuffer {
             journal,
             admission,
             objects,
+            served: HashMap::new(),
         }
     }
 }
@@ -210,16 +218,18 @@ async fn reference_artifact(
 }
 
 impl Handler<PeerFetch> for StoreBuffer {
-    type Result = ResponseFuture<Result<Served, RpcError>>;
+    type Result = ResponseActFuture<Self, Result<Served, RpcError>>;
 
     fn handle(&mut self, msg: PeerFetch, _: &mut Self::Context) -> Self::Result {
-        let cursor = CursorKey::Peer(msg.peer);
-        Box::pin(long_poll::fetch(
-            &self.journal,
-            cursor,
-            msg.page,
-            self.config.max_frame_bytes / 2,
-        ))
+        let cursor = CursorKey::Peer(msg.peer.clone());
+        let fetch = long_poll::fetch(&self.journal, cursor, msg.page, self.config.max_frame_bytes / 2);
+        Box::pin(fetch.into_actor(self).map(move |served, actor, _| {
+            if let Ok(served) = &served {
+                let high = actor.served.entry(msg.peer).or_default();
+                *high = (*high).max(served.page.high_offset);
+            }
+            served
+        }))
     }
 }
 
@@ -227,7 +237,18 @@ impl Handler<PeerConfirm> for StoreBuffer {
     type Result = ResponseFuture<Result<u64, RpcError>>;
 
     fn handle(&mut self, msg: PeerConfirm, _: &mut Self::Context) -> Self::Result {
+        let served = self.served.get(&msg.peer).copied().unwrap_or(0);
+        let key = CursorKey::Peer(msg.peer);
+        let cursor = self.journal.cursor(&key);
+        if msg.offset > served.max(cursor) {
+            let refused = RpcError::invalid(format!(
+                "offset {} was not served to this peer by this store (served up to {served}, confirmed up to \
+                 {cursor}): pull from the confirmed frontier",
+                msg.offset
+            ));
+            return Box::pin(std::future::ready(Err(refused)));
+        }
         let journal = self.journal.clone();
-        Box::pin(async move { Ok(journal.confirm(CursorKey::Peer(msg.peer), msg.offset).await?) })
+        Box::pin(async move { Ok(journal.confirm(key, msg.offset).await?) })
     }
 }

@@ -156,7 +156,9 @@ impl Session {
 
     /// Where this session starts: after what an earlier one inserted, once the peer has taken
     /// that as confirmed; from the peer's frontier if there is nothing to resume or the peer
-    /// refuses it (it does not hold that offset: its data was replaced).
+    /// refuses it. A peer refuses an offset its running store did not serve this node (it
+    /// restarted, its data was replaced, another HA instance took over): those offsets may name
+    /// facts this node never received.
     async fn resume_point(&self, conn: &Connection) -> Result<Option<u64>, PullError> {
         let inserted = self.inserted.load(Ordering::Acquire);
         if inserted == 0 {
