@@ -4,8 +4,8 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod admin;
-pub mod engine;
 pub mod drill;
+pub mod engine;
 pub mod history;
 pub mod observe;
 pub mod traffic;

@@ -22,6 +22,40 @@ pub struct Status {
     pub store: BufferStatus,
     pub forward: ForwardStatus,
     pub certificate: CertificateStatus,
+    /// An HA zone's instance (SPEC §15); absent on a single node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<HaStatus>,
+}
+
+/// This instance of an HA zone: its role, the active instance, and how far its replica applied
+/// the zone's log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaStatus {
+    pub instance: String,
+    /// `active`, `standby`, or `diverged` (stopped until rebuilt).
+    pub role: String,
+    pub active_instance: Option<String>,
+    pub epoch: u64,
+    /// Last record of the zone's log applied here.
+    pub wal_applied: u64,
+    /// Last record of the zone's log, as last asked.
+    pub wal_last: u64,
+    /// Records not yet applied here.
+    pub wal_lag: u64,
+}
+
+impl From<bsfg_actors::HaStatus> for HaStatus {
+    fn from(s: bsfg_actors::HaStatus) -> Self {
+        Self {
+            instance: s.instance,
+            role: s.role.to_owned(),
+            active_instance: s.active_instance,
+            epoch: s.epoch,
+            wal_applied: s.wal_applied,
+            wal_last: s.wal_last,
+            wal_lag: s.wal_last.saturating_sub(s.wal_applied),
+        }
+    }
 }
 
 /// What a buffer retains, against its `capacity_bytes` (SPEC §5).
@@ -132,6 +166,7 @@ impl Status {
                 consumers,
             },
             certificate: CertificateStatus::of(&node.certificate.borrow(), now),
+            ha: node.ha.as_ref().map(|ha| ha.status().into()),
         }
     }
 
@@ -146,6 +181,14 @@ impl Status {
         let days = self.certificate.seconds_left / 86_400;
         let _ = writeln!(out, "zone         {} (bsfg {})", self.zone, self.version);
         let _ = writeln!(out, "draining     {draining}");
+        if let Some(ha) = &self.ha {
+            let active = ha.active_instance.as_deref().unwrap_or("not known");
+            let _ = writeln!(
+                out,
+                "ha           instance {} is {} (active: {active}, epoch {}), log applied {} of {}",
+                ha.instance, ha.role, ha.epoch, ha.wal_applied, ha.wal_last
+            );
+        }
         let _ = writeln!(
             out,
             "certificate  {}, expires {} ({days} days left)",
@@ -241,6 +284,7 @@ mod tests {
                 not_after: "2030-01-01T00:00:00Z".into(),
                 seconds_left: 30 * 86_400 + 5,
             },
+            ha: None,
         }
     }
 

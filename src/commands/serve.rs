@@ -7,7 +7,7 @@ use std::{path::Path, sync::Arc};
 use actix::Addr;
 use bsfg_actors::{
     cert_watcher::{self, CertWatcher, Reload, Trigger},
-    node::Node,
+    node::{Node, NodeError},
     rpc::DRAIN_GRACE,
 };
 use bsfg_proto::ErrorCode;
@@ -39,9 +39,11 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let system = actix_rt::System::with_tokio_rt(move || runtime);
     let stopped = system.block_on(async move {
-        let node = Node::start(settings, &tls, log.clone())
-            .await
-            .map_err(|e| CommandError::new(ErrorCode::Unavailable, e.to_string()))?;
+        let node = Node::start(settings, &tls, log.clone()).await.map_err(|e| match e {
+            // The operator must change the engine or the configuration: retrying cannot help.
+            NodeError::EngineRefused(_) => CommandError::invalid(e.to_string()),
+            _ => CommandError::new(ErrorCode::Unavailable, e.to_string()),
+        })?;
         let handles = node.handles();
         let deps = crate::admin::AdminDeps {
             zone: settings_zone,

@@ -8,7 +8,7 @@ use std::{collections::HashSet, time::Duration};
 use bsfg_actors::{
     backpressure::{BackpressureConfig, BufferLimits, Policy, PolicyError},
     cert_watcher::{CertWatcherConfig, TlsPaths},
-    node::NodeSettings,
+    node::{HaSettings, NodeSettings},
     rpc::{Directory, RpcConfig},
     ForwardBufferConfig, ObjectsConfig, PeerLinkConfig, StoreBufferConfig,
 };
@@ -47,6 +47,7 @@ impl Config {
                 paths: TlsPaths::from(&self.tls),
                 idle_timeout: self.replication.link_timeout,
             },
+            ha: self.storage.jetstream.as_ref().map(ha_settings),
         })
     }
 
@@ -91,6 +92,23 @@ impl Config {
             peers,
             clients: clients.collect(),
         }
+    }
+}
+
+/// `[storage.jetstream]` (present only with `engine = "jetstream"`, see `storage::check`).
+fn ha_settings(js: &super::JetStreamSection) -> HaSettings {
+    HaSettings {
+        instance: js.instance.clone(),
+        urls: js.urls.clone(),
+        ca: js.ca.clone(),
+        client_cert: js.cert.clone().zip(js.key.clone()),
+        creds: js.creds.clone(),
+        replicas: js.replicas,
+        lease_ttl: js.lease_ttl,
+        commit_timeout: js.commit_timeout,
+        monitor_urls: js.monitor_urls.clone(),
+        assume_durable: js.assume_durable,
+        wal_max_bytes: js.wal_max_bytes.map(ByteSize::bytes),
     }
 }
 

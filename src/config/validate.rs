@@ -18,6 +18,7 @@ pub(super) fn check(config: &Config) -> Result<(), ConfigError> {
     settings::policy(&config.store)?;
     check_replication(&config.replication)?;
     check_limits(&config.limits)?;
+    super::storage::check(&config.storage).map_err(|(key, reason)| invalid(key, reason))?;
     check_admin(config)
 }
 

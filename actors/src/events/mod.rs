@@ -10,6 +10,7 @@
 //! | `gate` | [`GateTransition`], [`GateSwitched`] |
 //! | `facts` | [`Rejection`] (reasons), [`FactRejected`], [`FactConflict`], [`FactsDuplicated`], [`FactLost`], [`FactsKeptPastRetention`], [`BufferBlocked`], [`DeletionFailed`] |
 //! | `artifacts` | [`ArtifactRetrieved`], [`ArtifactRetrievalFailed`], [`ArtifactSkipped`] |
+//! | `ha` | [`HaPromoted`], [`HaDemoted`], [`WalDivergence`], [`LeaseRenewed`], [`EngineChecked`] |
 //!
 //! One RPC call (`rpc_call` / `rpc_rejected` and its counters) is written by `rpc::call`, which
 //! knows the request and answer types; the node's lifecycle lines stay with `node`.
@@ -21,6 +22,7 @@
 mod artifacts;
 mod facts;
 mod gate;
+mod ha;
 mod peer;
 mod tls;
 
@@ -30,6 +32,7 @@ pub use facts::{
     Rejection,
 };
 pub use gate::{GateState, GateSwitched, GateTransition, CLOSED_BY_OPERATOR};
+pub use ha::{set_role, EngineChecked, HaDemoted, HaPromoted, LeaseRenewed, WalDivergence};
 pub use peer::{
     ClientRejected, Direction, LinkFailure, PeerConnected, PeerConnectionReplaced, PeerDialFailed, PeerDisconnected,
     PeerRefused,
@@ -89,6 +92,7 @@ impl Telemetry {
         }
         tls::init_series(m);
         facts::init_series(m);
+        ha::init_series(m);
         Self { log, metrics }
     }
 

@@ -32,6 +32,9 @@ use crate::storage::{CursorKey, Digest, Storage, StorageError, Usage};
 /// One group commit stops taking commands once it holds this many entries (facts appended or
 /// inserted, cursors, deletion plans); a command is never split, so a group may end a little past it.
 const MAX_GROUP: usize = 4096;
+/// A group also stops taking commands once its facts' encodings hold this many bytes, so that
+/// it fits one record of an HA zone's log (4 MiB) with room to spare; a command is never split.
+const MAX_GROUP_BYTES: usize = 2 << 20;
 /// Queue length in front of the writer; callers wait (backpressure) when it is full.
 const QUEUE: usize = 16 * 1024;
 
@@ -124,6 +127,7 @@ enum Command {
     Confirm(CursorKey, u64, Reply<u64>),
     Cursor(CursorChange, Reply<CursorMove>),
     Delete(DeletePlan, Reply<DeletePlan>),
+    Gate(String, bool, Reply<()>),
 }
 
 /// An operator's change to a cursor, beside the confirms that only move it forward.
@@ -226,6 +230,11 @@ impl Journal {
     pub async fn remove(&self, key: CursorKey) -> Result<CursorMove, JournalError> {
         self.call(|reply| Command::Cursor(CursorChange::Remove(key), reply))
             .await
+    }
+
+    /// Persists an operator's gate switch toward `peer` (closed or open); answers once durable.
+    pub async fn switch_gate(&self, peer: String, closed: bool) -> Result<(), JournalError> {
+        self.call(|reply| Command::Gate(peer, closed, reply)).await
     }
 
     /// Applies a deletion plan (skipping what is already gone); answers with what was deleted.

@@ -57,6 +57,15 @@ pub struct Metrics {
     pub rejected_facts: IntCounterVec,
     pub rpc_requests: IntCounterVec,
     pub retention_seconds: GaugeVec,
+    pub ha_role: IntGaugeVec,
+    pub ha_promotions: IntCounter,
+    pub ha_demotions: IntCounterVec,
+    pub ha_lease_renewals: IntCounterVec,
+    pub engine_wal_applied: IntGauge,
+    pub engine_wal_lag: IntGauge,
+    pub engine_divergence: IntCounter,
+    pub engine_durability_verified: IntGauge,
+    pub engine_commit_latency: Histogram,
 }
 
 impl Metrics {
@@ -106,6 +115,15 @@ impl Metrics {
             rejected_facts: add(r, &REJECTED_FACTS)?,
             rpc_requests: add(r, &RPC_REQUESTS)?,
             retention_seconds: add(r, &RETENTION_SECONDS)?,
+            ha_role: add(r, &HA_ROLE)?,
+            ha_promotions: add(r, &HA_PROMOTIONS)?,
+            ha_demotions: add(r, &HA_DEMOTIONS)?,
+            ha_lease_renewals: add(r, &HA_LEASE_RENEWALS)?,
+            engine_wal_applied: add(r, &ENGINE_WAL_APPLIED)?,
+            engine_wal_lag: add(r, &ENGINE_WAL_LAG)?,
+            engine_divergence: add(r, &ENGINE_DIVERGENCE)?,
+            engine_durability_verified: add(r, &ENGINE_DURABILITY_VERIFIED)?,
+            engine_commit_latency: add(r, &ENGINE_COMMIT_LATENCY)?,
             registry,
         };
         metrics.info.with_label_values(&[version, zone]).set(1);

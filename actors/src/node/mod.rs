@@ -6,7 +6,10 @@
 //! Every component is built from its own plain config in [`NodeSettings`], which the binary maps
 //! from the configuration file once; the runtime handles each one needs are made here (`start`).
 
+mod ha;
 mod start;
+
+pub use ha::HaSettings;
 
 use std::{
     collections::BTreeMap,
@@ -24,11 +27,13 @@ use crate::{
     backpressure::{BackpressureConfig, UsageReport},
     cert_watcher::{CertWatcher, CertWatcherConfig, Certificate},
     forward_buffer::{Consumers, ForwardBufferConfig},
+    ha::HaHandle,
     journal::JournalError,
     metrics::Metrics,
     objects::{ObjectError, ObjectsConfig},
     peer_link::{PeerLink, PeerLinkConfig},
     rpc::{DrainHandle, RpcConfig, RpcServer},
+    standing::StandingRx,
     status::Progress,
     storage::{StorageError, Usage},
     store_buffer::StoreBufferConfig,
@@ -53,6 +58,8 @@ pub struct NodeSettings {
     /// Where the TLS material is reloaded from; the node starts with the material already loaded
     /// from there, and its QUIC configs use the watcher's idle timeout.
     pub certs: CertWatcherConfig,
+    /// An instance of an HA zone (`[storage] engine = "jetstream"`); `None`: a single node.
+    pub ha: Option<HaSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +78,12 @@ pub enum NodeError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("a start-up task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The zone's engine cannot be trusted with acknowledged facts (too old, no fsync before
+    /// acknowledging): an operator must change it or the configuration.
+    #[error("the zone's engine is refused: {0}")]
+    EngineRefused(String),
+    #[error("the zone's engine: {0}")]
+    Engine(String),
 }
 
 /// What the admin API and the signal handlers act on; cheap to clone.
@@ -95,6 +108,10 @@ pub struct Handles {
     pub consumers: Consumers,
     /// Where a fact is on this node.
     pub tracer: Tracer,
+    /// Whether this node serves (always, unless it is an HA zone's standby).
+    pub standing: StandingRx,
+    /// An HA instance's controller (status, step-down).
+    pub ha: Option<HaHandle>,
 }
 
 impl Handles {
@@ -158,6 +175,10 @@ impl Node {
     /// last handle on it drops (the actors', the journal writer's): wait for it with
     /// [`Stopped::wait_storage_closed`] once the actix system is gone.
     pub async fn shutdown(self) -> Stopped {
+        if let Some(ha) = &self.handles.ha {
+            // An active instance hands over at once rather than after its lease's TTL.
+            let _ = ha.step_down().await;
+        }
         self.handles.metrics.node_up.set(0);
         self.status.abort();
         self.server.abort();

@@ -13,19 +13,21 @@ use super::{Handles, Node, NodeError, NodeSettings};
 use crate::{
     backpressure::{Admission, Backpressure, BackpressureConfig, BackpressureDeps},
     cert_watcher::{CertWatcher, CertWatcherConfig, CertWatcherDeps, Certificate},
-    events::Telemetry,
+    events::{set_role, EngineChecked, Telemetry},
     forward_buffer::{Consumers, ForwardBuffer, Seen},
+    ha::{HaConfig, HaDeps, HaHandle},
     journal::Journal,
     metrics::Metrics,
     objects::{ObjectError, ObjectStore, ObjectsConfig},
     peer_link::{PeerLink, PeerLinkConfig, PeerLinkDeps},
     rpc::{DrainHandle, RpcConfig, RpcDeps, RpcServer},
+    standing::Standing,
     status::{Progress, Refresher},
-    storage::{Log, RocksStorage},
+    storage::{Log, ObjectIndex, RocksStorage, Storage},
     store_buffer::StoreBuffer,
     trace::Tracer,
     transport::tls::TlsMaterial,
-    zone_gate::{GateSwitches, ZoneGate},
+    zone_gate::{GateSwitches, RestoreSwitches, ZoneGate},
 };
 
 pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger) -> Result<Node, NodeError> {
@@ -39,13 +41,33 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         links,
         rpc,
         certs,
+        ha,
     } = settings;
     let peers: Vec<String> = links.iter().map(|link| link.peer.clone()).collect();
-    let storage = open_storage(&data_dir, &zone).await?;
-    let storage_closed = storage.closed();
-    let journal = Journal::start(storage.clone(), buffers.journal())?;
+    let local = open_storage(&data_dir, &zone).await?;
+    let storage_closed = local.closed();
+    let closed_gates = local.closed_gates().map_err(|source| NodeError::Storage {
+        path: data_dir.clone(),
+        source,
+    })?;
     let metrics = Arc::new(Metrics::new(&zone, env!("CARGO_PKG_VERSION"))?);
     let telemetry = Telemetry::new(log.clone(), metrics.clone(), &peers);
+    let (storage, index, replicated) = match &ha {
+        None => (
+            local.clone() as Arc<dyn Storage>,
+            local.clone() as Arc<dyn ObjectIndex>,
+            None,
+        ),
+        Some(settings) => {
+            let opened = super::ha::open(&zone, settings, local.clone()).await?;
+            telemetry.emit(EngineChecked {
+                durability_verified: opened.verdict.durability_verified,
+                warnings: &opened.verdict.warnings,
+            });
+            (opened.storage.clone() as _, opened.storage.clone() as _, Some(opened))
+        }
+    };
+    let journal = Journal::start(storage, buffers.journal())?;
     for buffer in [Log::Store, Log::Forward] {
         let retention = buffers.limits(buffer).retention.as_secs_f64();
         metrics
@@ -54,12 +76,20 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
             .set(retention);
     }
     let (admission, pulls_paused) = start_backpressure(&buffers, &journal, &telemetry);
-    let objects = open_objects(&data_dir, objects, storage, &metrics).await?;
+    let objects = open_objects(&data_dir, objects, index, &metrics).await?;
     let store = StoreBuffer::new(store, journal.clone(), admission, objects.clone()).start();
     let seen = Seen::default();
     let forward = ForwardBuffer::new(forward, journal.clone(), seen.clone()).start();
     let switches = GateSwitches::new(peers.clone());
-    let gate = start_gate(&peers, &switches, &telemetry);
+    let gate = start_gate(&peers, &switches, &journal, &telemetry);
+    gate.do_send(RestoreSwitches(closed_gates));
+    let (standing_tx, standing) = watch::channel(match &ha {
+        None => Standing::Active,
+        Some(settings) => Standing::Standby {
+            instance: settings.instance.clone(),
+            active: None,
+        },
+    });
     let quic = Quic::open(&rpc, certs, tls, &telemetry)?;
     let (dialed, dialed_rx) = mpsc::unbounded_channel();
     let link_deps = PeerLinkDeps {
@@ -71,6 +101,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         objects: objects.clone(),
         pulls_paused,
         dialed,
+        standing: standing.clone(),
         telemetry: telemetry.clone(),
     };
     let links = start_links(links, &link_deps);
@@ -83,11 +114,19 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         links: links.clone(),
         drain: drain.clone(),
         switches: switches.clone(),
-        telemetry,
+        standing: standing.clone(),
+        telemetry: telemetry.clone(),
     };
     let server = start_rpc(&quic.endpoint, rpc, rpc_deps, dialed_rx, &log)?;
     let (status, progress) = start_status(&journal, &metrics, peers, &quic.certificate, &seen);
     metrics.node_up.set(1);
+    let ha = match (ha, replicated) {
+        (Some(settings), Some(opened)) => Some(start_ha(settings, opened, standing_tx, &gate, telemetry)),
+        _ => {
+            set_role(&metrics, true);
+            None
+        }
+    };
     let handles = Handles {
         metrics,
         drain,
@@ -100,6 +139,8 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         buffers: Arc::new(buffers),
         consumers: Consumers::new(journal.clone(), seen.clone()),
         tracer: Tracer::new(zone, journal, seen),
+        standing,
+        ha,
     };
     Ok(Node {
         endpoint: quic.endpoint,
@@ -110,6 +151,27 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         storage_closed,
         log,
     })
+}
+
+/// The HA controller of an instance, as a standby.
+fn start_ha(
+    settings: super::HaSettings,
+    opened: super::ha::Opened,
+    standing: watch::Sender<Standing>,
+    gate: &Addr<ZoneGate>,
+    telemetry: Telemetry,
+) -> HaHandle {
+    let config = HaConfig {
+        instance: settings.instance,
+    };
+    let deps = HaDeps {
+        storage: opened.storage,
+        lease: opened.lease,
+        standing,
+        gate: gate.clone(),
+        telemetry,
+    };
+    crate::ha::start(config, deps)
 }
 
 /// The node's one QUIC endpoint (it serves calls and dials peers) and the `CertWatcher` that
@@ -223,7 +285,7 @@ fn start_backpressure(
 async fn open_objects(
     data_dir: &Path,
     config: ObjectsConfig,
-    storage: Arc<RocksStorage>,
+    storage: Arc<dyn ObjectIndex>,
     metrics: &Metrics,
 ) -> Result<ObjectStore, NodeError> {
     let (path, usage) = (data_dir.to_path_buf(), metrics.object_store_usage_bytes.clone());
@@ -234,9 +296,10 @@ async fn open_objects(
     })
 }
 
-fn start_gate(peers: &[String], switches: &GateSwitches, telemetry: &Telemetry) -> Addr<ZoneGate> {
+fn start_gate(peers: &[String], switches: &GateSwitches, journal: &Journal, telemetry: &Telemetry) -> Addr<ZoneGate> {
     let (peers, switches, telemetry) = (peers.to_vec(), switches.clone(), telemetry.clone());
-    Supervisor::start(move |_| ZoneGate::new(peers, switches, telemetry))
+    let journal = journal.clone();
+    Supervisor::start(move |_| ZoneGate::new(peers, switches, telemetry).with_journal(journal.clone()))
 }
 
 fn start_links(links: Vec<PeerLinkConfig>, deps: &PeerLinkDeps) -> HashMap<String, Addr<PeerLink>> {

@@ -53,13 +53,16 @@
 //! `fwd_age` is rebuilt from `fwd_log` (nothing was ever deleted in format `1`).
 
 pub mod object_index;
+pub mod replicated;
 mod rocks;
+pub mod wal;
 
 pub use object_index::{ObjectEntry, ObjectIndex};
 pub use rocks::RocksStorage;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
+use bincode::{Decode, Encode};
 use bsfg_proto::Message;
 
 /// sha256 of a message's encoding: "same content" for idempotency.
@@ -108,7 +111,7 @@ impl Log {
 }
 
 /// A durable cursor's identity.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
 pub enum CursorKey {
     /// A peer's confirmed position in our store buffer (its frontier).
     Peer(String),
@@ -117,7 +120,7 @@ pub enum CursorKey {
 }
 
 /// Retained facts and bytes of one buffer (bytes: value bytes of its log entries).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode)]
 pub struct BufferUsage {
     pub facts: u64,
     pub bytes: u64,
@@ -136,7 +139,7 @@ impl BufferUsage {
 }
 
 /// Exact usage of both buffers, kept by the journal and persisted with every change.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode)]
 pub struct Usage {
     pub store: BufferUsage,
     pub forward: BufferUsage,
@@ -152,7 +155,7 @@ impl Usage {
 }
 
 /// A new store-log entry. `encoded` is the message in the wire encoding.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Encode, Decode)]
 pub struct StoreAppend {
     pub offset: u64,
     pub appended_at_unix_ms: u64,
@@ -163,7 +166,7 @@ pub struct StoreAppend {
 }
 
 /// A new forward-log entry, received from `from_zone` at `source_offset`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Encode, Decode)]
 pub struct ForwardInsert {
     pub offset: u64,
     pub received_at_unix_ms: u64,
@@ -180,7 +183,7 @@ const STORE_HEADER: usize = 8;
 const FORWARD_HEADER: usize = 16;
 
 /// Why a fact is deleted; only losses of unconfirmed facts are reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
 pub enum DeleteReason {
     /// Confirmed (by the peer, or by every consumer), or only leaving the dedupe window.
     Confirmed,
@@ -198,7 +201,7 @@ impl DeleteReason {
 }
 
 /// A store fact to delete: its `store_log`, `store_route` and `store_idem` entries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct StoreDelete {
     pub offset: u64,
     pub to_zone: String,
@@ -207,7 +210,7 @@ pub struct StoreDelete {
 }
 
 /// A forward fact to delete: its log entry, its dedupe-window entries, or both.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct ForwardDelete {
     pub offset: u64,
     pub from_zone: String,
@@ -229,7 +232,7 @@ pub struct WindowEntry {
 }
 
 /// Everything one group commit writes, atomically.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, Encode, Decode)]
 pub struct Batch {
     pub store: Vec<StoreAppend>,
     pub forward: Vec<ForwardInsert>,
@@ -242,6 +245,11 @@ pub struct Batch {
     pub forward_high: Option<u64>,
     /// Usage after this batch, when it changed.
     pub usage: Option<Usage>,
+    /// Operator gate switches set by this batch: `(peer, closed)`.
+    pub gates: Vec<(String, bool)>,
+    /// The writer epoch the batch was planned under ([`Storage::writer_epoch`]): a replicated
+    /// storage refuses a batch planned before it last changed hands.
+    pub epoch: u64,
 }
 
 impl Batch {
@@ -252,12 +260,17 @@ impl Batch {
             && self.cursor_deletes.is_empty()
             && self.store_deletes.is_empty()
             && self.forward_deletes.is_empty()
+            && self.gates.is_empty()
     }
 
     /// Whether the batch must be fsync'd: everything but the deletion of confirmed facts
     /// (see "Write batches" above).
     pub fn needs_sync(&self) -> bool {
-        !(self.store.is_empty() && self.forward.is_empty() && self.cursors.is_empty() && self.cursor_deletes.is_empty())
+        !(self.store.is_empty()
+            && self.forward.is_empty()
+            && self.cursors.is_empty()
+            && self.cursor_deletes.is_empty()
+            && self.gates.is_empty())
             || self.store_deletes.iter().any(|d| d.reason.is_loss())
             || self.forward_deletes.iter().any(|d| d.log && d.reason.is_loss())
     }
@@ -296,6 +309,8 @@ pub struct Recovered {
     pub forward_high: u64,
     pub cursors: HashMap<CursorKey, u64>,
     pub usage: Usage,
+    /// Peers whose gate an operator closed (and has not opened since).
+    pub closed_gates: BTreeSet<String>,
 }
 
 /// Storage faults. All map to `UNAVAILABLE` on the wire: the call may succeed later.
@@ -317,14 +332,34 @@ pub enum StorageError {
     },
     #[error("data directory {path} has storage format {found:?}, newer than this version understands")]
     NewerFormat { path: String, found: String },
+    /// This instance of an HA zone is not the writer (a standby, or demoted).
+    #[error("{0}")]
+    Standby(String),
+    /// Another instance took over the zone's log: this one must never write again until it has
+    /// caught up and been promoted again.
+    #[error("fenced: {0}")]
+    Fenced(String),
+    /// The zone's engine did not say whether the write is in its log; nothing was answered, and
+    /// the instance stepped down so that the next writer's catch-up decides.
+    #[error("outcome unknown, the instance stepped down: {0}")]
+    OutcomeUnknown(String),
+    /// The zone's engine refused the write (no quorum): certainly not written.
+    #[error("engine unavailable: {0}")]
+    EngineUnavailable(String),
 }
 
 /// The storage port. Implementations must make [`Storage::commit`] atomic, and durable before it
 /// returns when [`Batch::needs_sync`]; reads may run concurrently with commits and see only
 /// committed batches.
 pub trait Storage: Send + Sync + 'static {
-    /// Highest offsets, cursors and usage as last committed.
+    /// Highest offsets, cursors, usage and closed gates as last committed.
     fn recover(&self) -> Result<Recovered, StorageError>;
+    /// The epoch of the writer this storage accepts batches from now (0 for a single node; an HA
+    /// zone's instance changes it when it is promoted or demoted, and the journal then recovers
+    /// its state before planning again, see [`Batch::epoch`]).
+    fn writer_epoch(&self) -> u64 {
+        0
+    }
     /// Looks up idempotency keys (`message_id`, or `(from_zone, message_id)` for [`Index::Forward`]).
     fn lookup(&self, index: Index, keys: &[(&str, &str)]) -> Result<Vec<Option<IdemRecord>>, StorageError>;
     /// Writes a batch atomically (and durably when it needs sync).

@@ -1,8 +1,10 @@
 //! QUIC network plumbing, shared by the node and its clients: TLS material and the verifiers
-//! that authenticate identities (`tls`), and frames and raw bodies on QUIC streams (`framed`).
+//! that authenticate identities (`tls`), frames and raw bodies on QUIC streams (`framed`), and
+//! the address lists nodes are reached at (`addresses`).
 //! It imports nothing from the rest of the crate: what a call means is the RPC server's business
 //! (`crate::rpc`).
 
+pub mod addresses;
 pub mod framed;
 #[cfg(test)]
 pub(crate) mod test_ca;

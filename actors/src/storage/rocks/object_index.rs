@@ -34,16 +34,7 @@ impl ObjectIndex for RocksStorage {
         entry: &ObjectEntry,
         blob_refs: &[(ObjectDigest, u64)],
     ) -> Result<(), StorageError> {
-        let cf = self.cf(OBJECTS)?;
-        let mut wb = WriteBatch::default();
-        let encoded = bsfg_proto::codec::encode_value(entry).map_err(|e| StorageError::Engine(e.to_string()))?;
-        wb.put_cf(cf, entry_key(bucket, key), [&[ENTRY_FORMAT][..], &encoded].concat());
-        for (digest, count) in blob_refs {
-            match count {
-                0 => wb.delete_cf(cf, blob_key(digest)),
-                n => wb.put_cf(cf, blob_key(digest), n.to_be_bytes()),
-            }
-        }
+        let wb = self.object_batch(bucket, key, entry, blob_refs)?;
         self.db.write_opt(wb, &synced()).map_err(engine)
     }
 
@@ -63,6 +54,29 @@ impl ObjectIndex for RocksStorage {
             *usage.entry(bucket).or_default() += decode_entry(&id, &value)?.size;
         }
         Ok(usage)
+    }
+}
+
+impl RocksStorage {
+    /// The writes of [`ObjectIndex::write_object`], as one write batch (not yet written).
+    pub(super) fn object_batch(
+        &self,
+        bucket: &str,
+        key: &str,
+        entry: &ObjectEntry,
+        blob_refs: &[(ObjectDigest, u64)],
+    ) -> Result<WriteBatch, StorageError> {
+        let cf = self.cf(OBJECTS)?;
+        let mut wb = WriteBatch::default();
+        let encoded = bsfg_proto::codec::encode_value(entry).map_err(|e| StorageError::Engine(e.to_string()))?;
+        wb.put_cf(cf, entry_key(bucket, key), [&[ENTRY_FORMAT][..], &encoded].concat());
+        for (digest, count) in blob_refs {
+            match count {
+                0 => wb.delete_cf(cf, blob_key(digest)),
+                n => wb.put_cf(cf, blob_key(digest), n.to_be_bytes()),
+            }
+        }
+        Ok(wb)
     }
 }
 

@@ -1,0 +1,94 @@
+//! Opening the storage of an HA zone's instance (SPEC §15): connect to the zone's engine, check it
+//! (version floor, fsync before acknowledging, unless `assume_durable`), open the zone's log and
+//! lease (created when missing, checked when not), and put the log in front of the local replica.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use bsfg_engine::{
+    checks::{self, Verdict},
+    jetstream::{ConnectConfig, Engine, JetStreamLog, KvLease, LeaseSpec, LogSpec},
+};
+
+use super::NodeError;
+use crate::storage::{
+    replicated::{ReplicaConfig, ReplicatedStorage},
+    RocksStorage,
+};
+
+/// An HA instance's engine settings (`[storage.jetstream]`), as plain data.
+#[derive(Debug, Clone)]
+pub struct HaSettings {
+    /// Unique within the zone.
+    pub instance: String,
+    /// `nats://` or `tls://` URL of every engine server.
+    pub urls: Vec<String>,
+    pub ca: Option<PathBuf>,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    pub creds: Option<PathBuf>,
+    pub replicas: usize,
+    pub lease_ttl: Duration,
+    pub commit_timeout: Duration,
+    /// Every server's monitoring URL, for the durability check.
+    pub monitor_urls: Vec<String>,
+    pub assume_durable: bool,
+    /// The log's byte budget (appends refused beyond it); `None`: unlimited.
+    pub wal_max_bytes: Option<u64>,
+}
+
+/// An HA instance's storage and lease, and what the checks found.
+pub(super) struct Opened {
+    pub storage: Arc<ReplicatedStorage<JetStreamLog>>,
+    pub lease: Arc<KvLease>,
+    pub verdict: Verdict,
+}
+
+pub(super) async fn open(zone: &str, settings: &HaSettings, local: Arc<RocksStorage>) -> Result<Opened, NodeError> {
+    let verdict = checks::verify(&settings.monitor_urls, settings.assume_durable)
+        .await
+        .map_err(|e| NodeError::EngineRefused(e.to_string()))?;
+    let connect = ConnectConfig {
+        urls: settings.urls.clone(),
+        ca: settings.ca.clone(),
+        client_cert: settings.client_cert.clone(),
+        creds: settings.creds.clone(),
+        name: settings.instance.clone(),
+    };
+    let engine = Engine::connect(&connect).await.map_err(engine_error)?;
+    if settings.monitor_urls.is_empty() {
+        let url = settings.urls.join(", ");
+        checks::check_version(&url, "the connected server", &engine.server_version())
+            .map_err(|e| NodeError::EngineRefused(e.to_string()))?;
+    }
+    let log = LogSpec {
+        max_bytes: settings.wal_max_bytes,
+        ..LogSpec::new(zone, settings.replicas)
+    };
+    let log = engine.open_log(&log).await.map_err(engine_error)?;
+    let lease = LeaseSpec {
+        zone: zone.to_owned(),
+        instance: settings.instance.clone(),
+        replicas: settings.replicas,
+        ttl: settings.lease_ttl,
+    };
+    let lease = engine.open_lease(&lease).await.map_err(engine_error)?;
+    let config = ReplicaConfig {
+        zone: zone.to_owned(),
+        instance: settings.instance.clone(),
+        commit_timeout: settings.commit_timeout,
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let storage =
+        ReplicatedStorage::new(config, local, Arc::new(log), runtime).map_err(|source| NodeError::Storage {
+            path: PathBuf::new(),
+            source,
+        })?;
+    Ok(Opened {
+        storage: Arc::new(storage),
+        lease: Arc::new(lease),
+        verdict,
+    })
+}
+
+fn engine_error(error: bsfg_engine::jetstream::EngineError) -> NodeError {
+    NodeError::Engine(error.to_string())
+}
