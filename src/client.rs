@@ -36,6 +36,9 @@ const CLIENT_MAX_FRAME: usize = 1 << 30;
 /// How long a client with several addresses keeps moving on after `UNAVAILABLE`: an HA zone's
 /// standby takes over within its lease TTL (5 s by default) plus a few seconds.
 pub const FAILOVER_BUDGET: Duration = Duration::from_secs(15);
+/// How long a client with several addresses waits for one handshake: a dead instance's port
+/// answers nothing, and the next address may be the active one.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// The pause after every address of the list refused a call in turn.
 const FAILOVER_PAUSE: Duration = Duration::from_millis(100);
 
@@ -313,9 +316,14 @@ async fn dial(
     let connecting = endpoint
         .connect(addr, server_name)
         .map_err(|e| connect_error(node, e.to_string(), false))?;
-    connecting
-        .await
-        .map_err(|e| connect_error(node, e.to_string(), tls::handshake_alert(&e).is_some()))
+    let patience = match addresses.len() {
+        1 => DEFAULT_IDLE_TIMEOUT,
+        _ => DIAL_TIMEOUT,
+    };
+    match tokio::time::timeout(patience, connecting).await {
+        Ok(connected) => connected.map_err(|e| connect_error(node, e.to_string(), tls::handshake_alert(&e).is_some())),
+        Err(_) => Err(connect_error(node, format!("no handshake within {patience:?}"), false)),
+    }
 }
 
 fn connect_error(node: &str, reason: String, tls: bool) -> ClientError {

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod drill;
 pub mod engine;
+pub mod ha;
 pub mod history;
 pub mod observe;
 pub mod traffic;

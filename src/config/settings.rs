@@ -10,6 +10,7 @@ use bsfg_actors::{
     cert_watcher::{CertWatcherConfig, TlsPaths},
     node::{HaSettings, NodeSettings},
     rpc::{Directory, RpcConfig},
+    transport::addresses::Addresses,
     ForwardBufferConfig, ObjectsConfig, PeerLinkConfig, StoreBufferConfig,
 };
 
@@ -72,7 +73,7 @@ impl Config {
         let link = |peer: &super::PeerSection| PeerLinkConfig {
             zone: self.node.zone.as_str().to_owned(),
             peer: peer.zone.as_str().to_owned(),
-            address: peer.address,
+            addresses: Addresses::new(peer.dial_addresses().iter().map(ToString::to_string).collect()).ok(),
             dial: peer.dial,
             batch_limit: replication.batch_limit,
             max_wait: Duration::from_millis(replication.max_wait_ms),

@@ -4,6 +4,7 @@
 //! [`procstat`] tells what a node process costs; [`nats`] runs a NATS JetStream cluster, the
 //! engine of an HA zone.
 
+mod ha;
 pub mod nats;
 pub mod procstat;
 pub mod proxy;
@@ -33,7 +34,8 @@ use crate::client::ClientOptions;
 #[derive(Debug, Clone)]
 pub struct PeerSpec {
     pub zone: String,
-    pub address: SocketAddr,
+    /// One address, or every instance of an HA peer zone.
+    pub addresses: Vec<SocketAddr>,
     pub dial: bool,
 }
 
@@ -93,7 +95,7 @@ impl Devnet {
         let node = self.nodes.get_mut(from).with_context(|| format!("no zone {from}"))?;
         node.peers.push(PeerSpec {
             zone: to.to_owned(),
-            address,
+            addresses: vec![address],
             dial: true,
         });
         Ok(())
@@ -102,7 +104,7 @@ impl Devnet {
     /// Makes `from` reach its peer `to` at `address` (e.g. a [`proxy::FaultProxy`]) from the next
     /// [`Devnet::write_configs`] on; a running node sees it when restarted.
     pub fn set_peer_address(&mut self, from: &str, to: &str, address: SocketAddr) -> anyhow::Result<()> {
-        self.peer_mut(from, to)?.address = address;
+        self.peer_mut(from, to)?.addresses = vec![address];
         Ok(())
     }
 
@@ -150,10 +152,17 @@ impl Devnet {
             admin = node.admin,
         );
         for peer in &node.peers {
+            let addresses = match peer.addresses.as_slice() {
+                [one] => format!("address = \"{one}\""),
+                many => format!(
+                    "addresses = {:?}",
+                    many.iter().map(ToString::to_string).collect::<Vec<_>>()
+                ),
+            };
             write!(
                 text,
-                "\n[[peers]]\nzone = \"{}\"\naddress = \"{}\"\ndial = {}\n",
-                peer.zone, peer.address, peer.dial
+                "\n[[peers]]\nzone = \"{}\"\n{addresses}\ndial = {}\n",
+                peer.zone, peer.dial
             )?;
         }
         for (identity, roles) in &node.clients {
@@ -166,12 +175,13 @@ impl Devnet {
 
     /// Client options for `identity` talking to the node of `zone`.
     pub fn client(&self, zone: &str, identity: &str) -> anyhow::Result<ClientOptions> {
+        let node = self.node(zone)?;
         Ok(ClientOptions {
-            node: self.node(zone)?.rpc.to_string(),
+            node: node.rpc.to_string(),
             ca: self.pki.join("ca.pem"),
             cert: self.pki.join(format!("{identity}.pem")),
             key: self.pki.join(format!("{identity}.key")),
-            server_name: zone.to_owned(),
+            server_name: node.zone.clone(),
         })
     }
 

@@ -132,8 +132,10 @@ async fn follow<L: ReplicatedLog>(
     while let Some(record) = tail.next().await {
         let record = match record {
             Ok(record) => record,
-            Err(error @ LogError::Gap { .. }) => {
-                return Stopped::Interrupted(format!("{error}: this replica needs a snapshot"))
+            Err(LogError::Gap { expected, found }) if found > expected => {
+                return Stopped::Interrupted(format!(
+                    "the log no longer holds record {expected} (it starts at {found}): this replica needs a snapshot"
+                ))
             }
             Err(error) => return Stopped::Interrupted(error.to_string()),
         };

@@ -16,7 +16,7 @@ mod backoff;
 mod link_state;
 mod pull;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use actix::prelude::*;
 use quinn::{Connection, Endpoint};
@@ -27,6 +27,7 @@ use crate::{
     forward_buffer::ForwardBuffer,
     objects::ObjectStore,
     standing::{self, StandingRx},
+    transport::addresses::Addresses,
     zone_gate::{GateSwitches, ZoneGate},
 };
 
@@ -37,7 +38,8 @@ pub struct PeerLinkConfig {
     pub zone: String,
     /// The peer's zone (the CN its certificate must carry).
     pub peer: String,
-    pub address: Option<SocketAddr>,
+    /// Where to dial: one address, or the instances of an HA zone in order.
+    pub addresses: Option<Addresses>,
     pub dial: bool,
     pub batch_limit: u32,
     pub max_wait: Duration,

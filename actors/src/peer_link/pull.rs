@@ -130,7 +130,11 @@ impl Looper {
             .subscribe(&config.peer)
             .unwrap_or_else(|| watch::Sender::new(false).subscribe());
         Self {
-            session: Session { config, deps },
+            session: Session {
+                config,
+                deps,
+                next_address: Default::default(),
+            },
             offers,
             closed,
             state,
@@ -160,7 +164,11 @@ impl Looper {
                 }
                 SessionEnd::Switched => Ended::Switched,
             };
-            if let Some(delay) = self.state.on_session_end(ended, progressed.load(Ordering::Relaxed)) {
+            let progressed = progressed.load(Ordering::Relaxed);
+            if dialled && !progressed {
+                self.session.next_address.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(delay) = self.state.on_session_end(ended, progressed) {
                 // A connection the peer opens meanwhile (e.g. once its operator reopened a gate
                 // that refused us) ends the wait.
                 let _ = tokio::time::timeout(delay, self.offers.changed()).await;
@@ -234,6 +242,9 @@ impl Looper {
 struct Session {
     config: Arc<PeerLinkConfig>,
     deps: PeerLinkDeps,
+    /// The address of the peer's list to dial next: moves on after a failed dial or a session
+    /// that pulled nothing (an HA zone's standby refuses every call, or the instance is gone).
+    next_address: std::sync::atomic::AtomicUsize,
 }
 
 impl Session {
@@ -246,7 +257,15 @@ impl Session {
 
     /// `None` when this node does not dial this peer.
     async fn dial(&self) -> Option<Result<Connection, String>> {
-        let address = self.config.address.filter(|_| self.config.dial)?;
+        let addresses = self.config.addresses.as_ref().filter(|_| self.config.dial)?;
+        let i = self.next_address.load(Ordering::Relaxed);
+        let address = match addresses.resolve(i) {
+            Ok(address) => address,
+            Err(e) => {
+                self.next_address.fetch_add(1, Ordering::Relaxed);
+                return Some(Err(e.to_string()));
+            }
+        };
         let connecting =
             self.deps
                 .endpoint
@@ -267,6 +286,7 @@ impl Session {
                 Ok(conn)
             }
             Err((kind, reason)) => {
+                self.next_address.fetch_add(1, Ordering::Relaxed);
                 self.deps.telemetry.emit(PeerDialFailed {
                     peer: &self.config.peer,
                     remote: address,

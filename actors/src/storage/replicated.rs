@@ -21,11 +21,18 @@
 //!
 //! The journal thread and the artifact writer call [`Storage::commit`] and
 //! [`ObjectIndex::write_object`] from threads of their own (never an actix arbiter), and the
-//! engine's futures run on the node's runtime through a handle.
+//! engine's futures run on the node's runtime through a handle. The writer's lock is held across
+//! an append, so it is only ever taken on such threads (or the blocking pool): a runtime worker
+//! blocked on it could starve the very engine connection the append waits for. What async code
+//! reads (the position, the writer epoch, the name of the active instance) is published beside
+//! the lock.
 
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
     time::{Duration, Instant},
 };
 
@@ -82,8 +89,6 @@ struct Writer {
     active: Option<u64>,
     /// Records appended in this epoch (the record id's last part).
     appended: u64,
-    /// Whom to name in refusals while standing by.
-    active_instance: String,
 }
 
 /// One HA instance's storage: the engine's log `L` in front of the local replica.
@@ -93,6 +98,12 @@ pub struct ReplicatedStorage<L: ReplicatedLog> {
     log: Arc<L>,
     runtime: tokio::runtime::Handle,
     writer: Mutex<Writer>,
+    /// The position, as last changed under the writer's lock.
+    position: watch::Sender<WalPosition>,
+    /// The epoch this instance writes in (0: it does not), as last changed under the lock.
+    epoch: AtomicU64,
+    /// Whom to name in refusals while standing by.
+    active_instance: Mutex<String>,
     demoted: watch::Sender<Option<Demotion>>,
 }
 
@@ -114,8 +125,10 @@ impl<L: ReplicatedLog> ReplicatedStorage<L> {
                 position,
                 active: None,
                 appended: 0,
-                active_instance: String::new(),
             }),
+            position: watch::Sender::new(position),
+            epoch: AtomicU64::new(0),
+            active_instance: Mutex::default(),
             demoted: watch::Sender::new(None),
         })
     }
@@ -131,12 +144,7 @@ impl<L: ReplicatedLog> ReplicatedStorage<L> {
 
     /// The last record applied here.
     pub fn position(&self) -> WalPosition {
-        self.lock().position
-    }
-
-    /// Whether this instance writes now.
-    pub fn is_active(&self) -> bool {
-        self.lock().active.is_some()
+        *self.position.borrow()
     }
 
     /// Why this instance last stopped writing on its own (set by a failed append).
@@ -146,7 +154,8 @@ impl<L: ReplicatedLog> ReplicatedStorage<L> {
 
     /// Names `instance` in the refusals of a standby.
     pub fn set_active_instance(&self, instance: &str) {
-        instance.clone_into(&mut self.lock().active_instance);
+        let mut active = self.active_instance.lock().unwrap_or_else(PoisonError::into_inner);
+        instance.clone_into(&mut active);
     }
 
     /// Applies the record `bytes` read at `seq` (a standby, or a writer catching up before its
@@ -161,7 +170,7 @@ impl<L: ReplicatedLog> ReplicatedStorage<L> {
         let record = WalRecord::decode(seq, bytes)?;
         let next = writer.position.follow(&self.config.zone, seq, bytes, &record)?;
         self.local.apply(&record.body, &next)?;
-        writer.position = next;
+        self.moved(&mut writer, next);
         Ok(next)
     }
 
@@ -174,7 +183,10 @@ impl<L: ReplicatedLog> ReplicatedStorage<L> {
         writer.appended = 0;
         self.demoted.send_replace(None);
         match self.append(&mut writer, WalBody::Epoch { lease_revision }) {
-            Ok(()) => Ok(writer.position),
+            Ok(()) => {
+                self.epoch.store(epoch, Ordering::SeqCst);
+                Ok(writer.position)
+            }
             Err(error) => {
                 writer.active = None;
                 Err(error)
@@ -187,15 +199,27 @@ impl<L: ReplicatedLog> ReplicatedStorage<L> {
         let mut writer = self.lock();
         if writer.active == Some(epoch) {
             writer.active = None;
+            self.epoch.store(0, Ordering::SeqCst);
         }
+    }
+
+    /// The replica moved to `next` (under the lock).
+    fn moved(&self, writer: &mut Writer, next: WalPosition) {
+        writer.position = next;
+        self.position.send_replace(next);
     }
 
     fn lock(&self) -> MutexGuard<'_, Writer> {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn refuse(&self, writer: &Writer) -> StorageError {
-        let active = match writer.active_instance.as_str() {
+    fn refuse(&self) -> StorageError {
+        let active = self
+            .active_instance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let active = match active.as_str() {
             "" => "not known yet".to_owned(),
             name => name.to_owned(),
         };
@@ -209,7 +233,7 @@ impl<L: ReplicatedLog> ReplicatedStorage<L> {
     /// writer stops (see the module's rules).
     fn append(&self, writer: &mut Writer, body: WalBody) -> Result<(), StorageError> {
         let Some(epoch) = writer.active else {
-            return Err(self.refuse(writer));
+            return Err(self.refuse());
         };
         let record = WalRecord {
             format: WAL_FORMAT,
@@ -242,7 +266,7 @@ impl<L: ReplicatedLog> ReplicatedStorage<L> {
                 Demotion::Diverged(format!("local apply of {seq} failed: {error}")),
             ));
         }
-        writer.position = next;
+        self.moved(writer, next);
         Ok(())
     }
 
@@ -260,6 +284,7 @@ impl<L: ReplicatedLog> ReplicatedStorage<L> {
 
     fn stop(&self, writer: &mut Writer, demotion: Demotion) -> StorageError {
         writer.active = None;
+        self.epoch.store(0, Ordering::SeqCst);
         let error = match &demotion {
             Demotion::Fenced(detail) => StorageError::Fenced(detail.clone()),
             Demotion::OutcomeUnknown(detail) => StorageError::OutcomeUnknown(detail.clone()),
@@ -285,7 +310,7 @@ impl<L: ReplicatedLog> Storage for ReplicatedStorage<L> {
     }
 
     fn writer_epoch(&self) -> u64 {
-        self.lock().active.unwrap_or(0)
+        self.epoch.load(Ordering::SeqCst)
     }
 
     fn lookup(&self, index: Index, keys: &[(&str, &str)]) -> Result<Vec<Option<IdemRecord>>, StorageError> {
@@ -295,7 +320,7 @@ impl<L: ReplicatedLog> Storage for ReplicatedStorage<L> {
     fn commit(&self, batch: &Batch) -> Result<(), StorageError> {
         let mut writer = self.lock();
         if writer.active != Some(batch.epoch) {
-            return Err(self.refuse(&writer));
+            return Err(self.refuse());
         }
         self.append(&mut writer, WalBody::Journal(batch.clone()))
     }
