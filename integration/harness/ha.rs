@@ -63,7 +63,7 @@ impl HaZone {
             return false;
         }
         let admin = self.cluster.admin(instance);
-        let client = bsfg::admin::client::AdminClient::at(admin, None);
+        let client = bsfg::admin::client::AdminClient::at(admin, None).timeout(Duration::from_secs(1));
         client.get("/readyz").is_ok_and(|a| a.status == 200)
     }
 
@@ -72,13 +72,18 @@ impl HaZone {
         INSTANCES.into_iter().filter(|i| self.is_ready(i)).collect()
     }
 
-    /// Waits until exactly one instance (other than `not`) is ready; returns it.
+    /// Waits until an instance other than `not` (which is not asked: it may be paused) is the
+    /// only one ready; returns it.
     pub async fn wait_active(&self, not: Option<&str>, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
-            let ready = self.ready();
+            let ready: Vec<&str> = INSTANCES
+                .into_iter()
+                .filter(|i| Some(*i) != not && self.is_ready(i))
+                .collect();
+            let others = INSTANCES.len() - usize::from(not.is_some());
             if let [one] = ready.as_slice() {
-                if Some(*one) != not {
+                if others == 1 || self.ready().len() == 1 {
                     return (*one).to_owned();
                 }
             }

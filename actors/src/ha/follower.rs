@@ -35,23 +35,26 @@ impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
     pub(super) async fn stand_by(&mut self) -> Option<Grant> {
         set_role(&self.deps.telemetry.metrics, false);
         let mut lease = self.deps.lease.observe();
+        // Its own task: the waits below never interrupt an apply half-way.
+        let (storage, status, log) = (
+            self.deps.storage.clone(),
+            self.status.clone(),
+            self.deps.telemetry.log.clone(),
+        );
+        let mut follower = tokio::spawn(follow_until_diverged(storage, status, log));
         loop {
             self.note_holder(&lease.borrow_and_update());
             if let Some(grant) = self.try_acquire().await {
+                follower.abort();
                 return Some(grant);
             }
             tokio::select! {
-                stopped = follow(&self.deps.storage, None, &self.status) => match stopped {
-                    Stopped::Diverged { seq, detail } => {
-                        self.deps.telemetry.emit(WalDivergence { seq, detail: &detail });
-                        self.set_standing(Standing::Diverged { instance: self.config.instance.clone() });
-                        return None;
-                    }
-                    Stopped::Interrupted(reason) => {
-                        warn!(self.deps.telemetry.log, "wal_follow_interrupted"; "reason" => reason);
-                        tokio::time::sleep(RETRY).await;
-                    }
-                },
+                diverged = &mut follower => {
+                    let (seq, detail) = diverged.unwrap_or_else(|e| (0, e.to_string()));
+                    self.deps.telemetry.emit(WalDivergence { seq, detail: &detail });
+                    self.set_standing(Standing::Diverged { instance: self.config.instance.clone() });
+                    return None;
+                }
                 _ = lease.changed() => {}
                 _ = tokio::time::sleep(self.ttl() / 5) => {}
                 Some(reply) = self.requests.recv() => {
@@ -110,6 +113,23 @@ impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
                 }
                 Stopped::Interrupted(reason) if storage.position().seq < last => return Err(reason),
                 Stopped::Interrupted(_) => {}
+            }
+        }
+    }
+}
+
+/// Follows the log until a record of another history arrives: its sequence and why.
+async fn follow_until_diverged<L: ReplicatedLog>(
+    storage: Arc<ReplicatedStorage<L>>,
+    status: watch::Sender<HaStatus>,
+    log: slog::Logger,
+) -> (u64, String) {
+    loop {
+        match follow(&storage, None, &status).await {
+            Stopped::Diverged { seq, detail } => return (seq, detail),
+            Stopped::Interrupted(reason) => {
+                warn!(log, "wal_follow_interrupted"; "reason" => reason);
+                tokio::time::sleep(RETRY).await;
             }
         }
     }

@@ -167,6 +167,11 @@ impl<L: ReplicatedLog> ReplicatedStorage<L> {
                 "the active instance does not follow the log".into(),
             )));
         }
+        if seq <= writer.position.seq {
+            // Delivered again (a reader that started before an earlier apply finished): the
+            // sequence is already applied here.
+            return Ok(writer.position);
+        }
         let record = WalRecord::decode(seq, bytes)?;
         let next = writer.position.follow(&self.config.zone, seq, bytes, &record)?;
         self.local.apply(&record.body, &next)?;
