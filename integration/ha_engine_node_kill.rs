@@ -33,9 +33,11 @@ async fn killing_the_logs_leading_server_loses_nothing() {
         .expect("the log has a leader");
     ha.engine.nats.kill(leader).expect("kill the log's leader");
     let acked = history.acked_count(ZONE);
-    wait_until(Duration::from_secs(40), "appends resume without the killed server", || {
-        history.acked_count(ZONE) > acked + 50
-    })
+    wait_until(
+        Duration::from_secs(40),
+        "appends resume without the killed server",
+        || history.acked_count(ZONE) > acked + 50,
+    )
     .await;
 
     ha.engine.nats.restart(leader).await.expect("restart it");

@@ -34,9 +34,11 @@ async fn stepping_down_under_load_fails_no_producer_call() {
     assert_eq!(event_fields(&ha.cluster, &old, "ha_demoted", "reason"), ["step_down"]);
 
     let acked = history.acked_count(ZONE);
-    wait_until(Duration::from_secs(20), "appends go on through the new active instance", || {
-        history.acked_count(ZONE) > acked + 100
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "appends go on through the new active instance",
+        || history.acked_count(ZONE) > acked + 100,
+    )
     .await;
     traffic.stop_producing().await;
     assert_eq!(traffic.errors(), Vec::<String>::new(), "no producer call failed");

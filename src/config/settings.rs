@@ -110,6 +110,7 @@ fn ha_settings(js: &super::JetStreamSection) -> HaSettings {
         monitor_urls: js.monitor_urls.clone(),
         assume_durable: js.assume_durable,
         wal_max_bytes: js.wal_max_bytes.map(ByteSize::bytes),
+        snapshot_every_bytes: js.snapshot_every.bytes(),
     }
 }
 

@@ -70,6 +70,14 @@ pub struct JetStreamSection {
     /// records dropped. Unlimited when absent.
     #[serde(default)]
     pub wal_max_bytes: Option<ByteSize>,
+    /// Log bytes a standby applies between two snapshots of its replica (the log is purged below
+    /// the older of the two snapshots kept).
+    #[serde(default = "one_gib")]
+    pub snapshot_every: ByteSize,
+}
+
+fn one_gib() -> ByteSize {
+    ByteSize::gib(1)
 }
 
 fn three() -> usize {

@@ -124,3 +124,47 @@ impl Event for EngineChecked<'_> {
         }
     }
 }
+
+pub const SNAPSHOT_WRITTEN: &str = "snapshot_written";
+pub const SNAPSHOT_RESTORED: &str = "snapshot_restored";
+pub const WAL_PURGED: &str = "wal_purged";
+
+/// A standby stored a snapshot of its replica at `seq` in the engine's object store.
+pub struct SnapshotWritten {
+    pub seq: u64,
+    pub files: usize,
+    pub bytes: u64,
+    pub took_ms: u64,
+}
+
+impl Event for SnapshotWritten {
+    fn emit(self, t: &Telemetry) {
+        info!(t.log, "{}", SNAPSHOT_WRITTEN; "seq" => self.seq, "files" => self.files, "bytes" => self.bytes,
+            "took_ms" => self.took_ms);
+    }
+}
+
+/// An empty replica was restored from the snapshot at `seq` before it started following.
+pub struct SnapshotRestored {
+    pub seq: u64,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+impl Event for SnapshotRestored {
+    fn emit(self, t: &Telemetry) {
+        info!(t.log, "{}", SNAPSHOT_RESTORED; "seq" => self.seq, "files" => self.files, "bytes" => self.bytes);
+    }
+}
+
+/// The log's records before `before` were removed (a snapshot covers them).
+pub struct WalPurged {
+    pub before: u64,
+    pub removed: u64,
+}
+
+impl Event for WalPurged {
+    fn emit(self, t: &Telemetry) {
+        info!(t.log, "{}", WAL_PURGED; "before" => self.before, "removed" => self.removed);
+    }
+}

@@ -10,7 +10,7 @@
 //! | `gate` | [`GateTransition`], [`GateSwitched`] |
 //! | `facts` | [`Rejection`] (reasons), [`FactRejected`], [`FactConflict`], [`FactsDuplicated`], [`FactLost`], [`FactsKeptPastRetention`], [`BufferBlocked`], [`DeletionFailed`] |
 //! | `artifacts` | [`ArtifactRetrieved`], [`ArtifactRetrievalFailed`], [`ArtifactSkipped`] |
-//! | `ha` | [`HaPromoted`], [`HaDemoted`], [`WalDivergence`], [`LeaseRenewed`], [`EngineChecked`] |
+//! | `ha` | [`HaPromoted`], [`HaDemoted`], [`WalDivergence`], [`LeaseRenewed`], [`EngineChecked`], [`SnapshotWritten`], [`SnapshotRestored`], [`WalPurged`] |
 //!
 //! One RPC call (`rpc_call` / `rpc_rejected` and its counters) is written by `rpc::call`, which
 //! knows the request and answer types; the node's lifecycle lines stay with `node`.
@@ -32,7 +32,10 @@ pub use facts::{
     Rejection,
 };
 pub use gate::{GateState, GateSwitched, GateTransition, CLOSED_BY_OPERATOR};
-pub use ha::{set_role, EngineChecked, HaDemoted, HaPromoted, LeaseRenewed, WalDivergence};
+pub use ha::{
+    set_role, EngineChecked, HaDemoted, HaPromoted, LeaseRenewed, SnapshotRestored, SnapshotWritten, WalDivergence,
+    WalPurged,
+};
 pub use peer::{
     ClientRejected, Direction, LinkFailure, PeerConnected, PeerConnectionReplaced, PeerDialFailed, PeerDisconnected,
     PeerRefused,

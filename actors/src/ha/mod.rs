@@ -21,6 +21,9 @@
 
 mod follower;
 mod leader;
+mod snapshot;
+
+pub use snapshot::{restore, Snapshots};
 
 use std::{
     sync::Arc,

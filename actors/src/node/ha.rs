@@ -2,11 +2,16 @@
 //! (version floor, fsync before acknowledging, unless `assume_durable`), open the zone's log and
 //! lease (created when missing, checked when not), and put the log in front of the local replica.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use bsfg_engine::{
     checks::{self, Verdict},
-    jetstream::{ConnectConfig, Engine, JetStreamLog, KvLease, LeaseSpec, LogSpec},
+    jetstream::{ConnectConfig, Engine, JetStreamLog, JetStreamObjects, KvLease, LeaseSpec, LogSpec},
+    ReplicatedLog,
 };
 
 use super::NodeError;
@@ -33,37 +38,78 @@ pub struct HaSettings {
     pub assume_durable: bool,
     /// The log's byte budget (appends refused beyond it); `None`: unlimited.
     pub wal_max_bytes: Option<u64>,
+    /// Log bytes a standby applies between two snapshots of its replica.
+    pub snapshot_every_bytes: u64,
 }
 
 /// An HA instance's storage and lease, and what the checks found.
 pub(super) struct Opened {
     pub storage: Arc<ReplicatedStorage<JetStreamLog>>,
     pub lease: Arc<KvLease>,
+    pub snapshots: JetStreamObjects,
     pub verdict: Verdict,
+}
+
+/// A snapshot restored into an empty replica: sequence, files, bytes.
+pub(super) type Restored = Option<(u64, usize, u64)>;
+
+/// An empty replica (no database in `data_dir`) of a log that no longer starts at record 1 is
+/// restored from the newest snapshot first; it cannot be built from the log alone.
+pub(super) async fn restore(zone: &str, settings: &HaSettings, data_dir: &Path) -> Result<Restored, NodeError> {
+    if data_dir.join("CURRENT").exists() {
+        return Ok(None);
+    }
+    let engine = Engine::connect(&connect_config(settings)).await.map_err(engine_error)?;
+    let log = engine.open_log(&log_spec(zone, settings)).await.map_err(engine_error)?;
+    let first = log.bounds().await.map_err(|e| NodeError::Engine(e.to_string()))?.first;
+    if first <= 1 {
+        return Ok(None);
+    }
+    let snapshots = engine
+        .open_snapshots(zone, settings.replicas)
+        .await
+        .map_err(engine_error)?;
+    match crate::ha::restore(&snapshots, data_dir).await.map_err(NodeError::Engine)? {
+        Some(restored) if restored.0 + 1 >= first => Ok(Some(restored)),
+        found => Err(NodeError::Engine(format!(
+            "the zone's log starts at record {first} and no snapshot reaches it (found {:?}): this replica cannot be built",
+            found.map(|(seq, ..)| seq)
+        ))),
+    }
+}
+
+fn connect_config(settings: &HaSettings) -> ConnectConfig {
+    ConnectConfig {
+        urls: settings.urls.clone(),
+        ca: settings.ca.clone(),
+        client_cert: settings.client_cert.clone(),
+        creds: settings.creds.clone(),
+        name: settings.instance.clone(),
+    }
+}
+
+fn log_spec(zone: &str, settings: &HaSettings) -> LogSpec {
+    LogSpec {
+        max_bytes: settings.wal_max_bytes,
+        ..LogSpec::new(zone, settings.replicas)
+    }
 }
 
 pub(super) async fn open(zone: &str, settings: &HaSettings, local: Arc<RocksStorage>) -> Result<Opened, NodeError> {
     let verdict = checks::verify(&settings.monitor_urls, settings.assume_durable)
         .await
         .map_err(|e| NodeError::EngineRefused(e.to_string()))?;
-    let connect = ConnectConfig {
-        urls: settings.urls.clone(),
-        ca: settings.ca.clone(),
-        client_cert: settings.client_cert.clone(),
-        creds: settings.creds.clone(),
-        name: settings.instance.clone(),
-    };
-    let engine = Engine::connect(&connect).await.map_err(engine_error)?;
+    let engine = Engine::connect(&connect_config(settings)).await.map_err(engine_error)?;
     if settings.monitor_urls.is_empty() {
         let url = settings.urls.join(", ");
         checks::check_version(&url, "the connected server", &engine.server_version())
             .map_err(|e| NodeError::EngineRefused(e.to_string()))?;
     }
-    let log = LogSpec {
-        max_bytes: settings.wal_max_bytes,
-        ..LogSpec::new(zone, settings.replicas)
-    };
-    let log = engine.open_log(&log).await.map_err(engine_error)?;
+    let log = engine.open_log(&log_spec(zone, settings)).await.map_err(engine_error)?;
+    let snapshots = engine
+        .open_snapshots(zone, settings.replicas)
+        .await
+        .map_err(engine_error)?;
     let lease = LeaseSpec {
         zone: zone.to_owned(),
         instance: settings.instance.clone(),
@@ -85,6 +131,7 @@ pub(super) async fn open(zone: &str, settings: &HaSettings, local: Arc<RocksStor
     Ok(Opened {
         storage: Arc::new(storage),
         lease: Arc::new(lease),
+        snapshots,
         verdict,
     })
 }

@@ -13,9 +13,9 @@ use super::{Handles, Node, NodeError, NodeSettings};
 use crate::{
     backpressure::{Admission, Backpressure, BackpressureConfig, BackpressureDeps},
     cert_watcher::{CertWatcher, CertWatcherConfig, CertWatcherDeps, Certificate},
-    events::{set_role, EngineChecked, Telemetry},
+    events::{set_role, EngineChecked, SnapshotRestored, Telemetry},
     forward_buffer::{Consumers, ForwardBuffer, Seen},
-    ha::{HaConfig, HaDeps, HaHandle},
+    ha::{HaConfig, HaDeps, HaHandle, Snapshots},
     journal::Journal,
     metrics::Metrics,
     objects::{ObjectError, ObjectStore, ObjectsConfig},
@@ -44,6 +44,10 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         ha,
     } = settings;
     let peers: Vec<String> = links.iter().map(|link| link.peer.clone()).collect();
+    let restored = match &ha {
+        Some(settings) => super::ha::restore(&zone, settings, &data_dir).await?,
+        None => None,
+    };
     let local = open_storage(&data_dir, &zone).await?;
     let storage_closed = local.closed();
     let closed_gates = local.closed_gates().map_err(|source| NodeError::Storage {
@@ -64,6 +68,9 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
                 durability_verified: opened.verdict.durability_verified,
                 warnings: &opened.verdict.warnings,
             });
+            if let Some((seq, files, bytes)) = restored {
+                telemetry.emit(SnapshotRestored { seq, files, bytes });
+            }
             (opened.storage.clone() as _, opened.storage.clone() as _, Some(opened))
         }
     };
@@ -121,7 +128,10 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
     let (status, progress) = start_status(&journal, &metrics, peers, &quic.certificate, &seen);
     metrics.node_up.set(1);
     let ha = match (ha, replicated) {
-        (Some(settings), Some(opened)) => Some(start_ha(settings, opened, standing_tx, &gate, telemetry)),
+        (Some(settings), Some(opened)) => {
+            let scratch = data_dir.with_extension("snapshot-tmp");
+            Some(start_ha(settings, opened, scratch, standing_tx, &gate, telemetry))
+        }
         _ => {
             set_role(&metrics, true);
             None
@@ -157,6 +167,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
 fn start_ha(
     settings: super::HaSettings,
     opened: super::ha::Opened,
+    scratch: std::path::PathBuf,
     standing: watch::Sender<Standing>,
     gate: &Addr<ZoneGate>,
     telemetry: Telemetry,
@@ -164,6 +175,14 @@ fn start_ha(
     let config = HaConfig {
         instance: settings.instance,
     };
+    let snapshots = Snapshots {
+        storage: opened.storage.clone(),
+        objects: opened.snapshots,
+        scratch,
+        every_bytes: settings.snapshot_every_bytes,
+        telemetry: telemetry.clone(),
+    };
+    tokio::spawn(snapshots.run());
     let deps = HaDeps {
         storage: opened.storage,
         lease: opened.lease,

@@ -104,6 +104,8 @@ pub struct ReplicatedStorage<L: ReplicatedLog> {
     epoch: AtomicU64,
     /// Whom to name in refusals while standing by.
     active_instance: Mutex<String>,
+    /// Bytes of the records followed since start (when to take a snapshot).
+    followed_bytes: AtomicU64,
     demoted: watch::Sender<Option<Demotion>>,
 }
 
@@ -129,6 +131,7 @@ impl<L: ReplicatedLog> ReplicatedStorage<L> {
             position: watch::Sender::new(position),
             epoch: AtomicU64::new(0),
             active_instance: Mutex::default(),
+            followed_bytes: AtomicU64::new(0),
             demoted: watch::Sender::new(None),
         })
     }
@@ -176,7 +179,24 @@ impl<L: ReplicatedLog> ReplicatedStorage<L> {
         let next = writer.position.follow(&self.config.zone, seq, bytes, &record)?;
         self.local.apply(&record.body, &next)?;
         self.moved(&mut writer, next);
+        self.followed_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(next)
+    }
+
+    /// Bytes of the records this standby applied since it started.
+    pub fn followed_bytes(&self) -> u64 {
+        self.followed_bytes.load(Ordering::Relaxed)
+    }
+
+    /// A checkpoint of the replica in the new directory `dir`, and the position it holds; only
+    /// while standing by (the active instance keeps serving instead).
+    pub fn checkpoint(&self, dir: &std::path::Path) -> Result<WalPosition, StorageError> {
+        let writer = self.lock();
+        if writer.active.is_some() {
+            return Err(StorageError::Standby("the active instance takes no snapshot".into()));
+        }
+        self.local.checkpoint(dir)?;
+        Ok(writer.position)
     }
 
     /// Takes over as writer in `epoch`: appends the `Epoch` record right after this replica's

@@ -28,6 +28,12 @@ impl RocksStorage {
         }
     }
 
+    /// A consistent copy of the database in the new directory `dir` (hard links where it can).
+    pub fn checkpoint(&self, dir: &std::path::Path) -> Result<(), StorageError> {
+        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(engine)?;
+        checkpoint.create_checkpoint(dir).map_err(engine)
+    }
+
     /// Writes `body`'s effects and the position `at` together, unsynced.
     pub fn apply(&self, body: &WalBody, at: &WalPosition) -> Result<(), StorageError> {
         let mut wb = match body {
