@@ -204,7 +204,7 @@ impl Devnet {
     }
 
     /// Starts `bin serve` for `zone`, logging to `dir/<zone>.log`, and waits until it serves
-    /// (its `node_started` log line, so the node must log at `info` or below).
+    /// (its `admin_listening` log line, after `node_started`; so the node must log at `info` or below).
     pub fn spawn(&self, bin: &Path, zone: &str) -> anyhow::Result<NodeProcess> {
         let log_offset = self.log_len(zone);
         let mut process = self.launch(bin, zone)?;
@@ -308,10 +308,12 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
+    /// Waits until the node logged `admin_listening` (after `node_started`): its RPC and admin
+    /// listeners both answer from then on.
     fn wait_started(&mut self, log_offset: u64, timeout: Duration) -> anyhow::Result<()> {
         self.wait_until(timeout, |process| {
             let text = fs::read(&process.log).unwrap_or_default();
-            String::from_utf8_lossy(text.get(log_offset as usize..).unwrap_or_default()).contains("node_started")
+            String::from_utf8_lossy(text.get(log_offset as usize..).unwrap_or_default()).contains("admin_listening")
         })
     }
 

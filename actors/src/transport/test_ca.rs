@@ -1,7 +1,11 @@
 //! A throw-away CA for unit tests of TLS material: issues node and client certificates with
 //! rcgen into a temp dir (valid, expired, any CN), so tests exercise the real PEM loading path.
 
-use std::{error::Error, path::PathBuf};
+use std::{
+    error::Error,
+    path::PathBuf,
+    time::{Duration, SystemTime},
+};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -42,11 +46,23 @@ impl TestCa {
     /// `<cn>.pem` and `<cn>.key` (overwriting an earlier issue for the same CN).
     pub fn issue(&self, cn: &str, sans: &[&str], expired: bool) -> TestResult<(PathBuf, PathBuf)> {
         let mut leaf = params(cn, sans)?;
-        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         if expired {
             leaf.not_before = rcgen::date_time_ymd(2000, 1, 1);
             leaf.not_after = rcgen::date_time_ymd(2001, 1, 1);
         }
+        self.sign(cn, leaf)
+    }
+
+    /// Issues `cn` as [`TestCa::issue`] does, valid from an hour ago until `not_after`.
+    pub fn issue_until(&self, cn: &str, not_after: SystemTime) -> TestResult<(PathBuf, PathBuf)> {
+        let mut leaf = params(cn, &[])?;
+        leaf.not_before = (SystemTime::now() - Duration::from_secs(3600)).into();
+        leaf.not_after = not_after.into();
+        self.sign(cn, leaf)
+    }
+
+    fn sign(&self, cn: &str, mut leaf: CertificateParams) -> TestResult<(PathBuf, PathBuf)> {
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         let key = KeyPair::generate()?;
         let cert = leaf.signed_by(&key, &self.issuer)?;
         let (cert_path, key_path) = (

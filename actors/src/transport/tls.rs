@@ -125,14 +125,18 @@ impl TlsMaterial {
     }
 
     /// quinn server config: presents our certificate and requires a client certificate that
-    /// chains to the CA and is valid now; ALPN `bsfg/1`; a connection that hears nothing for
-    /// `idle_timeout` (keep-alives included) is dead.
+    /// chains to the CA and is valid now, at every connection (no session resumption); ALPN
+    /// `bsfg/1`; a connection that hears nothing for `idle_timeout` (keep-alives included) is dead.
     pub fn quic_server_config(&self, idle_timeout: Duration) -> Result<quinn::ServerConfig, TlsError> {
         let mut tls = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(client_verifier(&self.roots)?)
             .with_single_cert(self.chain.clone(), self.key.clone_key())?;
         tls.alpn_protocols = vec![ALPN.to_vec()];
+        // No session resumption: a resumed handshake skips the certificate checks, so a
+        // certificate that expired (or was replaced) since would still get in.
+        tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        tls.send_tls13_tickets = 0;
         let quic = QuicServerConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
         config.transport_config(transport_config(idle_timeout)?);
@@ -154,6 +158,8 @@ impl TlsMaterial {
             .with_custom_certificate_verifier(verifier)
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
         tls.alpn_protocols = vec![ALPN.to_vec()];
+        // Every connection verifies the server's certificate again (see the server config).
+        tls.resumption = rustls::client::Resumption::disabled();
         let quic = QuicClientConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
         config.transport_config(transport_config(idle_timeout)?);
@@ -660,6 +666,73 @@ mod tests {
             assert_eq!(handshake_alert(&refused), Some(u8::from(alert)), "{refused}");
         }
         assert_eq!(handshake_alert(&quinn::ConnectionError::TimedOut), None);
+        Ok(())
+    }
+
+    /// A link redials with the client config it dialled with before, and the server keeps its
+    /// config: a certificate that expired in between must be refused at the next connection,
+    /// not let in by resuming the earlier session.
+    #[tokio::test]
+    async fn a_certificate_that_expired_since_the_last_connection_is_refused_at_the_next() -> TestResult {
+        let ca = TestCa::new("test CA")?;
+        let server = ca.material("idmz", &[])?;
+        let expires = SystemTime::now() + Duration::from_secs(3);
+        let (cert, key) = ca.issue_until("plant-a", expires)?;
+        let client = TlsMaterial::load(&ca.ca_pem, &cert, &key)?;
+        let endpoint = quinn::Endpoint::server(
+            server.quic_server_config(DEFAULT_IDLE_TIMEOUT)?,
+            ([127, 0, 0, 1], 0).into(),
+        )?;
+        let addr = endpoint.local_addr()?;
+        let mut dialler = quinn::Endpoint::client(([127, 0, 0, 1], 0).into())?;
+        dialler.set_default_client_config(client.quic_client_config(DEFAULT_IDLE_TIMEOUT)?);
+        let connect =
+            |dialler: &quinn::Endpoint| -> TestResult<quinn::Connecting> { Ok(dialler.connect(addr, "idmz")?) };
+
+        let (first, served) = tokio::join!(connect(&dialler)?, async { endpoint.accept().await?.await.ok() });
+        let first = first?;
+        // One round trip, so the server's session tickets (if any) reach the client.
+        let client_side = async {
+            let (mut send, mut recv) = first.open_bi().await?;
+            send.write_all(b"ping").await?;
+            send.finish()?;
+            let echoed = recv.read_to_end(64).await?;
+            first.close(0u32.into(), b"done");
+            TestResult::Ok(echoed)
+        };
+        let server_side = async {
+            let conn = served.ok_or("the server refused the first connection")?;
+            let (mut send, mut recv) = conn.accept_bi().await?;
+            let data = recv.read_to_end(64).await?;
+            send.write_all(&data).await?;
+            send.finish()?;
+            conn.closed().await;
+            TestResult::Ok(())
+        };
+        let (echoed, served) = tokio::join!(client_side, server_side);
+        assert_eq!(echoed?, b"ping");
+        served?;
+
+        // Certificates are valid through the last second of their `not_after`.
+        while SystemTime::now() < expires + Duration::from_secs(2) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let second = tokio::join!(connect(&dialler)?, async {
+            endpoint
+                .accept()
+                .await
+                .ok_or("endpoint closed")?
+                .await
+                .err()
+                .ok_or("the expired certificate got in again")
+        });
+        // The client may count its side of the handshake as done before the server has judged
+        // its certificate: the server's view decides.
+        let (_, served) = second;
+        assert_eq!(
+            handshake_alert(&served?),
+            Some(u8::from(AlertDescription::CertificateExpired))
+        );
         Ok(())
     }
 
