@@ -31,12 +31,7 @@ async fn a_full_store_buffer_as_the_runbook_shows_it() {
         .extra
         .push_str(STORE);
     let estate = Estate::new(cluster);
-    estate.start_all().await;
-    let linked = estate
-        .cluster
-        .wait_gate("plant-a", "idmz", "normal", Duration::from_secs(20))
-        .await;
-    assert!(linked.is_some(), "the pair links");
+    estate.start_linked().await;
     estate.shell("idmz", "systemctl stop bsfg");
     let mut traffic = Traffic::default();
     traffic.produce(

@@ -13,7 +13,6 @@ use harness::{
     disk::{Filler, Mount},
     drill::{Drill, Estate},
     observe::wait_until,
-    traffic::Traffic,
     Cluster,
 };
 
@@ -32,17 +31,8 @@ async fn a_full_disk_as_the_runbook_shows_it() {
     let estate = Estate::new(cluster);
     let data = estate.host("plant-a").join("var/lib/bsfg");
     let disk = Mount::tmpfs(&data, DISK);
-    estate.start_all().await;
-    let linked = estate
-        .cluster
-        .wait_gate("plant-a", "idmz", "normal", Duration::from_secs(20))
-        .await;
-    assert!(linked.is_some(), "the pair links");
-    let mut traffic = Traffic::default();
-    for (zone, peer) in [("plant-a", "idmz"), ("idmz", "plant-a")] {
-        traffic.produce(estate.cluster.options(zone), zone, peer, Duration::from_millis(20));
-        traffic.consume(estate.cluster.options(zone), zone, "mes");
-    }
+    estate.start_linked().await;
+    let mut traffic = estate.traffic_both_ways();
     let drill = Drill::load("disk-full");
 
     let filler = Filler::leaving(disk.path(), LEFT_FREE);

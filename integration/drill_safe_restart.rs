@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use harness::{
     drill::{Drill, Estate},
-    traffic::Traffic,
     Cluster,
 };
 
@@ -19,17 +18,8 @@ async fn a_restart_as_the_runbook_says_loses_nothing() {
     let mut cluster = Cluster::new(&["idmz", "plant-a"], &[("idmz", "plant-a")]);
     cluster.configure_all("\n[replication]\nlink_timeout = \"2s\"\n");
     let estate = Estate::new(cluster);
-    estate.start_all().await;
-    let linked = estate
-        .cluster
-        .wait_gate("plant-a", "idmz", "normal", Duration::from_secs(20))
-        .await;
-    assert!(linked.is_some(), "the pair links");
-    let mut traffic = Traffic::default();
-    for (zone, peer) in [("plant-a", "idmz"), ("idmz", "plant-a")] {
-        traffic.produce(estate.cluster.options(zone), zone, peer, Duration::from_millis(20));
-        traffic.consume(estate.cluster.options(zone), zone, "mes");
-    }
+    estate.start_linked().await;
+    let mut traffic = estate.traffic_both_ways();
     let drill = Drill::load("safe-restart");
 
     let look = estate.run(&drill, "look");

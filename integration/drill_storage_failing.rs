@@ -14,9 +14,7 @@ use harness::{
     disk::Mount,
     drill::{Drill, Estate},
     observe::wait_until,
-    padded_message,
-    traffic::Traffic,
-    Cluster,
+    padded_message, Cluster,
 };
 
 /// A write buffer is 16 MiB: more than that in new facts makes RocksDB open a new log, which the
@@ -34,17 +32,8 @@ async fn failing_storage_as_the_runbook_shows_it() {
     let mut cluster = Cluster::new(&["idmz", "plant-a"], &[("idmz", "plant-a")]);
     cluster.configure_all("\n[replication]\nlink_timeout = \"2s\"\n\n[log]\naudit = false\n");
     let estate = Estate::new(cluster);
-    estate.start_all().await;
-    let linked = estate
-        .cluster
-        .wait_gate("plant-a", "idmz", "normal", Duration::from_secs(20))
-        .await;
-    assert!(linked.is_some(), "the pair links");
-    let mut traffic = Traffic::default();
-    for (zone, peer) in [("plant-a", "idmz"), ("idmz", "plant-a")] {
-        traffic.produce(estate.cluster.options(zone), zone, peer, Duration::from_millis(20));
-        traffic.consume(estate.cluster.options(zone), zone, "mes");
-    }
+    estate.start_linked().await;
+    let mut traffic = estate.traffic_both_ways();
     let drill = Drill::load("storage-failing");
 
     let mount = Mount::bind(&estate.host("plant-a").join("var/lib/bsfg"));

@@ -24,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use super::{bin, Cluster, CLIENT};
+use super::{bin, traffic::Traffic, Cluster, CLIENT};
 
 const GUIDE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md");
 /// The zone a step runs on unless it says `on=`.
@@ -149,6 +149,28 @@ impl Estate {
         for zone in self.hosts.keys() {
             self.wait_ready(zone).await;
         }
+    }
+
+    /// [`Estate::start_all`] for the usual pair, then waits until plant-a's link to idmz is
+    /// `normal`.
+    pub async fn start_linked(&self) {
+        self.start_all().await;
+        let linked = self
+            .cluster
+            .wait_gate("plant-a", "idmz", "normal", Duration::from_secs(20))
+            .await;
+        assert!(linked.is_some(), "the pair links");
+    }
+
+    /// Traffic both ways between plant-a and idmz: a producer in each toward the other, every
+    /// 20 ms, and a consumer `mes` in each.
+    pub fn traffic_both_ways(&self) -> Traffic {
+        let mut traffic = Traffic::default();
+        for (zone, peer) in [("plant-a", "idmz"), ("idmz", "plant-a")] {
+            traffic.produce(self.cluster.options(zone), zone, peer, Duration::from_millis(20));
+            traffic.consume(self.cluster.options(zone), zone, "mes");
+        }
+        traffic
     }
 
     pub async fn wait_ready(&self, zone: &str) {
