@@ -8,6 +8,7 @@
 pub mod estate;
 mod ha;
 pub mod nats;
+pub mod ports;
 pub mod procstat;
 pub mod proxy;
 
@@ -15,7 +16,7 @@ use std::{
     collections::BTreeMap,
     fmt::Write as _,
     fs,
-    net::{SocketAddr, UdpSocket},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -267,8 +268,8 @@ impl Devnet {
 fn node_spec(dir: &Path, zone: &str, clients: Vec<(String, Vec<String>)>) -> anyhow::Result<NodeSpec> {
     Ok(NodeSpec {
         zone: zone.to_owned(),
-        rpc: free_udp_port()?,
-        admin: free_tcp_port()?,
+        rpc: ports::choose_udp()?,
+        admin: ports::choose_tcp()?,
         data_dir: dir.join(format!("{zone}-data")),
         config: dir.join(format!("{zone}.toml")),
         peers: Vec::new(),
@@ -276,15 +277,6 @@ fn node_spec(dir: &Path, zone: &str, clients: Vec<(String, Vec<String>)>) -> any
         extra: String::new(),
         node_extra: String::new(),
     })
-}
-
-/// A loopback UDP address that was free a moment ago.
-pub fn free_udp_port() -> anyhow::Result<SocketAddr> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-fn free_tcp_port() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 /// Sends signal `name` (`TERM`, `STOP`, `CONT`) to `pid` with kill(1) (no unsafe code here).

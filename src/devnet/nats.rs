@@ -20,7 +20,7 @@ use anyhow::{bail, Context};
 use bsfg_engine::monitor;
 use serde::Deserialize;
 
-use super::{free_tcp_port, signal};
+use super::{ports::choose_tcp, signal};
 
 /// The variable naming the nats-server binary.
 pub const NATS_SERVER_ENV: &str = "BSFG_NATS_SERVER";
@@ -96,7 +96,7 @@ impl NatsCluster {
         let bin = Self::binary()?;
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let routes = (0..options.servers)
-            .map(|_| free_tcp_port())
+            .map(|_| choose_tcp().map_err(anyhow::Error::from))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mut servers = Vec::new();
         for (i, route) in routes.iter().enumerate() {
@@ -277,8 +277,8 @@ fn write_server(
 ) -> anyhow::Result<Server> {
     let name = format!("n{i}");
     let server = Server {
-        client: free_tcp_port()?,
-        monitor: free_tcp_port()?,
+        client: choose_tcp()?,
+        monitor: choose_tcp()?,
         config: dir.join(format!("{name}.conf")),
         log: dir.join(format!("{name}.log")),
         child: None,

@@ -15,7 +15,7 @@ use std::{
     collections::{hash_map::Entry, HashMap},
     future::Future,
     io,
-    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     ops::Deref,
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
@@ -235,7 +235,7 @@ impl FaultProxy {
     /// [`FaultProxy::start`] with a chosen seed for [`Faults::drop_percent`].
     pub fn start_seeded(target: SocketAddr, seed: u64) -> io::Result<Self> {
         tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
-        let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let socket = super::ports::udp_socket(Ipv4Addr::LOCALHOST.into())?;
         socket.set_nonblocking(true)?;
         let public = Arc::new(UdpSocket::from_std(socket)?);
         let addr = public.local_addr()?;
@@ -347,11 +347,11 @@ fn open_session(
     faults: &Faults,
     tasks: &TaskList,
 ) -> io::Result<mpsc::Sender<Delayed>> {
-    let unspecified: SocketAddr = match target {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    let unspecified: IpAddr = match target {
+        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
     };
-    let socket = std::net::UdpSocket::bind(unspecified)?;
+    let socket = super::ports::udp_socket(unspecified)?;
     socket.connect(target)?;
     socket.set_nonblocking(true)?;
     let upstream = Arc::new(UdpSocket::from_std(socket)?);
