@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use harness::{
     admin::http,
-    damage::{damage_largest, offsets},
+    damage::{damage_largest, fill, offsets},
     observe::{events, events_after_restart, metric, wait_until},
     padded_message, receive, Cluster,
 };
@@ -27,20 +27,7 @@ async fn a_damaged_table_is_reported_never_served_and_the_accepted_loss_is_exact
     let mut cluster = Cluster::pair();
     cluster.configure_all("\n[log]\naudit = false\n");
     cluster.start("enterprise");
-    let producer = cluster.client("enterprise").await;
-    let mut acked = Vec::new();
-    for call in 0..FACTS / BATCH {
-        let ids: Vec<String> = (0..BATCH).map(|i| format!("fact-{}", call * BATCH + i)).collect();
-        let messages = ids
-            .iter()
-            .map(|id| padded_message("enterprise", "plant-a", id, PAD))
-            .collect();
-        let results = producer.append_batch(messages).await.expect("append");
-        for (id, result) in ids.into_iter().zip(results) {
-            acked.push((result.expect("acknowledged").offset, id));
-        }
-    }
-    producer.close().await;
+    let acked = fill(&cluster, FACTS, BATCH, PAD).await;
     let stopped = cluster
         .nodes
         .get_mut("enterprise")

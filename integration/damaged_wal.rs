@@ -6,11 +6,11 @@
 
 mod harness;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use harness::{
     bin,
-    damage::{damage_largest, offsets},
+    damage::{damage_largest, fill, offsets},
     observe::events_after_restart,
     padded_message, receive, Cluster,
 };
@@ -23,20 +23,7 @@ const PAD: usize = 200;
 async fn a_damaged_log_refuses_to_start_and_the_accepted_loss_is_exactly_what_it_said() {
     let mut cluster = Cluster::pair();
     cluster.start("enterprise");
-    let producer = cluster.client("enterprise").await;
-    let mut acked = BTreeMap::new();
-    for call in 0..FACTS / BATCH {
-        let ids: Vec<String> = (0..BATCH).map(|i| format!("fact-{}", call * BATCH + i)).collect();
-        let messages = ids
-            .iter()
-            .map(|id| padded_message("enterprise", "plant-a", id, PAD))
-            .collect();
-        let results = producer.append_batch(messages).await.expect("append");
-        for (id, result) in ids.into_iter().zip(results) {
-            acked.insert(result.expect("acknowledged").offset, id);
-        }
-    }
-    producer.close().await;
+    let acked = fill(&cluster, FACTS, BATCH, PAD).await;
     cluster.kill("enterprise");
     let data = cluster.net.node("enterprise").expect("enterprise").data_dir.clone();
     let file = damage_largest(&data, "log");

@@ -1,9 +1,33 @@
 //! Damaged storage for the corruption tests: bytes changed in a node's files, the operator's
 //! `bsfg storage accept-loss`, and the offset ranges its reports use (`3..=5, 7`).
 
-use std::{collections::BTreeSet, fs, path::Path};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    path::Path,
+};
 
-use super::{bin, json_lines, stderr, Cluster};
+use super::{bin, json_lines, padded_message, stderr, Cluster};
+
+/// Appends `facts` facts of about `pad` bytes from enterprise to plant-a, `batch` per
+/// AppendFacts call, each acknowledged; their ids by offset.
+pub async fn fill(cluster: &Cluster, facts: usize, batch: usize, pad: usize) -> BTreeMap<u64, String> {
+    let producer = cluster.client("enterprise").await;
+    let mut acked = BTreeMap::new();
+    for call in 0..facts / batch {
+        let ids: Vec<String> = (0..batch).map(|i| format!("fact-{}", call * batch + i)).collect();
+        let messages = ids
+            .iter()
+            .map(|id| padded_message("enterprise", "plant-a", id, pad))
+            .collect();
+        let results = producer.append_batch(messages).await.expect("append");
+        for (id, result) in ids.into_iter().zip(results) {
+            acked.insert(result.expect("acknowledged").offset, id);
+        }
+    }
+    producer.close().await;
+    acked
+}
 
 /// Changes 16 bytes in the middle of the largest file of `dir` whose name ends with `extension`
 /// (`log`: the newest write-ahead log is the largest after a burst of appends; `sst`: the table
