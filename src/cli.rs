@@ -228,6 +228,10 @@ pub enum AdminAction {
     /// Reload the certificate, key and CA now (like SIGHUP). Prints the certificate in use; a
     /// refused file set exits 1 with the reason, and the old certificate stays in use.
     Reload,
+    /// On the active instance of an HA zone: stop writing, release the zone's lease and leave it
+    /// to a standby for one lease TTL (rolling upgrades). Clients with an address list move on.
+    /// Exits 1 on a single node or a standby.
+    StepDown,
     /// Isolate PEER: close the link to it and refuse its calls; facts for it wait here.
     GateClose {
         /// The peer's zone, as configured in `[[peers]]`.
@@ -278,7 +282,9 @@ fn zone_name(name: &str) -> Result<String, String> {
 /// How to reach a node as a client.
 #[derive(Debug, Clone, Args)]
 pub struct ConnArgs {
-    /// The node's QUIC address, HOST:PORT.
+    /// The node's QUIC address, HOST:PORT; for an HA zone, every instance's, comma-separated
+    /// (a:9443,b:9443): the client moves on to the next after a lost connection or a standby's
+    /// UNAVAILABLE, for up to 15 s.
     #[arg(long, env = "BSFG_NODE")]
     pub node: String,
     /// CA certificate (PEM) that signed the node's certificate.

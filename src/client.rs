@@ -1,16 +1,29 @@
 //! Client library: one QUIC connection with mutual TLS to a node, and the calls of SPEC §3.
 //! Used by the CLI commands, the demo and the end-to-end tests.
 //!
-//! The client never retries by itself. A producer that retries sends the same message again: the
-//! same `message_id` and content is a duplicate that answers the original offset, whatever its
-//! `produced_at_unix_ms` (the send time is not content, see `bsfg_proto::content`).
+//! A producer that retries sends the same message again: the same `message_id` and content is a
+//! duplicate that answers the original offset, whatever its `produced_at_unix_ms` (the send time
+//! is not content, see `bsfg_proto::content`).
+//!
+//! `node` may list the instances of an HA zone (`a:9443,b:9443`, SPEC §15): the client connects
+//! to the first that answers, and a call that fails with `UNAVAILABLE` (a standby names the
+//! active instance; a connection lost to an instance that died or stepped down) moves on to the
+//! next address and is sent again, round after round, for up to [`FAILOVER_BUDGET`]: long enough
+//! for a standby to take over. Every call is safe to send again (appends carry their
+//! `message_id`, confirms only move forward). With one address nothing is retried.
 
 use std::{
-    net::{SocketAddr, ToSocketAddrs},
+    net::SocketAddr,
     path::PathBuf,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Mutex, PoisonError,
+    },
+    time::{Duration, Instant},
 };
 
 use bsfg_actors::transport::{
+    addresses::Addresses,
     framed::{self, StreamError},
     tls::{self, TlsError, TlsMaterial, DEFAULT_IDLE_TIMEOUT},
 };
@@ -24,6 +37,14 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// Frames a client accepts; pages are bounded by the node's own limit, which is at most this.
 const CLIENT_MAX_FRAME: usize = 1 << 30;
+/// How long a client with several addresses keeps moving on after `UNAVAILABLE`: an HA zone's
+/// standby takes over within its lease TTL (5 s by default) plus a few seconds.
+pub const FAILOVER_BUDGET: Duration = Duration::from_secs(15);
+/// How long a client with several addresses waits for one handshake: a dead instance's port
+/// answers nothing, and the next address may be the active one.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
+/// The pause after every address of the list refused a call in turn.
+const FAILOVER_PAUSE: Duration = Duration::from_millis(100);
 
 /// The outcome of each message of an AppendFacts call, in its order.
 pub type Outcomes = Vec<Result<AppendResponse, RpcError>>;
@@ -31,7 +52,7 @@ pub type Outcomes = Vec<Result<AppendResponse, RpcError>>;
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// `HOST:PORT` of the node's QUIC listener.
+    /// `HOST:PORT` of the node's QUIC listener, or of each instance of an HA zone, comma-separated.
     pub node: String,
     pub ca: PathBuf,
     pub cert: PathBuf,
@@ -89,32 +110,79 @@ impl ClientError {
 /// A connected client.
 pub struct Client {
     endpoint: Endpoint,
-    conn: Connection,
+    conn: Mutex<Connection>,
+    addresses: Addresses,
+    /// The address `conn` goes to (an index into `addresses`).
+    current: AtomicUsize,
+    server_name: String,
 }
 
 impl Client {
     pub async fn connect(options: &ClientOptions) -> Result<Self, ClientError> {
         let tls = TlsMaterial::load(&options.ca, &options.cert, &options.key)?;
-        let addr = resolve(&options.node)?;
-        let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
+        let addresses = Addresses::parse(&options.node).map_err(|_| ClientError::Resolve(options.node.clone()))?;
+        let first = addresses
+            .resolve(0)
+            .map_err(|_| ClientError::Resolve(addresses.get(0).to_owned()))?;
+        let bind: SocketAddr = if first.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
             .parse()
             .map_err(|_| ClientError::Resolve(options.node.clone()))?;
-        let mut endpoint = Endpoint::client(bind).map_err(|e| connect_error(options, e.to_string(), false))?;
+        let mut endpoint = Endpoint::client(bind).map_err(|e| connect_error(&options.node, e.to_string(), false))?;
         endpoint.set_default_client_config(tls.quic_client_config(DEFAULT_IDLE_TIMEOUT)?);
-        let connecting = endpoint
-            .connect(addr, &options.server_name)
-            .map_err(|e| connect_error(options, e.to_string(), false))?;
-        let conn = connecting
-            .await
-            .map_err(|e| connect_error(options, e.to_string(), tls::handshake_alert(&e).is_some()))?;
-        Ok(Self { endpoint, conn })
+        let mut last = None;
+        for i in 0..addresses.len() {
+            match dial(&endpoint, &addresses, i, &options.server_name).await {
+                Ok(conn) => {
+                    return Ok(Self {
+                        endpoint,
+                        conn: Mutex::new(conn),
+                        addresses,
+                        current: AtomicUsize::new(i),
+                        server_name: options.server_name.clone(),
+                    })
+                }
+                Err(e) if e.code() == ErrorCode::Unauthenticated => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Resolve(options.node.clone())))
     }
 
+    /// The connection calls go on now.
+    fn conn(&self) -> Connection {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Sends `request`; with several addresses, moves on after `UNAVAILABLE` (see the module).
     pub async fn call(&self, request: &Request) -> Result<Response, ClientError> {
-        match framed::call(&self.conn, request, CLIENT_MAX_FRAME).await? {
-            Response::Error(e) => Err(ClientError::Rpc(e)),
-            response => Ok(response),
+        let deadline = Instant::now() + FAILOVER_BUDGET;
+        let mut tried = 0;
+        loop {
+            let error = match framed::call(&self.conn(), request, CLIENT_MAX_FRAME).await {
+                Ok(Response::Error(e)) => ClientError::Rpc(e),
+                Ok(response) => return Ok(response),
+                Err(e) => ClientError::from(e),
+            };
+            let more = self.addresses.len() > 1 && Instant::now() < deadline;
+            if !more || error.code() != ErrorCode::Unavailable {
+                return Err(error);
+            }
+            tried += 1;
+            if tried % self.addresses.len() == 0 {
+                tokio::time::sleep(FAILOVER_PAUSE).await;
+            }
+            self.move_on().await;
         }
+    }
+
+    /// Connects to the next address of the list (keeping the old connection if none answers).
+    async fn move_on(&self) {
+        let next = self.current.load(Ordering::Relaxed) + 1;
+        if let Ok(conn) = dial(&self.endpoint, &self.addresses, next, &self.server_name).await {
+            let old = std::mem::replace(&mut *self.conn.lock().unwrap_or_else(PoisonError::into_inner), conn);
+            old.close(CloseCode::Shutdown.code().into(), b"moving on");
+        }
+        self.current.store(next % self.addresses.len(), Ordering::Relaxed);
     }
 
     pub async fn append(&self, message: Message) -> Result<AppendResponse, ClientError> {
@@ -185,7 +253,7 @@ impl Client {
     ) -> Result<ObjectMeta, ClientError> {
         let size = request.size;
         let request = Request::PutObject(request);
-        match framed::call_with_body(&self.conn, &request, source, size, progress, CLIENT_MAX_FRAME).await? {
+        match framed::call_with_body(&self.conn(), &request, source, size, progress, CLIENT_MAX_FRAME).await? {
             Response::PutObject(meta) => Ok(meta),
             Response::Error(e) => Err(ClientError::Rpc(e)),
             _ => Err(ClientError::Unexpected),
@@ -206,7 +274,7 @@ impl Client {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
         });
-        let meta = match framed::call_for_body(&self.conn, &request, CLIENT_MAX_FRAME).await? {
+        let meta = match framed::call_for_body(&self.conn(), &request, CLIENT_MAX_FRAME).await? {
             (Response::GetObject(meta), mut recv) => {
                 let actual = receive_body(&mut recv, meta.size, sink, &mut progress).await?;
                 if actual != meta.digest {
@@ -225,7 +293,7 @@ impl Client {
 
     /// Closes the connection and waits briefly for the close to reach the node.
     pub async fn close(self) {
-        self.conn.close(CloseCode::Shutdown.code().into(), b"done");
+        self.conn().close(CloseCode::Shutdown.code().into(), b"done");
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
 }
@@ -248,16 +316,33 @@ async fn receive_body(
     Ok(hasher.finish())
 }
 
-fn resolve(node: &str) -> Result<SocketAddr, ClientError> {
-    node.to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| ClientError::Resolve(node.to_owned()))
+/// A connection to the `i`-th address (wrapping around).
+async fn dial(
+    endpoint: &Endpoint,
+    addresses: &Addresses,
+    i: usize,
+    server_name: &str,
+) -> Result<Connection, ClientError> {
+    let node = addresses.get(i);
+    let addr = addresses
+        .resolve(i)
+        .map_err(|_| ClientError::Resolve(node.to_owned()))?;
+    let connecting = endpoint
+        .connect(addr, server_name)
+        .map_err(|e| connect_error(node, e.to_string(), false))?;
+    let patience = match addresses.len() {
+        1 => DEFAULT_IDLE_TIMEOUT,
+        _ => DIAL_TIMEOUT,
+    };
+    match tokio::time::timeout(patience, connecting).await {
+        Ok(connected) => connected.map_err(|e| connect_error(node, e.to_string(), tls::handshake_alert(&e).is_some())),
+        Err(_) => Err(connect_error(node, format!("no handshake within {patience:?}"), false)),
+    }
 }
 
-fn connect_error(options: &ClientOptions, reason: String, tls: bool) -> ClientError {
+fn connect_error(node: &str, reason: String, tls: bool) -> ClientError {
     ClientError::Connect {
-        node: options.node.clone(),
+        node: node.to_owned(),
         reason,
         tls,
     }

@@ -16,6 +16,8 @@
 //!   and metrics.
 //! - `peer_link` (actor, one per peer): connection, pipelined pull loop, artifact pulls, confirm,
 //!   reconnect backoff.
+//! - `ha`: an HA zone's instance: follows the zone's log, takes the lease, promotes, demotes;
+//!   `standing`: whether this instance serves (read by the RPC server, the links, `/readyz`).
 //! - [`cert_watcher`] (actor): reloads the TLS material on file change, SIGHUP or admin request.
 //! - [`status`]: refreshes the progress gauges and the per-peer backlog once a second.
 //! - `trace`: where one fact is on this node (`bsfg trace`).
@@ -32,13 +34,15 @@
 //! - `journal`: the single writer in front of storage; idempotency, offsets, group commit.
 //! - `events`: typed internal events, each writing its log line and its metrics together.
 //! - [`metrics`]: every Prometheus metric of SPEC §11, from one table, in one registry.
-//! - [`storage`]: the storage port and its RocksDB adapter (format documented there).
+//! - [`storage`]: the storage port and its RocksDB adapter (format documented there); an HA
+//!   instance's replicated storage (the zone's log in front of the local replica) and its records.
 //! - [`transport`]: TLS material and verifiers, frames on QUIC streams.
 
 pub mod backpressure;
 pub mod cert_watcher;
 mod events;
 mod forward_buffer;
+mod ha;
 mod journal;
 mod long_poll;
 pub mod metrics;
@@ -47,6 +51,7 @@ mod objects;
 mod peer_link;
 pub mod relay;
 pub mod rpc;
+mod standing;
 pub mod status;
 pub mod storage;
 mod store_buffer;
@@ -61,6 +66,9 @@ pub use forward_buffer::{Consumers, ForwardBufferConfig, Rewound};
 pub use objects::ObjectsConfig;
 pub use peer_link::PeerLinkConfig;
 pub use store_buffer::StoreBufferConfig;
+// What the admin API asks of an HA instance, and whether a node serves.
+pub use ha::{HaHandle, HaStatus, StepDownError};
+pub use standing::Standing;
 // What the admin API asks of the buffers: consumer management and fact traces.
 pub use trace::{Found, Received, Stored, Tracer};
 // What the admin API reports of storage health.

@@ -16,6 +16,11 @@ pub fn lease_bucket(zone: &str) -> String {
     format!("bsfg-lease-{zone}")
 }
 
+/// The zone's object store of replica snapshots.
+pub fn snapshot_bucket(zone: &str) -> String {
+    format!("bsfg-snapshots-{zone}")
+}
+
 /// The lease key in the bucket.
 pub const LEASE_KEY: &str = "leader";
 

@@ -9,6 +9,7 @@ pub mod disk;
 pub mod drill;
 pub mod engine;
 pub mod estate;
+pub mod ha;
 pub mod history;
 pub mod observe;
 pub mod traffic;

@@ -4,7 +4,7 @@
 //! commits or reads fail or damaged data waits for an operator), `GET /v1/status` (JSON,
 //! [`status::Status`]), `GET /v1/trace/{from_zone}/{message_id}` ([`trace`]), `GET /v1/consumers`
 //! ([`consumers`]), and the mutating `POST /v1/admin/drain`, `/resume`, `/reload`,
-//! `/gates/{peer}/close|open`, `DELETE /v1/consumers/{name}` and
+//! `/gates/{peer}/close|open`, `/step-down` (an HA zone's active instance), `DELETE /v1/consumers/{name}` and
 //! `POST /v1/consumers/{name}/rewind?to_offset=N`. When `admin.token_file` is set, every
 //! mutating request needs `Authorization: Bearer <token>` (the [`Operator`] extractor); GETs stay
 //! open (SPEC §6). Every mutating request is audited (`admin_action`, [`operator`]). Errors
@@ -69,6 +69,7 @@ pub fn start(addr: SocketAddr, deps: AdminDeps) -> std::io::Result<ServerHandle>
             .route("/v1/admin/drain", web::post().to(drain))
             .route("/v1/admin/resume", web::post().to(resume))
             .route("/v1/admin/reload", web::post().to(reload))
+            .route("/v1/admin/step-down", web::post().to(step_down))
             .route("/v1/admin/gates/{peer}/{action}", web::post().to(switch_gate))
             .route("/v1/consumers", web::get().to(consumers::list))
             .route("/v1/consumers/{name}", web::delete().to(consumers::delete))
@@ -95,7 +96,10 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AdminDeps>) -> HttpResponse {
-    match state.node.health.healthy() && state.node.metrics.node_up.get() == 1 && !state.node.drain.is_draining() {
+    let serving = state.node.health.healthy()
+        && state.node.metrics.node_up.get() == 1
+        && state.node.standing.borrow().is_active();
+    match serving && !state.node.drain.is_draining() {
         true => HttpResponse::Ok().body("ready\n"),
         false => HttpResponse::ServiceUnavailable().body("not ready\n"),
     }
@@ -122,6 +126,33 @@ async fn resume(operator: Operator, state: web::Data<AdminDeps>) -> HttpResponse
         Subject::default(),
         Ok(json!({"draining": false})),
     )
+}
+
+/// An HA zone's active instance hands over to a standby (rolling upgrades): 200 once it stopped
+/// writing and released the lease; 409 `FAILED_PRECONDITION`-like refusals as `INVALID_ARGUMENT`
+/// when this node is not an active HA instance.
+async fn step_down(operator: Operator, state: web::Data<AdminDeps>) -> HttpResponse {
+    let outcome = match &state.node.ha {
+        None => Err(Refusal::new(
+            StatusCode::CONFLICT,
+            ErrorCode::InvalidArgument,
+            "this node is not an instance of an HA zone (storage.engine = \"rocksdb\")",
+        )),
+        Some(ha) => match ha.step_down().await {
+            Ok(()) => Ok(json!({"stepped_down": true, "instance": ha.status().instance})),
+            Err(error @ bsfg_actors::StepDownError::NotActive(_)) => Err(Refusal::new(
+                StatusCode::CONFLICT,
+                ErrorCode::InvalidArgument,
+                error.to_string(),
+            )),
+            Err(error) => Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                error.to_string(),
+            )),
+        },
+    };
+    audited(&state.log, &operator, "step_down", Subject::default(), outcome)
 }
 
 /// 200 with the certificate now presented, or 422 with why the files were refused (the old
@@ -174,10 +205,15 @@ async fn switch_gate(
     };
     let outcome = match state.node.gate.send(switch).await {
         Ok(Ok(())) => Ok(json!({"peer": peer, "closed": closed})),
-        Ok(Err(unknown)) => Err(Refusal::new(
+        Ok(Err(unknown @ zone_gate::SwitchError::UnknownPeer(_))) => Err(Refusal::new(
             StatusCode::NOT_FOUND,
             ErrorCode::NotFound,
             unknown.to_string(),
+        )),
+        Ok(Err(not_stored)) => Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            not_stored.to_string(),
         )),
         Err(gone) => Err(unavailable("zone gate", gone)),
     };

@@ -41,6 +41,9 @@ pub struct Status {
     /// Absent in answers of nodes older than the storage health report.
     #[serde(default)]
     pub storage: StorageStatus,
+    /// An HA zone's instance (SPEC §15); absent on a single node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<HaStatus>,
 }
 
 /// Whether storage works (`/readyz` follows it), what is wrong when it does not, and the disk.
@@ -110,6 +113,37 @@ impl StorageStatus {
                 low: disk.low,
             },
             losses: losses.iter().map(|loss| loss.to_string()).collect(),
+        }
+    }
+}
+
+/// This instance of an HA zone: its role, the active instance, and how far its replica applied
+/// the zone's log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaStatus {
+    pub instance: String,
+    /// `active`, `standby`, or `diverged` (stopped until rebuilt).
+    pub role: String,
+    pub active_instance: Option<String>,
+    pub epoch: u64,
+    /// Last record of the zone's log applied here.
+    pub wal_applied: u64,
+    /// Last record of the zone's log, as last asked.
+    pub wal_last: u64,
+    /// Records not yet applied here.
+    pub wal_lag: u64,
+}
+
+impl From<bsfg_actors::HaStatus> for HaStatus {
+    fn from(s: bsfg_actors::HaStatus) -> Self {
+        Self {
+            instance: s.instance,
+            role: s.role.to_owned(),
+            active_instance: s.active_instance,
+            epoch: s.epoch,
+            wal_applied: s.wal_applied,
+            wal_last: s.wal_last,
+            wal_lag: s.wal_last.saturating_sub(s.wal_applied),
         }
     }
 }
@@ -226,6 +260,7 @@ impl Status {
             },
             certificate: CertificateStatus::of(&node.certificate.borrow(), now),
             storage: StorageStatus::of(&node.health.report(), &node.disk.borrow(), &node.losses),
+            ha: node.ha.as_ref().map(|ha| ha.status().into()),
         }
     }
 
@@ -240,6 +275,14 @@ impl Status {
         let days = self.certificate.seconds_left / 86_400;
         let _ = writeln!(out, "zone         {} (bsfg {})", self.zone, self.version);
         let _ = writeln!(out, "draining     {draining}");
+        if let Some(ha) = &self.ha {
+            let active = ha.active_instance.as_deref().unwrap_or("not known");
+            let _ = writeln!(
+                out,
+                "ha           instance {} is {} (active: {active}, epoch {}), log applied {} of {}",
+                ha.instance, ha.role, ha.epoch, ha.wal_applied, ha.wal_last
+            );
+        }
         let _ = writeln!(
             out,
             "certificate  {}, expires {} ({days} days left)",
@@ -359,6 +402,7 @@ mod tests {
                 },
                 losses: Vec::new(),
             },
+            ha: None,
         }
     }
 

@@ -1,4 +1,4 @@
-//! `bsfg admin drain|resume|reload|gate-close PEER|gate-open PEER`: one POST to the node's admin
+//! `bsfg admin drain|resume|reload|step-down|gate-close PEER|gate-open PEER`: one POST to the node's admin
 //! API, its JSON answer on stdout. Also how an admin answer becomes the CLI's error and exit
 //! code, shared with `bsfg status`: an unreachable node or a 503 is `UNAVAILABLE` (exit 75, retry
 //! later); any other refusal carries the code the node named (exit 1).
@@ -16,6 +16,7 @@ pub fn run(args: &AdminArgs, action: &AdminAction) -> anyhow::Result<()> {
         AdminAction::Drain => "/v1/admin/drain".to_owned(),
         AdminAction::Resume => "/v1/admin/resume".to_owned(),
         AdminAction::Reload => "/v1/admin/reload".to_owned(),
+        AdminAction::StepDown => "/v1/admin/step-down".to_owned(),
         AdminAction::GateClose { peer } => format!("/v1/admin/gates/{peer}/close"),
         AdminAction::GateOpen { peer } => format!("/v1/admin/gates/{peer}/open"),
     };

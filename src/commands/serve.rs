@@ -7,7 +7,7 @@ use std::{path::Path, sync::Arc};
 use actix::Addr;
 use bsfg_actors::{
     cert_watcher::{self, CertWatcher, Reload, Trigger},
-    node::Node,
+    node::{Node, NodeError},
     rpc::DRAIN_GRACE,
 };
 use bsfg_proto::ErrorCode;
@@ -40,11 +40,12 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let system = actix_rt::System::with_tokio_rt(move || runtime);
     let stopped = system.block_on(async move {
         let node = Node::start(settings, &tls, log.clone()).await.map_err(|e| {
-            // Damaged data waits for an operator (`bsfg storage accept-loss`): retrying cannot help.
-            let code = if e.is_damage() {
-                ErrorCode::Internal
-            } else {
-                ErrorCode::Unavailable
+            let code = match &e {
+                // The operator must change the engine or the configuration: retrying cannot help.
+                NodeError::EngineRefused(_) => ErrorCode::InvalidArgument,
+                // Damaged data waits for an operator (`bsfg storage accept-loss`).
+                _ if e.is_damage() => ErrorCode::Internal,
+                _ => ErrorCode::Unavailable,
             };
             CommandError::new(code, e.to_string())
         })?;

@@ -16,6 +16,7 @@
 mod routes;
 mod sections;
 mod settings;
+mod storage;
 mod validate;
 mod values;
 
@@ -37,6 +38,7 @@ pub use sections::{
     AdminSection, ClientSection, ForwardSection, LimitsSection, ListenSection, LogSection, NodeSection, ObjectsSection,
     PeerSection, ReplicationSection, StoreSection, TlsSection,
 };
+pub use storage::{EngineKind, JetStreamSection, StorageSection};
 pub use values::{ByteSize, LogFormat, LogLevel, Zone};
 
 /// The whole configuration file. Build it with [`Config::load`] or [`Config::parse`], which also
@@ -72,6 +74,8 @@ pub struct Config {
     pub admin: AdminSection,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub storage: StorageSection,
 }
 
 /// Why a configuration was refused. `Invalid` is the operator's mistake at a known key.
@@ -128,7 +132,8 @@ impl Config {
             &mut self.tls.cert,
             &mut self.tls.key,
         ];
-        for path in paths.into_iter().chain(self.admin.token_file.as_mut()) {
+        let engine = self.storage.jetstream.iter_mut().flat_map(JetStreamSection::paths_mut);
+        for path in paths.into_iter().chain(self.admin.token_file.as_mut()).chain(engine) {
             if path.is_relative() {
                 *path = base_dir.join(&*path);
             }

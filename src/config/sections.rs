@@ -70,9 +70,14 @@ pub struct TlsSection {
 pub struct PeerSection {
     /// The peer's certificate CN.
     pub zone: Zone,
-    /// Where to dial; always present when `dial` is true.
+    /// Where to dial (a one-element `addresses`); `address` or `addresses` is present when
+    /// `dial` is true.
     #[serde(default, deserialize_with = "values::opt_socket_addr")]
     pub address: Option<SocketAddr>,
+    /// The instances of an HA peer zone, tried in order (moving on after a failed dial or a
+    /// standby's refusal).
+    #[serde(default, deserialize_with = "values::socket_addrs")]
+    pub addresses: Vec<SocketAddr>,
     /// With `false` this node only accepts the peer's connection (one-way firewalls).
     #[serde(default = "yes")]
     pub dial: bool,
@@ -81,6 +86,13 @@ pub struct PeerSection {
     /// plant's other traffic. Unlimited when absent.
     #[serde(default)]
     pub max_bytes_per_second: Option<ByteSize>,
+}
+
+impl PeerSection {
+    /// Every address to dial, in order (`address` alone, or `addresses`).
+    pub fn dial_addresses(&self) -> Vec<SocketAddr> {
+        self.address.iter().chain(&self.addresses).copied().collect()
+    }
 }
 
 /// `[[clients]]`: a local producer or consumer allowed to call this node.

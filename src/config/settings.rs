@@ -8,9 +8,10 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 use bsfg_actors::{
     backpressure::{BackpressureConfig, BufferLimits, Policy, PolicyError},
     cert_watcher::{CertWatcherConfig, TlsPaths},
-    node::NodeSettings,
+    node::{HaSettings, NodeSettings},
     relay::Routing,
     rpc::{Directory, RpcConfig},
+    transport::addresses::Addresses,
     ForwardBufferConfig, ObjectsConfig, PeerLinkConfig, StoreBufferConfig,
 };
 
@@ -52,6 +53,7 @@ impl Config {
                 paths: TlsPaths::from(&self.tls),
                 idle_timeout: self.replication.link_timeout,
             },
+            ha: self.storage.jetstream.as_ref().map(ha_settings),
         })
     }
 
@@ -77,7 +79,7 @@ impl Config {
         let link = |peer: &super::PeerSection| PeerLinkConfig {
             zone: self.node.zone.as_str().to_owned(),
             peer: peer.zone.as_str().to_owned(),
-            address: peer.address,
+            addresses: Addresses::new(peer.dial_addresses().iter().map(ToString::to_string).collect()).ok(),
             dial: peer.dial,
             batch_limit: replication.batch_limit,
             max_wait: Duration::from_millis(replication.max_wait_ms),
@@ -99,6 +101,24 @@ impl Config {
             peers,
             clients: clients.collect(),
         }
+    }
+}
+
+/// `[storage.jetstream]` (present only with `engine = "jetstream"`, see `storage::check`).
+fn ha_settings(js: &super::JetStreamSection) -> HaSettings {
+    HaSettings {
+        instance: js.instance.clone(),
+        urls: js.urls.clone(),
+        ca: js.ca.clone(),
+        client_cert: js.cert.clone().zip(js.key.clone()),
+        creds: js.creds.clone(),
+        replicas: js.replicas,
+        lease_ttl: js.lease_ttl,
+        commit_timeout: js.commit_timeout,
+        monitor_urls: js.monitor_urls.clone(),
+        assume_durable: js.assume_durable,
+        wal_max_bytes: js.wal_max_bytes.map(ByteSize::bytes),
+        snapshot_every_bytes: js.snapshot_every.bytes(),
     }
 }
 

@@ -154,7 +154,8 @@ fn the_spec_example_maps_onto_each_component_config() {
         panic!("one link per peer: {:?}", settings.links)
     };
     assert_eq!((link.zone.as_str(), link.peer.as_str()), ("plant-a", "enterprise"));
-    assert_eq!((link.address, link.dial), (Some(addr("10.0.1.10:9443")), true));
+    let dialled = link.addresses.as_ref().map(|a| a.resolve(0).expect("an address"));
+    assert_eq!((dialled, link.dial), (Some(addr("10.0.1.10:9443")), true));
     assert_eq!((link.batch_limit, link.max_wait), (1000, Duration::from_millis(250)));
     assert_eq!(
         settings.certs.idle_timeout,

@@ -19,6 +19,7 @@ pub(super) fn check(config: &Config) -> Result<(), ConfigError> {
     settings::policy(&config.store)?;
     check_replication(&config.replication)?;
     check_limits(&config.limits)?;
+    super::storage::check(&config.storage).map_err(|(key, reason)| invalid(key, reason))?;
     check_admin(config)
 }
 
@@ -33,7 +34,11 @@ fn check_peer(config: &Config, index: usize) -> Result<(), ConfigError> {
         let reason = format!("duplicate peer zone {zone:?} (already peers[{first}].zone)");
         return Err(invalid(format!("peers[{index}].zone"), reason));
     }
-    if peer.dial && peer.address.is_none() {
+    if peer.address.is_some() && !peer.addresses.is_empty() {
+        let reason = "address and addresses both set: list every address in addresses";
+        return Err(invalid(format!("peers[{index}].addresses"), reason));
+    }
+    if peer.dial && peer.dial_addresses().is_empty() {
         let reason = format!("required for peer {zone:?} because dial = true (or set dial = false)");
         return Err(invalid(format!("peers[{index}].address"), reason));
     }

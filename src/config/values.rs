@@ -167,6 +167,18 @@ pub(super) fn opt_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<
     socket_addr(d).map(Some)
 }
 
+/// `deserialize_with` for a list of `IP:PORT` addresses.
+pub(super) fn socket_addrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)?;
+    texts
+        .iter()
+        .map(|text| {
+            text.parse()
+                .map_err(|e| de::Error::custom(format!("invalid socket address {text:?}: {e} (expected IP:PORT)")))
+        })
+        .collect()
+}
+
 /// `deserialize_with` for file paths: an empty string would silently mean "the config's
 /// directory" after resolution, so it is refused.
 pub(super) fn path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {

@@ -6,6 +6,7 @@
 //! engine of an HA zone.
 
 pub mod estate;
+mod ha;
 pub mod nats;
 pub mod ports;
 pub mod procstat;
@@ -36,7 +37,8 @@ use crate::client::ClientOptions;
 #[derive(Debug, Clone)]
 pub struct PeerSpec {
     pub zone: String,
-    pub address: SocketAddr,
+    /// One address, or every instance of an HA peer zone.
+    pub addresses: Vec<SocketAddr>,
     pub dial: bool,
     /// `max_bytes_per_second` of the peer entry.
     pub max_bytes_per_second: Option<u64>,
@@ -100,7 +102,7 @@ impl Devnet {
         let node = self.nodes.get_mut(from).with_context(|| format!("no zone {from}"))?;
         node.peers.push(PeerSpec {
             zone: to.to_owned(),
-            address,
+            addresses: vec![address],
             dial: true,
             max_bytes_per_second: None,
         });
@@ -110,7 +112,7 @@ impl Devnet {
     /// Makes `from` reach its peer `to` at `address` (e.g. a [`proxy::FaultProxy`]) from the next
     /// [`Devnet::write_configs`] on; a running node sees it when restarted.
     pub fn set_peer_address(&mut self, from: &str, to: &str, address: SocketAddr) -> anyhow::Result<()> {
-        self.peer_mut(from, to)?.address = address;
+        self.peer_mut(from, to)?.addresses = vec![address];
         Ok(())
     }
 
@@ -166,10 +168,17 @@ impl Devnet {
             admin = node.admin,
         );
         for peer in &node.peers {
+            let addresses = match peer.addresses.as_slice() {
+                [one] => format!("address = \"{one}\""),
+                many => format!(
+                    "addresses = {:?}",
+                    many.iter().map(ToString::to_string).collect::<Vec<_>>()
+                ),
+            };
             write!(
                 text,
-                "\n[[peers]]\nzone = \"{}\"\naddress = \"{}\"\ndial = {}\n",
-                peer.zone, peer.address, peer.dial
+                "\n[[peers]]\nzone = \"{}\"\n{addresses}\ndial = {}\n",
+                peer.zone, peer.dial
             )?;
             if let Some(cap) = peer.max_bytes_per_second {
                 writeln!(text, "max_bytes_per_second = {cap}")?;
@@ -185,12 +194,13 @@ impl Devnet {
 
     /// Client options for `identity` talking to the node of `zone`.
     pub fn client(&self, zone: &str, identity: &str) -> anyhow::Result<ClientOptions> {
+        let node = self.node(zone)?;
         Ok(ClientOptions {
-            node: self.node(zone)?.rpc.to_string(),
+            node: node.rpc.to_string(),
             ca: self.pki.join("ca.pem"),
             cert: self.pki.join(format!("{identity}.pem")),
             key: self.pki.join(format!("{identity}.key")),
-            server_name: zone.to_owned(),
+            server_name: node.zone.clone(),
         })
     }
 

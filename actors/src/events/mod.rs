@@ -12,6 +12,7 @@
 //! | `artifacts` | [`ArtifactRetrieved`], [`ArtifactRetrievalFailed`], [`ArtifactSkipped`], [`ArtifactExpired`], [`ArtifactSweepDone`], [`ArtifactSweepFailed`] |
 //! | `storage` | [`StorageHealth`]: failed commits and reads, damaged data, and the readiness they decide |
 //! | `relay` | [`RelayRefusal`] (reasons), [`RelayRefused`], [`FactsRelayed`], [`FactsDelivered`] |
+//! | `ha` | [`HaPromoted`], [`HaDemoted`], [`WalDivergence`], [`LeaseRenewed`], [`EngineChecked`], [`SnapshotWritten`], [`SnapshotRestored`], [`WalPurged`] |
 //!
 //! One RPC call (`rpc_call` / `rpc_rejected` and its counters) is written by `rpc::call`, which
 //! knows the request and answer types; the node's lifecycle lines stay with `node`.
@@ -23,6 +24,7 @@
 mod artifacts;
 mod facts;
 mod gate;
+mod ha;
 mod peer;
 mod relay;
 mod storage;
@@ -37,6 +39,10 @@ pub use facts::{
     Rejection,
 };
 pub use gate::{GateState, GateSwitched, GateTransition, CLOSED_BY_OPERATOR};
+pub use ha::{
+    set_role, EngineChecked, HaDemoted, HaPromoted, LeaseRenewed, SnapshotRestored, SnapshotWritten, WalDivergence,
+    WalPurged,
+};
 pub use peer::{
     ClientRejected, Direction, LinkFailure, PeerCallRetried, PeerConnected, PeerConnectionReplaced, PeerDialFailed,
     PeerDisconnected, PeerRefused,
@@ -99,6 +105,7 @@ impl Telemetry {
         tls::init_series(m);
         facts::init_series(m);
         relay::init_series(m);
+        ha::init_series(m);
         Self { log, metrics }
     }
 

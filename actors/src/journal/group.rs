@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::{
     delete::{self, DeletePlan},
     AppendMode, Appended, Command, CursorChange, CursorMove, InsertOutcome, InsertPage, JournalConfig, JournalError,
-    Prepared, Reply, Shared, MAX_GROUP,
+    Prepared, Reply, Shared, MAX_GROUP, MAX_GROUP_BYTES,
 };
 use crate::{
     events::StorageOp,
@@ -30,6 +30,8 @@ pub(super) struct Writer {
     store_high: u64,
     forward_high: u64,
     usage: Usage,
+    /// The storage's writer epoch this state was recovered under.
+    epoch: u64,
 }
 
 /// A group's batch and the answers to send once it is durable.
@@ -42,6 +44,7 @@ struct Plan {
     changes: Vec<(Reply<CursorMove>, Result<CursorMove, JournalError>)>,
     deletes: Vec<(Reply<DeletePlan>, DeletePlan)>,
     probes: Vec<Reply<()>>,
+    gates: Vec<Reply<()>>,
     /// Cursors this group sets, and cursors it removes.
     cursors: HashMap<CursorKey, u64>,
     removed: HashSet<CursorKey>,
@@ -53,17 +56,21 @@ type AppendCommand = (Vec<Prepared>, AppendMode, Reply<Appended>);
 struct Group {
     /// Facts appended or inserted, plus one per other command: what bounds a group.
     entries: usize,
+    /// Bytes of the facts' encodings.
+    bytes: usize,
     appends: Vec<AppendCommand>,
     inserts: Vec<InsertPage>,
     confirms: Vec<(CursorKey, u64, Reply<u64>)>,
     changes: Vec<(CursorChange, Reply<CursorMove>)>,
     deletes: Vec<(DeletePlan, Reply<DeletePlan>)>,
     probes: Vec<Reply<()>>,
+    gates: Vec<(String, bool, Reply<()>)>,
 }
 
 impl Writer {
     pub(super) fn new(shared: Arc<Shared>, recovered: &Recovered, config: JournalConfig) -> Self {
         Self {
+            epoch: shared.storage.writer_epoch(),
             shared,
             config,
             store_high: recovered.store_high,
@@ -76,7 +83,7 @@ impl Writer {
         while let Some(first) = rx.blocking_recv() {
             let mut group = Group::default();
             group.push(first);
-            while group.entries < MAX_GROUP {
+            while group.entries < MAX_GROUP && group.bytes < MAX_GROUP_BYTES {
                 match rx.try_recv() {
                     Ok(command) => group.push(command),
                     Err(_) => break,
@@ -87,12 +94,16 @@ impl Writer {
     }
 
     fn commit(&mut self, group: Group) {
+        if let Err(error) = self.follow_epoch() {
+            return group.fail(error);
+        }
         let (store_before, forward_before, usage_before) = (self.store_high, self.forward_high, self.usage);
         let mut plan = Plan::default();
         let planned = self.plan(group, &mut plan);
         plan.batch.store_high = (self.store_high != store_before).then_some(self.store_high);
         plan.batch.forward_high = (self.forward_high != forward_before).then_some(self.forward_high);
         plan.batch.usage = (self.usage != usage_before || plan.batch.probe).then_some(self.usage);
+        plan.batch.epoch = self.epoch;
         let written = planned.and_then(|()| match plan.batch.is_empty() {
             true => Ok(()),
             false => self.shared.storage.commit(&plan.batch).map_err(JournalError::from),
@@ -109,6 +120,24 @@ impl Writer {
                 fail(plan, error);
             }
         }
+    }
+
+    /// When the storage changed writers (an HA instance promoted or demoted), the state this
+    /// writer planned with may be stale: it is recovered again from storage before any planning,
+    /// and the batches carry the epoch they were planned under (a replicated storage refuses
+    /// others).
+    fn follow_epoch(&mut self) -> Result<(), JournalError> {
+        let epoch = self.shared.storage.writer_epoch();
+        if epoch == self.epoch {
+            return Ok(());
+        }
+        let recovered = self.shared.storage.recover()?;
+        (self.store_high, self.forward_high, self.usage) =
+            (recovered.store_high, recovered.forward_high, recovered.usage);
+        *self.shared.cursors.lock().unwrap_or_else(PoisonError::into_inner) = recovered.cursors;
+        self.epoch = epoch;
+        self.publish(Plan::default());
+        Ok(())
     }
 
     /// Plans every command of `group` into `plan`. After a failed read nothing more is planned,
@@ -138,6 +167,11 @@ impl Writer {
         for (change, reply) in group.changes {
             let result = self.plan_change(change, plan);
             plan.changes.push((reply, result));
+        }
+        for (peer, closed, reply) in group.gates {
+            plan.batch.gates.retain(|(p, _)| *p != peer);
+            plan.batch.gates.push((peer, closed));
+            plan.gates.push(reply);
         }
         for (deletes, reply) in group.deletes {
             let storage = self.shared.storage.as_ref();
@@ -362,15 +396,55 @@ impl Writer {
         for reply in plan.probes {
             let _ = reply.send(Ok(()));
         }
+        for reply in plan.gates {
+            let _ = reply.send(Ok(()));
+        }
     }
 }
 
 impl Group {
+    /// Answers every command with `error`, nothing planned.
+    fn fail(self, error: JournalError) {
+        self.appends.into_iter().for_each(|(_, _, reply)| {
+            let _ = reply.send(Err(error.clone()));
+        });
+        self.inserts.into_iter().for_each(|page| {
+            let _ = page.reply.send(Err(error.clone()));
+        });
+        self.confirms.into_iter().for_each(|(_, _, reply)| {
+            let _ = reply.send(Err(error.clone()));
+        });
+        self.changes.into_iter().for_each(|(_, reply)| {
+            let _ = reply.send(Err(error.clone()));
+        });
+        self.deletes.into_iter().for_each(|(_, reply)| {
+            let _ = reply.send(Err(error.clone()));
+        });
+        self.gates.into_iter().for_each(|(_, _, reply)| {
+            let _ = reply.send(Err(error.clone()));
+        });
+        self.probes.into_iter().for_each(|reply| {
+            let _ = reply.send(Err(error.clone()));
+        });
+    }
+
     fn push(&mut self, command: Command) {
         self.entries += match &command {
             Command::Append(facts, ..) => facts.len(),
             Command::Insert(page) => page.facts.len(),
-            Command::Confirm(..) | Command::Cursor(..) | Command::Delete(..) | Command::Probe(_) => 1,
+            Command::Confirm(..)
+            | Command::Cursor(..)
+            | Command::Delete(..)
+            | Command::Probe(_)
+            | Command::Gate(..) => 1,
+        };
+        self.bytes += match &command {
+            Command::Append(facts, ..) => facts.iter().map(|f| f.encoded.len()).sum(),
+            Command::Insert(page) => {
+                let delivered: usize = page.facts.iter().map(|(_, f)| f.encoded.len()).sum();
+                delivered + page.relayed.iter().map(|f| f.encoded.len()).sum::<usize>()
+            }
+            _ => 0,
         };
         match command {
             Command::Append(facts, mode, reply) => self.appends.push((facts, mode, reply)),
@@ -379,6 +453,7 @@ impl Group {
             Command::Cursor(change, reply) => self.changes.push((change, reply)),
             Command::Delete(plan, reply) => self.deletes.push((plan, reply)),
             Command::Probe(reply) => self.probes.push(reply),
+            Command::Gate(peer, closed, reply) => self.gates.push((peer, closed, reply)),
         }
     }
 }
@@ -435,6 +510,9 @@ fn fail(plan: Plan, error: JournalError) {
         let _ = reply.send(Err(error.clone()));
     }
     for reply in plan.probes {
+        let _ = reply.send(Err(error.clone()));
+    }
+    for reply in plan.gates {
         let _ = reply.send(Err(error.clone()));
     }
 }

@@ -42,6 +42,9 @@ use crate::{
 /// One group commit stops taking commands once it holds this many entries (facts appended or
 /// inserted, cursors, deletion plans); a command is never split, so a group may end a little past it.
 const MAX_GROUP: usize = 4096;
+/// A group also stops taking commands once its facts' encodings hold this many bytes, so that
+/// it fits one record of an HA zone's log (4 MiB) with room to spare; a command is never split.
+const MAX_GROUP_BYTES: usize = 2 << 20;
 /// Queue length in front of the writer; callers wait (backpressure) when it is full.
 const QUEUE: usize = 16 * 1024;
 
@@ -192,6 +195,7 @@ enum Command {
     Cursor(CursorChange, Reply<CursorMove>),
     Delete(DeletePlan, Reply<DeletePlan>),
     Probe(Reply<()>),
+    Gate(String, bool, Reply<()>),
 }
 
 /// An operator's change to a cursor, beside the confirms that only move it forward.
@@ -318,6 +322,11 @@ impl Journal {
     pub async fn remove(&self, key: CursorKey) -> Result<CursorMove, JournalError> {
         self.call(|reply| Command::Cursor(CursorChange::Remove(key), reply))
             .await
+    }
+
+    /// Persists an operator's gate switch toward `peer` (closed or open); answers once durable.
+    pub async fn switch_gate(&self, peer: String, closed: bool) -> Result<(), JournalError> {
+        self.call(|reply| Command::Gate(peer, closed, reply)).await
     }
 
     /// Applies a deletion plan (skipping what is already gone); answers with what was deleted.

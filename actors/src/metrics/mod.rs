@@ -64,6 +64,15 @@ pub struct Metrics {
     pub object_store_blob_bytes: IntGauge,
     pub object_store_capacity_bytes: IntGauge,
     pub artifacts_expired: IntCounter,
+    pub ha_role: IntGaugeVec,
+    pub ha_promotions: IntCounter,
+    pub ha_demotions: IntCounterVec,
+    pub ha_lease_renewals: IntCounterVec,
+    pub engine_wal_applied: IntGauge,
+    pub engine_wal_lag: IntGauge,
+    pub engine_divergence: IntCounter,
+    pub engine_durability_verified: IntGauge,
+    pub engine_commit_latency: Histogram,
 }
 
 impl Metrics {
@@ -120,6 +129,15 @@ impl Metrics {
             object_store_blob_bytes: add(r, &OBJECT_STORE_BLOB_BYTES)?,
             object_store_capacity_bytes: add(r, &OBJECT_STORE_CAPACITY_BYTES)?,
             artifacts_expired: add(r, &ARTIFACTS_EXPIRED)?,
+            ha_role: add(r, &HA_ROLE)?,
+            ha_promotions: add(r, &HA_PROMOTIONS)?,
+            ha_demotions: add(r, &HA_DEMOTIONS)?,
+            ha_lease_renewals: add(r, &HA_LEASE_RENEWALS)?,
+            engine_wal_applied: add(r, &ENGINE_WAL_APPLIED)?,
+            engine_wal_lag: add(r, &ENGINE_WAL_LAG)?,
+            engine_divergence: add(r, &ENGINE_DIVERGENCE)?,
+            engine_durability_verified: add(r, &ENGINE_DURABILITY_VERIFIED)?,
+            engine_commit_latency: add(r, &ENGINE_COMMIT_LATENCY)?,
             registry,
         };
         metrics.info.with_label_values(&[version, zone]).set(1);

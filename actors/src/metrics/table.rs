@@ -313,10 +313,66 @@ pub const DELIVERY_LATENCY: Spec = spec(
     "Time from the origin's produced_at_unix_ms to the fact being stored in this forward buffer, by origin zone.",
 );
 
+// An HA zone's instance (SPEC §15; names of design/ha-jetstream.md §6 where the SPEC is silent).
+pub const HA_ROLE: Spec = spec(
+    "bsfg_ha_role",
+    G,
+    &["role"],
+    "1 for this instance's role (active or standby), 0 for the other; a single node is active.",
+);
+pub const HA_PROMOTIONS: Spec = spec(
+    "bsfg_ha_promotions_total",
+    Counter,
+    &[],
+    "Times this instance became the zone's active instance.",
+);
+pub const HA_DEMOTIONS: Spec = spec(
+    "bsfg_ha_demotions_total",
+    Counter,
+    &["reason"],
+    "Times this instance stopped being active, by reason (fenced, outcome_unknown, lease_lost, step_down, diverged).",
+);
+pub const HA_LEASE_RENEWALS: Spec = spec(
+    "bsfg_ha_lease_renewals_total",
+    Counter,
+    &["result"],
+    "Renewals of the zone's lease by this instance, by result (success, failure).",
+);
+pub const ENGINE_WAL_APPLIED: Spec = spec(
+    "bsfg_engine_wal_applied_sequence",
+    G,
+    &[],
+    "Sequence of the last record of the zone's write-ahead log applied to this instance's replica.",
+);
+pub const ENGINE_WAL_LAG: Spec = spec(
+    "bsfg_engine_wal_lag_records",
+    G,
+    &[],
+    "Records of the zone's write-ahead log not yet applied to this instance's replica.",
+);
+pub const ENGINE_DIVERGENCE: Spec = spec(
+    "bsfg_engine_divergence_total",
+    Counter,
+    &[],
+    "Records refused because they do not continue this replica's history (the replica stops).",
+);
+pub const ENGINE_DURABILITY_VERIFIED: Spec = spec(
+    "bsfg_engine_durability_verified",
+    G,
+    &[],
+    "1 when every engine server was seen to fsync before acknowledging, 0 when assumed.",
+);
+pub const ENGINE_COMMIT_LATENCY: Spec = spec(
+    "bsfg_engine_commit_latency_seconds",
+    APPEND_BUCKETS,
+    &[],
+    "Time to append one group commit to the zone's write-ahead log (quorum fsync'd).",
+);
+
 /// Every metric the node registers: SPEC §11's order, then the retention it is configured with,
-/// then the artifact store's bounds. (The process metrics come from the prometheus crate's
-/// process collector.)
-pub const ALL: [&Spec; 44] = [
+/// then the artifact store's bounds, then an HA instance's. (The process metrics come from the
+/// prometheus crate's process collector.)
+pub const ALL: [&Spec; 53] = [
     &REPLICATION_LAG_SECONDS,
     &REPLICATION_LAG_HIGH_WATERMARK,
     &FRONTIER_OFFSET,
@@ -361,6 +417,15 @@ pub const ALL: [&Spec; 44] = [
     &OBJECT_STORE_BLOB_BYTES,
     &OBJECT_STORE_CAPACITY_BYTES,
     &ARTIFACTS_EXPIRED,
+    &HA_ROLE,
+    &HA_PROMOTIONS,
+    &HA_DEMOTIONS,
+    &HA_LEASE_RENEWALS,
+    &ENGINE_WAL_APPLIED,
+    &ENGINE_WAL_LAG,
+    &ENGINE_DIVERGENCE,
+    &ENGINE_DURABILITY_VERIFIED,
+    &ENGINE_COMMIT_LATENCY,
 ];
 
 /// Builds the metric `spec` describes as `M` and registers it; refuses a type that does not

@@ -6,7 +6,10 @@
 //! Every component is built from its own plain config in [`NodeSettings`], which the binary maps
 //! from the configuration file once; the runtime handles each one needs are made here (`start`).
 
+mod ha;
 mod start;
+
+pub use ha::HaSettings;
 
 use std::{
     collections::BTreeMap,
@@ -25,12 +28,14 @@ use crate::{
     cert_watcher::{CertWatcher, CertWatcherConfig, Certificate},
     events::StorageHealth,
     forward_buffer::{Consumers, ForwardBufferConfig},
+    ha::HaHandle,
     journal::JournalError,
     metrics::Metrics,
     objects::{ObjectError, ObjectsConfig},
     peer_link::{PeerLink, PeerLinkConfig},
     relay::Routing,
     rpc::{DrainHandle, RpcConfig, RpcServer},
+    standing::StandingRx,
     status::Progress,
     storage::{LossRecord, StorageError, Usage},
     store_buffer::StoreBufferConfig,
@@ -57,6 +62,8 @@ pub struct NodeSettings {
     /// Where the TLS material is reloaded from; the node starts with the material already loaded
     /// from there, and its QUIC configs use the watcher's idle timeout.
     pub certs: CertWatcherConfig,
+    /// An instance of an HA zone (`[storage] engine = "jetstream"`); `None`: a single node.
+    pub ha: Option<HaSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +82,12 @@ pub enum NodeError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("a start-up task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The zone's engine cannot be trusted with acknowledged facts (too old, no fsync before
+    /// acknowledging): an operator must change it or the configuration.
+    #[error("the zone's engine is refused: {0}")]
+    EngineRefused(String),
+    #[error("the zone's engine: {0}")]
+    Engine(String),
 }
 
 impl NodeError {
@@ -114,6 +127,10 @@ pub struct Handles {
     pub losses: Arc<Vec<LossRecord>>,
     /// Routes and relay rules, for `/v1/status`.
     pub routing: Arc<Routing>,
+    /// Whether this node serves (always, unless it is an HA zone's standby).
+    pub standing: StandingRx,
+    /// An HA instance's controller (status, step-down).
+    pub ha: Option<HaHandle>,
 }
 
 impl Handles {
@@ -179,6 +196,10 @@ impl Node {
     /// last handle on it drops (the actors', the journal writer's): wait for it with
     /// [`Stopped::wait_storage_closed`] once the actix system is gone.
     pub async fn shutdown(self) -> Stopped {
+        if let Some(ha) = &self.handles.ha {
+            // An active instance hands over at once rather than after its lease's TTL.
+            let _ = ha.step_down().await;
+        }
         self.handles.health.stopped();
         self.status.abort();
         self.sweeper.abort();

@@ -13,19 +13,21 @@ use super::{Handles, Node, NodeError, NodeSettings};
 use crate::{
     backpressure::{Admission, Backpressure, BackpressureConfig, BackpressureDeps, DiskState},
     cert_watcher::{CertWatcher, CertWatcherConfig, CertWatcherDeps, Certificate},
-    events::{LossRecorded, StorageHealth, Telemetry},
+    events::{set_role, EngineChecked, LossRecorded, SnapshotRestored, StorageHealth, Telemetry},
     forward_buffer::{Consumers, ForwardBuffer, Seen},
+    ha::{HaConfig, HaDeps, HaHandle, Snapshots},
     journal::Journal,
     metrics::Metrics,
     objects::{self, ObjectError, ObjectGauges, ObjectStore, ObjectsConfig},
     peer_link::{PeerLink, PeerLinkConfig, PeerLinkDeps},
     rpc::{DrainHandle, RpcConfig, RpcDeps, RpcServer},
+    standing::Standing,
     status::{Progress, Refresher},
-    storage::{Log, LossRecord, RocksStorage},
+    storage::{Log, LossRecord, ObjectIndex, RocksStorage, Storage},
     store_buffer::StoreBuffer,
     trace::Tracer,
     transport::{pacing::Pacer, tls::TlsMaterial},
-    zone_gate::{GateSwitches, ZoneGate},
+    zone_gate::{GateSwitches, RestoreSwitches, ZoneGate},
 };
 
 pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger) -> Result<Node, NodeError> {
@@ -40,13 +42,40 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         routing,
         rpc,
         certs,
+        ha,
     } = settings;
     let peers: Vec<String> = links.iter().map(|link| link.peer.clone()).collect();
-    let storage = open_storage(&data_dir, &zone).await?;
-    let storage_closed = storage.closed();
+    let restored = match &ha {
+        Some(settings) => super::ha::restore(&zone, settings, &data_dir).await?,
+        None => None,
+    };
+    let local = open_storage(&data_dir, &zone).await?;
+    let storage_closed = local.closed();
+    let closed_gates = local.closed_gates().map_err(|source| NodeError::Storage {
+        path: data_dir.clone(),
+        source,
+    })?;
     let metrics = Arc::new(Metrics::new(&zone, env!("CARGO_PKG_VERSION"))?);
     let telemetry = Telemetry::new(log.clone(), metrics.clone(), &peers);
-    let losses = recorded_losses(&storage, &data_dir, &telemetry)?;
+    let losses = recorded_losses(&local, &data_dir, &telemetry)?;
+    let (storage, index, replicated) = match &ha {
+        None => (
+            local.clone() as Arc<dyn Storage>,
+            local.clone() as Arc<dyn ObjectIndex>,
+            None,
+        ),
+        Some(settings) => {
+            let opened = super::ha::open(&zone, settings, local.clone()).await?;
+            telemetry.emit(EngineChecked {
+                durability_verified: opened.verdict.durability_verified,
+                warnings: &opened.verdict.warnings,
+            });
+            if let Some((seq, files, bytes)) = restored {
+                telemetry.emit(SnapshotRestored { seq, files, bytes });
+            }
+            (opened.storage.clone() as _, opened.storage.clone() as _, Some(opened))
+        }
+    };
     let health = StorageHealth::new(telemetry.clone());
     let journal = Journal::start(storage.clone(), buffers.journal(), health.clone())?;
     telemetry.init_relay_series(routing.relay_destinations());
@@ -59,7 +88,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
     }
     let (admission, pulls_paused, disk, store_full) = start_backpressure(&buffers, &journal, &telemetry);
     let sweep_interval = objects.sweep_interval();
-    let objects = open_objects(&data_dir, objects, storage.clone(), &metrics).await?;
+    let objects = open_objects(&data_dir, objects, index, &metrics).await?;
     let sweeper = tokio::spawn(objects::run_sweeps(
         objects.clone(),
         storage,
@@ -70,7 +99,15 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
     let seen = Seen::default();
     let forward = ForwardBuffer::new(forward, journal.clone(), seen.clone()).start();
     let switches = GateSwitches::new(peers.clone());
-    let gate = start_gate(&peers, &switches, &telemetry);
+    let gate = start_gate(&peers, &switches, &journal, &telemetry);
+    gate.do_send(RestoreSwitches(closed_gates));
+    let (standing_tx, standing) = watch::channel(match &ha {
+        None => Standing::Active,
+        Some(settings) => Standing::Standby {
+            instance: settings.instance.clone(),
+            active: None,
+        },
+    });
     let quic = Quic::open(&rpc, certs, tls, &telemetry)?;
     let (dialed, dialed_rx) = mpsc::unbounded_channel();
     let link_deps = PeerLinkDeps {
@@ -83,6 +120,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         pulls_paused,
         store_full,
         dialed,
+        standing: standing.clone(),
         telemetry: telemetry.clone(),
     };
     let egress = links
@@ -99,12 +137,23 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         links: links.clone(),
         drain: drain.clone(),
         switches: switches.clone(),
-        telemetry,
+        standing: standing.clone(),
+        telemetry: telemetry.clone(),
         egress,
     };
     let server = start_rpc(&quic.endpoint, rpc, rpc_deps, dialed_rx, &log)?;
     let (status, progress) = start_status(&journal, &metrics, peers, &quic.certificate, &seen);
     health.started();
+    let ha = match (ha, replicated) {
+        (Some(settings), Some(opened)) => {
+            let scratch = data_dir.with_extension("snapshot-tmp");
+            Some(start_ha(settings, opened, scratch, standing_tx, &gate, telemetry))
+        }
+        _ => {
+            set_role(&metrics, true);
+            None
+        }
+    };
     let handles = Handles {
         metrics,
         health,
@@ -121,6 +170,8 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         consumers: Consumers::new(journal.clone(), seen.clone()),
         tracer: Tracer::new(routing.clone(), journal, seen),
         routing,
+        standing,
+        ha,
     };
     Ok(Node {
         endpoint: quic.endpoint,
@@ -132,6 +183,36 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         storage_closed,
         log,
     })
+}
+
+/// The HA controller of an instance, as a standby.
+fn start_ha(
+    settings: super::HaSettings,
+    opened: super::ha::Opened,
+    scratch: std::path::PathBuf,
+    standing: watch::Sender<Standing>,
+    gate: &Addr<ZoneGate>,
+    telemetry: Telemetry,
+) -> HaHandle {
+    let config = HaConfig {
+        instance: settings.instance,
+    };
+    let snapshots = Snapshots {
+        storage: opened.storage.clone(),
+        objects: opened.snapshots,
+        scratch,
+        every_bytes: settings.snapshot_every_bytes,
+        telemetry: telemetry.clone(),
+    };
+    tokio::spawn(snapshots.run());
+    let deps = HaDeps {
+        storage: opened.storage,
+        lease: opened.lease,
+        standing,
+        gate: gate.clone(),
+        telemetry,
+    };
+    crate::ha::start(config, deps)
 }
 
 /// The node's one QUIC endpoint (it serves calls and dials peers) and the `CertWatcher` that
@@ -271,7 +352,7 @@ fn start_backpressure(
 async fn open_objects(
     data_dir: &Path,
     config: ObjectsConfig,
-    storage: Arc<RocksStorage>,
+    storage: Arc<dyn ObjectIndex>,
     metrics: &Metrics,
 ) -> Result<ObjectStore, NodeError> {
     let gauges = ObjectGauges {
@@ -288,9 +369,10 @@ async fn open_objects(
     })
 }
 
-fn start_gate(peers: &[String], switches: &GateSwitches, telemetry: &Telemetry) -> Addr<ZoneGate> {
+fn start_gate(peers: &[String], switches: &GateSwitches, journal: &Journal, telemetry: &Telemetry) -> Addr<ZoneGate> {
     let (peers, switches, telemetry) = (peers.to_vec(), switches.clone(), telemetry.clone());
-    Supervisor::start(move |_| ZoneGate::new(peers, switches, telemetry))
+    let journal = journal.clone();
+    Supervisor::start(move |_| ZoneGate::new(peers, switches, telemetry).with_journal(journal.clone()))
 }
 
 fn start_links(links: Vec<PeerLinkConfig>, deps: &PeerLinkDeps) -> HashMap<String, Addr<PeerLink>> {

@@ -6,7 +6,8 @@
 //! are pulled into the local object store before their page is inserted. Reports what it sees of
 //! the link to the `ZoneGate`. Reconnects with exponential backoff and jitter. While an operator
 //! keeps the peer's gate closed it has no connection: it closes the one it had, and neither dials
-//! nor takes offered ones. Dials use the client config the `CertWatcher` last published.
+//! nor takes offered ones. Dials use the client config the `CertWatcher` last published. An HA
+//! zone's standby has no link at all: the loop runs only while the instance is active.
 //!
 //! The actor is a thin shell: it owns the offer channel and the pull task; the loop itself is
 //! plain async code in `pull`, and its connection policy (which connection the pair keeps, how
@@ -17,7 +18,7 @@ mod link_state;
 mod page_size;
 mod pull;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use actix::prelude::*;
 use quinn::{Connection, Endpoint};
@@ -28,6 +29,8 @@ use crate::{
     forward_buffer::ForwardBuffer,
     objects::ObjectStore,
     relay::Routing,
+    standing::{self, StandingRx},
+    transport::addresses::Addresses,
     zone_gate::{GateSwitches, ZoneGate},
 };
 
@@ -38,7 +41,8 @@ pub struct PeerLinkConfig {
     pub zone: String,
     /// The peer's zone (the CN its certificate must carry).
     pub peer: String,
-    pub address: Option<SocketAddr>,
+    /// Where to dial: one address, or the instances of an HA zone in order.
+    pub addresses: Option<Addresses>,
     pub dial: bool,
     pub batch_limit: u32,
     pub max_wait: Duration,
@@ -70,6 +74,8 @@ pub struct PeerLinkDeps {
     pub store_full: watch::Receiver<bool>,
     /// Where dialled connections go so the RPC server also serves the peer's calls on them.
     pub dialed: tokio::sync::mpsc::UnboundedSender<(Connection, String)>,
+    /// The loop runs only while this instance is active (always, for a single node).
+    pub standing: StandingRx,
     pub telemetry: Telemetry,
 }
 
@@ -95,8 +101,8 @@ impl Actor for PeerLink {
     type Context = Context<Self>;
 
     fn started(&mut self, _: &mut Self::Context) {
-        let looper = pull::Looper::new(self.config.clone(), self.deps.clone(), self.offers.subscribe());
-        self.task = Some(tokio::spawn(looper.run()));
+        let (config, deps, offers) = (self.config.clone(), self.deps.clone(), self.offers.clone());
+        self.task = Some(tokio::spawn(while_active(config, deps, offers)));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -110,6 +116,21 @@ impl Supervised for PeerLink {
     fn restarting(&mut self, _: &mut Self::Context) {
         if let Some(task) = self.task.take() {
             task.abort();
+        }
+    }
+}
+
+/// Runs the pull loop whenever the instance is active, and stops it (dropping its connection)
+/// when it is not.
+async fn while_active(config: Arc<PeerLinkConfig>, deps: PeerLinkDeps, offers: watch::Sender<Option<Connection>>) {
+    let mut standing = deps.standing.clone();
+    loop {
+        standing::until_active(&mut standing).await;
+        offers.send_replace(None);
+        let looper = pull::Looper::new(config.clone(), deps.clone(), offers.subscribe());
+        tokio::select! {
+            _ = looper.run() => return,
+            _ = standing::until_inactive(&mut standing) => {}
         }
     }
 }

@@ -168,7 +168,11 @@ impl Looper {
                 }
                 SessionEnd::Switched => Ended::Switched,
             };
-            if let Some(delay) = self.state.on_session_end(ended, progressed.load(Ordering::Relaxed)) {
+            let progressed = progressed.load(Ordering::Relaxed);
+            if dialled && !progressed {
+                self.session.next_address.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(delay) = self.state.on_session_end(ended, progressed) {
                 // A connection the peer opens meanwhile (e.g. once its operator reopened a gate
                 // that refused us) ends the wait.
                 let _ = tokio::time::timeout(delay, self.offers.changed()).await;

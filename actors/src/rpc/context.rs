@@ -6,6 +6,7 @@ use std::{collections::HashMap, net::SocketAddr};
 use actix::Addr;
 
 use super::{caller::Directory, drain::DrainHandle};
+use crate::standing::StandingRx;
 use crate::{
     events::Telemetry,
     forward_buffer::ForwardBuffer,
@@ -42,6 +43,8 @@ pub struct RpcDeps {
     pub drain: DrainHandle,
     /// A peer whose gate is closed is refused every call.
     pub switches: GateSwitches,
+    /// A standby of an HA zone refuses every call and closes its connections.
+    pub standing: StandingRx,
     pub telemetry: Telemetry,
     /// What this node sends each peer (pages, artifact bodies), paced to the peer's
     /// `max_bytes_per_second`; peers without a cap are absent.

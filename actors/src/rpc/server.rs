@@ -4,9 +4,11 @@
 //! request → admission → [`dispatch`](super::dispatch) → response frame (and raw body), then one
 //! [`Call`] is logged and counted.
 //!
-//! Refusals before dispatch: client calls while the node drains, and every call of a peer whose
-//! gate an operator closed (its connection is closed once the refusal is delivered, and never
-//! offered to the link).
+//! Refusals before dispatch: every call while this instance is an HA zone's standby (naming the
+//! active instance; its connections are closed with `CloseCode::Standby` when it stops being
+//! active, so clients and peers move to the active one), client calls while the node drains, and
+//! every call of a peer whose gate an operator closed (its connection is closed once the refusal
+//! is delivered, and never offered to the link).
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -23,7 +25,7 @@ use super::{
 };
 use crate::{
     events::{ClientRejected, Direction, PeerConnected, PeerRefused, TlsHandshakeFailed, CLOSED_BY_OPERATOR},
-    peer_link,
+    peer_link, standing,
     transport::{framed, pacing::Pacer, tls},
 };
 
@@ -84,6 +86,7 @@ async fn accept(incoming: quinn::Incoming, ctx: Arc<Context>) {
         Err(e) => Caller::Unknown(e.to_string()),
     };
     match &caller {
+        Caller::Peer(_) if !deps.standing.borrow().is_active() => {}
         Caller::Peer(zone) => offer(zone, &conn, remote, deps),
         Caller::Unknown(cn) => deps.telemetry.emit(ClientRejected { caller: cn, remote }),
         Caller::Client { .. } => {}
@@ -108,10 +111,24 @@ fn offer(zone: &str, conn: &Connection, remote: SocketAddr, deps: &RpcDeps) {
     }
 }
 
-/// One task per stream, until the connection closes.
+/// One task per stream, until the connection closes; a connection made while this instance was
+/// active is closed when it stops being active.
 async fn serve_calls(conn: Connection, caller: Arc<Caller>, ctx: Arc<Context>) {
-    while let Ok((send, recv)) = conn.accept_bi().await {
-        tokio::spawn(serve_stream(conn.clone(), send, recv, caller.clone(), ctx.clone()));
+    let mut standing = ctx.deps.standing.clone();
+    let was_active = standing.borrow_and_update().is_active();
+    loop {
+        tokio::select! {
+            stream = conn.accept_bi() => match stream {
+                Ok((send, recv)) => {
+                    tokio::spawn(serve_stream(conn.clone(), send, recv, caller.clone(), ctx.clone()));
+                }
+                Err(_) => return,
+            },
+            _ = standing::until_inactive(&mut standing), if was_active => {
+                conn.close(CloseCode::Standby.code().into(), b"this instance is no longer the active instance");
+                return;
+            }
+        }
     }
 }
 
@@ -174,6 +191,9 @@ async fn serve_stream(
 /// are refused with a retryable code. Peer calls pass untouched so replication continues, unless
 /// an operator closed the peer's gate.
 fn admit(caller: &Caller, gate_closed: bool, ctx: &Context) -> Result<Option<InFlight>, RpcError> {
+    if let Some(refusal) = ctx.deps.standing.borrow().refusal(&ctx.config.zone) {
+        return Err(RpcError::unavailable(refusal));
+    }
     if gate_closed {
         return Err(RpcError::unavailable(format!(
             "gate closed by operator: zone {:?} exchanges nothing with this peer until it is opened",

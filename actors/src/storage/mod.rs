@@ -70,14 +70,17 @@ mod damage;
 #[cfg(test)]
 mod damage_tests;
 pub mod object_index;
+pub mod replicated;
 mod rocks;
+pub mod wal;
 
 pub use damage::{ranges, DamageReport, LossRecord, Offsets, WalDamage};
 pub use object_index::{ObjectEntry, ObjectIndex};
 pub use rocks::{RocksStorage, Salvaged};
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
+use bincode::{Decode, Encode};
 use bsfg_proto::Message;
 
 /// A message's content digest (`Message::content_digest`): "same content" for idempotency.
@@ -136,7 +139,7 @@ impl Log {
 }
 
 /// A durable cursor's identity.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
 pub enum CursorKey {
     /// A peer's confirmed position in our store buffer (its frontier).
     Peer(String),
@@ -145,7 +148,7 @@ pub enum CursorKey {
 }
 
 /// Retained facts and bytes of one buffer (bytes: value bytes of its log entries).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode)]
 pub struct BufferUsage {
     pub facts: u64,
     pub bytes: u64,
@@ -164,7 +167,7 @@ impl BufferUsage {
 }
 
 /// Exact usage of both buffers, kept by the journal and persisted with every change.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode)]
 pub struct Usage {
     pub store: BufferUsage,
     pub forward: BufferUsage,
@@ -180,7 +183,7 @@ impl Usage {
 }
 
 /// A new store-log entry. `encoded` is the message in the wire encoding.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Encode, Decode)]
 pub struct StoreAppend {
     pub offset: u64,
     pub appended_at_unix_ms: u64,
@@ -194,7 +197,7 @@ pub struct StoreAppend {
 }
 
 /// A new forward-log entry, received from `from_zone` at `source_offset`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Encode, Decode)]
 pub struct ForwardInsert {
     pub offset: u64,
     pub received_at_unix_ms: u64,
@@ -211,7 +214,7 @@ const STORE_HEADER: usize = 8;
 const FORWARD_HEADER: usize = 16;
 
 /// Why a fact is deleted; only losses of unconfirmed facts are reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
 pub enum DeleteReason {
     /// Confirmed (by the peer, or by every consumer), or only leaving the dedupe window.
     Confirmed,
@@ -229,7 +232,7 @@ impl DeleteReason {
 }
 
 /// A store fact to delete: its `store_log`, `store_route` and `store_idem` entries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct StoreDelete {
     pub offset: u64,
     /// The peer whose route index holds it.
@@ -243,7 +246,7 @@ pub struct StoreDelete {
 }
 
 /// A forward fact to delete: its log entry, its dedupe-window entries, or both.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct ForwardDelete {
     pub offset: u64,
     pub from_zone: String,
@@ -265,7 +268,7 @@ pub struct WindowEntry {
 }
 
 /// Everything one group commit writes, atomically.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, Encode, Decode)]
 pub struct Batch {
     pub store: Vec<StoreAppend>,
     pub forward: Vec<ForwardInsert>,
@@ -280,6 +283,11 @@ pub struct Batch {
     pub usage: Option<Usage>,
     /// Written only to learn whether storage takes writes (it rewrites the usage as it is).
     pub probe: bool,
+    /// Operator gate switches set by this batch: `(peer, closed)`.
+    pub gates: Vec<(String, bool)>,
+    /// The writer epoch the batch was planned under ([`Storage::writer_epoch`]): a replicated
+    /// storage refuses a batch planned before it last changed hands.
+    pub epoch: u64,
 }
 
 impl Batch {
@@ -291,12 +299,17 @@ impl Batch {
             && self.store_deletes.is_empty()
             && self.forward_deletes.is_empty()
             && !self.probe
+            && self.gates.is_empty()
     }
 
     /// Whether the batch must be fsync'd: everything but the deletion of confirmed facts
     /// (see "Write batches" above).
     pub fn needs_sync(&self) -> bool {
-        !(self.store.is_empty() && self.forward.is_empty() && self.cursors.is_empty() && self.cursor_deletes.is_empty())
+        !(self.store.is_empty()
+            && self.forward.is_empty()
+            && self.cursors.is_empty()
+            && self.cursor_deletes.is_empty()
+            && self.gates.is_empty())
             || self.probe
             || self.store_deletes.iter().any(|d| d.reason.is_loss())
             || self.forward_deletes.iter().any(|d| d.log && d.reason.is_loss())
@@ -336,6 +349,8 @@ pub struct Recovered {
     pub forward_high: u64,
     pub cursors: HashMap<CursorKey, u64>,
     pub usage: Usage,
+    /// Peers whose gate an operator closed (and has not opened since).
+    pub closed_gates: BTreeSet<String>,
 }
 
 /// The file system under the data directory, and what storage itself will still write to it
@@ -382,6 +397,20 @@ pub enum StorageError {
     Damaged(Box<DamageReport>),
     #[error("{0}")]
     Salvage(String),
+    /// This instance of an HA zone is not the writer (a standby, or demoted).
+    #[error("{0}")]
+    Standby(String),
+    /// Another instance took over the zone's log: this one must never write again until it has
+    /// caught up and been promoted again.
+    #[error("fenced: {0}")]
+    Fenced(String),
+    /// The zone's engine did not say whether the write is in its log; nothing was answered, and
+    /// the instance stepped down so that the next writer's catch-up decides.
+    #[error("outcome unknown, the instance stepped down: {0}")]
+    OutcomeUnknown(String),
+    /// The zone's engine refused the write (no quorum): certainly not written.
+    #[error("engine unavailable: {0}")]
+    EngineUnavailable(String),
 }
 
 impl StorageError {
@@ -396,8 +425,14 @@ impl StorageError {
 /// returns when [`Batch::needs_sync`]; reads may run concurrently with commits and see only
 /// committed batches.
 pub trait Storage: Send + Sync + 'static {
-    /// Highest offsets, cursors and usage as last committed.
+    /// Highest offsets, cursors, usage and closed gates as last committed.
     fn recover(&self) -> Result<Recovered, StorageError>;
+    /// The epoch of the writer this storage accepts batches from now (0 for a single node; an HA
+    /// zone's instance changes it when it is promoted or demoted, and the journal then recovers
+    /// its state before planning again, see [`Batch::epoch`]).
+    fn writer_epoch(&self) -> u64 {
+        0
+    }
     /// Looks up idempotency keys `(from_zone, message_id)`; for [`Index::Store`] an empty
     /// `from_zone` names a fact produced here.
     fn lookup(&self, index: Index, keys: &[(&str, &str)]) -> Result<Vec<Option<IdemRecord>>, StorageError>;

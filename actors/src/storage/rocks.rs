@@ -12,6 +12,7 @@ mod wal;
 pub use salvage::Salvaged;
 
 mod object_index;
+mod replica;
 
 use std::{
     path::{Path, PathBuf},
@@ -58,6 +59,8 @@ const META_FORWARD_HIGH: &[u8] = b"forward_high";
 const META_USAGE: &[u8] = b"usage";
 /// The losses operators accepted (`bsfg storage accept-loss`), bincode-encoded.
 const META_LOSSES: &[u8] = b"losses";
+/// `gate:` ‖ peer zone → `1` while an operator keeps the peer's gate closed.
+const META_GATE: &[u8] = b"gate:";
 
 /// RocksDB behind the [`Storage`] port.
 pub struct RocksStorage {
@@ -207,6 +210,7 @@ impl Storage for RocksStorage {
             forward_high: self.high(META_FORWARD_HIGH, FWD_LOG)?,
             cursors,
             usage,
+            closed_gates: self.closed_gates()?,
         })
     }
 
@@ -225,20 +229,7 @@ impl Storage for RocksStorage {
     }
 
     fn commit(&self, batch: &Batch) -> Result<(), StorageError> {
-        let mut wb = WriteBatch::default();
-        self.put_store(&mut wb, batch)?;
-        self.put_forward(&mut wb, batch)?;
-        let cursors = self.cf(CURSORS)?;
-        for (key, value) in &batch.cursors {
-            wb.put_cf(cursors, encode_cursor_key(key), value.to_be_bytes());
-        }
-        for key in &batch.cursor_deletes {
-            wb.delete_cf(cursors, encode_cursor_key(key));
-        }
-        self.put_deletes(&mut wb, batch)?;
-        if let Some(usage) = &batch.usage {
-            wb.put_cf(self.cf(META)?, META_USAGE, encode_usage(usage));
-        }
+        let wb = self.write_batch(batch)?;
         let options = if batch.needs_sync() {
             synced()
         } else {
@@ -328,6 +319,45 @@ impl Storage for RocksStorage {
 }
 
 impl RocksStorage {
+    /// Every write of `batch`, as one RocksDB write batch (not yet written).
+    fn write_batch(&self, batch: &Batch) -> Result<WriteBatch, StorageError> {
+        let mut wb = WriteBatch::default();
+        self.put_store(&mut wb, batch)?;
+        self.put_forward(&mut wb, batch)?;
+        let cursors = self.cf(CURSORS)?;
+        for (key, value) in &batch.cursors {
+            wb.put_cf(cursors, encode_cursor_key(key), value.to_be_bytes());
+        }
+        for key in &batch.cursor_deletes {
+            wb.delete_cf(cursors, encode_cursor_key(key));
+        }
+        self.put_deletes(&mut wb, batch)?;
+        let meta = self.cf(META)?;
+        if let Some(usage) = &batch.usage {
+            wb.put_cf(meta, META_USAGE, encode_usage(usage));
+        }
+        for (peer, closed) in &batch.gates {
+            let key = [META_GATE, peer.as_bytes()].concat();
+            match closed {
+                true => wb.put_cf(meta, key, [1]),
+                false => wb.delete_cf(meta, key),
+            }
+        }
+        Ok(wb)
+    }
+
+    /// Peers whose gate an operator closed, as last committed.
+    pub fn closed_gates(&self) -> Result<std::collections::BTreeSet<String>, StorageError> {
+        let mut closed = std::collections::BTreeSet::new();
+        let mode = IteratorMode::From(META_GATE, Direction::Forward);
+        for entry in self.db.iterator_cf(self.cf(META)?, mode) {
+            let (key, _) = entry.map_err(engine)?;
+            let Some(peer) = key.strip_prefix(META_GATE) else { break };
+            closed.insert(String::from_utf8(peer.to_vec()).map_err(|e| corrupt("gate key", &key, e))?);
+        }
+        Ok(closed)
+    }
+
     fn put_store(&self, wb: &mut WriteBatch, batch: &Batch) -> Result<(), StorageError> {
         let (log, route, idem) = (self.cf(STORE_LOG)?, self.cf(STORE_ROUTE)?, self.cf(STORE_IDEM)?);
         for append in &batch.store {

@@ -1,9 +1,10 @@
 //! QUIC network plumbing, shared by the node and its clients: TLS material and the verifiers
-//! that authenticate identities (`tls`), frames and raw bodies on QUIC streams (`framed`), and
-//! pacing writes to a rate (`pacing`).
+//! that authenticate identities (`tls`), frames and raw bodies on QUIC streams (`framed`), pacing
+//! writes to a rate (`pacing`), and the address lists nodes are reached at (`addresses`).
 //! It imports nothing from the rest of the crate: what a call means is the RPC server's business
 //! (`crate::rpc`).
 
+pub mod addresses;
 pub mod framed;
 pub mod pacing;
 #[cfg(test)]

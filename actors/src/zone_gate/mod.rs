@@ -13,24 +13,41 @@
 //!
 //! The actor is a thin shell: the decisions are the plain value in `gates`, and the operator's
 //! switches ([`GateSwitches`]) are flipped here, with the state, and followed by the peer's link
-//! and the RPC server (a closed gate has no link in either direction).
+//! and the RPC server (a closed gate has no link in either direction). With a journal, a switch
+//! is made durable (`Journal::switch_gate`, in a group commit, so through an HA zone's log too)
+//! before it flips: a node keeps a closed gate closed across restarts and failovers.
 
 mod gates;
 mod switches;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use actix::prelude::*;
 
 use self::gates::{Gates, Report};
 pub use self::switches::{GateSwitches, UnknownPeer};
 pub use crate::events::{GateState, CLOSED_BY_OPERATOR};
-use crate::events::{GateSwitched, GateTransition, Telemetry};
+use crate::{
+    events::{GateSwitched, GateTransition, Telemetry},
+    journal::Journal,
+};
 
 pub struct ZoneGate {
     gates: Gates,
     switches: GateSwitches,
     telemetry: Telemetry,
+    /// Where switches are persisted (none: in memory only).
+    journal: Option<Journal>,
+}
+
+/// Why an operator's switch was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SwitchError {
+    #[error(transparent)]
+    UnknownPeer(#[from] UnknownPeer),
+    /// The switch could not be made durable; nothing changed.
+    #[error("the gate switch could not be stored: {0}")]
+    NotStored(String),
 }
 
 impl ZoneGate {
@@ -40,6 +57,21 @@ impl ZoneGate {
             gates: Gates::new(peers),
             switches,
             telemetry,
+            journal: None,
+        }
+    }
+
+    /// Persists every switch through `journal` before it flips.
+    pub fn with_journal(mut self, journal: Journal) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// Flips `peer`'s switch (a known peer), logged before it flips.
+    fn switch(&mut self, peer: &str, closed: bool) {
+        self.telemetry.emit(GateSwitched { peer, closed });
+        if self.switches.set(peer, closed).is_ok() {
+            self.report(peer, Report::Switched { closed });
         }
     }
 
@@ -92,11 +124,17 @@ pub struct Snapshot;
 
 /// An operator closes (`closed = true`) or opens `peer`'s gate.
 #[derive(Message)]
-#[rtype(result = "Result<(), UnknownPeer>")]
+#[rtype(result = "Result<(), SwitchError>")]
 pub struct SwitchGate {
     pub peer: String,
     pub closed: bool,
 }
+
+/// Sets every switch as stored (an HA instance's promotion): the peers in the set closed, the
+/// others open.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RestoreSwitches(pub BTreeSet<String>);
 
 impl Handler<Pulled> for ZoneGate {
     type Result = ();
@@ -123,22 +161,43 @@ impl Handler<LinkDown> for ZoneGate {
 }
 
 impl Handler<SwitchGate> for ZoneGate {
-    type Result = Result<(), UnknownPeer>;
+    // Atomic: switches are stored and flipped in the order they were asked for.
+    type Result = AtomicResponse<Self, Result<(), SwitchError>>;
 
     /// Closing drops the link at once (the gate goes `autonomous`); opening lets the link come
     /// back, and the gate follows the reports from then on.
     fn handle(&mut self, msg: SwitchGate, _: &mut Self::Context) -> Self::Result {
-        if !self.gates.contains(&msg.peer) {
-            return Err(UnknownPeer(msg.peer));
-        }
-        // Logged before the switch flips, so the log reads in causal order.
-        self.telemetry.emit(GateSwitched {
-            peer: &msg.peer,
-            closed: msg.closed,
+        let known = self.gates.contains(&msg.peer);
+        let journal = self.journal.clone().filter(|_| known);
+        let stored = async move {
+            if !known {
+                return Err(SwitchError::UnknownPeer(UnknownPeer(msg.peer)));
+            }
+            if let Some(journal) = journal {
+                let stored = journal.switch_gate(msg.peer.clone(), msg.closed).await;
+                stored.map_err(|e| SwitchError::NotStored(e.to_string()))?;
+            }
+            Ok(msg)
+        };
+        let flipped = stored.into_actor(self).map(|stored, gate, _| {
+            let msg = stored?;
+            gate.switch(&msg.peer, msg.closed);
+            Ok(())
         });
-        self.switches.set(&msg.peer, msg.closed)?;
-        self.report(&msg.peer, Report::Switched { closed: msg.closed });
-        Ok(())
+        AtomicResponse::new(Box::pin(flipped))
+    }
+}
+
+impl Handler<RestoreSwitches> for ZoneGate {
+    type Result = ();
+
+    fn handle(&mut self, RestoreSwitches(closed): RestoreSwitches, _: &mut Self::Context) {
+        for peer in self.gates.states().into_keys() {
+            let stored = closed.contains(&peer);
+            if self.switches.is_closed(&peer) != stored {
+                self.switch(&peer, stored);
+            }
+        }
     }
 }
 
@@ -281,7 +340,7 @@ mod tests {
             closed: true,
         };
         let refused = f.gate.send(close).await.expect("gate alive");
-        assert_eq!(refused, Err(UnknownPeer("plant-z".into())));
+        assert_eq!(refused, Err(SwitchError::UnknownPeer(UnknownPeer("plant-z".into()))));
         assert!(f.switches.subscribe("plant-z").is_none() && !f.switches.is_closed("plant-z"));
     }
 }

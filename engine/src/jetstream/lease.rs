@@ -2,8 +2,8 @@
 //!
 //! Writes are compare-and-set on the key's revision (`Nats-Expected-Last-Subject-Sequence`,
 //! serialized by the stream leader). A background task watches the key and feeds every revision
-//! to a [`LeaseView`] with the local instant it arrived, and publishes the state again when the
-//! holder's TTL runs out. A write whose answer was lost is resolved by reading the key back:
+//! to a [`LeaseView`] with the local instant it arrived; another publishes the state again when
+//! the holder's TTL runs out. A write whose answer was lost is resolved by reading the key back:
 //! every value written is unique ([`LeaseValue::after`]), so finding ours means it landed.
 
 use std::{
@@ -30,7 +30,7 @@ const KV_OPERATION: &str = "KV-Operation";
 /// Wait before watching again after the watch failed.
 const REWATCH: Duration = Duration::from_millis(500);
 
-/// The view shared by the lease handle and its watcher task.
+/// The view shared by the lease handle and its background tasks.
 struct Shared {
     view: Mutex<LeaseView>,
     state: watch::Sender<LeaseState>,
@@ -94,7 +94,7 @@ impl Engine {
             state: watch::Sender::new(view.state(Instant::now())),
             view: Mutex::new(view),
         });
-        let watcher = tokio::spawn(watch_key(store.clone(), shared.clone()));
+        let watcher = tokio::spawn(follow_lease(store.clone(), shared.clone()));
         Ok(KvLease {
             store,
             instance: spec.instance.clone(),
@@ -259,28 +259,106 @@ fn holder_in(put: bool, value: &[u8], revision: u64) -> Option<Holder> {
     }
 }
 
-/// Watches the key for as long as the lease handle lives, and marks the holder expired when
-/// its TTL runs out without a new revision.
+/// For as long as the lease handle lives: watches the key, and marks the holder expired when its
+/// TTL runs out without a new revision.
+async fn follow_lease(store: kv::Store, shared: Arc<Shared>) {
+    tokio::join!(watch_key(store, shared.clone()), announce_expiry(&shared));
+}
+
+/// Feeds every revision of the key to the view. A watch that starts (or starts again after it
+/// failed) delivers the key's last revision first, so a write made meanwhile is not missed.
 async fn watch_key(store: kv::Store, shared: Arc<Shared>) {
     loop {
-        if let Ok(mut entries) = store.watch(LEASE_KEY).await {
-            loop {
-                let expiry = shared.view().expires_at().filter(|at| *at > Instant::now());
-                let ran_out = async {
-                    match expiry {
-                        Some(at) => tokio::time::sleep_until(at.into()).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    entry = entries.next() => match entry {
-                        Some(Ok(entry)) => shared.observe_entry(Instant::now(), &entry),
-                        _ => break,
-                    },
-                    () = ran_out => shared.refresh(Instant::now()),
-                }
+        if let Ok(mut entries) = store.watch_with_history(LEASE_KEY).await {
+            while let Some(Ok(entry)) = entries.next().await {
+                shared.observe_entry(Instant::now(), &entry);
             }
         }
         tokio::time::sleep(REWATCH).await;
+    }
+}
+
+/// Publishes the holder as expired once its TTL has run out since the revision seen last, on
+/// its own so that it happens whether or not the watch is working (an observer that waited for
+/// the watch to expire the lease kept naming a dead holder live for good). An expiry already
+/// past when looked at is published at once.
+async fn announce_expiry(shared: &Shared) {
+    let mut state = shared.state.subscribe();
+    loop {
+        let expiry = shared.view().expires_at();
+        let expired = state.borrow_and_update().expired;
+        match expiry {
+            Some(at) if !expired => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at.into()) => shared.refresh(Instant::now().max(at)),
+                    _ = state.changed() => {}
+                }
+            }
+            _ => {
+                if state.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_millis(200);
+
+    fn shared(now: Instant) -> Arc<Shared> {
+        let view = LeaseView::new(TTL, now);
+        Arc::new(Shared {
+            state: watch::Sender::new(view.state(now)),
+            view: Mutex::new(view),
+        })
+    }
+
+    fn holder() -> Option<Holder> {
+        Some(Holder {
+            instance: "a".into(),
+            epoch: 7,
+        })
+    }
+
+    async fn expired_within(shared: &Shared, timeout: Duration) -> bool {
+        let mut state = shared.state.subscribe();
+        tokio::time::timeout(timeout, state.wait_for(|s| s.expired)).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_holder_not_renewed_is_published_expired_after_its_ttl() {
+        let shared = shared(Instant::now());
+        shared.observe(Instant::now(), 7, holder());
+        let announcer = tokio::spawn({
+            let shared = shared.clone();
+            async move { announce_expiry(&shared).await }
+        });
+        assert!(!shared.state.borrow().expired);
+        assert!(expired_within(&shared, TTL * 10).await, "expired after the TTL");
+        // A renewal makes it live again, and its own TTL runs out in turn.
+        shared.observe(Instant::now(), 9, holder());
+        assert!(!shared.state.borrow().expired, "renewed");
+        assert!(expired_within(&shared, TTL * 10).await, "the renewal expired too");
+        announcer.abort();
+    }
+
+    #[tokio::test]
+    async fn an_expiry_already_past_when_first_looked_at_is_published() {
+        // The last revision was seen two TTLs ago (the watch was down meanwhile): the state still
+        // says live until someone announces the expiry.
+        let long_ago = Instant::now() - TTL * 2;
+        let shared = shared(long_ago);
+        shared.observe(long_ago, 7, holder());
+        assert!(!shared.state.borrow().expired);
+        let announcer = tokio::spawn({
+            let shared = shared.clone();
+            async move { announce_expiry(&shared).await }
+        });
+        assert!(expired_within(&shared, TTL).await, "published at once");
+        announcer.abort();
     }
 }

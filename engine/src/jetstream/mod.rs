@@ -8,11 +8,13 @@
 
 mod lease;
 mod log;
+mod objects;
 mod provision;
 mod tail;
 
 pub use lease::KvLease;
 pub use log::JetStreamLog;
+pub use objects::{JetStreamObjects, ObjectError};
 pub use provision::{LeaseSpec, LogSpec};
 pub use tail::JetStreamTail;
 

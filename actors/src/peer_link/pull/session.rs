@@ -19,7 +19,7 @@
 use std::{
     net::SocketAddr,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
     time::Instant,
@@ -54,6 +54,9 @@ pub(super) struct Session {
     inserted: AtomicU64,
     /// Pages pulled from the peer, paced to `max_bytes_per_second`.
     ingress: Pacer,
+    /// The address of the peer's list to dial next: moves on after a failed dial or a session
+    /// that pulled nothing (an HA zone's standby refuses every call, or the instance is gone).
+    pub(super) next_address: AtomicUsize,
 }
 
 impl Session {
@@ -63,6 +66,7 @@ impl Session {
             config,
             deps,
             inserted: AtomicU64::new(0),
+            next_address: AtomicUsize::new(0),
         }
     }
 
@@ -75,7 +79,15 @@ impl Session {
 
     /// `None` when this node does not dial this peer.
     pub(super) async fn dial(&self) -> Option<Result<Connection, String>> {
-        let address = self.config.address.filter(|_| self.config.dial)?;
+        let addresses = self.config.addresses.as_ref().filter(|_| self.config.dial)?;
+        let i = self.next_address.load(Ordering::Relaxed);
+        let address = match addresses.resolve(i) {
+            Ok(address) => address,
+            Err(e) => {
+                self.next_address.fetch_add(1, Ordering::Relaxed);
+                return Some(Err(e.to_string()));
+            }
+        };
         let connecting =
             self.deps
                 .endpoint
@@ -122,6 +134,7 @@ impl Session {
                 Ok(conn)
             }
             Err((kind, reason)) => {
+                self.next_address.fetch_add(1, Ordering::Relaxed);
                 let remote = address;
                 self.deps.telemetry.emit(PeerDialFailed {
                     peer,

@@ -34,19 +34,12 @@ impl ObjectIndex for RocksStorage {
         entry: &ObjectEntry,
         blob_refs: &[(ObjectDigest, u64)],
     ) -> Result<(), StorageError> {
-        let cf = self.cf(OBJECTS)?;
-        let mut wb = WriteBatch::default();
-        let encoded = bsfg_proto::codec::encode_value(entry).map_err(|e| StorageError::Engine(e.to_string()))?;
-        wb.put_cf(cf, entry_key(bucket, key), [&[ENTRY_FORMAT][..], &encoded].concat());
-        put_blob_refs(&mut wb, cf, blob_refs);
+        let wb = self.object_batch(bucket, key, Some(entry), blob_refs)?;
         self.db.write_opt(wb, &synced()).map_err(engine)
     }
 
     fn remove_object(&self, bucket: &str, key: &str, blob_refs: &[(ObjectDigest, u64)]) -> Result<(), StorageError> {
-        let cf = self.cf(OBJECTS)?;
-        let mut wb = WriteBatch::default();
-        wb.delete_cf(cf, entry_key(bucket, key));
-        put_blob_refs(&mut wb, cf, blob_refs);
+        let wb = self.object_batch(bucket, key, None, blob_refs)?;
         self.db.write_opt(wb, &synced()).map_err(engine)
     }
 
@@ -84,6 +77,31 @@ fn put_blob_refs(wb: &mut WriteBatch, cf: &rocksdb::ColumnFamily, blob_refs: &[(
             0 => wb.delete_cf(cf, blob_key(digest)),
             n => wb.put_cf(cf, blob_key(digest), n.to_be_bytes()),
         }
+    }
+}
+
+impl RocksStorage {
+    /// The writes of [`ObjectIndex::write_object`] (`entry` given) or
+    /// [`ObjectIndex::remove_object`] (`None`), as one write batch (not yet written).
+    pub(super) fn object_batch(
+        &self,
+        bucket: &str,
+        key: &str,
+        entry: Option<&ObjectEntry>,
+        blob_refs: &[(ObjectDigest, u64)],
+    ) -> Result<WriteBatch, StorageError> {
+        let cf = self.cf(OBJECTS)?;
+        let mut wb = WriteBatch::default();
+        match entry {
+            Some(entry) => {
+                let encoded =
+                    bsfg_proto::codec::encode_value(entry).map_err(|e| StorageError::Engine(e.to_string()))?;
+                wb.put_cf(cf, entry_key(bucket, key), [&[ENTRY_FORMAT][..], &encoded].concat());
+            }
+            None => wb.delete_cf(cf, entry_key(bucket, key)),
+        }
+        put_blob_refs(&mut wb, cf, blob_refs);
+        Ok(wb)
     }
 }
 

@@ -1,0 +1,150 @@
+//! Promotion and leading: catch up, append the `Epoch` record, serve; renew the lease; demote on
+//! the first reason to (fenced, outcome unknown, lease lost, step-down).
+
+use std::time::Instant;
+
+use bsfg_engine::{Grant, Lease, LeaseError, ReplicatedLog};
+use slog::warn;
+
+use super::Controller;
+use crate::{
+    events::{HaDemoted, HaPromoted, LeaseRenewed},
+    standing::Standing,
+    storage::StorageError,
+    zone_gate::RestoreSwitches,
+};
+
+/// A promotion whose `Epoch` append finds the log moved on (a fenced writer's last record
+/// slipped in after the catch-up) catches up and tries again, this many times.
+const PROMOTE_ATTEMPTS: usize = 3;
+
+impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
+    /// From a fresh grant to serving; `None` (lease released) if the log cannot be caught up or
+    /// the `Epoch` record not appended.
+    pub(super) async fn promote(&mut self, grant: Grant) -> Option<Grant> {
+        let started = Instant::now();
+        let mut caught_up = 0;
+        for _ in 0..PROMOTE_ATTEMPTS {
+            match self.catch_up().await {
+                Ok(applied) => caught_up += applied,
+                Err(reason) => return self.abandon(grant, &format!("cannot catch up: {reason}")).await,
+            }
+            let storage = self.deps.storage.clone();
+            let (epoch, revision) = (grant.holder.epoch, grant.revision);
+            let appended = tokio::task::spawn_blocking(move || storage.promote(epoch, revision)).await;
+            match appended {
+                Ok(Ok(position)) => {
+                    self.restore_switches().await;
+                    self.set_standing(Standing::Active);
+                    self.status.send_modify(|s| {
+                        s.epoch = epoch;
+                        s.wal_applied = position.seq;
+                    });
+                    self.deps.telemetry.emit(HaPromoted {
+                        instance: &self.config.instance,
+                        epoch,
+                        wal_seq: position.seq,
+                        caught_up,
+                        took_ms: started.elapsed().as_millis() as u64,
+                    });
+                    return Some(grant);
+                }
+                Ok(Err(StorageError::Fenced(_))) => continue,
+                Ok(Err(error)) => return self.abandon(grant, &error.to_string()).await,
+                Err(error) => return self.abandon(grant, &error.to_string()).await,
+            }
+        }
+        self.abandon(grant, "the log kept moving on").await
+    }
+
+    async fn abandon(&mut self, grant: Grant, reason: &str) -> Option<Grant> {
+        warn!(self.deps.telemetry.log, "promotion_failed"; "instance" => &self.config.instance, "reason" => reason);
+        let _ = self.deps.lease.release(&grant).await;
+        self.hold_off_until = Some(Instant::now() + self.ttl());
+        None
+    }
+
+    /// The operator's gate switches as the replica holds them (they travel in the log).
+    async fn restore_switches(&self) {
+        let storage = self.deps.storage.clone();
+        let recovered = tokio::task::spawn_blocking(move || storage.local().closed_gates()).await;
+        match recovered {
+            Ok(Ok(closed)) => {
+                let _ = self.deps.gate.send(RestoreSwitches(closed)).await;
+            }
+            Ok(Err(error)) => warn!(self.deps.telemetry.log, "gate_restore_failed"; "reason" => error.to_string()),
+            Err(error) => warn!(self.deps.telemetry.log, "gate_restore_failed"; "reason" => error.to_string()),
+        }
+    }
+
+    /// Serves until a reason to stop; then demotes.
+    pub(super) async fn lead(&mut self, mut grant: Grant) {
+        let mut demotions = self.deps.storage.demotions();
+        let renew_every = self.ttl() / 5;
+        let (reason, detail) = loop {
+            let valid_until = tokio::time::Instant::from_std(grant.valid_until);
+            tokio::select! {
+                _ = tokio::time::sleep(renew_every) => match self.renew(&grant, valid_until).await {
+                    Ok(renewed) => grant = renewed,
+                    Err(Some(detail)) => break ("lease_lost", detail),
+                    Err(None) => {}
+                },
+                _ = tokio::time::sleep_until(valid_until) => {
+                    break ("lease_lost", "the lease could not be renewed within its TTL".to_owned());
+                }
+                Ok(()) = demotions.changed() => {
+                    let demotion = demotions.borrow_and_update().clone();
+                    if let Some(demotion) = demotion {
+                        break (demotion.reason(), demotion.detail().to_owned());
+                    }
+                }
+                Some(reply) = self.requests.recv() => {
+                    self.demote(&grant, "step_down", "asked by an operator");
+                    let _ = self.deps.lease.release(&grant).await;
+                    self.hold_off_until = Some(Instant::now() + self.ttl());
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+            }
+        };
+        self.demote(&grant, reason, &detail);
+    }
+
+    /// `Ok`: renewed; `Err(Some)`: lost for good; `Err(None)`: failed this time, still valid.
+    async fn renew(&self, grant: &Grant, valid_until: tokio::time::Instant) -> Result<Grant, Option<String>> {
+        let renewed = tokio::time::timeout_at(valid_until, self.deps.lease.renew(grant)).await;
+        let failure = match renewed {
+            Ok(Ok(renewed)) => {
+                self.deps.telemetry.emit(LeaseRenewed { failure: None });
+                return Ok(renewed);
+            }
+            Ok(Err(LeaseError::Lost(detail))) => Some(format!("lease lost: {detail}")),
+            Ok(Err(error)) => {
+                let reason = error.to_string();
+                self.deps.telemetry.emit(LeaseRenewed { failure: Some(&reason) });
+                return Err(None);
+            }
+            Err(_) => Some("the lease could not be renewed within its TTL".to_owned()),
+        };
+        self.deps.telemetry.emit(LeaseRenewed {
+            failure: failure.as_deref(),
+        });
+        Err(failure)
+    }
+
+    /// Stops writing first (the storage refuses every batch from the append in flight on; taking
+    /// its lock may wait for that append, so on the blocking pool), then stops serving.
+    fn demote(&self, grant: &Grant, reason: &str, detail: &str) {
+        let (storage, epoch) = (self.deps.storage.clone(), grant.holder.epoch);
+        tokio::task::spawn_blocking(move || storage.demote(epoch));
+        self.set_standing(Standing::Standby {
+            instance: self.config.instance.clone(),
+            active: None,
+        });
+        self.deps.telemetry.emit(HaDemoted {
+            instance: &self.config.instance,
+            reason,
+            detail,
+        });
+    }
+}

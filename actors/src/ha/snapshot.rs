@@ -1,0 +1,183 @@
+//! Snapshots and the bounded log (design §4.7): a standby that applied `snapshot_every` bytes of
+//! the log since its last snapshot takes a RocksDB checkpoint of its replica (under the writer's
+//! lock, so the checkpoint holds exactly the position recorded beside it), stores its files in
+//! the zone's snapshot bucket as `<seq>/<file>`, and writes `<seq>/manifest` last: a snapshot
+//! without its manifest does not exist. Two snapshots are kept; the log is purged below the
+//! older one's position, so one whole interval of log always follows a restorable snapshot.
+//!
+//! An empty replica (a new host, or a wiped `data_dir`) whose log no longer starts at record 1
+//! is restored from the newest snapshot before RocksDB opens, then follows the log's tail.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bsfg_engine::{jetstream::JetStreamObjects, ReplicatedLog};
+use slog::warn;
+
+use crate::{
+    events::{SnapshotWritten, Telemetry, WalPurged},
+    storage::replicated::ReplicatedStorage,
+};
+
+/// How often a standby asks itself whether a snapshot is due.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Snapshots kept in the bucket.
+const KEEP: usize = 2;
+const MANIFEST: &str = "manifest";
+
+/// A standby's snapshot duty.
+pub struct Snapshots<L: ReplicatedLog> {
+    pub storage: Arc<ReplicatedStorage<L>>,
+    pub objects: JetStreamObjects,
+    /// Where checkpoints are made before they are uploaded (inside `data_dir`).
+    pub scratch: PathBuf,
+    /// Log bytes applied between two snapshots.
+    pub every_bytes: u64,
+    pub telemetry: Telemetry,
+}
+
+impl<L: ReplicatedLog> Snapshots<L> {
+    /// Takes a snapshot whenever enough of the log was applied here since the last one.
+    pub async fn run(self) {
+        let mut last = 0;
+        loop {
+            tokio::time::sleep(CHECK_EVERY).await;
+            let followed = self.storage.followed_bytes();
+            if followed.saturating_sub(last) < self.every_bytes {
+                continue;
+            }
+            match self.take().await {
+                Ok(()) => last = followed,
+                Err(reason) => warn!(self.telemetry.log, "snapshot_failed"; "reason" => reason),
+            }
+        }
+    }
+
+    async fn take(&self) -> Result<(), String> {
+        let started = Instant::now();
+        let dir = self.scratch.clone();
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        let storage = self.storage.clone();
+        let checkpoint = dir.clone();
+        let position = tokio::task::spawn_blocking(move || storage.checkpoint(&checkpoint))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let prefix = format!("{:020}", position.seq);
+        let mut names = Vec::new();
+        let mut bytes = 0;
+        let mut entries = tokio::fs::read_dir(&dir).await.map_err(|e| e.to_string())?;
+        while let Some(entry) = entries.next_entry().await.map_err(|e| e.to_string())? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            bytes += self.put(&format!("{prefix}/{name}"), &entry.path()).await?;
+            names.push(name);
+        }
+        let manifest = dir.join(MANIFEST);
+        tokio::fs::write(&manifest, format!("seq {}\n{}\n", position.seq, names.join("\n")))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.put(&format!("{prefix}/{MANIFEST}"), &manifest).await?;
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        self.telemetry.emit(SnapshotWritten {
+            seq: position.seq,
+            files: names.len(),
+            bytes,
+            took_ms: started.elapsed().as_millis() as u64,
+        });
+        self.prune().await
+    }
+
+    async fn put(&self, name: &str, path: &Path) -> Result<u64, String> {
+        self.objects.put_file(name, path).await.map_err(|e| e.to_string())
+    }
+
+    /// Keeps the newest snapshots, and the log from the older kept one's position on.
+    async fn prune(&self) -> Result<(), String> {
+        let names = self.objects.names().await.map_err(|e| e.to_string())?;
+        let snapshots = complete_snapshots(&names);
+        if snapshots.len() < KEEP {
+            return Ok(());
+        }
+        let oldest_kept = snapshots[snapshots.len() - KEEP];
+        for name in names
+            .iter()
+            .filter(|n| snapshot_seq(n).is_some_and(|seq| seq < oldest_kept))
+        {
+            self.objects.delete(name).await.map_err(|e| e.to_string())?;
+        }
+        let removed = self
+            .storage
+            .log()
+            .purge_before(oldest_kept + 1)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.telemetry.emit(WalPurged {
+            before: oldest_kept + 1,
+            removed,
+        });
+        Ok(())
+    }
+}
+
+/// The sequence of the snapshot an object belongs to (`<seq>/<file>`).
+fn snapshot_seq(name: &str) -> Option<u64> {
+    name.split_once('/').and_then(|(seq, _)| seq.parse().ok())
+}
+
+/// Sequences of the snapshots whose manifest was written, oldest first.
+fn complete_snapshots(names: &[String]) -> Vec<u64> {
+    let mut seqs: Vec<u64> = names
+        .iter()
+        .filter(|n| n.ends_with(&format!("/{MANIFEST}")))
+        .filter_map(|n| snapshot_seq(n))
+        .collect();
+    seqs.sort_unstable();
+    seqs
+}
+
+/// Restores the newest snapshot into the empty `data_dir`; returns its sequence, file count and
+/// bytes. `None` when there is no snapshot.
+pub async fn restore(objects: &JetStreamObjects, data_dir: &Path) -> Result<Option<(u64, usize, u64)>, String> {
+    let names = objects.names().await.map_err(|e| e.to_string())?;
+    let Some(seq) = complete_snapshots(&names).pop() else {
+        return Ok(None);
+    };
+    let prefix = format!("{seq:020}/");
+    tokio::fs::create_dir_all(data_dir).await.map_err(|e| e.to_string())?;
+    let mut bytes = 0;
+    let mut files = 0;
+    let manifest = format!("{prefix}{MANIFEST}");
+    for name in names.iter().filter(|n| n.starts_with(&prefix) && **n != manifest) {
+        let file = &name[prefix.len()..];
+        bytes += objects
+            .get_file(name, &data_dir.join(file))
+            .await
+            .map_err(|e| e.to_string())?;
+        files += 1;
+    }
+    Ok(Some((seq, files, bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_snapshots_with_a_manifest_count() {
+        let names: Vec<String> = [
+            "00000000000000000007/CURRENT",
+            "00000000000000000007/manifest",
+            "00000000000000000003/manifest",
+            "00000000000000000009/CURRENT",
+            "stray",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert_eq!(complete_snapshots(&names), vec![3, 7]);
+        assert_eq!(snapshot_seq("00000000000000000009/000012.sst"), Some(9));
+        assert_eq!(snapshot_seq("stray"), None);
+    }
+}

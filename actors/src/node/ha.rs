@@ -1,0 +1,141 @@
+//! Opening the storage of an HA zone's instance (SPEC §15): connect to the zone's engine, check it
+//! (version floor, fsync before acknowledging, unless `assume_durable`), open the zone's log and
+//! lease (created when missing, checked when not), and put the log in front of the local replica.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use bsfg_engine::{
+    checks::{self, Verdict},
+    jetstream::{ConnectConfig, Engine, JetStreamLog, JetStreamObjects, KvLease, LeaseSpec, LogSpec},
+    ReplicatedLog,
+};
+
+use super::NodeError;
+use crate::storage::{
+    replicated::{ReplicaConfig, ReplicatedStorage},
+    RocksStorage,
+};
+
+/// An HA instance's engine settings (`[storage.jetstream]`), as plain data.
+#[derive(Debug, Clone)]
+pub struct HaSettings {
+    /// Unique within the zone.
+    pub instance: String,
+    /// `nats://` or `tls://` URL of every engine server.
+    pub urls: Vec<String>,
+    pub ca: Option<PathBuf>,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    pub creds: Option<PathBuf>,
+    pub replicas: usize,
+    pub lease_ttl: Duration,
+    pub commit_timeout: Duration,
+    /// Every server's monitoring URL, for the durability check.
+    pub monitor_urls: Vec<String>,
+    pub assume_durable: bool,
+    /// The log's byte budget (appends refused beyond it); `None`: unlimited.
+    pub wal_max_bytes: Option<u64>,
+    /// Log bytes a standby applies between two snapshots of its replica.
+    pub snapshot_every_bytes: u64,
+}
+
+/// An HA instance's storage and lease, and what the checks found.
+pub(super) struct Opened {
+    pub storage: Arc<ReplicatedStorage<JetStreamLog>>,
+    pub lease: Arc<KvLease>,
+    pub snapshots: JetStreamObjects,
+    pub verdict: Verdict,
+}
+
+/// A snapshot restored into an empty replica: sequence, files, bytes.
+pub(super) type Restored = Option<(u64, usize, u64)>;
+
+/// An empty replica (no database in `data_dir`) of a log that no longer starts at record 1 is
+/// restored from the newest snapshot first; it cannot be built from the log alone.
+pub(super) async fn restore(zone: &str, settings: &HaSettings, data_dir: &Path) -> Result<Restored, NodeError> {
+    if data_dir.join("CURRENT").exists() {
+        return Ok(None);
+    }
+    let engine = Engine::connect(&connect_config(settings)).await.map_err(engine_error)?;
+    let log = engine.open_log(&log_spec(zone, settings)).await.map_err(engine_error)?;
+    let first = log.bounds().await.map_err(|e| NodeError::Engine(e.to_string()))?.first;
+    if first <= 1 {
+        return Ok(None);
+    }
+    let snapshots = engine
+        .open_snapshots(zone, settings.replicas)
+        .await
+        .map_err(engine_error)?;
+    match crate::ha::restore(&snapshots, data_dir).await.map_err(NodeError::Engine)? {
+        Some(restored) if restored.0 + 1 >= first => Ok(Some(restored)),
+        found => Err(NodeError::Engine(format!(
+            "the zone's log starts at record {first} and no snapshot reaches it (found {:?}): this replica cannot be built",
+            found.map(|(seq, ..)| seq)
+        ))),
+    }
+}
+
+fn connect_config(settings: &HaSettings) -> ConnectConfig {
+    ConnectConfig {
+        urls: settings.urls.clone(),
+        ca: settings.ca.clone(),
+        client_cert: settings.client_cert.clone(),
+        creds: settings.creds.clone(),
+        name: settings.instance.clone(),
+    }
+}
+
+fn log_spec(zone: &str, settings: &HaSettings) -> LogSpec {
+    LogSpec {
+        max_bytes: settings.wal_max_bytes,
+        ..LogSpec::new(zone, settings.replicas)
+    }
+}
+
+pub(super) async fn open(zone: &str, settings: &HaSettings, local: Arc<RocksStorage>) -> Result<Opened, NodeError> {
+    let verdict = checks::verify(&settings.monitor_urls, settings.assume_durable)
+        .await
+        .map_err(|e| NodeError::EngineRefused(e.to_string()))?;
+    let engine = Engine::connect(&connect_config(settings)).await.map_err(engine_error)?;
+    if settings.monitor_urls.is_empty() {
+        let url = settings.urls.join(", ");
+        checks::check_version(&url, "the connected server", &engine.server_version())
+            .map_err(|e| NodeError::EngineRefused(e.to_string()))?;
+    }
+    let log = engine.open_log(&log_spec(zone, settings)).await.map_err(engine_error)?;
+    let snapshots = engine
+        .open_snapshots(zone, settings.replicas)
+        .await
+        .map_err(engine_error)?;
+    let lease = LeaseSpec {
+        zone: zone.to_owned(),
+        instance: settings.instance.clone(),
+        replicas: settings.replicas,
+        ttl: settings.lease_ttl,
+    };
+    let lease = engine.open_lease(&lease).await.map_err(engine_error)?;
+    let config = ReplicaConfig {
+        zone: zone.to_owned(),
+        instance: settings.instance.clone(),
+        commit_timeout: settings.commit_timeout,
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let storage =
+        ReplicatedStorage::new(config, local, Arc::new(log), runtime).map_err(|source| NodeError::Storage {
+            path: PathBuf::new(),
+            source,
+        })?;
+    Ok(Opened {
+        storage: Arc::new(storage),
+        lease: Arc::new(lease),
+        snapshots,
+        verdict,
+    })
+}
+
+fn engine_error(error: bsfg_engine::jetstream::EngineError) -> NodeError {
+    NodeError::Engine(error.to_string())
+}

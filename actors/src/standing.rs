@@ -1,0 +1,54 @@
+//! Whether this instance serves (SPEC §15): a single node always does; an instance of an HA zone
+//! does only while it is the zone's active instance. The RPC server refuses every call of a
+//! standby with `UNAVAILABLE` naming the active instance (and closes the connections it had when
+//! it stops being active), peer links dial and pull only while active, and `/readyz` answers 200
+//! only then. The HA controller is the only writer of the value.
+
+use tokio::sync::watch;
+
+/// This instance's standing in its zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// Serves: a single node, or the HA zone's active instance.
+    Active,
+    /// An HA zone's standby, following the zone's log; `active` names the lease holder, when known.
+    Standby { instance: String, active: Option<String> },
+    /// A replica that refused a record of the log as another history: it serves nothing until an
+    /// operator rebuilds it.
+    Diverged { instance: String },
+}
+
+impl Standing {
+    pub fn is_active(&self) -> bool {
+        matches!(self, Self::Active)
+    }
+
+    /// Why a call is refused here, or `None` when it is served.
+    pub fn refusal(&self, zone: &str) -> Option<String> {
+        match self {
+            Self::Active => None,
+            Self::Standby { instance, active } => Some(format!(
+                "instance {instance} of zone {zone} is a standby; the active instance is {}",
+                active.as_deref().unwrap_or("not known yet")
+            )),
+            Self::Diverged { instance } => Some(format!(
+                "instance {instance} of zone {zone} stopped: its replica diverged from the zone's log and must be rebuilt"
+            )),
+        }
+    }
+}
+
+/// The receiving side, as every component holds it.
+pub type StandingRx = watch::Receiver<Standing>;
+
+/// Waits until the standing is active.
+pub async fn until_active(standing: &mut StandingRx) {
+    let _ = standing.wait_for(Standing::is_active).await;
+}
+
+/// Waits until the standing is no longer active (forever if the sender is gone).
+pub async fn until_inactive(standing: &mut StandingRx) {
+    if standing.wait_for(|s| !s.is_active()).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,114 @@
+//! The zone's snapshot bucket (design §4.2 `bsfg-snapshots-<zone>`, §4.7) on the engine's object
+//! store: named files, put from and fetched into local files, listed and deleted. Each object is
+//! chunked and replicated by the engine like any stream (file storage, the zone's replicas).
+
+use std::path::Path;
+
+use async_nats::jetstream::{object_store, stream::StorageType};
+use futures::StreamExt;
+
+use super::{check_name, Engine, EngineError};
+use crate::names;
+
+/// Why an object could not be stored, fetched, listed or deleted.
+#[derive(Debug, thiserror::Error)]
+#[error("snapshot object {name}: {reason}")]
+pub struct ObjectError {
+    pub name: String,
+    pub reason: String,
+}
+
+/// One zone's snapshot bucket.
+#[derive(Clone)]
+pub struct JetStreamObjects {
+    store: object_store::ObjectStore,
+}
+
+impl std::fmt::Debug for JetStreamObjects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamObjects").finish()
+    }
+}
+
+impl Engine {
+    /// The zone's snapshot bucket, created if missing.
+    pub async fn open_snapshots(&self, zone: &str, replicas: usize) -> Result<JetStreamObjects, EngineError> {
+        check_name("zone", zone)?;
+        let bucket = names::snapshot_bucket(zone);
+        let config = object_store::Config {
+            bucket: bucket.clone(),
+            storage: StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        let store = self
+            .context()
+            .create_object_store(config)
+            .await
+            .map_err(|e| EngineError::Provision {
+                object: bucket,
+                reason: e.to_string(),
+            })?;
+        Ok(JetStreamObjects { store })
+    }
+}
+
+impl JetStreamObjects {
+    /// Stores the file at `path` as `name` (replacing an object of that name); returns its size.
+    pub async fn put_file(&self, name: &str, path: &Path) -> Result<u64, ObjectError> {
+        let failed = |reason: String| ObjectError {
+            name: name.to_owned(),
+            reason,
+        };
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| failed(format!("{}: {e}", path.display())))?;
+        let info = self
+            .store
+            .put(name, &mut file)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(info.size as u64)
+    }
+
+    /// Writes the object `name` into a new file at `path`; returns its size.
+    pub async fn get_file(&self, name: &str, path: &Path) -> Result<u64, ObjectError> {
+        let failed = |reason: String| ObjectError {
+            name: name.to_owned(),
+            reason,
+        };
+        let mut object = self.store.get(name).await.map_err(|e| failed(e.to_string()))?;
+        let mut file = tokio::fs::File::create(path)
+            .await
+            .map_err(|e| failed(format!("{}: {e}", path.display())))?;
+        let copied = tokio::io::copy(&mut object, &mut file)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        file.sync_all().await.map_err(|e| failed(e.to_string()))?;
+        Ok(copied)
+    }
+
+    /// Every object's name.
+    pub async fn names(&self) -> Result<Vec<String>, ObjectError> {
+        let failed = |reason: String| ObjectError {
+            name: "*".to_owned(),
+            reason,
+        };
+        let mut list = self.store.list().await.map_err(|e| failed(e.to_string()))?;
+        let mut names = Vec::new();
+        while let Some(info) = list.next().await {
+            let info = info.map_err(|e| failed(e.to_string()))?;
+            if !info.deleted {
+                names.push(info.name);
+            }
+        }
+        Ok(names)
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), ObjectError> {
+        self.store.delete(name).await.map_err(|e| ObjectError {
+            name: name.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+}

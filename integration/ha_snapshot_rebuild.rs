@@ -1,0 +1,58 @@
+//! Property: the zone's log stays bounded and a lost replica can be rebuilt. A standby takes
+//! snapshots of its replica into the engine's object store and the log is purged below the
+//! older one kept; a standby whose `data_dir` is wiped restores the newest snapshot, follows the
+//! log's tail, and can take over when the active instance is killed, losing and duplicating
+//! nothing.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{
+    ha::{HaZone, PLANT, ZONE},
+    observe::{events, wait_until},
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_standby_rebuilds_from_snapshot_and_tail_and_takes_over() {
+    let mut ha = HaZone::started("lease_ttl = \"2s\"\nsnapshot_every = \"16KiB\"").await;
+    let active = ha.wait_active(None, Duration::from_secs(5)).await;
+    let standby = HaZone::other(&active);
+    let mut traffic = ha.traffic(Duration::from_millis(10));
+    let history = traffic.history.clone();
+    wait_until(
+        Duration::from_secs(60),
+        "the standby took snapshots and the log was purged",
+        || {
+            let purged = events(&ha.cluster, standby, "wal_purged");
+            purged.iter().any(|e| e["before"].as_u64().is_some_and(|b| b > 1))
+        },
+    )
+    .await;
+
+    assert!(ha.cluster.terminate(standby).success());
+    let data_dir = ha.cluster.net.node(standby).expect("standby").data_dir.clone();
+    std::fs::remove_dir_all(&data_dir).expect("wipe the standby's replica");
+    ha.cluster.start(standby);
+    wait_until(Duration::from_secs(30), "the wiped standby restored a snapshot", || {
+        events(&ha.cluster, standby, "snapshot_restored").len() == 1
+    })
+    .await;
+    wait_until(Duration::from_secs(30), "it follows the log's tail", || {
+        let status = ha.ha_status(standby);
+        status["wal_lag"].as_u64().is_some_and(|lag| lag < 20) && status["wal_applied"].as_u64() > Some(0)
+    })
+    .await;
+
+    ha.cluster.kill(&active);
+    let new = ha.wait_active(Some(&active), Duration::from_secs(10)).await;
+    assert_eq!(new, standby);
+    let acked = history.acked_count(ZONE);
+    wait_until(
+        Duration::from_secs(30),
+        "traffic goes on through the rebuilt replica",
+        || history.acked_count(ZONE) > acked + 50 && history.delivered_count(PLANT) > 0,
+    )
+    .await;
+    traffic.assert_delivered_exactly_once(Duration::from_secs(60)).await;
+}
