@@ -326,7 +326,8 @@ mod tests {
 
     async fn expired_within(shared: &Shared, timeout: Duration) -> bool {
         let mut state = shared.state.subscribe();
-        tokio::time::timeout(timeout, state.wait_for(|s| s.expired)).await.is_ok()
+        let expired = tokio::time::timeout(timeout, state.wait_for(|s| s.expired)).await;
+        expired.is_ok()
     }
 
     #[tokio::test]
