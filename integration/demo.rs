@@ -2,7 +2,8 @@
 //! `autonomous` during the partition and `normal` again after the heal, and its summary reports
 //! no lost, no duplicated and no reordered fact in either direction. So does the estate's tour
 //! (`--estate`): the plant-a leg alone goes down and comes back, the status per hop is shown, and
-//! every flow through the DMZ arrives whole at its final zone and nowhere else.
+//! every flow through the DMZ arrives whole at its final zone and nowhere else. And the HA zone's
+//! (`--ha`): the active instance of plant-a is killed, the standby takes over, nothing is lost.
 
 use std::{
     io::Read,
@@ -166,4 +167,41 @@ fn the_estate_tour_cuts_one_leg_shows_each_hop_and_delivers_every_flow_through_t
     );
     assert!(out.contains("(the DMZ included): 0"), "{context}");
     assert!(out.contains("arrived exactly once at its final zone"), "{context}");
+}
+
+#[test]
+fn the_ha_tour_kills_the_active_instance_and_the_standby_takes_over_losing_nothing() {
+    let dir = tempfile::Builder::new()
+        .prefix("bsfg-demo-ha-")
+        .tempdir()
+        .expect("tempdir");
+    let run = run_demo(dir.path(), &["--ha", "--rate", "100"]);
+    let out = &run.stdout;
+    let context = format!("stdout:\n{out}\nstderr:\n{}", run.stderr);
+    assert!(run.success, "bsfg demo --ha --fast exits 0 within {LIMIT:?}\n{context}");
+    let failover = out.find("phase 2/3: failover").expect("the failover is narrated");
+    let killed = out[failover..]
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("killing "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the killed instance is named\n{context}"));
+    let standby = ["plant-a-1", "plant-a-2"]
+        .into_iter()
+        .find(|i| *i != killed)
+        .unwrap_or_else(|| panic!("{killed} is an instance of plant-a\n{context}"));
+    let summary = out.find("\nsummary").expect("a summary is printed");
+    let line = out[summary..]
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("failover: "))
+        .unwrap_or_else(|| panic!("the summary has a failover line\n{context}"));
+    assert!(
+        line.starts_with(&format!("{standby} active ")) && line.contains(&format!("after {killed} was killed")),
+        "the standby took over: {line}\n{context}"
+    );
+    assert!(
+        !line.contains(" - "),
+        "both takeover times were measured: {line}\n{context}"
+    );
+    assert_whole(out, &["enterprise → plant-a", "plant-a → enterprise"], &context);
+    assert!(out.contains("the failover lost nothing"), "{context}");
 }

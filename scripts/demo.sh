@@ -5,5 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 
+# `--ha` runs plant-a as an HA zone over nats-server, installed (pinned) on first use.
+for arg in "$@"; do
+    if [ "$arg" = "--ha" ]; then
+        . scripts/nats-server.sh
+    fi
+done
+
 cargo build --bin bsfg
 exec "$BSFG_BIN_DIR/debug/bsfg" demo "$@"

@@ -24,11 +24,7 @@ pub struct HaZone {
 
 /// `[storage]` of one instance against `engine`, with `extra` lines in `[storage.jetstream]`.
 pub fn storage_toml(engine: &EngineFixture, instance: &str, extra: &str) -> String {
-    format!(
-        "[storage]\nengine = \"jetstream\"\n\n[storage.jetstream]\nurls = {:?}\ninstance = \"{instance}\"\nmonitor_urls = {:?}\n{extra}\n",
-        engine.nats.urls(),
-        engine.nats.monitor_urls()
-    )
+    bsfg::devnet::ha::jetstream_storage(&engine.nats, instance, extra)
 }
 
 impl HaZone {

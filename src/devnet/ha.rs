@@ -5,8 +5,18 @@
 
 use anyhow::Context;
 
-use super::{node_spec, Devnet};
+use super::{nats::NatsCluster, node_spec, Devnet};
 use crate::client::ClientOptions;
+
+/// The `[storage]` section of `instance` of an HA zone on `engine`, with `extra` lines in
+/// `[storage.jetstream]` (e.g. `lease_ttl = "2s"`).
+pub fn jetstream_storage(engine: &NatsCluster, instance: &str, extra: &str) -> String {
+    format!(
+        "[storage]\nengine = \"jetstream\"\n\n[storage.jetstream]\nurls = {:?}\ninstance = \"{instance}\"\nmonitor_urls = {:?}\n{extra}\n",
+        engine.urls(),
+        engine.monitor_urls()
+    )
+}
 
 impl Devnet {
     /// Replaces `zone`'s node by `instances` (keyed by instance name from then on), each with

@@ -6,7 +6,7 @@
 //! engine of an HA zone.
 
 pub mod estate;
-mod ha;
+pub mod ha;
 pub mod nats;
 pub mod ports;
 pub mod procstat;

@@ -1,7 +1,9 @@
 //! The demo's laboratory: a dev network on loopback with fault proxies on its links, and the node
 //! processes. The pair (`enterprise`, `plant-a`) has one proxy in front of each node (the other
 //! node dials the proxy, never the node itself); the estate (`--estate`: enterprise, idmz, two
-//! plants) one proxy per leg in front of the DMZ, so one leg can be cut alone.
+//! plants) one proxy per leg in front of the DMZ, so one leg can be cut alone. The HA zone
+//! (`--ha`): `plant-a` as two instances over a three-server JetStream cluster, no proxies (its
+//! fault is a killed process).
 
 use std::{
     collections::BTreeMap,
@@ -14,12 +16,19 @@ use anyhow::{bail, Context};
 use super::screen::print;
 use crate::devnet::{
     estate::{Legs, IDMZ},
+    ha::jetstream_storage,
+    nats::{NatsCluster, NatsOptions},
     proxy::FaultProxy,
     Devnet, NodeProcess,
 };
 
 pub const ZONES: [&str; 2] = ["enterprise", "plant-a"];
 pub const CLIENT: &str = "demo-client";
+/// `--ha`: the HA zone and its instances.
+pub const HA_ZONE: &str = ZONES[1];
+pub const HA_INSTANCES: [&str; 2] = ["plant-a-1", "plant-a-2"];
+/// `--ha`: how long the standby waits out a silent active instance (the default is 5 s).
+pub const HA_LEASE_TTL: &str = "2s";
 
 /// How long a node may take to drain and exit after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -29,6 +38,8 @@ pub struct Lab {
     /// The fault proxies by name: the zone a proxy fronts (pair), or the leg it carries (estate).
     proxies: BTreeMap<String, FaultProxy>,
     nodes: Vec<NodeProcess>,
+    /// `--ha`: the zone's engine, stopped when the lab is dropped (after the nodes).
+    engine: Option<NatsCluster>,
 }
 
 impl Lab {
@@ -87,6 +98,42 @@ impl Lab {
         Ok(lab)
     }
 
+    /// The HA zone: enterprise, and plant-a as two instances over a three-server nats-server
+    /// cluster with `sync_interval: always` (from `BSFG_NATS_SERVER`, which `scripts/demo.sh --ha`
+    /// installs). Inside a tokio runtime.
+    pub async fn ha(dir: &Path, link_timeout: Duration) -> anyhow::Result<Self> {
+        print(&format!(
+            "bsfg demo --ha: zone {} and HA zone {HA_ZONE} ({} over a three-server JetStream cluster) on \
+             loopback; PKI, configs, data and logs in {}",
+            ZONES[0],
+            HA_INSTANCES.join(" and "),
+            dir.display()
+        ))?;
+        let engine = NatsCluster::start(&dir.join("engine"), NatsOptions::default())
+            .await
+            .context("starting the zone's engine (nats-server; scripts/demo.sh --ha installs it)")?;
+        print(&format!(
+            "  engine     nats-server × {} at {}",
+            engine.len(),
+            engine.urls().join(", ")
+        ))?;
+        let mut net = Devnet::new(dir, &ZONES, &[(ZONES[0], ZONES[1])], &[CLIENT])?;
+        let lease = format!("lease_ttl = \"{HA_LEASE_TTL}\"");
+        net.make_ha(HA_ZONE, &HA_INSTANCES, |instance| {
+            jetstream_storage(&engine, instance, &lease)
+        })?;
+        let mut lab = Self::launch(net, BTreeMap::new(), link_timeout)?;
+        lab.engine = Some(engine);
+        for node in lab.net.nodes.keys() {
+            print(&format!(
+                "  {node:<10} node listens on {}; log {}",
+                lab.net.node(node)?.rpc,
+                lab.log(node).display()
+            ))?;
+        }
+        Ok(lab)
+    }
+
     /// Shortens every node's link timeout, writes the configs and starts every node.
     fn launch(mut net: Devnet, proxies: BTreeMap<String, FaultProxy>, link_timeout: Duration) -> anyhow::Result<Self> {
         let zones: Vec<String> = net.nodes.keys().cloned().collect();
@@ -102,6 +149,7 @@ impl Lab {
             net,
             proxies,
             nodes: Vec::new(),
+            engine: None,
         };
         let bin = std::env::current_exe().context("locating the bsfg binary")?;
         for zone in &zones {
@@ -134,6 +182,16 @@ impl Lab {
                 proxy.heal();
             }
         }
+    }
+
+    /// SIGKILL to `node` (an instance of the HA zone), as a power cut would.
+    pub fn kill(&mut self, node: &str) -> anyhow::Result<()> {
+        let index = self
+            .nodes
+            .iter()
+            .position(|n| n.zone == node)
+            .with_context(|| format!("no node {node} runs"))?;
+        self.nodes.remove(index).kill()
     }
 
     /// SIGTERM to every node; each must drain and exit 0. Reports the first failure, after

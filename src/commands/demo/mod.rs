@@ -5,9 +5,12 @@
 //! acknowledged fact arrived exactly once and in order. With `--estate` the tour runs on the
 //! reference estate (enterprise ↔ idmz ↔ plant-a, plant-b): traffic between the enterprise and the
 //! plants through the DMZ, a partition of the plant-a leg, the status per hop, and the proof that
-//! every fact arrived exactly once at its final zone and nowhere else.
+//! every fact arrived exactly once at its final zone and nowhere else. With `--ha` plant-a is an
+//! HA zone (SPEC §15): two instances over a three-server JetStream cluster; the active instance is
+//! killed, the standby takes over, and the same proof shows the failover lost nothing.
 //!
-//! - [`lab`]: the processes, proxies and configs, started and stopped.
+//! - [`lab`]: the processes, proxies, engine and configs, started and stopped; [`ha`]: which
+//!   instance of the HA zone is active.
 //! - [`scenario`]: the flows, the links they cross and what the partition cuts; the status per hop.
 //! - [`traffic`]: a producer per flow and a consumer per zone, scoring every fact in a [`traffic::Flow`].
 //! - [`gates`]: gate states, read from the `gate_transition` lines the nodes log.
@@ -16,6 +19,7 @@
 //! - [`story`]: the phases and the final summary; [`narration`]: their words per scenario.
 
 mod gates;
+mod ha;
 mod lab;
 mod monitor;
 mod narration;
@@ -52,6 +56,11 @@ pub struct DemoArgs {
     /// through the DMZ, a partition of the plant-a leg, and the status per hop. `--rate` is per flow.
     #[arg(long)]
     pub estate: bool,
+    /// plant-a as an HA zone (SPEC §15): two instances over a three-server nats-server cluster
+    /// (`BSFG_NATS_SERVER`; `scripts/demo.sh --ha` installs it). The active instance is killed
+    /// instead of a link cut; the standby takes over and nothing acknowledged is lost.
+    #[arg(long, conflicts_with = "estate")]
+    pub ha: bool,
 }
 
 /// How fast the nodes declare a silent link dead (`replication.link_timeout`, default 5 s):
@@ -65,12 +74,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     // The proxies spawn their tasks on this runtime, so they start inside it.
     let (mut lab, scenario) = {
         let _inside = runtime.enter();
-        match args.estate {
-            true => (Lab::estate(&dir, LINK_TIMEOUT)?, Scenario::estate()),
-            false => (Lab::pair(&dir, LINK_TIMEOUT)?, Scenario::pair()),
+        match (args.estate, args.ha) {
+            (true, _) => (Lab::estate(&dir, LINK_TIMEOUT)?, Scenario::estate()),
+            (_, true) => (runtime.block_on(Lab::ha(&dir, LINK_TIMEOUT))?, Scenario::ha()),
+            _ => (Lab::pair(&dir, LINK_TIMEOUT)?, Scenario::pair()),
         }
     };
-    let result = runtime.block_on(story::tour(&lab, &plan, &scenario));
+    let result = runtime.block_on(story::tour(&mut lab, &plan, &scenario));
     let stopped = lab.stop();
     screen::print(&format!(
         "nodes stopped; configs, data and logs are in {}",

@@ -1,7 +1,7 @@
 //! The words of the tour, per scenario: what the newcomer is about to see, what each phase does,
 //! and the verdict.
 
-use super::{scenario::Kind, story::Plan};
+use super::{lab::HA_LEASE_TTL, scenario::Kind, story::Plan};
 
 /// The nodes' `replication.batch_limit` (the default), for the narration.
 const BATCH_LIMIT: u32 = 1000;
@@ -25,6 +25,16 @@ pub fn intro(kind: Kind, plan: &Plan) -> String {
              backlog (acknowledged at the origin, not yet received at its zone) and the facts delivered per second.",
             plan.rate
         ),
+        Kind::Ha => format!(
+            "\nplant-a is an HA zone: two instances, one active, one standby, over a three-server JetStream cluster.\n\
+             The active instance writes every group commit to the zone's log on the engine and acknowledges a\n\
+             fact once a quorum of the engine servers has it on disk; the standby applies the log to its own\n\
+             replica and watches the active instance's lease. In each zone a producer appends {} facts/s\n\
+             addressed to the other zone; a consumer in each zone fetches and confirms what arrives. plant-a's\n\
+             clients and enterprise know both instances' addresses. The status shows enterprise's gate toward\n\
+             plant-a, each flow's backlog and the facts delivered per second.",
+            plan.rate
+        ),
     }
 }
 
@@ -43,6 +53,13 @@ pub fn partition(kind: Kind, plan: &Plan) -> String {
              facts for plant-a wait at idmz, which keeps pulling from the enterprise. plant-b's flows do not\n\
              notice. Both ends of the leg declare it dead after replication.link_timeout ({timeout} s here)."
         ),
+        Kind::Ha => format!(
+            "\nphase 2/3: failover ({secs} s). The active instance of plant-a is killed (SIGKILL, as a power cut\n\
+             would). Its lease is not renewed: after lease_ttl ({HA_LEASE_TTL} here) the standby takes it, applies the rest\n\
+             of the zone's log, fences the old instance with a new epoch and serves. Meanwhile plant-a's producer\n\
+             is answered by nobody and retries; enterprise keeps acknowledging its own producer, buffers for\n\
+             plant-a, and its link moves on to the other address once the new active instance serves."
+        ),
     }
 }
 
@@ -60,6 +77,10 @@ pub fn heal(kind: Kind) -> String {
             "\nphase 3/3: heal. The plant-a leg relays again. plant-a reconnects to idmz (with backoff: it may take\n\
              a few seconds); idmz and plant-a each {replay}"
         ),
+        Kind::Ha => format!(
+            "\nphase 3/3: after the failover. enterprise reconnects to the new active instance and the nodes\n\
+             {replay}"
+        ),
     }
 }
 
@@ -71,5 +92,8 @@ pub fn verdict(kind: Kind) -> String {
              appended, and nowhere else."
                 .to_owned()
         }
+        Kind::Ha => "every fact acknowledged by either instance arrived exactly once, in the order it was appended: \
+                     the failover lost nothing."
+            .to_owned(),
     }
 }

@@ -5,6 +5,9 @@
 //! - The estate: enterprise → each plant and each plant → enterprise, every fact through idmz; the
 //!   partition cuts the plant-a leg only, so plant-b's flows keep going while plant-a's wait, on
 //!   the plant and at the DMZ.
+//! - The HA zone: enterprise ↔ plant-a, where plant-a runs as two instances; nothing is cut, the
+//!   active instance is killed. Both flows are watched through enterprise's gate toward plant-a
+//!   (plant-a's own gates live in whichever instance is active).
 
 use std::{sync::Arc, time::Duration};
 
@@ -26,6 +29,7 @@ pub type Link = (&'static str, &'static str);
 pub enum Kind {
     Pair,
     Estate,
+    Ha,
 }
 
 pub struct Scenario {
@@ -68,6 +72,17 @@ impl Scenario {
         }
     }
 
+    pub fn ha() -> Self {
+        let (a, b) = (ZONES[0], ZONES[1]);
+        Self {
+            kind: Kind::Ha,
+            flows: vec![Arc::new(Flow::new(a, b)), Arc::new(Flow::new(b, a))],
+            paths: vec![vec![(a, b)], vec![(a, b)]],
+            cut: Vec::new(),
+            cut_links: Vec::new(),
+        }
+    }
+
     /// Every link some flow crosses, once.
     pub fn links(&self) -> Vec<Link> {
         let mut links: Vec<Link> = self.paths.iter().flatten().copied().collect();
@@ -104,7 +119,7 @@ pub async fn hop_lines(net: &Devnet) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-fn status(admin: std::net::SocketAddr) -> anyhow::Result<Status> {
+pub(super) fn status(admin: std::net::SocketAddr) -> anyhow::Result<Status> {
     let answer = AdminClient::at(admin, None)
         .timeout(Duration::from_secs(2))
         .get("/v1/status")

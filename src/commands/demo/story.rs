@@ -1,13 +1,15 @@
-//! The scripted tour, narrated for a newcomer: link up, partition, heal, then the proof that every
+//! The scripted tour, narrated for a newcomer: link up, partition, heal — or, for the HA zone,
+//! link up, the active instance killed, the standby taking over — then the proof that every
 //! acknowledged fact arrived exactly once at its zone and in order, and a summary. The words for
-//! each scenario (the pair, or the estate through its DMZ) are in `narration`.
+//! each scenario (the pair, the estate through its DMZ, the HA zone) are in `narration`.
 
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
 use super::{
-    lab::Lab,
+    ha,
+    lab::{Lab, HA_INSTANCES, HA_ZONE},
     monitor::Monitor,
     narration,
     scenario::{hop_lines, Kind, Scenario},
@@ -22,6 +24,8 @@ const HEAL_LIMIT: Duration = Duration::from_secs(60);
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 /// After the last fact arrived, consumers keep reading this long to catch a late duplicate.
 const DUPLICATE_WATCH: Duration = Duration::from_secs(1);
+/// How long the standby of the HA zone may take to serve after the active instance is killed.
+const TAKEOVER_LIMIT: Duration = Duration::from_secs(30);
 /// More than the once-a-second refresh of the backlogs in `/v1/status`.
 const STATUS_REFRESH: Duration = Duration::from_millis(1500);
 
@@ -56,17 +60,28 @@ pub struct Measured {
     pub backlog_at_heal: Vec<u64>,
     pub normal_after_heal: Option<Duration>,
     pub backlog_delivered_after_heal: Option<Duration>,
+    /// `--ha`: the instance killed, the one that took over, and when after the kill it answered
+    /// as active and acknowledged plant-a's producer again.
+    pub killed: String,
+    pub promoted: String,
+    pub active_after_kill: Option<Duration>,
+    pub first_ack_after_kill: Option<Duration>,
 }
 
-pub async fn tour(lab: &Lab, plan: &Plan, scenario: &Scenario) -> anyhow::Result<()> {
+pub async fn tour(lab: &mut Lab, plan: &Plan, scenario: &Scenario) -> anyhow::Result<()> {
     let mut monitor = Monitor::new(lab.dir(), scenario);
     monitor.say(&narration::intro(scenario.kind, plan))?;
     let mut traffic = Traffic::start(&lab.net, &scenario.flows, plan.rate).await?;
     let mut measured = Measured::default();
     let story = async {
         link_up(&mut monitor, plan).await?;
-        partition(&mut monitor, lab, plan, scenario, &mut measured).await?;
-        heal(&mut monitor, lab, plan, scenario, &mut measured).await?;
+        if scenario.kind == Kind::Ha {
+            failover(&mut monitor, lab, plan, scenario, &mut measured).await?;
+            after_failover(&mut monitor, plan, scenario).await?;
+        } else {
+            partition(&mut monitor, lab, plan, scenario, &mut measured).await?;
+            heal(&mut monitor, lab, plan, scenario, &mut measured).await?;
+        }
         drain(&mut monitor, &mut traffic).await
     }
     .await;
@@ -165,6 +180,67 @@ async fn heal(
     hops(monitor, lab, scenario).await
 }
 
+/// `--ha`: kills the active instance of plant-a and watches the standby take over: when it
+/// answers as active, and when plant-a's producer is acknowledged again.
+async fn failover(
+    monitor: &mut Monitor,
+    lab: &mut Lab,
+    plan: &Plan,
+    scenario: &Scenario,
+    measured: &mut Measured,
+) -> anyhow::Result<()> {
+    monitor.say(&narration::partition(scenario.kind, plan))?;
+    let Some(active) = ha::active(lab).await? else {
+        bail!("no instance of {HA_ZONE} is active; see the node logs");
+    };
+    let standby = HA_INSTANCES.into_iter().find(|i| *i != active).unwrap_or_default();
+    monitor.say(&format!("  killing {active} (active); {standby} is the standby."))?;
+    // plant-a's producer is the second flow's.
+    let acked = |m: &Monitor| m.tallies(false).get(1).map_or(0, |t| t.appended);
+    let before = acked(monitor);
+    lab.kill(active)?;
+    let killed_at = Instant::now();
+    let takeover = tokio::spawn(ha::until_active(lab.net.node(standby)?.admin, TAKEOVER_LIMIT));
+    let mut first_ack = None;
+    monitor
+        .watch_until(TAKEOVER_LIMIT, |m| {
+            if first_ack.is_none() && acked(m) > before {
+                first_ack = Some(killed_at.elapsed());
+            }
+            first_ack.is_some() && takeover.is_finished()
+        })
+        .await?;
+    let active_after = takeover.await?.map(|at| at.saturating_duration_since(killed_at));
+    *measured = Measured {
+        killed: active.to_owned(),
+        promoted: standby.to_owned(),
+        active_after_kill: active_after,
+        first_ack_after_kill: first_ack,
+        ..Measured::default()
+    };
+    let Some(active_after) = active_after else {
+        bail!("{standby} did not become active within {TAKEOVER_LIMIT:?} of the kill; see its log");
+    };
+    monitor.say(&format!("  {}.", failover_line(measured)))?;
+    let took = active_after.max(first_ack.unwrap_or_default());
+    monitor.watch_for(plan.partition.saturating_sub(took)).await
+}
+
+/// `--ha`'s last phase: enterprise's link to the new active instance comes back and the backlog
+/// both ways is delivered.
+async fn after_failover(monitor: &mut Monitor, plan: &Plan, scenario: &Scenario) -> anyhow::Result<()> {
+    monitor.say(&narration::heal(scenario.kind))?;
+    let normal = monitor.watch_until(HEAL_LIMIT, |m| m.all_gates("normal")).await?;
+    let Some(normal) = normal else {
+        bail!("enterprise's gate toward {HA_ZONE} did not return to normal within {HEAL_LIMIT:?}; see the node logs");
+    };
+    monitor.say(&format!(
+        "  enterprise's gate toward {HA_ZONE} normal again {:.1} s into this phase.",
+        normal.as_secs_f64()
+    ))?;
+    monitor.watch_for(plan.settle).await
+}
+
 /// The estate's status per hop, as the nodes report it.
 async fn hops(monitor: &mut Monitor, lab: &Lab, scenario: &Scenario) -> anyhow::Result<()> {
     if scenario.kind != Kind::Estate {
@@ -210,8 +286,12 @@ fn summary(monitor: &mut Monitor, scenario: &Scenario, traffic: &Traffic, measur
             flow.from, flow.to, t.appended, t.delivered, t.out_of_order, t.duplicates, t.missing
         ))?;
     }
-    monitor.say(&format!("  partition: {}", partition_line(scenario, measured)))?;
-    monitor.say(&format!("  heal: {}", heal_line(measured)))?;
+    if scenario.kind == Kind::Ha {
+        monitor.say(&format!("  failover: {}", failover_line(measured)))?;
+    } else {
+        monitor.say(&format!("  partition: {}", partition_line(scenario, measured)))?;
+        monitor.say(&format!("  heal: {}", heal_line(measured)))?;
+    }
     let strays = traffic.strays();
     if scenario.kind == Kind::Estate {
         monitor.say(&format!(
@@ -257,6 +337,17 @@ fn heal_line(measured: &Measured) -> String {
         seconds(measured.normal_after_heal),
         join_counts(&measured.backlog_at_heal),
         seconds(measured.backlog_delivered_after_heal)
+    )
+}
+
+fn failover_line(measured: &Measured) -> String {
+    let seconds = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()));
+    format!(
+        "{} active {} after {} was killed; plant-a's producer acknowledged again {} after the kill",
+        measured.promoted,
+        seconds(measured.active_after_kill),
+        measured.killed,
+        seconds(measured.first_ack_after_kill)
     )
 }
 

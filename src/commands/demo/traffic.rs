@@ -180,7 +180,8 @@ pub struct Traffic {
 
 impl Traffic {
     /// Connects a producer to the node of each flow's `from` zone and a consumer to the node of
-    /// every zone of `net`, and starts them.
+    /// every zone of `net` (to every instance of an HA zone: the client moves to the active one),
+    /// and starts them.
     pub async fn start(net: &Devnet, flows: &[Arc<Flow>], rate: u32) -> anyhow::Result<Self> {
         let mut traffic = Self {
             producing: Arc::new(AtomicBool::new(true)),
@@ -196,7 +197,8 @@ impl Traffic {
                 .producers
                 .push(tokio::spawn(produce(producer, flow.clone(), rate, running)));
         }
-        for zone in net.nodes.keys() {
+        let zones: std::collections::BTreeSet<&String> = net.nodes.values().map(|node| &node.zone).collect();
+        for zone in zones {
             let inbox = Inbox {
                 flows: flows.iter().filter(|f| f.to == zone).cloned().collect(),
                 strays: traffic.strays.clone(),
@@ -225,7 +227,7 @@ impl Traffic {
 }
 
 async fn connect(net: &Devnet, zone: &str) -> anyhow::Result<Client> {
-    let options = net.client(zone, CLIENT)?;
+    let options = net.client_of_zone(zone, CLIENT)?;
     Client::connect(&options)
         .await
         .with_context(|| format!("connecting to the node of {zone}"))
