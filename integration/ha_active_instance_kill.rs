@@ -1,15 +1,21 @@
 //! Property: when the active instance of an HA zone dies (SIGKILL), the standby is ready within
 //! `lease_ttl` plus a few seconds, producers and the peer zone carry on through it (clients and
 //! `plant-a` know both instances), and nothing acknowledged is lost or duplicated: every fact
-//! acknowledged in either direction is delivered exactly once, in order.
+//! acknowledged in either direction is delivered exactly once, in order. An artifact stored
+//! through the killed instance is served by the one that took over (the zone's blobs live in the
+//! engine's object store too).
 
 mod harness;
 
 use std::time::{Duration, Instant};
 
+use bsfg::client::Client;
+use bsfg_proto::{ArtifactRef, PutObjectRequest};
 use harness::{
     ha::{HaZone, PLANT, ZONE},
+    message,
     observe::{event_fields, wait_until},
+    receive,
 };
 
 const LEASE_TTL: Duration = Duration::from_secs(2);
@@ -44,4 +50,61 @@ async fn the_standby_takes_over_from_a_killed_active_instance_and_nothing_is_los
     })
     .await;
     traffic.assert_delivered_exactly_once(Duration::from_secs(60)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_artifact_stored_through_the_killed_instance_is_served_by_the_one_that_took_over() {
+    let mut ha = HaZone::started("lease_ttl = \"2s\"").await;
+    let first = ha.wait_active(None, Duration::from_secs(5)).await;
+    let (bucket, key, media_type) = ("coa", "batch/42.bin", "application/octet-stream");
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(7919) % 251) as u8).collect();
+    let client = Client::connect(&ha.zone_client()).await.expect("connect");
+    let request = PutObjectRequest {
+        bucket: bucket.into(),
+        key: key.into(),
+        size: content.len() as u64,
+        media_type: Some(media_type.into()),
+    };
+    let stored = client
+        .put_object(request, &mut content.as_slice(), |_| {})
+        .await
+        .expect("put the artifact");
+    let reference = ArtifactRef {
+        bucket: bucket.into(),
+        key: key.into(),
+        digest: stored.digest,
+        size: stored.size,
+        media_type: media_type.into(),
+        file_name: None,
+    };
+    let mut fact = message(ZONE, PLANT, "coa-42");
+    fact.envelope.object_media_type = Some(media_type.into());
+    fact.fact.object_json = serde_json::to_string(&reference).expect("render the reference");
+    client.append(fact).await.expect("append the fact that references it");
+    client.close().await;
+
+    ha.cluster.kill(&first);
+    let second = ha.wait_active(Some(&first), LEASE_TTL + Duration::from_secs(5)).await;
+    let client = Client::connect(&ha.zone_client())
+        .await
+        .expect("connect to the zone again");
+    let mut served = Vec::new();
+    let meta = client
+        .get_object(bucket, key, &mut served, |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("{second} serves the artifact stored through {first}: {e}"));
+    assert_eq!(meta.digest, stored.digest);
+    assert!(served == content, "the same bytes");
+    client.close().await;
+
+    let consumer = ha.cluster.client(PLANT).await;
+    let facts = receive(&consumer, "qa", 1, Duration::from_secs(60)).await;
+    assert_eq!(facts.len(), 1, "the fact and its artifact reached plant-a");
+    let mut pulled = Vec::new();
+    consumer
+        .get_object(bucket, key, &mut pulled, |_| {})
+        .await
+        .expect("plant-a holds the artifact");
+    assert!(pulled == content, "plant-a holds the same bytes");
+    consumer.close().await;
 }

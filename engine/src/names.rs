@@ -21,6 +21,11 @@ pub fn snapshot_bucket(zone: &str) -> String {
     format!("bsfg-snapshots-{zone}")
 }
 
+/// The zone's artifact blobs, by digest (the second tier of its artifact store).
+pub fn blob_bucket(zone: &str) -> String {
+    format!("bsfg-blobs-{zone}")
+}
+
 /// The lease key in the bucket.
 pub const LEASE_KEY: &str = "leader";
 

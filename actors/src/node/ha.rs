@@ -47,6 +47,8 @@ pub(super) struct Opened {
     pub storage: Arc<ReplicatedStorage<JetStreamLog>>,
     pub lease: Arc<KvLease>,
     pub snapshots: JetStreamObjects,
+    /// The zone's artifact blobs (the artifact store's second tier).
+    pub blobs: JetStreamObjects,
     pub verdict: Verdict,
 }
 
@@ -110,6 +112,7 @@ pub(super) async fn open(zone: &str, settings: &HaSettings, local: Arc<RocksStor
         .open_snapshots(zone, settings.replicas)
         .await
         .map_err(engine_error)?;
+    let blobs = engine.open_blobs(zone, settings.replicas).await.map_err(engine_error)?;
     let lease = LeaseSpec {
         zone: zone.to_owned(),
         instance: settings.instance.clone(),
@@ -132,6 +135,7 @@ pub(super) async fn open(zone: &str, settings: &HaSettings, local: Arc<RocksStor
         storage: Arc::new(storage),
         lease: Arc::new(lease),
         snapshots,
+        blobs,
         verdict,
     })
 }

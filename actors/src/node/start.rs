@@ -18,7 +18,7 @@ use crate::{
     ha::{HaConfig, HaDeps, HaHandle, Snapshots},
     journal::Journal,
     metrics::Metrics,
-    objects::{self, ObjectError, ObjectGauges, ObjectStore, ObjectsConfig},
+    objects::{self, EngineBlobs, ObjectError, ObjectGauges, ObjectStore, ObjectsConfig, RemoteBlobs},
     peer_link::{PeerLink, PeerLinkConfig, PeerLinkDeps},
     rpc::{DrainHandle, RpcConfig, RpcDeps, RpcServer},
     standing::Standing,
@@ -88,7 +88,11 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
     }
     let (admission, pulls_paused, disk, store_full) = start_backpressure(&buffers, &journal, &telemetry);
     let sweep_interval = objects.sweep_interval();
-    let objects = open_objects(&data_dir, objects, index, &metrics).await?;
+    let remote = replicated.as_ref().map(|opened| {
+        let blobs = EngineBlobs::new(opened.blobs.clone(), tokio::runtime::Handle::current());
+        Arc::new(blobs) as Arc<dyn RemoteBlobs>
+    });
+    let objects = open_objects(&data_dir, objects, index, remote, &metrics).await?;
     let sweeper = tokio::spawn(objects::run_sweeps(
         objects.clone(),
         storage,
@@ -353,6 +357,7 @@ async fn open_objects(
     data_dir: &Path,
     config: ObjectsConfig,
     storage: Arc<dyn ObjectIndex>,
+    remote: Option<Arc<dyn RemoteBlobs>>,
     metrics: &Metrics,
 ) -> Result<ObjectStore, NodeError> {
     let gauges = ObjectGauges {
@@ -362,7 +367,7 @@ async fn open_objects(
     let capacity = i64::try_from(config.capacity_bytes).unwrap_or(i64::MAX);
     metrics.object_store_capacity_bytes.set(capacity);
     let path = data_dir.to_path_buf();
-    let opened = tokio::task::spawn_blocking(move || ObjectStore::open(&path, storage, config, gauges));
+    let opened = tokio::task::spawn_blocking(move || ObjectStore::open(&path, storage, config, gauges, remote));
     opened.await?.map_err(|source: ObjectError| NodeError::Objects {
         path: data_dir.to_path_buf(),
         source,

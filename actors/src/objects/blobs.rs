@@ -65,6 +65,40 @@ impl Blobs {
     /// Moves a sealed temporary blob into place under `digest`; when that blob already exists
     /// (same content under another key) the temporary one is just deleted.
     pub(super) fn install(&self, mut temp: TempBlob, digest: &ObjectDigest) -> io::Result<()> {
+        self.place(&mut temp.path, digest)
+    }
+
+    /// Fetches the blob `digest` with `download` (which writes it into the new file it is given,
+    /// synced, and answers `false` when it has no such blob) into a temporary file and checks its
+    /// digest; [`Blobs::install_fetched`] places it. `None` when `download` had nothing.
+    pub(super) fn fetch(
+        &self,
+        digest: &ObjectDigest,
+        download: impl FnOnce(&Path) -> io::Result<bool>,
+    ) -> io::Result<Option<Fetched>> {
+        let path = self.tmp.join(format!("{:032x}", rand::random::<u128>()));
+        let fetched = Fetched {
+            path: Some(path.clone()),
+        };
+        if !download(&path)? {
+            return Ok(None);
+        }
+        let actual = hash_file(&path)?;
+        if actual != *digest {
+            return Err(io::Error::other(format!(
+                "the zone's copy of blob {digest} has digest {actual}: it is damaged in the engine's object store"
+            )));
+        }
+        Ok(Some(fetched))
+    }
+
+    pub(super) fn install_fetched(&self, mut fetched: Fetched, digest: &ObjectDigest) -> io::Result<()> {
+        self.place(&mut fetched.path, digest)
+    }
+
+    /// Renames the complete, synced file `source` (taken, once renamed) to the blob path of
+    /// `digest`, unless that exists already; the directory entry is synced.
+    fn place(&self, source: &mut Option<PathBuf>, digest: &ObjectDigest) -> io::Result<()> {
         let target = self.path(digest);
         if target.exists() {
             return Ok(());
@@ -74,8 +108,8 @@ impl Blobs {
             fs::create_dir(shard)?;
             sync_dir(&self.sha256)?;
         }
-        let source = temp.path.take().unwrap_or_default();
-        fs::rename(&source, &target)?;
+        let from = source.take().unwrap_or_default();
+        fs::rename(&from, &target)?;
         sync_dir(shard)
     }
 
@@ -107,6 +141,33 @@ impl Blobs {
             }
         }
         Ok(digests)
+    }
+}
+
+/// A blob fetched from the zone's second tier, checked, not placed yet. Dropping it deletes the
+/// file unless it was placed.
+pub(super) struct Fetched {
+    path: Option<PathBuf>,
+}
+
+impl Drop for Fetched {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// The digest of the content of the file at `path`.
+fn hash_file(path: &Path) -> io::Result<ObjectDigest> {
+    let mut file = File::open(path)?;
+    let mut hasher = ObjectHasher::default();
+    let mut block = vec![0; WRITE_BUFFER];
+    loop {
+        match io::Read::read(&mut file, &mut block)? {
+            0 => return Ok(hasher.finish()),
+            n => hasher.update(&block[..n]),
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use super::{
     blobs::{Blobs, TempBlob},
     holds::Holds,
+    remote::RemoteBlobs,
     space::Space,
     ObjectError, Origin, PutSpec,
 };
@@ -41,6 +42,8 @@ pub(super) struct Catalog {
     pub(super) holds: Arc<Holds>,
     /// Unreferenced objects stored longer ago than this are swept.
     pub(super) retention: Duration,
+    /// An HA zone's second tier (see `remote`).
+    remote: Option<Arc<dyn RemoteBlobs>>,
 }
 
 impl Catalog {
@@ -50,6 +53,7 @@ impl Catalog {
         gauges: ObjectGauges,
         capacity: u64,
         retention: Duration,
+        remote: Option<Arc<dyn RemoteBlobs>>,
     ) -> Result<Self, ObjectError> {
         let blobs = Blobs::open(data_dir)?;
         for (bucket, bytes) in index.usage_by_bucket()? {
@@ -64,6 +68,7 @@ impl Catalog {
             space: Space::new(capacity, used, gauges.blob_bytes),
             holds: Arc::default(),
             retention,
+            remote,
         })
     }
 
@@ -151,6 +156,10 @@ impl Catalog {
         if let Some(old) = &previous {
             refs.push((old.digest, self.index.blob_refs(&old.digest)?.saturating_sub(1)));
         }
+        if let (Some(remote), 1) = (&self.remote, refs[0].1) {
+            // New content for the zone: in the second tier before any entry names it.
+            remote.upload(&digest, &self.blobs.path(&digest))?;
+        }
         self.index.write_object(&spec.bucket, &spec.key, &entry, &refs)?;
         if refs[0].1 == 1 {
             self.space.add(spec.size);
@@ -159,13 +168,42 @@ impl Catalog {
             self.space.remove(old_entry.size);
             // After the commit: a crash before this line leaves an orphan file (the sweep removes
             // it), never a dangling key.
-            self.blobs.remove(old)?;
+            self.remove_blob(old)?;
         }
         let freed = previous.map_or(0, |old| old.size);
         self.usage
             .with_label_values(&[&spec.bucket])
             .add(gauge_value(spec.size) - gauge_value(freed));
         Ok(meta(&spec.bucket, &spec.key, &entry))
+    }
+
+    /// Deletes the blob of `digest`, which no key names any more, from both tiers.
+    pub(super) fn remove_blob(&self, digest: &ObjectDigest) -> Result<(), ObjectError> {
+        self.blobs.remove(digest)?;
+        if let Some(remote) = &self.remote {
+            remote.delete(digest)?;
+        }
+        Ok(())
+    }
+
+    /// Makes sure this instance holds the blob of `digest` in its files, fetching it from the
+    /// zone's second tier when it does not (it was a standby when the blob was put). The download
+    /// runs outside the lock; it is placed only if a key still names it.
+    pub(super) fn ensure_local(&self, digest: &ObjectDigest) -> Result<(), ObjectError> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        if self.blobs.path(digest).exists() {
+            return Ok(());
+        }
+        let Some(fetched) = self.blobs.fetch(digest, |path| remote.download(digest, path))? else {
+            return Ok(());
+        };
+        let _guard = self.lock();
+        if self.index.blob_refs(digest)? > 0 {
+            self.blobs.install_fetched(fetched, digest)?;
+        }
+        Ok(())
     }
 
     /// Checks that `reference` names a stored object with its digest and size, and marks that

@@ -18,6 +18,9 @@
 //!   Artifacts no retained fact references are deleted once `[objects] retention` has passed
 //!   (`sweep`); a fact on its way into a buffer holds its artifact meanwhile (`holds`).
 //!
+//! - In an HA zone every blob also lives in the engine's object store (`remote`), so the instance
+//!   that takes over serves the artifacts its predecessor stored.
+//!
 //! All file and RocksDB work runs on tokio's blocking pool, never on an async worker or arbiter.
 
 mod blobs;
@@ -25,6 +28,7 @@ mod blobs;
 mod bounds_tests;
 mod catalog;
 mod holds;
+mod remote;
 mod space;
 mod sweep;
 #[cfg(test)]
@@ -42,6 +46,7 @@ use crate::storage::{ObjectEntry, ObjectIndex, Storage, StorageError};
 use catalog::Catalog;
 pub use catalog::ObjectGauges;
 pub use holds::Hold;
+pub use remote::{EngineBlobs, RemoteBlobs};
 pub use sweep::{run_sweeps, Swept};
 
 /// Largest chunk of a body handed to the blocking writer at once.
@@ -157,15 +162,17 @@ pub struct ObjectStore {
 }
 
 impl ObjectStore {
-    /// Opens the store under `data_dir/objects`; its usage is recounted from the index. Blocks:
-    /// run it off the async workers.
+    /// Opens the store under `data_dir/objects` (with an HA zone's second tier, `remote`); its
+    /// usage is recounted from the index. Blocks: run it off the async workers.
     pub fn open(
         data_dir: &Path,
         index: Arc<dyn ObjectIndex>,
         config: ObjectsConfig,
         gauges: ObjectGauges,
+        remote: Option<Arc<dyn RemoteBlobs>>,
     ) -> Result<Self, ObjectError> {
-        let catalog = Catalog::open(data_dir, index, gauges, config.capacity_bytes, config.retention)?;
+        let (capacity, retention) = (config.capacity_bytes, config.retention);
+        let catalog = Catalog::open(data_dir, index, gauges, capacity, retention, remote)?;
         Ok(Self {
             catalog: Arc::new(catalog),
             max_object_bytes: config.max_object_bytes,
@@ -256,6 +263,7 @@ impl ObjectStore {
                 bucket: bucket.clone(),
                 key: key.clone(),
             })?;
+            catalog.ensure_local(&entry.digest)?;
             let file = std::fs::File::open(catalog.blobs().path(&entry.digest))?;
             Ok((
                 catalog::meta(&bucket, &key, &entry),

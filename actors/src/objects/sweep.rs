@@ -145,7 +145,7 @@ impl Catalog {
             .sub(gauge_value(c.entry.size));
         if refs == 0 {
             self.space.remove(c.entry.size);
-            self.blobs.remove(&digest)?;
+            self.remove_blob(&digest)?;
         }
         Ok(Some(Expired {
             age: Duration::from_millis(now.saturating_sub(c.entry.stored_at_unix_ms)),

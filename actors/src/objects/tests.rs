@@ -36,7 +36,8 @@ pub(super) fn open_with(dir: tempfile::TempDir, config: ObjectsConfig) -> Fixtur
     let storage = Arc::new(RocksStorage::open(&dir.path().join("db"), "plant-a").expect("rocksdb"));
     let gauges = gauges();
     let (capacity, retention) = (config.capacity_bytes, config.retention);
-    let catalog = Catalog::open(dir.path(), storage.clone(), gauges.clone(), capacity, retention).expect("catalog");
+    let catalog =
+        Catalog::open(dir.path(), storage.clone(), gauges.clone(), capacity, retention, None).expect("catalog");
     Fixture {
         dir,
         catalog,
@@ -269,7 +270,7 @@ fn store_in(dir: &Path, limit: u64) -> ObjectStore {
         max_object_bytes: limit,
         ..ROOMY
     };
-    ObjectStore::open(dir, index, config, gauges()).expect("store")
+    ObjectStore::open(dir, index, config, gauges(), None).expect("store")
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! The zone's snapshot bucket (design §4.2 `bsfg-snapshots-<zone>`, §4.7) on the engine's object
-//! store: named files, put from and fetched into local files, listed and deleted. Each object is
-//! chunked and replicated by the engine like any stream (file storage, the zone's replicas).
+//! The zone's buckets on the engine's object store: its snapshots (design §4.2
+//! `bsfg-snapshots-<zone>`, §4.7) and its artifact blobs (`bsfg-blobs-<zone>`, §4.8): named files,
+//! put from and fetched into local files, listed and deleted. Each object is chunked and
+//! replicated by the engine like any stream (file storage, the zone's replicas).
 
 use std::path::Path;
 
@@ -12,13 +13,13 @@ use crate::names;
 
 /// Why an object could not be stored, fetched, listed or deleted.
 #[derive(Debug, thiserror::Error)]
-#[error("snapshot object {name}: {reason}")]
+#[error("engine object {name}: {reason}")]
 pub struct ObjectError {
     pub name: String,
     pub reason: String,
 }
 
-/// One zone's snapshot bucket.
+/// One bucket of a zone.
 #[derive(Clone)]
 pub struct JetStreamObjects {
     store: object_store::ObjectStore,
@@ -34,7 +35,16 @@ impl Engine {
     /// The zone's snapshot bucket, created if missing.
     pub async fn open_snapshots(&self, zone: &str, replicas: usize) -> Result<JetStreamObjects, EngineError> {
         check_name("zone", zone)?;
-        let bucket = names::snapshot_bucket(zone);
+        self.open_bucket(names::snapshot_bucket(zone), replicas).await
+    }
+
+    /// The zone's artifact blob bucket, created if missing.
+    pub async fn open_blobs(&self, zone: &str, replicas: usize) -> Result<JetStreamObjects, EngineError> {
+        check_name("zone", zone)?;
+        self.open_bucket(names::blob_bucket(zone), replicas).await
+    }
+
+    async fn open_bucket(&self, bucket: String, replicas: usize) -> Result<JetStreamObjects, EngineError> {
         let config = object_store::Config {
             bucket: bucket.clone(),
             storage: StorageType::File,
@@ -73,11 +83,23 @@ impl JetStreamObjects {
 
     /// Writes the object `name` into a new file at `path`; returns its size.
     pub async fn get_file(&self, name: &str, path: &Path) -> Result<u64, ObjectError> {
+        self.get_file_if_present(name, path).await?.ok_or_else(|| ObjectError {
+            name: name.to_owned(),
+            reason: "not found".to_owned(),
+        })
+    }
+
+    /// As [`JetStreamObjects::get_file`]; `None` (and no file) when the bucket has no `name`.
+    pub async fn get_file_if_present(&self, name: &str, path: &Path) -> Result<Option<u64>, ObjectError> {
         let failed = |reason: String| ObjectError {
             name: name.to_owned(),
             reason,
         };
-        let mut object = self.store.get(name).await.map_err(|e| failed(e.to_string()))?;
+        let mut object = match self.store.get(name).await {
+            Ok(object) => object,
+            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(failed(e.to_string())),
+        };
         let mut file = tokio::fs::File::create(path)
             .await
             .map_err(|e| failed(format!("{}: {e}", path.display())))?;
@@ -85,7 +107,7 @@ impl JetStreamObjects {
             .await
             .map_err(|e| failed(e.to_string()))?;
         file.sync_all().await.map_err(|e| failed(e.to_string()))?;
-        Ok(copied)
+        Ok(Some(copied))
     }
 
     /// Every object's name.
