@@ -38,6 +38,8 @@ pub enum HandshakeFailure {
     UnknownCa,
     /// The certificate is expired or not yet valid (alert `certificate_expired`).
     Expired,
+    /// A revocation list (`tls.crl`) of one side names the certificate (alert `certificate_revoked`).
+    Revoked,
     /// The certificate is malformed or names another identity (alert `bad_certificate`).
     BadCertificate,
     /// The handshake did not complete within the idle timeout.
@@ -46,9 +48,10 @@ pub enum HandshakeFailure {
 }
 
 impl HandshakeFailure {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::UnknownCa,
         Self::Expired,
+        Self::Revoked,
         Self::BadCertificate,
         Self::Timeout,
         Self::Other,
@@ -58,6 +61,7 @@ impl HandshakeFailure {
         match self {
             Self::UnknownCa => "unknown_ca",
             Self::Expired => "expired",
+            Self::Revoked => "revoked",
             Self::BadCertificate => "bad_certificate",
             Self::Timeout => "timeout",
             Self::Other => "other",
@@ -87,6 +91,7 @@ impl HandshakeFailure {
             // a certificate from another CA that carries the same name as ours (a CA made anew).
             Some(AlertDescription::UnknownCA | AlertDescription::DecryptError) => Self::UnknownCa,
             Some(AlertDescription::CertificateExpired) => Self::Expired,
+            Some(AlertDescription::CertificateRevoked) => Self::Revoked,
             Some(AlertDescription::BadCertificate) => Self::BadCertificate,
             _ => Self::Other,
         }
@@ -208,6 +213,7 @@ mod tests {
             (AlertDescription::UnknownCA, HandshakeFailure::UnknownCa),
             (AlertDescription::DecryptError, HandshakeFailure::UnknownCa),
             (AlertDescription::CertificateExpired, HandshakeFailure::Expired),
+            (AlertDescription::CertificateRevoked, HandshakeFailure::Revoked),
             (AlertDescription::BadCertificate, HandshakeFailure::BadCertificate),
             (AlertDescription::CertificateRequired, HandshakeFailure::Other),
         ];

@@ -1,9 +1,10 @@
 //! QUIC network plumbing, shared by the node and its clients: TLS material and the verifiers
-//! that authenticate identities (`tls`), frames and raw bodies on QUIC streams (`framed`), and
+//! that authenticate identities (`tls`), the revocation lists they apply (`crl`), frames and raw bodies on QUIC streams (`framed`), and
 //! pacing writes to a rate (`pacing`).
 //! It imports nothing from the rest of the crate: what a call means is the RPC server's business
 //! (`crate::rpc`).
 
+pub mod crl;
 pub mod framed;
 pub mod pacing;
 #[cfg(test)]
