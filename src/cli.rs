@@ -199,6 +199,20 @@ pub enum PkiCommand {
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
+    /// Revoke certificates of the CA in DIR: (re)writes DIR/ca.crl, signed by DIR/ca.key, with
+    /// the certificates revoked before and those given now. Without --cert it only refreshes
+    /// the list (a node refuses a list past its nextUpdate). Install it where `[tls] crl`
+    /// points, then reload every node. Prints {"crl", "revoked", "added", "next_update"}.
+    Revoke {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// A certificate (PEM) to revoke; repeatable.
+        #[arg(long = "cert", value_name = "FILE")]
+        certs: Vec<PathBuf>,
+        /// Days until the list's nextUpdate.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
 }
 
 /// How to reach a node's admin API.

@@ -81,6 +81,16 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Pki(PkiCommand::Revoke { dir, certs, days }) => {
+            let written =
+                crate::pki::revoke(&dir, &certs, days).map_err(|e| CommandError::invalid(format!("{e:#}")))?;
+            let next_update = humantime::format_rfc3339_seconds(written.next_update).to_string();
+            println!(
+                "{}",
+                serde_json::json!({"crl": written.crl, "revoked": written.revoked, "added": written.added, "next_update": next_update})
+            );
+            Ok(())
+        }
         Command::Storage(StorageCommand::AcceptLoss { config }) => storage::accept_loss(&config),
         Command::Append(args) => client_runtime()?.block_on(append::run(args)),
         Command::Fetch {

@@ -128,7 +128,8 @@ impl Config {
             &mut self.tls.cert,
             &mut self.tls.key,
         ];
-        for path in paths.into_iter().chain(self.admin.token_file.as_mut()) {
+        let optional = self.admin.token_file.as_mut().into_iter().chain(self.tls.crl.as_mut());
+        for path in paths.into_iter().chain(optional) {
             if path.is_relative() {
                 *path = base_dir.join(&*path);
             }
