@@ -19,7 +19,7 @@ use crate::{
     metrics::Metrics,
     objects::{self, ObjectError, ObjectGauges, ObjectStore, ObjectsConfig},
     peer_link::{PeerLink, PeerLinkConfig, PeerLinkDeps},
-    rpc::{DrainHandle, RpcConfig, RpcDeps, RpcServer},
+    rpc::{Authorisations, DrainHandle, RpcConfig, RpcDeps, RpcServer},
     status::{Progress, Refresher},
     storage::{Log, LossRecord, RocksStorage},
     store_buffer::StoreBuffer,
@@ -91,6 +91,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         .collect();
     let links = start_links(links, &link_deps);
     let drain = DrainHandle::new(metrics.draining.clone());
+    let authorisations = Authorisations::new(rpc.directory.clone());
     let rpc_deps = RpcDeps {
         store,
         forward,
@@ -99,6 +100,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         links: links.clone(),
         drain: drain.clone(),
         switches: switches.clone(),
+        authorisations: authorisations.clone(),
         telemetry,
         egress,
     };
@@ -113,6 +115,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         drain,
         gate,
         switches,
+        authorisations,
         certs: quic.certs,
         certificate: quic.certificate,
         progress,

@@ -80,7 +80,7 @@ async fn accept(incoming: quinn::Incoming, ctx: Arc<Context>) {
         }
     };
     let caller = match tls::peer_identity(&conn) {
-        Ok(cn) => ctx.config.directory.identify(&cn),
+        Ok(cn) => ctx.deps.authorisations.current().identify(&cn),
         Err(e) => Caller::Unknown(e.to_string()),
     };
     match &caller {
@@ -123,6 +123,9 @@ async fn serve_stream(
     ctx: Arc<Context>,
 ) {
     let (config, deps) = (&ctx.config, &ctx.deps);
+    // Judged by the table of the moment: the client list may have been reloaded since the
+    // connection was accepted.
+    let caller = deps.authorisations.refresh(&caller);
     let read = tokio::time::timeout(
         framed::REQUEST_TIMEOUT,
         framed::read_frame::<Request>(&mut recv, config.max_frame_bytes),
