@@ -43,6 +43,21 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Preflight: checks a node's configuration, certificate (and CRL), data directory, disk
+    /// space and listen ports as `serve` would find them, without changing anything; one line
+    /// per check (`ok`, `warn`, `FAIL`). Exits 0 when nothing failed, 1 otherwise. Run it as the
+    /// node's user, with the node stopped (its own ports are in use while it runs).
+    Check {
+        /// The node's TOML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Also handshake with every peer this node dials (mutual TLS, the node's certificate).
+        #[arg(long)]
+        peers: bool,
+        /// One JSON object {"ok", "checks": [{"check", "status", "detail"}]} instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Development and test PKI: a CA and certificates for zones and clients.
     #[command(subcommand)]
     Pki(PkiCommand),

@@ -16,14 +16,18 @@ pub enum CloseCode {
     DuplicateConnection = 2,
     /// An operator closed the gate toward this peer.
     GateClosed = 3,
+    /// A `bsfg check --peers` handshake passed; the reason says what the node takes the caller
+    /// for (`peer`, `client` or `unknown`).
+    Checked = 4,
 }
 
 impl CloseCode {
-    pub const ALL: [CloseCode; 4] = [
+    pub const ALL: [CloseCode; 5] = [
         Self::Shutdown,
         Self::DeadLink,
         Self::DuplicateConnection,
         Self::GateClosed,
+        Self::Checked,
     ];
 
     /// The number on the wire.
@@ -43,6 +47,7 @@ impl CloseCode {
             Self::DeadLink => "dead_link",
             Self::DuplicateConnection => "duplicate_connection",
             Self::GateClosed => "gate_closed",
+            Self::Checked => "checked",
         }
     }
 }
@@ -72,7 +77,7 @@ mod tests {
     #[test]
     fn close_codes_keep_their_numbers_and_read_back() {
         let numbers: Vec<u32> = CloseCode::ALL.iter().map(|c| c.code()).collect();
-        assert_eq!(numbers, [0, 1, 2, 3], "wire values never change");
+        assert_eq!(numbers, [0, 1, 2, 3, 4], "wire values never change");
         for code in CloseCode::ALL {
             assert_eq!(CloseCode::from_code(code.code().into()), Some(code));
         }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod append;
 pub mod bench;
+pub mod check;
 pub mod consumers;
 pub mod demo;
 pub mod fetch;
@@ -67,6 +68,7 @@ impl From<RpcError> for CommandError {
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config } => serve::run(&config),
+        Command::Check { config, peers, json } => check::run(&config, peers, json),
         Command::Pki(PkiCommand::Init {
             dir,
             zones,

@@ -1,6 +1,6 @@
 //! TLS: refused handshakes (counted by a bounded reason taken from the error's type and the TLS
-//! alert it carries, never from its text), on connections we accepted and ones we dialled, and
-//! the `CertWatcher`'s reloads.
+//! alert it carries, never from its text), on connections we accepted and ones we dialled, the
+//! `CertWatcher`'s reloads, and the handshakes of `bsfg check --peers` this node answered.
 //!
 //! Not every handshake that does not finish is a TLS failure. A peer whose application gives a
 //! connection up during its handshake (both sides dialled at once and it moved to the pair's
@@ -26,6 +26,7 @@ pub const HANDSHAKE_ABANDONED: &str = "handshake_abandoned";
 pub const CERT_RELOADED: &str = "cert_reloaded";
 pub const CERT_RELOAD_FAILED: &str = "cert_reload_failed";
 pub const CERT_WATCH_FAILED: &str = "cert_watch_failed";
+pub const CHECK_ANSWERED: &str = "check_answered";
 
 /// The `result` label of `bsfg_cert_reloads_total`.
 const RELOAD_SUCCESS: &str = "success";
@@ -135,6 +136,21 @@ impl Event for TlsHandshakeFailed<'_> {
             None => warn!(t.log, "{}", TLS_HANDSHAKE_FAILED; "remote" => %remote, "direction" => direction,
                 "reason" => %self.error, "kind" => kind.as_str()),
         }
+    }
+}
+
+/// A `bsfg check --peers` handshake from `caller` passed; the connection was closed at once,
+/// telling the caller what it is taken for (`peer`, `client` or `unknown`).
+pub struct CheckAnswered<'a> {
+    pub caller: &'a str,
+    pub taken_for: &'static str,
+    pub remote: SocketAddr,
+}
+
+impl Event for CheckAnswered<'_> {
+    fn emit(self, t: &Telemetry) {
+        info!(t.log, "{}", CHECK_ANSWERED; "caller" => self.caller, "taken_for" => self.taken_for,
+            "remote" => %self.remote);
     }
 }
 

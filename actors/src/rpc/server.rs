@@ -4,6 +4,9 @@
 //! request → admission → [`dispatch`](super::dispatch) → response frame (and raw body), then one
 //! [`Call`] is logged and counted.
 //!
+//! A `bsfg check --peers` connection ([`tls::CHECK_ALPN`]) is closed once its handshake passed,
+//! with what the caller is taken for; it never reaches a link or a call.
+//!
 //! Refusals before dispatch: client calls while the node drains, and every call of a peer whose
 //! gate an operator closed (its connection is closed once the refusal is delivered, and never
 //! offered to the link).
@@ -22,7 +25,9 @@ use super::{
     objects,
 };
 use crate::{
-    events::{ClientRejected, Direction, PeerConnected, PeerRefused, TlsHandshakeFailed, CLOSED_BY_OPERATOR},
+    events::{
+        CheckAnswered, ClientRejected, Direction, PeerConnected, PeerRefused, TlsHandshakeFailed, CLOSED_BY_OPERATOR,
+    },
     peer_link,
     transport::{framed, pacing::Pacer, tls},
 };
@@ -83,6 +88,21 @@ async fn accept(incoming: quinn::Incoming, ctx: Arc<Context>) {
         Ok(cn) => ctx.deps.authorisations.current().identify(&cn),
         Err(e) => Caller::Unknown(e.to_string()),
     };
+    if tls::is_check(&conn) {
+        let taken_for = match &caller {
+            Caller::Peer(_) => "peer",
+            Caller::Client { .. } => "client",
+            Caller::Unknown(_) => "unknown",
+        };
+        let caller = caller.identity();
+        deps.telemetry.emit(CheckAnswered {
+            caller,
+            taken_for,
+            remote,
+        });
+        conn.close(CloseCode::Checked.code().into(), taken_for.as_bytes());
+        return;
+    }
     match &caller {
         Caller::Peer(zone) => offer(zone, &conn, remote, deps),
         Caller::Unknown(cn) => deps.telemetry.emit(ClientRejected { caller: cn, remote }),

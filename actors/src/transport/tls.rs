@@ -30,6 +30,9 @@ use super::crl::{CrlSummary, Revocation};
 
 /// The ALPN protocol every bsfg connection negotiates.
 pub const ALPN: &[u8] = b"bsfg/1";
+/// The ALPN protocol of `bsfg check --peers`: authenticated like any connection, then closed by
+/// the node with `CloseCode::Checked` without serving a call or reaching a peer link.
+pub const CHECK_ALPN: &[u8] = b"bsfg-check/1";
 
 /// Idle timeout of client tools' connections; nodes use their `replication.link_timeout`.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -163,7 +166,8 @@ impl TlsMaterial {
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(client_verifier(&self.roots, self.revocation.as_ref())?)
             .with_single_cert(self.chain.clone(), self.key.clone_key())?;
-        tls.alpn_protocols = vec![ALPN.to_vec()];
+        // Ours first: a client offering both gets `bsfg/1`.
+        tls.alpn_protocols = vec![ALPN.to_vec(), CHECK_ALPN.to_vec()];
         // No session resumption: a resumed handshake skips the certificate checks, so a
         // certificate that expired (or was replaced) since would still get in.
         tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
@@ -178,6 +182,15 @@ impl TlsMaterial {
     /// server with [`CommonNameVerifier`] (chain to the CA, valid now, CN == dialled name);
     /// `idle_timeout` as for the server.
     pub fn quic_client_config(&self, idle_timeout: Duration) -> Result<quinn::ClientConfig, TlsError> {
+        self.client_config(idle_timeout, ALPN)
+    }
+
+    /// [`TlsMaterial::quic_client_config`] for the checks of `bsfg check --peers` ([`CHECK_ALPN`]).
+    pub fn quic_check_config(&self, idle_timeout: Duration) -> Result<quinn::ClientConfig, TlsError> {
+        self.client_config(idle_timeout, CHECK_ALPN)
+    }
+
+    fn client_config(&self, idle_timeout: Duration, alpn: &[u8]) -> Result<quinn::ClientConfig, TlsError> {
         let provider = provider();
         // Revocation on the dialling side goes through the client-certificate verifier with the
         // same lists: every node certificate is also a client certificate (nodes dial), which
@@ -196,7 +209,7 @@ impl TlsMaterial {
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
-        tls.alpn_protocols = vec![ALPN.to_vec()];
+        tls.alpn_protocols = vec![alpn.to_vec()];
         // Every connection verifies the server's certificate again (see the server config).
         tls.resumption = rustls::client::Resumption::disabled();
         let quic = QuicClientConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
@@ -204,6 +217,13 @@ impl TlsMaterial {
         config.transport_config(transport_config(idle_timeout)?);
         Ok(config)
     }
+}
+
+/// Whether `conn` is the handshake of `bsfg check --peers` (it negotiated [`CHECK_ALPN`]).
+pub fn is_check(conn: &quinn::Connection) -> bool {
+    conn.handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .is_some_and(|data| data.protocol.as_deref() == Some(CHECK_ALPN))
 }
 
 /// Subject CN of the first (end-entity) certificate a peer presented, read after the handshake
