@@ -20,6 +20,7 @@ use bsfg::{
     pki::{self, CertKind},
 };
 use harness::{
+    drill::{Drill, Estate},
     observe::{events, wait_until},
     stderr, Cluster,
 };
@@ -256,4 +257,19 @@ fn the_shipped_samples_pass_given_a_pki() {
         assert!(text.contains(&format!("ok   certificate: CN {zone}")), "{zone}: {text}");
         assert!(text.contains("ok   admin token: "), "{zone}: {text}");
     }
+}
+
+/// The guide's preflight, as written, on a plant-a host about to start, idmz running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runbook_preflight_passes_before_the_first_start() {
+    let estate = Estate::new(Cluster::new(&["idmz", "plant-a"], &[("idmz", "plant-a")]));
+    estate.shell("idmz", "systemctl start bsfg");
+    estate.wait_ready("idmz").await;
+    let drill = Drill::load("preflight");
+    let text = estate.run(&drill, "check");
+    assert!(text.contains("ok   admin token: "), "{text}");
+    assert!(text.contains("ok   peer idmz: ") && !text.contains("FAIL"), "{text}");
+    estate.assert_ran_every_step(&drill);
+    estate.shell("plant-a", "systemctl start bsfg");
+    estate.wait_ready("plant-a").await;
 }
