@@ -37,7 +37,7 @@ QUIC with mutual TLS and stores each exactly once for its local consumers.\n\nEx
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a node. SIGTERM or Ctrl-C drains it and stops it cleanly (exit 0); SIGHUP reloads its
-    /// TLS material.
+    /// TLS material and its client list.
     Serve {
         /// The node's TOML configuration file.
         #[arg(long, value_name = "FILE")]
@@ -254,8 +254,10 @@ pub enum AdminAction {
     Drain,
     /// Accept client calls again.
     Resume,
-    /// Reload the certificate, key and CA now (like SIGHUP). Prints the certificate in use; a
-    /// refused file set exits 1 with the reason, and the old certificate stays in use.
+    /// Reload now (like SIGHUP): the certificate, key, CA and CRL, and the config file's
+    /// [[clients]]. Prints the certificate in use, the clients added, removed or changed, and
+    /// the sections that changed but need a restart (`restart_needed`); a refused file exits 1
+    /// with the reason, and nothing changes.
     Reload,
     /// Isolate PEER: close the link to it and refuse its calls; facts for it wait here.
     GateClose {
