@@ -37,9 +37,8 @@ pub enum ReloadRefused {
 }
 
 /// What a reload applied, and what it could not.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Reloaded {
-    #[serde(skip)]
     pub certificate: Certificate,
     pub clients: ClientChanges,
     /// Sections of the file that differ from those the node runs with: applied at the next start.
