@@ -1,8 +1,8 @@
 //! Property: `bsfg serve` refuses a bad configuration at start-up, quickly and before touching
 //! its data directory, with exit code 1 and one `error: INVALID_ARGUMENT: ` line naming the key
 //! and the offending value — unknown keys, bad durations, a zone that is not the certificate's
-//! CN, the contradiction `safety_critical` + `drop_oldest` (SPEC §5, §9; issue #2, test 6), and
-//! an admin listener off loopback without a token (SPEC §6).
+//! CN, the contradiction `safety_critical` + `drop_oldest` (SPEC §5, §9; issue #2, test 6), an
+//! admin listener off loopback without a token (SPEC §6), and a revocation list not from the CA.
 
 mod harness;
 
@@ -125,6 +125,19 @@ fn bad_configurations_are_refused_at_start_up() {
         "enterprise",
         exposed,
         &["listen.admin", "0.0.0.0", "admin.token_file"],
+    );
+
+    // A revocation list from another CA would revoke nothing: refused, naming the file.
+    let foreign = cluster.dir().join("foreign-pki");
+    bsfg::pki::init(&foreign, &[], &[], 30).expect("foreign CA");
+    let crl = bsfg::pki::revoke(&foreign, &[], 30).expect("foreign list").crl;
+    let crl_text = crl.display().to_string();
+    let with_crl = |text: &str| text.replace("plant-a.key\"\n", &format!("plant-a.key\"\ncrl = \"{crl_text}\"\n"));
+    assert_edited_refused(
+        &cluster,
+        "plant-a",
+        with_crl,
+        &["tls", &crl_text, "not signed by its CA"],
     );
 
     // The unmodified configs start: the refusals above were about the edits alone.

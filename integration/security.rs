@@ -4,7 +4,10 @@
 //! roles allow; a node is only accepted under the name it was dialled by; a peer's certificate
 //! can neither produce nor read facts addressed to another zone; and `from_zone` must be the
 //! node's own zone (SPEC §2). After every refusal the legitimate client is still served
-//! (issue #2, test 4).
+//! (issue #2, test 4). Both are reloadable without a restart: a client certificate revoked in the
+//! CRL (`[tls] crl`) fails its handshake after a reload, counted and logged, and the
+//! `[[clients]]` list is re-read by `bsfg admin reload` and SIGHUP (issue 14); meanwhile the other
+//! clients and the peer link carry on.
 
 mod harness;
 
@@ -15,7 +18,12 @@ use bsfg::{
     pki,
 };
 use bsfg_proto::ErrorCode;
-use harness::{message, stderr, Cluster};
+use harness::{
+    admin::{http, json},
+    message,
+    observe::{events, metric, wait_until},
+    stderr, Cluster,
+};
 
 /// A client allowed to consume but not to produce on `enterprise`.
 const READER: &str = "reader";
@@ -270,4 +278,159 @@ async fn wait_for_log(cluster: &Cluster, zone: &str, needle: &str) -> bool {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     false
+}
+
+/// Issues client certificates for `names` (and the existing ones again) in the cluster's PKI and
+/// lets each produce and consume on enterprise.
+fn add_clients(cluster: &mut Cluster, names: &[&str]) {
+    let owned = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    pki::init(&cluster.net.pki, &[], &owned(names), 30).expect("client certificates");
+    let enterprise = cluster.net.nodes.get_mut("enterprise").expect("enterprise spec");
+    for name in names {
+        enterprise
+            .clients
+            .push((name.to_string(), vec!["produce".into(), "consume".into()]));
+    }
+}
+
+fn logged(cluster: &Cluster, event: &str, field: &str, value: &str) -> bool {
+    events(cluster, "enterprise", event).iter().any(|l| l[field] == value)
+}
+
+async fn append_as(client: &Client, id: &str) -> Result<(), ClientError> {
+    client.append(message("enterprise", "plant-a", id)).await.map(drop)
+}
+
+fn reload(cluster: &Cluster) -> (u16, serde_json::Value) {
+    let (code, body) = http(cluster.admin("enterprise"), "POST", "/v1/admin/reload", None);
+    (code, json(&body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_revoked_in_the_crl_fails_its_handshake_after_a_reload() {
+    let mut cluster = Cluster::pair();
+    add_clients(&mut cluster, &["stolen"]);
+    let pki_dir = cluster.net.pki.clone();
+    let crl = pki::revoke(&pki_dir, &[], 30).expect("an empty revocation list").crl;
+    cluster.net.nodes.get_mut("enterprise").expect("enterprise").crl = Some(crl.clone());
+    cluster.start("enterprise");
+    let stolen = options_with(&cluster, "enterprise", &pki_dir, "stolen");
+    connect_and_append(&stolen, "stolen-before")
+        .await
+        .expect("not revoked yet");
+
+    let revoke = std::process::Command::new(harness::bin())
+        .args(["pki", "revoke", "--dir"])
+        .arg(&pki_dir)
+        .arg("--cert")
+        .arg(pki_dir.join("stolen.pem"))
+        .output()
+        .expect("bsfg pki revoke");
+    assert!(revoke.status.success(), "{}", stderr(&revoke));
+    let (code, body) = reload(&cluster);
+    assert_eq!(code, 200, "{body}");
+
+    let refused = connect_and_append(&stolen, "stolen-after").await.expect_err("revoked");
+    assert_eq!(refused.code(), ErrorCode::Unauthenticated, "{refused}");
+    let series = "bsfg_tls_handshake_errors_total{reason=\"revoked\"}";
+    wait_until(
+        std::time::Duration::from_secs(10),
+        "the refusal is counted and logged",
+        || {
+            metric(&cluster, "enterprise", series) >= 1.0
+                && events(&cluster, "enterprise", "tls_handshake_failed")
+                    .iter()
+                    .any(|l| l["kind"] == "revoked")
+        },
+    )
+    .await;
+    assert_still_serving(&cluster, "after-revocation").await;
+
+    // A list from another CA is refused with the file's name; the one in force stays.
+    let foreign = cluster.dir().join("foreign-pki");
+    pki::init(&foreign, &[], &[], 30).expect("foreign CA");
+    let foreign_crl = pki::revoke(&foreign, &[], 30).expect("foreign list").crl;
+    std::fs::copy(&foreign_crl, &crl).expect("install the wrong list");
+    let (code, body) = reload(&cluster);
+    assert_eq!(code, 422, "{body}");
+    let reason = body["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&crl.display().to_string()) && reason.contains("not signed"),
+        "{body}"
+    );
+    let refused = connect_and_append(&stolen, "stolen-later")
+        .await
+        .expect_err("still revoked");
+    assert_eq!(refused.code(), ErrorCode::Unauthenticated, "{refused}");
+    assert_still_serving(&cluster, "after-a-refused-list").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_list_is_reloaded_without_a_restart() {
+    let mut cluster = Cluster::pair();
+    add_clients(&mut cluster, &["leaver", "newcomer"]);
+    let enterprise = cluster.net.nodes.get_mut("enterprise").expect("enterprise spec");
+    enterprise.clients.retain(|(name, _)| name != "newcomer");
+    cluster.start_all();
+    cluster.wait_linked(std::time::Duration::from_secs(20)).await;
+    let pki_dir = cluster.net.pki.clone();
+    let options = |name: &str| options_with(&cluster, "enterprise", &pki_dir, name);
+    let leaver = Client::connect(&options("leaver")).await.expect("leaver connects");
+    let newcomer = Client::connect(&options("newcomer"))
+        .await
+        .expect("a CA-valid certificate connects");
+    let tester = cluster.client("enterprise").await;
+    append_as(&leaver, "leaver-1").await.expect("leaver is listed");
+    let denied = append_as(&newcomer, "newcomer-1")
+        .await
+        .expect_err("newcomer is not listed yet");
+    assert_eq!(denied.code(), ErrorCode::PermissionDenied, "{denied}");
+    let transitions = cluster.gate_transitions("enterprise", "plant-a").len();
+
+    // The file changes: leaver out, newcomer in, and a section a reload cannot apply.
+    let enterprise = cluster.net.nodes.get_mut("enterprise").expect("enterprise spec");
+    enterprise.clients.retain(|(name, _)| name != "leaver");
+    enterprise.clients.push(("newcomer".into(), vec!["produce".into()]));
+    enterprise.extra.push_str("\n[forward]\nretention = \"1d\"\n");
+    cluster.net.write_configs().expect("configs");
+    let (code, body) = reload(&cluster);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["clients"]["added"], serde_json::json!(["newcomer"]), "{body}");
+    assert_eq!(body["clients"]["removed"], serde_json::json!(["leaver"]), "{body}");
+    assert_eq!(body["restart_needed"], serde_json::json!(["forward"]), "{body}");
+    assert_eq!(body["subject"], "CN=enterprise", "{body}");
+
+    // On the connections opened before the reload.
+    let denied = append_as(&leaver, "leaver-2").await.expect_err("leaver was removed");
+    assert_eq!(denied.code(), ErrorCode::PermissionDenied, "{denied}");
+    append_as(&newcomer, "newcomer-2").await.expect("newcomer was added");
+    append_as(&tester, "tester-1")
+        .await
+        .expect("the other clients carry on");
+    wait_until(std::time::Duration::from_secs(10), "the reload is logged", || {
+        logged(&cluster, "config_reloaded", "clients_added", "newcomer")
+            && logged(&cluster, "restart_needed", "sections", "forward")
+    })
+    .await;
+
+    // SIGHUP takes the same path: leaver back in.
+    let enterprise = cluster.net.nodes.get_mut("enterprise").expect("enterprise spec");
+    enterprise.clients.push(("leaver".into(), vec!["produce".into()]));
+    cluster.net.write_configs().expect("configs");
+    cluster.signal("enterprise", "HUP");
+    wait_until(
+        std::time::Duration::from_secs(10),
+        "SIGHUP reloads the client list",
+        || logged(&cluster, "config_reloaded", "clients_added", "leaver"),
+    )
+    .await;
+    append_as(&leaver, "leaver-3").await.expect("leaver is listed again");
+    assert_eq!(
+        cluster.gate_transitions("enterprise", "plant-a").len(),
+        transitions,
+        "the peer link never dropped"
+    );
+    for client in [leaver, newcomer, tester] {
+        client.close().await;
+    }
 }

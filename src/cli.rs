@@ -37,11 +37,26 @@ QUIC with mutual TLS and stores each exactly once for its local consumers.\n\nEx
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a node. SIGTERM or Ctrl-C drains it and stops it cleanly (exit 0); SIGHUP reloads its
-    /// TLS material.
+    /// TLS material and its client list.
     Serve {
         /// The node's TOML configuration file.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+    },
+    /// Preflight: checks a node's configuration, certificate (and CRL), data directory, disk
+    /// space and listen ports as `serve` would find them, without changing anything; one line
+    /// per check (`ok`, `warn`, `FAIL`). Exits 0 when nothing failed, 1 otherwise. Run it as the
+    /// node's user, with the node stopped (its own ports are in use while it runs).
+    Check {
+        /// The node's TOML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Also handshake with every peer this node dials (mutual TLS, the node's certificate).
+        #[arg(long)]
+        peers: bool,
+        /// One JSON object {"ok", "checks": [{"check", "status", "detail"}]} instead of lines.
+        #[arg(long)]
+        json: bool,
     },
     /// Development and test PKI: a CA and certificates for zones and clients.
     #[command(subcommand)]
@@ -199,6 +214,20 @@ pub enum PkiCommand {
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
+    /// Revoke certificates of the CA in DIR: (re)writes DIR/ca.crl, signed by DIR/ca.key, with
+    /// the certificates revoked before and those given now. Without --cert it only refreshes
+    /// the list (a node refuses a list past its nextUpdate). Install it where `[tls] crl`
+    /// points, then reload every node. Prints {"crl", "revoked", "added", "next_update"}.
+    Revoke {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// A certificate (PEM) to revoke; repeatable.
+        #[arg(long = "cert", value_name = "FILE")]
+        certs: Vec<PathBuf>,
+        /// Days until the list's nextUpdate.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
 }
 
 /// How to reach a node's admin API.
@@ -225,8 +254,10 @@ pub enum AdminAction {
     Drain,
     /// Accept client calls again.
     Resume,
-    /// Reload the certificate, key and CA now (like SIGHUP). Prints the certificate in use; a
-    /// refused file set exits 1 with the reason, and the old certificate stays in use.
+    /// Reload now (like SIGHUP): the certificate, key, CA and CRL, and the config file's
+    /// [[clients]]. Prints the certificate in use, the clients added, removed or changed, and
+    /// the sections that changed but need a restart (`restart_needed`); a refused file exits 1
+    /// with the reason, and nothing changes.
     Reload,
     /// On the active instance of an HA zone: stop writing, release the zone's lease and leave it
     /// to a standby for one lease TTL (rolling upgrades). Clients with an address list move on.

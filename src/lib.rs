@@ -5,7 +5,8 @@
 //! - [`cli`]: the command line of SPEC §8; [`commands`]: one module per command.
 //! - [`config`]: the TOML configuration of SPEC §9, loaded once and typed.
 //! - [`client`]: connect to a node and call it (used by commands, the demo and tests).
-//! - [`pki`]: the development PKI behind `bsfg pki init`.
+//! - [`pki`]: the development PKI behind `bsfg pki init` and `bsfg pki revoke`.
+//! - [`reload`]: SIGHUP and `POST /v1/admin/reload`: TLS material and the client list.
 //! - [`logging`]: JSON or text logs (SPEC §12).
 
 pub mod admin;
@@ -16,5 +17,6 @@ pub mod config;
 pub mod devnet;
 pub mod logging;
 pub mod pki;
+pub mod reload;
 
 pub use commands::CommandError;

@@ -5,6 +5,9 @@
 //! An existing CA is reused so more certificates can be issued later by the same CA. Keys are
 //! written unencrypted with mode 0600 — this is for development and tests, not production.
 //! Every file is written to a temporary name and renamed, so a crash never leaves half a PEM.
+//! [`revoke`] (`crl`) keeps the CA's revocation list, `ca.crl`.
+
+mod crl;
 
 use std::{
     fs,
@@ -29,6 +32,8 @@ const CA_MIN_DAYS: u32 = 3650;
 /// Backdating absorbs clock skew between the machine that issues and the ones that verify.
 const BACKDATE: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
+
+pub use crl::{revoke, CrlWritten};
 
 /// What was written, for the CLI to print.
 #[derive(Debug)]
@@ -249,9 +254,10 @@ fn write_leaf(
     write_file(&dir.join(format!("{file_stem}.pem")), &cert.pem(), 0o644)
 }
 
-/// The CA that signs: its issuer handle and its subject name as encoded in its certificate.
+/// The CA that signs: its issuer handle, its certificate and its subject name as encoded there.
 struct Ca {
     issuer: Issuer<'static, KeyPair>,
+    der: Vec<u8>,
     subject: Vec<u8>,
     cert_path: PathBuf,
 }
@@ -262,6 +268,7 @@ impl Ca {
             X509Certificate::from_der(der).with_context(|| format!("{}: bad CA certificate", cert_path.display()))?;
         Ok(Self {
             issuer,
+            der: der.to_vec(),
             subject: cert.subject().as_raw().to_vec(),
             cert_path: cert_path.to_owned(),
         })

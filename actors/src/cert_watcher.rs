@@ -1,10 +1,12 @@
 //! Actor `CertWatcher`: keeps the node's TLS material current without a restart (SPEC §6, §7).
 //!
-//! A reload is triggered by a change of the certificate, key or CA file (the parent directories
+//! A reload is triggered by a change of the certificate, key, CA or revocation list file (the
+//! parent directories
 //! are watched, so editors and `mv` that replace a file are seen; changes are debounced), by
 //! SIGHUP, or by `POST /v1/admin/reload`. Each reload reads and validates the files off the
 //! arbiter ([`validate`]: everything parses, the key matches the certificate, the certificate
-//! chains to the CA and is valid now, its CN is the node's zone) and only then swaps: the QUIC
+//! chains to the CA and is valid now, its CN is the node's zone, and the revocation lists, if
+//! any, come from the CA, are current and do not revoke it) and only then swaps: the QUIC
 //! endpoint's server config (new handshakes present the new certificate, live connections keep
 //! theirs) and the client config peer links dial with. Refused material changes nothing: the
 //! old certificate keeps serving. Every outcome is logged (`cert_reloaded` / `cert_reload_failed`)
@@ -37,11 +39,14 @@ pub struct TlsPaths {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Revocation lists (`tls.crl`), optional.
+    pub crl: Option<PathBuf>,
 }
 
 impl TlsPaths {
-    fn files(&self) -> [&Path; 3] {
-        [&self.ca, &self.cert, &self.key]
+    fn files(&self) -> Vec<&Path> {
+        let files = [&self.ca, &self.cert, &self.key].into_iter().chain(&self.crl);
+        files.map(PathBuf::as_path).collect()
     }
 }
 
@@ -79,9 +84,9 @@ pub enum ReloadError {
 }
 
 /// The decision of every reload (and of start-up): the material in `paths` is loaded and
-/// validated by [`TlsMaterial::load`] and must name this node's `zone` as its CN.
+/// validated by [`TlsMaterial::load_revoking`] and must name this node's `zone` as its CN.
 pub fn validate(zone: &str, paths: &TlsPaths) -> Result<TlsMaterial, ReloadError> {
-    let material = TlsMaterial::load(&paths.ca, &paths.cert, &paths.key)?;
+    let material = TlsMaterial::load_revoking(&paths.ca, &paths.cert, &paths.key, paths.crl.as_deref())?;
     if material.identity() != zone {
         return Err(ReloadError::WrongZone {
             zone: zone.to_owned(),
@@ -167,17 +172,23 @@ impl CertWatcher {
         }
     }
 
-    /// Watches the directories of the three files; relevant events wake the debounce task.
+    /// Watches the directories of the files; relevant events wake the debounce task.
     fn watch_files(&self, watcher: Addr<Self>) -> notify::Result<RecommendedWatcher> {
         let (changed, changes) = mpsc::channel(1);
-        let files: Vec<PathBuf> = self.config.paths.files().map(Path::to_owned).to_vec();
+        let files: Vec<PathBuf> = self.config.paths.files().into_iter().map(Path::to_owned).collect();
         let mut events = notify::recommended_watcher(move |event: notify::Result<Event>| {
             // An error (e.g. a lost event queue) may hide a change: reload to be sure.
             if event.map_or(true, |e| touches(&e, &files)) {
                 let _ = changed.try_send(());
             }
         })?;
-        let mut dirs: Vec<&Path> = self.config.paths.files().iter().filter_map(|f| f.parent()).collect();
+        let mut dirs: Vec<&Path> = self
+            .config
+            .paths
+            .files()
+            .into_iter()
+            .filter_map(|f| f.parent())
+            .collect();
         dirs.sort();
         dirs.dedup();
         for dir in dirs {
@@ -277,6 +288,7 @@ mod tests {
             ca: ca.ca_pem.clone(),
             cert,
             key,
+            crl: None,
         }
     }
 

@@ -18,15 +18,19 @@ pub enum CloseCode {
     GateClosed = 3,
     /// This instance of an HA zone stopped being the active one: reconnect to the active one.
     Standby = 4,
+    /// A `bsfg check --peers` handshake passed; the reason says what the node takes the caller
+    /// for (`peer`, `client` or `unknown`).
+    Checked = 5,
 }
 
 impl CloseCode {
-    pub const ALL: [CloseCode; 5] = [
+    pub const ALL: [CloseCode; 6] = [
         Self::Shutdown,
         Self::DeadLink,
         Self::DuplicateConnection,
         Self::GateClosed,
         Self::Standby,
+        Self::Checked,
     ];
 
     /// The number on the wire.
@@ -47,6 +51,7 @@ impl CloseCode {
             Self::DuplicateConnection => "duplicate_connection",
             Self::GateClosed => "gate_closed",
             Self::Standby => "standby",
+            Self::Checked => "checked",
         }
     }
 }

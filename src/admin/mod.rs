@@ -23,12 +23,7 @@ pub mod trace;
 use std::{net::SocketAddr, path::Path, sync::Arc, time::SystemTime};
 
 use actix_web::{dev::ServerHandle, http::StatusCode, web, App, HttpResponse, HttpServer};
-use bsfg_actors::{
-    cert_watcher::{Reload, Trigger},
-    node::Handles,
-    rpc::DRAIN_GRACE,
-    zone_gate,
-};
+use bsfg_actors::{cert_watcher::Trigger, node::Handles, rpc::DRAIN_GRACE, zone_gate};
 use bsfg_proto::ErrorCode;
 use operator::{audited, Operator, Refusal, Subject};
 use serde_json::json;
@@ -44,6 +39,8 @@ pub struct AdminDeps {
     pub token: Option<Arc<str>>,
     /// Where operator actions are audited.
     pub log: Logger,
+    /// What `POST /v1/admin/reload` runs (as SIGHUP does).
+    pub reloader: Arc<crate::reload::Reloader>,
 }
 
 /// Reads a token file (`admin.token_file` on the node, `--token-file` in the CLI; `setting` names
@@ -155,27 +152,27 @@ async fn step_down(operator: Operator, state: web::Data<AdminDeps>) -> HttpRespo
     audited(&state.log, &operator, "step_down", Subject::default(), outcome)
 }
 
-/// 200 with the certificate now presented, or 422 with why the files were refused (the old
-/// material stays in use).
+/// 200 with the certificate now presented (`subject`, `not_after`, `seconds_left`), the client
+/// identities the reload `added`, `removed` or `changed` (`clients`), and the sections of the file
+/// that need a restart (`restart_needed`); or 422 with why the file or the TLS material was
+/// refused (nothing changed).
 async fn reload(operator: Operator, state: web::Data<AdminDeps>) -> HttpResponse {
-    let reloaded = state
-        .node
-        .certs
-        .send(Reload {
-            trigger: Trigger::Admin,
-        })
-        .await;
-    let outcome = match reloaded {
-        Ok(Ok(certificate)) => Ok(json!(CertificateStatus::of(&certificate, SystemTime::now()))),
-        Ok(Err(refused)) => Err(Refusal {
+    let outcome = match state.reloader.reload(Trigger::Admin).await {
+        Ok(reloaded) => {
+            let mut body = json!(CertificateStatus::of(&reloaded.certificate, SystemTime::now()));
+            body["clients"] = json!(reloaded.clients);
+            body["restart_needed"] = json!(reloaded.restart_needed);
+            Ok(body)
+        }
+        Err(crate::reload::ReloadRefused::Gone(gone)) => Err(unavailable("certificate watcher", gone)),
+        Err(refused) => Err(Refusal {
             reason: Some(refused.to_string()),
             ..Refusal::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorCode::InvalidArgument,
-                "the new TLS material was refused; the current certificate stays in use",
+                "the configuration or the new TLS material was refused; nothing changed",
             )
         }),
-        Err(gone) => Err(unavailable("certificate watcher", gone)),
     };
     audited(&state.log, &operator, "reload", Subject::default(), outcome)
 }

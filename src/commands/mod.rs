@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod append;
 pub mod bench;
+pub mod check;
 pub mod consumers;
 pub mod demo;
 pub mod fetch;
@@ -67,6 +68,7 @@ impl From<RpcError> for CommandError {
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config } => serve::run(&config),
+        Command::Check { config, peers, json } => check::run(&config, peers, json),
         Command::Pki(PkiCommand::Init {
             dir,
             zones,
@@ -78,6 +80,16 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             println!(
                 "{}",
                 serde_json::json!({"dir": summary.dir, "ca_created": summary.ca_created, "issued": summary.issued})
+            );
+            Ok(())
+        }
+        Command::Pki(PkiCommand::Revoke { dir, certs, days }) => {
+            let written =
+                crate::pki::revoke(&dir, &certs, days).map_err(|e| CommandError::invalid(format!("{e:#}")))?;
+            let next_update = humantime::format_rfc3339_seconds(written.next_update).to_string();
+            println!(
+                "{}",
+                serde_json::json!({"crl": written.crl, "revoked": written.revoked, "added": written.added, "next_update": next_update})
             );
             Ok(())
         }

@@ -1,12 +1,12 @@
 //! `bsfg serve`: load the configuration, check it against the TLS material, run the node until
 //! SIGTERM or Ctrl-C, then drain (the same path as `POST /v1/admin/drain`), shut down in order and
-//! exit 0. SIGHUP reloads the TLS material (the same path as `POST /v1/admin/reload`).
+//! exit 0. SIGHUP reloads the TLS material and the client list (the same path as
+//! `POST /v1/admin/reload`, see `reload`).
 
 use std::{path::Path, sync::Arc};
 
-use actix::Addr;
 use bsfg_actors::{
-    cert_watcher::{self, CertWatcher, Reload, Trigger},
+    cert_watcher::{self, Trigger},
     node::{Node, NodeError},
     rpc::DRAIN_GRACE,
 };
@@ -15,7 +15,7 @@ use slog::{info, warn};
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::CommandError;
-use crate::config::Config;
+use crate::{config::Config, reload::Reloader};
 
 /// How long a stopping node waits for RocksDB to close before exiting anyway.
 const STORAGE_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -36,6 +36,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let log = crate::logging::logger(config.node.zone.as_str(), config.log.level, config.log.format);
     let settings_zone = settings.zone.clone();
     let admin_addr = config.listen.admin;
+    let config_path = config_path.to_owned();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let system = actix_rt::System::with_tokio_rt(move || runtime);
     let stopped = system.block_on(async move {
@@ -50,11 +51,19 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             CommandError::new(code, e.to_string())
         })?;
         let handles = node.handles();
+        let reloader = Arc::new(Reloader {
+            path: config_path,
+            running: config,
+            certs: handles.certs.clone(),
+            authorisations: handles.authorisations.clone(),
+            log: log.clone(),
+        });
         let deps = crate::admin::AdminDeps {
             zone: settings_zone,
             node: handles.clone(),
             token,
             log: log.clone(),
+            reloader: reloader.clone(),
         };
         let admin = crate::admin::start(admin_addr, deps).map_err(|e| {
             CommandError::new(
@@ -63,7 +72,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             )
         })?;
         info!(log, "admin_listening"; "admin" => %admin_addr);
-        wait_for_stop(&handles.certs).await?;
+        wait_for_stop(&reloader).await?;
         info!(log, "shutdown_requested");
         let outcome = handles.drain.drain(DRAIN_GRACE).await;
         info!(log, "drained"; "drained" => outcome.drained, "in_flight" => outcome.in_flight);
@@ -81,15 +90,17 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Until SIGTERM or Ctrl-C; every SIGHUP meanwhile asks `certs` for a reload (the watcher logs
-/// and counts its outcome).
-async fn wait_for_stop(certs: &Addr<CertWatcher>) -> anyhow::Result<()> {
+/// Until SIGTERM or Ctrl-C; every SIGHUP meanwhile reloads (the reloader logs its outcome).
+async fn wait_for_stop(reloader: &Arc<Reloader>) -> anyhow::Result<()> {
     let (mut term, mut hangup) = (signal(SignalKind::terminate())?, signal(SignalKind::hangup())?);
     loop {
         tokio::select! {
             _ = term.recv() => return Ok(()),
             _ = tokio::signal::ctrl_c() => return Ok(()),
-            _ = hangup.recv() => certs.do_send(Reload { trigger: Trigger::Signal }),
+            _ = hangup.recv() => {
+                let reloader = reloader.clone();
+                actix_rt::spawn(async move { reloader.reload(Trigger::Signal).await });
+            }
         }
     }
 }

@@ -133,7 +133,8 @@ impl Config {
             &mut self.tls.key,
         ];
         let engine = self.storage.jetstream.iter_mut().flat_map(JetStreamSection::paths_mut);
-        for path in paths.into_iter().chain(self.admin.token_file.as_mut()).chain(engine) {
+        let optional = self.admin.token_file.as_mut().into_iter().chain(self.tls.crl.as_mut());
+        for path in paths.into_iter().chain(optional).chain(engine) {
             if path.is_relative() {
                 *path = base_dir.join(&*path);
             }

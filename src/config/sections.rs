@@ -62,6 +62,9 @@ pub struct TlsSection {
     pub cert: PathBuf,
     #[serde(deserialize_with = "values::path")]
     pub key: PathBuf,
+    /// Certificate revocation lists (PEM or DER), reloaded with the rest; optional.
+    #[serde(default, deserialize_with = "values::opt_path")]
+    pub crl: Option<PathBuf>,
 }
 
 /// `[[peers]]`: a node in another zone this node exchanges facts with.

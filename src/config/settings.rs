@@ -146,6 +146,7 @@ impl From<&TlsSection> for TlsPaths {
             ca: tls.ca.clone(),
             cert: tls.cert.clone(),
             key: tls.key.clone(),
+            crl: tls.crl.clone(),
         }
     }
 }

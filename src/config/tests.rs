@@ -20,6 +20,7 @@ admin = "127.0.0.1:9180"          # HTTP
 ca = "pki/ca.pem"
 cert = "pki/plant-a.pem"
 key = "pki/plant-a.key"
+crl = "pki/ca.crl"                # optional; revoked certificates fail the handshake; reloaded like the rest
 
 [[peers]]
 zone = "enterprise"
@@ -110,6 +111,7 @@ fn spec_example_decodes_to_typed_values() {
     assert_eq!(config.listen.admin, addr("127.0.0.1:9180"));
     assert_eq!(config.tls.ca, PathBuf::from("/etc/bsfg/pki/ca.pem"));
     assert_eq!(config.tls.key, PathBuf::from("/etc/bsfg/pki/plant-a.key"));
+    assert_eq!(config.tls.crl, Some(PathBuf::from("/etc/bsfg/pki/ca.crl")));
     let peer = config.peer("enterprise").expect("peer enterprise");
     assert_eq!(peer.address, Some(addr("10.0.1.10:9443")));
     assert!(peer.dial);
@@ -494,6 +496,7 @@ token_file = "admin.token"
     assert_eq!(config.tls.ca, PathBuf::from("/etc/bsfg/pki/ca.pem"));
     assert_eq!(config.tls.cert, PathBuf::from("/etc/bsfg/../shared/plant-a.pem"));
     assert_eq!(config.tls.key, PathBuf::from("/abs/plant-a.key"));
+    assert_eq!(config.tls.crl, None, "no revocation lists unless configured");
     let token = config.admin.token_file.as_deref();
     assert_eq!(token, Some(Path::new("/etc/bsfg/admin.token")));
 }

@@ -59,6 +59,8 @@ pub struct NodeSpec {
     pub extra: String,
     /// Appended verbatim to the generated `[node]` section (extra keys of it).
     pub node_extra: String,
+    /// `[tls] crl`: the revocation lists the node applies, if any.
+    pub crl: Option<PathBuf>,
 }
 
 /// A set of zones with their PKI and configs under one directory.
@@ -167,6 +169,9 @@ impl Devnet {
             rpc = node.rpc,
             admin = node.admin,
         );
+        if let Some(crl) = &node.crl {
+            writeln!(text, "crl = \"{}\"", crl.display())?;
+        }
         for peer in &node.peers {
             let addresses = match peer.addresses.as_slice() {
                 [one] => format!("address = \"{one}\""),
@@ -276,6 +281,7 @@ fn node_spec(dir: &Path, zone: &str, clients: Vec<(String, Vec<String>)>) -> any
         clients,
         extra: String::new(),
         node_extra: String::new(),
+        crl: None,
     })
 }
 

@@ -1,6 +1,6 @@
 //! TLS: refused handshakes (counted by a bounded reason taken from the error's type and the TLS
-//! alert it carries, never from its text), on connections we accepted and ones we dialled, and
-//! the `CertWatcher`'s reloads.
+//! alert it carries, never from its text), on connections we accepted and ones we dialled, the
+//! `CertWatcher`'s reloads, and the handshakes of `bsfg check --peers` this node answered.
 //!
 //! Not every handshake that does not finish is a TLS failure. A peer whose application gives a
 //! connection up during its handshake (both sides dialled at once and it moved to the pair's
@@ -26,6 +26,7 @@ pub const HANDSHAKE_ABANDONED: &str = "handshake_abandoned";
 pub const CERT_RELOADED: &str = "cert_reloaded";
 pub const CERT_RELOAD_FAILED: &str = "cert_reload_failed";
 pub const CERT_WATCH_FAILED: &str = "cert_watch_failed";
+pub const CHECK_ANSWERED: &str = "check_answered";
 
 /// The `result` label of `bsfg_cert_reloads_total`.
 const RELOAD_SUCCESS: &str = "success";
@@ -38,6 +39,8 @@ pub enum HandshakeFailure {
     UnknownCa,
     /// The certificate is expired or not yet valid (alert `certificate_expired`).
     Expired,
+    /// A revocation list (`tls.crl`) of one side names the certificate (alert `certificate_revoked`).
+    Revoked,
     /// The certificate is malformed or names another identity (alert `bad_certificate`).
     BadCertificate,
     /// The handshake did not complete within the idle timeout.
@@ -46,9 +49,10 @@ pub enum HandshakeFailure {
 }
 
 impl HandshakeFailure {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::UnknownCa,
         Self::Expired,
+        Self::Revoked,
         Self::BadCertificate,
         Self::Timeout,
         Self::Other,
@@ -58,6 +62,7 @@ impl HandshakeFailure {
         match self {
             Self::UnknownCa => "unknown_ca",
             Self::Expired => "expired",
+            Self::Revoked => "revoked",
             Self::BadCertificate => "bad_certificate",
             Self::Timeout => "timeout",
             Self::Other => "other",
@@ -87,6 +92,7 @@ impl HandshakeFailure {
             // a certificate from another CA that carries the same name as ours (a CA made anew).
             Some(AlertDescription::UnknownCA | AlertDescription::DecryptError) => Self::UnknownCa,
             Some(AlertDescription::CertificateExpired) => Self::Expired,
+            Some(AlertDescription::CertificateRevoked) => Self::Revoked,
             Some(AlertDescription::BadCertificate) => Self::BadCertificate,
             _ => Self::Other,
         }
@@ -130,6 +136,21 @@ impl Event for TlsHandshakeFailed<'_> {
             None => warn!(t.log, "{}", TLS_HANDSHAKE_FAILED; "remote" => %remote, "direction" => direction,
                 "reason" => %self.error, "kind" => kind.as_str()),
         }
+    }
+}
+
+/// A `bsfg check --peers` handshake from `caller` passed; the connection was closed at once,
+/// telling the caller what it is taken for (`peer`, `client` or `unknown`).
+pub struct CheckAnswered<'a> {
+    pub caller: &'a str,
+    pub taken_for: &'static str,
+    pub remote: SocketAddr,
+}
+
+impl Event for CheckAnswered<'_> {
+    fn emit(self, t: &Telemetry) {
+        info!(t.log, "{}", CHECK_ANSWERED; "caller" => self.caller, "taken_for" => self.taken_for,
+            "remote" => %self.remote);
     }
 }
 
@@ -208,6 +229,7 @@ mod tests {
             (AlertDescription::UnknownCA, HandshakeFailure::UnknownCa),
             (AlertDescription::DecryptError, HandshakeFailure::UnknownCa),
             (AlertDescription::CertificateExpired, HandshakeFailure::Expired),
+            (AlertDescription::CertificateRevoked, HandshakeFailure::Revoked),
             (AlertDescription::BadCertificate, HandshakeFailure::BadCertificate),
             (AlertDescription::CertificateRequired, HandshakeFailure::Other),
         ];

@@ -34,7 +34,7 @@ use crate::{
     objects::{ObjectError, ObjectsConfig},
     peer_link::{PeerLink, PeerLinkConfig},
     relay::Routing,
-    rpc::{DrainHandle, RpcConfig, RpcServer},
+    rpc::{Authorisations, DrainHandle, RpcConfig, RpcServer},
     standing::StandingRx,
     status::Progress,
     storage::{LossRecord, StorageError, Usage},
@@ -106,6 +106,8 @@ pub struct Handles {
     /// The zone gate: state snapshots ([`zone_gate::Snapshot`]) and operator switches.
     pub gate: Addr<ZoneGate>,
     pub switches: GateSwitches,
+    /// The peers and clients calls are judged by; a configuration reload replaces the clients.
+    pub authorisations: Authorisations,
     pub certs: Addr<CertWatcher>,
     /// The certificate the node presents now.
     pub certificate: watch::Receiver<Certificate>,

@@ -20,7 +20,7 @@ use crate::{
     metrics::Metrics,
     objects::{self, EngineBlobs, ObjectError, ObjectGauges, ObjectStore, ObjectsConfig, RemoteBlobs},
     peer_link::{PeerLink, PeerLinkConfig, PeerLinkDeps},
-    rpc::{DrainHandle, RpcConfig, RpcDeps, RpcServer},
+    rpc::{Authorisations, DrainHandle, RpcConfig, RpcDeps, RpcServer},
     standing::Standing,
     status::{Progress, Refresher},
     storage::{Log, LossRecord, ObjectIndex, RocksStorage, Storage},
@@ -133,6 +133,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         .collect();
     let links = start_links(links, &link_deps);
     let drain = DrainHandle::new(metrics.draining.clone());
+    let authorisations = Authorisations::new(rpc.directory.clone());
     let rpc_deps = RpcDeps {
         store,
         forward,
@@ -142,6 +143,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         drain: drain.clone(),
         switches: switches.clone(),
         standing: standing.clone(),
+        authorisations: authorisations.clone(),
         telemetry: telemetry.clone(),
         egress,
     };
@@ -166,6 +168,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         drain,
         gate,
         switches,
+        authorisations,
         certs: quic.certs,
         certificate: quic.certificate,
         progress,

@@ -1,11 +1,18 @@
 //! Who is calling, decided from the certificate's CN and the configuration (SPEC §6), and what
 //! each caller may do: peers pull and confirm, clients act within their roles, anyone else is
-//! refused with `PERMISSION_DENIED`.
+//! refused with `PERMISSION_DENIED`. The table in force ([`Authorisations`]) is replaced whole
+//! when the configuration is reloaded, and every call of a client is judged by the table of the
+//! moment: a client removed from `[[clients]]` is refused at its next call, on a connection it
+//! opened before.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use bsfg_proto::RpcError;
 use serde::Deserialize;
+use tokio::sync::watch;
 
 /// What a client may do on this node (`[[clients]] roles`, SPEC §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
@@ -94,6 +101,37 @@ impl Directory {
     }
 }
 
+/// The authorisation table in force, shared by the RPC server and whoever reloads the
+/// configuration; cheap to clone.
+#[derive(Clone)]
+pub struct Authorisations(Arc<watch::Sender<Arc<Directory>>>);
+
+impl Authorisations {
+    pub fn new(directory: Directory) -> Self {
+        Self(Arc::new(watch::Sender::new(Arc::new(directory))))
+    }
+
+    pub fn current(&self) -> Arc<Directory> {
+        self.0.borrow().clone()
+    }
+
+    /// From the next call on, callers are judged by `directory`. Peers are not reloaded (their
+    /// links are wired at start), so only the clients of `directory` take effect.
+    pub fn replace(&self, directory: Directory) {
+        let peers = self.current().peers.clone();
+        self.0.send_replace(Arc::new(Directory { peers, ..directory }));
+    }
+
+    /// `caller` as the table of the moment sees it: a peer stays the peer its connection was
+    /// accepted or dialled as; anyone else is looked up again by identity.
+    pub(super) fn refresh(&self, caller: &Arc<Caller>) -> Arc<Caller> {
+        match &**caller {
+            Caller::Peer(_) => caller.clone(),
+            other => Arc::new(self.current().identify(other.identity())),
+        }
+    }
+}
+
 /// `Ok` when `caller` is a client with `role`; `zone` (this node's) names the refusal.
 pub(super) fn authorise(caller: &Caller, role: Role, zone: &str) -> Result<(), RpcError> {
     let name = role.as_str();
@@ -134,6 +172,23 @@ mod tests {
         );
         assert_eq!(directory.identify("stranger"), Caller::Unknown("stranger".into()));
         assert_eq!(erp.identity(), "erp");
+    }
+
+    #[test]
+    fn a_replaced_table_judges_the_next_call_of_a_client_connected_before() {
+        let table = Authorisations::new(directory());
+        let erp = Arc::new(table.current().identify("erp"));
+        let stranger = Arc::new(table.current().identify("stranger"));
+        let peer = Arc::new(table.current().identify("enterprise"));
+        table.replace(Directory {
+            peers: HashSet::new(),
+            clients: [("stranger".to_owned(), [Role::Consume].into_iter().collect())].into(),
+        });
+        assert_eq!(*table.refresh(&erp), Caller::Unknown("erp".into()), "removed");
+        let admitted = table.refresh(&stranger);
+        assert!(matches!(&*admitted, Caller::Client { roles, .. } if roles.allows(Role::Consume)));
+        assert_eq!(*table.refresh(&peer), Caller::Peer("enterprise".into()));
+        assert!(table.current().peers.contains("enterprise"), "peers are not reloaded");
     }
 
     #[test]

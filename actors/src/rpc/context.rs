@@ -5,7 +5,10 @@ use std::{collections::HashMap, net::SocketAddr};
 
 use actix::Addr;
 
-use super::{caller::Directory, drain::DrainHandle};
+use super::{
+    caller::{Authorisations, Directory},
+    drain::DrainHandle,
+};
 use crate::standing::StandingRx;
 use crate::{
     events::Telemetry,
@@ -24,7 +27,7 @@ pub struct RpcConfig {
     pub zone: String,
     /// Where the node's QUIC endpoint listens (UDP).
     pub listen: SocketAddr,
-    /// The configured peers and clients.
+    /// The configured peers and clients at start; calls are judged by [`RpcDeps::authorisations`].
     pub directory: Directory,
     /// Log every call (`log.audit`), not only failures.
     pub audit: bool,
@@ -45,6 +48,8 @@ pub struct RpcDeps {
     pub switches: GateSwitches,
     /// A standby of an HA zone refuses every call and closes its connections.
     pub standing: StandingRx,
+    /// The peers and clients in force (the clients are reloadable).
+    pub authorisations: Authorisations,
     pub telemetry: Telemetry,
     /// What this node sends each peer (pages, artifact bodies), paced to the peer's
     /// `max_bytes_per_second`; peers without a cap are absent.

@@ -24,7 +24,7 @@ pub mod drain;
 mod objects;
 mod server;
 
-pub use caller::{Directory, Role, Roles};
+pub use caller::{Authorisations, Directory, Role, Roles};
 pub use context::RpcConfig;
 pub(crate) use context::RpcDeps;
 pub use drain::{DrainHandle, DrainOutcome, DRAIN_GRACE};

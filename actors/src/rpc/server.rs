@@ -4,6 +4,9 @@
 //! request → admission → [`dispatch`](super::dispatch) → response frame (and raw body), then one
 //! [`Call`] is logged and counted.
 //!
+//! A `bsfg check --peers` connection ([`tls::CHECK_ALPN`]) is closed once its handshake passed,
+//! with what the caller is taken for; it never reaches a link or a call.
+//!
 //! Refusals before dispatch: every call while this instance is an HA zone's standby (naming the
 //! active instance; its connections are closed with `CloseCode::Standby` when it stops being
 //! active, so clients and peers move to the active one), client calls while the node drains, and
@@ -24,7 +27,9 @@ use super::{
     objects,
 };
 use crate::{
-    events::{ClientRejected, Direction, PeerConnected, PeerRefused, TlsHandshakeFailed, CLOSED_BY_OPERATOR},
+    events::{
+        CheckAnswered, ClientRejected, Direction, PeerConnected, PeerRefused, TlsHandshakeFailed, CLOSED_BY_OPERATOR,
+    },
     peer_link, standing,
     transport::{framed, pacing::Pacer, tls},
 };
@@ -82,9 +87,24 @@ async fn accept(incoming: quinn::Incoming, ctx: Arc<Context>) {
         }
     };
     let caller = match tls::peer_identity(&conn) {
-        Ok(cn) => ctx.config.directory.identify(&cn),
+        Ok(cn) => ctx.deps.authorisations.current().identify(&cn),
         Err(e) => Caller::Unknown(e.to_string()),
     };
+    if tls::is_check(&conn) {
+        let taken_for = match &caller {
+            Caller::Peer(_) => "peer",
+            Caller::Client { .. } => "client",
+            Caller::Unknown(_) => "unknown",
+        };
+        let caller = caller.identity();
+        deps.telemetry.emit(CheckAnswered {
+            caller,
+            taken_for,
+            remote,
+        });
+        conn.close(CloseCode::Checked.code().into(), taken_for.as_bytes());
+        return;
+    }
     match &caller {
         Caller::Peer(_) if !deps.standing.borrow().is_active() => {}
         Caller::Peer(zone) => offer(zone, &conn, remote, deps),
@@ -140,6 +160,9 @@ async fn serve_stream(
     ctx: Arc<Context>,
 ) {
     let (config, deps) = (&ctx.config, &ctx.deps);
+    // Judged by the table of the moment: the client list may have been reloaded since the
+    // connection was accepted.
+    let caller = deps.authorisations.refresh(&caller);
     let read = tokio::time::timeout(
         framed::REQUEST_TIMEOUT,
         framed::read_frame::<Request>(&mut recv, config.max_frame_bytes),

@@ -113,9 +113,12 @@ async fn write_paced(send: &mut SendStream, bytes: &[u8], pacer: &Pacer) -> Resu
     };
     for chunk in bytes.chunks(piece) {
         pacer.pace(chunk.len()).await;
-        send.write_all(chunk)
-            .await
-            .map_err(|e| StreamError::Stream(e.to_string()))?;
+        send.write_all(chunk).await.map_err(|e| match e {
+            // The connection's own error, so a refusal of our certificate (a TLS alert the node
+            // sends after we think the handshake done) is told from a lost link.
+            quinn::WriteError::ConnectionLost(c) => StreamError::Connection(c),
+            other => StreamError::Stream(other.to_string()),
+        })?;
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! A throw-away CA for unit tests of TLS material: issues node and client certificates with
-//! rcgen into a temp dir (valid, expired, any CN), so tests exercise the real PEM loading path.
+//! rcgen into a temp dir (valid, expired, any CN), and revocation lists naming any of them, so
+//! tests exercise the real PEM loading path.
 
 use std::{
     error::Error,
@@ -8,10 +9,11 @@ use std::{
 };
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber,
 };
 use tempfile::TempDir;
+use x509_parser::{certificate::X509Certificate, pem::parse_x509_pem, prelude::FromDer};
 
 use super::tls::TlsMaterial;
 
@@ -72,6 +74,35 @@ impl TestCa {
         std::fs::write(&cert_path, cert.pem())?;
         std::fs::write(&key_path, key.serialize_pem())?;
         Ok((cert_path, key_path))
+    }
+
+    /// Writes `<name>` (PEM) with a revocation list of this CA naming the certificates in the
+    /// files `revoked`, valid until `next_update`; returns its path.
+    pub fn crl(&self, name: &str, revoked: &[&PathBuf], next_update: SystemTime) -> TestResult<PathBuf> {
+        let now = SystemTime::now();
+        let mut revoked_certs = Vec::new();
+        for cert in revoked {
+            let pem = std::fs::read(cert)?;
+            let (_, pem) = parse_x509_pem(&pem)?;
+            let (_, parsed) = X509Certificate::from_der(&pem.contents)?;
+            revoked_certs.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(parsed.raw_serial()),
+                revocation_time: now.into(),
+                reason_code: None,
+                invalidity_date: None,
+            });
+        }
+        let params = CertificateRevocationListParams {
+            this_update: (now.min(next_update) - Duration::from_secs(3600)).into(),
+            next_update: next_update.into(),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, params.signed_by(&self.issuer)?.pem()?)?;
+        Ok(path)
     }
 
     pub fn material(&self, cn: &str, sans: &[&str]) -> TestResult<TlsMaterial> {

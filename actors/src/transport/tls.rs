@@ -6,7 +6,8 @@
 //! ring provider: the server requires a client certificate chaining to the CA and valid now; the
 //! client verifies the server's chain the same way and then requires the server's CN to equal the
 //! name it dialled. SANs are deliberately not checked — the dialled address need not appear in the
-//! certificate — but chain verification is never skipped.
+//! certificate — but chain verification is never skipped. With revocation lists (`crl`), both
+//! directions also refuse a certificate they revoke.
 
 use std::{
     fmt,
@@ -25,8 +26,13 @@ use rustls::{
 };
 use x509_parser::{certificate::X509Certificate, prelude::FromDer, time::ASN1Time};
 
+use super::crl::{CrlSummary, Revocation};
+
 /// The ALPN protocol every bsfg connection negotiates.
 pub const ALPN: &[u8] = b"bsfg/1";
+/// The ALPN protocol of `bsfg check --peers`: authenticated like any connection, then closed by
+/// the node with `CloseCode::Checked` without serving a call or reaching a peer link.
+pub const CHECK_ALPN: &[u8] = b"bsfg-check/1";
 
 /// Idle timeout of client tools' connections; nodes use their `replication.link_timeout`.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,6 +62,18 @@ pub enum TlsError {
     Expired { path: PathBuf, not_after: String },
     #[error("{}: certificate is not valid before {not_before}", path.display())]
     NotYetValid { path: PathBuf, not_before: String },
+    #[error("{}: certificate is revoked by the revocation list {}", path.display(), crl.display())]
+    Revoked { path: PathBuf, crl: PathBuf },
+    #[error("{}: no certificate revocation list found (expected PEM X509 CRL or DER)", path.display())]
+    NoCrl { path: PathBuf },
+    #[error("{}: bad certificate revocation list: {reason}", path.display())]
+    BadCrl { path: PathBuf, reason: String },
+    #[error("{}: revocation list issued by {issuer:?}, which is not a CA in {}", path.display(), ca.display())]
+    CrlNotFromCa { path: PathBuf, ca: PathBuf, issuer: String },
+    #[error("{}: revocation list is not signed by its CA in {}: {reason}", path.display(), ca.display())]
+    CrlSignature { path: PathBuf, ca: PathBuf, reason: String },
+    #[error("{}: revocation list expired at {next_update} (its nextUpdate); install a fresh one", path.display())]
+    CrlExpired { path: PathBuf, next_update: String },
     #[error("peer presented no certificate")]
     NoPeerCertificate,
     #[error("peer certificate cannot be parsed: {reason}")]
@@ -75,6 +93,8 @@ pub struct TlsMaterial {
     key: PrivateKeyDer<'static>,
     identity: String,
     facts: CertFacts,
+    /// Revocation lists both directions check, when `crl` is configured.
+    revocation: Option<Revocation>,
 }
 
 impl fmt::Debug for TlsMaterial {
@@ -93,21 +113,35 @@ impl TlsMaterial {
     /// is valid now and chains to the CA. The chain check uses the client-certificate rules
     /// (clientAuth usage), which every bsfg certificate needs: nodes also dial their peers.
     pub fn load(ca: &Path, cert: &Path, key: &Path) -> Result<Self, TlsError> {
-        let roots = Arc::new(read_roots(ca)?);
+        Self::load_revoking(ca, cert, key, None)
+    }
+
+    /// [`TlsMaterial::load`], plus the revocation lists in `crl` (validated against the CA
+    /// bundle, see `crl`), which the handshakes apply; the certificate must not be revoked.
+    pub fn load_revoking(ca: &Path, cert: &Path, key: &Path, crl: Option<&Path>) -> Result<Self, TlsError> {
+        let cas = read_certs(ca)?;
+        let roots = Arc::new(roots_of(&cas, ca)?);
         let chain = read_certs(cert)?;
         let key_der = read_key(key)?;
         let facts = CertFacts::parse(&chain[0]).map_err(|reason| bad_cert(cert, reason))?;
         let identity = facts.identity_or(|reason| bad_cert(cert, reason))?;
         facts.check_valid_now(cert)?;
         check_key_matches(&chain, &key_der, cert, key)?;
-        check_chain(&roots, &chain, cert, ca)?;
+        let revocation = crl.map(|crl| Revocation::load(crl, ca, &cas)).transpose()?;
+        check_chain(&roots, revocation.as_ref(), &chain, cert, ca)?;
         Ok(Self {
             roots,
             chain,
             key: key_der,
             identity,
             facts,
+            revocation,
         })
+    }
+
+    /// The revocation lists in use, if any.
+    pub fn revocation(&self) -> Option<&CrlSummary> {
+        self.revocation.as_ref().map(Revocation::summary)
     }
 
     /// Subject CN of the end-entity certificate.
@@ -130,9 +164,10 @@ impl TlsMaterial {
     pub fn quic_server_config(&self, idle_timeout: Duration) -> Result<quinn::ServerConfig, TlsError> {
         let mut tls = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_client_cert_verifier(client_verifier(&self.roots)?)
+            .with_client_cert_verifier(client_verifier(&self.roots, self.revocation.as_ref())?)
             .with_single_cert(self.chain.clone(), self.key.clone_key())?;
-        tls.alpn_protocols = vec![ALPN.to_vec()];
+        // Ours first: a client offering both gets `bsfg/1`.
+        tls.alpn_protocols = vec![ALPN.to_vec(), CHECK_ALPN.to_vec()];
         // No session resumption: a resumed handshake skips the certificate checks, so a
         // certificate that expired (or was replaced) since would still get in.
         tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
@@ -147,17 +182,34 @@ impl TlsMaterial {
     /// server with [`CommonNameVerifier`] (chain to the CA, valid now, CN == dialled name);
     /// `idle_timeout` as for the server.
     pub fn quic_client_config(&self, idle_timeout: Duration) -> Result<quinn::ClientConfig, TlsError> {
+        self.client_config(idle_timeout, ALPN)
+    }
+
+    /// [`TlsMaterial::quic_client_config`] for the checks of `bsfg check --peers` ([`CHECK_ALPN`]).
+    pub fn quic_check_config(&self, idle_timeout: Duration) -> Result<quinn::ClientConfig, TlsError> {
+        self.client_config(idle_timeout, CHECK_ALPN)
+    }
+
+    fn client_config(&self, idle_timeout: Duration, alpn: &[u8]) -> Result<quinn::ClientConfig, TlsError> {
         let provider = provider();
+        // Revocation on the dialling side goes through the client-certificate verifier with the
+        // same lists: every node certificate is also a client certificate (nodes dial), which
+        // `load` checks of our own, so its rules fit the servers we dial.
+        let revocation = match &self.revocation {
+            Some(revocation) => Some(client_verifier(&self.roots, Some(revocation))?),
+            None => None,
+        };
         let verifier = Arc::new(CommonNameVerifier {
             roots: self.roots.clone(),
             algorithms: provider.signature_verification_algorithms,
+            revocation,
         });
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
-        tls.alpn_protocols = vec![ALPN.to_vec()];
+        tls.alpn_protocols = vec![alpn.to_vec()];
         // Every connection verifies the server's certificate again (see the server config).
         tls.resumption = rustls::client::Resumption::disabled();
         let quic = QuicClientConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
@@ -165,6 +217,13 @@ impl TlsMaterial {
         config.transport_config(transport_config(idle_timeout)?);
         Ok(config)
     }
+}
+
+/// Whether `conn` is the handshake of `bsfg check --peers` (it negotiated [`CHECK_ALPN`]).
+pub fn is_check(conn: &quinn::Connection) -> bool {
+    conn.handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .is_some_and(|data| data.protocol.as_deref() == Some(CHECK_ALPN))
 }
 
 /// Subject CN of the first (end-entity) certificate a peer presented, read after the handshake
@@ -209,11 +268,14 @@ fn peer_facts(conn: &quinn::Connection) -> Result<CertFacts, TlsError> {
 }
 
 /// Verifies a server by identity, not network location (SPEC §6): webpki chain verification to
-/// the configured CA at `now`, then Subject CN == the dialled server name. SANs are not consulted.
+/// the configured CA at `now`, then (with revocation lists) that no list revokes it, then Subject
+/// CN == the dialled server name. SANs are not consulted.
 #[derive(Debug)]
 struct CommonNameVerifier {
     roots: Arc<RootCertStore>,
     algorithms: WebPkiSupportedAlgorithms,
+    /// The verifier that applies the revocation lists, when there are any.
+    revocation: Option<Arc<dyn ClientCertVerifier>>,
 }
 
 impl ServerCertVerifier for CommonNameVerifier {
@@ -233,6 +295,9 @@ impl ServerCertVerifier for CommonNameVerifier {
             now,
             self.algorithms.all,
         )?;
+        if let Some(revocation) = &self.revocation {
+            revocation.verify_client_cert(end_entity, intermediates, now)?;
+        }
         check_dialled_name(end_entity, server_name)?;
         Ok(ServerCertVerified::assertion())
     }
@@ -327,8 +392,20 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn client_verifier(roots: &Arc<RootCertStore>) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
-    WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+/// Chain to `roots`, valid now, clientAuth; with `revocation`, the end-entity certificate must
+/// not be revoked by a list of its issuer (certificates of a CA without a list pass, see `crl`).
+fn client_verifier(
+    roots: &Arc<RootCertStore>,
+    revocation: Option<&Revocation>,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let mut builder = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider());
+    if let Some(revocation) = revocation {
+        builder = builder
+            .with_crls(revocation.crls.iter().cloned())
+            .only_check_end_entity_revocation()
+            .allow_unknown_revocation_status();
+    }
+    builder
         .build()
         .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))
 }
@@ -389,10 +466,11 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+/// The trust anchors of the CA bundle `cas`, read from `path`.
+fn roots_of(cas: &[CertificateDer<'static>], path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    for cert in read_certs(path)? {
-        roots.add(cert).map_err(|e| bad_cert(path, e.to_string()))?;
+    for cert in cas {
+        roots.add(cert.clone()).map_err(|e| bad_cert(path, e.to_string()))?;
     }
     Ok(roots)
 }
@@ -430,22 +508,29 @@ fn check_key_matches(
 
 fn check_chain(
     roots: &Arc<RootCertStore>,
+    revocation: Option<&Revocation>,
     chain: &[CertificateDer<'static>],
     cert_path: &Path,
     ca_path: &Path,
 ) -> Result<(), TlsError> {
-    let untrusted = |reason: String| TlsError::Untrusted {
-        path: cert_path.to_owned(),
-        ca: ca_path.to_owned(),
-        reason,
-    };
-    client_verifier(roots)?
-        .verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
-        .map(|_| ())
-        .map_err(|e| untrusted(e.to_string()))
+    let verified = client_verifier(roots, revocation)?.verify_client_cert(&chain[0], &chain[1..], UnixTime::now());
+    match (verified, revocation) {
+        (Ok(_), _) => Ok(()),
+        (Err(rustls::Error::InvalidCertificate(CertificateError::Revoked)), Some(revocation)) => {
+            Err(TlsError::Revoked {
+                path: cert_path.to_owned(),
+                crl: revocation.summary().path.clone(),
+            })
+        }
+        (Err(e), _) => Err(TlsError::Untrusted {
+            path: cert_path.to_owned(),
+            ca: ca_path.to_owned(),
+            reason: e.to_string(),
+        }),
+    }
 }
 
-fn system_time(t: &ASN1Time) -> SystemTime {
+pub(super) fn system_time(t: &ASN1Time) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(u64::try_from(t.timestamp()).unwrap_or(0))
 }
 
@@ -453,7 +538,7 @@ fn system_time(t: &ASN1Time) -> SystemTime {
 mod tests {
     use std::net::SocketAddr;
 
-    use rustls::AlertDescription;
+    use rustls::{pki_types::CertificateRevocationListDer, AlertDescription};
 
     use super::{
         super::test_ca::{TestCa, TestResult},
@@ -733,6 +818,109 @@ mod tests {
             handshake_alert(&served?),
             Some(u8::from(AlertDescription::CertificateExpired))
         );
+        Ok(())
+    }
+
+    const MONTH: Duration = Duration::from_secs(30 * 86_400);
+
+    /// `cn`'s material from `ca`, with `crl` applied.
+    fn revoking(ca: &TestCa, cn: &str, crl: &Path) -> TestResult<TlsMaterial> {
+        let (cert, key) = ca.issue(cn, &[], false)?;
+        Ok(TlsMaterial::load_revoking(&ca.ca_pem, &cert, &key, Some(crl))?)
+    }
+
+    #[tokio::test]
+    async fn a_client_certificate_the_crl_revokes_is_refused_and_others_are_served() -> TestResult {
+        let ca = TestCa::new("test CA")?;
+        let stolen = ca.material("mes-line-1", &[])?;
+        let crl = ca.crl(
+            "ca.crl",
+            &[&ca.dir.path().join("mes-line-1.pem")],
+            SystemTime::now() + MONTH,
+        )?;
+        let server = revoking(&ca, "plant-a", &crl)?;
+        assert_eq!(server.revocation().map(|r| r.revoked), Some(1));
+
+        let refused = server_refusal(&server, &stolen, "plant-a").await?;
+        assert_eq!(
+            handshake_alert(&refused),
+            Some(u8::from(AlertDescription::CertificateRevoked)),
+            "{refused}"
+        );
+        let other = ca.material("mes-line-2", &[])?;
+        let (served, pinged) = handshake(&server, &other, "plant-a").await?;
+        assert_eq!((served, pinged), (Ok("mes-line-2".to_owned()), Ok(())));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_dialled_node_whose_certificate_the_crl_revokes_is_refused() -> TestResult {
+        let ca = TestCa::new("test CA")?;
+        let server = ca.material("idmz", &[])?;
+        let crl = ca.crl("ca.crl", &[&ca.dir.path().join("idmz.pem")], SystemTime::now() + MONTH)?;
+        let dialler = revoking(&ca, "plant-a", &crl)?;
+        let (served, pinged) = handshake(&server, &dialler, "idmz").await?;
+        let pinged = pinged.err().ok_or("the dialler accepted a revoked server")?;
+        assert!(pinged.contains("Revoked"), "{pinged}");
+        assert!(served.is_err(), "{served:?}");
+        let other = ca.material("enterprise", &[])?;
+        let (served, pinged) = handshake(&other, &dialler, "enterprise").await?;
+        assert_eq!(
+            (served, pinged),
+            (Ok("plant-a".to_owned()), Ok(())),
+            "a node the list does not name"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn revocation_lists_that_cannot_do_their_job_are_refused_naming_the_file() -> TestResult {
+        let (ca, foreign, namesake) = (
+            TestCa::new("test CA")?,
+            TestCa::new("foreign CA")?,
+            TestCa::new("test CA")?,
+        );
+        let (cert, key) = ca.issue("plant-a", &[], false)?;
+        let load = |crl: &Path| TlsMaterial::load_revoking(&ca.ca_pem, &cert, &key, Some(crl));
+        let month = SystemTime::now() + MONTH;
+
+        let err = load(&foreign.crl("foreign.crl", &[], month)?)
+            .err()
+            .ok_or("foreign CRL")?;
+        assert!(
+            matches!(&err, TlsError::CrlNotFromCa { issuer, .. } if issuer.contains("foreign CA")),
+            "{err}"
+        );
+        let err = load(&namesake.crl("namesake.crl", &[], month)?)
+            .err()
+            .ok_or("forged CRL")?;
+        assert!(matches!(err, TlsError::CrlSignature { .. }), "{err}");
+        let lapsed = SystemTime::now() - Duration::from_secs(60);
+        let expired = ca.crl("expired.crl", &[], lapsed)?;
+        let err = load(&expired).err().ok_or("expired CRL")?;
+        assert!(
+            matches!(&err, TlsError::CrlExpired { path, .. } if *path == expired),
+            "{err}"
+        );
+        let own = ca.crl("own.crl", &[&cert], month)?;
+        let err = load(&own).err().ok_or("own certificate revoked")?;
+        assert!(
+            matches!(&err, TlsError::Revoked { path, crl } if *path == cert && *crl == own),
+            "{err}"
+        );
+        let garbage = ca.dir.path().join("garbage.crl");
+        std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")?;
+        assert!(matches!(load(&garbage), Err(TlsError::NoCrl { .. })));
+        std::fs::write(&garbage, b"\x30\x03\x02\x01\x01")?;
+        assert!(matches!(load(&garbage), Err(TlsError::BadCrl { .. })));
+
+        // DER works as PEM does.
+        let pem = std::fs::read(ca.crl("ok.crl", &[], month)?)?;
+        let der = CertificateRevocationListDer::from_pem_slice(&pem)?;
+        let der_path = ca.dir.path().join("ok.der");
+        std::fs::write(&der_path, der.as_ref())?;
+        let summary = load(&der_path)?.revocation().cloned().ok_or("no summary")?;
+        assert_eq!((summary.revoked, summary.path), (0, der_path));
         Ok(())
     }
 

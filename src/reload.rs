@@ -1,0 +1,202 @@
+//! Reloading a running node, on SIGHUP and `POST /v1/admin/reload` (`bsfg admin reload`): the
+//! configuration file is read and checked again as `serve` checks it, the TLS material is
+//! reloaded through the `CertWatcher` (validated, then swapped), and only then does the file's
+//! `[[clients]]` list replace the one calls are judged by. A file that does not load, or TLS
+//! material that is refused, refuses the whole reload: nothing changes.
+//!
+//! Everything else in the file is read at start only (peers, listeners, buffers, paths...): a
+//! section that differs from the one the node runs with is not applied but reported, in the
+//! answer (`restart_needed`) and in the log (`restart_needed`), so no edit is silently ignored.
+//! Changes the file watcher sees reload the TLS material alone; they do not read the file.
+
+use std::{collections::BTreeSet, path::PathBuf};
+
+use actix::{Addr, MailboxError};
+use bsfg_actors::{
+    cert_watcher::{CertWatcher, Certificate, Reload, ReloadError, Trigger},
+    rpc::{Authorisations, Directory},
+};
+use serde::Serialize;
+use slog::{info, warn, Logger};
+
+use crate::config::{Config, ConfigError};
+
+pub const CONFIG_RELOADED: &str = "config_reloaded";
+pub const CONFIG_RELOAD_FAILED: &str = "config_reload_failed";
+pub const RESTART_NEEDED: &str = "restart_needed";
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadRefused {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Tls(#[from] ReloadError),
+    #[error("the certificate watcher is not running: {0}")]
+    Gone(#[from] MailboxError),
+}
+
+/// What a reload applied, and what it could not.
+#[derive(Debug)]
+pub struct Reloaded {
+    pub certificate: Certificate,
+    pub clients: ClientChanges,
+    /// Sections of the file that differ from those the node runs with: applied at the next start.
+    pub restart_needed: Vec<&'static str>,
+}
+
+/// Client identities whose authorisation the reload changed.
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ClientChanges {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Still listed, with other roles.
+    pub changed: Vec<String>,
+}
+
+impl ClientChanges {
+    fn between(old: &Directory, new: &Directory) -> Self {
+        let names = |d: &Directory| d.clients.keys().cloned().collect::<BTreeSet<_>>();
+        let (before, after) = (names(old), names(new));
+        Self {
+            added: after.difference(&before).cloned().collect(),
+            removed: before.difference(&after).cloned().collect(),
+            changed: after
+                .intersection(&before)
+                .filter(|c| old.clients.get(*c) != new.clients.get(*c))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// Reloads the node that runs with `running`, loaded from `path`.
+pub struct Reloader {
+    pub path: PathBuf,
+    pub running: Config,
+    pub certs: Addr<CertWatcher>,
+    pub authorisations: Authorisations,
+    pub log: Logger,
+}
+
+impl Reloader {
+    /// Reloads; every outcome is logged (the TLS part also by the watcher, as `cert_reloaded` or
+    /// `cert_reload_failed`).
+    pub async fn reload(&self, trigger: Trigger) -> Result<Reloaded, ReloadRefused> {
+        let reloaded = self.apply(trigger).await;
+        match &reloaded {
+            Ok(r) => self.log_applied(trigger, r),
+            Err(e) => warn!(self.log, "{}", CONFIG_RELOAD_FAILED; "trigger" => trigger.as_str(), "reason" => %e),
+        }
+        reloaded
+    }
+
+    async fn apply(&self, trigger: Trigger) -> Result<Reloaded, ReloadRefused> {
+        let config = Config::load(&self.path)?;
+        let directory = config.node_settings()?.rpc.directory;
+        let certificate = self.certs.send(Reload { trigger }).await??;
+        let clients = ClientChanges::between(&self.authorisations.current(), &directory);
+        self.authorisations.replace(directory);
+        Ok(Reloaded {
+            certificate,
+            clients,
+            restart_needed: sections_changed(&self.running, &config),
+        })
+    }
+
+    fn log_applied(&self, trigger: Trigger, reloaded: &Reloaded) {
+        let clients = &reloaded.clients;
+        info!(self.log, "{}", CONFIG_RELOADED; "trigger" => trigger.as_str(),
+            "clients_added" => clients.added.join(","), "clients_removed" => clients.removed.join(","),
+            "clients_changed" => clients.changed.join(","));
+        if !reloaded.restart_needed.is_empty() {
+            warn!(self.log, "{}", RESTART_NEEDED; "sections" => reloaded.restart_needed.join(","),
+                "reason" => "changed in the configuration file; applied at the next start, not by a reload");
+        }
+    }
+}
+
+/// The sections of `new` that differ from `running`, `[[clients]]` aside (it is reloaded).
+fn sections_changed(running: &Config, new: &Config) -> Vec<&'static str> {
+    let differs = [
+        ("node", running.node != new.node),
+        ("listen", running.listen != new.listen),
+        ("tls", running.tls != new.tls),
+        ("peers", running.peers != new.peers),
+        ("routes", running.routes != new.routes),
+        ("relay", running.relay != new.relay),
+        ("store", running.store != new.store),
+        ("forward", running.forward != new.forward),
+        ("objects", running.objects != new.objects),
+        ("replication", running.replication != new.replication),
+        ("limits", running.limits != new.limits),
+        ("admin", running.admin != new.admin),
+        ("log", running.log != new.log),
+    ];
+    differs
+        .into_iter()
+        .filter_map(|(section, changed)| changed.then_some(section))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "[node]\nzone = \"plant-a\"\ndata_dir = \"/d\"\n[tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"c.key\"\n{extra}"
+        );
+        Config::parse(&text, Path::new("/etc/bsfg")).expect("config")
+    }
+
+    fn clients(entries: &[(&str, &str)]) -> String {
+        entries
+            .iter()
+            .map(|(identity, roles)| format!("[[clients]]\nidentity = \"{identity}\"\nroles = [{roles}]\n"))
+            .collect()
+    }
+
+    #[test]
+    fn client_changes_name_who_was_added_removed_or_given_other_roles() {
+        let before = clients(&[("mes", "\"produce\""), ("erp", "\"consume\""), ("ops", "\"consume\"")]);
+        let after = clients(&[
+            ("mes", "\"produce\", \"consume\""),
+            ("ops", "\"consume\""),
+            ("lims", "\"produce\""),
+        ]);
+        let directory = |text: &str| config(text).node_settings().expect("settings").rpc.directory;
+        let changes = ClientChanges::between(&directory(&before), &directory(&after));
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            changes,
+            ClientChanges {
+                added: names(&["lims"]),
+                removed: names(&["erp"]),
+                changed: names(&["mes"]),
+            }
+        );
+    }
+
+    #[test]
+    fn every_other_changed_section_is_named_as_needing_a_restart() {
+        let running = config(&clients(&[("mes", "\"produce\"")]));
+        assert_eq!(
+            sections_changed(&running, &config("")),
+            Vec::<&str>::new(),
+            "clients alone"
+        );
+        let edited = config("[store]\ncapacity_bytes = \"1GiB\"\n[log]\nlevel = \"debug\"\n");
+        assert_eq!(sections_changed(&running, &edited), ["store", "log"]);
+        let crl = Config {
+            tls: crate::config::TlsSection {
+                crl: Some("/etc/bsfg/pki/ca.crl".into()),
+                ..running.tls.clone()
+            },
+            ..running.clone()
+        };
+        assert_eq!(sections_changed(&running, &crl), ["tls"]);
+    }
+}
