@@ -2,6 +2,11 @@
 //! active instance cannot append, cannot renew its lease, and steps down; calls end in
 //! `UNAVAILABLE`); once one server is back, an instance takes the lease again and appends
 //! resume. Nothing acknowledged is lost or duplicated.
+//!
+//! Drill: the runbook "Engine quorum loss" of docs/operations.md, run as written on an instance's
+//! host while two engine servers are down (what shows it, which servers answer) and after one is
+//! back (the zone serves again, and the former active instance, now a standby that still reports
+//! failing storage, is restarted).
 
 mod harness;
 
@@ -10,9 +15,10 @@ use std::time::{Duration, Instant};
 use bsfg::client::Client;
 use bsfg_proto::ErrorCode;
 use harness::{
-    ha::{HaZone, INSTANCES, PLANT, ZONE},
+    drill::Drill,
+    ha::{HaEstate, HaZone, INSTANCES, PLANT, ZONE},
     message,
-    observe::wait_until,
+    observe::{scrape, wait_until},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,5 +67,78 @@ async fn nothing_is_acknowledged_without_a_quorum_and_appends_resume_with_one() 
         history.acked_count(ZONE) > acked + 20
     })
     .await;
+    traffic.assert_delivered_exactly_once(Duration::from_secs(60)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quorum_loss_runbook_runs_as_written() {
+    let mut ha = HaEstate::new("lease_ttl = \"2s\"\ncommit_timeout = \"4s\"").await;
+    let a = INSTANCES[0];
+    ha.start(a).await;
+    let mut traffic = ha.traffic(Duration::from_millis(20));
+    let history = traffic.history.clone();
+    wait_until(Duration::from_secs(30), "facts flow both ways", || {
+        history.delivered_count(ZONE) > 50 && history.delivered_count(PLANT) > 50
+    })
+    .await;
+
+    ha.engine.nats.kill(1).expect("kill n1");
+    ha.engine.nats.kill(2).expect("kill n2");
+    wait_until(Duration::from_secs(15), "no instance is ready", || {
+        INSTANCES.iter().all(|i| !ha.is_ready(i))
+    })
+    .await;
+    // Past the lease's TTL as every instance measures it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let drill = Drill::load("ha-quorum");
+    let look = ha.estate.run(&drill, "look");
+    for expected in [
+        "503",
+        "\"role\":\"standby\"",
+        "\"active_instance\":null",
+        "bsfg_ha_role{role=\"active\"} 0",
+        "\"msg\":\"ha_demoted\"",
+    ] {
+        assert!(look.contains(expected), "{expected} in {look}");
+    }
+    let engine = ha.estate.run(&drill, "engine");
+    assert_eq!(engine.matches("unreachable").count(), 2, "{engine}");
+
+    // The former active instance is paused while the quorum comes back, so that the other one
+    // takes the lease: the case where it keeps reporting failing storage as a standby.
+    let b = INSTANCES[1];
+    let signal_a = |signal: &str| ha.estate.shell(a, &format!("kill -{signal} \"$(cat run/bsfg.pid)\""));
+    signal_a("STOP");
+    ha.engine.nats.restart(1).await.expect("restart n1");
+    ha.wait_ready(b, Duration::from_secs(30)).await;
+    signal_a("CONT");
+    let recovered = ha.estate.run(&drill, "recovered");
+    assert!(
+        recovered.contains("\"active_instance\":\"enterprise-b\""),
+        "{recovered}"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the former active instance reports failing storage",
+        || scrape(&ha.estate.cluster, a).lines().any(|l| l == "bsfg_node_up 0"),
+    )
+    .await;
+    let restarted = ha.estate.run(&drill, "restart-standby");
+    assert!(restarted.contains("\"storage\":\"failing\""), "{restarted}");
+    wait_until(
+        Duration::from_secs(30),
+        "the restarted standby follows with healthy storage",
+        || {
+            // Asked only once the restarted instance answers.
+            ha.ha_status(a)["role"] == "standby" && scrape(&ha.estate.cluster, a).lines().any(|l| l == "bsfg_node_up 1")
+        },
+    )
+    .await;
+    let acked = history.acked_count(ZONE);
+    wait_until(Duration::from_secs(30), "appends resume", || {
+        history.acked_count(ZONE) > acked + 20
+    })
+    .await;
+    ha.estate.assert_ran_every_step(&drill);
     traffic.assert_delivered_exactly_once(Duration::from_secs(60)).await;
 }

@@ -3,14 +3,20 @@
 //! move on after the old one's refusals and lost connections, and the facts whose answers were
 //! lost are recognised as duplicates. Nothing is lost or duplicated; a standby refuses to step
 //! down.
+//!
+//! Drill: the HA runbooks of docs/operations.md ("Commissioning an HA zone", "Failover drills",
+//! "Replacing an HA host") run as written on the hosts of an HA zone under traffic both ways:
+//! the commissioning checks, a kill of the active instance and its return as a standby, a
+//! step-down, and the rebuild of a wiped standby from a snapshot.
 
 mod harness;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use harness::{
-    ha::{HaZone, PLANT, ZONE},
-    observe::{event_fields, wait_until},
+    drill::Drill,
+    ha::{HaEstate, HaZone, INSTANCES, PLANT, ZONE},
+    observe::{event_fields, events, wait_until},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,5 +48,114 @@ async fn stepping_down_under_load_fails_no_producer_call() {
     .await;
     traffic.stop_producing().await;
     assert_eq!(traffic.errors(), Vec::<String>::new(), "no producer call failed");
+    traffic.assert_delivered_exactly_once(Duration::from_secs(60)).await;
+}
+
+const DRILL_LEASE_TTL: Duration = Duration::from_secs(2);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commissioning_failover_and_replacement_runbooks_run_as_written() {
+    let ha = HaEstate::new("lease_ttl = \"2s\"\nsnapshot_every = \"16KiB\"").await;
+    let (a, b) = (INSTANCES[0], INSTANCES[1]);
+    ha.start(a).await;
+    let mut traffic = ha.traffic(Duration::from_millis(20));
+    let history = traffic.history.clone();
+    wait_until(Duration::from_secs(30), "facts flow both ways", || {
+        history.delivered_count(ZONE) > 50 && history.delivered_count(PLANT) > 50
+    })
+    .await;
+    let estate = &ha.estate;
+
+    let commission = Drill::load("ha-commission");
+    let engine = estate.run(&commission, "engine");
+    assert_eq!(engine.matches("\"sync_always\":true").count(), 3, "{engine}");
+    let active = estate.run(&commission, "active");
+    for expected in [
+        "\"role\":\"active\"",
+        "bsfg_ha_role{role=\"active\"} 1",
+        "bsfg_engine_durability_verified 1",
+        "\"msg\":\"ha_promoted\"",
+    ] {
+        assert!(active.contains(expected), "{expected} in {active}");
+    }
+    assert!(!active.contains("engine_warning"), "{active}");
+    let standby = estate.run(&commission, "standby");
+    for expected in [
+        "\"role\":\"standby\"",
+        "\"active_instance\":\"enterprise-a\"",
+        "503",
+        "error: UNAVAILABLE: instance enterprise-b of zone enterprise is a standby; the active instance is enterprise-a",
+        "exit 75",
+    ] {
+        assert!(standby.contains(expected), "{expected} in {standby}");
+    }
+    estate.assert_ran_every_step(&commission);
+
+    // Kill of the active instance, then a step-down back.
+    let failover = Drill::load("ha-failover");
+    assert_eq!(estate.run(&failover, "who").trim(), a);
+    estate.run(&failover, "kill");
+    let killed = Instant::now();
+    let promoted = estate.run(&failover, "promoted");
+    let took = killed.elapsed();
+    println!("{b} ready {took:?} after {a} was killed");
+    assert!(took < DRILL_LEASE_TTL + Duration::from_secs(5), "{took:?}");
+    assert!(
+        promoted.contains("\"role\":\"active\"") && promoted.contains("\"instance\":\"enterprise-b\""),
+        "{promoted}"
+    );
+    let rejoined = estate.run(&failover, "rejoin");
+    assert!(
+        rejoined.contains("\"role\":\"standby\"") && rejoined.contains("\"active_instance\":\"enterprise-b\""),
+        "{rejoined}"
+    );
+    let acked = history.acked_count(ZONE);
+    wait_until(Duration::from_secs(30), "producers go on through enterprise-b", || {
+        history.acked_count(ZONE) > acked + 50
+    })
+    .await;
+    let stepped = estate.run(&failover, "step-down");
+    assert!(
+        stepped.contains("\"stepped_down\":true") && stepped.contains("\"role\":\"standby\""),
+        "{stepped}"
+    );
+    let handed = estate.run(&failover, "handed-over");
+    assert!(
+        handed.contains("\"role\":\"active\"") && handed.contains("\"instance\":\"enterprise-a\""),
+        "{handed}"
+    );
+    wait_until(Duration::from_secs(10), "the stepped-down instance logged why", || {
+        event_fields(&estate.cluster, b, "ha_demoted", "reason") == ["step_down"]
+    })
+    .await;
+    estate.assert_ran_every_step(&failover);
+
+    // The standby's replica wiped and rebuilt from a snapshot and the log's tail.
+    let replace = Drill::load("ha-replace");
+    wait_until(
+        Duration::from_secs(60),
+        "a snapshot was taken and the log purged",
+        || {
+            INSTANCES.iter().any(|i| {
+                events(&estate.cluster, i, "wal_purged")
+                    .iter()
+                    .any(|e| e["before"].as_u64().is_some_and(|before| before > 1))
+            })
+        },
+    )
+    .await;
+    let wipe = estate.run(&replace, "wipe");
+    assert!(wipe.contains("\"role\":\"standby\""), "{wipe}");
+    let rebuilt = estate.run(&replace, "rebuilt");
+    assert!(
+        rebuilt.contains("\"msg\":\"snapshot_restored\"") && rebuilt.contains("\"role\":\"standby\""),
+        "{rebuilt}"
+    );
+    estate.assert_ran_every_step(&replace);
+    let acked = history.acked_count(ZONE);
+    wait_until(Duration::from_secs(30), "producers go on", || {
+        history.acked_count(ZONE) > acked + 50
+    })
+    .await;
     traffic.assert_delivered_exactly_once(Duration::from_secs(60)).await;
 }

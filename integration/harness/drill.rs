@@ -11,7 +11,8 @@
 //! Each zone of the estate is a *host*: a directory standing in for `/etc/bsfg` (config, token),
 //! `/var/lib/bsfg` (data) and `/var/tmp`, with shims first on its `PATH` for what a test machine
 //! does not have: `systemctl` (the unit `bsfg` as a background process of this host, started,
-//! stopped with SIGTERM, reloaded with SIGHUP), `journalctl` (the unit's output file), `sudo`
+//! stopped with SIGTERM, reloaded with SIGHUP, killed with `--signal=`), `journalctl` (the unit's
+//! output file), `sudo`
 //! (runs the command) and `chown` (users and groups of the installation may not exist), and `bsfg`
 //! is the binary under test. Paths of
 //! the guide are rewritten to the host's directories; everything else runs as written: `bsfg`,
@@ -376,6 +377,8 @@ case "$action" in
   stop) stop ;;
   restart) stop; start ;;
   reload) kill -HUP "$(cat "$pidfile")" ;;
+  kill) sig=TERM; for arg in "$@"; do case "$arg" in --signal=*) sig="${arg#--signal=}" ;; esac; done
+        if running; then kill -s "${sig#SIG}" "$(cat "$pidfile")"; fi ;;
   is-active) if running; then echo active; else echo failed; exit 3; fi ;;
   status) if running; then echo "bsfg.service: active (running), main PID $(cat "$pidfile")"; else echo "bsfg.service: failed"; exit 3; fi ;;
   reset-failed|daemon-reload) ;;

@@ -8,7 +8,9 @@ use bsfg::{client::ClientOptions, devnet::nats::NatsOptions};
 
 use super::{
     admin::{http, json},
+    drill::Estate,
     engine::EngineFixture,
+    observe::wait_until,
     traffic::Traffic,
     Cluster, CLIENT,
 };
@@ -132,6 +134,94 @@ impl HaZone {
         } else {
             INSTANCES[0]
         }
+    }
+}
+
+/// The HA zone of [`HaZone`] with every node run as the `bsfg` unit of a drill host
+/// ([`Estate`]), for the runbook's HA drills. An instance's `data_dir` is
+/// `/var/lib/bsfg/replica` on its host, as the runbook's commissioning says.
+pub struct HaEstate {
+    pub estate: Estate,
+    pub engine: EngineFixture,
+}
+
+impl HaEstate {
+    /// Configured as [`HaZone::new`] (with `jetstream` lines in every instance's
+    /// `[storage.jetstream]`), nothing started.
+    pub async fn new(jetstream: &str) -> Self {
+        let engine = EngineFixture::start_with(NatsOptions::default()).await;
+        let mut cluster = Cluster::new(&[ZONE, PLANT], &[(ZONE, PLANT)]);
+        cluster.configure_all("\n[replication]\nlink_timeout = \"2s\"\n");
+        cluster
+            .net
+            .make_ha(ZONE, &INSTANCES, |instance| storage_toml(&engine, instance, jetstream))
+            .expect("HA zone");
+        let mut estate = Estate::new(cluster);
+        for instance in INSTANCES {
+            let replica = estate.host(instance).join("var/lib/bsfg/replica");
+            estate.cluster.net.nodes.get_mut(instance).expect("instance").data_dir = replica;
+        }
+        estate.cluster.net.write_configs().expect("configs");
+        Self { estate, engine }
+    }
+
+    /// Starts `first` and waits until it is active, then the other instance and `plant-a`;
+    /// returns once the other instance follows and the link to `plant-a` is `normal`.
+    pub async fn start(&self, first: &str) {
+        self.estate.shell(first, "systemctl start bsfg");
+        self.wait_ready(first, Duration::from_secs(30)).await;
+        for host in [PLANT, HaZone::other(first)] {
+            self.estate.shell(host, "systemctl start bsfg");
+        }
+        self.estate.wait_ready(PLANT).await;
+        let standby = HaZone::other(first);
+        wait_until(Duration::from_secs(30), "the standby follows", || {
+            self.ha_status(standby)["role"] == "standby"
+        })
+        .await;
+        for (node, peer) in [(first, PLANT), (PLANT, ZONE)] {
+            let up = self
+                .estate
+                .cluster
+                .wait_gate(node, peer, "normal", Duration::from_secs(30))
+                .await;
+            assert!(up.is_some(), "{node} did not reach normal toward {peer}");
+        }
+    }
+
+    /// Whether `instance` answers `/readyz` with 200.
+    pub fn is_ready(&self, instance: &str) -> bool {
+        let admin = self.estate.cluster.admin(instance);
+        let client = bsfg::admin::client::AdminClient::at(admin, None).timeout(Duration::from_secs(1));
+        client.get("/readyz").is_ok_and(|a| a.status == 200)
+    }
+
+    pub async fn wait_ready(&self, instance: &str, timeout: Duration) {
+        wait_until(timeout, &format!("{instance} is ready"), || self.is_ready(instance)).await;
+    }
+
+    /// `ha` of `/v1/status` of `instance` (`null` while its admin listener does not answer).
+    pub fn ha_status(&self, instance: &str) -> serde_json::Value {
+        let admin = self.estate.cluster.admin(instance);
+        let client = bsfg::admin::client::AdminClient::at(admin, None).timeout(Duration::from_secs(1));
+        match client.get("/v1/status") {
+            Ok(answer) if answer.status == 200 => json(&answer.body)["ha"].clone(),
+            _ => serde_json::Value::Null,
+        }
+    }
+
+    /// Producers both ways (one fact every `pace` each, the zone's listing both instances) and a
+    /// consumer `mes` in each zone.
+    pub fn traffic(&self, pace: Duration) -> Traffic {
+        let net = &self.estate.cluster.net;
+        let zone = net.client_of_zone(ZONE, CLIENT).expect("client options");
+        let plant = net.client(PLANT, CLIENT).expect("client options");
+        let mut traffic = Traffic::default();
+        traffic.produce(zone.clone(), ZONE, PLANT, pace);
+        traffic.consume(zone, ZONE, "mes");
+        traffic.produce(plant.clone(), PLANT, ZONE, pace);
+        traffic.consume(plant, PLANT, "mes");
+        traffic
     }
 }
 
