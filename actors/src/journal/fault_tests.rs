@@ -189,3 +189,23 @@ async fn failed_commits_make_storage_unhealthy_until_a_commit_or_probe_succeeds(
         "a probe changes nothing"
     );
 }
+
+#[tokio::test]
+async fn a_standbys_refusal_is_no_storage_fault_and_clears_earlier_failures() {
+    // An HA instance whose commits failed while it was active, then demoted: its probe (a commit)
+    // is refused as a standby's. That is not failing storage, and `bsfg_node_up` must not stay 0.
+    let fixture = Fixture::open(JournalConfig::default());
+    let health = fixture.journal.health().clone();
+    fixture.faults.fail(Op::Commit);
+    assert!(fixture.journal.probe().await.is_err());
+    assert!(health.failing(StorageOp::Commit));
+    fixture.faults.refuse_as_standby(Op::Commit);
+    let refused = fixture.journal.probe().await;
+    assert!(matches!(refused, Err(JournalError::NotWriter(_))), "{refused:?}");
+    assert!(health.healthy(), "a standby's refusal clears the failing state");
+    fixture.faults.refuse_as_standby(Op::Commit);
+    let refused = fixture.append(message(ZONE, "enterprise", "a")).await;
+    let code = refused.map_err(|e| RpcError::from(e).code);
+    assert_eq!(code.err(), Some(ErrorCode::Unavailable), "callers may retry elsewhere");
+    assert!(health.healthy(), "and never makes storage failing");
+}

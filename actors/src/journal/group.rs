@@ -115,7 +115,12 @@ impl Writer {
                 self.publish(plan);
             }
             Err(error) => {
-                health.failed(StorageOp::Commit, &error);
+                match &error {
+                    // A standby's storage refuses writes by design: it is not failing (and a
+                    // demoted instance's earlier failures clear at its next probe).
+                    JournalError::NotWriter(_) => health.succeeded(StorageOp::Commit),
+                    _ => health.failed(StorageOp::Commit, &error),
+                }
                 (self.store_high, self.forward_high, self.usage) = (store_before, forward_before, usage_before);
                 fail(plan, error);
             }
@@ -152,7 +157,7 @@ impl Writer {
             };
             // A page refused for lack of disk fails alone; a storage fault fails the group.
             let outcome = match outcome {
-                Err(error @ JournalError::Storage(_)) => {
+                Err(error @ (JournalError::Storage(_) | JournalError::NotWriter(_))) => {
                     planned = Err(error);
                     Ok(InsertOutcome::default())
                 }

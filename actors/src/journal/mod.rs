@@ -67,6 +67,9 @@ pub enum JournalError {
     RewindForward { name: String, to: u64, cursor: u64 },
     #[error("storage fault: {0}")]
     Storage(String),
+    /// This instance of an HA zone is not the zone's writer (a standby): no fault of its storage.
+    #[error("{0}")]
+    NotWriter(String),
     #[error("the journal has shut down")]
     Closed,
 }
@@ -80,7 +83,7 @@ impl From<JournalError> for RpcError {
             }
             JournalError::UnknownCursor(_) => ErrorCode::NotFound,
             JournalError::Full { .. } | JournalError::DiskFull => ErrorCode::ResourceExhausted,
-            JournalError::Storage(_) | JournalError::Closed => ErrorCode::Unavailable,
+            JournalError::Storage(_) | JournalError::NotWriter(_) | JournalError::Closed => ErrorCode::Unavailable,
         };
         RpcError::new(code, error.to_string())
     }
@@ -88,7 +91,10 @@ impl From<JournalError> for RpcError {
 
 impl From<StorageError> for JournalError {
     fn from(error: StorageError) -> Self {
-        Self::Storage(error.to_string())
+        match error {
+            StorageError::Standby(refused) => Self::NotWriter(refused),
+            error => Self::Storage(error.to_string()),
+        }
     }
 }
 

@@ -33,6 +33,7 @@ pub enum Op {
 enum Fault {
     Fail,
     Damaged,
+    Standby,
     Hold {
         reached: oneshot::Sender<()>,
         release: mpsc::Receiver<()>,
@@ -77,6 +78,11 @@ impl Faults {
     /// The next unscripted call of `op` fails as if it met damaged data.
     pub fn damage(&self, op: Op) {
         self.push(op, Fault::Damaged);
+    }
+
+    /// The next unscripted call of `op` is refused as an HA standby refuses writes.
+    pub fn refuse_as_standby(&self, op: Op) {
+        self.push(op, Fault::Standby);
     }
 
     /// The next unscripted call of `op` waits until the returned [`Held`] lets it go.
@@ -131,6 +137,7 @@ impl Faults {
                     reason: format!("injected {op:?} damage"),
                 })
             }
+            Some(Fault::Standby) => Err(StorageError::Standby("injected: this instance is a standby".into())),
             Some(Fault::Hold { reached, release }) => {
                 let _ = reached.send(());
                 // Released, or the test dropped its `Held`: go on either way.
