@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use bsfg_actors::{backpressure::WhenFull, rpc::Role};
+use bsfg_actors::{backpressure::WhenFull, rpc::Role, transport::address::PeerAddress};
 
 use super::values::{self, ByteSize, LogFormat, LogLevel, Zone};
 
@@ -70,9 +70,9 @@ pub struct TlsSection {
 pub struct PeerSection {
     /// The peer's certificate CN.
     pub zone: Zone,
-    /// Where to dial; always present when `dial` is true.
-    #[serde(default, deserialize_with = "values::opt_socket_addr")]
-    pub address: Option<SocketAddr>,
+    /// Where to dial, a host name or an IP with a port; always present when `dial` is true.
+    #[serde(default, deserialize_with = "values::opt_peer_address")]
+    pub address: Option<PeerAddress>,
     /// With `false` this node only accepts the peer's connection (one-way firewalls).
     #[serde(default = "yes")]
     pub dial: bool,

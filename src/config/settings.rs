@@ -77,7 +77,7 @@ impl Config {
         let link = |peer: &super::PeerSection| PeerLinkConfig {
             zone: self.node.zone.as_str().to_owned(),
             peer: peer.zone.as_str().to_owned(),
-            address: peer.address,
+            address: peer.address.clone(),
             dial: peer.dial,
             batch_limit: replication.batch_limit,
             max_wait: Duration::from_millis(replication.max_wait_ms),

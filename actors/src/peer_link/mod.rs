@@ -17,7 +17,7 @@ mod link_state;
 mod page_size;
 mod pull;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use actix::prelude::*;
 use quinn::{Connection, Endpoint};
@@ -28,6 +28,7 @@ use crate::{
     forward_buffer::ForwardBuffer,
     objects::ObjectStore,
     relay::Routing,
+    transport::address::PeerAddress,
     zone_gate::{GateSwitches, ZoneGate},
 };
 
@@ -38,7 +39,8 @@ pub struct PeerLinkConfig {
     pub zone: String,
     /// The peer's zone (the CN its certificate must carry).
     pub peer: String,
-    pub address: Option<SocketAddr>,
+    /// Where to dial the peer: a host name is resolved again at each dial.
+    pub address: Option<PeerAddress>,
     pub dial: bool,
     pub batch_limit: u32,
     pub max_wait: Duration,
