@@ -7,6 +7,7 @@
 //! - [`client`]: connect to a node and call it (used by commands, the demo and tests).
 //! - [`pki`]: the development PKI behind `bsfg pki init`.
 //! - [`logging`]: JSON or text logs (SPEC §12).
+//! - [`systemd`]: readiness, watchdog and status for a `Type=notify` unit.
 
 pub mod admin;
 pub mod cli;
@@ -16,5 +17,6 @@ pub mod config;
 pub mod devnet;
 pub mod logging;
 pub mod pki;
+pub mod systemd;
 
 pub use commands::CommandError;

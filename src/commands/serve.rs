@@ -1,6 +1,7 @@
 //! `bsfg serve`: load the configuration, check it against the TLS material, run the node until
 //! SIGTERM or Ctrl-C, then drain (the same path as `POST /v1/admin/drain`), shut down in order and
-//! exit 0. SIGHUP reloads the TLS material (the same path as `POST /v1/admin/reload`).
+//! exit 0. SIGHUP reloads the TLS material (the same path as `POST /v1/admin/reload`). Under
+//! systemd it reports readiness, watchdog pings and stopping (`crate::systemd`).
 
 use std::{path::Path, sync::Arc};
 
@@ -15,7 +16,7 @@ use slog::{info, warn};
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::CommandError;
-use crate::config::Config;
+use crate::{config::Config, systemd::ServiceManager};
 
 /// How long a stopping node waits for RocksDB to close before exiting anyway.
 const STORAGE_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -50,7 +51,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         })?;
         let handles = node.handles();
         let deps = crate::admin::AdminDeps {
-            zone: settings_zone,
+            zone: settings_zone.clone(),
             node: handles.clone(),
             token,
             log: log.clone(),
@@ -62,11 +63,19 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             )
         })?;
         info!(log, "admin_listening"; "admin" => %admin_addr);
+        let service = ServiceManager::new(log.clone());
+        service.ready(&format!("serving zone {settings_zone}; admin on {admin_addr}"));
+        let watchdog = service.watchdog(handles.gate.clone());
         wait_for_stop(&handles.certs).await?;
         info!(log, "shutdown_requested");
+        service.stopping(&format!("draining client calls (up to {DRAIN_GRACE:?})"));
         let outcome = handles.drain.drain(DRAIN_GRACE).await;
         info!(log, "drained"; "drained" => outcome.drained, "in_flight" => outcome.in_flight);
+        service.status("closing peer links and storage");
         admin.stop(true).await;
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
         anyhow::Ok((node.shutdown().await, log))
     });
     // Dropping the system drops every actor and task, and with them the last handles on storage;
