@@ -7,6 +7,7 @@ pub mod bench;
 pub mod consumers;
 pub mod demo;
 pub mod fetch;
+pub mod manual;
 pub mod objects;
 pub mod serve;
 pub mod status;
@@ -105,6 +106,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::GetObject(args) => client_runtime()?.block_on(objects::get(args)),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Completions { shell } => manual::completions(shell),
+        Command::Man { dir } => manual::man(dir.as_deref()),
     }
 }
 
