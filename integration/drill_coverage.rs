@@ -9,8 +9,8 @@ use harness::drill::blocks;
 /// The first line of each block no drill runs, and why.
 const NOT_DRILLED: [(&str, &str); 9] = [
     (
-        "sudo useradd --system",
-        "installation: needs root, systemd and a package layout; issue 14 (deb package) drills it",
+        "sudo apt install ./bsfg_",
+        "installation: needs root and systemd as PID 1; integration/packaging.rs installs the package in a throwaway root (user, owners, modes, purge) and integration/systemd.rs covers readiness and the unit",
     ),
     (
         "promtool check rules",
@@ -21,8 +21,8 @@ const NOT_DRILLED: [(&str, &str); 9] = [
         "rolling upgrade: not drilled yet (integration/rolling_restart.rs covers the behaviour, not the commands)",
     ),
     (
-        "sudo cp -p /usr/local/bin/bsfg /usr/local/bin/bsfg.prev",
-        "rolling upgrade: not drilled yet",
+        "sudo dpkg -i bsfg_NEW_amd64.deb",
+        "rolling upgrade: not drilled yet (integration/packaging.rs installs the package in a throwaway root)",
     ),
     (
         "ss -uapn | grep 9443",

@@ -1,14 +1,18 @@
 //! Multi-zone routing and connection direction (SPEC §2, §4): facts reach only the zone named in
 //! `to_zone`, a peer never obtains another zone's facts, one plant's frontier does not wait for
-//! another plant, and `dial = false` keeps a node from ever initiating a connection.
+//! another plant, `dial = false` keeps a node from ever initiating a connection, and a peer's
+//! address may be a host name, resolved when it is dialled (SPEC §9).
 
 mod harness;
 
 use std::{collections::BTreeMap, time::Duration};
 
 use bsfg::client::Client;
-use bsfg_actors::storage::{CursorKey, RocksStorage, Storage};
-use harness::{message, receive, Cluster};
+use bsfg_actors::{
+    storage::{CursorKey, RocksStorage, Storage},
+    transport::address::PeerAddress,
+};
+use harness::{message, observe, receive, Cluster};
 
 const PLANTS: [&str; 2] = ["plant-a", "plant-b"];
 
@@ -173,4 +177,67 @@ async fn a_node_with_dial_false_never_initiates_yet_facts_flow_both_ways() {
         proxies["plant-a"].initial_packets() > 0,
         "the enterprise side initiated the connections"
     );
+}
+
+/// plant-a dials enterprise as `localhost:PORT`; enterprise's own entry for plant-a names a host
+/// that never resolves (`.invalid`, RFC 6761). Both nodes start; enterprise's dials fail as
+/// unreachable, logged with the name and counted; the link plant-a dialled by name carries facts
+/// both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_named_by_host_name_is_resolved_when_dialled_and_an_unknown_name_is_an_unreachable_peer() {
+    let mut cluster = Cluster::pair();
+    let port = |zone: &str| cluster.net.node(zone).expect("zone").rpc.port();
+    let (enterprise_port, plant_port) = (port("enterprise"), port("plant-a"));
+    let named: PeerAddress = format!("localhost:{enterprise_port}").parse().expect("address");
+    let unknown: PeerAddress = format!("no-such-gateway.invalid:{plant_port}")
+        .parse()
+        .expect("address");
+    cluster
+        .net
+        .set_peer_address("plant-a", "enterprise", named)
+        .expect("set address");
+    cluster
+        .net
+        .set_peer_address("enterprise", "plant-a", unknown.clone())
+        .expect("set address");
+    cluster.start_all();
+
+    for (from, to) in harness::PAIR {
+        let producer = cluster.client(from).await;
+        for i in 0..10 {
+            let id = format!("named-{from}-{i}");
+            producer.append(message(from, to, &id)).await.expect("append");
+        }
+        producer.close().await;
+    }
+    for (zone, _) in harness::PAIR {
+        let consumer = cluster.client(zone).await;
+        let facts = receive(&consumer, "mes", 10, Duration::from_secs(30)).await;
+        assert_eq!(facts.len(), 10, "{zone} received the other side's facts");
+        consumer.close().await;
+    }
+
+    let dialled = observe::events(&cluster, "plant-a", "peer_connected");
+    let expected_remote = format!("127.0.0.1:{enterprise_port}");
+    assert!(
+        dialled
+            .iter()
+            .any(|e| e["direction"] == "outbound" && e["remote"] == expected_remote.as_str()),
+        "plant-a dialled localhost and reached {expected_remote}: {dialled:?}"
+    );
+    let failed = observe::events(&cluster, "enterprise", "peer_dial_failed");
+    let first = failed
+        .first()
+        .unwrap_or_else(|| panic!("enterprise logged no failed dial"));
+    assert_eq!(first["address"], unknown.to_string().as_str(), "{first}");
+    assert_eq!(first["kind"], "unreachable", "{first}");
+    assert!(first["remote"].is_null(), "nothing was dialled: {first}");
+    let reason = first["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("cannot resolve no-such-gateway.invalid"), "{reason}");
+    let counted = observe::metric(
+        &cluster,
+        "enterprise",
+        "bsfg_link_failures_total{peer=\"plant-a\",reason=\"unreachable\"}",
+    );
+    assert!(counted >= 1.0, "the failed dial is counted: {counted}");
 }

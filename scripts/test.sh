@@ -5,8 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # promtool checks and unit-tests the shipped alert rules; Debian ships it in `prometheus`. The runbook
-# drills (integration/drill_*.rs) run the guide's commands, which use jq, curl and openssl.
-BSFG_EXTRA_APT=(prometheus jq curl openssl)
+# drills (integration/drill_*.rs) run the guide's commands, which use jq, curl and openssl. The
+# host tests (integration/systemd.rs, packaging.rs) verify the unit with systemd-analyze (systemd),
+# build the .deb (dpkg-dev's dpkg-shlibdeps, binutils' objcopy), render man pages (man-db) and
+# check the package with lintian; they fail, never skip, without them.
+BSFG_EXTRA_APT=(prometheus jq curl openssl systemd dpkg-dev binutils man-db lintian)
 . scripts/env.sh
 # The HA engine tests run a real nats-server cluster; they fail (never skip) without it.
 . scripts/nats-server.sh

@@ -178,6 +178,25 @@ pub enum Command {
     /// what waits where; the summary proves every fact arrived exactly once at its final zone and
     /// nowhere else (the DMZ included).
     Demo(crate::commands::demo::DemoArgs),
+    /// Print a shell completion script, generated from this command line.
+    ///
+    /// bash: `bsfg completions bash > /usr/share/bash-completion/completions/bsfg` (or
+    /// `source <(bsfg completions bash)`); zsh: save as `_bsfg` in a directory of `$fpath`;
+    /// fish: `bsfg completions fish > ~/.config/fish/completions/bsfg.fish`. The Debian package
+    /// installs the bash, zsh and fish scripts.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page bsfg(1) (roff), generated from this command line: `bsfg man | man -l -`.
+    ///
+    /// With --dir, writes bsfg.1 and one page per subcommand (bsfg-serve.1, bsfg-admin-drain.1,
+    /// ...) into DIR instead, as the Debian package installs them.
+    Man {
+        /// Write every page into this directory instead of printing bsfg(1).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

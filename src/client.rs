@@ -121,9 +121,12 @@ impl Client {
     pub async fn connect(options: &ClientOptions) -> Result<Self, ClientError> {
         let tls = TlsMaterial::load(&options.ca, &options.cert, &options.key)?;
         let addresses = Addresses::parse(&options.node).map_err(|_| ClientError::Resolve(options.node.clone()))?;
+        // Any family will do for the first address: the endpoint is bound to match it.
+        let any = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
         let first = addresses
-            .resolve(0)
-            .map_err(|_| ClientError::Resolve(addresses.get(0).to_owned()))?;
+            .resolve(0, any)
+            .await
+            .map_err(|_| ClientError::Resolve(addresses.get(0).to_string()))?;
         let bind: SocketAddr = if first.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
             .parse()
             .map_err(|_| ClientError::Resolve(options.node.clone()))?;
@@ -323,10 +326,14 @@ async fn dial(
     i: usize,
     server_name: &str,
 ) -> Result<Connection, ClientError> {
-    let node = addresses.get(i);
+    let node = &addresses.get(i).to_string();
+    let bound = endpoint
+        .local_addr()
+        .map_err(|e| connect_error(node, e.to_string(), false))?;
     let addr = addresses
-        .resolve(i)
-        .map_err(|_| ClientError::Resolve(node.to_owned()))?;
+        .resolve(i, bound)
+        .await
+        .map_err(|_| ClientError::Resolve(node.clone()))?;
     let connecting = endpoint
         .connect(addr, server_name)
         .map_err(|e| connect_error(node, e.to_string(), false))?;

@@ -8,6 +8,7 @@
 //! - [`pki`]: the development PKI behind `bsfg pki init` and `bsfg pki revoke`.
 //! - [`reload`]: SIGHUP and `POST /v1/admin/reload`: TLS material and the client list.
 //! - [`logging`]: JSON or text logs (SPEC §12).
+//! - [`systemd`]: readiness, watchdog and status for a `Type=notify` unit.
 
 pub mod admin;
 pub mod cli;
@@ -18,5 +19,6 @@ pub mod devnet;
 pub mod logging;
 pub mod pki;
 pub mod reload;
+pub mod systemd;
 
 pub use commands::CommandError;

@@ -8,6 +8,7 @@ pub mod check;
 pub mod consumers;
 pub mod demo;
 pub mod fetch;
+pub mod manual;
 pub mod objects;
 pub mod serve;
 pub mod status;
@@ -117,6 +118,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::GetObject(args) => client_runtime()?.block_on(objects::get(args)),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Completions { shell } => manual::completions(shell),
+        Command::Man { dir } => manual::man(dir.as_deref()),
     }
 }
 

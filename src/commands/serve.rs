@@ -1,7 +1,8 @@
 //! `bsfg serve`: load the configuration, check it against the TLS material, run the node until
 //! SIGTERM or Ctrl-C, then drain (the same path as `POST /v1/admin/drain`), shut down in order and
 //! exit 0. SIGHUP reloads the TLS material and the client list (the same path as
-//! `POST /v1/admin/reload`, see `reload`).
+//! `POST /v1/admin/reload`, see `reload`). Under systemd it reports readiness, watchdog pings and
+//! stopping (`crate::systemd`).
 
 use std::{path::Path, sync::Arc};
 
@@ -15,7 +16,7 @@ use slog::{info, warn};
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::CommandError;
-use crate::{config::Config, reload::Reloader};
+use crate::{config::Config, reload::Reloader, systemd::ServiceManager};
 
 /// How long a stopping node waits for RocksDB to close before exiting anyway.
 const STORAGE_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -59,7 +60,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             log: log.clone(),
         });
         let deps = crate::admin::AdminDeps {
-            zone: settings_zone,
+            zone: settings_zone.clone(),
             node: handles.clone(),
             token,
             log: log.clone(),
@@ -72,11 +73,19 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             )
         })?;
         info!(log, "admin_listening"; "admin" => %admin_addr);
+        let service = ServiceManager::new(log.clone());
+        service.ready(&format!("serving zone {settings_zone}; admin on {admin_addr}"));
+        let watchdog = service.watchdog(handles.gate.clone());
         wait_for_stop(&reloader).await?;
         info!(log, "shutdown_requested");
+        service.stopping(&format!("draining client calls (up to {DRAIN_GRACE:?})"));
         let outcome = handles.drain.drain(DRAIN_GRACE).await;
         info!(log, "drained"; "drained" => outcome.drained, "in_flight" => outcome.in_flight);
+        service.status("closing peer links and storage");
         admin.stop(true).await;
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
         anyhow::Ok((node.shutdown().await, log))
     });
     // Dropping the system drops every actor and task, and with them the last handles on storage;

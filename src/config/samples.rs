@@ -95,7 +95,7 @@ fn every_link_is_dialled_by_one_side_toward_the_dmz() {
         let config = sample(zone);
         let peer = config.peer("idmz").expect("idmz peer");
         assert!(peer.dial, "{zone} must dial idmz");
-        let address = peer.address.expect("dialled peer has an address");
+        let address = peer.address.as_ref().expect("dialled peer has an address");
         assert_eq!(address.port(), idmz.listen.rpc.port(), "{zone}");
         assert!(idmz.peer(zone).is_some(), "idmz must know {zone}");
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use bsfg_actors::{backpressure::WhenFull, rpc::Role};
+use bsfg_actors::{backpressure::WhenFull, rpc::Role, transport::address::PeerAddress};
 
 use super::values::{self, ByteSize, LogFormat, LogLevel, Zone};
 
@@ -73,14 +73,14 @@ pub struct TlsSection {
 pub struct PeerSection {
     /// The peer's certificate CN.
     pub zone: Zone,
-    /// Where to dial (a one-element `addresses`); `address` or `addresses` is present when
-    /// `dial` is true.
-    #[serde(default, deserialize_with = "values::opt_socket_addr")]
-    pub address: Option<SocketAddr>,
+    /// Where to dial (a one-element `addresses`), a host name or an IP with a port; `address` or
+    /// `addresses` is present when `dial` is true.
+    #[serde(default, deserialize_with = "values::opt_peer_address")]
+    pub address: Option<PeerAddress>,
     /// The instances of an HA peer zone, tried in order (moving on after a failed dial or a
     /// standby's refusal).
-    #[serde(default, deserialize_with = "values::socket_addrs")]
-    pub addresses: Vec<SocketAddr>,
+    #[serde(default, deserialize_with = "values::peer_addresses")]
+    pub addresses: Vec<PeerAddress>,
     /// With `false` this node only accepts the peer's connection (one-way firewalls).
     #[serde(default = "yes")]
     pub dial: bool,
@@ -93,8 +93,8 @@ pub struct PeerSection {
 
 impl PeerSection {
     /// Every address to dial, in order (`address` alone, or `addresses`).
-    pub fn dial_addresses(&self) -> Vec<SocketAddr> {
-        self.address.iter().chain(&self.addresses).copied().collect()
+    pub fn dial_addresses(&self) -> Vec<PeerAddress> {
+        self.address.iter().chain(&self.addresses).cloned().collect()
     }
 }
 

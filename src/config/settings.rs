@@ -79,7 +79,7 @@ impl Config {
         let link = |peer: &super::PeerSection| PeerLinkConfig {
             zone: self.node.zone.as_str().to_owned(),
             peer: peer.zone.as_str().to_owned(),
-            addresses: Addresses::new(peer.dial_addresses().iter().map(ToString::to_string).collect()).ok(),
+            addresses: Addresses::new(peer.dial_addresses()).ok(),
             dial: peer.dial,
             batch_limit: replication.batch_limit,
             max_wait: Duration::from_millis(replication.max_wait_ms),

@@ -113,7 +113,7 @@ fn spec_example_decodes_to_typed_values() {
     assert_eq!(config.tls.key, PathBuf::from("/etc/bsfg/pki/plant-a.key"));
     assert_eq!(config.tls.crl, Some(PathBuf::from("/etc/bsfg/pki/ca.crl")));
     let peer = config.peer("enterprise").expect("peer enterprise");
-    assert_eq!(peer.address, Some(addr("10.0.1.10:9443")));
+    assert_eq!(peer.address, Some(addr("10.0.1.10:9443").into()));
     assert!(peer.dial);
     let client = config.client("mes-line-1").expect("client mes-line-1");
     assert_eq!(client.roles, vec![Role::Produce, Role::Consume]);
@@ -156,8 +156,8 @@ fn the_spec_example_maps_onto_each_component_config() {
         panic!("one link per peer: {:?}", settings.links)
     };
     assert_eq!((link.zone.as_str(), link.peer.as_str()), ("plant-a", "enterprise"));
-    let dialled = link.addresses.as_ref().map(|a| a.resolve(0).expect("an address"));
-    assert_eq!((dialled, link.dial), (Some(addr("10.0.1.10:9443")), true));
+    let dialled = link.addresses.as_ref().map(|a| a.get(0).clone());
+    assert_eq!((dialled, link.dial), (Some(addr("10.0.1.10:9443").into()), true));
     assert_eq!((link.batch_limit, link.max_wait), (1000, Duration::from_millis(250)));
     assert_eq!(
         settings.certs.idle_timeout,
@@ -402,6 +402,31 @@ fn peer_zones_must_be_unique_and_not_our_own() {
         "peers[0].zone",
         "\"plant-a\" is this node's own zone",
     );
+}
+
+#[test]
+fn peer_addresses_may_be_host_names_and_malformed_ones_are_refused_at_their_key() {
+    let named = minimal_with("[[peers]]\nzone = \"enterprise\"\naddress = \"enterprise-gw.example:9443\"");
+    let config = parse(&named).expect("a host name is an address");
+    let address = config.peers[0].address.as_ref().expect("address");
+    assert_eq!(address.name(), Some("enterprise-gw.example"));
+    assert_eq!(address.to_string(), "enterprise-gw.example:9443");
+    let refused = [
+        ("enterprise-gw.example", "no port"),
+        ("enterprise-gw.example:0", "invalid port \"0\""),
+        ("enterprise-gw.example:99999", "invalid port \"99999\""),
+        ("::1:9443", "needs brackets"),
+        ("enterprise gw:9443", "invalid host \"enterprise gw\""),
+    ];
+    for (written, reason) in refused {
+        let text = minimal_with(&format!("[[peers]]\nzone = \"enterprise\"\naddress = \"{written}\""));
+        assert_invalid(
+            &text,
+            "peers[0].address",
+            &format!("invalid peer address \"{written}\""),
+        );
+        assert_invalid(&text, "peers[0].address", reason);
+    }
 }
 
 #[test]

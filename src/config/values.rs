@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bsfg_actors::rpc::Role;
+use bsfg_actors::{rpc::Role, transport::address::PeerAddress};
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
@@ -162,19 +162,23 @@ pub(super) fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr,
         .map_err(|e| de::Error::custom(format!("invalid socket address {text:?}: {e} (expected IP:PORT)")))
 }
 
-/// `deserialize_with` for an optional `IP:PORT` (present key = `Some`).
-pub(super) fn opt_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
-    socket_addr(d).map(Some)
+/// `deserialize_with` for `[[peers]] address`: `HOST:PORT` with a host name or an IP (resolved
+/// at each dial, not here); present key = `Some`.
+pub(super) fn opt_peer_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PeerAddress>, D::Error> {
+    let text = string(d, "an address string such as \"gw.example:9443\" or \"10.0.1.10:9443\"")?;
+    text.parse()
+        .map(Some)
+        .map_err(|e| de::Error::custom(format!("invalid peer address {text:?}: {e}")))
 }
 
-/// `deserialize_with` for a list of `IP:PORT` addresses.
-pub(super) fn socket_addrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+/// `deserialize_with` for a list of peer addresses (as [`opt_peer_address`]).
+pub(super) fn peer_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PeerAddress>, D::Error> {
     let texts = Vec::<String>::deserialize(d)?;
     texts
         .iter()
         .map(|text| {
             text.parse()
-                .map_err(|e| de::Error::custom(format!("invalid socket address {text:?}: {e} (expected IP:PORT)")))
+                .map_err(|e| de::Error::custom(format!("invalid peer address {text:?}: {e}")))
         })
         .collect()
 }

@@ -33,7 +33,7 @@ impl Devnet {
             spec.extra = format!("{}\n{}", node.extra, storage(instance));
             self.nodes.insert((*instance).to_owned(), spec);
         }
-        let addresses: Vec<_> = instances.iter().map(|i| self.nodes[*i].rpc).collect();
+        let addresses: Vec<_> = instances.iter().map(|i| self.nodes[*i].rpc.into()).collect();
         for other in self.nodes.values_mut() {
             for peer in other.peers.iter_mut().filter(|p| p.zone == zone) {
                 peer.addresses = addresses.clone();

@@ -23,6 +23,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
+use bsfg_actors::transport::address::PeerAddress;
 
 use crate::admin::client::AdminClient;
 
@@ -38,7 +39,7 @@ use crate::client::ClientOptions;
 pub struct PeerSpec {
     pub zone: String,
     /// One address, or every instance of an HA peer zone.
-    pub addresses: Vec<SocketAddr>,
+    pub addresses: Vec<PeerAddress>,
     pub dial: bool,
     /// `max_bytes_per_second` of the peer entry.
     pub max_bytes_per_second: Option<u64>,
@@ -100,7 +101,7 @@ impl Devnet {
     }
 
     fn link(&mut self, from: &str, to: &str) -> anyhow::Result<()> {
-        let address = self.node(to)?.rpc;
+        let address = self.node(to)?.rpc.into();
         let node = self.nodes.get_mut(from).with_context(|| format!("no zone {from}"))?;
         node.peers.push(PeerSpec {
             zone: to.to_owned(),
@@ -111,10 +112,10 @@ impl Devnet {
         Ok(())
     }
 
-    /// Makes `from` reach its peer `to` at `address` (e.g. a [`proxy::FaultProxy`]) from the next
-    /// [`Devnet::write_configs`] on; a running node sees it when restarted.
-    pub fn set_peer_address(&mut self, from: &str, to: &str, address: SocketAddr) -> anyhow::Result<()> {
-        self.peer_mut(from, to)?.addresses = vec![address];
+    /// Makes `from` reach its peer `to` at `address` (e.g. a [`proxy::FaultProxy`], or a host
+    /// name) from the next [`Devnet::write_configs`] on; a running node sees it when restarted.
+    pub fn set_peer_address(&mut self, from: &str, to: &str, address: impl Into<PeerAddress>) -> anyhow::Result<()> {
+        self.peer_mut(from, to)?.addresses = vec![address.into()];
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use bsfg_proto::RpcError;
 use slog::{info, warn};
 
 use super::{Event, Telemetry, CLOSED_BY_OPERATOR};
-use crate::metrics::Metrics;
+use crate::{metrics::Metrics, transport::address::PeerAddress};
 
 pub const PEER_CONNECTED: &str = "peer_connected";
 pub const PEER_DISCONNECTED: &str = "peer_disconnected";
@@ -129,10 +129,12 @@ impl Event for PeerDisconnected<'_> {
     }
 }
 
-/// A dial to a peer failed (counted).
+/// A dial to a peer failed (counted): `address` as configured (a host name that may not have
+/// resolved), `remote` the address dialled once it did.
 pub struct PeerDialFailed<'a> {
     pub peer: &'a str,
-    pub remote: SocketAddr,
+    pub address: &'a PeerAddress,
+    pub remote: Option<SocketAddr>,
     pub kind: LinkFailure,
     pub reason: &'a str,
 }
@@ -140,8 +142,12 @@ pub struct PeerDialFailed<'a> {
 impl Event for PeerDialFailed<'_> {
     fn emit(self, t: &Telemetry) {
         self.kind.count(&t.metrics, self.peer);
-        warn!(t.log, "{}", PEER_DIAL_FAILED; "peer" => self.peer, "remote" => %self.remote,
-            "reason" => self.reason, "kind" => self.kind.as_str());
+        match self.remote {
+            Some(remote) => warn!(t.log, "{}", PEER_DIAL_FAILED; "peer" => self.peer, "address" => %self.address,
+                "remote" => %remote, "reason" => self.reason, "kind" => self.kind.as_str()),
+            None => warn!(t.log, "{}", PEER_DIAL_FAILED; "peer" => self.peer, "address" => %self.address,
+                "reason" => self.reason, "kind" => self.kind.as_str()),
+        }
     }
 }
 

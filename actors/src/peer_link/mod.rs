@@ -41,7 +41,8 @@ pub struct PeerLinkConfig {
     pub zone: String,
     /// The peer's zone (the CN its certificate must carry).
     pub peer: String,
-    /// Where to dial: one address, or the instances of an HA zone in order.
+    /// Where to dial: one address, or the instances of an HA zone in order; a host name is
+    /// resolved again at each dial.
     pub addresses: Option<Addresses>,
     pub dial: bool,
     pub batch_limit: u32,

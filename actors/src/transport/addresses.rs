@@ -1,38 +1,45 @@
 //! Where a node can be reached: one address, or the instances of an HA zone in order
-//! (`--node a:9443,b:9443`, `BSFG_NODE`, `[[peers]] addresses`). The one place addresses are
-//! parsed and resolved, for clients and peer links alike: resolution happens at each dial, so a
-//! host name may later stand for an address that changes.
+//! (`--node a:9443,b:9443`, `BSFG_NODE`, `[[peers]] addresses`). Each is a [`PeerAddress`] (a
+//! host name or an IP literal with a port, checked when parsed), resolved at each dial, so a host
+//! name may later stand for an address that changes. Clients and peer links share it.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::{fmt, net::SocketAddr};
 
-/// An ordered list of `HOST:PORT` addresses; never empty.
+use super::address::{AddressError, PeerAddress, ResolveError};
+
+/// An ordered list of addresses; never empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Addresses(Vec<String>);
+pub struct Addresses(Vec<PeerAddress>);
 
-/// A list that is empty, or an address that does not resolve.
+/// Why a written list is not one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AddressError {
+pub enum ListError {
     #[error("no node address given")]
     Empty,
-    #[error("cannot resolve node address {0:?}")]
-    Unresolved(String),
+    #[error("invalid node address {text:?}: {source}")]
+    Invalid { text: String, source: AddressError },
 }
 
 impl Addresses {
     /// `a:9443,b:9443` (blanks around commas ignored).
-    pub fn parse(list: &str) -> Result<Self, AddressError> {
-        let addresses: Vec<String> = list
+    pub fn parse(list: &str) -> Result<Self, ListError> {
+        let addresses = list
             .split(',')
             .map(str::trim)
             .filter(|a| !a.is_empty())
-            .map(str::to_owned)
-            .collect();
+            .map(|text| {
+                text.parse().map_err(|source| ListError::Invalid {
+                    text: text.to_owned(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<PeerAddress>, _>>()?;
         Self::new(addresses)
     }
 
-    pub fn new(addresses: Vec<String>) -> Result<Self, AddressError> {
+    pub fn new(addresses: Vec<PeerAddress>) -> Result<Self, ListError> {
         match addresses.is_empty() {
-            true => Err(AddressError::Empty),
+            true => Err(ListError::Empty),
             false => Ok(Self(addresses)),
         }
     }
@@ -46,24 +53,21 @@ impl Addresses {
     }
 
     /// The `i`-th address (wrapping around), as written.
-    pub fn get(&self, i: usize) -> &str {
+    pub fn get(&self, i: usize) -> &PeerAddress {
         &self.0[i % self.0.len()]
     }
 
-    /// The `i`-th address (wrapping around), resolved now.
-    pub fn resolve(&self, i: usize) -> Result<SocketAddr, AddressError> {
-        let address = self.get(i);
-        address
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| AddressError::Unresolved(address.to_owned()))
+    /// The `i`-th address (wrapping around), resolved now for a socket like `family_of` (see
+    /// [`PeerAddress::resolve`]).
+    pub async fn resolve(&self, i: usize, family_of: SocketAddr) -> Result<SocketAddr, ResolveError> {
+        self.get(i).resolve(family_of).await
     }
 }
 
-impl std::fmt::Display for Addresses {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0.join(","))
+impl fmt::Display for Addresses {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let written: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&written.join(","))
     }
 }
 
@@ -71,14 +75,18 @@ impl std::fmt::Display for Addresses {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_list_keeps_its_order_wraps_around_and_resolves_each_address() {
-        let list = Addresses::parse(" 127.0.0.1:9443, 127.0.0.1:9444 ,").expect("two addresses");
+    #[tokio::test]
+    async fn a_list_keeps_its_order_wraps_around_and_resolves_each_address() {
+        let any: SocketAddr = "[::]:0".parse().expect("addr");
+        let list = Addresses::parse(" 127.0.0.1:9443, localhost:9444 ,").expect("two addresses");
         assert_eq!(list.len(), 2);
-        assert_eq!(list.get(2), "127.0.0.1:9443");
-        assert_eq!(list.resolve(1), Ok("127.0.0.1:9444".parse().expect("addr")));
-        assert_eq!(Addresses::parse(" , "), Err(AddressError::Empty));
-        let bad = Addresses::parse("no-port").expect("one address");
-        assert_eq!(bad.resolve(0), Err(AddressError::Unresolved("no-port".into())));
+        assert_eq!(list.get(2).to_string(), "127.0.0.1:9443");
+        let second = list.resolve(1, any).await.expect("localhost resolves");
+        assert_eq!((second.ip().is_loopback(), second.port()), (true, 9444));
+        assert_eq!(Addresses::parse(" , "), Err(ListError::Empty));
+        assert!(matches!(
+            Addresses::parse("a:1,no-port"),
+            Err(ListError::Invalid { text, source: AddressError::NoPort }) if text == "no-port"
+        ));
     }
 }

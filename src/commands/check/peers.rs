@@ -6,7 +6,10 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use bsfg_actors::transport::tls::{TlsMaterial, DEFAULT_IDLE_TIMEOUT};
+use bsfg_actors::transport::{
+    address::PeerAddress,
+    tls::{TlsMaterial, DEFAULT_IDLE_TIMEOUT},
+};
 use bsfg_proto::CloseCode;
 use quinn::ConnectionError;
 
@@ -17,11 +20,17 @@ use crate::config::Config;
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) fn checks(config: &Config, material: &TlsMaterial) -> Vec<Check> {
-    let dialled: Vec<(String, SocketAddr)> = config
+    // Every address of every dialled peer (each instance of an HA peer zone).
+    let dialled: Vec<(String, PeerAddress)> = config
         .peers
         .iter()
         .filter(|peer| peer.dial)
-        .filter_map(|peer| Some((peer.zone.as_str().to_owned(), peer.address?)))
+        .flat_map(|peer| {
+            let zone = peer.zone.as_str().to_owned();
+            peer.dial_addresses()
+                .into_iter()
+                .map(move |address| (zone.clone(), address))
+        })
         .collect();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -30,9 +39,14 @@ pub(super) fn checks(config: &Config, material: &TlsMaterial) -> Vec<Check> {
     let zone = config.node.zone.as_str();
     runtime.block_on(async {
         let mut checks = Vec::new();
+        let any = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
         for (peer, address) in dialled {
             let name = format!("peer {peer}");
-            checks.push(match handshake(material, &peer, address, zone).await {
+            let answered = match address.resolve(any).await {
+                Ok(resolved) => handshake(material, &peer, resolved, zone).await,
+                Err(e) => Err(e.to_string()),
+            };
+            checks.push(match answered {
                 Ok(detail) => Check::ok(name, format!("{address}: {detail}")),
                 Err(reason) => Check::fail(name, format!("{address}: {reason}")),
             });

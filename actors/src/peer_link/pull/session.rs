@@ -37,9 +37,12 @@ use crate::{
         page_size::{PageSize, TARGET},
         PeerLinkConfig, PeerLinkDeps,
     },
-    transport::{framed, pacing::Pacer, tls},
+    transport::{address::PeerAddress, framed, pacing::Pacer, tls},
     zone_gate,
 };
+
+/// A dial that failed: the address dialled, if the name resolved, and why.
+type DialFailure = (Option<SocketAddr>, (LinkFailure, String));
 
 /// Pages fetched ahead of the inserter.
 const PIPELINE_DEPTH: usize = 2;
@@ -77,26 +80,38 @@ impl Session {
         });
     }
 
-    /// `None` when this node does not dial this peer.
+    /// `None` when this node does not dial this peer. A host name is resolved first, at every
+    /// dial; a name that does not resolve is a failed dial to an unreachable peer.
     pub(super) async fn dial(&self) -> Option<Result<Connection, String>> {
         let addresses = self.config.addresses.as_ref().filter(|_| self.config.dial)?;
-        let i = self.next_address.load(Ordering::Relaxed);
-        let address = match addresses.resolve(i) {
-            Ok(address) => address,
-            Err(e) => {
-                self.next_address.fetch_add(1, Ordering::Relaxed);
-                return Some(Err(e.to_string()));
-            }
-        };
-        let connecting =
-            self.deps
-                .endpoint
-                .connect_with(self.deps.client_config.borrow().clone(), address, &self.config.peer);
-        let result = match connecting {
-            Ok(connecting) => connecting.await.map_err(|error| self.handshake_failed(address, &error)),
-            Err(e) => Err((LinkFailure::Other, e.to_string())),
+        let address = addresses.get(self.next_address.load(Ordering::Relaxed));
+        let result = match self.resolve(address).await {
+            Ok(remote) => self.connect(remote).await.map(|conn| (conn, remote)),
+            Err(failure) => Err((None, failure)),
         };
         Some(self.dialled(address, result))
+    }
+
+    async fn resolve(&self, address: &PeerAddress) -> Result<SocketAddr, (LinkFailure, String)> {
+        let local = self
+            .deps
+            .endpoint
+            .local_addr()
+            .map_err(|e| (LinkFailure::Other, e.to_string()))?;
+        address
+            .resolve(local)
+            .await
+            .map_err(|e| (LinkFailure::Unreachable, e.to_string()))
+    }
+
+    async fn connect(&self, remote: SocketAddr) -> Result<Connection, DialFailure> {
+        let config = self.deps.client_config.borrow().clone();
+        let connecting = self.deps.endpoint.connect_with(config, remote, &self.config.peer);
+        let connected = match connecting {
+            Ok(connecting) => connecting.await.map_err(|error| self.handshake_failed(remote, &error)),
+            Err(e) => Err((LinkFailure::Other, e.to_string())),
+        };
+        connected.map_err(|failure| (Some(remote), failure))
     }
 
     /// A dial whose handshake did not complete: a refused certificate counts as a TLS failure
@@ -116,28 +131,31 @@ impl Session {
         (kind, error.to_string())
     }
 
+    /// Reports a dial: the connection goes to the RPC server too; a failure is logged and
+    /// counted with the configured address and, once resolved, the address dialled.
     fn dialled(
         &self,
-        address: SocketAddr,
-        result: Result<Connection, (LinkFailure, String)>,
+        address: &PeerAddress,
+        result: Result<(Connection, SocketAddr), DialFailure>,
     ) -> Result<Connection, String> {
         let peer = &self.config.peer;
         match result {
-            Ok(conn) => {
+            Ok((conn, remote)) => {
                 let _ = self.deps.dialed.send((conn.clone(), peer.clone()));
                 self.deps.telemetry.emit(PeerConnected {
                     peer,
-                    remote: address,
+                    remote,
                     direction: Direction::Outbound,
                     not_after: &tls::peer_not_after(&conn),
                 });
                 Ok(conn)
             }
-            Err((kind, reason)) => {
+            Err((remote, (kind, reason))) => {
+                // The next dial tries the next instance of an HA peer zone.
                 self.next_address.fetch_add(1, Ordering::Relaxed);
-                let remote = address;
                 self.deps.telemetry.emit(PeerDialFailed {
                     peer,
+                    address,
                     remote,
                     kind,
                     reason: &reason,
