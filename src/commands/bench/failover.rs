@@ -48,6 +48,7 @@ pub(super) fn run(bench: &Bench, lab: &mut Lab, report: &mut Report) -> anyhow::
     report.footprints(sampler.finish()?);
     let (appended, consumed, drills) = measured?;
     report.appended(&appended);
+    report.rate_per_second = bench.plan.rate;
     report.failover = Some(Failover {
         drills,
         delivered: consumed.delivered,
