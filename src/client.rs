@@ -161,7 +161,8 @@ impl Client {
         let deadline = Instant::now() + FAILOVER_BUDGET;
         let mut tried = 0;
         loop {
-            let error = match framed::call(&self.conn(), request, CLIENT_MAX_FRAME).await {
+            let conn = self.conn();
+            let error = match framed::call(&conn, request, CLIENT_MAX_FRAME).await {
                 Ok(Response::Error(e)) => ClientError::Rpc(e),
                 Ok(response) => return Ok(response),
                 Err(e) => ClientError::from(e),
@@ -174,16 +175,28 @@ impl Client {
             if tried % self.addresses.len() == 0 {
                 tokio::time::sleep(FAILOVER_PAUSE).await;
             }
-            self.move_on().await;
+            self.move_on(&conn).await;
         }
     }
 
-    /// Connects to the next address of the list (keeping the old connection if none answers).
-    async fn move_on(&self) {
+    /// Connects to the next address of the list (keeping the old connection if none answers),
+    /// unless another call already moved on from `failed`: the calls in flight fail together,
+    /// and each later one moving on again would close the connection the others just moved to.
+    async fn move_on(&self, failed: &Connection) {
+        if self.conn().stable_id() != failed.stable_id() {
+            return;
+        }
         let next = self.current.load(Ordering::Relaxed) + 1;
-        if let Ok(conn) = dial(&self.endpoint, &self.addresses, next, &self.server_name).await {
-            let old = std::mem::replace(&mut *self.conn.lock().unwrap_or_else(PoisonError::into_inner), conn);
-            old.close(CloseCode::Shutdown.code().into(), b"moving on");
+        let dialed = dial(&self.endpoint, &self.addresses, next, &self.server_name).await;
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        if conn.stable_id() != failed.stable_id() {
+            if let Ok(extra) = dialed {
+                extra.close(CloseCode::Shutdown.code().into(), b"moved on already");
+            }
+            return;
+        }
+        if let Ok(dialed) = dialed {
+            std::mem::replace(&mut *conn, dialed).close(CloseCode::Shutdown.code().into(), b"moving on");
         }
         self.current.store(next % self.addresses.len(), Ordering::Relaxed);
     }

@@ -25,14 +25,12 @@ use std::{
 use anyhow::{bail, Context};
 use bsfg_actors::transport::address::PeerAddress;
 
-use crate::admin::client::AdminClient;
-
 /// How long a node may take to start serving.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a starting node is looked at; short, because `bsfg bench` times start-up with it.
 const POLL: Duration = Duration::from_millis(5);
 
-use crate::client::ClientOptions;
+use crate::{admin::client::AdminClient, client::ClientOptions};
 
 /// A peer entry of one node's config.
 #[derive(Debug, Clone)]
@@ -286,6 +284,14 @@ fn node_spec(dir: &Path, zone: &str, clients: Vec<(String, Vec<String>)>) -> any
     })
 }
 
+/// Whether the node at `admin` answers `GET /readyz` with 200.
+fn is_ready(admin: SocketAddr) -> bool {
+    AdminClient::at(admin, None)
+        .timeout(Duration::from_secs(1))
+        .get("/readyz")
+        .is_ok_and(|answer| answer.status == 200)
+}
+
 /// Sends signal `name` (`TERM`, `STOP`, `CONT`) to `pid` with kill(1) (no unsafe code here).
 fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
     let sent = Command::new("kill")
@@ -318,12 +324,7 @@ impl NodeProcess {
 
     /// Waits until `admin` (this node's admin listener) answers `GET /readyz` with 200.
     fn wait_ready(&mut self, admin: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
-        self.wait_until(timeout, |_| {
-            AdminClient::at(admin, None)
-                .timeout(Duration::from_secs(1))
-                .get("/readyz")
-                .is_ok_and(|answer| answer.status == 200)
-        })
+        self.wait_until(timeout, |_| is_ready(admin))
     }
 
     /// Polls `ready` every few milliseconds; fails if the process exits or `timeout` passes first.

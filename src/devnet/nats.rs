@@ -209,6 +209,14 @@ impl NatsCluster {
         out
     }
 
+    /// The running servers' process ids, by name.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.servers
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.child.as_ref()?.id())))
+            .collect()
+    }
+
     fn pid(&self, i: usize) -> anyhow::Result<u32> {
         let server = &self.servers[i];
         server

@@ -2,8 +2,11 @@
 //! `plant-a` (where facts go), their node processes, and, when a mode must cut the link or the
 //! link is to be lossy or slow ([`Network`]), a fault proxy in front of each node. In relay mode
 //! the zones are those of the reference estate (`devnet::estate`): enterprise reaches plant-a only
-//! through `idmz`, which relays. Nodes are started as the modes need them and count as serving
-//! when `/readyz` answers 200, which also works at log levels that hide `node_started`.
+//! through `idmz`, which relays. With `--ha` the source zone is an HA zone (SPEC §15): two
+//! instances over a three-server nats-server cluster (the engine, which the lab owns), and clients
+//! of it list both instances. Nodes are started as the modes need them and count as serving when
+//! `/readyz` answers 200 (for an HA zone: its active instance), which also works at log levels
+//! that hide `node_started`.
 
 use std::{
     collections::BTreeMap,
@@ -18,7 +21,13 @@ use super::Mode;
 use crate::{
     admin::{client::AdminClient, status::Status},
     client::ClientOptions,
-    devnet::{estate::IDMZ, proxy::FaultProxy, Devnet, NodeProcess},
+    devnet::{
+        estate::IDMZ,
+        ha::{jetstream_storage, role},
+        nats::NatsCluster,
+        proxy::FaultProxy,
+        Devnet, NodeProcess,
+    },
 };
 
 /// Where producers append.
@@ -26,6 +35,10 @@ pub const SOURCE: &str = "enterprise";
 /// Where the facts are addressed, pulled to and consumed.
 pub const SINK: &str = "plant-a";
 const CLIENT: &str = "bench";
+/// `--ha`: the instances of the source zone.
+pub const HA_INSTANCES: [&str; 2] = ["enterprise-1", "enterprise-2"];
+/// How long an HA instance may take to step down.
+const STEP_DOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a node may take to drain and exit after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 /// Log lines quoted when a node does not stop cleanly.
@@ -61,14 +74,22 @@ pub struct Lab {
     bin: PathBuf,
     /// The zones a fact crosses, from the source to the sink.
     path: Vec<&'static str>,
+    /// `--ha`: the source zone's engine; declared after `nodes`, so it stops after them.
+    engine: Option<NatsCluster>,
 }
 
 impl Lab {
     /// PKI and configs in `dir` for `mode`; nothing runs yet. In replay mode or with a `network`,
     /// each node reaches its peer through a fault proxy (started on the current tokio runtime) so
     /// the link can be cut; a `network` is applied to the proxies at once. In relay mode facts go
-    /// through the DMZ.
-    pub fn new(dir: &Path, logging: &Logging, mode: Mode, network: Option<&Network>) -> anyhow::Result<Self> {
+    /// through the DMZ. With an `engine`, the source zone is an HA zone on it.
+    pub fn new(
+        dir: &Path,
+        logging: &Logging,
+        mode: Mode,
+        network: Option<&Network>,
+        engine: Option<NatsCluster>,
+    ) -> anyhow::Result<Self> {
         let (mut net, path) = match mode {
             Mode::Relay => (Devnet::estate(dir, &[CLIENT])?, vec![SOURCE, IDMZ, SINK]),
             _ => (
@@ -89,9 +110,16 @@ impl Lab {
                 proxies.push(proxy);
             }
         }
+        if let Some(engine) = &engine {
+            net.make_ha(SOURCE, &HA_INSTANCES, |instance| {
+                jetstream_storage(engine, instance, "")
+            })?;
+        }
         let log = format!("[log]\nlevel = {:?}\naudit = {}\n", logging.level, logging.audit);
         for zone in &path {
-            net.add_toml(zone, &log)?;
+            for node in net.instances(zone) {
+                net.add_toml(&node, &log)?;
+            }
         }
         net.write_configs()?;
         Ok(Self {
@@ -100,6 +128,7 @@ impl Lab {
             nodes: BTreeMap::new(),
             bin: std::env::current_exe().context("locating the bsfg binary")?,
             path,
+            engine,
         })
     }
 
@@ -111,13 +140,48 @@ impl Lab {
         Ok(())
     }
 
-    /// Starts `zone`'s node; returns how long it took from spawning the process to `/readyz` 200.
+    /// Starts `zone`'s node (every instance of an HA zone); returns how long it took from spawning
+    /// the process to `/readyz` 200 (of the active instance).
     pub fn start(&mut self, zone: &str) -> anyhow::Result<Duration> {
         let started = Instant::now();
-        let process = self.net.spawn_ready(&self.bin, zone)?;
+        let processes = if self.net.instances(zone) == [zone] {
+            vec![self.net.spawn_ready(&self.bin, zone)?]
+        } else {
+            self.net.spawn_zone_ready(&self.bin, zone)?
+        };
         let took = started.elapsed();
-        self.nodes.insert(zone.to_owned(), process);
+        for process in processes {
+            self.nodes.insert(process.zone.clone(), process);
+        }
         Ok(took)
+    }
+
+    /// Starts `instance` of the HA zone again, as a standby of the active one.
+    pub fn start_standby(&mut self, instance: &str) -> anyhow::Result<()> {
+        let process = self.net.spawn_standby(&self.bin, instance)?;
+        self.nodes.insert(instance.to_owned(), process);
+        Ok(())
+    }
+
+    /// The instance of the HA zone that reports itself active, if one does. Blocking.
+    pub fn active(&self) -> anyhow::Result<Option<&'static str>> {
+        for instance in HA_INSTANCES {
+            if role(self.admin(instance)?).as_deref() == Some("active") {
+                return Ok(Some(instance));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `bsfg admin step-down` on `instance`: 200 once it stopped writing and released the lease.
+    pub fn step_down(&self, instance: &str) -> anyhow::Result<()> {
+        let answer = AdminClient::at(self.admin(instance)?, None)
+            .timeout(STEP_DOWN_TIMEOUT)
+            .post("/v1/admin/step-down")?;
+        if answer.status != 200 {
+            bail!("step-down on {instance} answered {}: {}", answer.status, answer.body);
+        }
+        Ok(())
     }
 
     /// SIGTERM; the node must drain and exit 0.
@@ -160,11 +224,14 @@ impl Lab {
         first_failure
     }
 
-    /// The running nodes' process ids, by zone.
+    /// The running nodes' process ids, by zone (by instance in an HA zone), and the engine
+    /// servers' (`engine-<name>`).
     pub fn pids(&self) -> Vec<(String, u32)> {
+        let engine = self.engine.iter().flat_map(NatsCluster::pids);
         self.nodes
             .iter()
             .map(|(zone, node)| (zone.clone(), node.pid()))
+            .chain(engine.map(|(name, pid)| (format!("engine-{name}"), pid)))
             .collect()
     }
 
@@ -189,8 +256,9 @@ impl Lab {
         self.nodes.values().map(|node| failures(&node.log)).sum()
     }
 
+    /// Client options for `zone`, listing every instance of an HA zone.
     pub fn client(&self, zone: &str) -> anyhow::Result<ClientOptions> {
-        self.net.client(zone, CLIENT)
+        self.net.client_of_zone(zone, CLIENT)
     }
 
     pub fn admin(&self, zone: &str) -> anyhow::Result<SocketAddr> {

@@ -10,7 +10,10 @@
 //! achieved rate is in the report.
 
 use std::{
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, PoisonError,
+    },
     time::{Duration, Instant},
 };
 
@@ -23,10 +26,12 @@ use super::lab::{SINK, SOURCE};
 use crate::client::{Client, ClientOptions};
 
 /// How much to append.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Amount {
     Count(u64),
     For(Duration),
+    /// Until the flag is set (failover mode: until the drills are done).
+    Until(Arc<AtomicBool>),
 }
 
 /// The load to apply.
@@ -46,8 +51,39 @@ impl Plan {
     pub fn count(&self) -> Option<u64> {
         match self.amount {
             Amount::Count(n) => Some(n),
-            Amount::For(_) => None,
+            Amount::For(_) | Amount::Until(_) => None,
         }
+    }
+}
+
+/// When each call of a run was sent and acknowledged, in acknowledgement order: what failover
+/// mode reads its recovery times from (its paced runs keep this small).
+#[derive(Debug, Default)]
+pub struct AckLog(Mutex<Vec<(Instant, Instant)>>);
+
+impl AckLog {
+    fn record(&self, sent: Instant, acked: Instant) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((sent, acked));
+    }
+
+    /// Calls acknowledged so far: a mark for [`AckLog::first_sent_after`].
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// The first acknowledgement of a call sent at or after `at`, looking only past `mark` (taken
+    /// before `at`: nothing sent later can have been acknowledged earlier).
+    pub fn first_sent_after(&self, at: Instant, mark: usize) -> Option<Instant> {
+        let calls = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        calls
+            .get(mark..)?
+            .iter()
+            .filter(|(sent, _)| *sent >= at)
+            .map(|(_, acked)| *acked)
+            .min()
     }
 }
 
@@ -64,7 +100,13 @@ pub struct Appended {
 }
 
 /// Runs the plan against `node` and waits for every acknowledgement; fails on the first error.
-pub async fn append(node: &ClientOptions, plan: &Plan, bar: &ProgressBar) -> anyhow::Result<Appended> {
+/// Files every call's times in `acks` when given.
+pub async fn append(
+    node: &ClientOptions,
+    plan: &Plan,
+    bar: &ProgressBar,
+    acks: Option<Arc<AckLog>>,
+) -> anyhow::Result<Appended> {
     let mut clients = Vec::new();
     for _ in 0..plan.producers {
         clients.push(Arc::new(Client::connect(node).await?));
@@ -76,7 +118,12 @@ pub async fn append(node: &ClientOptions, plan: &Plan, bar: &ProgressBar) -> any
         .map(|(p, client)| {
             let schedule = Schedule::new(plan, p as u64, started);
             let template = Template::new(p as u64, plan.payload_bytes);
-            tokio::spawn(produce(client.clone(), schedule, template, plan.clone(), bar.clone()))
+            let producer = Producer {
+                client: client.clone(),
+                bar: bar.clone(),
+                acks: acks.clone(),
+            };
+            tokio::spawn(produce(producer, schedule, template, plan.clone()))
         })
         .collect();
     let mut appended = Appended {
@@ -95,14 +142,21 @@ pub async fn append(node: &ClientOptions, plan: &Plan, bar: &ProgressBar) -> any
     Ok(appended)
 }
 
+/// One producer's connection and where it reports its acknowledgements.
+struct Producer {
+    client: Arc<Client>,
+    bar: ProgressBar,
+    acks: Option<Arc<AckLog>>,
+}
+
 /// One producer: returns its acknowledged count, its latency histogram and its last ack's time.
 async fn produce(
-    client: Arc<Client>,
+    producer: Producer,
     schedule: Schedule,
     template: Template,
     plan: Plan,
-    bar: ProgressBar,
 ) -> anyhow::Result<(u64, Histogram<u64>, Instant)> {
+    let Producer { client, bar, acks } = producer;
     let (schedule, template) = (&schedule, &template);
     let batch = plan.batch.max(1) as u64;
     let calls = stream::iter(0u64..)
@@ -122,17 +176,21 @@ async fn produce(
             let client = client.clone();
             async move {
                 let (sent, count) = (Instant::now(), facts.len() as u64);
-                send(&client, facts, batch).await.map(|()| (sent.elapsed(), count))
+                send(&client, facts, batch).await.map(|()| (sent, count))
             }
         })
         .buffer_unordered(plan.concurrency.max(1));
     let mut calls = std::pin::pin!(calls);
     let (mut acked, mut latency, mut last_ack) = (0u64, Histogram::new(3)?, Instant::now());
     while let Some(call) = calls.next().await {
-        let (took, facts) = call?;
-        latency.record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX))?;
-        acked += facts;
+        let (sent, facts) = call?;
         last_ack = Instant::now();
+        let took = last_ack.duration_since(sent);
+        latency.record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX))?;
+        if let Some(acks) = &acks {
+            acks.record(sent, last_ack);
+        }
+        acked += facts;
         bar.inc(facts);
     }
     Ok((acked, latency, last_ack))
@@ -161,28 +219,34 @@ struct Schedule {
     deadline: Option<Instant>,
     /// `(first slot, slots between two of this producer's facts, slots per second)` when paced.
     pace: Option<(u64, u64, u64)>,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl Schedule {
     fn new(plan: &Plan, producer: u64, started: Instant) -> Self {
-        let (share, deadline) = match plan.amount {
+        let (share, deadline, stop) = match &plan.amount {
             Amount::Count(n) => (
                 Some(n / plan.producers + u64::from(producer < n % plan.producers)),
                 None,
+                None,
             ),
-            Amount::For(duration) => (None, Some(started + duration)),
+            Amount::For(duration) => (None, Some(started + *duration), None),
+            Amount::Until(stop) => (None, None, Some(stop.clone())),
         };
         Self {
             started,
             share,
             deadline,
             pace: plan.rate.map(|rate| (producer, plan.producers, rate)),
+            stop,
         }
     }
 
     /// When fact `i` may go, or `None` when this producer is done.
     fn due(&self, i: u64) -> Option<Instant> {
-        if self.share.is_some_and(|share| i >= share) {
+        if self.share.is_some_and(|share| i >= share)
+            || self.stop.as_ref().is_some_and(|stop| stop.load(Ordering::Relaxed))
+        {
             return None;
         }
         let at = match self.pace {

@@ -5,10 +5,13 @@
 //! the mode (one file each): [`append`] times durable appends alone, [`replicate`] also consumes
 //! and confirms in `plant-a` (in relay mode through `idmz`, which relays: origin → DMZ →
 //! destination), [`replay`] builds a backlog during a partition and times its replay,
-//! [`startup`] fills a node and times its restarts. Every mode samples the node processes
+//! [`startup`] fills a node and times its restarts. With `--ha` the source zone is an HA zone
+//! (two instances over a three-server nats-server cluster) for append and replicate, and
+//! [`failover`] drills its failover under load. Every mode samples the node processes
 //! ([`sampler`]) and ends with a [`report`]: a table on stdout, or JSON with `--json`.
 
 mod append;
+mod failover;
 mod lab;
 mod load;
 mod progress;
@@ -20,16 +23,19 @@ mod startup;
 
 use std::{future::Future, path::PathBuf, time::Duration};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 
 use self::{
-    lab::{Lab, Logging, Network, SOURCE},
+    lab::{Lab, Logging, Network, HA_INSTANCES, SOURCE},
     load::{Amount, Appended, Plan},
     progress::Progress,
-    report::Report,
+    report::{HaZone, Report},
     sampler::Sampler,
 };
-use crate::client::Client;
+use crate::{
+    client::Client,
+    devnet::nats::{NatsCluster, NatsOptions},
+};
 
 /// The name of this process (producers and consumers) among the sampled ones.
 const GENERATOR: &str = "generator";
@@ -51,6 +57,12 @@ pub enum Mode {
     Replay,
     /// Fill a node, then time its restart after kill -9 and after a clean stop.
     Startup,
+    /// HA source zone (implies --ha): paced load (--rate, default 2000/s) into it while its active
+    /// instance is killed (SIGKILL), then, once the killed one is back as a standby, the new
+    /// active one steps down (`bsfg admin step-down`); times each handover to the standby
+    /// reporting active and to the first acknowledged append, and checks in plant-a that every
+    /// acknowledged fact arrived once. --count and --duration do not apply.
+    Failover,
 }
 
 impl Mode {
@@ -61,6 +73,7 @@ impl Mode {
             Mode::Relay => "relay",
             Mode::Replay => "replay",
             Mode::Startup => "startup",
+            Mode::Failover => "failover",
         }
     }
 }
@@ -92,6 +105,12 @@ pub struct BenchArgs {
     /// Total appends per second, paced over all producers [default: as fast as acknowledged].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub rate: Option<u64>,
+    /// Run the source zone (`enterprise`, where producers append) as an HA zone: two instances
+    /// over a three-server nats-server cluster (`BSFG_NATS_SERVER`; `. scripts/nats-server.sh`
+    /// installs it); producers and consumers list both instances. An acknowledgement then means
+    /// fsync'd on 2 of the 3 engine servers. Modes append, replicate and failover.
+    #[arg(long)]
+    pub ha: bool,
     /// Working directory: PKI, configs, data and node logs [default: a temporary directory,
     /// removed afterwards].
     #[arg(long)]
@@ -125,14 +144,23 @@ impl BenchArgs {
             (_, Some(duration)) => Amount::For(duration),
             (count, None) => Amount::Count(count.unwrap_or(DEFAULT_COUNT)),
         };
+        let rate = match self.mode {
+            Mode::Failover => Some(self.rate.unwrap_or(failover::DEFAULT_RATE)),
+            _ => self.rate,
+        };
         Plan {
             amount,
             producers: self.producers,
             concurrency: usize::try_from(self.concurrency).unwrap_or(usize::MAX),
             batch: usize::try_from(self.batch).unwrap_or(1),
             payload_bytes: usize::try_from(self.payload_bytes).unwrap_or(usize::MAX),
-            rate: self.rate,
+            rate,
         }
+    }
+
+    /// Whether the source zone runs as an HA zone.
+    fn ha(&self) -> bool {
+        self.ha || self.mode == Mode::Failover
     }
 
     /// The impaired link asked for, if any.
@@ -159,7 +187,26 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let temp = tempfile::Builder::new().prefix("bsfg-bench-").tempdir()?;
     let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_owned());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let mut report = Report::new(&args, args.mode.name());
+    if args.ha() && !matches!(args.mode, Mode::Append | Mode::Replicate | Mode::Failover) {
+        bail!("--ha applies to --mode append, replicate and failover");
+    }
+    if args.mode == Mode::Failover && (args.count.is_some() || args.duration.is_some()) {
+        bail!("--mode failover appends until its drills are done: --count and --duration do not apply");
+    }
+    let engine = if args.ha() {
+        let engine_dir = dir.join("engine");
+        let started = runtime.block_on(NatsCluster::start(&engine_dir, NatsOptions::default()));
+        Some(started.context("starting the HA zone's engine (nats-server; `. scripts/nats-server.sh` installs it)")?)
+    } else {
+        None
+    };
+    let ha = engine.as_ref().map(|engine| HaZone {
+        zone: SOURCE,
+        instances: HA_INSTANCES.to_vec(),
+        engine: "nats-server (JetStream, sync_interval: always)",
+        engine_servers: engine.len(),
+    });
+    let mut report = Report::new(&args, args.mode.name(), ha);
     let bench = Bench {
         runtime: &runtime,
         plan: args.plan(),
@@ -168,15 +215,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     // The proxies of replay mode run on this runtime.
     let _guard = runtime.enter();
     let network = args.network();
-    if network.is_some() && args.mode != Mode::Replicate {
-        bail!("--loss, --delay and --jitter shape the link of --mode replicate only");
+    if network.is_some() && (args.mode != Mode::Replicate || args.ha()) {
+        bail!("--loss, --delay and --jitter shape the link of --mode replicate only, without --ha");
     }
-    let mut lab = Lab::new(&dir, &args.logging(), args.mode, network.as_ref())?;
+    let mut lab = Lab::new(&dir, &args.logging(), args.mode, network.as_ref(), engine)?;
     let measured = match args.mode {
         Mode::Append => append::run(&bench, &mut lab, &mut report),
         Mode::Replicate | Mode::Relay => replicate::run(&bench, &mut lab, &mut report),
         Mode::Replay => replay::run(&bench, &mut lab, &mut report),
         Mode::Startup => startup::run(&bench, &mut lab, &mut report),
+        Mode::Failover => failover::run(&bench, &mut lab, &mut report),
     };
     warn_if_unclean(lab.stop_all());
     match measured {
@@ -227,7 +275,7 @@ impl Bench<'_> {
     /// Applies the plan to the source node with a progress bar labelled `what`.
     async fn append(&self, lab: &Lab, what: &str) -> anyhow::Result<Appended> {
         let bar = self.progress.facts(what, self.plan.count());
-        let appended = load::append(&lab.client(SOURCE)?, &self.plan, &bar).await;
+        let appended = load::append(&lab.client(SOURCE)?, &self.plan, &bar, None).await;
         bar.finish_and_clear();
         appended
     }

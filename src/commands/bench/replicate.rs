@@ -65,15 +65,19 @@ async fn measure(bench: &Bench<'_>, lab: &Lab) -> anyhow::Result<(Appended, Cons
 }
 
 /// What the consumer saw.
-struct Consumed {
-    delivered: u64,
-    last_arrival: Instant,
-    end_to_end_ms: Histogram<u64>,
+pub(super) struct Consumed {
+    pub delivered: u64,
+    pub last_arrival: Instant,
+    pub end_to_end_ms: Histogram<u64>,
 }
 
 /// Fetches until `expected` (known once the producers are done) facts arrived; checks that
 /// exactly that many are there.
-async fn consume(client: Client, expected: watch::Receiver<Option<u64>>, bar: ProgressBar) -> anyhow::Result<Consumed> {
+pub(super) async fn consume(
+    client: Client,
+    expected: watch::Receiver<Option<u64>>,
+    bar: ProgressBar,
+) -> anyhow::Result<Consumed> {
     let client = Arc::new(client);
     let (newest, offsets) = watch::channel(0u64);
     let confirming = tokio::spawn(confirm(client.clone(), offsets));

@@ -9,8 +9,11 @@ use serde::Serialize;
 
 use super::{lab::Network, load::Appended, sampler::Footprint, BenchArgs};
 
-/// What every acknowledgement promised.
+/// What every acknowledgement promised: a single node's.
 const DURABILITY: &str = "fsync before ack (group commit)";
+/// What every acknowledgement promised: an HA zone's (`--ha`).
+const HA_DURABILITY: &str =
+    "on a quorum (2 of 3) of the engine servers' disks, fsync before ack (nats-server sync_interval: always)";
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -25,6 +28,9 @@ pub struct Report {
     pub payload_bytes: u64,
     pub rate_per_second: Option<u64>,
     pub durability: &'static str,
+    /// `--ha`: the source zone's instances and engine; absent for a single node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ha: Option<HaZone>,
     pub node_log_level: String,
     pub audit: bool,
     /// The WAN the fault proxies made of the link, when one was asked for.
@@ -38,6 +44,8 @@ pub struct Report {
     pub replay: Option<Replay>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub startup: Option<Startup>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
     /// Each node's process over the measured phase, by zone.
     pub nodes: BTreeMap<String, Footprint>,
     /// This process (producers and consumer) over the measured phase.
@@ -108,6 +116,40 @@ pub struct Startup {
     pub after_kill_seconds: f64,
 }
 
+/// The source zone of an `--ha` run.
+#[derive(Debug, Serialize)]
+pub struct HaZone {
+    pub zone: &'static str,
+    pub instances: Vec<&'static str>,
+    pub engine: &'static str,
+    pub engine_servers: usize,
+}
+
+/// A failover run ends only with every acknowledged fact received once in the sink (it fails
+/// otherwise): `delivered` equals `facts`.
+#[derive(Debug, Serialize)]
+pub struct Failover {
+    pub drills: Vec<Drill>,
+    pub delivered: u64,
+    /// From `produced_at_unix_ms` to the consumer receiving the fact, over the whole run.
+    pub end_to_end_ms: Quantiles,
+}
+
+/// One failover drill under load.
+#[derive(Debug, Serialize)]
+pub struct Drill {
+    /// `sigkill` (the active instance's process killed) or `step-down` (`bsfg admin step-down`).
+    pub action: &'static str,
+    /// The instance that was active.
+    pub from: String,
+    /// The instance that took over.
+    pub to: String,
+    /// From the action to `to` reporting itself active in `/v1/status` (polled every 20 ms).
+    pub active_seconds: f64,
+    /// From the action to the first acknowledgement of an append sent after it.
+    pub first_ack_seconds: f64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Quantiles {
     pub p50: f64,
@@ -153,7 +195,7 @@ impl Machine {
 }
 
 impl Report {
-    pub fn new(args: &BenchArgs, mode: &'static str) -> Self {
+    pub fn new(args: &BenchArgs, mode: &'static str, ha: Option<HaZone>) -> Self {
         Self {
             tool: "bsfg",
             mode,
@@ -163,7 +205,8 @@ impl Report {
             batch: args.batch,
             payload_bytes: args.payload_bytes,
             rate_per_second: args.rate,
-            durability: DURABILITY,
+            durability: if ha.is_some() { HA_DURABILITY } else { DURABILITY },
+            ha,
             node_log_level: args.node_log_level.clone(),
             audit: args.audit,
             network: args.network(),
@@ -171,6 +214,7 @@ impl Report {
             replication: None,
             replay: None,
             startup: None,
+            failover: None,
             nodes: BTreeMap::new(),
             generator: None,
             machine: Machine::this(),
@@ -203,12 +247,22 @@ impl Report {
             ("mode".into(), self.mode.into()),
             ("facts".into(), self.facts.to_string()),
             ("load".into(), self.load()),
-            ("durability".into(), DURABILITY.into()),
+            ("durability".into(), self.durability.into()),
             (
                 "node logs".into(),
                 format!("level {}, audit {}", self.node_log_level, on_off(self.audit)),
             ),
         ];
+        if let Some(ha) = &self.ha {
+            let zone = format!(
+                "{}: instances {} over {} × {}",
+                ha.zone,
+                ha.instances.join(", "),
+                ha.engine_servers,
+                ha.engine
+            );
+            rows.push(("HA zone".into(), zone));
+        }
         if let Some(n) = &self.network {
             let link = format!(
                 "{} % loss, {} ms ± {} ms delay each way",
@@ -276,6 +330,20 @@ impl Report {
                 rate_text(r.facts_per_second, r.replay_seconds)
             );
             rows.push(("replay".into(), replayed));
+        }
+        if let Some(f) = &self.failover {
+            for d in &f.drills {
+                let drill = format!(
+                    "{} → {}: active after {:.3} s, first acknowledged append after {:.3} s",
+                    d.from, d.to, d.active_seconds, d.first_ack_seconds
+                );
+                rows.push((d.action.into(), drill));
+            }
+            rows.push((
+                "delivered".into(),
+                format!("{} (each acknowledged fact once)", f.delivered),
+            ));
+            rows.push(("end-to-end latency".into(), quantiles_text(&f.end_to_end_ms)));
         }
         if let Some(s) = &self.startup {
             rows.push(("retained facts".into(), s.retained_facts.to_string()));
