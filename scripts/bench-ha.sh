@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 BSFG_EXTRA_APT=(jq)
 . scripts/env.sh
 . scripts/doc-block.sh
+. scripts/bench-run.sh
 . scripts/nats-server.sh
 
 cargo build --release --bin bsfg
@@ -33,25 +34,13 @@ fi
 # one AppendFact call per fact, paced.
 load=(--producers 4 --concurrency 8 --batch 64)
 
-# run NAME ARGS...: one `bsfg bench` run; its report goes to $out/NAME.json, its command line to
-# $out/NAME.cmd (as it would be typed with bsfg on the PATH).
-run() {
-  local name=$1
-  shift
-  echo "== bsfg bench $*" >&2
-  "$bin" bench "$@" --json >"$out/$name.json"
-  echo "bsfg bench $*" >"$out/$name.cmd"
-}
+bench_run append --mode append --count "$facts" "${load[@]}"
+bench_run replicate --mode replicate --count "$facts" "${load[@]}"
+bench_run ha_append --ha --mode append --count "$facts" "${load[@]}"
+bench_run ha_replicate --ha --mode replicate --count "$facts" "${load[@]}"
+bench_run failover --mode failover --rate "$rate" --producers 4 --concurrency 64
 
-run append --mode append --count "$facts" "${load[@]}"
-run replicate --mode replicate --count "$facts" "${load[@]}"
-run ha_append --ha --mode append --count "$facts" "${load[@]}"
-run ha_replicate --ha --mode replicate --count "$facts" "${load[@]}"
-run failover --mode failover --rate "$rate" --producers 4 --concurrency 64
-
-model="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-memory="$(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
-machine="$(nproc) CPUs ($model), $memory RAM, Linux $(uname -r), nats-server $BSFG_NATS_VERSION"
+machine="$(bench_machine), nats-server $BSFG_NATS_VERSION"
 date="$(date -u +'%Y-%m-%d %H:%M UTC')"
 
 jq -rn \

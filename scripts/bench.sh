@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 BSFG_EXTRA_APT=(jq)
 . scripts/env.sh
 . scripts/doc-block.sh
+. scripts/bench-run.sh
 
 cargo build --release --bin bsfg
 bin="$BSFG_BIN_DIR/release/bsfg"
@@ -31,22 +32,12 @@ fi
 load=(--producers 4 --concurrency 8 --batch 64)
 single=(--producers 8 --concurrency 64)
 
-# run NAME ARGS...: one `bsfg bench` run; its report goes to $out/NAME.json, its command line to
-# $out/NAME.cmd (as it would be typed with bsfg on the PATH).
-run() {
-  local name=$1
-  shift
-  echo "== bsfg bench $*" >&2
-  "$bin" bench "$@" --json >"$out/$name.json"
-  echo "bsfg bench $*" >"$out/$name.cmd"
-}
-
-run append --mode append --count "$facts" "${load[@]}"
-run single --mode append --count "$facts" "${single[@]}"
-run replicate --mode replicate --count "$facts" "${load[@]}"
-run paced --mode replicate --rate 10000 --duration "$paced" --producers 4 --concurrency 64
-run replay --mode replay --count "$facts" "${load[@]}"
-run startup --mode startup --count "$facts" "${load[@]}"
+bench_run append --mode append --count "$facts" "${load[@]}"
+bench_run single --mode append --count "$facts" "${single[@]}"
+bench_run replicate --mode replicate --count "$facts" "${load[@]}"
+bench_run paced --mode replicate --rate 10000 --duration "$paced" --producers 4 --concurrency 64
+bench_run replay --mode replay --count "$facts" "${load[@]}"
+bench_run startup --mode startup --count "$facts" "${load[@]}"
 
 # The disk under the temporary directories, as the kernel describes it.
 disk() {
@@ -61,9 +52,7 @@ disk() {
   esac
 }
 
-model="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-memory="$(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
-machine="$(nproc) CPUs ($model), $memory RAM, Linux $(uname -r), disk $(disk)"
+machine="$(bench_machine), disk $(disk)"
 date="$(date -u +'%Y-%m-%d %H:%M UTC')"
 
 jq -rn \
