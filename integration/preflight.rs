@@ -169,33 +169,22 @@ fn what_would_stop_the_node_fails_the_check_naming_it() {
     std::fs::create_dir(&data_dir).expect("data dir");
     chown(&data_dir, Some(4242), Some(4242)).expect("chown");
     let foreign = data_dir.display().to_string();
+    let own_data_dir = cluster
+        .net
+        .node("plant-a")
+        .expect("plant-a")
+        .data_dir
+        .display()
+        .to_string();
     let config = edited(&cluster, "plant-a", "foreign-data", |t| {
-        t.replace(
-            &cluster
-                .net
-                .node("plant-a")
-                .expect("plant-a")
-                .data_dir
-                .display()
-                .to_string(),
-            &foreign,
-        )
+        t.replace(&own_data_dir, &foreign)
     });
     assert_fails(&check(&config, &[]), "data_dir", &[&foreign, "uid 4242"]);
     let file = cluster.dir().join("a-file");
     std::fs::write(&file, "not a directory").expect("file");
     let under_file = file.join("data").display().to_string();
     let config = edited(&cluster, "plant-a", "under-file", |t| {
-        t.replace(
-            &cluster
-                .net
-                .node("plant-a")
-                .expect("plant-a")
-                .data_dir
-                .display()
-                .to_string(),
-            &under_file,
-        )
+        t.replace(&own_data_dir, &under_file)
     });
     assert_fails(
         &check(&config, &[]),
