@@ -38,7 +38,7 @@ async fn drain_finishes_in_flight_calls_refuses_new_ones_and_resume_restores_the
             for i in 0.. {
                 match client.append(message("enterprise", "plant-a", &format!("m-{i}"))).await {
                     Ok(_) => acked.fetch_add(1, Ordering::SeqCst),
-                    Err(e) => return e,
+                    Err(e) => return (client, e),
                 };
             }
             unreachable!()
@@ -53,7 +53,7 @@ async fn drain_finishes_in_flight_calls_refuses_new_ones_and_resume_restores_the
     assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body), serde_json::json!({"drained": true, "in_flight": 0}));
 
-    let refused = tokio::time::timeout(Duration::from_secs(10), producer)
+    let (client, refused) = tokio::time::timeout(Duration::from_secs(10), producer)
         .await
         .expect("the producer is refused once the node drains")
         .expect("producer task");
@@ -86,6 +86,11 @@ async fn drain_finishes_in_flight_calls_refuses_new_ones_and_resume_restores_the
     assert_eq!(status, 200, "{body}");
     let output = cluster.cli_append("enterprise", "plant-a");
     assert_eq!(output.status.code(), Some(0), "{}", harness::stderr(&output));
+    // The refusal ended the producer's append stream; its next append opens another.
+    client
+        .append(message("enterprise", "plant-a", "after-resume"))
+        .await
+        .expect("the producer appends again after the resume");
     assert_eq!(http(addr, "GET", "/readyz", None).0, 200);
     let (_, metrics) = http(addr, "GET", "/metrics", None);
     assert_eq!(sample(&metrics, "bsfg_draining"), Some(0.0), "{metrics}");

@@ -7,13 +7,9 @@ mod harness;
 
 use std::time::Duration;
 
-use bsfg::client::ClientOptions;
-use bsfg_actors::transport::{
-    framed,
-    tls::{self, TlsMaterial},
-};
+use bsfg_actors::transport::framed;
 use bsfg_proto::{codec, ErrorCode, Message, Request, Response, RpcError};
-use harness::{message, receive, Cluster};
+use harness::{message, raw::RawConnection, receive, Cluster};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 const MAX_FRAME: usize = 1 << 20;
@@ -211,44 +207,4 @@ fn frame_header(len: u32, body: &[u8]) -> Vec<u8> {
     let mut bytes = len.to_be_bytes().to_vec();
     bytes.extend_from_slice(body);
     bytes
-}
-
-/// A QUIC connection with the client's real certificate, for writing arbitrary bytes on streams.
-struct RawConnection {
-    _endpoint: quinn::Endpoint,
-    conn: quinn::Connection,
-}
-
-impl RawConnection {
-    async fn open(options: &ClientOptions) -> Self {
-        let tls = TlsMaterial::load(&options.ca, &options.cert, &options.key).expect("tls material");
-        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
-        endpoint.set_default_client_config(
-            tls.quic_client_config(tls::DEFAULT_IDLE_TIMEOUT)
-                .expect("client config"),
-        );
-        let addr = options.node.parse().expect("node address");
-        let conn = endpoint
-            .connect(addr, &options.server_name)
-            .expect("connect")
-            .await
-            .expect("handshake");
-        Self {
-            _endpoint: endpoint,
-            conn,
-        }
-    }
-
-    /// Writes `bytes` on a new stream, finishes it and reads one response frame. The node may
-    /// stop reading early (it answers as soon as a header is refused), so write errors are ignored.
-    async fn exchange(&self, bytes: &[u8]) -> Result<Response, framed::StreamError> {
-        let (mut send, mut recv) = self.conn.open_bi().await.expect("open stream");
-        if send.write_all(bytes).await.is_ok() {
-            let _ = send.finish();
-        }
-        let read = framed::read_frame::<Response>(&mut recv, 16 << 20);
-        tokio::time::timeout(Duration::from_secs(10), read)
-            .await
-            .expect("the node answers within 10 s")
-    }
 }

@@ -12,6 +12,7 @@ pub mod estate;
 pub mod ha;
 pub mod history;
 pub mod observe;
+pub mod raw;
 pub mod traffic;
 
 use std::{

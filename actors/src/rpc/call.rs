@@ -103,16 +103,31 @@ impl Details {
         }
     }
 
+    /// [`Details::capture`] of an `AppendFact` of `message`.
+    pub(super) fn capture_append(message: &bsfg_proto::Message, audit: bool) -> Self {
+        match audit {
+            true => Self {
+                audited: true,
+                ..Self::of_append(message)
+            },
+            false => Self::default(),
+        }
+    }
+
+    fn of_append(message: &bsfg_proto::Message) -> Self {
+        Self {
+            message_id: Some(message.envelope.message_id.clone()),
+            to_zone: Some(message.envelope.to_zone.clone()),
+            predicate: Some(message.fact.predicate.clone()),
+            ..Self::default()
+        }
+    }
+
     /// A peer's consumer name is derived from its certificate, so only clients' names are kept.
     fn of(request: &Request, caller: &Caller) -> Self {
         let consumer = |name: &str| (!matches!(caller, Caller::Peer(_))).then(|| name.to_owned());
         match request {
-            Request::Append(r) => Self {
-                message_id: Some(r.message.envelope.message_id.clone()),
-                to_zone: Some(r.message.envelope.to_zone.clone()),
-                predicate: Some(r.message.fact.predicate.clone()),
-                ..Self::default()
-            },
+            Request::Append(r) => Self::of_append(&r.message),
             Request::AppendBatch(r) | Request::AppendInOrder(r) => {
                 let id = |m: Option<&bsfg_proto::Message>| m.map(|m| m.envelope.message_id.clone());
                 Self {

@@ -1,4 +1,5 @@
-//! What each operation asks of the buffers: appends go to the store buffer; fetches and confirms
+//! What each operation asks of the buffers: appends go to the store buffer (`AppendFact` by way
+//! of [`append_stream`](super::append_stream)); fetches and confirms
 //! go to the store buffer for a peer (its pull, its frontier) and to the forward buffer for a
 //! local consumer; `PutObject` and `GetObject` to the object store (`objects`).
 
@@ -33,11 +34,8 @@ pub(super) async fn dispatch(
     body: &mut Option<objects::Body>,
 ) -> Answer {
     let response = match request {
-        Request::Append(r) => append(vec![r.message], AppendMode::EachAlone, caller, ctx)
-            .await
-            .and_then(|mut results| results.pop().unwrap_or_else(|| Err(RpcError::internal("no outcome"))))
-            .map(Response::Append)
-            .unwrap_or_else(Response::Error),
+        // The server serves every `AppendFact` as an append stream (`append_stream`).
+        Request::Append(_) => Response::Error(RpcError::internal("AppendFact is served as an append stream")),
         Request::AppendBatch(r) => append(r.messages, AppendMode::EachAlone, caller, ctx)
             .await
             .map(|results| Response::AppendBatch(AppendBatchResponse { results }))
@@ -66,7 +64,7 @@ pub(super) async fn dispatch(
 }
 
 /// AppendFact (one message) and AppendFacts (either form) alike.
-async fn append(
+pub(super) async fn append(
     messages: Vec<Message>,
     mode: AppendMode,
     caller: &Caller,

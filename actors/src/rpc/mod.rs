@@ -5,6 +5,8 @@
 //!
 //! - `server`: the accept loop, one task per connection and per stream, admission (drain,
 //!   closed gates).
+//! - `append_stream`: `AppendFact` frames pipelined on one stream, each a call of its own,
+//!   appended in groups.
 //! - `dispatch`: what each operation asks of the buffers.
 //! - `objects`: `PutObject` and `GetObject`, with their raw bodies.
 //! - `caller`: who is calling (peer, client with roles, unknown) and what each may do.
@@ -16,6 +18,7 @@
 //! connections), the object store and the transport; nothing in the crate imports from `rpc`
 //! but the supervision tree (`node`).
 
+mod append_stream;
 mod call;
 mod caller;
 mod context;

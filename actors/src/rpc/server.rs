@@ -2,7 +2,8 @@
 //! verified certificate, offers connections from peer nodes to that peer's `PeerLink` (one
 //! connection per peer pair carries both directions), and serves each call: frame → typed
 //! request → admission → [`dispatch`](super::dispatch) → response frame (and raw body), then one
-//! [`Call`] is logged and counted.
+//! [`Call`] is logged and counted. A stream whose first frame is an `AppendFact` may carry more of
+//! them ([`append_stream`](super::append_stream)).
 //!
 //! A `bsfg check --peers` connection ([`tls::CHECK_ALPN`]) is closed once its handshake passed,
 //! with what the caller is taken for; it never reaches a link or a call.
@@ -19,6 +20,7 @@ use bsfg_proto::{CloseCode, Request, Response, RpcError, StreamCode};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 
 use super::{
+    append_stream,
     call::{Answer, Call, Details},
     caller::Caller,
     context::{Context, RpcConfig, RpcDeps},
@@ -169,9 +171,12 @@ async fn serve_stream(
     );
     let started = std::time::Instant::now();
     let (mut operation, mut facts, mut details, mut in_flight) = ("invalid", 0, Details::default(), None);
-    let gate_closed = matches!(&*caller, Caller::Peer(zone) if deps.switches.is_closed(zone));
+    let gate_closed = gate_closed(&caller, deps);
     let mut body = None;
     let answer: Answer = match read.await {
+        Ok(Ok(request @ Request::Append(_))) => {
+            return append_stream::serve(request, started, send, recv, caller, ctx.clone()).await
+        }
         Ok(Ok(request)) => {
             operation = request.operation();
             facts = request.facts();
@@ -210,10 +215,15 @@ async fn serve_stream(
     }
 }
 
+/// Whether `caller` is a peer whose gate an operator closed.
+pub(super) fn gate_closed(caller: &Caller, deps: &RpcDeps) -> bool {
+    matches!(caller, Caller::Peer(zone) if deps.switches.is_closed(zone))
+}
+
 /// Client calls count as in flight until their response is written; while the node drains they
 /// are refused with a retryable code. Peer calls pass untouched so replication continues, unless
 /// an operator closed the peer's gate.
-fn admit(caller: &Caller, gate_closed: bool, ctx: &Context) -> Result<Option<InFlight>, RpcError> {
+pub(super) fn admit(caller: &Caller, gate_closed: bool, ctx: &Context) -> Result<Option<InFlight>, RpcError> {
     if let Some(refusal) = ctx.deps.standing.borrow().refusal(&ctx.config.zone) {
         return Err(RpcError::unavailable(refusal));
     }

@@ -1,4 +1,5 @@
-//! Frames on QUIC streams: one request and one response per bidirectional stream (SPEC §3).
+//! Frames on QUIC streams: one request and one response per bidirectional stream (SPEC §3), or
+//! many `AppendFact` requests and their responses on an append stream (`rpc::append_stream`).
 //!
 //! `PutObject` requests and `GetObject` responses are a frame followed on the same stream by a
 //! raw body of exactly the announced size. Bodies move in chunks of at most [`BODY_CHUNK`] bytes

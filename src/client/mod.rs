@@ -11,8 +11,14 @@
 //! next address and is sent again, round after round, for up to [`FAILOVER_BUDGET`]: long enough
 //! for a standby to take over. Every call is safe to send again (appends carry their
 //! `message_id`, confirms only move forward). With one address nothing is retried.
+//!
+//! [`Client::append`] calls share one append stream per connection (`append_stream`): each is
+//! its own `AppendFact` with its own answer, pipelined with the others in flight.
+
+mod append_stream;
 
 use std::{
+    future::Future,
     net::SocketAddr,
     path::PathBuf,
     sync::{
@@ -28,12 +34,15 @@ use bsfg_actors::transport::{
     tls::{self, TlsError, TlsMaterial, DEFAULT_IDLE_TIMEOUT},
 };
 use bsfg_proto::{
-    AppendBatchRequest, AppendRequest, AppendResponse, CloseCode, ConfirmRequest, ErrorCode, FetchRequest,
+    codec, AppendBatchRequest, AppendRequest, AppendResponse, CloseCode, ConfirmRequest, ErrorCode, FetchRequest,
     FetchResponse, GetObjectRequest, Message, ObjectDigest, ObjectHasher, ObjectMeta, PutObjectRequest, Request,
     Response, RpcError,
 };
+use bytes::Bytes;
 use quinn::{Connection, Endpoint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use self::append_stream::AppendStreams;
 
 /// Frames a client accepts; pages are bounded by the node's own limit, which is at most this.
 const CLIENT_MAX_FRAME: usize = 1 << 30;
@@ -115,6 +124,7 @@ pub struct Client {
     /// The address `conn` goes to (an index into `addresses`).
     current: AtomicUsize,
     server_name: String,
+    appends: AppendStreams,
 }
 
 impl Client {
@@ -142,6 +152,7 @@ impl Client {
                         addresses,
                         current: AtomicUsize::new(i),
                         server_name: options.server_name.clone(),
+                        appends: AppendStreams::default(),
                     })
                 }
                 Err(e) if e.code() == ErrorCode::Unauthenticated => return Err(e),
@@ -158,11 +169,22 @@ impl Client {
 
     /// Sends `request`; with several addresses, moves on after `UNAVAILABLE` (see the module).
     pub async fn call(&self, request: &Request) -> Result<Response, ClientError> {
+        self.with_failover(|conn| async move { framed::call(&conn, request, CLIENT_MAX_FRAME).await })
+            .await
+    }
+
+    /// Makes `attempt` on the connection in use; with several addresses, moves on and makes it
+    /// again after `UNAVAILABLE` (see the module).
+    async fn with_failover<F, A>(&self, attempt: F) -> Result<Response, ClientError>
+    where
+        F: Fn(Connection) -> A,
+        A: Future<Output = Result<Response, StreamError>>,
+    {
         let deadline = Instant::now() + FAILOVER_BUDGET;
         let mut tried = 0;
         loop {
             let conn = self.conn();
-            let error = match framed::call(&conn, request, CLIENT_MAX_FRAME).await {
+            let error = match attempt(conn.clone()).await {
                 Ok(Response::Error(e)) => ClientError::Rpc(e),
                 Ok(response) => return Ok(response),
                 Err(e) => ClientError::from(e),
@@ -201,8 +223,13 @@ impl Client {
         self.current.store(next % self.addresses.len(), Ordering::Relaxed);
     }
 
+    /// `AppendFact`, on the connection's append stream: concurrent calls are pipelined, each
+    /// answered once its fact is durable.
     pub async fn append(&self, message: Message) -> Result<AppendResponse, ClientError> {
-        match self.call(&Request::Append(AppendRequest { message })).await? {
+        let request = Request::Append(AppendRequest { message });
+        let frame = Bytes::from(codec::encode_frame(&request, CLIENT_MAX_FRAME).map_err(StreamError::from)?);
+        let sent = self.with_failover(|conn| self.appends.call(conn, frame.clone()));
+        match sent.await? {
             Response::Append(r) => Ok(r),
             _ => Err(ClientError::Unexpected),
         }
