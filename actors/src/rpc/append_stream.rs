@@ -149,8 +149,11 @@ impl<'c> Stream<'c> {
             }
             Ok(None) if self.buf.is_empty() => self.ended = true,
             Ok(None) => {
+                let header: Option<[u8; codec::HEADER_LEN]> =
+                    self.buf.get(..codec::HEADER_LEN).and_then(|h| h.try_into().ok());
+                let body = header.and_then(|h| codec::body_len(h, usize::MAX).ok());
                 let cut = FrameError::Truncated {
-                    expected: codec::HEADER_LEN.max(self.buf.len() + 1),
+                    expected: codec::HEADER_LEN + body.unwrap_or(0),
                     got: self.buf.len(),
                 };
                 self.refuse("invalid", framed::StreamError::from(cut).to_rpc(), now);
