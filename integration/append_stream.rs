@@ -3,7 +3,8 @@
 //! its original offset as a duplicate, a conflicting retry `ALREADY_EXISTS`, a fact to an unknown
 //! zone `INVALID_ARGUMENT`, every other fact a new offset, in frame order), each has its own audit
 //! line, and the peer's consumer receives the good facts in frame order, exactly once. A frame that
-//! is not an `AppendFact` is refused and ends the stream: nothing sent after it is stored.
+//! is not an `AppendFact`, or is over `limits.max_frame_bytes`, is refused on its own and the
+//! frames after it are served; a frame cut short by the end of the stream is refused and ends it.
 //! Concurrent `Client::append` calls share such a stream and each gets its own answer.
 
 mod harness;
@@ -17,6 +18,8 @@ use harness::{ids, message, observe::wait_until, raw::RawConnection, receive, Cl
 use quinn::RecvStream;
 
 const MAX_FRAME: usize = 16 << 20;
+/// The node's `limits.max_frame_bytes` in the first test.
+const NODE_MAX_FRAME: usize = 1 << 20;
 const GOOD: usize = 300;
 /// Where the test puts its odd frames among the good ones.
 const RETRY_AT: usize = 150;
@@ -57,6 +60,8 @@ fn refusal(response: &Response, code: ErrorCode, names: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_on_one_stream_are_calls_answered_in_order() {
     let mut cluster = Cluster::pair();
+    let enterprise = cluster.net.nodes.get_mut("enterprise").expect("enterprise spec");
+    enterprise.extra = "[limits]\nmax_frame_bytes = \"1MiB\"\nmax_fact_bytes = \"64KiB\"\n".into();
     cluster.start_all();
     let raw = RawConnection::open(&cluster.options("enterprise")).await;
     let consumer = cluster.client("plant-a").await;
@@ -105,31 +110,62 @@ async fn frames_on_one_stream_are_calls_answered_in_order() {
         "offsets follow frame order: {offsets:?}"
     );
 
-    // A frame of another kind ends the stream; a fact written after it is not stored.
+    // A frame of another kind and an oversized one are refused on their own; the stream goes on.
     let confirm = Request::Confirm(ConfirmRequest {
         consumer: "mes".into(),
         offset: 1,
     });
-    let after: Vec<u8> = [
-        frame(&confirm),
-        append_frame(message("enterprise", "plant-a", "after-end")),
+    let oversized = [
+        &((NODE_MAX_FRAME + 1) as u32).to_be_bytes()[..],
+        &vec![0u8; NODE_MAX_FRAME + 1],
     ]
     .concat();
-    // The node may stop reading before the last bytes arrive.
-    let _ = send.write_all(&after).await;
-    let refused = answer(&mut recv).await.expect("the other frame is answered");
-    refusal(&refused, ErrorCode::InvalidArgument, "only AppendFact");
+    let odd: Vec<u8> = [
+        frame(&confirm),
+        oversized,
+        append_frame(message("enterprise", "plant-a", "after-odd")),
+    ]
+    .concat();
+    send.write_all(&odd).await.expect("write the odd frames");
+    let other_kind = answer(&mut recv).await.expect("the other kind is answered");
+    refusal(&other_kind, ErrorCode::InvalidArgument, "only AppendFact");
+    let too_large = answer(&mut recv).await.expect("the oversized frame is answered");
+    refusal(
+        &too_large,
+        ErrorCode::InvalidArgument,
+        &(NODE_MAX_FRAME + 1).to_string(),
+    );
+    let after_odd = ack(
+        &answer(&mut recv).await.expect("the next fact is answered"),
+        "after-odd",
+    );
+    assert!(
+        !after_odd.duplicate && after_odd.offset > *offsets.last().expect("offsets"),
+        "the fact after the refused frames is stored next: {after_odd:?}"
+    );
+
+    // Half a frame, then the end of the stream: refused, and nothing more is answered.
+    let half = append_frame(message("enterprise", "plant-a", "cut-short"));
+    send.write_all(&half[..half.len() / 2])
+        .await
+        .expect("write half a frame");
+    send.finish().expect("finish");
+    let cut = answer(&mut recv).await.expect("the cut frame is answered");
+    refusal(&cut, ErrorCode::InvalidArgument, "truncated");
     assert!(
         answer(&mut recv).await.is_err(),
         "the node answers nothing after ending the stream"
     );
+    let mut good = good;
+    good.push("after-odd".into());
+    sent.push(message("enterprise", "plant-a", "after-odd"));
 
-    let received = receive(&consumer, "mes", GOOD, Duration::from_secs(60)).await;
+    let received = receive(&consumer, "mes", good.len(), Duration::from_secs(60)).await;
     assert_eq!(ids(&received), good, "the peer's consumer receives frame order");
     let extra = consumer.fetch("mes", 100, 1_000, None).await.expect("fetch");
     assert!(
         extra.facts.is_empty(),
-        "nothing twice, nothing after the end: {:?}",
+        "nothing twice, nothing cut short: {:?}",
         ids(&extra.facts)
     );
 

@@ -14,10 +14,14 @@
 //! one store-buffer hop and one share of a group commit per group instead of per fact. One group
 //! is in flight at a time, so the facts of a stream are stored in the order of their frames.
 //!
-//! A frame that cannot be read (malformed, over `limits.max_frame_bytes`, cut short, or half a
-//! frame left for [`framed::REQUEST_TIMEOUT`]) or that is not an `AppendFact` is answered with
-//! `INVALID_ARGUMENT` and ends the stream; so does a refusal because the node drains or is an HA
-//! standby. Frames read before it are answered first.
+//! A frame the node cannot take — not an `AppendFact`, undecodable, or over
+//! `limits.max_frame_bytes` (its body is skipped) — is answered with `INVALID_ARGUMENT` on its own,
+//! and the frames after it are served. What ends the stream early: a frame cut short by the end of
+//! the stream, part of a frame left without progress for [`framed::REQUEST_TIMEOUT`], and a refusal
+//! because the node drains or is an HA standby (the caller is to go elsewhere or later); frames
+//! read before it are answered first. Read-ahead and groups are bounded in frames and in bytes
+//! (`limits.max_frame_bytes`, what one `AppendFacts` frame may carry), so a stream holds no more
+//! than a call could.
 
 use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc, time::Instant};
 
@@ -35,8 +39,8 @@ use super::{
 };
 use crate::{journal::AppendMode, store_buffer::Outcomes, transport::framed};
 
-/// Frames read ahead of the group being appended: beyond this the stream is not read, and QUIC
-/// flow control holds the producer back.
+/// Frames read ahead of the group being appended: beyond this (or `limits.max_frame_bytes` of
+/// them) the stream is not read, and QUIC flow control holds the producer back.
 const READ_AHEAD: usize = 2 * MAX_APPEND_BATCH;
 /// Largest piece taken from the stream at once.
 const READ_CHUNK: usize = 64 << 10;
@@ -46,6 +50,8 @@ type Appending<'c> = Pin<Box<dyn Future<Output = Result<Outcomes, RpcError>> + S
 /// One frame read: its fact, or why it is refused, and what its call will be logged with.
 struct Frame {
     operation: &'static str,
+    /// The frame's body length: what it holds of the read-ahead and of its group's budget.
+    bytes: usize,
     details: Details,
     read_at: Instant,
     /// Admitted (held as a client call in flight while the node drains), or refused.
@@ -65,7 +71,9 @@ pub(super) async fn serve(
 ) {
     let mut stream = Stream {
         pending: VecDeque::new(),
+        pending_bytes: 0,
         buf: BytesMut::new(),
+        skip: 0,
         partial_since: None,
         ended: false,
         ctx: &ctx,
@@ -73,7 +81,7 @@ pub(super) async fn serve(
     };
     // The server judged `caller` by the client table when the stream was opened.
     let opened_by = stream.caller.clone();
-    stream.take(Ok(first), &opened_by, read_at);
+    stream.take(Ok(first), 0, &opened_by, read_at);
     let mut appending: Option<(Vec<Frame>, Appending<'_>)> = None;
     loop {
         if appending.is_none() && !stream.pending.is_empty() {
@@ -82,14 +90,13 @@ pub(super) async fn serve(
         if appending.is_none() && stream.ended {
             break;
         }
+        let reading = !stream.ended && stream.has_room();
         let timeout = stream.partial_since.map(|since| since + framed::REQUEST_TIMEOUT);
         tokio::select! {
-            read = recv.read_chunk(READ_CHUNK, true), if !stream.ended && stream.pending.len() < READ_AHEAD => {
-                stream.read(read);
-            }
-            _ = sleep_until(timeout), if !stream.ended && timeout.is_some() => {
+            read = recv.read_chunk(READ_CHUNK, true), if reading => stream.read(read),
+            () = sleep_until(timeout), if reading && timeout.is_some() => {
                 let error = framed::StreamError::Timeout(framed::REQUEST_TIMEOUT);
-                stream.refuse("invalid", error.to_rpc(), Instant::now());
+                stream.end_with(error.to_rpc(), Instant::now());
             }
             outcomes = async { match &mut appending { Some((_, f)) => f.await, None => std::future::pending().await } },
                 if appending.is_some() =>
@@ -98,9 +105,14 @@ pub(super) async fn serve(
                 if stream.answer(frames, outcomes, &mut send).await.is_err() {
                     break;
                 }
+                // Reading may resume: a partial frame's wait starts again, since it was not read meanwhile.
+                stream.partial_since = stream.partial_since.map(|_| Instant::now());
             }
         }
     }
+    // The connection is gone, or the caller stopped reading: what was read and never appended
+    // is logged as failed, so no call goes unlogged.
+    stream.abandon();
     let _ = recv.stop(StreamCode::Done.code().into());
     let _ = framed::finish(&mut send);
 }
@@ -112,11 +124,14 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 struct Stream<'c> {
-    /// Frames read and not yet in a group, in their order.
+    /// Frames read and not yet in a group, in their order, and their bytes.
     pending: VecDeque<Frame>,
+    pending_bytes: usize,
     /// Bytes read and not yet a whole frame.
     buf: BytesMut,
-    /// Since when `buf` has held part of a frame.
+    /// Body bytes of a refused oversized frame still to be read and dropped.
+    skip: usize,
+    /// Since when `buf` has held part of a frame without a frame completing.
     partial_since: Option<Instant>,
     /// No more frames are read: the caller finished, or the stream is being ended.
     ended: bool,
@@ -125,61 +140,78 @@ struct Stream<'c> {
 }
 
 impl<'c> Stream<'c> {
+    /// Whether more frames may be read ahead of the group being appended.
+    fn has_room(&self) -> bool {
+        self.pending.len() < READ_AHEAD && self.pending_bytes < self.ctx.config.max_frame_bytes
+    }
+
     /// Takes what a read brought: whole frames go to `pending`.
     fn read(&mut self, read: Result<Option<quinn::Chunk>, quinn::ReadError>) {
         let now = Instant::now();
         match read {
-            Ok(Some(chunk)) => {
+            Ok(Some(mut chunk)) => {
+                let skipped = self.skip.min(chunk.bytes.len());
+                self.skip -= skipped;
+                chunk.bytes.advance(skipped);
                 self.buf.extend_from_slice(&chunk.bytes);
                 // Judged by the client table of the moment: it may have been reloaded.
                 let caller = self.ctx.deps.authorisations.refresh(&self.caller);
+                // Skipping a refused frame's body is progress too.
+                let mut completed = skipped > 0;
                 while !self.ended {
-                    match self.next_frame() {
-                        Some(frame) => {
-                            let frame = frame.map_err(|e| framed::StreamError::from(e).to_rpc());
-                            self.take(frame, &caller, now)
-                        }
-                        None => break,
-                    }
+                    let Some((frame, bytes)) = self.next_frame() else { break };
+                    completed = true;
+                    self.take(frame, bytes, &caller, now);
                 }
-                self.partial_since = match self.buf.is_empty() {
-                    true => None,
-                    false => self.partial_since.or(Some(now)),
+                self.partial_since = match (self.buf.is_empty() && self.skip == 0, completed) {
+                    (true, _) => None,
+                    (false, true) => Some(now),
+                    (false, false) => self.partial_since.or(Some(now)),
                 };
             }
-            Ok(None) if self.buf.is_empty() => self.ended = true,
+            Ok(None) if self.buf.is_empty() && self.skip == 0 => self.ended = true,
             Ok(None) => {
                 let header: Option<[u8; codec::HEADER_LEN]> =
                     self.buf.get(..codec::HEADER_LEN).and_then(|h| h.try_into().ok());
-                let body = header.and_then(|h| codec::body_len(h, usize::MAX).ok());
+                let body = header.map_or(self.skip, |h| u32::from_be_bytes(h) as usize);
                 let cut = FrameError::Truncated {
-                    expected: codec::HEADER_LEN + body.unwrap_or(0),
+                    expected: codec::HEADER_LEN + body,
                     got: self.buf.len(),
                 };
-                self.refuse("invalid", framed::StreamError::from(cut).to_rpc(), now);
+                self.end_with(framed::StreamError::from(cut).to_rpc(), now);
             }
             // The caller reset its side or the connection is gone: nothing more will be answered
-            // either, but the frames already read were appended and are logged as they finish.
+            // either; the group being appended is logged as it finishes, the rest by `abandon`.
             Err(_) => self.ended = true,
         }
     }
 
-    /// The next whole frame in `buf`, if one is there.
-    fn next_frame(&mut self) -> Option<Result<Request, FrameError>> {
+    /// The next whole frame in `buf`, if one is there, and its body length. A frame over
+    /// `limits.max_frame_bytes` is refused from its header alone, and its body is skipped.
+    fn next_frame(&mut self) -> Option<(Result<Request, RpcError>, usize)> {
         let header: [u8; codec::HEADER_LEN] = self.buf.get(..codec::HEADER_LEN)?.try_into().ok()?;
         let len = match codec::body_len(header, self.ctx.config.max_frame_bytes) {
             Ok(len) => len,
-            Err(e) => return Some(Err(e)),
+            Err(e) => {
+                let announced = u32::from_be_bytes(header) as usize;
+                self.buf.advance(codec::HEADER_LEN);
+                let here = announced.min(self.buf.len());
+                self.buf.advance(here);
+                self.skip = announced - here;
+                return Some((Err(framed::StreamError::from(e).to_rpc()), 0));
+            }
         };
         if self.buf.len() < codec::HEADER_LEN + len {
             return None;
         }
         self.buf.advance(codec::HEADER_LEN);
-        Some(codec::decode_body(&self.buf.split_to(len)))
+        let body = self.buf.split_to(len);
+        let request = codec::decode_body(&body).map_err(|e| framed::StreamError::from(e).to_rpc());
+        Some((request, len))
     }
 
-    /// Admits one frame of `caller` read at `read_at`, or refuses it.
-    fn take(&mut self, request: Result<Request, RpcError>, caller: &Caller, read_at: Instant) {
+    /// Admits one frame of `bytes` bytes of `caller` read at `read_at`, or refuses it.
+    fn take(&mut self, request: Result<Request, RpcError>, bytes: usize, caller: &Caller, read_at: Instant) {
         let message = match request {
             Ok(Request::Append(r)) => r.message,
             Ok(other) => {
@@ -187,16 +219,17 @@ impl<'c> Stream<'c> {
                     "an append stream carries only AppendFact frames; got {}",
                     other.operation()
                 ));
-                return self.refuse(other.operation(), refusal, read_at);
+                return self.push(Frame::refused(refusal, read_at));
             }
-            Err(e) => return self.refuse("invalid", e, read_at),
+            Err(e) => return self.push(Frame::refused(e, read_at)),
         };
         let ctx = self.ctx;
         let admitted = server::admit(caller, server::gate_closed(caller, &ctx.deps), ctx);
         // Draining, or no longer the active instance: the caller is to go elsewhere.
         self.ended |= admitted.is_err();
-        self.pending.push_back(Frame {
+        self.push(Frame {
             operation: "append_fact",
+            bytes,
             details: Details::capture_append(&message, ctx.config.audit),
             read_at,
             message: admitted.is_ok().then_some(message),
@@ -204,23 +237,51 @@ impl<'c> Stream<'c> {
         });
     }
 
+    fn push(&mut self, frame: Frame) {
+        self.pending_bytes += frame.bytes;
+        self.pending.push_back(frame);
+    }
+
     /// Answers one frame with `refusal` and reads no more.
-    fn refuse(&mut self, operation: &'static str, refusal: RpcError, read_at: Instant) {
-        self.pending.push_back(Frame {
-            operation,
-            details: Details::default(),
-            read_at,
-            admitted: Err(refusal),
-            message: None,
-        });
+    fn end_with(&mut self, refusal: RpcError, read_at: Instant) {
+        self.push(Frame::refused(refusal, read_at));
         self.ended = true;
         self.partial_since = None;
     }
 
-    /// The next group: the frames pending, up to [`MAX_APPEND_BATCH`], and the append of those
-    /// admitted.
+    /// Logs the frames read and never appended as failed calls.
+    fn abandon(&mut self) {
+        let lost = RpcError::unavailable("the append stream ended before this fact was appended");
+        for frame in std::mem::take(&mut self.pending) {
+            let answer = Answer::from(Response::Error(lost.clone()));
+            self.log(&frame, &answer);
+        }
+    }
+
+    fn log(&self, frame: &Frame, answer: &Answer) {
+        let call = Call {
+            caller: &self.caller,
+            operation: frame.operation,
+            facts: usize::from(frame.operation == "append_fact"),
+            details: &frame.details,
+            answer,
+            took: frame.read_at.elapsed(),
+        };
+        call.emit(&self.ctx.deps.telemetry, self.ctx.config.audit);
+    }
+
+    /// The next group: the frames pending, up to [`MAX_APPEND_BATCH`] and `limits.max_frame_bytes`
+    /// (at least one), and the append of those admitted.
     fn group(&mut self) -> (Vec<Frame>, Appending<'c>) {
-        let n = self.pending.len().min(MAX_APPEND_BATCH);
+        let (mut n, mut bytes) = (0, 0);
+        for frame in &self.pending {
+            if n == MAX_APPEND_BATCH || (n > 0 && bytes + frame.bytes > self.ctx.config.max_frame_bytes) {
+                break;
+            }
+            n += 1;
+            bytes += frame.bytes;
+        }
+        self.pending_bytes -= bytes;
         let mut frames: Vec<Frame> = self.pending.drain(..n).collect();
         let messages: Vec<Message> = frames.iter_mut().filter_map(|f| f.message.take()).collect();
         let (ctx, caller) = (self.ctx, self.ctx.deps.authorisations.refresh(&self.caller));
@@ -238,7 +299,7 @@ impl<'c> Stream<'c> {
         outcomes: Result<Outcomes, RpcError>,
         send: &mut SendStream,
     ) -> Result<(), framed::StreamError> {
-        let (deps, config) = (&self.ctx.deps, &self.ctx.config);
+        let config = &self.ctx.config;
         let mut outcomes = outcomes.map(Vec::into_iter);
         let mut bytes = Vec::new();
         let mut answered = Vec::with_capacity(frames.len());
@@ -261,17 +322,23 @@ impl<'c> Stream<'c> {
             answered.push((frame, answer));
         }
         let written = send.write_all(&bytes).await;
-        for (frame, answer) in answered {
-            let call = Call {
-                caller: &self.caller,
-                operation: frame.operation,
-                facts: 1,
-                details: &frame.details,
-                answer: &answer,
-                took: frame.read_at.elapsed(),
-            };
-            call.emit(&deps.telemetry, config.audit);
+        for (frame, answer) in &answered {
+            self.log(frame, answer);
         }
         written.map_err(|e| framed::StreamError::Stream(e.to_string()))
+    }
+}
+
+impl Frame {
+    /// A frame refused before it was admitted, logged as an invalid call.
+    fn refused(refusal: RpcError, read_at: Instant) -> Self {
+        Self {
+            operation: "invalid",
+            bytes: 0,
+            details: Details::default(),
+            read_at,
+            admitted: Err(refusal),
+            message: None,
+        }
     }
 }
