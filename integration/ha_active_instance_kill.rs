@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bsfg::client::Client;
 use bsfg_proto::{ArtifactRef, PutObjectRequest};
 use harness::{
-    ha::{HaZone, PLANT, ZONE},
+    ha::{flowing, HaZone, PLANT, ZONE},
     message,
     observe::{event_fields, wait_until},
     receive,
@@ -26,10 +26,7 @@ async fn the_standby_takes_over_from_a_killed_active_instance_and_nothing_is_los
     let first = ha.wait_active(None, Duration::from_secs(5)).await;
     let mut traffic = ha.traffic(Duration::from_millis(20));
     let history = traffic.history.clone();
-    wait_until(Duration::from_secs(30), "facts flow both ways", || {
-        history.delivered_count(ZONE) > 50 && history.delivered_count(PLANT) > 50
-    })
-    .await;
+    flowing(&history).await;
 
     ha.cluster.kill(&first);
     let killed = Instant::now();

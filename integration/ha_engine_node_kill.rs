@@ -9,7 +9,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::{
-    ha::{HaZone, INSTANCES, PLANT, ZONE},
+    ha::{flowing, HaZone, INSTANCES, ZONE},
     observe::{events, wait_until},
 };
 
@@ -20,10 +20,7 @@ async fn killing_the_logs_leading_server_loses_nothing() {
     let mut ha = HaZone::started("").await;
     let mut traffic = ha.traffic(Duration::from_millis(20));
     let history = traffic.history.clone();
-    wait_until(Duration::from_secs(30), "facts flow both ways", || {
-        history.delivered_count(ZONE) > 50 && history.delivered_count(PLANT) > 50
-    })
-    .await;
+    flowing(&history).await;
 
     let leader = ha
         .engine

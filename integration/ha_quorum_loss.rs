@@ -16,7 +16,7 @@ use bsfg::client::Client;
 use bsfg_proto::ErrorCode;
 use harness::{
     drill::Drill,
-    ha::{HaEstate, HaZone, INSTANCES, PLANT, ZONE},
+    ha::{flowing, HaEstate, HaZone, INSTANCES, PLANT, ZONE},
     message,
     observe::{scrape, wait_until},
 };
@@ -26,10 +26,7 @@ async fn nothing_is_acknowledged_without_a_quorum_and_appends_resume_with_one() 
     let mut ha = HaZone::started("lease_ttl = \"2s\"\ncommit_timeout = \"4s\"").await;
     let mut traffic = ha.traffic(Duration::from_millis(20));
     let history = traffic.history.clone();
-    wait_until(Duration::from_secs(30), "facts flow both ways", || {
-        history.delivered_count(ZONE) > 50 && history.delivered_count(PLANT) > 50
-    })
-    .await;
+    flowing(&history).await;
 
     ha.engine.nats.kill(1).expect("kill n1");
     ha.engine.nats.kill(2).expect("kill n2");
@@ -77,10 +74,7 @@ async fn the_quorum_loss_runbook_runs_as_written() {
     ha.start(a).await;
     let mut traffic = ha.traffic(Duration::from_millis(20));
     let history = traffic.history.clone();
-    wait_until(Duration::from_secs(30), "facts flow both ways", || {
-        history.delivered_count(ZONE) > 50 && history.delivered_count(PLANT) > 50
-    })
-    .await;
+    flowing(&history).await;
 
     ha.engine.nats.kill(1).expect("kill n1");
     ha.engine.nats.kill(2).expect("kill n2");

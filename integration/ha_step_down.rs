@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use harness::{
     drill::Drill,
-    ha::{HaEstate, HaZone, INSTANCES, PLANT, ZONE},
+    ha::{flowing, HaEstate, HaZone, INSTANCES, ZONE},
     observe::{event_fields, events, wait_until},
 };
 
@@ -26,10 +26,7 @@ async fn stepping_down_under_load_fails_no_producer_call() {
     let standby = HaZone::other(&old);
     let mut traffic = ha.traffic(Duration::from_millis(10));
     let history = traffic.history.clone();
-    wait_until(Duration::from_secs(30), "facts flow both ways", || {
-        history.delivered_count(ZONE) > 50 && history.delivered_count(PLANT) > 50
-    })
-    .await;
+    flowing(&history).await;
 
     let refused = ha.cluster.admin_cli(standby, &["admin", "step-down"]);
     assert_eq!(refused.status.code(), Some(1), "a standby cannot step down");
@@ -60,10 +57,7 @@ async fn the_commissioning_failover_and_replacement_runbooks_run_as_written() {
     ha.start(a).await;
     let mut traffic = ha.traffic(Duration::from_millis(20));
     let history = traffic.history.clone();
-    wait_until(Duration::from_secs(30), "facts flow both ways", || {
-        history.delivered_count(ZONE) > 50 && history.delivered_count(PLANT) > 50
-    })
-    .await;
+    flowing(&history).await;
     let estate = &ha.estate;
 
     let commission = Drill::load("ha-commission");

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bsfg::client::Client;
 use bsfg_proto::ErrorCode;
 use harness::{
-    ha::{HaZone, PLANT, ZONE},
+    ha::{flowing, HaZone, PLANT, ZONE},
     message,
     observe::{event_fields, wait_until},
 };
@@ -22,10 +22,7 @@ async fn a_paused_active_instance_is_fenced_and_converges() {
     let old = ha.wait_active(None, Duration::from_secs(5)).await;
     let mut traffic = ha.traffic(Duration::from_millis(10));
     let history = traffic.history.clone();
-    wait_until(Duration::from_secs(30), "facts flow both ways", || {
-        history.delivered_count(ZONE) > 50 && history.delivered_count(PLANT) > 50
-    })
-    .await;
+    flowing(&history).await;
 
     ha.cluster.signal(&old, "STOP");
     let new = ha.wait_active(Some(&old), Duration::from_secs(12)).await;

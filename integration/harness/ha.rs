@@ -10,6 +10,7 @@ use super::{
     admin::{http, json},
     drill::Estate,
     engine::EngineFixture,
+    history::History,
     observe::wait_until,
     traffic::Traffic,
     Cluster, CLIENT,
@@ -29,17 +30,32 @@ pub fn storage_toml(engine: &EngineFixture, instance: &str, extra: &str) -> Stri
     bsfg::devnet::ha::jetstream_storage(&engine.nats, instance, extra)
 }
 
+/// The HA zone's two instances against `engine` (with `jetstream` lines in each one's
+/// `[storage.jetstream]`) and `plant-a`, configured.
+fn ha_cluster(engine: &EngineFixture, jetstream: &str) -> Cluster {
+    let mut cluster = Cluster::new(&[ZONE, PLANT], &[(ZONE, PLANT)]);
+    cluster.configure_all("\n[replication]\nlink_timeout = \"2s\"\n");
+    cluster
+        .net
+        .make_ha(ZONE, &INSTANCES, |instance| storage_toml(engine, instance, jetstream))
+        .expect("HA zone");
+    cluster
+}
+
+/// Waits until more than 50 facts arrived each way between the HA zone and `plant-a`.
+pub async fn flowing(history: &History) {
+    wait_until(Duration::from_secs(30), "facts flow both ways", || {
+        history.delivered_count(ZONE) > 50 && history.delivered_count(PLANT) > 50
+    })
+    .await;
+}
+
 impl HaZone {
     /// The engine, the zone's two instances and `plant-a`, configured (`jetstream` lines go into
     /// every instance's `[storage.jetstream]`, e.g. `lease_ttl = "3s"`), nothing started.
     pub async fn new(options: NatsOptions, jetstream: &str) -> Self {
         let engine = EngineFixture::start_with(options).await;
-        let mut cluster = Cluster::new(&[ZONE, PLANT], &[(ZONE, PLANT)]);
-        cluster.configure_all("\n[replication]\nlink_timeout = \"2s\"\n");
-        cluster
-            .net
-            .make_ha(ZONE, &INSTANCES, |instance| storage_toml(&engine, instance, jetstream))
-            .expect("HA zone");
+        let cluster = ha_cluster(&engine, jetstream);
         Self { cluster, engine }
     }
 
@@ -150,13 +166,7 @@ impl HaEstate {
     /// `[storage.jetstream]`), nothing started.
     pub async fn new(jetstream: &str) -> Self {
         let engine = EngineFixture::start_with(NatsOptions::default()).await;
-        let mut cluster = Cluster::new(&[ZONE, PLANT], &[(ZONE, PLANT)]);
-        cluster.configure_all("\n[replication]\nlink_timeout = \"2s\"\n");
-        cluster
-            .net
-            .make_ha(ZONE, &INSTANCES, |instance| storage_toml(&engine, instance, jetstream))
-            .expect("HA zone");
-        let mut estate = Estate::new(cluster);
+        let mut estate = Estate::new(ha_cluster(&engine, jetstream));
         for instance in INSTANCES {
             let replica = estate.host(instance).join("var/lib/bsfg/replica");
             estate.cluster.net.nodes.get_mut(instance).expect("instance").data_dir = replica;
