@@ -3,11 +3,15 @@
 //! `plant-a` know both instances), and nothing acknowledged is lost or duplicated: every fact
 //! acknowledged in either direction is delivered exactly once, in order. An artifact stored
 //! through the killed instance is served by the one that took over (the zone's blobs live in the
-//! engine's object store too).
+//! engine's object store too). Every instance's status lists the zone's instances and which is
+//! active; the survivor shows the killed one as no longer live.
 
 mod harness;
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use bsfg::client::Client;
 use bsfg_proto::{ArtifactRef, PutObjectRequest};
@@ -27,6 +31,17 @@ async fn the_standby_takes_over_from_a_killed_active_instance_and_nothing_is_los
     let mut traffic = ha.traffic(Duration::from_millis(20));
     let history = traffic.history.clone();
     flowing(&history).await;
+    let standby = HaZone::other(&first);
+    let both = BTreeMap::from([
+        (first.clone(), ("active".to_owned(), true)),
+        (standby.to_owned(), ("standby".to_owned(), true)),
+    ]);
+    wait_until(
+        Duration::from_secs(10),
+        "each instance lists both, and which is active",
+        || ha.roster(&first) == both && ha.roster(standby) == both,
+    )
+    .await;
 
     ha.cluster.kill(&first);
     let killed = Instant::now();
@@ -37,6 +52,16 @@ async fn the_standby_takes_over_from_a_killed_active_instance_and_nothing_is_los
         vec![second.clone()],
         "promoted once"
     );
+    wait_until(
+        Duration::from_secs(15),
+        "the survivor shows the killed instance as not live",
+        || {
+            let roster = ha.roster(&second);
+            roster.get(&second) == Some(&("active".to_owned(), true))
+                && roster.get(&first).is_some_and(|(_, live)| !live)
+        },
+    )
+    .await;
 
     let acked = (history.acked_count(ZONE), history.acked_count(PLANT));
     wait_until(Duration::from_secs(30), "producers and the link resume", || {

@@ -67,7 +67,7 @@ pub use objects::ObjectsConfig;
 pub use peer_link::PeerLinkConfig;
 pub use store_buffer::StoreBufferConfig;
 // What the admin API asks of an HA instance, and whether a node serves.
-pub use ha::{HaHandle, HaStatus, StepDownError};
+pub use ha::{HaHandle, HaStatus, InstanceSeen, StepDownError};
 pub use standing::Standing;
 // What the admin API asks of the buffers: consumer management and fact traces.
 pub use trace::{Found, Received, Stored, Tracer};

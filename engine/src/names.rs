@@ -16,6 +16,11 @@ pub fn lease_bucket(zone: &str) -> String {
     format!("bsfg-lease-{zone}")
 }
 
+/// The zone's bucket of instances, one key each (what every instance last said of itself).
+pub fn members_bucket(zone: &str) -> String {
+    format!("bsfg-members-{zone}")
+}
+
 /// The zone's object store of replica snapshots.
 pub fn snapshot_bucket(zone: &str) -> String {
     format!("bsfg-snapshots-{zone}")
@@ -57,6 +62,7 @@ mod tests {
     #[test]
     fn objects_are_named_per_zone() {
         assert_eq!(wal_stream("plant-a"), "bsfg-wal-plant-a");
+        assert_eq!(members_bucket("plant-a"), "bsfg-members-plant-a");
         assert_eq!(wal_subject("plant-a"), "bsfg.plant-a.wal");
         assert_eq!(lease_bucket("plant-a"), "bsfg-lease-plant-a");
     }

@@ -2,7 +2,10 @@
 //! `enterprise-b`, over a real three-server nats-server cluster ([`EngineFixture`]); `plant-a` is
 //! a single node peered with it. Clients and `plant-a` know both instances (address lists).
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use bsfg::{client::ClientOptions, devnet::nats::NatsOptions};
 
@@ -126,6 +129,21 @@ impl HaZone {
         let (code, body) = http(self.cluster.admin(instance), "GET", "/v1/status", None);
         assert_eq!(code, 200, "{body}");
         json(&body)["ha"].clone()
+    }
+
+    /// The zone's instances as `instance` shows them (`ha.instances`): (role, live) by name.
+    pub fn roster(&self, instance: &str) -> BTreeMap<String, (String, bool)> {
+        let instances = self.ha_status(instance)["instances"].clone();
+        instances
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|seen| {
+                let name = seen["instance"].as_str().unwrap_or_default().to_owned();
+                let role = seen["role"].as_str().unwrap_or_default().to_owned();
+                (name, (role, seen["live"] == true))
+            })
+            .collect()
     }
 
     /// A client of the zone that knows both instances.

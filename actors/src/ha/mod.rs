@@ -16,13 +16,18 @@
 //!   Demotion stops writes at the storage first, then closes every connection with
 //!   `CloseCode::Standby`, stops the links and resumes following. Logged as `ha_demoted`.
 //!
+//! - **Roster** (`roster`): every instance announces itself in the zone's members bucket and
+//!   shows what the others last said (`/v1/status`), whatever its role.
+//!
 //! Safety never rests on the lease: the log's compare-and-append fences any writer that believes
 //! too long that it leads.
 
 mod follower;
 mod leader;
+mod roster;
 mod snapshot;
 
+pub use roster::InstanceSeen;
 pub use snapshot::{restore, Snapshots};
 
 use std::{
@@ -31,7 +36,7 @@ use std::{
 };
 
 use actix::Addr;
-use bsfg_engine::{Lease, ReplicatedLog};
+use bsfg_engine::{jetstream::KvMembers, Lease, ReplicatedLog};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{events::Telemetry, standing::Standing, storage::replicated::ReplicatedStorage, zone_gate::ZoneGate};
@@ -46,6 +51,7 @@ pub struct HaConfig {
 pub struct HaDeps<L: ReplicatedLog, E: Lease> {
     pub storage: Arc<ReplicatedStorage<L>>,
     pub lease: Arc<E>,
+    pub members: Arc<KvMembers>,
     pub standing: watch::Sender<Standing>,
     pub gate: Addr<ZoneGate>,
     pub telemetry: Telemetry,
@@ -65,6 +71,9 @@ pub struct HaStatus {
     pub wal_applied: u64,
     /// Last record of the log, as last asked (0 before the first answer).
     pub wal_last: u64,
+    /// Every instance of the zone as last heard from (this one included), by name; filled in
+    /// when asked ([`HaHandle::status`]).
+    pub instances: Vec<InstanceSeen>,
 }
 
 /// Why a step-down was refused.
@@ -80,12 +89,15 @@ pub enum StepDownError {
 #[derive(Clone)]
 pub struct HaHandle {
     status: watch::Receiver<HaStatus>,
+    members: Arc<KvMembers>,
     step_down: mpsc::Sender<oneshot::Sender<Result<(), StepDownError>>>,
 }
 
 impl HaHandle {
     pub fn status(&self) -> HaStatus {
-        self.status.borrow().clone()
+        let mut status = self.status.borrow().clone();
+        status.instances = roster::view(self.members.seen(), Instant::now());
+        status
     }
 
     /// Hands leadership over (rolling upgrades): stops writing, releases the lease, and keeps
@@ -108,6 +120,7 @@ pub fn start<L: ReplicatedLog, E: Lease>(config: HaConfig, deps: HaDeps<L, E>) -
         ..HaStatus::default()
     });
     let (step_down, requests) = mpsc::channel(4);
+    let members = deps.members.clone();
     let controller = Controller {
         config,
         deps,
@@ -118,6 +131,7 @@ pub fn start<L: ReplicatedLog, E: Lease>(config: HaConfig, deps: HaDeps<L, E>) -
     tokio::spawn(controller.run());
     HaHandle {
         status: status_rx,
+        members,
         step_down,
     }
 }
@@ -142,6 +156,7 @@ impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
             self.status.clone(),
             self.deps.telemetry.clone(),
         ));
+        let roster = tokio::spawn(roster::announce(self.deps.members.clone(), self.status.subscribe()));
         loop {
             let Some(grant) = self.stand_by().await else { break };
             let Some(grant) = self.promote(grant).await else {
@@ -150,6 +165,7 @@ impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
             self.lead(grant).await;
         }
         lag.abort();
+        roster.abort();
     }
 
     fn set_standing(&self, standing: Standing) {

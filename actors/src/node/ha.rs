@@ -10,9 +10,10 @@ use std::{
 
 use bsfg_engine::{
     checks::{self, Verdict},
-    jetstream::{ConnectConfig, Engine, JetStreamLog, JetStreamObjects, KvLease, LeaseSpec, LogSpec},
+    jetstream::{ConnectConfig, Engine, JetStreamLog, JetStreamObjects, KvLease, KvMembers, LeaseSpec, LogSpec},
     ReplicatedLog,
 };
+use prometheus::Histogram;
 
 use super::NodeError;
 use crate::storage::{
@@ -46,6 +47,7 @@ pub struct HaSettings {
 pub(super) struct Opened {
     pub storage: Arc<ReplicatedStorage<JetStreamLog>>,
     pub lease: Arc<KvLease>,
+    pub members: Arc<KvMembers>,
     pub snapshots: JetStreamObjects,
     /// The zone's artifact blobs (the artifact store's second tier).
     pub blobs: JetStreamObjects,
@@ -97,7 +99,12 @@ fn log_spec(zone: &str, settings: &HaSettings) -> LogSpec {
     }
 }
 
-pub(super) async fn open(zone: &str, settings: &HaSettings, local: Arc<RocksStorage>) -> Result<Opened, NodeError> {
+pub(super) async fn open(
+    zone: &str,
+    settings: &HaSettings,
+    local: Arc<RocksStorage>,
+    commit_latency: Histogram,
+) -> Result<Opened, NodeError> {
     let verdict = checks::verify(&settings.monitor_urls, settings.assume_durable)
         .await
         .map_err(|e| NodeError::EngineRefused(e.to_string()))?;
@@ -120,10 +127,15 @@ pub(super) async fn open(zone: &str, settings: &HaSettings, local: Arc<RocksStor
         ttl: settings.lease_ttl,
     };
     let lease = engine.open_lease(&lease).await.map_err(engine_error)?;
+    let members = engine
+        .open_members(zone, &settings.instance, settings.replicas)
+        .await
+        .map_err(engine_error)?;
     let config = ReplicaConfig {
         zone: zone.to_owned(),
         instance: settings.instance.clone(),
         commit_timeout: settings.commit_timeout,
+        commit_latency,
     };
     let runtime = tokio::runtime::Handle::current();
     let storage =
@@ -134,6 +146,7 @@ pub(super) async fn open(zone: &str, settings: &HaSettings, local: Arc<RocksStor
     Ok(Opened {
         storage: Arc::new(storage),
         lease: Arc::new(lease),
+        members: Arc::new(members),
         snapshots,
         blobs,
         verdict,

@@ -65,7 +65,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
             None,
         ),
         Some(settings) => {
-            let opened = super::ha::open(&zone, settings, local.clone()).await?;
+            let opened = super::ha::open(&zone, settings, local.clone(), metrics.engine_commit_latency.clone()).await?;
             telemetry.emit(EngineChecked {
                 durability_verified: opened.verdict.durability_verified,
                 warnings: &opened.verdict.warnings,
@@ -215,6 +215,7 @@ fn start_ha(
     let deps = HaDeps {
         storage: opened.storage,
         lease: opened.lease,
+        members: opened.members,
         standing,
         gate: gate.clone(),
         telemetry,

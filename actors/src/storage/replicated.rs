@@ -38,6 +38,7 @@ use std::{
 
 use bsfg_engine::{LogError, ReplicatedLog};
 use bsfg_proto::ObjectDigest;
+use prometheus::Histogram;
 use tokio::sync::watch;
 
 use super::{
@@ -74,12 +75,15 @@ impl Demotion {
     }
 }
 
-/// Who this instance is and how long an append may stay unknown.
+/// Who this instance is, how long an append may stay unknown, and where commit times go.
 #[derive(Debug, Clone)]
 pub struct ReplicaConfig {
     pub zone: String,
     pub instance: String,
     pub commit_timeout: Duration,
+    /// Observes each record the engine acknowledged: from the first send to the quorum's
+    /// acknowledgement, resends under the unknown-outcome rule included.
+    pub commit_latency: Histogram,
 }
 
 /// The writer's state, under one lock with every append and apply.
@@ -291,13 +295,17 @@ impl<L: ReplicatedLog> ReplicatedStorage<L> {
         let bytes = record.encode()?;
         writer.appended += 1;
         let id = format!("{}.{epoch}.{}", self.config.instance, writer.appended);
-        let deadline = Instant::now() + self.config.commit_timeout;
+        let started = Instant::now();
+        let deadline = started + self.config.commit_timeout;
         let expected = writer.position.seq;
         let appended = self
             .runtime
             .block_on(self.log.append(expected, &id, bytes.clone().into(), deadline));
         let seq = match appended {
-            Ok(seq) => seq,
+            Ok(seq) => {
+                self.config.commit_latency.observe(started.elapsed().as_secs_f64());
+                seq
+            }
             Err(error) => return Err(self.failed(writer, error)),
         };
         let next = writer.position.after(seq, &bytes, epoch);

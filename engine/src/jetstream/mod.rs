@@ -1,6 +1,7 @@
 //! The NATS JetStream adapter of the engine port: one connection to the zone's servers
 //! ([`Engine`]), the zone's write-ahead log stream ([`JetStreamLog`], design §4.2
-//! `bsfg-wal-<zone>`) and its lease bucket ([`KvLease`], `bsfg-lease-<zone>`).
+//! `bsfg-wal-<zone>`), its lease bucket ([`KvLease`], `bsfg-lease-<zone>`) and its members bucket
+//! ([`KvMembers`], `bsfg-members-<zone>`).
 //!
 //! [`Engine::open_log`] and [`Engine::open_lease`] create the stream or bucket when missing and
 //! check an existing one against the configuration (replicas, file storage, fsync-before-ack
@@ -8,12 +9,14 @@
 
 mod lease;
 mod log;
+mod members;
 mod objects;
 mod provision;
 mod tail;
 
 pub use lease::KvLease;
 pub use log::JetStreamLog;
+pub use members::{KvMembers, Member, Seen};
 pub use objects::{JetStreamObjects, ObjectError};
 pub use provision::{LeaseSpec, LogSpec};
 pub use tail::JetStreamTail;
@@ -61,6 +64,8 @@ pub enum EngineError {
         found: String,
         expected: String,
     },
+    #[error("cannot announce this instance in the zone's members bucket: {0}")]
+    Announce(String),
 }
 
 /// A connection to the zone's engine servers; cheap to clone.

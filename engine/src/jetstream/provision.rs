@@ -88,14 +88,7 @@ impl LeaseSpec {
     pub(super) fn kv_config(&self) -> Result<kv::Config, EngineError> {
         check_name("zone", &self.zone)?;
         check_name("instance", &self.instance)?;
-        Ok(kv::Config {
-            bucket: names::lease_bucket(&self.zone),
-            history: 1,
-            num_replicas: self.replicas,
-            storage: StorageType::File,
-            max_value_size: 1024,
-            ..Default::default()
-        })
+        Ok(last_word_bucket(names::lease_bucket(&self.zone), self.replicas))
     }
 }
 
@@ -116,7 +109,32 @@ pub(super) async fn wal_stream(js: &jetstream::Context, spec: &LogSpec) -> Resul
 
 /// Creates or checks the lease bucket.
 pub(super) async fn lease_bucket(js: &jetstream::Context, spec: &LeaseSpec) -> Result<kv::Store, EngineError> {
-    let config = spec.kv_config()?;
+    kv_bucket(js, spec.kv_config()?, spec.replicas).await
+}
+
+/// Creates or checks the zone's members bucket: one key per instance, its last word only.
+pub(super) async fn members_bucket(
+    js: &jetstream::Context,
+    zone: &str,
+    replicas: usize,
+) -> Result<kv::Store, EngineError> {
+    check_name("zone", zone)?;
+    kv_bucket(js, last_word_bucket(names::members_bucket(zone), replicas), replicas).await
+}
+
+/// A KV bucket of small values that keeps each key's last write only, on file storage.
+fn last_word_bucket(bucket: String, replicas: usize) -> kv::Config {
+    kv::Config {
+        bucket,
+        history: 1,
+        num_replicas: replicas,
+        storage: StorageType::File,
+        max_value_size: 1024,
+        ..Default::default()
+    }
+}
+
+async fn kv_bucket(js: &jetstream::Context, config: kv::Config, replicas: usize) -> Result<kv::Store, EngineError> {
     let object = format!("bucket {}", config.bucket);
     let store = match create(&object, || js.create_key_value(config.clone()), bucket_failure).await? {
         Some(store) => store,
@@ -126,7 +144,7 @@ pub(super) async fn lease_bucket(js: &jetstream::Context, spec: &LeaseSpec) -> R
             .map_err(|e| provision_error(&object, e))?,
     };
     let status = store.status().await.map_err(|e| provision_error(&object, e))?;
-    check(&object, &status.info.config, spec.replicas)?;
+    check(&object, &status.info.config, replicas)?;
     Ok(store)
 }
 
