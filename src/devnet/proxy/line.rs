@@ -97,6 +97,15 @@ pub(super) async fn deliver(mut line: mpsc::Receiver<Delayed>, exit: Exit) {
     let mut waiting = Waiting::default();
     let mut open = true;
     loop {
+        // What is due leaves now, without a timer: tokio's timers round up to the next
+        // millisecond, which would hold every datagram of an undelayed line for up to 1 ms and
+        // stretch each of QUIC's round trips through the proxy by as much.
+        let now = Instant::now();
+        while waiting.next_due().is_some_and(|due| due <= now) {
+            if let Some(data) = waiting.pop() {
+                exit.send(&data).await;
+            }
+        }
         let due = waiting.next_due();
         tokio::select! {
             received = line.recv(), if open => match received {

@@ -230,3 +230,25 @@ async fn forwarded_bytes_count_what_passed_each_way() {
         "dropped bytes are not counted"
     );
 }
+
+/// A datagram due now leaves at once: it does not wait for the timer's next millisecond tick,
+/// which would add up to a millisecond to every round trip through an undelayed proxy. Virtual
+/// time (paused) moves only to fire a timer, so none may pass while it crosses.
+#[tokio::test(start_paused = true)]
+async fn a_datagram_due_now_leaves_without_waiting_for_a_timer_tick() {
+    let target = socket().await;
+    let out = socket().await;
+    out.connect(target.local_addr().expect("addr")).await.expect("connect");
+    let (line, queued) = mpsc::channel(4);
+    let delivering = tokio::spawn(deliver(queued, Exit::Target(Arc::new(out))));
+    // Between two ticks, so that a timer set for now would round up to the next one.
+    tokio::time::advance(Duration::from_micros(500)).await;
+    let sent = Instant::now();
+    let data = b"now".to_vec();
+    line.send(Delayed { due: sent, data }).await.expect("queued");
+    let mut buf = [0; 16];
+    let len = target.recv(&mut buf).await.expect("relayed");
+    assert_eq!(&buf[..len], b"now");
+    assert_eq!(Instant::now(), sent, "no timer was waited on");
+    delivering.abort();
+}
