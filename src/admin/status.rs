@@ -135,35 +135,7 @@ pub struct HaStatus {
     /// Every instance of the zone as last heard from through the engine (this one included),
     /// by name; empty from a node that does not report them.
     #[serde(default)]
-    pub instances: Vec<InstanceStatus>,
-}
-
-/// An instance of an HA zone as last heard from in the zone's members bucket.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InstanceStatus {
-    pub instance: String,
-    /// What it last said it was: `active`, `standby`, `diverged` (`unreadable`: another
-    /// version's format).
-    pub role: String,
-    pub epoch: u64,
-    pub wal_applied: u64,
-    /// Milliseconds since its last word reached this instance (it speaks once a second).
-    pub last_seen_ms: u64,
-    /// Heard from within the last 5 seconds.
-    pub live: bool,
-}
-
-impl From<bsfg_actors::InstanceSeen> for InstanceStatus {
-    fn from(s: bsfg_actors::InstanceSeen) -> Self {
-        Self {
-            instance: s.instance,
-            role: s.role,
-            epoch: s.epoch,
-            wal_applied: s.wal_applied,
-            last_seen_ms: s.last_seen_ms,
-            live: s.live,
-        }
-    }
+    pub instances: Vec<bsfg_actors::InstanceSeen>,
 }
 
 impl From<bsfg_actors::HaStatus> for HaStatus {
@@ -176,7 +148,7 @@ impl From<bsfg_actors::HaStatus> for HaStatus {
             wal_applied: s.wal_applied,
             wal_last: s.wal_last,
             wal_lag: s.wal_last.saturating_sub(s.wal_applied),
-            instances: s.instances.into_iter().map(Into::into).collect(),
+            instances: s.instances,
         }
     }
 }

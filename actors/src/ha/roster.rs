@@ -15,6 +15,7 @@ use std::{
 };
 
 use bsfg_engine::jetstream::{KvMembers, Member, Seen};
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::HaStatus;
@@ -24,8 +25,8 @@ const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 /// Silence after which an instance is shown as not live: several missed announcements.
 const SILENT_AFTER: Duration = Duration::from_secs(5);
 
-/// An instance of the zone as last heard from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An instance of the zone as last heard from (`/v1/status` `ha.instances`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceSeen {
     pub instance: String,
     /// What it said it was (`active`, `standby`, `diverged`); `unreadable` for a value of another
@@ -33,9 +34,9 @@ pub struct InstanceSeen {
     pub role: String,
     pub epoch: u64,
     pub wal_applied: u64,
-    /// Milliseconds since its last announcement reached this instance.
+    /// Milliseconds since its last announcement reached this instance (it speaks once a second).
     pub last_seen_ms: u64,
-    /// Heard from within the last few seconds.
+    /// Heard from within the last [`SILENT_AFTER`] (5 s).
     pub live: bool,
 }
 
