@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use harness::{
     drill::Drill,
     ha::{flowing, HaEstate, HaZone, INSTANCES, ZONE},
-    observe::{event_fields, events, metric, wait_until},
+    observe::{event_fields, events, metric, scrape, wait_until},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,10 +27,23 @@ async fn stepping_down_under_load_fails_no_producer_call() {
     let mut traffic = ha.traffic(Duration::from_millis(10));
     let history = traffic.history.clone();
     flowing(&history).await;
-    // Every group commit is timed through the engine, by the instance that wrote it.
+    // Every record appended to the zone's log is timed by the instance that wrote it: its epoch
+    // record at promotion, then each group commit while appends go on.
     let commits = |instance: &str| metric(&ha.cluster, instance, "bsfg_engine_commit_latency_seconds_count");
-    assert!(commits(&old) > 0.0, "the active instance timed its commits");
-    assert_eq!(commits(standby), 0.0, "the standby wrote nothing");
+    let timed = commits(&old);
+    let acked = history.acked_count(ZONE);
+    wait_until(Duration::from_secs(10), "more appends acknowledged", || {
+        history.acked_count(ZONE) > acked + 20
+    })
+    .await;
+    assert!(commits(&old) > timed, "the active instance times its group commits");
+    let standby_metrics = scrape(&ha.cluster, standby);
+    assert!(
+        standby_metrics
+            .lines()
+            .any(|l| l == "bsfg_engine_commit_latency_seconds_count 0"),
+        "the standby exports the histogram and wrote nothing"
+    );
 
     let refused = ha.cluster.admin_cli(standby, &["admin", "step-down"]);
     assert_eq!(refused.status.code(), Some(1), "a standby cannot step down");
@@ -47,7 +60,10 @@ async fn stepping_down_under_load_fails_no_producer_call() {
         || history.acked_count(ZONE) > acked + 100,
     )
     .await;
-    assert!(commits(&new) > 0.0, "the new active instance times its commits");
+    assert!(
+        commits(&new) > 1.0,
+        "the new active instance times its commits, not only its epoch record"
+    );
     traffic.stop_producing().await;
     assert_eq!(traffic.errors(), Vec::<String>::new(), "no producer call failed");
     traffic.assert_delivered_exactly_once(Duration::from_secs(60)).await;

@@ -288,15 +288,15 @@ impl Status {
                 ha.instance, ha.role, ha.epoch, ha.wal_applied, ha.wal_last
             );
             for seen in &ha.instances {
+                let heard = match seen.last_seen_ms {
+                    Some(ms) => format!("heard {:.1} s ago", ms as f64 / 1000.0),
+                    None => "not heard from since this instance started".to_owned(),
+                };
                 let silent = if seen.live { "" } else { ", NOT LIVE" };
                 let _ = writeln!(
                     out,
-                    "             {:<20} {:<9} epoch {}, log applied {}, heard {:.1} s ago{silent}",
-                    seen.instance,
-                    seen.role,
-                    seen.epoch,
-                    seen.wal_applied,
-                    seen.last_seen_ms as f64 / 1000.0
+                    "             {:<20} {:<9} epoch {}, log applied {}, {heard}{silent}",
+                    seen.instance, seen.role, seen.epoch, seen.wal_applied
                 );
             }
         }

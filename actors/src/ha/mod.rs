@@ -121,6 +121,11 @@ pub fn start<L: ReplicatedLog, E: Lease>(config: HaConfig, deps: HaDeps<L, E>) -
     });
     let (step_down, requests) = mpsc::channel(4);
     let members = deps.members.clone();
+    tokio::spawn(roster::announce(
+        members.clone(),
+        status_rx.clone(),
+        deps.telemetry.log.clone(),
+    ));
     let controller = Controller {
         config,
         deps,
@@ -156,7 +161,6 @@ impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
             self.status.clone(),
             self.deps.telemetry.clone(),
         ));
-        let roster = tokio::spawn(roster::announce(self.deps.members.clone(), self.status.subscribe()));
         loop {
             let Some(grant) = self.stand_by().await else { break };
             let Some(grant) = self.promote(grant).await else {
@@ -165,7 +169,6 @@ impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
             self.lead(grant).await;
         }
         lag.abort();
-        roster.abort();
     }
 
     fn set_standing(&self, standing: Standing) {

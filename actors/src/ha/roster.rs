@@ -4,9 +4,12 @@
 //! not heard from for [`SILENT_AFTER`] is shown as not live (stopped, cut off from the engine, or
 //! gone).
 //!
-//! For operators only: nothing here decides who leads (the lease does), and a failed
-//! announcement is only retried at the next tick (the engine's unavailability is reported by
-//! the lag reporter).
+//! An instance's own row comes back through the engine like the others: it lags its own `role`
+//! by up to a second or two, and when every row, its own included, is not live, it is this
+//! instance that is cut off from the engine.
+//!
+//! For operators only: nothing here decides who leads (the lease does). A failed announcement is
+//! logged once per run of failures (`engine_unavailable`) and tried again at the next tick.
 
 use std::{
     collections::BTreeMap,
@@ -16,6 +19,7 @@ use std::{
 
 use bsfg_engine::jetstream::{KvMembers, Member, Seen};
 use serde::{Deserialize, Serialize};
+use slog::{info, Logger};
 use tokio::sync::watch;
 
 use super::HaStatus;
@@ -34,16 +38,20 @@ pub struct InstanceSeen {
     pub role: String,
     pub epoch: u64,
     pub wal_applied: u64,
-    /// Milliseconds since its last announcement reached this instance (it speaks once a second).
-    pub last_seen_ms: u64,
+    /// Milliseconds since its last announcement reached this instance (it speaks once a second);
+    /// `None` when nothing new came from it since this instance started (the word shown was
+    /// already there, of unknown age).
+    pub last_seen_ms: Option<u64>,
     /// Heard from within the last [`SILENT_AFTER`] (5 s).
     pub live: bool,
 }
 
-/// Announces what `status` says of this instance, once a second, until the controller stops.
-pub(super) async fn announce(members: Arc<KvMembers>, status: watch::Receiver<HaStatus>) {
+/// Announces what `status` says of this instance once a second, for as long as the node runs:
+/// also after the controller stopped on a divergence, whose `diverged` the others must see.
+pub(super) async fn announce(members: Arc<KvMembers>, status: watch::Receiver<HaStatus>, log: Logger) {
     let mut tick = tokio::time::interval(ANNOUNCE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
         tick.tick().await;
         let me = {
@@ -54,8 +62,14 @@ pub(super) async fn announce(members: Arc<KvMembers>, status: watch::Receiver<Ha
                 wal_applied: status.wal_applied,
             }
         };
-        // Unavailability is the lag reporter's to log; the next tick tries again.
-        let _ = members.announce(&me).await;
+        match members.announce(&me).await {
+            Ok(()) => failing = false,
+            Err(error) if !failing => {
+                info!(log, "engine_unavailable"; "reason" => error.to_string());
+                failing = true;
+            }
+            Err(_) => {}
+        }
     }
 }
 
@@ -63,7 +77,7 @@ pub(super) async fn announce(members: Arc<KvMembers>, status: watch::Receiver<Ha
 pub(super) fn view(seen: BTreeMap<String, Seen>, now: Instant) -> Vec<InstanceSeen> {
     seen.into_iter()
         .map(|(instance, seen)| {
-            let silent = now.saturating_duration_since(seen.at);
+            let silent = seen.at.map(|at| now.saturating_duration_since(at));
             let (role, epoch, wal_applied) = match seen.member {
                 Some(member) => (member.role, member.epoch, member.wal_applied),
                 None => ("unreadable".to_owned(), 0, 0),
@@ -73,8 +87,8 @@ pub(super) fn view(seen: BTreeMap<String, Seen>, now: Instant) -> Vec<InstanceSe
                 role,
                 epoch,
                 wal_applied,
-                last_seen_ms: u64::try_from(silent.as_millis()).unwrap_or(u64::MAX),
-                live: silent < SILENT_AFTER,
+                last_seen_ms: silent.map(|silent| u64::try_from(silent.as_millis()).unwrap_or(u64::MAX)),
+                live: silent.is_some_and(|silent| silent < SILENT_AFTER),
             }
         })
         .collect()
@@ -84,7 +98,7 @@ pub(super) fn view(seen: BTreeMap<String, Seen>, now: Instant) -> Vec<InstanceSe
 mod tests {
     use super::*;
 
-    fn said(role: &str, wal_applied: u64, at: Instant) -> Seen {
+    fn said(role: &str, wal_applied: u64, at: Option<Instant>) -> Seen {
         let member = Member {
             role: role.to_owned(),
             epoch: 7,
@@ -92,26 +106,39 @@ mod tests {
         };
         Seen {
             member: Some(member),
+            revision: wal_applied,
             at,
         }
     }
 
     #[test]
-    fn instances_are_listed_by_name_and_the_silent_ones_are_not_live() {
+    fn instances_are_listed_by_name_and_the_silent_or_unheard_ones_are_not_live() {
         let now = Instant::now();
         let seen = BTreeMap::from([
-            ("b".to_owned(), said("standby", 90, now - Duration::from_secs(6))),
-            ("a".to_owned(), said("active", 100, now - Duration::from_millis(300))),
-            ("c".to_owned(), Seen { member: None, at: now }),
+            ("b".to_owned(), said("standby", 90, Some(now - Duration::from_secs(6)))),
+            (
+                "a".to_owned(),
+                said("active", 100, Some(now - Duration::from_millis(300))),
+            ),
+            (
+                "c".to_owned(),
+                Seen {
+                    member: None,
+                    revision: 1,
+                    at: Some(now),
+                },
+            ),
+            ("d".to_owned(), said("active", 50, None)),
         ]);
         let brief: Vec<_> = view(seen, now)
             .into_iter()
             .map(|i| (i.instance, i.role, i.wal_applied, i.last_seen_ms, i.live))
             .collect();
         let expected = [
-            ("a", "active", 100, 300, true),
-            ("b", "standby", 90, 6000, false),
-            ("c", "unreadable", 0, 0, true),
+            ("a", "active", 100, Some(300), true),
+            ("b", "standby", 90, Some(6000), false),
+            ("c", "unreadable", 0, Some(0), true),
+            ("d", "active", 50, None, false),
         ]
         .map(|(i, r, w, l, live)| (i.to_owned(), r.to_owned(), w, l, live));
         assert_eq!(brief, expected);

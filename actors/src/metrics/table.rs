@@ -366,7 +366,7 @@ pub const ENGINE_COMMIT_LATENCY: Spec = spec(
     "bsfg_engine_commit_latency_seconds",
     APPEND_BUCKETS,
     &[],
-    "Time to append one group commit to the zone's write-ahead log (quorum fsync'd).",
+    "Time to append one record (a group commit, an artifact index write, an epoch) to the zone's write-ahead log (quorum fsync'd).",
 );
 
 /// Every metric the node registers: SPEC §11's order, then the retention it is configured with,

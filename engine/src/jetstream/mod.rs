@@ -3,9 +3,10 @@
 //! `bsfg-wal-<zone>`), its lease bucket ([`KvLease`], `bsfg-lease-<zone>`) and its members bucket
 //! ([`KvMembers`], `bsfg-members-<zone>`).
 //!
-//! [`Engine::open_log`] and [`Engine::open_lease`] create the stream or bucket when missing and
-//! check an existing one against the configuration (replicas, file storage, fsync-before-ack
-//! persistence), so a zone never runs on objects someone else set up differently.
+//! [`Engine::open_log`], [`Engine::open_lease`] and [`Engine::open_members`] create the stream or
+//! bucket when missing and check an existing one against the configuration (replicas, file
+//! storage, fsync-before-ack persistence), so a zone never runs on objects someone else set up
+//! differently.
 
 mod lease;
 mod log;

@@ -252,3 +252,33 @@ async fn a_datagram_due_now_leaves_without_waiting_for_a_timer_tick() {
     assert_eq!(Instant::now(), sent, "no timer was waited on");
     delivering.abort();
 }
+
+/// Datagrams that are all due when the line looks leave in the order of their due times, not in
+/// the order they were queued (a jittered line that fell behind).
+#[tokio::test(start_paused = true)]
+async fn datagrams_already_due_leave_in_due_order() {
+    let target = socket().await;
+    let out = socket().await;
+    out.connect(target.local_addr().expect("addr")).await.expect("connect");
+    let (line, queued) = mpsc::channel(4);
+    tokio::time::advance(Duration::from_millis(5)).await;
+    let now = Instant::now();
+    for (data, ago_ms) in [(b"c", 1), (b"a", 3), (b"b", 2)] {
+        let due = now - Duration::from_millis(ago_ms);
+        line.send(Delayed {
+            due,
+            data: data.to_vec(),
+        })
+        .await
+        .expect("queued");
+    }
+    let delivering = tokio::spawn(deliver(queued, Exit::Target(Arc::new(out))));
+    let mut order = Vec::new();
+    let mut buf = [0; 16];
+    for _ in 0..3 {
+        let len = target.recv(&mut buf).await.expect("relayed");
+        order.extend_from_slice(&buf[..len]);
+    }
+    assert_eq!(order, b"abc");
+    delivering.abort();
+}
