@@ -148,9 +148,21 @@ async fn with_two_of_three_servers_down_nothing_is_acknowledged_until_one_return
     assert_eq!(ids, expected, "one copy of each record");
 }
 
-/// Records `1..=count` through the ordered reader.
+/// Records `1..=count` through the ordered reader. The reader is a consumer on the stream: just
+/// after its leader died, setting one up may time out until the new leader serves it, so it is
+/// tried again until the deadline, as a standby's follower does.
 async fn read_all(log: &bsfg_engine::jetstream::JetStreamLog, count: u64) -> Vec<Record> {
-    let mut tail = log.tail(1).await.expect("tail");
+    let deadline = Instant::now() + COMMIT_TIMEOUT;
+    let mut tail = loop {
+        match log.tail(1).await {
+            Ok(tail) => break tail,
+            Err(LogError::Unavailable { reason }) if Instant::now() < deadline => {
+                println!("tail not ready yet: {reason}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("tail: {error:?}"),
+        }
+    };
     let mut records = Vec::new();
     while (records.len() as u64) < count {
         let record = tokio::time::timeout(COMMIT_TIMEOUT, tail.next())
