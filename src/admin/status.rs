@@ -138,8 +138,10 @@ pub struct HaStatus {
     pub instances: Vec<bsfg_actors::InstanceSeen>,
 }
 
-impl From<bsfg_actors::HaStatus> for HaStatus {
-    fn from(s: bsfg_actors::HaStatus) -> Self {
+impl HaStatus {
+    /// The controller's view of this instance, with the zone's instances as heard from now.
+    fn of(ha: &bsfg_actors::HaHandle) -> Self {
+        let s = ha.status();
         Self {
             instance: s.instance,
             role: s.role.to_owned(),
@@ -148,7 +150,7 @@ impl From<bsfg_actors::HaStatus> for HaStatus {
             wal_applied: s.wal_applied,
             wal_last: s.wal_last,
             wal_lag: s.wal_last.saturating_sub(s.wal_applied),
-            instances: s.instances,
+            instances: ha.instances(),
         }
     }
 }
@@ -265,7 +267,7 @@ impl Status {
             },
             certificate: CertificateStatus::of(&node.certificate.borrow(), now),
             storage: StorageStatus::of(&node.health.report(), &node.disk.borrow(), &node.losses),
-            ha: node.ha.as_ref().map(|ha| ha.status().into()),
+            ha: node.ha.as_ref().map(HaStatus::of),
         }
     }
 

@@ -71,9 +71,6 @@ pub struct HaStatus {
     pub wal_applied: u64,
     /// Last record of the log, as last asked (0 before the first answer).
     pub wal_last: u64,
-    /// Every instance of the zone as last heard from (this one included), by name; filled in
-    /// when asked ([`HaHandle::status`]).
-    pub instances: Vec<InstanceSeen>,
 }
 
 /// Why a step-down was refused.
@@ -95,9 +92,12 @@ pub struct HaHandle {
 
 impl HaHandle {
     pub fn status(&self) -> HaStatus {
-        let mut status = self.status.borrow().clone();
-        status.instances = roster::view(self.members.seen(), Instant::now());
-        status
+        self.status.borrow().clone()
+    }
+
+    /// Every instance of the zone as last heard from (this one included), by name, as of now.
+    pub fn instances(&self) -> Vec<InstanceSeen> {
+        roster::view(self.members.seen(), Instant::now())
     }
 
     /// Hands leadership over (rolling upgrades): stops writing, releases the lease, and keeps

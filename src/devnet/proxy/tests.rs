@@ -231,16 +231,22 @@ async fn forwarded_bytes_count_what_passed_each_way() {
     );
 }
 
+/// A target socket, and a delay line towards it: the sender, and its delivery to be spawned.
+async fn line_to_a_target() -> (UdpSocket, mpsc::Sender<Delayed>, impl Future<Output = ()>) {
+    let target = socket().await;
+    let out = socket().await;
+    out.connect(target.local_addr().expect("addr")).await.expect("connect");
+    let (line, queued) = mpsc::channel(4);
+    (target, line, deliver(queued, Exit::Target(Arc::new(out))))
+}
+
 /// A datagram due now leaves at once: it does not wait for the timer's next millisecond tick,
 /// which would add up to a millisecond to every round trip through an undelayed proxy. Virtual
 /// time (paused) moves only to fire a timer, so none may pass while it crosses.
 #[tokio::test(start_paused = true)]
 async fn a_datagram_due_now_leaves_without_waiting_for_a_timer_tick() {
-    let target = socket().await;
-    let out = socket().await;
-    out.connect(target.local_addr().expect("addr")).await.expect("connect");
-    let (line, queued) = mpsc::channel(4);
-    let delivering = tokio::spawn(deliver(queued, Exit::Target(Arc::new(out))));
+    let (target, line, delivery) = line_to_a_target().await;
+    let delivering = tokio::spawn(delivery);
     // Between two ticks, so that a timer set for now would round up to the next one.
     tokio::time::advance(Duration::from_micros(500)).await;
     let sent = Instant::now();
@@ -257,10 +263,7 @@ async fn a_datagram_due_now_leaves_without_waiting_for_a_timer_tick() {
 /// the order they were queued (a jittered line that fell behind).
 #[tokio::test(start_paused = true)]
 async fn datagrams_already_due_leave_in_due_order() {
-    let target = socket().await;
-    let out = socket().await;
-    out.connect(target.local_addr().expect("addr")).await.expect("connect");
-    let (line, queued) = mpsc::channel(4);
+    let (target, line, delivery) = line_to_a_target().await;
     tokio::time::advance(Duration::from_millis(5)).await;
     let now = Instant::now();
     for (data, ago_ms) in [(b"c", 1), (b"a", 3), (b"b", 2)] {
@@ -272,7 +275,7 @@ async fn datagrams_already_due_leave_in_due_order() {
         .await
         .expect("queued");
     }
-    let delivering = tokio::spawn(deliver(queued, Exit::Target(Arc::new(out))));
+    let delivering = tokio::spawn(delivery);
     let mut order = Vec::new();
     let mut buf = [0; 16];
     for _ in 0..3 {
