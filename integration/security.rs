@@ -73,6 +73,24 @@ async fn connect_and_append(options: &ClientOptions, id: &str) -> Result<(), Cli
     result.map(drop)
 }
 
+/// Connects and makes four appends at once; the error of every step that failed (a refused
+/// certificate may fail the connect, or each call).
+async fn refused_calls(options: &ClientOptions) -> Vec<ClientError> {
+    let client = match Client::connect(options).await {
+        Ok(client) => client,
+        Err(e) => return vec![e],
+    };
+    let ids: Vec<String> = (0..4).map(|i| format!("refused-{i}")).collect();
+    let calls = ids.iter().map(|id| append_as(&client, id));
+    let errors = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|call| call.expect_err("a refused certificate's call succeeded"))
+        .collect();
+    client.close().await;
+    errors
+}
+
 /// A certificate with the right CN from another CA: the node's verifier refuses the handshake,
 /// logs why, and the caller learns it is not authenticated (not a retryable outage).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,6 +119,14 @@ async fn a_foreign_ca_certificate_fails_the_handshake() {
         !error.retryable(),
         "a refused certificate is not worth retrying: {error}"
     );
+    // The node's refusal races the client's first calls (the connection can close before, while
+    // or after their append stream opens); whichever way it goes, every call reads as the refusal,
+    // never as an outage worth sending again.
+    for round in 0..50 {
+        for error in refused_calls(&options).await {
+            assert_eq!(error.code(), ErrorCode::Unauthenticated, "round {round}: {error}");
+        }
+    }
 
     let cli = std::process::Command::new(harness::bin())
         .args([

@@ -64,7 +64,7 @@ impl AppendStreams {
                 return answer;
             }
         }
-        Err(ended())
+        Err(ended(&conn))
     }
 
     /// The writer of `conn`'s stream, started if there is none or the last one ended.
@@ -158,9 +158,14 @@ async fn read_answers(mut recv: RecvStream, mut answers: mpsc::UnboundedReceiver
     }
 }
 
-/// The error a caller gets when its frame was queued on a stream that ended first.
-fn ended() -> StreamError {
-    StreamError::Stream("the append stream ended before this fact was answered".into())
+/// The error a caller gets when its frame was queued on streams that each ended first: the
+/// connection's own reason when it is closed (a certificate the node refused after the handshake
+/// arrives so, and must read as that, not as a stream that went away), else that the streams ended.
+fn ended(conn: &Connection) -> StreamError {
+    match conn.close_reason() {
+        Some(reason) => StreamError::Connection(reason),
+        None => StreamError::Stream("the append stream ended before this fact was answered".into()),
+    }
 }
 
 /// `error` again, for the next caller: a lost connection stays one (its TLS alert, if any, tells
