@@ -220,8 +220,8 @@ if $record; then
     echo "Both sides keep $producers producers × $concurrency facts in flight. bsfg appends and replicates with one"
     echo "AppendFact per fact and again with one AppendFacts call of $concurrency facts per producer; JetStream has"
     echo "no batched publish, so its batched rows repeat its pipelined one-message publishes. The paced run"
-    echo "sends one AppendFact per fact. bsfg's end-to-end latency has 1 ms resolution"
-    echo "(\`produced_at_unix_ms\`), JetStream's 1 µs."
+    echo "sends one AppendFact per fact. Both sides measure end-to-end latency from a send time in"
+    echo "microseconds stamped in the payload, read on the same clock by a consumer in the same process."
     echo
     "$client" compare --markdown "${columns[@]}"
   } >"$block"

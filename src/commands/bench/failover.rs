@@ -52,7 +52,7 @@ pub(super) fn run(bench: &Bench, lab: &mut Lab, report: &mut Report) -> anyhow::
     report.failover = Some(Failover {
         drills,
         delivered: consumed.delivered,
-        end_to_end_ms: Quantiles::of(&consumed.end_to_end_ms, 1.0),
+        end_to_end_ms: Quantiles::of(&consumed.end_to_end_us, 1000.0),
     });
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! The producers. Each one is a QUIC connection on its own tokio task with `concurrency` calls
 //! in flight — one AppendFact per fact, or AppendFacts of `batch` facts — building each message
-//! from a template at the moment it sends it (so `produced_at_unix_ms` is the send time) and
-//! timing every call's round trip into its own histogram; the histograms are merged at the end,
-//! so producers share nothing while they run.
+//! from a template at the moment it sends it (so `produced_at_unix_ms` is the send time, and the
+//! payload starts with the same time in microseconds: see [`sent_at_us`]) and timing every call's
+//! round trip into its own histogram; the histograms are merged at the end, so producers share
+//! nothing while they run.
 //!
 //! With a rate, fact `i` of producer `p` (of `P`) is due at `start + (i·P + p) / rate`: the
 //! producers interleave and together keep the total rate; a call goes when its first fact is due.
@@ -17,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bsfg_proto::{model::now_unix_ms, Envelope, Fact, Message};
+use bsfg_proto::{Envelope, Fact, Message};
 use futures::{future, stream, StreamExt};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
@@ -263,34 +264,55 @@ impl Schedule {
     }
 }
 
+/// Digits of the send time stamped at the start of each payload (microseconds since the Unix
+/// epoch, zero-padded).
+const STAMP_DIGITS: usize = 16;
+/// The smallest payload: the stamp between the JSON string's quotes.
+pub const MIN_PAYLOAD_BYTES: u64 = STAMP_DIGITS as u64 + 2;
+
+/// Microseconds since the Unix epoch now (0 if the clock is before 1970).
+pub fn now_unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// When a bench fact was sent, in microseconds since the Unix epoch: the stamp its producer put
+/// at the start of its payload. `produced_at_unix_ms` holds the same time in whole milliseconds,
+/// too coarse for the latency of one hop on loopback; the consumer runs in the same process, so
+/// both ends read the same clock.
+pub fn sent_at_us(object_json: &str) -> Option<u64> {
+    object_json.get(1..=STAMP_DIGITS)?.parse().ok()
+}
+
 /// A producer's message, complete but for what changes per call.
 struct Template {
     producer: u64,
-    /// A JSON string of exactly the requested payload size.
-    object_json: String,
+    /// What follows the stamp: the rest of a JSON string of exactly the requested payload size.
+    padding: String,
 }
 
 impl Template {
     fn new(producer: u64, payload_bytes: usize) -> Self {
-        Self {
-            producer,
-            object_json: format!("\"{}\"", "x".repeat(payload_bytes.saturating_sub(2))),
-        }
+        let padding = "x".repeat(payload_bytes.saturating_sub(MIN_PAYLOAD_BYTES as usize));
+        Self { producer, padding }
     }
 
     fn message(&self, i: u64) -> Message {
+        let sent_us = now_unix_us();
         Message {
             envelope: Envelope {
                 message_id: format!("bench-{}-{i}", self.producer),
                 from_zone: SOURCE.into(),
                 to_zone: SINK.into(),
-                produced_at_unix_ms: now_unix_ms(),
+                produced_at_unix_ms: sent_us / 1000,
                 ..Envelope::default()
             },
             fact: Fact {
                 subject: format!("item/{i}"),
                 predicate: "measured".into(),
-                object_json: self.object_json.clone(),
+                object_json: format!("\"{sent_us:0width$}{}\"", self.padding, width = STAMP_DIGITS),
             },
         }
     }
@@ -346,5 +368,17 @@ mod tests {
         assert_eq!(message.fact.object_json.len(), 256);
         assert!(serde_json::from_str::<String>(&message.fact.object_json).is_ok());
         assert_eq!(message.envelope.message_id, "bench-0-7");
+        let smallest = Template::new(0, MIN_PAYLOAD_BYTES as usize).message(7);
+        assert_eq!(smallest.fact.object_json.len(), MIN_PAYLOAD_BYTES as usize);
+    }
+
+    #[test]
+    fn the_payload_carries_the_send_time_in_microseconds() {
+        let before = now_unix_us();
+        let message = Template::new(0, 64).message(1);
+        let sent = sent_at_us(&message.fact.object_json).expect("a stamp");
+        assert!((before..=now_unix_us()).contains(&sent), "{sent}");
+        assert_eq!(message.envelope.produced_at_unix_ms, sent / 1000);
+        assert_eq!(sent_at_us("\"not a stamp\""), None);
     }
 }

@@ -48,7 +48,7 @@ pub enum Mode {
     /// Durable appends into one node (its peer is not running): throughput and call latency.
     Append,
     /// Append in one zone while a consumer in the other fetches and confirms: replication
-    /// throughput and end-to-end latency from `produced_at_unix_ms`.
+    /// throughput and end-to-end latency from each fact's send time (in microseconds).
     Replicate,
     /// As replicate, but the zones reach each other only through a relaying DMZ node
     /// (enterprise → idmz → plant-a, SPEC §4a): three nodes, two hops.
@@ -99,8 +99,9 @@ pub struct BenchArgs {
     /// many facts each (at most 1024).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=bsfg_proto::rpc::MAX_APPEND_BATCH as u64))]
     pub batch: u64,
-    /// Size of each fact's object_json, in bytes (a JSON string of that length).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(2..))]
+    /// Size of each fact's object_json, in bytes (a JSON string of that length, starting with
+    /// its send time in microseconds, from which the end-to-end latency is measured).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(load::MIN_PAYLOAD_BYTES..))]
     pub payload_bytes: u64,
     /// Total appends per second, paced over all producers [default: as fast as acknowledged].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]

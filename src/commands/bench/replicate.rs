@@ -1,7 +1,8 @@
 //! `--mode replicate` and `--mode relay`: producers append in the source zone while a consumer in
 //! the sink zone fetches and confirms (directly, or through the relaying DMZ). Replication throughput runs from the first append to the consumer
-//! receiving the last fact; end-to-end latency from each fact's `produced_at_unix_ms` (taken when
-//! its append was sent) to the consumer holding it. With `--rate 10000` this is SPEC §14's p99 bar.
+//! receiving the last fact; end-to-end latency from each fact's send time (stamped in its payload
+//! in microseconds when its append was sent: [`sent_at_us`]) to the consumer holding it. With
+//! `--rate 10000` this is SPEC §14's p99 bar.
 //!
 //! The consumer pipelines like a peer does: it fetches the next page after the last offset it
 //! holds while a task of its own confirms the newest offset (confirms are cumulative), so
@@ -12,8 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::bail;
-use bsfg_proto::model::now_unix_ms;
+use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use tokio::sync::watch;
@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use super::{
     ensure_ends_at,
     lab::{Lab, SINK},
-    load::Appended,
+    load::{now_unix_us, sent_at_us, Appended},
     report::{per_second, Quantiles, Replication, Report},
     Bench,
 };
@@ -45,7 +45,7 @@ pub(super) fn run(bench: &Bench, lab: &mut Lab, report: &mut Report) -> anyhow::
         seconds,
         facts_per_second: per_second(consumed.delivered, seconds),
         delivered: consumed.delivered,
-        end_to_end_ms: Quantiles::of(&consumed.end_to_end_ms, 1.0),
+        end_to_end_ms: Quantiles::of(&consumed.end_to_end_us, 1000.0),
         link_failures,
         link_failures_per_minute: per_second(link_failures, seconds) * 60.0,
     });
@@ -68,7 +68,8 @@ async fn measure(bench: &Bench<'_>, lab: &Lab) -> anyhow::Result<(Appended, Cons
 pub(super) struct Consumed {
     pub delivered: u64,
     pub last_arrival: Instant,
-    pub end_to_end_ms: Histogram<u64>,
+    /// From each fact's send time to its arrival, in microseconds.
+    pub end_to_end_us: Histogram<u64>,
 }
 
 /// Fetches until `expected` (known once the producers are done) facts arrived; checks that
@@ -84,12 +85,12 @@ pub(super) async fn consume(
     let mut seen = Consumed {
         delivered: 0,
         last_arrival: Instant::now(),
-        end_to_end_ms: Histogram::new(3)?,
+        end_to_end_us: Histogram::new(3)?,
     };
     let mut after = 0;
     while !expected.borrow().is_some_and(|total| seen.delivered >= total) {
         let page = client.fetch(CONSUMER, PAGE, FETCH_WAIT_MS, Some(after)).await?;
-        let (now_ms, now) = (now_unix_ms(), Instant::now());
+        let (now_us, now) = (now_unix_us(), Instant::now());
         let Some(last) = page.facts.last() else {
             if now.duration_since(seen.last_arrival) > STALL {
                 bail!(
@@ -102,8 +103,9 @@ pub(super) async fn consume(
         after = last.offset;
         newest.send_replace(after);
         for fact in &page.facts {
-            seen.end_to_end_ms
-                .record(now_ms.saturating_sub(fact.message.envelope.produced_at_unix_ms))?;
+            let sent_us = sent_at_us(&fact.message.fact.object_json)
+                .with_context(|| format!("fact {} carries no send time", fact.message.envelope.message_id))?;
+            seen.end_to_end_us.record(now_us.saturating_sub(sent_us))?;
         }
         seen.delivered += page.facts.len() as u64;
         seen.last_arrival = now;

@@ -88,7 +88,8 @@ pub struct Replication {
     pub facts_per_second: f64,
     /// Facts the consumer received (each exactly once).
     pub delivered: u64,
-    /// From `produced_at_unix_ms` to the consumer receiving the fact (1 ms resolution).
+    /// From the fact's send time (stamped in its payload, in microseconds) to the consumer
+    /// receiving it.
     pub end_to_end_ms: Quantiles,
     /// Sessions with the peer that failed on either node (each one a reconnect).
     pub link_failures: u64,
@@ -131,7 +132,7 @@ pub struct HaZone {
 pub struct Failover {
     pub drills: Vec<Drill>,
     pub delivered: u64,
-    /// From `produced_at_unix_ms` to the consumer receiving the fact, over the whole run.
+    /// From the fact's send time to the consumer receiving it, over the whole run.
     pub end_to_end_ms: Quantiles,
 }
 
