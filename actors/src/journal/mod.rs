@@ -192,7 +192,16 @@ struct InsertPage {
 }
 
 /// The outcome of each fact of one append command, in its order.
-type Appended = Vec<Result<AppendResponse, JournalError>>;
+pub type Appended = Vec<Result<AppendResponse, JournalError>>;
+
+/// A command queued on the journal, whose answer comes once the group that takes it is durable.
+pub struct Queued<T>(oneshot::Receiver<Result<T, JournalError>>);
+
+impl<T> Queued<T> {
+    pub async fn answer(self) -> Result<T, JournalError> {
+        self.0.await.map_err(|_| JournalError::Closed)?
+    }
+}
 
 enum Command {
     Append(Vec<Prepared>, AppendMode, Reply<Appended>),
@@ -275,12 +284,15 @@ impl Journal {
     /// Durable idempotent append of `facts` to the store log, in their order, each with its own
     /// outcome (up to the first failure with [`AppendMode::StopAtFailure`]); answers after the
     /// fsync of the one group commit that takes them all.
-    pub async fn append(
-        &self,
-        facts: Vec<Prepared>,
-        mode: AppendMode,
-    ) -> Result<Vec<Result<AppendResponse, JournalError>>, JournalError> {
-        self.call(|reply| Command::Append(facts, mode, reply)).await
+    pub async fn append(&self, facts: Vec<Prepared>, mode: AppendMode) -> Result<Appended, JournalError> {
+        self.queue_append(facts, mode).await?.answer().await
+    }
+
+    /// [`Journal::append`] in two steps: this one returns once the facts are queued. Commands are
+    /// planned in the order they were queued, so the new facts of appends queued one after
+    /// another take offsets in that order, whenever their answers are awaited.
+    pub async fn queue_append(&self, facts: Vec<Prepared>, mode: AppendMode) -> Result<Queued<Appended>, JournalError> {
+        self.queue(|reply| Command::Append(facts, mode, reply)).await
     }
 
     /// `putIfAbsent` of a page of pulled facts, in order (key `(from_zone, message_id)`);
@@ -347,9 +359,13 @@ impl Journal {
     }
 
     async fn call<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, JournalError> {
+        self.queue(command).await?.answer().await
+    }
+
+    async fn queue<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<Queued<T>, JournalError> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(command(reply)).await.map_err(|_| JournalError::Closed)?;
-        answer.await.map_err(|_| JournalError::Closed)?
+        Ok(Queued(answer))
     }
 
     /// The committed cursor (0 when never confirmed).

@@ -297,3 +297,37 @@ async fn a_retry_with_a_new_send_time_is_a_duplicate_and_other_content_a_conflic
         (0, 0, 1)
     );
 }
+
+#[tokio::test]
+async fn appends_take_offsets_in_the_order_they_were_queued_whenever_their_answers_are_awaited() {
+    let fixture = Fixture::open(JournalConfig::default());
+    let prepared = |ids: &[&str]| -> Vec<Prepared> {
+        ids.iter()
+            .map(|id| Prepared::new(message(ZONE, "enterprise", id)).expect("prepare"))
+            .collect()
+    };
+    // The writer is held in a probe's commit, so both appends wait in its queue.
+    let mut held = fixture.faults.hold(crate::testkit::faults::Op::Commit);
+    let probe = fixture.journal.probe();
+    tokio::pin!(probe);
+    assert!(futures::poll!(&mut probe).is_pending());
+    held.reached().await;
+    let first = fixture
+        .journal
+        .queue_append(prepared(&["a", "b"]), AppendMode::EachAlone)
+        .await;
+    let second = fixture
+        .journal
+        .queue_append(prepared(&["c"]), AppendMode::EachAlone)
+        .await;
+    held.release();
+    probe.await.expect("probe");
+
+    // The second is awaited first: the order of queuing decides, not the order of awaiting.
+    let second = second.expect("queued").answer().await.expect("second");
+    let first = first.expect("queued").answer().await.expect("first");
+    let offsets = |outcomes: Vec<Result<bsfg_proto::AppendResponse, JournalError>>| -> Vec<u64> {
+        outcomes.into_iter().map(|o| o.expect("appended").offset).collect()
+    };
+    assert_eq!((offsets(first), offsets(second)), (vec![1, 2], vec![3]));
+}
