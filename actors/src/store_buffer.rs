@@ -16,7 +16,7 @@ use bsfg_proto::{AppendResponse, Message, RpcError};
 
 use crate::{
     backpressure::Admission,
-    journal::{AppendMode, Journal, JournalError, Prepared},
+    journal::{AppendMode, Appended, Journal, JournalError, Prepared, Queued},
     long_poll::{self, PageRequest, Served},
     objects::{Hold, ObjectStore},
     relay::Routing,
@@ -62,17 +62,52 @@ impl Actor for StoreBuffer {
     }
 }
 
-/// AppendFact (one message) or AppendFacts (many) from a local producer: each message gets the
-/// outcome AppendFact would give it alone, in the order given — or, with
+/// AppendFact (one message) or AppendFacts (many) from a local producer, up to the journal's
+/// queue: validated, admitted and prepared here, the facts are queued on the journal, and the
+/// answer is the [`QueuedAppend`] whose [`QueuedAppend::outcomes`] come once they are durable.
+/// Each message gets the outcome AppendFact would give it alone, in the order given — or, with
 /// [`AppendMode::StopAtFailure`], the messages up to the first failed one get their outcomes and
 /// nothing after it is stored or answered — and every fact taken shares one group commit. The
-/// call fails as a whole only when backpressure refuses new facts or the commit fails.
+/// call fails as a whole only when backpressure refuses new facts or the commit fails. The
+/// journal plans in queue order, so a caller that sends its next `Append` once the last one is
+/// queued has its new facts stored in that order (an append stream's groups).
 #[derive(Message)]
-#[rtype(result = "Result<Outcomes, RpcError>")]
+#[rtype(result = "Result<QueuedAppend, RpcError>")]
 pub struct Append(pub Vec<Message>, pub AppendMode);
 
 /// The outcome of each message of an [`Append`], in its order.
 pub type Outcomes = Vec<Result<AppendResponse, RpcError>>;
+
+/// An [`Append`] queued on the journal.
+pub struct QueuedAppend {
+    slots: Vec<Option<RpcError>>,
+    mode: AppendMode,
+    holds: Vec<Hold>,
+    journaled: Option<Queued<Appended>>,
+}
+
+impl QueuedAppend {
+    /// A call with nothing for the journal (every frame of an append stream's group refused).
+    pub fn empty() -> Self {
+        Self {
+            slots: Vec::new(),
+            mode: AppendMode::EachAlone,
+            holds: Vec::new(),
+            journaled: None,
+        }
+    }
+
+    /// The outcome of each message, once the journal has answered.
+    pub async fn outcomes(self) -> Result<Outcomes, RpcError> {
+        let journaled = match self.journaled {
+            None => Vec::new(),
+            Some(queued) => queued.answer().await?,
+        };
+        // Artifacts referenced by these facts were not swept until the journal answered.
+        drop(self.holds);
+        Ok(outcomes(self.slots, journaled, self.mode))
+    }
+}
 
 /// FetchFacts from a peer node: facts addressed to `peer`.
 #[derive(Message)]
@@ -91,7 +126,7 @@ pub struct PeerConfirm {
 }
 
 impl Handler<Append> for StoreBuffer {
-    type Result = ResponseFuture<Result<Outcomes, RpcError>>;
+    type Result = ResponseFuture<Result<QueuedAppend, RpcError>>;
 
     fn handle(&mut self, Append(messages, mode): Append, _: &mut Self::Context) -> Self::Result {
         let (config, journal) = (self.config.clone(), self.journal.clone());
@@ -128,11 +163,15 @@ impl Handler<Append> for StoreBuffer {
                 }
             }
             let journaled = match prepared.is_empty() {
-                true => Vec::new(),
-                false => journal.append(prepared, mode).await?,
+                true => None,
+                false => Some(journal.queue_append(prepared, mode).await?),
             };
-            drop(holds);
-            Ok(outcomes(slots, journaled, mode))
+            Ok(QueuedAppend {
+                slots,
+                mode,
+                holds,
+                journaled,
+            })
         })
     }
 }

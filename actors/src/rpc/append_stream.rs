@@ -11,8 +11,10 @@
 //! the stream saves is the rest: the frames that arrive while a group is being appended form the
 //! next group, one [`store_buffer::Append`](crate::store_buffer::Append) of up to
 //! [`MAX_APPEND_BATCH`] facts, so a producer that keeps many facts in flight pays one QUIC stream,
-//! one store-buffer hop and one share of a group commit per group instead of per fact. One group
-//! is in flight at a time, so the facts of a stream are stored in the order of their frames.
+//! one store-buffer hop and one share of a group commit per group instead of per fact. A group is
+//! formed once the group before it is queued on the journal, which plans commands in the order
+//! they were queued, so the facts of a stream are stored in the order of their frames; up to
+//! [`IN_FLIGHT`] groups wait for their commits at once, and are answered in order.
 //!
 //! A frame the node cannot take — not an `AppendFact`, undecodable, or over
 //! `limits.max_frame_bytes` (its body is skipped) — is answered with `INVALID_ARGUMENT` on its own,
@@ -27,6 +29,7 @@ use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc, time::Inst
 
 use bsfg_proto::{codec, rpc::MAX_APPEND_BATCH, FrameError, Message, Request, Response, RpcError, StreamCode};
 use bytes::{Buf, BytesMut};
+use futures::{stream::FuturesOrdered, StreamExt};
 use quinn::{RecvStream, SendStream};
 
 use super::{
@@ -37,15 +40,27 @@ use super::{
     drain::InFlight,
     server,
 };
-use crate::{journal::AppendMode, store_buffer::Outcomes, transport::framed};
+use crate::{
+    journal::AppendMode,
+    store_buffer::{Outcomes, QueuedAppend},
+    transport::framed,
+};
 
-/// Frames read ahead of the group being appended: beyond this (or `limits.max_frame_bytes` of
-/// them) the stream is not read, and QUIC flow control holds the producer back.
+/// Frames a stream holds, read ahead or in the groups being appended: beyond this (or
+/// `limits.max_frame_bytes` of them) the stream is not read, and QUIC flow control holds the
+/// producer back.
 const READ_AHEAD: usize = 2 * MAX_APPEND_BATCH;
 /// Largest piece taken from the stream at once.
 const READ_CHUNK: usize = 64 << 10;
+/// Groups of one stream queued on the journal and not yet answered. More than one, so that the
+/// frames read while a group commits are queued at once and join the journal's next group commit
+/// (with the other streams' groups) instead of waiting for this stream's turn (docs/performance.md).
+const IN_FLIGHT: usize = 4;
 
-type Appending<'c> = Pin<Box<dyn Future<Output = Result<Outcomes, RpcError>> + Send + 'c>>;
+/// A group on its way into the journal's queue.
+type Queuing<'c> = Pin<Box<dyn Future<Output = Result<QueuedAppend, RpcError>> + Send + 'c>>;
+/// A queued group, until its outcomes come.
+type Answering<'c> = Pin<Box<dyn Future<Output = (Vec<Frame>, Result<Outcomes, RpcError>)> + Send + 'c>>;
 
 /// One frame read: its fact, or why it is refused, and what its call will be logged with.
 struct Frame {
@@ -72,6 +87,8 @@ pub(super) async fn serve(
     let mut stream = Stream {
         pending: VecDeque::new(),
         pending_bytes: 0,
+        held: 0,
+        held_bytes: 0,
         buf: BytesMut::new(),
         skip: 0,
         partial_since: None,
@@ -82,12 +99,13 @@ pub(super) async fn serve(
     // The server judged `caller` by the client table when the stream was opened.
     let opened_by = stream.caller.clone();
     stream.take(Ok(first), 0, &opened_by, read_at);
-    let mut appending: Option<(Vec<Frame>, Appending<'_>)> = None;
+    let mut queuing: Option<(Vec<Frame>, Queuing<'_>)> = None;
+    let mut answering: FuturesOrdered<Answering<'_>> = FuturesOrdered::new();
     loop {
-        if appending.is_none() && !stream.pending.is_empty() {
-            appending = Some(stream.group());
+        if queuing.is_none() && answering.len() < IN_FLIGHT && !stream.pending.is_empty() {
+            queuing = Some(stream.group());
         }
-        if appending.is_none() && stream.ended {
+        if queuing.is_none() && answering.is_empty() && stream.ended {
             break;
         }
         let reading = !stream.ended && stream.has_room();
@@ -98,10 +116,13 @@ pub(super) async fn serve(
                 let error = framed::StreamError::Timeout(framed::REQUEST_TIMEOUT);
                 stream.end_with(error.to_rpc(), Instant::now());
             }
-            outcomes = async { match &mut appending { Some((_, f)) => f.await, None => std::future::pending().await } },
-                if appending.is_some() =>
+            queued = async { match &mut queuing { Some((_, f)) => f.await, None => std::future::pending().await } },
+                if queuing.is_some() =>
             {
-                let (frames, _) = appending.take().expect("the branch runs only while a group is appended");
+                let (frames, _) = queuing.take().expect("the branch runs only while a group is queued");
+                answering.push_back(answer_of(frames, queued));
+            }
+            Some((frames, outcomes)) = answering.next(), if !answering.is_empty() => {
                 if stream.answer(frames, outcomes, &mut send).await.is_err() {
                     break;
                 }
@@ -110,11 +131,31 @@ pub(super) async fn serve(
             }
         }
     }
-    // The connection is gone, or the caller stopped reading: what was read and never appended
-    // is logged as failed, so no call goes unlogged.
+    // The connection is gone, or the caller stopped reading. The groups queued will still be
+    // answered by the journal: each frame is logged with its outcome; what was read and never
+    // appended is logged as failed, so no call goes unlogged.
+    if let Some((frames, queuing)) = queuing {
+        answering.push_back(answer_of(frames, queuing.await));
+    }
+    while let Some((frames, outcomes)) = answering.next().await {
+        for (frame, answer) in stream.responses(frames, outcomes) {
+            stream.log(&frame, &answer);
+        }
+    }
     stream.abandon();
     let _ = recv.stop(StreamCode::Done.code().into());
     let _ = framed::finish(&mut send);
+}
+
+/// The outcomes of a group, once the journal has answered it (or at once, if it was refused).
+fn answer_of<'c>(frames: Vec<Frame>, queued: Result<QueuedAppend, RpcError>) -> Answering<'c> {
+    Box::pin(async move {
+        let outcomes = match queued {
+            Ok(queued) => queued.outcomes().await,
+            Err(refused) => Err(refused),
+        };
+        (frames, outcomes)
+    })
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -127,6 +168,9 @@ struct Stream<'c> {
     /// Frames read and not yet in a group, in their order, and their bytes.
     pending: VecDeque<Frame>,
     pending_bytes: usize,
+    /// Frames of the groups being appended, and their bytes.
+    held: usize,
+    held_bytes: usize,
     /// Bytes read and not yet a whole frame.
     buf: BytesMut,
     /// Body bytes of a refused oversized frame still to be read and dropped.
@@ -140,9 +184,10 @@ struct Stream<'c> {
 }
 
 impl<'c> Stream<'c> {
-    /// Whether more frames may be read ahead of the group being appended.
+    /// Whether more frames may be read ahead of the groups being appended: those count too.
     fn has_room(&self) -> bool {
-        self.pending.len() < READ_AHEAD && self.pending_bytes < self.ctx.config.max_frame_bytes
+        self.pending.len() + self.held < READ_AHEAD
+            && self.pending_bytes + self.held_bytes < self.ctx.config.max_frame_bytes
     }
 
     /// Takes what a read brought: whole frames go to `pending`.
@@ -271,8 +316,8 @@ impl<'c> Stream<'c> {
     }
 
     /// The next group: the frames pending, up to [`MAX_APPEND_BATCH`] and `limits.max_frame_bytes`
-    /// (at least one), and the append of those admitted.
-    fn group(&mut self) -> (Vec<Frame>, Appending<'c>) {
+    /// (at least one), and the queuing of those admitted on the journal.
+    fn group(&mut self) -> (Vec<Frame>, Queuing<'c>) {
         let (mut n, mut bytes) = (0, 0);
         for frame in &self.pending {
             if n == MAX_APPEND_BATCH || (n > 0 && bytes + frame.bytes > self.ctx.config.max_frame_bytes) {
@@ -282,26 +327,54 @@ impl<'c> Stream<'c> {
             bytes += frame.bytes;
         }
         self.pending_bytes -= bytes;
+        (self.held, self.held_bytes) = (self.held + n, self.held_bytes + bytes);
         let mut frames: Vec<Frame> = self.pending.drain(..n).collect();
         let messages: Vec<Message> = frames.iter_mut().filter_map(|f| f.message.take()).collect();
         let (ctx, caller) = (self.ctx, self.ctx.deps.authorisations.refresh(&self.caller));
-        let appending: Appending<'c> = match messages.is_empty() {
-            true => Box::pin(std::future::ready(Ok(Vec::new()))),
-            false => Box::pin(async move { dispatch::append(messages, AppendMode::EachAlone, &caller, ctx).await }),
+        let queuing: Queuing<'c> = match messages.is_empty() {
+            true => Box::pin(std::future::ready(Ok(QueuedAppend::empty()))),
+            false => {
+                Box::pin(async move { dispatch::queue_append(messages, AppendMode::EachAlone, &caller, ctx).await })
+            }
         };
-        (frames, appending)
+        (frames, queuing)
     }
 
     /// Writes the answers of a group, in order, and logs each frame's call.
     async fn answer(
-        &self,
+        &mut self,
         frames: Vec<Frame>,
         outcomes: Result<Outcomes, RpcError>,
         send: &mut SendStream,
     ) -> Result<(), framed::StreamError> {
-        let config = &self.ctx.config;
-        let mut outcomes = outcomes.map(Vec::into_iter);
+        let answered = self.responses(frames, outcomes);
         let mut bytes = Vec::new();
+        let mut encoded = Ok(());
+        for (_, answer) in &answered {
+            encoded = codec::encode_frame_into(answer, &mut bytes, self.ctx.config.max_frame_bytes);
+            if encoded.is_err() {
+                break;
+            }
+        }
+        // An answer always fits; should one not, the stream ends here.
+        let written = match encoded {
+            Ok(()) => send
+                .write_all(&bytes)
+                .await
+                .map_err(|e| framed::StreamError::Stream(e.to_string())),
+            Err(e) => Err(e.into()),
+        };
+        for (frame, answer) in &answered {
+            self.log(frame, answer);
+        }
+        written
+    }
+
+    /// The answer of each frame of a group, in order; the group no longer counts as held.
+    fn responses(&mut self, frames: Vec<Frame>, outcomes: Result<Outcomes, RpcError>) -> Vec<(Frame, Answer)> {
+        self.held -= frames.len();
+        self.held_bytes -= frames.iter().map(|f| f.bytes).sum::<usize>();
+        let mut outcomes = outcomes.map(Vec::into_iter);
         let mut answered = Vec::with_capacity(frames.len());
         for frame in frames {
             let response = match (&frame.admitted, &mut outcomes) {
@@ -314,18 +387,9 @@ impl<'c> Stream<'c> {
                     None => Response::Error(RpcError::internal("no outcome")),
                 },
             };
-            let answer = Answer::from(response);
-            if let Err(e) = codec::encode_frame_into(&answer, &mut bytes, config.max_frame_bytes) {
-                // An answer always fits; should one not, the stream ends here.
-                return Err(e.into());
-            }
-            answered.push((frame, answer));
+            answered.push((frame, Answer::from(response)));
         }
-        let written = send.write_all(&bytes).await;
-        for (frame, answer) in &answered {
-            self.log(frame, answer);
-        }
-        written.map_err(|e| framed::StreamError::Stream(e.to_string()))
+        answered
     }
 }
 

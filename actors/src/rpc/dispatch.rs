@@ -21,7 +21,7 @@ use crate::{
     forward_buffer,
     journal::AppendMode,
     long_poll::{PageRequest, Served},
-    store_buffer::{self, Outcomes},
+    store_buffer::{self, Outcomes, QueuedAppend},
     zone_gate,
 };
 
@@ -70,6 +70,17 @@ pub(super) async fn append(
     caller: &Caller,
     ctx: &Context,
 ) -> Result<Outcomes, RpcError> {
+    queue_append(messages, mode, caller, ctx).await?.outcomes().await
+}
+
+/// [`append`] up to the journal's queue (an append stream's group; see
+/// [`store_buffer::Append`]).
+pub(super) async fn queue_append(
+    messages: Vec<Message>,
+    mode: AppendMode,
+    caller: &Caller,
+    ctx: &Context,
+) -> Result<QueuedAppend, RpcError> {
     authorise(caller, Role::Produce, &ctx.config.zone)?;
     if messages.is_empty() || messages.len() > MAX_APPEND_BATCH {
         return Err(RpcError::invalid(format!(
