@@ -174,7 +174,7 @@ async fn frames_on_one_stream_are_calls_answered_in_order() {
         cluster
             .log_lines("enterprise")
             .into_iter()
-            .filter(|l| l["msg"] == "rpc_call" && l["caller"] == CLIENT && l["operation"] == "append_fact")
+            .filter(|l| l["caller"] == CLIENT && l["operation"] == "append_fact")
             .collect()
     };
     wait_until(Duration::from_secs(10), "every frame logged", || {
@@ -189,12 +189,20 @@ async fn frames_on_one_stream_are_calls_answered_in_order() {
     let mut got = logged.clone();
     expected.sort();
     got.sort();
-    assert_eq!(got, expected, "one rpc_call line per frame, each naming its message");
+    assert_eq!(got, expected, "one audit line per frame, each naming its message");
     let conflict_line = appends()
         .into_iter()
         .find(|l| l["code"] == "ALREADY_EXISTS")
         .expect("the conflict is logged");
     assert_eq!(conflict_line["message_id"], "s-11", "{conflict_line}");
+    assert_eq!(conflict_line["msg"], "rpc_call", "a failed call: {conflict_line}");
+    assert!(
+        appends()
+            .iter()
+            .filter(|l| l["code"].is_null())
+            .all(|l| l["msg"] == "fact_appended"),
+        "the frames that appended are fact_appended lines"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

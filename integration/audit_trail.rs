@@ -121,7 +121,7 @@ async fn every_call_has_its_line_under_load_and_a_slow_reader() {
     let calls = |op: &str| -> Vec<&serde_json::Value> {
         lines
             .iter()
-            .filter(|l| l["msg"] == "rpc_call" && l["operation"] == op && l["caller"] == harness::CLIENT)
+            .filter(|l| l["operation"] == op && l["caller"] == harness::CLIENT)
             .collect()
     };
     let appends = calls("append_facts");
@@ -133,6 +133,10 @@ async fn every_call_has_its_line_under_load_and_a_slow_reader() {
             .iter()
             .all(|l| l["first_message_id"].is_string() && l["last_message_id"].is_string()),
         "batch lines name their first and last facts"
+    );
+    assert!(
+        appends.iter().all(|l| l["msg"] == "fact_appended"),
+        "an append that succeeded is a fact_appended line (SPEC §12)"
     );
     assert_eq!(
         calls("fetch_facts").len() as u64,

@@ -1,8 +1,9 @@
 //! The node's log (SPEC §12): every line is a JSON object with `timestamp` (RFC 3339, ms),
 //! `level`, `zone` and a stable `msg`. A gate transition and a rejected client say why
-//! (`reason`). With `log.audit = true` every RPC call is one `rpc_call` line naming the caller,
-//! the operation, the outcome and the duration (and for appends the message); with
-//! `log.audit = false` only failed calls are logged, as `rpc_rejected`.
+//! (`reason`). With `log.audit = true` every RPC call is one line naming the caller, the
+//! operation, the outcome and the duration (and for appends the message): `fact_appended` for an
+//! append that succeeded, `rpc_call` for any other call; with `log.audit = false` only failed
+//! calls are logged, as `rpc_rejected`.
 
 mod harness;
 
@@ -74,8 +75,12 @@ async fn every_line_is_json_with_stable_events_and_calls_are_audited_as_configur
     assert_eq!(rejected["caller"], STRANGER, "{rejected}");
     assert!(rejected["reason"].as_str().is_some_and(|r| !r.is_empty()), "{rejected}");
 
-    // Audited: each call once, successes and failures alike.
-    let calls: Vec<_> = enterprise.iter().filter(|l| l["msg"] == "rpc_call").collect();
+    // Audited: each call once, successes and failures alike; an append that succeeded is a
+    // `fact_appended` line (SPEC §12), every other call an `rpc_call` line.
+    let calls: Vec<_> = enterprise
+        .iter()
+        .filter(|l| l["msg"] == "rpc_call" || l["msg"] == "fact_appended")
+        .collect();
     let appends: Vec<_> = calls
         .iter()
         .filter(|l| l["caller"] == CLIENT && l["operation"] == "append_fact")
@@ -83,6 +88,7 @@ async fn every_line_is_json_with_stable_events_and_calls_are_audited_as_configur
     assert_eq!(appends.len(), 4, "one line per append: {appends:?}");
     let first = appends[0];
     for (key, value) in [
+        ("msg", "fact_appended"),
         ("result", "success"),
         ("message_id", "enterprise-0"),
         ("to_zone", "plant-a"),
@@ -93,6 +99,7 @@ async fn every_line_is_json_with_stable_events_and_calls_are_audited_as_configur
     }
     assert!(first["duration_ms"].as_f64().is_some_and(|d| d > 0.0), "{first}");
     let failed = appends[3];
+    assert_eq!(failed["msg"], "rpc_call", "{failed}");
     assert_eq!(failed["result"], "permanent_error", "{failed}");
     assert_eq!(failed["code"], "INVALID_ARGUMENT", "{failed}");
     assert!(
@@ -113,7 +120,9 @@ async fn every_line_is_json_with_stable_events_and_calls_are_audited_as_configur
     // Not audited: failures only.
     let plant = cluster.log_lines("plant-a");
     assert!(
-        plant.iter().all(|l| l["msg"] != "rpc_call"),
+        plant
+            .iter()
+            .all(|l| l["msg"] != "rpc_call" && l["msg"] != "fact_appended"),
         "audit = false logs no successful call"
     );
     let refusals: Vec<_> = plant

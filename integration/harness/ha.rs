@@ -261,9 +261,12 @@ impl Drop for HaZone {
         }
         for node in self.cluster.net.nodes.keys() {
             let text = std::fs::read_to_string(self.cluster.dir().join(format!("{node}.log"))).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().filter(|l| !l.contains("\"rpc_call\"")).collect();
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.contains("\"rpc_call\"") && !l.contains("\"fact_appended\""))
+                .collect();
             eprintln!(
-                "---- {node}: lines other than rpc_call (last 60) ----\n{}",
+                "---- {node}: lines other than audit lines (last 60) ----\n{}",
                 lines[lines.len().saturating_sub(60)..].join("\n")
             );
         }

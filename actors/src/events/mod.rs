@@ -14,7 +14,7 @@
 //! | `relay` | [`RelayRefusal`] (reasons), [`RelayRefused`], [`FactsRelayed`], [`FactsDelivered`] |
 //! | `ha` | [`HaPromoted`], [`HaDemoted`], [`WalDivergence`], [`LeaseRenewed`], [`EngineChecked`], [`SnapshotWritten`], [`SnapshotRestored`], [`WalPurged`] |
 //!
-//! One RPC call (`rpc_call` / `rpc_rejected` and its counters) is written by `rpc::call`, which
+//! One RPC call (`rpc_call`, `fact_appended` or `rpc_rejected`, and its counters) is written by `rpc::call`, which
 //! knows the request and answer types; the node's lifecycle lines stay with `node`.
 //!
 //! Events import only what lies below them (metrics, storage's vocabulary, transport); the

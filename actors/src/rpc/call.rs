@@ -9,7 +9,8 @@
 //! `UNAVAILABLE`, `INTERNAL`; not a caller's mistake such as a denied or malformed request).
 //!
 //! Log line: with `log.audit = true` every call is logged once as
-//! `rpc_call`: the caller's identity, the operation, the outcome (`result`, and for failures the
+//! `rpc_call` — an append call that succeeded as `fact_appended` (SPEC §12's name for it), with
+//! the same fields: the caller's identity, the operation, the outcome (`result`, and for failures the
 //! wire `code` and `error_message`), `duration_ms`, and what the call was about — `message_id`,
 //! `to_zone` and `predicate` of an append; the number of `facts` of an `AppendFacts` call, how many
 //! were `appended`, `duplicates` or `failed`, and the index (`first_failed`), `code` and
@@ -38,6 +39,8 @@ use crate::{
 };
 
 pub const RPC_CALL: &str = "rpc_call";
+/// The audit line of an `AppendFact` or `AppendFacts` call that succeeded (duplicates included).
+pub const FACT_APPENDED: &str = "fact_appended";
 pub const RPC_REJECTED: &str = "rpc_rejected";
 
 /// What a call answers: a response, or a page served from the stored encodings of its facts,
@@ -177,10 +180,18 @@ impl Call<'_> {
         self.record(telemetry);
         let log = &telemetry.log;
         match (audit, failure(self.answer).is_some()) {
-            (true, false) => info!(log, "{}", RPC_CALL; self),
+            (true, false) => info!(log, "{}", self.success_event(); self),
             (true, true) => warn!(log, "{}", RPC_CALL; self),
             (false, true) => warn!(log, "{}", RPC_REJECTED; self),
             (false, false) => {}
+        }
+    }
+
+    /// The name of the line of a call that succeeded.
+    fn success_event(&self) -> &'static str {
+        match self.operation {
+            "append_fact" | "append_facts" => FACT_APPENDED,
+            _ => RPC_CALL,
         }
     }
 
@@ -369,8 +380,8 @@ mod tests {
     use super::*;
     use crate::testkit::logs::{field, Capture, Line};
     use bsfg_proto::{
-        AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, ConfirmRequest, Envelope, Fact,
-        Message, RpcError,
+        AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, ConfirmRequest, ConfirmResponse,
+        Envelope, Fact, Message, RpcError,
     };
 
     fn logged(audit: bool, caller: &Caller, request: &Request, response: &Response) -> Line {
@@ -428,7 +439,7 @@ mod tests {
         });
         let fields = logged(true, &client(), &append(), &ack);
         for (key, value) in [
-            ("msg", "rpc_call"),
+            ("msg", "fact_appended"),
             ("caller", "erp"),
             ("operation", "append_fact"),
             ("result", "success"),
@@ -503,6 +514,25 @@ mod tests {
             results: vec![ok(7, false)],
         });
         assert!(logged(false, &client(), &batch, &clean).is_empty());
+        let fields = logged(true, &client(), &batch, &clean);
+        assert_eq!(field(&fields, "msg"), Some("fact_appended"), "{fields:?}");
+        assert_eq!(field(&fields, "appended"), Some("1"), "{fields:?}");
+    }
+
+    #[test]
+    fn a_call_that_appends_nothing_stays_an_rpc_call() {
+        let confirm = Request::Confirm(ConfirmRequest {
+            consumer: "mes".into(),
+            offset: 7,
+        });
+        let fields = logged(
+            true,
+            &client(),
+            &confirm,
+            &Response::Confirm(ConfirmResponse { cursor: 7 }),
+        );
+        assert_eq!(field(&fields, "msg"), Some("rpc_call"), "{fields:?}");
+        assert_eq!(field(&fields, "result"), Some("success"), "{fields:?}");
     }
 
     #[test]
