@@ -39,8 +39,9 @@ pub struct Envelope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_schema: Option<String>,
     /// The zones that relayed the fact, in order (SPEC §4a): empty when a producer appends, and
-    /// each relaying zone appends its own name.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// each relaying zone appends its own name. Rendered in JSON even when empty (SPEC §2 lists it
+    /// among the envelope's fields, not the optional ones); a producer may leave it out.
+    #[serde(default)]
     pub hops: Vec<String>,
 }
 
@@ -253,5 +254,12 @@ mod tests {
         let parsed: Message = serde_json::from_str(input).expect("parse");
         assert_eq!(parsed.fact.object_json, r#"{"a":[1,2]}"#);
         assert_eq!(parsed.envelope.message_id, "");
+        assert!(parsed.envelope.hops.is_empty(), "a producer may leave hops out");
+    }
+
+    #[test]
+    fn json_rendering_lists_hops_even_when_empty() {
+        let rendered = serde_json::to_value(message("{}")).expect("serialize");
+        assert_eq!(rendered["envelope"]["hops"], serde_json::json!([]), "{rendered}");
     }
 }
