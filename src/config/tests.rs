@@ -324,6 +324,16 @@ fn bad_duration_names_key_and_value() {
     assert_invalid(&text, "store.retention", "invalid duration \"7x\"");
     let zero = minimal_with("[replication]\nlink_timeout = \"0s\"");
     assert_invalid(&zero, "replication.link_timeout", "\"0s\": must be greater than zero");
+    let century = "longer than the maximum of 100 years";
+    let endless = minimal_with("[store]\nretention = \"18446744073709552s\"");
+    assert_invalid(
+        &endless,
+        "store.retention",
+        &format!("\"18446744073709552s\": {century}"),
+    );
+    let huge = minimal_with("[replication]\nlink_timeout = \"200000000y\"");
+    assert_invalid(&huge, "replication.link_timeout", century);
+    assert!(parse(&minimal_with("[store]\nretention = \"100y\"")).is_ok());
     let bare = minimal_with("[forward]\nretention = 7");
     let hint = "expected a duration string such as \"7d\"";
     assert_invalid(&bare, "forward.retention", hint);

@@ -142,13 +142,22 @@ impl Visitor<'_> for StringVisitor {
     }
 }
 
+/// The longest duration a key takes: a century (`"100y"`, in years of 365.25 days). Longer
+/// values are refused rather than left to overflow a deadline (`now + lease_ttl`) or a protocol
+/// field (QUIC's idle timeout).
+const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+
 /// `deserialize_with` for durations written with humantime units (`"7d"`, `"250ms"`).
-/// Zero is rejected: a zero retention or timeout is never what an operator means.
+/// Zero is rejected: a zero retention or timeout is never what an operator means; so is anything
+/// over [`MAX_DURATION`].
 pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = string(d, "a duration string such as \"7d\" or \"250ms\"")?;
     match humantime::parse_duration(&text) {
         Ok(value) if value.is_zero() => Err(de::Error::custom(format!(
             "invalid duration {text:?}: must be greater than zero"
+        ))),
+        Ok(value) if value > MAX_DURATION => Err(de::Error::custom(format!(
+            "invalid duration {text:?}: longer than the maximum of 100 years"
         ))),
         Ok(value) => Ok(value),
         Err(e) => Err(de::Error::custom(format!("invalid duration {text:?}: {e}"))),

@@ -216,7 +216,9 @@ impl Core {
     }
 
     fn sweep(&self, log: Log, now_ms: u64) -> Option<Job> {
-        let retention = self.config.limits(log).retention.as_millis() as u64;
+        // A retention beyond u64 milliseconds (half a billion years) keeps everything: a
+        // narrowing cast would wrap it into a short one and expire facts.
+        let retention = u64::try_from(self.config.limits(log).retention.as_millis()).unwrap_or(u64::MAX);
         (now_ms >= self.state[index(log)].next_sweep_ms).then(|| Job::Sweep {
             log,
             cutoff_unix_ms: now_ms.saturating_sub(retention),
@@ -454,6 +456,18 @@ mod tests {
         let core = Core::new(config);
         assert_eq!(core.sweep_interval(Log::Store), SWEEP_MAX);
         assert_eq!(core.sweep_interval(Log::Forward), SWEEP_MIN);
+    }
+
+    #[test]
+    fn a_retention_too_long_for_milliseconds_keeps_everything() {
+        let mut config = config(WhenFull::Reject);
+        // 2^64 ms and a bit: wrapped to u64 it would be a retention of a few hundred ms.
+        config.store.retention = Duration::from_millis(u64::MAX) + Duration::from_secs(1);
+        let job = Core::new(config).on_usage(LATER, &usage(0, 0)).job;
+        assert!(
+            matches!(job, Some(Job::Sweep { cutoff_unix_ms: 0, .. })),
+            "nothing is old enough to expire: {job:?}"
+        );
     }
 
     #[test]
