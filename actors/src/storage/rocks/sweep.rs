@@ -75,11 +75,11 @@ impl RocksStorage {
                 return Ok(zones);
             };
             let (key, _) = entry.map_err(engine)?;
-            let zone = key
-                .len()
-                .checked_sub(9)
-                .map(|len| &key[..len])
-                .ok_or_else(|| corrupt("route key", &key, "shorter than an offset"))?;
+            let zone = match key.len().checked_sub(9) {
+                Some(len) if key[len] == 0 => &key[..len],
+                Some(_) => return Err(corrupt("route key", &key, "no 0x00 between zone and offset")),
+                None => return Err(corrupt("route key", &key, "shorter than an offset")),
+            };
             // Every key of this zone starts with zone ‖ 0x00; zone ‖ 0x01 is past all of them.
             from = [zone, &[1]].concat();
             zones.push(String::from_utf8(zone.to_vec()).map_err(|e| corrupt("route key", &key, e))?);
@@ -138,5 +138,26 @@ impl RocksStorage {
             .into_iter()
             .map(|value| Ok(value.map_err(engine)?.map(|v| v.len() as u64)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_key_without_its_separator_is_damage_not_an_endless_scan() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = RocksStorage::open(&dir.path().join("db"), "enterprise").expect("open");
+        let cf = storage.cf(STORE_ROUTE).expect("family");
+        storage.db.put_cf(cf, route_key("plant-a", 7), []).expect("put");
+        assert_eq!(storage.route_zones().expect("zones"), ["plant-a"]);
+        // zone ‖ 0x05 ‖ offset: a seek past `plant-b ‖ 0x01` would land on it again and again.
+        storage
+            .db
+            .put_cf(cf, [b"plant-b\x05".as_slice(), &[0; 8]].concat(), [])
+            .expect("put");
+        let error = storage.route_zones().expect_err("damaged key");
+        assert!(error.to_string().contains("no 0x00 between zone and offset"), "{error}");
     }
 }
