@@ -151,7 +151,7 @@ pub async fn restore(objects: &JetStreamObjects, data_dir: &Path) -> Result<Opti
     let mut files = 0;
     let manifest = format!("{prefix}{MANIFEST}");
     for name in names.iter().filter(|n| n.starts_with(&prefix) && **n != manifest) {
-        let file = &name[prefix.len()..];
+        let file = file_name(&name[prefix.len()..])?;
         bytes += objects
             .get_file(name, &data_dir.join(file))
             .await
@@ -161,9 +161,27 @@ pub async fn restore(objects: &JetStreamObjects, data_dir: &Path) -> Result<Opti
     Ok(Some((seq, files, bytes)))
 }
 
+/// A snapshot's file as named in the engine: one plain file name (a checkpoint is one flat
+/// directory), never a path that would write outside the data directory.
+fn file_name(name: &str) -> Result<&str, String> {
+    let mut components = Path::new(name).components();
+    match (components.next(), components.next()) {
+        (Some(std::path::Component::Normal(_)), None) => Ok(name),
+        _ => Err(format!("snapshot file {name:?} is not a plain file name: not restored")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_file_is_a_plain_name_inside_the_data_directory() {
+        assert_eq!(file_name("000012.sst"), Ok("000012.sst"));
+        for hostile in ["../escape", "/etc/passwd", "a/b", "..", ""] {
+            assert!(file_name(hostile).is_err(), "{hostile}");
+        }
+    }
 
     #[test]
     fn only_snapshots_with_a_manifest_count() {
