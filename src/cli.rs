@@ -217,6 +217,10 @@ pub enum StorageCommand {
     },
 }
 
+/// Validity in days that `pki` takes: up to a century (dates past the year 9999 cannot be
+/// written in a certificate).
+const DAYS: std::ops::RangeInclusive<i64> = 1..=36_500;
+
 #[derive(Debug, Subcommand)]
 pub enum PkiCommand {
     /// Create (or reuse) a CA in DIR and issue certificates for zones and clients.
@@ -229,8 +233,8 @@ pub enum PkiCommand {
         /// Client identities, comma-separated: one client certificate each (CN = identity).
         #[arg(long, value_delimiter = ',')]
         clients: Vec<String>,
-        /// Validity of the issued certificates, in days.
-        #[arg(long, default_value_t = 365)]
+        /// Validity of the issued certificates, in days (1 to 36 500).
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(DAYS))]
         days: u32,
     },
     /// Revoke certificates of the CA in DIR: (re)writes DIR/ca.crl, signed by DIR/ca.key, with
@@ -243,8 +247,8 @@ pub enum PkiCommand {
         /// A certificate (PEM) to revoke; repeatable.
         #[arg(long = "cert", value_name = "FILE")]
         certs: Vec<PathBuf>,
-        /// Days until the list's nextUpdate.
-        #[arg(long, default_value_t = 30)]
+        /// Days until the list's nextUpdate (1 to 36 500).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(DAYS))]
         days: u32,
     },
 }
@@ -462,4 +466,23 @@ pub struct GetObjectArgs {
     /// Write the artifact here and print its metadata as JSON; without it the bytes go to stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    #[test]
+    fn pki_days_out_of_range_are_refused_naming_the_value() {
+        for args in [
+            ["bsfg", "pki", "init", "--dir", "d", "--zones", "a", "--days", "3000000"].as_slice(),
+            &["bsfg", "pki", "revoke", "--dir", "d", "--days", "0"],
+        ] {
+            let error = Cli::try_parse_from(args).expect_err("out of range").to_string();
+            assert!(error.contains("--days") && error.contains("1..=36500"), "{error}");
+        }
+        assert!(Cli::try_parse_from(["bsfg", "pki", "init", "--dir", "d", "--zones", "a", "--days", "36500"]).is_ok());
+    }
 }

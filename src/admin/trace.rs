@@ -95,8 +95,15 @@ fn age(unix_ms: u64, now: SystemTime) -> f64 {
     now.duration_since(at(unix_ms)).unwrap_or_default().as_secs_f64()
 }
 
+/// RFC 3339 for a time read from storage; one past the year 9999 (a damaged record) cannot be
+/// written so, and is shown in milliseconds rather than failing the request.
 fn rfc3339(unix_ms: u64) -> String {
-    humantime::format_rfc3339_millis(at(unix_ms)).to_string()
+    use std::fmt::Write;
+    let mut text = String::new();
+    match write!(text, "{}", humantime::format_rfc3339_millis(at(unix_ms))) {
+        Ok(()) => text,
+        Err(_) => format!("{unix_ms} ms after the Unix epoch"),
+    }
 }
 
 fn stored(s: Stored, now: SystemTime) -> StoredTrace {
@@ -137,5 +144,16 @@ pub async fn trace(path: web::Path<(String, String)>, state: web::Data<AdminDeps
     match state.node.tracer.trace(from_zone.clone(), message_id.clone()).await {
         Ok(found) => HttpResponse::Ok().json(Trace::new(&state.zone, from_zone, message_id, found, SystemTime::now())),
         Err(error) => Refusal::of(error).response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn times_past_the_year_9999_are_shown_not_fatal() {
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(rfc3339(u64::MAX), format!("{} ms after the Unix epoch", u64::MAX));
     }
 }

@@ -52,9 +52,11 @@ fn manual(command: clap::Command) -> clap_mangen::Man {
 /// The page's date (`.TH`; an empty one would shift the fields after it): `SOURCE_DATE_EPOCH`
 /// when set, as reproducible packaging sets it to the last commit's time, else today.
 fn page_date() -> String {
+    // Before the year 10000, which RFC 3339 cannot write.
     let epoch = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
-        .and_then(|s| s.parse::<u64>().ok());
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|&secs| secs < 253_402_300_800);
     let when = epoch.map_or_else(SystemTime::now, |secs| UNIX_EPOCH + Duration::from_secs(secs));
     humantime::format_rfc3339_seconds(when).to_string()[..10].to_owned()
 }
