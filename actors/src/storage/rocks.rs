@@ -20,8 +20,8 @@ use std::{
 };
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
-    Options, WriteBatch, WriteOptions, DB,
+    AsColumnFamilyRef, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction,
+    IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
 
 use super::{
@@ -321,9 +321,15 @@ impl Storage for RocksStorage {
 impl RocksStorage {
     /// Every write of `batch`, as one RocksDB write batch (not yet written).
     fn write_batch(&self, batch: &Batch) -> Result<WriteBatch, StorageError> {
-        let mut wb = WriteBatch::default();
-        self.put_store(&mut wb, batch)?;
-        self.put_forward(&mut wb, batch)?;
+        // Sized once for the facts' encodings and their index entries, rather than grown by
+        // doubling (a copy of the whole batch each time) on the journal's thread.
+        let facts = batch.store.len() + batch.forward.len();
+        let encoded: usize = batch.store.iter().map(|a| a.encoded.len()).sum::<usize>()
+            + batch.forward.iter().map(|i| i.encoded.len()).sum::<usize>();
+        let mut wb = WriteBatch::with_capacity_bytes(encoded + facts * ENTRY_OVERHEAD_BYTES + 1024);
+        let mut scratch = Scratch::default();
+        self.put_store(&mut wb, &mut scratch, batch)?;
+        self.put_forward(&mut wb, &mut scratch, batch)?;
         let cursors = self.cf(CURSORS)?;
         for (key, value) in &batch.cursors {
             wb.put_cf(cursors, encode_cursor_key(key), value.to_be_bytes());
@@ -358,22 +364,16 @@ impl RocksStorage {
         Ok(closed)
     }
 
-    fn put_store(&self, wb: &mut WriteBatch, batch: &Batch) -> Result<(), StorageError> {
+    fn put_store(&self, wb: &mut WriteBatch, scratch: &mut Scratch, batch: &Batch) -> Result<(), StorageError> {
         let (log, route, idem) = (self.cf(STORE_LOG)?, self.cf(STORE_ROUTE)?, self.cf(STORE_IDEM)?);
         for append in &batch.store {
             let offset = append.offset.to_be_bytes();
-            wb.put_cf(
-                log,
-                offset,
-                [&append.appended_at_unix_ms.to_be_bytes()[..], &append.encoded].concat(),
-            );
-            wb.put_cf(route, route_key(&append.peer, append.offset), []);
+            let at = append.appended_at_unix_ms.to_be_bytes();
+            scratch.put(wb, log, &[&offset], &[&at, &append.encoded]);
+            scratch.put(wb, route, &route_key_parts(&append.peer, &offset), &[]);
             let origin = append.origin.as_deref().unwrap_or_default();
-            wb.put_cf(
-                idem,
-                idem_key(Index::Store, origin, &append.message_id),
-                idem_value(append.offset, Some(&append.digest)),
-            );
+            let key = idem_key_parts(Index::Store, origin, &append.message_id);
+            scratch.put(wb, idem, &key, &idem_value_parts(&offset, Some(&append.digest)));
         }
         if let Some(high) = batch.store_high {
             wb.put_cf(self.cf(META)?, META_STORE_HIGH, high.to_be_bytes());
@@ -381,23 +381,17 @@ impl RocksStorage {
         Ok(())
     }
 
-    fn put_forward(&self, wb: &mut WriteBatch, batch: &Batch) -> Result<(), StorageError> {
+    fn put_forward(&self, wb: &mut WriteBatch, scratch: &mut Scratch, batch: &Batch) -> Result<(), StorageError> {
         let (log, idem, age) = (self.cf(FWD_LOG)?, self.cf(FWD_IDEM)?, self.cf(FWD_AGE)?);
         for insert in &batch.forward {
-            let header = [
-                insert.received_at_unix_ms.to_be_bytes(),
-                insert.source_offset.to_be_bytes(),
-            ]
-            .concat();
-            wb.put_cf(
-                log,
-                insert.offset.to_be_bytes(),
-                [&header[..], &insert.encoded].concat(),
-            );
-            let key = idem_key(Index::Forward, &insert.from_zone, &insert.message_id);
-            wb.put_cf(idem, key, idem_value(insert.offset, Some(&insert.digest)));
-            let window = sweep::age_value(insert.received_at_unix_ms, &insert.from_zone, &insert.message_id);
-            wb.put_cf(age, insert.offset.to_be_bytes(), window);
+            let offset = insert.offset.to_be_bytes();
+            let received = insert.received_at_unix_ms.to_be_bytes();
+            let source = insert.source_offset.to_be_bytes();
+            scratch.put(wb, log, &[&offset], &[&received, &source, &insert.encoded]);
+            let key = idem_key_parts(Index::Forward, &insert.from_zone, &insert.message_id);
+            scratch.put(wb, idem, &key, &idem_value_parts(&offset, Some(&insert.digest)));
+            let window = sweep::age_value_parts(&received, &insert.from_zone, &insert.message_id);
+            scratch.put(wb, age, &[&offset], &window);
         }
         if let Some(high) = batch.forward_high {
             wb.put_cf(self.cf(META)?, META_FORWARD_HIGH, high.to_be_bytes());
@@ -462,24 +456,61 @@ fn engine(error: rocksdb::Error) -> StorageError {
     }
 }
 
+/// What a fact adds to a batch besides its encoding: its keys, index entries and RocksDB's
+/// record headers (an estimate, for sizing the batch).
+const ENTRY_OVERHEAD_BYTES: usize = 160;
+
+/// Two buffers reused for every key and value of one batch: `put_cf` copies what it is given, so
+/// a fresh `Vec` per key and value, several per fact, only fed the allocator on the journal's
+/// thread.
+#[derive(Default)]
+struct Scratch {
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl Scratch {
+    /// Puts the key and the value, each the concatenation of its parts.
+    fn put(&mut self, wb: &mut WriteBatch, cf: &impl AsColumnFamilyRef, key: &[&[u8]], value: &[&[u8]]) {
+        for (buffer, parts) in [(&mut self.key, key), (&mut self.value, value)] {
+            buffer.clear();
+            parts.iter().for_each(|part| buffer.extend_from_slice(part));
+        }
+        wb.put_cf(cf, &self.key, &self.value);
+    }
+}
+
 fn route_key(zone: &str, offset: u64) -> Vec<u8> {
-    [zone.as_bytes(), &[0], &offset.to_be_bytes()].concat()
+    route_key_parts(zone, &offset.to_be_bytes()).concat()
+}
+
+fn route_key_parts<'a>(zone: &'a str, offset: &'a [u8; 8]) -> [&'a [u8]; 3] {
+    [zone.as_bytes(), &[0], offset]
 }
 
 /// The first byte of a relayed fact's `store_idem` key: never the first byte of UTF-8 text.
 const RELAYED: u8 = 0xFF;
 
 fn idem_key(index: Index, zone: &str, message_id: &str) -> Vec<u8> {
+    idem_key_parts(index, zone, message_id).concat()
+}
+
+fn idem_key_parts<'a>(index: Index, zone: &'a str, message_id: &'a str) -> [&'a [u8]; 4] {
+    let (zone, id) = (zone.as_bytes(), message_id.as_bytes());
     match index {
-        Index::Store if zone.is_empty() => message_id.as_bytes().to_vec(),
-        Index::Store => [&[RELAYED], zone.as_bytes(), &[0], message_id.as_bytes()].concat(),
-        Index::Forward => [zone.as_bytes(), &[0], message_id.as_bytes()].concat(),
+        Index::Store if zone.is_empty() => [id, &[], &[], &[]],
+        Index::Store => [&[RELAYED], zone, &[0], id],
+        Index::Forward => [zone, &[0], id, &[]],
     }
 }
 
 /// The offset, then the content digest when it is known (see "Format" in the parent module).
 fn idem_value(offset: u64, digest: Option<&Digest>) -> Vec<u8> {
-    [&offset.to_be_bytes()[..], digest.map_or(&[][..], |d| &d[..])].concat()
+    idem_value_parts(&offset.to_be_bytes(), digest).concat()
+}
+
+fn idem_value_parts<'a>(offset: &'a [u8; 8], digest: Option<&'a Digest>) -> [&'a [u8]; 2] {
+    [offset, digest.map_or(&[][..], |d| &d[..])]
 }
 
 fn decode_idem(value: &[u8], key: &[u8]) -> Result<IdemRecord, StorageError> {

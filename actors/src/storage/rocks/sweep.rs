@@ -13,13 +13,11 @@ use crate::storage::{Batch, Index, Log, StorageError, WindowEntry};
 
 /// `fwd_age` value: received_at ‖ from_zone ‖ `0x00` ‖ message_id.
 pub(super) fn age_value(received_at_unix_ms: u64, from_zone: &str, message_id: &str) -> Vec<u8> {
-    [
-        &received_at_unix_ms.to_be_bytes()[..],
-        from_zone.as_bytes(),
-        &[0],
-        message_id.as_bytes(),
-    ]
-    .concat()
+    age_value_parts(&received_at_unix_ms.to_be_bytes(), from_zone, message_id).concat()
+}
+
+pub(super) fn age_value_parts<'a>(received_at: &'a [u8; 8], from_zone: &'a str, message_id: &'a str) -> [&'a [u8]; 4] {
+    [received_at, from_zone.as_bytes(), &[0], message_id.as_bytes()]
 }
 
 fn decode_window(key: &[u8], value: &[u8]) -> Result<WindowEntry, StorageError> {
