@@ -201,6 +201,7 @@ impl Writer {
             .map(|p| ("", p.message.envelope.message_id.as_str()))
             .collect();
         let looked_up = self.shared.storage.lookup(Index::Store, &keys);
+        let facts = keys.len();
         drop(keys);
         let mut stored = match looked_up {
             Ok(stored) => stored.into_iter(),
@@ -210,7 +211,8 @@ impl Writer {
                 return Err(error.into());
             }
         };
-        let mut seen: HashMap<String, IdemRecord> = HashMap::new();
+        // Sized for the group: growing it rehashed every id several times over.
+        let mut seen: HashMap<String, IdemRecord> = HashMap::with_capacity(facts);
         let now = bsfg_proto::model::now_unix_ms();
         for (facts, mode, reply) in appends {
             let lookups: Vec<_> = stored.by_ref().take(facts.len()).collect();
@@ -257,13 +259,14 @@ impl Writer {
     /// conflict with it, or a new entry in the batch.
     fn plan_append(
         &mut self,
-        prepared: Prepared,
+        mut prepared: Prepared,
         stored: Option<IdemRecord>,
         now: u64,
         seen: &mut HashMap<String, IdemRecord>,
         plan: &mut Plan,
     ) -> Result<AppendResponse, JournalError> {
-        let id = prepared.message.envelope.message_id.clone();
+        // Taken, not copied: nothing reads the message after its id.
+        let id = std::mem::take(&mut prepared.message.envelope.message_id);
         match seen.get(&id).copied().or(stored) {
             Some(found) if found.holds(&prepared.digest) => Ok(AppendResponse {
                 offset: found.offset,
