@@ -198,7 +198,7 @@ impl Writer {
         let keys: Vec<(&str, &str)> = appends
             .iter()
             .flat_map(|(facts, ..)| facts)
-            .map(|p| ("", p.message.envelope.message_id.as_str()))
+            .map(|p| ("", p.envelope.message_id.as_str()))
             .collect();
         let looked_up = self.shared.storage.lookup(Index::Store, &keys);
         let facts = keys.len();
@@ -238,7 +238,7 @@ impl Writer {
             // Once a fact of a call did not fit, no later new fact of that call is taken,
             // so a retried call keeps its order.
             let result = match &full {
-                Some(error) if stored.is_none() && !seen.contains_key(&prepared.message.envelope.message_id) => {
+                Some(error) if stored.is_none() && !seen.contains_key(&prepared.envelope.message_id) => {
                     Err(error.clone())
                 }
                 _ => self.plan_append(prepared, stored, now, seen, plan),
@@ -266,7 +266,7 @@ impl Writer {
         plan: &mut Plan,
     ) -> Result<AppendResponse, JournalError> {
         // Taken, not copied: nothing reads the message after its id.
-        let id = std::mem::take(&mut prepared.message.envelope.message_id);
+        let id = std::mem::take(&mut prepared.envelope.message_id);
         match seen.get(&id).copied().or(stored) {
             Some(found) if found.holds(&prepared.digest) => Ok(AppendResponse {
                 offset: found.offset,

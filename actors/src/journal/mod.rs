@@ -31,7 +31,7 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
-use bsfg_proto::{codec, AppendResponse, ErrorCode, FetchedFact, Message, RpcError};
+use bsfg_proto::{codec, AppendResponse, Envelope, ErrorCode, FetchedFact, Message, RpcError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
@@ -99,9 +99,11 @@ impl From<StorageError> for JournalError {
 }
 
 /// A message encoded and its content digested on the caller's thread, so the writer only writes.
+/// Only the envelope is kept, for idempotency and routing: the fact's text is freed on the
+/// caller's thread too, not the writer's.
 #[derive(Debug)]
 pub struct Prepared {
-    pub message: Message,
+    pub envelope: Envelope,
     encoded: Vec<u8>,
     digest: Digest,
     /// For the store log: the peer that pulls it (its `to_zone` unless [`Prepared::via`] says
@@ -117,7 +119,7 @@ impl Prepared {
             .map_err(|e| JournalError::Encode(e.to_string()))?;
         let peer = message.envelope.to_zone.clone();
         Ok(Self {
-            message,
+            envelope: message.envelope,
             encoded,
             digest,
             peer,

@@ -74,7 +74,7 @@ impl Writer {
     fn plan_relayed(&mut self, prepared: Prepared, now: u64, plan: &mut Plan) {
         self.usage.store.add(Log::Store.entry_bytes(prepared.encoded.len()));
         self.store_high += 1;
-        let envelope = &prepared.message.envelope;
+        let envelope = &prepared.envelope;
         let (id, origin) = (envelope.message_id.clone(), Some(envelope.from_zone.clone()));
         plan.batch
             .store
@@ -89,19 +89,14 @@ impl Writer {
     ) -> Result<Vec<Put>, JournalError> {
         let keys: Vec<(&str, &str)> = facts
             .iter()
-            .map(|(_, p)| {
-                (
-                    p.message.envelope.from_zone.as_str(),
-                    p.message.envelope.message_id.as_str(),
-                )
-            })
+            .map(|(_, p)| (p.envelope.from_zone.as_str(), p.envelope.message_id.as_str()))
             .collect();
         let stored = self.shared.storage.lookup(Index::Forward, &keys)?;
         drop(keys);
         let mut seen = planned_deliveries(plan);
         let mut puts = Vec::with_capacity(facts.len());
         for ((source_offset, prepared), stored) in facts.into_iter().zip(stored) {
-            let envelope = &prepared.message.envelope;
+            let envelope = &prepared.envelope;
             let planned = seen
                 .get(envelope.from_zone.as_str())
                 .and_then(|ids| ids.get(&envelope.message_id));
@@ -128,7 +123,7 @@ impl Writer {
     fn forward_insert(&mut self, source_offset: u64, now: u64, prepared: Prepared) -> ForwardInsert {
         self.usage.forward.add(Log::Forward.entry_bytes(prepared.encoded.len()));
         self.forward_high += 1;
-        let envelope = prepared.message.envelope;
+        let envelope = prepared.envelope;
         ForwardInsert {
             offset: self.forward_high,
             received_at_unix_ms: now,
@@ -167,7 +162,7 @@ impl Taken {
 
 /// A relayed fact's idempotency key.
 fn key(prepared: &Prepared) -> (&str, &str) {
-    let envelope = &prepared.message.envelope;
+    let envelope = &prepared.envelope;
     (envelope.from_zone.as_str(), envelope.message_id.as_str())
 }
 
