@@ -14,8 +14,8 @@
 //! | `relay` | [`RelayRefusal`] (reasons), [`RelayRefused`], [`FactsRelayed`], [`FactsDelivered`] |
 //! | `ha` | [`HaPromoted`], [`HaDemoted`], [`WalDivergence`], [`LeaseRenewed`], [`EngineChecked`], [`SnapshotWritten`], [`SnapshotRestored`], [`WalPurged`] |
 //!
-//! One RPC call (`rpc_call`, `fact_appended` or `rpc_rejected`, and its counters) is written by `rpc::call`, which
-//! knows the request and answer types; the node's lifecycle lines stay with `node`.
+//! One RPC call (`rpc_call`, `fact_appended` or `rpc_rejected`, and its counters) is written by
+//! `rpc::call`, which knows the request and answer types; the node's lifecycle lines stay with `node`.
 //!
 //! Events import only what lies below them (metrics, storage's vocabulary, transport); the
 //! gate's states are defined here, with the event and the metric that report them, so that

@@ -265,7 +265,7 @@ impl Writer {
         seen: &mut HashMap<String, IdemRecord>,
         plan: &mut Plan,
     ) -> Result<AppendResponse, JournalError> {
-        // Taken, not copied: nothing reads the message after its id.
+        // Taken, not copied: nothing reads the envelope after its id.
         let id = std::mem::take(&mut prepared.envelope.message_id);
         match seen.get(&id).copied().or(stored) {
             Some(found) if found.holds(&prepared.digest) => Ok(AppendResponse {

@@ -8,10 +8,10 @@
 //! retrieval (a failure when the node could not serve an object it was asked for: `NOT_FOUND`,
 //! `UNAVAILABLE`, `INTERNAL`; not a caller's mistake such as a denied or malformed request).
 //!
-//! Log line: with `log.audit = true` every call is logged once as
-//! `rpc_call` — an append call that succeeded as `fact_appended` (SPEC §12's name for it), with
-//! the same fields: the caller's identity, the operation, the outcome (`result`, and for failures the
-//! wire `code` and `error_message`), `duration_ms`, and what the call was about — `message_id`,
+//! Log line: with `log.audit = true` every call is logged once as `rpc_call` — an append call
+//! that succeeded as `fact_appended` (SPEC §12's name for it), with the same fields: the caller's
+//! identity, the operation, the outcome (`result`, and for failures the wire `code` and
+//! `error_message`), `duration_ms`, and what the call was about — `message_id`,
 //! `to_zone` and `predicate` of an append; the number of `facts` of an `AppendFacts` call, how many
 //! were `appended`, `duplicates` or `failed`, and the index (`first_failed`), `code` and
 //! `error_message` of the first failure — logged with or without auditing — and, when auditing,

@@ -155,7 +155,15 @@ mod tests {
             .db
             .put_cf(cf, [b"plant-b\x05".as_slice(), &[0; 8]].concat(), [])
             .expect("put");
-        let error = storage.route_zones().expect_err("damaged key");
-        assert!(error.to_string().contains("no 0x00 between zone and offset"), "{error}");
+        // On a thread, so that a scan that never ends fails the test rather than hanging it.
+        let storage = std::sync::Arc::new(storage);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let scanning = storage.clone();
+        std::thread::spawn(move || tx.send(scanning.route_zones().map_err(|e| e.to_string())));
+        let scanned = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the scan ends");
+        let error = scanned.expect_err("damaged key");
+        assert!(error.contains("no 0x00 between zone and offset"), "{error}");
     }
 }
