@@ -264,3 +264,94 @@ async fn status_reports_gates_backlogs_consumers_and_certificate_and_sigterm_exi
     let log = std::fs::read_to_string(cluster.dir().join("enterprise.log")).unwrap_or_default();
     assert!(log.contains("\"drained\""), "the shutdown drained first:\n{log}");
 }
+
+/// `/healthz` answers 200 for as long as the process runs, also while the node starts; meanwhile
+/// `/readyz` and the rest of the API answer 503. The start is held here by an HA instance whose
+/// engine (its client and monitoring ports) accepts connections and never answers: the instance
+/// waits for it for seconds, then fails to start and the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_while_the_node_starts() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a silent port");
+    let silent = silent.local_addr().expect("its address");
+    let mut cluster = harness::Cluster::new(&["enterprise", "plant-a"], &[("enterprise", "plant-a")]);
+    cluster
+        .net
+        .make_ha("enterprise", &["enterprise-1"], |instance| {
+            format!(
+                "[storage]\nengine = \"jetstream\"\n\n[storage.jetstream]\nurls = [\"nats://{silent}\"]\n\
+                 instance = \"{instance}\"\nmonitor_urls = [\"http://{silent}\"]\n"
+            )
+        })
+        .expect("HA zone");
+    let node = cluster.net.node("enterprise-1").expect("instance");
+    let admin = bsfg::admin::client::AdminClient::at(node.admin, None);
+    let mut serve = std::process::Command::new(harness::bin())
+        .args(["serve", "--config"])
+        .arg(&node.config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run bsfg serve");
+
+    // The instance waits 2 s for its engine (`REQUEST_TIMEOUT`) before it gives up.
+    let answer = loop {
+        if let Ok(answer) = admin.get("/healthz") {
+            break answer;
+        }
+        if let Some(status) = serve.try_wait().expect("wait") {
+            panic!("exited ({status}) before /healthz answered");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!((answer.status, answer.body.as_str()), (200, "ok\n"));
+    let ready = admin.get("/readyz").expect("/readyz answers");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    for path in ["/v1/status", "/metrics", "/v1/consumers"] {
+        let answer = admin.get(path).expect("the API answers");
+        assert_eq!(answer.status, 503, "{path}: {}", answer.body);
+        let body = json(&answer.body);
+        assert_eq!(
+            (body["error"].as_str(), body["message"].as_str()),
+            (Some("UNAVAILABLE"), Some("the node is starting")),
+            "{path}"
+        );
+    }
+    // An operator's action is refused as retryable, and audited.
+    let drain = admin.post("/v1/admin/drain").expect("the API answers");
+    assert_eq!(drain.status, 503, "{}", drain.body);
+    assert_eq!(json(&drain.body)["error"], "UNAVAILABLE");
+    assert!(
+        serve.try_wait().expect("wait").is_none(),
+        "still starting when the answers came"
+    );
+
+    // The engine never answers and the start fails: the process exits, and with it the listener.
+    let output = serve.wait_with_output().expect("wait");
+    assert!(
+        !output.status.success(),
+        "a start without an engine fails: {}",
+        output.status
+    );
+    assert!(
+        admin.get("/healthz").is_err(),
+        "no listener once the process has exited"
+    );
+    let log = String::from_utf8_lossy(&output.stdout);
+    let audited: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["msg"] == "admin_action")
+        .collect();
+    assert_eq!(audited.len(), 1, "one audit line, for the drain: {log}");
+    assert_eq!(
+        (&audited[0]["operation"], &audited[0]["result"], &audited[0]["code"]),
+        (
+            &serde_json::json!("/v1/admin/drain"),
+            &serde_json::json!("retryable_error"),
+            &serde_json::json!("UNAVAILABLE")
+        ),
+        "{}",
+        audited[0]
+    );
+}

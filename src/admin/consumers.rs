@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{
     operator::{audited, Operator, Refusal, Subject},
     status::ConsumerStatus,
-    AdminDeps,
+    AdminDeps, Started,
 };
 
 /// The answer of `GET /v1/consumers`.
@@ -21,9 +21,9 @@ pub struct ConsumerList {
     pub consumers: Vec<ConsumerStatus>,
 }
 
-pub async fn list(state: web::Data<AdminDeps>) -> HttpResponse {
-    let progress = state.node.progress.borrow().consumers.clone();
-    let consumers = state
+pub(super) async fn list(running: Started) -> HttpResponse {
+    let progress = running.node.progress.borrow().consumers.clone();
+    let consumers = running
         .node
         .consumers
         .list()
@@ -42,9 +42,14 @@ pub async fn list(state: web::Data<AdminDeps>) -> HttpResponse {
     HttpResponse::Ok().json(ConsumerList { consumers })
 }
 
-pub async fn delete(operator: Operator, name: web::Path<String>, state: web::Data<AdminDeps>) -> HttpResponse {
+pub(super) async fn delete(
+    operator: Operator,
+    name: web::Path<String>,
+    running: Started,
+    state: web::Data<AdminDeps>,
+) -> HttpResponse {
     let name = name.into_inner();
-    let outcome = match state.node.consumers.delete(&name).await {
+    let outcome = match running.node.consumers.delete(&name).await {
         Ok(cursor) => Ok(json!({"consumer": name, "deleted": true, "cursor": cursor})),
         Err(error) => Err(Refusal::of(error)),
     };
@@ -60,14 +65,15 @@ pub struct RewindQuery {
     pub to_offset: u64,
 }
 
-pub async fn rewind(
+pub(super) async fn rewind(
     operator: Operator,
     name: web::Path<String>,
     query: web::Query<RewindQuery>,
+    running: Started,
     state: web::Data<AdminDeps>,
 ) -> HttpResponse {
     let (name, to) = (name.into_inner(), query.to_offset);
-    let outcome = match state.node.consumers.rewind(&name, to).await {
+    let outcome = match running.node.consumers.rewind(&name, to).await {
         Ok(rewound) => Ok(json!({
             "consumer": name,
             "previous": rewound.previous,

@@ -1,5 +1,6 @@
 //! The admin HTTP API (SPEC §10), served by actix-web on `listen.admin` (loopback by default):
-//! `GET /metrics` (Prometheus text format), `GET /healthz` (200 while the process runs),
+//! `GET /metrics` (Prometheus text format), `GET /healthz` (200 while the process runs: the
+//! listener is bound before the node starts and stopped only after it has shut down),
 //! `GET /readyz` (200 once the node serves, its storage works and it is not draining; 503 while
 //! commits or reads fail or damaged data waits for an operator), `GET /v1/status` (JSON,
 //! [`status::Status`]), `GET /v1/trace/{from_zone}/{message_id}` ([`trace`]), `GET /v1/consumers`
@@ -8,7 +9,9 @@
 //! `POST /v1/consumers/{name}/rewind?to_offset=N`. When `admin.token_file` is set, every
 //! mutating request needs `Authorization: Bearer <token>` (the [`Operator`] extractor); GETs stay
 //! open (SPEC §6). Every mutating request is audited (`admin_action`, [`operator`]). Errors
-//! answer `{"error": CODE, "message": ...}` (plus `reason` for a refused reload).
+//! answer `{"error": CODE, "message": ...}` (plus `reason` for a refused reload). Until the node
+//! has started ([`Admin::serve`]), every endpoint but `/healthz` answers 503 (`/readyz` its
+//! usual `not ready`, the others `UNAVAILABLE`, "the node is starting").
 //!
 //! [`client`] is the other side: the small HTTP client of `bsfg status`, `bsfg admin`,
 //! `bsfg trace` and `bsfg consumers`.
@@ -20,9 +23,20 @@ pub mod routes;
 pub mod status;
 pub mod trace;
 
-use std::{net::SocketAddr, path::Path, sync::Arc, time::SystemTime};
+use std::{
+    future::Ready,
+    net::SocketAddr,
+    ops::Deref,
+    path::Path,
+    sync::{Arc, OnceLock},
+    time::SystemTime,
+};
 
-use actix_web::{dev::ServerHandle, http::StatusCode, web, App, HttpResponse, HttpServer};
+use actix_web::{
+    dev::{Payload, ServerHandle},
+    http::StatusCode,
+    web, App, FromRequest, HttpRequest, HttpResponse, HttpServer,
+};
 use bsfg_actors::{cert_watcher::Trigger, node::Handles, rpc::DRAIN_GRACE, zone_gate};
 use bsfg_proto::ErrorCode;
 use operator::{audited, Operator, Refusal, Subject};
@@ -34,13 +48,86 @@ use status::{CertificateStatus, Status};
 #[derive(Clone)]
 pub struct AdminDeps {
     pub zone: String,
-    pub node: Handles,
     /// The bearer token mutating endpoints require, when `admin.token_file` is set.
     pub token: Option<Arc<str>>,
     /// Where operator actions are audited.
     pub log: Logger,
+    /// The node, once it has started.
+    running: Arc<OnceLock<Started>>,
+}
+
+impl AdminDeps {
+    pub fn new(zone: String, token: Option<Arc<str>>, log: Logger) -> Self {
+        Self {
+            zone,
+            token,
+            log,
+            running: Arc::default(),
+        }
+    }
+
+    fn started(&self) -> Option<Started> {
+        self.running.get().cloned()
+    }
+}
+
+/// What every endpoint but `/healthz` answers until the node has started.
+fn starting() -> Refusal {
+    Refusal::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unavailable,
+        "the node is starting",
+    )
+}
+
+/// The started node: what every endpoint but `/healthz` acts on.
+pub struct Running {
+    pub node: Handles,
     /// What `POST /v1/admin/reload` runs (as SIGHUP does).
     pub reloader: Arc<crate::reload::Reloader>,
+}
+
+/// A handler's proof that the node has started: it derefs to [`Running`]. While the node starts,
+/// the request is answered 503 `UNAVAILABLE` instead (a mutating one by [`Operator`], audited).
+#[derive(Clone)]
+struct Started(Arc<Running>);
+
+impl Deref for Started {
+    type Target = Running;
+
+    fn deref(&self) -> &Running {
+        &self.0
+    }
+}
+
+impl FromRequest for Started {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let started = request
+            .app_data::<web::Data<AdminDeps>>()
+            .and_then(|state| state.started());
+        std::future::ready(started.ok_or_else(|| starting().into_error()))
+    }
+}
+
+/// The bound admin listener.
+pub struct Admin {
+    handle: ServerHandle,
+    running: Arc<OnceLock<Started>>,
+}
+
+impl Admin {
+    /// Every endpoint serves `running` from now on.
+    pub fn serve(&self, running: Running) {
+        let _ = self.running.set(Started(Arc::new(running)));
+    }
+
+    /// Stops the listener, letting requests in progress finish.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
 }
 
 /// Reads a token file (`admin.token_file` on the node, `--token-file` in the CLI; `setting` names
@@ -54,8 +141,10 @@ pub fn read_token(path: &Path, setting: &str) -> Result<String, String> {
     Ok(token.to_owned())
 }
 
-/// Binds `addr` and serves the admin API on the current actix system until the handle stops it.
-pub fn start(addr: SocketAddr, deps: AdminDeps) -> std::io::Result<ServerHandle> {
+/// Binds `addr` and serves the admin API on the current actix system until [`Admin::stop`]:
+/// `/healthz` at once, the rest once [`Admin::serve`] gave it the node.
+pub fn start(addr: SocketAddr, deps: AdminDeps) -> std::io::Result<Admin> {
+    let running = deps.running.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(deps.clone()))
@@ -79,43 +168,48 @@ pub fn start(addr: SocketAddr, deps: AdminDeps) -> std::io::Result<ServerHandle>
     .run();
     let handle = server.handle();
     actix_rt::spawn(server);
-    Ok(handle)
+    Ok(Admin { handle, running })
 }
 
-async fn metrics_text(state: web::Data<AdminDeps>) -> HttpResponse {
+async fn metrics_text(running: Started) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.node.metrics.render())
+        .body(running.node.metrics.render())
 }
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().body("ok\n")
 }
 
-async fn readyz(state: web::Data<AdminDeps>) -> HttpResponse {
-    let serving = state.node.health.healthy()
-        && state.node.metrics.node_up.get() == 1
-        && state.node.standing.borrow().is_active();
-    match serving && !state.node.drain.is_draining() {
+/// Not ready while the node starts (`running` is `None`).
+async fn readyz(running: Option<Started>) -> HttpResponse {
+    let serving = running.is_some_and(|running| {
+        let node = &running.node;
+        node.health.healthy()
+            && node.metrics.node_up.get() == 1
+            && node.standing.borrow().is_active()
+            && !node.drain.is_draining()
+    });
+    match serving {
         true => HttpResponse::Ok().body("ready\n"),
         false => HttpResponse::ServiceUnavailable().body("not ready\n"),
     }
 }
 
-async fn status(state: web::Data<AdminDeps>) -> HttpResponse {
-    let gates = state.node.gate.send(zone_gate::Snapshot).await.unwrap_or_default();
-    HttpResponse::Ok().json(Status::collect(&state.zone, gates, &state.node, SystemTime::now()))
+async fn status(running: Started, state: web::Data<AdminDeps>) -> HttpResponse {
+    let gates = running.node.gate.send(zone_gate::Snapshot).await.unwrap_or_default();
+    HttpResponse::Ok().json(Status::collect(&state.zone, gates, &running.node, SystemTime::now()))
 }
 
 /// Stops admitting client calls and waits (grace 30 s) for those in flight.
-async fn drain(operator: Operator, state: web::Data<AdminDeps>) -> HttpResponse {
-    let outcome = state.node.drain.drain(DRAIN_GRACE).await;
+async fn drain(operator: Operator, running: Started, state: web::Data<AdminDeps>) -> HttpResponse {
+    let outcome = running.node.drain.drain(DRAIN_GRACE).await;
     let body = json!({"drained": outcome.drained, "in_flight": outcome.in_flight});
     audited(&state.log, &operator, "drain", Subject::default(), Ok(body))
 }
 
-async fn resume(operator: Operator, state: web::Data<AdminDeps>) -> HttpResponse {
-    state.node.drain.resume();
+async fn resume(operator: Operator, running: Started, state: web::Data<AdminDeps>) -> HttpResponse {
+    running.node.drain.resume();
     audited(
         &state.log,
         &operator,
@@ -128,8 +222,8 @@ async fn resume(operator: Operator, state: web::Data<AdminDeps>) -> HttpResponse
 /// An HA zone's active instance hands over to a standby (rolling upgrades): 200 once it stopped
 /// writing and released the lease; 409 `FAILED_PRECONDITION`-like refusals as `INVALID_ARGUMENT`
 /// when this node is not an active HA instance.
-async fn step_down(operator: Operator, state: web::Data<AdminDeps>) -> HttpResponse {
-    let outcome = match &state.node.ha {
+async fn step_down(operator: Operator, running: Started, state: web::Data<AdminDeps>) -> HttpResponse {
+    let outcome = match &running.node.ha {
         None => Err(Refusal::new(
             StatusCode::CONFLICT,
             ErrorCode::InvalidArgument,
@@ -156,8 +250,8 @@ async fn step_down(operator: Operator, state: web::Data<AdminDeps>) -> HttpRespo
 /// identities the reload `added`, `removed` or `changed` (`clients`), and the sections of the file
 /// that need a restart (`restart_needed`); or 422 with why the file or the TLS material was
 /// refused (nothing changed).
-async fn reload(operator: Operator, state: web::Data<AdminDeps>) -> HttpResponse {
-    let outcome = match state.reloader.reload(Trigger::Admin).await {
+async fn reload(operator: Operator, running: Started, state: web::Data<AdminDeps>) -> HttpResponse {
+    let outcome = match running.reloader.reload(Trigger::Admin).await {
         Ok(reloaded) => {
             let mut body = json!(CertificateStatus::of(&reloaded.certificate, SystemTime::now()));
             body["clients"] = json!(reloaded.clients);
@@ -181,6 +275,7 @@ async fn reload(operator: Operator, state: web::Data<AdminDeps>) -> HttpResponse
 async fn switch_gate(
     operator: Operator,
     path: web::Path<(String, String)>,
+    running: Started,
     state: web::Data<AdminDeps>,
 ) -> HttpResponse {
     let (peer, action) = path.into_inner();
@@ -200,7 +295,7 @@ async fn switch_gate(
         peer: peer.clone(),
         closed,
     };
-    let outcome = match state.node.gate.send(switch).await {
+    let outcome = match running.node.gate.send(switch).await {
         Ok(Ok(())) => Ok(json!({"peer": peer, "closed": closed})),
         Ok(Err(unknown @ zone_gate::SwitchError::UnknownPeer(_))) => Err(Refusal::new(
             StatusCode::NOT_FOUND,

@@ -7,7 +7,7 @@
 //! `log.audit` says, because operator actions are rare and an audit trail without them is no
 //! trail: `caller`, `remote`, `operation`, what it was about (`peer`, `consumer`, `offset`) and the
 //! outcome (`result`, and for a refusal `code` and `error_message`). A request refused for its
-//! token is logged too, at `warning`.
+//! token, or because the node is still starting, is logged too, at `warning`.
 
 use std::{future::Ready, net::SocketAddr};
 
@@ -45,11 +45,16 @@ impl FromRequest for Operator {
             return std::future::ready(Err(actix_web::error::ErrorInternalServerError("no admin state")));
         };
         let remote = request.peer_addr();
+        let identity = if state.token.is_some() { TOKEN_HOLDER } else { LOCAL };
         let verdict = match refusal(request, state.token.as_deref()) {
-            None => Ok(Operator {
-                identity: if state.token.is_some() { TOKEN_HOLDER } else { LOCAL },
-                remote,
-            }),
+            None if state.started().is_none() => {
+                let refusal = super::starting();
+                warn!(state.log, "{}", ADMIN_ACTION; "caller" => identity, "remote" => remote_text(remote),
+                    "operation" => request.path().to_owned(), "result" => "retryable_error",
+                    "code" => refusal.code.as_str(), "error_message" => &refusal.message);
+                Err(refusal.into_error())
+            }
+            None => Ok(Operator { identity, remote }),
             Some(reason) => {
                 warn!(state.log, "{}", ADMIN_ACTION; "caller" => "unauthenticated", "remote" => remote_text(remote),
                     "operation" => request.path().to_owned(), "result" => "permanent_error",
@@ -91,6 +96,12 @@ impl Refusal {
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, error.code, error.message)
+    }
+
+    /// The refusal as an extractor's error.
+    pub fn into_error(self) -> actix_web::Error {
+        let response = self.response();
+        actix_web::error::InternalError::from_response(self.message, response).into()
     }
 
     pub fn response(&self) -> HttpResponse {

@@ -10,7 +10,7 @@ use actix_web::{web, HttpResponse};
 use bsfg_actors::{Found, Received, Stored};
 use serde::{Deserialize, Serialize};
 
-use super::{operator::Refusal, AdminDeps};
+use super::{operator::Refusal, AdminDeps, Started};
 
 /// What one node knows of one fact.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,9 +139,13 @@ fn received(r: Received, now: SystemTime) -> ReceivedTrace {
     }
 }
 
-pub async fn trace(path: web::Path<(String, String)>, state: web::Data<AdminDeps>) -> HttpResponse {
+pub(super) async fn trace(
+    path: web::Path<(String, String)>,
+    running: Started,
+    state: web::Data<AdminDeps>,
+) -> HttpResponse {
     let (from_zone, message_id) = path.into_inner();
-    match state.node.tracer.trace(from_zone.clone(), message_id.clone()).await {
+    match running.node.tracer.trace(from_zone.clone(), message_id.clone()).await {
         Ok(found) => HttpResponse::Ok().json(Trace::new(&state.zone, from_zone, message_id, found, SystemTime::now())),
         Err(error) => Refusal::of(error).response(),
     }

@@ -40,7 +40,16 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let config_path = config_path.to_owned();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let system = actix_rt::System::with_tokio_rt(move || runtime);
+    let deps = crate::admin::AdminDeps::new(settings_zone.clone(), token, log.clone());
     let stopped = system.block_on(async move {
+        // Bound before the node starts (an HA instance may wait seconds for its engine), so
+        // `/healthz` answers 200 for as long as the process runs; the rest answers once it serves.
+        let admin = crate::admin::start(admin_addr, deps).map_err(|e| {
+            CommandError::new(
+                ErrorCode::Unavailable,
+                format!("listen.admin: cannot listen on {admin_addr}: {e}"),
+            )
+        })?;
         let node = Node::start(settings, &tls, log.clone()).await.map_err(|e| {
             let code = match &e {
                 // The operator must change the engine or the configuration: retrying cannot help.
@@ -59,19 +68,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             authorisations: handles.authorisations.clone(),
             log: log.clone(),
         });
-        let deps = crate::admin::AdminDeps {
-            zone: settings_zone.clone(),
+        admin.serve(crate::admin::Running {
             node: handles.clone(),
-            token,
-            log: log.clone(),
             reloader: reloader.clone(),
-        };
-        let admin = crate::admin::start(admin_addr, deps).map_err(|e| {
-            CommandError::new(
-                ErrorCode::Unavailable,
-                format!("listen.admin: cannot listen on {admin_addr}: {e}"),
-            )
-        })?;
+        });
         info!(log, "admin_listening"; "admin" => %admin_addr);
         let service = ServiceManager::new(log.clone());
         service.ready(&format!("serving zone {settings_zone}; admin on {admin_addr}"));
@@ -82,11 +82,13 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         let outcome = handles.drain.drain(DRAIN_GRACE).await;
         info!(log, "drained"; "drained" => outcome.drained, "in_flight" => outcome.in_flight);
         service.status("closing peer links and storage");
-        admin.stop(true).await;
         if let Some(watchdog) = watchdog {
             watchdog.abort();
         }
-        anyhow::Ok((node.shutdown().await, log))
+        let stopped = node.shutdown().await;
+        // `/healthz` answered throughout; `/readyz` has said 503 since the drain.
+        admin.stop().await;
+        anyhow::Ok((stopped, log))
     });
     // Dropping the system drops every actor and task, and with them the last handles on storage;
     // only then is RocksDB closed, and the process must not exit before.
