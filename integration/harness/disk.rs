@@ -1,7 +1,8 @@
 //! File systems for storage fault tests (they need root, as CI has): a small tmpfs as a node's
 //! data directory, a file that fills it, and a bind mount of a live data directory that can be
 //! made read-only under the running node. Every mount is lazily unmounted when dropped, so a
-//! failing test leaves nothing mounted behind.
+//! failing test leaves nothing mounted behind, and a `Cluster` unmounts whatever is mounted in
+//! its scratch directory once its nodes are killed, before it removes the directory.
 
 use std::{
     fs::File,
@@ -65,6 +66,22 @@ impl Mount {
 impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Lazily unmounts every mount point at or below `dir`, deepest first (a no-op without any).
+pub fn unmount_under(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut points: Vec<PathBuf> = mounts
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(1))
+        // /proc/self/mounts writes a space in a path as \040; scratch paths have none.
+        .map(PathBuf::from)
+        .filter(|point| point.starts_with(dir))
+        .collect();
+    points.sort_by_key(|point| std::cmp::Reverse(point.components().count()));
+    for point in points {
+        let _ = Command::new("umount").arg("-l").arg(&point).status();
     }
 }
 

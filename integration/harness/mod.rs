@@ -310,10 +310,15 @@ impl Cluster {
 }
 
 impl Drop for Cluster {
+    /// Kills the nodes, then unmounts what a test mounted in the scratch directory (a tmpfs or a
+    /// bind mount as a data directory), so the directory can be removed: removal stops at a mount
+    /// point and would leave the scratch directory behind in `/tmp`.
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
         }
+        self.nodes.clear();
+        disk::unmount_under(self.dir.path());
     }
 }
 
