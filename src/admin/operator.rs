@@ -28,6 +28,8 @@ pub const ADMIN_ACTION: &str = "admin_action";
 const TOKEN_HOLDER: &str = "admin-token";
 /// The identity when no token is configured (a loopback listener).
 const LOCAL: &str = "local";
+/// The caller of a request refused for its token.
+const UNAUTHENTICATED: &str = "unauthenticated";
 
 /// An operator allowed to act: who, and from where.
 #[derive(Debug, Clone)]
@@ -46,23 +48,25 @@ impl FromRequest for Operator {
         };
         let remote = request.peer_addr();
         let identity = if state.token.is_some() { TOKEN_HOLDER } else { LOCAL };
-        let verdict = match refusal(request, state.token.as_deref()) {
-            None if state.started().is_none() => {
-                let refusal = super::starting();
-                warn!(state.log, "{}", ADMIN_ACTION; "caller" => identity, "remote" => remote_text(remote),
-                    "operation" => request.path().to_owned(), "result" => "retryable_error",
-                    "code" => refusal.code.as_str(), "error_message" => &refusal.message);
-                Err(refusal.into_error())
-            }
-            None => Ok(Operator { identity, remote }),
-            Some(reason) => {
-                warn!(state.log, "{}", ADMIN_ACTION; "caller" => "unauthenticated", "remote" => remote_text(remote),
-                    "operation" => request.path().to_owned(), "result" => "permanent_error",
-                    "code" => ErrorCode::Unauthenticated.as_str(), "error_message" => reason);
-                Err(actix_web::error::InternalError::from_response(reason, unauthorised(reason)).into())
-            }
+        let (caller, refused) = match refusal(request, state.token.as_deref()) {
+            None if state.started().is_some() => return std::future::ready(Ok(Operator { identity, remote })),
+            None => (identity, super::starting()),
+            Some(reason) => (
+                UNAUTHENTICATED,
+                Refusal::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, reason),
+            ),
         };
-        std::future::ready(verdict)
+        let line = Line {
+            operator: &Operator {
+                identity: caller,
+                remote,
+            },
+            operation: request.path(),
+            subject: &Subject::default(),
+            refusal: Some(&refused),
+        };
+        warn!(state.log, "{}", ADMIN_ACTION; line);
+        std::future::ready(Err(refused.into_error()))
     }
 }
 
@@ -109,7 +113,11 @@ impl Refusal {
         if let Some(reason) = &self.reason {
             body["reason"] = json!(reason);
         }
-        HttpResponse::build(self.status).json(body)
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(body)
     }
 }
 
@@ -150,7 +158,7 @@ pub fn audited(
 /// The fields of one `admin_action` line; only those that apply are written.
 struct Line<'a> {
     operator: &'a Operator,
-    operation: &'static str,
+    operation: &'a str,
     subject: &'a Subject<'a>,
     refusal: Option<&'a Refusal>,
 }
@@ -183,10 +191,6 @@ impl slog::KV for Line<'_> {
     }
 }
 
-fn remote_text(remote: Option<SocketAddr>) -> String {
-    remote.map_or_else(String::new, |r| r.to_string())
-}
-
 /// Why a mutating request is refused, if it is: it needs the bearer token when one is configured.
 fn refusal(request: &HttpRequest, expected: Option<&str>) -> Option<&'static str> {
     let expected = expected?;
@@ -203,12 +207,6 @@ fn refusal(request: &HttpRequest, expected: Option<&str>) -> Option<&'static str
     }
 }
 
-fn unauthorised(message: &str) -> HttpResponse {
-    HttpResponse::Unauthorized()
-        .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
-        .json(json!({"error": "UNAUTHENTICATED", "message": message}))
-}
-
 /// Compares without an early exit on the first differing byte.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -217,6 +215,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_for_the_token_asks_for_a_bearer_token() {
+        let unauthorised = Refusal::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, "no token");
+        let asked = unauthorised.response();
+        assert_eq!(
+            asked.headers().get(header::WWW_AUTHENTICATE).map(|v| v.as_bytes()),
+            Some(b"Bearer".as_slice())
+        );
+        let starting = Refusal::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "starting");
+        assert!(starting.response().headers().get(header::WWW_AUTHENTICATE).is_none());
+    }
 
     #[test]
     fn tokens_compare_by_content_and_length() {
