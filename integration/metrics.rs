@@ -13,12 +13,8 @@ use harness::{
     Cluster,
 };
 
-/// A labelled metric whose series appear only once its label values exist: artifacts' buckets
-/// come with the artifact store.
-const SERIES_ON_DEMAND: [&str; 1] = ["bsfg_object_store_usage_bytes"];
-
 /// Every metric of SPEC §11 with its type.
-const SPEC_METRICS: [(&str, &str); 31] = [
+const SPEC_METRICS: [(&str, &str); 43] = [
     ("bsfg_replication_lag_seconds", "gauge"),
     ("bsfg_replication_lag_high_watermark", "gauge"),
     ("bsfg_frontier_offset", "gauge"),
@@ -50,7 +46,29 @@ const SPEC_METRICS: [(&str, &str); 31] = [
     ("bsfg_draining", "gauge"),
     ("bsfg_info", "gauge"),
     ("bsfg_process_start_time_seconds", "gauge"),
+    ("bsfg_confirmed_facts_total", "counter"),
+    ("bsfg_peer_backlog_facts", "gauge"),
+    ("bsfg_link_failures_total", "counter"),
+    ("bsfg_storage_errors_total", "counter"),
+    ("bsfg_rejected_facts_total", "counter"),
+    ("bsfg_relay_refused_total", "counter"),
+    ("bsfg_relayed_facts_total", "counter"),
+    ("bsfg_delivery_latency_seconds", "histogram"),
+    ("bsfg_rpc_requests_total", "counter"),
+    ("process_resident_memory_bytes", "gauge"),
+    ("process_cpu_seconds_total", "counter"),
+    ("process_open_fds", "gauge"),
 ];
+
+/// Every metric of SPEC §11 is listed with its type, whether or not a series of it exists yet.
+fn assert_every_metric_listed(text: &str) {
+    for (name, kind) in SPEC_METRICS {
+        assert!(
+            text.contains(&format!("# TYPE {name} {kind}\n")),
+            "{name} ({kind}) missing:\n{text}"
+        );
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_exist_with_their_types_and_follow_the_node() {
@@ -63,6 +81,8 @@ async fn metrics_exist_with_their_types_and_follow_the_node() {
     assert_eq!(http(admin, "GET", "/readyz", None).0, 200);
 
     let text = scrape(&cluster, "enterprise");
+    // From the start, before any call, relay or artifact has made a series of them.
+    assert_every_metric_listed(&text);
     assert_eq!(sample(&text, "bsfg_node_up"), Some(1.0));
     assert_eq!(
         sample(&text, "bsfg_info{version=\"0.1.0\",zone=\"enterprise\"}"),
@@ -87,7 +107,8 @@ async fn metrics_exist_with_their_types_and_follow_the_node() {
         .await
         .expect("duplicate");
     let bad = client.append(message("enterprise", "nowhere", "bad")).await;
-    assert!(bad.is_err(), "unknown to_zone is refused");
+    let refused = bad.expect_err("unknown to_zone is refused").to_string();
+    assert!(refused.starts_with("no route to zone nowhere:"), "{refused}");
     client.close().await;
     let text = scrape(&cluster, "enterprise");
     assert_eq!(sample(&text, "bsfg_append_requests_total"), Some(12.0), "{text}");
@@ -119,12 +140,7 @@ async fn metrics_exist_with_their_types_and_follow_the_node() {
     assert_eq!(wait_for(&cluster, "plant-a", backlog, |v| v == 0.0).await, Some(0.0));
     consumer.close().await;
     let text = scrape(&cluster, "plant-a");
-    for (name, kind) in SPEC_METRICS.iter().filter(|(n, _)| !SERIES_ON_DEMAND.contains(n)) {
-        assert!(
-            text.contains(&format!("# TYPE {name} {kind}\n")),
-            "{name} ({kind}) missing:\n{text}"
-        );
-    }
+    assert_every_metric_listed(&text);
 
     for proxy in proxies.values() {
         proxy.blackhole();

@@ -13,6 +13,8 @@ use prometheus::{
     TextEncoder,
 };
 
+use std::fmt::Write as _;
+
 use prometheus::process_collector::ProcessCollector;
 use table::add;
 pub use table::*;
@@ -147,12 +149,29 @@ impl Metrics {
         Ok(metrics)
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric. A labelled metric none of whose series
+    /// exists yet (no relay destination on this node, no call timed, no bucket) is still listed
+    /// with its `# HELP` and `# TYPE` lines, so every name of [`ALL`] can be found on every node
+    /// from its start (SPEC §11: every metric exists).
     pub fn render(&self) -> String {
+        let families = self.registry.gather();
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for the text format with well-formed metrics.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        let _ = TextEncoder::new().encode(&families, &mut out);
+        let mut text = String::from_utf8(out).unwrap_or_default();
+        for spec in ALL
+            .iter()
+            .filter(|spec| !families.iter().any(|f| f.name() == spec.name))
+        {
+            let _ = write!(
+                text,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n",
+                name = spec.name,
+                help = spec.help,
+                kind = spec.kind.exposition()
+            );
+        }
+        text
     }
 }
 
@@ -177,17 +196,19 @@ mod tests {
                 spec.name
             );
         }
-        // Unlabelled metrics render at once, with the type of the table.
+        // Every metric renders at once with the type of the table, labelled ones before their
+        // first series too, and each name once.
         let text = metrics.render();
-        for spec in ALL.iter().filter(|spec| spec.labels.is_empty()) {
-            let kind = match spec.kind {
-                Kind::Counter => "counter",
-                Kind::Gauge => "gauge",
-                Kind::Histogram { .. } => "histogram",
-            };
-            let header = format!("# TYPE {} {kind}\n", spec.name);
-            assert!(text.contains(&header), "{header:?} missing:\n{text}");
+        for spec in ALL {
+            let header = format!("# TYPE {} {}\n", spec.name, spec.kind.exposition());
+            assert_eq!(text.matches(&header).count(), 1, "{header:?} once in:\n{text}");
+            let help = format!("# HELP {} ", spec.name);
+            assert_eq!(text.matches(&help).count(), 1, "{help:?} once in:\n{text}");
         }
+        assert!(
+            !text.contains("bsfg_relayed_facts_total{"),
+            "no series of a labelled metric before its first label values:\n{text}"
+        );
         assert!(
             text.contains("bsfg_info{version=\"0.1.0\",zone=\"plant-a\"} 1"),
             "{text}"

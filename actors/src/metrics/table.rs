@@ -14,6 +14,17 @@ pub enum Kind {
     Histogram { start: f64, factor: f64, count: usize },
 }
 
+impl Kind {
+    /// The type as the text exposition's `# TYPE` line spells it.
+    pub fn exposition(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+            Self::Histogram { .. } => "histogram",
+        }
+    }
+}
+
 /// One metric of SPEC §11.
 #[derive(Debug, Clone, Copy)]
 pub struct Spec {
