@@ -124,7 +124,8 @@ pub enum Command {
     /// Where a fact is on the node: in its store buffer (produced here: its offset, destination,
     /// age, and whether the destination confirmed it), in its forward buffer (received: its offset
     /// here and at the sender, and which consumers confirmed it), or unknown. Without
-    /// --from-zone the node's own zone is tried first, then each of its peers. Prints the node's
+    /// --from-zone the node's own zone is tried first, then each of its peers, then the zones its
+    /// [[routes]] reach. Prints the node's
     /// JSON (`GET /v1/trace/{from_zone}/{message_id}`). Run it against each zone's node to follow a
     /// fact from its producer to its consumers.
     Trace {

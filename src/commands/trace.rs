@@ -1,7 +1,8 @@
 //! `bsfg trace --message-id ID [--from-zone Z]`: `GET /v1/trace/{from_zone}/{message_id}` of the
 //! node's admin API. Without `--from-zone` the node's own zone is asked first (a fact produced
-//! here), then each peer's (a fact received from it); the first answer that found the fact is
-//! printed, else the node's own "unknown".
+//! here), then each peer's (a fact received from it), then each zone its `[[routes]]` reach (a
+//! fact relayed to it through the DMZ); the first answer that found the fact is printed, else the
+//! node's own "unknown".
 
 use super::{admin::call, CommandError};
 use crate::{
@@ -14,7 +15,17 @@ pub fn run(args: &AdminArgs, message_id: &str, from_zone: Option<&str>) -> anyho
         Some(zone) => vec![zone.to_owned()],
         None => {
             let status: Status = parse(&call(args, |client| client.get("/v1/status"))?)?;
-            std::iter::once(status.zone).chain(status.peers.into_keys()).collect()
+            let routed = status.routes.into_iter().flat_map(|route| route.zones);
+            let mut zones: Vec<String> = Vec::new();
+            for zone in std::iter::once(status.zone)
+                .chain(status.peers.into_keys())
+                .chain(routed)
+            {
+                if !zones.contains(&zone) {
+                    zones.push(zone);
+                }
+            }
+            zones
         }
     };
     let mut first = None;
