@@ -232,7 +232,7 @@ fn admit<'c>(config: &'c StoreBufferConfig, message: &Message) -> Result<&'c str
     }
     config.routing.next_hop(&envelope.to_zone).ok_or_else(|| {
         RpcError::invalid(format!(
-            "no route to zone {:?}: it is neither a peer of {:?} nor in its [[routes]]",
+            "no route to zone {}: it is neither a peer of {} nor in its [[routes]]",
             envelope.to_zone, config.zone
         ))
     })

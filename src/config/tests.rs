@@ -247,6 +247,8 @@ fn every_enum_value_decodes() {
     assert_eq!(config.log.level, LogLevel::Warning);
     assert_eq!(config.log.format, LogFormat::Text);
     assert!(!config.log.audit);
+    let warn = parse(&minimal_with("[log]\nlevel = \"warn\"")).expect("config");
+    assert_eq!(warn.log.level, LogLevel::Warning, "`warn` is the same level");
 }
 
 #[test]

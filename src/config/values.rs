@@ -228,6 +228,8 @@ pub enum LogLevel {
     Debug,
     #[default]
     Info,
+    /// Also spelt `warn`, as most logging libraries and `RUST_LOG` spell it.
+    #[serde(alias = "warn")]
     Warning,
     Error,
     Critical,
