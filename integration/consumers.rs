@@ -100,3 +100,52 @@ async fn rewind_redelivers_and_delete_forgets_the_consumer() {
     producer.close().await;
     consumer.close().await;
 }
+
+/// Consumer names are the clients' to choose: a node keeps at most `MAX_CONSUMERS`, refuses a
+/// new name beyond them with a retryable error saying what to do, and serves the known ones as
+/// before; a deleted consumer makes room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_consumer_beyond_the_most_a_node_keeps_is_refused_until_one_is_deleted() {
+    use bsfg::client::ClientError;
+    use bsfg_actors::MAX_CONSUMERS;
+    use bsfg_proto::ErrorCode;
+
+    let mut cluster = Cluster::pair();
+    cluster.start_all();
+    let consumer = cluster.client("plant-a").await;
+    for i in 0..MAX_CONSUMERS {
+        consumer
+            .fetch(&format!("report-{i}"), 1, 0, None)
+            .await
+            .unwrap_or_else(|e| panic!("fetch as consumer {i}: {e}"));
+    }
+    let refused = |result: Result<_, ClientError>| match result {
+        Err(ClientError::Rpc(e)) if e.code == ErrorCode::ResourceExhausted => e.message,
+        other => panic!("expected RESOURCE_EXHAUSTED, got {other:?}"),
+    };
+    let message = refused(consumer.fetch("one-too-many", 1, 0, None).await.map(|_| ()));
+    assert!(
+        message.contains("\"one-too-many\"") && message.contains("bsfg consumers delete"),
+        "{message}"
+    );
+    refused(consumer.confirm("one-too-many", 0).await.map(|_| ()));
+    consumer
+        .fetch("report-7", 1, 0, None)
+        .await
+        .expect("a known consumer is served");
+    let (_, list, _) = cli(&cluster, &["consumers", "list"]);
+    assert_eq!(
+        list["consumers"].as_array().map(Vec::len),
+        Some(MAX_CONSUMERS),
+        "the refused name is not listed"
+    );
+
+    let (code, _, err) = cli(&cluster, &["consumers", "delete", "report-0"]);
+    assert_eq!(code, Some(0), "{err}");
+    consumer
+        .fetch("one-too-many", 1, 0, None)
+        .await
+        .expect("admitted once a consumer was deleted");
+    refused(consumer.fetch("two-too-many", 1, 0, None).await.map(|_| ()));
+    consumer.close().await;
+}

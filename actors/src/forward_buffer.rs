@@ -10,6 +10,10 @@
 //! seen but never confirmed is seen again at its next fetch after a restart. [`Consumers`] is the
 //! operator's handle: list, delete, rewind (admin API); peers' derived consumers (`peer:<zone>`)
 //! are not consumers of this buffer and cannot be touched.
+//!
+//! Names are chosen by clients, and each one known costs memory, four metric series and a storage
+//! read a second for the status: a node keeps at most [`MAX_CONSUMERS`], and a fetch or confirm
+//! under a new name beyond them is refused (`RESOURCE_EXHAUSTED`) until an operator deletes some.
 
 use std::{
     collections::BTreeSet,
@@ -17,7 +21,7 @@ use std::{
 };
 
 use actix::prelude::*;
-use bsfg_proto::{FetchedFact, RpcError};
+use bsfg_proto::{ErrorCode, FetchedFact, RpcError};
 
 use crate::{
     journal::{CursorMove, InsertOutcome, Journal, JournalError, Prepared},
@@ -28,6 +32,11 @@ use crate::{
 
 /// Longest accepted consumer name, in bytes.
 pub const MAX_CONSUMER_NAME: usize = 128;
+
+/// The most consumers a node knows at once, seen fetching or with a cursor: far more than a
+/// zone's applications, few enough that a client inventing a name per call cannot grow the
+/// node's memory, metrics and status without bound.
+pub const MAX_CONSUMERS: usize = 1024;
 
 /// Plain configuration of the forward buffer.
 #[derive(Debug, Clone)]
@@ -56,12 +65,24 @@ impl Seen {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records a consumer's fetch (allocates only for a name not seen before).
-    fn note(&self, name: &str) {
-        let mut set = self.set();
-        if !set.contains(name) {
-            set.insert(name.to_owned());
+    /// Admits `name` to fetch or confirm: a consumer already seen or with a cursor always, a new
+    /// one while fewer than [`MAX_CONSUMERS`] are known (allocates only for a new name).
+    fn admit(&self, journal: &Journal, name: &str) -> Result<(), RpcError> {
+        if self.set().contains(name) {
+            return Ok(());
         }
+        let known = consumer_cursors(journal, self);
+        if !known.contains_key(name) && known.len() >= MAX_CONSUMERS {
+            return Err(RpcError::new(
+                ErrorCode::ResourceExhausted,
+                format!(
+                    "consumer {name:?} is new, and this node already knows {MAX_CONSUMERS} consumers, the most \
+                     it keeps: delete those no longer used (`bsfg consumers list`, `bsfg consumers delete NAME`)"
+                ),
+            ));
+        }
+        self.set().insert(name.to_owned());
+        Ok(())
     }
 
     /// Every consumer seen, by name.
@@ -127,10 +148,9 @@ impl Handler<Fetch> for ForwardBuffer {
     type Result = ResponseFuture<Result<Served, RpcError>>;
 
     fn handle(&mut self, msg: Fetch, _: &mut Self::Context) -> Self::Result {
-        if let Err(e) = check_consumer(&msg.consumer) {
+        if let Err(e) = check_consumer(&msg.consumer).and_then(|()| self.seen.admit(&self.journal, &msg.consumer)) {
             return Box::pin(async move { Err(e) });
         }
-        self.seen.note(&msg.consumer);
         let cursor = CursorKey::Consumer(msg.consumer);
         Box::pin(long_poll::fetch(
             &self.journal,
@@ -145,11 +165,11 @@ impl Handler<Confirm> for ForwardBuffer {
     type Result = ResponseFuture<Result<u64, RpcError>>;
 
     fn handle(&mut self, msg: Confirm, _: &mut Self::Context) -> Self::Result {
+        if let Err(e) = check_consumer(&msg.consumer).and_then(|()| self.seen.admit(&self.journal, &msg.consumer)) {
+            return Box::pin(async move { Err(e) });
+        }
         let journal = self.journal.clone();
-        Box::pin(async move {
-            check_consumer(&msg.consumer)?;
-            Ok(journal.confirm(CursorKey::Consumer(msg.consumer), msg.offset).await?)
-        })
+        Box::pin(async move { Ok(journal.confirm(CursorKey::Consumer(msg.consumer), msg.offset).await?) })
     }
 }
 

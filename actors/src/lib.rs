@@ -62,7 +62,7 @@ pub mod transport;
 pub mod zone_gate;
 
 // The configs of components whose modules are private: the binary builds them into `NodeSettings`.
-pub use forward_buffer::{Consumers, ForwardBufferConfig, Rewound};
+pub use forward_buffer::{Consumers, ForwardBufferConfig, Rewound, MAX_CONSUMERS};
 pub use objects::ObjectsConfig;
 pub use peer_link::PeerLinkConfig;
 pub use store_buffer::StoreBufferConfig;
