@@ -17,6 +17,11 @@
 //!   `[objects] capacity_bytes`; an upload that would is refused up front (`RESOURCE_EXHAUSTED`).
 //!   Artifacts no retained fact references are deleted once `[objects] retention` has passed
 //!   (`sweep`); a fact on its way into a buffer holds its artifact meanwhile (`holds`).
+//! - Each body being received holds a blocking-pool thread (its writer) for as long as it lasts,
+//!   however slowly it arrives: at most [`MAX_UPLOADS`] producers' uploads are received at once,
+//!   and one more waits for a slot as long as it may wait for a byte, then is refused
+//!   (`RESOURCE_EXHAUSTED`), so slow uploads cannot take the threads that serve fetches. Pulls
+//!   from peers (one at a time per link) do not count against it.
 //!
 //! - In an HA zone every blob also lives in the engine's object store (`remote`), so the instance
 //!   that takes over serves the artifacts its predecessor stored.
@@ -39,7 +44,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 use bsfg_proto::{object, ArtifactError, ArtifactRef, ErrorCode, ObjectDigest, ObjectMeta, RpcError};
 use tokio::{
     io::{AsyncRead, AsyncReadExt},
-    sync::mpsc,
+    sync::{mpsc, Semaphore},
 };
 
 use crate::storage::{ObjectEntry, ObjectIndex, Storage, StorageError};
@@ -84,6 +89,10 @@ pub enum ObjectError {
     },
     #[error("body transfer failed: no data within {0:?}")]
     Stalled(Duration),
+    #[error(
+        "{MAX_UPLOADS} uploads are being received, the most this node takes at once, and none ended within {0:?}; retry later"
+    )]
+    Busy(Duration),
     #[error("body transfer failed: {0}")]
     Body(std::io::Error),
     #[error("object store I/O error: {0}")]
@@ -108,7 +117,7 @@ impl From<ObjectError> for RpcError {
             ObjectError::NotFound { .. } => ErrorCode::NotFound,
             ObjectError::Immutable { .. } => ErrorCode::AlreadyExists,
             ObjectError::Body(_) | ObjectError::Io(_) | ObjectError::Storage(_) => ErrorCode::Unavailable,
-            ObjectError::Full { .. } => ErrorCode::ResourceExhausted,
+            ObjectError::Full { .. } | ObjectError::Busy(_) => ErrorCode::ResourceExhausted,
             _ => ErrorCode::InvalidArgument,
         };
         RpcError::new(code, error.to_string())
@@ -154,11 +163,16 @@ pub struct PutSpec {
     pub origin: Origin,
 }
 
+/// The most producers' uploads (`PutObject`) a node receives at once: each holds one of tokio's
+/// blocking-pool threads (512) while its body arrives.
+pub const MAX_UPLOADS: usize = 32;
+
 /// Handle to the artifact store; cheap to clone.
 #[derive(Clone)]
 pub struct ObjectStore {
     catalog: Arc<Catalog>,
     max_object_bytes: u64,
+    uploads: Arc<Semaphore>,
 }
 
 impl ObjectStore {
@@ -176,6 +190,7 @@ impl ObjectStore {
         Ok(Self {
             catalog: Arc::new(catalog),
             max_object_bytes: config.max_object_bytes,
+            uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
         })
     }
 
@@ -191,7 +206,8 @@ impl ObjectStore {
     }
 
     /// Streams a body of `spec.size` bytes from `body` into the store; every read may take at
-    /// most `read_timeout`, so a transfer is bounded by its progress, not its total time.
+    /// most `read_timeout`, so a transfer is bounded by its progress, not its total time. A
+    /// producer's upload first waits up to `read_timeout` for one of [`MAX_UPLOADS`] slots.
     /// Returns once the object is durable.
     pub async fn receive(
         &self,
@@ -200,6 +216,14 @@ impl ObjectStore {
         read_timeout: Duration,
     ) -> Result<ObjectMeta, ObjectError> {
         self.check(&spec)?;
+        let _slot = match spec.origin {
+            Origin::Producer => match tokio::time::timeout(read_timeout, self.uploads.acquire()).await {
+                Ok(Ok(slot)) => Some(slot),
+                // The semaphore is never closed; a wait that ran out is the same refusal.
+                Ok(Err(_)) | Err(_) => return Err(ObjectError::Busy(read_timeout)),
+            },
+            Origin::Peer { .. } => None,
+        };
         let size = spec.size;
         let (chunks, received) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let catalog = self.catalog.clone();

@@ -9,7 +9,9 @@ use bsfg_proto::{ArtifactRef, ErrorCode, ObjectDigest, RpcError};
 use prometheus::{IntGauge, IntGaugeVec, Opts};
 use tokio::sync::mpsc;
 
-use super::{catalog::Catalog, ObjectError, ObjectGauges, ObjectStore, ObjectsConfig, Origin, PutSpec, CHUNK};
+use super::{
+    catalog::Catalog, ObjectError, ObjectGauges, ObjectStore, ObjectsConfig, Origin, PutSpec, CHUNK, MAX_UPLOADS,
+};
 use crate::storage::RocksStorage;
 
 /// The catalog (and with it the database) drops before the directory is removed.
@@ -337,6 +339,72 @@ async fn a_body_that_stops_arriving_fails_after_the_read_timeout() {
     );
     drop(sender);
     assert!(store.lookup("coa", "k").await.expect("lookup").is_none());
+}
+
+/// Slow uploads cannot take every blocking thread: beyond `MAX_UPLOADS` a producer's upload
+/// waits for a slot as long as for a byte, then is refused as retryable; a pull from a peer does
+/// not wait; an upload that ends frees its slot for the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_uploads_beyond_the_most_received_at_once_wait_and_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_in(dir.path(), 1 << 20);
+    let never = b"a body that never arrives";
+    let mut senders = Vec::new();
+    let mut slow = Vec::new();
+    for i in 0..MAX_UPLOADS {
+        let (sender, mut receiver) = tokio::io::duplex(64);
+        senders.push(sender);
+        let store = store.clone();
+        slow.push(tokio::spawn(async move {
+            let spec = spec(&format!("slow-{i}"), never, Origin::Producer);
+            store.receive(spec, &mut receiver, Duration::from_secs(60)).await
+        }));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.uploads.available_permits() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slow uploads took their slots"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let body = b"a complete body";
+    let busy = store
+        .receive(
+            spec("one-more", body, Origin::Producer),
+            &mut &body[..],
+            Duration::from_millis(100),
+        )
+        .await;
+    assert!(matches!(busy, Err(ObjectError::Busy(_))), "{busy:?}");
+    assert_eq!(
+        RpcError::from(busy.expect_err("busy")).code,
+        ErrorCode::ResourceExhausted
+    );
+    let pulled = Origin::Peer {
+        digest: ObjectDigest::of(body),
+    };
+    store
+        .receive(spec("pulled", body, pulled), &mut &body[..], Duration::from_millis(100))
+        .await
+        .expect("a pull from a peer does not wait for a producer's slot");
+
+    drop(senders.pop());
+    let stored = store
+        .receive(
+            spec("one-more", body, Origin::Producer),
+            &mut &body[..],
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("stored once an upload ended");
+    assert_eq!(stored.size, body.len() as u64);
+    drop(senders);
+    for upload in slow {
+        let ended = upload.await.expect("task");
+        assert!(matches!(ended, Err(ObjectError::Truncated { .. })), "{ended:?}");
+    }
 }
 
 #[tokio::test]
