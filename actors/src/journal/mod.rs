@@ -45,6 +45,10 @@ const MAX_GROUP: usize = 4096;
 /// A group also stops taking commands once its facts' encodings hold this many bytes, so that
 /// it fits one record of an HA zone's log (4 MiB) with room to spare; a command is never split.
 const MAX_GROUP_BYTES: usize = 2 << 20;
+/// A pulled page is inserted in parts of at most this many bytes of fact encodings (a single
+/// larger fact alone), so that a group holding one stays within a record of an HA zone's log
+/// whatever the size of the peer's page (up to half of `max_frame_bytes`).
+const MAX_INSERT_BYTES: usize = 1 << 20;
 /// Queue length in front of the writer; callers wait (backpressure) when it is full.
 const QUEUE: usize = 16 * 1024;
 
@@ -173,10 +177,37 @@ impl InsertOutcome {
         count(&self.delivered, Put::Duplicate)
     }
 
+    /// Adds the outcome of the next part of the same page.
+    fn absorb(&mut self, part: InsertOutcome) {
+        self.delivered.extend(part.delivered);
+        self.relayed.extend(part.relayed);
+    }
+
     /// Same `(from_zone, message_id)` as a stored fact but other content, delivered or relayed.
     pub fn conflicts(&self) -> usize {
         count(&self.delivered, Put::Conflict) + count(&self.relayed, Put::Conflict)
     }
+}
+
+/// `items` in order, in parts of at most [`MAX_INSERT_BYTES`] by `size` (an item larger than
+/// that alone in its part).
+fn cut<T>(items: Vec<T>, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut parts: Vec<Vec<T>> = Vec::new();
+    let mut filled = 0;
+    for item in items {
+        let bytes = size(&item);
+        match parts.last_mut() {
+            Some(part) if filled + bytes <= MAX_INSERT_BYTES => {
+                part.push(item);
+                filled += bytes;
+            }
+            _ => {
+                parts.push(vec![item]);
+                filled = bytes;
+            }
+        }
+    }
+    parts
 }
 
 fn count(puts: &[Put], which: Put) -> usize {
@@ -304,9 +335,11 @@ impl Journal {
     }
 
     /// A pulled page: `putIfAbsent` of `facts` into the forward log and of `relayed` into the
-    /// store log (for their next hop), all in one durable commit, answered after its fsync.
-    /// Relayed facts count in the store's usage but are never refused by its byte limit (see
-    /// `group::insert`).
+    /// store log (for their next hop), answered once all of it is durable. A page of up to
+    /// [`MAX_INSERT_BYTES`] of encodings is one commit; a larger one is inserted in parts of that
+    /// size, in order, one after the other (a part a crash cuts off is pulled again, and what
+    /// was stored of it is recognised as duplicates). Relayed facts count in the store's usage
+    /// but are never refused by its byte limit (see `group::insert`).
     pub async fn insert_page(
         &self,
         facts: Vec<FetchedFact>,
@@ -316,14 +349,29 @@ impl Journal {
             .into_iter()
             .map(|f| Ok((f.offset, Prepared::new(f.message)?)))
             .collect::<Result<Vec<_>, JournalError>>()?;
-        self.call(|reply| {
-            Command::Insert(InsertPage {
-                facts: prepared,
-                relayed,
-                reply,
-            })
-        })
-        .await
+        let bytes: usize = prepared.iter().map(|(_, f)| f.encoded.len()).sum::<usize>()
+            + relayed.iter().map(|f| f.encoded.len()).sum::<usize>();
+        if bytes <= MAX_INSERT_BYTES {
+            return self.insert_part(prepared, relayed).await;
+        }
+        let mut outcome = InsertOutcome::default();
+        for part in cut(prepared, |(_, f)| f.encoded.len()) {
+            outcome.absorb(self.insert_part(part, Vec::new()).await?);
+        }
+        for part in cut(relayed, |f| f.encoded.len()) {
+            outcome.absorb(self.insert_part(Vec::new(), part).await?);
+        }
+        Ok(outcome)
+    }
+
+    /// One insert command: a page, or a part of one.
+    async fn insert_part(
+        &self,
+        facts: Vec<(u64, Prepared)>,
+        relayed: Vec<Prepared>,
+    ) -> Result<InsertOutcome, JournalError> {
+        self.call(|reply| Command::Insert(InsertPage { facts, relayed, reply }))
+            .await
     }
 
     /// Durable cursor = max(cursor, offset); returns the cursor after the call.

@@ -331,3 +331,18 @@ async fn appends_take_offsets_in_the_order_they_were_queued_whenever_their_answe
     };
     assert_eq!((offsets(first), offsets(second)), (vec![1, 2], vec![3]));
 }
+
+#[test]
+fn a_large_page_is_cut_in_order_into_parts_of_the_insert_limit() {
+    use super::{cut, MAX_INSERT_BYTES};
+    let third = MAX_INSERT_BYTES / 3;
+    let sizes = vec![third, third, third, 1, MAX_INSERT_BYTES + 5, 2, third];
+    let parts = cut(sizes.clone(), |size| *size);
+    assert_eq!(
+        parts,
+        [vec![third, third, third, 1], vec![MAX_INSERT_BYTES + 5], vec![2, third]],
+        "in order, each part within the limit, a larger item alone"
+    );
+    assert_eq!(parts.concat(), sizes);
+    assert!(cut(Vec::<usize>::new(), |size| *size).is_empty());
+}

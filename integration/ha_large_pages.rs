@@ -1,0 +1,44 @@
+//! Property: an HA zone takes a peer's page larger than one record of its log. A backlog of
+//! facts of 5 KB each waits in `plant-a` while the zone is down; the zone's first pull asks for
+//! `batch_limit` (1 000) of them, a page of about 5 MB against the log's 4 MiB records. The page
+//! is inserted in parts, and every fact arrives once, in order.
+
+mod harness;
+
+use std::time::Duration;
+
+use bsfg::{client::Client, devnet::nats::NatsOptions};
+use harness::{
+    ha::{HaZone, INSTANCES, PLANT, ZONE},
+    ids, padded_message, receive,
+};
+
+const FACTS: usize = 1_000;
+const PAD: usize = 5_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_larger_than_a_log_record_arrives_whole() {
+    let mut ha = HaZone::new(NatsOptions::default(), "").await;
+    ha.cluster.start(PLANT);
+    let plant = ha.cluster.client(PLANT).await;
+    let sent: Vec<String> = (0..FACTS).map(|i| format!("large-{i}")).collect();
+    for batch in sent.chunks(100) {
+        let messages = batch.iter().map(|id| padded_message(PLANT, ZONE, id, PAD)).collect();
+        let outcomes = plant.append_batch(messages).await.expect("append");
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    }
+    plant.close().await;
+
+    for instance in INSTANCES {
+        ha.cluster.start(instance);
+    }
+    ha.wait_active(None, Duration::from_secs(30)).await;
+    let consumer = Client::connect(&ha.zone_client()).await.expect("client");
+    let received = receive(&consumer, "mes", FACTS, Duration::from_secs(60)).await;
+    assert_eq!(
+        ids(&received),
+        sent.iter().map(String::as_str).collect::<Vec<_>>(),
+        "every fact of the backlog, once, in order"
+    );
+    consumer.close().await;
+}
