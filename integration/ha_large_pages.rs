@@ -1,7 +1,9 @@
-//! Property: an HA zone takes a peer's page larger than one record of its log. A backlog of
-//! facts of 5 KB each waits in `plant-a` while the zone is down; the zone's first pull asks for
-//! `batch_limit` (1 000) of them, a page of about 5 MB against the log's 4 MiB records. The page
-//! is inserted in parts, and every fact arrives once, in order.
+//! Property: an HA zone takes commands larger than one record of its log (4 MiB), both ways.
+//! - A peer's page: a backlog of facts of 5 KB each waits in `plant-a` while the zone is down;
+//!   the zone's first pull asks for `batch_limit` (1 000) of them, a page of about 5 MB. The
+//!   page is inserted in parts, and every fact arrives once, in order.
+//! - A producer's `AppendFacts` call of 1 000 facts of 5 KB: queued in parts, every fact
+//!   acknowledged, and all of them reach `plant-a` in order.
 
 mod harness;
 
@@ -39,6 +41,32 @@ async fn a_page_larger_than_a_log_record_arrives_whole() {
         ids(&received),
         sent.iter().map(String::as_str).collect::<Vec<_>>(),
         "every fact of the backlog, once, in order"
+    );
+    consumer.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_call_larger_than_a_log_record_is_acknowledged_whole() {
+    let ha = HaZone::started("").await;
+    let producer = Client::connect(&ha.zone_client()).await.expect("client");
+    let sent: Vec<String> = (0..FACTS).map(|i| format!("batched-{i}")).collect();
+    let messages = sent.iter().map(|id| padded_message(ZONE, PLANT, id, PAD)).collect();
+    let outcomes = producer.append_batch(messages).await.expect("append");
+    let failed: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {FACTS} failed, first: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    producer.close().await;
+
+    let consumer = ha.cluster.client(PLANT).await;
+    let received = receive(&consumer, "mes", FACTS, Duration::from_secs(60)).await;
+    assert_eq!(
+        ids(&received),
+        sent.iter().map(String::as_str).collect::<Vec<_>>(),
+        "every fact of the call, once, in order"
     );
     consumer.close().await;
 }

@@ -16,7 +16,7 @@ use bsfg_proto::{AppendResponse, Message, RpcError};
 
 use crate::{
     backpressure::Admission,
-    journal::{AppendMode, Appended, Journal, JournalError, Prepared, Queued},
+    journal::{AppendMode, Journal, JournalError, Prepared, QueuedFacts},
     long_poll::{self, PageRequest, Served},
     objects::{Hold, ObjectStore},
     relay::Routing,
@@ -83,7 +83,7 @@ pub struct QueuedAppend {
     slots: Vec<Option<RpcError>>,
     mode: AppendMode,
     holds: Vec<Hold>,
-    journaled: Option<Queued<Appended>>,
+    journaled: Option<QueuedFacts>,
 }
 
 impl QueuedAppend {

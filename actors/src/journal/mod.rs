@@ -45,10 +45,11 @@ const MAX_GROUP: usize = 4096;
 /// A group also stops taking commands once its facts' encodings hold this many bytes, so that
 /// it fits one record of an HA zone's log (4 MiB) with room to spare; a command is never split.
 const MAX_GROUP_BYTES: usize = 2 << 20;
-/// A pulled page is inserted in parts of at most this many bytes of fact encodings (a single
-/// larger fact alone), so that a group holding one stays within a record of an HA zone's log
-/// whatever the size of the peer's page (up to half of `max_frame_bytes`).
-const MAX_INSERT_BYTES: usize = 1 << 20;
+/// A pulled page, and an append of facts that each stand alone, are queued in commands of at
+/// most this many bytes of fact encodings (a single larger fact alone), so that a group holding
+/// one stays within a record of an HA zone's log whatever the size of the page or call (up to
+/// `max_frame_bytes`).
+const MAX_COMMAND_BYTES: usize = 1 << 20;
 /// Queue length in front of the writer; callers wait (backpressure) when it is full.
 const QUEUE: usize = 16 * 1024;
 
@@ -189,7 +190,7 @@ impl InsertOutcome {
     }
 }
 
-/// `items` in order, in parts of at most [`MAX_INSERT_BYTES`] by `size` (an item larger than
+/// `items` in order, in parts of at most [`MAX_COMMAND_BYTES`] by `size` (an item larger than
 /// that alone in its part).
 fn cut<T>(items: Vec<T>, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
     let mut parts: Vec<Vec<T>> = Vec::new();
@@ -197,7 +198,7 @@ fn cut<T>(items: Vec<T>, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
     for item in items {
         let bytes = size(&item);
         match parts.last_mut() {
-            Some(part) if filled + bytes <= MAX_INSERT_BYTES => {
+            Some(part) if filled + bytes <= MAX_COMMAND_BYTES => {
                 part.push(item);
                 filled += bytes;
             }
@@ -233,6 +234,26 @@ pub struct Queued<T>(oneshot::Receiver<Result<T, JournalError>>);
 impl<T> Queued<T> {
     pub async fn answer(self) -> Result<T, JournalError> {
         self.0.await.map_err(|_| JournalError::Closed)?
+    }
+}
+
+/// An append queued on the journal: one command, or the last part of one queued in parts with
+/// the outcomes of the parts before it (see [`Journal::queue_append`]).
+pub struct QueuedFacts {
+    done: Appended,
+    last: Option<Queued<Appended>>,
+}
+
+impl QueuedFacts {
+    /// Every fact's outcome, in order, once all of them are durable. A part that failed as a
+    /// whole fails the answer, as a crash would: its facts are not durable, those of the parts
+    /// before it are, and a caller's retry finds them as duplicates.
+    pub async fn answer(self) -> Result<Appended, JournalError> {
+        let mut appended = self.done;
+        if let Some(last) = self.last {
+            appended.extend(last.answer().await?);
+        }
+        Ok(appended)
     }
 }
 
@@ -315,8 +336,9 @@ impl Journal {
     }
 
     /// Durable idempotent append of `facts` to the store log, in their order, each with its own
-    /// outcome (up to the first failure with [`AppendMode::StopAtFailure`]); answers after the
-    /// fsync of the one group commit that takes them all.
+    /// outcome (up to the first failure with [`AppendMode::StopAtFailure`]); answers once all
+    /// are durable: after the fsync of the one group commit that takes them, or of the last of
+    /// several for facts that each stand alone and together pass [`MAX_COMMAND_BYTES`].
     pub async fn append(&self, facts: Vec<Prepared>, mode: AppendMode) -> Result<Appended, JournalError> {
         self.queue_append(facts, mode).await?.answer().await
     }
@@ -324,8 +346,51 @@ impl Journal {
     /// [`Journal::append`] in two steps: this one returns once the facts are queued. Commands are
     /// planned in the order they were queued, so the new facts of appends queued one after
     /// another take offsets in that order, whenever their answers are awaited.
-    pub async fn queue_append(&self, facts: Vec<Prepared>, mode: AppendMode) -> Result<Queued<Appended>, JournalError> {
-        self.queue(|reply| Command::Append(facts, mode, reply)).await
+    ///
+    /// Where commits are records of a size-limited log ([`Journal::splits`]), facts that each
+    /// stand alone ([`AppendMode::EachAlone`]) and pass [`MAX_COMMAND_BYTES`] together go in
+    /// parts of that size, each queued once the one before it is durable: their offsets keep
+    /// the call's order (other calls' facts may come between parts), and once a part met the
+    /// store's byte limit the rest of the call is refused with it, unqueued, as the writer
+    /// refuses the rest of a command. Facts in order stay one command: the planning of each
+    /// decides whether the next is appended.
+    pub async fn queue_append(&self, facts: Vec<Prepared>, mode: AppendMode) -> Result<QueuedFacts, JournalError> {
+        let bytes: usize = facts.iter().map(|f| f.encoded.len()).sum();
+        if mode == AppendMode::StopAtFailure || !self.splits(bytes) {
+            let last = self.queue(|reply| Command::Append(facts, mode, reply)).await?;
+            return Ok(QueuedFacts {
+                done: Vec::new(),
+                last: Some(last),
+            });
+        }
+        let mut done = Vec::with_capacity(facts.len());
+        let mut parts = cut(facts, |f| f.encoded.len()).into_iter().peekable();
+        while let Some(part) = parts.next() {
+            let queued = self.queue(|reply| Command::Append(part, mode, reply)).await?;
+            if parts.peek().is_none() {
+                return Ok(QueuedFacts {
+                    done,
+                    last: Some(queued),
+                });
+            }
+            let appended = queued.answer().await?;
+            let full = appended.iter().find_map(|result| match result {
+                Err(error @ (JournalError::Full { .. } | JournalError::DiskFull)) => Some(error.clone()),
+                _ => None,
+            });
+            done.extend(appended);
+            if let Some(error) = full {
+                done.extend(parts.flatten().map(|_| Err(error.clone())));
+                break;
+            }
+        }
+        Ok(QueuedFacts { done, last: None })
+    }
+
+    /// Whether a command of `bytes` of fact encodings is queued in parts: only where a commit is
+    /// one record of a size-limited log (an HA zone), and only past [`MAX_COMMAND_BYTES`].
+    fn splits(&self, bytes: usize) -> bool {
+        bytes > MAX_COMMAND_BYTES && self.shared.storage.record_limit().is_some()
     }
 
     /// `putIfAbsent` of a page of pulled facts, in order (key `(from_zone, message_id)`);
@@ -335,11 +400,11 @@ impl Journal {
     }
 
     /// A pulled page: `putIfAbsent` of `facts` into the forward log and of `relayed` into the
-    /// store log (for their next hop), answered once all of it is durable. A page of up to
-    /// [`MAX_INSERT_BYTES`] of encodings is one commit; a larger one is inserted in parts of that
-    /// size, in order, one after the other (a part a crash cuts off is pulled again, and what
-    /// was stored of it is recognised as duplicates). Relayed facts count in the store's usage
-    /// but are never refused by its byte limit (see `group::insert`).
+    /// store log (for their next hop), answered once all of it is durable: one command, or,
+    /// where commits are records of a size-limited log ([`Journal::splits`]), parts of at most
+    /// [`MAX_COMMAND_BYTES`] inserted in order, one after the other (a part a crash cuts off is
+    /// pulled again, and what was stored of it is recognised as duplicates). Relayed facts count
+    /// in the store's usage but are never refused by its byte limit (see `group::insert`).
     pub async fn insert_page(
         &self,
         facts: Vec<FetchedFact>,
@@ -351,7 +416,7 @@ impl Journal {
             .collect::<Result<Vec<_>, JournalError>>()?;
         let bytes: usize = prepared.iter().map(|(_, f)| f.encoded.len()).sum::<usize>()
             + relayed.iter().map(|f| f.encoded.len()).sum::<usize>();
-        if bytes <= MAX_INSERT_BYTES {
+        if !self.splits(bytes) {
             return self.insert_part(prepared, relayed).await;
         }
         let mut outcome = InsertOutcome::default();

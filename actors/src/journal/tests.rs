@@ -333,16 +333,95 @@ async fn appends_take_offsets_in_the_order_they_were_queued_whenever_their_answe
 }
 
 #[test]
-fn a_large_page_is_cut_in_order_into_parts_of_the_insert_limit() {
-    use super::{cut, MAX_INSERT_BYTES};
-    let third = MAX_INSERT_BYTES / 3;
-    let sizes = vec![third, third, third, 1, MAX_INSERT_BYTES + 5, 2, third];
+fn a_large_command_is_cut_in_order_into_parts_of_the_command_limit() {
+    use super::{cut, MAX_COMMAND_BYTES};
+    let third = MAX_COMMAND_BYTES / 3;
+    let sizes = vec![third, third, third, 1, MAX_COMMAND_BYTES + 5, 2, third];
     let parts = cut(sizes.clone(), |size| *size);
     assert_eq!(
         parts,
-        [vec![third, third, third, 1], vec![MAX_INSERT_BYTES + 5], vec![2, third]],
+        [
+            vec![third, third, third, 1],
+            vec![MAX_COMMAND_BYTES + 5],
+            vec![2, third]
+        ],
         "in order, each part within the limit, a larger item alone"
     );
     assert_eq!(parts.concat(), sizes);
     assert!(cut(Vec::<usize>::new(), |size| *size).is_empty());
+}
+
+/// Where commits are records of a size-limited log (an HA zone), a call of facts that stand alone
+/// past the command limit is queued in parts; once a part meets the store's byte limit, the rest
+/// of the call is refused with it — even a later fact that would still fit — as the planning of
+/// one command refuses it, so a retried call keeps its order.
+#[tokio::test]
+async fn a_call_queued_in_parts_keeps_its_order_at_the_byte_limit() {
+    use super::MAX_COMMAND_BYTES;
+    let padded = |id: &str, pad: usize| {
+        let mut m = message(ZONE, "enterprise", id);
+        m.fact.object_json = format!("\"{}\"", "x".repeat(pad));
+        m
+    };
+    let size = |m: &bsfg_proto::Message| Prepared::new(m.clone()).expect("prepared").encoded.len();
+    // The first part: big facts, the last one padded so that the part fills the command limit
+    // to within a few bytes; the second part: one small fact.
+    let mut facts: Vec<_> = (0..100).map(|i| padded(&format!("big-{i}"), 10_000)).collect();
+    let filled: usize = facts.iter().map(size).sum();
+    let mut pad = MAX_COMMAND_BYTES - filled - size(&padded("big-last", 0));
+    while filled + size(&padded("big-last", pad)) > MAX_COMMAND_BYTES {
+        pad -= 1;
+    }
+    facts.push(padded("big-last", pad));
+    let small = message(ZONE, "enterprise", "small");
+    assert!(facts.iter().map(size).sum::<usize>() + size(&small) > MAX_COMMAND_BYTES);
+    facts.push(small);
+    let prepare = |facts: &[bsfg_proto::Message]| -> Vec<Prepared> {
+        facts
+            .iter()
+            .map(|m| Prepared::new(m.clone()).expect("prepared"))
+            .collect()
+    };
+
+    // Room for the first 50 big facts and the small one exactly.
+    let probe = Fixture::open(JournalConfig::default());
+    probe
+        .journal
+        .append(prepare(&facts[..50]), AppendMode::EachAlone)
+        .await
+        .expect("probe");
+    let fifty = usage(&probe).store.bytes;
+    probe
+        .journal
+        .append(prepare(&facts[101..]), AppendMode::EachAlone)
+        .await
+        .expect("probe");
+    let limit = usage(&probe).store.bytes;
+
+    let fixture = Fixture::open(JournalConfig {
+        store_byte_limit: Some(limit),
+    });
+    fixture.faults.limit_records(4 << 20);
+    let outcomes = fixture
+        .journal
+        .append(prepare(&facts), AppendMode::EachAlone)
+        .await
+        .expect("append");
+    assert_eq!(outcomes.len(), facts.len());
+    let offsets: Vec<u64> = outcomes[..50]
+        .iter()
+        .map(|o| o.as_ref().expect("fits").offset)
+        .collect();
+    assert!(
+        offsets.windows(2).all(|w| w[0] < w[1]),
+        "in the call's order: {offsets:?}"
+    );
+    for (i, outcome) in outcomes.iter().enumerate().skip(50) {
+        assert!(
+            matches!(outcome, Err(JournalError::Full { .. })),
+            "fact {i} of {}: {outcome:?}",
+            facts.len()
+        );
+    }
+    assert_eq!(usage(&fixture).store.bytes, fifty, "the small fact was not taken");
 }

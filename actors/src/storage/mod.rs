@@ -433,6 +433,11 @@ pub trait Storage: Send + Sync + 'static {
     fn writer_epoch(&self) -> u64 {
         0
     }
+    /// The most bytes one commit may carry, when the storage writes each as one record of a
+    /// replicated log (an HA zone: 4 MiB); `None` when a batch of any size commits.
+    fn record_limit(&self) -> Option<usize> {
+        None
+    }
     /// Looks up idempotency keys `(from_zone, message_id)`; for [`Index::Store`] an empty
     /// `from_zone` names a fact produced here.
     fn lookup(&self, index: Index, keys: &[(&str, &str)]) -> Result<Vec<Option<IdemRecord>>, StorageError>;

@@ -364,6 +364,10 @@ impl<L: ReplicatedLog> Storage for ReplicatedStorage<L> {
         self.epoch.load(Ordering::SeqCst)
     }
 
+    fn record_limit(&self) -> Option<usize> {
+        Some(self.log.max_record_bytes())
+    }
+
     fn lookup(&self, index: Index, keys: &[(&str, &str)]) -> Result<Vec<Option<IdemRecord>>, StorageError> {
         self.local.lookup(index, keys)
     }

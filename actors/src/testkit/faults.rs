@@ -48,6 +48,8 @@ pub struct Faults(Arc<Script>);
 struct Script {
     next: Mutex<HashMap<Op, VecDeque<Fault>>>,
     injected: AtomicU64,
+    /// What [`Storage::record_limit`] answers (0: none), as an HA zone's log would.
+    record_limit: AtomicU64,
 }
 
 /// A call held by [`Faults::hold`]: released when [`Held::release`] is called or it is dropped.
@@ -70,6 +72,11 @@ impl Held {
 }
 
 impl Faults {
+    /// The storage reports a record limit of `bytes`, as an HA zone's replicated log does.
+    pub fn limit_records(&self, bytes: usize) {
+        self.0.record_limit.store(bytes as u64, Ordering::SeqCst);
+    }
+
     /// The next unscripted call of `op` fails with an injected engine error.
     pub fn fail(&self, op: Op) {
         self.push(op, Fault::Fail);
@@ -163,6 +170,13 @@ impl<S: Storage> FaultyStorage<S> {
 impl<S: Storage> Storage for FaultyStorage<S> {
     fn recover(&self) -> Result<Recovered, StorageError> {
         self.inner.recover()
+    }
+
+    fn record_limit(&self) -> Option<usize> {
+        match self.faults.0.record_limit.load(Ordering::SeqCst) {
+            0 => self.inner.record_limit(),
+            bytes => usize::try_from(bytes).ok(),
+        }
     }
 
     fn lookup(&self, index: Index, keys: &[(&str, &str)]) -> Result<Vec<Option<IdemRecord>>, StorageError> {
