@@ -91,6 +91,7 @@ async fn every_line_is_json_with_stable_events_and_calls_are_audited_as_configur
         ("msg", "fact_appended"),
         ("result", "success"),
         ("message_id", "enterprise-0"),
+        ("from_zone", "enterprise"),
         ("to_zone", "plant-a"),
         ("predicate", "recorded"),
         ("level", "info"),

@@ -85,6 +85,7 @@ pub(super) struct Details {
     /// The first and last message of an `AppendFacts` call.
     first_message_id: Option<String>,
     last_message_id: Option<String>,
+    from_zone: Option<String>,
     to_zone: Option<String>,
     predicate: Option<String>,
     consumer: Option<String>,
@@ -120,6 +121,7 @@ impl Details {
     fn of_append(message: &bsfg_proto::Message) -> Self {
         Self {
             message_id: Some(message.envelope.message_id.clone()),
+            from_zone: Some(message.envelope.from_zone.clone()),
             to_zone: Some(message.envelope.to_zone.clone()),
             predicate: Some(message.fact.predicate.clone()),
             ..Self::default()
@@ -280,6 +282,7 @@ impl KV for Call<'_> {
 fn emit_details(d: &Details, s: &mut dyn Serializer) -> slog::Result {
     let texts = [
         ("message_id", &d.message_id),
+        ("from_zone", &d.from_zone),
         ("to_zone", &d.to_zone),
         ("predicate", &d.predicate),
         ("consumer", &d.consumer),
