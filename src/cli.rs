@@ -323,6 +323,14 @@ pub enum ConsumersAction {
 }
 
 /// A zone name as the configuration accepts it (it becomes part of a URL path).
+/// `KEY=VALUE` with a non-empty key, split at the first `=`.
+fn label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
+}
+
 fn zone_name(name: &str) -> Result<String, String> {
     use serde::{
         de::{value::StrDeserializer, IntoDeserializer},
@@ -387,9 +395,9 @@ pub struct AppendArgs {
     /// (the send time aside) is a duplicate: the original offset, "duplicate": true, exit 0.
     #[arg(long)]
     pub message_id: Option<String>,
-    /// A label, KEY=VALUE; repeatable.
-    #[arg(long = "label", value_name = "KEY=VALUE")]
-    pub labels: Vec<String>,
+    /// A label, KEY=VALUE (a non-empty key; the value may be empty); repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = label)]
+    pub labels: Vec<(String, String)>,
     /// Marks the fact as referencing an artifact: --object-json must then be an artifact
     /// reference {bucket, key, digest, size, media_type, file_name?} (as printed by put-object)
     /// of an artifact stored on the node.
@@ -485,5 +493,25 @@ mod tests {
             assert!(error.contains("--days") && error.contains("1..=36500"), "{error}");
         }
         assert!(Cli::try_parse_from(["bsfg", "pki", "init", "--dir", "d", "--zones", "a", "--days", "36500"]).is_ok());
+    }
+
+    #[test]
+    fn a_label_that_is_not_key_value_is_a_usage_error_naming_it() {
+        let append = |label: &str| {
+            let conn = "--node [::1]:1 --ca ca --cert c --key k --server-name z";
+            let fact = "--to plant-a --subject s --predicate p --object-json {}";
+            let args = format!("bsfg append {conn} {fact} --label");
+            Cli::try_parse_from(args.split(' ').chain([label]))
+        };
+        for bad in ["line", "=3"] {
+            let error = append(bad).expect_err("not KEY=VALUE");
+            assert_eq!(error.exit_code(), 2, "a usage error");
+            assert!(
+                error.to_string().contains(&format!("{bad:?} is not KEY=VALUE")),
+                "{error}"
+            );
+        }
+        let empty = append("line=").map(|_| ()).map_err(|e| e.to_string());
+        assert_eq!(empty, Ok(()), "an empty value is a value");
     }
 }

@@ -30,7 +30,7 @@ async fn append_one(client: &Client, args: &AppendArgs) -> anyhow::Result<()> {
         envelope: Envelope {
             message_id: args.message_id.clone().unwrap_or_default(),
             to_zone: args.to.clone().unwrap_or_default(),
-            labels: parse_labels(&args.labels)?,
+            labels: args.labels.iter().cloned().collect(),
             object_media_type: args.object_media_type.clone(),
             object_schema: args.object_schema.clone(),
             ..Envelope::default()
@@ -68,14 +68,4 @@ fn compact_json(text: &str) -> Result<String, CommandError> {
     let value: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| CommandError::invalid(format!("--object-json is not valid JSON: {e}")))?;
     Ok(value.to_string())
-}
-
-fn parse_labels(labels: &[String]) -> Result<std::collections::BTreeMap<String, String>, CommandError> {
-    labels
-        .iter()
-        .map(|label| match label.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-            _ => Err(CommandError::invalid(format!("--label {label:?} is not KEY=VALUE"))),
-        })
-        .collect()
 }
