@@ -15,6 +15,23 @@ fn cli(cluster: &Cluster, args: &[&str]) -> (Option<i32>, serde_json::Value, Str
     (out.status.code(), json, harness::stderr(&out))
 }
 
+/// A POST with a JSON body to plant-a's admin API, as curl or a script sends it: its status and
+/// its JSON answer.
+fn post(cluster: &Cluster, path: &str, body: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(cluster.admin("plant-a")).expect("connect");
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: bsfg\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let json = answer.split_once("\r\n\r\n").map_or("", |(_, json)| json);
+    (status, serde_json::from_str(json).unwrap_or(serde_json::Value::Null))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewind_redelivers_and_delete_forgets_the_consumer() {
     let cluster = Cluster::linked_pair().await;
@@ -48,6 +65,23 @@ async fn rewind_redelivers_and_delete_forgets_the_consumer() {
     assert_eq!(rewound["next_offset"].as_u64(), Some(first[3].offset), "{rewound}");
     let again = harness::receive(&consumer, "mes", 3, Duration::from_secs(10)).await;
     assert_eq!(ids(&again), ids(&first[3..]), "the facts after the new cursor, again");
+    // The same rewind as a script sends it: a JSON body instead of the query.
+    let body = format!("{{\"to_offset\": {}}}", first[2].offset);
+    let (status, rewound) = post(&cluster, "/v1/consumers/mes/rewind", &body);
+    assert_eq!(status, 200, "{rewound}");
+    assert_eq!(rewound["cursor"].as_u64(), Some(first[2].offset), "{rewound}");
+    for body in ["", "{\"offset\": 3}", "{\"to_offset\": \"three\"}"] {
+        let (status, refused) = post(&cluster, "/v1/consumers/mes/rewind", body);
+        assert_eq!(
+            (status, refused["error"].as_str()),
+            (422, Some("INVALID_ARGUMENT")),
+            "{body}: {refused}"
+        );
+        assert!(
+            refused["message"].as_str().is_some_and(|m| m.contains("to_offset")),
+            "{refused}"
+        );
+    }
     let forward = cli(&cluster, &["consumers", "rewind", "mes", "--to-offset", "999"]);
     assert_eq!(forward.0, Some(1), "a rewind only moves back: {}", forward.2);
     assert!(forward.2.contains("INVALID_ARGUMENT"), "{}", forward.2);
@@ -86,6 +120,10 @@ async fn rewind_redelivers_and_delete_forgets_the_consumer() {
         .collect();
     let expected = [
         ("consumer_rewind", "mes", "success"),
+        ("consumer_rewind", "mes", "success"),
+        ("consumer_rewind", "mes", "permanent_error"),
+        ("consumer_rewind", "mes", "permanent_error"),
+        ("consumer_rewind", "mes", "permanent_error"),
         ("consumer_rewind", "mes", "permanent_error"),
         ("consumer_delete", "reporting", "success"),
         ("consumer_delete", "reporting", "permanent_error"),
