@@ -385,8 +385,8 @@ fn bad_address_and_enum_values_name_key_and_value() {
     assert_invalid(&rpc, "listen.rpc", "invalid socket address \"localhost:9443\"");
     let policy = minimal_with("[store]\nbackpressure = \"drop_newest\"");
     assert_invalid(&policy, "store.backpressure", "unknown variant `drop_newest`");
-    let level = minimal_with("[log]\nlevel = \"warn\"");
-    assert_invalid(&level, "log.level", "unknown variant `warn`");
+    let level = minimal_with("[log]\nlevel = \"verbose\"");
+    assert_invalid(&level, "log.level", "unknown variant `verbose`");
     let percent = minimal_with("[store]\nhigh_watermark_percent = \"80%\"");
     assert_invalid(&percent, "store.high_watermark_percent", "invalid type");
 }
