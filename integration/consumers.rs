@@ -185,5 +185,18 @@ async fn a_new_consumer_beyond_the_most_a_node_keeps_is_refused_until_one_is_del
         .await
         .expect("admitted once a consumer was deleted");
     refused(consumer.fetch("two-too-many", 1, 0, None).await.map(|_| ()));
+
+    // A confirm that fails takes no room and is not listed.
+    let (code, _, err) = cli(&cluster, &["consumers", "delete", "report-1"]);
+    assert_eq!(code, Some(0), "{err}");
+    let ghost = consumer.confirm("ghost", 999).await;
+    assert!(
+        matches!(&ghost, Err(ClientError::Rpc(e)) if e.code == ErrorCode::InvalidArgument),
+        "{ghost:?}"
+    );
+    consumer
+        .fetch("after-ghost", 1, 0, None)
+        .await
+        .expect("the failed confirm took no room");
     consumer.close().await;
 }

@@ -36,13 +36,7 @@ async fn a_page_larger_than_a_log_record_arrives_whole() {
     }
     ha.wait_active(None, Duration::from_secs(30)).await;
     let consumer = Client::connect(&ha.zone_client()).await.expect("client");
-    let received = receive(&consumer, "mes", FACTS, Duration::from_secs(60)).await;
-    assert_eq!(
-        ids(&received),
-        sent.iter().map(String::as_str).collect::<Vec<_>>(),
-        "every fact of the backlog, once, in order"
-    );
-    consumer.close().await;
+    arrive_once_in_order(consumer, &sent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,12 +55,16 @@ async fn an_append_call_larger_than_a_log_record_is_acknowledged_whole() {
     );
     producer.close().await;
 
-    let consumer = ha.cluster.client(PLANT).await;
-    let received = receive(&consumer, "mes", FACTS, Duration::from_secs(60)).await;
+    arrive_once_in_order(ha.cluster.client(PLANT).await, &sent).await;
+}
+
+/// `consumer` (as `mes`) receives the facts `sent`, each once, in order.
+async fn arrive_once_in_order(consumer: Client, sent: &[String]) {
+    let received = receive(&consumer, "mes", sent.len(), Duration::from_secs(60)).await;
     assert_eq!(
         ids(&received),
         sent.iter().map(String::as_str).collect::<Vec<_>>(),
-        "every fact of the call, once, in order"
+        "every fact, once, in order"
     );
     consumer.close().await;
 }

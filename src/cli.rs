@@ -322,7 +322,6 @@ pub enum ConsumersAction {
     },
 }
 
-/// A zone name as the configuration accepts it (it becomes part of a URL path).
 /// `KEY=VALUE` with a non-empty key, split at the first `=`.
 fn label(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -331,6 +330,7 @@ fn label(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// A zone name as the configuration accepts it (it becomes part of a URL path).
 fn zone_name(name: &str) -> Result<String, String> {
     use serde::{
         de::{value::StrDeserializer, IntoDeserializer},

@@ -65,9 +65,9 @@ impl Seen {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Admits `name` to fetch or confirm: a consumer already seen or with a cursor always, a new
-    /// one while fewer than [`MAX_CONSUMERS`] are known (allocates only for a new name).
-    fn admit(&self, journal: &Journal, name: &str) -> Result<(), RpcError> {
+    /// Whether `name` may fetch or confirm: a consumer already seen or with a cursor always, a
+    /// new one while fewer than [`MAX_CONSUMERS`] are known. Only a new name counts them.
+    fn has_room(&self, journal: &Journal, name: &str) -> Result<(), RpcError> {
         if self.set().contains(name) {
             return Ok(());
         }
@@ -81,7 +81,17 @@ impl Seen {
                 ),
             ));
         }
-        self.set().insert(name.to_owned());
+        Ok(())
+    }
+
+    /// Records a consumer's fetch, if there is room for it (allocates only for a new name). A
+    /// confirm is not recorded: one that succeeds gives the consumer its cursor.
+    fn note(&self, journal: &Journal, name: &str) -> Result<(), RpcError> {
+        self.has_room(journal, name)?;
+        let mut set = self.set();
+        if !set.contains(name) {
+            set.insert(name.to_owned());
+        }
         Ok(())
     }
 
@@ -148,7 +158,7 @@ impl Handler<Fetch> for ForwardBuffer {
     type Result = ResponseFuture<Result<Served, RpcError>>;
 
     fn handle(&mut self, msg: Fetch, _: &mut Self::Context) -> Self::Result {
-        if let Err(e) = check_consumer(&msg.consumer).and_then(|()| self.seen.admit(&self.journal, &msg.consumer)) {
+        if let Err(e) = check_consumer(&msg.consumer).and_then(|()| self.seen.note(&self.journal, &msg.consumer)) {
             return Box::pin(async move { Err(e) });
         }
         let cursor = CursorKey::Consumer(msg.consumer);
@@ -165,7 +175,7 @@ impl Handler<Confirm> for ForwardBuffer {
     type Result = ResponseFuture<Result<u64, RpcError>>;
 
     fn handle(&mut self, msg: Confirm, _: &mut Self::Context) -> Self::Result {
-        if let Err(e) = check_consumer(&msg.consumer).and_then(|()| self.seen.admit(&self.journal, &msg.consumer)) {
+        if let Err(e) = check_consumer(&msg.consumer).and_then(|()| self.seen.has_room(&self.journal, &msg.consumer)) {
             return Box::pin(async move { Err(e) });
         }
         let journal = self.journal.clone();

@@ -67,7 +67,8 @@ impl Actor for StoreBuffer {
 /// answer is the [`QueuedAppend`] whose [`QueuedAppend::outcomes`] come once they are durable.
 /// Each message gets the outcome AppendFact would give it alone, in the order given — or, with
 /// [`AppendMode::StopAtFailure`], the messages up to the first failed one get their outcomes and
-/// nothing after it is stored or answered — and every fact taken shares one group commit. The
+/// nothing after it is stored or answered — and every fact taken shares one group commit (in an
+/// HA zone, a call of facts that stand alone past 1 MiB is taken in parts: `Journal::queue_append`). The
 /// call fails as a whole only when backpressure refuses new facts or the commit fails. The
 /// journal plans in queue order, so a caller that sends its next `Append` once the last one is
 /// queued has its new facts stored in that order (an append stream's groups).

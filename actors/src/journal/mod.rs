@@ -352,8 +352,10 @@ impl Journal {
     /// parts of that size, each queued once the one before it is durable: their offsets keep
     /// the call's order (other calls' facts may come between parts), and once a part met the
     /// store's byte limit the rest of the call is refused with it, unqueued, as the writer
-    /// refuses the rest of a command. Facts in order stay one command: the planning of each
-    /// decides whether the next is appended.
+    /// refuses the rest of a command — facts of the rest already stored included, which the
+    /// writer would answer as duplicates: the refusal is retryable, and the retry answers them.
+    /// Facts in order stay one command: the planning of each decides whether the next is
+    /// appended.
     pub async fn queue_append(&self, facts: Vec<Prepared>, mode: AppendMode) -> Result<QueuedFacts, JournalError> {
         let bytes: usize = facts.iter().map(|f| f.encoded.len()).sum();
         if mode == AppendMode::StopAtFailure || !self.splits(bytes) {
@@ -402,8 +404,10 @@ impl Journal {
     /// A pulled page: `putIfAbsent` of `facts` into the forward log and of `relayed` into the
     /// store log (for their next hop), answered once all of it is durable: one command, or,
     /// where commits are records of a size-limited log ([`Journal::splits`]), parts of at most
-    /// [`MAX_COMMAND_BYTES`] inserted in order, one after the other (a part a crash cuts off is
-    /// pulled again, and what was stored of it is recognised as duplicates). Relayed facts count
+    /// [`MAX_COMMAND_BYTES`] inserted in order, one after the other. A part that fails (a crash,
+    /// the disk guard's `DiskFull`) fails the answer; the parts before it stay stored, and the
+    /// page pulled again finds them as duplicates, so their facts are not reported as new
+    /// (their delivery latency and `fact_relayed` lines are not recorded). Relayed facts count
     /// in the store's usage but are never refused by its byte limit (see `group::insert`).
     pub async fn insert_page(
         &self,

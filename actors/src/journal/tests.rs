@@ -425,3 +425,40 @@ async fn a_call_queued_in_parts_keeps_its_order_at_the_byte_limit() {
     }
     assert_eq!(usage(&fixture).store.bytes, fifty, "the small fact was not taken");
 }
+
+/// Where commits are records of a size-limited log, a call and a page of 5 MB each are taken in
+/// parts that fit (the storage of the fixture refuses a larger record, as an HA zone's log does),
+/// every fact with its outcome, in order.
+#[tokio::test]
+async fn a_call_and_a_page_past_the_record_limit_are_taken_in_parts() {
+    let big = |from: &str, to: &str, id: String| {
+        let mut m = message(from, to, &id);
+        m.fact.object_json = format!("\"{}\"", "x".repeat(10_000));
+        m
+    };
+    let fixture = Fixture::open(JournalConfig::default());
+    fixture.faults.limit_records(4 << 20);
+    let call: Vec<Prepared> = (0..500)
+        .map(|i| Prepared::new(big(ZONE, "enterprise", format!("call-{i}"))).expect("prepared"))
+        .collect();
+    let outcomes = fixture
+        .journal
+        .append(call, AppendMode::EachAlone)
+        .await
+        .expect("append");
+    let offsets: Vec<u64> = outcomes.iter().map(|o| o.as_ref().expect("appended").offset).collect();
+    assert_eq!(
+        offsets,
+        (1..=500).collect::<Vec<_>>(),
+        "one caller: consecutive, in order"
+    );
+
+    let pulled = (0..500u64)
+        .map(|i| bsfg_proto::FetchedFact {
+            offset: i + 1,
+            message: big("plant-a", ZONE, format!("page-{i}")),
+        })
+        .collect();
+    let outcome = fixture.journal.insert(pulled).await.expect("insert");
+    assert_eq!(outcome.inserted(), 500);
+}

@@ -48,7 +48,8 @@ pub struct Faults(Arc<Script>);
 struct Script {
     next: Mutex<HashMap<Op, VecDeque<Fault>>>,
     injected: AtomicU64,
-    /// What [`Storage::record_limit`] answers (0: none), as an HA zone's log would.
+    /// What [`Storage::record_limit`] answers (0: none), and the most bytes of facts a commit
+    /// then takes, as an HA zone's log refuses a larger record.
     record_limit: AtomicU64,
 }
 
@@ -72,7 +73,8 @@ impl Held {
 }
 
 impl Faults {
-    /// The storage reports a record limit of `bytes`, as an HA zone's replicated log does.
+    /// The storage reports a record limit of `bytes` and refuses a commit whose facts' encodings
+    /// pass it, as an HA zone's replicated log does.
     pub fn limit_records(&self, bytes: usize) {
         self.0.record_limit.store(bytes as u64, Ordering::SeqCst);
     }
@@ -186,6 +188,13 @@ impl<S: Storage> Storage for FaultyStorage<S> {
 
     fn commit(&self, batch: &Batch) -> Result<(), StorageError> {
         self.faults.call(Op::Commit)?;
+        let facts = batch.store.iter().map(|a| a.encoded.len()).sum::<usize>()
+            + batch.forward.iter().map(|i| i.encoded.len()).sum::<usize>();
+        if let Some(limit) = self.record_limit().filter(|limit| facts > *limit) {
+            return Err(StorageError::Engine(format!(
+                "record of {facts} bytes is over the log's limit of {limit}"
+            )));
+        }
         self.inner.commit(batch)
     }
 

@@ -8,6 +8,10 @@
 //! relay whose store is full stops pulling, so it may overshoot by the pages already in flight,
 //! as a forward buffer does. The disk guard does: a page whose new facts do not fit the disk
 //! budget is taken back whole and refused alone (`DiskFull`), and its peer offers it again.
+//!
+//! In an HA zone a page past 1 MiB comes here as several commands, its parts
+//! (`Journal::insert_page`): "whole" is then each part, and the parts before a refused one stay
+//! stored (the page pulled again finds them as duplicates).
 
 use std::collections::HashMap;
 

@@ -292,7 +292,8 @@ impl Session {
         Ok(())
     }
 
-    /// Sorts a page by the routing rules and stores, in one commit, the facts delivered here
+    /// Sorts a page by the routing rules and stores, in one commit (in parts of 1 MiB, one after
+    /// the other, in an HA zone: `Journal::insert_page`), the facts delivered here
     /// and those relayed toward their next hop, once their artifacts are local; any other fact
     /// is logged and counted, and skipped (it is confirmed with the page so it cannot block the
     /// link).
