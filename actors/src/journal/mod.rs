@@ -337,8 +337,9 @@ impl Journal {
 
     /// Durable idempotent append of `facts` to the store log, in their order, each with its own
     /// outcome (up to the first failure with [`AppendMode::StopAtFailure`]); answers once all
-    /// are durable: after the fsync of the one group commit that takes them, or of the last of
-    /// several for facts that each stand alone and together pass [`MAX_COMMAND_BYTES`].
+    /// are durable: after the fsync of the one group commit that takes them, or, where commits
+    /// are records of a size-limited log, of the last of the parts it is queued in (see
+    /// [`Journal::queue_append`]).
     pub async fn append(&self, facts: Vec<Prepared>, mode: AppendMode) -> Result<Appended, JournalError> {
         self.queue_append(facts, mode).await?.answer().await
     }
