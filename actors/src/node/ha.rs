@@ -11,7 +11,6 @@ use std::{
 use bsfg_engine::{
     checks::{self, Verdict},
     jetstream::{ConnectConfig, Engine, JetStreamLog, JetStreamObjects, KvLease, KvMembers, LeaseSpec, LogSpec},
-    LogError, ReplicatedLog,
 };
 use prometheus::Histogram;
 
@@ -65,7 +64,7 @@ pub(super) async fn restore(zone: &str, settings: &HaSettings, data_dir: &Path) 
     }
     let engine = Engine::connect(&connect_config(settings)).await.map_err(engine_error)?;
     let log = engine.open_log(&log_spec(zone, settings)).await.map_err(engine_error)?;
-    let first = first_record(&log).await?;
+    let first = log.first_when_opened();
     if first <= 1 {
         return Ok(None);
     }
@@ -79,27 +78,6 @@ pub(super) async fn restore(zone: &str, settings: &HaSettings, data_dir: &Path) 
             "the zone's log starts at record {first} and no snapshot reaches it (found {:?}): this replica cannot be built",
             found.map(|(seq, ..)| seq)
         ))),
-    }
-}
-
-/// How long a starting instance keeps asking for its log's bounds while the engine does not
-/// answer: a stream just created, or electing its leader (4 to 9 s), may miss a request or two.
-const BOUNDS_PATIENCE: Duration = Duration::from_secs(15);
-
-/// The first record the zone's log holds, asked again with backoff while the engine does not
-/// answer (`LogError::Unavailable`), for up to [`BOUNDS_PATIENCE`].
-async fn first_record(log: &JetStreamLog) -> Result<u64, NodeError> {
-    let deadline = tokio::time::Instant::now() + BOUNDS_PATIENCE;
-    let mut wait = Duration::from_millis(100);
-    loop {
-        match log.bounds().await {
-            Ok(bounds) => return Ok(bounds.first),
-            Err(LogError::Unavailable { .. }) if tokio::time::Instant::now() + wait < deadline => {
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(1));
-            }
-            Err(error) => return Err(NodeError::Engine(error.to_string())),
-        }
     }
 }
 

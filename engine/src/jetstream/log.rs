@@ -57,6 +57,13 @@ impl Engine {
 }
 
 impl JetStreamLog {
+    /// The first record the log held when it was opened, from the stream's state in the answer
+    /// to its creation or lookup (which provisioning retries through an election): a starting
+    /// instance learns it without another request.
+    pub fn first_when_opened(&self) -> u64 {
+        self.stream.cached_info().state.first_sequence.max(1)
+    }
+
     /// One publish of the record with its expectation, and what came of it.
     async fn publish_once(&self, rule: &AppendRule, id: &str, payload: &Bytes) -> Answer {
         let limit = rule.time_left(Instant::now()).min(REQUEST_TIMEOUT);
