@@ -8,7 +8,11 @@ use std::path::Path;
 use async_nats::jetstream::{object_store, stream::StorageType};
 use futures::StreamExt;
 
-use super::{check_name, Engine, EngineError};
+use super::{
+    check_name,
+    provision::{bucket_failure, create, provision_error},
+    Engine, EngineError,
+};
 use crate::names;
 
 /// Why an object could not be stored, fetched, listed or deleted.
@@ -51,14 +55,16 @@ impl Engine {
             num_replicas: replicas,
             ..Default::default()
         };
-        let store = self
-            .context()
-            .create_object_store(config)
-            .await
-            .map_err(|e| EngineError::Provision {
-                object: bucket,
-                reason: e.to_string(),
-            })?;
+        // Retried through an election or a peer not yet placed, as the log's stream and the KV
+        // buckets are (`provision::create`).
+        let js = self.context();
+        let store = match create(&bucket, || js.create_object_store(config.clone()), bucket_failure).await? {
+            Some(store) => store,
+            None => js
+                .get_object_store(&bucket)
+                .await
+                .map_err(|e| provision_error(&bucket, e))?,
+        };
         Ok(JetStreamObjects { store })
     }
 }

@@ -149,7 +149,7 @@ async fn kv_bucket(js: &jetstream::Context, config: kv::Config, replicas: usize)
 }
 
 /// How a create failed.
-enum Failure {
+pub(super) enum Failure {
     /// May succeed if tried again (no meta leader yet, an election, a timeout).
     Transient,
     /// The object exists with another configuration.
@@ -159,7 +159,7 @@ enum Failure {
 
 /// Runs `attempt` until it succeeds, fails for good, or [`PROVISION_TIMEOUT`] passes; `None`
 /// when the object exists with another configuration (the caller reads and checks it).
-async fn create<T, E, F, Fut>(
+pub(super) async fn create<T, E, F, Fut>(
     object: &str,
     mut attempt: F,
     classify: fn(&E) -> Failure,
@@ -187,7 +187,7 @@ where
     }
 }
 
-fn provision_error(object: &str, error: impl std::fmt::Display) -> EngineError {
+pub(super) fn provision_error(object: &str, error: impl std::fmt::Display) -> EngineError {
     EngineError::Provision {
         object: object.to_owned(),
         reason: error.to_string(),
@@ -208,7 +208,7 @@ fn stream_failure(error: &CreateStreamError) -> Failure {
     }
 }
 
-fn bucket_failure(error: &CreateKeyValueError) -> Failure {
+pub(super) fn bucket_failure(error: &CreateKeyValueError) -> Failure {
     match error.kind() {
         CreateKeyValueErrorKind::TimedOut | CreateKeyValueErrorKind::JetStream => Failure::Transient,
         CreateKeyValueErrorKind::BucketCreate => std::error::Error::source(error)
