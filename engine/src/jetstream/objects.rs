@@ -10,7 +10,7 @@ use futures::StreamExt;
 
 use super::{
     check_name,
-    provision::{bucket_failure, create, provision_error},
+    provision::{bucket_failure, create, existing, source_get_failure, Failure},
     Engine, EngineError,
 };
 use crate::names;
@@ -60,13 +60,14 @@ impl Engine {
         let js = self.context();
         let store = match create(&bucket, || js.create_object_store(config.clone()), bucket_failure).await? {
             Some(store) => store,
-            None => js
-                .get_object_store(&bucket)
-                .await
-                .map_err(|e| provision_error(&bucket, e))?,
+            None => existing(&bucket, || js.get_object_store(&bucket), store_get_failure).await?,
         };
         Ok(JetStreamObjects { store })
     }
+}
+
+fn store_get_failure(error: &async_nats::jetstream::context::ObjectStoreError) -> Failure {
+    source_get_failure(error)
 }
 
 impl JetStreamObjects {

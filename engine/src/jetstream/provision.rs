@@ -14,7 +14,10 @@ use std::{
 
 use async_nats::jetstream::{
     self,
-    context::{CreateKeyValueError, CreateKeyValueErrorKind, CreateStreamError, CreateStreamErrorKind},
+    context::{
+        CreateKeyValueError, CreateKeyValueErrorKind, CreateStreamError, CreateStreamErrorKind, GetStreamError,
+        GetStreamErrorKind, KeyValueError,
+    },
     kv,
     stream::{self, DiscardPolicy, PersistenceMode, StorageType},
     ErrorCode,
@@ -98,10 +101,7 @@ pub(super) async fn wal_stream(js: &jetstream::Context, spec: &LogSpec) -> Resul
     let object = format!("stream {}", config.name);
     let stream = match create(&object, || js.create_stream(config.clone()), stream_failure).await? {
         Some(stream) => stream,
-        None => js
-            .get_stream(&config.name)
-            .await
-            .map_err(|e| provision_error(&object, e))?,
+        None => existing(&object, || js.get_stream(&config.name), get_failure).await?,
     };
     check(&object, &stream.cached_info().config, spec.replicas)?;
     Ok(stream)
@@ -138,10 +138,7 @@ async fn kv_bucket(js: &jetstream::Context, config: kv::Config, replicas: usize)
     let object = format!("bucket {}", config.bucket);
     let store = match create(&object, || js.create_key_value(config.clone()), bucket_failure).await? {
         Some(store) => store,
-        None => js
-            .get_key_value(&config.bucket)
-            .await
-            .map_err(|e| provision_error(&object, e))?,
+        None => existing(&object, || js.get_key_value(&config.bucket), kv_get_failure).await?,
     };
     let status = store.status().await.map_err(|e| provision_error(&object, e))?;
     check(&object, &status.info.config, replicas)?;
@@ -149,6 +146,7 @@ async fn kv_bucket(js: &jetstream::Context, config: kv::Config, replicas: usize)
 }
 
 /// How a create failed.
+#[derive(Debug, PartialEq, Eq)]
 pub(super) enum Failure {
     /// May succeed if tried again (no meta leader yet, an election, a timeout).
     Transient,
@@ -187,6 +185,23 @@ where
     }
 }
 
+/// Reads back an object that [`create`] found existing, through the same transient refusals: the
+/// lookup right after a create that raced another instance's meets the same election.
+pub(super) async fn existing<T, E, F, Fut>(
+    object: &str,
+    attempt: F,
+    classify: fn(&E) -> Failure,
+) -> Result<T, EngineError>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    create(object, attempt, classify)
+        .await?
+        .ok_or_else(|| provision_error(object, "exists but cannot be read"))
+}
+
 pub(super) fn provision_error(object: &str, error: impl std::fmt::Display) -> EngineError {
     EngineError::Provision {
         object: object.to_owned(),
@@ -197,15 +212,42 @@ pub(super) fn provision_error(object: &str, error: impl std::fmt::Display) -> En
 fn stream_failure(error: &CreateStreamError) -> Failure {
     match error.kind() {
         CreateStreamErrorKind::TimedOut | CreateStreamErrorKind::JetStreamUnavailable => Failure::Transient,
-        CreateStreamErrorKind::JetStream(e) => match e.error_code() {
-            ErrorCode::STREAM_NAME_EXIST => Failure::Exists,
-            ErrorCode::CLUSTER_NOT_AVAILABLE | ErrorCode::CLUSTER_NO_PEERS | ErrorCode::INSUFFICIENT_RESOURCES => {
-                Failure::Transient
-            }
-            _ => Failure::Fatal,
-        },
+        CreateStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NAME_EXIST => Failure::Exists,
+        CreateStreamErrorKind::JetStream(e) => code_failure(e.error_code()),
         _ => Failure::Fatal,
     }
+}
+
+/// A server's refusal that an election or a placement in progress explains.
+fn code_failure(code: ErrorCode) -> Failure {
+    match code {
+        ErrorCode::CLUSTER_NOT_AVAILABLE | ErrorCode::CLUSTER_NO_PEERS | ErrorCode::INSUFFICIENT_RESOURCES => {
+            Failure::Transient
+        }
+        _ => Failure::Fatal,
+    }
+}
+
+/// A stream lookup: a request without an answer (a timeout, no responders yet) may be answered
+/// the next time; a stream not found is final.
+fn get_failure(error: &GetStreamError) -> Failure {
+    match error.kind() {
+        GetStreamErrorKind::Request => Failure::Transient,
+        GetStreamErrorKind::JetStream(e) => code_failure(e.error_code()),
+        _ => Failure::Fatal,
+    }
+}
+
+/// A bucket lookup fails as the lookup of its stream did (a KV or an object-store bucket).
+pub(super) fn source_get_failure(error: &(dyn std::error::Error + 'static)) -> Failure {
+    error
+        .source()
+        .and_then(|source| source.downcast_ref::<GetStreamError>())
+        .map_or(Failure::Fatal, get_failure)
+}
+
+fn kv_get_failure(error: &KeyValueError) -> Failure {
+    source_get_failure(error)
 }
 
 pub(super) fn bucket_failure(error: &CreateKeyValueError) -> Failure {
@@ -244,4 +286,92 @@ fn check(object: &str, found: &stream::Config, replicas: usize) -> Result<(), En
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use async_nats::jetstream::context::KeyValueErrorKind;
+
+    use super::*;
+
+    fn server_error(code: ErrorCode) -> jetstream::Error {
+        serde_json::from_value(serde_json::json!({"code": 503, "err_code": code.0, "description": "refused"}))
+            .expect("a JetStream API error")
+    }
+
+    /// A refusal in words, classified by them.
+    struct Said(&'static str);
+
+    impl std::fmt::Display for Said {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    fn by_text(error: &Said) -> Failure {
+        match error.0 {
+            "election" => Failure::Transient,
+            "exists" => Failure::Exists,
+            _ => Failure::Fatal,
+        }
+    }
+
+    #[test]
+    fn a_lookup_without_an_answer_or_during_an_election_is_tried_again() {
+        let request = GetStreamError::new(GetStreamErrorKind::Request);
+        assert_eq!(get_failure(&request), Failure::Transient);
+        let election = GetStreamError::new(GetStreamErrorKind::JetStream(server_error(
+            ErrorCode::CLUSTER_NOT_AVAILABLE,
+        )));
+        assert_eq!(get_failure(&election), Failure::Transient);
+        let missing = GetStreamError::new(GetStreamErrorKind::JetStream(server_error(ErrorCode::STREAM_NOT_FOUND)));
+        assert_eq!(get_failure(&missing), Failure::Fatal);
+
+        let bucket = KeyValueError::with_source(KeyValueErrorKind::GetBucket, request);
+        assert_eq!(kv_get_failure(&bucket), Failure::Transient);
+        let bucket = KeyValueError::with_source(KeyValueErrorKind::GetBucket, missing);
+        assert_eq!(kv_get_failure(&bucket), Failure::Fatal);
+        assert_eq!(
+            kv_get_failure(&KeyValueError::new(KeyValueErrorKind::InvalidStoreName)),
+            Failure::Fatal
+        );
+    }
+
+    #[tokio::test]
+    async fn an_existing_object_is_read_back_through_transient_refusals() {
+        let tries = Cell::new(0);
+        let read = existing(
+            "stream s",
+            || {
+                tries.set(tries.get() + 1);
+                let answer = if tries.get() < 3 {
+                    Err(Said("election"))
+                } else {
+                    Ok(tries.get())
+                };
+                async move { answer }
+            },
+            by_text,
+        )
+        .await
+        .expect("read back after two refusals");
+        assert_eq!(read, 3);
+    }
+
+    #[tokio::test]
+    async fn a_final_refusal_of_the_read_back_names_the_object() {
+        let error = existing::<u32, _, _, _>("bucket b", || async { Err(Said("gone")) }, by_text)
+            .await
+            .expect_err("not retried");
+        assert!(
+            error.to_string().contains("bucket b") && error.to_string().contains("gone"),
+            "{error}"
+        );
+        let error = existing::<u32, _, _, _>("bucket b", || async { Err(Said("exists")) }, by_text)
+            .await
+            .expect_err("a lookup never finds it existing");
+        assert!(error.to_string().contains("cannot be read"), "{error}");
+    }
 }
