@@ -194,6 +194,11 @@ impl TempBlob {
         self.written
     }
 
+    /// Where the content is until it is installed.
+    pub(super) fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
     /// Makes the content durable and returns its digest.
     pub(super) fn seal(&mut self) -> io::Result<ObjectDigest> {
         self.file.flush()?;

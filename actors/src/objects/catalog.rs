@@ -5,7 +5,10 @@
 use std::{
     collections::{BTreeSet, HashMap},
     path::Path,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
     time::Duration,
 };
 
@@ -44,6 +47,9 @@ pub(super) struct Catalog {
     pub(super) retention: Duration,
     /// An HA zone's second tier (see `remote`).
     remote: Option<Arc<dyn RemoteBlobs>>,
+    /// Blobs deleted from the second tier so far (counted under the lock): an upload made
+    /// before the lock was taken still stands if none was deleted since it began.
+    remote_deletions: AtomicU64,
 }
 
 impl Catalog {
@@ -69,6 +75,7 @@ impl Catalog {
             holds: Arc::default(),
             retention,
             remote,
+            remote_deletions: AtomicU64::new(0),
         })
     }
 
@@ -128,8 +135,44 @@ impl Catalog {
     /// Points `(bucket, key)` at the sealed blob: identical content is a no-op (except that its
     /// retention starts again, so an artifact put again is not swept before its fact arrives),
     /// other content replaces an unreferenced object and is refused for a referenced one.
+    ///
+    /// In an HA zone, content new to the zone is uploaded to the second tier before the lock is
+    /// taken: an upload of a large blob to the engine must not hold up every other put, every
+    /// reference an append checks, and the sweep.
     fn commit(&self, spec: &PutSpec, temp: TempBlob, digest: ObjectDigest) -> Result<ObjectMeta, ObjectError> {
+        let uploaded = self.upload_ahead(&temp, &digest)?;
         let _guard = self.lock();
+        let committed = self.commit_locked(spec, temp, digest, uploaded);
+        if committed.is_err() && uploaded.is_some() && self.index.blob_refs(&digest).is_ok_and(|n| n == 0) {
+            // Refused after all (a referenced key, a failed write): no key names the copy. A
+            // copy that cannot be deleted now is only space in the engine; the refusal is what
+            // the producer needs to hear.
+            let _ = self.remove_remote(&digest);
+        }
+        committed
+    }
+
+    /// Uploads content the zone holds under no key yet; returns the count of deletions from the
+    /// second tier when the upload began, `None` when nothing was uploaded.
+    fn upload_ahead(&self, temp: &TempBlob, digest: &ObjectDigest) -> Result<Option<u64>, ObjectError> {
+        let (Some(remote), Some(path)) = (&self.remote, temp.path()) else {
+            return Ok(None);
+        };
+        if self.index.blob_refs(digest)? > 0 {
+            return Ok(None);
+        }
+        let deletions = self.remote_deletions.load(Ordering::Acquire);
+        remote.upload(digest, path)?;
+        Ok(Some(deletions))
+    }
+
+    fn commit_locked(
+        &self,
+        spec: &PutSpec,
+        temp: TempBlob,
+        digest: ObjectDigest,
+        uploaded: Option<u64>,
+    ) -> Result<ObjectMeta, ObjectError> {
         let pulled = matches!(spec.origin, Origin::Peer { .. });
         let previous = self.lookup(&spec.bucket, &spec.key)?;
         match &previous {
@@ -156,8 +199,10 @@ impl Catalog {
         if let Some(old) = &previous {
             refs.push((old.digest, self.index.blob_refs(&old.digest)?.saturating_sub(1)));
         }
-        if let (Some(remote), 1) = (&self.remote, refs[0].1) {
-            // New content for the zone: in the second tier before any entry names it.
+        let still_uploaded = uploaded.is_some_and(|at| at == self.remote_deletions.load(Ordering::Acquire));
+        if let (Some(remote), 1, false) = (&self.remote, refs[0].1, still_uploaded) {
+            // New content for the zone: in the second tier before any entry names it. Uploaded
+            // already, unless the zone held it then (under another key) and has let it go since.
             remote.upload(&digest, &self.blobs.path(&digest))?;
         }
         self.index.write_object(&spec.bucket, &spec.key, &entry, &refs)?;
@@ -180,7 +225,13 @@ impl Catalog {
     /// Deletes the blob of `digest`, which no key names any more, from both tiers.
     pub(super) fn remove_blob(&self, digest: &ObjectDigest) -> Result<(), ObjectError> {
         self.blobs.remove(digest)?;
+        self.remove_remote(digest)
+    }
+
+    /// Deletes `digest` from the second tier; called under the lock.
+    fn remove_remote(&self, digest: &ObjectDigest) -> Result<(), ObjectError> {
         if let Some(remote) = &self.remote {
+            self.remote_deletions.fetch_add(1, Ordering::AcqRel);
             remote.delete(digest)?;
         }
         Ok(())

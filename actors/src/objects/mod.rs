@@ -34,6 +34,8 @@ mod bounds_tests;
 mod catalog;
 mod holds;
 mod remote;
+#[cfg(test)]
+mod remote_tests;
 mod space;
 mod sweep;
 #[cfg(test)]

@@ -49,7 +49,7 @@ pub(super) fn open_with(dir: tempfile::TempDir, config: ObjectsConfig) -> Fixtur
     }
 }
 
-fn gauges() -> ObjectGauges {
+pub(super) fn gauges() -> ObjectGauges {
     ObjectGauges {
         usage: IntGaugeVec::new(Opts::new("usage", "test"), &["bucket"]).expect("gauge"),
         blob_bytes: IntGauge::new("blob_bytes", "test").expect("gauge"),

@@ -1,0 +1,198 @@
+//! The artifact store's second tier (an HA zone's engine bucket) against a real RocksDB and real
+//! files: new content is uploaded outside the catalog's lock, so a slow upload holds up no other
+//! put or reference; content the zone let go of while an upload ran is uploaded again; content
+//! refused after its upload does not stay in the second tier.
+//!
+//! The second tier here is a directory whose uploads can be held at a gate: what the engine's
+//! bucket does slowly (a large blob to three servers), it does on cue.
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+    sync::{mpsc, Arc, Mutex, PoisonError},
+    thread,
+    time::Duration,
+};
+
+use bsfg_proto::ObjectDigest;
+
+use super::{
+    catalog::Catalog,
+    remote::RemoteBlobs,
+    tests::{gauges, put, reference, ROOMY},
+    ObjectError,
+};
+use crate::storage::RocksStorage;
+
+/// How long a call that must not wait for the held upload may take.
+const PROMPT: Duration = Duration::from_secs(10);
+
+/// Holds the next upload once it has stored its copy, until released.
+struct Gate {
+    entered: mpsc::Sender<()>,
+    release: mpsc::Receiver<()>,
+}
+
+#[derive(Default)]
+struct DirRemote {
+    dir: PathBuf,
+    gate: Mutex<Option<Gate>>,
+}
+
+impl DirRemote {
+    fn file(&self, digest: &ObjectDigest) -> PathBuf {
+        self.dir.join(digest.to_string())
+    }
+
+    fn holds(&self, body: &[u8]) -> bool {
+        self.file(&ObjectDigest::of(body)).exists()
+    }
+
+    /// Arms the gate for the next upload: returns (its arrival, its release).
+    fn arm(&self) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (entered, arrived) = mpsc::channel();
+        let (release, released) = mpsc::channel();
+        *self.gate.lock().unwrap_or_else(PoisonError::into_inner) = Some(Gate {
+            entered,
+            release: released,
+        });
+        (arrived, release)
+    }
+}
+
+impl RemoteBlobs for DirRemote {
+    fn upload(&self, digest: &ObjectDigest, path: &Path) -> io::Result<()> {
+        fs::copy(path, self.file(digest))?;
+        let gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(gate) = gate {
+            gate.entered.send(()).map_err(io::Error::other)?;
+            gate.release.recv().map_err(io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    fn download(&self, digest: &ObjectDigest, path: &Path) -> io::Result<bool> {
+        match fs::copy(self.file(digest), path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn delete(&self, digest: &ObjectDigest) -> io::Result<()> {
+        match fs::remove_file(self.file(digest)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The catalog (and with it the database) drops before the directory is removed.
+struct Zone {
+    catalog: Catalog,
+    remote: Arc<DirRemote>,
+    _dir: tempfile::TempDir,
+}
+
+fn zone() -> Zone {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let remote = Arc::new(DirRemote {
+        dir: dir.path().join("engine"),
+        ..DirRemote::default()
+    });
+    fs::create_dir(&remote.dir).expect("engine dir");
+    let storage = Arc::new(RocksStorage::open(&dir.path().join("db"), "plant-a").expect("rocksdb"));
+    let tier = Some(remote.clone() as Arc<dyn RemoteBlobs>);
+    let catalog = Catalog::open(
+        dir.path(),
+        storage,
+        gauges(),
+        ROOMY.capacity_bytes,
+        ROOMY.retention,
+        tier,
+    )
+    .expect("catalog");
+    Zone {
+        catalog,
+        remote,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn a_slow_upload_to_the_second_tier_holds_up_no_other_put_or_reference() {
+    let z = zone();
+    put(&z.catalog, "batch-1.pdf", b"first certificate").expect("put");
+    let (arrived, release) = z.remote.arm();
+    let (catalog, remote) = (&z.catalog, &*z.remote);
+    // `move`: a failed assertion drops the release with the closure, which frees the held
+    // upload, so the scope's join does not wait for it for ever.
+    thread::scope(move |s| {
+        let slow = s.spawn(|| put(catalog, "batch-2.pdf", b"a large recording"));
+        arrived.recv_timeout(PROMPT).expect("the upload reached the engine");
+
+        let (done, finished) = mpsc::channel();
+        s.spawn(move || {
+            let checked = catalog.reference(&reference("batch-1.pdf", b"first certificate"), None);
+            let other = put(catalog, "batch-3.pdf", b"third certificate");
+            let _ = done.send((checked, other));
+        });
+        let (checked, other) = finished
+            .recv_timeout(PROMPT)
+            .expect("a reference and another put went through while the upload was held");
+        checked.expect("reference");
+        other.expect("other put");
+        assert!(remote.holds(b"third certificate"));
+
+        release.send(()).expect("release");
+        slow.join().expect("no panic").expect("the slow put");
+    });
+    assert!(z.remote.holds(b"a large recording"));
+}
+
+#[test]
+fn content_let_go_of_while_its_upload_ran_is_uploaded_again() {
+    let z = zone();
+    let (arrived, release) = z.remote.arm();
+    let (catalog, remote) = (&z.catalog, &*z.remote);
+    // `move`: a failed assertion drops the release with the closure, which frees the held
+    // upload, so the scope's join does not wait for it for ever.
+    thread::scope(move |s| {
+        let first = s.spawn(|| put(catalog, "k1", b"shared content"));
+        arrived.recv_timeout(PROMPT).expect("the first upload stored its copy");
+        // Meanwhile another key takes the same content and lets go of it: the zone deletes it
+        // from the second tier, after the first upload stored it there.
+        let (done, finished) = mpsc::channel();
+        s.spawn(move || {
+            let taken = put(catalog, "k2", b"shared content");
+            let replaced = put(catalog, "k2", b"other content!");
+            let _ = done.send((taken, replaced));
+        });
+        let (taken, replaced) = finished
+            .recv_timeout(PROMPT)
+            .expect("another key's puts went through while the upload was held");
+        taken.expect("k2");
+        replaced.expect("k2 replaced");
+        assert!(!remote.holds(b"shared content"), "deleted once no key named it");
+
+        release.send(()).expect("release");
+        first.join().expect("no panic").expect("k1");
+    });
+    assert!(
+        z.remote.holds(b"shared content"),
+        "k1 names content the second tier must hold"
+    );
+}
+
+#[test]
+fn content_refused_after_its_upload_does_not_stay_in_the_second_tier() {
+    let z = zone();
+    put(&z.catalog, "coa.pdf", b"signed: batch 7").expect("put");
+    z.catalog
+        .reference(&reference("coa.pdf", b"signed: batch 7"), None)
+        .expect("referenced");
+    let refused = put(&z.catalog, "coa.pdf", b"signed: batch 8");
+    assert!(matches!(refused, Err(ObjectError::Immutable { .. })), "{refused:?}");
+    assert!(!z.remote.holds(b"signed: batch 8"));
+    assert!(z.remote.holds(b"signed: batch 7"));
+}
