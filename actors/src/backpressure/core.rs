@@ -85,7 +85,7 @@ pub struct Watermarks {
 #[derive(Debug, Clone, Copy, Default)]
 struct BufferState {
     blocked: bool,
-    /// Not before this time (unix ms) is the buffer trimmed again.
+    /// Not before this time (unix ms) is the buffer trimmed again (see [`due`]).
     next_trim_ms: u64,
     next_sweep_ms: u64,
 }
@@ -197,7 +197,7 @@ impl Core {
 
     fn trim(&self, log: Log, now_ms: u64, usage: &Usage) -> Option<Job> {
         let state = self.state[index(log)];
-        if now_ms < state.next_trim_ms {
+        if !due(now_ms, state.next_trim_ms, DISK_TRIM_RETRY) {
             return None;
         }
         let (bytes, marks) = (usage.of(log).bytes, self.config.watermarks(log));
@@ -219,12 +219,23 @@ impl Core {
         // A retention beyond u64 milliseconds (half a billion years) keeps everything: a
         // narrowing cast would wrap it into a short one and expire facts.
         let retention = u64::try_from(self.config.limits(log).retention.as_millis()).unwrap_or(u64::MAX);
-        (now_ms >= self.state[index(log)].next_sweep_ms).then(|| Job::Sweep {
+        let next = self.state[index(log)].next_sweep_ms;
+        due(now_ms, next, self.sweep_interval(log)).then(|| Job::Sweep {
             log,
             cutoff_unix_ms: now_ms.saturating_sub(retention),
             expire_unconfirmed: !self.config.policy.safety_critical(),
         })
     }
+}
+
+/// Whether a job planned for `next_ms` (at most `longest` after the time it was planned) is due
+/// at `now_ms`. Times come from the wall clock, which the job's cutoffs need; a clock stepped
+/// back (NTP after a partition, a bad RTC) would otherwise hold every trim and sweep back for as
+/// long as the step, and with them a blocked buffer, so a plan further ahead than any wait it
+/// could have been given is due at once.
+fn due(now_ms: u64, next_ms: u64, longest: Duration) -> bool {
+    let longest = u64::try_from(longest.as_millis()).unwrap_or(u64::MAX);
+    now_ms >= next_ms || next_ms - now_ms > longest
 }
 
 fn index(log: Log) -> usize {
@@ -446,6 +457,42 @@ mod tests {
         core.on_done(LATER, &again.expect("sweep"), JobReport::default(), &usage(0, 0));
         assert_eq!(core.on_usage(LATER + 299, &usage(0, 0)).job, None, "3 s / 10 = 300 ms");
         assert!(core.on_usage(LATER + 300, &usage(0, 0)).job.is_some());
+    }
+
+    #[test]
+    fn a_clock_stepped_back_holds_up_neither_trims_nor_sweeps() {
+        let mut core = settled(config(WhenFull::Reject));
+        let job = core.on_usage(LATER, &usage(81, 0)).job.expect("a trim at high");
+        let done = core.on_done(LATER, &job, JobReport::default(), &usage(81, 0));
+        assert_eq!(done.blocked, vec![(Log::Store, true)]);
+        // The clock steps back ten minutes; peers confirm meanwhile.
+        let stepped = LATER - 600_000;
+        let mut decision = core.on_usage(stepped, &usage(75, 0));
+        let (mut jobs, mut blocked) = (Vec::new(), Vec::new());
+        while let Some(job) = decision.job.take() {
+            let (report, after) = match job {
+                // The trim deletes what peers confirmed.
+                Job::Trim { .. } => (
+                    JobReport {
+                        deleted: 40,
+                        full_batch: false,
+                    },
+                    usage(60, 0),
+                ),
+                Job::Sweep { .. } => (JobReport::default(), usage(75, 0)),
+            };
+            decision = core.on_done(stepped, &job, report, &after);
+            blocked.append(&mut decision.blocked);
+            jobs.push(job);
+        }
+        // Trims and sweeps planned before the step come due at once, not in ten minutes.
+        assert!(jobs.contains(&trim(Log::Store, 5 * KIB + 1, false)), "{jobs:?}");
+        let swept = |l: Log| jobs.iter().any(|j| matches!(j, Job::Sweep { log, .. } if *log == l));
+        assert!(swept(Log::Store) && swept(Log::Forward), "{jobs:?}");
+        assert_eq!(blocked, vec![(Log::Store, false)], "appends taken again");
+        // Then they keep their intervals on the new clock.
+        assert_eq!(core.on_usage(stepped + 299, &usage(60, 0)).job, None);
+        assert!(core.on_usage(stepped + 300, &usage(60, 0)).job.is_some());
     }
 
     #[test]
