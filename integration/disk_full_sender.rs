@@ -3,7 +3,8 @@
 //! Appends are then refused with a clear, retryable `RESOURCE_EXHAUSTED` naming the disk, the
 //! node stays ready, and once the link is back the peer keeps pulling and confirming on one
 //! connection, the sender reclaims the confirmed facts and their disk space, appends resume by
-//! themselves, and every acknowledged fact arrives exactly once.
+//! themselves, and every acknowledged fact arrives exactly once. An artifact the disk cannot
+//! spare is refused the same way before a byte of it is written.
 
 mod harness;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 use harness::{
     disk::{free_bytes, Mount},
     observe::{events, wait_until},
+    stderr,
     traffic::Traffic,
     Cluster,
 };
@@ -102,6 +104,49 @@ async fn a_full_sender_refuses_appends_until_its_peer_has_drained_it() {
         failed.is_empty(),
         "storage never ran out of room for its own writes: {failed:?}"
     );
+    drop(cluster);
+    drop(disk);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_artifact_the_disk_cannot_spare_is_refused_before_it_is_written() {
+    let mut cluster = Cluster::pair();
+    cluster.configure_all("\n[log]\naudit = false\n");
+    let sender = cluster.net.nodes.get_mut("enterprise").expect("enterprise");
+    sender.node_extra = RESERVE.to_owned();
+    let data_dir = sender.data_dir.clone();
+    let disk = Mount::tmpfs(&data_dir, DISK);
+    cluster.start("enterprise");
+    wait_until(Duration::from_secs(20), "the node has measured its disk", || {
+        cluster.status("enterprise")["storage"]["disk"]["total_bytes"].as_u64() > Some(0)
+    })
+    .await;
+
+    // It would fit on the file system, but only by taking the room kept for RocksDB's own
+    // writes (the reserve, its memtables, its log's next chunk).
+    let free = free_bytes(disk.path());
+    let size = free - 16 * MIB;
+    let artifact = cluster.dir().join("recording.bin");
+    std::fs::write(&artifact, vec![7u8; size as usize]).expect("artifact");
+    let path = artifact.to_str().expect("utf-8 path");
+    let put = |key: &str, file: &str| cluster.cli("enterprise", &["put-object", "--bucket", "qa", "--key", key, file]);
+    let refused = put("recording.bin", path);
+    assert_eq!(refused.status.code(), Some(75), "retryable: {}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(
+        said.contains("RESOURCE_EXHAUSTED") && said.contains("file system") && said.contains(&format!("{size} bytes")),
+        "a clear refusal naming the disk and the artifact: {said}"
+    );
+    assert!(
+        free_bytes(disk.path()) + 4 * MIB > free,
+        "nothing of it was written: {} of {free} bytes free",
+        free_bytes(disk.path())
+    );
+
+    let small = cluster.dir().join("coa.pdf");
+    std::fs::write(&small, vec![1u8; MIB as usize]).expect("small artifact");
+    let stored = put("coa.pdf", small.to_str().expect("utf-8 path"));
+    assert!(stored.status.success(), "one that fits is stored: {}", stderr(&stored));
     drop(cluster);
     drop(disk);
 }

@@ -110,18 +110,7 @@ impl Admission {
     pub fn check(&self) -> Result<(), RpcError> {
         let disk = *self.disk.borrow();
         if disk.low {
-            return Err(RpcError::new(
-                ErrorCode::ResourceExhausted,
-                format!(
-                    "the data directory's file system has {} bytes free and the node needs {} \
-                     (node.disk_reserve_bytes {} plus {} that storage writes by itself): appends are \
-                     refused until confirmed facts are reclaimed or space is freed",
-                    disk.space.free_bytes,
-                    disk.needed,
-                    self.config.disk_reserve_bytes,
-                    disk.space.pending_bytes(),
-                ),
-            ));
+            return Err(self.disk_refusal(&disk, "appends are refused"));
         }
         if !self.rejecting.load(Ordering::Acquire) {
             return Ok(());
@@ -138,6 +127,40 @@ impl Admission {
                 self.config.policy.low_watermark_percent(),
             ),
         ))
+    }
+}
+
+impl Admission {
+    /// `RESOURCE_EXHAUSTED` (retryable) for a producer's artifact of `size` bytes while the disk
+    /// is low, or when the artifact would take the free space below what the node needs: the
+    /// artifact store shares the data directory's file system with storage, which must never
+    /// run out of room for its own writes (confirms, reclaims, flushes).
+    pub fn check_upload(&self, size: u64) -> Result<(), RpcError> {
+        let disk = *self.disk.borrow();
+        // Not measured yet (the first measurement comes within a second of start): the capacity
+        // of `[objects]` is the only bound until then.
+        let measured = disk.space.total_bytes > 0;
+        let room = disk.space.free_bytes.saturating_sub(disk.needed);
+        if disk.low || (measured && size > room) {
+            let refused = format!("an artifact of {size} bytes is refused");
+            return Err(self.disk_refusal(&disk, &refused));
+        }
+        Ok(())
+    }
+
+    fn disk_refusal(&self, disk: &DiskState, refused: &str) -> RpcError {
+        RpcError::new(
+            ErrorCode::ResourceExhausted,
+            format!(
+                "the data directory's file system has {} bytes free and the node needs {} \
+                 (node.disk_reserve_bytes {} plus {} that storage writes by itself): {refused} \
+                 until confirmed facts are reclaimed or space is freed",
+                disk.space.free_bytes,
+                disk.needed,
+                self.config.disk_reserve_bytes,
+                disk.space.pending_bytes(),
+            ),
+        )
     }
 }
 

@@ -99,7 +99,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         sweep_interval,
         telemetry.clone(),
     ));
-    let store = StoreBuffer::new(store, journal.clone(), admission, objects.clone()).start();
+    let store = StoreBuffer::new(store, journal.clone(), admission.clone(), objects.clone()).start();
     let seen = Seen::default();
     let forward = ForwardBuffer::new(forward, journal.clone(), seen.clone()).start();
     let switches = GateSwitches::new(peers.clone());
@@ -139,6 +139,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         forward,
         gate: gate.clone(),
         objects,
+        admission,
         links: links.clone(),
         drain: drain.clone(),
         switches: switches.clone(),

@@ -11,6 +11,7 @@ use super::{
 };
 use crate::standing::StandingRx;
 use crate::{
+    backpressure::Admission,
     events::Telemetry,
     forward_buffer::ForwardBuffer,
     objects::ObjectStore,
@@ -41,6 +42,8 @@ pub struct RpcDeps {
     pub forward: Addr<ForwardBuffer>,
     pub gate: Addr<ZoneGate>,
     pub objects: ObjectStore,
+    /// The disk's verdict on producers' artifacts (the store buffer's admission).
+    pub admission: Admission,
     pub links: HashMap<String, Addr<PeerLink>>,
     /// Refuses client calls while the node drains; peer calls are never held back.
     pub drain: DrainHandle,

@@ -20,7 +20,8 @@ pub(super) struct Body {
     size: u64,
 }
 
-/// Needs the `produce` role. The body is read from the caller's stream while it is stored.
+/// Needs the `produce` role, and room on the disk beside what storage needs. The body is read
+/// from the caller's stream while it is stored.
 pub(super) async fn put(
     r: PutObjectRequest,
     caller: &Caller,
@@ -28,6 +29,7 @@ pub(super) async fn put(
     recv: &mut RecvStream,
 ) -> Result<Response, RpcError> {
     authorise(caller, Role::Produce, &ctx.config.zone)?;
+    ctx.deps.admission.check_upload(r.size)?;
     let spec = PutSpec {
         bucket: r.bucket,
         key: r.key,
