@@ -78,6 +78,8 @@ pub enum Command {
         /// Durable consumer name; its confirmed position survives restarts.
         #[arg(long)]
         consumer: String,
+        /// The most facts to return (the node serves at most 10 000); fewer when they would not
+        /// fit in one frame.
         #[arg(long, default_value_t = 100)]
         limit: u32,
         /// Wait this long for the first fact when none is ready.
@@ -91,8 +93,11 @@ pub enum Command {
     Confirm {
         #[command(flatten)]
         conn: ConnArgs,
+        /// Durable consumer name, as given to fetch.
         #[arg(long)]
         consumer: String,
+        /// The offset of the last fact processed: it and every fact before it are confirmed, and
+        /// the next fetch starts after it. An offset past the last stored fact is refused.
         #[arg(long)]
         offset: u64,
     },
@@ -131,6 +136,7 @@ pub enum Command {
     Trace {
         #[command(flatten)]
         admin: AdminArgs,
+        /// The fact's message id (its envelope's `message_id`).
         #[arg(long)]
         message_id: String,
         /// The zone the fact was produced in (its envelope's `from_zone`).
@@ -186,6 +192,7 @@ pub enum Command {
     /// fish: `bsfg completions fish > ~/.config/fish/completions/bsfg.fish`. The Debian package
     /// installs the bash, zsh and fish scripts.
     Completions {
+        /// The shell to write the script for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -226,6 +233,8 @@ const DAYS: std::ops::RangeInclusive<i64> = 1..=36_500;
 pub enum PkiCommand {
     /// Create (or reuse) a CA in DIR and issue certificates for zones and clients.
     Init {
+        /// Directory for the CA (ca.pem, ca.key) and one NAME.pem and NAME.key per certificate;
+        /// created (mode 0700) if missing. A CA already there is reused.
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
         /// Zone names, comma-separated: one node certificate each (CN = zone).
@@ -243,6 +252,7 @@ pub enum PkiCommand {
     /// the list (a node refuses a list past its nextUpdate). Install it where `[tls] crl`
     /// points, then reload every node. Prints {"crl", "revoked", "added", "next_update"}.
     Revoke {
+        /// Directory of the CA (as made by `pki init`): its ca.pem and ca.key sign DIR/ca.crl.
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
         /// A certificate (PEM) to revoke; repeatable.
@@ -315,6 +325,7 @@ pub enum ConsumersAction {
     /// Move a consumer's cursor back to OFFSET: the facts after it that are still retained are
     /// delivered again (facts already reclaimed are gone). Stop the consumer's application first.
     Rewind {
+        /// The consumer name its application uses.
         name: String,
         /// The new cursor: the next fetch starts after this offset.
         #[arg(long)]
