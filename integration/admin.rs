@@ -265,6 +265,47 @@ async fn status_reports_gates_backlogs_consumers_and_certificate_and_sigterm_exi
     assert!(log.contains("\"drained\""), "the shutdown drained first:\n{log}");
 }
 
+/// A node stopping on SIGTERM drains for good: while its drain waits for a client call in
+/// flight, `resume` is refused (409, audited) and `/readyz` stays 503; then it exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_refuses_to_resume() {
+    let mut cluster = Cluster::pair();
+    cluster.start("enterprise");
+    let addr = cluster.admin("enterprise");
+    let client = cluster.client("enterprise").await;
+    // A long-poll of a consumer with nothing to read: a client call the drain waits for.
+    let waiting = tokio::spawn(async move { client.fetch("mes", 10, 8_000, None).await });
+    wait_until(Duration::from_secs(10), "the long-poll is in flight", || {
+        json(&http(addr, "GET", "/v1/status", None).1)["in_flight"] == 1
+    })
+    .await;
+
+    cluster.signal("enterprise", "TERM");
+    wait_until(Duration::from_secs(10), "the node drains", || {
+        http(addr, "GET", "/readyz", None).0 == 503
+    })
+    .await;
+    let (status, body) = http(addr, "POST", "/v1/admin/resume", None);
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(json(&body)["error"], "INVALID_ARGUMENT", "{body}");
+    assert!(body.contains("stopping"), "{body}");
+    assert_eq!(http(addr, "GET", "/readyz", None).0, 503, "still not ready");
+    let report = json(&http(addr, "GET", "/v1/status", None).1);
+    assert_eq!(report["draining"], true, "{report}");
+
+    let answered = waiting.await.expect("fetch task");
+    assert!(answered.is_ok(), "the call in flight was answered: {answered:?}");
+    let exit = cluster.terminate("enterprise");
+    assert_eq!(exit.code(), Some(0));
+    let log = std::fs::read_to_string(cluster.dir().join("enterprise.log")).unwrap_or_default();
+    let audited = log
+        .lines()
+        .filter(|l| l.contains("\"admin_action\"") && l.contains("resume"))
+        .collect::<Vec<_>>();
+    assert_eq!(audited.len(), 1, "the refused resume is audited: {log}");
+    assert!(audited[0].contains("INVALID_ARGUMENT"), "{}", audited[0]);
+}
+
 /// `/healthz` answers 200 for as long as the process runs, also while the node starts; meanwhile
 /// `/readyz` and the rest of the API answer 503. The start is held here by an HA instance whose
 /// engine (its client and monitoring ports) accepts connections and never answers: the instance

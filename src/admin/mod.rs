@@ -208,15 +208,17 @@ async fn drain(operator: Operator, running: Started, state: web::Data<AdminDeps>
     audited(&state.log, &operator, "drain", Subject::default(), Ok(body))
 }
 
+/// 409 while the node is stopping: its shutdown drain is for good.
 async fn resume(operator: Operator, running: Started, state: web::Data<AdminDeps>) -> HttpResponse {
-    running.node.drain.resume();
-    audited(
-        &state.log,
-        &operator,
-        "resume",
-        Subject::default(),
-        Ok(json!({"draining": false})),
-    )
+    let outcome = match running.node.drain.resume() {
+        true => Ok(json!({"draining": false})),
+        false => Err(Refusal::new(
+            StatusCode::CONFLICT,
+            ErrorCode::InvalidArgument,
+            "the node is stopping (SIGTERM): it drains for good and does not take client calls again",
+        )),
+    };
+    audited(&state.log, &operator, "resume", Subject::default(), outcome)
 }
 
 /// An HA zone's active instance hands over to a standby (rolling upgrades): 200 once it stopped

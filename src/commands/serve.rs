@@ -79,7 +79,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         wait_for_stop(&reloader).await?;
         info!(log, "shutdown_requested");
         service.stopping(&format!("draining client calls (up to {DRAIN_GRACE:?})"));
-        let outcome = handles.drain.drain(DRAIN_GRACE).await;
+        let outcome = handles.drain.stop(DRAIN_GRACE).await;
         info!(log, "drained"; "drained" => outcome.drained, "in_flight" => outcome.in_flight);
         service.status("closing peer links and storage");
         if let Some(watchdog) = watchdog {

@@ -1,6 +1,7 @@
 //! Node-level drain (SPEC §10): while draining, the RPC server refuses new client calls with
 //! `UNAVAILABLE` (peer calls keep replication going) and lets the client calls already admitted
-//! finish. One shared value, cloned into the server, the admin API and the SIGTERM path.
+//! finish. One shared value, cloned into the server, the admin API and the SIGTERM path; the
+//! drain of a stopping node cannot be resumed.
 //!
 //! Invariant: a call is admitted by incrementing `in_flight` *before* reading the flag, and a
 //! drain sets the flag *before* reading `in_flight` (both `SeqCst`), so every call that slipped
@@ -26,6 +27,8 @@ pub struct DrainHandle(Arc<Inner>);
 
 struct Inner {
     draining: AtomicBool,
+    /// The node is stopping: its drain is for good.
+    stopping: AtomicBool,
     in_flight: AtomicUsize,
     idle: Notify,
     gauge: IntGauge,
@@ -56,6 +59,7 @@ impl DrainHandle {
         gauge.set(0);
         Self(Arc::new(Inner {
             draining: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             gauge,
@@ -89,10 +93,26 @@ impl DrainHandle {
         }
     }
 
-    /// Admits client calls again.
-    pub fn resume(&self) {
+    /// The node is stopping (SIGTERM): drains as [`DrainHandle::drain`], for good.
+    pub async fn stop(&self, grace: Duration) -> DrainOutcome {
+        self.0.stopping.store(true, SeqCst);
+        self.drain(grace).await
+    }
+
+    /// Admits client calls again; `false`, and nothing changed, once the node is stopping.
+    #[must_use]
+    pub fn resume(&self) -> bool {
+        if self.0.stopping.load(SeqCst) {
+            return false;
+        }
         self.0.draining.store(false, SeqCst);
+        // A stop that raised the flag between the check and the store keeps it raised.
+        if self.0.stopping.load(SeqCst) {
+            self.0.draining.store(true, SeqCst);
+            return false;
+        }
         self.0.gauge.set(0);
+        true
     }
 
     async fn idle(&self) {
@@ -117,6 +137,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_drain_of_a_stopping_node_cannot_be_resumed() {
+        let drain = handle();
+        let call = drain.admit().expect("admitted before the stop");
+        let stopping = tokio::spawn({
+            let drain = drain.clone();
+            async move { drain.stop(Duration::from_secs(5)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!drain.resume(), "refused while the node stops");
+        assert!(drain.is_draining());
+        assert!(drain.admit().is_none(), "still refusing new calls");
+        assert_eq!(drain.0.gauge.get(), 1);
+        drop(call);
+        assert!(stopping.await.expect("stop task").drained);
+        assert!(!drain.resume(), "nor once it has drained");
+    }
+
+    #[tokio::test]
     async fn drain_waits_for_admitted_calls_and_refuses_new_ones() {
         let drain = handle();
         let call = drain.admit().expect("admitted before the drain");
@@ -137,7 +175,7 @@ mod tests {
                 in_flight: 0
             }
         );
-        drain.resume();
+        assert!(drain.resume());
         assert!(drain.admit().is_some());
         assert_eq!(drain.0.gauge.get(), 0);
     }
