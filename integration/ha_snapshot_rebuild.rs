@@ -2,13 +2,15 @@
 //! snapshots of its replica into the engine's object store and the log is purged below the
 //! older one kept; a standby whose `data_dir` is wiped restores the newest snapshot, follows the
 //! log's tail, and can take over when the active instance is killed, losing and duplicating
-//! nothing.
+//! nothing. A restore cut short (here by a disk too small for the snapshot) leaves nothing that
+//! looks like a database, and the next start, with room, restores again.
 
 mod harness;
 
 use std::time::Duration;
 
 use harness::{
+    disk::Mount,
     ha::{HaZone, PLANT, ZONE},
     observe::{events, wait_until},
 };
@@ -33,6 +35,27 @@ async fn a_wiped_standby_rebuilds_from_snapshot_and_tail_and_takes_over() {
     assert!(ha.cluster.terminate(standby).success());
     let data_dir = ha.cluster.net.node(standby).expect("standby").data_dir.clone();
     std::fs::remove_dir_all(&data_dir).expect("wipe the standby's replica");
+
+    let written = events(&ha.cluster, standby, "snapshot_written");
+    let snapshot = written
+        .last()
+        .and_then(|e| e["bytes"].as_u64())
+        .expect("a snapshot's size");
+    let disk = Mount::tmpfs(&data_dir, snapshot / 2);
+    let cut_short = ha.cluster.net.spawn(&harness::bin(), standby);
+    assert!(
+        cut_short.is_err(),
+        "a snapshot of {snapshot} bytes cannot be restored into half of it"
+    );
+    let left: Vec<String> = std::fs::read_dir(&data_dir)
+        .expect("data dir")
+        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "nothing of the cut-short restore is left in the data directory: {left:?}"
+    );
+    disk.resize(1 << 30);
     ha.cluster.start(standby);
     wait_until(Duration::from_secs(30), "the wiped standby restored a snapshot", || {
         events(&ha.cluster, standby, "snapshot_restored").len() == 1
@@ -55,4 +78,6 @@ async fn a_wiped_standby_rebuilds_from_snapshot_and_tail_and_takes_over() {
     )
     .await;
     traffic.assert_delivered_exactly_once(Duration::from_secs(60)).await;
+    drop(ha);
+    drop(disk);
 }

@@ -39,6 +39,12 @@ impl Mount {
         Self { path: path.to_owned() }
     }
 
+    /// Grows (or shrinks) a tmpfs made by [`Mount::tmpfs`], keeping its files.
+    pub fn resize(&self, size_bytes: u64) {
+        let options = format!("remount,size={size_bytes}");
+        run("mount", &["-o", &options, &self.path.to_string_lossy()]);
+    }
+
     /// `path` bind-mounted onto itself, so it can be made read-only: files opened before (through
     /// the mount below) stay writable, new ones cannot be created through the path.
     pub fn bind(path: &Path) -> Self {

@@ -140,25 +140,72 @@ fn complete_snapshots(names: &[String]) -> Vec<u64> {
 
 /// Restores the newest snapshot into the empty `data_dir`; returns its sequence, file count and
 /// bytes. `None` when there is no snapshot.
+///
+/// Whether a replica is there to open is whether `data_dir` holds `CURRENT`, so the files are
+/// fetched into [`RESTORING`] first and moved into place only once all of them are synced,
+/// `CURRENT` last: a restore cut short (a full disk, the engine lost, a stop during start-up)
+/// leaves nothing that looks like a database, and the next start restores again.
 pub async fn restore(objects: &JetStreamObjects, data_dir: &Path) -> Result<Option<(u64, usize, u64)>, String> {
     let names = objects.names().await.map_err(|e| e.to_string())?;
     let Some(seq) = complete_snapshots(&names).pop() else {
         return Ok(None);
     };
     let prefix = format!("{seq:020}/");
-    tokio::fs::create_dir_all(data_dir).await.map_err(|e| e.to_string())?;
-    let mut bytes = 0;
-    let mut files = 0;
     let manifest = format!("{prefix}{MANIFEST}");
-    for name in names.iter().filter(|n| n.starts_with(&prefix) && **n != manifest) {
-        let file = file_name(&name[prefix.len()..])?;
+    let mut files = names
+        .iter()
+        .filter(|n| n.starts_with(&prefix) && **n != manifest)
+        .map(|name| Ok((name.as_str(), file_name(&name[prefix.len()..])?)))
+        .collect::<Result<Vec<_>, String>>()?;
+    // `CURRENT` names the manifest RocksDB reads: it goes into place after every other file.
+    files.sort_by_key(|(_, file)| *file == "CURRENT");
+    let staging = data_dir.join(RESTORING);
+    let fetched = fetch_all(objects, &staging, &files).await;
+    let placed = match fetched {
+        Ok(bytes) => place(&staging, data_dir, &files).await.map(|()| bytes),
+        Err(e) => Err(e),
+    };
+    if placed.is_err() {
+        // Room back for the next attempt, which starts from an empty staging directory anyway.
+        let _ = tokio::fs::remove_dir_all(&staging).await;
+    }
+    Ok(Some((seq, files.len(), placed?)))
+}
+
+/// Where a restore fetches the snapshot's files before they move into the data directory.
+const RESTORING: &str = "restoring";
+
+/// Fetches every file into `staging`, emptied first of what an interrupted restore left; the
+/// bytes fetched.
+async fn fetch_all(objects: &JetStreamObjects, staging: &Path, files: &[(&str, &str)]) -> Result<u64, String> {
+    let failed = |e: std::io::Error| format!("{}: {e}", staging.display());
+    match tokio::fs::remove_dir_all(staging).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(failed(e)),
+        _ => {}
+    }
+    tokio::fs::create_dir_all(staging).await.map_err(failed)?;
+    let mut bytes = 0;
+    for (name, file) in files {
         bytes += objects
-            .get_file(name, &data_dir.join(file))
+            .get_file(name, &staging.join(file))
             .await
             .map_err(|e| e.to_string())?;
-        files += 1;
     }
-    Ok(Some((seq, files, bytes)))
+    Ok(bytes)
+}
+
+/// Moves the fetched files into `data_dir` in their order (each file is synced by its fetch),
+/// then makes the moves durable.
+async fn place(staging: &Path, data_dir: &Path, files: &[(&str, &str)]) -> Result<(), String> {
+    let failed = |e: std::io::Error| format!("{}: {e}", data_dir.display());
+    for (_, file) in files {
+        tokio::fs::rename(staging.join(file), data_dir.join(file))
+            .await
+            .map_err(failed)?;
+    }
+    let dir = tokio::fs::File::open(data_dir).await.map_err(failed)?;
+    dir.sync_all().await.map_err(failed)?;
+    tokio::fs::remove_dir(staging).await.map_err(failed)
 }
 
 /// A snapshot's file as named in the engine: one plain file name (a checkpoint is one flat
