@@ -17,11 +17,12 @@ use bsfg::{
     client::{Client, ClientError, ClientOptions},
     pki,
 };
-use bsfg_proto::ErrorCode;
+use bsfg_proto::{ErrorCode, Response};
 use harness::{
     admin::{http, json},
     message,
     observe::{events, metric, wait_until},
+    raw::RawConnection,
     stderr, Cluster,
 };
 
@@ -223,6 +224,20 @@ async fn unknown_node_identity_is_denied(cluster: &Cluster) {
         .expect_err("append by an unknown node");
     assert_eq!(append.code(), ErrorCode::PermissionDenied, "{append}");
     client.close().await;
+
+    // Its requests are not even read: a header announcing a frame of the largest size, with
+    // hardly any of it sent, is denied as such (not read to its end, nor taken for truncated).
+    let raw = RawConnection::open(&options).await;
+    let mut announced = (16u32 << 20).to_be_bytes().to_vec();
+    announced.extend_from_slice(&[0; 64]);
+    let answer = raw.exchange(&announced).await.expect("an answer");
+    match answer {
+        Response::Error(e) => {
+            assert_eq!(e.code, ErrorCode::PermissionDenied, "{e:?}");
+            assert!(e.message.contains(ROGUE), "{e:?}");
+        }
+        other => panic!("a stranger's request is denied: {other:?}"),
+    }
 }
 
 async fn peer_certificate_reads_only_its_own_facts(cluster: &Cluster) {

@@ -141,10 +141,22 @@ pub(super) fn authorise(caller: &Caller, role: Role, zone: &str) -> Result<(), R
         Caller::Peer(zone) => Err(RpcError::denied(format!(
             "peer node {zone:?} cannot {name} as a client"
         ))),
-        Caller::Unknown(cn) => Err(RpcError::denied(format!(
-            "identity {cn:?} is not a configured client or peer of zone {zone:?}"
-        ))),
+        Caller::Unknown(cn) => Err(stranger(cn, zone)),
     }
+}
+
+/// The refusal of a caller that is neither a configured client nor a peer, whatever it asks.
+pub(super) fn refuse_unknown(caller: &Caller, zone: &str) -> Option<RpcError> {
+    match caller {
+        Caller::Unknown(cn) => Some(stranger(cn, zone)),
+        _ => None,
+    }
+}
+
+fn stranger(cn: &str, zone: &str) -> RpcError {
+    RpcError::denied(format!(
+        "identity {cn:?} is not a configured client or peer of zone {zone:?}"
+    ))
 }
 
 #[cfg(test)]

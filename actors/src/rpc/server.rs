@@ -22,7 +22,7 @@ use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use super::{
     append_stream,
     call::{Answer, Call, Details},
-    caller::Caller,
+    caller::{refuse_unknown, Caller},
     context::{Context, RpcConfig, RpcDeps},
     dispatch,
     drain::InFlight,
@@ -165,32 +165,35 @@ async fn serve_stream(
     // Judged by the table of the moment: the client list may have been reloaded since the
     // connection was accepted.
     let caller = deps.authorisations.refresh(&caller);
-    let read = tokio::time::timeout(
-        framed::REQUEST_TIMEOUT,
-        framed::read_frame::<Request>(&mut recv, config.max_frame_bytes),
-    );
     let started = std::time::Instant::now();
     let (mut operation, mut facts, mut details, mut in_flight) = ("invalid", 0, Details::default(), None);
     let gate_closed = gate_closed(&caller, deps);
     let mut body = None;
-    let answer: Answer = match read.await {
-        Ok(Ok(request @ Request::Append(_))) => {
-            return append_stream::serve(request, started, send, recv, caller, ctx.clone()).await
-        }
-        Ok(Ok(request)) => {
-            operation = request.operation();
-            facts = request.facts();
-            details = Details::capture(&request, &caller, config.audit);
-            match admit(&caller, gate_closed, &ctx) {
-                Ok(guard) => {
-                    in_flight = guard;
-                    dispatch::dispatch(request, &caller, &ctx, &mut recv, &mut body).await
-                }
-                Err(e) => Response::Error(e).into(),
+    // A stranger (a certificate of our CA, but neither a client nor a peer) is refused whatever
+    // it asks, so its request is not read: it makes the node hold no frame buffers.
+    let answer: Answer = if let Some(refusal) = refuse_unknown(&caller, &config.zone) {
+        Response::Error(refusal).into()
+    } else {
+        let read = framed::read_frame::<Request>(&mut recv, config.max_frame_bytes);
+        match tokio::time::timeout(framed::REQUEST_TIMEOUT, read).await {
+            Ok(Ok(request @ Request::Append(_))) => {
+                return append_stream::serve(request, started, send, recv, caller, ctx.clone()).await
             }
+            Ok(Ok(request)) => {
+                operation = request.operation();
+                facts = request.facts();
+                details = Details::capture(&request, &caller, config.audit);
+                match admit(&caller, gate_closed, &ctx) {
+                    Ok(guard) => {
+                        in_flight = guard;
+                        dispatch::dispatch(request, &caller, &ctx, &mut recv, &mut body).await
+                    }
+                    Err(e) => Response::Error(e).into(),
+                }
+            }
+            Ok(Err(e)) => Response::Error(e.to_rpc()).into(),
+            Err(_) => Response::Error(framed::StreamError::Timeout(framed::REQUEST_TIMEOUT).to_rpc()).into(),
         }
-        Ok(Err(e)) => Response::Error(e.to_rpc()).into(),
-        Err(_) => Response::Error(framed::StreamError::Timeout(framed::REQUEST_TIMEOUT).to_rpc()).into(),
     };
     let call = Call {
         caller: &caller,
