@@ -1,5 +1,6 @@
 //! Property: two zones exchange facts exactly once and in order in both directions, and a local
-//! consumer's confirmed cursor survives a restart of its node (issue #2, test 1).
+//! consumer's confirmed cursor survives a restart of its node (issue #2, test 1); peers whose
+//! frame limits differ still exchange a backlog whose pages are over the smaller limit.
 
 mod harness;
 
@@ -11,7 +12,7 @@ use std::{
 
 use futures::StreamExt;
 
-use harness::{json_lines, message, receive, Cluster};
+use harness::{json_lines, message, observe::wait_until, receive, traffic::Traffic, Cluster};
 
 const COUNT: usize = 10_000;
 
@@ -156,4 +157,30 @@ async fn enterprise_order(cluster: &Cluster) -> Vec<String> {
     order.sort();
     client.close().await;
     order.into_iter().map(|(_, id)| id).collect()
+}
+
+/// `enterprise` serves pages of up to half its 8 MiB frame limit; `plant-a` reads frames of at most
+/// 1 MiB. A page over that is refused by the reader, which asks for fewer facts instead of asking
+/// for the same page again for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_with_different_frame_limits_exchange_a_backlog() {
+    let mut cluster = Cluster::pair();
+    for (zone, limit) in [("enterprise", "8MiB"), ("plant-a", "1MiB")] {
+        let node = cluster.net.nodes.get_mut(zone).expect("zone");
+        node.extra = format!("[limits]\nmax_frame_bytes = \"{limit}\"\nmax_fact_bytes = \"64KiB\"\n");
+    }
+    cluster.start("enterprise");
+    // A backlog of facts of about 4 KiB: a page of 1000 of them is some 4 MB.
+    let mut traffic = Traffic::default();
+    traffic.flood(cluster.options("enterprise"), "enterprise", "plant-a", 64, 4000);
+    let history = traffic.history.clone();
+    wait_until(Duration::from_secs(60), "a backlog of 5 000 facts", || {
+        history.acked_count("enterprise") >= 5_000
+    })
+    .await;
+    traffic.stop_producing().await;
+
+    cluster.start("plant-a");
+    traffic.consume(cluster.options("plant-a"), "plant-a", "mes");
+    traffic.assert_delivered_exactly_once(Duration::from_secs(60)).await;
 }

@@ -80,6 +80,23 @@ impl PageSize {
     }
 }
 
+impl PageSize {
+    /// A page asked with limit `asked` came as a frame of `frame_len` bytes, over the `max_frame`
+    /// this node reads (the peer's own limit is larger): from now on the pages ask for what fits,
+    /// with a tenth to spare, and at most half as many. `false` when a single fact did not fit:
+    /// no smaller page can help.
+    pub(super) fn refused(&mut self, asked: u32, frame_len: usize, max_frame: usize) -> bool {
+        if asked <= 1 {
+            return false;
+        }
+        let fitting = f64::from(asked) * max_frame as f64 / frame_len.max(1) as f64 * 0.9;
+        let ceiling = (fitting as u32).min(asked / 2).max(1);
+        self.batch_limit = self.batch_limit.min(ceiling);
+        self.limit = self.limit.min(ceiling);
+        true
+    }
+}
+
 fn average(previous: Option<f64>, newest: f64) -> f64 {
     match previous {
         Some(previous) => previous * (1.0 - WEIGHT) + newest * WEIGHT,
@@ -144,6 +161,24 @@ mod tests {
         assert_eq!(size.fact_bytes, Some(400.0), "but the facts' size is known");
         size.on_page(1000, 0, 0, Duration::from_secs(1));
         assert_eq!(size.limit(), 1000);
+    }
+
+    #[test]
+    fn a_page_over_the_frame_limit_lowers_the_ceiling_for_good() {
+        let mut size = PageSize::new(1000);
+        // 1000 facts came as 8 MB; this node reads at most 1 MB.
+        assert!(size.refused(1000, 8_000_000, 1_000_000));
+        assert_eq!(size.limit(), 112, "what fits, with a tenth to spare");
+        settle(&mut size, 100_000_000.0);
+        assert_eq!(size.limit(), 112, "a fast link no longer grows it past the ceiling");
+        assert!(size.refused(112, 1_200_000, 1_000_000), "still too large: fewer again");
+        assert_eq!(size.limit(), 56, "at most half as many each time");
+        assert!(size.refused(2, 1_100_000, 1_000_000));
+        assert_eq!(size.limit(), 1);
+        assert!(
+            !size.refused(1, 2_000_000, 1_000_000),
+            "one fact over the limit: nothing helps"
+        );
     }
 
     #[test]

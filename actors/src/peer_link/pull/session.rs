@@ -25,7 +25,7 @@ use std::{
     time::Instant,
 };
 
-use bsfg_proto::{FetchResponse, FetchedFact, RpcError};
+use bsfg_proto::{FetchResponse, FetchedFact, FrameError, RpcError};
 use quinn::Connection;
 use tokio::sync::{mpsc, watch};
 
@@ -222,7 +222,15 @@ impl Session {
                 None => size.limit(),
             };
             let asked = Instant::now();
-            let (page, bytes) = self.fetch(conn, after, limit).await?;
+            let (page, bytes) = match self.fetch(conn, after, limit).await {
+                // The peer's limit is above ours, and so are its pages: ask for fewer facts.
+                Err(PullError::Stream(framed::StreamError::Frame(FrameError::TooLarge { len, limit: most })))
+                    if size.refused(limit, len, most) =>
+                {
+                    continue;
+                }
+                fetched => fetched?,
+            };
             size.on_page(limit, page.facts.len(), bytes, asked.elapsed());
             // The page came at the link's pace; the next one waits until the cap allows it.
             self.ingress.pace(bytes).await;
