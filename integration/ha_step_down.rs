@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use harness::{
     drill::Drill,
-    ha::{flowing, HaEstate, HaZone, INSTANCES, ZONE},
+    ha::{flowing, HaEstate, HaZone, INSTANCES, PLANT, ZONE},
     observe::{event_fields, events, metric, scrape, wait_until},
 };
 
@@ -66,6 +66,38 @@ async fn stepping_down_under_load_fails_no_producer_call() {
     );
     traffic.stop_producing().await;
     assert_eq!(traffic.errors(), Vec::<String>::new(), "no producer call failed");
+    traffic.assert_delivered_exactly_once(Duration::from_secs(60)).await;
+}
+
+/// An HA zone that dials nothing, as a DMZ does: its peer finds the active instance through its
+/// address list, and after a step-down leaves the demoted instance, which refuses its calls and
+/// closes its connection, for the new active one; replication goes on both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_of_a_zone_that_only_accepts_follows_the_active_instance() {
+    let mut ha = HaZone::new(Default::default(), "lease_ttl = \"2s\"").await;
+    for instance in INSTANCES {
+        ha.cluster.net.set_dial(instance, PLANT, false).expect("peer");
+    }
+    ha.cluster.start(PLANT);
+    for instance in INSTANCES {
+        ha.cluster.start(instance);
+    }
+    let old = ha.wait_active(None, Duration::from_secs(30)).await;
+    let mut traffic = ha.traffic(Duration::from_millis(10));
+    let history = traffic.history.clone();
+    flowing(&history).await;
+
+    let stepped = ha.cluster.admin_cli(&old, &["admin", "step-down"]);
+    assert_eq!(stepped.status.code(), Some(0), "{}", harness::stderr(&stepped));
+    let new = ha.wait_active(Some(&old), Duration::from_secs(10)).await;
+    let delivered = (history.delivered_count(ZONE), history.delivered_count(PLANT));
+    wait_until(
+        Duration::from_secs(30),
+        &format!("facts flow both ways through {new}"),
+        || history.delivered_count(ZONE) > delivered.0 + 50 && history.delivered_count(PLANT) > delivered.1 + 50,
+    )
+    .await;
+    traffic.stop_producing().await;
     traffic.assert_delivered_exactly_once(Duration::from_secs(60)).await;
 }
 

@@ -10,7 +10,8 @@
 //!
 //! Refusals before dispatch: every call while this instance is an HA zone's standby (naming the
 //! active instance; its connections are closed with `CloseCode::Standby` when it stops being
-//! active, so clients and peers move to the active one), client calls while the node drains, and
+//! active, and a peer's as soon as a call of it was refused, so clients and peers move to the
+//! active one), client calls while the node drains, and
 //! every call of a peer whose gate an operator closed (its connection is closed once the refusal
 //! is delivered, and never offered to the link).
 
@@ -38,6 +39,8 @@ use crate::{
 
 /// How long a refused peer gets to receive its refusal before its connection is closed.
 const REFUSAL_DELIVERY: Duration = Duration::from_secs(5);
+/// Why a standby closes a connection.
+const NOT_ACTIVE: &str = "this instance is not the active instance";
 
 /// Connections this node dialled to a peer: the peer may open streams on them too.
 pub type DialedConnections = tokio::sync::mpsc::UnboundedReceiver<(quinn::Connection, String)>;
@@ -147,7 +150,7 @@ async fn serve_calls(conn: Connection, caller: Arc<Caller>, ctx: Arc<Context>) {
                 Err(_) => return,
             },
             _ = standing::until_inactive(&mut standing), if was_active => {
-                conn.close(CloseCode::Standby.code().into(), b"this instance is no longer the active instance");
+                conn.close(CloseCode::Standby.code().into(), NOT_ACTIVE.as_bytes());
                 return;
             }
         }
@@ -168,6 +171,9 @@ async fn serve_stream(
     let started = std::time::Instant::now();
     let (mut operation, mut facts, mut details, mut in_flight) = ("invalid", 0, Details::default(), None);
     let gate_closed = gate_closed(&caller, deps);
+    // A peer's link stays on a connection whose calls are refused retryably: unless a standby
+    // closes it, the link never moves on to the zone's next address (the active instance).
+    let standby = matches!(*caller, Caller::Peer(_)) && !deps.standing.borrow().is_active();
     let mut body = None;
     // A stranger (a certificate of our CA, but neither a client nor a peer) is refused whatever
     // it asks, so its request is not read: it makes the node hold no frame buffers.
@@ -211,10 +217,15 @@ async fn serve_stream(
     };
     objects::respond(&mut send, &answer, body, config.max_frame_bytes, &pacer).await;
     drop(in_flight);
-    if gate_closed {
+    let closing = match (gate_closed, standby) {
+        (true, _) => Some((CloseCode::GateClosed, CLOSED_BY_OPERATOR)),
+        (false, true) => Some((CloseCode::Standby, NOT_ACTIVE)),
+        (false, false) => None,
+    };
+    if let Some((code, reason)) = closing {
         // The peer learns why, then loses the connection: it must not keep one open per retry.
         let _ = tokio::time::timeout(REFUSAL_DELIVERY, send.stopped()).await;
-        conn.close(CloseCode::GateClosed.code().into(), CLOSED_BY_OPERATOR.as_bytes());
+        conn.close(code.code().into(), reason.as_bytes());
     }
 }
 
