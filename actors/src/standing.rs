@@ -41,14 +41,49 @@ impl Standing {
 /// The receiving side, as every component holds it.
 pub type StandingRx = watch::Receiver<Standing>;
 
-/// Waits until the standing is active.
+/// Waits until the standing is active (forever if the sender is gone and it is not: a diverged
+/// instance's controller stops, and nothing makes it active again).
 pub async fn until_active(standing: &mut StandingRx) {
-    let _ = standing.wait_for(Standing::is_active).await;
+    if standing.wait_for(Standing::is_active).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Waits until the standing is no longer active (forever if the sender is gone).
 pub async fn until_inactive(standing: &mut StandingRx) {
     if standing.wait_for(|s| !s.is_active()).await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_instance_nothing_will_make_active_again_waits_for_good() {
+        let (writer, mut standing) = watch::channel(Standing::Diverged {
+            instance: "enterprise-a".into(),
+        });
+        drop(writer);
+        let waited = tokio::time::timeout(Duration::from_secs(3600), until_active(&mut standing)).await;
+        assert!(
+            waited.is_err(),
+            "a diverged instance whose controller stopped never turns active"
+        );
+        let waited = tokio::time::timeout(Duration::from_secs(3600), until_inactive(&mut standing)).await;
+        assert!(waited.is_ok(), "it is not active");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_single_node_is_active_for_good() {
+        let (writer, mut standing) = watch::channel(Standing::Active);
+        drop(writer);
+        let waited = tokio::time::timeout(Duration::from_secs(1), until_active(&mut standing)).await;
+        assert!(waited.is_ok());
+        let waited = tokio::time::timeout(Duration::from_secs(3600), until_inactive(&mut standing)).await;
+        assert!(waited.is_err());
     }
 }
