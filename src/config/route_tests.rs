@@ -82,3 +82,12 @@ fn relay_zones_must_be_reachable() {
     let reachable = format!("{ROUTES}[[relay]]\nfrom = [\"idmz\", \"plant-b\"]\nto = [\"enterprise\"]\n");
     parse(&plant(&reachable)).expect("peers and routed zones are reachable");
 }
+
+#[test]
+fn a_relay_never_drops_what_it_relays() {
+    let relay = format!("{ROUTES}[[relay]]\nfrom = [\"idmz\"]\nto = [\"enterprise\"]\n");
+    let dropping = format!("[store]\nbackpressure = \"drop_oldest\"\n{relay}");
+    assert_invalid(&plant(&dropping), "store.backpressure", "relays ([[relay]])");
+    parse(&plant("[store]\nbackpressure = \"drop_oldest\"\n")).expect("a node that relays nothing may drop");
+    parse(&plant(&format!("[store]\nbackpressure = \"reject\"\n{relay}"))).expect("a relay that rejects");
+}

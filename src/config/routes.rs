@@ -2,13 +2,18 @@
 //! which flows it relays. Their rules, each naming the key at fault:
 //! - a route's `via` is a configured peer, and its `zones` are neither this node's zone nor a
 //!   peer (a zone is reached directly or through a route, never both), each routed once;
-//! - every zone of a `[[relay]]` entry is reachable (a peer or routed), and not this node's zone.
+//! - every zone of a `[[relay]]` entry is reachable (a peer or routed), and not this node's zone;
+//! - a node that relays keeps `store.backpressure = "reject"`: a full relay stops pulling, so the
+//!   pressure travels back to the origin, instead of dropping facts the origin counts delivered.
 //!
 //! [`Config::routing`] maps them, with the peers, onto the node's plain [`Routing`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bsfg_actors::relay::{RelayRule, Routing};
+use bsfg_actors::{
+    backpressure::WhenFull,
+    relay::{RelayRule, Routing},
+};
 use serde::Deserialize;
 
 use super::{validate::invalid, Config, ConfigError, Zone};
@@ -38,6 +43,13 @@ pub(super) fn check(config: &Config) -> Result<(), ConfigError> {
         for (key, zones) in [("from", &relay.from), ("to", &relay.to)] {
             check_reachable(config, &format!("relay[{index}].{key}"), zones)?;
         }
+    }
+    if !config.relay.is_empty() && config.store.backpressure == WhenFull::DropOldest {
+        return Err(invalid(
+            "store.backpressure",
+            "\"drop_oldest\" on a node that relays ([[relay]]): relayed facts are already counted \
+             delivered by their origin, so a full relay must stop pulling (\"reject\"), never drop them",
+        ));
     }
     Ok(())
 }
