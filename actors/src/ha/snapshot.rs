@@ -1,8 +1,11 @@
 //! Snapshots and the bounded log (design §4.7): a standby that applied `snapshot_every` bytes of
 //! the log since its last snapshot takes a RocksDB checkpoint of its replica (under the writer's
 //! lock, so the checkpoint holds exactly the position recorded beside it), stores its files in
-//! the zone's snapshot bucket as `<seq>/<file>`, and writes `<seq>/manifest` last: a snapshot
-//! without its manifest does not exist. Two snapshots are kept; the log is purged below the
+//! the zone's snapshot bucket as `<seq>.<instance>/<file>`, and writes `<seq>.<instance>/manifest`
+//! last: a snapshot without its manifest does not exist. The instance in the name keeps two
+//! standbys that checkpoint the same position apart: their files share names (`CURRENT`,
+//! `MANIFEST-…`, table numbers) but not contents. (Snapshots written before the instance was
+//! part of the name, `<seq>/<file>`, are still restored and pruned.) Two snapshots are kept; the log is purged below the
 //! older one's position, so one whole interval of log always follows a restorable snapshot.
 //!
 //! An empty replica (a new host, or a wiped `data_dir`) whose log no longer starts at record 1
@@ -30,6 +33,8 @@ const MANIFEST: &str = "manifest";
 
 /// A standby's snapshot duty.
 pub struct Snapshots<L: ReplicatedLog> {
+    /// This instance's name: part of its snapshots' names.
+    pub instance: String,
     pub storage: Arc<ReplicatedStorage<L>>,
     pub objects: JetStreamObjects,
     /// Where checkpoints are made before they are uploaded (inside `data_dir`).
@@ -66,7 +71,7 @@ impl<L: ReplicatedLog> Snapshots<L> {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        let prefix = format!("{:020}", position.seq);
+        let prefix = snapshot_dir(position.seq, &self.instance);
         let mut names = Vec::new();
         let mut bytes = 0;
         let mut entries = tokio::fs::read_dir(&dir).await.map_err(|e| e.to_string())?;
@@ -101,7 +106,7 @@ impl<L: ReplicatedLog> Snapshots<L> {
         if snapshots.len() < KEEP {
             return Ok(());
         }
-        let oldest_kept = snapshots[snapshots.len() - KEEP];
+        let (oldest_kept, _) = snapshots[snapshots.len() - KEEP];
         for name in names
             .iter()
             .filter(|n| snapshot_seq(n).is_some_and(|seq| seq < oldest_kept))
@@ -122,20 +127,32 @@ impl<L: ReplicatedLog> Snapshots<L> {
     }
 }
 
-/// The sequence of the snapshot an object belongs to (`<seq>/<file>`).
-fn snapshot_seq(name: &str) -> Option<u64> {
-    name.split_once('/').and_then(|(seq, _)| seq.parse().ok())
+/// The directory of this instance's snapshot at `seq` in the bucket.
+fn snapshot_dir(seq: u64, instance: &str) -> String {
+    format!("{seq:020}.{instance}")
 }
 
-/// Sequences of the snapshots whose manifest was written, oldest first.
-fn complete_snapshots(names: &[String]) -> Vec<u64> {
-    let mut seqs: Vec<u64> = names
+/// The snapshot an object belongs to: its directory (`<seq>.<instance>`, or `<seq>` as written
+/// before) and its sequence.
+fn snapshot_of(name: &str) -> Option<(u64, &str)> {
+    let (dir, _) = name.split_once('/')?;
+    let seq = dir.split_once('.').map_or(dir, |(seq, _)| seq).parse().ok()?;
+    Some((seq, dir))
+}
+
+fn snapshot_seq(name: &str) -> Option<u64> {
+    snapshot_of(name).map(|(seq, _)| seq)
+}
+
+/// The snapshots whose manifest was written, oldest first: sequence and directory.
+fn complete_snapshots(names: &[String]) -> Vec<(u64, &str)> {
+    let mut snapshots: Vec<(u64, &str)> = names
         .iter()
         .filter(|n| n.ends_with(&format!("/{MANIFEST}")))
-        .filter_map(|n| snapshot_seq(n))
+        .filter_map(|n| snapshot_of(n))
         .collect();
-    seqs.sort_unstable();
-    seqs
+    snapshots.sort_unstable();
+    snapshots
 }
 
 /// Restores the newest snapshot into the empty `data_dir`; returns its sequence, file count and
@@ -147,10 +164,10 @@ fn complete_snapshots(names: &[String]) -> Vec<u64> {
 /// leaves nothing that looks like a database, and the next start restores again.
 pub async fn restore(objects: &JetStreamObjects, data_dir: &Path) -> Result<Option<(u64, usize, u64)>, String> {
     let names = objects.names().await.map_err(|e| e.to_string())?;
-    let Some(seq) = complete_snapshots(&names).pop() else {
+    let Some((seq, dir)) = complete_snapshots(&names).pop() else {
         return Ok(None);
     };
-    let prefix = format!("{seq:020}/");
+    let prefix = format!("{dir}/");
     let manifest = format!("{prefix}{MANIFEST}");
     let mut files = names
         .iter()
@@ -233,16 +250,41 @@ mod tests {
     #[test]
     fn only_snapshots_with_a_manifest_count() {
         let names: Vec<String> = [
-            "00000000000000000007/CURRENT",
-            "00000000000000000007/manifest",
+            "00000000000000000007.enterprise-a/CURRENT",
+            "00000000000000000007.enterprise-a/manifest",
             "00000000000000000003/manifest",
-            "00000000000000000009/CURRENT",
+            "00000000000000000009.enterprise-b/CURRENT",
             "stray",
         ]
         .map(str::to_owned)
         .to_vec();
-        assert_eq!(complete_snapshots(&names), vec![3, 7]);
+        assert_eq!(
+            complete_snapshots(&names),
+            vec![(3, "00000000000000000003"), (7, "00000000000000000007.enterprise-a")],
+            "written before the instance was in the name, and since"
+        );
+        assert_eq!(snapshot_seq("00000000000000000009.enterprise-b/000012.sst"), Some(9));
         assert_eq!(snapshot_seq("00000000000000000009/000012.sst"), Some(9));
         assert_eq!(snapshot_seq("stray"), None);
+    }
+
+    #[test]
+    fn two_standbys_snapshotting_the_same_position_are_kept_apart() {
+        let (b, c) = (snapshot_dir(42, "enterprise-b"), snapshot_dir(42, "enterprise-c"));
+        assert_ne!(b, c, "their files share names, not contents");
+        assert_eq!(snapshot_of(&format!("{b}/CURRENT")), Some((42, b.as_str())));
+        let names: Vec<String> = [
+            "00000000000000000042.enterprise-b/CURRENT",
+            "00000000000000000042.enterprise-b/000011.sst",
+            "00000000000000000042.enterprise-b/manifest",
+            "00000000000000000042.enterprise-c/CURRENT",
+            "00000000000000000042.enterprise-c/000011.sst",
+            "00000000000000000042.enterprise-c/manifest",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let snapshots = complete_snapshots(&names);
+        assert_eq!(snapshots.len(), 2, "two whole snapshots, not one mixed");
+        assert_eq!(snapshots.last(), Some(&(42, "00000000000000000042.enterprise-c")));
     }
 }

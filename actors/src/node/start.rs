@@ -202,10 +202,8 @@ fn start_ha(
     gate: &Addr<ZoneGate>,
     telemetry: Telemetry,
 ) -> HaHandle {
-    let config = HaConfig {
-        instance: settings.instance,
-    };
     let snapshots = Snapshots {
+        instance: settings.instance.clone(),
         storage: opened.storage.clone(),
         objects: opened.snapshots,
         scratch,
@@ -213,6 +211,9 @@ fn start_ha(
         telemetry: telemetry.clone(),
     };
     tokio::spawn(snapshots.run());
+    let config = HaConfig {
+        instance: settings.instance,
+    };
     let deps = HaDeps {
         storage: opened.storage,
         lease: opened.lease,
