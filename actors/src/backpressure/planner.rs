@@ -1,7 +1,9 @@
 //! Read-only planning of deletion jobs, run on the blocking pool and never on the writer. Plans
 //! are bounded ([`BATCH`] entries) and read in pages, so a large sweep becomes many short plans
 //! and never holds up appends. "Confirmed" comes from a snapshot of the journal's cursors; cursors
-//! only move forward, so a stale snapshot is merely conservative.
+//! move forward, so a stale snapshot is merely conservative, except across an operator's rewind
+//! of a consumer: the journal checks forward facts planned as confirmed against the cursors of
+//! the moment it applies the plan (`journal::delete`).
 //!
 //! - Store buffer: a fact is confirmed when its offset is at or below the frontier of its peer
 //!   (the peer that pulls it). Each peer's facts are a prefix of the per-peer route index in

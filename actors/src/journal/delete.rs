@@ -2,7 +2,9 @@
 //! by it. The writer re-checks every entry against committed state before deleting it, so a stale
 //! or repeated plan can neither delete a fact twice nor count it twice: a log entry that is gone is
 //! skipped, and a dedupe-window entry is left only while its `fwd_idem` record still points at the
-//! planned offset (a later re-insert of the same key owns the record then).
+//! planned offset (a later re-insert of the same key owns the record then). Plans read cursors
+//! from a snapshot, and a consumer's cursor may have been rewound since: a forward fact planned
+//! as confirmed is deleted only while every consumer's cursor is still at or past it.
 
 use std::collections::HashSet;
 
@@ -28,15 +30,17 @@ impl DeletePlan {
     }
 }
 
-/// Adds the still-valid part of `plan` to `batch`, updates `usage`, and returns that part.
+/// Adds the still-valid part of `plan` to `batch`, updates `usage`, and returns that part;
+/// `consumed` is the forward offset every consumer has confirmed now.
 pub(super) fn apply(
     storage: &dyn Storage,
     plan: DeletePlan,
+    consumed: u64,
     usage: &mut Usage,
     batch: &mut Batch,
 ) -> Result<DeletePlan, JournalError> {
     let store = apply_store(storage, plan.store, usage, batch)?;
-    let forward = apply_forward(storage, plan.forward, usage, batch)?;
+    let forward = apply_forward(storage, plan.forward, consumed, usage, batch)?;
     Ok(DeletePlan { store, forward })
 }
 
@@ -64,9 +68,14 @@ fn apply_store(
 fn apply_forward(
     storage: &dyn Storage,
     deletes: Vec<ForwardDelete>,
+    consumed: u64,
     usage: &mut Usage,
     batch: &mut Batch,
 ) -> Result<Vec<ForwardDelete>, JournalError> {
+    // Confirmed when planned, but a consumer was rewound below it since: it is to be delivered
+    // again, and its dedupe-window entry stays with it.
+    let rewound = |d: &ForwardDelete| d.log && d.reason == DeleteReason::Confirmed && d.offset > consumed;
+    let deletes: Vec<ForwardDelete> = deletes.into_iter().filter(|d| !rewound(d)).collect();
     let offsets: Vec<u64> = deletes.iter().map(|d| d.offset).collect();
     let sizes = storage.log_sizes(Log::Forward, &offsets)?;
     // Only window deletions need the owner of the id (trims of confirmed facts have none).

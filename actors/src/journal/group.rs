@@ -178,10 +178,14 @@ impl Writer {
             plan.batch.gates.push((peer, closed));
             plan.gates.push(reply);
         }
+        let consumed = match group.deletes.is_empty() {
+            true => 0,
+            false => self.confirmed_by_consumers(plan),
+        };
         for (deletes, reply) in group.deletes {
             let storage = self.shared.storage.as_ref();
             let applied = unless_failed(&mut planned, || {
-                delete::apply(storage, deletes, &mut self.usage, &mut plan.batch)
+                delete::apply(storage, deletes, consumed, &mut self.usage, &mut plan.batch)
             });
             plan.deletes.push((reply, applied));
         }
@@ -325,6 +329,22 @@ impl Writer {
             return Ok(offset);
         }
         Ok(current)
+    }
+
+    /// The forward offset every consumer has confirmed, as this group leaves the cursors (0 when
+    /// none is known), as the planner computes it from its snapshot: a deletion of confirmed
+    /// facts planned before a rewind stops here.
+    fn confirmed_by_consumers(&self, plan: &Plan) -> u64 {
+        let cursors = self.shared.cursors.lock().unwrap_or_else(PoisonError::into_inner);
+        let committed = cursors
+            .iter()
+            .filter(|(key, _)| !plan.removed.contains(*key) && !plan.cursors.contains_key(*key));
+        committed
+            .chain(plan.cursors.iter())
+            .filter(|(key, _)| matches!(key, CursorKey::Consumer(_)))
+            .map(|(_, cursor)| *cursor)
+            .min()
+            .unwrap_or(0)
     }
 
     /// A cursor as this group leaves it so far (`None`: unknown or removed).

@@ -46,6 +46,9 @@ async fn usage_is_exact_across_appends_inserts_deletes_and_a_reopen() {
     let counted = usage(&fixture);
     assert_eq!((counted.store.facts, counted.forward.facts), (3, 2));
     assert_eq!(counted, fixture.storage.recount().expect("recount"));
+    // A consumer confirmed the forward fact deleted as confirmed below.
+    let mes = CursorKey::Consumer("mes".into());
+    fixture.journal.confirm(mes, 1).await.expect("confirm");
 
     let plan = DeletePlan {
         store: vec![store_delete(1, "a")],
@@ -95,6 +98,8 @@ async fn a_deleted_store_fact_is_new_again_but_the_forward_window_outlives_its_l
         .insert(page("enterprise", 1, &["x"]))
         .await
         .expect("insert");
+    let mes = CursorKey::Consumer("mes".into());
+    fixture.journal.confirm(mes, 1).await.expect("confirm");
     let reclaim = |window| ForwardDelete {
         offset: 1,
         from_zone: "enterprise".into(),
@@ -223,6 +228,40 @@ async fn consumer_cursors_are_rewound_and_removed_durably() {
     );
     let stranger = fixture.journal.rewind(CursorKey::Consumer("nobody".into()), 0).await;
     assert_eq!(stranger.map_err(|e| RpcError::from(e).code), Err(ErrorCode::NotFound));
+}
+
+#[tokio::test]
+async fn a_deletion_planned_before_a_rewind_keeps_what_the_rewind_delivers_again() {
+    let fixture = Fixture::open(JournalConfig::default());
+    let ids = ["a", "b", "c", "d"];
+    fixture
+        .journal
+        .insert(page("enterprise", 1, &ids))
+        .await
+        .expect("insert");
+    let mes = || CursorKey::Consumer("mes".into());
+    fixture.journal.confirm(mes(), 4).await.expect("confirm");
+    // A trim planned from the cursors of this moment: every fact is confirmed.
+    let confirmed = |offset: u64| ForwardDelete {
+        offset,
+        from_zone: "enterprise".into(),
+        message_id: ids[offset as usize - 1].into(),
+        reason: DeleteReason::Confirmed,
+        log: true,
+        window: false,
+    };
+    let plan = DeletePlan {
+        store: Vec::new(),
+        forward: (1..=4).map(confirmed).collect(),
+    };
+    // Before it is applied, the consumer is rewound to 2: 3 and 4 are to be delivered again.
+    fixture.journal.rewind(mes(), 2).await.expect("rewind");
+    let applied = fixture.journal.delete(plan).await.expect("delete");
+    let deleted: Vec<u64> = applied.forward.iter().map(|d| d.offset).collect();
+    assert_eq!(deleted, [1, 2], "only what every consumer still has confirmed");
+    let kept = fixture.storage().read_forward(2, u64::MAX, 10).expect("read");
+    let kept: Vec<u64> = kept.iter().map(|r| r.offset).collect();
+    assert_eq!(kept, [3, 4], "what the rewind promised is still there");
 }
 
 /// Each outcome as `offset`, `offset` + `d` for a duplicate, `exists@offset` or `full`.
