@@ -6,7 +6,7 @@
 
 use std::{fs, path::Path};
 
-use super::{Log, RocksStorage, Storage, StorageError};
+use super::{CursorKey, Log, RocksStorage, Storage, StorageError};
 use crate::{
     journal::{AppendMode, JournalConfig, Prepared},
     testkit::{message, Fixture, ZONE},
@@ -87,6 +87,48 @@ async fn a_damaged_log_refuses_to_open_and_accepting_the_loss_records_exactly_wh
         storage.recover().expect("recover").store_high,
         2000,
         "offsets are never reused"
+    );
+}
+
+#[tokio::test]
+async fn a_damaged_commit_followed_only_by_its_confirmation_is_counted_lost_and_its_offsets_never_reused() {
+    let fixture = Fixture::open(JournalConfig::default());
+    fill(&fixture, 50, 100).await;
+    // The last call is large, so the middle of the log falls in it; then the peer confirms it.
+    let facts = (0..50)
+        .map(|i| {
+            let mut m = message(ZONE, "enterprise", &format!("big{i}"));
+            m.fact.object_json = format!("\"{}\"", "x".repeat(10_000));
+            Prepared::new(m).expect("prepare")
+        })
+        .collect();
+    let results = fixture
+        .journal
+        .append(facts, AppendMode::EachAlone)
+        .await
+        .expect("append");
+    assert!(results.iter().all(Result::is_ok));
+    let peer = CursorKey::Peer("enterprise".into());
+    fixture.journal.confirm(peer.clone(), 100).await.expect("confirm");
+    let dir = fixture.close();
+    damage_largest(dir.path(), "log");
+
+    let Err(StorageError::Damaged(report)) = RocksStorage::open(dir.path(), ZONE) else {
+        panic!("a damaged log must not open");
+    };
+    let expected: Vec<u64> = (51..=100).collect();
+    assert_eq!(
+        report.lost.store, expected,
+        "the large call, bounded by its confirmation: {report}"
+    );
+    let salvaged = RocksStorage::accept_loss(dir.path(), ZONE, "local:test", &mut |_| {}).expect("accept");
+    assert_eq!(salvaged.record.expect("a loss is recorded").lost.store, expected);
+    let storage = RocksStorage::open(dir.path(), ZONE).expect("opens now");
+    let recovered = storage.recover().expect("recover");
+    assert_eq!(recovered.cursors.get(&peer), Some(&100));
+    assert_eq!(
+        recovered.store_high, 100,
+        "new facts get offsets above the peer's frontier, never ones it already confirmed"
     );
 }
 

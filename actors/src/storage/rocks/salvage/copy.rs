@@ -13,7 +13,7 @@ use crate::storage::{
         self, be_u64, engine, wal, RocksStorage, CURSORS, FAMILIES, FWD_AGE, FWD_IDEM, FWD_LOG, META,
         META_FORWARD_HIGH, META_LOSSES, META_STORE_HIGH, META_USAGE, OBJECTS, STORE_IDEM, STORE_LOG, STORE_ROUTE,
     },
-    LossRecord, Offsets, Storage, StorageError, Usage,
+    CursorKey, LossRecord, Offsets, Storage, StorageError, Usage,
 };
 
 /// Entries per write batch of the copy.
@@ -165,13 +165,24 @@ impl<'a> Copy<'a> {
     /// recorded ones — then everything flushed to table files and closed.
     pub(super) fn finish(self, source: &RocksStorage, record: &LossRecord, kept: Usage) -> Result<(), StorageError> {
         let highs = self.dest.recover()?;
+        // Offsets are never reused, not even those of facts lost with the damaged records whose
+        // confirmation survived: a cursor is never above its log's highest offset.
+        let cursors = |peer: bool| {
+            let of_kind = highs
+                .cursors
+                .iter()
+                .filter(|(key, _)| matches!(key, CursorKey::Peer(_)) == peer);
+            of_kind.map(|(_, cursor)| *cursor).max().unwrap_or(0)
+        };
+        let store_high = highs.store_high.max(cursors(true));
+        let forward_high = highs.forward_high.max(cursors(false));
         let mut losses = source.losses()?;
         losses.push(record.clone());
         let meta = self.dest.cf(META)?;
         let mut batch = WriteBatch::default();
         batch.put_cf(meta, META_USAGE, rocks::encode_usage(&kept));
-        batch.put_cf(meta, META_STORE_HIGH, highs.store_high.to_be_bytes());
-        batch.put_cf(meta, META_FORWARD_HIGH, highs.forward_high.to_be_bytes());
+        batch.put_cf(meta, META_STORE_HIGH, store_high.to_be_bytes());
+        batch.put_cf(meta, META_FORWARD_HIGH, forward_high.to_be_bytes());
         batch.put_cf(meta, META_LOSSES, super::encode_losses(&losses)?);
         self.dest.db.write_opt(batch, &rocks::synced()).map_err(engine)?;
         let families = FAMILIES

@@ -29,10 +29,10 @@ use rocksdb::{DBRecoveryMode, WriteBatch, WriteBatchIteratorCf};
 
 use self::{copy::Copy, swap::swap};
 use super::{
-    corrupt, engine, wal, RocksStorage, FAMILIES, FWD_LOG, META, META_FORWARD_HIGH, META_LOSSES, META_STORE_HIGH,
-    STORE_LOG,
+    corrupt, decode_cursor_key, engine, wal, RocksStorage, CURSORS, FAMILIES, FWD_LOG, META, META_FORWARD_HIGH,
+    META_LOSSES, META_STORE_HIGH, STORE_LOG,
 };
-use crate::storage::{DamageReport, LossRecord, Offsets, Storage, StorageError, Usage};
+use crate::storage::{CursorKey, DamageReport, LossRecord, Offsets, Storage, StorageError, Usage};
 
 const SALVAGE_DIR: &str = "salvage.new";
 /// In `salvage.new/`: the copy is complete; holds the name of the directory for the old files.
@@ -152,7 +152,9 @@ impl RocksStorage {
 
     /// The facts the damaged records of the write-ahead log held: appended after what a replay
     /// up to the damage holds, and in none of the whole batches logged after it (offsets are
-    /// handed out in commit order, so they are the gap between the two).
+    /// handed out in commit order, so they are the gap between the two). A batch after the
+    /// damage that only confirms still bounds the gap: a cursor was only ever moved to an offset
+    /// that existed.
     pub(super) fn wal_loss(path: &Path) -> Result<Offsets, StorageError> {
         let before = Self::open_read_only(path, DBRecoveryMode::PointInTime)?.recover()?;
         let batches = wal::batches_after_damage(path).map_err(|e| salvage_io("reading the write-ahead log", &e))?;
@@ -201,6 +203,12 @@ impl WriteBatchIteratorCf for Logged {
             self.store_high = self.store_high.max(head_offset(value));
         } else if cf_id == family_id(META) && key == META_FORWARD_HIGH {
             self.forward_high = self.forward_high.max(head_offset(value));
+        } else if cf_id == family_id(CURSORS) && value.len() == 8 {
+            match decode_cursor_key(key) {
+                Ok(CursorKey::Peer(_)) => self.store_high = self.store_high.max(head_offset(value)),
+                Ok(CursorKey::Consumer(_)) => self.forward_high = self.forward_high.max(head_offset(value)),
+                Err(_) => {}
+            }
         }
     }
 
