@@ -1,7 +1,8 @@
 //! Property: `bsfg append --jsonl` stores a file in line order by default, so the peer's consumer
 //! receives it in line order; `--unordered` delivers it complete and exactly once. The first
 //! failing line stops the run, is reported once (line number and code), and in file order nothing
-//! after it is stored; with `--unordered` every line before it is stored.
+//! after it is stored; with `--unordered` every line before it is stored. A node whose frame limit
+//! is below a call of the CLI takes the file all the same, in smaller calls.
 
 mod harness;
 
@@ -155,4 +156,21 @@ async fn the_first_failing_line_stops_the_run_and_is_reported_once() {
 
 fn lines_before(prefix: &str, line: usize) -> Vec<String> {
     numbered(prefix, line - 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_small_frame_limit_takes_the_file_in_smaller_calls() {
+    let mut cluster = Cluster::pair();
+    let enterprise = cluster.net.nodes.get_mut("enterprise").expect("enterprise");
+    // A call of 1024 of these lines is about 150 KB.
+    enterprise.extra = "[limits]\nmax_frame_bytes = \"64KiB\"\nmax_fact_bytes = \"16KiB\"\n".into();
+    cluster.start("enterprise");
+    let lines = numbered("small", 3_000);
+    let out = cluster.cli(
+        "enterprise",
+        &["append", "--jsonl", &file(&cluster.dir(), "s", &lines, &[])],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = serde_json::json!({"appended": 3_000, "duplicates": 0, "first_offset": 1, "last_offset": 3_000});
+    assert_eq!(json_lines(&out), [summary]);
 }

@@ -3,7 +3,8 @@
 //! a message again with a new `produced_at_unix_ms`, answers the original offset with
 //! `duplicate: true` (exit 0); the same id with another subject, predicate, object or business
 //! envelope field is `ALREADY_EXISTS` naming the original offset (exit 1, one line on stderr) —
-//! through the CLI and through the wire. The peer receives one copy, with its first send time.
+//! through the CLI and through the wire. The peer receives one copy, with its first send time. A
+//! retryable failure of `bsfg append` without `--message-id` names the id it chose, to retry with.
 
 mod harness;
 
@@ -146,4 +147,34 @@ async fn a_retry_is_a_duplicate_whatever_its_send_time_and_other_content_a_confl
     assert_eq!(ids[0].0, "wo-7");
     let extra = plant.fetch("check", 10, 500, None).await.expect("fetch");
     assert!(extra.facts.is_empty(), "nothing twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retryable_failure_names_the_message_id_that_was_chosen() {
+    let mut cluster = Cluster::pair();
+    cluster.start("enterprise");
+    let admin = cluster.admin("enterprise");
+    let (status, body) = harness::admin::http(admin, "POST", "/v1/admin/drain", None);
+    assert_eq!(status, 200, "{body}");
+    let mut args = vec!["append"];
+    args.extend(FACT);
+    let refused = cluster.cli("enterprise", &args);
+    assert_eq!(refused.status.code(), Some(75), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    let id = said
+        .split("retry with --message-id ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("the chosen id is named: {said}"))
+        .to_owned();
+    assert_eq!(id.len(), 32, "{said}");
+
+    let (status, body) = harness::admin::http(admin, "POST", "/v1/admin/resume", None);
+    assert_eq!(status, 200, "{body}");
+    args.extend(["--message-id", &id]);
+    let stored = cluster.cli("enterprise", &args);
+    assert!(stored.status.success(), "{}", stderr(&stored));
+    assert_eq!(json_lines(&stored)[0]["duplicate"], false);
+    let again = cluster.cli("enterprise", &args);
+    assert_eq!(json_lines(&again)[0]["duplicate"], true, "retried with it, stored once");
 }

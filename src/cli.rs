@@ -382,7 +382,8 @@ pub struct AppendArgs {
     /// JSON lines file (or - for stdin), one {"envelope": {...}, "fact": {...}} per line; blank
     /// lines are skipped.
     ///
-    /// Lines are sent in AppendFacts calls of up to 1024 lines (and 1 MiB); one call is in flight
+    /// Lines are sent in AppendFacts calls of up to 1024 lines (and 1 MiB; a call over the node's
+    /// limits.max_frame_bytes is sent again in halves); one call is in flight
     /// at a time, so the lines are stored in file order (see --unordered). Prints one summary line
     /// {"appended", "duplicates", "first_offset", "last_offset"}. The first failing line stops the
     /// run: it is reported on stderr with its line number and code, and nothing after it is
@@ -402,12 +403,13 @@ pub struct AppendArgs {
     /// The object, as JSON text.
     #[arg(long, required_unless_present = "jsonl")]
     pub object_json: Option<String>,
-    /// Idempotency key; a random one is chosen when omitted. The same key with the same content
-    /// (the send time aside) is a duplicate: the original offset, "duplicate": true, exit 0.
-    #[arg(long)]
+    /// Idempotency key; a random one is chosen when omitted (and named in a retryable error, to
+    /// retry with). The same key with the same content (the send time aside) is a duplicate: the
+    /// original offset, "duplicate": true, exit 0.
+    #[arg(long, conflicts_with = "jsonl")]
     pub message_id: Option<String>,
     /// A label, KEY=VALUE (a non-empty key; the value may be empty); repeatable.
-    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = label)]
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = label, conflicts_with = "jsonl")]
     pub labels: Vec<(String, String)>,
     /// Marks the fact as referencing an artifact: --object-json must then be an artifact
     /// reference {bucket, key, digest, size, media_type, file_name?} (as printed by put-object)
@@ -524,5 +526,22 @@ mod tests {
         }
         let empty = append("line=").map(|_| ()).map_err(|e| e.to_string());
         assert_eq!(empty, Ok(()), "an empty value is a value");
+    }
+
+    #[test]
+    fn jsonl_takes_no_flag_of_a_single_fact() {
+        let conn = "--node [::1]:1 --ca ca --cert c --key k --server-name z";
+        for flag in [
+            "--message-id wo-7",
+            "--label batch=7",
+            "--object-schema s",
+            "--to plant-a",
+        ] {
+            let args = format!("bsfg append {conn} --jsonl lines.jsonl {flag}");
+            let error = Cli::try_parse_from(args.split(' ')).expect_err("the lines carry their own");
+            assert_eq!(error.exit_code(), 2, "a usage error: {error}");
+            let name = flag.split(' ').next().unwrap_or_default();
+            assert!(error.to_string().contains(name), "{error}");
+        }
     }
 }

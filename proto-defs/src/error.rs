@@ -99,4 +99,19 @@ impl RpcError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)
     }
+
+    /// A request the receiver did not read because its frame is over the receiver's
+    /// `limits.max_frame_bytes`: nothing of it was stored, and the same messages fit when sent
+    /// in smaller calls.
+    pub fn frame_too_large(detail: impl std::fmt::Display) -> Self {
+        Self::invalid(format!("{FRAME_TOO_LARGE}{detail}"))
+    }
+
+    /// Whether this is [`RpcError::frame_too_large`].
+    pub fn is_frame_too_large(&self) -> bool {
+        self.code == ErrorCode::InvalidArgument && self.message.starts_with(FRAME_TOO_LARGE)
+    }
 }
+
+/// How [`RpcError::frame_too_large`] begins.
+const FRAME_TOO_LARGE: &str = "request over the node's limits.max_frame_bytes: ";

@@ -18,6 +18,7 @@
 mod append_stream;
 
 use std::{
+    collections::VecDeque,
     future::Future,
     net::SocketAddr,
     path::PathBuf,
@@ -237,20 +238,50 @@ impl Client {
 
     /// `AppendFacts`: the messages in order, each with its own outcome (see [`AppendBatchRequest`]).
     pub async fn append_batch(&self, messages: Vec<Message>) -> Result<Outcomes, ClientError> {
-        self.append_facts(Request::AppendBatch(AppendBatchRequest { messages }))
+        self.append_facts(&Request::AppendBatch(AppendBatchRequest { messages }))
             .await
     }
 
     /// `AppendFacts` that stops at its first failed message: the outcomes end with the first
     /// error, and nothing after it was stored, so the facts stored are a prefix of `messages`.
     /// What a producer that keeps its order needs: resend the rest once the failure is dealt with.
+    ///
+    /// A call over the node's `limits.max_frame_bytes` (which the client does not know) is
+    /// refused unread; its messages are then sent again in halves, in order.
     pub async fn append_in_order(&self, messages: Vec<Message>) -> Result<Outcomes, ClientError> {
-        self.append_facts(Request::AppendInOrder(AppendBatchRequest { messages }))
-            .await
+        let mut parts = VecDeque::from([messages]);
+        let mut outcomes = Outcomes::new();
+        while let Some(messages) = parts.pop_front() {
+            let request = Request::AppendInOrder(AppendBatchRequest { messages });
+            let results = match self.append_facts(&request).await {
+                Err(ClientError::Rpc(refused)) if refused.is_frame_too_large() => {
+                    let Request::AppendInOrder(AppendBatchRequest { mut messages }) = request else {
+                        return Err(ClientError::Unexpected);
+                    };
+                    if messages.len() < 2 {
+                        return Err(ClientError::Rpc(refused));
+                    }
+                    let second = messages.split_off(messages.len() / 2);
+                    parts.push_front(second);
+                    parts.push_front(messages);
+                    continue;
+                }
+                // A later part refused whole: its first message carries the refusal.
+                Err(ClientError::Rpc(refused)) if !outcomes.is_empty() => vec![Err(refused)],
+                Err(error) => return Err(error),
+                Ok(results) => results,
+            };
+            let failed = results.iter().any(Result::is_err);
+            outcomes.extend(results);
+            if failed {
+                break;
+            }
+        }
+        Ok(outcomes)
     }
 
-    async fn append_facts(&self, request: Request) -> Result<Outcomes, ClientError> {
-        match self.call(&request).await? {
+    async fn append_facts(&self, request: &Request) -> Result<Outcomes, ClientError> {
+        match self.call(request).await? {
             Response::AppendBatch(r) => Ok(r.results),
             _ => Err(ClientError::Unexpected),
         }

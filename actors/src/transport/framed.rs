@@ -43,6 +43,7 @@ impl StreamError {
     /// The wire error a caller gets when its request could not be read.
     pub fn to_rpc(&self) -> RpcError {
         match self {
+            Self::Frame(FrameError::TooLarge { .. }) => RpcError::frame_too_large(self),
             Self::Frame(_) | Self::Truncated { .. } | Self::Timeout(_) => RpcError::invalid(self.to_string()),
             Self::Connection(_) | Self::Stream(_) | Self::Source(_) => {
                 RpcError::new(ErrorCode::Unavailable, self.to_string())

@@ -42,7 +42,18 @@ async fn append_one(client: &Client, args: &AppendArgs) -> anyhow::Result<()> {
         },
     };
     fill_defaults(&mut message, &args.conn.server_name);
-    let response = client.append(message).await.map_err(CommandError::from)?;
+    let chosen = args.message_id.is_none().then(|| message.envelope.message_id.clone());
+    let response = client.append(message).await.map_err(|e| {
+        let mut error = CommandError::from(e);
+        if let (Some(id), true) = (chosen, error.retryable) {
+            // Whether the fact was stored may be unknown: retried with its id, it is stored once.
+            error.message = format!(
+                "{} (the fact's message id was {id}: retry with --message-id {id})",
+                error.message
+            );
+        }
+        error
+    })?;
     println!("{}", serde_json::to_string(&response)?);
     Ok(())
 }
