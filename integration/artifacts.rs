@@ -145,4 +145,68 @@ async fn a_fifty_megabyte_artifact_crosses_zones_streamed_and_stays_readable_aft
     assert_eq!(json_lines(&out)[0]["digest"], digest.to_string());
     assert_eq!(std::fs::metadata(&copy).expect("copy").len(), ARTIFACT_BYTES as u64);
     assert_eq!(file_digest(&copy), digest, "the copy in plant-a has the same content");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&copy).expect("copy").permissions());
+    assert_eq!(mode & 0o777, 0o666 & !umask(), "made as any new file is: {mode:o}");
+
+    interrupted_get_leaves_nothing(&cluster).await;
+}
+
+/// The umask this test and the CLI it starts run with.
+fn umask() -> u32 {
+    let out = std::process::Command::new("sh")
+        .args(["-c", "umask"])
+        .output()
+        .expect("sh");
+    u32::from_str_radix(String::from_utf8_lossy(&out.stdout).trim(), 8).expect("octal umask")
+}
+
+/// A get stopped by SIGINT while the node is stalled (SIGSTOP) exits 75 and leaves no partial
+/// file behind.
+async fn interrupted_get_leaves_nothing(cluster: &Cluster) {
+    let dir = cluster.dir().join("interrupted");
+    std::fs::create_dir(&dir).expect("dir");
+    let out = dir.join("out.bin");
+    let node = cluster.net.client("plant-a", harness::CLIENT).expect("client").node;
+    let get = [
+        "get-object",
+        "--bucket",
+        "coa",
+        "--key",
+        "batch/42.bin",
+        "-o",
+        text(&out),
+    ];
+    let child = cluster
+        .cli_command("plant-a", harness::CLIENT, &node, &get)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn get-object");
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(&dir).expect("dir").next().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(20), "the get never began");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    cluster.signal("plant-a", "STOP");
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait");
+    cluster.signal("plant-a", "CONT");
+    assert_eq!(
+        exit.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&exit.stderr)
+    );
+    assert!(String::from_utf8_lossy(&exit.stderr).contains("interrupted"));
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "no partial file is left: {left:?}");
 }

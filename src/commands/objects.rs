@@ -1,10 +1,15 @@
 //! `bsfg put-object` and `bsfg get-object`: artifacts stream between a file and the node in
 //! chunks, with a progress bar on stderr when it is a terminal.
 
-use std::{io::IsTerminal, os::fd::AsFd, path::Path};
+use std::{
+    io::IsTerminal,
+    os::{fd::AsFd, unix::fs::PermissionsExt},
+    path::Path,
+};
 
 use bsfg_proto::{object, ArtifactRef, PutObjectRequest};
 use indicatif::{ProgressBar, ProgressStyle};
+use tokio::signal::unix::{signal, SignalKind};
 
 use super::{connect, CommandError};
 use crate::cli::{GetObjectArgs, ObjectArgs, PutObjectArgs};
@@ -62,24 +67,39 @@ async fn get_to_stdout(client: &crate::client::Client, args: &ObjectArgs) -> any
     got.map(drop).map_err(|e| CommandError::from(e).into())
 }
 
-/// The artifact lands in a temporary file beside `path`, renamed onto it only once verified.
+/// The artifact lands in a temporary file beside `path`, renamed onto it only once verified; an
+/// interruption (SIGINT, SIGTERM) removes it. The file is made as any new file is (mode 0666
+/// less the umask), not private to its owner as temporary files are.
 async fn get_to_file(client: &crate::client::Client, args: &ObjectArgs, path: &Path) -> anyhow::Result<()> {
     let unwritable = |e: std::io::Error| CommandError::invalid(format!("cannot write {}: {e}", path.display()));
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let temp = tempfile::NamedTempFile::new_in(dir).map_err(unwritable)?;
+    let temp = tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(unwritable)?;
     let mut sink = tokio::fs::File::from_std(temp.as_file().try_clone().map_err(unwritable)?);
+    let mut term = signal(SignalKind::terminate())?;
     let bar = progress(None);
-    let got = client
-        .get_object(&args.bucket, &args.key, &mut sink, |n| bar.inc(n as u64))
-        .await;
+    let get = client.get_object(&args.bucket, &args.key, &mut sink, |n| bar.inc(n as u64));
+    let got = tokio::select! {
+        got = get => got,
+        _ = tokio::signal::ctrl_c() => return Err(interrupted(path).into()),
+        _ = term.recv() => return Err(interrupted(path).into()),
+    };
     bar.finish_and_clear();
     let meta = got.map_err(CommandError::from)?;
     temp.persist(path).map_err(|e| unwritable(e.error))?;
     println!("{}", serde_json::to_string(&meta)?);
     Ok(())
+}
+
+/// A get stopped by a signal: the partial file is gone with the temporary file (retryable).
+fn interrupted(path: &Path) -> CommandError {
+    let message = format!("interrupted: nothing was written to {}", path.display());
+    CommandError::new(bsfg_proto::ErrorCode::Unavailable, message)
 }
 
 /// A progress bar on stderr, hidden when stderr is not a terminal. A get learns the size only
