@@ -149,6 +149,7 @@ async fn a_fifty_megabyte_artifact_crosses_zones_streamed_and_stays_readable_aft
     assert_eq!(mode & 0o777, 0o666 & !umask(), "made as any new file is: {mode:o}");
 
     interrupted_get_leaves_nothing(&cluster).await;
+    a_file_that_changes_while_it_is_put_is_refused(&cluster).await;
 }
 
 /// The umask this test and the CLI it starts run with.
@@ -209,4 +210,84 @@ async fn interrupted_get_leaves_nothing(cluster: &Cluster) {
         .map(|e| e.expect("entry").file_name())
         .collect();
     assert!(left.is_empty(), "no partial file is left: {left:?}");
+}
+
+/// A file whose length changes while it is put (here: while the node is stalled) fails the put
+/// with an error naming the file: cut short, at once and with nothing stored; grown, once the
+/// first part is stored, so that no reference to a part of it is printed.
+async fn a_file_that_changes_while_it_is_put_is_refused(cluster: &Cluster) {
+    let shrunk = put_while_changing(cluster, "shrinking.bin", |f| f.set_len(1 << 20)).await;
+    assert!(shrunk.contains("nothing was stored"), "{shrunk}");
+    let get = ["get-object", "--bucket", "coa", "--key", "shrinking.bin"];
+    let missing = cluster.cli("plant-a", &get);
+    assert!(
+        stderr(&missing).contains("NOT_FOUND"),
+        "nothing stored: {}",
+        stderr(&missing)
+    );
+
+    let grown = put_while_changing(cluster, "growing.bin", |mut f| f.write_all(b"more")).await;
+    assert!(
+        grown.contains(&format!("its first {ARTIFACT_BYTES} bytes were stored")),
+        "{grown}"
+    );
+}
+
+/// Puts a fresh artifact as `key`, applies `change` to its file once the upload began (the node
+/// stalled meanwhile), and returns what the failed put said.
+async fn put_while_changing(
+    cluster: &Cluster,
+    key: &str,
+    change: impl FnOnce(std::fs::File) -> std::io::Result<()>,
+) -> String {
+    let dir = cluster.dir().join(key);
+    std::fs::create_dir(&dir).expect("dir");
+    let (file, _) = artifact(&dir);
+    let uploads = cluster
+        .net
+        .node("plant-a")
+        .expect("plant-a")
+        .data_dir
+        .join("objects/tmp");
+    let receiving = || -> Vec<std::path::PathBuf> {
+        let entries = std::fs::read_dir(&uploads).into_iter().flatten().flatten();
+        entries.map(|e| e.path()).collect()
+    };
+    let before = receiving();
+    let node = cluster.net.client("plant-a", harness::CLIENT).expect("client").node;
+    let put = ["put-object", "--bucket", "coa", "--key", key, text(&file)];
+    let child = cluster
+        .cli_command("plant-a", harness::CLIENT, &node, &put)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn put-object");
+    let started = std::time::Instant::now();
+    // The node has received the first bytes of this upload: the CLI has the file open.
+    let began = || {
+        let new = receiving().into_iter().filter(|p| !before.contains(p));
+        new.filter_map(|p| std::fs::metadata(p).ok()).any(|m| m.len() > 0)
+    };
+    while !began() {
+        assert!(started.elapsed() < Duration::from_secs(20), "the upload never began");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    cluster.signal("plant-a", "STOP");
+    let opened = std::fs::File::options().append(true).open(&file);
+    opened.and_then(change).expect("change the file");
+    cluster.signal("plant-a", "CONT");
+    let exit = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait");
+    let said = String::from_utf8_lossy(&exit.stderr).into_owned();
+    assert_eq!(exit.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(text(&file)) && said.contains("changed while it was sent"),
+        "{said}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "refused at once, not after a read timeout"
+    );
+    said
 }

@@ -104,7 +104,9 @@ pub enum Command {
     /// Store FILE as an artifact on the node; prints its reference as JSON
     /// `{bucket, key, digest, size, media_type, file_name}`: the `object_json` of a fact that
     /// references it (append it with `--object-media-type`). Identical content under the same key
-    /// is a no-op; other content under a key a fact references fails with ALREADY_EXISTS.
+    /// is a no-op; other content under a key a fact references fails with ALREADY_EXISTS. A file
+    /// whose length changes while it is sent fails (exit 1, no reference printed): put it once
+    /// it is complete.
     PutObject(PutObjectArgs),
     /// Read an artifact from the node into FILE (written only once its digest is verified), or to
     /// stdout (verified at the end: a mismatch exits 1 after the bytes were written).

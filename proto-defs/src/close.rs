@@ -62,8 +62,8 @@ impl CloseCode {
 pub enum StreamCode {
     /// The request was read; nothing more is wanted on this stream.
     Done = 0,
-    /// The raw body after a `GetObject` response could not be sent whole: the reader must not
-    /// take what arrived for the complete artifact.
+    /// A raw body (after a `GetObject` response, or after a `PutObject` request) could not be
+    /// sent whole: the reader must not take what arrived for the complete artifact.
     BodyFailed = 3,
 }
 

@@ -13,6 +13,8 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::{connect, CommandError};
 use crate::cli::{GetObjectArgs, ObjectArgs, PutObjectArgs};
+use crate::client::ClientError;
+use bsfg_actors::transport::framed::StreamError;
 
 /// Prints the artifact reference of the stored file.
 pub async fn put(args: PutObjectArgs) -> anyhow::Result<()> {
@@ -31,7 +33,17 @@ pub async fn put(args: PutObjectArgs) -> anyhow::Result<()> {
     let stored = client.put_object(request, &mut file, |n| bar.inc(n as u64)).await;
     bar.finish_and_clear();
     client.close().await;
-    let meta = stored.map_err(CommandError::from)?;
+    let changed = |what: String| CommandError::invalid(format!("{} changed while it was sent: {what}", path.display()));
+    let meta = stored.map_err(|e| match e {
+        ClientError::Stream(StreamError::Source(e)) => changed(format!("{e} of {size}; nothing was stored")),
+        other => CommandError::from(other),
+    })?;
+    // A file still being written is stored as the part of it that was there at the start.
+    let now = tokio::fs::metadata(path).await.map_or(size, |m| m.len());
+    if now != size {
+        let what = format!("its first {size} bytes were stored, it now holds {now}; put it again once it is complete");
+        return Err(changed(what).into());
+    }
     let reference = ArtifactRef {
         bucket: meta.bucket,
         key: meta.key,

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use bsfg_proto::{codec, ErrorCode, FrameError, Request, Response, RpcError};
+use bsfg_proto::{codec, ErrorCode, FrameError, Request, Response, RpcError, StreamCode};
 use quinn::{Connection, RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -304,6 +304,12 @@ pub async fn call_with_body(
         finish(&mut send)
     }
     .await;
+    if let Err(unread @ StreamError::Source(_)) = sent {
+        // The body could not be read whole (the file shrank, a read failed): the node hears it at
+        // once and drops what it received, instead of waiting for bytes that never come.
+        let _ = send.reset(StreamCode::BodyFailed.code().into());
+        return Err(unread);
+    }
     answer(sent, &mut recv, max_frame_bytes).await
 }
 
