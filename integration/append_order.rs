@@ -173,4 +173,19 @@ async fn a_node_with_a_small_frame_limit_takes_the_file_in_smaller_calls() {
     assert!(out.status.success(), "{}", stderr(&out));
     let summary = serde_json::json!({"appended": 3_000, "duplicates": 0, "first_offset": 1, "last_offset": 3_000});
     assert_eq!(json_lines(&out), [summary]);
+
+    // A message that no call can carry fails alone, after the messages before it are stored.
+    let client = cluster.client("enterprise").await;
+    let mut messages: Vec<_> = (1..=1_000)
+        .map(|i| harness::message("enterprise", "plant-a", &format!("more-{i}")))
+        .collect();
+    messages[499].fact.object_json = format!("\"{}\"", "x".repeat(70_000));
+    let results = client.append_in_order(messages).await.expect("answered");
+    assert_eq!(results.len(), 500, "up to and including the one that failed");
+    assert!(
+        results[..499].iter().all(Result::is_ok),
+        "the messages before it are stored"
+    );
+    let refused = results[499].as_ref().expect_err("over the frame limit");
+    assert!(refused.is_frame_too_large(), "{refused:?}");
 }

@@ -14,6 +14,7 @@ use std::{
 use bsfg_proto::{ArtifactRef, ObjectDigest, ObjectHasher};
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 
+use bsfg::devnet::proxy::FaultProxy;
 use harness::{json_lines, observe::metric, receive, stderr, Cluster};
 
 const ARTIFACT_BYTES: usize = 50 << 20;
@@ -161,13 +162,21 @@ fn umask() -> u32 {
     u32::from_str_radix(String::from_utf8_lossy(&out.stdout).trim(), 8).expect("octal umask")
 }
 
-/// A get stopped by SIGINT while the node is stalled (SIGSTOP) exits 75 and leaves no partial
-/// file behind.
+/// A line to plant-a through a fault proxy that holds every datagram back 50 ms each way: a
+/// 50 MB transfer takes seconds, so a test can act on it half-way.
+fn slow_line(cluster: &Cluster) -> FaultProxy {
+    let proxy = FaultProxy::start(cluster.net.node("plant-a").expect("plant-a").rpc).expect("proxy");
+    proxy.faults().delay(Duration::from_millis(50));
+    proxy
+}
+
+/// A get stopped by SIGINT while its transfer is cut off exits 75 and leaves no partial file
+/// behind.
 async fn interrupted_get_leaves_nothing(cluster: &Cluster) {
     let dir = cluster.dir().join("interrupted");
     std::fs::create_dir(&dir).expect("dir");
     let out = dir.join("out.bin");
-    let node = cluster.net.client("plant-a", harness::CLIENT).expect("client").node;
+    let line = slow_line(cluster);
     let get = [
         "get-object",
         "--bucket",
@@ -178,7 +187,7 @@ async fn interrupted_get_leaves_nothing(cluster: &Cluster) {
         text(&out),
     ];
     let child = cluster
-        .cli_command("plant-a", harness::CLIENT, &node, &get)
+        .cli_command("plant-a", harness::CLIENT, &line.addr().to_string(), &get)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn get-object");
@@ -187,7 +196,7 @@ async fn interrupted_get_leaves_nothing(cluster: &Cluster) {
         assert!(started.elapsed() < Duration::from_secs(20), "the get never began");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    cluster.signal("plant-a", "STOP");
+    line.faults().blackhole();
     let sent = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -197,7 +206,6 @@ async fn interrupted_get_leaves_nothing(cluster: &Cluster) {
         .await
         .expect("join")
         .expect("wait");
-    cluster.signal("plant-a", "CONT");
     assert_eq!(
         exit.status.code(),
         Some(75),
@@ -212,7 +220,7 @@ async fn interrupted_get_leaves_nothing(cluster: &Cluster) {
     assert!(left.is_empty(), "no partial file is left: {left:?}");
 }
 
-/// A file whose length changes while it is put (here: while the node is stalled) fails the put
+/// A file whose length changes while it is put (here: while its line is cut) fails the put
 /// with an error naming the file: cut short, at once and with nothing stored; grown, once the
 /// first part is stored, so that no reference to a part of it is printed.
 async fn a_file_that_changes_while_it_is_put_is_refused(cluster: &Cluster) {
@@ -233,8 +241,8 @@ async fn a_file_that_changes_while_it_is_put_is_refused(cluster: &Cluster) {
     );
 }
 
-/// Puts a fresh artifact as `key`, applies `change` to its file once the upload began (the node
-/// stalled meanwhile), and returns what the failed put said.
+/// Puts a fresh artifact as `key` over a slow line, applies `change` to its file once the
+/// upload began (the line cut meanwhile), and returns what the failed put said.
 async fn put_while_changing(
     cluster: &Cluster,
     key: &str,
@@ -254,10 +262,10 @@ async fn put_while_changing(
         entries.map(|e| e.path()).collect()
     };
     let before = receiving();
-    let node = cluster.net.client("plant-a", harness::CLIENT).expect("client").node;
+    let line = slow_line(cluster);
     let put = ["put-object", "--bucket", "coa", "--key", key, text(&file)];
     let child = cluster
-        .cli_command("plant-a", harness::CLIENT, &node, &put)
+        .cli_command("plant-a", harness::CLIENT, &line.addr().to_string(), &put)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn put-object");
@@ -271,10 +279,10 @@ async fn put_while_changing(
         assert!(started.elapsed() < Duration::from_secs(20), "the upload never began");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    cluster.signal("plant-a", "STOP");
+    line.faults().blackhole();
     let opened = std::fs::File::options().append(true).open(&file);
     opened.and_then(change).expect("change the file");
-    cluster.signal("plant-a", "CONT");
+    line.faults().heal();
     let exit = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .expect("join")

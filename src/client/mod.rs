@@ -258,8 +258,13 @@ impl Client {
                     let Request::AppendInOrder(AppendBatchRequest { mut messages }) = request else {
                         return Err(ClientError::Unexpected);
                     };
-                    if messages.len() < 2 {
+                    if messages.len() < 2 && outcomes.is_empty() {
                         return Err(ClientError::Rpc(refused));
+                    }
+                    if messages.len() < 2 {
+                        // One message over the limit, after earlier ones were stored: it fails.
+                        outcomes.push(Err(refused));
+                        break;
                     }
                     let second = messages.split_off(messages.len() / 2);
                     parts.push_front(second);

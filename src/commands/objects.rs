@@ -88,17 +88,18 @@ async fn get_to_file(client: &crate::client::Client, args: &ObjectArgs, path: &P
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    // Listening before the temporary file exists: a signal then can only end the get here.
+    let (mut int, mut term) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
     let temp = tempfile::Builder::new()
         .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(unwritable)?;
     let mut sink = tokio::fs::File::from_std(temp.as_file().try_clone().map_err(unwritable)?);
-    let mut term = signal(SignalKind::terminate())?;
     let bar = progress(None);
     let get = client.get_object(&args.bucket, &args.key, &mut sink, |n| bar.inc(n as u64));
     let got = tokio::select! {
         got = get => got,
-        _ = tokio::signal::ctrl_c() => return Err(interrupted(path).into()),
+        _ = int.recv() => return Err(interrupted(path).into()),
         _ = term.recv() => return Err(interrupted(path).into()),
     };
     bar.finish_and_clear();

@@ -102,11 +102,9 @@ impl<L: ReplicatedLog> Snapshots<L> {
     /// Keeps the newest snapshots, and the log from the older kept one's position on.
     async fn prune(&self) -> Result<(), String> {
         let names = self.objects.names().await.map_err(|e| e.to_string())?;
-        let snapshots = complete_snapshots(&names);
-        if snapshots.len() < KEEP {
+        let Some(oldest_kept) = oldest_kept(&names) else {
             return Ok(());
-        }
-        let (oldest_kept, _) = snapshots[snapshots.len() - KEEP];
+        };
         for name in names
             .iter()
             .filter(|n| snapshot_seq(n).is_some_and(|seq| seq < oldest_kept))
@@ -125,6 +123,14 @@ impl<L: ReplicatedLog> Snapshots<L> {
         });
         Ok(())
     }
+}
+
+/// The position of the oldest snapshot kept, once there are [`KEEP`] positions: positions, not
+/// copies, since two standbys' snapshots of one position are one interval of log.
+fn oldest_kept(names: &[String]) -> Option<u64> {
+    let mut positions: Vec<u64> = complete_snapshots(names).iter().map(|(seq, _)| *seq).collect();
+    positions.dedup();
+    positions.len().checked_sub(KEEP).map(|i| positions[i])
 }
 
 /// The directory of this instance's snapshot at `seq` in the bucket.
@@ -212,16 +218,23 @@ async fn fetch_all(objects: &JetStreamObjects, staging: &Path, files: &[(&str, &
 }
 
 /// Moves the fetched files into `data_dir` in their order (each file is synced by its fetch),
-/// then makes the moves durable.
+/// `CURRENT` only once the other moves are durable, then makes the last move durable.
 async fn place(staging: &Path, data_dir: &Path, files: &[(&str, &str)]) -> Result<(), String> {
     let failed = |e: std::io::Error| format!("{}: {e}", data_dir.display());
+    let sync = || async {
+        let dir = tokio::fs::File::open(data_dir).await.map_err(failed)?;
+        dir.sync_all().await.map_err(failed)
+    };
     for (_, file) in files {
+        if *file == "CURRENT" {
+            // Only once every other move is durable.
+            sync().await?;
+        }
         tokio::fs::rename(staging.join(file), data_dir.join(file))
             .await
             .map_err(failed)?;
     }
-    let dir = tokio::fs::File::open(data_dir).await.map_err(failed)?;
-    dir.sync_all().await.map_err(failed)?;
+    sync().await?;
     tokio::fs::remove_dir(staging).await.map_err(failed)
 }
 
@@ -285,6 +298,10 @@ mod tests {
         .to_vec();
         let snapshots = complete_snapshots(&names);
         assert_eq!(snapshots.len(), 2, "two whole snapshots, not one mixed");
+        assert_eq!(oldest_kept(&names), None, "one position: the log before it is kept");
+        let older = ["00000000000000000030.enterprise-b/manifest".to_owned()];
+        let names: Vec<String> = names.iter().cloned().chain(older).collect();
+        assert_eq!(oldest_kept(&names), Some(30), "the older position stays restorable");
         assert_eq!(snapshots.last(), Some(&(42, "00000000000000000042.enterprise-c")));
     }
 }

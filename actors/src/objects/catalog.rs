@@ -34,6 +34,10 @@ pub struct ObjectGauges {
     pub blob_bytes: IntGauge,
 }
 
+/// Stripes of [`Catalog`]'s deletion count: a deletion of other content makes an upload repeat
+/// under the lock only when their digests share a stripe.
+const DELETION_STRIPES: usize = 64;
+
 pub(super) struct Catalog {
     pub(super) blobs: Blobs,
     pub(super) index: Arc<dyn ObjectIndex>,
@@ -47,9 +51,10 @@ pub(super) struct Catalog {
     pub(super) retention: Duration,
     /// An HA zone's second tier (see `remote`).
     remote: Option<Arc<dyn RemoteBlobs>>,
-    /// Blobs deleted from the second tier so far (counted under the lock): an upload made
-    /// before the lock was taken still stands if none was deleted since it began.
-    remote_deletions: AtomicU64,
+    /// Deletions from the second tier so far, in stripes by digest (counted under the lock,
+    /// once each delete has returned): an upload made before the lock was taken still stands if
+    /// its stripe saw no deletion since the upload began.
+    remote_deletions: [AtomicU64; DELETION_STRIPES],
 }
 
 impl Catalog {
@@ -75,7 +80,7 @@ impl Catalog {
             holds: Arc::default(),
             retention,
             remote,
-            remote_deletions: AtomicU64::new(0),
+            remote_deletions: std::array::from_fn(|_| AtomicU64::new(0)),
         })
     }
 
@@ -161,7 +166,7 @@ impl Catalog {
         if self.index.blob_refs(digest)? > 0 {
             return Ok(None);
         }
-        let deletions = self.remote_deletions.load(Ordering::Acquire);
+        let deletions = self.deletions_of(digest).load(Ordering::Acquire);
         remote.upload(digest, path)?;
         Ok(Some(deletions))
     }
@@ -199,7 +204,7 @@ impl Catalog {
         if let Some(old) = &previous {
             refs.push((old.digest, self.index.blob_refs(&old.digest)?.saturating_sub(1)));
         }
-        let still_uploaded = uploaded.is_some_and(|at| at == self.remote_deletions.load(Ordering::Acquire));
+        let still_uploaded = uploaded.is_some_and(|at| at == self.deletions_of(&digest).load(Ordering::Acquire));
         if let (Some(remote), 1, false) = (&self.remote, refs[0].1, still_uploaded) {
             // New content for the zone: in the second tier before any entry names it. Uploaded
             // already, unless the zone held it then (under another key) and has let it go since.
@@ -231,10 +236,16 @@ impl Catalog {
     /// Deletes `digest` from the second tier; called under the lock.
     fn remove_remote(&self, digest: &ObjectDigest) -> Result<(), ObjectError> {
         if let Some(remote) = &self.remote {
-            self.remote_deletions.fetch_add(1, Ordering::AcqRel);
-            remote.delete(digest)?;
+            let deleted = remote.delete(digest);
+            // After the delete (failed or not): an upload that began before it ended is redone.
+            self.deletions_of(digest).fetch_add(1, Ordering::AcqRel);
+            deleted?;
         }
         Ok(())
+    }
+
+    fn deletions_of(&self, digest: &ObjectDigest) -> &AtomicU64 {
+        &self.remote_deletions[usize::from(digest.0[0]) % DELETION_STRIPES]
     }
 
     /// Makes sure this instance holds the blob of `digest` in its files, fetching it from the

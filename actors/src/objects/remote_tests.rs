@@ -37,6 +37,8 @@ struct Gate {
 struct DirRemote {
     dir: PathBuf,
     gate: Mutex<Option<Gate>>,
+    /// Holds the next delete before it removes anything, until released.
+    delete_gate: Mutex<Option<Gate>>,
 }
 
 impl DirRemote {
@@ -50,25 +52,40 @@ impl DirRemote {
 
     /// Arms the gate for the next upload: returns (its arrival, its release).
     fn arm(&self) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
-        let (entered, arrived) = mpsc::channel();
-        let (release, released) = mpsc::channel();
-        *self.gate.lock().unwrap_or_else(PoisonError::into_inner) = Some(Gate {
-            entered,
-            release: released,
-        });
-        (arrived, release)
+        arm(&self.gate)
+    }
+
+    /// Arms the gate for the next delete.
+    fn arm_delete(&self) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
+        arm(&self.delete_gate)
     }
 }
+
+fn arm(slot: &Mutex<Option<Gate>>) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
+    let (entered, arrived) = mpsc::channel();
+    let (release, released) = mpsc::channel();
+    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Gate {
+        entered,
+        release: released,
+    });
+    (arrived, release)
+}
+
+fn pass(slot: &Mutex<Option<Gate>>) -> io::Result<()> {
+    let gate = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let Some(gate) = gate {
+        gate.entered.send(()).map_err(io::Error::other)?;
+        gate.release.recv().map_err(io::Error::other)?;
+    }
+    Ok(())
+}
+
+impl DirRemote {}
 
 impl RemoteBlobs for DirRemote {
     fn upload(&self, digest: &ObjectDigest, path: &Path) -> io::Result<()> {
         fs::copy(path, self.file(digest))?;
-        let gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(gate) = gate {
-            gate.entered.send(()).map_err(io::Error::other)?;
-            gate.release.recv().map_err(io::Error::other)?;
-        }
-        Ok(())
+        pass(&self.gate)
     }
 
     fn download(&self, digest: &ObjectDigest, path: &Path) -> io::Result<bool> {
@@ -80,6 +97,7 @@ impl RemoteBlobs for DirRemote {
     }
 
     fn delete(&self, digest: &ObjectDigest) -> io::Result<()> {
+        pass(&self.delete_gate)?;
         match fs::remove_file(self.file(digest)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -181,6 +199,36 @@ fn content_let_go_of_while_its_upload_ran_is_uploaded_again() {
     assert!(
         z.remote.holds(b"shared content"),
         "k1 names content the second tier must hold"
+    );
+}
+
+#[test]
+fn an_upload_that_overlaps_a_delete_of_its_content_is_uploaded_again() {
+    let z = zone();
+    put(&z.catalog, "k1", b"shared content").expect("k1");
+    let (delete_began, finish_delete) = z.remote.arm_delete();
+    let catalog = &z.catalog;
+    let remote = &*z.remote;
+    thread::scope(move |s| {
+        // k1 lets go of the content: its delete from the second tier is held before it removes.
+        let replace = s.spawn(|| put(catalog, "k1", b"other content!"));
+        delete_began.recv_timeout(PROMPT).expect("the delete began");
+        // Meanwhile k2 takes the same content and uploads it outside the lock, before the
+        // delete that began earlier removes it.
+        let (uploaded, go_on) = remote.arm();
+        let (done, finished) = mpsc::channel();
+        s.spawn(move || {
+            let _ = done.send(put(catalog, "k2", b"shared content"));
+        });
+        uploaded.recv_timeout(PROMPT).expect("k2's upload stored its copy");
+        go_on.send(()).expect("k2 goes on to the lock");
+        finish_delete.send(()).expect("the delete removes the copy");
+        replace.join().expect("no panic").expect("k1 replaced");
+        finished.recv_timeout(PROMPT).expect("k2 answered").expect("k2");
+    });
+    assert!(
+        z.remote.holds(b"shared content"),
+        "k2 names content the second tier must hold"
     );
 }
 

@@ -10,7 +10,7 @@
 use std::{
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst},
-        Arc,
+        Arc, Mutex, PoisonError,
     },
     time::Duration,
 };
@@ -29,6 +29,8 @@ struct Inner {
     draining: AtomicBool,
     /// The node is stopping: its drain is for good.
     stopping: AtomicBool,
+    /// Held while the flags change, so a resume never undoes a stop that has begun.
+    switch: Mutex<()>,
     in_flight: AtomicUsize,
     idle: Notify,
     gauge: IntGauge,
@@ -60,6 +62,7 @@ impl DrainHandle {
         Self(Arc::new(Inner {
             draining: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            switch: Mutex::new(()),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             gauge,
@@ -83,36 +86,44 @@ impl DrainHandle {
 
     /// Stops admitting client calls and waits up to `grace` for those in flight to finish.
     pub async fn drain(&self, grace: Duration) -> DrainOutcome {
+        self.raise(false);
+        self.wait(grace).await
+    }
+
+    /// The node is stopping (SIGTERM): drains as [`DrainHandle::drain`], for good.
+    pub async fn stop(&self, grace: Duration) -> DrainOutcome {
+        self.raise(true);
+        self.wait(grace).await
+    }
+
+    /// Admits client calls again; `false`, and nothing changed, once the node is stopping.
+    #[must_use]
+    pub fn resume(&self) -> bool {
+        let _switch = self.0.switch.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.0.stopping.load(SeqCst) {
+            return false;
+        }
+        self.0.draining.store(false, SeqCst);
+        self.0.gauge.set(0);
+        true
+    }
+
+    fn raise(&self, stopping: bool) {
+        let _switch = self.0.switch.lock().unwrap_or_else(PoisonError::into_inner);
+        if stopping {
+            self.0.stopping.store(true, SeqCst);
+        }
         self.0.draining.store(true, SeqCst);
         self.0.gauge.set(1);
+    }
+
+    async fn wait(&self, grace: Duration) -> DrainOutcome {
         let _ = tokio::time::timeout(grace, self.idle()).await;
         let in_flight = self.in_flight();
         DrainOutcome {
             drained: in_flight == 0,
             in_flight,
         }
-    }
-
-    /// The node is stopping (SIGTERM): drains as [`DrainHandle::drain`], for good.
-    pub async fn stop(&self, grace: Duration) -> DrainOutcome {
-        self.0.stopping.store(true, SeqCst);
-        self.drain(grace).await
-    }
-
-    /// Admits client calls again; `false`, and nothing changed, once the node is stopping.
-    #[must_use]
-    pub fn resume(&self) -> bool {
-        if self.0.stopping.load(SeqCst) {
-            return false;
-        }
-        self.0.draining.store(false, SeqCst);
-        // A stop that raised the flag between the check and the store keeps it raised.
-        if self.0.stopping.load(SeqCst) {
-            self.0.draining.store(true, SeqCst);
-            return false;
-        }
-        self.0.gauge.set(0);
-        true
     }
 
     async fn idle(&self) {
