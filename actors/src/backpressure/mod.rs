@@ -34,7 +34,7 @@ mod tests;
 
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -102,6 +102,20 @@ pub struct Admission {
     usage: watch::Receiver<Usage>,
     disk: watch::Receiver<DiskState>,
     config: Arc<BackpressureConfig>,
+    /// Bytes of producers' artifacts admitted and still being received.
+    uploading: Arc<AtomicU64>,
+}
+
+/// Room on the disk held for one artifact while it is received; given back when dropped.
+pub struct UploadRoom {
+    uploading: Arc<AtomicU64>,
+    size: u64,
+}
+
+impl Drop for UploadRoom {
+    fn drop(&mut self) {
+        self.uploading.fetch_sub(self.size, Ordering::AcqRel);
+    }
 }
 
 impl Admission {
@@ -134,18 +148,34 @@ impl Admission {
     /// `RESOURCE_EXHAUSTED` (retryable) for a producer's artifact of `size` bytes while the disk
     /// is low, or when the artifact would take the free space below what the node needs: the
     /// artifact store shares the data directory's file system with storage, which must never
-    /// run out of room for its own writes (confirms, reclaims, flushes).
-    pub fn check_upload(&self, size: u64) -> Result<(), RpcError> {
+    /// run out of room for its own writes (confirms, reclaims, flushes). The artifacts still
+    /// being received count against the room too: hold the answer until the upload ends.
+    pub fn check_upload(&self, size: u64) -> Result<UploadRoom, RpcError> {
         let disk = *self.disk.borrow();
         // Not measured yet (the first measurement comes within a second of start): the capacity
         // of `[objects]` is the only bound until then.
         let measured = disk.space.total_bytes > 0;
         let room = disk.space.free_bytes.saturating_sub(disk.needed);
-        if disk.low || (measured && size > room) {
-            let refused = format!("an artifact of {size} bytes is refused");
-            return Err(self.disk_refusal(&disk, &refused));
+        let mut others = self.uploading.load(Ordering::Acquire);
+        loop {
+            let promised = others.saturating_add(size);
+            if disk.low || (measured && promised > room) {
+                let refused =
+                    format!("an artifact of {size} bytes (beside {others} of uploads being received) is refused");
+                return Err(self.disk_refusal(&disk, &refused));
+            }
+            match self
+                .uploading
+                .compare_exchange_weak(others, promised, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(now) => others = now,
+            }
         }
-        Ok(())
+        Ok(UploadRoom {
+            uploading: self.uploading.clone(),
+            size,
+        })
     }
 
     fn disk_refusal(&self, disk: &DiskState, refused: &str) -> RpcError {
@@ -175,6 +205,8 @@ pub struct Backpressure {
     config: Arc<BackpressureConfig>,
     deps: BackpressureDeps,
     rejecting: Arc<AtomicBool>,
+    /// Shared with every [`Admission`]: bytes of uploads being received.
+    uploading: Arc<AtomicU64>,
     store_full: watch::Sender<bool>,
     pulls_paused: watch::Sender<bool>,
     /// The forward buffer is at its high watermark (pulls pause for that alone too).
@@ -197,6 +229,7 @@ impl Backpressure {
             config: Arc::new(config),
             deps,
             rejecting: Arc::default(),
+            uploading: Arc::default(),
             store_full: watch::Sender::new(false),
             pulls_paused: watch::Sender::new(false),
             forward_full: false,
@@ -214,6 +247,7 @@ impl Backpressure {
             usage: self.deps.journal.usage(),
             disk: self.disk_state.subscribe(),
             config: self.config.clone(),
+            uploading: self.uploading.clone(),
         }
     }
 

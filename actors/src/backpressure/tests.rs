@@ -334,3 +334,56 @@ proptest! {
         });
     }
 }
+
+#[test]
+fn uploads_being_received_count_against_the_room_on_the_disk() {
+    use std::sync::Arc;
+
+    use bsfg_proto::ErrorCode;
+    use tokio::sync::watch;
+
+    use super::{Admission, BackpressureConfig, BufferLimits, DiskState, Policy, WhenFull};
+    use crate::storage::{DiskSpace, Usage};
+
+    const MIB: u64 = 1 << 20;
+    let space = DiskSpace {
+        free_bytes: 100 * MIB,
+        total_bytes: 1000 * MIB,
+        ..DiskSpace::default()
+    };
+    let (_measured, disk) = watch::channel(DiskState {
+        low: false,
+        space,
+        needed: 40 * MIB,
+    });
+    let limits = BufferLimits {
+        capacity_bytes: 100 * MIB,
+        retention: std::time::Duration::from_secs(3600),
+    };
+    let config = BackpressureConfig {
+        store: limits,
+        forward: limits,
+        policy: Policy::new(WhenFull::Reject, false, 80, 70).expect("a valid policy"),
+        disk_reserve_bytes: 32 * MIB,
+    };
+    let admission = Admission {
+        rejecting: Arc::default(),
+        usage: watch::channel(Usage::default()).1,
+        disk,
+        config: Arc::new(config),
+        uploading: Arc::default(),
+    };
+    // 60 MiB of room: each of two 40 MiB artifacts fits alone, not both at once.
+    let first = admission.check_upload(40 * MIB).expect("fits");
+    let second = admission.check_upload(40 * MIB).err().expect("not beside the first");
+    assert_eq!(second.code, ErrorCode::ResourceExhausted);
+    assert!(
+        second.message.contains(&format!("beside {}", 40 * MIB)),
+        "{}",
+        second.message
+    );
+    drop(first);
+    admission
+        .check_upload(40 * MIB)
+        .expect("room again once the first ended");
+}

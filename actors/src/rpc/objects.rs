@@ -29,7 +29,7 @@ pub(super) async fn put(
     recv: &mut RecvStream,
 ) -> Result<Response, RpcError> {
     authorise(caller, Role::Produce, &ctx.config.zone)?;
-    ctx.deps.admission.check_upload(r.size)?;
+    let _room = ctx.deps.admission.check_upload(r.size)?;
     let spec = PutSpec {
         bucket: r.bucket,
         key: r.key,
