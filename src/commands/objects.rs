@@ -7,14 +7,16 @@ use std::{
     path::Path,
 };
 
+use bsfg_actors::transport::framed::StreamError;
 use bsfg_proto::{object, ArtifactRef, PutObjectRequest};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::{connect, CommandError};
-use crate::cli::{GetObjectArgs, ObjectArgs, PutObjectArgs};
-use crate::client::ClientError;
-use bsfg_actors::transport::framed::StreamError;
+use crate::{
+    cli::{GetObjectArgs, ObjectArgs, PutObjectArgs},
+    client::ClientError,
+};
 
 /// Prints the artifact reference of the stored file.
 pub async fn put(args: PutObjectArgs) -> anyhow::Result<()> {

@@ -87,12 +87,7 @@ impl Confirmed<'_> {
 
     /// The forward offset every known consumer has confirmed (0 when none is known).
     fn by_consumers(&self) -> u64 {
-        self.0
-            .iter()
-            .filter(|(key, _)| matches!(key, CursorKey::Consumer(_)))
-            .map(|(_, cursor)| *cursor)
-            .min()
-            .unwrap_or(0)
+        CursorKey::consumed(self.0)
     }
 }
 

@@ -339,12 +339,7 @@ impl Writer {
         let committed = cursors
             .iter()
             .filter(|(key, _)| !plan.removed.contains(*key) && !plan.cursors.contains_key(*key));
-        committed
-            .chain(plan.cursors.iter())
-            .filter(|(key, _)| matches!(key, CursorKey::Consumer(_)))
-            .map(|(_, cursor)| *cursor)
-            .min()
-            .unwrap_or(0)
+        CursorKey::consumed(committed.chain(plan.cursors.iter()))
     }
 
     /// A cursor as this group leaves it so far (`None`: unknown or removed).

@@ -147,6 +147,19 @@ pub enum CursorKey {
     Consumer(String),
 }
 
+impl CursorKey {
+    /// The forward offset every local consumer among `cursors` has confirmed (0 when none is
+    /// known: nothing is confirmed then).
+    pub fn consumed<'a>(cursors: impl IntoIterator<Item = (&'a CursorKey, &'a u64)>) -> u64 {
+        cursors
+            .into_iter()
+            .filter(|(key, _)| matches!(key, CursorKey::Consumer(_)))
+            .map(|(_, cursor)| *cursor)
+            .min()
+            .unwrap_or(0)
+    }
+}
+
 /// Retained facts and bytes of one buffer (bytes: value bytes of its log entries).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode)]
 pub struct BufferUsage {
