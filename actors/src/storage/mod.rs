@@ -70,6 +70,8 @@ mod damage;
 #[cfg(test)]
 mod damage_tests;
 pub mod object_index;
+#[cfg(test)]
+mod read_tests;
 pub mod replicated;
 mod rocks;
 pub mod wal;

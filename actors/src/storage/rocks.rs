@@ -21,7 +21,7 @@ use std::{
 
 use rocksdb::{
     AsColumnFamilyRef, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction,
-    IteratorMode, Options, WriteBatch, WriteOptions, DB,
+    IteratorMode, Options, Snapshot, WriteBatch, WriteOptions, DB,
 };
 
 use super::{
@@ -156,15 +156,20 @@ impl RocksStorage {
         Ok(recorded.max(last))
     }
 
-    /// Offsets in `(after, upto]` of the store-log entries addressed to `peer`, at most `limit`.
-    fn route_offsets(&self, peer: &str, after: u64, upto: u64, limit: usize) -> Result<Vec<u64>, StorageError> {
+    /// Offsets in `(after, upto]` of the store-log entries addressed to `peer`, at most `limit`,
+    /// as `view` sees them.
+    fn route_offsets(
+        &self,
+        view: &Snapshot<'_>,
+        peer: &str,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StorageError> {
         let start = route_key(peer, after.saturating_add(1));
         let prefix_len = peer.len() + 1;
         let mut offsets = Vec::new();
-        for entry in self
-            .db
-            .iterator_cf(self.cf(STORE_ROUTE)?, IteratorMode::From(&start, Direction::Forward))
-        {
+        for entry in view.iterator_cf(self.cf(STORE_ROUTE)?, IteratorMode::From(&start, Direction::Forward)) {
             let (key, _) = entry.map_err(engine)?;
             if offsets.len() >= limit || key.len() != prefix_len + 8 || key[..prefix_len] != start[..prefix_len] {
                 break;
@@ -178,14 +183,20 @@ impl RocksStorage {
         Ok(offsets)
     }
 
-    fn read_log(&self, log: &'static str, offsets: &[u64], header: usize) -> Result<Vec<LogRecord>, StorageError> {
+    fn read_log(
+        &self,
+        view: &Snapshot<'_>,
+        log: &'static str,
+        offsets: &[u64],
+        header: usize,
+    ) -> Result<Vec<LogRecord>, StorageError> {
         let cf = self.cf(log)?;
         let keys: Vec<_> = offsets.iter().map(|o| (cf, o.to_be_bytes())).collect();
-        let values = self.db.multi_get_cf(keys);
+        let values = view.multi_get_cf(keys);
         let mut records = Vec::with_capacity(offsets.len());
         for (offset, value) in offsets.iter().zip(values) {
-            // An index entry without its log entry is skipped: retention deletes both in one batch,
-            // so this only happens when a reader races that batch.
+            // Retention deletes an index entry and its log entry in one batch, and the two are
+            // read in one snapshot: an offset is skipped only when `offsets` came from elsewhere.
             if let Some(value) = value.map_err(engine)? {
                 records.push(decode_record(*offset, &value, header)?);
             }
@@ -239,8 +250,13 @@ impl Storage for RocksStorage {
     }
 
     fn read_store(&self, peer: &str, after: u64, upto: u64, limit: usize) -> Result<Vec<LogRecord>, StorageError> {
-        let offsets = self.route_offsets(peer, after, upto, limit)?;
-        self.read_log(STORE_LOG, &offsets, STORE_HEADER)
+        // The index and the log are read in one snapshot. Were a deletion committed between the
+        // two reads, the page would come back short of `limit` with later entries unread, and a
+        // short page tells its reader that it holds everything up to `upto`: a peer would confirm
+        // past facts it never received, and the artifact sweep would stop its scan early.
+        let view = self.db.snapshot();
+        let offsets = self.route_offsets(&view, peer, after, upto, limit)?;
+        self.read_log(&view, STORE_LOG, &offsets, STORE_HEADER)
     }
 
     fn read_forward(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<LogRecord>, StorageError> {
@@ -278,7 +294,7 @@ impl Storage for RocksStorage {
             Log::Store => (STORE_LOG, STORE_HEADER),
             Log::Forward => (FWD_LOG, FORWARD_HEADER),
         };
-        Ok(self.read_log(cf, &[offset], header)?.pop())
+        Ok(self.read_log(&self.db.snapshot(), cf, &[offset], header)?.pop())
     }
 
     fn find_damage(

@@ -107,7 +107,7 @@ impl RocksStorage {
         limit: usize,
     ) -> Result<Vec<u64>, StorageError> {
         let offsets: Vec<u64> = match (log, peer) {
-            (Log::Store, Some(peer)) => self.route_offsets(peer, after, upto, limit)?,
+            (Log::Store, Some(peer)) => self.route_offsets(&self.db.snapshot(), peer, after, upto, limit)?,
             _ => (after.saturating_add(1)..=upto).take(limit).collect(),
         };
         let cf = self.cf(match log {
