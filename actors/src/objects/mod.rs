@@ -118,7 +118,10 @@ impl From<ObjectError> for RpcError {
         let code = match &error {
             ObjectError::NotFound { .. } => ErrorCode::NotFound,
             ObjectError::Immutable { .. } => ErrorCode::AlreadyExists,
-            ObjectError::Body(_) | ObjectError::Io(_) | ObjectError::Storage(_) => ErrorCode::Unavailable,
+            // A body whose bytes stopped coming: the caller's link, not its request, is at fault.
+            ObjectError::Body(_) | ObjectError::Stalled(_) | ObjectError::Io(_) | ObjectError::Storage(_) => {
+                ErrorCode::Unavailable
+            }
             ObjectError::Full { .. } | ObjectError::Busy(_) => ErrorCode::ResourceExhausted,
             _ => ErrorCode::InvalidArgument,
         };

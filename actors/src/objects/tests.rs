@@ -333,10 +333,9 @@ async fn a_body_that_stops_arriving_fails_after_the_read_timeout() {
         )
         .await;
     assert!(matches!(stalled, Err(ObjectError::Stalled(_))), "{stalled:?}");
-    assert_eq!(
-        RpcError::from(stalled.expect_err("stalled")).code,
-        ErrorCode::InvalidArgument
-    );
+    // Retryable: the link stalled, not the request.
+    let refused = RpcError::from(stalled.expect_err("stalled"));
+    assert_eq!((refused.code, refused.retryable), (ErrorCode::Unavailable, true));
     drop(sender);
     assert!(store.lookup("coa", "k").await.expect("lookup").is_none());
 }

@@ -19,7 +19,7 @@
 //! A frame the node cannot take — not an `AppendFact`, undecodable, or over
 //! `limits.max_frame_bytes` (its body is skipped) — is answered with `INVALID_ARGUMENT` on its own,
 //! and the frames after it are served. What ends the stream early: a frame cut short by the end of
-//! the stream, part of a frame left without progress for [`framed::REQUEST_TIMEOUT`], and a refusal
+//! the stream, part of a frame left without a byte for [`framed::REQUEST_TIMEOUT`], and a refusal
 //! because the node drains or is an HA standby (the caller is to go elsewhere or later); frames
 //! read before it are answered first. Read-ahead and groups are bounded in frames and in bytes
 //! (`limits.max_frame_bytes`, what one `AppendFacts` frame may carry), so a stream holds no more
@@ -91,7 +91,7 @@ pub(super) async fn serve(
         held_bytes: 0,
         buf: BytesMut::new(),
         skip: 0,
-        partial_since: None,
+        stalled_since: None,
         ended: false,
         ctx: &ctx,
         caller,
@@ -109,7 +109,7 @@ pub(super) async fn serve(
             break;
         }
         let reading = !stream.ended && stream.has_room();
-        let timeout = stream.partial_since.map(|since| since + framed::REQUEST_TIMEOUT);
+        let timeout = stream.stalled_since.map(|since| since + framed::REQUEST_TIMEOUT);
         tokio::select! {
             read = recv.read_chunk(READ_CHUNK, true), if reading => stream.read(read),
             () = sleep_until(timeout), if reading && timeout.is_some() => {
@@ -127,7 +127,7 @@ pub(super) async fn serve(
                     break;
                 }
                 // Reading may resume: a partial frame's wait starts again, since it was not read meanwhile.
-                stream.partial_since = stream.partial_since.map(|_| Instant::now());
+                stream.stalled_since = stream.stalled_since.map(|_| Instant::now());
             }
         }
     }
@@ -175,8 +175,10 @@ struct Stream<'c> {
     buf: BytesMut,
     /// Body bytes of a refused oversized frame still to be read and dropped.
     skip: usize,
-    /// Since when `buf` has held part of a frame without a frame completing.
-    partial_since: Option<Instant>,
+    /// Since when `buf` (or a refused frame's body) has been waiting for bytes that do not come:
+    /// the last read while part of a frame was held. Any bytes read are progress, so a large frame
+    /// on a slow link is not taken for a caller that stopped.
+    stalled_since: Option<Instant>,
     /// No more frames are read: the caller finished, or the stream is being ended.
     ended: bool,
     ctx: &'c Context,
@@ -201,18 +203,12 @@ impl<'c> Stream<'c> {
                 self.buf.extend_from_slice(&chunk.bytes);
                 // Judged by the client table of the moment: it may have been reloaded.
                 let caller = self.ctx.deps.authorisations.refresh(&self.caller);
-                // Skipping a refused frame's body is progress too.
-                let mut completed = skipped > 0;
                 while !self.ended {
                     let Some((frame, bytes)) = self.next_frame() else { break };
-                    completed = true;
                     self.take(frame, bytes, &caller, now);
                 }
-                self.partial_since = match (self.buf.is_empty() && self.skip == 0, completed) {
-                    (true, _) => None,
-                    (false, true) => Some(now),
-                    (false, false) => self.partial_since.or(Some(now)),
-                };
+                let partial = !self.buf.is_empty() || self.skip > 0;
+                self.stalled_since = partial.then_some(now);
             }
             Ok(None) if self.buf.is_empty() && self.skip == 0 => self.ended = true,
             Ok(None) => {
@@ -291,7 +287,7 @@ impl<'c> Stream<'c> {
     fn end_with(&mut self, refusal: RpcError, read_at: Instant) {
         self.push(Frame::refused(refusal, read_at));
         self.ended = true;
-        self.partial_since = None;
+        self.stalled_since = None;
     }
 
     /// Logs the frames read and never appended as failed calls.

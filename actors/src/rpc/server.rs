@@ -180,12 +180,17 @@ async fn serve_stream(
     let answer: Answer = if let Some(refusal) = refuse_unknown(&caller, &config.zone) {
         Response::Error(refusal).into()
     } else {
-        let read = framed::read_frame::<Request>(&mut recv, config.max_frame_bytes);
-        match tokio::time::timeout(framed::REQUEST_TIMEOUT, read).await {
-            Ok(Ok(request @ Request::Append(_))) => {
+        // Patient while bytes come: the wait is for each next byte, not for the whole frame.
+        let patience = framed::Patience {
+            first: framed::REQUEST_TIMEOUT,
+            between: framed::REQUEST_TIMEOUT,
+        };
+        let read = framed::read_frame_patiently::<Request>(&mut recv, config.max_frame_bytes, patience);
+        match read.await.map(|(request, _)| request) {
+            Ok(request @ Request::Append(_)) => {
                 return append_stream::serve(request, started, send, recv, caller, ctx.clone()).await
             }
-            Ok(Ok(request)) => {
+            Ok(request) => {
                 operation = request.operation();
                 facts = request.facts();
                 details = Details::capture(&request, &caller, config.audit);
@@ -197,8 +202,7 @@ async fn serve_stream(
                     Err(e) => Response::Error(e).into(),
                 }
             }
-            Ok(Err(e)) => Response::Error(e.to_rpc()).into(),
-            Err(_) => Response::Error(framed::StreamError::Timeout(framed::REQUEST_TIMEOUT).to_rpc()).into(),
+            Err(e) => Response::Error(e.to_rpc()).into(),
         }
     };
     let call = Call {

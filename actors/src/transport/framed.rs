@@ -16,7 +16,8 @@ use super::pacing::Pacer;
 /// Largest piece written at once when writes are paced: a fifth of a second of a 100 KiB/s link.
 const PACED_CHUNK: usize = 16 << 10;
 
-/// How long a caller may take to send its request once it opened a stream.
+/// How long a caller's request may go without a byte (first and between): a large request on a
+/// slow link takes as long as it needs while its bytes keep coming.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Largest piece of a raw body read or written at once.
@@ -44,8 +45,9 @@ impl StreamError {
     pub fn to_rpc(&self) -> RpcError {
         match self {
             Self::Frame(FrameError::TooLarge { .. }) => RpcError::frame_too_large(self),
-            Self::Frame(_) | Self::Truncated { .. } | Self::Timeout(_) => RpcError::invalid(self.to_string()),
-            Self::Connection(_) | Self::Stream(_) | Self::Source(_) => {
+            Self::Frame(_) | Self::Truncated { .. } => RpcError::invalid(self.to_string()),
+            // The caller's bytes stopped coming: its link, not its request, is at fault.
+            Self::Timeout(_) | Self::Connection(_) | Self::Stream(_) | Self::Source(_) => {
                 RpcError::new(ErrorCode::Unavailable, self.to_string())
             }
         }
@@ -221,23 +223,30 @@ pub async fn patient_call(
     }
 }
 
-/// Reads one frame, waiting `patience.first` for its first byte and `patience.between` for
-/// each later one.
 async fn read_patiently(
     recv: &mut RecvStream,
     max_frame_bytes: usize,
     patience: Patience,
 ) -> Result<Answered, StreamError> {
+    let (response, frame_bytes) = read_frame_patiently(recv, max_frame_bytes, patience).await?;
+    Ok(Answered { response, frame_bytes })
+}
+
+/// Reads one frame and decodes it, waiting `patience.first` for its first byte and
+/// `patience.between` for each later one (a large frame on a slow link takes as long as it takes
+/// while bytes keep coming); returns it with its size on the wire.
+pub async fn read_frame_patiently<T: bincode::Decode<()>>(
+    recv: &mut RecvStream,
+    max_frame_bytes: usize,
+    patience: Patience,
+) -> Result<(T, usize), StreamError> {
     let mut wait = patience.first;
     let mut header = [0u8; codec::HEADER_LEN];
     fill_patiently(recv, &mut header, &mut wait, patience.between).await?;
     let len = codec::body_len(header, max_frame_bytes)?;
     let mut body = vec![0u8; len];
     fill_patiently(recv, &mut body, &mut wait, patience.between).await?;
-    Ok(Answered {
-        response: codec::decode_body(&body)?,
-        frame_bytes: codec::HEADER_LEN + len,
-    })
+    Ok((codec::decode_body(&body)?, codec::HEADER_LEN + len))
 }
 
 async fn fill_patiently(
