@@ -148,6 +148,25 @@ async fn a_configured_token_guards_every_post() {
         .expect("run bsfg");
     assert_eq!(resumed.status.code(), Some(0), "{}", harness::stderr(&resumed));
     assert_eq!(http(addr, "GET", "/readyz", None).0, 200);
+
+    // A rotated token (after a leak) takes effect at the reload: the old one is refused at once.
+    std::fs::write(&token_file, "rotated-token\n").expect("token file");
+    let (status, body) = http(addr, "POST", "/v1/admin/reload", Some("s3cret-token"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["admin_token_changed"], true, "{body}");
+    assert_eq!(http(addr, "POST", "/v1/admin/resume", Some("s3cret-token")).0, 401);
+    assert_eq!(http(addr, "POST", "/v1/admin/resume", Some("rotated-token")).0, 200);
+    // A token file that cannot be read refuses the whole reload, and the token in use stays.
+    std::fs::write(&token_file, "  \n").expect("token file");
+    let (status, body) = http(addr, "POST", "/v1/admin/reload", Some("rotated-token"));
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        json(&body)["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("admin.token_file")),
+        "{body}"
+    );
+    assert_eq!(http(addr, "POST", "/v1/admin/resume", Some("rotated-token")).0, 200);
 }
 
 /// Runs `bsfg status` (table) against `zone` and returns its stdout.
@@ -309,7 +328,8 @@ async fn a_stopping_node_refuses_to_resume() {
 /// `/healthz` answers 200 for as long as the process runs, also while the node starts; meanwhile
 /// `/readyz` and the rest of the API answer 503. The start is held here by an HA instance whose
 /// engine (its client and monitoring ports) accepts connections and never answers: the instance
-/// waits for it for seconds, then fails to start and the process exits.
+/// waits for it for seconds, then fails to start and the process exits. A SIGHUP meanwhile does
+/// not end it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_answers_while_the_node_starts() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a silent port");
@@ -358,6 +378,12 @@ async fn healthz_answers_while_the_node_starts() {
             "{path}"
         );
     }
+    // A SIGHUP during the start (a renewal hook's `kill -HUP`) does not end the process.
+    let hangup = std::process::Command::new("kill")
+        .args(["-HUP", &serve.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(hangup.success(), "kill -HUP");
     // An operator's action is refused as retryable, and audited.
     let drain = admin.post("/v1/admin/drain").expect("the API answers");
     assert_eq!(drain.status, 503, "{}", drain.body);
@@ -372,6 +398,11 @@ async fn healthz_answers_while_the_node_starts() {
     assert!(
         !output.status.success(),
         "a start without an engine fails: {}",
+        output.status
+    );
+    assert!(
+        output.status.code().is_some(),
+        "the start ended it, not the SIGHUP: {}",
         output.status
     );
     assert!(

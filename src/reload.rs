@@ -1,8 +1,9 @@
 //! Reloading a running node, on SIGHUP and `POST /v1/admin/reload` (`bsfg admin reload`): the
-//! configuration file is read and checked again as `serve` checks it, the TLS material is
-//! reloaded through the `CertWatcher` (validated, then swapped), and only then does the file's
-//! `[[clients]]` list replace the one calls are judged by. A file that does not load, or TLS
-//! material that is refused, refuses the whole reload: nothing changes.
+//! configuration file is read and checked again as `serve` checks it, the admin token file is read
+//! again, the TLS material is reloaded through the `CertWatcher` (validated, then swapped), and
+//! only then do the file's `[[clients]]` list and the token replace those calls are judged by. A
+//! file that does not load, a token file that cannot be read, or TLS material that is refused,
+//! refuses the whole reload: nothing changes.
 //!
 //! Everything else in the file is read at start only (peers, listeners, buffers, paths...): a
 //! section that differs from the one the node runs with is not applied but reported, in the
@@ -19,7 +20,10 @@ use bsfg_actors::{
 use serde::Serialize;
 use slog::{info, warn, Logger};
 
-use crate::config::{Config, ConfigError};
+use crate::{
+    admin::AdminToken,
+    config::{Config, ConfigError},
+};
 
 pub const CONFIG_RELOADED: &str = "config_reloaded";
 pub const CONFIG_RELOAD_FAILED: &str = "config_reload_failed";
@@ -34,6 +38,9 @@ pub enum ReloadRefused {
     Tls(#[from] ReloadError),
     #[error("the certificate watcher is not running: {0}")]
     Gone(#[from] MailboxError),
+    /// `admin.token_file` could not be read, or is empty.
+    #[error("{0}")]
+    Token(String),
 }
 
 /// What a reload applied, and what it could not.
@@ -43,6 +50,8 @@ pub struct Reloaded {
     pub clients: ClientChanges,
     /// Sections of the file that differ from those the node runs with: applied at the next start.
     pub restart_needed: Vec<&'static str>,
+    /// The admin token file held another token than the one in use, which it now replaces.
+    pub token_changed: bool,
 }
 
 /// Client identities whose authorisation the reload changed.
@@ -76,6 +85,8 @@ pub struct Reloader {
     pub running: Config,
     pub certs: Addr<CertWatcher>,
     pub authorisations: Authorisations,
+    /// The admin API's token, when `admin.token_file` is set.
+    pub token: Option<AdminToken>,
     pub log: Logger,
 }
 
@@ -94,21 +105,38 @@ impl Reloader {
     async fn apply(&self, trigger: Trigger) -> Result<Reloaded, ReloadRefused> {
         let config = Config::load(&self.path)?;
         let directory = config.node_settings()?.rpc.directory;
+        let token = self.read_token(&config)?;
         let certificate = self.certs.send(Reload { trigger }).await??;
         let clients = ClientChanges::between(&self.authorisations.current(), &directory);
         self.authorisations.replace(directory);
+        let token_changed = match (&self.token, token) {
+            (Some(held), Some(token)) => held.replace(token),
+            _ => false,
+        };
         Ok(Reloaded {
             certificate,
             clients,
             restart_needed: sections_changed(&self.running, &config),
+            token_changed,
         })
+    }
+
+    /// The token in the running node's `admin.token_file`, when the file still names that file (a
+    /// token file added, removed or moved is a change to `[admin]`, applied at the next start).
+    fn read_token(&self, config: &Config) -> Result<Option<String>, ReloadRefused> {
+        match (&self.running.admin.token_file, &config.admin.token_file) {
+            (Some(running), Some(path)) if running == path => crate::admin::read_token(path, "admin.token_file")
+                .map(Some)
+                .map_err(ReloadRefused::Token),
+            _ => Ok(None),
+        }
     }
 
     fn log_applied(&self, trigger: Trigger, reloaded: &Reloaded) {
         let clients = &reloaded.clients;
         info!(self.log, "{}", CONFIG_RELOADED; "trigger" => trigger.as_str(),
             "clients_added" => clients.added.join(","), "clients_removed" => clients.removed.join(","),
-            "clients_changed" => clients.changed.join(","));
+            "clients_changed" => clients.changed.join(","), "admin_token_changed" => reloaded.token_changed);
         if !reloaded.restart_needed.is_empty() {
             warn!(self.log, "{}", RESTART_NEEDED; "sections" => reloaded.restart_needed.join(","),
                 "reason" => "changed in the configuration file; applied at the next start, not by a reload");

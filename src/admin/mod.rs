@@ -28,7 +28,7 @@ use std::{
     net::SocketAddr,
     ops::Deref,
     path::Path,
-    sync::{Arc, OnceLock},
+    sync::{Arc, OnceLock, PoisonError, RwLock},
     time::SystemTime,
 };
 
@@ -49,7 +49,7 @@ use status::{CertificateStatus, Status};
 pub struct AdminDeps {
     pub zone: String,
     /// The bearer token mutating endpoints require, when `admin.token_file` is set.
-    pub token: Option<Arc<str>>,
+    pub token: Option<AdminToken>,
     /// Where operator actions are audited.
     pub log: Logger,
     /// The node, once it has started.
@@ -57,7 +57,7 @@ pub struct AdminDeps {
 }
 
 impl AdminDeps {
-    pub fn new(zone: String, token: Option<Arc<str>>, log: Logger) -> Self {
+    pub fn new(zone: String, token: Option<AdminToken>, log: Logger) -> Self {
         Self {
             zone,
             token,
@@ -127,6 +127,29 @@ impl Admin {
     /// Stops the listener, letting requests in progress finish.
     pub async fn stop(self) {
         self.handle.stop(true).await;
+    }
+}
+
+/// The token of `admin.token_file`: read at start, and read again by every reload (an operator
+/// who rotates the token after a leak needs the old one refused at once, not at the next restart).
+#[derive(Clone)]
+pub struct AdminToken(Arc<RwLock<Arc<str>>>);
+
+impl AdminToken {
+    pub fn new(token: String) -> Self {
+        Self(Arc::new(RwLock::new(Arc::from(token))))
+    }
+
+    pub fn current(&self) -> Arc<str> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Replaces the token; returns whether it changed.
+    pub fn replace(&self, token: String) -> bool {
+        let mut held = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        let changed = **held != *token;
+        *held = Arc::from(token);
+        changed
     }
 }
 
@@ -258,6 +281,7 @@ async fn reload(operator: Operator, running: Started, state: web::Data<AdminDeps
             let mut body = json!(CertificateStatus::of(&reloaded.certificate, SystemTime::now()));
             body["clients"] = json!(reloaded.clients);
             body["restart_needed"] = json!(reloaded.restart_needed);
+            body["admin_token_changed"] = json!(reloaded.token_changed);
             Ok(body)
         }
         Err(crate::reload::ReloadRefused::Gone(gone)) => Err(unavailable("certificate watcher", gone)),
@@ -266,7 +290,7 @@ async fn reload(operator: Operator, running: Started, state: web::Data<AdminDeps
             ..Refusal::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorCode::InvalidArgument,
-                "the configuration or the new TLS material was refused; nothing changed",
+                "the configuration, the admin token file or the new TLS material was refused; nothing changed",
             )
         }),
     };

@@ -48,7 +48,8 @@ impl FromRequest for Operator {
         };
         let remote = request.peer_addr();
         let identity = if state.token.is_some() { TOKEN_HOLDER } else { LOCAL };
-        let (caller, refused) = match refusal(request, state.token.as_deref()) {
+        let token = state.token.as_ref().map(super::AdminToken::current);
+        let (caller, refused) = match refusal(request, token.as_deref()) {
             None if state.started().is_some() => return std::future::ready(Ok(Operator { identity, remote })),
             None => (identity, super::starting()),
             Some(reason) => (

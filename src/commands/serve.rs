@@ -13,7 +13,7 @@ use bsfg_actors::{
 };
 use bsfg_proto::ErrorCode;
 use slog::{info, warn};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::CommandError;
 use crate::{config::Config, reload::Reloader, systemd::ServiceManager};
@@ -29,7 +29,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let tls = cert_watcher::validate(&settings.zone, &settings.certs.paths)
         .map_err(|e| CommandError::invalid(e.to_string()))?;
     let token = match &config.admin.token_file {
-        Some(path) => Some(Arc::from(
+        Some(path) => Some(crate::admin::AdminToken::new(
             crate::admin::read_token(path, "admin.token_file").map_err(CommandError::invalid)?,
         )),
         None => None,
@@ -40,7 +40,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let config_path = config_path.to_owned();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let system = actix_rt::System::with_tokio_rt(move || runtime);
-    let deps = crate::admin::AdminDeps::new(settings_zone.clone(), token, log.clone());
+    let deps = crate::admin::AdminDeps::new(settings_zone.clone(), token.clone(), log.clone());
     let stopped = system.block_on(async move {
         // Bound before the node starts (an HA instance may wait seconds for its engine), so
         // `/healthz` answers 200 for as long as the process runs; the rest answers once it serves.
@@ -50,6 +50,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 format!("listen.admin: cannot listen on {admin_addr}: {e}"),
             )
         })?;
+        // Taken over before the start, which can last minutes on an HA instance: a SIGHUP meanwhile
+        // (a renewal hook's `kill -HUP`) would otherwise end the process. One that comes during
+        // the start is kept, and reloads once the node serves.
+        let hangup = signal(SignalKind::hangup())?;
         let node = Node::start(settings, &tls, log.clone()).await.map_err(|e| {
             let code = match &e {
                 // The operator must change the engine or the configuration: retrying cannot help.
@@ -66,6 +70,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             running: config,
             certs: handles.certs.clone(),
             authorisations: handles.authorisations.clone(),
+            token,
             log: log.clone(),
         });
         admin.serve(crate::admin::Running {
@@ -76,7 +81,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         let service = ServiceManager::new(log.clone());
         service.ready(&format!("serving zone {settings_zone}; admin on {admin_addr}"));
         let watchdog = service.watchdog(handles.gate.clone());
-        wait_for_stop(&reloader).await?;
+        wait_for_stop(hangup, &reloader).await?;
         info!(log, "shutdown_requested");
         service.stopping(&format!("draining client calls (up to {DRAIN_GRACE:?})"));
         let outcome = handles.drain.stop(DRAIN_GRACE).await;
@@ -102,8 +107,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
 }
 
 /// Until SIGTERM or Ctrl-C; every SIGHUP meanwhile reloads (the reloader logs its outcome).
-async fn wait_for_stop(reloader: &Arc<Reloader>) -> anyhow::Result<()> {
-    let (mut term, mut hangup) = (signal(SignalKind::terminate())?, signal(SignalKind::hangup())?);
+async fn wait_for_stop(mut hangup: Signal, reloader: &Arc<Reloader>) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
     loop {
         tokio::select! {
             _ = term.recv() => return Ok(()),
