@@ -133,7 +133,7 @@ pub(super) fn policy(store: &StoreSection) -> Result<Policy, ConfigError> {
     .map_err(|error| {
         let key = match error {
             PolicyError::HighNotAPercentage { .. } => "store.high_watermark_percent",
-            PolicyError::LowNotBelowHigh { .. } => "store.low_watermark_percent",
+            PolicyError::LowNotBelowHigh { .. } | PolicyError::LowZero => "store.low_watermark_percent",
             PolicyError::DropsSafetyCritical => "store.backpressure",
         };
         invalid(key, error.to_string())

@@ -482,12 +482,29 @@ fn watermarks_must_be_ordered_percentages() {
     );
     let over = minimal_with("[store]\nhigh_watermark_percent = 101\nlow_watermark_percent = 70");
     assert_invalid(&over, "store.high_watermark_percent", "101 is not a percentage");
+    // A buffer blocked at the high watermark would never be released.
+    let zero = minimal_with("[store]\nlow_watermark_percent = 0");
+    assert_invalid(&zero, "store.low_watermark_percent", "must be at least 1, got 0");
 }
 
 #[test]
 fn batch_limit_must_be_positive() {
     let text = minimal_with("[replication]\nbatch_limit = 0");
     assert_invalid(&text, "replication.batch_limit", "must be at least 1, got 0");
+}
+
+#[test]
+fn a_pull_waits_between_a_millisecond_and_a_minute() {
+    // 0 would have a caught-up link fetch in a tight loop, each call an audit line.
+    let spin = minimal_with("[replication]\nmax_wait_ms = 0");
+    assert_invalid(
+        &spin,
+        "replication.max_wait_ms",
+        "must be between 1 and 60000 (milliseconds), got 0",
+    );
+    let long = minimal_with("[replication]\nmax_wait_ms = 60001");
+    assert_invalid(&long, "replication.max_wait_ms", "got 60001");
+    assert!(parse(&minimal_with("[replication]\nmax_wait_ms = 60000")).is_ok());
 }
 
 #[test]

@@ -7,6 +7,8 @@ use super::{routes, settings, Config, ConfigError, LimitsSection, ReplicationSec
 
 /// A frame is `u32`-length-prefixed; 1 GiB keeps a single decode far below what a node can hold.
 const MAX_FRAME_CEILING: ByteSize = ByteSize::gib(1);
+/// The longest long-poll a node grants (`FetchFacts` waits beyond it are cut to it).
+const MAX_WAIT_MS: u64 = 60_000;
 
 pub(super) fn check(config: &Config) -> Result<(), ConfigError> {
     for index in 0..config.peers.len() {
@@ -70,6 +72,12 @@ fn check_client(config: &Config, index: usize) -> Result<(), ConfigError> {
 fn check_replication(replication: &ReplicationSection) -> Result<(), ConfigError> {
     if replication.batch_limit == 0 {
         return Err(invalid("replication.batch_limit", "must be at least 1, got 0"));
+    }
+    // 0 would have a caught-up link fetch in a tight loop; a node waits at most a minute.
+    let wait = replication.max_wait_ms;
+    if !(1..=MAX_WAIT_MS).contains(&wait) {
+        let reason = format!("must be between 1 and {MAX_WAIT_MS} (milliseconds), got {wait}");
+        return Err(invalid("replication.max_wait_ms", reason));
     }
     Ok(())
 }

@@ -50,14 +50,19 @@ pub enum PolicyError {
     #[error("{low} must be below store.high_watermark_percent ({high})")]
     LowNotBelowHigh { low: u8, high: u8 },
     #[error(
+        "must be at least 1, got 0: a buffer held at the high watermark is released when its fill falls below the \
+         low one, and no fill is below 0"
+    )]
+    LowZero,
+    #[error(
         "drop_oldest is not allowed with store.safety_critical = true (it would delete unconfirmed facts); use \"reject\""
     )]
     DropsSafetyCritical,
 }
 
 impl Policy {
-    /// Checks, in this order: the high watermark is a percentage, the low one is below it, and a
-    /// safety-critical node (one that never loses an unconfirmed fact) does not drop.
+    /// Checks, in this order: the high watermark is a percentage, the low one is below it and
+    /// above 0, and a safety-critical node (one that never loses an unconfirmed fact) does not drop.
     pub fn new(
         when_full: WhenFull,
         safety_critical: bool,
@@ -70,6 +75,9 @@ impl Policy {
         }
         if low >= high {
             return Err(PolicyError::LowNotBelowHigh { low, high });
+        }
+        if low == 0 {
+            return Err(PolicyError::LowZero);
         }
         if safety_critical && when_full == WhenFull::DropOldest {
             return Err(PolicyError::DropsSafetyCritical);
@@ -147,7 +155,7 @@ mod tests {
     fn a_policy_that_breaks_a_rule_cannot_be_made() {
         use WhenFull::{DropOldest, Reject};
         assert!(Policy::new(DropOldest, false, 80, 70).is_ok());
-        assert!(Policy::new(Reject, true, 100, 0).is_ok());
+        assert!(Policy::new(Reject, true, 100, 1).is_ok());
         let refused = [
             (
                 Policy::new(Reject, false, 101, 70),
@@ -158,6 +166,8 @@ mod tests {
                 PolicyError::LowNotBelowHigh { low: 70, high: 70 },
             ),
             (Policy::new(DropOldest, true, 80, 70), PolicyError::DropsSafetyCritical),
+            // A buffer blocked at the high watermark is released below the low one: never below 0.
+            (Policy::new(Reject, false, 80, 0), PolicyError::LowZero),
             // The first broken rule is the one reported.
             (
                 Policy::new(DropOldest, true, 101, 70),
