@@ -200,3 +200,40 @@ async fn the_dialling_side_counts_a_refused_certificate() {
         "{failed:?}"
     );
 }
+
+/// A consumer that first fetches after retention took the oldest facts: its backlog counts the
+/// facts still retained after its cursor, not offsets, and its first confirm counts what it
+/// confirmed. (Counted from offset 0, a new application on a node that has run for months showed
+/// millions of facts waiting and confirmed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_starts_after_retention_counts_facts_not_offsets() {
+    let mut cluster = Cluster::pair();
+    cluster.configure_all("\n[replication]\nlink_timeout = \"2s\"\n");
+    let plant = cluster.net.nodes.get_mut("plant-a").expect("plant-a");
+    plant.extra.push_str("\n[forward]\nretention = \"20s\"\n");
+    cluster.start_all();
+    cluster.wait_linked(Duration::from_secs(20)).await;
+    let producer = cluster.client("enterprise").await;
+    append_many(&producer, "enterprise", "plant-a", "old", 20, 0).await;
+    let frontier = "bsfg_frontier_offset{peer=\"plant-a\"}";
+    wait_value(&cluster, "enterprise", frontier, |v| v == 20.0).await;
+    let retained = || cluster.status("plant-a")["forward"]["facts"].as_u64();
+    wait_until(Duration::from_secs(40), "the old facts expire", || {
+        retained() == Some(0)
+    })
+    .await;
+
+    append_many(&producer, "enterprise", "plant-a", "new", 5, 0).await;
+    wait_value(&cluster, "enterprise", frontier, |v| v == 25.0).await;
+    let consumer = cluster.client("plant-a").await;
+    let page = consumer.fetch("late", 100, 1000, None).await.expect("fetch");
+    assert_eq!(page.facts.len(), 5, "{page:?}");
+    let backlog = "bsfg_consumer_backlog_size{consumer=\"late\"}";
+    wait_value(&cluster, "plant-a", backlog, |v| v == 5.0).await;
+    let last = page.facts.last().expect("a fact").offset;
+    consumer.confirm("late", last).await.expect("confirm");
+    wait_value(&cluster, "plant-a", backlog, |v| v == 0.0).await;
+    let confirmed = value(&cluster, "plant-a", "bsfg_confirmed_facts_total{consumer=\"late\"}");
+    assert_eq!(confirmed, 5.0, "confirmed {last}, of which 5 facts were retained");
+    consumer.close().await;
+}

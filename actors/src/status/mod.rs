@@ -34,7 +34,7 @@ use crate::{
     forward_buffer::{consumer_cursors, Seen},
     journal::Journal,
     metrics::Metrics,
-    storage::CursorKey,
+    storage::{CursorKey, LogRecord, StorageError},
 };
 
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -83,6 +83,8 @@ struct Memory {
     /// Whether a refresh ran before: consumers seen at the first one existed before this
     /// process (their confirmations were counted by an earlier one); later ones start at 0.
     refreshed: bool,
+    /// The forward offsets no longer retained at the last refresh (see [`Span`]).
+    gone: u64,
 }
 
 /// A consumer's cursor at the last refresh and its confirm rate window.
@@ -137,10 +139,23 @@ impl Refresher {
             high.set(peak);
             progress.peers.insert(peer.clone(), seen);
         }
+        // Offsets at or below `gone` are no longer retained (retention deletes the oldest first):
+        // a consumer's backlog counts facts after its cursor, not offsets.
+        let gone = match self.journal.storage().read_forward(0, forward_high, 1) {
+            Ok(first) => first.first().map_or(forward_high, |r| r.offset - 1),
+            Err(_) => memory.gone,
+        };
         for (name, cursor) in consumer_cursors(&self.journal, &self.seen) {
-            let consumer = self.consumer(&name, cursor, forward_high, now, memory);
+            let span = Span {
+                cursor,
+                gone,
+                gone_before: memory.gone,
+                high: forward_high,
+            };
+            let consumer = self.consumer(&name, span, now, memory);
             progress.consumers.insert(name, consumer);
         }
+        memory.gone = gone;
         self.forget_gone(&progress, memory);
         memory.refreshed = true;
         progress
@@ -167,12 +182,10 @@ impl Refresher {
             .frontier_offset
             .with_label_values(&[peer])
             .set(frontier as i64);
-        let oldest = storage
-            .read_store(peer, frontier, store_high, 1)
-            .ok()
-            .and_then(|r| r.first().cloned());
-        let lag = oldest.map_or(0.0, |r| age(r.stored_at_unix_ms));
-        self.metrics.replication_lag_seconds.with_label_values(&[peer]).set(lag);
+        let lag = lag(
+            &self.metrics.replication_lag_seconds.with_label_values(&[peer]),
+            storage.read_store(peer, frontier, store_high, 1),
+        );
         let backlog = memory.backlogs.entry(peer.to_owned()).or_default();
         let counted = backlog.update(frontier, store_high, |after, upto| {
             storage.count_store(peer, after, upto)
@@ -192,27 +205,22 @@ impl Refresher {
         }
     }
 
-    fn consumer(
-        &self,
-        name: &str,
-        cursor: u64,
-        forward_high: u64,
-        now: Instant,
-        memory: &mut Memory,
-    ) -> ConsumerProgress {
-        let backlog = forward_high.saturating_sub(cursor);
+    fn consumer(&self, name: &str, span: Span, now: Instant, memory: &mut Memory) -> ConsumerProgress {
+        let Span {
+            cursor,
+            gone,
+            gone_before,
+            high,
+        } = span;
+        let backlog = high.saturating_sub(cursor.max(gone));
         self.metrics
             .consumer_backlog_size
             .with_label_values(&[name])
             .set(backlog as i64);
-        let oldest = self
-            .journal
-            .storage()
-            .read_forward(cursor, forward_high, 1)
-            .ok()
-            .and_then(|r| r.first().cloned());
-        let lag = oldest.map_or(0.0, |r| age(r.stored_at_unix_ms));
-        self.metrics.consumer_lag_seconds.with_label_values(&[name]).set(lag);
+        let lag = lag(
+            &self.metrics.consumer_lag_seconds.with_label_values(&[name]),
+            self.journal.storage().read_forward(cursor, high, 1),
+        );
         let baseline = if memory.refreshed { 0 } else { cursor };
         let seen = memory
             .consumers
@@ -221,11 +229,15 @@ impl Refresher {
                 cursor: baseline,
                 rate: RateWindow::new(RATE_WINDOW),
             });
-        // Counted from the cursor's advance (a rewind counts the facts again once re-confirmed).
+        // Counted from the cursor's advance over the facts retained at the last refresh (a rewind
+        // counts the facts again once re-confirmed; a new consumer's first confirm does not count
+        // what retention took before it came; what was confirmed and then reclaimed since the
+        // last refresh still counts).
         let confirmed = self.metrics.confirmed_facts.with_label_values(&[name]);
-        confirmed.inc_by(cursor.saturating_sub(seen.cursor));
+        confirmed.inc_by(cursor.saturating_sub(seen.cursor.max(gone_before)));
         seen.cursor = cursor;
-        let rate = seen.rate.observe(now, cursor);
+        // The rate of what was counted, not of the cursor's jumps over what retention took.
+        let rate = seen.rate.observe(now, confirmed.get());
         self.metrics
             .confirm_rate_per_second
             .with_label_values(&[name])
@@ -236,6 +248,26 @@ impl Refresher {
             lag_seconds: lag,
         }
     }
+}
+
+/// A consumer's cursor in the forward log: offsets up to `gone` are no longer retained (up to
+/// `gone_before` at the last refresh), `high` is the highest written.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    cursor: u64,
+    gone: u64,
+    gone_before: u64,
+    high: u64,
+}
+
+/// Sets `gauge` to the age of the oldest of `read` (0 when there is none) and returns it; a read
+/// that failed leaves the last value standing (a lag of 0 would resolve lag alerts while storage
+/// fails), and the next refresh tries again.
+fn lag(gauge: &prometheus::Gauge, read: Result<Vec<LogRecord>, StorageError>) -> f64 {
+    if let Ok(oldest) = read {
+        gauge.set(oldest.first().map_or(0.0, |r| age(r.stored_at_unix_ms)));
+    }
+    gauge.get()
 }
 
 /// Age in seconds of something stored at `stored_at_unix_ms`.
