@@ -355,6 +355,11 @@ async fn a_client_certificate_revoked_in_the_crl_fails_its_handshake_after_a_rel
     let crl = pki::revoke(&pki_dir, &[], 30).expect("an empty revocation list").crl;
     cluster.net.nodes.get_mut("enterprise").expect("enterprise").crl = Some(crl.clone());
     cluster.start("enterprise");
+    // The list's nextUpdate (30 days out) is watched: past it the next start or reload refuses it.
+    let left = metric(&cluster, "enterprise", "bsfg_crl_expiry_seconds");
+    assert!((29.0 * 86_400.0..=30.0 * 86_400.0).contains(&left), "{left} s left");
+    let status = cluster.status("enterprise");
+    assert!(status["certificate"]["crl_next_update"].is_string(), "{status}");
     let stolen = options_with(&cluster, "enterprise", &pki_dir, "stolen");
     connect_and_append(&stolen, "stolen-before")
         .await

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     events::{CertReloadFailed, CertReloaded, CertWatchFailed, Telemetry},
+    metrics::Metrics,
     transport::tls::{TlsError, TlsMaterial},
 };
 
@@ -56,6 +57,8 @@ pub struct Certificate {
     /// Printable subject, e.g. "CN=plant-a".
     pub subject: String,
     pub not_after: SystemTime,
+    /// The earliest `nextUpdate` of the revocation lists in use, if any has one.
+    pub crl_next_update: Option<SystemTime>,
 }
 
 impl Certificate {
@@ -63,12 +66,24 @@ impl Certificate {
         Self {
             subject: material.subject(),
             not_after: material.not_after(),
+            crl_next_update: material.revocation().and_then(|crl| crl.next_update),
         }
     }
 
     /// Time left until `not_after`, zero once expired.
     pub fn time_left(&self, now: SystemTime) -> Duration {
         self.not_after.duration_since(now).unwrap_or_default()
+    }
+
+    /// Time left until the revocation lists' `crl_next_update`, zero once passed.
+    pub fn crl_time_left(&self, now: SystemTime) -> Option<Duration> {
+        let next = self.crl_next_update?;
+        Some(next.duration_since(now).unwrap_or_default())
+    }
+
+    /// Sets `bsfg_certificate_expiry_seconds` and `bsfg_crl_expiry_seconds` as of `now`.
+    pub fn publish(&self, metrics: &Metrics, now: SystemTime) {
+        crate::events::set_expiry(metrics, self.time_left(now), self.crl_time_left(now));
     }
 }
 
@@ -144,6 +159,7 @@ impl CertWatcherDeps {
                     subject: &certificate.subject,
                     not_after: certificate.not_after,
                     left: certificate.time_left(SystemTime::now()),
+                    crl_left: certificate.crl_time_left(SystemTime::now()),
                 });
                 Ok(new.certificate)
             }

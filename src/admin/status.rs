@@ -210,6 +210,11 @@ pub struct CertificateStatus {
     /// RFC 3339, seconds.
     pub not_after: String,
     pub seconds_left: u64,
+    /// The earliest `nextUpdate` of the revocation lists in `tls.crl` (RFC 3339, seconds), when
+    /// there is one: past it the node keeps revoking with the lists it has, but refuses them at
+    /// its next start or reload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_next_update: Option<String>,
 }
 
 impl CertificateStatus {
@@ -218,6 +223,9 @@ impl CertificateStatus {
             subject: certificate.subject.clone(),
             not_after: humantime::format_rfc3339_seconds(certificate.not_after).to_string(),
             seconds_left: certificate.time_left(now).as_secs(),
+            crl_next_update: certificate
+                .crl_next_update
+                .map(|at| humantime::format_rfc3339_seconds(at).to_string()),
         }
     }
 }
@@ -409,6 +417,7 @@ mod tests {
                 subject: "CN=enterprise".into(),
                 not_after: "2030-01-01T00:00:00Z".into(),
                 seconds_left: 30 * 86_400 + 5,
+                crl_next_update: None,
             },
             storage: StorageStatus {
                 state: "failing".into(),

@@ -49,7 +49,7 @@ pub use peer::{
 };
 pub use relay::{FactsDelivered, FactsRelayed, RelayRefusal, RelayRefused};
 pub use storage::{Damage, DiskSpaceLow, Failing, HealthReport, LossRecorded, StorageHealth, StorageOp, RESTART_HINT};
-pub use tls::{CertReloadFailed, CertReloaded, CertWatchFailed, CheckAnswered, TlsHandshakeFailed};
+pub use tls::{set_expiry, CertReloadFailed, CertReloaded, CertWatchFailed, CheckAnswered, TlsHandshakeFailed};
 
 use std::sync::Arc;
 

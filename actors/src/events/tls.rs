@@ -154,20 +154,30 @@ impl Event for CheckAnswered<'_> {
     }
 }
 
-/// New TLS material was validated and swapped in; the expiry gauge follows it at once.
+/// The expiry gauges: the certificate's, and the revocation lists' (`+Inf` without a list or
+/// without a `nextUpdate`, so an alert on a short time left never fires for them).
+pub fn set_expiry(metrics: &Metrics, certificate_left: Duration, crl_left: Option<Duration>) {
+    metrics.certificate_expiry_seconds.set(certificate_left.as_secs_f64());
+    let crl = crl_left.map_or(f64::INFINITY, |left| left.as_secs_f64());
+    metrics.crl_expiry_seconds.set(crl);
+}
+
+/// New TLS material was validated and swapped in; the expiry gauges follow it at once.
 pub struct CertReloaded<'a> {
     pub trigger: &'static str,
     pub subject: &'a str,
     pub not_after: SystemTime,
     /// Until `not_after`.
     pub left: Duration,
+    /// Until the revocation lists' earliest `nextUpdate`, if they have one.
+    pub crl_left: Option<Duration>,
 }
 
 impl Event for CertReloaded<'_> {
     fn emit(self, t: &Telemetry) {
         let left = self.left;
         t.metrics.cert_reloads.with_label_values(&[RELOAD_SUCCESS]).inc();
-        t.metrics.certificate_expiry_seconds.set(left.as_secs_f64());
+        set_expiry(&t.metrics, left, self.crl_left);
         info!(t.log, "{}", CERT_RELOADED; "trigger" => self.trigger, "subject" => self.subject,
             "not_after" => %humantime::format_rfc3339_seconds(self.not_after), "seconds_left" => left.as_secs());
     }

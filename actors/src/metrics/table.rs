@@ -177,6 +177,13 @@ pub const CERTIFICATE_EXPIRY_SECONDS: Spec = spec(
     &[],
     "Seconds until the node's certificate expires.",
 );
+pub const CRL_EXPIRY_SECONDS: Spec = spec(
+    "bsfg_crl_expiry_seconds",
+    G,
+    &[],
+    "Seconds until the earliest nextUpdate of the revocation lists in tls.crl (+Inf without one); \
+     a lapsed list keeps revoking, but the node refuses it at its next start or reload.",
+);
 pub const TLS_HANDSHAKE_ERRORS: Spec = spec(
     "bsfg_tls_handshake_errors_total",
     Counter,
@@ -383,7 +390,7 @@ pub const ENGINE_COMMIT_LATENCY: Spec = spec(
 /// Every metric the node registers: SPEC §11's order, then the retention it is configured with,
 /// then the artifact store's bounds, then an HA instance's. (The process metrics come from the
 /// prometheus crate's process collector.)
-pub const ALL: [&Spec; 53] = [
+pub const ALL: [&Spec; 54] = [
     &REPLICATION_LAG_SECONDS,
     &REPLICATION_LAG_HIGH_WATERMARK,
     &FRONTIER_OFFSET,
@@ -403,6 +410,7 @@ pub const ALL: [&Spec; 53] = [
     &OBJECT_STORE_USAGE_BYTES,
     &NODE_UP,
     &CERTIFICATE_EXPIRY_SECONDS,
+    &CRL_EXPIRY_SECONDS,
     &TLS_HANDSHAKE_ERRORS,
     &RPC_LATENCY,
     &GATE_STATE,

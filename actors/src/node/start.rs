@@ -291,8 +291,7 @@ fn start_status(
     certificate: &watch::Receiver<Certificate>,
     seen: &Seen,
 ) -> (tokio::task::JoinHandle<()>, watch::Receiver<Progress>) {
-    let expiry = certificate.borrow().time_left(std::time::SystemTime::now());
-    metrics.certificate_expiry_seconds.set(expiry.as_secs_f64());
+    certificate.borrow().publish(metrics, std::time::SystemTime::now());
     let (progress, progress_rx) = watch::channel(Progress::default());
     let refresher = Refresher {
         journal: journal.clone(),

@@ -105,8 +105,7 @@ impl Refresher {
                 // Its outcome is reported by the journal itself.
                 let _ = shared.journal.probe().await;
             }
-            let left = shared.certificate.borrow().time_left(SystemTime::now());
-            shared.metrics.certificate_expiry_seconds.set(left.as_secs_f64());
+            shared.certificate.borrow().publish(&shared.metrics, SystemTime::now());
             let refresher = shared.clone();
             let done = tokio::task::spawn_blocking(move || {
                 let progress = refresher.refresh_once(&mut memory);
