@@ -2,14 +2,19 @@
 //! test 2). The receiver's data directory is a small tmpfs that another file fills: its forward
 //! buffer stops pulling (pressure travels back), the sender keeps the backlog in its store buffer,
 //! and once the space is given back delivery resumes with every acknowledged fact exactly once.
+//! An artifact larger than what the receiver's disk can spare is not pulled either: the pull waits
+//! before a byte of it is written, with the link up, and its fact waits at the sender until there
+//! is room.
 
 mod harness;
 
 use std::time::Duration;
 
+use bsfg_proto::{ArtifactRef, ObjectDigest, PutObjectRequest};
 use harness::{
     append_many,
-    disk::{Filler, Mount},
+    disk::{free_bytes, Filler, Mount},
+    message,
     observe::{events, metric, wait_until},
     receive, Cluster,
 };
@@ -65,6 +70,86 @@ async fn a_full_receiver_stops_pulling_and_the_sender_keeps_its_backlog() {
     let delivered = receive(&consumer, "mes", FACTS, Duration::from_secs(60)).await;
     assert_eq!(harness::ids(&delivered), acked, "every fact, once, in order");
     assert!(!events(&cluster, "plant-a", "disk_space_recovered").is_empty());
+    drop(cluster);
+    drop(disk);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_artifact_the_receivers_disk_cannot_spare_waits_at_the_sender() {
+    let mut cluster = Cluster::pair();
+    cluster.configure_all("\n[log]\naudit = false\n");
+    let receiver = cluster.net.nodes.get_mut("plant-a").expect("plant-a");
+    receiver.node_extra = RESERVE.to_owned();
+    let disk = Mount::tmpfs(&receiver.data_dir.clone(), DISK);
+    cluster.start_all();
+    cluster.wait_linked(Duration::from_secs(20)).await;
+    wait_until(Duration::from_secs(20), "the receiver has measured its disk", || {
+        cluster.status("plant-a")["storage"]["disk"]["total_bytes"].as_u64() > Some(0)
+    })
+    .await;
+
+    // It would fit on the receiver's file system, but only by taking the room kept for RocksDB's
+    // own writes.
+    let free = free_bytes(disk.path());
+    let size = free - 16 * MIB;
+    let content = vec![7u8; usize::try_from(size).expect("size")];
+    let producer = cluster.client("enterprise").await;
+    let put = PutObjectRequest {
+        bucket: "qa".into(),
+        key: "recording.bin".into(),
+        size,
+        media_type: Some("application/octet-stream".into()),
+    };
+    let meta = producer
+        .put_object(put, &mut content.as_slice(), |_| {})
+        .await
+        .expect("put at the sender");
+    let reference = ArtifactRef {
+        bucket: meta.bucket,
+        key: meta.key,
+        digest: meta.digest,
+        size: meta.size,
+        media_type: "application/octet-stream".into(),
+        file_name: None,
+    };
+    let mut fact = message("enterprise", "plant-a", "recording");
+    fact.envelope.object_media_type = Some(reference.media_type.clone());
+    fact.fact.object_json = serde_json::to_string(&reference).expect("render");
+    producer.append(fact).await.expect("append");
+
+    wait_until(
+        Duration::from_secs(30),
+        "the receiver defers the artifact's pull",
+        || {
+            events(&cluster, "plant-a", "artifact_pull_deferred")
+                .iter()
+                .any(|l| l["reason"].as_str().is_some_and(|r| r.contains("file system")))
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        free_bytes(disk.path()) + 4 * MIB > free,
+        "nothing of it was written: {} of {free} bytes free",
+        free_bytes(disk.path())
+    );
+    assert_eq!(cluster.status("plant-a")["forward"]["facts"], 0, "the fact waits");
+    assert_eq!(cluster.status("enterprise")["peers"]["plant-a"]["backlog"], 1);
+    let failures = events(&cluster, "plant-a", "peer_disconnected");
+    assert!(failures.is_empty(), "the link waits, it does not fail: {failures:?}");
+    assert_eq!(metric(&cluster, "plant-a", "bsfg_artifact_retrieval_failures"), 0.0);
+
+    disk.resize(DISK + size + 64 * MIB);
+    let consumer = cluster.client("plant-a").await;
+    let delivered = receive(&consumer, "mes", 1, Duration::from_secs(60)).await;
+    assert_eq!(harness::ids(&delivered), ["recording"]);
+    let mut read = Vec::new();
+    let got = consumer
+        .get_object("qa", "recording.bin", &mut read, |_| {})
+        .await
+        .expect("the artifact is local");
+    assert_eq!(got.digest, ObjectDigest::of(&content));
+    assert_eq!(read.len(), content.len());
     drop(cluster);
     drop(disk);
 }

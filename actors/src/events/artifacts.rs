@@ -9,11 +9,12 @@ use std::fmt::Display;
 use std::time::Duration;
 
 use bsfg_proto::ObjectDigest;
-use slog::{debug, error, info};
+use slog::{debug, error, info, warn};
 
 use super::{facts::Rejection, Event, Telemetry};
 
 pub const ARTIFACT_RETRIEVAL_FAILED: &str = "artifact_retrieval_failed";
+pub const ARTIFACT_PULL_DEFERRED: &str = "artifact_pull_deferred";
 pub const ARTIFACT_CONFLICT: &str = "artifact_conflict";
 pub const ARTIFACT_REJECTED: &str = "artifact_rejected";
 pub const ARTIFACT_EXPIRED: &str = "artifact_expired";
@@ -44,6 +45,24 @@ impl Event for ArtifactRetrievalFailed<'_> {
         t.metrics.artifact_retrieval_failures.inc();
         error!(t.log, "{}", ARTIFACT_RETRIEVAL_FAILED; "peer" => self.peer, "message_id" => self.message_id,
             "bucket" => self.bucket, "key" => self.key, "digest" => %self.digest, "reason" => %self.reason);
+    }
+}
+
+/// The disk cannot spare a pulled fact's artifact yet: the pull waits for room (its page is held
+/// and the link stays up), as pulls pause while the disk is low. Logged once per wait.
+pub struct ArtifactPullDeferred<'a> {
+    pub peer: &'a str,
+    pub message_id: &'a str,
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub size: u64,
+    pub reason: &'a str,
+}
+
+impl Event for ArtifactPullDeferred<'_> {
+    fn emit(self, t: &Telemetry) {
+        warn!(t.log, "{}", ARTIFACT_PULL_DEFERRED; "peer" => self.peer, "message_id" => self.message_id,
+            "bucket" => self.bucket, "key" => self.key, "size" => self.size, "reason" => self.reason);
     }
 }
 

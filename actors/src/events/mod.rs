@@ -31,8 +31,8 @@ mod storage;
 mod tls;
 
 pub use artifacts::{
-    ArtifactExpired, ArtifactRetrievalFailed, ArtifactRetrieved, ArtifactSkipped, ArtifactSweepDone,
-    ArtifactSweepFailed, Skip,
+    ArtifactExpired, ArtifactPullDeferred, ArtifactRetrievalFailed, ArtifactRetrieved, ArtifactSkipped,
+    ArtifactSweepDone, ArtifactSweepFailed, Skip,
 };
 pub use facts::{
     BufferBlocked, DeletionFailed, FactConflict, FactLost, FactRejected, FactsDuplicated, FactsKeptPastRetention, Loss,

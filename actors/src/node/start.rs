@@ -121,6 +121,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         forward: forward.clone(),
         gate: gate.clone(),
         objects: objects.clone(),
+        admission: admission.clone(),
         pulls_paused,
         store_full,
         dialed,

@@ -25,13 +25,14 @@ use quinn::{Connection, Endpoint};
 use tokio::sync::watch;
 
 use crate::{
+    backpressure::Admission,
     events::Telemetry,
     forward_buffer::ForwardBuffer,
     objects::ObjectStore,
     relay::Routing,
     standing::{self, StandingRx},
     transport::addresses::Addresses,
-    zone_gate::{GateSwitches, ZoneGate},
+    zone_gate::{self, GateSwitches, ZoneGate},
 };
 
 /// Plain configuration of one peer link.
@@ -68,6 +69,8 @@ pub struct PeerLinkDeps {
     pub gate: Addr<ZoneGate>,
     /// Where artifacts referenced by pulled facts are stored.
     pub objects: ObjectStore,
+    /// The disk guard, asked before an artifact is pulled (as for a producer's `PutObject`).
+    pub admission: Admission,
     /// `true` while the forward buffer is full: no pulls until it is `false` again.
     pub pulls_paused: watch::Receiver<bool>,
     /// `true` while the store buffer refuses new facts: a relaying node pulls nothing meanwhile,

@@ -7,6 +7,11 @@
 //! - A failed retrieval (peer error, wrong digest or size, broken stream) fails the session: the
 //!   page is not inserted and the link retries it later. Skipping would deliver a fact whose
 //!   artifact cannot be read here.
+//! - An artifact the disk cannot spare is not pulled until it can: the disk guard that refuses a
+//!   producer's `PutObject` (`Admission::check_upload`) also stands between a page and the room
+//!   storage keeps for its own writes. Pulls already pause while the disk is low, but a page's
+//!   artifacts can be larger than what is left: the pull waits (logged once,
+//!   `artifact_pull_deferred`) with the link up, as a full forward buffer makes it wait.
 //! - A fact whose key holds a *referenced* local object with another digest is skipped and
 //!   confirmed with its page, like a `fact_conflict`: the local object is immutable and the link
 //!   must not block on it.
@@ -19,11 +24,15 @@ use quinn::Connection;
 
 use super::{session::Session, PullError};
 use crate::{
-    events::{ArtifactRetrievalFailed, ArtifactRetrieved, ArtifactSkipped, Skip},
+    backpressure::UploadRoom,
+    events::{ArtifactPullDeferred, ArtifactRetrievalFailed, ArtifactRetrieved, ArtifactSkipped, Skip},
     objects::{Hold, ObjectError, Origin, PutSpec},
     relay::Sorted,
     transport::framed,
 };
+
+/// How often a pull waiting for disk room looks again (the disk is measured once a second).
+const DISK_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Where the artifact of a fact stands locally.
 enum Local {
@@ -133,7 +142,7 @@ impl Session {
     /// Pulls one artifact from the peer into the local store, counting and logging the outcome.
     async fn retrieve(&self, conn: &Connection, message: &Message, artifact: &ArtifactRef) -> Result<(), PullError> {
         let telemetry = &self.deps.telemetry;
-        match self.get_object(conn, artifact).await {
+        match self.get_object(conn, message, artifact).await {
             Ok(()) => {
                 telemetry.emit(ArtifactRetrieved);
                 Ok(())
@@ -152,7 +161,9 @@ impl Session {
         }
     }
 
-    async fn get_object(&self, conn: &Connection, artifact: &ArtifactRef) -> Result<(), PullError> {
+    async fn get_object(&self, conn: &Connection, message: &Message, artifact: &ArtifactRef) -> Result<(), PullError> {
+        // Held until the artifact is stored, so artifacts pulled at once count against the room.
+        let _room = self.room_for(conn, message, artifact).await?;
         let request = Request::GetObject(GetObjectRequest {
             bucket: artifact.bucket.clone(),
             key: artifact.key.clone(),
@@ -172,6 +183,37 @@ impl Session {
             .await
             .map_err(PullError::Objects)?;
         Ok(())
+    }
+
+    /// The disk's room for `artifact`, once it has it; until then the pull waits, rechecking
+    /// every [`DISK_RECHECK`], and ends only with the connection.
+    async fn room_for(
+        &self,
+        conn: &Connection,
+        message: &Message,
+        artifact: &ArtifactRef,
+    ) -> Result<UploadRoom, PullError> {
+        let mut told = false;
+        loop {
+            let refusal = match self.deps.admission.check_upload(artifact.size) {
+                Ok(room) => return Ok(room),
+                Err(refusal) => refusal,
+            };
+            if !std::mem::replace(&mut told, true) {
+                self.deps.telemetry.emit(ArtifactPullDeferred {
+                    peer: &self.config.peer,
+                    message_id: &message.envelope.message_id,
+                    bucket: &artifact.bucket,
+                    key: &artifact.key,
+                    size: artifact.size,
+                    reason: &refusal.message,
+                });
+            }
+            tokio::select! {
+                () = tokio::time::sleep(DISK_RECHECK) => {}
+                lost = conn.closed() => return Err(PullError::Stream(framed::StreamError::Connection(lost))),
+            }
+        }
     }
 
     fn skip(&self, message: &Message, skip: Skip, reason: &str) {
