@@ -52,6 +52,21 @@ async fn stepping_down_under_load_fails_no_producer_call() {
     let new = ha.wait_active(Some(&old), Duration::from_secs(10)).await;
     assert_eq!(new, standby);
     assert_eq!(event_fields(&ha.cluster, &old, "ha_demoted", "reason"), ["step_down"]);
+    // Its link went with its standing, and its gate says so (SPEC §4: no live link, autonomous).
+    let autonomous = format!("bsfg_gate_state{{peer=\"{PLANT}\",state=\"autonomous\"}}");
+    wait_until(
+        Duration::from_secs(10),
+        "the demoted instance's gate is autonomous",
+        || metric(&ha.cluster, &old, &autonomous) == 1.0,
+    )
+    .await;
+    let transitions = events(&ha.cluster, &old, "gate_transition");
+    assert!(
+        transitions
+            .last()
+            .is_some_and(|l| l["peer"] == PLANT && l["new"] == "autonomous"),
+        "{transitions:?}"
+    );
 
     let acked = history.acked_count(ZONE);
     wait_until(

@@ -6,6 +6,8 @@
 
 use tokio::sync::watch;
 
+use crate::events::{ROLE_ACTIVE, ROLE_STANDBY};
+
 /// This instance's standing in its zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Standing {
@@ -21,6 +23,15 @@ pub enum Standing {
 impl Standing {
     pub fn is_active(&self) -> bool {
         matches!(self, Self::Active)
+    }
+
+    /// The role `/v1/status` and `bsfg_ha_role` report (SPEC §15: `active` or `standby`): a
+    /// diverged replica is a standby that serves nothing, and says so apart.
+    pub fn role(&self) -> &'static str {
+        match self {
+            Self::Active => ROLE_ACTIVE,
+            Self::Standby { .. } | Self::Diverged { .. } => ROLE_STANDBY,
+        }
     }
 
     /// Why a call is refused here, or `None` when it is served.
@@ -61,6 +72,21 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_diverged_replica_reports_the_role_of_a_standby() {
+        let instance = "enterprise-a".to_owned();
+        let roles = [
+            Standing::Active,
+            Standing::Standby {
+                instance: instance.clone(),
+                active: None,
+            },
+            Standing::Diverged { instance },
+        ]
+        .map(|s| s.role());
+        assert_eq!(roles, ["active", "standby", "standby"]);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn an_instance_nothing_will_make_active_again_waits_for_good() {

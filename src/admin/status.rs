@@ -122,8 +122,12 @@ impl StorageStatus {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HaStatus {
     pub instance: String,
-    /// `active`, `standby`, or `diverged` (stopped until rebuilt).
+    /// `active` or `standby` (SPEC §15).
     pub role: String,
+    /// This replica does not continue the zone's log (`wal_divergence`): a standby that refuses
+    /// everything until it is rebuilt.
+    #[serde(default)]
+    pub diverged: bool,
     pub active_instance: Option<String>,
     pub epoch: u64,
     /// Last record of the zone's log applied here.
@@ -145,6 +149,7 @@ impl HaStatus {
         Self {
             instance: s.instance,
             role: s.role.to_owned(),
+            diverged: s.diverged,
             active_instance: s.active_instance,
             epoch: s.epoch,
             wal_applied: s.wal_applied,
@@ -292,10 +297,15 @@ impl Status {
         let _ = writeln!(out, "draining     {draining}");
         if let Some(ha) = &self.ha {
             let active = ha.active_instance.as_deref().unwrap_or("not known");
+            let role = if ha.diverged {
+                "standby, DIVERGED (rebuild it)"
+            } else {
+                ha.role.as_str()
+            };
             let _ = writeln!(
                 out,
-                "ha           instance {} is {} (active: {active}, epoch {}), log applied {} of {}",
-                ha.instance, ha.role, ha.epoch, ha.wal_applied, ha.wal_last
+                "ha           instance {} is {role} (active: {active}, epoch {}), log applied {} of {}",
+                ha.instance, ha.epoch, ha.wal_applied, ha.wal_last
             );
             for seen in &ha.instances {
                 let heard = match seen.last_seen_ms {

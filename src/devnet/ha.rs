@@ -19,7 +19,7 @@ use crate::{admin::client::AdminClient, admin::status::Status, client::ClientOpt
 /// How often an instance's role is asked while waiting for it to change.
 const ROLE_POLL: Duration = Duration::from_millis(20);
 
-/// The HA role (`active`, `standby`, `diverged`) the instance whose admin listener is `admin`
+/// The HA role (`active`, `standby`) the instance whose admin listener is `admin`
 /// reports in `/v1/status`; `None` when it does not answer or is no HA instance. Blocking.
 pub fn role(admin: SocketAddr) -> Option<String> {
     let answer = AdminClient::at(admin, None)

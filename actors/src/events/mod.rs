@@ -41,7 +41,7 @@ pub use facts::{
 pub use gate::{GateState, GateSwitched, GateTransition, CLOSED_BY_OPERATOR};
 pub use ha::{
     set_role, EngineChecked, HaDemoted, HaPromoted, LeaseRenewed, SnapshotRestored, SnapshotWritten, WalDivergence,
-    WalPurged,
+    WalPurged, ROLE_ACTIVE, ROLE_STANDBY,
 };
 pub use peer::{
     ClientRejected, Direction, LinkFailure, PeerCallRetried, PeerConnected, PeerConnectionReplaced, PeerDialFailed,

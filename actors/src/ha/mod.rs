@@ -61,8 +61,10 @@ pub struct HaDeps<L: ReplicatedLog, E: Lease> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HaStatus {
     pub instance: String,
-    /// `active`, `standby` or `diverged`.
+    /// `active` or `standby` (SPEC §15); a diverged replica is a standby that serves nothing.
     pub role: &'static str,
+    /// This replica does not continue the zone's log: it refuses everything until rebuilt.
+    pub diverged: bool,
     /// The lease's holder as last seen (this instance when active).
     pub active_instance: Option<String>,
     /// The epoch of this instance's lease while active, else of the last record applied.
@@ -114,7 +116,7 @@ pub fn start<L: ReplicatedLog, E: Lease>(config: HaConfig, deps: HaDeps<L, E>) -
     let position = deps.storage.position();
     let (status, status_rx) = watch::channel(HaStatus {
         instance: config.instance.clone(),
-        role: ROLE_STANDBY,
+        role: crate::events::ROLE_STANDBY,
         epoch: position.epoch,
         wal_applied: position.seq,
         ..HaStatus::default()
@@ -140,10 +142,6 @@ pub fn start<L: ReplicatedLog, E: Lease>(config: HaConfig, deps: HaDeps<L, E>) -
         step_down,
     }
 }
-
-const ROLE_ACTIVE: &str = "active";
-const ROLE_STANDBY: &str = "standby";
-const ROLE_DIVERGED: &str = "diverged";
 
 struct Controller<L: ReplicatedLog, E: Lease> {
     config: HaConfig,
@@ -172,11 +170,8 @@ impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
     }
 
     fn set_standing(&self, standing: Standing) {
-        let role = match &standing {
-            Standing::Active => ROLE_ACTIVE,
-            Standing::Standby { .. } => ROLE_STANDBY,
-            Standing::Diverged { .. } => ROLE_DIVERGED,
-        };
+        let role = standing.role();
+        let diverged = matches!(standing, Standing::Diverged { .. });
         let active = match &standing {
             Standing::Active => Some(self.config.instance.clone()),
             Standing::Standby { active, .. } => active.clone(),
@@ -187,6 +182,7 @@ impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
         }
         self.status.send_modify(|status| {
             status.role = role;
+            status.diverged = diverged;
             status.active_instance = active;
         });
         self.deps.standing.send_replace(standing);

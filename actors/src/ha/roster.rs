@@ -56,8 +56,11 @@ pub(super) async fn announce(members: Arc<KvMembers>, status: watch::Receiver<Ha
         tick.tick().await;
         let me = {
             let status = status.borrow();
+            // The others must see a divergence: the instances' rows say `diverged`, where this
+            // instance's own `role` (SPEC §15: active or standby) says `standby`.
+            let role = if status.diverged { "diverged" } else { status.role };
             Member {
-                role: status.role.to_owned(),
+                role: role.to_owned(),
                 epoch: status.epoch,
                 wal_applied: status.wal_applied,
             }

@@ -125,7 +125,8 @@ impl Supervised for PeerLink {
 }
 
 /// Runs the pull loop whenever the instance is active, and stops it (dropping its connection)
-/// when it is not.
+/// when it is not: the gate then goes `autonomous` (no live link), as for any lost link, so a
+/// demoted instance does not go on reporting the state of a link it no longer has.
 async fn while_active(config: Arc<PeerLinkConfig>, deps: PeerLinkDeps, offers: watch::Sender<Option<Connection>>) {
     let mut standing = deps.standing.clone();
     loop {
@@ -134,7 +135,12 @@ async fn while_active(config: Arc<PeerLinkConfig>, deps: PeerLinkDeps, offers: w
         let looper = pull::Looper::new(config.clone(), deps.clone(), offers.subscribe());
         tokio::select! {
             _ = looper.run() => return,
-            _ = standing::until_inactive(&mut standing) => {}
+            _ = standing::until_inactive(&mut standing) => {
+                deps.gate.do_send(zone_gate::LinkDown {
+                    peer: config.peer.clone(),
+                    reason: "this instance is no longer the zone's active instance".into(),
+                });
+            }
         }
     }
 }
