@@ -180,6 +180,18 @@ fn what_would_stop_the_node_fails_the_check_naming_it() {
         t.replace(&own_data_dir, &foreign)
     });
     assert_fails(&check(&config, &[]), "data_dir", &[&foreign, "uid 4242"]);
+    // Owned by this user, but holding RocksDB's lock file from a run as another user: the node
+    // would fail to open its storage.
+    chown(&data_dir, Some(0), Some(0)).expect("chown back");
+    std::fs::create_dir(data_dir.join("objects")).expect("objects");
+    let lock = data_dir.join("objects").join("LOCK");
+    std::fs::write(&lock, "").expect("lock file");
+    chown(&lock, Some(4242), Some(4242)).expect("chown");
+    assert_fails(
+        &check(&config, &[]),
+        "data_dir",
+        &[&lock.display().to_string(), "uid 4242", "chown -R"],
+    );
     let file = cluster.dir().join("a-file");
     std::fs::write(&file, "not a directory").expect("file");
     let under_file = file.join("data").display().to_string();

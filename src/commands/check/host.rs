@@ -45,10 +45,44 @@ fn directory(path: &Path) -> Check {
             metadata.uid()
         ));
     }
-    match rustix::fs::access(path, Access::READ_OK | Access::WRITE_OK | Access::EXEC_OK) {
-        Ok(()) => Check::ok("data_dir", format!("{}: owned by uid {uid}, writable", path.display())),
-        Err(e) => fail(format!("is not writable by uid {uid}: {e}")),
+    if let Err(e) = rustix::fs::access(path, Access::READ_OK | Access::WRITE_OK | Access::EXEC_OK) {
+        return fail(format!("is not writable by uid {uid}: {e}"));
     }
+    match foreign_entry(path, uid) {
+        Ok(None) => Check::ok("data_dir", format!("{}: owned by uid {uid}, writable", path.display())),
+        Ok(Some((entry, owner))) => fail(format!(
+            "holds {} owned by uid {owner}, not by uid {uid} (a node run once as another user?); \
+             the node cannot open its storage: chown -R the directory to its owner",
+            entry.display()
+        )),
+        Err(e) => fail(format!("cannot be read: {e}")),
+    }
+}
+
+/// The first entry under `dir` (RocksDB's files, the artifact store) that `uid` does not own.
+/// Symbolic links (the node creates none) and `lost+found` (a data directory that is the root of
+/// its own file system) are not judged; an entry removed while it is read is skipped.
+fn foreign_entry(dir: &Path, uid: u32) -> std::io::Result<Option<(PathBuf, u32)>> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let metadata = match entry.metadata() {
+            Ok(metadata) => metadata,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if metadata.is_symlink() || entry.file_name() == "lost+found" {
+            continue;
+        }
+        if metadata.uid() != uid {
+            return Ok(Some((entry.path(), metadata.uid())));
+        }
+        if metadata.is_dir() {
+            if let Some(found) = foreign_entry(&entry.path(), uid)? {
+                return Ok(Some(found));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// A data directory that does not exist yet: its nearest existing ancestor must let this user
