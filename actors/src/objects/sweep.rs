@@ -140,9 +140,14 @@ impl Catalog {
         let digest = c.entry.digest;
         let refs = self.index.blob_refs(&digest)?.saturating_sub(1);
         self.index.remove_object(&c.bucket, &c.key, &[(digest, refs)])?;
-        self.usage
-            .with_label_values(&[&c.bucket])
-            .sub(gauge_value(c.entry.size));
+        let usage = self.usage.with_label_values(&[&c.bucket]);
+        usage.sub(gauge_value(c.entry.size));
+        if usage.get() <= 0 {
+            // Bucket names come from producers: a bucket the sweep emptied leaves no series, so
+            // the label's values do not pile up (SPEC §11). Empty objects left in it count 0
+            // bytes either way.
+            let _ = self.usage.remove_label_values(&[&c.bucket]);
+        }
         if refs == 0 {
             self.space.remove(c.entry.size);
             self.remove_blob(&digest)?;
