@@ -138,11 +138,13 @@ async fn an_artifact_the_receivers_disk_cannot_spare_waits_at_the_sender() {
     let failures = events(&cluster, "plant-a", "peer_disconnected");
     assert!(failures.is_empty(), "the link waits, it does not fail: {failures:?}");
     assert_eq!(metric(&cluster, "plant-a", "bsfg_artifact_retrieval_failures"), 0.0);
+    assert_eq!(metric(&cluster, "plant-a", "bsfg_artifact_pulls_waiting"), 1.0);
 
     disk.resize(DISK + size + 64 * MIB);
     let consumer = cluster.client("plant-a").await;
     let delivered = receive(&consumer, "mes", 1, Duration::from_secs(60)).await;
     assert_eq!(harness::ids(&delivered), ["recording"]);
+    assert_eq!(metric(&cluster, "plant-a", "bsfg_artifact_pulls_waiting"), 0.0);
     let mut read = Vec::new();
     let got = consumer
         .get_object("qa", "recording.bin", &mut read, |_| {})

@@ -153,6 +153,12 @@ pub const ARTIFACT_RETRIEVAL_FAILURES: Spec = spec(
     &[],
     "Artifact retrievals that failed: pulls from peers, and GetObject calls of local consumers the node could not serve.",
 );
+pub const ARTIFACT_PULLS_WAITING: Spec = spec(
+    "bsfg_artifact_pulls_waiting",
+    G,
+    &[],
+    "Artifact pulls from peers waiting for room on the data directory's disk (their pages and links wait).",
+);
 pub const OBJECT_STORE_USAGE_BYTES: Spec = spec(
     "bsfg_object_store_usage_bytes",
     G,
@@ -390,7 +396,7 @@ pub const ENGINE_COMMIT_LATENCY: Spec = spec(
 /// Every metric the node registers: SPEC §11's order, then the retention it is configured with,
 /// then the artifact store's bounds, then an HA instance's. (The process metrics come from the
 /// prometheus crate's process collector.)
-pub const ALL: [&Spec; 54] = [
+pub const ALL: [&Spec; 55] = [
     &REPLICATION_LAG_SECONDS,
     &REPLICATION_LAG_HIGH_WATERMARK,
     &FRONTIER_OFFSET,
@@ -407,6 +413,7 @@ pub const ALL: [&Spec; 54] = [
     &ARTIFACT_UPLOAD_FAILURES,
     &ARTIFACT_RETRIEVAL_TOTAL,
     &ARTIFACT_RETRIEVAL_FAILURES,
+    &ARTIFACT_PULLS_WAITING,
     &OBJECT_STORE_USAGE_BYTES,
     &NODE_UP,
     &CERTIFICATE_EXPIRY_SECONDS,

@@ -193,21 +193,22 @@ impl Session {
         message: &Message,
         artifact: &ArtifactRef,
     ) -> Result<UploadRoom, PullError> {
-        let mut told = false;
+        let mut waiting = None;
         loop {
             let refusal = match self.deps.admission.check_upload(artifact.size) {
                 Ok(room) => return Ok(room),
                 Err(refusal) => refusal,
             };
-            if !std::mem::replace(&mut told, true) {
-                self.deps.telemetry.emit(ArtifactPullDeferred {
+            if waiting.is_none() {
+                let deferred = ArtifactPullDeferred {
                     peer: &self.config.peer,
                     message_id: &message.envelope.message_id,
                     bucket: &artifact.bucket,
                     key: &artifact.key,
                     size: artifact.size,
                     reason: &refusal.message,
-                });
+                };
+                waiting = Some(deferred.begin(&self.deps.telemetry));
             }
             tokio::select! {
                 () = tokio::time::sleep(DISK_RECHECK) => {}
