@@ -204,7 +204,8 @@ impl HaEstate {
         self.estate.wait_ready(PLANT).await;
         let standby = HaZone::other(first);
         wait_until(Duration::from_secs(30), "the standby follows", || {
-            self.ha_status(standby)["role"] == "standby"
+            let ha = self.ha_status(standby);
+            ha["role"] == "standby" && ha["diverged"] == false
         })
         .await;
         for (node, peer) in [(first, PLANT), (PLANT, ZONE)] {

@@ -20,7 +20,8 @@ use crate::{admin::client::AdminClient, admin::status::Status, client::ClientOpt
 const ROLE_POLL: Duration = Duration::from_millis(20);
 
 /// The HA role (`active`, `standby`) the instance whose admin listener is `admin`
-/// reports in `/v1/status`; `None` when it does not answer or is no HA instance. Blocking.
+/// reports in `/v1/status`, or `diverged` for a standby whose replica diverged; `None` when it
+/// does not answer or is no HA instance. Blocking.
 pub fn role(admin: SocketAddr) -> Option<String> {
     let answer = AdminClient::at(admin, None)
         .timeout(Duration::from_secs(2))
@@ -30,7 +31,9 @@ pub fn role(admin: SocketAddr) -> Option<String> {
         return None;
     }
     let status: Status = serde_json::from_str(&answer.body).ok()?;
-    status.ha.map(|ha| ha.role)
+    status
+        .ha
+        .map(|ha| if ha.diverged { "diverged".to_owned() } else { ha.role })
 }
 
 /// Asks the instance at `admin` until it reports the role `wanted` (returns when it did) or
