@@ -139,8 +139,10 @@ impl Refresher {
             progress.peers.insert(peer.clone(), seen);
         }
         // Offsets at or below `gone` are no longer retained (retention deletes the oldest first):
-        // a consumer's backlog counts facts after its cursor, not offsets.
-        let gone = match self.journal.storage().read_forward(0, forward_high, 1) {
+        // a consumer's backlog counts facts after its cursor, not offsets. Offsets are never
+        // reused, so the search starts past what was gone at the last refresh (RocksDB need not
+        // step over the deletions of the whole retention again).
+        let gone = match self.journal.storage().read_forward(memory.gone, forward_high, 1) {
             Ok(first) => first.first().map_or(forward_high, |r| r.offset - 1),
             Err(_) => memory.gone,
         };
