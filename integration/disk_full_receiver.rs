@@ -10,7 +10,7 @@ mod harness;
 
 use std::time::Duration;
 
-use bsfg_proto::{ArtifactRef, ObjectDigest, PutObjectRequest};
+use bsfg_proto::ObjectDigest;
 use harness::{
     append_many,
     disk::{free_bytes, Filler, Mount},
@@ -94,28 +94,9 @@ async fn an_artifact_the_receivers_disk_cannot_spare_waits_at_the_sender() {
     let size = free - 16 * MIB;
     let content = vec![7u8; usize::try_from(size).expect("size")];
     let producer = cluster.client("enterprise").await;
-    let put = PutObjectRequest {
-        bucket: "qa".into(),
-        key: "recording.bin".into(),
-        size,
-        media_type: Some("application/octet-stream".into()),
-    };
-    let meta = producer
-        .put_object(put, &mut content.as_slice(), |_| {})
-        .await
-        .expect("put at the sender");
-    let reference = ArtifactRef {
-        bucket: meta.bucket,
-        key: meta.key,
-        digest: meta.digest,
-        size: meta.size,
-        media_type: "application/octet-stream".into(),
-        file_name: None,
-    };
-    let mut fact = message("enterprise", "plant-a", "recording");
-    fact.envelope.object_media_type = Some(reference.media_type.clone());
-    fact.fact.object_json = serde_json::to_string(&reference).expect("render");
-    producer.append(fact).await.expect("append");
+    let fact = message("enterprise", "plant-a", "recording");
+    let artifact = ("qa", "recording.bin", "application/octet-stream");
+    harness::append_with_artifact(&producer, fact, artifact, &content).await;
 
     wait_until(
         Duration::from_secs(30),

@@ -8,7 +8,7 @@ mod harness;
 use std::time::Duration;
 
 use bsfg::devnet::estate::{ENTERPRISE, IDMZ, PLANT_A, PLANT_B};
-use bsfg_proto::{ArtifactRef, ErrorCode, ObjectDigest, PutObjectRequest};
+use bsfg_proto::{ErrorCode, ObjectDigest};
 use harness::{estate, message, observe::metric, receive, Cluster};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -22,29 +22,10 @@ async fn an_artifact_for_a_plant_is_pulled_hop_by_hop_and_read_there_while_the_d
     estate::wait_linked(&cluster, WAIT).await;
     let content: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
     let enterprise = cluster.client(ENTERPRISE).await;
-    let put = PutObjectRequest {
-        bucket: "recipes".into(),
-        key: "line-3/v7.bin".into(),
-        size: SIZE as u64,
-        media_type: Some("application/octet-stream".into()),
-    };
-    let meta = enterprise
-        .put_object(put, &mut content.as_slice(), |_| {})
-        .await
-        .expect("put");
-    assert_eq!(meta.digest, ObjectDigest::of(&content));
-    let reference = ArtifactRef {
-        bucket: meta.bucket,
-        key: meta.key,
-        digest: meta.digest,
-        size: meta.size,
-        media_type: "application/octet-stream".into(),
-        file_name: None,
-    };
-    let mut fact = message(ENTERPRISE, PLANT_A, "recipe-v7");
-    fact.envelope.object_media_type = Some(reference.media_type.clone());
-    fact.fact.object_json = serde_json::to_string(&reference).expect("render");
-    enterprise.append(fact).await.expect("append");
+    let fact = message(ENTERPRISE, PLANT_A, "recipe-v7");
+    let artifact = ("recipes", "line-3/v7.bin", "application/octet-stream");
+    let reference = harness::append_with_artifact(&enterprise, fact, artifact, &content).await;
+    assert_eq!(reference.digest, ObjectDigest::of(&content));
 
     let plant_a = cluster.client(PLANT_A).await;
     let arrived = receive(&plant_a, "mes", 1, WAIT).await;

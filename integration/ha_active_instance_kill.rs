@@ -14,7 +14,7 @@ use std::{
 };
 
 use bsfg::client::Client;
-use bsfg_proto::{ArtifactRef, PutObjectRequest};
+
 use harness::{
     ha::{flowing, HaZone, PLANT, ZONE},
     message,
@@ -81,28 +81,8 @@ async fn an_artifact_stored_through_the_killed_instance_is_served_by_the_one_tha
     let (bucket, key, media_type) = ("coa", "batch/42.bin", "application/octet-stream");
     let content: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(7919) % 251) as u8).collect();
     let client = Client::connect(&ha.zone_client()).await.expect("connect");
-    let request = PutObjectRequest {
-        bucket: bucket.into(),
-        key: key.into(),
-        size: content.len() as u64,
-        media_type: Some(media_type.into()),
-    };
-    let stored = client
-        .put_object(request, &mut content.as_slice(), |_| {})
-        .await
-        .expect("put the artifact");
-    let reference = ArtifactRef {
-        bucket: bucket.into(),
-        key: key.into(),
-        digest: stored.digest,
-        size: stored.size,
-        media_type: media_type.into(),
-        file_name: None,
-    };
-    let mut fact = message(ZONE, PLANT, "coa-42");
-    fact.envelope.object_media_type = Some(media_type.into());
-    fact.fact.object_json = serde_json::to_string(&reference).expect("render the reference");
-    client.append(fact).await.expect("append the fact that references it");
+    let fact = message(ZONE, PLANT, "coa-42");
+    let stored = harness::append_with_artifact(&client, fact, (bucket, key, media_type), &content).await;
     client.close().await;
 
     ha.cluster.kill(&first);

@@ -26,7 +26,7 @@ use bsfg::{
     client::{Client, ClientOptions},
     devnet::{procstat, proxy::FaultProxy, Devnet, NodeProcess},
 };
-use bsfg_proto::{Envelope, Fact, FetchedFact, Message};
+use bsfg_proto::{ArtifactRef, Envelope, Fact, FetchedFact, Message, PutObjectRequest};
 
 pub const CLIENT: &str = "tester";
 
@@ -387,6 +387,39 @@ pub async fn receive(client: &Client, consumer: &str, expected: usize, timeout: 
 }
 
 /// The message ids of `facts`, in order.
+/// Stores `content` as `bucket/key` (of `media_type`) through `client`, then appends `fact` made
+/// to reference it; returns the reference.
+pub async fn append_with_artifact(
+    client: &Client,
+    mut fact: Message,
+    (bucket, key, media_type): (&str, &str, &str),
+    content: &[u8],
+) -> ArtifactRef {
+    let request = PutObjectRequest {
+        bucket: bucket.into(),
+        key: key.into(),
+        size: content.len() as u64,
+        media_type: Some(media_type.into()),
+    };
+    let mut body = content;
+    let stored = client
+        .put_object(request, &mut body, |_| {})
+        .await
+        .expect("put the artifact");
+    let reference = ArtifactRef {
+        bucket: stored.bucket,
+        key: stored.key,
+        digest: stored.digest,
+        size: stored.size,
+        media_type: media_type.into(),
+        file_name: None,
+    };
+    fact.envelope.object_media_type = Some(media_type.into());
+    fact.fact.object_json = serde_json::to_string(&reference).expect("render the reference");
+    client.append(fact).await.expect("append the fact that references it");
+    reference
+}
+
 pub fn ids<'a>(facts: impl IntoIterator<Item = &'a FetchedFact>) -> Vec<&'a str> {
     facts
         .into_iter()

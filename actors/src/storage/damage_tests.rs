@@ -8,32 +8,17 @@ use std::{fs, path::Path};
 
 use super::{CursorKey, Log, RocksStorage, Storage, StorageError};
 use crate::{
-    journal::{AppendMode, JournalConfig, Prepared},
+    journal::JournalConfig,
     testkit::{message, Fixture, ZONE},
 };
 
 /// Appends `count` facts of about `pad` bytes in calls of 50.
 async fn fill(fixture: &Fixture, count: usize, pad: usize) {
     for call in 0..count / 50 {
-        append_call(fixture, (0..50).map(|i| format!("f{}", call * 50 + i)), pad).await;
+        fixture
+            .append_call((0..50).map(|i| format!("f{}", call * 50 + i)), pad)
+            .await;
     }
-}
-
-/// Appends one call of facts with the ids `ids`, each of about `pad` bytes.
-async fn append_call(fixture: &Fixture, ids: impl Iterator<Item = String>, pad: usize) {
-    let facts = ids
-        .map(|id| {
-            let mut m = message(ZONE, "enterprise", &id);
-            m.fact.object_json = format!("\"{}\"", "x".repeat(pad));
-            Prepared::new(m).expect("prepare")
-        })
-        .collect();
-    let results = fixture
-        .journal
-        .append(facts, AppendMode::EachAlone)
-        .await
-        .expect("append");
-    assert!(results.iter().all(Result::is_ok));
 }
 
 /// Changes 16 bytes in the middle of the largest file of `dir` with `extension`.
@@ -100,7 +85,7 @@ async fn a_damaged_commit_followed_only_by_its_confirmation_is_counted_lost_and_
     let fixture = Fixture::open(JournalConfig::default());
     fill(&fixture, 50, 100).await;
     // The last call is large, so the middle of the log falls in it; then the peer confirms it.
-    append_call(&fixture, (0..50).map(|i| format!("big{i}")), 10_000).await;
+    fixture.append_call((0..50).map(|i| format!("big{i}")), 10_000).await;
     let peer = CursorKey::Peer("enterprise".into());
     fixture.journal.confirm(peer.clone(), 100).await.expect("confirm");
     let dir = fixture.close();

@@ -119,6 +119,20 @@ impl Fixture {
         let mut results = self.journal.append(vec![prepared], AppendMode::EachAlone).await?;
         results.pop().expect("the journal answers one outcome per fact")
     }
+
+    /// Appends one call of facts for `enterprise` with the ids `ids`, each of about `pad` bytes;
+    /// every one must be stored.
+    pub async fn append_call(&self, ids: impl Iterator<Item = String>, pad: usize) {
+        let facts = ids
+            .map(|id| {
+                let mut m = message(ZONE, "enterprise", &id);
+                m.fact.object_json = format!("\"{}\"", "x".repeat(pad));
+                Prepared::new(m).expect("prepare")
+            })
+            .collect();
+        let results = self.journal.append(facts, AppendMode::EachAlone).await.expect("append");
+        assert!(results.iter().all(Result::is_ok));
+    }
 }
 
 /// Waits, when dropped, until the database it watches is closed.
