@@ -27,6 +27,9 @@ use crate::{
 
 /// The most facts one page may hold, whatever the caller asks.
 pub const MAX_PAGE: u32 = 10_000;
+/// The longest a fetch waits for its first fact, in milliseconds: longer asks are cut to it, and
+/// `replication.max_wait_ms` may not ask more.
+pub const MAX_WAIT_MS: u32 = 60_000;
 
 /// What a reader asks for: at most `limit` facts after `after` (or after its confirmed cursor),
 /// waiting up to `max_wait` for the first.

@@ -8,7 +8,7 @@ use super::{routes, settings, Config, ConfigError, LimitsSection, ReplicationSec
 /// A frame is `u32`-length-prefixed; 1 GiB keeps a single decode far below what a node can hold.
 const MAX_FRAME_CEILING: ByteSize = ByteSize::gib(1);
 /// The longest long-poll a node grants (`FetchFacts` waits beyond it are cut to it).
-const MAX_WAIT_MS: u64 = 60_000;
+const MAX_WAIT_MS: u64 = bsfg_actors::MAX_WAIT_MS as u64;
 
 pub(super) fn check(config: &Config) -> Result<(), ConfigError> {
     for index in 0..config.peers.len() {

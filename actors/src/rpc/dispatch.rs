@@ -95,7 +95,7 @@ async fn fetch(r: FetchRequest, caller: &Caller, ctx: &Context) -> Result<Served
     let deps = &ctx.deps;
     let request = PageRequest {
         limit: r.limit,
-        max_wait: Duration::from_millis(u64::from(r.max_wait_ms.min(60_000))),
+        max_wait: Duration::from_millis(u64::from(r.max_wait_ms.min(crate::long_poll::MAX_WAIT_MS))),
         after: r.after,
     };
     let page = match caller {
