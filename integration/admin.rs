@@ -4,7 +4,7 @@
 //! and the certificate; SIGTERM drains and exits 0. `bsfg status` and `bsfg admin` drive the
 //! same API, with the CLI's error codes and exit statuses.
 
-mod harness;
+use crate::harness;
 
 use std::{
     sync::{

@@ -4,7 +4,7 @@
 //! the peer receives each exactly once, in order; a call outside 1..=1024 messages is refused;
 //! and the append metrics count facts, not calls.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! after it is stored; with `--unordered` every line before it is stored. A node whose frame limit
 //! is below a call of the CLI takes the file all the same, in smaller calls.
 
-mod harness;
+use crate::harness;
 
 use std::{collections::HashSet, path::Path, time::Duration};
 

@@ -7,7 +7,7 @@
 //! frames after it are served; a frame cut short by the end of the stream is refused and ends it.
 //! Concurrent `Client::append` calls share such a stream and each gets its own answer.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

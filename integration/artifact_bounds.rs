@@ -4,7 +4,7 @@
 //! counted) while one a stored fact references is kept; the space comes back; and the node's
 //! count of stored bytes equals a recount of the blob files on disk.
 
-mod harness;
+use crate::harness;
 
 use std::{path::Path, time::Duration};
 

@@ -4,7 +4,7 @@
 //! a no-op; `get-object` of an unknown key is `NOT_FOUND` (exit 1); an artifact over
 //! `limits.max_object_bytes` is refused; and a peer reads only artifacts of facts addressed to it.
 
-mod harness;
+use crate::harness;
 
 use std::{path::Path, process::Output};
 

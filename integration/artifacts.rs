@@ -3,7 +3,7 @@
 //! cut again; both nodes stream it, so their peak memory grows far less than the artifact's size
 //! (issue 5).
 
-mod harness;
+use crate::harness;
 
 use std::{
     io::Write,

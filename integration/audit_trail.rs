@@ -5,7 +5,7 @@
 //! channel was full; with this reader it dropped about a third of them). Operator actions are audited with who did them, and
 //! lines written to the journal carry their syslog priority.
 
-mod harness;
+use crate::harness;
 
 use std::{
     io::Read,

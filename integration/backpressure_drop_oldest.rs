@@ -3,7 +3,7 @@
 //! `fact_dropped` and counted in `bsfg_dropped_facts_total`; after the heal the peer receives
 //! exactly the facts that were not dropped, once and in order (SPEC §5; issue 5, test 2).
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

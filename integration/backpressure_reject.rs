@@ -4,7 +4,7 @@
 //! confirmed, fill falls below the low watermark and appends are accepted again — and every
 //! acknowledged fact arrives exactly once, in order (SPEC §5; issue 5, test 1).
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

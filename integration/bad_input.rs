@@ -3,7 +3,7 @@
 //! `INVALID_ARGUMENT` naming what was wrong, after each one a fresh client still appends and
 //! fetches, and the peer finally receives exactly the good facts (issue #2, test 5).
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

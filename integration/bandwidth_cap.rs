@@ -5,7 +5,7 @@
 //! packets with headers and acknowledgements) stay within 10 % of the cap. The same cap on the
 //! receiver's entry paces its pulls instead.
 
-mod harness;
+use crate::harness;
 
 use std::time::{Duration, Instant};
 

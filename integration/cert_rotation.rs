@@ -6,7 +6,7 @@
 //! expired certificate is refused (422 with the reason) and the old certificate keeps serving.
 //! Nothing acknowledged is lost and no producer sees an error.
 
-mod harness;
+use crate::harness;
 
 use std::time::{Duration, SystemTime};
 

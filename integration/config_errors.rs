@@ -4,7 +4,7 @@
 //! CN, the contradiction `safety_critical` + `drop_oldest` (SPEC §5, §9; issue #2, test 6), an
 //! admin listener off loopback without a token (SPEC §6), and a revocation list not from the CA.
 
-mod harness;
+use crate::harness;
 
 use std::{
     path::Path,

@@ -2,7 +2,7 @@
 //! facts after the new cursor again; a delete removes the consumer and its metric series; a
 //! peer's derived consumer cannot be touched; every change is audited with the operator.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! present afterwards at its acknowledged offset with its exact content — and the peer's forward
 //! buffer ends up with exactly one copy of each acknowledged fact (issue #2, test 3).
 
-mod harness;
+use crate::harness;
 
 use std::{
     collections::{BTreeMap, HashMap},

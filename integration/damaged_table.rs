@@ -6,7 +6,7 @@
 //! the live link). The operator stops it and runs `bsfg storage accept-loss`, which records
 //! exactly those offsets; after the restart every other fact arrives exactly once, unaltered.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

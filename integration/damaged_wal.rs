@@ -4,7 +4,7 @@
 //! `bsfg storage accept-loss` records exactly those, and then every other acknowledged fact
 //! reaches the peer exactly once and unaltered, and the node says what it runs without.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! before a byte of it is written, with the link up, and its fact waits at the sender until there
 //! is room.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! themselves, and every acknowledged fact arrives exactly once. An artifact the disk cannot
 //! spare is refused the same way before a byte of it is written.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

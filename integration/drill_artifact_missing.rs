@@ -4,7 +4,7 @@
 //! refuses the `get_object`; the runbook's filters show both, the files are restored from backup,
 //! and the fact arrives at idmz with an artifact whose digest matches.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

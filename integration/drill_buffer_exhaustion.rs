@@ -5,7 +5,7 @@
 //! once the peer is back and has confirmed, `appends_accepted`. Producers retry the refusals with
 //! the same ids: every acknowledged fact arrives exactly once.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

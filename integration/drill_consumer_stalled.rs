@@ -3,7 +3,7 @@
 //! calls, what it is stuck on and whether batch 42 reached it; a poison fact is skipped (saved,
 //! then confirmed) and the skip undone by a rewind; an abandoned consumer is deleted.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! why it is not (yet). A runbook step that no test runs is a defect: this list is the record of
 //! those defects, and a new untested block fails this test until it is drilled or listed.
 
-mod harness;
+use crate::harness;
 
 use harness::drill::blocks;
 

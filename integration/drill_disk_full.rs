@@ -5,7 +5,7 @@
 //! peers' backlog — and, once the other tenant's file is gone, `disk_space_recovered`. The node
 //! stays ready throughout, and nothing acknowledged is lost or duplicated.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

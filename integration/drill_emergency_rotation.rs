@@ -13,7 +13,7 @@
 //! The admin token is rotated as the guide says, without a restart: the reload goes with the old
 //! token, and from then on only the new one is accepted.
 
-mod harness;
+use crate::harness;
 
 use std::time::{Duration, SystemTime};
 

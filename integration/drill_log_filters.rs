@@ -4,7 +4,7 @@
 //! holds a plain-text start-up refusal among its JSON lines: every pipeline runs to its end and
 //! shows what it promises.
 
-mod harness;
+use crate::harness;
 
 use std::{io::Write, time::Duration};
 

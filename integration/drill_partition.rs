@@ -4,7 +4,7 @@
 //! isolated on purpose and reopened on both nodes; after the heal the link replays and returns to
 //! `normal` with no backlog, and every acknowledged fact arrives exactly once.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

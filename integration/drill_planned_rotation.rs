@@ -3,7 +3,7 @@
 //! expiry jumps), cycle the link and see idmz's `peer_connected` carry the new `not_after` with
 //! no handshake failure, then roll back. No restart; nothing acknowledged is lost or duplicated.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

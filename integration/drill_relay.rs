@@ -4,7 +4,7 @@
 //! found in its log and metrics, and a stalled flow located on its leg (the plant-a leg cut:
 //! the DMZ's relay row shows what waits for plant-a, the origin's route is clear).
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! line on stderr), restored from the kept copy; the peer's gate comes back. Nothing
 //! acknowledged is lost or duplicated.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! fixed (writable again), the runbook's last resort, a restart, brings the node back ready, and
 //! nothing acknowledged is lost or duplicated.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

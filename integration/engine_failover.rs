@@ -5,7 +5,7 @@
 //! acknowledged: the append ends within its deadline as unknown or unavailable; once one server
 //! is back the same record resolves to one copy at its sequence and appends go on.
 
-mod harness;
+use crate::harness;
 
 use std::time::{Duration, Instant};
 

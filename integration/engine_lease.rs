@@ -4,7 +4,7 @@
 //! compare-and-set with a higher epoch, and the old holder's renewal fails. A released lease is
 //! free at once.
 
-mod harness;
+use crate::harness;
 
 use std::time::{Duration, Instant};
 

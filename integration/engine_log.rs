@@ -4,7 +4,7 @@
 //! unknown outcome resolves to the sequence it already has and is never stored twice; the ordered
 //! reader yields every record once, in order, and reports a purged start as a gap.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

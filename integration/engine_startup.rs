@@ -4,7 +4,7 @@
 //! start goes on, unverified, with warnings); servers that do are verified, and their version
 //! passes the floor. A WAL stream that exists with another replica count is refused.
 
-mod harness;
+use crate::harness;
 
 use bsfg::devnet::nats::NatsOptions;
 use bsfg_engine::{

@@ -3,7 +3,7 @@
 //! a client certificate, or without the CA that signed the servers', it is refused, and the
 //! error names the servers it tried.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! (readable there by plant-a alone), then by plant-a before it delivers it; at plant-a it is
 //! read back with its digest verified while the DMZ node is down.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! own node (the facts wait there), nothing is dropped, and once plant-a is back the backlog
 //! drains, every fact delivered exactly once and in order.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

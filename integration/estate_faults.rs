@@ -5,7 +5,7 @@
 //! SIGKILL twice mid-stream; producers on every flow keep getting acknowledgements throughout,
 //! and the history checker judges the outcome.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! allow. Each is refused at the DMZ, counted, logged at ERROR with its identity, confirmed so the
 //! link keeps flowing, and never delivered anywhere; facts appended afterwards still arrive.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

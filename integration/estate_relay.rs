@@ -4,7 +4,7 @@
 //! reads the DMZ's own forward buffer too). The DMZ counts each relayed fact once, by
 //! destination, and audits each relayed page; the destinations observe the end-to-end latency.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

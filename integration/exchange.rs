@@ -2,7 +2,7 @@
 //! consumer's confirmed cursor survives a restart of its node (issue #2, test 1); peers whose
 //! frame limits differ still exchange a backlog whose pages are over the smaller limit.
 
-mod harness;
+use crate::harness;
 
 use std::{
     collections::{BTreeMap, HashSet},

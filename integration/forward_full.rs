@@ -4,7 +4,7 @@
 //! reads and confirms, pulls resume and every fact arrives exactly once, in order (SPEC §5;
 //! issue 5, test 5).
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! gate is opened, every acknowledged fact arrives exactly once, in order. An unknown peer is
 //! NOT_FOUND.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! keep getting acknowledgements; once opened, every acknowledged fact arrives exactly once, in
 //! order. The switch is written by the journal in a group commit, like a cursor.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! engine's object store too). Every instance's status lists the zone's instances and which is
 //! active; the survivor shows the killed one as no longer live.
 
-mod harness;
+use crate::harness;
 
 use std::{
     collections::BTreeMap,

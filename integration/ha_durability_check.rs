@@ -3,7 +3,7 @@
 //! (`sync_interval: always`); with `assume_durable = true` it starts, logs a warning, and exports
 //! `bsfg_engine_durability_verified 0`. Against durable servers it exports 1.
 
-mod harness;
+use crate::harness;
 
 use std::{
     process::{Command, Stdio},

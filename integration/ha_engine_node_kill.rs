@@ -4,7 +4,7 @@
 //! takes over) and resume; every fact acknowledged in either direction is delivered exactly once,
 //! in order, and no replica sees a divergence.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! - A producer's `AppendFacts` call of 1 000 facts of 5 KB: queued in parts, every fact
 //!   acknowledged, and all of them reach `plant-a` in order.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

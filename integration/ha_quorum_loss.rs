@@ -8,7 +8,7 @@
 //! back (the zone serves again, and the former active instance, now a standby that still reports
 //! failing storage, is restarted).
 
-mod harness;
+use crate::harness;
 
 use std::time::{Duration, Instant};
 

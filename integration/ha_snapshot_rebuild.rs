@@ -5,7 +5,7 @@
 //! nothing. A restore cut short (here by a disk too small for the snapshot) leaves nothing that
 //! looks like a database, and the next start, with room, restores again.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

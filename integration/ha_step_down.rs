@@ -9,7 +9,7 @@
 //! the commissioning checks, a kill of the active instance and its return as a standby, a
 //! step-down, and the rebuild of a wiped standby from a snapshot.
 
-mod harness;
+use crate::harness;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! active instance, is not ready, and converges to the same place in the zone's log. Nothing
 //! acknowledged is lost or duplicated.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

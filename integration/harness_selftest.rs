@@ -3,7 +3,7 @@
 //! zone it was not addressed to are failures; a redelivery at the same forward offset and an
 //! unacknowledged fact are not. No nodes run here.
 
-mod harness;
+use crate::harness;
 
 use bsfg_proto::FetchedFact;
 use harness::{

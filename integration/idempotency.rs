@@ -6,7 +6,7 @@
 //! through the CLI and through the wire. The peer receives one copy, with its first send time. A
 //! retryable failure of `bsfg append` without `--message-id` names the id it chose, to retry with.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! append that succeeded, `rpc_call` for any other call; with `log.audit = false` only failed
 //! calls are logged, as `rpc_rejected`.
 
-mod harness;
+use crate::harness;
 
 use std::time::{Duration, SystemTime};
 

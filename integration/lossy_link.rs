@@ -8,7 +8,7 @@
 //! faster than the 10 % case" — which would demand that 10 % loss be slow; the measured ratio is
 //! printed, and docs/performance.md discusses it.)
 
-mod harness;
+use crate::harness;
 
 use std::{
     collections::BTreeMap,

@@ -10,7 +10,7 @@
 //! - a pulled fact conflicting with what is stored counts in `bsfg_rejected_facts_total`;
 //! - a dialling node refused for a certificate counts a TLS handshake error itself.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

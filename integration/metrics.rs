@@ -2,7 +2,7 @@
 //! with its type, and the values move with what the nodes do. Every line the nodes log meanwhile
 //! is JSON with `timestamp`, `level`, `zone` and `msg` (SPEC §12).
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

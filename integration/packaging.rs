@@ -8,7 +8,7 @@
 //! the `bsfg` user its postinst creates and everything it writes vanish with the test; the host
 //! is never changed. That needs root, as CI and the project's machines are.
 
-mod harness;
+use crate::harness;
 
 use std::{
     collections::BTreeSet,

@@ -2,7 +2,7 @@
 //! heal the backlog replays and lands exactly once, in source order. Faults come from UDP proxies
 //! in front of each node and from SIGKILL; the history checker judges the outcome.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! shipped samples given a PKI, changes nothing on disk, and with `--peers` proves a real
 //! handshake with each dialled peer without disturbing the peer's links.
 
-mod harness;
+use crate::harness;
 
 use std::{
     net::{TcpListener, UdpSocket},

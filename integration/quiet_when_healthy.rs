@@ -4,7 +4,7 @@
 //! logged on either side (the seeds' "alert on any TLS error" would page on every restart), and
 //! the pair links.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

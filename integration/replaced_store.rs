@@ -3,7 +3,7 @@
 //! store's facts on the strength of offsets the old one served: every fact appended to the new
 //! store is delivered.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

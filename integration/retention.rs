@@ -4,7 +4,7 @@
 //! dedupe window, as long as its own retention, still recognises a fact the sender forgot and
 //! sent again (SPEC §4, §5; issue 5, test 4).
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@
 //! killed then. The CLI always has a call in flight in file order; its exit 75 with a range of
 //! lines of unknown fate shows that the kill cut one off.
 
-mod harness;
+use crate::harness;
 
 use std::{
     process::{Child, Stdio},

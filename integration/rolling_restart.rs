@@ -5,7 +5,7 @@
 //! node starts again, serving. Its peer produces throughout, and the history checker finds every
 //! acknowledged fact of both zones delivered exactly once, in order.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

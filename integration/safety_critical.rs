@@ -4,7 +4,7 @@
 //! once the peer is back (SPEC §5; issue 5, test 3). That the node refuses to start with
 //! `drop_oldest` is checked in `config_errors.rs`.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

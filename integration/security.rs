@@ -9,7 +9,7 @@
 //! `[[clients]]` list is re-read by `bsfg admin reload` and SIGHUP (issue 14); meanwhile the other
 //! clients and the peer link carry on.
 
-mod harness;
+use crate::harness;
 
 use std::{path::Path, process::Output};
 

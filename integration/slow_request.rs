@@ -4,7 +4,7 @@
 //! its bytes were still arriving. Shown on a call (one `AppendFacts` frame) and on an append stream
 //! (a frame after the first), both trickled over 35 s with pauses of 2.5 s.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@
 //! the node recovers — by itself if RocksDB resumes, else by the restart it asked for — and
 //! every acknowledged fact arrives exactly once.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

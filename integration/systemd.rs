@@ -9,7 +9,7 @@
 //! since a process's pid is known only once it runs (sd_watchdog_enabled(3) ignores a watchdog
 //! meant for another pid).
 
-mod harness;
+use crate::harness;
 
 use std::{
     fs,

@@ -4,7 +4,7 @@
 //! undelivered one is stored and unconfirmed at the origin and unknown at the destination; an
 //! unknown one is unknown at both. Ids travel percent-encoded (`/` and spaces included).
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! another plant, `dial = false` keeps a node from ever initiating a connection, and a peer's
 //! address may be a host name, resolved when it is dialled (SPEC §9).
 
-mod harness;
+use crate::harness;
 
 use std::{collections::BTreeMap, time::Duration};
 

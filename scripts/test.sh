@@ -25,5 +25,8 @@ echo "== cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --manifest-path tools/jetstream-bench/Cargo.toml --all-targets -- -D warnings
 echo "== cargo test (unit, property and end-to-end)"
-cargo test --workspace --all-targets -- --test-threads 2
+# The end-to-end tests are one binary (integration/main.rs) and spend most of their time waiting
+# for nodes, timers and fsyncs, not on a core: four at a time keep a 2-core host busy without
+# starving the timing-sensitive ones (BSFG_TEST_THREADS to choose another number).
+cargo test --workspace --all-targets -- --test-threads "${BSFG_TEST_THREADS:-4}"
 cargo test --manifest-path tools/jetstream-bench/Cargo.toml

@@ -15,10 +15,8 @@ use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     fmt,
     sync::{Arc, Mutex, MutexGuard},
-    time::{Duration, Instant},
 };
 
-use bsfg::client::{Client, ClientError};
 use bsfg_proto::FetchedFact;
 
 /// Ids listed per category in a report line; the count is always complete.
@@ -255,32 +253,4 @@ impl fmt::Display for SourceReport {
         }
         write!(f, ", redelivered {}", self.redelivered)
     }
-}
-
-/// Reads `dest_zone`'s forward buffer as `consumer`, recording every fact into `history` and
-/// confirming each page after recording it, until `until(history)` holds (`Ok(true)`) or
-/// `timeout` passes (`Ok(false)`). A failed call is returned at once: after a node restart the
-/// test reconnects and drains again, and unconfirmed facts come back as redeliveries.
-pub async fn drain(
-    client: &Client,
-    consumer: &str,
-    dest_zone: &str,
-    history: &History,
-    until: impl Fn(&History) -> bool,
-    timeout: Duration,
-) -> Result<bool, ClientError> {
-    let deadline = Instant::now() + timeout;
-    while !until(history) {
-        if Instant::now() >= deadline {
-            return Ok(false);
-        }
-        let page = client.fetch(consumer, 1000, 200, None).await?;
-        for fact in &page.facts {
-            history.consumed(dest_zone, fact);
-        }
-        if let Some(last) = page.facts.last() {
-            client.confirm(consumer, last.offset).await?;
-        }
-    }
-    Ok(true)
 }

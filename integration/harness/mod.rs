@@ -1,7 +1,6 @@
 //! End-to-end harness: clusters of real `bsfg serve` processes on loopback with a real PKI, real
 //! RocksDB on disk and real QUIC, built on `bsfg::devnet`. Node logs are printed when a test fails.
 //! [`engine`] runs the engine of an HA zone (a real nats-server cluster) for the engine tests.
-#![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod admin;
 pub mod damage;
