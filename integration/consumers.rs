@@ -109,15 +109,17 @@ async fn rewind_redelivers_and_delete_forgets_the_consumer() {
     );
     assert!(peer.0 == Some(1) && peer.2.contains("PERMISSION_DENIED"), "{}", peer.2);
 
-    let audited: Vec<(String, String, String)> = cluster
-        .log_lines("plant-a")
-        .iter()
-        .filter(|l| l["msg"] == "admin_action")
-        .map(|l| {
-            let field = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
-            (field("operation"), field("consumer"), field("result"))
-        })
-        .collect();
+    let audited = || -> Vec<(String, String, String)> {
+        cluster
+            .log_lines("plant-a")
+            .iter()
+            .filter(|l| l["msg"] == "admin_action")
+            .map(|l| {
+                let field = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
+                (field("operation"), field("consumer"), field("result"))
+            })
+            .collect()
+    };
     let expected = [
         ("consumer_rewind", "mes", "success"),
         ("consumer_rewind", "mes", "success"),
@@ -134,7 +136,12 @@ async fn rewind_redelivers_and_delete_forgets_the_consumer() {
         .iter()
         .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
         .collect();
-    assert_eq!(audited, expected);
+    // The log is written asynchronously: the last answer can come before its audit line.
+    wait_until(Duration::from_secs(10), "every admin action is audited", || {
+        audited().len() >= expected.len()
+    })
+    .await;
+    assert_eq!(audited(), expected);
     producer.close().await;
     consumer.close().await;
 }
