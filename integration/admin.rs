@@ -14,6 +14,10 @@ use std::{
     time::Duration,
 };
 
+use bsfg::{
+    client::Client,
+    devnet::proxy::{Direction, FaultProxy},
+};
 use bsfg_proto::ErrorCode;
 use harness::{
     admin::{http, json, sample},
@@ -323,6 +327,38 @@ async fn a_stopping_node_refuses_to_resume() {
         .collect::<Vec<_>>();
     assert_eq!(audited.len(), 1, "the refused resume is audited: {log}");
     assert!(audited[0].contains("INVALID_ARGUMENT"), "{}", audited[0]);
+}
+
+/// A stopping node's drain ends when the client has its answer, not when the answer is written:
+/// the answer to a long-poll is lost on its way (the fault proxy drops what the node sends), and
+/// the node, which exits right after its drain, must still be there to send it again once the
+/// line is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_waits_until_the_last_answer_is_delivered() {
+    let mut cluster = Cluster::pair();
+    cluster.start("enterprise");
+    let addr = cluster.admin("enterprise");
+    let proxy = FaultProxy::start(cluster.net.node("enterprise").expect("zone").rpc).expect("proxy");
+    let mut via_proxy = cluster.options("enterprise");
+    via_proxy.node = proxy.addr().to_string();
+    let client = Client::connect(&via_proxy).await.expect("connect");
+    let waiting = tokio::spawn(async move { client.fetch("mes", 10, 2_000, None).await });
+    wait_until(Duration::from_secs(10), "the long-poll is in flight", || {
+        json(&http(addr, "GET", "/v1/status", None).1)["in_flight"] == 1
+    })
+    .await;
+    proxy.faults().cut(Direction::FromTarget);
+    cluster.signal("enterprise", "TERM");
+    // The long-poll answers (empty) 2 s after it came, into the cut; the line is back a second
+    // later, while the node still waits for the acknowledgement.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.faults().heal();
+    let answered = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the call ends")
+        .expect("fetch task");
+    assert!(answered.is_ok(), "the call in flight was answered: {answered:?}");
+    assert_eq!(cluster.terminate("enterprise").code(), Some(0));
 }
 
 /// `/healthz` answers 200 for as long as the process runs, also while the node starts; meanwhile

@@ -37,8 +37,9 @@ use crate::{
     transport::{framed, pacing::Pacer, tls},
 };
 
-/// How long a refused peer gets to receive its refusal before its connection is closed.
-const REFUSAL_DELIVERY: Duration = Duration::from_secs(5);
+/// How long an answer may take to be acknowledged by its caller before the call counts as over:
+/// a client call stays in flight (a drain waits for it), a refused peer keeps its connection.
+const ANSWER_DELIVERY: Duration = Duration::from_secs(5);
 /// Why a standby closes a connection.
 const NOT_ACTIVE: &str = "this instance is not the active instance";
 
@@ -220,15 +221,20 @@ async fn serve_stream(
         _ => Pacer::default(),
     };
     objects::respond(&mut send, &answer, body, config.max_frame_bytes, &pacer).await;
-    drop(in_flight);
     let closing = match (gate_closed, standby) {
         (true, _) => Some((CloseCode::GateClosed, CLOSED_BY_OPERATOR)),
         (false, true) => Some((CloseCode::Standby, NOT_ACTIVE)),
         (false, false) => None,
     };
+    if in_flight.is_some() || closing.is_some() {
+        // Written is not delivered: a drain that ends and closes the connection, or a close
+        // below, discards what the caller has not acknowledged yet. So a client call ends once
+        // its answer is acknowledged, and a refused peer learns why before it loses the
+        // connection (it must not keep one open per retry).
+        let _ = tokio::time::timeout(ANSWER_DELIVERY, send.stopped()).await;
+    }
+    drop(in_flight);
     if let Some((code, reason)) = closing {
-        // The peer learns why, then loses the connection: it must not keep one open per retry.
-        let _ = tokio::time::timeout(REFUSAL_DELIVERY, send.stopped()).await;
         conn.close(code.code().into(), reason.as_bytes());
     }
 }
@@ -238,9 +244,9 @@ pub(super) fn gate_closed(caller: &Caller, deps: &RpcDeps) -> bool {
     matches!(caller, Caller::Peer(zone) if deps.switches.is_closed(zone))
 }
 
-/// Client calls count as in flight until their response is written; while the node drains they
-/// are refused with a retryable code. Peer calls pass untouched so replication continues, unless
-/// an operator closed the peer's gate.
+/// Client calls count as in flight until their caller has acknowledged the answer; while the node
+/// drains they are refused with a retryable code. Peer calls pass untouched so replication
+/// continues, unless an operator closed the peer's gate.
 pub(super) fn admit(caller: &Caller, gate_closed: bool, ctx: &Context) -> Result<Option<InFlight>, RpcError> {
     if let Some(refusal) = ctx.deps.standing.borrow().refusal(&ctx.config.zone) {
         return Err(RpcError::unavailable(refusal));
