@@ -44,8 +44,8 @@ pub use ha::{
     WalPurged, ROLE_ACTIVE, ROLE_STANDBY,
 };
 pub use peer::{
-    ClientRejected, Direction, LinkFailure, PeerCallRetried, PeerConnected, PeerConnectionReplaced, PeerDialFailed,
-    PeerDisconnected, PeerRefused,
+    ClientRejected, Direction, LinkFailure, PeerCallRetried, PeerConnected, PeerConnectionOpen, PeerConnectionReplaced,
+    PeerDialFailed, PeerDisconnected, PeerRefused,
 };
 pub use relay::{FactsDelivered, FactsRelayed, RelayRefusal, RelayRefused};
 pub use storage::{Damage, DiskSpaceLow, Failing, HealthReport, LossRecorded, StorageHealth, StorageOp, RESTART_HINT};

@@ -2,7 +2,7 @@
 //! because an operator closed its gate, or moved to the pair's other connection; a call the peer
 //! answered "not now", repeated on the live connection; an identity that is neither client nor
 //! peer. Lost links and failed dials are counted in `bsfg_link_failures_total{peer,reason}` by a
-//! bounded [`LinkFailure`].
+//! bounded [`LinkFailure`]; the connections served are counted in `bsfg_peer_connections{peer}`.
 
 use std::{fmt::Display, net::SocketAddr, time::Duration};
 
@@ -109,6 +109,30 @@ impl Event for PeerConnected<'_> {
     }
 }
 
+/// A connection with a peer is served (accepted, or dialled by its link): counted in
+/// `bsfg_peer_connections{peer}` until the [`PeerConnectionServed`] it returns is dropped, when
+/// the connection is gone.
+pub struct PeerConnectionOpen<'a> {
+    pub peer: &'a str,
+}
+
+impl PeerConnectionOpen<'_> {
+    pub fn begin(self, t: &Telemetry) -> PeerConnectionServed {
+        let gauge = t.metrics.peer_connections.with_label_values(&[self.peer]);
+        gauge.inc();
+        PeerConnectionServed(gauge)
+    }
+}
+
+/// A connection with a peer, counted while it is served.
+pub struct PeerConnectionServed(prometheus::IntGauge);
+
+impl Drop for PeerConnectionServed {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The session with a peer ended: it failed (WARN, with why; counted), or an operator closed the
 /// gate (INFO; not a failure).
 pub struct PeerDisconnected<'a> {
@@ -208,9 +232,11 @@ impl Event for ClientRejected<'_> {
     }
 }
 
-/// Every configured peer shows every failure reason from start-up, at 0.
+/// Every configured peer shows its backlog, its connections and every failure reason from
+/// start-up, at 0.
 pub(super) fn init_series(metrics: &Metrics, peer: &str) {
     metrics.peer_backlog_facts.with_label_values(&[peer]).set(0);
+    metrics.peer_connections.with_label_values(&[peer]).set(0);
     for failure in LinkFailure::ALL {
         metrics.link_failures.with_label_values(&[peer, failure.as_str()]);
     }

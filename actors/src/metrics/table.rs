@@ -270,6 +270,12 @@ pub const PEER_BACKLOG_FACTS: Spec = spec(
     &["peer"],
     "Facts addressed to the peer that it has not confirmed.",
 );
+pub const PEER_CONNECTIONS: Spec = spec(
+    "bsfg_peer_connections",
+    G,
+    &["peer"],
+    "QUIC connections with each peer, dialled or accepted: 1 while linked (one carries both directions; 2 for a moment while a pair that both dialled keeps one).",
+);
 pub const LINK_FAILURES: Spec = spec(
     "bsfg_link_failures_total",
     Counter,
@@ -396,7 +402,7 @@ pub const ENGINE_COMMIT_LATENCY: Spec = spec(
 /// Every metric the node registers: SPEC §11's order, then the retention it is configured with,
 /// then the artifact store's bounds, then an HA instance's. (The process metrics come from the
 /// prometheus crate's process collector.)
-pub const ALL: [&Spec; 55] = [
+pub const ALL: [&Spec; 56] = [
     &REPLICATION_LAG_SECONDS,
     &REPLICATION_LAG_HIGH_WATERMARK,
     &FRONTIER_OFFSET,
@@ -432,6 +438,7 @@ pub const ALL: [&Spec; 55] = [
     &PROCESS_START_TIME_SECONDS,
     &CONFIRMED_FACTS,
     &PEER_BACKLOG_FACTS,
+    &PEER_CONNECTIONS,
     &LINK_FAILURES,
     &REJECTED_FACTS,
     &RELAY_REFUSED,

@@ -15,7 +15,10 @@
 //! refuses that confirm — it lost its data — is pulled from its frontier again).
 //!
 //! One connection per peer pair: when both sides dialled, the connection dialled by the zone
-//! whose name sorts first is kept; the other side closes its own and moves over.
+//! whose name sorts first is kept; the other side closes its own and moves over. A session that
+//! fails on a connection this side dialled closes it (`PullFailed`) before the next dial, so a
+//! link that keeps failing (an artifact the peer cannot serve) holds one connection, not one per
+//! retry; the peer's link, which used it too, moves to the next one.
 //!
 //! The operator's gate switch comes first: while the gate is closed there is no session, no dial
 //! and no offered connection is used; closing it ends the session and closes its connection.
@@ -152,6 +155,12 @@ impl Looper {
             let end = self.run_session(&conn, dialled, &progressed).await;
             let ended = match &end {
                 SessionEnd::Failed(e) => {
+                    if dialled {
+                        // Ours to close: the RPC server serves the peer's calls on it too, so a
+                        // connection only dropped here would stay open beside the next one we
+                        // dial, one more after every failure (a no-op if it is closed already).
+                        conn.close(CloseCode::PullFailed.code().into(), e.to_string().as_bytes());
+                    }
                     self.session.deps.telemetry.emit(PeerDisconnected {
                         peer: &self.session.config.peer,
                         failure: Some((e.kind(), e)),

@@ -31,7 +31,8 @@ use super::{
 };
 use crate::{
     events::{
-        CheckAnswered, ClientRejected, Direction, PeerConnected, PeerRefused, TlsHandshakeFailed, CLOSED_BY_OPERATOR,
+        CheckAnswered, ClientRejected, Direction, PeerConnected, PeerConnectionOpen, PeerRefused, TlsHandshakeFailed,
+        CLOSED_BY_OPERATOR,
     },
     peer_link, standing,
     transport::{framed, pacing::Pacer, tls},
@@ -137,9 +138,13 @@ fn offer(zone: &str, conn: &Connection, remote: SocketAddr, deps: &RpcDeps) {
     }
 }
 
-/// One task per stream, until the connection closes; a connection made while this instance was
-/// active is closed when it stops being active.
+/// One task per stream, until the connection closes (a peer's is counted meanwhile); a
+/// connection made while this instance was active is closed when it stops being active.
 async fn serve_calls(conn: Connection, caller: Arc<Caller>, ctx: Arc<Context>) {
+    let _counted = match &*caller {
+        Caller::Peer(zone) => Some(PeerConnectionOpen { peer: zone }.begin(&ctx.deps.telemetry)),
+        _ => None,
+    };
     let mut standing = ctx.deps.standing.clone();
     let was_active = standing.borrow_and_update().is_active();
     loop {
