@@ -1,10 +1,11 @@
 //! One QUIC connection per peer pair carries both directions (SPEC §4), whatever ends the
 //! sessions on it: `bsfg_peer_connections{peer}` shows 1 on both nodes of a link that is up, and
 //! never more while the pulls of both sides fail again and again (artifacts neither sender can
-//! serve), because each failure closes the connection the dialling side ran it on before its next
-//! dial. Only dropped, such a connection stays open (the RPC servers of both nodes serve it, its
-//! keep-alives keep it alive) when the other side's link, failing too, does not move over to the
-//! next one and close it: one more connection per retry.
+//! serve). A session that fails while its connection stays up leaves the connection to the next
+//! session. Dialling a new one instead left the old one open (both nodes' RPC servers serve it,
+//! its keep-alives keep it alive) when the other side's link, failing too, did not move over and
+//! close it: one more connection per retry. Closing it instead would end the other side's
+//! session on it as a lost link.
 
 use crate::harness;
 
@@ -59,8 +60,8 @@ async fn a_pull_that_keeps_failing_holds_one_connection() {
     }
     assert_eq!(gate("open").0, 200);
 
-    // Each failure closes its connection and the next dial makes a new one, so a sample finds
-    // 0 or 1; every connection left open would count on both nodes until the end.
+    // Every session runs on the one connection; every connection left open beside it would
+    // count on both nodes until the end.
     let mut most = (0.0_f64, 0.0_f64);
     let mut sample = || {
         most.0 = most.0.max(connections("enterprise", "plant-a"));
@@ -80,6 +81,14 @@ async fn a_pull_that_keeps_failing_holds_one_connection() {
         most.0 <= 1.0 && most.1 <= 1.0,
         "connections at most, on enterprise and on plant-a: {most:?}"
     );
+    // Only the operator's gate switch above closed a connection.
+    for zone in ["enterprise", "plant-a"] {
+        let lost: Vec<_> = events(&cluster, zone, "peer_disconnected")
+            .into_iter()
+            .filter(|e| e["kind"] == "closed" && !e["reason"].as_str().unwrap_or_default().contains("by operator"))
+            .collect();
+        assert!(lost.is_empty(), "{zone} lost its connection: {lost:?}");
+    }
     for producer in producers {
         producer.close().await;
     }

@@ -21,20 +21,16 @@ pub enum CloseCode {
     /// A `bsfg check --peers` handshake passed; the reason says what the node takes the caller
     /// for (`peer`, `client` or `unknown`).
     Checked = 5,
-    /// The pulls of the side that dialled the connection failed on it (a fault of its own, an
-    /// answer it refused); it dials a new one.
-    PullFailed = 6,
 }
 
 impl CloseCode {
-    pub const ALL: [CloseCode; 7] = [
+    pub const ALL: [CloseCode; 6] = [
         Self::Shutdown,
         Self::DeadLink,
         Self::DuplicateConnection,
         Self::GateClosed,
         Self::Standby,
         Self::Checked,
-        Self::PullFailed,
     ];
 
     /// The number on the wire.
@@ -56,7 +52,6 @@ impl CloseCode {
             Self::GateClosed => "gate_closed",
             Self::Standby => "standby",
             Self::Checked => "checked",
-            Self::PullFailed => "pull_failed",
         }
     }
 }
@@ -86,7 +81,7 @@ mod tests {
     #[test]
     fn close_codes_keep_their_numbers_and_read_back() {
         let numbers: Vec<u32> = CloseCode::ALL.iter().map(|c| c.code()).collect();
-        assert_eq!(numbers, [0, 1, 2, 3, 4, 5, 6], "wire values never change");
+        assert_eq!(numbers, [0, 1, 2, 3, 4, 5], "wire values never change");
         for code in CloseCode::ALL {
             assert_eq!(CloseCode::from_code(code.code().into()), Some(code));
         }

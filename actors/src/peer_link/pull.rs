@@ -16,9 +16,10 @@
 //!
 //! One connection per peer pair: when both sides dialled, the connection dialled by the zone
 //! whose name sorts first is kept; the other side closes its own and moves over. A session that
-//! fails on a connection this side dialled closes it (`PullFailed`) before the next dial, so a
-//! link that keeps failing (an artifact the peer cannot serve) holds one connection, not one per
-//! retry; the peer's link, which used it too, moves to the next one.
+//! fails on a connection this side dialled while the connection stays up (an artifact the peer
+//! cannot serve) leaves it for the next session, after the backoff, instead of dialling another:
+//! a link that keeps failing holds one connection, not one per retry, and the peer's session on
+//! it, which may be doing fine, goes on.
 //!
 //! The operator's gate switch comes first: while the gate is closed there is no session, no dial
 //! and no offered connection is used; closing it ends the session and closes its connection.
@@ -108,9 +109,14 @@ enum SessionEnd {
     Failed(PullError),
 }
 
+/// Why this side closes its connection when the pair keeps the peer's.
+const KEEPING_YOURS: &[u8] = b"duplicate connection: keeping yours";
+
 pub(super) struct Looper {
     session: Session,
     offers: watch::Receiver<Option<Connection>>,
+    /// The connection this side dialled whose last session failed while it stayed up.
+    kept: Option<Connection>,
     /// The operator's switch for this peer: `true` while the gate is closed.
     closed: watch::Receiver<bool>,
     state: LinkState,
@@ -142,6 +148,7 @@ impl Looper {
             .unwrap_or_else(|| watch::Sender::new(false).subscribe());
         Self {
             session: Session::new(config, deps),
+            kept: None,
             offers,
             closed,
             state,
@@ -155,11 +162,13 @@ impl Looper {
             let end = self.run_session(&conn, dialled, &progressed).await;
             let ended = match &end {
                 SessionEnd::Failed(e) => {
-                    if dialled {
-                        // Ours to close: the RPC server serves the peer's calls on it too, so a
-                        // connection only dropped here would stay open beside the next one we
-                        // dial, one more after every failure (a no-op if it is closed already).
-                        conn.close(CloseCode::PullFailed.code().into(), e.to_string().as_bytes());
+                    // A dialled connection that outlives its session's failure (an artifact the
+                    // peer cannot serve, an answer refused) is the next session's: both nodes'
+                    // RPC servers still serve it, so dialling another would leave it open beside
+                    // the new one, one more after every failure. Closing it instead would end the
+                    // peer's session on it, which may be doing fine.
+                    if dialled && conn.close_reason().is_none() {
+                        self.kept = Some(conn.clone());
                     }
                     self.session.deps.telemetry.emit(PeerDisconnected {
                         peer: &self.session.config.peer,
@@ -189,14 +198,23 @@ impl Looper {
         }
     }
 
-    /// An offered live connection, else a dialled one (`true`); waits with backoff until there is
-    /// one, and first until the gate is open.
+    /// An offered live connection, else the live one this side dialled and kept, else a new
+    /// dialled one (`true`); waits with backoff until there is one, and first until the gate is
+    /// open.
     async fn connection(&mut self) -> (Connection, bool) {
         loop {
             until_open(&mut self.closed).await;
+            let kept = self.kept.take().filter(|c| c.close_reason().is_none());
             let offered = self.offers.borrow_and_update().clone();
             if let Some(conn) = offered.filter(|c| c.close_reason().is_none()) {
+                if let Some(kept) = kept {
+                    // The pair keeps one connection: the one the peer dialled meanwhile.
+                    kept.close(CloseCode::DuplicateConnection.code().into(), KEEPING_YOURS);
+                }
                 return (conn, false);
+            }
+            if let Some(conn) = kept {
+                return (conn, true);
             }
             // A handshake to a peer that is not up yet can take the whole idle timeout; a
             // connection the peer opens to us meanwhile is taken at once.
@@ -240,10 +258,7 @@ impl Looper {
                     }
                     let peer = &self.session.config.peer;
                     self.session.deps.telemetry.emit(PeerConnectionReplaced { peer });
-                    conn.close(
-                        CloseCode::DuplicateConnection.code().into(),
-                        b"duplicate connection: keeping yours",
-                    );
+                    conn.close(CloseCode::DuplicateConnection.code().into(), KEEPING_YOURS);
                     return SessionEnd::Switched;
                 }
             }
