@@ -63,18 +63,19 @@ pub(super) async fn get(r: GetObjectRequest, caller: &Caller, ctx: &Context) -> 
 }
 
 /// Writes the response frame, then the body if there is one, at the rate of `pacer` (a peer's
-/// `max_bytes_per_second`), and finishes the stream.
+/// `max_bytes_per_second`), and finishes the stream; `false` if it could not (the stream is
+/// then left unfinished or reset, and no acknowledgement of the answer will come).
 pub(super) async fn respond(
     send: &mut SendStream,
     answer: &Answer,
     body: Option<Body>,
     max_frame_bytes: usize,
     pacer: &Pacer,
-) {
+) -> bool {
     if let Err(e) = framed::send_frame_paced(send, answer, max_frame_bytes, pacer).await {
         let fallback = Response::Error(RpcError::internal(format!("response could not be sent: {e}")));
         let _ = framed::write_frame(send, &fallback, max_frame_bytes).await;
-        return;
+        return false;
     }
     if let Some(mut body) = body {
         if framed::send_body(send, &mut body.file, body.size, |_| {}, pacer)
@@ -83,8 +84,8 @@ pub(super) async fn respond(
         {
             // The reader sees a reset stream, never a short body it could take for a whole one.
             let _ = send.reset(StreamCode::BodyFailed.code().into());
-            return;
+            return false;
         }
     }
-    let _ = framed::finish(send);
+    framed::finish(send).is_ok()
 }

@@ -225,13 +225,15 @@ async fn serve_stream(
         Caller::Peer(zone) => deps.egress.get(zone).cloned().unwrap_or_default(),
         _ => Pacer::default(),
     };
-    objects::respond(&mut send, &answer, body, config.max_frame_bytes, &pacer).await;
+    let finished = objects::respond(&mut send, &answer, body, config.max_frame_bytes, &pacer).await;
+    // A page can be megabytes: not kept while its acknowledgement is awaited.
+    drop((answer, details));
     let closing = match (gate_closed, standby) {
         (true, _) => Some((CloseCode::GateClosed, CLOSED_BY_OPERATOR)),
         (false, true) => Some((CloseCode::Standby, NOT_ACTIVE)),
         (false, false) => None,
     };
-    if in_flight.is_some() || closing.is_some() {
+    if finished && (in_flight.is_some() || closing.is_some()) {
         // Written is not delivered: a drain that ends and closes the connection, or a close
         // below, discards what the caller has not acknowledged yet. So a client call ends once
         // its answer is acknowledged, and a refused peer learns why before it loses the
