@@ -343,17 +343,17 @@ async fn a_drain_waits_until_the_last_answer_is_delivered() {
     via_proxy.node = proxy.addr().to_string();
     let client = Client::connect(&via_proxy).await.expect("connect");
     let asked = tokio::time::Instant::now();
-    let waiting = tokio::spawn(async move { client.fetch("mes", 10, 2_000, None).await });
+    let waiting = tokio::spawn(async move { client.fetch("mes", 10, 4_000, None).await });
     wait_until(Duration::from_secs(10), "the long-poll is in flight", || {
         json(&http(addr, "GET", "/v1/status", None).1)["in_flight"] == 1
     })
     .await;
     cluster.signal("enterprise", "TERM");
-    // The long-poll answers (empty) 2 s after it was asked, into the cut; the line is back soon
+    // The long-poll answers (empty) 4 s after it was asked, into the cut; the line is back soon
     // after, while QUIC still sends the answer again every few hundred milliseconds.
-    tokio::time::sleep_until(asked + Duration::from_millis(1_700)).await;
+    tokio::time::sleep_until(asked + Duration::from_millis(3_700)).await;
     proxy.faults().cut(Direction::FromTarget);
-    tokio::time::sleep_until(asked + Duration::from_millis(2_400)).await;
+    tokio::time::sleep_until(asked + Duration::from_millis(4_400)).await;
     proxy.faults().heal();
     let answered = tokio::time::timeout(Duration::from_secs(20), waiting)
         .await

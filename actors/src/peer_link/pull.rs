@@ -187,34 +187,47 @@ impl Looper {
                 SessionEnd::Switched => Ended::Switched,
             };
             let progressed = progressed.load(Ordering::Relaxed);
-            if dialled && !progressed {
+            // The next dial goes to the zone's next address; not while the connection is kept.
+            if dialled && !progressed && self.kept.is_none() {
                 self.session.next_address.fetch_add(1, Ordering::Relaxed);
             }
             if let Some(delay) = self.state.on_session_end(ended, progressed) {
                 // A connection the peer opens meanwhile (e.g. once its operator reopened a gate
-                // that refused us) ends the wait.
-                let _ = tokio::time::timeout(delay, self.offers.changed()).await;
+                // that refused us) ends the wait, and so does an operator closing the gate.
+                tokio::select! {
+                    _ = tokio::time::timeout(delay, self.offers.changed()) => {}
+                    () = until_closed(&mut self.closed) => {}
+                }
             }
         }
     }
 
-    /// An offered live connection, else the live one this side dialled and kept, else a new
-    /// dialled one (`true`); waits with backoff until there is one, and first until the gate is
-    /// open.
+    /// The live connection this side dialled and kept, or a live one the peer offered (when both
+    /// are there, the one the pair keeps), else a new dialled one (`true`: this side dialled it);
+    /// waits with backoff until there is one, and first until the gate is open.
     async fn connection(&mut self) -> (Connection, bool) {
         loop {
+            if *self.closed.borrow() {
+                // No connection while an operator keeps the gate closed, a kept one neither.
+                if let Some(kept) = self.kept.take() {
+                    kept.close(CloseCode::GateClosed.code().into(), CLOSED_BY_OPERATOR.as_bytes());
+                }
+            }
             until_open(&mut self.closed).await;
             let kept = self.kept.take().filter(|c| c.close_reason().is_none());
             let offered = self.offers.borrow_and_update().clone();
-            if let Some(conn) = offered.filter(|c| c.close_reason().is_none()) {
-                if let Some(kept) = kept {
-                    // The pair keeps one connection: the one the peer dialled meanwhile.
+            match (kept, offered.filter(|c| c.close_reason().is_none())) {
+                // The pair keeps one connection, by the rule of a session offered another.
+                (Some(kept), Some(offered)) => {
+                    if self.state.on_offer(true) == OnOffer::KeepOurs {
+                        return (kept, true);
+                    }
                     kept.close(CloseCode::DuplicateConnection.code().into(), KEEPING_YOURS);
+                    return (offered, false);
                 }
-                return (conn, false);
-            }
-            if let Some(conn) = kept {
-                return (conn, true);
+                (Some(kept), None) => return (kept, true),
+                (None, Some(offered)) => return (offered, false),
+                (None, None) => {}
             }
             // A handshake to a peer that is not up yet can take the whole idle timeout; a
             // connection the peer opens to us meanwhile is taken at once.
