@@ -12,6 +12,7 @@ use bsfg_proto::ObjectDigest;
 use slog::{debug, error, info, warn};
 
 use super::{facts::Rejection, Event, Telemetry};
+use crate::metrics::Counted;
 
 pub const ARTIFACT_RETRIEVAL_FAILED: &str = "artifact_retrieval_failed";
 pub const ARTIFACT_PULL_DEFERRED: &str = "artifact_pull_deferred";
@@ -50,7 +51,8 @@ impl Event for ArtifactRetrievalFailed<'_> {
 
 /// The disk cannot spare a pulled fact's artifact yet: the pull waits for room (its page is held
 /// and the link stays up), as pulls pause while the disk is low. Logged once per wait, and
-/// counted in `bsfg_artifact_pulls_waiting` until the [`PullWaiting`] it returns is dropped.
+/// counted in `bsfg_artifact_pulls_waiting` until the [`Counted`] it returns is dropped (room
+/// found, or the connection lost).
 pub struct ArtifactPullDeferred<'a> {
     pub peer: &'a str,
     pub message_id: &'a str,
@@ -61,22 +63,10 @@ pub struct ArtifactPullDeferred<'a> {
 }
 
 impl ArtifactPullDeferred<'_> {
-    pub fn begin(self, t: &Telemetry) -> PullWaiting {
+    pub fn begin(self, t: &Telemetry) -> Counted {
         warn!(t.log, "{}", ARTIFACT_PULL_DEFERRED; "peer" => self.peer, "message_id" => self.message_id,
             "bucket" => self.bucket, "key" => self.key, "size" => self.size, "reason" => self.reason);
-        let gauge = t.metrics.artifact_pulls_waiting.clone();
-        gauge.inc();
-        PullWaiting(gauge)
-    }
-}
-
-/// A pull waiting for disk room; the gauge goes down when it is dropped (room found, or the
-/// connection lost).
-pub struct PullWaiting(prometheus::IntGauge);
-
-impl Drop for PullWaiting {
-    fn drop(&mut self) {
-        self.0.dec();
+        Counted::new(t.metrics.artifact_pulls_waiting.clone())
     }
 }
 

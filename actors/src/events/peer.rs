@@ -11,7 +11,10 @@ use bsfg_proto::RpcError;
 use slog::{info, warn};
 
 use super::{Event, Telemetry, CLOSED_BY_OPERATOR};
-use crate::{metrics::Metrics, transport::address::PeerAddress};
+use crate::{
+    metrics::{Counted, Metrics},
+    transport::address::PeerAddress,
+};
 
 pub const PEER_CONNECTED: &str = "peer_connected";
 pub const PEER_DISCONNECTED: &str = "peer_disconnected";
@@ -110,26 +113,15 @@ impl Event for PeerConnected<'_> {
 }
 
 /// A connection with a peer is served (accepted, or dialled by its link): counted in
-/// `bsfg_peer_connections{peer}` until the [`PeerConnectionServed`] it returns is dropped, when
-/// the connection is gone.
+/// `bsfg_peer_connections{peer}` until the [`Counted`] it returns is dropped, when the
+/// connection is gone.
 pub struct PeerConnectionOpen<'a> {
     pub peer: &'a str,
 }
 
 impl PeerConnectionOpen<'_> {
-    pub fn begin(self, t: &Telemetry) -> PeerConnectionServed {
-        let gauge = t.metrics.peer_connections.with_label_values(&[self.peer]);
-        gauge.inc();
-        PeerConnectionServed(gauge)
-    }
-}
-
-/// A connection with a peer, counted while it is served.
-pub struct PeerConnectionServed(prometheus::IntGauge);
-
-impl Drop for PeerConnectionServed {
-    fn drop(&mut self) {
-        self.0.dec();
+    pub fn begin(self, t: &Telemetry) -> Counted {
+        Counted::new(t.metrics.peer_connections.with_label_values(&[self.peer]))
     }
 }
 

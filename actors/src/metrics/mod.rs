@@ -19,6 +19,23 @@ use prometheus::process_collector::ProcessCollector;
 use table::add;
 pub use table::*;
 
+/// One of what a gauge counts while it lasts (a connection served, a pull waiting): the gauge
+/// goes up when it is made and down when it is dropped.
+pub struct Counted(IntGauge);
+
+impl Counted {
+    pub fn new(gauge: IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Every metric of [`ALL`], registered.
 pub struct Metrics {
     registry: Registry,
