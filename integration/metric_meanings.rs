@@ -192,13 +192,17 @@ async fn the_dialling_side_counts_a_refused_certificate() {
     wait_value(&cluster, "enterprise", series, |v| v >= 1.0).await;
     let tls = "bsfg_link_failures_total{peer=\"plant-a\",reason=\"tls\"}";
     assert!(value(&cluster, "enterprise", tls) >= 1.0);
-    let failed = harness::observe::events(&cluster, "enterprise", "tls_handshake_failed");
-    assert!(
-        failed
-            .iter()
-            .any(|l| l["direction"] == "outbound" && l["peer"] == "plant-a"),
-        "{failed:?}"
-    );
+    // The log is written asynchronously: its line can come after the counter moved.
+    wait_until(
+        Duration::from_secs(10),
+        "an outbound tls_handshake_failed toward plant-a",
+        || {
+            harness::observe::events(&cluster, "enterprise", "tls_handshake_failed")
+                .iter()
+                .any(|l| l["direction"] == "outbound" && l["peer"] == "plant-a")
+        },
+    )
+    .await;
 }
 
 /// A consumer that first fetches after retention took the oldest facts: its backlog counts the

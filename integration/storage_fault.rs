@@ -65,6 +65,11 @@ async fn a_read_only_data_directory_turns_the_node_unready_and_loses_nothing() {
     assert_eq!(metric(&cluster, "enterprise", "bsfg_node_up"), 0.0);
     let errors = "bsfg_storage_errors_total{operation=\"commit\"}";
     assert!(metric(&cluster, "enterprise", errors) >= 1.0);
+    // The log is written asynchronously: its line can come after the node turned unready.
+    wait_until(Duration::from_secs(10), "storage_failed is logged", || {
+        !events(&cluster, "enterprise", "storage_failed").is_empty()
+    })
+    .await;
     let failed = events(&cluster, "enterprise", "storage_failed");
     assert!(
         failed[0]["error_message"]
