@@ -14,10 +14,7 @@ use std::{
     time::Duration,
 };
 
-use bsfg::{
-    client::Client,
-    devnet::proxy::{Direction, FaultProxy},
-};
+use bsfg::devnet::proxy::Direction;
 use bsfg_proto::ErrorCode;
 use harness::{
     admin::{http, json, sample},
@@ -338,10 +335,7 @@ async fn a_drain_waits_until_the_last_answer_is_delivered() {
     let mut cluster = Cluster::pair();
     cluster.start("enterprise");
     let addr = cluster.admin("enterprise");
-    let proxy = FaultProxy::start(cluster.net.node("enterprise").expect("zone").rpc).expect("proxy");
-    let mut via_proxy = cluster.options("enterprise");
-    via_proxy.node = proxy.addr().to_string();
-    let client = Client::connect(&via_proxy).await.expect("connect");
+    let (proxy, client) = cluster.client_through_proxy("enterprise").await;
     let asked = tokio::time::Instant::now();
     let waiting = tokio::spawn(async move { client.fetch("mes", 10, 4_000, None).await });
     wait_until(Duration::from_secs(10), "the long-poll is in flight", || {
@@ -353,6 +347,10 @@ async fn a_drain_waits_until_the_last_answer_is_delivered() {
     // after, while QUIC still sends the answer again every few hundred milliseconds.
     tokio::time::sleep_until(asked + Duration::from_millis(3_700)).await;
     proxy.faults().cut(Direction::FromTarget);
+    assert!(
+        asked.elapsed() < Duration::from_millis(3_900),
+        "the line must be cut before the answer, or the test proves nothing"
+    );
     tokio::time::sleep_until(asked + Duration::from_millis(4_400)).await;
     proxy.faults().heal();
     let answered = tokio::time::timeout(Duration::from_secs(20), waiting)

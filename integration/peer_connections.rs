@@ -18,7 +18,7 @@ use harness::{
     Cluster,
 };
 
-/// Failed pulls to sit through: without the close, as many connections pile up.
+/// Failed pulls to sit through: without the reuse, as many connections pile up.
 const FAILURES: usize = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

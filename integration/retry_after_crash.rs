@@ -16,10 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bsfg::{
-    client::Client,
-    devnet::proxy::{Direction, FaultProxy},
-};
+use bsfg::devnet::proxy::Direction;
 use bsfg_proto::Message;
 use harness::{assert_same_ids, ids, json_line, json_lines, observe::wait_until, receive, stderr, Cluster, CLIENT};
 
@@ -37,10 +34,7 @@ fn stored(cluster: &Cluster, zone: &str) -> u64 {
 async fn a_call_cut_off_by_sigkill_is_stored_once_when_retried() {
     let mut cluster = Cluster::pair();
     cluster.start_all();
-    let proxy = FaultProxy::start(cluster.net.node("enterprise").expect("zone").rpc).expect("proxy");
-    let mut via_proxy = cluster.options("enterprise");
-    via_proxy.node = proxy.addr().to_string();
-    let client = Client::connect(&via_proxy).await.expect("connect");
+    let (proxy, client) = cluster.client_through_proxy("enterprise").await;
     proxy.faults().cut(Direction::FromTarget);
     // Small enough to reach the node whole within QUIC's initial congestion window, which no
     // acknowledgement from the node can grow while its answers are dropped.

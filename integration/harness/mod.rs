@@ -147,6 +147,15 @@ impl Cluster {
         Client::connect(&self.options(zone)).await.expect("connect")
     }
 
+    /// A client of `zone` whose connection goes through a fault proxy of its own, and the proxy.
+    pub async fn client_through_proxy(&self, zone: &str) -> (FaultProxy, Client) {
+        let proxy = FaultProxy::start(self.net.node(zone).expect("zone").rpc).expect("proxy");
+        let mut options = self.options(zone);
+        options.node = proxy.addr().to_string();
+        let client = Client::connect(&options).await.expect("connect");
+        (proxy, client)
+    }
+
     /// Runs the CLI with `args` followed by the connection flags for `zone` as `identity`. The
     /// private key goes in `BSFG_KEY`: in `put-object`/`get-object`, `--key` names the object.
     pub fn cli_as(&self, zone: &str, identity: &str, args: &[&str]) -> Output {
