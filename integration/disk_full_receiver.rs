@@ -69,7 +69,12 @@ async fn a_full_receiver_stops_pulling_and_the_sender_keeps_its_backlog() {
     let consumer = cluster.client("plant-a").await;
     let delivered = receive(&consumer, "mes", FACTS, Duration::from_secs(60)).await;
     assert_eq!(harness::ids(&delivered), acked, "every fact, once, in order");
-    assert!(!events(&cluster, "plant-a", "disk_space_recovered").is_empty());
+    wait_until(
+        Duration::from_secs(10),
+        "the receiver logs that its disk recovered",
+        || !events(&cluster, "plant-a", "disk_space_recovered").is_empty(),
+    )
+    .await;
     drop(cluster);
     drop(disk);
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use harness::{
     disk::{Filler, Mount},
     drill::{Drill, Estate},
-    observe::wait_until,
+    observe::{events, wait_until},
     Cluster,
 };
 
@@ -42,6 +42,11 @@ async fn a_full_disk_as_the_runbook_shows_it() {
         || estate.cluster.status("plant-a")["storage"]["disk"]["low"] == true,
     )
     .await;
+    // The log is written asynchronously: its line can trail the status it follows.
+    wait_until(Duration::from_secs(10), "plant-a logs disk_space_low", || {
+        !events(&estate.cluster, "plant-a", "disk_space_low").is_empty()
+    })
+    .await;
     let look = estate.run(&drill, "look");
     assert!(
         look.contains("storage      ok; disk") && look.contains("appends refused"),
@@ -59,6 +64,10 @@ async fn a_full_disk_as_the_runbook_shows_it() {
     filler.remove();
     wait_until(Duration::from_secs(30), "plant-a takes appends again", || {
         estate.cluster.status("plant-a")["storage"]["disk"]["low"] == false
+    })
+    .await;
+    wait_until(Duration::from_secs(10), "plant-a logs disk_space_recovered", || {
+        !events(&estate.cluster, "plant-a", "disk_space_recovered").is_empty()
     })
     .await;
     let look = estate.run(&drill, "look");
