@@ -53,6 +53,7 @@ impl EngineFixture {
     }
 
     async fn start_in(dir: tempfile::TempDir, options: NatsOptions, pki: Option<PathBuf>) -> Self {
+        super::failure::remember();
         let nats = NatsCluster::start(dir.path(), options)
             .await
             .unwrap_or_else(|e| panic!("starting nats-server: {e:#}"));
@@ -102,6 +103,7 @@ impl Drop for EngineFixture {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("nats-server logs:\n{}", self.nats.logs());
+            super::failure::repeat();
         }
     }
 }

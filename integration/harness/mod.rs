@@ -8,6 +8,7 @@ pub mod disk;
 pub mod drill;
 pub mod engine;
 pub mod estate;
+pub mod failure;
 pub mod ha;
 pub mod history;
 pub mod observe;
@@ -58,6 +59,7 @@ impl Cluster {
     }
 
     fn with(net: impl FnOnce(&std::path::Path) -> anyhow::Result<Devnet>) -> Self {
+        failure::remember();
         let dir = tempfile::Builder::new().prefix("bsfg-e2e-").tempdir().expect("tempdir");
         let net = net(dir.path()).expect("devnet");
         Self {
@@ -324,6 +326,7 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
+            failure::repeat();
         }
         self.nodes.clear();
         disk::unmount_under(self.dir.path());
