@@ -26,10 +26,20 @@ pub struct NodeSection {
     /// confirmed facts are reclaimed, so confirms and deletions always find room.
     #[serde(default = "default_disk_reserve")]
     pub disk_reserve_bytes: ByteSize,
+    /// How long a write to `data_dir` may hang (a disk, controller or network file system that
+    /// stopped completing writes) before the node reports its storage failing, is not ready,
+    /// and answers the calls waiting on that write, and new ones until it completes,
+    /// `UNAVAILABLE`. Longer than `storage.jetstream.commit_timeout` in an HA zone.
+    #[serde(default = "default_write_stall", deserialize_with = "values::duration")]
+    pub write_stall_timeout: Duration,
 }
 
 fn default_disk_reserve() -> ByteSize {
     ByteSize::mib(256)
+}
+
+fn default_write_stall() -> Duration {
+    bsfg_actors::DEFAULT_WRITE_STALL
 }
 
 /// `[listen]`: the QUIC (UDP) RPC listener and the admin HTTP listener.

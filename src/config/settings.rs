@@ -26,6 +26,7 @@ impl Config {
         Ok(NodeSettings {
             zone: zone.clone(),
             data_dir: self.node.data_dir.clone(),
+            write_stall: self.node.write_stall_timeout,
             buffers: self.buffers()?,
             store: StoreBufferConfig {
                 zone: zone.clone(),

@@ -284,6 +284,32 @@ fn the_disk_reserve_is_a_size_of_the_node() {
 }
 
 #[test]
+fn the_write_stall_timeout_is_a_duration_of_the_node_longer_than_an_ha_commit() {
+    let with = |stall: &str| MINIMAL.replace("data_dir = \"/var/lib/bsfg\"", &format!("data_dir = \"/d\"\n{stall}"));
+    let settings = |text: &str| parse(text).expect("config").node_settings().expect("settings");
+    assert_eq!(
+        settings(MINIMAL).write_stall,
+        Duration::from_secs(30),
+        "30 s by default"
+    );
+    let text = with("write_stall_timeout = \"5s\"");
+    assert_eq!(settings(&text).write_stall, Duration::from_secs(5));
+    assert_invalid(
+        &with("write_stall_timeout = \"soon\""),
+        "node.write_stall_timeout",
+        "soon",
+    );
+    let ha = "[storage]\nengine = \"jetstream\"\n[storage.jetstream]\nurls = [\"nats://127.0.0.1:4222\"]\n\
+              instance = \"plant-a-1\"\ncommit_timeout = \"15s\"";
+    assert_invalid(
+        &format!("{}\n{ha}", with("write_stall_timeout = \"15s\"")),
+        "node.write_stall_timeout",
+        "not longer than storage.jetstream.commit_timeout (15s)",
+    );
+    parse(&format!("{}\n{ha}", with("write_stall_timeout = \"16s\""))).expect("longer than the commit");
+}
+
+#[test]
 fn sizes_accept_units_and_bare_integers() {
     let text = "[limits]\nmax_fact_bytes = 2048\nmax_frame_bytes = \"1GiB\"\nmax_object_bytes = \"50MiB\"\n\
                 [forward]\ncapacity_bytes = \"500MB\"";

@@ -22,7 +22,24 @@ pub(super) fn check(config: &Config) -> Result<(), ConfigError> {
     check_replication(&config.replication)?;
     check_limits(&config.limits)?;
     super::storage::check(&config.storage).map_err(|(key, reason)| invalid(key, reason))?;
+    check_write_stall(config)?;
     check_admin(config)
+}
+
+/// An HA instance's commit may rightly wait for the engine up to `commit_timeout`: only a write
+/// that outlasts it is stalled.
+fn check_write_stall(config: &Config) -> Result<(), ConfigError> {
+    let stall = config.node.write_stall_timeout;
+    match &config.storage.jetstream {
+        Some(js) if stall <= js.commit_timeout => Err(invalid(
+            "node.write_stall_timeout",
+            format!(
+                "{stall:?} is not longer than storage.jetstream.commit_timeout ({:?}), which a commit may rightly take",
+                js.commit_timeout
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_peer(config: &Config, index: usize) -> Result<(), ConfigError> {

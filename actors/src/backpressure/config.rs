@@ -143,6 +143,7 @@ impl BackpressureConfig {
     pub fn journal(&self) -> JournalConfig {
         JournalConfig {
             store_byte_limit: (self.policy.when_full == WhenFull::Reject).then_some(self.store.capacity_bytes),
+            ..JournalConfig::default()
         }
     }
 }

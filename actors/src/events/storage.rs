@@ -28,6 +28,10 @@ use crate::storage::{ranges, Log, LossRecord};
 pub const STORAGE_FAILED: &str = "storage_failed";
 pub const STORAGE_RECOVERED: &str = "storage_recovered";
 pub const STORAGE_DAMAGED: &str = "storage_damaged";
+/// What an operator should know about a write that hangs.
+const STALL_HINT: &str = "the node is not ready and answers calls that need a write UNAVAILABLE while the \
+     write hangs; it becomes ready again by itself once the write completes: check the disk, its controller, \
+     or the network file system under node.data_dir (nothing acknowledged is lost)";
 /// What an operator should know about a storage failure.
 pub const RESTART_HINT: &str = "the node is not ready until storage works again; RocksDB recovers by itself \
      once a full disk has room again, but after other errors it stops writing until it is reopened: once the \
@@ -201,6 +205,20 @@ impl StorageHealth {
 
     /// `op` failed with `error`.
     pub fn failed(&self, op: StorageOp, error: &dyn Display) {
+        self.fail(op, error, RESTART_HINT);
+    }
+
+    /// `op` has been hanging for `waited` (see `journal::stall`): a failure until it returns.
+    pub fn stalled(&self, op: StorageOp, waited: std::time::Duration) {
+        let error = format!(
+            "no write has completed for {} s: the disk or file system under the data directory does not \
+             complete writes",
+            waited.as_secs()
+        );
+        self.fail(op, &error, STALL_HINT);
+    }
+
+    fn fail(&self, op: StorageOp, error: &dyn Display, reason: &'static str) {
         let t = &self.0.telemetry;
         t.metrics.storage_errors.with_label_values(&[op.as_str()]).inc();
         self.update(|state| match &mut state.failing[op.index()] {
@@ -210,7 +228,7 @@ impl StorageHealth {
             }
             slot @ None => {
                 error!(t.log, "{}", STORAGE_FAILED; "operation" => op.as_str(), "error_message" => %error,
-                    "reason" => RESTART_HINT);
+                    "reason" => reason);
                 *slot = Some(Failing {
                     operation: op,
                     since: SystemTime::now(),

@@ -209,3 +209,53 @@ async fn a_standbys_refusal_is_no_storage_fault_and_clears_earlier_failures() {
     assert_eq!(code.err(), Some(ErrorCode::Unavailable), "callers may retry elsewhere");
     assert!(health.healthy(), "and never makes storage failing");
 }
+
+#[tokio::test]
+async fn a_commit_that_hangs_answers_its_callers_and_later_ones_until_it_returns() {
+    let stall = std::time::Duration::from_millis(300);
+    let fixture = Fixture::open(JournalConfig {
+        write_stall: stall,
+        ..JournalConfig::default()
+    });
+    let health = fixture.journal.health().clone();
+    let mut held = fixture.faults.hold(Op::Commit);
+    let waiting = fixture.append(message(ZONE, "enterprise", "a"));
+    tokio::pin!(waiting);
+    assert!(futures::poll!(&mut waiting).is_pending());
+    held.reached().await;
+    let began = std::time::Instant::now();
+    let answered = waiting.await;
+    assert!(
+        matches!(answered, Err(JournalError::Stalled(after)) if after == stall),
+        "{answered:?}"
+    );
+    assert!(began.elapsed() >= stall / 2, "answered only once the commit stalled");
+    let code = answered.map_err(|e| RpcError::from(e).code);
+    assert_eq!(code.err(), Some(ErrorCode::Unavailable), "the caller may retry");
+    assert!(health.failing(StorageOp::Commit), "a stalled commit is failing storage");
+
+    let later = fixture.append(message(ZONE, "enterprise", "b")).await;
+    assert!(
+        matches!(later, Err(JournalError::Stalled(_))),
+        "refused at once: {later:?}"
+    );
+    assert!(
+        fixture.journal.probe().await.is_err(),
+        "the status refresher's probe too"
+    );
+
+    held.release();
+    let retried = loop {
+        match fixture.append(message(ZONE, "enterprise", "a")).await {
+            Err(JournalError::Stalled(_)) => tokio::task::yield_now().await,
+            other => break other.expect("the retry"),
+        }
+    };
+    assert!(
+        retried.duplicate && retried.offset == 1,
+        "the stalled commit stored it after all, once: {retried:?}"
+    );
+    assert!(health.healthy(), "the first commit that returns ends the failure");
+    let b = fixture.append(message(ZONE, "enterprise", "b")).await.expect("b");
+    assert_eq!((b.offset, b.duplicate), (2, false), "b was refused, never queued");
+}

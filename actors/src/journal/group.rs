@@ -106,7 +106,10 @@ impl Writer {
         plan.batch.epoch = self.epoch;
         let written = planned.and_then(|()| match plan.batch.is_empty() {
             true => Ok(()),
-            false => self.shared.storage.commit(&plan.batch).map_err(JournalError::from),
+            false => {
+                let _committing = self.shared.stall.committing();
+                self.shared.storage.commit(&plan.batch).map_err(JournalError::from)
+            }
         });
         let health = &self.shared.health;
         match written {

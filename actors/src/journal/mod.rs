@@ -10,7 +10,8 @@
 //! in the same batch. Watch channels publish the highest committed offsets, so fetchers can
 //! long-poll without touching storage, and the usage, so admission never reads storage. Every
 //! commit's outcome goes to the node's [`StorageHealth`]; while commits fail, a probe (a commit
-//! that only rewrites the usage) tells when storage works again.
+//! that only rewrites the usage) tells when storage works again. A commit that hangs is watched
+//! (`stall`): past the node's `write_stall_timeout` its callers are answered `UNAVAILABLE`.
 
 mod budget;
 mod delete;
@@ -21,6 +22,7 @@ mod group;
 mod model_tests;
 #[cfg(test)]
 mod relay_tests;
+mod stall;
 #[cfg(test)]
 mod tests;
 
@@ -29,6 +31,7 @@ pub use delete::DeletePlan;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
+    time::Duration,
 };
 
 use bsfg_proto::{codec, AppendResponse, Envelope, ErrorCode, FetchedFact, Message, RpcError};
@@ -52,6 +55,8 @@ const MAX_GROUP_BYTES: usize = 2 << 20;
 const MAX_COMMAND_BYTES: usize = 1 << 20;
 /// Queue length in front of the writer; callers wait (backpressure) when it is full.
 const QUEUE: usize = 16 * 1024;
+/// How long a commit may hang before its callers are answered (`node.write_stall_timeout`).
+pub const DEFAULT_WRITE_STALL: Duration = Duration::from_secs(30);
 
 /// Why the journal refused or failed a command.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -72,6 +77,8 @@ pub enum JournalError {
     RewindForward { name: String, to: u64, cursor: u64 },
     #[error("storage fault: {0}")]
     Storage(String),
+    #[error("storage stalled: a write to the data directory has not completed within node.write_stall_timeout ({0:?}); the outcome of this call is unknown, retry it (a retried append is stored once)")]
+    Stalled(Duration),
     /// This instance of an HA zone is not the zone's writer (a standby): no fault of its storage.
     #[error("{0}")]
     NotWriter(String),
@@ -88,7 +95,9 @@ impl From<JournalError> for RpcError {
             }
             JournalError::UnknownCursor(_) => ErrorCode::NotFound,
             JournalError::Full { .. } | JournalError::DiskFull => ErrorCode::ResourceExhausted,
-            JournalError::Storage(_) | JournalError::NotWriter(_) | JournalError::Closed => ErrorCode::Unavailable,
+            JournalError::Storage(_) | JournalError::Stalled(_) | JournalError::NotWriter(_) | JournalError::Closed => {
+                ErrorCode::Unavailable
+            }
         };
         RpcError::new(code, error.to_string())
     }
@@ -228,12 +237,32 @@ struct InsertPage {
 /// The outcome of each fact of one append command, in its order.
 pub type Appended = Vec<Result<AppendResponse, JournalError>>;
 
-/// A command queued on the journal, whose answer comes once the group that takes it is durable.
-pub struct Queued<T>(oneshot::Receiver<Result<T, JournalError>>);
+/// A command queued on the journal, whose answer comes once the group that takes it is durable,
+/// or [`JournalError::Stalled`] once a commit hangs past the write stall timeout.
+pub struct Queued<T> {
+    answer: oneshot::Receiver<Result<T, JournalError>>,
+    stalled: watch::Receiver<bool>,
+    after: Duration,
+}
 
 impl<T> Queued<T> {
     pub async fn answer(self) -> Result<T, JournalError> {
-        self.0.await.map_err(|_| JournalError::Closed)?
+        let Self {
+            answer,
+            mut stalled,
+            after,
+        } = self;
+        let stall = async move {
+            if stalled.wait_for(|stalled| *stalled).await.is_err() {
+                // The journal is gone: its writer drops the answer too.
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            answered = answer => answered.map_err(|_| JournalError::Closed)?,
+            () = stall => Err(JournalError::Stalled(after)),
+        }
     }
 }
 
@@ -284,11 +313,23 @@ pub struct CursorMove {
 }
 
 /// Plain configuration of the journal.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct JournalConfig {
     /// Appends that would take the store buffer's bytes past this fail with
     /// [`JournalError::Full`] (the hard limit under the `reject` policy).
     pub store_byte_limit: Option<u64>,
+    /// How long a commit may hang before its callers, and later ones until it returns, are
+    /// answered [`JournalError::Stalled`] and storage is reported failing.
+    pub write_stall: Duration,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            store_byte_limit: None,
+            write_stall: DEFAULT_WRITE_STALL,
+        }
+    }
 }
 
 struct Shared {
@@ -299,6 +340,7 @@ struct Shared {
     usage: watch::Sender<Usage>,
     health: StorageHealth,
     disk: budget::DiskBudget,
+    stall: stall::Stall,
 }
 
 /// Handle to the journal; cheap to clone. The writer thread stops when the last handle drops.
@@ -325,13 +367,17 @@ impl Journal {
             usage: watch::Sender::new(recovered.usage),
             health,
             disk: budget::DiskBudget::default(),
+            stall: stall::Stall::new(config.write_stall),
         });
         let (tx, rx) = mpsc::channel(QUEUE);
         let writer = group::Writer::new(shared.clone(), &recovered, config);
-        std::thread::Builder::new()
-            .name("bsfg-journal".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| JournalError::Storage(format!("cannot start the journal thread: {e}")))?;
+        let thread = |name: &str| std::thread::Builder::new().name(name.into());
+        let cannot = |e| JournalError::Storage(format!("cannot start a journal thread: {e}"));
+        thread("bsfg-journal").spawn(move || writer.run(rx)).map_err(cannot)?;
+        let watched = Arc::downgrade(&shared);
+        thread("bsfg-journal-watch")
+            .spawn(move || stall::watch(watched, config.write_stall))
+            .map_err(cannot)?;
         Ok(Self { shared, tx })
     }
 
@@ -483,9 +529,17 @@ impl Journal {
     }
 
     async fn queue<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<Queued<T>, JournalError> {
+        let stall = &self.shared.stall;
+        if stall.is_stalled() {
+            return Err(JournalError::Stalled(stall.after()));
+        }
         let (reply, answer) = oneshot::channel();
         self.tx.send(command(reply)).await.map_err(|_| JournalError::Closed)?;
-        Ok(Queued(answer))
+        Ok(Queued {
+            answer,
+            stalled: stall.subscribe(),
+            after: stall.after(),
+        })
     }
 
     /// The committed cursor (0 when never confirmed).

@@ -157,6 +157,7 @@ async fn a_failed_commit_stores_neither_the_deliveries_nor_the_relays_of_a_page(
 async fn relayed_facts_count_in_the_store_but_the_append_limit_does_not_refuse_them() {
     let fixture = Fixture::open(JournalConfig {
         store_byte_limit: Some(1),
+        ..JournalConfig::default()
     });
     let outcome = fixture
         .journal

@@ -139,6 +139,7 @@ async fn the_hard_limit_refuses_the_append_that_would_overflow() {
     let one = usage(&probe).store.bytes;
     let config = JournalConfig {
         store_byte_limit: Some(2 * one + one / 2),
+        ..JournalConfig::default()
     };
     let fixture = Fixture::open(config);
     append(&fixture, "a").await.expect("first");
@@ -163,6 +164,7 @@ async fn a_batch_is_appended_in_order_with_an_outcome_per_fact() {
     // fact after it would, but must not overtake it.
     let fixture = Fixture::open(JournalConfig {
         store_byte_limit: Some(5 * one + one / 2),
+        ..JournalConfig::default()
     });
     append(&fixture, "stored").await.expect("stored");
     let mut conflicting = message(ZONE, "enterprise", "stored");
@@ -439,6 +441,7 @@ async fn a_call_queued_in_parts_keeps_its_order_at_the_byte_limit() {
 
     let fixture = Fixture::open(JournalConfig {
         store_byte_limit: Some(limit),
+        ..JournalConfig::default()
     });
     fixture.faults.limit_records(4 << 20);
     let outcomes = fixture

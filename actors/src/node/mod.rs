@@ -49,6 +49,9 @@ use crate::{
 pub struct NodeSettings {
     pub zone: String,
     pub data_dir: PathBuf,
+    /// `node.write_stall_timeout`: how long a write to `data_dir` may hang before the node
+    /// reports its storage failing and answers the calls waiting on it (see `journal`).
+    pub write_stall: Duration,
     /// Capacity, retention and when-full policy of both buffers (and the journal's hard limit).
     pub buffers: BackpressureConfig,
     pub store: StoreBufferConfig,

@@ -16,7 +16,7 @@ use crate::{
     events::{set_role, EngineChecked, LossRecorded, SnapshotRestored, StorageHealth, Telemetry},
     forward_buffer::{Consumers, ForwardBuffer, Seen},
     ha::{HaConfig, HaDeps, HaHandle, Snapshots},
-    journal::Journal,
+    journal::{Journal, JournalConfig},
     metrics::Metrics,
     objects::{self, EngineBlobs, ObjectError, ObjectGauges, ObjectStore, ObjectsConfig, RemoteBlobs},
     peer_link::{PeerLink, PeerLinkConfig, PeerLinkDeps},
@@ -34,6 +34,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
     let NodeSettings {
         zone,
         data_dir,
+        write_stall,
         buffers,
         store,
         forward,
@@ -77,7 +78,11 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         }
     };
     let health = StorageHealth::new(telemetry.clone());
-    let journal = Journal::start(storage.clone(), buffers.journal(), health.clone())?;
+    let journal_config = JournalConfig {
+        write_stall,
+        ..buffers.journal()
+    };
+    let journal = Journal::start(storage.clone(), journal_config, health.clone())?;
     telemetry.init_relay_series(routing.relay_destinations());
     for buffer in [Log::Store, Log::Forward] {
         let retention = buffers.limits(buffer).retention.as_secs_f64();
