@@ -80,6 +80,7 @@ mod safety_critical;
 mod security;
 mod slow_request;
 mod storage_fault;
+mod storage_stall;
 mod systemd;
 mod trace;
 mod zones;

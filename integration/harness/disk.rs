@@ -1,20 +1,26 @@
 //! File systems for storage fault tests (they need root, as CI has): a small tmpfs as a node's
-//! data directory, a file that fills it, and a bind mount of a live data directory that can be
-//! made read-only under the running node. Every mount is lazily unmounted when dropped, so a
-//! failing test leaves nothing mounted behind, and a `Cluster` unmounts whatever is mounted in
-//! its scratch directory once its nodes are killed, before it removes the directory.
+//! data directory, a file that fills it, a bind mount of a live data directory that can be
+//! made read-only under the running node, and an ext4 image that can be frozen under it (every
+//! write then hangs until it is thawed, as on a disk that stopped completing writes). Every mount
+//! is thawed and lazily unmounted when dropped, so a failing test leaves nothing mounted or
+//! frozen behind, and a `Cluster` unmounts whatever is mounted in its scratch directory once its
+//! nodes are killed, before it removes the directory. A test declares its `Mount` after its
+//! `Cluster`, so that a panic drops (thaws) the mount before the cluster kills its nodes: a
+//! process blocked on a frozen file system cannot die.
 
 use std::{
     fs::File,
     io::Write,
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    sync::atomic::{AtomicBool, Ordering},
 };
 
 /// A mount point this test created.
 #[derive(Debug)]
 pub struct Mount {
     path: PathBuf,
+    frozen: AtomicBool,
 }
 
 fn run(program: &str, args: &[&str]) {
@@ -36,7 +42,34 @@ impl Mount {
         std::fs::create_dir_all(path).expect("mount point");
         let size = format!("size={size_bytes}");
         run("mount", &["-t", "tmpfs", "-o", &size, "tmpfs", &path.to_string_lossy()]);
-        Self { path: path.to_owned() }
+        Self::at(path)
+    }
+
+    /// An ext4 file system of `size_bytes` at `path`, in an image file beside it.
+    pub fn ext4(path: &Path, size_bytes: u64) -> Self {
+        std::fs::create_dir_all(path).expect("mount point");
+        let image = path.with_extension("ext4");
+        File::create(&image)
+            .and_then(|file| file.set_len(size_bytes))
+            .expect("image file");
+        let image = image.to_string_lossy();
+        run("mkfs.ext4", &["-q", "-F", &image]);
+        run("mount", &["-o", "loop", &image, &path.to_string_lossy()]);
+        Self::at(path)
+    }
+
+    /// Freezes the file system (every write to it hangs) or thaws it.
+    pub fn freeze(&self, frozen: bool) {
+        let flag = if frozen { "-f" } else { "-u" };
+        run("fsfreeze", &[flag, &self.path.to_string_lossy()]);
+        self.frozen.store(frozen, Ordering::SeqCst);
+    }
+
+    fn at(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            frozen: AtomicBool::new(false),
+        }
     }
 
     /// Grows (or shrinks) a tmpfs made by [`Mount::tmpfs`], keeping its files.
@@ -51,7 +84,7 @@ impl Mount {
         std::fs::create_dir_all(path).expect("mount point");
         let p = path.to_string_lossy();
         run("mount", &["--bind", &p, &p]);
-        Self { path: path.to_owned() }
+        Self::at(path)
     }
 
     /// Read-only (new files cannot be created; files already open still write) or writable.
@@ -71,6 +104,9 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
+        if self.frozen.load(Ordering::SeqCst) {
+            let _ = Command::new("fsfreeze").arg("-u").arg(&self.path).status();
+        }
         // Quietly: a `Cluster` dropped first has unmounted it already.
         let _ = Command::new("umount")
             .arg("-l")
