@@ -2,6 +2,9 @@
 //! test 2). The receiver's data directory is a small tmpfs that another file fills: its forward
 //! buffer stops pulling (pressure travels back), the sender keeps the backlog in its store buffer,
 //! and once the space is given back delivery resumes with every acknowledged fact exactly once.
+//! The pull that was already waiting at the sender when the disk filled is answered with facts
+//! the receiver has no room for: they are refused, and the link waits for room instead of
+//! failing (no `peer_disconnected`, the gate stays `normal`).
 //! An artifact larger than what the receiver's disk can spare is not pulled either: the pull waits
 //! before a byte of it is written, with the link up, and its fact waits at the sender until there
 //! is room.
@@ -27,6 +30,9 @@ const FACTS: usize = 300;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_receiver_stops_pulling_and_the_sender_keeps_its_backlog() {
     let mut cluster = Cluster::pair();
+    // Long polls: the receiver's pull is waiting at the sender when its disk fills, and the
+    // sender answers it with the facts appended then.
+    cluster.configure_all("\n[replication]\nmax_wait_ms = 5000\n");
     let receiver = cluster.net.nodes.get_mut("plant-a").expect("plant-a");
     receiver.node_extra = RESERVE.to_owned();
     let disk = Mount::tmpfs(&receiver.data_dir.clone(), DISK);
@@ -64,6 +70,8 @@ async fn a_full_receiver_stops_pulling_and_the_sender_keeps_its_backlog() {
     );
     let failures = events(&cluster, "plant-a", "peer_disconnected");
     assert!(failures.is_empty(), "the link waits, it does not fail: {failures:?}");
+    let gate = &cluster.status("plant-a")["peers"]["enterprise"]["state"];
+    assert_eq!(gate, "normal", "the gate stays normal");
 
     filler.remove();
     let consumer = cluster.client("plant-a").await;

@@ -14,7 +14,12 @@
 //! The inserter pulls the artifacts a page references before inserting it (`artifacts`). A
 //! failed insert ends the session without counting as progress, so a forward buffer that cannot
 //! write backs the link off instead of reconnecting at once (pulls also pause while its storage
-//! fails, see `Backpressure`).
+//! fails, see `Backpressure`). A page refused for room (`RESOURCE_EXHAUSTED`: the disk guard's
+//! budget spent, typically by a page asked for just before the disk went low) is backpressure,
+//! not a failure: the pipeline drops the pages in flight, waits for the disk guard's next look
+//! and for room, and starts again from what was inserted, on the same session (no
+//! `peer_disconnected`, the gate stays `normal`). Refusals in a row wait longer each time, up to
+//! [`ROOM_WAIT_MOST`], so a page that keeps not fitting is not fetched again and again at once.
 
 use std::{
     net::SocketAddr,
@@ -22,10 +27,10 @@ use std::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
-use bsfg_proto::{FetchResponse, FetchedFact, FrameError, RpcError};
+use bsfg_proto::{ErrorCode, FetchResponse, FetchedFact, FrameError, RpcError};
 use quinn::Connection;
 use tokio::sync::{mpsc, watch};
 
@@ -46,6 +51,11 @@ type DialFailure = (Option<SocketAddr>, (LinkFailure, String));
 
 /// Pages fetched ahead of the inserter.
 const PIPELINE_DEPTH: usize = 2;
+/// The first wait after a page refused for room: the disk guard looks every 250 ms, so by then
+/// a disk gone low pauses the pulls.
+const ROOM_WAIT: Duration = Duration::from_millis(300);
+/// The longest wait between refusals in a row.
+const ROOM_WAIT_MOST: Duration = Duration::from_secs(5);
 
 /// What a session needs: configuration and handles, shared by the concurrent stages, and what
 /// outlives one session.
@@ -166,8 +176,29 @@ impl Session {
     }
 
     /// The three stages of a session; returns the first failure. `progressed` is set once a
-    /// page is inserted.
+    /// page is inserted. A page refused for room starts the stages again once there is room.
     pub(super) async fn pull(&self, conn: &Connection, progressed: &AtomicBool) -> PullError {
+        let mut wait = ROOM_WAIT;
+        loop {
+            let inserted = self.inserted.load(Ordering::Acquire);
+            match self.stages(conn, progressed).await {
+                PullError::Local(refused) if refused.code == ErrorCode::ResourceExhausted => {
+                    if self.inserted.load(Ordering::Acquire) != inserted {
+                        wait = ROOM_WAIT;
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(ROOM_WAIT_MOST);
+                    if let Err(lost) = self.until_room(conn).await {
+                        return lost;
+                    }
+                }
+                failed => return failed,
+            }
+        }
+    }
+
+    /// One run of the three stages, from where the last one inserted up to.
+    async fn stages(&self, conn: &Connection, progressed: &AtomicBool) -> PullError {
         let start = match self.resume_point(conn).await {
             Ok(start) => start,
             Err(e) => return e,
