@@ -23,6 +23,7 @@
 //! deleted range, when there is room for the flush). Pulls also pause while storage fails to
 //! commit: a forward buffer that cannot write must not take pages it would drop.
 
+mod clock;
 mod config;
 mod core;
 mod disk;
@@ -41,7 +42,7 @@ use std::{
 };
 
 use actix::prelude::*;
-use bsfg_proto::{model::now_unix_ms, ErrorCode, RpcError};
+use bsfg_proto::{ErrorCode, RpcError};
 use tokio::sync::watch;
 
 pub use self::config::{BackpressureConfig, BufferLimits, Policy, PolicyError, WhenFull};
@@ -49,7 +50,7 @@ use self::core::{Core, Decision, Job, JobReport};
 use self::disk::DiskGuard;
 pub use self::disk::DiskState;
 use crate::{
-    events::{DeletionFailed, StorageOp, Telemetry},
+    events::{ClockStepped, DeletionFailed, StorageOp, Telemetry},
     journal::{Journal, JournalError},
     storage::{Log, Usage},
 };
@@ -218,6 +219,7 @@ pub struct Backpressure {
     /// Facts were deleted since the last reclaim.
     unreclaimed: bool,
     events: events::Reporter,
+    clock: clock::RetentionClock,
 }
 
 impl Backpressure {
@@ -237,7 +239,17 @@ impl Backpressure {
             reclaiming: false,
             unreclaimed: false,
             events,
+            clock: clock::RetentionClock::new(),
         }
+    }
+
+    /// The time retention goes by (see [`clock`]); a forward step of the wall clock is logged.
+    fn now_ms(&mut self) -> u64 {
+        let reading = self.clock.read();
+        if let Some(ahead) = reading.stepped {
+            self.deps.telemetry.emit(ClockStepped { ahead });
+        }
+        reading.now_ms
     }
 
     /// The admission check for `StoreBuffer`.
@@ -269,7 +281,8 @@ impl Backpressure {
 
     fn evaluate(&mut self, ctx: &mut Context<Self>) {
         let usage = self.usage();
-        let decision = self.core.on_usage(now_unix_ms(), &usage);
+        let now = self.now_ms();
+        let decision = self.core.on_usage(now, &usage);
         self.carry_out(decision, &usage, ctx);
         self.pause_pulls();
     }
@@ -330,7 +343,8 @@ impl Backpressure {
             }
         };
         let usage = self.usage();
-        let decision = self.core.on_done(now_unix_ms(), &job, report, &usage);
+        let now = self.now_ms();
+        let decision = self.core.on_done(now, &job, report, &usage);
         self.carry_out(decision, &usage, ctx);
     }
 }

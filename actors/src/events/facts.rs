@@ -2,8 +2,8 @@
 //! (wrong origin; a fact addressed elsewhere is the relay's to judge, see `relay`) or conflicting with stored content (both counted in
 //! `bsfg_rejected_facts_total{reason}`, with the artifact refusals of `artifacts`), duplicates recognised, unconfirmed facts lost
 //! to `drop_oldest` or to retention (ERROR, with the fact's identity), facts kept past retention
-//! because the node is safety-critical, a buffer starting or stopping to block its input, and a
-//! deletion the journal could not apply.
+//! because the node is safety-critical, a buffer starting or stopping to block its input, a
+//! deletion the journal could not apply, and a wall clock stepped forward under retention.
 
 use std::{fmt::Display, time::Duration};
 
@@ -22,6 +22,7 @@ pub const APPENDS_ACCEPTED: &str = "appends_accepted";
 pub const PULLS_PAUSED: &str = "pulls_paused";
 pub const PULLS_RESUMED: &str = "pulls_resumed";
 pub const DELETION_FAILED: &str = "deletion_failed";
+pub const CLOCK_STEPPED: &str = "clock_stepped";
 
 /// Why a pulled fact was refused: the bounded `reason` of `bsfg_rejected_facts_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,5 +227,20 @@ pub(super) fn init_series(metrics: &Metrics) {
     }
     for rejection in Rejection::ALL {
         metrics.rejected_facts.with_label_values(&[rejection.as_str()]);
+    }
+}
+
+/// The wall clock jumped ahead of the time counted since the node started (see
+/// `backpressure::clock`): retention does not follow it.
+pub struct ClockStepped {
+    pub ahead: Duration,
+}
+
+impl Event for ClockStepped {
+    fn emit(self, t: &Telemetry) {
+        warn!(t.log, "{}", CLOCK_STEPPED; "ahead_seconds" => self.ahead.as_secs(),
+            "reason" => "the wall clock jumped ahead of the time this node has counted since it started; retention \
+                keeps counting from before the jump until the next start, so no fact expires early (facts are kept \
+                longer); check NTP and the real-time clock");
     }
 }

@@ -35,8 +35,8 @@ pub use artifacts::{
     ArtifactSweepDone, ArtifactSweepFailed, Skip,
 };
 pub use facts::{
-    BufferBlocked, DeletionFailed, FactConflict, FactLost, FactRejected, FactsDuplicated, FactsKeptPastRetention, Loss,
-    Rejection,
+    BufferBlocked, ClockStepped, DeletionFailed, FactConflict, FactLost, FactRejected, FactsDuplicated,
+    FactsKeptPastRetention, Loss, Rejection,
 };
 pub use gate::{GateState, GateSwitched, GateTransition, CLOSED_BY_OPERATOR};
 pub use ha::{

@@ -1,0 +1,67 @@
+//! Property: a wall clock stepped forward under a running node expires no fact early. A gateway
+//! that booted without a real-time clock and is then set by NTP, or a clock set wrong by hand,
+//! jumps forward. The sender runs under libfaketime with its wall clock read from a file (the
+//! monotonic clock left alone); its store retention is 60 s and its peer is down, so its facts
+//! wait unconfirmed. The clock jumps two hours ahead: the node logs `clock_stepped`, its store
+//! sweeps keep running and expire nothing, and once the peer starts every fact arrives once, in
+//! order.
+
+use crate::harness;
+
+use std::{path::Path, time::Duration};
+
+use harness::{
+    append_many,
+    observe::{events, metric, wait_until},
+    receive, Cluster,
+};
+
+/// libfaketime for multi-threaded programs (Debian's `libfaketime`, installed by scripts/test.sh).
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+const FACTS: usize = 50;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_stepped_forward_expires_no_fact_early() {
+    assert!(
+        Path::new(FAKETIME).exists(),
+        "{FAKETIME} is missing: scripts/test.sh installs libfaketime"
+    );
+    let mut cluster = Cluster::pair();
+    cluster.configure_all("\n[store]\nretention = \"60s\"\n");
+    let clock = cluster.dir().join("enterprise.clock");
+    std::fs::write(&clock, "+0\n").expect("clock file");
+    let sender = cluster.net.nodes.get_mut("enterprise").expect("enterprise");
+    sender.env = [
+        ("LD_PRELOAD", FAKETIME),
+        ("FAKETIME_TIMESTAMP_FILE", &clock.to_string_lossy()),
+        ("FAKETIME_CACHE_DURATION", "1"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ]
+    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .to_vec();
+    cluster.start("enterprise");
+    let producer = cluster.client("enterprise").await;
+    let acked = append_many(&producer, "enterprise", "plant-a", "fact", FACTS, 50).await;
+
+    std::fs::write(&clock, "+2h\n").expect("step the clock");
+    wait_until(Duration::from_secs(20), "enterprise logs the step", || {
+        events(&cluster, "enterprise", "clock_stepped")
+            .iter()
+            .any(|line| line["ahead_seconds"].as_u64().is_some_and(|s| s > 7000))
+    })
+    .await;
+    // Two store sweeps at least (every 6 s at this retention) after the step.
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    assert_eq!(metric(&cluster, "enterprise", "bsfg_expired_facts_total"), 0.0);
+    assert!(events(&cluster, "enterprise", "fact_expired").is_empty());
+    assert_eq!(
+        cluster.status("enterprise")["store"]["facts"],
+        FACTS,
+        "every fact waits"
+    );
+
+    cluster.start("plant-a");
+    let consumer = cluster.client("plant-a").await;
+    let delivered = receive(&consumer, "mes", FACTS, Duration::from_secs(30)).await;
+    assert_eq!(harness::ids(&delivered), acked, "every fact, once, in order");
+}
