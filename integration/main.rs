@@ -19,6 +19,7 @@ mod bad_input;
 mod bandwidth_cap;
 mod bench_smoke;
 mod cert_rotation;
+mod clock_step;
 mod config_errors;
 mod consumers;
 mod crash_durability;

@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 # drills (integration/drill_*.rs) run the guide's commands, which use jq, curl and openssl. The
 # host tests (integration/systemd.rs, packaging.rs) verify the unit with systemd-analyze (systemd),
 # build the .deb (dpkg-dev's dpkg-shlibdeps, binutils' objcopy), render man pages (man-db) and
-# check the package with lintian; they fail, never skip, without them.
-BSFG_EXTRA_APT=(prometheus jq curl openssl systemd dpkg-dev binutils man-db lintian)
+# check the package with lintian; they fail, never skip, without them. The clock-step test
+# (integration/clock_step.rs) runs a node under libfaketime; the storage-stall test freezes an
+# ext4 image made with e2fsprogs' mkfs.ext4.
+BSFG_EXTRA_APT=(prometheus jq curl openssl systemd dpkg-dev binutils man-db lintian libfaketime e2fsprogs)
 . scripts/env.sh
 # The HA engine tests run a real nats-server cluster; they fail (never skip) without it.
 . scripts/nats-server.sh

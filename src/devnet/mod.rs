@@ -60,6 +60,8 @@ pub struct NodeSpec {
     pub node_extra: String,
     /// `[tls] crl`: the revocation lists the node applies, if any.
     pub crl: Option<PathBuf>,
+    /// Environment variables the node's process starts with, beside the inherited ones.
+    pub env: Vec<(String, String)>,
 }
 
 /// A set of zones with their PKI and configs under one directory.
@@ -248,6 +250,7 @@ impl Devnet {
             .arg("serve")
             .arg("--config")
             .arg(&node.config)
+            .envs(node.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -281,6 +284,7 @@ fn node_spec(dir: &Path, zone: &str, clients: Vec<(String, Vec<String>)>) -> any
         extra: String::new(),
         node_extra: String::new(),
         crl: None,
+        env: Vec::new(),
     })
 }
 
