@@ -7,6 +7,10 @@
 //! appends are refused at once instead of queueing behind the hung write. Once the file system
 //! is thawed the write completes, the node is ready again by itself, the retried append finds
 //! its fact stored by the write that hung, and every fact reaches the peer exactly once.
+//!
+//! A node that holds a call without answering (here: a stall timeout of an hour) does not hold
+//! its client for ever either: the client library gives up on an answer that makes no progress
+//! (`UNAVAILABLE`, retryable), and its retry after the thaw is a duplicate.
 
 use crate::harness;
 
@@ -112,6 +116,42 @@ async fn a_write_that_hangs_is_answered_unavailable_and_its_fact_stored_once_whe
     let consumer = cluster.client("enterprise").await;
     let delivered = receive(&consumer, "mes", 3, Duration::from_secs(60)).await;
     assert_eq!(harness::ids(&delivered), ["before", "during", "later"]);
+    drop(cluster);
+    drop(disk);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gives_up_on_an_answer_that_makes_no_progress() {
+    let mut cluster = Cluster::pair();
+    let node = cluster.net.nodes.get_mut("plant-a").expect("plant-a");
+    // The node itself would hold the call for an hour.
+    node.node_extra = "write_stall_timeout = \"1h\"\ndisk_reserve_bytes = \"16MiB\"\n".to_owned();
+    let disk = Mount::ext4(&node.data_dir.clone(), 256 * MIB);
+    cluster.start("plant-a");
+    let producer = cluster
+        .client("plant-a")
+        .await
+        .with_answer_timeout(Duration::from_secs(2));
+    let facts = || vec![message("plant-a", "enterprise", "held")];
+
+    disk.freeze(true);
+    let given_up = tokio::time::timeout(Duration::from_secs(30), producer.append_in_order(facts()))
+        .await
+        .expect("the client gives up by itself")
+        .expect_err("no answer came");
+    assert_eq!(given_up.code(), ErrorCode::Unavailable, "{given_up}");
+    assert!(
+        given_up.retryable() && given_up.to_string().contains("no data within 2s"),
+        "{given_up}"
+    );
+
+    disk.freeze(false);
+    let retried = producer.append_in_order(facts()).await.expect("the retry");
+    let stored = retried[0].as_ref().expect("stored");
+    assert!(
+        stored.duplicate,
+        "the write the client gave up on completed: {stored:?}"
+    );
     drop(cluster);
     drop(disk);
 }

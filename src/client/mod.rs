@@ -14,6 +14,12 @@
 //!
 //! [`Client::append`] calls share one append stream per connection (`append_stream`): each is
 //! its own `AppendFact` with its own answer, pipelined with the others in flight.
+//!
+//! Every other call waits for its answer only while the answer makes progress: a fetch's long-poll
+//! wait plus [`ANSWER_TIMEOUT`] for its first byte, [`ANSWER_TIMEOUT`] between any two later
+//! ones; then it fails `UNAVAILABLE` (retryable), so a node that holds a call without answering
+//! it (while its connection stays up) does not hold the caller for ever. A node whose disk hangs
+//! answers first, after its `node.write_stall_timeout`. The append stream has no such timer yet.
 
 mod append_stream;
 
@@ -31,7 +37,7 @@ use std::{
 
 use bsfg_actors::transport::{
     addresses::Addresses,
-    framed::{self, StreamError},
+    framed::{self, Patience, StreamError},
     tls::{self, TlsError, TlsMaterial, DEFAULT_IDLE_TIMEOUT},
 };
 use bsfg_proto::{
@@ -55,6 +61,9 @@ pub const FAILOVER_BUDGET: Duration = Duration::from_secs(15);
 const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// The pause after every address of the list refused a call in turn.
 const FAILOVER_PAUSE: Duration = Duration::from_millis(100);
+/// How long a call's answer may make no progress (beyond a fetch's long-poll wait): longer than
+/// a node's default `write_stall_timeout` (30 s), after which the node answers by itself.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The outcome of each message of an AppendFacts call, in its order.
 pub type Outcomes = Vec<Result<AppendResponse, RpcError>>;
@@ -126,6 +135,8 @@ pub struct Client {
     current: AtomicUsize,
     server_name: String,
     appends: AppendStreams,
+    /// See [`ANSWER_TIMEOUT`].
+    answer_timeout: Duration,
 }
 
 impl Client {
@@ -154,6 +165,7 @@ impl Client {
                         current: AtomicUsize::new(i),
                         server_name: options.server_name.clone(),
                         appends: AppendStreams::default(),
+                        answer_timeout: ANSWER_TIMEOUT,
                     })
                 }
                 Err(e) if e.code() == ErrorCode::Unauthenticated => return Err(e),
@@ -163,6 +175,13 @@ impl Client {
         Err(last.unwrap_or_else(|| ClientError::Resolve(options.node.clone())))
     }
 
+    /// Calls other than [`Client::append`] give up on an answer that makes no progress for
+    /// `timeout` (beyond a fetch's long-poll wait) instead of [`ANSWER_TIMEOUT`].
+    pub fn with_answer_timeout(mut self, timeout: Duration) -> Self {
+        self.answer_timeout = timeout;
+        self
+    }
+
     /// The connection calls go on now.
     fn conn(&self) -> Connection {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner).clone()
@@ -170,8 +189,19 @@ impl Client {
 
     /// Sends `request`; with several addresses, moves on after `UNAVAILABLE` (see the module).
     pub async fn call(&self, request: &Request) -> Result<Response, ClientError> {
-        self.with_failover(|conn| async move { framed::call(&conn, request, CLIENT_MAX_FRAME).await })
-            .await
+        let long_poll = match request {
+            Request::Fetch(fetch) => Duration::from_millis(u64::from(fetch.max_wait_ms)),
+            _ => Duration::ZERO,
+        };
+        let patience = Patience {
+            first: long_poll + self.answer_timeout,
+            between: self.answer_timeout,
+        };
+        self.with_failover(|conn| async move {
+            let (answered, _) = framed::patient_call(&conn, request, CLIENT_MAX_FRAME, patience).await?;
+            Ok(answered.response)
+        })
+        .await
     }
 
     /// Makes `attempt` on the connection in use; with several addresses, moves on and makes it

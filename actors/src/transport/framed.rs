@@ -276,13 +276,6 @@ async fn fill_patiently(
     Ok(())
 }
 
-/// One call: opens a stream, sends the request, reads the response. When the node stops
-/// reading early (a request it refuses, such as one over its frame limit) its answer is still
-/// read and returned.
-pub async fn call(conn: &Connection, request: &Request, max_frame_bytes: usize) -> Result<Response, StreamError> {
-    Ok(call_for_body(conn, request, max_frame_bytes).await?.0)
-}
-
 /// A call whose response may be followed by a raw body (`GetObject`): the stream is returned
 /// so the caller can read it with a [`BodyReader`].
 pub async fn call_for_body(
