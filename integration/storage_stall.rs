@@ -133,6 +133,7 @@ async fn a_client_gives_up_on_an_answer_that_makes_no_progress() {
         .await
         .with_answer_timeout(Duration::from_secs(2));
     let facts = || vec![message("plant-a", "enterprise", "held")];
+    let streamed = || message("plant-a", "enterprise", "streamed");
 
     disk.freeze(true);
     let given_up = tokio::time::timeout(Duration::from_secs(30), producer.append_in_order(facts()))
@@ -144,6 +145,12 @@ async fn a_client_gives_up_on_an_answer_that_makes_no_progress() {
         given_up.retryable() && given_up.to_string().contains("no data within 2s"),
         "{given_up}"
     );
+    let given_up = tokio::time::timeout(Duration::from_secs(30), producer.append(streamed()))
+        .await
+        .expect("the append stream gives up by itself")
+        .expect_err("no answer came on the append stream");
+    assert_eq!(given_up.code(), ErrorCode::Unavailable, "{given_up}");
+    assert!(given_up.to_string().contains("no data within 2s"), "{given_up}");
 
     disk.freeze(false);
     let retried = producer.append_in_order(facts()).await.expect("the retry");
@@ -152,6 +159,8 @@ async fn a_client_gives_up_on_an_answer_that_makes_no_progress() {
         stored.duplicate,
         "the write the client gave up on completed: {stored:?}"
     );
+    let streamed = producer.append(streamed()).await.expect("the retry on a new stream");
+    assert!(streamed.duplicate, "{streamed:?}");
     drop(cluster);
     drop(disk);
 }

@@ -9,9 +9,14 @@
 //! stream fails or the node ends it (it drains, stops being an HA zone's active instance, or
 //! shuts down), every call waiting on it gets that error — `UNAVAILABLE`, so a caller may send
 //! again, and an append is safe to send again (its `message_id`) — and the next call opens a new
-//! stream.
+//! stream. So does a stream on which answers are owed but none has come for the client's answer
+//! timeout (a node that holds its calls while the connection stays up): the reader looks a few
+//! times per timeout, with one timer per stream, and only counts the time while an answer is owed.
 
-use std::sync::{Mutex, PoisonError};
+use std::{
+    sync::{Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use bsfg_actors::transport::framed::{self, StreamError};
 use bsfg_proto::Response;
@@ -35,9 +40,10 @@ struct Pending {
 }
 
 /// The append stream of the connection in use, opened at the first append on it.
-#[derive(Default)]
 pub(super) struct AppendStreams {
     current: Mutex<Option<Handle>>,
+    /// How long answers may be owed without one coming before the stream is given up.
+    answer_timeout: Duration,
 }
 
 struct Handle {
@@ -47,6 +53,13 @@ struct Handle {
 }
 
 impl AppendStreams {
+    pub(super) fn new(answer_timeout: Duration) -> Self {
+        Self {
+            current: Mutex::default(),
+            answer_timeout,
+        }
+    }
+
     /// Sends one encoded `AppendFact` frame on `conn`'s append stream and waits for its answer.
     /// A frame that never left because its stream had just ended goes on a new stream.
     pub(super) async fn call(&self, conn: Connection, frame: Bytes) -> Result<Response, StreamError> {
@@ -80,14 +93,14 @@ impl AppendStreams {
             connection: conn.stable_id(),
             frames: frames.clone(),
         });
-        tokio::spawn(run(conn.clone(), queued));
+        tokio::spawn(run(conn.clone(), queued, self.answer_timeout));
         frames
     }
 }
 
 /// Opens the stream and writes what is queued until every sender is gone; the answers are read
 /// by a task of their own.
-async fn run(conn: Connection, mut queued: mpsc::Receiver<Pending>) {
+async fn run(conn: Connection, mut queued: mpsc::Receiver<Pending>, answer_timeout: Duration) {
     let (send, recv) = match conn.open_bi().await {
         Ok(stream) => stream,
         Err(e) => {
@@ -100,7 +113,7 @@ async fn run(conn: Connection, mut queued: mpsc::Receiver<Pending>) {
         }
     };
     let (waiting, answers) = mpsc::unbounded_channel();
-    tokio::spawn(read_answers(recv, answers));
+    tokio::spawn(read_answers(recv, answers, answer_timeout));
     write_frames(send, queued, waiting).await;
 }
 
@@ -137,11 +150,32 @@ async fn write_frames(
     }
 }
 
-/// Matches answer frames to the frames' callers in order; when the stream ends or fails, every
-/// caller still waiting gets the reason.
-async fn read_answers(mut recv: RecvStream, mut answers: mpsc::UnboundedReceiver<Answer>) {
+/// Matches answer frames to the frames' callers in order; when the stream ends or fails, or
+/// answers are owed and none comes for `timeout`, every caller still waiting gets the reason.
+async fn read_answers(mut recv: RecvStream, mut answers: mpsc::UnboundedReceiver<Answer>, timeout: Duration) {
+    let mut looks = tokio::time::interval(timeout / 4);
+    looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let error = loop {
-        let response = match framed::read_frame::<Response>(&mut recv, super::CLIENT_MAX_FRAME).await {
+        let read = framed::read_frame::<Response>(&mut recv, super::CLIENT_MAX_FRAME);
+        tokio::pin!(read);
+        // Since when an answer has been owed without one coming.
+        let mut owed_since = None;
+        let read = loop {
+            tokio::select! {
+                read = &mut read => break read,
+                _ = looks.tick() => {
+                    let since = match answers.is_empty() {
+                        true => None,
+                        false => Some(*owed_since.get_or_insert_with(Instant::now)),
+                    };
+                    owed_since = since;
+                    if since.is_some_and(|since| since.elapsed() >= timeout) {
+                        break Err(StreamError::Timeout(timeout));
+                    }
+                }
+            }
+        };
+        let response = match read {
             Ok(response) => response,
             Err(e) => break e,
         };

@@ -18,8 +18,9 @@
 //! Every other call waits for its answer only while the answer makes progress: a fetch's long-poll
 //! wait plus [`ANSWER_TIMEOUT`] for its first byte, [`ANSWER_TIMEOUT`] between any two later
 //! ones; then it fails `UNAVAILABLE` (retryable), so a node that holds a call without answering
-//! it (while its connection stays up) does not hold the caller for ever. A node whose disk hangs
-//! answers first, after its `node.write_stall_timeout`. The append stream has no such timer yet.
+//! it (while its connection stays up) does not hold the caller for ever. The append stream gives
+//! up once answers have been owed for [`ANSWER_TIMEOUT`] without one coming. A node whose disk
+//! hangs answers first, after its `node.write_stall_timeout`.
 
 mod append_stream;
 
@@ -164,7 +165,7 @@ impl Client {
                         addresses,
                         current: AtomicUsize::new(i),
                         server_name: options.server_name.clone(),
-                        appends: AppendStreams::default(),
+                        appends: AppendStreams::new(ANSWER_TIMEOUT),
                         answer_timeout: ANSWER_TIMEOUT,
                     })
                 }
@@ -175,10 +176,12 @@ impl Client {
         Err(last.unwrap_or_else(|| ClientError::Resolve(options.node.clone())))
     }
 
-    /// Calls other than [`Client::append`] give up on an answer that makes no progress for
-    /// `timeout` (beyond a fetch's long-poll wait) instead of [`ANSWER_TIMEOUT`].
+    /// Calls give up on an answer that makes no progress for `timeout` (beyond a fetch's
+    /// long-poll wait), and the append stream once answers have been owed that long without one
+    /// coming, instead of after [`ANSWER_TIMEOUT`].
     pub fn with_answer_timeout(mut self, timeout: Duration) -> Self {
         self.answer_timeout = timeout;
+        self.appends = AppendStreams::new(timeout);
         self
     }
 
