@@ -153,7 +153,7 @@ async fn write_frames(
 /// Matches answer frames to the frames' callers in order; when the stream ends or fails, or
 /// answers are owed and none comes for `timeout`, every caller still waiting gets the reason.
 async fn read_answers(mut recv: RecvStream, mut answers: mpsc::UnboundedReceiver<Answer>, timeout: Duration) {
-    let mut looks = tokio::time::interval(timeout / 4);
+    let mut looks = tokio::time::interval((timeout / 4).max(Duration::from_millis(10)));
     looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let error = loop {
         let read = framed::read_frame::<Response>(&mut recv, super::CLIENT_MAX_FRAME);
