@@ -17,6 +17,7 @@ use crate::harness;
 use std::time::Duration;
 
 use bsfg_proto::ErrorCode;
+use futures::future::join_all;
 use harness::{
     disk::Mount,
     message,
@@ -151,6 +152,24 @@ async fn a_client_gives_up_on_an_answer_that_makes_no_progress() {
         .expect_err("no answer came on the append stream");
     assert_eq!(given_up.code(), ErrorCode::Unavailable, "{given_up}");
     assert!(given_up.to_string().contains("no data within 2s"), "{given_up}");
+    // Holding its calls, the node grants no more streams than it lets open at once (1 024): the
+    // calls past that give up waiting for a stream as the others do waiting for an answer.
+    let crowd =
+        (0..1100).map(|i| producer.append_in_order(vec![message("plant-a", "enterprise", &format!("crowd-{i}"))]));
+    let crowd = tokio::time::timeout(Duration::from_secs(60), join_all(crowd))
+        .await
+        .expect("every call gives up by itself, those waiting for a stream too");
+    assert!(
+        crowd
+            .iter()
+            .all(|c| c.as_ref().is_err_and(|e| e.code() == ErrorCode::Unavailable)),
+        "{:?}",
+        crowd.iter().find(|c| c.is_ok())
+    );
+    let no_stream = tokio::time::timeout(Duration::from_secs(30), producer.append(streamed()))
+        .await
+        .expect("the append stream gives up waiting for a stream");
+    assert!(no_stream.is_err_and(|e| e.code() == ErrorCode::Unavailable));
 
     disk.freeze(false);
     let retried = producer.append_in_order(facts()).await.expect("the retry");

@@ -99,12 +99,17 @@ impl AppendStreams {
 }
 
 /// Opens the stream and writes what is queued until every sender is gone; the answers are read
-/// by a task of their own.
+/// by a task of their own. A stream the node does not let open within the answer timeout (it
+/// holds as many calls as it lets streams open) fails the calls queued for it.
 async fn run(conn: Connection, mut queued: mpsc::Receiver<Pending>, answer_timeout: Duration) {
-    let (send, recv) = match conn.open_bi().await {
-        Ok(stream) => stream,
-        Err(e) => {
-            let error = StreamError::from(e);
+    let opened = tokio::time::timeout(answer_timeout, conn.open_bi()).await;
+    let (send, recv) = match opened {
+        Ok(Ok(stream)) => stream,
+        failed => {
+            let error = match failed {
+                Ok(Err(e)) => StreamError::from(e),
+                _ => StreamError::Timeout(answer_timeout),
+            };
             queued.close();
             while let Some(pending) = queued.recv().await {
                 let _ = pending.answer.send(Err(again(&error)));

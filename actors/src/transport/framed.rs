@@ -208,14 +208,17 @@ pub struct Answered {
     pub frame_bytes: usize,
 }
 
-/// [`call_for_body`] that waits on the answer with `patience` instead of without limit.
+/// [`call_for_body`] that waits on the answer with `patience` instead of without limit, and on
+/// its stream for `patience.first`: a peer that holds as many calls as it lets stream open
+/// grants no more until it answers one.
 pub async fn patient_call(
     conn: &Connection,
     request: &Request,
     max_frame_bytes: usize,
     patience: Patience,
 ) -> Result<(Answered, RecvStream), StreamError> {
-    let (mut send, mut recv) = conn.open_bi().await?;
+    let opened = tokio::time::timeout(patience.first, conn.open_bi()).await;
+    let (mut send, mut recv) = opened.map_err(|_| StreamError::Timeout(patience.first))??;
     let sent = write_frame(&mut send, request, max_frame_bytes).await;
     match (sent, read_patiently(&mut recv, max_frame_bytes, patience).await) {
         (_, Ok(answered)) => Ok((answered, recv)),
