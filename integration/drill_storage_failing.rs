@@ -21,12 +21,6 @@ use harness::{
 /// read-only directory refuses.
 const BIG: usize = 60_000;
 
-fn ready(estate: &Estate, zone: &str) -> bool {
-    bsfg::admin::client::AdminClient::at(estate.cluster.admin(zone), None)
-        .get("/readyz")
-        .is_ok_and(|answer| answer.status == 200)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_storage_as_the_runbook_shows_it() {
     let mut cluster = Cluster::new(&["idmz", "plant-a"], &[("idmz", "plant-a")]);
@@ -54,7 +48,7 @@ async fn failing_storage_as_the_runbook_shows_it() {
     }
     assert!(failed, "appends fail once RocksDB cannot open its next log");
     wait_until(Duration::from_secs(10), "plant-a turns unready", || {
-        !ready(&estate, "plant-a")
+        estate.cluster.readyz("plant-a") != 200
     })
     .await;
 

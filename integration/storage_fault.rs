@@ -25,12 +25,6 @@ use harness::{
 /// A write buffer is 16 MiB: more than that in new facts makes RocksDB open a new log.
 const BIG: usize = 60_000;
 
-/// `/readyz`'s status, 0 while the admin listener is not up (yet).
-fn readyz(cluster: &Cluster, zone: &str) -> u16 {
-    let client = bsfg::admin::client::AdminClient::at(cluster.admin(zone), None);
-    client.get("/readyz").map_or(0, |answer| answer.status)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_data_directory_turns_the_node_unready_and_loses_nothing() {
     let mut cluster = Cluster::pair();
@@ -59,7 +53,7 @@ async fn a_read_only_data_directory_turns_the_node_unready_and_loses_nothing() {
     assert_eq!(fault.code(), ErrorCode::Unavailable, "{fault}");
     assert!(fault.retryable() && fault.to_string().contains("storage"), "{fault}");
     wait_until(Duration::from_secs(5), "the node turns unready", || {
-        readyz(&cluster, "enterprise") == 503
+        cluster.readyz("enterprise") == 503
     })
     .await;
     assert_eq!(metric(&cluster, "enterprise", "bsfg_node_up"), 0.0);
@@ -119,7 +113,7 @@ async fn a_read_only_data_directory_turns_the_node_unready_and_loses_nothing() {
 async fn wait_until_ready(cluster: &Cluster, timeout: Duration) -> bool {
     let deadline = std::time::Instant::now() + timeout;
     while std::time::Instant::now() < deadline {
-        if readyz(cluster, "enterprise") == 200 {
+        if cluster.readyz("enterprise") == 200 {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

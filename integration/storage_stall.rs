@@ -29,10 +29,6 @@ const MIB: u64 = 1 << 20;
 /// plant-a's node section: a short stall timeout, and a reserve its small disk can keep.
 const NODE: &str = "write_stall_timeout = \"2s\"\ndisk_reserve_bytes = \"16MiB\"\n";
 
-fn readyz(cluster: &Cluster, zone: &str) -> u16 {
-    harness::admin::http(cluster.admin(zone), "GET", "/readyz", None).0
-}
-
 fn logged(cluster: &Cluster, event: &str, field: &str, fragment: &str) -> bool {
     events(cluster, "plant-a", event)
         .iter()
@@ -68,7 +64,7 @@ async fn a_write_that_hangs_is_answered_unavailable_and_its_fact_stored_once_whe
         refused.retryable() && refused.to_string().contains("write_stall_timeout"),
         "{refused}"
     );
-    assert_eq!(readyz(&cluster, "plant-a"), 503, "not ready while its writes hang");
+    assert_eq!(cluster.readyz("plant-a"), 503, "not ready while its writes hang");
     wait_until(Duration::from_secs(10), "plant-a logs what hangs", || {
         logged(&cluster, "storage_failed", "error_message", "no write has completed")
     })
@@ -96,7 +92,7 @@ async fn a_write_that_hangs_is_answered_unavailable_and_its_fact_stored_once_whe
 
     disk.freeze(false);
     wait_until(Duration::from_secs(30), "plant-a is ready again", || {
-        readyz(&cluster, "plant-a") == 200
+        cluster.readyz("plant-a") == 200
     })
     .await;
     wait_until(Duration::from_secs(10), "plant-a logs its recovery", || {

@@ -36,6 +36,12 @@ impl Cluster {
         self.net.node(zone).expect("zone").admin
     }
 
+    /// `/readyz`'s status on `zone`'s node, 0 while its admin listener is not up (yet).
+    pub fn readyz(&self, zone: &str) -> u16 {
+        let client = AdminClient::at(self.admin(zone), None);
+        client.get("/readyz").map_or(0, |answer| answer.status)
+    }
+
     /// `GET /v1/status` of `zone`'s node, as JSON.
     pub fn status(&self, zone: &str) -> serde_json::Value {
         let (code, body) = http(self.admin(zone), "GET", "/v1/status", None);

@@ -175,11 +175,8 @@ impl Estate {
     }
 
     pub async fn wait_ready(&self, zone: &str) {
-        let admin = self.cluster.admin(zone);
         super::observe::wait_until(Duration::from_secs(30), &format!("{zone} is ready"), || {
-            bsfg::admin::client::AdminClient::at(admin, None)
-                .get("/readyz")
-                .is_ok_and(|a| a.status == 200)
+            self.cluster.readyz(zone) == 200
         })
         .await;
     }
