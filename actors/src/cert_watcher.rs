@@ -8,7 +8,9 @@
 //! chains to the CA and is valid now, its CN is the node's zone, and the revocation lists, if
 //! any, come from the CA, are current and do not revoke it) and only then swaps: the QUIC
 //! endpoint's server config (new handshakes present the new certificate, live connections keep
-//! theirs) and the client config peer links dial with. Refused material changes nothing: the
+//! theirs), the client config peer links dial with, and the [`Trust`] live connections are
+//! checked against again (the RPC server closes those whose other side the new CA or lists no
+//! longer accept). Refused material changes nothing: the
 //! old certificate keeps serving. Every outcome is logged (`cert_reloaded` / `cert_reload_failed`)
 //! and counted (`bsfg_cert_reloads_total{result}`). Reloads run one at a time, in arrival order.
 
@@ -28,7 +30,7 @@ use tokio::sync::{mpsc, watch};
 use crate::{
     events::{CertReloadFailed, CertReloaded, CertWatchFailed, Telemetry},
     metrics::Metrics,
-    transport::tls::{TlsError, TlsMaterial},
+    transport::tls::{TlsError, TlsMaterial, Trust},
 };
 
 /// Quiet time after the last file event before reloading: a rotation replaces several files.
@@ -117,6 +119,7 @@ struct Prepared {
     certificate: Certificate,
     server: quinn::ServerConfig,
     client: quinn::ClientConfig,
+    trust: Trust,
 }
 
 fn prepare(config: &CertWatcherConfig) -> Result<Prepared, ReloadError> {
@@ -125,6 +128,7 @@ fn prepare(config: &CertWatcherConfig) -> Result<Prepared, ReloadError> {
         certificate: Certificate::of(&material),
         server: material.quic_server_config(config.idle_timeout)?,
         client: material.quic_client_config(config.idle_timeout)?,
+        trust: material.trust()?,
     })
 }
 
@@ -142,6 +146,8 @@ pub struct CertWatcherDeps {
     pub endpoint: quinn::Endpoint,
     /// The config peer links dial with.
     pub client_config: watch::Sender<quinn::ClientConfig>,
+    /// What live connections are checked against.
+    pub trust: watch::Sender<Trust>,
     pub certificate: watch::Sender<Certificate>,
     pub telemetry: Telemetry,
 }
@@ -152,6 +158,7 @@ impl CertWatcherDeps {
             Ok(new) => {
                 self.endpoint.set_server_config(Some(new.server));
                 self.client_config.send_replace(new.client);
+                self.trust.send_replace(new.trust);
                 self.certificate.send_replace(new.certificate.clone());
                 let certificate = &new.certificate;
                 self.telemetry.emit(CertReloaded {

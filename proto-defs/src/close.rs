@@ -21,16 +21,20 @@ pub enum CloseCode {
     /// A `bsfg check --peers` handshake passed; the reason says what the node takes the caller
     /// for (`peer`, `client` or `unknown`).
     Checked = 5,
+    /// The certificate the other side presented at the handshake is no longer trusted: a reload
+    /// revoked it or removed its CA, or it expired since.
+    Untrusted = 6,
 }
 
 impl CloseCode {
-    pub const ALL: [CloseCode; 6] = [
+    pub const ALL: [CloseCode; 7] = [
         Self::Shutdown,
         Self::DeadLink,
         Self::DuplicateConnection,
         Self::GateClosed,
         Self::Standby,
         Self::Checked,
+        Self::Untrusted,
     ];
 
     /// The number on the wire.
@@ -52,6 +56,7 @@ impl CloseCode {
             Self::GateClosed => "gate_closed",
             Self::Standby => "standby",
             Self::Checked => "checked",
+            Self::Untrusted => "untrusted",
         }
     }
 }
@@ -81,7 +86,7 @@ mod tests {
     #[test]
     fn close_codes_keep_their_numbers_and_read_back() {
         let numbers: Vec<u32> = CloseCode::ALL.iter().map(|c| c.code()).collect();
-        assert_eq!(numbers, [0, 1, 2, 3, 4, 5], "wire values never change");
+        assert_eq!(numbers, [0, 1, 2, 3, 4, 5, 6], "wire values never change");
         for code in CloseCode::ALL {
             assert_eq!(CloseCode::from_code(code.code().into()), Some(code));
         }

@@ -113,6 +113,13 @@ impl ClientError {
             // In TLS 1.3 the node checks our certificate after we think the handshake is done, so
             // its refusal can arrive as the close of the connection during the first call.
             Self::Stream(StreamError::Connection(e)) if tls::handshake_alert(e).is_some() => ErrorCode::Unauthenticated,
+            // The node closed a live connection whose certificate it no longer trusts (revoked,
+            // expired): the next handshake would be refused too.
+            Self::Stream(StreamError::Connection(quinn::ConnectionError::ApplicationClosed(close)))
+                if CloseCode::from_code(close.error_code.into_inner()) == Some(CloseCode::Untrusted) =>
+            {
+                ErrorCode::Unauthenticated
+            }
             Self::Connect { .. } | Self::Stream(_) => ErrorCode::Unavailable,
             Self::Resolve(_) | Self::Sink(_) => ErrorCode::InvalidArgument,
             Self::Unexpected | Self::Corrupt { .. } => ErrorCode::Internal,

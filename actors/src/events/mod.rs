@@ -6,7 +6,7 @@
 //! | module | events |
 //! |---|---|
 //! | `peer` | [`LinkFailure`] (reasons), [`PeerConnected`], [`PeerDisconnected`], [`PeerDialFailed`], [`PeerRefused`], [`PeerConnectionReplaced`], [`PeerCallRetried`], [`ClientRejected`] |
-//! | `tls` | [`TlsHandshakeFailed`], [`CertReloaded`], [`CertReloadFailed`], [`CertWatchFailed`] |
+//! | `tls` | [`TlsHandshakeFailed`], [`ConnectionUntrusted`], [`CertReloaded`], [`CertReloadFailed`], [`CertWatchFailed`] |
 //! | `gate` | [`GateTransition`], [`GateSwitched`] |
 //! | `facts` | [`Rejection`] (reasons), [`FactRejected`], [`FactConflict`], [`FactsDuplicated`], [`FactLost`], [`FactsKeptPastRetention`], [`BufferBlocked`], [`DeletionFailed`] |
 //! | `artifacts` | [`ArtifactRetrieved`], [`ArtifactRetrievalFailed`], [`ArtifactSkipped`], [`ArtifactExpired`], [`ArtifactSweepDone`], [`ArtifactSweepFailed`] |
@@ -49,7 +49,9 @@ pub use peer::{
 };
 pub use relay::{FactsDelivered, FactsRelayed, RelayRefusal, RelayRefused};
 pub use storage::{Damage, DiskSpaceLow, Failing, HealthReport, LossRecorded, StorageHealth, StorageOp, RESTART_HINT};
-pub use tls::{set_expiry, CertReloadFailed, CertReloaded, CertWatchFailed, CheckAnswered, TlsHandshakeFailed};
+pub use tls::{
+    set_expiry, CertReloadFailed, CertReloaded, CertWatchFailed, CheckAnswered, ConnectionUntrusted, TlsHandshakeFailed,
+};
 
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
 //! TLS: refused handshakes (counted by a bounded reason taken from the error's type and the TLS
-//! alert it carries, never from its text), on connections we accepted and ones we dialled, the
+//! alert it carries, never from its text), on connections we accepted and ones we dialled, live
+//! connections closed because their certificate stopped passing those checks, the
 //! `CertWatcher`'s reloads, and the handshakes of `bsfg check --peers` this node answered.
 //!
 //! Not every handshake that does not finish is a TLS failure. A peer whose application gives a
@@ -15,7 +16,7 @@ use std::{
 };
 
 use quinn::{ConnectionError, TransportErrorCode};
-use rustls::AlertDescription;
+use rustls::{AlertDescription, CertificateError};
 use slog::{debug, info, warn};
 
 use super::{Direction, Event, Telemetry};
@@ -23,6 +24,7 @@ use crate::{metrics::Metrics, transport::tls};
 
 pub const TLS_HANDSHAKE_FAILED: &str = "tls_handshake_failed";
 pub const HANDSHAKE_ABANDONED: &str = "handshake_abandoned";
+pub const TLS_CONNECTION_CLOSED: &str = "tls_connection_closed";
 pub const CERT_RELOADED: &str = "cert_reloaded";
 pub const CERT_RELOAD_FAILED: &str = "cert_reload_failed";
 pub const CERT_WATCH_FAILED: &str = "cert_watch_failed";
@@ -97,6 +99,23 @@ impl HandshakeFailure {
             _ => Self::Other,
         }
     }
+
+    /// What a certificate that passed its handshake and fails the same checks later counts as,
+    /// from the verifier's error (the alert a handshake would have sent is chosen from it too).
+    pub fn of_verification(error: &rustls::Error) -> Self {
+        let rustls::Error::InvalidCertificate(error) = error else {
+            return Self::Other;
+        };
+        match error {
+            CertificateError::Revoked => Self::Revoked,
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. } => Self::Expired,
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => Self::UnknownCa,
+            _ => Self::BadCertificate,
+        }
+    }
 }
 
 /// Whether the other side's application closed the connection before the handshake completed
@@ -135,6 +154,35 @@ impl Event for TlsHandshakeFailed<'_> {
                 "peer" => peer, "reason" => %self.error, "kind" => kind.as_str()),
             None => warn!(t.log, "{}", TLS_HANDSHAKE_FAILED; "remote" => %remote, "direction" => direction,
                 "reason" => %self.error, "kind" => kind.as_str()),
+        }
+    }
+}
+
+/// A live connection was closed because the certificate its other side presented at the
+/// handshake no longer passes the handshake's checks: a reload revoked it or removed its CA, or
+/// it expired. Counted in `bsfg_tls_connections_closed_total` by the bounded `kind`; logged as
+/// `tls_connection_closed` with who it was (`peer` or `caller`) and the full `reason`.
+pub struct ConnectionUntrusted<'a> {
+    pub remote: SocketAddr,
+    /// `Outbound` when this node dialled the connection.
+    pub direction: Direction,
+    /// The peer zone, or `None` for a client.
+    pub peer: Option<&'a str>,
+    /// The identity (certificate CN) it was accepted as.
+    pub identity: &'a str,
+    pub error: &'a rustls::Error,
+}
+
+impl Event for ConnectionUntrusted<'_> {
+    fn emit(self, t: &Telemetry) {
+        let kind = HandshakeFailure::of_verification(self.error).as_str();
+        t.metrics.tls_connections_closed.with_label_values(&[kind]).inc();
+        let (remote, direction) = (self.remote, self.direction.as_str());
+        match self.peer {
+            Some(peer) => warn!(t.log, "{}", TLS_CONNECTION_CLOSED; "remote" => %remote, "direction" => direction,
+                "peer" => peer, "reason" => %self.error, "kind" => kind),
+            None => warn!(t.log, "{}", TLS_CONNECTION_CLOSED; "remote" => %remote, "direction" => direction,
+                "caller" => self.identity, "reason" => %self.error, "kind" => kind),
         }
     }
 }
@@ -211,6 +259,9 @@ impl Event for CertWatchFailed<'_> {
 pub(super) fn init_series(metrics: &Metrics) {
     for failure in HandshakeFailure::ALL {
         metrics.tls_handshake_errors.with_label_values(&[failure.as_str()]);
+        if failure != HandshakeFailure::Timeout {
+            metrics.tls_connections_closed.with_label_values(&[failure.as_str()]);
+        }
     }
     for result in [RELOAD_SUCCESS, RELOAD_FAILURE] {
         metrics.cert_reloads.with_label_values(&[result]);
@@ -257,6 +308,24 @@ mod tests {
             reason: "UnknownIssuer expired BadCertificate".into(),
         });
         assert_eq!(HandshakeFailure::of(&misleading), HandshakeFailure::Other);
+    }
+
+    #[test]
+    fn a_live_connection_failing_its_certificate_check_counts_by_the_checks_error() {
+        let cases = [
+            (CertificateError::Revoked, HandshakeFailure::Revoked),
+            (CertificateError::Expired, HandshakeFailure::Expired),
+            (CertificateError::NotValidYet, HandshakeFailure::Expired),
+            (CertificateError::UnknownIssuer, HandshakeFailure::UnknownCa),
+            (CertificateError::BadSignature, HandshakeFailure::UnknownCa),
+            (CertificateError::NotValidForName, HandshakeFailure::BadCertificate),
+        ];
+        for (error, expected) in cases {
+            let error = rustls::Error::InvalidCertificate(error);
+            assert_eq!(HandshakeFailure::of_verification(&error), expected, "{error:?}");
+        }
+        let other = rustls::Error::NoCertificatesPresented;
+        assert_eq!(HandshakeFailure::of_verification(&other), HandshakeFailure::Other);
     }
 
     #[test]

@@ -196,6 +196,13 @@ pub const TLS_HANDSHAKE_ERRORS: Spec = spec(
     &["reason"],
     "TLS handshakes refused or failed, by reason, on accepted and dialled connections.",
 );
+pub const TLS_CONNECTIONS_CLOSED: Spec = spec(
+    "bsfg_tls_connections_closed_total",
+    Counter,
+    &["reason"],
+    "Live connections closed because the certificate their other side presented no longer \
+     passes the checks of a handshake (revoked or CA removed by a reload, or expired), by reason.",
+);
 pub const RPC_LATENCY: Spec = spec(
     "bsfg_rpc_latency_seconds",
     RPC_BUCKETS,
@@ -402,7 +409,7 @@ pub const ENGINE_COMMIT_LATENCY: Spec = spec(
 /// Every metric the node registers: SPEC §11's order, then the retention it is configured with,
 /// then the artifact store's bounds, then an HA instance's. (The process metrics come from the
 /// prometheus crate's process collector.)
-pub const ALL: [&Spec; 56] = [
+pub const ALL: [&Spec; 57] = [
     &REPLICATION_LAG_SECONDS,
     &REPLICATION_LAG_HIGH_WATERMARK,
     &FRONTIER_OFFSET,
@@ -425,6 +432,7 @@ pub const ALL: [&Spec; 56] = [
     &CERTIFICATE_EXPIRY_SECONDS,
     &CRL_EXPIRY_SECONDS,
     &TLS_HANDSHAKE_ERRORS,
+    &TLS_CONNECTIONS_CLOSED,
     &RPC_LATENCY,
     &GATE_STATE,
     &GATE_TRANSITIONS,

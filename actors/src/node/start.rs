@@ -26,7 +26,10 @@ use crate::{
     storage::{Log, LossRecord, ObjectIndex, RocksStorage, Storage},
     store_buffer::StoreBuffer,
     trace::Tracer,
-    transport::{pacing::Pacer, tls::TlsMaterial},
+    transport::{
+        pacing::Pacer,
+        tls::{TlsMaterial, Trust},
+    },
     zone_gate::{GateSwitches, RestoreSwitches, ZoneGate},
 };
 
@@ -151,6 +154,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
         switches: switches.clone(),
         standing: standing.clone(),
         authorisations: authorisations.clone(),
+        trust: quic.trust.clone(),
         telemetry: telemetry.clone(),
         egress,
     };
@@ -237,6 +241,8 @@ struct Quic {
     endpoint: quinn::Endpoint,
     /// The config peer links dial with, as last published by the watcher.
     client_config: watch::Receiver<quinn::ClientConfig>,
+    /// What live connections are checked against, as last published by the watcher.
+    trust: watch::Receiver<Trust>,
     /// The certificate the node presents now.
     certificate: watch::Receiver<Certificate>,
     certs: Addr<CertWatcher>,
@@ -255,16 +261,19 @@ impl Quic {
             source,
         })?;
         let (client_config, client_config_rx) = watch::channel(tls.quic_client_config(certs.idle_timeout)?);
+        let (trust, trust_rx) = watch::channel(tls.trust()?);
         let (certificate, certificate_rx) = watch::channel(Certificate::of(tls));
         let deps = CertWatcherDeps {
             endpoint: endpoint.clone(),
             client_config,
+            trust,
             certificate,
             telemetry: telemetry.clone(),
         };
         Ok(Self {
             endpoint,
             client_config: client_config_rx,
+            trust: trust_rx,
             certificate: certificate_rx,
             certs: Supervisor::start(move |_| CertWatcher::new(certs, deps)),
         })

@@ -4,6 +4,7 @@
 use std::{collections::HashMap, net::SocketAddr};
 
 use actix::Addr;
+use tokio::sync::watch;
 
 use super::{
     caller::{Authorisations, Directory},
@@ -17,7 +18,7 @@ use crate::{
     objects::ObjectStore,
     peer_link::PeerLink,
     store_buffer::StoreBuffer,
-    transport::pacing::Pacer,
+    transport::{pacing::Pacer, tls::Trust},
     zone_gate::{GateSwitches, ZoneGate},
 };
 
@@ -53,6 +54,9 @@ pub struct RpcDeps {
     pub standing: StandingRx,
     /// The peers and clients in force (the clients are reloadable).
     pub authorisations: Authorisations,
+    /// What the certificates of live connections must still pass (the CA and revocation lists
+    /// of the TLS material in force).
+    pub trust: watch::Receiver<Trust>,
     pub telemetry: Telemetry,
     /// What this node sends each peer (pages, artifact bodies), paced to the peer's
     /// `max_bytes_per_second`; peers without a cap are absent.

@@ -5,6 +5,11 @@
 //! [`Call`] is logged and counted. A stream whose first frame is an `AppendFact` may carry more of
 //! them ([`append_stream`](super::append_stream)).
 //!
+//! A connection stays open only while the certificate its other side presented at the handshake
+//! would pass a handshake now: it is checked again whenever a reload swaps the TLS material and
+//! when it expires, and closed with `CloseCode::Untrusted` once it fails (revoked, its CA
+//! removed, expired), so an operator who revokes a stolen key cuts the sessions it holds too.
+//!
 //! A `bsfg check --peers` connection ([`tls::CHECK_ALPN`]) is closed once its handshake passed,
 //! with what the caller is taken for; it never reaches a link or a call.
 //!
@@ -15,10 +20,15 @@
 //! every call of a peer whose gate an operator closed (its connection is closed once the refusal
 //! is delivered, and never offered to the link).
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use bsfg_proto::{CloseCode, Request, Response, RpcError, StreamCode};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use tokio::sync::watch;
 
 use super::{
     append_stream,
@@ -31,8 +41,8 @@ use super::{
 };
 use crate::{
     events::{
-        CheckAnswered, ClientRejected, Direction, PeerConnected, PeerConnectionOpen, PeerRefused, TlsHandshakeFailed,
-        CLOSED_BY_OPERATOR,
+        CheckAnswered, ClientRejected, ConnectionUntrusted, Direction, PeerConnected, PeerConnectionOpen, PeerRefused,
+        TlsHandshakeFailed, CLOSED_BY_OPERATOR,
     },
     peer_link, standing,
     transport::{framed, pacing::Pacer, tls},
@@ -43,6 +53,11 @@ use crate::{
 const ANSWER_DELIVERY: Duration = Duration::from_secs(5);
 /// Why a standby closes a connection.
 const NOT_ACTIVE: &str = "this instance is not the active instance";
+/// Why a connection whose certificate stopped passing the checks is closed.
+const UNTRUSTED: &str = "the certificate presented at the handshake is no longer trusted";
+/// The longest a live connection's certificate goes unchecked without a reload: a clock that
+/// stepped past its expiry is noticed within this.
+const TRUST_LOOK: Duration = Duration::from_secs(600);
 
 /// Connections this node dialled to a peer: the peer may open streams on them too.
 pub type DialedConnections = tokio::sync::mpsc::UnboundedReceiver<(quinn::Connection, String)>;
@@ -65,7 +80,8 @@ impl RpcServer {
                         None => break,
                     },
                     Some((conn, peer)) = dialed.recv() => {
-                        tokio::spawn(serve_calls(conn, Arc::new(Caller::Peer(peer)), ctx.clone()));
+                        let caller = Arc::new(Caller::Peer(peer));
+                        tokio::spawn(serve_calls(conn, caller, Direction::Outbound, ctx.clone()));
                     }
                 }
             }
@@ -118,7 +134,7 @@ async fn accept(incoming: quinn::Incoming, ctx: Arc<Context>) {
         Caller::Unknown(cn) => deps.telemetry.emit(ClientRejected { caller: cn, remote }),
         Caller::Client { .. } => {}
     }
-    serve_calls(conn, Arc::new(caller), ctx).await;
+    serve_calls(conn, Arc::new(caller), Direction::Inbound, ctx).await;
 }
 
 /// Hands a peer's connection to its link, unless an operator closed the peer's gate.
@@ -139,16 +155,40 @@ fn offer(zone: &str, conn: &Connection, remote: SocketAddr, deps: &RpcDeps) {
 }
 
 /// One task per stream, until the connection closes (a peer's is counted meanwhile); a
-/// connection made while this instance was active is closed when it stops being active.
-async fn serve_calls(conn: Connection, caller: Arc<Caller>, ctx: Arc<Context>) {
+/// connection made while this instance was active is closed when it stops being active, and one
+/// whose other side's certificate stops passing the handshake's checks is closed as untrusted.
+/// `direction` says who dialled: `Outbound`, this node (to the peer `caller`).
+async fn serve_calls(conn: Connection, caller: Arc<Caller>, direction: Direction, ctx: Arc<Context>) {
+    let telemetry = &ctx.deps.telemetry;
     let _counted = match &*caller {
-        Caller::Peer(zone) => Some(PeerConnectionOpen { peer: zone }.begin(&ctx.deps.telemetry)),
+        Caller::Peer(zone) => Some(PeerConnectionOpen { peer: zone }.begin(telemetry)),
         _ => None,
     };
     let mut standing = ctx.deps.standing.clone();
     let was_active = standing.borrow_and_update().is_active();
+    let dialled = match (&*caller, direction) {
+        (Caller::Peer(zone), Direction::Outbound) => Some(zone.clone()),
+        _ => None,
+    };
+    let untrusted = until_untrusted(conn.clone(), dialled, ctx.deps.trust.clone());
+    tokio::pin!(untrusted);
     loop {
         tokio::select! {
+            error = &mut untrusted => {
+                let peer = match &*caller {
+                    Caller::Peer(zone) => Some(zone.as_str()),
+                    _ => None,
+                };
+                telemetry.emit(ConnectionUntrusted {
+                    remote: conn.remote_address(),
+                    direction,
+                    peer,
+                    identity: caller.identity(),
+                    error: &error,
+                });
+                conn.close(CloseCode::Untrusted.code().into(), UNTRUSTED.as_bytes());
+                return;
+            }
             stream = conn.accept_bi() => match stream {
                 Ok((send, recv)) => {
                     tokio::spawn(serve_stream(conn.clone(), send, recv, caller.clone(), ctx.clone()));
@@ -246,6 +286,47 @@ async fn serve_stream(
     }
 }
 
+/// Resolves with the reason once the certificate the other side of `conn` presented fails the
+/// checks of the [`tls::Trust`] in force (`dialled`: the zone this node dialled it as): checked
+/// at once, after every reload, and when the certificate expires.
+async fn until_untrusted(
+    conn: Connection,
+    dialled: Option<String>,
+    mut trust: watch::Receiver<tls::Trust>,
+) -> rustls::Error {
+    let expiry = tls::peer_expiry(&conn);
+    loop {
+        let verdict = trust
+            .borrow_and_update()
+            .verify(&conn, dialled.as_deref(), SystemTime::now());
+        if let Err(error) = verdict {
+            return error;
+        }
+        tokio::select! {
+            changed = trust.changed() => {
+                if changed.is_err() {
+                    // The node is shutting down; nothing will be reloaded any more.
+                    std::future::pending::<()>().await;
+                }
+            }
+            () = tokio::time::sleep(next_look(expiry, SystemTime::now())) => {}
+        }
+    }
+}
+
+/// How long until a live connection's certificate, expiring at `expiry`, is checked again
+/// without a reload: until just past its expiry (it is valid through its last second), at most
+/// [`TRUST_LOOK`].
+fn next_look(expiry: Option<SystemTime>, now: SystemTime) -> Duration {
+    let until_expired = expiry.and_then(|expiry| expiry.duration_since(now).ok());
+    match until_expired {
+        Some(left) => (left + Duration::from_secs(1)).min(TRUST_LOOK),
+        // Expired by our clock but accepted by the check: look again soon.
+        None if expiry.is_some() => Duration::from_secs(1),
+        None => TRUST_LOOK,
+    }
+}
+
 /// Whether `caller` is a peer whose gate an operator closed.
 pub(super) fn gate_closed(caller: &Caller, deps: &RpcDeps) -> bool {
     matches!(caller, Caller::Peer(zone) if deps.switches.is_closed(zone))
@@ -272,4 +353,19 @@ pub(super) fn admit(caller: &Caller, gate_closed: bool, ctx: &Context) -> Result
         .admit()
         .map(Some)
         .ok_or_else(|| RpcError::unavailable("node is draining; retry later or against another node"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_certificate_is_looked_at_again_just_after_it_expires_and_at_least_every_ten_minutes() {
+        let now = SystemTime::now();
+        let second = Duration::from_secs(1);
+        assert_eq!(next_look(Some(now + 30 * second), now), 31 * second);
+        assert_eq!(next_look(Some(now + 3 * TRUST_LOOK), now), TRUST_LOOK);
+        assert_eq!(next_look(Some(now - second), now), second, "expired, yet let through");
+        assert_eq!(next_look(None, now), TRUST_LOOK);
+    }
 }

@@ -190,8 +190,16 @@ impl TlsMaterial {
         self.client_config(idle_timeout, CHECK_ALPN)
     }
 
-    fn client_config(&self, idle_timeout: Duration, alpn: &[u8]) -> Result<quinn::ClientConfig, TlsError> {
-        let provider = provider();
+    /// What the certificates of connections already up are checked against again: this
+    /// material's CA and revocation lists, with the rules of the handshakes.
+    pub fn trust(&self) -> Result<Trust, TlsError> {
+        Ok(Trust {
+            servers: self.server_verifier()?,
+            clients: client_verifier(&self.roots, self.revocation.as_ref())?,
+        })
+    }
+
+    fn server_verifier(&self) -> Result<Arc<CommonNameVerifier>, TlsError> {
         // Revocation on the dialling side goes through the client-certificate verifier with the
         // same lists: every node certificate is also a client certificate (nodes dial), which
         // `load` checks of our own, so its rules fit the servers we dial.
@@ -199,15 +207,18 @@ impl TlsMaterial {
             Some(revocation) => Some(client_verifier(&self.roots, Some(revocation))?),
             None => None,
         };
-        let verifier = Arc::new(CommonNameVerifier {
+        Ok(Arc::new(CommonNameVerifier {
             roots: self.roots.clone(),
-            algorithms: provider.signature_verification_algorithms,
+            algorithms: provider().signature_verification_algorithms,
             revocation,
-        });
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        }))
+    }
+
+    fn client_config(&self, idle_timeout: Duration, alpn: &[u8]) -> Result<quinn::ClientConfig, TlsError> {
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
+            .with_custom_certificate_verifier(self.server_verifier()?)
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
         tls.alpn_protocols = vec![alpn.to_vec()];
         // Every connection verifies the server's certificate again (see the server config).
@@ -216,6 +227,54 @@ impl TlsMaterial {
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
         config.transport_config(transport_config(idle_timeout)?);
         Ok(config)
+    }
+}
+
+/// The verdict of a node's TLS material on certificates that passed a handshake earlier: a
+/// connection stays trusted only while what its other side presented would still pass one
+/// (SPEC §6), so a reload that revokes a certificate or drops its CA, or the certificate's
+/// expiry, ends the connections it holds. Cheap to clone.
+#[derive(Clone)]
+pub struct Trust {
+    /// For the nodes we dialled: chain, lists, and the CN we dialled.
+    servers: Arc<CommonNameVerifier>,
+    /// For whoever dialled us: chain and lists.
+    clients: Arc<dyn ClientCertVerifier>,
+}
+
+impl fmt::Debug for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Trust").finish_non_exhaustive()
+    }
+}
+
+impl Trust {
+    /// Checks again, at `now`, the chain the other side of `conn` presented: as the server named
+    /// `dialled` when this side dialled it, as a client otherwise. The error is what the
+    /// handshake would have failed with.
+    pub fn verify(
+        &self,
+        conn: &quinn::Connection,
+        dialled: Option<&str>,
+        now: SystemTime,
+    ) -> Result<(), rustls::Error> {
+        let chain = presented_chain(conn).map_err(|_| rustls::Error::NoCertificatesPresented)?;
+        let (end_entity, intermediates) = chain.split_first().ok_or(rustls::Error::NoCertificatesPresented)?;
+        let now = UnixTime::since_unix_epoch(now.duration_since(UNIX_EPOCH).unwrap_or_default());
+        match dialled {
+            Some(zone) => {
+                let name = ServerName::try_from(zone.to_owned())
+                    .map_err(|_| rustls::Error::General(format!("{zone:?} is no server name")))?;
+                let checked = self
+                    .servers
+                    .verify_server_cert(end_entity, intermediates, &name, &[], now);
+                checked.map(drop)
+            }
+            None => self
+                .clients
+                .verify_client_cert(end_entity, intermediates, now)
+                .map(drop),
+        }
     }
 }
 
@@ -258,11 +317,21 @@ pub fn handshake_alert(error: &quinn::ConnectionError) -> Option<u8> {
     (0x100..0x200).contains(&code).then_some((code & 0xff) as u8)
 }
 
-fn peer_facts(conn: &quinn::Connection) -> Result<CertFacts, TlsError> {
+/// When the certificate the peer presented expires (the last second it is valid in).
+pub fn peer_expiry(conn: &quinn::Connection) -> Option<SystemTime> {
+    peer_facts(conn).ok().map(|facts| system_time(&facts.not_after))
+}
+
+fn presented_chain(conn: &quinn::Connection) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let presented = conn.peer_identity().ok_or(TlsError::NoPeerCertificate)?;
     let chain = presented
         .downcast::<Vec<CertificateDer<'static>>>()
         .map_err(|_| TlsError::NoPeerCertificate)?;
+    Ok(*chain)
+}
+
+fn peer_facts(conn: &quinn::Connection) -> Result<CertFacts, TlsError> {
+    let chain = presented_chain(conn)?;
     let end_entity = chain.first().ok_or(TlsError::NoPeerCertificate)?;
     CertFacts::parse(end_entity).map_err(|reason| TlsError::BadPeerCertificate { reason })
 }
@@ -817,6 +886,91 @@ mod tests {
         assert_eq!(
             handshake_alert(&served?),
             Some(u8::from(AlertDescription::CertificateExpired))
+        );
+        Ok(())
+    }
+
+    /// One live connection from `client` to `server` (dialled as `server_name`): (the server's
+    /// end, the client's end); the endpoints go with them so they stay open.
+    async fn connected(
+        server: &TlsMaterial,
+        client: &TlsMaterial,
+        server_name: &str,
+    ) -> TestResult<((quinn::Connection, quinn::Connection), [quinn::Endpoint; 2])> {
+        let listener = quinn::Endpoint::server(
+            server.quic_server_config(DEFAULT_IDLE_TIMEOUT)?,
+            ([127, 0, 0, 1], 0).into(),
+        )?;
+        let mut dialler = quinn::Endpoint::client(([127, 0, 0, 1], 0).into())?;
+        dialler.set_default_client_config(client.quic_client_config(DEFAULT_IDLE_TIMEOUT)?);
+        let dialled = dialler.connect(listener.local_addr()?, server_name)?;
+        let accepted = async {
+            listener
+                .accept()
+                .await
+                .ok_or("endpoint closed")?
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let (accepted, dialled) = tokio::join!(accepted, dialled);
+        Ok(((accepted?, dialled?), [listener, dialler]))
+    }
+
+    fn certificate_error(verdict: Result<(), rustls::Error>) -> TestResult<CertificateError> {
+        match verdict {
+            Err(rustls::Error::InvalidCertificate(e)) => Ok(e),
+            other => Err(format!("expected a certificate error, got {other:?}").into()),
+        }
+    }
+
+    /// What a reload or the clock does to connections already up: each end checks again what
+    /// the other presented, against the material in force, and learns why it no longer passes.
+    #[tokio::test]
+    async fn a_live_connection_is_judged_again_by_new_material_and_by_the_clock() -> TestResult {
+        let ca = TestCa::new("test CA")?;
+        let idmz = ca.material("idmz", &[])?;
+        let expires = SystemTime::now() + Duration::from_secs(3600);
+        let (cert, key) = ca.issue_until("plant-a", expires)?;
+        let plant_a = TlsMaterial::load(&ca.ca_pem, &cert, &key)?;
+        let ((at_idmz, at_plant_a), _endpoints) = connected(&idmz, &plant_a, "idmz").await?;
+        let now = SystemTime::now();
+        idmz.trust()?.verify(&at_idmz, None, now)?;
+        plant_a.trust()?.verify(&at_plant_a, Some("idmz"), now)?;
+
+        // Valid through its last second, expired after it.
+        let (trust, second) = (idmz.trust()?, Duration::from_secs(1));
+        trust.verify(&at_idmz, None, expires)?;
+        let expired = certificate_error(trust.verify(&at_idmz, None, expires + 2 * second))?;
+        assert!(
+            matches!(
+                expired,
+                CertificateError::ExpiredContext { .. } | CertificateError::Expired
+            ),
+            "{expired:?}"
+        );
+
+        // A list revoking the other side, on either side.
+        let crl = ca.crl(
+            "ca.crl",
+            &[&ca.dir.path().join("plant-a.pem"), &ca.dir.path().join("idmz.pem")],
+            now + MONTH,
+        )?;
+        let idmz_reloaded = revoking(&ca, "idmz-reloaded", &crl)?;
+        let revoked = certificate_error(idmz_reloaded.trust()?.verify(&at_idmz, None, now))?;
+        assert_eq!(revoked, CertificateError::Revoked);
+        let plant_a_reloaded = revoking(&ca, "plant-a-reloaded", &crl)?;
+        let revoked = certificate_error(plant_a_reloaded.trust()?.verify(&at_plant_a, Some("idmz"), now))?;
+        assert_eq!(revoked, CertificateError::Revoked);
+
+        // A new CA alone: what the old one signed is a stranger now.
+        let replaced = TestCa::new("new CA")?.material("idmz", &[])?;
+        let unknown = certificate_error(replaced.trust()?.verify(&at_idmz, None, now))?;
+        assert!(
+            matches!(
+                unknown,
+                CertificateError::UnknownIssuer | CertificateError::BadSignature
+            ),
+            "{unknown:?}"
         );
         Ok(())
     }
