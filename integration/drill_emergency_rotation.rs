@@ -1,6 +1,7 @@
 //! Drill: emergency certificate rotation (docs/operations.md), a node's certificate expired.
-//! plant-a runs with a certificate that expires during the test; once the link must handshake
-//! again, idmz refuses it (`tls_handshake_failed`, `expired`) and the gates go `autonomous` while
+//! plant-a runs with a certificate that expires during the test; idmz closes the live link when it
+//! expires (`tls_connection_closed`, `expired`), refuses it at the next handshake
+//! (`tls_handshake_failed`, `expired`), and the gates go `autonomous` while
 //! producers keep appending. The runbook's diagnosis shows the expiry; its steps 1–4 of the
 //! planned rotation install a new certificate without a restart; the link comes back and every
 //! acknowledged fact arrives exactly once.
@@ -8,7 +9,7 @@
 //! Compromised keys, with the revocation list every node applies (`[tls] crl`): a stolen node
 //! key is isolated, revoked, refused at every handshake, and the node gets a new key while its
 //! backlog waits; a stolen client key is revoked and the client taken out of `[[clients]]` with
-//! a reload, its open connection refused at its next call.
+//! a reload, which closes the connection it held.
 //!
 //! The admin token is rotated as the guide says, without a restart: the reload goes with the old
 //! token, and from then on only the new one is accepted.
@@ -47,18 +48,15 @@ async fn an_expired_node_certificate_is_replaced_as_the_runbook_says() {
     assert!(linked.is_some(), "the pair links before the certificate expires");
     let mut traffic = estate.traffic_both_ways();
 
-    // The certificate expires; live connections keep going until the link handshakes again.
-    // Certificates are valid through the last second of their `not_after`.
-    let expired = expires + Duration::from_secs(2);
-    wait_until(Duration::from_secs(20), "the certificate expired", || {
-        SystemTime::now() > expired
+    // The certificate expires: idmz closes the live connection at once (certificates are valid
+    // through the last second of their `not_after`), and refuses the next handshake.
+    wait_until(Duration::from_secs(30), "idmz closes the expired link", || {
+        events(&estate.cluster, "idmz", "tls_connection_closed")
+            .iter()
+            .any(|l| l["kind"] == "expired" && l["peer"] == "plant-a")
     })
     .await;
-    let admin = estate.cluster.admin("idmz");
-    for action in ["close", "open"] {
-        let (code, body) = http(admin, "POST", &format!("/v1/admin/gates/plant-a/{action}"), Some(TOKEN));
-        assert_eq!(code, 200, "{body}");
-    }
+    assert!(SystemTime::now() > expires, "closed only once expired");
     wait_until(Duration::from_secs(20), "idmz refuses the expired certificate", || {
         events(&estate.cluster, "idmz", "tls_handshake_failed")
             .iter()
@@ -207,11 +205,22 @@ async fn a_compromised_client_key_is_revoked_and_the_client_removed_without_a_re
     assert!(reloaded.contains(&format!("\"removed\":[\"{CLIENT}\"]")), "{reloaded}");
     assert!(reloaded.contains("config_reloaded"), "{reloaded}");
 
+    // The reload closed the connection the stolen certificate held.
+    wait_until(
+        Duration::from_secs(10),
+        "plant-a closes the revoked client's connection",
+        || {
+            events(&estate.cluster, "plant-a", "tls_connection_closed")
+                .iter()
+                .any(|l| l["kind"] == "revoked" && l["caller"] == CLIENT)
+        },
+    )
+    .await;
     let denied = connected
         .append(message("plant-a", "idmz", "after"))
         .await
-        .expect_err("a removed client is refused on the connection it has");
-    assert_eq!(denied.code(), ErrorCode::PermissionDenied, "{denied}");
+        .expect_err("the revoked client's connection is closed");
+    assert_eq!(denied.code(), ErrorCode::Unauthenticated, "{denied}");
     refused_at_handshake(&thief).await;
     let tester = estate.cluster.client("plant-a").await;
     tester

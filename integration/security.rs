@@ -5,7 +5,8 @@
 //! can neither produce nor read facts addressed to another zone; and `from_zone` must be the
 //! node's own zone (SPEC §2). After every refusal the legitimate client is still served
 //! (issue #2, test 4). Both are reloadable without a restart: a client certificate revoked in the
-//! CRL (`[tls] crl`) fails its handshake after a reload, counted and logged, and the
+//! CRL (`[tls] crl`) fails its handshake after a reload, counted and logged, and loses the live
+//! connections it held (a client's and a peer's alike), and the
 //! `[[clients]]` list is re-read by `bsfg admin reload` and SIGHUP (issue 14); meanwhile the other
 //! clients and the peer link carry on.
 
@@ -409,6 +410,77 @@ async fn a_client_certificate_revoked_in_the_crl_fails_its_handshake_after_a_rel
         .expect_err("still revoked");
     assert_eq!(refused.code(), ErrorCode::Unauthenticated, "{refused}");
     assert_still_serving(&cluster, "after-a-refused-list").await;
+}
+
+/// Revoking a stolen key must also end the sessions it already holds: a reload that brings a
+/// list naming a client's and a peer's certificate closes their live connections
+/// (`tls_connection_closed`, counted by reason), the client's next call on its connection is
+/// refused as unauthenticated, the link with the peer goes down and cannot come back, and the
+/// other clients are served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_revokes_a_certificate_closes_the_connections_it_holds() {
+    let mut cluster = Cluster::pair();
+    add_clients(&mut cluster, &["stolen"]);
+    let pki_dir = cluster.net.pki.clone();
+    let crl = pki::revoke(&pki_dir, &[], 30).expect("an empty revocation list").crl;
+    cluster.net.nodes.get_mut("enterprise").expect("enterprise").crl = Some(crl);
+    cluster.start_all();
+    cluster.wait_linked(std::time::Duration::from_secs(20)).await;
+    let stolen = Client::connect(&options_with(&cluster, "enterprise", &pki_dir, "stolen"))
+        .await
+        .expect("not revoked yet");
+    append_as(&stolen, "stolen-before").await.expect("not revoked yet");
+    let closed = |reason: &str| format!("bsfg_tls_connections_closed_total{{reason=\"{reason}\"}}");
+    assert_eq!(metric(&cluster, "enterprise", &closed("revoked")), 0.0);
+
+    let revoked = [pki_dir.join("stolen.pem"), pki_dir.join("plant-a.pem")];
+    pki::revoke(&pki_dir, &revoked, 30).expect("revoke the stolen keys");
+    let (code, body) = reload(&cluster);
+    assert_eq!(code, 200, "{body}");
+    wait_until(
+        std::time::Duration::from_secs(10),
+        "both live connections are closed as revoked, counted and logged",
+        || {
+            let lines = events(&cluster, "enterprise", "tls_connection_closed");
+            let revoked = |field: &str, who: &str| lines.iter().any(|l| l[field] == who && l["kind"] == "revoked");
+            metric(&cluster, "enterprise", &closed("revoked")) >= 2.0
+                && revoked("caller", "stolen")
+                && revoked("peer", "plant-a")
+        },
+    )
+    .await;
+    let refused = append_as(&stolen, "stolen-after")
+        .await
+        .expect_err("the connection is closed");
+    assert_eq!(refused.code(), ErrorCode::Unauthenticated, "{refused}");
+    assert!(!refused.retryable(), "{refused}");
+    let cut = cluster
+        .wait_gate(
+            "enterprise",
+            "plant-a",
+            "autonomous",
+            std::time::Duration::from_secs(20),
+        )
+        .await;
+    assert!(cut.is_some(), "the link with the revoked peer goes down");
+    wait_until(
+        std::time::Duration::from_secs(20),
+        "the peer's next handshake is refused as revoked",
+        || {
+            metric(
+                &cluster,
+                "enterprise",
+                "bsfg_tls_handshake_errors_total{reason=\"revoked\"}",
+            ) >= 1.0
+        },
+    )
+    .await;
+    assert_eq!(
+        cluster.status("enterprise")["peers"]["plant-a"]["state"],
+        "autonomous",
+        "the revoked peer stays out"
+    );
+    assert_still_serving(&cluster, "after-the-sessions-closed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
