@@ -3,6 +3,8 @@
 //! and the offending value — unknown keys, bad durations, a zone that is not the certificate's
 //! CN, the contradiction `safety_critical` + `drop_oldest` (SPEC §5, §9; issue #2, test 6), an
 //! admin listener off loopback without a token (SPEC §6), and a revocation list not from the CA.
+//! A data directory that belongs to another zone is refused the same way (exit 1, not the
+//! retryable 75): waiting cannot make it this node's.
 
 use crate::harness;
 
@@ -141,5 +143,32 @@ fn bad_configurations_are_refused_at_start_up() {
     );
 
     // The unmodified configs start: the refusals above were about the edits alone.
+    cluster.start("enterprise");
+}
+
+#[test]
+fn a_data_directory_of_another_zone_is_a_permanent_refusal() {
+    let mut cluster = Cluster::pair();
+    cluster.start("enterprise");
+    let status = cluster.terminate("enterprise");
+    assert!(status.success(), "enterprise stops cleanly: {status:?}");
+    let enterprise = cluster.net.node("enterprise").expect("enterprise spec").clone();
+    let plant = cluster.net.node("plant-a").expect("plant-a spec").clone();
+    let text = std::fs::read_to_string(&plant.config).expect("plant-a's config");
+    let (theirs, ours) = (
+        enterprise.data_dir.display().to_string(),
+        plant.data_dir.display().to_string(),
+    );
+    let edited = text.replace(&ours, &theirs);
+    assert_ne!(edited, text, "plant-a's config names its data directory");
+    let config = cluster.dir().join("plant-a-misplaced.toml");
+    std::fs::write(&config, edited).expect("write config");
+    let (code, stderr) = serve(&config);
+    assert_eq!(code, Some(1), "permanent error expected; stderr: {stderr}");
+    assert!(stderr.starts_with("error: INVALID_ARGUMENT: "), "{stderr}");
+    for name in [theirs.as_str(), "\"enterprise\"", "\"plant-a\""] {
+        assert!(stderr.contains(name), "the error names {name}: {stderr}");
+    }
+    // enterprise's data is untouched by the attempt: it starts again.
     cluster.start("enterprise");
 }

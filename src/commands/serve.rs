@@ -8,7 +8,7 @@ use std::{path::Path, sync::Arc};
 
 use bsfg_actors::{
     cert_watcher::{self, Trigger},
-    node::{Node, NodeError},
+    node::Node,
     rpc::DRAIN_GRACE,
 };
 use bsfg_proto::ErrorCode;
@@ -56,8 +56,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         let hangup = signal(SignalKind::hangup())?;
         let node = Node::start(settings, &tls, log.clone()).await.map_err(|e| {
             let code = match &e {
-                // The operator must change the engine or the configuration: retrying cannot help.
-                NodeError::EngineRefused(_) => ErrorCode::InvalidArgument,
+                // The operator must change the engine, the configuration or the package:
+                // retrying cannot help (exit 1, not 75).
+                _ if e.is_misconfigured() => ErrorCode::InvalidArgument,
                 // Damaged data waits for an operator (`bsfg storage accept-loss`).
                 _ if e.is_damage() => ErrorCode::Internal,
                 _ => ErrorCode::Unavailable,

@@ -98,6 +98,16 @@ impl NodeError {
     pub fn is_damage(&self) -> bool {
         matches!(self, Self::Storage { source, .. } if source.is_damage())
     }
+
+    /// The node cannot start as configured, whatever the wait: the engine is refused, or the
+    /// data directory is another zone's or a newer version's (see [`StorageError::is_misplaced`]).
+    pub fn is_misconfigured(&self) -> bool {
+        match self {
+            Self::EngineRefused(_) => true,
+            Self::Storage { source, .. } => source.is_misplaced(),
+            _ => false,
+        }
+    }
 }
 
 /// What the admin API and the signal handlers act on; cheap to clone.

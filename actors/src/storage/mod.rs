@@ -429,6 +429,12 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// The data directory is not this node's to open: another zone's, or written by a newer
+    /// version. The configuration or the package must change; retrying cannot help.
+    pub fn is_misplaced(&self) -> bool {
+        matches!(self, Self::WrongZone { .. } | Self::NewerFormat { .. })
+    }
+
     /// Stored data that cannot be read as written: a checksum mismatch, a damaged file, an entry
     /// that does not decode. Retrying does not help; an operator must decide.
     pub fn is_damage(&self) -> bool {
