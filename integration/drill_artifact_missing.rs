@@ -1,6 +1,7 @@
 //! Drill: artifact retrieval failures (docs/operations.md), the sender lost an artifact file. A
 //! fact from plant-a references a PDF whose blob is gone from plant-a's store when idmz pulls:
-//! idmz cannot retrieve it (`artifact_retrieval_failed`, the fact is not delivered), plant-a
+//! idmz cannot retrieve it (`artifact_retrieval_failed`, the fact is not delivered) and asks
+//! again with the link kept up (no `peer_disconnected`, no link failure, gate `normal`), plant-a
 //! refuses the `get_object`; the runbook's filters show both, the files are restored from backup,
 //! and the fact arrives at idmz with an artifact whose digest matches.
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 use harness::{
     admin::http,
     drill::{Drill, Estate, TOKEN},
-    observe::{events, wait_until},
+    observe::{events, scrape, total, wait_until},
     Cluster,
 };
 
@@ -50,6 +51,25 @@ async fn a_missing_artifact_restored_as_the_runbook_says_is_delivered() {
         !events(&estate.cluster, "idmz", "artifact_retrieval_failed").is_empty()
     })
     .await;
+    // The link itself is fine: idmz keeps it up and asks again, rather than flapping it (and
+    // paging the operator for a link problem) at every try.
+    let disconnected = events(&estate.cluster, "idmz", "peer_disconnected").len();
+    let link_failures = || {
+        let scraped = scrape(&estate.cluster, "idmz");
+        total(&scraped, "bsfg_link_failures_total{peer=\"plant-a\"")
+    };
+    let failures_before = link_failures();
+    wait_until(Duration::from_secs(20), "idmz tries the artifact again", || {
+        events(&estate.cluster, "idmz", "artifact_retrieval_failed").len() >= 3
+    })
+    .await;
+    assert_eq!(estate.cluster.gate_state("idmz", "plant-a"), "normal");
+    assert_eq!(
+        events(&estate.cluster, "idmz", "peer_disconnected").len(),
+        disconnected,
+        "no session ended for the artifact"
+    );
+    assert_eq!(link_failures(), failures_before, "no link failure counted");
     let drill = Drill::load("artifact-missing");
 
     let receiver = estate.run(&drill, "receiver");

@@ -9,17 +9,9 @@ use crate::harness;
 use std::time::Duration;
 
 use harness::{
-    observe::{events, scrape},
+    observe::{events, scrape, total},
     Cluster, PAIR,
 };
-
-/// The sum of every sample of `name` in a scrape.
-fn total(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pair_started_together_counts_no_handshake_error() {

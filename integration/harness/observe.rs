@@ -36,6 +36,15 @@ pub fn metric(cluster: &Cluster, zone: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The sum of every sample in `text` (a scrape) whose series starts with `prefix`: a metric's
+/// name for all its labels, or a name with its first labels (`name{peer="a"`).
+pub fn total(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Every log record of `zone`'s node whose `msg` is `event`, oldest first.
 pub fn events(cluster: &Cluster, zone: &str, event: &str) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(cluster.dir().join(format!("{zone}.log"))).unwrap_or_default();

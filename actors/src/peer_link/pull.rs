@@ -14,10 +14,15 @@
 //! the next session on any connection, which confirms it first and fetches after it (a peer that
 //! refuses that confirm — it lost its data — is pulled from its frontier again).
 //!
+//! An artifact that cannot be made local while the connection works (the peer has lost it or
+//! serves other content, the local store refuses it) is not a link failure either: the session
+//! keeps the link up and tries the page again with backoff (`session`), so the operator sees
+//! `artifact_retrieval_failed`, not a flapping link.
+//!
 //! One connection per peer pair: when both sides dialled, the connection dialled by the zone
 //! whose name sorts first is kept; the other side closes its own and moves over. A session that
-//! fails on a connection this side dialled while the connection stays up (an artifact the peer
-//! cannot serve) leaves it for the next session, after the backoff, instead of dialling another:
+//! fails on a connection this side dialled while the connection stays up (an answer it cannot
+//! use) leaves it for the next session, after the backoff, instead of dialling another:
 //! a link that keeps failing holds one connection, not one per retry, and the peer's session on
 //! it, which may be doing fine, goes on.
 //!
@@ -69,6 +74,11 @@ enum PullError {
     Local(RpcError),
     #[error("artifact: {0}")]
     Objects(crate::objects::ObjectError),
+    /// An artifact a page references could not be made local while the connection works: the
+    /// peer refused it or served other content, or the local store refused it. Not a link
+    /// failure: the session waits and tries the page again.
+    #[error("{0}")]
+    Unretrievable(Box<PullError>),
 }
 
 impl PullError {
@@ -86,7 +96,7 @@ impl PullError {
             Self::Remote(_) => LinkFailure::Refused,
             Self::Protocol(_) => LinkFailure::Protocol,
             Self::Local(_) => LinkFailure::Local,
-            Self::Objects(_) => LinkFailure::Artifact,
+            Self::Objects(_) | Self::Unretrievable(_) => LinkFailure::Artifact,
         }
     }
 

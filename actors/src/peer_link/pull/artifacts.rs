@@ -4,9 +4,11 @@
 //! consumers here read artifacts locally even when the link is down again, and a relayed fact's
 //! artifact travels hop by hop: it is readable by the fact's next hop, which pulls it from here.
 //!
-//! - A failed retrieval (peer error, wrong digest or size, broken stream) fails the session: the
-//!   page is not inserted and the link retries it later. Skipping would deliver a fact whose
-//!   artifact cannot be read here.
+//! - A failed retrieval is never skipped: that would deliver a fact whose artifact cannot be
+//!   read here. The page is not inserted. A broken or stalled transfer fails the session like
+//!   any lost call; a refusal or wrong content from a peer whose connection works, or a local
+//!   store that refuses the artifact, is [`PullError::Unretrievable`]: the session keeps the
+//!   link up and tries the page again after a wait.
 //! - An artifact the disk cannot spare is not pulled until it can: the disk guard that refuses a
 //!   producer's `PutObject` (`Admission::check_upload`) also stands between a page and the room
 //!   storage keeps for its own writes. Pulls already pause while the disk is low, but a page's
@@ -156,7 +158,12 @@ impl Session {
                     digest: &artifact.digest,
                     reason: &e,
                 });
-                Err(e)
+                let link_works = conn.close_reason().is_none() && !lost_in_transfer(&e);
+                Err(if link_works {
+                    PullError::Unretrievable(Box::new(e))
+                } else {
+                    e
+                })
             }
         }
     }
@@ -253,6 +260,16 @@ fn put_spec(artifact: &ArtifactRef, meta: ObjectMeta) -> Result<PutSpec, ObjectE
             digest: artifact.digest,
         },
     })
+}
+
+/// Whether a failed retrieval is the link's doing: the call or the body's transfer broke or
+/// stalled, rather than an answer or content the link carried intact.
+fn lost_in_transfer(error: &PullError) -> bool {
+    matches!(
+        error,
+        PullError::Stream(_)
+            | PullError::Objects(ObjectError::Stalled(_) | ObjectError::Body(_) | ObjectError::Truncated { .. })
+    )
 }
 
 #[cfg(test)]

@@ -20,6 +20,9 @@
 //! and for room, and starts again from what was inserted, on the same session (no
 //! `peer_disconnected`, the gate stays `normal`). Refusals in a row wait longer each time, up to
 //! [`ROOM_WAIT_MOST`], so a page that keeps not fitting is not fetched again and again at once.
+//! A page whose artifact cannot be made local while the connection works
+//! ([`PullError::Unretrievable`]: the peer lost it, say) is tried again the same way, from
+//! [`ARTIFACT_WAIT`] up to [`ARTIFACT_WAIT_MOST`] apart, until an operator restores it.
 
 use std::{
     net::SocketAddr,
@@ -56,6 +59,10 @@ const PIPELINE_DEPTH: usize = 2;
 const ROOM_WAIT: Duration = Duration::from_millis(300);
 /// The longest wait between refusals in a row.
 const ROOM_WAIT_MOST: Duration = Duration::from_secs(5);
+/// The first wait before trying again a page whose artifact could not be made local.
+const ARTIFACT_WAIT: Duration = Duration::from_secs(1);
+/// The longest wait between such tries: as long as a reconnect's backoff at most.
+const ARTIFACT_WAIT_MOST: Duration = Duration::from_secs(30);
 
 /// What a session needs: configuration and handles, shared by the concurrent stages, and what
 /// outlives one session.
@@ -176,23 +183,33 @@ impl Session {
     }
 
     /// The three stages of a session; returns the first failure. `progressed` is set once a
-    /// page is inserted. A page refused for room starts the stages again once there is room.
+    /// page is inserted. A page refused for room starts the stages again once there is room; a
+    /// page whose artifact could not be made local, after a wait. Each wait doubles while the
+    /// same page fails again.
     pub(super) async fn pull(&self, conn: &Connection, progressed: &AtomicBool) -> PullError {
-        let mut wait = ROOM_WAIT;
+        let (mut room_wait, mut artifact_wait) = (ROOM_WAIT, ARTIFACT_WAIT);
         loop {
             let inserted = self.inserted.load(Ordering::Acquire);
-            match self.stages(conn, progressed).await {
+            let failed = self.stages(conn, progressed).await;
+            if self.inserted.load(Ordering::Acquire) != inserted {
+                (room_wait, artifact_wait) = (ROOM_WAIT, ARTIFACT_WAIT);
+            }
+            let (wait, most) = match &failed {
                 PullError::Local(refused) if refused.code == ErrorCode::ResourceExhausted => {
-                    if self.inserted.load(Ordering::Acquire) != inserted {
-                        wait = ROOM_WAIT;
-                    }
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(ROOM_WAIT_MOST);
-                    if let Err(lost) = self.until_room(conn).await {
-                        return lost;
-                    }
+                    (&mut room_wait, ROOM_WAIT_MOST)
                 }
-                failed => return failed,
+                PullError::Unretrievable(_) if conn.close_reason().is_none() => {
+                    (&mut artifact_wait, ARTIFACT_WAIT_MOST)
+                }
+                _ => return failed,
+            };
+            tokio::select! {
+                () = tokio::time::sleep(*wait) => {}
+                lost = conn.closed() => return framed::StreamError::from(lost).into(),
+            }
+            *wait = (*wait * 2).min(most);
+            if let Err(lost) = self.until_room(conn).await {
+                return lost;
             }
         }
     }
