@@ -1,17 +1,31 @@
-//! Loopback ports for the dev network. A node's ports are chosen before it runs (bound to port 0,
-//! then released), so nothing stops the kernel from handing the same port out again: to a second
-//! node, or to a fault proxy's socket while the node is stopped. Every port chosen for a node is
-//! remembered for the life of the process, and every socket the dev network binds skips them.
+//! Loopback ports for the dev network. A node's ports are chosen before it runs (checked free,
+//! then released), so something else could take one before the node binds it. Two guards:
+//!
+//! - Ports are chosen below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`),
+//!   which it hands out for `bind(0)` and for the local end of every outgoing connection: an
+//!   HTTP client's connection, another test process's sockets or a fault proxy's never lands
+//!   on a port chosen for a node. Each process starts at a random place in that range, so two
+//!   test processes rarely try the same ports.
+//! - Every port chosen is remembered for the life of the process and never chosen again, and
+//!   every socket the dev network binds for itself skips them.
 
 use std::{
     collections::BTreeSet,
     io,
     net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket},
+    ops::Range,
     sync::{Mutex, PoisonError},
 };
 
 /// Ports chosen for nodes and servers of this process (UDP and TCP alike).
 static CHOSEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+/// Where the next search for a port to choose starts (an offset into [`choosable`]).
+static CURSOR: Mutex<Option<usize>> = Mutex::new(None);
+
+/// The lowest port chosen for a node: above the well-known and common service ports.
+const LOWEST: u16 = 10_000;
+/// The kernel's default first ephemeral port, when its setting cannot be read.
+const EPHEMERAL_DEFAULT: u16 = 32_768;
 
 /// Binds attempts in a row before giving up on finding a port nobody was given.
 const ATTEMPTS: usize = 64;
@@ -42,33 +56,80 @@ pub fn udp_socket(ip: IpAddr) -> io::Result<UdpSocket> {
     unchosen(|| UdpSocket::bind((ip, 0)), |s| Ok(s.local_addr()?.port()))
 }
 
-/// A loopback UDP address that is free now and will be handed to nobody else in this process.
-pub fn choose_udp() -> io::Result<SocketAddr> {
-    let addr = udp_socket(Ipv4Addr::LOCALHOST.into())?.local_addr()?;
-    CHOSEN
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(addr.port());
-    Ok(addr)
+/// The ports this process chooses from: from [`LOWEST`] up to the kernel's ephemeral range.
+fn choosable() -> Range<u16> {
+    let setting = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+    let first_ephemeral = setting
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(EPHEMERAL_DEFAULT);
+    LOWEST..first_ephemeral.max(LOWEST)
 }
 
-/// The same for TCP.
+/// A loopback port below the ephemeral range, free now for both UDP and TCP, never chosen
+/// before by this process; remembered as chosen.
+fn choose() -> io::Result<u16> {
+    let range = choosable();
+    let size = usize::from(range.end - range.start);
+    if size == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!("no ports between {LOWEST} and the ephemeral range ({range:?})"),
+        ));
+    }
+    let mut cursor = CURSOR.lock().unwrap_or_else(PoisonError::into_inner);
+    let start = *cursor.get_or_insert_with(|| rand::random_range(0..size));
+    for step in 0..size {
+        let offset = (start + step) % size;
+        let Ok(port) = u16::try_from(usize::from(range.start) + offset) else {
+            continue;
+        };
+        if chosen(port) || !free(port) {
+            continue;
+        }
+        *cursor = Some((offset + 1) % size);
+        CHOSEN.lock().unwrap_or_else(PoisonError::into_inner).insert(port);
+        return Ok(port);
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("every loopback port in {range:?} is in use or already given to a node"),
+    ))
+}
+
+/// Whether nothing listens on loopback `port`, for UDP and for TCP.
+fn free(port: u16) -> bool {
+    let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, port));
+    let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, port));
+    udp.is_ok() && tcp.is_ok()
+}
+
+/// A loopback UDP address that is free now and will be handed to nobody else in this process.
+pub fn choose_udp() -> io::Result<SocketAddr> {
+    Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, choose()?)))
+}
+
+/// The same for TCP (a chosen port was free for both).
 pub fn choose_tcp() -> io::Result<SocketAddr> {
-    let listener = unchosen(
-        || TcpListener::bind((Ipv4Addr::LOCALHOST, 0)),
-        |s| Ok(s.local_addr()?.port()),
-    )?;
-    let addr = listener.local_addr()?;
-    CHOSEN
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(addr.port());
-    Ok(addr)
+    choose_udp()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_are_chosen_where_the_kernel_hands_out_none_by_itself() {
+        let range = choosable();
+        for _ in 0..50 {
+            let port = choose_udp().expect("udp").port();
+            assert!(range.contains(&port), "{port} outside {range:?}");
+            let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("a chosen port is free for TCP");
+            drop(listener);
+        }
+        let ephemeral = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let port = ephemeral.local_addr().expect("addr").port();
+        assert!(!range.contains(&port), "the kernel gave {port}, inside {range:?}");
+    }
 
     #[test]
     fn a_chosen_port_is_never_chosen_or_bound_again() {
