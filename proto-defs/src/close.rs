@@ -70,6 +70,9 @@ pub enum StreamCode {
     /// A raw body (after a `GetObject` response, or after a `PutObject` request) could not be
     /// sent whole: the reader must not take what arrived for the complete artifact.
     BodyFailed = 3,
+    /// The reader took none of the answer for a long while (QUIC flow control held the writer):
+    /// the writer gave it up rather than hold it for ever.
+    Unread = 4,
 }
 
 impl StreamCode {
@@ -92,5 +95,6 @@ mod tests {
         }
         assert_eq!(CloseCode::from_code(99), None);
         assert_eq!(StreamCode::BodyFailed.code(), 3);
+        assert_eq!(StreamCode::Unread.code(), 4);
     }
 }

@@ -21,7 +21,9 @@
 //! and the frames after it are served. What ends the stream early: a frame cut short by the end of
 //! the stream, part of a frame left without a byte for [`framed::REQUEST_TIMEOUT`], and a refusal
 //! because the node drains or is an HA standby (the caller is to go elsewhere or later); frames
-//! read before it are answered first. Read-ahead and groups are bounded in frames and in bytes
+//! read before it are answered first. A caller that takes none of its answers for
+//! [`framed::WRITE_PATIENCE`] has its stream reset (`StreamCode::Unread`): the facts stay
+//! appended, and each is logged. Read-ahead and groups are bounded in frames and in bytes
 //! (`limits.max_frame_bytes`, what one `AppendFacts` frame may carry), so a stream holds no more
 //! than a call could.
 
@@ -101,6 +103,8 @@ pub(super) async fn serve(
     stream.take(Ok(first), 0, &opened_by, read_at);
     let mut queuing: Option<(Vec<Frame>, Queuing<'_>)> = None;
     let mut answering: FuturesOrdered<Answering<'_>> = FuturesOrdered::new();
+    // Whether the caller stopped reading the answers (the stream is then reset, not finished).
+    let mut unread = false;
     loop {
         if queuing.is_none() && answering.len() < IN_FLIGHT && !stream.pending.is_empty() {
             queuing = Some(stream.group());
@@ -123,7 +127,8 @@ pub(super) async fn serve(
                 answering.push_back(answer_of(frames, queued));
             }
             Some((frames, outcomes)) = answering.next(), if !answering.is_empty() => {
-                if stream.answer(frames, outcomes, &mut send).await.is_err() {
+                if let Err(e) = stream.answer(frames, outcomes, &mut send).await {
+                    unread = matches!(e, framed::StreamError::Timeout(_));
                     break;
                 }
                 // Reading may resume: a partial frame's wait starts again, since it was not read meanwhile.
@@ -144,7 +149,12 @@ pub(super) async fn serve(
     }
     stream.abandon();
     let _ = recv.stop(StreamCode::Done.code().into());
-    let _ = framed::finish(&mut send);
+    if unread {
+        // What the caller did not read would stay buffered for as long as the connection lives.
+        let _ = send.reset(StreamCode::Unread.code().into());
+    } else {
+        let _ = framed::finish(&mut send);
+    }
 }
 
 /// The outcomes of a group, once the journal has answered it (or at once, if it was refused).
@@ -354,10 +364,7 @@ impl<'c> Stream<'c> {
         }
         // An answer always fits; should one not, the stream ends here.
         let written = match encoded {
-            Ok(()) => send
-                .write_all(&bytes)
-                .await
-                .map_err(|e| framed::StreamError::Stream(e.to_string())),
+            Ok(()) => framed::write_bytes(send, &bytes).await,
             Err(e) => Err(e.into()),
         };
         for (frame, answer) in &answered {

@@ -64,7 +64,9 @@ pub(super) async fn get(r: GetObjectRequest, caller: &Caller, ctx: &Context) -> 
 
 /// Writes the response frame, then the body if there is one, at the rate of `pacer` (a peer's
 /// `max_bytes_per_second`), and finishes the stream; `false` if it could not (the stream is
-/// then left unfinished or reset, and no acknowledgement of the answer will come).
+/// then left unfinished or reset, and no acknowledgement of the answer will come). A caller
+/// that stops reading for [`framed::WRITE_PATIENCE`] gets its stream reset (`Unread`), so the
+/// answer is not held for as long as its connection lives.
 pub(super) async fn respond(
     send: &mut SendStream,
     answer: &Answer,
@@ -72,18 +74,26 @@ pub(super) async fn respond(
     max_frame_bytes: usize,
     pacer: &Pacer,
 ) -> bool {
-    if let Err(e) = framed::send_frame_paced(send, answer, max_frame_bytes, pacer).await {
-        let fallback = Response::Error(RpcError::internal(format!("response could not be sent: {e}")));
-        let _ = framed::write_frame(send, &fallback, max_frame_bytes).await;
-        return false;
+    match framed::send_frame_paced(send, answer, max_frame_bytes, pacer).await {
+        Ok(()) => {}
+        Err(framed::StreamError::Timeout(_)) => {
+            let _ = send.reset(StreamCode::Unread.code().into());
+            return false;
+        }
+        Err(e) => {
+            let fallback = Response::Error(RpcError::internal(format!("response could not be sent: {e}")));
+            let _ = framed::write_frame(send, &fallback, max_frame_bytes).await;
+            return false;
+        }
     }
     if let Some(mut body) = body {
-        if framed::send_body(send, &mut body.file, body.size, |_| {}, pacer)
-            .await
-            .is_err()
-        {
+        if let Err(e) = framed::send_body(send, &mut body.file, body.size, |_| {}, pacer).await {
             // The reader sees a reset stream, never a short body it could take for a whole one.
-            let _ = send.reset(StreamCode::BodyFailed.code().into());
+            let code = match e {
+                framed::StreamError::Timeout(_) => StreamCode::Unread,
+                _ => StreamCode::BodyFailed,
+            };
+            let _ = send.reset(code.code().into());
             return false;
         }
     }

@@ -23,6 +23,12 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest piece of a raw body read or written at once.
 pub const BODY_CHUNK: usize = 64 << 10;
 
+/// How long a write may wait for the reader to take a piece of it (QUIC flow control holds a
+/// writer whose reader does not read): a reader that takes nothing for this long is not reading,
+/// and waiting on would hold its answer, and the memory it takes, for as long as the connection
+/// lives. As long as the callers wait for an answer's next byte.
+pub const WRITE_PATIENCE: Duration = Duration::from_secs(60);
+
 /// Why a frame could not be read or a call could not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
@@ -109,15 +115,35 @@ pub async fn send_frame_paced<T: bincode::Encode>(
     write_paced(send, &frame, pacer).await
 }
 
-/// Writes `bytes`; with a limited `pacer`, in pieces of at most [`PACED_CHUNK`], each paced.
+/// Writes `bytes`, giving up with [`StreamError::Timeout`] when the reader takes none of a piece
+/// within [`WRITE_PATIENCE`] (the caller then resets the stream with `StreamCode::Unread`).
+pub async fn write_bytes(send: &mut SendStream, bytes: &[u8]) -> Result<(), StreamError> {
+    write_paced(send, bytes, &Pacer::default()).await
+}
+
+/// Writes `bytes` in pieces of at most [`BODY_CHUNK`] (with a limited `pacer`, of
+/// [`PACED_CHUNK`], each paced), each within [`WRITE_PATIENCE`].
 async fn write_paced(send: &mut SendStream, bytes: &[u8], pacer: &Pacer) -> Result<(), StreamError> {
+    write_patiently(send, bytes, pacer, WRITE_PATIENCE).await
+}
+
+/// [`write_paced`] with the reader given `patience` per piece; the pacer's waits do not count.
+async fn write_patiently(
+    send: &mut SendStream,
+    bytes: &[u8],
+    pacer: &Pacer,
+    patience: Duration,
+) -> Result<(), StreamError> {
     let piece = match pacer.rate() {
         Some(_) => PACED_CHUNK,
-        None => bytes.len().max(1),
+        None => BODY_CHUNK,
     };
     for chunk in bytes.chunks(piece) {
         pacer.pace(chunk.len()).await;
-        send.write_all(chunk).await.map_err(|e| match e {
+        let written = tokio::time::timeout(patience, send.write_all(chunk))
+            .await
+            .map_err(|_| StreamError::Timeout(patience))?;
+        written.map_err(|e| match e {
             // The connection's own error, so a refusal of our certificate (a TLS alert the node
             // sends after we think the handshake done) is told from a lost link.
             quinn::WriteError::ConnectionLost(c) => StreamError::Connection(c),
@@ -327,5 +353,63 @@ async fn answer(
     match (sent, read_frame(recv, max_frame_bytes).await) {
         (_, Ok(response)) => Ok(response),
         (Err(e), Err(_)) | (Ok(()), Err(e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::transport::test_ca::{connected, TestCa, TestResult};
+
+    /// A stream the client opened (with one byte, so the node sees it): (node's send, client's recv).
+    async fn stream(at_node: &Connection, at_client: &Connection) -> TestResult<(SendStream, RecvStream)> {
+        let (mut request, answer) = at_client.open_bi().await?;
+        request.write_all(b"?").await?;
+        let (node_send, _) = at_node.accept_bi().await?;
+        Ok((node_send, answer))
+    }
+
+    /// A caller that reads nothing is given up after the patience, whatever the answer's size;
+    /// one that keeps reading, however slowly, gets the whole answer even when it takes longer.
+    #[tokio::test]
+    async fn a_write_waits_for_a_reader_that_reads_and_gives_up_on_one_that_does_not() -> TestResult {
+        let ca = TestCa::new("test CA")?;
+        let (node, client) = (ca.material("plant-a", &[])?, ca.material("mes-line-1", &[])?);
+        let ((at_node, at_client), _endpoints) = connected(&node, &client, "plant-a").await?;
+        let patience = Duration::from_secs(1);
+        let answer = vec![7u8; 8 << 20];
+
+        let (mut send, unread) = stream(&at_node, &at_client).await?;
+        let unpaced = Pacer::default();
+        let writing = write_patiently(&mut send, &answer, &unpaced, patience);
+        let given_up = tokio::time::timeout(patience * 5, writing).await?;
+        assert!(
+            matches!(given_up, Err(StreamError::Timeout(p)) if p == patience),
+            "{given_up:?}"
+        );
+        send.reset(StreamCode::Unread.code().into())?;
+        drop(unread);
+
+        let (mut send, mut recv) = stream(&at_node, &at_client).await?;
+        let reader = tokio::spawn(async move {
+            let (mut got, mut buf) = (0, vec![0u8; BODY_CHUNK]);
+            while let Some(read) = recv.read(&mut buf).await? {
+                got += read;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok::<_, quinn::ReadError>(got)
+        });
+        let started = Instant::now();
+        write_patiently(&mut send, &answer, &Pacer::default(), patience).await?;
+        finish(&mut send)?;
+        assert_eq!(reader.await??, answer.len());
+        assert!(
+            started.elapsed() > patience,
+            "the slow reader took {:?}",
+            started.elapsed()
+        );
+        Ok(())
     }
 }

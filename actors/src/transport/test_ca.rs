@@ -15,7 +15,7 @@ use rcgen::{
 use tempfile::TempDir;
 use x509_parser::{certificate::X509Certificate, pem::parse_x509_pem, prelude::FromDer};
 
-use super::tls::TlsMaterial;
+use super::tls::{TlsMaterial, DEFAULT_IDLE_TIMEOUT};
 
 pub type TestResult<T = ()> = Result<T, Box<dyn Error>>;
 
@@ -109,4 +109,30 @@ impl TestCa {
         let (cert, key) = self.issue(cn, sans, false)?;
         Ok(TlsMaterial::load(&self.ca_pem, &cert, &key)?)
     }
+}
+
+/// One live connection from `client` to `server` (dialled as `server_name`): (the server's
+/// end, the client's end); the endpoints go with them so they stay open.
+pub async fn connected(
+    server: &TlsMaterial,
+    client: &TlsMaterial,
+    server_name: &str,
+) -> TestResult<((quinn::Connection, quinn::Connection), [quinn::Endpoint; 2])> {
+    let listener = quinn::Endpoint::server(
+        server.quic_server_config(DEFAULT_IDLE_TIMEOUT)?,
+        ([127, 0, 0, 1], 0).into(),
+    )?;
+    let mut dialler = quinn::Endpoint::client(([127, 0, 0, 1], 0).into())?;
+    dialler.set_default_client_config(client.quic_client_config(DEFAULT_IDLE_TIMEOUT)?);
+    let dialled = dialler.connect(listener.local_addr()?, server_name)?;
+    let accepted = async {
+        listener
+            .accept()
+            .await
+            .ok_or("endpoint closed")?
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let (accepted, dialled) = tokio::join!(accepted, dialled);
+    Ok(((accepted?, dialled?), [listener, dialler]))
 }

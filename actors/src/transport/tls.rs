@@ -610,7 +610,7 @@ mod tests {
     use rustls::{pki_types::CertificateRevocationListDer, AlertDescription};
 
     use super::{
-        super::test_ca::{TestCa, TestResult},
+        super::test_ca::{connected, TestCa, TestResult},
         *,
     };
 
@@ -888,32 +888,6 @@ mod tests {
             Some(u8::from(AlertDescription::CertificateExpired))
         );
         Ok(())
-    }
-
-    /// One live connection from `client` to `server` (dialled as `server_name`): (the server's
-    /// end, the client's end); the endpoints go with them so they stay open.
-    async fn connected(
-        server: &TlsMaterial,
-        client: &TlsMaterial,
-        server_name: &str,
-    ) -> TestResult<((quinn::Connection, quinn::Connection), [quinn::Endpoint; 2])> {
-        let listener = quinn::Endpoint::server(
-            server.quic_server_config(DEFAULT_IDLE_TIMEOUT)?,
-            ([127, 0, 0, 1], 0).into(),
-        )?;
-        let mut dialler = quinn::Endpoint::client(([127, 0, 0, 1], 0).into())?;
-        dialler.set_default_client_config(client.quic_client_config(DEFAULT_IDLE_TIMEOUT)?);
-        let dialled = dialler.connect(listener.local_addr()?, server_name)?;
-        let accepted = async {
-            listener
-                .accept()
-                .await
-                .ok_or("endpoint closed")?
-                .await
-                .map_err(|e| e.to_string())
-        };
-        let (accepted, dialled) = tokio::join!(accepted, dialled);
-        Ok(((accepted?, dialled?), [listener, dialler]))
     }
 
     fn certificate_error(verdict: Result<(), rustls::Error>) -> TestResult<CertificateError> {
