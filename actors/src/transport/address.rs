@@ -58,8 +58,10 @@ pub enum ResolveError {
 impl PeerAddress {
     /// The address to dial now: the IP literal, or the host name looked up again. Only
     /// addresses of `family_of`'s family are taken (a socket bound to IPv4 cannot reach an IPv6
-    /// peer); an IPv6 socket takes either. The first such address is dialled.
-    pub async fn resolve(&self, family_of: SocketAddr) -> Result<SocketAddr, ResolveError> {
+    /// peer); an IPv6 socket takes either. Of those, the `attempt`-th is dialled (wrapping
+    /// around), so dials that keep failing try every address the name has in turn: a gateway
+    /// with two addresses, one of them dead, is reached at the next dial.
+    pub async fn resolve(&self, family_of: SocketAddr, attempt: usize) -> Result<SocketAddr, ResolveError> {
         let name = match &self.host {
             Host::Ip(ip) => return Ok(SocketAddr::new(*ip, self.port)),
             Host::Name(name) => name,
@@ -72,16 +74,11 @@ impl PeerAddress {
             .await
             .map_err(lookup_error)?
             .collect();
-        let usable = |candidate: &&SocketAddr| family_of.is_ipv6() || candidate.is_ipv4();
-        found
-            .iter()
-            .find(usable)
-            .copied()
-            .ok_or_else(|| ResolveError::NoUsable {
-                name: name.clone(),
-                family: if family_of.is_ipv6() { "IPv6" } else { "IPv4" },
-                found: found.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
-            })
+        pick(&found, family_of, attempt).ok_or_else(|| ResolveError::NoUsable {
+            name: name.clone(),
+            family: if family_of.is_ipv6() { "IPv6" } else { "IPv4" },
+            found: found.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -95,6 +92,17 @@ impl PeerAddress {
             Host::Ip(_) => None,
         }
     }
+}
+
+/// The `attempt`-th of the addresses in `found` that a socket like `family_of` can reach
+/// (wrapping around), in the resolver's order.
+fn pick(found: &[SocketAddr], family_of: SocketAddr, attempt: usize) -> Option<SocketAddr> {
+    let usable: Vec<SocketAddr> = found
+        .iter()
+        .filter(|candidate| family_of.is_ipv6() || candidate.is_ipv4())
+        .copied()
+        .collect();
+    usable.get(attempt.checked_rem(usable.len())?).copied()
 }
 
 impl From<SocketAddr> for PeerAddress {
@@ -244,11 +252,11 @@ mod tests {
         let v4: SocketAddr = "127.0.0.1:5".parse().expect("addr");
         let literal = parse("192.0.2.7:9443").expect("literal");
         assert_eq!(
-            literal.resolve(v4).await.expect("literal").to_string(),
+            literal.resolve(v4, 0).await.expect("literal").to_string(),
             "192.0.2.7:9443"
         );
         let name = parse("localhost:9443").expect("name");
-        let resolved = name.resolve(v4).await.expect("localhost resolves");
+        let resolved = name.resolve(v4, 0).await.expect("localhost resolves");
         assert_eq!(
             resolved,
             "127.0.0.1:9443".parse().expect("addr"),
@@ -256,12 +264,45 @@ mod tests {
         );
     }
 
+    #[test]
+    fn dials_that_keep_failing_take_each_address_of_the_family_in_turn() {
+        let addr = |text: &str| text.parse::<SocketAddr>().expect("addr");
+        let found = [
+            addr("10.0.1.10:9443"),
+            addr("[2001:db8::10]:9443"),
+            addr("10.0.2.10:9443"),
+        ];
+        let (v4, v6) = (addr("0.0.0.0:0"), addr("[::]:0"));
+        let picked = |family_of, attempts: usize| -> Vec<String> {
+            (0..attempts)
+                .filter_map(|attempt| pick(&found, family_of, attempt))
+                .map(|a| a.to_string())
+                .collect()
+        };
+        assert_eq!(
+            picked(v4, 3),
+            ["10.0.1.10:9443", "10.0.2.10:9443", "10.0.1.10:9443"],
+            "an IPv4 socket skips the IPv6 address"
+        );
+        assert_eq!(
+            picked(v6, 4),
+            [
+                "10.0.1.10:9443",
+                "[2001:db8::10]:9443",
+                "10.0.2.10:9443",
+                "10.0.1.10:9443"
+            ]
+        );
+        assert_eq!(pick(&found[1..2], v4, 0), None, "nothing of the family");
+        assert_eq!(pick(&[], v6, 5), None);
+    }
+
     #[tokio::test]
     async fn a_name_that_does_not_resolve_is_an_error_naming_it() {
         let v4: SocketAddr = "127.0.0.1:5".parse().expect("addr");
         // `.invalid` never resolves (RFC 6761).
         let address = parse("no-such-gateway.invalid:9443").expect("well-formed");
-        let error = address.resolve(v4).await.expect_err("must not resolve");
+        let error = address.resolve(v4, 0).await.expect_err("must not resolve");
         assert!(error.to_string().contains("no-such-gateway.invalid"), "{error}");
     }
 }

@@ -42,7 +42,7 @@ pub(super) fn checks(config: &Config, material: &TlsMaterial) -> Vec<Check> {
         let any = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
         for (peer, address) in dialled {
             let name = format!("peer {peer}");
-            let answered = match address.resolve(any).await {
+            let answered = match address.resolve(any, 0).await {
                 Ok(resolved) => handshake(material, &peer, resolved, zone).await,
                 Err(e) => Err(e.to_string()),
             };

@@ -45,7 +45,7 @@ use crate::{
         page_size::{PageSize, TARGET},
         PeerLinkConfig, PeerLinkDeps,
     },
-    transport::{address::PeerAddress, framed, pacing::Pacer, tls},
+    transport::{address::PeerAddress, addresses::Addresses, framed, pacing::Pacer, tls},
     zone_gate,
 };
 
@@ -101,22 +101,23 @@ impl Session {
     /// dial; a name that does not resolve is a failed dial to an unreachable peer.
     pub(super) async fn dial(&self) -> Option<Result<Connection, String>> {
         let addresses = self.config.addresses.as_ref().filter(|_| self.config.dial)?;
-        let address = addresses.get(self.next_address.load(Ordering::Relaxed));
-        let result = match self.resolve(address).await {
+        let next = self.next_address.load(Ordering::Relaxed);
+        let address = addresses.get(next);
+        let result = match self.resolve(addresses, next).await {
             Ok(remote) => self.connect(remote).await.map(|conn| (conn, remote)),
             Err(failure) => Err((None, failure)),
         };
         Some(self.dialled(address, result))
     }
 
-    async fn resolve(&self, address: &PeerAddress) -> Result<SocketAddr, (LinkFailure, String)> {
+    async fn resolve(&self, addresses: &Addresses, next: usize) -> Result<SocketAddr, (LinkFailure, String)> {
         let local = self
             .deps
             .endpoint
             .local_addr()
             .map_err(|e| (LinkFailure::Other, e.to_string()))?;
-        address
-            .resolve(local)
+        addresses
+            .resolve(next, local)
             .await
             .map_err(|e| (LinkFailure::Unreachable, e.to_string()))
     }
