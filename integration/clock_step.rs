@@ -1,14 +1,16 @@
 //! Property: a wall clock stepped forward under a running node expires no fact early. A gateway
 //! that booted without a real-time clock and is then set by NTP, or a clock set wrong by hand,
 //! jumps forward. The sender runs under libfaketime with its wall clock read from a file (the
-//! monotonic clock left alone); its store retention is 60 s and its peer is down, so its facts
-//! wait unconfirmed. The clock jumps two hours ahead: the node logs `clock_stepped`, its store
-//! sweeps keep running and expire nothing, and once the peer starts every fact arrives once, in
-//! order.
+//! monotonic clock left alone); its store and artifact retention is 60 s and its peer is down,
+//! so its facts wait unconfirmed, and an artifact waits for the fact a producer will append. The
+//! clock jumps two hours ahead: the node logs `clock_stepped`, its store and artifact sweeps
+//! keep running and expire nothing, and once the peer starts every fact arrives once, in order.
 
 use crate::harness;
 
 use std::{path::Path, time::Duration};
+
+use bsfg_proto::PutObjectRequest;
 
 use harness::{
     append_many,
@@ -27,7 +29,7 @@ async fn a_clock_stepped_forward_expires_no_fact_early() {
         "{FAKETIME} is missing: scripts/test.sh installs libfaketime"
     );
     let mut cluster = Cluster::pair();
-    cluster.configure_all("\n[store]\nretention = \"60s\"\n");
+    cluster.configure_all("\n[store]\nretention = \"60s\"\n[objects]\nretention = \"60s\"\n");
     let clock = cluster.dir().join("enterprise.clock");
     std::fs::write(&clock, "+0\n").expect("clock file");
     let sender = cluster.net.nodes.get_mut("enterprise").expect("enterprise");
@@ -42,6 +44,18 @@ async fn a_clock_stepped_forward_expires_no_fact_early() {
     cluster.start("enterprise");
     let producer = cluster.client("enterprise").await;
     let acked = append_many(&producer, "enterprise", "plant-a", "fact", FACTS, 50).await;
+    // Uploaded first, its fact to follow: no fact references it yet.
+    let pdf = b"%PDF-1.7 batch 42";
+    let request = PutObjectRequest {
+        bucket: "batch-records".into(),
+        key: "42.pdf".into(),
+        size: pdf.len() as u64,
+        media_type: Some("application/pdf".into()),
+    };
+    producer
+        .put_object(request, &mut &pdf[..], |_| {})
+        .await
+        .expect("put the artifact");
 
     std::fs::write(&clock, "+2h\n").expect("step the clock");
     wait_until(Duration::from_secs(20), "enterprise logs the step", || {
@@ -50,10 +64,17 @@ async fn a_clock_stepped_forward_expires_no_fact_early() {
             .any(|line| line["ahead_seconds"].as_u64().is_some_and(|s| s > 7000))
     })
     .await;
-    // Two store sweeps at least (every 6 s at this retention) after the step.
+    // Two store and artifact sweeps at least (every 6 s at these retentions) after the step.
     tokio::time::sleep(Duration::from_secs(13)).await;
     assert_eq!(metric(&cluster, "enterprise", "bsfg_expired_facts_total"), 0.0);
     assert!(events(&cluster, "enterprise", "fact_expired").is_empty());
+    assert!(events(&cluster, "enterprise", "artifact_expired").is_empty());
+    let mut kept = Vec::new();
+    producer
+        .get_object("batch-records", "42.pdf", &mut kept, |_| {})
+        .await
+        .expect("the artifact waits for its fact");
+    assert_eq!(kept, pdf);
     assert_eq!(
         cluster.status("enterprise")["store"]["facts"],
         FACTS,

@@ -31,6 +31,8 @@
 //! - [`relay`]: routes through intermediary zones as a plain value: next hops, the receipt
 //!   rule, the relay rules, and the sorting of pulled pages by them.
 //! - `objects`: the artifact store (content-addressed blobs + index), fed from any byte source.
+//! - `clock`: the wall clock retention reads (facts and artifacts), never ahead of the
+//!   monotonic clock's count since start.
 //! - `journal`: the single writer in front of storage; idempotency, offsets, group commit.
 //! - `events`: typed internal events, each writing its log line and its metrics together.
 //! - [`metrics`]: every Prometheus metric of SPEC §11, from one table, in one registry.
@@ -40,6 +42,7 @@
 
 pub mod backpressure;
 pub mod cert_watcher;
+mod clock;
 mod events;
 mod forward_buffer;
 mod ha;

@@ -397,7 +397,6 @@ pub async fn receive(client: &Client, consumer: &str, expected: usize, timeout: 
     facts
 }
 
-/// The message ids of `facts`, in order.
 /// Stores `content` as `bucket/key` (of `media_type`) through `client`, then appends `fact` made
 /// to reference it; returns the reference.
 pub async fn append_with_artifact(
@@ -431,6 +430,7 @@ pub async fn append_with_artifact(
     reference
 }
 
+/// The message ids of `facts`, in order.
 pub fn ids<'a>(facts: impl IntoIterator<Item = &'a FetchedFact>) -> Vec<&'a str> {
     facts
         .into_iter()

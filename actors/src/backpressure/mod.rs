@@ -23,7 +23,6 @@
 //! deleted range, when there is room for the flush). Pulls also pause while storage fails to
 //! commit: a forward buffer that cannot write must not take pages it would drop.
 
-mod clock;
 mod config;
 mod core;
 mod disk;
@@ -50,6 +49,7 @@ use self::core::{Core, Decision, Job, JobReport};
 use self::disk::DiskGuard;
 pub use self::disk::DiskState;
 use crate::{
+    clock::RetentionClock,
     events::{ClockStepped, DeletionFailed, StorageOp, Telemetry},
     journal::{Journal, JournalError},
     storage::{Log, Usage},
@@ -219,7 +219,7 @@ pub struct Backpressure {
     /// Facts were deleted since the last reclaim.
     unreclaimed: bool,
     events: events::Reporter,
-    clock: clock::RetentionClock,
+    clock: RetentionClock,
 }
 
 impl Backpressure {
@@ -239,7 +239,7 @@ impl Backpressure {
             reclaiming: false,
             unreclaimed: false,
             events,
-            clock: clock::RetentionClock::new(),
+            clock: RetentionClock::new(),
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::{fs, path::Path, time::Duration};
 
-use bsfg_proto::{ErrorCode, Message, RpcError};
+use bsfg_proto::{model::now_unix_ms, ErrorCode, Message, RpcError};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use super::{
@@ -121,7 +121,7 @@ fn unreferenced_artifacts_past_retention_are_deleted_and_give_their_space_back()
     put(&f.catalog, "a", b"never referenced").expect("put");
     put(&f.catalog, "b", b"shared").expect("put");
     put(&f.catalog, "c", b"shared").expect("same content");
-    let swept = f.catalog.sweep(f.storage.as_ref()).expect("sweep");
+    let swept = f.catalog.sweep(f.storage.as_ref(), now_unix_ms()).expect("sweep");
     let mut keys: Vec<_> = swept.expired.iter().map(|e| e.key.as_str()).collect();
     keys.sort_unstable();
     assert_eq!(keys, ["a", "b", "c"]);
@@ -143,7 +143,7 @@ fn unreferenced_artifacts_past_retention_are_deleted_and_give_their_space_back()
 fn young_artifacts_are_kept() {
     let f = fixture(ROOMY);
     put(&f.catalog, "a", b"stored a moment ago").expect("put");
-    let swept = f.catalog.sweep(f.storage.as_ref()).expect("sweep");
+    let swept = f.catalog.sweep(f.storage.as_ref(), now_unix_ms()).expect("sweep");
     assert!(swept.expired.is_empty(), "{swept:?}");
     assert!(f.catalog.lookup("coa", "a").expect("lookup").is_some());
 }
@@ -156,12 +156,12 @@ fn an_artifact_is_kept_while_a_retained_fact_references_it() {
         .reference(&reference("coa-1", b"analysis"), Some("enterprise"))
         .expect("reference");
     append_referencing(f.storage.as_ref(), 1, "coa-1", b"analysis");
-    let swept = f.catalog.sweep(f.storage.as_ref()).expect("sweep");
+    let swept = f.catalog.sweep(f.storage.as_ref(), now_unix_ms()).expect("sweep");
     assert!(swept.scanned && swept.expired.is_empty(), "{swept:?}");
     assert!(f.catalog.lookup("coa", "coa-1").expect("lookup").is_some());
 
     delete_fact(f.storage.as_ref(), 1);
-    let swept = f.catalog.sweep(f.storage.as_ref()).expect("sweep");
+    let swept = f.catalog.sweep(f.storage.as_ref(), now_unix_ms()).expect("sweep");
     assert_eq!(swept.expired.len(), 1, "{swept:?}");
     assert!(swept.expired[0].was_referenced);
     assert_usage_is_exact(&f);
@@ -176,13 +176,18 @@ fn a_held_artifact_survives_a_sweep_that_began_before_its_fact_was_stored() {
     f.catalog
         .reference(&reference("k", b"on its way"), None)
         .expect("reference");
-    assert!(f.catalog.sweep(f.storage.as_ref()).expect("sweep").expired.is_empty());
+    assert!(f
+        .catalog
+        .sweep(f.storage.as_ref(), now_unix_ms())
+        .expect("sweep")
+        .expired
+        .is_empty());
     // The fact is committed and the hold released while the next sweep runs (after its start).
     let generation = f.catalog.holds.begin_sweep();
     append_referencing(f.storage.as_ref(), 1, "k", b"on its way");
     drop(hold);
     assert!(!f.catalog.holds.may_delete("coa", "k", generation));
-    let swept = f.catalog.sweep(f.storage.as_ref()).expect("sweep");
+    let swept = f.catalog.sweep(f.storage.as_ref(), now_unix_ms()).expect("sweep");
     assert!(swept.expired.is_empty(), "the fact holds it now: {swept:?}");
 }
 
@@ -195,7 +200,7 @@ fn putting_an_artifact_again_starts_its_retention_again() {
     put(&f.catalog, "k", b"content").expect("put");
     std::thread::sleep(Duration::from_millis(350));
     put(&f.catalog, "k", b"content").expect("again, identical");
-    let swept = f.catalog.sweep(f.storage.as_ref()).expect("sweep");
+    let swept = f.catalog.sweep(f.storage.as_ref(), now_unix_ms()).expect("sweep");
     assert!(swept.expired.is_empty(), "{swept:?}");
 }
 
@@ -208,7 +213,7 @@ fn blob_files_no_key_names_are_removed_by_the_sweep() {
     let path = f.catalog.blobs.path(&orphan);
     fs::create_dir_all(path.parent().expect("shard")).expect("shard");
     fs::write(&path, b"orphan").expect("orphan");
-    let swept = f.catalog.sweep(f.storage.as_ref()).expect("sweep");
+    let swept = f.catalog.sweep(f.storage.as_ref(), now_unix_ms()).expect("sweep");
     assert_eq!(swept.orphans, 1);
     assert!(!path.exists() && f.catalog.blobs.path(&kept.digest).exists());
     assert_usage_is_exact(&f);
@@ -244,7 +249,7 @@ fn usage_equals_a_recount_through_random_operations() {
             }
             7 if offset > 0 => delete_fact(f.storage.as_ref(), rng.random_range(1..=offset)),
             _ => {
-                f.catalog.sweep(f.storage.as_ref()).expect("sweep");
+                f.catalog.sweep(f.storage.as_ref(), now_unix_ms()).expect("sweep");
             }
         }
         assert_usage_is_exact(&f);

@@ -206,8 +206,8 @@ impl ObjectStore {
     }
 
     /// Deletes what the retention allows (see `sweep`); `logs` are read for references.
-    pub async fn sweep(&self, logs: Arc<dyn Storage>) -> Result<Swept, ObjectError> {
-        self.blocking(move |catalog| catalog.sweep(logs.as_ref())).await
+    pub async fn sweep(&self, logs: Arc<dyn Storage>, now_ms: u64) -> Result<Swept, ObjectError> {
+        self.blocking(move |catalog| catalog.sweep(logs.as_ref(), now_ms)).await
     }
 
     /// Streams a body of `spec.size` bytes from `body` into the store; every read may take at

@@ -15,13 +15,14 @@
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use bsfg_proto::{model::now_unix_ms, ObjectDigest};
+use bsfg_proto::ObjectDigest;
 
 use super::{
     catalog::{gauge_value, Catalog},
     ObjectError, ObjectStore,
 };
 use crate::{
+    clock::RetentionClock,
     events::{ArtifactExpired, ArtifactSweepDone, ArtifactSweepFailed, Telemetry},
     storage::{LogRecord, ObjectEntry, Storage, StorageError},
 };
@@ -52,13 +53,16 @@ pub struct Swept {
     pub scanned: bool,
 }
 
-/// Sweeps every `interval`, logging and counting what each sweep deleted, until aborted.
+/// Sweeps every `interval`, logging and counting what each sweep deleted, until aborted. Ages
+/// are read with a [`RetentionClock`]: a wall clock stepped forward makes no artifact look
+/// older than it is (backpressure's sweeps log the step).
 pub async fn run_sweeps(store: ObjectStore, logs: Arc<dyn Storage>, interval: Duration, telemetry: Telemetry) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut clock = RetentionClock::new();
     loop {
         ticks.tick().await;
-        match store.sweep(logs.clone()).await {
+        match store.sweep(logs.clone(), clock.read().now_ms).await {
             Ok(swept) => report(&swept, &telemetry),
             Err(e) => telemetry.emit(ArtifactSweepFailed { reason: &e }),
         }
@@ -90,9 +94,9 @@ struct Candidate {
 }
 
 impl Catalog {
-    pub(super) fn sweep(&self, logs: &dyn Storage) -> Result<Swept, ObjectError> {
+    /// One sweep as of `now` (Unix ms, from the sweeper's [`RetentionClock`]).
+    pub(super) fn sweep(&self, logs: &dyn Storage, now: u64) -> Result<Swept, ObjectError> {
         let generation = self.holds.begin_sweep();
-        let now = now_unix_ms();
         let cutoff = now.saturating_sub(u64::try_from(self.retention.as_millis()).unwrap_or(u64::MAX));
         let candidates = self.candidates(cutoff)?;
         let scanned = candidates.iter().any(|c| c.entry.referenced);

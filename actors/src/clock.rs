@@ -1,8 +1,9 @@
 //! The clock retention reads: the wall clock, but never ahead of the wall time at start plus
 //! what the monotonic clock has counted since. A gateway that booted with a wrong clock (no RTC
 //! battery) and is then stepped forward by NTP, or a clock set wrong by hand, would otherwise
-//! make every stored fact look as old as the step and expire unconfirmed facts and dedupe
-//! entries at once. After a forward step retention follows the monotonic clock, so facts are
+//! make every stored fact and artifact look as old as the step and expire unconfirmed facts,
+//! dedupe entries and artifacts whose facts have not come yet at once. Backpressure's sweeps and
+//! the artifact sweep each keep one. After a forward step retention follows the monotonic clock, so facts are
 //! kept longer, never shorter, until the next start; a step backward makes facts look younger,
 //! which keeps them longer too. The first forward step past [`STEP`] is logged once
 //! (`clock_stepped`).
@@ -13,9 +14,9 @@ use bsfg_proto::model::now_unix_ms;
 
 /// How far the wall clock may run ahead of the monotonic one before it counts as stepped:
 /// far above what NTP slews.
-pub(super) const STEP: Duration = Duration::from_secs(60);
+pub(crate) const STEP: Duration = Duration::from_secs(60);
 
-pub(super) struct RetentionClock {
+pub(crate) struct RetentionClock {
     /// The wall clock at start, in Unix milliseconds.
     anchor_ms: u64,
     started: Instant,
@@ -25,13 +26,13 @@ pub(super) struct RetentionClock {
 /// One reading: the time retention uses, and by how much the wall clock was ahead of it when
 /// that is first seen past [`STEP`].
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct Reading {
+pub(crate) struct Reading {
     pub now_ms: u64,
     pub stepped: Option<Duration>,
 }
 
 impl RetentionClock {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             anchor_ms: now_unix_ms(),
             started: Instant::now(),
@@ -39,7 +40,7 @@ impl RetentionClock {
         }
     }
 
-    pub(super) fn read(&mut self) -> Reading {
+    pub(crate) fn read(&mut self) -> Reading {
         self.at(now_unix_ms(), self.started.elapsed())
     }
 
