@@ -5,6 +5,8 @@
 //! so its facts wait unconfirmed, and an artifact waits for the fact a producer will append. The
 //! clock jumps two hours ahead: the node logs `clock_stepped`, its store and artifact sweeps
 //! keep running and expire nothing, and once the peer starts every fact arrives once, in order.
+//! A retention after the step the wall clock counts again: an artifact uploaded after the step
+//! expires a retention after its upload.
 
 use crate::harness;
 
@@ -46,14 +48,8 @@ async fn a_clock_stepped_forward_expires_no_fact_early() {
     let acked = append_many(&producer, "enterprise", "plant-a", "fact", FACTS, 50).await;
     // Uploaded first, its fact to follow: no fact references it yet.
     let pdf = b"%PDF-1.7 batch 42";
-    let request = PutObjectRequest {
-        bucket: "batch-records".into(),
-        key: "42.pdf".into(),
-        size: pdf.len() as u64,
-        media_type: Some("application/pdf".into()),
-    };
     producer
-        .put_object(request, &mut &pdf[..], |_| {})
+        .put_object(request_for("42.pdf", pdf), &mut &pdf[..], |_| {})
         .await
         .expect("put the artifact");
 
@@ -85,4 +81,27 @@ async fn a_clock_stepped_forward_expires_no_fact_early() {
     let consumer = cluster.client("plant-a").await;
     let delivered = receive(&consumer, "mes", FACTS, Duration::from_secs(30)).await;
     assert_eq!(harness::ids(&delivered), acked, "every fact, once, in order");
+
+    // Retention is not held back for ever: once a retention has passed since the step, the wall
+    // clock counts again, and an artifact uploaded after the step (never referenced) expires a
+    // retention after its upload, not at the next start.
+    producer
+        .put_object(request_for("43.pdf", pdf), &mut &pdf[..], |_| {})
+        .await
+        .expect("put a second artifact");
+    wait_until(Duration::from_secs(120), "the later artifact expires", || {
+        events(&cluster, "enterprise", "artifact_expired")
+            .iter()
+            .any(|line| line["key"] == "43.pdf")
+    })
+    .await;
+}
+
+fn request_for(key: &str, content: &[u8]) -> PutObjectRequest {
+    PutObjectRequest {
+        bucket: "batch-records".into(),
+        key: key.into(),
+        size: content.len() as u64,
+        media_type: Some("application/pdf".into()),
+    }
 }

@@ -1,12 +1,18 @@
-//! The clock retention reads: the wall clock, but never ahead of the wall time at start plus
-//! what the monotonic clock has counted since. A gateway that booted with a wrong clock (no RTC
-//! battery) and is then stepped forward by NTP, or a clock set wrong by hand, would otherwise
-//! make every stored fact and artifact look as old as the step and expire unconfirmed facts,
-//! dedupe entries and artifacts whose facts have not come yet at once. Backpressure's sweeps and
-//! the artifact sweep each keep one. After a forward step retention follows the monotonic clock, so facts are
-//! kept longer, never shorter, until the next start; a step backward makes facts look younger,
-//! which keeps them longer too. The first forward step past [`STEP`] is logged once
-//! (`clock_stepped`).
+//! The clock retention reads: the wall clock, but never ahead of the wall time at the last
+//! anchor (the start) plus what the monotonic clock has counted since. A gateway that booted
+//! with a wrong clock (no RTC battery) and is then stepped forward by NTP, or a clock set wrong
+//! by hand, would otherwise make every stored fact and artifact look as old as the step and
+//! expire unconfirmed facts, dedupe entries and artifacts whose facts have not come yet at once.
+//! Backpressure's sweeps and the artifact sweep each keep one. After a forward step retention
+//! follows the monotonic clock, so facts are kept longer, never shorter; a step backward makes
+//! facts look younger, which keeps them longer too. Each forward step past [`STEP`] is logged
+//! once (`clock_stepped`).
+//!
+//! Held back for good, the clock would make everything stamped after the step look as much too
+//! young until the next start (a gateway that booted in 1970 would keep its artifacts for
+//! decades). So once the longest retention the clock serves has passed on the monotonic clock
+//! since the step was seen, it takes the wall clock again (a new anchor): by then everything
+//! stamped before the step is at least that old anyway.
 
 use std::time::{Duration, Instant};
 
@@ -17,14 +23,21 @@ use bsfg_proto::model::now_unix_ms;
 pub(crate) const STEP: Duration = Duration::from_secs(60);
 
 pub(crate) struct RetentionClock {
-    /// The wall clock at start, in Unix milliseconds.
+    /// The wall clock when the clock was last anchored (at start, then after each step has
+    /// settled), in Unix milliseconds.
     anchor_ms: u64,
+    /// The monotonic time of that anchor, counted from `started`.
+    anchored: Duration,
     started: Instant,
-    reported: bool,
+    /// How long the clock holds back after a forward step before it takes the wall clock again:
+    /// the longest retention it serves.
+    settle: Duration,
+    /// When the current forward step was first seen (monotonic, from `started`).
+    stepped_at: Option<Duration>,
 }
 
 /// One reading: the time retention uses, and by how much the wall clock was ahead of it when
-/// that is first seen past [`STEP`].
+/// a step is first seen past [`STEP`].
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Reading {
     pub now_ms: u64,
@@ -32,11 +45,14 @@ pub(crate) struct Reading {
 }
 
 impl RetentionClock {
-    pub(crate) fn new() -> Self {
+    /// A clock for sweeps whose longest retention is `settle`.
+    pub(crate) fn new(settle: Duration) -> Self {
         Self {
             anchor_ms: now_unix_ms(),
+            anchored: Duration::ZERO,
             started: Instant::now(),
-            reported: false,
+            settle,
+            stepped_at: None,
         }
     }
 
@@ -45,14 +61,38 @@ impl RetentionClock {
     }
 
     fn at(&mut self, wall_ms: u64, elapsed: Duration) -> Reading {
-        let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-        let steady_ms = self.anchor_ms.saturating_add(elapsed_ms);
+        let since_anchor = elapsed.saturating_sub(self.anchored);
+        let steady_ms = self
+            .anchor_ms
+            .saturating_add(u64::try_from(since_anchor.as_millis()).unwrap_or(u64::MAX));
         let ahead = Duration::from_millis(wall_ms.saturating_sub(steady_ms));
-        let stepped = (ahead > STEP && !self.reported).then_some(ahead);
-        self.reported |= stepped.is_some();
-        Reading {
+        let held = Reading {
             now_ms: wall_ms.min(steady_ms),
-            stepped,
+            stepped: None,
+        };
+        if ahead <= STEP {
+            self.stepped_at = None;
+            return held;
+        }
+        match self.stepped_at {
+            None => {
+                self.stepped_at = Some(elapsed);
+                Reading {
+                    stepped: Some(ahead),
+                    ..held
+                }
+            }
+            // Whatever was stamped before the step is at least `settle` old by now on the
+            // monotonic clock, so older still by the wall clock: taking the wall clock again
+            // expires nothing early, and what is stamped from now on ages as it should.
+            Some(at) if elapsed.saturating_sub(at) >= self.settle => {
+                (self.anchor_ms, self.anchored, self.stepped_at) = (wall_ms, elapsed, None);
+                Reading {
+                    now_ms: wall_ms,
+                    stepped: None,
+                }
+            }
+            Some(_) => held,
         }
     }
 }
@@ -62,33 +102,35 @@ mod tests {
     use super::*;
 
     const YEAR_MS: u64 = 365 * 24 * 3600 * 1000;
+    const SECOND: Duration = Duration::from_secs(1);
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn clock(start_ms: u64, settle: Duration) -> RetentionClock {
+        RetentionClock {
+            anchor_ms: start_ms,
+            anchored: Duration::ZERO,
+            started: Instant::now(),
+            settle,
+            stepped_at: None,
+        }
+    }
+
+    fn reading(now_ms: u64) -> Reading {
+        Reading { now_ms, stepped: None }
+    }
 
     #[test]
-    fn a_forward_step_is_not_followed_and_is_reported_once() {
-        let start = 1_000 * YEAR_MS / 1_000;
-        let mut clock = RetentionClock {
-            anchor_ms: start,
-            started: Instant::now(),
-            reported: false,
-        };
-        let second = Duration::from_secs(1);
-        let quiet = clock.at(start + 1_000, second);
+    fn a_forward_step_is_held_back_and_reported_once() {
+        let start = 30 * YEAR_MS;
+        let mut clock = clock(start, HOUR);
+        assert_eq!(clock.at(start + 1_000, SECOND), reading(start + 1_000), "in step");
         assert_eq!(
-            quiet,
-            Reading {
-                now_ms: start + 1_000,
-                stepped: None
-            },
-            "in step: the wall clock"
-        );
-        let slewed = clock.at(start + 1_500, second);
-        assert_eq!(
-            (slewed.now_ms, slewed.stepped),
-            (start + 1_000, None),
-            "ahead a little: not a step"
+            clock.at(start + 1_500, SECOND),
+            reading(start + 1_000),
+            "ahead a little: not a step, never ahead of the monotonic count"
         );
 
-        let stepped = clock.at(start + 26 * YEAR_MS, 2 * second);
+        let stepped = clock.at(start + 26 * YEAR_MS, 2 * SECOND);
         assert_eq!(
             stepped.now_ms,
             start + 2_000,
@@ -97,32 +139,45 @@ mod tests {
         assert!(stepped
             .stepped
             .is_some_and(|ahead| ahead.as_millis() > u128::from(25 * YEAR_MS)));
-        let later = clock.at(start + 26 * YEAR_MS + 1_000, 3 * second);
         assert_eq!(
-            later,
-            Reading {
-                now_ms: start + 3_000,
-                stepped: None
-            },
+            clock.at(start + 26 * YEAR_MS + 1_000, 3 * SECOND),
+            reading(start + 3_000),
             "reported once"
         );
     }
 
     #[test]
+    fn once_the_longest_retention_has_passed_since_a_step_the_wall_clock_counts_again() {
+        let start = 30 * YEAR_MS;
+        let step = 26 * YEAR_MS;
+        let mut clock = clock(start, HOUR);
+        assert!(clock.at(start + step, SECOND).stepped.is_some());
+        let hour_ms = 3_600_000;
+        // Just short of the settle time: still held back.
+        let almost = clock.at(start + step + hour_ms - 1_000, HOUR);
+        assert_eq!(almost, reading(start + hour_ms));
+        // A retention after the step, whatever was stamped before it is a retention old by the
+        // monotonic clock: the wall clock is taken again, so new stamps age as they should.
+        let settled = clock.at(start + step + hour_ms, HOUR + SECOND);
+        assert_eq!(settled, reading(start + step + hour_ms));
+        assert_eq!(
+            clock.at(start + step + hour_ms + 5_000, HOUR + 6 * SECOND),
+            reading(start + step + hour_ms + 5_000),
+            "in step with the wall clock from then on"
+        );
+        // A later step is held back and reported again.
+        let again = clock.at(start + 2 * step, HOUR + 7 * SECOND);
+        assert_eq!(again.now_ms, start + step + hour_ms + 6_000);
+        assert!(again.stepped.is_some());
+    }
+
+    #[test]
     fn a_backward_step_is_followed() {
         let start = 50 * YEAR_MS;
-        let mut clock = RetentionClock {
-            anchor_ms: start,
-            started: Instant::now(),
-            reported: false,
-        };
-        let back = clock.at(start - YEAR_MS, Duration::from_secs(5));
+        let mut clock = clock(start, HOUR);
         assert_eq!(
-            back,
-            Reading {
-                now_ms: start - YEAR_MS,
-                stepped: None
-            },
+            clock.at(start - YEAR_MS, 5 * SECOND),
+            reading(start - YEAR_MS),
             "facts look younger: kept longer"
         );
     }

@@ -225,6 +225,7 @@ pub struct Backpressure {
 impl Backpressure {
     pub fn new(config: BackpressureConfig, deps: BackpressureDeps) -> Self {
         let events = events::Reporter::new(deps.telemetry.clone(), &config);
+        let settle = config.store.retention.max(config.forward.retention);
         Self {
             core: Core::new(config.clone()),
             disk: DiskGuard::new(config.disk_reserve_bytes),
@@ -239,7 +240,7 @@ impl Backpressure {
             reclaiming: false,
             unreclaimed: false,
             events,
-            clock: RetentionClock::new(),
+            clock: RetentionClock::new(settle),
         }
     }
 

@@ -205,6 +205,11 @@ impl ObjectStore {
         self.catalog.holds.hold(bucket, key)
     }
 
+    /// `[objects] retention`.
+    pub fn retention(&self) -> Duration {
+        self.catalog.retention
+    }
+
     /// Deletes what the retention allows (see `sweep`); `logs` are read for references.
     pub async fn sweep(&self, logs: Arc<dyn Storage>, now_ms: u64) -> Result<Swept, ObjectError> {
         self.blocking(move |catalog| catalog.sweep(logs.as_ref(), now_ms)).await

@@ -59,7 +59,7 @@ pub struct Swept {
 pub async fn run_sweeps(store: ObjectStore, logs: Arc<dyn Storage>, interval: Duration, telemetry: Telemetry) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut clock = RetentionClock::new();
+    let mut clock = RetentionClock::new(store.retention());
     loop {
         ticks.tick().await;
         match store.sweep(logs.clone(), clock.read().now_ms).await {
