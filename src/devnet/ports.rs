@@ -5,7 +5,8 @@
 //!   which it hands out for `bind(0)` and for the local end of every outgoing connection: an
 //!   HTTP client's connection, another test process's sockets or a fault proxy's never lands
 //!   on a port chosen for a node. Each process starts at a random place in that range, so two
-//!   test processes rarely try the same ports.
+//!   test processes rarely try the same ports. A host whose ephemeral range starts at or below
+//!   10000 gets ports from the kernel instead.
 //! - Every port chosen is remembered for the life of the process and never chosen again, and
 //!   every socket the dev network binds for itself skips them.
 
@@ -68,13 +69,16 @@ fn choosable() -> Range<u16> {
 /// A loopback port below the ephemeral range, free now for both UDP and TCP, never chosen
 /// before by this process; remembered as chosen.
 fn choose() -> io::Result<u16> {
-    let range = choosable();
+    choose_in(choosable())
+}
+
+/// [`choose`] from `range`.
+fn choose_in(range: Range<u16>) -> io::Result<u16> {
     let size = usize::from(range.end - range.start);
     if size == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::AddrNotAvailable,
-            format!("no ports between {LOWEST} and the ephemeral range ({range:?})"),
-        ));
+        // The ephemeral range starts at or below LOWEST (a tuned host): take what the kernel
+        // hands out, as long as nothing listens there for TCP either.
+        return chosen_from_kernel();
     }
     let mut cursor = CURSOR.lock().unwrap_or_else(PoisonError::into_inner);
     let start = *cursor.get_or_insert_with(|| rand::random_range(0..size));
@@ -93,6 +97,26 @@ fn choose() -> io::Result<u16> {
     Err(io::Error::new(
         io::ErrorKind::AddrInUse,
         format!("every loopback port in {range:?} is in use or already given to a node"),
+    ))
+}
+
+/// A port the kernel gives for `bind(0)`, free for TCP too and never chosen before; remembered
+/// as chosen.
+fn chosen_from_kernel() -> io::Result<u16> {
+    let mut held = Vec::new();
+    for _ in 0..ATTEMPTS {
+        let socket = udp_socket(Ipv4Addr::LOCALHOST.into())?;
+        let port = socket.local_addr()?.port();
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            CHOSEN.lock().unwrap_or_else(PoisonError::into_inner).insert(port);
+            return Ok(port);
+        }
+        // Kept open until the search ends, so the kernel does not offer it again.
+        held.push(socket);
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("no port free for both UDP and TCP in {ATTEMPTS} attempts"),
     ))
 }
 
@@ -129,6 +153,18 @@ mod tests {
         let ephemeral = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
         let port = ephemeral.local_addr().expect("addr").port();
         assert!(!range.contains(&port), "the kernel gave {port}, inside {range:?}");
+    }
+
+    #[test]
+    fn a_host_without_room_below_its_ephemeral_range_gets_ports_from_the_kernel() {
+        let ports: BTreeSet<u16> = (0..20)
+            .map(|_| choose_in(LOWEST..LOWEST).expect("a port from the kernel"))
+            .collect();
+        assert_eq!(ports.len(), 20, "every one new");
+        for port in ports {
+            drop(TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("free for TCP"));
+            assert!(chosen(port), "{port} is remembered");
+        }
     }
 
     #[test]

@@ -296,9 +296,10 @@ async fn until_untrusted(
 ) -> rustls::Error {
     let expiry = tls::peer_expiry(&conn);
     loop {
-        let verdict = trust
-            .borrow_and_update()
-            .verify(&conn, dialled.as_deref(), SystemTime::now());
+        // Cloned out (two `Arc`s), so the check does not hold the watch's lock: after a reload
+        // every connection checks at once, and the next reload must not wait for them.
+        let current = trust.borrow_and_update().clone();
+        let verdict = current.verify(&conn, dialled.as_deref(), SystemTime::now());
         if let Err(error) = verdict {
             return error;
         }

@@ -57,10 +57,9 @@ impl Addresses {
         &self.0[i % self.0.len()]
     }
 
-    /// The `i`-th address (wrapping around), resolved now for a socket like `family_of` (see
-    /// [`PeerAddress::resolve`]).
-    /// The `i`-th dial's address: the list's `i`-th entry (wrapping around), resolved; a name's
-    /// own addresses are taken in turn once per round of the list.
+    /// The `i`-th dial's address: the list's `i`-th entry (wrapping around), resolved now for a
+    /// socket like `family_of`; a name's own addresses are taken in turn, one more per round of
+    /// the list (see [`PeerAddress::resolve`]).
     pub async fn resolve(&self, i: usize, family_of: SocketAddr) -> Result<SocketAddr, ResolveError> {
         self.get(i).resolve(family_of, i / self.0.len()).await
     }

@@ -23,7 +23,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest piece of a raw body read or written at once.
 pub const BODY_CHUNK: usize = 64 << 10;
 
-/// How long a write may wait for the reader to take a piece of it (QUIC flow control holds a
+/// How long a write may wait for the reader to take any byte of it (QUIC flow control holds a
 /// writer whose reader does not read): a reader that takes nothing for this long is not reading,
 /// and waiting on would hold its answer, and the memory it takes, for as long as the connection
 /// lives. As long as the callers wait for an answer's next byte.
@@ -115,19 +115,22 @@ pub async fn send_frame_paced<T: bincode::Encode>(
     write_paced(send, &frame, pacer).await
 }
 
-/// Writes `bytes`, giving up with [`StreamError::Timeout`] when the reader takes none of a piece
-/// within [`WRITE_PATIENCE`] (the caller then resets the stream with `StreamCode::Unread`).
+/// Writes `bytes`, giving up with [`StreamError::Timeout`] when the reader takes no byte of it
+/// for [`WRITE_PATIENCE`] (the caller then resets the stream with `StreamCode::Unread`).
 pub async fn write_bytes(send: &mut SendStream, bytes: &[u8]) -> Result<(), StreamError> {
     write_paced(send, bytes, &Pacer::default()).await
 }
 
 /// Writes `bytes` in pieces of at most [`BODY_CHUNK`] (with a limited `pacer`, of
-/// [`PACED_CHUNK`], each paced), each within [`WRITE_PATIENCE`].
+/// [`PACED_CHUNK`], each paced), waiting at most [`WRITE_PATIENCE`] for the reader to take a
+/// byte.
 async fn write_paced(send: &mut SendStream, bytes: &[u8], pacer: &Pacer) -> Result<(), StreamError> {
     write_patiently(send, bytes, pacer, WRITE_PATIENCE).await
 }
 
-/// [`write_paced`] with the reader given `patience` per piece; the pacer's waits do not count.
+/// [`write_paced`], giving up once the reader took no byte at all for `patience`: any byte it
+/// takes starts the wait again, so the slowest link that moves never trips it. The pacer's own
+/// waits do not count.
 async fn write_patiently(
     send: &mut SendStream,
     bytes: &[u8],
@@ -140,15 +143,19 @@ async fn write_patiently(
     };
     for chunk in bytes.chunks(piece) {
         pacer.pace(chunk.len()).await;
-        let written = tokio::time::timeout(patience, send.write_all(chunk))
-            .await
-            .map_err(|_| StreamError::Timeout(patience))?;
-        written.map_err(|e| match e {
-            // The connection's own error, so a refusal of our certificate (a TLS alert the node
-            // sends after we think the handshake done) is told from a lost link.
-            quinn::WriteError::ConnectionLost(c) => StreamError::Connection(c),
-            other => StreamError::Stream(other.to_string()),
-        })?;
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            let written = tokio::time::timeout(patience, send.write(rest))
+                .await
+                .map_err(|_| StreamError::Timeout(patience))?;
+            let taken = written.map_err(|e| match e {
+                // The connection's own error, so a refusal of our certificate (a TLS alert the
+                // node sends after we think the handshake done) is told from a lost link.
+                quinn::WriteError::ConnectionLost(c) => StreamError::Connection(c),
+                other => StreamError::Stream(other.to_string()),
+            })?;
+            rest = &rest[taken..];
+        }
     }
     Ok(())
 }

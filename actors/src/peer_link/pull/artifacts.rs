@@ -21,7 +21,7 @@
 //! - Every artifact of the page is held (`objects::Hold`) from before it is looked up until the
 //!   page is inserted, so the local sweep cannot delete it in between.
 
-use bsfg_proto::{ArtifactRef, GetObjectRequest, Message, ObjectMeta, Request, Response};
+use bsfg_proto::{ArtifactRef, GetObjectRequest, Message, ObjectMeta, Request, Response, StreamCode};
 use quinn::Connection;
 
 use super::{session::Session, PullError};
@@ -263,21 +263,53 @@ fn put_spec(artifact: &ArtifactRef, meta: ObjectMeta) -> Result<PutSpec, ObjectE
 }
 
 /// Whether a failed retrieval is the link's doing: the call or the body's transfer broke or
-/// stalled, rather than an answer or content the link carried intact.
+/// stalled, rather than an answer or content the link carried intact. A body the peer itself
+/// gave up on (`StreamCode::BodyFailed`: its blob could not be read whole) is the peer's.
 fn lost_in_transfer(error: &PullError) -> bool {
+    match error {
+        PullError::Objects(ObjectError::Body(e)) => !failed_at_the_source(e),
+        PullError::Stream(_) | PullError::Objects(ObjectError::Stalled(_) | ObjectError::Truncated { .. }) => true,
+        _ => false,
+    }
+}
+
+/// Whether a body's read failed because the sender reset the stream with `BodyFailed`.
+fn failed_at_the_source(error: &std::io::Error) -> bool {
+    let body_failed = quinn::VarInt::from_u32(StreamCode::BodyFailed.code());
     matches!(
-        error,
-        PullError::Stream(_)
-            | PullError::Objects(ObjectError::Stalled(_) | ObjectError::Body(_) | ObjectError::Truncated { .. })
+        error.get_ref().and_then(|inner| inner.downcast_ref::<quinn::ReadError>()),
+        Some(quinn::ReadError::Reset(code)) if *code == body_failed
     )
 }
 
 #[cfg(test)]
 mod tests {
-    use bsfg_proto::{ArtifactRef, ObjectDigest, ObjectMeta};
+    use bsfg_proto::{ArtifactRef, ObjectDigest, ObjectMeta, StreamCode};
 
-    use super::put_spec;
+    use super::{lost_in_transfer, put_spec, PullError};
     use crate::objects::{ObjectError, Origin};
+
+    /// What reading a body reports when the sender reset its stream with `code`.
+    fn reset_with(code: u32) -> PullError {
+        let reset = quinn::ReadError::Reset(quinn::VarInt::from_u32(code));
+        PullError::Objects(ObjectError::Body(std::io::Error::from(reset)))
+    }
+
+    #[test]
+    fn a_body_the_sender_gave_up_on_is_the_senders_failure_not_the_links() {
+        assert!(!lost_in_transfer(&reset_with(StreamCode::BodyFailed.code())));
+        assert!(
+            lost_in_transfer(&reset_with(StreamCode::Unread.code())),
+            "another reason"
+        );
+        let broken = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(lost_in_transfer(&PullError::Objects(ObjectError::Body(broken))));
+        assert!(lost_in_transfer(&PullError::Objects(ObjectError::Stalled(
+            std::time::Duration::from_secs(30)
+        ))));
+        let refused = bsfg_proto::RpcError::new(bsfg_proto::ErrorCode::NotFound, "gone");
+        assert!(!lost_in_transfer(&PullError::Remote(refused)), "an answer came");
+    }
 
     fn artifact() -> ArtifactRef {
         ArtifactRef {
