@@ -424,6 +424,9 @@ async fn a_reload_that_revokes_a_certificate_closes_the_connections_it_holds() {
     let pki_dir = cluster.net.pki.clone();
     let crl = pki::revoke(&pki_dir, &[], 30).expect("an empty revocation list").crl;
     cluster.net.nodes.get_mut("enterprise").expect("enterprise").crl = Some(crl);
+    // enterprise dials plant-a, so it checks a connection it dialled (plant-a as a server) and
+    // one the client dialled (as a client): both kinds of check.
+    cluster.net.set_dial("plant-a", "enterprise", false).expect("plant-a");
     cluster.start_all();
     cluster.wait_linked(std::time::Duration::from_secs(20)).await;
     let stolen = Client::connect(&options_with(&cluster, "enterprise", &pki_dir, "stolen"))
@@ -442,10 +445,14 @@ async fn a_reload_that_revokes_a_certificate_closes_the_connections_it_holds() {
         "both live connections are closed as revoked, counted and logged",
         || {
             let lines = events(&cluster, "enterprise", "tls_connection_closed");
-            let revoked = |field: &str, who: &str| lines.iter().any(|l| l[field] == who && l["kind"] == "revoked");
+            let revoked = |field: &str, who: &str, direction: &str| {
+                lines
+                    .iter()
+                    .any(|l| l[field] == who && l["kind"] == "revoked" && l["direction"] == direction)
+            };
             metric(&cluster, "enterprise", &closed("revoked")) >= 2.0
-                && revoked("caller", "stolen")
-                && revoked("peer", "plant-a")
+                && revoked("caller", "stolen", "inbound")
+                && revoked("peer", "plant-a", "outbound")
         },
     )
     .await;
