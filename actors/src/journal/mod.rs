@@ -75,6 +75,11 @@ pub enum JournalError {
     UnknownCursor(String),
     #[error("cannot rewind {name:?} to {to}: its cursor is at {cursor}, and a rewind only moves it back")]
     RewindForward { name: String, to: u64, cursor: u64 },
+    #[error(
+        "an in-order append of {bytes} bytes of facts cannot be one record of this HA zone's log, which \
+         takes at most {limit} bytes: send it in smaller calls (bsfg append --jsonl sends at most 1 MiB per call)"
+    )]
+    TooLargeForLog { bytes: usize, limit: usize },
     #[error("storage fault: {0}")]
     Storage(String),
     #[error("storage stalled: a write to the data directory has not completed within node.write_stall_timeout ({0:?}); the outcome of this call is unknown, retry it (a retried append is stored once)")]
@@ -90,9 +95,10 @@ impl From<JournalError> for RpcError {
     fn from(error: JournalError) -> Self {
         let code = match &error {
             JournalError::AlreadyExists { .. } => ErrorCode::AlreadyExists,
-            JournalError::BeyondEnd { .. } | JournalError::Encode(_) | JournalError::RewindForward { .. } => {
-                ErrorCode::InvalidArgument
-            }
+            JournalError::BeyondEnd { .. }
+            | JournalError::Encode(_)
+            | JournalError::RewindForward { .. }
+            | JournalError::TooLargeForLog { .. } => ErrorCode::InvalidArgument,
             JournalError::UnknownCursor(_) => ErrorCode::NotFound,
             JournalError::Full { .. } | JournalError::DiskFull => ErrorCode::ResourceExhausted,
             JournalError::Storage(_) | JournalError::Stalled(_) | JournalError::NotWriter(_) | JournalError::Closed => {
@@ -402,9 +408,16 @@ impl Journal {
     /// refuses the rest of a command — facts of the rest already stored included, which the
     /// writer would answer as duplicates: the refusal is retryable, and the retry answers them.
     /// Facts in order stay one command: the planning of each decides whether the next is
-    /// appended.
+    /// appended. Such a command whose facts alone pass the log's record limit can never be
+    /// committed, so it is refused before it is queued ([`JournalError::TooLargeForLog`], a
+    /// permanent error) rather than failing its group's commit at every retry.
     pub async fn queue_append(&self, facts: Vec<Prepared>, mode: AppendMode) -> Result<QueuedFacts, JournalError> {
         let bytes: usize = facts.iter().map(|f| f.encoded.len()).sum();
+        if mode == AppendMode::StopAtFailure {
+            if let Some(limit) = self.shared.storage.record_limit().filter(|limit| bytes > *limit) {
+                return Err(JournalError::TooLargeForLog { bytes, limit });
+            }
+        }
         if mode == AppendMode::StopAtFailure || !self.splits(bytes) {
             let last = self.queue(|reply| Command::Append(facts, mode, reply)).await?;
             return Ok(QueuedFacts {

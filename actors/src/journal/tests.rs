@@ -504,3 +504,39 @@ async fn a_call_and_a_page_past_the_record_limit_are_taken_in_parts() {
     let outcome = fixture.journal.insert(pulled).await.expect("insert");
     assert_eq!(outcome.inserted(), 500);
 }
+
+/// An in-order call is one command: where its facts alone pass the log's record limit it can
+/// never be committed, so it is refused at once as a permanent error naming the sizes, and the
+/// journal goes on committing (a call that fits is appended).
+#[tokio::test]
+async fn an_in_order_call_past_the_record_limit_is_refused_before_it_is_queued() {
+    let big = |id: String| {
+        let mut m = message(ZONE, "enterprise", &id);
+        m.fact.object_json = format!("\"{}\"", "x".repeat(10_000));
+        Prepared::new(m).expect("prepared")
+    };
+    let fixture = Fixture::open(JournalConfig::default());
+    fixture.faults.limit_records(1 << 20);
+    let call: Vec<Prepared> = (0..200).map(|i| big(format!("in-order-{i}"))).collect();
+    let refused = fixture
+        .journal
+        .append(call, AppendMode::StopAtFailure)
+        .await
+        .expect_err("too large for one record");
+    assert!(
+        matches!(refused, JournalError::TooLargeForLog { limit, .. } if limit == 1 << 20),
+        "{refused}"
+    );
+    let rpc = bsfg_proto::RpcError::from(refused);
+    assert_eq!(rpc.code, bsfg_proto::ErrorCode::InvalidArgument);
+    assert!(!rpc.retryable, "{}", rpc.message);
+    assert!(rpc.message.contains("1048576"), "{}", rpc.message);
+
+    let fits: Vec<Prepared> = (0..20).map(|i| big(format!("fits-{i}"))).collect();
+    let appended = fixture
+        .journal
+        .append(fits, AppendMode::StopAtFailure)
+        .await
+        .expect("a call that fits");
+    assert!(appended.iter().all(Result::is_ok), "{appended:?}");
+}
