@@ -392,6 +392,13 @@ fn a_large_command_is_cut_in_order_into_parts_of_the_command_limit() {
     assert!(cut(Vec::<usize>::new(), |size| *size).is_empty());
 }
 
+/// A message from `from` to `to` whose object is a JSON string of `pad` bytes.
+fn padded(from: &str, to: &str, id: &str, pad: usize) -> bsfg_proto::Message {
+    let mut m = message(from, to, id);
+    m.fact.object_json = format!("\"{}\"", "x".repeat(pad));
+    m
+}
+
 /// Where commits are records of a size-limited log (an HA zone), a call of facts that stand alone
 /// past the command limit is queued in parts; once a part meets the store's byte limit, the rest
 /// of the call is refused with it — even a later fact that would still fit — as the planning of
@@ -399,21 +406,17 @@ fn a_large_command_is_cut_in_order_into_parts_of_the_command_limit() {
 #[tokio::test]
 async fn a_call_queued_in_parts_keeps_its_order_at_the_byte_limit() {
     use super::MAX_COMMAND_BYTES;
-    let padded = |id: &str, pad: usize| {
-        let mut m = message(ZONE, "enterprise", id);
-        m.fact.object_json = format!("\"{}\"", "x".repeat(pad));
-        m
-    };
+    let ours = |id: &str, pad: usize| padded(ZONE, "enterprise", id, pad);
     let size = |m: &bsfg_proto::Message| Prepared::new(m.clone()).expect("prepared").encoded.len();
     // The first part: big facts, the last one padded so that the part fills the command limit
     // to within a few bytes; the second part: one small fact.
-    let mut facts: Vec<_> = (0..100).map(|i| padded(&format!("big-{i}"), 10_000)).collect();
+    let mut facts: Vec<_> = (0..100).map(|i| ours(&format!("big-{i}"), 10_000)).collect();
     let filled: usize = facts.iter().map(size).sum();
-    let mut pad = MAX_COMMAND_BYTES - filled - size(&padded("big-last", 0));
-    while filled + size(&padded("big-last", pad)) > MAX_COMMAND_BYTES {
+    let mut pad = MAX_COMMAND_BYTES - filled - size(&ours("big-last", 0));
+    while filled + size(&ours("big-last", pad)) > MAX_COMMAND_BYTES {
         pad -= 1;
     }
-    facts.push(padded("big-last", pad));
+    facts.push(ours("big-last", pad));
     let small = message(ZONE, "enterprise", "small");
     assert!(facts.iter().map(size).sum::<usize>() + size(&small) > MAX_COMMAND_BYTES);
     facts.push(small);
@@ -473,11 +476,7 @@ async fn a_call_queued_in_parts_keeps_its_order_at_the_byte_limit() {
 /// every fact with its outcome, in order.
 #[tokio::test]
 async fn a_call_and_a_page_past_the_record_limit_are_taken_in_parts() {
-    let big = |from: &str, to: &str, id: String| {
-        let mut m = message(from, to, &id);
-        m.fact.object_json = format!("\"{}\"", "x".repeat(10_000));
-        m
-    };
+    let big = |from: &str, to: &str, id: String| padded(from, to, &id, 10_000);
     let fixture = Fixture::open(JournalConfig::default());
     fixture.faults.limit_records(4 << 20);
     let call: Vec<Prepared> = (0..500)
@@ -510,11 +509,7 @@ async fn a_call_and_a_page_past_the_record_limit_are_taken_in_parts() {
 /// journal goes on committing (a call that fits is appended).
 #[tokio::test]
 async fn an_in_order_call_past_the_record_limit_is_refused_before_it_is_queued() {
-    let big = |id: String| {
-        let mut m = message(ZONE, "enterprise", &id);
-        m.fact.object_json = format!("\"{}\"", "x".repeat(10_000));
-        Prepared::new(m).expect("prepared")
-    };
+    let big = |id: String| Prepared::new(padded(ZONE, "enterprise", &id, 10_000)).expect("prepared");
     let fixture = Fixture::open(JournalConfig::default());
     fixture.faults.limit_records(1 << 20);
     let call: Vec<Prepared> = (0..200).map(|i| big(format!("in-order-{i}"))).collect();
