@@ -4,7 +4,8 @@
 //! acknowledged in either direction is delivered exactly once, in order. An artifact stored
 //! through the killed instance is served by the one that took over (the zone's blobs live in the
 //! engine's object store too). Every instance's status lists the zone's instances and which is
-//! active; the survivor shows the killed one as no longer live.
+//! active; the survivor shows the killed one as no longer live. A zone nobody appends to after
+//! the failover still serves what the killed instance wrote.
 
 use crate::harness;
 
@@ -109,4 +110,28 @@ async fn an_artifact_stored_through_the_killed_instance_is_served_by_the_one_tha
         .expect("plant-a holds the artifact");
     assert!(pulled == content, "plant-a holds the same bytes");
     consumer.close().await;
+}
+
+/// The instance that took over serves peers the facts the killed one wrote even when nothing is
+/// appended after the failover: it takes up its replica's state when promoted. (Its journal used
+/// to take it up at its first write, so a quiet zone served the peer what it held at start.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_zone_serves_what_the_killed_instance_wrote() {
+    let mut ha = HaZone::started("lease_ttl = \"2s\"").await;
+    let first = ha.wait_active(None, Duration::from_secs(5)).await;
+    // plant-a pulls nothing before the failover.
+    assert!(ha.cluster.terminate(PLANT).success(), "plant-a stops cleanly");
+    let client = Client::connect(&ha.zone_client()).await.expect("connect");
+    client
+        .append(message(ZONE, PLANT, "quiet-1"))
+        .await
+        .expect("appended through the first instance");
+    client.close().await;
+
+    ha.cluster.kill(&first);
+    ha.wait_active(Some(&first), LEASE_TTL + Duration::from_secs(5)).await;
+    ha.cluster.start(PLANT);
+    let consumer = ha.cluster.client(PLANT).await;
+    let facts = receive(&consumer, "qa", 1, Duration::from_secs(30)).await;
+    assert_eq!(harness::ids(&facts), ["quiet-1"], "delivered with nothing appended since");
 }

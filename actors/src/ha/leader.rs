@@ -35,6 +35,7 @@ impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
             match appended {
                 Ok(Ok(position)) => {
                     self.restore_switches().await;
+                    self.take_up_state().await;
                     self.set_standing(Standing::Active);
                     self.status.send_modify(|s| {
                         s.epoch = epoch;
@@ -62,6 +63,17 @@ impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
         let _ = self.deps.lease.release(&grant).await;
         self.hold_off_until = Some(Instant::now() + self.ttl());
         None
+    }
+
+    /// Has the journal take up the promoted replica's state (its highest offsets, cursors and
+    /// usage, as the log made them) before this instance serves. The journal otherwise follows
+    /// a new epoch at its next command, and a zone that nobody appends to would serve peers and
+    /// consumers the state it had at start, without the facts the old active instance wrote.
+    async fn take_up_state(&self) {
+        if let Err(error) = self.deps.journal.probe().await {
+            warn!(self.deps.telemetry.log, "promotion_state_stale"; "reason" => error.to_string(),
+                "error_message" => "the next write takes it up");
+        }
     }
 
     /// The operator's gate switches as the replica holds them (they travel in the log).

@@ -39,7 +39,10 @@ use actix::Addr;
 use bsfg_engine::{jetstream::KvMembers, Lease, ReplicatedLog};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::{events::Telemetry, standing::Standing, storage::replicated::ReplicatedStorage, zone_gate::ZoneGate};
+use crate::{
+    events::Telemetry, journal::Journal, standing::Standing, storage::replicated::ReplicatedStorage,
+    zone_gate::ZoneGate,
+};
 
 /// Plain configuration of the controller.
 #[derive(Debug, Clone)]
@@ -54,6 +57,8 @@ pub struct HaDeps<L: ReplicatedLog, E: Lease> {
     pub members: Arc<KvMembers>,
     pub standing: watch::Sender<Standing>,
     pub gate: Addr<ZoneGate>,
+    /// Told to take up the promoted replica's state before this instance serves.
+    pub journal: Journal,
     pub telemetry: Telemetry,
 }
 

@@ -164,7 +164,15 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
     let ha = match (ha, replicated) {
         (Some(settings), Some(opened)) => {
             let scratch = data_dir.with_extension("snapshot-tmp");
-            Some(start_ha(settings, opened, scratch, standing_tx, &gate, telemetry))
+            Some(start_ha(
+                settings,
+                opened,
+                scratch,
+                standing_tx,
+                &gate,
+                &journal,
+                telemetry,
+            ))
         }
         _ => {
             set_role(&metrics, true);
@@ -210,6 +218,7 @@ fn start_ha(
     scratch: std::path::PathBuf,
     standing: watch::Sender<Standing>,
     gate: &Addr<ZoneGate>,
+    journal: &Journal,
     telemetry: Telemetry,
 ) -> HaHandle {
     let snapshots = Snapshots {
@@ -230,6 +239,7 @@ fn start_ha(
         members: opened.members,
         standing,
         gate: gate.clone(),
+        journal: journal.clone(),
         telemetry,
     };
     crate::ha::start(config, deps)
