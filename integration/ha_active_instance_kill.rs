@@ -133,5 +133,9 @@ async fn a_quiet_zone_serves_what_the_killed_instance_wrote() {
     ha.cluster.start(PLANT);
     let consumer = ha.cluster.client(PLANT).await;
     let facts = receive(&consumer, "qa", 1, Duration::from_secs(30)).await;
-    assert_eq!(harness::ids(&facts), ["quiet-1"], "delivered with nothing appended since");
+    assert_eq!(
+        harness::ids(&facts),
+        ["quiet-1"],
+        "delivered with nothing appended since"
+    );
 }
