@@ -61,7 +61,14 @@ impl Addresses {
     /// socket like `family_of`; a name's own addresses are taken in turn, one more per round of
     /// the list (see [`PeerAddress::resolve`]).
     pub async fn resolve(&self, i: usize, family_of: SocketAddr) -> Result<SocketAddr, ResolveError> {
-        self.get(i).resolve(family_of, i / self.0.len()).await
+        let (address, attempt) = self.turn(i);
+        address.resolve(family_of, attempt).await
+    }
+
+    /// The `i`-th dial's entry of the list, and which of its resolved addresses it takes: the
+    /// entries in turn, and each entry's addresses one further per round of the list.
+    fn turn(&self, i: usize) -> (&PeerAddress, usize) {
+        (self.get(i), i / self.0.len())
     }
 }
 
@@ -85,6 +92,14 @@ mod tests {
         let second = list.resolve(1, any).await.expect("localhost resolves");
         assert_eq!((second.ip().is_loopback(), second.port()), (true, 9444));
         assert_eq!(Addresses::parse(" , "), Err(ListError::Empty));
+        // Dials 0..6 over two entries: each entry in turn, its next address every round.
+        let turns: Vec<(String, usize)> = (0..6)
+            .map(|i| list.turn(i))
+            .map(|(address, attempt)| (address.to_string(), attempt))
+            .collect();
+        let expected = [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)]
+            .map(|(entry, attempt)| (list.get(entry).to_string(), attempt));
+        assert_eq!(turns, expected);
         assert!(matches!(
             Addresses::parse("a:1,no-port"),
             Err(ListError::Invalid { text, source: AddressError::NoPort }) if text == "no-port"
