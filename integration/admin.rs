@@ -45,6 +45,11 @@ async fn drain_finishes_in_flight_calls_refuses_new_ones_and_resume_restores_the
             unreachable!()
         }
     });
+    // Another appended once and keeps its append stream open, idle: the drain ends it.
+    let idle = cluster.client("enterprise").await;
+    idle.append(message("enterprise", "plant-a", "idle-0"))
+        .await
+        .expect("the idle producer's first append");
     while acked.load(Ordering::SeqCst) < 20 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -53,6 +58,11 @@ async fn drain_finishes_in_flight_calls_refuses_new_ones_and_resume_restores_the
         .expect("drain request");
     assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body), serde_json::json!({"drained": true, "in_flight": 0}));
+    let refused = idle
+        .append(message("enterprise", "plant-a", "idle-1"))
+        .await
+        .expect_err("refused while draining");
+    assert_eq!(refused.code(), ErrorCode::Unavailable, "{refused}");
 
     let (client, refused) = tokio::time::timeout(Duration::from_secs(10), producer)
         .await
@@ -74,7 +84,7 @@ async fn drain_finishes_in_flight_calls_refuses_new_ones_and_resume_restores_the
 
     // Replication keeps going while draining: what was acknowledged reaches plant-a.
     let consumer = cluster.client("plant-a").await;
-    let expected = acked.load(Ordering::SeqCst);
+    let expected = acked.load(Ordering::SeqCst) + 1;
     let received = harness::receive(&consumer, "mes", expected, Duration::from_secs(30)).await;
     assert_eq!(
         received.len(),
@@ -358,6 +368,58 @@ async fn a_drain_waits_until_the_last_answer_is_delivered() {
         .expect("the call ends")
         .expect("fetch task");
     assert!(answered.is_ok(), "the call in flight was answered: {answered:?}");
+    assert_eq!(cluster.terminate("enterprise").code(), Some(0));
+}
+
+/// The same for an append stream, whose calls end when their answers are written: a stopping
+/// node ends the stream and waits until the producer has its last answers and the stream's end,
+/// which the fault proxy holds back for a while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_waits_until_an_append_streams_last_answers_are_delivered() {
+    const LATE: usize = 20;
+    let mut cluster = Cluster::pair();
+    cluster.start("enterprise");
+    let addr = cluster.admin("enterprise");
+    let (proxy, client) = cluster.client_through_proxy("enterprise").await;
+    let client = Arc::new(client);
+    client
+        .append(message("enterprise", "plant-a", "first"))
+        .await
+        .expect("the stream opens with a first append");
+
+    proxy.faults().cut(Direction::FromTarget);
+    let late: Vec<_> = (0..LATE)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .append(message("enterprise", "plant-a", &format!("late-{i}")))
+                    .await
+            })
+        })
+        .collect();
+    // Appended and answered into the cut: the calls are over for the node.
+    wait_until(Duration::from_secs(10), "the late facts are stored", || {
+        json(&http(addr, "GET", "/v1/status", None).1)["store"]["facts"] == 1 + LATE
+    })
+    .await;
+    wait_until(Duration::from_secs(10), "their answers are written", || {
+        json(&http(addr, "GET", "/v1/status", None).1)["in_flight"] == 0
+    })
+    .await;
+    cluster.signal("enterprise", "TERM");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.faults().heal();
+    for (i, call) in late.into_iter().enumerate() {
+        let answered = tokio::time::timeout(Duration::from_secs(20), call)
+            .await
+            .expect("the call ends")
+            .expect("append task");
+        assert!(
+            answered.is_ok(),
+            "late-{i} was stored, and its answer must reach the producer: {answered:?}"
+        );
+    }
     assert_eq!(cluster.terminate("enterprise").code(), Some(0));
 }
 

@@ -26,6 +26,11 @@
 //! appended, and each is logged. Read-ahead and groups are bounded in frames and in bytes
 //! (`limits.max_frame_bytes`, what one `AppendFacts` frame may carry), so a stream holds no more
 //! than a call could.
+//!
+//! A drain ends every open stream: no more frames are read (those the caller sent meanwhile go
+//! unanswered, and it sends them again elsewhere or later), the groups read are answered, and the
+//! stream is finished. The drain waits until the caller acknowledged that end, so a node stopping
+//! after its drain does not discard answers still on their way (as a lone call's answer).
 
 use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc, time::Instant};
 
@@ -98,6 +103,10 @@ pub(super) async fn serve(
         ctx: &ctx,
         caller,
     };
+    // Counted before its first call is admitted: a drain raised meanwhile counts one or both.
+    let open = ctx.deps.drain.open_stream();
+    let drained = ctx.deps.drain.raised();
+    tokio::pin!(drained);
     // The server judged `caller` by the client table when the stream was opened.
     let opened_by = stream.caller.clone();
     stream.take(Ok(first), 0, &opened_by, read_at);
@@ -116,6 +125,10 @@ pub(super) async fn serve(
         let timeout = stream.stalled_since.map(|since| since + framed::REQUEST_TIMEOUT);
         tokio::select! {
             read = recv.read_chunk(READ_CHUNK, true), if reading => stream.read(read),
+            () = &mut drained, if !stream.ended => {
+                stream.ended = true;
+                stream.stalled_since = None;
+            }
             () = sleep_until(timeout), if reading && timeout.is_some() => {
                 let error = framed::StreamError::Timeout(framed::REQUEST_TIMEOUT);
                 stream.end_with(error.to_rpc(), Instant::now());
@@ -152,9 +165,11 @@ pub(super) async fn serve(
     if unread {
         // What the caller did not read would stay buffered for as long as the connection lives.
         let _ = send.reset(StreamCode::Unread.code().into());
-    } else {
-        let _ = framed::finish(&mut send);
+    } else if framed::finish(&mut send).is_ok() {
+        // Written is not delivered: the stream counts as open until the caller has it all.
+        let _ = tokio::time::timeout(server::ANSWER_DELIVERY, send.stopped()).await;
     }
+    drop(open);
 }
 
 /// The outcomes of a group, once the journal has answered it (or at once, if it was refused).

@@ -6,6 +6,11 @@
 //! Invariant: a call is admitted by incrementing `in_flight` *before* reading the flag, and a
 //! drain sets the flag *before* reading `in_flight` (both `SeqCst`), so every call that slipped
 //! in ahead of the flag is counted by the drain that raised it.
+//!
+//! An append stream answers many calls and may stay open when none is in flight; its answers are
+//! delivered only once the caller acknowledges the stream's end. So a drain also tells every open
+//! stream to end ([`DrainHandle::raised`]) and waits until each has ([`OpenStream`]); a node that
+//! stops right after its drain would otherwise discard answers written and not yet received.
 
 use std::{
     sync::{
@@ -32,15 +37,21 @@ struct Inner {
     /// Held while the flags change, so a resume never undoes a stop that has begun.
     switch: Mutex<()>,
     in_flight: AtomicUsize,
+    /// Append streams open: counted apart from calls (an idle stream is not a call in flight).
+    streams: AtomicUsize,
+    /// Woken when in-flight calls and open streams are both none.
     idle: Notify,
+    /// Woken when a drain is raised.
+    raised: Notify,
     gauge: IntGauge,
 }
 
 /// What a drain achieved within its grace period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DrainOutcome {
-    /// No client call was in flight when the drain returned.
+    /// No client call was in flight, nor any append stream still ending, when the drain returned.
     pub drained: bool,
+    /// Client calls in flight and append streams still ending.
     pub in_flight: usize,
 }
 
@@ -49,9 +60,19 @@ pub struct InFlight(DrainHandle);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0 .0.in_flight.fetch_sub(1, SeqCst) == 1 {
-            self.0 .0.idle.notify_waiters();
-        }
+        self.0 .0.in_flight.fetch_sub(1, SeqCst);
+        self.0.settle();
+    }
+}
+
+/// One open append stream, held for its life; dropping it once its end is delivered lets a drain
+/// finish.
+pub struct OpenStream(DrainHandle);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0 .0.streams.fetch_sub(1, SeqCst);
+        self.0.settle();
     }
 }
 
@@ -64,7 +85,9 @@ impl DrainHandle {
             stopping: AtomicBool::new(false),
             switch: Mutex::new(()),
             in_flight: AtomicUsize::new(0),
+            streams: AtomicUsize::new(0),
             idle: Notify::new(),
+            raised: Notify::new(),
             gauge,
         }))
     }
@@ -84,7 +107,28 @@ impl DrainHandle {
         (!self.is_draining()).then_some(guard)
     }
 
-    /// Stops admitting client calls and waits up to `grace` for those in flight to finish.
+    /// Counts an append stream as open until the guard drops; open it before admitting the
+    /// stream's first call, so a drain raised meanwhile counts one or the other.
+    pub fn open_stream(&self) -> OpenStream {
+        self.0.streams.fetch_add(1, SeqCst);
+        OpenStream(self.clone())
+    }
+
+    /// Resolves once the node drains (at once if it does): an open append stream then ends.
+    pub async fn raised(&self) {
+        loop {
+            let notified = self.0.raised.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_draining() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Stops admitting client calls and waits up to `grace` for those in flight to finish, and
+    /// for the append streams open to end.
     pub async fn drain(&self, grace: Duration) -> DrainOutcome {
         self.raise(false);
         self.wait(grace).await
@@ -115,11 +159,25 @@ impl DrainHandle {
         }
         self.0.draining.store(true, SeqCst);
         self.0.gauge.set(1);
+        self.0.raised.notify_waiters();
+    }
+
+    /// Calls in flight and streams still open.
+    fn busy(&self) -> usize {
+        self.in_flight() + self.0.streams.load(SeqCst)
+    }
+
+    /// Wakes a waiting drain once nothing is busy. Each guard decrements before it reads both
+    /// counts (`SeqCst`), so the last of two guards dropped at once sees none left.
+    fn settle(&self) {
+        if self.busy() == 0 {
+            self.0.idle.notify_waiters();
+        }
     }
 
     async fn wait(&self, grace: Duration) -> DrainOutcome {
         let _ = tokio::time::timeout(grace, self.idle()).await;
-        let in_flight = self.in_flight();
+        let in_flight = self.busy();
         DrainOutcome {
             drained: in_flight == 0,
             in_flight,
@@ -131,7 +189,7 @@ impl DrainHandle {
             let notified = self.0.idle.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.in_flight() == 0 {
+            if self.busy() == 0 {
                 return;
             }
             notified.await;
@@ -189,6 +247,45 @@ mod tests {
         assert!(drain.resume());
         assert!(drain.admit().is_some());
         assert_eq!(drain.0.gauge.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_drain_tells_open_streams_to_end_and_waits_until_they_have() {
+        let drain = handle();
+        let stream = drain.open_stream();
+        assert_eq!(drain.in_flight(), 0, "an open stream is not a call in flight");
+        let ended = std::sync::Arc::new(AtomicBool::new(false));
+        let ending = tokio::spawn({
+            let (drain, ended) = (drain.clone(), ended.clone());
+            async move {
+                drain.raised().await;
+                // Its last answers and its end on their way to the caller.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                ended.store(true, SeqCst);
+                drop(stream);
+            }
+        });
+        let outcome = drain.drain(Duration::from_secs(5)).await;
+        assert!(ended.load(SeqCst), "the drain returned before the stream ended");
+        assert_eq!(
+            outcome,
+            DrainOutcome {
+                drained: true,
+                in_flight: 0
+            }
+        );
+        ending.await.expect("stream task");
+
+        let _stuck = drain.open_stream();
+        let outcome = drain.drain(Duration::from_millis(50)).await;
+        assert_eq!(
+            outcome,
+            DrainOutcome {
+                drained: false,
+                in_flight: 1
+            },
+            "a stream that does not end is reported"
+        );
     }
 
     #[tokio::test]

@@ -50,7 +50,7 @@ use crate::{
 
 /// How long an answer may take to be acknowledged by its caller before the call counts as over:
 /// a client call stays in flight (a drain waits for it), a refused peer keeps its connection.
-const ANSWER_DELIVERY: Duration = Duration::from_secs(5);
+pub(super) const ANSWER_DELIVERY: Duration = Duration::from_secs(5);
 /// Why a standby closes a connection.
 const NOT_ACTIVE: &str = "this instance is not the active instance";
 /// Why a connection whose certificate stopped passing the checks is closed.
