@@ -12,6 +12,7 @@ use std::time::Duration;
 use harness::{
     disk::Mount,
     ha::{HaZone, PLANT, ZONE},
+    notify::{has, Notifications},
     observe::{events, wait_until},
 };
 
@@ -56,11 +57,23 @@ async fn a_wiped_standby_rebuilds_from_snapshot_and_tail_and_takes_over() {
         "nothing of the cut-short restore is left in the data directory: {left:?}"
     );
     disk.resize(1 << 30);
+    // Started as systemd would: the restore says what it does and asks for more time.
+    let notify = Notifications::bind(&ha.cluster.dir());
+    let spec = ha.cluster.net.nodes.get_mut(standby).expect("standby");
+    spec.env = vec![("NOTIFY_SOCKET".to_owned(), notify.path.to_string_lossy().into_owned())];
     ha.cluster.start(standby);
     wait_until(Duration::from_secs(30), "the wiped standby restored a snapshot", || {
         events(&ha.cluster, standby, "snapshot_restored").len() == 1
     })
     .await;
+    let told = notify.until("READY=1", Duration::from_secs(10));
+    let restored = events(&ha.cluster, standby, "snapshot_restored");
+    let restoring = format!("STATUS=restoring the replica from snapshot {}", restored[0]["seq"]);
+    assert!(
+        told.iter()
+            .any(|m| has(m, "EXTEND_TIMEOUT_USEC=120000000") && m.contains(&restoring)),
+        "the restore extends the start timeout and says so ({restoring}): {told:?}"
+    );
     wait_until(Duration::from_secs(30), "it follows the log's tail", || {
         let status = ha.ha_status(standby);
         status["wal_lag"].as_u64().is_some_and(|lag| lag < 20) && status["wal_applied"].as_u64() > Some(0)

@@ -13,69 +13,17 @@ use crate::harness;
 
 use std::{
     fs,
-    os::unix::net::UnixDatagram,
-    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use bsfg_actors::storage::RocksStorage;
-use harness::{admin::http, bin, Cluster};
-
-/// The service manager's end of `NOTIFY_SOCKET`.
-struct Notifications {
-    socket: UnixDatagram,
-    path: PathBuf,
-}
-
-impl Notifications {
-    fn bind(dir: &Path) -> Self {
-        let path = dir.join("notify.sock");
-        let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
-        Self { socket, path }
-    }
-
-    /// The next message, or `None` after `timeout`.
-    fn next(&self, timeout: Duration) -> Option<String> {
-        self.socket.set_read_timeout(Some(timeout)).expect("timeout");
-        let mut buf = [0u8; 4096];
-        let len = self.socket.recv(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf[..len]).into_owned())
-    }
-
-    /// Messages until one with the line `state`, that one last; fails the test after `timeout`.
-    fn until(&self, state: &str, timeout: Duration) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        let mut seen = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let Some(message) = self.next(left) else { break };
-            let found = has(&message, state);
-            seen.push(message);
-            if found {
-                return seen;
-            }
-        }
-        panic!("no {state} within {timeout:?}; received {seen:?}")
-    }
-
-    /// Every message that arrives within `window`.
-    fn during(&self, window: Duration) -> Vec<String> {
-        let deadline = Instant::now() + window;
-        let mut seen = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.next(left) {
-                Some(message) => seen.push(message),
-                None => break,
-            }
-        }
-        seen
-    }
-}
-
-/// Whether a notification message carries the line `state` (`READY=1`, ...).
-fn has(message: &str, state: &str) -> bool {
-    message.lines().any(|line| line == state)
-}
+use harness::{
+    admin::http,
+    bin,
+    notify::{has, Notifications},
+    Cluster,
+};
 
 /// A node started as systemd would start it; killed if the test ends first.
 struct Service(Child);

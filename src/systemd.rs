@@ -9,14 +9,28 @@
 //! pings, and systemd restarts the node after `WatchdogSec=`. A thread of its own would keep
 //! pinging for a wedged node. The pings run every half of `WATCHDOG_USEC`, as sd_watchdog_enabled(3)
 //! advises.
+//!
+//! A start can take minutes (an HA instance restoring its replica from a snapshot): while it
+//! moves, the node says what it does (`STATUS=`) and pushes systemd's start timeout out
+//! (`EXTEND_TIMEOUT_USEC=`), each time by [`START_PATIENCE`]. A start that stops moving gets no
+//! more time: systemd's timeout ends it and `Restart=` tries again.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use actix::Addr;
-use bsfg_actors::zone_gate::{Snapshot, ZoneGate};
+use bsfg_actors::{
+    node::StartProgress,
+    zone_gate::{Snapshot, ZoneGate},
+};
 use sd_notify::NotifyState;
 use slog::{warn, Logger};
 use tokio::task::JoinHandle;
+
+/// How often a long start is looked at for progress.
+const START_LOOK: Duration = Duration::from_secs(5);
+/// How long past each sign of progress systemd lets the start run: long enough for an engine
+/// link that pauses, short enough that a start that hangs is restarted within minutes.
+const START_PATIENCE: Duration = Duration::from_secs(120);
 
 /// The service manager of this process, if any.
 pub struct ServiceManager {
@@ -40,6 +54,13 @@ impl ServiceManager {
 
     pub fn status(&self, status: &str) {
         notify(&self.log, &[NotifyState::Status(status)]);
+    }
+
+    /// Reports a long start's progress until the task is aborted (once the node serves or the
+    /// start failed); must run on the node's runtime.
+    pub fn starting(&self, progress: Arc<StartProgress>) -> JoinHandle<()> {
+        let log = self.log.clone();
+        tokio::spawn(report_start(progress, move |states| notify(&log, states)))
     }
 
     /// Starts the watchdog pings when systemd asked for them (`WatchdogSec=` sets
@@ -70,9 +91,86 @@ async fn ping(period: Duration, gate: Addr<ZoneGate>, log: Logger) {
     }
 }
 
+/// `STATUS=` and `EXTEND_TIMEOUT_USEC=` to `send` when a long phase of the start begins, then at
+/// each look that finds its bytes moved.
+async fn report_start(progress: Arc<StartProgress>, mut send: impl FnMut(&[NotifyState])) {
+    let mut phase = progress.phase();
+    let mut looks = tokio::time::interval(START_LOOK);
+    looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = 0;
+    loop {
+        tokio::select! {
+            changed = phase.changed() => if changed.is_err() {
+                return;
+            },
+            _ = looks.tick() => if progress.bytes() == seen {
+                continue;
+            },
+        }
+        let Some(doing) = phase.borrow_and_update().clone() else {
+            continue;
+        };
+        seen = progress.bytes();
+        let status = format!("{doing}: {:.1} MB so far", seen as f64 / 1e6);
+        let patience = u32::try_from(START_PATIENCE.as_micros()).unwrap_or(u32::MAX);
+        send(&[NotifyState::ExtendTimeoutUsec(patience), NotifyState::Status(&status)]);
+    }
+}
+
 /// A message systemd could not be sent is logged, never fatal: the node serves either way.
 fn notify(log: &Logger, states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(false, states) {
         warn!(log, "service_notify_failed"; "reason" => e.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{atomic::Ordering, Mutex, PoisonError};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_start_gets_more_time_while_it_moves_and_none_once_it_stops() {
+        let progress = Arc::new(StartProgress::default());
+        let sent = Arc::new(Mutex::new(Vec::<Vec<String>>::new()));
+        let taken = || std::mem::take(&mut *sent.lock().unwrap_or_else(PoisonError::into_inner));
+        let task = tokio::spawn(report_start(progress.clone(), {
+            let sent = sent.clone();
+            move |states: &[NotifyState]| {
+                let message = states.iter().map(ToString::to_string).collect();
+                sent.lock().unwrap_or_else(PoisonError::into_inner).push(message);
+            }
+        }));
+        tokio::time::sleep(START_LOOK * 3).await;
+        assert_eq!(taken(), Vec::<Vec<String>>::new(), "nothing long yet: nothing said");
+
+        progress.begin("restoring the replica from snapshot 7 (3 files)".into());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let extend = "EXTEND_TIMEOUT_USEC=120000000".to_owned();
+        assert_eq!(
+            taken(),
+            [[
+                extend.clone(),
+                "STATUS=restoring the replica from snapshot 7 (3 files): 0.0 MB so far".into()
+            ]],
+            "at once when the phase begins"
+        );
+
+        // Moving: more time at each look.
+        for mb in 1..=3 {
+            progress.counter().fetch_add(1_000_000, Ordering::Relaxed);
+            tokio::time::sleep(START_LOOK).await;
+            let status = format!("STATUS=restoring the replica from snapshot 7 (3 files): {mb}.0 MB so far");
+            assert_eq!(taken(), [[extend.clone(), status]]);
+        }
+        // Stuck: no more time, so systemd's timeout can end the start.
+        tokio::time::sleep(START_PATIENCE * 2).await;
+        assert_eq!(
+            taken(),
+            Vec::<Vec<String>>::new(),
+            "a start that does not move gets no more time"
+        );
+        task.abort();
     }
 }

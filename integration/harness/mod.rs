@@ -11,6 +11,7 @@ pub mod estate;
 pub mod failure;
 pub mod ha;
 pub mod history;
+pub mod notify;
 pub mod observe;
 pub mod raw;
 pub mod traffic;

@@ -2,13 +2,13 @@
 //! SIGTERM or Ctrl-C, then drain (the same path as `POST /v1/admin/drain`), shut down in order and
 //! exit 0. SIGHUP reloads the TLS material and the client list (the same path as
 //! `POST /v1/admin/reload`, see `reload`). Under systemd it reports readiness, watchdog pings and
-//! stopping (`crate::systemd`).
+//! stopping, and how far a long start has come (`crate::systemd`).
 
 use std::{path::Path, sync::Arc};
 
 use bsfg_actors::{
     cert_watcher::{self, Trigger},
-    node::Node,
+    node::{Node, StartProgress},
     rpc::DRAIN_GRACE,
 };
 use bsfg_proto::ErrorCode;
@@ -54,7 +54,12 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         // (a renewal hook's `kill -HUP`) would otherwise end the process. One that comes during
         // the start is kept, and reloads once the node serves.
         let hangup = signal(SignalKind::hangup())?;
-        let node = Node::start(settings, &tls, log.clone()).await.map_err(|e| {
+        let service = ServiceManager::new(log.clone());
+        let progress = Arc::new(StartProgress::default());
+        let reporting = service.starting(progress.clone());
+        let started = Node::start(settings, &tls, log.clone(), &progress).await;
+        reporting.abort();
+        let node = started.map_err(|e| {
             let code = match &e {
                 // The operator must change the engine, the configuration or the package:
                 // retrying cannot help (exit 1, not 75).
@@ -79,7 +84,6 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             reloader: reloader.clone(),
         });
         info!(log, "admin_listening"; "admin" => %admin_addr);
-        let service = ServiceManager::new(log.clone());
         service.ready(&format!("serving zone {settings_zone}; admin on {admin_addr}"));
         let watchdog = service.watchdog(handles.gate.clone());
         wait_for_stop(hangup, &reloader).await?;

@@ -13,7 +13,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{atomic::AtomicU64, Arc},
     time::{Duration, Instant},
 };
 
@@ -22,6 +22,7 @@ use slog::warn;
 
 use crate::{
     events::{SnapshotWritten, Telemetry, WalPurged},
+    node::StartProgress,
     storage::replicated::ReplicatedStorage,
 };
 
@@ -168,7 +169,11 @@ fn complete_snapshots(names: &[String]) -> Vec<(u64, &str)> {
 /// fetched into [`RESTORING`] first and moved into place only once all of them are synced,
 /// `CURRENT` last: a restore cut short (a full disk, the engine lost, a stop during start-up)
 /// leaves nothing that looks like a database, and the next start restores again.
-pub async fn restore(objects: &JetStreamObjects, data_dir: &Path) -> Result<Option<(u64, usize, u64)>, String> {
+pub async fn restore(
+    objects: &JetStreamObjects,
+    data_dir: &Path,
+    progress: &StartProgress,
+) -> Result<Option<(u64, usize, u64)>, String> {
     let names = objects.names().await.map_err(|e| e.to_string())?;
     let Some((seq, dir)) = complete_snapshots(&names).pop() else {
         return Ok(None);
@@ -183,7 +188,11 @@ pub async fn restore(objects: &JetStreamObjects, data_dir: &Path) -> Result<Opti
     // `CURRENT` names the manifest RocksDB reads: it goes into place after every other file.
     files.sort_by_key(|(_, file)| *file == "CURRENT");
     let staging = data_dir.join(RESTORING);
-    let fetched = fetch_all(objects, &staging, &files).await;
+    progress.begin(format!(
+        "restoring the replica from snapshot {seq} ({} files)",
+        files.len()
+    ));
+    let fetched = fetch_all(objects, &staging, &files, progress.counter()).await;
     let placed = match fetched {
         Ok(bytes) => place(&staging, data_dir, &files).await.map(|()| bytes),
         Err(e) => Err(e),
@@ -200,7 +209,12 @@ const RESTORING: &str = "restoring";
 
 /// Fetches every file into `staging`, emptied first of what an interrupted restore left; the
 /// bytes fetched.
-async fn fetch_all(objects: &JetStreamObjects, staging: &Path, files: &[(&str, &str)]) -> Result<u64, String> {
+async fn fetch_all(
+    objects: &JetStreamObjects,
+    staging: &Path,
+    files: &[(&str, &str)],
+    copied: &AtomicU64,
+) -> Result<u64, String> {
     let failed = |e: std::io::Error| format!("{}: {e}", staging.display());
     match tokio::fs::remove_dir_all(staging).await {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(failed(e)),
@@ -210,7 +224,7 @@ async fn fetch_all(objects: &JetStreamObjects, staging: &Path, files: &[(&str, &
     let mut bytes = 0;
     for (name, file) in files {
         bytes += objects
-            .get_file(name, &staging.join(file))
+            .get_file(name, &staging.join(file), copied)
             .await
             .map_err(|e| e.to_string())?;
     }

@@ -14,7 +14,7 @@ use bsfg_engine::{
 };
 use prometheus::Histogram;
 
-use super::NodeError;
+use super::{NodeError, StartProgress};
 use crate::storage::{
     replicated::{ReplicaConfig, ReplicatedStorage},
     RocksStorage,
@@ -58,7 +58,12 @@ pub(super) type Restored = Option<(u64, usize, u64)>;
 
 /// An empty replica (no database in `data_dir`) of a log that no longer starts at record 1 is
 /// restored from the newest snapshot first; it cannot be built from the log alone.
-pub(super) async fn restore(zone: &str, settings: &HaSettings, data_dir: &Path) -> Result<Restored, NodeError> {
+pub(super) async fn restore(
+    zone: &str,
+    settings: &HaSettings,
+    data_dir: &Path,
+    progress: &StartProgress,
+) -> Result<Restored, NodeError> {
     if data_dir.join("CURRENT").exists() {
         return Ok(None);
     }
@@ -72,7 +77,10 @@ pub(super) async fn restore(zone: &str, settings: &HaSettings, data_dir: &Path) 
         .open_snapshots(zone, settings.replicas)
         .await
         .map_err(engine_error)?;
-    match crate::ha::restore(&snapshots, data_dir).await.map_err(NodeError::Engine)? {
+    match crate::ha::restore(&snapshots, data_dir, progress)
+        .await
+        .map_err(NodeError::Engine)?
+    {
         Some(restored) if restored.0 + 1 >= first => Ok(Some(restored)),
         found => Err(NodeError::Engine(format!(
             "the zone's log starts at record {first} and no snapshot reaches it (found {:?}): this replica cannot be built",

@@ -7,9 +7,11 @@
 //! from the configuration file once; the runtime handles each one needs are made here (`start`).
 
 mod ha;
+mod progress;
 mod start;
 
 pub use ha::HaSettings;
+pub use progress::StartProgress;
 
 use std::{
     collections::BTreeMap,
@@ -187,9 +189,15 @@ impl Stopped {
 }
 
 impl Node {
-    /// Starts the node; must run inside an actix `System`.
-    pub async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger) -> Result<Self, NodeError> {
-        start::start(settings, tls, log).await
+    /// Starts the node; must run inside an actix `System`. A start that takes long (an HA
+    /// instance restoring its replica) says how far it came in `progress`.
+    pub async fn start(
+        settings: NodeSettings,
+        tls: &TlsMaterial,
+        log: Logger,
+        progress: &StartProgress,
+    ) -> Result<Self, NodeError> {
+        start::start(settings, tls, log, progress).await
     }
 
     /// What the admin API and the signal handlers act on.

@@ -9,7 +9,7 @@ use actix::prelude::*;
 use slog::{info, Logger};
 use tokio::sync::{mpsc, watch};
 
-use super::{Handles, Node, NodeError, NodeSettings};
+use super::{Handles, Node, NodeError, NodeSettings, StartProgress};
 use crate::{
     backpressure::{Admission, Backpressure, BackpressureConfig, BackpressureDeps, DiskState},
     cert_watcher::{CertWatcher, CertWatcherConfig, CertWatcherDeps, Certificate},
@@ -33,7 +33,12 @@ use crate::{
     zone_gate::{GateSwitches, RestoreSwitches, ZoneGate},
 };
 
-pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger) -> Result<Node, NodeError> {
+pub(super) async fn start(
+    settings: NodeSettings,
+    tls: &TlsMaterial,
+    log: Logger,
+    progress: &StartProgress,
+) -> Result<Node, NodeError> {
     let NodeSettings {
         zone,
         data_dir,
@@ -50,7 +55,7 @@ pub(super) async fn start(settings: NodeSettings, tls: &TlsMaterial, log: Logger
     } = settings;
     let peers: Vec<String> = links.iter().map(|link| link.peer.clone()).collect();
     let restored = match &ha {
-        Some(settings) => super::ha::restore(&zone, settings, &data_dir).await?,
+        Some(settings) => super::ha::restore(&zone, settings, &data_dir, progress).await?,
         None => None,
     };
     let local = open_storage(&data_dir, &zone).await?;

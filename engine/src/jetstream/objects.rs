@@ -3,10 +3,17 @@
 //! put from and fetched into local files, listed and deleted. Each object is chunked and
 //! replicated by the engine like any stream (file storage, the zone's replicas).
 
-use std::path::Path;
+use std::{
+    io,
+    path::Path,
+    pin::Pin,
+    sync::atomic::{AtomicU64, Ordering},
+    task::{Context, Poll},
+};
 
 use async_nats::jetstream::{object_store, stream::StorageType};
 use futures::StreamExt;
+use tokio::io::AsyncWrite;
 
 use super::{
     check_name,
@@ -88,9 +95,10 @@ impl JetStreamObjects {
         Ok(info.size as u64)
     }
 
-    /// Writes the object `name` into a new file at `path`; returns its size.
-    pub async fn get_file(&self, name: &str, path: &Path) -> Result<u64, ObjectError> {
-        self.get_file_if_present(name, path).await?.ok_or_else(|| ObjectError {
+    /// Writes the object `name` into a new file at `path`; returns its size. `copied` counts the
+    /// bytes as they land, for whoever reports a long fetch's progress.
+    pub async fn get_file(&self, name: &str, path: &Path, copied: &AtomicU64) -> Result<u64, ObjectError> {
+        self.fetch(name, path, copied).await?.ok_or_else(|| ObjectError {
             name: name.to_owned(),
             reason: "not found".to_owned(),
         })
@@ -98,6 +106,10 @@ impl JetStreamObjects {
 
     /// As [`JetStreamObjects::get_file`]; `None` (and no file) when the bucket has no `name`.
     pub async fn get_file_if_present(&self, name: &str, path: &Path) -> Result<Option<u64>, ObjectError> {
+        self.fetch(name, path, &AtomicU64::new(0)).await
+    }
+
+    async fn fetch(&self, name: &str, path: &Path, copied: &AtomicU64) -> Result<Option<u64>, ObjectError> {
         let failed = |reason: String| ObjectError {
             name: name.to_owned(),
             reason,
@@ -110,7 +122,11 @@ impl JetStreamObjects {
         let mut file = tokio::fs::File::create(path)
             .await
             .map_err(|e| failed(format!("{}: {e}", path.display())))?;
-        let copied = tokio::io::copy(&mut object, &mut file)
+        let mut counted = Counted {
+            inner: &mut file,
+            copied,
+        };
+        let copied = tokio::io::copy(&mut object, &mut counted)
             .await
             .map_err(|e| failed(e.to_string()))?;
         file.sync_all().await.map_err(|e| failed(e.to_string()))?;
@@ -139,5 +155,29 @@ impl JetStreamObjects {
             name: name.to_owned(),
             reason: e.to_string(),
         })
+    }
+}
+
+/// A writer that adds every byte written to `copied`.
+struct Counted<'a, W> {
+    inner: &'a mut W,
+    copied: &'a AtomicU64,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Counted<'_, W> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut *self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            self.copied.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        written
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_shutdown(cx)
     }
 }
