@@ -6,11 +6,15 @@
 //! clock jumps two hours ahead: the node logs `clock_stepped`, its store and artifact sweeps
 //! keep running and expire nothing, and once the peer starts every fact arrives once, in order.
 //! A retention after the step the wall clock counts again: an artifact uploaded after the step
-//! expires a retention after its upload.
+//! expires a retention after its upload. The same jump made while the sender is stopped expires
+//! nothing either.
 
 use crate::harness;
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use bsfg_proto::PutObjectRequest;
 
@@ -26,23 +30,8 @@ const FACTS: usize = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clock_stepped_forward_expires_no_fact_early() {
-    assert!(
-        Path::new(FAKETIME).exists(),
-        "{FAKETIME} is missing: scripts/test.sh installs libfaketime"
-    );
     let mut cluster = Cluster::pair();
-    cluster.configure_all("\n[store]\nretention = \"60s\"\n[objects]\nretention = \"60s\"\n");
-    let clock = cluster.dir().join("enterprise.clock");
-    std::fs::write(&clock, "+0\n").expect("clock file");
-    let sender = cluster.net.nodes.get_mut("enterprise").expect("enterprise");
-    sender.env = [
-        ("LD_PRELOAD", FAKETIME),
-        ("FAKETIME_TIMESTAMP_FILE", &clock.to_string_lossy()),
-        ("FAKETIME_CACHE_DURATION", "1"),
-        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-    ]
-    .map(|(key, value)| (key.to_owned(), value.to_owned()))
-    .to_vec();
+    let clock = faked_sender(&mut cluster);
     cluster.start("enterprise");
     let producer = cluster.client("enterprise").await;
     let acked = append_many(&producer, "enterprise", "plant-a", "fact", FACTS, 50).await;
@@ -95,6 +84,84 @@ async fn a_clock_stepped_forward_expires_no_fact_early() {
             .any(|line| line["key"] == "43.pdf")
     })
     .await;
+}
+
+/// The same jump made while the sender is stopped, as for a gateway that boots with its clock
+/// set ahead: the node cannot count the stop, so its start counts retention from the newest fact
+/// it stored and logs `retention_resumed`. Nothing expires, the artifact waits for its fact, and
+/// every fact arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_set_ahead_while_the_node_is_stopped_expires_no_fact_early() {
+    let mut cluster = Cluster::pair();
+    let clock = faked_sender(&mut cluster);
+    cluster.start("enterprise");
+    let producer = cluster.client("enterprise").await;
+    let pdf = b"%PDF-1.7 batch 42";
+    producer
+        .put_object(request_for("42.pdf", pdf), &mut &pdf[..], |_| {})
+        .await
+        .expect("put the artifact");
+    let acked = append_many(&producer, "enterprise", "plant-a", "fact", FACTS, 50).await;
+    producer.close().await;
+    assert!(cluster.terminate("enterprise").success());
+
+    std::fs::write(&clock, "+2h\n").expect("set the clock ahead");
+    cluster.start("enterprise");
+    let resumed = events(&cluster, "enterprise", "retention_resumed");
+    assert!(
+        resumed
+            .iter()
+            .any(|line| line["ahead_seconds"].as_u64().is_some_and(|s| s > 7000)),
+        "the start says retention counts from the last fact: {resumed:?}"
+    );
+    assert!(
+        events(&cluster, "enterprise", "clock_stepped").is_empty(),
+        "the start's own step is not reported again as a step while running"
+    );
+    // Two store and artifact sweeps at least (every 6 s at these retentions) after the start.
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    assert_eq!(metric(&cluster, "enterprise", "bsfg_expired_facts_total"), 0.0);
+    assert!(events(&cluster, "enterprise", "fact_expired").is_empty());
+    assert!(events(&cluster, "enterprise", "artifact_expired").is_empty());
+    let producer = cluster.client("enterprise").await;
+    let mut kept = Vec::new();
+    producer
+        .get_object("batch-records", "42.pdf", &mut kept, |_| {})
+        .await
+        .expect("the artifact waits for its fact");
+    assert_eq!(kept, pdf);
+    assert_eq!(
+        cluster.status("enterprise")["store"]["facts"],
+        FACTS,
+        "every fact waits"
+    );
+
+    cluster.start("plant-a");
+    let consumer = cluster.client("plant-a").await;
+    let delivered = receive(&consumer, "mes", FACTS, Duration::from_secs(30)).await;
+    assert_eq!(harness::ids(&delivered), acked, "every fact, once, in order");
+}
+
+/// Store and artifact retention of 60 s on both nodes, and the sender under libfaketime with its
+/// wall clock read from the file returned (`+0` for now; the monotonic clock left alone).
+fn faked_sender(cluster: &mut Cluster) -> PathBuf {
+    assert!(
+        Path::new(FAKETIME).exists(),
+        "{FAKETIME} is missing: scripts/test.sh installs libfaketime"
+    );
+    cluster.configure_all("\n[store]\nretention = \"60s\"\n[objects]\nretention = \"60s\"\n");
+    let clock = cluster.dir().join("enterprise.clock");
+    std::fs::write(&clock, "+0\n").expect("clock file");
+    let sender = cluster.net.nodes.get_mut("enterprise").expect("enterprise");
+    sender.env = [
+        ("LD_PRELOAD", FAKETIME),
+        ("FAKETIME_TIMESTAMP_FILE", &clock.to_string_lossy()),
+        ("FAKETIME_CACHE_DURATION", "1"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ]
+    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .to_vec();
+    clock
 }
 
 fn request_for(key: &str, content: &[u8]) -> PutObjectRequest {

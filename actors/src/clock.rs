@@ -13,6 +13,12 @@
 //! decades). So once the longest retention the clock serves has passed on the monotonic clock
 //! since the step was seen, it takes the wall clock again (a new anchor): by then everything
 //! stamped before the step is at least that old anyway.
+//!
+//! The time a node was stopped cannot be counted, and a clock set ahead meanwhile (or a gateway
+//! that boots with its clock wrong) looks the same as a long stop. So a clock starts from when
+//! the node last stored a fact, when the wall clock is more than [`STEP`] past it: the stop is
+//! taken as a step, held back until `settle` has passed. Facts are kept longer by the time the
+//! node was stopped, never shorter; the start logs it (`retention_resumed`).
 
 use std::time::{Duration, Instant};
 
@@ -44,15 +50,30 @@ pub(crate) struct Reading {
     pub stepped: Option<Duration>,
 }
 
+/// How far the wall clock is past `last_stored` (when this node last stored a fact, Unix ms by
+/// its clock then) at `wall_ms`, if by more than [`STEP`]: a start then counts retention from
+/// `last_stored`.
+pub(crate) fn resumed_behind(last_stored: Option<u64>, wall_ms: u64) -> Option<Duration> {
+    let ahead = Duration::from_millis(wall_ms.saturating_sub(last_stored?));
+    (ahead > STEP).then_some(ahead)
+}
+
 impl RetentionClock {
-    /// A clock for sweeps whose longest retention is `settle`.
-    pub(crate) fn new(settle: Duration) -> Self {
+    /// A clock for sweeps whose longest retention is `settle`, in a node that last stored a fact
+    /// at `last_stored` (see the module's docs).
+    pub(crate) fn new(settle: Duration, last_stored: Option<u64>) -> Self {
+        Self::starting_at(now_unix_ms(), settle, last_stored)
+    }
+
+    fn starting_at(wall_ms: u64, settle: Duration, last_stored: Option<u64>) -> Self {
+        let resumed = resumed_behind(last_stored, wall_ms).and(last_stored);
         Self {
-            anchor_ms: now_unix_ms(),
+            anchor_ms: resumed.unwrap_or(wall_ms),
             anchored: Duration::ZERO,
             started: Instant::now(),
             settle,
-            stepped_at: None,
+            // A step already, known at the start (and logged there), not reported again.
+            stepped_at: resumed.map(|_| Duration::ZERO),
         }
     }
 
@@ -106,13 +127,7 @@ mod tests {
     const HOUR: Duration = Duration::from_secs(3600);
 
     fn clock(start_ms: u64, settle: Duration) -> RetentionClock {
-        RetentionClock {
-            anchor_ms: start_ms,
-            anchored: Duration::ZERO,
-            started: Instant::now(),
-            settle,
-            stepped_at: None,
-        }
+        RetentionClock::starting_at(start_ms, settle, None)
     }
 
     fn reading(now_ms: u64) -> Reading {
@@ -169,6 +184,43 @@ mod tests {
         let again = clock.at(start + 2 * step, HOUR + 7 * SECOND);
         assert_eq!(again.now_ms, start + step + hour_ms + 6_000);
         assert!(again.stepped.is_some());
+    }
+
+    #[test]
+    fn a_start_long_after_the_last_fact_counts_from_that_fact_until_settled() {
+        let stored = 30 * YEAR_MS;
+        let hour_ms = 3_600_000;
+        // Stopped for a day (or the clock set a day ahead meanwhile): the day is not counted.
+        let wall = stored + 24 * hour_ms;
+        let mut clock = RetentionClock::starting_at(wall, HOUR, Some(stored));
+        assert_eq!(
+            resumed_behind(Some(stored), wall),
+            Some(Duration::from_millis(24 * hour_ms))
+        );
+        assert_eq!(
+            clock.at(wall + 1_000, SECOND),
+            reading(stored + 1_000),
+            "not reported as a step"
+        );
+        assert_eq!(
+            clock.at(wall + hour_ms - 1_000, HOUR - SECOND),
+            reading(stored + hour_ms - 1_000)
+        );
+        assert_eq!(
+            clock.at(wall + hour_ms, HOUR),
+            reading(wall + hour_ms),
+            "the wall clock again once the longest retention has passed"
+        );
+
+        // A restart within a minute of the last fact, or a node with no fact: the wall clock.
+        let soon = stored + 30_000;
+        assert_eq!(resumed_behind(Some(stored), soon), None);
+        let mut clock = RetentionClock::starting_at(soon, HOUR, Some(stored));
+        assert_eq!(clock.at(soon + 1_000, SECOND), reading(soon + 1_000));
+        let mut clock = RetentionClock::starting_at(wall, HOUR, None);
+        assert_eq!(clock.at(wall + 1_000, SECOND), reading(wall + 1_000));
+        // A clock behind the last fact (set back while stopped): followed, facts look younger.
+        assert_eq!(resumed_behind(Some(stored), stored - hour_ms), None);
     }
 
     #[test]

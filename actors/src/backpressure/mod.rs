@@ -223,7 +223,8 @@ pub struct Backpressure {
 }
 
 impl Backpressure {
-    pub fn new(config: BackpressureConfig, deps: BackpressureDeps) -> Self {
+    /// `last_stored`: when this node last stored a fact before this start (see [`clock`]).
+    pub fn new(config: BackpressureConfig, deps: BackpressureDeps, last_stored: Option<u64>) -> Self {
         let events = events::Reporter::new(deps.telemetry.clone(), &config);
         let settle = config.store.retention.max(config.forward.retention);
         Self {
@@ -240,7 +241,7 @@ impl Backpressure {
             reclaiming: false,
             unreclaimed: false,
             events,
-            clock: RetentionClock::new(settle),
+            clock: RetentionClock::new(settle, last_stored),
         }
     }
 

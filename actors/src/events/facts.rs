@@ -23,6 +23,7 @@ pub const PULLS_PAUSED: &str = "pulls_paused";
 pub const PULLS_RESUMED: &str = "pulls_resumed";
 pub const DELETION_FAILED: &str = "deletion_failed";
 pub const CLOCK_STEPPED: &str = "clock_stepped";
+pub const RETENTION_RESUMED: &str = "retention_resumed";
 
 /// Why a pulled fact was refused: the bounded `reason` of `bsfg_rejected_facts_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,7 +241,35 @@ impl Event for ClockStepped {
     fn emit(self, t: &Telemetry) {
         warn!(t.log, "{}", CLOCK_STEPPED; "ahead_seconds" => self.ahead.as_secs(),
             "reason" => "the wall clock jumped ahead of the time this node has counted since it started; retention \
-                keeps counting from before the jump until the next start, so no fact expires early (facts are kept \
-                longer); check NTP and the real-time clock");
+                keeps counting from before the jump for one retention period, so no fact expires early (facts are \
+                kept longer); check NTP and the real-time clock");
+    }
+}
+
+/// A start found the wall clock more than a minute past the newest fact stored before it: the
+/// node was stopped that long, or the clock was set ahead meanwhile (see `clock`). Retention
+/// counts from that fact for one retention period. A WARN when that is longer than the longest
+/// retention (every fact would have expired at once), else an INFO.
+pub struct RetentionResumed {
+    pub last_stored_unix_ms: u64,
+    pub ahead: Duration,
+    /// The longest retention of the buffers.
+    pub longest: Duration,
+}
+
+impl Event for RetentionResumed {
+    fn emit(self, t: &Telemetry) {
+        let reason = "the time since the newest fact stored before this start (a stop, or a clock set ahead \
+            meanwhile) counts toward retention only once one retention period has passed, so no fact expires \
+            early";
+        let (last, ahead) = (self.last_stored_unix_ms, self.ahead.as_secs());
+        if self.ahead > self.longest {
+            warn!(t.log, "{}", RETENTION_RESUMED; "last_stored_unix_ms" => last, "ahead_seconds" => ahead,
+                "reason" => format!("{reason}; the wall clock is further ahead than the longest retention: \
+                    check NTP and the real-time clock if the node was not stopped that long"));
+        } else {
+            info!(t.log, "{}", RETENTION_RESUMED; "last_stored_unix_ms" => last, "ahead_seconds" => ahead,
+                "reason" => reason);
+        }
     }
 }

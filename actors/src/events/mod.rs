@@ -36,7 +36,7 @@ pub use artifacts::{
 };
 pub use facts::{
     BufferBlocked, ClockStepped, DeletionFailed, FactConflict, FactLost, FactRejected, FactsDuplicated,
-    FactsKeptPastRetention, Loss, Rejection,
+    FactsKeptPastRetention, Loss, Rejection, RetentionResumed,
 };
 pub use gate::{GateState, GateSwitched, GateTransition, CLOSED_BY_OPERATOR};
 pub use ha::{

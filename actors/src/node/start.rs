@@ -6,6 +6,7 @@
 use std::{collections::HashMap, path::Path, sync::Arc};
 
 use actix::prelude::*;
+use bsfg_proto::model::now_unix_ms;
 use slog::{info, Logger};
 use tokio::sync::{mpsc, watch};
 
@@ -13,7 +14,7 @@ use super::{Handles, Node, NodeError, NodeSettings, StartProgress};
 use crate::{
     backpressure::{Admission, Backpressure, BackpressureConfig, BackpressureDeps, DiskState},
     cert_watcher::{CertWatcher, CertWatcherConfig, CertWatcherDeps, Certificate},
-    events::{set_role, EngineChecked, LossRecorded, SnapshotRestored, StorageHealth, Telemetry},
+    events::{set_role, EngineChecked, LossRecorded, RetentionResumed, SnapshotRestored, StorageHealth, Telemetry},
     forward_buffer::{Consumers, ForwardBuffer, Seen},
     ha::{HaConfig, HaDeps, HaHandle, Snapshots},
     journal::{Journal, JournalConfig},
@@ -99,7 +100,17 @@ pub(super) async fn start(
             .with_label_values(&[buffer.as_str()])
             .set(retention);
     }
-    let (admission, pulls_paused, disk, store_full) = start_backpressure(&buffers, &journal, &telemetry);
+    let last_stored = last_stored(storage.clone(), &journal).await;
+    let longest = buffers.store.retention.max(buffers.forward.retention);
+    if let Some(ahead) = crate::clock::resumed_behind(last_stored, now_unix_ms()) {
+        let last_stored_unix_ms = last_stored.unwrap_or_default();
+        telemetry.emit(RetentionResumed {
+            last_stored_unix_ms,
+            ahead,
+            longest,
+        });
+    }
+    let (admission, pulls_paused, disk, store_full) = start_backpressure(&buffers, &journal, &telemetry, last_stored);
     let sweep_interval = objects.sweep_interval();
     let remote = replicated.as_ref().map(|opened| {
         let blobs = EngineBlobs::new(opened.blobs.clone(), tokio::runtime::Handle::current());
@@ -111,6 +122,7 @@ pub(super) async fn start(
         storage,
         sweep_interval,
         telemetry.clone(),
+        last_stored,
     ));
     let store = StoreBuffer::new(store, journal.clone(), admission.clone(), objects.clone()).start();
     let seen = Seen::default();
@@ -362,10 +374,29 @@ async fn open_storage(data_dir: &Path, zone: &str) -> Result<Arc<RocksStorage>, 
 
 /// Starts the `Backpressure` actor; returns the store buffer's admission check, the pull pause
 /// and the full store the peer links wait on, and the disk as it measures it.
+/// When this node last stored a fact, by its clock then: the newer of both logs' newest entries
+/// (`None` when both are empty, or their newest entries were deleted).
+async fn last_stored(storage: Arc<dyn Storage>, journal: &Journal) -> Option<u64> {
+    let highs = [
+        (Log::Store, *journal.store_high().borrow()),
+        (Log::Forward, *journal.forward_high().borrow()),
+    ];
+    let newest = move || {
+        highs
+            .into_iter()
+            .filter(|&(_, high)| high > 0)
+            .filter_map(|(log, high)| storage.read_entry(log, high).ok().flatten())
+            .map(|entry| entry.stored_at_unix_ms)
+            .max()
+    };
+    tokio::task::spawn_blocking(newest).await.ok().flatten()
+}
+
 fn start_backpressure(
     config: &BackpressureConfig,
     journal: &Journal,
     telemetry: &Telemetry,
+    last_stored: Option<u64>,
 ) -> (
     Admission,
     watch::Receiver<bool>,
@@ -376,7 +407,7 @@ fn start_backpressure(
         journal: journal.clone(),
         telemetry: telemetry.clone(),
     };
-    let backpressure = Backpressure::new(config.clone(), deps);
+    let backpressure = Backpressure::new(config.clone(), deps, last_stored);
     let handles = (
         backpressure.admission(),
         backpressure.pulls_paused(),

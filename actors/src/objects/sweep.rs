@@ -54,12 +54,19 @@ pub struct Swept {
 }
 
 /// Sweeps every `interval`, logging and counting what each sweep deleted, until aborted. Ages
-/// are read with a [`RetentionClock`]: a wall clock stepped forward makes no artifact look
-/// older than it is (backpressure's sweeps log the step).
-pub async fn run_sweeps(store: ObjectStore, logs: Arc<dyn Storage>, interval: Duration, telemetry: Telemetry) {
+/// are read with a [`RetentionClock`]: a wall clock stepped forward, or set ahead while the node
+/// was stopped (it last stored a fact at `last_stored`), makes no artifact look older than it is
+/// (backpressure's sweeps and the start log it).
+pub async fn run_sweeps(
+    store: ObjectStore,
+    logs: Arc<dyn Storage>,
+    interval: Duration,
+    telemetry: Telemetry,
+    last_stored: Option<u64>,
+) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut clock = RetentionClock::new(store.retention());
+    let mut clock = RetentionClock::new(store.retention(), last_stored);
     loop {
         ticks.tick().await;
         match store.sweep(logs.clone(), clock.read().now_ms).await {
