@@ -16,6 +16,7 @@ use std::{
     time::Duration,
 };
 
+use bsfg::client::Client;
 use bsfg_proto::PutObjectRequest;
 
 use harness::{
@@ -49,27 +50,7 @@ async fn a_clock_stepped_forward_expires_no_fact_early() {
             .any(|line| line["ahead_seconds"].as_u64().is_some_and(|s| s > 7000))
     })
     .await;
-    // Two store and artifact sweeps at least (every 6 s at these retentions) after the step.
-    tokio::time::sleep(Duration::from_secs(13)).await;
-    assert_eq!(metric(&cluster, "enterprise", "bsfg_expired_facts_total"), 0.0);
-    assert!(events(&cluster, "enterprise", "fact_expired").is_empty());
-    assert!(events(&cluster, "enterprise", "artifact_expired").is_empty());
-    let mut kept = Vec::new();
-    producer
-        .get_object("batch-records", "42.pdf", &mut kept, |_| {})
-        .await
-        .expect("the artifact waits for its fact");
-    assert_eq!(kept, pdf);
-    assert_eq!(
-        cluster.status("enterprise")["store"]["facts"],
-        FACTS,
-        "every fact waits"
-    );
-
-    cluster.start("plant-a");
-    let consumer = cluster.client("plant-a").await;
-    let delivered = receive(&consumer, "mes", FACTS, Duration::from_secs(30)).await;
-    assert_eq!(harness::ids(&delivered), acked, "every fact, once, in order");
+    nothing_expires_and_every_fact_arrives(&mut cluster, &producer, pdf, &acked).await;
 
     // Retention is not held back for ever: once a retention has passed since the step, the wall
     // clock counts again, and an artifact uploaded after the step (never referenced) expires a
@@ -118,12 +99,23 @@ async fn a_clock_set_ahead_while_the_node_is_stopped_expires_no_fact_early() {
         events(&cluster, "enterprise", "clock_stepped").is_empty(),
         "the start's own step is not reported again as a step while running"
     );
-    // Two store and artifact sweeps at least (every 6 s at these retentions) after the start.
-    tokio::time::sleep(Duration::from_secs(13)).await;
-    assert_eq!(metric(&cluster, "enterprise", "bsfg_expired_facts_total"), 0.0);
-    assert!(events(&cluster, "enterprise", "fact_expired").is_empty());
-    assert!(events(&cluster, "enterprise", "artifact_expired").is_empty());
     let producer = cluster.client("enterprise").await;
+    nothing_expires_and_every_fact_arrives(&mut cluster, &producer, pdf, &acked).await;
+}
+
+/// Two store and artifact sweeps at least (every 6 s at these retentions) after the jump expire
+/// nothing: every fact waits and the artifact `42.pdf` (`pdf`) waits for its fact; then the
+/// receiver starts and gets the facts `acked`, once, in order.
+async fn nothing_expires_and_every_fact_arrives(
+    cluster: &mut Cluster,
+    producer: &Client,
+    pdf: &[u8],
+    acked: &[String],
+) {
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    assert_eq!(metric(cluster, "enterprise", "bsfg_expired_facts_total"), 0.0);
+    assert!(events(cluster, "enterprise", "fact_expired").is_empty());
+    assert!(events(cluster, "enterprise", "artifact_expired").is_empty());
     let mut kept = Vec::new();
     producer
         .get_object("batch-records", "42.pdf", &mut kept, |_| {})

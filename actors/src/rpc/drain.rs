@@ -201,6 +201,14 @@ impl DrainHandle {
 mod tests {
     use super::*;
 
+    /// What a drain returns with `in_flight` calls and streams left.
+    fn left(in_flight: usize) -> DrainOutcome {
+        DrainOutcome {
+            drained: in_flight == 0,
+            in_flight,
+        }
+    }
+
     fn handle() -> DrainHandle {
         DrainHandle::new(IntGauge::new("draining", "test").expect("gauge"))
     }
@@ -237,13 +245,7 @@ mod tests {
         assert_eq!(drain.0.gauge.get(), 1);
         drop(call);
         let outcome = waiter.await.expect("drain task");
-        assert_eq!(
-            outcome,
-            DrainOutcome {
-                drained: true,
-                in_flight: 0
-            }
-        );
+        assert_eq!(outcome, left(0));
         assert!(drain.resume());
         assert!(drain.admit().is_some());
         assert_eq!(drain.0.gauge.get(), 0);
@@ -267,25 +269,12 @@ mod tests {
         });
         let outcome = drain.drain(Duration::from_secs(5)).await;
         assert!(ended.load(SeqCst), "the drain returned before the stream ended");
-        assert_eq!(
-            outcome,
-            DrainOutcome {
-                drained: true,
-                in_flight: 0
-            }
-        );
+        assert_eq!(outcome, left(0));
         ending.await.expect("stream task");
 
         let _stuck = drain.open_stream();
         let outcome = drain.drain(Duration::from_millis(50)).await;
-        assert_eq!(
-            outcome,
-            DrainOutcome {
-                drained: false,
-                in_flight: 1
-            },
-            "a stream that does not end is reported"
-        );
+        assert_eq!(outcome, left(1), "a stream that does not end is reported");
     }
 
     #[tokio::test]
@@ -293,12 +282,6 @@ mod tests {
         let drain = handle();
         let _call = drain.admit().expect("admitted");
         let outcome = drain.drain(Duration::from_millis(50)).await;
-        assert_eq!(
-            outcome,
-            DrainOutcome {
-                drained: false,
-                in_flight: 1
-            }
-        );
+        assert_eq!(outcome, left(1));
     }
 }
