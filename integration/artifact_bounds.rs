@@ -1,5 +1,7 @@
 //! Property: the artifact store is bounded (SPEC §7, issue 14). A `PutObject` that would take it
-//! past `[objects] capacity_bytes` is refused `RESOURCE_EXHAUSTED` (exit 75); once `[objects]
+//! past `[objects] capacity_bytes` is refused `RESOURCE_EXHAUSTED` (exit 75), one that could never
+//! fit (over the whole capacity, or over `limits.max_object_bytes` while the disk is short of it
+//! too) `INVALID_ARGUMENT` (exit 1); once `[objects]
 //! retention` has passed, the artifacts no retained fact references are deleted (logged and
 //! counted) while one a stored fact references is kept; the space comes back; and the node's
 //! count of stored bytes equals a recount of the blob files on disk.
@@ -8,9 +10,12 @@ use crate::harness;
 
 use std::{path::Path, time::Duration};
 
+use bsfg_proto::{codec, ErrorCode, PutObjectRequest, Request, Response};
+
 use harness::{
     json_lines,
     observe::{event_fields, metric, wait_until},
+    raw::RawConnection,
     stderr, Cluster,
 };
 
@@ -64,6 +69,29 @@ async fn a_full_store_refuses_uploads_until_unreferenced_artifacts_expire() {
     let refused = put(&cluster, "late", &[b'x'; 400]);
     assert_eq!(refused.status.code(), Some(75), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("RESOURCE_EXHAUSTED"), "{}", stderr(&refused));
+    // Larger than the whole store: no retry can help, and the refusal says so and why.
+    let never = put(&cluster, "never", &[b'n'; 1001]);
+    assert_eq!(never.status.code(), Some(1), "{}", stderr(&never));
+    for names in ["INVALID_ARGUMENT", "1001 bytes", "capacity_bytes = 1000"] {
+        assert!(stderr(&never).contains(names), "names {names:?}: {}", stderr(&never));
+    }
+    // Announced larger than limits.max_object_bytes (1 GiB) and than the free disk: the limit is
+    // what it is told, not the disk (which a retry might find with room).
+    let raw = RawConnection::open(&cluster.options(ZONE)).await;
+    let request = Request::PutObject(PutObjectRequest {
+        bucket: "coa".into(),
+        key: "terabyte".into(),
+        size: 1 << 40,
+        media_type: None,
+    });
+    let frame = codec::encode_frame(&request, 1 << 20).expect("encode");
+    match raw.exchange(&frame).await.expect("an answer") {
+        Response::Error(e) => {
+            assert_eq!(e.code, ErrorCode::InvalidArgument, "{e:?}");
+            assert!(e.message.contains("limits.max_object_bytes"), "{e:?}");
+        }
+        other => panic!("a terabyte is over the limit: {other:?}"),
+    }
     assert_eq!(metric(&cluster, ZONE, "bsfg_object_store_blob_bytes"), 800.0);
     assert_eq!(metric(&cluster, ZONE, "bsfg_object_store_capacity_bytes"), 1000.0);
 

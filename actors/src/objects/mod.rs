@@ -14,7 +14,8 @@
 //!   pulled from a peer for a fact addressed to us. Blobs are shared by every key naming the same
 //!   content and deleted when the last key stops naming them.
 //! - The store is bounded (`space`): distinct content plus uploads in progress never exceed
-//!   `[objects] capacity_bytes`; an upload that would is refused up front (`RESOURCE_EXHAUSTED`).
+//!   `[objects] capacity_bytes`; an upload that would is refused up front (`RESOURCE_EXHAUSTED`),
+//!   one larger than the whole capacity as one that can never fit (`INVALID_ARGUMENT`).
 //!   Artifacts no retained fact references are deleted once `[objects] retention` has passed
 //!   (`sweep`); a fact on its way into a buffer holds its artifact meanwhile (`holds`).
 //! - Each body being received holds a blocking-pool thread (its writer) for as long as it lasts,
@@ -68,6 +69,11 @@ pub enum ObjectError {
     Name(#[from] ArtifactError),
     #[error("object of {size} bytes is over the limit of {limit} bytes (limits.max_object_bytes)")]
     TooLarge { size: u64, limit: u64 },
+    #[error(
+        "object of {size} bytes can never fit in the artifact store ([objects] capacity_bytes = {capacity}); \
+         raise capacity_bytes or keep artifacts smaller"
+    )]
+    OverCapacity { size: u64, capacity: u64 },
     #[error("object {bucket}/{key} does not exist")]
     NotFound { bucket: String, key: String },
     #[error(
@@ -177,6 +183,7 @@ pub const MAX_UPLOADS: usize = 32;
 pub struct ObjectStore {
     catalog: Arc<Catalog>,
     max_object_bytes: u64,
+    capacity_bytes: u64,
     uploads: Arc<Semaphore>,
 }
 
@@ -195,6 +202,7 @@ impl ObjectStore {
         Ok(Self {
             catalog: Arc::new(catalog),
             max_object_bytes: config.max_object_bytes,
+            capacity_bytes: capacity,
             uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
         })
     }
@@ -257,16 +265,30 @@ impl ObjectStore {
             .map_err(|e| ObjectError::Io(std::io::Error::other(e.to_string())))?
     }
 
-    fn check(&self, spec: &PutSpec) -> Result<(), ObjectError> {
+    /// Whether `spec` could ever be stored here: its names, and its size against the limits.
+    /// Checked before anything that waits or refuses for lack of room, which a retry may find:
+    /// an object that can never fit is refused as such (`INVALID_ARGUMENT`).
+    pub fn check(&self, spec: &PutSpec) -> Result<(), ObjectError> {
         object::check_bucket(&spec.bucket)?;
         object::check_key(&spec.key)?;
         if let Some(media_type) = &spec.media_type {
             object::check_media_type(media_type)?;
         }
-        if spec.size > self.max_object_bytes {
+        self.check_size(spec.size)
+    }
+
+    /// Whether an object of `size` bytes could ever be stored here.
+    pub fn check_size(&self, size: u64) -> Result<(), ObjectError> {
+        if size > self.max_object_bytes {
             return Err(ObjectError::TooLarge {
-                size: spec.size,
+                size,
                 limit: self.max_object_bytes,
+            });
+        }
+        if size > self.capacity_bytes {
+            return Err(ObjectError::OverCapacity {
+                size,
+                capacity: self.capacity_bytes,
             });
         }
         Ok(())

@@ -29,7 +29,6 @@ pub(super) async fn put(
     recv: &mut RecvStream,
 ) -> Result<Response, RpcError> {
     authorise(caller, Role::Produce, &ctx.config.zone)?;
-    let _room = ctx.deps.admission.check_upload(r.size)?;
     let spec = PutSpec {
         bucket: r.bucket,
         key: r.key,
@@ -37,6 +36,10 @@ pub(super) async fn put(
         media_type: r.media_type,
         origin: Origin::Producer,
     };
+    // An object that can never be stored is refused as such before the disk's room is asked
+    // about: that refusal is retryable, and a retry would never succeed.
+    ctx.deps.objects.check(&spec)?;
+    let _room = ctx.deps.admission.check_upload(spec.size)?;
     let meta = ctx.deps.objects.receive(spec, recv, framed::REQUEST_TIMEOUT).await?;
     Ok(Response::PutObject(meta))
 }

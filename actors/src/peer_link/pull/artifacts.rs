@@ -169,6 +169,10 @@ impl Session {
     }
 
     async fn get_object(&self, conn: &Connection, message: &Message, artifact: &ArtifactRef) -> Result<(), PullError> {
+        // One over this node's limits never fits: said so at once (and at each retry), rather
+        // than after a wait for disk room that would not help.
+        let objects = &self.deps.objects;
+        objects.check_size(artifact.size).map_err(PullError::Objects)?;
         // Held until the artifact is stored, so artifacts pulled at once count against the room.
         let _room = self.room_for(conn, message, artifact).await?;
         let request = Request::GetObject(GetObjectRequest {
@@ -184,7 +188,6 @@ impl Session {
             _ => return Err(PullError::Protocol("get_object")),
         };
         let spec = put_spec(artifact, meta).map_err(PullError::Objects)?;
-        let objects = &self.deps.objects;
         objects
             .receive(spec, &mut recv, self.patience().between)
             .await
