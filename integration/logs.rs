@@ -3,7 +3,7 @@
 //! (`reason`). With `log.audit = true` every RPC call is one line naming the caller, the
 //! operation, the outcome and the duration (and for appends the message): `fact_appended` for an
 //! append that succeeded, `rpc_call` for any other call; with `log.audit = false` only failed
-//! calls are logged, as `rpc_rejected`.
+//! calls are logged, as `rpc_rejected`. A node that stops writes its last line (`exited`) whole.
 
 use crate::harness;
 
@@ -141,4 +141,13 @@ async fn every_line_is_json_with_stable_events_and_calls_are_audited_as_configur
             .all(|l| l["result"] == "permanent_error" && l["code"].is_string()),
         "{refusals:?}"
     );
+
+    // Stopped: the last line is written whole, not cut off by the exit (the next start would
+    // append to the half line, and neither would parse).
+    for zone in ["enterprise", "plant-a"] {
+        assert!(cluster.terminate(zone).success());
+        let lines = cluster.log_lines(zone);
+        let last = lines.last().expect("a log");
+        assert_eq!(last["msg"], "exited", "{zone}: {last}");
+    }
 }

@@ -5,8 +5,11 @@
 //! bounded channel; when the sink (a pipe, journald) falls behind and the channel is full, the
 //! thread that logs waits until there is room ([`OverflowStrategy::Block`]) instead of dropping
 //! the record (slog-async's default), so every audit line reaches the sink and a slow sink slows
-//! the calls down. The records still queued are written before the process exits (the logging
-//! thread is joined when the last logger is dropped).
+//! the calls down. The records still queued are written before the process exits: [`logger`]
+//! returns a [`LogFlush`] that the process drops last, which writes them and ends the logging
+//! thread. (Waiting for the last logger to drop is not enough: a thread that outlives `main`, such
+//! as one of RocksDB's or tokio's, may hold one, and the process then exited in the middle of its
+//! last line.)
 //!
 //! **Priorities for journald.** When stdout is the journal's stream (systemd sets
 //! `JOURNAL_STREAM` to its device and inode, sd-daemon(3)), every line starts with the syslog
@@ -32,8 +35,15 @@ use crate::config::{LogFormat, LogLevel};
 /// Records queued for the logging thread before loggers wait.
 const CHANNEL: usize = 4096;
 
-/// Builds the node's root logger. Records below `level` are dropped before formatting.
-pub fn logger(zone: &str, level: LogLevel, format: LogFormat) -> Logger {
+/// Ends the logging thread once every record logged before it is written: drop it last. A record
+/// logged after it is dropped, never half-written.
+pub struct LogFlush {
+    _guard: slog_async::AsyncGuard,
+}
+
+/// Builds the node's root logger, and what writes its last records (see [`LogFlush`]). Records
+/// below `level` are dropped before formatting.
+pub fn logger(zone: &str, level: LogLevel, format: LogFormat) -> (Logger, LogFlush) {
     let level = slog_level(level);
     let priority = Arc::new(AtomicU8::new(6));
     let out = Prefixed {
@@ -62,17 +72,18 @@ pub fn logger(zone: &str, level: LogLevel, format: LogFormat) -> Logger {
     }
 }
 
-fn async_logger<D>(drain: D, zone: &str) -> Logger
+fn async_logger<D>(drain: D, zone: &str) -> (Logger, LogFlush)
 where
     D: Drain<Ok = (), Err = slog::Never> + Send + 'static,
 {
-    let drain = slog_async::Async::new(drain)
+    let (drain, guard) = slog_async::Async::new(drain)
         .chan_size(CHANNEL)
         .overflow_strategy(OverflowStrategy::Block)
         .thread_name("bsfg-log".into())
-        .build()
-        .fuse();
-    Logger::root(drain, o!("zone" => zone.to_owned()))
+        .build_with_guard();
+    // Once the thread has ended (the flush), sending fails: such a record is dropped, not a panic.
+    let root = Logger::root(drain.ignore_res(), o!("zone" => zone.to_owned()));
+    (root, LogFlush { _guard: guard })
 }
 
 /// Whether the file descriptor at `fd` (e.g. `/proc/self/fd/2`) is the journal stream systemd

@@ -34,7 +34,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         )),
         None => None,
     };
-    let log = crate::logging::logger(config.node.zone.as_str(), config.log.level, config.log.format);
+    // Dropped last, when `run` returns: the last lines (`exited`) are written whole.
+    let (log, _flush) = crate::logging::logger(config.node.zone.as_str(), config.log.level, config.log.format);
     let settings_zone = settings.zone.clone();
     let admin_addr = config.listen.admin;
     let config_path = config_path.to_owned();
