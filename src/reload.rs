@@ -144,22 +144,42 @@ impl Reloader {
     }
 }
 
-/// The sections of `new` that differ from `running`, `[[clients]]` aside (it is reloaded).
+/// The sections of `new` that differ from `running`, `[[clients]]` aside (it is reloaded). Every
+/// section is named here: `running` is taken apart field by field, so a section added to
+/// [`Config`] does not build until it is listed.
 fn sections_changed(running: &Config, new: &Config) -> Vec<&'static str> {
+    let Config {
+        node,
+        listen,
+        tls,
+        peers,
+        clients: _,
+        routes,
+        relay,
+        store,
+        forward,
+        objects,
+        replication,
+        limits,
+        admin,
+        log,
+        storage,
+    } = running;
     let differs = [
-        ("node", running.node != new.node),
-        ("listen", running.listen != new.listen),
-        ("tls", running.tls != new.tls),
-        ("peers", running.peers != new.peers),
-        ("routes", running.routes != new.routes),
-        ("relay", running.relay != new.relay),
-        ("store", running.store != new.store),
-        ("forward", running.forward != new.forward),
-        ("objects", running.objects != new.objects),
-        ("replication", running.replication != new.replication),
-        ("limits", running.limits != new.limits),
-        ("admin", running.admin != new.admin),
-        ("log", running.log != new.log),
+        ("node", *node != new.node),
+        ("listen", *listen != new.listen),
+        ("tls", *tls != new.tls),
+        ("peers", *peers != new.peers),
+        ("routes", *routes != new.routes),
+        ("relay", *relay != new.relay),
+        ("store", *store != new.store),
+        ("forward", *forward != new.forward),
+        ("objects", *objects != new.objects),
+        ("replication", *replication != new.replication),
+        ("limits", *limits != new.limits),
+        ("admin", *admin != new.admin),
+        ("log", *log != new.log),
+        ("storage", *storage != new.storage),
     ];
     differs
         .into_iter()
@@ -226,5 +246,7 @@ mod tests {
             ..running.clone()
         };
         assert_eq!(sections_changed(&running, &crl), ["tls"]);
+        let engine = config("[storage]\nengine = \"jetstream\"\n[storage.jetstream]\nurls = [\"nats://127.0.0.1:4222\"]\ninstance = \"a\"\n");
+        assert_eq!(sections_changed(&running, &engine), ["storage"]);
     }
 }

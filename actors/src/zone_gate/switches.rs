@@ -1,7 +1,8 @@
 //! The operator's open/closed switch of every configured peer's gate
 //! (`POST /v1/admin/gates/{peer}/close|open`). Only `ZoneGate` flips them, so a gate's state
 //! and its switch change together; the RPC server reads them on every peer call, the peer's
-//! link waits on its own. They live in memory only: a restarted node starts with every gate open.
+//! link waits on its own. Each flip is stored first (`Journal::switch_gate`), so a restarted
+//! node starts with the gates an operator closed still closed (`RestoreSwitches`).
 
 use std::{collections::BTreeMap, sync::Arc};
 
