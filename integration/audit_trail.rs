@@ -258,3 +258,28 @@ async fn lines_to_the_journal_carry_their_priority_and_operators_are_named() {
         "not the journal: no prefix"
     );
 }
+
+/// `log.level = "warning"` quiets the node's own info lines, not the audit trail: with `log.audit
+/// = true` an append that succeeded still has its `fact_appended` line and an operator's action
+/// its `admin_action` line (both info), while the node's own info lines are not written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quieter_log_level_keeps_every_audit_line() {
+    let mut cluster = Cluster::pair();
+    let node = cluster.net.nodes.get_mut("enterprise").expect("enterprise");
+    node.extra.push_str("\n[log]\nlevel = \"warning\"\naudit = true\n");
+    cluster.start_ready("enterprise");
+    let client = cluster.client("enterprise").await;
+    client
+        .append(message("enterprise", "plant-a", "quiet-1"))
+        .await
+        .expect("append");
+    let admin = cluster.admin("enterprise");
+    assert_eq!(http(admin, "POST", "/v1/admin/gates/plant-a/close", None).0, 200);
+    assert!(cluster.terminate("enterprise").success());
+
+    let lines = cluster.log_lines("enterprise");
+    let logged = |msg: &str| lines.iter().filter(|l| l["msg"] == msg).count();
+    assert_eq!(logged("fact_appended"), 1, "{lines:?}");
+    assert_eq!(logged("admin_action"), 1, "{lines:?}");
+    assert_eq!(logged("node_started"), 0, "the level still quiets the rest: {lines:?}");
+}

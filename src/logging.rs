@@ -17,6 +17,9 @@
 //! which journald strips and stores as the entry's `PRIORITY`: `journalctl -p err` shows errors
 //! and `journalctl -o cat` prints the bare JSON. Anywhere else (a file, a pipe, a terminal) lines
 //! are plain JSON.
+//!
+//! **The level quiets the node, not the audit trail.** Audit lines (the calls under `log.audit`,
+//! every `admin_action`) carry the tag `audit` and pass `log.level` whatever it is.
 
 use std::{
     io::{self, Write},
@@ -30,6 +33,8 @@ use std::{
 use slog::{o, Drain, FnValue, Level, Logger, OwnedKVList, PushFnValue, Record};
 use slog_async::OverflowStrategy;
 
+use bsfg_actors::AUDIT;
+
 use crate::config::{LogFormat, LogLevel};
 
 /// Records queued for the logging thread before loggers wait.
@@ -42,7 +47,7 @@ pub struct LogFlush {
 }
 
 /// Builds the node's root logger, and what writes its last records (see [`LogFlush`]). Records
-/// below `level` are dropped before formatting.
+/// below `level` are dropped before formatting, audit lines aside ([`audit_or`]).
 pub fn logger(zone: &str, level: LogLevel, format: LogFormat) -> (Logger, LogFlush) {
     let level = slog_level(level);
     let priority = Arc::new(AtomicU8::new(6));
@@ -61,13 +66,19 @@ pub fn logger(zone: &str, level: LogLevel, format: LogFormat) -> (Logger, LogFlu
                 ))
                 .build()
                 .fuse();
-            async_logger(Prioritised { inner: json, priority }.filter_level(level).fuse(), zone)
+            async_logger(
+                Prioritised { inner: json, priority }.filter(audit_or(level)).fuse(),
+                zone,
+            )
         }
         LogFormat::Text => {
             let text = slog_term::FullFormat::new(slog_term::PlainDecorator::new(out))
                 .build()
                 .fuse();
-            async_logger(Prioritised { inner: text, priority }.filter_level(level).fuse(), zone)
+            async_logger(
+                Prioritised { inner: text, priority }.filter(audit_or(level)).fuse(),
+                zone,
+            )
         }
     }
 }
@@ -84,6 +95,12 @@ where
     // Once the thread has ended (the flush), sending fails: such a record is dropped, not a panic.
     let root = Logger::root(drain.ignore_res(), o!("zone" => zone.to_owned()));
     (root, LogFlush { _guard: guard })
+}
+
+/// The level filter: a record at `level` or above, or an audit line (tagged [`AUDIT`]) at any
+/// level. `log.level = "warning"` quiets the node's own info lines, never the audit trail.
+fn audit_or(level: Level) -> impl Fn(&Record) -> bool + Send + Sync + 'static {
+    move |record| record.level().is_at_least(level) || record.tag() == AUDIT
 }
 
 /// Whether the file descriptor at `fd` (e.g. `/proc/self/fd/2`) is the journal stream systemd

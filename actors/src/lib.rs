@@ -76,5 +76,5 @@ pub use ha::{HaHandle, HaStatus, InstanceSeen, StepDownError};
 pub use standing::Standing;
 // What the admin API asks of the buffers: consumer management and fact traces.
 pub use trace::{Found, Received, Stored, Tracer};
-// What the admin API reports of storage health.
-pub use events::{Damage, Failing, HealthReport, StorageHealth, StorageOp, RESTART_HINT};
+// What the admin API reports of storage health; the tag of audit lines, which the log lets through.
+pub use events::{Damage, Failing, HealthReport, StorageHealth, StorageOp, AUDIT, RESTART_HINT};

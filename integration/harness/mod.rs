@@ -108,6 +108,17 @@ impl Cluster {
         self.nodes.insert(zone.to_owned(), process);
     }
 
+    /// Starts `zone` and waits until `/readyz` answers 200: for a node whose log level hides
+    /// the `admin_listening` line [`Cluster::start`] waits for.
+    pub fn start_ready(&mut self, zone: &str) {
+        self.net.write_configs().expect("configs");
+        let process = self
+            .net
+            .spawn_ready(&bin(), zone)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", self.logs()));
+        self.nodes.insert(zone.to_owned(), process);
+    }
+
     pub fn start_all(&mut self) {
         let zones: Vec<String> = self.net.nodes.keys().cloned().collect();
         for zone in zones {

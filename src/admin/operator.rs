@@ -66,7 +66,7 @@ impl FromRequest for Operator {
             subject: &Subject::default(),
             refusal: Some(&refused),
         };
-        warn!(state.log, "{}", ADMIN_ACTION; line);
+        warn!(state.log, #"audit", "{}", ADMIN_ACTION; line);
         std::future::ready(Err(refused.into_error()))
     }
 }
@@ -146,11 +146,11 @@ pub fn audited(
     };
     match &outcome {
         Ok(body) => {
-            info!(log, "{}", ADMIN_ACTION; line);
+            info!(log, #"audit", "{}", ADMIN_ACTION; line);
             HttpResponse::Ok().json(body)
         }
         Err(refusal) => {
-            warn!(log, "{}", ADMIN_ACTION; line);
+            warn!(log, #"audit", "{}", ADMIN_ACTION; line);
             refusal.response()
         }
     }

@@ -71,6 +71,11 @@ pub trait Event {
     fn emit(self, telemetry: &Telemetry);
 }
 
+/// The tag of audit lines (`rpc_call`, `fact_appended` under `log.audit`; `admin_action`): the
+/// log's level filter lets them through whatever `log.level` says (SPEC §12: an audit trail
+/// loses no line).
+pub const AUDIT: &str = "audit";
+
 /// The `code` label of `bsfg_rpc_requests_total` for a call that succeeded.
 pub const CODE_OK: &str = "OK";
 /// The `role` label of fetch and confirm counters for a peer node.

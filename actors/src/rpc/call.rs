@@ -182,8 +182,8 @@ impl Call<'_> {
         self.record(telemetry);
         let log = &telemetry.log;
         match (audit, failure(self.answer).is_some()) {
-            (true, false) => info!(log, "{}", self.success_event(); self),
-            (true, true) => warn!(log, "{}", RPC_CALL; self),
+            (true, false) => info!(log, #"audit", "{}", self.success_event(); self),
+            (true, true) => warn!(log, #"audit", "{}", RPC_CALL; self),
             (false, true) => warn!(log, "{}", RPC_REJECTED; self),
             (false, false) => {}
         }
