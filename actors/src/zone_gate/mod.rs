@@ -16,6 +16,11 @@
 //! and the RPC server (a closed gate has no link in either direction). With a journal, a switch
 //! is made durable (`Journal::switch_gate`, in a group commit, so through an HA zone's log too)
 //! before it flips: a node keeps a closed gate closed across restarts and failovers.
+//!
+//! The actor itself does no I/O: switches are stored one at a time, in the order asked, by a task
+//! of their own (`store_switches`), which hands each back to the actor to flip once it is durable.
+//! A commit that hangs (a stalled disk, an HA engine's election) holds up the switch, never the
+//! actor: `/v1/status` and the watchdog's pings, which ask it for a [`Snapshot`], are answered.
 
 mod gates;
 mod switches;
@@ -23,6 +28,7 @@ mod switches;
 use std::collections::{BTreeMap, BTreeSet};
 
 use actix::prelude::*;
+use tokio::sync::{mpsc, oneshot};
 
 use self::gates::{Gates, Report};
 pub use self::switches::{GateSwitches, UnknownPeer};
@@ -38,6 +44,15 @@ pub struct ZoneGate {
     telemetry: Telemetry,
     /// Where switches are persisted (none: in memory only).
     journal: Option<Journal>,
+    /// The switches asked for, to the task that stores them (set once the actor runs).
+    switching: Option<mpsc::UnboundedSender<Switching>>,
+}
+
+/// A switch on its way to storage, and where its outcome goes.
+struct Switching {
+    peer: String,
+    closed: bool,
+    answer: oneshot::Sender<Result<(), SwitchError>>,
 }
 
 /// Why an operator's switch was refused.
@@ -58,6 +73,7 @@ impl ZoneGate {
             switches,
             telemetry,
             journal: None,
+            switching: None,
         }
     }
 
@@ -89,6 +105,37 @@ impl ZoneGate {
 
 impl Actor for ZoneGate {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let (switching, asked) = mpsc::unbounded_channel();
+        self.switching = Some(switching);
+        // Weak: the task must not keep the actor alive; it ends when the actor (and its sender) go.
+        actix::spawn(store_switches(asked, self.journal.clone(), ctx.address().downgrade()));
+    }
+}
+
+/// Stores each switch asked for, in order, then has the gate flip it; answers the operator once
+/// it has flipped (or could not be stored: nothing changed). Ends with the actor.
+async fn store_switches(
+    mut asked: mpsc::UnboundedReceiver<Switching>,
+    journal: Option<Journal>,
+    gate: actix::WeakAddr<ZoneGate>,
+) {
+    while let Some(Switching { peer, closed, answer }) = asked.recv().await {
+        let stored = match &journal {
+            Some(journal) => journal.switch_gate(peer.clone(), closed).await,
+            None => Ok(()),
+        };
+        let outcome = match (stored, gate.upgrade()) {
+            (Ok(()), Some(gate)) => gate
+                .send(Flip { peer, closed })
+                .await
+                .map_err(|e| SwitchError::NotStored(format!("stored, but the gate did not flip: {e}"))),
+            (Ok(()), None) => Err(SwitchError::NotStored("stored, but the gate stopped".into())),
+            (Err(e), _) => Err(SwitchError::NotStored(e.to_string())),
+        };
+        let _ = answer.send(outcome);
+    }
 }
 
 impl Supervised for ZoneGate {}
@@ -161,30 +208,38 @@ impl Handler<LinkDown> for ZoneGate {
 }
 
 impl Handler<SwitchGate> for ZoneGate {
-    // Atomic: switches are stored and flipped in the order they were asked for.
-    type Result = AtomicResponse<Self, Result<(), SwitchError>>;
+    type Result = ResponseFuture<Result<(), SwitchError>>;
 
     /// Closing drops the link at once (the gate goes `autonomous`); opening lets the link come
-    /// back, and the gate follows the reports from then on.
-    fn handle(&mut self, msg: SwitchGate, _: &mut Self::Context) -> Self::Result {
-        let known = self.gates.contains(&msg.peer);
-        let journal = self.journal.clone().filter(|_| known);
-        let stored = async move {
-            if !known {
-                return Err(SwitchError::UnknownPeer(UnknownPeer(msg.peer)));
-            }
-            if let Some(journal) = journal {
-                let stored = journal.switch_gate(msg.peer.clone(), msg.closed).await;
-                stored.map_err(|e| SwitchError::NotStored(e.to_string()))?;
-            }
-            Ok(msg)
-        };
-        let flipped = stored.into_actor(self).map(|stored, gate, _| {
-            let msg = stored?;
-            gate.switch(&msg.peer, msg.closed);
-            Ok(())
-        });
-        AtomicResponse::new(Box::pin(flipped))
+    /// back, and the gate follows the reports from then on. Answered once stored and flipped.
+    fn handle(&mut self, SwitchGate { peer, closed }: SwitchGate, _: &mut Self::Context) -> Self::Result {
+        if !self.gates.contains(&peer) {
+            return Box::pin(std::future::ready(Err(SwitchError::UnknownPeer(UnknownPeer(peer)))));
+        }
+        let (answer, answered) = oneshot::channel();
+        if let Some(switching) = &self.switching {
+            let _ = switching.send(Switching { peer, closed, answer });
+        }
+        Box::pin(async move {
+            let stopped = || SwitchError::NotStored("the gate stopped before the switch was stored".into());
+            answered.await.unwrap_or_else(|_| Err(stopped()))
+        })
+    }
+}
+
+/// A switch is durable: flip it.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Flip {
+    peer: String,
+    closed: bool,
+}
+
+impl Handler<Flip> for ZoneGate {
+    type Result = ();
+
+    fn handle(&mut self, Flip { peer, closed }: Flip, _: &mut Self::Context) {
+        self.switch(&peer, closed);
     }
 }
 
@@ -330,6 +385,57 @@ mod tests {
             logged,
             ["gate_transition", "gate_closed", "gate_transition", "gate_opened"]
         );
+    }
+
+    /// A switch whose commit hangs holds up the switch, not the actor: its snapshot (what the
+    /// status and the watchdog ask for) is answered meanwhile; once stored, it flips. Switches
+    /// asked back to back are stored and flipped in that order.
+    #[actix_rt::test]
+    async fn a_switch_stored_slowly_does_not_hold_up_the_gate() {
+        let f = start();
+        let fixture = crate::testkit::Fixture::open(crate::journal::JournalConfig::default());
+        let peers = [PEER.to_owned()];
+        let telemetry = Telemetry::new(f.log.logger(), f.metrics.clone(), &peers);
+        let gate = ZoneGate::new(peers, f.switches.clone(), telemetry)
+            .with_journal(fixture.journal.clone())
+            .start();
+        let mut held = fixture.faults.hold(crate::testkit::faults::Op::Commit);
+        let closing = gate.send(SwitchGate {
+            peer: PEER.into(),
+            closed: true,
+        });
+        let opening = gate.send(SwitchGate {
+            peer: PEER.into(),
+            closed: false,
+        });
+        let switched = tokio::spawn(async move { (closing.await, opening.await) });
+        held.reached().await;
+        let seen = tokio::time::timeout(std::time::Duration::from_secs(2), gate.send(Snapshot)).await;
+        assert_eq!(
+            seen.expect("answered while the commit hangs").expect("gate alive")[PEER],
+            GateState::Autonomous
+        );
+        assert!(!f.switches.is_closed(PEER), "not flipped before it is stored");
+        held.release();
+        let (closed, opened) = switched.await.expect("switch task");
+        assert_eq!(closed.expect("gate alive"), Ok(()));
+        assert_eq!(opened.expect("gate alive"), Ok(()));
+        assert!(
+            !f.switches.is_closed(PEER),
+            "the last switch asked for is the one in force"
+        );
+        let logged: Vec<_> = f
+            .log
+            .lines()
+            .into_iter()
+            .filter_map(|l| field(&l, "msg").map(str::to_owned))
+            .filter(|msg| msg.starts_with("gate_"))
+            .collect();
+        assert_eq!(logged, ["gate_closed", "gate_opened"], "flipped in the order asked");
+        // Cleanup: the actor stops once no address is left, and the task storing its switches
+        // with it; then the journal's last handles are gone and the fixture closes at once.
+        drop(gate);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
     #[actix_rt::test]
