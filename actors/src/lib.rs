@@ -67,7 +67,7 @@ pub mod zone_gate;
 // The configs of components whose modules are private: the binary builds them into `NodeSettings`.
 pub use forward_buffer::{Consumers, ForwardBufferConfig, Rewound, MAX_CONSUMERS};
 pub use journal::DEFAULT_WRITE_STALL;
-pub use long_poll::MAX_WAIT_MS;
+pub use long_poll::{MAX_PAGE, MAX_WAIT_MS};
 pub use objects::ObjectsConfig;
 pub use peer_link::PeerLinkConfig;
 pub use store_buffer::StoreBufferConfig;

@@ -45,6 +45,9 @@ pub struct PageRequest {
 pub struct Served {
     pub page: EncodedPage,
     pub waited: Duration,
+    /// More facts were there to serve: the page is full (its limit, or at most [`MAX_PAGE`]) or
+    /// was cut by its byte budget. What a peer's gate counts as a backlog.
+    pub more: bool,
 }
 
 /// Where a reader's pages come from: the store log for a peer, the forward log for a consumer.
@@ -173,8 +176,8 @@ async fn wait_for_page(mut high: watch::Receiver<u64>, source: Source, page: Pag
         let upto = *high.borrow_and_update();
         let records = source.read_reported(page.after, upto, limit).await?;
         if !records.is_empty() {
-            let page = into_page(records, upto.max(page.after), limit, page.max_bytes);
-            return Ok(Served { page, waited });
+            let (page, more) = into_page(records, upto.max(page.after), limit, page.max_bytes);
+            return Ok(Served { page, waited, more });
         }
         // Nothing for this reader up to `upto`: the empty page is complete up to there.
         let wait_started = Instant::now();
@@ -185,14 +188,19 @@ async fn wait_for_page(mut high: watch::Receiver<u64>, source: Source, page: Pag
                 facts: Vec::new(),
                 high_offset: upto.max(page.after),
             };
-            return Ok(Served { page, waited });
+            return Ok(Served {
+                page,
+                waited,
+                more: false,
+            });
         }
     }
 }
 
 /// Builds the page from the stored encodings as they are: `high_offset` is `upto` when every entry
-/// up to it is in the page, else the last entry included (page full, or frame budget reached).
-fn into_page(records: Vec<LogRecord>, upto: u64, limit: usize, max_bytes: usize) -> EncodedPage {
+/// up to it is in the page, else the last entry included (page full, or frame budget reached);
+/// and whether more facts were there to serve (full or cut).
+fn into_page(records: Vec<LogRecord>, upto: u64, limit: usize, max_bytes: usize) -> (EncodedPage, bool) {
     let full = records.len() >= limit;
     let mut facts = Vec::with_capacity(records.len());
     let mut bytes = 0usize;
@@ -200,7 +208,7 @@ fn into_page(records: Vec<LogRecord>, upto: u64, limit: usize, max_bytes: usize)
         bytes += record.encoded.len() + 16;
         if bytes > max_bytes && !facts.is_empty() {
             let high_offset = facts.last().map_or(0, |f: &EncodedFact| f.offset);
-            return EncodedPage { facts, high_offset };
+            return (EncodedPage { facts, high_offset }, true);
         }
         facts.push(EncodedFact {
             offset: record.offset,
@@ -211,7 +219,7 @@ fn into_page(records: Vec<LogRecord>, upto: u64, limit: usize, max_bytes: usize)
         (true, Some(last)) => last.offset,
         _ => upto,
     };
-    EncodedPage { facts, high_offset }
+    (EncodedPage { facts, high_offset }, full)
 }
 
 #[cfg(test)]
@@ -275,6 +283,43 @@ mod tests {
             .expect("fetch")
             .page;
         assert_eq!(offsets(&consumed), [1, 2], "a consumer reads the forward log");
+    }
+
+    /// Whether more facts were there is what a peer's gate counts as a backlog: a full page, one
+    /// cut by its byte budget (large facts), or a limit above [`MAX_PAGE`] met at `MAX_PAGE`.
+    #[tokio::test]
+    async fn a_page_says_whether_more_facts_were_there() {
+        let fixture = Fixture::open(JournalConfig::default());
+        for i in 0..4 {
+            let mut fact = message(ZONE, "enterprise", &format!("f{i}"));
+            fact.fact.object_json = format!("\"{}\"", "x".repeat(1_000));
+            fixture.append(fact).await.expect("append");
+        }
+        let journal = &fixture.journal;
+        let peer = || CursorKey::Peer("enterprise".into());
+        let asked = |limit| PageRequest {
+            limit,
+            max_wait: Duration::ZERO,
+            after: None,
+        };
+        let all = fetch(journal, peer(), asked(10), 1 << 20).await.expect("fetch");
+        assert_eq!((all.page.facts.len(), all.more), (4, false), "everything, nothing more");
+        let full = fetch(journal, peer(), asked(3), 1 << 20).await.expect("fetch");
+        assert_eq!((full.page.facts.len(), full.more), (3, true), "full");
+        let cut = fetch(journal, peer(), asked(10), 2_500).await.expect("fetch");
+        assert_eq!((cut.page.facts.len(), cut.more), (2, true), "cut by its bytes");
+        let last = fetch(
+            journal,
+            peer(),
+            PageRequest {
+                after: Some(3),
+                ..asked(10)
+            },
+            2_500,
+        )
+        .await
+        .expect("fetch");
+        assert_eq!((last.page.facts.len(), last.more), (1, false), "the rest fits");
     }
 
     #[tokio::test]

@@ -514,9 +514,15 @@ fn watermarks_must_be_ordered_percentages() {
 }
 
 #[test]
-fn batch_limit_must_be_positive() {
+fn batch_limit_is_between_one_and_a_page() {
     let text = minimal_with("[replication]\nbatch_limit = 0");
-    assert_invalid(&text, "replication.batch_limit", "must be at least 1, got 0");
+    assert_invalid(
+        &text,
+        "replication.batch_limit",
+        "must be between 1 and 10000 (facts per page), got 0",
+    );
+    let text = minimal_with("[replication]\nbatch_limit = 20000");
+    assert_invalid(&text, "replication.batch_limit", "got 20000");
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! value has been parsed, and the first broken rule becomes a `ConfigError::Invalid` naming the
 //! key to change, the value found and the reason.
 
+use bsfg_actors::MAX_PAGE;
+
 use super::ByteSize;
 use super::{routes, settings, Config, ConfigError, LimitsSection, ReplicationSection};
 
@@ -87,8 +89,12 @@ fn check_client(config: &Config, index: usize) -> Result<(), ConfigError> {
 }
 
 fn check_replication(replication: &ReplicationSection) -> Result<(), ConfigError> {
-    if replication.batch_limit == 0 {
-        return Err(invalid("replication.batch_limit", "must be at least 1, got 0"));
+    // A page holds at most MAX_PAGE facts: a larger limit would never fill one, and the gate
+    // would never see a backlog (`reconciliation`).
+    let limit = replication.batch_limit;
+    if !(1..=MAX_PAGE).contains(&limit) {
+        let reason = format!("must be between 1 and {MAX_PAGE} (facts per page), got {limit}");
+        return Err(invalid("replication.batch_limit", reason));
     }
     // 0 would have a caught-up link fetch in a tight loop; a node waits at most a minute.
     let wait = replication.max_wait_ms;

@@ -46,7 +46,7 @@ pub(super) async fn dispatch(
             .unwrap_or_else(Response::Error),
         Request::Fetch(r) => {
             return match fetch(r, caller, ctx).await {
-                Ok(Served { page, waited }) => Answer::Page { page, waited },
+                Ok(Served { page, waited, .. }) => Answer::Page { page, waited },
                 Err(e) => Response::Error(e).into(),
             }
         }
@@ -107,7 +107,7 @@ async fn fetch(r: FetchRequest, caller: &Caller, ctx: &Context) -> Result<Served
             let served = flatten(deps.store.send(msg).await)?;
             deps.gate.do_send(zone_gate::Served {
                 peer: zone.clone(),
-                behind: served.page.facts.len() >= r.limit as usize,
+                behind: served.more,
             });
             served
         }

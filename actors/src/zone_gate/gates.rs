@@ -73,6 +73,17 @@ impl Observed {
         }
     }
 
+    /// Why the state is what it is after `report`: a backlog is named by its direction (the
+    /// report may be about the other one, caught up), anything else by the report.
+    fn reason(&self, report: Report) -> String {
+        match (self.state, self.inbound_behind, self.outbound_behind) {
+            (GateState::Reconciliation, true, true) => "link up, backlog of at least batch_limit both ways".into(),
+            (GateState::Reconciliation, true, false) => Report::Pulled { behind: true }.reason(),
+            (GateState::Reconciliation, false, _) => Report::Served { behind: true }.reason(),
+            _ => report.reason(),
+        }
+    }
+
     fn apply(&mut self, report: Report) {
         match report {
             Report::Pulled { behind } => {
@@ -80,7 +91,12 @@ impl Observed {
                 self.inbound_behind = behind;
             }
             Report::Served { behind } => self.outbound_behind = behind,
-            Report::LinkDown { .. } => self.link_up = false,
+            // What was behind is known again from the pages of the next link.
+            Report::LinkDown { .. } => {
+                self.link_up = false;
+                self.inbound_behind = false;
+                self.outbound_behind = false;
+            }
             Report::Switched { closed } => self.closed = closed,
         }
         // A report about a page fetched before the close must not revive the link.
@@ -111,7 +127,7 @@ impl Gates {
         (previous != new).then(|| Transition {
             previous,
             new,
-            reason: report.reason(),
+            reason: observed.reason(report),
         })
     }
 
@@ -169,6 +185,28 @@ mod tests {
         let seen = states(&mut gates, &[served(true), pulled(false), served(false)]);
         // Serving a peer is not a live link of ours; once it is, the outbound backlog counts.
         assert_eq!(seen, [Autonomous, Reconciliation, Normal]);
+    }
+
+    #[test]
+    fn a_backlog_seen_before_the_link_went_down_is_forgotten_with_it() {
+        let mut gates = gates();
+        let down = Report::LinkDown { reason: "timed out" };
+        let seen = states(&mut gates, &[pulled(false), served(true), down, pulled(false)]);
+        assert_eq!(seen, [Normal, Reconciliation, Autonomous, Normal]);
+    }
+
+    #[test]
+    fn a_backlog_is_named_by_its_direction_whichever_report_came() {
+        let mut gates = gates();
+        gates.on(PEER, served(true));
+        let up = gates.on(PEER, pulled(false)).expect("the link is up");
+        assert_eq!(up.new, Reconciliation);
+        assert_eq!(up.reason, "outbound backlog of at least batch_limit", "not 'caught up'");
+        gates.on(PEER, pulled(true));
+        gates.on(PEER, Report::LinkDown { reason: "timed out" });
+        gates.on(PEER, served(true));
+        let both = gates.on(PEER, pulled(true)).expect("the link is up");
+        assert_eq!(both.reason, "link up, backlog of at least batch_limit both ways");
     }
 
     #[test]

@@ -3,10 +3,13 @@
 //!
 //! - `autonomous`: no live link (never connected, partition, peer down, certificate failure), or
 //!   the gate is closed by an operator.
-//! - `reconciliation`: link up and a backlog of at least `batch_limit` facts in either direction,
-//!   seen as a full page: one we pulled from the peer (inbound) or one the peer pulled from us
-//!   (outbound).
-//! - `normal`: link up and the last page each way was not full.
+//! - `reconciliation`: link up and a backlog of at least `batch_limit` facts in either direction:
+//!   a full page we pulled from the peer (inbound), or a page the peer pulled from us that left
+//!   more facts behind (outbound: full, or cut by its byte budget, as the serving side knows).
+//!   A page cut by its bytes is not seen as such inbound; the peer's own gate sees it outbound.
+//! - `normal`: link up and the last page each way left nothing behind. A link that goes down
+//!   forgets what was behind; the next link's pages tell again. A transition into
+//!   `reconciliation` names the direction of the backlog, whichever report caused it.
 //!
 //! Every change is logged once as `gate_transition` with `peer`, `previous`, `new` and `reason`.
 //! Reports that change nothing are absorbed, so reporters may send one per page.
