@@ -151,6 +151,25 @@ async fn a_fifty_megabyte_artifact_crosses_zones_streamed_and_stays_readable_aft
 
     interrupted_get_leaves_nothing(&cluster).await;
     a_file_that_changes_while_it_is_put_is_refused(&cluster).await;
+    a_file_without_a_size_is_refused(&cluster);
+}
+
+/// A pipe or a device has no length to announce (it reads 0): put, its content would be stored
+/// as an empty artifact. It is refused, naming the path, and nothing is stored.
+fn a_file_without_a_size_is_refused(cluster: &Cluster) {
+    let put = ["put-object", "--bucket", "coa", "--key", "device.bin", "/dev/zero"];
+    let refused = cluster.cli("plant-a", &put);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("/dev/zero is not a regular file"),
+        "{}",
+        stderr(&refused)
+    );
+    let get = ["get-object", "--bucket", "coa", "--key", "device.bin"];
+    assert!(
+        stderr(&cluster.cli("plant-a", &get)).contains("NOT_FOUND"),
+        "nothing stored"
+    );
 }
 
 /// The umask this test and the CLI it starts run with.

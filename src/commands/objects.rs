@@ -23,7 +23,17 @@ pub async fn put(args: PutObjectArgs) -> anyhow::Result<()> {
     let path = &args.file;
     let unreadable = |e: std::io::Error| CommandError::invalid(format!("cannot read {}: {e}", path.display()));
     let mut file = tokio::fs::File::open(path).await.map_err(unreadable)?;
-    let size = file.metadata().await.map_err(unreadable)?.len();
+    let metadata = file.metadata().await.map_err(unreadable)?;
+    // The size is announced before the body: a pipe, a FIFO or a device has none to announce
+    // (its length reads 0), and its content would be stored as an empty artifact.
+    if !metadata.is_file() {
+        let refused = format!(
+            "{} is not a regular file (a pipe, a FIFO or a device has no size to announce): write it to a file first",
+            path.display()
+        );
+        return Err(CommandError::invalid(refused).into());
+    }
+    let size = metadata.len();
     let client = connect(&args.object.conn).await?;
     let request = PutObjectRequest {
         bucket: args.object.bucket,
