@@ -208,3 +208,57 @@ fn frame_header(len: u32, body: &[u8]) -> Vec<u8> {
     bytes.extend_from_slice(body);
     bytes
 }
+
+/// The CLI checks what it is to append before it dials: with the node down, a bad
+/// `--object-json` or an unreadable `--jsonl` file is the caller's mistake (exit 1, naming it),
+/// not a node to retry later (exit 75).
+#[test]
+fn the_cli_refuses_bad_input_before_it_dials() {
+    let cluster = Cluster::pair();
+    cluster.net.write_configs().expect("configs");
+    let fact = ["append", "--to", "plant-a", "--subject", "s", "--predicate", "p"];
+    let bad_json = cluster.cli("enterprise", &[&fact[..], &["--object-json", "{temp: 21}"]].concat());
+    assert_eq!(bad_json.status.code(), Some(1), "{}", harness::stderr(&bad_json));
+    assert!(harness::stderr(&bad_json).contains("--object-json is not valid JSON"));
+    let missing = cluster.cli("enterprise", &["append", "--jsonl", "/nonexistent/facts.jsonl"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", harness::stderr(&missing));
+    assert!(harness::stderr(&missing).contains("cannot read /nonexistent/facts.jsonl"));
+}
+
+/// A payload is opaque (SPEC §2): the CLI stores `object_json` as written, less its whitespace,
+/// so a number keeps every digit and keys their order. A retry of the same id with the number
+/// written otherwise is other content, not a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_stores_a_payload_as_written() {
+    let mut cluster = Cluster::pair();
+    cluster.start_all();
+    let append = |object: &str| {
+        let args = [
+            "append",
+            "--to",
+            "plant-a",
+            "--subject",
+            "s",
+            "--predicate",
+            "p",
+            "--message-id",
+            "big-1",
+        ];
+        cluster.cli("enterprise", &[&args[..], &["--object-json", object]].concat())
+    };
+    let stored = append(r#"{ "z": 1, "id": 99999999999999999999 }"#);
+    assert!(stored.status.success(), "{}", harness::stderr(&stored));
+    let other = append(r#"{"z":1,"id":1e20}"#);
+    assert_eq!(other.status.code(), Some(1), "{}", harness::stderr(&other));
+    assert!(
+        harness::stderr(&other).contains("ALREADY_EXISTS"),
+        "{}",
+        harness::stderr(&other)
+    );
+    let consumer = cluster.client("plant-a").await;
+    let received = receive(&consumer, "mes", 1, Duration::from_secs(30)).await;
+    assert_eq!(
+        received[0].message.fact.object_json,
+        r#"{"z":1,"id":99999999999999999999}"#
+    );
+}

@@ -1,7 +1,10 @@
 //! The message model of SPEC §2: `message = { envelope, fact }`.
 //!
-//! `object_json` travels on the wire (and is stored) as its compact JSON serialization; in every
-//! JSON rendering (CLI input and output, HTTP) it is embedded as a JSON value.
+//! `object_json` travels on the wire (and is stored) as JSON text; in every JSON rendering (CLI
+//! input and output, HTTP) it is embedded as a JSON value. Read from a rendering it is taken as
+//! written, only the whitespace between its tokens removed ([`compact_json`]): a payload is
+//! opaque, so its numbers keep every digit and its keys their order (a round trip through a JSON
+//! value would make big integers floats and sort the keys).
 
 use std::collections::BTreeMap;
 
@@ -157,10 +160,34 @@ fn check_zone(field: &'static str, value: &str) -> Result<(), ValidationError> {
     }
 }
 
+/// Valid JSON `text` without the whitespace between its tokens; strings, numbers and the order
+/// and repetition of keys stay exactly as written. Not a validator: check `text` first.
+pub fn compact_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Serde adapter: a `String` of JSON text rendered as the JSON value it holds, and read back
-/// from any JSON value into its compact serialization.
+/// from any JSON value as written, compacted ([`compact_json`]).
 mod embedded_json {
-    use serde::{de::Error as _, ser::Error as _, Deserialize, Deserializer, Serialize, Serializer};
+    use serde::{ser::Error as _, Deserialize, Deserializer, Serialize, Serializer};
     use serde_json::value::RawValue;
 
     pub fn serialize<S: Serializer>(text: &str, serializer: S) -> Result<S::Ok, S::Error> {
@@ -169,8 +196,8 @@ mod embedded_json {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-        let value = serde_json::Value::deserialize(deserializer)?;
-        serde_json::to_string(&value).map_err(D::Error::custom)
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        Ok(super::compact_json(raw.get()))
     }
 }
 
@@ -255,6 +282,24 @@ mod tests {
         assert_eq!(parsed.fact.object_json, r#"{"a":[1,2]}"#);
         assert_eq!(parsed.envelope.message_id, "");
         assert!(parsed.envelope.hops.is_empty(), "a producer may leave hops out");
+    }
+
+    #[test]
+    fn object_json_is_read_as_written_less_its_whitespace() {
+        let written = r#"{ "b" : 1, "a" : 99999999999999999999, "f": 1.50, "s" : " x \" y\\", "a": [ 1 ,2 ] }"#;
+        let input = format!(
+            r#"{{"envelope":{{"to_zone":"enterprise"}},"fact":{{"subject":"s","predicate":"p","object_json":{written}}}}}"#
+        );
+        let parsed: Message = serde_json::from_str(&input).expect("parse");
+        assert_eq!(
+            parsed.fact.object_json, r#"{"b":1,"a":99999999999999999999,"f":1.50,"s":" x \" y\\","a":[1,2]}"#,
+            "digits, key order, repeated keys and the string's spaces kept"
+        );
+        assert_eq!(
+            compact_json(&parsed.fact.object_json),
+            parsed.fact.object_json,
+            "compact once"
+        );
     }
 
     #[test]

@@ -37,14 +37,24 @@ struct Report {
     failure: Option<(usize, CommandError)>,
 }
 
-/// Appends the lines of `path` (`-` for stdin) with up to `in_flight` calls at once.
-pub async fn append(client: &Client, path: &str, zone: &str, in_flight: usize) -> anyhow::Result<()> {
-    let input: Box<dyn std::io::Read + Send> = match path {
+/// The lines to append: `path`, or stdin for `-`. Opened before the node is dialled, so a file
+/// that cannot be read is the caller's mistake (exit 1) whether or not the node answers.
+pub fn open(path: &str) -> Result<Box<dyn std::io::Read + Send>, CommandError> {
+    Ok(match path {
         "-" => Box::new(std::io::stdin()),
         file => {
             Box::new(std::fs::File::open(file).map_err(|e| CommandError::invalid(format!("cannot read {file}: {e}")))?)
         }
-    };
+    })
+}
+
+/// Appends the lines of `input` with up to `in_flight` calls at once.
+pub async fn append(
+    client: &Client,
+    input: Box<dyn std::io::Read + Send>,
+    zone: &str,
+    in_flight: usize,
+) -> anyhow::Result<()> {
     let mut calls = Calls::read(input, zone.to_owned());
     let mut report = send_all(client, &mut calls, in_flight.max(1)).await;
     if let Some((line, error)) = calls.bad_line.take() {

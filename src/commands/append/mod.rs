@@ -15,17 +15,29 @@ use crate::{cli::AppendArgs, client::Client};
 
 use super::{connect, CommandError};
 
+/// What to append, checked before the node is dialled: a mistake in it is the caller's (exit 1)
+/// whether or not the node answers.
+enum Input {
+    Lines(Box<dyn std::io::Read + Send>),
+    One(Box<Message>),
+}
+
 pub async fn run(args: AppendArgs) -> anyhow::Result<()> {
+    let input = match &args.jsonl {
+        Some(path) => Input::Lines(lines::open(path)?),
+        None => Input::One(Box::new(message_of(&args)?)),
+    };
     let client = connect(&args.conn).await?;
-    let result = match &args.jsonl {
-        Some(path) => lines::append(&client, path, &args.conn.server_name, args.calls_in_flight()).await,
-        None => append_one(&client, &args).await,
+    let result = match input {
+        Input::Lines(lines) => lines::append(&client, lines, &args.conn.server_name, args.calls_in_flight()).await,
+        Input::One(message) => append_one(&client, *message, args.message_id.is_none()).await,
     };
     client.close().await;
     result
 }
 
-async fn append_one(client: &Client, args: &AppendArgs) -> anyhow::Result<()> {
+/// The message the flags describe, its blank envelope fields filled in.
+fn message_of(args: &AppendArgs) -> Result<Message, CommandError> {
     let mut message = Message {
         envelope: Envelope {
             message_id: args.message_id.clone().unwrap_or_default(),
@@ -42,7 +54,12 @@ async fn append_one(client: &Client, args: &AppendArgs) -> anyhow::Result<()> {
         },
     };
     fill_defaults(&mut message, &args.conn.server_name);
-    let chosen = args.message_id.is_none().then(|| message.envelope.message_id.clone());
+    Ok(message)
+}
+
+/// Appends `message`; `chosen` when its id was made up here (a retry must name it).
+async fn append_one(client: &Client, message: Message, chosen: bool) -> anyhow::Result<()> {
+    let chosen = chosen.then(|| message.envelope.message_id.clone());
     let response = client.append(message).await.map_err(|e| {
         let mut error = CommandError::from(e);
         if let (Some(id), true) = (chosen, error.retryable) {
@@ -75,8 +92,10 @@ fn random_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
+/// `--object-json` as written, less the whitespace between its tokens: numbers keep every digit
+/// and keys their order (the payload is opaque).
 fn compact_json(text: &str) -> Result<String, CommandError> {
-    let value: serde_json::Value = serde_json::from_str(text)
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
         .map_err(|e| CommandError::invalid(format!("--object-json is not valid JSON: {e}")))?;
-    Ok(value.to_string())
+    Ok(bsfg_proto::model::compact_json(text))
 }
