@@ -262,3 +262,76 @@ async fn the_cli_stores_a_payload_as_written() {
         r#"{"z":1,"id":99999999999999999999}"#
     );
 }
+
+/// What is wrong with a node address is said, with the right exit code: an address written wrong,
+/// one that can never be dialled, or a server name that is not one are the caller's mistakes
+/// (exit 1, saying why); a name that does not resolve now may later (exit 75), and a list moves
+/// on past it to the node that answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_says_what_is_wrong_with_a_node_address() {
+    let mut cluster = Cluster::pair();
+    cluster.start("enterprise");
+    let real = cluster.net.node("enterprise").expect("enterprise").rpc.to_string();
+    let status = |node: &str, extra: &[&str]| {
+        let args = [
+            &["append", "--to", "plant-a", "--subject", "s", "--predicate", "p"][..],
+            extra,
+        ]
+        .concat();
+        let mut command = cluster.cli_command("enterprise", harness::CLIENT, node, &args);
+        command.output().expect("run bsfg")
+    };
+    let json = ["--object-json", "{}"];
+    for (node, code, says) in [
+        ("gw.example", 1, "no port"),
+        ("0.0.0.0:9443", 1, "cannot dial 0.0.0.0:9443"),
+        (
+            "no-such-host.invalid:9443",
+            75,
+            "cannot resolve node address \"no-such-host.invalid:9443\"",
+        ),
+    ] {
+        let out = status(node, &json);
+        assert_eq!(out.status.code(), Some(code), "{node}: {}", harness::stderr(&out));
+        assert!(
+            harness::stderr(&out).contains(says),
+            "{node}: {}",
+            harness::stderr(&out)
+        );
+    }
+    let listed = status(&format!("no-such-host.invalid:9443,{real}"), &json);
+    assert!(
+        listed.status.success(),
+        "moves on to the next address: {}",
+        harness::stderr(&listed)
+    );
+    let o = cluster
+        .net
+        .client("enterprise", harness::CLIENT)
+        .expect("client options");
+    let name = std::process::Command::new(harness::bin())
+        .args([
+            "append",
+            "--to",
+            "plant-a",
+            "--subject",
+            "s",
+            "--predicate",
+            "p",
+            "--object-json",
+            "{}",
+        ])
+        .args(["--node", &real, "--server-name", "plant a", "--ca"])
+        .arg(&o.ca)
+        .arg("--cert")
+        .arg(&o.cert)
+        .env("BSFG_KEY", &o.key)
+        .output()
+        .expect("run bsfg");
+    assert_eq!(name.status.code(), Some(1), "{}", harness::stderr(&name));
+    assert!(
+        harness::stderr(&name).contains("invalid server name"),
+        "{}",
+        harness::stderr(&name)
+    );
+}

@@ -10,13 +10,14 @@
 //!
 //! A node that holds a call without answering (here: a stall timeout of an hour) does not hold
 //! its client for ever either: the client library gives up on an answer that makes no progress
-//! (`UNAVAILABLE`, retryable), and its retry after the thaw is a duplicate.
+//! (`UNAVAILABLE`, retryable), an upload's answer included, and its retry after the thaw is a
+//! duplicate.
 
 use crate::harness;
 
 use std::time::Duration;
 
-use bsfg_proto::ErrorCode;
+use bsfg_proto::{ErrorCode, PutObjectRequest};
 use futures::future::join_all;
 use harness::{
     disk::Mount,
@@ -146,6 +147,22 @@ async fn a_client_gives_up_on_an_answer_that_makes_no_progress() {
         .await
         .expect("the append stream gives up by itself")
         .expect_err("no answer came on the append stream");
+    assert_eq!(given_up.code(), ErrorCode::Unavailable, "{given_up}");
+    assert!(given_up.to_string().contains("no data within 2s"), "{given_up}");
+    // An upload's answer comes once the artifact is durable, which the frozen disk holds up.
+    let pdf = b"%PDF-1.7 held";
+    let request = PutObjectRequest {
+        bucket: "coa".into(),
+        key: "held.pdf".into(),
+        size: pdf.len() as u64,
+        media_type: None,
+    };
+    let mut body = &pdf[..];
+    let put = producer.put_object(request, &mut body, |_| {});
+    let given_up = tokio::time::timeout(Duration::from_secs(30), put)
+        .await
+        .expect("put-object gives up by itself")
+        .expect_err("no answer came to the upload");
     assert_eq!(given_up.code(), ErrorCode::Unavailable, "{given_up}");
     assert!(given_up.to_string().contains("no data within 2s"), "{given_up}");
     // Holding its calls, the node grants no more streams than it lets open at once (1 024): the

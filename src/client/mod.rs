@@ -65,6 +65,13 @@ const FAILOVER_PAUSE: Duration = Duration::from_millis(100);
 /// How long a call's answer may make no progress (beyond a fetch's long-poll wait): longer than
 /// a node's default `write_stall_timeout` (30 s), after which the node answers by itself.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a `PutObject`'s answer may take beyond [`ANSWER_TIMEOUT`] per whole MB of its
+/// artifact: an HA node answers once the artifact is in its engine too (1 MB/s, far below any
+/// engine's link).
+const ENGINE_UPLOAD: Duration = Duration::from_secs(1);
+/// How long beyond [`ANSWER_TIMEOUT`] a `GetObject`'s answer may take to begin: an HA node may
+/// first fetch an artifact of up to `limits.max_object_bytes` from its engine.
+const GET_AHEAD: Duration = Duration::from_secs(20 * 60);
 
 /// The outcome of each message of an AppendFacts call, in its order.
 pub type Outcomes = Vec<Result<AppendResponse, RpcError>>;
@@ -86,8 +93,12 @@ pub struct ClientOptions {
 pub enum ClientError {
     #[error("{0}")]
     Tls(#[from] TlsError),
-    #[error("cannot resolve node address {0:?}")]
-    Resolve(String),
+    /// The node's address (or the server name) can never be dialled as written.
+    #[error("{0}")]
+    Address(String),
+    /// The name did not resolve now (DNS down, or a name that does not exist).
+    #[error("cannot resolve node address {node:?}: {reason}")]
+    Resolve { node: String, reason: String },
     #[error("cannot connect to {node}: {reason}")]
     Connect { node: String, reason: String, tls: bool },
     #[error("{}", .0.message)]
@@ -121,7 +132,9 @@ impl ClientError {
                 ErrorCode::Unauthenticated
             }
             Self::Connect { .. } | Self::Stream(_) => ErrorCode::Unavailable,
-            Self::Resolve(_) | Self::Sink(_) => ErrorCode::InvalidArgument,
+            Self::Address(_) | Self::Sink(_) => ErrorCode::InvalidArgument,
+            // A name server that is down now may answer later.
+            Self::Resolve { .. } => ErrorCode::Unavailable,
             Self::Unexpected | Self::Corrupt { .. } => ErrorCode::Internal,
         }
     }
@@ -150,24 +163,26 @@ pub struct Client {
 impl Client {
     pub async fn connect(options: &ClientOptions) -> Result<Self, ClientError> {
         let tls = TlsMaterial::load(&options.ca, &options.cert, &options.key)?;
-        let addresses = Addresses::parse(&options.node).map_err(|_| ClientError::Resolve(options.node.clone()))?;
-        // Any family will do for the first address: the endpoint is bound to match it.
-        let any = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
-        let first = addresses
-            .resolve(0, any)
-            .await
-            .map_err(|_| ClientError::Resolve(addresses.get(0).to_string()))?;
-        let bind: SocketAddr = if first.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
-            .parse()
-            .map_err(|_| ClientError::Resolve(options.node.clone()))?;
-        let mut endpoint = Endpoint::client(bind).map_err(|e| connect_error(&options.node, e.to_string(), false))?;
-        endpoint.set_default_client_config(tls.quic_client_config(DEFAULT_IDLE_TIMEOUT)?);
+        let addresses = Addresses::parse(&options.node).map_err(|e| ClientError::Address(e.to_string()))?;
+        // The endpoint is bound to the family of the first address that resolves; an entry that
+        // does not resolve is skipped like one that does not answer.
         let mut last = None;
+        let mut bound = None;
         for i in 0..addresses.len() {
-            match dial(&endpoint, &addresses, i, &options.server_name).await {
+            let endpoint = match &bound {
+                Some(endpoint) => endpoint,
+                None => match endpoint_for(&addresses, i, &tls).await {
+                    Ok(endpoint) => bound.insert(endpoint),
+                    Err(e) => {
+                        last = Some(e);
+                        continue;
+                    }
+                },
+            };
+            match dial(endpoint, &addresses, i, &options.server_name).await {
                 Ok(conn) => {
                     return Ok(Self {
-                        endpoint,
+                        endpoint: endpoint.clone(),
                         conn: Mutex::new(conn),
                         addresses,
                         current: AtomicUsize::new(i),
@@ -176,11 +191,11 @@ impl Client {
                         answer_timeout: ANSWER_TIMEOUT,
                     })
                 }
-                Err(e) if e.code() == ErrorCode::Unauthenticated => return Err(e),
+                Err(e) if matches!(e.code(), ErrorCode::Unauthenticated | ErrorCode::InvalidArgument) => return Err(e),
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| ClientError::Resolve(options.node.clone())))
+        Err(last.unwrap_or_else(|| ClientError::Address(format!("no node address in {:?}", options.node))))
     }
 
     /// Calls give up on an answer that makes no progress for `timeout` (beyond a fetch's
@@ -372,7 +387,15 @@ impl Client {
     ) -> Result<ObjectMeta, ClientError> {
         let size = request.size;
         let request = Request::PutObject(request);
-        match framed::call_with_body(&self.conn(), &request, source, size, progress, CLIENT_MAX_FRAME).await? {
+        // The answer comes once the artifact is durable: in an HA zone, once it is in the engine
+        // too, which takes longer the larger it is.
+        let patience = Patience {
+            first: self.answer_timeout
+                + ENGINE_UPLOAD.saturating_mul(u32::try_from(size / 1_000_000).unwrap_or(u32::MAX)),
+            between: self.answer_timeout,
+        };
+        let conn = self.conn();
+        match framed::call_with_body(&conn, &request, source, size, progress, CLIENT_MAX_FRAME, patience).await? {
             Response::PutObject(meta) => Ok(meta),
             Response::Error(e) => Err(ClientError::Rpc(e)),
             _ => Err(ClientError::Unexpected),
@@ -393,9 +416,15 @@ impl Client {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
         });
-        let meta = match framed::call_for_body(&self.conn(), &request, CLIENT_MAX_FRAME).await? {
+        // The node may fetch the artifact from its HA zone's engine before it answers.
+        let patience = Patience {
+            first: self.answer_timeout + GET_AHEAD,
+            between: self.answer_timeout,
+        };
+        let meta = match framed::call_for_body(&self.conn(), &request, CLIENT_MAX_FRAME, patience).await? {
             (Response::GetObject(meta), mut recv) => {
-                let actual = receive_body(&mut recv, meta.size, sink, &mut progress).await?;
+                let between = self.answer_timeout;
+                let actual = receive_body(&mut recv, meta.size, between, sink, &mut progress).await?;
                 if actual != meta.digest {
                     return Err(ClientError::Corrupt {
                         expected: meta.digest,
@@ -420,14 +449,16 @@ impl Client {
 /// Bytes of an artifact gathered before they are written to the sink.
 const SINK_BUFFER: usize = 1 << 20;
 
-/// Copies a body of `size` bytes into `sink`, returning the digest of what arrived.
+/// Copies a body of `size` bytes into `sink`, returning the digest of what arrived; a body that
+/// brings no byte for `between` has stalled.
 async fn receive_body(
     recv: &mut quinn::RecvStream,
     size: u64,
+    between: Duration,
     sink: &mut (impl AsyncWrite + Unpin),
     progress: &mut impl FnMut(usize),
 ) -> Result<ObjectDigest, ClientError> {
-    let mut body = framed::BodyReader::new(size);
+    let mut body = framed::BodyReader::new(size, between);
     let mut hasher = ObjectHasher::default();
     // The body arrives about a packet at a time: one write (a blocking-pool hop for a file) per
     // packet made a get ten times slower than a put.
@@ -441,6 +472,24 @@ async fn receive_body(
     Ok(hasher.finish())
 }
 
+/// A client endpoint bound to the family of the `i`-th address, which must resolve.
+async fn endpoint_for(addresses: &Addresses, i: usize, tls: &TlsMaterial) -> Result<Endpoint, ClientError> {
+    let node = addresses.get(i).to_string();
+    // Any family will do: the endpoint is bound to match the address found.
+    let any = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+    let first = addresses.resolve(i, any).await.map_err(|e| ClientError::Resolve {
+        node: node.clone(),
+        reason: e.to_string(),
+    })?;
+    let bind = match first {
+        SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+        SocketAddr::V4(_) => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+    };
+    let mut endpoint = Endpoint::client(bind).map_err(|e| connect_error(&node, e.to_string(), false))?;
+    endpoint.set_default_client_config(tls.quic_client_config(DEFAULT_IDLE_TIMEOUT)?);
+    Ok(endpoint)
+}
+
 /// A connection to the `i`-th address (wrapping around).
 async fn dial(
     endpoint: &Endpoint,
@@ -452,13 +501,20 @@ async fn dial(
     let bound = endpoint
         .local_addr()
         .map_err(|e| connect_error(node, e.to_string(), false))?;
-    let addr = addresses
-        .resolve(i, bound)
-        .await
-        .map_err(|_| ClientError::Resolve(node.clone()))?;
-    let connecting = endpoint
-        .connect(addr, server_name)
-        .map_err(|e| connect_error(node, e.to_string(), false))?;
+    let addr = addresses.resolve(i, bound).await.map_err(|e| ClientError::Resolve {
+        node: node.clone(),
+        reason: e.to_string(),
+    })?;
+    // Refused before any packet: no retry can make this address or name one to dial.
+    let connecting = endpoint.connect(addr, server_name).map_err(|e| match e {
+        quinn::ConnectError::InvalidRemoteAddress(_) => {
+            ClientError::Address(format!("cannot dial {node} ({addr}): {e}"))
+        }
+        quinn::ConnectError::InvalidServerName(_) => ClientError::Address(format!(
+            "invalid server name {server_name:?} (--server-name, BSFG_SERVER_NAME): {e}"
+        )),
+        other => connect_error(node, other.to_string(), false),
+    })?;
     let patience = match addresses.len() {
         1 => DEFAULT_IDLE_TIMEOUT,
         _ => DIAL_TIMEOUT,

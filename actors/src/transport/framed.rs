@@ -195,21 +195,31 @@ pub async fn send_body(
 pub struct BodyReader {
     size: u64,
     remaining: u64,
+    /// How long a read may bring no byte before the body counts as stalled.
+    between: Duration,
 }
 
 impl BodyReader {
-    pub fn new(size: u64) -> Self {
-        Self { size, remaining: size }
+    /// A body of `size` bytes, each read of which may wait at most `between` for a byte.
+    pub fn new(size: u64, between: Duration) -> Self {
+        Self {
+            size,
+            remaining: size,
+            between,
+        }
     }
 
     /// The next chunk, or `None` once the whole body was read. A stream that ends early is
-    /// [`StreamError::Truncated`].
+    /// [`StreamError::Truncated`]; one that brings nothing for `between`, [`StreamError::Timeout`].
     pub async fn next(&mut self, recv: &mut RecvStream) -> Result<Option<Vec<u8>>, StreamError> {
         if self.remaining == 0 {
             return Ok(None);
         }
         let want = BODY_CHUNK.min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        let chunk = recv.read_chunk(want, true).await.map_err(|e| match e {
+        let read = tokio::time::timeout(self.between, recv.read_chunk(want, true))
+            .await
+            .map_err(|_| StreamError::Timeout(self.between))?;
+        let chunk = read.map_err(|e| match e {
             quinn::ReadError::ConnectionLost(c) => StreamError::Connection(c),
             other => StreamError::Stream(other.to_string()),
         })?;
@@ -313,20 +323,22 @@ async fn fill_patiently(
 }
 
 /// A call whose response may be followed by a raw body (`GetObject`): the stream is returned
-/// so the caller can read it with a [`BodyReader`].
+/// so the caller can read it with a [`BodyReader`]. The answer is waited for with `patience`.
 pub async fn call_for_body(
     conn: &Connection,
     request: &Request,
     max_frame_bytes: usize,
+    patience: Patience,
 ) -> Result<(Response, RecvStream), StreamError> {
     let (mut send, mut recv) = conn.open_bi().await?;
     let sent = write_frame(&mut send, request, max_frame_bytes).await;
-    let response = answer(sent, &mut recv, max_frame_bytes).await?;
+    let response = answer(sent, &mut recv, max_frame_bytes, patience).await?;
     Ok((response, recv))
 }
 
 /// A call whose request frame is followed by a raw body of `size` bytes read from `source`
-/// (`PutObject`). A node that refuses the call before the body is through still gets its answer read.
+/// (`PutObject`). A node that refuses the call before the body is through still gets its answer
+/// read; the answer is waited for with `patience`.
 pub async fn call_with_body(
     conn: &Connection,
     request: &Request,
@@ -334,6 +346,7 @@ pub async fn call_with_body(
     size: u64,
     progress: impl FnMut(usize),
     max_frame_bytes: usize,
+    patience: Patience,
 ) -> Result<Response, StreamError> {
     let (mut send, mut recv) = conn.open_bi().await?;
     let sent = async {
@@ -348,7 +361,7 @@ pub async fn call_with_body(
         let _ = send.reset(StreamCode::BodyFailed.code().into());
         return Err(unread);
     }
-    answer(sent, &mut recv, max_frame_bytes).await
+    answer(sent, &mut recv, max_frame_bytes, patience).await
 }
 
 /// The node's response; when it cannot be read, the error of the sending side comes first.
@@ -356,9 +369,11 @@ async fn answer(
     sent: Result<(), StreamError>,
     recv: &mut RecvStream,
     max_frame_bytes: usize,
+    patience: Patience,
 ) -> Result<Response, StreamError> {
-    match (sent, read_frame(recv, max_frame_bytes).await) {
-        (_, Ok(response)) => Ok(response),
+    let read = read_frame_patiently(recv, max_frame_bytes, patience).await;
+    match (sent, read) {
+        (_, Ok((response, _))) => Ok(response),
         (Err(e), Err(_)) | (Ok(()), Err(e)) => Err(e),
     }
 }
