@@ -6,10 +6,12 @@
 //!
 //! A writer task takes the frames waiting, as many as there are, and writes them at once; a
 //! reader task hands each answer frame to the caller of the frame it answers, in order. When the
-//! stream fails or the node ends it (it drains, stops being an HA zone's active instance, or
-//! shuts down), every call waiting on it gets that error — `UNAVAILABLE`, so a caller may send
-//! again, and an append is safe to send again (its `message_id`) — and the next call opens a new
-//! stream. So does a stream on which answers are owed but none has come for the client's answer
+//! stream fails (a lost connection, a reset), every call waiting on it gets that error —
+//! `UNAVAILABLE`, so a caller may send again, and an append is safe to send again (its
+//! `message_id`) — and the next call opens a new stream. When the node ends the stream cleanly
+//! (it drains, it refused a frame, it is an HA standby), it has answered every frame it read, so
+//! the frames still waiting were not taken: they go again on a new stream, where the node says
+//! why (`node is draining`) or serves them. So does a stream on which answers are owed but none has come for the client's answer
 //! timeout (a node that holds its calls while the connection stays up): the reader looks a few
 //! times per timeout, with one timer per stream, and only counts the time while an answer is owed.
 
@@ -192,8 +194,15 @@ async fn read_answers(mut recv: RecvStream, mut answers: mpsc::UnboundedReceiver
         }
     };
     answers.close();
+    // The node answers every frame it read before it ends a stream (it drains, it refused one,
+    // it is a standby): a clean end between frames means it took none of the frames still
+    // waiting. Their callers send them again on a new stream, and learn there why (or are
+    // served). A frame it may have taken (a lost connection, a reset) fails with the reason.
+    let untaken = matches!(error, StreamError::Ended);
     while let Some(answer) = answers.recv().await {
-        let _ = answer.send(Err(again(&error)));
+        if !untaken {
+            let _ = answer.send(Err(again(&error)));
+        }
     }
 }
 

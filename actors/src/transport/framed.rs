@@ -36,6 +36,9 @@ pub enum StreamError {
     Frame(#[from] FrameError),
     #[error("stream closed after {got} of {expected} bytes")]
     Truncated { expected: usize, got: usize },
+    /// The stream ended cleanly where a frame could have begun: no frame was cut.
+    #[error("stream ended before another frame")]
+    Ended,
     #[error("connection lost: {0}")]
     Connection(#[from] quinn::ConnectionError),
     #[error("stream failed: {0}")]
@@ -51,7 +54,7 @@ impl StreamError {
     pub fn to_rpc(&self) -> RpcError {
         match self {
             Self::Frame(FrameError::TooLarge { .. }) => RpcError::frame_too_large(self),
-            Self::Frame(_) | Self::Truncated { .. } => RpcError::invalid(self.to_string()),
+            Self::Frame(_) | Self::Truncated { .. } | Self::Ended => RpcError::invalid(self.to_string()),
             // The caller's bytes stopped coming: its link, not its request, is at fault.
             Self::Timeout(_) | Self::Connection(_) | Self::Stream(_) | Self::Source(_) => {
                 RpcError::new(ErrorCode::Unavailable, self.to_string())
@@ -67,7 +70,10 @@ pub async fn read_frame<T: bincode::Decode<()>>(
     max_frame_bytes: usize,
 ) -> Result<T, StreamError> {
     let mut header = [0u8; codec::HEADER_LEN];
-    read_exact(recv, &mut header).await?;
+    read_exact(recv, &mut header).await.map_err(|e| match e {
+        StreamError::Truncated { got: 0, .. } => StreamError::Ended,
+        other => other,
+    })?;
     let len = codec::body_len(header, max_frame_bytes)?;
     let mut body = vec![0u8; len];
     read_exact(recv, &mut body).await?;
