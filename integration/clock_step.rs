@@ -39,7 +39,7 @@ async fn a_clock_stepped_forward_expires_no_fact_early() {
     // Uploaded first, its fact to follow: no fact references it yet.
     let pdf = b"%PDF-1.7 batch 42";
     producer
-        .put_object(request_for("42.pdf", pdf), &mut &pdf[..], |_| {})
+        .put_object(request_for("42.pdf", pdf), &mut std::io::Cursor::new(&pdf[..]), |_| {})
         .await
         .expect("put the artifact");
 
@@ -56,7 +56,7 @@ async fn a_clock_stepped_forward_expires_no_fact_early() {
     // clock counts again, and an artifact uploaded after the step (never referenced) expires a
     // retention after its upload, not at the next start.
     producer
-        .put_object(request_for("43.pdf", pdf), &mut &pdf[..], |_| {})
+        .put_object(request_for("43.pdf", pdf), &mut std::io::Cursor::new(&pdf[..]), |_| {})
         .await
         .expect("put a second artifact");
     wait_until(Duration::from_secs(120), "the later artifact expires", || {
@@ -79,7 +79,7 @@ async fn a_clock_set_ahead_while_the_node_is_stopped_expires_no_fact_early() {
     let producer = cluster.client("enterprise").await;
     let pdf = b"%PDF-1.7 batch 42";
     producer
-        .put_object(request_for("42.pdf", pdf), &mut &pdf[..], |_| {})
+        .put_object(request_for("42.pdf", pdf), &mut std::io::Cursor::new(&pdf[..]), |_| {})
         .await
         .expect("put the artifact");
     let acked = append_many(&producer, "enterprise", "plant-a", "fact", FACTS, 50).await;

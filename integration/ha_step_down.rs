@@ -225,3 +225,41 @@ async fn the_commissioning_failover_and_replacement_runbooks_run_as_written() {
     .await;
     traffic.assert_delivered_exactly_once(Duration::from_secs(60)).await;
 }
+
+/// Artifacts follow the active instance too: a client that lists the standby first is refused
+/// `UNAVAILABLE` there, and its upload and download move on to the active instance (the upload
+/// sent again from the start of its file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifacts_move_on_from_a_standby_listed_first() {
+    let ha = HaZone::started("lease_ttl = \"2s\"").await;
+    let active = ha.wait_active(None, Duration::from_secs(5)).await;
+    let standby = HaZone::other(&active);
+    let mut options = ha.zone_client();
+    let rpc = |instance: &str| ha.cluster.net.node(instance).expect("instance").rpc.to_string();
+    options.node = format!("{},{}", rpc(standby), rpc(&active));
+    let content = vec![b'a'; 300_000];
+    let request = bsfg_proto::PutObjectRequest {
+        bucket: "coa".into(),
+        key: "batch-7.pdf".into(),
+        size: content.len() as u64,
+        media_type: None,
+    };
+    let producer = bsfg::client::Client::connect(&options)
+        .await
+        .expect("connect to the standby");
+    let stored = producer
+        .put_object(request, &mut std::io::Cursor::new(&content), |_| {})
+        .await
+        .expect("the upload moves on to the active instance");
+    assert_eq!(stored.size, content.len() as u64);
+
+    let consumer = bsfg::client::Client::connect(&options)
+        .await
+        .expect("connect to the standby");
+    let mut got = Vec::new();
+    consumer
+        .get_object("coa", "batch-7.pdf", &mut got, |_| {})
+        .await
+        .expect("the download moves on to the active instance");
+    assert!(got == content, "the content, whole ({} bytes)", got.len());
+}

@@ -157,7 +157,7 @@ async fn a_client_gives_up_on_an_answer_that_makes_no_progress() {
         size: pdf.len() as u64,
         media_type: None,
     };
-    let mut body = &pdf[..];
+    let mut body = std::io::Cursor::new(&pdf[..]);
     let put = producer.put_object(request, &mut body, |_| {});
     let given_up = tokio::time::timeout(Duration::from_secs(30), put)
         .await

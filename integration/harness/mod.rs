@@ -423,7 +423,7 @@ pub async fn append_with_artifact(
         size: content.len() as u64,
         media_type: Some(media_type.into()),
     };
-    let mut body = content;
+    let mut body = std::io::Cursor::new(content);
     let stored = client
         .put_object(request, &mut body, |_| {})
         .await

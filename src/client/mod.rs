@@ -48,7 +48,7 @@ use bsfg_proto::{
 };
 use bytes::Bytes;
 use quinn::{Connection, Endpoint};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncSeek, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 
 use self::append_stream::AppendStreams;
 
@@ -379,10 +379,12 @@ impl Client {
 
     /// Stores `request.size` bytes read from `source` as an artifact (`PutObject`); `progress` is
     /// told the length of every chunk sent. The body streams: it is never held whole in memory.
+    /// With several addresses, an upload refused `UNAVAILABLE` (an HA standby) is sent again to
+    /// the next one, from the start of `source`.
     pub async fn put_object(
         &self,
         request: PutObjectRequest,
-        source: &mut (impl AsyncRead + Unpin),
+        source: &mut (impl AsyncRead + AsyncSeek + Unpin),
         progress: impl FnMut(usize),
     ) -> Result<ObjectMeta, ClientError> {
         let size = request.size;
@@ -394,10 +396,16 @@ impl Client {
                 + ENGINE_UPLOAD.saturating_mul(u32::try_from(size / 1_000_000).unwrap_or(u32::MAX)),
             between: self.answer_timeout,
         };
-        let conn = self.conn();
-        match framed::call_with_body(&conn, &request, source, size, progress, CLIENT_MAX_FRAME, patience).await? {
+        let body = tokio::sync::Mutex::new((source, progress));
+        let (request, body) = (&request, &body);
+        let stored = self.with_failover(|conn| async move {
+            let mut body = body.lock().await;
+            let (source, progress) = &mut *body;
+            source.rewind().await.map_err(StreamError::Source)?;
+            framed::call_with_body(&conn, request, source, size, progress, CLIENT_MAX_FRAME, patience).await
+        });
+        match stored.await? {
             Response::PutObject(meta) => Ok(meta),
-            Response::Error(e) => Err(ClientError::Rpc(e)),
             _ => Err(ClientError::Unexpected),
         }
     }
@@ -421,21 +429,29 @@ impl Client {
             first: self.answer_timeout + GET_AHEAD,
             between: self.answer_timeout,
         };
-        let meta = match framed::call_for_body(&self.conn(), &request, CLIENT_MAX_FRAME, patience).await? {
-            (Response::GetObject(meta), mut recv) => {
-                let between = self.answer_timeout;
-                let actual = receive_body(&mut recv, meta.size, between, sink, &mut progress).await?;
-                if actual != meta.digest {
-                    return Err(ClientError::Corrupt {
-                        expected: meta.digest,
-                        actual,
-                    });
-                }
-                meta
-            }
-            (Response::Error(e), _) => return Err(ClientError::Rpc(e)),
+        // With several addresses, a refusal before the body (an HA standby) moves on to the next.
+        let body = std::sync::Mutex::new(None);
+        let (request, kept) = (&request, &body);
+        let answered = self.with_failover(|conn| async move {
+            let (response, recv) = framed::call_for_body(&conn, request, CLIENT_MAX_FRAME, patience).await?;
+            *kept.lock().unwrap_or_else(PoisonError::into_inner) = Some(recv);
+            Ok(response)
+        });
+        let meta = match answered.await? {
+            Response::GetObject(meta) => meta,
             _ => return Err(ClientError::Unexpected),
         };
+        let mut recv = body
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ok_or(ClientError::Unexpected)?;
+        let actual = receive_body(&mut recv, meta.size, self.answer_timeout, sink, &mut progress).await?;
+        if actual != meta.digest {
+            return Err(ClientError::Corrupt {
+                expected: meta.digest,
+                actual,
+            });
+        }
         Ok(meta)
     }
 
