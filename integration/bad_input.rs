@@ -209,6 +209,9 @@ fn frame_header(len: u32, body: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// `bsfg append` of a fact to plant-a, less its object and connection flags.
+const APPEND: [&str; 7] = ["append", "--to", "plant-a", "--subject", "s", "--predicate", "p"];
+
 /// The CLI checks what it is to append before it dials: with the node down, a bad
 /// `--object-json` or an unreadable `--jsonl` file is the caller's mistake (exit 1, naming it),
 /// not a node to retry later (exit 75).
@@ -216,8 +219,7 @@ fn frame_header(len: u32, body: &[u8]) -> Vec<u8> {
 fn the_cli_refuses_bad_input_before_it_dials() {
     let cluster = Cluster::pair();
     cluster.net.write_configs().expect("configs");
-    let fact = ["append", "--to", "plant-a", "--subject", "s", "--predicate", "p"];
-    let bad_json = cluster.cli("enterprise", &[&fact[..], &["--object-json", "{temp: 21}"]].concat());
+    let bad_json = cluster.cli("enterprise", &[&APPEND[..], &["--object-json", "{temp: 21}"]].concat());
     assert_eq!(bad_json.status.code(), Some(1), "{}", harness::stderr(&bad_json));
     assert!(harness::stderr(&bad_json).contains("--object-json is not valid JSON"));
     let missing = cluster.cli("enterprise", &["append", "--jsonl", "/nonexistent/facts.jsonl"]);
@@ -233,18 +235,8 @@ async fn the_cli_stores_a_payload_as_written() {
     let mut cluster = Cluster::pair();
     cluster.start_all();
     let append = |object: &str| {
-        let args = [
-            "append",
-            "--to",
-            "plant-a",
-            "--subject",
-            "s",
-            "--predicate",
-            "p",
-            "--message-id",
-            "big-1",
-        ];
-        cluster.cli("enterprise", &[&args[..], &["--object-json", object]].concat())
+        let id = ["--message-id", "big-1", "--object-json", object];
+        cluster.cli("enterprise", &[&APPEND[..], &id].concat())
     };
     let stored = append(r#"{ "z": 1, "id": 99999999999999999999 }"#);
     assert!(stored.status.success(), "{}", harness::stderr(&stored));
@@ -273,11 +265,7 @@ async fn the_cli_says_what_is_wrong_with_a_node_address() {
     cluster.start("enterprise");
     let real = cluster.net.node("enterprise").expect("enterprise").rpc.to_string();
     let status = |node: &str, extra: &[&str]| {
-        let args = [
-            &["append", "--to", "plant-a", "--subject", "s", "--predicate", "p"][..],
-            extra,
-        ]
-        .concat();
+        let args = [&APPEND[..], extra].concat();
         let mut command = cluster.cli_command("enterprise", harness::CLIENT, node, &args);
         command.output().expect("run bsfg")
     };
@@ -310,18 +298,16 @@ async fn the_cli_says_what_is_wrong_with_a_node_address() {
         .client("enterprise", harness::CLIENT)
         .expect("client options");
     let name = std::process::Command::new(harness::bin())
+        .args(APPEND)
         .args([
-            "append",
-            "--to",
-            "plant-a",
-            "--subject",
-            "s",
-            "--predicate",
-            "p",
             "--object-json",
             "{}",
+            "--node",
+            &real,
+            "--server-name",
+            "plant a",
+            "--ca",
         ])
-        .args(["--node", &real, "--server-name", "plant a", "--ca"])
         .arg(&o.ca)
         .arg("--cert")
         .arg(&o.cert)
