@@ -100,22 +100,18 @@ impl Cluster {
     }
 
     pub fn start(&mut self, zone: &str) {
-        self.net.write_configs().expect("configs");
-        let process = self
-            .net
-            .spawn(&bin(), zone)
-            .unwrap_or_else(|e| panic!("{e:#}\n{}", self.logs()));
-        self.nodes.insert(zone.to_owned(), process);
+        self.start_with(zone, Devnet::spawn);
     }
 
     /// Starts `zone` and waits until `/readyz` answers 200: for a node whose log level hides
     /// the `admin_listening` line [`Cluster::start`] waits for.
     pub fn start_ready(&mut self, zone: &str) {
+        self.start_with(zone, Devnet::spawn_ready);
+    }
+
+    fn start_with(&mut self, zone: &str, spawn: fn(&Devnet, &std::path::Path, &str) -> anyhow::Result<NodeProcess>) {
         self.net.write_configs().expect("configs");
-        let process = self
-            .net
-            .spawn_ready(&bin(), zone)
-            .unwrap_or_else(|e| panic!("{e:#}\n{}", self.logs()));
+        let process = spawn(&self.net, &bin(), zone).unwrap_or_else(|e| panic!("{e:#}\n{}", self.logs()));
         self.nodes.insert(zone.to_owned(), process);
     }
 
