@@ -95,12 +95,26 @@ impl Engine {
             view: Mutex::new(view),
         });
         let watcher = tokio::spawn(follow_lease(store.clone(), shared.clone()));
-        Ok(KvLease {
+        let lease = KvLease {
             store,
             instance: spec.instance.clone(),
             shared,
             watcher,
-        })
+        };
+        // A bucket just created may not answer a read for a moment ("no responders" while its
+        // stream's replicas start): the first read waits through it, as provisioning waits
+        // through an election, so the first `acquire` is answered.
+        let object = format!("lease bucket of zone {}", spec.zone);
+        provision::create(&object, || lease.read(), unanswered).await?;
+        Ok(lease)
+    }
+}
+
+/// A read the engine did not answer (no responders, a timeout) may be answered the next time.
+fn unanswered(error: &LeaseError) -> provision::Failure {
+    match error {
+        LeaseError::Unavailable(_) => provision::Failure::Transient,
+        _ => provision::Failure::Fatal,
     }
 }
 
