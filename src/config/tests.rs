@@ -307,6 +307,16 @@ fn the_write_stall_timeout_is_a_duration_of_the_node_longer_than_an_ha_commit() 
         "not longer than storage.jetstream.commit_timeout (15s)",
     );
     parse(&format!("{}\n{ha}", with("write_stall_timeout = \"16s\""))).expect("longer than the commit");
+    // One fact must fit in one record of the zone's log (4 MiB).
+    let limits = "[limits]\nmax_frame_bytes = \"16MiB\"\nmax_fact_bytes = \"5MiB\"";
+    let stall = with("write_stall_timeout = \"16s\"");
+    let large = format!("{stall}\n{limits}\n{ha}");
+    assert_invalid(
+        &large,
+        "limits.max_fact_bytes",
+        "5.0 MiB does not fit in one record of the HA zone's log",
+    );
+    parse(&format!("{stall}\n{limits}")).expect("a single node's log takes a fact of 5 MiB");
 }
 
 #[test]

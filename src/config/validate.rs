@@ -25,7 +25,29 @@ pub(super) fn check(config: &Config) -> Result<(), ConfigError> {
     check_limits(&config.limits)?;
     super::storage::check(&config.storage).map_err(|(key, reason)| invalid(key, reason))?;
     check_write_stall(config)?;
+    check_ha_limits(config)?;
     check_admin(config)
+}
+
+/// Room a record of an HA zone's log keeps beside one fact: the fact's keys, index and
+/// idempotency entries, and the record's own framing.
+const RECORD_ROOM: usize = 64 << 10;
+
+/// An HA zone's log takes a commit as records of at most `MAX_RECORD_BYTES`: a group of facts is
+/// split to fit, one fact is not, and a fact that cannot fit fails the whole group it is in.
+fn check_ha_limits(config: &Config) -> Result<(), ConfigError> {
+    let ceiling = (bsfg_engine::jetstream::MAX_RECORD_BYTES - RECORD_ROOM) as u64;
+    let fact = config.limits.max_fact_bytes;
+    match &config.storage.jetstream {
+        Some(_) if fact.bytes() > ceiling => Err(invalid(
+            "limits.max_fact_bytes",
+            format!(
+                "{fact} does not fit in one record of the HA zone's log (storage.engine = \"jetstream\"): at most {}",
+                bytesize::ByteSize(ceiling).display().iec()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// An HA instance's commit may rightly wait for the engine up to `commit_timeout`: only a write

@@ -19,7 +19,7 @@ pub use lease::KvLease;
 pub use log::JetStreamLog;
 pub use members::{KvMembers, Member, Seen};
 pub use objects::{JetStreamObjects, ObjectError};
-pub use provision::{LeaseSpec, LogSpec};
+pub use provision::{LeaseSpec, LogSpec, MAX_RECORD_BYTES};
 pub use tail::JetStreamTail;
 
 use std::{path::PathBuf, time::Duration};
