@@ -198,6 +198,8 @@ async fn read_answers(mut recv: RecvStream, mut answers: mpsc::UnboundedReceiver
     // it is a standby): a clean end between frames means it took none of the frames still
     // waiting. Their callers send them again on a new stream, and learn there why (or are
     // served). A frame it may have taken (a lost connection, a reset) fails with the reason.
+    // Should a stopping node's task be cut off after a drain's grace (its stream then ends as
+    // if cleanly), a frame it took is answered again on the new stream, as a duplicate.
     let untaken = matches!(error, StreamError::Ended);
     while let Some(answer) = answers.recv().await {
         if !untaken {
