@@ -11,6 +11,7 @@ mod append_order;
 mod append_stream;
 mod artifact_bounds;
 mod artifact_references;
+mod artifact_resume;
 mod artifacts;
 mod audit_trail;
 mod backpressure_drop_oldest;

@@ -22,6 +22,9 @@ pub enum Request {
     /// `AppendFacts` that stops at its first failed message (see [`AppendBatchRequest`]); its
     /// operation name is `append_facts` too.
     AppendInOrder(AppendBatchRequest),
+    /// `GetObject` of the bytes from an offset on: a peer resuming a pull that broke off. Its
+    /// operation name is `get_object` too. A node of an older version refuses it as malformed.
+    GetObjectFrom(GetObjectFromRequest),
 }
 
 impl Request {
@@ -42,7 +45,7 @@ impl Request {
             Self::Fetch(_) => "fetch_facts",
             Self::Confirm(_) => "confirm_receipt",
             Self::PutObject(_) => "put_object",
-            Self::GetObject(_) => "get_object",
+            Self::GetObject(_) | Self::GetObjectFrom(_) => "get_object",
             Self::AppendBatch(_) | Self::AppendInOrder(_) => "append_facts",
         }
     }
@@ -66,7 +69,8 @@ pub enum Response {
     Error(RpcError),
     /// The artifact is durable under its key.
     PutObject(ObjectMeta),
-    /// Followed on the same stream by exactly `size` raw bytes of the artifact.
+    /// Followed on the same stream by exactly `size` raw bytes of the artifact (the bytes from
+    /// `offset` on, `size - offset` of them, after a [`Request::GetObjectFrom`]).
     GetObject(ObjectMeta),
     AppendBatch(AppendBatchResponse),
 }
@@ -224,6 +228,17 @@ pub struct ConfirmRequest {
     pub offset: u64,
 }
 
+impl From<GetObjectRequest> for GetObjectFromRequest {
+    /// The whole artifact: its bytes from the first on.
+    fn from(r: GetObjectRequest) -> Self {
+        Self {
+            bucket: r.bucket,
+            key: r.key,
+            offset: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
 pub struct ConfirmResponse {
     /// The cursor after the call.
@@ -246,6 +261,15 @@ pub struct PutObjectRequest {
 pub struct GetObjectRequest {
     pub bucket: String,
     pub key: String,
+}
+
+/// The bytes of an artifact from `offset` on (at most its size): answered by
+/// [`Response::GetObject`] with the whole artifact's meta, then `size - offset` bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct GetObjectFromRequest {
+    pub bucket: String,
+    pub key: String,
+    pub offset: u64,
 }
 
 /// A stored artifact, as `PutObject` stored it and `GetObject` streams it.

@@ -13,8 +13,9 @@ use std::{
 
 use bsfg_proto::{
     codec, AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, ConfirmRequest, ConfirmResponse,
-    EncodedFact, EncodedPage, Envelope, ErrorCode, Fact, FetchRequest, FetchResponse, FetchedFact, GetObjectRequest,
-    Message, ObjectDigest, ObjectMeta, PutObjectRequest, Request, Response, RpcError,
+    EncodedFact, EncodedPage, Envelope, ErrorCode, Fact, FetchRequest, FetchResponse, FetchedFact,
+    GetObjectFromRequest, GetObjectRequest, Message, ObjectDigest, ObjectMeta, PutObjectRequest, Request, Response,
+    RpcError,
 };
 use proptest::prelude::*;
 
@@ -128,6 +129,11 @@ fn request() -> impl Strategy<Value = Request> {
             .prop_map(|messages| Request::AppendBatch(AppendBatchRequest { messages })),
         prop::collection::vec(message(), 0..8)
             .prop_map(|messages| Request::AppendInOrder(AppendBatchRequest { messages })),
+        (text(), text(), any::<u64>()).prop_map(|(bucket, key, offset)| Request::GetObjectFrom(GetObjectFromRequest {
+            bucket,
+            key,
+            offset
+        })),
     ]
 }
 
@@ -316,8 +322,18 @@ fn variant_tags_are_pinned() {
             messages: vec![Message::default()],
         }))
         .expect("append batch")),
+        tag(codec::encode_value(&Request::AppendInOrder(AppendBatchRequest {
+            messages: vec![Message::default()],
+        }))
+        .expect("append in order")),
+        tag(codec::encode_value(&Request::GetObjectFrom(GetObjectFromRequest {
+            bucket: "b".into(),
+            key: "k".into(),
+            offset: 1,
+        }))
+        .expect("get from")),
     ];
-    assert_eq!(request_tags, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(request_tags, [0, 1, 2, 3, 4, 5, 6, 7]);
     let response_tags = [
         tag(codec::encode_value(&Response::Append(AppendResponse {
             offset: 1,

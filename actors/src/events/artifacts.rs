@@ -16,6 +16,7 @@ use crate::metrics::Counted;
 
 pub const ARTIFACT_RETRIEVAL_FAILED: &str = "artifact_retrieval_failed";
 pub const ARTIFACT_PULL_DEFERRED: &str = "artifact_pull_deferred";
+pub const ARTIFACT_PULL_RESUMED: &str = "artifact_pull_resumed";
 pub const ARTIFACT_CONFLICT: &str = "artifact_conflict";
 pub const ARTIFACT_REJECTED: &str = "artifact_rejected";
 pub const ARTIFACT_EXPIRED: &str = "artifact_expired";
@@ -67,6 +68,24 @@ impl ArtifactPullDeferred<'_> {
         warn!(t.log, "{}", ARTIFACT_PULL_DEFERRED; "peer" => self.peer, "message_id" => self.message_id,
             "bucket" => self.bucket, "key" => self.key, "size" => self.size, "reason" => self.reason);
         Counted::new(t.metrics.artifact_pulls_waiting.clone())
+    }
+}
+
+/// A pull from `peer` asks for an artifact's bytes from `offset` on: an earlier transfer of it
+/// broke off there, and what had arrived was kept.
+pub struct ArtifactPullResumed<'a> {
+    pub peer: &'a str,
+    pub message_id: &'a str,
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl Event for ArtifactPullResumed<'_> {
+    fn emit(self, t: &Telemetry) {
+        info!(t.log, "{}", ARTIFACT_PULL_RESUMED; "peer" => self.peer, "message_id" => self.message_id,
+            "bucket" => self.bucket, "key" => self.key, "offset" => self.offset, "size" => self.size);
     }
 }
 

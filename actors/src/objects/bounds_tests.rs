@@ -29,7 +29,7 @@ fn fixture(config: ObjectsConfig) -> Fixture {
 }
 
 /// Bytes of the blob files under `root`: the recount on disk.
-fn bytes_on_disk(root: &Path) -> u64 {
+pub(super) fn bytes_on_disk(root: &Path) -> u64 {
     let shards = fs::read_dir(root.join("objects/sha256")).expect("sha256 dir");
     let files = shards.flat_map(|shard| fs::read_dir(shard.expect("shard").path()).expect("shard dir"));
     files

@@ -20,10 +20,18 @@ use super::{
     blobs::{Blobs, TempBlob},
     holds::Holds,
     remote::RemoteBlobs,
+    resume::{Kept, Upload},
     space::Space,
     ObjectError, Origin, PutSpec,
 };
 use crate::storage::{ObjectEntry, ObjectIndex, StorageError};
+
+/// A body pulled from `peer`, continuing `offset` bytes received before its transfer broke off
+/// (0: from the first byte).
+pub(super) struct Pull {
+    pub(super) peer: String,
+    pub(super) offset: u64,
+}
 
 /// The gauges the store keeps current.
 #[derive(Clone)]
@@ -47,6 +55,8 @@ pub(super) struct Catalog {
     pub(super) usage: IntGaugeVec,
     pub(super) space: Arc<Space>,
     pub(super) holds: Arc<Holds>,
+    /// Pulls from peers that broke off, to be resumed (see `resume`).
+    pub(super) kept: Kept,
     /// Unreferenced objects stored longer ago than this are swept.
     pub(super) retention: Duration,
     /// An HA zone's second tier (see `remote`).
@@ -78,6 +88,7 @@ impl Catalog {
             usage: gauges.usage,
             space: Space::new(capacity, used, gauges.blob_bytes),
             holds: Arc::default(),
+            kept: Kept::default(),
             retention,
             remote,
             remote_deletions: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -98,33 +109,39 @@ impl Catalog {
     }
 
     /// Writes the chunks of one upload to a temporary blob, then commits it. Exactly
-    /// `spec.size` bytes must arrive before the channel closes.
+    /// `spec.size` bytes must arrive before the channel closes, in all: a pull that resumes at
+    /// `offset` continues the transfer kept for its peer, and a pulled body that ends short is
+    /// kept for the next attempt.
     pub(super) fn receive(
         &self,
         spec: &PutSpec,
+        pull: Option<&Pull>,
         mut chunks: mpsc::Receiver<Vec<u8>>,
     ) -> Result<ObjectMeta, ObjectError> {
-        if let Some(stored) = self.lookup(&spec.bucket, &spec.key)? {
-            // Cheap early refusal: a referenced object of another size cannot be this content.
-            if stored.referenced && stored.size != spec.size {
-                return Err(immutable(spec, &stored));
-            }
-        }
-        // Held until the blob is installed (or refused): then it counts as used, or not at all.
-        let _room = self.space.reserve(spec.size)?;
-        let mut temp = self.blobs.create_temp()?;
+        let mut upload = match (pull, spec.origin) {
+            (Some(pull), Origin::Peer { digest }) if pull.offset > 0 => self
+                .kept
+                .take(&pull.peer, &digest, pull.offset)
+                .ok_or(ObjectError::ResumeLost { offset: pull.offset })?,
+            _ => self.begin(spec)?,
+        };
         while let Some(chunk) = chunks.blocking_recv() {
-            if temp.written() + chunk.len() as u64 > spec.size {
+            if upload.temp.written() + chunk.len() as u64 > spec.size {
                 return Err(ObjectError::Oversized { size: spec.size });
             }
-            temp.write(&chunk)?;
+            upload.temp.write(&chunk)?;
         }
-        if temp.written() != spec.size {
+        let got = upload.temp.written();
+        if got != spec.size {
+            if let (Some(pull), Origin::Peer { digest }) = (pull, spec.origin) {
+                self.kept.keep(&pull.peer, digest, upload);
+            }
             return Err(ObjectError::Truncated {
                 expected: spec.size,
-                got: temp.written(),
+                got,
             });
         }
+        let Upload { mut temp, room } = upload;
         let digest = temp.seal()?;
         if let Origin::Peer { digest: expected } = spec.origin {
             if digest != expected {
@@ -134,7 +151,23 @@ impl Catalog {
                 });
             }
         }
-        self.commit(spec, temp, digest)
+        let committed = self.commit(spec, temp, digest);
+        // Held until the blob is installed (or refused): then it counts as used, or not at all.
+        drop(room);
+        committed
+    }
+
+    /// A new upload of `spec`, with its room in the store.
+    fn begin(&self, spec: &PutSpec) -> Result<Upload, ObjectError> {
+        if let Some(stored) = self.lookup(&spec.bucket, &spec.key)? {
+            // Cheap early refusal: a referenced object of another size cannot be this content.
+            if stored.referenced && stored.size != spec.size {
+                return Err(immutable(spec, &stored));
+            }
+        }
+        let room = self.space.reserve(spec.size)?;
+        let temp = self.blobs.create_temp()?;
+        Ok(Upload { temp, room })
     }
 
     /// Points `(bucket, key)` at the sealed blob: identical content is a no-op (except that its

@@ -37,6 +37,7 @@ mod holds;
 mod remote;
 #[cfg(test)]
 mod remote_tests;
+mod resume;
 mod space;
 mod sweep;
 #[cfg(test)]
@@ -51,8 +52,8 @@ use tokio::{
 };
 
 use crate::storage::{ObjectEntry, ObjectIndex, Storage, StorageError};
-use catalog::Catalog;
 pub use catalog::ObjectGauges;
+use catalog::{Catalog, Pull};
 pub use holds::Hold;
 pub use remote::{EngineBlobs, RemoteBlobs};
 pub use sweep::{run_sweeps, Swept};
@@ -86,6 +87,10 @@ pub enum ObjectError {
     },
     #[error("{0}")]
     BadReference(String),
+    #[error("offset {offset} is beyond the end of the object ({size} bytes)")]
+    BeyondEnd { offset: u64, size: u64 },
+    #[error("the {offset} bytes received before the transfer broke off are no longer kept; it starts over")]
+    ResumeLost { offset: u64 },
     #[error("body is longer than the announced {size} bytes")]
     Oversized { size: u64 },
     #[error("body ended after {got} of {expected} bytes")]
@@ -242,27 +247,91 @@ impl ObjectStore {
             },
             Origin::Peer { .. } => None,
         };
+        self.stream_in(spec, None, body, read_timeout).await
+    }
+
+    /// Bytes of the artifact `digest` received from `peer` before a pull of it broke off, kept
+    /// to be resumed: the body of the next pull starts there (0: from the first byte). What is
+    /// kept of other content from `peer` is dropped.
+    pub async fn resumable(&self, peer: &str, digest: ObjectDigest) -> Result<u64, ObjectError> {
+        let peer = peer.to_owned();
+        self.blocking(move |catalog| Ok(catalog.kept.received(&peer, &digest)))
+            .await
+    }
+
+    /// Drops what is kept of a broken pull from `peer` (its peer would not resume it).
+    pub async fn forget_pull(&self, peer: &str) -> Result<(), ObjectError> {
+        let peer = peer.to_owned();
+        self.blocking(move |catalog| {
+            catalog.kept.forget(&peer);
+            Ok(())
+        })
+        .await
+    }
+
+    /// [`ObjectStore::receive`] for an artifact pulled from `peer` (`spec.origin` is
+    /// `Origin::Peer`): `body` holds its bytes from `offset` on, the point
+    /// [`ObjectStore::resumable`] gave. When the body breaks off, what arrived is kept.
+    pub async fn receive_pulled(
+        &self,
+        spec: PutSpec,
+        peer: &str,
+        offset: u64,
+        body: &mut (impl AsyncRead + Unpin),
+        read_timeout: Duration,
+    ) -> Result<ObjectMeta, ObjectError> {
+        self.check(&spec)?;
+        let pull = Pull {
+            peer: peer.to_owned(),
+            offset,
+        };
+        self.stream_in(spec, Some(pull), body, read_timeout).await
+    }
+
+    /// Hands `body` chunk by chunk to a blocking writer, which stores what arrives after the
+    /// `offset` bytes of a resumed pull.
+    async fn stream_in(
+        &self,
+        spec: PutSpec,
+        pull: Option<Pull>,
+        body: &mut (impl AsyncRead + Unpin),
+        read_timeout: Duration,
+    ) -> Result<ObjectMeta, ObjectError> {
         let size = spec.size;
+        let mut got = pull.as_ref().map_or(0, |pull| pull.offset);
         let (chunks, received) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let catalog = self.catalog.clone();
-        let writer = tokio::task::spawn_blocking(move || catalog.receive(&spec, received));
-        let mut got = 0;
+        let writer = tokio::task::spawn_blocking(move || catalog.receive(&spec, pull.as_ref(), received));
+        let mut broke = None;
         while got < size {
-            // Returning early drops `chunks`: the writer sees a short body and deletes its file.
-            let chunk = read_chunk(body, size - got, read_timeout).await?;
-            if chunk.is_empty() {
-                return Err(ObjectError::Truncated { expected: size, got });
-            }
-            got += chunk.len() as u64;
-            if chunks.send(chunk).await.is_err() {
-                // The writer stopped early (a refusal or a disk error): its answer says why.
-                break;
+            let chunk = match read_chunk(body, size - got, read_timeout).await {
+                Ok(chunk) if chunk.is_empty() => Err(ObjectError::Truncated { expected: size, got }),
+                read => read,
+            };
+            match chunk {
+                Ok(chunk) => {
+                    got += chunk.len() as u64;
+                    if chunks.send(chunk).await.is_err() {
+                        // The writer stopped early (a refusal or a disk error): its answer says why.
+                        break;
+                    }
+                }
+                Err(e) => {
+                    broke = Some(e);
+                    break;
+                }
             }
         }
+        // The writer sees a short body when the read broke off: it deletes its file, or keeps
+        // a pull's. Awaited, so the next attempt finds what it kept.
         drop(chunks);
-        writer
+        let written = writer
             .await
-            .map_err(|e| ObjectError::Io(std::io::Error::other(e.to_string())))?
+            .map_err(|e| ObjectError::Io(std::io::Error::other(e.to_string())))?;
+        match broke {
+            Some(e) => Err(e),
+            None => written,
+        }
     }
 
     /// Whether `spec` could ever be stored here: its names, and its size against the limits.
@@ -307,11 +376,13 @@ impl ObjectStore {
             .await
     }
 
-    /// Opens an object for reading: its entry and its blob file.
+    /// Opens an object for reading: its entry and its blob file, positioned at `offset` (at most
+    /// the object's size).
     pub async fn open_blob(
         &self,
         bucket: &str,
         key: &str,
+        offset: u64,
     ) -> Result<(ObjectMeta, ObjectEntry, tokio::fs::File), ObjectError> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.blocking(move |catalog| {
@@ -319,8 +390,15 @@ impl ObjectStore {
                 bucket: bucket.clone(),
                 key: key.clone(),
             })?;
+            if offset > entry.size {
+                return Err(ObjectError::BeyondEnd {
+                    offset,
+                    size: entry.size,
+                });
+            }
             catalog.ensure_local(&entry.digest)?;
-            let file = std::fs::File::open(catalog.blobs().path(&entry.digest))?;
+            let mut file = std::fs::File::open(catalog.blobs().path(&entry.digest))?;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
             Ok((
                 catalog::meta(&bucket, &key, &entry),
                 entry,

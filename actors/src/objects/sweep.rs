@@ -104,6 +104,7 @@ impl Catalog {
     /// One sweep as of `now` (Unix ms, from the sweeper's [`RetentionClock`]).
     pub(super) fn sweep(&self, logs: &dyn Storage, now: u64) -> Result<Swept, ObjectError> {
         let generation = self.holds.begin_sweep();
+        self.kept.expire(self.retention);
         let cutoff = now.saturating_sub(u64::try_from(self.retention.as_millis()).unwrap_or(u64::MAX));
         let candidates = self.candidates(cutoff)?;
         let scanned = candidates.iter().any(|c| c.entry.referenced);

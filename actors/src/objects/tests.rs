@@ -81,7 +81,7 @@ pub(super) fn put_chunks(
         tx.try_send(piece.to_vec()).expect("channel has room");
     }
     drop(tx);
-    catalog.receive(spec, rx)
+    catalog.receive(spec, None, rx)
 }
 
 pub(super) fn put(catalog: &Catalog, key: &str, body: &[u8]) -> Result<bsfg_proto::ObjectMeta, ObjectError> {
@@ -99,7 +99,7 @@ pub(super) fn reference(key: &str, body: &[u8]) -> ArtifactRef {
     }
 }
 
-fn files_in(dir: &Path) -> usize {
+pub(super) fn files_in(dir: &Path) -> usize {
     fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
 
@@ -266,7 +266,7 @@ fn objects_survive_a_crash_and_interrupted_uploads_are_cleared() {
 }
 
 /// An object store over RocksDB in `dir`, refusing objects over `limit` bytes.
-fn store_in(dir: &Path, limit: u64) -> ObjectStore {
+pub(super) fn store_in(dir: &Path, limit: u64) -> ObjectStore {
     let index = Arc::new(RocksStorage::open(&dir.join("db"), "plant-a").expect("rocksdb"));
     let config = ObjectsConfig {
         max_object_bytes: limit,
@@ -290,7 +290,7 @@ fn names_and_the_size_limit_are_checked_before_any_byte_is_stored() {
     assert!(matches!(store.check(&too_big), Err(ObjectError::Name(_))));
 }
 
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn a_body_is_read_from_any_byte_source_in_chunks() {

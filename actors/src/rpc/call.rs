@@ -152,6 +152,7 @@ impl Details {
             },
             Request::PutObject(r) => Self::object(&r.bucket, &r.key),
             Request::GetObject(r) => Self::object(&r.bucket, &r.key),
+            Request::GetObjectFrom(r) => Self::object(&r.bucket, &r.key),
         }
     }
 

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use bsfg_proto::{
-    rpc::MAX_APPEND_BATCH, AppendBatchResponse, ConfirmRequest, ConfirmResponse, FetchRequest, Message, Request,
-    Response, RpcError,
+    rpc::MAX_APPEND_BATCH, AppendBatchResponse, ConfirmRequest, ConfirmResponse, FetchRequest, GetObjectFromRequest,
+    Message, Request, Response, RpcError,
 };
 use quinn::RecvStream;
 
@@ -52,15 +52,21 @@ pub(super) async fn dispatch(
         }
         Request::Confirm(r) => confirm(r, caller, ctx).await.unwrap_or_else(Response::Error),
         Request::PutObject(r) => objects::put(r, caller, ctx, recv).await.unwrap_or_else(Response::Error),
-        Request::GetObject(r) => match objects::get(r, caller, ctx).await {
-            Ok((response, blob)) => {
-                *body = Some(blob);
-                response
-            }
-            Err(e) => Response::Error(e),
-        },
+        Request::GetObject(r) => get(r.into(), caller, ctx, body).await,
+        Request::GetObjectFrom(r) => get(r, caller, ctx, body).await,
     };
     response.into()
+}
+
+/// `GetObject`, whole or from an offset: the blob to stream after the answer goes in `body`.
+async fn get(r: GetObjectFromRequest, caller: &Caller, ctx: &Context, body: &mut Option<objects::Body>) -> Response {
+    match objects::get(r, caller, ctx).await {
+        Ok((response, blob)) => {
+            *body = Some(blob);
+            response
+        }
+        Err(e) => Response::Error(e),
+    }
 }
 
 /// AppendFact (one message) and AppendFacts (either form) alike.

@@ -1,7 +1,7 @@
 //! `PutObject` and `GetObject` calls: who may make them, and the raw bodies that travel around
 //! their frames (after the request for a put, after the response for a get).
 
-use bsfg_proto::{object, GetObjectRequest, PutObjectRequest, Response, RpcError, StreamCode};
+use bsfg_proto::{object, GetObjectFromRequest, PutObjectRequest, Response, RpcError, StreamCode};
 use quinn::{RecvStream, SendStream};
 
 use super::{
@@ -45,14 +45,15 @@ pub(super) async fn put(
 }
 
 /// Needs the `consume` role, or is a peer whose zone a fact referencing the object is addressed
-/// to: a peer never reads artifacts of facts addressed to another zone.
-pub(super) async fn get(r: GetObjectRequest, caller: &Caller, ctx: &Context) -> Result<(Response, Body), RpcError> {
+/// to: a peer never reads artifacts of facts addressed to another zone. The body is the blob's
+/// bytes from `r.offset` on; the answer names the whole artifact.
+pub(super) async fn get(r: GetObjectFromRequest, caller: &Caller, ctx: &Context) -> Result<(Response, Body), RpcError> {
     if !matches!(caller, Caller::Peer(_)) {
         authorise(caller, Role::Consume, &ctx.config.zone)?;
     }
     object::check_bucket(&r.bucket).map_err(|e| RpcError::invalid(e.to_string()))?;
     object::check_key(&r.key).map_err(|e| RpcError::invalid(e.to_string()))?;
-    let (meta, entry, file) = ctx.deps.objects.open_blob(&r.bucket, &r.key).await?;
+    let (meta, entry, file) = ctx.deps.objects.open_blob(&r.bucket, &r.key, r.offset).await?;
     if let Caller::Peer(zone) = caller {
         if !entry.referenced_by.contains(zone) {
             return Err(RpcError::denied(format!(
@@ -61,7 +62,7 @@ pub(super) async fn get(r: GetObjectRequest, caller: &Caller, ctx: &Context) -> 
             )));
         }
     }
-    let size = meta.size;
+    let size = meta.size - r.offset;
     Ok((Response::GetObject(meta), Body { file, size }))
 }
 

@@ -21,13 +21,17 @@
 //! - Every artifact of the page is held (`objects::Hold`) from before it is looked up until the
 //!   page is inserted, so the local sweep cannot delete it in between.
 
-use bsfg_proto::{ArtifactRef, GetObjectRequest, Message, ObjectMeta, Request, Response, StreamCode};
+use bsfg_proto::{
+    ArtifactRef, GetObjectFromRequest, GetObjectRequest, Message, ObjectMeta, Request, Response, StreamCode,
+};
 use quinn::Connection;
 
 use super::{session::Session, PullError};
 use crate::{
     backpressure::UploadRoom,
-    events::{ArtifactPullDeferred, ArtifactRetrievalFailed, ArtifactRetrieved, ArtifactSkipped, Skip},
+    events::{
+        ArtifactPullDeferred, ArtifactPullResumed, ArtifactRetrievalFailed, ArtifactRetrieved, ArtifactSkipped, Skip,
+    },
     objects::{Hold, ObjectError, Origin, PutSpec},
     relay::Sorted,
     transport::framed,
@@ -175,21 +179,47 @@ impl Session {
         objects.check_size(artifact.size).map_err(PullError::Objects)?;
         // Held until the artifact is stored, so artifacts pulled at once count against the room.
         let _room = self.room_for(conn, message, artifact).await?;
-        let request = Request::GetObject(GetObjectRequest {
-            bucket: artifact.bucket.clone(),
-            key: artifact.key.clone(),
-        });
+        let peer = &self.config.peer;
+        let offset = objects
+            .resumable(peer, artifact.digest)
+            .await
+            .map_err(PullError::Objects)?;
+        let (bucket, key) = (artifact.bucket.clone(), artifact.key.clone());
+        let request = match offset {
+            0 => Request::GetObject(GetObjectRequest { bucket, key }),
+            offset => Request::GetObjectFrom(GetObjectFromRequest { bucket, key, offset }),
+        };
         let max_frame_bytes = self.config.max_frame_bytes;
         let call = framed::patient_call(conn, &request, max_frame_bytes, self.patience());
         let (answered, mut recv) = self.watched(conn, call).await?;
-        let meta = match answered.response {
-            Response::GetObject(meta) => meta,
-            Response::Error(e) => return Err(PullError::Remote(e)),
-            _ => return Err(PullError::Protocol("get_object")),
+        let spec = match answered.response {
+            Response::GetObject(meta) => put_spec(artifact, meta).map_err(PullError::Objects),
+            Response::Error(e) => Err(PullError::Remote(e)),
+            _ => Err(PullError::Protocol("get_object")),
         };
-        let spec = put_spec(artifact, meta).map_err(PullError::Objects)?;
+        let spec = match spec {
+            Ok(spec) => spec,
+            Err(e) => {
+                if offset > 0 {
+                    // Not resumed (a peer of an older version refuses `GetObjectFrom` as
+                    // malformed): the next attempt starts from the first byte.
+                    objects.forget_pull(peer).await.map_err(PullError::Objects)?;
+                }
+                return Err(e);
+            }
+        };
+        if offset > 0 {
+            self.deps.telemetry.emit(ArtifactPullResumed {
+                peer,
+                message_id: &message.envelope.message_id,
+                bucket: &artifact.bucket,
+                key: &artifact.key,
+                offset,
+                size: artifact.size,
+            });
+        }
         objects
-            .receive(spec, &mut recv, self.patience().between)
+            .receive_pulled(spec, peer, offset, &mut recv, self.patience().between)
             .await
             .map_err(PullError::Objects)?;
         Ok(())
