@@ -29,14 +29,11 @@ pub(super) fn check(config: &Config) -> Result<(), ConfigError> {
     check_admin(config)
 }
 
-/// Room a record of an HA zone's log keeps beside one fact: the fact's keys, index and
-/// idempotency entries, and the record's own framing.
-const RECORD_ROOM: usize = 64 << 10;
-
 /// An HA zone's log takes a commit as records of at most `MAX_RECORD_BYTES`: a group of facts is
-/// split to fit, one fact is not, and a fact that cannot fit fails the whole group it is in.
+/// split to fit, one fact is not, and a fact that cannot fit could never be appended.
 fn check_ha_limits(config: &Config) -> Result<(), ConfigError> {
-    let ceiling = (bsfg_engine::jetstream::MAX_RECORD_BYTES - RECORD_ROOM) as u64;
+    use bsfg_actors::storage::{FACT_RECORD_ROOM, RECORD_ROOM};
+    let ceiling = (bsfg_engine::jetstream::MAX_RECORD_BYTES - RECORD_ROOM - FACT_RECORD_ROOM) as u64;
     let fact = config.limits.max_fact_bytes;
     match &config.storage.jetstream {
         Some(_) if fact.bytes() > ceiling => Err(invalid(

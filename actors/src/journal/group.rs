@@ -80,11 +80,17 @@ impl Writer {
     }
 
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        while let Some(first) = rx.blocking_recv() {
+        // A command that would have brought its group past `MAX_GROUP_BYTES` begins the next.
+        let mut carried = None;
+        while let Some(first) = carried.take().or_else(|| rx.blocking_recv()) {
             let mut group = Group::default();
             group.push(first);
             while group.entries < MAX_GROUP && group.bytes < MAX_GROUP_BYTES {
                 match rx.try_recv() {
+                    Ok(command) if group.bytes + fact_bytes(&command) > MAX_GROUP_BYTES => {
+                        carried = Some(command);
+                        break;
+                    }
                     Ok(command) => group.push(command),
                     Err(_) => break,
                 }
@@ -464,14 +470,7 @@ impl Group {
             | Command::Probe(_)
             | Command::Gate(..) => 1,
         };
-        self.bytes += match &command {
-            Command::Append(facts, ..) => facts.iter().map(|f| f.encoded.len()).sum(),
-            Command::Insert(page) => {
-                let delivered: usize = page.facts.iter().map(|(_, f)| f.encoded.len()).sum();
-                delivered + page.relayed.iter().map(|f| f.encoded.len()).sum::<usize>()
-            }
-            _ => 0,
-        };
+        self.bytes += fact_bytes(&command);
         match command {
             Command::Append(facts, mode, reply) => self.appends.push((facts, mode, reply)),
             Command::Insert(page) => self.inserts.push(page),
@@ -481,6 +480,18 @@ impl Group {
             Command::Probe(reply) => self.probes.push(reply),
             Command::Gate(peer, closed, reply) => self.gates.push((peer, closed, reply)),
         }
+    }
+}
+
+/// Bytes of the facts' encodings `command` writes.
+fn fact_bytes(command: &Command) -> usize {
+    match command {
+        Command::Append(facts, ..) => facts.iter().map(|f| f.encoded.len()).sum(),
+        Command::Insert(page) => {
+            let delivered: usize = page.facts.iter().map(|(_, f)| f.encoded.len()).sum();
+            delivered + page.relayed.iter().map(|f| f.encoded.len()).sum::<usize>()
+        }
+        _ => 0,
     }
 }
 

@@ -39,14 +39,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
     events::StorageHealth,
-    storage::{CursorKey, Digest, Storage, StorageError, Usage},
+    storage::{fits_record, CursorKey, Digest, Storage, StorageError, Usage},
 };
 
 /// One group commit stops taking commands once it holds this many entries (facts appended or
 /// inserted, cursors, deletion plans); a command is never split, so a group may end a little past it.
 const MAX_GROUP: usize = 4096;
-/// A group also stops taking commands once its facts' encodings hold this many bytes, so that
-/// it fits one record of an HA zone's log (4 MiB) with room to spare; a command is never split.
+/// A group takes no command that would bring its facts' encodings past this many bytes, so
+/// that it fits one record of an HA zone's log (4 MiB) with room to spare; a command is never
+/// split, so a larger one (an in-order call, one large fact) is a group alone.
 const MAX_GROUP_BYTES: usize = 2 << 20;
 /// A pulled page, and an append of facts that each stand alone, are queued in commands of at
 /// most this many bytes of fact encodings (a single larger fact alone), so that a group holding
@@ -77,7 +78,8 @@ pub enum JournalError {
     RewindForward { name: String, to: u64, cursor: u64 },
     #[error(
         "an in-order append of {bytes} bytes of facts cannot be one record of this HA zone's log, which \
-         takes at most {limit} bytes: send it in smaller calls (bsfg append --jsonl sends at most 1 MiB per call)"
+         takes at most {limit} bytes with each fact's keys: send it in smaller calls (bsfg append --jsonl sends \
+         at most 1 MiB per call)"
     )]
     TooLargeForLog { bytes: usize, limit: usize },
     #[error("storage fault: {0}")]
@@ -414,7 +416,8 @@ impl Journal {
     pub async fn queue_append(&self, facts: Vec<Prepared>, mode: AppendMode) -> Result<QueuedFacts, JournalError> {
         let bytes: usize = facts.iter().map(|f| f.encoded.len()).sum();
         if mode == AppendMode::StopAtFailure {
-            if let Some(limit) = self.shared.storage.record_limit().filter(|limit| bytes > *limit) {
+            let limit = self.shared.storage.record_limit();
+            if let Some(limit) = limit.filter(|limit| !fits_record(bytes, facts.len(), *limit)) {
                 return Err(JournalError::TooLargeForLog { bytes, limit });
             }
         }

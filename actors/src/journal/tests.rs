@@ -504,6 +504,40 @@ async fn a_call_and_a_page_past_the_record_limit_are_taken_in_parts() {
     assert_eq!(outcome.inserted(), 500);
 }
 
+/// Where commits are records of a size-limited log, a group takes no command that would bring
+/// it past the group's byte bound: an in-order call of 3 MB queued behind 1.9 MB of other calls
+/// commits in a group of its own, and every call is appended (together they would pass the 4 MiB
+/// record, and the log would refuse the commit, failing all of them).
+#[tokio::test]
+async fn a_command_that_would_bring_its_group_past_a_record_waits_for_the_next_group() {
+    let big = |id: String| Prepared::new(padded(ZONE, "enterprise", &id, 10_000)).expect("prepared");
+    let fixture = Fixture::open(JournalConfig::default());
+    fixture.faults.limit_records(4 << 20);
+    // The writer is held in a probe's commit, so the calls wait in its queue together.
+    let mut held = fixture.faults.hold(crate::testkit::faults::Op::Commit);
+    let probe = fixture.journal.probe();
+    tokio::pin!(probe);
+    assert!(futures::poll!(&mut probe).is_pending());
+    held.reached().await;
+    let mut queued = Vec::new();
+    for (call, mode, facts) in [
+        ("first", AppendMode::EachAlone, 95),
+        ("second", AppendMode::EachAlone, 95),
+        ("in-order", AppendMode::StopAtFailure, 300),
+    ] {
+        let facts: Vec<Prepared> = (0..facts).map(|i| big(format!("{call}-{i}"))).collect();
+        let waiting = fixture.journal.queue_append(facts, mode).await.expect("queued");
+        queued.push(waiting);
+    }
+    held.release();
+    probe.await.expect("probe");
+    for (call, waiting) in ["first", "second", "in-order"].into_iter().zip(queued) {
+        let outcomes = waiting.answer().await.unwrap_or_else(|e| panic!("{call}: {e}"));
+        assert!(outcomes.iter().all(Result::is_ok), "{call}: {outcomes:?}");
+    }
+    assert_eq!(usage(&fixture).store.facts, 490);
+}
+
 /// An in-order call is one command: where its facts alone pass the log's record limit it can
 /// never be committed, so it is refused at once as a permanent error naming the sizes, and the
 /// journal goes on committing (a call that fits is appended).

@@ -282,6 +282,19 @@ pub struct WindowEntry {
     pub message_id: String,
 }
 
+/// Room a commit's record in an HA zone's log keeps beside its facts: its own framing, and a
+/// group's cursors, usage and gate switches.
+pub const RECORD_ROOM: usize = 64 << 10;
+/// The most bytes one fact takes in a commit's record beside its encoding: its offset, times,
+/// message id, zones and digest (pinned by a test in `wal`).
+pub const FACT_RECORD_ROOM: usize = 640;
+
+/// Whether `facts` facts whose encodings hold `bytes` in all fit one record of `limit` bytes
+/// ([`Storage::record_limit`]), beside everything else a commit writes.
+pub fn fits_record(bytes: usize, facts: usize, limit: usize) -> bool {
+    bytes + facts * FACT_RECORD_ROOM + RECORD_ROOM <= limit
+}
+
 /// Everything one group commit writes, atomically.
 #[derive(Debug, Clone, Default, Encode, Decode)]
 pub struct Batch {

@@ -203,6 +203,40 @@ mod tests {
         }
     }
 
+    /// The journal sizes an HA zone's groups and in-order calls by `FACT_RECORD_ROOM` per fact
+    /// beside their encodings: a record of the most facts a call holds, each with the longest
+    /// message id and zone names, stays within it.
+    #[test]
+    fn each_fact_takes_at_most_its_room_in_a_record_beside_its_encoding() {
+        use crate::storage::{FACT_RECORD_ROOM, RECORD_ROOM};
+        let zone = "z".repeat(63);
+        let facts = bsfg_proto::rpc::MAX_APPEND_BATCH;
+        let store = (0..facts)
+            .map(|i| StoreAppend {
+                offset: u64::MAX - i as u64,
+                appended_at_unix_ms: u64::MAX,
+                message_id: format!("{i:0>256}"),
+                peer: zone.clone(),
+                origin: Some(zone.clone()),
+                digest: [0xff; 32],
+                encoded: vec![7; 100],
+            })
+            .collect();
+        let mut record = record([0; 32], 1);
+        record.zone = zone.clone();
+        record.body = WalBody::Journal(Batch {
+            store,
+            ..Batch::default()
+        });
+        let encoded = record.encode().expect("encodes").len();
+        let beside = encoded - facts * 100;
+        assert!(
+            beside <= facts * FACT_RECORD_ROOM,
+            "{beside} bytes beside {facts} facts' encodings: more than {FACT_RECORD_ROOM} a fact"
+        );
+        assert!(beside < facts * FACT_RECORD_ROOM + RECORD_ROOM);
+    }
+
     #[test]
     fn a_record_reads_back_and_chains_onto_the_position_it_was_written_after() {
         let start = WalPosition::default();
