@@ -117,3 +117,51 @@ async fn an_artifact_pull_cut_off_by_the_link_resumes_where_it_stopped() {
     consumer.close().await;
     producer.close().await;
 }
+
+/// A client's get whose body breaks off part way (its link to the node blackholed until the body
+/// stalls) resumes from the bytes it received, on a new connection, into the same sink: the node
+/// sends the rest only, and the bytes written are the artifact, whole and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_that_breaks_off_part_way_resumes_from_the_bytes_received() {
+    const SIZE: usize = 8 << 20;
+    const CUT_AT: u64 = 2 << 20;
+    let mut cluster = Cluster::pair();
+    cluster.start("enterprise");
+    let producer = cluster.client("enterprise").await;
+    let content: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    let fact = message("enterprise", "plant-a", "coa-8");
+    let media = "application/octet-stream";
+    append_with_artifact(&producer, fact, ("coa", "batch/8.bin", media), &content).await;
+
+    let (proxy, client) = cluster.client_through_proxy("enterprise").await;
+    let client = client.with_answer_timeout(Duration::from_secs(2));
+    let faults = proxy.faults();
+    let (mut got, mut total, mut cut) = (Vec::new(), 0u64, false);
+    let meta = client
+        .get_object("coa", "batch/8.bin", &mut got, |n| {
+            total += n as u64;
+            if total >= CUT_AT && !cut {
+                // Cut until the body has stalled past the answer timeout, then heal.
+                cut = true;
+                faults.blackhole();
+                let faults = faults.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(4)).await;
+                    faults.heal();
+                });
+            }
+        })
+        .await
+        .expect("the get resumes and completes");
+    assert!(cut, "the link was cut part way");
+    assert_eq!(meta.digest, ObjectDigest::of(&content));
+    assert_eq!(total, SIZE as u64, "progress counts each byte once");
+    assert!(got == content, "the sink holds the artifact, whole and in order");
+    let sent = proxy.forwarded_bytes(Direction::FromTarget);
+    assert!(
+        sent < SIZE as u64 + (1 << 20),
+        "the node sent {sent} bytes for an artifact of {SIZE}: only the rest after the cut"
+    );
+    client.close().await;
+    producer.close().await;
+}

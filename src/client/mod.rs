@@ -10,7 +10,8 @@
 //! active instance; a connection lost to an instance that died or stepped down) moves on to the
 //! next address and is sent again, round after round, for up to [`FAILOVER_BUDGET`]: long enough
 //! for a standby to take over. Every call is safe to send again (appends carry their
-//! `message_id`, confirms only move forward). With one address nothing is retried.
+//! `message_id`, confirms only move forward). With one address nothing is retried, but for a
+//! get whose body broke off part way: it resumes where it stopped ([`Client::get_object`]).
 //!
 //! [`Client::append`] calls share one append stream per connection (`append_stream`): each is
 //! its own `AppendFact` with its own answer, pipelined with the others in flight.
@@ -43,8 +44,8 @@ use bsfg_actors::transport::{
 };
 use bsfg_proto::{
     codec, AppendBatchRequest, AppendRequest, AppendResponse, CloseCode, ConfirmRequest, ErrorCode, FetchRequest,
-    FetchResponse, GetObjectRequest, Message, ObjectDigest, ObjectHasher, ObjectMeta, PutObjectRequest, Request,
-    Response, RpcError,
+    FetchResponse, GetObjectFromRequest, GetObjectRequest, Message, ObjectDigest, ObjectHasher, ObjectMeta,
+    PutObjectRequest, Request, Response, RpcError,
 };
 use bytes::Bytes;
 use quinn::{Connection, Endpoint};
@@ -114,6 +115,14 @@ pub enum ClientError {
         expected: ObjectDigest,
         actual: ObjectDigest,
     },
+    /// The key's content was replaced while a get resumed part way: read it again.
+    #[error("artifact {bucket}/{key} changed while it was read (it was {before}, it is {now}); read it again")]
+    Changed {
+        bucket: String,
+        key: String,
+        before: ObjectDigest,
+        now: ObjectDigest,
+    },
 }
 
 impl ClientError {
@@ -134,7 +143,7 @@ impl ClientError {
             Self::Connect { .. } | Self::Stream(_) => ErrorCode::Unavailable,
             Self::Address(_) | Self::Sink(_) => ErrorCode::InvalidArgument,
             // A name server that is down now may answer later.
-            Self::Resolve { .. } => ErrorCode::Unavailable,
+            Self::Resolve { .. } | Self::Changed { .. } => ErrorCode::Unavailable,
             Self::Unexpected | Self::Corrupt { .. } => ErrorCode::Internal,
         }
     }
@@ -413,6 +422,11 @@ impl Client {
     /// Streams an artifact into `sink` (`GetObject`) and verifies its digest once it is through;
     /// `progress` is told the length of every chunk received. On [`ClientError::Corrupt`] the sink
     /// already holds the bytes: write to a temporary place when that matters.
+    ///
+    /// A body that breaks off part way (the connection lost, the body stalled) is resumed on a
+    /// new connection (to the next address, with several) from the bytes received
+    /// (`GetObjectFrom`), into the same sink, until [`FRUITLESS_RESUMES`] tries in a row bring
+    /// no byte; the digest is checked over the whole.
     pub async fn get_object(
         &self,
         bucket: &str,
@@ -420,10 +434,69 @@ impl Client {
         sink: &mut (impl AsyncWrite + Unpin),
         mut progress: impl FnMut(usize),
     ) -> Result<ObjectMeta, ClientError> {
-        let request = Request::GetObject(GetObjectRequest {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-        });
+        // The body arrives about a packet at a time: one write (a blocking-pool hop for a file)
+        // per packet made a get ten times slower than a put.
+        let mut sink = tokio::io::BufWriter::with_capacity(SINK_BUFFER, sink);
+        let mut received = Received::default();
+        let mut whole: Option<ObjectMeta> = None;
+        let mut fruitless = 0;
+        loop {
+            let conn = self.conn();
+            let before = received.bytes;
+            let outcome = match self.open_body(bucket, key, received.bytes).await {
+                Ok((meta, mut recv)) => {
+                    let meta = same_artifact(&mut whole, meta)?;
+                    let rest = meta.size.saturating_sub(received.bytes);
+                    receive_body(
+                        &mut recv,
+                        rest,
+                        self.answer_timeout,
+                        &mut sink,
+                        &mut received,
+                        &mut progress,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            fruitless = match received.bytes > before {
+                true => 0,
+                false => fruitless + 1,
+            };
+            match outcome {
+                Ok(()) => break,
+                Err(e) if received.bytes > 0 && lost_on_the_way(&e) && fruitless < FRUITLESS_RESUMES => {
+                    tokio::time::sleep(RESUME_PAUSE).await;
+                    self.move_on(&conn).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        sink.flush().await.map_err(ClientError::Sink)?;
+        let meta = whole.ok_or(ClientError::Unexpected)?;
+        let actual = received.hasher.finish();
+        if actual != meta.digest {
+            return Err(ClientError::Corrupt {
+                expected: meta.digest,
+                actual,
+            });
+        }
+        Ok(meta)
+    }
+
+    /// Asks for the artifact's bytes from `offset` on; its whole meta and the stream its body
+    /// comes on.
+    async fn open_body(
+        &self,
+        bucket: &str,
+        key: &str,
+        offset: u64,
+    ) -> Result<(ObjectMeta, quinn::RecvStream), ClientError> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        let request = match offset {
+            0 => Request::GetObject(GetObjectRequest { bucket, key }),
+            offset => Request::GetObjectFrom(GetObjectFromRequest { bucket, key, offset }),
+        };
         // The node may fetch the artifact from its HA zone's engine before it answers.
         let patience = Patience {
             first: self.answer_timeout + GET_AHEAD,
@@ -441,18 +514,11 @@ impl Client {
             Response::GetObject(meta) => meta,
             _ => return Err(ClientError::Unexpected),
         };
-        let mut recv = body
+        let recv = body
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner)
             .ok_or(ClientError::Unexpected)?;
-        let actual = receive_body(&mut recv, meta.size, self.answer_timeout, sink, &mut progress).await?;
-        if actual != meta.digest {
-            return Err(ClientError::Corrupt {
-                expected: meta.digest,
-                actual,
-            });
-        }
-        Ok(meta)
+        Ok((meta, recv))
     }
 
     /// Closes the connection and waits briefly for the close to reach the node.
@@ -465,27 +531,57 @@ impl Client {
 /// Bytes of an artifact gathered before they are written to the sink.
 const SINK_BUFFER: usize = 1 << 20;
 
-/// Copies a body of `size` bytes into `sink`, returning the digest of what arrived; a body that
+/// How long a get waits before it resumes a body that broke off.
+const RESUME_PAUSE: Duration = Duration::from_millis(500);
+/// How many tries in a row may bring no byte of a body that broke off before a get gives up.
+pub const FRUITLESS_RESUMES: u32 = 3;
+
+/// What has arrived of an artifact so far.
+#[derive(Default)]
+struct Received {
+    bytes: u64,
+    hasher: ObjectHasher,
+}
+
+/// Copies a body of `size` bytes into `sink`, adding what arrived to `received`; a body that
 /// brings no byte for `between` has stalled.
 async fn receive_body(
     recv: &mut quinn::RecvStream,
     size: u64,
     between: Duration,
     sink: &mut (impl AsyncWrite + Unpin),
+    received: &mut Received,
     progress: &mut impl FnMut(usize),
-) -> Result<ObjectDigest, ClientError> {
+) -> Result<(), ClientError> {
     let mut body = framed::BodyReader::new(size, between);
-    let mut hasher = ObjectHasher::default();
-    // The body arrives about a packet at a time: one write (a blocking-pool hop for a file) per
-    // packet made a get ten times slower than a put.
-    let mut sink = tokio::io::BufWriter::with_capacity(SINK_BUFFER, sink);
     while let Some(chunk) = body.next(recv).await? {
-        hasher.update(&chunk);
+        received.hasher.update(&chunk);
         sink.write_all(&chunk).await.map_err(ClientError::Sink)?;
+        received.bytes += chunk.len() as u64;
         progress(chunk.len());
     }
-    sink.flush().await.map_err(ClientError::Sink)?;
-    Ok(hasher.finish())
+    Ok(())
+}
+
+/// The meta of the artifact being read: `meta`, when it is the first answer or names the same
+/// content as the first; a key whose content was replaced between two parts is an error.
+fn same_artifact(whole: &mut Option<ObjectMeta>, meta: ObjectMeta) -> Result<&ObjectMeta, ClientError> {
+    match whole {
+        Some(first) if (first.digest, first.size) != (meta.digest, meta.size) => Err(ClientError::Changed {
+            bucket: meta.bucket,
+            key: meta.key,
+            before: first.digest,
+            now: meta.digest,
+        }),
+        Some(first) => Ok(first),
+        None => Ok(whole.insert(meta)),
+    }
+}
+
+/// Whether a get failed because its connection or its body broke off, not by an answer.
+fn lost_on_the_way(error: &ClientError) -> bool {
+    matches!(error, ClientError::Stream(_) | ClientError::Connect { tls: false, .. })
+        && error.code() == ErrorCode::Unavailable
 }
 
 /// A client endpoint bound to the family of the `i`-th address, which must resolve.
