@@ -192,6 +192,15 @@ fn what_would_stop_the_node_fails_the_check_naming_it() {
         "data_dir",
         &[&lock.display().to_string(), "uid 4242", "chown -R"],
     );
+    // A database whose CURRENT file is gone: the node would refuse it; the check says so first.
+    std::fs::remove_file(&lock).expect("lock file");
+    std::fs::write(data_dir.join("000004.log"), "a write-ahead log").expect("log file");
+    assert_fails(
+        &check(&config, &[]),
+        "data_dir",
+        &[&foreign, "000004.log", "CURRENT", "backup"],
+    );
+    std::fs::remove_file(data_dir.join("000004.log")).expect("log file");
     let file = cluster.dir().join("a-file");
     std::fs::write(&file, "not a directory").expect("file");
     let under_file = file.join("data").display().to_string();

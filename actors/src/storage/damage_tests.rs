@@ -156,3 +156,47 @@ async fn accepting_a_loss_where_nothing_is_damaged_changes_nothing() {
     let storage = RocksStorage::open(dir.path(), ZONE).expect("open");
     assert!(storage.losses().expect("losses").is_empty());
 }
+
+/// Every file of `dir` with its content, sorted by name.
+fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read(e.path()).expect("read"),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// A directory whose `CURRENT` file is gone (deleted by hand, a partial restore) holds facts in
+/// logs and tables nothing lists any more: it is refused, at every try and without a change to
+/// it, rather than opened as a new, empty database that the next open would clean up.
+#[tokio::test]
+async fn a_directory_without_its_current_file_is_refused_every_time_and_left_as_it_is() {
+    let fixture = Fixture::open(JournalConfig::default());
+    fill(&fixture, 500, 300).await;
+    let dir = fixture.close();
+    fs::remove_file(dir.path().join("CURRENT")).expect("remove CURRENT");
+    let before = contents(dir.path());
+    for attempt in 1..=2 {
+        let refused = RocksStorage::open(dir.path(), ZONE).err();
+        let Some(error @ StorageError::Headless { .. }) = refused else {
+            panic!("attempt {attempt}: opened, or refused otherwise: {refused:?}");
+        };
+        assert!(error.is_damage(), "an operator must decide");
+        let text = error.to_string();
+        assert!(text.contains("CURRENT") && text.contains(".log"), "{text}");
+        assert_eq!(contents(dir.path()), before, "attempt {attempt} changed the directory");
+    }
+    assert_eq!(
+        RocksStorage::unlisted_files(&dir.path().join("absent")).expect("list"),
+        Vec::<String>::new(),
+        "a directory that does not exist yet is a new database"
+    );
+}

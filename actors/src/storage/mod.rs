@@ -423,6 +423,14 @@ pub enum StorageError {
     NewerFormat { path: String, found: String },
     #[error("{0}")]
     Damaged(Box<DamageReport>),
+    /// RocksDB's logs or tables without the `CURRENT` file that lists them.
+    #[error(
+        "the data directory {path} holds a database's files ({}) but not its CURRENT file: it is damaged \
+         or was restored in part, and opening it would start an empty database; nothing was changed. \
+         Restore the whole directory from a backup (docs/operations.md, \"Damaged storage\")",
+        listed(files)
+    )]
+    Headless { path: String, files: Vec<String> },
     #[error("{0}")]
     Salvage(String),
     /// This instance of an HA zone is not the writer (a standby, or demoted).
@@ -441,6 +449,16 @@ pub enum StorageError {
     EngineUnavailable(String),
 }
 
+/// The first few of `files`, and how many more.
+fn listed(files: &[String]) -> String {
+    const SHOWN: usize = 4;
+    let mut text = files.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if files.len() > SHOWN {
+        text.push_str(&format!(" and {} more", files.len() - SHOWN));
+    }
+    text
+}
+
 impl StorageError {
     /// The data directory is not this node's to open: another zone's, or written by a newer
     /// version. The configuration or the package must change; retrying cannot help.
@@ -451,7 +469,7 @@ impl StorageError {
     /// Stored data that cannot be read as written: a checksum mismatch, a damaged file, an entry
     /// that does not decode. Retrying does not help; an operator must decide.
     pub fn is_damage(&self) -> bool {
-        matches!(self, Self::Corrupt { .. } | Self::Damaged(_))
+        matches!(self, Self::Corrupt { .. } | Self::Damaged(_) | Self::Headless { .. })
     }
 }
 

@@ -82,6 +82,7 @@ impl RocksStorage {
     /// which facts going on without it would lose.
     pub fn open(path: &Path, zone: &str) -> Result<Self, StorageError> {
         Self::check_no_unfinished_swap(path)?;
+        Self::check_whole(path)?;
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let families = FAMILIES.map(|name| family(name, &cache));
         let mut options = db_options();
@@ -98,6 +99,47 @@ impl RocksStorage {
         storage.claim_zone(path, zone)?;
         storage.upgrade(path)?;
         Ok(storage)
+    }
+
+    /// A directory that holds RocksDB's logs or tables but no `CURRENT` file (damaged, or
+    /// restored in part) is refused: opening it would create a new, empty database beside them,
+    /// and the next open of that would delete them.
+    fn check_whole(path: &Path) -> Result<(), StorageError> {
+        let unlisted = Self::unlisted_files(path)
+            .map_err(|e| StorageError::Engine(format!("cannot list the data directory {}: {e}", path.display())))?;
+        match unlisted.is_empty() {
+            true => Ok(()),
+            false => Err(StorageError::Headless {
+                path: path.display().to_string(),
+                files: unlisted,
+            }),
+        }
+    }
+
+    /// The write-ahead logs and tables in `path` when it has no `CURRENT` file to list them
+    /// (empty for a directory with one, or without any, or that does not exist).
+    pub fn unlisted_files(path: &Path) -> std::io::Result<Vec<String>> {
+        if path.join("CURRENT").exists() {
+            return Ok(Vec::new());
+        }
+        let entries = match std::fs::read_dir(path) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut files = Vec::new();
+        for entry in entries {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            let numbered = |suffix: &str| {
+                name.strip_suffix(suffix)
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            };
+            if numbered(".log") || numbered(".sst") {
+                files.push(name);
+            }
+        }
+        files.sort();
+        Ok(files)
     }
 
     fn around(db: DB, path: &Path) -> Self {

@@ -1,5 +1,5 @@
 //! The host as the node will find it: its data directory (looked at, never written: RocksDB is
-//! not opened), the free space of that file system against the configured capacities, and the
+//! not opened; a database without its `CURRENT` file fails), the free space of that file system against the configured capacities, and the
 //! listen ports (bound for a moment and released).
 
 use std::{
@@ -47,6 +47,18 @@ fn directory(path: &Path) -> Check {
     }
     if let Err(e) = rustix::fs::access(path, Access::READ_OK | Access::WRITE_OK | Access::EXEC_OK) {
         return fail(format!("is not writable by uid {uid}: {e}"));
+    }
+    match bsfg_actors::storage::RocksStorage::unlisted_files(path) {
+        Ok(files) if !files.is_empty() => {
+            return fail(format!(
+                "holds a database's files ({} of them, such as {}) but not its CURRENT file: damaged or restored \
+                 in part; the node refuses to open it. Restore the whole directory from a backup",
+                files.len(),
+                files[0]
+            ))
+        }
+        Ok(_) => {}
+        Err(e) => return fail(format!("cannot be read: {e}")),
     }
     match foreign_entry(path, uid) {
         Ok(None) => Check::ok("data_dir", format!("{}: owned by uid {uid}, writable", path.display())),
