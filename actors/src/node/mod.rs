@@ -22,7 +22,7 @@ use std::{
 };
 
 use actix::prelude::*;
-use slog::{info, Logger};
+use slog::{info, warn, Logger};
 use tokio::sync::watch;
 
 use crate::{
@@ -39,7 +39,7 @@ use crate::{
     rpc::{Authorisations, DrainHandle, RpcConfig, RpcServer},
     standing::StandingRx,
     status::Progress,
-    storage::{LossRecord, StorageError, Usage},
+    storage::{LossRecord, RocksStorage, StorageError, Usage},
     store_buffer::StoreBufferConfig,
     trace::Tracer,
     transport::tls::{TlsError, TlsMaterial},
@@ -166,6 +166,8 @@ pub struct Node {
     sweeper: tokio::task::JoinHandle<()>,
     server: RpcServer,
     links: Vec<Addr<PeerLink>>,
+    /// Flushed at a clean stop (see [`Node::shutdown`]).
+    local: Arc<RocksStorage>,
     storage_closed: mpsc::Receiver<()>,
     log: Logger,
 }
@@ -233,7 +235,18 @@ impl Node {
         self.endpoint
             .close(bsfg_proto::CloseCode::Shutdown.code().into(), b"node shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
-        info!(self.log, "node_stopped");
+        // What the memtables hold goes into tables, so that no stored fact lives only in the
+        // write-ahead log while the node is stopped: a log file deleted then (a cleanup job that
+        // removes `*.log`) loses nothing. Facts written after this are in the log as always.
+        let local = self.local.clone();
+        let flushed = tokio::task::spawn_blocking(move || local.flush())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|flushed| flushed.map_err(|e| e.to_string()));
+        match flushed {
+            Ok(()) => info!(self.log, "node_stopped"; "storage_flushed" => true),
+            Err(reason) => warn!(self.log, "node_stopped"; "storage_flushed" => false, "reason" => reason),
+        }
         Stopped {
             storage_closed: self.storage_closed,
         }

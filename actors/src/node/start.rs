@@ -223,6 +223,7 @@ pub(super) async fn start(
         sweeper,
         server,
         links: links.into_values().collect(),
+        local,
         storage_closed,
         log,
     })

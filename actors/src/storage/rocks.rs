@@ -142,6 +142,15 @@ impl RocksStorage {
         Ok(files)
     }
 
+    /// Writes every family's memtable to a table and waits for it: afterwards no entry lives
+    /// only in the write-ahead log.
+    pub fn flush(&self) -> Result<(), StorageError> {
+        let families: Vec<&ColumnFamily> = FAMILIES.iter().filter_map(|name| self.db.cf_handle(name)).collect();
+        self.db
+            .flush_cfs_opt(&families, &rocksdb::FlushOptions::default())
+            .map_err(engine)
+    }
+
     fn around(db: DB, path: &Path) -> Self {
         Self {
             db,
