@@ -103,7 +103,15 @@ impl fmt::Display for DamageReport {
             )?;
         }
         if self.wal.is_empty() {
-            write!(f, "{}; ", self.engine)?;
+            // The logs read whole: the damage is in a table or the manifest, which no replay
+            // goes around.
+            return write!(
+                f,
+                "{}; the write-ahead logs are intact, so the damage is in a table file or the manifest (a file \
+                 missing or changed), which `bsfg storage accept-loss` cannot go around; nothing was changed. \
+                 Restore the data directory from a backup; docs/operations.md, \"Damaged storage\"",
+                self.engine
+            );
         }
         match self.lost.is_empty() {
             true => write!(f, "the facts in the damaged record cannot be told apart; ")?,

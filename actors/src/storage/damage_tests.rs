@@ -200,3 +200,40 @@ async fn a_directory_without_its_current_file_is_refused_every_time_and_left_as_
         "a directory that does not exist yet is a new database"
     );
 }
+
+/// A table file gone (or its index changed) refuses the open too, but no replay goes around it:
+/// the refusal says so and sends the operator to a backup, and `accept-loss` says the same
+/// instead of RocksDB's bare error, changing nothing.
+#[tokio::test]
+async fn a_missing_table_file_is_refused_with_the_way_out_that_works() {
+    let fixture = Fixture::open(JournalConfig::default());
+    fill(&fixture, 500, 300).await;
+    fixture.storage.flush().expect("flush to table files");
+    let dir = fixture.close();
+    let table = fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "sst"))
+        .expect("a table file");
+    fs::remove_file(&table).expect("remove the table");
+
+    let refused = RocksStorage::open(dir.path(), ZONE).err();
+    let Some(StorageError::Damaged(report)) = refused else {
+        panic!("a missing table must not open: {refused:?}");
+    };
+    let text = report.to_string();
+    assert!(report.wal.is_empty(), "{text}");
+    assert!(text.contains("table file") && text.contains("backup"), "{text}");
+    assert!(!text.contains("run `bsfg storage accept-loss"), "{text}");
+
+    let before = contents(dir.path());
+    let refused = RocksStorage::accept_loss(dir.path(), ZONE, "local:test", &mut |_| {}).err();
+    let Some(StorageError::Salvage(reason)) = refused else {
+        panic!("accept-loss cannot go around a missing table: {refused:?}");
+    };
+    assert!(
+        reason.contains("backup") && reason.contains("Nothing was changed"),
+        "{reason}"
+    );
+    assert_eq!(contents(dir.path()), before, "accept-loss changed the directory");
+}

@@ -27,7 +27,10 @@ mod swap;
 
 use rocksdb::{DBRecoveryMode, WriteBatch, WriteBatchIteratorCf};
 
-use self::{copy::Copy, swap::swap};
+use self::{
+    copy::Copy,
+    swap::{mark_complete, swap},
+};
 use super::{
     corrupt, decode_cursor_key, engine, wal, RocksStorage, CURSORS, FAMILIES, FWD_LOG, META, META_FORWARD_HIGH,
     META_LOSSES, META_STORE_HIGH, STORE_LOG,
@@ -100,7 +103,7 @@ impl RocksStorage {
         copy.finish(&source, &record, kept)?;
         drop(source);
         let stamp = format!("damaged-{}", record.accepted_at_unix_ms);
-        fs::write(new.join(COMPLETE), &stamp).map_err(|e| salvage_io("marking the copy complete", &e))?;
+        mark_complete(&new, &stamp).map_err(|e| salvage_io("marking the copy complete", &e))?;
         progress("moving the damaged files aside and the copy into place");
         let moved_to = swap(path).map_err(|e| salvage_io("moving files", &e))?;
         Ok(Salvaged {
@@ -252,7 +255,14 @@ fn open_source(
                 ),
                 None => format!("damage met opening the directory: {error}"),
             };
-            let source = RocksStorage::open_read_only(path, DBRecoveryMode::PointInTime)?;
+            let source = RocksStorage::open_read_only(path, DBRecoveryMode::PointInTime).map_err(|e| {
+                StorageError::Salvage(format!(
+                    "accept-loss cannot read {}: {e}; the damage is in a table file or the manifest, which it \
+                     cannot go around. Nothing was changed: restore the data directory from a backup \
+                     (docs/operations.md, \"Damaged storage\")",
+                    path.display()
+                ))
+            })?;
             Ok((source, report.lost, Some(cause)))
         }
         Err(error) => Err(error),
