@@ -53,3 +53,47 @@ async fn an_artifact_for_a_plant_is_pulled_hop_by_hop_and_read_there_while_the_d
         .expect("read at plant-a, its digest verified, with the DMZ down");
     assert_eq!((got.digest, read), (reference.digest, content));
 }
+
+/// A relay's artifact store holds what its next hops have yet to pull: once plant-a confirmed a
+/// relayed fact, its artifact at the DMZ goes at the next sweep past `[objects] retention`, while
+/// the fact itself stays for the store's retention. A DMZ whose store has room for two artifacts
+/// passes five, and the plain fact behind them. Before, the relayed facts kept their artifacts,
+/// the store filled, and the DMZ retried the third pull for as long as the facts were retained,
+/// holding every fact behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_keeps_only_the_artifacts_its_next_hops_have_yet_to_pull() {
+    let mut cluster = Cluster::estate();
+    let idmz = cluster.net.nodes.get_mut(IDMZ).expect("idmz");
+    idmz.extra
+        .push_str("\n[objects]\ncapacity_bytes = 700000\nretention = \"1s\"\n");
+    cluster.start_all();
+    estate::wait_linked(&cluster, WAIT).await;
+    let enterprise = cluster.client(ENTERPRISE).await;
+    let mut sent = Vec::new();
+    for i in 0..5u8 {
+        let content: Vec<u8> = (0..SIZE).map(|j| (j % 251) as u8 ^ i).collect();
+        let id = format!("report-{i}");
+        let key = format!("line-3/report-{i}.bin");
+        let artifact = ("reports", key.as_str(), "application/octet-stream");
+        harness::append_with_artifact(&enterprise, message(ENTERPRISE, PLANT_A, &id), artifact, &content).await;
+        sent.push(id);
+    }
+    enterprise
+        .append(message(ENTERPRISE, PLANT_A, "plain-1"))
+        .await
+        .expect("a fact without an artifact");
+    sent.push("plain-1".to_owned());
+
+    let plant_a = cluster.client(PLANT_A).await;
+    let arrived = receive(&plant_a, "mes", sent.len(), Duration::from_secs(90)).await;
+    assert_eq!(
+        harness::ids(&arrived),
+        sent,
+        "every fact, in order, through a DMZ with room for two"
+    );
+    let stored = metric(&cluster, IDMZ, "bsfg_object_store_blob_bytes");
+    assert!(
+        stored <= 700_000.0,
+        "the DMZ's store stays within its capacity: {stored}"
+    );
+}

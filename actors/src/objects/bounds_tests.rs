@@ -14,7 +14,7 @@ use super::{
     ObjectError, ObjectsConfig,
 };
 use crate::{
-    storage::{Batch, DeleteReason, Storage, StoreAppend, StoreDelete},
+    storage::{Batch, CursorKey, DeleteReason, Storage, StoreAppend, StoreDelete},
     testkit,
 };
 
@@ -68,6 +68,12 @@ fn append_referencing(storage: &dyn Storage, offset: u64, key: &str, body: &[u8]
         ..Batch::default()
     };
     storage.commit(&batch).expect("commit");
+}
+
+/// Offsets of the store log's facts for `enterprise`.
+fn stored(storage: &dyn Storage) -> Vec<u64> {
+    let records = storage.read_store("enterprise", 0, u64::MAX, usize::MAX).expect("read");
+    records.iter().map(|r| r.offset).collect()
 }
 
 fn delete_fact(storage: &dyn Storage, offset: u64) {
@@ -164,6 +170,43 @@ fn an_artifact_is_kept_while_a_retained_fact_references_it() {
     let swept = f.catalog.sweep(f.storage.as_ref(), now_unix_ms()).expect("sweep");
     assert_eq!(swept.expired.len(), 1, "{swept:?}");
     assert!(swept.expired[0].was_referenced);
+    assert_usage_is_exact(&f);
+}
+
+/// A store-buffer fact its peer has confirmed is there, its artifact pulled: kept for its
+/// retention (the dedupe window), it no longer keeps the artifact here. Before, a relay's
+/// artifact store filled with artifacts its next hops had long received, and a full store
+/// stalled the link for `store.retention`.
+#[test]
+fn a_fact_its_peer_confirmed_keeps_its_artifact_no_longer() {
+    let f = fixture(EXPIRED);
+    for (offset, key) in [(1, "coa-1"), (2, "coa-2")] {
+        put(&f.catalog, key, key.as_bytes()).expect("put");
+        f.catalog
+            .reference(&reference(key, key.as_bytes()), Some("enterprise"))
+            .expect("reference");
+        append_referencing(f.storage.as_ref(), offset, key, key.as_bytes());
+    }
+    let confirm = |offset| {
+        let batch = Batch {
+            cursors: vec![(CursorKey::Peer("enterprise".into()), offset)],
+            ..Batch::default()
+        };
+        f.storage.commit(&batch).expect("confirm");
+    };
+    confirm(1);
+    let swept = f.catalog.sweep(f.storage.as_ref(), now_unix_ms()).expect("sweep");
+    let expired: Vec<&str> = swept.expired.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(expired, ["coa-1"], "the confirmed fact's artifact only");
+    assert!(
+        f.catalog.lookup("coa", "coa-2").expect("lookup").is_some(),
+        "still on its way"
+    );
+    assert_eq!(stored(f.storage.as_ref()), [1, 2], "the facts themselves stay");
+
+    confirm(2);
+    let swept = f.catalog.sweep(f.storage.as_ref(), now_unix_ms()).expect("sweep");
+    assert_eq!(swept.expired.len(), 1, "{swept:?}");
     assert_usage_is_exact(&f);
 }
 

@@ -7,8 +7,9 @@
 //!    seen later;
 //! 2. lists the candidates: entries stored before `now - retention`;
 //! 3. only when a candidate was ever referenced by a fact, scans both logs for the artifacts their
-//!    retained facts reference (every stored message is decoded, so this is the sweep's cost,
-//!    paid at most once per sweep and only while such candidates exist);
+//!    retained facts reference — in the store log only the facts their peer has not confirmed
+//!    (every stored message is decoded, so this is the sweep's cost, paid at most once per sweep
+//!    and only while such candidates exist);
 //! 4. deletes each candidate that no retained fact references, under the catalog's lock, if it is
 //!    neither held nor released since step 1 and its entry is still the one listed (it may have
 //!    been replaced or put again meanwhile).
@@ -24,7 +25,7 @@ use super::{
 use crate::{
     clock::RetentionClock,
     events::{ArtifactExpired, ArtifactSweepDone, ArtifactSweepFailed, Telemetry},
-    storage::{LogRecord, ObjectEntry, Storage, StorageError},
+    storage::{CursorKey, LogRecord, ObjectEntry, Storage, StorageError},
 };
 
 /// Log entries read per page while looking for references.
@@ -192,11 +193,17 @@ impl Catalog {
     }
 }
 
-/// Every `(bucket, key)` a retained fact of either log references.
+/// Every `(bucket, key)` a retained fact references that may still need it: every fact of the
+/// forward log (its consumers read the artifact here), and the facts of the store log that their
+/// peer has not confirmed. A confirmed one is in the peer's store, its artifact pulled before it
+/// was: the fact stays here for its dedupe window only, and its artifact need not.
 fn references(logs: &dyn Storage) -> Result<HashSet<(String, String)>, StorageError> {
     let mut keys = HashSet::new();
+    let frontiers = logs.recover()?.cursors;
     for zone in logs.store_zones()? {
-        scan(|after| logs.read_store(&zone, after, u64::MAX, SCAN_PAGE), &mut keys)?;
+        let confirmed = frontiers.get(&CursorKey::Peer(zone.clone())).copied().unwrap_or(0);
+        let read = |after: u64| logs.read_store(&zone, after.max(confirmed), u64::MAX, SCAN_PAGE);
+        scan(read, &mut keys)?;
     }
     scan(|after| logs.read_forward(after, u64::MAX, SCAN_PAGE), &mut keys)?;
     Ok(keys)

@@ -21,6 +21,8 @@ use crate::events::{Rejection, RelayRefusal};
 /// the peer that pulls it next.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Relayed {
+    /// Its offset in the page it came in.
+    pub offset: u64,
     pub message: Message,
     pub next_hop: String,
 }
@@ -43,9 +45,13 @@ impl Routing {
                 Verdict::Deliver => sorted.deliver.push(fact),
                 Verdict::Relay { next_hop } => {
                     let next_hop = next_hop.to_owned();
-                    let mut message = fact.message;
+                    let (offset, mut message) = (fact.offset, fact.message);
                     message.envelope.hops.push(self.zone.clone());
-                    sorted.relay.push(Relayed { message, next_hop });
+                    sorted.relay.push(Relayed {
+                        offset,
+                        message,
+                        next_hop,
+                    });
                 }
                 Verdict::Reject(rejection) => sorted.rejected.push((fact.message, rejection)),
                 Verdict::Refuse(refusal) => sorted.refused.push((fact.message, refusal)),

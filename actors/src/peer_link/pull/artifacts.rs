@@ -22,7 +22,8 @@
 //!   page is inserted, so the local sweep cannot delete it in between.
 
 use bsfg_proto::{
-    ArtifactRef, GetObjectFromRequest, GetObjectRequest, Message, ObjectMeta, Request, Response, StreamCode,
+    ArtifactRef, FetchedFact, GetObjectFromRequest, GetObjectRequest, Message, ObjectMeta, Request, Response,
+    StreamCode,
 };
 use quinn::Connection;
 
@@ -33,7 +34,7 @@ use crate::{
         ArtifactPullDeferred, ArtifactPullResumed, ArtifactRetrievalFailed, ArtifactRetrieved, ArtifactSkipped, Skip,
     },
     objects::{Hold, ObjectError, Origin, PutSpec},
-    relay::Sorted,
+    relay::{Relayed, Sorted},
     transport::framed,
 };
 
@@ -49,43 +50,72 @@ enum Local {
     Missing,
 }
 
+/// A sorted page with the artifacts of its facts local, up to where that failed.
+pub(super) struct Ready {
+    /// The facts to store: those before `cut`, less the ones skipped for their artifact.
+    pub(super) sorted: Sorted,
+    /// Holds on their artifacts: keep them until the facts are stored.
+    pub(super) holds: Vec<Hold>,
+    /// The offset of the first fact whose artifact could not be made local while the link
+    /// works ([`PullError::Unretrievable`]), and why: that fact and the ones after it wait.
+    pub(super) cut: Option<(u64, PullError)>,
+}
+
 impl Session {
-    /// The sorted page without the facts whose artifact cannot be stored here, once every
-    /// artifact the others reference is local (and readable by a relayed fact's next hop), and
-    /// the holds on those artifacts (keep them until the page is inserted).
-    pub(super) async fn with_artifacts(
-        &self,
-        conn: &Connection,
-        mut sorted: Sorted,
-    ) -> Result<(Sorted, Vec<Hold>), PullError> {
+    /// Makes local, in the page's order, every artifact the sorted page's facts reference. A
+    /// fact whose artifact cannot be stored here is skipped; at the first one that cannot be
+    /// made local now (the peer lost it, the artifact store is full until the next hops have
+    /// pulled what it holds) the page is cut, so that the facts before it are stored and
+    /// confirmed, and their artifacts can go, rather than wait with it.
+    pub(super) async fn with_artifacts(&self, conn: &Connection, sorted: Sorted) -> Result<Ready, PullError> {
         let references = |m: &Message| m.envelope.object_media_type.is_some();
         if !sorted.deliver.iter().any(|f| references(&f.message))
             && !sorted.relay.iter().any(|r| references(&r.message))
         {
-            return Ok((sorted, Vec::new()));
+            let (holds, cut) = (Vec::new(), None);
+            return Ok(Ready { sorted, holds, cut });
         }
-        let mut holds = Vec::new();
-        let mut deliver = Vec::with_capacity(sorted.deliver.len());
-        for fact in std::mem::take(&mut sorted.deliver) {
-            if self.artifact_ready(conn, &fact.message, None, &mut holds).await? {
-                deliver.push(fact);
-            }
-        }
-        let mut relay = Vec::with_capacity(sorted.relay.len());
-        for relayed in std::mem::take(&mut sorted.relay) {
-            if self
-                .artifact_ready(conn, &relayed.message, Some(&relayed.next_hop), &mut holds)
-                .await?
-            {
-                relay.push(relayed);
-            }
-        }
-        let sorted = Sorted {
+        let Sorted {
             deliver,
             relay,
-            ..sorted
+            rejected,
+            refused,
+        } = sorted;
+        let mut order: Vec<(u64, Option<FetchedFact>, Option<Relayed>)> = deliver
+            .into_iter()
+            .map(|fact| (fact.offset, Some(fact), None))
+            .chain(relay.into_iter().map(|relayed| (relayed.offset, None, Some(relayed))))
+            .collect();
+        order.sort_by_key(|(offset, ..)| *offset);
+        let mut ready = Ready {
+            sorted: Sorted {
+                rejected,
+                refused,
+                ..Sorted::default()
+            },
+            holds: Vec::new(),
+            cut: None,
         };
-        Ok((sorted, holds))
+        for (offset, fact, relayed) in order {
+            let (message, next_hop) = match (&fact, &relayed) {
+                (Some(fact), _) => (&fact.message, None),
+                (None, Some(relayed)) => (&relayed.message, Some(relayed.next_hop.as_str())),
+                (None, None) => continue,
+            };
+            match self.artifact_ready(conn, message, next_hop, &mut ready.holds).await {
+                Ok(true) => {
+                    ready.sorted.deliver.extend(fact);
+                    ready.sorted.relay.extend(relayed);
+                }
+                Ok(false) => {}
+                Err(e @ PullError::Unretrievable(_)) => {
+                    ready.cut = Some((offset, e));
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(ready)
     }
 
     /// Makes the artifact `message` references (if any) local, readable by the peer

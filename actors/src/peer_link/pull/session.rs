@@ -37,7 +37,7 @@ use bsfg_proto::{ErrorCode, FetchResponse, FetchedFact, FrameError, RpcError};
 use quinn::Connection;
 use tokio::sync::{mpsc, watch};
 
-use super::{stored::Origins, PullError};
+use super::{artifacts::Ready, stored::Origins, PullError};
 use crate::{
     events::{Direction, LinkFailure, PeerConnected, PeerDialFailed, TlsHandshakeFailed},
     forward_buffer::Insert,
@@ -325,14 +325,19 @@ impl Session {
         progressed: &AtomicBool,
     ) -> Result<(), PullError> {
         while let Some(page) = pages.recv().await {
-            self.insert(conn, page.facts).await?;
+            let cut = self.insert(conn, page.facts).await?;
+            // Cut before a fact whose artifact waits: what came before it is in, and stays so.
+            let high = cut.as_ref().map_or(page.high_offset, |(offset, _)| offset - 1);
             progressed.store(true, Ordering::Relaxed);
-            self.inserted.fetch_max(page.high_offset, Ordering::AcqRel);
-            inserted.send_if_modified(|high| {
-                let moved = page.high_offset > *high;
-                *high = (*high).max(page.high_offset);
+            self.inserted.fetch_max(high, Ordering::AcqRel);
+            inserted.send_if_modified(|inserted| {
+                let moved = high > *inserted;
+                *inserted = (*inserted).max(high);
                 moved
             });
+            if let Some((_, failure)) = cut {
+                return Err(failure);
+            }
         }
         Ok(())
     }
@@ -354,12 +359,19 @@ impl Session {
     /// and those relayed toward their next hop, once their artifacts are local; any other fact
     /// is logged and counted, and skipped (it is confirmed with the page so it cannot block the
     /// link).
-    async fn insert(&self, conn: &Connection, facts: Vec<FetchedFact>) -> Result<(), PullError> {
+    ///
+    /// A page cut before a fact whose artifact cannot be made local now is stored up to there;
+    /// the offset of that fact and why come back, for the session to try it again later.
+    async fn insert(&self, conn: &Connection, facts: Vec<FetchedFact>) -> Result<Option<(u64, PullError)>, PullError> {
         let sorted = self.config.routing.sort(&self.config.peer, facts);
         self.report_refused(&sorted);
-        let (sorted, _holds) = self.with_artifacts(conn, sorted).await?;
+        let Ready {
+            sorted,
+            holds: _holds,
+            cut,
+        } = self.with_artifacts(conn, sorted).await?;
         if sorted.deliver.is_empty() && sorted.relay.is_empty() {
-            return Ok(());
+            return Ok(cut);
         }
         let origins = Origins::of(&sorted);
         let insert = Insert {
@@ -371,6 +383,6 @@ impl Session {
             .map_err(|e| PullError::Local(RpcError::unavailable(e.to_string())))?
             .map_err(PullError::Local)?;
         self.report_stored(&outcome, &origins);
-        Ok(())
+        Ok(cut)
     }
 }
