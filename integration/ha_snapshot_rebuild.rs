@@ -91,6 +91,75 @@ async fn a_wiped_standby_rebuilds_from_snapshot_and_tail_and_takes_over() {
     )
     .await;
     traffic.assert_delivered_exactly_once(Duration::from_secs(60)).await;
+    // Active now, it takes no snapshot, and does not try to once a second either.
+    let refused = events(&ha.cluster, standby, "snapshot_failed");
+    assert!(refused.is_empty(), "{refused:?}");
     drop(ha);
     drop(disk);
+}
+
+/// An instance that becomes active takes no snapshot: one handed the zone (a step-down) right
+/// after it followed more of the log than `snapshot_every`, without the time to take one, asked
+/// for it every second once active, was refused as the active instance, and logged
+/// `snapshot_failed` each time for as long as it led.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_handed_the_zone_mid_way_to_a_snapshot_tries_none_while_active() {
+    let ha = HaZone::started("lease_ttl = \"2s\"\nsnapshot_every = \"256KiB\"").await;
+    let active = ha.wait_active(None, Duration::from_secs(5)).await;
+    let standby = HaZone::other(&active);
+    let producer = bsfg::client::Client::connect(&ha.zone_client()).await.expect("client");
+    // One call of 500 KB: the standby follows past `snapshot_every` at once, just before the
+    // step-down (its look for a due snapshot comes once a second).
+    let messages = (0..500)
+        .map(|i| harness::padded_message(ZONE, PLANT, &format!("before-{i}"), 1_000))
+        .collect();
+    let outcomes = producer.append_batch(messages).await.expect("append");
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let stepped = ha.cluster.admin_cli(&active, &["admin", "step-down"]);
+    assert!(stepped.status.success(), "{}", harness::stderr(&stepped));
+    producer.close().await;
+    let new = ha.wait_active(Some(&active), Duration::from_secs(10)).await;
+    assert_eq!(new, standby);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let refused = events(&ha.cluster, standby, "snapshot_failed");
+    assert!(refused.is_empty(), "{refused:?}");
+}
+
+/// The artifact sweep runs on the active instance only: a standby changes its artifact index
+/// only as the zone's log says. Before, every standby tried to delete expired artifacts through
+/// the log, was refused as a standby, and logged `artifact_sweep_failed` at ERROR every sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_active_instance_sweeps_artifacts() {
+    let mut ha = HaZone::new(bsfg::devnet::nats::NatsOptions::default(), "lease_ttl = \"10s\"").await;
+    ha.cluster.configure_all("\n[objects]\nretention = \"1s\"\n");
+    ha.cluster.start(PLANT);
+    for instance in harness::ha::INSTANCES {
+        ha.cluster.start(instance);
+    }
+    let active = ha.wait_active(None, Duration::from_secs(30)).await;
+    let standby = HaZone::other(&active);
+    let producer = bsfg::client::Client::connect(&ha.zone_client()).await.expect("client");
+    let request = bsfg_proto::PutObjectRequest {
+        bucket: "qa".into(),
+        key: "unreferenced.bin".into(),
+        size: 4,
+        media_type: None,
+    };
+    let mut body = std::io::Cursor::new(b"data".to_vec());
+    producer.put_object(request, &mut body, |_| {}).await.expect("put");
+    producer.close().await;
+    // The active instance paused (well within its lease): the artifact is past its retention
+    // on the standby's replica, and nothing sweeps it from the log meanwhile.
+    ha.cluster.signal(&active, "STOP");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ha.cluster.signal(&active, "CONT");
+    wait_until(
+        Duration::from_secs(20),
+        "the active instance swept the artifact",
+        || !events(&ha.cluster, &active, "artifact_expired").is_empty(),
+    )
+    .await;
+    let failed = events(&ha.cluster, standby, "artifact_sweep_failed");
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(events(&ha.cluster, standby, "artifact_expired").is_empty());
 }

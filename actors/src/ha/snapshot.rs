@@ -23,7 +23,7 @@ use slog::warn;
 use crate::{
     events::{SnapshotWritten, Telemetry, WalPurged},
     node::StartProgress,
-    storage::replicated::ReplicatedStorage,
+    storage::{replicated::ReplicatedStorage, Storage},
 };
 
 /// How often a standby asks itself whether a snapshot is due.
@@ -52,6 +52,12 @@ impl<L: ReplicatedLog> Snapshots<L> {
         loop {
             tokio::time::sleep(CHECK_EVERY).await;
             let followed = self.storage.followed_bytes();
+            if self.storage.writer_epoch() != 0 {
+                // Active: it writes the log rather than follows it, and takes no snapshot. The
+                // count starts again from here should it be a standby again.
+                last = followed;
+                continue;
+            }
             if followed.saturating_sub(last) < self.every_bytes {
                 continue;
             }

@@ -117,13 +117,6 @@ pub(super) async fn start(
         Arc::new(blobs) as Arc<dyn RemoteBlobs>
     });
     let objects = open_objects(&data_dir, objects, index, remote, &metrics).await?;
-    let sweeper = tokio::spawn(objects::run_sweeps(
-        objects.clone(),
-        storage,
-        sweep_interval,
-        telemetry.clone(),
-        last_stored,
-    ));
     let store = StoreBuffer::new(store, journal.clone(), admission.clone(), objects.clone()).start();
     let seen = Seen::default();
     let forward = ForwardBuffer::new(forward, journal.clone(), seen.clone()).start();
@@ -137,6 +130,14 @@ pub(super) async fn start(
             active: None,
         },
     });
+    let sweeper = tokio::spawn(objects::run_sweeps(
+        objects.clone(),
+        storage,
+        standing.clone(),
+        sweep_interval,
+        telemetry.clone(),
+        last_stored,
+    ));
     let quic = Quic::open(&rpc, certs, tls, &telemetry)?;
     let (dialed, dialed_rx) = mpsc::unbounded_channel();
     let link_deps = PeerLinkDeps {

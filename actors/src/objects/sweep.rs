@@ -25,6 +25,7 @@ use super::{
 use crate::{
     clock::RetentionClock,
     events::{ArtifactExpired, ArtifactSweepDone, ArtifactSweepFailed, Telemetry},
+    standing::StandingRx,
     storage::{CursorKey, LogRecord, ObjectEntry, Storage, StorageError},
 };
 
@@ -57,10 +58,12 @@ pub struct Swept {
 /// Sweeps every `interval`, logging and counting what each sweep deleted, until aborted. Ages
 /// are read with a [`RetentionClock`]: a wall clock stepped forward, or set ahead while the node
 /// was stopped (it last stored a fact at `last_stored`), makes no artifact look older than it is
-/// (backpressure's sweeps and the start log it).
+/// (backpressure's sweeps and the start log it). Only while `standing` is active: an HA zone's
+/// standby changes its index only as the zone's log says, and the active instance's sweeps do.
 pub async fn run_sweeps(
     store: ObjectStore,
     logs: Arc<dyn Storage>,
+    standing: StandingRx,
     interval: Duration,
     telemetry: Telemetry,
     last_stored: Option<u64>,
@@ -70,6 +73,9 @@ pub async fn run_sweeps(
     let mut clock = RetentionClock::new(store.retention(), last_stored);
     loop {
         ticks.tick().await;
+        if !standing.borrow().is_active() {
+            continue;
+        }
         match store.sweep(logs.clone(), clock.read().now_ms).await {
             Ok(swept) => report(&swept, &telemetry),
             Err(e) => telemetry.emit(ArtifactSweepFailed { reason: &e }),
