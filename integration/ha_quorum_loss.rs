@@ -128,3 +128,27 @@ async fn the_quorum_loss_runbook_runs_as_written() {
     ha.estate.assert_ran_every_step(&drill);
     traffic.assert_delivered_exactly_once(Duration::from_secs(60)).await;
 }
+
+/// An instance stops within seconds of SIGTERM whatever its engine does: with every engine
+/// server paused (answering nothing), the active instance's hand-over cannot reach the lease,
+/// and the standby's controller waits on a log that does not answer; neither holds the stop
+/// until systemd's SIGKILL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_stops_promptly_while_its_engine_answers_nothing() {
+    let mut ha = HaZone::started("lease_ttl = \"2s\"").await;
+    let active = ha.wait_active(None, Duration::from_secs(5)).await;
+    let standby = HaZone::other(&active);
+    for i in 0..3 {
+        ha.engine.nats.stop(i).expect("pause an engine server");
+    }
+    for instance in [active.as_str(), standby] {
+        let asked = Instant::now();
+        let stopped = ha.cluster.terminate(instance);
+        let took = asked.elapsed();
+        eprintln!("{instance} stopped in {took:?}: {stopped}");
+        assert!(took < Duration::from_secs(20), "{instance} took {took:?} to stop");
+    }
+    for i in 0..3 {
+        ha.engine.nats.cont(i).expect("resume an engine server");
+    }
+}

@@ -172,6 +172,9 @@ pub struct Node {
     log: Logger,
 }
 
+/// How long a stopping HA instance waits for its controller to hand the zone over.
+const STEP_DOWN_PATIENCE: Duration = Duration::from_secs(5);
+
 /// What is left of a node after [`Node::shutdown`]: its storage, closed once every actor and
 /// task holding it has been dropped (stop the actix system first).
 #[derive(Debug)]
@@ -222,8 +225,14 @@ impl Node {
     /// [`Stopped::wait_storage_closed`] once the actix system is gone.
     pub async fn shutdown(self) -> Stopped {
         if let Some(ha) = &self.handles.ha {
-            // An active instance hands over at once rather than after its lease's TTL.
-            let _ = ha.step_down().await;
+            // An active instance hands over at once rather than after its lease's TTL. Not for
+            // longer than a few seconds: a controller busy promoting (a catch-up that waits on
+            // an engine that answers nothing) reads no step-down, and the stop must not wait on it.
+            if tokio::time::timeout(STEP_DOWN_PATIENCE, ha.step_down()).await.is_err() {
+                warn!(self.log, "step_down_skipped"; "reason" => format!(
+                    "the HA controller did not answer within {STEP_DOWN_PATIENCE:?}; stopping without handing over (the lease expires after its TTL)"
+                ));
+            }
         }
         self.handles.health.stopped();
         self.status.abort();
