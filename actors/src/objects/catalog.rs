@@ -181,11 +181,14 @@ impl Catalog {
         let uploaded = self.upload_ahead(&temp, &digest)?;
         let _guard = self.lock();
         let committed = self.commit_locked(spec, temp, digest, uploaded);
-        if committed.is_err() && uploaded.is_some() && self.index.blob_refs(&digest).is_ok_and(|n| n == 0) {
-            // Refused after all (a referenced key, a failed write): no key names the copy. A
-            // copy that cannot be deleted now is only space in the engine; the refusal is what
-            // the producer needs to hear.
-            let _ = self.remove_remote(&digest);
+        let unnamed = || self.index.blob_refs(&digest).is_ok_and(|n| n == 0);
+        if let (Err(refused), Some(_)) = (&committed, uploaded) {
+            if certainly_unwritten(refused) && unnamed() {
+                // Refused after all (a referenced key, a write the log refused): no key names the
+                // copy. A copy that cannot be deleted now is only space in the engine; the
+                // refusal is what the producer needs to hear.
+                let _ = self.remove_remote(&digest);
+            }
         }
         committed
     }
@@ -335,6 +338,20 @@ impl Catalog {
         entry.referenced = true;
         entry.referenced_by.extend(zone.map(str::to_owned));
         Ok(self.index.write_object(bucket, key, &entry, &[])?)
+    }
+}
+
+/// Whether a failed commit certainly wrote no index entry. A write whose outcome is unknown (an
+/// HA instance that stepped down mid-append) may be in the zone's log, naming the blob the
+/// next active instance must serve: its copy in the second tier stays.
+fn certainly_unwritten(error: &ObjectError) -> bool {
+    match error {
+        ObjectError::Storage(e) => matches!(
+            e,
+            StorageError::EngineUnavailable(_) | StorageError::Standby(_) | StorageError::Fenced(_)
+        ),
+        ObjectError::Immutable { .. } => true,
+        _ => false,
     }
 }
 

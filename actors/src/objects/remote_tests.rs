@@ -22,7 +22,7 @@ use super::{
     tests::{gauges, put, reference, ROOMY},
     ObjectError,
 };
-use crate::storage::RocksStorage;
+use crate::storage::{ObjectEntry, ObjectIndex, RocksStorage, StorageError};
 
 /// How long a call that must not wait for the held upload may take.
 const PROMPT: Duration = Duration::from_secs(10);
@@ -113,6 +113,11 @@ struct Zone {
 }
 
 fn zone() -> Zone {
+    zone_with(|storage| storage)
+}
+
+/// A zone whose index is `index(the RocksDB index)`.
+fn zone_with(index: impl FnOnce(Arc<RocksStorage>) -> Arc<dyn ObjectIndex>) -> Zone {
     let dir = tempfile::tempdir().expect("tempdir");
     let remote = Arc::new(DirRemote {
         dir: dir.path().join("engine"),
@@ -123,7 +128,7 @@ fn zone() -> Zone {
     let tier = Some(remote.clone() as Arc<dyn RemoteBlobs>);
     let catalog = Catalog::open(
         dir.path(),
-        storage,
+        index(storage),
         gauges(),
         ROOMY.capacity_bytes,
         ROOMY.retention,
@@ -243,4 +248,83 @@ fn content_refused_after_its_upload_does_not_stay_in_the_second_tier() {
     assert!(matches!(refused, Err(ObjectError::Immutable { .. })), "{refused:?}");
     assert!(!z.remote.holds(b"signed: batch 8"));
     assert!(z.remote.holds(b"signed: batch 7"));
+}
+
+/// An index whose next entry write ends as `failure` (after writing it, when `lands`): an HA
+/// instance's append whose outcome it could not learn, or one the log refused.
+struct FailingWrite {
+    inner: Arc<RocksStorage>,
+    failure: Mutex<Option<(StorageError, bool)>>,
+}
+
+impl ObjectIndex for FailingWrite {
+    fn object(&self, bucket: &str, key: &str) -> Result<Option<ObjectEntry>, StorageError> {
+        self.inner.object(bucket, key)
+    }
+
+    fn blob_refs(&self, digest: &ObjectDigest) -> Result<u64, StorageError> {
+        self.inner.blob_refs(digest)
+    }
+
+    fn write_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        entry: &ObjectEntry,
+        blob_refs: &[(ObjectDigest, u64)],
+    ) -> Result<(), StorageError> {
+        match self.failure.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            None => self.inner.write_object(bucket, key, entry, blob_refs),
+            Some((failure, lands)) => {
+                if lands {
+                    self.inner.write_object(bucket, key, entry, blob_refs)?;
+                }
+                Err(failure)
+            }
+        }
+    }
+
+    fn remove_object(&self, bucket: &str, key: &str, blob_refs: &[(ObjectDigest, u64)]) -> Result<(), StorageError> {
+        self.inner.remove_object(bucket, key, blob_refs)
+    }
+
+    fn usage_by_bucket(&self) -> Result<std::collections::BTreeMap<String, u64>, StorageError> {
+        self.inner.usage_by_bucket()
+    }
+
+    fn visit_objects(&self, visit: &mut dyn FnMut(&str, &str, ObjectEntry)) -> Result<(), StorageError> {
+        self.inner.visit_objects(visit)
+    }
+}
+
+/// A put whose index write has an unknown outcome keeps its copy in the second tier: the entry
+/// may be in the zone's log, and the instance that applies it must find the blob there. One the
+/// log refused outright leaves no copy behind.
+#[test]
+fn a_put_whose_index_write_has_an_unknown_outcome_keeps_its_copy_in_the_second_tier() {
+    for (failure, lands, kept) in [
+        (
+            StorageError::OutcomeUnknown("the engine did not answer".into()),
+            true,
+            true,
+        ),
+        (
+            StorageError::OutcomeUnknown("the engine did not answer".into()),
+            false,
+            true,
+        ),
+        (StorageError::EngineUnavailable("no quorum".into()), false, false),
+    ] {
+        let what = failure.to_string();
+        let z = zone_with(|storage| {
+            Arc::new(FailingWrite {
+                inner: storage,
+                failure: Mutex::new(Some((failure, lands))),
+            })
+        });
+        let body = b"batch record 12";
+        let failed = put(&z.catalog, "batch-12.pdf", body);
+        assert!(matches!(failed, Err(ObjectError::Storage(_))), "{what}: {failed:?}");
+        assert_eq!(z.remote.holds(body), kept, "{what} (written: {lands})");
+    }
 }
