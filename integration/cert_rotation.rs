@@ -187,3 +187,45 @@ async fn certificates_rotate_without_a_restart_and_bad_ones_are_refused() {
     traffic.assert_delivered_exactly_once(Duration::from_secs(60)).await;
     assert_eq!(traffic.errors(), Vec::<String>::new(), "producers never saw an error");
 }
+
+/// A rotation that replaces the whole directory (`mv pki.new pki`; Kubernetes points a `..data`
+/// link elsewhere the same way) is taken too: the watch of the old directory hears nothing of
+/// it, and the node also compares its files with what it last read every few seconds. Before,
+/// the new certificate was never used, and the old one expired in service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_that_replaces_the_whole_directory_is_taken() {
+    let mut cluster = Cluster::pair();
+    cluster.start("plant-a");
+    let before = presented(&cluster, "plant-a").await;
+    let pki = cluster.net.pki.clone();
+    let staged = pki.with_file_name("pki.new");
+    std::fs::create_dir(&staged).expect("staging directory");
+    for entry in std::fs::read_dir(&pki).expect("pki").flatten() {
+        std::fs::copy(entry.path(), staged.join(entry.file_name())).expect("copy");
+    }
+    let now = SystemTime::now();
+    pki::issue_as(
+        &staged,
+        "plant-a",
+        CertKind::Node,
+        now - Duration::from_secs(60),
+        now + DAY * 20,
+        "plant-a",
+    )
+    .expect("issue");
+    std::fs::rename(&pki, pki.with_file_name("pki.old")).expect("set the old directory aside");
+    std::fs::rename(&staged, &pki).expect("the new directory in its place");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut now_presented = before.clone();
+    while now_presented == before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        now_presented = presented(&cluster, "plant-a").await;
+    }
+    assert_ne!(
+        now_presented, before,
+        "the node still presents the certificate of the old directory"
+    );
+    assert!(logged(&cluster, "plant-a", "cert_reloaded", "trigger", "file_change"));
+    assert!(events(&cluster, "plant-a", "cert_reload_failed").is_empty());
+}

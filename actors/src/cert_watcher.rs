@@ -1,9 +1,11 @@
 //! Actor `CertWatcher`: keeps the node's TLS material current without a restart (SPEC §6, §7).
 //!
 //! A reload is triggered by a change of the certificate, key, CA or revocation list file (the
-//! parent directories
-//! are watched, so editors and `mv` that replace a file are seen; changes are debounced), by
-//! SIGHUP, or by `POST /v1/admin/reload`. Each reload reads and validates the files off the
+//! parent directories are watched, so editors and `mv` that replace a file are seen; changes are
+//! debounced; and every [`POLL`] the files' identities are compared with what the last reload
+//! read, for the swaps no watch of those directories hears: a directory replaced whole, a
+//! symbolic link such as Kubernetes' `..data` pointed elsewhere), by SIGHUP, or by
+//! `POST /v1/admin/reload`. Each reload reads and validates the files off the
 //! arbiter ([`validate`]: everything parses, the key matches the certificate, the certificate
 //! chains to the CA and is valid now, its CN is the node's zone, and the revocation lists, if
 //! any, come from the CA, are current and do not revoke it) and only then swaps: the QUIC
@@ -35,6 +37,28 @@ use crate::{
 
 /// Quiet time after the last file event before reloading: a rotation replaces several files.
 const DEBOUNCE: Duration = Duration::from_millis(300);
+/// How often the files are looked at besides the watch of their directories.
+const POLL: Duration = Duration::from_secs(5);
+
+/// What identifies the content of each file, as a path resolves now (symbolic links followed):
+/// its device and inode, modification time and length; `None` for a file that cannot be read.
+type Fingerprint = Vec<Option<(u64, u64, i128, u64)>>;
+
+fn fingerprint(paths: &TlsPaths) -> Fingerprint {
+    use std::os::unix::fs::MetadataExt;
+    let identity = |m: std::fs::Metadata| {
+        let modified = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+        (m.dev(), m.ino(), modified, m.len())
+    };
+    paths
+        .files()
+        .into_iter()
+        .map(|f| std::fs::metadata(f).ok().map(identity))
+        .collect()
+}
+
+/// The fingerprint of the files the last reload read, shared with the poll.
+type Seen = Arc<std::sync::Mutex<Option<Fingerprint>>>;
 
 /// Where the node's TLS material lives (`[tls]` of the configuration).
 #[derive(Debug, Clone)]
@@ -184,6 +208,8 @@ pub struct CertWatcher {
     deps: Arc<CertWatcherDeps>,
     /// Dropping it stops the file events and, with them, the debounce task.
     files: Option<RecommendedWatcher>,
+    seen: Seen,
+    poll: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl CertWatcher {
@@ -192,6 +218,8 @@ impl CertWatcher {
             config: Arc::new(config),
             deps: Arc::new(deps),
             files: None,
+            seen: Seen::default(),
+            poll: None,
         }
     }
 
@@ -229,6 +257,36 @@ fn touches(event: &Event, files: &[PathBuf]) -> bool {
     !read_only && event.paths.iter().any(|p| files.contains(p))
 }
 
+/// Every [`POLL`], a reload when the files are not the ones the last reload read (the first
+/// look only notes them: the node loaded them as it started).
+async fn poll(paths: TlsPaths, seen: Seen, watcher: Addr<CertWatcher>) {
+    loop {
+        let look = paths.clone();
+        let Ok(now) = tokio::task::spawn_blocking(move || fingerprint(&look)).await else {
+            return;
+        };
+        let changed = {
+            let mut seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match &*seen {
+                None => {
+                    *seen = Some(now);
+                    false
+                }
+                Some(before) => *before != now,
+            }
+        };
+        if changed {
+            let reload = watcher.send(Reload {
+                trigger: Trigger::FileChange,
+            });
+            if reload.await.is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// One reload per burst of file events, once the files have been quiet for [`DEBOUNCE`].
 async fn debounce(mut changes: mpsc::Receiver<()>, watcher: Addr<CertWatcher>) {
     while changes.recv().await.is_some() {
@@ -249,12 +307,23 @@ impl Actor for CertWatcher {
             Ok(files) => self.files = Some(files),
             Err(e) => self.deps.telemetry.emit(CertWatchFailed { reason: &e }),
         }
+        let paths = self.config.paths.clone();
+        self.poll = Some(tokio::spawn(poll(paths, self.seen.clone(), ctx.address())));
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(poll) = self.poll.take() {
+            poll.abort();
+        }
     }
 }
 
 impl Supervised for CertWatcher {
     fn restarting(&mut self, _: &mut Self::Context) {
         self.files = None;
+        if let Some(poll) = self.poll.take() {
+            poll.abort();
+        }
     }
 }
 
@@ -288,11 +357,16 @@ impl Handler<Reload> for CertWatcher {
     type Result = AtomicResponse<Self, Result<Certificate, ReloadError>>;
 
     fn handle(&mut self, msg: Reload, _: &mut Self::Context) -> Self::Result {
-        let (config, deps) = (self.config.clone(), self.deps.clone());
+        let (config, deps, seen) = (self.config.clone(), self.deps.clone(), self.seen.clone());
         let reload = async move {
-            let prepared = tokio::task::spawn_blocking(move || prepare(&config))
-                .await
-                .unwrap_or_else(|e| Err(ReloadError::Interrupted(e.to_string())));
+            let prepared = tokio::task::spawn_blocking(move || {
+                // Noted before the files are read: a change while they are read is seen again.
+                let files = fingerprint(&config.paths);
+                *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(files);
+                prepare(&config)
+            })
+            .await
+            .unwrap_or_else(|e| Err(ReloadError::Interrupted(e.to_string())));
             deps.apply(msg.trigger, prepared)
         };
         AtomicResponse::new(Box::pin(reload.into_actor(self)))
