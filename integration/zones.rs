@@ -241,3 +241,50 @@ async fn a_peer_named_by_host_name_is_resolved_when_dialled_and_an_unknown_name_
     );
     assert!(counted >= 1.0, "the failed dial is counted: {counted}");
 }
+
+/// Facts waiting for a peer that a restart's configuration no longer names are said at start,
+/// with how many: nothing would pull them, and before nothing said so (the status and metrics
+/// list configured peers only). Configured again, the peer receives them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facts_waiting_for_a_peer_no_longer_configured_are_reported_at_start() {
+    let mut cluster = Cluster::pair();
+    cluster.start("enterprise");
+    let producer = cluster.client("enterprise").await;
+    harness::append_many(&producer, "enterprise", "plant-a", "waiting", 7, 10).await;
+    producer.close().await;
+    assert!(cluster.terminate("enterprise").success());
+
+    let removed = {
+        let node = cluster.net.nodes.get_mut("enterprise").expect("enterprise");
+        let at = node
+            .peers
+            .iter()
+            .position(|p| p.zone == "plant-a")
+            .expect("plant-a peer");
+        node.peers.remove(at)
+    };
+    cluster.start("enterprise");
+    let said = observe::events(&cluster, "enterprise", "facts_stranded");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert_eq!(
+        (said[0]["peer"].as_str(), said[0]["facts"].as_u64()),
+        (Some("plant-a"), Some(7))
+    );
+    assert_eq!(said[0]["level"], "error");
+
+    assert!(cluster.terminate("enterprise").success());
+    cluster
+        .net
+        .nodes
+        .get_mut("enterprise")
+        .expect("enterprise")
+        .peers
+        .push(removed);
+    cluster.start("enterprise");
+    cluster.start("plant-a");
+    let consumer = cluster.client("plant-a").await;
+    let got = receive(&consumer, "qa", 7, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 7, "configured again, the peer receives them");
+    let said = observe::events(&cluster, "enterprise", "facts_stranded");
+    assert_eq!(said.len(), 1, "not said again once the peer is configured");
+}

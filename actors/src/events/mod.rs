@@ -11,7 +11,7 @@
 //! | `facts` | [`Rejection`] (reasons), [`FactRejected`], [`FactConflict`], [`FactsDuplicated`], [`FactLost`], [`FactsKeptPastRetention`], [`BufferBlocked`], [`DeletionFailed`] |
 //! | `artifacts` | [`ArtifactRetrieved`], [`ArtifactRetrievalFailed`], [`ArtifactSkipped`], [`ArtifactExpired`], [`ArtifactSweepDone`], [`ArtifactSweepFailed`] |
 //! | `storage` | [`StorageHealth`]: failed commits and reads, damaged data, and the readiness they decide |
-//! | `relay` | [`RelayRefusal`] (reasons), [`RelayRefused`], [`FactsRelayed`], [`FactsDelivered`] |
+//! | `relay` | [`RelayRefusal`] (reasons), [`RelayRefused`], [`FactsRelayed`], [`FactsDelivered`], [`FactsStranded`] |
 //! | `ha` | [`HaPromoted`], [`HaDemoted`], [`WalDivergence`], [`LeaseRenewed`], [`EngineChecked`], [`SnapshotWritten`], [`SnapshotRestored`], [`WalPurged`] |
 //!
 //! One RPC call (`rpc_call`, `fact_appended` or `rpc_rejected`, and its counters) is written by
@@ -47,7 +47,7 @@ pub use peer::{
     ClientRejected, Direction, LinkFailure, PeerCallRetried, PeerConnected, PeerConnectionOpen, PeerConnectionReplaced,
     PeerDialFailed, PeerDisconnected, PeerRefused,
 };
-pub use relay::{FactsDelivered, FactsRelayed, RelayRefusal, RelayRefused};
+pub use relay::{FactsDelivered, FactsRelayed, FactsStranded, RelayRefusal, RelayRefused};
 pub use storage::{Damage, DiskSpaceLow, Failing, HealthReport, LossRecorded, StorageHealth, StorageOp, RESTART_HINT};
 pub use tls::{
     set_expiry, CertReloadFailed, CertReloaded, CertWatchFailed, CheckAnswered, ConnectionUntrusted, TlsHandshakeFailed,

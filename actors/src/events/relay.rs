@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 
 pub const RELAY_REFUSED: &str = "relay_refused";
 pub const FACTS_RELAYED: &str = "facts_relayed";
+pub const FACTS_STRANDED: &str = "facts_stranded";
 
 /// Why a fact was not relayed: the bounded `reason` of `bsfg_relay_refused_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +91,25 @@ impl Event for FactsRelayed<'_> {
         info!(t.log, "{}", FACTS_RELAYED; "peer" => self.peer, "facts" => self.relayed.values().sum::<u64>(),
             "duplicates" => self.duplicates, "to_zones" => to_zones.join(","),
             "first_message_id" => first, "last_message_id" => last);
+    }
+}
+
+/// Facts the store buffer holds, unconfirmed, for a peer no `[[peers]]` entry names any more (a
+/// peer removed, a route moved off a relay): nothing pulls them. Said at every start.
+pub struct FactsStranded<'a> {
+    pub peer: &'a str,
+    pub facts: u64,
+}
+
+impl Event for FactsStranded<'_> {
+    fn emit(self, t: &Telemetry) {
+        error!(t.log, "{}", FACTS_STRANDED; "peer" => self.peer, "facts" => self.facts,
+        "reason" => format!(
+            "{} facts wait for peer {:?}, which no [[peers]] entry names any more, and nothing will pull them; \
+             configure the peer again until they are delivered (bsfg status shows its backlog), or they go \
+             with store.retention",
+            self.facts, self.peer
+        ));
     }
 }
 

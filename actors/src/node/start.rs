@@ -14,7 +14,10 @@ use super::{Handles, Node, NodeError, NodeSettings, StartProgress};
 use crate::{
     backpressure::{Admission, Backpressure, BackpressureConfig, BackpressureDeps, DiskState},
     cert_watcher::{CertWatcher, CertWatcherConfig, CertWatcherDeps, Certificate},
-    events::{set_role, EngineChecked, LossRecorded, RetentionResumed, SnapshotRestored, StorageHealth, Telemetry},
+    events::{
+        set_role, EngineChecked, FactsStranded, LossRecorded, RetentionResumed, SnapshotRestored, StorageHealth,
+        Telemetry,
+    },
     forward_buffer::{Consumers, ForwardBuffer, Seen},
     ha::{HaConfig, HaDeps, HaHandle, Snapshots},
     journal::{Journal, JournalConfig},
@@ -24,7 +27,7 @@ use crate::{
     rpc::{Authorisations, DrainHandle, RpcConfig, RpcDeps, RpcServer},
     standing::Standing,
     status::{Progress, Refresher},
-    storage::{Log, LossRecord, ObjectIndex, RocksStorage, Storage},
+    storage::{CursorKey, Log, LossRecord, ObjectIndex, RocksStorage, Storage},
     store_buffer::StoreBuffer,
     trace::Tracer,
     transport::{
@@ -100,6 +103,7 @@ pub(super) async fn start(
             .with_label_values(&[buffer.as_str()])
             .set(retention);
     }
+    report_stranded(storage.clone(), &journal, &peers, &telemetry).await;
     let last_stored = last_stored(storage.clone(), &journal).await;
     let longest = buffers.store.retention.max(buffers.forward.retention);
     if let Some(ahead) = crate::clock::resumed_behind(last_stored, now_unix_ms()) {
@@ -378,6 +382,28 @@ async fn open_storage(data_dir: &Path, zone: &str) -> Result<Arc<RocksStorage>, 
 /// and the full store the peer links wait on, and the disk as it measures it.
 /// When this node last stored a fact, by its clock then: the newer of both logs' newest entries
 /// (`None` when both are empty, or their newest entries were deleted).
+/// Says which peers no `[[peers]]` entry names any more still have facts waiting here for them
+/// (a peer removed, a route moved off a relay while facts for it waited): nothing pulls those.
+async fn report_stranded(storage: Arc<dyn Storage>, journal: &Journal, peers: &[String], telemetry: &Telemetry) {
+    let (cursors, high) = (journal.cursors(), *journal.store_high().borrow());
+    let configured: std::collections::BTreeSet<String> = peers.iter().cloned().collect();
+    let stranded = move || {
+        let zones = storage.store_zones().unwrap_or_default();
+        let waiting = zones
+            .into_iter()
+            .filter(|zone| !configured.contains(zone))
+            .filter_map(|zone| {
+                let frontier = cursors.get(&CursorKey::Peer(zone.clone())).copied().unwrap_or(0);
+                let facts = storage.count_store(&zone, frontier, high).ok()?;
+                (facts > 0).then_some((zone, facts))
+            });
+        waiting.collect::<Vec<_>>()
+    };
+    for (peer, facts) in tokio::task::spawn_blocking(stranded).await.unwrap_or_default() {
+        telemetry.emit(FactsStranded { peer: &peer, facts });
+    }
+}
+
 async fn last_stored(storage: Arc<dyn Storage>, journal: &Journal) -> Option<u64> {
     let highs = [
         (Log::Store, *journal.store_high().borrow()),
