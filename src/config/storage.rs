@@ -160,5 +160,20 @@ pub(super) fn check(storage: &StorageSection) -> Result<(), (String, String)> {
             format!("{:?} is shorter than lease_ttl ({:?})", js.commit_timeout, js.lease_ttl),
         );
     }
+    // A standby looks once a second whether a snapshot is due: a threshold of a few bytes
+    // would upload its whole database every second.
+    if js.snapshot_every.bytes() < MIN_SNAPSHOT_EVERY {
+        return fail(
+            "jetstream.snapshot_every",
+            format!(
+                "{} is below the minimum of {}: a snapshot is a copy of the whole replica",
+                js.snapshot_every,
+                bytesize::ByteSize(MIN_SNAPSHOT_EVERY)
+            ),
+        );
+    }
     Ok(())
 }
+
+/// The least log a standby applies between two snapshots.
+const MIN_SNAPSHOT_EVERY: u64 = 4 << 10;

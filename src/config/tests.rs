@@ -307,6 +307,14 @@ fn the_write_stall_timeout_is_a_duration_of_the_node_longer_than_an_ha_commit() 
         "not longer than storage.jetstream.commit_timeout (15s)",
     );
     parse(&format!("{}\n{ha}", with("write_stall_timeout = \"16s\""))).expect("longer than the commit");
+    // A snapshot copies the whole replica: not every second.
+    let stall = with("write_stall_timeout = \"16s\"");
+    assert_invalid(
+        &format!("{stall}\n{ha}\nsnapshot_every = \"1KiB\""),
+        "storage.jetstream.snapshot_every",
+        "below the minimum of 4.0 KiB",
+    );
+    parse(&format!("{stall}\n{ha}\nsnapshot_every = \"4KiB\"")).expect("the least snapshot interval");
     // One fact must fit in one record of the zone's log (4 MiB).
     let limits = "[limits]\nmax_frame_bytes = \"16MiB\"\nmax_fact_bytes = \"5MiB\"";
     let stall = with("write_stall_timeout = \"16s\"");

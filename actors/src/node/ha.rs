@@ -109,7 +109,7 @@ fn log_spec(zone: &str, settings: &HaSettings) -> LogSpec {
 pub(super) async fn open(
     zone: &str,
     settings: &HaSettings,
-    local: Arc<RocksStorage>,
+    (data_dir, local): (&Path, Arc<RocksStorage>),
     commit_latency: Histogram,
 ) -> Result<Opened, NodeError> {
     let verdict = checks::verify(&settings.monitor_urls, settings.assume_durable)
@@ -147,7 +147,7 @@ pub(super) async fn open(
     let runtime = tokio::runtime::Handle::current();
     let storage =
         ReplicatedStorage::new(config, local, Arc::new(log), runtime).map_err(|source| NodeError::Storage {
-            path: PathBuf::new(),
+            path: data_dir.to_owned(),
             source,
         })?;
     Ok(Opened {

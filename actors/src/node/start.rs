@@ -78,7 +78,8 @@ pub(super) async fn start(
             None,
         ),
         Some(settings) => {
-            let opened = super::ha::open(&zone, settings, local.clone(), metrics.engine_commit_latency.clone()).await?;
+            let local = (data_dir.as_path(), local.clone());
+            let opened = super::ha::open(&zone, settings, local, metrics.engine_commit_latency.clone()).await?;
             telemetry.emit(EngineChecked {
                 durability_verified: opened.verdict.durability_verified,
                 warnings: &opened.verdict.warnings,
