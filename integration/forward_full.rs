@@ -54,3 +54,53 @@ async fn a_full_forward_buffer_pauses_pulls_until_its_consumer_confirms() {
     assert_eq!(ids, acked, "every fact, once, in order");
     assert!(!events(&cluster, "plant-a", "pulls_resumed").is_empty());
 }
+
+/// A peer that stops fetching (its forward buffer full, here) tells its sender nothing by pages:
+/// the sender's gate toward it follows the facts waiting for it, counted, and goes to
+/// `reconciliation` once they pass `batch_limit`, back to `normal` once the peer has them. Before,
+/// it stayed `normal` over any backlog, since the last page the peer took had left nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_senders_gate_shows_a_backlog_that_a_paused_peer_does_not_fetch() {
+    let mut cluster = Cluster::pair();
+    let plant = "\n[forward]\ncapacity_bytes = \"64KiB\"\n\n[replication]\nbatch_limit = 100\n";
+    cluster.net.nodes.get_mut("plant-a").expect("plant-a").extra = plant.to_owned();
+    let enterprise = "\n[replication]\nbatch_limit = 10\n";
+    cluster.net.nodes.get_mut("enterprise").expect("enterprise").extra = enterprise.to_owned();
+    cluster.start_all();
+    cluster.wait_linked(Duration::from_secs(20)).await;
+    let producer = cluster.client("enterprise").await;
+    // One call, one page: plant-a takes all of it, and its buffer is past the high watermark.
+    let first: Vec<_> = (0..60)
+        .map(|i| harness::padded_message("enterprise", "plant-a", &format!("first-{i}"), PAD))
+        .collect();
+    let outcomes = producer.append_batch(first).await.expect("append");
+    assert!(outcomes.iter().all(Result::is_ok));
+    wait_until(Duration::from_secs(30), "plant-a pauses its pulls", || {
+        !events(&cluster, "plant-a", "pulls_paused").is_empty()
+    })
+    .await;
+    let backlog = |c: &Cluster| c.status("enterprise")["peers"]["plant-a"]["backlog"].as_u64();
+    wait_until(Duration::from_secs(10), "plant-a took every fact sent so far", || {
+        backlog(&cluster) == Some(0)
+    })
+    .await;
+    assert_eq!(cluster.gate_state("enterprise", "plant-a"), "normal");
+
+    append_many(&producer, "enterprise", "plant-a", "waiting", 50, PAD).await;
+    let shown = cluster
+        .wait_gate("enterprise", "plant-a", "reconciliation", Duration::from_secs(10))
+        .await;
+    assert!(
+        shown.is_some(),
+        "50 facts wait past batch_limit 10; backlog {:?}",
+        backlog(&cluster)
+    );
+
+    let consumer = cluster.client("plant-a").await;
+    let delivered = receive(&consumer, "mes", 110, Duration::from_secs(60)).await;
+    assert_eq!(delivered.len(), 110, "every fact, once");
+    let caught_up = cluster
+        .wait_gate("enterprise", "plant-a", "normal", Duration::from_secs(20))
+        .await;
+    assert!(caught_up.is_some(), "the gate follows the backlog back down");
+}

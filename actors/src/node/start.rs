@@ -3,7 +3,11 @@
 //! the peer links, the RPC server, and the status refresher. Each component gets its own config
 //! from [`NodeSettings`] and the runtime handles made here.
 
-use std::{collections::HashMap, path::Path, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+    sync::Arc,
+};
 
 use actix::prelude::*;
 use bsfg_proto::model::now_unix_ms;
@@ -34,7 +38,7 @@ use crate::{
         pacing::Pacer,
         tls::{TlsMaterial, Trust},
     },
-    zone_gate::{GateSwitches, RestoreSwitches, ZoneGate},
+    zone_gate::{self, GateSwitches, RestoreSwitches, ZoneGate},
 };
 
 pub(super) async fn start(
@@ -58,6 +62,10 @@ pub(super) async fn start(
         ha,
     } = settings;
     let peers: Vec<String> = links.iter().map(|link| link.peer.clone()).collect();
+    let batch_limits: BTreeMap<String, u64> = links
+        .iter()
+        .map(|link| (link.peer.clone(), u64::from(link.batch_limit)))
+        .collect();
     let restored = match &ha {
         Some(settings) => super::ha::restore(&zone, settings, &data_dir, progress).await?,
         None => None,
@@ -183,6 +191,7 @@ pub(super) async fn start(
     };
     let server = start_rpc(&quic.endpoint, rpc, rpc_deps, dialed_rx, &log)?;
     let (status, progress) = start_status(&journal, &metrics, peers, &quic.certificate, &seen);
+    tokio::spawn(zone_gate::follow_backlogs(progress.clone(), gate.clone(), batch_limits));
     health.started();
     let ha = match (ha, replicated) {
         (Some(settings), Some(opened)) => {

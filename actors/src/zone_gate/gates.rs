@@ -13,6 +13,9 @@ pub(super) enum Report<'a> {
     Pulled { behind: bool },
     /// The peer received a page from us; `behind` when it was full.
     Served { behind: bool },
+    /// The facts waiting here for the peer, unconfirmed, counted: `behind` when more than
+    /// `batch_limit`, whether the peer fetches or not.
+    Waiting { behind: bool },
     /// The link is gone or could not be established.
     LinkDown { reason: &'a str },
     /// An operator closed or opened the gate.
@@ -25,8 +28,10 @@ impl Report<'_> {
         match self {
             Self::Pulled { behind: true } => "link up, inbound backlog of at least batch_limit".into(),
             Self::Pulled { behind: false } => "link up, caught up".into(),
-            Self::Served { behind: true } => "outbound backlog of at least batch_limit".into(),
-            Self::Served { behind: false } => "peer caught up".into(),
+            Self::Served { behind: true } | Self::Waiting { behind: true } => {
+                "outbound backlog of at least batch_limit".into()
+            }
+            Self::Served { behind: false } | Self::Waiting { behind: false } => "peer caught up".into(),
             Self::LinkDown { reason } => format!("link down: {reason}"),
             Self::Switched { .. } => CLOSED_BY_OPERATOR.into(),
         }
@@ -50,6 +55,9 @@ struct Observed {
     link_up: bool,
     inbound_behind: bool,
     outbound_behind: bool,
+    /// More than `batch_limit` facts wait here for the peer (counted, not told by pages: a peer
+    /// that stopped fetching tells nothing).
+    outbound_waiting: bool,
 }
 
 impl Observed {
@@ -60,23 +68,25 @@ impl Observed {
         link_up: false,
         inbound_behind: false,
         outbound_behind: false,
+        outbound_waiting: false,
     };
 
     fn decide(&self) -> GateState {
-        match (
-            self.link_up && !self.closed,
-            self.inbound_behind || self.outbound_behind,
-        ) {
+        match (self.link_up && !self.closed, self.inbound_behind || self.outbound()) {
             (false, _) => GateState::Autonomous,
             (true, true) => GateState::Reconciliation,
             (true, false) => GateState::Normal,
         }
     }
 
+    fn outbound(&self) -> bool {
+        self.outbound_behind || self.outbound_waiting
+    }
+
     /// Why the state is what it is after `report`: a backlog is named by its direction (the
     /// report may be about the other one, caught up), anything else by the report.
     fn reason(&self, report: Report) -> String {
-        match (self.state, self.inbound_behind, self.outbound_behind) {
+        match (self.state, self.inbound_behind, self.outbound()) {
             (GateState::Reconciliation, true, true) => "link up, backlog of at least batch_limit both ways".into(),
             (GateState::Reconciliation, true, false) => Report::Pulled { behind: true }.reason(),
             (GateState::Reconciliation, false, _) => Report::Served { behind: true }.reason(),
@@ -91,7 +101,9 @@ impl Observed {
                 self.inbound_behind = behind;
             }
             Report::Served { behind } => self.outbound_behind = behind,
-            // What was behind is known again from the pages of the next link.
+            Report::Waiting { behind } => self.outbound_waiting = behind,
+            // What was behind is known again from the pages of the next link (what waits here
+            // is counted whatever the link).
             Report::LinkDown { .. } => {
                 self.link_up = false;
                 self.inbound_behind = false;
@@ -185,6 +197,40 @@ mod tests {
         let seen = states(&mut gates, &[served(true), pulled(false), served(false)]);
         // Serving a peer is not a live link of ours; once it is, the outbound backlog counts.
         assert_eq!(seen, [Autonomous, Reconciliation, Normal]);
+    }
+
+    /// A peer that stops fetching tells nothing by pages: the count of what waits for it holds
+    /// the gate in reconciliation, across a lost link too (the facts still wait), until it is
+    /// down to `batch_limit`; a page that left nothing behind does not end it before.
+    #[test]
+    fn facts_counted_waiting_for_the_peer_hold_reconciliation_whatever_the_pages_say() {
+        let mut gates = gates();
+        let waiting = |behind| Report::Waiting { behind };
+        let down = Report::LinkDown { reason: "timed out" };
+        let seen = states(
+            &mut gates,
+            &[
+                pulled(false),
+                waiting(true),
+                served(false),
+                down,
+                pulled(false),
+                waiting(false),
+            ],
+        );
+        assert_eq!(
+            seen,
+            [
+                Normal,
+                Reconciliation,
+                Reconciliation,
+                Autonomous,
+                Reconciliation,
+                Normal
+            ]
+        );
+        let transition = gates.on(PEER, waiting(true)).expect("a transition");
+        assert_eq!(transition.reason, "outbound backlog of at least batch_limit");
     }
 
     #[test]

@@ -5,8 +5,12 @@
 //!   the gate is closed by an operator.
 //! - `reconciliation`: link up and a backlog of at least `batch_limit` facts in either direction:
 //!   a full page we pulled from the peer (inbound), or a page the peer pulled from us that left
-//!   more facts behind (outbound: full, or cut by its byte budget, as the serving side knows).
-//!   A page cut by its bytes is not seen as such inbound; the peer's own gate sees it outbound.
+//!   more facts behind (outbound: full, or cut by its byte budget, as the serving side knows),
+//!   or more than `batch_limit` facts waiting here for the peer, unconfirmed, as the status
+//!   refresher counts them every second ([`follow_backlogs`]): a peer that stopped fetching (its
+//!   store full, an artifact it waits for) tells nothing by pages, and its gate here must not
+//!   stay `normal` over a growing backlog. A page cut by its bytes is not seen as such inbound;
+//!   the peer's own gate sees it outbound.
 //! - `normal`: link up and the last page each way left nothing behind. A link that goes down
 //!   forgets what was behind; the next link's pages tell again. A transition into
 //!   `reconciliation` names the direction of the backlog, whichever report caused it.
@@ -31,7 +35,7 @@ mod switches;
 use std::collections::{BTreeMap, BTreeSet};
 
 use actix::prelude::*;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use self::gates::{Gates, Report};
 pub use self::switches::{GateSwitches, UnknownPeer};
@@ -39,6 +43,7 @@ pub use crate::events::{GateState, CLOSED_BY_OPERATOR};
 use crate::{
     events::{GateSwitched, GateTransition, Telemetry},
     journal::Journal,
+    status::Progress,
 };
 
 pub struct ZoneGate {
@@ -159,6 +164,37 @@ pub struct Served {
     pub behind: bool,
 }
 
+/// The facts waiting here for the peer, unconfirmed, counted: `behind` when past `batch_limit`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Waiting {
+    pub peer: String,
+    pub behind: bool,
+}
+
+/// Tells the gate, at every status refresh, which peers have more than their `batch_limit`
+/// facts waiting here (the gate absorbs what changes nothing). Ends with the refresher.
+pub async fn follow_backlogs(
+    mut progress: watch::Receiver<Progress>,
+    gate: Addr<ZoneGate>,
+    batch_limits: BTreeMap<String, u64>,
+) {
+    while progress.changed().await.is_ok() {
+        let waiting: Vec<Waiting> = progress
+            .borrow_and_update()
+            .peers
+            .iter()
+            .map(|(peer, seen)| Waiting {
+                peer: peer.clone(),
+                behind: batch_limits.get(peer).is_some_and(|limit| seen.backlog > *limit),
+            })
+            .collect();
+        for report in waiting {
+            gate.do_send(report);
+        }
+    }
+}
+
 /// The link to the peer is gone (or could not be established), with the reason.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -199,6 +235,14 @@ impl Handler<Served> for ZoneGate {
 
     fn handle(&mut self, msg: Served, _: &mut Self::Context) {
         self.report(&msg.peer, Report::Served { behind: msg.behind });
+    }
+}
+
+impl Handler<Waiting> for ZoneGate {
+    type Result = ();
+
+    fn handle(&mut self, msg: Waiting, _: &mut Self::Context) {
+        self.report(&msg.peer, Report::Waiting { behind: msg.behind });
     }
 }
 
