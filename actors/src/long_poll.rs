@@ -361,8 +361,10 @@ mod tests {
         );
         let idle = idle.await.expect("fetch");
         assert!(idle.page.facts.is_empty());
+        // Most of the 300 ms: the deadline counts from the request, and the read before the
+        // wait is work, not wait (it took 12 ms on a loaded CI host, failing a bound of 290 ms).
         assert!(
-            idle.waited >= Duration::from_millis(290),
+            idle.waited >= Duration::from_millis(200),
             "the long-poll waited: {:?}",
             idle.waited
         );
