@@ -175,6 +175,8 @@ async fn certificates_rotate_without_a_restart_and_bad_ones_are_refused() {
         "bsfg_cert_reloads_total{result=\"failure\"}",
     );
     assert!(failures.is_some_and(|n| n >= 2.0), "{failures:?}");
+    let failing = |c: &Cluster| sample(&scrape(c, "plant-a"), "bsfg_cert_reload_failing");
+    assert_eq!(failing(&cluster), Some(1.0), "the last reload was refused");
     let refusals = events(&cluster, "plant-a", "cert_reload_failed");
     let expired = |v: &serde_json::Value| v["reason"].as_str().is_some_and(|r| r.contains("expired"));
     assert!(refusals.iter().any(expired), "{refusals:?}");
@@ -182,6 +184,7 @@ async fn certificates_rotate_without_a_restart_and_bad_ones_are_refused() {
     let new = rotate(&cluster, "plant-a", 150);
     let (code, body) = reload(&cluster, "plant-a");
     assert_eq!((code, body["not_after"].as_str()), (200, Some(new.as_str())), "{body}");
+    assert_eq!(failing(&cluster), Some(0.0), "the last reload succeeded");
     flows_on(&traffic, "facts still cross both ways after the rotations").await;
 
     traffic.assert_delivered_exactly_once(Duration::from_secs(60)).await;

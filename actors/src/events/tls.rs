@@ -225,6 +225,7 @@ impl Event for CertReloaded<'_> {
     fn emit(self, t: &Telemetry) {
         let left = self.left;
         t.metrics.cert_reloads.with_label_values(&[RELOAD_SUCCESS]).inc();
+        t.metrics.cert_reload_failing.set(0);
         set_expiry(&t.metrics, left, self.crl_left);
         info!(t.log, "{}", CERT_RELOADED; "trigger" => self.trigger, "subject" => self.subject,
             "not_after" => %humantime::format_rfc3339_seconds(self.not_after), "seconds_left" => left.as_secs());
@@ -240,6 +241,7 @@ pub struct CertReloadFailed<'a> {
 impl Event for CertReloadFailed<'_> {
     fn emit(self, t: &Telemetry) {
         t.metrics.cert_reloads.with_label_values(&[RELOAD_FAILURE]).inc();
+        t.metrics.cert_reload_failing.set(1);
         warn!(t.log, "{}", CERT_RELOAD_FAILED; "trigger" => self.trigger, "reason" => %self.reason);
     }
 }

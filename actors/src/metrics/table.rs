@@ -251,6 +251,12 @@ pub const CERT_RELOADS: Spec = spec(
     &["result"],
     "TLS material reloads, by result.",
 );
+pub const CERT_RELOAD_FAILING: Spec = spec(
+    "bsfg_cert_reload_failing",
+    G,
+    &[],
+    "1 while the last TLS material reload was refused (the old material serves); 0 once one succeeds.",
+);
 pub const DRAINING: Spec = spec("bsfg_draining", G, &[], "1 while the node is draining.");
 pub const INFO: Spec = spec(
     "bsfg_info",
@@ -409,7 +415,7 @@ pub const ENGINE_COMMIT_LATENCY: Spec = spec(
 /// Every metric the node registers: SPEC §11's order, then the retention it is configured with,
 /// then the artifact store's bounds, then an HA instance's. (The process metrics come from the
 /// prometheus crate's process collector.)
-pub const ALL: [&Spec; 57] = [
+pub const ALL: [&Spec; 58] = [
     &REPLICATION_LAG_SECONDS,
     &REPLICATION_LAG_HIGH_WATERMARK,
     &FRONTIER_OFFSET,
@@ -441,6 +447,7 @@ pub const ALL: [&Spec; 57] = [
     &EXPIRED_FACTS,
     &DUPLICATE_FACTS,
     &CERT_RELOADS,
+    &CERT_RELOAD_FAILING,
     &DRAINING,
     &INFO,
     &PROCESS_START_TIME_SECONDS,
