@@ -269,8 +269,13 @@ impl Catalog {
         self.remove_remote(digest)
     }
 
+    /// The second tier, in an HA zone.
+    pub(super) fn remote(&self) -> Option<&Arc<dyn RemoteBlobs>> {
+        self.remote.as_ref()
+    }
+
     /// Deletes `digest` from the second tier; called under the lock.
-    fn remove_remote(&self, digest: &ObjectDigest) -> Result<(), ObjectError> {
+    pub(super) fn remove_remote(&self, digest: &ObjectDigest) -> Result<(), ObjectError> {
         if let Some(remote) = &self.remote {
             let deleted = remote.delete(digest);
             // After the delete (failed or not): an upload that began before it ended is redone.

@@ -6,7 +6,9 @@
 //!   is committed, so an entry never names a blob the zone does not hold;
 //! - an instance that lacks the file (it was a standby when the blob was put, or its replica was
 //!   rebuilt from a snapshot) fetches it the first time it is asked for it, and checks its digest;
-//! - it is deleted from both tiers once no key names it.
+//! - it is deleted from both tiers once no key names it; a copy in the second tier that no key
+//!   names (an instance that failed between its upload and its index write, a delete that
+//!   failed) is deleted by the active instance's sweep.
 //!
 //! A single node has no second tier. Calls block: they run on the artifact store's blocking
 //! threads, never on an async worker.
@@ -24,6 +26,8 @@ pub trait RemoteBlobs: Send + Sync + 'static {
     /// Writes the blob `digest` into the new file `path`; `false` when the zone does not hold it.
     fn download(&self, digest: &ObjectDigest, path: &Path) -> io::Result<bool>;
     fn delete(&self, digest: &ObjectDigest) -> io::Result<()>;
+    /// The digest of every blob held (names that are not digests are left out).
+    fn list(&self) -> io::Result<Vec<ObjectDigest>>;
 }
 
 /// [`RemoteBlobs`] on the zone's blob bucket of the engine, driven from blocking threads.
@@ -62,5 +66,10 @@ impl RemoteBlobs for EngineBlobs {
         self.runtime
             .block_on(self.bucket.delete(&name))
             .map_err(io::Error::other)
+    }
+
+    fn list(&self) -> io::Result<Vec<ObjectDigest>> {
+        let names = self.runtime.block_on(self.bucket.names()).map_err(io::Error::other)?;
+        Ok(names.iter().filter_map(|name| name.parse().ok()).collect())
     }
 }

@@ -96,6 +96,13 @@ impl RemoteBlobs for DirRemote {
         }
     }
 
+    fn list(&self) -> io::Result<Vec<ObjectDigest>> {
+        let names = fs::read_dir(&self.dir)?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned());
+        Ok(names.filter_map(|name| name.parse().ok()).collect())
+    }
+
     fn delete(&self, digest: &ObjectDigest) -> io::Result<()> {
         pass(&self.delete_gate)?;
         match fs::remove_file(self.file(digest)) {
@@ -109,6 +116,8 @@ impl RemoteBlobs for DirRemote {
 struct Zone {
     catalog: Catalog,
     remote: Arc<DirRemote>,
+    /// The logs a sweep reads (the index's database).
+    logs: Arc<RocksStorage>,
     _dir: tempfile::TempDir,
 }
 
@@ -126,6 +135,7 @@ fn zone_with(index: impl FnOnce(Arc<RocksStorage>) -> Arc<dyn ObjectIndex>) -> Z
     fs::create_dir(&remote.dir).expect("engine dir");
     let storage = Arc::new(RocksStorage::open(&dir.path().join("db"), "plant-a").expect("rocksdb"));
     let tier = Some(remote.clone() as Arc<dyn RemoteBlobs>);
+    let logs = storage.clone();
     let catalog = Catalog::open(
         dir.path(),
         index(storage),
@@ -138,6 +148,7 @@ fn zone_with(index: impl FnOnce(Arc<RocksStorage>) -> Arc<dyn ObjectIndex>) -> Z
     Zone {
         catalog,
         remote,
+        logs,
         _dir: dir,
     }
 }
@@ -327,4 +338,26 @@ fn a_put_whose_index_write_has_an_unknown_outcome_keeps_its_copy_in_the_second_t
         assert!(matches!(failed, Err(ObjectError::Storage(_))), "{what}: {failed:?}");
         assert_eq!(z.remote.holds(body), kept, "{what} (written: {lands})");
     }
+}
+
+/// A copy in the second tier that no key names (an instance that stopped between its upload and
+/// its index write, a delete that failed) is deleted by a sweep; a named one stays, and the same
+/// content put later is uploaded again.
+#[test]
+fn copies_in_the_second_tier_no_key_names_are_swept() {
+    let z = zone();
+    put(&z.catalog, "kept.pdf", b"named content").expect("put");
+    let orphan_file = z._dir.path().join("orphan");
+    fs::write(&orphan_file, b"uploaded, never named").expect("file");
+    let orphan = ObjectDigest::of(b"uploaded, never named");
+    z.remote.upload(&orphan, &orphan_file).expect("an orphan copy");
+
+    let logs: &dyn crate::storage::Storage = z.logs.as_ref();
+    let swept = z.catalog.sweep(logs, bsfg_proto::model::now_unix_ms()).expect("sweep");
+    assert_eq!(swept.orphans, 1, "{swept:?}");
+    assert!(!z.remote.holds(b"uploaded, never named"), "the orphan copy is gone");
+    assert!(z.remote.holds(b"named content"), "a named copy stays");
+
+    put(&z.catalog, "late.pdf", b"uploaded, never named").expect("put");
+    assert!(z.remote.holds(b"uploaded, never named"));
 }

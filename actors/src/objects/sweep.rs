@@ -129,7 +129,7 @@ impl Catalog {
             }
             swept.expired.extend(self.expire(candidate, generation, now)?);
         }
-        swept.orphans = self.remove_orphans()?;
+        swept.orphans = self.remove_orphans()? + self.remove_remote_orphans()?;
         Ok(swept)
     }
 
@@ -179,6 +179,27 @@ impl Catalog {
             size: c.entry.size,
             was_referenced: c.entry.referenced,
         }))
+    }
+
+    /// Deletes the second tier's copies that no key names. An upload whose commit has not taken
+    /// the lock yet looks the same: its copy may go, and the commit then uploads it again, as
+    /// after any delete of its content that overlapped the upload (`remote_deletions`).
+    fn remove_remote_orphans(&self) -> Result<usize, ObjectError> {
+        let Some(remote) = self.remote() else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for digest in remote.list()? {
+            if self.index.blob_refs(&digest)? > 0 {
+                continue;
+            }
+            let _guard = self.lock();
+            if self.index.blob_refs(&digest)? == 0 {
+                self.remove_remote(&digest)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Deletes blob files whose digest no key names; each is checked again under the lock, so an
