@@ -248,14 +248,18 @@ async fn a_peer_named_by_host_name_is_resolved_when_dialled_and_an_unknown_name_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn facts_waiting_for_a_peer_no_longer_configured_are_reported_at_start() {
     let mut cluster = Cluster::pair();
+    let route = "\n[[routes]]\nzones = [\"plant-x\"]\nvia = \"plant-a\"\n";
+    cluster.net.nodes.get_mut("enterprise").expect("enterprise").extra = route.to_owned();
     cluster.start("enterprise");
     let producer = cluster.client("enterprise").await;
     harness::append_many(&producer, "enterprise", "plant-a", "waiting", 7, 10).await;
+    harness::append_many(&producer, "enterprise", "plant-x", "routed", 1, 10).await;
     producer.close().await;
     assert!(cluster.terminate("enterprise").success());
 
     let removed = {
         let node = cluster.net.nodes.get_mut("enterprise").expect("enterprise");
+        node.extra.clear();
         let at = node
             .peers
             .iter()
@@ -268,9 +272,15 @@ async fn facts_waiting_for_a_peer_no_longer_configured_are_reported_at_start() {
     assert_eq!(said.len(), 1, "{said:?}");
     assert_eq!(
         (said[0]["peer"].as_str(), said[0]["facts"].as_u64()),
-        (Some("plant-a"), Some(7))
+        (Some("plant-a"), Some(8))
     );
     assert_eq!(said[0]["level"], "error");
+    // `trace` names the peer a fact waits for as it was stored, not the way configured now.
+    let traced = cluster.admin_cli("enterprise", &["trace", "--message-id", "routed-0"]);
+    assert!(traced.status.success(), "{}", harness::stderr(&traced));
+    let traced = &harness::json_lines(&traced)[0];
+    assert_eq!(traced["stored"]["next_hop"], "plant-a", "{traced}");
+    assert_eq!(traced["stored"]["confirmed_by_peer"], false, "{traced}");
 
     assert!(cluster.terminate("enterprise").success());
     cluster

@@ -122,11 +122,15 @@ fn stored(
         return Ok(Found::Unknown);
     };
     let envelope = record.message()?.envelope;
-    // The next hop as configured now: a route changed since the fact was stored is not seen.
-    let peer = routing
-        .next_hop(&envelope.to_zone)
-        .unwrap_or(&envelope.to_zone)
-        .to_owned();
+    // The peer it waits for as it was stored (a route or a peer changed since is not its way);
+    // the next hop configured now only if no peer's index holds it.
+    let peer = match stored_for(storage, idem.offset)? {
+        Some(peer) => peer,
+        None => routing
+            .next_hop(&envelope.to_zone)
+            .unwrap_or(&envelope.to_zone)
+            .to_owned(),
+    };
     let frontier = cursors.get(&CursorKey::Peer(peer.clone())).copied().unwrap_or(0);
     Ok(Found::Stored(Stored {
         offset: idem.offset,
@@ -136,6 +140,17 @@ fn stored(
         stored_at_unix_ms: record.stored_at_unix_ms,
         frontier,
     }))
+}
+
+/// The peer whose index holds the store entry at `offset`: the peer it was stored for.
+fn stored_for(storage: &dyn Storage, offset: u64) -> Result<Option<String>, StorageError> {
+    for zone in storage.store_zones()? {
+        let held = storage.read_store(&zone, offset - 1, offset, 1)?;
+        if held.first().is_some_and(|record| record.offset == offset) {
+            return Ok(Some(zone));
+        }
+    }
+    Ok(None)
 }
 
 fn received(
