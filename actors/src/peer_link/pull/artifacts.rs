@@ -50,6 +50,22 @@ enum Local {
     Missing,
 }
 
+/// A fact of a sorted page: delivered here, or relayed onward.
+enum Bound {
+    Here(FetchedFact),
+    Onward(Relayed),
+}
+
+impl Bound {
+    /// Its offset in the page.
+    fn offset(&self) -> u64 {
+        match self {
+            Self::Here(fact) => fact.offset,
+            Self::Onward(relayed) => relayed.offset,
+        }
+    }
+}
+
 /// A sorted page with the artifacts of its facts local, up to where that failed.
 pub(super) struct Ready {
     /// The facts to store: those before `cut`, less the ones skipped for their artifact.
@@ -81,12 +97,12 @@ impl Session {
             rejected,
             refused,
         } = sorted;
-        let mut order: Vec<(u64, Option<FetchedFact>, Option<Relayed>)> = deliver
+        let mut order: Vec<Bound> = deliver
             .into_iter()
-            .map(|fact| (fact.offset, Some(fact), None))
-            .chain(relay.into_iter().map(|relayed| (relayed.offset, None, Some(relayed))))
+            .map(Bound::Here)
+            .chain(relay.into_iter().map(Bound::Onward))
             .collect();
-        order.sort_by_key(|(offset, ..)| *offset);
+        order.sort_by_key(Bound::offset);
         let mut ready = Ready {
             sorted: Sorted {
                 rejected,
@@ -96,20 +112,19 @@ impl Session {
             holds: Vec::new(),
             cut: None,
         };
-        for (offset, fact, relayed) in order {
-            let (message, next_hop) = match (&fact, &relayed) {
-                (Some(fact), _) => (&fact.message, None),
-                (None, Some(relayed)) => (&relayed.message, Some(relayed.next_hop.as_str())),
-                (None, None) => continue,
+        for fact in order {
+            let (message, next_hop) = match &fact {
+                Bound::Here(fact) => (&fact.message, None),
+                Bound::Onward(relayed) => (&relayed.message, Some(relayed.next_hop.as_str())),
             };
             match self.artifact_ready(conn, message, next_hop, &mut ready.holds).await {
-                Ok(true) => {
-                    ready.sorted.deliver.extend(fact);
-                    ready.sorted.relay.extend(relayed);
-                }
+                Ok(true) => match fact {
+                    Bound::Here(fact) => ready.sorted.deliver.push(fact),
+                    Bound::Onward(relayed) => ready.sorted.relay.push(relayed),
+                },
                 Ok(false) => {}
                 Err(e @ PullError::Unretrievable(_)) => {
-                    ready.cut = Some((offset, e));
+                    ready.cut = Some((fact.offset(), e));
                     break;
                 }
                 Err(e) => return Err(e),
