@@ -388,10 +388,6 @@ async fn open_storage(data_dir: &Path, zone: &str) -> Result<Arc<RocksStorage>, 
     Ok(Arc::new(storage))
 }
 
-/// Starts the `Backpressure` actor; returns the store buffer's admission check, the pull pause
-/// and the full store the peer links wait on, and the disk as it measures it.
-/// When this node last stored a fact, by its clock then: the newer of both logs' newest entries
-/// (`None` when both are empty, or their newest entries were deleted).
 /// Says which peers no `[[peers]]` entry names any more still have facts waiting here for them
 /// (a peer removed, a route moved off a relay while facts for it waited): nothing pulls those.
 async fn report_stranded(storage: Arc<dyn Storage>, journal: &Journal, peers: &[String], telemetry: &Telemetry) {
@@ -414,6 +410,8 @@ async fn report_stranded(storage: Arc<dyn Storage>, journal: &Journal, peers: &[
     }
 }
 
+/// When this node last stored a fact, by its clock then: the newer of both logs' newest entries
+/// (`None` when both are empty, or their newest entries were deleted).
 async fn last_stored(storage: Arc<dyn Storage>, journal: &Journal) -> Option<u64> {
     let highs = [
         (Log::Store, *journal.store_high().borrow()),
@@ -430,6 +428,8 @@ async fn last_stored(storage: Arc<dyn Storage>, journal: &Journal) -> Option<u64
     tokio::task::spawn_blocking(newest).await.ok().flatten()
 }
 
+/// Starts the `Backpressure` actor; returns the store buffer's admission check, the pull pause
+/// and the full store the peer links wait on, and the disk as it measures it.
 fn start_backpressure(
     config: &BackpressureConfig,
     journal: &Journal,
