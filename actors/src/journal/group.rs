@@ -82,16 +82,17 @@ impl Writer {
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         // A command that would have brought its group past `MAX_GROUP_BYTES` begins the next.
         let mut carried = None;
-        while let Some(first) = carried.take().or_else(|| rx.blocking_recv()) {
+        let sized = |command: Command| (fact_bytes(&command), command);
+        while let Some((bytes, first)) = carried.take().or_else(|| rx.blocking_recv().map(sized)) {
             let mut group = Group::default();
-            group.push(first);
+            group.push(first, bytes);
             while group.entries < MAX_GROUP && group.bytes < MAX_GROUP_BYTES {
-                match rx.try_recv() {
-                    Ok(command) if group.bytes + fact_bytes(&command) > MAX_GROUP_BYTES => {
-                        carried = Some(command);
+                match rx.try_recv().map(sized) {
+                    Ok((bytes, command)) if group.bytes + bytes > MAX_GROUP_BYTES => {
+                        carried = Some((bytes, command));
                         break;
                     }
-                    Ok(command) => group.push(command),
+                    Ok((bytes, command)) => group.push(command, bytes),
                     Err(_) => break,
                 }
             }
@@ -460,7 +461,8 @@ impl Group {
         });
     }
 
-    fn push(&mut self, command: Command) {
+    /// Takes `command`, whose facts' encodings hold `bytes` ([`fact_bytes`]).
+    fn push(&mut self, command: Command, bytes: usize) {
         self.entries += match &command {
             Command::Append(facts, ..) => facts.len(),
             Command::Insert(page) => page.facts.len(),
@@ -470,7 +472,7 @@ impl Group {
             | Command::Probe(_)
             | Command::Gate(..) => 1,
         };
-        self.bytes += fact_bytes(&command);
+        self.bytes += bytes;
         match command {
             Command::Append(facts, mode, reply) => self.appends.push((facts, mode, reply)),
             Command::Insert(page) => self.inserts.push(page),
