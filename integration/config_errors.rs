@@ -4,11 +4,15 @@
 //! CN, the contradiction `safety_critical` + `drop_oldest` (SPEC §5, §9; issue #2, test 6), an
 //! admin listener off loopback without a token (SPEC §6), and a revocation list not from the CA.
 //! A data directory that belongs to another zone is refused the same way (exit 1, not the
-//! retryable 75): waiting cannot make it this node's.
+//! retryable 75): waiting cannot make it this node's. So is one the node's user cannot write.
 
 use crate::harness;
 
 use std::{
+    os::unix::{
+        fs::{chown, PermissionsExt},
+        process::CommandExt,
+    },
     path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -19,7 +23,16 @@ use harness::Cluster;
 /// Runs `bsfg serve --config path` and returns its exit code and stderr; fails the test if the
 /// process is still running after a few seconds (a refused config must not start a node).
 fn serve(config: &Path) -> (Option<i32>, String) {
-    let mut child = Command::new(harness::bin())
+    serve_as(config, None)
+}
+
+/// [`serve`] as the user `uid` (and its group of the same number), or as this test's user.
+fn serve_as(config: &Path, uid: Option<u32>) -> (Option<i32>, String) {
+    let mut command = Command::new(harness::bin());
+    if let Some(uid) = uid {
+        command.uid(uid).gid(uid);
+    }
+    let mut child = command
         .arg("serve")
         .arg("--config")
         .arg(config)
@@ -171,4 +184,58 @@ fn a_data_directory_of_another_zone_is_a_permanent_refusal() {
     }
     // enterprise's data is untouched by the attempt: it starts again.
     cluster.start("enterprise");
+}
+
+/// A data directory the node's user cannot write (a unit running as `bsfg` over a directory root
+/// created) is refused with exit 1, naming the directory and the user: no wait fixes ownership,
+/// and the retryable 75 would have a supervisor retry it for ever.
+#[test]
+fn a_data_directory_closed_to_the_nodes_user_is_a_permanent_refusal() {
+    const NOBODY: u32 = 65534;
+    let cluster = Cluster::pair();
+    let node = cluster.net.node("enterprise").expect("enterprise spec").clone();
+    // The node's user owns its configuration and certificates, and the scratch directory.
+    for entry in walk(&cluster.dir()) {
+        chown(&entry, Some(NOBODY), Some(NOBODY)).expect("chown to the node's user");
+    }
+    let uid = format!("uid {NOBODY}");
+    let data = node.data_dir.display().to_string();
+
+    // A directory root created, with the usual mode 0755: readable, not writable.
+    std::fs::create_dir(&node.data_dir).expect("data directory");
+    std::fs::set_permissions(&node.data_dir, std::fs::Permissions::from_mode(0o755)).expect("mode");
+    let (code, stderr) = serve_as(&node.config, Some(NOBODY));
+    assert_eq!(code, Some(1), "permanent error expected; stderr: {stderr}");
+    assert!(stderr.starts_with("error: INVALID_ARGUMENT: "), "{stderr}");
+    for name in [data.as_str(), uid.as_str(), "not readable, writable"] {
+        assert!(stderr.contains(name), "the error names {name:?}: {stderr}");
+    }
+    assert_eq!(
+        std::fs::read_dir(&node.data_dir).expect("data directory").count(),
+        0,
+        "nothing was written"
+    );
+
+    // A directory the node may not create: its parent is root's.
+    std::fs::remove_dir(&node.data_dir).expect("remove data directory");
+    let parent = node.data_dir.parent().expect("data directory's parent");
+    chown(parent, Some(0), Some(0)).expect("parent to root");
+    let (code, stderr) = serve_as(&node.config, Some(NOBODY));
+    assert_eq!(code, Some(1), "permanent error expected; stderr: {stderr}");
+    for name in [data.as_str(), uid.as_str(), "cannot be created"] {
+        assert!(stderr.contains(name), "the error names {name:?}: {stderr}");
+    }
+}
+
+/// `dir` and every file and directory under it.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = vec![dir.to_owned()];
+    for entry in std::fs::read_dir(dir).expect("read scratch directory") {
+        let path = entry.expect("entry").path();
+        match path.is_dir() {
+            true => found.extend(walk(&path)),
+            false => found.push(path),
+        }
+    }
+    found
 }

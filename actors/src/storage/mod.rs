@@ -423,6 +423,12 @@ pub enum StorageError {
     NewerFormat { path: String, found: String },
     #[error("{0}")]
     Damaged(Box<DamageReport>),
+    /// The data directory cannot be created, read or written by the node's user.
+    #[error(
+        "the data directory {path} {reason}: it must be owned by and writable for the node's user (uid {uid}); \
+         fix its ownership or mode, or run the node as its owner"
+    )]
+    Inaccessible { path: String, uid: u32, reason: String },
     /// RocksDB's logs or tables without the `CURRENT` file that lists them.
     #[error(
         "the data directory {path} holds a database's files ({}) but not its CURRENT file: it is damaged \
@@ -460,10 +466,14 @@ fn listed(files: &[String]) -> String {
 }
 
 impl StorageError {
-    /// The data directory is not this node's to open: another zone's, or written by a newer
-    /// version. The configuration or the package must change; retrying cannot help.
+    /// The data directory is not this node's to open: another zone's, written by a newer
+    /// version, or closed to its user. The configuration, the package or the directory's owner
+    /// must change; retrying cannot help.
     pub fn is_misplaced(&self) -> bool {
-        matches!(self, Self::WrongZone { .. } | Self::NewerFormat { .. })
+        matches!(
+            self,
+            Self::WrongZone { .. } | Self::NewerFormat { .. } | Self::Inaccessible { .. }
+        )
     }
 
     /// Stored data that cannot be read as written: a checksum mismatch, a damaged file, an entry

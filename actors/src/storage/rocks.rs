@@ -81,6 +81,7 @@ impl RocksStorage {
     /// dropped): the directory is refused with a [`DamageReport`] saying where, what kind, and
     /// which facts going on without it would lose.
     pub fn open(path: &Path, zone: &str) -> Result<Self, StorageError> {
+        Self::check_access(path)?;
         Self::check_no_unfinished_swap(path)?;
         Self::check_whole(path)?;
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
@@ -99,6 +100,45 @@ impl RocksStorage {
         storage.claim_zone(path, zone)?;
         storage.upgrade(path)?;
         Ok(storage)
+    }
+
+    /// The directory (created when missing) must be readable, writable and searchable by this
+    /// process: otherwise RocksDB fails deep inside with a bare I/O error, and the node would
+    /// exit as if a retry could help.
+    fn check_access(path: &Path) -> Result<(), StorageError> {
+        use rustix::fs::{access, Access};
+        let inaccessible = |reason: String| StorageError::Inaccessible {
+            path: path.display().to_string(),
+            uid: rustix::process::geteuid().as_raw(),
+            reason,
+        };
+        match std::fs::create_dir_all(path) {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                return Err(inaccessible(format!("cannot be created: {e}")));
+            }
+            Err(e) => return Err(StorageError::Engine(format!("cannot create {}: {e}", path.display()))),
+        }
+        match access(path, Access::READ_OK | Access::WRITE_OK | Access::EXEC_OK) {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    e,
+                    rustix::io::Errno::ACCESS | rustix::io::Errno::PERM | rustix::io::Errno::ROFS
+                ) =>
+            {
+                Err(inaccessible(format!(
+                    "is not readable, writable and searchable: {}",
+                    std::io::Error::from(e)
+                )))
+            }
+            Err(e) => Err(StorageError::Engine(format!("cannot use {}: {e}", path.display()))),
+        }
     }
 
     /// A directory that holds RocksDB's logs or tables but no `CURRENT` file (damaged, or
