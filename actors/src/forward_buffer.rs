@@ -27,6 +27,7 @@ use crate::{
     journal::{CursorMove, InsertOutcome, Journal, JournalError, Prepared},
     long_poll::{self, PageRequest, Served},
     relay::Relayed,
+    rpc::DrainHandle,
     storage::CursorKey,
 };
 
@@ -48,11 +49,19 @@ pub struct ForwardBuffer {
     config: ForwardBufferConfig,
     journal: Journal,
     seen: Seen,
+    /// A drain ends consumers' long-polls at once: it waits for the calls in flight, and an
+    /// idle poll would otherwise hold it (and a restart) for up to a minute.
+    drain: DrainHandle,
 }
 
 impl ForwardBuffer {
-    pub fn new(config: ForwardBufferConfig, journal: Journal, seen: Seen) -> Self {
-        Self { config, journal, seen }
+    pub fn new(config: ForwardBufferConfig, journal: Journal, seen: Seen, drain: DrainHandle) -> Self {
+        Self {
+            config,
+            journal,
+            seen,
+            drain,
+        }
     }
 }
 
@@ -162,11 +171,13 @@ impl Handler<Fetch> for ForwardBuffer {
             return Box::pin(async move { Err(e) });
         }
         let cursor = CursorKey::Consumer(msg.consumer);
-        Box::pin(long_poll::fetch(
+        let drain = self.drain.clone();
+        Box::pin(long_poll::fetch_until(
             &self.journal,
             cursor,
             msg.page,
             self.config.max_frame_bytes / 2,
+            async move { drain.raised().await },
         ))
     }
 }

@@ -148,6 +148,18 @@ pub fn fetch(
     request: PageRequest,
     max_bytes: usize,
 ) -> impl Future<Output = Result<Served, RpcError>> + 'static {
+    fetch_until(journal, cursor, request, max_bytes, std::future::pending())
+}
+
+/// [`fetch`], whose wait for a first fact also ends, with an empty page, once `until` completes
+/// (a consumer's long-poll when the node drains: the drain would otherwise wait out the poll).
+pub fn fetch_until(
+    journal: &Journal,
+    cursor: CursorKey,
+    request: PageRequest,
+    max_bytes: usize,
+    until: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = Result<Served, RpcError>> + 'static {
     let page = Page {
         after: request.after.unwrap_or_else(|| journal.cursor(&cursor)),
         limit: request.limit,
@@ -164,11 +176,18 @@ pub fn fetch(
         peer,
         reader,
     };
-    wait_for_page(high, source, page)
+    wait_for_page(high, source, page, until)
 }
 
-/// Reads a page after `page.after`, waiting up to `page.max_wait` for the first fact.
-async fn wait_for_page(mut high: watch::Receiver<u64>, source: Source, page: Page) -> Result<Served, RpcError> {
+/// Reads a page after `page.after`, waiting up to `page.max_wait` for the first fact, or until
+/// `until` completes.
+async fn wait_for_page(
+    mut high: watch::Receiver<u64>,
+    source: Source,
+    page: Page,
+    until: impl Future<Output = ()>,
+) -> Result<Served, RpcError> {
+    tokio::pin!(until);
     let deadline = Instant::now() + page.max_wait;
     let limit = page.limit.clamp(1, MAX_PAGE) as usize;
     let mut waited = Duration::ZERO;
@@ -181,9 +200,12 @@ async fn wait_for_page(mut high: watch::Receiver<u64>, source: Source, page: Pag
         }
         // Nothing for this reader up to `upto`: the empty page is complete up to there.
         let wait_started = Instant::now();
-        let woken = tokio::time::timeout_at(deadline, high.changed()).await;
+        let woken = tokio::select! {
+            woken = tokio::time::timeout_at(deadline, high.changed()) => matches!(woken, Ok(Ok(()))),
+            () = &mut until => false,
+        };
         waited += wait_started.elapsed();
-        if Instant::now() >= deadline || !matches!(woken, Ok(Ok(()))) {
+        if Instant::now() >= deadline || !woken {
             let page = EncodedPage {
                 facts: Vec::new(),
                 high_offset: upto.max(page.after),

@@ -132,7 +132,8 @@ pub(super) async fn start(
     let objects = open_objects(&data_dir, objects, index, remote, &metrics).await?;
     let store = StoreBuffer::new(store, journal.clone(), admission.clone(), objects.clone()).start();
     let seen = Seen::default();
-    let forward = ForwardBuffer::new(forward, journal.clone(), seen.clone()).start();
+    let drain = DrainHandle::new(metrics.draining.clone());
+    let forward = ForwardBuffer::new(forward, journal.clone(), seen.clone(), drain.clone()).start();
     let switches = GateSwitches::new(peers.clone());
     let gate = start_gate(&peers, &switches, &journal, &telemetry);
     gate.do_send(RestoreSwitches(closed_gates));
@@ -172,7 +173,6 @@ pub(super) async fn start(
         .filter_map(|link| Some((link.peer.clone(), Pacer::new(Some(link.max_bytes_per_second?)))))
         .collect();
     let links = start_links(links, &link_deps);
-    let drain = DrainHandle::new(metrics.draining.clone());
     let authorisations = Authorisations::new(rpc.directory.clone());
     let rpc_deps = RpcDeps {
         store,
