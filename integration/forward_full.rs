@@ -104,3 +104,48 @@ async fn the_senders_gate_shows_a_backlog_that_a_paused_peer_does_not_fetch() {
         .await;
     assert!(caught_up.is_some(), "the gate follows the backlog back down");
 }
+
+/// A node whose pulls wait for room gets no page, so no page tells its gate the link is up: after
+/// the sender restarted, the receiver showed its gate `autonomous` ("link is down", alert
+/// `BsfgGateAutonomous`) over a live link until its consumer made room. An open link with pulls
+/// held back is `reconciliation`, and `normal` again once the backlog is through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_holding_its_pulls_back_shows_its_link_up() {
+    let mut cluster = Cluster::pair();
+    cluster.net.nodes.get_mut("plant-a").expect("plant-a").extra = PLANT.to_owned();
+    cluster.start_all();
+    let producer = cluster.client("enterprise").await;
+    let acked = append_many(&producer, "enterprise", "plant-a", "fact", FACTS, PAD).await;
+    wait_until(Duration::from_secs(30), "plant-a pauses its pulls", || {
+        !events(&cluster, "plant-a", "pulls_paused").is_empty()
+    })
+    .await;
+    drop(producer);
+    assert_eq!(cluster.terminate("enterprise").code(), Some(0));
+    let down = cluster
+        .wait_gate("plant-a", "enterprise", "autonomous", Duration::from_secs(20))
+        .await;
+    assert!(down.is_some(), "the sender's stop takes the link down");
+    cluster.start("enterprise");
+    let up = cluster
+        .wait_gate("plant-a", "enterprise", "reconciliation", Duration::from_secs(20))
+        .await;
+    assert!(
+        up.is_some(),
+        "the link is back, pulls still held: {:?}",
+        cluster.gate_transitions("plant-a", "enterprise")
+    );
+    let last = cluster
+        .gate_transitions("plant-a", "enterprise")
+        .pop()
+        .expect("a transition");
+    assert!(last.2.contains("pulls paused"), "{last:?}");
+
+    let consumer = cluster.client("plant-a").await;
+    let delivered = receive(&consumer, "mes", FACTS, Duration::from_secs(60)).await;
+    assert_eq!(harness::ids(&delivered), acked, "every fact, once, in order");
+    let caught_up = cluster
+        .wait_gate("plant-a", "enterprise", "normal", Duration::from_secs(20))
+        .await;
+    assert!(caught_up.is_some(), "normal once the backlog is through");
+}

@@ -11,6 +11,9 @@ use crate::events::{GateState, CLOSED_BY_OPERATOR};
 pub(super) enum Report<'a> {
     /// We received a page from the peer (the link is up); `behind` when it was full.
     Pulled { behind: bool },
+    /// The link is open and this node holds its pulls back (no room here): up, and what the peer
+    /// has for us waits.
+    Paused,
     /// The peer received a page from us; `behind` when it was full.
     Served { behind: bool },
     /// The facts waiting here for the peer, unconfirmed, counted: `behind` when more than
@@ -28,6 +31,7 @@ impl Report<'_> {
         match self {
             Self::Pulled { behind: true } => "link up, inbound backlog of at least batch_limit".into(),
             Self::Pulled { behind: false } => "link up, caught up".into(),
+            Self::Paused => "link up, pulls paused: no room here for what the peer sends".into(),
             Self::Served { behind: true } | Self::Waiting { behind: true } => {
                 "outbound backlog of at least batch_limit".into()
             }
@@ -54,6 +58,8 @@ struct Observed {
     closed: bool,
     link_up: bool,
     inbound_behind: bool,
+    /// The inbound backlog is ours: pulls are paused for room.
+    inbound_paused: bool,
     outbound_behind: bool,
     /// More than `batch_limit` facts wait here for the peer (counted, not told by pages: a peer
     /// that stopped fetching tells nothing).
@@ -67,6 +73,7 @@ impl Observed {
         closed: false,
         link_up: false,
         inbound_behind: false,
+        inbound_paused: false,
         outbound_behind: false,
         outbound_waiting: false,
     };
@@ -88,6 +95,7 @@ impl Observed {
     fn reason(&self, report: Report) -> String {
         match (self.state, self.inbound_behind, self.outbound()) {
             (GateState::Reconciliation, true, true) => "link up, backlog of at least batch_limit both ways".into(),
+            (GateState::Reconciliation, true, false) if self.inbound_paused => Report::Paused.reason(),
             (GateState::Reconciliation, true, false) => Report::Pulled { behind: true }.reason(),
             (GateState::Reconciliation, false, _) => Report::Served { behind: true }.reason(),
             _ => report.reason(),
@@ -99,6 +107,12 @@ impl Observed {
             Report::Pulled { behind } => {
                 self.link_up = true;
                 self.inbound_behind = behind;
+                self.inbound_paused = false;
+            }
+            Report::Paused => {
+                self.link_up = true;
+                self.inbound_behind = true;
+                self.inbound_paused = true;
             }
             Report::Served { behind } => self.outbound_behind = behind,
             Report::Waiting { behind } => self.outbound_waiting = behind,
@@ -107,6 +121,7 @@ impl Observed {
             Report::LinkDown { .. } => {
                 self.link_up = false;
                 self.inbound_behind = false;
+                self.inbound_paused = false;
                 self.outbound_behind = false;
             }
             Report::Switched { closed } => self.closed = closed,
@@ -253,6 +268,28 @@ mod tests {
         gates.on(PEER, served(true));
         let both = gates.on(PEER, pulled(true)).expect("the link is up");
         assert_eq!(both.reason, "link up, backlog of at least batch_limit both ways");
+    }
+
+    /// A node that holds its pulls back for room gets no page, and before it had none since the
+    /// link came back: its gate stayed `autonomous` ("link is down") over a live link. An open
+    /// link with pulls paused is up, in reconciliation (what the peer has for us waits here).
+    #[test]
+    fn a_link_whose_pulls_are_paused_is_up_and_behind() {
+        let mut gates = gates();
+        let down = Report::LinkDown {
+            reason: "closed by peer",
+        };
+        let seen = states(&mut gates, &[Report::Paused, down, Report::Paused, pulled(false)]);
+        assert_eq!(seen, [Reconciliation, Autonomous, Reconciliation, Normal]);
+        gates.on(PEER, down);
+        let paused = gates.on(PEER, Report::Paused).expect("a transition");
+        assert_eq!(
+            paused.reason,
+            "link up, pulls paused: no room here for what the peer sends"
+        );
+        let close = Report::Switched { closed: true };
+        let seen = states(&mut gates, &[close, Report::Paused]);
+        assert_eq!(seen, [Autonomous, Autonomous], "a closed gate has no link");
     }
 
     #[test]

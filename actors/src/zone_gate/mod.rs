@@ -10,7 +10,8 @@
 //!   refresher counts them every second ([`follow_backlogs`]): a peer that stopped fetching (its
 //!   store full, an artifact it waits for) tells nothing by pages, and its gate here must not
 //!   stay `normal` over a growing backlog. A page cut by its bytes is not seen as such inbound;
-//!   the peer's own gate sees it outbound.
+//!   the peer's own gate sees it outbound. A link open for a second while this node holds its
+//!   pulls back for room ([`PullsHeld`]) is up and behind inbound: no page tells so then.
 //! - `normal`: link up and the last page each way left nothing behind. A link that goes down
 //!   forgets what was behind; the next link's pages tell again. A transition into
 //!   `reconciliation` names the direction of the backlog, whichever report caused it.
@@ -154,6 +155,22 @@ impl Supervised for ZoneGate {}
 pub struct Pulled {
     pub peer: String,
     pub behind: bool,
+}
+
+/// Our link to the peer is open and its pulls wait for room here: the link is up, what the peer
+/// has for us waits.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PullsHeld {
+    pub peer: String,
+}
+
+impl Handler<PullsHeld> for ZoneGate {
+    type Result = ();
+
+    fn handle(&mut self, msg: PullsHeld, _: &mut Self::Context) {
+        self.report(&msg.peer, Report::Paused);
+    }
 }
 
 /// The peer pulled a page from us; `behind` when the page was full.

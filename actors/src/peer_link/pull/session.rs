@@ -63,6 +63,9 @@ const ROOM_WAIT_MOST: Duration = Duration::from_secs(5);
 const ARTIFACT_WAIT: Duration = Duration::from_secs(1);
 /// The longest wait between such tries: as long as a reconnect's backoff at most.
 const ARTIFACT_WAIT_MOST: Duration = Duration::from_secs(30);
+/// How long pulls held back for room on an open connection wait before the gate is told the
+/// link is up nonetheless.
+const HELD_LIVE: Duration = Duration::from_secs(1);
 
 /// What a session needs: configuration and handles, shared by the concurrent stages, and what
 /// outlives one session.
@@ -311,6 +314,17 @@ impl Session {
                 }
             }
         };
+        tokio::pin!(room);
+        tokio::select! {
+            () = &mut room => return Ok(()),
+            lost = conn.closed() => return Err(framed::StreamError::from(lost).into()),
+            () = tokio::time::sleep(HELD_LIVE) => {}
+        }
+        // Still open while we hold back: the link is live, though no page says so (a connection
+        // the peer refuses is closed well within the wait).
+        self.deps.gate.do_send(zone_gate::PullsHeld {
+            peer: self.config.peer.clone(),
+        });
         tokio::select! {
             () = room => Ok(()),
             lost = conn.closed() => Err(framed::StreamError::from(lost).into()),
