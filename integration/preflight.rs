@@ -1,7 +1,7 @@
 //! Property: `bsfg check --config FILE` (SPEC §8) says, before a node starts, what would stop it
 //! or hurt it, one line per check, and exits 1 when anything failed: a certificate for another
 //! zone, an expired one, one the CRL revokes, a key that does not match, a data directory the
-//! node's user cannot use, a port in use. It passes (exit 0) on a devnet node's config and on the
+//! node's user cannot use or another zone wrote, a port in use. It passes (exit 0) on a devnet node's config and on the
 //! shipped samples given a PKI, changes nothing on disk, and with `--peers` proves a real
 //! handshake with each dialled peer without disturbing the peer's links.
 
@@ -128,6 +128,28 @@ async fn a_devnet_node_passes_and_its_peer_answers_the_handshake() {
     // A running node's own ports are in use.
     cluster.start("plant-a");
     assert_fails(&check(&node.config, &[]), "listen.rpc", &["in use"]);
+}
+
+/// A data directory another zone's node wrote is refused by `serve` at every start; the check
+/// says so first (it reads the directory's zone without opening it for writing). Before, it
+/// passed such a directory as `ok`.
+#[test]
+fn a_data_directory_of_another_zone_fails_the_check() {
+    let mut cluster = Cluster::pair();
+    cluster.start("enterprise");
+    assert_eq!(cluster.terminate("enterprise").code(), Some(0));
+    let theirs = cluster.net.node("enterprise").expect("enterprise").data_dir.clone();
+    let ours = cluster.net.node("plant-a").expect("plant-a").data_dir.clone();
+    let (theirs, ours) = (theirs.display().to_string(), ours.display().to_string());
+    let config = edited(&cluster, "plant-a", "misplaced", |t| t.replace(&ours, &theirs));
+    assert_fails(
+        &check(&config, &[]),
+        "data_dir",
+        &[&theirs, "\"enterprise\"", "\"plant-a\""],
+    );
+    let own = cluster.net.node("enterprise").expect("enterprise").config.clone();
+    let text = assert_passes(&check(&own, &[]));
+    assert!(text.contains(&format!("ok   data_dir: {theirs}")), "{text}");
 }
 
 #[test]

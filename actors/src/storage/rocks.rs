@@ -229,6 +229,40 @@ impl RocksStorage {
         }
     }
 
+    /// Whether `open` would take the database in `path` as `zone`'s, read without changing
+    /// anything (`bsfg check`): [`StorageError::WrongZone`] or [`StorageError::NewerFormat`] as
+    /// `open` refuses them. A directory without a database passes.
+    pub fn check_owner(path: &Path, zone: &str) -> Result<(), StorageError> {
+        if !path.join("CURRENT").exists() {
+            return Ok(());
+        }
+        let mut options = Options::default();
+        options.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+        // Read-only, the `meta` family alone: a node that runs keeps its lock and its files.
+        let db = DB::open_cf_for_read_only(&options, path, [META], false).map_err(engine)?;
+        let meta = db
+            .cf_handle(META)
+            .ok_or_else(|| StorageError::Engine(format!("column family {META} is missing")))?;
+        let read = |key: &[u8]| db.get_cf(meta, key).map_err(engine);
+        match read(META_ZONE)? {
+            Some(found) if found != zone.as_bytes() => {
+                return Err(StorageError::WrongZone {
+                    path: path.display().to_string(),
+                    expected: zone.to_owned(),
+                    found: String::from_utf8_lossy(&found).into_owned(),
+                })
+            }
+            _ => {}
+        }
+        match read(META_FORMAT)? {
+            Some(format) if !upgrade::understood(&format) => Err(StorageError::NewerFormat {
+                path: path.display().to_string(),
+                found: String::from_utf8_lossy(&format).into_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn cf(&self, name: &'static str) -> Result<&ColumnFamily, StorageError> {
         self.db
             .cf_handle(name)

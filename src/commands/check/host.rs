@@ -18,7 +18,7 @@ use crate::config::Config;
 pub(super) fn checks(config: &Config) -> Vec<Check> {
     let data_dir = &config.node.data_dir;
     vec![
-        directory(data_dir),
+        directory(data_dir, config.node.zone.as_str()),
         space(config, data_dir),
         port("listen.rpc", config.listen.rpc, "udp", |a| UdpSocket::bind(a).map(drop)),
         port("listen.admin", config.listen.admin, "tcp", |a| {
@@ -27,8 +27,9 @@ pub(super) fn checks(config: &Config) -> Vec<Check> {
     ]
 }
 
-/// An existing directory owned by and writable for this user, or one the node can create.
-fn directory(path: &Path) -> Check {
+/// An existing directory owned by and writable for this user, holding no database or this zone's
+/// (of a format this version opens), or one the node can create.
+fn directory(path: &Path, zone: &str) -> Check {
     let uid = rustix::process::geteuid().as_raw();
     let fail = |reason: String| Check::fail("data_dir", format!("{}: {reason}", path.display()));
     let metadata = match fs::metadata(path) {
@@ -59,6 +60,9 @@ fn directory(path: &Path) -> Check {
         }
         Ok(_) => {}
         Err(e) => return fail(format!("cannot be read: {e}")),
+    }
+    if let Err(e) = bsfg_actors::storage::RocksStorage::check_owner(path, zone) {
+        return fail(e.to_string());
     }
     match foreign_entry(path, uid) {
         Ok(None) => Check::ok("data_dir", format!("{}: owned by uid {uid}, writable", path.display())),

@@ -22,6 +22,11 @@ use crate::storage::{BufferUsage, Digest, StorageError, Usage, FORWARD_HEADER, S
 const UPGRADE_BATCH: usize = 10_000;
 const FORMAT_2: &[u8] = b"2";
 
+/// This version opens a directory of `format`: its own, or one it upgrades.
+pub(super) fn understood(format: &[u8]) -> bool {
+    matches!(format, FORMAT_VERSION | FORMAT_2 | b"1")
+}
+
 impl RocksStorage {
     pub(super) fn upgrade(&self, path: &Path) -> Result<(), StorageError> {
         let format = self.db.get_cf(self.cf(META)?, META_FORMAT).map_err(engine)?;
