@@ -6,6 +6,7 @@
 //!
 //! This module imports nothing from the rest of the crate: it knows names, not what they count.
 
+mod process;
 mod table;
 
 use prometheus::{
@@ -15,7 +16,6 @@ use prometheus::{
 
 use std::fmt::Write as _;
 
-use prometheus::process_collector::ProcessCollector;
 use table::add;
 pub use table::*;
 
@@ -106,7 +106,7 @@ impl Metrics {
     /// `events::Telemetry::new`.
     pub fn new(zone: &str, version: &str) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        registry.register(Box::new(ProcessCollector::for_self()))?;
+        registry.register(Box::new(process::ProcessMetrics::new()?))?;
         let r = &registry;
         let metrics = Self {
             replication_lag_seconds: add(r, &REPLICATION_LAG_SECONDS)?,
