@@ -147,6 +147,31 @@ async fn consumer_and_call_metrics_follow_what_happens() {
     wait_value(&cluster, "enterprise", failures, |v| v >= 1.0).await;
 }
 
+/// A peer that closes the link on purpose (it stops; its operator closes its gate toward us)
+/// counts as `stopped`, not as `closed`, which `BsfgLinkFlapping` counts: before, two restarts
+/// of a peer in 15 minutes, or the runbook's gate cycle, fired it. Dials to a node that is
+/// stopping count as `unreachable`, not `other`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_closing_the_link_on_purpose_is_not_a_flapping_link() {
+    let mut cluster = Cluster::linked_pair().await;
+    let series = |reason: &str| format!("bsfg_link_failures_total{{peer=\"plant-a\",reason=\"{reason}\"}}");
+    assert_eq!(cluster.terminate("plant-a").code(), Some(0));
+    wait_value(&cluster, "enterprise", &series("stopped"), |v| v == 1.0).await;
+    cluster.start("plant-a");
+    cluster.wait_linked(Duration::from_secs(30)).await;
+    let (code, body) = http(
+        cluster.admin("plant-a"),
+        "POST",
+        "/v1/admin/gates/enterprise/close",
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    wait_value(&cluster, "enterprise", &series("stopped"), |v| v >= 2.0).await;
+    for fault in ["closed", "other", "timeout"] {
+        assert_eq!(value(&cluster, "enterprise", &series(fault)), 0.0, "{fault}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflicting_fact_pulled_from_a_peer_is_counted() {
     let mut cluster = Cluster::linked_pair().await;

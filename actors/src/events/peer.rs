@@ -53,6 +53,9 @@ pub enum LinkFailure {
     Timeout,
     /// The peer closed or reset the connection.
     Closed,
+    /// The peer closed the link on purpose: it is stopping, its operator closed its gate toward
+    /// this node, or its HA instance stepped down. The link is lost, but nothing is wrong with it.
+    Stopped,
     /// The peer answered a call with an error (e.g. `UNAVAILABLE` while its storage fails).
     Refused,
     /// The peer answered something that does not fit the protocol.
@@ -65,11 +68,12 @@ pub enum LinkFailure {
 }
 
 impl LinkFailure {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Unreachable,
         Self::Tls,
         Self::Timeout,
         Self::Closed,
+        Self::Stopped,
         Self::Refused,
         Self::Protocol,
         Self::Local,
@@ -83,6 +87,7 @@ impl LinkFailure {
             Self::Tls => "tls",
             Self::Timeout => "timeout",
             Self::Closed => "closed",
+            Self::Stopped => "stopped",
             Self::Refused => "refused",
             Self::Protocol => "protocol",
             Self::Local => "local",
@@ -136,6 +141,11 @@ pub struct PeerDisconnected<'a> {
 impl Event for PeerDisconnected<'_> {
     fn emit(self, t: &Telemetry) {
         match self.failure {
+            // Counted, but not a fault to look into: the peer said why it closed.
+            Some((kind @ LinkFailure::Stopped, reason)) => {
+                kind.count(&t.metrics, self.peer);
+                info!(t.log, "{}", PEER_DISCONNECTED; "peer" => self.peer, "reason" => %reason, "kind" => kind.as_str());
+            }
             Some((kind, reason)) => {
                 kind.count(&t.metrics, self.peer);
                 warn!(t.log, "{}", PEER_DISCONNECTED; "peer" => self.peer, "reason" => %reason, "kind" => kind.as_str());

@@ -89,6 +89,14 @@ impl PullError {
             Self::Stream(framed::StreamError::Connection(C::TimedOut) | framed::StreamError::Timeout(_)) => {
                 LinkFailure::Timeout
             }
+            Self::Stream(framed::StreamError::Connection(C::ApplicationClosed(close)))
+                if matches!(
+                    CloseCode::from_code(close.error_code.into_inner()),
+                    Some(CloseCode::Shutdown | CloseCode::GateClosed | CloseCode::Standby)
+                ) =>
+            {
+                LinkFailure::Stopped
+            }
             Self::Stream(framed::StreamError::Connection(
                 C::ApplicationClosed(_) | C::ConnectionClosed(_) | C::Reset | C::LocallyClosed,
             )) => LinkFailure::Closed,

@@ -147,6 +147,12 @@ impl Session {
         let kind = match error {
             _ if tls::handshake_alert(error).is_some() => LinkFailure::Tls,
             quinn::ConnectionError::TimedOut => LinkFailure::Unreachable,
+            // A node that is stopping refuses new connections: it is as good as down.
+            quinn::ConnectionError::ConnectionClosed(close)
+                if close.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+            {
+                LinkFailure::Unreachable
+            }
             _ => LinkFailure::Other,
         };
         (kind, error.to_string())
