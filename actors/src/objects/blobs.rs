@@ -62,8 +62,10 @@ impl Blobs {
         })
     }
 
-    /// Moves a sealed temporary blob into place under `digest`; when that blob already exists
-    /// (same content under another key) the temporary one is just deleted.
+    /// Moves a sealed temporary blob into place under `digest`, over the blob there if any (same
+    /// content under another key, or the same key put again): the new file's bytes were just
+    /// verified against `digest`, the old one's may have been damaged or deleted since, and a
+    /// producer's put again is how such a blob is repaired.
     pub(super) fn install(&self, mut temp: TempBlob, digest: &ObjectDigest) -> io::Result<()> {
         self.place(&mut temp.path, digest)
     }
@@ -96,13 +98,11 @@ impl Blobs {
         self.place(&mut fetched.path, digest)
     }
 
-    /// Renames the complete, synced file `source` (taken, once renamed) to the blob path of
-    /// `digest`, unless that exists already; the directory entry is synced.
+    /// Renames the complete, synced file `source` (taken, once renamed), verified against
+    /// `digest`, to the blob path of `digest`, replacing what is there (a reader that has the old
+    /// file open keeps reading it); the directory entry is synced.
     fn place(&self, source: &mut Option<PathBuf>, digest: &ObjectDigest) -> io::Result<()> {
         let target = self.path(digest);
-        if target.exists() {
-            return Ok(());
-        }
         let shard = target.parent().unwrap_or(&self.sha256);
         if !shard.exists() {
             fs::create_dir(shard)?;

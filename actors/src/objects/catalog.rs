@@ -218,6 +218,8 @@ impl Catalog {
         let previous = self.lookup(&spec.bucket, &spec.key)?;
         match &previous {
             Some(stored) if stored.digest == digest => {
+                // The verified bytes replace the blob, which may be damaged or gone since.
+                self.blobs.install(temp, &digest)?;
                 let mut renewed = stored.clone();
                 renewed.referenced |= pulled;
                 renewed.stored_at_unix_ms = now_unix_ms();

@@ -159,6 +159,47 @@ fn identical_content_is_a_no_op_and_other_content_replaces_an_unreferenced_objec
     assert_eq!(f.usage.with_label_values(&["coa"]).get(), 4 + 5);
 }
 
+/// A put acknowledges stored bytes: a blob damaged or deleted behind the node's back is
+/// replaced by the next put of its content, under its key or another. Before, the put answered
+/// the reference and kept the damage (or nothing), and a fact appended with it stalled its link.
+#[test]
+fn a_put_again_repairs_a_damaged_or_missing_blob() {
+    let f = fixture();
+    let body = b"certificate of analysis, batch 42";
+    let meta = put(&f.catalog, "k", body).expect("put");
+    let path = f.catalog.blobs().path(&meta.digest);
+
+    let mut damaged = body.to_vec();
+    damaged[0] ^= 0xff;
+    fs::write(&path, &damaged).expect("damage the blob");
+    assert_eq!(
+        put(&f.catalog, "other", body).expect("same content, other key"),
+        meta_of(&meta, "other")
+    );
+    assert_eq!(
+        fs::read(&path).expect("blob"),
+        body,
+        "repaired by a put under another key"
+    );
+
+    fs::write(&path, &damaged).expect("damage the blob");
+    assert_eq!(put(&f.catalog, "k", body).expect("put again"), meta);
+    assert_eq!(fs::read(&path).expect("blob"), body, "repaired by a put again");
+
+    fs::remove_file(&path).expect("delete the blob");
+    assert_eq!(put(&f.catalog, "k", body).expect("put again"), meta);
+    assert_eq!(fs::read(&path).expect("blob"), body, "restored by a put again");
+    assert_eq!(files_in(&f.dir.path().join("objects/tmp")), 0, "nothing left behind");
+    assert_eq!(f.usage.with_label_values(&["coa"]).get(), 2 * body.len() as i64);
+}
+
+fn meta_of(meta: &bsfg_proto::ObjectMeta, key: &str) -> bsfg_proto::ObjectMeta {
+    bsfg_proto::ObjectMeta {
+        key: key.into(),
+        ..meta.clone()
+    }
+}
+
 #[test]
 fn a_referenced_object_is_immutable() {
     let f = fixture();
