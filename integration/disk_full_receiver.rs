@@ -149,3 +149,47 @@ async fn an_artifact_the_receivers_disk_cannot_spare_waits_at_the_sender() {
     drop(cluster);
     drop(disk);
 }
+
+/// A receiver whose free space is above its need, but by less than a page costs, had each page
+/// refused for the disk budget, pulled again and refused for ever: the disk never counted as
+/// low, so nothing was reclaimed, and nothing was logged. The refused page now counts in the
+/// need: the disk is low (`disk_space_low`), the facts its consumer confirmed are reclaimed, and
+/// delivery goes on with no operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_does_not_fit_above_the_need_makes_room_by_itself() {
+    const PAD: usize = 4_000;
+    let mut cluster = Cluster::pair();
+    cluster.configure_all("\n[log]\naudit = false\n");
+    let receiver = cluster.net.nodes.get_mut("plant-a").expect("plant-a");
+    receiver.node_extra = RESERVE.to_owned();
+    let disk = Mount::tmpfs(&receiver.data_dir.clone(), DISK);
+    cluster.start_all();
+    cluster.wait_linked(Duration::from_secs(20)).await;
+
+    // Facts the consumer has confirmed: what a reclaim can give back.
+    let producer = cluster.client("enterprise").await;
+    append_many(&producer, "enterprise", "plant-a", "early", 6_000, PAD).await;
+    let consumer = cluster.client("plant-a").await;
+    let early = receive(&consumer, "mes", 6_000, Duration::from_secs(120)).await;
+    assert_eq!(early.len(), 6_000);
+    let needed = || cluster.status("plant-a")["storage"]["disk"]["needed_bytes"].as_u64();
+    wait_until(Duration::from_secs(10), "the receiver has measured its disk", || {
+        needed().is_some_and(|n| n > 0)
+    })
+    .await;
+
+    // Room above the need for less than one page of 1000 facts (4 MB, twice that on disk).
+    let filler = Filler::leaving(disk.path(), needed().unwrap_or(0) + 5 * MIB);
+    let acked = append_many(&producer, "enterprise", "plant-a", "late", 3_000, PAD).await;
+    let late = receive(&consumer, "mes", 3_000, Duration::from_secs(90)).await;
+    assert_eq!(
+        harness::ids(&late),
+        acked,
+        "every fact, once, in order, with the filler there"
+    );
+    let low = events(&cluster, "plant-a", "disk_space_low");
+    assert!(!low.is_empty(), "the refused page made the disk low, and said so");
+    drop(filler);
+    drop(cluster);
+    drop(disk);
+}

@@ -30,6 +30,9 @@ pub struct DiskState {
 pub(super) struct DiskGuard {
     reserve: u64,
     state: DiskState,
+    /// The most a commit refused by the budget wanted, kept until the disk has room for it: a
+    /// page that does not fit above the need holds its pull back as a low disk does.
+    wanted: u64,
 }
 
 impl DiskGuard {
@@ -37,6 +40,7 @@ impl DiskGuard {
         Self {
             reserve,
             state: DiskState::default(),
+            wanted: 0,
         }
     }
 
@@ -44,14 +48,25 @@ impl DiskGuard {
         self.state
     }
 
-    /// A new measurement; returns the new `low` when it changed.
-    pub(super) fn on_space(&mut self, space: DiskSpace) -> Option<bool> {
-        let needed = self.reserve.saturating_add(space.pending_bytes());
+    /// A new measurement, and the most disk bytes a commit was refused since the last one;
+    /// returns the new `low` when it changed.
+    pub(super) fn on_space(&mut self, space: DiskSpace, refused: u64) -> Option<bool> {
+        self.wanted = self.wanted.max(refused);
+        let base = self.reserve.saturating_add(space.pending_bytes());
+        let needed = base.saturating_add(self.wanted);
         let low = match self.state.low {
             false => space.free_bytes < needed,
             true => space.free_bytes < needed.saturating_add(self.margin()),
         };
         let changed = (low != self.state.low).then_some(low);
+        let needed = match low {
+            true => needed,
+            // There is room for what was refused: it is asked again, from the budget.
+            false => {
+                self.wanted = 0;
+                base
+            }
+        };
         self.state = DiskState { low, space, needed };
         changed
     }
@@ -98,31 +113,65 @@ mod tests {
     #[test]
     fn low_below_the_reserve_plus_what_storage_writes_by_itself_and_back_above_a_margin() {
         let mut guard = DiskGuard::new(64 * MIB);
-        assert_eq!(guard.on_space(space(200, 20)), None, "84 MiB needed, 200 free");
+        assert_eq!(guard.on_space_of(space(200, 20)), None, "84 MiB needed, 200 free");
         assert_eq!(guard.budget(), 116 * MIB, "what is above the need");
-        assert_eq!(guard.on_space(space(90, 20)), None);
-        assert_eq!(guard.on_space(space(83, 20)), Some(true), "below 64 + 20");
+        assert_eq!(guard.on_space_of(space(90, 20)), None);
+        assert_eq!(guard.on_space_of(space(83, 20)), Some(true), "below 64 + 20");
         assert_eq!(guard.state().needed, 84 * MIB);
         assert_eq!(guard.budget(), 0, "nothing new while low");
-        assert_eq!(guard.on_space(space(90, 20)), None, "not yet 16 MiB above the need");
-        assert_eq!(guard.on_space(space(90, 5)), Some(false), "the memtables were flushed");
-        assert_eq!(guard.on_space(space(70, 5)), None);
+        assert_eq!(guard.on_space_of(space(90, 20)), None, "not yet 16 MiB above the need");
+        assert_eq!(
+            guard.on_space_of(space(90, 5)),
+            Some(false),
+            "the memtables were flushed"
+        );
+        assert_eq!(guard.on_space_of(space(70, 5)), None);
+    }
+
+    impl DiskGuard {
+        fn on_space_of(&mut self, space: DiskSpace) -> Option<bool> {
+            self.on_space(space, 0)
+        }
+    }
+
+    /// A receiver whose free space was above the need by less than a page's cost had its pages
+    /// refused, pulled again and refused for ever: never low, so nothing reclaimed, nothing said.
+    /// A refused commit now counts in the need until there is room for it.
+    #[test]
+    fn a_commit_refused_for_the_budget_is_needed_until_it_fits() {
+        let mut guard = DiskGuard::new(64 * MIB);
+        assert_eq!(guard.on_space(space(90, 20), 0), None, "6 MiB above the need of 84");
+        assert_eq!(
+            guard.on_space(space(90, 20), 8 * MIB),
+            Some(true),
+            "an 8 MiB page refused"
+        );
+        assert_eq!(guard.state().needed, 92 * MIB, "the page counts in the need");
+        assert_eq!(guard.on_space(space(100, 20), 0), None, "still low: it needs 92 + 16");
+        assert_eq!(
+            guard.on_space(space(108, 20), 0),
+            Some(false),
+            "room for it, and the margin"
+        );
+        assert_eq!(guard.state().needed, 84 * MIB, "asked again from the budget");
+        assert_eq!(guard.budget(), 24 * MIB);
+        assert_eq!(guard.on_space(space(90, 20), 0), None, "forgotten once it fitted");
     }
 
     #[test]
     fn without_a_reserve_the_node_still_keeps_room_for_storage_itself() {
         let mut guard = DiskGuard::new(0);
-        assert_eq!(guard.on_space(space(17, 18)), Some(true));
-        assert_eq!(guard.on_space(space(21, 18)), None, "the margin is at least 4 MiB");
-        assert_eq!(guard.on_space(space(22, 18)), Some(false));
+        assert_eq!(guard.on_space_of(space(17, 18)), Some(true));
+        assert_eq!(guard.on_space_of(space(21, 18)), None, "the margin is at least 4 MiB");
+        assert_eq!(guard.on_space_of(space(22, 18)), Some(false));
     }
 
     #[test]
     fn reclaiming_needs_room_for_the_flush_of_what_is_still_kept() {
         let mut guard = DiskGuard::new(64 * MIB);
-        guard.on_space(space(30, 20));
+        guard.on_space_of(space(30, 20));
         assert!(guard.state().low && guard.can_reclaim(100 * MIB), "room for all 20 MiB");
-        guard.on_space(space(10, 20));
+        guard.on_space_of(space(10, 20));
         assert!(
             !guard.can_reclaim(100 * MIB),
             "20 MiB of facts kept cannot be flushed into 10 MiB"

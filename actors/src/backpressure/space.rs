@@ -45,7 +45,8 @@ impl Backpressure {
             Ok(space) => space,
             Err(error) => return self.deps.journal.health().failed(StorageOp::Read, &error),
         };
-        if let Some(low) = self.disk.on_space(space) {
+        let refused = self.deps.journal.take_disk_refused();
+        if let Some(low) = self.disk.on_space(space, refused) {
             self.core.set_disk_low(low);
             let state = self.disk.state();
             self.deps.telemetry.emit(DiskSpaceLow {

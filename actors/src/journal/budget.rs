@@ -4,6 +4,10 @@
 //! inserted, at [`COST`] times its size (the log takes it now, a table file at the next flush),
 //! and refuses facts once it is spent. So a burst of appends between two measurements cannot run
 //! the disk into what RocksDB itself needs; confirms, cursors and deletions never spend it.
+//!
+//! What it refused is kept for the next measurement ([`DiskBudget::take_refused`]): a page that
+//! does not fit above the need is as good as a low disk (its pull waits, confirmed facts are
+//! reclaimed to make room), and is said so, rather than pulled again and refused for ever.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,30 +17,45 @@ pub(super) const COST: u64 = 2;
 const UNMEASURED: u64 = u64::MAX;
 
 #[derive(Debug)]
-pub(super) struct DiskBudget(AtomicU64);
+pub(super) struct DiskBudget {
+    left: AtomicU64,
+    /// The largest cost refused since the last [`DiskBudget::take_refused`].
+    refused: AtomicU64,
+}
 
 impl Default for DiskBudget {
     fn default() -> Self {
-        Self(AtomicU64::new(UNMEASURED))
+        Self {
+            left: AtomicU64::new(UNMEASURED),
+            refused: AtomicU64::new(0),
+        }
     }
 }
 
 impl DiskBudget {
     /// A fresh measurement: `bytes` may be written.
     pub(super) fn set(&self, bytes: u64) {
-        self.0.store(bytes.min(UNMEASURED - 1), Ordering::Release);
+        self.left.store(bytes.min(UNMEASURED - 1), Ordering::Release);
     }
 
     /// Spends the cost of a fact of `bytes`; `false`, spending nothing, when it does not fit.
     pub(super) fn spend(&self, bytes: u64) -> bool {
         let cost = bytes.saturating_mul(COST);
         let spent = self
-            .0
+            .left
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| match left {
                 UNMEASURED => Some(left),
                 left => left.checked_sub(cost),
             });
+        if spent.is_err() {
+            self.refused.fetch_max(cost, Ordering::AcqRel);
+        }
         spent.is_ok()
+    }
+
+    /// The largest cost refused since the last call (0 when none), in disk bytes.
+    pub(super) fn take_refused(&self) -> u64 {
+        self.refused.swap(0, Ordering::AcqRel)
     }
 }
 
@@ -54,6 +73,8 @@ mod tests {
             "600, then 600 more does not fit"
         );
         assert!(budget.spend(200) && !budget.spend(1), "400 left, then nothing");
+        assert_eq!(budget.take_refused(), 600, "the largest cost refused");
+        assert_eq!(budget.take_refused(), 0, "taken");
         budget.set(10);
         assert!(budget.spend(5), "a new measurement replaces what was left");
     }

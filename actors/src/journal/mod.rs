@@ -600,6 +600,11 @@ impl Journal {
         self.shared.disk.set(bytes);
     }
 
+    /// The most disk bytes one refused commit wanted beyond the budget since the last call.
+    pub fn take_disk_refused(&self) -> u64 {
+        self.shared.disk.take_refused()
+    }
+
     /// Where readers report what storage did for them.
     pub fn health(&self) -> &StorageHealth {
         &self.shared.health
