@@ -214,7 +214,7 @@ const APPEND: [&str; 7] = ["append", "--to", "plant-a", "--subject", "s", "--pre
 
 /// The CLI checks what it is to append before it dials: with the node down, a bad
 /// `--object-json` or an unreadable `--jsonl` file is the caller's mistake (exit 1, naming it),
-/// not a node to retry later (exit 75).
+/// not a node to retry later (exit 75); an empty `--message-id` is a usage error (exit 2).
 #[test]
 fn the_cli_refuses_bad_input_before_it_dials() {
     let cluster = Cluster::pair();
@@ -225,6 +225,14 @@ fn the_cli_refuses_bad_input_before_it_dials() {
     let missing = cluster.cli("enterprise", &["append", "--jsonl", "/nonexistent/facts.jsonl"]);
     assert_eq!(missing.status.code(), Some(1), "{}", harness::stderr(&missing));
     assert!(harness::stderr(&missing).contains("cannot read /nonexistent/facts.jsonl"));
+    // An empty id (an empty shell variable) is not a random one: a retry would store it twice.
+    let empty_id = cluster.cli("enterprise", &[&APPEND[..], &["--message-id", ""]].concat());
+    assert_eq!(empty_id.status.code(), Some(2), "{}", harness::stderr(&empty_id));
+    assert!(
+        harness::stderr(&empty_id).contains("1 to 256 bytes"),
+        "{}",
+        harness::stderr(&empty_id)
+    );
 }
 
 /// A payload is opaque (SPEC §2): the CLI stores `object_json` as written, less its whitespace,

@@ -336,6 +336,15 @@ pub enum ConsumersAction {
 }
 
 /// `KEY=VALUE` with a non-empty key, split at the first `=`.
+/// A message id given on the command line: not empty (an empty variable would otherwise turn into
+/// a random id, and a retry into a second fact).
+fn message_id(text: &str) -> Result<String, String> {
+    match text.is_empty() {
+        true => Err("a message id is 1 to 256 bytes; leave the flag out for a random one".to_owned()),
+        false => Ok(text.to_owned()),
+    }
+}
+
 fn label(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
@@ -408,7 +417,7 @@ pub struct AppendArgs {
     /// Idempotency key; a random one is chosen when omitted (and named in a retryable error, to
     /// retry with). The same key with the same content (the send time aside) is a duplicate: the
     /// original offset, "duplicate": true, exit 0.
-    #[arg(long, conflicts_with = "jsonl")]
+    #[arg(long, conflicts_with = "jsonl", value_parser = message_id)]
     pub message_id: Option<String>,
     /// A label, KEY=VALUE (a non-empty key; the value may be empty); repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = label, conflicts_with = "jsonl")]

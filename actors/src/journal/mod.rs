@@ -66,7 +66,7 @@ pub enum JournalError {
     AlreadyExists { message_id: String, offset: u64 },
     #[error("cannot confirm offset {offset}: the buffer ends at {high}")]
     BeyondEnd { offset: u64, high: u64 },
-    #[error("the store buffer is full: {retained} bytes retained, this fact needs {needed} more, capacity is {capacity} bytes; retry when the peer has caught up")]
+    #[error("the store buffer is full: {retained} bytes retained, this fact needs {needed} more, capacity is {capacity} bytes; retry in a moment (confirmed facts are being reclaimed) or once the peer has caught up")]
     Full { retained: u64, needed: u64, capacity: u64 },
     #[error("the data directory's file system is nearly full: new facts are refused until confirmed facts are reclaimed or space is freed (node.disk_reserve_bytes)")]
     DiskFull,

@@ -116,8 +116,31 @@ fn feed(input: impl BufRead, zone: &str, queue: &mpsc::Sender<Line>) {
 fn parse(text: &str, zone: &str) -> Result<Message, CommandError> {
     let mut message: Message =
         serde_json::from_str(text).map_err(|e| CommandError::invalid(format!("not a message: {e}")))?;
+    if message.envelope.message_id.is_empty() && names_an_empty_id(text) {
+        // Not a random id: running the file again would store the line a second time.
+        return Err(CommandError::invalid(
+            "message_id is empty: a message id is 1 to 256 bytes; leave the key out for a random one",
+        ));
+    }
     fill_defaults(&mut message, zone);
     Ok(message)
+}
+
+/// Whether the line's envelope has `"message_id": ""` (rather than no `message_id`), read again
+/// only for a line whose id came out empty.
+fn names_an_empty_id(text: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Line<'a> {
+        #[serde(borrow)]
+        envelope: Option<Envelope<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        message_id: Option<std::borrow::Cow<'a, str>>,
+    }
+    text.contains("\"message_id\"")
+        && serde_json::from_str::<Line>(text).is_ok_and(|line| line.envelope.and_then(|e| e.message_id).is_some())
 }
 
 #[cfg(test)]
@@ -129,6 +152,16 @@ mod tests {
         let envelope = serde_json::json!({ "message_id": id, "to_zone": "plant-a" });
         serde_json::json!({ "envelope": envelope, "fact": { "subject": "s", "predicate": "p", "object_json": object } })
             .to_string()
+    }
+
+    /// An empty id in a line is refused; a line without one gets a random id.
+    #[test]
+    fn an_empty_message_id_is_refused_and_a_missing_one_chosen() {
+        let refused = parse(&line("", 0), "enterprise").expect_err("an empty id");
+        assert!(refused.message.contains("message_id is empty"), "{}", refused.message);
+        let without = r#"{"envelope": {"to_zone": "plant-a"}, "fact": {"subject": "s", "predicate": "p", "object_json": {"message_id": ""}}}"#;
+        let chosen = parse(without, "enterprise").expect("no id: a random one");
+        assert_eq!(chosen.envelope.message_id.len(), 32, "{}", chosen.envelope.message_id);
     }
 
     /// Every call of `input`, read completely before the first call is made, so calls are as
