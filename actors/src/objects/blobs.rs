@@ -37,7 +37,14 @@ impl Blobs {
         fs::create_dir_all(&blobs.sha256)?;
         fs::create_dir_all(&blobs.tmp)?;
         for leftover in fs::read_dir(&blobs.tmp)? {
-            fs::remove_file(leftover?.path())?;
+            let path = leftover?.path();
+            // Only this store writes here: whatever is left, a directory too, is a leftover.
+            let removed = match path.is_dir() {
+                true => fs::remove_dir_all(&path),
+                false => fs::remove_file(&path),
+            };
+            removed
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot delete the leftover {}: {e}", path.display())))?;
         }
         for dir in [&root, data_dir] {
             sync_dir(dir)?;

@@ -286,6 +286,8 @@ fn objects_survive_a_crash_and_interrupted_uploads_are_cleared() {
     let meta = put(&f.catalog, "k", b"durable").expect("put");
     // A crash in the middle of an upload leaves a temporary file and nothing else.
     fs::write(f.dir.path().join("objects/tmp/0123"), b"half an upl").expect("leftover");
+    // A directory there (an operator's, a restore's) used to stop every start with EISDIR.
+    fs::create_dir_all(f.dir.path().join("objects/tmp/stray/deeper")).expect("stray directory");
     let Fixture {
         dir, catalog, storage, ..
     } = f;
