@@ -161,6 +161,14 @@ pub fn read_token(path: &Path, setting: &str) -> Result<String, String> {
     if token.is_empty() {
         return Err(format!("{setting}: {} is empty", path.display()));
     }
+    // A bearer token is one word: a second line (two tokens pasted, a stray comment) would be
+    // taken as part of it, and no client could present it.
+    if token.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "{setting}: {} holds more than one word or line; it must hold the token alone, on one line",
+            path.display()
+        ));
+    }
     Ok(token.to_owned())
 }
 
@@ -366,5 +374,8 @@ mod tests {
         );
         std::fs::write(&path, "  s3cret\n").expect("write");
         assert_eq!(read_token(&path, "admin.token_file").as_deref(), Ok("s3cret"));
+        std::fs::write(&path, "s3cret\nold-token\n").expect("write");
+        let two = read_token(&path, "admin.token_file").expect_err("two lines");
+        assert!(two.contains("more than one word or line"), "{two}");
     }
 }
