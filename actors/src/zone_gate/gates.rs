@@ -11,8 +11,8 @@ use crate::events::{GateState, CLOSED_BY_OPERATOR};
 pub(super) enum Report<'a> {
     /// We received a page from the peer (the link is up); `behind` when it was full.
     Pulled { behind: bool },
-    /// The link is open and this node holds its pulls back (no room here): up, and what the peer
-    /// has for us waits.
+    /// The link is open and this node holds its pulls back (no room here): up, though no page
+    /// says so; what the peer has for us is not known here (its own gate counts it).
     Paused,
     /// The peer received a page from us; `behind` when it was full.
     Served { behind: bool },
@@ -58,8 +58,6 @@ struct Observed {
     closed: bool,
     link_up: bool,
     inbound_behind: bool,
-    /// The inbound backlog is ours: pulls are paused for room.
-    inbound_paused: bool,
     outbound_behind: bool,
     /// More than `batch_limit` facts wait here for the peer (counted, not told by pages: a peer
     /// that stopped fetching tells nothing).
@@ -73,7 +71,6 @@ impl Observed {
         closed: false,
         link_up: false,
         inbound_behind: false,
-        inbound_paused: false,
         outbound_behind: false,
         outbound_waiting: false,
     };
@@ -95,7 +92,6 @@ impl Observed {
     fn reason(&self, report: Report) -> String {
         match (self.state, self.inbound_behind, self.outbound()) {
             (GateState::Reconciliation, true, true) => "link up, backlog of at least batch_limit both ways".into(),
-            (GateState::Reconciliation, true, false) if self.inbound_paused => Report::Paused.reason(),
             (GateState::Reconciliation, true, false) => Report::Pulled { behind: true }.reason(),
             (GateState::Reconciliation, false, _) => Report::Served { behind: true }.reason(),
             _ => report.reason(),
@@ -107,13 +103,8 @@ impl Observed {
             Report::Pulled { behind } => {
                 self.link_up = true;
                 self.inbound_behind = behind;
-                self.inbound_paused = false;
             }
-            Report::Paused => {
-                self.link_up = true;
-                self.inbound_behind = true;
-                self.inbound_paused = true;
-            }
+            Report::Paused => self.link_up = true,
             Report::Served { behind } => self.outbound_behind = behind,
             Report::Waiting { behind } => self.outbound_waiting = behind,
             // What was behind is known again from the pages of the next link (what waits here
@@ -121,7 +112,6 @@ impl Observed {
             Report::LinkDown { .. } => {
                 self.link_up = false;
                 self.inbound_behind = false;
-                self.inbound_paused = false;
                 self.outbound_behind = false;
             }
             Report::Switched { closed } => self.closed = closed,
@@ -272,15 +262,16 @@ mod tests {
 
     /// A node that holds its pulls back for room gets no page, and before it had none since the
     /// link came back: its gate stayed `autonomous` ("link is down") over a live link. An open
-    /// link with pulls paused is up, in reconciliation (what the peer has for us waits here).
+    /// link with pulls paused is up; a backlog a full page showed before still counts.
     #[test]
-    fn a_link_whose_pulls_are_paused_is_up_and_behind() {
+    fn a_link_whose_pulls_are_paused_is_up() {
         let mut gates = gates();
         let down = Report::LinkDown {
             reason: "closed by peer",
         };
-        let seen = states(&mut gates, &[Report::Paused, down, Report::Paused, pulled(false)]);
-        assert_eq!(seen, [Reconciliation, Autonomous, Reconciliation, Normal]);
+        let paused = Report::Paused;
+        let seen = states(&mut gates, &[paused, down, paused, pulled(true), paused]);
+        assert_eq!(seen, [Normal, Autonomous, Normal, Reconciliation, Reconciliation]);
         gates.on(PEER, down);
         let paused = gates.on(PEER, Report::Paused).expect("a transition");
         assert_eq!(

@@ -11,7 +11,7 @@
 //!   store full, an artifact it waits for) tells nothing by pages, and its gate here must not
 //!   stay `normal` over a growing backlog. A page cut by its bytes is not seen as such inbound;
 //!   the peer's own gate sees it outbound. A link open for a second while this node holds its
-//!   pulls back for room ([`PullsHeld`]) is up and behind inbound: no page tells so then.
+//!   pulls back for room ([`PullsHeld`]) is up, though no page tells so then.
 //! - `normal`: link up and the last page each way left nothing behind. A link that goes down
 //!   forgets what was behind; the next link's pages tell again. A transition into
 //!   `reconciliation` names the direction of the backlog, whichever report caused it.
@@ -157,8 +157,7 @@ pub struct Pulled {
     pub behind: bool,
 }
 
-/// Our link to the peer is open and its pulls wait for room here: the link is up, what the peer
-/// has for us waits.
+/// Our link to the peer is open and its pulls wait for room here: the link is up.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct PullsHeld {
