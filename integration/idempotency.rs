@@ -178,3 +178,53 @@ async fn a_retryable_failure_names_the_message_id_that_was_chosen() {
     let again = cluster.cli("enterprise", &args);
     assert_eq!(json_lines(&again)[0]["duplicate"], true, "retried with it, stored once");
 }
+
+/// A store buffer near its high watermark reclaims the facts its peer confirmed, but not their
+/// ids: a producer running its file again after that gets the original offsets, `duplicate:
+/// true`, and other content under a delivered id is still `ALREADY_EXISTS`. Before, the reclaim
+/// deleted the ids too: the retry was stored again, and the other content was acknowledged here,
+/// refused by the peer as a conflict, and never delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_outlive_the_facts_a_full_store_reclaims() {
+    let mut cluster = Cluster::pair();
+    cluster.net.nodes.get_mut("enterprise").expect("enterprise").extra =
+        "\n[store]\ncapacity_bytes = \"256KiB\"\n".to_owned();
+    cluster.start_all();
+    cluster.wait_linked(Duration::from_secs(20)).await;
+    let producer = cluster.client("enterprise").await;
+    let consumer = cluster.client("plant-a").await;
+    // Facts of 2 KB: 80 of them fill three quarters of the store, 40 more pass the watermark.
+    let first = harness::append_many(&producer, "enterprise", "plant-a", "first", 80, 2_000).await;
+    receive(&consumer, "mes", 80, Duration::from_secs(30)).await;
+    harness::append_many(&producer, "enterprise", "plant-a", "more", 40, 2_000).await;
+    receive(&consumer, "mes", 40, Duration::from_secs(30)).await;
+    harness::observe::wait_until(Duration::from_secs(20), "the store reclaims confirmed facts", || {
+        cluster.status("enterprise")["store"]["facts"]
+            .as_u64()
+            .is_some_and(|n| n < 120)
+    })
+    .await;
+
+    let again = producer
+        .append(harness::padded_message("enterprise", "plant-a", &first[0], 2_000))
+        .await
+        .expect("a retry of a reclaimed fact");
+    assert!(again.duplicate, "a duplicate, not a new fact: {again:?}");
+    assert_eq!(again.offset, 1, "its original offset");
+    let mut other = harness::padded_message("enterprise", "plant-a", &first[1], 2_000);
+    other.fact.object_json = "{\"other\":true}".into();
+    let refused = producer
+        .append(other)
+        .await
+        .expect_err("other content under a delivered id");
+    assert_eq!(refused.code(), ErrorCode::AlreadyExists, "{refused}");
+    let extra = tokio::time::timeout(Duration::from_secs(3), consumer.fetch("mes", 10, 2_000, None))
+        .await
+        .expect("the fetch ends")
+        .expect("fetch");
+    assert!(
+        extra.facts.is_empty(),
+        "nothing more reaches the consumer: {:?}",
+        extra.facts
+    );
+}

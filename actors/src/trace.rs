@@ -163,7 +163,7 @@ fn received(
         return Ok(Found::Unknown);
     };
     let record = storage.read_entry(Log::Forward, idem.offset)?;
-    let window = storage.read_window(idem.offset.saturating_sub(1), 1)?;
+    let window = storage.read_window(Log::Forward, idem.offset.saturating_sub(1), 1)?;
     let arrived = window.first().filter(|w| w.offset == idem.offset);
     Ok(Found::Received(Received {
         offset: idem.offset,

@@ -49,7 +49,7 @@ impl Reporter {
 
     fn lost(&self, log: Log, reason: DeleteReason, offset: u64, message_id: &str, zone: &str) {
         let loss = match reason {
-            DeleteReason::Confirmed => return,
+            DeleteReason::Confirmed | DeleteReason::Reclaimed | DeleteReason::Forgotten => return,
             DeleteReason::Dropped => Loss::Dropped,
             DeleteReason::Expired => Loss::Expired {
                 retention: self.config.limits(log).retention,

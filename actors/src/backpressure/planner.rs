@@ -8,6 +8,9 @@
 //! - Store buffer: a fact is confirmed when its offset is at or below the frontier of its peer
 //!   (the peer that pulls it). Each peer's facts are a prefix of the per-peer route index in
 //!   offset (= age) order, so trims and sweeps read each peer from its oldest entry and stop early.
+//!   A trim reclaims confirmed facts but keeps their ids in the store's dedupe window
+//!   (`store_age`) for the retention, so a producer's retry after it is still a duplicate; sweeps
+//!   walk that window too, after the logs.
 //! - Forward buffer: a fact is confirmed when its offset is at or below every known consumer's
 //!   cursor (no consumer known: nothing is confirmed). Trims delete log entries only; sweeps walk
 //!   the dedupe window (`fwd_age`) and take the log entry along when it is still there.
@@ -150,7 +153,7 @@ fn trim_store(
     let (reclaimed, freed) = oldest_first(storage, &zones, |zone| (0, confirmed.frontier(zone)), bytes, BATCH)?;
     let mut plan = reclaimed
         .into_iter()
-        .map(|(peer, r)| store_delete(peer, r, DeleteReason::Confirmed))
+        .map(|(peer, r)| store_delete(peer, r, DeleteReason::Reclaimed))
         .collect::<Result<Vec<_>, _>>()?;
     if drop_unconfirmed && freed < bytes {
         let range = |zone: &str| (confirmed.frontier(zone), u64::MAX);
@@ -260,8 +263,41 @@ fn sweep_store(
             }
         }
     }
+    forget_reclaimed(storage, cutoff_unix_ms, &mut planned.plan.store)?;
     planned.full_batch = planned.plan.store.len() >= BATCH;
     Ok(planned)
+}
+
+/// The store's dedupe-window entries of facts reclaimed before `cutoff_unix_ms`, oldest first,
+/// into `plan` while it has room.
+fn forget_reclaimed(
+    storage: &dyn Storage,
+    cutoff_unix_ms: u64,
+    plan: &mut Vec<StoreDelete>,
+) -> Result<(), StorageError> {
+    let mut after = 0;
+    while plan.len() < BATCH {
+        let page = storage.read_window(Log::Store, after, PAGE.min(BATCH - plan.len()))?;
+        let Some(last) = page.last().map(|e| e.offset) else {
+            return Ok(());
+        };
+        for entry in page {
+            // Reclaims happen in offset order, each batch at one time: the first young one ends it.
+            if entry.received_at_unix_ms >= cutoff_unix_ms {
+                return Ok(());
+            }
+            plan.push(StoreDelete {
+                offset: entry.offset,
+                peer: String::new(),
+                origin: (!entry.from_zone.is_empty()).then_some(entry.from_zone),
+                to_zone: String::new(),
+                message_id: entry.message_id,
+                reason: DeleteReason::Forgotten,
+            });
+        }
+        after = last;
+    }
+    Ok(())
 }
 
 fn sweep_forward(
@@ -274,7 +310,7 @@ fn sweep_forward(
     let mut after = 0;
     loop {
         let budget = BATCH - planned.plan.forward.len();
-        let page = storage.read_window(after, PAGE.min(budget))?;
+        let page = storage.read_window(Log::Forward, after, PAGE.min(budget))?;
         if page.is_empty() {
             break;
         }

@@ -72,20 +72,20 @@ async fn store_trims_reclaim_confirmed_facts_first_and_drop_only_when_allowed() 
     // enterprise holds 1, 3, 5 (1 and 3 confirmed); plant-b holds 2, 4, 6 (none confirmed).
     let everything = trim(Log::Store, u64::MAX, false);
     let planned = plan(&fixture, &everything);
-    assert_eq!(store_offsets(&planned.plan, DeleteReason::Confirmed), vec![1, 3]);
+    assert_eq!(store_offsets(&planned.plan, DeleteReason::Reclaimed), vec![1, 3]);
     assert_eq!(planned.plan.store.len(), 2, "reject never plans unconfirmed facts");
 
     let one = fixture.storage().read_store("enterprise", 0, 1, 1).expect("read")[0].stored_bytes;
     let planned = plan(&fixture, &trim(Log::Store, one + 1, true));
     assert_eq!(
-        store_offsets(&planned.plan, DeleteReason::Confirmed),
+        store_offsets(&planned.plan, DeleteReason::Reclaimed),
         vec![1, 3],
         "both needed"
     );
-    assert!(planned.plan.store.iter().all(|d| d.reason == DeleteReason::Confirmed));
+    assert!(planned.plan.store.iter().all(|d| d.reason == DeleteReason::Reclaimed));
 
     let planned = plan(&fixture, &trim(Log::Store, 3 * one + 1, true));
-    assert_eq!(store_offsets(&planned.plan, DeleteReason::Confirmed), vec![1, 3]);
+    assert_eq!(store_offsets(&planned.plan, DeleteReason::Reclaimed), vec![1, 3]);
     assert_eq!(
         store_offsets(&planned.plan, DeleteReason::Dropped),
         vec![2, 4],
@@ -103,6 +103,62 @@ async fn store_trims_reclaim_confirmed_facts_first_and_drop_only_when_allowed() 
     assert_eq!(
         *fixture.journal.usage().borrow(),
         fixture.storage.recount().expect("recount")
+    );
+}
+
+/// A trim reclaims confirmed facts, not their ids: a producer's retry after it is still a
+/// duplicate answered with the original offset, and other content under the id still refused,
+/// until a sweep past the retention from the reclaim forgets them. Before, the trim deleted the
+/// ids with the facts: a retry was stored again, and other content under a delivered id was
+/// acknowledged here and refused as a conflict by the peer, never delivered.
+#[tokio::test]
+async fn reclaimed_facts_stay_in_the_store_dedupe_window_until_a_sweep_forgets_them() {
+    let fixture = two_peers().await;
+    let planned = plan(&fixture, &trim(Log::Store, u64::MAX, false));
+    assert_eq!(store_offsets(&planned.plan, DeleteReason::Reclaimed), vec![1, 3]);
+    fixture.journal.delete(planned.plan).await.expect("reclaim");
+    assert!(
+        fixture.storage().read_entry(Log::Store, 1).expect("read").is_none(),
+        "reclaimed"
+    );
+    let recount = || fixture.storage.recount().expect("recount");
+    assert_eq!(*fixture.journal.usage().borrow(), recount());
+
+    let again = fixture
+        .append(message(ZONE, "enterprise", "m0"))
+        .await
+        .expect("a retry");
+    assert_eq!((again.offset, again.duplicate), (1, true), "the original offset");
+    let mut other = message(ZONE, "enterprise", "m2");
+    other.fact.object_json = "{\"other\":true}".into();
+    let refused = fixture
+        .append(other)
+        .await
+        .expect_err("other content under a delivered id");
+    assert!(
+        matches!(refused, JournalError::AlreadyExists { offset: 3, .. }),
+        "{refused:?}"
+    );
+
+    let early = plan(&fixture, &sweep(Log::Store, 1, false));
+    assert!(
+        store_offsets(&early.plan, DeleteReason::Forgotten).is_empty(),
+        "within the retention"
+    );
+    let late = plan(&fixture, &sweep(Log::Store, u64::MAX, false));
+    assert_eq!(store_offsets(&late.plan, DeleteReason::Forgotten), vec![1, 3]);
+    let applied = fixture.journal.delete(late.plan).await.expect("forget");
+    assert_eq!(store_offsets(&applied, DeleteReason::Forgotten), vec![1, 3]);
+    assert_eq!(*fixture.journal.usage().borrow(), recount(), "forgetting frees no fact");
+    let fresh = fixture.append(message(ZONE, "enterprise", "m0")).await.expect("append");
+    assert!(
+        !fresh.duplicate && fresh.offset > 6,
+        "a new fact once forgotten: {fresh:?}"
+    );
+    let nothing = plan(&fixture, &sweep(Log::Store, u64::MAX, false));
+    assert!(
+        store_offsets(&nothing.plan, DeleteReason::Forgotten).is_empty(),
+        "forgotten once"
     );
 }
 
@@ -170,7 +226,11 @@ async fn forward_trims_need_every_consumer_and_sweeps_walk_the_window() {
     ];
     assert_eq!(reasons, expected);
     fixture.journal.delete(standard.plan).await.expect("sweep");
-    assert!(fixture.storage().read_window(0, 10).expect("window").is_empty());
+    assert!(fixture
+        .storage()
+        .read_window(Log::Forward, 0, 10)
+        .expect("window")
+        .is_empty());
     assert_eq!(
         *fixture.journal.usage().borrow(),
         fixture.storage.recount().expect("recount")

@@ -1,8 +1,8 @@
 //! Deletion plans: made off the writer (read-only, in bounded batches, see `backpressure`), applied
 //! by it. The writer re-checks every entry against committed state before deleting it, so a stale
 //! or repeated plan can neither delete a fact twice nor count it twice: a log entry that is gone is
-//! skipped, and a dedupe-window entry is left only while its `fwd_idem` record still points at the
-//! planned offset (a later re-insert of the same key owns the record then). Plans read cursors
+//! skipped, and a dedupe-window entry is left only while its `fwd_idem` (or `store_idem`) record
+//! still points at the planned offset (a later re-insert of the same key owns the record then). Plans read cursors
 //! from a snapshot, and a consumer's cursor may have been rewound since: a forward fact planned
 //! as confirmed is deleted only while every consumer's cursor is still at or past it.
 
@@ -55,10 +55,15 @@ fn apply_store(
     let mut taken: HashSet<u64> = batch.store_deletes.iter().map(|d| d.offset).collect();
     let mut applied = Vec::new();
     for (delete, size) in deletes.into_iter().zip(sizes) {
-        let Some(size) = size.filter(|_| taken.insert(delete.offset)) else {
+        // A dedupe-window entry is left whatever remains of its fact: its log entry is gone (or
+        // its id was stored again under a new offset after a drop, which storage checks).
+        let forgotten = delete.reason == DeleteReason::Forgotten;
+        if !(forgotten || size.is_some()) || !taken.insert(delete.offset) {
             continue;
-        };
-        usage.store.remove(size);
+        }
+        if let Some(size) = size.filter(|_| !forgotten) {
+            usage.store.remove(size);
+        }
         batch.store_deletes.push(delete.clone());
         applied.push(delete);
     }

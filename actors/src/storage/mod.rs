@@ -15,6 +15,7 @@
 //! | `meta`        | `format`, `zone`, `store_high`, `forward_high`, `usage` | version, zone name, highest offsets, [`Usage`] |
 //! | `fwd_age`     | offset `u64` | received_at_unix_ms `u64` ‖ from_zone ‖ `0x00` ‖ message_id |
 //! | `objects`     | see [`object_index`] | the artifact index |
+//! | `store_age`   | offset `u64` | reclaimed_at_unix_ms `u64` ‖ origin ‖ `0x00` ‖ message_id (origin empty for a fact produced here) |
 //!
 //! Zone names never contain `0x00`, so the separators are unambiguous. The *peer* of a store fact
 //! is the peer that pulls it: its `to_zone` when that is a peer, else the `via` of the route to
@@ -47,11 +48,16 @@
 //! batch that drops or expires an unconfirmed fact is synced, because that loss has been logged
 //! and counted and must not be undone.
 //!
-//! Deleting a store fact removes its `store_log`, `store_route` and `store_idem` entries: the
-//! store's own idempotency window is as long as the fact is retained; a re-append after that is
-//! a new fact, which the receiving forward buffer's dedupe window still recognises. Deleting a
-//! forward fact removes its `fwd_log` entry (reclaim), and when it leaves the dedupe window its
-//! `fwd_age` and `fwd_idem` entries too.
+//! Deleting a store fact removes its `store_log` and `store_route` entries. A confirmed fact
+//! deleted at its retention, or an unconfirmed one dropped or expired, takes `store_idem` with
+//! it. A confirmed fact *reclaimed* before its retention (a trim for room, a low disk) keeps its
+//! `store_idem` entry, and a `store_age` entry stamped with the reclaim's time says when to
+//! forget it: a sweep past `store.retention` from then deletes both. So a producer's retry is a
+//! duplicate (and other content under its id `ALREADY_EXISTS`) for at least the retention,
+//! however early its fact was reclaimed. Deleting a forward fact removes its `fwd_log` entry
+//! (reclaim), and when it leaves the dedupe window its `fwd_age` and `fwd_idem` entries too.
+//! `store_age` came after format `3` without a format change: a directory without it gets it at
+//! open, and nothing before it needs an entry.
 //!
 //! # Recovery
 //! After a crash the database holds exactly the batches whose write returned (an unsynced
@@ -237,12 +243,19 @@ pub enum DeleteReason {
     Dropped,
     /// Unconfirmed, older than the retention.
     Expired,
+    /// Store buffer: confirmed, deleted before its retention for room (a trim, a low disk). Its
+    /// idempotency entry stays, in the store's dedupe window (`store_age`), for the retention
+    /// from now: a producer's retry is still a duplicate, other content under its id still
+    /// `ALREADY_EXISTS`.
+    Reclaimed,
+    /// Store buffer: only the dedupe-window entry of a reclaimed fact, past the retention.
+    Forgotten,
 }
 
 impl DeleteReason {
     /// Whether the deletion loses a fact someone still waits for.
     pub fn is_loss(self) -> bool {
-        self != Self::Confirmed
+        matches!(self, Self::Dropped | Self::Expired)
     }
 }
 
@@ -277,7 +290,9 @@ pub struct ForwardDelete {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowEntry {
     pub offset: u64,
+    /// When the fact was received (forward buffer) or reclaimed (store buffer).
     pub received_at_unix_ms: u64,
+    /// Its origin: for the store buffer, empty for a fact produced here.
     pub from_zone: String,
     pub message_id: String,
 }
@@ -514,8 +529,9 @@ pub trait Storage: Send + Sync + 'static {
     fn read_forward(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<LogRecord>, StorageError>;
     /// Every peer that has entries in the store log.
     fn store_zones(&self) -> Result<Vec<String>, StorageError>;
-    /// The oldest entries of the forward buffer's dedupe window after `after`, at most `limit`.
-    fn read_window(&self, after: u64, limit: usize) -> Result<Vec<WindowEntry>, StorageError>;
+    /// The oldest entries of a buffer's dedupe window after `after`, at most `limit`: every fact
+    /// of the forward buffer (`fwd_age`), the reclaimed facts of the store buffer (`store_age`).
+    fn read_window(&self, log: Log, after: u64, limit: usize) -> Result<Vec<WindowEntry>, StorageError>;
     /// The value size of each log entry, `None` where it is gone.
     fn log_sizes(&self, log: Log, offsets: &[u64]) -> Result<Vec<Option<u64>>, StorageError>;
     /// One log entry, `None` where it is gone (`bsfg trace`).

@@ -396,8 +396,8 @@ impl<L: ReplicatedLog> Storage for ReplicatedStorage<L> {
         self.local.store_zones()
     }
 
-    fn read_window(&self, after: u64, limit: usize) -> Result<Vec<WindowEntry>, StorageError> {
-        self.local.read_window(after, limit)
+    fn read_window(&self, log: Log, after: u64, limit: usize) -> Result<Vec<WindowEntry>, StorageError> {
+        self.local.read_window(log, after, limit)
     }
 
     fn log_sizes(&self, log: Log, offsets: &[u64]) -> Result<Vec<Option<u64>>, StorageError> {

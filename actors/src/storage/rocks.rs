@@ -39,7 +39,10 @@ const META: &str = "meta";
 // New families are appended: the order is only the order of creation.
 const FWD_AGE: &str = "fwd_age";
 const OBJECTS: &str = "objects";
-const FAMILIES: [&str; 9] = [
+/// The store buffer's dedupe window of reclaimed facts: offset → reclaimed_at ‖ origin ‖ `0x00` ‖
+/// message_id (origin empty for a fact produced here).
+const STORE_AGE: &str = "store_age";
+const FAMILIES: [&str; 10] = [
     STORE_LOG,
     STORE_ROUTE,
     STORE_IDEM,
@@ -49,6 +52,7 @@ const FAMILIES: [&str; 9] = [
     META,
     FWD_AGE,
     OBJECTS,
+    STORE_AGE,
 ];
 
 const FORMAT_VERSION: &[u8] = b"3";
@@ -406,8 +410,8 @@ impl Storage for RocksStorage {
         self.route_zones()
     }
 
-    fn read_window(&self, after: u64, limit: usize) -> Result<Vec<WindowEntry>, StorageError> {
-        self.window(after, limit)
+    fn read_window(&self, log: Log, after: u64, limit: usize) -> Result<Vec<WindowEntry>, StorageError> {
+        self.window(log, after, limit)
     }
 
     fn log_sizes(&self, log: Log, offsets: &[u64]) -> Result<Vec<Option<u64>>, StorageError> {

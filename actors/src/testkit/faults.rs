@@ -216,8 +216,8 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         self.inner.store_zones()
     }
 
-    fn read_window(&self, after: u64, limit: usize) -> Result<Vec<WindowEntry>, StorageError> {
-        self.inner.read_window(after, limit)
+    fn read_window(&self, log: Log, after: u64, limit: usize) -> Result<Vec<WindowEntry>, StorageError> {
+        self.inner.read_window(log, after, limit)
     }
 
     fn log_sizes(&self, log: Log, offsets: &[u64]) -> Result<Vec<Option<u64>>, StorageError> {

@@ -6,10 +6,10 @@
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use super::{
-    be_u64, corrupt, engine, idem_key, route_key, RocksStorage, FWD_AGE, FWD_IDEM, FWD_LOG, STORE_IDEM, STORE_LOG,
-    STORE_ROUTE,
+    be_u64, corrupt, decode_idem, engine, idem_key, route_key, RocksStorage, FWD_AGE, FWD_IDEM, FWD_LOG, STORE_AGE,
+    STORE_IDEM, STORE_LOG, STORE_ROUTE,
 };
-use crate::storage::{Batch, Index, Log, StorageError, WindowEntry};
+use crate::storage::{Batch, DeleteReason, Index, Log, StorageError, WindowEntry};
 
 /// `fwd_age` value: received_at ‖ from_zone ‖ `0x00` ‖ message_id.
 pub(super) fn age_value(received_at_unix_ms: u64, from_zone: &str, message_id: &str) -> Vec<u8> {
@@ -40,11 +40,30 @@ fn decode_window(key: &[u8], value: &[u8]) -> Result<WindowEntry, StorageError> 
 impl RocksStorage {
     pub(super) fn put_deletes(&self, wb: &mut WriteBatch, batch: &Batch) -> Result<(), StorageError> {
         let (log, route, idem) = (self.cf(STORE_LOG)?, self.cf(STORE_ROUTE)?, self.cf(STORE_IDEM)?);
+        let age = self.cf(STORE_AGE)?;
+        let now = bsfg_proto::model::now_unix_ms();
         for delete in &batch.store_deletes {
-            wb.delete_cf(log, delete.offset.to_be_bytes());
-            wb.delete_cf(route, route_key(&delete.peer, delete.offset));
             let origin = delete.origin.as_deref().unwrap_or_default();
-            wb.delete_cf(idem, idem_key(Index::Store, origin, &delete.message_id));
+            let key = idem_key(Index::Store, origin, &delete.message_id);
+            let offset = delete.offset.to_be_bytes();
+            if delete.reason != DeleteReason::Forgotten {
+                wb.delete_cf(log, offset);
+                wb.delete_cf(route, route_key(&delete.peer, delete.offset));
+            }
+            match delete.reason {
+                // Its id stays known for the retention from now (an HA replica's clock gives a
+                // window as long or longer: the promise is "at least the retention").
+                DeleteReason::Reclaimed => wb.put_cf(age, offset, age_value(now, origin, &delete.message_id)),
+                DeleteReason::Forgotten => {
+                    wb.delete_cf(age, offset);
+                    // Unless the id was stored again since (after a drop), under a new offset.
+                    let owner = self.db.get_cf(idem, &key).map_err(engine)?;
+                    if owner.is_some_and(|v| decode_idem(&v, &key).is_ok_and(|r| r.offset == delete.offset)) {
+                        wb.delete_cf(idem, key);
+                    }
+                }
+                DeleteReason::Confirmed | DeleteReason::Dropped | DeleteReason::Expired => wb.delete_cf(idem, key),
+            }
         }
         let (log, idem, age) = (self.cf(FWD_LOG)?, self.cf(FWD_IDEM)?, self.cf(FWD_AGE)?);
         for delete in &batch.forward_deletes {
@@ -84,10 +103,14 @@ impl RocksStorage {
         }
     }
 
-    pub(super) fn window(&self, after: u64, limit: usize) -> Result<Vec<WindowEntry>, StorageError> {
+    pub(super) fn window(&self, log: Log, after: u64, limit: usize) -> Result<Vec<WindowEntry>, StorageError> {
         let start = after.saturating_add(1).to_be_bytes();
+        let family = match log {
+            Log::Store => STORE_AGE,
+            Log::Forward => FWD_AGE,
+        };
         self.db
-            .iterator_cf(self.cf(FWD_AGE)?, IteratorMode::From(&start, Direction::Forward))
+            .iterator_cf(self.cf(family)?, IteratorMode::From(&start, Direction::Forward))
             .take(limit)
             .map(|entry| {
                 let (key, value) = entry.map_err(engine)?;

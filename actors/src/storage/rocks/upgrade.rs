@@ -177,7 +177,9 @@ mod tests {
         // The bytes the writer would have counted for these entries, not a second recount.
         assert_eq!(usage.store.bytes, Log::Store.entry_bytes(encoded("s").len()));
         assert_eq!(usage.forward.bytes, Log::Forward.entry_bytes(encoded("f").len()));
-        let window = storage.read_window(0, 10).expect("window");
+        let window = storage
+            .read_window(crate::storage::Log::Forward, 0, 10)
+            .expect("window");
         assert_eq!(window.len(), 1);
         assert_eq!(
             (

@@ -11,7 +11,8 @@ use super::{head_offset, salvage_io};
 use crate::storage::{
     rocks::{
         self, be_u64, engine, wal, RocksStorage, CURSORS, FAMILIES, FWD_AGE, FWD_IDEM, FWD_LOG, META,
-        META_FORWARD_HIGH, META_LOSSES, META_STORE_HIGH, META_USAGE, OBJECTS, STORE_IDEM, STORE_LOG, STORE_ROUTE,
+        META_FORWARD_HIGH, META_LOSSES, META_STORE_HIGH, META_USAGE, OBJECTS, STORE_AGE, STORE_IDEM, STORE_LOG,
+        STORE_ROUTE,
     },
     CursorKey, LossRecord, Offsets, Storage, StorageError, Usage,
 };
@@ -48,6 +49,7 @@ impl<'a> Copy<'a> {
         self.copy_family(STORE_IDEM, |_, value| store.contains(&head_offset(value)))?;
         self.copy_family(FWD_IDEM, |_, value| forward.contains(&head_offset(value)))?;
         self.copy_family(FWD_AGE, |key, _| forward.contains(&head_offset(key)))?;
+        self.copy_family(STORE_AGE, |key, _| store.contains(&head_offset(key)))?;
         for family in [CURSORS, OBJECTS, META] {
             self.copy_family(family, |_, _| false)?;
         }
@@ -130,6 +132,10 @@ impl<'a> Copy<'a> {
     /// Copies `family` as it is, leaving out the entries `lost` picks; damage here cannot be
     /// stepped over (its keys are not offsets) and stops the copy.
     fn copy_family(&self, family: &'static str, lost: impl Fn(&[u8], &[u8]) -> bool) -> Result<(), StorageError> {
+        if self.source.db.cf_handle(family).is_none() {
+            // A family added since the source was written: nothing to copy.
+            return Ok(());
+        }
         let (from_cf, to_cf) = (self.source.cf(family)?, self.dest.cf(family)?);
         let mut batch = WriteBatch::default();
         for entry in self.source.db.iterator_cf(from_cf, IteratorMode::Start) {

@@ -148,7 +148,13 @@ impl RocksStorage {
         let mut options = super::db_options();
         options.set_wal_recovery_mode(mode);
         let cache = rocksdb::Cache::new_lru_cache(super::BLOCK_CACHE_BYTES);
-        let families = FAMILIES.map(|name| super::family(name, &cache));
+        // A directory of an older version lacks the families added since; read-only, they are
+        // not created, and what is not there is not read.
+        let present = rocksdb::DB::list_cf(&options, path).map_err(engine)?;
+        let families = FAMILIES
+            .into_iter()
+            .filter(|name| present.iter().any(|p| p == name))
+            .map(|name| super::family(name, &cache));
         let db = rocksdb::DB::open_cf_descriptors_read_only(&options, path, families, false).map_err(engine)?;
         Ok(Self::around(db, path))
     }
