@@ -39,11 +39,31 @@ impl StreamHandler<DiskSample> for Backpressure {
 }
 
 impl Backpressure {
+    /// Measures the disk once, before the node takes anything in: the actor's own measurements
+    /// begin only once it runs, and until the first the journal's budget refuses nothing (a
+    /// receiver restarted on a nearly full disk pulled tens of MB into its reserve meanwhile).
+    pub fn measure_disk(&mut self) {
+        let sample = self.deps.journal.storage().disk();
+        self.judge_disk(sample);
+    }
+
     /// A measurement of the disk: the guard decides, the core trims for it, flags follow.
     fn on_disk(&mut self, sample: Result<DiskSpace, StorageError>, ctx: &mut Context<Self>) {
+        if self.judge_disk(sample) {
+            self.reclaim(ctx);
+            self.evaluate(ctx);
+        }
+    }
+
+    /// The guard's verdict on a measurement, published (flags, event, the journal's budget);
+    /// `false` when the disk could not be measured.
+    fn judge_disk(&mut self, sample: Result<DiskSpace, StorageError>) -> bool {
         let space = match sample {
             Ok(space) => space,
-            Err(error) => return self.deps.journal.health().failed(StorageOp::Read, &error),
+            Err(error) => {
+                self.deps.journal.health().failed(StorageOp::Read, &error);
+                return false;
+            }
         };
         let refused = self.deps.journal.take_disk_refused();
         if let Some(low) = self.disk.on_space(space, refused) {
@@ -58,8 +78,7 @@ impl Backpressure {
         }
         self.disk_state.send_replace(self.disk.state());
         self.deps.journal.set_disk_budget(self.disk.budget());
-        self.reclaim(ctx);
-        self.evaluate(ctx);
+        true
     }
 
     /// While the disk is low and facts were deleted since the last time: flush and compact so

@@ -447,3 +447,34 @@ fn uploads_being_received_count_against_the_room_on_the_disk() {
         .check_upload(40 * MIB)
         .expect("room again once the first ended");
 }
+
+/// The disk is measured before the node takes anything in. Before, the journal's budget refused
+/// nothing until the actor's first sample, and a receiver restarted on a nearly full disk pulled
+/// tens of MB into its reserve meanwhile.
+#[tokio::test]
+async fn the_disk_is_judged_before_the_first_fact_is_taken_in() {
+    use super::{Backpressure, BackpressureConfig, BackpressureDeps, BufferLimits, Policy, WhenFull};
+
+    let fixture = Fixture::open(JournalConfig::default());
+    let limits = BufferLimits {
+        capacity_bytes: 1 << 30,
+        retention: std::time::Duration::from_secs(3600),
+    };
+    let config = BackpressureConfig {
+        store: limits,
+        forward: limits,
+        policy: Policy::new(WhenFull::Reject, false, 80, 70).expect("a valid policy"),
+        // More than any disk here has free: the disk is low for this node.
+        disk_reserve_bytes: 1 << 60,
+    };
+    let deps = BackpressureDeps {
+        journal: fixture.journal.clone(),
+        telemetry: crate::testkit::telemetry(),
+    };
+    let mut backpressure = Backpressure::new(config, deps, None);
+    backpressure.measure_disk();
+    let refused = fixture.append(message(ZONE, "enterprise", "first")).await;
+    assert!(matches!(refused, Err(JournalError::DiskFull)), "{refused:?}");
+    assert!(backpressure.admission().check().is_err(), "appends refused at once");
+    assert!(backpressure.disk().borrow().low);
+}

@@ -445,7 +445,8 @@ fn start_backpressure(
         journal: journal.clone(),
         telemetry: telemetry.clone(),
     };
-    let backpressure = Backpressure::new(config.clone(), deps, last_stored);
+    let mut backpressure = Backpressure::new(config.clone(), deps, last_stored);
+    backpressure.measure_disk();
     let handles = (
         backpressure.admission(),
         backpressure.pulls_paused(),
