@@ -134,6 +134,25 @@ async fn a_configured_token_guards_every_post() {
     }
     assert_eq!(http(addr, "GET", "/readyz", None).0, 200, "nothing was drained");
     assert_eq!(http(addr, "GET", "/v1/status", None).0, 200, "GETs stay open");
+    // A wrong method says which one is right, and an unknown path says so, both as JSON (they
+    // were an empty 404).
+    let (status, body) = http(addr, "GET", "/v1/admin/drain", None);
+    assert_eq!(status, 405, "{body}");
+    assert!(
+        json(&body)["message"].as_str().is_some_and(|m| m.contains("use POST")),
+        "{body}"
+    );
+    let (status, body) = http(addr, "POST", "/v1/status", Some("s3cret-token"));
+    assert_eq!(status, 405, "{body}");
+    let (status, body) = http(addr, "GET", "/v1/nonexistent", None);
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(json(&body)["error"], "NOT_FOUND", "{body}");
+    assert!(
+        json(&body)["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("/v1/nonexistent")),
+        "{body}"
+    );
 
     let (status, body) = http(addr, "POST", "/v1/admin/drain", Some("s3cret-token"));
     assert_eq!(status, 200, "{body}");

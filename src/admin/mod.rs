@@ -177,21 +177,39 @@ pub fn read_token(path: &Path, setting: &str) -> Result<String, String> {
 pub fn start(addr: SocketAddr, deps: AdminDeps) -> std::io::Result<Admin> {
     let running = deps.running.clone();
     let server = HttpServer::new(move || {
+        use actix_web::http::Method;
         App::new()
             .app_data(web::Data::new(deps.clone()))
-            .route("/metrics", web::get().to(metrics_text))
-            .route("/healthz", web::get().to(healthz))
-            .route("/readyz", web::get().to(readyz))
-            .route("/v1/status", web::get().to(status))
-            .route("/v1/admin/drain", web::post().to(drain))
-            .route("/v1/admin/resume", web::post().to(resume))
-            .route("/v1/admin/reload", web::post().to(reload))
-            .route("/v1/admin/step-down", web::post().to(step_down))
-            .route("/v1/admin/gates/{peer}/{action}", web::post().to(switch_gate))
-            .route("/v1/consumers", web::get().to(consumers::list))
-            .route("/v1/consumers/{name}", web::delete().to(consumers::delete))
-            .route("/v1/consumers/{name}/rewind", web::post().to(consumers::rewind))
-            .route("/v1/trace/{from_zone}/{message_id:.*}", web::get().to(trace::trace))
+            .service(endpoint("/metrics", Method::GET, web::get().to(metrics_text)))
+            .service(endpoint("/healthz", Method::GET, web::get().to(healthz)))
+            .service(endpoint("/readyz", Method::GET, web::get().to(readyz)))
+            .service(endpoint("/v1/status", Method::GET, web::get().to(status)))
+            .service(endpoint("/v1/admin/drain", Method::POST, web::post().to(drain)))
+            .service(endpoint("/v1/admin/resume", Method::POST, web::post().to(resume)))
+            .service(endpoint("/v1/admin/reload", Method::POST, web::post().to(reload)))
+            .service(endpoint("/v1/admin/step-down", Method::POST, web::post().to(step_down)))
+            .service(endpoint(
+                "/v1/admin/gates/{peer}/{action}",
+                Method::POST,
+                web::post().to(switch_gate),
+            ))
+            .service(endpoint("/v1/consumers", Method::GET, web::get().to(consumers::list)))
+            .service(endpoint(
+                "/v1/consumers/{name}",
+                Method::DELETE,
+                web::delete().to(consumers::delete),
+            ))
+            .service(endpoint(
+                "/v1/consumers/{name}/rewind",
+                Method::POST,
+                web::post().to(consumers::rewind),
+            ))
+            .service(endpoint(
+                "/v1/trace/{from_zone}/{message_id:.*}",
+                Method::GET,
+                web::get().to(trace::trace),
+            ))
+            .default_service(web::to(no_such_endpoint))
     })
     .workers(1)
     .disable_signals()
@@ -200,6 +218,35 @@ pub fn start(addr: SocketAddr, deps: AdminDeps) -> std::io::Result<Admin> {
     let handle = server.handle();
     actix_rt::spawn(server);
     Ok(Admin { handle, running })
+}
+
+/// `path`, answered by `route` for `method`; any other method is a 405 naming the one allowed
+/// (`Allow`, and the usual JSON error), not the empty 404 it was.
+fn endpoint(path: &str, method: actix_web::http::Method, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(move |request: HttpRequest| {
+            let allowed = method.clone();
+            async move {
+                let message = format!(
+                    "{} is not allowed on {}: use {allowed}",
+                    request.method(),
+                    request.path()
+                );
+                let mut response =
+                    Refusal::new(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::InvalidArgument, message).response();
+                if let Ok(value) = actix_web::http::header::HeaderValue::from_str(allowed.as_str()) {
+                    response.headers_mut().insert(actix_web::http::header::ALLOW, value);
+                }
+                response
+            }
+        }))
+}
+
+/// A path the API does not have: 404 with the usual JSON error, naming it.
+async fn no_such_endpoint(request: HttpRequest) -> HttpResponse {
+    let message = format!("no such endpoint: {} {}", request.method(), request.path());
+    Refusal::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message).response()
 }
 
 async fn metrics_text(running: Started) -> HttpResponse {
