@@ -550,6 +550,25 @@ async fn the_client_list_is_reloaded_without_a_restart() {
     )
     .await;
     append_as(&leaver, "leaver-3").await.expect("leaver is listed again");
+    // A SIGHUP over a broken file changes nothing, and shows as a metric, not in the log alone
+    // (systemd reports a reload as done whatever the node made of it).
+    let failing = |c: &Cluster| metric(c, "enterprise", "bsfg_config_reload_failing");
+    assert_eq!(failing(&cluster), 0.0);
+    let config = cluster.net.node("enterprise").expect("enterprise spec").config.clone();
+    let good = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, format!("{good}\n[bogus]\n")).expect("break the config");
+    cluster.signal("enterprise", "HUP");
+    wait_until(std::time::Duration::from_secs(10), "the refusal shows", || {
+        failing(&cluster) == 1.0
+    })
+    .await;
+    append_as(&leaver, "leaver-4").await.expect("nothing changed");
+    std::fs::write(&config, good).expect("mend the config");
+    cluster.signal("enterprise", "HUP");
+    wait_until(std::time::Duration::from_secs(10), "a good reload clears it", || {
+        failing(&cluster) == 0.0
+    })
+    .await;
     assert_eq!(
         cluster.gate_transitions("enterprise", "plant-a").len(),
         transitions,

@@ -88,6 +88,8 @@ pub struct Reloader {
     /// The admin API's token, when `admin.token_file` is set.
     pub token: Option<AdminToken>,
     pub log: Logger,
+    /// For `bsfg_config_reload_failing`: a SIGHUP's outcome is otherwise in the log only.
+    pub metrics: std::sync::Arc<bsfg_actors::metrics::Metrics>,
 }
 
 impl Reloader {
@@ -99,6 +101,7 @@ impl Reloader {
             Ok(r) => self.log_applied(trigger, r),
             Err(e) => warn!(self.log, "{}", CONFIG_RELOAD_FAILED; "trigger" => trigger.as_str(), "reason" => %e),
         }
+        self.metrics.config_reload_failing.set(i64::from(reloaded.is_err()));
         reloaded
     }
 

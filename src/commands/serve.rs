@@ -79,6 +79,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             authorisations: handles.authorisations.clone(),
             token,
             log: log.clone(),
+            metrics: handles.metrics.clone(),
         });
         admin.serve(crate::admin::Running {
             node: handles.clone(),

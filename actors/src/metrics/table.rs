@@ -257,6 +257,12 @@ pub const CERT_RELOAD_FAILING: Spec = spec(
     &[],
     "1 while the last TLS material reload was refused (the old material serves); 0 once one succeeds.",
 );
+pub const CONFIG_RELOAD_FAILING: Spec = spec(
+    "bsfg_config_reload_failing",
+    G,
+    &[],
+    "1 while the last reload of the configuration file (SIGHUP, POST /v1/admin/reload) was refused: the node runs as before and the file would not start it; 0 once one succeeds.",
+);
 pub const DRAINING: Spec = spec("bsfg_draining", G, &[], "1 while the node is draining.");
 pub const INFO: Spec = spec(
     "bsfg_info",
@@ -415,7 +421,7 @@ pub const ENGINE_COMMIT_LATENCY: Spec = spec(
 /// Every metric the node registers: SPEC §11's order, then the retention it is configured with,
 /// then the artifact store's bounds, then an HA instance's. (The process metrics come from the
 /// prometheus crate's process collector.)
-pub const ALL: [&Spec; 58] = [
+pub const ALL: [&Spec; 59] = [
     &REPLICATION_LAG_SECONDS,
     &REPLICATION_LAG_HIGH_WATERMARK,
     &FRONTIER_OFFSET,
@@ -448,6 +454,7 @@ pub const ALL: [&Spec; 58] = [
     &DUPLICATE_FACTS,
     &CERT_RELOADS,
     &CERT_RELOAD_FAILING,
+    &CONFIG_RELOAD_FAILING,
     &DRAINING,
     &INFO,
     &PROCESS_START_TIME_SECONDS,
