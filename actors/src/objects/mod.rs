@@ -110,6 +110,18 @@ pub enum ObjectError {
     Body(std::io::Error),
     #[error("object store I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The blob file of a stored object is gone or has another size: damaged behind the node's
+    /// back. Waiting does not repair it; putting the original again does.
+    #[error(
+        "artifact {bucket}/{key}: its file {path} {reason}: the artifact store is damaged. Put the original \
+         again (bsfg put-object, same bucket and key) or restore the file from a backup"
+    )]
+    Damaged {
+        bucket: String,
+        key: String,
+        path: String,
+        reason: String,
+    },
     #[error("object index: {0}")]
     Storage(#[from] StorageError),
     #[error(
@@ -134,6 +146,7 @@ impl From<ObjectError> for RpcError {
                 ErrorCode::Unavailable
             }
             ObjectError::Full { .. } | ObjectError::Busy(_) => ErrorCode::ResourceExhausted,
+            ObjectError::Damaged { .. } => ErrorCode::Internal,
             _ => ErrorCode::InvalidArgument,
         };
         RpcError::new(code, error.to_string())
@@ -397,7 +410,23 @@ impl ObjectStore {
                 });
             }
             catalog.ensure_local(&entry.digest)?;
-            let mut file = std::fs::File::open(catalog.blobs().path(&entry.digest))?;
+            let path = catalog.blobs().path(&entry.digest);
+            let damaged = |reason: String| ObjectError::Damaged {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                path: path.display().to_string(),
+                reason,
+            };
+            let mut file = match std::fs::File::open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(damaged("is missing".to_owned())),
+                Err(e) => return Err(std::io::Error::new(e.kind(), format!("{}: {e}", path.display())).into()),
+            };
+            // A truncated file would otherwise be served as far as it goes, the stream then reset.
+            let len = file.metadata()?.len();
+            if len != entry.size {
+                return Err(damaged(format!("holds {len} bytes, not the {} stored", entry.size)));
+            }
             std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
             Ok((
                 catalog::meta(&bucket, &key, &entry),

@@ -335,6 +335,36 @@ fn names_and_the_size_limit_are_checked_before_any_byte_is_stored() {
 
 pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A blob deleted or truncated behind the node's back is reported as damage, naming its file and
+/// the repair, and is not retryable. It was a bare "object store I/O error: No such file"
+/// (UNAVAILABLE: retry), or, truncated, served as far as it went and reset.
+#[tokio::test]
+async fn a_missing_or_truncated_blob_is_damage_named_with_its_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_in(dir.path(), 1 << 20);
+    let body = b"certificate of analysis";
+    let meta = store
+        .receive(spec("k", body, Origin::Producer), &mut &body[..], READ_TIMEOUT)
+        .await
+        .expect("stored");
+    let hex = meta.digest.to_string()["sha256:".len()..].to_owned();
+    let path = dir.path().join("objects/sha256").join(&hex[..2]).join(&hex);
+    fs::write(&path, &body[..10]).expect("truncate");
+    let truncated = store.open_blob("coa", "k", 0).await.err().expect("truncated");
+    let message = truncated.to_string();
+    assert!(message.contains("holds 10 bytes, not the 23"), "{message}");
+    assert!(
+        message.contains(&path.display().to_string()) && message.contains("put-object"),
+        "{message}"
+    );
+    fs::remove_file(&path).expect("delete");
+    let missing = store.open_blob("coa", "k", 0).await.err().expect("missing");
+    assert!(missing.to_string().contains("is missing"), "{missing}");
+    let answered = RpcError::from(missing);
+    assert_eq!(answered.code, ErrorCode::Internal);
+    assert!(!answered.retryable, "waiting does not repair it");
+}
+
 #[tokio::test]
 async fn a_body_is_read_from_any_byte_source_in_chunks() {
     let dir = tempfile::tempdir().expect("tempdir");
