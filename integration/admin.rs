@@ -486,39 +486,7 @@ async fn a_drain_waits_until_an_append_streams_last_answers_are_delivered() {
 /// not end it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_answers_while_the_node_starts() {
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a silent port");
-    let silent = silent.local_addr().expect("its address");
-    let mut cluster = harness::Cluster::new(&["enterprise", "plant-a"], &[("enterprise", "plant-a")]);
-    cluster
-        .net
-        .make_ha("enterprise", &["enterprise-1"], |instance| {
-            format!(
-                "[storage]\nengine = \"jetstream\"\n\n[storage.jetstream]\nurls = [\"nats://{silent}\"]\n\
-                 instance = \"{instance}\"\nmonitor_urls = [\"http://{silent}\"]\n"
-            )
-        })
-        .expect("HA zone");
-    let node = cluster.net.node("enterprise-1").expect("instance");
-    let admin = bsfg::admin::client::AdminClient::at(node.admin, None);
-    let mut serve = std::process::Command::new(harness::bin())
-        .args(["serve", "--config"])
-        .arg(&node.config)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("run bsfg serve");
-
-    // The instance waits 2 s for its engine (`REQUEST_TIMEOUT`) before it gives up.
-    let answer = loop {
-        if let Ok(answer) = admin.get("/healthz") {
-            break answer;
-        }
-        if let Some(status) = serve.try_wait().expect("wait") {
-            panic!("exited ({status}) before /healthz answered");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let (mut serve, admin, answer, _cluster, _silent) = held_start();
     assert_eq!((answer.status, answer.body.as_str()), (200, "ok\n"));
     let ready = admin.get("/readyz").expect("/readyz answers");
     assert_eq!(ready.status, 503, "{}", ready.body);
@@ -579,5 +547,71 @@ async fn healthz_answers_while_the_node_starts() {
         ),
         "{}",
         audited[0]
+    );
+}
+
+/// An HA instance whose engine (its client and monitoring ports) accepts connections and never
+/// answers, started: held in its start for 2 s (`REQUEST_TIMEOUT`) before it gives up. Returns
+/// the process once `/healthz` answers, that answer, and what must live as long as the test.
+fn held_start() -> (
+    std::process::Child,
+    bsfg::admin::client::AdminClient,
+    bsfg::admin::client::Answer,
+    harness::Cluster,
+    std::net::TcpListener,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a silent port");
+    let silent = listener.local_addr().expect("its address");
+    let mut cluster = harness::Cluster::new(&["enterprise", "plant-a"], &[("enterprise", "plant-a")]);
+    cluster
+        .net
+        .make_ha("enterprise", &["enterprise-1"], |instance| {
+            format!(
+                "[storage]\nengine = \"jetstream\"\n\n[storage.jetstream]\nurls = [\"nats://{silent}\"]\n\
+                 instance = \"{instance}\"\nmonitor_urls = [\"http://{silent}\"]\n"
+            )
+        })
+        .expect("HA zone");
+    let node = cluster.net.node("enterprise-1").expect("instance");
+    let admin = bsfg::admin::client::AdminClient::at(node.admin, None);
+    let mut serve = std::process::Command::new(harness::bin())
+        .args(["serve", "--config"])
+        .arg(&node.config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run bsfg serve");
+    let answer = loop {
+        if let Ok(answer) = admin.get("/healthz") {
+            break answer;
+        }
+        if let Some(status) = serve.try_wait().expect("wait") {
+            panic!("exited ({status}) before /healthz answered");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (serve, admin, answer, cluster, listener)
+}
+
+/// A SIGTERM while the node starts ends the start: exit 0, `shutdown_requested` logged. Before,
+/// SIGTERM was taken over only once the node served, so one that came earlier (systemd stopping
+/// a unit still starting, a test stopping a node that had just said it listens) killed the
+/// process by its default action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_while_the_node_starts_ends_the_start() {
+    let (serve, _admin, _answer, _cluster, _silent) = held_start();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(term.success(), "kill -TERM");
+    let output = serve.wait_with_output().expect("wait");
+    assert_eq!(output.status.code(), Some(0), "a clean exit: {}", output.status);
+    let log = String::from_utf8_lossy(&output.stdout);
+    let requested = log.lines().find(|l| l.contains("\"shutdown_requested\""));
+    assert!(
+        requested.is_some_and(|l| l.contains("\"during\":\"start\"")),
+        "the stop is logged as one during the start: {log}"
     );
 }

@@ -43,6 +43,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let system = actix_rt::System::with_tokio_rt(move || runtime);
     let deps = crate::admin::AdminDeps::new(settings_zone.clone(), token.clone(), log.clone());
     let stopped = system.block_on(async move {
+        // Taken over first: a SIGTERM or Ctrl-C that comes while the node starts ends the start
+        // (exit 0); before, one that came before the node's wait killed the process outright.
+        let mut stop = Stop::new()?;
         // Bound before the node starts (an HA instance may wait seconds for its engine), so
         // `/healthz` answers 200 for as long as the process runs; the rest answers once it serves.
         let admin = crate::admin::start(admin_addr, deps).map_err(|e| {
@@ -54,11 +57,19 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         // Taken over before the start, which can last minutes on an HA instance: a SIGHUP meanwhile
         // (a renewal hook's `kill -HUP`) would otherwise end the process. One that comes during
         // the start is kept, and reloads once the node serves.
-        let hangup = signal(SignalKind::hangup())?;
+        let mut hangup = signal(SignalKind::hangup())?;
         let service = ServiceManager::new(log.clone());
         let progress = Arc::new(StartProgress::default());
         let reporting = service.starting(progress.clone());
-        let started = Node::start(settings, &tls, log.clone(), &progress).await;
+        let started = tokio::select! {
+            started = Node::start(settings, &tls, log.clone(), &progress) => started,
+            () = stop.requested() => {
+                reporting.abort();
+                info!(log, "shutdown_requested"; "during" => "start");
+                admin.stop().await;
+                return anyhow::Ok((None, log));
+            }
+        };
         reporting.abort();
         let node = started.map_err(|e| {
             let code = match &e {
@@ -88,7 +99,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         info!(log, "admin_listening"; "admin" => %admin_addr);
         service.ready(&format!("serving zone {settings_zone}; admin on {admin_addr}"));
         let watchdog = service.watchdog(handles.gate.clone());
-        wait_for_stop(hangup, &reloader).await?;
+        wait_for_stop(&mut stop, &mut hangup, &reloader).await;
         info!(log, "shutdown_requested");
         service.stopping(&format!("draining client calls (up to {DRAIN_GRACE:?})"));
         let outcome = handles.drain.stop(DRAIN_GRACE).await;
@@ -100,26 +111,46 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         let stopped = node.shutdown().await;
         // `/healthz` answered throughout; `/readyz` has said 503 since the drain.
         admin.stop().await;
-        anyhow::Ok((stopped, log))
+        anyhow::Ok((Some(stopped), log))
     });
     // Dropping the system drops every actor and task, and with them the last handles on storage;
     // only then is RocksDB closed, and the process must not exit before.
     drop(system);
     let (stopped, log) = stopped?;
-    if !stopped.wait_storage_closed(STORAGE_CLOSE_GRACE) {
+    if stopped.is_some_and(|stopped| !stopped.wait_storage_closed(STORAGE_CLOSE_GRACE)) {
         warn!(log, "storage_close_timeout"; "reason" => format!("RocksDB still open after {STORAGE_CLOSE_GRACE:?}"));
     }
     info!(log, "exited");
     Ok(())
 }
 
+/// What asks the node to stop: SIGTERM, or SIGINT (Ctrl-C).
+struct Stop {
+    term: Signal,
+    interrupt: Signal,
+}
+
+impl Stop {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn requested(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
+}
+
 /// Until SIGTERM or Ctrl-C; every SIGHUP meanwhile reloads (the reloader logs its outcome).
-async fn wait_for_stop(mut hangup: Signal, reloader: &Arc<Reloader>) -> anyhow::Result<()> {
-    let mut term = signal(SignalKind::terminate())?;
+async fn wait_for_stop(stop: &mut Stop, hangup: &mut Signal, reloader: &Arc<Reloader>) {
     loop {
         tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            () = stop.requested() => return,
             _ = hangup.recv() => {
                 let reloader = reloader.clone();
                 actix_rt::spawn(async move { reloader.reload(Trigger::Signal).await });
