@@ -350,7 +350,7 @@ async fn a_missing_or_truncated_blob_is_damage_named_with_its_file() {
     let hex = meta.digest.to_string()["sha256:".len()..].to_owned();
     let path = dir.path().join("objects/sha256").join(&hex[..2]).join(&hex);
     fs::write(&path, &body[..10]).expect("truncate");
-    let truncated = store.open_blob("coa", "k", 0).await.err().expect("truncated");
+    let truncated = store.open_blob("coa", "k", 0).await.expect_err("truncated");
     let message = truncated.to_string();
     assert!(message.contains("holds 10 bytes, not the 23"), "{message}");
     assert!(
@@ -358,7 +358,7 @@ async fn a_missing_or_truncated_blob_is_damage_named_with_its_file() {
         "{message}"
     );
     fs::remove_file(&path).expect("delete");
-    let missing = store.open_blob("coa", "k", 0).await.err().expect("missing");
+    let missing = store.open_blob("coa", "k", 0).await.expect_err("missing");
     assert!(missing.to_string().contains("is missing"), "{missing}");
     let answered = RpcError::from(missing);
     assert_eq!(answered.code, ErrorCode::Internal);
