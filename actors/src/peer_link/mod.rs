@@ -49,8 +49,8 @@ pub struct PeerLinkConfig {
     pub batch_limit: u32,
     pub max_wait: Duration,
     pub max_frame_bytes: usize,
-    /// `[[peers]] max_bytes_per_second`: pages pulled from the peer are paced to it (what this
-    /// node sends the peer is paced by the RPC server).
+    /// `[[peers]] max_bytes_per_second`: pages and artifacts pulled from the peer are paced to it
+    /// (what this node sends the peer is paced by the RPC server).
     pub max_bytes_per_second: Option<u64>,
     /// Routes and relay rules: how each pulled fact is judged.
     pub routing: Arc<Routing>,

@@ -1,14 +1,22 @@
 //! Pacing bytes to a rate (a peer link's `max_bytes_per_second`): a token bucket as a plain value
 //! that takes `now`, and a shared handle every writer of one direction of one link charges before
 //! it sends. Charging may run the bucket into debt, which the caller waits out, so a page larger
-//! than the burst is spread over time instead of refused.
+//! than the burst is spread over time instead of refused. [`PacedRead`] paces what is read from
+//! a stream instead (an artifact pulled from a peer): QUIC's flow control then holds the sender
+//! to the same pace.
 
 use std::{
+    future::Future,
+    pin::Pin,
     sync::{Arc, Mutex, PoisonError},
+    task::{ready, Context, Poll},
     time::Duration,
 };
 
-use tokio::time::Instant;
+use tokio::{
+    io::{AsyncRead, ReadBuf},
+    time::{Instant, Sleep},
+};
 
 /// Bytes a bucket holds when full: a tenth of a second at its rate, at least 16 KiB.
 const MIN_BURST: f64 = 16.0 * 1024.0;
@@ -58,20 +66,62 @@ impl Pacer {
 
     /// Waits until `bytes` may be sent (at once when unlimited).
     pub async fn pace(&self, bytes: usize) {
-        let Some(bucket) = &self.0 else { return };
-        let wait = bucket
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .charge(bytes as u64, Instant::now());
+        let wait = self.charge(bytes);
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Takes `bytes` now: how long to wait before going on (zero when unlimited).
+    fn charge(&self, bytes: usize) -> Duration {
+        let Some(bucket) = &self.0 else {
+            return Duration::ZERO;
+        };
+        bucket
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .charge(bytes as u64, Instant::now())
     }
 
     /// The rate, when limited.
     pub fn rate(&self) -> Option<u64> {
         let bucket = self.0.as_ref()?;
         Some(bucket.lock().unwrap_or_else(PoisonError::into_inner).rate as u64)
+    }
+}
+
+/// A reader whose reads are paced by a [`Pacer`]: after each read it waits, before the next one,
+/// as long as the bytes read put the bucket in debt.
+pub struct PacedRead<'a, R> {
+    inner: R,
+    pacer: &'a Pacer,
+    wait: Option<Pin<Box<Sleep>>>,
+}
+
+impl<'a, R> PacedRead<'a, R> {
+    pub fn new(inner: R, pacer: &'a Pacer) -> Self {
+        Self {
+            inner,
+            pacer,
+            wait: None,
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for PacedRead<'_, R> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(wait) = &mut this.wait {
+            ready!(wait.as_mut().poll(cx));
+            this.wait = None;
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let wait = this.pacer.charge(buf.filled().len() - before);
+        if !wait.is_zero() {
+            this.wait = Some(Box::pin(tokio::time::sleep(wait)));
+        }
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -35,7 +35,7 @@ use crate::{
     },
     objects::{Hold, ObjectError, Origin, PutSpec},
     relay::{Relayed, Sorted},
-    transport::framed,
+    transport::{framed, pacing::PacedRead},
 };
 
 /// How often a pull waiting for disk room looks again (the disk is measured once a second).
@@ -263,8 +263,10 @@ impl Session {
                 size: artifact.size,
             });
         }
+        // At this link's pace, as its pages are: a cap on this side alone holds artifacts too.
+        let mut body = PacedRead::new(&mut recv, &self.ingress);
         objects
-            .receive_pulled(spec, peer, offset, &mut recv, self.patience().between)
+            .receive_pulled(spec, peer, offset, &mut body, self.patience().between)
             .await
             .map_err(PullError::Objects)?;
         Ok(())

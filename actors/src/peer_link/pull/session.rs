@@ -75,8 +75,8 @@ pub(super) struct Session {
     /// The highest source offset inserted into the forward buffer by any session of this link
     /// (0: none yet): where the next session resumes.
     inserted: AtomicU64,
-    /// Pages pulled from the peer, paced to `max_bytes_per_second`.
-    ingress: Pacer,
+    /// Pages and artifacts pulled from the peer, paced to `max_bytes_per_second`.
+    pub(super) ingress: Pacer,
     /// The address of the peer's list to dial next: moves on after a failed dial or a session
     /// that pulled nothing (an HA zone's standby refuses every call, or the instance is gone).
     pub(super) next_address: AtomicUsize,
