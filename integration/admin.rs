@@ -541,7 +541,7 @@ async fn healthz_answers_while_the_node_starts() {
     assert_eq!(
         (&audited[0]["operation"], &audited[0]["result"], &audited[0]["code"]),
         (
-            &serde_json::json!("/v1/admin/drain"),
+            &serde_json::json!("drain"),
             &serde_json::json!("retryable_error"),
             &serde_json::json!("UNAVAILABLE")
         ),

@@ -57,12 +57,13 @@ impl FromRequest for Operator {
                 Refusal::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, reason),
             ),
         };
+        let operation = operation_of(request.method().as_str(), request.path());
         let line = Line {
             operator: &Operator {
                 identity: caller,
                 remote,
             },
-            operation: request.path(),
+            operation: &operation,
             subject: &Subject::default(),
             refusal: Some(&refused),
         };
@@ -192,6 +193,20 @@ impl slog::KV for Line<'_> {
     }
 }
 
+/// The `operation` of an audit line for a request refused before its handler ran: the name its
+/// handler logs (`drain`, `gate_close`, `consumer_rewind`, ...), so a filter on it also finds the
+/// refused attempts; the path itself for one that names no operation.
+fn operation_of(method: &str, path: &str) -> String {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, parts.as_slice()) {
+        (_, ["v1", "admin", "gates", _, action]) => format!("gate_{action}"),
+        (_, ["v1", "admin", action]) => action.replace('-', "_"),
+        ("DELETE", ["v1", "consumers", _]) => "consumer_delete".to_owned(),
+        (_, ["v1", "consumers", _, "rewind"]) => "consumer_rewind".to_owned(),
+        _ => path.to_owned(),
+    }
+}
+
 /// Why a mutating request is refused, if it is: it needs the bearer token when one is configured.
 fn refusal(request: &HttpRequest, expected: Option<&str>) -> Option<&'static str> {
     let expected = expected?;
@@ -216,6 +231,23 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A refused attempt is audited under its handler's name: it was the URL path, which a filter
+    /// on `.operation=="resume"` missed.
+    #[test]
+    fn a_refused_request_is_audited_under_its_operations_name() {
+        let cases = [
+            ("POST", "/v1/admin/resume", "resume"),
+            ("POST", "/v1/admin/step-down", "step_down"),
+            ("POST", "/v1/admin/gates/plant-a/close", "gate_close"),
+            ("DELETE", "/v1/consumers/mes", "consumer_delete"),
+            ("POST", "/v1/consumers/mes/rewind", "consumer_rewind"),
+            ("POST", "/v1/elsewhere", "/v1/elsewhere"),
+        ];
+        for (method, path, operation) in cases {
+            assert_eq!(operation_of(method, path), operation, "{method} {path}");
+        }
+    }
 
     #[test]
     fn a_refusal_for_the_token_asks_for_a_bearer_token() {
