@@ -78,9 +78,9 @@ pub enum Command {
         /// Durable consumer name; its confirmed position survives restarts.
         #[arg(long)]
         consumer: String,
-        /// The most facts to return (the node serves at most 10 000); fewer when they would not
-        /// fit in one frame.
-        #[arg(long, default_value_t = 100)]
+        /// The most facts to return, 1 to 10 000 (what the node serves at most); fewer when they
+        /// would not fit in one frame.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         limit: u32,
         /// Wait this long for the first fact when none is ready.
         #[arg(long, default_value_t = 0)]
@@ -537,6 +537,22 @@ mod tests {
         }
         let empty = append("line=").map(|_| ()).map_err(|e| e.to_string());
         assert_eq!(empty, Ok(()), "an empty value is a value");
+    }
+
+    /// `--limit 0` used to return one fact, as the node clamps a page to at least one.
+    #[test]
+    fn a_fetch_limit_outside_what_the_node_serves_is_a_usage_error() {
+        let fetch = |limit: &str| {
+            let conn = "--node [::1]:1 --ca ca --cert c --key k --server-name z";
+            let args = format!("bsfg fetch {conn} --consumer mes --limit {limit}");
+            Cli::try_parse_from(args.split(' '))
+        };
+        for bad in ["0", "10001"] {
+            let error = fetch(bad).expect_err("out of range");
+            assert_eq!(error.exit_code(), 2, "a usage error: {error}");
+            assert!(error.to_string().contains("--limit"), "{error}");
+        }
+        assert!(fetch("10000").is_ok() && fetch("1").is_ok());
     }
 
     #[test]
