@@ -124,7 +124,9 @@ async fn an_artifact_pull_cut_off_by_the_link_resumes_where_it_stopped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_that_breaks_off_part_way_resumes_from_the_bytes_received() {
     const SIZE: usize = 8 << 20;
-    const CUT_AT: u64 = 2 << 20;
+    /// Past the stream's receive window (QUIC's 1.25 MB), which the node may have sent beyond
+    /// what the sink had when the link was cut: those bytes are sent again after the resume.
+    const CUT_AT: u64 = 4 << 20;
     let mut cluster = Cluster::pair();
     cluster.start("enterprise");
     let producer = cluster.client("enterprise").await;
@@ -157,9 +159,11 @@ async fn a_get_that_breaks_off_part_way_resumes_from_the_bytes_received() {
     assert_eq!(meta.digest, ObjectDigest::of(&content));
     assert_eq!(total, SIZE as u64, "progress counts each byte once");
     assert!(got == content, "the sink holds the artifact, whole and in order");
+    // Resumed: the artifact, the window in flight at the cut, and QUIC's framing (some 3 %);
+    // started over it would be at least the artifact and the 4 MiB before the cut.
     let sent = proxy.forwarded_bytes(Direction::FromTarget);
     assert!(
-        sent < SIZE as u64 + (1 << 20),
+        sent < SIZE as u64 + (2 << 20),
         "the node sent {sent} bytes for an artifact of {SIZE}: only the rest after the cut"
     );
     client.close().await;
