@@ -238,7 +238,7 @@ async fn lines_to_the_journal_carry_their_priority_and_operators_are_named() {
         seen,
         [
             ("gate_close", "admin-token", "success"),
-            ("/v1/admin/gates/plant-a/open", "unauthenticated", "permanent_error"),
+            ("gate_open", "unauthenticated", "permanent_error"),
             ("gate_open", "admin-token", "success"),
         ]
     );
