@@ -27,17 +27,24 @@ const DISK: u64 = 192 * MIB;
 const RESERVE: &str = "disk_reserve_bytes = \"32MiB\"\n";
 const FACTS: usize = 300;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_receiver_stops_pulling_and_the_sender_keeps_its_backlog() {
+/// The pair with `extra` in both configs, plant-a's data directory on a [`DISK`] tmpfs with
+/// [`RESERVE`], started and linked; the mount outlives the cluster when dropped after it.
+async fn receiver_on_tmpfs(extra: &str) -> (Cluster, Mount) {
     let mut cluster = Cluster::pair();
-    // Long polls: the receiver's pull is waiting at the sender when its disk fills, and the
-    // sender answers it with the facts appended then.
-    cluster.configure_all("\n[replication]\nmax_wait_ms = 5000\n");
+    cluster.configure_all(extra);
     let receiver = cluster.net.nodes.get_mut("plant-a").expect("plant-a");
     receiver.node_extra = RESERVE.to_owned();
     let disk = Mount::tmpfs(&receiver.data_dir.clone(), DISK);
     cluster.start_all();
     cluster.wait_linked(Duration::from_secs(20)).await;
+    (cluster, disk)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_receiver_stops_pulling_and_the_sender_keeps_its_backlog() {
+    // Long polls: the receiver's pull is waiting at the sender when its disk fills, and the
+    // sender answers it with the facts appended then.
+    let (cluster, disk) = receiver_on_tmpfs("\n[replication]\nmax_wait_ms = 5000\n").await;
 
     // Below the reserve plus RocksDB's own needs: a disk that is full for the node.
     let filler = Filler::leaving(disk.path(), 16 * MIB);
@@ -89,13 +96,7 @@ async fn a_full_receiver_stops_pulling_and_the_sender_keeps_its_backlog() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_artifact_the_receivers_disk_cannot_spare_waits_at_the_sender() {
-    let mut cluster = Cluster::pair();
-    cluster.configure_all("\n[log]\naudit = false\n");
-    let receiver = cluster.net.nodes.get_mut("plant-a").expect("plant-a");
-    receiver.node_extra = RESERVE.to_owned();
-    let disk = Mount::tmpfs(&receiver.data_dir.clone(), DISK);
-    cluster.start_all();
-    cluster.wait_linked(Duration::from_secs(20)).await;
+    let (cluster, disk) = receiver_on_tmpfs("\n[log]\naudit = false\n").await;
     wait_until(Duration::from_secs(20), "the receiver has measured its disk", || {
         cluster.status("plant-a")["storage"]["disk"]["total_bytes"].as_u64() > Some(0)
     })
@@ -158,13 +159,7 @@ async fn an_artifact_the_receivers_disk_cannot_spare_waits_at_the_sender() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_that_does_not_fit_above_the_need_makes_room_by_itself() {
     const PAD: usize = 4_000;
-    let mut cluster = Cluster::pair();
-    cluster.configure_all("\n[log]\naudit = false\n");
-    let receiver = cluster.net.nodes.get_mut("plant-a").expect("plant-a");
-    receiver.node_extra = RESERVE.to_owned();
-    let disk = Mount::tmpfs(&receiver.data_dir.clone(), DISK);
-    cluster.start_all();
-    cluster.wait_linked(Duration::from_secs(20)).await;
+    let (cluster, disk) = receiver_on_tmpfs("\n[log]\naudit = false\n").await;
 
     // Facts the consumer has confirmed: what a reclaim can give back.
     let producer = cluster.client("enterprise").await;

@@ -20,8 +20,9 @@ const PAD: usize = 1000;
 /// More than three times what the forward buffer holds.
 const FACTS: usize = 200;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_forward_buffer_pauses_pulls_until_its_consumer_confirms() {
+/// The pair, plant-a's forward buffer small, [`FACTS`] appended for it: returned once plant-a
+/// has paused its pulls, with the producer and the ids acknowledged.
+async fn paused_pair() -> (Cluster, bsfg::client::Client, Vec<String>) {
     let mut cluster = Cluster::pair();
     cluster.net.nodes.get_mut("plant-a").expect("plant-a").extra = PLANT.to_owned();
     cluster.start_all();
@@ -31,6 +32,12 @@ async fn a_full_forward_buffer_pauses_pulls_until_its_consumer_confirms() {
         !events(&cluster, "plant-a", "pulls_paused").is_empty()
     })
     .await;
+    (cluster, producer, acked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_forward_buffer_pauses_pulls_until_its_consumer_confirms() {
+    let (cluster, _producer, acked) = paused_pair().await;
     let fill = metric(&cluster, "plant-a", "bsfg_forward_buffer_fill_percent");
     assert!(fill >= 80.0, "paused at the high watermark: {fill}");
     let lag = "bsfg_replication_lag_seconds{peer=\"plant-a\"}";
@@ -111,15 +118,7 @@ async fn the_senders_gate_shows_a_backlog_that_a_paused_peer_does_not_fetch() {
 /// held back is up (the sender's gate shows the backlog, which only it can count).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_holding_its_pulls_back_shows_its_link_up() {
-    let mut cluster = Cluster::pair();
-    cluster.net.nodes.get_mut("plant-a").expect("plant-a").extra = PLANT.to_owned();
-    cluster.start_all();
-    let producer = cluster.client("enterprise").await;
-    let acked = append_many(&producer, "enterprise", "plant-a", "fact", FACTS, PAD).await;
-    wait_until(Duration::from_secs(30), "plant-a pauses its pulls", || {
-        !events(&cluster, "plant-a", "pulls_paused").is_empty()
-    })
-    .await;
+    let (mut cluster, producer, acked) = paused_pair().await;
     drop(producer);
     assert_eq!(cluster.terminate("enterprise").code(), Some(0));
     let down = cluster
