@@ -13,6 +13,10 @@ use std::{
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A drain may wait its 30 s grace before answering.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+/// A GET (status, trace, metrics, the consumer list) is answered in milliseconds: a node that
+/// says nothing for this long is paused or overloaded, and the operator hears so now rather
+/// than after a drain's minute.
+const GET_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why no answer was obtained.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +25,8 @@ pub enum AdminClientError {
     Url { url: String, reason: &'static str },
     #[error("cannot reach the admin API at {authority}: {source}")]
     Unreachable { authority: String, source: io::Error },
+    #[error("the admin API at {authority} took the request but did not answer within {waited:?}: the node is paused, overloaded or stuck (check `systemctl status bsfg` and its log)")]
+    NoAnswer { authority: String, waited: Duration },
     #[error("the admin API at {authority} answered something that is not HTTP: {head:?}")]
     NotHttp { authority: String, head: String },
 }
@@ -101,7 +107,11 @@ impl AdminClient {
             authority: self.authority.clone(),
             source,
         };
-        let mut stream = self.connect().map_err(unreachable)?;
+        let waited = match method {
+            "GET" => self.answer_timeout.min(GET_ANSWER_TIMEOUT),
+            _ => self.answer_timeout,
+        };
+        let mut stream = self.connect(waited).map_err(unreachable)?;
         let auth = self
             .token
             .as_ref()
@@ -112,16 +122,23 @@ impl AdminClient {
         );
         stream.write_all(request.as_bytes()).map_err(unreachable)?;
         let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).map_err(unreachable)?;
+        stream.read_to_end(&mut raw).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => AdminClientError::NoAnswer {
+                authority: self.authority.clone(),
+                waited,
+            },
+            _ => unreachable(e),
+        })?;
         self.parse(&String::from_utf8_lossy(&raw))
     }
 
-    fn connect(&self) -> io::Result<TcpStream> {
+    /// Connected, its reads giving up after `answer_timeout`.
+    fn connect(&self, answer_timeout: Duration) -> io::Result<TcpStream> {
         let mut last = io::Error::new(io::ErrorKind::NotFound, "the host name resolves to no address");
         for addr in self.authority.to_socket_addrs()? {
             match TcpStream::connect_timeout(&addr, self.connect_timeout) {
                 Ok(stream) => {
-                    stream.set_read_timeout(Some(self.answer_timeout))?;
+                    stream.set_read_timeout(Some(answer_timeout))?;
                     return Ok(stream);
                 }
                 Err(e) => last = e,
@@ -221,6 +238,22 @@ mod tests {
         let request = server.join().expect("server");
         assert!(request.starts_with("POST /v1/admin/reload HTTP/1.1\r\n"), "{request}");
         assert!(request.contains("\r\nAuthorization: Bearer s3cret\r\n"), "{request}");
+    }
+
+    /// A node that takes the connection and never answers (paused by SIGSTOP: the kernel still
+    /// accepts) is said to be so, with the wait, not as "Resource temporarily unavailable".
+    #[test]
+    fn a_listener_that_never_answers_is_named_as_such() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = AdminClient::at(addr, None).timeout(Duration::from_millis(200));
+        let err = client.get("/v1/status").expect_err("no answer");
+        assert!(
+            matches!(err, AdminClientError::NoAnswer { waited, .. } if waited == Duration::from_millis(200)),
+            "{err}"
+        );
+        assert!(err.to_string().contains("did not answer within 200ms"), "{err}");
+        drop(listener);
     }
 
     #[test]
