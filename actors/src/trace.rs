@@ -11,8 +11,10 @@
 //! - A fact from another zone that is not in the forward buffer may be in the store buffer,
 //!   relayed here on its way (SPEC §4a): it is looked up there by `(from_zone, message_id)`,
 //!   with its hops so far.
+//! - A fact of the store buffer reclaimed early for room (after its peer confirmed it) is found
+//!   by its id alone, which the store's dedupe window keeps for `store.retention`.
 //! - Anything else is unknown here: never appended here, not arrived yet, or deleted from the
-//!   store buffer (confirmed and reclaimed, or lost — `fact_expired` / `fact_dropped` in the log
+//!   store buffer (past its retention, or lost — `fact_expired` / `fact_dropped` in the log
 //!   name it).
 //!
 //! Run against each zone's node, the answers trace a fact from its producer to its consumers.
@@ -68,6 +70,11 @@ pub struct Received {
 pub enum Found {
     Stored(Stored),
     Received(Received),
+    /// A fact of the store buffer whose log entry was reclaimed early (confirmed by the peer
+    /// that pulls it, deleted for room), whose id the store's dedupe window still holds.
+    Reclaimed {
+        offset: u64,
+    },
     Unknown,
 }
 
@@ -119,7 +126,7 @@ fn stored(
         return Ok(Found::Unknown);
     };
     let Some(record) = storage.read_entry(Log::Store, idem.offset)? else {
-        return Ok(Found::Unknown);
+        return Ok(Found::Reclaimed { offset: idem.offset });
     };
     let envelope = record.message()?.envelope;
     // The peer it waits for as it was stored (a route or a peer changed since is not its way);
@@ -243,6 +250,24 @@ mod tests {
         assert_eq!(
             (stored.peer.as_str(), stored.hops.as_slice()),
             ("plant-b", &[ZONE.to_owned()][..])
+        );
+
+        // Confirmed and reclaimed for room: its id is still known, its entry is not.
+        let planned = crate::journal::DeletePlan {
+            store: vec![crate::storage::StoreDelete {
+                offset: ack.offset,
+                peer: "enterprise".into(),
+                origin: None,
+                to_zone: "enterprise".into(),
+                message_id: "batch-42".into(),
+                reason: crate::storage::DeleteReason::Reclaimed,
+            }],
+            forward: Vec::new(),
+        };
+        fixture.journal.delete(planned).await.expect("reclaim");
+        assert_eq!(
+            trace(ZONE, "batch-42").await.expect("trace"),
+            Found::Reclaimed { offset: ack.offset }
         );
 
         for (from, id) in [

@@ -2,7 +2,8 @@
 //! this node ([`Trace`]). `found` is `stored` (in the store buffer: produced here, or relayed
 //! here on its way; `stored` says where it goes, through which next hop, with which hops so far,
 //! and whether that next hop confirmed it), `received` (in the forward buffer:
-//! pulled from `from_zone`; `received` says which consumers confirmed it), or `unknown`.
+//! pulled from `from_zone`; `received` says which consumers confirmed it), `reclaimed` (stored
+//! here, confirmed, and deleted early for room: only its id and offset are left), or `unknown`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,7 +19,8 @@ pub struct Trace {
     pub zone: String,
     pub from_zone: String,
     pub message_id: String,
-    /// `stored`, `received` or `unknown`.
+    /// `stored`, `received`, `reclaimed` (a store fact deleted early for room, its id still
+    /// known) or `unknown`.
     pub found: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stored: Option<StoredTrace>,
@@ -81,6 +83,13 @@ impl Trace {
         match found {
             Found::Stored(s) => (trace.found, trace.stored) = ("stored".into(), Some(stored(s, now))),
             Found::Received(r) => (trace.found, trace.received) = ("received".into(), Some(received(r, now))),
+            Found::Reclaimed { offset } => {
+                trace.found = "reclaimed".into();
+                trace.note = Some(format!(
+                    "stored here at offset {offset}, confirmed by the peer that pulls it and reclaimed \
+                     early to make room; its id stays known for store.retention, so a retry is a duplicate"
+                ));
+            }
             Found::Unknown => trace.note = Some(UNKNOWN_NOTE.into()),
         }
         trace
