@@ -21,11 +21,11 @@ const PROMOTE_ATTEMPTS: usize = 3;
 impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
     /// From a fresh grant to serving; `None` (lease released) if the log cannot be caught up or
     /// the `Epoch` record not appended.
-    pub(super) async fn promote(&mut self, grant: Grant) -> Option<Grant> {
+    pub(super) async fn promote(&mut self, mut grant: Grant) -> Option<Grant> {
         let started = Instant::now();
         let mut caught_up = 0;
         for _ in 0..PROMOTE_ATTEMPTS {
-            match self.catch_up().await {
+            match self.catch_up_holding(&mut grant).await {
                 Ok(applied) => caught_up += applied,
                 Err(reason) => return self.abandon(grant, &format!("cannot catch up: {reason}")).await,
             }
@@ -56,6 +56,26 @@ impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
             }
         }
         self.abandon(grant, "the log kept moving on").await
+    }
+
+    /// Catches up while renewing the lease every `lease_ttl / 5`, as the active instance does: a
+    /// standby far behind (it was down, or just restored) may take longer than the lease lasts,
+    /// and would otherwise be promoted on a lapsed lease and demoted at once (`lease_lost`).
+    async fn catch_up_holding(&self, grant: &mut Grant) -> Result<u64, String> {
+        let renew_every = self.ttl() / 5;
+        let catching = self.catch_up();
+        tokio::pin!(catching);
+        loop {
+            let valid_until = tokio::time::Instant::from_std(grant.valid_until);
+            tokio::select! {
+                caught = &mut catching => return caught,
+                () = tokio::time::sleep(renew_every) => match self.renew(grant, valid_until).await {
+                    Ok(renewed) => *grant = renewed,
+                    Err(Some(detail)) => return Err(format!("the lease was lost meanwhile: {detail}")),
+                    Err(None) => {}
+                },
+            }
+        }
     }
 
     async fn abandon(&mut self, grant: Grant, reason: &str) -> Option<Grant> {
