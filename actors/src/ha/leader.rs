@@ -61,19 +61,32 @@ impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
     /// Catches up while renewing the lease every `lease_ttl / 5`, as the active instance does: a
     /// standby far behind (it was down, or just restored) may take longer than the lease lasts,
     /// and would otherwise be promoted on a lapsed lease and demoted at once (`lease_lost`).
+    ///
+    /// Only while the catch-up moves: one that applied nothing for a whole `lease_ttl` (its
+    /// engine connection stale, say) is given up, and the lease released, rather than held for
+    /// as long as it hangs while another instance could take the zone.
     async fn catch_up_holding(&self, grant: &mut Grant) -> Result<u64, String> {
         let renew_every = self.ttl() / 5;
         let catching = self.catch_up();
         tokio::pin!(catching);
+        let mut last = (self.deps.storage.position().seq, Instant::now());
         loop {
             let valid_until = tokio::time::Instant::from_std(grant.valid_until);
             tokio::select! {
                 caught = &mut catching => return caught,
-                () = tokio::time::sleep(renew_every) => match self.renew(grant, valid_until).await {
-                    Ok(renewed) => *grant = renewed,
-                    Err(Some(detail)) => return Err(format!("the lease was lost meanwhile: {detail}")),
-                    Err(None) => {}
-                },
+                () = tokio::time::sleep(renew_every) => {
+                    let applied = self.deps.storage.position().seq;
+                    if applied != last.0 {
+                        last = (applied, Instant::now());
+                    } else if last.1.elapsed() >= self.ttl() {
+                        return Err(format!("applied nothing for {:?} (at record {applied})", self.ttl()));
+                    }
+                    match self.renew(grant, valid_until).await {
+                        Ok(renewed) => *grant = renewed,
+                        Err(Some(detail)) => return Err(format!("the lease was lost meanwhile: {detail}")),
+                        Err(None) => {}
+                    }
+                }
             }
         }
     }
