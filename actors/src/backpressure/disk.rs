@@ -9,12 +9,17 @@
 //! does not flap at the threshold. Between two measurements the journal spends a budget of what
 //! is above the need, so a burst of appends cannot outrun the measurements.
 
+use std::time::{Duration, Instant};
+
 use crate::storage::DiskSpace;
 
 /// The least margin between refusing and admitting again.
 const MIN_MARGIN: u64 = 4 << 20;
 /// What the deletions of one reclaim add to a flush (their tombstones), at most.
 const TOMBSTONES: u64 = 4 << 20;
+/// How long a refused commit counts in the need after the last refusal: a pull refused for the
+/// disk is asked again within seconds of being let through, and refreshes it.
+const WANTED_FOR: Duration = Duration::from_secs(60);
 
 /// Where the disk stands, as the actor publishes it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,8 +36,12 @@ pub(super) struct DiskGuard {
     reserve: u64,
     state: DiskState,
     /// The most a commit refused by the budget wanted, kept until the disk has room for it: a
-    /// page that does not fit above the need holds its pull back as a low disk does.
+    /// page that does not fit above the need holds its pull back as a low disk does. Forgotten
+    /// [`WANTED_FOR`] after the last refusal, so one producer's oversized batch, given up, does
+    /// not keep the disk low for everyone.
     wanted: u64,
+    /// When a refusal last set or raised `wanted`.
+    wanted_at: Option<Instant>,
 }
 
 impl DiskGuard {
@@ -41,6 +50,7 @@ impl DiskGuard {
             reserve,
             state: DiskState::default(),
             wanted: 0,
+            wanted_at: None,
         }
     }
 
@@ -50,8 +60,16 @@ impl DiskGuard {
 
     /// A new measurement, and the most disk bytes a commit was refused since the last one;
     /// returns the new `low` when it changed.
-    pub(super) fn on_space(&mut self, space: DiskSpace, refused: u64) -> Option<bool> {
-        self.wanted = self.wanted.max(refused);
+    pub(super) fn on_space(&mut self, space: DiskSpace, refused: u64, now: Instant) -> Option<bool> {
+        if refused > 0 {
+            self.wanted = self.wanted.max(refused);
+            self.wanted_at = Some(now);
+        } else if self
+            .wanted_at
+            .is_some_and(|at| now.saturating_duration_since(at) >= WANTED_FOR)
+        {
+            self.wanted = 0;
+        }
         let base = self.reserve.saturating_add(space.pending_bytes());
         let needed = base.saturating_add(self.wanted);
         let low = match self.state.low {
@@ -130,7 +148,7 @@ mod tests {
 
     impl DiskGuard {
         fn on_space_of(&mut self, space: DiskSpace) -> Option<bool> {
-            self.on_space(space, 0)
+            self.on_space(space, 0, Instant::now())
         }
     }
 
@@ -140,22 +158,32 @@ mod tests {
     #[test]
     fn a_commit_refused_for_the_budget_is_needed_until_it_fits() {
         let mut guard = DiskGuard::new(64 * MIB);
-        assert_eq!(guard.on_space(space(90, 20), 0), None, "6 MiB above the need of 84");
+        let t0 = Instant::now();
+        assert_eq!(guard.on_space(space(90, 20), 0, t0), None, "6 MiB above the need of 84");
         assert_eq!(
-            guard.on_space(space(90, 20), 8 * MIB),
+            guard.on_space(space(90, 20), 8 * MIB, t0),
             Some(true),
             "an 8 MiB page refused"
         );
         assert_eq!(guard.state().needed, 92 * MIB, "the page counts in the need");
-        assert_eq!(guard.on_space(space(100, 20), 0), None, "still low: it needs 92 + 16");
         assert_eq!(
-            guard.on_space(space(108, 20), 0),
+            guard.on_space(space(100, 20), 0, t0),
+            None,
+            "still low: it needs 92 + 16"
+        );
+        assert_eq!(
+            guard.on_space(space(108, 20), 0, t0),
             Some(false),
             "room for it, and the margin"
         );
         assert_eq!(guard.state().needed, 84 * MIB, "asked again from the budget");
         assert_eq!(guard.budget(), 24 * MIB);
-        assert_eq!(guard.on_space(space(90, 20), 0), None, "forgotten once it fitted");
+        assert_eq!(guard.on_space(space(90, 20), 0, t0), None, "forgotten once it fitted");
+
+        // A refusal nobody repeats (a producer's batch, given up) is forgotten after a while.
+        assert_eq!(guard.on_space(space(90, 20), 32 * MIB, t0), Some(true));
+        let later = t0 + WANTED_FOR;
+        assert_eq!(guard.on_space(space(110, 20), 0, later), Some(false), "forgotten");
     }
 
     #[test]

@@ -66,7 +66,7 @@ impl Backpressure {
             }
         };
         let refused = self.deps.journal.take_disk_refused();
-        if let Some(low) = self.disk.on_space(space, refused) {
+        if let Some(low) = self.disk.on_space(space, refused, std::time::Instant::now()) {
             self.core.set_disk_low(low);
             let state = self.disk.state();
             self.deps.telemetry.emit(DiskSpaceLow {
