@@ -94,10 +94,14 @@ async fn a_receiver_capping_what_it_pulls_paces_artifacts_too() {
     harness::append_with_artifact(&producer, fact, artifact, &content).await;
 
     let sent = || proxies["plant-a"].forwarded_bytes(Direction::ToTarget);
-    // Past QUIC's first flow-control window, which the sender may fill at once.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Past QUIC's first flow-control window (1.25 MB), which the sender may fill at once, however
+    // late the pull began on a loaded host.
+    harness::observe::wait_until(Duration::from_secs(60), "the first window has crossed", || {
+        sent() > 2_000_000
+    })
+    .await;
     let (start, before) = (Instant::now(), sent());
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let rate = (sent() - before) as f64 / start.elapsed().as_secs_f64();
     let delivered = cluster.status("plant-a")["forward"]["facts"]
         .as_u64()
