@@ -217,12 +217,7 @@ impl RocksStorage {
     fn claim_zone(&self, path: &Path, zone: &str) -> Result<(), StorageError> {
         let meta = self.cf(META)?;
         match self.db.get_cf(meta, META_ZONE).map_err(engine)? {
-            Some(found) if found != zone.as_bytes() => Err(StorageError::WrongZone {
-                path: path.display().to_string(),
-                expected: zone.to_owned(),
-                found: String::from_utf8_lossy(&found).into_owned(),
-            }),
-            Some(_) => Ok(()),
+            Some(found) => zone_of(path, zone, &found),
             None => {
                 let mut batch = WriteBatch::default();
                 batch.put_cf(meta, META_ZONE, zone.as_bytes());
@@ -248,21 +243,11 @@ impl RocksStorage {
             .cf_handle(META)
             .ok_or_else(|| StorageError::Engine(format!("column family {META} is missing")))?;
         let read = |key: &[u8]| db.get_cf(meta, key).map_err(engine);
-        match read(META_ZONE)? {
-            Some(found) if found != zone.as_bytes() => {
-                return Err(StorageError::WrongZone {
-                    path: path.display().to_string(),
-                    expected: zone.to_owned(),
-                    found: String::from_utf8_lossy(&found).into_owned(),
-                })
-            }
-            _ => {}
+        if let Some(found) = read(META_ZONE)? {
+            zone_of(path, zone, &found)?;
         }
         match read(META_FORMAT)? {
-            Some(format) if !upgrade::understood(&format) => Err(StorageError::NewerFormat {
-                path: path.display().to_string(),
-                found: String::from_utf8_lossy(&format).into_owned(),
-            }),
+            Some(format) if !upgrade::understood(&format) => Err(upgrade::newer_format(path, &format)),
             _ => Ok(()),
         }
     }
@@ -580,6 +565,18 @@ fn family(name: &str, cache: &Cache) -> ColumnFamilyDescriptor {
     table.set_block_cache(cache);
     opts.set_block_based_table_factory(&table);
     ColumnFamilyDescriptor::new(name, opts)
+}
+
+/// Refuses a directory whose `meta.zone` (`found`) is another zone's than `zone`.
+fn zone_of(path: &Path, zone: &str, found: &[u8]) -> Result<(), StorageError> {
+    match found == zone.as_bytes() {
+        true => Ok(()),
+        false => Err(StorageError::WrongZone {
+            path: path.display().to_string(),
+            expected: zone.to_owned(),
+            found: String::from_utf8_lossy(found).into_owned(),
+        }),
+    }
 }
 
 fn synced() -> WriteOptions {

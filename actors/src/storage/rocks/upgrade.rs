@@ -22,6 +22,14 @@ use crate::storage::{BufferUsage, Digest, StorageError, Usage, FORWARD_HEADER, S
 const UPGRADE_BATCH: usize = 10_000;
 const FORMAT_2: &[u8] = b"2";
 
+/// The refusal of a directory of `format`, which this version does not open.
+pub(super) fn newer_format(path: &Path, format: &[u8]) -> StorageError {
+    StorageError::NewerFormat {
+        path: path.display().to_string(),
+        found: String::from_utf8_lossy(format).into_owned(),
+    }
+}
+
 /// This version opens a directory of `format`: its own, or one it upgrades.
 pub(super) fn understood(format: &[u8]) -> bool {
     matches!(format, FORMAT_VERSION | FORMAT_2 | b"1")
@@ -37,10 +45,7 @@ impl RocksStorage {
                 self.upgrade_from_1()?;
                 self.upgrade_from_2()
             }
-            found => Err(StorageError::NewerFormat {
-                path: path.display().to_string(),
-                found: String::from_utf8_lossy(found.unwrap_or_default()).into_owned(),
-            }),
+            found => Err(newer_format(path, found.unwrap_or_default())),
         }
     }
 
