@@ -23,15 +23,17 @@ use harness::Cluster;
 /// Runs `bsfg serve --config path` and returns its exit code and stderr; fails the test if the
 /// process is still running after a few seconds (a refused config must not start a node).
 fn serve(config: &Path) -> (Option<i32>, String) {
-    serve_as(config, None)
+    serve_with(Command::new(harness::bin()), config)
 }
 
-/// [`serve`] as the user `uid` (and its group of the same number), or as this test's user.
-fn serve_as(config: &Path, uid: Option<u32>) -> (Option<i32>, String) {
-    let mut command = Command::new(harness::bin());
-    if let Some(uid) = uid {
-        command.uid(uid).gid(uid);
-    }
+/// [`serve`] of the binary `bin` as the user `uid` (and its group of the same number).
+fn serve_as(bin: &Path, config: &Path, uid: u32) -> (Option<i32>, String) {
+    let mut command = Command::new(bin);
+    command.uid(uid).gid(uid);
+    serve_with(command, config)
+}
+
+fn serve_with(mut command: Command, config: &Path) -> (Option<i32>, String) {
     let mut child = command
         .arg("serve")
         .arg("--config")
@@ -194,6 +196,10 @@ fn a_data_directory_closed_to_the_nodes_user_is_a_permanent_refusal() {
     const NOBODY: u32 = 65534;
     let cluster = Cluster::pair();
     let node = cluster.net.node("enterprise").expect("enterprise spec").clone();
+    // A copy of the binary the node's user can run: the build's own may sit under a directory
+    // closed to it (CI keeps its target directory under root's home).
+    let bin = cluster.dir().join("bsfg");
+    std::fs::copy(harness::bin(), &bin).expect("copy bsfg");
     // The node's user owns its configuration and certificates, and the scratch directory.
     for entry in walk(&cluster.dir()) {
         chown(&entry, Some(NOBODY), Some(NOBODY)).expect("chown to the node's user");
@@ -204,7 +210,7 @@ fn a_data_directory_closed_to_the_nodes_user_is_a_permanent_refusal() {
     // A directory root created, with the usual mode 0755: readable, not writable.
     std::fs::create_dir(&node.data_dir).expect("data directory");
     std::fs::set_permissions(&node.data_dir, std::fs::Permissions::from_mode(0o755)).expect("mode");
-    let (code, stderr) = serve_as(&node.config, Some(NOBODY));
+    let (code, stderr) = serve_as(&bin, &node.config, NOBODY);
     assert_eq!(code, Some(1), "permanent error expected; stderr: {stderr}");
     assert!(stderr.starts_with("error: INVALID_ARGUMENT: "), "{stderr}");
     for name in [data.as_str(), uid.as_str(), "not readable, writable"] {
@@ -220,7 +226,7 @@ fn a_data_directory_closed_to_the_nodes_user_is_a_permanent_refusal() {
     std::fs::remove_dir(&node.data_dir).expect("remove data directory");
     let parent = node.data_dir.parent().expect("data directory's parent");
     chown(parent, Some(0), Some(0)).expect("parent to root");
-    let (code, stderr) = serve_as(&node.config, Some(NOBODY));
+    let (code, stderr) = serve_as(&bin, &node.config, NOBODY);
     assert_eq!(code, Some(1), "permanent error expected; stderr: {stderr}");
     for name in [data.as_str(), uid.as_str(), "cannot be created"] {
         assert!(stderr.contains(name), "the error names {name:?}: {stderr}");
