@@ -54,9 +54,13 @@ impl Shared {
         self.view.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// Publishes the state as of `now` (the holder's TTL may have run out).
+    /// Publishes the state as of `now` (the holder's TTL may have run out). Under the view's
+    /// lock, as [`Shared::observe`] publishes: a state computed from a copy and published after
+    /// an `observe` could overwrite what that `observe` published (a vacancy seen as "held, live"
+    /// for good, with nothing left to wake the expiry).
     fn refresh(&self, now: Instant) {
-        let state = self.view().state(now);
+        let view = self.view.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = view.state(now);
         self.state.send_if_modified(|old| {
             let changed = *old != state;
             *old = state;
