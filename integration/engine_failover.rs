@@ -3,13 +3,15 @@
 //! and later resumed, under a stream of appends, every append still succeeds within its deadline
 //! (retried through the election) and the log holds each record exactly once, in order. With two of three servers down nothing is
 //! acknowledged: the append ends within its deadline as unknown or unavailable; once one server
-//! is back the same record resolves to one copy at its sequence and appends go on.
+//! is back the same record resolves to one copy at its sequence and appends go on. A connection
+//! that loses its server tells its observer, and tells it again when it is connected once more.
 
 use crate::harness;
 
 use std::time::{Duration, Instant};
 
 use bsfg_engine::{
+    jetstream::{ConnectConfig, ConnectionEvent, Engine},
     log::{LogError, ReplicatedLog},
     Record,
 };
@@ -173,4 +175,40 @@ async fn read_all(log: &bsfg_engine::jetstream::JetStreamLog, count: u64) -> Vec
         records.push(record);
     }
     records
+}
+
+/// A connection whose server is killed says so (`disconnected`), and says so again once it is
+/// connected once more (to another server or the same one restarted): what the node logs as
+/// `engine_connection`, without which a dropped and retaken connection left no trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_loses_its_server_says_so_and_says_when_it_is_back() {
+    let mut engine = EngineFixture::start().await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let observer = {
+        let seen = seen.clone();
+        std::sync::Arc::new(move |event: ConnectionEvent| seen.lock().expect("events").push(event.kind))
+    };
+    let config = ConnectConfig {
+        urls: engine.nats.urls()[..1].to_vec(),
+        name: "observed".to_owned(),
+        ..Default::default()
+    };
+    let _connection = Engine::connect_observed(&config, observer).await.expect("connect");
+    let kinds = || seen.lock().expect("events").clone();
+    harness::observe::wait_until(Duration::from_secs(5), "connected", || kinds().contains(&"connected")).await;
+    let before = kinds().len();
+
+    engine.nats.kill(0).expect("kill the connection's server");
+    harness::observe::wait_until(Duration::from_secs(15), "the loss is told", || {
+        kinds()[before..].contains(&"disconnected")
+    })
+    .await;
+    engine.nats.restart(0).await.expect("restart it");
+    harness::observe::wait_until(Duration::from_secs(30), "connected again after the loss", || {
+        let after = kinds()[before..].to_vec();
+        let lost = after.iter().position(|k| *k == "disconnected");
+        lost.is_some_and(|at| after[at..].contains(&"connected"))
+    })
+    .await;
+    println!("events: {:?}", kinds());
 }

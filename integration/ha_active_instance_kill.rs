@@ -53,6 +53,11 @@ async fn the_standby_takes_over_from_a_killed_active_instance_and_nothing_is_los
         vec![second.clone()],
         "promoted once"
     );
+    assert_eq!(
+        event_fields(&ha.cluster, &second, "promotion_started", "instance"),
+        vec![second.clone()],
+        "the promotion's start is logged"
+    );
     wait_until(
         Duration::from_secs(15),
         "the survivor shows the killed instance as not live",

@@ -1,6 +1,8 @@
 //! An HA zone's instance (SPEC §15): promotions and demotions (`ha_promoted`, `ha_demoted`, with
 //! the one-hot `bsfg_ha_role`), the lease's renewals, records refused for divergence
-//! (`wal_divergence`), and an engine whose durability was assumed rather than seen.
+//! (`wal_divergence`), and an engine whose durability was assumed rather than seen; a promotion's
+//! start and its catch-up's progress (`promotion_started`, `promotion_catching_up`), and the
+//! engine connection dropped and taken up again (`engine_connection`).
 
 use slog::{error, info, warn};
 
@@ -13,6 +15,9 @@ pub const WAL_DIVERGENCE: &str = "wal_divergence";
 pub const LEASE_RENEW_FAILED: &str = "lease_renew_failed";
 pub const ENGINE_DURABILITY_UNVERIFIED: &str = "engine_durability_unverified";
 pub const ENGINE_WARNING: &str = "engine_warning";
+pub const PROMOTION_STARTED: &str = "promotion_started";
+pub const PROMOTION_CATCHING_UP: &str = "promotion_catching_up";
+pub const ENGINE_CONNECTION: &str = "engine_connection";
 
 pub const ROLE_ACTIVE: &str = "active";
 pub const ROLE_STANDBY: &str = "standby";
@@ -54,6 +59,52 @@ impl Event for HaPromoted<'_> {
         t.metrics.ha_promotions.inc();
         info!(t.log, "{}", HA_PROMOTED; "instance" => self.instance, "epoch" => self.epoch,
             "wal_seq" => self.wal_seq, "caught_up" => self.caught_up, "took_ms" => self.took_ms);
+    }
+}
+
+/// This instance took the lease and starts its promotion: it catches up from `wal_applied` to
+/// the log's end (`wal_last`, as last asked) before it serves.
+pub struct PromotionStarted<'a> {
+    pub instance: &'a str,
+    pub epoch: u64,
+    pub wal_applied: u64,
+    pub wal_last: u64,
+}
+
+impl Event for PromotionStarted<'_> {
+    fn emit(self, t: &Telemetry) {
+        info!(t.log, "{}", PROMOTION_STARTED; "instance" => self.instance, "epoch" => self.epoch,
+            "wal_applied" => self.wal_applied, "wal_last" => self.wal_last);
+    }
+}
+
+/// A promotion's catch-up is still going: where it is, and how fast it moved since it was last
+/// said (a standby far behind holds the zone unready meanwhile).
+pub struct PromotionCatchingUp {
+    pub wal_applied: u64,
+    pub wal_last: u64,
+    pub records_per_second: u64,
+    pub elapsed_ms: u64,
+}
+
+impl Event for PromotionCatchingUp {
+    fn emit(self, t: &Telemetry) {
+        info!(t.log, "{}", PROMOTION_CATCHING_UP; "wal_applied" => self.wal_applied,
+            "wal_last" => self.wal_last, "records_per_second" => self.records_per_second,
+            "elapsed_ms" => self.elapsed_ms);
+    }
+}
+
+/// The engine connection was lost, taken up again, or reported an error.
+pub struct EngineConnection<'a>(pub &'a bsfg_engine::jetstream::ConnectionEvent);
+
+impl Event for EngineConnection<'_> {
+    fn emit(self, t: &Telemetry) {
+        let (event, detail) = (self.0.kind, self.0.detail.as_str());
+        match self.0.is_trouble() {
+            true => warn!(t.log, "{}", ENGINE_CONNECTION; "event" => event, "detail" => detail),
+            false => info!(t.log, "{}", ENGINE_CONNECTION; "event" => event, "detail" => detail),
+        }
     }
 }
 

@@ -40,8 +40,8 @@ pub use facts::{
 };
 pub use gate::{GateState, GateSwitched, GateTransition, CLOSED_BY_OPERATOR};
 pub use ha::{
-    set_role, EngineChecked, HaDemoted, HaPromoted, LeaseRenewed, SnapshotRestored, SnapshotWritten, WalDivergence,
-    WalPurged, ROLE_ACTIVE, ROLE_STANDBY,
+    set_role, EngineChecked, EngineConnection, HaDemoted, HaPromoted, LeaseRenewed, PromotionCatchingUp,
+    PromotionStarted, SnapshotRestored, SnapshotWritten, WalDivergence, WalPurged, ROLE_ACTIVE, ROLE_STANDBY,
 };
 pub use peer::{
     ClientRejected, Direction, LinkFailure, PeerCallRetried, PeerConnected, PeerConnectionOpen, PeerConnectionReplaced,

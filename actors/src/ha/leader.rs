@@ -1,14 +1,14 @@
 //! Promotion and leading: catch up, append the `Epoch` record, serve; renew the lease; demote on
 //! the first reason to (fenced, outcome unknown, lease lost, step-down).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bsfg_engine::{Grant, Lease, LeaseError, ReplicatedLog};
 use slog::warn;
 
 use super::Controller;
 use crate::{
-    events::{HaDemoted, HaPromoted, LeaseRenewed},
+    events::{HaDemoted, HaPromoted, LeaseRenewed, PromotionCatchingUp, PromotionStarted},
     standing::Standing,
     storage::StorageError,
     zone_gate::RestoreSwitches,
@@ -17,12 +17,20 @@ use crate::{
 /// A promotion whose `Epoch` append finds the log moved on (a fenced writer's last record
 /// slipped in after the catch-up) catches up and tries again, this many times.
 const PROMOTE_ATTEMPTS: usize = 3;
+/// How often a promotion's catch-up says how far it has come.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
     /// From a fresh grant to serving; `None` (lease released) if the log cannot be caught up or
     /// the `Epoch` record not appended.
     pub(super) async fn promote(&mut self, mut grant: Grant) -> Option<Grant> {
         let started = Instant::now();
+        self.deps.telemetry.emit(PromotionStarted {
+            instance: &self.config.instance,
+            epoch: grant.holder.epoch,
+            wal_applied: self.deps.storage.position().seq,
+            wal_last: self.status.borrow().wal_last,
+        });
         let mut caught_up = 0;
         for _ in 0..PROMOTE_ATTEMPTS {
             match self.catch_up_holding(&mut grant).await {
@@ -64,12 +72,15 @@ impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
     ///
     /// Only while the catch-up moves: one that applied nothing for a whole `lease_ttl` (its
     /// engine connection stale, say) is given up, and the lease released, rather than held for
-    /// as long as it hangs while another instance could take the zone.
+    /// as long as it hangs while another instance could take the zone. One that takes longer
+    /// than [`PROGRESS_EVERY`] says how far it has come, every [`PROGRESS_EVERY`].
     async fn catch_up_holding(&self, grant: &mut Grant) -> Result<u64, String> {
         let renew_every = self.ttl() / 5;
         let catching = self.catch_up();
         tokio::pin!(catching);
+        let started = Instant::now();
         let mut last = (self.deps.storage.position().seq, Instant::now());
+        let mut said = last;
         loop {
             let valid_until = tokio::time::Instant::from_std(grant.valid_until);
             tokio::select! {
@@ -80,6 +91,16 @@ impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
                         last = (applied, Instant::now());
                     } else if last.1.elapsed() >= self.ttl() {
                         return Err(format!("applied nothing for {:?} (at record {applied})", self.ttl()));
+                    }
+                    if said.1.elapsed() >= PROGRESS_EVERY {
+                        let rate = (applied - said.0) as f64 / said.1.elapsed().as_secs_f64();
+                        self.deps.telemetry.emit(PromotionCatchingUp {
+                            wal_applied: applied,
+                            wal_last: self.status.borrow().wal_last,
+                            records_per_second: rate as u64,
+                            elapsed_ms: started.elapsed().as_millis() as u64,
+                        });
+                        said = (applied, Instant::now());
                     }
                     match self.renew(grant, valid_until).await {
                         Ok(renewed) => *grant = renewed,
@@ -102,24 +123,36 @@ impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
     /// usage, as the log made them) before this instance serves. The journal otherwise follows
     /// a new epoch at its next command, and a zone that nobody appends to would serve peers and
     /// consumers the state it had at start, without the facts the old active instance wrote.
+    ///
+    /// Waited for at most one `lease_ttl`: the lease is not renewed meanwhile.
     async fn take_up_state(&self) {
-        if let Err(error) = self.deps.journal.probe().await {
-            warn!(self.deps.telemetry.log, "promotion_state_stale"; "reason" => error.to_string(),
-                "error_message" => "the next write takes it up");
-        }
+        let reason = match tokio::time::timeout(self.ttl(), self.deps.journal.probe()).await {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("the journal did not answer within {:?}", self.ttl()),
+        };
+        warn!(self.deps.telemetry.log, "promotion_state_stale"; "reason" => reason,
+            "error_message" => "the next write takes it up");
     }
 
     /// The operator's gate switches as the replica holds them (they travel in the log).
+    /// Waited for at most one `lease_ttl`, like [`Self::take_up_state`].
     async fn restore_switches(&self) {
         let storage = self.deps.storage.clone();
-        let recovered = tokio::task::spawn_blocking(move || storage.local().closed_gates()).await;
-        match recovered {
-            Ok(Ok(closed)) => {
-                let _ = self.deps.gate.send(RestoreSwitches(closed)).await;
-            }
-            Ok(Err(error)) => warn!(self.deps.telemetry.log, "gate_restore_failed"; "reason" => error.to_string()),
-            Err(error) => warn!(self.deps.telemetry.log, "gate_restore_failed"; "reason" => error.to_string()),
-        }
+        let gate = self.deps.gate.clone();
+        let restore = async move {
+            let closed = tokio::task::spawn_blocking(move || storage.local().closed_gates())
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            gate.send(RestoreSwitches(closed)).await.map_err(|e| e.to_string())
+        };
+        let reason = match tokio::time::timeout(self.ttl(), restore).await {
+            Ok(Ok(())) => return,
+            Ok(Err(reason)) => reason,
+            Err(_) => format!("the gate did not answer within {:?}", self.ttl()),
+        };
+        warn!(self.deps.telemetry.log, "gate_restore_failed"; "reason" => reason);
     }
 
     /// Serves until a reason to stop; then demotes.

@@ -12,12 +12,14 @@ use bsfg_engine::{
     checks::{self, Verdict},
     jetstream::{ConnectConfig, Engine, JetStreamLog, JetStreamObjects, KvLease, KvMembers, LeaseSpec, LogSpec},
 };
-use prometheus::Histogram;
 
 use super::{NodeError, StartProgress};
-use crate::storage::{
-    replicated::{ReplicaConfig, ReplicatedStorage},
-    RocksStorage,
+use crate::{
+    events::{EngineConnection, Telemetry},
+    storage::{
+        replicated::{ReplicaConfig, ReplicatedStorage},
+        RocksStorage,
+    },
 };
 
 /// An HA instance's engine settings (`[storage.jetstream]`), as plain data.
@@ -110,12 +112,16 @@ pub(super) async fn open(
     zone: &str,
     settings: &HaSettings,
     (data_dir, local): (&Path, Arc<RocksStorage>),
-    commit_latency: Histogram,
+    telemetry: &Telemetry,
 ) -> Result<Opened, NodeError> {
     let verdict = checks::verify(&settings.monitor_urls, settings.assume_durable)
         .await
         .map_err(|e| NodeError::EngineRefused(e.to_string()))?;
-    let engine = Engine::connect(&connect_config(settings)).await.map_err(engine_error)?;
+    let observer = telemetry.clone();
+    let observer = Arc::new(move |event| observer.emit(EngineConnection(&event)));
+    let engine = Engine::connect_observed(&connect_config(settings), observer)
+        .await
+        .map_err(engine_error)?;
     if settings.monitor_urls.is_empty() {
         let url = settings.urls.join(", ");
         checks::check_version(&url, "the connected server", &engine.server_version())
@@ -142,7 +148,7 @@ pub(super) async fn open(
         zone: zone.to_owned(),
         instance: settings.instance.clone(),
         commit_timeout: settings.commit_timeout,
-        commit_latency,
+        commit_latency: telemetry.metrics.engine_commit_latency.clone(),
     };
     let runtime = tokio::runtime::Handle::current();
     let storage =

@@ -87,7 +87,7 @@ pub(super) async fn start(
         ),
         Some(settings) => {
             let local = (data_dir.as_path(), local.clone());
-            let opened = super::ha::open(&zone, settings, local, metrics.engine_commit_latency.clone()).await?;
+            let opened = super::ha::open(&zone, settings, local, &telemetry).await?;
             telemetry.emit(EngineChecked {
                 durability_verified: opened.verdict.durability_verified,
                 warnings: &opened.verdict.warnings,

@@ -22,7 +22,7 @@ pub use objects::{JetStreamObjects, ObjectError};
 pub use provision::{LeaseSpec, LogSpec, MAX_RECORD_BYTES};
 pub use tail::JetStreamTail;
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use async_nats::jetstream;
 
@@ -76,9 +76,54 @@ pub struct Engine {
     js: jetstream::Context,
 }
 
+/// What happened to an engine connection: async-nats's events in the engine's words, so that
+/// the node can log them (a connection dropped and taken up again is otherwise invisible).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionEvent {
+    /// `connected`, `disconnected`, `slow_consumer`, `lame_duck`, `server_error`,
+    /// `client_error`, `draining` or `closed`.
+    pub kind: &'static str,
+    /// The client's own words for it.
+    pub detail: String,
+}
+
+impl ConnectionEvent {
+    fn from_nats(event: &async_nats::Event) -> Self {
+        use async_nats::Event;
+        let kind = match event {
+            Event::Connected => "connected",
+            Event::Disconnected => "disconnected",
+            Event::LameDuckMode => "lame_duck",
+            Event::Draining => "draining",
+            Event::Closed => "closed",
+            Event::SlowConsumer(_) => "slow_consumer",
+            Event::ServerError(_) => "server_error",
+            Event::ClientError(_) => "client_error",
+        };
+        Self {
+            kind,
+            detail: event.to_string(),
+        }
+    }
+
+    /// Anything but a (re)connection: the connection lost or at risk.
+    pub fn is_trouble(&self) -> bool {
+        self.kind != "connected"
+    }
+}
+
+/// Told of every [`ConnectionEvent`], on the connection's own task: must not block.
+pub type ConnectionObserver = Arc<dyn Fn(ConnectionEvent) + Send + Sync>;
+
 impl Engine {
     /// Connects to any of the configured servers (the client follows the cluster from there).
     pub async fn connect(config: &ConnectConfig) -> Result<Self, EngineError> {
+        Self::connect_observed(config, Arc::new(|_| {})).await
+    }
+
+    /// [`Engine::connect`], telling `observer` of every disconnection, reconnection and error
+    /// of the connection for as long as it lives.
+    pub async fn connect_observed(config: &ConnectConfig, observer: ConnectionObserver) -> Result<Self, EngineError> {
         let failed = |reason: String| EngineError::Connect {
             urls: config.urls.join(", "),
             reason,
@@ -87,7 +132,11 @@ impl Engine {
             .name(&config.name)
             .connection_timeout(REQUEST_TIMEOUT)
             .request_timeout(Some(REQUEST_TIMEOUT))
-            .ping_interval(PING_INTERVAL);
+            .ping_interval(PING_INTERVAL)
+            .event_callback(move |event| {
+                observer(ConnectionEvent::from_nats(&event));
+                std::future::ready(())
+            });
         if let Some(ca) = &config.ca {
             options = options.add_root_certificates(ca.clone()).require_tls(true);
         }
