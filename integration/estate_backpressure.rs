@@ -1,7 +1,8 @@
 //! Property (SPEC §4a, §5): relayed facts count against the relay's store, and a full relay stops
 //! pulling, so pressure travels back to the origin instead of facts being lost. With plant-a down,
 //! enterprise's facts for it fill the DMZ's small safety-critical store (`reject`); the DMZ refuses
-//! new facts and pauses its pulls, the enterprise producer keeps getting acknowledgements from its
+//! new facts and pauses its pulls (and says so: `pulls_paused`, then `pulls_resumed`, with
+//! `buffer: store`), the enterprise producer keeps getting acknowledgements from its
 //! own node (the facts wait there), nothing is dropped, and once plant-a is back the backlog
 //! drains, every fact delivered exactly once and in order.
 
@@ -39,6 +40,11 @@ async fn a_full_dmz_pushes_back_to_the_origin_which_keeps_acknowledging_and_noth
         !events(&cluster, IDMZ, "appends_rejected").is_empty()
     })
     .await;
+    let paused = events(&cluster, IDMZ, "pulls_paused");
+    assert!(
+        paused.iter().any(|e| e["buffer"] == "store"),
+        "the DMZ says its full store holds its pulls: {paused:?}"
+    );
     let backlog = || {
         cluster.status(ENTERPRISE)["peers"][IDMZ]["backlog"]
             .as_u64()
@@ -75,6 +81,11 @@ async fn a_full_dmz_pushes_back_to_the_origin_which_keeps_acknowledging_and_noth
     assert!(
         !events(&cluster, IDMZ, "appends_accepted").is_empty(),
         "the DMZ took facts again"
+    );
+    let resumed = events(&cluster, IDMZ, "pulls_resumed");
+    assert!(
+        resumed.iter().any(|e| e["buffer"] == "store"),
+        "and says it pulls again: {resumed:?}"
     );
     assert_eq!(metric(&cluster, IDMZ, "bsfg_dropped_facts_total"), 0.0);
     let relayed = metric(&cluster, IDMZ, "bsfg_relayed_facts_total{to_zone=\"plant-a\"}");

@@ -14,16 +14,19 @@ use crate::{
 pub(super) struct Reporter {
     telemetry: Telemetry,
     config: BackpressureConfig,
+    /// A full store holds this node's pulls too (it relays).
+    relays: bool,
     /// The oldest kept fact last reported per buffer and peer: each is reported once, not at
     /// every sweep.
     reported_kept: HashMap<(Log, String), u64>,
 }
 
 impl Reporter {
-    pub(super) fn new(telemetry: Telemetry, config: &BackpressureConfig) -> Self {
+    pub(super) fn new(telemetry: Telemetry, config: &BackpressureConfig, relays: bool) -> Self {
         Self {
             telemetry,
             config: config.clone(),
+            relays,
             reported_kept: HashMap::new(),
         }
     }
@@ -90,6 +93,7 @@ impl Reporter {
             high_watermark_percent: self.config.policy.high_watermark_percent(),
             low_watermark_percent: self.config.policy.low_watermark_percent(),
             capacity_bytes: fill.capacity_bytes,
+            holds_pulls: self.relays && log == Log::Store,
         });
     }
 }

@@ -199,6 +199,9 @@ impl Admission {
 pub struct BackpressureDeps {
     pub journal: Journal,
     pub telemetry: Telemetry,
+    /// The node relays facts (`[[relay]]`): a full store then holds every link's pulls too
+    /// (`peer_link`), and says so.
+    pub relays: bool,
 }
 
 pub struct Backpressure {
@@ -225,7 +228,7 @@ pub struct Backpressure {
 impl Backpressure {
     /// `last_stored`: when this node last stored a fact before this start (see [`clock`]).
     pub fn new(config: BackpressureConfig, deps: BackpressureDeps, last_stored: Option<u64>) -> Self {
-        let events = events::Reporter::new(deps.telemetry.clone(), &config);
+        let events = events::Reporter::new(deps.telemetry.clone(), &config, deps.relays);
         let settle = config.store.retention.max(config.forward.retention);
         Self {
             core: Core::new(config.clone()),

@@ -470,6 +470,7 @@ async fn the_disk_is_judged_before_the_first_fact_is_taken_in() {
     let deps = BackpressureDeps {
         journal: fixture.journal.clone(),
         telemetry: crate::testkit::telemetry(),
+        relays: false,
     };
     let mut backpressure = Backpressure::new(config, deps, None);
     backpressure.measure_disk();

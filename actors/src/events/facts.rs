@@ -185,6 +185,8 @@ pub struct BufferBlocked {
     pub high_watermark_percent: u8,
     pub low_watermark_percent: u8,
     pub capacity_bytes: u64,
+    /// The store of a relay: pulls pause and resume with it, and that is said too.
+    pub holds_pulls: bool,
 }
 
 impl Event for BufferBlocked {
@@ -206,6 +208,16 @@ impl Event for BufferBlocked {
                 "capacity_bytes" => capacity, "reason" => "forward buffer full"),
             (Log::Forward, false) => info!(t.log, "{}", PULLS_RESUMED; "buffer" => buffer,
                 "buffer_fill_percent" => percent, "low_watermark_percent" => low),
+        }
+        // A relay's full store stops its pulls on every link, whichever next hop filled it.
+        match (self.holds_pulls, self.blocked) {
+            (true, true) => warn!(t.log, "{}", PULLS_PAUSED; "buffer" => buffer,
+                "buffer_fill_percent" => percent, "high_watermark_percent" => high,
+                "capacity_bytes" => capacity,
+                "reason" => "store buffer full: this relay pulls from no peer until its next hops take what it holds"),
+            (true, false) => info!(t.log, "{}", PULLS_RESUMED; "buffer" => buffer,
+                "buffer_fill_percent" => percent, "low_watermark_percent" => low),
+            (false, _) => {}
         }
     }
 }

@@ -123,7 +123,8 @@ pub(super) async fn start(
             longest,
         });
     }
-    let (admission, pulls_paused, disk, store_full) = start_backpressure(&buffers, &journal, &telemetry, last_stored);
+    let (admission, pulls_paused, disk, store_full) =
+        start_backpressure(&buffers, &journal, &telemetry, last_stored, routing.relays());
     let sweep_interval = objects.sweep_interval();
     let remote = replicated.as_ref().map(|opened| {
         let blobs = EngineBlobs::new(opened.blobs.clone(), tokio::runtime::Handle::current());
@@ -435,6 +436,7 @@ fn start_backpressure(
     journal: &Journal,
     telemetry: &Telemetry,
     last_stored: Option<u64>,
+    relays: bool,
 ) -> (
     Admission,
     watch::Receiver<bool>,
@@ -444,6 +446,7 @@ fn start_backpressure(
     let deps = BackpressureDeps {
         journal: journal.clone(),
         telemetry: telemetry.clone(),
+        relays,
     };
     let mut backpressure = Backpressure::new(config.clone(), deps, last_stored);
     backpressure.measure_disk();
