@@ -10,6 +10,7 @@ mod append_batch;
 mod append_order;
 mod append_stream;
 mod artifact_bounds;
+mod artifact_damage;
 mod artifact_references;
 mod artifact_resume;
 mod artifacts;

@@ -116,6 +116,18 @@ impl ObjectHasher {
     }
 }
 
+/// A sink for `std::io::copy`: what is written is hashed.
+impl std::io::Write for ObjectHasher {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Bucket names: `[a-z0-9][a-z0-9.-]{0,62}`. They never contain `0x00`, which storage uses as a
 /// separator, and are safe as a metric label value.
 pub fn check_bucket(bucket: &str) -> Result<(), ArtifactError> {

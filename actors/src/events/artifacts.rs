@@ -2,7 +2,8 @@
 //! counted; a failed one is logged at ERROR (the page is retried later), and a fact skipped
 //! because its artifact conflicts with a referenced local object, or its reference does not
 //! parse, is logged and counted as a failure too. The sweep's deletions of artifacts past
-//! `[objects] retention` are logged and counted one by one; a failed sweep is logged.
+//! `[objects] retention` are logged and counted one by one; a failed sweep is logged. A blob met
+//! damaged while served is logged at ERROR (`artifact_damaged`).
 
 use std::fmt::Display;
 
@@ -15,6 +16,7 @@ use super::{facts::Rejection, Event, Telemetry};
 use crate::metrics::Counted;
 
 pub const ARTIFACT_RETRIEVAL_FAILED: &str = "artifact_retrieval_failed";
+pub const ARTIFACT_DAMAGED: &str = "artifact_damaged";
 pub const ARTIFACT_PULL_DEFERRED: &str = "artifact_pull_deferred";
 pub const ARTIFACT_PULL_RESUMED: &str = "artifact_pull_resumed";
 pub const ARTIFACT_CONFLICT: &str = "artifact_conflict";
@@ -47,6 +49,24 @@ impl Event for ArtifactRetrievalFailed<'_> {
         t.metrics.artifact_retrieval_failures.inc();
         error!(t.log, "{}", ARTIFACT_RETRIEVAL_FAILED; "peer" => self.peer, "message_id" => self.message_id,
             "bucket" => self.bucket, "key" => self.key, "digest" => %self.digest, "reason" => %self.reason);
+    }
+}
+
+/// A blob being served turned out not to hold its digest's content (damaged in place, behind the
+/// node's back): the reader's stream was reset before the body's end. Counted as corruption in
+/// `bsfg_storage_errors_total`; logged at every serve that meets it (a peer tries again at most
+/// every 30 s).
+pub struct ArtifactDamaged<'a> {
+    pub error: &'a dyn Display,
+}
+
+impl Event for ArtifactDamaged<'_> {
+    fn emit(self, t: &Telemetry) {
+        t.metrics
+            .storage_errors
+            .with_label_values(&[super::storage::CORRUPTION])
+            .inc();
+        error!(t.log, "{}", ARTIFACT_DAMAGED; "reason" => %self.error);
     }
 }
 

@@ -31,8 +31,8 @@ mod storage;
 mod tls;
 
 pub use artifacts::{
-    ArtifactExpired, ArtifactPullDeferred, ArtifactPullResumed, ArtifactRetrievalFailed, ArtifactRetrieved,
-    ArtifactSkipped, ArtifactSweepDone, ArtifactSweepFailed, Skip,
+    ArtifactDamaged, ArtifactExpired, ArtifactPullDeferred, ArtifactPullResumed, ArtifactRetrievalFailed,
+    ArtifactRetrieved, ArtifactSkipped, ArtifactSweepDone, ArtifactSweepFailed, Skip,
 };
 pub use facts::{
     BufferBlocked, ClockStepped, DeletionFailed, FactConflict, FactLost, FactRejected, FactsDuplicated,

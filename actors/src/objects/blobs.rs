@@ -167,15 +167,9 @@ impl Drop for Fetched {
 
 /// The digest of the content of the file at `path`.
 fn hash_file(path: &Path) -> io::Result<ObjectDigest> {
-    let mut file = File::open(path)?;
     let mut hasher = ObjectHasher::default();
-    let mut block = vec![0; WRITE_BUFFER];
-    loop {
-        match io::Read::read(&mut file, &mut block)? {
-            0 => return Ok(hasher.finish()),
-            n => hasher.update(&block[..n]),
-        }
-    }
+    io::copy(&mut File::open(path)?, &mut hasher)?;
+    Ok(hasher.finish())
 }
 
 /// An upload in progress: written and hashed chunk by chunk. Dropping it deletes the file unless

@@ -42,10 +42,11 @@ mod space;
 mod sweep;
 #[cfg(test)]
 mod tests;
+mod verify;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
-use bsfg_proto::{object, ArtifactError, ArtifactRef, ErrorCode, ObjectDigest, ObjectMeta, RpcError};
+use bsfg_proto::{object, ArtifactError, ArtifactRef, ErrorCode, ObjectDigest, ObjectHasher, ObjectMeta, RpcError};
 use tokio::{
     io::{AsyncRead, AsyncReadExt},
     sync::{mpsc, Semaphore},
@@ -57,6 +58,7 @@ use catalog::{Catalog, Pull};
 pub use holds::Hold;
 pub use remote::{EngineBlobs, RemoteBlobs};
 pub use sweep::{run_sweeps, Swept};
+pub use verify::{is_damaged, VerifiedBlob};
 
 /// Largest chunk of a body handed to the blocking writer at once.
 pub const CHUNK: usize = 64 << 10;
@@ -389,14 +391,14 @@ impl ObjectStore {
             .await
     }
 
-    /// Opens an object for reading: its entry and its blob file, positioned at `offset` (at most
-    /// the object's size).
+    /// Opens an object for reading: its entry and its blob's bytes from `offset` (at most the
+    /// object's size) on, checked against its digest as they are read ([`VerifiedBlob`]).
     pub async fn open_blob(
         &self,
         bucket: &str,
         key: &str,
         offset: u64,
-    ) -> Result<(ObjectMeta, ObjectEntry, tokio::fs::File), ObjectError> {
+    ) -> Result<(ObjectMeta, ObjectEntry, VerifiedBlob), ObjectError> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.blocking(move |catalog| {
             let entry = catalog.lookup(&bucket, &key)?.ok_or_else(|| ObjectError::NotFound {
@@ -427,12 +429,16 @@ impl ObjectStore {
             if len != entry.size {
                 return Err(damaged(format!("holds {len} bytes, not the {} stored", entry.size)));
             }
-            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
-            Ok((
-                catalog::meta(&bucket, &key, &entry),
-                entry,
-                tokio::fs::File::from_std(file),
-            ))
+            // The bytes before `offset` (a resumed pull) count in the digest the end checks.
+            let mut hasher = ObjectHasher::default();
+            std::io::copy(&mut std::io::Read::take(&mut file, offset), &mut hasher)?;
+            let what = format!("blob {} of {bucket}/{key}", path.display());
+            if offset == entry.size && hasher.clone().finish() != entry.digest {
+                return Err(damaged("does not hold the content of its digest".to_owned()));
+            }
+            let left = entry.size - offset;
+            let blob = VerifiedBlob::new(tokio::fs::File::from_std(file), hasher, left, entry.digest, what);
+            Ok((catalog::meta(&bucket, &key, &entry), entry, blob))
         })
         .await
     }

@@ -10,7 +10,8 @@ use prometheus::{IntGauge, IntGaugeVec, Opts};
 use tokio::sync::mpsc;
 
 use super::{
-    catalog::Catalog, ObjectError, ObjectGauges, ObjectStore, ObjectsConfig, Origin, PutSpec, CHUNK, MAX_UPLOADS,
+    catalog::Catalog, is_damaged, ObjectError, ObjectGauges, ObjectStore, ObjectsConfig, Origin, PutSpec, CHUNK,
+    MAX_UPLOADS,
 };
 use crate::storage::RocksStorage;
 
@@ -363,6 +364,62 @@ async fn a_missing_or_truncated_blob_is_damage_named_with_its_file() {
     let answered = RpcError::from(missing);
     assert_eq!(answered.code, ErrorCode::Internal);
     assert!(!answered.retryable, "waiting does not repair it");
+}
+
+/// A blob damaged in place (same size, other bytes) is read up to its last chunk, which fails as
+/// damage instead of coming back: a reader never gets it whole. From an offset too (a resumed
+/// pull: the bytes before it count in the check). Putting the original again repairs it.
+#[tokio::test]
+async fn a_blob_damaged_in_place_fails_at_its_end_and_a_put_again_repairs_it() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_in(dir.path(), 1 << 20);
+    let body: Vec<u8> = (0..2 * CHUNK + 5).map(|i| (i % 251) as u8).collect();
+    let meta = store
+        .receive(spec("k", &body, Origin::Producer), &mut &body[..], READ_TIMEOUT)
+        .await
+        .expect("stored");
+    let read = |offset: u64| {
+        let store = store.clone();
+        async move {
+            let (_, _, mut blob) = store.open_blob("coa", "k", offset).await.expect("open");
+            let mut got = Vec::new();
+            let outcome = blob.read_to_end(&mut got).await;
+            (outcome, got)
+        }
+    };
+    let (whole, got) = read(0).await;
+    assert_eq!((whole.expect("intact"), got == body), (body.len(), true));
+
+    let hex = meta.digest.to_string()["sha256:".len()..].to_owned();
+    let path = dir.path().join("objects/sha256").join(&hex[..2]).join(&hex);
+    let mut damaged = body.clone();
+    damaged[7] ^= 0xff;
+    fs::write(&path, &damaged).expect("damage in place");
+    for offset in [0, CHUNK as u64 + 3] {
+        let (outcome, got) = read(offset).await;
+        let error = outcome.expect_err("damage is not served whole");
+        assert!(is_damaged(&error), "{error}");
+        assert!(
+            got.len() < body.len() - offset as usize,
+            "the end is held back: {} bytes",
+            got.len()
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains(&path.display().to_string()) && message.contains("coa/k"),
+            "{message}"
+        );
+    }
+    let at_end = store.open_blob("coa", "k", body.len() as u64).await;
+    assert!(matches!(at_end, Err(ObjectError::Damaged { .. })), "{at_end:?}");
+
+    store
+        .receive(spec("k", &body, Origin::Producer), &mut &body[..], READ_TIMEOUT)
+        .await
+        .expect("put again");
+    let (repaired, got) = read(0).await;
+    assert_eq!((repaired.expect("repaired"), got == body), (body.len(), true));
 }
 
 #[tokio::test]

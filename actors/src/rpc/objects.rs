@@ -10,13 +10,14 @@ use super::{
     context::Context,
 };
 use crate::{
-    objects::{Origin, PutSpec},
+    events::{ArtifactDamaged, Telemetry},
+    objects::{is_damaged, Origin, PutSpec, VerifiedBlob},
     transport::{framed, pacing::Pacer},
 };
 
 /// The blob streamed after a `GetObject` response.
 pub(super) struct Body {
-    file: tokio::fs::File,
+    file: VerifiedBlob,
     size: u64,
 }
 
@@ -70,13 +71,14 @@ pub(super) async fn get(r: GetObjectFromRequest, caller: &Caller, ctx: &Context)
 /// `max_bytes_per_second`), and finishes the stream; `false` if it could not (the stream is
 /// then left unfinished or reset, and no acknowledgement of the answer will come). A caller
 /// that stops reading for [`framed::WRITE_PATIENCE`] gets its stream reset (`Unread`), so the
-/// answer is not held for as long as its connection lives.
+/// answer is not held for as long as its connection lives. A blob whose bytes turn out not to be
+/// its digest's is reset before its last bytes (`BodyFailed`) and logged (`artifact_damaged`).
 pub(super) async fn respond(
     send: &mut SendStream,
     answer: &Answer,
     body: Option<Body>,
-    max_frame_bytes: usize,
-    pacer: &Pacer,
+    (max_frame_bytes, pacer): (usize, &Pacer),
+    telemetry: &Telemetry,
 ) -> bool {
     match framed::send_frame_paced(send, answer, max_frame_bytes, pacer).await {
         Ok(()) => {}
@@ -95,6 +97,10 @@ pub(super) async fn respond(
             // The reader sees a reset stream, never a short body it could take for a whole one.
             let code = match e {
                 framed::StreamError::Timeout(_) => StreamCode::Unread,
+                framed::StreamError::Source(e) if is_damaged(&e) => {
+                    telemetry.emit(ArtifactDamaged { error: &e });
+                    StreamCode::BodyFailed
+                }
                 _ => StreamCode::BodyFailed,
             };
             let _ = send.reset(code.code().into());

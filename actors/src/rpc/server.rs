@@ -265,7 +265,14 @@ async fn serve_stream(
         Caller::Peer(zone) => deps.egress.get(zone).cloned().unwrap_or_default(),
         _ => Pacer::default(),
     };
-    let finished = objects::respond(&mut send, &answer, body, config.max_frame_bytes, &pacer).await;
+    let finished = objects::respond(
+        &mut send,
+        &answer,
+        body,
+        (config.max_frame_bytes, &pacer),
+        &deps.telemetry,
+    )
+    .await;
     // A page can be megabytes: not kept while its acknowledgement is awaited.
     drop((answer, details));
     let closing = match (gate_closed, standby) {
