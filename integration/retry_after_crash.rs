@@ -2,7 +2,8 @@
 //! delivered — is retried by its producer, with new send times, and each fact is stored exactly
 //! once: the retry answers the original offsets as duplicates, and the peer's consumer receives
 //! every fact once, in order, with the send time of its first attempt. Shown through the wire and
-//! by running `bsfg append --jsonl` again after it failed with exit 75.
+//! by running `bsfg append --jsonl` again after it failed with exit 75, and after SIGTERM stopped
+//! it (exit 75 naming the last line sent, every line up to it stored).
 //!
 //! Through the wire, "mid-call" is made certain with a fault proxy in front of the node that drops
 //! its answers: the node stores what it is sent, the producer never hears back, and the node is
@@ -147,6 +148,61 @@ async fn rerunning_a_file_cut_off_by_sigkill_stores_each_line_once_in_order() {
     assert_same_ids(&ids(&received), &ids_in_file, "each line once, in line order");
     let extra = consumer.fetch("mes", 100, 500, None).await.expect("fetch");
     assert!(extra.facts.is_empty(), "nothing twice");
+}
+
+/// SIGTERM to a running `bsfg append --jsonl` (its service stopped): it sends no further call,
+/// waits for the answers of those in flight, prints the summary and exits 75 naming the last line
+/// it sent. Every line up to that one is stored and none after it: running the file again stores
+/// exactly the rest. Before, SIGTERM ended the command at once, with no summary and the fate of
+/// the call in flight unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_by_sigterm_says_how_far_it_got() {
+    let mut cluster = Cluster::pair();
+    cluster.start("enterprise");
+    let lines: Vec<String> = (1..=LINES).map(|i| json_line("plant-a", &format!("t-{i}"))).collect();
+    let file = cluster.dir().join("lines.jsonl");
+    std::fs::write(&file, lines.join("\n")).expect("write");
+    let file = file.to_str().expect("path").to_owned();
+    let node = cluster.options("enterprise").node;
+    let append = cluster
+        .cli_command("enterprise", CLIENT, &node, &["append", "--jsonl", &file])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start bsfg append");
+    wait_until(Duration::from_secs(30), "a tenth of the file is stored", || {
+        stored(&cluster, "enterprise") >= LINES as u64 / 10
+    })
+    .await;
+    let pid = append.id().to_string();
+    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(killed.expect("kill -TERM").success());
+
+    let out = wait_exit(append, Duration::from_secs(30)).await;
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(75), "{text}");
+    let last: u64 = text
+        .strip_prefix("error: UNAVAILABLE: interrupted by SIGTERM after line ")
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the last line sent is named: {text}"));
+    assert!(last < LINES as u64, "stopped part-way: {text}");
+    let summary = &json_lines(&out)[0];
+    assert_eq!(
+        summary["appended"].as_u64(),
+        Some(last),
+        "every line sent was answered: {summary}"
+    );
+    assert_eq!(stored(&cluster, "enterprise"), last, "and none after it was sent");
+
+    let out = cluster.cli("enterprise", &["append", "--jsonl", &file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = &json_lines(&out)[0];
+    assert_eq!(
+        (summary["duplicates"].as_u64(), summary["appended"].as_u64()),
+        (Some(last), Some(LINES as u64 - last)),
+        "running it again stores exactly the rest: {summary}"
+    );
 }
 
 fn ids_of(messages: &[Message]) -> Vec<&str> {

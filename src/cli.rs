@@ -400,6 +400,9 @@ pub struct AppendArgs {
     /// run: it is reported on stderr with its line number and code, and nothing after it is
     /// stored. Give every line a message_id: running the file again after a failure then stores
     /// each line once (its produced_at_unix_ms may differ; the send time is not content).
+    /// SIGTERM or SIGINT stops the sending: the calls in flight are answered, the summary is
+    /// printed, and the command exits 75 naming the last line sent (every line up to it is
+    /// stored, none after it); a second signal stops waiting.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["to", "subject", "predicate", "object_json"])]
     pub jsonl: Option<String>,
     /// Destination zone.

@@ -10,10 +10,17 @@
 //! `--unordered`, the calls already in flight when a line fails complete (no new call is sent):
 //! their lines, before or after the failing one, may be stored. Either way every line before the
 //! reported one is stored, and the summary counts every line that was.
+//!
+//! SIGTERM or SIGINT (a service stopped, Ctrl-C) stops the sending: the calls in flight are
+//! answered, the summary printed, and the command exits 75 naming the last line sent, so the
+//! caller knows that every line up to it had its answer and none after it was sent. A second
+//! signal ends the wait at once; the lines of the calls still unanswered are then named as of
+//! unknown fate.
 
-use bsfg_proto::{AppendResponse, RpcError};
+use bsfg_proto::{AppendResponse, ErrorCode, RpcError};
 use futures::{stream::FuturesUnordered, StreamExt};
 use serde::Serialize;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::calls::{Call, Calls};
 use crate::{
@@ -35,6 +42,8 @@ struct Summary {
 struct Report {
     summary: Summary,
     failure: Option<(usize, CommandError)>,
+    /// The signal that stopped the sending, and the last line sent before it (0: none).
+    interrupted: Option<(&'static str, usize)>,
 }
 
 /// The lines to append: `path`, or stdin for `-`. Opened before the node is dialled, so a file
@@ -55,37 +64,83 @@ pub async fn append(
     zone: &str,
     in_flight: usize,
 ) -> anyhow::Result<()> {
+    let mut interrupts = Interrupts::new()?;
     let mut calls = Calls::read(input, zone.to_owned());
-    let mut report = send_all(client, &mut calls, in_flight.max(1)).await;
-    if let Some((line, error)) = calls.bad_line.take() {
-        report.fail(line, error);
+    let mut report = send_all(client, &mut calls, in_flight.max(1), &mut interrupts).await;
+    if let (Some(line), None) = (calls.bad_line.take(), report.interrupted) {
+        report.fail(line.0, line.1);
     }
     println!("{}", serde_json::to_string(&report.summary)?);
-    match report.failure {
-        Some((line, error)) => Err(CommandError {
+    match (report.failure, report.interrupted) {
+        (Some((line, error)), _) => Err(CommandError {
             message: format!("line {line}: {}", error.message),
             ..error
         }
         .into()),
-        None => Ok(()),
+        (None, Some((signal, last))) => Err(CommandError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "interrupted by {signal} after line {last}: every line up to it was sent and stored (the summary \
+                 counts them), none after it was sent; run the input again from the line after it (lines with \
+                 a message_id are stored once)"
+            ),
+        )
+        .into()),
+        (None, None) => Ok(()),
     }
 }
 
-/// Sends calls while the input lasts and nothing failed, with at most `in_flight` unanswered;
-/// returns once every call sent is answered.
-async fn send_all(client: &Client, calls: &mut Calls, in_flight: usize) -> Report {
+/// SIGTERM and SIGINT, taken over for the length of a run.
+struct Interrupts {
+    term: Signal,
+    int: Signal,
+}
+
+impl Interrupts {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next signal's name.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Sends calls while the input lasts, nothing failed and no signal came, with at most
+/// `in_flight` unanswered; returns once every call sent is answered (or at a second signal).
+async fn send_all(client: &Client, calls: &mut Calls, in_flight: usize, interrupts: &mut Interrupts) -> Report {
     let mut report = Report::default();
     let mut pending = FuturesUnordered::new();
     let mut input_left = true;
+    let mut last_sent = 0;
     loop {
-        let may_send = input_left && report.failure.is_none() && pending.len() < in_flight;
+        let sending = input_left && report.failure.is_none() && report.interrupted.is_none();
+        if !sending && pending.is_empty() {
+            return report;
+        }
         tokio::select! {
-            call = calls.next(), if may_send => match call {
-                Some(call) => pending.push(send(client, call)),
+            call = calls.next(), if sending && pending.len() < in_flight => match call {
+                Some(call) => {
+                    last_sent = call.lines.last().copied().unwrap_or(last_sent);
+                    pending.push(send(client, call));
+                }
                 None => input_left = false,
             },
             Some((lines, answer)) = pending.next(), if !pending.is_empty() => report.add(&lines, answer),
-            else => return report,
+            signal = interrupts.recv() => match report.interrupted {
+                None => report.interrupted = Some((signal, last_sent)),
+                Some(_) => {
+                    report.abandon(signal, pending.len(), last_sent);
+                    return report;
+                }
+            },
         }
     }
 }
@@ -131,6 +186,21 @@ impl Report {
             error.message
         );
         self.fail(*first, error);
+    }
+
+    /// A second signal while `unanswered` calls, the last of which ends at line `last_sent`, had
+    /// no answer: their lines' fate is unknown.
+    fn abandon(&mut self, signal: &str, unanswered: usize, last_sent: usize) {
+        let error = CommandError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "interrupted twice ({signal}) with {unanswered} call(s) unanswered, up to line {last_sent}: \
+                 whether their lines were stored is unknown; run the input again (lines with a message_id \
+                 are stored once)"
+            ),
+        );
+        self.interrupted = None;
+        self.fail(last_sent, error);
     }
 
     /// Keeps the failure of the earliest line.
