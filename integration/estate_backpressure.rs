@@ -1,16 +1,18 @@
-//! Property (SPEC §4a, §5): relayed facts count against the relay's store, and a full relay stops
-//! pulling, so pressure travels back to the origin instead of facts being lost. With plant-a down,
+//! Property (SPEC §4a, §5): relayed facts count against the relay's store, and a full relay takes
+//! no fact for a next hop whose link is down, so pressure travels back to the origin instead of
+//! facts being lost. With plant-a down,
 //! enterprise's facts for it fill the DMZ's small safety-critical store (`reject`); the DMZ refuses
-//! new facts and pauses its pulls (and says so: `pulls_paused`, then `pulls_resumed`, with
-//! `buffer: store`), the enterprise producer keeps getting acknowledgements from its
+//! new facts and holds enterprise's pages before the first fact for plant-a (`relay_held`, then
+//! `relay_resumed`), the enterprise producer keeps getting acknowledgements from its
 //! own node (the facts wait there), nothing is dropped, and once plant-a is back the backlog
-//! drains, every fact delivered exactly once and in order.
+//! drains, every fact delivered exactly once and in order. Meanwhile the flows of the zones that
+//! are up go on through the full DMZ: plant-b's facts reach enterprise.
 
 use crate::harness;
 
 use std::time::Duration;
 
-use bsfg::devnet::estate::{ENTERPRISE, IDMZ, PLANT_A};
+use bsfg::devnet::estate::{ENTERPRISE, IDMZ, PLANT_A, PLANT_B};
 use harness::{
     append_many, estate,
     observe::{events, metric, wait_until},
@@ -40,10 +42,10 @@ async fn a_full_dmz_pushes_back_to_the_origin_which_keeps_acknowledging_and_noth
         !events(&cluster, IDMZ, "appends_rejected").is_empty()
     })
     .await;
-    let paused = events(&cluster, IDMZ, "pulls_paused");
+    let held = events(&cluster, IDMZ, "relay_held");
     assert!(
-        paused.iter().any(|e| e["buffer"] == "store"),
-        "the DMZ says its full store holds its pulls: {paused:?}"
+        held.iter().any(|e| e["peer"] == ENTERPRISE && e["next_hop"] == PLANT_A),
+        "the DMZ says it holds enterprise's pages for plant-a: {held:?}"
     );
     let backlog = || {
         cluster.status(ENTERPRISE)["peers"][IDMZ]["backlog"]
@@ -82,12 +84,55 @@ async fn a_full_dmz_pushes_back_to_the_origin_which_keeps_acknowledging_and_noth
         !events(&cluster, IDMZ, "appends_accepted").is_empty(),
         "the DMZ took facts again"
     );
-    let resumed = events(&cluster, IDMZ, "pulls_resumed");
+    let resumed = events(&cluster, IDMZ, "relay_resumed");
     assert!(
-        resumed.iter().any(|e| e["buffer"] == "store"),
-        "and says it pulls again: {resumed:?}"
+        resumed.iter().any(|e| e["next_hop"] == PLANT_A),
+        "and says when it takes them again: {resumed:?}"
     );
     assert_eq!(metric(&cluster, IDMZ, "bsfg_dropped_facts_total"), 0.0);
     let relayed = metric(&cluster, IDMZ, "bsfg_relayed_facts_total{to_zone=\"plant-a\"}");
     assert_eq!(relayed as usize, FACTS + 1, "each fact relayed once through the pauses");
+}
+
+/// One plant offline for long fills the DMZ with facts for it; the other plant's facts for
+/// enterprise still pass (their next hop is up and drains them), and nothing is lost either way.
+/// Before, a full DMZ stopped its pulls on every link: plant-b's flow stood still until plant-a
+/// came back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_plant_offline_does_not_stop_the_other_plants_flow_through_a_full_dmz() {
+    const FROM_B: usize = 300;
+    let mut cluster = Cluster::estate();
+    cluster.net.add_toml(IDMZ, DMZ).expect("a small DMZ store");
+    cluster.start_all();
+    estate::wait_linked(&cluster, WAIT).await;
+    assert!(cluster.terminate(PLANT_A).success());
+
+    let producer = cluster.client(ENTERPRISE).await;
+    let for_a = append_many(&producer, ENTERPRISE, PLANT_A, "order", FACTS, PAD).await;
+    wait_until(WAIT, "the DMZ holds enterprise's pages for plant-a", || {
+        !events(&cluster, IDMZ, "relay_held").is_empty()
+    })
+    .await;
+
+    let plant_b = cluster.client(PLANT_B).await;
+    let from_b = append_many(&plant_b, PLANT_B, ENTERPRISE, "quality", FROM_B, 200).await;
+    let consumer = cluster.client(ENTERPRISE).await;
+    let delivered = receive(&consumer, "mes", FROM_B, WAIT).await;
+    let expected: Vec<&str> = from_b.iter().map(String::as_str).collect();
+    assert_eq!(
+        harness::ids(&delivered),
+        expected,
+        "plant-b's facts reach enterprise while plant-a is down, once, in order"
+    );
+
+    cluster.start(PLANT_A);
+    let consumer_a = cluster.client(PLANT_A).await;
+    let delivered = receive(&consumer_a, "mes", FACTS, WAIT).await;
+    let expected: Vec<&str> = for_a.iter().map(String::as_str).collect();
+    assert_eq!(
+        harness::ids(&delivered),
+        expected,
+        "every fact for plant-a, once, in order"
+    );
+    assert_eq!(metric(&cluster, IDMZ, "bsfg_dropped_facts_total"), 0.0);
 }

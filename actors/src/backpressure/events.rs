@@ -7,14 +7,14 @@ use std::collections::HashMap;
 
 use super::{planner::Kept, planner::Outcome, BackpressureConfig, UsageReport};
 use crate::{
-    events::{BufferBlocked, FactLost, FactsKeptPastRetention, Loss, Telemetry},
+    events::{BufferBlocked, FactLost, FactsKeptPastRetention, Loss, StoreExhausted, Telemetry},
     storage::{DeleteReason, Log, Usage},
 };
 
 pub(super) struct Reporter {
     telemetry: Telemetry,
     config: BackpressureConfig,
-    /// A full store holds this node's pulls too (it relays).
+    /// This node relays: its store exhausted stops its pulls.
     relays: bool,
     /// The oldest kept fact last reported per buffer and peer: each is reported once, not at
     /// every sweep.
@@ -93,7 +93,19 @@ impl Reporter {
             high_watermark_percent: self.config.policy.high_watermark_percent(),
             low_watermark_percent: self.config.policy.low_watermark_percent(),
             capacity_bytes: fill.capacity_bytes,
-            holds_pulls: self.relays && log == Log::Store,
+        });
+    }
+
+    /// A relay's store became exhausted (it takes no relayed fact) or stopped being so.
+    pub(super) fn exhausted(&self, at: bool, usage: &Usage) {
+        if !self.relays {
+            return;
+        }
+        let fill = UsageReport::new(usage, &self.config).store;
+        self.telemetry.emit(StoreExhausted {
+            at,
+            fill_percent: fill.fill_percent,
+            capacity_bytes: fill.capacity_bytes,
         });
     }
 }

@@ -4,9 +4,10 @@
 //! The journal publishes exact usage after every commit; this actor follows it (and ticks), feeds
 //! it to the plain decision [`core::Core`], and carries the decisions out:
 //! - it sets the store buffer's [`Admission`] flag, read by `StoreBuffer` on every append (never
-//!   a storage read), and publishes it as `store_full` too, which a relaying node's peer links
-//!   wait on (relayed facts go to the store buffer); and the forward buffer's pull pause, waited
-//!   on by every peer link's fetcher;
+//!   a storage read), and publishes the store's [`StoreRoom`] for a relaying node's peer links
+//!   (relayed facts go to the store buffer): full, they take no fact for a next hop whose link is
+//!   down; exhausted (halfway from the high watermark to the capacity), none at all. And the forward buffer's pull pause, waited on by every peer
+//!   link's fetcher;
 //! - it runs one deletion job at a time: the read-only [`planner`] runs on the blocking pool and
 //!   the journal applies the plan in one batch, so the writer stays the only writer and no entry
 //!   is deleted or counted twice;
@@ -196,6 +197,35 @@ impl Admission {
 }
 
 /// Runtime handles of the actor.
+/// The store buffer's room for relayed facts (SPEC §4a), as a relaying node's peer links follow
+/// it. A relay's store is shared by all its next hops: stopping every pull when it is full would
+/// let one destination offline for long stop the flows of every other zone through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreRoom {
+    /// Below the high watermark (or not blocked): relayed facts are taken.
+    Room,
+    /// At the high watermark (`reject`): facts for a next hop whose link is down wait at their
+    /// sender (a page is cut before the first); those for live next hops, which drain, are
+    /// taken.
+    Full,
+    /// Halfway from the high watermark to `capacity_bytes` (90 % by default): no relayed fact is
+    /// taken until it is below again. Not at 100 %: the pages in flight when it is reached still
+    /// go in, and must not take the store past its capacity.
+    Exhausted,
+}
+
+impl StoreRoom {
+    /// The room of a store holding `bytes`, blocked or not, with its high watermark and capacity.
+    pub fn of(blocked: bool, bytes: u64, high: u64, capacity: u64) -> Self {
+        let exhausted = bytes >= high + capacity.saturating_sub(high) / 2;
+        match (blocked, exhausted) {
+            (true, true) => Self::Exhausted,
+            (true, false) => Self::Full,
+            (false, _) => Self::Room,
+        }
+    }
+}
+
 pub struct BackpressureDeps {
     pub journal: Journal,
     pub telemetry: Telemetry,
@@ -211,7 +241,9 @@ pub struct Backpressure {
     rejecting: Arc<AtomicBool>,
     /// Shared with every [`Admission`]: bytes of uploads being received.
     uploading: Arc<AtomicU64>,
-    store_full: watch::Sender<bool>,
+    store_room: watch::Sender<StoreRoom>,
+    /// The store buffer refuses new facts (`reject` at its high watermark).
+    store_blocked: bool,
     pulls_paused: watch::Sender<bool>,
     /// The forward buffer is at its high watermark (pulls pause for that alone too).
     forward_full: bool,
@@ -237,7 +269,8 @@ impl Backpressure {
             deps,
             rejecting: Arc::default(),
             uploading: Arc::default(),
-            store_full: watch::Sender::new(false),
+            store_room: watch::Sender::new(StoreRoom::Room),
+            store_blocked: false,
             pulls_paused: watch::Sender::new(false),
             forward_full: false,
             disk_state: watch::Sender::new(DiskState::default()),
@@ -278,10 +311,9 @@ impl Backpressure {
         self.pulls_paused.subscribe()
     }
 
-    /// `true` while the store buffer refuses new facts (`reject` at its high watermark): the
-    /// peer links of a relaying node wait before each pull.
-    pub fn store_full(&self) -> watch::Receiver<bool> {
-        self.store_full.subscribe()
+    /// The store buffer's room for relayed facts, followed by a relaying node's peer links.
+    pub fn store_room(&self) -> watch::Receiver<StoreRoom> {
+        self.store_room.subscribe()
     }
 
     fn evaluate(&mut self, ctx: &mut Context<Self>) {
@@ -290,6 +322,7 @@ impl Backpressure {
         let decision = self.core.on_usage(now, &usage);
         self.carry_out(decision, &usage, ctx);
         self.pause_pulls();
+        self.publish_store_room(&usage);
     }
 
     /// Pulls pause while the forward buffer is full, the disk is low, or commits fail.
@@ -298,6 +331,21 @@ impl Backpressure {
             self.forward_full || self.disk.state().low || self.deps.journal.health().failing(StorageOp::Commit);
         self.pulls_paused
             .send_if_modified(|before| std::mem::replace(before, paused) != paused);
+    }
+
+    /// [`StoreRoom`] from the block and `usage`; a change to or from `Exhausted` is said.
+    fn publish_store_room(&self, usage: &Usage) {
+        let high = self.config.watermarks(Log::Store).high;
+        let room = StoreRoom::of(
+            self.store_blocked,
+            usage.store.bytes,
+            high,
+            self.config.store.capacity_bytes,
+        );
+        let before = self.store_room.send_replace(room);
+        if (before == StoreRoom::Exhausted) != (room == StoreRoom::Exhausted) {
+            self.events.exhausted(room == StoreRoom::Exhausted, usage);
+        }
     }
 
     fn usage(&self) -> Usage {
@@ -314,7 +362,8 @@ impl Backpressure {
             match log {
                 Log::Store => {
                     self.rejecting.store(blocked, Ordering::Release);
-                    self.store_full.send_replace(blocked);
+                    self.store_blocked = blocked;
+                    self.publish_store_room(usage);
                 }
                 Log::Forward => {
                     self.forward_full = blocked;

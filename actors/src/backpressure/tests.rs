@@ -479,3 +479,18 @@ async fn the_disk_is_judged_before_the_first_fact_is_taken_in() {
     assert!(backpressure.admission().check().is_err(), "appends refused at once");
     assert!(backpressure.disk().borrow().low);
 }
+
+/// A relay's store: room until it blocks at the high watermark; then full (facts for next hops
+/// that are down wait); exhausted halfway from there to the capacity (no relayed fact), so the
+/// pages in flight then still fit; room again once unblocked, whatever it holds.
+#[test]
+fn a_blocked_store_is_full_then_exhausted_halfway_to_its_capacity() {
+    use super::StoreRoom;
+    let (high, capacity) = (800, 1000);
+    assert_eq!(StoreRoom::of(false, 850, high, capacity), StoreRoom::Room);
+    assert_eq!(StoreRoom::of(true, 800, high, capacity), StoreRoom::Full);
+    assert_eq!(StoreRoom::of(true, 899, high, capacity), StoreRoom::Full);
+    assert_eq!(StoreRoom::of(true, 900, high, capacity), StoreRoom::Exhausted);
+    assert_eq!(StoreRoom::of(true, 1200, high, capacity), StoreRoom::Exhausted);
+    assert_eq!(StoreRoom::of(false, 950, high, capacity), StoreRoom::Room);
+}

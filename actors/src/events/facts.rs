@@ -185,8 +185,6 @@ pub struct BufferBlocked {
     pub high_watermark_percent: u8,
     pub low_watermark_percent: u8,
     pub capacity_bytes: u64,
-    /// The store of a relay: pulls pause and resume with it, and that is said too.
-    pub holds_pulls: bool,
 }
 
 impl Event for BufferBlocked {
@@ -209,15 +207,26 @@ impl Event for BufferBlocked {
             (Log::Forward, false) => info!(t.log, "{}", PULLS_RESUMED; "buffer" => buffer,
                 "buffer_fill_percent" => percent, "low_watermark_percent" => low),
         }
-        // A relay's full store stops its pulls on every link, whichever next hop filled it.
-        match (self.holds_pulls, self.blocked) {
-            (true, true) => warn!(t.log, "{}", PULLS_PAUSED; "buffer" => buffer,
-                "buffer_fill_percent" => percent, "high_watermark_percent" => high,
-                "capacity_bytes" => capacity,
-                "reason" => "store buffer full: this relay pulls from no peer until its next hops take what it holds"),
-            (true, false) => info!(t.log, "{}", PULLS_RESUMED; "buffer" => buffer,
-                "buffer_fill_percent" => percent, "low_watermark_percent" => low),
-            (false, _) => {}
+    }
+}
+
+/// A relay's store buffer is exhausted (halfway from its high watermark to its capacity): it takes
+/// no relayed fact on any link until it is below again (`pulls_paused` / `pulls_resumed` with
+/// `buffer: store`).
+pub struct StoreExhausted {
+    pub at: bool,
+    pub fill_percent: f64,
+    pub capacity_bytes: u64,
+}
+
+impl Event for StoreExhausted {
+    fn emit(self, t: &Telemetry) {
+        let percent = (self.fill_percent * 10.0).round() / 10.0;
+        match self.at {
+            true => warn!(t.log, "{}", PULLS_PAUSED; "buffer" => "store", "buffer_fill_percent" => percent,
+                "capacity_bytes" => self.capacity_bytes,
+                "reason" => "store buffer exhausted: this relay takes no relayed fact from any peer until its next hops take what it holds"),
+            false => info!(t.log, "{}", PULLS_RESUMED; "buffer" => "store", "buffer_fill_percent" => percent),
         }
     }
 }

@@ -36,7 +36,7 @@ pub use artifacts::{
 };
 pub use facts::{
     BufferBlocked, ClockStepped, DeletionFailed, FactConflict, FactLost, FactRejected, FactsDuplicated,
-    FactsKeptPastRetention, Loss, Rejection, RetentionResumed,
+    FactsKeptPastRetention, Loss, Rejection, RetentionResumed, StoreExhausted,
 };
 pub use gate::{GateState, GateSwitched, GateTransition, CLOSED_BY_OPERATOR};
 pub use ha::{
@@ -47,7 +47,7 @@ pub use peer::{
     ClientRejected, Direction, LinkFailure, PeerCallRetried, PeerConnected, PeerConnectionOpen, PeerConnectionReplaced,
     PeerDialFailed, PeerDisconnected, PeerRefused,
 };
-pub use relay::{FactsDelivered, FactsRelayed, FactsStranded, RelayRefusal, RelayRefused};
+pub use relay::{FactsDelivered, FactsRelayed, FactsStranded, RelayHeld, RelayRefusal, RelayRefused};
 pub use storage::{Damage, DiskSpaceLow, Failing, HealthReport, LossRecorded, StorageHealth, StorageOp, RESTART_HINT};
 pub use tls::{
     set_expiry, CertReloadFailed, CertReloaded, CertWatchFailed, CheckAnswered, ConnectionUntrusted, TlsHandshakeFailed,

@@ -2,12 +2,13 @@
 //! node relayed (`bsfg_relayed_facts_total{to_zone}`, and an audit line with `log.audit`), a fact
 //! it refused to relay (ERROR, `bsfg_relay_refused_total{reason}`), and facts delivered to this
 //! zone, whose end-to-end latency from the origin's `produced_at_unix_ms` is observed in
-//! `bsfg_delivery_latency_seconds{from_zone}`.
+//! `bsfg_delivery_latency_seconds{from_zone}`. A relay whose full store holds a link's pages
+//! before a fact for a next hop that is down says so (`relay_held`, `relay_resumed`).
 
 use std::collections::BTreeMap;
 
 use bsfg_proto::model::now_unix_ms;
-use slog::{error, info};
+use slog::{error, info, warn};
 
 use super::{Event, Telemetry};
 use crate::metrics::Metrics;
@@ -15,6 +16,45 @@ use crate::metrics::Metrics;
 pub const RELAY_REFUSED: &str = "relay_refused";
 pub const FACTS_RELAYED: &str = "facts_relayed";
 pub const FACTS_STRANDED: &str = "facts_stranded";
+pub const RELAY_HELD: &str = "relay_held";
+pub const RELAY_RESUMED: &str = "relay_resumed";
+
+/// A link's pages held before a fact for next hop `next_hop`, whose link is down, while this
+/// relay's store is full (or before any relayed fact, while it is exhausted): logged when the
+/// hold begins (WARN) and when it ends (INFO, with how long it lasted).
+pub struct RelayHeld<'a> {
+    telemetry: &'a Telemetry,
+    peer: &'a str,
+    next_hop: &'a str,
+    since: std::time::Instant,
+}
+
+impl<'a> RelayHeld<'a> {
+    pub fn begin(telemetry: &'a Telemetry, peer: &'a str, next_hop: &'a str, exhausted: bool) -> Self {
+        let reason = match exhausted {
+            false => {
+                "the store buffer is full and the next hop's link is down: its facts, and the ones \
+                      after them from this peer, wait at the peer; facts for live next hops go on"
+            }
+            true => {
+                "the store buffer is exhausted: relayed facts wait at the peer until its next hops \
+                     take what it holds"
+            }
+        };
+        warn!(telemetry.log, "{}", RELAY_HELD; "peer" => peer, "next_hop" => next_hop, "reason" => reason);
+        Self {
+            telemetry,
+            peer,
+            next_hop,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    pub fn end(self) {
+        info!(self.telemetry.log, "{}", RELAY_RESUMED; "peer" => self.peer, "next_hop" => self.next_hop,
+            "held_ms" => self.since.elapsed().as_millis() as u64);
+    }
+}
 
 /// Why a fact was not relayed: the bounded `reason` of `bsfg_relay_refused_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

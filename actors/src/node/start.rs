@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{Handles, Node, NodeError, NodeSettings, StartProgress};
 use crate::{
-    backpressure::{Admission, Backpressure, BackpressureConfig, BackpressureDeps, DiskState},
+    backpressure::{Admission, Backpressure, BackpressureConfig, BackpressureDeps, DiskState, StoreRoom},
     cert_watcher::{CertWatcher, CertWatcherConfig, CertWatcherDeps, Certificate},
     events::{
         set_role, EngineChecked, FactsStranded, LossRecorded, RetentionResumed, SnapshotRestored, StorageHealth,
@@ -123,7 +123,7 @@ pub(super) async fn start(
             longest,
         });
     }
-    let (admission, pulls_paused, disk, store_full) =
+    let (admission, pulls_paused, disk, store_room) =
         start_backpressure(&buffers, &journal, &telemetry, last_stored, routing.relays());
     let sweep_interval = objects.sweep_interval();
     let remote = replicated.as_ref().map(|opened| {
@@ -136,7 +136,7 @@ pub(super) async fn start(
     let drain = DrainHandle::new(metrics.draining.clone());
     let forward = ForwardBuffer::new(forward, journal.clone(), seen.clone(), drain.clone()).start();
     let switches = GateSwitches::new(peers.clone());
-    let gate = start_gate(&peers, &switches, &journal, &telemetry);
+    let (gate, linked) = start_gate(&peers, &switches, &journal, &telemetry);
     gate.do_send(RestoreSwitches(closed_gates));
     let (standing_tx, standing) = watch::channel(match &ha {
         None => Standing::Active,
@@ -164,7 +164,8 @@ pub(super) async fn start(
         objects: objects.clone(),
         admission: admission.clone(),
         pulls_paused,
-        store_full,
+        store_room,
+        linked,
         dialed,
         standing: standing.clone(),
         telemetry: telemetry.clone(),
@@ -441,7 +442,7 @@ fn start_backpressure(
     Admission,
     watch::Receiver<bool>,
     watch::Receiver<DiskState>,
-    watch::Receiver<bool>,
+    watch::Receiver<StoreRoom>,
 ) {
     let deps = BackpressureDeps {
         journal: journal.clone(),
@@ -454,7 +455,7 @@ fn start_backpressure(
         backpressure.admission(),
         backpressure.pulls_paused(),
         backpressure.disk(),
-        backpressure.store_full(),
+        backpressure.store_room(),
     );
     Supervisor::start(move |_| backpressure);
     handles
@@ -482,10 +483,16 @@ async fn open_objects(
     })
 }
 
-fn start_gate(peers: &[String], switches: &GateSwitches, journal: &Journal, telemetry: &Telemetry) -> Addr<ZoneGate> {
-    let (peers, switches, telemetry) = (peers.to_vec(), switches.clone(), telemetry.clone());
-    let journal = journal.clone();
-    Supervisor::start(move |_| ZoneGate::new(peers, switches, telemetry).with_journal(journal.clone()))
+/// The gate and the set of peers whose link is up, as it follows it.
+fn start_gate(
+    peers: &[String],
+    switches: &GateSwitches,
+    journal: &Journal,
+    telemetry: &Telemetry,
+) -> (Addr<ZoneGate>, watch::Receiver<std::collections::BTreeSet<String>>) {
+    let gate = ZoneGate::new(peers.to_vec(), switches.clone(), telemetry.clone()).with_journal(journal.clone());
+    let linked = gate.linked();
+    (Supervisor::start(move |_| gate), linked)
 }
 
 fn start_links(links: Vec<PeerLinkConfig>, deps: &PeerLinkDeps) -> HashMap<String, Addr<PeerLink>> {

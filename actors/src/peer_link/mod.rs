@@ -18,14 +18,14 @@ mod link_state;
 mod page_size;
 mod pull;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use actix::prelude::*;
 use quinn::{Connection, Endpoint};
 use tokio::sync::watch;
 
 use crate::{
-    backpressure::Admission,
+    backpressure::{Admission, StoreRoom},
     events::Telemetry,
     forward_buffer::ForwardBuffer,
     objects::ObjectStore,
@@ -73,9 +73,11 @@ pub struct PeerLinkDeps {
     pub admission: Admission,
     /// `true` while the forward buffer is full: no pulls until it is `false` again.
     pub pulls_paused: watch::Receiver<bool>,
-    /// `true` while the store buffer refuses new facts: a relaying node pulls nothing meanwhile,
-    /// since relayed facts go there (SPEC §4a).
-    pub store_full: watch::Receiver<bool>,
+    /// The store buffer's room for relayed facts (SPEC §4a): a relaying node takes no fact for a
+    /// next hop whose link is down while it is full, and pulls nothing at its capacity.
+    pub store_room: watch::Receiver<StoreRoom>,
+    /// The peers whose link is up (their gate is not `autonomous`).
+    pub linked: watch::Receiver<BTreeSet<String>>,
     /// Where dialled connections go so the RPC server also serves the peer's calls on them.
     pub dialed: tokio::sync::mpsc::UnboundedSender<(Connection, String)>,
     /// The loop runs only while this instance is active (always, for a single node).

@@ -79,6 +79,10 @@ enum PullError {
     /// failure: the session waits and tries the page again.
     #[error("{0}")]
     Unretrievable(Box<PullError>),
+    /// This relay's store is full and the page holds a fact for a next hop whose link is down:
+    /// the page was cut before it, and the session waits for the hop or for room.
+    #[error("the store is full and next hop {0} is not linked")]
+    HopHeld(String),
 }
 
 impl PullError {
@@ -103,7 +107,7 @@ impl PullError {
             Self::Stream(_) => LinkFailure::Other,
             Self::Remote(_) => LinkFailure::Refused,
             Self::Protocol(_) => LinkFailure::Protocol,
-            Self::Local(_) => LinkFailure::Local,
+            Self::Local(_) | Self::HopHeld(_) => LinkFailure::Local,
             Self::Objects(_) | Self::Unretrievable(_) => LinkFailure::Artifact,
         }
     }

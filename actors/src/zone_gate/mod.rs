@@ -55,6 +55,8 @@ pub struct ZoneGate {
     journal: Option<Journal>,
     /// The switches asked for, to the task that stores them (set once the actor runs).
     switching: Option<mpsc::UnboundedSender<Switching>>,
+    /// The peers whose gate is not `autonomous` (their link is up), for a relay's pulls.
+    linked: watch::Sender<BTreeSet<String>>,
 }
 
 /// A switch on its way to storage, and where its outcome goes.
@@ -83,7 +85,14 @@ impl ZoneGate {
             telemetry,
             journal: None,
             switching: None,
+            linked: watch::Sender::new(BTreeSet::new()),
         }
+    }
+
+    /// The peers whose gate is not `autonomous`, as it changes: a relay with a full store takes
+    /// no fact for a next hop outside it.
+    pub fn linked(&self) -> watch::Receiver<BTreeSet<String>> {
+        self.linked.subscribe()
     }
 
     /// Persists every switch through `journal` before it flips.
@@ -102,6 +111,11 @@ impl ZoneGate {
 
     fn report(&mut self, peer: &str, report: Report) {
         if let Some(transition) = self.gates.on(peer, report) {
+            let up = transition.new != GateState::Autonomous;
+            self.linked.send_if_modified(|linked| match up {
+                true => linked.insert(peer.to_owned()),
+                false => linked.remove(peer),
+            });
             self.telemetry.emit(GateTransition {
                 peer,
                 previous: transition.previous,

@@ -23,6 +23,14 @@
 //! A page whose artifact cannot be made local while the connection works
 //! ([`PullError::Unretrievable`]: the peer lost it, say) is tried again the same way, from
 //! [`ARTIFACT_WAIT`] up to [`ARTIFACT_WAIT_MOST`] apart, until an operator restores it.
+//!
+//! A relay's store is shared by all its next hops (SPEC §4a). While it is full
+//! ([`StoreRoom::Full`]) a page is cut before its first fact for a next hop whose link is down
+//! ([`PullError::HopHeld`]): that fact and the ones after it wait at the sender, and the session
+//! waits for the hop's link or for room (`relay_held`, then `relay_resumed`). Facts for live next
+//! hops are taken, since those hops drain them, so one zone offline for long does not stop the
+//! flows of the others through the relay. Exhausted ([`StoreRoom::Exhausted`]), it pulls nothing,
+//! and a page already in flight is cut before its first relayed fact.
 
 use std::{
     net::SocketAddr,
@@ -39,12 +47,14 @@ use tokio::sync::{mpsc, watch};
 
 use super::{artifacts::Ready, stored::Origins, PullError};
 use crate::{
-    events::{Direction, LinkFailure, PeerConnected, PeerDialFailed, TlsHandshakeFailed},
+    backpressure::StoreRoom,
+    events::{Direction, LinkFailure, PeerConnected, PeerDialFailed, RelayHeld, TlsHandshakeFailed},
     forward_buffer::Insert,
     peer_link::{
         page_size::{PageSize, TARGET},
         PeerLinkConfig, PeerLinkDeps,
     },
+    relay::Verdict,
     transport::{address::PeerAddress, addresses::Addresses, framed, pacing::Pacer, tls},
     zone_gate,
 };
@@ -204,6 +214,12 @@ impl Session {
             if self.inserted.load(Ordering::Acquire) != inserted {
                 (room_wait, artifact_wait) = (ROOM_WAIT, ARTIFACT_WAIT);
             }
+            if let PullError::HopHeld(hop) = &failed {
+                if let Err(lost) = self.until_hop(conn, hop).await {
+                    return lost;
+                }
+                continue;
+            }
             let (wait, most) = match &failed {
                 PullError::Local(refused) if refused.code == ErrorCode::ResourceExhausted => {
                     (&mut room_wait, ROOM_WAIT_MOST)
@@ -304,10 +320,11 @@ impl Session {
     }
 
     /// Waits while the forward buffer is full (SPEC §5: pressure travels back to the sender's
-    /// store buffer); a connection lost meanwhile still ends the session.
+    /// store buffer), and on a relaying node while its store is exhausted; a connection lost
+    /// meanwhile still ends the session.
     async fn until_room(&self, conn: &Connection) -> Result<(), PullError> {
         let mut paused = self.deps.pulls_paused.clone();
-        let mut store_full = self.deps.store_full.clone();
+        let mut store = self.deps.store_room.clone();
         let relays = self.config.routing.relays();
         // A switch whose sender is gone (shutdown) never holds the pull back.
         let room = async {
@@ -315,24 +332,53 @@ impl Session {
                 if paused.wait_for(|paused| !*paused).await.is_err() {
                     return;
                 }
-                if !relays || store_full.wait_for(|full| !*full).await.is_err() || !*paused.borrow() {
+                let below_capacity = |room: &StoreRoom| *room != StoreRoom::Exhausted;
+                if !relays || store.wait_for(below_capacity).await.is_err() || !*paused.borrow() {
                     return;
                 }
             }
         };
-        tokio::pin!(room);
+        self.held(conn, room).await
+    }
+
+    /// Waits until next hop `hop` is linked again while the store is only full, or the store has
+    /// room (a page was cut before a fact for it), logged once at each end.
+    async fn until_hop(&self, conn: &Connection, hop: &str) -> Result<(), PullError> {
+        let (mut store, mut linked) = (self.deps.store_room.clone(), self.deps.linked.clone());
+        let released = async {
+            loop {
+                let room = *store.borrow_and_update();
+                let up = linked.borrow_and_update().contains(hop);
+                if room == StoreRoom::Room || (room == StoreRoom::Full && up) {
+                    return;
+                }
+                tokio::select! {
+                    changed = store.changed() => if changed.is_err() { return },
+                    changed = linked.changed() => if changed.is_err() { return },
+                }
+            }
+        };
+        let exhausted = *self.deps.store_room.borrow() == StoreRoom::Exhausted;
+        let held = RelayHeld::begin(&self.deps.telemetry, &self.config.peer, hop, exhausted);
+        let waited = self.held(conn, released).await;
+        held.end();
+        waited
+    }
+
+    /// Waits for `until`, or the connection's loss; after [`HELD_LIVE`] the gate is told the
+    /// link is up nonetheless (a connection the peer refuses is closed well within the wait).
+    async fn held(&self, conn: &Connection, until: impl std::future::Future<Output = ()>) -> Result<(), PullError> {
+        tokio::pin!(until);
         tokio::select! {
-            () = &mut room => return Ok(()),
+            () = &mut until => return Ok(()),
             lost = conn.closed() => return Err(framed::StreamError::from(lost).into()),
             () = tokio::time::sleep(HELD_LIVE) => {}
         }
-        // Still open while we hold back: the link is live, though no page says so (a connection
-        // the peer refuses is closed well within the wait).
         self.deps.gate.do_send(zone_gate::PullsHeld {
             peer: self.config.peer.clone(),
         });
         tokio::select! {
-            () = room => Ok(()),
+            () = until => Ok(()),
             lost = conn.closed() => Err(framed::StreamError::from(lost).into()),
         }
     }
@@ -380,9 +426,18 @@ impl Session {
     /// is logged and counted, and skipped (it is confirmed with the page so it cannot block the
     /// link).
     ///
-    /// A page cut before a fact whose artifact cannot be made local now is stored up to there;
-    /// the offset of that fact and why come back, for the session to try it again later.
-    async fn insert(&self, conn: &Connection, facts: Vec<FetchedFact>) -> Result<Option<(u64, PullError)>, PullError> {
+    /// A page cut before a fact whose artifact cannot be made local now, or before a fact for a
+    /// next hop held while the store is full ([`Session::held_hop`]), is stored up to there; the
+    /// offset of that fact and why come back, for the session to try it again later.
+    async fn insert(
+        &self,
+        conn: &Connection,
+        mut facts: Vec<FetchedFact>,
+    ) -> Result<Option<(u64, PullError)>, PullError> {
+        let held = self.held_hop(&facts);
+        if let Some((offset, _)) = &held {
+            facts.retain(|fact| fact.offset < *offset);
+        }
         let sorted = self.config.routing.sort(&self.config.peer, facts);
         self.report_refused(&sorted);
         let Ready {
@@ -390,6 +445,8 @@ impl Session {
             holds: _holds,
             cut,
         } = self.with_artifacts(conn, sorted).await?;
+        // Cut for an artifact before the held fact, or at it.
+        let cut = cut.or(held.map(|(offset, hop)| (offset, PullError::HopHeld(hop))));
         if sorted.deliver.is_empty() && sorted.relay.is_empty() {
             return Ok(cut);
         }
@@ -404,5 +461,23 @@ impl Session {
             .map_err(PullError::Local)?;
         self.report_stored(&outcome, &origins);
         Ok(cut)
+    }
+
+    /// While this relay's store is full: the first fact of the page relayed to a next hop whose
+    /// link is down (to any next hop, once it is exhausted), its offset and that hop.
+    fn held_hop(&self, facts: &[FetchedFact]) -> Option<(u64, String)> {
+        let routing = &self.config.routing;
+        let room = *self.deps.store_room.borrow();
+        if !routing.relays() || room == StoreRoom::Room {
+            return None;
+        }
+        let linked = self.deps.linked.borrow();
+        let held = |hop: &str| room == StoreRoom::Exhausted || !linked.contains(hop);
+        facts
+            .iter()
+            .find_map(|fact| match routing.judge(&self.config.peer, &fact.message.envelope) {
+                Verdict::Relay { next_hop } if held(next_hop) => Some((fact.offset, next_hop.to_owned())),
+                _ => None,
+            })
     }
 }
