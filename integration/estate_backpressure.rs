@@ -12,7 +12,10 @@ use crate::harness;
 
 use std::time::Duration;
 
-use bsfg::devnet::estate::{ENTERPRISE, IDMZ, PLANT_A, PLANT_B};
+use bsfg::{
+    client::Client,
+    devnet::estate::{ENTERPRISE, IDMZ, PLANT_A, PLANT_B},
+};
 use harness::{
     append_many, estate,
     observe::{events, metric, wait_until},
@@ -28,20 +31,26 @@ const PAD: usize = 1000;
 const FACTS: usize = 1200;
 const WAIT: Duration = Duration::from_secs(60);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_dmz_pushes_back_to_the_origin_which_keeps_acknowledging_and_nothing_is_lost() {
+/// The estate with plant-a down and `FACTS` facts for it appended at enterprise, once the DMZ's
+/// store refuses new facts; the producer and the facts' ids.
+async fn dmz_full_of_facts_for_plant_a() -> (Cluster, Client, Vec<String>) {
     let mut cluster = Cluster::estate();
     cluster.net.add_toml(IDMZ, DMZ).expect("a small DMZ store");
     cluster.start_all();
     estate::wait_linked(&cluster, WAIT).await;
     assert!(cluster.terminate(PLANT_A).success());
-
     let producer = cluster.client(ENTERPRISE).await;
     let ids = append_many(&producer, ENTERPRISE, PLANT_A, "order", FACTS, PAD).await;
     wait_until(WAIT, "the DMZ's store refuses new facts", || {
         !events(&cluster, IDMZ, "appends_rejected").is_empty()
     })
     .await;
+    (cluster, producer, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_dmz_pushes_back_to_the_origin_which_keeps_acknowledging_and_nothing_is_lost() {
+    let (mut cluster, producer, ids) = dmz_full_of_facts_for_plant_a().await;
     let held = events(&cluster, IDMZ, "relay_held");
     assert!(
         held.iter().any(|e| e["peer"] == ENTERPRISE && e["next_hop"] == PLANT_A),
@@ -101,14 +110,7 @@ async fn a_full_dmz_pushes_back_to_the_origin_which_keeps_acknowledging_and_noth
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_plant_offline_does_not_stop_the_other_plants_flow_through_a_full_dmz() {
     const FROM_B: usize = 300;
-    let mut cluster = Cluster::estate();
-    cluster.net.add_toml(IDMZ, DMZ).expect("a small DMZ store");
-    cluster.start_all();
-    estate::wait_linked(&cluster, WAIT).await;
-    assert!(cluster.terminate(PLANT_A).success());
-
-    let producer = cluster.client(ENTERPRISE).await;
-    let for_a = append_many(&producer, ENTERPRISE, PLANT_A, "order", FACTS, PAD).await;
+    let (mut cluster, _producer, for_a) = dmz_full_of_facts_for_plant_a().await;
     wait_until(WAIT, "the DMZ holds enterprise's pages for plant-a", || {
         !events(&cluster, IDMZ, "relay_held").is_empty()
     })

@@ -88,25 +88,8 @@ async fn a_call_cut_off_by_sigkill_is_stored_once_when_retried() {
 async fn rerunning_a_file_cut_off_by_sigkill_stores_each_line_once_in_order() {
     let mut cluster = Cluster::pair();
     cluster.start_all();
-    // Without `produced_at_unix_ms`: the CLI stamps each line with the time of each run.
-    let ids_in_file: Vec<String> = (1..=LINES).map(|i| format!("l-{i}")).collect();
-    let lines: Vec<String> = ids_in_file.iter().map(|id| json_line("plant-a", id)).collect();
-    let file = cluster.dir().join("lines.jsonl");
-    std::fs::write(&file, lines.join("\n")).expect("write");
-    let file = file.to_str().expect("path").to_owned();
-
+    let (append, file, ids_in_file) = append_part_of_a_file(&cluster, "l").await;
     // One call is always in flight in file order: killing the node part-way cuts one off.
-    let node = cluster.options("enterprise").node;
-    let append = cluster
-        .cli_command("enterprise", CLIENT, &node, &["append", "--jsonl", &file])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start bsfg append");
-    wait_until(Duration::from_secs(30), "a tenth of the file is stored", || {
-        stored(&cluster, "enterprise") >= LINES as u64 / 10
-    })
-    .await;
     cluster.kill("enterprise");
 
     // The run fails as retryable, at the first line whose fate it does not know.
@@ -159,21 +142,7 @@ async fn rerunning_a_file_cut_off_by_sigkill_stores_each_line_once_in_order() {
 async fn a_run_stopped_by_sigterm_says_how_far_it_got() {
     let mut cluster = Cluster::pair();
     cluster.start("enterprise");
-    let lines: Vec<String> = (1..=LINES).map(|i| json_line("plant-a", &format!("t-{i}"))).collect();
-    let file = cluster.dir().join("lines.jsonl");
-    std::fs::write(&file, lines.join("\n")).expect("write");
-    let file = file.to_str().expect("path").to_owned();
-    let node = cluster.options("enterprise").node;
-    let append = cluster
-        .cli_command("enterprise", CLIENT, &node, &["append", "--jsonl", &file])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start bsfg append");
-    wait_until(Duration::from_secs(30), "a tenth of the file is stored", || {
-        stored(&cluster, "enterprise") >= LINES as u64 / 10
-    })
-    .await;
+    let (append, file, _) = append_part_of_a_file(&cluster, "t").await;
     let pid = append.id().to_string();
     let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status();
     assert!(killed.expect("kill -TERM").success());
@@ -203,6 +172,29 @@ async fn a_run_stopped_by_sigterm_says_how_far_it_got() {
         (Some(last), Some(LINES as u64 - last)),
         "running it again stores exactly the rest: {summary}"
     );
+}
+
+/// `bsfg append --jsonl` of a file of `LINES` lines for plant-a (ids `<prefix>-1`, ...), running
+/// on `enterprise`, once a tenth of the file is stored; the command, the file and its ids. The
+/// lines carry no `produced_at_unix_ms`: the CLI stamps each with the time of each run.
+async fn append_part_of_a_file(cluster: &Cluster, prefix: &str) -> (Child, String, Vec<String>) {
+    let ids: Vec<String> = (1..=LINES).map(|i| format!("{prefix}-{i}")).collect();
+    let lines: Vec<String> = ids.iter().map(|id| json_line("plant-a", id)).collect();
+    let file = cluster.dir().join("lines.jsonl");
+    std::fs::write(&file, lines.join("\n")).expect("write");
+    let file = file.to_str().expect("path").to_owned();
+    let node = cluster.options("enterprise").node;
+    let append = cluster
+        .cli_command("enterprise", CLIENT, &node, &["append", "--jsonl", &file])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start bsfg append");
+    wait_until(Duration::from_secs(30), "a tenth of the file is stored", || {
+        stored(cluster, "enterprise") >= LINES as u64 / 10
+    })
+    .await;
+    (append, file, ids)
 }
 
 fn ids_of(messages: &[Message]) -> Vec<&str> {

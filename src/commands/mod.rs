@@ -138,3 +138,28 @@ pub async fn connect(conn: &ConnArgs) -> Result<Client, CommandError> {
     };
     Ok(Client::connect(&options).await?)
 }
+
+/// SIGTERM and SIGINT (Ctrl-C), taken over from the moment this is made: what asks a node to stop
+/// (`serve`) or a long command to wind down (`append --jsonl`).
+pub(crate) struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub(crate) fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next one's name: `SIGTERM` or `SIGINT`.
+    pub(crate) async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+}

@@ -15,7 +15,7 @@ use bsfg_proto::ErrorCode;
 use slog::{info, warn};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use super::CommandError;
+use super::{CommandError, StopSignals};
 use crate::{config::Config, reload::Reloader, systemd::ServiceManager};
 
 /// How long a stopping node waits for RocksDB to close before exiting anyway.
@@ -45,7 +45,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let stopped = system.block_on(async move {
         // Taken over first: a SIGTERM or Ctrl-C that comes while the node starts ends the start
         // (exit 0); before, one that came before the node's wait killed the process outright.
-        let mut stop = Stop::new()?;
+        let mut stop = StopSignals::new()?;
         // Bound before the node starts (an HA instance may wait seconds for its engine), so
         // `/healthz` answers 200 for as long as the process runs; the rest answers once it serves.
         let admin = crate::admin::start(admin_addr, deps).map_err(|e| {
@@ -63,7 +63,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         let reporting = service.starting(progress.clone());
         let started = tokio::select! {
             started = Node::start(settings, &tls, log.clone(), &progress) => started,
-            () = stop.requested() => {
+            _ = stop.next() => {
                 reporting.abort();
                 info!(log, "shutdown_requested"; "during" => "start");
                 admin.stop().await;
@@ -124,33 +124,11 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What asks the node to stop: SIGTERM, or SIGINT (Ctrl-C).
-struct Stop {
-    term: Signal,
-    interrupt: Signal,
-}
-
-impl Stop {
-    fn new() -> std::io::Result<Self> {
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            interrupt: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    async fn requested(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.interrupt.recv() => {}
-        }
-    }
-}
-
 /// Until SIGTERM or Ctrl-C; every SIGHUP meanwhile reloads (the reloader logs its outcome).
-async fn wait_for_stop(stop: &mut Stop, hangup: &mut Signal, reloader: &Arc<Reloader>) {
+async fn wait_for_stop(stop: &mut StopSignals, hangup: &mut Signal, reloader: &Arc<Reloader>) {
     loop {
         tokio::select! {
-            () = stop.requested() => return,
+            _ = stop.next() => return,
             _ = hangup.recv() => {
                 let reloader = reloader.clone();
                 actix_rt::spawn(async move { reloader.reload(Trigger::Signal).await });

@@ -20,12 +20,11 @@
 use bsfg_proto::{AppendResponse, ErrorCode, RpcError};
 use futures::{stream::FuturesUnordered, StreamExt};
 use serde::Serialize;
-use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::calls::{Call, Calls};
 use crate::{
     client::{Client, ClientError},
-    commands::CommandError,
+    commands::{CommandError, StopSignals},
 };
 
 /// The summary line.
@@ -64,7 +63,7 @@ pub async fn append(
     zone: &str,
     in_flight: usize,
 ) -> anyhow::Result<()> {
-    let mut interrupts = Interrupts::new()?;
+    let mut interrupts = StopSignals::new()?;
     let mut calls = Calls::read(input, zone.to_owned());
     let mut report = send_all(client, &mut calls, in_flight.max(1), &mut interrupts).await;
     if let (Some(line), None) = (calls.bad_line.take(), report.interrupted) {
@@ -90,32 +89,9 @@ pub async fn append(
     }
 }
 
-/// SIGTERM and SIGINT, taken over for the length of a run.
-struct Interrupts {
-    term: Signal,
-    int: Signal,
-}
-
-impl Interrupts {
-    fn new() -> std::io::Result<Self> {
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    /// The next signal's name.
-    async fn recv(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
-        }
-    }
-}
-
 /// Sends calls while the input lasts, nothing failed and no signal came, with at most
 /// `in_flight` unanswered; returns once every call sent is answered (or at a second signal).
-async fn send_all(client: &Client, calls: &mut Calls, in_flight: usize, interrupts: &mut Interrupts) -> Report {
+async fn send_all(client: &Client, calls: &mut Calls, in_flight: usize, interrupts: &mut StopSignals) -> Report {
     let mut report = Report::default();
     let mut pending = FuturesUnordered::new();
     let mut input_left = true;
@@ -134,7 +110,7 @@ async fn send_all(client: &Client, calls: &mut Calls, in_flight: usize, interrup
                 None => input_left = false,
             },
             Some((lines, answer)) = pending.next(), if !pending.is_empty() => report.add(&lines, answer),
-            signal = interrupts.recv() => match report.interrupted {
+            signal = interrupts.next() => match report.interrupted {
                 None => report.interrupted = Some((signal, last_sent)),
                 Some(_) => {
                     report.abandon(signal, pending.len(), last_sent);
