@@ -5,7 +5,8 @@
 //! through the killed instance is served by the one that took over (the zone's blobs live in the
 //! engine's object store too). Every instance's status lists the zone's instances and which is
 //! active; the survivor shows the killed one as no longer live. A zone nobody appends to after
-//! the failover still serves what the killed instance wrote.
+//! the failover still serves what the killed instance wrote. A gate an operator closed through
+//! the killed instance is still closed on the one that took over.
 
 use crate::harness;
 
@@ -143,4 +144,22 @@ async fn a_quiet_zone_serves_what_the_killed_instance_wrote() {
         ["quiet-1"],
         "delivered with nothing appended since"
     );
+}
+
+/// A gate an operator closed through the active instance stays closed on the instance that takes
+/// over when it is killed: the switch travels in the zone's log, and the promotion restores it
+/// before the new instance serves (it waits for it rather than serve with the gate open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_closed_through_the_killed_instance_stays_closed_after_the_failover() {
+    let mut ha = HaZone::started("lease_ttl = \"2s\"").await;
+    let first = ha.wait_active(None, Duration::from_secs(5)).await;
+    let closed = ha.cluster.admin_cli(&first, &["admin", "gate-close", PLANT]);
+    assert_eq!(closed.status.code(), Some(0), "{}", harness::stderr(&closed));
+    assert_eq!(ha.cluster.status(&first)["peers"][PLANT]["closed"], true);
+
+    ha.cluster.kill(&first);
+    let second = ha.wait_active(Some(&first), LEASE_TTL + Duration::from_secs(5)).await;
+    let status = ha.cluster.status(&second);
+    assert_eq!(status["peers"][PLANT]["closed"], true, "{status}");
+    assert_eq!(status["peers"][PLANT]["state"], "autonomous", "{status}");
 }

@@ -196,7 +196,6 @@ impl Admission {
     }
 }
 
-/// Runtime handles of the actor.
 /// The store buffer's room for relayed facts (SPEC §4a), as a relaying node's peer links follow
 /// it. A relay's store is shared by all its next hops: stopping every pull when it is full would
 /// let one destination offline for long stop the flows of every other zone through it.
@@ -208,16 +207,23 @@ pub enum StoreRoom {
     /// sender (a page is cut before the first); those for live next hops, which drain, are
     /// taken.
     Full,
-    /// Halfway from the high watermark to `capacity_bytes` (90 % by default): no relayed fact is
-    /// taken until it is below again. Not at 100 %: the pages in flight when it is reached still
-    /// go in, and must not take the store past its capacity.
+    /// From halfway between the high watermark and `capacity_bytes` (90 % by default) until it
+    /// is back below halfway between the high watermark and there (85 %): nothing is pulled, and
+    /// a page in flight is cut before its first relayed fact. Not at 100 %: the pages in flight
+    /// when it is reached still go in, and must not take the store past its capacity. The band
+    /// keeps a store that trims and refills around one threshold from flapping.
     Exhausted,
 }
 
 impl StoreRoom {
-    /// The room of a store holding `bytes`, blocked or not, with its high watermark and capacity.
-    pub fn of(blocked: bool, bytes: u64, high: u64, capacity: u64) -> Self {
-        let exhausted = bytes >= high + capacity.saturating_sub(high) / 2;
+    /// The room of a store holding `bytes`, blocked or not, with its high watermark and capacity,
+    /// after `was`.
+    pub fn of(was: Self, blocked: bool, bytes: u64, high: u64, capacity: u64) -> Self {
+        let enter = high + capacity.saturating_sub(high) / 2;
+        let exhausted = match was {
+            Self::Exhausted => bytes >= high + (enter - high) / 2,
+            _ => bytes >= enter,
+        };
         match (blocked, exhausted) {
             (true, true) => Self::Exhausted,
             (true, false) => Self::Full,
@@ -226,11 +232,12 @@ impl StoreRoom {
     }
 }
 
+/// Runtime handles of the actor.
 pub struct BackpressureDeps {
     pub journal: Journal,
     pub telemetry: Telemetry,
-    /// The node relays facts (`[[relay]]`): a full store then holds every link's pulls too
-    /// (`peer_link`), and says so.
+    /// The node relays facts (`[[relay]]`): its store exhausted stops every link's pulls
+    /// (`peer_link`), and that is said (`pulls_paused` with `buffer: store`).
     pub relays: bool,
 }
 
@@ -335,14 +342,15 @@ impl Backpressure {
 
     /// [`StoreRoom`] from the block and `usage`; a change to or from `Exhausted` is said.
     fn publish_store_room(&self, usage: &Usage) {
-        let high = self.config.watermarks(Log::Store).high;
-        let room = StoreRoom::of(
-            self.store_blocked,
-            usage.store.bytes,
-            high,
+        let (high, capacity) = (
+            self.config.watermarks(Log::Store).high,
             self.config.store.capacity_bytes,
         );
-        let before = self.store_room.send_replace(room);
+        let before = *self.store_room.borrow();
+        let room = StoreRoom::of(before, self.store_blocked, usage.store.bytes, high, capacity);
+        // Only a change wakes the links that wait on it.
+        self.store_room
+            .send_if_modified(|now| std::mem::replace(now, room) != room);
         if (before == StoreRoom::Exhausted) != (room == StoreRoom::Exhausted) {
             self.events.exhausted(room == StoreRoom::Exhausted, usage);
         }

@@ -481,16 +481,20 @@ async fn the_disk_is_judged_before_the_first_fact_is_taken_in() {
 }
 
 /// A relay's store: room until it blocks at the high watermark; then full (facts for next hops
-/// that are down wait); exhausted halfway from there to the capacity (no relayed fact), so the
-/// pages in flight then still fit; room again once unblocked, whatever it holds.
+/// that are down wait); exhausted from halfway to the capacity (no relayed fact), so the pages in
+/// flight then still fit, until it is back below halfway between the high watermark and there,
+/// so trims and refills around one threshold do not flap it; room once unblocked.
 #[test]
 fn a_blocked_store_is_full_then_exhausted_halfway_to_its_capacity() {
-    use super::StoreRoom;
+    use super::StoreRoom::{self, Exhausted, Full, Room};
     let (high, capacity) = (800, 1000);
-    assert_eq!(StoreRoom::of(false, 850, high, capacity), StoreRoom::Room);
-    assert_eq!(StoreRoom::of(true, 800, high, capacity), StoreRoom::Full);
-    assert_eq!(StoreRoom::of(true, 899, high, capacity), StoreRoom::Full);
-    assert_eq!(StoreRoom::of(true, 900, high, capacity), StoreRoom::Exhausted);
-    assert_eq!(StoreRoom::of(true, 1200, high, capacity), StoreRoom::Exhausted);
-    assert_eq!(StoreRoom::of(false, 950, high, capacity), StoreRoom::Room);
+    let of = |was, blocked, bytes| StoreRoom::of(was, blocked, bytes, high, capacity);
+    assert_eq!(of(Room, false, 850), Room);
+    assert_eq!(of(Room, true, 800), Full);
+    assert_eq!(of(Full, true, 899), Full);
+    assert_eq!(of(Full, true, 900), Exhausted);
+    assert_eq!(of(Exhausted, true, 860), Exhausted, "within the band");
+    assert_eq!(of(Exhausted, true, 849), Full, "below it");
+    assert_eq!(of(Exhausted, true, 1200), Exhausted);
+    assert_eq!(of(Exhausted, false, 950), Room);
 }

@@ -42,8 +42,25 @@ impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
             let appended = tokio::task::spawn_blocking(move || storage.promote(epoch, revision)).await;
             match appended {
                 Ok(Ok(position)) => {
-                    self.restore_switches().await;
-                    self.take_up_state().await;
+                    // Under the lease, renewed meanwhile: the gate or the journal may be slow.
+                    let taking_over = async {
+                        self.restore_switches().await;
+                        self.take_up_state().await;
+                    };
+                    let (waited, mut told) = (Instant::now(), false);
+                    let slow = || {
+                        if !told && waited.elapsed() >= self.ttl() {
+                            warn!(self.deps.telemetry.log, "promotion_waiting"; "instance" => &self.config.instance,
+                                "reason" => "the gate switches or the journal's state are not taken up yet; the lease is held meanwhile");
+                            told = true;
+                        }
+                        Ok(())
+                    };
+                    if let Err(reason) = self.holding(&mut grant, taking_over, slow).await {
+                        let storage = self.deps.storage.clone();
+                        tokio::task::spawn_blocking(move || storage.demote(epoch));
+                        return self.abandon(grant, &reason).await;
+                    }
                     self.set_standing(Standing::Active);
                     self.status.send_modify(|s| {
                         s.epoch = epoch;
@@ -66,42 +83,57 @@ impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
         self.abandon(grant, "the log kept moving on").await
     }
 
-    /// Catches up while renewing the lease every `lease_ttl / 5`, as the active instance does: a
-    /// standby far behind (it was down, or just restored) may take longer than the lease lasts,
-    /// and would otherwise be promoted on a lapsed lease and demoted at once (`lease_lost`).
+    /// Catches up while holding the lease ([`Self::holding`]): a standby far behind (it was
+    /// down, or just restored) may take longer than the lease lasts, and would otherwise be
+    /// promoted on a lapsed lease and demoted at once (`lease_lost`).
     ///
     /// Only while the catch-up moves: one that applied nothing for a whole `lease_ttl` (its
     /// engine connection stale, say) is given up, and the lease released, rather than held for
     /// as long as it hangs while another instance could take the zone. One that takes longer
-    /// than [`PROGRESS_EVERY`] says how far it has come, every [`PROGRESS_EVERY`].
+    /// than [`PROGRESS_EVERY`] says how far it has come at about that pace.
     async fn catch_up_holding(&self, grant: &mut Grant) -> Result<u64, String> {
-        let renew_every = self.ttl() / 5;
-        let catching = self.catch_up();
-        tokio::pin!(catching);
         let started = Instant::now();
         let mut last = (self.deps.storage.position().seq, Instant::now());
         let mut said = last;
+        let moving = || {
+            let applied = self.deps.storage.position().seq;
+            if applied != last.0 {
+                last = (applied, Instant::now());
+            } else if last.1.elapsed() >= self.ttl() {
+                return Err(format!("applied nothing for {:?} (at record {applied})", self.ttl()));
+            }
+            if said.1.elapsed() >= PROGRESS_EVERY {
+                let rate = applied.saturating_sub(said.0) as f64 / said.1.elapsed().as_secs_f64();
+                self.deps.telemetry.emit(PromotionCatchingUp {
+                    wal_applied: applied,
+                    wal_last: self.status.borrow().wal_last,
+                    records_per_second: rate as u64,
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                });
+                said = (applied, Instant::now());
+            }
+            Ok(())
+        };
+        self.holding(grant, self.catch_up(), moving).await?
+    }
+
+    /// Runs `work` while renewing the lease every `lease_ttl / 5`, as the active instance does;
+    /// before each renewal `going` may give the work up (its error). `Err` too when the lease
+    /// was lost meanwhile.
+    async fn holding<T>(
+        &self,
+        grant: &mut Grant,
+        work: impl std::future::Future<Output = T>,
+        mut going: impl FnMut() -> Result<(), String>,
+    ) -> Result<T, String> {
+        let renew_every = self.ttl() / 5;
+        tokio::pin!(work);
         loop {
             let valid_until = tokio::time::Instant::from_std(grant.valid_until);
             tokio::select! {
-                caught = &mut catching => return caught,
+                done = &mut work => return Ok(done),
                 () = tokio::time::sleep(renew_every) => {
-                    let applied = self.deps.storage.position().seq;
-                    if applied != last.0 {
-                        last = (applied, Instant::now());
-                    } else if last.1.elapsed() >= self.ttl() {
-                        return Err(format!("applied nothing for {:?} (at record {applied})", self.ttl()));
-                    }
-                    if said.1.elapsed() >= PROGRESS_EVERY {
-                        let rate = (applied - said.0) as f64 / said.1.elapsed().as_secs_f64();
-                        self.deps.telemetry.emit(PromotionCatchingUp {
-                            wal_applied: applied,
-                            wal_last: self.status.borrow().wal_last,
-                            records_per_second: rate as u64,
-                            elapsed_ms: started.elapsed().as_millis() as u64,
-                        });
-                        said = (applied, Instant::now());
-                    }
+                    going()?;
                     match self.renew(grant, valid_until).await {
                         Ok(renewed) => *grant = renewed,
                         Err(Some(detail)) => return Err(format!("the lease was lost meanwhile: {detail}")),
@@ -124,7 +156,7 @@ impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
     /// a new epoch at its next command, and a zone that nobody appends to would serve peers and
     /// consumers the state it had at start, without the facts the old active instance wrote.
     ///
-    /// Waited for at most one `lease_ttl`: the lease is not renewed meanwhile.
+    /// Waited for at most one `lease_ttl`: skipping it is safe, the next write takes it up.
     async fn take_up_state(&self) {
         let reason = match tokio::time::timeout(self.ttl(), self.deps.journal.probe()).await {
             Ok(Ok(())) => return,
@@ -135,24 +167,18 @@ impl<L: ReplicatedLog, E: Lease> Controller<L, E> {
             "error_message" => "the next write takes it up");
     }
 
-    /// The operator's gate switches as the replica holds them (they travel in the log).
-    /// Waited for at most one `lease_ttl`, like [`Self::take_up_state`].
+    /// The operator's gate switches as the replica holds them (they travel in the log). Not
+    /// given up when slow: serving without them would open a gate an operator closed.
     async fn restore_switches(&self) {
         let storage = self.deps.storage.clone();
-        let gate = self.deps.gate.clone();
-        let restore = async move {
-            let closed = tokio::task::spawn_blocking(move || storage.local().closed_gates())
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-            gate.send(RestoreSwitches(closed)).await.map_err(|e| e.to_string())
-        };
-        let reason = match tokio::time::timeout(self.ttl(), restore).await {
-            Ok(Ok(())) => return,
-            Ok(Err(reason)) => reason,
-            Err(_) => format!("the gate did not answer within {:?}", self.ttl()),
-        };
-        warn!(self.deps.telemetry.log, "gate_restore_failed"; "reason" => reason);
+        let recovered = tokio::task::spawn_blocking(move || storage.local().closed_gates()).await;
+        match recovered {
+            Ok(Ok(closed)) => {
+                let _ = self.deps.gate.send(RestoreSwitches(closed)).await;
+            }
+            Ok(Err(error)) => warn!(self.deps.telemetry.log, "gate_restore_failed"; "reason" => error.to_string()),
+            Err(error) => warn!(self.deps.telemetry.log, "gate_restore_failed"; "reason" => error.to_string()),
+        }
     }
 
     /// Serves until a reason to stop; then demotes.

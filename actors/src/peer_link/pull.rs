@@ -81,7 +81,7 @@ enum PullError {
     Unretrievable(Box<PullError>),
     /// This relay's store is full and the page holds a fact for a next hop whose link is down:
     /// the page was cut before it, and the session waits for the hop or for room.
-    #[error("the store is full and next hop {0} is not linked")]
+    #[error("the store is full and next hop {0} is not linked, or the store is exhausted")]
     HopHeld(String),
 }
 

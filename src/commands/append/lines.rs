@@ -66,8 +66,9 @@ pub async fn append(
     let mut interrupts = StopSignals::new()?;
     let mut calls = Calls::read(input, zone.to_owned());
     let mut report = send_all(client, &mut calls, in_flight.max(1), &mut interrupts).await;
-    if let (Some(line), None) = (calls.bad_line.take(), report.interrupted) {
-        report.fail(line.0, line.1);
+    // Reached by the reader, interrupted or not: the line a run again would stop at.
+    if let Some((line, error)) = calls.bad_line.take() {
+        report.fail(line, error);
     }
     println!("{}", serde_json::to_string(&report.summary)?);
     match (report.failure, report.interrupted) {
@@ -96,6 +97,8 @@ async fn send_all(client: &Client, calls: &mut Calls, in_flight: usize, interrup
     let mut pending = FuturesUnordered::new();
     let mut input_left = true;
     let mut last_sent = 0;
+    // The first line of each call in flight: what a second signal leaves of unknown fate.
+    let mut unanswered = std::collections::BTreeSet::new();
     loop {
         let sending = input_left && report.failure.is_none() && report.interrupted.is_none();
         if !sending && pending.is_empty() {
@@ -105,15 +108,22 @@ async fn send_all(client: &Client, calls: &mut Calls, in_flight: usize, interrup
             call = calls.next(), if sending && pending.len() < in_flight => match call {
                 Some(call) => {
                     last_sent = call.lines.last().copied().unwrap_or(last_sent);
+                    unanswered.extend(call.lines.first());
                     pending.push(send(client, call));
                 }
                 None => input_left = false,
             },
-            Some((lines, answer)) = pending.next(), if !pending.is_empty() => report.add(&lines, answer),
+            Some((lines, answer)) = pending.next(), if !pending.is_empty() => {
+                if let Some(first) = lines.first() {
+                    unanswered.remove(first);
+                }
+                report.add(&lines, answer);
+            }
             signal = interrupts.next() => match report.interrupted {
                 None => report.interrupted = Some((signal, last_sent)),
                 Some(_) => {
-                    report.abandon(signal, pending.len(), last_sent);
+                    let first = unanswered.first().copied().unwrap_or(last_sent);
+                    report.abandon(signal, first..=last_sent);
                     return report;
                 }
             },
@@ -164,19 +174,19 @@ impl Report {
         self.fail(*first, error);
     }
 
-    /// A second signal while `unanswered` calls, the last of which ends at line `last_sent`, had
-    /// no answer: their lines' fate is unknown.
-    fn abandon(&mut self, signal: &str, unanswered: usize, last_sent: usize) {
+    /// A second signal while calls were unanswered: the fate of the lines they hold (from the
+    /// first line of the earliest to the last line sent) is unknown.
+    fn abandon(&mut self, signal: &str, unanswered: std::ops::RangeInclusive<usize>) {
+        let (first, last) = unanswered.into_inner();
         let error = CommandError::new(
             ErrorCode::Unavailable,
             format!(
-                "interrupted twice ({signal}) with {unanswered} call(s) unanswered, up to line {last_sent}: \
-                 whether their lines were stored is unknown; run the input again (lines with a message_id \
-                 are stored once)"
+                "interrupted twice ({signal}) with calls unanswered: whether lines {first} to {last}, sent \
+                 in them, were stored is unknown; run the input again (lines with a message_id are stored once)"
             ),
         );
         self.interrupted = None;
-        self.fail(last_sent, error);
+        self.fail(first, error);
     }
 
     /// Keeps the failure of the earliest line.

@@ -352,9 +352,14 @@ impl Session {
                 if room == StoreRoom::Room || (room == StoreRoom::Full && up) {
                     return;
                 }
-                tokio::select! {
-                    changed = store.changed() => if changed.is_err() { return },
-                    changed = linked.changed() => if changed.is_err() { return },
+                let changed = tokio::select! {
+                    changed = store.changed() => changed,
+                    changed = linked.changed() => changed,
+                };
+                if changed.is_err() {
+                    // Shutting down: the connection's end, or the task's, ends the wait (returning
+                    // would only cut the same page again).
+                    std::future::pending::<()>().await;
                 }
             }
         };
@@ -471,7 +476,8 @@ impl Session {
         if !routing.relays() || room == StoreRoom::Room {
             return None;
         }
-        let linked = self.deps.linked.borrow();
+        // A copy: the gate's updates must not wait while the page is judged.
+        let linked = self.deps.linked.borrow().clone();
         let held = |hop: &str| room == StoreRoom::Exhausted || !linked.contains(hop);
         facts
             .iter()
