@@ -117,8 +117,13 @@ pub(super) async fn open(
     let verdict = checks::verify(&settings.monitor_urls, settings.assume_durable)
         .await
         .map_err(|e| NodeError::EngineRefused(e.to_string()))?;
-    let observer = telemetry.clone();
-    let observer = Arc::new(move |event| observer.emit(EngineConnection(&event)));
+    let (observer, quiet) = (telemetry.clone(), Quiet::new(SLOW_CONSUMER_EVERY));
+    let observer = Arc::new(move |event: bsfg_engine::jetstream::ConnectionEvent| {
+        // The client tells each message it had to drop: one line a minute says it.
+        if event.kind != "slow_consumer" || quiet.may_tell(std::time::Instant::now()) {
+            observer.emit(EngineConnection(&event));
+        }
+    });
     let engine = Engine::connect_observed(&connect_config(settings), observer)
         .await
         .map_err(engine_error)?;
@@ -168,4 +173,48 @@ pub(super) async fn open(
 
 fn engine_error(error: bsfg_engine::jetstream::EngineError) -> NodeError {
     NodeError::Engine(error.to_string())
+}
+
+/// How often, at most, a slow consumer on the engine connection is logged.
+const SLOW_CONSUMER_EVERY: Duration = Duration::from_secs(60);
+
+/// Lets a repeated event be told at most once per `every`.
+struct Quiet {
+    every: Duration,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Quiet {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether an event at `now` is told (and so starts the next quiet spell).
+    fn may_tell(&self, now: std::time::Instant) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tell = last.is_none_or(|told| now.duration_since(told) >= self.every);
+        if tell {
+            *last = Some(now);
+        }
+        tell
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_event_is_told_once_per_spell() {
+        let quiet = Quiet::new(Duration::from_secs(60));
+        let start = std::time::Instant::now();
+        assert!(quiet.may_tell(start));
+        assert!(!quiet.may_tell(start + Duration::from_secs(1)));
+        assert!(!quiet.may_tell(start + Duration::from_secs(59)));
+        assert!(quiet.may_tell(start + Duration::from_secs(60)));
+        assert!(!quiet.may_tell(start + Duration::from_secs(61)));
+    }
 }
