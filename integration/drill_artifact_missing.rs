@@ -3,7 +3,8 @@
 //! idmz cannot retrieve it (`artifact_retrieval_failed`, the fact is not delivered) and asks
 //! again with the link kept up (no `peer_disconnected`, no link failure, gate `normal`), plant-a
 //! refuses the `get_object`; the runbook's filters show both, the files are restored from backup,
-//! and the fact arrives at idmz with an artifact whose digest matches.
+//! and the fact arrives at idmz with an artifact whose digest matches. plant-a logs the missing
+//! file itself (`artifact_damaged`).
 
 use crate::harness;
 
@@ -51,6 +52,14 @@ async fn a_missing_artifact_restored_as_the_runbook_says_is_delivered() {
         !events(&estate.cluster, "idmz", "artifact_retrieval_failed").is_empty()
     })
     .await;
+    // The sender, which can repair it, says so in its own log.
+    let damaged = events(&estate.cluster, "plant-a", "artifact_damaged");
+    assert!(
+        damaged.iter().any(|e| e["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("42.pdf") && r.contains("is missing"))),
+        "{damaged:?}"
+    );
     // The link itself is fine: idmz keeps it up and asks again, rather than flapping it (and
     // paging the operator for a link problem) at every try.
     let disconnected = events(&estate.cluster, "idmz", "peer_disconnected").len();

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     events::{ArtifactDamaged, Telemetry},
-    objects::{is_damaged, Origin, PutSpec, VerifiedBlob},
+    objects::{is_damaged, ObjectError, Origin, PutSpec, VerifiedBlob},
     transport::{framed, pacing::Pacer},
 };
 
@@ -47,14 +47,20 @@ pub(super) async fn put(
 
 /// Needs the `consume` role, or is a peer whose zone a fact referencing the object is addressed
 /// to: a peer never reads artifacts of facts addressed to another zone. The body is the blob's
-/// bytes from `r.offset` on; the answer names the whole artifact.
+/// bytes from `r.offset` on; the answer names the whole artifact. A blob found damaged is logged
+/// (`artifact_damaged`) as well as refused.
 pub(super) async fn get(r: GetObjectFromRequest, caller: &Caller, ctx: &Context) -> Result<(Response, Body), RpcError> {
     if !matches!(caller, Caller::Peer(_)) {
         authorise(caller, Role::Consume, &ctx.config.zone)?;
     }
     object::check_bucket(&r.bucket).map_err(|e| RpcError::invalid(e.to_string()))?;
     object::check_key(&r.key).map_err(|e| RpcError::invalid(e.to_string()))?;
-    let (meta, entry, file) = ctx.deps.objects.open_blob(&r.bucket, &r.key, r.offset).await?;
+    let opened = ctx.deps.objects.open_blob(&r.bucket, &r.key, r.offset).await;
+    if let Err(damaged @ ObjectError::Damaged { .. }) = &opened {
+        // Missing, of another size, or (from an offset at its end) of other content.
+        ctx.deps.telemetry.emit(ArtifactDamaged { error: damaged });
+    }
+    let (meta, entry, file) = opened?;
     if let Caller::Peer(zone) = caller {
         if !entry.referenced_by.contains(zone) {
             return Err(RpcError::denied(format!(
