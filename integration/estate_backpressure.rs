@@ -31,6 +31,11 @@ const PAD: usize = 1000;
 const FACTS: usize = 1200;
 const WAIT: Duration = Duration::from_secs(60);
 
+/// `bsfg_relay_held{peer}` on the DMZ.
+fn relay_held(cluster: &Cluster, peer: &str) -> f64 {
+    metric(cluster, IDMZ, &format!("bsfg_relay_held{{peer=\"{peer}\"}}"))
+}
+
 /// The estate with plant-a down and `FACTS` facts for it appended at enterprise, once the DMZ's
 /// store refuses new facts; the producer and the facts' ids.
 async fn dmz_full_of_facts_for_plant_a() -> (Cluster, Client, Vec<String>) {
@@ -55,6 +60,10 @@ async fn a_full_dmz_pushes_back_to_the_origin_which_keeps_acknowledging_and_noth
     assert!(
         held.iter().any(|e| e["peer"] == ENTERPRISE && e["next_hop"] == PLANT_A),
         "the DMZ says it holds enterprise's pages for plant-a: {held:?}"
+    );
+    assert_eq!(
+        (relay_held(&cluster, ENTERPRISE), relay_held(&cluster, PLANT_B)),
+        (1.0, 0.0)
     );
     let backlog = || {
         cluster.status(ENTERPRISE)["peers"][IDMZ]["backlog"]
@@ -98,6 +107,7 @@ async fn a_full_dmz_pushes_back_to_the_origin_which_keeps_acknowledging_and_noth
         resumed.iter().any(|e| e["next_hop"] == PLANT_A),
         "and says when it takes them again: {resumed:?}"
     );
+    assert_eq!(relay_held(&cluster, ENTERPRISE), 0.0);
     assert_eq!(metric(&cluster, IDMZ, "bsfg_dropped_facts_total"), 0.0);
     let relayed = metric(&cluster, IDMZ, "bsfg_relayed_facts_total{to_zone=\"plant-a\"}");
     assert_eq!(relayed as usize, FACTS + 1, "each fact relayed once through the pauses");

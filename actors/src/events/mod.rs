@@ -117,9 +117,14 @@ impl Telemetry {
     }
 
     /// Creates the relayed-facts series toward each zone this node relays to, at 0.
-    pub fn init_relay_series<'a>(&self, to_zones: impl IntoIterator<Item = &'a str>) {
+    /// A relaying node's series from start-up: what it relayed toward each final destination,
+    /// and whether it holds each peer's pages (`0`).
+    pub fn init_relay_series<'a>(&self, to_zones: impl IntoIterator<Item = &'a str>, peers: &[String]) {
         for to_zone in to_zones {
             self.metrics.relayed_facts.with_label_values(&[to_zone]);
+        }
+        for peer in peers {
+            self.metrics.relay_held.with_label_values(&[peer]).set(0);
         }
     }
 

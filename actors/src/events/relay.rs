@@ -42,6 +42,7 @@ impl<'a> RelayHeld<'a> {
             }
         };
         warn!(telemetry.log, "{}", RELAY_HELD; "peer" => peer, "next_hop" => next_hop, "reason" => reason);
+        telemetry.metrics.relay_held.with_label_values(&[peer]).set(1);
         Self {
             telemetry,
             peer,
@@ -51,6 +52,7 @@ impl<'a> RelayHeld<'a> {
     }
 
     pub fn end(self) {
+        self.telemetry.metrics.relay_held.with_label_values(&[self.peer]).set(0);
         info!(self.telemetry.log, "{}", RELAY_RESUMED; "peer" => self.peer, "next_hop" => self.next_hop,
             "held_ms" => self.since.elapsed().as_millis() as u64);
     }

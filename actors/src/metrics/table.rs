@@ -350,6 +350,13 @@ pub const RELAYED_FACTS: Spec = spec(
     &["to_zone"],
     "Facts pulled from a peer and stored here for their next hop, by final destination.",
 );
+pub const RELAY_HELD: Spec = spec(
+    "bsfg_relay_held",
+    G,
+    &["peer"],
+    "1 while this relay's full store holds the pages it pulls from the peer before a fact for a \
+     next hop whose link is down (before any relayed fact, the store exhausted); 0 otherwise.",
+);
 // End to end across hops, partitions included: 1 ms to ~2.3 h.
 pub const DELIVERY_LATENCY: Spec = spec(
     "bsfg_delivery_latency_seconds",
@@ -421,7 +428,7 @@ pub const ENGINE_COMMIT_LATENCY: Spec = spec(
 /// Every metric the node registers: SPEC §11's order, then the retention it is configured with,
 /// then the artifact store's bounds, then an HA instance's. (The process metrics come from the
 /// prometheus crate's process collector.)
-pub const ALL: [&Spec; 59] = [
+pub const ALL: [&Spec; 60] = [
     &REPLICATION_LAG_SECONDS,
     &REPLICATION_LAG_HIGH_WATERMARK,
     &FRONTIER_OFFSET,
@@ -465,6 +472,7 @@ pub const ALL: [&Spec; 59] = [
     &REJECTED_FACTS,
     &RELAY_REFUSED,
     &RELAYED_FACTS,
+    &RELAY_HELD,
     &DELIVERY_LATENCY,
     &RPC_REQUESTS,
     &STORAGE_ERRORS,

@@ -104,7 +104,8 @@ pub(super) async fn start(
         ..buffers.journal()
     };
     let journal = Journal::start(storage.clone(), journal_config, health.clone())?;
-    telemetry.init_relay_series(routing.relay_destinations());
+    let relaying: &[String] = if routing.relays() { &peers } else { &[] };
+    telemetry.init_relay_series(routing.relay_destinations(), relaying);
     for buffer in [Log::Store, Log::Forward] {
         let retention = buffers.limits(buffer).retention.as_secs_f64();
         metrics
