@@ -6,7 +6,8 @@
 //! `relay_resumed`), the enterprise producer keeps getting acknowledgements from its
 //! own node (the facts wait there), nothing is dropped, and once plant-a is back the backlog
 //! drains, every fact delivered exactly once and in order. Meanwhile the flows of the zones that
-//! are up go on through the full DMZ: plant-b's facts reach enterprise.
+//! are up go on through the full DMZ: plant-b's facts reach enterprise. A next hop that is up but
+//! takes nothing exhausts the DMZ, which then pulls nothing until it drains.
 
 use crate::harness;
 
@@ -30,6 +31,13 @@ const DMZ: &str = "[store]\ncapacity_bytes = \"256KiB\"\nbackpressure = \"reject
 const PAD: usize = 1000;
 const FACTS: usize = 1200;
 const WAIT: Duration = Duration::from_secs(60);
+
+/// `zone`'s consumer `mes` receives the facts `ids`, and nothing else, in that order.
+async fn assert_received(cluster: &Cluster, zone: &str, ids: &[String], why: &str) {
+    let consumer = cluster.client(zone).await;
+    let delivered = receive(&consumer, "mes", ids.len(), WAIT).await;
+    assert_eq!(harness::ids(&delivered), ids, "{why}");
+}
 
 /// `bsfg_relay_held{peer}` on the DMZ.
 fn relay_held(cluster: &Cluster, peer: &str) -> f64 {
@@ -93,11 +101,9 @@ async fn a_full_dmz_pushes_back_to_the_origin_which_keeps_acknowledging_and_noth
         .expect("the enterprise producer keeps getting acknowledgements");
 
     cluster.start(PLANT_A);
-    let consumer = cluster.client(PLANT_A).await;
-    let delivered = receive(&consumer, "mes", FACTS + 1, WAIT).await;
-    let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
-    expected.push("still-acked");
-    assert_eq!(harness::ids(&delivered), expected, "every fact, once, in order");
+    let mut expected = ids;
+    expected.push("still-acked".to_owned());
+    assert_received(&cluster, PLANT_A, &expected, "every fact, once, in order").await;
     assert!(
         !events(&cluster, IDMZ, "appends_accepted").is_empty(),
         "the DMZ took facts again"
@@ -128,23 +134,54 @@ async fn one_plant_offline_does_not_stop_the_other_plants_flow_through_a_full_dm
 
     let plant_b = cluster.client(PLANT_B).await;
     let from_b = append_many(&plant_b, PLANT_B, ENTERPRISE, "quality", FROM_B, 200).await;
-    let consumer = cluster.client(ENTERPRISE).await;
-    let delivered = receive(&consumer, "mes", FROM_B, WAIT).await;
-    let expected: Vec<&str> = from_b.iter().map(String::as_str).collect();
-    assert_eq!(
-        harness::ids(&delivered),
-        expected,
-        "plant-b's facts reach enterprise while plant-a is down, once, in order"
-    );
+    let why = "plant-b's facts reach enterprise while plant-a is down, once, in order";
+    assert_received(&cluster, ENTERPRISE, &from_b, why).await;
 
     cluster.start(PLANT_A);
-    let consumer_a = cluster.client(PLANT_A).await;
-    let delivered = receive(&consumer_a, "mes", FACTS, WAIT).await;
-    let expected: Vec<&str> = for_a.iter().map(String::as_str).collect();
-    assert_eq!(
-        harness::ids(&delivered),
-        expected,
-        "every fact for plant-a, once, in order"
+    assert_received(&cluster, PLANT_A, &for_a, "every fact for plant-a, once, in order").await;
+    assert_eq!(metric(&cluster, IDMZ, "bsfg_dropped_facts_total"), 0.0);
+}
+
+/// A next hop whose link is up but which takes nothing (plant-a's forward buffer full, no
+/// consumer) is not held while the DMZ's store is only full: its facts keep coming, and the
+/// store would grow without bound. Exhausted (halfway from the high watermark to the capacity)
+/// the DMZ takes no relayed fact at all and says so; once plant-a's consumer drains, every fact
+/// arrives once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_hop_that_is_up_but_takes_nothing_exhausts_the_dmz_which_then_pulls_nothing() {
+    let mut cluster = Cluster::estate();
+    cluster.net.add_toml(IDMZ, DMZ).expect("a small DMZ store");
+    let plant = "\n[forward]\ncapacity_bytes = \"64KiB\"\n\n[replication]\nbatch_limit = 10\n";
+    cluster
+        .net
+        .add_toml(PLANT_A, plant)
+        .expect("a small plant-a forward buffer");
+    cluster.start_all();
+    estate::wait_linked(&cluster, WAIT).await;
+
+    let producer = cluster.client(ENTERPRISE).await;
+    let ids = append_many(&producer, ENTERPRISE, PLANT_A, "order", FACTS, PAD).await;
+    wait_until(WAIT, "the DMZ's store is exhausted", || {
+        events(&cluster, IDMZ, "pulls_paused")
+            .iter()
+            .any(|e| e["buffer"] == "store")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let dmz = cluster.status(IDMZ)["store"].clone();
+    let (bytes, capacity) = (
+        dmz["bytes"].as_u64().unwrap_or(0),
+        dmz["capacity_bytes"].as_u64().unwrap_or(0),
     );
+    // At most the one page being inserted when it became exhausted (50 facts of 1 KiB).
+    assert!(
+        bytes < capacity + 64 * 1024,
+        "the DMZ stopped taking facts: {bytes} of {capacity} bytes"
+    );
+    assert_eq!(relay_held(&cluster, ENTERPRISE), 1.0);
+
+    assert_received(&cluster, PLANT_A, &ids, "every fact, once, in order").await;
+    let resumed = events(&cluster, IDMZ, "pulls_resumed");
+    assert!(resumed.iter().any(|e| e["buffer"] == "store"), "{resumed:?}");
     assert_eq!(metric(&cluster, IDMZ, "bsfg_dropped_facts_total"), 0.0);
 }

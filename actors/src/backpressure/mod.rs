@@ -6,8 +6,8 @@
 //! - it sets the store buffer's [`Admission`] flag, read by `StoreBuffer` on every append (never
 //!   a storage read), and publishes the store's [`StoreRoom`] for a relaying node's peer links
 //!   (relayed facts go to the store buffer): full, they take no fact for a next hop whose link is
-//!   down; exhausted (halfway from the high watermark to the capacity), none at all. And the forward buffer's pull pause, waited on by every peer
-//!   link's fetcher;
+//!   down; exhausted (halfway from the high watermark to the capacity), none at all. And the
+//!   forward buffer's pull pause, waited on by every peer link's fetcher;
 //! - it runs one deletion job at a time: the read-only [`planner`] runs on the blocking pool and
 //!   the journal applies the plan in one batch, so the writer stays the only writer and no entry
 //!   is deleted or counted twice;
@@ -209,9 +209,9 @@ pub enum StoreRoom {
     Full,
     /// From halfway between the high watermark and `capacity_bytes` (90 % by default) until it
     /// is back below halfway between the high watermark and there (85 %): nothing is pulled, and
-    /// a page in flight is cut before its first relayed fact. Not at 100 %: the pages in flight
-    /// when it is reached still go in, and must not take the store past its capacity. The band
-    /// keeps a store that trims and refills around one threshold from flapping.
+    /// a page in flight is cut before its first relayed fact. Not at 100 %: the page being
+    /// inserted when it is reached still goes in, into the last tenth of the store.
+    /// The band keeps a store that trims and refills around one threshold from flapping.
     Exhausted,
 }
 

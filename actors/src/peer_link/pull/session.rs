@@ -332,8 +332,8 @@ impl Session {
                 if paused.wait_for(|paused| !*paused).await.is_err() {
                     return;
                 }
-                let below_capacity = |room: &StoreRoom| *room != StoreRoom::Exhausted;
-                if !relays || store.wait_for(below_capacity).await.is_err() || !*paused.borrow() {
+                let not_exhausted = |room: &StoreRoom| *room != StoreRoom::Exhausted;
+                if !relays || store.wait_for(not_exhausted).await.is_err() || !*paused.borrow() {
                     return;
                 }
             }
