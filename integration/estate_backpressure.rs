@@ -39,6 +39,13 @@ async fn assert_received(cluster: &Cluster, zone: &str, ids: &[String], why: &st
     assert_eq!(harness::ids(&delivered), ids, "{why}");
 }
 
+/// The bytes in the DMZ's store buffer and its capacity, from its status.
+fn dmz_store(cluster: &Cluster) -> (u64, u64) {
+    let store = &cluster.status(IDMZ)["store"];
+    let field = |name: &str| store[name].as_u64().unwrap_or(0);
+    (field("bytes"), field("capacity_bytes"))
+}
+
 /// `bsfg_relay_held{peer}` on the DMZ.
 fn relay_held(cluster: &Cluster, peer: &str) -> f64 {
     metric(cluster, IDMZ, &format!("bsfg_relay_held{{peer=\"{peer}\"}}"))
@@ -84,11 +91,7 @@ async fn a_full_dmz_pushes_back_to_the_origin_which_keeps_acknowledging_and_noth
         waiting > 600,
         "the rest waits in enterprise's store: {waiting} of {FACTS}"
     );
-    let dmz = cluster.status(IDMZ)["store"].clone();
-    let (bytes, capacity) = (
-        dmz["bytes"].as_u64().unwrap_or(0),
-        dmz["capacity_bytes"].as_u64().unwrap_or(0),
-    );
+    let (bytes, capacity) = dmz_store(&cluster);
     assert!(
         bytes < capacity + 160 * 1024,
         "the DMZ paused its pulls: {bytes} of {capacity} bytes"
@@ -168,11 +171,7 @@ async fn a_next_hop_that_is_up_but_takes_nothing_exhausts_the_dmz_which_then_pul
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let dmz = cluster.status(IDMZ)["store"].clone();
-    let (bytes, capacity) = (
-        dmz["bytes"].as_u64().unwrap_or(0),
-        dmz["capacity_bytes"].as_u64().unwrap_or(0),
-    );
+    let (bytes, capacity) = dmz_store(&cluster);
     // At most the one page being inserted when it became exhausted (50 facts of 1 KiB).
     assert!(
         bytes < capacity + 64 * 1024,
