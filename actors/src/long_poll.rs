@@ -16,7 +16,7 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use bsfg_proto::{EncodedFact, EncodedPage, RpcError};
+use bsfg_proto::{codec, EncodedFact, EncodedPage, RpcError};
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
@@ -32,12 +32,14 @@ pub const MAX_PAGE: u32 = 10_000;
 pub const MAX_WAIT_MS: u32 = 60_000;
 
 /// What a reader asks for: at most `limit` facts after `after` (or after its confirmed cursor),
-/// waiting up to `max_wait` for the first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// waiting up to `max_wait` for the first, leaving out the facts for `held_zones` (a relay's
+/// `FetchHeld`; empty for everyone else).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PageRequest {
     pub limit: u32,
     pub max_wait: Duration,
     pub after: Option<u64>,
+    pub held_zones: Vec<String>,
 }
 
 /// A page and how long the fetch waited for its first fact (zero when one was ready).
@@ -138,6 +140,8 @@ struct Page {
     max_wait: Duration,
     /// Frame budget: a page stops before its facts would exceed this many bytes.
     max_bytes: usize,
+    /// Destinations whose facts the page leaves out.
+    held_zones: Vec<String>,
 }
 
 /// The page `request` asks of the reader `cursor` names; a page stops before its facts exceed
@@ -165,6 +169,7 @@ pub fn fetch_until(
         limit: request.limit,
         max_wait: request.max_wait,
         max_bytes,
+        held_zones: request.held_zones,
     };
     let (high, peer, reader) = match cursor {
         CursorKey::Peer(peer) => (journal.store_high(), Some(peer.clone()), format!("peer:{peer}")),
@@ -195,8 +200,14 @@ async fn wait_for_page(
         let upto = *high.borrow_and_update();
         let records = source.read_reported(page.after, upto, limit).await?;
         if !records.is_empty() {
-            let (page, more) = into_page(records, upto.max(page.after), limit, page.max_bytes);
-            return Ok(Served { page, waited, more });
+            let (records, upto, left) = leave_out(records, &page.held_zones, upto.max(page.after), limit);
+            let (page, more) = into_page(records, upto, limit, page.max_bytes);
+            // A page left with nothing is complete up to what was read: the reader asks after it.
+            return Ok(Served {
+                page,
+                waited,
+                more: more || left,
+            });
         }
         // Nothing for this reader up to `upto`: the empty page is complete up to there.
         let wait_started = Instant::now();
@@ -217,6 +228,24 @@ async fn wait_for_page(
             });
         }
     }
+}
+
+/// Leaves the facts for `held` out of `records`, read up to `upto` at most `limit` of them: what is
+/// kept, what it is complete up to (the last entry read when the read was full), and whether the
+/// read was full (more may be there). A record whose destination cannot be read is kept, for the
+/// reader to judge.
+fn leave_out(records: Vec<LogRecord>, held: &[String], upto: u64, limit: usize) -> (Vec<LogRecord>, u64, bool) {
+    if held.is_empty() {
+        return (records, upto, false);
+    }
+    let full = records.len() >= limit;
+    let upto = match records.last() {
+        Some(last) if full => last.offset,
+        _ => upto,
+    };
+    let held = |record: &LogRecord| codec::to_zone_of(&record.encoded).is_ok_and(|to| held.iter().any(|z| z == to));
+    let kept = records.into_iter().filter(|record| !held(record)).collect();
+    (kept, upto, full)
 }
 
 /// Builds the page from the stored encodings as they are: `high_offset` is `upto` when every entry
@@ -248,7 +277,7 @@ fn into_page(records: Vec<LogRecord>, upto: u64, limit: usize, max_bytes: usize)
 mod tests {
     use super::*;
     use crate::{
-        journal::JournalConfig,
+        journal::{AppendMode, JournalConfig, Prepared},
         testkit::{faults::Op, message, page, Fixture, ZONE},
     };
 
@@ -257,11 +286,73 @@ mod tests {
             limit: 10,
             max_wait,
             after,
+            ..PageRequest::default()
         }
     }
 
     fn offsets(page: &EncodedPage) -> Vec<u64> {
         page.facts.iter().map(|f| f.offset).collect()
+    }
+
+    #[tokio::test]
+    async fn a_relay_holding_destinations_gets_pages_without_their_facts() {
+        let fixture = Fixture::open(JournalConfig::default());
+        // Facts for two zones beyond the peer `idmz`, which pulls them all.
+        let to = [
+            "plant-a", "plant-b", "plant-a", "plant-b", "plant-b", "plant-a", "plant-a",
+        ];
+        let facts = to
+            .iter()
+            .enumerate()
+            .map(|(i, to)| Prepared::new(message(ZONE, to, &format!("m{}", i + 1))).map(|p| p.via("idmz")))
+            .collect::<Result<Vec<_>, _>>()
+            .expect("prepare");
+        fixture
+            .journal
+            .append(facts, AppendMode::EachAlone)
+            .await
+            .expect("append");
+        let journal = &fixture.journal;
+        let holding = |after, limit| PageRequest {
+            limit,
+            after: Some(after),
+            held_zones: vec!["plant-a".into()],
+            ..PageRequest::default()
+        };
+        let peer = || CursorKey::Peer("idmz".into());
+
+        let served = fetch(journal, peer(), holding(0, 10), 1 << 20).await.expect("fetch");
+        assert_eq!(offsets(&served.page), [2, 4, 5], "plant-b's facts only");
+        assert_eq!(
+            (served.page.high_offset, served.more),
+            (7, false),
+            "complete up to the end"
+        );
+
+        let served = fetch(journal, peer(), holding(0, 3), 1 << 20).await.expect("fetch");
+        assert_eq!(offsets(&served.page), [2], "of the three facts read");
+        assert_eq!(
+            (served.page.high_offset, served.more),
+            (3, true),
+            "complete up to the last fact read, not beyond"
+        );
+
+        let served = fetch(journal, peer(), holding(5, 2), 1 << 20).await.expect("fetch");
+        assert!(served.page.facts.is_empty(), "{:?}", offsets(&served.page));
+        assert_eq!(
+            (served.page.high_offset, served.more),
+            (7, true),
+            "a page of held facts only moves the reader past them at once"
+        );
+
+        let all = fetch(journal, peer(), request(Some(0), Duration::ZERO), 1 << 20)
+            .await
+            .expect("fetch");
+        assert_eq!(
+            offsets(&all.page),
+            [1, 2, 3, 4, 5, 6, 7],
+            "nothing is held without asking"
+        );
     }
 
     #[tokio::test]
@@ -321,8 +412,7 @@ mod tests {
         let peer = || CursorKey::Peer("enterprise".into());
         let asked = |limit| PageRequest {
             limit,
-            max_wait: Duration::ZERO,
-            after: None,
+            ..PageRequest::default()
         };
         let all = fetch(journal, peer(), asked(10), 1 << 20).await.expect("fetch");
         assert_eq!((all.page.facts.len(), all.more), (4, false), "everything, nothing more");

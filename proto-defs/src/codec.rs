@@ -54,6 +54,15 @@ pub fn message_id_of(encoded_message: &[u8]) -> Result<&str, FrameError> {
         .map_err(|e| FrameError::Decode(e.to_string()))
 }
 
+/// The `to_zone` of an encoded `Message`, read without decoding the rest: the third field of the
+/// envelope, after `message_id` and `from_zone` (held in place by the same test). For the pages
+/// of a relay that holds some destinations (`FetchHeld`).
+pub fn to_zone_of(encoded_message: &[u8]) -> Result<&str, FrameError> {
+    bincode::borrow_decode_from_slice::<(&str, &str, &str), _>(encoded_message, wire_config())
+        .map(|((_, _, to_zone), _)| to_zone)
+        .map_err(|e| FrameError::Decode(e.to_string()))
+}
+
 /// Bytes `value` takes in the wire encoding (no header).
 pub fn encoded_len<T: Encode>(value: &T) -> usize {
     let mut writer = SizeWriter::default();

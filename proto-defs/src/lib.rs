@@ -31,6 +31,6 @@ pub use model::{Envelope, Fact, Message, ValidationError, MAX_HOPS};
 pub use object::{ArtifactError, ArtifactRef, ObjectDigest, ObjectHasher};
 pub use rpc::{
     AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, BatchTally, ConfirmRequest,
-    ConfirmResponse, EncodedFact, EncodedPage, FetchRequest, FetchResponse, FetchedFact, GetObjectFromRequest,
-    GetObjectRequest, ObjectMeta, PutObjectRequest, Request, Response,
+    ConfirmResponse, EncodedFact, EncodedPage, FetchHeldRequest, FetchRequest, FetchResponse, FetchedFact,
+    GetObjectFromRequest, GetObjectRequest, ObjectMeta, PutObjectRequest, Request, Response,
 };

@@ -25,6 +25,10 @@ pub enum Request {
     /// `GetObject` of the bytes from an offset on: a peer resuming a pull that broke off. Its
     /// operation name is `get_object` too. A node of an older version refuses it as malformed.
     GetObjectFrom(GetObjectFromRequest),
+    /// `FetchFacts` of a relay whose store is full: a peer's page that leaves out the facts for
+    /// the destination zones it holds. Its operation name is `fetch_facts` too. A node of an
+    /// older version refuses it as malformed.
+    FetchHeld(FetchHeldRequest),
 }
 
 impl Request {
@@ -42,7 +46,7 @@ impl Request {
     pub fn operation(&self) -> &'static str {
         match self {
             Self::Append(_) => "append_fact",
-            Self::Fetch(_) => "fetch_facts",
+            Self::Fetch(_) | Self::FetchHeld(_) => "fetch_facts",
             Self::Confirm(_) => "confirm_receipt",
             Self::PutObject(_) => "put_object",
             Self::GetObject(_) | Self::GetObjectFrom(_) => "get_object",
@@ -163,6 +167,17 @@ pub struct FetchRequest {
     pub max_wait_ms: u32,
     /// Read after this offset instead of the confirmed cursor (pipelining).
     pub after: Option<u64>,
+}
+
+/// A peer's `FetchFacts` that leaves out every fact whose `to_zone` is one of `held_zones`: the
+/// destinations a relay whose store is full cannot pass on yet (their next hop's link is down).
+/// The answer is a [`Response::Fetch`] complete up to its `high_offset` but for those facts, which
+/// wait at the sender: the relay confirms no further than the first of them it met, and pulls
+/// them, with everything after, once it takes them again (duplicates are dropped there).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct FetchHeldRequest {
+    pub fetch: FetchRequest,
+    pub held_zones: Vec<String>,
 }
 
 /// A page of facts, complete up to `high_offset`: every fact for this consumer with an offset in

@@ -13,7 +13,7 @@ use std::{
 
 use bsfg_proto::{
     codec, AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, ConfirmRequest, ConfirmResponse,
-    EncodedFact, EncodedPage, Envelope, ErrorCode, Fact, FetchRequest, FetchResponse, FetchedFact,
+    EncodedFact, EncodedPage, Envelope, ErrorCode, Fact, FetchHeldRequest, FetchRequest, FetchResponse, FetchedFact,
     GetObjectFromRequest, GetObjectRequest, Message, ObjectDigest, ObjectMeta, PutObjectRequest, Request, Response,
     RpcError,
 };
@@ -134,6 +134,23 @@ fn request() -> impl Strategy<Value = Request> {
             key,
             offset
         })),
+        (
+            text(),
+            any::<u32>(),
+            prop::option::of(any::<u64>()),
+            prop::collection::vec(text(), 0..4)
+        )
+            .prop_map(
+                |(consumer, limit, after, held_zones)| Request::FetchHeld(FetchHeldRequest {
+                    fetch: FetchRequest {
+                        consumer,
+                        limit,
+                        max_wait_ms: 0,
+                        after
+                    },
+                    held_zones
+                })
+            ),
     ]
 }
 
@@ -207,9 +224,10 @@ proptest! {
 
     /// Audit lines of pages read each fact's id from its stored encoding alone.
     #[test]
-    fn the_message_id_is_read_from_the_start_of_an_encoded_message(message in message()) {
+    fn the_message_id_and_the_to_zone_are_read_from_the_start_of_an_encoded_message(message in message()) {
         let encoded = codec::encode_value(&message).expect("message");
         prop_assert_eq!(codec::message_id_of(&encoded), Ok(message.envelope.message_id.as_str()));
+        prop_assert_eq!(codec::to_zone_of(&encoded), Ok(message.envelope.to_zone.as_str()));
     }
 
     #[test]
@@ -332,8 +350,18 @@ fn variant_tags_are_pinned() {
             offset: 1,
         }))
         .expect("get from")),
+        tag(codec::encode_value(&Request::FetchHeld(FetchHeldRequest {
+            fetch: FetchRequest {
+                consumer: "c".into(),
+                limit: 1,
+                max_wait_ms: 0,
+                after: None,
+            },
+            held_zones: vec!["z".into()],
+        }))
+        .expect("fetch held")),
     ];
-    assert_eq!(request_tags, [0, 1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(request_tags, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
     let response_tags = [
         tag(codec::encode_value(&Response::Append(AppendResponse {
             offset: 1,

@@ -141,7 +141,7 @@ impl Details {
                     ..Self::default()
                 }
             }
-            Request::Fetch(r) => Self {
+            Request::Fetch(r) | Request::FetchHeld(bsfg_proto::FetchHeldRequest { fetch: r, .. }) => Self {
                 consumer: consumer(&r.consumer),
                 ..Self::default()
             },

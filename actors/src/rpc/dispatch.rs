@@ -45,7 +45,13 @@ pub(super) async fn dispatch(
             .map(|results| Response::AppendBatch(AppendBatchResponse { results }))
             .unwrap_or_else(Response::Error),
         Request::Fetch(r) => {
-            return match fetch(r, caller, ctx).await {
+            return match fetch(r, Vec::new(), caller, ctx).await {
+                Ok(Served { page, waited, .. }) => Answer::Page { page, waited },
+                Err(e) => Response::Error(e).into(),
+            }
+        }
+        Request::FetchHeld(r) => {
+            return match fetch(r.fetch, r.held_zones, caller, ctx).await {
                 Ok(Served { page, waited, .. }) => Answer::Page { page, waited },
                 Err(e) => Response::Error(e).into(),
             }
@@ -97,12 +103,19 @@ pub(super) async fn queue_append(
     flatten(ctx.deps.store.send(store_buffer::Append(messages, mode)).await)
 }
 
-async fn fetch(r: FetchRequest, caller: &Caller, ctx: &Context) -> Result<Served, RpcError> {
+/// `FetchFacts`; a relay's pages leave out the facts for `held_zones` (`FetchHeld`, for peers only).
+async fn fetch(r: FetchRequest, held_zones: Vec<String>, caller: &Caller, ctx: &Context) -> Result<Served, RpcError> {
     let deps = &ctx.deps;
+    if !held_zones.is_empty() && !matches!(caller, Caller::Peer(_)) {
+        return Err(RpcError::invalid(
+            "FetchFacts with held zones is a relay's pull: a consumer reads its own zone's facts",
+        ));
+    }
     let request = PageRequest {
         limit: r.limit,
         max_wait: Duration::from_millis(u64::from(r.max_wait_ms.min(crate::long_poll::MAX_WAIT_MS))),
         after: r.after,
+        held_zones,
     };
     let page = match caller {
         Caller::Peer(zone) => {
