@@ -2,12 +2,13 @@
 //! no fact for a next hop whose link is down, so pressure travels back to the origin instead of
 //! facts being lost. With plant-a down,
 //! enterprise's facts for it fill the DMZ's small safety-critical store (`reject`); the DMZ refuses
-//! new facts and holds enterprise's pages before the first fact for plant-a (`relay_held`, then
+//! new facts and leaves enterprise's facts for plant-a at enterprise (`relay_held`, then
 //! `relay_resumed`), the enterprise producer keeps getting acknowledgements from its
 //! own node (the facts wait there), nothing is dropped, and once plant-a is back the backlog
 //! drains, every fact delivered exactly once and in order. Meanwhile the flows of the zones that
-//! are up go on through the full DMZ: plant-b's facts reach enterprise. A next hop that is up but
-//! takes nothing exhausts the DMZ, which then pulls nothing until it drains.
+//! are up go on through the full DMZ: plant-b's facts reach enterprise, and enterprise's facts for
+//! plant-b pass those waiting for plant-a. A next hop that is up but takes nothing exhausts the
+//! DMZ, which then pulls nothing until it drains.
 
 use crate::harness;
 
@@ -142,6 +143,45 @@ async fn one_plant_offline_does_not_stop_the_other_plants_flow_through_a_full_dm
 
     cluster.start(PLANT_A);
     assert_received(&cluster, PLANT_A, &for_a, "every fact for plant-a, once, in order").await;
+    assert_eq!(metric(&cluster, IDMZ, "bsfg_dropped_facts_total"), 0.0);
+}
+
+/// Enterprise's facts for plant-b, appended behind a backlog for plant-a that fills the DMZ while
+/// plant-a is down, reach plant-b meanwhile: the DMZ's pulls leave plant-a's facts at enterprise
+/// (`FetchHeld`) instead of stopping at the first of them. Once plant-a is back the DMZ pulls from
+/// there again: plant-a gets every fact once, in order, and plant-b gets nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facts_for_a_plant_that_is_up_pass_a_full_dmz_behind_facts_for_one_that_is_down() {
+    const FOR_B: usize = 200;
+    let (mut cluster, producer, for_a) = dmz_full_of_facts_for_plant_a().await;
+    wait_until(WAIT, "the DMZ holds plant-a's facts at enterprise", || {
+        events(&cluster, IDMZ, "relay_held")
+            .iter()
+            .any(|e| e["next_hop"] == PLANT_A)
+    })
+    .await;
+
+    let for_b = append_many(&producer, ENTERPRISE, PLANT_B, "work-order", FOR_B, 200).await;
+    let plant_b = cluster.client(PLANT_B).await;
+    let delivered = receive(&plant_b, "mes", FOR_B, WAIT).await;
+    let why = "enterprise's facts for plant-b pass while plant-a is down, once, in order";
+    assert_eq!(harness::ids(&delivered), for_b, "{why}");
+    assert_eq!(relay_held(&cluster, ENTERPRISE), 1.0, "plant-a's facts are still held");
+
+    cluster.start(PLANT_A);
+    assert_received(&cluster, PLANT_A, &for_a, "every fact for plant-a, once, in order").await;
+    wait_until(WAIT, "the DMZ takes all of enterprise's facts again", || {
+        relay_held(&cluster, ENTERPRISE) == 0.0 && cluster.status(ENTERPRISE)["peers"][IDMZ]["backlog"] == 0
+    })
+    .await;
+    let again = plant_b.fetch("mes", 1000, 2000, None).await.expect("fetch");
+    assert!(
+        again.facts.is_empty(),
+        "the DMZ pulled plant-b's facts again, and dropped them as duplicates: {:?}",
+        harness::ids(&again.facts)
+    );
+    let relayed = metric(&cluster, IDMZ, "bsfg_relayed_facts_total{to_zone=\"plant-b\"}");
+    assert_eq!(relayed as usize, FOR_B, "each fact for plant-b relayed once");
     assert_eq!(metric(&cluster, IDMZ, "bsfg_dropped_facts_total"), 0.0);
 }
 

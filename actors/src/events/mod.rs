@@ -47,7 +47,7 @@ pub use peer::{
     ClientRejected, Direction, LinkFailure, PeerCallRetried, PeerConnected, PeerConnectionOpen, PeerConnectionReplaced,
     PeerDialFailed, PeerDisconnected, PeerRefused,
 };
-pub use relay::{FactsDelivered, FactsRelayed, FactsStranded, RelayHeld, RelayRefusal, RelayRefused};
+pub use relay::{FactsDelivered, FactsRelayed, FactsStranded, Hold, RelayHeld, RelayRefusal, RelayRefused};
 pub use storage::{Damage, DiskSpaceLow, Failing, HealthReport, LossRecorded, StorageHealth, StorageOp, RESTART_HINT};
 pub use tls::{
     set_expiry, CertReloadFailed, CertReloaded, CertWatchFailed, CheckAnswered, ConnectionUntrusted, TlsHandshakeFailed,

@@ -19,41 +19,64 @@ pub const FACTS_STRANDED: &str = "facts_stranded";
 pub const RELAY_HELD: &str = "relay_held";
 pub const RELAY_RESUMED: &str = "relay_resumed";
 
-/// A link's pages held before a fact for next hop `next_hop`, whose link is down, while this
-/// relay's store is full (or before any relayed fact, while it is exhausted): logged when the
-/// hold begins (WARN) and when it ends (INFO, with how long it lasted).
-pub struct RelayHeld<'a> {
-    telemetry: &'a Telemetry,
-    peer: &'a str,
-    next_hop: &'a str,
+/// Why a relay holds a next hop's facts at the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// The store is full and the hop's link is down: its facts wait at the peer, whose pages
+    /// leave them out (`FetchHeld`); the facts for live next hops go on.
+    Destination,
+    /// The same, with a peer of an older version that cannot leave them out: its pages are cut
+    /// before the first such fact, and the facts after it wait too.
+    Link,
+    /// The store is exhausted: no relayed fact is taken.
+    Exhausted,
+}
+
+/// A next hop's facts held at a peer while this relay's store is full (`Hold`): logged when the
+/// hold begins (WARN) and when it ends (INFO, with how long it lasted); `bsfg_relay_held{peer}`
+/// counts the holds of the peer's facts that are on.
+pub struct RelayHeld {
+    telemetry: Telemetry,
+    peer: String,
+    next_hop: String,
     since: std::time::Instant,
 }
 
-impl<'a> RelayHeld<'a> {
-    pub fn begin(telemetry: &'a Telemetry, peer: &'a str, next_hop: &'a str, exhausted: bool) -> Self {
-        let reason = match exhausted {
-            false => {
-                "the store buffer is full and the next hop's link is down: its facts, and the ones \
-                      after them from this peer, wait at the peer; facts for live next hops go on"
+impl RelayHeld {
+    pub fn begin(telemetry: &Telemetry, peer: &str, next_hop: &str, hold: Hold) -> Self {
+        let reason = match hold {
+            Hold::Destination => {
+                "the store buffer is full and the next hop's link is down: its facts wait at the peer; \
+                 facts for live next hops go on"
             }
-            true => {
+            Hold::Link => {
+                "the store buffer is full and the next hop's link is down: its facts, and the ones after \
+                 them from this peer, wait at the peer (a node of an older version, which cannot leave them out)"
+            }
+            Hold::Exhausted => {
                 "the store buffer is exhausted: relayed facts wait at the peer until its next hops \
-                     take what it holds"
+                 take what it holds"
             }
         };
         warn!(telemetry.log, "{}", RELAY_HELD; "peer" => peer, "next_hop" => next_hop, "reason" => reason);
-        telemetry.metrics.relay_held.with_label_values(&[peer]).set(1);
+        telemetry.metrics.relay_held.with_label_values(&[peer]).inc();
         Self {
-            telemetry,
-            peer,
-            next_hop,
+            telemetry: telemetry.clone(),
+            peer: peer.to_owned(),
+            next_hop: next_hop.to_owned(),
             since: std::time::Instant::now(),
         }
     }
 
+    /// The next hop held.
+    pub fn next_hop(&self) -> &str {
+        &self.next_hop
+    }
+
     pub fn end(self) {
-        self.telemetry.metrics.relay_held.with_label_values(&[self.peer]).set(0);
-        info!(self.telemetry.log, "{}", RELAY_RESUMED; "peer" => self.peer, "next_hop" => self.next_hop,
+        let telemetry = &self.telemetry;
+        telemetry.metrics.relay_held.with_label_values(&[&self.peer]).dec();
+        info!(telemetry.log, "{}", RELAY_RESUMED; "peer" => &self.peer, "next_hop" => &self.next_hop,
             "held_ms" => self.since.elapsed().as_millis() as u64);
     }
 }

@@ -354,8 +354,8 @@ pub const RELAY_HELD: Spec = spec(
     "bsfg_relay_held",
     G,
     &["peer"],
-    "1 while this relay's full store holds the pages it pulls from the peer before a fact for a \
-     next hop whose link is down (before any relayed fact, the store exhausted); 0 otherwise.",
+    "Next hops whose facts this relay leaves at the peer while its store is full and their link is \
+     down (or, the store exhausted, the holds of every relayed fact); 0 when it takes all it pulls.",
 );
 // End to end across hops, partitions included: 1 ms to ~2.3 h.
 pub const DELIVERY_LATENCY: Spec = spec(

@@ -79,10 +79,14 @@ enum PullError {
     /// failure: the session waits and tries the page again.
     #[error("{0}")]
     Unretrievable(Box<PullError>),
-    /// This relay's store is full and the page holds a fact for a next hop whose link is down:
-    /// the page was cut before it, and the session waits for the hop or for room.
-    #[error("the store is full and next hop {0} is not linked, or the store is exhausted")]
-    HopHeld(String),
+    /// This relay's store is full and the page holds a fact for a next hop whose link is down,
+    /// at `offset`: the page was cut before it, and the session pulls on past that hop's facts,
+    /// or waits for the hop or for room.
+    #[error("the store is full and next hop {hop} is not linked, or the store is exhausted")]
+    HopHeld { hop: String, offset: u64 },
+    /// The next hops whose facts the session left at the peer are linked again: it pulls them.
+    #[error("the next hops held are linked again")]
+    Released,
 }
 
 impl PullError {
@@ -107,7 +111,7 @@ impl PullError {
             Self::Stream(_) => LinkFailure::Other,
             Self::Remote(_) => LinkFailure::Refused,
             Self::Protocol(_) => LinkFailure::Protocol,
-            Self::Local(_) | Self::HopHeld(_) => LinkFailure::Local,
+            Self::Local(_) | Self::HopHeld { .. } | Self::Released => LinkFailure::Local,
             Self::Objects(_) | Self::Unretrievable(_) => LinkFailure::Artifact,
         }
     }

@@ -50,6 +50,17 @@ impl Routing {
         }
     }
 
+    /// The destination zones whose facts go through next hop `hop`: the hop itself when it is a
+    /// peer, and the zones routed through it (those not peers themselves).
+    pub fn zones_via(&self, hop: &str) -> Vec<String> {
+        let peer = self.peers.get(hop).into_iter();
+        let routed = self
+            .routes
+            .iter()
+            .filter(|(zone, via)| *via == hop && !self.peers.contains(*zone));
+        peer.chain(routed.map(|(zone, _)| zone)).cloned().collect()
+    }
+
     /// Whether this node relays anything at all.
     pub fn relays(&self) -> bool {
         !self.relay.is_empty()
@@ -156,6 +167,25 @@ mod tests {
         assert_eq!(plant.next_hop("enterprise"), Some("idmz"));
         assert_eq!(plant.next_hop("plant-c"), None);
         assert_eq!(plant.next_hop("plant-a"), None, "a node has no route to itself");
+    }
+
+    #[test]
+    fn the_zones_through_a_next_hop_are_the_hop_and_those_routed_through_it() {
+        let plant = plant_a();
+        assert_eq!(plant.zones_via("idmz"), ["idmz", "enterprise", "plant-b"]);
+        assert!(
+            plant.zones_via("plant-c").is_empty(),
+            "not a peer, nothing routed through it"
+        );
+        let mut dmz = idmz();
+        dmz.routes.insert("line-7".into(), "plant-a".into());
+        dmz.routes.insert("plant-b".into(), "plant-a".into());
+        assert_eq!(
+            dmz.zones_via("plant-a"),
+            ["plant-a", "line-7"],
+            "a peer is reached directly"
+        );
+        assert_eq!(dmz.zones_via("plant-b"), ["plant-b"]);
     }
 
     #[test]

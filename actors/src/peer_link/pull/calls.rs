@@ -6,7 +6,7 @@
 
 use std::{future::Future, time::Duration};
 
-use bsfg_proto::{CloseCode, ConfirmRequest, FetchRequest, FetchResponse, Request, Response};
+use bsfg_proto::{CloseCode, ConfirmRequest, FetchHeldRequest, FetchRequest, FetchResponse, Request, Response};
 use quinn::Connection;
 use rand::{rngs::StdRng, SeedableRng};
 
@@ -52,20 +52,29 @@ impl Session {
         Ok(self.watched(conn, call).await?.0)
     }
 
-    /// The page after `after` (the peer's frontier when `None`), at most `limit` facts, and its
-    /// size on the wire; repeated while the peer refuses retryably.
+    /// The page after `after` (the peer's frontier when `None`), at most `limit` facts, leaving
+    /// out the facts for `held_zones` (`FetchHeld`), and its size on the wire; repeated while the
+    /// peer refuses retryably.
     pub(super) async fn fetch(
         &self,
         conn: &Connection,
         after: Option<u64>,
         limit: u32,
+        held_zones: &[String],
     ) -> Result<(FetchResponse, usize), PullError> {
-        let request = Request::Fetch(FetchRequest {
+        let fetch = FetchRequest {
             consumer: format!("peer:{}", self.config.zone),
             limit,
             max_wait_ms: self.config.max_wait.as_millis().min(u128::from(u32::MAX)) as u32,
             after,
-        });
+        };
+        let request = match held_zones {
+            [] => Request::Fetch(fetch),
+            held => Request::FetchHeld(FetchHeldRequest {
+                fetch,
+                held_zones: held.to_vec(),
+            }),
+        };
         self.retrying(conn, "fetch_facts", || async {
             let answered = self.call(conn, &request).await?;
             match answered.response {

@@ -26,17 +26,22 @@
 //!
 //! A relay's store is shared by all its next hops (SPEC §4a). While it is full
 //! ([`StoreRoom::Full`]) a page is cut before its first fact for a next hop whose link is down
-//! ([`PullError::HopHeld`]): that fact and the ones after it wait at the sender, and the session
-//! waits for the hop's link or for room (`relay_held`, then `relay_resumed`). Facts for live next
-//! hops are taken, since those hops drain them, so one zone offline for long does not stop the
-//! flows of the others through the relay. Exhausted ([`StoreRoom::Exhausted`]), it pulls nothing,
-//! and a page already in flight is cut before its first relayed fact.
+//! ([`PullError::HopHeld`]), and the session *holds* that hop (`Holding`): its pulls ask the sender
+//! to leave out the facts for the hop's zones (`FetchHeld`), and confirm nothing from the first
+//! of them on, so those wait at the sender; the facts for live next hops are taken, since those
+//! hops drain them, so one zone offline for long does not stop the flows of the others through the
+//! relay, not even the sender's facts behind the held ones. Once every held hop is linked again,
+//! or the store has room ([`PullError::Released`]), the session pulls from the first held fact, and the copies of what it
+//! took meanwhile are dropped as duplicates. `relay_held` and `relay_resumed` mark each hold. A
+//! sender of an older version refuses `FetchHeld`: the session then waits at the cut for the hop
+//! or for room, as before. Exhausted ([`StoreRoom::Exhausted`]), it pulls nothing, and a page
+//! already in flight is cut before its first relayed fact.
 
 use std::{
     net::SocketAddr,
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
-        Arc,
+        Arc, Mutex, PoisonError,
     },
     time::{Duration, Instant},
 };
@@ -48,7 +53,7 @@ use tokio::sync::{mpsc, watch};
 use super::{artifacts::Ready, stored::Origins, PullError};
 use crate::{
     backpressure::StoreRoom,
-    events::{Direction, LinkFailure, PeerConnected, PeerDialFailed, RelayHeld, TlsHandshakeFailed},
+    events::{Direction, Hold, LinkFailure, PeerConnected, PeerDialFailed, RelayHeld, TlsHandshakeFailed},
     forward_buffer::Insert,
     peer_link::{
         page_size::{PageSize, TARGET},
@@ -90,6 +95,22 @@ pub(super) struct Session {
     /// The address of the peer's list to dial next: moves on after a failed dial or a session
     /// that pulled nothing (an HA zone's standby refuses every call, or the instance is gone).
     pub(super) next_address: AtomicUsize,
+    /// The next hops whose facts the pulls leave at the peer while this relay's store is full.
+    holding: Mutex<Option<Holding>>,
+    /// The peer on this connection refused `FetchHeld` (a node of an older version): a held next
+    /// hop holds the whole link there, as before destinations could be left out.
+    held_refused: AtomicBool,
+}
+
+/// Next hops whose facts wait at the peer: the pages leave out their destinations' facts, and
+/// nothing from the first of them on is confirmed, so the peer keeps them (and everything after
+/// them: its frontier is one offset). Once every hop is linked again the session pulls from
+/// there, and the facts it had already taken are dropped as duplicates.
+struct Holding {
+    /// The offset of the first fact held.
+    from: u64,
+    /// Each hop held, with its report.
+    hops: Vec<RelayHeld>,
 }
 
 impl Session {
@@ -100,6 +121,8 @@ impl Session {
             deps,
             inserted: AtomicU64::new(0),
             next_address: AtomicUsize::new(0),
+            holding: Mutex::new(None),
+            held_refused: AtomicBool::new(false),
         }
     }
 
@@ -208,17 +231,28 @@ impl Session {
     /// same page fails again.
     pub(super) async fn pull(&self, conn: &Connection, progressed: &AtomicBool) -> PullError {
         let (mut room_wait, mut artifact_wait) = (ROOM_WAIT, ARTIFACT_WAIT);
+        // This connection's peer may be of another version than the last one's.
+        self.held_refused.store(false, Ordering::Relaxed);
         loop {
             let inserted = self.inserted.load(Ordering::Acquire);
             let failed = self.stages(conn, progressed).await;
             if self.inserted.load(Ordering::Acquire) != inserted {
                 (room_wait, artifact_wait) = (ROOM_WAIT, ARTIFACT_WAIT);
             }
-            if let PullError::HopHeld(hop) = &failed {
-                if let Err(lost) = self.until_hop(conn, hop).await {
-                    return lost;
+            match &failed {
+                PullError::HopHeld { hop, offset } => {
+                    if !self.hold(hop, *offset) {
+                        if let Err(lost) = self.until_hop(conn, hop).await {
+                            return lost;
+                        }
+                    }
+                    continue;
                 }
-                continue;
+                PullError::Released => {
+                    self.release();
+                    continue;
+                }
+                _ => {}
             }
             let (wait, most) = match &failed {
                 PullError::Local(refused) if refused.code == ErrorCode::ResourceExhausted => {
@@ -252,6 +286,7 @@ impl Session {
             self.fetcher(conn, pages_tx, start),
             self.inserter(conn, pages_rx, inserted_tx, progressed),
             self.confirmer(conn, inserted_rx),
+            self.until_released(),
         );
         match stages {
             Err(e) => e,
@@ -289,6 +324,7 @@ impl Session {
     ) -> Result<(), PullError> {
         let mut after = start;
         let mut size = PageSize::new(self.config.batch_limit);
+        let (held_zones, first_held) = self.held_zones();
         loop {
             self.until_room(conn).await?;
             let limit = match self.config.max_bytes_per_second {
@@ -296,12 +332,17 @@ impl Session {
                 None => size.limit(),
             };
             let asked = Instant::now();
-            let (page, bytes) = match self.fetch(conn, after, limit).await {
+            let (page, bytes) = match self.fetch(conn, after, limit, &held_zones).await {
                 // The peer's limit is above ours, and so are its pages: ask for fewer facts.
                 Err(PullError::Stream(framed::StreamError::Frame(FrameError::TooLarge { len, limit: most })))
                     if size.refused(limit, len, most) =>
                 {
                     continue;
+                }
+                // A node of an older version does not know `FetchHeld`: the link is held instead.
+                Err(PullError::Remote(e)) if e.code == ErrorCode::InvalidArgument && !held_zones.is_empty() => {
+                    self.held_refused.store(true, Ordering::Relaxed);
+                    return Err(first_held.unwrap_or(PullError::Released));
                 }
                 fetched => fetched?,
             };
@@ -341,6 +382,104 @@ impl Session {
         self.held(conn, room).await
     }
 
+    /// Holds next hop `hop`, whose fact at `offset` a page was cut before, while the store is only
+    /// full: the pulls go on past its facts. False when it cannot be held so (the store is
+    /// exhausted, or the peer cannot leave facts out): the session waits instead.
+    fn hold(&self, hop: &str, offset: u64) -> bool {
+        let mut holding = self.holding.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.held_refused.load(Ordering::Relaxed) {
+            // Back to holding the link: nothing was confirmed past the first fact held.
+            if let Some(holding) = holding.take() {
+                holding.hops.into_iter().for_each(RelayHeld::end);
+            }
+            return false;
+        }
+        if *self.deps.store_room.borrow() != StoreRoom::Full {
+            return false;
+        }
+        let holding = holding.get_or_insert_with(|| Holding {
+            from: offset,
+            hops: Vec::new(),
+        });
+        holding.from = holding.from.min(offset);
+        if holding.hops.iter().all(|held| held.next_hop() != hop) {
+            let (telemetry, peer) = (&self.deps.telemetry, &self.config.peer);
+            holding
+                .hops
+                .push(RelayHeld::begin(telemetry, peer, hop, Hold::Destination));
+        }
+        true
+    }
+
+    /// Ends the holds: the next session pulls from the first fact held.
+    fn release(&self) {
+        let released = self.holding.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(holding) = released {
+            holding.hops.into_iter().for_each(RelayHeld::end);
+        }
+    }
+
+    /// The destination zones whose facts the pages leave out, and the cut that stands for them
+    /// should the peer not take `FetchHeld` (the first fact held).
+    fn held_zones(&self) -> (Vec<String>, Option<PullError>) {
+        let holding = self.holding.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(holding) = holding.as_ref() else {
+            return (Vec::new(), None);
+        };
+        let routing = &self.config.routing;
+        let zones = holding
+            .hops
+            .iter()
+            .flat_map(|held| routing.zones_via(held.next_hop()))
+            .collect();
+        let first = holding.hops.first().map(|held| PullError::HopHeld {
+            hop: held.next_hop().to_owned(),
+            offset: holding.from,
+        });
+        (zones, first)
+    }
+
+    /// The highest offset that may be confirmed: below the first fact held, if any.
+    fn confirmable(&self, high: u64) -> u64 {
+        let holding = self.holding.lock().unwrap_or_else(PoisonError::into_inner);
+        holding
+            .as_ref()
+            .map_or(high, |holding| high.min(holding.from.saturating_sub(1)))
+    }
+
+    /// Ends the session's stages with [`PullError::Released`] once the store has room, or every
+    /// next hop held is linked and the store is only full; never while nothing is held. With room
+    /// the held facts come here again (until the store is full and they are held anew), so the
+    /// peer does not keep them while this relay could.
+    async fn until_released(&self) -> Result<(), PullError> {
+        let hops: Vec<String> = match &*self.holding.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(holding) => holding.hops.iter().map(|held| held.next_hop().to_owned()).collect(),
+            None => Vec::new(),
+        };
+        if hops.is_empty() {
+            return std::future::pending().await;
+        }
+        let (mut store, mut linked) = (self.deps.store_room.clone(), self.deps.linked.clone());
+        loop {
+            let room = *store.borrow_and_update();
+            let up = {
+                let linked = linked.borrow_and_update();
+                hops.iter().all(|hop| linked.contains(hop))
+            };
+            if room == StoreRoom::Room || (up && room == StoreRoom::Full) {
+                return Err(PullError::Released);
+            }
+            let changed = tokio::select! {
+                changed = store.changed() => changed,
+                changed = linked.changed() => changed,
+            };
+            if changed.is_err() {
+                // Shutting down: the connection's end, or the task's, ends the session.
+                return std::future::pending().await;
+            }
+        }
+    }
+
     /// Waits until next hop `hop` is linked again while the store is only full, or the store has
     /// room (a page was cut before a fact for it), logged once at each end.
     async fn until_hop(&self, conn: &Connection, hop: &str) -> Result<(), PullError> {
@@ -363,8 +502,11 @@ impl Session {
                 }
             }
         };
-        let exhausted = *self.deps.store_room.borrow() == StoreRoom::Exhausted;
-        let held = RelayHeld::begin(&self.deps.telemetry, &self.config.peer, hop, exhausted);
+        let hold = match *self.deps.store_room.borrow() {
+            StoreRoom::Exhausted => Hold::Exhausted,
+            _ => Hold::Link,
+        };
+        let held = RelayHeld::begin(&self.deps.telemetry, &self.config.peer, hop, hold);
         let waited = self.held(conn, released).await;
         held.end();
         waited
@@ -398,7 +540,8 @@ impl Session {
         while let Some(page) = pages.recv().await {
             let cut = self.insert(conn, page.facts).await?;
             // Cut before a fact whose artifact waits: what came before it is in, and stays so.
-            let high = cut.as_ref().map_or(page.high_offset, |(offset, _)| offset - 1);
+            // Nothing from a held fact on counts as inserted: the peer keeps those facts.
+            let high = self.confirmable(cut.as_ref().map_or(page.high_offset, |(offset, _)| offset - 1));
             progressed.store(true, Ordering::Relaxed);
             self.inserted.fetch_max(high, Ordering::AcqRel);
             inserted.send_if_modified(|inserted| {
@@ -451,7 +594,7 @@ impl Session {
             cut,
         } = self.with_artifacts(conn, sorted).await?;
         // Cut for an artifact before the held fact, or at it.
-        let cut = cut.or(held.map(|(offset, hop)| (offset, PullError::HopHeld(hop))));
+        let cut = cut.or(held.map(|(offset, hop)| (offset, PullError::HopHeld { hop, offset })));
         if sorted.deliver.is_empty() && sorted.relay.is_empty() {
             return Ok(cut);
         }
