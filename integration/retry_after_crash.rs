@@ -174,6 +174,54 @@ async fn a_run_stopped_by_sigterm_says_how_far_it_got() {
     );
 }
 
+/// SIGTERM to `bsfg append --jsonl - --unordered` once its whole input is sent, its answers still to come (the
+/// node is stopped): nothing is cut off, so the run waits for them and succeeds. Before, it exited
+/// 75 as if part of the input had not been sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_after_the_whole_input_was_sent_lets_the_run_finish() {
+    use std::io::Write;
+
+    let mut cluster = Cluster::pair();
+    cluster.start("enterprise");
+    let node = cluster.options("enterprise").node;
+    let mut append = cluster
+        // Unordered, so that each line's call goes out without waiting for the answer before it.
+        .cli_command("enterprise", CLIENT, &node, &["append", "--jsonl", "-", "--unordered"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start bsfg append");
+    let mut input = append.stdin.take().expect("stdin");
+    writeln!(input, "{}", json_line("plant-a", "s-1")).expect("write");
+    input.flush().expect("flush");
+    wait_until(Duration::from_secs(30), "the first line is stored", || {
+        stored(&cluster, "enterprise") == 1
+    })
+    .await;
+    cluster.signal("enterprise", "STOP");
+    for id in ["s-2", "s-3"] {
+        writeln!(input, "{}", json_line("plant-a", id)).expect("write");
+    }
+    drop(input);
+    // Time to read the end of the input and send the last calls, which the node cannot answer.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = append.id().to_string();
+    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(killed.expect("kill -TERM").success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        append.try_wait().expect("try_wait").is_none(),
+        "it waits for the answers"
+    );
+    cluster.signal("enterprise", "CONT");
+
+    let out = wait_exit(append, Duration::from_secs(30)).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_lines(&out)[0]["appended"], 3, "every line was stored");
+    assert_eq!(stored(&cluster, "enterprise"), 3);
+}
+
 /// `bsfg append --jsonl` of a file of `LINES` lines for plant-a (ids `<prefix>-1`, ...), running
 /// on `enterprise`, once a tenth of the file is stored; the command, the file and its ids. The
 /// lines carry no `produced_at_unix_ms`: the CLI stamps each with the time of each run.

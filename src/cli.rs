@@ -402,7 +402,8 @@ pub struct AppendArgs {
     /// each line once (its produced_at_unix_ms may differ; the send time is not content).
     /// SIGTERM or SIGINT stops the sending: the calls in flight are answered, the summary is
     /// printed, and the command exits 75 naming the last line sent (every line up to it is
-    /// stored, none after it); a second signal stops waiting.
+    /// stored, none after it); a second signal stops waiting. After the whole input was sent a
+    /// signal changes nothing: the answers finish the run, which exits as it would have.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["to", "subject", "predicate", "object_json"])]
     pub jsonl: Option<String>,
     /// Destination zone.

@@ -15,7 +15,8 @@
 //! answered, the summary printed, and the command exits 75 naming the last line sent, so the
 //! caller knows that every line up to it had its answer and none after it was sent. A second
 //! signal ends the wait at once; the lines of the calls still unanswered are then named as of
-//! unknown fate.
+//! unknown fate. A first signal after the whole input was sent cuts nothing off: the run ends
+//! as it would have without it (exit 0 when every line was stored).
 
 use bsfg_proto::{AppendResponse, ErrorCode, RpcError};
 use futures::{stream::FuturesUnordered, StreamExt};
@@ -99,8 +100,9 @@ async fn send_all(client: &Client, calls: &mut Calls, in_flight: usize, interrup
     let mut last_sent = 0;
     // The first line of each call in flight: what a second signal leaves of unknown fate.
     let mut unanswered = std::collections::BTreeSet::new();
+    let mut signalled = false;
     loop {
-        let sending = input_left && report.failure.is_none() && report.interrupted.is_none();
+        let sending = input_left && report.failure.is_none() && !signalled;
         if !sending && pending.is_empty() {
             return report;
         }
@@ -119,9 +121,11 @@ async fn send_all(client: &Client, calls: &mut Calls, in_flight: usize, interrup
                 }
                 report.add(&lines, answer);
             }
-            signal = interrupts.next() => match report.interrupted {
-                None => report.interrupted = Some((signal, last_sent)),
-                Some(_) => {
+            signal = interrupts.next() => match std::mem::replace(&mut signalled, true) {
+                // The whole input was sent: the answers in flight finish the run, as without it.
+                false if !input_left => {}
+                false => report.interrupted = Some((signal, last_sent)),
+                true => {
                     let first = unanswered.first().copied().unwrap_or(last_sent);
                     report.abandon(signal, first..=last_sent);
                     return report;
