@@ -55,8 +55,13 @@ fn relay_held(cluster: &Cluster, peer: &str) -> f64 {
 /// The estate with plant-a down and `FACTS` facts for it appended at enterprise, once the DMZ's
 /// store refuses new facts; the producer and the facts' ids.
 async fn dmz_full_of_facts_for_plant_a() -> (Cluster, Client, Vec<String>) {
+    dmz_full_of_facts_for_plant_a_with(DMZ).await
+}
+
+/// [`dmz_full_of_facts_for_plant_a`] with the DMZ's configuration `dmz`.
+async fn dmz_full_of_facts_for_plant_a_with(dmz: &str) -> (Cluster, Client, Vec<String>) {
     let mut cluster = Cluster::estate();
-    cluster.net.add_toml(IDMZ, DMZ).expect("a small DMZ store");
+    cluster.net.add_toml(IDMZ, dmz).expect("a small DMZ store");
     cluster.start_all();
     estate::wait_linked(&cluster, WAIT).await;
     assert!(cluster.terminate(PLANT_A).success());
@@ -182,6 +187,47 @@ async fn facts_for_a_plant_that_is_up_pass_a_full_dmz_behind_facts_for_one_that_
     );
     let relayed = metric(&cluster, IDMZ, "bsfg_relayed_facts_total{to_zone=\"plant-b\"}");
     assert_eq!(relayed as usize, FOR_B, "each fact for plant-b relayed once");
+    assert_eq!(metric(&cluster, IDMZ, "bsfg_dropped_facts_total"), 0.0);
+}
+
+/// A hold lasts at most half the DMZ's shorter retention (its dedupe windows: the copies it pulls
+/// again when the hold ends must still be known as duplicates). Past it the DMZ pulls from the
+/// first fact held again and, full again, holds the link at the cut as before holds; once plant-a
+/// is back every fact arrives once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_that_would_outlast_the_dmz_dedupe_windows_ends_and_the_link_waits_instead() {
+    const FOR_B: usize = 50;
+    // Holds of at most 8 s.
+    let dmz = format!("{DMZ}\n[forward]\nretention = \"16s\"\n");
+    let (mut cluster, producer, for_a) = dmz_full_of_facts_for_plant_a_with(&dmz).await;
+    let holds = |reason: &str| {
+        events(&cluster, IDMZ, "relay_held")
+            .iter()
+            .filter(|e| e["next_hop"] == PLANT_A && e["reason"].as_str().is_some_and(|r| r.contains(reason)))
+            .count()
+    };
+    wait_until(WAIT, "the DMZ holds plant-a's facts at enterprise", || {
+        holds("facts for live next hops go on") == 1
+    })
+    .await;
+    let for_b = append_many(&producer, ENTERPRISE, PLANT_B, "work-order", FOR_B, 200).await;
+    let plant_b = cluster.client(PLANT_B).await;
+    let delivered = receive(&plant_b, "mes", FOR_B, WAIT).await;
+    assert_eq!(harness::ids(&delivered), for_b, "plant-b's facts pass during the hold");
+    wait_until(WAIT, "the hold ends and the link waits at the cut", || {
+        holds("dedupe windows") == 1
+    })
+    .await;
+    assert_eq!(relay_held(&cluster, ENTERPRISE), 1.0, "one hold on: the link's");
+
+    cluster.start(PLANT_A);
+    assert_received(&cluster, PLANT_A, &for_a, "every fact for plant-a, once, in order").await;
+    let again = plant_b.fetch("mes", 1000, 2000, None).await.expect("fetch");
+    assert!(
+        again.facts.is_empty(),
+        "nothing twice: {:?}",
+        harness::ids(&again.facts)
+    );
     assert_eq!(metric(&cluster, IDMZ, "bsfg_dropped_facts_total"), 0.0);
 }
 

@@ -196,18 +196,23 @@ async fn wait_for_page(
     let deadline = Instant::now() + page.max_wait;
     let limit = page.limit.clamp(1, MAX_PAGE) as usize;
     let mut waited = Duration::ZERO;
+    let mut after = page.after;
     loop {
         let upto = *high.borrow_and_update();
-        let records = source.read_reported(page.after, upto, limit).await?;
+        let records = source.read_reported(after, upto, limit).await?;
         if !records.is_empty() {
-            let (records, upto, left) = leave_out(records, &page.held_zones, upto.max(page.after), limit);
-            let (page, more) = into_page(records, upto, limit, page.max_bytes);
-            // A page left with nothing is complete up to what was read: the reader asks after it.
-            return Ok(Served {
-                page,
-                waited,
-                more: more || left,
-            });
+            let (records, upto, full) = leave_out(records, &page.held_zones, upto.max(after), limit);
+            if !records.is_empty() || full {
+                let (page, more) = into_page(records, upto, limit, page.max_bytes);
+                // A full read of held facts only is complete up to its last: the reader asks after it.
+                return Ok(Served {
+                    page,
+                    waited,
+                    more: more || full,
+                });
+            }
+            // Held facts only, up to `upto`: nothing for this reader yet.
+            after = upto;
         }
         // Nothing for this reader up to `upto`: the empty page is complete up to there.
         let wait_started = Instant::now();
@@ -219,7 +224,7 @@ async fn wait_for_page(
         if Instant::now() >= deadline || !woken {
             let page = EncodedPage {
                 facts: Vec::new(),
-                high_offset: upto.max(page.after),
+                high_offset: upto.max(after),
             };
             return Ok(Served {
                 page,
@@ -342,15 +347,35 @@ mod tests {
         assert_eq!(
             (served.page.high_offset, served.more),
             (7, true),
-            "a page of held facts only moves the reader past them at once"
+            "a full read of held facts only moves the reader past them at once"
         );
+
+        // A read of held facts only, not full, is nothing yet: the fetch waits for the next commit.
+        let waiting = fetch(
+            journal,
+            peer(),
+            PageRequest {
+                max_wait: Duration::from_secs(10),
+                ..holding(5, 10)
+            },
+            1 << 20,
+        );
+        let waiting = tokio::spawn(waiting);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "it waits");
+        let next = Prepared::new(message(ZONE, "plant-b", "m8"))
+            .expect("prepare")
+            .via("idmz");
+        journal.append(vec![next], AppendMode::EachAlone).await.expect("append");
+        let served = waiting.await.expect("join").expect("fetch");
+        assert_eq!(offsets(&served.page), [8], "the next fact for the reader");
 
         let all = fetch(journal, peer(), request(Some(0), Duration::ZERO), 1 << 20)
             .await
             .expect("fetch");
         assert_eq!(
             offsets(&all.page),
-            [1, 2, 3, 4, 5, 6, 7],
+            [1, 2, 3, 4, 5, 6, 7, 8],
             "nothing is held without asking"
         );
     }

@@ -25,8 +25,9 @@ pub enum Hold {
     /// The store is full and the hop's link is down: its facts wait at the peer, whose pages
     /// leave them out (`FetchHeld`); the facts for live next hops go on.
     Destination,
-    /// The same, with a peer of an older version that cannot leave them out: its pages are cut
-    /// before the first such fact, and the facts after it wait too.
+    /// The same, but the peer's pages are cut before the first such fact, and the facts after it
+    /// wait too: the peer cannot leave them out (a node of an older version), or the hop was held
+    /// as long as the relay's dedupe windows allow.
     Link,
     /// The store is exhausted: no relayed fact is taken.
     Exhausted,
@@ -51,7 +52,8 @@ impl RelayHeld {
             }
             Hold::Link => {
                 "the store buffer is full and the next hop's link is down: its facts, and the ones after \
-                 them from this peer, wait at the peer (a node of an older version, which cannot leave them out)"
+                 them from this peer, wait at the peer (it cannot leave them out, or they were left there \
+                 for as long as this node's dedupe windows allow)"
             }
             Hold::Exhausted => {
                 "the store buffer is exhausted: relayed facts wait at the peer until its next hops \
@@ -66,11 +68,6 @@ impl RelayHeld {
             next_hop: next_hop.to_owned(),
             since: std::time::Instant::now(),
         }
-    }
-
-    /// The next hop held.
-    pub fn next_hop(&self) -> &str {
-        &self.next_hop
     }
 
     pub fn end(self) {

@@ -31,6 +31,7 @@
 
 mod artifacts;
 mod calls;
+mod holding;
 mod session;
 mod stored;
 
@@ -84,9 +85,10 @@ enum PullError {
     /// or waits for the hop or for room.
     #[error("the store is full and next hop {hop} is not linked, or the store is exhausted")]
     HopHeld { hop: String, offset: u64 },
-    /// The next hops whose facts the session left at the peer are linked again: it pulls them.
-    #[error("the next hops held are linked again")]
-    Released,
+    /// Holds are to end (a hop linked again, room, or a hold that lasted too long): the session
+    /// pulls again from the first fact they held.
+    #[error("the holds of next hops {:?} end", .0.hops)]
+    Released(holding::Release),
 }
 
 impl PullError {
@@ -111,7 +113,7 @@ impl PullError {
             Self::Stream(_) => LinkFailure::Other,
             Self::Remote(_) => LinkFailure::Refused,
             Self::Protocol(_) => LinkFailure::Protocol,
-            Self::Local(_) | Self::HopHeld { .. } | Self::Released => LinkFailure::Local,
+            Self::Local(_) | Self::HopHeld { .. } | Self::Released(_) => LinkFailure::Local,
             Self::Objects(_) | Self::Unretrievable(_) => LinkFailure::Artifact,
         }
     }

@@ -26,16 +26,18 @@
 //!
 //! A relay's store is shared by all its next hops (SPEC §4a). While it is full
 //! ([`StoreRoom::Full`]) a page is cut before its first fact for a next hop whose link is down
-//! ([`PullError::HopHeld`]), and the session *holds* that hop (`Holding`): its pulls ask the sender
-//! to leave out the facts for the hop's zones (`FetchHeld`), and confirm nothing from the first
-//! of them on, so those wait at the sender; the facts for live next hops are taken, since those
-//! hops drain them, so one zone offline for long does not stop the flows of the others through the
-//! relay, not even the sender's facts behind the held ones. Once every held hop is linked again,
-//! or the store has room ([`PullError::Released`]), the session pulls from the first held fact, and the copies of what it
-//! took meanwhile are dropped as duplicates. `relay_held` and `relay_resumed` mark each hold. A
-//! sender of an older version refuses `FetchHeld`: the session then waits at the cut for the hop
-//! or for room, as before. Exhausted ([`StoreRoom::Exhausted`]), it pulls nothing, and a page
-//! already in flight is cut before its first relayed fact.
+//! ([`PullError::HopHeld`]), and the session *holds* that hop (`holding`): its pulls ask the sender
+//! to leave out the facts for the hop's zones (`FetchHeld`) and confirm nothing from the first of
+//! them on, so those wait at the sender; the facts for live next hops are taken, since those hops
+//! drain them, so one zone offline for long does not stop the flows of the others through the
+//! relay, not even the sender's facts behind the held ones. When a hold ends (the hop linked
+//! again, room, or the hold lasted as long as the dedupe windows allow: [`PullError::Released`])
+//! the session pulls from the first fact it held, and the copies of what it took meanwhile are
+//! dropped as duplicates. `relay_held` and `relay_resumed` mark each hold. Where a hop cannot be
+//! held (a sender of an older version refuses `FetchHeld`, or its hold lasted too long) the session
+//! waits at the cut for the hop or for room, as before holds. Exhausted
+//! ([`StoreRoom::Exhausted`]), it pulls nothing, and a page already in flight is cut before its
+//! first relayed fact.
 
 use std::{
     net::SocketAddr,
@@ -50,7 +52,12 @@ use bsfg_proto::{ErrorCode, FetchResponse, FetchedFact, FrameError, RpcError};
 use quinn::Connection;
 use tokio::sync::{mpsc, watch};
 
-use super::{artifacts::Ready, stored::Origins, PullError};
+use super::{
+    artifacts::Ready,
+    holding::{Holds, Release},
+    stored::Origins,
+    PullError,
+};
 use crate::{
     backpressure::StoreRoom,
     events::{Direction, Hold, LinkFailure, PeerConnected, PeerDialFailed, RelayHeld, TlsHandshakeFailed},
@@ -95,33 +102,37 @@ pub(super) struct Session {
     /// The address of the peer's list to dial next: moves on after a failed dial or a session
     /// that pulled nothing (an HA zone's standby refuses every call, or the instance is gone).
     pub(super) next_address: AtomicUsize,
-    /// The next hops whose facts the pulls leave at the peer while this relay's store is full.
-    holding: Mutex<Option<Holding>>,
+    /// The next hops whose facts the pulls leave at the peer while this relay's store is full
+    /// (`holding`). While any is held, `inserted` stays below the first fact held.
+    holds: Mutex<Holds<RelayHeld>>,
+    /// The highest source offset any session of this link went through: facts inserted, or
+    /// left at the peer by a hold. Where a session resumes while hops are held.
+    pulled: AtomicU64,
     /// The peer on this connection refused `FetchHeld` (a node of an older version): a held next
     /// hop holds the whole link there, as before destinations could be left out.
     held_refused: AtomicBool,
 }
 
-/// Next hops whose facts wait at the peer: the pages leave out their destinations' facts, and
-/// nothing from the first of them on is confirmed, so the peer keeps them (and everything after
-/// them: its frontier is one offset). Once every hop is linked again the session pulls from
-/// there, and the facts it had already taken are dropped as duplicates.
-struct Holding {
-    /// The offset of the first fact held.
-    from: u64,
-    /// Each hop held, with its report.
-    hops: Vec<RelayHeld>,
+/// What becomes of a page cut before a fact for a next hop that is down.
+enum Cut {
+    /// The hop is held: the pulls go on past its facts.
+    Held,
+    /// The link waits at the cut; once the store is only full again, for the hop to be held
+    /// (`then_hold`), or for its link or room.
+    Wait { then_hold: bool },
 }
 
 impl Session {
     pub(super) fn new(config: Arc<PeerLinkConfig>, deps: PeerLinkDeps) -> Self {
+        let holds = Mutex::new(Holds::new(config.hold_most));
         Self {
             ingress: Pacer::new(config.max_bytes_per_second),
             config,
             deps,
             inserted: AtomicU64::new(0),
             next_address: AtomicUsize::new(0),
-            holding: Mutex::new(None),
+            holds,
+            pulled: AtomicU64::new(0),
             held_refused: AtomicBool::new(false),
         }
     }
@@ -234,22 +245,22 @@ impl Session {
         // This connection's peer may be of another version than the last one's.
         self.held_refused.store(false, Ordering::Relaxed);
         loop {
-            let inserted = self.inserted.load(Ordering::Acquire);
+            let pulled = self.pulled.load(Ordering::Acquire);
             let failed = self.stages(conn, progressed).await;
-            if self.inserted.load(Ordering::Acquire) != inserted {
+            if self.pulled.load(Ordering::Acquire) != pulled {
                 (room_wait, artifact_wait) = (ROOM_WAIT, ARTIFACT_WAIT);
             }
             match &failed {
                 PullError::HopHeld { hop, offset } => {
-                    if !self.hold(hop, *offset) {
-                        if let Err(lost) = self.until_hop(conn, hop).await {
+                    if let Cut::Wait { then_hold } = self.hold(hop, *offset) {
+                        if let Err(lost) = self.until_hop(conn, hop, then_hold).await {
                             return lost;
                         }
                     }
                     continue;
                 }
-                PullError::Released => {
-                    self.release();
+                PullError::Released(release) => {
+                    self.release(release);
                     continue;
                 }
                 _ => {}
@@ -280,10 +291,15 @@ impl Session {
             Ok(start) => start,
             Err(e) => return e,
         };
+        // While hops are held, what was pulled past them is not pulled again.
+        let fetch_from = match start {
+            Some(inserted) if !self.lock_holds().is_empty() => Some(inserted.max(self.pulled.load(Ordering::Acquire))),
+            start => start,
+        };
         let (pages_tx, pages_rx) = mpsc::channel(PIPELINE_DEPTH);
         let (inserted_tx, inserted_rx) = watch::channel(start.unwrap_or(0));
         let stages = tokio::try_join!(
-            self.fetcher(conn, pages_tx, start),
+            self.fetcher(conn, pages_tx, fetch_from),
             self.inserter(conn, pages_rx, inserted_tx, progressed),
             self.confirmer(conn, inserted_rx),
             self.until_released(),
@@ -309,7 +325,10 @@ impl Session {
             // Not now (a storage fault over there): pull from its frontier, duplicates are dropped.
             Err(PullError::Remote(e)) if e.retryable => Ok(None),
             Err(PullError::Remote(_)) => {
+                // What it served is gone: so are the offsets of the facts held there.
                 self.inserted.store(0, Ordering::Release);
+                self.pulled.store(0, Ordering::Release);
+                self.lock_holds().release_all().into_iter().for_each(RelayHeld::end);
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -324,7 +343,14 @@ impl Session {
     ) -> Result<(), PullError> {
         let mut after = start;
         let mut size = PageSize::new(self.config.batch_limit);
-        let (held_zones, first_held) = self.held_zones();
+        let (held_zones, first_held) = {
+            let holds = self.lock_holds();
+            let first = holds.first().map(|(hop, offset)| PullError::HopHeld {
+                hop: hop.to_owned(),
+                offset,
+            });
+            (holds.zones(&self.config.routing), first)
+        };
         loop {
             self.until_room(conn).await?;
             let limit = match self.config.max_bytes_per_second {
@@ -342,7 +368,7 @@ impl Session {
                 // A node of an older version does not know `FetchHeld`: the link is held instead.
                 Err(PullError::Remote(e)) if e.code == ErrorCode::InvalidArgument && !held_zones.is_empty() => {
                     self.held_refused.store(true, Ordering::Relaxed);
-                    return Err(first_held.unwrap_or(PullError::Released));
+                    return Err(first_held.unwrap_or(PullError::Protocol("fetch")));
                 }
                 fetched => fetched?,
             };
@@ -382,96 +408,60 @@ impl Session {
         self.held(conn, room).await
     }
 
-    /// Holds next hop `hop`, whose fact at `offset` a page was cut before, while the store is only
-    /// full: the pulls go on past its facts. False when it cannot be held so (the store is
-    /// exhausted, or the peer cannot leave facts out): the session waits instead.
-    fn hold(&self, hop: &str, offset: u64) -> bool {
-        let mut holding = self.holding.lock().unwrap_or_else(PoisonError::into_inner);
+    fn lock_holds(&self) -> std::sync::MutexGuard<'_, Holds<RelayHeld>> {
+        self.holds.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Holds next hop `hop`, whose fact at `offset` a page was cut before, if the store is only
+    /// full and the peer can leave facts out; else the link waits at the cut.
+    fn hold(&self, hop: &str, offset: u64) -> Cut {
+        let mut holds = self.lock_holds();
         if self.held_refused.load(Ordering::Relaxed) {
             // Back to holding the link: nothing was confirmed past the first fact held.
-            if let Some(holding) = holding.take() {
-                holding.hops.into_iter().for_each(RelayHeld::end);
-            }
-            return false;
+            holds.release_all().into_iter().for_each(RelayHeld::end);
+            return Cut::Wait { then_hold: false };
         }
-        if *self.deps.store_room.borrow() != StoreRoom::Full {
-            return false;
+        let room = *self.deps.store_room.borrow();
+        if room != StoreRoom::Full {
+            // Room: the wait ends at once; exhausted: it ends once the store is only full.
+            return Cut::Wait { then_hold: true };
         }
-        let holding = holding.get_or_insert_with(|| Holding {
-            from: offset,
-            hops: Vec::new(),
-        });
-        holding.from = holding.from.min(offset);
-        if holding.hops.iter().all(|held| held.next_hop() != hop) {
-            let (telemetry, peer) = (&self.deps.telemetry, &self.config.peer);
-            holding
-                .hops
-                .push(RelayHeld::begin(telemetry, peer, hop, Hold::Destination));
-        }
-        true
-    }
-
-    /// Ends the holds: the next session pulls from the first fact held.
-    fn release(&self) {
-        let released = self.holding.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(holding) = released {
-            holding.hops.into_iter().for_each(RelayHeld::end);
+        let (telemetry, peer) = (&self.deps.telemetry, &self.config.peer);
+        let report = || RelayHeld::begin(telemetry, peer, hop, Hold::Destination);
+        match holds.hold(hop, offset, Instant::now(), report) {
+            true => Cut::Held,
+            // Overdue, or held already and a fact of its zones came all the same.
+            false => Cut::Wait { then_hold: false },
         }
     }
 
-    /// The destination zones whose facts the pages leave out, and the cut that stands for them
-    /// should the peer not take `FetchHeld` (the first fact held).
-    fn held_zones(&self) -> (Vec<String>, Option<PullError>) {
-        let holding = self.holding.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(holding) = holding.as_ref() else {
-            return (Vec::new(), None);
-        };
-        let routing = &self.config.routing;
-        let zones = holding
-            .hops
-            .iter()
-            .flat_map(|held| routing.zones_via(held.next_hop()))
-            .collect();
-        let first = holding.hops.first().map(|held| PullError::HopHeld {
-            hop: held.next_hop().to_owned(),
-            offset: holding.from,
-        });
-        (zones, first)
+    /// Ends the holds `release` names; the pull goes back to the first fact they held.
+    fn release(&self, release: &Release) {
+        let (reports, from) = self.lock_holds().release(release);
+        reports.into_iter().for_each(RelayHeld::end);
+        if let Some(from) = from {
+            self.pulled.fetch_min(from.saturating_sub(1), Ordering::AcqRel);
+        }
     }
 
-    /// The highest offset that may be confirmed: below the first fact held, if any.
-    fn confirmable(&self, high: u64) -> u64 {
-        let holding = self.holding.lock().unwrap_or_else(PoisonError::into_inner);
-        holding
-            .as_ref()
-            .map_or(high, |holding| high.min(holding.from.saturating_sub(1)))
-    }
-
-    /// Ends the session's stages with [`PullError::Released`] once the store has room, or every
-    /// next hop held is linked and the store is only full; never while nothing is held. With room
-    /// the held facts come here again (until the store is full and they are held anew), so the
-    /// peer does not keep them while this relay could.
+    /// Ends the session's stages with [`PullError::Released`] once holds are to end
+    /// ([`Holds::releasable`]): the store has room, a hop held is linked again, or a hold lasted
+    /// too long. Never while nothing is held.
     async fn until_released(&self) -> Result<(), PullError> {
-        let hops: Vec<String> = match &*self.holding.lock().unwrap_or_else(PoisonError::into_inner) {
-            Some(holding) => holding.hops.iter().map(|held| held.next_hop().to_owned()).collect(),
-            None => Vec::new(),
-        };
-        if hops.is_empty() {
+        let Some(due) = self.lock_holds().due() else {
             return std::future::pending().await;
-        }
+        };
         let (mut store, mut linked) = (self.deps.store_room.clone(), self.deps.linked.clone());
         loop {
             let room = *store.borrow_and_update();
-            let up = {
-                let linked = linked.borrow_and_update();
-                hops.iter().all(|hop| linked.contains(hop))
-            };
-            if room == StoreRoom::Room || (up && room == StoreRoom::Full) {
-                return Err(PullError::Released);
+            let up = linked.borrow_and_update().clone();
+            if let Some(release) = self.lock_holds().releasable(room, &up, Instant::now()) {
+                return Err(PullError::Released(release));
             }
             let changed = tokio::select! {
                 changed = store.changed() => changed,
                 changed = linked.changed() => changed,
+                () = tokio::time::sleep_until(due.into()) => Ok(()),
             };
             if changed.is_err() {
                 // Shutting down: the connection's end, or the task's, ends the session.
@@ -480,15 +470,16 @@ impl Session {
         }
     }
 
-    /// Waits until next hop `hop` is linked again while the store is only full, or the store has
-    /// room (a page was cut before a fact for it), logged once at each end.
-    async fn until_hop(&self, conn: &Connection, hop: &str) -> Result<(), PullError> {
+    /// Waits at a cut before a fact for next hop `hop` until the store has room, or is only full
+    /// and the hop is linked again (or, `then_hold`, may be held: the wait was for an exhausted
+    /// store), logged once at each end.
+    async fn until_hop(&self, conn: &Connection, hop: &str, then_hold: bool) -> Result<(), PullError> {
         let (mut store, mut linked) = (self.deps.store_room.clone(), self.deps.linked.clone());
         let released = async {
             loop {
                 let room = *store.borrow_and_update();
                 let up = linked.borrow_and_update().contains(hop);
-                if room == StoreRoom::Room || (room == StoreRoom::Full && up) {
+                if room == StoreRoom::Room || (room == StoreRoom::Full && (up || then_hold)) {
                     return;
                 }
                 let changed = tokio::select! {
@@ -503,12 +494,20 @@ impl Session {
             }
         };
         let hold = match *self.deps.store_room.borrow() {
+            // Nothing to wait for: the page is pulled again at once.
+            StoreRoom::Room => return Ok(()),
             StoreRoom::Exhausted => Hold::Exhausted,
-            _ => Hold::Link,
+            StoreRoom::Full => Hold::Link,
         };
         let held = RelayHeld::begin(&self.deps.telemetry, &self.config.peer, hop, hold);
         let waited = self.held(conn, released).await;
         held.end();
+        if self.deps.linked.borrow().contains(hop) {
+            self.lock_holds().linked_again(hop);
+        }
+        // The peer may take `FetchHeld` by the next hold (it was upgraded, or the refusal was
+        // of a damaged request).
+        self.held_refused.store(false, Ordering::Relaxed);
         waited
     }
 
@@ -541,7 +540,9 @@ impl Session {
             let cut = self.insert(conn, page.facts).await?;
             // Cut before a fact whose artifact waits: what came before it is in, and stays so.
             // Nothing from a held fact on counts as inserted: the peer keeps those facts.
-            let high = self.confirmable(cut.as_ref().map_or(page.high_offset, |(offset, _)| offset - 1));
+            let reached = cut.as_ref().map_or(page.high_offset, |(offset, _)| offset - 1);
+            self.pulled.fetch_max(reached, Ordering::AcqRel);
+            let high = self.lock_holds().cap(reached);
             progressed.store(true, Ordering::Relaxed);
             self.inserted.fetch_max(high, Ordering::AcqRel);
             inserted.send_if_modified(|inserted| {
