@@ -52,16 +52,19 @@ fn relay_held(cluster: &Cluster, peer: &str) -> f64 {
     metric(cluster, IDMZ, &format!("bsfg_relay_held{{peer=\"{peer}\"}}"))
 }
 
+/// How many times the DMZ said it holds enterprise's facts for `hop`.
+fn held(cluster: &Cluster, hop: &str) -> usize {
+    events(cluster, IDMZ, "relay_held")
+        .iter()
+        .filter(|e| e["peer"] == ENTERPRISE && e["next_hop"] == hop)
+        .count()
+}
+
 /// The estate with plant-a down and `FACTS` facts for it appended at enterprise, once the DMZ's
 /// store refuses new facts; the producer and the facts' ids.
 async fn dmz_full_of_facts_for_plant_a() -> (Cluster, Client, Vec<String>) {
-    dmz_full_of_facts_for_plant_a_with(DMZ).await
-}
-
-/// [`dmz_full_of_facts_for_plant_a`] with the DMZ's configuration `dmz`.
-async fn dmz_full_of_facts_for_plant_a_with(dmz: &str) -> (Cluster, Client, Vec<String>) {
     let mut cluster = Cluster::estate();
-    cluster.net.add_toml(IDMZ, dmz).expect("a small DMZ store");
+    cluster.net.add_toml(IDMZ, DMZ).expect("a small DMZ store");
     cluster.start_all();
     estate::wait_linked(&cluster, WAIT).await;
     assert!(cluster.terminate(PLANT_A).success());
@@ -187,47 +190,56 @@ async fn facts_for_a_plant_that_is_up_pass_a_full_dmz_behind_facts_for_one_that_
     );
     let relayed = metric(&cluster, IDMZ, "bsfg_relayed_facts_total{to_zone=\"plant-b\"}");
     assert_eq!(relayed as usize, FOR_B, "each fact for plant-b relayed once");
+    let copies = metric(&cluster, IDMZ, "bsfg_duplicate_facts_total{buffer=\"store\"}");
+    assert_eq!(copies, 0.0, "pulled again, plant-b's facts are not stored again");
     assert_eq!(metric(&cluster, IDMZ, "bsfg_dropped_facts_total"), 0.0);
 }
 
-/// A hold lasts at most half the DMZ's shorter retention (its dedupe windows: the copies it pulls
-/// again when the hold ends must still be known as duplicates). Past it the DMZ pulls from the
-/// first fact held again and, full again, holds the link at the cut as before holds; once plant-a
-/// is back every fact arrives once, in order.
+/// A second plant down while the first is held is held on its own, and released on its own: once
+/// plant-b is back its facts flow again although plant-a is still down. Each release pulls
+/// again from the first fact it held and takes only what the hold left there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hold_that_would_outlast_the_dmz_dedupe_windows_ends_and_the_link_waits_instead() {
-    const FOR_B: usize = 50;
-    // Holds of at most 8 s.
-    let dmz = format!("{DMZ}\n[forward]\nretention = \"16s\"\n");
-    let (mut cluster, producer, for_a) = dmz_full_of_facts_for_plant_a_with(&dmz).await;
-    let holds = |reason: &str| {
-        events(&cluster, IDMZ, "relay_held")
-            .iter()
-            .filter(|e| e["next_hop"] == PLANT_A && e["reason"].as_str().is_some_and(|r| r.contains(reason)))
-            .count()
-    };
+async fn a_second_plant_down_meanwhile_is_held_and_released_on_its_own() {
+    const FOR_B: usize = 100;
+    let (mut cluster, producer, for_a) = dmz_full_of_facts_for_plant_a().await;
     wait_until(WAIT, "the DMZ holds plant-a's facts at enterprise", || {
-        holds("facts for live next hops go on") == 1
+        held(&cluster, PLANT_A) >= 1
     })
     .await;
+
+    assert!(cluster.terminate(PLANT_B).success());
+    let down = cluster.wait_gate(IDMZ, PLANT_B, "autonomous", WAIT).await;
+    down.expect("the DMZ sees plant-b's link down");
     let for_b = append_many(&producer, ENTERPRISE, PLANT_B, "work-order", FOR_B, 200).await;
+    wait_until(WAIT, "the DMZ holds plant-b's facts too", || {
+        held(&cluster, PLANT_B) >= 1
+    })
+    .await;
+    assert_eq!(relay_held(&cluster, ENTERPRISE), 2.0, "two holds on");
+    cluster.start(PLANT_B);
     let plant_b = cluster.client(PLANT_B).await;
     let delivered = receive(&plant_b, "mes", FOR_B, WAIT).await;
-    assert_eq!(harness::ids(&delivered), for_b, "plant-b's facts pass during the hold");
-    wait_until(WAIT, "the hold ends and the link waits at the cut", || {
-        holds("dedupe windows") == 1
-    })
-    .await;
-    assert_eq!(relay_held(&cluster, ENTERPRISE), 1.0, "one hold on: the link's");
+    assert_eq!(
+        harness::ids(&delivered),
+        for_b,
+        "plant-b's facts flow once it is back, plant-a still down"
+    );
+    assert_eq!(relay_held(&cluster, ENTERPRISE), 1.0, "plant-a's hold is on");
 
     cluster.start(PLANT_A);
     assert_received(&cluster, PLANT_A, &for_a, "every fact for plant-a, once, in order").await;
+    wait_until(WAIT, "the DMZ takes all of enterprise's facts again", || {
+        relay_held(&cluster, ENTERPRISE) == 0.0 && cluster.status(ENTERPRISE)["peers"][IDMZ]["backlog"] == 0
+    })
+    .await;
     let again = plant_b.fetch("mes", 1000, 2000, None).await.expect("fetch");
     assert!(
         again.facts.is_empty(),
         "nothing twice: {:?}",
         harness::ids(&again.facts)
     );
+    let copies = metric(&cluster, IDMZ, "bsfg_duplicate_facts_total{buffer=\"store\"}");
+    assert_eq!(copies, 0.0, "what was taken during the holds is not stored again");
     assert_eq!(metric(&cluster, IDMZ, "bsfg_dropped_facts_total"), 0.0);
 }
 

@@ -88,7 +88,6 @@ impl Config {
             max_bytes_per_second: peer.max_bytes_per_second.map(ByteSize::bytes),
             routing: routing.clone(),
             audit: self.log.audit,
-            hold_most: self.store.retention.min(self.forward.retention) / 2,
         };
         self.peers.iter().map(link).collect()
     }

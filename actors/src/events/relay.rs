@@ -26,8 +26,8 @@ pub enum Hold {
     /// leave them out (`FetchHeld`); the facts for live next hops go on.
     Destination,
     /// The same, but the peer's pages are cut before the first such fact, and the facts after it
-    /// wait too: the peer cannot leave them out (a node of an older version), or the hop was held
-    /// as long as the relay's dedupe windows allow.
+    /// wait too: the peer cannot leave them out (a node of an older version, or a fact whose
+    /// destination it cannot read).
     Link,
     /// The store is exhausted: no relayed fact is taken.
     Exhausted,
@@ -52,8 +52,7 @@ impl RelayHeld {
             }
             Hold::Link => {
                 "the store buffer is full and the next hop's link is down: its facts, and the ones after \
-                 them from this peer, wait at the peer (it cannot leave them out, or they were left there \
-                 for as long as this node's dedupe windows allow)"
+                 them from this peer, wait at the peer (it cannot leave them out)"
             }
             Hold::Exhausted => {
                 "the store buffer is exhausted: relayed facts wait at the peer until its next hops \
@@ -70,11 +69,17 @@ impl RelayHeld {
         }
     }
 
+    /// The hold ended: logged, and no longer counted.
     pub fn end(self) {
-        let telemetry = &self.telemetry;
-        telemetry.metrics.relay_held.with_label_values(&[&self.peer]).dec();
-        info!(telemetry.log, "{}", RELAY_RESUMED; "peer" => &self.peer, "next_hop" => &self.next_hop,
+        info!(self.telemetry.log, "{}", RELAY_RESUMED; "peer" => &self.peer, "next_hop" => &self.next_hop,
             "held_ms" => self.since.elapsed().as_millis() as u64);
+    }
+}
+
+impl Drop for RelayHeld {
+    /// No longer counted, however it ends (a session dropped while it waits too).
+    fn drop(&mut self) {
+        self.telemetry.metrics.relay_held.with_label_values(&[&self.peer]).dec();
     }
 }
 

@@ -56,10 +56,6 @@ pub struct PeerLinkConfig {
     pub routing: Arc<Routing>,
     /// Write an audit line for every page whose facts this node relays (`log.audit`).
     pub audit: bool,
-    /// The longest a relay whose store is full holds a next hop's facts at this peer while it
-    /// pulls the ones after them: half the shorter of `store.retention` and `forward.retention`,
-    /// the windows in which the copies it pulls again at the end are known as duplicates.
-    pub hold_most: Duration,
 }
 
 /// Runtime handles a peer link needs.

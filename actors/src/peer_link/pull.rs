@@ -85,8 +85,8 @@ enum PullError {
     /// or waits for the hop or for room.
     #[error("the store is full and next hop {hop} is not linked, or the store is exhausted")]
     HopHeld { hop: String, offset: u64 },
-    /// Holds are to end (a hop linked again, room, or a hold that lasted too long): the session
-    /// pulls again from the first fact they held.
+    /// Holds are to end (a hop linked again, or room): the session pulls again from the first
+    /// fact they held.
     #[error("the holds of next hops {:?} end", .0.hops)]
     Released(holding::Release),
 }

@@ -1,72 +1,82 @@
-//! The next hops a relay holds at one peer while its store is full, as a plain value tested
-//! without a runtime (docs/architecture.md, "Held destinations").
+//! The next hops a relay holds at one peer while its store is full, and what its pulls went
+//! through meanwhile, as a plain value tested without a runtime (docs/architecture.md, "Held
+//! destinations").
 //!
 //! A hop is held from the offset of its first fact a page was cut before: the pulls leave its
 //! zones' facts at the peer (`FetchHeld`), and nothing from the lowest such offset on is
 //! confirmed, so the peer keeps them. A hold is released when the store has room again (every
-//! hop), when the hop's link is up while the store is only full, or once it has lasted
-//! [`Holds::most`]: the pull then goes back to the first fact it held, and the copies of what it
-//! took meanwhile are dropped as duplicates. That last release keeps those copies within the
-//! relay's dedupe windows; the hop is then *overdue*, and holds the whole link at the cut (as
-//! before holds) until its link is up again.
+//! hop), or when the hop's link is up while the store is only full. The pull then goes back to
+//! the first fact the hold held, and takes again only what it had left: the facts of the hold's
+//! zones up to where it had gone ([`Replay`]); the others there were taken already
+//! ([`Holds::taken`]), so they are neither stored nor counted twice.
 
-use std::{
-    collections::BTreeSet,
-    time::{Duration, Instant},
-};
-
-use crate::{backpressure::StoreRoom, relay::Routing};
+use crate::backpressure::StoreRoom;
 
 /// One hop held, with its report (`R`: the session's `relay_held`, `()` in tests).
 #[derive(Debug)]
 struct Held<R> {
     hop: String,
+    /// The destination zones whose facts go through the hop.
+    zones: Vec<String>,
     /// The offset of its first fact held.
     from: u64,
-    since: Instant,
     report: R,
 }
 
-/// Holds to end, and whether because they lasted too long.
+/// What a released hold left at the peer: its zones' facts in `from..=upto`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Replay {
+    zones: Vec<String>,
+    from: u64,
+    upto: u64,
+}
+
+/// Holds to end: the hops.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Release {
     pub(super) hops: Vec<String>,
-    pub(super) overdue: bool,
 }
 
-/// The holds of one peer link.
+/// The holds of one peer link, and how far its pulls went.
 #[derive(Debug)]
 pub(super) struct Holds<R> {
     held: Vec<Held<R>>,
-    /// Hops whose hold lasted [`Holds::most`]: not held again until their link is up.
-    overdue: BTreeSet<String>,
-    most: Duration,
+    /// What released holds left behind, until the pulls are past it.
+    replays: Vec<Replay>,
+    /// The highest offset the pulls went through (facts taken, or left at the peer by a hold);
+    /// lowered to go back for what a released hold left.
+    pulled: u64,
+    /// The highest offset the pulls ever went through: up to it, a fact was taken unless a hold
+    /// left it.
+    passed: u64,
+}
+
+impl<R> Default for Holds<R> {
+    fn default() -> Self {
+        Self {
+            held: Vec::new(),
+            replays: Vec::new(),
+            pulled: 0,
+            passed: 0,
+        }
+    }
 }
 
 impl<R> Holds<R> {
-    /// Holds lasting at most `most`: half the shorter of the relay's dedupe windows.
-    pub(super) fn new(most: Duration) -> Self {
-        Self {
-            held: Vec::new(),
-            overdue: BTreeSet::new(),
-            most,
-        }
-    }
-
     pub(super) fn is_empty(&self) -> bool {
         self.held.is_empty()
     }
 
-    /// Holds `hop` from `offset` on. False when it cannot be: it is held already (a fact of its
-    /// zones came all the same: the peer could not read its destination) or overdue.
-    pub(super) fn hold(&mut self, hop: &str, offset: u64, now: Instant, report: impl FnOnce() -> R) -> bool {
-        if self.overdue.contains(hop) || self.held.iter().any(|held| held.hop == hop) {
+    /// Holds `hop`, reaching `zones`, from `offset` on. False when it is held already (a fact of
+    /// its zones came all the same: the peer could not read its destination).
+    pub(super) fn hold(&mut self, hop: &str, zones: Vec<String>, offset: u64, report: impl FnOnce() -> R) -> bool {
+        if self.held.iter().any(|held| held.hop == hop) {
             return false;
         }
         self.held.push(Held {
             hop: hop.to_owned(),
+            zones,
             from: offset,
-            since: now,
             report: report(),
         });
         true
@@ -80,8 +90,8 @@ impl<R> Holds<R> {
     }
 
     /// The destination zones whose facts the pulls leave at the peer.
-    pub(super) fn zones(&self, routing: &Routing) -> Vec<String> {
-        self.held.iter().flat_map(|held| routing.zones_via(&held.hop)).collect()
+    pub(super) fn zones(&self) -> Vec<String> {
+        self.held.iter().flat_map(|held| held.zones.iter().cloned()).collect()
     }
 
     /// The first fact held and its hop: where a peer that cannot leave facts out is cut.
@@ -92,142 +102,182 @@ impl<R> Holds<R> {
             .map(|held| (held.hop.as_str(), held.from))
     }
 
-    /// When the oldest hold lasts [`Holds::most`].
-    pub(super) fn due(&self) -> Option<Instant> {
-        self.held.iter().map(|held| held.since + self.most).min()
-    }
-
     /// The holds to end now, if any: every one when the store has room, those whose link is up
-    /// while it is only full, and those that lasted [`Holds::most`] (overdue).
-    pub(super) fn releasable(&self, room: StoreRoom, linked: &BTreeSet<String>, now: Instant) -> Option<Release> {
-        let pick = |pick: &dyn Fn(&Held<R>) -> bool| -> Vec<String> {
-            self.held
-                .iter()
-                .filter(|held| pick(held))
-                .map(|held| held.hop.clone())
-                .collect()
+    /// while it is only full.
+    pub(super) fn releasable(&self, room: StoreRoom, linked: &std::collections::BTreeSet<String>) -> Option<Release> {
+        let ending = |held: &&Held<R>| match room {
+            StoreRoom::Room => true,
+            StoreRoom::Full => linked.contains(&held.hop),
+            StoreRoom::Exhausted => false,
         };
-        let overdue = pick(&|held| now >= held.since + self.most);
-        let released = match room {
-            _ if !overdue.is_empty() => Release {
-                hops: overdue,
-                overdue: true,
-            },
-            StoreRoom::Room => Release {
-                hops: pick(&|_| true),
-                overdue: false,
-            },
-            StoreRoom::Full => Release {
-                hops: pick(&|held| linked.contains(&held.hop)),
-                overdue: false,
-            },
-            StoreRoom::Exhausted => return None,
-        };
-        (!released.hops.is_empty()).then_some(released)
+        let hops: Vec<String> = self.held.iter().filter(ending).map(|held| held.hop.clone()).collect();
+        (!hops.is_empty()).then_some(Release { hops })
     }
 
-    /// Ends the holds `release` names: their reports, and the lowest offset they held from (the
-    /// pull goes back there).
-    pub(super) fn release(&mut self, release: &Release) -> (Vec<R>, Option<u64>) {
+    /// Ends the holds `release` names, and returns their reports: the pulls go back to the first
+    /// fact they held, for what they left.
+    pub(super) fn release(&mut self, release: &Release) -> Vec<R> {
         let (ended, kept) = std::mem::take(&mut self.held)
             .into_iter()
             .partition::<Vec<_>, _>(|held| release.hops.contains(&held.hop));
         self.held = kept;
-        if release.overdue {
-            self.overdue.extend(ended.iter().map(|held| held.hop.clone()));
+        let mut reports = Vec::with_capacity(ended.len());
+        for held in ended {
+            self.pulled = self.pulled.min(held.from.saturating_sub(1));
+            self.replays.push(Replay {
+                zones: held.zones,
+                from: held.from,
+                upto: self.passed,
+            });
+            reports.push(held.report);
         }
-        let from = ended.iter().map(|held| held.from).min();
-        (ended.into_iter().map(|held| held.report).collect(), from)
+        reports
     }
 
-    /// Ends every hold (the peer cannot leave facts out, or lost what it served).
+    /// Ends every hold (the peer cannot leave facts out).
     pub(super) fn release_all(&mut self) -> Vec<R> {
-        std::mem::take(&mut self.held)
+        let hops = self.held.iter().map(|held| held.hop.clone()).collect();
+        self.release(&Release { hops })
+    }
+
+    /// Forgets everything: the peer lost what it served, and its offsets may name other facts.
+    pub(super) fn reset(&mut self) -> Vec<R> {
+        let reports = std::mem::take(&mut self.held)
             .into_iter()
             .map(|held| held.report)
-            .collect()
+            .collect();
+        *self = Self::default();
+        reports
     }
 
-    /// `hop`'s link is up again: it may be held anew.
-    pub(super) fn linked_again(&mut self, hop: &str) {
-        self.overdue.remove(hop);
+    /// The pulls went through `offset` (a page inserted up to it, or cut after it).
+    pub(super) fn went_through(&mut self, offset: u64) {
+        self.pulled = self.pulled.max(offset);
+        self.passed = self.passed.max(offset);
+        let pulled = self.pulled;
+        self.replays.retain(|replay| replay.upto > pulled);
+    }
+
+    /// Where a session resumes whose confirmed point is `inserted`: past what the pulls went
+    /// through, since what a hold left there is held still, or taken again from `pulled` on.
+    pub(super) fn resume(&self, inserted: u64) -> u64 {
+        inserted.max(self.pulled)
+    }
+
+    /// The highest offset the pulls went through.
+    pub(super) fn pulled(&self) -> u64 {
+        self.pulled
+    }
+
+    /// Whether the fact at `offset` for `to_zone`, pulled again, was taken already: the pulls went
+    /// past it, and no hold, on or released, left it at the peer.
+    pub(super) fn taken(&self, offset: u64, to_zone: &str) -> bool {
+        let zone = |zones: &[String]| zones.iter().any(|z| z == to_zone);
+        let held = self.held.iter().any(|held| offset >= held.from && zone(&held.zones));
+        let left = self
+            .replays
+            .iter()
+            .any(|replay| (replay.from..=replay.upto).contains(&offset) && zone(&replay.zones));
+        offset <= self.passed && !held && !left
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::collections::BTreeSet;
 
-    const MOST: Duration = Duration::from_secs(3600);
+    use super::*;
 
     fn linked(hops: &[&str]) -> BTreeSet<String> {
         hops.iter().map(|h| h.to_string()).collect()
     }
 
+    fn zones(names: &[&str]) -> Vec<String> {
+        names.iter().map(|z| z.to_string()).collect()
+    }
+
+    /// Holds `hop` (reaching the zone of the same name) from `from`, reported as `hop`.
+    fn hold(holds: &mut Holds<&'static str>, hop: &'static str, from: u64) -> bool {
+        holds.hold(hop, zones(&[hop]), from, || hop)
+    }
+
     #[test]
     fn nothing_is_confirmed_from_the_first_fact_held_on() {
-        let (mut holds, now) = (Holds::new(MOST), Instant::now());
+        let mut holds = Holds::default();
         assert_eq!(holds.cap(90), 90, "nothing held");
-        assert!(holds.hold("plant-a", 40, now, || ()));
-        assert!(holds.hold("plant-c", 25, now, || ()));
+        assert!(hold(&mut holds, "plant-a", 40));
+        assert!(hold(&mut holds, "plant-c", 25));
         assert_eq!(holds.cap(90), 24);
         assert_eq!(holds.cap(10), 10);
         assert_eq!(holds.first(), Some(("plant-c", 25)));
-        assert!(!holds.hold("plant-a", 60, now, || ()), "held already");
+        assert_eq!(holds.zones(), ["plant-a", "plant-c"]);
+        assert!(!hold(&mut holds, "plant-a", 60), "held already");
         assert_eq!(holds.cap(90), 24, "a hop is held from its first fact");
     }
 
     #[test]
-    fn the_pages_leave_out_the_zones_through_each_hop_held() {
-        let routing = Routing {
-            zone: "idmz".into(),
-            peers: linked(&["enterprise", "plant-a", "plant-b"]),
-            routes: [("line-7".to_owned(), "plant-a".to_owned())].into_iter().collect(),
-            relay: Vec::new(),
-        };
-        let mut holds = Holds::new(MOST);
-        holds.hold("plant-a", 5, Instant::now(), || ());
-        assert_eq!(holds.zones(&routing), ["plant-a", "line-7"]);
-    }
-
-    #[test]
     fn a_hop_linked_again_is_released_alone_and_room_releases_all() {
-        let (mut holds, now) = (Holds::new(MOST), Instant::now());
-        holds.hold("plant-a", 40, now, || "a");
-        holds.hold("plant-b", 70, now, || "b");
-        assert_eq!(holds.releasable(StoreRoom::Full, &linked(&["enterprise"]), now), None);
-        assert_eq!(holds.releasable(StoreRoom::Exhausted, &linked(&["plant-b"]), now), None);
+        let mut holds = Holds::default();
+        hold(&mut holds, "plant-a", 40);
+        hold(&mut holds, "plant-b", 70);
+        holds.went_through(90);
+        assert_eq!(holds.releasable(StoreRoom::Full, &linked(&["enterprise"])), None);
+        assert_eq!(holds.releasable(StoreRoom::Exhausted, &linked(&["plant-b"])), None);
         let release = holds
-            .releasable(StoreRoom::Full, &linked(&["plant-b"]), now)
+            .releasable(StoreRoom::Full, &linked(&["plant-b"]))
             .expect("plant-b is up");
         assert_eq!(release.hops, ["plant-b"]);
-        assert_eq!(holds.release(&release), (vec!["b"], Some(70)));
+        assert_eq!(holds.release(&release), ["plant-b"]);
         assert_eq!(holds.cap(90), 39, "plant-a is still held");
+        assert_eq!(holds.resume(39), 69, "back to plant-b's first fact held");
 
-        let room = holds.releasable(StoreRoom::Room, &linked(&[]), now).expect("room");
-        assert_eq!(
-            (room.hops.as_slice(), room.overdue),
-            (["plant-a".to_owned()].as_slice(), false)
-        );
-        assert_eq!(holds.release(&room), (vec!["a"], Some(40)));
+        let room = holds.releasable(StoreRoom::Room, &linked(&[])).expect("room");
+        assert_eq!(holds.release(&room), ["plant-a"]);
         assert!(holds.is_empty());
-        assert!(holds.hold("plant-a", 95, now, || "a"), "held anew");
+        assert_eq!(holds.resume(39), 39, "back to plant-a's");
+        assert!(hold(&mut holds, "plant-a", 95), "held anew");
     }
 
     #[test]
-    fn a_hold_that_lasts_too_long_ends_and_the_hop_holds_the_link_until_it_is_up() {
-        let (mut holds, start) = (Holds::new(MOST), Instant::now());
-        holds.hold("plant-a", 40, start, || ());
-        assert_eq!(holds.due(), Some(start + MOST));
-        let before = start + MOST - Duration::from_secs(1);
-        assert_eq!(holds.releasable(StoreRoom::Full, &linked(&[]), before), None);
-        let release = holds
-            .releasable(StoreRoom::Exhausted, &linked(&[]), start + MOST)
-            .expect("overdue");
-        assert!(release.overdue);
-        holds.release(&release);
-        assert!(!holds.hold("plant-a", 60, start + MOST, || ()), "overdue");
-        holds.linked_again("plant-a");
-        assert!(holds.hold("plant-a", 60, start + MOST, || ()));
+    fn pulled_again_after_a_release_only_what_the_holds_left_is_taken() {
+        let mut holds = Holds::default();
+        holds.went_through(30);
+        hold(&mut holds, "plant-a", 40);
+        holds.went_through(60);
+        hold(&mut holds, "plant-b", 70);
+        holds.went_through(90);
+        assert!(holds.taken(35, "plant-a"), "before the hold");
+        assert!(!holds.taken(45, "plant-a"), "held");
+        assert!(holds.taken(65, "plant-b"), "before plant-b's hold");
+        assert!(!holds.taken(75, "plant-b"), "held");
+        assert!(holds.taken(75, "idmz"), "not held");
+        assert!(!holds.taken(91, "idmz"), "not pulled yet");
+
+        holds.release(&Release {
+            hops: vec!["plant-a".into()],
+        });
+        assert_eq!(holds.resume(39), 39);
+        assert!(!holds.taken(45, "plant-a"), "left by the released hold");
+        assert!(!holds.taken(85, "plant-b"), "still held");
+        assert!(
+            holds.taken(45, "plant-b") && holds.taken(45, "idmz"),
+            "taken during the hold"
+        );
+
+        holds.went_through(60);
+        assert!(!holds.taken(80, "plant-a"), "not yet pulled again");
+        holds.went_through(90);
+        assert!(holds.taken(80, "plant-a"), "pulled again: the replay is over");
+    }
+
+    #[test]
+    fn a_peer_that_lost_its_data_resets_everything() {
+        let mut holds = Holds::default();
+        holds.went_through(50);
+        hold(&mut holds, "plant-a", 40);
+        assert_eq!(holds.reset(), ["plant-a"]);
+        assert!(holds.is_empty());
+        assert_eq!(holds.resume(0), 0);
+        assert!(!holds.taken(10, "idmz"), "its offsets may name other facts now");
     }
 }

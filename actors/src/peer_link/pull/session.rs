@@ -31,13 +31,11 @@
 //! them on, so those wait at the sender; the facts for live next hops are taken, since those hops
 //! drain them, so one zone offline for long does not stop the flows of the others through the
 //! relay, not even the sender's facts behind the held ones. When a hold ends (the hop linked
-//! again, room, or the hold lasted as long as the dedupe windows allow: [`PullError::Released`])
-//! the session pulls from the first fact it held, and the copies of what it took meanwhile are
-//! dropped as duplicates. `relay_held` and `relay_resumed` mark each hold. Where a hop cannot be
-//! held (a sender of an older version refuses `FetchHeld`, or its hold lasted too long) the session
-//! waits at the cut for the hop or for room, as before holds. Exhausted
-//! ([`StoreRoom::Exhausted`]), it pulls nothing, and a page already in flight is cut before its
-//! first relayed fact.
+//! again, or room: [`PullError::Released`]) the session pulls from the first fact it held and
+//! stores only what the hold left there. `relay_held` and `relay_resumed` mark each hold. Where a
+//! hop cannot be held (a sender of an older version refuses `FetchHeld`) the session waits at the
+//! cut for the hop or for room, as before holds. Exhausted ([`StoreRoom::Exhausted`]), it pulls
+//! nothing, and a page already in flight is cut before its first relayed fact.
 
 use std::{
     net::SocketAddr,
@@ -102,12 +100,10 @@ pub(super) struct Session {
     /// The address of the peer's list to dial next: moves on after a failed dial or a session
     /// that pulled nothing (an HA zone's standby refuses every call, or the instance is gone).
     pub(super) next_address: AtomicUsize,
-    /// The next hops whose facts the pulls leave at the peer while this relay's store is full
-    /// (`holding`). While any is held, `inserted` stays below the first fact held.
+    /// The next hops whose facts the pulls leave at the peer while this relay's store is full,
+    /// and how far the pulls went (`holding`). While any is held, `inserted` stays below the
+    /// first fact held.
     holds: Mutex<Holds<RelayHeld>>,
-    /// The highest source offset any session of this link went through: facts inserted, or
-    /// left at the peer by a hold. Where a session resumes while hops are held.
-    pulled: AtomicU64,
     /// The peer on this connection refused `FetchHeld` (a node of an older version): a held next
     /// hop holds the whole link there, as before destinations could be left out.
     held_refused: AtomicBool,
@@ -124,15 +120,13 @@ enum Cut {
 
 impl Session {
     pub(super) fn new(config: Arc<PeerLinkConfig>, deps: PeerLinkDeps) -> Self {
-        let holds = Mutex::new(Holds::new(config.hold_most));
         Self {
             ingress: Pacer::new(config.max_bytes_per_second),
             config,
             deps,
             inserted: AtomicU64::new(0),
             next_address: AtomicUsize::new(0),
-            holds,
-            pulled: AtomicU64::new(0),
+            holds: Mutex::default(),
             held_refused: AtomicBool::new(false),
         }
     }
@@ -245,9 +239,9 @@ impl Session {
         // This connection's peer may be of another version than the last one's.
         self.held_refused.store(false, Ordering::Relaxed);
         loop {
-            let pulled = self.pulled.load(Ordering::Acquire);
+            let pulled = self.lock_holds().pulled();
             let failed = self.stages(conn, progressed).await;
-            if self.pulled.load(Ordering::Acquire) != pulled {
+            if self.lock_holds().pulled() != pulled {
                 (room_wait, artifact_wait) = (ROOM_WAIT, ARTIFACT_WAIT);
             }
             match &failed {
@@ -291,11 +285,8 @@ impl Session {
             Ok(start) => start,
             Err(e) => return e,
         };
-        // While hops are held, what was pulled past them is not pulled again.
-        let fetch_from = match start {
-            Some(inserted) if !self.lock_holds().is_empty() => Some(inserted.max(self.pulled.load(Ordering::Acquire))),
-            start => start,
-        };
+        // What was pulled past the facts held is not pulled again.
+        let fetch_from = start.map(|inserted| self.lock_holds().resume(inserted));
         let (pages_tx, pages_rx) = mpsc::channel(PIPELINE_DEPTH);
         let (inserted_tx, inserted_rx) = watch::channel(start.unwrap_or(0));
         let stages = tokio::try_join!(
@@ -327,8 +318,7 @@ impl Session {
             Err(PullError::Remote(_)) => {
                 // What it served is gone: so are the offsets of the facts held there.
                 self.inserted.store(0, Ordering::Release);
-                self.pulled.store(0, Ordering::Release);
-                self.lock_holds().release_all().into_iter().for_each(RelayHeld::end);
+                self.lock_holds().reset().into_iter().for_each(RelayHeld::end);
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -349,7 +339,7 @@ impl Session {
                 hop: hop.to_owned(),
                 offset,
             });
-            (holds.zones(&self.config.routing), first)
+            (holds.zones(), first)
         };
         loop {
             self.until_room(conn).await?;
@@ -428,40 +418,36 @@ impl Session {
         }
         let (telemetry, peer) = (&self.deps.telemetry, &self.config.peer);
         let report = || RelayHeld::begin(telemetry, peer, hop, Hold::Destination);
-        match holds.hold(hop, offset, Instant::now(), report) {
+        match holds.hold(hop, self.config.routing.zones_via(hop), offset, report) {
             true => Cut::Held,
-            // Overdue, or held already and a fact of its zones came all the same.
+            // Held already, and a fact of its zones came all the same.
             false => Cut::Wait { then_hold: false },
         }
     }
 
     /// Ends the holds `release` names; the pull goes back to the first fact they held.
     fn release(&self, release: &Release) {
-        let (reports, from) = self.lock_holds().release(release);
+        let reports = self.lock_holds().release(release);
         reports.into_iter().for_each(RelayHeld::end);
-        if let Some(from) = from {
-            self.pulled.fetch_min(from.saturating_sub(1), Ordering::AcqRel);
-        }
     }
 
     /// Ends the session's stages with [`PullError::Released`] once holds are to end
-    /// ([`Holds::releasable`]): the store has room, a hop held is linked again, or a hold lasted
-    /// too long. Never while nothing is held.
+    /// ([`Holds::releasable`]): the store has room, or a hop held is linked again. Never while
+    /// nothing is held.
     async fn until_released(&self) -> Result<(), PullError> {
-        let Some(due) = self.lock_holds().due() else {
+        if self.lock_holds().is_empty() {
             return std::future::pending().await;
-        };
+        }
         let (mut store, mut linked) = (self.deps.store_room.clone(), self.deps.linked.clone());
         loop {
             let room = *store.borrow_and_update();
-            let up = linked.borrow_and_update().clone();
-            if let Some(release) = self.lock_holds().releasable(room, &up, Instant::now()) {
+            let releasable = self.lock_holds().releasable(room, &linked.borrow_and_update());
+            if let Some(release) = releasable {
                 return Err(PullError::Released(release));
             }
             let changed = tokio::select! {
                 changed = store.changed() => changed,
                 changed = linked.changed() => changed,
-                () = tokio::time::sleep_until(due.into()) => Ok(()),
             };
             if changed.is_err() {
                 // Shutting down: the connection's end, or the task's, ends the session.
@@ -502,9 +488,6 @@ impl Session {
         let held = RelayHeld::begin(&self.deps.telemetry, &self.config.peer, hop, hold);
         let waited = self.held(conn, released).await;
         held.end();
-        if self.deps.linked.borrow().contains(hop) {
-            self.lock_holds().linked_again(hop);
-        }
         // The peer may take `FetchHeld` by the next hold (it was upgraded, or the refusal was
         // of a damaged request).
         self.held_refused.store(false, Ordering::Relaxed);
@@ -541,8 +524,11 @@ impl Session {
             // Cut before a fact whose artifact waits: what came before it is in, and stays so.
             // Nothing from a held fact on counts as inserted: the peer keeps those facts.
             let reached = cut.as_ref().map_or(page.high_offset, |(offset, _)| offset - 1);
-            self.pulled.fetch_max(reached, Ordering::AcqRel);
-            let high = self.lock_holds().cap(reached);
+            let high = {
+                let mut holds = self.lock_holds();
+                holds.went_through(reached);
+                holds.cap(reached)
+            };
             progressed.store(true, Ordering::Relaxed);
             self.inserted.fetch_max(high, Ordering::AcqRel);
             inserted.send_if_modified(|inserted| {
@@ -577,12 +563,18 @@ impl Session {
     ///
     /// A page cut before a fact whose artifact cannot be made local now, or before a fact for a
     /// next hop held while the store is full ([`Session::held_hop`]), is stored up to there; the
-    /// offset of that fact and why come back, for the session to try it again later.
+    /// offset of that fact and why come back, for the session to try it again later. Facts
+    /// pulled again after a hold ended that were taken already ([`Holds::taken`]) are dropped
+    /// first: only what the hold left is stored.
     async fn insert(
         &self,
         conn: &Connection,
         mut facts: Vec<FetchedFact>,
     ) -> Result<Option<(u64, PullError)>, PullError> {
+        {
+            let holds = self.lock_holds();
+            facts.retain(|fact| !holds.taken(fact.offset, &fact.message.envelope.to_zone));
+        }
         let held = self.held_hop(&facts);
         if let Some((offset, _)) = &held {
             facts.retain(|fact| fact.offset < *offset);
