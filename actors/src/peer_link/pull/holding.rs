@@ -150,12 +150,17 @@ impl<R> Holds<R> {
         reports
     }
 
-    /// The pulls went through `offset` (a page inserted up to it, or cut after it).
+    /// The pulls went through `offset` (a page inserted up to it, or cut after it). What a
+    /// replay left up to there is stored now: a later release that sends the pulls back does not
+    /// take it again.
     pub(super) fn went_through(&mut self, offset: u64) {
         self.pulled = self.pulled.max(offset);
         self.passed = self.passed.max(offset);
         let pulled = self.pulled;
-        self.replays.retain(|replay| replay.upto > pulled);
+        for replay in &mut self.replays {
+            replay.from = replay.from.max(pulled + 1);
+        }
+        self.replays.retain(|replay| replay.from <= replay.upto);
     }
 
     /// Where a session resumes whose confirmed point is `inserted`: past what the pulls went
@@ -268,6 +273,25 @@ mod tests {
         assert!(!holds.taken(80, "plant-a"), "not yet pulled again");
         holds.went_through(90);
         assert!(holds.taken(80, "plant-a"), "pulled again: the replay is over");
+    }
+
+    #[test]
+    fn what_a_replay_took_again_is_not_taken_a_third_time() {
+        let mut holds = Holds::default();
+        hold(&mut holds, "plant-b", 20);
+        hold(&mut holds, "plant-a", 40);
+        holds.went_through(90);
+        holds.release(&Release {
+            hops: vec!["plant-a".into()],
+        });
+        holds.went_through(60);
+        assert!(!holds.taken(70, "plant-a"), "not yet pulled again");
+        holds.release(&Release {
+            hops: vec!["plant-b".into()],
+        });
+        assert_eq!(holds.resume(0), 19, "back to plant-b's first fact held");
+        assert!(holds.taken(50, "plant-a"), "taken again before plant-b's release");
+        assert!(!holds.taken(70, "plant-a") && !holds.taken(30, "plant-b"));
     }
 
     #[test]

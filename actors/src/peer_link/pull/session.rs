@@ -236,11 +236,12 @@ impl Session {
     /// same page fails again.
     pub(super) async fn pull(&self, conn: &Connection, progressed: &AtomicBool) -> PullError {
         let (mut room_wait, mut artifact_wait) = (ROOM_WAIT, ARTIFACT_WAIT);
-        // This connection's peer may be of another version than the last one's.
+        // This connection's peer may be of another version than the last one's, or another peer.
         self.held_refused.store(false, Ordering::Relaxed);
+        let checked = AtomicBool::new(false);
         loop {
             let pulled = self.lock_holds().pulled();
-            let failed = self.stages(conn, progressed).await;
+            let failed = self.stages(conn, progressed, &checked).await;
             if self.lock_holds().pulled() != pulled {
                 (room_wait, artifact_wait) = (ROOM_WAIT, ARTIFACT_WAIT);
             }
@@ -280,8 +281,8 @@ impl Session {
     }
 
     /// One run of the three stages, from where the last one inserted up to.
-    async fn stages(&self, conn: &Connection, progressed: &AtomicBool) -> PullError {
-        let start = match self.resume_point(conn).await {
+    async fn stages(&self, conn: &Connection, progressed: &AtomicBool, checked: &AtomicBool) -> PullError {
+        let start = match self.resume_point(conn, checked).await {
             Ok(start) => start,
             Err(e) => return e,
         };
@@ -289,11 +290,13 @@ impl Session {
         let fetch_from = start.map(|inserted| self.lock_holds().resume(inserted));
         let (pages_tx, pages_rx) = mpsc::channel(PIPELINE_DEPTH);
         let (inserted_tx, inserted_rx) = watch::channel(start.unwrap_or(0));
+        // Whether the inserter is storing a page: a release waits for it to be recorded.
+        let (inserting_tx, inserting_rx) = watch::channel(false);
         let stages = tokio::try_join!(
             self.fetcher(conn, pages_tx, fetch_from),
-            self.inserter(conn, pages_rx, inserted_tx, progressed),
+            self.inserter(conn, pages_rx, inserted_tx, &inserting_tx, progressed),
             self.confirmer(conn, inserted_rx),
-            self.until_released(),
+            self.until_released(inserting_rx),
         );
         match stages {
             Err(e) => e,
@@ -306,23 +309,32 @@ impl Session {
     /// refuses it. A peer refuses an offset its running store did not serve this node (it
     /// restarted, its data was replaced, another HA instance took over): those offsets may name
     /// facts this node never received.
-    async fn resume_point(&self, conn: &Connection) -> Result<Option<u64>, PullError> {
+    ///
+    /// What the holds know of the peer's offsets is trusted on a connection only once the peer
+    /// took a resume point on it: until then (nothing to resume, or a retryable refusal) they are
+    /// forgotten, since another peer's offsets would name other facts; the facts taken during
+    /// them come again, and are dropped as duplicates.
+    async fn resume_point(&self, conn: &Connection, checked: &AtomicBool) -> Result<Option<u64>, PullError> {
         let inserted = self.inserted.load(Ordering::Acquire);
-        if inserted == 0 {
-            return Ok(None);
+        let resumed = match inserted {
+            0 => None,
+            inserted => match self.confirm_once(conn, inserted).await {
+                Ok(()) => Some(inserted),
+                // Not now (a storage fault over there): pull from its frontier, duplicates are dropped.
+                Err(PullError::Remote(e)) if e.retryable => None,
+                Err(PullError::Remote(_)) => {
+                    // What it served is gone: so are the offsets of the facts held there.
+                    self.inserted.store(0, Ordering::Release);
+                    self.lock_holds().reset().into_iter().for_each(RelayHeld::end);
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        if !checked.swap(true, Ordering::AcqRel) && resumed.is_none() {
+            self.lock_holds().reset().into_iter().for_each(RelayHeld::end);
         }
-        match self.confirm_once(conn, inserted).await {
-            Ok(()) => Ok(Some(inserted)),
-            // Not now (a storage fault over there): pull from its frontier, duplicates are dropped.
-            Err(PullError::Remote(e)) if e.retryable => Ok(None),
-            Err(PullError::Remote(_)) => {
-                // What it served is gone: so are the offsets of the facts held there.
-                self.inserted.store(0, Ordering::Release);
-                self.lock_holds().reset().into_iter().for_each(RelayHeld::end);
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+        Ok(resumed)
     }
 
     async fn fetcher(
@@ -433,8 +445,9 @@ impl Session {
 
     /// Ends the session's stages with [`PullError::Released`] once holds are to end
     /// ([`Holds::releasable`]): the store has room, or a hop held is linked again. Never while
-    /// nothing is held.
-    async fn until_released(&self) -> Result<(), PullError> {
+    /// nothing is held. A page being stored is let finish first (`inserting`), so that what the
+    /// pulls went through is recorded before they go back.
+    async fn until_released(&self, mut inserting: watch::Receiver<bool>) -> Result<(), PullError> {
         if self.lock_holds().is_empty() {
             return std::future::pending().await;
         }
@@ -443,6 +456,8 @@ impl Session {
             let room = *store.borrow_and_update();
             let releasable = self.lock_holds().releasable(room, &linked.borrow_and_update());
             if let Some(release) = releasable {
+                // The inserter's end (its sender dropped) ends the session anyway.
+                let _ = inserting.wait_for(|inserting| !*inserting).await;
                 return Err(PullError::Released(release));
             }
             let changed = tokio::select! {
@@ -517,9 +532,11 @@ impl Session {
         conn: &Connection,
         mut pages: mpsc::Receiver<FetchResponse>,
         inserted: watch::Sender<u64>,
+        inserting: &watch::Sender<bool>,
         progressed: &AtomicBool,
     ) -> Result<(), PullError> {
         while let Some(page) = pages.recv().await {
+            inserting.send_replace(true);
             let cut = self.insert(conn, page.facts).await?;
             // Cut before a fact whose artifact waits: what came before it is in, and stays so.
             // Nothing from a held fact on counts as inserted: the peer keeps those facts.
@@ -529,6 +546,7 @@ impl Session {
                 holds.went_through(reached);
                 holds.cap(reached)
             };
+            inserting.send_replace(false);
             progressed.store(true, Ordering::Relaxed);
             self.inserted.fetch_max(high, Ordering::AcqRel);
             inserted.send_if_modified(|inserted| {
