@@ -177,13 +177,18 @@ impl<R> Holds<R> {
     /// Whether the fact at `offset` for `to_zone`, pulled again, was taken already: the pulls went
     /// past it, and no hold, on or released, left it at the peer.
     pub(super) fn taken(&self, offset: u64, to_zone: &str) -> bool {
+        // Every fact of every page is asked: a new one (past `passed`) answers at the first test.
+        if offset > self.passed {
+            return false;
+        }
         let zone = |zones: &[String]| zones.iter().any(|z| z == to_zone);
-        let held = self.held.iter().any(|held| offset >= held.from && zone(&held.zones));
-        let left = self
-            .replays
-            .iter()
-            .any(|replay| (replay.from..=replay.upto).contains(&offset) && zone(&replay.zones));
-        offset <= self.passed && !held && !left
+        let held = || self.held.iter().any(|held| offset >= held.from && zone(&held.zones));
+        let left = || {
+            self.replays
+                .iter()
+                .any(|replay| (replay.from..=replay.upto).contains(&offset) && zone(&replay.zones))
+        };
+        !held() && !left()
     }
 }
 
