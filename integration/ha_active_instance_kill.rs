@@ -49,6 +49,11 @@ async fn the_standby_takes_over_from_a_killed_active_instance_and_nothing_is_los
     let killed = Instant::now();
     let second = ha.wait_active(Some(&first), LEASE_TTL + Duration::from_secs(5)).await;
     println!("{second} ready {:?} after {first} was killed", killed.elapsed());
+    // Ready is served at once; the log line is written by the logger's own thread.
+    wait_until(Duration::from_secs(5), "the promotion is logged", || {
+        !event_fields(&ha.cluster, &second, "ha_promoted", "instance").is_empty()
+    })
+    .await;
     assert_eq!(
         event_fields(&ha.cluster, &second, "ha_promoted", "instance"),
         vec![second.clone()],
