@@ -101,13 +101,8 @@ async fn certificates_rotate_without_a_restart_and_bad_ones_are_refused() {
     let expiry = sample(&metrics, "bsfg_certificate_expiry_seconds");
     assert!(expiry.is_some_and(|s| s > 59.0 * 86_400.0), "{expiry:?}");
     assert!(sample(&metrics, "bsfg_cert_reloads_total{result=\"success\"}").is_some_and(|n| n >= 1.0));
-    assert!(logged(
-        &cluster,
-        "enterprise",
-        "cert_reloaded",
-        "trigger",
-        "file_change"
-    ));
+    let reloaded = || logged(&cluster, "enterprise", "cert_reloaded", "trigger", "file_change");
+    wait_until(Duration::from_secs(10), "enterprise logs the reload", reloaded).await;
 
     // The peer sees it on the link's next connection: cycle the link from enterprise's side.
     // Wait for the close to take effect, or the open could race it and the link never cycle;
@@ -229,6 +224,7 @@ async fn a_rotation_that_replaces_the_whole_directory_is_taken() {
         now_presented, before,
         "the node still presents the certificate of the old directory"
     );
-    assert!(logged(&cluster, "plant-a", "cert_reloaded", "trigger", "file_change"));
+    let reloaded = || logged(&cluster, "plant-a", "cert_reloaded", "trigger", "file_change");
+    wait_until(Duration::from_secs(10), "plant-a logs the reload", reloaded).await;
     assert!(events(&cluster, "plant-a", "cert_reload_failed").is_empty());
 }

@@ -52,14 +52,15 @@ async fn a_missing_artifact_restored_as_the_runbook_says_is_delivered() {
         !events(&estate.cluster, "idmz", "artifact_retrieval_failed").is_empty()
     })
     .await;
-    // The sender, which can repair it, says so in its own log.
-    let damaged = events(&estate.cluster, "plant-a", "artifact_damaged");
-    assert!(
-        damaged.iter().any(|e| e["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("42.pdf") && r.contains("is missing"))),
-        "{damaged:?}"
-    );
+    // The sender, which can repair it, says so in its own log (written by its logger thread).
+    wait_until(Duration::from_secs(10), "plant-a logs the missing file", || {
+        events(&estate.cluster, "plant-a", "artifact_damaged").iter().any(|e| {
+            e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("42.pdf") && r.contains("is missing"))
+        })
+    })
+    .await;
     // The link itself is fine: idmz keeps it up and asks again, rather than flapping it (and
     // paging the operator for a link problem) at every try.
     let disconnected = events(&estate.cluster, "idmz", "peer_disconnected").len();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use harness::{
     drill::{Drill, Estate},
-    observe::{metric, wait_until},
+    observe::{events, metric, wait_until},
     traffic::Traffic,
     Cluster,
 };
@@ -42,9 +42,18 @@ async fn a_full_store_buffer_as_the_runbook_shows_it() {
     );
     let drill = Drill::load("buffer-exhaustion");
 
-    wait_until(Duration::from_secs(60), "plant-a refuses appends", || {
-        traffic.errors().iter().any(|e| e.contains("appends are refused"))
-    })
+    // A refusal is answered before it is counted, and logged by the logger thread after the
+    // switch: the step reads all three.
+    wait_until(
+        Duration::from_secs(60),
+        "plant-a refuses appends, counts and logs it",
+        || {
+            let failures = "bsfg_append_failures_total{reason=\"RESOURCE_EXHAUSTED\"}";
+            traffic.errors().iter().any(|e| e.contains("appends are refused"))
+                && metric(&estate.cluster, "plant-a", failures) >= 1.0
+                && !events(&estate.cluster, "plant-a", "appends_rejected").is_empty()
+        },
+    )
     .await;
     let look = estate.run(&drill, "look");
     assert!(
@@ -65,9 +74,14 @@ async fn a_full_store_buffer_as_the_runbook_shows_it() {
     estate.shell("idmz", "systemctl start bsfg");
     estate.wait_ready("idmz").await;
     traffic.consume(estate.cluster.options("idmz"), "idmz", "mes");
-    wait_until(Duration::from_secs(60), "the peer confirms and the fill falls", || {
-        metric(&estate.cluster, "plant-a", FILL) < 70.0
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "the peer confirms, the fill falls and it is logged",
+        || {
+            metric(&estate.cluster, "plant-a", FILL) < 70.0
+                && !events(&estate.cluster, "plant-a", "appends_accepted").is_empty()
+        },
+    )
     .await;
     let look = estate.run(&drill, "look");
     assert!(

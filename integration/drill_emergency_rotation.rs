@@ -159,13 +159,22 @@ async fn a_compromised_node_key_is_revoked_as_the_runbook_says() {
     let reloaded = estate.run(&drill, "distribute");
     assert!(reloaded.contains("CN=idmz"), "{reloaded}");
     refused_at_handshake(&thief).await;
-    wait_until(Duration::from_secs(10), "idmz counts the revoked handshake", || {
-        metric(
-            &estate.cluster,
-            "idmz",
-            "bsfg_tls_handshake_errors_total{reason=\"revoked\"}",
-        ) >= 1.0
-    })
+    // Counted first, then logged by the logger thread: the step reads both.
+    wait_until(
+        Duration::from_secs(10),
+        "idmz counts and logs the revoked handshake",
+        || {
+            let inbound = |e: &serde_json::Value| e["kind"] == "revoked" && e["direction"] == "inbound";
+            metric(
+                &estate.cluster,
+                "idmz",
+                "bsfg_tls_handshake_errors_total{reason=\"revoked\"}",
+            ) >= 1.0
+                && events(&estate.cluster, "idmz", "tls_handshake_failed")
+                    .iter()
+                    .any(inbound)
+        },
+    )
     .await;
     let refused = estate.run(&drill, "refused");
     assert!(refused.contains("inbound"), "{refused}");

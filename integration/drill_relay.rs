@@ -88,15 +88,22 @@ async fn a_relayed_flow_is_followed_and_its_refusals_and_stalls_found_as_the_run
     legs.leg(PLANT_A).blackhole();
     let cut = estate.cluster.wait_gate(IDMZ, PLANT_A, "autonomous", WAIT).await;
     assert!(cut.is_some(), "the DMZ notices the cut plant-a leg");
+    let mut last = 0;
     for i in 0..5 {
         let id = format!("wo-48{i}");
-        enterprise
+        let appended = enterprise
             .append(message(ENTERPRISE, PLANT_A, &id))
             .await
             .expect("append");
+        last = appended.offset;
     }
-    wait_until(WAIT, "the facts wait at the DMZ", || {
+    // The DMZ confirms to the origin after it stores, and the origin's status is a snapshot
+    // refreshed each second: wait for both ends of the first leg, the last fact confirmed.
+    wait_until(WAIT, "the facts wait at the DMZ, taken from the origin", || {
+        let origin = estate.cluster.status(ENTERPRISE);
         estate.cluster.status(IDMZ)["peers"][PLANT_A]["backlog"] == 5
+            && origin["peers"][IDMZ]["frontier"].as_u64() >= Some(last)
+            && origin["routes"][0]["backlog"] == 0
     })
     .await;
     let origin = estate.run(&drill, "stalled-origin");

@@ -13,7 +13,7 @@ use std::time::Duration;
 use harness::{
     disk::Mount,
     drill::{Drill, Estate},
-    observe::wait_until,
+    observe::{events, wait_until},
     padded_message, Cluster,
 };
 
@@ -47,8 +47,9 @@ async fn failing_storage_as_the_runbook_shows_it() {
         }
     }
     assert!(failed, "appends fail once RocksDB cannot open its next log");
-    wait_until(Duration::from_secs(10), "plant-a turns unready", || {
-        estate.cluster.readyz("plant-a") != 200
+    // The log line is written by the logger thread, possibly after the node turned unready.
+    wait_until(Duration::from_secs(10), "plant-a turns unready and logs why", || {
+        estate.cluster.readyz("plant-a") != 200 && !events(&estate.cluster, "plant-a", "storage_failed").is_empty()
     })
     .await;
 

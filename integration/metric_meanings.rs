@@ -78,6 +78,9 @@ async fn consumer_and_call_metrics_follow_what_happens() {
     // Calls by outcome; a refused append has its code.
     let refused = producer.append(message("enterprise", "nowhere", "bad")).await;
     assert!(refused.is_err());
+    // An append's answer goes out before its call is counted.
+    let refusals = "bsfg_rpc_requests_total{code=\"INVALID_ARGUMENT\",operation=\"append_fact\"}";
+    wait_value(&cluster, "enterprise", refusals, |v| v == 1.0).await;
     let text = scrape(&cluster, "enterprise");
     let calls = |code: &str| {
         sample(

@@ -110,6 +110,9 @@ async fn metrics_exist_with_their_types_and_follow_the_node() {
     let refused = bad.expect_err("unknown to_zone is refused").to_string();
     assert!(refused.starts_with("no route to zone nowhere:"), "{refused}");
     client.close().await;
+    // An append's answer goes out before its call is counted; the failure is counted last.
+    let failures = "bsfg_append_failures_total{reason=\"INVALID_ARGUMENT\"}";
+    wait_for(&cluster, "enterprise", failures, |v| v == 1.0).await;
     let text = scrape(&cluster, "enterprise");
     assert_eq!(sample(&text, "bsfg_append_requests_total"), Some(12.0), "{text}");
     assert_eq!(sample(&text, "bsfg_append_latency_seconds_count"), Some(11.0), "{text}");

@@ -53,11 +53,12 @@ async fn a_drained_and_restarted_node_loses_nothing_while_its_peer_keeps_produci
     assert_eq!(exit.code(), Some(0), "SIGTERM after a drain exits 0");
 
     let acked = traffic.history.acked_count("plant-a");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        traffic.history.acked_count("plant-a") > acked + 100,
-        "the peer keeps producing while enterprise is down"
-    );
+    wait_until(
+        Duration::from_secs(20),
+        "the peer keeps producing while enterprise is down",
+        || traffic.history.acked_count("plant-a") > acked + 100,
+    )
+    .await;
     cluster.start("enterprise");
     assert_eq!(http(admin, "GET", "/readyz", None).0, 200, "a restarted node serves");
     assert_eq!(json(&http(admin, "GET", "/v1/status", None).1)["draining"], false);

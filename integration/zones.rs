@@ -99,7 +99,14 @@ async fn facts_reach_only_their_zone_and_each_frontier_moves_alone() {
         let facts = receive(&client, "mes", 100, Duration::from_secs(30)).await;
         assert_eq!(facts.len(), 100, "{up} received its facts while {down} was down");
         client.close().await;
-        tokio::time::sleep(Duration::from_secs(1)).await; // the confirm follows the insert
+        // The confirm follows the insert; the status shows committed cursors only.
+        let up_last = offsets[up][99];
+        observe::wait_until(
+            Duration::from_secs(30),
+            "enterprise committed the up plant's confirm",
+            || cluster.status("enterprise")["peers"][up]["frontier"].as_u64() >= Some(up_last),
+        )
+        .await;
         with_enterprise_stopped(&mut cluster, |cluster| {
             let frontier = frontiers(cluster);
             let (up_last, down_first) = (offsets[up][99], offsets[down][0]);
