@@ -6,7 +6,9 @@
 
 use std::{future::Future, time::Duration};
 
-use bsfg_proto::{CloseCode, ConfirmRequest, FetchHeldRequest, FetchRequest, FetchResponse, Request, Response};
+use bsfg_proto::{
+    CloseCode, ConfirmRequest, FetchHeldRequest, FetchRequest, FetchResponse, FetchedFact, Request, Response,
+};
 use quinn::Connection;
 use rand::{rngs::StdRng, SeedableRng};
 
@@ -86,13 +88,32 @@ impl Session {
         .await
     }
 
+    /// The fact the peer serves at `offset`, if any, at once (a plain fetch of one fact: held
+    /// zones are not left out); repeated while it refuses retryably.
+    pub(super) async fn fact_at(&self, conn: &Connection, offset: u64) -> Result<Option<FetchedFact>, PullError> {
+        let request = Request::Fetch(FetchRequest {
+            consumer: format!("peer:{}", self.config.zone),
+            limit: 1,
+            max_wait_ms: 0,
+            after: Some(offset.saturating_sub(1)),
+        });
+        self.retrying(conn, "fetch_facts", || async {
+            match self.call(conn, &request).await?.response {
+                Response::Fetch(page) => Ok(page.facts.into_iter().find(|fact| fact.offset == offset)),
+                Response::Error(e) => Err(PullError::Remote(e)),
+                _ => Err(PullError::Protocol("fetch")),
+            }
+        })
+        .await
+    }
+
     /// Confirms `offset` to the peer; repeated while it refuses retryably.
     pub(super) async fn confirm(&self, conn: &Connection, offset: u64) -> Result<(), PullError> {
         self.retrying(conn, "confirm_receipt", || self.confirm_once(conn, offset))
             .await
     }
 
-    pub(super) async fn confirm_once(&self, conn: &Connection, offset: u64) -> Result<(), PullError> {
+    async fn confirm_once(&self, conn: &Connection, offset: u64) -> Result<(), PullError> {
         let request = Request::Confirm(ConfirmRequest {
             consumer: format!("peer:{}", self.config.zone),
             offset,

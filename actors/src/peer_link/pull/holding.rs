@@ -10,6 +10,8 @@
 //! zones up to where it had gone ([`Replay`]); the others there were taken already
 //! ([`Holds::taken`]), so they are neither stored nor counted twice.
 
+use bsfg_proto::FetchedFact;
+
 use crate::backpressure::StoreRoom;
 
 /// One hop held, with its report (`R`: the session's `relay_held`, `()` in tests).
@@ -31,6 +33,32 @@ struct Replay {
     upto: u64,
 }
 
+/// A fact a page brought, where the peer served it: on a new connection, the peer serving the
+/// same fact there again proves its offsets up to it name the facts they named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Witness {
+    pub(super) offset: u64,
+    pub(super) from_zone: String,
+    pub(super) message_id: String,
+}
+
+impl Witness {
+    pub(super) fn of(fact: &FetchedFact) -> Self {
+        let envelope = &fact.message.envelope;
+        Self {
+            offset: fact.offset,
+            from_zone: envelope.from_zone.clone(),
+            message_id: envelope.message_id.clone(),
+        }
+    }
+
+    /// Whether `fact` is the one witnessed, where it was.
+    pub(super) fn is(&self, fact: &FetchedFact) -> bool {
+        let envelope = &fact.message.envelope;
+        fact.offset == self.offset && envelope.from_zone == self.from_zone && envelope.message_id == self.message_id
+    }
+}
+
 /// Holds to end: the hops.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Release {
@@ -49,6 +77,8 @@ pub(super) struct Holds<R> {
     /// The highest offset the pulls ever went through: up to it, a fact was taken unless a hold
     /// left it.
     passed: u64,
+    /// The last fact a page brought.
+    witness: Option<Witness>,
 }
 
 impl<R> Default for Holds<R> {
@@ -58,6 +88,7 @@ impl<R> Default for Holds<R> {
             replays: Vec::new(),
             pulled: 0,
             passed: 0,
+            witness: None,
         }
     }
 }
@@ -161,6 +192,39 @@ impl<R> Holds<R> {
             replay.from = replay.from.max(pulled + 1);
         }
         self.replays.retain(|replay| replay.from <= replay.upto);
+    }
+
+    /// A page brought `fact`, its last.
+    pub(super) fn witnessed(&mut self, fact: &FetchedFact) {
+        if self.witness.as_ref().is_none_or(|witness| witness.offset < fact.offset) {
+            self.witness = Some(Witness::of(fact));
+        }
+    }
+
+    /// What to ask a peer on a new connection whose resume point `resumed` it took, if what the
+    /// holds know goes past it: the last fact a page brought, if that is past it too.
+    pub(super) fn witness_past(&self, resumed: u64) -> Option<&Witness> {
+        let past = |witness: &&Witness| witness.offset > resumed;
+        (self.passed > resumed)
+            .then_some(self.witness.as_ref().filter(past))
+            .flatten()
+    }
+
+    /// Forgets what the pulls went through past `known`, up to which the peer's offsets are known
+    /// to name the facts they named (its data may have been replaced by an older copy, whose
+    /// offsets past there name new facts): those are pulled again and taken, or left if held, and
+    /// no hold confirms past `known`. Copies of facts taken before are dropped as duplicates.
+    pub(super) fn known_up_to(&mut self, known: u64) {
+        self.pulled = self.pulled.min(known);
+        self.passed = self.passed.min(known);
+        for replay in &mut self.replays {
+            replay.upto = replay.upto.min(known);
+        }
+        self.replays.retain(|replay| replay.from <= replay.upto);
+        for held in &mut self.held {
+            held.from = held.from.min(known + 1);
+        }
+        self.witness = self.witness.take().filter(|witness| witness.offset <= known);
     }
 
     /// Where a session resumes whose confirmed point is `inserted`: past what the pulls went
@@ -297,6 +361,62 @@ mod tests {
         assert_eq!(holds.resume(0), 19, "back to plant-b's first fact held");
         assert!(holds.taken(50, "plant-a"), "taken again before plant-b's release");
         assert!(!holds.taken(70, "plant-a") && !holds.taken(30, "plant-b"));
+    }
+
+    fn fact(offset: u64, id: &str) -> FetchedFact {
+        let mut fact = FetchedFact {
+            offset,
+            message: bsfg_proto::Message::default(),
+        };
+        fact.message.envelope.from_zone = "enterprise".into();
+        fact.message.envelope.message_id = id.into();
+        fact
+    }
+
+    #[test]
+    fn the_last_fact_a_page_brought_is_asked_for_only_past_the_resume_point() {
+        let mut holds = Holds::default();
+        holds.witnessed(&fact(30, "wo-30"));
+        holds.went_through(30);
+        hold(&mut holds, "plant-a", 31);
+        holds.went_through(80);
+        assert_eq!(holds.witness_past(30), None, "pages of held facts only brought nothing");
+        holds.witnessed(&fact(85, "wo-85"));
+        holds.witnessed(&fact(60, "wo-60"));
+        holds.went_through(90);
+        let witness = holds.witness_past(30).expect("past the resume point").clone();
+        assert!(witness.is(&fact(85, "wo-85")));
+        assert!(!witness.is(&fact(85, "new-1")), "another fact there");
+        assert!(!witness.is(&fact(84, "wo-85")), "elsewhere");
+        assert_eq!(holds.witness_past(90), None, "nothing known past the resume point");
+    }
+
+    #[test]
+    fn what_is_known_past_a_proven_offset_is_forgotten_and_no_hold_confirms_past_it() {
+        let mut holds = Holds::default();
+        holds.went_through(30);
+        hold(&mut holds, "plant-a", 31);
+        holds.went_through(60);
+        hold(&mut holds, "plant-b", 61);
+        holds.went_through(90);
+        holds.release(&Release {
+            hops: vec!["plant-b".into()],
+        });
+        holds.went_through(70);
+        holds.witnessed(&fact(90, "wo-90"));
+
+        holds.known_up_to(50);
+        assert_eq!(holds.resume(30), 50, "pulled again past 50");
+        assert!(holds.taken(45, "plant-b"), "taken before 50");
+        assert!(!holds.taken(55, "plant-b"), "pulled again, as new");
+        assert!(!holds.taken(65, "idmz") && !holds.taken(75, "plant-b"));
+        assert_eq!(holds.witness_past(30), None, "its witness was past 50");
+        assert_eq!(holds.cap(90), 30, "plant-a still held from 31");
+
+        holds.known_up_to(20);
+        assert_eq!(holds.cap(90), 20, "nothing confirmed past what is known");
+        assert!(!holds.taken(25, "idmz"));
+        assert_eq!(holds.first(), Some(("plant-a", 21)));
     }
 
     #[test]

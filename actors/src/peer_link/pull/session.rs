@@ -308,22 +308,24 @@ impl Session {
     /// that as confirmed; from the peer's frontier if there is nothing to resume or the peer
     /// refuses it. A peer refuses an offset its running store did not serve this node (it
     /// restarted, its data was replaced, another HA instance took over): those offsets may name
-    /// facts this node never received.
+    /// facts this node never received, and what the holds know is forgotten. A peer that
+    /// refuses for now (a storage fault there) is asked again, and one that closes the connection
+    /// after its refusal (a standby, a gate closed) ends the session: either way what the holds
+    /// know is kept.
     ///
-    /// What the holds know of the peer's offsets is trusted on a connection only once the peer
-    /// took a resume point on it: until then (nothing to resume, or a retryable refusal) they are
-    /// forgotten, since another peer's offsets would name other facts; the facts taken during
-    /// them come again, and are dropped as duplicates.
+    /// On a new connection, what the holds know past the resume point is kept only up to the
+    /// last fact a page brought, if the peer still serves that fact there ([`Holds::known_up_to`]):
+    /// a peer restored from an older copy of its data took the resume point, yet numbers its
+    /// new facts with offsets the holds went through.
     async fn resume_point(&self, conn: &Connection, checked: &AtomicBool) -> Result<Option<u64>, PullError> {
         let inserted = self.inserted.load(Ordering::Acquire);
         let resumed = match inserted {
             0 => None,
-            inserted => match self.confirm_once(conn, inserted).await {
+            // Asked again while the peer refuses for now; refused for good, or the connection
+            // lost, when it answers so.
+            inserted => match self.confirm(conn, inserted).await {
                 Ok(()) => Some(inserted),
-                // Not now (a storage fault over there): pull from its frontier, duplicates are dropped.
-                Err(PullError::Remote(e)) if e.retryable => None,
                 Err(PullError::Remote(_)) => {
-                    // What it served is gone: so are the offsets of the facts held there.
                     self.inserted.store(0, Ordering::Release);
                     self.lock_holds().reset().into_iter().for_each(RelayHeld::end);
                     None
@@ -331,10 +333,25 @@ impl Session {
                 Err(e) => return Err(e),
             },
         };
-        if !checked.swap(true, Ordering::AcqRel) && resumed.is_none() {
-            self.lock_holds().reset().into_iter().for_each(RelayHeld::end);
+        if !checked.load(Ordering::Acquire) {
+            let known = self.proven(conn, resumed.unwrap_or(0)).await?;
+            self.lock_holds().known_up_to(known);
+            checked.store(true, Ordering::Release);
         }
         Ok(resumed)
+    }
+
+    /// How far the peer's offsets are known to name what they named: up to `resumed`, which it
+    /// took, or up to the last fact a page brought past it, if the peer serves that fact there.
+    async fn proven(&self, conn: &Connection, resumed: u64) -> Result<u64, PullError> {
+        let Some(witness) = self.lock_holds().witness_past(resumed).cloned() else {
+            return Ok(resumed);
+        };
+        let served = self.fact_at(conn, witness.offset).await?;
+        Ok(match served {
+            Some(fact) if witness.is(&fact) => witness.offset,
+            _ => resumed,
+        })
     }
 
     async fn fetcher(
@@ -537,6 +554,9 @@ impl Session {
     ) -> Result<(), PullError> {
         while let Some(page) = pages.recv().await {
             inserting.send_replace(true);
+            if let Some(last) = page.facts.last() {
+                self.lock_holds().witnessed(last);
+            }
             let cut = self.insert(conn, page.facts).await?;
             // Cut before a fact whose artifact waits: what came before it is in, and stays so.
             // Nothing from a held fact on counts as inserted: the peer keeps those facts.
