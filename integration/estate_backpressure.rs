@@ -364,6 +364,8 @@ async fn an_origin_restored_from_an_older_copy_during_a_hold_loses_no_new_fact()
         new,
         "every new fact for plant-b, once, in order"
     );
+    // Not refused and forgotten: the restored origin took the resume point, the hold went on.
+    assert_eq!(held(&cluster, PLANT_A), 1, "plant-a was held once, throughout");
 
     cluster.start(PLANT_A);
     assert_received(&cluster, PLANT_A, &for_a, "every fact for plant-a, once, in order").await;

@@ -265,8 +265,11 @@ impl Handler<PeerFetch> for StoreBuffer {
         let fetch = long_poll::fetch(&self.journal, cursor, msg.page, self.config.max_frame_bytes / 2);
         Box::pin(fetch.into_actor(self).map(move |served, actor, _| {
             if let Ok(served) = &served {
+                // An empty page after an `after` past the store's end is complete up to that
+                // `after`: never taken as served what the store does not hold.
+                let stored = *actor.journal.store_high().borrow();
                 let high = actor.served.entry(msg.peer).or_default();
-                *high = (*high).max(served.page.high_offset);
+                *high = (*high).max(served.page.high_offset.min(stored));
             }
             served
         }))

@@ -113,7 +113,7 @@ impl Session {
             .await
     }
 
-    async fn confirm_once(&self, conn: &Connection, offset: u64) -> Result<(), PullError> {
+    pub(super) async fn confirm_once(&self, conn: &Connection, offset: u64) -> Result<(), PullError> {
         let request = Request::Confirm(ConfirmRequest {
             consumer: format!("peer:{}", self.config.zone),
             offset,

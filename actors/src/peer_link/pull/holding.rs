@@ -412,11 +412,19 @@ mod tests {
         assert!(!holds.taken(65, "idmz") && !holds.taken(75, "plant-b"));
         assert_eq!(holds.witness_past(30), None, "its witness was past 50");
         assert_eq!(holds.cap(90), 30, "plant-a still held from 31");
+    }
 
-        holds.known_up_to(20);
-        assert_eq!(holds.cap(90), 20, "nothing confirmed past what is known");
-        assert!(!holds.taken(25, "idmz"));
-        assert_eq!(holds.first(), Some(("plant-a", 21)));
+    #[test]
+    fn a_hold_from_past_what_is_proven_holds_from_just_after_it() {
+        let mut holds = Holds::default();
+        holds.went_through(60);
+        hold(&mut holds, "plant-b", 61);
+        holds.went_through(90);
+        holds.known_up_to(50);
+        assert_eq!(holds.cap(90), 50, "nothing confirmed past what is known");
+        assert_eq!(holds.first(), Some(("plant-b", 51)));
+        assert!(!holds.taken(55, "idmz") && !holds.taken(55, "plant-b"), "pulled again");
+        assert!(holds.taken(45, "idmz"), "taken before what is known");
     }
 
     #[test]

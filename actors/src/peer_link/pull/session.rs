@@ -309,9 +309,7 @@ impl Session {
     /// refuses it. A peer refuses an offset its running store did not serve this node (it
     /// restarted, its data was replaced, another HA instance took over): those offsets may name
     /// facts this node never received, and what the holds know is forgotten. A peer that
-    /// refuses for now (a storage fault there) is asked again, and one that closes the connection
-    /// after its refusal (a standby, a gate closed) ends the session: either way what the holds
-    /// know is kept.
+    /// refuses it for now (a storage fault there) is pulled from its frontier.
     ///
     /// On a new connection, what the holds know past the resume point is kept only up to the
     /// last fact a page brought, if the peer still serves that fact there ([`Holds::known_up_to`]):
@@ -321,10 +319,11 @@ impl Session {
         let inserted = self.inserted.load(Ordering::Acquire);
         let resumed = match inserted {
             0 => None,
-            // Asked again while the peer refuses for now; refused for good, or the connection
-            // lost, when it answers so.
-            inserted => match self.confirm(conn, inserted).await {
+            inserted => match self.confirm_once(conn, inserted).await {
                 Ok(()) => Some(inserted),
+                // Not now (a storage fault over there): pulled from its frontier, duplicates
+                // dropped; what the holds know is kept as far as the witness proves it.
+                Err(PullError::Remote(e)) if e.retryable => None,
                 Err(PullError::Remote(_)) => {
                     self.inserted.store(0, Ordering::Release);
                     self.lock_holds().reset().into_iter().for_each(RelayHeld::end);
