@@ -290,13 +290,15 @@ impl Session {
         let fetch_from = start.map(|inserted| self.lock_holds().resume(inserted));
         let (pages_tx, pages_rx) = mpsc::channel(PIPELINE_DEPTH);
         let (inserted_tx, inserted_rx) = watch::channel(start.unwrap_or(0));
-        // Whether the inserter is storing a page: a release waits for it to be recorded.
+        // Whether the inserter is storing a page: a release waits for it to be recorded. Once a
+        // release is due (`releasing`), the inserter takes no further page.
         let (inserting_tx, inserting_rx) = watch::channel(false);
+        let releasing = AtomicBool::new(false);
         let stages = tokio::try_join!(
             self.fetcher(conn, pages_tx, fetch_from),
-            self.inserter(conn, pages_rx, inserted_tx, &inserting_tx, progressed),
+            self.inserter(conn, pages_rx, inserted_tx, (&inserting_tx, &releasing), progressed),
             self.confirmer(conn, inserted_rx),
-            self.until_released(inserting_rx),
+            self.until_released(inserting_rx, &releasing),
         );
         match stages {
             Err(e) => e,
@@ -463,7 +465,11 @@ impl Session {
     /// ([`Holds::releasable`]): the store has room, or a hop held is linked again. Never while
     /// nothing is held. A page being stored is let finish first (`inserting`), so that what the
     /// pulls went through is recorded before they go back.
-    async fn until_released(&self, mut inserting: watch::Receiver<bool>) -> Result<(), PullError> {
+    async fn until_released(
+        &self,
+        mut inserting: watch::Receiver<bool>,
+        releasing: &AtomicBool,
+    ) -> Result<(), PullError> {
         if self.lock_holds().is_empty() {
             return std::future::pending().await;
         }
@@ -472,7 +478,9 @@ impl Session {
             let room = *store.borrow_and_update();
             let releasable = self.lock_holds().releasable(room, &linked.borrow_and_update());
             if let Some(release) = releasable {
-                // The inserter's end (its sender dropped) ends the session anyway.
+                // The inserter stops between pages, so a busy one is waited for one page at
+                // most; its end (its sender dropped) ends the session anyway.
+                releasing.store(true, Ordering::Release);
                 let _ = inserting.wait_for(|inserting| !*inserting).await;
                 return Err(PullError::Released(release));
             }
@@ -548,10 +556,17 @@ impl Session {
         conn: &Connection,
         mut pages: mpsc::Receiver<FetchResponse>,
         inserted: watch::Sender<u64>,
-        inserting: &watch::Sender<bool>,
+        (inserting, releasing): (&watch::Sender<bool>, &AtomicBool),
         progressed: &AtomicBool,
     ) -> Result<(), PullError> {
-        while let Some(page) = pages.recv().await {
+        loop {
+            if releasing.load(Ordering::Acquire) {
+                // A release is due: the session ends once `until_released` sees this idle.
+                return std::future::pending().await;
+            }
+            let Some(page) = pages.recv().await else {
+                return Ok(());
+            };
             inserting.send_replace(true);
             if let Some(last) = page.facts.last() {
                 self.lock_holds().witnessed(last);
@@ -577,7 +592,6 @@ impl Session {
                 return Err(failure);
             }
         }
-        Ok(())
     }
 
     async fn confirmer(&self, conn: &Connection, mut inserted: watch::Receiver<u64>) -> Result<(), PullError> {
