@@ -6,7 +6,7 @@
 //! from a snapshot, and a consumer's cursor may have been rewound since: a forward fact planned
 //! as confirmed is deleted only while every consumer's cursor is still at or past it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::storage::{Batch, DeleteReason, ForwardDelete, Index, Log, Storage, StoreDelete, Usage};
 
@@ -30,23 +30,34 @@ impl DeletePlan {
     }
 }
 
-/// Adds the still-valid part of `plan` to `batch`, updates `usage`, and returns that part;
-/// `consumed` is the forward offset every consumer has confirmed now.
+/// What is confirmed when a plan is applied, which may be more than when it was planned.
+#[derive(Debug, Default)]
+pub(super) struct Confirmed {
+    /// The forward offset every consumer has confirmed.
+    pub(super) consumed: u64,
+    /// Each peer's frontier, for the peers whose store facts are to be deleted.
+    pub(super) frontiers: HashMap<String, u64>,
+}
+
+/// Adds the still-valid part of `plan` to `batch`, updates `usage`, and returns that part. A
+/// fact planned as a loss (dropped, expired) that is confirmed now is deleted as a trim, not
+/// counted as lost: a store fact's id then stays in the dedupe window as after any trim.
 pub(super) fn apply(
     storage: &dyn Storage,
     plan: DeletePlan,
-    consumed: u64,
+    confirmed: &Confirmed,
     usage: &mut Usage,
     batch: &mut Batch,
 ) -> Result<DeletePlan, JournalError> {
-    let store = apply_store(storage, plan.store, usage, batch)?;
-    let forward = apply_forward(storage, plan.forward, consumed, usage, batch)?;
+    let store = apply_store(storage, plan.store, &confirmed.frontiers, usage, batch)?;
+    let forward = apply_forward(storage, plan.forward, confirmed.consumed, usage, batch)?;
     Ok(DeletePlan { store, forward })
 }
 
 fn apply_store(
     storage: &dyn Storage,
     deletes: Vec<StoreDelete>,
+    frontiers: &HashMap<String, u64>,
     usage: &mut Usage,
     batch: &mut Batch,
 ) -> Result<Vec<StoreDelete>, JournalError> {
@@ -54,7 +65,17 @@ fn apply_store(
     let sizes = storage.log_sizes(Log::Store, &offsets)?;
     let mut taken: HashSet<u64> = batch.store_deletes.iter().map(|d| d.offset).collect();
     let mut applied = Vec::new();
-    for (delete, size) in deletes.into_iter().zip(sizes) {
+    for (mut delete, size) in deletes.into_iter().zip(sizes) {
+        if frontiers
+            .get(&delete.peer)
+            .is_some_and(|frontier| delete.offset <= *frontier)
+        {
+            delete.reason = match delete.reason {
+                DeleteReason::Dropped => DeleteReason::Reclaimed,
+                DeleteReason::Expired => DeleteReason::Confirmed,
+                other => other,
+            };
+        }
         // A dedupe-window entry is left whatever remains of its fact: its log entry is gone (or
         // its id was stored again under a new offset after a drop, which storage checks).
         let forgotten = delete.reason == DeleteReason::Forgotten;
@@ -94,6 +115,10 @@ fn apply_forward(
     let mut applied = Vec::new();
     for (mut delete, size) in deletes.into_iter().zip(sizes) {
         delete.log &= size.is_some();
+        if delete.log && delete.reason == DeleteReason::Expired && delete.offset <= consumed {
+            // Expired when planned, but every consumer confirmed it since: a trim, not a loss.
+            delete.reason = DeleteReason::Confirmed;
+        }
         if delete.window {
             let owner = owners.next().flatten();
             delete.window = owner.is_some_and(|o| o.offset == delete.offset);

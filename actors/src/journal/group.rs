@@ -188,14 +188,14 @@ impl Writer {
             plan.batch.gates.push((peer, closed));
             plan.gates.push(reply);
         }
-        let consumed = match group.deletes.is_empty() {
-            true => 0,
-            false => self.confirmed_by_consumers(plan),
+        let confirmed = match group.deletes.is_empty() {
+            true => delete::Confirmed::default(),
+            false => self.confirmed_now(&group.deletes, plan),
         };
         for (deletes, reply) in group.deletes {
             let storage = self.shared.storage.as_ref();
             let applied = unless_failed(&mut planned, || {
-                delete::apply(storage, deletes, consumed, &mut self.usage, &mut plan.batch)
+                delete::apply(storage, deletes, &confirmed, &mut self.usage, &mut plan.batch)
             });
             plan.deletes.push((reply, applied));
         }
@@ -350,6 +350,23 @@ impl Writer {
             .iter()
             .filter(|(key, _)| !plan.removed.contains(*key) && !plan.cursors.contains_key(*key));
         CursorKey::consumed(committed.chain(plan.cursors.iter()))
+    }
+
+    /// What is confirmed as this group leaves the cursors: by every consumer, and by each peer
+    /// whose facts `deletes` would delete. Deletions are planned from an earlier snapshot.
+    fn confirmed_now(&self, deletes: &[(DeletePlan, Reply<DeletePlan>)], plan: &Plan) -> delete::Confirmed {
+        let peers: HashSet<&str> = deletes
+            .iter()
+            .flat_map(|(deletes, _)| deletes.store.iter().map(|d| d.peer.as_str()))
+            .collect();
+        let frontier = |peer: &str| {
+            let cursor = self.planned_cursor(&CursorKey::Peer(peer.to_owned()), plan);
+            (peer.to_owned(), cursor.unwrap_or(0))
+        };
+        delete::Confirmed {
+            consumed: self.confirmed_by_consumers(plan),
+            frontiers: peers.into_iter().map(frontier).collect(),
+        }
     }
 
     /// A cursor as this group leaves it so far (`None`: unknown or removed).

@@ -266,6 +266,81 @@ async fn a_deletion_planned_before_a_rewind_keeps_what_the_rewind_delivers_again
     assert_eq!(kept, [3, 4], "what the rewind promised is still there");
 }
 
+#[tokio::test]
+async fn store_facts_the_peer_confirmed_after_their_drop_was_planned_are_trimmed_not_lost() {
+    let fixture = Fixture::open(JournalConfig::default());
+    for id in ["a", "b", "c", "d"] {
+        append(&fixture, id).await.expect("append");
+    }
+    // A drop planned from the cursors of this moment: nothing confirmed, the oldest three go.
+    let loss = |offset: u64, id: &str, reason: DeleteReason| StoreDelete {
+        reason,
+        ..store_delete(offset, id)
+    };
+    let plan = DeletePlan {
+        store: vec![
+            loss(1, "a", DeleteReason::Dropped),
+            loss(2, "b", DeleteReason::Expired),
+            loss(3, "c", DeleteReason::Dropped),
+        ],
+        forward: Vec::new(),
+    };
+    // Before it is applied, the peer confirms the first two.
+    let peer = CursorKey::Peer("enterprise".into());
+    fixture.journal.confirm(peer, 2).await.expect("confirm");
+    let applied = fixture.journal.delete(plan).await.expect("delete");
+    let reasons: Vec<(u64, DeleteReason)> = applied.store.iter().map(|d| (d.offset, d.reason)).collect();
+    assert_eq!(
+        reasons,
+        [
+            (1, DeleteReason::Reclaimed),
+            (2, DeleteReason::Confirmed),
+            (3, DeleteReason::Dropped)
+        ],
+        "only what the peer did not confirm is a loss"
+    );
+    let again = append(&fixture, "a").await.expect("append again");
+    assert_eq!(
+        again, 1,
+        "a reclaimed fact's id stays in the dedupe window: a duplicate"
+    );
+}
+
+#[tokio::test]
+async fn a_fact_confirmed_after_its_expiry_was_planned_is_trimmed_not_lost() {
+    let fixture = Fixture::open(JournalConfig::default());
+    let ids = ["a", "b", "c", "d"];
+    fixture
+        .journal
+        .insert(page("enterprise", 1, &ids))
+        .await
+        .expect("insert");
+    let mes = || CursorKey::Consumer("mes".into());
+    fixture.journal.confirm(mes(), 2).await.expect("confirm");
+    // A sweep planned from the cursors of this moment: 3 and 4 are past retention, unconfirmed.
+    let expired = |offset: u64| ForwardDelete {
+        offset,
+        from_zone: "enterprise".into(),
+        message_id: ids[offset as usize - 1].into(),
+        reason: DeleteReason::Expired,
+        log: true,
+        window: false,
+    };
+    let plan = DeletePlan {
+        store: Vec::new(),
+        forward: (3..=4).map(expired).collect(),
+    };
+    // Before it is applied, the consumer confirms 3.
+    fixture.journal.confirm(mes(), 3).await.expect("confirm");
+    let applied = fixture.journal.delete(plan).await.expect("delete");
+    let reasons: Vec<(u64, DeleteReason)> = applied.forward.iter().map(|d| (d.offset, d.reason)).collect();
+    assert_eq!(
+        reasons,
+        [(3, DeleteReason::Confirmed), (4, DeleteReason::Expired)],
+        "only what no consumer confirmed is a loss"
+    );
+}
+
 /// Each outcome as `offset`, `offset` + `d` for a duplicate, `exists@offset` or `full`.
 fn outcomes(results: &[Result<bsfg_proto::AppendResponse, JournalError>]) -> Vec<String> {
     results
