@@ -137,10 +137,14 @@ async fn accept(incoming: quinn::Incoming, ctx: Arc<Context>) {
     serve_calls(conn, Arc::new(caller), Direction::Inbound, ctx).await;
 }
 
-/// Hands a peer's connection to its link, unless an operator closed the peer's gate.
+/// Hands a peer's connection to its link, unless an operator closed the peer's gate: then it is
+/// closed at once, saying why, and the peer dials again later. Kept open, it was never handed to
+/// the link once the gate opened, and the peer, whose calls passed from then on, had no reason
+/// to dial again: a link whose own side does not dial stayed one-way.
 fn offer(zone: &str, conn: &Connection, remote: SocketAddr, deps: &RpcDeps) {
     if deps.switches.is_closed(zone) {
         deps.telemetry.emit(PeerRefused { peer: zone, remote });
+        conn.close(CloseCode::GateClosed.code().into(), CLOSED_BY_OPERATOR.as_bytes());
         return;
     }
     deps.telemetry.emit(PeerConnected {
