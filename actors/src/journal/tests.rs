@@ -209,7 +209,6 @@ async fn consumer_cursors_are_rewound_and_removed_durably() {
         .insert(page("enterprise", 1, &["x", "y", "z"]))
         .await
         .expect("insert");
-    let mes = || CursorKey::Consumer("mes".into());
     fixture.journal.confirm(mes(), 3).await.expect("confirm");
 
     let forward = fixture.journal.rewind(mes(), 4).await.expect_err("forward");
@@ -232,29 +231,47 @@ async fn consumer_cursors_are_rewound_and_removed_durably() {
     assert_eq!(stranger.map_err(|e| RpcError::from(e).code), Err(ErrorCode::NotFound));
 }
 
-#[tokio::test]
-async fn a_deletion_planned_before_a_rewind_keeps_what_the_rewind_delivers_again() {
+/// The ids of the four forward facts [`forward_of_four`] inserts.
+const FOUR: [&str; 4] = ["a", "b", "c", "d"];
+
+fn mes() -> CursorKey {
+    CursorKey::Consumer("mes".into())
+}
+
+/// A journal whose forward buffer holds [`FOUR`] from enterprise at offsets 1 to 4, consumer
+/// `mes` at `cursor`.
+async fn forward_of_four(cursor: u64) -> Fixture {
     let fixture = Fixture::open(JournalConfig::default());
-    let ids = ["a", "b", "c", "d"];
     fixture
         .journal
-        .insert(page("enterprise", 1, &ids))
+        .insert(page("enterprise", 1, &FOUR))
         .await
         .expect("insert");
-    let mes = || CursorKey::Consumer("mes".into());
-    fixture.journal.confirm(mes(), 4).await.expect("confirm");
-    // A trim planned from the cursors of this moment: every fact is confirmed.
-    let confirmed = |offset: u64| ForwardDelete {
+    fixture.journal.confirm(mes(), cursor).await.expect("confirm");
+    fixture
+}
+
+/// The deletion of forward fact `offset` of [`forward_of_four`]'s, for `reason`.
+fn forward_delete(offset: u64, reason: DeleteReason) -> ForwardDelete {
+    ForwardDelete {
         offset,
         from_zone: "enterprise".into(),
-        message_id: ids[offset as usize - 1].into(),
-        reason: DeleteReason::Confirmed,
+        message_id: FOUR[offset as usize - 1].into(),
+        reason,
         log: true,
         window: false,
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_deletion_planned_before_a_rewind_keeps_what_the_rewind_delivers_again() {
+    let fixture = forward_of_four(4).await;
+    // A trim planned from the cursors of this moment: every fact is confirmed.
     let plan = DeletePlan {
         store: Vec::new(),
-        forward: (1..=4).map(confirmed).collect(),
+        forward: (1..=4)
+            .map(|offset| forward_delete(offset, DeleteReason::Confirmed))
+            .collect(),
     };
     // Before it is applied, the consumer is rewound to 2: 3 and 4 are to be delivered again.
     fixture.journal.rewind(mes(), 2).await.expect("rewind");
@@ -308,27 +325,13 @@ async fn store_facts_the_peer_confirmed_after_their_drop_was_planned_are_trimmed
 
 #[tokio::test]
 async fn a_fact_confirmed_after_its_expiry_was_planned_is_trimmed_not_lost() {
-    let fixture = Fixture::open(JournalConfig::default());
-    let ids = ["a", "b", "c", "d"];
-    fixture
-        .journal
-        .insert(page("enterprise", 1, &ids))
-        .await
-        .expect("insert");
-    let mes = || CursorKey::Consumer("mes".into());
-    fixture.journal.confirm(mes(), 2).await.expect("confirm");
+    let fixture = forward_of_four(2).await;
     // A sweep planned from the cursors of this moment: 3 and 4 are past retention, unconfirmed.
-    let expired = |offset: u64| ForwardDelete {
-        offset,
-        from_zone: "enterprise".into(),
-        message_id: ids[offset as usize - 1].into(),
-        reason: DeleteReason::Expired,
-        log: true,
-        window: false,
-    };
     let plan = DeletePlan {
         store: Vec::new(),
-        forward: (3..=4).map(expired).collect(),
+        forward: (3..=4)
+            .map(|offset| forward_delete(offset, DeleteReason::Expired))
+            .collect(),
     };
     // Before it is applied, the consumer confirms 3.
     fixture.journal.confirm(mes(), 3).await.expect("confirm");

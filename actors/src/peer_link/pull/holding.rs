@@ -38,12 +38,12 @@ struct Replay {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Witness {
     pub(super) offset: u64,
-    pub(super) from_zone: String,
-    pub(super) message_id: String,
+    from_zone: String,
+    message_id: String,
 }
 
 impl Witness {
-    pub(super) fn of(fact: &FetchedFact) -> Self {
+    fn of(fact: &FetchedFact) -> Self {
         let envelope = &fact.message.envelope;
         Self {
             offset: fact.offset,
