@@ -238,10 +238,10 @@ impl Session {
         let (mut room_wait, mut artifact_wait) = (ROOM_WAIT, ARTIFACT_WAIT);
         // This connection's peer may be of another version than the last one's, or another peer.
         self.held_refused.store(false, Ordering::Relaxed);
-        let checked = AtomicBool::new(false);
+        let mut checked = false;
         loop {
             let pulled = self.lock_holds().pulled();
-            let failed = self.stages(conn, progressed, &checked).await;
+            let failed = self.stages(conn, progressed, &mut checked).await;
             if self.lock_holds().pulled() != pulled {
                 (room_wait, artifact_wait) = (ROOM_WAIT, ARTIFACT_WAIT);
             }
@@ -281,7 +281,7 @@ impl Session {
     }
 
     /// One run of the three stages, from where the last one inserted up to.
-    async fn stages(&self, conn: &Connection, progressed: &AtomicBool, checked: &AtomicBool) -> PullError {
+    async fn stages(&self, conn: &Connection, progressed: &AtomicBool, checked: &mut bool) -> PullError {
         let start = match self.resume_point(conn, checked).await {
             Ok(start) => start,
             Err(e) => return e,
@@ -317,7 +317,7 @@ impl Session {
     /// last fact a page brought, if the peer still serves that fact there ([`Holds::known_up_to`]):
     /// a peer restored from an older copy of its data took the resume point, yet numbers its
     /// new facts with offsets the holds went through.
-    async fn resume_point(&self, conn: &Connection, checked: &AtomicBool) -> Result<Option<u64>, PullError> {
+    async fn resume_point(&self, conn: &Connection, checked: &mut bool) -> Result<Option<u64>, PullError> {
         let inserted = self.inserted.load(Ordering::Acquire);
         let resumed = match inserted {
             0 => None,
@@ -334,10 +334,10 @@ impl Session {
                 Err(e) => return Err(e),
             },
         };
-        if !checked.load(Ordering::Acquire) {
+        if !*checked {
             let known = self.proven(conn, resumed.unwrap_or(0)).await?;
             self.lock_holds().known_up_to(known);
-            checked.store(true, Ordering::Release);
+            *checked = true;
         }
         Ok(resumed)
     }
